@@ -1,0 +1,64 @@
+"""`make demo`: serve examples/iris-onnx, send one prediction, print it, keep serving until Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "iris-onnx"
+HOST = os.environ.get("INFERD_HOST", "127.0.0.1")
+PORT = int(os.environ.get("INFERD_PORT", "8888"))
+BASE = f"http://{HOST}:{PORT}"
+
+
+def wait_ready(server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"demo: inferd serve exited with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{BASE}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    server.send_signal(signal.SIGINT)
+    sys.exit("demo: the API did not become ready within a minute")
+
+
+def main() -> None:
+    inferd = Path(sys.executable).parent / "inferd"
+    server = subprocess.Popen([str(inferd), "serve", str(EXAMPLE), "--host", HOST, "--port", str(PORT)])
+    try:
+        wait_ready(server)
+        sample = (EXAMPLE / "sample.json").read_bytes()
+        request = urllib.request.Request(
+            f"{BASE}/iris/classifier", data=sample, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+        print()
+        print(f"sample.json: {json.dumps(json.loads(sample))}")
+        print(f"prediction:  {json.dumps(answer)}")
+        print()
+        print("Try it yourself:")
+        print(f"  curl -X POST -H 'Content-Type: application/json' -d @{EXAMPLE.relative_to(ROOT)}/sample.json "
+              f"{BASE}/iris/classifier")
+        print("Serving until Ctrl-C.")
+        server.wait()
+    except KeyboardInterrupt:
+        # The terminal sent SIGINT to inferd as well: it drains and exits on its own.
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""``inferd``: the click group, and the one place where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from inferd import __version__
+from inferd.errors import InferdError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8888
+
+
+class InferdGroup(click.Group):
+    """Turns ``InferdError`` into one sentence on stderr and its exit code; never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except InferdError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=InferdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="inferd")
+def cli() -> None:
+    """Deploy machine-learning models as web APIs.
+
+    A project folder holds a cortex.yaml (or inferd.yaml), the models and optional request
+    handlers. Cortex v0.10 projects run unchanged.
+
+    \b
+    Examples:
+      inferd serve examples/iris-onnx          # serve in the foreground
+      curl -X POST -d @examples/iris-onnx/sample.json http://127.0.0.1:8888/iris/classifier
+    """
+
+
+@cli.command()
+@click.argument("project_dir", default=".", type=click.Path(path_type=Path))
+@click.option("--host", default=lambda: os.environ.get("INFERD_HOST", DEFAULT_HOST), show_default="127.0.0.1",
+              help="Address to listen on (INFERD_HOST).")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("INFERD_PORT", DEFAULT_PORT)),
+              show_default="8888", help="Port to listen on (INFERD_PORT).")
+@click.option("--grace", type=float, default=30.0, show_default=True,
+              help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM.")
+def serve(project_dir: Path, host: str, port: int, grace: float) -> None:
+    """Serve a project's APIs in the foreground until Ctrl-C.
+
+    Each API gets its replicas (compute.init_replicas, default min_replicas); each replica
+    loads the model and handler once and answers one request at a time.
+
+    \b
+    Examples:
+      inferd serve examples/iris-onnx
+      inferd serve . --port 9000
+    """
+    import uvloop
+
+    from inferd.config.load import load_project
+    from inferd.operator.serve import serve_project
+
+    project = load_project(project_dir)
+    try:
+        code = uvloop.run(serve_project(project, host, port, grace))
+    except OSError as exc:
+        raise InferdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("project_dir", default=".", type=click.Path(path_type=Path))
+def validate(project_dir: Path) -> None:
+    """Check a project's configuration and files without serving it.
+
+    \b
+    Example:
+      inferd validate examples/iris-onnx
+    """
+    from inferd.config.load import load_project
+
+    project = load_project(project_dir)
+    for config in project.apis:
+        click.echo(f"api '{config.name}': {config.api.model_format} at {config.endpoint}")
+    click.echo(f"{project.config_file.name} is valid")
+
+
+@cli.command()
+def version() -> None:
+    """Print the version of inferd."""
+    click.echo(f"inferd {__version__}")
+
+
+def main() -> None:
+    cli(prog_name="inferd")

@@ -1,0 +1,53 @@
+"""JSON in and out of the data path: orjson, numpy-aware, with one readable error for bad input."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+import orjson
+
+from inferd.errors import InputError
+
+OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, np.ndarray):  # non-contiguous, object or exotic dtypes
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(raw).decode("ascii")}
+    if isinstance(value, set | frozenset):
+        return list(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(value: Any) -> bytes:
+    """Encode a handler's result (numpy arrays and scalars included) as JSON bytes."""
+    return orjson.dumps(value, default=_fallback, option=OPTIONS)
+
+
+def loads(body: bytes) -> Any:
+    """Decode a request body; ``InputError`` (400) when it is not JSON."""
+    if not body.strip():
+        raise InputError("malformed JSON: the request body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc}") from None
+
+
+def error_body(message: str, kind: str | None = None) -> bytes:
+    """The JSON body of an error response: ``{"error": message}``."""
+    if kind is None:
+        return orjson.dumps({"error": message})
+    return orjson.dumps({"error": message, "type": kind})

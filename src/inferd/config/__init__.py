@@ -1,0 +1,1 @@
+"""Project configuration: cortex.yaml / inferd.yaml -> typed, validated objects."""

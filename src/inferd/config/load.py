@@ -1,0 +1,165 @@
+"""Read ``cortex.yaml`` / ``inferd.yaml``: safe YAML with the line of every value remembered.
+
+This is the only module that reads YAML. Errors name the file, the line and the field path,
+e.g. ``cortex.yaml:14: api 'classifier': compute.min_replicas: must be >= 1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from inferd.config.schema import Api, Deployment, FieldError, Project, check_project
+from inferd.errors import ConfigError
+
+CONFIG_NAMES = ("cortex.yaml", "inferd.yaml", "cortex.yml", "inferd.yml")
+
+Location = tuple[str | int, ...]
+
+
+def find_config(project_dir: Path) -> Path:
+    """The config file of a project folder (``cortex.yaml`` first, then ``inferd.yaml``)."""
+    if project_dir.is_file():
+        return project_dir
+    if not project_dir.is_dir():
+        raise ConfigError(f"{project_dir}: no such project folder")
+    for name in CONFIG_NAMES:
+        candidate = project_dir / name
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{project_dir}: no cortex.yaml or inferd.yaml in this folder")
+
+
+def load_project(path: Path | str) -> Project:
+    """Read and validate a project (a folder, or its config file). Raises ``ConfigError``."""
+    config_file = find_config(Path(path).resolve())
+    name = config_file.name
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read the file: {exc}") from exc
+    data, lines = parse_yaml(text, name)
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise ConfigError(
+            f"{name}:{lines.get((), 1)}: the file must contain a list of maps "
+            "(each with a 'kind': deployment or api)"
+        )
+    deployments: list[tuple[int, Deployment]] = []
+    apis: list[tuple[int, Api]] = []
+    for index, item in enumerate(data):
+        kind = item.get("kind")
+        where = f"{name}:{lines.get((index,), 1)}"
+        model: type[Deployment] | type[Api]
+        if kind == "deployment":
+            model, label = Deployment, "deployment"
+        elif kind == "api":
+            model = Api
+            label = f"api '{item['name']}'" if isinstance(item.get("name"), str) else "api"
+        elif kind is None:
+            raise ConfigError(f"{where}: resource {index + 1} has no 'kind' (deployment or api)")
+        else:
+            raise ConfigError(f"{where}: kind: unknown kind {kind!r} (expected deployment or api)")
+        try:
+            resource = model.model_validate(item)
+        except ValidationError as exc:
+            raise _config_error(exc, name, label, (index,), lines) from None
+        if isinstance(resource, Deployment):
+            deployments.append((index, resource))
+        else:
+            apis.append((index, resource))
+    try:
+        return check_project(config_file, deployments, apis)
+    except FieldError as exc:
+        line = lines.get(exc.location, lines.get(exc.location[:1], 1))
+        raise ConfigError(f"{name}:{line}: {exc.message}") from None
+
+
+def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
+    """Parse YAML safely; return the data and a map from each value's path to its line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[Location, int] = {}
+        data = _build(loader, node, (), lines) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError(f"{name}:{line}: invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Location, lines: dict[Location, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a scalar")
+            if key in result:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            result[key] = _build(loader, value_node, (*path, str(key)), lines)
+            lines[(*path, str(key))] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, child, (*path, i), lines) for i, child in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+_MESSAGES: dict[str, str] = {
+    "missing": "required field is missing",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a map",
+    "model_type": "must be a map",
+    "list_type": "must be a list",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+}
+
+
+def _config_error(
+    exc: ValidationError, name: str, label: str, base: Location, lines: dict[Location, int]
+) -> ConfigError:
+    error = exc.errors(include_url=False)[0]
+    loc: Location = tuple(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind in _MESSAGES:
+        message = _MESSAGES[kind]
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+              "less_than": "<"}[kind]
+        bound = next(iter(ctx.values()), "?")
+        message = f"must be {op} {bound}"
+    elif kind == "literal_error":
+        message = f"must be one of {ctx.get('expected', '')}"
+    elif kind == "value_error":
+        message = str(ctx.get("error", error["msg"]))
+    else:
+        message = error["msg"]
+    field = ".".join(str(part) for part in loc)
+    full = (*base, *(str(p) if isinstance(p, str) else p for p in loc))
+    line = 1
+    for cut in range(len(full), -1, -1):
+        if full[:cut] in lines:
+            line = lines[full[:cut]]
+            break
+    prefix = f"{name}:{line}: {label}: "
+    return ConfigError(prefix + (f"{field}: {message}" if field else message))

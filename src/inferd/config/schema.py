@@ -1,0 +1,338 @@
+"""The project schema: Cortex v0.10's ``cortex.yaml`` with its defaults and rules, plus extensions.
+
+Every field carries a description; unknown keys are errors. After this layer only these typed
+objects travel, never raw dicts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from inferd.config.quantity import parse_quantity
+
+DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+ENDPOINT = re.compile(r"^[a-zA-Z0-9_\-\./]*$")
+# Paths the gateway answers itself; an API endpoint may not shadow them.
+RESERVED_PATHS = ("/v1", "/v2", "/healthz", "/metrics", "/docs", "/openapi.json", "/dashboard")
+URI_SCHEMES = ("s3://", "gs://", "gcs://", "http://", "https://")
+
+
+class FieldError(Exception):
+    """A project-level rule failed at ``location`` (a path into the YAML document)."""
+
+    def __init__(self, location: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.location = location
+        self.message = message
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _metadata_keys(value: dict[Any, Any]) -> dict[str, Any]:
+    for key in value:
+        if not isinstance(key, str):
+            raise ValueError(f"keys must be strings (found {key!r})")
+    return value
+
+
+class TensorFlowSpec(_Block):
+    """``tensorflow:``: a TensorFlow SavedModel served in-process."""
+
+    model: str = Field(description="SavedModel folder, a parent of numeric version folders, or a .zip")
+    request_handler: str | None = Field(None, description="Python file with pre/post_inference")
+    signature_key: str | None = Field(None, description="SignatureDef to serve")
+    python_path: str | None = Field(None, description="Folder added to sys.path for the handler")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed to the handlers")
+    full_shapes: bool = Field(
+        False,
+        description="inferd extension: give handlers outputs in their full shapes instead of "
+        "flattened to one dimension as Cortex did",
+    )
+
+    _keys = field_validator("metadata")(_metadata_keys)
+
+
+class OnnxSpec(_Block):
+    """``onnx:``: an ONNX model served with onnxruntime."""
+
+    model: str = Field(description="Path or URI of the .onnx file")
+    request_handler: str | None = Field(None, description="Python file with pre/post_inference")
+    python_path: str | None = Field(None, description="Folder added to sys.path for the handler")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed to the handlers")
+
+    _keys = field_validator("metadata")(_metadata_keys)
+
+
+class PredictorSpec(_Block):
+    """``predictor:``: a Python file with ``init(model_path, metadata)`` and ``predict``."""
+
+    path: str = Field(description="Python file defining predict(sample, metadata)")
+    model: str | None = Field(None, description="File or folder handed to init() as model_path")
+    python_path: str | None = Field(None, description="Folder added to sys.path for the predictor")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed to init and predict")
+
+    _keys = field_validator("metadata")(_metadata_keys)
+
+
+class Tracker(_Block):
+    """``tracker:``: prediction monitoring."""
+
+    key: str | None = Field(None, description="Key of the response object to track")
+    model_type: Literal["classification", "regression", ""] = Field(
+        "", description="classification (class counts) or regression (min/max/avg)"
+    )
+
+    @field_validator("model_type", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return "" if value is None else value
+
+
+class Compute(_Block):
+    """``compute:``: resources of each replica and bounds of the replica count."""
+
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas (0: inferd's scale to zero)")
+    max_replicas: int = Field(100, ge=1, description="Most replicas")
+    init_replicas: int | None = Field(None, ge=0, description="Replicas at start (= min_replicas)")
+    target_cpu_utilization: int = Field(
+        80, gt=0, le=100, description="Cortex's CPU target (percent); inferd scales on in-flight requests"
+    )
+    cpu: str | int | float = Field("200m", description="CPU per replica (200m, 0.5, 2)")
+    mem: str | int | None = Field(None, description="Memory per replica (512Mi, 2G)")
+    gpu: int = Field(0, ge=0, description="Whole GPUs per replica")
+
+    @field_validator("cpu", "mem")
+    @classmethod
+    def _quantity(cls, value: str | int | float | None) -> str | int | float | None:
+        if value is not None and parse_quantity(value) <= 0:
+            raise ValueError("must be > 0")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Compute:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must be <= max_replicas")
+        if self.init_replicas is not None:
+            if self.init_replicas < self.min_replicas:
+                raise ValueError("init_replicas must be >= min_replicas")
+            if self.init_replicas > self.max_replicas:
+                raise ValueError("init_replicas must be <= max_replicas")
+        return self
+
+    @property
+    def replicas_at_start(self) -> int:
+        return self.min_replicas if self.init_replicas is None else self.init_replicas
+
+    @property
+    def cpu_cores(self) -> float:
+        return parse_quantity(self.cpu)
+
+    @property
+    def mem_bytes(self) -> int | None:
+        return None if self.mem is None else int(parse_quantity(self.mem))
+
+
+class Api(_Block):
+    """``kind: api``: one model served at one endpoint."""
+
+    kind: Literal["api"] = Field(description="Always 'api'")
+    name: str = Field(description="DNS-1035 name, unique in the file")
+    endpoint: str | None = Field(None, description="URL path (default /<deployment>/<api>)")
+    tensorflow: TensorFlowSpec | None = Field(None, description="A TensorFlow SavedModel")
+    onnx: OnnxSpec | None = Field(None, description="An ONNX model")
+    predictor: PredictorSpec | None = Field(None, description="A Python predictor")
+    tracker: Tracker | None = Field(None, description="Prediction monitoring")
+    compute: Compute = Field(default_factory=Compute, description="Resources and replicas")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not DNS_1035.match(value) or len(value) > 63:
+            raise ValueError(
+                f"{value!r} must start with a lower-case letter and contain only lower-case "
+                "letters, digits and '-' (DNS-1035)"
+            )
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not ENDPOINT.match(value):
+            raise ValueError(f"{value!r} may contain only letters, digits, '_', '-', '.' and '/'")
+        if "//" in value:
+            raise ValueError(f"{value!r} must not contain '//'")
+        canonical = "/" + value.strip("/")
+        if canonical == "/":
+            raise ValueError("must not be '/'")
+        return canonical
+
+    @model_validator(mode="after")
+    def _one_format(self) -> Api:
+        count = sum(block is not None for block in (self.tensorflow, self.onnx, self.predictor))
+        if count == 0:
+            raise ValueError("please specify a model format (tensorflow, onnx, or predictor)")
+        if count > 1:
+            raise ValueError("please specify only one model format (tensorflow, onnx, or predictor)")
+        return self
+
+    @property
+    def model_format(self) -> Literal["tensorflow", "onnx", "predictor"]:
+        if self.tensorflow is not None:
+            return "tensorflow"
+        if self.onnx is not None:
+            return "onnx"
+        return "predictor"
+
+    @property
+    def model_uri(self) -> str | None:
+        block = self.tensorflow or self.onnx or self.predictor
+        assert block is not None
+        return block.model
+
+    @property
+    def handler_file(self) -> str | None:
+        """The user's Python file: the request handler or the predictor."""
+        if self.predictor is not None:
+            return self.predictor.path
+        block = self.tensorflow or self.onnx
+        assert block is not None
+        return block.request_handler
+
+    @property
+    def python_path(self) -> str | None:
+        block = self.tensorflow or self.onnx or self.predictor
+        assert block is not None
+        return block.python_path
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        block = self.tensorflow or self.onnx or self.predictor
+        assert block is not None
+        return block.metadata
+
+
+class Deployment(_Block):
+    """``kind: deployment``: names the group of APIs; exactly one per file."""
+
+    kind: Literal["deployment"] = Field(description="Always 'deployment'")
+    name: str = Field(description="DNS-1123 name of the deployment")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not DNS_1123.match(value) or len(value) > 63:
+            raise ValueError(
+                f"{value!r} must contain only lower-case letters, digits and '-', and start "
+                "and end with a letter or digit (underscores are not allowed)"
+            )
+        return value
+
+
+class ApiConfig(_Block):
+    """One API with everything derived from the project filled in (endpoint, paths)."""
+
+    api: Api
+    deployment: str = Field(description="Name of the deployment the API belongs to")
+    endpoint: str = Field(description="The canonical endpoint path")
+
+    @property
+    def name(self) -> str:
+        return self.api.name
+
+
+class Project(_Block):
+    """A validated project folder."""
+
+    root: Path = Field(description="The project folder (absolute)")
+    config_file: Path = Field(description="Its cortex.yaml / inferd.yaml")
+    deployment: Deployment
+    apis: tuple[ApiConfig, ...]
+
+    def api(self, name: str) -> ApiConfig:
+        for config in self.apis:
+            if config.name == name:
+                return config
+        raise KeyError(name)
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(URI_SCHEMES)
+
+
+def _inside(root: Path, relative: str, location: tuple[str | int, ...], what: str) -> Path:
+    candidate = Path(relative)
+    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if path != root and root not in path.parents:
+        raise FieldError(location, f"{what} {relative!r} is outside the project folder")
+    return path
+
+
+def check_project(
+    config_file: Path, deployments: list[tuple[int, Deployment]], apis: list[tuple[int, Api]]
+) -> Project:
+    """Apply the rules that span resources and the files they name; raise ``FieldError``."""
+    root = config_file.parent
+    if not deployments:
+        raise FieldError((), f"{config_file.name} must define a deployment resource (kind: deployment)")
+    if len(deployments) > 1:
+        raise FieldError((deployments[1][0],), "deployment: only one deployment resource is allowed")
+    deployment = deployments[0][1]
+    names: set[str] = set()
+    endpoints: dict[str, str] = {}
+    configs: list[ApiConfig] = []
+    for index, api in apis:
+        label = f"api '{api.name}'"
+        if api.name in names:
+            raise FieldError((index, "name"), f"{label}: name: another api is named {api.name!r}")
+        names.add(api.name)
+        endpoint = api.endpoint or f"/{deployment.name}/{api.name}"
+        for reserved in RESERVED_PATHS:
+            if endpoint == reserved or endpoint.startswith(reserved + "/"):
+                raise FieldError(
+                    (index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd"
+                )
+        if endpoint in endpoints:
+            raise FieldError(
+                (index, "endpoint"),
+                f"{label}: endpoint: multiple APIs specify the same endpoint ({endpoint}, "
+                f"also api '{endpoints[endpoint]}')",
+            )
+        endpoints[endpoint] = api.name
+        _check_files(root, index, api)
+        configs.append(ApiConfig(api=api, deployment=deployment.name, endpoint=endpoint))
+    return Project(root=root, config_file=config_file, deployment=deployment, apis=tuple(configs))
+
+
+def _check_files(root: Path, index: int, api: Api) -> None:
+    label = f"api '{api.name}'"
+    block_name = api.model_format
+    if api.handler_file is not None:
+        field = "path" if api.predictor is not None else "request_handler"
+        where = (index, block_name, field)
+        path = _inside(root, api.handler_file, where, f"{label}: {block_name}.{field}:")
+        if not path.is_file():
+            raise FieldError(where, f"{label}: {block_name}.{field}: {api.handler_file} does not exist")
+        if path.suffix not in (".py", ".pickle"):
+            raise FieldError(where, f"{label}: {block_name}.{field}: must be a .py (or dill .pickle) file")
+    if api.python_path is not None:
+        where = (index, block_name, "python_path")
+        path = _inside(root, api.python_path, where, f"{label}: {block_name}.python_path:")
+        if not path.is_dir():
+            raise FieldError(where, f"{label}: {block_name}.python_path: {api.python_path} is not a folder")
+    uri = api.model_uri
+    if uri is not None and not is_remote(uri):
+        where = (index, block_name, "model")
+        path = _inside(root, uri, where, f"{label}: {block_name}.model:")
+        if not path.exists():
+            raise FieldError(where, f"{label}: {block_name}.model: {uri} does not exist")
+        if api.onnx is not None and not path.is_file():
+            raise FieldError(where, f"{label}: onnx.model: {uri} must be a file")

@@ -1,0 +1,1 @@
+"""Control plane: desired vs actual replicas, restarts, updates; local processes or Ray."""

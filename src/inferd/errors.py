@@ -1,0 +1,107 @@
+"""The error tree: each class fixes the HTTP status it maps to and the CLI exit code.
+
+HTTP error responses are built from these in one place (``gateway``), CLI messages and exit
+codes in one place (``cli``). Errors cross process boundaries as ``(type name, message)``
+pairs, never as pickled exceptions: :func:`error_type` maps the name back to the class.
+"""
+
+from __future__ import annotations
+
+
+class InferdError(Exception):
+    """Base of every error inferd raises on purpose."""
+
+    status_code: int = 500
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(InferdError):
+    """The project's configuration is invalid; the message names file, line and field."""
+
+    status_code = 400
+    exit_code = 2
+
+
+class UsageError(InferdError):
+    """The command line was used wrongly."""
+
+    status_code = 400
+    exit_code = 2
+
+
+class InputError(InferdError):
+    """The client's input does not fit: malformed JSON, wrong dtype or shape, missing input."""
+
+    status_code = 400
+
+
+class NotFoundError(InferdError):
+    """No API (or route, or model) by that name."""
+
+    status_code = 404
+
+
+class MethodNotAllowedError(InferdError):
+    status_code = 405
+
+
+class PayloadTooLargeError(InferdError):
+    status_code = 413
+
+
+class HandlerError(InferdError):
+    """User code (pre_inference, post_inference, predict, init) raised; names the function."""
+
+    status_code = 500
+
+
+class ModelError(InferdError):
+    """The model itself failed on inputs that fitted its signature."""
+
+    status_code = 500
+
+
+class LoadError(InferdError):
+    """A replica could not load its model or handler; the API cannot serve."""
+
+    status_code = 503
+
+
+class NotReadyError(InferdError):
+    """The API has no ready replica (starting, failed, or shutting down)."""
+
+    status_code = 503
+
+
+class ReplicaCrashedError(InferdError):
+    """The replica running the request died before answering."""
+
+    status_code = 503
+
+
+class DeadlineError(InferdError):
+    """The request did not finish within its deadline."""
+
+    status_code = 504
+
+
+def _all_subclasses(cls: type[InferdError]) -> list[type[InferdError]]:
+    found: list[type[InferdError]] = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def error_type(name: str) -> type[InferdError]:
+    """The error class called ``name`` (the base class when unknown)."""
+    for cls in _all_subclasses(InferdError):
+        if cls.__name__ == name:
+            return cls
+    return InferdError

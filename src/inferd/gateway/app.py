@@ -1,0 +1,201 @@
+"""The gateway: routes requests to API queues and answers the small routes itself.
+
+It knows replicas only through ``ReplicaHandle`` and learns about them through the
+``ReplicaSink`` methods an engine calls; it never starts or stops a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from inferd import codec
+from inferd.config.schema import ApiConfig
+from inferd.gateway.http import HttpConnection, Request
+from inferd.gateway.queue import ApiQueue
+from inferd.replica import messages
+from inferd.replica.handle import ReplicaHandle, ReplicaState
+
+log = logging.getLogger("inferd.gateway")
+
+DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
+RETRY_AFTER = b"Retry-After: 1\r\n"
+
+
+class Gateway:
+    """HTTP front of every API; implements ``inferd.types.ReplicaSink``."""
+
+    def __init__(self, body_limit: int = DEFAULT_BODY_LIMIT) -> None:
+        self.body_limit = body_limit
+        self.apis: dict[str, ApiQueue] = {}
+        self.endpoints: dict[bytes, ApiQueue] = {}
+        self.connections: set[HttpConnection] = set()
+        self.draining = False
+        self.started = time.time()
+        self.counts: dict[str, dict[int, int]] = {}
+        self._servers: list[asyncio.Server] = []
+
+    # ReplicaSink (called by the engine)
+
+    def add_api(self, config: ApiConfig) -> None:
+        queue = self.apis.get(config.name)
+        if queue is None:
+            queue = ApiQueue(config)
+            self.apis[config.name] = queue
+            self.counts.setdefault(config.name, {})
+        else:
+            self.endpoints.pop(queue.endpoint.encode(), None)
+            queue.config = config
+            queue.endpoint = config.endpoint
+        self.endpoints[config.endpoint.encode()] = queue
+
+    def remove_api(self, name: str) -> None:
+        queue = self.apis.pop(name, None)
+        if queue is not None:
+            self.endpoints.pop(queue.endpoint.encode(), None)
+            queue.fail_waiting(404, codec.error_body(f"api '{name}' was deleted"))
+
+    def replica_ready(self, api: str, handle: ReplicaHandle) -> None:
+        queue = self.apis.get(api)
+        if queue is not None:
+            queue.info = handle.info
+            queue.add(handle)
+
+    def replica_gone(self, api: str, handle: ReplicaHandle) -> None:
+        queue = self.apis.get(api)
+        if queue is not None:
+            queue.remove(handle)
+
+    def api_error(self, api: str, reason: str | None) -> None:
+        queue = self.apis.get(api)
+        if queue is None:
+            return
+        queue.error = reason
+        if reason is not None and not queue.ready:
+            queue.fail_waiting(503, codec.error_body(f"api '{api}' is not ready: {reason}"))
+
+    # HTTP routing (called by connections)
+
+    def handle(self, conn: HttpConnection, request: Request) -> None:
+        path = request.path
+        queue = self.endpoints.get(path)
+        if queue is None and path.endswith(b"/") and len(path) > 1:
+            queue = self.endpoints.get(path.rstrip(b"/"))
+        if queue is not None:
+            method = request.method
+            if method == b"POST":
+                self._predict(conn, queue, request)
+            elif method == b"GET":
+                conn.respond(200, orjson.dumps(self.describe(queue)))
+            elif method == b"OPTIONS":
+                conn.respond(204, b"", headers=b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n")
+            else:
+                self._method_not_allowed(conn, request, b"GET, POST, OPTIONS")
+            return
+        if path == b"/healthz":
+            self._healthz(conn, request)
+        elif path == b"/":
+            conn.respond(200, orjson.dumps({"apis": [self.describe(q, brief=True) for q in self.apis.values()]}))
+        elif request.method == b"OPTIONS":
+            conn.respond(204, b"", headers=b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n")
+        else:
+            shown = request.path.decode("utf-8", "replace")
+            known = ", ".join(sorted(q.endpoint for q in self.apis.values())) or "none"
+            conn.respond(404, codec.error_body(f"no API at {shown} (endpoints: {known})"))
+
+    def _predict(self, conn: HttpConnection, queue: ApiQueue, request: Request) -> None:
+        if self.draining:
+            conn.respond(503, codec.error_body("the server is shutting down"), headers=RETRY_AFTER)
+            self.finished(queue, 503)
+            return
+        if queue.error is not None and not queue.ready:
+            conn.respond(503, codec.error_body(f"api '{queue.name}' is not ready: {queue.error}"),
+                         headers=RETRY_AFTER)
+            self.finished(queue, 503)
+            return
+        kind = messages.PREDICT_DEBUG if b"debug=true" in request.query.lower() else messages.PREDICT
+        conn.submit(queue, kind, request.body)
+
+    def _method_not_allowed(self, conn: HttpConnection, request: Request, allowed: bytes) -> None:
+        method = request.method.decode("latin-1")
+        conn.respond(405, codec.error_body(f"method {method} is not allowed here"),
+                     headers=b"Allow: " + allowed + b"\r\n")
+
+    def _healthz(self, conn: HttpConnection, request: Request) -> None:
+        waiting = sorted(name for name, q in self.apis.items() if not q.ready)
+        if self.draining:
+            conn.respond(503, orjson.dumps({"ok": False, "reason": "shutting down"}))
+        elif waiting:
+            conn.respond(503, orjson.dumps({"ok": False, "not_ready": waiting}))
+        else:
+            conn.respond(200, orjson.dumps({"ok": True}))
+
+    def finished(self, queue: ApiQueue, status: int) -> None:
+        """Count one answered request of ``queue`` by status code."""
+        counts = self.counts.setdefault(queue.name, {})
+        counts[status] = counts.get(status, 0) + 1
+
+    def describe(self, queue: ApiQueue, brief: bool = False) -> dict[str, Any]:
+        """What ``GET <endpoint>`` answers: status, replicas and the signature."""
+        ready = sum(h.state == ReplicaState.READY for h in queue.replicas)
+        status = "live" if ready else ("error" if queue.error else "updating")
+        info: dict[str, Any] = {
+            "name": queue.name,
+            "deployment": queue.config.deployment,
+            "endpoint": queue.endpoint,
+            "status": status,
+        }
+        if brief:
+            return info
+        info["replicas"] = {"ready": ready, "busy": queue.running, "queued": len(queue.waiting)}
+        if queue.error:
+            info["error"] = queue.error
+        signature = queue.info
+        info["model_format"] = signature.get("model_format", queue.config.api.model_format)
+        info["signature"] = {
+            key: signature[key]
+            for key in ("inputs", "outputs", "signature_key", "signature_def")
+            if key in signature
+        }
+        return info
+
+    # lifecycle
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen for HTTP on ``host:port``."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: HttpConnection(self), host, port, reuse_address=True, backlog=4096
+        )
+        self._servers.append(server)
+
+    @property
+    def ports(self) -> list[int]:
+        return [sock.getsockname()[1] for server in self._servers for sock in server.sockets]
+
+    def in_flight(self) -> int:
+        return sum(queue.in_flight for queue in self.apis.values())
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new predictions, then wait up to ``grace`` s for accepted ones to finish."""
+        self.draining = True
+        deadline = time.monotonic() + grace
+        while self.in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.in_flight():
+            log.warning("%d request(s) still running after %.0fs; stopping anyway", self.in_flight(), grace)
+
+    async def close(self) -> None:
+        """Stop listening and close every client connection."""
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()

@@ -1,0 +1,111 @@
+"""Fit JSON-ish values to a model's inputs: cast to the signature dtypes, reshape to its shapes.
+
+Dynamic dimensions take any size (Cortex forced them to 1, so a batch of rows failed), and a
+missing leading batch dimension is added (a flat list of 4 for a ``[None, 4]`` input).
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from inferd.errors import InputError
+from inferd.runtimes.base import TensorSpec
+
+NUMERIC_KINDS = "biuf"
+TEXT_KINDS = "OUS"
+
+
+def shape_text(shape: tuple[int | None, ...] | None) -> str:
+    if shape is None:
+        return "any shape"
+    return "[" + ", ".join("-1" if d is None else str(d) for d in shape) + "]"
+
+
+def describe(spec: TensorSpec) -> str:
+    kind = "string" if spec.dtype.kind in TEXT_KINDS else spec.dtype.name
+    return f"{kind} {shape_text(spec.shape)}"
+
+
+def to_model_inputs(prepared: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray[Any, Any]]:
+    """Map what pre_inference returned (or the raw sample) to one array per model input."""
+    names = [spec.name for spec in specs]
+    if isinstance(prepared, dict):
+        missing = [name for name in names if name not in prepared]
+        if len(specs) == 1 and missing:
+            raise InputError(
+                f"missing input '{names[0]}' (expected a value of {describe(specs[0])}, or an "
+                f"object with the key '{names[0]}')"
+            )
+        if missing:
+            raise InputError(
+                f"missing input '{missing[0]}': expected an object with the keys "
+                + ", ".join(f"'{n}'" for n in names)
+            )
+        extra = [key for key in prepared if key not in names]
+        if extra:
+            raise InputError(
+                f"unexpected input '{extra[0]}': the model's inputs are "
+                + ", ".join(f"'{n}'" for n in names)
+            )
+        return {spec.name: to_array(prepared[spec.name], spec) for spec in specs}
+    if len(specs) != 1:
+        raise InputError(
+            "the model has several inputs: expected an object with the keys "
+            + ", ".join(f"'{n}'" for n in names)
+        )
+    return {specs[0].name: to_array(prepared, specs[0])}
+
+
+def to_array(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
+    """Cast ``value`` to ``spec.dtype`` and fit it to ``spec.shape`` or raise ``InputError``."""
+    if value is None:
+        raise InputError(f"input '{spec.name}': expected {describe(spec)}, got null")
+    target = spec.dtype
+    try:
+        if isinstance(value, np.ndarray):
+            if (target.kind in TEXT_KINDS) != (value.dtype.kind in TEXT_KINDS):
+                raise ValueError(f"cannot cast {value.dtype} values to {target}")
+            array = value if value.dtype == target else value.astype(target)
+        elif target.kind in TEXT_KINDS:
+            array = np.array(value, dtype=object)
+        else:
+            array = np.asarray(value, dtype=target)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(
+            f"input '{spec.name}': expected {describe(spec)} values: {_reason(exc)}"
+        ) from None
+    return fit_shape(array, spec)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "inhomogeneous" in text or "sequence" in text:
+        return "the nested lists are ragged (rows of different lengths)"
+    return text
+
+
+def _fits(shape: tuple[int, ...], target: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(target) and all(t is None or s == t for s, t in zip(shape, target, strict=True))
+
+
+def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, Any]:
+    """Return ``array`` in a shape that fits ``spec.shape`` (adding a batch dim or reshaping)."""
+    target = spec.shape
+    if target is None or _fits(array.shape, target):
+        return array
+    if len(target) == array.ndim + 1 and _fits(array.shape, target[1:]):
+        return array.reshape((1, *array.shape))
+    fixed = prod(d for d in target if d is not None)
+    dynamic = sum(d is None for d in target)
+    size = array.size
+    if dynamic == 0 and size == fixed:
+        return array.reshape(tuple(d for d in target if d is not None))
+    if dynamic == 1 and fixed > 0 and size % fixed == 0 and size > 0:
+        return array.reshape(tuple(-1 if d is None else d for d in target))
+    raise InputError(
+        f"input '{spec.name}': expected shape {shape_text(target)} ({describe(spec).split()[0]}), "
+        f"got shape {list(array.shape)}"
+    )

@@ -1,0 +1,133 @@
+"""Import the user's handler or predictor file and check its functions before anything serves.
+
+A wrong function name or parameter list is a clear error at load time, with the expected
+signature in the message, instead of a failure on the first request.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from inferd.errors import LoadError
+
+HANDLER_FUNCTIONS = {
+    "pre_inference": "pre_inference(sample, signature, metadata)",
+    "post_inference": "post_inference(prediction, signature, metadata)",
+}
+PREDICTOR_FUNCTIONS = {
+    "init": "init(model_path, metadata)",
+    "predict": "predict(sample, metadata)",
+}
+
+UserFunction = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class UserCode:
+    """The checked functions of one user file (absent ones are ``None``)."""
+
+    file: str
+    functions: dict[str, UserFunction]
+
+    def get(self, name: str) -> UserFunction | None:
+        return self.functions.get(name)
+
+
+def add_import_paths(project_root: Path, python_path: Path | None) -> None:
+    """Make the project folder (and ``python_path``) importable, as Cortex's PYTHONPATH did."""
+    for folder in (python_path, project_root):
+        if folder is not None and str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
+def _import(path: Path, module_name: str, shown: str) -> ModuleType:
+    if path.suffix == ".pickle":
+        return _from_pickle(path, module_name, shown)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise LoadError(f"{shown}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules.pop(module_name, None)
+        detail = "".join(traceback.format_exception(exc)).rstrip()
+        raise LoadError(f"{shown}: importing it failed: {type(exc).__name__}: {exc}\n{detail}") from exc
+    return module
+
+
+def _from_pickle(path: Path, module_name: str, shown: str) -> ModuleType:
+    # Cortex's Python client shipped handlers as a dill pickle of {name: function}. The file
+    # is part of the user's own project folder, never something received over the network.
+    import dill
+
+    try:
+        with path.open("rb") as handle:
+            functions = dill.load(handle)
+    except Exception as exc:
+        raise LoadError(f"{shown}: cannot unpickle it: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(functions, dict):
+        raise LoadError(f"{shown}: the pickle must hold a dict of function name -> function")
+    module = ModuleType(module_name)
+    for name, value in functions.items():
+        setattr(module, str(name), value)
+    return module
+
+
+def _check(module: ModuleType, expected: dict[str, str], shown: str) -> dict[str, UserFunction]:
+    functions: dict[str, UserFunction] = {}
+    defined = [
+        n for n, v in vars(module).items()
+        if callable(v) and not n.startswith("_") and n not in expected
+    ]
+    for name, usage in expected.items():
+        function = getattr(module, name, None)
+        if function is None:
+            close = difflib.get_close_matches(name, defined, n=1, cutoff=0.8)
+            if close:
+                raise LoadError(f"{shown}: defines {close[0]}(); did you mean {usage}?")
+            continue
+        if not callable(function):
+            raise LoadError(f"{shown}: {name} must be a function: {usage}")
+        arity = usage.count(",") + 1
+        try:
+            inspect.signature(function).bind(*range(arity))
+        except TypeError:
+            raise LoadError(
+                f"{shown}: {name}{_shown_signature(function)} must take {arity} arguments: {usage}"
+            ) from None
+        except ValueError:  # builtins without a signature: trust them
+            pass
+        functions[name] = function
+    return functions
+
+
+def _shown_signature(function: UserFunction) -> str:
+    try:
+        return str(inspect.signature(function))
+    except (TypeError, ValueError):
+        return "(...)"
+
+
+def load_user_code(path: Path, kind: str, module_name: str, shown: str) -> UserCode:
+    """Import ``path`` and check it as a request handler (``kind="handler"``) or predictor."""
+    module = _import(path, module_name, shown)
+    if kind == "handler":
+        functions = _check(module, HANDLER_FUNCTIONS, shown)
+        if not functions:
+            raise LoadError(f"{shown}: defines neither pre_inference nor post_inference")
+    else:
+        functions = _check(module, PREDICTOR_FUNCTIONS, shown)
+        if "predict" not in functions:
+            raise LoadError(f"{shown}: must define {PREDICTOR_FUNCTIONS['predict']}")
+    return UserCode(file=shown, functions=functions)

@@ -1,0 +1,166 @@
+"""The pipeline of one API inside a replica: pre_inference -> cast -> model -> post_inference.
+
+No I/O here: the replica decodes the request and encodes the answer. Exceptions from user code
+become ``HandlerError`` naming the function and file; the traceback goes to the API's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inferd.config.schema import Api
+from inferd.errors import HandlerError, InputError, LoadError, ModelError
+from inferd.handler.convert import to_model_inputs
+from inferd.handler.loader import UserCode, add_import_paths, load_user_code
+from inferd.runtimes import Runtime, load_runtime
+
+log = logging.getLogger("inferd.handler")
+
+DEBUG_LIMIT = 500
+
+
+def _preview(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        text = f"ndarray{list(value.shape)} {np.array2string(value.ravel()[:10], threshold=10)}"
+    elif isinstance(value, list) and len(value) > 10:
+        text = repr(value[:10])[:-1] + ", ...]"
+    else:
+        text = repr(value)
+    return text if len(text) <= DEBUG_LIMIT else text[:DEBUG_LIMIT] + "..."
+
+
+class Predictor:
+    """Everything one API needs to answer a sample, built once per replica process."""
+
+    def __init__(self, api: Api, project_root: Path, model_path: Path | None) -> None:
+        self.api = api
+        self.metadata = api.metadata
+        self.runtime: Runtime | None = None
+        self.code: UserCode | None = None
+        python_path = None if api.python_path is None else (project_root / api.python_path).resolve()
+        add_import_paths(project_root, python_path)
+        module = f"inferd_user_{api.name.replace('-', '_')}"
+        if api.predictor is not None:
+            self.code = load_user_code(
+                project_root / api.predictor.path, "predictor", module, api.predictor.path
+            )
+            init = self.code.get("init")
+            if init is not None:
+                shown_path = None if model_path is None else str(model_path)
+                try:
+                    init(shown_path, self.metadata)
+                except Exception as exc:
+                    detail = "".join(traceback.format_exception(exc)).rstrip()
+                    raise LoadError(
+                        f"init in {api.predictor.path} failed: {type(exc).__name__}: {exc}\n{detail}"
+                    ) from exc
+            return
+        assert model_path is not None
+        signature_key = api.tensorflow.signature_key if api.tensorflow is not None else None
+        self.runtime = load_runtime(api.model_format, model_path, signature_key)
+        if api.handler_file is not None:
+            self.code = load_user_code(project_root / api.handler_file, "handler", module, api.handler_file)
+        self.full_shapes = api.tensorflow is not None and api.tensorflow.full_shapes
+
+    def _call(self, name: str, *args: Any) -> Any:
+        assert self.code is not None
+        function = self.code.functions[name]
+        try:
+            return function(*args)
+        except Exception as exc:
+            log.error("%s in %s failed:\n%s", name, self.code.file, traceback.format_exc().rstrip())
+            raise HandlerError(f"{name} in {self.code.file} failed: {type(exc).__name__}: {exc}") from exc
+
+    def predict(self, sample: Any, debug: bool = False) -> Any:
+        """Answer one sample (the parsed JSON body) as the user's handlers define it."""
+        if debug:
+            log.info("sample: %s", _preview(sample))
+        if self.runtime is None:
+            result = self._call("predict", sample, self.metadata)
+            if debug:
+                log.info("prediction: %s", _preview(result))
+            return result
+        runtime = self.runtime
+        pre = self.code.get("pre_inference") if self.code else None
+        prepared = sample
+        if pre is not None:
+            prepared = self._call("pre_inference", sample, runtime.handler_signature("pre"), self.metadata)
+            if debug:
+                log.info("pre_inference: %s", _preview(prepared))
+        try:
+            inputs = to_model_inputs(prepared, runtime.inputs)
+        except InputError as exc:
+            if pre is not None:
+                raise InputError(f"{exc} (as returned by pre_inference)") from None
+            raise
+        prediction = self.run_model(inputs)
+        if debug:
+            log.info("inference: %s", _preview(prediction))
+        post = self.code.get("post_inference") if self.code else None
+        if post is None:
+            return prediction
+        result = self._call("post_inference", prediction, runtime.handler_signature("post"), self.metadata)
+        if debug:
+            log.info("post_inference: %s", _preview(result))
+        return result
+
+    def run_model(self, inputs: dict[str, np.ndarray[Any, Any]]) -> Any:
+        """Run the model; TensorFlow outputs are flattened per output as Cortex delivered them."""
+        assert self.runtime is not None
+        try:
+            prediction = self.runtime.run(inputs)
+        except Exception as exc:
+            log.error("the model failed:\n%s", traceback.format_exc().rstrip())
+            raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
+        if isinstance(prediction, dict) and not self.full_shapes:
+            return {name: _flat(value) for name, value in prediction.items()}
+        return prediction
+
+    def run_tensors(self, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        """Run the model on named arrays with no handler (tensor protocols); outputs by name."""
+        assert self.runtime is not None
+        try:
+            prediction = self.runtime.run(inputs)
+        except Exception as exc:
+            raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
+        return self.runtime.output_arrays(prediction)
+
+    def describe(self) -> dict[str, Any]:
+        """The API's signature for ``GET <endpoint>`` and the protocols' metadata routes."""
+        if self.runtime is None:
+            return {"model_format": "predictor", "inputs": None, "outputs": None}
+        info: dict[str, Any] = {
+            "model_format": self.api.model_format,
+            "platform": self.runtime.platform,
+            "inputs": [spec.describe() for spec in self.runtime.inputs],
+            "outputs": [spec.describe() for spec in self.runtime.outputs],
+        }
+        if self.api.tensorflow is not None:
+            info["signature_key"] = getattr(self.runtime, "signature_key", None)
+            info["signature_def"] = self.runtime.handler_signature("pre")
+        return info
+
+
+def _flat(value: Any) -> Any:
+    # Cortex delivered each TensorFlow output as a flat list (via protobuf JSON); handlers such
+    # as `labels[int(prediction["class_ids"][0])]` rely on that. Native numbers, not strings.
+    if isinstance(value, np.ndarray):
+        flat = value.ravel()
+        if flat.dtype.kind in "OS":
+            return [_text(item) for item in flat.tolist()]
+        return flat.tolist()
+    return value
+
+
+def _text(item: Any) -> Any:
+    if isinstance(item, bytes):
+        try:
+            return item.decode("utf-8")
+        except UnicodeDecodeError:
+            return item
+    return item

@@ -1,0 +1,1 @@
+"""Composes gateway + engine: ``inferd serve`` in the foreground, the background operator."""

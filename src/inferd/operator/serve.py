@@ -1,0 +1,70 @@
+"""``inferd serve``: the gateway and the local engine in one foreground process.
+
+Ctrl-C or SIGTERM: stop taking predictions (``/healthz`` turns 503), let accepted requests
+finish, stop the replicas, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from inferd.config.schema import Project
+from inferd.engine.local import LocalEngine
+from inferd.gateway import Gateway
+
+log = logging.getLogger("inferd")
+
+DEFAULT_GRACE = 30.0
+
+
+async def serve_project(
+    project: Project,
+    host: str,
+    port: int,
+    grace: float = DEFAULT_GRACE,
+    announce: Callable[[str], None] | None = None,
+) -> int:
+    """Serve ``project`` until SIGINT/SIGTERM; return the exit status."""
+    say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
+    gateway = Gateway()
+    engine = LocalEngine(gateway)
+    await gateway.start(host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    engine.apply(project)
+    bound = gateway.ports[0] if gateway.ports else port
+    base = f"http://{host}:{bound}"
+    say(f"inferd: serving deployment '{project.deployment.name}' on {base}")
+    for config in project.apis:
+        replicas = max(1, config.api.compute.replicas_at_start)
+        say(f"  {config.name:<20} POST {base}{config.endpoint}  ({config.api.model_format}, "
+            f"{replicas} replica{'s' if replicas != 1 else ''})")
+    ready_task = loop.create_task(_announce_ready(gateway, say))
+    await stop.wait()
+    ready_task.cancel()
+    say("inferd: stopping: finishing accepted requests (Ctrl-C again is ignored)")
+    await gateway.drain(grace)
+    await engine.stop()
+    await gateway.close()
+    say("inferd: stopped")
+    return 0
+
+
+async def _announce_ready(gateway: Gateway, say: Callable[[str], None]) -> None:
+    announced: set[str] = set()
+    errors: dict[str, str] = {}
+    while True:
+        for name, queue in gateway.apis.items():
+            if queue.ready and name not in announced:
+                announced.add(name)
+                say(f"inferd: api '{name}' is live")
+            if queue.error and errors.get(name) != queue.error:
+                errors[name] = queue.error
+                say(f"inferd: api '{name}' failed to start: {queue.error}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,54 @@
+"""What crosses the gateway <-> replica boundary: length-prefixed frames over a socketpair.
+
+Every frame is a 4-byte big-endian length, then one byte of kind, then the payload:
+
+- gateway -> replica: ``PREDICT`` / ``PREDICT_DEBUG`` + the raw request body (bytes moved once,
+  never parsed by the gateway).
+- replica -> gateway: ``READY`` + JSON info (signature), once after loading; ``FAILED`` + JSON
+  ``{"error", "detail"}`` when loading failed (then the replica exits); ``REPLY`` + a 2-byte
+  HTTP status + the JSON response body.
+
+Errors travel as status + JSON text, never as pickled exceptions.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from inferd.config.schema import Api
+
+LENGTH = struct.Struct(">I")
+REPLY_HEAD = struct.Struct(">IcH")  # length, kind, status
+
+PREDICT = b"P"
+PREDICT_DEBUG = b"D"
+READY = b"R"
+FAILED = b"F"
+REPLY = b"A"
+
+MAX_FRAME = 1 << 31
+
+
+def frame(kind: bytes, payload: bytes) -> bytes:
+    """One frame: length prefix, kind byte, payload."""
+    return LENGTH.pack(len(payload) + 1) + kind + payload
+
+
+def reply_frame(status: int, body: bytes) -> bytes:
+    """A ``REPLY`` frame carrying an HTTP status and a JSON body."""
+    return REPLY_HEAD.pack(len(body) + 3, REPLY, status) + body
+
+
+class ReplicaSpec(BaseModel):
+    """Everything a replica process needs to build its Predictor (sent as JSON at start)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api: Api
+    project_root: Path
+    model_path: Path | None
+    replica_id: str
+    version: str

@@ -1,0 +1,124 @@
+"""Replica process entry point: ``python -m inferd.replica.worker FD``.
+
+Builds the API's Predictor once, tells the gateway it is ready (with the signature), then
+answers frames one at a time on the socket it inherited: a blocking loop with no event loop,
+threads or per-request allocations beyond the request itself. It exits when the gateway closes
+its end (drain finished, or the gateway died).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from typing import Any
+
+from inferd import codec
+from inferd.errors import HandlerError, InferdError, LoadError
+from inferd.handler.predictor import Predictor
+from inferd.replica import messages
+from inferd.replica.messages import ReplicaSpec
+
+log = logging.getLogger("inferd.replica")
+
+SPEC_ENV = "INFERD_REPLICA_SPEC"
+LOG_FORMAT = "%(asctime)s {api} [{replica}] %(levelname)s %(message)s"
+
+
+def _die_with_parent() -> None:
+    # If the gateway is killed (even with SIGKILL) the kernel ends this replica too.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes]:
+    """The status and JSON body for one request frame."""
+    try:
+        sample = codec.loads(body)
+        result = predictor.predict(sample, debug=kind == messages.PREDICT_DEBUG)
+        try:
+            return 200, codec.dumps(result)
+        except TypeError as exc:
+            stage = "predict" if predictor.runtime is None else "post_inference"
+            raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}") from exc
+    except InferdError as exc:
+        if exc.status_code >= 500:
+            log.error("prediction failed: %s", exc.message)
+        return exc.status_code, codec.error_body(exc.message)
+    except Exception as exc:  # a bug of ours: say so, keep serving
+        log.error("prediction failed:\n%s", traceback.format_exc().rstrip())
+        return 500, codec.error_body(f"internal error: {type(exc).__name__}: {exc}")
+
+
+def serve(sock: socket.socket, predictor: Predictor) -> None:
+    """Answer frames until the gateway closes the socket."""
+    buffer = bytearray()
+    recv = sock.recv
+    sendall = sock.sendall
+    length_of = messages.LENGTH.unpack_from
+    while True:
+        while len(buffer) < 4:
+            chunk = recv(1 << 16)
+            if not chunk:
+                return
+            buffer += chunk
+        (size,) = length_of(buffer)
+        while len(buffer) < 4 + size:
+            chunk = recv(max(1 << 16, 4 + size - len(buffer)))
+            if not chunk:
+                return
+            buffer += chunk
+        kind = bytes(buffer[4:5])
+        body = bytes(buffer[5 : 4 + size])
+        del buffer[: 4 + size]
+        status, out = answer(predictor, kind, body)
+        sendall(messages.reply_frame(status, out))
+
+
+def _load(spec: ReplicaSpec) -> Predictor:
+    return Predictor(spec.api, spec.project_root, spec.model_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle (it drains)
+    _die_with_parent()
+    spec = ReplicaSpec.model_validate_json(os.environ[SPEC_ENV])
+    logging.basicConfig(
+        level=logging.INFO,
+        format=LOG_FORMAT.format(api=spec.api.name, replica=spec.replica_id),
+        stream=sys.stderr,
+    )
+    sock = socket.socket(fileno=int(args[0]))
+    os.chdir(spec.project_root)
+    try:
+        predictor = _load(spec)
+    except Exception as exc:
+        if isinstance(exc, LoadError):
+            summary, _, detail = exc.message.partition("\n")
+        else:
+            summary = f"loading failed: {type(exc).__name__}: {exc}"
+            detail = traceback.format_exc().rstrip()
+        log.error("%s%s", summary, "\n" + detail if detail else "")
+        info: dict[str, Any] = {"error": summary, "detail": detail}
+        sock.sendall(messages.frame(messages.FAILED, codec.dumps(info)))
+        return 1
+    ready = {"pid": os.getpid(), **predictor.describe()}
+    sock.sendall(messages.frame(messages.READY, codec.dumps(ready)))
+    log.info("replica is ready (pid %d)", os.getpid())
+    try:
+        serve(sock, predictor)
+    except (ConnectionError, OSError):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Model runtimes: load a model file and run it on named numpy inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inferd.runtimes.base import Runtime, TensorSpec
+
+
+def load_runtime(model_format: str, model_path: Path, signature_key: str | None = None) -> Runtime:
+    """Load a model with the runtime for ``model_format`` (``onnx`` or ``tensorflow``).
+
+    Heavy frameworks are imported here, inside the replica, never at CLI start.
+    """
+    if model_format == "onnx":
+        from inferd.runtimes.onnx import OnnxRuntime
+
+        return OnnxRuntime(model_path)
+    if model_format == "tensorflow":
+        from inferd.runtimes.tensorflow import TensorFlowRuntime
+
+        return TensorFlowRuntime(model_path, signature_key)
+    raise ValueError(f"no runtime for model format {model_format!r}")
+
+
+__all__ = ["Runtime", "TensorSpec", "load_runtime"]

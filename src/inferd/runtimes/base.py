@@ -1,0 +1,47 @@
+"""The runtime interface every model format implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output: numpy dtype and shape (``None`` for a dynamic dimension).
+
+    ``shape`` is ``None`` when even the rank is unknown. ``type_name`` is the framework's
+    own spelling of the type (``tensor(float)``, ``DT_FLOAT``), shown to users.
+    """
+
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int | None, ...] | None
+    type_name: str
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly view: ``{"name", "dtype", "shape"}`` with -1 for dynamic dims."""
+        shape = None if self.shape is None else [-1 if d is None else d for d in self.shape]
+        return {"name": self.name, "dtype": self.dtype.name, "shape": shape, "type": self.type_name}
+
+
+class Runtime(Protocol):
+    """A loaded model. Built once per replica process; ``run`` is called one batch at a time."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    platform: str
+
+    def handler_signature(self, stage: str) -> Any:
+        """What the request handler receives as ``signature`` in ``stage`` (``pre``/``post``)."""
+        ...
+
+    def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> Any:
+        """Run the model on inputs already cast to ``self.inputs``; the raw prediction."""
+        ...
+
+    def output_arrays(self, prediction: Any) -> dict[str, np.ndarray[Any, Any]]:
+        """The raw prediction as ``{output name: array}`` (for tensor protocols)."""
+        ...

@@ -1,0 +1,68 @@
+"""ONNX models with onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from inferd.runtimes.base import TensorSpec
+
+# onnxruntime type strings -> numpy dtypes (strings are object arrays of str).
+ONNX_TO_NUMPY: dict[str, np.dtype[Any]] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(int8)": np.dtype(np.int8),
+    "tensor(int16)": np.dtype(np.int16),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(uint16)": np.dtype(np.uint16),
+    "tensor(uint32)": np.dtype(np.uint32),
+    "tensor(uint64)": np.dtype(np.uint64),
+    "tensor(bool)": np.dtype(np.bool_),
+    "tensor(string)": np.dtype(object),
+}
+
+
+def _spec(arg: Any) -> TensorSpec:
+    dtype = ONNX_TO_NUMPY.get(arg.type, np.dtype(object))
+    raw = arg.shape
+    shape = None if raw is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in raw)
+    return TensorSpec(name=arg.name, dtype=dtype, shape=shape, type_name=arg.type)
+
+
+class OnnxRuntime:
+    """An ``onnxruntime.InferenceSession`` on one model file, sized for one request at a time."""
+
+    platform = "onnx_onnxv1"
+
+    def __init__(self, model_path: Path, threads: int = 1) -> None:
+        options = ort.SessionOptions()
+        # A replica runs one request at a time and replicas scale out across cores, so one
+        # thread per session avoids oversubscribing the machine.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._input_args = self.session.get_inputs()
+        self._output_args = self.session.get_outputs()
+        self.inputs = [_spec(arg) for arg in self._input_args]
+        self.outputs = [_spec(arg) for arg in self._output_args]
+
+    def handler_signature(self, stage: str) -> Any:
+        # Cortex handed pre_inference get_inputs() and post_inference get_outputs().
+        return self._input_args if stage == "pre" else self._output_args
+
+    def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
+        return list(self.session.run(None, inputs))
+
+    def output_arrays(self, prediction: Any) -> dict[str, np.ndarray[Any, Any]]:
+        return {
+            spec.name: value if isinstance(value, np.ndarray) else np.asarray(value, dtype=object)
+            for spec, value in zip(self.outputs, prediction, strict=True)
+        }

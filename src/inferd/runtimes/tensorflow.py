@@ -1,0 +1,111 @@
+"""TensorFlow SavedModels, loaded in-process with tensorflow-cpu.
+
+The handler's ``signature`` is the SavedModel's SignatureDef map as plain dicts with
+protobuf-JSON (camelCase) keys, read from ``saved_model.pb`` exactly as Cortex handed it over
+(Cortex got it from TF Serving's GetModelMetadata); internal entries such as
+``__saved_model_init_op`` are left out.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inferd.errors import LoadError
+from inferd.runtimes.base import TensorSpec
+from inferd.storage import find_saved_model
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+from google.protobuf.json_format import MessageToDict  # noqa: E402
+from tensorflow.core.framework import types_pb2  # noqa: E402
+from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
+
+# Cortex's choice when signature_key is unset and there are several: "predict"; inferd also
+# recognises TF2's "serving_default".
+PREFERRED_KEYS = ("predict", "serving_default")
+
+
+def read_signature_map(model_dir: Path) -> dict[str, Any]:
+    """The SignatureDef map of ``model_dir/saved_model.pb`` as dicts, internal keys left out."""
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((model_dir / "saved_model.pb").read_bytes())
+    if not saved.meta_graphs:
+        raise LoadError(f"{model_dir}/saved_model.pb holds no MetaGraph")
+    signatures = saved.meta_graphs[0].signature_def
+    return {
+        key: MessageToDict(signatures[key])
+        for key in sorted(signatures)
+        if not key.startswith("__")
+    }
+
+
+def choose_signature(keys: list[str], wanted: str | None) -> str:
+    """Cortex's rule: ``signature_key``, else the only one, else ``predict`` (or serving_default)."""
+    if wanted is not None:
+        if wanted not in keys:
+            raise LoadError(
+                f"signature_key {wanted!r} is not in the SavedModel (it has: {', '.join(keys)})"
+            )
+        return wanted
+    if len(keys) == 1:
+        return keys[0]
+    for key in PREFERRED_KEYS:
+        if key in keys:
+            return key
+    raise LoadError(
+        "the SavedModel has several signatures and none is called 'predict' or "
+        f"'serving_default'; set tensorflow.signature_key to one of: {', '.join(keys)}"
+    )
+
+
+def _spec(name: str, info: dict[str, Any]) -> TensorSpec:
+    type_name = info.get("dtype", "DT_INVALID")
+    enum = tf.dtypes.as_dtype(types_pb2.DataType.Value(type_name))
+    dtype = np.dtype(object) if enum == tf.string else np.dtype(enum.as_numpy_dtype)
+    tensor_shape = info.get("tensorShape", {})
+    shape: tuple[int | None, ...] | None
+    if tensor_shape.get("unknownRank"):
+        shape = None
+    else:
+        dims = [int(dim.get("size", -1)) for dim in tensor_shape.get("dim", [])]
+        shape = tuple(None if size < 0 else size for size in dims)
+    return TensorSpec(name=name, dtype=dtype, shape=shape, type_name=type_name)
+
+
+class TensorFlowRuntime:
+    """One SavedModel signature, called in-process."""
+
+    platform = "tensorflow_savedmodel"
+
+    def __init__(self, model_path: Path, signature_key: str | None, threads: int = 1) -> None:
+        model_dir = find_saved_model(model_path)
+        self.signature_map = read_signature_map(model_dir)
+        if not self.signature_map:
+            raise LoadError(f"{model_dir}: the SavedModel has no serving signature")
+        self.signature_key = choose_signature(list(self.signature_map), signature_key)
+        chosen = self.signature_map[self.signature_key]
+        self.inputs = [_spec(n, i) for n, i in sorted(chosen.get("inputs", {}).items())]
+        self.outputs = [_spec(n, i) for n, i in sorted(chosen.get("outputs", {}).items())]
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised in this process
+            pass
+        self._loaded = tf.saved_model.load(str(model_dir))
+        self._function = self._loaded.signatures[self.signature_key]
+
+    def handler_signature(self, stage: str) -> Any:
+        return self.signature_map
+
+    def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        tensors = {name: tf.constant(value) for name, value in inputs.items()}
+        outputs = self._function(**tensors)
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+    def output_arrays(self, prediction: Any) -> dict[str, np.ndarray[Any, Any]]:
+        return dict(prediction)

@@ -1,0 +1,36 @@
+"""Interfaces shared across layers (kept tiny so that no layer imports a sibling)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from inferd.config.schema import ApiConfig
+    from inferd.replica.handle import ReplicaHandle
+
+
+class ReplicaSink(Protocol):
+    """What an engine tells the gateway: which APIs exist and which replicas serve them.
+
+    Implemented by the gateway; called by an engine on the gateway's event loop.
+    """
+
+    def add_api(self, config: ApiConfig) -> None:
+        """Route ``config.endpoint`` to a new (or updated) API."""
+        ...
+
+    def remove_api(self, name: str) -> None:
+        """Stop routing to API ``name``; its waiting requests are answered 404."""
+        ...
+
+    def replica_ready(self, api: str, handle: ReplicaHandle) -> None:
+        """``handle`` has loaded its model and takes requests from now on."""
+        ...
+
+    def replica_gone(self, api: str, handle: ReplicaHandle) -> None:
+        """``handle`` stopped (or is draining): send it nothing more."""
+        ...
+
+    def api_error(self, api: str, reason: str | None) -> None:
+        """The API cannot start replicas (``reason``), or is healthy again (``None``)."""
+        ...

@@ -51,8 +51,10 @@ def main() -> None:
         print(f"prediction:  {json.dumps(answer)}")
         print()
         print("Try it yourself:")
-        print(f"  curl -X POST -H 'Content-Type: application/json' -d @{EXAMPLE.relative_to(ROOT)}/sample.json "
-              f"{BASE}/iris/classifier")
+        print(
+            f"  curl -X POST -H 'Content-Type: application/json' -d @{EXAMPLE.relative_to(ROOT)}/sample.json "
+            f"{BASE}/iris/classifier"
+        )
         print("Serving until Ctrl-C.")
         server.wait()
     except KeyboardInterrupt:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from sklearn.datasets import load_iris  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -31,7 +31,10 @@ class IrisModel(tf.Module):  # type: ignore[misc]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name=n) for n in FEATURES])  # type: ignore[untyped-decorator]
     def predict(
-        self, sepal_length: tf.Tensor, sepal_width: tf.Tensor, petal_length: tf.Tensor,
+        self,
+        sepal_length: tf.Tensor,
+        sepal_width: tf.Tensor,
+        petal_length: tf.Tensor,
         petal_width: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
         features = tf.stack([sepal_length, sepal_width, petal_length, petal_width], axis=1)

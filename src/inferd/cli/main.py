@@ -43,12 +43,26 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
-@click.option("--host", default=lambda: os.environ.get("INFERD_HOST", DEFAULT_HOST), show_default="127.0.0.1",
-              help="Address to listen on (INFERD_HOST).")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("INFERD_PORT", DEFAULT_PORT)),
-              show_default="8888", help="Port to listen on (INFERD_PORT).")
-@click.option("--grace", type=float, default=30.0, show_default=True,
-              help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM.")
+@click.option(
+    "--host",
+    default=lambda: os.environ.get("INFERD_HOST", DEFAULT_HOST),
+    show_default="127.0.0.1",
+    help="Address to listen on (INFERD_HOST).",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=lambda: int(os.environ.get("INFERD_PORT", DEFAULT_PORT)),
+    show_default="8888",
+    help="Port to listen on (INFERD_PORT).",
+)
+@click.option(
+    "--grace",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM.",
+)
 def serve(project_dir: Path, host: str, port: int, grace: float) -> None:
     """Serve a project's APIs in the foreground until Ctrl-C.
 

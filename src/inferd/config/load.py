@@ -144,8 +144,12 @@ def _config_error(
     elif kind in _MESSAGES:
         message = _MESSAGES[kind]
     elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
-              "less_than": "<"}[kind]
+        op = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }[kind]
         bound = next(iter(ctx.values()), "?")
         message = f"must be {op} {bound}"
     elif kind == "literal_error":

@@ -49,7 +49,7 @@ class TensorFlowSpec(_Block):
     request_handler: str | None = Field(None, description="Python file with pre/post_inference")
     signature_key: str | None = Field(None, description="SignatureDef to serve")
     python_path: str | None = Field(None, description="Folder added to sys.path for the handler")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed to the handlers")
+    metadata: dict[Any, Any] = Field(default_factory=dict, description="Passed to the handlers")
     full_shapes: bool = Field(
         False,
         description="inferd extension: give handlers outputs in their full shapes instead of "
@@ -65,7 +65,7 @@ class OnnxSpec(_Block):
     model: str = Field(description="Path or URI of the .onnx file")
     request_handler: str | None = Field(None, description="Python file with pre/post_inference")
     python_path: str | None = Field(None, description="Folder added to sys.path for the handler")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed to the handlers")
+    metadata: dict[Any, Any] = Field(default_factory=dict, description="Passed to the handlers")
 
     _keys = field_validator("metadata")(_metadata_keys)
 
@@ -76,7 +76,7 @@ class PredictorSpec(_Block):
     path: str = Field(description="Python file defining predict(sample, metadata)")
     model: str | None = Field(None, description="File or folder handed to init() as model_path")
     python_path: str | None = Field(None, description="Folder added to sys.path for the predictor")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed to init and predict")
+    metadata: dict[Any, Any] = Field(default_factory=dict, description="Passed to init and predict")
 
     _keys = field_validator("metadata")(_metadata_keys)
 
@@ -102,7 +102,10 @@ class Compute(_Block):
     max_replicas: int = Field(100, ge=1, description="Most replicas")
     init_replicas: int | None = Field(None, ge=0, description="Replicas at start (= min_replicas)")
     target_cpu_utilization: int = Field(
-        80, gt=0, le=100, description="Cortex's CPU target (percent); inferd scales on in-flight requests"
+        80,
+        gt=0,
+        le=100,
+        description="Cortex's CPU target (percent); inferd scales on in-flight requests",
     )
     cpu: str | int | float = Field("200m", description="CPU per replica (200m, 0.5, 2)")
     mem: str | int | None = Field(None, description="Memory per replica (512Mi, 2G)")
@@ -297,9 +300,7 @@ def check_project(
         endpoint = api.endpoint or f"/{deployment.name}/{api.name}"
         for reserved in RESERVED_PATHS:
             if endpoint == reserved or endpoint.startswith(reserved + "/"):
-                raise FieldError(
-                    (index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd"
-                )
+                raise FieldError((index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd")
         if endpoint in endpoints:
             raise FieldError(
                 (index, "endpoint"),

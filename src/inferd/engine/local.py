@@ -80,6 +80,7 @@ class LocalEngine:
         self._ids = itertools.count(1)
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._tasks: set[asyncio.Task[object]] = set()
 
     # desired state
 
@@ -89,8 +90,11 @@ class LocalEngine:
             model_path = self.model_path(config, project.root)
             version = api_version(config, project.root, model_path)
             spec = ReplicaSpec(
-                api=config.api, project_root=project.root, model_path=model_path,
-                replica_id="", version=version,
+                api=config.api,
+                project_root=project.root,
+                model_path=model_path,
+                replica_id="",
+                version=version,
             )
             desired = max(1, config.api.compute.replicas_at_start)
             self.apis[config.name] = ApiState(config=config, spec=spec, desired=desired)
@@ -120,7 +124,8 @@ class LocalEngine:
         for state in self.apis.values():
             for replica in list(state.replicas):
                 if replica.process.poll() is not None and replica.handle.state in (
-                    ReplicaState.CLOSED, ReplicaState.FAILED
+                    ReplicaState.CLOSED,
+                    ReplicaState.FAILED,
                 ):
                     state.replicas.remove(replica)
             missing = state.desired - len(state.replicas)
@@ -137,8 +142,12 @@ class LocalEngine:
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "inferd.replica.worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), env=env, cwd=str(state.spec.project_root),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                cwd=str(state.spec.project_root),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
             )
         finally:
             theirs.close()
@@ -146,7 +155,9 @@ class LocalEngine:
                 out.close()
         handle = ReplicaHandle(state.config.name, replica_id, state.spec.version, self)
         loop = asyncio.get_running_loop()
-        loop.create_task(loop.connect_accepted_socket(lambda: handle, ours))
+        task = loop.create_task(loop.connect_accepted_socket(lambda: handle, ours))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         state.replicas.append(Replica(handle=handle, process=process))
 
     def _log_stream(self, api: str) -> IO[bytes] | None:

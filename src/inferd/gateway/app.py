@@ -99,7 +99,10 @@ class Gateway:
         if path == b"/healthz":
             self._healthz(conn, request)
         elif path == b"/":
-            conn.respond(200, orjson.dumps({"apis": [self.describe(q, brief=True) for q in self.apis.values()]}))
+            conn.respond(
+                200,
+                orjson.dumps({"apis": [self.describe(q, brief=True) for q in self.apis.values()]}),
+            )
         elif request.method == b"OPTIONS":
             conn.respond(204, b"", headers=b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n")
         else:
@@ -113,8 +116,11 @@ class Gateway:
             self.finished(queue, 503)
             return
         if queue.error is not None and not queue.ready:
-            conn.respond(503, codec.error_body(f"api '{queue.name}' is not ready: {queue.error}"),
-                         headers=RETRY_AFTER)
+            conn.respond(
+                503,
+                codec.error_body(f"api '{queue.name}' is not ready: {queue.error}"),
+                headers=RETRY_AFTER,
+            )
             self.finished(queue, 503)
             return
         kind = messages.PREDICT_DEBUG if b"debug=true" in request.query.lower() else messages.PREDICT
@@ -122,8 +128,11 @@ class Gateway:
 
     def _method_not_allowed(self, conn: HttpConnection, request: Request, allowed: bytes) -> None:
         method = request.method.decode("latin-1")
-        conn.respond(405, codec.error_body(f"method {method} is not allowed here"),
-                     headers=b"Allow: " + allowed + b"\r\n")
+        conn.respond(
+            405,
+            codec.error_body(f"method {method} is not allowed here"),
+            headers=b"Allow: " + allowed + b"\r\n",
+        )
 
     def _healthz(self, conn: HttpConnection, request: Request) -> None:
         waiting = sorted(name for name, q in self.apis.items() if not q.ready)

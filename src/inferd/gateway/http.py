@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from http import HTTPStatus
-from typing import cast, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -44,7 +44,12 @@ class Request:
     __slots__ = ("body", "headers", "keep_alive", "method", "path", "query")
 
     def __init__(
-        self, method: bytes, path: bytes, query: bytes, headers: dict[bytes, bytes], body: bytes,
+        self,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
         keep_alive: bool,
     ) -> None:
         self.method = method
@@ -56,7 +61,9 @@ class Request:
 
 
 # Headers the gateway looks at; everything else is skipped while parsing.
-WANTED_HEADERS = frozenset({b"content-length", b"expect", b"content-type", b"x-request-id", b"authorization", b"x-api-key"})
+WANTED_HEADERS = frozenset(
+    {b"content-length", b"expect", b"content-type", b"x-request-id", b"authorization", b"x-api-key"}
+)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -141,7 +148,12 @@ class HttpConnection(asyncio.Protocol):
         path, _, query = url.partition(b"?")
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         request = Request(
-            self.parser.get_method(), path, query, self._headers, body, self.parser.should_keep_alive()
+            self.parser.get_method(),
+            path,
+            query,
+            self._headers,
+            body,
+            self.parser.should_keep_alive(),
         )
         if self.busy:
             self.pipeline.append(request)
@@ -170,7 +182,11 @@ class HttpConnection(asyncio.Protocol):
         self.respond(status, body)
 
     def respond(
-        self, status: int, body: bytes, close: bool = False, headers: bytes = b"",
+        self,
+        status: int,
+        body: bytes,
+        close: bool = False,
+        headers: bytes = b"",
         content_type: bytes = b"application/json",
     ) -> None:
         """Write one complete response, then start the next pipelined request."""
@@ -179,11 +195,20 @@ class HttpConnection(asyncio.Protocol):
             return
         close = close or not self.keep_alive
         transport.write(
-            b"".join((
-                status_line(status),
-                b"Content-Type: ", content_type, b"\r\nContent-Length: ", str(len(body)).encode(),
-                b"\r\n", CORS, headers, b"Connection: close\r\n\r\n" if close else b"\r\n", body,
-            ))
+            b"".join(
+                (
+                    status_line(status),
+                    b"Content-Type: ",
+                    content_type,
+                    b"\r\nContent-Length: ",
+                    str(len(body)).encode(),
+                    b"\r\n",
+                    CORS,
+                    headers,
+                    b"Connection: close\r\n\r\n" if close else b"\r\n",
+                    body,
+                )
+            )
         )
         if close:
             transport.close()

@@ -47,8 +47,7 @@ def to_model_inputs(prepared: Any, specs: list[TensorSpec]) -> dict[str, np.ndar
         extra = [key for key in prepared if key not in names]
         if extra:
             raise InputError(
-                f"unexpected input '{extra[0]}': the model's inputs are "
-                + ", ".join(f"'{n}'" for n in names)
+                f"unexpected input '{extra[0]}': the model's inputs are " + ", ".join(f"'{n}'" for n in names)
             )
         return {spec.name: to_array(prepared[spec.name], spec) for spec in specs}
     if len(specs) != 1:
@@ -74,9 +73,7 @@ def to_array(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
         else:
             array = np.asarray(value, dtype=target)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise InputError(
-            f"input '{spec.name}': expected {describe(spec)} values: {_reason(exc)}"
-        ) from None
+        raise InputError(f"input '{spec.name}': expected {describe(spec)} values: {_reason(exc)}") from None
     return fit_shape(array, spec)
 
 

@@ -87,8 +87,7 @@ def _from_pickle(path: Path, module_name: str, shown: str) -> ModuleType:
 def _check(module: ModuleType, expected: dict[str, str], shown: str) -> dict[str, UserFunction]:
     functions: dict[str, UserFunction] = {}
     defined = [
-        n for n, v in vars(module).items()
-        if callable(v) and not n.startswith("_") and n not in expected
+        n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and n not in expected
     ]
     for name, usage in expected.items():
         function = getattr(module, name, None)

@@ -43,8 +43,10 @@ async def serve_project(
     say(f"inferd: serving deployment '{project.deployment.name}' on {base}")
     for config in project.apis:
         replicas = max(1, config.api.compute.replicas_at_start)
-        say(f"  {config.name:<20} POST {base}{config.endpoint}  ({config.api.model_format}, "
-            f"{replicas} replica{'s' if replicas != 1 else ''})")
+        say(
+            f"  {config.name:<20} POST {base}{config.endpoint}  ({config.api.model_format}, "
+            f"{replicas} replica{'s' if replicas != 1 else ''})"
+        )
     ready_task = loop.create_task(_announce_ready(gateway, say))
     await stop.wait()
     ready_task.cancel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from typing import cast, Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 

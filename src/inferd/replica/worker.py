@@ -8,6 +8,7 @@ its end (drain finished, or the gateway died).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -113,10 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ready = {"pid": os.getpid(), **predictor.describe()}
     sock.sendall(messages.frame(messages.READY, codec.dumps(ready)))
     log.info("replica is ready (pid %d)", os.getpid())
-    try:
+    with contextlib.suppress(ConnectionError, OSError):
         serve(sock, predictor)
-    except (ConnectionError, OSError):
-        pass
     return 0
 
 

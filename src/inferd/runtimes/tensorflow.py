@@ -20,10 +20,10 @@ from inferd.storage import find_saved_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-from google.protobuf.json_format import MessageToDict  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
+import tensorflow as tf
+from google.protobuf.json_format import MessageToDict
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
 
 # Cortex's choice when signature_key is unset and there are several: "predict"; inferd also
 # recognises TF2's "serving_default".
@@ -37,20 +37,14 @@ def read_signature_map(model_dir: Path) -> dict[str, Any]:
     if not saved.meta_graphs:
         raise LoadError(f"{model_dir}/saved_model.pb holds no MetaGraph")
     signatures = saved.meta_graphs[0].signature_def
-    return {
-        key: MessageToDict(signatures[key])
-        for key in sorted(signatures)
-        if not key.startswith("__")
-    }
+    return {key: MessageToDict(signatures[key]) for key in sorted(signatures) if not key.startswith("__")}
 
 
 def choose_signature(keys: list[str], wanted: str | None) -> str:
     """Cortex's rule: ``signature_key``, else the only one, else ``predict`` (or serving_default)."""
     if wanted is not None:
         if wanted not in keys:
-            raise LoadError(
-                f"signature_key {wanted!r} is not in the SavedModel (it has: {', '.join(keys)})"
-            )
+            raise LoadError(f"signature_key {wanted!r} is not in the SavedModel (it has: {', '.join(keys)})")
         return wanted
     if len(keys) == 1:
         return keys[0]

@@ -1,0 +1,150 @@
+"""Shared fixtures: example paths, small models built on the fly, and a real `inferd serve`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+INFERD = Path(sys.executable).parent / "inferd"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Server:
+    """A real ``inferd serve`` process on a free port, its log in a file."""
+
+    def __init__(self, project: Path, log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [str(INFERD), "serve", str(project), "--port", "0", *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        match = wait_for(self._banner, 30, "the serving banner")
+        self.url = match
+
+    def _banner(self) -> str | None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"inferd serve exited ({self.process.returncode}):\n{self.log()}")
+        found = re.search(r"on (http://127\.0\.0\.1:\d+)", self.log())
+        return found.group(1) if found else None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait_ready(self, timeout: float = 60.0) -> Server:
+        wait_for(self.healthy, timeout, f"/healthz 200; log:\n{self.log()}")
+        return self
+
+    def post(
+        self, path: str, body: Any = None, data: bytes | None = None, **kwargs: Any
+    ) -> requests.Response:
+        if data is None:
+            return requests.post(f"{self.url}{path}", json=body, timeout=30, **kwargs)
+        return requests.post(f"{self.url}{path}", data=data, timeout=30, **kwargs)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start ``inferd serve`` on a project; every server is stopped at teardown."""
+    servers: list[Server] = []
+
+    def start(project: Path, *args: str, ready: bool = True) -> Server:
+        server = Server(project, tmp_path / f"serve-{len(servers)}.log", *args)
+        servers.append(server)
+        return server.wait_ready() if ready else server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def example(name: str) -> Path:
+    path = EXAMPLES / name
+    if not (path / "models").exists():
+        subprocess.run([sys.executable, str(path / "build_model.py")], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def iris_onnx_model() -> Path:
+    return example("iris-onnx") / "models" / "iris.onnx"
+
+
+@pytest.fixture(scope="session")
+def two_input_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX model with inputs a, b (float [N, 2]) and output sum = a + b."""
+    from onnx import TensorProto, helper, save_model
+
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 2])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 2])
+    out = helper.make_tensor_value_info("sum", TensorProto.FLOAT, [None, 2])
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["sum"])], "add", [a, b], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("models") / "add.onnx"
+    save_model(model, str(path))
+    return path
+
+
+def make_project(
+    root: Path, yaml_text: str, files: dict[str, str] | None = None, models: dict[str, Path] | None = None
+) -> Path:
+    """Write a project folder: cortex.yaml, handler files and copied model files."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "cortex.yaml").write_text(yaml_text)
+    for name, text in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for name, source in (models or {}).items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy(source, target)
+    return root

@@ -1,0 +1,272 @@
+"""The Cortex v0.10 schema: defaults and every validation rule, with file:line:field errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inferd.config.load import load_project
+from inferd.errors import ConfigError
+
+DEPLOYMENT = "- kind: deployment\n  name: iris\n"
+
+
+def project(tmp_path: Path, text: str, files: tuple[str, ...] = ("model.onnx", "handler.py")) -> Path:
+    for name in files:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("def pre_inference(sample, signature, metadata):\n    return sample\n")
+    (tmp_path / "cortex.yaml").write_text(text)
+    return tmp_path
+
+
+def api(body: str = "", name: str = "classifier", model: str = "onnx:\n    model: model.onnx\n") -> str:
+    return f"\n- kind: api\n  name: {name}\n  {model}{body}"
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_project(project(tmp_path, text))
+    return caught.value.message
+
+
+def test_defaults_match_cortex(tmp_path: Path) -> None:
+    loaded = load_project(project(tmp_path, DEPLOYMENT + api()))
+    config = loaded.apis[0]
+    assert loaded.deployment.name == "iris"
+    assert config.endpoint == "/iris/classifier"
+    compute = config.api.compute
+    assert (compute.min_replicas, compute.max_replicas, compute.replicas_at_start) == (1, 100, 1)
+    assert compute.target_cpu_utilization == 80
+    assert compute.cpu_cores == pytest.approx(0.2)
+    assert compute.mem_bytes is None
+    assert compute.gpu == 0
+    assert config.api.tracker is None
+    assert config.api.metadata == {}
+    assert config.api.model_format == "onnx"
+
+
+def test_init_replicas_defaults_to_min(tmp_path: Path) -> None:
+    text = DEPLOYMENT + api("  compute:\n    min_replicas: 3\n    max_replicas: 5\n")
+    assert load_project(project(tmp_path, text)).apis[0].api.compute.replicas_at_start == 3
+
+
+def test_inferd_yaml_is_read_when_there_is_no_cortex_yaml(tmp_path: Path) -> None:
+    project(tmp_path, DEPLOYMENT + api())
+    (tmp_path / "cortex.yaml").rename(tmp_path / "inferd.yaml")
+    assert load_project(tmp_path).config_file.name == "inferd.yaml"
+
+
+def test_full_api_block_is_accepted(tmp_path: Path) -> None:
+    body = (
+        "\n- kind: api\n  name: tf\n  endpoint: my/custom/path/\n  tensorflow:\n"
+        "    model: saved\n    request_handler: handler.py\n    signature_key: predict\n"
+        "    python_path: lib\n    metadata: {labels: [a, b]}\n    full_shapes: true\n"
+        "  tracker:\n    key: label\n    model_type: classification\n"
+        "  compute:\n    min_replicas: 1\n    max_replicas: 4\n    init_replicas: 2\n"
+        "    target_cpu_utilization: 50\n    cpu: 1\n    mem: 1Gi\n    gpu: 0\n"
+    )
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "lib").mkdir()
+    loaded = load_project(project(tmp_path, DEPLOYMENT + body))
+    config = loaded.apis[0]
+    assert config.endpoint == "/my/custom/path"
+    assert config.api.tensorflow is not None and config.api.tensorflow.full_shapes
+    assert config.api.metadata == {"labels": ["a", "b"]}
+    assert config.api.compute.mem_bytes == 2**30
+    assert config.api.tracker is not None and config.api.tracker.key == "label"
+
+
+def test_predictor_block(tmp_path: Path) -> None:
+    text = DEPLOYMENT + api(model="predictor:\n    path: handler.py\n    model: model.onnx\n")
+    config = load_project(project(tmp_path, text)).apis[0]
+    assert config.api.model_format == "predictor"
+    assert config.api.handler_file == "handler.py"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    min_replicas: -1\n"),
+            "cortex.yaml:9: api 'classifier': compute.min_replicas: must be >= 0",
+            id="min-replicas-negative",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    max_replicas: 0\n"),
+            "cortex.yaml:9: api 'classifier': compute.max_replicas: must be >= 1",
+            id="max-replicas-zero",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    min_replicas: 3\n    max_replicas: 2\n"),
+            "cortex.yaml:8: api 'classifier': compute: min_replicas must be <= max_replicas",
+            id="min-above-max",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    min_replicas: 2\n    init_replicas: 1\n"),
+            "compute: init_replicas must be >= min_replicas",
+            id="init-below-min",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    max_replicas: 2\n    init_replicas: 3\n"),
+            "compute: init_replicas must be <= max_replicas",
+            id="init-above-max",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    target_cpu_utilization: 0\n"),
+            "compute.target_cpu_utilization: must be > 0",
+            id="cpu-target-zero",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    target_cpu_utilization: 101\n"),
+            "compute.target_cpu_utilization: must be <= 100",
+            id="cpu-target-above-100",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    cpu: lots\n"),
+            "cortex.yaml:9: api 'classifier': compute.cpu: 'lots' is not a quantity",
+            id="cpu-not-quantity",
+        ),
+        pytest.param(DEPLOYMENT + api("  compute:\n    cpu: 0\n"), "compute.cpu: must be > 0", id="cpu-zero"),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    mem: 12X\n"), "compute.mem: '12X' is not", id="mem-bad"
+        ),
+        pytest.param(DEPLOYMENT + api("  compute:\n    gpu: -1\n"), "compute.gpu: must be >= 0", id="gpu"),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    min_replica: 2\n"),
+            "cortex.yaml:9: api 'classifier': compute.min_replica: unknown key",
+            id="unknown-key-nested",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  color: blue\n"),
+            "cortex.yaml:8: api 'classifier': color: unknown key",
+            id="unknown-key",
+        ),
+        pytest.param(
+            "- kind: deployment\n  name: my_deployment\n" + api(),
+            "cortex.yaml:2: deployment: name: 'my_deployment' must contain only lower-case",
+            id="deployment-underscore",
+        ),
+        pytest.param(
+            DEPLOYMENT + api(name="Classifier"),
+            "api 'Classifier': name: 'Classifier' must start",
+            id="api-upper",
+        ),
+        pytest.param(
+            DEPLOYMENT + api(name="1st"), "name: '1st' must start with a lower-case letter", id="api-digit"
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  endpoint: /a b\n"), "endpoint: '/a b' may contain only", id="ep-regex"
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  endpoint: /a//b\n"),
+            "endpoint: '/a//b' must not contain '//'",
+            id="ep-double-slash",
+        ),
+        pytest.param(DEPLOYMENT + api("  endpoint: /\n"), "endpoint: must not be '/'", id="ep-root"),
+        pytest.param(
+            DEPLOYMENT + api("  endpoint: /v2/models\n"), "endpoint: /v2/models is reserved", id="ep-reserved"
+        ),
+        pytest.param(
+            DEPLOYMENT
+            + api()
+            + api(name="other").replace("name: other", "name: other\n  endpoint: iris/classifier"),
+            "api 'other': endpoint: multiple APIs specify the same endpoint (/iris/classifier",
+            id="ep-duplicate",
+        ),
+        pytest.param(
+            DEPLOYMENT + api() + api(),
+            "cortex.yaml:10: api 'classifier': name: another api is named",
+            id="name-duplicate",
+        ),
+        pytest.param(
+            DEPLOYMENT + api(model=""),
+            "please specify a model format (tensorflow, onnx, or predictor)",
+            id="no-format",
+        ),
+        pytest.param(
+            DEPLOYMENT + api(model="onnx:\n    model: model.onnx\n  predictor:\n    path: handler.py\n"),
+            "please specify only one model format",
+            id="two-formats",
+        ),
+        pytest.param(
+            DEPLOYMENT + api(model="onnx:\n    request_handler: handler.py\n"),
+            "cortex.yaml:6: api 'classifier': onnx.model: required field is missing",
+            id="no-model",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  tracker:\n    model_type: clustering\n"),
+            "tracker.model_type: must be one of",
+            id="tracker-type",
+        ),
+        pytest.param(api(), "cortex.yaml must define a deployment resource", id="no-deployment"),
+        pytest.param(
+            DEPLOYMENT + DEPLOYMENT + api(), "cortex.yaml:3: deployment: only one", id="two-deployments"
+        ),
+        pytest.param(
+            "kind: api\nname: x\n", "cortex.yaml:1: the file must contain a list of maps", id="not-list"
+        ),
+        pytest.param("", "the file must contain a list of maps", id="empty"),
+        pytest.param(
+            DEPLOYMENT + "- kind: model\n", "cortex.yaml:3: kind: unknown kind 'model'", id="bad-kind"
+        ),
+        pytest.param(DEPLOYMENT + "- name: x\n", "cortex.yaml:3: resource 2 has no 'kind'", id="no-kind"),
+        pytest.param(
+            DEPLOYMENT + "- kind: api\n  name: [unclosed\n", "cortex.yaml:5: invalid YAML", id="yaml"
+        ),
+        pytest.param(
+            DEPLOYMENT + "- kind: api\n  name: a\n  name: b\n",
+            "cortex.yaml:5: invalid YAML: duplicate key",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            DEPLOYMENT + api(model="onnx:\n    model: model.onnx\n    metadata: {1: x}\n"),
+            "onnx.metadata: keys must be strings",
+            id="metadata-keys",
+        ),
+    ],
+)
+def test_validation_errors_name_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error_of(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("model_block", "expected"),
+    [
+        ("onnx:\n    model: missing.onnx\n", "onnx.model: missing.onnx does not exist"),
+        (
+            "onnx:\n    model: ../outside.onnx\n",
+            "onnx.model: '../outside.onnx' is outside the project folder",
+        ),
+        ("onnx:\n    model: /etc/passwd\n", "'/etc/passwd' is outside the project folder"),
+        (
+            "onnx:\n    model: model.onnx\n    request_handler: nope.py\n",
+            "request_handler: nope.py does not exist",
+        ),
+        ("onnx:\n    model: model.onnx\n    request_handler: ../../x.py\n", "is outside the project folder"),
+        ("onnx:\n    model: model.onnx\n    python_path: nowhere\n", "python_path: nowhere is not a folder"),
+        ("predictor:\n    path: missing.py\n", "predictor.path: missing.py does not exist"),
+        ("onnx:\n    model: model.onnx\n    request_handler: model.onnx\n", "must be a .py"),
+    ],
+)
+def test_files_must_exist_inside_the_project(tmp_path: Path, model_block: str, expected: str) -> None:
+    message = error_of(tmp_path, DEPLOYMENT + api(model=model_block))
+    assert message.startswith("cortex.yaml:")
+    assert expected in message
+
+
+def test_remote_models_are_not_checked_locally(tmp_path: Path) -> None:
+    text = DEPLOYMENT + api(model="onnx:\n    model: s3://bucket/iris.onnx\n")
+    assert load_project(project(tmp_path, text)).apis[0].api.model_uri == "s3://bucket/iris.onnx"
+
+
+def test_missing_project_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such project folder"):
+        load_project(tmp_path / "nope")
+    with pytest.raises(ConfigError, match=r"no cortex\.yaml or inferd\.yaml"):
+        load_project(tmp_path)
+
+
+def test_config_errors_exit_with_code_2() -> None:
+    assert ConfigError("x").exit_code == 2

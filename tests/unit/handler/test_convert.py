@@ -1,0 +1,100 @@
+"""Fitting JSON values to model inputs: dtype casts, batch dims, several inputs, clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inferd.errors import InputError
+from inferd.handler.convert import to_array, to_model_inputs
+from inferd.runtimes.base import TensorSpec
+
+FLOAT_ROWS = TensorSpec("input", np.dtype(np.float32), (None, 4), "tensor(float)")
+FIXED = TensorSpec("input", np.dtype(np.float32), (1, 4), "tensor(float)")
+IDS = TensorSpec("ids", np.dtype(np.int64), (None,), "tensor(int64)")
+TEXT = TensorSpec("text", np.dtype(object), (None,), "tensor(string)")
+A = TensorSpec("a", np.dtype(np.float32), (None, 2), "tensor(float)")
+B = TensorSpec("b", np.dtype(np.float32), (None, 2), "tensor(float)")
+
+
+def test_flat_list_gets_the_missing_batch_dimension() -> None:
+    array = to_array([5.2, 3.6, 1.4, 0.3], FLOAT_ROWS)
+    assert array.shape == (1, 4)
+    assert array.dtype == np.float32
+
+
+def test_dynamic_batch_dimension_takes_any_number_of_rows() -> None:
+    rows = [[5.2, 3.6, 1.4, 0.3]] * 6
+    assert to_array(rows, FLOAT_ROWS).shape == (6, 4)
+
+
+def test_fixed_shape_is_reshaped_when_the_size_fits() -> None:
+    assert to_array([1, 2, 3, 4], FIXED).shape == (1, 4)
+
+
+def test_ints_are_cast_to_the_signature_dtype() -> None:
+    array = to_array([[1, 2, 3, 4]], FLOAT_ROWS)
+    assert array.dtype == np.float32
+    assert to_array([1.0, 2.0], IDS).dtype == np.int64
+
+
+def test_ndarray_is_cast() -> None:
+    array = to_array(np.ones((2, 4), dtype=np.float64), FLOAT_ROWS)
+    assert array.dtype == np.float32 and array.shape == (2, 4)
+
+
+def test_scalar_for_a_vector_input_becomes_a_batch_of_one() -> None:
+    assert to_array(7, IDS).tolist() == [7]
+
+
+def test_strings_for_a_string_input() -> None:
+    array = to_array(["a", "b"], TEXT)
+    assert array.dtype == object and array.tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([[1, 2, 3]], r"input 'input': expected shape \[-1, 4\] \(float32\), got shape \[1, 3\]"),
+        ([1, 2, 3, 4, 5], r"expected shape \[-1, 4\]"),
+        ([["a", "b", "c", "d"]], r"input 'input': expected float32 \[-1, 4\] values"),
+        ([[1, 2], [3]], r"ragged"),
+        (None, r"input 'input': expected float32 \[-1, 4\], got null"),
+        ([{"x": 1}] * 4, r"input 'input': expected float32"),
+    ],
+)
+def test_values_that_do_not_fit_are_input_errors(value: Any, message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        to_array(value, FLOAT_ROWS)
+    assert caught.value.status_code == 400
+
+
+def test_numeric_ndarray_for_a_string_input_is_refused() -> None:
+    with pytest.raises(InputError, match="cannot cast"):
+        to_array(np.ones(2), TEXT)
+
+
+def test_single_input_shortcut_and_dict_by_name() -> None:
+    assert set(to_model_inputs([1, 2, 3, 4], [FLOAT_ROWS])) == {"input"}
+    assert to_model_inputs({"input": [1, 2, 3, 4]}, [FLOAT_ROWS])["input"].shape == (1, 4)
+
+
+def test_several_inputs_by_name() -> None:
+    inputs = to_model_inputs({"a": [1, 2], "b": [[3, 4], [5, 6]]}, [A, B])
+    assert inputs["a"].shape == (1, 2) and inputs["b"].shape == (2, 2)
+
+
+def test_several_inputs_need_a_dict() -> None:
+    with pytest.raises(InputError, match="several inputs: expected an object with the keys 'a', 'b'"):
+        to_model_inputs([1, 2], [A, B])
+
+
+def test_missing_and_unexpected_inputs_are_named() -> None:
+    with pytest.raises(InputError, match="missing input 'b'"):
+        to_model_inputs({"a": [1, 2]}, [A, B])
+    with pytest.raises(InputError, match="unexpected input 'c'"):
+        to_model_inputs({"a": [1, 2], "b": [1, 2], "c": 1}, [A, B])
+    with pytest.raises(InputError, match="missing input 'input'"):
+        to_model_inputs({"features": [1, 2, 3, 4]}, [FLOAT_ROWS])

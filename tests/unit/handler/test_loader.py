@@ -1,0 +1,75 @@
+"""User files are imported and their functions checked before an API serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dill
+import pytest
+
+from inferd.errors import LoadError
+from inferd.handler.loader import load_user_code
+
+
+def load(tmp_path: Path, source: str, kind: str = "handler") -> object:
+    path = tmp_path / "handler.py"
+    path.write_text(source)
+    return load_user_code(path, kind, f"test_handler_{abs(hash(source))}", "handler.py")
+
+
+def test_both_functions_are_found(tmp_path: Path) -> None:
+    code = load(
+        tmp_path,
+        "def pre_inference(sample, signature, metadata): pass\n"
+        "def post_inference(prediction, signature, metadata): pass\n",
+    )
+    assert sorted(code.functions) == ["post_inference", "pre_inference"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "def pre_inference(sample, metadata): pass\n",
+            r"handler.py: pre_inference\(sample, metadata\) must take 3 arguments: "
+            r"pre_inference\(sample, signature, metadata\)",
+        ),
+        (
+            "def post_inference(prediction): pass\n",
+            r"must take 3 arguments: post_inference\(prediction, signature",
+        ),
+        (
+            "def preinference(sample, signature, metadata): pass\n",
+            r"defines preinference\(\); did you mean pre_inference\(sample, signature, metadata\)\?",
+        ),
+        ("def helper(): pass\n", "defines neither pre_inference nor post_inference"),
+        ("import not_a_module_anywhere\n", "importing it failed: ModuleNotFoundError"),
+        ("pre_inference = 3\n", "pre_inference must be a function"),
+        ("def broken(:\n", "importing it failed: SyntaxError"),
+    ],
+)
+def test_bad_handlers_are_refused_at_load(tmp_path: Path, source: str, message: str) -> None:
+    with pytest.raises(LoadError, match=message):
+        load(tmp_path, source)
+
+
+def test_predictor_needs_predict(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match=r"must define predict\(sample, metadata\)"):
+        load(tmp_path, "def init(model_path, metadata): pass\n", kind="predictor")
+    with pytest.raises(LoadError, match=r"init\(model_path\) must take 2 arguments"):
+        load(tmp_path, "def init(model_path): pass\ndef predict(sample, metadata): pass\n", kind="predictor")
+
+
+def test_defaults_and_varargs_that_accept_the_call_are_fine(tmp_path: Path) -> None:
+    code = load(tmp_path, "def pre_inference(*args): pass\ndef post_inference(p, s, m=None, x=1): pass\n")
+    assert len(code.functions) == 2  # type: ignore[attr-defined]
+
+
+def test_dill_pickle_of_functions(tmp_path: Path) -> None:
+    def post_inference(prediction: object, signature: object, metadata: object) -> str:
+        return "from pickle"
+
+    path = tmp_path / "request_handler.pickle"
+    path.write_bytes(dill.dumps({"post_inference": post_inference}, recurse=True))
+    code = load_user_code(path, "handler", "test_pickle_handler", "request_handler.pickle")
+    assert code.functions["post_inference"](None, None, None) == "from pickle"

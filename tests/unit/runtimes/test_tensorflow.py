@@ -1,0 +1,79 @@
+"""TensorFlow SavedModels: the signature map as Cortex handed it over, and version folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inferd.errors import LoadError
+from inferd.runtimes.tensorflow import TensorFlowRuntime, choose_signature, read_signature_map
+from inferd.storage import find_saved_model
+from tests.conftest import example
+
+pytestmark = pytest.mark.tensorflow
+
+
+@pytest.fixture(scope="module")
+def iris_tf() -> Path:
+    return example("iris-tensorflow") / "models" / "iris"
+
+
+def test_signature_map_is_protobuf_json_without_internal_entries(iris_tf: Path) -> None:
+    signatures = read_signature_map(iris_tf / "1")
+    assert sorted(signatures) == ["predict", "serving_default"]
+    predict = signatures["predict"]
+    assert predict["methodName"] == "tensorflow/serving/predict"
+    assert predict["inputs"]["sepal_length"]["dtype"] == "DT_FLOAT"
+    assert predict["inputs"]["sepal_length"]["tensorShape"] == {"dim": [{"size": "-1"}]}
+    assert predict["outputs"]["class_ids"]["dtype"] == "DT_INT64"
+    assert sorted(predict["outputs"]) == ["class_ids", "classes", "logits", "probabilities"]
+
+
+def test_signature_choice_follows_cortex() -> None:
+    assert choose_signature(["only"], None) == "only"
+    assert choose_signature(["predict", "serving_default"], None) == "predict"
+    assert choose_signature(["other", "serving_default"], None) == "serving_default"
+    assert choose_signature(["a", "b"], "b") == "b"
+    with pytest.raises(LoadError, match=r"several signatures.*set tensorflow\.signature_key to one of: a, b"):
+        choose_signature(["a", "b"], None)
+    with pytest.raises(LoadError, match="signature_key 'c' is not in the SavedModel"):
+        choose_signature(["a", "b"], "c")
+
+
+def test_highest_numeric_version_is_served(iris_tf: Path, tmp_path: Path) -> None:
+    for version in ("1", "3", "20"):
+        shutil.copytree(iris_tf / "1", tmp_path / version)
+    (tmp_path / "notes").mkdir()
+    assert find_saved_model(tmp_path) == tmp_path / "20"
+
+
+def test_zip_of_a_savedmodel(iris_tf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    archive = shutil.make_archive(str(tmp_path / "bundle"), "zip", iris_tf)
+    found = find_saved_model(Path(archive))
+    assert (found / "saved_model.pb").is_file()
+
+
+def test_missing_savedmodel_explains_the_expected_tree(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match=r"saved_model\.pb"):
+        find_saved_model(tmp_path)
+
+
+def test_run_and_specs(iris_tf: Path) -> None:
+    runtime = TensorFlowRuntime(iris_tf, None)
+    assert runtime.signature_key == "predict"
+    names = [spec.name for spec in runtime.inputs]
+    assert names == ["petal_length", "petal_width", "sepal_length", "sepal_width"]
+    assert runtime.inputs[0].shape == (None,)
+    inputs = {
+        name: np.array([v], dtype=np.float32)
+        for name, v in zip(
+            ["sepal_length", "sepal_width", "petal_length", "petal_width"], [6.9, 3.1, 5.4, 2.1], strict=True
+        )
+    }
+    outputs = runtime.run(inputs)
+    assert outputs["class_ids"].shape == (1, 1)
+    assert outputs["class_ids"][0, 0] == 2

@@ -1,0 +1,247 @@
+"""`inferd serve` end to end: real replica processes, real HTTP over loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Server, example, make_project, wait_for
+
+Serve = Callable[..., Server]
+SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
+VIRGINICA = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1}
+
+
+def children(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return {int(line) for line in out.split()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state not in ("Z", "X")
+
+
+def test_onnx_example_end_to_end(serve: Serve) -> None:
+    server = serve(example("iris-onnx"))
+    response = server.post("/iris/classifier", SAMPLE)
+    assert response.status_code == 200
+    assert response.json() == "iris-setosa"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert server.post("/iris/classifier", VIRGINICA).json() == "iris-virginica"
+    info = requests.get(f"{server.url}/iris/classifier", timeout=5).json()
+    assert info["status"] == "live"
+    assert info["signature"]["inputs"] == [
+        {"name": "input", "dtype": "float32", "shape": [-1, 4], "type": "tensor(float)"}
+    ]
+    assert requests.get(f"{server.url}/healthz", timeout=5).json() == {"ok": True}
+
+
+@pytest.mark.tensorflow
+def test_tensorflow_example_end_to_end(serve: Serve) -> None:
+    server = serve(example("iris-tensorflow"))
+    assert server.post("/iris/tensorflow", SAMPLE).json() == "setosa"
+    assert server.post("/iris/tensorflow", VIRGINICA).json() == "virginica"
+    info = requests.get(f"{server.url}/iris/tensorflow", timeout=5).json()
+    assert info["signature"]["signature_key"] == "predict"
+    assert sorted(i["name"] for i in info["signature"]["inputs"]) == [
+        "petal_length",
+        "petal_width",
+        "sepal_length",
+        "sepal_width",
+    ]
+
+
+def test_predictor_example_end_to_end(serve: Serve) -> None:
+    server = serve(example("iris-predictor"))
+    assert server.post("/iris/predictor", VIRGINICA).json() == "virginica"
+
+
+@pytest.fixture
+def raw_project(tmp_path: Path, iris_onnx_model: Path, two_input_model: Path) -> Path:
+    """Two APIs without handlers (raw tensors in and out) and one with a stateful handler."""
+    handler = (
+        "import os, time\n"
+        "calls = 0\n"
+        "def pre_inference(sample, signature, metadata):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    if sample.get('fail'):\n"
+        "        raise RuntimeError('asked to fail')\n"
+        "    time.sleep(sample.get('sleep', 0))\n"
+        "    return [1, 2, 3, 4]\n"
+        "def post_inference(prediction, signature, metadata):\n"
+        "    return {'calls': calls, 'pid': os.getpid()}\n"
+    )
+    return make_project(
+        tmp_path / "project",
+        "- kind: deployment\n  name: test\n"
+        "- kind: api\n  name: raw\n  onnx:\n    model: iris.onnx\n"
+        "- kind: api\n  name: add\n  endpoint: /math/add\n  onnx:\n    model: add.onnx\n"
+        "- kind: api\n  name: stateful\n  onnx:\n    model: iris.onnx\n    request_handler: h.py\n"
+        "  compute:\n    init_replicas: 2\n    max_replicas: 2\n",
+        {"h.py": handler},
+        {"iris.onnx": iris_onnx_model, "add.onnx": two_input_model},
+    )
+
+
+def test_raw_tensors_batches_several_inputs_and_errors(serve: Serve, raw_project: Path) -> None:
+    server = serve(raw_project)
+    rows = [[5.2, 3.6, 1.4, 0.3], [6.9, 3.1, 5.4, 2.1], [5.9, 3.0, 4.2, 1.5]]
+    labels, probabilities = server.post("/test/raw", rows).json()
+    assert labels == [0, 2, 1]
+    assert len(probabilities) == 3 and set(probabilities[0]) == {"0", "1", "2"}
+    assert server.post("/test/raw", rows[1]).json()[0] == [2]  # missing batch dim added
+
+    added = server.post("/math/add", {"a": [[1, 2], [3, 4]], "b": [10, 20]})  # b: batch dim added
+    assert added.json() == [[[11.0, 22.0], [13.0, 24.0]]]  # and the model broadcasts it
+    assert server.post("/math/add", {"a": [[1, 2], [3, 4]], "b": [[10, 20], [30, 40]]}).json() == [
+        [[11.0, 22.0], [33.0, 44.0]]
+    ]
+
+    wrong_shape = server.post("/test/raw", [[1, 2, 3]])
+    assert wrong_shape.status_code == 400
+    assert "input 'input': expected shape [-1, 4]" in wrong_shape.json()["error"]
+    wrong_type = server.post("/test/raw", [["a", "b", "c", "d"]])
+    assert wrong_type.status_code == 400
+    assert "input 'input': expected float32" in wrong_type.json()["error"]
+    missing = server.post("/math/add", {"a": [1, 2]})
+    assert missing.status_code == 400 and "missing input 'b'" in missing.json()["error"]
+    malformed = server.post("/test/raw", data=b"{not json")
+    assert malformed.status_code == 400 and malformed.json()["error"].startswith("malformed JSON")
+    unknown = server.post("/test/nope", rows)
+    assert unknown.status_code == 404 and "/test/raw" in unknown.json()["error"]
+    assert server.post("/test/raw", rows).json()[0] == [0, 2, 1]  # still serving
+
+
+def test_handler_errors_globals_and_replicas(serve: Serve, raw_project: Path) -> None:
+    server = serve(raw_project)
+    failed = server.post("/test/stateful", {"fail": True})
+    assert failed.status_code == 500
+    assert failed.json()["error"] == "pre_inference in h.py failed: RuntimeError: asked to fail"
+    assert "Traceback" in wait_for(lambda: "RuntimeError: asked to fail" in server.log() and server.log())
+
+    with requests.Session() as session:  # keep-alive: one connection, many requests
+        answers = [session.post(f"{server.url}/test/stateful", json={}, timeout=10).json() for _ in range(6)]
+    by_pid: dict[int, list[int]] = {}
+    for answer in answers:
+        by_pid.setdefault(answer["pid"], []).append(answer["calls"])
+    for calls in by_pid.values():  # globals persist per replica: counts only go up
+        assert calls == sorted(calls)
+
+    with ThreadPoolExecutor(4) as pool:  # both replicas take work when requests overlap
+        slow = list(pool.map(lambda _: server.post("/test/stateful", {"sleep": 0.4}).json(), range(4)))
+    assert len({answer["pid"] for answer in slow}) == 2
+
+
+def test_requests_queue_while_the_replica_is_busy(serve: Serve, raw_project: Path) -> None:
+    server = serve(raw_project)
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: server.post("/test/stateful", {"sleep": 0.1}), range(8)))
+    assert [r.status_code for r in responses] == [200] * 8
+
+
+def test_debug_logs_every_stage(serve: Serve) -> None:
+    server = serve(example("iris-onnx"))
+    assert (
+        requests.post(f"{server.url}/iris/classifier?debug=true", json=SAMPLE, timeout=10).status_code == 200
+    )
+    log = wait_for(lambda: "post_inference: 'iris-setosa'" in server.log() and server.log())
+    for stage in ("sample: {'sepal_length': 5.2", "pre_inference: {'input': [5.2", "inference: [array("):
+        assert stage in log
+
+
+def test_body_limit_pipelining_and_expect_continue(serve: Serve) -> None:
+    server = serve(example("iris-onnx"))
+    big = server.post("/iris/classifier", data=b"[" + b"1," * (6 * 1024 * 1024) + b"1]")
+    assert big.status_code == 413
+    port = int(server.url.rsplit(":", 1)[1])
+    body = json.dumps(SAMPLE).encode()
+    request = (
+        f"POST /iris/classifier HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request * 3)  # three pipelined requests, answered in order
+        received = b""
+        while received.count(b'"iris-setosa"') < 3:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+        assert received.count(b"HTTP/1.1 200 OK") == 3
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = (
+            f"POST /iris/classifier HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        sock.sendall(head)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        assert b'"iris-setosa"' in wait_for(lambda: sock.recv(65536))
+    garbage = socket.create_connection(("127.0.0.1", port), timeout=10)
+    garbage.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+    assert garbage.recv(1024).startswith(b"HTTP/1.1 400")
+    garbage.close()
+    assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+
+
+def test_killed_replica_is_replaced(serve: Serve) -> None:
+    server = serve(example("iris-onnx"))
+    (replica,) = children(server.process.pid)
+    os.kill(replica, signal.SIGKILL)
+    wait_for(lambda: children(server.process.pid) - {replica}, 30, "a new replica")
+    wait_for(lambda: server.post("/iris/classifier", SAMPLE).status_code == 200, 30, "serving again")
+    assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+
+
+def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n"
+        "- kind: api\n  name: good\n  onnx:\n    model: iris.onnx\n"
+        "- kind: api\n  name: broken\n  onnx:\n    model: iris.onnx\n    request_handler: bad.py\n",
+        {"bad.py": "import module_that_does_not_exist\n"},
+        {"iris.onnx": iris_onnx_model},
+    )
+    server = serve(root, ready=False)
+    wait_for(lambda: server.post("/d/good", [[1, 2, 3, 4]]).status_code == 200, 30, "the good api")
+    # (a list around it: a 503 Response is falsy)
+    [response] = wait_for(lambda: (r := server.post("/d/broken", {})).status_code == 503 and [r], 30, "error")
+    assert (
+        "api 'broken' is not ready: bad.py: importing it failed: ModuleNotFoundError"
+        in response.json()["error"]
+    )
+    assert response.headers["Retry-After"] == "1"
+    health = requests.get(f"{server.url}/healthz", timeout=5)
+    assert health.status_code == 503 and health.json()["not_ready"] == ["broken"]
+    status = requests.get(f"{server.url}/d/broken", timeout=5).json()
+    assert status["status"] == "error" and "ModuleNotFoundError" in status["error"]
+    assert server.post("/d/good", [[1, 2, 3, 4]]).status_code == 200
+
+
+def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path) -> None:
+    server = serve(raw_project)
+    replicas = children(server.process.pid)
+    assert len(replicas) == 4
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(server.post, "/test/stateful", {"sleep": 1.0})
+        wait_for(
+            lambda: requests.get(f"{server.url}/test/stateful", timeout=5).json()["replicas"]["busy"] == 1
+        )
+        server.process.send_signal(signal.SIGTERM)
+        assert slow.result().status_code == 200  # accepted before SIGTERM: it finishes
+    assert server.process.wait(30) == 0
+    assert not [pid for pid in replicas if alive(pid)]

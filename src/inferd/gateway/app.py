@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -23,7 +24,6 @@ from inferd.replica.handle import ReplicaHandle, ReplicaState
 log = logging.getLogger("inferd.gateway")
 
 DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
-RETRY_AFTER = b"Retry-After: 1\r\n"
 
 
 class Gateway:
@@ -36,7 +36,6 @@ class Gateway:
         self.connections: set[HttpConnection] = set()
         self.draining = False
         self.started = time.time()
-        self.counts: dict[str, dict[int, int]] = {}
         self._servers: list[asyncio.Server] = []
 
     # ReplicaSink (called by the engine)
@@ -46,7 +45,6 @@ class Gateway:
         if queue is None:
             queue = ApiQueue(config)
             self.apis[config.name] = queue
-            self.counts.setdefault(config.name, {})
         else:
             self.endpoints.pop(queue.endpoint.encode(), None)
             queue.config = config
@@ -112,16 +110,12 @@ class Gateway:
 
     def _predict(self, conn: HttpConnection, queue: ApiQueue, request: Request) -> None:
         if self.draining:
-            conn.respond(503, codec.error_body("the server is shutting down"), headers=RETRY_AFTER)
-            self.finished(queue, 503)
+            conn.respond(503, codec.error_body("the server is shutting down"))
+            self.finished(queue, 503, perf_counter())
             return
         if queue.error is not None and not queue.ready:
-            conn.respond(
-                503,
-                codec.error_body(f"api '{queue.name}' is not ready: {queue.error}"),
-                headers=RETRY_AFTER,
-            )
-            self.finished(queue, 503)
+            conn.respond(503, codec.error_body(f"api '{queue.name}' is not ready: {queue.error}"))
+            self.finished(queue, 503, perf_counter())
             return
         kind = messages.PREDICT_DEBUG if b"debug=true" in request.query.lower() else messages.PREDICT
         conn.submit(queue, kind, request.body)
@@ -143,10 +137,25 @@ class Gateway:
         else:
             conn.respond(200, orjson.dumps({"ok": True}))
 
-    def finished(self, queue: ApiQueue, status: int) -> None:
-        """Count one answered request of ``queue`` by status code."""
-        counts = self.counts.setdefault(queue.name, {})
-        counts[status] = counts.get(status, 0) + 1
+    def finished(
+        self,
+        queue: ApiQueue,
+        status: int,
+        started: float | None = None,
+        sent_at: float | None = None,
+        meta: bytes = b"",
+    ) -> None:
+        """Count one answered request of ``queue``: status, latency, stage timings, tracker."""
+        now = perf_counter()
+        stats = queue.stats
+        stats.record(status, 0.0 if started is None else now - started, now)
+        if meta:
+            timings = orjson.loads(meta)
+            stats.record_stages((sent_at or now) - (started or now), timings)
+            tracked = timings.get("tracked")
+            tracker = queue.config.api.tracker
+            if tracked is not None and tracker is not None:
+                stats.tracker.record(tracker.model_type, tracked)
 
     def describe(self, queue: ApiQueue, brief: bool = False) -> dict[str, Any]:
         """What ``GET <endpoint>`` answers: status, replicas and the signature."""

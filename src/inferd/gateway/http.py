@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from http import HTTPStatus
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from inferd.gateway.queue import ApiQueue
 
 CORS = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\n"
+RETRY_AFTER = b"Retry-After: 1\r\n"
 _HEADS: dict[int, bytes] = {}
 
 
@@ -77,6 +79,8 @@ class HttpConnection(asyncio.Protocol):
         self.busy = False
         self.pipeline: deque[Request] = deque()
         self.queue: ApiQueue | None = None
+        self.started = 0.0
+        self.sent_at = 0.0
         self.keep_alive = True
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
@@ -170,15 +174,16 @@ class HttpConnection(asyncio.Protocol):
     def submit(self, queue: ApiQueue, kind: bytes, body: bytes) -> None:
         """Hand the request to ``queue``; ``on_reply`` answers the client later."""
         self.queue = queue
+        self.started = self.sent_at = perf_counter()
         queue.submit(self, kind, body)
 
-    def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes) -> None:
+    def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes, meta: bytes) -> None:
         queue = self.queue
         self.queue = None
-        if handle is not None and queue is not None:
-            queue.release(handle)
         if queue is not None:
-            self.gateway.finished(queue, status)
+            if handle is not None:
+                queue.release(handle)
+            self.gateway.finished(queue, status, self.started, self.sent_at, meta)
         self.respond(status, body)
 
     def respond(
@@ -194,6 +199,8 @@ class HttpConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         close = close or not self.keep_alive
+        if status == 503 and not headers:  # overloaded, starting or stopping: say when to retry
+            headers = RETRY_AFTER
         transport.write(
             b"".join(
                 (

@@ -8,9 +8,11 @@ Future or thread per request: the waiter object (the HTTP connection) is called 
 from __future__ import annotations
 
 from collections import deque
+from time import perf_counter
 from typing import Any, Protocol
 
 from inferd.config.schema import ApiConfig
+from inferd.gateway.metrics import ApiStats
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 
 
@@ -18,8 +20,9 @@ class QueuedRequest(Protocol):
     """A request waiting for a replica (an HTTP connection in practice)."""
 
     closed: bool
+    sent_at: float
 
-    def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes) -> None: ...
+    def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes, meta: bytes) -> None: ...
 
 
 class ApiQueue:
@@ -35,6 +38,7 @@ class ApiQueue:
         self.running = 0
         self.info: dict[str, Any] = {}
         self.error: str | None = None
+        self.stats = ApiStats()
 
     @property
     def ready(self) -> bool:
@@ -50,6 +54,7 @@ class ApiQueue:
         if self.idle:
             handle = self.idle.pop()
             self.running += 1
+            request.sent_at = perf_counter()
             handle.send(kind, body, request)
         else:
             self.waiting.append((request, kind, body))
@@ -65,6 +70,7 @@ class ApiQueue:
             if request.closed:  # the client left while queued: its slot is free
                 continue
             self.running += 1
+            request.sent_at = perf_counter()
             handle.send(kind, body, request)
             return
         self.idle.append(handle)
@@ -89,4 +95,4 @@ class ApiQueue:
         while self.waiting:
             request, _, _ = self.waiting.popleft()
             if not request.closed:
-                request.on_reply(None, status, body)
+                request.on_reply(None, status, body, b"")

@@ -7,6 +7,7 @@ become ``HandlerError`` naming the function and file; the traceback goes to the 
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ class Predictor:
         self.metadata = api.metadata
         self.runtime: Runtime | None = None
         self.code: UserCode | None = None
+        # Seconds spent in each stage of the last predict() (read by the replica for metrics).
+        self.timings: dict[str, float] = {}
         python_path = None if api.python_path is None else (project_root / api.python_path).resolve()
         add_import_paths(project_root, python_path)
         module = f"inferd_user_{api.name.replace('-', '_')}"
@@ -78,16 +81,21 @@ class Predictor:
 
     def predict(self, sample: Any, debug: bool = False) -> Any:
         """Answer one sample (the parsed JSON body) as the user's handlers define it."""
+        clock = time.perf_counter
+        timings = self.timings = {}
         if debug:
             log.info("sample: %s", _preview(sample))
         if self.runtime is None:
+            started = clock()
             result = self._call("predict", sample, self.metadata)
+            timings["model"] = clock() - started
             if debug:
                 log.info("prediction: %s", _preview(result))
             return result
         runtime = self.runtime
         pre = self.code.get("pre_inference") if self.code else None
         prepared = sample
+        started = clock()
         if pre is not None:
             prepared = self._call("pre_inference", sample, runtime.handler_signature("pre"), self.metadata)
             if debug:
@@ -98,13 +106,16 @@ class Predictor:
             if pre is not None:
                 raise InputError(f"{exc} (as returned by pre_inference)") from None
             raise
+        timings["pre_inference"] = (now := clock()) - started
         prediction = self.run_model(inputs)
+        timings["model"] = (started := clock()) - now
         if debug:
             log.info("inference: %s", _preview(prediction))
         post = self.code.get("post_inference") if self.code else None
         if post is None:
             return prediction
         result = self._call("post_inference", prediction, runtime.handler_signature("post"), self.metadata)
+        timings["post_inference"] = clock() - started
         if debug:
             log.info("post_inference: %s", _preview(result))
         return result

@@ -27,7 +27,7 @@ class ReplicaState(enum.StrEnum):
 class Waiter(Protocol):
     """Whoever sent a request: told the status and body of the reply (exactly once)."""
 
-    def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes) -> None: ...
+    def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes, meta: bytes) -> None: ...
 
 
 class ReplicaEvents(Protocol):
@@ -57,6 +57,7 @@ class ReplicaHandle(asyncio.Protocol):
         self.requests = 0
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._retiring = False
 
     def __repr__(self) -> str:
         return f"<replica {self.api}/{self.replica_id} {self.state}>"
@@ -100,17 +101,27 @@ class ReplicaHandle(asyncio.Protocol):
             offset += 4 + size
             if kind == messages.REPLY:
                 status = (data[start] << 8) | data[start + 1]
-                self._reply(status, data[start + 2 : offset])
+                meta_end = start + 4 + ((data[start + 2] << 8) | data[start + 3])
+                self._reply(status, data[meta_end:offset], data[start + 4 : meta_end])
             else:
                 self._lifecycle(kind, data[start:offset])
         if offset < end:
             buffer += data[offset:]
 
-    def _reply(self, status: int, body: bytes) -> None:
+    def _reply(self, status: int, body: bytes, meta: bytes) -> None:
         waiter = self.waiter
         self.waiter = None
         if waiter is not None:
-            waiter.on_reply(self, status, body)
+            waiter.on_reply(self, status, body, meta)
+        if self._retiring:
+            self.close()
+
+    def close_when_idle(self) -> None:
+        """Close once the request it is running (if any) has been answered."""
+        if self.waiter is None:
+            self.close()
+        else:
+            self._retiring = True
 
     def _lifecycle(self, kind: bytes, payload: bytes) -> None:
         info = orjson.loads(payload) if payload else {}
@@ -129,5 +140,5 @@ class ReplicaHandle(asyncio.Protocol):
         waiter = self.waiter
         self.waiter = None
         if waiter is not None:
-            waiter.on_reply(self, 503, CRASHED)
+            waiter.on_reply(self, 503, CRASHED, b"")
         self.events.replica_closed(self)

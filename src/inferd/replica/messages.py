@@ -6,7 +6,8 @@ Every frame is a 4-byte big-endian length, then one byte of kind, then the paylo
   never parsed by the gateway).
 - replica -> gateway: ``READY`` + JSON info (signature), once after loading; ``FAILED`` + JSON
   ``{"error", "detail"}`` when loading failed (then the replica exits); ``REPLY`` + a 2-byte
-  HTTP status + the JSON response body.
+  HTTP status + a 2-byte length + that many bytes of JSON metadata (stage timings in seconds,
+  the tracked prediction) + the JSON response body.
 
 Errors travel as status + JSON text, never as pickled exceptions.
 """
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from inferd.config.schema import Api
 
 LENGTH = struct.Struct(">I")
-REPLY_HEAD = struct.Struct(">IcH")  # length, kind, status
+REPLY_HEAD = struct.Struct(">IcHH")  # length, kind, status, metadata length
 
 PREDICT = b"P"
 PREDICT_DEBUG = b"D"
@@ -37,9 +38,9 @@ def frame(kind: bytes, payload: bytes) -> bytes:
     return LENGTH.pack(len(payload) + 1) + kind + payload
 
 
-def reply_frame(status: int, body: bytes) -> bytes:
-    """A ``REPLY`` frame carrying an HTTP status and a JSON body."""
-    return REPLY_HEAD.pack(len(body) + 3, REPLY, status) + body
+def reply_frame(status: int, body: bytes, meta: bytes = b"") -> bytes:
+    """A ``REPLY`` frame: HTTP status, metadata (JSON, may be empty) and the JSON body."""
+    return REPLY_HEAD.pack(len(body) + len(meta) + 5, REPLY, status, len(meta)) + meta + body
 
 
 class ReplicaSpec(BaseModel):

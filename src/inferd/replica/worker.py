@@ -18,7 +18,10 @@ import sys
 import traceback
 from typing import Any
 
+import numpy as np
+
 from inferd import codec
+from inferd.config.schema import Tracker
 from inferd.errors import HandlerError, InferdError, LoadError
 from inferd.handler.predictor import Predictor
 from inferd.replica import messages
@@ -39,23 +42,50 @@ def _die_with_parent() -> None:
         pass
 
 
-def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes]:
-    """The status and JSON body for one request frame."""
+def tracked_value(result: Any, tracker: Tracker | None) -> Any:
+    """The value ``tracker`` monitors in ``result`` (Cortex's rules), or ``None``.
+
+    Never fails a request: a value that cannot be tracked is skipped with a warning.
+    """
+    if tracker is None or not tracker.model_type:
+        return None
+    value = result
+    if tracker.key is not None:
+        if not isinstance(result, dict) or tracker.key not in result:
+            log.warning("unable to record prediction metric: the response has no key %r", tracker.key)
+            return None
+        value = result[tracker.key]
+    if isinstance(value, np.generic):
+        value = value.item()
+    kinds = (str, int) if tracker.model_type == "classification" else (int, float)
+    if isinstance(value, kinds) and not isinstance(value, bool):
+        return value
+    log.warning("unable to record prediction metric: %r is not a %s value", value, tracker.model_type)
+    return None
+
+
+def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes, bytes]:
+    """The status, JSON body and metadata (timings, tracked value) for one request frame."""
     try:
         sample = codec.loads(body)
         result = predictor.predict(sample, debug=kind == messages.PREDICT_DEBUG)
         try:
-            return 200, codec.dumps(result)
+            out = codec.dumps(result)
         except TypeError as exc:
             stage = "predict" if predictor.runtime is None else "post_inference"
             raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}") from exc
+        meta: dict[str, Any] = dict(predictor.timings)
+        tracked = tracked_value(result, predictor.api.tracker)
+        if tracked is not None:
+            meta["tracked"] = tracked
+        return 200, out, codec.dumps(meta)
     except InferdError as exc:
         if exc.status_code >= 500:
             log.error("prediction failed: %s", exc.message)
-        return exc.status_code, codec.error_body(exc.message)
+        return exc.status_code, codec.error_body(exc.message), b""
     except Exception as exc:  # a bug of ours: say so, keep serving
         log.error("prediction failed:\n%s", traceback.format_exc().rstrip())
-        return 500, codec.error_body(f"internal error: {type(exc).__name__}: {exc}")
+        return 500, codec.error_body(f"internal error: {type(exc).__name__}: {exc}"), b""
 
 
 def serve(sock: socket.socket, predictor: Predictor) -> None:
@@ -79,8 +109,8 @@ def serve(sock: socket.socket, predictor: Predictor) -> None:
         kind = bytes(buffer[4:5])
         body = bytes(buffer[5 : 4 + size])
         del buffer[: 4 + size]
-        status, out = answer(predictor, kind, body)
-        sendall(messages.reply_frame(status, out))
+        status, out, meta = answer(predictor, kind, body)
+        sendall(messages.reply_frame(status, out, meta))
 
 
 def _load(spec: ReplicaSpec) -> Predictor:

@@ -12,7 +12,9 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from inferd.errors import LoadError
 
@@ -23,10 +25,14 @@ SAVED_MODEL_TREE = """expected a SavedModel, e.g.
     variables/variables.data-00000-of-00001"""
 
 
+def inferd_home() -> Path:
+    """inferd's state folder: ``$INFERD_HOME``, default ``~/.inferd``."""
+    return Path(os.environ.get("INFERD_HOME", Path.home() / ".inferd"))
+
+
 def cache_dir() -> Path:
     """Where downloaded and unpacked models live (``$INFERD_HOME/cache``)."""
-    home = Path(os.environ.get("INFERD_HOME", Path.home() / ".inferd"))
-    return home / "cache"
+    return inferd_home() / "cache"
 
 
 def file_digest(path: Path) -> str:
@@ -105,3 +111,153 @@ def _only_child(path: Path) -> list[Path]:
     # A zip of a folder unpacks into that one folder.
     children = [child for child in path.iterdir() if not child.name.startswith((".", "__MACOSX"))]
     return children if len(children) == 1 and children[0].is_dir() else []
+
+
+def fetch(uri: str, progress: Callable[[str], None] | None = None) -> tuple[Path, str]:
+    """Download a remote model once into the cache; its local path and a content digest.
+
+    The cache is keyed by the object's identity (ETag, or size and date for HTTP), so a model
+    re-uploaded to the same URI is fetched again and changes the API's version (Cortex hashed
+    only the path and missed it).
+    """
+    say = progress or (lambda _text: None)
+    if uri.startswith("s3://"):
+        return _fetch_s3(uri, say)
+    if uri.startswith(("http://", "https://")):
+        return _fetch_http(uri, say)
+    if uri.startswith(("gs://", "gcs://")):
+        return _fetch_fsspec(uri, say)
+    raise LoadError(f"unsupported model URI {uri!r} (use a project path, s3://, gs:// or http(s)://)")
+
+
+def _cached(key: str, name: str) -> tuple[Path, Path]:
+    folder = cache_dir() / "models" / hashlib.sha256(key.encode()).hexdigest()[:32]
+    return folder, folder / name
+
+
+def _publish(scratch: Path, folder: Path) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        scratch.rename(folder)
+
+
+def _s3_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
+    return boto3.client("s3", config=config)
+
+
+def _fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise LoadError(f"{uri}: no bucket in the URI")
+    client = _s3_client()
+    try:
+        objects: list[tuple[str, str, int]] = []
+        if key and not key.endswith("/"):
+            try:
+                head = client.head_object(Bucket=bucket, Key=key)
+                objects.append((key, head["ETag"], head["ContentLength"]))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+        prefix = key if not objects else None
+        if prefix is not None:
+            prefix = prefix.rstrip("/") + "/" if prefix else ""
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    if not item["Key"].endswith("/"):
+                        objects.append((item["Key"], item["ETag"], item["Size"]))
+        if not objects:
+            raise LoadError(f"{uri}: no such object or prefix")
+        identity = "|".join(f"{k}:{e}" for k, e, _ in sorted(objects))
+        name = key.rstrip("/").rsplit("/", 1)[-1] or bucket
+        folder, target = _cached(f"{uri}|{identity}", name)
+        digest = hashlib.sha256(identity.encode()).hexdigest()
+        if target.exists():
+            return target, digest
+        scratch = Path(tempfile.mkdtemp(dir=_scratch_root()))
+        total = sum(size for _, _, size in objects)
+        done = 0
+        for object_key, _, size in objects:
+            relative = object_key[len(prefix) :] if prefix is not None else name
+            destination = (scratch / name / relative) if prefix is not None else scratch / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, object_key, str(destination))
+            done += size
+            say(f"downloading {uri}: {done * 100 // max(1, total)}% of {total} bytes")
+        _publish(scratch, folder)
+        return target, digest
+    except (BotoCoreError, ClientError) as exc:
+        raise LoadError(f"{uri}: cannot download: {exc}") from exc
+
+
+def _fetch_http(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
+    import requests
+
+    name = uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "model"
+    try:
+        head = requests.head(uri, timeout=10, allow_redirects=True)
+        identity = head.headers.get("ETag") or (
+            f"{head.headers.get('Content-Length')}|{head.headers.get('Last-Modified')}"
+            if head.headers.get("Last-Modified")
+            else None
+        )
+        if identity is not None:
+            folder, target = _cached(f"{uri}|{identity}", name)
+            if target.exists():
+                return target, hashlib.sha256(identity.encode()).hexdigest()
+        scratch = Path(tempfile.mkdtemp(dir=_scratch_root()))
+        digest = hashlib.sha256()
+        with requests.get(uri, stream=True, timeout=(10, 60)) as response:
+            response.raise_for_status()
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            with (scratch / name).open("wb") as out:
+                for block in response.iter_content(1 << 20):
+                    out.write(block)
+                    digest.update(block)
+                    done += len(block)
+                    if total:
+                        say(f"downloading {uri}: {done * 100 // total}% of {total} bytes")
+        content = digest.hexdigest()
+        folder, target = _cached(f"{uri}|{identity or content}", name)
+        _publish(scratch, folder)
+        return target, content if identity is None else hashlib.sha256(identity.encode()).hexdigest()
+    except requests.RequestException as exc:
+        raise LoadError(f"{uri}: cannot download: {exc}") from exc
+
+
+def _fetch_fsspec(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
+    import fsspec
+
+    try:
+        filesystem, path = fsspec.core.url_to_fs(uri)
+    except (ImportError, ValueError) as exc:
+        raise LoadError(f"{uri}: {exc} (gs:// models need the gcsfs package: pip install gcsfs)") from exc
+    try:
+        info = filesystem.info(path)
+        identity = str(info.get("etag") or info.get("md5Hash") or info.get("size"))
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        folder, target = _cached(f"{uri}|{identity}", name)
+        if not target.exists():
+            scratch = Path(tempfile.mkdtemp(dir=_scratch_root()))
+            say(f"downloading {uri}")
+            filesystem.get(path, str(scratch / name), recursive=info.get("type") == "directory")
+            _publish(scratch, folder)
+        return target, hashlib.sha256(identity.encode()).hexdigest()
+    except OSError as exc:
+        raise LoadError(f"{uri}: cannot download: {exc}") from exc
+
+
+def _scratch_root() -> Path:
+    root = cache_dir() / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    return root

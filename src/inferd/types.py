@@ -34,3 +34,7 @@ class ReplicaSink(Protocol):
     def api_error(self, api: str, reason: str | None) -> None:
         """The API cannot start replicas (``reason``), or is healthy again (``None``)."""
         ...
+
+    def in_flight(self, api: str) -> int:
+        """Requests of API ``api`` queued or running now: the autoscaling signal."""
+        ...

@@ -142,6 +142,16 @@ class Compute(_Block):
         return None if self.mem is None else int(parse_quantity(self.mem))
 
 
+class Autoscaling(_Block):
+    """``autoscaling:`` (inferd extension): scale on in-flight requests per replica."""
+
+    target_in_flight: float = Field(
+        1.0, gt=0, description="In-flight requests (queued + running) per replica to aim for"
+    )
+    upscale_window: float = Field(5.0, gt=0, description="Seconds of load averaged to scale up")
+    downscale_window: float = Field(60.0, gt=0, description="Seconds of low load before scaling down")
+
+
 class Api(_Block):
     """``kind: api``: one model served at one endpoint."""
 
@@ -153,6 +163,9 @@ class Api(_Block):
     predictor: PredictorSpec | None = Field(None, description="A Python predictor")
     tracker: Tracker | None = Field(None, description="Prediction monitoring")
     compute: Compute = Field(default_factory=Compute, description="Resources and replicas")
+    autoscaling: Autoscaling = Field(
+        default_factory=Autoscaling, description="inferd extension: how replicas follow the load"
+    )
 
     @field_validator("name")
     @classmethod

@@ -2,8 +2,10 @@
 
 Each replica is ``python -m inferd.replica.worker FD`` with its end of a Unix socketpair
 passed as FD (the gateway's end is never inherited, so a replica sees EOF when the gateway
-goes). A reconcile loop keeps each API at its desired count and restarts replicas that die,
-backing off while they keep failing.
+goes, and the kernel ends it if the gateway process dies). A reconcile loop keeps each API at
+the count the autoscaler wants, rolls new versions in before retiring old ones, replaces
+replicas that die (backing off while they keep failing), and stops replicas that outgrow
+``compute.mem``.
 """
 
 from __future__ import annotations
@@ -13,20 +15,25 @@ import hashlib
 import itertools
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from inferd.config.schema import ApiConfig, Project, is_remote
-from inferd.errors import LoadError
+from inferd.engine.autoscale import Autoscaler
+from inferd.engine.capacity import Capacity
+from inferd.engine.packages import ensure_packages
+from inferd.engine.reconcile import ReplicaView, plan
+from inferd.errors import InferdError
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 from inferd.replica.messages import ReplicaSpec
 from inferd.replica.worker import SPEC_ENV
-from inferd.storage import local_model_path, tree_digest
+from inferd.storage import fetch, local_model_path, tree_digest
 from inferd.types import ReplicaSink
 
 log = logging.getLogger("inferd.engine")
@@ -37,114 +44,271 @@ STOP_TIMEOUT = 10.0
 
 
 @dataclass
+class Version:
+    """One version of an API: its config, and what preparing it produced."""
+
+    id: str
+    config: ApiConfig
+    spec: ReplicaSpec | None = None
+    error: str | None = None
+    detail: str = ""
+    oom: bool = False
+    failures: int = 0
+    next_start: float = 0.0
+
+
+@dataclass
 class Replica:
     """One replica process and its handle."""
 
+    id: str
+    version: str
     handle: ReplicaHandle
     process: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
+    retired: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.handle.state == ReplicaState.READY and not self.retired
 
 
 @dataclass
 class ApiState:
-    """What the engine knows of one API: its spec, desired count and live replicas."""
+    """What the engine knows of one API."""
 
-    config: ApiConfig
-    spec: ReplicaSpec
+    version: Version
     desired: int
+    autoscaler: Autoscaler
     replicas: list[Replica] = field(default_factory=list)
-    failures: int = 0
-    next_start: float = 0.0
-    error: str | None = None
-    error_detail: str = ""
+    failed: int = 0
+    last_update: float = field(default_factory=time.time)
+    deleting: bool = False
+    unschedulable: bool = False
+    status: str = "pending"
+
+    @property
+    def config(self) -> ApiConfig:
+        return self.version.config
+
+    @property
+    def name(self) -> str:
+        return self.version.config.name
 
 
-def api_version(config: ApiConfig, project_root: Path, model_path: Path | None) -> str:
-    """A hash of everything that changes what an API answers: spec, user code, model content."""
+def version_id(config: ApiConfig, project_digest: str, extra: str = "") -> str:
+    """A hash of everything that changes what an API answers."""
     digest = hashlib.sha256(config.model_dump_json().encode())
-    for relative in (config.api.handler_file,):
-        if relative is not None:
-            digest.update(tree_digest(project_root / relative).encode())
-    if model_path is not None and model_path.exists():
-        digest.update(tree_digest(model_path).encode())
+    digest.update(project_digest.encode())
+    digest.update(extra.encode())
     return digest.hexdigest()[:16]
 
 
 class LocalEngine:
     """Starts, watches and stops replica processes; implements ``ReplicaEvents``."""
 
-    def __init__(self, sink: ReplicaSink, log_dir: Path | None = None) -> None:
+    def __init__(self, sink: ReplicaSink, home: Path, log_dir: Path | None = None) -> None:
         self.sink = sink
+        self.home = home
         self.log_dir = log_dir
+        self.capacity = Capacity.of_this_machine()
         self.apis: dict[str, ApiState] = {}
         self._ids = itertools.count(1)
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # desired state
 
-    def apply(self, project: Project) -> None:
-        """Serve every API of ``project`` (the reconcile loop starts the replicas)."""
+    async def apply(self, project: Project, refresh: str = "") -> dict[str, str]:
+        """Create or update every API of ``project``; delete the deployment's other APIs.
+
+        Returns ``{api: "created" | "updated" | "unchanged"}``. Remote models are downloaded
+        and requirements installed before this returns; a failure there is the API's error.
+        """
+        digest = await asyncio.to_thread(tree_digest, project.root)
+        results: dict[str, str] = {}
         for config in project.apis:
-            model_path = self.model_path(config, project.root)
-            version = api_version(config, project.root, model_path)
-            spec = ReplicaSpec(
-                api=config.api,
-                project_root=project.root,
-                model_path=model_path,
-                replica_id="",
-                version=version,
-            )
-            desired = max(1, config.api.compute.replicas_at_start)
-            self.apis[config.name] = ApiState(config=config, spec=spec, desired=desired)
+            version = await self._prepare(config, project.root, digest, refresh)
+            state = self.apis.get(config.name)
+            if state is not None and state.version.id == version.id and not state.deleting:
+                results[config.name] = "unchanged"
+                continue
+            results[config.name] = "created" if state is None or state.deleting else "updated"
+            if state is None:
+                compute = config.api.compute
+                autoscaling = config.api.autoscaling
+                state = ApiState(
+                    version=version,
+                    desired=compute.replicas_at_start,
+                    autoscaler=Autoscaler(
+                        autoscaling.target_in_flight, autoscaling.upscale_window, autoscaling.downscale_window
+                    ),
+                )
+                self.apis[config.name] = state
+            else:
+                state.version = version
+                state.deleting = False
+                state.failed = 0
+                state.last_update = time.time()
             self.sink.add_api(config)
+            self.sink.api_error(config.name, version.error)
+            self._event(config.name, f"version {version.id} {results[config.name]}")
+        keep = {config.name for config in project.apis}
+        for name, state in list(self.apis.items()):
+            if state.config.deployment == project.deployment.name and name not in keep:
+                self.delete(name)
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._reconcile_forever())
+        self.reconcile()
+        return results
 
-    @staticmethod
-    def model_path(config: ApiConfig, project_root: Path) -> Path | None:
+    async def _prepare(self, config: ApiConfig, root: Path, digest: str, refresh: str) -> Version:
         uri = config.api.model_uri
-        if uri is None:
-            return None
-        if is_remote(uri):
-            raise LoadError(f"api '{config.name}': remote models ({uri}) need the operator")
-        return local_model_path(uri, project_root)
+        model_path: Path | None = None
+        extra = refresh
+        error: InferdError | None = None
+        extra_paths: tuple[Path, ...] = ()
+        try:
+            if uri is not None and is_remote(uri):
+                self._event(config.name, f"fetching {uri}")
+                model_path, model_digest = await asyncio.to_thread(fetch, uri)
+                extra += model_digest
+            elif uri is not None:
+                model_path = local_model_path(uri, root)
+            requirements = root / "requirements.txt"
+            if requirements.is_file():
+                self._event(config.name, "installing requirements.txt")
+                extra_paths = (await asyncio.to_thread(ensure_packages, self.home, requirements),)
+        except InferdError as exc:
+            error = exc
+        version = Version(id=version_id(config, digest, extra), config=config)
+        if error is not None:
+            version.error = error.message.partition("\n")[0]
+            version.detail = error.message
+            self._event(config.name, f"error: {error.message}")
+        else:
+            version.spec = ReplicaSpec(
+                api=config.api,
+                project_root=root,
+                model_path=model_path,
+                replica_id="",
+                version=version.id,
+                extra_paths=extra_paths,
+            )
+        return version
+
+    def delete(self, name: str) -> None:
+        """Stop routing to ``name`` now; its replicas finish their requests, then stop."""
+        state = self.apis.get(name)
+        if state is None:
+            return
+        state.deleting = True
+        state.last_update = time.time()
+        self.sink.remove_api(name)
+        self._event(name, "deleted")
 
     # the loop
 
     async def _reconcile_forever(self) -> None:
         while not self._stopping:
-            self.reconcile()
+            try:
+                self.reconcile()
+            except Exception:  # never let one bad tick stop the control loop
+                log.exception("reconcile failed")
             await asyncio.sleep(RECONCILE_SECONDS)
 
     def reconcile(self) -> None:
-        """Reap exited processes and start replicas where fewer run than desired."""
+        """One control step: reap, watch memory, autoscale, start and retire replicas."""
         now = time.monotonic()
-        for state in self.apis.values():
-            for replica in list(state.replicas):
-                if replica.process.poll() is not None and replica.handle.state in (
-                    ReplicaState.CLOSED,
-                    ReplicaState.FAILED,
-                ):
-                    state.replicas.remove(replica)
-            missing = state.desired - len(state.replicas)
-            if missing > 0 and now >= state.next_start:
-                for _ in range(missing):
-                    self._start(state)
+        for state in list(self.apis.values()):
+            self._reap(state)
+            self._watch_memory(state)
+            compute = state.config.api.compute
+            if state.deleting:
+                state.desired = 0
+            else:
+                state.autoscaler.observe(now, self.sink.in_flight(state.name))
+                state.desired = state.autoscaler.recommend(
+                    now, state.desired, compute.min_replicas, compute.max_replicas
+                )
+            version = state.version
+            room = 0 if version.spec is None or now < version.next_start else self._room(state)
+            views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
+            actions = plan(state.desired, version.id, views, room)
+            current = sum(r.version == version.id for r in state.replicas if not r.retired)
+            state.unschedulable = (
+                version.spec is not None
+                and current + actions.start < state.desired
+                and (now >= version.next_start)
+            )
+            for _ in range(actions.start):
+                self._start(state)
+            for replica_id in actions.retire:
+                self._retire(state, replica_id)
+            if state.deleting and not state.replicas:
+                del self.apis[state.name]
+                continue
+            state.status = self._status(state)
+
+    def _room(self, state: ApiState) -> int:
+        used: list[tuple[float, int | None]] = []
+        for other in self.apis.values():
+            compute = other.config.api.compute
+            count = sum(r.version == other.version.id for r in other.replicas if not r.retired)
+            used.extend([(compute.cpu_cores, compute.mem_bytes)] * count)
+        compute = state.config.api.compute
+        return self.capacity.room(used, compute.cpu_cores, compute.mem_bytes)
+
+    def _status(self, state: ApiState) -> str:
+        version = state.version
+        ready = sum(r.ready and r.version == version.id for r in state.replicas)
+        minimum = state.config.api.compute.min_replicas
+        if state.deleting:
+            return "stopping"
+        if version.oom and not ready:
+            return "error (out of memory)"
+        if version.error is not None:
+            return "error"
+        if ready >= max(1, minimum) or (state.desired == 0 and minimum == 0 and not state.replicas):
+            return "live"
+        if state.unschedulable:
+            return "compute unavailable"
+        return "updating" if state.desired > 0 else "pending"
+
+    def _reap(self, state: ApiState) -> None:
+        for replica in list(state.replicas):
+            if replica.process.poll() is not None and replica.handle.state in (
+                ReplicaState.CLOSED,
+                ReplicaState.FAILED,
+            ):
+                state.replicas.remove(replica)
+
+    def _watch_memory(self, state: ApiState) -> None:
+        limit = state.config.api.compute.mem_bytes
+        if limit is None:
+            return
+        for replica in state.replicas:
+            if replica.process.poll() is None and rss_bytes(replica.process.pid) > limit:
+                self._event(state.name, f"replica {replica.id} used more than compute.mem; stopping it")
+                if replica.version == state.version.id:
+                    state.version.oom = True
+                replica.process.send_signal(signal.SIGKILL)
 
     def _start(self, state: ApiState) -> None:
-        replica_id = f"{state.config.name}-{next(self._ids)}"
+        version = state.version
+        assert version.spec is not None
+        replica_id = f"{state.name}-{next(self._ids)}"
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        spec = state.spec.model_copy(update={"replica_id": replica_id})
+        spec = version.spec.model_copy(update={"replica_id": replica_id})
         env = dict(os.environ, **{SPEC_ENV: spec.model_dump_json()})
-        out = self._log_stream(state.config.name)
+        out = self._log_stream(state.name)
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "inferd.replica.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 env=env,
-                cwd=str(state.spec.project_root),
+                cwd=str(spec.project_root),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
@@ -153,12 +317,19 @@ class LocalEngine:
             theirs.close()
             if out is not None:
                 out.close()
-        handle = ReplicaHandle(state.config.name, replica_id, state.spec.version, self)
+        handle = ReplicaHandle(state.name, replica_id, version.id, self)
         loop = asyncio.get_running_loop()
         task = loop.create_task(loop.connect_accepted_socket(lambda: handle, ours))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        state.replicas.append(Replica(handle=handle, process=process))
+        state.replicas.append(Replica(id=replica_id, version=version.id, handle=handle, process=process))
+
+    def _retire(self, state: ApiState, replica_id: str) -> None:
+        for replica in state.replicas:
+            if replica.id == replica_id and not replica.retired:
+                replica.retired = True
+                self.sink.replica_gone(state.name, replica.handle)
+                replica.handle.close_when_idle()
 
     def _log_stream(self, api: str) -> IO[bytes] | None:
         if self.log_dir is None:
@@ -166,46 +337,107 @@ class LocalEngine:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return (self.log_dir / f"{api}.log").open("ab")
 
-    def _state(self, handle: ReplicaHandle) -> ApiState | None:
+    def _event(self, api: str, text: str) -> None:
+        log.info("api '%s': %s", api, text)
+        if self.log_dir is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            with self._log_path(api).open("a", encoding="utf-8") as out:
+                out.write(f"{stamp} {api} [inferd] {text}\n")
+
+    def _log_path(self, api: str) -> Path:
+        assert self.log_dir is not None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{api}.log"
+
+    def _find(self, handle: ReplicaHandle) -> tuple[ApiState, Replica] | None:
         state = self.apis.get(handle.api)
-        if state is None or all(r.handle is not handle for r in state.replicas):
+        if state is None:
             return None
-        return state
+        for replica in state.replicas:
+            if replica.handle is handle:
+                return state, replica
+        return None
 
     # ReplicaEvents
 
     def replica_ready(self, handle: ReplicaHandle) -> None:
-        state = self._state(handle)
-        if state is None or self._stopping:
+        found = self._find(handle)
+        if found is None or self._stopping or found[1].retired:
             handle.close()
             return
-        state.failures = 0
-        if state.error is not None:
-            state.error = None
-            self.sink.api_error(handle.api, None)
+        state, replica = found
+        if replica.version == state.version.id:
+            version = state.version
+            version.failures = 0
+            version.oom = False
+            if version.error is not None:
+                version.error = None
+                self.sink.api_error(handle.api, None)
         self.sink.replica_ready(handle.api, handle)
 
     def replica_failed(self, handle: ReplicaHandle, error: str, detail: str) -> None:
-        state = self._state(handle)
-        if state is None:
+        found = self._find(handle)
+        if found is None:
             return
-        state.error = error
-        state.error_detail = detail
-        self.sink.api_error(handle.api, error)
+        state, replica = found
+        if replica.version == state.version.id:
+            state.version.error = error
+            state.version.detail = detail
+            self.sink.api_error(handle.api, error)
 
     def replica_closed(self, handle: ReplicaHandle) -> None:
         self.sink.replica_gone(handle.api, handle)
-        state = self._state(handle)
-        if state is None or self._stopping:
+        found = self._find(handle)
+        if found is None or self._stopping:
             return
+        state, replica = found
+        if replica.retired:
+            return
+        state.failed += 1
+        if replica.version != state.version.id:
+            return
+        version = state.version
         now = time.monotonic()
-        started = next(r.started for r in state.replicas if r.handle is handle)
-        if now - started > 60:  # it ran fine for a while: this is a fresh failure
-            state.failures = 0
-        state.failures += 1
-        state.next_start = now + min(MAX_BACKOFF, 0.25 * 2 ** (state.failures - 1))
+        if now - replica.started > 60:  # it ran fine for a while: a fresh failure
+            version.failures = 0
+        version.failures += 1
+        version.next_start = now + min(MAX_BACKOFF, 0.25 * 2 ** (version.failures - 1))
         if handle.state != ReplicaState.FAILED:
-            log.warning("replica %s of api '%s' stopped; starting another", handle.replica_id, handle.api)
+            self._event(state.name, f"replica {replica.id} stopped unexpectedly; starting another")
+
+    # reading
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Status and replica counts of one API (``inferd get``)."""
+        state = self.apis[name]
+        version = state.version
+        config = state.config
+        return {
+            "name": name,
+            "deployment": config.deployment,
+            "endpoint": config.endpoint,
+            "model_format": config.api.model_format,
+            "status": state.status,
+            "requested": state.desired,
+            "available": sum(r.ready for r in state.replicas),
+            "up_to_date": sum(r.ready and r.version == version.id for r in state.replicas),
+            "stale": sum(r.ready and r.version != version.id for r in state.replicas),
+            "failed": state.failed,
+            "last_update": state.last_update,
+            "version": version.id,
+            "error": version.error,
+            "error_detail": version.detail or None,
+            "replicas": [
+                {
+                    "id": r.id,
+                    "pid": r.process.pid,
+                    "version": r.version,
+                    "state": str(r.handle.state),
+                    "requests": r.handle.requests,
+                }
+                for r in state.replicas
+            ],
+        }
 
     # shutdown
 
@@ -225,3 +457,12 @@ class LocalEngine:
             if replica.process.poll() is None:
                 replica.process.kill()
                 replica.process.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0

@@ -76,6 +76,10 @@ class Gateway:
         if reason is not None and not queue.ready:
             queue.fail_waiting(503, codec.error_body(f"api '{api}' is not ready: {reason}"))
 
+    def in_flight(self, api: str) -> int:
+        queue = self.apis.get(api)
+        return 0 if queue is None else queue.in_flight
+
     # HTTP routing (called by connections)
 
     def handle(self, conn: HttpConnection, request: Request) -> None:
@@ -129,7 +133,10 @@ class Gateway:
         )
 
     def _healthz(self, conn: HttpConnection, request: Request) -> None:
-        waiting = sorted(name for name, q in self.apis.items() if not q.ready)
+        # An API scaled to zero (min_replicas: 0) starts a replica at its first request.
+        waiting = sorted(
+            name for name, q in self.apis.items() if not q.ready and q.config.api.compute.min_replicas > 0
+        )
         if self.draining:
             conn.respond(503, orjson.dumps({"ok": False, "reason": "shutting down"}))
         elif waiting:
@@ -195,17 +202,17 @@ class Gateway:
     def ports(self) -> list[int]:
         return [sock.getsockname()[1] for server in self._servers for sock in server.sockets]
 
-    def in_flight(self) -> int:
+    def total_in_flight(self) -> int:
         return sum(queue.in_flight for queue in self.apis.values())
 
     async def drain(self, grace: float) -> None:
         """Refuse new predictions, then wait up to ``grace`` s for accepted ones to finish."""
         self.draining = True
         deadline = time.monotonic() + grace
-        while self.in_flight() and time.monotonic() < deadline:
+        while self.total_in_flight() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        if self.in_flight():
-            log.warning("%d request(s) still running after %.0fs; stopping anyway", self.in_flight(), grace)
+        if left := self.total_in_flight():
+            log.warning("%d request(s) still running after %.0fs; stopping anyway", left, grace)
 
     async def close(self) -> None:
         """Stop listening and close every client connection."""

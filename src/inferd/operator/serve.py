@@ -15,6 +15,7 @@ from collections.abc import Callable
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
 from inferd.gateway import Gateway
+from inferd.storage import inferd_home
 
 log = logging.getLogger("inferd")
 
@@ -31,13 +32,13 @@ async def serve_project(
     """Serve ``project`` until SIGINT/SIGTERM; return the exit status."""
     say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
     gateway = Gateway()
-    engine = LocalEngine(gateway)
+    engine = LocalEngine(gateway, home=inferd_home())
     await gateway.start(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    engine.apply(project)
+    await engine.apply(project)
     bound = gateway.ports[0] if gateway.ports else port
     base = f"http://{host}:{bound}"
     say(f"inferd: serving deployment '{project.deployment.name}' on {base}")

@@ -53,3 +53,4 @@ class ReplicaSpec(BaseModel):
     model_path: Path | None
     replica_id: str
     version: str
+    extra_paths: tuple[Path, ...] = ()

@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     sock = socket.socket(fileno=int(args[0]))
     os.chdir(spec.project_root)
+    # requirements.txt packages go after inferd's own, so the runtime's numpy etc. win.
+    sys.path.extend(str(path) for path in spec.extra_paths)
     try:
         predictor = _load(spec)
     except Exception as exc:

@@ -1,0 +1,50 @@
+"""Replica autoscaling on in-flight requests (queued + running), with two windows.
+
+Pure logic, no processes: the engine feeds samples and asks for a recommendation. Scaling up
+follows the average load of a short window (seconds); scaling down follows the peak of a long
+window (a minute by default), so a burst scales out quickly and a lull does not flap.
+Cortex v0.10 scaled on CPU through a Kubernetes HPA (``target_cpu_utilization``); a replica
+that runs one request at a time is better sized by its queue.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+
+class Autoscaler:
+    """Recommends a replica count for one API from in-flight request samples."""
+
+    def __init__(self, target: float = 1.0, up_window: float = 5.0, down_window: float = 60.0) -> None:
+        self.target = target
+        self.up_window = up_window
+        self.down_window = down_window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def observe(self, now: float, in_flight: int) -> None:
+        """Record the in-flight count at time ``now`` (monotonic seconds)."""
+        self._samples.append((now, in_flight))
+        horizon = now - max(self.up_window, self.down_window)
+        while self._samples and self._samples[0][0] < horizon:
+            self._samples.popleft()
+
+    def _within(self, now: float, window: float) -> list[int]:
+        return [count for at, count in self._samples if now - at <= window]
+
+    def recommend(self, now: float, current: int, lowest: int, highest: int) -> int:
+        """The replica count to run now, between ``lowest`` and ``highest``."""
+        recent = self._within(now, self.up_window)
+        if current == 0 and recent and recent[-1] > 0:
+            return max(1, lowest)  # scale from zero at the first request
+        wanted = current
+        if recent:
+            up = math.ceil(sum(recent) / len(recent) / self.target)
+            if up > current:
+                wanted = up
+        long = self._within(now, self.down_window)
+        if wanted == current and long and now - self._samples[0][0] >= self.down_window * 0.95:
+            down = math.ceil(max(long) / self.target)
+            if down < current:
+                wanted = down
+        return max(lowest, min(highest, wanted))

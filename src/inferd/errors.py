@@ -42,6 +42,28 @@ class InputError(InferdError):
     status_code = 400
 
 
+class UnauthorizedError(InferdError):
+    """No credentials (API key, or the operator's token)."""
+
+    status_code = 401
+
+
+class ForbiddenError(InferdError):
+    """Wrong credentials."""
+
+    status_code = 403
+
+
+class ConflictError(InferdError):
+    """The operation conflicts with one in progress (a deploy of the same deployment)."""
+
+    status_code = 409
+
+
+class OperatorError(InferdError):
+    """The operator is not running, cannot start, or cannot be reached."""
+
+
 class NotFoundError(InferdError):
     """No API (or route, or model) by that name."""
 

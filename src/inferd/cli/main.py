@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from inferd import __version__
+from inferd.cli.options import env_option
 from inferd.errors import InferdError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -105,9 +106,25 @@ def validate(project_dir: Path) -> None:
 
 
 @cli.command()
+@env_option
 def version() -> None:
-    """Print the version of inferd."""
-    click.echo(f"inferd {__version__}")
+    """Print the versions of the CLI and of the running operator."""
+    from inferd.client import Client
+
+    click.echo(f"cli: {__version__}")
+    client = Client()
+    click.echo(f"operator: {client.info()['version'] if client.running() else 'not running'}")
+
+
+def _register() -> None:
+    from inferd.cli.deploy import delete, deploy, down, refresh, up
+    from inferd.cli.inspect import get, logs, predict
+
+    for command in (deploy, refresh, get, predict, logs, delete, up, down):
+        cli.add_command(command)
+
+
+_register()
 
 
 def main() -> None:

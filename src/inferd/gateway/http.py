@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from http import HTTPStatus
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import httptools
 
@@ -20,8 +20,28 @@ from inferd import codec
 from inferd.replica.handle import ReplicaHandle
 
 if TYPE_CHECKING:
-    from inferd.gateway.app import Gateway
     from inferd.gateway.queue import ApiQueue
+
+
+class HttpApp(Protocol):
+    """What a connection needs from the server it belongs to (the gateway, the admin API)."""
+
+    body_limit: int
+    connections: set[HttpConnection]
+
+    def handle(self, conn: HttpConnection, request: Request) -> None:
+        """Answer ``request`` now or later with ``conn.respond``."""
+        ...
+
+    def finished(
+        self,
+        queue: ApiQueue,
+        status: int,
+        started: float | None = None,
+        sent_at: float | None = None,
+        meta: bytes = b"",
+    ) -> None: ...
+
 
 CORS = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\n"
 RETRY_AFTER = b"Retry-After: 1\r\n"
@@ -71,8 +91,8 @@ WANTED_HEADERS = frozenset(
 class HttpConnection(asyncio.Protocol):
     """One client connection. Also the ``Waiter`` of the request it sent to a replica."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(self, app: HttpApp) -> None:
+        self.app = app
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -93,12 +113,12 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
-        self.gateway.connections.add(self)
+        self.app.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.transport = None
-        self.gateway.connections.discard(self)
+        self.app.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -126,7 +146,7 @@ class HttpConnection(asyncio.Protocol):
             self._headers[name] = value
 
     def on_headers_complete(self) -> None:
-        limit = self.gateway.body_limit
+        limit = self.app.body_limit
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             self._too_large = True
@@ -137,7 +157,7 @@ class HttpConnection(asyncio.Protocol):
         if self._too_large:
             return
         self._size += len(body)
-        if self._size > self.gateway.body_limit:
+        if self._size > self.app.body_limit:
             self._too_large = True
             self._body = []
             return
@@ -145,7 +165,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self._too_large:
-            limit = self.gateway.body_limit
+            limit = self.app.body_limit
             self.respond(413, codec.error_body(f"the request body is larger than {limit} bytes"), close=True)
             return
         url = self._url
@@ -167,7 +187,7 @@ class HttpConnection(asyncio.Protocol):
     def _start(self, request: Request) -> None:
         self.busy = True
         self.keep_alive = request.keep_alive
-        self.gateway.handle(self, request)
+        self.app.handle(self, request)
 
     # answers
 
@@ -183,7 +203,7 @@ class HttpConnection(asyncio.Protocol):
         if queue is not None:
             if handle is not None:
                 queue.release(handle)
-            self.gateway.finished(queue, status, self.started, self.sent_at, meta)
+            self.app.finished(queue, status, self.started, self.sent_at, meta)
         self.respond(status, body)
 
     def respond(

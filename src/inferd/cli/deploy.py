@@ -1,0 +1,165 @@
+"""``inferd deploy``, ``refresh``, ``delete``, ``up`` and ``down``: the operator's lifecycle."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from inferd.cli.options import env_option
+from inferd.client import Client
+from inferd.config.load import load_project
+from inferd.errors import OperatorError
+
+WAIT_TIMEOUT = 600.0
+SETTLED = ("live", "error", "error (out of memory)", "compute unavailable")
+
+
+def _start_operator(client: Client) -> None:
+    if client.start():
+        info = client.info()
+        click.echo(f"started the inferd operator (pid {info['pid']}), serving on {info['gateway']}", err=True)
+
+
+def _deploy(project_dir: Path, force: bool, refresh: bool, wait: bool) -> None:
+    project = load_project(project_dir)  # validate here first: errors with file and line, exit 2
+    client = Client()
+    _start_operator(client)
+    names = [config.name for config in project.apis]
+    if sys.stderr.isatty():
+        click.echo("preparing (models, packages)...", err=True)
+    result = client.deploy(project.root, force=force, refresh=refresh)
+    click.echo(result["message"])
+    if wait and result["message"] != "deployment is up-to-date":
+        _wait_settled(client, names)
+
+
+def _wait_settled(client: Client, names: list[str]) -> None:
+    """Show each API's progress until it is live (or failed), like a rollout status."""
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    shown: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        apis = {api["name"]: api for api in client.apis() if api["name"] in names}
+        done = True
+        for name in names:
+            api = apis.get(name)
+            if api is None:
+                continue
+            line = f"{name}: {api['status']} ({api['up_to_date']}/{api['requested']} up to date)"
+            if api.get("error"):
+                line += f": {api['error']}"
+            if shown.get(name) != line:
+                shown[name] = line
+                click.echo(line, err=True)
+            if api["status"] not in SETTLED or api.get("stale"):
+                done = False
+        if done:
+            return
+        time.sleep(0.25)
+    click.echo("still updating; follow it with `inferd get -w`", err=True)
+
+
+@click.command()
+@click.argument("project_dir", default=".", type=click.Path(path_type=Path))
+@click.option("-f", "--force", is_flag=True, help="Deploy even while a previous deploy is updating.")
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Show progress until the APIs are live."
+)
+@env_option
+def deploy(project_dir: Path, force: bool, wait: bool) -> None:
+    """Create or update the APIs of a project (starts the operator if needed).
+
+    Validates cortex.yaml first. Prints "deployment started", "deployment updated" or
+    "deployment is up-to-date". Changed APIs roll out with no failed requests: new replicas
+    start, take traffic once ready, then the old ones drain. APIs no longer in the config are
+    deleted.
+
+    \b
+    Examples:
+      inferd deploy examples/iris-onnx
+      inferd deploy            # the project in the current folder
+    """
+    _deploy(project_dir, force, refresh=False, wait=wait)
+
+
+@click.command()
+@click.argument("project_dir", default=".", type=click.Path(path_type=Path))
+@click.option("-f", "--force", is_flag=True, help="Refresh even while a previous deploy is updating.")
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Show progress until the APIs are live."
+)
+@env_option
+def refresh(project_dir: Path, force: bool, wait: bool) -> None:
+    """Redeploy every API of a project, even if nothing changed (new replicas, models reloaded).
+
+    \b
+    Example:
+      inferd refresh examples/iris-onnx
+    """
+    _deploy(project_dir, force, refresh=True, wait=wait)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("-f", "--force", is_flag=True, help="Do not wait for the replicas to drain.")
+@env_option
+def delete(name: str | None, force: bool) -> None:
+    """Delete an API, or every API of a deployment; their replicas drain first.
+
+    NAME defaults to the deployment of the project in the current folder.
+
+    \b
+    Examples:
+      inferd delete classifier      # one API
+      inferd delete iris            # a whole deployment
+    """
+    if name is None:
+        name = load_project(Path(".")).deployment.name
+    client = Client()
+    result = client.delete(name)
+    click.echo(result["message"])
+    if force:
+        return
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while time.monotonic() < deadline:
+        remaining = [api for api in client.apis() if api["name"] in result["apis"]]
+        if not remaining:
+            return
+        time.sleep(0.2)
+
+
+@click.command()
+@env_option
+def up() -> None:
+    """Start the operator in the background (it brings back every deployed API).
+
+    \b
+    Example:
+      inferd up
+    """
+    client = Client()
+    if not client.start():
+        info: dict[str, Any] = client.info()
+        click.echo(f"the inferd operator is already running (pid {info['pid']}) on {info['gateway']}")
+        return
+    info = client.info()
+    click.echo(f"the inferd operator is running (pid {info['pid']}) on {info['gateway']}")
+
+
+@click.command()
+@env_option
+def down() -> None:
+    """Drain every API and stop the operator and all replicas.
+
+    \b
+    Example:
+      inferd down
+    """
+    try:
+        stopped = Client().stop()
+    except OperatorError:
+        raise
+    click.echo("the inferd operator stopped" if stopped else "the inferd operator is not running")

@@ -1,0 +1,136 @@
+"""Text output of the CLI: tables that fit 80 columns, durations and latencies as people read them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by three spaces (Cortex's layout)."""
+    cells = [[str(h) for h in headers], *[[("-" if c is None else str(c)) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def since(timestamp: float | None, now: float | None = None) -> str:
+    """``12s``, ``4m``, ``3h``, ``2d`` since ``timestamp`` (wall-clock seconds)."""
+    if not timestamp:
+        return "-"
+    seconds = max(0, int((now or time.time()) - timestamp))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def latency(ms: float | None) -> str:
+    """``N ms``, or ``N s`` from a second up (as Cortex printed it); ``-`` when unknown."""
+    if ms is None:
+        return "-"
+    if ms >= 1000:
+        return f"{ms / 1000:.3g} s"
+    return f"{ms:.3g} ms"
+
+
+def count(value: int) -> str:
+    return "-" if value == 0 else str(value)
+
+
+def api_rows(apis: Sequence[dict[str, Any]]) -> str:
+    """``inferd get``: one row per API; ``failed`` only when some failed (as Cortex)."""
+    show_failed = any(api["failed"] for api in apis)
+    headers = ["api", "status", "up-to-date", "available", "requested"]
+    if show_failed:
+        headers.append("failed")
+    headers.append("last update")
+    rows = []
+    for api in apis:
+        row = [api["name"], api["status"], api["up_to_date"], api["available"], api["requested"]]
+        if show_failed:
+            row.append(api["failed"])
+        row.append(since(api["last_update"]))
+        rows.append(row)
+    return table(headers, rows)
+
+
+def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
+    """``inferd get API``: status, traffic, tracker, URL and a curl line."""
+    parts = []
+    headers = ["status", "up-to-date", "available", "requested"]
+    row: list[Any] = [api["status"], api["up_to_date"], api["available"], api["requested"]]
+    for key, title in (("stale", "stale"), ("failed", "failed")):
+        if api.get(key):
+            headers.append(title)
+            row.append(api[key])
+    headers.append("last update")
+    row.append(since(api["last_update"]))
+    parts.append(table(headers, [row]))
+    metrics = api.get("metrics") or {}
+    requests = metrics.get("requests", {})
+    timing = metrics.get("latency", {})
+    parts.append(
+        table(
+            ["requests/s", "avg latency", "p50", "p99", "2XX", "4XX", "5XX"],
+            [
+                [
+                    f"{metrics.get('requests_per_second', 0):.1f}",
+                    latency(timing.get("avg_ms")),
+                    latency(timing.get("p50_ms")),
+                    latency(timing.get("p99_ms")),
+                    count(requests.get("2XX", 0)),
+                    count(requests.get("4XX", 0)),
+                    count(requests.get("5XX", 0)),
+                ]
+            ],
+        )
+    )
+    tracked = metrics.get("tracker") or {}
+    if tracked.get("classes"):
+        classes = sorted(tracked["classes"].items(), key=lambda item: (-item[1], item[0]))
+        parts.append(table(["class", "count"], classes))
+    if tracked.get("regression"):
+        reg = tracked["regression"]
+        parts.append(
+            table(["min", "max", "avg"], [[f"{reg['min']:.4g}", f"{reg['max']:.4g}", f"{reg['avg']:.4g}"]])
+        )
+    if api.get("error"):
+        parts.append(f"error: {api['error']}")
+    parts.append(f"url: {api['url']}")
+    parts.append(f'curl {api["url"]}?debug=true -X POST -H "Content-Type: application/json" -d @sample.json')
+    if verbose:
+        signature = api.get("signature") or {}
+        inputs = signature.get("inputs") or []
+        if inputs:
+            parts.append(
+                table(
+                    ["model input", "type", "shape"],
+                    [[i["name"], i.get("type") or i["dtype"], _shape(i["shape"])] for i in inputs],
+                )
+            )
+        outputs = signature.get("outputs") or []
+        if outputs:
+            parts.append(
+                table(
+                    ["model output", "type", "shape"],
+                    [[o["name"], o.get("type") or o["dtype"], _shape(o["shape"])] for o in outputs],
+                )
+            )
+        if api.get("error_detail"):
+            parts.append(api["error_detail"])
+        parts.append(_config_yaml(api))
+    return "\n\n".join(parts)
+
+
+def _shape(shape: list[int] | None) -> str:
+    return "?" if shape is None else "(" + ", ".join("?" if d == -1 else str(d) for d in shape) + ")"
+
+
+def _config_yaml(api: dict[str, Any]) -> str:
+    import yaml
+
+    config = dict(api.get("config") or {})
+    config["endpoint"] = api["endpoint"]
+    return yaml.safe_dump([config], sort_keys=False).rstrip()

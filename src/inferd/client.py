@@ -1,0 +1,183 @@
+"""A Python client of the local operator; the CLI is built on it.
+
+Errors come back as the same classes the operator raised (the response names the class), so
+callers handle ``NotFoundError`` rather than status codes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from inferd.errors import InferdError, OperatorError, error_type
+from inferd.operator.state import OPERATOR_FILE, TOKEN_FILE, read_json
+from inferd.storage import inferd_home
+
+START_TIMEOUT = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+class Client:
+    """Talks to the operator of ``$INFERD_HOME`` over its loopback admin API."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or inferd_home()
+        self.session = requests.Session()
+
+    # the operator process
+
+    def _endpoint(self) -> tuple[str, str, dict[str, Any]] | None:
+        info = read_json(self.home / OPERATOR_FILE)
+        if not info or not _alive(int(info.get("pid", 0))):
+            return None
+        try:
+            token = (self.home / TOKEN_FILE).read_text().strip()
+        except OSError:
+            return None
+        return f"http://127.0.0.1:{info['admin_port']}", token, info
+
+    def running(self) -> bool:
+        endpoint = self._endpoint()
+        if endpoint is None:
+            return False
+        try:
+            self.call("GET", "/info", timeout=3)
+        except InferdError:
+            return False
+        return True
+
+    def start(self) -> bool:
+        """Start the operator in the background unless it runs; True when it was started."""
+        if self.running():
+            return False
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.home / OPERATOR_FILE).unlink(missing_ok=True)
+        log_file = self.home / "operator.log"
+        with log_file.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "inferd.operator.daemon"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise OperatorError(f"the operator could not start: {_last_error(log_file)}")
+            info = read_json(self.home / OPERATOR_FILE)
+            if info and info.get("pid") == process.pid and self.running():
+                return True
+            time.sleep(0.1)
+        process.kill()
+        raise OperatorError(f"the operator did not start within {START_TIMEOUT:.0f}s (see {log_file})")
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Ask the operator to drain and stop; True when one was running."""
+        endpoint = self._endpoint()
+        if endpoint is None or not self.running():
+            return False
+        pid = int(endpoint[2]["pid"])
+        self.call("POST", "/down")
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            raise OperatorError(f"the operator (pid {pid}) is still running after {timeout:.0f}s")
+        return True
+
+    # calls
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 600) -> Any:
+        endpoint = self._endpoint()
+        if endpoint is None:
+            raise OperatorError(
+                "the inferd operator is not running (start it: `inferd up` or `inferd deploy`)"
+            )
+        url, token, _ = endpoint
+        try:
+            response = self.session.request(
+                method, url + path, json=body, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+            )
+        except requests.RequestException as exc:
+            raise OperatorError(f"cannot reach the operator: {exc}") from None
+        return _result(response)
+
+    def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("GET", "/info")
+        return result
+
+    def deploy(self, path: Path, force: bool = False, refresh: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = self.call(
+            "POST", "/deploy", {"path": str(path.resolve()), "force": force, "refresh": refresh}
+        )
+        return result
+
+    def apis(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.call("GET", "/apis")
+        return result
+
+    def api(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("GET", f"/apis/{name}")
+        return result
+
+    def delete(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", "/delete", {"name": name})
+        return result
+
+    def logs(self, name: str, offset: int = 0) -> tuple[str, int]:
+        result = self.call("GET", f"/logs/{name}?offset={offset}")
+        return str(result["text"]), int(result["offset"])
+
+    def predict(self, url: str, body: bytes, debug: bool = False, timeout: float = 600) -> requests.Response:
+        """POST ``body`` to an API URL (from ``api(name)["url"]``)."""
+        try:
+            return self.session.post(
+                url + ("?debug=true" if debug else ""),
+                data=body,
+                timeout=timeout,
+                headers={"Content-Type": "application/json"},
+            )
+        except requests.RequestException as exc:
+            raise OperatorError(f"cannot reach {url}: {exc}") from None
+
+
+def _result(response: requests.Response) -> Any:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.ok:
+        return data
+    if isinstance(data, dict) and "error" in data:
+        raise error_type(str(data.get("type", "InferdError")))(str(data["error"]))
+    raise OperatorError(f"the operator answered {response.status_code}")
+
+
+def _last_error(log_file: Path) -> str:
+    try:
+        lines = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if " ERROR " in line:
+            return line.split(" ERROR ", 1)[1]
+    return lines[-1] if lines else f"see {log_file}"

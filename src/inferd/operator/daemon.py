@@ -1,0 +1,37 @@
+"""``python -m inferd.operator.daemon``: run the operator (``inferd deploy`` starts it detached)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import uvloop
+
+from inferd.errors import InferdError
+from inferd.operator.server import Operator
+from inferd.storage import inferd_home
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s operator %(levelname)s %(message)s", stream=sys.stderr
+    )
+    home = inferd_home()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    host = os.environ.get("INFERD_HOST", "127.0.0.1")
+    port = int(os.environ.get("INFERD_PORT", "8888"))
+    try:
+        return uvloop.run(Operator(home, host, port).run())
+    except InferdError as exc:
+        logging.getLogger("inferd.operator").error("%s", exc.message)
+        return exc.exit_code
+    except OSError as exc:
+        logging.getLogger("inferd.operator").error(
+            "cannot listen on %s:%d: %s", host, port, exc.strerror or exc
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""The background operator: gateway + local engine + an admin API for the CLI.
+
+The admin API listens on loopback only, on a port of its own, and answers only requests that
+carry the token from ``$INFERD_HOME/token`` (mode 0600). It is a cold path: plain JSON over the
+same small HTTP connection class the gateway uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from inferd import __version__, codec
+from inferd.config.load import load_project
+from inferd.config.schema import Project
+from inferd.engine.local import LocalEngine
+from inferd.errors import (
+    ConfigError,
+    ConflictError,
+    ForbiddenError,
+    InferdError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from inferd.gateway import Gateway
+from inferd.gateway.http import HttpConnection, Request, parse_query
+from inferd.gateway.queue import ApiQueue
+from inferd.operator.logs import log_path, read_from
+from inferd.operator.state import (
+    OPERATOR_FILE,
+    TOKEN_FILE,
+    DeploymentRecord,
+    State,
+    new_token,
+    snapshot_project,
+    write_private,
+)
+
+log = logging.getLogger("inferd.operator")
+
+ADMIN_HOST = "127.0.0.1"
+DRAIN_GRACE = 30.0
+
+
+class Operator:
+    """Everything the local operator process runs."""
+
+    def __init__(self, home: Path, host: str, port: int) -> None:
+        self.home = home
+        self.host = host
+        self.port = port
+        self.gateway = Gateway()
+        self.engine = LocalEngine(self.gateway, home=home, log_dir=home / "logs")
+        self.state = State(home)
+        self.token = new_token()
+        self.stop_event = asyncio.Event()
+        self.admin = AdminApp(self)
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.started = time.time()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT or ``inferd down``; then drain and stop everything."""
+        self.state.load()
+        await self.gateway.start(self.host, self.port)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: HttpConnection(self.admin), ADMIN_HOST, 0)
+        admin_port = server.sockets[0].getsockname()[1]
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.stop_event.set)
+        write_private(self.home / TOKEN_FILE, self.token)
+        info = {
+            "pid": os.getpid(),
+            "admin_port": admin_port,
+            "gateway": self.gateway_url,
+            "version": __version__,
+            "started": self.started,
+        }
+        write_private(self.home / OPERATOR_FILE, orjson.dumps(info).decode())
+        log.info(
+            "operator %d: gateway on %s, admin on %s:%d",
+            os.getpid(),
+            self.gateway_url,
+            ADMIN_HOST,
+            admin_port,
+        )
+        await self.restore()
+        await self.stop_event.wait()
+        log.info("stopping: draining requests")
+        await self.gateway.drain(DRAIN_GRACE)
+        await self.engine.stop()
+        await self.gateway.close()
+        server.close()
+        (self.home / OPERATOR_FILE).unlink(missing_ok=True)
+        log.info("stopped")
+        return 0
+
+    @property
+    def gateway_url(self) -> str:
+        ports = self.gateway.ports
+        return f"http://{self.host}:{ports[0] if ports else self.port}"
+
+    async def restore(self) -> None:
+        """Bring back every deployment recorded in the state."""
+        for name, record in list(self.state.deployments.items()):
+            try:
+                project = self._without_deleted(load_project(Path(record.snapshot)), record)
+                await self.engine.apply(project, record.refresh)
+                log.info("restored deployment '%s'", name)
+            except InferdError as exc:
+                log.error("cannot restore deployment '%s': %s", name, exc.message)
+
+    @staticmethod
+    def _without_deleted(project: Project, record: DeploymentRecord) -> Project:
+        apis = tuple(api for api in project.apis if api.name not in record.deleted_apis)
+        return project.model_copy(update={"apis": apis})
+
+    # admin operations
+
+    async def deploy(self, source: str, force: bool, refresh: bool) -> dict[str, Any]:
+        source_path = Path(source)
+        project = load_project(source_path)
+        name = project.deployment.name
+        self._check_conflicts(project)
+        lock = self.locks.setdefault(name, asyncio.Lock())
+        if lock.locked() and not force:
+            raise ConflictError(f"deployment '{name}' is currently updating; use --force to deploy over it")
+        async with lock:
+            snapshot = await asyncio.to_thread(snapshot_project, project.root, self.home)
+            deployed = load_project(snapshot)
+            record = self.state.deployments.get(name)
+            existed = record is not None
+            token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
+            results = await self.engine.apply(deployed, token)
+            self.state.deployments[name] = DeploymentRecord(
+                source=str(project.root), snapshot=str(snapshot), refresh=token
+            )
+            self.state.save()
+        changed = any(result != "unchanged" for result in results.values())
+        if refresh:
+            message = "deployment refreshed"
+        elif not existed:
+            message = "deployment started"
+        elif changed:
+            message = "deployment updated"
+        else:
+            message = "deployment is up-to-date"
+        return {"message": message, "deployment": name, "apis": results}
+
+    def _check_conflicts(self, project: Project) -> None:
+        for config in project.apis:
+            state = self.engine.apis.get(config.name)
+            if (
+                state is not None
+                and state.config.deployment != project.deployment.name
+                and not state.deleting
+            ):
+                raise ConfigError(
+                    f"api '{config.name}' already belongs to deployment '{state.config.deployment}'; "
+                    "API names are unique on one operator"
+                )
+            for other in self.engine.apis.values():
+                if (
+                    other.config.endpoint == config.endpoint
+                    and other.config.deployment != project.deployment.name
+                    and not other.deleting
+                ):
+                    raise ConfigError(
+                        f"api '{config.name}': endpoint {config.endpoint} is already served by api "
+                        f"'{other.name}' of deployment '{other.config.deployment}'"
+                    )
+
+    def delete(self, name: str) -> dict[str, Any]:
+        record = self.state.deployments.get(name)
+        if record is not None:
+            apis = [api for api, state in self.engine.apis.items() if state.config.deployment == name]
+            for api in apis:
+                self.engine.delete(api)
+            del self.state.deployments[name]
+            self.state.save()
+            return {"message": f"deleting deployment '{name}'", "apis": apis}
+        state = self.engine.apis.get(name)
+        if state is None or state.deleting:
+            raise NotFoundError(f"no API or deployment named '{name}'")
+        self.engine.delete(name)
+        deployment = self.state.deployments.get(state.config.deployment)
+        if deployment is not None:
+            deployment.deleted_apis.append(name)
+            self.state.save()
+        return {"message": f"deleting api '{name}'", "apis": [name]}
+
+    def api_list(self) -> list[dict[str, Any]]:
+        return [self.api_info(name, brief=True) for name in sorted(self.engine.apis)]
+
+    def api_info(self, name: str, brief: bool = False) -> dict[str, Any]:
+        if name not in self.engine.apis:
+            raise NotFoundError(f"no API named '{name}'")
+        info = self.engine.describe(name)
+        info["url"] = self.gateway_url + info["endpoint"]
+        queue: ApiQueue | None = self.gateway.apis.get(name)
+        if not brief:
+            state = self.engine.apis[name]
+            info["config"] = state.config.api.model_dump(mode="json", exclude_none=True)
+            info["metrics"] = queue.stats.summary() if queue else None
+            info["signature"] = self.gateway.describe(queue)["signature"] if queue else {}
+            info["tracker"] = state.config.api.tracker.model_dump() if state.config.api.tracker else None
+        return info
+
+
+class AdminApp:
+    """Routes of the admin API; every route needs the operator's token."""
+
+    body_limit = 1 << 20
+
+    def __init__(self, operator: Operator) -> None:
+        self.operator = operator
+        self.connections: set[HttpConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def finished(self, *args: Any, **kwargs: Any) -> None:
+        """Admin requests are not counted."""
+
+    def handle(self, conn: HttpConnection, request: Request) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(conn, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, conn: HttpConnection, request: Request) -> None:
+        try:
+            self._authorize(request)
+            result = await self._route(request)
+            conn.respond(200, orjson.dumps(result))
+        except InferdError as exc:
+            conn.respond(exc.status_code, orjson.dumps({"error": exc.message, "type": type(exc).__name__}))
+        except Exception as exc:
+            log.exception("admin request failed")
+            conn.respond(500, codec.error_body(f"operator error: {type(exc).__name__}: {exc}"))
+
+    def _authorize(self, request: Request) -> None:
+        header = request.headers.get(b"authorization", b"")
+        if not header.startswith(b"Bearer "):
+            raise UnauthorizedError("the operator needs its token (Authorization: Bearer ...)")
+        if not hmac.compare_digest(header[7:].strip(), self.operator.token.encode()):
+            raise ForbiddenError("wrong operator token")
+
+    async def _route(self, request: Request) -> Any:
+        operator = self.operator
+        method = request.method
+        path = request.path.decode("utf-8", "replace")
+        body: dict[str, Any] = orjson.loads(request.body) if request.body else {}
+        if method == b"GET" and path == "/info":
+            return {
+                "version": __version__,
+                "pid": os.getpid(),
+                "gateway": operator.gateway_url,
+                "started": operator.started,
+            }
+        if method == b"POST" and path == "/deploy":
+            return await operator.deploy(
+                str(body["path"]), bool(body.get("force")), bool(body.get("refresh"))
+            )
+        if method == b"GET" and path == "/apis":
+            return operator.api_list()
+        if method == b"GET" and path.startswith("/apis/"):
+            return operator.api_info(path.removeprefix("/apis/"))
+        if method == b"POST" and path == "/delete":
+            return operator.delete(str(body["name"]))
+        if method == b"GET" and path.startswith("/logs/"):
+            name = path.removeprefix("/logs/")
+            file = log_path(operator.home, name)
+            if name not in operator.engine.apis and not file.exists():
+                raise NotFoundError(f"no API named '{name}'")
+            text, offset = read_from(file, int(parse_query(request.query).get("offset", 0)))
+            return {"text": text, "offset": offset}
+        if method == b"POST" and path == "/down":
+            asyncio.get_running_loop().call_later(0.05, operator.stop_event.set)
+            return {"message": "stopping"}
+        raise NotFoundError(f"no admin route {method.decode()} {path}")

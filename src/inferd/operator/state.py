@@ -1,0 +1,144 @@
+"""The operator's state on disk (``$INFERD_HOME``): deployed projects, snapshots, token.
+
+Each deploy snapshots the project folder (as Cortex zipped it: hidden files and ``.pyc`` left
+out) into ``projects/<digest>/``, so a restarted operator brings back exactly what was deployed,
+whatever happened to the source folder since. ``state.json`` is written atomically; a corrupt
+one stops the operator with a clear error instead of silently forgetting deployments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inferd.errors import InferdError
+from inferd.storage import file_digest
+
+STATE_FILE = "state.json"
+TOKEN_FILE = "token"
+OPERATOR_FILE = "operator.json"
+SKIPPED_DIRS = {"__pycache__", ".venv", "venv", "node_modules"}
+SKIPPED_SUFFIXES = (".pyc", ".pyo", ".pyd")
+
+
+class StateError(InferdError):
+    """The state folder cannot be read or written."""
+
+
+@dataclass
+class DeploymentRecord:
+    """One deployed project."""
+
+    source: str
+    snapshot: str
+    refresh: str = ""
+    updated: float = field(default_factory=time.time)
+    deleted_apis: list[str] = field(default_factory=list)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to ``path``, readable by this user only (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(handle, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
+
+
+class State:
+    """Deployments known to the operator, persisted in ``state.json``."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.path = home / STATE_FILE
+        self.deployments: dict[str, DeploymentRecord] = {}
+
+    def load(self) -> State:
+        if not self.path.exists():
+            return self
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            self.deployments = {
+                name: DeploymentRecord(**record) for name, record in data["deployments"].items()
+            }
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                f"the state file {self.path} is corrupt ({type(exc).__name__}: {exc}); nothing was "
+                f"changed: fix it, or move it away to start with no deployments"
+            ) from None
+        return self
+
+    def save(self) -> None:
+        data = {"deployments": {name: asdict(record) for name, record in self.deployments.items()}}
+        try:
+            write_private(self.path, json.dumps(data, indent=2))
+        except OSError as exc:
+            raise StateError(f"cannot save the state to {self.path}: {exc.strerror or exc}") from exc
+
+
+def _project_files(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        for name in sorted(names):
+            if not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES):
+                files.append(Path(folder) / name)
+    return files
+
+
+def snapshot_project(root: Path, home: Path) -> Path:
+    """Copy the project's files into ``projects/<digest>`` (once per distinct content)."""
+    files = _project_files(root)
+    digest = file_digest_of(root, files)
+    target = home / "projects" / digest
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".copy-"))
+    try:
+        for path in files:
+            destination = scratch / path.relative_to(root)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+        scratch.rename(target)
+    except OSError as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if target.is_dir():
+            return target
+        raise StateError(f"cannot copy the project into {target.parent}: {exc.strerror or exc}") from exc
+    return target
+
+
+def file_digest_of(root: Path, files: list[Path]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + file_digest(path).encode())
+    return digest.hexdigest()[:24]
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

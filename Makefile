@@ -36,6 +36,7 @@ check: models lint
 	$(BIN)/python -m pytest
 
 bench: models
+	$(BIN)/python -m pip install --quiet -e '.[all,dev,bench]'
 	$(BIN)/python bench/run.py
 
 clean:

@@ -21,9 +21,12 @@ class Autoscaler:
         self.up_window = up_window
         self.down_window = down_window
         self._samples: deque[tuple[float, int]] = deque()
+        self._since: float | None = None
 
     def observe(self, now: float, in_flight: int) -> None:
         """Record the in-flight count at time ``now`` (monotonic seconds)."""
+        if self._since is None:
+            self._since = now
         self._samples.append((now, in_flight))
         horizon = now - max(self.up_window, self.down_window)
         while self._samples and self._samples[0][0] < horizon:
@@ -43,7 +46,8 @@ class Autoscaler:
             if up > current:
                 wanted = up
         long = self._within(now, self.down_window)
-        if wanted == current and long and now - self._samples[0][0] >= self.down_window * 0.95:
+        watched = self._since is not None and now - self._since >= self.down_window
+        if wanted == current and long and watched:  # a full window of history says: fewer
             down = math.ceil(max(long) / self.target)
             if down < current:
                 wanted = down

@@ -423,6 +423,7 @@ class LocalEngine:
             "up_to_date": sum(r.ready and r.version == version.id for r in state.replicas),
             "stale": sum(r.ready and r.version != version.id for r in state.replicas),
             "failed": state.failed,
+            "in_flight": self.sink.in_flight(name),
             "last_update": state.last_update,
             "version": version.id,
             "error": version.error,

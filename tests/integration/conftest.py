@@ -1,0 +1,81 @@
+"""Fixtures for tests that drive the real operator through the real CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import INFERD, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Inferd:
+    """Runs ``inferd`` commands against one operator with its own home and port."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, INFERD_HOME=str(home), INFERD_PORT=str(self.port), PYTHONUNBUFFERED="1")
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(INFERD), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"inferd {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def api(self, name: str) -> dict[str, Any]:
+        (info,) = self.json("get", name)
+        return dict(info)
+
+    def wait_status(self, name: str, status: str, timeout: float = 60) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            info = self.api(name)
+            return info if info["status"] == status else None
+
+        return dict(wait_for(reached, timeout, f"api '{name}' to be {status}"))
+
+    def operator_pid(self) -> int | None:
+        try:
+            return int(json.loads((self.home / "operator.json").read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def post(self, path: str, body: Any, timeout: float = 30) -> requests.Response:
+        return requests.post(self.url + path, json=body, timeout=timeout)
+
+    def replica_pids(self, name: str) -> list[int]:
+        return [int(r["pid"]) for r in self.api(name)["replicas"] if r["state"] == "ready"]
+
+
+@pytest.fixture
+def inferd(tmp_path: Path) -> Iterator[Inferd]:
+    """A private operator; stopped (and anything left killed) at teardown."""
+    runner = Inferd(tmp_path / "home")
+    yield runner
+    pid = runner.operator_pid()
+    runner.run("down", check=False, timeout=120)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

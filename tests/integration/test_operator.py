@@ -1,0 +1,290 @@
+"""The operator through the CLI: deploy, get, predict, update under load, delete, restart, down."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+from collections import Counter
+from pathlib import Path
+
+import requests
+
+from tests.conftest import example, make_project, wait_for
+from tests.integration.conftest import Inferd
+
+SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] not in ("Z", "X")
+
+
+class Load:
+    """Clients sending predictions in a loop; counts answers and failures."""
+
+    def __init__(self, inferd: Inferd, path: str, body: object, clients: int = 4) -> None:
+        self.inferd = inferd
+        self.path = path
+        self.body = body
+        self.answers: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop) for _ in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def _loop(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                try:
+                    response = session.post(self.inferd.url + self.path, json=self.body, timeout=30)
+                    if response.status_code == 200:
+                        self.answers[json.dumps(response.json())] += 1
+                    else:
+                        self.failures.append(f"{response.status_code} {response.text}")
+                except requests.RequestException as exc:
+                    self.failures.append(repr(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def test_deploy_get_predict_update_delete_down(inferd: Inferd, tmp_path: Path) -> None:
+    project = tmp_path / "iris"
+    shutil.copytree(example("iris-onnx"), project)
+    first = inferd.run("deploy", str(project))
+    assert "started the inferd operator" in first.stderr
+    assert first.stdout.strip() == "deployment started"
+    info = inferd.wait_status("classifier", "live")
+    assert info["url"] == f"{inferd.url}/iris/classifier"
+    assert {
+        "name",
+        "deployment",
+        "status",
+        "endpoint",
+        "url",
+        "requested",
+        "available",
+        "up_to_date",
+        "failed",
+        "last_update",
+        "metrics",
+    } <= set(info)
+
+    predicted = inferd.run("predict", "class", str(project / "sample.json"))  # a unique prefix
+    assert json.loads(predicted.stdout) == "iris-setosa"
+    assert inferd.run("deploy", str(project)).stdout.strip() == "deployment is up-to-date"
+
+    table = inferd.run("get").stdout.splitlines()
+    assert table[0].split() == ["api", "status", "up-to-date", "available", "requested", "last", "update"]
+    assert table[1].split()[:5] == ["classifier", "live", "1", "1", "1"]
+
+    load = Load(inferd, "/iris/classifier", SAMPLE)
+    try:
+        wait_for(lambda: load.answers['"iris-setosa"'] > 20, 30, "traffic")
+        handler = project / "handlers" / "iris.py"
+        handler.write_text(
+            handler.read_text().replace("labels[predicted_class_id]", '"v2-" + labels[predicted_class_id]')
+        )
+        assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"
+        wait_for(lambda: load.answers['"v2-iris-setosa"'] > 20, 60, "answers of the new version")
+    finally:
+        load.stop()
+    assert load.failures == []
+    after = inferd.wait_status("classifier", "live")
+    assert after["up_to_date"] == 1 and after["available"] == 1
+    metrics = inferd.api("classifier")["metrics"]
+    assert metrics["requests"]["2XX"] >= sum(load.answers.values())
+    assert metrics["tracker"]["classes"]["iris-setosa"] >= 1
+
+    logs = inferd.run("logs", "classifier").stdout
+    assert "replica is ready" in logs and "updated" in logs
+
+    assert inferd.run("delete", "classifier").stdout.strip() == "deleting api 'classifier'"
+    assert inferd.post("/iris/classifier", SAMPLE).status_code == 404
+    assert inferd.json("get") == []
+    pid = inferd.operator_pid()
+    assert pid is not None
+    assert inferd.run("down").stdout.strip() == "the inferd operator stopped"
+    assert not alive(pid)
+
+
+def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> None:
+    inferd.run("deploy", str(example("iris-onnx")))
+    inferd.wait_status("classifier", "live")
+    token_file = inferd.home / "token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    admin_port = json.loads((inferd.home / "operator.json").read_text())["admin_port"]
+    admin = f"http://127.0.0.1:{admin_port}/apis"
+    assert requests.get(admin, timeout=5).status_code == 401
+    assert requests.get(admin, headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 403
+    good = {"Authorization": f"Bearer {token_file.read_text()}"}
+    assert requests.get(admin, headers=good, timeout=5).status_code == 200
+
+    pid = inferd.operator_pid()
+    assert pid is not None
+    replicas = inferd.replica_pids("classifier")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not alive(pid) and not any(alive(r) for r in replicas), 30, "operator and replicas gone")
+    assert "running" in inferd.run("up").stdout
+    inferd.wait_status("classifier", "live")
+    assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+
+
+def test_killed_replica_under_load_is_replaced(inferd: Inferd, tmp_path: Path, iris_onnx_model: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: crash\n- kind: api\n  name: slow\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: h.py\n  compute:\n    init_replicas: 2\n    max_replicas: 2\n",
+        {
+            "h.py": "import time\ndef pre_inference(sample, signature, metadata):\n"
+            "    time.sleep(0.05)\n    return [1, 2, 3, 4]\n"
+        },
+        {"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("slow", "live")
+    wait_for(lambda: len(inferd.replica_pids("slow")) == 2, 30, "two replicas")
+    load = Load(inferd, "/crash/slow", {}, clients=4)
+    try:
+        wait_for(lambda: sum(load.answers.values()) > 20, 30, "traffic")
+        victim = inferd.replica_pids("slow")[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(
+            lambda: len(inferd.replica_pids("slow")) == 2 and victim not in inferd.replica_pids("slow"),
+            30,
+            "a replacement replica",
+        )
+        before = sum(load.answers.values())
+        wait_for(lambda: sum(load.answers.values()) > before + 20, 30, "traffic after the crash")
+    finally:
+        load.stop()
+    assert len(load.failures) <= 1  # at most the request the killed replica was running
+    assert all(failure.startswith("503") for failure in load.failures)
+    assert inferd.api("slow")["failed"] == 1
+
+
+def test_autoscaling_up_and_down_and_cold_start(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    handler = (
+        "import time\ndef pre_inference(sample, signature, metadata):\n"
+        "    time.sleep(0.1)\n    return [1, 2, 3, 4]\n"
+    )
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: scale\n"
+        "- kind: api\n  name: elastic\n  onnx:\n    model: m.onnx\n    request_handler: h.py\n"
+        "  compute:\n    min_replicas: 1\n    max_replicas: 3\n"
+        "  autoscaling:\n    upscale_window: 1\n    downscale_window: 4\n"
+        "- kind: api\n  name: cold\n  onnx:\n    model: m.onnx\n"
+        "  compute:\n    min_replicas: 0\n    max_replicas: 1\n",
+        {"h.py": handler},
+        {"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("elastic", "live")
+    cold = inferd.api("cold")
+    assert cold["status"] == "live" and cold["requested"] == 0 and cold["available"] == 0
+    assert inferd.post("/scale/cold", [[5.2, 3.6, 1.4, 0.3]], timeout=60).json()[0] == [
+        0
+    ]  # waits, no failure
+    assert inferd.api("cold")["available"] == 1
+
+    load = Load(inferd, "/scale/elastic", {}, clients=6)
+    try:
+        wait_for(lambda: inferd.api("elastic")["requested"] == 3, 30, "scale up to max_replicas")
+        wait_for(lambda: inferd.api("elastic")["available"] == 3, 30, "three ready replicas")
+    finally:
+        load.stop()
+    assert load.failures == []
+    wait_for(lambda: inferd.api("elastic")["requested"] == 1, 30, "scale down to min_replicas")
+    wait_for(lambda: inferd.api("elastic")["available"] == 1, 30, "one replica left")
+
+
+def test_errors_are_reported_and_other_apis_keep_serving(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: mixed\n"
+        "- kind: api\n  name: good\n  onnx:\n    model: m.onnx\n"
+        "- kind: api\n  name: broken\n  onnx:\n    model: m.onnx\n    request_handler: bad.py\n"
+        "- kind: api\n  name: huge\n  onnx:\n    model: m.onnx\n  compute:\n    cpu: 64\n"
+        "- kind: api\n  name: greedy\n  onnx:\n    model: m.onnx\n  compute:\n    mem: 10Mi\n",
+        {"bad.py": "def pre_inference(sample, metadata):\n    return sample\n"},
+        {"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("good", "live")
+    broken = inferd.wait_status("broken", "error")
+    assert "pre_inference(sample, metadata) must take 3 arguments" in broken["error"]
+    assert "must take 3 arguments" in inferd.run("get", "broken").stdout
+    assert "must take 3 arguments" in inferd.run("logs", "broken").stdout
+    inferd.wait_status("huge", "compute unavailable")
+    inferd.wait_status("greedy", "error (out of memory)")
+    assert inferd.post("/mixed/good", [[1, 2, 3, 4]]).status_code == 200
+
+    # A new version that fails to load leaves the old one serving.
+    (project / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: mixed\n"
+        "- kind: api\n  name: good\n  onnx:\n    model: m.onnx\n    request_handler: bad.py\n"
+    )
+    assert inferd.run("deploy", str(project), "--no-wait").stdout.strip() == "deployment updated"
+    failed = inferd.wait_status("good", "error")
+    assert failed["available"] == 1 and failed["up_to_date"] == 0
+    assert inferd.post("/mixed/good", [[1, 2, 3, 4]]).status_code == 200
+    assert inferd.post("/mixed/broken", {}).status_code == 404  # removed from the config
+
+
+def test_requirements_are_installed_once_and_importable(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    handler = (
+        "import humanize, boto3, msgpack, requests, dill, numpy\n"
+        "def post_inference(prediction, signature, metadata):\n"
+        "    return humanize.intcomma(1234567)\n"
+    )
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: deps\n- kind: api\n  name: pretty\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: h.py\n",
+        {"h.py": handler, "requirements.txt": "humanize\n"},
+        {"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("pretty", "live", timeout=300)
+    assert inferd.post("/deps/pretty", [[1, 2, 3, 4]]).json() == "1,234,567"
+    assert len(list((inferd.home / "envs").iterdir())) == 1
+
+    (project / "requirements.txt").write_text("this-package-does-not-exist-anywhere-inferd==1.0\n")
+    inferd.run("deploy", str(project), "--no-wait")
+    failed = inferd.wait_status("pretty", "error", timeout=300)
+    assert "installing requirements.txt failed" in failed["error"]
+    assert inferd.post("/deps/pretty", [[1, 2, 3, 4]]).json() == "1,234,567"  # the old version serves
+
+
+def test_cli_errors_are_one_sentence_with_exit_codes(inferd: Inferd, tmp_path: Path) -> None:
+    bad = make_project(
+        tmp_path / "bad", "- kind: deployment\n  name: x\n- kind: api\n  name: y\n  onnx: {}\n"
+    )
+    result = inferd.run("deploy", str(bad), check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: cortex.yaml:5: api 'y': onnx.model: required field is missing"
+    assert inferd.run("get", check=False).returncode == 1  # no operator yet
+    assert "not running" in inferd.run("get", check=False).stderr
+    assert inferd.run("deploy", str(example("iris-onnx")), "-e", "cloud", check=False).returncode == 2
+    inferd.run("up")
+    missing = inferd.run("predict", "nope", str(example("iris-onnx") / "sample.json"), check=False)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no API named 'nope'")
+    assert "Traceback" not in missing.stderr

@@ -1,0 +1,92 @@
+"""Models from s3:// on a real S3-compatible server (moto in server mode) over loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.conftest import example, make_project
+from tests.integration.conftest import Inferd, free_port
+
+SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def s3(inferd: Inferd) -> Iterator[object]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    inferd.env.update(CREDENTIALS, AWS_ENDPOINT_URL=endpoint)
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_bucket(Bucket="models")
+    yield client
+    server.stop()
+
+
+def test_onnx_model_from_s3_and_reuploads_are_noticed(
+    inferd: Inferd, s3: object, tmp_path: Path, iris_onnx_model: Path, two_input_model: Path
+) -> None:
+    client: object = s3
+    client.upload_file(str(iris_onnx_model), "models", "iris/model.onnx")  # type: ignore[attr-defined]
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n- kind: api\n  name: iris\n  onnx:\n"
+        "    model: s3://models/iris/model.onnx\n",
+    )
+    assert inferd.run("deploy", str(project)).stdout.strip() == "deployment started"
+    inferd.wait_status("iris", "live")
+    assert inferd.post("/remote/iris", [[6.9, 3.1, 5.4, 2.1]]).json()[0] == [2]
+    assert inferd.run("deploy", str(project)).stdout.strip() == "deployment is up-to-date"
+
+    # Same URI, new content: Cortex said "up-to-date"; inferd notices and rolls it out.
+    client.upload_file(str(two_input_model), "models", "iris/model.onnx")  # type: ignore[attr-defined]
+    assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"
+    inferd.wait_status("iris", "live")
+    info = inferd.api("iris")
+    assert [i["name"] for i in info["signature"]["inputs"]] == ["a", "b"]
+
+
+@pytest.mark.tensorflow
+def test_savedmodel_prefix_from_s3(inferd: Inferd, s3: object, tmp_path: Path) -> None:
+    client: object = s3
+    root = example("iris-tensorflow") / "models" / "iris"
+    for path in root.rglob("*"):
+        if path.is_file():
+            key = f"tensorflow/iris/{path.relative_to(root)}"
+            client.upload_file(str(path), "models", key)  # type: ignore[attr-defined]
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n- kind: api\n  name: tf\n  tensorflow:\n"
+        "    model: s3://models/tensorflow/iris\n    request_handler: h.py\n",
+        {"h.py": (example("iris-tensorflow") / "handlers" / "iris.py").read_text()},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("tf", "live", timeout=120)
+    assert inferd.post("/remote/tf", SAMPLE).json() == "setosa"
+
+
+def test_missing_s3_object_is_the_apis_error(inferd: Inferd, s3: object, tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n- kind: api\n  name: gone\n  onnx:\n    model: s3://models/nope.onnx\n",
+    )
+    inferd.run("deploy", str(project), "--no-wait")
+    failed = inferd.wait_status("gone", "error")
+    assert "s3://models/nope.onnx: no such object or prefix" in failed["error"]

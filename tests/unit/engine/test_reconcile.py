@@ -1,0 +1,41 @@
+"""Rolling-update and scaling plans (pure logic)."""
+
+from __future__ import annotations
+
+from inferd.engine.reconcile import ReplicaView, plan
+
+
+def replicas(*specs: tuple[str, str, bool]) -> list[ReplicaView]:
+    return [ReplicaView(id, version, ready) for id, version, ready in specs]
+
+
+def test_start_what_is_missing_within_the_room() -> None:
+    assert plan(3, "v1", [], can_start=10).start == 3
+    assert plan(3, "v1", [], can_start=2).start == 2
+    assert plan(3, "v1", replicas(("a", "v1", True)), can_start=10).start == 2
+
+
+def test_old_version_keeps_serving_until_the_new_one_is_ready() -> None:
+    during = plan(
+        2, "v2", replicas(("a", "v1", True), ("b", "v1", True), ("c", "v2", True), ("d", "v2", False)), 10
+    )
+    assert during.start == 0 and during.retire == []
+    done = plan(
+        2, "v2", replicas(("a", "v1", True), ("b", "v1", True), ("c", "v2", True), ("d", "v2", True)), 10
+    )
+    assert sorted(done.retire) == ["a", "b"]
+
+
+def test_old_replicas_that_never_got_ready_go_at_once() -> None:
+    result = plan(1, "v2", replicas(("a", "v1", False), ("b", "v1", True), ("c", "v2", False)), 10)
+    assert result.retire == ["a"]
+
+
+def test_scale_down_retires_starting_replicas_first() -> None:
+    result = plan(1, "v1", replicas(("a", "v1", True), ("b", "v1", True), ("c", "v1", False)), 10)
+    assert result.retire == ["c", "b"]
+
+
+def test_zero_desired_retires_everything() -> None:
+    result = plan(0, "v1", replicas(("a", "v1", True), ("b", "v0", True)), 10)
+    assert sorted(result.retire) == ["a", "b"]

@@ -64,7 +64,8 @@ def cli() -> None:
     show_default=True,
     help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM.",
 )
-def serve(project_dir: Path, host: str, port: int, grace: float) -> None:
+@click.option("--access-log", is_flag=True, help="Print one JSON line per request on stderr.")
+def serve(project_dir: Path, host: str, port: int, grace: float, access_log: bool) -> None:
     """Serve a project's APIs in the foreground until Ctrl-C.
 
     Each API gets its replicas (compute.init_replicas, default min_replicas); each replica
@@ -82,7 +83,7 @@ def serve(project_dir: Path, host: str, port: int, grace: float) -> None:
 
     project = load_project(project_dir)
     try:
-        code = uvloop.run(serve_project(project, host, port, grace))
+        code = uvloop.run(serve_project(project, host, port, grace, access_log=access_log))
     except OSError as exc:
         raise InferdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sys.exit(code)

@@ -440,6 +440,17 @@ class LocalEngine:
             ],
         }
 
+    def replica_states(self) -> dict[str, dict[str, int]]:
+        """Replica counts by state per API (for /metrics)."""
+        result: dict[str, dict[str, int]] = {}
+        for name, state in self.apis.items():
+            counts: dict[str, int] = {}
+            for replica in state.replicas:
+                key = "retiring" if replica.retired else str(replica.handle.state)
+                counts[key] = counts.get(key, 0) + 1
+            result[name] = counts
+        return result
+
     # shutdown
 
     async def stop(self) -> None:

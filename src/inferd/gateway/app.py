@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -16,7 +17,10 @@ import orjson
 
 from inferd import codec
 from inferd.config.schema import ApiConfig
+from inferd.gateway import openapi, tfserving, v2
+from inferd.gateway.access import AccessLog
 from inferd.gateway.http import HttpConnection, Request
+from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
@@ -24,13 +28,17 @@ from inferd.replica.handle import ReplicaHandle, ReplicaState
 log = logging.getLogger("inferd.gateway")
 
 DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
+ALLOW_CORS = b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
 
 
 class Gateway:
     """HTTP front of every API; implements ``inferd.types.ReplicaSink``."""
 
-    def __init__(self, body_limit: int = DEFAULT_BODY_LIMIT) -> None:
+    def __init__(self, body_limit: int = DEFAULT_BODY_LIMIT, access_log: AccessLog | None = None) -> None:
         self.body_limit = body_limit
+        self.access_log = access_log
+        # Replica counts by state per API, for /metrics; set by whoever runs the engine.
+        self.replica_states: Callable[[], dict[str, dict[str, int]]] = lambda: {}
         self.apis: dict[str, ApiQueue] = {}
         self.endpoints: dict[bytes, ApiQueue] = {}
         self.connections: set[HttpConnection] = set()
@@ -90,41 +98,57 @@ class Gateway:
         if queue is not None:
             method = request.method
             if method == b"POST":
-                self._predict(conn, queue, request)
+                debug = b"debug=true" in request.query.lower()
+                self.dispatch(
+                    conn, queue, messages.PREDICT_DEBUG if debug else messages.PREDICT, request.body
+                )
             elif method == b"GET":
                 conn.respond(200, orjson.dumps(self.describe(queue)))
             elif method == b"OPTIONS":
-                conn.respond(204, b"", headers=b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n")
+                conn.respond(204, b"", headers=ALLOW_CORS)
             else:
-                self._method_not_allowed(conn, request, b"GET, POST, OPTIONS")
+                self.method_not_allowed(conn, request, b"GET, POST, OPTIONS")
             return
-        if path == b"/healthz":
-            self._healthz(conn, request)
+        if path.startswith(b"/v2"):
+            v2.route(self, conn, request)
+        elif path.startswith(b"/v1/models"):
+            tfserving.route(self, conn, request)
+        elif path == b"/healthz":
+            self._healthz(conn)
+        elif path == b"/metrics":
+            conn.respond(200, exposition(self), content_type=EXPOSITION_TYPE)
+        elif path in (b"/openapi.json", b"/docs"):
+            openapi.route(self, conn, request)
         elif path == b"/":
             conn.respond(
-                200,
-                orjson.dumps({"apis": [self.describe(q, brief=True) for q in self.apis.values()]}),
+                200, orjson.dumps({"apis": [self.describe(q, brief=True) for q in self.apis.values()]})
             )
         elif request.method == b"OPTIONS":
-            conn.respond(204, b"", headers=b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n")
+            conn.respond(204, b"", headers=ALLOW_CORS)
         else:
             shown = request.path.decode("utf-8", "replace")
             known = ", ".join(sorted(q.endpoint for q in self.apis.values())) or "none"
             conn.respond(404, codec.error_body(f"no API at {shown} (endpoints: {known})"))
 
-    def _predict(self, conn: HttpConnection, queue: ApiQueue, request: Request) -> None:
+    def dispatch(
+        self, conn: HttpConnection, queue: ApiQueue, kind: bytes, body: bytes, protocol: str = "cortex"
+    ) -> None:
+        """Admit a request into ``queue`` (or refuse it at once when the API cannot serve)."""
         if self.draining:
-            conn.respond(503, codec.error_body("the server is shutting down"))
-            self.finished(queue, 503, perf_counter())
-            return
-        if queue.error is not None and not queue.ready:
-            conn.respond(503, codec.error_body(f"api '{queue.name}' is not ready: {queue.error}"))
-            self.finished(queue, 503, perf_counter())
-            return
-        kind = messages.PREDICT_DEBUG if b"debug=true" in request.query.lower() else messages.PREDICT
-        conn.submit(queue, kind, request.body)
+            self.reject(conn, queue, 503, "the server is shutting down", protocol)
+        elif queue.error is not None and not queue.ready:
+            self.reject(conn, queue, 503, f"api '{queue.name}' is not ready: {queue.error}", protocol)
+        else:
+            conn.submit(queue, kind, body, protocol)
 
-    def _method_not_allowed(self, conn: HttpConnection, request: Request, allowed: bytes) -> None:
+    def reject(self, conn: HttpConnection, queue: ApiQueue, status: int, message: str, protocol: str) -> None:
+        """Answer an error without a replica, and count it."""
+        conn.protocol = protocol
+        conn.started = perf_counter()
+        conn.respond(status, codec.error_body(message))
+        self.finished(queue, status, conn, None, b"")
+
+    def method_not_allowed(self, conn: HttpConnection, request: Request, allowed: bytes) -> None:
         method = request.method.decode("latin-1")
         conn.respond(
             405,
@@ -132,11 +156,19 @@ class Gateway:
             headers=b"Allow: " + allowed + b"\r\n",
         )
 
-    def _healthz(self, conn: HttpConnection, request: Request) -> None:
+    @property
+    def ready(self) -> bool:
+        """Every API that must have a replica has a ready one, and the server is not stopping."""
+        return not self.draining and not self.not_ready()
+
+    def not_ready(self) -> list[str]:
         # An API scaled to zero (min_replicas: 0) starts a replica at its first request.
-        waiting = sorted(
+        return sorted(
             name for name, q in self.apis.items() if not q.ready and q.config.api.compute.min_replicas > 0
         )
+
+    def _healthz(self, conn: HttpConnection) -> None:
+        waiting = self.not_ready()
         if self.draining:
             conn.respond(503, orjson.dumps({"ok": False, "reason": "shutting down"}))
         elif waiting:
@@ -145,24 +177,30 @@ class Gateway:
             conn.respond(200, orjson.dumps({"ok": True}))
 
     def finished(
-        self,
-        queue: ApiQueue,
-        status: int,
-        started: float | None = None,
-        sent_at: float | None = None,
-        meta: bytes = b"",
-    ) -> None:
-        """Count one answered request of ``queue``: status, latency, stage timings, tracker."""
+        self, queue: ApiQueue, status: int, conn: HttpConnection, handle: ReplicaHandle | None, meta: bytes
+    ) -> bytes:
+        """Count one answered request: status, latency, stage timings, tracker; log it.
+
+        Returns response headers the replica asked for (the V2 binary header length).
+        """
         now = perf_counter()
+        latency = now - conn.started
         stats = queue.stats
-        stats.record(status, 0.0 if started is None else now - started, now)
+        stats.record(conn.protocol, status, latency, now)
+        headers = b""
         if meta:
             timings = orjson.loads(meta)
-            stats.record_stages((sent_at or now) - (started or now), timings)
+            stats.record_stages(conn.sent_at - conn.started, timings)
             tracked = timings.get("tracked")
             tracker = queue.config.api.tracker
             if tracked is not None and tracker is not None:
                 stats.tracker.record(tracker.model_type, tracked)
+            binary_header = timings.get("h")
+            if binary_header is not None:
+                headers = b"Inference-Header-Content-Length: %d\r\n" % binary_header
+        if self.access_log is not None:
+            self.access_log.record(queue.name, conn, status, latency, handle)
+        return headers
 
     def describe(self, queue: ApiQueue, brief: bool = False) -> dict[str, Any]:
         """What ``GET <endpoint>`` answers: status, replicas and the signature."""

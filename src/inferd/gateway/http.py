@@ -9,6 +9,8 @@ body size limit enforced while reading.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from collections import deque
 from http import HTTPStatus
 from time import perf_counter
@@ -34,13 +36,10 @@ class HttpApp(Protocol):
         ...
 
     def finished(
-        self,
-        queue: ApiQueue,
-        status: int,
-        started: float | None = None,
-        sent_at: float | None = None,
-        meta: bytes = b"",
-    ) -> None: ...
+        self, queue: ApiQueue, status: int, conn: HttpConnection, handle: ReplicaHandle | None, meta: bytes
+    ) -> bytes:
+        """Account for one answered request; extra response headers (from the replica's metadata)."""
+        ...
 
 
 CORS = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\n"
@@ -84,7 +83,15 @@ class Request:
 
 # Headers the gateway looks at; everything else is skipped while parsing.
 WANTED_HEADERS = frozenset(
-    {b"content-length", b"expect", b"content-type", b"x-request-id", b"authorization", b"x-api-key"}
+    {
+        b"content-length",
+        b"expect",
+        b"content-type",
+        b"x-request-id",
+        b"authorization",
+        b"x-api-key",
+        b"inference-header-content-length",
+    }
 )
 
 
@@ -101,6 +108,9 @@ class HttpConnection(asyncio.Protocol):
         self.queue: ApiQueue | None = None
         self.started = 0.0
         self.sent_at = 0.0
+        self.protocol = "cortex"
+        self.path = b""
+        self.request_id = b""
         self.keep_alive = True
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
@@ -187,24 +197,34 @@ class HttpConnection(asyncio.Protocol):
     def _start(self, request: Request) -> None:
         self.busy = True
         self.keep_alive = request.keep_alive
+        self.path = request.path
+        given = request.headers.get(b"x-request-id")
+        self.request_id = given if given and _valid_id(given) else next_request_id()
         self.app.handle(self, request)
 
     # answers
 
-    def submit(self, queue: ApiQueue, kind: bytes, body: bytes) -> None:
+    def submit(self, queue: ApiQueue, kind: bytes, body: bytes, protocol: str = "cortex") -> None:
         """Hand the request to ``queue``; ``on_reply`` answers the client later."""
         self.queue = queue
+        self.protocol = protocol
         self.started = self.sent_at = perf_counter()
         queue.submit(self, kind, body)
 
     def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes, meta: bytes) -> None:
         queue = self.queue
         self.queue = None
+        headers = b""
         if queue is not None:
             if handle is not None:
                 queue.release(handle)
-            self.app.finished(queue, status, self.started, self.sent_at, meta)
-        self.respond(status, body)
+            headers = self.app.finished(queue, status, self, handle, meta)
+        self.respond(
+            status,
+            body,
+            headers=headers,
+            content_type=b"application/octet-stream" if headers else b"application/json",
+        )
 
     def respond(
         self,
@@ -219,8 +239,8 @@ class HttpConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         close = close or not self.keep_alive
-        if status == 503 and not headers:  # overloaded, starting or stopping: say when to retry
-            headers = RETRY_AFTER
+        if status == 503 and b"Retry-After" not in headers:  # starting, overloaded or stopping
+            headers += RETRY_AFTER
         transport.write(
             b"".join(
                 (
@@ -229,6 +249,8 @@ class HttpConnection(asyncio.Protocol):
                     content_type,
                     b"\r\nContent-Length: ",
                     str(len(body)).encode(),
+                    b"\r\nX-Request-ID: ",
+                    self.request_id or next_request_id(),
                     b"\r\n",
                     CORS,
                     headers,
@@ -243,6 +265,19 @@ class HttpConnection(asyncio.Protocol):
         self.busy = False
         if self.pipeline:
             self._start(self.pipeline.popleft())
+
+
+_PREFIX = os.urandom(4).hex().encode()
+_counter = itertools.count(1)
+
+
+def next_request_id() -> bytes:
+    """A request id unique to this gateway process (cheaper than a uuid per request)."""
+    return b"%s-%x" % (_PREFIX, next(_counter))
+
+
+def _valid_id(value: bytes) -> bool:
+    return len(value) <= 128 and all(0x21 <= byte <= 0x7E for byte in value)
 
 
 def parse_query(query: bytes) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 # Upper bounds (seconds) of the latency histogram buckets, Prometheus-style.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+REGRESSION_BUCKETS = (-1e4, -1e3, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1e3, 1e4)
 STAGES = ("queue", "pre_inference", "model", "post_inference")
 RECENT = 4096
 MAX_CLASSES = 1000
@@ -24,12 +25,17 @@ MAX_CLASSES = 1000
 class Histogram:
     """Bucket counts (not cumulative), sum and count of observations."""
 
+    bounds: tuple[float, ...] = BUCKETS
     counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     total: float = 0.0
     count: int = 0
 
+    def __post_init__(self) -> None:
+        if len(self.counts) != len(self.bounds) + 1:
+            self.counts = [0] * (len(self.bounds) + 1)
+
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
         self.count += 1
 
@@ -43,6 +49,7 @@ class Tracker:
     maximum: float | None = None
     total: float = 0.0
     count: int = 0
+    values: Histogram = field(default_factory=lambda: Histogram(bounds=REGRESSION_BUCKETS))
 
     def record(self, model_type: str, value: Any) -> None:
         if model_type == "classification":
@@ -55,23 +62,25 @@ class Tracker:
             self.maximum = number if self.maximum is None else max(self.maximum, number)
             self.total += number
             self.count += 1
+            self.values.observe(number)
 
 
 class ApiStats:
     """Everything counted about one API since the gateway started."""
 
     def __init__(self) -> None:
-        self.by_status: dict[int, int] = {}
+        self.by_status: dict[tuple[str, int], int] = {}  # (protocol, HTTP status) -> count
         self.latency = Histogram()
         self.stages = {stage: Histogram() for stage in STAGES}
         self.recent: deque[tuple[float, float]] = deque(maxlen=RECENT)
         self.tracker = Tracker()
         self.started = time.monotonic()
 
-    def record(self, status: int, seconds: float, now: float) -> None:
-        """One answered request: its status and latency as the gateway saw it."""
+    def record(self, protocol: str, status: int, seconds: float, now: float) -> None:
+        """One answered request: its protocol, status and latency as the gateway saw it."""
         by_status = self.by_status
-        by_status[status] = by_status.get(status, 0) + 1
+        key = (protocol, status)
+        by_status[key] = by_status.get(key, 0) + 1
         self.latency.observe(seconds)
         self.recent.append((now, seconds))
 
@@ -86,7 +95,7 @@ class ApiStats:
     def summary(self, window: float = 60.0) -> dict[str, Any]:
         """Status classes, latency (avg/p50/p99 ms) and requests/s over the last ``window`` s."""
         classes = {"2XX": 0, "4XX": 0, "5XX": 0}
-        for status, count in self.by_status.items():
+        for (_, status), count in self.by_status.items():
             key = f"{status // 100}XX"
             if key in classes:
                 classes[key] += count

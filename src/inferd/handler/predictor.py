@@ -10,7 +10,7 @@ import logging
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -18,9 +18,19 @@ from inferd.config.schema import Api
 from inferd.errors import HandlerError, InputError, LoadError, ModelError
 from inferd.handler.convert import to_model_inputs
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
-from inferd.runtimes import Runtime, load_runtime
+from inferd.runtimes import Runtime, TensorSpec, load_runtime
 
 log = logging.getLogger("inferd.handler")
+
+
+@runtime_checkable
+class TensorFlowRuntimeLike(Protocol):
+    """A runtime that serves several signatures (TensorFlow's signature_name)."""
+
+    def signature_specs(self, key: str) -> tuple[list[TensorSpec], list[TensorSpec]]: ...
+
+    def run_signature(self, key: str, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]: ...
+
 
 DEBUG_LIMIT = 500
 
@@ -132,14 +142,38 @@ class Predictor:
             return {name: _flat(value) for name, value in prediction.items()}
         return prediction
 
-    def run_tensors(self, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+    def tensor_specs(self, signature: str | None = None) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        """Inputs and outputs of the model (or of another TensorFlow signature) for tensor protocols."""
+        if self.runtime is None:
+            raise InputError(f"api '{self.api.name}' is a Python predictor: it takes JSON at its endpoint")
+        runtime = self.runtime
+        if signature in (None, "", getattr(runtime, "signature_key", "serving_default")):
+            return runtime.inputs, runtime.outputs
+        if isinstance(runtime, TensorFlowRuntimeLike):
+            return runtime.signature_specs(signature)
+        raise InputError(f"signature {signature!r} is not in the model (it has: serving_default)")
+
+    def run_tensors(
+        self, inputs: dict[str, np.ndarray[Any, Any]], signature: str | None = None
+    ) -> dict[str, Any]:
         """Run the model on named arrays with no handler (tensor protocols); outputs by name."""
         assert self.runtime is not None
+        runtime = self.runtime
+        started = time.perf_counter()
         try:
-            prediction = self.runtime.run(inputs)
+            if (
+                signature
+                and signature != getattr(runtime, "signature_key", signature)
+                and isinstance(runtime, TensorFlowRuntimeLike)
+            ):
+                outputs = runtime.run_signature(signature, inputs)
+            else:
+                outputs = runtime.output_arrays(runtime.run(inputs))
         except Exception as exc:
+            log.error("the model failed:\n%s", traceback.format_exc().rstrip())
             raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
-        return self.runtime.output_arrays(prediction)
+        self.timings = {"model": time.perf_counter() - started}
+        return outputs
 
     def describe(self) -> dict[str, Any]:
         """The API's signature for ``GET <endpoint>`` and the protocols' metadata routes."""
@@ -147,6 +181,7 @@ class Predictor:
             return {"model_format": "predictor", "inputs": None, "outputs": None}
         info: dict[str, Any] = {
             "model_format": self.api.model_format,
+            "handler_functions": sorted(self.code.functions) if self.code else [],
             "platform": self.runtime.platform,
             "inputs": [spec.describe() for spec in self.runtime.inputs],
             "outputs": [spec.describe() for spec in self.runtime.outputs],

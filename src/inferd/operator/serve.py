@@ -15,6 +15,7 @@ from collections.abc import Callable
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
 from inferd.gateway import Gateway
+from inferd.gateway.access import AccessLog
 from inferd.storage import inferd_home
 
 log = logging.getLogger("inferd")
@@ -28,11 +29,14 @@ async def serve_project(
     port: int,
     grace: float = DEFAULT_GRACE,
     announce: Callable[[str], None] | None = None,
+    access_log: bool = False,
 ) -> int:
     """Serve ``project`` until SIGINT/SIGTERM; return the exit status."""
     say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
-    gateway = Gateway()
+    log_writer = AccessLog(stream=sys.stderr) if access_log else None
+    gateway = Gateway(access_log=log_writer)
     engine = LocalEngine(gateway, home=inferd_home())
+    gateway.replica_states = engine.replica_states
     await gateway.start(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -55,6 +59,8 @@ async def serve_project(
     await gateway.drain(grace)
     await engine.stop()
     await gateway.close()
+    if log_writer is not None:
+        log_writer.flush()
     say("inferd: stopped")
     return 0
 

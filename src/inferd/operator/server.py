@@ -31,6 +31,7 @@ from inferd.errors import (
     UnauthorizedError,
 )
 from inferd.gateway import Gateway
+from inferd.gateway.access import AccessLog
 from inferd.gateway.http import HttpConnection, Request, parse_query
 from inferd.gateway.queue import ApiQueue
 from inferd.operator.logs import log_path, read_from
@@ -57,8 +58,10 @@ class Operator:
         self.home = home
         self.host = host
         self.port = port
-        self.gateway = Gateway()
+        self.access_log = AccessLog(folder=home / "logs")
+        self.gateway = Gateway(access_log=self.access_log)
         self.engine = LocalEngine(self.gateway, home=home, log_dir=home / "logs")
+        self.gateway.replica_states = self.engine.replica_states
         self.state = State(home)
         self.token = new_token()
         self.stop_event = asyncio.Event()
@@ -97,6 +100,7 @@ class Operator:
         await self.gateway.drain(DRAIN_GRACE)
         await self.engine.stop()
         await self.gateway.close()
+        self.access_log.flush()
         server.close()
         (self.home / OPERATOR_FILE).unlink(missing_ok=True)
         log.info("stopped")
@@ -224,8 +228,9 @@ class AdminApp:
         self.connections: set[HttpConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def finished(self, *args: Any, **kwargs: Any) -> None:
+    def finished(self, *args: Any, **kwargs: Any) -> bytes:
         """Admin requests are not counted."""
+        return b""
 
     def handle(self, conn: HttpConnection, request: Request) -> None:
         task = asyncio.get_running_loop().create_task(self._answer(conn, request))

@@ -3,7 +3,8 @@
 Every frame is a 4-byte big-endian length, then one byte of kind, then the payload:
 
 - gateway -> replica: ``PREDICT`` / ``PREDICT_DEBUG`` + the raw request body (bytes moved once,
-  never parsed by the gateway).
+  never parsed by the gateway); the tensor protocols' kinds + their raw body (V2 binary: the
+  JSON header's length first). A TensorFlow Serving path's ``signature_name`` is in the body.
 - replica -> gateway: ``READY`` + JSON info (signature), once after loading; ``FAILED`` + JSON
   ``{"error", "detail"}`` when loading failed (then the replica exits); ``REPLY`` + a 2-byte
   HTTP status + a 2-byte length + that many bytes of JSON metadata (stage timings in seconds,
@@ -26,6 +27,12 @@ REPLY_HEAD = struct.Struct(">IcHH")  # length, kind, status, metadata length
 
 PREDICT = b"P"
 PREDICT_DEBUG = b"D"
+V2_INFER = b"V"  # the body is V2 JSON
+V2_INFER_BINARY = b"B"  # 4-byte JSON header length, then the body (binary tensor extension)
+TF_PREDICT = b"T"
+TF_CLASSIFY = b"C"
+TF_REGRESS = b"G"
+TENSOR_KINDS = (V2_INFER, V2_INFER_BINARY, TF_PREDICT, TF_CLASSIFY, TF_REGRESS)
 READY = b"R"
 FAILED = b"F"
 REPLY = b"A"

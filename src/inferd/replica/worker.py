@@ -24,12 +24,14 @@ from inferd import codec
 from inferd.config.schema import Tracker
 from inferd.errors import HandlerError, InferdError, LoadError
 from inferd.handler.predictor import Predictor
+from inferd.protocols import tfserving, v2
 from inferd.replica import messages
 from inferd.replica.messages import ReplicaSpec
 
 log = logging.getLogger("inferd.replica")
 
 SPEC_ENV = "INFERD_REPLICA_SPEC"
+V2_VERSION = "1"  # one version per API name; the gateway routes /versions/1 to it
 LOG_FORMAT = "%(asctime)s {api} [{replica}] %(levelname)s %(message)s"
 
 
@@ -64,9 +66,38 @@ def tracked_value(result: Any, tracker: Tracker | None) -> Any:
     return None
 
 
+def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[bytes, dict[str, Any]]:
+    """A tensor-protocol request: inputs straight to the model, no request handler."""
+    meta: dict[str, Any] = {}
+    if kind in (messages.V2_INFER, messages.V2_INFER_BINARY):
+        header_length = None
+        if kind == messages.V2_INFER_BINARY:
+            (header_length,) = messages.LENGTH.unpack_from(body)
+            body = body[4:]
+        inputs_spec, _ = predictor.tensor_specs()
+        request, inputs = v2.decode_request(body, header_length, inputs_spec)
+        outputs = predictor.run_tensors(inputs)
+        out, binary_header = v2.encode_response(predictor.api.name, V2_VERSION, request, outputs)
+        if binary_header is not None:
+            meta["h"] = binary_header
+        return out, meta
+    signature = tfserving.signature_name(body)
+    inputs_spec, _ = predictor.tensor_specs(signature)
+    if kind == messages.TF_PREDICT:
+        _, inputs, rows = tfserving.decode_predict(body, inputs_spec)
+        return tfserving.encode_predict(predictor.run_tensors(inputs, signature), rows), meta
+    _, inputs = tfserving.decode_examples(body, inputs_spec)
+    outputs = predictor.run_tensors(inputs, signature)
+    encode = tfserving.encode_classify if kind == messages.TF_CLASSIFY else tfserving.encode_regress
+    return encode(outputs), meta
+
+
 def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes, bytes]:
     """The status, JSON body and metadata (timings, tracked value) for one request frame."""
     try:
+        if kind in messages.TENSOR_KINDS:
+            out, extra = answer_tensors(predictor, kind, body)
+            return 200, out, codec.dumps({**predictor.timings, **extra})
         sample = codec.loads(body)
         result = predictor.predict(sample, debug=kind == messages.PREDICT_DEBUG)
         try:

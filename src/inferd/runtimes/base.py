@@ -42,6 +42,6 @@ class Runtime(Protocol):
         """Run the model on inputs already cast to ``self.inputs``; the raw prediction."""
         ...
 
-    def output_arrays(self, prediction: Any) -> dict[str, np.ndarray[Any, Any]]:
-        """The raw prediction as ``{output name: array}`` (for tensor protocols)."""
+    def output_arrays(self, prediction: Any) -> dict[str, Any]:
+        """The raw prediction as ``{output name: array (or list, for non-tensor outputs)}``."""
         ...

@@ -61,8 +61,6 @@ class OnnxRuntime:
     def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
         return list(self.session.run(None, inputs))
 
-    def output_arrays(self, prediction: Any) -> dict[str, np.ndarray[Any, Any]]:
-        return {
-            spec.name: value if isinstance(value, np.ndarray) else np.asarray(value, dtype=object)
-            for spec, value in zip(self.outputs, prediction, strict=True)
-        }
+    def output_arrays(self, prediction: Any) -> dict[str, Any]:
+        # Non-tensor outputs (a ZipMap's list of maps) stay as they are.
+        return {spec.name: value for spec, value in zip(self.outputs, prediction, strict=True)}

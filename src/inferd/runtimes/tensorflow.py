@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from inferd.errors import LoadError
+from inferd.errors import InputError, LoadError
 from inferd.runtimes.base import TensorSpec
 from inferd.storage import find_saved_model
 
@@ -93,6 +93,25 @@ class TensorFlowRuntime:
         self._loaded = tf.saved_model.load(str(model_dir))
         self._function = self._loaded.signatures[self.signature_key]
 
+    def signature_specs(self, key: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        """Input and output specs of any signature of the SavedModel (TF Serving's signature_name)."""
+        if key not in self.signature_map:
+            raise InputError(
+                f"signature {key!r} is not in the model (it has: {', '.join(self.signature_map)})"
+            )
+        chosen = self.signature_map[key]
+        return (
+            [_spec(n, i) for n, i in sorted(chosen.get("inputs", {}).items())],
+            [_spec(n, i) for n, i in sorted(chosen.get("outputs", {}).items())],
+        )
+
+    def run_signature(
+        self, key: str, inputs: dict[str, np.ndarray[Any, Any]]
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        tensors = {name: tf.constant(value) for name, value in inputs.items()}
+        outputs = self._loaded.signatures[key](**tensors)
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
+
     def handler_signature(self, stage: str) -> Any:
         return self.signature_map
 
@@ -101,5 +120,5 @@ class TensorFlowRuntime:
         outputs = self._function(**tensors)
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
-    def output_arrays(self, prediction: Any) -> dict[str, np.ndarray[Any, Any]]:
+    def output_arrays(self, prediction: Any) -> dict[str, Any]:
         return dict(prediction)

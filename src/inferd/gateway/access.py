@@ -1,0 +1,71 @@
+"""The access log: one JSON line per request in the API's log, written in batches.
+
+Lines are buffered in memory and flushed a few times a second, so logging costs a dict and an
+orjson call per request, not a write system call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import orjson
+
+if TYPE_CHECKING:
+    from inferd.gateway.http import HttpConnection
+    from inferd.replica.handle import ReplicaHandle
+
+FLUSH_SECONDS = 0.2
+
+
+class AccessLog:
+    """Buffers access records per API and appends them to ``<folder>/<api>.log`` (or a stream)."""
+
+    def __init__(self, folder: Path | None = None, stream: IO[str] | None = None) -> None:
+        self.folder = folder
+        self.stream = stream if stream is not None or folder is not None else sys.stderr
+        self._pending: dict[str, list[bytes]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def record(
+        self, api: str, conn: HttpConnection, status: int, latency: float, handle: ReplicaHandle | None
+    ) -> None:
+        line = orjson.dumps(
+            {
+                "time": round(time.time(), 3),
+                "id": conn.request_id.decode("ascii", "replace"),
+                "api": api,
+                "route": conn.path.decode("utf-8", "replace"),
+                "protocol": conn.protocol,
+                "status": status,
+                "latency_ms": round(latency * 1000, 3),
+                "replica": handle.replica_id if handle is not None else None,
+            }
+        )
+        self._pending.setdefault(api, []).append(line)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_SECONDS)
+        self._task = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered line now (also called at shutdown)."""
+        pending, self._pending = self._pending, {}
+        for api, lines in pending.items():
+            text = b"\n".join(lines) + b"\n"
+            try:
+                if self.folder is not None:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    with (self.folder / f"{api}.log").open("ab") as out:
+                        out.write(text)
+                elif self.stream is not None:
+                    self.stream.write(text.decode())
+                    self.stream.flush()
+            except OSError:
+                pass  # a full disk must not stop serving; the lines are dropped

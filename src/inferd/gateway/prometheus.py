@@ -1,0 +1,96 @@
+"""``GET /metrics``: the gateway's statistics in Prometheus' text format.
+
+The hot path only bumps plain counters (``metrics.ApiStats``); the metric families are built
+here when Prometheus scrapes, so metrics cost nearly nothing per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from inferd.gateway.metrics import BUCKETS, REGRESSION_BUCKETS, Histogram
+
+if TYPE_CHECKING:
+    from inferd.gateway.app import Gateway
+
+EXPOSITION_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+def _buckets(histogram: Histogram, bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+    cumulative = 0
+    result = []
+    for bound, count in zip(bounds, histogram.counts, strict=False):
+        cumulative += count
+        result.append((repr(float(bound)), float(cumulative)))
+    result.append(("+Inf", float(histogram.count)))
+    return result
+
+
+class _Collector:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        gateway = self.gateway
+        requests = CounterMetricFamily(
+            "inferd_requests",
+            "Requests answered, by API, protocol and HTTP status code.",
+            labels=["api", "protocol", "code"],
+        )
+        latency = HistogramMetricFamily(
+            "inferd_request_duration_seconds",
+            "Time from a request's arrival to its answer, in the gateway.",
+            labels=["api"],
+        )
+        stages = HistogramMetricFamily(
+            "inferd_stage_duration_seconds",
+            "Time spent per stage: queue (waiting for a replica), pre_inference, model, post_inference.",
+            labels=["api", "stage"],
+        )
+        in_flight = GaugeMetricFamily(
+            "inferd_in_flight_requests", "Requests queued or running.", labels=["api"]
+        )
+        queued = GaugeMetricFamily(
+            "inferd_queued_requests", "Requests waiting for a replica.", labels=["api"]
+        )
+        replicas = GaugeMetricFamily("inferd_replicas", "Replicas by state.", labels=["api", "state"])
+        classes = CounterMetricFamily(
+            "inferd_predictions",
+            "Predictions by class (tracker model_type: classification).",
+            labels=["api", "class"],
+        )
+        values = HistogramMetricFamily(
+            "inferd_prediction_value", "Predicted values (tracker model_type: regression).", labels=["api"]
+        )
+        for name, queue in sorted(gateway.apis.items()):
+            stats = queue.stats
+            for (protocol, status), count in sorted(stats.by_status.items()):
+                requests.add_metric([name, protocol, str(status)], count)
+            latency.add_metric([name], _buckets(stats.latency, BUCKETS), stats.latency.total)
+            for stage, histogram in stats.stages.items():
+                stages.add_metric([name, stage], _buckets(histogram, BUCKETS), histogram.total)
+            in_flight.add_metric([name], queue.in_flight)
+            queued.add_metric([name], len(queue.waiting))
+            for label, count in sorted(stats.tracker.classes.items()):
+                classes.add_metric([name, label], count)
+            if stats.tracker.count:
+                values.add_metric(
+                    [name], _buckets(stats.tracker.values, REGRESSION_BUCKETS), stats.tracker.total
+                )
+        for name, by_state in sorted(gateway.replica_states().items()):
+            for state, count in sorted(by_state.items()):
+                replicas.add_metric([name, state], count)
+        yield from (requests, latency, stages, in_flight, queued, replicas, classes, values)
+
+
+def exposition(gateway: Gateway) -> bytes:
+    """The current metrics in the Prometheus text exposition format."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(gateway))
+    text: bytes = generate_latest(registry)
+    return text

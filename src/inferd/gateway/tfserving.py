@@ -1,0 +1,82 @@
+"""TensorFlow Serving REST routes (and KServe V1's list): ``/v1/models/{name}...``.
+
+Status and metadata come from the replicas' reports; ``:predict``, ``:classify`` and
+``:regress`` bodies go to a replica untouched. Errors are ``{"error": ...}`` with TF Serving's
+status mapping (400 bad input, 404 unknown model, 503 not ready, 500 model failure).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from inferd import codec
+from inferd.protocols import tfserving as codec_tf
+from inferd.replica import messages
+
+if TYPE_CHECKING:
+    from inferd.gateway.app import Gateway
+    from inferd.gateway.http import HttpConnection, Request
+
+VERSION = "1"
+VERBS = {"predict": messages.TF_PREDICT, "classify": messages.TF_CLASSIFY, "regress": messages.TF_REGRESS}
+
+
+def _not_found(name: str) -> bytes:
+    return codec.error_body(f"Servable not found for request: Latest({name})")
+
+
+def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
+    path = request.path.decode("utf-8", "replace").rstrip("/")
+    rest = path[len("/v1/models") :].lstrip("/")
+    if not rest:
+        return conn.respond(200, orjson.dumps({"models": sorted(gateway.apis)}))
+    rest, _, verb = rest.partition(":")
+    parts = rest.split("/")
+    name = parts[0]
+    queue = gateway.apis.get(name)
+    if queue is None:
+        return conn.respond(404, _not_found(name))
+    parts = parts[1:]
+    if len(parts) >= 2 and parts[0] in ("versions", "labels"):
+        if parts[0] == "versions" and parts[1] != VERSION:
+            return conn.respond(
+                404, codec.error_body(f"Servable not found for request: Specific({name}, {parts[1]})")
+            )
+        parts = parts[2:]
+    if verb:
+        kind = VERBS.get(verb)
+        if kind is None or parts:
+            return conn.respond(404, codec.error_body(f"no TensorFlow Serving route {path}"))
+        if request.method != b"POST":
+            return gateway.method_not_allowed(conn, request, b"POST")
+        return gateway.dispatch(conn, queue, kind, request.body, "tfserving")
+    if parts == ["metadata"]:
+        if not queue.info:
+            return conn.respond(503, codec.error_body(f"model '{name}' is not ready yet"))
+        body: dict[str, Any] = {
+            "model_spec": {"name": name, "signature_name": "", "version": VERSION},
+            "metadata": {"signature_def": codec_tf.signature_def(queue.info)},
+        }
+        return conn.respond(200, orjson.dumps(body))
+    if parts:
+        return conn.respond(404, codec.error_body(f"no TensorFlow Serving route {path}"))
+    ready = queue.ready
+    state = "AVAILABLE" if ready else ("END" if queue.error else "LOADING")
+    status = (
+        {"error_code": "OK", "error_message": ""}
+        if not queue.error or ready
+        else {"error_code": "UNAVAILABLE", "error_message": queue.error}
+    )
+    # TF Serving's model status, and KServe V1's {"name", "ready"} in the same answer.
+    return conn.respond(
+        200,
+        orjson.dumps(
+            {
+                "name": name,
+                "ready": ready,
+                "model_version_status": [{"version": VERSION, "state": state, "status": status}],
+            }
+        ),
+    )

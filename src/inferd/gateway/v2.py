@@ -1,0 +1,70 @@
+"""Open Inference Protocol (KServe V2) routes. Model name = API name; the version is "1".
+
+Health and metadata are answered here from what the replicas reported when they became ready;
+``infer`` bodies go to a replica untouched (the V2 codec runs there).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+
+from inferd import __version__, codec
+from inferd.protocols import v2 as codec_v2
+from inferd.replica import messages
+
+if TYPE_CHECKING:
+    from inferd.gateway.app import Gateway
+    from inferd.gateway.http import HttpConnection, Request
+
+VERSION = "1"
+EXTENSIONS = ["binary_tensor_data", "model_repository(list)"]
+
+
+def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
+    parts = request.path.decode("utf-8", "replace").rstrip("/").split("/")[2:]  # after "/v2"
+    method = request.method
+    if not parts:
+        if method != b"GET":
+            return gateway.method_not_allowed(conn, request, b"GET")
+        return conn.respond(
+            200, orjson.dumps({"name": "inferd", "version": __version__, "extensions": EXTENSIONS})
+        )
+    if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
+        if parts[1] == "live":
+            return conn.respond(200, b'{"live":true}')
+        ready = gateway.ready
+        return conn.respond(200 if ready else 503, orjson.dumps({"ready": ready}))
+    if parts[0] != "models":
+        return conn.respond(404, codec.error_body(f"no V2 route {request.path.decode('utf-8', 'replace')}"))
+    if len(parts) == 1:
+        return conn.respond(200, orjson.dumps({"models": sorted(gateway.apis)}))
+    name, rest = parts[1], parts[2:]
+    queue = gateway.apis.get(name)
+    if queue is None:
+        return conn.respond(404, codec.error_body(f"model '{name}' is not found"))
+    if len(rest) >= 2 and rest[0] == "versions":
+        if rest[1] != VERSION:
+            return conn.respond(
+                404, codec.error_body(f"model '{name}' has no version '{rest[1]}' (it has: 1)")
+            )
+        rest = rest[2:]
+    if not rest:
+        if not queue.info:
+            return conn.respond(503, codec.error_body(f"model '{name}' is not ready yet"))
+        return conn.respond(200, orjson.dumps(codec_v2.model_metadata(name, VERSION, queue.info)))
+    if rest == ["ready"]:
+        ready = queue.ready
+        return conn.respond(200 if ready else 503, orjson.dumps({"name": name, "ready": ready}))
+    if rest == ["infer"]:
+        if method != b"POST":
+            return gateway.method_not_allowed(conn, request, b"POST")
+        length = request.headers.get(b"inference-header-content-length")
+        if length is None:
+            return gateway.dispatch(conn, queue, messages.V2_INFER, request.body, "v2")
+        if not length.isdigit():
+            return conn.respond(400, codec.error_body("Inference-Header-Content-Length must be a number"))
+        body = messages.LENGTH.pack(int(length)) + request.body
+        return gateway.dispatch(conn, queue, messages.V2_INFER_BINARY, body, "v2")
+    return conn.respond(404, codec.error_body(f"no V2 route {request.path.decode('utf-8', 'replace')}"))

@@ -1,0 +1,282 @@
+"""TensorFlow Serving REST (and KServe V1): predict in row or columnar form, classify, regress.
+
+``{"instances": [...]}`` is the row format (one element per example, objects when the model has
+several inputs) and answers ``{"predictions": [...]}``; ``{"inputs": ...}`` is the columnar
+format (a tensor, or an object of tensors) and answers ``{"outputs": ...}``. ``{"b64": ...}``
+values are binary strings. Inputs are cast and fitted to the signature as for Cortex requests.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+import orjson
+
+from inferd.errors import InputError
+from inferd.handler.convert import to_array
+from inferd.runtimes.base import TensorSpec
+
+REGRESSION_NAMES = ("outputs", "output", "value", "values", "predictions", "regression")
+SCORE_NAMES = ("scores", "probabilities", "output_probability", "probability")
+
+
+def _loads(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise InputError("malformed JSON: the request body is empty")
+    try:
+        # TF Serving accepts NaN and Infinity in requests; orjson does not, so map them first.
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            import json
+
+            request = json.loads(body)
+        except ValueError as exc:
+            raise InputError(f"malformed JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise InputError("the request must be a JSON object")
+    return request
+
+
+def signature_name(body: bytes) -> str | None:
+    """The request's ``signature_name`` (``None`` when absent or the body is not an object)."""
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    name = request.get("signature_name") if isinstance(request, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _unb64(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"b64"} and isinstance(value["b64"], str):
+            try:
+                return base64.b64decode(value["b64"], validate=True)
+            except ValueError as exc:
+                raise InputError(f"invalid base64 value: {exc}") from None
+        return {key: _unb64(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unb64(item) for item in value]
+    return value
+
+
+def _by_name(specs: list[TensorSpec], values: dict[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    names = [spec.name for spec in specs]
+    for key in values:
+        if key not in names:
+            raise InputError(
+                f"unexpected input '{key}': the model's inputs are " + ", ".join(f"'{n}'" for n in names)
+            )
+    missing = [name for name in names if name not in values]
+    if missing:
+        raise InputError(f"missing input '{missing[0]}'")
+    return {spec.name: to_array(values[spec.name], spec) for spec in specs}
+
+
+def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """The request, one array per input, and whether it used the row format."""
+    request = _loads(body)
+    has_rows, has_columns = "instances" in request, "inputs" in request
+    if has_rows == has_columns:
+        raise InputError("the request must have exactly one of 'instances' (rows) or 'inputs' (columns)")
+    if has_rows:
+        rows = _unb64(request["instances"])
+        if not isinstance(rows, list):
+            raise InputError("'instances' must be a list")
+        if len(specs) == 1 and not (rows and isinstance(rows[0], dict)):
+            return request, {specs[0].name: to_array(rows, specs[0])}, True
+        if not all(isinstance(row, dict) for row in rows):
+            raise InputError("with several inputs, each of 'instances' must be an object of named inputs")
+        columns = {spec.name: [row.get(spec.name) for row in rows] for spec in specs}
+        for name, values in columns.items():
+            if any(value is None for value in values):
+                raise InputError(f"missing input '{name}' in some of 'instances'")
+        extra = {key for row in rows for key in row} - set(columns)
+        if extra:
+            return request, _by_name(specs, {**columns, **dict.fromkeys(extra)}), True
+        return request, _by_name(specs, columns), True
+    columns_value = _unb64(request["inputs"])
+    if isinstance(columns_value, dict):
+        return request, _by_name(specs, columns_value), False
+    if len(specs) != 1:
+        raise InputError("the model has several inputs: 'inputs' must be an object of named tensors")
+    return request, {specs[0].name: to_array(columns_value, specs[0])}, False
+
+
+def _value(name: str, value: Any) -> Any:
+    if name.endswith("_bytes"):
+        if isinstance(value, bytes):
+            return {"b64": base64.b64encode(value).decode("ascii")}
+        if isinstance(value, list):
+            return [_value(name, item) for item in value]
+    return value
+
+
+def _rows(value: Any) -> list[Any]:
+    return value.tolist() if isinstance(value, np.ndarray) else list(value)
+
+
+def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
+    """``{"predictions": ...}`` for the row format, ``{"outputs": ...}`` for the columnar one."""
+    if not rows:
+        if len(outputs) == 1:
+            ((name, value),) = outputs.items()
+            return _dumps({"outputs": _value(name, _rows(value))})
+        return _dumps({"outputs": {name: _value(name, _rows(value)) for name, value in outputs.items()}})
+    if len(outputs) == 1:
+        ((name, value),) = outputs.items()
+        return _dumps({"predictions": _value(name, _rows(value))})
+    columns = {name: _rows(value) for name, value in outputs.items()}
+    sizes = {len(column) for column in columns.values()}
+    if len(sizes) != 1:
+        raise InputError("the outputs have different batch sizes: use the columnar format ('inputs')")
+    count = sizes.pop()
+    return _dumps(
+        {
+            "predictions": [
+                {name: _value(name, column[i]) for name, column in columns.items()} for i in range(count)
+            ]
+        }
+    )
+
+
+def _dumps(value: Any) -> bytes:
+    from inferd import codec
+
+    return codec.dumps(value)
+
+
+def decode_examples(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``:classify`` / ``:regress``: examples (plus a shared context) -> one array per input."""
+    request = _loads(body)
+    examples = _unb64(request.get("examples"))
+    if not isinstance(examples, list) or not examples or not all(isinstance(e, dict) for e in examples):
+        raise InputError("'examples' must be a non-empty list of objects of features")
+    context = _unb64(request.get("context") or {})
+    if not isinstance(context, dict):
+        raise InputError("'context' must be an object of features")
+    merged = [{**context, **example} for example in examples]
+    columns: dict[str, Any] = {}
+    for spec in specs:
+        values = [example.get(spec.name) for example in merged]
+        if any(value is None for value in values):
+            raise InputError(f"missing feature '{spec.name}' in some of 'examples'")
+        columns[spec.name] = values
+    return request, _by_name(specs, columns)
+
+
+def _pick(outputs: dict[str, Any], names: tuple[str, ...], test: Any) -> str | None:
+    for name in names:
+        if name in outputs and test(outputs[name]):
+            return name
+    candidates = [name for name, value in outputs.items() if test(value)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _is_scores(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.ndim == 2 and value.dtype.kind == "f"
+    return isinstance(value, list) and bool(value) and all(isinstance(row, dict) for row in value)
+
+
+def _is_values(value: Any) -> bool:
+    return (
+        isinstance(value, np.ndarray)
+        and value.dtype.kind == "f"
+        and (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1))
+    )
+
+
+def encode_classify(outputs: dict[str, Any]) -> bytes:
+    """``{"results": [[[label, score], ...], ...]}`` from a scores output (and class labels)."""
+    name = _pick(outputs, SCORE_NAMES, _is_scores)
+    if name is None:
+        raise InputError("this model has no output to classify with (a float [batch, classes] output)")
+    scores = outputs[name]
+    if isinstance(scores, list):  # a ZipMap: {label: score} per example
+        return _dumps(
+            {"results": [[[str(label), float(score)] for label, score in row.items()] for row in scores]}
+        )
+    labels = outputs.get("classes")
+    results = []
+    for i, row in enumerate(scores.tolist()):
+        if isinstance(labels, np.ndarray) and labels.ndim == 2 and labels.shape[1] == len(row):
+            names = [_text(label) for label in labels[i].tolist()]
+        else:
+            names = [str(k) for k in range(len(row))]
+        results.append([[label, score] for label, score in zip(names, row, strict=True)])
+    return _dumps({"results": results})
+
+
+def encode_regress(outputs: dict[str, Any]) -> bytes:
+    """``{"results": [value, ...]}`` from a float [batch] or [batch, 1] output."""
+    name = _pick(outputs, REGRESSION_NAMES, _is_values)
+    if name is None:
+        raise InputError("this model has no output to regress with (a float [batch] or [batch, 1] output)")
+    return _dumps({"results": outputs[name].reshape(-1).tolist()})
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def signature_def(info: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v1/models/{name}/metadata``: TF Serving's GetModelMetadataResponse body."""
+    defs = info.get("signature_def")
+    if defs is None:  # ONNX: describe the model as one serving_default signature
+        defs = {
+            "serving_default": {
+                "inputs": {s["name"]: _tensor_info(s) for s in info.get("inputs") or []},
+                "outputs": {s["name"]: _tensor_info(s) for s in info.get("outputs") or []},
+                "methodName": "tensorflow/serving/predict",
+            }
+        }
+    return {"signature_def": _snake(defs)}
+
+
+TF_TYPES = {
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+    "float16": "DT_HALF",
+    "int8": "DT_INT8",
+    "int16": "DT_INT16",
+    "int32": "DT_INT32",
+    "int64": "DT_INT64",
+    "uint8": "DT_UINT8",
+    "uint16": "DT_UINT16",
+    "uint32": "DT_UINT32",
+    "uint64": "DT_UINT64",
+    "bool": "DT_BOOL",
+    "object": "DT_STRING",
+}
+
+
+def _tensor_info(spec: dict[str, Any]) -> dict[str, Any]:
+    shape = spec["shape"]
+    tensor_shape: dict[str, Any] = (
+        {"unknownRank": True} if shape is None else {"dim": [{"size": str(d)} for d in shape]}
+    )
+    return {
+        "dtype": TF_TYPES.get(spec["dtype"], "DT_INVALID"),
+        "tensorShape": tensor_shape,
+        "name": spec["name"],
+    }
+
+
+def _snake(value: Any) -> Any:
+    # TF Serving prints protobuf field names as they are (snake_case); Cortex's handlers got
+    # the camelCase protobuf-JSON form, which is what the runtime keeps.
+    if isinstance(value, dict):
+        return {_snake_key(key): _snake(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_snake(item) for item in value]
+    return value
+
+
+def _snake_key(key: str) -> str:
+    if key in ("tensorShape", "methodName", "unknownRank"):
+        return "".join("_" + c.lower() if c.isupper() else c for c in key)
+    return key

@@ -1,0 +1,289 @@
+"""Open Inference Protocol (KServe V2) REST: JSON tensors and the binary tensor data extension.
+
+Inputs go straight to the model (no request handler). Datatypes must match the model's inputs
+exactly and shapes must fit its dimensions (``-1`` takes any size): anything else is a 400
+naming the input. Outputs that are not tensors (an ONNX ZipMap, a sequence of maps) are sent
+as BYTES, one JSON document per row.
+"""
+
+from __future__ import annotations
+
+import struct
+from math import prod
+from typing import Any
+
+import numpy as np
+import orjson
+
+from inferd.errors import InputError
+from inferd.handler.convert import shape_text
+from inferd.runtimes.base import TensorSpec
+
+NUMPY_OF: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+MAX_ELEMENTS = 1 << 28  # refuse absurd declared shapes before allocating anything
+
+
+def _bf16() -> np.dtype[Any] | None:
+    try:
+        import ml_dtypes
+
+        found: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return found
+    except ImportError:
+        return None
+
+
+def numpy_dtype(datatype: str) -> np.dtype[Any]:
+    if datatype == "BF16":
+        found = _bf16()
+        if found is None:
+            raise InputError("BF16 needs the ml_dtypes package")
+        return found
+    try:
+        return NUMPY_OF[datatype]
+    except KeyError:
+        raise InputError(
+            f"unknown datatype {datatype!r} (expected one of {', '.join(NUMPY_OF)}, BF16)"
+        ) from None
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The V2 datatype of a numpy dtype (strings and other objects are BYTES)."""
+    if dtype.kind in "OSU":
+        return "BYTES"
+    if dtype.name == "bfloat16":
+        return "BF16"
+    for name, candidate in NUMPY_OF.items():
+        if candidate == dtype:
+            return name
+    return "BYTES"
+
+
+def tensor_metadata(spec: dict[str, Any]) -> dict[str, Any]:
+    """``$metadata_tensor`` from a ``TensorSpec.describe()`` dict."""
+    dtype = np.dtype(spec["dtype"]) if spec["dtype"] != "bfloat16" else _bf16() or np.dtype(object)
+    shape = spec["shape"]
+    if spec.get("type", "").startswith(("seq(", "map(")):
+        return {"name": spec["name"], "datatype": "BYTES", "shape": [-1]}
+    return {"name": spec["name"], "datatype": datatype_of(dtype), "shape": [-1] if shape is None else shape}
+
+
+def _check_shape(name: str, shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InputError(f"input '{name}': shape must be a list of non-negative integers")
+    if prod(shape) > MAX_ELEMENTS:
+        raise InputError(f"input '{name}': shape {shape} is too large ({prod(shape)} elements)")
+    return tuple(shape)
+
+
+def _fits(spec: TensorSpec, shape: tuple[int, ...]) -> bool:
+    if spec.shape is None:
+        return True
+    return len(shape) == len(spec.shape) and all(
+        t is None or t == s for s, t in zip(shape, spec.shape, strict=True)
+    )
+
+
+def _bytes_elements(name: str, raw: bytes | memoryview, count: int) -> np.ndarray[Any, Any]:
+    items: list[bytes] = []
+    offset = 0
+    view = memoryview(raw)
+    for _ in range(count):
+        if offset + 4 > len(view):
+            raise InputError(f"input '{name}': binary BYTES data is shorter than its shape says")
+        (size,) = struct.unpack_from("<I", view, offset)
+        offset += 4
+        if offset + size > len(view):
+            raise InputError(f"input '{name}': a BYTES element runs past the end of the data")
+        items.append(bytes(view[offset : offset + size]))
+        offset += size
+    if offset != len(view):
+        raise InputError(f"input '{name}': binary_data_size does not match the BYTES elements")
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array
+
+
+def decode_request(
+    body: bytes, header_length: int | None, specs: list[TensorSpec]
+) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
+    """The request document and one array per model input. Raises ``InputError``."""
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise InputError("Inference-Header-Content-Length is larger than the request body")
+    header = body if header_length is None else body[:header_length]
+    try:
+        request = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc}") from None
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+        raise InputError("the request must be an object with an 'inputs' list")
+    by_name = {spec.name: spec for spec in specs}
+    binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
+    offset = 0
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    for item in request["inputs"]:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InputError("each input must be an object with a 'name'")
+        name = item["name"]
+        spec = by_name.get(name)
+        if spec is None:
+            raise InputError(
+                f"unexpected input '{name}': the model's inputs are " + ", ".join(f"'{n}'" for n in by_name)
+            )
+        if name in arrays:
+            raise InputError(f"input '{name}' is given twice")
+        datatype = item.get("datatype")
+        if not isinstance(datatype, str):
+            raise InputError(f"input '{name}': 'datatype' is missing")
+        dtype = numpy_dtype(datatype)
+        expected = tensor_metadata(spec.describe())["datatype"]
+        if datatype != expected:
+            raise InputError(f"input '{name}': datatype {datatype} does not match the model's {expected}")
+        shape = _check_shape(name, item.get("shape"))
+        if not _fits(spec, shape):
+            raise InputError(
+                f"input '{name}': shape {list(shape)} does not fit the model's {shape_text(spec.shape)}"
+            )
+        count = prod(shape)
+        parameters = item.get("parameters") or {}
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise InputError(f"input '{name}': binary_data_size {size} runs past the end of the body")
+            raw = binary[offset : offset + size]
+            offset += size
+            if datatype == "BYTES":
+                array = _bytes_elements(name, raw, count)
+            else:
+                if size != count * dtype.itemsize:
+                    raise InputError(
+                        f"input '{name}': binary_data_size is {size} bytes, but shape "
+                        f"{list(shape)} of {datatype} needs {count * dtype.itemsize}"
+                    )
+                array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+        else:
+            if "data" not in item:
+                raise InputError(f"input '{name}': no 'data' and no binary_data_size")
+            array = _from_json(name, item["data"], dtype, datatype, count)
+        arrays[name] = array.reshape(shape)
+    if offset != len(binary):
+        raise InputError("the binary part of the body is longer than the inputs' binary_data_size")
+    missing = [name for name in by_name if name not in arrays]
+    if missing:
+        raise InputError(f"missing input '{missing[0]}'")
+    return request, arrays
+
+
+def _from_json(name: str, data: Any, dtype: np.dtype[Any], datatype: str, count: int) -> np.ndarray[Any, Any]:
+    try:
+        if datatype == "BYTES":
+            flat = np.array(data, dtype=object).ravel()
+            array = np.empty(flat.size, dtype=object)
+            array[:] = [item.encode() if isinstance(item, str) else item for item in flat]
+        else:
+            array = np.asarray(data, dtype=dtype).ravel()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"input '{name}': data is not {datatype}: {exc}") from None
+    if array.size != count:
+        raise InputError(f"input '{name}': data has {array.size} elements, the shape says {count}")
+    return array
+
+
+def _as_tensor(value: Any) -> np.ndarray[Any, Any]:
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "O":
+        return value
+    if isinstance(value, np.ndarray):
+        flat = [
+            v
+            if isinstance(v, bytes | str)
+            else orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+            for v in value.ravel().tolist()
+        ]
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+        return array.reshape(value.shape)
+    rows = list(value)  # a sequence of maps (ZipMap): one JSON document per row
+    array = np.empty(len(rows), dtype=object)
+    array[:] = [
+        orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY) for row in rows
+    ]
+    return array
+
+
+def _to_bytes(item: Any) -> bytes:
+    return item if isinstance(item, bytes) else str(item).encode()
+
+
+def encode_response(
+    model: str, version: str, request: dict[str, Any], outputs: dict[str, Any]
+) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when binary data follows it."""
+    parameters = request.get("parameters") or {}
+    all_binary = bool(parameters.get("binary_data_output")) if isinstance(parameters, dict) else False
+    wanted: list[tuple[str, bool]] = []
+    if isinstance(request.get("outputs"), list):
+        for item in request["outputs"]:
+            name = item.get("name") if isinstance(item, dict) else None
+            if name not in outputs:
+                raise InputError(
+                    f"unknown output '{name}': the model's outputs are "
+                    + ", ".join(f"'{n}'" for n in outputs)
+                )
+            options = item.get("parameters") or {}
+            wanted.append((name, bool(options.get("binary_data", all_binary))))
+    else:
+        wanted = [(name, all_binary) for name in outputs]
+    documents = []
+    blobs: list[bytes] = []
+    for name, binary in wanted:
+        tensor = _as_tensor(outputs[name])
+        datatype = datatype_of(tensor.dtype)
+        document: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(tensor.shape)}
+        if binary:
+            if datatype == "BYTES":
+                blob = b"".join(
+                    struct.pack("<I", len(b := _to_bytes(v))) + b for v in tensor.ravel().tolist()
+                )
+            else:
+                blob = np.ascontiguousarray(tensor, dtype=tensor.dtype.newbyteorder("<")).tobytes()
+            document["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        elif datatype == "BYTES":
+            document["data"] = [_to_bytes(v).decode("utf-8", "replace") for v in tensor.ravel().tolist()]
+        else:
+            document["data"] = tensor.ravel()
+        documents.append(document)
+    response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": documents}
+    if "id" in request:
+        response["id"] = request["id"]
+    header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)
+
+
+def model_metadata(name: str, version: str, info: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v2/models/{name}``: platform, inputs and outputs with V2 datatypes."""
+    return {
+        "name": name,
+        "versions": [version],
+        "platform": info.get("platform", "python"),
+        "inputs": [tensor_metadata(spec) for spec in info.get("inputs") or []],
+        "outputs": [tensor_metadata(spec) for spec in info.get("outputs") or []],
+    }

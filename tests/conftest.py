@@ -148,3 +148,80 @@ def make_project(
         else:
             shutil.copy(source, target)
     return root
+
+
+V2_TYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+)
+
+
+@pytest.fixture(scope="session")
+def all_types_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX model with one Identity per V2 datatype: in_<type> [N, 2] -> out_<type>.
+
+    BF16 is left out: onnxruntime's Python API cannot take bfloat16 inputs.
+    """
+    from onnx import TensorProto, helper, save_model
+
+    onnx_types = {
+        "BOOL": TensorProto.BOOL,
+        "UINT8": TensorProto.UINT8,
+        "UINT16": TensorProto.UINT16,
+        "UINT32": TensorProto.UINT32,
+        "UINT64": TensorProto.UINT64,
+        "INT8": TensorProto.INT8,
+        "INT16": TensorProto.INT16,
+        "INT32": TensorProto.INT32,
+        "INT64": TensorProto.INT64,
+        "FP16": TensorProto.FLOAT16,
+        "FP32": TensorProto.FLOAT,
+        "FP64": TensorProto.DOUBLE,
+        "BYTES": TensorProto.STRING,
+    }
+    inputs, outputs, nodes = [], [], []
+    for name in V2_TYPES:
+        kind = onnx_types[name]
+        inputs.append(helper.make_tensor_value_info(f"in_{name.lower()}", kind, [None, 2]))
+        outputs.append(helper.make_tensor_value_info(f"out_{name.lower()}", kind, [None, 2]))
+        nodes.append(helper.make_node("Identity", [f"in_{name.lower()}"], [f"out_{name.lower()}"]))
+    # TensorFlow Serving sends outputs named *_bytes as {"b64": ...}, other strings as text.
+    for extra in ("raw_bytes", "echo_text"):
+        outputs.append(helper.make_tensor_value_info(extra, TensorProto.STRING, [None, 2]))
+        nodes.append(helper.make_node("Identity", ["in_bytes"], [extra]))
+    model = helper.make_model(
+        helper.make_graph(nodes, "identity", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("models") / "all_types.onnx"
+    save_model(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def regression_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A linear regression y = 2a + 3b + 1 exported to ONNX: input float [N, 2], output [N, 1]."""
+    import numpy as np
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LinearRegression
+
+    features = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [2, 3]], dtype=np.float32)
+    target = features @ np.array([2.0, 3.0]) + 1.0
+    model = convert_sklearn(
+        LinearRegression().fit(features, target), initial_types=[("features", FloatTensorType([None, 2]))]
+    )
+    path = tmp_path_factory.mktemp("models") / "linear.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 from collections import deque
 from http import HTTPStatus
@@ -23,6 +24,8 @@ from inferd.replica.handle import ReplicaHandle
 
 if TYPE_CHECKING:
     from inferd.gateway.queue import ApiQueue
+
+log = logging.getLogger("inferd.gateway")
 
 
 class HttpApp(Protocol):
@@ -200,7 +203,11 @@ class HttpConnection(asyncio.Protocol):
         self.path = request.path
         given = request.headers.get(b"x-request-id")
         self.request_id = given if given and _valid_id(given) else next_request_id()
-        self.app.handle(self, request)
+        try:
+            self.app.handle(self, request)
+        except Exception:  # a bug of ours: answer 500, keep the connection and the server alive
+            log.exception("the gateway failed on %s", request.path.decode("utf-8", "replace"))
+            self.respond(500, codec.error_body("internal error in the gateway (see its log)"))
 
     # answers
 

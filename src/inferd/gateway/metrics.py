@@ -15,7 +15,6 @@ from typing import Any
 
 # Upper bounds (seconds) of the latency histogram buckets, Prometheus-style.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-REGRESSION_BUCKETS = (-1e4, -1e3, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1e3, 1e4)
 STAGES = ("queue", "pre_inference", "model", "post_inference")
 RECENT = 4096
 MAX_CLASSES = 1000
@@ -29,10 +28,6 @@ class Histogram:
     counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     total: float = 0.0
     count: int = 0
-
-    def __post_init__(self) -> None:
-        if len(self.counts) != len(self.bounds) + 1:
-            self.counts = [0] * (len(self.bounds) + 1)
 
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
@@ -49,7 +44,6 @@ class Tracker:
     maximum: float | None = None
     total: float = 0.0
     count: int = 0
-    values: Histogram = field(default_factory=lambda: Histogram(bounds=REGRESSION_BUCKETS))
 
     def record(self, model_type: str, value: Any) -> None:
         if model_type == "classification":
@@ -62,7 +56,6 @@ class Tracker:
             self.maximum = number if self.maximum is None else max(self.maximum, number)
             self.total += number
             self.count += 1
-            self.values.observe(number)
 
 
 class ApiStats:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from inferd.gateway.metrics import BUCKETS, REGRESSION_BUCKETS, Histogram
+from inferd.gateway.metrics import Histogram
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
@@ -17,10 +17,10 @@ if TYPE_CHECKING:
 EXPOSITION_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
-def _buckets(histogram: Histogram, bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
     cumulative = 0
     result = []
-    for bound, count in zip(bounds, histogram.counts, strict=False):
+    for bound, count in zip(histogram.bounds, histogram.counts, strict=False):
         cumulative += count
         result.append((repr(float(bound)), float(cumulative)))
     result.append(("+Inf", float(histogram.count)))
@@ -32,7 +32,12 @@ class _Collector:
         self.gateway = gateway
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+            SummaryMetricFamily,
+        )
 
         gateway = self.gateway
         requests = CounterMetricFamily(
@@ -62,28 +67,31 @@ class _Collector:
             "Predictions by class (tracker model_type: classification).",
             labels=["api", "class"],
         )
-        values = HistogramMetricFamily(
+        values = SummaryMetricFamily(
             "inferd_prediction_value", "Predicted values (tracker model_type: regression).", labels=["api"]
         )
+        lowest = GaugeMetricFamily("inferd_prediction_value_min", "Smallest predicted value.", labels=["api"])
+        highest = GaugeMetricFamily("inferd_prediction_value_max", "Largest predicted value.", labels=["api"])
         for name, queue in sorted(gateway.apis.items()):
             stats = queue.stats
             for (protocol, status), count in sorted(stats.by_status.items()):
                 requests.add_metric([name, protocol, str(status)], count)
-            latency.add_metric([name], _buckets(stats.latency, BUCKETS), stats.latency.total)
+            latency.add_metric([name], _buckets(stats.latency), stats.latency.total)
             for stage, histogram in stats.stages.items():
-                stages.add_metric([name, stage], _buckets(histogram, BUCKETS), histogram.total)
+                stages.add_metric([name, stage], _buckets(histogram), histogram.total)
             in_flight.add_metric([name], queue.in_flight)
             queued.add_metric([name], len(queue.waiting))
             for label, count in sorted(stats.tracker.classes.items()):
                 classes.add_metric([name, label], count)
-            if stats.tracker.count:
-                values.add_metric(
-                    [name], _buckets(stats.tracker.values, REGRESSION_BUCKETS), stats.tracker.total
-                )
+            tracker = stats.tracker
+            if tracker.count and tracker.minimum is not None and tracker.maximum is not None:
+                values.add_metric([name], count_value=tracker.count, sum_value=tracker.total)
+                lowest.add_metric([name], tracker.minimum)
+                highest.add_metric([name], tracker.maximum)
         for name, by_state in sorted(gateway.replica_states().items()):
             for state, count in sorted(by_state.items()):
                 replicas.add_metric([name, state], count)
-        yield from (requests, latency, stages, in_flight, queued, replicas, classes, values)
+        yield from (requests, latency, stages, in_flight, queued, replicas, classes, values, lowest, highest)
 
 
 def exposition(gateway: Gateway) -> bytes:

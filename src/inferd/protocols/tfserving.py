@@ -108,8 +108,9 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
 
 def _value(name: str, value: Any) -> Any:
     if name.endswith("_bytes"):
-        if isinstance(value, bytes):
-            return {"b64": base64.b64encode(value).decode("ascii")}
+        if isinstance(value, bytes | str):
+            raw = value.encode() if isinstance(value, str) else value
+            return {"b64": base64.b64encode(raw).decode("ascii")}
         if isinstance(value, list):
             return [_value(name, item) for item in value]
     return value
@@ -178,7 +179,7 @@ def _pick(outputs: dict[str, Any], names: tuple[str, ...], test: Any) -> str | N
 
 def _is_scores(value: Any) -> bool:
     if isinstance(value, np.ndarray):
-        return value.ndim == 2 and value.dtype.kind == "f"
+        return value.ndim == 2 and value.dtype.kind == "f" and value.shape[1] >= 2
     return isinstance(value, list) and bool(value) and all(isinstance(row, dict) for row in value)
 
 

@@ -44,6 +44,13 @@ def _die_with_parent() -> None:
         pass
 
 
+def _single(value: Any) -> Any:
+    # A raw prediction such as [[6.0]] (a list of one output of one row) tracks as 6.0.
+    while isinstance(value, list | tuple | np.ndarray) and len(value) == 1:
+        value = value[0]
+    return value.item() if isinstance(value, np.generic | np.ndarray) and np.ndim(value) == 0 else value
+
+
 def tracked_value(result: Any, tracker: Tracker | None) -> Any:
     """The value ``tracker`` monitors in ``result`` (Cortex's rules), or ``None``.
 
@@ -57,8 +64,7 @@ def tracked_value(result: Any, tracker: Tracker | None) -> Any:
             log.warning("unable to record prediction metric: the response has no key %r", tracker.key)
             return None
         value = result[tracker.key]
-    if isinstance(value, np.generic):
-        value = value.item()
+    value = _single(value)
     kinds = (str, int) if tracker.model_type == "classification" else (int, float)
     if isinstance(value, kinds) and not isinstance(value, bool):
         return value

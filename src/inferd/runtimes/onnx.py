@@ -35,6 +35,10 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(name=arg.name, dtype=dtype, shape=shape, type_name=arg.type)
 
 
+def _text(item: Any) -> Any:
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+
+
 class OnnxRuntime:
     """An ``onnxruntime.InferenceSession`` on one model file, sized for one request at a time."""
 
@@ -59,6 +63,10 @@ class OnnxRuntime:
         return self._input_args if stage == "pre" else self._output_args
 
     def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
+        for name, value in inputs.items():
+            if value.dtype == object and value.size and isinstance(value.flat[0], bytes):
+                # onnxruntime turns bytes into their repr ("b'...'"): give it text.
+                inputs[name] = np.vectorize(_text, otypes=[object])(value)
         return list(self.session.run(None, inputs))
 
     def output_arrays(self, prediction: Any) -> dict[str, Any]:

@@ -1,0 +1,374 @@
+"""Every protocol with real clients against real replicas: tritonclient, plain HTTP, Prometheus."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as triton
+from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import V2_TYPES, Server, example, make_project, wait_for
+
+IRIS_ROWS = [[5.2, 3.6, 1.4, 0.3], [6.9, 3.1, 5.4, 2.1]]
+NUMPY = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory,
+    iris_onnx_model: Path,
+    all_types_model: Path,
+    regression_model: Path,
+) -> Iterator[Server]:
+    root = make_project(
+        tmp_path_factory.mktemp("protocols") / "project",
+        "- kind: deployment\n  name: proto\n"
+        "- kind: api\n  name: iris\n  onnx:\n    model: iris.onnx\n"
+        "- kind: api\n  name: types\n  onnx:\n    model: all.onnx\n"
+        "- kind: api\n  name: linear\n  onnx:\n    model: linear.onnx\n"
+        "  tracker:\n    model_type: regression\n"
+        "- kind: api\n  name: labels\n  onnx:\n    model: iris.onnx\n    request_handler: h.py\n"
+        "  tracker:\n    model_type: classification\n"
+        "- kind: api\n  name: broken\n  onnx:\n    model: iris.onnx\n    request_handler: bad.py\n",
+        {
+            "h.py": (example("iris-onnx") / "handlers" / "iris.py").read_text(),
+            "bad.py": "raise ImportError('this handler cannot load')\n",
+        },
+        {"iris.onnx": iris_onnx_model, "all.onnx": all_types_model, "linear.onnx": regression_model},
+    )
+    running = Server(root, tmp_path_factory.mktemp("logs") / "serve.log", "--access-log")
+    wait_for(
+        lambda: (
+            requests.get(f"{running.url}/v2/models/types/ready", timeout=5).status_code == 200
+            and requests.get(f"{running.url}/v2/models/iris/ready", timeout=5).status_code == 200
+            and requests.get(f"{running.url}/v2/models/linear/ready", timeout=5).status_code == 200
+            and requests.get(f"{running.url}/v2/models/labels/ready", timeout=5).status_code == 200
+        ),
+        60,
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[triton.InferenceServerClient]:
+    connection = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    yield connection
+    connection.close()
+
+
+def test_tritonclient_health_and_metadata(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live()
+    assert not client.is_server_ready()  # the broken API has no ready replica
+    assert client.is_model_ready("iris")
+    assert not client.is_model_ready("broken")
+    server_meta = client.get_server_metadata()
+    assert "binary_tensor_data" in server_meta["extensions"]
+    meta = client.get_model_metadata("iris")
+    assert meta["platform"] == "onnx_onnxv1"
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
+    assert meta["outputs"][0] == {"name": "output_label", "datatype": "INT64", "shape": [-1]}
+    assert client.get_model_metadata("iris", model_version="1")["versions"] == ["1"]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritonclient_infer_binary_and_json(client: triton.InferenceServerClient, binary: bool) -> None:
+    tensor = triton.InferInput("input", [2, 4], "FP32")
+    tensor.set_data_from_numpy(np.array(IRIS_ROWS, dtype=np.float32), binary_data=binary)
+    wanted = [triton.InferRequestedOutput("output_label", binary_data=binary)]
+    result = client.infer("iris", [tensor], outputs=wanted, request_id="req-7")
+    assert result.as_numpy("output_label").tolist() == [0, 2]
+    assert result.get_response()["id"] == "req-7"
+    assert result.as_numpy("output_probability") is None  # not asked for
+    everything = client.infer("iris", [tensor])  # no outputs: all of them, binary (tritonclient's default)
+    assert everything.as_numpy("output_label").tolist() == [0, 2]
+    rows = [json.loads(row) for row in everything.as_numpy("output_probability").tolist()]
+    assert rows[1]["2"] > 0.5
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_every_datatype_round_trips(client: triton.InferenceServerClient, binary: bool) -> None:
+    inputs, outputs, sent = [], [], {}
+    for datatype in V2_TYPES:
+        if datatype == "BYTES":
+            value = np.array([[b"hello", b"w\xc3\xb6rld"], [b"", b"x"]], dtype=np.object_)
+        elif datatype == "BOOL":
+            value = np.array([[True, False], [False, True]])
+        else:
+            value = np.arange(4).reshape(2, 2).astype(NUMPY[datatype]) + 1
+        tensor = triton.InferInput(f"in_{datatype.lower()}", [2, 2], datatype)
+        tensor.set_data_from_numpy(value, binary_data=binary)
+        inputs.append(tensor)
+        outputs.append(triton.InferRequestedOutput(f"out_{datatype.lower()}", binary_data=binary))
+        sent[datatype] = value
+    result = client.infer("types", inputs, outputs=outputs)
+    for datatype, value in sent.items():
+        back = result.as_numpy(f"out_{datatype.lower()}")
+        assert back.shape == (2, 2), datatype
+        if datatype == "BYTES":
+            assert [bytes(v) if not isinstance(v, str) else v.encode() for v in back.ravel()] == list(
+                value.ravel()
+            )
+        else:
+            assert back.dtype == value.dtype, datatype
+            assert back.tolist() == value.tolist(), datatype
+
+
+def test_v2_errors(client: triton.InferenceServerClient, server: Server) -> None:
+    with pytest.raises(InferenceServerException, match="model 'nope' is not found"):
+        client.get_model_metadata("nope")
+    wrong_type = triton.InferInput("input", [1, 4], "FP64")
+    wrong_type.set_data_from_numpy(np.ones((1, 4)), binary_data=True)
+    with pytest.raises(InferenceServerException, match="datatype FP64 does not match the model's FP32"):
+        client.infer("iris", [wrong_type])
+    wrong_shape = triton.InferInput("input", [1, 3], "FP32")
+    wrong_shape.set_data_from_numpy(np.ones((1, 3), dtype=np.float32))
+    with pytest.raises(InferenceServerException, match=r"shape \[1, 3\] does not fit the model's \[-1, 4\]"):
+        client.infer("iris", [wrong_shape])
+    cases = [
+        ("/v2/models/nope/infer", {"inputs": []}, None, 404),
+        ("/v2/models/iris/versions/7/infer", {"inputs": []}, None, 404),
+        (
+            "/v2/models/iris/infer",
+            {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3]}]},
+            None,
+            400,
+        ),
+        (
+            "/v2/models/iris/infer",
+            {
+                "inputs": [
+                    {"name": "input", "shape": [100000, 100000, 100000], "datatype": "FP32", "data": []}
+                ]
+            },
+            None,
+            400,
+        ),
+        (
+            "/v2/models/iris/infer",
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [1, 4],
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": 16},
+                    }
+                ]
+            },
+            60,
+            400,
+        ),
+        ("/v2/models/iris/infer", {"inputs": []}, None, 400),
+        ("/v2/models/broken/infer", {"inputs": []}, None, 503),
+    ]
+    for path, document, header_length, status in cases:
+        body = json.dumps(document).encode()
+        headers = {}
+        if header_length is not None:  # the header length lies: it says more than was sent
+            headers["Inference-Header-Content-Length"] = str(len(body) + header_length)
+        response = requests.post(server.url + path, data=body, headers=headers, timeout=10)
+        assert response.status_code == status, (path, response.text)
+        assert "error" in response.json()
+    lying = json.dumps(
+        {
+            "inputs": [
+                {"name": "input", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 8}}
+            ]
+        }
+    ).encode()
+    response = requests.post(
+        server.url + "/v2/models/iris/infer",
+        data=lying + b"\0" * 8,
+        headers={"Inference-Header-Content-Length": str(len(lying))},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert "binary_data_size is 8 bytes, but shape [1, 4] of FP32 needs 16" in response.json()["error"]
+    assert requests.get(server.url + "/v2/models/broken/ready", timeout=5).status_code == 503
+    assert requests.get(server.url + "/v2/health/ready", timeout=5).status_code == 503
+    assert requests.get(server.url + "/v2/models", timeout=5).json()["models"] == [
+        "broken",
+        "iris",
+        "labels",
+        "linear",
+        "types",
+    ]
+
+
+def test_tensorflow_serving_predict_rows_and_columns(server: Server) -> None:
+    url = server.url + "/v1/models/iris"
+    status = requests.get(url, timeout=5).json()
+    assert status["model_version_status"][0]["state"] == "AVAILABLE" and status["ready"] is True
+    rows = requests.post(url + ":predict", json={"instances": IRIS_ROWS}, timeout=10).json()
+    assert [row["output_label"] for row in rows["predictions"]] == [0, 2]
+    named = requests.post(
+        url + ":predict", json={"instances": [{"input": row} for row in IRIS_ROWS]}, timeout=10
+    )
+    assert [row["output_label"] for row in named.json()["predictions"]] == [0, 2]
+    columns = requests.post(url + ":predict", json={"inputs": {"input": IRIS_ROWS}}, timeout=10).json()
+    assert columns["outputs"]["output_label"] == [0, 2]
+    assert requests.post(url + ":predict", json={"inputs": IRIS_ROWS}, timeout=10).json()["outputs"][
+        "output_label"
+    ] == [0, 2]
+    versioned = requests.post(url + "/versions/1:predict", json={"instances": IRIS_ROWS}, timeout=10)
+    assert versioned.status_code == 200
+
+
+def test_tensorflow_serving_b64_classify_regress_metadata(server: Server) -> None:
+    encoded = base64.b64encode(b"bin\x00ary").decode()
+    columns: dict[str, object] = {f"in_{t.lower()}": [[1, 0]] for t in V2_TYPES if t not in ("BYTES", "BOOL")}
+    columns["in_bool"] = [[True, False]]
+    columns["in_bytes"] = [[{"b64": encoded}, "plain"]]
+    body = {"inputs": columns}
+    answer = requests.post(server.url + "/v1/models/types:predict", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    plain = base64.b64encode(b"plain").decode()
+    # Outputs whose names end in _bytes come back as {"b64": ...}; other strings as text.
+    assert answer.json()["outputs"]["raw_bytes"] == [[{"b64": encoded}, {"b64": plain}]]
+    assert answer.json()["outputs"]["echo_text"] == [["bin\x00ary", "plain"]]
+    assert answer.json()["outputs"]["out_fp16"] == [[1.0, 0.0]]
+
+    classify = requests.post(
+        server.url + "/v1/models/iris:classify", json={"examples": [{"input": IRIS_ROWS[1]}]}, timeout=10
+    ).json()
+    labels = classify["results"][0]
+    assert [label for label, _ in labels] == ["0", "1", "2"]
+    assert max(labels, key=lambda pair: pair[1])[0] == "2"
+    regress = requests.post(
+        server.url + "/v1/models/linear:regress",
+        json={"context": {}, "examples": [{"features": [1, 1]}, {"features": [2, 0]}]},
+        timeout=10,
+    ).json()
+    assert regress["results"] == pytest.approx([6.0, 5.0], abs=1e-3)
+
+    metadata = requests.get(server.url + "/v1/models/iris/metadata", timeout=5).json()
+    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["inputs"]["input"]["dtype"] == "DT_FLOAT"
+    assert signature["inputs"]["input"]["tensor_shape"]["dim"] == [{"size": "-1"}, {"size": "4"}]
+    assert requests.get(server.url + "/v1/models", timeout=5).json()["models"][0] == "broken"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/v1/models/nope:predict", {"instances": []}, 404, "Servable not found for request: Latest(nope)"),
+        ("/v1/models/iris:predict", {"instances": [[1, 2, 3]]}, 400, "expected shape [-1, 4]"),
+        ("/v1/models/iris:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "expected float32"),
+        ("/v1/models/iris:predict", {"instances": [[1, 2, 3, 4]], "inputs": {}}, 400, "exactly one of"),
+        (
+            "/v1/models/iris:predict",
+            {"signature_name": "other", "instances": [[1, 2, 3, 4]]},
+            400,
+            "signature 'other' is not in the model",
+        ),
+        ("/v1/models/iris:regress", {"examples": [{"input": [1, 2, 3, 4]}]}, 400, "no output to regress"),
+        ("/v1/models/linear:classify", {"examples": [{"features": [1, 2]}]}, 400, "no output to classify"),
+        ("/v1/models/broken:predict", {"instances": [[1, 2, 3, 4]]}, 503, "is not ready"),
+        ("/v1/models/iris:explode", {"instances": []}, 404, "no TensorFlow Serving route"),
+    ],
+)
+def test_tensorflow_serving_errors(
+    server: Server, path: str, body: object, status: int, message: str
+) -> None:
+    response = requests.post(server.url + path, json=body, timeout=10)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_prometheus_counters_move_by_exactly_the_requests_sent(server: Server) -> None:
+    before = _samples(requests.get(server.url + "/metrics", timeout=5).text)
+    for _ in range(5):
+        assert server.post("/proto/labels", json.loads((example("iris-onnx") / "sample.json").read_text())).ok
+    for _ in range(3):
+        assert server.post("/proto/labels", data=b"{bad").status_code == 400
+    for _ in range(2):
+        assert requests.post(
+            server.url + "/v2/models/iris/infer",
+            timeout=5,
+            json={"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]},
+        ).ok
+    for value in ([[1, 1]], [[2, 3]]):
+        assert server.post("/proto/linear", value).ok
+    after = _samples(requests.get(server.url + "/metrics", timeout=5).text)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("inferd_requests_total", api="labels", protocol="cortex", code="200") == 5
+    assert delta("inferd_requests_total", api="labels", protocol="cortex", code="400") == 3
+    assert delta("inferd_requests_total", api="iris", protocol="v2", code="200") == 2
+    assert delta("inferd_request_duration_seconds_count", api="labels") == 8
+    assert delta("inferd_stage_duration_seconds_count", api="labels", stage="pre_inference") == 5
+    assert delta("inferd_stage_duration_seconds_count", api="labels", stage="model") == 5
+    assert delta("inferd_stage_duration_seconds_count", api="labels", stage="queue") == 5
+    assert delta("inferd_predictions_total", api="labels", **{"class": "iris-setosa"}) == 5
+    assert delta("inferd_prediction_value_count", api="linear") == 2
+    assert delta("inferd_prediction_value_sum", api="linear") == pytest.approx(6.0 + 14.0, abs=1e-3)
+    assert after[("inferd_prediction_value_max", (("api", "linear"),))] >= 14.0 - 1e-3
+    assert after[("inferd_in_flight_requests", (("api", "labels"),))] == 0
+    assert after[("inferd_replicas", (("api", "labels"), ("state", "ready")))] == 1
+
+
+def test_openapi_document_is_valid_and_docs_render(server: Server) -> None:
+    document = requests.get(server.url + "/openapi.json", timeout=5).json()
+    validate(document)
+    assert "/proto/iris" in document["paths"] and "/v2/models/{model_name}/infer" in document["paths"]
+    iris = document["paths"]["/proto/iris"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert iris["oneOf"][1]["required"] == ["input"]  # no pre_inference: the schema is the model's input
+    labels = document["paths"]["/proto/labels"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
+    assert "pre_inference" in labels["description"]
+    page = requests.get(server.url + "/docs", timeout=5)
+    assert page.headers["Content-Type"].startswith("text/html") and "openapi.json" in page.text
+
+
+def test_request_ids_and_access_log(server: Server) -> None:
+    given = requests.post(
+        server.url + "/proto/iris", json=IRIS_ROWS, headers={"X-Request-ID": "trace-42"}, timeout=5
+    )
+    assert given.headers["X-Request-ID"] == "trace-42"
+    generated = {
+        requests.post(server.url + "/proto/iris", json=IRIS_ROWS, timeout=5).headers["X-Request-ID"]
+        for _ in range(3)
+    }
+    assert len(generated) == 3
+    record = wait_for(
+        lambda: next((json.loads(line) for line in server.log().splitlines() if '"trace-42"' in line), None),
+        10,
+        "the access log line",
+    )
+    assert record["route"] == "/proto/iris" and record["status"] == 200 and record["api"] == "iris"
+    assert record["replica"].startswith("iris-") and record["latency_ms"] > 0

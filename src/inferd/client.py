@@ -147,6 +147,11 @@ class Client:
         result = self.call("GET", f"/logs/{name}?offset={offset}")
         return str(result["text"]), int(result["offset"])
 
+    def dashboard_login(self) -> dict[str, Any]:
+        """A one-time login URL of the operator's dashboard (``url``, ``expires_in`` seconds)."""
+        result: dict[str, Any] = self.call("POST", "/dashboard/login")
+        return result
+
     def predict(self, url: str, body: bytes, debug: bool = False, timeout: float = 600) -> requests.Response:
         """POST ``body`` to an API URL (from ``api(name)["url"]``)."""
         try:

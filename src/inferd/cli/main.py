@@ -123,6 +123,9 @@ def _register() -> None:
 
     for command in (deploy, refresh, get, predict, logs, delete, up, down):
         cli.add_command(command)
+    from inferd.cli.dashboard import dashboard
+
+    cli.add_command(dashboard)
 
 
 _register()

@@ -152,6 +152,34 @@ class Autoscaling(_Block):
     downscale_window: float = Field(60.0, gt=0, description="Seconds of low load before scaling down")
 
 
+class Auth(_Block):
+    """``auth:`` (inferd extension): API keys, sent as ``Authorization: Bearer KEY`` or ``X-API-Key``.
+
+    Keys are read when the API is deployed, from environment variables of the operator (or of
+    ``inferd serve``) and/or a file with one key per line; they never appear in logs or state.
+    """
+
+    keys_from_env: list[str] = Field(default_factory=list, description="Environment variables holding keys")
+    keys_file: str | None = Field(
+        None, description="File with one key per line (absolute, or in the project)"
+    )
+
+    @model_validator(mode="after")
+    def _some_source(self) -> Auth:
+        if not self.keys_from_env and self.keys_file is None:
+            raise ValueError("give keys_from_env and/or keys_file")
+        return self
+
+
+class Batching(_Block):
+    """``batching:`` (inferd extension): group queued requests into one model call."""
+
+    max_batch_size: int = Field(ge=1, le=4096, description="Most samples in one model call")
+    batch_interval: float = Field(
+        0.0, ge=0, le=10, description="Seconds a partial batch may wait for more requests (0: never wait)"
+    )
+
+
 class Api(_Block):
     """``kind: api``: one model served at one endpoint."""
 
@@ -166,6 +194,26 @@ class Api(_Block):
     autoscaling: Autoscaling = Field(
         default_factory=Autoscaling, description="inferd extension: how replicas follow the load"
     )
+    max_queue_length: int = Field(
+        1000, ge=1, description="inferd extension: requests that may wait for a replica; beyond, 503"
+    )
+    timeout: float = Field(
+        60.0, gt=0, le=86400, description="inferd extension: seconds a request may take (queue + run); 504"
+    )
+    max_body_size: str | int = Field("10Mi", description="inferd extension: largest request body; 413")
+    auth: Auth | None = Field(None, description="inferd extension: API keys")
+    batching: Batching | None = Field(None, description="inferd extension: adaptive batching")
+
+    @field_validator("max_body_size")
+    @classmethod
+    def _body_size(cls, value: str | int) -> str | int:
+        if parse_quantity(value) < 1:
+            raise ValueError("must be at least 1 byte")
+        return value
+
+    @property
+    def body_limit(self) -> int:
+        return int(parse_quantity(self.max_body_size))
 
     @field_validator("name")
     @classmethod
@@ -259,6 +307,7 @@ class ApiConfig(_Block):
     api: Api
     deployment: str = Field(description="Name of the deployment the API belongs to")
     endpoint: str = Field(description="The canonical endpoint path")
+    project_root: Path | None = Field(None, description="The project folder (for relative paths)")
 
     @property
     def name(self) -> str:
@@ -322,7 +371,7 @@ def check_project(
             )
         endpoints[endpoint] = api.name
         _check_files(root, index, api)
-        configs.append(ApiConfig(api=api, deployment=deployment.name, endpoint=endpoint))
+        configs.append(ApiConfig(api=api, deployment=deployment.name, endpoint=endpoint, project_root=root))
     return Project(root=root, config_file=config_file, deployment=deployment, apis=tuple(configs))
 
 

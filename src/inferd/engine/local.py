@@ -405,6 +405,16 @@ class LocalEngine:
         if handle.state != ReplicaState.FAILED:
             self._event(state.name, f"replica {replica.id} stopped unexpectedly; starting another")
 
+    def replica_stuck(self, handle: ReplicaHandle) -> None:
+        found = self._find(handle)
+        if found is None:
+            return
+        state, replica = found
+        self._event(state.name, f"replica {replica.id} overran a request's timeout; stopping it")
+        self.sink.replica_gone(handle.api, handle)
+        if replica.process.poll() is None:
+            replica.process.send_signal(signal.SIGKILL)
+
     # reading
 
     def describe(self, name: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import orjson
 
 if TYPE_CHECKING:
     from inferd.gateway.http import HttpConnection
-    from inferd.replica.handle import ReplicaHandle
 
 FLUSH_SECONDS = 0.2
 
@@ -30,9 +29,7 @@ class AccessLog:
         self._pending: dict[str, list[bytes]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def record(
-        self, api: str, conn: HttpConnection, status: int, latency: float, handle: ReplicaHandle | None
-    ) -> None:
+    def record(self, api: str, conn: HttpConnection, status: int, latency: float) -> None:
         line = orjson.dumps(
             {
                 "time": round(time.time(), 3),
@@ -42,7 +39,7 @@ class AccessLog:
                 "protocol": conn.protocol,
                 "status": status,
                 "latency_ms": round(latency * 1000, 3),
-                "replica": handle.replica_id if handle is not None else None,
+                "replica": conn.replica_id or None,
             }
         )
         self._pending.setdefault(api, []).append(line)

@@ -17,7 +17,7 @@ import orjson
 
 from inferd import codec
 from inferd.config.schema import ApiConfig
-from inferd.gateway import openapi, tfserving, v2
+from inferd.gateway import auth, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
 from inferd.gateway.http import HttpConnection, Request
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
@@ -29,6 +29,7 @@ log = logging.getLogger("inferd.gateway")
 
 DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
 ALLOW_CORS = b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+EXPIRE_SECONDS = 0.1
 
 
 class Gateway:
@@ -45,6 +46,7 @@ class Gateway:
         self.draining = False
         self.started = time.time()
         self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
 
     # ReplicaSink (called by the engine)
 
@@ -58,6 +60,13 @@ class Gateway:
             queue.config = config
             queue.endpoint = config.endpoint
         self.endpoints[config.endpoint.encode()] = queue
+        queue.keys, queue.auth_error = [], None
+        if config.api.auth is not None:
+            try:
+                queue.keys = auth.load_keys(config)
+            except auth.KeysError as exc:
+                queue.auth_error = str(exc)
+        self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.config.api.body_limit for q in self.apis.values())])
 
     def remove_api(self, name: str) -> None:
         queue = self.apis.pop(name, None)
@@ -97,6 +106,8 @@ class Gateway:
             queue = self.endpoints.get(path.rstrip(b"/"))
         if queue is not None:
             method = request.method
+            if not self.authorized(conn, request, queue, "cortex"):
+                return
             if method == b"POST":
                 debug = b"debug=true" in request.query.lower()
                 self.dispatch(
@@ -138,15 +149,41 @@ class Gateway:
             self.reject(conn, queue, 503, "the server is shutting down", protocol)
         elif queue.error is not None and not queue.ready:
             self.reject(conn, queue, 503, f"api '{queue.name}' is not ready: {queue.error}", protocol)
+        elif len(body) > queue.config.api.body_limit:
+            limit = queue.config.api.body_limit
+            self.reject(conn, queue, 413, f"the request body is larger than {limit} bytes", protocol)
+        elif queue.full:
+            waiting = len(queue.waiting)
+            self.reject(
+                conn, queue, 503, f"api '{queue.name}' is overloaded ({waiting} requests waiting)", protocol
+            )
         else:
             conn.submit(queue, kind, body, protocol)
+
+    def authorized(self, conn: HttpConnection, request: Request, queue: ApiQueue, protocol: str) -> bool:
+        """Check the API's keys (if it has ``auth``); answer 401/403 and return False when wrong."""
+        if queue.config.api.auth is None:
+            return True
+        if queue.auth_error is not None:
+            self.reject(
+                conn, queue, 503, f"api '{queue.name}' cannot check API keys: {queue.auth_error}", protocol
+            )
+            return False
+        status = auth.check(request.headers, queue.keys)
+        if status == 401:
+            self.reject(
+                conn, queue, 401, "this API needs a key (Authorization: Bearer KEY, or X-API-Key)", protocol
+            )
+        elif status == 403:
+            self.reject(conn, queue, 403, "wrong API key", protocol)
+        return status is None
 
     def reject(self, conn: HttpConnection, queue: ApiQueue, status: int, message: str, protocol: str) -> None:
         """Answer an error without a replica, and count it."""
         conn.protocol = protocol
         conn.started = perf_counter()
         conn.respond(status, codec.error_body(message))
-        self.finished(queue, status, conn, None, b"")
+        self.finished(queue, status, conn, b"")
 
     def method_not_allowed(self, conn: HttpConnection, request: Request, allowed: bytes) -> None:
         method = request.method.decode("latin-1")
@@ -176,9 +213,7 @@ class Gateway:
         else:
             conn.respond(200, orjson.dumps({"ok": True}))
 
-    def finished(
-        self, queue: ApiQueue, status: int, conn: HttpConnection, handle: ReplicaHandle | None, meta: bytes
-    ) -> bytes:
+    def finished(self, queue: ApiQueue, status: int, conn: HttpConnection, meta: bytes) -> bytes:
         """Count one answered request: status, latency, stage timings, tracker; log it.
 
         Returns response headers the replica asked for (the V2 binary header length).
@@ -199,7 +234,7 @@ class Gateway:
             if binary_header is not None:
                 headers = b"Inference-Header-Content-Length: %d\r\n" % binary_header
         if self.access_log is not None:
-            self.access_log.record(queue.name, conn, status, latency, handle)
+            self.access_log.record(queue.name, conn, status, latency)
         return headers
 
     def describe(self, queue: ApiQueue, brief: bool = False) -> dict[str, Any]:
@@ -235,6 +270,19 @@ class Gateway:
             lambda: HttpConnection(self), host, port, reuse_address=True, backlog=4096
         )
         self._servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._expire_forever())
+
+    async def _expire_forever(self) -> None:
+        """Answer 504 for requests past their API's timeout, ten times a second."""
+        while True:
+            await asyncio.sleep(EXPIRE_SECONDS)
+            now = perf_counter()
+            for queue in list(self.apis.values()):
+                try:
+                    queue.expire(now)
+                except Exception:  # never let one API stop the sweep
+                    log.exception("expiring requests of api '%s' failed", queue.name)
 
     @property
     def ports(self) -> list[int]:
@@ -254,6 +302,9 @@ class Gateway:
 
     async def close(self) -> None:
         """Stop listening and close every client connection."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for server in self._servers:
             server.close()
         for conn in list(self.connections):

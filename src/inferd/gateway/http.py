@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import httptools
 
 from inferd import codec
-from inferd.replica.handle import ReplicaHandle
 
 if TYPE_CHECKING:
     from inferd.gateway.queue import ApiQueue
@@ -38,9 +37,7 @@ class HttpApp(Protocol):
         """Answer ``request`` now or later with ``conn.respond``."""
         ...
 
-    def finished(
-        self, queue: ApiQueue, status: int, conn: HttpConnection, handle: ReplicaHandle | None, meta: bytes
-    ) -> bytes:
+    def finished(self, queue: ApiQueue, status: int, conn: HttpConnection, meta: bytes) -> bytes:
         """Account for one answered request; extra response headers (from the replica's metadata)."""
         ...
 
@@ -112,6 +109,7 @@ class HttpConnection(asyncio.Protocol):
         self.started = 0.0
         self.sent_at = 0.0
         self.protocol = "cortex"
+        self.replica_id = ""
         self.path = b""
         self.request_id = b""
         self.keep_alive = True
@@ -215,17 +213,16 @@ class HttpConnection(asyncio.Protocol):
         """Hand the request to ``queue``; ``on_reply`` answers the client later."""
         self.queue = queue
         self.protocol = protocol
+        self.replica_id = ""
         self.started = self.sent_at = perf_counter()
         queue.submit(self, kind, body)
 
-    def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes, meta: bytes) -> None:
+    def on_reply(self, status: int, body: bytes, meta: bytes) -> None:
         queue = self.queue
         self.queue = None
         headers = b""
         if queue is not None:
-            if handle is not None:
-                queue.release(handle)
-            headers = self.app.finished(queue, status, self, handle, meta)
+            headers = self.app.finished(queue, status, self, meta)
         self.respond(
             status,
             body,

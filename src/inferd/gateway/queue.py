@@ -1,28 +1,38 @@
 """One API's queue: idle replicas on a LIFO stack, waiting requests in one FIFO queue.
 
 A request goes to an idle replica at once; when every replica is busy it waits, and a replica
-that answers takes the next waiting request before it is marked idle again. There is no Task,
-Future or thread per request: the waiter object (the HTTP connection) is called back directly.
+that answers takes the next waiting work before it is marked idle again. With ``batching``, a
+replica that frees up takes up to ``max_batch_size`` waiting Cortex-style requests as one model
+call (an idle replica still takes a lone request at once: no added latency at low load). There
+is no Task, Future or thread per request: waiters (HTTP connections) are called back directly.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from time import perf_counter
 from typing import Any, Protocol
 
+from inferd import codec
 from inferd.config.schema import ApiConfig
 from inferd.gateway.metrics import ApiStats
-from inferd.replica.handle import ReplicaHandle, ReplicaState
+from inferd.replica import messages
+from inferd.replica.handle import Answer, ReplicaHandle, ReplicaState
 
 
 class QueuedRequest(Protocol):
     """A request waiting for a replica (an HTTP connection in practice)."""
 
     closed: bool
+    started: float
     sent_at: float
+    replica_id: str
 
-    def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes, meta: bytes) -> None: ...
+    def on_reply(self, status: int, body: bytes, meta: bytes) -> None: ...
+
+
+Entry = tuple[QueuedRequest, bytes, bytes]  # request, frame kind, body
 
 
 class ApiQueue:
@@ -34,11 +44,16 @@ class ApiQueue:
         self.endpoint = config.endpoint
         self.idle: list[ReplicaHandle] = []
         self.replicas: set[ReplicaHandle] = set()
-        self.waiting: deque[tuple[QueuedRequest, bytes, bytes]] = deque()
+        self.busy: dict[ReplicaHandle, list[QueuedRequest]] = {}
+        self.waiting: deque[Entry] = deque()
         self.running = 0
         self.info: dict[str, Any] = {}
         self.error: str | None = None
+        self.keys: list[bytes] = []
+        self.auth_error: str | None = None
         self.stats = ApiStats()
+        self.batch_sizes: dict[int, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def ready(self) -> bool:
@@ -49,40 +64,98 @@ class ApiQueue:
         """Requests queued or running: the autoscaling signal."""
         return self.running + len(self.waiting)
 
+    @property
+    def full(self) -> bool:
+        """No idle replica and ``max_queue_length`` requests already waiting."""
+        if self.idle or len(self.waiting) < self.config.api.max_queue_length:
+            return False
+        self.waiting = deque(entry for entry in self.waiting if not entry[0].closed)
+        return len(self.waiting) >= self.config.api.max_queue_length
+
     def submit(self, request: QueuedRequest, kind: bytes, body: bytes) -> None:
         """Send to an idle replica now, or queue until one is free."""
         if self.idle:
-            handle = self.idle.pop()
-            self.running += 1
-            request.sent_at = perf_counter()
-            handle.send(kind, body, request)
+            self._send(self.idle.pop(), [request], kind, [body])
         else:
             self.waiting.append((request, kind, body))
 
-    def release(self, handle: ReplicaHandle) -> None:
-        """``handle`` answered: give it the next waiting request, or mark it idle."""
-        self.running -= 1
+    def _send(
+        self, handle: ReplicaHandle, requests: list[QueuedRequest], kind: bytes, bodies: list[bytes]
+    ) -> None:
+        now = perf_counter()
+        for request in requests:
+            request.sent_at = now
+            request.replica_id = handle.replica_id
+        self.running += len(requests)
+        self.busy[handle] = requests
+        if len(bodies) == 1:
+            handle.send(kind, bodies[0], requests[0])
+        else:
+            handle.send_batch(bodies, list(requests))
+        if self.config.api.batching is not None:
+            self.batch_sizes[len(bodies)] = self.batch_sizes.get(len(bodies), 0) + 1
+
+    def replica_answered(self, handle: ReplicaHandle, answers: list[Answer]) -> None:
+        """``handle`` answered: give it its next work first, then answer the clients."""
+        done = self.busy.pop(handle, [])
+        self.running -= len(done)
+        self._next(handle)
+        for waiter, status, body, meta in answers:
+            waiter.on_reply(status, body, meta)
+
+    def _next(self, handle: ReplicaHandle) -> None:
         if handle.state != ReplicaState.READY or handle not in self.replicas:
             return
         waiting = self.waiting
-        while waiting:
-            request, kind, body = waiting.popleft()
-            if request.closed:  # the client left while queued: its slot is free
-                continue
-            self.running += 1
-            request.sent_at = perf_counter()
-            handle.send(kind, body, request)
+        while waiting and waiting[0][0].closed:  # clients that left while queued free their slot
+            waiting.popleft()
+        if not waiting:
+            self.idle.append(handle)
             return
-        self.idle.append(handle)
+        batching = self.config.api.batching
+        if batching is None or waiting[0][1] != messages.PREDICT:
+            request, kind, body = waiting.popleft()
+            self._send(handle, [request], kind, [body])
+            return
+        if len(waiting) < batching.max_batch_size and batching.batch_interval > 0:
+            wait = waiting[0][0].started + batching.batch_interval - perf_counter()
+            if wait > 0:  # a partial batch may wait a little for more requests
+                self.idle.append(handle)
+                self._schedule(wait)
+                return
+        self._send_batch(handle, batching.max_batch_size)
+
+    def _send_batch(self, handle: ReplicaHandle, limit: int) -> None:
+        requests: list[QueuedRequest] = []
+        bodies: list[bytes] = []
+        waiting = self.waiting
+        while waiting and len(requests) < limit and waiting[0][1] == messages.PREDICT:
+            request, _, body = waiting.popleft()
+            if not request.closed:
+                requests.append(request)
+                bodies.append(body)
+        if requests:
+            self._send(handle, requests, messages.PREDICT, bodies)
+        else:
+            self._next(handle)
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._flush_partial)
+
+    def _flush_partial(self) -> None:
+        self._timer = None
+        while self.waiting and self.idle:
+            self._next(self.idle.pop())
 
     def add(self, handle: ReplicaHandle) -> None:
         """A replica became ready: it serves from now on."""
         self.replicas.add(handle)
+        handle.owner = self
         self.error = None
         if not self.info:
             self.info = handle.info
-        self.running += 1  # release() below takes it back
-        self.release(handle)
+        self._next(handle)
 
     def remove(self, handle: ReplicaHandle) -> None:
         """A replica is gone or draining: no new request goes to it."""
@@ -95,4 +168,26 @@ class ApiQueue:
         while self.waiting:
             request, _, _ = self.waiting.popleft()
             if not request.closed:
-                request.on_reply(None, status, body, b"")
+                request.on_reply(status, body, b"")
+
+    def expire(self, now: float) -> None:
+        """Answer 504 to requests past the API's timeout; abandon replicas stuck on one."""
+        timeout = self.config.api.timeout
+        waiting = self.waiting
+        if waiting and waiting[0][0].started + timeout <= now:
+            body = codec.error_body(f"the request did not finish within the api's timeout ({timeout:g}s)")
+            while waiting and waiting[0][0].started + timeout <= now:
+                request, _, _ = waiting.popleft()
+                if not request.closed:
+                    request.on_reply(504, body, b"")
+        for handle, requests in list(self.busy.items()):
+            if requests and min(r.started for r in requests) + timeout <= now:
+                body = codec.error_body(
+                    f"the request did not finish within the api's timeout ({timeout:g}s); its replica "
+                    "was stopped and is being replaced"
+                )
+                del self.busy[handle]
+                self.running -= len(requests)
+                self.remove(handle)
+                for waiter in handle.abandon():
+                    waiter.on_reply(504, body, b"")

@@ -38,6 +38,8 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     queue = gateway.apis.get(name)
     if queue is None:
         return conn.respond(404, _not_found(name))
+    if not gateway.authorized(conn, request, queue, "tfserving"):
+        return None
     parts = parts[1:]
     if len(parts) >= 2 and parts[0] in ("versions", "labels"):
         if parts[0] == "versions" and parts[1] != VERSION:

@@ -44,6 +44,8 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     queue = gateway.apis.get(name)
     if queue is None:
         return conn.respond(404, codec.error_body(f"model '{name}' is not found"))
+    if not gateway.authorized(conn, request, queue, "v2"):
+        return None
     if len(rest) >= 2 and rest[0] == "versions":
         if rest[1] != VERSION:
             return conn.respond(

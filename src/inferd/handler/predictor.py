@@ -6,6 +6,7 @@ become ``HandlerError`` naming the function and file; the traceback goes to the 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import traceback
@@ -15,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from inferd.config.schema import Api
-from inferd.errors import HandlerError, InputError, LoadError, ModelError
+from inferd.errors import HandlerError, InferdError, InputError, LoadError, ModelError
 from inferd.handler.convert import to_model_inputs
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
 from inferd.runtimes import Runtime, TensorSpec, load_runtime
@@ -130,14 +131,97 @@ class Predictor:
             log.info("post_inference: %s", _preview(result))
         return result
 
+    def predict_batch(self, samples: list[Any]) -> list[tuple[Any, InferdError | None, dict[str, float]]]:
+        """Answer several samples with one model call: (result, error, timings) per sample.
+
+        ``pre_inference`` and ``post_inference`` run per sample, so handlers written for one
+        sample work unchanged; the model runs once on the samples' rows stacked together. A
+        sample that fails (bad input, a handler error) fails alone. Models whose outputs do not
+        keep one row per input row are run per sample instead.
+        """
+        results: list[tuple[Any, InferdError | None, dict[str, float]]] = [(None, None, {})] * len(samples)
+        runtime = self.runtime
+        if runtime is None or len(samples) == 1:
+            return [self._one(sample) for sample in samples]
+        clock = time.perf_counter
+        prepared: list[tuple[int, dict[str, np.ndarray[Any, Any]], float]] = []
+        pre = self.code.get("pre_inference") if self.code else None
+        for index, sample in enumerate(samples):
+            started = clock()
+            try:
+                value = sample
+                if pre is not None:
+                    value = self._call(
+                        "pre_inference", sample, runtime.handler_signature("pre"), self.metadata
+                    )
+                try:
+                    inputs = to_model_inputs(value, runtime.inputs)
+                except InputError as exc:
+                    if pre is not None:
+                        raise InputError(f"{exc} (as returned by pre_inference)") from None
+                    raise
+                prepared.append((index, inputs, clock() - started))
+            except InferdError as exc:
+                results[index] = (None, exc, {})
+        rows = [_rows(inputs) for _, inputs, _ in prepared]
+        if not prepared or None in rows:
+            for index, _inputs, _ in prepared:
+                results[index] = self._one(samples[index])
+            return results
+        counts = [count for count in rows if count is not None]
+        stacked = {
+            spec.name: np.concatenate([inputs[spec.name] for _, inputs, _ in prepared])
+            for spec in runtime.inputs
+        }
+        started = clock()
+        try:
+            prediction = self._run_raw(stacked)
+        except ModelError:  # one bad sample must not fail its batch: retry one by one
+            for index, _inputs, _ in prepared:
+                results[index] = self._one(samples[index])
+            return results
+        model_time = clock() - started
+        parts = _split(prediction, counts)
+        if parts is None:
+            for index, _inputs, _ in prepared:
+                results[index] = self._one(samples[index])
+            return results
+        post = self.code.get("post_inference") if self.code else None
+        for (index, _inputs, pre_time), raw in zip(prepared, parts, strict=True):
+            part = self._shaped(raw)
+            timings = {"pre_inference": pre_time, "model": model_time}
+            if post is None:
+                results[index] = (part, None, timings)
+                continue
+            started = clock()
+            try:
+                result = self._call("post_inference", part, runtime.handler_signature("post"), self.metadata)
+                timings["post_inference"] = clock() - started
+                results[index] = (result, None, timings)
+            except InferdError as exc:
+                results[index] = (None, exc, timings)
+        return results
+
+    def _one(self, sample: Any) -> tuple[Any, InferdError | None, dict[str, float]]:
+        try:
+            result = self.predict(sample)
+            return result, None, self.timings
+        except InferdError as exc:
+            return None, exc, self.timings
+
     def run_model(self, inputs: dict[str, np.ndarray[Any, Any]]) -> Any:
         """Run the model; TensorFlow outputs are flattened per output as Cortex delivered them."""
+        return self._shaped(self._run_raw(inputs))
+
+    def _run_raw(self, inputs: dict[str, np.ndarray[Any, Any]]) -> Any:
         assert self.runtime is not None
         try:
-            prediction = self.runtime.run(inputs)
+            return self.runtime.run(inputs)
         except Exception as exc:
             log.error("the model failed:\n%s", traceback.format_exc().rstrip())
             raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
+
+    def _shaped(self, prediction: Any) -> Any:
         if isinstance(prediction, dict) and not self.full_shapes:
             return {name: _flat(value) for name, value in prediction.items()}
         return prediction
@@ -190,6 +274,36 @@ class Predictor:
             info["signature_key"] = getattr(self.runtime, "signature_key", None)
             info["signature_def"] = self.runtime.handler_signature("pre")
         return info
+
+
+def _rows(inputs: dict[str, np.ndarray[Any, Any]]) -> int | None:
+    """The number of rows every input of one sample has (its batch size), or ``None``."""
+    counts = {value.shape[0] if value.ndim else None for value in inputs.values()}
+    count = counts.pop() if len(counts) == 1 else None
+    return count
+
+
+def _split(prediction: Any, counts: list[int]) -> list[Any] | None:
+    """Cut a batched prediction back into one per sample (``None`` when rows do not line up)."""
+    total = sum(counts)
+    bounds = np.cumsum([0, *counts])
+    if isinstance(prediction, dict):
+        if not all(_has_rows(value, total) for value in prediction.values()):
+            return None
+        return [
+            {name: value[a:b] for name, value in prediction.items()} for a, b in itertools.pairwise(bounds)
+        ]
+    if isinstance(prediction, list):
+        if not all(_has_rows(value, total) for value in prediction):
+            return None
+        return [[value[a:b] for value in prediction] for a, b in itertools.pairwise(bounds)]
+    return None
+
+
+def _has_rows(value: Any, total: int) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0 and value.shape[0] == total
+    return isinstance(value, list) and len(value) == total
 
 
 def _flat(value: Any) -> Any:

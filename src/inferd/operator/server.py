@@ -34,6 +34,7 @@ from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
 from inferd.gateway.http import HttpConnection, Request, parse_query
 from inferd.gateway.queue import ApiQueue
+from inferd.operator.dashboard import Dashboard
 from inferd.operator.logs import log_path, read_from
 from inferd.operator.state import (
     OPERATOR_FILE,
@@ -66,6 +67,7 @@ class Operator:
         self.token = new_token()
         self.stop_event = asyncio.Event()
         self.admin = AdminApp(self)
+        self.dashboard = Dashboard(self)
         self.locks: dict[str, asyncio.Lock] = {}
         self.started = time.time()
 
@@ -76,6 +78,7 @@ class Operator:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: HttpConnection(self.admin), ADMIN_HOST, 0)
         admin_port = server.sockets[0].getsockname()[1]
+        dashboard_url = await self.dashboard.start()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop_event.set)
         write_private(self.home / TOKEN_FILE, self.token)
@@ -85,6 +88,7 @@ class Operator:
             "gateway": self.gateway_url,
             "version": __version__,
             "started": self.started,
+            "dashboard": dashboard_url,
         }
         write_private(self.home / OPERATOR_FILE, orjson.dumps(info).decode())
         log.info(
@@ -101,6 +105,7 @@ class Operator:
         await self.engine.stop()
         await self.gateway.close()
         self.access_log.flush()
+        await self.dashboard.stop()
         server.close()
         (self.home / OPERATOR_FILE).unlink(missing_ok=True)
         log.info("stopped")
@@ -284,6 +289,8 @@ class AdminApp:
                 raise NotFoundError(f"no API named '{name}'")
             text, offset = read_from(file, int(parse_query(request.query).get("offset", 0)))
             return {"text": text, "offset": offset}
+        if method == b"POST" and path == "/dashboard/login":
+            return operator.dashboard.new_login()
         if method == b"POST" and path == "/down":
             asyncio.get_running_loop().call_later(0.05, operator.stop_event.set)
             return {"message": "stopping"}

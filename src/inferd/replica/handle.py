@@ -1,8 +1,10 @@
 """The gateway's view of one replica: an asyncio protocol on its end of the socketpair.
 
-Runs on the gateway's event loop. ``send`` writes one request frame; the reply is handed to the
-request's ``Waiter`` with no Future or Task in between. Lifecycle events (ready, failed to load,
-gone) go to the ``ReplicaEvents`` given at construction (the engine).
+Runs on the gateway's event loop. ``send`` writes one request frame (``send_batch`` several
+requests in one frame); the answers go to the ``ReplicaOwner`` (the API's queue), which hands
+the replica its next work and each answer to its waiter, with no Future or Task in between.
+Lifecycle events (ready, failed to load, gone, stuck) go to the ``ReplicaEvents`` given at
+construction (the engine).
 """
 
 from __future__ import annotations
@@ -25,9 +27,18 @@ class ReplicaState(enum.StrEnum):
 
 
 class Waiter(Protocol):
-    """Whoever sent a request: told the status and body of the reply (exactly once)."""
+    """Whoever sent a request: told the status, body and metadata of its answer (once)."""
 
-    def on_reply(self, handle: ReplicaHandle | None, status: int, body: bytes, meta: bytes) -> None: ...
+    def on_reply(self, status: int, body: bytes, meta: bytes) -> None: ...
+
+
+Answer = tuple[Waiter, int, bytes, bytes]
+
+
+class ReplicaOwner(Protocol):
+    """Who dispatches work to the replica (an API's queue): told when it answered."""
+
+    def replica_answered(self, handle: ReplicaHandle, answers: list[Answer]) -> None: ...
 
 
 class ReplicaEvents(Protocol):
@@ -39,21 +50,26 @@ class ReplicaEvents(Protocol):
 
     def replica_closed(self, handle: ReplicaHandle) -> None: ...
 
+    def replica_stuck(self, handle: ReplicaHandle) -> None:
+        """The replica overran a request's deadline and was abandoned: stop its process."""
+        ...
+
 
 CRASHED = codec.error_body("the replica running this request stopped before answering; retry it")
 
 
 class ReplicaHandle(asyncio.Protocol):
-    """One replica process as the gateway sees it: idle or busy with one request."""
+    """One replica process as the gateway sees it: idle, or busy with one request or batch."""
 
     def __init__(self, api: str, replica_id: str, version: str, events: ReplicaEvents) -> None:
         self.api = api
         self.replica_id = replica_id
         self.version = version
         self.events = events
+        self.owner: ReplicaOwner | None = None
         self.state = ReplicaState.STARTING
         self.info: dict[str, Any] = {}
-        self.waiter: Waiter | None = None
+        self.waiters: list[Waiter] = []
         self.requests = 0
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -64,19 +80,41 @@ class ReplicaHandle(asyncio.Protocol):
 
     @property
     def busy(self) -> bool:
-        return self.waiter is not None
+        return bool(self.waiters)
 
     def send(self, kind: bytes, body: bytes, waiter: Waiter) -> None:
-        """Send one request; ``waiter.on_reply`` is called when the replica answers or dies."""
-        assert self._transport is not None and self.waiter is None
-        self.waiter = waiter
+        """Send one request; its answer goes to the owner (or straight to ``waiter``)."""
+        assert self._transport is not None and not self.waiters
+        self.waiters = [waiter]
         self.requests += 1
         self._transport.writelines((messages.LENGTH.pack(len(body) + 1), kind, body))
+
+    def send_batch(self, bodies: list[bytes], waiters: list[Waiter]) -> None:
+        """Send several Cortex-style requests as one ``BATCH`` frame (one model call)."""
+        assert self._transport is not None and not self.waiters
+        self.waiters = waiters
+        self.requests += len(bodies)
+        self._transport.writelines(messages.batch_frame(bodies))
 
     def close(self) -> None:
         """Close the gateway's end: the replica finishes its current request and exits."""
         if self._transport is not None:
             self._transport.close()
+
+    def close_when_idle(self) -> None:
+        """Close once the work it is running (if any) has been answered."""
+        if not self.waiters:
+            self.close()
+        else:
+            self._retiring = True
+
+    def abandon(self) -> list[Waiter]:
+        """Give up on a replica that overran a deadline: its waiters (to answer), process stopped."""
+        waiters, self.waiters = self.waiters, []
+        self.owner = None
+        self.events.replica_stuck(self)
+        self.close()
+        return waiters
 
     # asyncio.Protocol
 
@@ -102,26 +140,27 @@ class ReplicaHandle(asyncio.Protocol):
             if kind == messages.REPLY:
                 status = (data[start] << 8) | data[start + 1]
                 meta_end = start + 4 + ((data[start + 2] << 8) | data[start + 3])
-                self._reply(status, data[meta_end:offset], data[start + 4 : meta_end])
+                waiters, self.waiters = self.waiters, []
+                if waiters:
+                    self._deliver([(waiters[0], status, data[meta_end:offset], data[start + 4 : meta_end])])
+            elif kind == messages.BATCH_REPLY:
+                waiters, self.waiters = self.waiters, []
+                replies = messages.parse_batch_reply(data[start:offset])
+                self._deliver([(w, *reply) for w, reply in zip(waiters, replies, strict=False)])
             else:
                 self._lifecycle(kind, data[start:offset])
         if offset < end:
             buffer += data[offset:]
 
-    def _reply(self, status: int, body: bytes, meta: bytes) -> None:
-        waiter = self.waiter
-        self.waiter = None
-        if waiter is not None:
-            waiter.on_reply(self, status, body, meta)
-        if self._retiring:
-            self.close()
-
-    def close_when_idle(self) -> None:
-        """Close once the request it is running (if any) has been answered."""
-        if self.waiter is None:
-            self.close()
+    def _deliver(self, answers: list[Answer]) -> None:
+        owner = self.owner
+        if owner is not None:
+            owner.replica_answered(self, answers)
         else:
-            self._retiring = True
+            for waiter, status, body, meta in answers:
+                waiter.on_reply(status, body, meta)
+        if self._retiring and not self.waiters:
+            self.close()
 
     def _lifecycle(self, kind: bytes, payload: bytes) -> None:
         info = orjson.loads(payload) if payload else {}
@@ -137,8 +176,7 @@ class ReplicaHandle(asyncio.Protocol):
         if self.state != ReplicaState.FAILED:
             self.state = ReplicaState.CLOSED
         self._transport = None
-        waiter = self.waiter
-        self.waiter = None
-        if waiter is not None:
-            waiter.on_reply(self, 503, CRASHED, b"")
+        waiters, self.waiters = self.waiters, []
+        if waiters:
+            self._deliver([(waiter, 503, CRASHED, b"") for waiter in waiters])
         self.events.replica_closed(self)

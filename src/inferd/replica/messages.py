@@ -33,9 +33,11 @@ TF_PREDICT = b"T"
 TF_CLASSIFY = b"C"
 TF_REGRESS = b"G"
 TENSOR_KINDS = (V2_INFER, V2_INFER_BINARY, TF_PREDICT, TF_CLASSIFY, TF_REGRESS)
+BATCH = b"N"  # count, then (length, body) per request: one model call for all of them
 READY = b"R"
 FAILED = b"F"
 REPLY = b"A"
+BATCH_REPLY = b"M"  # count, then (status, metadata length, body length, metadata, body) each
 
 MAX_FRAME = 1 << 31
 
@@ -43,6 +45,57 @@ MAX_FRAME = 1 << 31
 def frame(kind: bytes, payload: bytes) -> bytes:
     """One frame: length prefix, kind byte, payload."""
     return LENGTH.pack(len(payload) + 1) + kind + payload
+
+
+ITEM_HEAD = struct.Struct(">HHI")
+
+
+def batch_frame(bodies: list[bytes]) -> list[bytes]:
+    """The pieces of one ``BATCH`` frame (for ``writelines``)."""
+    parts = [b"", BATCH, LENGTH.pack(len(bodies))]
+    for body in bodies:
+        parts.append(LENGTH.pack(len(body)))
+        parts.append(body)
+    parts[0] = LENGTH.pack(sum(len(part) for part in parts[1:]))
+    return parts
+
+
+def parse_batch(payload: bytes) -> list[bytes]:
+    """The request bodies of a ``BATCH`` frame's payload."""
+    (count,) = LENGTH.unpack_from(payload, 0)
+    offset = 4
+    bodies = []
+    for _ in range(count):
+        (size,) = LENGTH.unpack_from(payload, offset)
+        bodies.append(payload[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return bodies
+
+
+def batch_reply_frame(replies: list[tuple[int, bytes, bytes]]) -> bytes:
+    """A ``BATCH_REPLY`` frame from (status, body, metadata) per request, in order."""
+    parts = [BATCH_REPLY, LENGTH.pack(len(replies))]
+    for status, body, meta in replies:
+        parts.append(ITEM_HEAD.pack(status, len(meta), len(body)))
+        parts.append(meta)
+        parts.append(body)
+    payload = b"".join(parts)
+    return LENGTH.pack(len(payload)) + payload
+
+
+def parse_batch_reply(payload: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(status, body, metadata) per request of a ``BATCH_REPLY`` payload (after the kind)."""
+    (count,) = LENGTH.unpack_from(payload, 0)
+    offset = 4
+    replies = []
+    for _ in range(count):
+        status, meta_size, body_size = ITEM_HEAD.unpack_from(payload, offset)
+        offset += ITEM_HEAD.size
+        meta = payload[offset : offset + meta_size]
+        offset += meta_size
+        replies.append((status, payload[offset : offset + body_size], meta))
+        offset += body_size
+    return replies
 
 
 def reply_frame(status: int, body: bytes, meta: bytes = b"") -> bytes:

@@ -125,6 +125,50 @@ def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes, 
         return 500, codec.error_body(f"internal error: {type(exc).__name__}: {exc}"), b""
 
 
+def answer_batch(predictor: Predictor, payload: bytes) -> bytes:
+    """A ``BATCH`` frame: decode each body, one model call, one reply per request, in order."""
+    bodies = messages.parse_batch(payload)
+    replies: list[tuple[int, bytes, bytes] | None] = [None] * len(bodies)
+    samples: list[Any] = []
+    positions: list[int] = []
+    for index, body in enumerate(bodies):
+        try:
+            samples.append(codec.loads(body))
+            positions.append(index)
+        except InferdError as exc:
+            replies[index] = (exc.status_code, codec.error_body(exc.message), b"")
+    try:
+        outcomes = predictor.predict_batch(samples) if samples else []
+    except Exception as exc:  # a bug of ours: fail this batch, keep serving
+        log.error("batch failed:\n%s", traceback.format_exc().rstrip())
+        body = codec.error_body(f"internal error: {type(exc).__name__}: {exc}")
+        return messages.batch_reply_frame([(500, body, b"")] * len(bodies))
+    size = len(samples)
+    for index, (result, error, timings) in zip(positions, outcomes, strict=True):
+        replies[index] = _encode(predictor, result, error, {**timings, "batch": size})
+    return messages.batch_reply_frame([reply for reply in replies if reply is not None])
+
+
+def _encode(
+    predictor: Predictor, result: Any, error: InferdError | None, timings: dict[str, Any]
+) -> tuple[int, bytes, bytes]:
+    if error is not None:
+        if error.status_code >= 500:
+            log.error("prediction failed: %s", error.message)
+        return error.status_code, codec.error_body(error.message), b""
+    try:
+        out = codec.dumps(result)
+    except TypeError as exc:
+        stage = "predict" if predictor.runtime is None else "post_inference"
+        message = f"{stage} returned a value that is not JSON-serialisable: {exc}"
+        log.error("prediction failed: %s", message)
+        return 500, codec.error_body(message), b""
+    tracked = tracked_value(result, predictor.api.tracker)
+    if tracked is not None:
+        timings["tracked"] = tracked
+    return 200, out, codec.dumps(timings)
+
+
 def serve(sock: socket.socket, predictor: Predictor) -> None:
     """Answer frames until the gateway closes the socket."""
     buffer = bytearray()
@@ -146,6 +190,9 @@ def serve(sock: socket.socket, predictor: Predictor) -> None:
         kind = bytes(buffer[4:5])
         body = bytes(buffer[5 : 4 + size])
         del buffer[: 4 + size]
+        if kind == messages.BATCH:
+            sendall(answer_batch(predictor, body))
+            continue
         status, out, meta = answer(predictor, kind, body)
         sendall(messages.reply_frame(status, out, meta))
 

@@ -1,0 +1,54 @@
+"""API keys (the ``auth`` extension): loaded when an API is added, checked in constant time.
+
+Keys come from the environment of the process serving the API and/or a file; they are held in
+memory only and never logged. A missing key is 401, a wrong one 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path
+
+from inferd.config.schema import ApiConfig
+
+
+class KeysError(Exception):
+    """The API's keys cannot be read (an unset variable, an unreadable file, no key at all)."""
+
+
+def load_keys(config: ApiConfig) -> list[bytes]:
+    auth = config.api.auth
+    assert auth is not None
+    keys: list[bytes] = []
+    for name in auth.keys_from_env:
+        value = os.environ.get(name)
+        if not value:
+            raise KeysError(f"the environment variable {name} is not set")
+        keys.append(value.strip().encode())
+    if auth.keys_file is not None:
+        path = Path(auth.keys_file)
+        if not path.is_absolute() and config.project_root is not None:
+            path = config.project_root / path
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise KeysError(f"cannot read the keys file {path}: {exc.strerror or exc}") from None
+        keys.extend(line.strip().encode() for line in lines if line.strip() and not line.startswith("#"))
+    if not keys:
+        raise KeysError("no API key is configured")
+    return keys
+
+
+def check(headers: dict[bytes, bytes], keys: list[bytes]) -> int | None:
+    """``None`` when the request carries a valid key, else 401 (none) or 403 (wrong)."""
+    given = headers.get(b"x-api-key")
+    authorization = headers.get(b"authorization")
+    if given is None and authorization is not None and authorization[:7].lower() == b"bearer ":
+        given = authorization[7:].strip()
+    if not given:
+        return 401
+    matched = False
+    for key in keys:  # compare with every key, so the time says nothing about which matched
+        matched |= hmac.compare_digest(given, key)
+    return None if matched else 403

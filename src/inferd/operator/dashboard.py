@@ -1,0 +1,322 @@
+"""The web dashboard: a third listener of the operator, next to the gateway and the admin API.
+
+It serves one static page (``static/``) and the JSON the page polls, on loopback by default
+(``INFERD_DASHBOARD_HOST`` may widen it, with a warning), on a port the OS picks unless
+``INFERD_DASHBOARD_PORT`` says. Every route but the login needs a session cookie, which only a
+one-time token from the admin API (``inferd dashboard``) can open (see ``sessions.py``). It is
+a cold path: the same small HTTP connection class as the admin API, answers built on demand.
+
+The dashboard also owns the sampler that feeds ``History``: one cheap pass over the APIs every
+``INFERD_DASHBOARD_SAMPLE_SECONDS`` (default 5) on the operator's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import time
+from collections import deque
+from pathlib import Path
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from inferd import __version__
+from inferd.errors import InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
+from inferd.gateway.http import HttpConnection, Request, parse_query
+from inferd.operator.history import PERIOD, History, class_totals
+from inferd.operator.logs import log_path
+from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value
+
+if TYPE_CHECKING:
+    from inferd.operator.server import Operator
+
+log = logging.getLogger("inferd.operator")
+
+DEFAULT_HOST = "127.0.0.1"
+STATIC = Path(__file__).parent / "static"
+FILES = {
+    b"/dashboard/": ("index.html", b"text/html; charset=utf-8"),
+    b"/dashboard/dashboard.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
+    b"/dashboard/dashboard.css": ("dashboard.css", b"text/css; charset=utf-8"),
+}
+LOG_LINES = 50
+LOG_TAIL_BYTES = 64 * 1024
+LOG_LINE_CHARS = 2000
+# The page loads only its own files and talks only to this listener; nothing may frame it.
+SECURITY_HEADERS = (
+    b"Cache-Control: no-store\r\n"
+    b"X-Content-Type-Options: nosniff\r\n"
+    b"X-Frame-Options: DENY\r\n"
+    b"Referrer-Policy: no-referrer\r\n"
+    b"Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "
+    b"img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    b"frame-ancestors 'none'\r\n"
+)
+
+
+class DashboardConnection(HttpConnection):
+    """An HTTP connection that also keeps the ``Cookie`` header (the gateway's parser skips it)."""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"cookie":
+            self._headers[b"cookie"] = value
+        else:
+            super().on_header(name, value)
+
+
+def sample_period() -> float:
+    """Seconds between history samples (``INFERD_DASHBOARD_SAMPLE_SECONDS``; tests shorten it)."""
+    value = os.environ.get("INFERD_DASHBOARD_SAMPLE_SECONDS")
+    try:
+        period = float(value) if value else PERIOD
+    except ValueError:
+        period = PERIOD
+    return period if period > 0 else PERIOD
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Dashboard:
+    """The dashboard's listener, sessions and history sampler (an ``HttpApp``)."""
+
+    body_limit = 64 * 1024
+
+    def __init__(self, operator: Operator) -> None:
+        self.operator = operator
+        self.connections: set[HttpConnection] = set()
+        self.sessions = Sessions()
+        self.history = History(period=sample_period())
+        self.host = os.environ.get("INFERD_DASHBOARD_HOST", DEFAULT_HOST)
+        self.port = int(os.environ.get("INFERD_DASHBOARD_PORT", "0") or 0)
+        self.url = ""
+        self.cookie = "inferd_dashboard"
+        self._server: asyncio.AbstractServer | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self._last_tick: float | None = None
+        self._files: dict[bytes, tuple[bytes, bytes]] = {}
+
+    # lifecycle (called by Operator.run)
+
+    async def start(self) -> str:
+        """Listen, start sampling; the dashboard's base URL."""
+        self._files = _load_files()
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(lambda: DashboardConnection(self), self.host, self.port)
+        except OSError as exc:
+            raise InferdError(
+                f"cannot listen on {self.host}:{self.port} for the dashboard: {exc.strerror or exc}"
+            ) from None
+        port = int(self._server.sockets[0].getsockname()[1])
+        # Cookies are not separated by port: a name per port keeps two operators apart.
+        self.cookie = f"inferd_dashboard_{port}"
+        wildcard = self.host in ("", "0.0.0.0", "::")
+        host = DEFAULT_HOST if wildcard else self.host
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        if not is_loopback(self.host):
+            log.warning(
+                "the dashboard listens on %s:%d (INFERD_DASHBOARD_HOST), reachable from other machines; "
+                "logins still need a one-time token, but traffic is plain HTTP",
+                self.host or "*",
+                port,
+            )
+        log.info("dashboard on %s/dashboard/ (log in with `inferd dashboard`)", self.url)
+        self._sampler = loop.create_task(self._sample_forever())
+        return self.url
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+
+    def new_login(self) -> dict[str, Any]:
+        """A one-time login URL (the admin API's ``POST /dashboard/login``)."""
+        token = self.sessions.new_login()
+        return {"url": f"{self.url}/dashboard/login?token={token}", "expires_in": LOGIN_TTL}
+
+    # history
+
+    async def _sample_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.history.period
+        due = loop.time()
+        while True:
+            due += period
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            try:
+                self.sample()
+            except Exception:  # a bug here must not stop the sampling, nor the operator
+                log.exception("dashboard sampling failed")
+
+    def sample(self) -> None:
+        """Record one sample of every API: request counts, latencies since the last, queue, replicas."""
+        operator = self.operator
+        now, at, since = perf_counter(), time.time(), self._last_tick
+        names = list(operator.engine.apis)
+        for name in names:
+            info = operator.engine.describe(name)
+            queue = operator.gateway.apis.get(name)
+            if queue is None:
+                self.history.observe(name, at, {}, (), 0, info)
+                continue
+            stats = queue.stats
+            latencies = _latencies_since(stats.recent, since)
+            self.history.observe(
+                name, at, class_totals(stats.by_status), latencies, len(queue.waiting), info
+            )
+        self.history.keep_only(names)
+        self._last_tick = now
+
+    # HTTP
+
+    def finished(self, *args: Any, **kwargs: Any) -> bytes:
+        """Dashboard requests are not counted."""
+        return b""
+
+    def handle(self, conn: HttpConnection, request: Request) -> None:
+        try:
+            self._route(conn, request)
+        except InferdError as exc:
+            conn.respond(exc.status_code, orjson.dumps({"error": exc.message}), headers=SECURITY_HEADERS)
+
+    def _route(self, conn: HttpConnection, request: Request) -> None:
+        if request.method != b"GET":
+            raise MethodNotAllowedError("the dashboard answers GET only")
+        path = request.path
+        signed_in = self.sessions.valid(cookie_value(request.headers.get(b"cookie", b""), self.cookie))
+        if path == b"/dashboard/login":
+            self._login(conn, request, signed_in)
+            return
+        if not signed_in:
+            raise UnauthorizedError("log in to the dashboard with the link that `inferd dashboard` prints")
+        if path in (b"/", b"/dashboard"):
+            _redirect(conn, b"/dashboard/")
+        elif path == b"/dashboard/api/overview":
+            conn.respond(200, orjson.dumps(self.overview()), headers=SECURITY_HEADERS)
+        elif path in self._files:
+            body, content_type = self._files[path]
+            conn.respond(200, body, headers=SECURITY_HEADERS, content_type=content_type)
+        else:
+            raise NotFoundError(f"no dashboard route {path.decode('utf-8', 'replace')}")
+
+    def _login(self, conn: HttpConnection, request: Request, signed_in: bool) -> None:
+        if signed_in:  # a reload of a spent link: already in
+            _redirect(conn, b"/dashboard/")
+            return
+        session = self.sessions.redeem(str(parse_query(request.query).get("token", "")))
+        if session is None:
+            raise UnauthorizedError(
+                "this dashboard link is invalid, expired or already used; run `inferd dashboard` for a new one"
+            )
+        cookie = f"{self.cookie}={session}; Path=/dashboard; HttpOnly; SameSite=Strict".encode()
+        _redirect(conn, b"/dashboard/", b"Set-Cookie: " + cookie + b"\r\n")
+
+    # the page's data
+
+    def overview(self) -> dict[str, Any]:
+        """Everything the page shows, in one answer per refresh."""
+        operator = self.operator
+        return {
+            "operator": {
+                "version": __version__,
+                "gateway": operator.gateway_url,
+                "started": operator.started,
+            },
+            "now": time.time(),
+            "sample_seconds": self.history.period,
+            "window_seconds": self.history.window,
+            "apis": [self._api(name) for name in sorted(operator.engine.apis)],
+        }
+
+    def _api(self, name: str) -> dict[str, Any]:
+        info = self.operator.api_info(name)
+        keys = (
+            "name",
+            "deployment",
+            "endpoint",
+            "url",
+            "model_format",
+            "status",
+            "requested",
+            "available",
+            "up_to_date",
+            "stale",
+            "failed",
+            "in_flight",
+            "last_update",
+            "error",
+            "metrics",
+            "signature",
+        )
+        result = {key: info.get(key) for key in keys}
+        tracker = info.get("tracker") or {}
+        result["tracker_type"] = tracker.get("model_type")
+        result["curl"] = f'curl {info["url"]} -X POST -H "Content-Type: application/json" -d @sample.json'
+        result["history"] = self.history.columns(name)
+        result["logs"] = tail_lines(log_path(self.operator.home, name), LOG_LINES)
+        return result
+
+
+def _redirect(conn: HttpConnection, location: bytes, headers: bytes = b"") -> None:
+    conn.respond(
+        303, b"", headers=b"Location: " + location + b"\r\n" + headers + SECURITY_HEADERS, content_type=b"text/plain"
+    )
+
+
+def _latencies_since(recent: deque[tuple[float, float]], since: float | None) -> list[float]:
+    """Latencies (s) recorded after ``since`` (perf_counter), newest first; all when None.
+
+    Walks back from the newest entry and stops at the first older one: a tick costs what the
+    interval holds, not the whole buffer.
+    """
+    if since is None:
+        return [seconds for _, seconds in recent]
+    found = []
+    for at, seconds in reversed(recent):
+        if at <= since:
+            break
+        found.append(seconds)
+    return found
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of a log file (from its last 64 KiB), each cut to a sane length."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - LOG_TAIL_BYTES))
+            data = handle.read(LOG_TAIL_BYTES)
+    except OSError:
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    if size > LOG_TAIL_BYTES and lines:
+        lines = lines[1:]  # probably a partial first line
+    return [line[:LOG_LINE_CHARS] for line in lines[-count:]]
+
+
+def _load_files() -> dict[bytes, tuple[bytes, bytes]]:
+    files: dict[bytes, tuple[bytes, bytes]] = {}
+    for route, (name, content_type) in FILES.items():
+        try:
+            files[route] = ((STATIC / name).read_bytes(), content_type)
+        except OSError as exc:
+            log.error("the dashboard's file %s is missing (%s); the page will not load", name, exc)
+    return files

@@ -1,0 +1,158 @@
+"""Per-API history for the dashboard: a ring buffer of samples over the last 15 minutes.
+
+The gateway keeps only cumulative counters (``ApiStats``) because that is what the hot path can
+afford; the dashboard wants rates over time. So the operator samples every few seconds and
+stores what changed since the previous sample, in memory: no time-series database, bounded
+size (window / period points per API), and nothing here reads a clock or does I/O, so every
+rule is unit-tested with made-up numbers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CLASSES = ("2XX", "4XX", "5XX")
+REPLICA_FIELDS = ("requested", "available", "up_to_date", "failed")
+WINDOW = 15 * 60.0
+PERIOD = 5.0
+
+
+def class_totals(by_status: Mapping[tuple[str, int], int]) -> dict[str, int]:
+    """Cumulative request counts per status class from ``ApiStats.by_status`` (protocol, status)."""
+    totals = dict.fromkeys(CLASSES, 0)
+    for (_, status), count in by_status.items():
+        key = f"{status // 100}XX"
+        if key in totals:
+            totals[key] += count
+    return totals
+
+
+def percentiles(latencies: Iterable[float]) -> tuple[float | None, float | None]:
+    """p50 and p99 in milliseconds, chosen as ``ApiStats.summary`` does (no interpolation)."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return None, None
+    p50 = ordered[len(ordered) // 2]
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return 1000 * p50, 1000 * p99
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One point of one API's history: what happened between the previous sample and ``at``."""
+
+    at: float  # wall-clock seconds (epoch), for the charts' time axis
+    seconds: float  # length of the interval the counts cover
+    counts: dict[str, int]  # requests answered in the interval, by status class
+    p50_ms: float | None
+    p99_ms: float | None
+    queue: int  # requests waiting for a replica at ``at``
+    replicas: dict[str, int]  # requested / available / up_to_date / failed at ``at``
+
+    def rate(self, status_class: str) -> float:
+        return self.counts[status_class] / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class ApiHistory:
+    """The samples of one API, oldest first, at most ``size`` of them."""
+
+    size: int
+    samples: deque[Sample] = field(init=False)
+    _totals: dict[str, int] = field(init=False)
+    _last_at: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.samples = deque(maxlen=self.size)
+        # Counting starts at zero when the gateway creates an API's stats, so the first sample
+        # holds every request answered before it: the history adds up to the API's totals.
+        self._totals = dict.fromkeys(CLASSES, 0)
+
+    def observe(
+        self,
+        at: float,
+        totals: Mapping[str, int],
+        latencies: Iterable[float],
+        queue: int,
+        replicas: Mapping[str, int],
+        period: float,
+    ) -> Sample:
+        """Add a sample from cumulative ``totals`` and the latencies (s) seen since the last one.
+
+        Counters that went down mean the API's stats were recreated (deleted and deployed
+        again): the new counters are then the whole delta.
+        """
+        reset = any(totals.get(key, 0) < self._totals[key] for key in CLASSES)
+        counts = {key: totals.get(key, 0) - (0 if reset else self._totals[key]) for key in CLASSES}
+        self._totals = {key: totals.get(key, 0) for key in CLASSES}
+        seconds = period if self._last_at is None else max(at - self._last_at, 1e-6)
+        self._last_at = at
+        p50, p99 = percentiles(latencies)
+        sample = Sample(
+            at=at,
+            seconds=seconds,
+            counts=counts,
+            p50_ms=p50,
+            p99_ms=p99,
+            queue=queue,
+            replicas={key: int(replicas.get(key, 0)) for key in REPLICA_FIELDS},
+        )
+        self.samples.append(sample)
+        return sample
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The samples as one list per series, for the page's charts (compact JSON)."""
+        samples = self.samples
+        result: dict[str, list[Any]] = {
+            "t": [s.at for s in samples],
+            "seconds": [s.seconds for s in samples],
+        }
+        for key in CLASSES:
+            result[key] = [s.rate(key) for s in samples]
+            result[f"count_{key}"] = [s.counts[key] for s in samples]
+        result["p50_ms"] = [s.p50_ms for s in samples]
+        result["p99_ms"] = [s.p99_ms for s in samples]
+        result["queue"] = [s.queue for s in samples]
+        for key in REPLICA_FIELDS:
+            result[key] = [s.replicas[key] for s in samples]
+        return result
+
+
+class History:
+    """Every API's history; the operator's sampler feeds it, the dashboard reads it."""
+
+    def __init__(self, period: float = PERIOD, window: float = WINDOW) -> None:
+        if period <= 0:
+            raise ValueError("the sampling period must be positive")
+        self.period = period
+        self.window = window
+        self.size = max(1, round(window / period))
+        self.apis: dict[str, ApiHistory] = {}
+
+    def observe(
+        self,
+        api: str,
+        at: float,
+        totals: Mapping[str, int],
+        latencies: Iterable[float],
+        queue: int,
+        replicas: Mapping[str, int],
+    ) -> Sample:
+        """Record one sample of ``api`` (its history starts with the first)."""
+        history = self.apis.get(api)
+        if history is None:
+            history = self.apis[api] = ApiHistory(self.size)
+        return history.observe(at, totals, latencies, queue, replicas, self.period)
+
+    def keep_only(self, apis: Iterable[str]) -> None:
+        """Forget the APIs that are no longer deployed."""
+        wanted = set(apis)
+        for name in [name for name in self.apis if name not in wanted]:
+            del self.apis[name]
+
+    def columns(self, api: str) -> dict[str, list[Any]]:
+        history = self.apis.get(api)
+        return history.columns() if history is not None else ApiHistory(1).columns()

@@ -72,8 +72,13 @@ class _Collector:
         )
         lowest = GaugeMetricFamily("inferd_prediction_value_min", "Smallest predicted value.", labels=["api"])
         highest = GaugeMetricFamily("inferd_prediction_value_max", "Largest predicted value.", labels=["api"])
+        batches = CounterMetricFamily(
+            "inferd_batches", "Model calls by batch size (APIs with batching).", labels=["api", "size"]
+        )
         for name, queue in sorted(gateway.apis.items()):
             stats = queue.stats
+            for size, count in sorted(queue.batch_sizes.items()):
+                batches.add_metric([name, str(size)], count)
             for (protocol, status), count in sorted(stats.by_status.items()):
                 requests.add_metric([name, protocol, str(status)], count)
             latency.add_metric([name], _buckets(stats.latency), stats.latency.total)
@@ -91,7 +96,19 @@ class _Collector:
         for name, by_state in sorted(gateway.replica_states().items()):
             for state, count in sorted(by_state.items()):
                 replicas.add_metric([name, state], count)
-        yield from (requests, latency, stages, in_flight, queued, replicas, classes, values, lowest, highest)
+        yield from (
+            requests,
+            latency,
+            stages,
+            in_flight,
+            queued,
+            replicas,
+            batches,
+            classes,
+            values,
+            lowest,
+            highest,
+        )
 
 
 def exposition(gateway: Gateway) -> bytes:

@@ -179,9 +179,7 @@ class Dashboard:
                 continue
             stats = queue.stats
             latencies = _latencies_since(stats.recent, since)
-            self.history.observe(
-                name, at, class_totals(stats.by_status), latencies, len(queue.waiting), info
-            )
+            self.history.observe(name, at, class_totals(stats.by_status), latencies, len(queue.waiting), info)
         self.history.keep_only(names)
         self._last_tick = now
 
@@ -277,7 +275,10 @@ class Dashboard:
 
 def _redirect(conn: HttpConnection, location: bytes, headers: bytes = b"") -> None:
     conn.respond(
-        303, b"", headers=b"Location: " + location + b"\r\n" + headers + SECURITY_HEADERS, content_type=b"text/plain"
+        303,
+        b"",
+        headers=b"Location: " + location + b"\r\n" + headers + SECURITY_HEADERS,
+        content_type=b"text/plain",
     )
 
 

@@ -1,0 +1,86 @@
+"""Adaptive batching: order, per-sample errors, the size limit, and no waiting when idle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import Server, make_project
+
+Serve = Callable[..., Server]
+HANDLER = """
+import time
+
+def pre_inference(sample, signature, metadata):
+    if sample.get("fail"):
+        raise ValueError("sample %d asked to fail" % sample["i"])
+    time.sleep(sample.get("sleep", 0))
+    i = sample["i"]
+    return {"a": [[i, i]], "b": [[0.5, 1]]}
+
+def post_inference(prediction, signature, metadata):
+    total = prediction[0]
+    return {"rows": len(total), "sum": total[0].tolist()}
+"""
+
+
+def batch_sizes(server: Server) -> dict[int, float]:
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    return {
+        int(sample.labels["size"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "inferd_batches_total"
+    }
+
+
+def project(root: Path, model: Path, interval: float = 0.0) -> Path:
+    return make_project(
+        root,
+        "- kind: deployment\n  name: b\n- kind: api\n  name: add\n  onnx:\n    model: add.onnx\n"
+        f"    request_handler: h.py\n  batching:\n    max_batch_size: 4\n    batch_interval: {interval}\n",
+        {"h.py": HANDLER},
+        {"add.onnx": model},
+    )
+
+
+def test_batches_keep_order_and_fail_samples_alone(
+    serve: Serve, tmp_path: Path, two_input_model: Path
+) -> None:
+    server = serve(project(tmp_path / "p", two_input_model))
+    url = f"{server.url}/b/add"
+    with ThreadPoolExecutor(16) as pool:
+        blocker = pool.submit(requests.post, url, json={"i": 0, "sleep": 1.0}, timeout=30)
+        bodies: list[object] = [{"i": i} for i in range(1, 15)]
+        bodies[3] = {"i": 4, "fail": True}  # a handler error
+        bodies[6] = {"i": "not a number"}  # a value that does not fit the model
+        bodies[9] = "not an object"
+        answers = list(pool.map(lambda body: requests.post(url, json=body, timeout=30), bodies))
+        assert blocker.result().json() == {"rows": 1, "sum": [0.5, 1.0]}
+    for i, (body, answer) in enumerate(zip(bodies, answers, strict=True), start=1):
+        if i == 4:
+            assert answer.status_code == 500
+            assert (
+                answer.json()["error"] == "pre_inference in h.py failed: ValueError: sample 4 asked to fail"
+            )
+        elif i in (7, 10):
+            assert answer.status_code in (400, 500), (body, answer.text)
+        else:
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"rows": 1, "sum": [i + 0.5, i + 1.0]}  # its own answer, in order
+    sizes = batch_sizes(server)
+    assert max(sizes) <= 4  # never above max_batch_size
+    assert max(sizes) > 1  # the queued requests did go as batches
+    assert sum(size * count for size, count in sizes.items()) == 15
+
+
+def test_a_lone_request_goes_at_once(serve: Serve, tmp_path: Path, two_input_model: Path) -> None:
+    server = serve(project(tmp_path / "p", two_input_model, interval=10.0))
+    # With a 10 s batch_interval, a request that waited for company would miss this deadline.
+    answer = requests.post(f"{server.url}/b/add", json={"i": 3}, timeout=5)
+    assert answer.json() == {"rows": 1, "sum": [3.5, 4.0]}
+    assert batch_sizes(server) == {1: 1.0}

@@ -1,0 +1,186 @@
+"""Defences tested as attacks: overload, deadlines, stuck handlers, disconnects, keys, hostile input."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Server, make_project, wait_for
+
+Serve = Callable[..., Server]
+SLOW = """
+import time
+
+def pre_inference(sample, signature, metadata):
+    if sample.get("forever"):
+        while True:
+            time.sleep(1)
+    time.sleep(sample.get("sleep", 0))
+    return [1, 2, 3, 4]
+
+def post_inference(prediction, signature, metadata):
+    import os
+    return {"pid": os.getpid()}
+"""
+
+
+def slow_project(root: Path, model: Path, extra: str = "") -> Path:
+    return make_project(
+        root,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: slow\n  onnx:\n    model: m.onnx\n"
+        f"    request_handler: h.py\n{extra}",
+        {"h.py": SLOW},
+        {"m.onnx": model},
+    )
+
+
+def test_full_queue_answers_503_at_once_and_accepted_requests_finish(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    server = serve(slow_project(tmp_path / "p", iris_onnx_model, "  max_queue_length: 2\n"))
+    url = f"{server.url}/d/slow"
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: requests.post(url, json={"sleep": 1.5}, timeout=30), range(6)))
+    codes = Counter(answer.status_code for answer in answers)
+    assert codes == {200: 3, 503: 3}  # one running + two queued; the rest refused
+    refused = next(answer for answer in answers if answer.status_code == 503)
+    assert refused.headers["Retry-After"] == "1"
+    assert "overloaded" in refused.json()["error"]
+
+
+def test_deadline_504_and_a_stuck_replica_is_replaced(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    server = serve(slow_project(tmp_path / "p", iris_onnx_model, "  timeout: 1.5\n"))
+    url = f"{server.url}/d/slow"
+    first_pid = requests.post(url, json={}, timeout=10).json()["pid"]
+    with ThreadPoolExecutor(2) as pool:
+        stuck = pool.submit(requests.post, url, json={"forever": True}, timeout=30)
+        queued = pool.submit(requests.post, url, json={}, timeout=30)
+        assert stuck.result().status_code == 504
+        assert "timeout (1.5s)" in stuck.result().json()["error"]
+        assert queued.result().status_code in (200, 504)
+    wait_for(lambda: requests.post(url, json={}, timeout=10).status_code == 200, 30, "a replacement replica")
+    assert requests.post(url, json={}, timeout=10).json()["pid"] != first_pid
+    assert not _alive(first_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] not in ("Z", "X")
+
+
+def test_a_client_that_leaves_while_queued_frees_its_slot(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    server = serve(slow_project(tmp_path / "p", iris_onnx_model, "  max_queue_length: 1\n"))
+    url = f"{server.url}/d/slow"
+    port = int(server.url.rsplit(":", 1)[1])
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(requests.post, url, json={"sleep": 2.0}, timeout=30)
+        wait_for(lambda: requests.get(url, timeout=5).json()["replicas"]["busy"] == 1, 10, "a busy replica")
+        body = b'{"sleep": 0}'
+        leaver = socket.create_connection(("127.0.0.1", port))
+        leaver.sendall(
+            b"POST /d/slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        wait_for(
+            lambda: requests.get(url, timeout=5).json()["replicas"]["queued"] == 1, 10, "a queued request"
+        )
+        leaver.close()  # gone while queued
+        after = pool.submit(requests.post, url, json={}, timeout=30)
+        assert running.result().status_code == 200
+        assert after.result().status_code == 200  # the slot the leaver held was free again
+
+
+def test_api_keys(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IRIS_KEY", "env-secret-1")
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: guarded\n  onnx:\n    model: m.onnx\n"
+        "  auth:\n    keys_from_env: [IRIS_KEY]\n    keys_file: keys.txt\n"
+        "- kind: api\n  name: open\n  onnx:\n    model: m.onnx\n",
+        {"keys.txt": "# one key per line\nfile-secret-2\n"},
+        {"m.onnx": iris_onnx_model},
+    )
+    server = serve(root, "--access-log")
+    url = f"{server.url}/d/guarded"
+    rows = [[5.2, 3.6, 1.4, 0.3]]
+    assert requests.post(url, json=rows, timeout=5).status_code == 401
+    assert (
+        requests.post(url, json=rows, headers={"Authorization": "Bearer nope"}, timeout=5).status_code == 403
+    )
+    assert requests.post(url, json=rows, headers={"Authorization": "Bearer env-secret-1"}, timeout=5).ok
+    assert requests.post(url, json=rows, headers={"X-API-Key": "file-secret-2"}, timeout=5).ok
+    v2 = f"{server.url}/v2/models/guarded/infer"
+    document = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": rows[0]}]}
+    assert requests.post(v2, json=document, timeout=5).status_code == 401
+    assert requests.post(v2, json=document, headers={"X-API-Key": "env-secret-1"}, timeout=5).ok
+    assert (
+        requests.post(
+            f"{server.url}/v1/models/guarded:predict", json={"instances": rows}, timeout=5
+        ).status_code
+        == 401
+    )
+    assert requests.post(f"{server.url}/d/open", json=rows, timeout=5).ok
+    wait_for(lambda: server.log().count('"api":"guarded"') >= 7, 10, "access log lines")
+    assert "env-secret-1" not in server.log() and "file-secret-2" not in server.log()
+
+
+def test_hostile_input_is_refused_and_the_server_keeps_serving(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: raw\n  onnx:\n    model: m.onnx\n"
+        "  max_body_size: 1Ki\n",
+        models={"m.onnx": iris_onnx_model},
+    )
+    server = serve(root)
+    url = f"{server.url}/d/raw"
+    attacks: list[tuple[bytes, int]] = [
+        (b"[" * 5000 + b"]" * 5000, 413),  # larger than this API's 1 KiB
+        (b"[" * 300 + b"]" * 300, 400),  # deep nesting
+        (b"[[" + b"9" * 400 + b", 1, 2, 3]]", 400),  # a huge number
+        (b"[[NaN, Infinity, 1, 2]]", 400),
+        (b'"\xff\xfe"', 400),  # invalid UTF-8
+        (b"", 400),
+        (b"[[1e999, 1, 2, 3]]", 400),
+    ]
+    for body, status in attacks:
+        answer = requests.post(url, data=body, headers={"Content-Type": "text/plain"}, timeout=10)
+        assert answer.status_code == status, (body[:40], answer.text)
+        assert "error" in answer.json()
+    v2 = f"{server.url}/v2/models/raw/infer"
+    absurd = {"inputs": [{"name": "input", "shape": [10**6, 10**6], "datatype": "FP32", "data": [1]}]}
+    assert requests.post(v2, json=absurd, timeout=10).status_code == 400
+    assert requests.post(url, json=[[5.2, 3.6, 1.4, 0.3]], timeout=10).json()[0] == [0]
+
+
+def test_sigterm_with_a_stuck_handler_still_exits_and_leaves_nothing(
+    tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    root = slow_project(tmp_path / "p", iris_onnx_model, "  timeout: 60\n")
+    server = Server(root, tmp_path / "serve.log", "--grace", "1").wait_ready()
+    children = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True
+    ).stdout.split()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(requests.post, f"{server.url}/d/slow", json={"forever": True}, timeout=30)
+        wait_for(lambda: requests.get(f"{server.url}/d/slow", timeout=5).json()["replicas"]["busy"] == 1, 10)
+        assert server.stop() == 0
+    assert not [pid for pid in children if _alive(int(pid))]

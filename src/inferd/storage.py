@@ -147,7 +147,12 @@ def _s3_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
+    # INFERD_S3_TIMEOUT bounds each connect and read (seconds): a stalled source fails the
+    # version with a clear error instead of hanging the deploy.
+    timeout = float(os.environ.get("INFERD_S3_TIMEOUT", "60"))
+    config = Config(
+        connect_timeout=min(10.0, timeout), read_timeout=timeout, retries={"max_attempts": 2, "mode": "standard"}
+    )
     return boto3.client("s3", config=config)
 
 

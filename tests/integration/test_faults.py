@@ -1,0 +1,106 @@
+"""Faults: a corrupt state file, a full disk, a model source that never answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import example, make_project
+from tests.integration.conftest import Inferd
+
+SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
+
+
+def test_a_corrupt_state_file_stops_the_operator_with_a_clear_error(inferd: Inferd) -> None:
+    inferd.run("deploy", str(example("iris-onnx")))
+    inferd.wait_status("classifier", "live")
+    inferd.run("down")
+    state = inferd.home / "state.json"
+    state.write_text('{"deployments": {"iris": {"source": ')  # cut short, as by a crash mid-write
+    result = inferd.run("up", check=False)
+    assert result.returncode == 1
+    assert "state file" in result.stderr and "is corrupt" in result.stderr and "nothing was changed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert state.read_text() == '{"deployments": {"iris": {"source": '  # left for the user to inspect
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_loses_nothing_and_keeps_serving(small_disk: Path, tmp_path: Path) -> None:
+    inferd = Inferd(small_disk / "home")
+    try:
+        project = tmp_path / "iris"
+        subprocess.run(["cp", "-r", str(example("iris-onnx")), str(project)], check=True)
+        inferd.run("deploy", str(project))
+        inferd.wait_status("classifier", "live")
+        state_before = (inferd.home / "state.json").read_text()
+        filler = small_disk / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)  # until full
+        for _ in range(50):  # logs and access logs cannot be written: requests still succeed
+            assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+        handler = project / "handlers" / "iris.py"
+        handler.write_text(handler.read_text().replace("labels[predicted_class_id]", "labels[predicted_class_id] + '!'"))
+        failed = inferd.run("deploy", str(project), check=False)
+        assert failed.returncode == 1
+        assert "No space left on device" in failed.stderr and "Traceback" not in failed.stderr
+        assert (inferd.home / "state.json").read_text() == state_before  # not half-written
+        assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"  # the old version serves
+        filler.unlink()
+        assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"
+        inferd.wait_status("classifier", "live")
+        assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa!"
+    finally:
+        inferd.run("down", check=False)
+
+
+def test_a_model_source_that_never_answers_is_the_apis_error(inferd: Inferd, tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:  # accept connections and never answer them
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        inferd.env.update(
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{silent.getsockname()[1]}", AWS_ACCESS_KEY_ID="x",
+            AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1", INFERD_S3_TIMEOUT="1",
+        )
+        project = make_project(
+            tmp_path / "p",
+            "- kind: deployment\n  name: remote\n- kind: api\n  name: stalled\n  onnx:\n"
+            "    model: s3://models/iris.onnx\n",
+        )
+        inferd.run("deploy", str(project), "--no-wait", timeout=120)
+        failed = inferd.wait_status("stalled", "error")
+        assert "s3://models/iris.onnx: cannot download" in failed["error"]
+        assert "timeout" in failed["error"].lower()
+        assert inferd.post("/remote/stalled", {}).status_code == 503
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        silent.close()

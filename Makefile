@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 EXAMPLES := iris-onnx iris-predictor iris-tensorflow
 SOURCES := src tests examples scripts bench
 
-.PHONY: venv models demo test check lint bench clean
+.PHONY: venv models demo test check lint bench soak clean browser
 
 venv: $(STAMP)
 
@@ -24,7 +24,11 @@ models: $(STAMP)
 demo: models
 	$(BIN)/python scripts/demo.py
 
-test: models
+# The dashboard's end-to-end test drives Debian's chromium through playwright (no browser download).
+browser:
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: models browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -32,12 +36,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/mypy
 
-check: models lint
+check: models lint browser
 	$(BIN)/python -m pytest
 
 bench: models
 	$(BIN)/python -m pip install --quiet -e '.[all,dev,bench]'
 	$(BIN)/python bench/run.py
+
+soak: models
+	$(BIN)/python scripts/soak.py --duration $${SOAK_SECONDS:-600}
 
 clean:
 	rm -rf $(VENV) examples/*/models .pytest_cache .mypy_cache .ruff_cache

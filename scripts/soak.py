@@ -68,7 +68,8 @@ class Soak:
         text += (
             "  compute:\n    init_replicas: 2\n    max_replicas: 2\n"
             "- kind: api\n  name: raw\n  onnx:\n    model: models/iris.onnx\n"
-            "- kind: api\n  name: batched\n  onnx:\n    model: models/iris.onnx\n    request_handler: handlers/iris.py\n"
+            "- kind: api\n  name: batched\n  onnx:\n    model: models/iris.onnx\n"
+            "    request_handler: handlers/iris.py\n"
             "  batching:\n    max_batch_size: 8\n"
         )
         (project / "cortex.yaml").write_text(text)
@@ -185,8 +186,8 @@ class Soak:
         print("  t(s)  operator RSS (MiB)  replicas RSS (MiB)  operator fds")
         for sample in self.samples[:: max(1, len(self.samples) // 12)]:
             print(
-                f"  {sample['t']:5.0f}  {sample['operator_rss_mib']:18.1f}  {sample['replicas_rss_mib']:18.1f}"
-                f"  {sample['open_fds']:12d}"
+                f"  {sample['t']:5.0f}  {sample['operator_rss_mib']:18.1f}"
+                f"  {sample['replicas_rss_mib']:18.1f}  {sample['open_fds']:12d}"
             )
         unexpected = sum(
             count for outcome, count in self.outcomes.items() if outcome.startswith("unexpected")

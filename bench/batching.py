@@ -9,6 +9,7 @@ Prints requests/s, p50 and p95, and writes bench/results/batching.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -49,7 +50,7 @@ def build_mlp(path: Path, sizes: tuple[int, ...] = SIZES) -> None:
     rng = np.random.default_rng(0)
     nodes, inits = [], []
     previous = "x"
-    for layer, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+    for layer, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         weight = numpy_helper.from_array(
             (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32), f"w{layer}"
         )

@@ -224,14 +224,12 @@ class Gateway:
         stats.record(conn.protocol, status, latency, now)
         headers = b""
         if meta:
-            timings = orjson.loads(meta)
-            stats.record_stages(conn.sent_at - conn.started, timings)
-            tracked = timings.get("tracked")
+            pre, model, post, _batch, binary_header = messages.META.unpack_from(meta)
+            stats.record_stages(conn.sent_at - conn.started, pre, model, post)
             tracker = queue.config.api.tracker
-            if tracked is not None and tracker is not None:
-                stats.tracker.record(tracker.model_type, tracked)
-            binary_header = timings.get("h")
-            if binary_header is not None:
+            if len(meta) > messages.META.size and tracker is not None:
+                stats.tracker.record(tracker.model_type, orjson.loads(meta[messages.META.size :]))
+            if binary_header:
                 headers = b"Inference-Header-Content-Length: %d\r\n" % binary_header
         if self.access_log is not None:
             self.access_log.record(queue.name, conn, status, latency)

@@ -77,13 +77,16 @@ class ApiStats:
         self.latency.observe(seconds)
         self.recent.append((now, seconds))
 
-    def record_stages(self, queue: float, timings: dict[str, Any]) -> None:
+    def record_stages(self, queue: float, pre: float, model: float, post: float) -> None:
+        """Seconds spent in each stage of one request (NaN: the stage did not run)."""
         stages = self.stages
         stages["queue"].observe(queue)
-        for stage in ("pre_inference", "model", "post_inference"):
-            value = timings.get(stage)
-            if value is not None:
-                stages[stage].observe(value)
+        if pre == pre:  # NaN is not equal to itself
+            stages["pre_inference"].observe(pre)
+        if model == model:
+            stages["model"].observe(model)
+        if post == post:
+            stages["post_inference"].observe(post)
 
     def summary(self, window: float = 60.0) -> dict[str, Any]:
         """Status classes, latency (avg/p50/p99 ms) and requests/s over the last ``window`` s."""

@@ -48,6 +48,26 @@ def frame(kind: bytes, payload: bytes) -> bytes:
 
 
 ITEM_HEAD = struct.Struct(">HHI")
+# Reply metadata: seconds in pre_inference, the model and post_inference (NaN: not run), the
+# batch size, the V2 binary header length; then the tracked prediction as JSON, if any.
+META = struct.Struct(">dddHI")
+NAN = float("nan")
+
+
+def pack_meta(
+    timings: dict[str, float], tracked: bytes = b"", batch: int = 0, binary_header: int = 0
+) -> bytes:
+    """Reply metadata as fixed binary fields (cheaper than JSON on both sides)."""
+    return (
+        META.pack(
+            timings.get("pre_inference", NAN),
+            timings.get("model", NAN),
+            timings.get("post_inference", NAN),
+            batch,
+            binary_header,
+        )
+        + tracked
+    )
 
 
 def batch_frame(bodies: list[bytes]) -> list[bytes]:

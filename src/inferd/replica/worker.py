@@ -72,9 +72,8 @@ def tracked_value(result: Any, tracker: Tracker | None) -> Any:
     return None
 
 
-def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[bytes, dict[str, Any]]:
-    """A tensor-protocol request: inputs straight to the model, no request handler."""
-    meta: dict[str, Any] = {}
+def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[bytes, int]:
+    """A tensor-protocol request, inputs straight to the model: the body and V2 header length."""
     if kind in (messages.V2_INFER, messages.V2_INFER_BINARY):
         header_length = None
         if kind == messages.V2_INFER_BINARY:
@@ -84,42 +83,28 @@ def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[byte
         request, inputs = v2.decode_request(body, header_length, inputs_spec)
         outputs = predictor.run_tensors(inputs)
         out, binary_header = v2.encode_response(predictor.api.name, V2_VERSION, request, outputs)
-        if binary_header is not None:
-            meta["h"] = binary_header
-        return out, meta
+        return out, binary_header or 0
     signature = tfserving.signature_name(body)
     inputs_spec, _ = predictor.tensor_specs(signature)
     if kind == messages.TF_PREDICT:
         _, inputs, rows = tfserving.decode_predict(body, inputs_spec)
-        return tfserving.encode_predict(predictor.run_tensors(inputs, signature), rows), meta
+        return tfserving.encode_predict(predictor.run_tensors(inputs, signature), rows), 0
     _, inputs = tfserving.decode_examples(body, inputs_spec)
     outputs = predictor.run_tensors(inputs, signature)
     encode = tfserving.encode_classify if kind == messages.TF_CLASSIFY else tfserving.encode_regress
-    return encode(outputs), meta
+    return encode(outputs), 0
 
 
 def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes, bytes]:
     """The status, JSON body and metadata (timings, tracked value) for one request frame."""
     try:
         if kind in messages.TENSOR_KINDS:
-            out, extra = answer_tensors(predictor, kind, body)
-            return 200, out, codec.dumps({**predictor.timings, **extra})
-        sample = codec.loads(body)
-        result = predictor.predict(sample, debug=kind == messages.PREDICT_DEBUG)
-        try:
-            out = codec.dumps(result)
-        except TypeError as exc:
-            stage = "predict" if predictor.runtime is None else "post_inference"
-            raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}") from exc
-        meta: dict[str, Any] = dict(predictor.timings)
-        tracked = tracked_value(result, predictor.api.tracker)
-        if tracked is not None:
-            meta["tracked"] = tracked
-        return 200, out, codec.dumps(meta)
+            out, binary_header = answer_tensors(predictor, kind, body)
+            return 200, out, messages.pack_meta(predictor.timings, binary_header=binary_header)
+        result = predictor.predict(codec.loads(body), debug=kind == messages.PREDICT_DEBUG)
+        return _encode(predictor, result, None, predictor.timings)
     except InferdError as exc:
-        if exc.status_code >= 500:
-            log.error("prediction failed: %s", exc.message)
-        return exc.status_code, codec.error_body(exc.message), b""
+        return _encode(predictor, None, exc, {})
     except Exception as exc:  # a bug of ours: say so, keep serving
         log.error("prediction failed:\n%s", traceback.format_exc().rstrip())
         return 500, codec.error_body(f"internal error: {type(exc).__name__}: {exc}"), b""
@@ -143,30 +128,27 @@ def answer_batch(predictor: Predictor, payload: bytes) -> bytes:
         log.error("batch failed:\n%s", traceback.format_exc().rstrip())
         body = codec.error_body(f"internal error: {type(exc).__name__}: {exc}")
         return messages.batch_reply_frame([(500, body, b"")] * len(bodies))
-    size = len(samples)
     for index, (result, error, timings) in zip(positions, outcomes, strict=True):
-        replies[index] = _encode(predictor, result, error, {**timings, "batch": size})
+        replies[index] = _encode(predictor, result, error, timings, batch=len(samples))
     return messages.batch_reply_frame([reply for reply in replies if reply is not None])
 
 
 def _encode(
-    predictor: Predictor, result: Any, error: InferdError | None, timings: dict[str, Any]
+    predictor: Predictor, result: Any, error: InferdError | None, timings: dict[str, float], batch: int = 0
 ) -> tuple[int, bytes, bytes]:
+    """One answer: the JSON of ``result`` (or of ``error``) and its metadata."""
+    if error is None:
+        try:
+            out = codec.dumps(result)
+        except TypeError as exc:
+            stage = "predict" if predictor.runtime is None else "post_inference"
+            error = HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}")
     if error is not None:
         if error.status_code >= 500:
             log.error("prediction failed: %s", error.message)
         return error.status_code, codec.error_body(error.message), b""
-    try:
-        out = codec.dumps(result)
-    except TypeError as exc:
-        stage = "predict" if predictor.runtime is None else "post_inference"
-        message = f"{stage} returned a value that is not JSON-serialisable: {exc}"
-        log.error("prediction failed: %s", message)
-        return 500, codec.error_body(message), b""
     tracked = tracked_value(result, predictor.api.tracker)
-    if tracked is not None:
-        timings["tracked"] = tracked
-    return 200, out, codec.dumps(timings)
+    return 200, out, messages.pack_meta(timings, b"" if tracked is None else codec.dumps(tracked), batch)
 
 
 def serve(sock: socket.socket, predictor: Predictor) -> None:

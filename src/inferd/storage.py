@@ -151,7 +151,9 @@ def _s3_client() -> Any:
     # version with a clear error instead of hanging the deploy.
     timeout = float(os.environ.get("INFERD_S3_TIMEOUT", "60"))
     config = Config(
-        connect_timeout=min(10.0, timeout), read_timeout=timeout, retries={"max_attempts": 2, "mode": "standard"}
+        connect_timeout=min(10.0, timeout),
+        read_timeout=timeout,
+        retries={"max_attempts": 2, "mode": "standard"},
     )
     return boto3.client("s3", config=config)
 

@@ -25,7 +25,11 @@ def test_a_corrupt_state_file_stops_the_operator_with_a_clear_error(inferd: Infe
     state.write_text('{"deployments": {"iris": {"source": ')  # cut short, as by a crash mid-write
     result = inferd.run("up", check=False)
     assert result.returncode == 1
-    assert "state file" in result.stderr and "is corrupt" in result.stderr and "nothing was changed" in result.stderr
+    assert (
+        "state file" in result.stderr
+        and "is corrupt" in result.stderr
+        and "nothing was changed" in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert state.read_text() == '{"deployments": {"iris": {"source": '  # left for the user to inspect
 
@@ -52,7 +56,9 @@ def test_a_full_disk_loses_nothing_and_keeps_serving(small_disk: Path, tmp_path:
         for _ in range(50):  # logs and access logs cannot be written: requests still succeed
             assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
         handler = project / "handlers" / "iris.py"
-        handler.write_text(handler.read_text().replace("labels[predicted_class_id]", "labels[predicted_class_id] + '!'"))
+        handler.write_text(
+            handler.read_text().replace("labels[predicted_class_id]", "labels[predicted_class_id] + '!'")
+        )
         failed = inferd.run("deploy", str(project), check=False)
         assert failed.returncode == 1
         assert "No space left on device" in failed.stderr and "Traceback" not in failed.stderr
@@ -85,8 +91,11 @@ def test_a_model_source_that_never_answers_is_the_apis_error(inferd: Inferd, tmp
     thread.start()
     try:
         inferd.env.update(
-            AWS_ENDPOINT_URL=f"http://127.0.0.1:{silent.getsockname()[1]}", AWS_ACCESS_KEY_ID="x",
-            AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1", INFERD_S3_TIMEOUT="1",
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            AWS_ACCESS_KEY_ID="x",
+            AWS_SECRET_ACCESS_KEY="x",
+            AWS_DEFAULT_REGION="us-east-1",
+            INFERD_S3_TIMEOUT="1",
         )
         project = make_project(
             tmp_path / "p",

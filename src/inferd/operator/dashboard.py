@@ -79,6 +79,16 @@ def sample_period() -> float:
     return period if period > 0 else PERIOD
 
 
+def dashboard_port() -> int:
+    """``INFERD_DASHBOARD_PORT``, or 0: a free port chosen by the OS."""
+    value = os.environ.get("INFERD_DASHBOARD_PORT", "").strip()
+    if not value:
+        return 0
+    if not value.isdigit() or int(value) > 65535:
+        raise InferdError(f"INFERD_DASHBOARD_PORT must be a port number (0-65535), not {value!r}")
+    return int(value)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -99,7 +109,7 @@ class Dashboard:
         self.sessions = Sessions()
         self.history = History(period=sample_period())
         self.host = os.environ.get("INFERD_DASHBOARD_HOST", DEFAULT_HOST)
-        self.port = int(os.environ.get("INFERD_DASHBOARD_PORT", "0") or 0)
+        self.port = dashboard_port()
         self.url = ""
         self.cookie = "inferd_dashboard"
         self._server: asyncio.AbstractServer | None = None
@@ -159,8 +169,8 @@ class Dashboard:
         period = self.history.period
         due = loop.time()
         while True:
-            due += period
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due + period, loop.time())  # after a stalled loop: no burst of catch-up samples
+            await asyncio.sleep(due - loop.time())
             try:
                 self.sample()
             except Exception:  # a bug here must not stop the sampling, nor the operator
@@ -222,7 +232,8 @@ class Dashboard:
         session = self.sessions.redeem(str(parse_query(request.query).get("token", "")))
         if session is None:
             raise UnauthorizedError(
-                "this dashboard link is invalid, expired or already used; run `inferd dashboard` for a new one"
+                "this dashboard link is invalid, expired or already used; "
+                "run `inferd dashboard` for a new one"
             )
         cookie = f"{self.cookie}={session}; Path=/dashboard; HttpOnly; SameSite=Strict".encode()
         _redirect(conn, b"/dashboard/", b"Set-Cookie: " + cookie + b"\r\n")

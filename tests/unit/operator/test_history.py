@@ -1,0 +1,86 @@
+"""The dashboard's history: deltas between cumulative counters, percentiles, the ring buffer."""
+
+from __future__ import annotations
+
+import pytest
+
+from inferd.operator.history import ApiHistory, History, class_totals, percentiles
+
+REPLICAS = {"requested": 2, "available": 1, "up_to_date": 1, "failed": 0}
+
+
+def totals(ok: int = 0, client: int = 0, server: int = 0) -> dict[str, int]:
+    return {"2XX": ok, "4XX": client, "5XX": server}
+
+
+def test_class_totals_add_up_protocols_and_statuses() -> None:
+    by_status = {
+        ("cortex", 200): 5,
+        ("v2", 200): 2,
+        ("cortex", 400): 3,
+        ("cortex", 404): 1,
+        ("cortex", 503): 4,
+    }
+    assert class_totals(by_status) == {"2XX": 7, "4XX": 4, "5XX": 4}
+    assert class_totals({("cortex", 302): 1}) == {"2XX": 0, "4XX": 0, "5XX": 0}
+
+
+def test_percentiles_in_milliseconds() -> None:
+    assert percentiles([]) == (None, None)
+    assert percentiles([0.002]) == (2.0, 2.0)
+    p50, p99 = percentiles([i / 1000 for i in range(100, 0, -1)])  # 1..100 ms, unordered
+    assert p50 == pytest.approx(51.0)
+    assert p99 == pytest.approx(100.0)
+
+
+def test_samples_hold_what_changed_since_the_previous_one() -> None:
+    history = ApiHistory(size=10)
+    first = history.observe(100.0, totals(4, 1), [0.001, 0.003], 2, REPLICAS, period=5.0)
+    assert first.counts == {"2XX": 4, "4XX": 1, "5XX": 0}  # counters start at zero
+    assert first.seconds == 5.0
+    assert first.rate("2XX") == pytest.approx(0.8)
+    assert (first.queue, first.replicas) == (2, REPLICAS)
+    second = history.observe(110.0, totals(10, 1, 2), [], 0, REPLICAS, period=5.0)
+    assert second.counts == {"2XX": 6, "4XX": 0, "5XX": 2}
+    assert second.seconds == 10.0  # a late tick: the rate is over the real interval
+    assert second.rate("2XX") == pytest.approx(0.6)
+    assert (second.p50_ms, second.p99_ms) == (None, None)
+    columns = history.columns()
+    assert sum(columns["count_2XX"]) == 10
+    assert sum(columns["count_5XX"]) == 2
+    assert columns["t"] == [100.0, 110.0]
+    assert columns["p50_ms"] == [3.0, None]
+    assert columns["requested"] == [2, 2]
+    assert columns["queue"] == [2, 0]
+
+
+def test_counters_that_go_down_start_over() -> None:
+    history = ApiHistory(size=10)
+    history.observe(1.0, totals(50, 5), [], 0, REPLICAS, period=1.0)
+    again = history.observe(2.0, totals(3), [], 0, REPLICAS, period=1.0)  # the API was recreated
+    assert again.counts == {"2XX": 3, "4XX": 0, "5XX": 0}
+    after = history.observe(3.0, totals(4, 1), [], 0, REPLICAS, period=1.0)
+    assert after.counts == {"2XX": 1, "4XX": 1, "5XX": 0}
+
+
+def test_the_ring_buffer_keeps_the_window() -> None:
+    history = History(period=5.0, window=60.0)
+    assert history.size == 12
+    for tick in range(30):
+        history.observe("api", 5.0 * tick, totals(tick), [], 0, REPLICAS)
+    columns = history.columns("api")
+    assert len(columns["t"]) == 12
+    assert columns["t"][0] == 5.0 * 18
+    assert columns["count_2XX"] == [1] * 12
+
+
+def test_apis_come_and_go() -> None:
+    history = History(period=1.0, window=10.0)
+    history.observe("a", 1.0, totals(1), [], 0, REPLICAS)
+    history.observe("b", 1.0, totals(2), [], 0, {"requested": 1})
+    assert history.columns("b")["available"] == [0]  # missing replica counts are 0
+    history.keep_only(["b"])
+    assert set(history.apis) == {"b"}
+    assert history.columns("a")["t"] == []  # unknown: an empty history, not an error
+    with pytest.raises(ValueError):
+        History(period=0)

@@ -65,7 +65,13 @@ def cli() -> None:
     help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM.",
 )
 @click.option("--access-log", is_flag=True, help="Print one JSON line per request on stderr.")
-def serve(project_dir: Path, host: str, port: int, grace: float, access_log: bool) -> None:
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Count requests for /metrics (off only to measure what metrics cost).",
+)
+def serve(project_dir: Path, host: str, port: int, grace: float, access_log: bool, metrics: bool) -> None:
     """Serve a project's APIs in the foreground until Ctrl-C.
 
     Each API gets its replicas (compute.init_replicas, default min_replicas); each replica
@@ -83,7 +89,7 @@ def serve(project_dir: Path, host: str, port: int, grace: float, access_log: boo
 
     project = load_project(project_dir)
     try:
-        code = uvloop.run(serve_project(project, host, port, grace, access_log=access_log))
+        code = uvloop.run(serve_project(project, host, port, grace, access_log=access_log, metrics=metrics))
     except OSError as exc:
         raise InferdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sys.exit(code)

@@ -35,9 +35,13 @@ EXPIRE_SECONDS = 0.1
 class Gateway:
     """HTTP front of every API; implements ``inferd.types.ReplicaSink``."""
 
-    def __init__(self, body_limit: int = DEFAULT_BODY_LIMIT, access_log: AccessLog | None = None) -> None:
+    def __init__(
+        self, body_limit: int = DEFAULT_BODY_LIMIT, access_log: AccessLog | None = None, metrics: bool = True
+    ) -> None:
         self.body_limit = body_limit
         self.access_log = access_log
+        # Off only to measure what metrics cost (``inferd serve --no-metrics``).
+        self.metrics = metrics
         # Replica counts by state per API, for /metrics; set by whoever runs the engine.
         self.replica_states: Callable[[], dict[str, dict[str, int]]] = lambda: {}
         self.apis: dict[str, ApiQueue] = {}
@@ -218,19 +222,22 @@ class Gateway:
 
         Returns response headers the replica asked for (the V2 binary header length).
         """
+        headers = b""
+        if meta:
+            pre, model, post, _batch, binary_header = messages.META.unpack_from(meta)
+            if binary_header:
+                headers = b"Inference-Header-Content-Length: %d\r\n" % binary_header
+        if not self.metrics:
+            return headers
         now = perf_counter()
         latency = now - conn.started
         stats = queue.stats
         stats.record(conn.protocol, status, latency, now)
-        headers = b""
         if meta:
-            pre, model, post, _batch, binary_header = messages.META.unpack_from(meta)
             stats.record_stages(conn.sent_at - conn.started, pre, model, post)
             tracker = queue.config.api.tracker
             if len(meta) > messages.META.size and tracker is not None:
                 stats.tracker.record(tracker.model_type, orjson.loads(meta[messages.META.size :]))
-            if binary_header:
-                headers = b"Inference-Header-Content-Length: %d\r\n" % binary_header
         if self.access_log is not None:
             self.access_log.record(queue.name, conn, status, latency)
         return headers

@@ -30,11 +30,12 @@ async def serve_project(
     grace: float = DEFAULT_GRACE,
     announce: Callable[[str], None] | None = None,
     access_log: bool = False,
+    metrics: bool = True,
 ) -> int:
     """Serve ``project`` until SIGINT/SIGTERM; return the exit status."""
     say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
     log_writer = AccessLog(stream=sys.stderr) if access_log else None
-    gateway = Gateway(access_log=log_writer)
+    gateway = Gateway(access_log=log_writer, metrics=metrics)
     engine = LocalEngine(gateway, home=inferd_home())
     gateway.replica_states = engine.replica_states
     await gateway.start(host, port)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from collections import Counter
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Server, make_project, wait_for
+from tests.conftest import Server, make_project, process_alive, wait_for
 
 Serve = Callable[..., Server]
 SLOW = """
@@ -70,16 +69,7 @@ def test_deadline_504_and_a_stuck_replica_is_replaced(
         assert queued.result().status_code in (200, 504)
     wait_for(lambda: requests.post(url, json={}, timeout=10).status_code == 200, 30, "a replacement replica")
     assert requests.post(url, json={}, timeout=10).json()["pid"] != first_pid
-    assert not _alive(first_pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] not in ("Z", "X")
+    assert not process_alive(first_pid)
 
 
 def test_a_client_that_leaves_while_queued_frees_its_slot(
@@ -183,4 +173,4 @@ def test_sigterm_with_a_stuck_handler_still_exits_and_leaves_nothing(
         pool.submit(requests.post, f"{server.url}/d/slow", json={"forever": True}, timeout=30)
         wait_for(lambda: requests.get(f"{server.url}/d/slow", timeout=5).json()["replicas"]["busy"] == 1, 10)
         assert server.stop() == 0
-    assert not [pid for pid in children if _alive(int(pid))]
+    assert not [pid for pid in children if process_alive(int(pid))]

@@ -12,19 +12,10 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import example, make_project, wait_for
+from tests.conftest import example, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] not in ("Z", "X")
 
 
 class Load:
@@ -116,7 +107,7 @@ def test_deploy_get_predict_update_delete_down(inferd: Inferd, tmp_path: Path) -
     pid = inferd.operator_pid()
     assert pid is not None
     assert inferd.run("down").stdout.strip() == "the inferd operator stopped"
-    assert not alive(pid)
+    assert not process_alive(pid)
 
 
 def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> None:
@@ -135,7 +126,11 @@ def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> Non
     assert pid is not None
     replicas = inferd.replica_pids("classifier")
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not alive(pid) and not any(alive(r) for r in replicas), 30, "operator and replicas gone")
+    wait_for(
+        lambda: not process_alive(pid) and not any(process_alive(r) for r in replicas),
+        30,
+        "operator and replicas gone",
+    )
     assert "running" in inferd.run("up").stdout
     inferd.wait_status("classifier", "live")
     assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"

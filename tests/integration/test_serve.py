@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Server, example, make_project, wait_for
+from tests.conftest import Server, example, make_project, process_alive, wait_for
 
 Serve = Callable[..., Server]
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -24,16 +24,6 @@ VIRGINICA = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "peta
 def children(pid: int) -> set[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return {int(line) for line in out.split()}
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes
-    state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
-    return state not in ("Z", "X")
 
 
 def test_onnx_example_end_to_end(serve: Serve) -> None:
@@ -244,4 +234,4 @@ def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path) -
         server.process.send_signal(signal.SIGTERM)
         assert slow.result().status_code == 200  # accepted before SIGTERM: it finishes
     assert server.process.wait(30) == 0
-    assert not [pid for pid in replicas if alive(pid)]
+    assert not [pid for pid in replicas if process_alive(pid)]

@@ -64,23 +64,30 @@ def to_array(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
         raise InputError(f"input '{spec.name}': expected {describe(spec)}, got null")
     target = spec.dtype
     try:
-        if isinstance(value, np.ndarray):
-            if (target.kind in TEXT_KINDS) != (value.dtype.kind in TEXT_KINDS):
-                raise ValueError(f"cannot cast {value.dtype} values to {target}")
-            array = value if value.dtype == target else value.astype(target)
-        elif target.kind in TEXT_KINDS:
-            array = np.array(value, dtype=object)
-        else:
-            array = np.asarray(value, dtype=target)
-    except (ValueError, TypeError, OverflowError) as exc:
+        with np.errstate(over="raise", invalid="raise"):
+            array = _cast(value, target)
+    except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
         raise InputError(f"input '{spec.name}': expected {describe(spec)} values: {_reason(exc)}") from None
     return fit_shape(array, spec)
+
+
+def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """``value`` as an array of ``target``; numbers out of its range raise (no silent inf)."""
+    if isinstance(value, np.ndarray):
+        if (target.kind in TEXT_KINDS) != (value.dtype.kind in TEXT_KINDS):
+            raise ValueError(f"cannot cast {value.dtype} values to {target}")
+        return value if value.dtype == target else value.astype(target)
+    if target.kind in TEXT_KINDS:
+        return np.array(value, dtype=object)
+    return np.asarray(value, dtype=target)
 
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
     if "inhomogeneous" in text or "sequence" in text:
         return "the nested lists are ragged (rows of different lengths)"
+    if isinstance(exc, FloatingPointError | OverflowError):
+        return f"a number is out of the type's range ({text})"
     return text
 
 

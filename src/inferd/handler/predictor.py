@@ -104,19 +104,8 @@ class Predictor:
                 log.info("prediction: %s", _preview(result))
             return result
         runtime = self.runtime
-        pre = self.code.get("pre_inference") if self.code else None
-        prepared = sample
         started = clock()
-        if pre is not None:
-            prepared = self._call("pre_inference", sample, runtime.handler_signature("pre"), self.metadata)
-            if debug:
-                log.info("pre_inference: %s", _preview(prepared))
-        try:
-            inputs = to_model_inputs(prepared, runtime.inputs)
-        except InputError as exc:
-            if pre is not None:
-                raise InputError(f"{exc} (as returned by pre_inference)") from None
-            raise
+        inputs = self._inputs(sample, debug)
         timings["pre_inference"] = (now := clock()) - started
         prediction = self.run_model(inputs)
         timings["model"] = (started := clock()) - now
@@ -130,6 +119,24 @@ class Predictor:
         if debug:
             log.info("post_inference: %s", _preview(result))
         return result
+
+    def _inputs(self, sample: Any, debug: bool = False) -> dict[str, np.ndarray[Any, Any]]:
+        """pre_inference (if any), then the cast to the model's inputs."""
+        assert self.runtime is not None
+        pre = self.code.get("pre_inference") if self.code else None
+        prepared = sample
+        if pre is not None:
+            prepared = self._call(
+                "pre_inference", sample, self.runtime.handler_signature("pre"), self.metadata
+            )
+            if debug:
+                log.info("pre_inference: %s", _preview(prepared))
+        try:
+            return to_model_inputs(prepared, self.runtime.inputs)
+        except InputError as exc:
+            if pre is not None:
+                raise InputError(f"{exc} (as returned by pre_inference)") from None
+            raise
 
     def predict_batch(self, samples: list[Any]) -> list[tuple[Any, InferdError | None, dict[str, float]]]:
         """Answer several samples with one model call: (result, error, timings) per sample.
@@ -145,21 +152,10 @@ class Predictor:
             return [self._one(sample) for sample in samples]
         clock = time.perf_counter
         prepared: list[tuple[int, dict[str, np.ndarray[Any, Any]], float]] = []
-        pre = self.code.get("pre_inference") if self.code else None
         for index, sample in enumerate(samples):
             started = clock()
             try:
-                value = sample
-                if pre is not None:
-                    value = self._call(
-                        "pre_inference", sample, runtime.handler_signature("pre"), self.metadata
-                    )
-                try:
-                    inputs = to_model_inputs(value, runtime.inputs)
-                except InputError as exc:
-                    if pre is not None:
-                        raise InputError(f"{exc} (as returned by pre_inference)") from None
-                    raise
+                inputs = self._inputs(sample)
                 prepared.append((index, inputs, clock() - started))
             except InferdError as exc:
                 results[index] = (None, exc, {})

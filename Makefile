@@ -42,6 +42,7 @@ check: models lint browser
 bench: models
 	$(BIN)/python -m pip install --quiet -e '.[all,dev,bench]'
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/batching.py
 
 soak: models
 	$(BIN)/python scripts/soak.py --duration $${SOAK_SECONDS:-600}

@@ -30,7 +30,12 @@ def build(model_path: str) -> Starlette:
 
     async def predict(request: Request) -> Response:
         sample: Any = orjson.loads(await request.body())
-        features = [sample["sepal_length"], sample["sepal_width"], sample["petal_length"], sample["petal_width"]]
+        features = [
+            sample["sepal_length"],
+            sample["sepal_width"],
+            sample["petal_length"],
+            sample["petal_width"],
+        ]
         prediction = session.run(None, {name: np.array([features], dtype=np.float32)})
         return Response(orjson.dumps(LABELS[prediction[0][0]]), media_type="application/json")
 
@@ -38,10 +43,18 @@ def build(model_path: str) -> Starlette:
         await request.body()
         return Response(b'"ok"', media_type="application/json")
 
-    return Starlette(routes=[Route("/iris/classifier", predict, methods=["POST"]),
-                             Route("/noop", noop, methods=["POST"])])
+    return Starlette(
+        routes=[Route("/iris/classifier", predict, methods=["POST"]), Route("/noop", noop, methods=["POST"])]
+    )
 
 
 if __name__ == "__main__":
-    uvicorn.run(build(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="httptools",
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        build(sys.argv[1]),
+        host="127.0.0.1",
+        port=int(sys.argv[2]),
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )

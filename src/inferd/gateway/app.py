@@ -61,8 +61,7 @@ class Gateway:
             self.apis[config.name] = queue
         else:
             self.endpoints.pop(queue.endpoint.encode(), None)
-            queue.config = config
-            queue.endpoint = config.endpoint
+            queue.configure(config)
         self.endpoints[config.endpoint.encode()] = queue
         queue.keys, queue.auth_error = [], None
         if config.api.auth is not None:
@@ -70,7 +69,7 @@ class Gateway:
                 queue.keys = auth.load_keys(config)
             except auth.KeysError as exc:
                 queue.auth_error = str(exc)
-        self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.config.api.body_limit for q in self.apis.values())])
+        self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.body_limit for q in self.apis.values())])
 
     def remove_api(self, name: str) -> None:
         queue = self.apis.pop(name, None)
@@ -153,9 +152,10 @@ class Gateway:
             self.reject(conn, queue, 503, "the server is shutting down", protocol)
         elif queue.error is not None and not queue.ready:
             self.reject(conn, queue, 503, f"api '{queue.name}' is not ready: {queue.error}", protocol)
-        elif len(body) > queue.config.api.body_limit:
-            limit = queue.config.api.body_limit
-            self.reject(conn, queue, 413, f"the request body is larger than {limit} bytes", protocol)
+        elif len(body) > queue.body_limit:
+            self.reject(
+                conn, queue, 413, f"the request body is larger than {queue.body_limit} bytes", protocol
+            )
         elif queue.full:
             waiting = len(queue.waiting)
             self.reject(
@@ -235,9 +235,8 @@ class Gateway:
         stats.record(conn.protocol, status, latency, now)
         if meta:
             stats.record_stages(conn.sent_at - conn.started, pre, model, post)
-            tracker = queue.config.api.tracker
-            if len(meta) > messages.META.size and tracker is not None:
-                stats.tracker.record(tracker.model_type, orjson.loads(meta[messages.META.size :]))
+            if len(meta) > messages.META.size and queue.tracker_type:
+                stats.tracker.record(queue.tracker_type, orjson.loads(meta[messages.META.size :]))
         if self.access_log is not None:
             self.access_log.record(queue.name, conn, status, latency)
         return headers

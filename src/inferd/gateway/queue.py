@@ -39,9 +39,7 @@ class ApiQueue:
     """Replicas and waiting requests of one API; lives on the gateway's event loop."""
 
     def __init__(self, config: ApiConfig) -> None:
-        self.config = config
-        self.name = config.name
-        self.endpoint = config.endpoint
+        self.configure(config)
         self.idle: list[ReplicaHandle] = []
         self.replicas: set[ReplicaHandle] = set()
         self.busy: dict[ReplicaHandle, list[QueuedRequest]] = {}
@@ -55,6 +53,17 @@ class ApiQueue:
         self.batch_sizes: dict[int, int] = {}
         self._timer: asyncio.TimerHandle | None = None
 
+    def configure(self, config: ApiConfig) -> None:
+        """Take a (new) config; what the hot path reads is copied into plain attributes."""
+        self.config = config
+        self.name = config.name
+        self.endpoint = config.endpoint
+        api = config.api
+        self.body_limit = api.body_limit
+        self.max_queue_length = api.max_queue_length
+        self.batching = api.batching
+        self.tracker_type = api.tracker.model_type if api.tracker is not None else ""
+
     @property
     def ready(self) -> bool:
         return any(h.state == ReplicaState.READY for h in self.replicas)
@@ -67,10 +76,10 @@ class ApiQueue:
     @property
     def full(self) -> bool:
         """No idle replica and ``max_queue_length`` requests already waiting."""
-        if self.idle or len(self.waiting) < self.config.api.max_queue_length:
+        if self.idle or len(self.waiting) < self.max_queue_length:
             return False
         self.waiting = deque(entry for entry in self.waiting if not entry[0].closed)
-        return len(self.waiting) >= self.config.api.max_queue_length
+        return len(self.waiting) >= self.max_queue_length
 
     def submit(self, request: QueuedRequest, kind: bytes, body: bytes) -> None:
         """Send to an idle replica now, or queue until one is free."""
@@ -92,7 +101,7 @@ class ApiQueue:
             handle.send(kind, bodies[0], requests[0])
         else:
             handle.send_batch(bodies, list(requests))
-        if self.config.api.batching is not None:
+        if self.batching is not None:
             self.batch_sizes[len(bodies)] = self.batch_sizes.get(len(bodies), 0) + 1
 
     def replica_answered(self, handle: ReplicaHandle, answers: list[Answer]) -> None:
@@ -112,7 +121,7 @@ class ApiQueue:
         if not waiting:
             self.idle.append(handle)
             return
-        batching = self.config.api.batching
+        batching = self.batching
         if batching is None or waiting[0][1] != messages.PREDICT:
             request, kind, body = waiting.popleft()
             self._send(handle, [request], kind, [body])

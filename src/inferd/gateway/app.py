@@ -224,19 +224,14 @@ class Gateway:
         """
         headers = b""
         if meta:
-            pre, model, post, _batch, binary_header = messages.META.unpack_from(meta)
+            binary_header = messages.META.unpack_from(meta)[4]
             if binary_header:
                 headers = b"Inference-Header-Content-Length: %d\r\n" % binary_header
         if not self.metrics:
             return headers
         now = perf_counter()
         latency = now - conn.started
-        stats = queue.stats
-        stats.record(conn.protocol, status, latency, now)
-        if meta:
-            stats.record_stages(conn.sent_at - conn.started, pre, model, post)
-            if len(meta) > messages.META.size and queue.tracker_type:
-                stats.tracker.record(queue.tracker_type, orjson.loads(meta[messages.META.size :]))
+        queue.stats.add(conn.protocol, status, now, latency, conn.sent_at - conn.started, meta)
         if self.access_log is not None:
             self.access_log.record(queue.name, conn, status, latency)
         return headers

@@ -1,23 +1,32 @@
 """Per-API request statistics kept by the gateway, cheap enough for the hot path.
 
-Updating costs a few list and dict operations per request (no locks, no label lookups);
-readers (``inferd get``, Prometheus, the dashboard) derive rates, percentiles and histograms
-when they ask.
+A request costs one list append here. The pending records are folded into counters and
+histograms in bulk (numpy, every ~1,000 requests or when a reader asks), so readers (``inferd
+get``, Prometheus, the dashboard) always see exact totals while serving stays fast.
 """
 
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import orjson
 
 # Upper bounds (seconds) of the latency histogram buckets, Prometheus-style.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STAGES = ("queue", "pre_inference", "model", "post_inference")
 RECENT = 4096
 MAX_CLASSES = 1000
+FLUSH_EVERY = 1024
+# The fixed part of a replica's reply metadata (inferd.replica.messages.META).
+META_DTYPE = np.dtype(
+    [("pre", ">f8"), ("model", ">f8"), ("post", ">f8"), ("batch", ">u2"), ("header", ">u4")]
+)
+
+Record = tuple[str, int, float, float, float, bytes]  # protocol, status, now, latency, queue wait, meta
 
 
 @dataclass
@@ -29,10 +38,14 @@ class Histogram:
     total: float = 0.0
     count: int = 0
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-        self.count += 1
+    def add(self, values: np.ndarray[Any, Any]) -> None:
+        """Observe many values at once."""
+        if not len(values):
+            return
+        found = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self.counts))
+        self.counts = [a + int(b) for a, b in zip(self.counts, found, strict=True)]
+        self.total += float(values.sum())
+        self.count += len(values)
 
 
 @dataclass
@@ -45,48 +58,98 @@ class Tracker:
     total: float = 0.0
     count: int = 0
 
-    def record(self, model_type: str, value: Any) -> None:
+    def add(self, model_type: str, raw: list[bytes]) -> None:
+        """Record tracked values, each the JSON its replica sent."""
         if model_type == "classification":
-            key = str(value)
-            if key in self.classes or len(self.classes) < MAX_CLASSES:
-                self.classes[key] = self.classes.get(key, 0) + 1
-        elif model_type == "regression" and isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-            self.minimum = number if self.minimum is None else min(self.minimum, number)
-            self.maximum = number if self.maximum is None else max(self.maximum, number)
-            self.total += number
-            self.count += 1
+            for value, count in Counter(raw).items():
+                key = str(orjson.loads(value))
+                if key in self.classes or len(self.classes) < MAX_CLASSES:
+                    self.classes[key] = self.classes.get(key, 0) + count
+        elif model_type == "regression":
+            numbers = [
+                float(v)
+                for v in orjson.loads(b"[" + b",".join(raw) + b"]")
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            ]
+            if numbers:
+                low, high = min(numbers), max(numbers)
+                self.minimum = low if self.minimum is None else min(self.minimum, low)
+                self.maximum = high if self.maximum is None else max(self.maximum, high)
+                self.total += sum(numbers)
+                self.count += len(numbers)
 
 
 class ApiStats:
     """Everything counted about one API since the gateway started."""
 
-    def __init__(self) -> None:
-        self.by_status: dict[tuple[str, int], int] = {}  # (protocol, HTTP status) -> count
-        self.latency = Histogram()
-        self.stages = {stage: Histogram() for stage in STAGES}
-        self.recent: deque[tuple[float, float]] = deque(maxlen=RECENT)
-        self.tracker = Tracker()
-        self.started = time.monotonic()
+    def __init__(self, tracker_type: str = "") -> None:
+        self.tracker_type = tracker_type
+        self._pending: list[Record] = []
+        self._by_status: dict[tuple[str, int], int] = {}  # (protocol, HTTP status) -> count
+        self._latency = Histogram()
+        self._stages = {stage: Histogram() for stage in STAGES}
+        self._recent: deque[tuple[float, float]] = deque(maxlen=RECENT)  # (perf_counter, latency)
+        self._tracker = Tracker()
+        self.started = time.perf_counter()
 
-    def record(self, protocol: str, status: int, seconds: float, now: float) -> None:
-        """One answered request: its protocol, status and latency as the gateway saw it."""
-        by_status = self.by_status
-        key = (protocol, status)
-        by_status[key] = by_status.get(key, 0) + 1
-        self.latency.observe(seconds)
-        self.recent.append((now, seconds))
+    def add(
+        self, protocol: str, status: int, now: float, latency: float, queue_wait: float, meta: bytes
+    ) -> None:
+        """One answered request (the hot path: an append)."""
+        pending = self._pending
+        pending.append((protocol, status, now, latency, queue_wait, meta))
+        if len(pending) >= FLUSH_EVERY:
+            self.flush()
 
-    def record_stages(self, queue: float, pre: float, model: float, post: float) -> None:
-        """Seconds spent in each stage of one request (NaN: the stage did not run)."""
-        stages = self.stages
-        stages["queue"].observe(queue)
-        if pre == pre:  # NaN is not equal to itself
-            stages["pre_inference"].observe(pre)
-        if model == model:
-            stages["model"].observe(model)
-        if post == post:
-            stages["post_inference"].observe(post)
+    def flush(self) -> None:
+        """Fold the pending records into the counters and histograms."""
+        batch = self._pending
+        if not batch:
+            return
+        self._pending = []
+        protocols, statuses, nows, latencies, waits, metas = zip(*batch, strict=True)
+        for key, count in Counter(zip(protocols, statuses, strict=True)).items():
+            self._by_status[key] = self._by_status.get(key, 0) + count
+        self._latency.add(np.array(latencies))
+        self._recent.extend(zip(nows, latencies, strict=True))
+        answered = [(wait, meta) for wait, meta in zip(waits, metas, strict=True) if meta]
+        if not answered:
+            return
+        self._stages["queue"].add(np.array([wait for wait, _ in answered]))
+        size = META_DTYPE.itemsize
+        head = np.frombuffer(b"".join(meta[:size] for _, meta in answered), dtype=META_DTYPE)
+        for stage, column in (("pre_inference", "pre"), ("model", "model"), ("post_inference", "post")):
+            values = head[column].astype(np.float64)
+            self._stages[stage].add(values[~np.isnan(values)])
+        tracked = [meta[size:] for _, meta in answered if len(meta) > size]
+        if tracked and self.tracker_type:
+            self._tracker.add(self.tracker_type, tracked)
+
+    @property
+    def by_status(self) -> dict[tuple[str, int], int]:
+        self.flush()
+        return self._by_status
+
+    @property
+    def latency(self) -> Histogram:
+        self.flush()
+        return self._latency
+
+    @property
+    def stages(self) -> dict[str, Histogram]:
+        self.flush()
+        return self._stages
+
+    @property
+    def recent(self) -> deque[tuple[float, float]]:
+        """(time.perf_counter() at the answer, latency in seconds) of the latest requests."""
+        self.flush()
+        return self._recent
+
+    @property
+    def tracker(self) -> Tracker:
+        self.flush()
+        return self._tracker
 
     def summary(self, window: float = 60.0) -> dict[str, Any]:
         """Status classes, latency (avg/p50/p99 ms) and requests/s over the last ``window`` s."""
@@ -95,7 +158,7 @@ class ApiStats:
             key = f"{status // 100}XX"
             if key in classes:
                 classes[key] += count
-        now = time.monotonic()
+        now = time.perf_counter()
         recent = sorted(seconds for at, seconds in self.recent if now - at <= window)
         latency: dict[str, float | None] = {"avg_ms": None, "p50_ms": None, "p99_ms": None}
         if self.latency.count:

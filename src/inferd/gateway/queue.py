@@ -39,6 +39,7 @@ class ApiQueue:
     """Replicas and waiting requests of one API; lives on the gateway's event loop."""
 
     def __init__(self, config: ApiConfig) -> None:
+        self.stats = ApiStats()
         self.configure(config)
         self.idle: list[ReplicaHandle] = []
         self.replicas: set[ReplicaHandle] = set()
@@ -49,7 +50,6 @@ class ApiQueue:
         self.error: str | None = None
         self.keys: list[bytes] = []
         self.auth_error: str | None = None
-        self.stats = ApiStats()
         self.batch_sizes: dict[int, int] = {}
         self._timer: asyncio.TimerHandle | None = None
 
@@ -63,6 +63,7 @@ class ApiQueue:
         self.max_queue_length = api.max_queue_length
         self.batching = api.batching
         self.tracker_type = api.tracker.model_type if api.tracker is not None else ""
+        self.stats.tracker_type = self.tracker_type
 
     @property
     def ready(self) -> bool:

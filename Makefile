@@ -43,6 +43,7 @@ bench: models
 	$(BIN)/python -m pip install --quiet -e '.[all,dev,bench]'
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/batching.py
+	$(BIN)/python bench/metrics_cost.py
 
 soak: models
 	$(BIN)/python scripts/soak.py --duration $${SOAK_SECONDS:-600}

@@ -11,7 +11,6 @@ replicas that die (backing off while they keep failing), and stops replicas that
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import os
@@ -20,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +27,7 @@ from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity
 from inferd.engine.packages import ensure_packages
 from inferd.engine.reconcile import ReplicaView, plan
+from inferd.engine.state import ApiState, Replica, Version, rss_bytes, version_id
 from inferd.errors import InferdError
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 from inferd.replica.messages import ReplicaSpec
@@ -41,67 +40,6 @@ log = logging.getLogger("inferd.engine")
 RECONCILE_SECONDS = 0.25
 MAX_BACKOFF = 30.0
 STOP_TIMEOUT = 10.0
-
-
-@dataclass
-class Version:
-    """One version of an API: its config, and what preparing it produced."""
-
-    id: str
-    config: ApiConfig
-    spec: ReplicaSpec | None = None
-    error: str | None = None
-    detail: str = ""
-    oom: bool = False
-    failures: int = 0
-    next_start: float = 0.0
-
-
-@dataclass
-class Replica:
-    """One replica process and its handle."""
-
-    id: str
-    version: str
-    handle: ReplicaHandle
-    process: subprocess.Popen[bytes]
-    started: float = field(default_factory=time.monotonic)
-    retired: bool = False
-
-    @property
-    def ready(self) -> bool:
-        return self.handle.state == ReplicaState.READY and not self.retired
-
-
-@dataclass
-class ApiState:
-    """What the engine knows of one API."""
-
-    version: Version
-    desired: int
-    autoscaler: Autoscaler
-    replicas: list[Replica] = field(default_factory=list)
-    failed: int = 0
-    last_update: float = field(default_factory=time.time)
-    deleting: bool = False
-    unschedulable: bool = False
-    status: str = "pending"
-
-    @property
-    def config(self) -> ApiConfig:
-        return self.version.config
-
-    @property
-    def name(self) -> str:
-        return self.version.config.name
-
-
-def version_id(config: ApiConfig, project_digest: str, extra: str = "") -> str:
-    """A hash of everything that changes what an API answers."""
-    digest = hashlib.sha256(config.model_dump_json().encode())
-    digest.update(project_digest.encode())
-    digest.update(extra.encode())
-    return digest.hexdigest()[:16]
 
 
 class LocalEngine:
@@ -479,12 +417,3 @@ class LocalEngine:
             if replica.process.poll() is None:
                 replica.process.kill()
                 replica.process.wait()
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return 0

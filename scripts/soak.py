@@ -27,6 +27,8 @@ from typing import Any
 
 import requests
 
+from inferd.engine.state import rss_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
 INFERD = str(Path(sys.executable).parent / "inferd")
 SAMPLE = {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
@@ -151,8 +153,8 @@ class Soak:
             self.samples.append(
                 {
                     "t": round(time.monotonic() - started, 1),
-                    "operator_rss_mib": round(_rss(pid) / 2**20, 1),
-                    "replicas_rss_mib": round(sum(_rss(child) for child in _children(pid)) / 2**20, 1),
+                    "operator_rss_mib": round(rss_bytes(pid) / 2**20, 1),
+                    "replicas_rss_mib": round(sum(rss_bytes(child) for child in _children(pid)) / 2**20, 1),
                     "open_fds": len(os.listdir(f"/proc/{pid}/fd")),
                 }
             )
@@ -216,14 +218,6 @@ class Soak:
         for problem in problems:
             print(f"soak: FAILED: {problem}")
         return 1 if problems else 0
-
-
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _children(pid: int) -> list[int]:

@@ -9,9 +9,11 @@ from typing import Any
 
 import click
 
+from inferd.cli.backends import Backend, backend_for, ray_backend
 from inferd.cli.options import env_option
 from inferd.client import Client
 from inferd.config.load import load_project
+from inferd.environments import LOCAL_ENVIRONMENT, Environment
 from inferd.errors import OperatorError
 
 WAIT_TIMEOUT = 600.0
@@ -24,8 +26,13 @@ def _start_operator(client: Client) -> None:
         click.echo(f"started the inferd operator (pid {info['pid']}), serving on {info['gateway']}", err=True)
 
 
-def _deploy(project_dir: Path, force: bool, refresh: bool, wait: bool) -> None:
+def _deploy(
+    project_dir: Path, force: bool, refresh: bool, wait: bool, env: Environment = LOCAL_ENVIRONMENT
+) -> None:
     project = load_project(project_dir)  # validate here first: errors with file and line, exit 2
+    if not env.is_local:
+        _deploy_ray(project_dir, [config.name for config in project.apis], refresh, wait, env)
+        return
     client = Client()
     _start_operator(client)
     names = [config.name for config in project.apis]
@@ -37,7 +44,17 @@ def _deploy(project_dir: Path, force: bool, refresh: bool, wait: bool) -> None:
         _wait_settled(client, names)
 
 
-def _wait_settled(client: Client, names: list[str]) -> None:
+def _deploy_ray(project_dir: Path, names: list[str], refresh: bool, wait: bool, env: Environment) -> None:
+    backend = ray_backend(env)
+    if sys.stderr.isatty():
+        click.echo(f"uploading the project to {env.describe()}...", err=True)
+    result = backend.deploy(project_dir, refresh=refresh)
+    click.echo(result["message"])
+    if wait and result["message"] != "deployment is up-to-date":
+        _wait_settled(backend, names)
+
+
+def _wait_settled(client: Backend, names: list[str]) -> None:
     """Show each API's progress until it is live (or failed), like a rollout status."""
     deadline = time.monotonic() + WAIT_TIMEOUT
     shown: dict[str, str] = {}
@@ -69,7 +86,7 @@ def _wait_settled(client: Client, names: list[str]) -> None:
     "--wait/--no-wait", default=True, show_default=True, help="Show progress until the APIs are live."
 )
 @env_option
-def deploy(project_dir: Path, force: bool, wait: bool) -> None:
+def deploy(project_dir: Path, force: bool, wait: bool, env: Environment) -> None:
     """Create or update the APIs of a project (starts the operator if needed).
 
     Validates cortex.yaml first. Prints "deployment started", "deployment updated" or
@@ -82,7 +99,7 @@ def deploy(project_dir: Path, force: bool, wait: bool) -> None:
       inferd deploy examples/iris-onnx
       inferd deploy            # the project in the current folder
     """
-    _deploy(project_dir, force, refresh=False, wait=wait)
+    _deploy(project_dir, force, refresh=False, wait=wait, env=env)
 
 
 @click.command()
@@ -92,21 +109,21 @@ def deploy(project_dir: Path, force: bool, wait: bool) -> None:
     "--wait/--no-wait", default=True, show_default=True, help="Show progress until the APIs are live."
 )
 @env_option
-def refresh(project_dir: Path, force: bool, wait: bool) -> None:
+def refresh(project_dir: Path, force: bool, wait: bool, env: Environment) -> None:
     """Redeploy every API of a project, even if nothing changed (new replicas, models reloaded).
 
     \b
     Example:
       inferd refresh examples/iris-onnx
     """
-    _deploy(project_dir, force, refresh=True, wait=wait)
+    _deploy(project_dir, force, refresh=True, wait=wait, env=env)
 
 
 @click.command()
 @click.argument("name", required=False)
 @click.option("-f", "--force", is_flag=True, help="Do not wait for the replicas to drain.")
 @env_option
-def delete(name: str | None, force: bool) -> None:
+def delete(name: str | None, force: bool, env: Environment) -> None:
     """Delete an API, or every API of a deployment; their replicas drain first.
 
     NAME defaults to the deployment of the project in the current folder.
@@ -118,7 +135,7 @@ def delete(name: str | None, force: bool) -> None:
     """
     if name is None:
         name = load_project(Path(".")).deployment.name
-    client = Client()
+    client = backend_for(env)
     result = client.delete(name)
     click.echo(result["message"])
     if force:

@@ -11,12 +11,14 @@ from typing import Any
 import click
 
 from inferd.cli import render
+from inferd.cli.backends import Backend, backend_for, ray_backend
 from inferd.cli.options import env_option
 from inferd.client import Client
+from inferd.environments import Environment
 from inferd.errors import InferdError, NotFoundError, UsageError
 
 
-def resolve(client: Client, name: str) -> str:
+def resolve(client: Backend, name: str) -> str:
     """The API called ``name``, or the only one whose name starts with it (as Cortex)."""
     names = [str(api["name"]) for api in client.apis()]
     if name in names:
@@ -35,7 +37,7 @@ def resolve(client: Client, name: str) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="Also the signature, the error details and the config.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @env_option
-def get(api: str | None, watch: bool, verbose: bool, output: str) -> None:
+def get(api: str | None, watch: bool, verbose: bool, output: str, env: Environment) -> None:
     """Show the APIs: status, replicas, last update; for one API also its traffic and tracker.
 
     \b
@@ -49,7 +51,7 @@ def get(api: str | None, watch: bool, verbose: bool, output: str) -> None:
       inferd get classifier -v
       inferd get -o json
     """
-    client = Client()
+    client = backend_for(env)
     while True:
         text = _get_once(client, api, verbose, output)
         if not watch:
@@ -60,7 +62,7 @@ def get(api: str | None, watch: bool, verbose: bool, output: str) -> None:
         time.sleep(2)
 
 
-def _get_once(client: Client, api: str | None, verbose: bool, output: str) -> str:
+def _get_once(client: Backend, api: str | None, verbose: bool, output: str) -> str:
     if api is not None:
         detail = client.api(resolve(client, api))
         return json.dumps([detail], indent=2) if output == "json" else render.api_detail(detail, verbose)
@@ -76,7 +78,7 @@ def _get_once(client: Client, api: str | None, verbose: bool, output: str) -> st
 @click.argument("api")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @env_option
-def logs(api: str, follow: bool) -> None:
+def logs(api: str, follow: bool, env: Environment) -> None:
     """Print an API's logs: its replicas' output and inferd's events (load errors, restarts).
 
     \b
@@ -84,6 +86,9 @@ def logs(api: str, follow: bool) -> None:
       inferd logs classifier
       inferd logs classifier -f
     """
+    if not env.is_local:
+        _ray_logs(api, follow, env)
+        return
     client = Client()
     name = resolve(client, api)
     offset = 0
@@ -97,12 +102,27 @@ def logs(api: str, follow: bool) -> None:
             time.sleep(0.25)
 
 
+def _ray_logs(api: str, follow: bool, env: Environment) -> None:
+    """The replicas' stdout and stderr on the Ray cluster (read on their nodes)."""
+    backend = ray_backend(env)
+    name = resolve(backend, api)
+    cursor = None
+    while True:
+        text, cursor = backend.logs(name, cursor)
+        if text:
+            click.echo(text, nl=False)
+        if not follow:
+            return
+        if not text:
+            time.sleep(1)
+
+
 @click.command()
 @click.argument("api")
 @click.argument("sample", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--debug", is_flag=True, help="Log every stage of the pipeline in the API's log.")
 @env_option
-def predict(api: str, sample: Path, debug: bool) -> None:
+def predict(api: str, sample: Path, debug: bool, env: Environment) -> None:
     """Send a JSON sample to an API and print the prediction.
 
     API may be a unique prefix of the name.
@@ -111,7 +131,7 @@ def predict(api: str, sample: Path, debug: bool) -> None:
     Example:
       inferd predict classifier examples/iris-onnx/sample.json
     """
-    client = Client()
+    client = backend_for(env)
     info: dict[str, Any] = client.api(resolve(client, api))
     response = client.predict(info["url"], sample.read_bytes(), debug=debug)
     try:

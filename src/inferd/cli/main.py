@@ -132,6 +132,11 @@ def _register() -> None:
     from inferd.cli.dashboard import dashboard
 
     cli.add_command(dashboard)
+    from inferd.cli.env import env
+    from inferd.cli.export import export
+
+    cli.add_command(env)
+    cli.add_command(export)
 
 
 _register()

@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from inferd.environments import LOCAL, Environment, EnvironmentStore
 from inferd.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _check_env(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if value != "local":
-        raise UsageError(f"environment '{value}' does not exist (this version has only 'local')")
-    return value
+def _check_env(ctx: click.Context, param: click.Parameter, value: str) -> Environment:
+    environment = EnvironmentStore().get(value)  # UsageError (exit 2) naming `inferd env list`
+    if not environment.is_local and not param.expose_value:
+        raise UsageError(f"`inferd {ctx.info_name}` works on the local environment only ('{value}' is not)")
+    return environment
 
 
 def env_option(function: F) -> F:
-    """``-e/--env``: which environment to talk to (``local``: the operator on this machine)."""
+    """``-e/--env NAME``: which environment to talk to (``local``: the operator on this machine).
+
+    The name is checked against ``inferd env list``. A command with an ``env`` parameter gets
+    the ``Environment``; any other command works on ``local`` only and refuses another name.
+    """
     decorated: F = click.option(
         "-e",
         "--env",
-        default="local",
+        "env",
+        default=LOCAL,
         show_default=True,
         callback=_check_env,
-        expose_value=False,
-        help="Environment to use.",
+        expose_value="env" in inspect.signature(function).parameters,
+        help="Environment to use (see `inferd env list`).",
     )(function)
     return decorated

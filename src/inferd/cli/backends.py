@@ -1,0 +1,39 @@
+"""Which backend a command talks to: the local operator's client, or a Ray cluster."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import requests
+
+from inferd.client import Client
+from inferd.environments import Environment
+
+if TYPE_CHECKING:
+    from inferd.engine.ray.backend import RayBackend
+
+
+class Backend(Protocol):
+    """What ``get``, ``predict``, ``delete`` and deploy's progress need from an environment."""
+
+    def apis(self) -> list[dict[str, Any]]: ...
+
+    def api(self, name: str) -> dict[str, Any]: ...
+
+    def delete(self, name: str) -> dict[str, Any]: ...
+
+    def predict(
+        self, url: str, body: bytes, debug: bool = False, timeout: float = 600
+    ) -> requests.Response: ...
+
+
+def ray_backend(env: Environment) -> RayBackend:
+    """The Ray environment's backend (imports the Ray engine, and Ray only when it connects)."""
+    from inferd.engine.ray.backend import RayBackend
+
+    return RayBackend(env)
+
+
+def backend_for(env: Environment) -> Client | RayBackend:
+    """The local operator's ``Client`` for ``local``, else the Ray backend."""
+    return Client() if env.is_local else ray_backend(env)

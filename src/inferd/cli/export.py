@@ -1,0 +1,140 @@
+"""``inferd export DIR --kubernetes OUT [--ray]``: a Docker build context and manifests."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+import click
+
+from inferd import __version__
+from inferd.config.load import load_project
+from inferd.config.schema import Project
+from inferd.engine import kubernetes as k8s
+from inferd.engine.ray import plan
+from inferd.errors import UsageError
+
+EXTRAS = ("all", "onnx", "tensorflow")
+
+
+def inferd_pyproject() -> str:
+    """A pyproject for the inferd source copied into the build context (installed metadata:
+    the same dependencies and runtime extras as this inferd)."""
+    try:
+        requires = metadata.requires("inferd") or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    base: list[str] = []
+    extras: dict[str, list[str]] = {}
+    for line in requires:
+        spec, _, marker = line.partition(";")
+        found = re.search(r"extra\s*==\s*['\"]([\w-]+)['\"]", marker)
+        if found is None:
+            base.append(spec.strip())
+        elif found.group(1) in EXTRAS:
+            extras.setdefault(found.group(1), []).append(spec.strip())
+    lines = [
+        "[build-system]",
+        'requires = ["setuptools>=69", "wheel"]',
+        'build-backend = "setuptools.build_meta"',
+        "",
+        "[project]",
+        'name = "inferd"',
+        f'version = "{__version__}"',
+        'requires-python = ">=3.11"',
+        "dependencies = [" + ", ".join(f'"{r}"' for r in base) + "]",
+        "",
+        "[project.optional-dependencies]",
+        *(f"{name} = [" + ", ".join(f'"{r}"' for r in specs) + "]" for name, specs in sorted(extras.items())),
+        "",
+        "[project.scripts]",
+        'inferd = "inferd.cli.main:main"',
+        "",
+        "[tool.setuptools.packages.find]",
+        'where = ["src"]',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _copy_tree(files: list[Path], root: Path, target: Path) -> None:
+    for path in files:
+        destination = target / path.relative_to(root)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination)
+
+
+def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Path]:
+    """Write the build context and manifests into ``out``; the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("project", "inferd", "kubernetes"):
+        shutil.rmtree(out / stale, ignore_errors=True)
+    _copy_tree(plan.project_files(project.root), project.root, out / "project")
+    package = Path(plan.__file__).resolve().parents[2]
+    _copy_tree(
+        [p for p in plan.project_files(package) if p.suffix in (".py", ".typed")],
+        package,
+        out / "inferd/src/inferd",
+    )
+    (out / "inferd/pyproject.toml").write_text(inferd_pyproject())
+    ray_version = _ray_version() if ray else None
+    (out / "Dockerfile").write_text(k8s.dockerfile(ray_version))
+    manifests = out / "kubernetes"
+    manifests.mkdir()
+    if ray:
+        assert ray_version is not None
+        (manifests / "rayservice.yaml").write_text(
+            k8s.dump_all([k8s.ray_service(project, image, ray_version)])
+        )
+    else:
+        config_text = project.config_file.read_text(encoding="utf-8")
+        for config in project.apis:
+            project_path = k8s.PROJECT_IN_IMAGE
+            if len(project.apis) > 1:  # each API's pods serve that API only
+                name = f"inferd-{config.name}.yaml"
+                (out / "project" / name).write_text(k8s.single_api_config(config_text, config.name))
+                project_path = f"{k8s.PROJECT_IN_IMAGE}/{name}"
+            documents = k8s.api_manifests(config, image, project_path)
+            (manifests / f"{config.name}.yaml").write_text(k8s.dump_all(documents))
+    (out / "README.md").write_text(k8s.readme(project, image, ray))
+    return sorted(path for path in out.rglob("*") if path.is_file())
+
+
+def _ray_version() -> str:
+    try:
+        return metadata.version("ray")
+    except metadata.PackageNotFoundError:
+        return k8s.DEFAULT_RAY_VERSION
+
+
+@click.command("export")
+@click.argument("project_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--kubernetes",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the Dockerfile, the build context and the manifests into.",
+)
+@click.option("--ray", is_flag=True, help="A KubeRay RayService instead of Deployments of `inferd serve`.")
+@click.option(
+    "--image", default=None, help="Image name the manifests use (default inferd-<deployment>:latest)."
+)
+def export(project_dir: Path, out: Path, ray: bool, image: str | None) -> None:
+    """Write a Dockerfile and Kubernetes manifests for a project.
+
+    Per API: a Deployment of pods running `inferd serve` (inferd's gateway and replicas),
+    a Service and a HorizontalPodAutoscaler. With --ray: one KubeRay RayService. OUT/README.md
+    says how to build the image and apply the manifests.
+
+    \b
+    Examples:
+      inferd export examples/iris-onnx --kubernetes build/iris
+      inferd export examples/iris-onnx --kubernetes build/iris-ray --ray
+    """
+    project = load_project(project_dir)
+    if out.resolve() == project.root or project.root in out.resolve().parents:
+        raise UsageError(f"--kubernetes {out} must be outside the project folder")
+    written = write_export(project, out, ray, image or f"inferd-{project.deployment.name}:latest")
+    click.echo(f"wrote {len(written)} files into {out} (see {out / 'README.md'})")

@@ -1,0 +1,344 @@
+"""``inferd export --kubernetes``: a Dockerfile and manifests for a project (pure generation).
+
+Each API becomes a Deployment whose pods run inferd's own gateway and replicas
+(``inferd serve /app/project --host 0.0.0.0 --port 8888``: the fast local data path inside
+every pod), a Service, and a HorizontalPodAutoscaler on CPU (Cortex's
+``target_cpu_utilization``). With ``ray=True`` the project becomes one KubeRay ``RayService``
+whose ``serveConfigV2`` is the same translation ``inferd deploy -e`` sends to Ray Serve.
+Nothing here talks to a cluster; ``cli/export.py`` writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from inferd.config.schema import ApiConfig, Compute, Project
+from inferd.engine.ray import plan
+
+PROJECT_IN_IMAGE = "/app/project"
+PORT = 8888
+GRACE_SECONDS = 30  # inferd serve's default --grace: accepted requests finish within this
+PRESTOP_SECONDS = 5  # endpoints stop sending before SIGTERM starts the drain
+RAY_SERVE_PORT = 8000
+DEFAULT_RAY_VERSION = "2.60.0"
+LABEL = "inferd.dev"
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One file to write under the output folder."""
+
+    path: str
+    text: str
+
+
+def serve_command(project_path: str = PROJECT_IN_IMAGE, port: int = PORT) -> list[str]:
+    """The pod's command: exactly what ``inferd serve`` runs locally."""
+    return ["inferd", "serve", project_path, "--host", "0.0.0.0", "--port", str(port)]
+
+
+def resource_name(config: ApiConfig) -> str:
+    """``<deployment>-<api>``, cut to Kubernetes' 63 characters."""
+    name = f"{config.deployment}-{config.name}"
+    return name if len(name) <= 63 else name[:63].rstrip("-")
+
+
+def _labels(config: ApiConfig) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "inferd",
+        "app.kubernetes.io/instance": resource_name(config),
+        f"{LABEL}/deployment": config.deployment,
+        f"{LABEL}/api": config.name,
+    }
+
+
+def resources(compute: Compute) -> dict[str, Any]:
+    """A pod holds inferd's gateway and the API's starting replicas: requests cover them."""
+    replicas = max(1, compute.replicas_at_start)
+    requests: dict[str, str] = {"cpu": f"{math.ceil(compute.cpu_cores * replicas * 1000)}m"}
+    limits: dict[str, str] = {}
+    if compute.mem_bytes is not None:
+        memory = f"{math.ceil(compute.mem_bytes * replicas / (1 << 20))}Mi"
+        requests["memory"] = limits["memory"] = memory
+    if compute.gpu:
+        limits["nvidia.com/gpu"] = str(compute.gpu)
+    result: dict[str, Any] = {"requests": requests}
+    if limits:
+        result["limits"] = limits
+    return result
+
+
+def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, Any]:
+    """The API's Deployment: pods running ``inferd serve``, ready when ``/healthz`` says so."""
+    labels = _labels(config)
+    compute = config.api.compute
+    container = {
+        "name": "inferd",
+        "image": image,
+        "command": serve_command(project_path),
+        "ports": [{"name": "http", "containerPort": PORT}],
+        "env": [{"name": "INFERD_HOME", "value": "/tmp/inferd"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+        },
+        # Kubernetes removes the pod from the Service while preStop sleeps; then SIGTERM makes
+        # inferd turn /healthz 503, finish accepted requests (--grace) and exit 0.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
+        "resources": resources(compute),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": resource_name(config), "labels": labels},
+        "spec": {
+            "replicas": max(1, compute.replicas_at_start),
+            "selector": {"matchLabels": {k: labels[k] for k in (f"{LABEL}/deployment", f"{LABEL}/api")}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": PRESTOP_SECONDS + GRACE_SECONDS + 5,
+                    "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def service(config: ApiConfig) -> dict[str, Any]:
+    """A ClusterIP Service on port 80 in front of the API's pods."""
+    labels = _labels(config)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": resource_name(config), "labels": labels},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {k: labels[k] for k in (f"{LABEL}/deployment", f"{LABEL}/api")},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def autoscaler(config: ApiConfig) -> dict[str, Any]:
+    """Pods between min and max replicas (at least 1: a HorizontalPodAutoscaler cannot reach
+    0), at Cortex's CPU target."""
+    compute = config.api.compute
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": resource_name(config), "labels": _labels(config)},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": resource_name(config)},
+            "minReplicas": max(1, compute.min_replicas),
+            "maxReplicas": max(1, compute.max_replicas),
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": compute.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def api_manifests(
+    config: ApiConfig, image: str, project_path: str = PROJECT_IN_IMAGE
+) -> list[dict[str, Any]]:
+    """Deployment, Service and HorizontalPodAutoscaler of one API."""
+    return [deployment(config, image, project_path), service(config), autoscaler(config)]
+
+
+def ray_service(project: Project, image: str, ray_version: str, max_workers: int = 4) -> dict[str, Any]:
+    """A KubeRay RayService: a Ray cluster from the image, and the project's Serve config."""
+    serve_config = plan.serve_config_v2(project, PROJECT_IN_IMAGE, RAY_SERVE_PORT)
+    ports = [
+        {"name": "gcs", "containerPort": 6379},
+        {"name": "dashboard", "containerPort": 8265},
+        {"name": "client", "containerPort": 10001},
+        {"name": "serve", "containerPort": RAY_SERVE_PORT},
+    ]
+    cpu = max(
+        1, math.ceil(sum(c.api.compute.cpu_cores * max(1, c.api.compute.max_replicas) for c in project.apis))
+    )
+    worker_cpu = str(min(cpu, 4))
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": project.deployment.name, "labels": {"app.kubernetes.io/name": "inferd"}},
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
+            "rayClusterConfig": {
+                "rayVersion": ray_version,
+                "headGroupSpec": {
+                    "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "ray-head",
+                                    "image": image,
+                                    "ports": ports,
+                                    "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+                                }
+                            ]
+                        }
+                    },
+                },
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "workers",
+                        "replicas": 1,
+                        "minReplicas": 1,
+                        "maxReplicas": max_workers,
+                        "rayStartParams": {},
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "ray-worker",
+                                        "image": image,
+                                        "resources": {"requests": {"cpu": worker_cpu, "memory": "2Gi"}},
+                                    }
+                                ]
+                            }
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+def dockerfile(with_ray: str | None = None) -> str:
+    """The image: python:3.11-slim, inferd with every runtime from ``inferd/``, the project
+    in /app/project with its requirements (and Ray Serve for a RayService)."""
+    lines = [
+        "# Built by `inferd export`; see README.md beside it.",
+        "FROM python:3.11-slim",
+        "ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
+        "WORKDIR /app",
+        "COPY inferd/ /app/inferd/",
+        'RUN pip install "/app/inferd[all]"',
+    ]
+    if with_ray:
+        lines += [
+            "# KubeRay's probes call wget; Ray Serve runs the APIs.",
+            "RUN apt-get update && apt-get install -y --no-install-recommends wget \\",
+            "    && rm -rf /var/lib/apt/lists/*",
+            f'RUN pip install "ray[serve]=={with_ray}"',
+        ]
+    lines += [
+        f"COPY project/ {PROJECT_IN_IMAGE}/",
+        f"RUN if [ -f {PROJECT_IN_IMAGE}/requirements.txt ]; then \\",
+        f"    pip install -r {PROJECT_IN_IMAGE}/requirements.txt; fi",
+        f"WORKDIR {PROJECT_IN_IMAGE}",
+    ]
+    if not with_ray:
+        lines += [f"EXPOSE {PORT}", "CMD " + json.dumps(serve_command())]
+    return "\n".join(lines) + "\n"
+
+
+def dump_all(documents: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def single_api_config(config_text: str, api: str) -> str:
+    """A project's config with only ``api`` (and the deployment): what one API's pods serve
+    when the project has several (``inferd serve`` takes a config file as well as a folder)."""
+    from inferd.config.load import parse_yaml
+
+    data, _ = parse_yaml(config_text, "cortex.yaml")
+    kept = [item for item in data if item.get("kind") != "api" or item.get("name") == api]
+    return f"# inferd export: api '{api}' only, from the project's config\n" + yaml.safe_dump(
+        kept, sort_keys=False
+    )
+
+
+def readme(project: Project, image: str, ray: bool) -> str:
+    """OUT/README.md: how the image is built and the manifests applied."""
+    name = project.deployment.name
+    lines = [
+        f"# {name}: inferd on Kubernetes",
+        "",
+        "Written by `inferd export`. This folder is a Docker build context:",
+        "",
+        "- `inferd/`: inferd's source (the version that exported it) with a pyproject listing the",
+        '  same dependencies; the Dockerfile installs it with `pip install "/app/inferd[all]"`',
+        "  (onnxruntime and tensorflow-cpu included).",
+        "- `project/`: the project's files (hidden files, virtualenvs and bytecode left out), copied to",
+        f"  `{PROJECT_IN_IMAGE}` in the image; its `requirements.txt`, if any, is installed at build time.",
+        "- `Dockerfile`: `python:3.11-slim` + the two above.",
+        "- `kubernetes/`: the manifests.",
+        "",
+        "## Build and push the image",
+        "",
+        "```sh",
+        f"docker build -t {image} .",
+        f"docker push {image}        # to a registry your cluster pulls from (or `kind load docker-image`)",
+        "```",
+        "",
+    ]
+    if ray:
+        lines += [
+            "## Apply (KubeRay)",
+            "",
+            "Needs the KubeRay operator (`helm install kuberay-operator kuberay/kuberay-operator`).",
+            "",
+            "```sh",
+            "kubectl apply -f kubernetes/rayservice.yaml",
+            f"kubectl get rayservice {name}           # wait for the service to be Running",
+            f"kubectl port-forward svc/{name}-serve-svc 8000:8000",
+            "```",
+            "",
+            "Each API is a Ray Serve application at its endpoint (as `inferd deploy -e` makes it);",
+            "`/v2/...` and `/v1/models/...` are answered by two small router applications.",
+            "Autoscaling follows `compute` (replicas between min and max, on in-flight requests);",
+            "KubeRay adds worker pods when replicas do not fit.",
+        ]
+    else:
+        lines += [
+            "## Apply",
+            "",
+            "```sh",
+            "kubectl apply -f kubernetes/",
+            *(f"kubectl rollout status deployment/{resource_name(c)}" for c in project.apis),
+            f"kubectl port-forward svc/{resource_name(project.apis[0])} 8888:80" if project.apis else "",
+            "```",
+            "",
+            "Then, for example:",
+            "",
+            "```sh",
+            *(
+                f"curl -X POST -H 'Content-Type: application/json' -d @sample.json "
+                f"http://127.0.0.1:8888{c.endpoint}"
+                for c in project.apis[:1]
+            ),
+            "```",
+            "",
+            "Per API: a Deployment whose pods run `inferd serve` (inferd's gateway and the API's",
+            "replicas, ready when `/healthz` answers 200), a ClusterIP Service on port 80 and a",
+            "HorizontalPodAutoscaler between `min_replicas` (at least 1) and `max_replicas` pods at",
+            "`target_cpu_utilization`. A pod that stops is taken out of the Service (preStop), then",
+            f"finishes its accepted requests within {GRACE_SECONDS}s before exiting; rolling updates lose no",
+            "request. Requests get `compute.cpu` and `compute.mem` per starting replica; install the",
+            "metrics-server for the autoscaler.",
+        ]
+    return "\n".join(lines) + "\n"

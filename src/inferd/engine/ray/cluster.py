@@ -1,0 +1,209 @@
+"""The one place that calls Ray: connect, upload, run and delete Serve applications, read state.
+
+Everything that decides *what* to do (versions, options, statuses) lives in ``plan``,
+``status`` and ``backend`` and is tested without Ray; this class only carries it out. Ray is
+imported here, lazily, so ``inferd --help`` never loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from inferd.engine.ray import plan
+from inferd.errors import InferdError
+
+NAMESPACE = "serve"  # where Serve's controller lives; drivers in it see its applications
+
+
+class ClusterError(InferdError):
+    """The Ray cluster cannot be reached, or refused an operation."""
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One application to (re)deploy: what ``plan`` decided, ready to hand to Serve."""
+
+    name: str
+    route_prefix: str
+    kind: str  # "api" (ApiReplica) or "router" (ProtocolRouter)
+    init_args: tuple[Any, ...]
+    options: dict[str, Any]
+    pip: tuple[str, ...] = ()
+
+
+class RayCluster:
+    """A connection to one Ray cluster (``ray.init`` once per process)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.connected = False
+        self.uploaded: dict[str, Any] = {}
+
+    def connect(self, project_root: Path | None = None) -> None:
+        """Connect as a driver; with ``project_root``, upload it (and inferd) as the job's
+        ``working_dir`` / ``py_modules`` so replicas can be given those URIs."""
+        import ray
+
+        # A .gitignore that leaves models out must not leave them out of the deployment; the
+        # project travels by plan.EXCLUDES, the rules of the local snapshot.
+        os.environ.setdefault("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "1")
+        runtime_env: dict[str, Any] | None = None
+        if project_root is not None:
+            package = str(Path(plan.__file__).resolve().parents[2])
+            runtime_env = {
+                "working_dir": str(project_root),
+                "py_modules": [package],
+                "excludes": plan.EXCLUDES,
+            }
+        try:
+            ray.init(
+                address=self.address,
+                namespace=NAMESPACE,
+                runtime_env=runtime_env,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        except Exception as exc:  # ConnectionError, RuntimeError, grpc errors, auth errors...
+            raise ClusterError(
+                f"cannot connect to the Ray cluster at {self.address}: {_first_line(exc)}"
+            ) from None
+        self.connected = True
+        import ray.serve
+
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # progress is inferd's to report
+        if project_root is not None:
+            self.uploaded = dict(ray.get_runtime_context().runtime_env or {})
+
+    def close(self) -> None:
+        if self.connected:
+            import ray
+
+            ray.shutdown()
+            self.connected = False
+
+    # Serve
+
+    def start_serve(self, options: plan.ServeOptions) -> None:
+        """Start Serve's controller and proxies unless they run (then their settings stay)."""
+        from ray import serve
+
+        serve.start(
+            http_options={"host": options.host, "port": options.port},
+            proxy_location=options.proxy_location,
+        )
+
+    def details(self) -> dict[str, Any]:
+        """Serve's full state (applications, deployment configs, replicas), or no apps."""
+        from ray.serve.context import _get_global_client
+
+        try:
+            client = _get_global_client(raise_if_no_controller_running=False)
+        except Exception:
+            client = None
+        if client is None:
+            return {"applications": {}}
+        details: dict[str, Any] = _plain(client.get_serve_details())
+        return details
+
+    def run(self, apps: list[AppSpec]) -> None:
+        """Deploy (or roll) applications without waiting for them to be running."""
+        from ray import serve
+        from ray.serve.api import RunTarget
+
+        from inferd.engine.ray.replica import ApiReplica, ProtocolRouter
+
+        targets = []
+        for app in apps:
+            options = dict(app.options)
+            actor = dict(options.pop("ray_actor_options", {}))
+            actor["runtime_env"] = self.runtime_env(app)
+            name = options.pop("name")
+            deployment = serve.deployment(name=name)(ApiReplica if app.kind == "api" else ProtocolRouter)
+            bound = deployment.options(ray_actor_options=actor, **options).bind(*app.init_args)
+            targets.append(RunTarget(target=bound, name=app.name, route_prefix=app.route_prefix))
+        try:
+            serve.run_many(targets, wait_for_applications_running=False)
+        except Exception as exc:
+            raise ClusterError(f"Ray Serve refused the deployment: {_first_line(exc)}") from None
+
+    def runtime_env(self, app: AppSpec) -> dict[str, Any]:
+        """The URIs uploaded at ``connect``: an API gets the project and inferd (and its
+        requirements), a router only inferd (``working_dir: None`` stops Serve from giving it
+        the deploying project's)."""
+        modules = list(self.uploaded.get("py_modules") or [])
+        if app.kind == "router":
+            return {"py_modules": modules, "working_dir": None}
+        env: dict[str, Any] = {"working_dir": self.uploaded.get("working_dir"), "py_modules": modules}
+        if app.pip:
+            env["pip"] = list(app.pip)
+        return env
+
+    def delete(self, names: list[str]) -> None:
+        """Delete applications; their replicas finish in-flight requests, then stop."""
+        from ray import serve
+
+        for name in names:
+            serve.delete(name, _blocking=False)
+
+    # logs
+
+    def read_logs(self, node_id: str, worker_id: str, offsets: dict[str, int]) -> dict[str, tuple[str, int]]:
+        """New text of a replica's log files (its stdout and stderr) on its node, from ``offsets``.
+
+        Runs a tiny task pinned to that node, so it needs neither the dashboard nor a shared
+        file system.
+        """
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        def read(worker: str, since: dict[str, int]) -> dict[str, tuple[str, int]]:
+            import glob
+            import os
+
+            try:
+                from ray._private.worker import _global_node
+
+                assert _global_node is not None
+                folder = _global_node.get_logs_dir_path()
+            except Exception:
+                folder = "/tmp/ray/session_latest/logs"
+            found: dict[str, tuple[str, int]] = {}
+            for path in sorted(glob.glob(os.path.join(folder, f"worker-{worker}-*"))):
+                if not path.endswith((".out", ".err")):
+                    continue
+                start = since.get(path, 0)
+                with open(path, "rb") as handle:
+                    handle.seek(start)
+                    data = handle.read(4 << 20)
+                found[path] = (data.decode("utf-8", "replace"), start + len(data))
+            return found
+
+        task = ray.remote(num_cpus=0)(read).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+        )
+        try:
+            result: dict[str, tuple[str, int]] = ray.get(task.remote(worker_id, offsets), timeout=60)
+        except Exception as exc:
+            raise ClusterError(f"cannot read the replica's logs: {_first_line(exc)}") from None
+        return result
+
+
+def _plain(value: Any) -> Any:
+    """Serve's details hold str enums (``ReplicaState.RUNNING``); plain JSON values from here on."""
+    if isinstance(value, dict):
+        return {str(_plain(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

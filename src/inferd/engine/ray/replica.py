@@ -1,0 +1,211 @@
+"""What runs inside Ray Serve: an API's replicas and the V2 / TF Serving router.
+
+``ApiReplica`` builds the same ``Predictor`` as a local replica and answers through
+``inferd.replica.worker.answer``, so handler semantics, input conversion and errors are the
+local ones. Its request methods are ``async`` and never await while the handler runs: the
+replica's user event loop runs exactly one request at a time (handler globals stay safe, as
+Cortex promised), while Ray may queue ``max_ongoing_requests`` on it so that a replica never
+idles between requests. Ray itself is imported only by the builders, which Serve calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from inferd import codec
+from inferd.config.schema import ApiConfig, is_remote
+from inferd.engine.ray import routes
+from inferd.engine.ray.plan import API_DEPLOYMENT, ROUTER_DEPLOYMENT
+from inferd.handler.predictor import Predictor
+from inferd.replica import messages
+from inferd.replica.worker import answer
+from inferd.storage import fetch, local_model_path
+
+if TYPE_CHECKING:
+    from ray.serve import Application
+    from ray.serve.handle import DeploymentHandle
+
+log = logging.getLogger("inferd.replica")
+
+JSON = "application/json"
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "*"}
+CATALOG_TTL = 5.0
+
+
+def _log_to_stderr(api: str) -> None:
+    # Ray keeps each worker's stderr in worker-<id>-*.err, which `inferd logs -e` reads.
+    logger = logging.getLogger("inferd")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s {api} [{os.getpid()}] %(levelname)s %(message)s")
+        )
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def binary_header(meta: bytes) -> int:
+    """The V2 binary header length a replica's reply metadata carries (0: a JSON answer)."""
+    return int(messages.META.unpack_from(meta)[4]) if len(meta) >= messages.META.size else 0
+
+
+class ApiReplica:
+    """One replica of one API (the Serve deployment called ``inferd`` in the API's app)."""
+
+    def __init__(self, config: dict[str, Any], project_root: str | None = None) -> None:
+        api_config = ApiConfig.model_validate(config)
+        self.config = api_config
+        _log_to_stderr(api_config.name)
+        root = Path(project_root or os.getcwd()).resolve()
+        os.chdir(root)  # handlers open files relative to the project, as locally
+        uri = api_config.api.model_uri
+        model_path: Path | None = None
+        if uri is not None:
+            model_path = fetch(uri)[0] if is_remote(uri) else local_model_path(uri, root)
+        self.predictor = Predictor(api_config.api, root, model_path)
+        self.info: dict[str, Any] = {"pid": os.getpid(), **self.predictor.describe()}
+        self.limit = api_config.api.body_limit
+        self.version = ""
+        log.info("replica is ready (pid %d)", os.getpid())
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve hands over ``user_config``: the version this replica serves."""
+        self.version = str(user_config.get("version", ""))
+
+    async def __call__(self, request: Request) -> Response:
+        """``POST <endpoint>`` (a prediction) or ``GET <endpoint>`` (status and signature)."""
+        if request.method == "GET":
+            return Response(orjson.dumps(self.status()), media_type=JSON, headers=CORS)
+        if request.method != "POST":
+            body = codec.error_body(f"method {request.method} is not allowed here")
+            return Response(body, 405, media_type=JSON, headers={**CORS, "Allow": "GET, POST"})
+        body = await request.body()
+        if len(body) > self.limit:
+            message = f"the request body is larger than {self.limit} bytes"
+            return Response(codec.error_body(message), 413, media_type=JSON, headers=CORS)
+        debug = request.query_params.get("debug", "").lower() == "true"
+        status, out, _ = answer(self.predictor, messages.PREDICT_DEBUG if debug else messages.PREDICT, body)
+        return Response(out, status, media_type=JSON, headers=CORS)
+
+    async def call(self, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
+        """One request frame from the router (tensor protocols): status, body, binary header."""
+        status, out, meta = answer(self.predictor, kind, body)
+        return status, out, binary_header(meta)
+
+    def describe(self) -> dict[str, Any]:
+        """The signature, as a local replica reports it when ready."""
+        return self.info
+
+    def status(self) -> dict[str, Any]:
+        info = self.info
+        return {
+            "name": self.config.name,
+            "deployment": self.config.deployment,
+            "endpoint": self.config.endpoint,
+            "status": "live",
+            "version": self.version,
+            "model_format": info.get("model_format", self.config.api.model_format),
+            "signature": {
+                key: info[key]
+                for key in ("inputs", "outputs", "signature_key", "signature_def")
+                if key in info
+            },
+        }
+
+
+class ServeCatalog:
+    """``routes.Catalog`` over Ray Serve, from inside the router's replica."""
+
+    def __init__(self) -> None:
+        self._names: list[str] = []
+        self._fetched = 0.0
+        self._handles: dict[str, DeploymentHandle[Any]] = {}
+
+    async def names(self) -> list[str]:
+        if time.monotonic() - self._fetched > CATALOG_TTL:
+            from ray import serve
+
+            apps = serve.status().applications
+            self._names = sorted(name for name, app in apps.items() if API_DEPLOYMENT in app.deployments)
+            self._fetched = time.monotonic()
+        return self._names
+
+    def _handle(self, name: str) -> DeploymentHandle[Any]:
+        handle = self._handles.get(name)
+        if handle is None:
+            from ray import serve
+
+            handle = self._handles[name] = serve.get_deployment_handle(API_DEPLOYMENT, app_name=name)
+        return handle
+
+    async def _known(self, name: str) -> bool:
+        if name in await self.names():
+            return True
+        self._fetched = 0.0  # deployed a moment ago? look again
+        return name in await self.names()
+
+    async def info(self, name: str) -> dict[str, Any] | None:
+        if not await self._known(name):
+            return None
+        try:
+            info: dict[str, Any] = await self._handle(name).describe.remote()
+        except Exception:  # no replica yet, or it is restarting
+            return {}
+        return info
+
+    async def forward(self, name: str, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
+        try:
+            result: tuple[int, bytes, int] = await self._handle(name).call.remote(kind, body)
+        except Exception as exc:
+            self._handles.pop(name, None)
+            return 503, codec.error_body(f"api '{name}' is not ready: {type(exc).__name__}"), 0
+        return result
+
+
+class ProtocolRouter:
+    """The ``inferd.v2`` (at ``/v2``) or ``inferd.tfserving`` (at ``/v1``) application."""
+
+    def __init__(self, protocol: str) -> None:
+        self.protocol = protocol
+        self.catalog = ServeCatalog()
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """The inferd version the router runs (a new inferd rolls the router too)."""
+
+    async def __call__(self, request: Request) -> Response:
+        body = await request.body()
+        path = request.url.path
+        if self.protocol == "v2":
+            header = request.headers.get("inference-header-content-length")
+            result = await routes.v2_route(self.catalog, request.method, path, header, body)
+        else:
+            result = await routes.tfserving_route(self.catalog, request.method, path, body)
+        headers = {**CORS, **result.headers}
+        media_type = headers.pop("Content-Type", JSON)
+        return Response(result.body, result.status, media_type=media_type, headers=headers)
+
+
+def api_app(args: dict[str, Any]) -> Application:
+    """Serve's builder for an API (``import_path`` of serveConfigV2 and of ``inferd deploy``)."""
+    from ray import serve
+
+    deployment = serve.deployment(name=API_DEPLOYMENT)(ApiReplica)
+    return deployment.bind(args["config"], args.get("project_root"))
+
+
+def router_app(args: dict[str, Any]) -> Application:
+    """Serve's builder for a protocol router (``{"protocol": "v2" | "tfserving"}``)."""
+    from ray import serve
+
+    deployment = serve.deployment(name=ROUTER_DEPLOYMENT, ray_actor_options={"num_cpus": 0})(ProtocolRouter)
+    return deployment.bind(str(args["protocol"]))

@@ -1,0 +1,77 @@
+"""`inferd env` and `-e NAME` on the commands, in-process with CliRunner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from inferd.cli.main import cli
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path))
+    return CliRunner()
+
+
+def test_env_add_list_remove(runner: CliRunner, tmp_path: Path) -> None:
+    added = runner.invoke(cli, ["env", "add", "lab", "--provider", "ray", "--address", "127.0.0.1:6379"])
+    assert added.exit_code == 0, added.output
+    assert "added environment 'lab'" in added.output
+    listed = runner.invoke(cli, ["env", "list"])
+    assert listed.exit_code == 0
+    lines = listed.output.splitlines()
+    assert lines[1].split()[:2] == ["local", "local"]
+    assert lines[2].split()[:3] == ["lab", "ray", "127.0.0.1:6379"]
+    assert "http://127.0.0.1:8000" in lines[2]
+    assert runner.invoke(cli, ["env", "remove", "lab"]).exit_code == 0
+    assert "lab" not in runner.invoke(cli, ["env", "list", "-o", "json"]).output
+
+
+def test_local_cannot_be_removed(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["env", "remove", "local"])
+    assert result.exit_code == 2
+    assert "error: 'local' is built in and cannot be removed" in result.output
+
+
+def test_a_bad_address_is_a_usage_error(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["env", "add", "lab", "--address", "just-a-host"])
+    assert result.exit_code == 2 and "ray://HOST:PORT" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["deploy", ".", "-e", "nope"],
+        ["refresh", ".", "-e", "nope"],
+        ["get", "-e", "nope"],
+        ["predict", "api", "sample.json", "-e", "nope"],
+        ["logs", "api", "-e", "nope"],
+        ["delete", "api", "-e", "nope"],
+    ],
+)
+def test_an_unknown_environment_exits_2_naming_env_list(
+    runner: CliRunner, command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sample.json").write_text("{}")
+    result = runner.invoke(cli, command)
+    assert result.exit_code == 2, result.output
+    assert "environment 'nope' does not exist (see `inferd env list`)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_local_only_commands_refuse_a_ray_environment(runner: CliRunner) -> None:
+    runner.invoke(cli, ["env", "add", "lab", "--address", "127.0.0.1:6379"])
+    result = runner.invoke(cli, ["up", "-e", "lab"])
+    assert result.exit_code == 2
+    assert "`inferd up` works on the local environment only" in result.output
+
+
+def test_help_does_not_import_ray() -> None:
+    code = "import sys; from inferd.cli.main import cli; assert 'ray' not in sys.modules, 'ray imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

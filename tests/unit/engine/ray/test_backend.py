@@ -1,0 +1,144 @@
+"""The Ray environment's decisions (what to deploy, roll, delete) against a fake cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inferd.engine.ray import plan
+from inferd.engine.ray.backend import RayBackend, without_markers
+from inferd.engine.ray.cluster import AppSpec
+from inferd.environments import Environment
+from inferd.errors import ConfigError, NotFoundError
+from tests.conftest import example
+
+LAB = Environment(name="lab", provider="ray", address="127.0.0.1:6379", http_port=8123)
+
+
+class FakeCluster:
+    """Serve's state as dicts; ``run`` and ``delete`` change it as Serve would, at once."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, Any] = {}
+        self.runs: list[list[str]] = []
+        self.deleted: list[str] = []
+        self.connected_with: Path | None = None
+        self.serve_options: plan.ServeOptions | None = None
+
+    def connect(self, project_root: Path | None = None) -> None:
+        self.connected_with = project_root
+
+    def start_serve(self, options: plan.ServeOptions) -> None:
+        self.serve_options = options
+
+    def details(self) -> dict[str, Any]:
+        return {"http_options": {"port": 8123}, "applications": self.apps}
+
+    def run(self, apps: list[AppSpec]) -> None:
+        self.runs.append([app.name for app in apps])
+        for app in apps:
+            name = plan.API_DEPLOYMENT if app.kind == "api" else plan.ROUTER_DEPLOYMENT
+            self.apps[app.name] = {
+                "status": "RUNNING",
+                "route_prefix": app.route_prefix,
+                "last_deployed_time_s": 1.0,
+                "deployments": {
+                    name: {
+                        "status": "HEALTHY",
+                        "target_num_replicas": 1,
+                        "deployment_config": {"user_config": app.options.get("user_config")},
+                        "replicas": [
+                            {"state": "RUNNING", "start_time_s": 2.0, "node_id": "n", "worker_id": "w"}
+                        ],
+                    }
+                },
+            }
+
+    def delete(self, names: list[str]) -> None:
+        self.deleted.extend(names)
+        for name in names:
+            self.apps.pop(name, None)
+
+    def read_logs(self, node_id: str, worker_id: str, offsets: dict[str, int]) -> dict[str, tuple[str, int]]:
+        start = offsets.get("/logs/worker-w.err", 0)
+        text = ":job_id:01000000\n:actor_name:ServeReplica\nreplica is ready\n"[start:]
+        return {"/logs/worker-w.err": (text, start + len(text))}
+
+
+@pytest.fixture
+def cluster() -> FakeCluster:
+    return FakeCluster()
+
+
+def test_first_deploy_starts_the_api_and_the_routers(cluster: FakeCluster) -> None:
+    result = RayBackend(LAB, cluster).deploy(example("iris-onnx"))
+    assert result == {
+        "message": "deployment started",
+        "deployment": "iris",
+        "apis": {"classifier": "created"},
+    }
+    assert cluster.runs == [["classifier", "inferd.v2", "inferd.tfserving"]]
+    assert cluster.connected_with == example("iris-onnx").resolve()
+    assert cluster.serve_options == plan.ServeOptions("127.0.0.1", 8123, "HeadOnly")
+    views = RayBackend(LAB, cluster).apis()
+    assert views[0]["url"] == "http://127.0.0.1:8123/iris/classifier"
+
+
+def test_an_unchanged_project_is_up_to_date_and_a_change_rolls(cluster: FakeCluster, tmp_path: Path) -> None:
+    import shutil
+
+    project = tmp_path / "iris"
+    shutil.copytree(example("iris-onnx"), project)
+    RayBackend(LAB, cluster).deploy(project)
+    again = RayBackend(LAB, cluster).deploy(project)
+    assert again["message"] == "deployment is up-to-date" and len(cluster.runs) == 1
+    (project / "handlers" / "iris.py").write_text((project / "handlers" / "iris.py").read_text() + "\n# v2\n")
+    updated = RayBackend(LAB, cluster).deploy(project)
+    assert updated["message"] == "deployment updated" and cluster.runs[-1] == ["classifier"]
+    refreshed = RayBackend(LAB, cluster).deploy(project, refresh=True)
+    assert refreshed["message"] == "deployment refreshed"
+    after = RayBackend(LAB, cluster).deploy(project)
+    assert after["message"] == "deployment is up-to-date"  # the refresh token is kept
+
+
+def test_apis_gone_from_the_config_are_deleted(cluster: FakeCluster, tmp_path: Path) -> None:
+    import shutil
+
+    project = tmp_path / "iris"
+    shutil.copytree(example("iris-onnx"), project)
+    RayBackend(LAB, cluster).deploy(project)
+    config = project / "cortex.yaml"
+    config.write_text(config.read_text().replace("name: classifier", "name: renamed"))
+    result = RayBackend(LAB, cluster).deploy(project)
+    assert result["message"] == "deployment updated"
+    assert cluster.deleted == ["classifier"]
+
+
+def test_names_owned_by_others_are_refused(cluster: FakeCluster) -> None:
+    cluster.apps["classifier"] = {"route_prefix": "/x", "deployments": {"SomeModel": {}}}
+    with pytest.raises(ConfigError, match="another Serve application called 'classifier'"):
+        RayBackend(LAB, cluster).deploy(example("iris-onnx"))
+    cluster.apps = {"mine": {"route_prefix": "/iris/classifier", "deployments": {"X": {}}}}
+    with pytest.raises(ConfigError, match="already served by the Serve application 'mine'"):
+        RayBackend(LAB, cluster).deploy(example("iris-onnx"))
+
+
+def test_delete_by_api_or_deployment_and_routers_go_last(cluster: FakeCluster) -> None:
+    backend = RayBackend(LAB, cluster)
+    backend.deploy(example("iris-onnx"))
+    with pytest.raises(NotFoundError):
+        backend.delete("nothing")
+    result = backend.delete("iris")
+    assert result == {"message": "deleting deployment 'iris'", "apis": ["classifier"]}
+    assert cluster.deleted == ["classifier", "inferd.v2", "inferd.tfserving"]
+
+
+def test_logs_follow_from_a_cursor_without_ray_markers(cluster: FakeCluster) -> None:
+    backend = RayBackend(LAB, cluster)
+    backend.deploy(example("iris-onnx"))
+    text, cursor = backend.logs("classifier")
+    assert text == "replica is ready\n"
+    assert backend.logs("classifier", cursor)[0] == ""
+    assert without_markers(":task_name:x\nkept\n") == "kept\n"

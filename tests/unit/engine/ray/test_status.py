@@ -1,0 +1,111 @@
+"""Ray Serve's application state -> inferd's statuses and counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferd.engine.ray.status import api_view, api_views, http_port, summarize_error
+
+DEPLOYED = 1000.0
+
+
+def replica(state: str = "RUNNING", started: float = DEPLOYED + 1, node: str = "n1") -> dict[str, Any]:
+    return {"replica_id": "r", "state": state, "start_time_s": started, "node_id": node, "pid": 7}
+
+
+def app(
+    replicas: list[dict[str, Any]],
+    app_status: str = "RUNNING",
+    status: str = "HEALTHY",
+    target: int | None = None,
+    minimum: int = 1,
+    message: str = "",
+    trigger: str = "CONFIG_UPDATE_COMPLETED",
+    dead: int = 0,
+) -> dict[str, Any]:
+    return {
+        "status": app_status,
+        "route_prefix": "/iris/classifier",
+        "last_deployed_time_s": DEPLOYED,
+        "message": "",
+        "deployments": {
+            "inferd": {
+                "status": status,
+                "status_trigger": trigger,
+                "message": message,
+                "target_num_replicas": len(replicas) if target is None else target,
+                "deployment_config": {
+                    "autoscaling_config": {"min_replicas": minimum},
+                    "user_config": {"version": "v2", "deployment": "iris", "model_format": "onnx"},
+                },
+                "replicas": replicas,
+                "recent_dead_replicas": [{}] * dead,
+            }
+        },
+    }
+
+
+def test_healthy_is_live_with_every_count() -> None:
+    view = api_view("classifier", app([replica(), replica(node="n2")]))
+    assert view["status"] == "live"
+    assert (view["requested"], view["available"], view["up_to_date"], view["stale"]) == (2, 2, 2, 0)
+    assert (view["deployment"], view["version"], view["endpoint"]) == ("iris", "v2", "/iris/classifier")
+
+
+def test_a_rolling_update_counts_old_replicas_as_stale() -> None:
+    replicas = [replica(started=DEPLOYED - 50), replica(started=DEPLOYED - 40), replica(state="STARTING")]
+    updating = api_view("classifier", app(replicas, "DEPLOYING", "UPDATING", target=2, minimum=2))
+    assert updating["status"] == "updating"
+    assert (updating["available"], updating["up_to_date"], updating["stale"]) == (2, 0, 2)
+    replicas[2] = replica()
+    half = api_view("classifier", app(replicas, "DEPLOYING", "UPDATING", target=2, minimum=2))
+    assert (half["status"], half["up_to_date"], half["stale"]) == ("updating", 1, 2)
+
+
+def test_a_failed_version_is_an_error_with_its_reason() -> None:
+    message = (
+        "The deployment failed to start 3 times in a row.\nTraceback (most recent call last):\n"
+        '  File "x.py", line 1\ninferd.errors.LoadError: handlers/iris.py: cannot import: boom\n'
+    )
+    view = api_view(
+        "classifier",
+        app(
+            [replica(started=DEPLOYED - 5)],
+            "DEPLOY_FAILED",
+            "DEPLOY_FAILED",
+            message=message,
+            trigger="REPLICA_STARTUP_FAILED",
+            dead=3,
+        ),
+    )
+    assert view["status"] == "error"
+    assert view["error"] == "handlers/iris.py: cannot import: boom"
+    assert view["failed"] == 3 and view["available"] == 1 and view["error_detail"] == message
+
+
+def test_deleting_waiting_for_resources_and_scaled_to_zero() -> None:
+    assert api_view("c", app([replica()], "DELETING"))["status"] == "stopping"
+    waiting = "Deployment 'inferd' has 1 replicas that have taken more than 30s to be scheduled."
+    pending = app([replica(state="PENDING_ALLOCATION")], "DEPLOYING", "UPDATING", message=waiting)
+    assert api_view("c", pending)["status"] == "compute unavailable"
+    assert api_view("c", app([], target=0, minimum=0))["status"] == "live"
+    assert api_view("c", app([replica(state="STARTING")], "DEPLOYING", "UPDATING"))["status"] == "updating"
+
+
+def test_only_inferd_apps_are_listed_and_the_real_port_wins() -> None:
+    details = {
+        "http_options": {"port": 8123},
+        "applications": {"b": app([replica()]), "other": {"deployments": {"Model": {}}}, "a": app([])},
+    }
+    assert [view["name"] for view in api_views(details)] == ["a", "b"]
+    assert http_port(details, 8000) == 8123
+    assert http_port({}, 8000) == 8000
+
+
+def test_summarize_error_keeps_one_line() -> None:
+    assert summarize_error("RuntimeError: boom\n") == "boom"
+    assert (
+        summarize_error("ModuleNotFoundError: No module named 'x'")
+        == "ModuleNotFoundError: No module named 'x'"
+    )
+    assert summarize_error("plain words\nmore") == "plain words"

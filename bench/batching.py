@@ -1,7 +1,7 @@
 """Adaptive batching on a ~2 ms model: batching off vs on, in one run (part of `make bench`).
 
 Builds an ONNX MLP (1024 -> 4096 -> 4096 -> 10, random weights) whose single-row call takes about
-2 ms on one thread here, serves it with `inferd serve` (1 replica) with and without
+2 ms on one thread here, serves it with `inferd serve` (exactly 1 replica) with and without
 `batching: {max_batch_size: 32}`, and loads each with wrk at 1 and 32 connections, interleaved.
 Prints requests/s, p50 and p95, and writes bench/results/batching.json.
 """
@@ -89,7 +89,8 @@ def project(root: Path, model: Path, batching: bool) -> Path:
     extra = "  batching:\n    max_batch_size: 32\n" if batching else ""
     (root / "cortex.yaml").write_text(
         "- kind: deployment\n  name: bench\n- kind: api\n  name: mlp\n  onnx:\n    model: mlp.onnx\n"
-        f"  timeout: 120\n{extra}"
+        # One replica each (no autoscaling), so the comparison is batching alone.
+        f"  compute:\n    min_replicas: 1\n    max_replicas: 1\n  timeout: 120\n{extra}"
     )
     return root
 
@@ -206,6 +207,28 @@ def main() -> int:
         f"batching on/off at 32 connections: {speedup:.2f}x requests/s (target >= 2.5x), p95 ratio {p95:.2f}"
         f" (target <= 1.0); at 1 connection p50 ratio {p50_idle:.2f} (target <= 1.1)"
     )
+    doc = ROOT / "docs" / "benchmarks.md"
+    if doc.exists():  # `make bench` wrote it just before: add this section
+        rows = "\n".join(
+            f"| {name} | {c} | {best[name][c]['rps']:,.0f} | {best[name][c]['p50_ms']:.2f} ms | "
+            f"{best[name][c]['p95_ms']:.2f} ms | {best[name][c]['errors']:.0f} |"
+            for name in ("off", "on")
+            for c in (1, 32)
+        )
+        with doc.open("a", encoding="utf-8") as out_doc:
+            out_doc.write(
+                "\n## Adaptive batching (`python bench/batching.py`)\n\n"
+                f"An ONNX MLP {' -> '.join(map(str, SIZES))} (random weights): "
+                f"{single_ms:.2f} ms per 1-row call, "
+                f"{batch_ms:.2f} ms per 32-row call on one thread. `inferd serve` with exactly 1 replica, "
+                "without and with `batching: {max_batch_size: 32}`; wrk, best of "
+                f"{args.rounds} rounds of {args.duration:g} s.\n\n"
+                "| batching | connections | req/s | p50 | p95 | errors |\n"
+                "| --- | ---: | ---: | ---: | ---: | ---: |\n"
+                f"{rows}\n\n"
+                f"Batching on/off at 32 connections: **{speedup:.2f}x** requests/s (bar >= 2.5x), p95 ratio "
+                f"**{p95:.2f}** (bar <= 1.0); at 1 connection p50 ratio **{p50_idle:.2f}** (bar <= 1.1).\n"
+            )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "batching.json").write_text(

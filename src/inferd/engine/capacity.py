@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 
@@ -18,22 +19,41 @@ def _total_memory() -> int:
     return 1 << 40
 
 
+def _gpu_count() -> int:
+    """NVIDIA GPUs this process may use (``CUDA_VISIBLE_DEVICES`` narrows the devices found)."""
+    devices = (
+        [name for name in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", name)]
+        if os.path.isdir("/dev")
+        else []
+    )
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return min(len(devices), len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"]))
+    return len(devices)
+
+
+Need = tuple[float, int | None, int]  # cpu cores, memory bytes, GPUs of one replica
+
+
 @dataclass(frozen=True)
 class Capacity:
-    """CPU cores and memory bytes available to replicas."""
+    """CPU cores, memory bytes and GPUs available to replicas."""
 
     cpus: float
     memory: int
+    gpus: int = 0
 
     @classmethod
     def of_this_machine(cls) -> Capacity:
-        return cls(cpus=float(len(os.sched_getaffinity(0))), memory=_total_memory())
+        return cls(cpus=float(len(os.sched_getaffinity(0))), memory=_total_memory(), gpus=_gpu_count())
 
-    def room(self, used: list[tuple[float, int | None]], cpu: float, mem: int | None) -> int:
-        """How many more replicas needing ``cpu`` cores and ``mem`` bytes fit next to ``used``."""
-        free_cpu = self.cpus - sum(c for c, _ in used)
+    def room(self, used: list[Need], cpu: float, mem: int | None, gpu: int = 0) -> int:
+        """How many more replicas needing ``cpu`` cores, ``mem`` bytes and ``gpu`` GPUs fit now."""
+        free_cpu = self.cpus - sum(c for c, _, _ in used)
         count = math.floor(free_cpu / cpu + 1e-9) if cpu > 0 else 1 << 20
         if mem:
-            free_mem = self.memory - sum(m or 0 for _, m in used)
+            free_mem = self.memory - sum(m or 0 for _, m, _ in used)
             count = min(count, free_mem // mem)
+        if gpu:
+            count = min(count, (self.gpus - sum(g for _, _, g in used)) // gpu)
         return max(0, count)

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.autoscale import Autoscaler
-from inferd.engine.capacity import Capacity
+from inferd.engine.capacity import Capacity, Need
 from inferd.engine.packages import ensure_packages
 from inferd.engine.reconcile import ReplicaView, plan
 from inferd.engine.state import ApiState, Replica, Version, rss_bytes, version_id
@@ -190,13 +190,13 @@ class LocalEngine:
             state.status = self._status(state)
 
     def _room(self, state: ApiState) -> int:
-        used: list[tuple[float, int | None]] = []
+        used: list[Need] = []
         for other in self.apis.values():
             compute = other.config.api.compute
             count = sum(r.version == other.version.id for r in other.replicas if not r.retired)
-            used.extend([(compute.cpu_cores, compute.mem_bytes)] * count)
+            used.extend([(compute.cpu_cores, compute.mem_bytes, compute.gpu)] * count)
         compute = state.config.api.compute
-        return self.capacity.room(used, compute.cpu_cores, compute.mem_bytes)
+        return self.capacity.room(used, compute.cpu_cores, compute.mem_bytes, compute.gpu)
 
     def _status(self, state: ApiState) -> str:
         version = state.version

@@ -44,6 +44,7 @@ bench: models
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/batching.py
 	$(BIN)/python bench/metrics_cost.py
+	$(BIN)/python bench/startup.py
 
 soak: models
 	$(BIN)/python scripts/soak.py --duration $${SOAK_SECONDS:-600}

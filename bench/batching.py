@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.servers import free_port  # noqa: E402
+
 INFERD = str(Path(sys.executable).parent / "inferd")
 LUA = """
 local f = io.open(os.getenv("BATCH_BODY"), "rb")
@@ -74,13 +77,6 @@ def build_mlp(path: Path, sizes: tuple[int, ...] = SIZES) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     save_model(model, str(path))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def project(root: Path, model: Path, batching: bool) -> Path:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 from bench.measure import WrkResult, ensure_wrk, run_wrk  # noqa: E402
+from bench.servers import free_port  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "iris-onnx"
 SAMPLE = EXAMPLE / "sample.json"
@@ -76,15 +77,6 @@ class BareIris:
         prediction = self.session.run(None, {self.input_name: np.array([features], dtype=np.float32)})
         label: str = LABELS[prediction[0][0]]
         return label
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def session_rss_mib(session: int) -> dict[str, float]:

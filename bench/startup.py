@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,15 +23,12 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.servers import free_port  # noqa: E402
+
 INFERD = str(Path(sys.executable).parent / "inferd")
 SAMPLE = (ROOT / "examples" / "iris-onnx" / "sample.json").read_bytes()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def until_ok(request: object, timeout: float = 120.0) -> None:

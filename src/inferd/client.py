@@ -152,17 +152,18 @@ class Client:
         result: dict[str, Any] = self.call("POST", "/dashboard/login")
         return result
 
-    def predict(self, url: str, body: bytes, debug: bool = False, timeout: float = 600) -> requests.Response:
-        """POST ``body`` to an API URL (from ``api(name)["url"]``)."""
-        try:
-            return self.session.post(
-                url + ("?debug=true" if debug else ""),
-                data=body,
-                timeout=timeout,
-                headers={"Content-Type": "application/json"},
-            )
-        except requests.RequestException as exc:
-            raise OperatorError(f"cannot reach {url}: {exc}") from None
+
+def post_sample(url: str, body: bytes, debug: bool = False, timeout: float = 600) -> requests.Response:
+    """POST a JSON sample to an API URL (local gateway or a Ray cluster's proxy alike)."""
+    try:
+        return requests.post(
+            url + ("?debug=true" if debug else ""),
+            data=body,
+            timeout=timeout,
+            headers={"Content-Type": "application/json"},
+        )
+    except requests.RequestException as exc:
+        raise OperatorError(f"cannot reach {url}: {exc}") from None
 
 
 def _result(response: requests.Response) -> Any:

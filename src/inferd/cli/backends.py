@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-import requests
-
 from inferd.client import Client
 from inferd.environments import Environment
 
@@ -14,17 +12,13 @@ if TYPE_CHECKING:
 
 
 class Backend(Protocol):
-    """What ``get``, ``predict``, ``delete`` and deploy's progress need from an environment."""
+    """What ``get``, ``predict`` (the API's URL), ``delete`` and deploy's progress need."""
 
     def apis(self) -> list[dict[str, Any]]: ...
 
     def api(self, name: str) -> dict[str, Any]: ...
 
     def delete(self, name: str) -> dict[str, Any]: ...
-
-    def predict(
-        self, url: str, body: bytes, debug: bool = False, timeout: float = 600
-    ) -> requests.Response: ...
 
 
 def ray_backend(env: Environment) -> RayBackend:

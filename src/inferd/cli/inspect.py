@@ -13,7 +13,7 @@ import click
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, ray_backend
 from inferd.cli.options import env_option
-from inferd.client import Client
+from inferd.client import Client, post_sample
 from inferd.environments import Environment
 from inferd.errors import InferdError, NotFoundError, UsageError
 
@@ -133,7 +133,7 @@ def predict(api: str, sample: Path, debug: bool, env: Environment) -> None:
     """
     client = backend_for(env)
     info: dict[str, Any] = client.api(resolve(client, api))
-    response = client.predict(info["url"], sample.read_bytes(), debug=debug)
+    response = post_sample(info["url"], sample.read_bytes(), debug=debug)
     try:
         body = response.json()
     except ValueError:

@@ -21,7 +21,7 @@ from inferd.engine.ray import plan
 from inferd.engine.ray.cluster import AppSpec
 from inferd.engine.ray.status import api_views, http_port, is_api_app
 from inferd.environments import Environment
-from inferd.errors import ConfigError, NotFoundError, OperatorError
+from inferd.errors import ConfigError, NotFoundError
 
 
 class ClusterLike(Protocol):
@@ -249,15 +249,3 @@ class RayBackend:
                 offsets[f"{node}|{path}"] = offset
                 parts.append(without_markers(text))
         return "".join(parts), offsets
-
-    def predict(self, url: str, body: bytes, debug: bool = False, timeout: float = 600) -> requests.Response:
-        """POST ``body`` to an API URL through Ray Serve's proxy."""
-        try:
-            return self.session.post(
-                url + ("?debug=true" if debug else ""),
-                data=body,
-                timeout=timeout,
-                headers={"Content-Type": "application/json"},
-            )
-        except requests.RequestException as exc:
-            raise OperatorError(f"cannot reach {url}: {exc}") from None

@@ -60,6 +60,10 @@ class ConflictError(InferdError):
     status_code = 409
 
 
+class DeployFailedError(InferdError):
+    """A deployed version did not become live (or a deleted API did not drain) in time."""
+
+
 class OperatorError(InferdError):
     """The operator is not running, cannot start, or cannot be reached."""
 

@@ -221,7 +221,16 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         {"bad.py": "def pre_inference(sample, metadata):\n    return sample\n"},
         {"m.onnx": iris_onnx_model},
     )
-    inferd.run("deploy", str(project))
+    deployed = inferd.run("deploy", str(project), check=False)
+    assert deployed.returncode == 1
+    for failure in (
+        "api 'broken' failed (error): ",
+        "api 'huge' failed (compute unavailable): ",
+        "api 'gpu' failed (compute unavailable): ",
+        "api 'greedy' failed (error (out of memory)): ",
+    ):
+        assert failure in deployed.stderr
+    assert "api 'good' failed" not in deployed.stderr
     inferd.wait_status("good", "live")
     broken = inferd.wait_status("broken", "error")
     assert "pre_inference(sample, metadata) must take 3 arguments" in broken["error"]
@@ -260,13 +269,18 @@ def test_requirements_are_installed_once_and_importable(
         {"m.onnx": iris_onnx_model},
     )
     inferd.run("deploy", str(project))
-    inferd.wait_status("pretty", "live", timeout=300)
     assert inferd.post("/deps/pretty", [[1, 2, 3, 4]]).json() == "1,234,567"
     assert len(list((inferd.home / "envs").iterdir())) == 1
+    inferd.run("refresh", str(project))  # the cached packages are reused, and not "installed"
+    assert inferd.run("logs", "pretty").stdout.count("installing requirements.txt") == 1
 
     (project / "requirements.txt").write_text("this-package-does-not-exist-anywhere-inferd==1.0\n")
-    inferd.run("deploy", str(project), "--no-wait")
-    failed = inferd.wait_status("pretty", "error", timeout=300)
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: api 'pretty' failed (error): installing requirements.txt failed")
+    assert last.endswith("the previous version keeps serving")
+    failed = inferd.wait_status("pretty", "error")
     assert "installing requirements.txt failed" in failed["error"]
     assert inferd.post("/deps/pretty", [[1, 2, 3, 4]]).json() == "1,234,567"  # the old version serves
 

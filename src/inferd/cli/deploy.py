@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from inferd.cli.backends import Backend, backend_for, ray_backend
+from inferd.cli.backends import backend_for, ray_backend
 from inferd.cli.options import env_option
+from inferd.cli.outcome import wait_deleted, wait_outcome
 from inferd.client import Client
 from inferd.config.load import load_project
 from inferd.environments import LOCAL_ENVIRONMENT, Environment
 from inferd.errors import OperatorError
-
-WAIT_TIMEOUT = 600.0
-SETTLED = ("live", "error", "error (out of memory)", "compute unavailable")
 
 
 def _start_operator(client: Client) -> None:
@@ -40,8 +37,9 @@ def _deploy(
         click.echo("preparing (models, packages)...", err=True)
     result = client.deploy(project.root, force=force, refresh=refresh)
     click.echo(result["message"])
-    if wait and result["message"] != "deployment is up-to-date":
-        _wait_settled(client, names)
+    if wait:
+        versions: dict[str, str | None] = dict(result.get("versions") or dict.fromkeys(names))
+        wait_outcome(client, versions)
 
 
 def _deploy_ray(project_dir: Path, names: list[str], refresh: bool, wait: bool, env: Environment) -> None:
@@ -50,40 +48,18 @@ def _deploy_ray(project_dir: Path, names: list[str], refresh: bool, wait: bool, 
         click.echo(f"uploading the project to {env.describe()}...", err=True)
     result = backend.deploy(project_dir, refresh=refresh)
     click.echo(result["message"])
-    if wait and result["message"] != "deployment is up-to-date":
-        _wait_settled(backend, names)
-
-
-def _wait_settled(client: Backend, names: list[str]) -> None:
-    """Show each API's progress until it is live (or failed), like a rollout status."""
-    deadline = time.monotonic() + WAIT_TIMEOUT
-    shown: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        apis = {api["name"]: api for api in client.apis() if api["name"] in names}
-        done = True
-        for name in names:
-            api = apis.get(name)
-            if api is None:
-                continue
-            line = f"{name}: {api['status']} ({api['up_to_date']}/{api['requested']} up to date)"
-            if api.get("error"):
-                line += f": {api['error']}"
-            if shown.get(name) != line:
-                shown[name] = line
-                click.echo(line, err=True)
-            if api["status"] not in SETTLED or api.get("stale"):
-                done = False
-        if done:
-            return
-        time.sleep(0.25)
-    click.echo("still updating; follow it with `inferd get -w`", err=True)
+    if wait:
+        wait_outcome(backend, dict.fromkeys(names))
 
 
 @click.command()
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
 @click.option("-f", "--force", is_flag=True, help="Deploy even while a previous deploy is updating.")
 @click.option(
-    "--wait/--no-wait", default=True, show_default=True, help="Show progress until the APIs are live."
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until every API's new version is live (exit 0) or has failed (exit 1).",
 )
 @env_option
 def deploy(project_dir: Path, force: bool, wait: bool, env: Environment) -> None:
@@ -92,7 +68,8 @@ def deploy(project_dir: Path, force: bool, wait: bool, env: Environment) -> None
     Validates cortex.yaml first. Prints "deployment started", "deployment updated" or
     "deployment is up-to-date". Changed APIs roll out with no failed requests: new replicas
     start, take traffic once ready, then the old ones drain. APIs no longer in the config are
-    deleted.
+    deleted. Waits until every API's new version is live (exit 0) or has failed (exit 1, with
+    the reason; a failed update leaves the previous version serving).
 
     \b
     Examples:
@@ -106,7 +83,10 @@ def deploy(project_dir: Path, force: bool, wait: bool, env: Environment) -> None
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
 @click.option("-f", "--force", is_flag=True, help="Refresh even while a previous deploy is updating.")
 @click.option(
-    "--wait/--no-wait", default=True, show_default=True, help="Show progress until the APIs are live."
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until every API's new version is live (exit 0) or has failed (exit 1).",
 )
 @env_option
 def refresh(project_dir: Path, force: bool, wait: bool, env: Environment) -> None:
@@ -138,14 +118,8 @@ def delete(name: str | None, force: bool, env: Environment) -> None:
     client = backend_for(env)
     result = client.delete(name)
     click.echo(result["message"])
-    if force:
-        return
-    deadline = time.monotonic() + WAIT_TIMEOUT
-    while time.monotonic() < deadline:
-        remaining = [api for api in client.apis() if api["name"] in result["apis"]]
-        if not remaining:
-            return
-        time.sleep(0.2)
+    if not force:
+        wait_deleted(client, list(result["apis"]))
 
 
 @click.command()

@@ -43,7 +43,7 @@ def get(api: str | None, watch: bool, verbose: bool, output: str, env: Environme
     \b
     Columns (as Cortex): up-to-date = ready replicas of the current version; available = all
     ready replicas; requested = the replica count wanted now; failed = replicas that crashed
-    or failed to load.
+    or failed to load; timed out = replicas stopped because a request overran its timeout.
 
     \b
     Examples:

@@ -61,7 +61,7 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
     parts = []
     headers = ["status", "up-to-date", "available", "requested"]
     row: list[Any] = [api["status"], api["up_to_date"], api["available"], api["requested"]]
-    for key, title in (("stale", "stale"), ("failed", "failed")):
+    for key, title in (("stale", "stale"), ("failed", "failed"), ("timed_out", "timed out")):
         if api.get(key):
             headers.append(title)
             row.append(api[key])

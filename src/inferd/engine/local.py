@@ -25,7 +25,7 @@ from typing import IO, Any
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity, Need
-from inferd.engine.packages import ensure_packages
+from inferd.engine.packages import ensure_packages, packages_dir
 from inferd.engine.reconcile import ReplicaView, plan
 from inferd.engine.state import ApiState, Replica, Version, rss_bytes, version_id
 from inferd.errors import InferdError
@@ -116,7 +116,8 @@ class LocalEngine:
                 model_path = local_model_path(uri, root)
             requirements = root / "requirements.txt"
             if requirements.is_file():
-                self._event(config.name, "installing requirements.txt")
+                if not (packages_dir(self.home, requirements) / ".complete").exists():
+                    self._event(config.name, "installing requirements.txt")
                 extra_paths = (await asyncio.to_thread(ensure_packages, self.home, requirements),)
         except InferdError as exc:
             error = exc
@@ -304,6 +305,7 @@ class LocalEngine:
             handle.close()
             return
         state, replica = found
+        replica.loaded = True
         if replica.version == state.version.id:
             version = state.version
             version.failures = 0
@@ -331,6 +333,9 @@ class LocalEngine:
         state, replica = found
         if replica.retired:
             return
+        if replica.stuck:  # stopped on purpose: a request overran its timeout
+            state.timed_out += 1
+            return
         state.failed += 1
         if replica.version != state.version.id:
             return
@@ -340,15 +345,26 @@ class LocalEngine:
             version.failures = 0
         version.failures += 1
         version.next_start = now + min(MAX_BACKOFF, 0.25 * 2 ** (version.failures - 1))
-        if handle.state != ReplicaState.FAILED:
-            self._event(state.name, f"replica {replica.id} stopped unexpectedly; starting another")
+        if handle.state == ReplicaState.FAILED:
+            return
+        code = replica.process.poll()
+        if not replica.loaded and version.error is None and not version.oom:
+            # It died while loading without saying why (os._exit, a signal, a crash in C).
+            how = f"with code {code}" if code is not None else "without a word"
+            version.error = f"a replica exited {how} while loading the model and handler"
+            version.detail = version.error + f" (see `inferd logs {state.name}`)"
+            self.sink.api_error(handle.api, version.error)
+        self._event(state.name, f"replica {replica.id} stopped unexpectedly; starting another")
 
     def replica_stuck(self, handle: ReplicaHandle) -> None:
         found = self._find(handle)
         if found is None:
             return
         state, replica = found
-        self._event(state.name, f"replica {replica.id} overran a request's timeout; stopping it")
+        replica.stuck = True
+        self._event(
+            state.name, f"replica {replica.id} overran a request's timeout; stopping and replacing it"
+        )
         self.sink.replica_gone(handle.api, handle)
         if replica.process.poll() is None:
             replica.process.send_signal(signal.SIGKILL)
@@ -371,6 +387,7 @@ class LocalEngine:
             "up_to_date": sum(r.ready and r.version == version.id for r in state.replicas),
             "stale": sum(r.ready and r.version != version.id for r in state.replicas),
             "failed": state.failed,
+            "timed_out": state.timed_out,
             "in_flight": self.sink.in_flight(name),
             "last_update": state.last_update,
             "version": version.id,

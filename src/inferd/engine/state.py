@@ -38,6 +38,8 @@ class Replica:
     process: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
     retired: bool = False
+    loaded: bool = False
+    stuck: bool = False
 
     @property
     def ready(self) -> bool:
@@ -53,6 +55,7 @@ class ApiState:
     autoscaler: Autoscaler
     replicas: list[Replica] = field(default_factory=list)
     failed: int = 0
+    timed_out: int = 0
     last_update: float = field(default_factory=time.time)
     deleting: bool = False
     unschedulable: bool = False

@@ -161,7 +161,8 @@ class Operator:
             message = "deployment updated"
         else:
             message = "deployment is up-to-date"
-        return {"message": message, "deployment": name, "apis": results}
+        versions = {api: self.engine.apis[api].version.id for api in results if api in self.engine.apis}
+        return {"message": message, "deployment": name, "apis": results, "versions": versions}
 
     def _check_conflicts(self, project: Project) -> None:
         for config in project.apis:

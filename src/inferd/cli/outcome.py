@@ -1,0 +1,102 @@
+"""Waiting for a deploy's outcome: each API's new version live, or failed with a reason.
+
+A deploy is done when the version it created is live (or has failed); replicas of the previous
+version that are still draining do not hold it up. Failures name the reason and, for an
+update, say that the previous version keeps serving, so scripts can rely on the exit code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from inferd.cli.backends import Backend
+from inferd.errors import DeployFailedError
+
+WAIT_TIMEOUT = 600.0
+POLL_SECONDS = 0.25
+FAILED = ("error", "error (out of memory)", "compute unavailable")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where one API's rollout stands: ``done`` once live or failed."""
+
+    done: bool
+    failed: bool = False
+    line: str = ""
+    failure: str = ""
+
+
+def judge(name: str, info: dict[str, Any] | None, version: str | None) -> Outcome:
+    """The outcome of ``name``'s rollout to ``version`` (None: any version) from its status."""
+    if info is None:
+        return Outcome(True, True, f"{name}: removed", f"api '{name}' was removed before it became live")
+    if version is not None and info.get("version") not in (None, version):
+        return Outcome(True, False, f"{name}: replaced by a later deploy")
+    status = str(info["status"])
+    up_to_date = int(info.get("up_to_date", 0))
+    requested = int(info.get("requested", 0))
+    if status == "live":
+        return Outcome(True, False, f"{name}: live ({up_to_date}/{requested} replicas up to date)")
+    if status in FAILED:
+        reason = info.get("error") or status
+        failure = f"api '{name}' failed ({status}): {reason}"
+        if int(info.get("available", 0)) > up_to_date:
+            failure += "; the previous version keeps serving"
+        return Outcome(True, True, f"{name}: {status}: {reason}", failure)
+    return Outcome(False, False, f"{name}: {status} ({up_to_date}/{requested} replicas up to date)")
+
+
+def wait_outcome(
+    backend: Backend,
+    versions: dict[str, str | None],
+    timeout: float = WAIT_TIMEOUT,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Show each API's progress until every one is live or failed; raise if any failed."""
+    deadline = clock() + timeout
+    shown: dict[str, str] = {}
+    while True:
+        apis = {api["name"]: api for api in backend.apis()}
+        outcomes = {name: judge(name, apis.get(name), version) for name, version in versions.items()}
+        for name, outcome in outcomes.items():
+            if shown.get(name) != outcome.line:
+                shown[name] = outcome.line
+                click.echo(outcome.line, err=True)
+        if all(outcome.done for outcome in outcomes.values()):
+            break
+        if clock() >= deadline:
+            waiting = sorted(name for name, outcome in outcomes.items() if not outcome.done)
+            raise DeployFailedError(
+                f"{', '.join(waiting)} not live after {timeout:.0f}s; follow it with `inferd get -w`"
+            )
+        sleep(POLL_SECONDS)
+    failed = [outcome.failure for outcome in outcomes.values() if outcome.failed]
+    if failed:
+        raise DeployFailedError("; ".join(failed))
+
+
+def wait_deleted(
+    backend: Backend,
+    names: list[str],
+    timeout: float = WAIT_TIMEOUT,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Wait until ``names`` are gone (their replicas drained); raise after ``timeout``."""
+    deadline = clock() + timeout
+    while True:
+        remaining = sorted(api["name"] for api in backend.apis() if api["name"] in names)
+        if not remaining:
+            return
+        if clock() >= deadline:
+            raise DeployFailedError(
+                f"{', '.join(remaining)} still draining after {timeout:.0f}s; see `inferd get`"
+            )
+        sleep(POLL_SECONDS)

@@ -1,0 +1,87 @@
+"""``inferd deploy`` tells the truth: exit 0 once the new version is live, 1 when it failed."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.conftest import make_project
+from tests.integration.conftest import Inferd
+
+CONFIG = (
+    "- kind: deployment\n  name: truth\n"
+    "- kind: api\n  name: labels\n  onnx:\n    model: m.onnx\n    request_handler: h.py\n"
+)
+GOOD = "def post_inference(prediction, signature, metadata):\n    return 'v1'\n"
+BROKEN = "import a_module_that_does_not_exist\n"
+SAMPLE = [[5.2, 3.6, 1.4, 0.3]]
+
+
+def test_good_deploy_exits_0_once_live(inferd: Inferd, tmp_path: Path, iris_onnx_model: Path) -> None:
+    project = make_project(tmp_path / "p", CONFIG, {"h.py": GOOD}, {"m.onnx": iris_onnx_model})
+    result = inferd.run("deploy", str(project))
+    assert result.returncode == 0
+    assert "labels: live (1/1 replicas up to date)" in result.stderr
+    assert inferd.post("/truth/labels", SAMPLE).json() == "v1"  # no waiting after the exit
+
+
+def test_first_deploy_of_a_broken_handler_exits_1(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(tmp_path / "p", CONFIG, {"h.py": BROKEN}, {"m.onnx": iris_onnx_model})
+    inferd.run("up")
+    started = time.monotonic()
+    result = inferd.run("deploy", str(project), check=False, timeout=120)
+    assert time.monotonic() - started < 60  # the bound the issue states
+    assert result.returncode == 1
+    assert result.stdout.strip() == "deployment started"
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: api 'labels' failed (error): ")
+    assert "a_module_that_does_not_exist" in last
+    assert "previous version" not in last
+
+
+def test_update_to_a_broken_handler_exits_1_while_the_old_version_serves(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(tmp_path / "p", CONFIG, {"h.py": GOOD}, {"m.onnx": iris_onnx_model})
+    inferd.run("deploy", str(project))
+    (project / "h.py").write_text(BROKEN)
+    started = time.monotonic()
+    result = inferd.run("deploy", str(project), check=False, timeout=120)
+    assert time.monotonic() - started < 60  # the bound the issue states
+    assert result.returncode == 1
+    assert result.stdout.strip() == "deployment updated"
+    last = result.stderr.strip().splitlines()[-1]
+    assert "a_module_that_does_not_exist" in last
+    assert last.endswith("; the previous version keeps serving")
+    assert inferd.post("/truth/labels", SAMPLE).json() == "v1"
+
+    (project / "h.py").write_text(GOOD.replace("v1", "v2"))
+    assert inferd.run("deploy", str(project)).returncode == 0  # a fix rolls out and exits 0
+    assert inferd.post("/truth/labels", SAMPLE).json() == "v2"
+
+
+def test_a_handler_that_exits_while_loading_fails_the_deploy(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p", CONFIG, {"h.py": "import os\nos._exit(3)\n"}, {"m.onnx": iris_onnx_model}
+    )
+    result = inferd.run("deploy", str(project), check=False, timeout=120)
+    assert result.returncode == 1
+    assert "exited with code 3 while loading" in result.stderr
+
+
+def test_no_wait_returns_at_once_and_delete_waits_for_the_drain(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(tmp_path / "p", CONFIG, {"h.py": BROKEN}, {"m.onnx": iris_onnx_model})
+    result = inferd.run("deploy", str(project), "--no-wait")
+    assert result.stdout.strip() == "deployment started"
+    assert "labels:" not in result.stderr  # no progress: it did not wait
+    deleted = inferd.run("delete", "truth")
+    assert deleted.stdout.strip() == "deleting deployment 'truth'"
+    assert inferd.json("get") == []
+    missing = inferd.run("delete", "truth", check=False)
+    assert missing.returncode == 1 and "no API or deployment named 'truth'" in missing.stderr

@@ -1,0 +1,107 @@
+"""A deploy's outcome from API statuses: live, failed (with the reason), or still rolling out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from inferd.cli.outcome import judge, wait_deleted, wait_outcome
+from inferd.errors import DeployFailedError
+
+
+def api(name: str = "a", status: str = "live", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "status": status,
+        "version": "v2",
+        "up_to_date": 1 if status == "live" else 0,
+        "available": 1 if status == "live" else 0,
+        "requested": 1,
+        **extra,
+    }
+
+
+class Statuses:
+    """A backend whose ``apis()`` answers from a script, one answer per poll."""
+
+    def __init__(self, *answers: list[dict[str, Any]]) -> None:
+        self.answers = list(answers)
+        self.polls = 0
+
+    def apis(self) -> list[dict[str, Any]]:
+        self.polls += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    def api(self, name: str) -> dict[str, Any]:
+        raise AssertionError("not used")
+
+    def delete(self, name: str) -> dict[str, Any]:
+        raise AssertionError("not used")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_live_new_version_is_done_even_while_old_replicas_drain() -> None:
+    outcome = judge("a", api(stale=1, available=2), "v2")
+    assert outcome.done and not outcome.failed
+
+
+def test_old_version_still_live_is_not_done() -> None:
+    outcome = judge("a", api(status="updating", available=1, up_to_date=0), "v2")
+    assert not outcome.done
+
+
+def test_failed_update_says_the_previous_version_keeps_serving() -> None:
+    outcome = judge("a", api(status="error", available=1, up_to_date=0, error="cannot import h.py"), "v2")
+    assert outcome.done and outcome.failed
+    assert outcome.failure == (
+        "api 'a' failed (error): cannot import h.py; the previous version keeps serving"
+    )
+
+
+def test_failed_first_deploy_names_the_reason_only() -> None:
+    outcome = judge("a", api(status="compute unavailable", error="needs cpu 64, this machine has 2"), "v2")
+    assert outcome.failure == "api 'a' failed (compute unavailable): needs cpu 64, this machine has 2"
+
+
+def test_a_later_version_ends_the_wait() -> None:
+    assert judge("a", api(status="updating", version="v3"), "v2") == judge("a", api(version="v3"), "v2")
+    assert not judge("a", api(version="v3"), "v2").failed
+
+
+def test_wait_outcome_returns_once_live() -> None:
+    clock = Clock()
+    backend = Statuses([api(status="updating")], [api(status="updating")], [api()])
+    wait_outcome(backend, {"a": "v2"}, clock=clock, sleep=clock.sleep)
+    assert backend.polls == 3
+
+
+def test_wait_outcome_raises_with_every_failure() -> None:
+    clock = Clock()
+    backend = Statuses([api("a", "error", error="boom"), api("b"), api("c", "error (out of memory)")])
+    with pytest.raises(DeployFailedError, match=r"api 'a' failed \(error\): boom; api 'c' failed"):
+        wait_outcome(backend, {"a": "v2", "b": "v2", "c": "v2"}, clock=clock, sleep=clock.sleep)
+
+
+def test_wait_outcome_gives_up_after_the_timeout() -> None:
+    clock = Clock()
+    backend = Statuses([api(status="updating")])
+    with pytest.raises(DeployFailedError, match="a not live after 5s"):
+        wait_outcome(backend, {"a": "v2"}, timeout=5, clock=clock, sleep=clock.sleep)
+
+
+def test_wait_deleted() -> None:
+    clock = Clock()
+    wait_deleted(Statuses([api("a")], []), ["a"], clock=clock, sleep=clock.sleep)
+    with pytest.raises(DeployFailedError, match="a still draining"):
+        wait_deleted(Statuses([api("a")]), ["a"], timeout=1, clock=clock, sleep=clock.sleep)

@@ -71,7 +71,10 @@ def cli() -> None:
     show_default=True,
     help="Count requests for /metrics (off only to measure what metrics cost).",
 )
-def serve(project_dir: Path, host: str, port: int, grace: float, access_log: bool, metrics: bool) -> None:
+@click.option("--reload", is_flag=True, help="Roll the APIs over to the new code when project files change.")
+def serve(
+    project_dir: Path, host: str, port: int, grace: float, access_log: bool, metrics: bool, reload: bool
+) -> None:
     """Serve a project's APIs in the foreground until Ctrl-C.
 
     Each API gets its replicas (compute.init_replicas, default min_replicas); each replica
@@ -81,6 +84,7 @@ def serve(project_dir: Path, host: str, port: int, grace: float, access_log: boo
     Examples:
       inferd serve examples/iris-onnx
       inferd serve . --port 9000
+      inferd serve . --reload   # edits roll out at once; a broken edit keeps the old code
     """
     import uvloop
 
@@ -89,7 +93,9 @@ def serve(project_dir: Path, host: str, port: int, grace: float, access_log: boo
 
     project = load_project(project_dir)
     try:
-        code = uvloop.run(serve_project(project, host, port, grace, access_log=access_log, metrics=metrics))
+        code = uvloop.run(
+            serve_project(project, host, port, grace, access_log=access_log, metrics=metrics, reload=reload)
+        )
     except OSError as exc:
         raise InferdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sys.exit(code)

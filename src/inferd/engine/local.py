@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,15 +59,22 @@ class LocalEngine:
 
     # desired state
 
-    async def apply(self, project: Project, refresh: str = "") -> dict[str, str]:
+    async def apply(
+        self, project: Project, refresh: str = "", only: Collection[str] | None = None
+    ) -> dict[str, str]:
         """Create or update every API of ``project``; delete the deployment's other APIs.
 
         Returns ``{api: "created" | "updated" | "unchanged"}``. Remote models are downloaded
         and requirements installed before this returns; a failure there is the API's error.
+        With ``only``, existing APIs not named there keep their version (``serve --reload``
+        rolls just the APIs an edit affects).
         """
         digest = await asyncio.to_thread(tree_digest, project.root)
         results: dict[str, str] = {}
         for config in project.apis:
+            if only is not None and config.name not in only and config.name in self.apis:
+                results[config.name] = "unchanged"
+                continue
             version = await self._prepare(config, project.root, digest, refresh)
             state = self.apis.get(config.name)
             if state is not None and state.version.id == version.id and not state.deleting:

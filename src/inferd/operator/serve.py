@@ -1,7 +1,8 @@
 """``inferd serve``: the gateway and the local engine in one foreground process.
 
 Ctrl-C or SIGTERM: stop taking predictions (``/healthz`` turns 503), let accepted requests
-finish, stop the replicas, exit 0.
+finish, stop the replicas, exit 0. With ``reload``, edits of the project roll its APIs over to
+the new code (``operator/reload.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
 from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
+from inferd.operator.reload import Reloader, no_bytecode
 from inferd.storage import inferd_home
 
 log = logging.getLogger("inferd")
@@ -31,6 +33,7 @@ async def serve_project(
     announce: Callable[[str], None] | None = None,
     access_log: bool = False,
     metrics: bool = True,
+    reload: bool = False,
 ) -> int:
     """Serve ``project`` until SIGINT/SIGTERM; return the exit status."""
     say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -43,6 +46,8 @@ async def serve_project(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if reload:
+        no_bytecode()
     await engine.apply(project)
     bound = gateway.ports[0] if gateway.ports else port
     base = f"http://{host}:{bound}"
@@ -53,9 +58,14 @@ async def serve_project(
             f"  {config.name:<20} POST {base}{config.endpoint}  ({config.api.model_format}, "
             f"{replicas} replica{'s' if replicas != 1 else ''})"
         )
-    ready_task = loop.create_task(_announce_ready(gateway, say))
+    ready_task = loop.create_task(_announce_ready(gateway, say, quiet_when_live=reload))
+    watch_task = None
+    if reload:
+        watch_task = loop.create_task(Reloader(project, engine, say).run(stop))
     await stop.wait()
     ready_task.cancel()
+    if watch_task is not None:
+        watch_task.cancel()
     say("inferd: stopping: finishing accepted requests (Ctrl-C again is ignored)")
     await gateway.drain(grace)
     await engine.stop()
@@ -66,7 +76,8 @@ async def serve_project(
     return 0
 
 
-async def _announce_ready(gateway: Gateway, say: Callable[[str], None]) -> None:
+async def _announce_ready(gateway: Gateway, say: Callable[[str], None], quiet_when_live: bool) -> None:
+    # With --reload, the reloader tells why a new version of a live API did not load.
     announced: set[str] = set()
     errors: dict[str, str] = {}
     while True:
@@ -74,6 +85,8 @@ async def _announce_ready(gateway: Gateway, say: Callable[[str], None]) -> None:
             if queue.ready and name not in announced:
                 announced.add(name)
                 say(f"inferd: api '{name}' is live")
+            if quiet_when_live and name in announced:
+                continue
             if queue.error and errors.get(name) != queue.error:
                 errors[name] = queue.error
                 say(f"inferd: api '{name}' failed to start: {queue.error}")

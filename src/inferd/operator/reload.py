@@ -1,0 +1,195 @@
+"""``inferd serve --reload``: watch the project folder and roll edited APIs over to the new code.
+
+An edit is mapped to the APIs it affects: an API's handler (or predictor) file or its model
+rolls that API alone; the config file rolls the APIs whose entry changed (and creates or deletes
+APIs); any other file (a module the handlers import, a data file they read, requirements.txt)
+rolls every API. The engine's rolling update does the rest: new replicas start, take traffic
+once ready, then the old ones finish their requests and stop, so no request fails.
+
+An edit that does not load leaves the old replicas serving. Syntax errors are found here,
+before any replica starts (``compile``, never an import: user code runs only in replicas);
+other failures (an import error, a wrong handler signature) come back from the new replica.
+Either way the error is printed with its file and line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import watchfiles
+
+from inferd.config.load import load_project
+from inferd.config.schema import ApiConfig, Project, is_remote
+from inferd.engine.local import LocalEngine
+from inferd.errors import InferdError
+from inferd.storage import local_model_path
+
+# watchfiles waits this long for an editor's burst of writes (save, rename, touch) to settle.
+DEBOUNCE_MS = 50
+POLL_SECONDS = 0.05
+FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def shown_path(path: Path, root: Path) -> str:
+    """``path`` relative to the project folder when it lies inside, else as it is."""
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def syntax_error(path: Path, root: Path) -> str | None:
+    """``file:line: SyntaxError: ...`` when the Python file does not compile, else ``None``."""
+    try:
+        source = path.read_bytes()
+    except OSError:
+        return None  # deleted or unreadable: the replica will say what is missing
+    try:
+        compile(source, str(path), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f"{shown_path(path, root)}:{exc.lineno}" if exc.lineno else shown_path(path, root)
+        code = (exc.text or "").strip()
+        return f"{where}: {type(exc).__name__}: {exc.msg}" + (f"\n    {code}" if code else "")
+    except ValueError as exc:  # e.g. null bytes in the source
+        return f"{shown_path(path, root)}: {exc}"
+    return None
+
+
+def user_location(detail: str, root: Path) -> str | None:
+    """The deepest ``file:line`` of a traceback that lies in the project folder."""
+    found = None
+    for match in FRAME.finditer(detail):
+        path = Path(match["file"])
+        if path.is_absolute() and (root == path or root in path.parents):
+            found = f"{path.relative_to(root)}:{match['line']}"
+    return found
+
+
+def edited_paths(changes: set[tuple[watchfiles.Change, str]]) -> set[Path]:
+    """The paths an edit touched, without an editor's scratch files (added, then removed)."""
+    added = {path for change, path in changes if change == watchfiles.Change.added}
+    return {
+        Path(path)
+        for change, path in changes
+        if Path(path).exists() or (change == watchfiles.Change.deleted and path not in added)
+    }
+
+
+def affected_apis(old: Project, new: Project, changed: Iterable[Path]) -> set[str]:
+    """Names of the APIs of ``new`` that an edit of the ``changed`` paths affects."""
+    affected: set[str] = set()
+    before = {config.name: config.model_dump_json() for config in old.apis}
+    for path in changed:
+        path = Path(path)
+        if path == new.config_file or path == old.config_file:
+            affected.update(c.name for c in new.apis if before.get(c.name) != c.model_dump_json())
+            continue
+        owners = {config.name for config in new.apis if _owns(config, new.root, path)}
+        affected.update(owners or (config.name for config in new.apis))
+    return affected
+
+
+def _owns(config: ApiConfig, root: Path, path: Path) -> bool:
+    """Whether ``path`` is this API's own handler (or predictor) file or model."""
+    handler = config.api.handler_file
+    if handler is not None and (root / handler).resolve() == path:
+        return True
+    uri = config.api.model_uri
+    if uri is None or is_remote(uri):
+        return False
+    model = local_model_path(uri, root)
+    return path == model or model in path.parents
+
+
+class Reloader:
+    """Watches one project for ``inferd serve --reload`` and rolls its APIs on each edit."""
+
+    def __init__(self, project: Project, engine: LocalEngine, say: Callable[[str], None]) -> None:
+        self.project = project
+        self.engine = engine
+        self.say = say
+        self._follows: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch until ``stop`` is set (runs on the serving process's event loop)."""
+        # Said once the first step of the watch has run, i.e. once the folder is being watched.
+        asyncio.get_running_loop().call_soon(self.say, f"inferd: watching {self.project.root} for changes")
+        async for changes in watchfiles.awatch(
+            self.project.root, debounce=DEBOUNCE_MS, step=DEBOUNCE_MS, stop_event=stop
+        ):
+            changed = edited_paths(changes)
+            if changed:
+                await self.reload(changed)
+
+    async def reload(self, changed: set[Path]) -> None:
+        """Roll the APIs that ``changed`` affects, unless the edit cannot load."""
+        started = time.monotonic()
+        root = self.project.root
+        for path in sorted(changed):
+            if path.suffix == ".py" and path.is_file() and (error := syntax_error(path, root)):
+                self.say(f"inferd: {error}")
+                self.say("inferd: not reloaded; the previous version keeps serving")
+                return
+        try:
+            project = load_project(self.project.config_file if self.project.config_file.exists() else root)
+        except InferdError as exc:
+            self.say(f"inferd: {exc.message}")
+            self.say("inferd: not reloaded; the previous version keeps serving")
+            return
+        affected = affected_apis(self.project, project, changed)
+        self.project = project
+        if not affected:
+            return
+        names = ", ".join(sorted(affected))
+        files = ", ".join(sorted(shown_path(path, root) for path in changed))
+        self.say(f"inferd: {files} changed; reloading {names}")
+        results = await self.engine.apply(project, only=affected)
+        for name in sorted(affected):
+            state = self.engine.apis.get(name)
+            if state is None or results.get(name) == "unchanged":
+                continue
+            task = asyncio.get_running_loop().create_task(self._follow(name, state.version.id, started))
+            self._follows.add(task)
+            task.add_done_callback(self._follows.discard)
+
+    async def _follow(self, name: str, version: str, started: float) -> None:
+        """Say when ``version`` of ``name`` serves, or why it cannot (then the old one serves)."""
+        while True:
+            state = self.engine.apis.get(name)
+            if state is None or state.version.id != version or state.deleting:
+                return  # deleted, or a newer edit superseded this one
+            current = [r for r in state.replicas if r.version == version and not r.retired]
+            if sum(r.ready for r in current) >= max(1, state.desired) or (state.desired == 0 and not current):
+                self.engine.reconcile()  # retire the old replicas now, not at the next tick
+                self.say(f"inferd: reloaded {name} in {time.monotonic() - started:.1f} s")
+                return
+            if state.version.error is not None:
+                self._failed(name, state.version.error, state.version.detail, version)
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+    def _failed(self, name: str, error: str, detail: str, version: str) -> None:
+        root = self.project.root
+        where = user_location(detail, root)
+        reason = next((line for line in reversed(detail.splitlines()) if line.strip()), error)
+        self.say(f"inferd: {where}: {reason.strip()}" if where else f"inferd: {error}")
+        state = self.engine.apis.get(name)
+        old = state is not None and any(r.ready and r.version != version for r in state.replicas)
+        if old:
+            self.say(f"inferd: {name} not reloaded; the previous version keeps serving")
+        else:
+            self.say(f"inferd: {name} failed to load")
+
+
+def no_bytecode() -> None:
+    """Replicas started from now on write no ``.pyc`` into the project.
+
+    Python trusts a cached ``.pyc`` while the source's mtime (in whole seconds) and size are
+    unchanged, so an edit of the same length within a second of a load would serve old code.
+    """
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"

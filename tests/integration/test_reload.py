@@ -1,0 +1,158 @@
+"""`inferd serve --reload` under a steady client: edits roll out, broken edits keep the old code."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import Server, example, wait_for
+
+Serve = Callable[..., Server]
+# The issue's bar is 2 s on a quiet machine; tests share two loaded cores, hence the slack.
+ROLL_OUT_BOUND = 10.0
+
+
+class SteadyClient:
+    """Posts the sample in a loop on its own thread, keeping every answer and failure."""
+
+    def __init__(self, url: str, sample: Any) -> None:
+        self.url = url
+        self.sample = sample
+        self.answers: list[tuple[float, Any]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            session.trust_env = False
+            while not self._stop.is_set():
+                try:
+                    response = session.post(self.url, json=self.sample, timeout=30)
+                except requests.RequestException as exc:
+                    self.failures.append(repr(exc))
+                    continue
+                if response.status_code == 200:
+                    self.answers.append((time.monotonic(), response.json()))
+                else:
+                    self.failures.append(f"{response.status_code} {response.text}")
+
+    def first_since(self, since: float, answer: Any) -> float | None:
+        """When ``answer`` was first seen after ``since``."""
+        return next((at for at, value in list(self.answers) if at >= since and value == answer), None)
+
+    def answers_since(self, since: float) -> list[Any]:
+        return [value for at, value in list(self.answers) if at >= since]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of examples/iris-onnx that the test may edit."""
+    target = tmp_path / "iris"
+    shutil.copytree(example("iris-onnx"), target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[[Server, Path], SteadyClient]]:
+    clients: list[SteadyClient] = []
+
+    def start(server: Server, project: Path) -> SteadyClient:
+        sample = json.loads((project / "sample.json").read_text())
+        client = SteadyClient(f"{server.url}/iris/classifier", sample)
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.stop()
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def line_of(path: Path, fragment: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if fragment in line)
+
+
+def test_edits_roll_out_under_load_and_a_syntax_error_keeps_the_old_code(
+    serve: Serve, project: Path, client_for: Callable[[Server, Path], SteadyClient]
+) -> None:
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    client = client_for(server, project)
+    wait_for(lambda: client.answers, 30, "a first answer")
+    handler = project / "handlers" / "iris.py"
+
+    edited_at = time.monotonic()
+    edit(handler, '"iris-setosa"', '"setosa, edited"')
+    seen = wait_for(lambda: client.first_since(edited_at, "setosa, edited"), 60, f"the edit; {server.log()}")
+    assert seen - edited_at < ROLL_OUT_BOUND
+    wait_for(lambda: re.search(r"reloaded classifier in \d+\.\d s", server.log()), 30, "the reload time")
+    # Once reloaded, the old replica no longer serves (a request it had begun may still end).
+    reloaded_at = time.monotonic()
+    wait_for(lambda: len(client.answers_since(reloaded_at)) >= 20, 30, "more answers")
+    assert set(client.answers_since(reloaded_at)[-10:]) == {"setosa, edited"}
+
+    edit(handler, 'labels = ["setosa, edited"', 'labels = ["never served" +')
+    line = line_of(handler, "never served")
+    wait_for(lambda: f"handlers/iris.py:{line}: SyntaxError" in server.log(), 30, "the syntax error")
+    assert "not reloaded; the previous version keeps serving" in server.log()
+    broken_at = time.monotonic()
+    wait_for(lambda: len(client.answers_since(broken_at)) >= 20, 30, "answers after the broken edit")
+    assert set(client.answers_since(broken_at)) == {"setosa, edited"}
+
+    client.stop()
+    assert client.failures == []
+
+
+def test_a_handler_that_fails_to_load_keeps_the_old_replicas_serving(
+    serve: Serve, project: Path, client_for: Callable[[Server, Path], SteadyClient]
+) -> None:
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    client = client_for(server, project)
+    handler = project / "handlers" / "iris.py"
+
+    edit(handler, "import numpy as np", "import numpy as np\nimport no_such_module_here")
+    wait_for(
+        lambda: (
+            "handlers/iris.py:2: ModuleNotFoundError: No module named 'no_such_module_here'" in server.log()
+        ),
+        60,
+        f"the load failure; {server.log()}",
+    )
+    assert "classifier not reloaded; the previous version keeps serving" in server.log()
+    failed_at = time.monotonic()
+    wait_for(lambda: len(client.answers_since(failed_at)) >= 20, 30, "answers after the failed load")
+    assert set(client.answers_since(failed_at)) == {"iris-setosa"}
+
+    edit(project / "cortex.yaml", "name: classifier", "name: classifier\n  bogus_key: 1")
+    wait_for(lambda: "bogus_key" in server.log(), 30, f"the config error; {server.log()}")
+    assert re.search(r"cortex\.yaml:\d+: .*bogus_key", server.log())
+
+    edit(project / "cortex.yaml", "\n  bogus_key: 1", "")
+    edit(handler, "import no_such_module_here", "")
+    edit(handler, '"iris-setosa"', '"setosa, fixed"')
+    edited_at = time.monotonic()
+    wait_for(lambda: client.first_since(edited_at, "setosa, fixed"), 60, f"the fix; {server.log()}")
+
+    client.stop()
+    assert client.failures == []

@@ -1,0 +1,95 @@
+"""What an edit affects, and how a failure is located, for `inferd serve --reload`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import watchfiles
+
+from inferd.config.load import load_project
+from inferd.operator.reload import affected_apis, edited_paths, syntax_error, user_location
+
+CONFIG = """\
+- kind: deployment
+  name: shop
+- kind: api
+  name: first
+  onnx:
+    model: models/first.onnx
+    request_handler: handlers/first.py
+- kind: api
+  name: second
+  tensorflow:
+    model: models/second
+    request_handler: handlers/second.py
+"""
+
+
+def write_project(root: Path, config: str = CONFIG) -> Path:
+    for name in ("handlers/first.py", "handlers/second.py", "handlers/shared.py", "labels.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("def post_inference(prediction, signature, metadata):\n    return 1\n")
+    (root / "models" / "second").mkdir(parents=True, exist_ok=True)
+    (root / "models" / "first.onnx").write_bytes(b"onnx")
+    (root / "models" / "second" / "saved_model.pb").write_bytes(b"pb")
+    (root / "cortex.yaml").write_text(config)
+    return root
+
+
+def test_an_api_s_own_handler_or_model_affects_that_api_alone(tmp_path: Path) -> None:
+    project = load_project(write_project(tmp_path))
+    root = project.root
+    assert affected_apis(project, project, [root / "handlers" / "first.py"]) == {"first"}
+    assert affected_apis(project, project, [root / "models" / "first.onnx"]) == {"first"}
+    assert affected_apis(project, project, [root / "models" / "second" / "saved_model.pb"]) == {"second"}
+
+
+def test_any_other_file_affects_every_api(tmp_path: Path) -> None:
+    project = load_project(write_project(tmp_path))
+    changed = [project.root / "handlers" / "shared.py", project.root / "labels.txt"]
+    assert affected_apis(project, project, changed) == {"first", "second"}
+
+
+def test_the_config_affects_the_apis_whose_entry_changed(tmp_path: Path) -> None:
+    old = load_project(write_project(tmp_path))
+    (tmp_path / "cortex.yaml").write_text(CONFIG + "    metadata:\n      threshold: 2\n")
+    new = load_project(tmp_path)
+    assert affected_apis(old, new, [new.config_file]) == {"second"}
+    assert affected_apis(old, old, [old.config_file]) == set()
+
+
+def test_a_syntax_error_is_located_by_file_and_line(tmp_path: Path) -> None:
+    handler = tmp_path / "handlers" / "h.py"
+    handler.parent.mkdir()
+    handler.write_text(
+        "labels = ['a']\n\ndef post_inference(prediction, signature, metadata)\n    return 1\n"
+    )
+    error = syntax_error(handler, tmp_path)
+    assert error is not None and error.startswith("handlers/h.py:3: SyntaxError: ")
+    handler.write_text("labels = ['a']\n")
+    assert syntax_error(handler, tmp_path) is None
+
+
+def test_a_load_failure_is_located_at_the_deepest_project_frame(tmp_path: Path) -> None:
+    detail = (
+        "Traceback (most recent call last):\n"
+        '  File "/site-packages/inferd/handler/loader.py", line 61, in _import\n'
+        f'  File "{tmp_path}/handlers/h.py", line 2, in <module>\n'
+        f'  File "{tmp_path}/lib/util.py", line 7, in <module>\n'
+        "NameError: name 'x' is not defined"
+    )
+    assert user_location(detail, tmp_path) == "lib/util.py:7"
+    assert user_location("no traceback here", tmp_path) is None
+
+
+def test_scratch_files_an_editor_adds_and_removes_are_left_out(tmp_path: Path) -> None:
+    kept = tmp_path / "h.py"
+    kept.write_text("x = 1\n")
+    gone = tmp_path / "old.py"  # existed before, deleted by the user: an edit
+    changes = {
+        (watchfiles.Change.modified, str(kept)),
+        (watchfiles.Change.added, str(tmp_path / "sedXYZ")),
+        (watchfiles.Change.deleted, str(tmp_path / "sedXYZ")),
+        (watchfiles.Change.deleted, str(gone)),
+    }
+    assert edited_paths(changes) == {kept, gone}

@@ -125,10 +125,12 @@ class Client:
         result: dict[str, Any] = self.call("GET", "/info")
         return result
 
-    def deploy(self, path: Path, force: bool = False, refresh: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = self.call(
-            "POST", "/deploy", {"path": str(path.resolve()), "force": force, "refresh": refresh}
-        )
+    def deploy(
+        self, path: Path, force: bool = False, refresh: bool = False, environ: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Deploy the project at ``path``; ``environ``: the variables its API keys come from."""
+        body = {"path": str(path.resolve()), "force": force, "refresh": refresh, "environ": environ or {}}
+        result: dict[str, Any] = self.call("POST", "/deploy", body)
         return result
 
     def apis(self) -> list[dict[str, Any]]:

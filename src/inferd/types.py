@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from inferd.config.schema import ApiConfig
     from inferd.replica.handle import ReplicaHandle
 
@@ -15,8 +17,12 @@ class ReplicaSink(Protocol):
     Implemented by the gateway; called by an engine on the gateway's event loop.
     """
 
-    def add_api(self, config: ApiConfig) -> None:
-        """Route ``config.endpoint`` to a new (or updated) API."""
+    def add_api(self, config: ApiConfig, environ: Mapping[str, str] | None = None) -> None:
+        """Route ``config.endpoint`` to a new (or updated) API.
+
+        ``environ`` holds the variables ``auth.keys_from_env`` names (a deploy's); ``None``:
+        this process's environment.
+        """
         ...
 
     def remove_api(self, name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,13 @@ def _deploy(
     names = [config.name for config in project.apis]
     if sys.stderr.isatty():
         click.echo("preparing (models, packages)...", err=True)
-    result = client.deploy(project.root, force=force, refresh=refresh)
+    variables = {
+        variable
+        for config in project.apis
+        for variable in (config.api.auth.keys_from_env if config.api.auth else [])
+    }
+    environ = {variable: os.environ[variable] for variable in variables if os.environ.get(variable)}
+    result = client.deploy(project.root, force=force, refresh=refresh, environ=environ)
     click.echo(result["message"])
     if wait:
         versions: dict[str, str | None] = dict(result.get("versions") or dict.fromkeys(names))

@@ -106,14 +106,27 @@ def serve(
 def validate(project_dir: Path) -> None:
     """Check a project's configuration and files without serving it.
 
+    Checks cortex.yaml, that the files it names exist (models, handlers, auth.keys_file), and
+    the handler or predictor functions' names and parameters (from the source: neither the
+    model nor the handler's imports are loaded).
+
     \b
     Example:
       inferd validate examples/iris-onnx
     """
     from inferd.config.load import load_project
+    from inferd.errors import ConfigError, LoadError
+    from inferd.handler.loader import check_source
 
     project = load_project(project_dir)
     for config in project.apis:
+        code = config.api.handler_file
+        if code is not None:
+            kind = "predictor" if config.api.predictor is not None else "handler"
+            try:
+                check_source(project.root / code, kind, code)
+            except LoadError as exc:
+                raise ConfigError(f"api '{config.name}': {exc.message}") from None
         click.echo(f"api '{config.name}': {config.api.model_format} at {config.endpoint}")
     click.echo(f"{project.config_file.name} is valid")
 

@@ -386,6 +386,12 @@ def _check_files(root: Path, index: int, api: Api) -> None:
             raise FieldError(where, f"{label}: {block_name}.{field}: {api.handler_file} does not exist")
         if path.suffix not in (".py", ".pickle"):
             raise FieldError(where, f"{label}: {block_name}.{field}: must be a .py (or dill .pickle) file")
+    if api.auth is not None and api.auth.keys_file is not None:
+        keys = Path(api.auth.keys_file)
+        if not (keys if keys.is_absolute() else root / keys).is_file():
+            raise FieldError(
+                (index, "auth", "keys_file"), f"{label}: auth.keys_file: {api.auth.keys_file} does not exist"
+            )
     if api.python_path is not None:
         where = (index, block_name, "python_path")
         path = _inside(root, api.python_path, where, f"{label}: {block_name}.python_path:")

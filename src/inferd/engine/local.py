@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,14 +60,19 @@ class LocalEngine:
     # desired state
 
     async def apply(
-        self, project: Project, refresh: str = "", only: Collection[str] | None = None
+        self,
+        project: Project,
+        refresh: str = "",
+        only: Collection[str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         """Create or update every API of ``project``; delete the deployment's other APIs.
 
         Returns ``{api: "created" | "updated" | "unchanged"}``. Remote models are downloaded
         and requirements installed before this returns; a failure there is the API's error.
         With ``only``, existing APIs not named there keep their version (``serve --reload``
-        rolls just the APIs an edit affects).
+        rolls just the APIs an edit affects). ``environ``: the variables that
+        ``auth.keys_from_env`` reads (None: this process's).
         """
         digest = await asyncio.to_thread(tree_digest, project.root)
         results: dict[str, str] = {}
@@ -79,6 +84,8 @@ class LocalEngine:
             state = self.apis.get(config.name)
             if state is not None and state.version.id == version.id and not state.deleting:
                 results[config.name] = "unchanged"
+                if config.api.auth is not None:
+                    self.sink.add_api(config, environ)  # the keys may have changed
                 continue
             results[config.name] = "created" if state is None or state.deleting else "updated"
             if state is None:
@@ -97,7 +104,7 @@ class LocalEngine:
                 state.deleting = False
                 state.failed = 0
                 state.last_update = time.time()
-            self.sink.add_api(config)
+            self.sink.add_api(config, environ)
             self.sink.api_error(config.name, version.error)
             self._event(config.name, f"version {version.id} {results[config.name]}")
         keep = {config.name for config in project.apis}

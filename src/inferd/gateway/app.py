@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
 
@@ -54,7 +54,7 @@ class Gateway:
 
     # ReplicaSink (called by the engine)
 
-    def add_api(self, config: ApiConfig) -> None:
+    def add_api(self, config: ApiConfig, environ: Mapping[str, str] | None = None) -> None:
         queue = self.apis.get(config.name)
         if queue is None:
             queue = ApiQueue(config)
@@ -66,7 +66,7 @@ class Gateway:
         queue.keys, queue.auth_error = [], None
         if config.api.auth is not None:
             try:
-                queue.keys = auth.load_keys(config)
+                queue.keys = auth.load_keys(config, environ)
             except auth.KeysError as exc:
                 queue.auth_error = str(exc)
         self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.body_limit for q in self.apis.values())])

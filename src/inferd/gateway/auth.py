@@ -1,13 +1,16 @@
 """API keys (the ``auth`` extension): loaded when an API is added, checked in constant time.
 
-Keys come from the environment of the process serving the API and/or a file; they are held in
-memory only and never logged. A missing key is 401, a wrong one 403.
+Keys come from environment variables and/or a file. For ``inferd serve`` the variables are the
+serving process's own; for ``inferd deploy`` they are those of the shell that ran the deploy
+(sent with it, kept in the operator's private state). Keys are never logged. A missing key is
+401, a wrong one 403.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from inferd.config.schema import ApiConfig
@@ -17,14 +20,16 @@ class KeysError(Exception):
     """The API's keys cannot be read (an unset variable, an unreadable file, no key at all)."""
 
 
-def load_keys(config: ApiConfig) -> list[bytes]:
+def load_keys(config: ApiConfig, environ: Mapping[str, str] | None = None) -> list[bytes]:
+    """The API's keys; variables from ``environ`` (a deploy's), else from this process."""
     auth = config.api.auth
     assert auth is not None
     keys: list[bytes] = []
     for name in auth.keys_from_env:
-        value = os.environ.get(name)
+        value = (os.environ if environ is None else environ).get(name)
         if not value:
-            raise KeysError(f"the environment variable {name} is not set")
+            where = "" if environ is None else " in the shell that ran `inferd deploy`"
+            raise KeysError(f"the environment variable {name} is not set{where}")
         keys.append(value.strip().encode())
     if auth.keys_file is not None:
         path = Path(auth.keys_file)

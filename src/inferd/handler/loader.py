@@ -6,6 +6,8 @@ signature in the message, instead of a failure on the first request.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import difflib
 import importlib.util
 import inspect
@@ -98,24 +100,97 @@ def _check(module: ModuleType, expected: dict[str, str], shown: str) -> dict[str
             continue
         if not callable(function):
             raise LoadError(f"{shown}: {name} must be a function: {usage}")
-        arity = usage.count(",") + 1
-        try:
-            inspect.signature(function).bind(*range(arity))
-        except TypeError:
-            raise LoadError(
-                f"{shown}: {name}{_shown_signature(function)} must take {arity} arguments: {usage}"
-            ) from None
-        except ValueError:  # builtins without a signature: trust them
-            pass
+        with contextlib.suppress(ValueError):  # builtins without a signature: trust them
+            _check_arity(name, inspect.signature(function), usage, shown)
         functions[name] = function
     return functions
 
 
-def _shown_signature(function: UserFunction) -> str:
+def _check_arity(name: str, signature: inspect.Signature, usage: str, shown: str) -> None:
+    arity = usage.count(",") + 1
     try:
-        return str(inspect.signature(function))
-    except (TypeError, ValueError):
-        return "(...)"
+        signature.bind(*range(arity))
+    except TypeError:
+        raise LoadError(f"{shown}: {name}{signature} must take {arity} arguments: {usage}") from None
+
+
+def _signature_of(node: ast.FunctionDef | ast.AsyncFunctionDef) -> inspect.Signature:
+    """The parameters a ``def`` declares, as ``inspect`` would see them once imported."""
+    args = node.args
+    positional = [*args.posonlyargs, *args.args]
+    first_default = len(positional) - len(args.defaults)
+    parameters = [
+        inspect.Parameter(
+            arg.arg,
+            inspect.Parameter.POSITIONAL_ONLY
+            if i < len(args.posonlyargs)
+            else inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None if i >= first_default else inspect.Parameter.empty,
+        )
+        for i, arg in enumerate(positional)
+    ]
+    if args.vararg is not None:
+        parameters.append(inspect.Parameter(args.vararg.arg, inspect.Parameter.VAR_POSITIONAL))
+    for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+        empty = inspect.Parameter.empty
+        parameters.append(
+            inspect.Parameter(
+                arg.arg, inspect.Parameter.KEYWORD_ONLY, default=empty if default is None else None
+            )
+        )
+    if args.kwarg is not None:
+        parameters.append(inspect.Parameter(args.kwarg.arg, inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(parameters)
+
+
+def _bound_names(node: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+            names.add(child.id)
+        elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(child.name)
+        elif isinstance(child, ast.alias):
+            names.add(child.asname or child.name.partition(".")[0])
+    return names
+
+
+def check_source(path: Path, kind: str, shown: str) -> None:
+    """Check a handler or predictor file's syntax and function signatures without running it.
+
+    What ``load_user_code`` checks after importing, as far as the source alone tells (functions
+    made at run time are left to the replica): ``inferd validate`` needs neither the model nor
+    the packages of ``requirements.txt``.
+    """
+    if path.suffix == ".pickle":
+        return
+    try:
+        tree = ast.parse(path.read_bytes(), filename=shown)
+    except SyntaxError as exc:
+        raise LoadError(f"{shown}:{exc.lineno}: invalid syntax: {exc.msg}") from None
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"{shown}: cannot be read: {exc}") from None
+    expected = HANDLER_FUNCTIONS if kind == "handler" else PREDICTOR_FUNCTIONS
+    defined: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+    assigned: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            defined[node.name] = node
+        else:  # bound some other way (assigned, imported, defined under an if): known at run time
+            assigned.update(_bound_names(node))
+    found = [name for name in expected if name in defined or name in assigned]
+    for name, usage in expected.items():
+        if name in defined and name not in assigned:
+            _check_arity(name, _signature_of(defined[name]), usage, shown)
+        elif name not in found:
+            others = [n for n in defined if not n.startswith("_") and n not in expected]
+            close = difflib.get_close_matches(name, others, n=1, cutoff=0.8)
+            if close:
+                raise LoadError(f"{shown}: defines {close[0]}(); did you mean {usage}?")
+    if kind == "handler" and not found:
+        raise LoadError(f"{shown}: defines neither pre_inference nor post_inference")
+    if kind != "handler" and "predict" not in found:
+        raise LoadError(f"{shown}: must define {PREDICTOR_FUNCTIONS['predict']}")
 
 
 def load_user_code(path: Path, kind: str, module_name: str, shown: str) -> UserCode:

@@ -121,7 +121,7 @@ class Operator:
         for name, record in list(self.state.deployments.items()):
             try:
                 project = self._without_deleted(load_project(Path(record.snapshot)), record)
-                await self.engine.apply(project, record.refresh)
+                await self.engine.apply(project, record.refresh, environ=self.state.secrets.get(name, {}))
                 log.info("restored deployment '%s'", name)
             except InferdError as exc:
                 log.error("cannot restore deployment '%s': %s", name, exc.message)
@@ -133,11 +133,14 @@ class Operator:
 
     # admin operations
 
-    async def deploy(self, source: str, force: bool, refresh: bool) -> dict[str, Any]:
+    async def deploy(
+        self, source: str, force: bool, refresh: bool, environ: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         source_path = Path(source)
         project = load_project(source_path)
         name = project.deployment.name
         self._check_conflicts(project)
+        secrets = self._key_variables(project, environ or {})
         lock = self.locks.setdefault(name, asyncio.Lock())
         if lock.locked() and not force:
             raise ConflictError(f"deployment '{name}' is currently updating; use --force to deploy over it")
@@ -147,10 +150,11 @@ class Operator:
             record = self.state.deployments.get(name)
             existed = record is not None
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
-            results = await self.engine.apply(deployed, token)
+            results = await self.engine.apply(deployed, token, environ=secrets)
             self.state.deployments[name] = DeploymentRecord(
                 source=str(project.root), snapshot=str(snapshot), refresh=token
             )
+            self.state.secrets[name] = secrets
             self.state.save()
         changed = any(result != "unchanged" for result in results.values())
         if refresh:
@@ -163,6 +167,21 @@ class Operator:
             message = "deployment is up-to-date"
         versions = {api: self.engine.apis[api].version.id for api in results if api in self.engine.apis}
         return {"message": message, "deployment": name, "apis": results, "versions": versions}
+
+    def _key_variables(self, project: Project, environ: dict[str, str]) -> dict[str, str]:
+        """The variables ``keys_from_env`` names: from the deploying shell, else the last deploy's."""
+        previous = self.state.secrets.get(project.deployment.name, {})
+        values: dict[str, str] = {}
+        for config in project.apis:
+            for variable in config.api.auth.keys_from_env if config.api.auth else []:
+                value = environ.get(variable) or previous.get(variable)
+                if not value:
+                    raise ConfigError(
+                        f"api '{config.name}': auth.keys_from_env: {variable} is not set in the shell "
+                        "running `inferd deploy` (export it first)"
+                    )
+                values[variable] = value
+        return values
 
     def _check_conflicts(self, project: Project) -> None:
         for config in project.apis:
@@ -274,8 +293,12 @@ class AdminApp:
                 "started": operator.started,
             }
         if method == b"POST" and path == "/deploy":
+            environ = body.get("environ") or {}
             return await operator.deploy(
-                str(body["path"]), bool(body.get("force")), bool(body.get("refresh"))
+                str(body["path"]),
+                bool(body.get("force")),
+                bool(body.get("refresh")),
+                {str(key): str(value) for key, value in environ.items()},
             )
         if method == b"GET" and path == "/apis":
             return operator.api_list()

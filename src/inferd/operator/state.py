@@ -22,6 +22,7 @@ from inferd.errors import InferdError
 from inferd.storage import file_digest
 
 STATE_FILE = "state.json"
+SECRETS_FILE = "secrets.json"
 TOKEN_FILE = "token"
 OPERATOR_FILE = "operator.json"
 SKIPPED_DIRS = {"__pycache__", ".venv", "venv", "node_modules"}
@@ -60,32 +61,46 @@ def write_private(path: Path, text: str) -> None:
 
 
 class State:
-    """Deployments known to the operator, persisted in ``state.json``."""
+    """Deployments known to the operator, persisted in ``state.json``.
+
+    The environment variables a deployment's API keys come from (``auth.keys_from_env``, taken
+    from the shell that ran ``inferd deploy``) are kept apart in ``secrets.json``, mode 0600
+    like the token, so that ``state.json`` can be read and shared without them.
+    """
 
     def __init__(self, home: Path) -> None:
         self.home = home
         self.path = home / STATE_FILE
+        self.secrets_path = home / SECRETS_FILE
         self.deployments: dict[str, DeploymentRecord] = {}
+        self.secrets: dict[str, dict[str, str]] = {}
 
     def load(self) -> State:
-        if not self.path.exists():
-            return self
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            self.deployments = {
-                name: DeploymentRecord(**record) for name, record in data["deployments"].items()
-            }
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StateError(
-                f"the state file {self.path} is corrupt ({type(exc).__name__}: {exc}); nothing was "
-                f"changed: fix it, or move it away to start with no deployments"
-            ) from None
+        for path in (self.path, self.secrets_path):
+            if not path.exists():
+                continue
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if path == self.path:
+                    self.deployments = {
+                        name: DeploymentRecord(**record) for name, record in data["deployments"].items()
+                    }
+                else:
+                    self.secrets = {name: dict(values) for name, values in data.items()}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise StateError(
+                    f"the state file {path} is corrupt ({type(exc).__name__}: {exc}); nothing was "
+                    f"changed: fix it, or move it away to start with no deployments"
+                ) from None
         return self
 
     def save(self) -> None:
         data = {"deployments": {name: asdict(record) for name, record in self.deployments.items()}}
+        secrets = {name: values for name, values in self.secrets.items() if name in self.deployments}
         try:
             write_private(self.path, json.dumps(data, indent=2))
+            if secrets or self.secrets_path.exists():
+                write_private(self.secrets_path, json.dumps(secrets))
         except OSError as exc:
             raise StateError(f"cannot save the state to {self.path}: {exc.strerror or exc}") from exc
 

@@ -1,0 +1,82 @@
+"""``inferd validate`` checks what it can without loading a model or running user code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from inferd.cli.main import cli
+from inferd.errors import LoadError
+from inferd.handler.loader import check_source
+from tests.conftest import EXAMPLES, make_project
+
+API = "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+
+
+def validate(root: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["validate", str(root)])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("name", ["iris-onnx", "iris-tensorflow", "iris-predictor"])
+def test_the_examples_are_valid(name: str) -> None:
+    code, output = validate(EXAMPLES / name)
+    assert code == 0 and output.endswith("cortex.yaml is valid\n")
+
+
+def test_a_missing_keys_file_is_a_config_error(tmp_path: Path) -> None:
+    root = make_project(tmp_path, API + "  auth:\n    keys_file: keys.txt\n", {"m.onnx": ""})
+    code, output = validate(root)
+    assert code == 2
+    assert output == "error: cortex.yaml:8: api 'a': auth.keys_file: keys.txt does not exist\n"
+
+
+def test_a_post_inference_with_wrong_parameters_is_a_config_error(tmp_path: Path) -> None:
+    handler = "import a_package_not_installed\ndef post_inference(prediction, metadata):\n    pass\n"
+    root = make_project(tmp_path, API + "    request_handler: h.py\n", {"m.onnx": "", "h.py": handler})
+    code, output = validate(root)  # the missing package does not matter: nothing is imported
+    assert code == 2
+    assert output == (
+        "error: api 'a': h.py: post_inference(prediction, metadata) must take 3 arguments: "
+        "post_inference(prediction, signature, metadata)\n"
+    )
+
+
+def check(tmp_path: Path, source: str, kind: str = "handler") -> None:
+    path = tmp_path / "code.py"
+    path.write_text(source)
+    check_source(path, kind, "code.py")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def pre_inference(sample, signature, metadata): pass\n",
+        "def post_inference(prediction, *rest): pass\n",
+        "def post_inference(prediction, signature, metadata, extra=None, *, debug=False): pass\n",
+        "from shared import post_inference\n",  # bound at run time: left to the replica
+        "try:\n    import x\nexcept ImportError:\n    def pre_inference(a, b, c): pass\n",
+    ],
+)
+def test_good_handlers_pass(tmp_path: Path, source: str) -> None:
+    check(tmp_path, source)
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "message"),
+    [
+        ("def pre_inference(sample):\n  pass\n", "handler", r"pre_inference\(sample\) must take 3"),
+        ("def post_inference(a, b, c, d): pass\n", "handler", "must take 3 arguments"),
+        ("def pre_inference(a, b, c, *, key): pass\n", "handler", "must take 3 arguments"),
+        ("def pre_inferance(a, b, c): pass\n", "handler", r"defines pre_inferance\(\); did you mean"),
+        ("def helper(): pass\n", "handler", "defines neither pre_inference nor post_inference"),
+        ("def predict(sample): pass\n", "predictor", r"predict\(sample\) must take 2 arguments"),
+        ("def init(model_path, metadata): pass\n", "predictor", r"must define predict\(sample, metadata\)"),
+        ("def predict(sample, metadata)\n  pass\n", "predictor", "code.py:1: invalid syntax"),
+    ],
+)
+def test_bad_code_is_named(tmp_path: Path, source: str, kind: str, message: str) -> None:
+    with pytest.raises(LoadError, match=message):
+        check(tmp_path, source, kind)

@@ -156,6 +156,9 @@ def _register() -> None:
 
     cli.add_command(env)
     cli.add_command(export)
+    from inferd.cli.develop import test
+
+    cli.add_command(test)
 
 
 _register()

@@ -1,0 +1,128 @@
+"""``inferd test``: a project's samples through its APIs in this process, compared with expectations."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from inferd.config.schema import Project
+from inferd.errors import InferdError, UsageError
+
+SHOWN_LIMIT = 2000
+
+
+def _shown(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= SHOWN_LIMIT else text[:SHOWN_LIMIT] + "..."
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from None
+
+
+@click.command("test")
+@click.argument("project_dir", default=".", type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--api", "api_name", help="Test this API only (default: every API of the project).")
+@click.option(
+    "--tolerance",
+    type=float,
+    default=1e-6,
+    show_default=True,
+    help="How far numbers may be from expected*.json (absolute, or relative to the expected value).",
+)
+def test(project_dir: Path, files: tuple[Path, ...], api_name: str | None, tolerance: float) -> None:
+    """Run samples through each API's handlers and model in this process (no server).
+
+    Runs every sample*.json of the project folder (or the FILES given) through
+    pre_inference, the model and post_inference (or predict), and prints each answer. When
+    expected<name>.json lies beside sample<name>.json, the answer must match it (numbers
+    within --tolerance); any difference or error exits 1. Handler errors show the traceback
+    down to your line.
+
+    \b
+    Examples:
+      inferd test examples/iris-onnx
+      inferd test . my-request.json --api classifier
+    """
+    from inferd.config.load import load_project
+    from inferd.testing import samples_in
+
+    project = load_project(project_dir)
+    samples = list(files) or samples_in(project.root)
+    if not samples:
+        raise UsageError(f"no sample*.json in {project_dir}: add one, or name the sample files to run")
+    bodies = {sample: _read_json(sample) for sample in samples}
+    # The traceback is shown below, trimmed to the user's frames; no second copy from the log.
+    handler_log = logging.getLogger("inferd.handler")
+    quiet = logging.NullHandler()
+    handler_log.addHandler(quiet)
+    handler_log.propagate = False
+    try:
+        passed, failed = _run(project, samples, bodies, api_name, tolerance)
+    finally:
+        handler_log.propagate = True
+        handler_log.removeHandler(quiet)
+    total = passed + failed
+    if failed:
+        click.echo(f"{failed} of {total} failed")
+        raise SystemExit(1)
+    click.echo(f"{passed} passed")
+
+
+def _run(
+    project: Project, samples: list[Path], bodies: dict[Path, Any], api_name: str | None, tolerance: float
+) -> tuple[int, int]:
+    """Each sample through each API, its answer printed and checked: (passed, failed)."""
+    from inferd.testing import build_api, differences, expected_for, select_apis, user_traceback
+
+    failed = passed = 0
+    for config in select_apis(project, api_name, one=False):
+        try:
+            api = build_api(project, config)
+        except InferdError as exc:
+            failed += len(samples)
+            summary, _, detail = exc.message.partition("\n")
+            click.echo(f"{config.name}: cannot load: {summary}")
+            shown = user_traceback(exc) if exc.__cause__ is not None else detail
+            if shown:
+                click.echo(textwrap.indent(shown, "  "))
+            continue
+        for sample in samples:
+            label = f"{config.name}  {sample.name}"
+            try:
+                answer = api.predict(bodies[sample])
+            except InferdError as exc:
+                failed += 1
+                click.echo(f"{label}: error: {exc.message}")
+                if exc.__cause__ is not None:
+                    click.echo(textwrap.indent(user_traceback(exc), "  "))
+                continue
+            expected_file = expected_for(sample)
+            if expected_file is None:
+                passed += 1
+                click.echo(f"{label}: {_shown(answer)}")
+                continue
+            found = differences(answer, _read_json(expected_file), tolerance)
+            if not found:
+                passed += 1
+                click.echo(f"{label}: {_shown(answer)}  (matches {expected_file.name})")
+                continue
+            failed += 1
+            click.echo(f"{label}: {_shown(answer)}")
+            click.echo(f"  differs from {expected_file.name}:")
+            for line in found[:20]:
+                click.echo(f"    {line}")
+            if len(found) > 20:
+                click.echo(f"    ... and {len(found) - 20} more")
+    return passed, failed

@@ -1,0 +1,158 @@
+"""A project's APIs in this process: ``inferd test``, and the user's own pytest tests.
+
+    from inferd.testing import load_api
+
+    def test_setosa():
+        api = load_api("path/to/project")           # or load_api(folder, "classifier")
+        assert api.predict({"sepal_length": 5.2, "sepal_width": 3.6,
+                            "petal_length": 1.4, "petal_width": 0.3}) == "iris-setosa"
+
+An API is built as a replica builds it: the same ``Predictor`` (handler checks, the real model,
+the real signature objects handed to ``pre_inference`` / ``post_inference``), so a test
+exercises exactly the code that serves. No server, no replica process.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from inferd import codec
+from inferd.config.load import load_project
+from inferd.config.schema import ApiConfig, Project, is_remote
+from inferd.engine.packages import ensure_packages
+from inferd.errors import HandlerError, UsageError
+from inferd.handler.predictor import Predictor
+from inferd.storage import fetch, inferd_home, local_model_path
+
+DEFAULT_TOLERANCE = 1e-6
+INFERD_PACKAGE = Path(__file__).resolve().parent
+
+
+class LoadedApi:
+    """One API of a project, loaded in this process; ``predict`` answers as the endpoint would."""
+
+    def __init__(self, config: ApiConfig, predictor: Predictor) -> None:
+        self.config = config
+        self.name = config.name
+        self.predictor = predictor
+
+    def predict(self, sample: Any) -> Any:
+        """Run ``sample`` (a parsed JSON body) through the pipeline; the JSON a client receives.
+
+        Raises what the endpoint would answer as an error: ``InputError`` (400) when the sample
+        does not fit the model, ``HandlerError`` (500) when user code raised (its ``__cause__``
+        is the user's exception, with its traceback).
+        """
+        result = self.predictor.predict(sample)
+        try:
+            return orjson.loads(codec.dumps(result))
+        except TypeError as exc:
+            stage = "predict" if self.predictor.runtime is None else "post_inference"
+            raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}") from exc
+
+
+def load_api(project: Path | str, api: str | None = None) -> LoadedApi:
+    """Load one API of the project folder ``project`` (``api`` may be left out when it has one)."""
+    loaded = load_project(project)
+    return build_api(loaded, select_apis(loaded, api)[0])
+
+
+def select_apis(project: Project, api: str | None, one: bool = True) -> list[ApiConfig]:
+    """The APIs named by ``api`` (all of them when ``None``); ``UsageError`` when none match."""
+    names = ", ".join(config.name for config in project.apis)
+    if api is None:
+        if one and len(project.apis) > 1:
+            raise UsageError(f"the project has several APIs ({names}): name the one to load")
+        return list(project.apis)
+    chosen = [config for config in project.apis if api in (config.name, config.api.name)]
+    if not chosen:
+        raise UsageError(f"the project has no API '{api}' (it has: {names})")
+    return chosen
+
+
+def build_api(project: Project, config: ApiConfig) -> LoadedApi:
+    """Load ``config`` (an API of ``project``) in this process, as a replica would."""
+    requirements = project.root / "requirements.txt"
+    if requirements.is_file():  # installed once, as for replicas, after inferd's own packages
+        packages = str(ensure_packages(inferd_home(), requirements))
+        if packages not in sys.path:
+            sys.path.append(packages)
+    uri = config.api.model_uri
+    model_path: Path | None = None
+    if uri is not None:
+        model_path = fetch(uri)[0] if is_remote(uri) else local_model_path(uri, project.root)
+    return LoadedApi(config, Predictor(config.api, project.root, model_path))
+
+
+def samples_in(folder: Path) -> list[Path]:
+    """The ``sample*.json`` files of a project folder, in name order."""
+    return sorted(path for path in folder.glob("sample*.json") if path.is_file())
+
+
+def expected_for(sample: Path) -> Path | None:
+    """``expected<rest>.json`` beside ``sample<rest>.json``, if there is one."""
+    if not sample.name.startswith("sample"):
+        return None
+    candidate = sample.with_name("expected" + sample.name[len("sample") :])
+    return candidate if candidate.is_file() else None
+
+
+def differences(actual: Any, expected: Any, tolerance: float = DEFAULT_TOLERANCE, at: str = "") -> list[str]:
+    """Where ``actual`` differs from ``expected`` (JSON values), as ``path: got X, expected Y``.
+
+    Numbers match within ``tolerance`` (absolute, or relative to the expected value); every
+    other value must be equal, lists in length and order, objects in their keys.
+    """
+    where = at or "the answer"
+    if _is_number(actual) and _is_number(expected):
+        if math.isclose(actual, expected, rel_tol=tolerance, abs_tol=tolerance):
+            return []
+        return [f"{where}: got {_show(actual)}, expected {_show(expected)}"]
+    if isinstance(actual, list) and isinstance(expected, list):
+        if len(actual) != len(expected):
+            return [f"{where}: got {len(actual)} items, expected {len(expected)}"]
+        found: list[str] = []
+        for index, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            found += differences(a, e, tolerance, f"{at}[{index}]")
+        return found
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        found = [f"{at}[{_show(k)}]: missing" for k in expected if k not in actual]
+        found += [f"{at}[{_show(k)}]: not expected" for k in actual if k not in expected]
+        for key in expected:
+            if key in actual:
+                found += differences(actual[key], expected[key], tolerance, f"{at}[{_show(key)}]")
+        return found
+    if type(actual) is not type(expected) or actual != expected:
+        return [f"{where}: got {_show(actual)}, expected {_show(expected)}"]
+    return []
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _show(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def user_traceback(error: BaseException) -> str:
+    """The traceback of the user's exception behind ``error``, without inferd's own frames."""
+    cause = error.__cause__ or error
+    summary = traceback.TracebackException.from_exception(cause)
+    frames = [frame for frame in summary.stack if not _ours(frame.filename)]
+    summary.stack = traceback.StackSummary.from_list(frames)
+    return "".join(summary.format()).rstrip()
+
+
+def _ours(filename: str) -> bool:
+    if filename.startswith("<frozen "):  # importlib's machinery
+        return True
+    path = Path(filename)
+    return path.is_absolute() and INFERD_PACKAGE in path.resolve().parents

@@ -1,0 +1,84 @@
+"""`inferd test`, in-process with CliRunner, on real models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from inferd.cli.main import cli
+from tests.conftest import example, make_project
+
+
+def copy_example(name: str, target: Path) -> Path:
+    return Path(shutil.copytree(example(name), target, ignore=shutil.ignore_patterns("__pycache__")))
+
+
+def test_prints_the_answer_to_each_sample() -> None:
+    result = CliRunner().invoke(cli, ["test", str(example("iris-onnx"))])
+    assert result.exit_code == 0, result.output
+    assert 'classifier  sample.json: "iris-setosa"' in result.output
+    assert result.output.rstrip().endswith("1 passed")
+
+
+def test_a_wrong_expected_answer_exits_1_showing_the_difference(tmp_path: Path) -> None:
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    (project / "expected.json").write_text('"iris-setosa"')
+    matched = CliRunner().invoke(cli, ["test", str(project)])
+    assert matched.exit_code == 0, matched.output
+    assert "(matches expected.json)" in matched.output
+
+    (project / "expected.json").write_text('"iris-virginica"')
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 1
+    assert "differs from expected.json" in result.output
+    assert 'the answer: got "iris-setosa", expected "iris-virginica"' in result.output
+    assert "1 of 1 failed" in result.output
+
+
+def test_numbers_are_compared_within_the_tolerance(tmp_path: Path, regression_model: Path) -> None:
+    project = make_project(
+        tmp_path / "linear",
+        "- kind: deployment\n  name: linear\n- kind: api\n  name: linear\n  onnx:\n    model: linear.onnx\n",
+        {"sample-ones.json": "[[1, 1]]", "expected-ones.json": "[[[6.001]]]"},
+        {"linear.onnx": regression_model},
+    )
+    assert CliRunner().invoke(cli, ["test", str(project)]).exit_code == 1
+    loose = CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0.01"])
+    assert loose.exit_code == 0, loose.output
+
+
+def test_a_handler_exception_points_at_the_user_s_line(tmp_path: Path) -> None:
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    handler = project / "handlers" / "iris.py"
+    handler.write_text(handler.read_text().replace('sample["petal_width"]', 'sample["petal_widht"]'))
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 1
+    assert "error: pre_inference in handlers/iris.py failed: KeyError: 'petal_widht'" in result.output
+    line = next(n for n, text in enumerate(handler.read_text().splitlines(), 1) if "petal_widht" in text)
+    assert f'File "{handler}", line {line}, in pre_inference' in result.output
+    assert "predictor.py" not in result.output  # inferd's own frames are left out
+
+
+def test_named_files_and_one_api(tmp_path: Path) -> None:
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    request = tmp_path / "virginica.json"
+    request.write_text(
+        json.dumps({"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1})
+    )
+    result = CliRunner().invoke(cli, ["test", str(project), str(request), "--api", "classifier"])
+    assert result.exit_code == 0, result.output
+    assert 'classifier  virginica.json: "iris-virginica"' in result.output
+    unknown = CliRunner().invoke(cli, ["test", str(project), "--api", "nope"])
+    assert unknown.exit_code == 2
+    assert "error: the project has no API 'nope' (it has: classifier)" in unknown.output
+
+
+def test_a_project_without_samples_is_a_usage_error(tmp_path: Path) -> None:
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    (project / "sample.json").unlink()
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 2
+    assert "no sample*.json in" in result.output

@@ -1,0 +1,102 @@
+"""`inferd.testing`: a project's API in this process, with the real model and handlers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from inferd.errors import HandlerError, InputError, UsageError
+from inferd.testing import differences, expected_for, load_api, user_traceback
+from tests.conftest import example, make_project
+
+VIRGINICA = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1}
+
+
+def copy_example(name: str, target: Path) -> Path:
+    return Path(shutil.copytree(example(name), target, ignore=shutil.ignore_patterns("__pycache__")))
+
+
+def test_load_api_answers_as_the_endpoint_does() -> None:
+    api = load_api(example("iris-onnx"))
+    sample = json.loads((example("iris-onnx") / "sample.json").read_text())
+    assert api.name == "classifier"
+    assert api.predict(sample) == "iris-setosa"
+    assert api.predict(VIRGINICA) == "iris-virginica"
+    with pytest.raises(HandlerError, match=r"pre_inference in handlers/iris\.py failed: KeyError"):
+        api.predict({"petal_width": 1.0})
+
+
+def test_load_api_runs_a_python_predictor() -> None:
+    assert load_api(example("iris-predictor"), "predictor").predict(VIRGINICA) == "virginica"
+
+
+def test_raw_predictions_come_back_as_json(tmp_path: Path, iris_onnx_model: Path) -> None:
+    project = make_project(
+        tmp_path / "raw",
+        "- kind: deployment\n  name: raw\n- kind: api\n  name: raw\n  onnx:\n    model: iris.onnx\n",
+        models={"iris.onnx": iris_onnx_model},
+    )
+    labels, probabilities = load_api(project).predict([[6.9, 3.1, 5.4, 2.1]])
+    assert labels == [2]
+    assert set(probabilities[0]) == {"0", "1", "2"}
+    with pytest.raises(InputError, match=r"expected shape \[-1, 4\]"):
+        load_api(project).predict([[1, 2, 3]])
+
+
+def test_a_handler_exception_keeps_the_user_s_traceback(tmp_path: Path) -> None:
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    handler = project / "handlers" / "iris.py"
+    handler.write_text(
+        handler.read_text().replace("labels[predicted_class_id]", "labels[predicted_class_id + 7]")
+    )
+    api = load_api(project)
+    with pytest.raises(
+        HandlerError, match=r"post_inference in handlers/iris.py failed: IndexError"
+    ) as caught:
+        api.predict(VIRGINICA)
+    shown = user_traceback(caught.value)
+    assert f'File "{handler}", line 20, in post_inference' in shown
+    assert "labels[predicted_class_id + 7]" in shown
+    assert "inferd/handler" not in shown
+
+
+def test_a_project_with_several_apis_needs_the_api_named(tmp_path: Path, iris_onnx_model: Path) -> None:
+    project = make_project(
+        tmp_path / "two",
+        "- kind: deployment\n  name: two\n"
+        "- kind: api\n  name: a\n  onnx:\n    model: iris.onnx\n"
+        "- kind: api\n  name: b\n  onnx:\n    model: iris.onnx\n",
+        models={"iris.onnx": iris_onnx_model},
+    )
+    with pytest.raises(UsageError, match=r"several APIs \(a, b\)"):
+        load_api(project)
+    with pytest.raises(UsageError, match=r"no API 'c' \(it has: a, b\)"):
+        load_api(project, "c")
+    assert load_api(project, "b").predict([[6.9, 3.1, 5.4, 2.1]])[0] == [2]
+
+
+def test_numbers_match_within_the_tolerance() -> None:
+    assert differences({"p": [0.5, 1]}, {"p": [0.5000001, 1.0]}, 1e-6) == []
+    assert differences({"p": [0.5, 1]}, {"p": [0.6, 1]}, 1e-6) == ['["p"][0]: got 0.5, expected 0.6']
+    assert differences(0.5, 0.6, 0.2) == []
+
+
+def test_other_values_must_be_equal() -> None:
+    assert differences("iris-setosa", "iris-virginica") == [
+        'the answer: got "iris-setosa", expected "iris-virginica"'
+    ]
+    assert differences([1, 2], [1, 2, 3]) == ["the answer: got 2 items, expected 3"]
+    assert differences({"a": 1, "b": 2}, {"a": 1, "c": 2}) == ['["c"]: missing', '["b"]: not expected']
+    assert differences(True, 1) == ["the answer: got true, expected 1"]
+    assert differences([{"x": "y"}], [{"x": "y"}]) == []
+
+
+def test_expected_files_pair_with_samples(tmp_path: Path) -> None:
+    for name in ("sample.json", "expected.json", "sample-2.json", "sample-3.json", "expected-3.json"):
+        (tmp_path / name).write_text("1")
+    assert expected_for(tmp_path / "sample.json") == tmp_path / "expected.json"
+    assert expected_for(tmp_path / "sample-2.json") is None
+    assert expected_for(tmp_path / "sample-3.json") == tmp_path / "expected-3.json"

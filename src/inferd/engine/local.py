@@ -237,6 +237,17 @@ class LocalEngine:
                 ReplicaState.FAILED,
             ):
                 state.replicas.remove(replica)
+                version = state.version
+                if (
+                    replica.died_loading
+                    and replica.version == version.id
+                    and not (version.error or version.oom)
+                ):
+                    code = replica.process.returncode
+                    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                    version.error = f"a replica {how} while loading the model and handler"
+                    version.detail = version.error + f" (see `inferd logs {state.name}`)"
+                    self.sink.api_error(state.name, version.error)
 
     def _watch_memory(self, state: ApiState) -> None:
         limit = state.config.api.compute.mem_bytes
@@ -362,13 +373,9 @@ class LocalEngine:
         version.next_start = now + min(MAX_BACKOFF, 0.25 * 2 ** (version.failures - 1))
         if handle.state == ReplicaState.FAILED:
             return
-        code = replica.process.poll()
-        if not replica.loaded and version.error is None and not version.oom:
-            # It died while loading without saying why (os._exit, a signal, a crash in C).
-            how = f"with code {code}" if code is not None else "without a word"
-            version.error = f"a replica exited {how} while loading the model and handler"
-            version.detail = version.error + f" (see `inferd logs {state.name}`)"
-            self.sink.api_error(handle.api, version.error)
+        # Died while loading without saying why (os._exit, a signal, a crash in C): once reaped
+        # (its exit code known), that is the version's error.
+        replica.died_loading = not replica.loaded
         self._event(state.name, f"replica {replica.id} stopped unexpectedly; starting another")
 
     def replica_stuck(self, handle: ReplicaHandle) -> None:

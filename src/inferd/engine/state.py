@@ -39,6 +39,7 @@ class Replica:
     started: float = field(default_factory=time.monotonic)
     retired: bool = False
     loaded: bool = False
+    died_loading: bool = False
     stuck: bool = False
 
     @property

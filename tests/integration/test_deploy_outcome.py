@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -85,3 +86,26 @@ def test_no_wait_returns_at_once_and_delete_waits_for_the_drain(
     assert inferd.json("get") == []
     missing = inferd.run("delete", "truth", check=False)
     assert missing.returncode == 1 and "no API or deployment named 'truth'" in missing.stderr
+
+
+def test_compute_unavailable_is_refused_at_once_with_the_reason(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: big\n- kind: api\n  name: huge\n  onnx:\n    model: m.onnx\n"
+        "  compute:\n    cpu: 64\n",
+        models={"m.onnx": iris_onnx_model},
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    reason = f"needs cpu 64, this machine has {len(os.sched_getaffinity(0))}"
+    assert f"api 'huge' failed (compute unavailable): {reason}" in result.stderr
+    started = time.monotonic()
+    response = inferd.post("/big/huge", SAMPLE, timeout=30)
+    assert time.monotonic() - started < 2  # the bound the issue states
+    assert response.status_code == 503
+    assert response.json()["error"] == f"api 'huge' is not ready: compute unavailable: {reason}"
+    assert f"compute unavailable: {reason}" in inferd.run("get", "huge").stdout
+    assert f"compute unavailable: {reason}" in inferd.run("get", "huge", "-v").stdout
+    assert inferd.api("huge")["error"] == reason

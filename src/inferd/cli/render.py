@@ -97,7 +97,8 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
             table(["min", "max", "avg"], [[f"{reg['min']:.4g}", f"{reg['max']:.4g}", f"{reg['avg']:.4g}"]])
         )
     if api.get("error"):
-        parts.append(f"error: {api['error']}")
+        label = "error" if str(api["status"]).startswith("error") else api["status"]
+        parts.append(f"{label}: {api['error']}")
     parts.append(f"url: {api['url']}")
     parts.append(f'curl {api["url"]}?debug=true -X POST -H "Content-Type: application/json" -d @sample.json')
     if verbose:

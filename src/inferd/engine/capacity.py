@@ -57,3 +57,31 @@ class Capacity:
         if gpu:
             count = min(count, (self.gpus - sum(g for _, _, g in used)) // gpu)
         return max(0, count)
+
+    def shortfall(self, used: list[Need], cpu: float, mem: int | None, gpu: int = 0) -> str:
+        """Why one more replica needing ``cpu``, ``mem`` and ``gpu`` does not fit, in words."""
+        free_cpu = self.cpus - sum(c for c, _, _ in used)
+        free_mem = self.memory - sum(m or 0 for _, m, _ in used)
+        free_gpu = self.gpus - sum(g for _, _, g in used)
+        checks = [
+            ("cpu", cpu, self.cpus, free_cpu, f"{cpu:g}", f"{self.cpus:g}", f"{max(free_cpu, 0):g}"),
+            ("mem", mem or 0, self.memory, free_mem, _size(mem or 0), _size(self.memory), _size(free_mem)),
+            ("gpu", gpu, self.gpus, free_gpu, str(gpu), str(self.gpus), str(max(free_gpu, 0))),
+        ]
+        for name, need, total, _, shown, total_shown, _ in checks:
+            if need > total + 1e-9:
+                return f"needs {name} {shown}, this machine has {total_shown}"
+        for name, need, _, free, shown, total_shown, free_shown in checks:
+            if need > free + 1e-9:
+                return (
+                    f"needs {name} {shown}, {free_shown} of this machine's {total_shown} is free "
+                    "(other replicas hold the rest)"
+                )
+        return "this machine has no room for another replica"
+
+
+def _size(count: float) -> str:
+    for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if abs(count) >= size:
+            return f"{max(count, 0) / size:.3g}{unit}"
+    return f"{max(count, 0):.0f}"

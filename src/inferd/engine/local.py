@@ -204,15 +204,33 @@ class LocalEngine:
                 del self.apis[state.name]
                 continue
             state.status = self._status(state)
+            self._report_compute(state)
 
-    def _room(self, state: ApiState) -> int:
+    def _used(self) -> list[Need]:
         used: list[Need] = []
         for other in self.apis.values():
             compute = other.config.api.compute
             count = sum(r.version == other.version.id for r in other.replicas if not r.retired)
             used.extend([(compute.cpu_cores, compute.mem_bytes, compute.gpu)] * count)
+        return used
+
+    def _room(self, state: ApiState) -> int:
         compute = state.config.api.compute
-        return self.capacity.room(used, compute.cpu_cores, compute.mem_bytes, compute.gpu)
+        return self.capacity.room(self._used(), compute.cpu_cores, compute.mem_bytes, compute.gpu)
+
+    def _report_compute(self, state: ApiState) -> None:
+        """While ``compute unavailable``, requests are refused at once with the reason."""
+        reason = None
+        if state.status == "compute unavailable":
+            compute = state.config.api.compute
+            reason = self.capacity.shortfall(self._used(), compute.cpu_cores, compute.mem_bytes, compute.gpu)
+        if reason != state.compute_reason:
+            state.compute_reason = reason
+            self.sink.api_error(
+                state.name, f"compute unavailable: {reason}" if reason else state.version.error
+            )
+            if reason:
+                self._event(state.name, f"compute unavailable: {reason}")
 
     def _status(self, state: ApiState) -> str:
         version = state.version
@@ -226,7 +244,8 @@ class LocalEngine:
             return "error"
         if ready >= max(1, minimum) or (state.desired == 0 and minimum == 0 and not state.replicas):
             return "live"
-        if state.unschedulable:
+        placed = sum(r.version == version.id and not r.retired for r in state.replicas)
+        if state.unschedulable and placed < max(1, minimum):  # not even the minimum fits
             return "compute unavailable"
         return "updating" if state.desired > 0 else "pending"
 
@@ -413,7 +432,7 @@ class LocalEngine:
             "in_flight": self.sink.in_flight(name),
             "last_update": state.last_update,
             "version": version.id,
-            "error": version.error,
+            "error": version.error or state.compute_reason,
             "error_detail": version.detail or None,
             "replicas": [
                 {

@@ -60,6 +60,7 @@ class ApiState:
     last_update: float = field(default_factory=time.time)
     deleting: bool = False
     unschedulable: bool = False
+    compute_reason: str | None = None
     status: str = "pending"
 
     @property

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -145,9 +146,28 @@ class Client:
         result: dict[str, Any] = self.call("POST", "/delete", {"name": name})
         return result
 
-    def logs(self, name: str, offset: int = 0) -> tuple[str, int]:
-        result = self.call("GET", f"/logs/{name}?offset={offset}")
-        return str(result["text"]), int(result["offset"])
+    def logs(
+        self,
+        name: str,
+        cursor: str | None = None,
+        tail: int | None = None,
+        since: float | None = None,
+        access: bool = False,
+    ) -> dict[str, Any]:
+        """The next lines of an API's log: ``{"text", "cursor", "more"}``.
+
+        Without ``cursor``, the first read starts at the last ``tail`` lines (default 100) or
+        at ``since`` (epoch seconds); pass the returned cursor to read on from there.
+        """
+        query: dict[str, str] = {"access": "1" if access else "0"}
+        if cursor is not None:
+            query["cursor"] = cursor
+        if tail is not None:
+            query["tail"] = str(tail)
+        if since is not None:
+            query["since"] = repr(since)
+        result: dict[str, Any] = self.call("GET", f"/logs/{name}?{urlencode(query)}")
+        return result
 
     def dashboard_login(self) -> dict[str, Any]:
         """A one-time login URL of the operator's dashboard (``url``, ``expires_in`` seconds)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,32 +76,74 @@ def _get_once(client: Backend, api: str | None, verbose: bool, output: str) -> s
     return render.api_rows(apis)
 
 
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``--since``: a duration back from now (``30s``, ``10m``, ``2h``, ``1d``) or a local time
+    (``2026-11-29 08:00``, ``2026-11-29T08:00:00``); epoch seconds."""
+    found = DURATION.match(text.strip())
+    if found is not None:
+        return (time.time() if now is None else now) - float(found.group(1)) * SECONDS[found.group(2)]
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r} must be a duration (30s, 10m, 2h, 1d) or a time (2026-11-29 08:00)"
+        ) from None
+
+
 @click.command()
 @click.argument("api")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option(
+    "-n",
+    "--tail",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Start with the last N lines (default 100 unless --since is given; 0 with -f: new lines only).",
+)
+@click.option("--since", default=None, help="Only lines written since: 30s, 10m, 2h, 1d or a local time.")
+@click.option("--access", is_flag=True, help="The access lines (one JSON line per request) instead.")
 @env_option
-def logs(api: str, follow: bool, env: Environment) -> None:
-    """Print an API's logs: its replicas' output and inferd's events (load errors, restarts).
+def logs(api: str, follow: bool, tail: int | None, since: str | None, access: bool, env: Environment) -> None:
+    """Print an API's latest logs: its replicas' output and inferd's events (load errors,
+    restarts); --access for the access lines.
+
+    Shows the last 100 lines (--tail N, or --since), newest last; -f then follows. Logs are
+    rotated by size (INFERD_LOG_MAX_BYTES, default 64 MiB; INFERD_LOG_BACKUPS older files,
+    default 3), and older files are read when --tail or --since reach into them.
 
     \b
     Examples:
       inferd logs classifier
       inferd logs classifier -f
+      inferd logs classifier --since 10m
+      inferd logs classifier --access --tail 20
     """
     if not env.is_local:
+        if tail is not None or since is not None or access:
+            raise UsageError("--tail, --since and --access work with the local environment only")
         _ray_logs(api, follow, env)
         return
+    start = parse_since(since) if since is not None else None
     client = Client()
     name = resolve(client, api)
-    offset = 0
+    cursor: str | None = None
     while True:
-        text, offset = client.logs(name, offset)
-        if text:
-            click.echo(text, nl=False)
+        if cursor is None:
+            result = client.logs(name, tail=tail, since=start, access=access)
+        else:
+            result = client.logs(name, cursor=cursor, access=access)
+        cursor = str(result["cursor"])
+        if result["text"]:
+            click.echo(result["text"], nl=False)
+        if result["more"]:
+            continue
         if not follow:
             return
-        if not text:
-            time.sleep(0.25)
+        time.sleep(0.25)
 
 
 def _ray_logs(api: str, follow: bool, env: Environment) -> None:

@@ -21,18 +21,19 @@ import sys
 import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity, Need
+from inferd.engine.output import ApiLogs
 from inferd.engine.packages import ensure_packages, packages_dir
 from inferd.engine.reconcile import ReplicaView, plan
 from inferd.engine.state import ApiState, Replica, Version, rss_bytes, version_id
 from inferd.errors import InferdError
+from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 from inferd.replica.messages import ReplicaSpec
-from inferd.replica.worker import SPEC_ENV
 from inferd.storage import fetch, local_model_path, tree_digest
 from inferd.types import ReplicaSink
 
@@ -50,6 +51,7 @@ class LocalEngine:
         self.sink = sink
         self.home = home
         self.log_dir = log_dir
+        self.logs = ApiLogs(log_dir) if log_dir is not None else None
         self.capacity = Capacity.of_this_machine()
         self.apis: dict[str, ApiState] = {}
         self._ids = itertools.count(1)
@@ -285,27 +287,34 @@ class LocalEngine:
         replica_id = f"{state.name}-{next(self._ids)}"
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spec = version.spec.model_copy(update={"replica_id": replica_id})
-        env = dict(os.environ, **{SPEC_ENV: spec.model_dump_json()})
-        out = self._log_stream(state.name)
+        # With a log folder, the output goes through a pipe into the API's rotated log;
+        # without one (``inferd serve``) the replica writes on the terminal.
+        pipe = os.pipe() if self.logs is not None else None
+        write_fd = pipe[1] if pipe is not None else None
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "inferd.replica.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
-                env=env,
                 cwd=str(spec.project_root),
                 stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
+                stdout=write_fd,
+                stderr=write_fd,
             )
+        except OSError:
+            ours.close()
+            if pipe is not None:
+                os.close(pipe[0])
+            raise
         finally:
             theirs.close()
-            if out is not None:
-                out.close()
-        handle = ReplicaHandle(state.name, replica_id, version.id, self)
+            if write_fd is not None:
+                os.close(write_fd)
+        greeting = messages.frame(messages.SPEC, spec.model_dump_json().encode())
+        handle = ReplicaHandle(state.name, replica_id, version.id, self, greeting=greeting)
         loop = asyncio.get_running_loop()
-        task = loop.create_task(loop.connect_accepted_socket(lambda: handle, ours))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(loop.connect_accepted_socket(lambda: handle, ours))
+        if self.logs is not None and pipe is not None:
+            self._spawn(self.logs.attach(state.name, replica_id, pipe[0]))
         state.replicas.append(Replica(id=replica_id, version=version.id, handle=handle, process=process))
 
     def _retire(self, state: ApiState, replica_id: str) -> None:
@@ -315,23 +324,15 @@ class LocalEngine:
                 self.sink.replica_gone(state.name, replica.handle)
                 replica.handle.close_when_idle()
 
-    def _log_stream(self, api: str) -> IO[bytes] | None:
-        if self.log_dir is None:
-            return None  # inherit the terminal (``inferd serve``)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        return (self.log_dir / f"{api}.log").open("ab")
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _event(self, api: str, text: str) -> None:
         log.info("api '%s': %s", api, text)
-        if self.log_dir is not None:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            with self._log_path(api).open("a", encoding="utf-8") as out:
-                out.write(f"{stamp} {api} [inferd] {text}\n")
-
-    def _log_path(self, api: str) -> Path:
-        assert self.log_dir is not None
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        return self.log_dir / f"{api}.log"
+        if self.logs is not None:
+            self.logs.event(api, text)
 
     def _find(self, handle: ReplicaHandle) -> tuple[ApiState, Replica] | None:
         state = self.apis.get(handle.api)

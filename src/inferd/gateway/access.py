@@ -1,7 +1,8 @@
-"""The access log: one JSON line per request in the API's log, written in batches.
+"""The access log: one JSON line per request in the API's access file, written in batches.
 
 Lines are buffered in memory and flushed a few times a second, so logging costs a dict and an
-orjson call per request, not a write system call.
+orjson call per request, not a write system call; each flush is one record per API for the
+rotating file (``logfiles.RotatingLog``), so rotation costs nothing per request either.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import IO, TYPE_CHECKING
 
 import orjson
 
+from inferd.logfiles import RotatingLog
+
 if TYPE_CHECKING:
     from inferd.gateway.http import HttpConnection
 
@@ -21,12 +24,14 @@ FLUSH_SECONDS = 0.2
 
 
 class AccessLog:
-    """Buffers access records per API and appends them to ``<folder>/<api>.log`` (or a stream)."""
+    """Buffers access records per API and appends them to ``<folder>/<api>.access.log``
+    (rotated by size), or to a stream."""
 
     def __init__(self, folder: Path | None = None, stream: IO[str] | None = None) -> None:
         self.folder = folder
         self.stream = stream if stream is not None or folder is not None else sys.stderr
         self._pending: dict[str, list[bytes]] = {}
+        self._files: dict[str, RotatingLog] = {}
         self._task: asyncio.Task[None] | None = None
 
     def record(self, api: str, conn: HttpConnection, status: int, latency: float) -> None:
@@ -55,14 +60,22 @@ class AccessLog:
         """Write every buffered line now (also called at shutdown)."""
         pending, self._pending = self._pending, {}
         for api, lines in pending.items():
-            text = b"\n".join(lines) + b"\n"
+            text = b"\n".join(lines).decode("utf-8", "replace")
             try:
                 if self.folder is not None:
-                    self.folder.mkdir(parents=True, exist_ok=True)
-                    with (self.folder / f"{api}.log").open("ab") as out:
-                        out.write(text)
+                    out = self._files.get(api)
+                    if out is None:
+                        out = self._files[api] = RotatingLog(self.folder / f"{api}.access.log")
+                    out.write(text)
                 elif self.stream is not None:
-                    self.stream.write(text.decode())
+                    self.stream.write(text + "\n")
                     self.stream.flush()
             except OSError:
                 pass  # a full disk must not stop serving; the lines are dropped
+
+    def close(self) -> None:
+        """Flush, and close the files (at shutdown)."""
+        self.flush()
+        for out in self._files.values():
+            out.close()
+        self._files.clear()

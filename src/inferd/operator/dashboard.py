@@ -28,8 +28,8 @@ import orjson
 from inferd import __version__
 from inferd.errors import InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
 from inferd.gateway.http import HttpConnection, Request, parse_query
+from inferd.logfiles import log_path
 from inferd.operator.history import PERIOD, History, class_totals
-from inferd.operator.logs import log_path
 from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value
 
 if TYPE_CHECKING:

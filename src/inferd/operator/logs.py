@@ -1,31 +1,67 @@
-"""Per-API logs: the replicas' output and the engine's events, one file per API."""
+"""The admin API's view of an API's logs: where a read starts (tail, since) and the next chunk.
+
+The files and their rotation are ``inferd.logfiles``; this module only decides what a
+``GET /logs/<api>`` returns: the text after a cursor, or, for a first read, after the start
+that ``tail`` and ``since`` choose (the later of the two when both are given).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-MAX_CHUNK = 1 << 20
+from inferd.logfiles import (
+    Cursor,
+    access_path,
+    end_cursor,
+    files_of,
+    log_path,
+    read_after,
+    since_cursor,
+    tail_cursor,
+)
+
+DEFAULT_TAIL = 100
+__all__ = ["DEFAULT_TAIL", "log_path", "read_logs"]
 
 
-def log_path(home: Path, api: str) -> Path:
-    return home / "logs" / f"{api}.log"
+def _position(path: Path, cursor: Cursor) -> tuple[int, int]:
+    inodes = []
+    for file in files_of(path):
+        try:
+            inodes.append(file.stat().st_ino)
+        except OSError:
+            inodes.append(0)
+    index = inodes.index(cursor.inode) if cursor.inode in inodes else len(inodes)
+    return index, cursor.offset
 
 
-def read_from(path: Path, offset: int) -> tuple[str, int]:
-    """Text of ``path`` from byte ``offset`` (at most 1 MiB) and the offset after it.
+def start_cursor(path: Path, tail: int | None, since: float | None) -> Cursor:
+    """Where a first read starts: the last ``tail`` lines, lines since ``since``, or both."""
+    starts = []
+    if tail is not None:
+        starts.append(tail_cursor(path, tail))
+    if since is not None:
+        starts.append(since_cursor(path, since))
+    if not starts:
+        starts.append(tail_cursor(path, DEFAULT_TAIL))
+    return max(starts, key=lambda cursor: _position(path, cursor))
 
-    An offset past the end (the file was truncated or replaced) starts again from 0.
+
+def read_logs(
+    home: Path,
+    api: str,
+    access: bool = False,
+    cursor: str | None = None,
+    tail: int | None = None,
+    since: float | None = None,
+) -> dict[str, Any]:
+    """``{"text", "cursor", "more"}``: the next lines of an API's log (or access log).
+
+    ``more`` says the text stopped before the end (one answer holds about 1 MiB): ask again.
     """
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return "", 0
-    if offset > size:
-        offset = 0
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        data = handle.read(MAX_CHUNK)
-    # Stop at the last complete line so a follower never prints half a line.
-    if len(data) == MAX_CHUNK and b"\n" in data:
-        data = data[: data.rindex(b"\n") + 1]
-    return data.decode("utf-8", "replace"), offset + len(data)
+    path = access_path(home, api) if access else log_path(home, api)
+    start = Cursor.decode(cursor) if cursor else start_cursor(path, tail, since)
+    text, after = read_after(path, start)
+    more = bool(text) and after != end_cursor(path)
+    return {"text": text, "cursor": after.encode(), "more": more}

@@ -35,7 +35,7 @@ from inferd.gateway.access import AccessLog
 from inferd.gateway.http import HttpConnection, Request, parse_query
 from inferd.gateway.queue import ApiQueue
 from inferd.operator.dashboard import Dashboard
-from inferd.operator.logs import log_path, read_from
+from inferd.operator.logs import log_path, read_logs
 from inferd.operator.state import (
     OPERATOR_FILE,
     TOKEN_FILE,
@@ -308,11 +308,17 @@ class AdminApp:
             return operator.delete(str(body["name"]))
         if method == b"GET" and path.startswith("/logs/"):
             name = path.removeprefix("/logs/")
-            file = log_path(operator.home, name)
-            if name not in operator.engine.apis and not file.exists():
+            if name not in operator.engine.apis and not log_path(operator.home, name).exists():
                 raise NotFoundError(f"no API named '{name}'")
-            text, offset = read_from(file, int(parse_query(request.query).get("offset", 0)))
-            return {"text": text, "offset": offset}
+            query = parse_query(request.query)
+            return read_logs(
+                operator.home,
+                name,
+                access=query.get("access") == "1",
+                cursor=query.get("cursor") or None,
+                tail=int(query["tail"]) if "tail" in query else None,
+                since=float(query["since"]) if "since" in query else None,
+            )
         if method == b"POST" and path == "/dashboard/login":
             return operator.dashboard.new_login()
         if method == b"POST" and path == "/down":

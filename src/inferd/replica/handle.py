@@ -61,8 +61,11 @@ CRASHED = codec.error_body("the replica running this request stopped before answ
 class ReplicaHandle(asyncio.Protocol):
     """One replica process as the gateway sees it: idle, or busy with one request or batch."""
 
-    def __init__(self, api: str, replica_id: str, version: str, events: ReplicaEvents) -> None:
+    def __init__(
+        self, api: str, replica_id: str, version: str, events: ReplicaEvents, greeting: bytes = b""
+    ) -> None:
         self.api = api
+        self.greeting = greeting
         self.replica_id = replica_id
         self.version = version
         self.events = events
@@ -121,6 +124,9 @@ class ReplicaHandle(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
+        if self.greeting:
+            self._transport.write(self.greeting)  # the replica's spec, before anything else
+            self.greeting = b""
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer

@@ -2,6 +2,8 @@
 
 Every frame is a 4-byte big-endian length, then one byte of kind, then the payload:
 
+- engine -> replica: ``SPEC`` + the ``ReplicaSpec`` as JSON, once, the first frame (a spec of
+  any size: an environment variable would hit the kernel's E2BIG limit).
 - gateway -> replica: ``PREDICT`` / ``PREDICT_DEBUG`` + the raw request body (bytes moved once,
   never parsed by the gateway); the tensor protocols' kinds + their raw body (V2 binary: the
   JSON header's length first). A TensorFlow Serving path's ``signature_name`` is in the body.
@@ -34,6 +36,7 @@ TF_CLASSIFY = b"C"
 TF_REGRESS = b"G"
 TENSOR_KINDS = (V2_INFER, V2_INFER_BINARY, TF_PREDICT, TF_CLASSIFY, TF_REGRESS)
 BATCH = b"N"  # count, then (length, body) per request: one model call for all of them
+SPEC = b"S"
 READY = b"R"
 FAILED = b"F"
 REPLY = b"A"

@@ -30,7 +30,6 @@ from inferd.replica.messages import ReplicaSpec
 
 log = logging.getLogger("inferd.replica")
 
-SPEC_ENV = "INFERD_REPLICA_SPEC"
 V2_VERSION = "1"  # one version per API name; the gateway routes /versions/1 to it
 LOG_FORMAT = "%(asctime)s {api} [{replica}] %(levelname)s %(message)s"
 
@@ -179,6 +178,25 @@ def serve(sock: socket.socket, predictor: Predictor) -> None:
         sendall(messages.reply_frame(status, out, meta))
 
 
+def read_spec(sock: socket.socket) -> ReplicaSpec:
+    """The first frame on the socket: the spec the engine sends (exactly that frame is read)."""
+
+    def exactly(count: int) -> bytes:
+        data = bytearray()
+        while len(data) < count:
+            chunk = sock.recv(count - len(data))
+            if not chunk:
+                raise ConnectionError("the gateway closed the socket before sending the spec")
+            data += chunk
+        return bytes(data)
+
+    (size,) = messages.LENGTH.unpack(exactly(4))
+    payload = exactly(size)
+    if payload[:1] != messages.SPEC:
+        raise ConnectionError(f"expected the spec frame first, got kind {payload[:1]!r}")
+    return ReplicaSpec.model_validate_json(payload[1:])
+
+
 def _load(spec: ReplicaSpec) -> Predictor:
     return Predictor(spec.api, spec.project_root, spec.model_path)
 
@@ -187,13 +205,19 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle (it drains)
     _die_with_parent()
-    spec = ReplicaSpec.model_validate_json(os.environ[SPEC_ENV])
+    sock = socket.socket(fileno=int(args[0]))
+    try:
+        spec = read_spec(sock)
+    except (OSError, ValueError) as exc:
+        print(f"inferd replica: no spec from the engine: {exc}", file=sys.stderr)
+        return 1
+    # print() in a handler reaches the API's log line by line, not in 8 KiB blocks
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     logging.basicConfig(
         level=logging.INFO,
         format=LOG_FORMAT.format(api=spec.api.name, replica=spec.replica_id),
         stream=sys.stderr,
     )
-    sock = socket.socket(fileno=int(args[0]))
     os.chdir(spec.project_root)
     # requirements.txt packages go after inferd's own, so the runtime's numpy etc. win.
     sys.path.extend(str(path) for path in spec.extra_paths)

@@ -1,0 +1,82 @@
+"""Replica output and engine events into each API's rotated log (``logfiles``).
+
+A replica's stdout and stderr are one pipe that the engine reads on its event loop, so every
+byte a handler prints passes through the API's ``RotatingLog`` (a replica writing straight into
+a file could never be rotated). A line that does not start with a time gets one, with the API
+and replica, so ``inferd logs --since`` and a reader of a merged log know when and where it came
+from; the replica's own log lines already carry both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from inferd.logfiles import STAMP, RotatingLog
+
+MAX_LINE = 1 << 20  # a longer line without a newline is written in pieces
+
+
+class ApiLogs:
+    """One ``RotatingLog`` per API in ``folder`` (``<api>.log``); shared by its replicas and the
+    engine."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._files: dict[str, RotatingLog] = {}
+
+    def file(self, api: str) -> RotatingLog:
+        out = self._files.get(api)
+        if out is None:
+            out = self._files[api] = RotatingLog(self.folder / f"{api}.log")
+        return out
+
+    def event(self, api: str, text: str) -> None:
+        """One line of inferd's own about ``api`` (load errors, restarts, versions)."""
+        self.file(api).write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {api} [inferd] {text}")
+
+    async def attach(self, api: str, replica_id: str, read_fd: int) -> None:
+        """Copy what the replica writes on ``read_fd`` into the API's log until it closes."""
+        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        await loop.connect_read_pipe(lambda: ReplicaOutput(self.file(api), api, replica_id), pipe)
+
+    def close(self) -> None:
+        for out in self._files.values():
+            out.close()
+        self._files.clear()
+
+
+class ReplicaOutput(asyncio.Protocol):
+    """Reads one replica's output pipe; writes whole lines, each read as one record."""
+
+    def __init__(self, out: RotatingLog, api: str, replica_id: str) -> None:
+        self.out = out
+        self.prefix = f" {api} [{replica_id}] ".encode()
+        self._partial = b""
+
+    def data_received(self, data: bytes) -> None:
+        data = self._partial + data
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) < MAX_LINE:
+                self._partial = data
+                return
+            end = len(data) - 1
+        self._partial = data[end + 1 :]
+        self._write(data[: end + 1])
+
+    def _write(self, data: bytes) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S").encode()
+        lines = [
+            line if STAMP.match(line) else stamp + self.prefix + line
+            for line in data.rstrip(b"\n").split(b"\n")
+        ]
+        self.out.write(b"\n".join(lines).decode("utf-8", "replace"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._partial:
+            self._write(self._partial)
+            self._partial = b""

@@ -1,0 +1,278 @@
+"""Per-API log files under ``$INFERD_HOME/logs``, rotated by size, and how they are read back.
+
+Two files per API: ``<api>.log`` holds the replicas' output and inferd's events (what
+``inferd logs API`` shows, as Cortex showed a replica's output), ``<api>.access.log`` one JSON
+line per request. Each is rotated by the standard library's ``RotatingFileHandler`` at
+``INFERD_LOG_MAX_BYTES`` (default 64 MiB) keeping ``INFERD_LOG_BACKUPS`` older files (default
+3), so an API's logs never hold more than ``(1 + backups) x max_bytes`` per file kind.
+
+Writers hand whole batches of lines to ``RotatingLog.write`` (one record per batch, not per
+line): the access log is written from the gateway's hot path. Readers address a position as a
+``Cursor`` (the file's inode and an offset), which survives a rotation: ``read_after`` finishes
+the rotated file before it starts the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.handlers
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_BYTES_ENV = "INFERD_LOG_MAX_BYTES"
+BACKUPS_ENV = "INFERD_LOG_BACKUPS"
+DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_BACKUPS = 3
+READ_CHUNK = 1 << 20
+STAMP = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+JSON_TIME = re.compile(rb'^\{"time":(\d+(?:\.\d+)?)')
+
+
+def log_path(home: Path, api: str) -> Path:
+    """The API's replica output and inferd's events."""
+    return home / "logs" / f"{api}.log"
+
+
+def access_path(home: Path, api: str) -> Path:
+    """The API's access lines (one JSON object per request)."""
+    return home / "logs" / f"{api}.access.log"
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    try:
+        return max(minimum, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def max_bytes() -> int:
+    return _env_int(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, 4096)
+
+
+def backups() -> int:
+    return _env_int(BACKUPS_ENV, DEFAULT_BACKUPS, 0)
+
+
+class _Handler(logging.handlers.RotatingFileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass  # a full disk must not stop serving: the lines are dropped
+
+
+class RotatingLog:
+    """Appends text to one file through a ``RotatingFileHandler`` (one record per write)."""
+
+    def __init__(self, path: Path, limit: int | None = None, keep: int | None = None) -> None:
+        self.path = path
+        self.limit = max_bytes() if limit is None else limit
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handler = _Handler(
+            path,
+            maxBytes=self.limit,
+            backupCount=backups() if keep is None else keep,
+            encoding="utf-8",
+            errors="replace",
+            delay=True,
+        )
+        # A record may overshoot the limit by its own size: keep records well under it.
+        self._chunk = max(1024, self.limit // 8)
+
+    def write(self, text: str) -> None:
+        """Append ``text`` (whole lines, the last newline optional)."""
+        text = text.removesuffix("\n")
+        while text:
+            if len(text) <= self._chunk:
+                piece, text = text, ""
+            else:
+                cut = text.rfind("\n", 0, self._chunk)
+                cut = self._chunk if cut <= 0 else cut
+                piece, text = text[:cut], text[cut + 1 if text[cut : cut + 1] == "\n" else cut :]
+            self._handler.emit(logging.makeLogRecord({"msg": piece}))
+
+    def close(self) -> None:
+        self._handler.close()
+
+
+def files_of(path: Path) -> list[Path]:
+    """The existing files of one log, oldest first (``x.log.3`` ... ``x.log.1``, ``x.log``)."""
+    found = []
+    index = 1
+    while True:
+        backup = path.with_name(f"{path.name}.{index}")
+        if not backup.exists():
+            break
+        found.append(backup)
+        index += 1
+    found.reverse()
+    if path.exists():
+        found.append(path)
+    return found
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in a log: the file (by inode, which rotation keeps) and a byte offset."""
+
+    inode: int
+    offset: int
+
+    def encode(self) -> str:
+        return f"{self.inode}:{self.offset}"
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        inode, _, offset = text.partition(":")
+        return cls(int(inode), int(offset))
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
+def end_cursor(path: Path) -> Cursor:
+    """The end of the current file (what ``-f`` follows from when nothing is shown first)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return Cursor(0, 0)
+    return Cursor(stat.st_ino, stat.st_size)
+
+
+def tail_cursor(path: Path, lines: int) -> Cursor:
+    """Where the last ``lines`` lines of the log start (older files included when needed)."""
+    files = files_of(path)
+    if lines <= 0 or not files:
+        return end_cursor(path)
+    wanted = lines
+    for file in reversed(files):
+        try:
+            with file.open("rb") as handle:
+                inode = os.fstat(handle.fileno()).st_ino
+                position = handle.seek(0, os.SEEK_END)
+                if position:
+                    handle.seek(position - 1)
+                    if handle.read(1) == b"\n":
+                        position -= 1  # the last newline ends a line; it starts none
+                if not position:
+                    continue
+                while position > 0:
+                    start = max(0, position - (1 << 16))
+                    handle.seek(start)
+                    block = handle.read(position - start)
+                    found = block.count(b"\n")
+                    if found >= wanted:
+                        cut = len(block)
+                        for _ in range(wanted):
+                            cut = block.rindex(b"\n", 0, cut)
+                        return Cursor(inode, start + cut + 1)
+                    wanted -= found
+                    position = start
+        except OSError:
+            continue
+        wanted -= 1  # the whole file is shown, its first line too
+        if wanted == 0:
+            return Cursor(inode, 0)
+    return Cursor(_inode(files[0]) or 0, 0)
+
+
+def line_time(line: bytes, default: float) -> float:
+    """When a line was written: its leading timestamp (events, replica output, access lines)."""
+    found = STAMP.match(line)
+    if found is not None:
+        try:
+            return time.mktime(time.strptime(found.group(1).decode(), "%Y-%m-%d %H:%M:%S"))
+        except ValueError:
+            return default
+    found = JSON_TIME.match(line)
+    if found is not None:
+        return float(found.group(1))
+    return default
+
+
+def since_cursor(path: Path, since: float) -> Cursor:
+    """Where the first line written at or after ``since`` (epoch seconds) starts.
+
+    A line without a timestamp belongs to the time of the line before it.
+    """
+    for file in files_of(path):
+        try:
+            stat = file.stat()
+        except OSError:
+            continue
+        if stat.st_mtime < since:
+            continue  # nothing in this file is recent enough
+        with file.open("rb") as handle:
+            offset = 0
+            when = 0.0
+            for line in handle:
+                when = line_time(line, when)
+                if when >= since:
+                    return Cursor(stat.st_ino, offset)
+                offset += len(line)
+    return end_cursor(path)
+
+
+def read_after(path: Path, cursor: Cursor, limit: int = READ_CHUNK) -> tuple[str, Cursor]:
+    """Whole lines after ``cursor`` (at most about ``limit`` bytes) and the cursor after them.
+
+    A cursor into a file that was rotated continues in that file (now ``x.log.1``), then in
+    the newer ones; a cursor into a file rotated away starts again at the oldest file kept.
+    """
+    files = files_of(path)
+    inodes = [_inode(file) for file in files]
+    if not files:
+        return "", Cursor(0, 0)
+    if cursor.inode in inodes:
+        index = inodes.index(cursor.inode)
+        offset = cursor.offset
+    else:
+        index, offset = 0, 0
+    chunks: list[bytes] = []
+    total = 0
+    while index < len(files):
+        file = files[index]
+        inode = inodes[index] or 0
+        try:
+            with file.open("rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                if offset > size:
+                    offset = 0  # truncated or replaced
+                handle.seek(offset)
+                data = handle.read(max(0, limit - total))
+        except OSError:
+            data = b""
+            size = offset
+        if b"\n" in data:
+            data = data[: data.rindex(b"\n") + 1]
+        elif len(data) < limit - total:
+            data = b""  # a line still being written: wait for its end
+        chunks.append(data)
+        total += len(data)
+        offset += len(data)
+        if offset < size or total >= limit or index == len(files) - 1:
+            return b"".join(chunks).decode("utf-8", "replace"), Cursor(inode, offset)
+        index += 1
+        offset = 0
+    return b"".join(chunks).decode("utf-8", "replace"), Cursor(inodes[-1] or 0, offset)
+
+
+def tail_lines(path: Path, count: int, width: int = 2000) -> list[str]:
+    """The last ``count`` lines of a log (each cut to ``width`` characters), for a quick look."""
+    text, _ = read_after(path, tail_cursor(path, count), limit=count * (width + 1) + READ_CHUNK)
+    return [line[:width] for line in text.splitlines()[-count:]]
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when it does not exist); links are not followed."""
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total

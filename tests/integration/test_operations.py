@@ -1,0 +1,84 @@
+"""Running for months: rotated logs that show the newest lines, access lines apart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import requests
+
+from inferd.logfiles import files_of, folder_bytes
+from tests.conftest import INFERD, make_project, wait_for
+from tests.integration.conftest import Inferd
+
+CHATTY = """
+count = 0
+
+
+def predict(sample, metadata):
+    global count
+    count += 1
+    for n in range(sample["lines"]):
+        print(f"request {count} line {n} " + "x" * 100)
+    print(f"the last line of request {count}")
+    return count
+"""
+
+
+def test_logs_show_the_newest_output_and_access_lines_apart(inferd: Inferd, tmp_path: Path) -> None:
+    inferd.env["INFERD_LOG_MAX_BYTES"] = str(1 << 20)
+    project = make_project(
+        tmp_path / "chatty",
+        "- kind: deployment\n  name: ops\n- kind: api\n  name: chatty\n  predictor:\n    path: p.py\n",
+        {"p.py": CHATTY},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("chatty", "live")
+    with requests.Session() as session:
+        for _ in range(5):  # 5 x 6,000 lines of ~125 bytes: more than 2 MiB of output
+            assert session.post(inferd.url + "/ops/chatty", json={"lines": 6000}, timeout=60).json() >= 1
+        for _ in range(200):
+            assert session.post(inferd.url + "/ops/chatty", json={"lines": 0}, timeout=60).ok
+    logs = inferd.home / "logs"
+    last = wait_for(
+        lambda: "the last line of request 205" in inferd.run("logs", "chatty").stdout
+        and inferd.run("logs", "chatty").stdout,
+        30,
+        "the newest line in `inferd logs`",
+    )
+    lines = last.splitlines()
+    assert len(lines) == 100 and lines[-1].endswith("the last line of request 205")
+    assert '"status":200' not in last  # access lines are not in the replica's output
+    assert "chatty [chatty-" in lines[-1]  # unstamped output gets the time, API and replica
+    assert len(files_of(logs / "chatty.log")) == 4  # rotated: 1 MiB files, 3 backups
+    assert folder_bytes(logs) <= 5 << 20
+    assert len(inferd.run("logs", "chatty", "--tail", "3").stdout.splitlines()) == 3
+    assert "line 5999" in inferd.run("logs", "chatty", "--tail", "1000").stdout
+    recent = inferd.run("logs", "chatty", "--since", "10m").stdout
+    assert recent.rstrip().endswith("the last line of request 205") and len(recent) > 1 << 20
+
+    access = wait_for(
+        lambda: inferd.run("logs", "chatty", "--access", "--tail", "200").stdout.count("\n") == 200
+        and inferd.run("logs", "chatty", "--access", "--tail", "200").stdout,
+        30,
+        "200 access lines",
+    )
+    records = [json.loads(line) for line in access.splitlines()]
+    assert {r["status"] for r in records} == {200} and {r["api"] for r in records} == {"chatty"}
+    bad = inferd.run("logs", "chatty", "--since", "yesterday", check=False)
+    assert bad.returncode == 2 and "--since 'yesterday' must be a duration" in bad.stderr
+
+    out = tmp_path / "follow.txt"
+    with out.open("wb") as sink:
+        follower = subprocess.Popen(
+            [str(INFERD), "logs", "chatty", "-f", "--tail", "1"], env=inferd.env, stdout=sink
+        )
+        try:
+            wait_for(lambda: "request 205" in out.read_text(), 30, "the tail before following")
+            assert requests.post(inferd.url + "/ops/chatty", json={"lines": 0}, timeout=60).ok
+            wait_for(lambda: "the last line of request 206" in out.read_text(), 30, "a followed line")
+            assert "request 204" not in out.read_text()
+        finally:
+            follower.kill()
+            follower.wait()

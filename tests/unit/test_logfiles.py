@@ -1,0 +1,118 @@
+"""Rotated log files: bounded size, and reading the newest lines across rotations."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inferd import logfiles
+from inferd.gateway.access import AccessLog
+from inferd.logfiles import RotatingLog, files_of, read_after, since_cursor, tail_cursor, tail_lines
+
+
+def write_lines(log: RotatingLog, first: int, count: int, batch: int = 50) -> None:
+    for start in range(first, first + count, batch):
+        log.write("\n".join(f"line {n}" for n in range(start, min(first + count, start + batch))))
+
+
+def test_rotation_keeps_the_newest_lines_within_the_bound(tmp_path: Path) -> None:
+    log = RotatingLog(tmp_path / "api.log", limit=4096, keep=3)
+    write_lines(log, 0, 20_000)
+    log.close()
+    files = files_of(tmp_path / "api.log")
+    assert [f.name for f in files] == ["api.log.3", "api.log.2", "api.log.1", "api.log"]
+    assert all(f.stat().st_size <= 4096 for f in files)
+    text = "".join(f.read_text() for f in files)
+    numbers = [int(line.split()[1]) for line in text.splitlines()]
+    assert numbers == list(range(numbers[0], 20_000))  # in order, nothing lost in what is kept
+
+
+def test_the_environment_sets_size_and_backups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERD_LOG_MAX_BYTES", "8192")
+    monkeypatch.setenv("INFERD_LOG_BACKUPS", "1")
+    log = RotatingLog(tmp_path / "api.log")
+    write_lines(log, 0, 10_000)
+    log.close()
+    assert [f.name for f in files_of(tmp_path / "api.log")] == ["api.log.1", "api.log"]
+    monkeypatch.setenv("INFERD_LOG_MAX_BYTES", "lots")
+    assert logfiles.max_bytes() == logfiles.DEFAULT_MAX_BYTES
+
+
+def test_tail_reaches_into_older_files(tmp_path: Path) -> None:
+    path = tmp_path / "api.log"
+    assert tail_lines(path, 10) == []  # no log yet
+    log = RotatingLog(path, limit=4096, keep=3)
+    write_lines(log, 0, 1000)
+    assert tail_lines(path, 3) == ["line 997", "line 998", "line 999"]
+    newest = path.read_text().count("\n")
+    lines = tail_lines(path, newest + 5)  # five lines from the rotated file, then the newest
+    assert lines[0] == f"line {1000 - newest - 5}" and lines[-1] == "line 999" and len(lines) == newest + 5
+    text, _ = read_after(path, tail_cursor(path, 0))
+    assert text == ""
+    log.close()
+
+
+def test_a_cursor_follows_the_file_through_a_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "api.log"
+    log = RotatingLog(path, limit=4096, keep=3)
+    write_lines(log, 0, 10)
+    text, cursor = read_after(path, tail_cursor(path, 2))
+    assert text == "line 8\nline 9\n"
+    write_lines(log, 10, 400)  # several rotations
+    seen: list[str] = []
+    while True:
+        text, cursor = read_after(path, cursor, limit=1000)
+        if not text:
+            break
+        seen.extend(text.splitlines())
+    log.close()
+    kept = "".join(f.read_text() for f in files_of(path)).splitlines()
+    assert seen == kept[kept.index(seen[0]) :] and seen[-1] == "line 409"
+
+
+def test_since_starts_at_the_first_recent_line(tmp_path: Path) -> None:
+    path = tmp_path / "api.log"
+    path.write_text(
+        "2020-01-01 10:00:00 api [inferd] old\n"
+        "an old traceback line\n"
+        "2020-01-01 10:05:00 api [inferd] recent\n"
+        "a recent traceback line\n"
+    )
+    since = time.mktime(time.strptime("2020-01-01 10:03:00", "%Y-%m-%d %H:%M:%S"))
+    text, _ = read_after(path, since_cursor(path, since))
+    assert text.startswith("2020-01-01 10:05:00 api [inferd] recent\n") and "old" not in text
+    assert read_after(path, since_cursor(path, time.time() + 60))[0] == ""
+
+
+class FakeConnection:
+    request_id = b"0123456789abcdef"
+    path = b"/iris/classifier"
+    protocol = "cortex"
+    replica_id = "classifier-1"
+
+
+def test_fifty_thousand_access_lines_stay_within_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFERD_LOG_MAX_BYTES", str(1 << 20))
+    folder = tmp_path / "logs"
+    conn: Any = FakeConnection()
+
+    async def traffic() -> None:
+        access = AccessLog(folder=folder)
+        for batch in range(50):
+            for _ in range(1000):
+                access.record("classifier", conn, 200, 0.0012)
+            await asyncio.sleep(0)
+            access.flush()
+        access.close()
+
+    asyncio.run(traffic())
+    assert logfiles.folder_bytes(folder) <= 5 << 20
+    files = files_of(folder / "classifier.access.log")
+    assert len(files) == 4 and all(f.stat().st_size <= 1 << 20 for f in files)
+    assert not (folder / "classifier.log").exists()  # access lines have a file of their own

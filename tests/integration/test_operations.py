@@ -42,8 +42,10 @@ def test_logs_show_the_newest_output_and_access_lines_apart(inferd: Inferd, tmp_
             assert session.post(inferd.url + "/ops/chatty", json={"lines": 0}, timeout=60).ok
     logs = inferd.home / "logs"
     last = wait_for(
-        lambda: "the last line of request 205" in inferd.run("logs", "chatty").stdout
-        and inferd.run("logs", "chatty").stdout,
+        lambda: (
+            "the last line of request 205" in inferd.run("logs", "chatty").stdout
+            and inferd.run("logs", "chatty").stdout
+        ),
         30,
         "the newest line in `inferd logs`",
     )
@@ -59,8 +61,10 @@ def test_logs_show_the_newest_output_and_access_lines_apart(inferd: Inferd, tmp_
     assert recent.rstrip().endswith("the last line of request 205") and len(recent) > 1 << 20
 
     access = wait_for(
-        lambda: inferd.run("logs", "chatty", "--access", "--tail", "200").stdout.count("\n") == 200
-        and inferd.run("logs", "chatty", "--access", "--tail", "200").stdout,
+        lambda: (
+            inferd.run("logs", "chatty", "--access", "--tail", "200").stdout.count("\n") == 200
+            and inferd.run("logs", "chatty", "--access", "--tail", "200").stdout
+        ),
         30,
         "200 access lines",
     )

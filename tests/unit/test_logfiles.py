@@ -104,7 +104,7 @@ def test_fifty_thousand_access_lines_stay_within_the_bound(
 
     async def traffic() -> None:
         access = AccessLog(folder=folder)
-        for batch in range(50):
+        for _batch in range(50):
             for _ in range(1000):
                 access.record("classifier", conn, 200, 0.0012)
             await asyncio.sleep(0)

@@ -99,6 +99,9 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
     if api.get("error"):
         label = "error" if str(api["status"]).startswith("error") else api["status"]
         parts.append(f"{label}: {api['error']}")
+    replicas = api.get("replicas") or []
+    if verbose or any(r.get("gpus") for r in replicas):
+        parts.append(replica_table(replicas))
     parts.append(f"url: {api['url']}")
     parts.append(f'curl {api["url"]}?debug=true -X POST -H "Content-Type: application/json" -d @sample.json')
     if verbose:
@@ -123,6 +126,43 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
             parts.append(api["error_detail"])
         parts.append(_config_yaml(api))
     return "\n\n".join(parts)
+
+
+def replica_table(replicas: Sequence[dict[str, Any]]) -> str:
+    """One row per replica: what its model runs on and, on GPUs, each device's usage."""
+    rows: list[list[Any]] = []
+    with_gpus = any(r.get("gpus") for r in replicas)
+    for replica in replicas:
+        row: list[Any] = [replica["id"], replica["state"], replica.get("device")]
+        gpus = (replica.get("gpus") or [{}]) if with_gpus else []
+        for index, gpu in enumerate(gpus):
+            cells = [gpu_name(gpu), percent(gpu.get("utilization")), gpu_memory(gpu)]
+            rows.append(row + cells if index == 0 else ["", "", "", *cells])
+        if not gpus:
+            rows.append(row)
+    headers = ["replica", "state", "runs on"]
+    if with_gpus:
+        headers += ["gpu", "gpu util", "gpu memory"]
+    return table(headers, rows)
+
+
+def gpu_name(gpu: dict[str, Any]) -> str | None:
+    if not gpu:
+        return None
+    index = gpu.get("index")
+    return str(gpu.get("uuid", ""))[:12] if index is None else f"{index} ({str(gpu.get('uuid', ''))[:12]})"
+
+
+def percent(value: float | None) -> str | None:
+    return None if value is None else f"{value:.0f}%"
+
+
+def gpu_memory(gpu: dict[str, Any]) -> str | None:
+    used, total = gpu.get("memory_used"), gpu.get("memory_total")
+    if used is None:
+        return None
+    mib = 2**20
+    return f"{used / mib:.0f} MiB" if total is None else f"{used / mib:.0f} / {total / mib:.0f} MiB"
 
 
 def _shape(shape: list[int] | None) -> str:

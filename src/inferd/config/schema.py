@@ -66,6 +66,11 @@ class OnnxSpec(_Block):
     request_handler: str | None = Field(None, description="Python file with pre/post_inference")
     python_path: str | None = Field(None, description="Folder added to sys.path for the handler")
     metadata: dict[Any, Any] = Field(default_factory=dict, description="Passed to the handlers")
+    tensorrt: bool = Field(
+        False,
+        description="inferd extension: on a GPU, try TensorRT's execution provider before CUDA's "
+        "(used when onnxruntime has it)",
+    )
 
     _keys = field_validator("metadata")(_metadata_keys)
 
@@ -109,9 +114,19 @@ class Compute(_Block):
     )
     cpu: str | int | float = Field("200m", description="CPU per replica (200m, 0.5, 2)")
     mem: str | int | None = Field(None, description="Memory per replica (512Mi, 2G)")
-    gpu: int = Field(0, ge=0, description="Whole GPUs per replica")
+    gpu: int = Field(0, ge=0, description="Whole GPUs per replica, each replica on its own devices")
+    gpu_memory: str | int | None = Field(
+        None,
+        description="inferd extension: with gpu: 1, share a device: each replica gets this much of "
+        "one GPU's memory (4Gi) and replicas are packed onto a device while their shares fit",
+    )
+    cpu_fallback: bool = Field(
+        False,
+        description="inferd extension: run on the CPU when the replica's GPU cannot be used (no "
+        "CUDA-enabled onnxruntime/TensorFlow, no driver) instead of failing to load",
+    )
 
-    @field_validator("cpu", "mem")
+    @field_validator("cpu", "mem", "gpu_memory")
     @classmethod
     def _quantity(cls, value: str | int | float | None) -> str | int | float | None:
         if value is not None and parse_quantity(value) <= 0:
@@ -127,6 +142,8 @@ class Compute(_Block):
                 raise ValueError("init_replicas must be >= min_replicas")
             if self.init_replicas > self.max_replicas:
                 raise ValueError("init_replicas must be <= max_replicas")
+        if self.gpu_memory is not None and self.gpu != 1:
+            raise ValueError("gpu_memory is a share of one device: set gpu: 1 with it")
         return self
 
     @property
@@ -140,6 +157,10 @@ class Compute(_Block):
     @property
     def mem_bytes(self) -> int | None:
         return None if self.mem is None else int(parse_quantity(self.mem))
+
+    @property
+    def gpu_memory_bytes(self) -> int | None:
+        return None if self.gpu_memory is None else int(parse_quantity(self.gpu_memory))
 
 
 class Autoscaling(_Block):

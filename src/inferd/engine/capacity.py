@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from inferd.engine.gpus import Claim, GpuNeed, GpuPool
 
 
 def _total_memory() -> int:
@@ -19,58 +21,63 @@ def _total_memory() -> int:
     return 1 << 40
 
 
-def _gpu_count() -> int:
-    """NVIDIA GPUs this process may use (``CUDA_VISIBLE_DEVICES`` narrows the devices found)."""
-    devices = (
-        [name for name in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", name)]
-        if os.path.isdir("/dev")
-        else []
-    )
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return min(len(devices), len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"]))
-    return len(devices)
-
-
-Need = tuple[float, int | None, int]  # cpu cores, memory bytes, GPUs of one replica
+Need = tuple[float, int | None]  # cpu cores, memory bytes of one replica
 
 
 @dataclass(frozen=True)
 class Capacity:
-    """CPU cores, memory bytes and GPUs available to replicas."""
+    """CPU cores, memory bytes and the GPUs (from the driver) available to replicas."""
 
     cpus: float
     memory: int
-    gpus: int = 0
+    gpus: GpuPool = field(default_factory=GpuPool)
 
     @classmethod
     def of_this_machine(cls) -> Capacity:
-        return cls(cpus=float(len(os.sched_getaffinity(0))), memory=_total_memory(), gpus=_gpu_count())
+        return cls(cpus=float(len(os.sched_getaffinity(0))), memory=_total_memory(), gpus=GpuPool.discover())
 
-    def room(self, used: list[Need], cpu: float, mem: int | None, gpu: int = 0) -> int:
-        """How many more replicas needing ``cpu`` cores, ``mem`` bytes and ``gpu`` GPUs fit now."""
-        free_cpu = self.cpus - sum(c for c, _, _ in used)
+    def room(
+        self,
+        used: list[Need],
+        cpu: float,
+        mem: int | None,
+        gpu: GpuNeed | None = None,
+        claims: Sequence[Claim] = (),
+    ) -> int:
+        """How many more replicas needing ``cpu`` cores, ``mem`` bytes and ``gpu`` fit now.
+
+        ``claims`` are the devices every running replica process holds (any API, any version).
+        """
+        free_cpu = self.cpus - sum(c for c, _ in used)
         count = math.floor(free_cpu / cpu + 1e-9) if cpu > 0 else 1 << 20
         if mem:
-            free_mem = self.memory - sum(m or 0 for _, m, _ in used)
+            free_mem = self.memory - sum(m or 0 for _, m in used)
             count = min(count, free_mem // mem)
-        if gpu:
-            count = min(count, (self.gpus - sum(g for _, _, g in used)) // gpu)
+        if gpu is not None and gpu.count:
+            count = min(count, self.gpus.room(claims, gpu, limit=max(0, count)))
         return max(0, count)
 
-    def shortfall(self, used: list[Need], cpu: float, mem: int | None, gpu: int = 0) -> str:
+    def shortfall(
+        self,
+        used: list[Need],
+        cpu: float,
+        mem: int | None,
+        gpu: GpuNeed | None = None,
+        claims: Sequence[Claim] = (),
+    ) -> str:
         """Why one more replica needing ``cpu``, ``mem`` and ``gpu`` does not fit, in words."""
-        free_cpu = self.cpus - sum(c for c, _, _ in used)
-        free_mem = self.memory - sum(m or 0 for _, m, _ in used)
-        free_gpu = self.gpus - sum(g for _, _, g in used)
+        free_cpu = self.cpus - sum(c for c, _ in used)
+        free_mem = self.memory - sum(m or 0 for _, m in used)
         checks = [
             ("cpu", cpu, self.cpus, free_cpu, f"{cpu:g}", f"{self.cpus:g}", f"{max(free_cpu, 0):g}"),
             ("mem", mem or 0, self.memory, free_mem, _size(mem or 0), _size(self.memory), _size(free_mem)),
-            ("gpu", gpu, self.gpus, free_gpu, str(gpu), str(self.gpus), str(max(free_gpu, 0))),
         ]
         for name, need, total, _, shown, total_shown, _ in checks:
             if need > total + 1e-9:
                 return f"needs {name} {shown}, this machine has {total_shown}"
+        gpu_reason = None if gpu is None else self.gpus.shortfall(claims, gpu)
+        if gpu_reason is not None:
+            return gpu_reason
         for name, need, _, free, shown, total_shown, free_shown in checks:
             if need > free + 1e-9:
                 return (

@@ -26,10 +26,20 @@ from typing import Any
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity, Need
+from inferd.engine.gpus import gpu_need, replica_environment
 from inferd.engine.output import ApiLogs
 from inferd.engine.packages import ensure_packages, packages_dir
 from inferd.engine.reconcile import ReplicaView, plan
-from inferd.engine.state import ApiState, Replica, Version, rss_bytes, version_id
+from inferd.engine.state import (
+    ApiState,
+    Replica,
+    Version,
+    gpu_claims,
+    replica_gpu_usage,
+    replica_info,
+    rss_bytes,
+    version_id,
+)
 from inferd.errors import InferdError
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
@@ -213,19 +223,27 @@ class LocalEngine:
         for other in self.apis.values():
             compute = other.config.api.compute
             count = sum(r.version == other.version.id for r in other.replicas if not r.retired)
-            used.extend([(compute.cpu_cores, compute.mem_bytes, compute.gpu)] * count)
+            used.extend([(compute.cpu_cores, compute.mem_bytes)] * count)
         return used
 
     def _room(self, state: ApiState) -> int:
         compute = state.config.api.compute
-        return self.capacity.room(self._used(), compute.cpu_cores, compute.mem_bytes, compute.gpu)
+        return self.capacity.room(
+            self._used(), compute.cpu_cores, compute.mem_bytes, gpu_need(compute), gpu_claims(self.apis)
+        )
 
     def _report_compute(self, state: ApiState) -> None:
         """While ``compute unavailable``, requests are refused at once with the reason."""
         reason = None
         if state.status == "compute unavailable":
             compute = state.config.api.compute
-            reason = self.capacity.shortfall(self._used(), compute.cpu_cores, compute.mem_bytes, compute.gpu)
+            reason = self.capacity.shortfall(
+                self._used(),
+                compute.cpu_cores,
+                compute.mem_bytes,
+                gpu_need(compute),
+                gpu_claims(self.apis),
+            )
         if reason != state.compute_reason:
             state.compute_reason = reason
             self.sink.api_error(
@@ -284,6 +302,9 @@ class LocalEngine:
     def _start(self, state: ApiState) -> None:
         version = state.version
         assert version.spec is not None
+        gpus = self.capacity.gpus.assign(gpu_claims(self.apis), gpu_need(state.config.api.compute))
+        if gpus is None:
+            return  # another API took the devices this tick
         replica_id = f"{state.name}-{next(self._ids)}"
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spec = version.spec.model_copy(update={"replica_id": replica_id})
@@ -295,6 +316,7 @@ class LocalEngine:
             process = subprocess.Popen(
                 [sys.executable, "-m", "inferd.replica.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
+                env=dict(os.environ, **replica_environment(self.capacity.gpus, gpus)),
                 cwd=str(spec.project_root),
                 stdin=subprocess.DEVNULL,
                 stdout=write_fd,
@@ -315,7 +337,9 @@ class LocalEngine:
         self._spawn(loop.connect_accepted_socket(lambda: handle, ours))
         if self.logs is not None and pipe is not None:
             self._spawn(self.logs.attach(state.name, replica_id, pipe[0]))
-        state.replicas.append(Replica(id=replica_id, version=version.id, handle=handle, process=process))
+        state.replicas.append(
+            Replica(id=replica_id, version=version.id, handle=handle, process=process, gpus=gpus)
+        )
 
     def _retire(self, state: ApiState, replica_id: str) -> None:
         for replica in state.replicas:
@@ -435,17 +459,15 @@ class LocalEngine:
             "version": version.id,
             "error": version.error or state.compute_reason,
             "error_detail": version.detail or None,
-            "replicas": [
-                {
-                    "id": r.id,
-                    "pid": r.process.pid,
-                    "version": r.version,
-                    "state": str(r.handle.state),
-                    "requests": r.handle.requests,
-                }
-                for r in state.replicas
-            ],
+            "replicas": [replica_info(r, self.capacity.gpus) for r in state.replicas],
         }
+
+    def replica_gpus(self) -> list[dict[str, Any]]:
+        """Each GPU replica's devices with their utilisation and memory (for /metrics)."""
+        return [
+            {"api": api, "replica": replica, **vars(usage)}
+            for api, replica, usage in replica_gpu_usage(self.apis, self.capacity.gpus)
+        ]
 
     def replica_states(self) -> dict[str, dict[str, int]]:
         """Replica counts by state per API (for /metrics)."""

@@ -6,10 +6,13 @@ import hashlib
 import os
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from inferd.config.schema import ApiConfig
 from inferd.engine.autoscale import Autoscaler
+from inferd.engine.gpus import Claim, GpuPool, GpuUsage
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 from inferd.replica.messages import ReplicaSpec
 
@@ -41,6 +44,7 @@ class Replica:
     loaded: bool = False
     died_loading: bool = False
     stuck: bool = False
+    gpus: Claim = field(default_factory=lambda: Claim(()))  # what its CUDA_VISIBLE_DEVICES names
 
     @property
     def ready(self) -> bool:
@@ -87,3 +91,41 @@ def rss_bytes(pid: int) -> int:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, IndexError, ValueError):
         return 0
+
+
+def gpu_claims(apis: Mapping[str, ApiState]) -> list[Claim]:
+    """The devices every live replica process holds, retiring ones too: never two on one device."""
+    return [
+        replica.gpus
+        for state in apis.values()
+        for replica in state.replicas
+        if replica.gpus.devices and replica.process.poll() is None
+    ]
+
+
+def replica_info(replica: Replica, pool: GpuPool) -> dict[str, Any]:
+    """One replica for ``inferd get``: its process, what its model runs on, its GPUs' usage."""
+    info: dict[str, Any] = {
+        "id": replica.id,
+        "pid": replica.process.pid,
+        "version": replica.version,
+        "state": str(replica.handle.state),
+        "requests": replica.handle.requests,
+        "device": replica.handle.info.get("device"),
+    }
+    if replica.gpus.devices:
+        alive = replica.process.poll() is None
+        usage = pool.usage(replica.process.pid, replica.gpus) if alive else []
+        info["gpus"] = [vars(gpu) for gpu in usage] or [{"uuid": uuid} for uuid in replica.gpus.devices]
+    return info
+
+
+def replica_gpu_usage(apis: Mapping[str, ApiState], pool: GpuPool) -> list[tuple[str, str, GpuUsage]]:
+    """``(api, replica id, usage)`` for every device of every live GPU replica."""
+    return [
+        (name, replica.id, usage)
+        for name, state in apis.items()
+        for replica in state.replicas
+        if replica.gpus.devices and replica.process.poll() is None
+        for usage in pool.usage(replica.process.pid, replica.gpus)
+    ]

@@ -44,6 +44,9 @@ class Gateway:
         self.metrics = metrics
         # Replica counts by state per API, for /metrics; set by whoever runs the engine.
         self.replica_states: Callable[[], dict[str, dict[str, int]]] = lambda: {}
+        # Each GPU replica's devices ({api, replica, uuid, index, utilization, memory_used,
+        # memory_total}), for /metrics; empty on machines without GPUs.
+        self.replica_gpus: Callable[[], list[dict[str, Any]]] = lambda: []
         self.apis: dict[str, ApiQueue] = {}
         self.endpoints: dict[bytes, ApiQueue] = {}
         self.connections: set[HttpConnection] = set()

@@ -96,6 +96,7 @@ class _Collector:
         for name, by_state in sorted(gateway.replica_states().items()):
             for state, count in sorted(by_state.items()):
                 replicas.add_metric([name, state], count)
+        yield from _gpu_families(gateway.replica_gpus(), GaugeMetricFamily)
         yield from (
             requests,
             latency,
@@ -109,6 +110,30 @@ class _Collector:
             lowest,
             highest,
         )
+
+
+def _gpu_families(gpus: list[dict[str, Any]], gauge: Any) -> list[Any]:
+    """Utilisation and memory of each GPU replica's devices; no families at all without GPUs."""
+    if not gpus:
+        return []
+    labels = ["api", "replica", "gpu"]
+    utilization = gauge(
+        "inferd_replica_gpu_utilization_ratio",
+        "Share of time the replica's GPU was busy (the device's, as NVML reports it).",
+        labels=labels,
+    )
+    used = gauge(
+        "inferd_replica_gpu_memory_bytes", "GPU memory the replica uses on the device.", labels=labels
+    )
+    total = gauge("inferd_replica_gpu_memory_total_bytes", "Memory of the replica's GPU.", labels=labels)
+    for gpu in gpus:
+        key = [gpu["api"], gpu["replica"], gpu["uuid"]]
+        if gpu.get("utilization") is not None:
+            utilization.add_metric(key, gpu["utilization"] / 100)
+        if gpu.get("memory_used") is not None:
+            used.add_metric(key, gpu["memory_used"])
+        total.add_metric(key, gpu["memory_total"])
+    return [utilization, used, total]
 
 
 def exposition(gateway: Gateway) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 import traceback
 from pathlib import Path
@@ -19,7 +20,7 @@ from inferd.config.schema import Api
 from inferd.errors import HandlerError, InferdError, InputError, LoadError, ModelError
 from inferd.handler.convert import to_model_inputs
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
-from inferd.runtimes import Runtime, TensorSpec, load_runtime
+from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
 
 log = logging.getLogger("inferd.handler")
 
@@ -76,7 +77,7 @@ class Predictor:
             return
         assert model_path is not None
         signature_key = api.tensorflow.signature_key if api.tensorflow is not None else None
-        self.runtime = load_runtime(api.model_format, model_path, signature_key)
+        self.runtime = load_runtime(api.model_format, model_path, signature_key, devices_of(api))
         if api.handler_file is not None:
             self.code = load_user_code(project_root / api.handler_file, "handler", module, api.handler_file)
         self.full_shapes = api.tensorflow is not None and api.tensorflow.full_shapes
@@ -257,12 +258,17 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """The API's signature for ``GET <endpoint>`` and the protocols' metadata routes."""
+        gpus = (
+            {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")} if self.api.compute.gpu else {}
+        )
         if self.runtime is None:
-            return {"model_format": "predictor", "inputs": None, "outputs": None}
+            return {"model_format": "predictor", "inputs": None, "outputs": None, **gpus}
         info: dict[str, Any] = {
+            **gpus,
             "model_format": self.api.model_format,
             "handler_functions": sorted(self.code.functions) if self.code else [],
             "platform": self.runtime.platform,
+            "device": self.runtime.device,
             "inputs": [spec.describe() for spec in self.runtime.inputs],
             "outputs": [spec.describe() for spec in self.runtime.outputs],
         }
@@ -270,6 +276,17 @@ class Predictor:
             info["signature_key"] = getattr(self.runtime, "signature_key", None)
             info["signature_def"] = self.runtime.handler_signature("pre")
         return info
+
+
+def devices_of(api: Api) -> Devices:
+    """The devices an API's replica runs its model on, from ``compute`` and ``onnx``."""
+    compute = api.compute
+    return Devices(
+        gpus=compute.gpu,
+        gpu_memory=compute.gpu_memory_bytes,
+        tensorrt=api.onnx is not None and api.onnx.tensorrt,
+        cpu_fallback=compute.cpu_fallback,
+    )
 
 
 def _rows(inputs: dict[str, np.ndarray[Any, Any]]) -> int | None:

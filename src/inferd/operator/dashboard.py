@@ -280,6 +280,11 @@ class Dashboard:
         result["tracker_type"] = tracker.get("model_type")
         result["curl"] = f'curl {info["url"]} -X POST -H "Content-Type: application/json" -d @sample.json'
         result["history"] = self.history.columns(name)
+        result["gpus"] = [
+            {"replica": replica["id"], "device": replica.get("device"), **gpu}
+            for replica in info.get("replicas") or []
+            for gpu in replica.get("gpus") or []
+        ]
         result["logs"] = tail_lines(log_path(self.operator.home, name), LOG_LINES)
         return result
 

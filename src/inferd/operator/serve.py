@@ -41,6 +41,7 @@ async def serve_project(
     gateway = Gateway(access_log=log_writer, metrics=metrics)
     engine = LocalEngine(gateway, home=inferd_home())
     gateway.replica_states = engine.replica_states
+    gateway.replica_gpus = engine.replica_gpus
     await gateway.start(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

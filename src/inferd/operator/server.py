@@ -63,6 +63,7 @@ class Operator:
         self.gateway = Gateway(access_log=self.access_log)
         self.engine = LocalEngine(self.gateway, home=home, log_dir=home / "logs")
         self.gateway.replica_states = self.engine.replica_states
+        self.gateway.replica_gpus = self.engine.replica_gpus
         self.state = State(home)
         self.token = new_token()
         self.stop_event = asyncio.Event()

@@ -5,22 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from inferd.runtimes.base import Runtime, TensorSpec
+from inferd.runtimes.devices import Devices
 
 
-def load_runtime(model_format: str, model_path: Path, signature_key: str | None = None) -> Runtime:
-    """Load a model with the runtime for ``model_format`` (``onnx`` or ``tensorflow``).
+def load_runtime(
+    model_format: str, model_path: Path, signature_key: str | None = None, devices: Devices | None = None
+) -> Runtime:
+    """Load a model with the runtime for ``model_format`` (``onnx`` or ``tensorflow``) on ``devices``.
 
     Heavy frameworks are imported here, inside the replica, never at CLI start.
     """
     if model_format == "onnx":
         from inferd.runtimes.onnx import OnnxRuntime
 
-        return OnnxRuntime(model_path)
+        return OnnxRuntime(model_path, devices=devices or Devices())
     if model_format == "tensorflow":
         from inferd.runtimes.tensorflow import TensorFlowRuntime
 
-        return TensorFlowRuntime(model_path, signature_key)
+        return TensorFlowRuntime(model_path, signature_key, devices=devices or Devices())
     raise ValueError(f"no runtime for model format {model_format!r}")
 
 
-__all__ = ["Runtime", "TensorSpec", "load_runtime"]
+__all__ = ["Devices", "Runtime", "TensorSpec", "load_runtime"]

@@ -33,6 +33,9 @@ class Runtime(Protocol):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     platform: str
+    # What the model runs on: onnxruntime's provider (CUDAExecutionProvider), TensorFlow's
+    # devices (GPU:0), or CPU.
+    device: str
 
     def handler_signature(self, stage: str) -> Any:
         """What the request handler receives as ``signature`` in ``stage`` (``pre``/``post``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,9 @@ import numpy as np
 import onnxruntime as ort
 
 from inferd.runtimes.base import TensorSpec
+from inferd.runtimes.devices import CPU, Devices, onnx_provider_in_use, onnx_providers
+
+log = logging.getLogger("inferd.replica")
 
 # onnxruntime type strings -> numpy dtypes (strings are object arrays of str).
 ONNX_TO_NUMPY: dict[str, np.dtype[Any]] = {
@@ -44,15 +48,32 @@ class OnnxRuntime:
 
     platform = "onnx_onnxv1"
 
-    def __init__(self, model_path: Path, threads: int = 1) -> None:
+    def __init__(self, model_path: Path, threads: int = 1, devices: Devices | None = None) -> None:
+        devices = devices or Devices()
         options = ort.SessionOptions()
         # A replica runs one request at a time and replicas scale out across cores, so one
         # thread per session avoids oversubscribing the machine.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        if devices.gpus and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu[cuda,cudnn] installs CUDA and cuDNN as wheels; load them from there.
+            try:
+                ort.preload_dlls()
+            except Exception as exc:  # libraries from the system may still do
+                log.warning("onnxruntime could not preload the CUDA libraries: %s", exc)
+        providers = onnx_providers(ort.get_available_providers(), devices)
+        try:
+            self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+            active = self.session.get_providers()
+        except Exception as exc:
+            if providers == [CPU]:
+                raise
+            # Some onnxruntime versions raise when a GPU provider cannot start: same as dropping it.
+            log.warning("onnxruntime could not start %s: %s", providers[0], exc)
+            active = []
+        self.device = onnx_provider_in_use(providers, active, devices)
+        if not active:  # allowed to fall back (or it raised): the CPU it is
+            self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=[CPU])
         self._input_args = self.session.get_inputs()
         self._output_args = self.session.get_outputs()
         self.inputs = [_spec(arg) for arg in self._input_args]

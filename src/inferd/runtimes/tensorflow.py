@@ -1,4 +1,4 @@
-"""TensorFlow SavedModels, loaded in-process with tensorflow-cpu.
+"""TensorFlow SavedModels, loaded in-process (tensorflow-cpu, or TensorFlow with CUDA on GPUs).
 
 The handler's ``signature`` is the SavedModel's SignatureDef map as plain dicts with
 protobuf-JSON (camelCase) keys, read from ``saved_model.pb`` exactly as Cortex handed it over
@@ -16,6 +16,7 @@ import numpy as np
 
 from inferd.errors import InputError, LoadError
 from inferd.runtimes.base import TensorSpec
+from inferd.runtimes.devices import Devices, configure_tensorflow
 from inferd.storage import find_saved_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -76,7 +77,14 @@ class TensorFlowRuntime:
 
     platform = "tensorflow_savedmodel"
 
-    def __init__(self, model_path: Path, signature_key: str | None, threads: int = 1) -> None:
+    def __init__(
+        self, model_path: Path, signature_key: str | None, threads: int = 1, devices: Devices | None = None
+    ) -> None:
+        try:
+            self.device = configure_tensorflow(tf.config, devices or Devices())
+        except RuntimeError:  # TensorFlow already placed something in this process: keep its set-up
+            gpus = tf.config.get_visible_devices("GPU")
+            self.device = ",".join(gpu.name.removeprefix("/physical_device:") for gpu in gpus) or "CPU"
         model_dir = find_saved_model(model_path)
         self.signature_map = read_signature_map(model_dir)
         if not self.signature_map:

@@ -47,6 +47,18 @@ def test_defaults_match_cortex(tmp_path: Path) -> None:
     assert config.api.model_format == "onnx"
 
 
+def test_gpu_extensions(tmp_path: Path) -> None:
+    text = DEPLOYMENT + api(
+        "    tensorrt: true\n  compute:\n    gpu: 1\n    gpu_memory: 4Gi\n    cpu_fallback: true\n"
+    )
+    config = load_project(project(tmp_path, text)).apis[0].api
+    assert config.compute.gpu_memory_bytes == 4 * 2**30
+    assert config.compute.cpu_fallback
+    assert config.onnx is not None and config.onnx.tensorrt
+    defaults = load_project(project(tmp_path, DEPLOYMENT + api())).apis[0].api
+    assert defaults.compute.gpu_memory_bytes is None and not defaults.compute.cpu_fallback
+
+
 def test_init_replicas_defaults_to_min(tmp_path: Path) -> None:
     text = DEPLOYMENT + api("  compute:\n    min_replicas: 3\n    max_replicas: 5\n")
     assert load_project(project(tmp_path, text)).apis[0].api.compute.replicas_at_start == 3
@@ -133,6 +145,16 @@ def test_predictor_block(tmp_path: Path) -> None:
             DEPLOYMENT + api("  compute:\n    mem: 12X\n"), "compute.mem: '12X' is not", id="mem-bad"
         ),
         pytest.param(DEPLOYMENT + api("  compute:\n    gpu: -1\n"), "compute.gpu: must be >= 0", id="gpu"),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    gpu_memory: 4Gi\n"),
+            "compute: gpu_memory is a share of one device: set gpu: 1 with it",
+            id="gpu-memory-without-gpu",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    gpu: 1\n    gpu_memory: lots\n"),
+            "compute.gpu_memory: 'lots' is not a quantity",
+            id="gpu-memory-not-quantity",
+        ),
         pytest.param(
             DEPLOYMENT + api("  compute:\n    min_replica: 2\n"),
             "cortex.yaml:9: api 'classifier': compute.min_replica: unknown key",

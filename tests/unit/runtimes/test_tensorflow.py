@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from inferd.errors import LoadError
+from inferd.runtimes.devices import Devices
 from inferd.runtimes.tensorflow import TensorFlowRuntime, choose_signature, read_signature_map
 from inferd.storage import find_saved_model
 from tests.conftest import example
@@ -77,3 +78,15 @@ def test_run_and_specs(iris_tf: Path) -> None:
     outputs = runtime.run(inputs)
     assert outputs["class_ids"].shape == (1, 1)
     assert outputs["class_ids"][0, 0] == 2
+
+
+def test_a_gpu_replica_on_tensorflow_cpu_fails_unless_fallback_is_allowed(iris_tf: Path) -> None:
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.fail("this test needs tensorflow-cpu (the GPU build: scripts/gpu_check.py)")
+    with pytest.raises(LoadError, match="TensorFlow sees no GPU"):
+        TensorFlowRuntime(iris_tf, None, devices=Devices(gpus=1))
+    runtime = TensorFlowRuntime(iris_tf, None, devices=Devices(gpus=1, cpu_fallback=True))
+    assert runtime.device == "CPU"
+    assert TensorFlowRuntime(iris_tf, None).device == "CPU"

@@ -243,6 +243,7 @@ function buildSection(name) {
   }
   const tracker = el("div", { class: "panel tracker" });
   const signature = el("div", { class: "panel signature" });
+  const gpus = el("div", { class: "panel gpus", "data-api": name, hidden: "" });
   const logs = el("pre", { class: "logs", "data-api": name, "data-logs": "" });
   root.append(
     el("div", { class: "api-head" }, title, status, info, replicas),
@@ -254,10 +255,11 @@ function buildSection(name) {
       { class: "lower" },
       tracker,
       signature,
+      gpus,
       el("div", { class: "panel logs-panel" }, el("h3", {}, "Logs ", el("span", {}, "last 50 lines")), logs),
     ),
   );
-  return { root, status, info, replicas, error, curl, charts, tracker, signature, logs, logText: null, sigKey: null };
+  return { root, status, info, replicas, error, curl, charts, tracker, signature, gpus, logs, logText: null, sigKey: null };
 }
 
 function updateSection(section, api, data) {
@@ -279,6 +281,7 @@ function updateSection(section, api, data) {
   }
   drawTracker(section.tracker, api);
   drawSignature(section, api);
+  drawGpus(section, api.gpus || []);
   drawLogs(section, api.logs || []);
 }
 
@@ -546,6 +549,27 @@ function drawSignature(section, api) {
   }
   const head = el("tr", {}, el("th", {}, ""), el("th", {}, "name"), el("th", {}, "type"), el("th", {}, "shape"));
   section.signature.replaceChildren(heading, el("table", { class: "sig", "data-api": api.name }, el("thead", {}, head), el("tbody", {}, ...rows)));
+}
+
+// ---------- GPUs (only on machines that have them)
+
+function drawGpus(section, gpus) {
+  section.gpus.hidden = !gpus.length;
+  if (!gpus.length) return;
+  const mib = (bytes) => (bytes === null || bytes === undefined ? "-" : `${Math.round(bytes / 2 ** 20)} MiB`);
+  const rows = gpus.map((gpu) =>
+    el(
+      "tr",
+      { "data-replica": gpu.replica },
+      el("td", { class: "mono" }, gpu.replica),
+      el("td", { class: "mono" }, gpu.index === undefined ? "-" : String(gpu.index)),
+      el("td", { class: "mono", "data-field": "utilization" }, gpu.utilization === null || gpu.utilization === undefined ? "-" : `${Math.round(gpu.utilization)}%`),
+      el("td", { class: "mono", "data-field": "memory" }, `${mib(gpu.memory_used)} / ${mib(gpu.memory_total)}`),
+      el("td", { class: "mono" }, gpu.device || "-"),
+    ),
+  );
+  const head = el("tr", {}, ...["replica", "gpu", "util", "memory", "runs on"].map((title) => el("th", {}, title)));
+  section.gpus.replaceChildren(el("h3", {}, "GPUs"), el("table", { class: "sig" }, el("thead", {}, head), el("tbody", {}, ...rows)));
 }
 
 const ERROR_LINE = /ERROR|Traceback|error/;

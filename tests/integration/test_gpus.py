@@ -1,0 +1,140 @@
+"""Real replica processes placed on GPUs that a faked driver reports (this machine has none).
+
+What is faked is NVML alone: the engine, the replica processes, the ONNX runtime and HTTP are
+the real ones. On a machine with GPUs, ``scripts/gpu_check.py`` checks the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from inferd.config.load import load_project
+from inferd.engine.capacity import Capacity
+from inferd.engine.gpus import GpuPool
+from inferd.engine.local import LocalEngine
+from inferd.gateway.app import Gateway
+from tests.unit.engine.fake_nvml import machine
+
+PROJECT = """\
+- kind: deployment
+  name: gpus
+- kind: api
+  name: pair
+  predictor:
+    path: visible.py
+  compute:
+    gpu: 1
+    min_replicas: 2
+    max_replicas: 2
+- kind: api
+  name: onnx-gpu
+  onnx:
+    model: iris.onnx
+  compute:
+    gpu: 1
+    cpu_fallback: true
+- kind: api
+  name: plain
+  predictor:
+    path: visible.py
+- kind: api
+  name: more
+  predictor:
+    path: visible.py
+  compute:
+    gpu: 1
+"""
+
+VISIBLE = """\
+import os
+
+
+def predict(sample, metadata):
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+"""
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+async def wait_until(check: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def scenario(root: Path) -> None:
+    gateway = Gateway()
+    engine = LocalEngine(gateway, home=root / "home")
+    pool = GpuPool.discover(machine(3), environ=False)
+    engine.capacity = Capacity(cpus=64.0, memory=1 << 40, gpus=pool)
+    gateway.replica_gpus = engine.replica_gpus
+    await gateway.start("127.0.0.1", 0)
+    base = f"http://127.0.0.1:{gateway.ports[0]}"
+    try:
+        await engine.apply(load_project(root / "project"))
+        await wait_until(
+            lambda: all(engine.describe(name)["status"] == "live" for name in ("pair", "onnx-gpu", "plain"))
+        )
+        await wait_until(lambda: engine.describe("more")["status"] == "compute unavailable")
+
+        # Each GPU replica sees exactly its own device; no device is held twice.
+        devices = []
+        for name in ("pair", "onnx-gpu"):
+            for replica in engine.describe(name)["replicas"]:
+                seen = environ_of(replica["pid"])["CUDA_VISIBLE_DEVICES"]
+                assert [gpu["uuid"] for gpu in replica["gpus"]] == [seen]
+                devices.append(seen)
+        assert sorted(devices) == sorted(gpu.uuid for gpu in pool.gpus)
+        # A replica that asked for no GPU sees none.
+        (plain,) = engine.describe("plain")["replicas"]
+        assert environ_of(plain["pid"])["CUDA_VISIBLE_DEVICES"] == ""
+        assert "gpus" not in plain
+
+        # The fourth GPU replica does not fit, and the reason says so.
+        more = engine.describe("more")
+        assert (
+            more["compute_unavailable"]
+            == "needs 1 GPU (compute.gpu) per replica; 0 of 3 GPUs are free (other replicas hold them)"
+        )
+
+        # onnxruntime here has no CUDA provider: the API allowed the CPU, and says it runs there.
+        (onnx,) = engine.describe("onnx-gpu")["replicas"]
+        assert onnx["device"] == "CPUExecutionProvider"
+        answer = await asyncio.to_thread(requests.post, f"{base}/gpus/onnx-gpu", json=[[5.1, 3.5, 1.4, 0.2]])
+        assert answer.status_code == 200, answer.text
+        visible = await asyncio.to_thread(requests.post, f"{base}/gpus/pair", json={})
+        assert visible.json() in devices
+
+        # /metrics: memory and utilisation per GPU replica.
+        text = (await asyncio.to_thread(requests.get, f"{base}/metrics")).text
+        memory = {
+            sample.labels["replica"]
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "inferd_replica_gpu_memory_bytes"
+        }
+        assert memory == {r["id"] for name in ("pair", "onnx-gpu") for r in engine.describe(name)["replicas"]}
+    finally:
+        await gateway.drain(5)
+        await engine.stop()
+        await gateway.close()
+
+
+def test_replicas_get_distinct_devices_and_see_only_theirs(tmp_path: Path, iris_onnx_model: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "cortex.yaml").write_text(PROJECT)
+    (project / "visible.py").write_text(VISIBLE)
+    shutil.copy(iris_onnx_model, project / "iris.onnx")
+    asyncio.run(scenario(tmp_path))

@@ -104,7 +104,7 @@ async def scenario(root: Path) -> None:
         # The fourth GPU replica does not fit, and the reason says so.
         more = engine.describe("more")
         assert (
-            more["compute_unavailable"]
+            more["error"]
             == "needs 1 GPU (compute.gpu) per replica; 0 of 3 GPUs are free (other replicas hold them)"
         )
 

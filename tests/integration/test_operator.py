@@ -238,9 +238,7 @@ def test_errors_are_reported_and_other_apis_keep_serving(
     assert "must take 3 arguments" in inferd.run("logs", "broken").stdout
     inferd.wait_status("huge", "compute unavailable")
     gpu = inferd.wait_status("gpu", "compute unavailable")  # no GPU on this machine
-    assert gpu["compute_unavailable"].startswith(
-        "needs 1 GPU (compute.gpu) per replica; this machine has no GPU"
-    )
+    assert gpu["error"].startswith("needs 1 GPU (compute.gpu) per replica; this machine has no GPU")
     assert "compute unavailable: needs 1 GPU" in inferd.run("get", "gpu").stdout
     inferd.wait_status("greedy", "error (out of memory)")
     assert inferd.post("/mixed/good", [[1, 2, 3, 4]]).status_code == 200

@@ -127,10 +127,25 @@ class Client:
         return result
 
     def deploy(
-        self, path: Path, force: bool = False, refresh: bool = False, environ: dict[str, str] | None = None
+        self,
+        path: Path,
+        force: bool = False,
+        refresh: bool = False,
+        environ: dict[str, str] | None = None,
+        replace: bool = False,
     ) -> dict[str, Any]:
-        """Deploy the project at ``path``; ``environ``: the variables its API keys come from."""
-        body = {"path": str(path.resolve()), "force": force, "refresh": refresh, "environ": environ or {}}
+        """Deploy the project at ``path``; ``environ``: the variables its API keys come from.
+
+        ``replace``: remove APIs that another folder deployed under the same deployment name
+        (else ``ReplaceError``).
+        """
+        body = {
+            "path": str(path.resolve()),
+            "force": force,
+            "refresh": refresh,
+            "environ": environ or {},
+            "replace": replace,
+        }
         result: dict[str, Any] = self.call("POST", "/deploy", body)
         return result
 

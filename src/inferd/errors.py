@@ -64,6 +64,10 @@ class DeployFailedError(InferdError):
     """A deployed version did not become live (or a deleted API did not drain) in time."""
 
 
+class ReplaceError(ConflictError):
+    """A deploy would remove APIs that another project folder deployed under the same name."""
+
+
 class OperatorError(InferdError):
     """The operator is not running, cannot start, or cannot be reached."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
-from tests.conftest import make_project
+from tests.conftest import example, make_project
 from tests.integration.conftest import Inferd
 
 CONFIG = (
@@ -109,3 +110,53 @@ def test_compute_unavailable_is_refused_at_once_with_the_reason(
     assert f"compute unavailable: {reason}" in inferd.run("get", "huge").stdout
     assert f"compute unavailable: {reason}" in inferd.run("get", "huge", "-v").stdout
     assert inferd.api("huge")["error"] == reason
+
+
+def test_another_folder_with_the_same_name_needs_force_to_remove_apis(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    first = make_project(tmp_path / "a", CONFIG, {"h.py": GOOD}, {"m.onnx": iris_onnx_model})
+    inferd.run("deploy", str(first))
+    other = make_project(
+        tmp_path / "b",
+        CONFIG.replace("name: labels", "name: other"),
+        {"h.py": GOOD.replace("v1", "b")},
+        {"m.onnx": iris_onnx_model},
+    )
+    refused = inferd.run("deploy", str(other), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: deployment 'truth' was deployed from {first}; deploying {other} under the same "
+        "name would remove api 'labels' (use --force to replace it, or give this project another "
+        "deployment name)"
+    )
+    assert inferd.post("/truth/labels", SAMPLE).json() == "v1"  # nothing changed
+    assert [api["name"] for api in inferd.json("get")] == ["labels"]
+
+    assert inferd.run("deploy", str(other), "--force").stdout.strip() == "deployment updated"
+    assert inferd.post("/truth/other", SAMPLE).json() == "b"
+    assert inferd.post("/truth/labels", SAMPLE).status_code == 404
+
+
+def test_the_examples_deploy_side_by_side(inferd: Inferd) -> None:
+    inferd.run("deploy", str(example("iris-onnx")))
+    inferd.run("deploy", str(example("iris-predictor")))
+    sample = json.loads((example("iris-onnx") / "sample.json").read_text())
+    assert inferd.post("/iris/classifier", sample).json() == "iris-setosa"
+    assert inferd.post("/iris-py/predictor", sample).json() == "setosa"
+    assert sorted(api["name"] for api in inferd.json("get")) == ["classifier", "predictor"]
+    # A Python predictor speaks only the Cortex-style route (README, Protocols).
+    document = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [5.2, 3.6, 1.4, 0.3]}]}
+    for path, body in (
+        ("/v2/models/predictor/infer", document),
+        ("/v1/models/predictor:predict", {"instances": [[5.2, 3.6, 1.4, 0.3]]}),
+    ):
+        refused = inferd.post(path, body)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == (
+            "api 'predictor' is a Python predictor: it answers JSON at POST /iris-py/predictor, "
+            "not V2 or TF Serving tensors"
+        )
+    assert inferd.post(
+        "/v2/models/classifier/infer", {**document, "inputs": [{**document["inputs"][0], "name": "input"}]}
+    ).ok

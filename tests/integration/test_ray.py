@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -137,7 +138,7 @@ def ray_cluster() -> Iterator[RayTestCluster]:
 def _project(root: Path, source: str, deployment: str, **compute: Any) -> Path:
     shutil.copytree(example(source), root, ignore=shutil.ignore_patterns("__pycache__"))
     config = root / "cortex.yaml"
-    text = config.read_text().replace("name: iris", f"name: {deployment}")
+    text = re.sub(r"(kind: deployment\n  name: )\S+", rf"\g<1>{deployment}", config.read_text())
     if compute:
         text += "  compute:\n" + "".join(f"    {key}: {value}\n" for key, value in compute.items())
     config.write_text(text)

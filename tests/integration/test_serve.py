@@ -44,9 +44,9 @@ def test_onnx_example_end_to_end(serve: Serve) -> None:
 @pytest.mark.tensorflow
 def test_tensorflow_example_end_to_end(serve: Serve) -> None:
     server = serve(example("iris-tensorflow"))
-    assert server.post("/iris/tensorflow", SAMPLE).json() == "setosa"
-    assert server.post("/iris/tensorflow", VIRGINICA).json() == "virginica"
-    info = requests.get(f"{server.url}/iris/tensorflow", timeout=5).json()
+    assert server.post("/iris-tf/tensorflow", SAMPLE).json() == "setosa"
+    assert server.post("/iris-tf/tensorflow", VIRGINICA).json() == "virginica"
+    info = requests.get(f"{server.url}/iris-tf/tensorflow", timeout=5).json()
     assert info["signature"]["signature_key"] == "predict"
     assert sorted(i["name"] for i in info["signature"]["inputs"]) == [
         "petal_length",
@@ -58,7 +58,7 @@ def test_tensorflow_example_end_to_end(serve: Serve) -> None:
 
 def test_predictor_example_end_to_end(serve: Serve) -> None:
     server = serve(example("iris-predictor"))
-    assert server.post("/iris/predictor", VIRGINICA).json() == "virginica"
+    assert server.post("/iris-py/predictor", VIRGINICA).json() == "virginica"
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from inferd.cli.outcome import wait_deleted, wait_outcome
 from inferd.client import Client
 from inferd.config.load import load_project
 from inferd.environments import LOCAL_ENVIRONMENT, Environment
-from inferd.errors import OperatorError
+from inferd.errors import OperatorError, ReplaceError
 
 
 def _start_operator(client: Client) -> None:
@@ -42,7 +42,13 @@ def _deploy(
         for variable in (config.api.auth.keys_from_env if config.api.auth else [])
     }
     environ = {variable: os.environ[variable] for variable in variables if os.environ.get(variable)}
-    result = client.deploy(project.root, force=force, refresh=refresh, environ=environ)
+    try:
+        result = client.deploy(project.root, force=force, refresh=refresh, environ=environ, replace=force)
+    except ReplaceError as exc:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise
+        click.confirm(f"{exc.message.partition(' (use --force')[0]}. Replace it?", abort=True, err=True)
+        result = client.deploy(project.root, force=force, refresh=refresh, environ=environ, replace=True)
     click.echo(result["message"])
     if wait:
         versions: dict[str, str | None] = dict(result.get("versions") or dict.fromkeys(names))
@@ -61,7 +67,12 @@ def _deploy_ray(project_dir: Path, names: list[str], refresh: bool, wait: bool, 
 
 @click.command()
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
-@click.option("-f", "--force", is_flag=True, help="Deploy even while a previous deploy is updating.")
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Deploy even while a previous deploy is updating, or over APIs another folder deployed.",
+)
 @click.option(
     "--wait/--no-wait",
     default=True,

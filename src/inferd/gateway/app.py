@@ -153,6 +153,12 @@ class Gateway:
         """Admit a request into ``queue`` (or refuse it at once when the API cannot serve)."""
         if self.draining:
             self.reject(conn, queue, 503, "the server is shutting down", protocol)
+        elif not queue.tensors and protocol != "cortex":
+            message = (
+                f"api '{queue.name}' is a Python predictor: it answers JSON at POST {queue.endpoint}, "
+                "not V2 or TF Serving tensors"
+            )
+            self.reject(conn, queue, 400, message, protocol)
         elif queue.error is not None and not queue.ready:
             self.reject(conn, queue, 503, f"api '{queue.name}' is not ready: {queue.error}", protocol)
         elif len(body) > queue.body_limit:

@@ -62,6 +62,8 @@ class ApiQueue:
         self.body_limit = api.body_limit
         self.max_queue_length = api.max_queue_length
         self.batching = api.batching
+        # A Python predictor has no tensor signature: it speaks only the Cortex-style route.
+        self.tensors = api.predictor is None
         self.tracker_type = api.tracker.model_type if api.tracker is not None else ""
         self.stats.tracker_type = self.tracker_type
 

@@ -28,6 +28,7 @@ from inferd.errors import (
     ForbiddenError,
     InferdError,
     NotFoundError,
+    ReplaceError,
     UnauthorizedError,
 )
 from inferd.gateway import Gateway
@@ -135,12 +136,19 @@ class Operator:
     # admin operations
 
     async def deploy(
-        self, source: str, force: bool, refresh: bool, environ: dict[str, str] | None = None
+        self,
+        source: str,
+        force: bool,
+        refresh: bool,
+        environ: dict[str, str] | None = None,
+        replace: bool = False,
     ) -> dict[str, Any]:
         source_path = Path(source)
         project = load_project(source_path)
         name = project.deployment.name
         self._check_conflicts(project)
+        if not replace:
+            self._check_other_folder(project)
         secrets = self._key_variables(project, environ or {})
         lock = self.locks.setdefault(name, asyncio.Lock())
         if lock.locked() and not force:
@@ -183,6 +191,26 @@ class Operator:
                     )
                 values[variable] = value
         return values
+
+    def _check_other_folder(self, project: Project) -> None:
+        """Refuse to remove APIs that another folder deployed under this deployment's name."""
+        name = project.deployment.name
+        record = self.state.deployments.get(name)
+        if record is None or Path(record.source) == project.root:
+            return
+        keep = {config.name for config in project.apis}
+        removed = sorted(
+            api
+            for api, state in self.engine.apis.items()
+            if state.config.deployment == name and not state.deleting and api not in keep
+        )
+        if removed:
+            shown = ", ".join(f"'{api}'" for api in removed)
+            raise ReplaceError(
+                f"deployment '{name}' was deployed from {record.source}; deploying {project.root} "
+                f"under the same name would remove api {shown} (use --force to replace it, or "
+                "give this project another deployment name)"
+            )
 
     def _check_conflicts(self, project: Project) -> None:
         for config in project.apis:
@@ -300,6 +328,7 @@ class AdminApp:
                 bool(body.get("force")),
                 bool(body.get("refresh")),
                 {str(key): str(value) for key, value in environ.items()},
+                bool(body.get("replace")),
             )
         if method == b"GET" and path == "/apis":
             return operator.api_list()

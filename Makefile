@@ -1,5 +1,6 @@
 # inferd: `make demo` serves the iris example; `make test` runs the whole suite.
 # Both create (or reuse) .venv with every runtime and build the example models first.
+# `make test` checks style and types (ruff, mypy) before the suite, so CI checks what `make check` did.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -8,15 +9,20 @@ STAMP := $(VENV)/.installed
 EXAMPLES := iris-onnx iris-predictor iris-tensorflow
 SOURCES := src tests examples scripts bench
 
-.PHONY: venv models demo test check lint bench soak clean browser
+.PHONY: venv models demo test check lint bench soak clean browser constraints
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins what `make test` was last green with; pyproject.toml keeps ranges for users.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
+
+# Re-pin constraints.txt to what .venv holds now (after `make test` passed with newer packages).
+constraints: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^inferd' > constraints.txt
 
 models: $(STAMP)
 	@for example in $(EXAMPLES); do $(BIN)/python examples/$$example/build_model.py || exit 1; done
@@ -28,19 +34,20 @@ demo: models
 browser:
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-test: models browser
+test: models browser lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
+	@echo "ruff format --check, ruff check, mypy --strict"
 	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/mypy
 
-check: models lint browser
-	$(BIN)/python -m pytest
+# Kept for habit: the same steps as `make test`.
+check: test
 
 bench: models
-	$(BIN)/python -m pip install --quiet -e '.[all,dev,bench]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all,dev,bench]'
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/batching.py
 	$(BIN)/python bench/metrics_cost.py

@@ -21,6 +21,22 @@ EXAMPLES = ROOT / "examples"
 INFERD = Path(sys.executable).parent / "inferd"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def inferd_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every inferd the suite starts keeps its state in this run's own folder, never in ~/.inferd.
+
+    So no test leans on a cache (models, requirement environments) that an earlier run left.
+    """
+    home = tmp_path_factory.mktemp("inferd-home")
+    previous = os.environ.get("INFERD_HOME")
+    os.environ["INFERD_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("INFERD_HOME", None)
+    else:
+        os.environ["INFERD_HOME"] = previous
+
+
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie counts as gone)."""
     try:
@@ -59,8 +75,11 @@ class Server:
             stderr=subprocess.STDOUT,
             env=env,
         )
-        match = wait_for(self._banner, 30, "the serving banner")
-        self.url = match
+        try:
+            self.url = wait_for(self._banner, 30, "the serving banner")
+        except BaseException:
+            self.stop()  # a server that never came up leaves no process and no open file
+            raise
 
     def _banner(self) -> str | None:
         if self.process.poll() is not None:
@@ -78,7 +97,11 @@ class Server:
             return False
 
     def wait_ready(self, timeout: float = 60.0) -> Server:
-        wait_for(self.healthy, timeout, f"/healthz 200; log:\n{self.log()}")
+        try:
+            wait_for(self.healthy, timeout, "/healthz 200")
+        except AssertionError as exc:
+            self.stop()
+            raise AssertionError(f"{exc}; log:\n{self.log()}") from None
         return self
 
     def post(

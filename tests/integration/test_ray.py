@@ -40,8 +40,13 @@ class RayTestCluster:
         token = folder / "auth_token"
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
+        # Ray writes its address file into $RAY_TMPDIR/ray (default /tmp/ray) without creating the
+        # folder; a fresh machine has none, so the test owns one.
+        ray_tmp = folder / "raytmp"
+        (ray_tmp / "ray").mkdir(parents=True)
         self.env = dict(
             os.environ,
+            RAY_TMPDIR=str(ray_tmp),
             RAY_AUTH_MODE="token",  # never the token of another Ray on this machine
             RAY_AUTH_TOKEN_PATH=str(token),
             RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
@@ -228,16 +233,24 @@ def test_replicas_spread_and_rolling_update(ray_cluster: RayTestCluster, tmp_pat
     wait_for(lambda: ray_cluster.api("spread-classifier") is None, 60, "the API to be deleted")
 
 
-def test_delete_everything(ray_cluster: RayTestCluster) -> None:
-    ray_cluster.run("delete", "iris", "-e", "lab")
-    wait_for(lambda: ray_cluster.api("classifier") is None, 60, "the API to be deleted")
+def test_delete_everything(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
+    # Its own deployment, so the test passes alone as well as after the others.
+    project = _project(tmp_path / "gone", "iris-onnx", "gone")
+    gone_api = project / "cortex.yaml"
+    gone_api.write_text(gone_api.read_text().replace("name: classifier", "name: gone-classifier"))
+    ray_cluster.run("deploy", str(project), "-e", "lab")
+    ray_cluster.wait_live("gone-classifier")
+    apis = json.loads(ray_cluster.run("get", "-e", "lab", "-o", "json").stdout)
+    for deployment in sorted({api["deployment"] for api in apis}):
+        ray_cluster.run("delete", deployment, "-e", "lab")
+    wait_for(lambda: ray_cluster.api("gone-classifier") is None, 60, "the API to be deleted")
 
-    def gone() -> bool:
+    def routers_gone() -> bool:
         try:
             return requests.get(f"{ray_cluster.url}/v2/models", timeout=5).status_code == 404
         except requests.RequestException:
             return True
 
-    wait_for(gone, 60, "the routers to be deleted")
-    missing = ray_cluster.run("get", "classifier", "-e", "lab", check=False)
-    assert missing.returncode == 1 and "no API named 'classifier'" in missing.stderr
+    wait_for(routers_gone, 60, "the routers to be deleted")
+    missing = ray_cluster.run("get", "gone-classifier", "-e", "lab", check=False)
+    assert missing.returncode == 1 and "no API named 'gone-classifier'" in missing.stderr

@@ -37,6 +37,7 @@ def s3(inferd: Inferd) -> Iterator[object]:
     )
     client.create_bucket(Bucket="models")
     yield client
+    client.close()  # its pooled connections, or a ResourceWarning when they are collected
     server.stop()
 
 

@@ -25,6 +25,11 @@ SAVED_MODEL_TREE = """expected a SavedModel, e.g.
     variables/variables.data-00000-of-00001"""
 
 
+# Inside every folder inferd creates in its caches and snapshots: only such folders are ever
+# collected (``operator/prune.py``), never a look-alike someone else put there.
+CREATED_MARK = ".inferd-created"
+
+
 def inferd_home() -> Path:
     """inferd's state folder: ``$INFERD_HOME``, default ``~/.inferd``."""
     return Path(os.environ.get("INFERD_HOME", Path.home() / ".inferd"))
@@ -61,9 +66,23 @@ def local_model_path(uri: str, project_root: Path) -> Path:
     return path if path.is_absolute() else (project_root / path).resolve()
 
 
+def unzipped_path(archive: Path) -> Path:
+    """Where ``unpack_zip`` puts ``archive``'s content."""
+    return cache_dir() / "unzipped" / file_digest(archive)[:32]
+
+
+def model_files(model_path: Path | None) -> tuple[Path, ...]:
+    """What serving ``model_path`` reads: the path, and its unpacked copy for a ``.zip``."""
+    if model_path is None:
+        return ()
+    if model_path.suffix == ".zip" and model_path.is_file():
+        return (model_path, unzipped_path(model_path))
+    return (model_path,)
+
+
 def unpack_zip(archive: Path) -> Path:
     """Unpack ``archive`` once into the cache; the folder it was unpacked into."""
-    target = cache_dir() / "unzipped" / file_digest(archive)[:32]
+    target = unzipped_path(archive)
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +94,7 @@ def unpack_zip(archive: Path) -> Path:
                 if scratch.resolve() not in resolved.parents and resolved != scratch.resolve():
                     raise LoadError(f"{archive.name}: member {member!r} escapes the archive")
             bundle.extractall(scratch)
+        (scratch / CREATED_MARK).write_text("")
         scratch.rename(target)
     except zipfile.BadZipFile as exc:
         raise LoadError(f"{archive.name} is not a valid zip file: {exc}") from exc
@@ -136,6 +156,7 @@ def _cached(key: str, name: str) -> tuple[Path, Path]:
 
 
 def _publish(scratch: Path, folder: Path) -> None:
+    (scratch / CREATED_MARK).write_text("")
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists():
         shutil.rmtree(scratch, ignore_errors=True)

@@ -86,3 +86,42 @@ def test_logs_show_the_newest_output_and_access_lines_apart(inferd: Inferd, tmp_
         finally:
             follower.kill()
             follower.wait()
+
+
+def home_bytes(home: Path) -> int:
+    return folder_bytes(home) - folder_bytes(home / "logs")
+
+
+def test_deploys_leave_only_the_running_and_previous_versions(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    handler = "def post_inference(prediction, signature, metadata):\n    return {version}\n"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: gc\n- kind: api\n  name: versioned\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: h.py\n",
+        {"h.py": handler.format(version=0), "requirements.txt": "# version 0\n"},
+        {"m.onnx": iris_onnx_model},
+    )
+    foreign = inferd.home / "projects" / "0123456789abcdef01234567"  # not inferd's: never removed
+    inferd.run("deploy", str(project))
+    first = home_bytes(inferd.home)
+    foreign.mkdir(parents=True)
+    (foreign / "keep.txt").write_text("mine")
+    (inferd.home / "envs" / "notes.txt").write_text("mine too")
+    for version in range(1, 8):
+        (project / "h.py").write_text(handler.format(version=version))
+        (project / "requirements.txt").write_text(f"# version {version}\n")
+        inferd.run("deploy", str(project))
+        assert inferd.post("/gc/versioned", [[5.1, 3.5, 1.4, 0.2]]).json() == version
+    snapshots = [p for p in (inferd.home / "projects").iterdir() if p != foreign]
+    environments = [p for p in (inferd.home / "envs").iterdir() if p.is_dir()]
+    assert len(snapshots) <= 2 and len(environments) <= 2  # the running version and the previous one
+    assert home_bytes(inferd.home) - folder_bytes(foreign) <= 3 * first
+    assert (foreign / "keep.txt").exists() and (inferd.home / "envs" / "notes.txt").exists()
+
+    inferd.run("delete", "gc")
+    pruned = inferd.run("prune").stdout
+    assert pruned.startswith("freed ") and f"home: {inferd.home} holds" in pruned
+    assert [p for p in (inferd.home / "projects").iterdir() if p != foreign] == []
+    assert "holds" in inferd.run("version").stdout

@@ -134,12 +134,15 @@ def validate(project_dir: Path) -> None:
 @cli.command()
 @env_option
 def version() -> None:
-    """Print the versions of the CLI and of the running operator."""
+    """Print the versions of the CLI and of the running operator, and the disk INFERD_HOME holds."""
     from inferd.client import Client
 
     click.echo(f"cli: {__version__}")
     client = Client()
     click.echo(f"operator: {client.info()['version'] if client.running() else 'not running'}")
+    from inferd.cli.home import usage_line
+
+    click.echo(usage_line(client.home))
 
 
 def _register() -> None:
@@ -156,6 +159,9 @@ def _register() -> None:
 
     cli.add_command(env)
     cli.add_command(export)
+    from inferd.cli.home import prune
+
+    cli.add_command(prune)
     from inferd.cli.develop import test
 
     cli.add_command(test)

@@ -44,7 +44,7 @@ from inferd.errors import InferdError
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 from inferd.replica.messages import ReplicaSpec
-from inferd.storage import fetch, local_model_path, tree_digest
+from inferd.storage import fetch, local_model_path, model_files, tree_digest
 from inferd.types import ReplicaSink
 
 log = logging.getLogger("inferd.engine")
@@ -162,6 +162,7 @@ class LocalEngine:
                 version=version.id,
                 extra_paths=extra_paths,
             )
+            version.uses = (root, *extra_paths, *(await asyncio.to_thread(model_files, model_path)))
         return version
 
     def delete(self, name: str) -> None:
@@ -338,7 +339,14 @@ class LocalEngine:
         if self.logs is not None and pipe is not None:
             self._spawn(self.logs.attach(state.name, replica_id, pipe[0]))
         state.replicas.append(
-            Replica(id=replica_id, version=version.id, handle=handle, process=process, gpus=gpus)
+            Replica(
+                id=replica_id,
+                version=version.id,
+                handle=handle,
+                process=process,
+                gpus=gpus,
+                uses=version.uses,
+            )
         )
 
     def _retire(self, state: ApiState, replica_id: str) -> None:
@@ -436,6 +444,15 @@ class LocalEngine:
             replica.process.send_signal(signal.SIGKILL)
 
     # reading
+
+    def in_use(self) -> set[Path]:
+        """Files and folders the current versions and every running replica read (for GC)."""
+        used: set[Path] = set()
+        for state in self.apis.values():
+            used.update(state.version.uses)
+            for replica in state.replicas:
+                used.update(replica.uses)
+        return used
 
     def describe(self, name: str) -> dict[str, Any]:
         """Status and replica counts of one API (``inferd get``)."""

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from inferd.errors import LoadError
+from inferd.storage import CREATED_MARK
 
 PIP_TIMEOUT = 900
 
@@ -63,6 +64,7 @@ def ensure_packages(home: Path, requirements: Path) -> Path:
         message = "; ".join(lines[-3:]) if lines else f"pip exited with status {result.returncode}"
         raise LoadError(f"installing requirements.txt failed: {message}")
     (scratch / ".complete").write_text("")
+    (scratch / CREATED_MARK).write_text("")
     if target.exists():  # another deploy finished the same install first
         shutil.rmtree(scratch, ignore_errors=True)
     else:

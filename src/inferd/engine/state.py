@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from inferd.config.schema import ApiConfig
@@ -29,6 +30,7 @@ class Version:
     oom: bool = False
     failures: int = 0
     next_start: float = 0.0
+    uses: tuple[Path, ...] = ()  # what its replicas read: snapshot, cached model, environment
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Replica:
     process: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
     retired: bool = False
+    uses: tuple[Path, ...] = ()
     loaded: bool = False
     died_loading: bool = False
     stuck: bool = False

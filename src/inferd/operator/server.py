@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from inferd.gateway.http import HttpConnection, Request, parse_query
 from inferd.gateway.queue import ApiQueue
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.logs import log_path, read_logs
+from inferd.operator.prune import Collector
 from inferd.operator.state import (
     OPERATOR_FILE,
     TOKEN_FILE,
@@ -72,6 +74,8 @@ class Operator:
         self.dashboard = Dashboard(self)
         self.locks: dict[str, asyncio.Lock] = {}
         self.started = time.time()
+        self.restoring = True
+        self.collector = Collector(home, self.kept, self.busy)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT or ``inferd down``; then drain and stop everything."""
@@ -101,7 +105,11 @@ class Operator:
             admin_port,
         )
         await self.restore()
+        self.restoring = False
+        self.collector.collect()
+        collecting = loop.create_task(self.collector.run_forever())
         await self.stop_event.wait()
+        collecting.cancel()
         log.info("stopping: draining requests")
         await self.gateway.drain(DRAIN_GRACE)
         await self.engine.stop()
@@ -160,11 +168,10 @@ class Operator:
             existed = record is not None
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
             results = await self.engine.apply(deployed, token, environ=secrets)
-            self.state.deployments[name] = DeploymentRecord(
-                source=str(project.root), snapshot=str(snapshot), refresh=token
-            )
+            self.state.deployments[name] = self._record(record, project.root, snapshot, token, results)
             self.state.secrets[name] = secrets
             self.state.save()
+        self.collector.collect()
         changed = any(result != "unchanged" for result in results.values())
         if refresh:
             message = "deployment refreshed"
@@ -176,6 +183,39 @@ class Operator:
             message = "deployment is up-to-date"
         versions = {api: self.engine.apis[api].version.id for api in results if api in self.engine.apis}
         return {"message": message, "deployment": name, "apis": results, "versions": versions}
+
+    def _record(
+        self, old: DeploymentRecord | None, source: Path, snapshot: Path, token: str, apis: Iterable[str]
+    ) -> DeploymentRecord:
+        """The deployment's new record: what each API's version uses, and its previous one's."""
+        record = DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
+        for api in apis:
+            state = self.engine.apis.get(api)
+            if state is None:
+                continue
+            record.uses[api] = [str(path) for path in state.version.uses]
+            before = old.uses.get(api) if old is not None else None
+            if before and before != record.uses[api]:
+                record.previous[api] = before
+            elif old is not None and api in old.previous:
+                record.previous[api] = old.previous[api]
+        return record
+
+    def kept(self) -> set[Path]:
+        """What the garbage collection keeps: running versions, and each API's previous one."""
+        paths = self.engine.in_use()
+        for record in self.state.deployments.values():
+            paths.update(record.kept())
+        return paths
+
+    def busy(self) -> bool:
+        return self.restoring or any(lock.locked() for lock in self.locks.values())
+
+    def prune(self) -> dict[str, Any]:
+        result = self.collector.collect()
+        if result is None:
+            raise ConflictError("a deploy is in progress; prune again when it is done")
+        return {"message": result.summary(), "freed": result.freed, "removed": result.removed}
 
     def _key_variables(self, project: Project, environ: dict[str, str]) -> dict[str, str]:
         """The variables ``keys_from_env`` names: from the deploying shell, else the last deploy's."""
@@ -243,6 +283,7 @@ class Operator:
                 self.engine.delete(api)
             del self.state.deployments[name]
             self.state.save()
+            self.collector.collect()
             return {"message": f"deleting deployment '{name}'", "apis": apis}
         state = self.engine.apis.get(name)
         if state is None or state.deleting:
@@ -251,7 +292,10 @@ class Operator:
         deployment = self.state.deployments.get(state.config.deployment)
         if deployment is not None:
             deployment.deleted_apis.append(name)
+            deployment.uses.pop(name, None)
+            deployment.previous.pop(name, None)
             self.state.save()
+        self.collector.collect()
         return {"message": f"deleting api '{name}'", "apis": [name]}
 
     def api_list(self) -> list[dict[str, Any]]:
@@ -349,6 +393,8 @@ class AdminApp:
                 tail=int(query["tail"]) if "tail" in query else None,
                 since=float(query["since"]) if "since" in query else None,
             )
+        if method == b"POST" and path == "/prune":
+            return operator.prune()
         if method == b"POST" and path == "/dashboard/login":
             return operator.dashboard.new_login()
         if method == b"POST" and path == "/down":

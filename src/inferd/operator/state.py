@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd.errors import InferdError
-from inferd.storage import file_digest
+from inferd.storage import CREATED_MARK, file_digest
 
 STATE_FILE = "state.json"
 SECRETS_FILE = "secrets.json"
@@ -42,6 +42,16 @@ class DeploymentRecord:
     refresh: str = ""
     updated: float = field(default_factory=time.time)
     deleted_apis: list[str] = field(default_factory=list)
+    # per API: what its current and its previous version read (snapshot, model, environment),
+    # kept by the garbage collection (a rollback needs the previous one)
+    uses: dict[str, list[str]] = field(default_factory=dict)
+    previous: dict[str, list[str]] = field(default_factory=dict)
+
+    def kept(self) -> set[Path]:
+        paths = {Path(self.snapshot)}
+        for used in (*self.uses.values(), *self.previous.values()):
+            paths.update(Path(path) for path in used)
+        return paths
 
 
 def write_private(path: Path, text: str) -> None:
@@ -129,6 +139,7 @@ def snapshot_project(root: Path, home: Path) -> Path:
             destination = scratch / path.relative_to(root)
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, destination)
+        (scratch / CREATED_MARK).write_text("")
         scratch.rename(target)
     except OSError as exc:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""Garbage collection of ``$INFERD_HOME``: project snapshots, cached models, requirement envs.
+
+Every deploy of changed code adds a snapshot (``projects/<digest>``), maybe a downloaded model
+(``cache/models/<digest>``, ``cache/unzipped/<digest>``) and a requirements environment
+(``envs/<digest>``). After each deploy and delete the operator keeps what running versions use
+plus each API's previous version (a rollback needs it) and removes the rest. Only what inferd
+created is a candidate: a digest-named folder in one of those places holding inferd's mark
+(``storage.CREATED_MARK``), or one of its own scratch folders left by a crash (older than an
+hour). Anything else there is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inferd.logfiles import folder_bytes
+from inferd.storage import CREATED_MARK
+
+# folder (relative to the home) -> (what its entries are, the names inferd gives them)
+PLACES = {
+    "projects": ("snapshots", re.compile(r"^[0-9a-f]{24}$")),
+    "envs": ("environments", re.compile(r"^[0-9a-f]{24}$")),
+    "cache/models": ("models", re.compile(r"^[0-9a-f]{32}$")),
+    "cache/unzipped": ("models", re.compile(r"^[0-9a-f]{32}$")),
+}
+SCRATCH = re.compile(r"^(\.copy-|\.installing-|tmp)[\w-]+$")
+SCRATCH_AGE = 3600.0
+TRASH = ".trash"
+PERIOD = 60.0
+
+log = logging.getLogger("inferd.operator")
+
+
+@dataclass
+class Pruned:
+    """What one collection removed."""
+
+    freed: int = 0
+    removed: dict[str, int] = field(default_factory=dict)
+    paths: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{count} {kind}" for kind, count in sorted(self.removed.items()) if count)
+        return f"freed {human_bytes(self.freed)}" + (f" ({counts})" if counts else "")
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _kept(entry: Path, keep: list[Path]) -> bool:
+    return any(path == entry or entry in path.parents or path in entry.parents for path in keep)
+
+
+def candidates(home: Path, keep: Iterable[Path], now: float | None = None) -> list[tuple[str, Path]]:
+    """``(kind, path)`` of every entry inferd created that nothing in ``keep`` uses."""
+    kept = [Path(os.path.abspath(path)) for path in keep]
+    now = time.time() if now is None else now
+    found: list[tuple[str, Path]] = []
+    for place, (kind, pattern) in PLACES.items():
+        folder = Path(os.path.abspath(home / place))
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            if pattern.match(entry.name):
+                if (entry / CREATED_MARK).is_file() and not _kept(entry, kept):
+                    found.append((kind, entry))
+            elif SCRATCH.match(entry.name):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime > SCRATCH_AGE:
+                        found.append(("scratch folders", entry))
+    return found
+
+
+def take_away(home: Path, keep: Iterable[Path]) -> tuple[Pruned, list[Path]]:
+    """Move every unused entry into ``home/.trash`` (a rename each: quick, on the event loop).
+
+    Returns what was taken and the folders to delete (``empty_trash``, in a thread).
+    """
+    result = Pruned()
+    trash = home / TRASH
+    moved: list[Path] = []
+    for kind, entry in candidates(home, keep):
+        size = folder_bytes(entry)
+        trash.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = trash / f"{entry.parent.name}-{entry.name}-{time.time_ns()}"
+        try:
+            entry.rename(target)
+        except OSError:
+            continue
+        moved.append(target)
+        result.freed += size
+        result.removed[kind] = result.removed.get(kind, 0) + 1
+        result.paths.append(str(entry))
+    return result, moved
+
+
+def empty_trash(home: Path) -> None:
+    """Delete what ``take_away`` moved aside (also what a crash left there)."""
+    shutil.rmtree(home / TRASH, ignore_errors=True)
+
+
+def prune(home: Path, keep: Iterable[Path]) -> Pruned:
+    """Remove every unused entry now (``inferd prune`` with no operator running)."""
+    result, _ = take_away(home, keep)
+    empty_trash(home)
+    return result
+
+
+def usage(home: Path) -> dict[str, int]:
+    """Bytes under the home by part: projects, cache, envs, logs and the rest."""
+    parts = {name: folder_bytes(home / name) for name in ("projects", "cache", "envs", "logs")}
+    parts["total"] = folder_bytes(home)
+    parts["other"] = max(
+        0, parts["total"] - sum(parts[name] for name in ("projects", "cache", "envs", "logs"))
+    )
+    return parts
+
+
+class Collector:
+    """Collects after each deploy and delete, and every minute (what drained replicas left).
+
+    ``kept`` says what must stay; ``busy`` says a deploy is preparing (its new snapshot or
+    environment is not recorded yet), and then nothing is collected until the next time.
+    """
+
+    def __init__(self, home: Path, kept: Callable[[], set[Path]], busy: Callable[[], bool]) -> None:
+        self.home = home
+        self.kept = kept
+        self.busy = busy
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def collect(self) -> Pruned | None:
+        """Take away what is unused now (deleted in a thread); None when a deploy is busy."""
+        if self.busy():
+            return None
+        result, moved = take_away(self.home, self.kept())
+        if moved:
+            log.info("collected unused files: %s", result.summary())
+            task = asyncio.ensure_future(asyncio.to_thread(empty_trash, self.home))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return result
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PERIOD)
+            try:
+                self.collect()
+            except OSError as exc:
+                log.error("collecting unused files failed: %s", exc)

@@ -1,0 +1,50 @@
+"""Garbage collection decides from names, inferd's mark and what is kept; never touches the rest."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from inferd.operator.prune import human_bytes, prune, usage
+from inferd.storage import CREATED_MARK
+
+
+def made(folder: Path, size: int = 100, mark: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "data").write_bytes(b"x" * size)
+    if mark:
+        (folder / CREATED_MARK).write_text("")
+    return folder
+
+
+def test_only_unused_folders_inferd_created_are_removed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    running = made(home / "projects" / ("a" * 24))
+    previous = made(home / "projects" / ("b" * 24))
+    old = made(home / "projects" / ("c" * 24), size=1000)
+    lookalike = made(home / "projects" / ("d" * 24), mark=False)
+    model = made(home / "cache" / "models" / ("e" * 32))
+    old_model = made(home / "cache" / "models" / ("f" * 32))
+    env = made(home / "envs" / ("1" * 24))
+    other = made(home / "envs" / "mine", mark=True)
+    fresh_scratch = made(home / "envs" / ".installing-abc")
+    stale_scratch = made(home / "cache" / "models" / "tmpxyz")
+    os.utime(stale_scratch, (time.time() - 7200, time.time() - 7200))
+    keep = {running, previous / "handler.py", model / "iris.onnx", env}
+
+    result = prune(home, keep)
+
+    assert not old.exists() and not old_model.exists() and not stale_scratch.exists()
+    for kept in (running, previous, lookalike, model, env, other, fresh_scratch):
+        assert kept.exists()
+    assert result.removed == {"snapshots": 1, "models": 1, "scratch folders": 1}
+    assert result.freed >= 1200 and result.summary().startswith("freed 1.")
+    assert not (home / ".trash").exists()
+
+
+def test_usage_and_sizes(tmp_path: Path) -> None:
+    made(tmp_path / "logs" / "x", size=2048, mark=False)
+    parts = usage(tmp_path)
+    assert parts["logs"] == 2048 and parts["total"] == 2048 and parts["projects"] == 0
+    assert human_bytes(512) == "512 B" and human_bytes(3 << 20) == "3.0 MiB"

@@ -1,4 +1,4 @@
-"""``inferd test``: a project's samples through its APIs in this process, compared with expectations."""
+"""The developer's loop: ``inferd init`` (a new project) and ``inferd test`` (samples in-process)."""
 
 from __future__ import annotations
 
@@ -126,3 +126,39 @@ def _run(
             if len(found) > 20:
                 click.echo(f"    ... and {len(found) - 20} more")
     return passed, failed
+
+
+@click.command("init")
+@click.argument("project_dir", type=click.Path(path_type=Path))
+@click.option("--onnx", "flavour", flag_value="onnx", default=True, help="An ONNX model (the default).")
+@click.option("--tensorflow", "flavour", flag_value="tensorflow", help="A TensorFlow SavedModel.")
+@click.option("--predictor", "flavour", flag_value="predictor", help="A Python predictor (init/predict).")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    help="Your model (a .onnx file, a SavedModel folder, any file for a predictor), copied in. "
+    "Without it the project gets a small starter model, built on the spot.",
+)
+def init(project_dir: Path, flavour: str, model: Path | None) -> None:
+    """Write a new project folder that `inferd serve` runs at once.
+
+    It holds a commented cortex.yaml, a handler (or predictor) with its hooks documented, the
+    model, and sample.json. Without --model the starter model classifies iris flowers, and
+    expected.json and a pytest file come with it.
+
+    \b
+    Examples:
+      inferd init my-api                                   # ONNX, starter model
+      inferd init my-api --model ~/models/churn.onnx       # your ONNX model
+      inferd init my-api --tensorflow --model export/1     # your SavedModel
+      inferd init my-api --predictor
+    """
+    from inferd.scaffold import init_project
+
+    written = init_project(project_dir, flavour, model)
+    click.echo(f"wrote a new {flavour} project in {project_dir}:")
+    for name in written:
+        click.echo(f"  {name}")
+    click.echo("next:")
+    click.echo(f"  inferd serve {project_dir} --reload     # edits roll out as you save")
+    click.echo(f"  inferd test {project_dir}               # sample.json through the API, no server")

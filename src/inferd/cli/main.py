@@ -162,9 +162,10 @@ def _register() -> None:
     from inferd.cli.home import prune
 
     cli.add_command(prune)
-    from inferd.cli.develop import test
+    from inferd.cli.develop import init, test
 
     cli.add_command(test)
+    cli.add_command(init)
 
 
 _register()

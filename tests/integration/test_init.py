@@ -1,0 +1,79 @@
+"""`inferd init` projects pass `inferd validate`, `inferd test` and serve at once, each flavour."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from inferd.cli.main import cli
+from tests.conftest import Server
+
+Serve = Callable[..., Server]
+VIRGINICA = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1}
+
+
+def init(target: Path, *args: str) -> Path:
+    result = CliRunner().invoke(cli, ["init", str(target), *args])
+    assert result.exit_code == 0, result.output
+    assert f"inferd serve {target} --reload" in result.output
+    validated = CliRunner().invoke(cli, ["validate", str(target)])
+    assert validated.exit_code == 0, validated.output
+    return target
+
+
+def check_starter(serve: Serve, project: Path) -> None:
+    tested = CliRunner().invoke(cli, ["test", str(project)])
+    assert tested.exit_code == 0, tested.output
+    assert 'classifier  sample.json: "setosa"  (matches expected.json)' in tested.output
+    own_tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)],
+        capture_output=True,
+        text=True,
+        cwd=project,
+    )
+    assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
+    server = serve(project)
+    sample = json.loads((project / "sample.json").read_text())
+    assert server.post(f"/{project.name}/classifier", sample).json() == "setosa"
+    assert server.post(f"/{project.name}/classifier", VIRGINICA).json() == "virginica"
+
+
+def test_an_onnx_project_serves_its_starter_model(serve: Serve, tmp_path: Path) -> None:
+    check_starter(serve, init(tmp_path / "shop"))
+
+
+def test_a_predictor_project_serves_its_starter_model(serve: Serve, tmp_path: Path) -> None:
+    check_starter(serve, init(tmp_path / "shop", "--predictor"))
+
+
+@pytest.mark.tensorflow
+def test_a_tensorflow_project_serves_its_starter_model(serve: Serve, tmp_path: Path) -> None:
+    check_starter(serve, init(tmp_path / "shop", "--tensorflow"))
+
+
+def test_a_project_around_the_user_s_onnx_model(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
+    project = init(tmp_path / "mine", "--model", str(iris_onnx_model))
+    assert (project / "models" / "iris.onnx").read_bytes() == iris_onnx_model.read_bytes()
+    assert json.loads((project / "sample.json").read_text()) == {"input": [[0.0, 0.0, 0.0, 0.0]]}
+    tested = CliRunner().invoke(cli, ["test", str(project)])
+    assert tested.exit_code == 0, tested.output
+    server = serve(project)
+    answer = server.post("/mine/iris", {"input": [VIRGINICA[k] for k in VIRGINICA]}).json()
+    assert answer["output_label"] == [2]
+
+
+def test_a_predictor_project_around_the_user_s_file(serve: Serve, tmp_path: Path) -> None:
+    model = tmp_path / "rules.txt"
+    model.write_text("my rules")
+    project = init(tmp_path / "mine", "--predictor", "--model", str(model))
+    server = serve(project)
+    assert server.post("/mine/rules", {"text": "hi"}).json() == {
+        "model": "rules.txt",
+        "sample": {"text": "hi"},
+    }

@@ -1,0 +1,48 @@
+"""`inferd init`'s checks and names (the projects it writes are served in tests/integration/test_init.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from inferd.cli.main import cli
+from inferd.errors import UsageError
+from inferd.scaffold import dns_name, init_project
+
+
+def test_names_become_dns_names() -> None:
+    assert dns_name("My Project_2", "x") == "my-project-2"
+    assert dns_name("2024-model.v3", "x") == "model-v3"
+    assert dns_name("___", "fallback") == "fallback"
+
+
+def test_an_existing_folder_with_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("keep me")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "already exists and is not an empty folder" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_a_model_of_the_wrong_kind_is_refused_before_writing(tmp_path: Path) -> None:
+    model = tmp_path / "weights.bin"
+    model.write_bytes(b"\0")
+    with pytest.raises(UsageError, match=r"an ONNX project needs a \.onnx file"):
+        init_project(tmp_path / "new", "onnx", model)
+    with pytest.raises(UsageError, match="needs a SavedModel folder"):
+        init_project(tmp_path / "new", "tensorflow", model)
+    with pytest.raises(UsageError, match="no such file or folder"):
+        init_project(tmp_path / "new", "predictor", tmp_path / "missing")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_model_that_does_not_load_leaves_nothing_behind(tmp_path: Path) -> None:
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not onnx")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match=r"--model .*broken\.onnx: cannot load it: "):
+        init_project(empty, "onnx", model)
+    assert empty.is_dir() and not any(empty.iterdir())

@@ -125,3 +125,20 @@ def test_deploys_leave_only_the_running_and_previous_versions(
     assert pruned.startswith("freed ") and f"home: {inferd.home} holds" in pruned
     assert [p for p in (inferd.home / "projects").iterdir() if p != foreign] == []
     assert "holds" in inferd.run("version").stdout
+
+
+def test_compute_mem_is_a_request_not_a_kill(inferd: Inferd, tmp_path: Path, iris_onnx_model: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: small\n- kind: api\n  name: modest\n  onnx:\n    model: m.onnx\n"
+        "  compute:\n    mem: 16Mi\n",
+        {},
+        {"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))
+    info = inferd.wait_status("modest", "live", timeout=20)
+    assert info["replicas"] and all(r["state"] == "ready" for r in info["replicas"])
+    # a replica's RSS is far above 16 MiB; it keeps answering past several memory checks
+    for _ in range(20):
+        assert inferd.post("/small/modest", [[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+    assert inferd.api("modest")["status"] == "live" and inferd.api("modest")["failed"] == 0

@@ -216,7 +216,7 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         "- kind: api\n  name: good\n  onnx:\n    model: m.onnx\n"
         "- kind: api\n  name: broken\n  onnx:\n    model: m.onnx\n    request_handler: bad.py\n"
         "- kind: api\n  name: huge\n  onnx:\n    model: m.onnx\n  compute:\n    cpu: 64\n"
-        "- kind: api\n  name: greedy\n  onnx:\n    model: m.onnx\n  compute:\n    mem: 10Mi\n"
+        "- kind: api\n  name: greedy\n  onnx:\n    model: m.onnx\n  compute:\n    mem_limit: 10Mi\n"
         "- kind: api\n  name: gpu\n  onnx:\n    model: m.onnx\n  compute:\n    gpu: 1\n",
         {"bad.py": "def pre_inference(sample, metadata):\n    return sample\n"},
         {"m.onnx": iris_onnx_model},

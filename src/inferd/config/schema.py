@@ -113,7 +113,14 @@ class Compute(_Block):
         description="Cortex's CPU target (percent); inferd scales on in-flight requests",
     )
     cpu: str | int | float = Field("200m", description="CPU per replica (200m, 0.5, 2)")
-    mem: str | int | None = Field(None, description="Memory per replica (512Mi, 2G)")
+    mem: str | int | None = Field(
+        None, description="Memory per replica (512Mi, 2G): a request, for placement and capacity (Cortex)"
+    )
+    mem_limit: str | int | None = Field(
+        None,
+        description="inferd extension: a hard cap on each replica's memory (cgroup v2 memory.max where "
+        "inferd may create one, else stopped when its RSS passes it)",
+    )
     gpu: int = Field(0, ge=0, description="Whole GPUs per replica, each replica on its own devices")
     gpu_memory: str | int | None = Field(
         None,
@@ -144,6 +151,8 @@ class Compute(_Block):
                 raise ValueError("init_replicas must be <= max_replicas")
         if self.gpu_memory is not None and self.gpu != 1:
             raise ValueError("gpu_memory is a share of one device: set gpu: 1 with it")
+        if self.mem is not None and self.mem_limit is not None and self.mem_limit_bytes < self.mem_bytes:  # type: ignore[operator]
+            raise ValueError("mem_limit must be >= mem (mem is what a replica asks for, mem_limit its cap)")
         return self
 
     @property
@@ -157,6 +166,10 @@ class Compute(_Block):
     @property
     def mem_bytes(self) -> int | None:
         return None if self.mem is None else int(parse_quantity(self.mem))
+
+    @property
+    def mem_limit_bytes(self) -> int | None:
+        return None if self.mem_limit is None else int(parse_quantity(self.mem_limit))
 
     @property
     def gpu_memory_bytes(self) -> int | None:

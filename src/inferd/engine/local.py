@@ -27,6 +27,7 @@ from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity, Need
 from inferd.engine.gpus import gpu_need, replica_environment
+from inferd.engine.memlimit import MemoryCaps
 from inferd.engine.output import ApiLogs
 from inferd.engine.packages import ensure_packages, packages_dir
 from inferd.engine.reconcile import ReplicaView, plan
@@ -62,6 +63,7 @@ class LocalEngine:
         self.home = home
         self.log_dir = log_dir
         self.logs = ApiLogs(log_dir) if log_dir is not None else None
+        self.caps: MemoryCaps | None = None  # made when an API first asks for mem_limit
         self.capacity = Capacity.of_this_machine()
         self.apis: dict[str, ApiState] = {}
         self._ids = itertools.count(1)
@@ -278,6 +280,14 @@ class LocalEngine:
             ):
                 state.replicas.remove(replica)
                 version = state.version
+                if replica.cgroup is not None:
+                    if MemoryCaps.killed(replica.cgroup):
+                        self._event(
+                            state.name,
+                            f"replica {replica.id} passed compute.mem_limit (the kernel stopped it)",
+                        )
+                        version.oom = version.oom or replica.version == version.id
+                    MemoryCaps.release(replica.cgroup)
                 if (
                     replica.died_loading
                     and replica.version == version.id
@@ -290,12 +300,17 @@ class LocalEngine:
                     self.sink.api_error(state.name, version.error)
 
     def _watch_memory(self, state: ApiState) -> None:
-        limit = state.config.api.compute.mem_bytes
+        # compute.mem is a request (placement); only mem_limit caps, here when no cgroup does
+        limit = state.config.api.compute.mem_limit_bytes
         if limit is None:
             return
         for replica in state.replicas:
-            if replica.process.poll() is None and rss_bytes(replica.process.pid) > limit:
-                self._event(state.name, f"replica {replica.id} used more than compute.mem; stopping it")
+            if (
+                replica.cgroup is None
+                and replica.process.poll() is None
+                and rss_bytes(replica.process.pid) > limit
+            ):
+                self._event(state.name, f"replica {replica.id} used more than compute.mem_limit; stopping it")
                 if replica.version == state.version.id:
                     state.version.oom = True
                 replica.process.send_signal(signal.SIGKILL)
@@ -338,6 +353,9 @@ class LocalEngine:
         self._spawn(loop.connect_accepted_socket(lambda: handle, ours))
         if self.logs is not None and pipe is not None:
             self._spawn(self.logs.attach(state.name, replica_id, pipe[0]))
+        limit = state.config.api.compute.mem_limit_bytes
+        if limit is not None and self.caps is None:
+            self.caps = MemoryCaps()
         state.replicas.append(
             Replica(
                 id=replica_id,
@@ -346,6 +364,7 @@ class LocalEngine:
                 process=process,
                 gpus=gpus,
                 uses=version.uses,
+                cgroup=self.caps.confine(replica_id, process.pid, limit) if self.caps and limit else None,
             )
         )
 

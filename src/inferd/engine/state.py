@@ -44,6 +44,7 @@ class Replica:
     started: float = field(default_factory=time.monotonic)
     retired: bool = False
     uses: tuple[Path, ...] = ()
+    cgroup: Path | None = None  # its capped cgroup v2 (compute.mem_limit), when the kernel caps it
     loaded: bool = False
     died_loading: bool = False
     stuck: bool = False

@@ -221,6 +221,7 @@ def test_dashboard_shows_apis_traffic_tracker_and_logs(inferd: Inferd, tmp_path:
         )
         assert overview.status_code == 200
         assert [api["name"] for api in overview.json()["apis"]] == ["classifier", "species"]
+        assert all(api["gpus"] == [] for api in overview.json()["apis"])  # no GPU panel on CPUs
 
         def caught_up() -> dict[str, Any] | None:
             shown = read_page(page)
@@ -237,6 +238,7 @@ def test_dashboard_shows_apis_traffic_tracker_and_logs(inferd: Inferd, tmp_path:
             return shown
 
         shown = wait_for(caught_up, 60, "the dashboard to show all the traffic sent")
+        assert page.locator(".panel.gpus[data-api='classifier']").is_hidden()
         for api, endpoint in (("classifier", "/iris/classifier"), ("species", "/flowers/species")):
             page_api = shown[api]
             assert page_api["row"] == {

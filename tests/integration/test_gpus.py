@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,13 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferd.config.load import load_project
+from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity
-from inferd.engine.gpus import GpuPool
+from inferd.engine.gpus import Claim, GpuNeed, GpuPool
 from inferd.engine.local import LocalEngine
+from inferd.engine.state import ApiState, Replica, Version, gpu_claims
 from inferd.gateway.app import Gateway
+from inferd.replica.handle import ReplicaHandle
 from tests.unit.engine.fake_nvml import machine
 
 PROJECT = """\
@@ -138,3 +142,28 @@ def test_replicas_get_distinct_devices_and_see_only_theirs(tmp_path: Path, iris_
     (project / "visible.py").write_text(VISIBLE)
     shutil.copy(iris_onnx_model, project / "iris.onnx")
     asyncio.run(scenario(tmp_path))
+
+
+def test_a_retiring_replica_keeps_its_device_until_its_process_exits(tmp_path: Path) -> None:
+    pool = GpuPool.discover(machine(1), environ=False)
+    (device,) = [gpu.uuid for gpu in pool.gpus]
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  predictor:\n    path: p.py\n"
+    )
+    (tmp_path / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
+    (config,) = load_project(tmp_path).apis
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        state = ApiState(version=Version(id="v1", config=config), desired=1, autoscaler=Autoscaler(1, 5, 60))
+        handle = ReplicaHandle("a", "a-1", "v1", events=None)  # type: ignore[arg-type]
+        replica = Replica(id="a-1", version="v1", handle=handle, process=process, gpus=Claim((device,)))
+        replica.retired = True
+        state.replicas.append(replica)
+        apis = {"a": state}
+        assert gpu_claims(apis) == [Claim((device,))]
+        assert pool.assign(gpu_claims(apis), GpuNeed(1)) is None  # the new version waits for the device
+    finally:
+        process.kill()
+        process.wait()
+    assert gpu_claims(apis) == []
+    assert pool.assign(gpu_claims(apis), GpuNeed(1)) == Claim((device,))

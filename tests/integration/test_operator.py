@@ -232,6 +232,7 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         assert failure in deployed.stderr
     assert "api 'good' failed" not in deployed.stderr
     inferd.wait_status("good", "live")
+    assert "CPUExecutionProvider" in inferd.run("get", "good", "-v").stdout  # what its replica runs on
     broken = inferd.wait_status("broken", "error")
     assert "pre_inference(sample, metadata) must take 3 arguments" in broken["error"]
     assert "must take 3 arguments" in inferd.run("get", "broken").stdout

@@ -104,6 +104,10 @@ class LoadError(InferdError):
     status_code = 503
 
 
+class UnreachableError(LoadError):
+    """A model's origin could not be reached (refused, timed out, or a 5xx), after retries."""
+
+
 class NotReadyError(InferdError):
     """The API has no ready replica (starting, failed, or shutting down)."""
 

@@ -8,15 +8,17 @@ either, unpacked once into a cache keyed by the zip's content hash.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inferd.errors import LoadError
+from inferd.errors import LoadError, UnreachableError
 
 SAVED_MODEL_TREE = """expected a SavedModel, e.g.
   model/                       (or model/1/, model/2/: the highest number is served)
@@ -133,21 +135,64 @@ def _only_child(path: Path) -> list[Path]:
     return children if len(children) == 1 and children[0].is_dir() else []
 
 
-def fetch(uri: str, progress: Callable[[str], None] | None = None) -> tuple[Path, str]:
+FETCH_ATTEMPTS = 3
+FETCH_BACKOFF = 0.5  # seconds before the second attempt; doubled for each one after
+
+
+def fetch(
+    uri: str, progress: Callable[[str], None] | None = None, attempts: int = FETCH_ATTEMPTS
+) -> tuple[Path, str]:
     """Download a remote model once into the cache; its local path and a content digest.
 
     The cache is keyed by the object's identity (ETag, or size and date for HTTP), so a model
     re-uploaded to the same URI is fetched again and changes the API's version (Cortex hashed
-    only the path and missed it).
+    only the path and missed it). An unreachable origin is tried ``attempts`` times with
+    back-off, then ``UnreachableError`` (``cached_copy`` has the last copy fetched).
     """
     say = progress or (lambda _text: None)
     if uri.startswith("s3://"):
-        return _fetch_s3(uri, say)
-    if uri.startswith(("http://", "https://")):
-        return _fetch_http(uri, say)
-    if uri.startswith(("gs://", "gcs://")):
-        return _fetch_fsspec(uri, say)
-    raise LoadError(f"unsupported model URI {uri!r} (use a project path, s3://, gs:// or http(s)://)")
+        fetcher = _fetch_s3
+    elif uri.startswith(("http://", "https://")):
+        fetcher = _fetch_http
+    elif uri.startswith(("gs://", "gcs://")):
+        fetcher = _fetch_fsspec
+    else:
+        raise LoadError(f"unsupported model URI {uri!r} (use a project path, s3://, gs:// or http(s)://)")
+    for attempt in range(attempts):
+        try:
+            target, digest = fetcher(uri, say)
+        except UnreachableError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(FETCH_BACKOFF * 2**attempt)
+            continue
+        _remember(uri, target, digest)
+        return target, digest
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _last_file(uri: str) -> Path:
+    return cache_dir() / "models" / "last" / (hashlib.sha256(uri.encode()).hexdigest()[:32] + ".json")
+
+
+def _remember(uri: str, target: Path, digest: str) -> None:
+    record = {"uri": uri, "path": str(target), "digest": digest, "fetched": time.time()}
+    path = _last_file(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(record), encoding="utf-8")
+    scratch.replace(path)
+
+
+def cached_copy(uri: str) -> tuple[Path, str, float] | None:
+    """The last copy of ``uri`` fetched here (path, digest, when), if it is still cached."""
+    try:
+        record = json.loads(_last_file(uri).read_text(encoding="utf-8"))
+        path = Path(record["path"])
+        found = (path, str(record["digest"]), float(record["fetched"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return found if path.exists() else None
 
 
 def _cached(key: str, name: str) -> tuple[Path, Path]:
@@ -223,8 +268,12 @@ def _fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
             say(f"downloading {uri}: {done * 100 // max(1, total)}% of {total} bytes")
         _publish(scratch, folder)
         return target, digest
-    except (BotoCoreError, ClientError) as exc:
-        raise LoadError(f"{uri}: cannot download: {exc}") from exc
+    except ClientError as exc:
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        kind = UnreachableError if status >= 500 else LoadError
+        raise kind(f"{uri}: cannot download: {exc}") from exc
+    except BotoCoreError as exc:  # no answer: refused, timed out, cut off
+        raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
 
 
 def _fetch_http(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
@@ -259,6 +308,12 @@ def _fetch_http(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         folder, target = _cached(f"{uri}|{identity or content}", name)
         _publish(scratch, folder)
         return target, content if identity is None else hashlib.sha256(identity.encode()).hexdigest()
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        kind = UnreachableError if status >= 500 else LoadError
+        raise kind(f"{uri}: cannot download: {exc}") from exc
     except requests.RequestException as exc:
         raise LoadError(f"{uri}: cannot download: {exc}") from exc
 
@@ -281,6 +336,8 @@ def _fetch_fsspec(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
             filesystem.get(path, str(scratch / name), recursive=info.get("type") == "directory")
             _publish(scratch, folder)
         return target, hashlib.sha256(identity.encode()).hexdigest()
+    except (ConnectionError, TimeoutError) as exc:
+        raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
     except OSError as exc:
         raise LoadError(f"{uri}: cannot download: {exc}") from exc
 

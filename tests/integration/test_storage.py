@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import example, make_project
+from tests.conftest import example, make_project, wait_for
 from tests.integration.conftest import Inferd, free_port
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -91,3 +91,74 @@ def test_missing_s3_object_is_the_apis_error(inferd: Inferd, s3: object, tmp_pat
     inferd.run("deploy", str(project), "--no-wait")
     failed = inferd.wait_status("gone", "error")
     assert "s3://models/nope.onnx: no such object or prefix" in failed["error"]
+
+
+class Origin:
+    """An S3 server (moto) on a fixed port that can be stopped and started again."""
+
+    def __init__(self, inferd: Inferd) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.server: ThreadedMotoServer | None = None
+        inferd.env.update(CREDENTIALS, AWS_ENDPOINT_URL=self.endpoint, INFERD_S3_TIMEOUT="2")
+
+    def start(self, model: Path) -> None:
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_bucket(Bucket="models")
+        client.upload_file(str(model), "models", "iris.onnx")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture
+def origin(inferd: Inferd) -> Iterator[Origin]:
+    server = Origin(inferd)
+    yield server
+    server.stop()
+
+
+REMOTE = "- kind: deployment\n  name: remote\n- kind: api\n  name: iris\n  onnx:\n    model: s3://models/iris.onnx\n"
+
+
+def test_the_cached_model_serves_when_the_origin_is_down_after_a_restart(
+    inferd: Inferd, origin: Origin, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    origin.start(iris_onnx_model)
+    project = make_project(tmp_path / "p", REMOTE)
+    inferd.run("deploy", str(project))
+    inferd.run("down")
+    origin.stop()
+
+    inferd.run("up")
+    restored = lambda: inferd.run("get", "iris", check=False).returncode == 0  # noqa: E731
+    wait_for(restored, 60, "the deployment restored")
+    info = inferd.wait_status("iris", "live")
+    assert info["warning"].startswith("s3://models/iris.onnx is unreachable (")
+    assert "serving the copy downloaded" in info["warning"]
+    assert inferd.post("/remote/iris", [[6.9, 3.1, 5.4, 2.1]]).json()[0] == [2]
+    assert "warning: s3://models/iris.onnx is unreachable" in inferd.run("get", "iris").stdout
+    assert "warning: s3://models/iris.onnx is unreachable" in inferd.run("logs", "iris").stdout
+
+
+def test_an_unreachable_origin_is_retried_until_it_answers(
+    inferd: Inferd, origin: Origin, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(tmp_path / "p", REMOTE)
+    failed = inferd.run("deploy", str(project), check=False, timeout=120)
+    assert failed.returncode == 1
+    assert "s3://models/iris.onnx: cannot download" in failed.stderr
+    origin.start(iris_onnx_model)  # no redeploy: the operator retries with back-off
+    inferd.wait_status("iris", "live", timeout=60)
+    assert inferd.post("/remote/iris", [[6.9, 3.1, 5.4, 2.1]]).json()[0] == [2]
+    assert "the model's origin answered again" in inferd.run("logs", "iris").stdout

@@ -102,6 +102,8 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
     replicas = api.get("replicas") or []
     if verbose or any(r.get("gpus") for r in replicas):
         parts.append(replica_table(replicas))
+    if api.get("warning"):
+        parts.append(f"warning: {api['warning']}")
     parts.append(f"url: {api['url']}")
     parts.append(f'curl {api["url"]}?debug=true -X POST -H "Content-Type: application/json" -d @sample.json')
     if verbose:

@@ -28,6 +28,7 @@ from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity, Need
 from inferd.engine.gpus import gpu_need, replica_environment
 from inferd.engine.memlimit import MemoryCaps
+from inferd.engine.models import fetch_model, retry_delay
 from inferd.engine.output import ApiLogs
 from inferd.engine.packages import ensure_packages, packages_dir
 from inferd.engine.reconcile import ReplicaView, plan
@@ -41,11 +42,11 @@ from inferd.engine.state import (
     rss_bytes,
     version_id,
 )
-from inferd.errors import InferdError
+from inferd.errors import InferdError, UnreachableError
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 from inferd.replica.messages import ReplicaSpec
-from inferd.storage import fetch, local_model_path, model_files, tree_digest
+from inferd.storage import local_model_path, model_files, tree_digest
 from inferd.types import ReplicaSink
 
 log = logging.getLogger("inferd.engine")
@@ -136,10 +137,13 @@ class LocalEngine:
         extra = refresh
         error: InferdError | None = None
         extra_paths: tuple[Path, ...] = ()
+        warning = None
         try:
             if uri is not None and is_remote(uri):
                 self._event(config.name, f"fetching {uri}")
-                model_path, model_digest = await asyncio.to_thread(fetch, uri)
+                model_path, model_digest, warning = await fetch_model(uri)
+                if warning is not None:
+                    self._event(config.name, f"warning: {warning}")
                 extra += model_digest
             elif uri is not None:
                 model_path = local_model_path(uri, root)
@@ -150,11 +154,14 @@ class LocalEngine:
                 extra_paths = (await asyncio.to_thread(ensure_packages, self.home, requirements),)
         except InferdError as exc:
             error = exc
-        version = Version(id=version_id(config, digest, extra), config=config)
+        version = Version(id=version_id(config, digest, extra), config=config, warning=warning)
         if error is not None:
             version.error = error.message.partition("\n")[0]
             version.detail = error.message
             self._event(config.name, f"error: {error.message}")
+            if isinstance(error, UnreachableError):  # try again later: the origin may come back
+                version.retry = (root, digest, refresh)
+                version.retry_at = time.monotonic() + retry_delay(0)
         else:
             version.spec = ReplicaSpec(
                 api=config.api,
@@ -166,6 +173,24 @@ class LocalEngine:
             )
             version.uses = (root, *extra_paths, *(await asyncio.to_thread(model_files, model_path)))
         return version
+
+    async def _retry_fetch(self, name: str, failed: Version) -> None:
+        """Prepare a version whose model origin was unreachable again; on success it rolls out."""
+        assert failed.retry is not None
+        fresh = await self._prepare(failed.config, *failed.retry)
+        state = self.apis.get(name)
+        if state is None or state.version is not failed or state.deleting:
+            return
+        if fresh.spec is None:
+            failed.error, failed.detail = fresh.error, fresh.detail
+            failed.failures += 1
+            failed.retry_at = time.monotonic() + retry_delay(failed.failures)
+            return
+        state.version = fresh
+        state.last_update = time.time()
+        self.sink.api_error(name, None)
+        self._event(name, f"the model's origin answered again: version {fresh.id} created")
+        self.reconcile()
 
     def delete(self, name: str) -> None:
         """Stop routing to ``name`` now; its replicas finish their requests, then stop."""
@@ -202,6 +227,9 @@ class LocalEngine:
                     now, state.desired, compute.min_replicas, compute.max_replicas
                 )
             version = state.version
+            if version.retry is not None and 0 < version.retry_at <= now and not state.deleting:
+                version.retry_at = 0.0
+                self._spawn(self._retry_fetch(state.name, version))
             room = 0 if version.spec is None or now < version.next_start else self._room(state)
             views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
             actions = plan(state.desired, version.id, views, room)
@@ -495,6 +523,7 @@ class LocalEngine:
             "version": version.id,
             "error": version.error or state.compute_reason,
             "error_detail": version.detail or None,
+            "warning": version.warning,
             "replicas": [replica_info(r, self.capacity.gpus) for r in state.replicas],
         }
 

@@ -31,6 +31,10 @@ class Version:
     failures: int = 0
     next_start: float = 0.0
     uses: tuple[Path, ...] = ()  # what its replicas read: snapshot, cached model, environment
+    warning: str | None = None
+    # An unreachable model origin: what to prepare again (root, digest, refresh), and when.
+    retry: tuple[Path, str, str] | None = None
+    retry_at: float = 0.0
 
 
 @dataclass

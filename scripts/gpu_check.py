@@ -77,12 +77,19 @@ def installed(name: str) -> bool:
 
 
 def preflight(rehearse: bool) -> None:
-    """The GPU builds of both runtimes are installed, alone, and see a GPU."""
-    if installed("onnxruntime") and installed("onnxruntime-gpu"):
-        raise CheckFailed(
-            "both onnxruntime and onnxruntime-gpu are installed (they overwrite each other): "
-            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'inferd[gpu]'"
-        )
+    """The GPU builds of both runtimes are installed and see a GPU."""
+    clashes = [
+        f"{cpu} and {gpu}"
+        for cpu, gpu in (("onnxruntime", "onnxruntime-gpu"), ("tensorflow-cpu", "tensorflow"))
+        if installed(cpu) and installed(gpu)
+    ]
+    # Both builds of a runtime write the same module: whichever was installed last may work.
+    hint = (
+        f" ({' and '.join(clashes)} are both installed and overwrite each other: uninstall both, then "
+        "pip install 'inferd[gpu]')"
+        if clashes
+        else ": pip install 'inferd[gpu]'"
+    )
     if rehearse:
         return
     probe = (
@@ -91,13 +98,15 @@ def preflight(rehearse: bool) -> None:
         "print(json.dumps([ort.get_available_providers(), len(tf.config.list_physical_devices('GPU'))]))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    check(result.returncode == 0, f"importing onnxruntime and tensorflow failed:\n{result.stderr[-2000:]}")
+    check(
+        result.returncode == 0, f"importing onnxruntime and tensorflow failed{hint}:\n{result.stderr[-2000:]}"
+    )
     providers, tf_gpus = json.loads(result.stdout.strip().splitlines()[-1])
     check(
         "CUDAExecutionProvider" in providers,
-        f"onnxruntime has no CUDAExecutionProvider (it has {providers}): pip install 'inferd[gpu]'",
+        f"onnxruntime has no CUDAExecutionProvider (it has {providers}){hint}",
     )
-    check(tf_gpus > 0, "TensorFlow sees no GPU (tensorflow-cpu installed?): pip install 'inferd[gpu]'")
+    check(tf_gpus > 0, f"TensorFlow sees no GPU (tensorflow-cpu, or no CUDA libraries){hint}")
     say(f"ok   onnxruntime providers {providers}; TensorFlow sees {tf_gpus} GPU(s)")
 
 

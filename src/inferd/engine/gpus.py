@@ -112,7 +112,8 @@ class Nvml:
         memory: int | None = None
         try:
             processes = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
-            mine = [p.usedGpuMemory or 0 for p in processes if p.pid in pids]
+            # usedGpuMemory is None where the driver may not say (some containers, Windows WDDM).
+            mine = [p.usedGpuMemory for p in processes if p.pid in pids and p.usedGpuMemory]
             if mine:
                 memory = int(sum(mine))
         except nvml.NVMLError:

@@ -123,6 +123,10 @@ def test_usage_reports_the_replicas_memory_and_the_devices_utilisation() -> None
     assert alone.memory_used == GIB
     [shared] = gpus.usage(99, Claim(("GPU-b",), memory=GIB))
     assert shared.memory_used is None
+    # A driver that lists the process without its memory: the device's use, when held alone.
+    nvml.gpus[1].processes = {99: None}  # type: ignore[dict-item]
+    [unknown] = gpus.usage(99, Claim(("GPU-b",)))
+    assert unknown.memory_used == GIB
     assert pool(0).usage(1, Claim(())) == []
 
 

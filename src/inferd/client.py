@@ -7,6 +7,7 @@ callers handle ``NotFoundError`` rather than status codes.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -66,40 +67,60 @@ class Client:
         return True
 
     def start(self) -> bool:
-        """Start the operator in the background unless it runs; True when it was started."""
+        """Start the operator (under its supervisor) unless it runs; True when it was started.
+
+        When a supervisor is restarting a dead operator, this waits for that one instead.
+        """
         if self.running():
             return False
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (self.home / OPERATOR_FILE).unlink(missing_ok=True)
         log_file = self.home / "operator.log"
-        with log_file.open("ab") as out:
+        previous = read_json(self.home / OPERATOR_FILE) or {}
+        supervisor = int(previous.get("supervisor") or 0)
+        process: subprocess.Popen[bytes] | None = None
+        if not (supervisor and _alive(supervisor)):
+            (self.home / OPERATOR_FILE).unlink(missing_ok=True)
             process = subprocess.Popen(
-                [sys.executable, "-m", "inferd.operator.daemon"],
+                [sys.executable, "-m", "inferd.operator.supervisor"],
                 stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
+            supervisor = process.pid
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            if process is not None and process.poll() is not None:
                 raise OperatorError(f"the operator could not start: {_last_error(log_file)}")
+            if process is None and not _alive(supervisor):
+                return self.start()  # the supervisor gave up: start afresh
             info = read_json(self.home / OPERATOR_FILE)
-            if info and info.get("pid") == process.pid and self.running():
-                return True
+            if info and info.get("supervisor") == supervisor and _alive(int(info["pid"])) and self.running():
+                return process is not None
             time.sleep(0.1)
-        process.kill()
+        if process is not None:
+            process.terminate()
         raise OperatorError(f"the operator did not start within {START_TIMEOUT:.0f}s (see {log_file})")
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Ask the operator to drain and stop; True when one was running."""
         endpoint = self._endpoint()
         if endpoint is None or not self.running():
-            return False
+            # the operator is down; its supervisor may be about to start it again
+            info = read_json(self.home / OPERATOR_FILE) or {}
+            supervisor = int(info.get("supervisor") or 0)
+            if not (supervisor and _alive(supervisor)):
+                return False
+            os.kill(supervisor, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(supervisor) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            return True
         pid = int(endpoint[2]["pid"])
+        supervisor = int(endpoint[2].get("supervisor") or 0)
         self.call("POST", "/down")
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while (_alive(pid) or (supervisor and _alive(supervisor))) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _alive(pid):
             raise OperatorError(f"the operator (pid {pid}) is still running after {timeout:.0f}s")

@@ -56,10 +56,11 @@ class Inferd:
 
         return dict(wait_for(reached, timeout, f"api '{name}' to be {status}"))
 
-    def operator_pid(self) -> int | None:
+    def operator_pid(self, key: str = "pid") -> int | None:
+        """The operator's pid (or its supervisor's, with ``key="supervisor"``)."""
         try:
-            return int(json.loads((self.home / "operator.json").read_text())["pid"])
-        except (OSError, ValueError, KeyError):
+            return int(json.loads((self.home / "operator.json").read_text())[key])
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def post(self, path: str, body: Any, timeout: float = 30) -> requests.Response:
@@ -74,8 +75,10 @@ def inferd(tmp_path: Path) -> Iterator[Inferd]:
     """A private operator; stopped (and anything left killed) at teardown."""
     runner = Inferd(tmp_path / "home")
     yield runner
+    supervisor = runner.operator_pid("supervisor")
     pid = runner.operator_pid()
     runner.run("down", check=False, timeout=120)
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for leftover in (supervisor, pid):  # the supervisor first, or it starts the operator again
+        if leftover is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover, signal.SIGKILL)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import requests
 
 from inferd.logfiles import files_of, folder_bytes
-from tests.conftest import INFERD, make_project, wait_for
+from tests.conftest import INFERD, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
 CHATTY = """
@@ -142,3 +145,38 @@ def test_compute_mem_is_a_request_not_a_kill(inferd: Inferd, tmp_path: Path, iri
     for _ in range(20):
         assert inferd.post("/small/modest", [[5.1, 3.5, 1.4, 0.2]]).status_code == 200
     assert inferd.api("modest")["status"] == "live" and inferd.api("modest")["failed"] == 0
+
+
+def test_a_killed_operator_comes_back_by_itself(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: heal\n- kind: api\n  name: sturdy\n  onnx:\n    model: m.onnx\n",
+        {},
+        {"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("sturdy", "live")
+    pid, supervisor = inferd.operator_pid(), inferd.operator_pid("supervisor")
+    assert pid is not None and supervisor is not None and process_alive(supervisor)
+
+    def answered() -> bool:
+        try:
+            return inferd.post("/heal/sturdy", [[5.1, 3.5, 1.4, 0.2]], timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(answered, 30, "an answer from the restarted operator, with no command run")
+    print(f"200 again {time.monotonic() - killed:.1f}s after kill -9 of the operator")
+    assert inferd.operator_pid() != pid and inferd.operator_pid("supervisor") == supervisor
+    assert "was killed by signal 9; starting it again" in (inferd.home / "operator.log").read_text()
+
+    assert inferd.run("down").stdout.strip() == "the inferd operator stopped"
+    wait_for(lambda: not process_alive(supervisor), 30, "the supervisor gone with the operator")
+
+    unit = inferd.run("up", "--systemd").stdout
+    assert "ExecStart=" in unit and "-m inferd.operator.daemon" in unit and "Restart=on-failure" in unit
+    assert f"INFERD_HOME={inferd.home}" in unit and inferd.operator_pid() is None  # nothing started

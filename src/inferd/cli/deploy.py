@@ -141,14 +141,26 @@ def delete(name: str | None, force: bool, env: Environment) -> None:
 
 
 @click.command()
+@click.option(
+    "--systemd", is_flag=True, help="Print a systemd unit that runs the operator instead of starting it."
+)
 @env_option
-def up() -> None:
+def up(systemd: bool) -> None:
     """Start the operator in the background (it brings back every deployed API).
 
+    A small supervisor starts it and starts it again if it dies (crash, kill -9), restoring
+    every API; `inferd down` stops both. With --systemd, print a unit file for systemd instead.
+
     \b
-    Example:
+    Examples:
       inferd up
+      inferd up --systemd > ~/.config/systemd/user/inferd.service
     """
+    if systemd:
+        from inferd.cli.home import systemd_unit
+
+        click.echo(systemd_unit(), nl=False)
+        return
     client = Client()
     if not client.start():
         info: dict[str, Any] = client.info()

@@ -1,7 +1,11 @@
-"""``inferd prune``: remove what no running or previous version uses, and say what was freed."""
+"""The operator's home and lifecycle beyond start/stop: ``inferd prune``, the disk the home
+holds, and the systemd unit ``inferd up --systemd`` prints."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -11,6 +15,7 @@ from inferd.client import Client
 from inferd.operator.prune import human_bytes, usage
 from inferd.operator.prune import prune as prune_home
 from inferd.operator.state import State
+from inferd.storage import inferd_home
 
 
 def usage_line(home: Path) -> str:
@@ -45,3 +50,36 @@ def prune() -> None:
             kept.update(record.kept())
         click.echo(prune_home(client.home, kept).summary())
     click.echo(usage_line(client.home))
+
+
+def systemd_unit() -> str:
+    """A unit running this operator under systemd (which then restarts it, not our supervisor)."""
+    environment = {"INFERD_HOME": str(inferd_home().resolve())}
+    for name in ("INFERD_HOST", "INFERD_PORT", "INFERD_LOG_MAX_BYTES", "INFERD_LOG_BACKUPS", "PATH"):
+        if os.environ.get(name):
+            environment[name] = os.environ[name]
+    lines = [
+        "# inferd operator: save as ~/.config/systemd/user/inferd.service, then",
+        "#   systemctl --user daemon-reload && systemctl --user enable --now inferd",
+        "# (system-wide: /etc/systemd/system/inferd.service with User=, and systemctl without --user)",
+        "[Unit]",
+        "Description=inferd operator (gateway, replicas, admin API)",
+        "After=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        *(f"Environment={shlex.quote(f'{key}={value}')}" for key, value in environment.items()),
+        f"ExecStart={shlex.quote(sys.executable)} -m inferd.operator.daemon",
+        "# `inferd down` exits 0 and stays down; a crash or kill -9 is restarted",
+        "Restart=on-failure",
+        "RestartSec=1",
+        "# SIGTERM drains the operator, which stops its replicas",
+        "KillMode=mixed",
+        "TimeoutStopSec=60",
+        "# lets compute.mem_limit cap replicas with cgroup v2 memory.max",
+        "Delegate=yes",
+        "",
+        "[Install]",
+        "WantedBy=default.target",
+    ]
+    return "\n".join(lines) + "\n"

@@ -95,6 +95,8 @@ class Operator:
             "version": __version__,
             "started": self.started,
             "dashboard": dashboard_url,
+            # the process that restarts this one if it dies (``inferd.operator.supervisor``)
+            "supervisor": int(os.environ.get("INFERD_SUPERVISOR", "0")) or None,
         }
         write_private(self.home / OPERATOR_FILE, orjson.dumps(info).decode())
         log.info(

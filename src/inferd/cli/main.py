@@ -72,8 +72,46 @@ def cli() -> None:
     help="Count requests for /metrics (off only to measure what metrics cost).",
 )
 @click.option("--reload", is_flag=True, help="Roll the APIs over to the new code when project files change.")
+@click.option(
+    "--max-header-bytes",
+    type=click.IntRange(min=1),
+    help="Largest request line + headers; beyond: 431 [default: 65536; INFERD_MAX_HEADER_BYTES].",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a client has to send a request's headers (and the longest pause inside a body) "
+    "[default: 10; INFERD_HEADER_TIMEOUT].",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds an idle keep-alive connection stays open [default: 60; INFERD_KEEPALIVE_TIMEOUT].",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    help="Open connections at most; beyond, accepting pauses [default: 10000; INFERD_MAX_CONNECTIONS].",
+)
+@click.option(
+    "--max-pipeline",
+    type=click.IntRange(min=1),
+    help="Pipelined requests buffered per connection; beyond, reading pauses "
+    "[default: 8; INFERD_MAX_PIPELINE].",
+)
 def serve(
-    project_dir: Path, host: str, port: int, grace: float, access_log: bool, metrics: bool, reload: bool
+    project_dir: Path,
+    host: str,
+    port: int,
+    grace: float,
+    access_log: bool,
+    metrics: bool,
+    reload: bool,
+    max_header_bytes: int | None,
+    header_timeout: float | None,
+    keepalive_timeout: float | None,
+    max_connections: int | None,
+    max_pipeline: int | None,
 ) -> None:
     """Serve a project's APIs in the foreground until Ctrl-C.
 
@@ -89,12 +127,29 @@ def serve(
     import uvloop
 
     from inferd.config.load import load_project
+    from inferd.gateway.edge import EdgeLimits
     from inferd.operator.serve import serve_project
 
+    limits = EdgeLimits.from_env(
+        max_header_bytes=max_header_bytes,
+        header_timeout=header_timeout,
+        keepalive_timeout=keepalive_timeout,
+        max_connections=max_connections,
+        max_pipeline=max_pipeline,
+    )
     project = load_project(project_dir)
     try:
         code = uvloop.run(
-            serve_project(project, host, port, grace, access_log=access_log, metrics=metrics, reload=reload)
+            serve_project(
+                project,
+                host,
+                port,
+                grace,
+                access_log=access_log,
+                metrics=metrics,
+                reload=reload,
+                limits=limits,
+            )
         )
     except OSError as exc:
         raise InferdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -17,8 +17,9 @@ import orjson
 
 from inferd import codec
 from inferd.config.schema import ApiConfig
-from inferd.gateway import auth, openapi, tfserving, v2
+from inferd.gateway import auth, edge, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
+from inferd.gateway.edge import EdgeLimits, Listener
 from inferd.gateway.http import HttpConnection, Request
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
@@ -28,17 +29,32 @@ from inferd.replica.handle import ReplicaHandle, ReplicaState
 log = logging.getLogger("inferd.gateway")
 
 DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
-ALLOW_CORS = b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+# Routes that are not an API's take no body worth reading.
+SMALL_BODY_LIMIT = 64 * 1024
+# A preflight's answer: browsers need Authorization and X-API-Key named (``*`` does not cover them).
+ALLOW_CORS = (
+    b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+    b"Access-Control-Allow-Headers: Authorization, X-API-Key, Content-Type, X-Request-ID, "
+    b"Inference-Header-Content-Length\r\nAccess-Control-Max-Age: 600\r\n"
+)
 EXPIRE_SECONDS = 0.1
+SWEEP_EVERY = 10  # ticks: connection timeouts are checked once a second
 
 
 class Gateway:
     """HTTP front of every API; implements ``inferd.types.ReplicaSink``."""
 
     def __init__(
-        self, body_limit: int = DEFAULT_BODY_LIMIT, access_log: AccessLog | None = None, metrics: bool = True
+        self,
+        body_limit: int = DEFAULT_BODY_LIMIT,
+        access_log: AccessLog | None = None,
+        metrics: bool = True,
+        limits: EdgeLimits | None = None,
     ) -> None:
         self.body_limit = body_limit
+        self.limits = limits or EdgeLimits()
+        # A coarse clock for connection timeouts, advanced by the sweeper (no clock call per request).
+        self.clock = time.monotonic()
         self.access_log = access_log
         # Off only to measure what metrics cost (``inferd serve --no-metrics``).
         self.metrics = metrics
@@ -50,10 +66,13 @@ class Gateway:
         self.apis: dict[str, ApiQueue] = {}
         self.endpoints: dict[bytes, ApiQueue] = {}
         self.connections: set[HttpConnection] = set()
+        # APIs the project being served will have: not ready until they exist and are ready.
+        self.expected: set[str] = set()
         self.draining = False
         self.started = time.time()
-        self._servers: list[asyncio.Server] = []
+        self._listeners: list[Listener] = []
         self._sweeper: asyncio.Task[None] | None = None
+        self._expired: list[HttpConnection] = []
 
     # ReplicaSink (called by the engine)
 
@@ -74,7 +93,12 @@ class Gateway:
                 queue.auth_error = str(exc)
         self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.body_limit for q in self.apis.values())])
 
+    def expect(self, names: list[str]) -> None:
+        """The APIs about to be created: readiness waits for them (set before installing anything)."""
+        self.expected.update(names)
+
     def remove_api(self, name: str) -> None:
+        self.expected.discard(name)
         queue = self.apis.pop(name, None)
         if queue is not None:
             self.endpoints.pop(queue.endpoint.encode(), None)
@@ -112,7 +136,10 @@ class Gateway:
             queue = self.endpoints.get(path.rstrip(b"/"))
         if queue is not None:
             method = request.method
-            if not self.authorized(conn, request, queue, "cortex"):
+            if method == b"OPTIONS":  # a CORS preflight carries no key
+                conn.respond(204, b"", headers=ALLOW_CORS)
+                return
+            if not self.authorized(conn, request.headers, queue, "cortex"):
                 return
             if method == b"POST":
                 debug = b"debug=true" in request.query.lower()
@@ -121,12 +148,12 @@ class Gateway:
                 )
             elif method == b"GET":
                 conn.respond(200, orjson.dumps(self.describe(queue)))
-            elif method == b"OPTIONS":
-                conn.respond(204, b"", headers=ALLOW_CORS)
             else:
                 self.method_not_allowed(conn, request, b"GET, POST, OPTIONS")
             return
-        if path.startswith(b"/v2"):
+        if request.method == b"OPTIONS":
+            conn.respond(204, b"", headers=ALLOW_CORS)
+        elif path.startswith(b"/v2"):
             v2.route(self, conn, request)
         elif path.startswith(b"/v1/models"):
             tfserving.route(self, conn, request)
@@ -137,14 +164,11 @@ class Gateway:
         elif path in (b"/openapi.json", b"/docs"):
             openapi.route(self, conn, request)
         elif path == b"/":
-            conn.respond(
-                200, orjson.dumps({"apis": [self.describe(q, brief=True) for q in self.apis.values()]})
-            )
-        elif request.method == b"OPTIONS":
-            conn.respond(204, b"", headers=ALLOW_CORS)
+            listed = self.visible(request.headers)
+            conn.respond(200, orjson.dumps({"apis": [self.describe(q, brief=True) for q in listed]}))
         else:
             shown = request.path.decode("utf-8", "replace")
-            known = ", ".join(sorted(q.endpoint for q in self.apis.values())) or "none"
+            known = ", ".join(sorted(q.endpoint for q in self.visible(request.headers))) or "none"
             conn.respond(404, codec.error_body(f"no API at {shown} (endpoints: {known})"))
 
     def dispatch(
@@ -173,7 +197,55 @@ class Gateway:
         else:
             conn.submit(queue, kind, body, protocol)
 
-    def authorized(self, conn: HttpConnection, request: Request, queue: ApiQueue, protocol: str) -> bool:
+    def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
+        """Called when a request's headers end: its body limit, or -1 once refused (a wrong key)."""
+        queue = self.endpoints.get(path)
+        protocol = "cortex"
+        if queue is None:
+            queue, protocol = self._protocol_route(path)
+            if queue is None:
+                return SMALL_BODY_LIMIT
+        if (
+            queue.config.api.auth is not None
+            and method != b"OPTIONS"
+            and not conn.busy
+            and not conn.pipeline
+            and not self.authorized(conn, headers, queue, protocol)
+        ):
+            return -1
+        return queue.body_limit
+
+    def _protocol_route(self, path: bytes) -> tuple[ApiQueue | None, str]:
+        """The API a V2, TF Serving or slash-ended path names (``None`` for other routes)."""
+        if path.endswith(b"/") and len(path) > 1:
+            queue = self.endpoints.get(path.rstrip(b"/"))
+            if queue is not None:
+                return queue, "cortex"
+        if path.startswith(b"/v2/models/"):
+            name = path[len(b"/v2/models/") :].split(b"/", 1)[0]
+            return self.apis.get(name.decode("utf-8", "replace")), "v2"
+        if path.startswith(b"/v1/models/"):
+            name = path[len(b"/v1/models/") :].split(b"/", 1)[0].split(b":", 1)[0]
+            return self.apis.get(name.decode("utf-8", "replace")), "tfserving"
+        return None, ""
+
+    def visible(self, headers: dict[bytes, bytes]) -> list[ApiQueue]:
+        """The APIs a listing shows: an API with ``auth`` only to a holder of one of its keys."""
+        return [
+            queue
+            for queue in self.apis.values()
+            if queue.config.api.auth is None or (queue.keys and auth.check(headers, queue.keys) is None)
+        ]
+
+    def connection_closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+        for listener in self._listeners:
+            if listener.paused:
+                listener.resume()
+
+    def authorized(
+        self, conn: HttpConnection, headers: dict[bytes, bytes], queue: ApiQueue, protocol: str
+    ) -> bool:
         """Check the API's keys (if it has ``auth``); answer 401/403 and return False when wrong."""
         if queue.config.api.auth is None:
             return True
@@ -182,7 +254,7 @@ class Gateway:
                 conn, queue, 503, f"api '{queue.name}' cannot check API keys: {queue.auth_error}", protocol
             )
             return False
-        status = auth.check(request.headers, queue.keys)
+        status = auth.check(headers, queue.keys)
         if status == 401:
             self.reject(
                 conn, queue, 401, "this API needs a key (Authorization: Bearer KEY, or X-API-Key)", protocol
@@ -212,10 +284,13 @@ class Gateway:
         return not self.draining and not self.not_ready()
 
     def not_ready(self) -> list[str]:
+        """APIs that would answer 404 or 503 now: expected but not created yet, or with no ready replica."""
         # An API scaled to zero (min_replicas: 0) starts a replica at its first request.
-        return sorted(
+        waiting = {
             name for name, q in self.apis.items() if not q.ready and q.config.api.compute.min_replicas > 0
-        )
+        }
+        waiting.update(name for name in self.expected if name not in self.apis)
+        return sorted(waiting)
 
     def _healthz(self, conn: HttpConnection) -> None:
         waiting = self.not_ready()
@@ -272,19 +347,35 @@ class Gateway:
     # lifecycle
 
     async def start(self, host: str, port: int) -> None:
-        """Listen for HTTP on ``host:port``."""
+        """Listen for HTTP on ``host:port`` (at most ``limits.max_connections`` open at once)."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: HttpConnection(self), host, port, reuse_address=True, backlog=4096
-        )
-        self._servers.append(server)
+        fds = edge.raise_fd_limit()
+        cap = min(self.limits.max_connections, max(64, fds - edge.RESERVED_FDS))
+        if cap < self.limits.max_connections:
+            log.warning("at most %d connections: the open-file limit is %d", cap, fds)
+        listener = Listener(edge.listen(host, port), lambda: HttpConnection(self), self.connections, cap)
+        self._listeners.append(listener)
+        await listener.start()
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._expire_forever())
 
     async def _expire_forever(self) -> None:
-        """Answer 504 for requests past their API's timeout, ten times a second."""
+        """Answer 504 for requests past their API's timeout, ten times a second; close idle clients."""
+        tick = 0
         while True:
             await asyncio.sleep(EXPIRE_SECONDS)
+            self.clock = time.monotonic()
+            tick += 1
+            if not self._expired and tick % SWEEP_EVERY == 0:
+                self._expired = edge.sweep(self.connections, self.limits, self.clock)
+            if self._expired:
+                closing, self._expired = (
+                    self._expired[: edge.CLOSES_PER_TICK],
+                    self._expired[edge.CLOSES_PER_TICK :],
+                )
+                for conn in closing:
+                    if conn.transport is not None:
+                        conn.transport.close()
             now = perf_counter()
             for queue in list(self.apis.values()):
                 try:
@@ -294,7 +385,7 @@ class Gateway:
 
     @property
     def ports(self) -> list[int]:
-        return [sock.getsockname()[1] for server in self._servers for sock in server.sockets]
+        return [sock.getsockname()[1] for listener in self._listeners for sock in listener.sockets]
 
     def total_in_flight(self) -> int:
         return sum(queue.in_flight for queue in self.apis.values())
@@ -313,11 +404,10 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        for server in self._servers:
-            server.close()
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
+        await asyncio.sleep(0)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import httptools
 
 from inferd import codec
+from inferd.gateway.edge import EdgeLimits
 
 if TYPE_CHECKING:
     from inferd.gateway.queue import ApiQueue
@@ -31,7 +32,13 @@ class HttpApp(Protocol):
     """What a connection needs from the server it belongs to (the gateway, the admin API)."""
 
     body_limit: int
+    limits: EdgeLimits
+    clock: float
     connections: set[HttpConnection]
+
+    def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
+        """The body limit of a request whose headers just ended, or -1 when it was refused at once."""
+        ...
 
     def handle(self, conn: HttpConnection, request: Request) -> None:
         """Answer ``request`` now or later with ``conn.respond``."""
@@ -40,6 +47,25 @@ class HttpApp(Protocol):
     def finished(self, queue: ApiQueue, status: int, conn: HttpConnection, meta: bytes) -> bytes:
         """Account for one answered request; extra response headers (from the replica's metadata)."""
         ...
+
+    def connection_closed(self, conn: HttpConnection) -> None:
+        """``conn`` is gone (the listener may accept again)."""
+        ...
+
+
+class HttpServer:
+    """Defaults for an ``HttpApp`` that needs no per-route limits (the admin API, the dashboard)."""
+
+    body_limit = 1 << 20
+    limits = EdgeLimits()
+    clock = 0.0
+    connections: set[HttpConnection]
+
+    def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
+        return self.body_limit
+
+    def connection_closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
 
 
 CORS = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\n"
@@ -95,11 +121,22 @@ WANTED_HEADERS = frozenset(
 )
 
 
+# Where a connection is in its current request (the sweep applies the matching timeout).
+HEAD, BODY, IDLE = 0, 1, 2
+
+
 class HttpConnection(asyncio.Protocol):
-    """One client connection. Also the ``Waiter`` of the request it sent to a replica."""
+    """One client connection. Also the ``Waiter`` of the request it sent to a replica.
+
+    Limits (``EdgeLimits``) are decided as early as the information exists: the head size while
+    it arrives, the route, body limit and API key when the headers end (``app.admit``), the body
+    size as chunks arrive. Pipelined requests wait in order, at most ``max_pipeline`` of them
+    before reading pauses; reading also pauses while the client does not read our answers.
+    """
 
     def __init__(self, app: HttpApp) -> None:
         self.app = app
+        self.limits = app.limits
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -113,35 +150,74 @@ class HttpConnection(asyncio.Protocol):
         self.path = b""
         self.request_id = b""
         self.keep_alive = True
+        # edge state: phase and since (for the sweep), head bytes, pauses, an early refusal
+        self.phase = HEAD
+        self.since = app.clock
+        self.head_bytes = 0
+        self.read_paused = False
+        self.write_paused = False
+        self.write_paused_since = 0.0
+        self.lingering = False
+        self.linger_since = 0.0
+        self._admitting = False
+        self._early = False
+        self._advancing = False
         self._url = b""
+        self._path = b""
+        self._query = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._size = 0
+        self._limit = 0
         self._too_large = False
+        app.connections.add(self)  # counted from the accept on (the connection cap)
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
-        self.app.connections.add(self)
+        self.since = self.app.clock
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.transport = None
-        self.app.connections.discard(self)
+        self.pipeline.clear()
+        self.app.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:  # answered early: read and drop until the client stops or time is up
+            return
+        if self.phase != BODY:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.respond(400, codec.error_body("protocol upgrades are not supported"), close=True)
+            self.refuse(400, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
-            self.respond(400, codec.error_body(f"malformed HTTP request: {exc}"), close=True)
+            if not self.lingering:
+                self.refuse(400, f"malformed HTTP request: {exc}")
+        if self.phase == HEAD and self.head_bytes > self.limits.max_header_bytes and not self.lingering:
+            limit = self.limits.max_header_bytes
+            self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+
+    def pause_writing(self) -> None:
+        """The client does not read our answers: stop reading its requests until it does."""
+        self.write_paused = True
+        self.write_paused_since = self.app.clock
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._advance()
 
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        self.phase = HEAD
+        self.since = self.app.clock
         self._url = b""
         self._headers = {}
         self._body = []
@@ -157,41 +233,76 @@ class HttpConnection(asyncio.Protocol):
             self._headers[name] = value
 
     def on_headers_complete(self) -> None:
-        limit = self.app.body_limit
-        length = self._headers.get(b"content-length")
+        if self.lingering:
+            return
+        self.phase = BODY
+        self.since = self.app.clock
+        self.head_bytes = 0
+        self._path, _, self._query = self._url.partition(b"?")
+        headers = self._headers
+        self._admitting = True
+        try:
+            limit = self.app.admit(self, self.parser.get_method(), self._path, headers)
+        finally:
+            self._admitting = False
+        if limit < 0:  # refused (401, 403, 404...) before any body byte
+            return
+        self._limit = limit
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            self._too_large = True
-        elif self._headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
+            self._body_too_large()
+        elif self.transport and headers.get(b"expect", b"").lower() == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
-        if self._too_large:
+        if self._too_large or self.lingering:
             return
+        self.since = self.app.clock
         self._size += len(body)
-        if self._size > self.app.body_limit:
-            self._too_large = True
+        if self._size > self._limit:  # chunked bodies are counted as they arrive
             self._body = []
+            self._body_too_large()
             return
         self._body.append(body)
 
+    def _body_too_large(self) -> None:
+        if self.busy or self.pipeline:  # answers go out in order: this one after the earlier ones
+            self._too_large = True
+        else:
+            self.refuse(413, f"the request body is larger than {self._limit} bytes")
+
     def on_message_complete(self) -> None:
-        if self._too_large:
-            limit = self.app.body_limit
-            self.respond(413, codec.error_body(f"the request body is larger than {limit} bytes"), close=True)
+        if self.lingering:
             return
-        url = self._url
-        path, _, query = url.partition(b"?")
+        self.phase = IDLE
+        if self._too_large:
+            limit = self._limit
+            self.pipeline.append(
+                Request(
+                    b"",
+                    b"",
+                    b"",
+                    {},
+                    codec.error_body(f"the request body is larger than {limit} bytes"),
+                    False,
+                )
+            )
+            self._advance()
+            return
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         request = Request(
             self.parser.get_method(),
-            path,
-            query,
+            self._path,
+            self._query,
             self._headers,
             body,
             self.parser.should_keep_alive(),
         )
-        if self.busy:
+        if self.busy or self.write_paused or self.pipeline:
             self.pipeline.append(request)
+            if len(self.pipeline) >= self.limits.max_pipeline and not self.read_paused and self.transport:
+                self.read_paused = True
+                self.transport.pause_reading()
         else:
             self._start(request)
 
@@ -199,6 +310,9 @@ class HttpConnection(asyncio.Protocol):
         self.busy = True
         self.keep_alive = request.keep_alive
         self.path = request.path
+        if not request.method:  # a body found too large while earlier requests were answered
+            self.respond(413, request.body, close=True)
+            return
         given = request.headers.get(b"x-request-id")
         self.request_id = given if given and _valid_id(given) else next_request_id()
         try:
@@ -207,7 +321,39 @@ class HttpConnection(asyncio.Protocol):
             log.exception("the gateway failed on %s", request.path.decode("utf-8", "replace"))
             self.respond(500, codec.error_body("internal error in the gateway (see its log)"))
 
+    def _advance(self) -> None:
+        """Start pipelined requests while nothing is running; resume reading when few are left."""
+        if self._advancing:  # an answer given synchronously inside the loop below
+            return
+        self._advancing = True
+        try:
+            pipeline = self.pipeline
+            while pipeline and not self.busy and not self.write_paused and self.transport is not None:
+                self._start(pipeline.popleft())
+            transport = self.transport
+            if (
+                self.read_paused
+                and not self.write_paused
+                and transport is not None
+                and len(pipeline) < self.limits.max_pipeline
+            ):
+                self.read_paused = False
+                transport.resume_reading()
+        finally:
+            self._advancing = False
+
     # answers
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer an error before the request is read (or when it cannot be parsed), then close."""
+        if self.busy or self.pipeline or self.write_paused:  # cannot answer out of order: just close
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.busy = True
+        self._early = True
+        self.request_id = next_request_id()
+        self.respond(status, codec.error_body(message), close=True)
 
     def submit(self, queue: ApiQueue, kind: bytes, body: bytes, protocol: str = "cortex") -> None:
         """Hand the request to ``queue``; ``on_reply`` answers the client later."""
@@ -240,9 +386,10 @@ class HttpConnection(asyncio.Protocol):
     ) -> None:
         """Write one complete response, then start the next pipelined request."""
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self.lingering:
             return
-        close = close or not self.keep_alive
+        early = self._admitting or self._early  # answered before the request was read
+        close = close or early or not self.keep_alive
         if status == 503 and b"Retry-After" not in headers:  # starting, overloaded or stopping
             headers += RETRY_AFTER
         transport.write(
@@ -264,11 +411,22 @@ class HttpConnection(asyncio.Protocol):
             )
         )
         if close:
-            transport.close()
+            self.pipeline.clear()
+            if early and transport.can_write_eof():
+                # The client may still be sending: read and drop a while so it sees this answer.
+                transport.write_eof()
+                self.lingering = True
+                self.linger_since = self.app.clock
+                if self.read_paused:
+                    self.read_paused = False
+                    transport.resume_reading()
+            else:
+                transport.close()
             return
         self.busy = False
-        if self.pipeline:
-            self._start(self.pipeline.popleft())
+        self.since = self.app.clock
+        if self.pipeline or self.read_paused:
+            self._advance()
 
 
 _PREFIX = os.urandom(4).hex().encode()

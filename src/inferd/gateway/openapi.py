@@ -76,10 +76,11 @@ NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type":
 VERSION = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def document(gateway: Gateway) -> dict[str, Any]:
-    """The OpenAPI document of every route the gateway serves now."""
+def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dict[str, Any]:
+    """The OpenAPI document of every route the gateway serves now (APIs with ``auth``: to key holders)."""
     paths: dict[str, Any] = {}
-    for name, queue in sorted(gateway.apis.items()):
+    shown = gateway.visible(headers or {})
+    for name, queue in sorted((queue.name, queue) for queue in shown):
         paths[queue.endpoint] = {
             "post": {
                 "summary": f"Predict with api '{name}' (Cortex-style)",
@@ -282,4 +283,4 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     if request.path == b"/docs":
         conn.respond(200, DOCS_PAGE, content_type=b"text/html; charset=utf-8")
     else:
-        conn.respond(200, orjson.dumps(document(gateway)))
+        conn.respond(200, orjson.dumps(document(gateway, request.headers)))

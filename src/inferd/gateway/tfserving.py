@@ -31,14 +31,15 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     path = request.path.decode("utf-8", "replace").rstrip("/")
     rest = path[len("/v1/models") :].lstrip("/")
     if not rest:
-        return conn.respond(200, orjson.dumps({"models": sorted(gateway.apis)}))
+        shown = sorted(queue.name for queue in gateway.visible(request.headers))
+        return conn.respond(200, orjson.dumps({"models": shown}))
     rest, _, verb = rest.partition(":")
     parts = rest.split("/")
     name = parts[0]
     queue = gateway.apis.get(name)
     if queue is None:
         return conn.respond(404, _not_found(name))
-    if not gateway.authorized(conn, request, queue, "tfserving"):
+    if not gateway.authorized(conn, request.headers, queue, "tfserving"):
         return None
     parts = parts[1:]
     if len(parts) >= 2 and parts[0] in ("versions", "labels"):

@@ -39,12 +39,13 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     if parts[0] != "models":
         return conn.respond(404, codec.error_body(f"no V2 route {request.path.decode('utf-8', 'replace')}"))
     if len(parts) == 1:
-        return conn.respond(200, orjson.dumps({"models": sorted(gateway.apis)}))
+        shown = sorted(queue.name for queue in gateway.visible(request.headers))
+        return conn.respond(200, orjson.dumps({"models": shown}))
     name, rest = parts[1], parts[2:]
     queue = gateway.apis.get(name)
     if queue is None:
         return conn.respond(404, codec.error_body(f"model '{name}' is not found"))
-    if not gateway.authorized(conn, request, queue, "v2"):
+    if not gateway.authorized(conn, request.headers, queue, "v2"):
         return None
     if len(rest) >= 2 and rest[0] == "versions":
         if rest[1] != VERSION:

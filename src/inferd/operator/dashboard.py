@@ -27,7 +27,7 @@ import orjson
 
 from inferd import __version__
 from inferd.errors import InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
-from inferd.gateway.http import HttpConnection, Request, parse_query
+from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
 from inferd.logfiles import log_path
 from inferd.operator.history import PERIOD, History, class_totals
 from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value
@@ -98,7 +98,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class Dashboard:
+class Dashboard(HttpServer):
     """The dashboard's listener, sessions and history sampler (an ``HttpApp``)."""
 
     body_limit = 64 * 1024

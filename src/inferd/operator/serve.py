@@ -17,6 +17,7 @@ from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
 from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
+from inferd.gateway.edge import EdgeLimits
 from inferd.operator.reload import Reloader, no_bytecode
 from inferd.storage import inferd_home
 
@@ -34,15 +35,20 @@ async def serve_project(
     access_log: bool = False,
     metrics: bool = True,
     reload: bool = False,
+    limits: EdgeLimits | None = None,
 ) -> int:
     """Serve ``project`` until SIGINT/SIGTERM; return the exit status."""
     say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
     log_writer = AccessLog(stream=sys.stderr) if access_log else None
-    gateway = Gateway(access_log=log_writer, metrics=metrics)
+    gateway = Gateway(access_log=log_writer, metrics=metrics, limits=limits)
     engine = LocalEngine(gateway, home=inferd_home())
     gateway.replica_states = engine.replica_states
     gateway.replica_gpus = engine.replica_gpus
+    # /healthz is 503 until every API of the project exists and has a ready replica.
+    gateway.expect([config.name for config in project.apis])
     await gateway.start(host, port)
+    if (project.root / "requirements.txt").is_file():
+        say("inferd: installing requirements.txt (/healthz answers 503 until every API is ready)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -81,6 +87,10 @@ async def _announce_ready(gateway: Gateway, say: Callable[[str], None], quiet_wh
     # With --reload, the reloader tells why a new version of a live API did not load.
     announced: set[str] = set()
     errors: dict[str, str] = {}
+    waiting = [name for name in gateway.not_ready() if name in gateway.apis]
+    if waiting:
+        names = ", ".join(f"'{name}'" for name in waiting)
+        say(f"inferd: loading the model of {names} (/healthz answers 503 until every API is ready)")
     while True:
         for name, queue in gateway.apis.items():
             if queue.ready and name not in announced:

@@ -34,7 +34,8 @@ from inferd.errors import (
 )
 from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
-from inferd.gateway.http import HttpConnection, Request, parse_query
+from inferd.gateway.edge import EdgeLimits
+from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
 from inferd.gateway.queue import ApiQueue
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.logs import log_path, read_logs
@@ -63,7 +64,7 @@ class Operator:
         self.host = host
         self.port = port
         self.access_log = AccessLog(folder=home / "logs")
-        self.gateway = Gateway(access_log=self.access_log)
+        self.gateway = Gateway(access_log=self.access_log, limits=EdgeLimits.from_env())
         self.engine = LocalEngine(self.gateway, home=home, log_dir=home / "logs")
         self.gateway.replica_states = self.engine.replica_states
         self.gateway.replica_gpus = self.engine.replica_gpus
@@ -133,6 +134,7 @@ class Operator:
         for name, record in list(self.state.deployments.items()):
             try:
                 project = self._without_deleted(load_project(Path(record.snapshot)), record)
+                self.gateway.expect([config.name for config in project.apis])
                 await self.engine.apply(project, record.refresh, environ=self.state.secrets.get(name, {}))
                 log.info("restored deployment '%s'", name)
             except InferdError as exc:
@@ -169,7 +171,11 @@ class Operator:
             record = self.state.deployments.get(name)
             existed = record is not None
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
-            results = await self.engine.apply(deployed, token, environ=secrets)
+            self.gateway.expect([config.name for config in deployed.apis])
+            try:
+                results = await self.engine.apply(deployed, token, environ=secrets)
+            finally:  # what failed to be created is no longer awaited
+                self.gateway.expected.intersection_update(self.gateway.apis)
             self.state.deployments[name] = self._record(record, project.root, snapshot, token, results)
             self.state.secrets[name] = secrets
             self.state.save()
@@ -318,7 +324,7 @@ class Operator:
         return info
 
 
-class AdminApp:
+class AdminApp(HttpServer):
     """Routes of the admin API; every route needs the operator's token."""
 
     body_limit = 1 << 20

@@ -1,0 +1,200 @@
+"""Limits at the edge: what one client may cost the gateway, and the listener that enforces the cap.
+
+Defaults never bother an honest client (nginx and uvicorn have the same kind): a request line
+and headers of at most 64 KiB, 10 s to send them (and no gap longer than that inside a body),
+60 s of keep-alive idleness, 10,000 open connections (accepting pauses beyond and resumes), 8
+pipelined requests buffered per connection (reading pauses beyond). Timeouts are enforced by
+a sweep once a second over the connections, so a request pays no timer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+from inferd.errors import UsageError
+
+if TYPE_CHECKING:
+    from inferd.gateway.http import HttpConnection
+
+log = logging.getLogger("inferd.gateway")
+
+# A connection answered early (431, 413, 401) is read and dropped this long, so the client sees
+# the answer rather than a reset, then closed.
+LINGER_SECONDS = 2.0
+# Sockets kept for replicas, logs and the admin API when the connection cap meets the fd limit.
+RESERVED_FDS = 256
+# Connections closed per sweep tick: closing thousands at once would stall the event loop.
+CLOSES_PER_TICK = 200
+BACKLOG = 4096
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """What one client may hold; ``inferd serve`` flags and the operator's environment set them."""
+
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 60.0
+    max_connections: int = 10_000
+    max_pipeline: int = 8
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **given: float | None) -> EdgeLimits:
+        """Limits from keyword values (flags) first, then ``INFERD_<NAME>`` variables, then defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for field in fields(cls):
+            name = field.name
+            value = given.get(name)
+            variable = f"INFERD_{name.upper()}"
+            if value is None and env.get(variable, "").strip():
+                text = env[variable].strip()
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise UsageError(f"{variable} must be a number, not {text!r}") from None
+            if value is None:
+                continue
+            if value <= 0:
+                raise UsageError(f"{variable} must be greater than 0, not {value:g}")
+            values[name] = value if field.type == "float" else int(value)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit; return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def listen(host: str, port: int, backlog: int = BACKLOG) -> list[socket.socket]:
+    """Non-blocking listening sockets for every address of ``host`` (as asyncio's servers bind)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class Listener:
+    """Serves connections on listening sockets while fewer than ``cap`` are open.
+
+    At the cap it stops accepting (new clients wait in the kernel's backlog) and resumes when a
+    connection closes. asyncio's servers cannot pause, so each pause closes the server over a
+    duplicate of the socket (the socket, its port and its backlog stay) and a resume serves
+    a new duplicate; accepting itself stays in uvloop's C code.
+    """
+
+    def __init__(
+        self,
+        sockets: list[socket.socket],
+        factory: Callable[[], HttpConnection],
+        connections: set[HttpConnection],
+        cap: int,
+    ) -> None:
+        self.sockets = sockets
+        self.factory = factory
+        self.connections = connections
+        self.cap = cap
+        self.paused = True
+        self._servers: list[asyncio.Server] = []
+        self._resuming: asyncio.Task[None] | None = None
+        self._warned = False
+
+    async def start(self) -> None:
+        """Serve (again): one asyncio server per listening socket, over a duplicate of it."""
+        loop = asyncio.get_running_loop()
+        self.paused = False
+        try:
+            for sock in self.sockets:
+                server = await loop.create_server(self._accepted, sock=sock.dup(), backlog=BACKLOG)
+                if self.paused:  # the cap was reached meanwhile
+                    server.close()
+                else:
+                    self._servers.append(server)
+        finally:
+            self._resuming = None
+
+    def _accepted(self) -> HttpConnection:
+        """A new connection (called by uvloop as it accepts): pause when it reaches the cap."""
+        conn = self.factory()
+        if len(self.connections) >= self.cap and not self.paused:
+            if not self._warned:
+                self._warned = True
+                log.warning("%d connections are open (the cap): accepting pauses until one closes", self.cap)
+            # Not now: uvloop is inside its accept; a burst already queued may pass the cap a little.
+            self.paused = True
+            asyncio.get_running_loop().call_soon(self.pause)
+        return conn
+
+    def pause(self) -> None:
+        self.paused = True
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    def resume(self) -> None:
+        """Accept again if below the cap (called when a connection closes)."""
+        if self.paused and self._resuming is None and len(self.connections) < self.cap:
+            self._resuming = asyncio.get_running_loop().create_task(self.start())
+
+    def close(self) -> None:
+        self.pause()
+        if self._resuming is not None:
+            self._resuming.cancel()
+        for sock in self.sockets:
+            sock.close()
+
+
+def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> list[HttpConnection]:
+    """The connections past a timeout: a slow head or body, keep-alive idleness, a stalled reader."""
+    from inferd.gateway.http import BODY, HEAD, IDLE
+
+    expired = []
+    header_timeout = limits.header_timeout
+    idle_timeout = limits.keepalive_timeout
+    for conn in connections:
+        age = now - conn.since
+        if conn.lingering:
+            if now - conn.linger_since > LINGER_SECONDS:
+                expired.append(conn)
+        elif conn.write_paused:
+            if now - conn.write_paused_since > idle_timeout:
+                expired.append(conn)
+        elif conn.phase == HEAD or conn.phase == BODY:
+            if age > header_timeout:
+                expired.append(conn)
+        elif conn.phase == IDLE and not conn.busy and not conn.pipeline and age > idle_timeout:
+            expired.append(conn)
+    return expired

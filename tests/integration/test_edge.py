@@ -1,0 +1,278 @@
+"""The HTTP edge against hostile and mistaken clients: every limit decided before it costs much.
+
+Each test starts its own `inferd serve` and talks raw HTTP/1.1 over loopback sockets where a
+well-behaved library would hide the attack.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from inferd.engine.state import rss_bytes
+from tests.conftest import INFERD, Server, make_project, wait_for
+from tests.integration.conftest import free_port
+
+Serve = Callable[..., Server]
+ROWS = [[5.2, 3.6, 1.4, 0.3]]
+MiB = 1024 * 1024
+
+
+def iris(root: Path, model: Path, extra: str = "", files: dict[str, str] | None = None) -> Path:
+    return make_project(
+        root,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: iris\n  onnx:\n    model: m.onnx\n" + extra,
+        files,
+        {"m.onnx": model},
+    )
+
+
+def port_of(server: Server) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def answer_of(sock: socket.socket, timeout: float = 10) -> tuple[int, bytes]:
+    """Read one response (status, whole bytes read until EOF or the end of its body)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+    return status, data
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        sock.setblocking(False)
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_a_megabyte_of_headers_is_431_and_the_server_keeps_serving(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    server = serve(iris(tmp_path / "p", iris_onnx_model))
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000) for i in range(1024))
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\n" + filler + b"\r\n")  # never reset
+        status, data = answer_of(sock)
+        assert status == 431, data[:200]
+        assert time.monotonic() - started < 1.0 * 5  # the issue's bound is 1 s; slack for a busy machine
+        assert b"Connection: close" in data
+    assert server.post("/d/iris", ROWS).status_code == 200
+
+
+def test_a_huge_content_length_is_413_at_once_and_never_read(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    server = serve(iris(tmp_path / "p", iris_onnx_model, "  max_body_size: 1Ki\n"))
+    port = port_of(server)
+    for length in (1073741824, 2048):  # past the default limit; past this API's 1 KiB
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length)
+            status, data = answer_of(sock)
+            assert status == 413, data
+            assert b"larger than 1024 bytes" in data
+    # V2 and TF Serving routes know their API's limit as early
+    for path in (b"/v2/models/iris/infer", b"/v1/models/iris:predict"):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n" % path)
+            assert answer_of(sock)[0] == 413
+    # a chunked body is counted as it arrives
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"800\r\n" + b"[" * 2048 + b"\r\n")
+        assert answer_of(sock)[0] == 413
+    # an honest client sending a too-large body sees the 413, not a reset
+    answer = requests.post(f"{server.url}/d/iris", data=b"[" * 200_000, timeout=10)
+    assert answer.status_code == 413
+    assert server.post("/d/iris", ROWS).status_code == 200
+
+
+def test_a_missing_key_is_refused_when_the_headers_end(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGE_KEY", "edge-secret")
+    server = serve(iris(tmp_path / "p", iris_onnx_model, "  auth:\n    keys_from_env: [EDGE_KEY]\n"))
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        sock.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        assert answer_of(sock)[0] == 401  # answered with no body byte sent
+    key = {"X-API-Key": "edge-secret"}
+    assert server.post("/d/iris", ROWS, headers=key).status_code == 200
+
+
+def test_cors_preflight_and_protected_apis_hidden_from_listings(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGE_KEY", "edge-secret")
+    root = iris(
+        tmp_path / "p",
+        iris_onnx_model,
+        "  auth:\n    keys_from_env: [EDGE_KEY]\n- kind: api\n  name: open\n  onnx:\n    model: m.onnx\n",
+    )
+    server = serve(root)
+    preflight = requests.options(
+        f"{server.url}/d/iris",
+        headers={
+            "Origin": "http://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+        timeout=5,
+    )
+    assert preflight.status_code == 204
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert requests.options(f"{server.url}/v2/models/iris/infer", timeout=5).status_code == 204
+    key = {"X-API-Key": "edge-secret"}
+    for path, hidden in (
+        ("/", lambda body: [api["name"] for api in body["apis"]]),
+        ("/v2/models", lambda body: body["models"]),
+        ("/v1/models", lambda body: body["models"]),
+        ("/openapi.json", lambda body: " ".join(body["paths"])),
+    ):
+        anonymous = requests.get(server.url + path, timeout=5).json()
+        assert "iris" not in hidden(anonymous) and "open" in hidden(anonymous), path
+        assert "iris" in hidden(requests.get(server.url + path, headers=key, timeout=5).json()), path
+
+
+def test_half_sent_requests_are_closed_after_the_header_timeout(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    server = serve(iris(tmp_path / "p", iris_onnx_model), "--header-timeout", "1")
+    port = port_of(server)
+    attackers = []
+    for _ in range(200):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /d/iris HTT")
+        attackers.append(sock)
+    silent = socket.create_connection(("127.0.0.1", port))  # connects and sends nothing
+    slow_body = socket.create_connection(("127.0.0.1", port))
+    slow_body.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[[")
+    with requests.Session() as good:
+        statuses = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            statuses.add(good.post(f"{server.url}/d/iris", json=ROWS, timeout=10).status_code)
+            if all(closed_by_server(sock) for sock in [*attackers, silent, slow_body]):
+                break
+            time.sleep(0.05)
+        assert all(closed_by_server(sock) for sock in [*attackers, silent, slow_body])
+        assert statuses == {200}
+    for sock in [*attackers, silent, slow_body]:
+        sock.close()
+
+
+def test_an_idle_keep_alive_connection_is_closed(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
+    server = serve(iris(tmp_path / "p", iris_onnx_model), "--keepalive-timeout", "1")
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer_of(sock)[0] == 200
+        wait_for(lambda: closed_by_server(sock), 15, "the idle connection to be closed")
+
+
+def test_accepting_pauses_at_the_connection_cap_and_resumes(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    server = serve(iris(tmp_path / "p", iris_onnx_model), "--max-connections", "20")
+    port = port_of(server)
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    for sock in held:  # each connection is served: the cap is not below 20
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer_of(sock)[0] == 200
+    waiting = socket.create_connection(("127.0.0.1", port))  # in the kernel's backlog
+    waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    waiting.settimeout(1.0)
+    with pytest.raises(TimeoutError):
+        waiting.recv(100)
+    for sock in held[:5]:
+        sock.close()
+    assert answer_of(waiting)[0] == 200  # accepted once connections closed
+    for sock in [*held[5:], waiting]:
+        sock.close()
+
+
+def test_pipelined_requests_are_answered_in_order_and_bounded(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    server = serve(iris(tmp_path / "p", iris_onnx_model))
+    port = port_of(server)
+    body = b"[[5.2, 3.6, 1.4, 0.3]]"
+    ordered = b"".join(
+        b"POST /d/iris HTTP/1.1\r\nHost: x\r\nX-Request-ID: r%d\r\nContent-Length: %d\r\n\r\n%s"
+        % (i, len(body), body)
+        for i in range(50)
+    )
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(ordered)
+        sock.settimeout(30)
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 50:
+            chunk = sock.recv(65536)
+            assert chunk, data[-300:]
+            data += chunk
+    ids = [line.split(b": ")[1] for line in data.split(b"\r\n") if line.startswith(b"X-Request-ID")]
+    assert ids == [b"r%d" % i for i in range(50)]
+    # many more, never read: memory stays bounded and other clients are served
+    pid = server.process.pid
+    flood = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 100_000
+    before = rss_bytes(pid)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 20
+        while sent < len(flood) and time.monotonic() < deadline:
+            try:
+                sent += sock.send(flood[sent : sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert server.post("/d/iris", ROWS).status_code == 200
+        assert rss_bytes(pid) - before < 64 * MiB
+
+
+def test_healthz_is_never_ready_while_an_api_would_be_404(
+    tmp_path: Path, iris_onnx_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    root = iris(tmp_path / "p", iris_onnx_model, files={"requirements.txt": "# nothing to install\n"})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [str(INFERD), "serve", str(root), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        seen = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                health = requests.get(f"{url}/healthz", timeout=5).status_code
+                ready = requests.get(f"{url}/v2/health/ready", timeout=5).status_code
+                predict = requests.post(f"{url}/d/iris", json=ROWS, timeout=10).status_code
+            except requests.ConnectionError:
+                continue
+            seen.append((health, ready, predict))
+            if health == 200:
+                break
+            time.sleep(0.02)
+        assert seen and seen[-1][0] == 200, seen[-5:]
+        assert (503, 503, 404) in seen  # the API did not exist yet: not ready
+        assert all(predict == 200 for health, ready, predict in seen if 200 in (health, ready))
+        assert "installing requirements.txt" in (tmp_path / "serve.log").read_text()
+    finally:
+        process.terminate()
+        process.wait(60)
+        log.close()

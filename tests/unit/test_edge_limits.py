@@ -1,0 +1,36 @@
+"""Edge limits from flags and the environment, and readiness waiting for the project's APIs."""
+
+from __future__ import annotations
+
+import pytest
+
+from inferd.errors import UsageError
+from inferd.gateway import Gateway
+from inferd.gateway.edge import EdgeLimits
+
+
+def test_defaults_flags_and_environment() -> None:
+    assert EdgeLimits.from_env({}) == EdgeLimits()
+    limits = EdgeLimits.from_env(
+        {"INFERD_HEADER_TIMEOUT": "2.5", "INFERD_MAX_CONNECTIONS": "50"}, max_connections=70
+    )
+    assert limits.header_timeout == 2.5
+    assert limits.max_connections == 70  # a flag wins over the environment
+    assert isinstance(limits.max_connections, int)
+    assert limits.max_header_bytes == 64 * 1024
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1"])
+def test_a_bad_setting_is_one_sentence(value: str) -> None:
+    with pytest.raises(UsageError, match="INFERD_KEEPALIVE_TIMEOUT must be"):
+        EdgeLimits.from_env({"INFERD_KEEPALIVE_TIMEOUT": value})
+
+
+def test_readiness_waits_for_expected_apis_that_do_not_exist_yet() -> None:
+    gateway = Gateway()
+    assert gateway.ready
+    gateway.expect(["classifier"])
+    assert not gateway.ready
+    assert gateway.not_ready() == ["classifier"]
+    gateway.remove_api("classifier")  # deleted: no longer awaited
+    assert gateway.ready

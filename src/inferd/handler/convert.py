@@ -1,12 +1,12 @@
-"""Fit JSON-ish values to a model's inputs: cast to the signature dtypes, reshape to its shapes.
+"""Fit JSON-ish values to a model's inputs: cast to the signature dtypes, check their shapes.
 
 Dynamic dimensions take any size (Cortex forced them to 1, so a batch of rows failed), and a
-missing leading batch dimension is added (a flat list of 4 for a ``[None, 4]`` input).
+missing leading batch dimension is added (a flat list of 4 for a ``[None, 4]`` input); any other
+shape is an error naming both shapes, never a reshape that happens to have as many values.
 """
 
 from __future__ import annotations
 
-from math import prod
 from typing import Any
 
 import numpy as np
@@ -96,19 +96,16 @@ def _fits(shape: tuple[int, ...], target: tuple[int | None, ...]) -> bool:
 
 
 def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, Any]:
-    """Return ``array`` in a shape that fits ``spec.shape`` (adding a batch dim or reshaping)."""
+    """Return ``array`` if it fits ``spec.shape``, with a missing leading batch dimension added.
+
+    Nothing else is reshaped: the same number of values in another shape (``[[1, 2], [3, 4]]``
+    for ``[-1, 4]``, eight flat values for two rows) is a guess at the user's data, so a 400.
+    """
     target = spec.shape
     if target is None or _fits(array.shape, target):
         return array
     if len(target) == array.ndim + 1 and _fits(array.shape, target[1:]):
         return array.reshape((1, *array.shape))
-    fixed = prod(d for d in target if d is not None)
-    dynamic = sum(d is None for d in target)
-    size = array.size
-    if dynamic == 0 and size == fixed:
-        return array.reshape(tuple(d for d in target if d is not None))
-    if dynamic == 1 and fixed > 0 and size % fixed == 0 and size > 0:
-        return array.reshape(tuple(-1 if d is None else d for d in target))
     raise InputError(
         f"input '{spec.name}': expected shape {shape_text(target)} ({describe(spec).split()[0]}), "
         f"got shape {list(array.shape)}"

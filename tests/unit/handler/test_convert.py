@@ -59,6 +59,9 @@ def test_strings_for_a_string_input() -> None:
     [
         ([[1, 2, 3]], r"input 'input': expected shape \[-1, 4\] \(float32\), got shape \[1, 3\]"),
         ([1, 2, 3, 4, 5], r"expected shape \[-1, 4\]"),
+        ([[1, 2], [3, 4]], r"input 'input': expected shape \[-1, 4\] \(float32\), got shape \[2, 2\]"),
+        ([1, 2, 3, 4, 5, 6, 7, 8], r"input 'input': expected shape \[-1, 4\] \(float32\), got shape \[8\]"),
+        ([[[1, 2, 3, 4]]], r"got shape \[1, 1, 4\]"),
         ([["a", "b", "c", "d"]], r"input 'input': expected float32 \[-1, 4\] values"),
         ([[1, 2], [3]], r"ragged"),
         (None, r"input 'input': expected float32 \[-1, 4\], got null"),

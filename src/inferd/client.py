@@ -43,6 +43,9 @@ class Client:
     def __init__(self, home: Path | None = None) -> None:
         self.home = home or inferd_home()
         self.session = requests.Session()
+        # The admin API is on loopback and every call carries the operator's token: a proxy
+        # from the environment (requests honours http_proxy even for 127.0.0.1) must never see it.
+        self.session.trust_env = False
 
     # the operator process
 
@@ -213,15 +216,19 @@ class Client:
 
 def post_sample(url: str, body: bytes, debug: bool = False, timeout: float = 600) -> requests.Response:
     """POST a JSON sample to an API URL (local gateway or a Ray cluster's proxy alike)."""
-    try:
-        return requests.post(
-            url + ("?debug=true" if debug else ""),
-            data=body,
-            timeout=timeout,
-            headers={"Content-Type": "application/json"},
-        )
-    except requests.RequestException as exc:
-        raise OperatorError(f"cannot reach {url}: {exc}") from None
+    from urllib.parse import urlsplit
+
+    with requests.Session() as session:
+        session.trust_env = urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1")
+        try:
+            return session.post(
+                url + ("?debug=true" if debug else ""),
+                data=body,
+                timeout=timeout,
+                headers={"Content-Type": "application/json"},
+            )
+        except requests.RequestException as exc:
+            raise OperatorError(f"cannot reach {url}: {exc}") from None
 
 
 def _result(response: requests.Response) -> Any:

@@ -259,13 +259,18 @@ def _fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         scratch = Path(tempfile.mkdtemp(dir=_scratch_root()))
         total = sum(size for _, _, size in objects)
         done = 0
-        for object_key, _, size in objects:
-            relative = object_key[len(prefix) :] if prefix is not None else name
-            destination = (scratch / name / relative) if prefix is not None else scratch / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, object_key, str(destination))
-            done += size
-            say(f"downloading {uri}: {done * 100 // max(1, total)}% of {total} bytes")
+        try:
+            # Every destination is checked before anything is written: a key with ``../`` (or a
+            # bucket that names one ``/etc/x``) must not write outside the cache folder.
+            places = [(key_, _inside(scratch, name, key_, prefix), size) for key_, _, size in objects]
+            for object_key, destination, size in places:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, object_key, str(destination))
+                done += size
+                say(f"downloading {uri}: {done * 100 // max(1, total)}% of {total} bytes")
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         _publish(scratch, folder)
         return target, digest
     except ClientError as exc:
@@ -274,6 +279,17 @@ def _fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         raise kind(f"{uri}: cannot download: {exc}") from exc
     except BotoCoreError as exc:  # no answer: refused, timed out, cut off
         raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
+
+
+def _inside(scratch: Path, name: str, key: str, prefix: str | None) -> Path:
+    """Where object ``key`` goes under ``scratch``; ``LoadError`` when it would land outside."""
+    relative = key[len(prefix) :] if prefix is not None else ""
+    destination = (scratch / name / relative) if relative else scratch / name
+    root = scratch.resolve()
+    resolved = destination.resolve()
+    if name in ("", ".", "..") or root not in resolved.parents:
+        raise LoadError(f"object key {key!r} would be written outside the model folder; refusing to download")
+    return destination
 
 
 def _fetch_http(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:

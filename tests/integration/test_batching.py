@@ -84,3 +84,73 @@ def test_a_lone_request_goes_at_once(serve: Serve, tmp_path: Path, two_input_mod
     answer = requests.post(f"{server.url}/b/add", json={"i": 3}, timeout=5)
     assert answer.json() == {"rows": 1, "sum": [3.5, 4.0]}
     assert batch_sizes(server) == {1: 1.0}
+
+
+def test_batches_form_oldest_first_with_an_interval_under_concurrent_clients(
+    serve: Serve, tmp_path: Path, two_input_model: Path
+) -> None:
+    server = serve(project(tmp_path / "p", two_input_model, interval=0.01))
+    url = f"{server.url}/b/add"
+
+    def client(start: int) -> list[tuple[int, requests.Response]]:
+        with requests.Session() as session:
+            return [(i, session.post(url, json={"i": i}, timeout=30)) for i in range(start, start + 12)]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = [pair for batch in pool.map(client, range(0, 16 * 100, 100)) for pair in batch]
+    for i, answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"rows": 1, "sum": [i + 0.5, i + 1.0]}
+    sizes = batch_sizes(server)
+    assert max(sizes) > 1  # batches did form (the held replica is not taken by a newcomer alone)
+    assert sum(size * count for size, count in sizes.items()) == len(answers)
+
+
+RAGGED = """
+def pre_inference(sample, signature, metadata):
+    import time
+    with open("calls.txt", "a") as calls:
+        calls.write("%d\\n" % sample["i"])
+    time.sleep(sample.get("sleep", 0))
+    return sample["x"]
+
+def post_inference(prediction, signature, metadata):
+    return prediction[0].tolist()
+"""
+
+
+def test_ragged_samples_each_get_their_own_answer_and_one_pre_inference(serve: Serve, tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, save_model
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None])
+    total = helper.make_tensor_value_info("total", TensorProto.FLOAT, [None])
+    node = helper.make_node("ReduceSum", ["x"], ["total"], axes=[1], keepdims=0)
+    model = helper.make_model(
+        helper.make_graph([node], "rowsum", [x], [total]), opset_imports=[helper.make_opsetid("", 11)]
+    )
+    model.ir_version = 8
+    save_model(model, str(tmp_path / "rowsum.onnx"))
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: sum\n  onnx:\n    model: rowsum.onnx\n"
+        "    request_handler: h.py\n  batching:\n    max_batch_size: 8\n",
+        {"h.py": RAGGED},
+        {"rowsum.onnx": tmp_path / "rowsum.onnx"},
+    )
+    server = serve(root)
+    url = f"{server.url}/b/sum"
+    rows = [[[1, 2]], [[1, 2, 3]], [[4, 5]], [[1, 2, 3, 4]], [[10, 20], [30, 40]], [[7]], [[2, 2, 2]]]
+    with ThreadPoolExecutor(8) as pool:
+        blocker = pool.submit(requests.post, url, json={"i": 0, "x": [[1.0]], "sleep": 1.0}, timeout=30)
+        answers = list(
+            pool.map(
+                lambda p: requests.post(url, json={"i": p[0], "x": p[1]}, timeout=30), enumerate(rows, 1)
+            )
+        )
+        assert blocker.result().json() == [1.0]
+    for sample, answer in zip(rows, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == [float(sum(row)) for row in sample]
+    calls = sorted(int(line) for line in (root / "calls.txt").read_text().split())
+    assert calls == list(range(len(rows) + 1))  # pre_inference exactly once per sample
+    assert max(batch_sizes(server)) > 1

@@ -162,3 +162,28 @@ def test_an_unreachable_origin_is_retried_until_it_answers(
     inferd.wait_status("iris", "live", timeout=60)
     assert inferd.post("/remote/iris", [[6.9, 3.1, 5.4, 2.1]]).json()[0] == [2]
     assert "the model's origin answered again" in inferd.run("logs", "iris").stdout
+
+
+def test_an_object_key_with_dot_dot_is_refused_and_nothing_is_written_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferd.errors import LoadError
+    from inferd.storage import fetch
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="models")
+        client.put_object(Bucket="models", Key="sm/saved_model.pb", Body=b"x")
+        client.put_object(Bucket="models", Key="sm/../../../../../escaped.txt", Body=b"owned")
+        with pytest.raises(LoadError, match="outside the model folder"):
+            fetch("s3://models/sm/")
+        assert not list(tmp_path.rglob("escaped.txt"))
+        assert not [path for path in (tmp_path / "home").rglob("*") if path.is_file()]
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from importlib import metadata
@@ -65,12 +66,61 @@ def _copy_tree(files: list[Path], root: Path, target: Path) -> None:
         shutil.copy2(path, destination)
 
 
+MARKER = ".inferd-export"
+
+
+def prepare_folder(out: Path, project: Project) -> None:
+    """Make ``out`` ready for an export: empty, or one inferd wrote before (its marker file).
+
+    Only the files the earlier export listed in its marker are removed; anything else stays.
+    Raises ``UsageError`` (one sentence, nothing touched) for any other folder.
+    """
+    root = project.root
+    target = out.resolve()
+    if target == root or root in target.parents:
+        raise UsageError(f"--kubernetes {out} must be outside the project folder")
+    if target in root.parents:
+        raise UsageError(f"--kubernetes {out} holds the project folder; choose an empty folder")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--kubernetes {out} is a file, not a folder")
+    entries = list(out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return
+    marker = out / MARKER
+    try:
+        listed = json.loads(marker.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(
+            f"--kubernetes {out} is not empty and was not written by inferd export; "
+            "choose an empty or new folder"
+        ) from None
+    for relative in listed:
+        path = (out / str(relative)).resolve()
+        if target in path.parents and path.is_file() and not path.is_symlink():
+            path.unlink()
+    for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def keys_files(project: Project) -> set[Path]:
+    """The API key files of the project's APIs: never copied into a build context."""
+    found = set()
+    for config in project.apis:
+        auth = config.api.auth
+        if auth is not None and auth.keys_file is not None:
+            path = Path(auth.keys_file)
+            found.add((path if path.is_absolute() else project.root / path).resolve())
+    return found
+
+
 def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Path]:
     """Write the build context and manifests into ``out``; the files written."""
+    prepare_folder(out, project)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("project", "inferd", "kubernetes"):
-        shutil.rmtree(out / stale, ignore_errors=True)
-    _copy_tree(plan.project_files(project.root), project.root, out / "project")
+    secret = keys_files(project)
+    files = [path for path in plan.project_files(project.root) if path.resolve() not in secret]
+    _copy_tree(files, project.root, out / "project")
     package = Path(plan.__file__).resolve().parents[2]
     _copy_tree(
         [p for p in plan.project_files(package) if p.suffix in (".py", ".typed")],
@@ -81,7 +131,7 @@ def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Pat
     ray_version = _ray_version() if ray else None
     (out / "Dockerfile").write_text(k8s.dockerfile(ray_version))
     manifests = out / "kubernetes"
-    manifests.mkdir()
+    manifests.mkdir(exist_ok=True)
     if ray:
         assert ray_version is not None
         (manifests / "rayservice.yaml").write_text(
@@ -98,7 +148,10 @@ def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Pat
             documents = k8s.api_manifests(config, image, project_path)
             (manifests / f"{config.name}.yaml").write_text(k8s.dump_all(documents))
     (out / "README.md").write_text(k8s.readme(project, image, ray))
-    return sorted(path for path in out.rglob("*") if path.is_file())
+    written = sorted(path for path in out.rglob("*") if path.is_file() and path.name != MARKER)
+    listed = [str(path.relative_to(out)) for path in written]
+    (out / MARKER).write_text(json.dumps({"files": listed}, indent=1) + "\n", encoding="utf-8")
+    return written
 
 
 def _ray_version() -> str:
@@ -124,6 +177,9 @@ def _ray_version() -> str:
 def export(project_dir: Path, out: Path, ray: bool, image: str | None) -> None:
     """Write a Dockerfile and Kubernetes manifests for a project.
 
+    OUT must be new, empty, or a folder an earlier export wrote (it keeps a .inferd-export
+    list of its files: only those are replaced). API key files (auth.keys_file) are not copied.
+
     Per API: a Deployment of pods running `inferd serve` (inferd's gateway and replicas),
     a Service and a HorizontalPodAutoscaler. With --ray: one KubeRay RayService. OUT/README.md
     says how to build the image and apply the manifests.
@@ -134,7 +190,5 @@ def export(project_dir: Path, out: Path, ray: bool, image: str | None) -> None:
       inferd export examples/iris-onnx --kubernetes build/iris-ray --ray
     """
     project = load_project(project_dir)
-    if out.resolve() == project.root or project.root in out.resolve().parents:
-        raise UsageError(f"--kubernetes {out} must be outside the project folder")
     written = write_export(project, out, ray, image or f"inferd-{project.deployment.name}:latest")
     click.echo(f"wrote {len(written)} files into {out} (see {out / 'README.md'})")

@@ -3,7 +3,9 @@
 A request goes to an idle replica at once; when every replica is busy it waits, and a replica
 that answers takes the next waiting work before it is marked idle again. With ``batching``, a
 replica that frees up takes up to ``max_batch_size`` waiting Cortex-style requests as one model
-call (an idle replica still takes a lone request at once: no added latency at low load). There
+call (an idle replica still takes a lone request at once: no added latency at low load; with
+``batch_interval`` a partial batch waits that long for company, and newcomers queue behind it
+so batches form oldest first). There
 is no Task, Future or thread per request: waiters (HTTP connections) are called back directly.
 """
 
@@ -85,11 +87,18 @@ class ApiQueue:
         return len(self.waiting) >= self.max_queue_length
 
     def submit(self, request: QueuedRequest, kind: bytes, body: bytes) -> None:
-        """Send to an idle replica now, or queue until one is free."""
-        if self.idle:
+        """Send to an idle replica now, or queue until one is free.
+
+        With batching, a replica may be idle while older requests wait for company: the newcomer
+        then joins them (oldest first) and a full batch goes at once.
+        """
+        waiting = self.waiting
+        if self.idle and not waiting:
             self._send(self.idle.pop(), [request], kind, [body])
-        else:
-            self.waiting.append((request, kind, body))
+            return
+        waiting.append((request, kind, body))
+        if self.idle and self.batching is not None and len(waiting) >= self.batching.max_batch_size:
+            self._next(self.idle.pop(), flush=True)
 
     def _send(
         self, handle: ReplicaHandle, requests: list[QueuedRequest], kind: bytes, bodies: list[bytes]
@@ -115,7 +124,8 @@ class ApiQueue:
         for waiter, status, body, meta in answers:
             waiter.on_reply(status, body, meta)
 
-    def _next(self, handle: ReplicaHandle) -> None:
+    def _next(self, handle: ReplicaHandle, flush: bool = False) -> None:
+        """Give ``handle`` its next work, or keep it idle (``flush``: send a partial batch now)."""
         if handle.state != ReplicaState.READY or handle not in self.replicas:
             return
         waiting = self.waiting
@@ -129,7 +139,7 @@ class ApiQueue:
             request, kind, body = waiting.popleft()
             self._send(handle, [request], kind, [body])
             return
-        if len(waiting) < batching.max_batch_size and batching.batch_interval > 0:
+        if not flush and len(waiting) < batching.max_batch_size and batching.batch_interval > 0:
             wait = waiting[0][0].started + batching.batch_interval - perf_counter()
             if wait > 0:  # a partial batch may wait a little for more requests
                 self.idle.append(handle)
@@ -158,7 +168,7 @@ class ApiQueue:
     def _flush_partial(self) -> None:
         self._timer = None
         while self.waiting and self.idle:
-            self._next(self.idle.pop())
+            self._next(self.idle.pop(), flush=True)
 
     def add(self, handle: ReplicaHandle) -> None:
         """A replica became ready: it serves from now on."""

@@ -140,64 +140,84 @@ class Predictor:
             raise
 
     def predict_batch(self, samples: list[Any]) -> list[tuple[Any, InferdError | None, dict[str, float]]]:
-        """Answer several samples with one model call: (result, error, timings) per sample.
+        """Answer several samples with as few model calls as fit: (result, error, timings) per sample.
 
-        ``pre_inference`` and ``post_inference`` run per sample, so handlers written for one
-        sample work unchanged; the model runs once on the samples' rows stacked together. A
-        sample that fails (bad input, a handler error) fails alone. Models whose outputs do not
-        keep one row per input row are run per sample instead.
+        ``pre_inference`` (exactly once per sample) and ``post_inference`` run per sample, so
+        handlers written for one sample work unchanged. Samples whose inputs agree on every
+        dimension but the batch one are stacked and run together; the others (ragged, or no batch
+        dimension) run alone. A sample that fails (bad input, a handler error) fails alone.
+        Models whose outputs do not keep one row per input row are run per sample instead.
         """
         results: list[tuple[Any, InferdError | None, dict[str, float]]] = [(None, None, {})] * len(samples)
-        runtime = self.runtime
-        if runtime is None or len(samples) == 1:
+        if self.runtime is None or len(samples) == 1:
             return [self._one(sample) for sample in samples]
         clock = time.perf_counter
-        prepared: list[tuple[int, dict[str, np.ndarray[Any, Any]], float]] = []
+        groups: dict[Any, list[Prepared]] = {}
         for index, sample in enumerate(samples):
             started = clock()
             try:
                 inputs = self._inputs(sample)
-                prepared.append((index, inputs, clock() - started))
             except InferdError as exc:
                 results[index] = (None, exc, {})
-        rows = [_rows(inputs) for _, inputs, _ in prepared]
-        if not prepared or None in rows:
-            for index, _inputs, _ in prepared:
-                results[index] = self._one(samples[index])
-            return results
-        counts = [count for count in rows if count is not None]
-        stacked = {
-            spec.name: np.concatenate([inputs[spec.name] for _, inputs, _ in prepared])
-            for spec in runtime.inputs
-        }
-        started = clock()
-        try:
-            prediction = self._run_raw(stacked)
-        except ModelError:  # one bad sample must not fail its batch: retry one by one
-            for index, _inputs, _ in prepared:
-                results[index] = self._one(samples[index])
-            return results
-        model_time = clock() - started
-        parts = _split(prediction, counts)
-        if parts is None:
-            for index, _inputs, _ in prepared:
-                results[index] = self._one(samples[index])
-            return results
-        post = self.code.get("post_inference") if self.code else None
-        for (index, _inputs, pre_time), raw in zip(prepared, parts, strict=True):
-            part = self._shaped(raw)
-            timings = {"pre_inference": pre_time, "model": model_time}
-            if post is None:
-                results[index] = (part, None, timings)
                 continue
+            entry = (index, inputs, clock() - started)
+            groups.setdefault(_stack_key(inputs) or ("alone", index), []).append(entry)
+        for group in groups.values():
+            self._run_group(group, results)
+        return results
+
+    def _run_group(
+        self, group: list[Prepared], results: list[tuple[Any, InferdError | None, dict[str, float]]]
+    ) -> None:
+        """Run samples whose inputs stack as one model call (or each alone when they cannot)."""
+        runtime = self.runtime
+        assert runtime is not None
+        if len(group) > 1:
+            clock = time.perf_counter
+            stacked = {
+                spec.name: np.concatenate([inputs[spec.name] for _, inputs, _ in group])
+                for spec in runtime.inputs
+            }
+            counts = [int(next(iter(inputs.values())).shape[0]) for _, inputs, _ in group]
             started = clock()
             try:
-                result = self._call("post_inference", part, runtime.handler_signature("post"), self.metadata)
-                timings["post_inference"] = clock() - started
-                results[index] = (result, None, timings)
+                parts = _split(self._run_raw(stacked), counts)
+            except ModelError:  # one bad sample must not fail its batch: run each alone below
+                parts = None
+            model_time = clock() - started
+            if parts is not None:
+                for (index, _, pre_time), raw in zip(group, parts, strict=True):
+                    timings = {"pre_inference": pre_time, "model": model_time}
+                    results[index] = self._post(self._shaped(raw), timings)
+                return
+        for index, inputs, pre_time in group:
+            started = time.perf_counter()
+            timings = {"pre_inference": pre_time}
+            try:
+                prediction = self.run_model(inputs)
             except InferdError as exc:
                 results[index] = (None, exc, timings)
-        return results
+                continue
+            timings["model"] = time.perf_counter() - started
+            results[index] = self._post(prediction, timings)
+
+    def _post(
+        self, prediction: Any, timings: dict[str, float]
+    ) -> tuple[Any, InferdError | None, dict[str, float]]:
+        """post_inference (if any) on one sample's prediction."""
+        post = self.code.get("post_inference") if self.code else None
+        if post is None:
+            return prediction, None, timings
+        assert self.runtime is not None
+        started = time.perf_counter()
+        try:
+            result = self._call(
+                "post_inference", prediction, self.runtime.handler_signature("post"), self.metadata
+            )
+        except InferdError as exc:
+            return None, exc, timings
+        timings["post_inference"] = time.perf_counter() - started
+        return result, None, timings
 
     def _one(self, sample: Any) -> tuple[Any, InferdError | None, dict[str, float]]:
         try:
@@ -289,11 +309,18 @@ def devices_of(api: Api) -> Devices:
     )
 
 
-def _rows(inputs: dict[str, np.ndarray[Any, Any]]) -> int | None:
-    """The number of rows every input of one sample has (its batch size), or ``None``."""
-    counts = {value.shape[0] if value.ndim else None for value in inputs.values()}
-    count = counts.pop() if len(counts) == 1 else None
-    return count
+Prepared = tuple[int, dict[str, np.ndarray[Any, Any]], float]  # sample index, model inputs, pre time
+
+
+def _stack_key(inputs: dict[str, np.ndarray[Any, Any]]) -> tuple[Any, ...] | None:
+    """What samples must share to be stacked: every input's dtype and shape past the batch dimension.
+
+    ``None`` when the sample has no common batch dimension (it runs alone).
+    """
+    rows = {value.shape[0] if value.ndim else None for value in inputs.values()}
+    if len(rows) != 1 or None in rows:
+        return None
+    return tuple((name, value.dtype.str, value.shape[1:]) for name, value in sorted(inputs.items()))
 
 
 def _split(prediction: Any, counts: list[int]) -> list[Any] | None:

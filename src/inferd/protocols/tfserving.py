@@ -35,6 +35,8 @@ def _loads(body: bytes) -> dict[str, Any]:
             request = json.loads(body)
         except ValueError as exc:
             raise InputError(f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise InputError("malformed JSON: nested too deeply") from None
     if not isinstance(request, dict):
         raise InputError("the request must be a JSON object")
     return request
@@ -48,6 +50,14 @@ def signature_name(body: bytes) -> str | None:
         return None
     name = request.get("signature_name") if isinstance(request, dict) else None
     return name if isinstance(name, str) and name else None
+
+
+def _decoded(value: Any) -> Any:
+    """``value`` with ``{"b64": ...}`` objects decoded; deep nesting is a 400, not a crash."""
+    try:
+        return _unb64(value)
+    except RecursionError:
+        raise InputError("the JSON is nested too deeply") from None
 
 
 def _unb64(value: Any) -> Any:
@@ -83,7 +93,7 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
     if has_rows == has_columns:
         raise InputError("the request must have exactly one of 'instances' (rows) or 'inputs' (columns)")
     if has_rows:
-        rows = _unb64(request["instances"])
+        rows = _decoded(request["instances"])
         if not isinstance(rows, list):
             raise InputError("'instances' must be a list")
         if len(specs) == 1 and not (rows and isinstance(rows[0], dict)):
@@ -98,7 +108,7 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
         if extra:
             return request, _by_name(specs, {**columns, **dict.fromkeys(extra)}), True
         return request, _by_name(specs, columns), True
-    columns_value = _unb64(request["inputs"])
+    columns_value = _decoded(request["inputs"])
     if isinstance(columns_value, dict):
         return request, _by_name(specs, columns_value), False
     if len(specs) != 1:
@@ -153,10 +163,10 @@ def _dumps(value: Any) -> bytes:
 def decode_examples(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``:classify`` / ``:regress``: examples (plus a shared context) -> one array per input."""
     request = _loads(body)
-    examples = _unb64(request.get("examples"))
+    examples = _decoded(request.get("examples"))
     if not isinstance(examples, list) or not examples or not all(isinstance(e, dict) for e in examples):
         raise InputError("'examples' must be a non-empty list of objects of features")
-    context = _unb64(request.get("context") or {})
+    context = _decoded(request.get("context") or {})
     if not isinstance(context, dict):
         raise InputError("'context' must be an object of features")
     merged = [{**context, **example} for example in examples]

@@ -17,7 +17,7 @@ import requests
 
 from inferd.engine.state import rss_bytes
 from tests.conftest import INFERD, Server, make_project, wait_for
-from tests.integration.conftest import free_port
+from tests.integration.conftest import Inferd, free_port
 
 Serve = Callable[..., Server]
 ROWS = [[5.2, 3.6, 1.4, 0.3]]
@@ -276,3 +276,39 @@ def test_healthz_is_never_ready_while_an_api_would_be_404(
         process.terminate()
         process.wait(60)
         log.close()
+
+
+def test_deep_nesting_is_400_on_every_route(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
+    server = serve(iris(tmp_path / "p", iris_onnx_model))
+    for depth in (900, 5000):
+        nested = b"[" * depth + b"]" * depth
+        for path, body in (
+            ("/d/iris", nested),
+            ("/v1/models/iris:predict", b'{"instances": ' + nested + b"}"),
+            ("/v1/models/iris:predict", b'{"inputs": ' + nested + b"}"),
+            ("/v2/models/iris/infer", b'{"inputs": [{"name": "input", "data": ' + nested + b"}]}"),
+        ):
+            answer = server.post(path, data=body)
+            assert answer.status_code == 400, (path, depth, answer.text)
+    assert server.post("/v1/models/iris:predict", {"instances": ROWS}).status_code == 200
+
+
+def test_loopback_admin_calls_never_go_through_a_proxy(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen(16)
+        proxy.setblocking(False)
+        address = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+        for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            inferd.env[name] = address
+        for name in ("no_proxy", "NO_PROXY"):
+            inferd.env.pop(name, None)
+        root = iris(tmp_path / "p", iris_onnx_model)
+        (tmp_path / "sample.json").write_text("[[5.2, 3.6, 1.4, 0.3]]")
+        inferd.run("deploy", str(root))
+        inferd.wait_status("iris", "live")
+        assert inferd.run("predict", "iris", str(tmp_path / "sample.json")).returncode == 0
+        with pytest.raises(BlockingIOError):
+            proxy.accept()  # the token never went to the proxy

@@ -102,6 +102,8 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
     replicas = api.get("replicas") or []
     if verbose or any(r.get("gpus") for r in replicas):
         parts.append(replica_table(replicas))
+    if verbose and api.get("device"):  # a Ray cluster: one replica's word
+        parts.append(f"runs on: {api['device']}")
     if api.get("warning"):
         parts.append(f"warning: {api['warning']}")
     parts.append(f"url: {api['url']}")

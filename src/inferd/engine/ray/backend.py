@@ -199,18 +199,21 @@ class RayBackend:
         """One API with its signature (asked of a replica over HTTP, when one is up)."""
         for view in self.apis():
             if view["name"] == name:
-                view["signature"] = self._signature(view["url"])
+                answer = self._describe(view["url"])
+                view["signature"] = answer.get("signature") or {}
+                # One replica's answer (any of them): what its model runs on.
+                view["device"] = answer.get("device")
                 view["metrics"] = None
                 return view
         raise NotFoundError(f"no API named '{name}' on {self.env.describe()}")
 
-    def _signature(self, url: str) -> dict[str, Any]:
+    def _describe(self, url: str) -> dict[str, Any]:
         try:
             response = self.session.get(url, timeout=5)
-            signature: dict[str, Any] = response.json().get("signature", {}) if response.ok else {}
+            answer: dict[str, Any] = response.json() if response.ok else {}
         except (requests.RequestException, ValueError, AttributeError):
             return {}
-        return signature
+        return answer if isinstance(answer, dict) else {}
 
     # delete, logs, predict
 

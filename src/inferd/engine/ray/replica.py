@@ -115,6 +115,9 @@ class ApiReplica:
             "status": "live",
             "version": self.version,
             "model_format": info.get("model_format", self.config.api.model_format),
+            # What this replica's model runs on (the provider; Ray sets CUDA_VISIBLE_DEVICES).
+            "device": info.get("device"),
+            "cuda_visible_devices": info.get("cuda_visible_devices"),
             "signature": {
                 key: info[key]
                 for key in ("inputs", "outputs", "signature_key", "signature_def")

@@ -157,11 +157,12 @@ class Client:
         refresh: bool = False,
         environ: dict[str, str] | None = None,
         replace: bool = False,
+        relax_pins: bool = False,
     ) -> dict[str, Any]:
         """Deploy the project at ``path``; ``environ``: the variables its API keys come from.
 
         ``replace``: remove APIs that another folder deployed under the same deployment name
-        (else ``ReplaceError``).
+        (else ``ReplaceError``). ``relax_pins``: as ``inferd deploy --relax-pins``.
         """
         body = {
             "path": str(path.resolve()),
@@ -169,6 +170,7 @@ class Client:
             "refresh": refresh,
             "environ": environ or {},
             "replace": replace,
+            "relax_pins": relax_pins,
         }
         result: dict[str, Any] = self.call("POST", "/deploy", body)
         return result

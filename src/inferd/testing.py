@@ -80,7 +80,7 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
     """Load ``config`` (an API of ``project``) in this process, as a replica would."""
     requirements = project.root / "requirements.txt"
     if requirements.is_file():  # installed once, as for replicas, after inferd's own packages
-        packages = str(ensure_packages(inferd_home(), requirements))
+        packages = str(ensure_packages(inferd_home(), requirements, project.deployment.relax_pins))
         if packages not in sys.path:
             sys.path.append(packages)
     uri = config.api.model_uri

@@ -25,7 +25,12 @@ def _start_operator(client: Client) -> None:
 
 
 def _deploy(
-    project_dir: Path, force: bool, refresh: bool, wait: bool, env: Environment = LOCAL_ENVIRONMENT
+    project_dir: Path,
+    force: bool,
+    refresh: bool,
+    wait: bool,
+    env: Environment = LOCAL_ENVIRONMENT,
+    relax_pins: bool = False,
 ) -> None:
     project = load_project(project_dir)  # validate here first: errors with file and line, exit 2
     if not env.is_local:
@@ -43,12 +48,16 @@ def _deploy(
     }
     environ = {variable: os.environ[variable] for variable in variables if os.environ.get(variable)}
     try:
-        result = client.deploy(project.root, force=force, refresh=refresh, environ=environ, replace=force)
+        result = client.deploy(
+            project.root, force=force, refresh=refresh, environ=environ, replace=force, relax_pins=relax_pins
+        )
     except ReplaceError as exc:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise
         click.confirm(f"{exc.message.partition(' (use --force')[0]}. Replace it?", abort=True, err=True)
-        result = client.deploy(project.root, force=force, refresh=refresh, environ=environ, replace=True)
+        result = client.deploy(
+            project.root, force=force, refresh=refresh, environ=environ, replace=True, relax_pins=relax_pins
+        )
     click.echo(result["message"])
     if wait:
         versions: dict[str, str | None] = dict(result.get("versions") or dict.fromkeys(names))
@@ -79,8 +88,14 @@ def _deploy_ray(project_dir: Path, names: list[str], refresh: bool, wait: bool, 
     show_default=True,
     help="Wait until every API's new version is live (exit 0) or has failed (exit 1).",
 )
+@click.option(
+    "--relax-pins",
+    is_flag=True,
+    help="Install the nearest installable version of a requirements.txt pin that cannot install "
+    "on this Python (2019 pins), with a warning per relaxed pin.",
+)
 @env_option
-def deploy(project_dir: Path, force: bool, wait: bool, env: Environment) -> None:
+def deploy(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: Environment) -> None:
     """Create or update the APIs of a project (starts the operator if needed).
 
     Validates cortex.yaml first. Prints "deployment started", "deployment updated" or
@@ -94,7 +109,7 @@ def deploy(project_dir: Path, force: bool, wait: bool, env: Environment) -> None
       inferd deploy examples/iris-onnx
       inferd deploy            # the project in the current folder
     """
-    _deploy(project_dir, force, refresh=False, wait=wait, env=env)
+    _deploy(project_dir, force, refresh=False, wait=wait, env=env, relax_pins=relax_pins)
 
 
 @click.command()
@@ -106,15 +121,21 @@ def deploy(project_dir: Path, force: bool, wait: bool, env: Environment) -> None
     show_default=True,
     help="Wait until every API's new version is live (exit 0) or has failed (exit 1).",
 )
+@click.option(
+    "--relax-pins",
+    is_flag=True,
+    help="Install the nearest installable version of a requirements.txt pin that cannot install "
+    "on this Python (2019 pins), with a warning per relaxed pin.",
+)
 @env_option
-def refresh(project_dir: Path, force: bool, wait: bool, env: Environment) -> None:
+def refresh(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: Environment) -> None:
     """Redeploy every API of a project, even if nothing changed (new replicas, models reloaded).
 
     \b
     Example:
       inferd refresh examples/iris-onnx
     """
-    _deploy(project_dir, force, refresh=True, wait=wait, env=env)
+    _deploy(project_dir, force, refresh=True, wait=wait, env=env, relax_pins=relax_pins)
 
 
 @click.command()

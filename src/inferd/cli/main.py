@@ -99,6 +99,12 @@ def cli() -> None:
     help="Pipelined requests buffered per connection; beyond, reading pauses "
     "[default: 8; INFERD_MAX_PIPELINE].",
 )
+@click.option(
+    "--relax-pins",
+    is_flag=True,
+    help="Install the nearest installable version of a requirements.txt pin that cannot install "
+    "on this Python (2019 pins), with a warning per relaxed pin.",
+)
 def serve(
     project_dir: Path,
     host: str,
@@ -112,6 +118,7 @@ def serve(
     keepalive_timeout: float | None,
     max_connections: int | None,
     max_pipeline: int | None,
+    relax_pins: bool,
 ) -> None:
     """Serve a project's APIs in the foreground until Ctrl-C.
 
@@ -138,6 +145,8 @@ def serve(
         max_pipeline=max_pipeline,
     )
     project = load_project(project_dir)
+    if relax_pins:
+        project = project.relaxed()
     try:
         code = uvloop.run(
             serve_project(

@@ -6,6 +6,7 @@ e.g. ``cortex.yaml:14: api 'classifier': compute.min_replicas: must be >= 1``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,22 @@ from inferd.errors import ConfigError
 CONFIG_NAMES = ("cortex.yaml", "inferd.yaml", "cortex.yml", "inferd.yml")
 
 Location = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1: ``yes``/``on`` are booleans) where ``1e-3`` is a float.
+
+    YAML 1.1's float pattern needs a dot, so PyYAML alone reads ``1e-3`` as a string; Cortex's
+    reader (go-yaml) read it as a number, and so do YAML 1.2 and every user. The added pattern
+    covers exponents without a dot and leaves every other scalar as PyYAML reads it.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def find_config(project_dir: Path) -> Path:
@@ -79,7 +96,7 @@ def load_project(path: Path | str) -> Project:
 
 def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
     """Parse YAML safely; return the data and a map from each value's path to its line."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         lines: dict[Location, int] = {}
@@ -95,7 +112,7 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
     return data, lines
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Location, lines: dict[Location, int]) -> Any:
+def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Location, int]) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)

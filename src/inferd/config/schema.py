@@ -323,6 +323,11 @@ class Deployment(_Block):
 
     kind: Literal["deployment"] = Field(description="Always 'deployment'")
     name: str = Field(description="DNS-1123 name of the deployment")
+    relax_pins: bool = Field(
+        False,
+        description="inferd extension: install the nearest installable version of a "
+        "requirements.txt pin that cannot install on this Python (as --relax-pins)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -355,6 +360,11 @@ class Project(_Block):
     config_file: Path = Field(description="Its cortex.yaml / inferd.yaml")
     deployment: Deployment
     apis: tuple[ApiConfig, ...]
+
+    def relaxed(self) -> Project:
+        """This project with ``relax_pins`` on (``--relax-pins``)."""
+        deployment = self.deployment.model_copy(update={"relax_pins": True})
+        return self.model_copy(update={"deployment": deployment})
 
     def api(self, name: str) -> ApiConfig:
         for config in self.apis:

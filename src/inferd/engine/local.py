@@ -95,7 +95,9 @@ class LocalEngine:
             if only is not None and config.name not in only and config.name in self.apis:
                 results[config.name] = "unchanged"
                 continue
-            version = await self._prepare(config, project.root, digest, refresh)
+            version = await self._prepare(
+                config, project.root, digest, refresh, project.deployment.relax_pins
+            )
             state = self.apis.get(config.name)
             if state is not None and state.version.id == version.id and not state.deleting:
                 results[config.name] = "unchanged"
@@ -131,7 +133,9 @@ class LocalEngine:
         self.reconcile()
         return results
 
-    async def _prepare(self, config: ApiConfig, root: Path, digest: str, refresh: str) -> Version:
+    async def _prepare(
+        self, config: ApiConfig, root: Path, digest: str, refresh: str, relax: bool = False
+    ) -> Version:
         uri = config.api.model_uri
         model_path: Path | None = None
         extra = refresh
@@ -149,9 +153,16 @@ class LocalEngine:
                 model_path = local_model_path(uri, root)
             requirements = root / "requirements.txt"
             if requirements.is_file():
-                if not (packages_dir(self.home, requirements) / ".complete").exists():
+                if not (packages_dir(self.home, requirements, relax) / ".complete").exists():
                     self._event(config.name, "installing requirements.txt")
-                extra_paths = (await asyncio.to_thread(ensure_packages, self.home, requirements),)
+                extra += "relax-pins" if relax else ""
+
+                def warn(text: str, api: str = config.name) -> None:
+                    self._event(api, f"warning: {text}", logging.WARNING)
+
+                extra_paths = (
+                    await asyncio.to_thread(ensure_packages, self.home, requirements, relax, warn),
+                )
         except InferdError as exc:
             error = exc
         version = Version(id=version_id(config, digest, extra), config=config, warning=warning)
@@ -408,8 +419,8 @@ class LocalEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _event(self, api: str, text: str) -> None:
-        log.info("api '%s': %s", api, text)
+    def _event(self, api: str, text: str, level: int = logging.INFO) -> None:
+        log.log(level, "api '%s': %s", api, text)
         if self.logs is not None:
             self.logs.event(api, text)
 

@@ -3,66 +3,205 @@
 Replicas append the folder to ``sys.path``, after inferd's own packages, so what Cortex
 pre-installed (numpy, boto3, requests, msgpack, dill, the runtimes) stays the version inferd
 runs with. Cortex ran ``pip install`` at every replica start; here a scale-up costs nothing.
+
+Before pip runs, each requirement is checked against inferd's own environment and the index:
+- already installed in a version that fits: nothing to install;
+- installed in a version that does not fit (``numpy==1.17.*``): user code would import
+  inferd's version anyway, so it is not installed and the conflict is reported as a warning;
+- not installable on this Python (no wheel for it: Cortex's 2019 pins): an error naming the
+  pin and the nearest installable version, or with ``relax`` (``--relax-pins``) that version
+  (inferd's own one where it has the package) and a warning.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from inferd.errors import LoadError
 from inferd.storage import CREATED_MARK
 
 PIP_TIMEOUT = 900
+INDEX_TIMEOUT = 120
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+NOTES_FILE = ".notes.json"
+
+Note = Callable[[str], None]
+VersionsOf = Callable[[str], list[Version]]
 
 
-def packages_dir(home: Path, requirements: Path) -> Path:
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:24]
+@dataclass
+class Plan:
+    """What to hand pip, and what to tell the user about the rest."""
+
+    lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
+    digest = hashlib.sha256(requirements.read_bytes() + (b"\0relax" if relax else b"")).hexdigest()[:24]
     return home / "envs" / digest
 
 
-def ensure_packages(home: Path, requirements: Path) -> Path:
-    """Install ``requirements`` into its cached folder (once); the folder. Raises ``LoadError``."""
-    target = packages_dir(home, requirements)
+def installed_version(name: str) -> Version | None:
+    """The version of ``name`` in inferd's own environment, if it is installed there."""
+    try:
+        return Version(importlib.metadata.version(name))
+    except (importlib.metadata.PackageNotFoundError, InvalidVersion):
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def wheel_versions(name: str) -> list[Version]:
+    """Versions of ``name`` on the index with a wheel for this Python and platform (pip's view)."""
+    command = [sys.executable, "-m", "pip", "index", "versions", name, "--only-binary=:all:", "--json"]
+    command += ["--disable-pip-version-check", "--no-input"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=INDEX_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return []
+    if result.returncode != 0:
+        return []
+    try:
+        found = json.loads(result.stdout).get("versions", [])
+    except ValueError:
+        return []
+    versions = []
+    for text in found:
+        try:
+            versions.append(Version(text))
+        except InvalidVersion:
+            continue
+    return sorted(versions)
+
+
+def _anchor(requirement: Requirement) -> Version | None:
+    """The version a pin names (``0.21`` for ``==0.21.*``), to measure nearness from."""
+    for spec in requirement.specifier:
+        try:
+            return Version(spec.version.removesuffix(".*"))
+        except InvalidVersion:
+            continue
+    return None
+
+
+def nearest(requirement: Requirement, versions: list[Version]) -> Version | None:
+    """The closest of ``versions`` to the pin: the oldest newer one, else the newest older one."""
+    anchor = _anchor(requirement)
+    if not versions:
+        return None
+    if anchor is None:
+        return versions[-1]
+    newer = [v for v in versions if v >= anchor]
+    return newer[0] if newer else versions[-1]
+
+
+def plan(text: str, relax: bool, versions_of: VersionsOf = wheel_versions) -> Plan:
+    """Check each line of a requirements file; raise ``LoadError`` for a pin that cannot install."""
+    result = Plan()
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-") or "://" in line or " @ " in line:
+            result.lines.append(line)  # options, URLs and paths go to pip as they are
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            result.lines.append(line)  # let pip say what is wrong with it
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        _check(requirement, line, relax, versions_of, result)
+    return result
+
+
+def _check(requirement: Requirement, line: str, relax: bool, versions_of: VersionsOf, result: Plan) -> None:
+    name = canonicalize_name(requirement.name)
+    spec = requirement.specifier
+    have = installed_version(name)
+    if have is not None and spec.contains(have, prereleases=True):
+        return  # inferd's environment already provides it
+    if not spec:
+        result.lines.append(line)
+        return
+    if have is not None and relax:
+        # Replicas import inferd's own copy first, so that is the version user code gets.
+        result.warnings.append(
+            f"requirements.txt: {line} relaxed to {name} {have}, which inferd itself runs with"
+        )
+        return
+    versions = versions_of(name)
+    if not versions and have is None:
+        result.lines.append(line)  # unknown to the index (or the index is unreachable): pip says why
+        return
+    fits = [v for v in versions if spec.contains(v, prereleases=True)]
+    if have is not None:
+        # Replicas import inferd's own copy first, so another version would be shadowed.
+        if not fits:
+            near = nearest(requirement, versions)
+            raise LoadError(
+                f"requirements.txt: {line} cannot be installed on Python {PYTHON}"
+                + (f" (the nearest installable version is {near})" if near else "")
+                + f"; inferd deploy --relax-pins uses {name} {have}, which inferd runs with"
+            )
+        result.warnings.append(
+            f"requirements.txt: {line} conflicts with {name} {have}, which inferd itself runs "
+            "with; handlers import that version"
+        )
+        return
+    if fits:
+        result.lines.append(line)
+        return
+    near = nearest(requirement, versions)
+    if near is None:
+        raise LoadError(f"requirements.txt: {line}: no version of {name} installs on Python {PYTHON}")
+    if not relax:
+        raise LoadError(
+            f"requirements.txt: {line} cannot be installed on Python {PYTHON}; the nearest "
+            f"installable version is {near} (inferd deploy --relax-pins installs it)"
+        )
+    result.lines.append(f"{requirement.name}=={near}")
+    result.warnings.append(
+        f"requirements.txt: {line} cannot be installed on Python {PYTHON}; relaxed to {near}"
+    )
+
+
+def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: Note | None = None) -> Path:
+    """Install ``requirements`` into its cached folder (once); the folder. Raises ``LoadError``.
+
+    ``relax`` installs the nearest installable version of a pin that cannot install here;
+    ``warn`` receives each warning (relaxed pins, conflicts with inferd's own packages).
+    """
+    say = warn or (lambda text: None)
+    target = packages_dir(home, requirements, relax)
     if (target / ".complete").exists():
+        for text in _read_notes(target):
+            say(text)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    checked = plan(requirements.read_text(encoding="utf-8", errors="replace"), relax)
+    for text in checked.warnings:
+        say(text)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".installing-"))
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--target",
-        str(scratch),
-        "-r",
-        str(requirements),
-    ]
-    try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=PIP_TIMEOUT,
-            env=dict(os.environ, PIP_NO_INPUT="1"),
-            cwd=str(requirements.parent),
-        )
-    except subprocess.TimeoutExpired:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise LoadError(f"installing requirements.txt took longer than {PIP_TIMEOUT}s") from None
-    if result.returncode != 0:
-        shutil.rmtree(scratch, ignore_errors=True)
-        lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        message = "; ".join(lines[-3:]) if lines else f"pip exited with status {result.returncode}"
-        raise LoadError(f"installing requirements.txt failed: {message}")
+    if checked.lines:
+        _pip_install(scratch, checked.lines, requirements.parent)
+    (scratch / NOTES_FILE).write_text(json.dumps(checked.warnings))
     (scratch / ".complete").write_text("")
     (scratch / CREATED_MARK).write_text("")
     if target.exists():  # another deploy finished the same install first
@@ -70,3 +209,35 @@ def ensure_packages(home: Path, requirements: Path) -> Path:
     else:
         scratch.rename(target)
     return target
+
+
+def _read_notes(target: Path) -> list[str]:
+    try:
+        notes = json.loads((target / NOTES_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(note) for note in notes] if isinstance(notes, list) else []
+
+
+def _pip_install(scratch: Path, lines: list[str], cwd: Path) -> None:
+    listing = scratch / ".requirements.txt"
+    listing.write_text("\n".join(lines) + "\n")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    command += ["--no-input", "--target", str(scratch), "-r", str(listing)]
+    try:
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=PIP_TIMEOUT,
+            env=dict(os.environ, PIP_NO_INPUT="1"),
+            cwd=str(cwd),
+        )
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise LoadError(f"installing requirements.txt took longer than {PIP_TIMEOUT}s") from None
+    if result.returncode != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        found = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+        message = "; ".join(found[-3:]) if found else f"pip exited with status {result.returncode}"
+        raise LoadError(f"installing requirements.txt failed: {message}")

@@ -29,8 +29,14 @@ def describe(spec: TensorSpec) -> str:
     return f"{kind} {shape_text(spec.shape)}"
 
 
-def to_model_inputs(prepared: Any, specs: list[TensorSpec]) -> dict[str, np.ndarray[Any, Any]]:
-    """Map what pre_inference returned (or the raw sample) to one array per model input."""
+def to_model_inputs(
+    prepared: Any, specs: list[TensorSpec], ignore_extra: bool = False
+) -> dict[str, np.ndarray[Any, Any]]:
+    """Map what pre_inference returned (or the raw sample) to one array per model input.
+
+    Keys that are not inputs are an error, unless ``ignore_extra`` (ONNX, where Cortex took the
+    inputs it needed from the object and ignored the rest).
+    """
     names = [spec.name for spec in specs]
     if isinstance(prepared, dict):
         missing = [name for name in names if name not in prepared]
@@ -45,7 +51,7 @@ def to_model_inputs(prepared: Any, specs: list[TensorSpec]) -> dict[str, np.ndar
                 + ", ".join(f"'{n}'" for n in names)
             )
         extra = [key for key in prepared if key not in names]
-        if extra:
+        if extra and not ignore_extra:
             raise InputError(
                 f"unexpected input '{extra[0]}': the model's inputs are " + ", ".join(f"'{n}'" for n in names)
             )

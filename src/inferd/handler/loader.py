@@ -197,9 +197,10 @@ def load_user_code(path: Path, kind: str, module_name: str, shown: str) -> UserC
     """Import ``path`` and check it as a request handler (``kind="handler"``) or predictor."""
     module = _import(path, module_name, shown)
     if kind == "handler":
+        # Both hooks are optional in Cortex v0.10, so a file defining neither is accepted (the
+        # sample goes straight to the model and the raw prediction comes back); a near-miss
+        # name such as ``preinference`` is still refused above.
         functions = _check(module, HANDLER_FUNCTIONS, shown)
-        if not functions:
-            raise LoadError(f"{shown}: defines neither pre_inference nor post_inference")
     else:
         functions = _check(module, PREDICTOR_FUNCTIONS, shown)
         if "predict" not in functions:

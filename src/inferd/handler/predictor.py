@@ -16,8 +16,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from inferd.config.load import find_config
 from inferd.config.schema import Api
-from inferd.errors import HandlerError, InferdError, InputError, LoadError, ModelError
+from inferd.errors import ConfigError, HandlerError, InferdError, InputError, LoadError, ModelError
+from inferd.handler import numpy_compat
 from inferd.handler.convert import to_model_inputs
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
 from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
@@ -47,6 +49,14 @@ def _preview(value: Any) -> str:
     return text if len(text) <= DEBUG_LIMIT else text[:DEBUG_LIMIT] + "..."
 
 
+def cortex_project(project_root: Path) -> bool:
+    """Whether the project is read from ``cortex.yaml`` (Cortex compatibility shims apply)."""
+    try:
+        return find_config(project_root).name.startswith("cortex.")
+    except ConfigError:
+        return False
+
+
 class Predictor:
     """Everything one API needs to answer a sample, built once per replica process."""
 
@@ -57,8 +67,11 @@ class Predictor:
         self.code: UserCode | None = None
         # Seconds spent in each stage of the last predict() (read by the replica for metrics).
         self.timings: dict[str, float] = {}
+        self._ignored: set[str] = set()  # ONNX input keys already logged as ignored
         python_path = None if api.python_path is None else (project_root / api.python_path).resolve()
         add_import_paths(project_root, python_path)
+        if cortex_project(project_root):
+            numpy_compat.install()
         module = f"inferd_user_{api.name.replace('-', '_')}"
         if api.predictor is not None:
             self.code = load_user_code(
@@ -132,12 +145,27 @@ class Predictor:
             )
             if debug:
                 log.info("pre_inference: %s", _preview(prepared))
+        ignore_extra = self.api.onnx is not None
+        if ignore_extra and isinstance(prepared, dict):
+            self._note_ignored(prepared)
         try:
-            return to_model_inputs(prepared, self.runtime.inputs)
+            return to_model_inputs(prepared, self.runtime.inputs, ignore_extra)
         except InputError as exc:
             if pre is not None:
                 raise InputError(f"{exc} (as returned by pre_inference)") from None
             raise
+
+    def _note_ignored(self, prepared: dict[Any, Any]) -> None:
+        """Log, once per key, the keys of an ONNX input object that are not model inputs."""
+        assert self.runtime is not None
+        names = {spec.name for spec in self.runtime.inputs}
+        ignored = sorted(str(key) for key in prepared if key not in names and key not in self._ignored)
+        if ignored:
+            self._ignored.update(ignored)
+            log.warning(
+                "ignoring keys that are not inputs of the ONNX model (as Cortex did): %s (logged once)",
+                ", ".join(ignored),
+            )
 
     def predict_batch(self, samples: list[Any]) -> list[tuple[Any, InferdError | None, dict[str, float]]]:
         """Answer several samples with as few model calls as fit: (result, error, timings) per sample.

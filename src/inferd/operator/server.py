@@ -135,6 +135,8 @@ class Operator:
             try:
                 project = self._without_deleted(load_project(Path(record.snapshot)), record)
                 self.gateway.expect([config.name for config in project.apis])
+                if record.relax_pins:
+                    project = project.relaxed()
                 await self.engine.apply(project, record.refresh, environ=self.state.secrets.get(name, {}))
                 log.info("restored deployment '%s'", name)
             except InferdError as exc:
@@ -154,6 +156,7 @@ class Operator:
         refresh: bool,
         environ: dict[str, str] | None = None,
         replace: bool = False,
+        relax_pins: bool = False,
     ) -> dict[str, Any]:
         source_path = Path(source)
         project = load_project(source_path)
@@ -168,6 +171,8 @@ class Operator:
         async with lock:
             snapshot = await asyncio.to_thread(snapshot_project, project.root, self.home)
             deployed = load_project(snapshot)
+            if relax_pins:
+                deployed = deployed.relaxed()
             record = self.state.deployments.get(name)
             existed = record is not None
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
@@ -177,6 +182,7 @@ class Operator:
             finally:  # what failed to be created is no longer awaited
                 self.gateway.expected.intersection_update(self.gateway.apis)
             self.state.deployments[name] = self._record(record, project.root, snapshot, token, results)
+            self.state.deployments[name].relax_pins = relax_pins
             self.state.secrets[name] = secrets
             self.state.save()
         self.collector.collect()
@@ -381,6 +387,7 @@ class AdminApp(HttpServer):
                 bool(body.get("refresh")),
                 {str(key): str(value) for key, value in environ.items()},
                 bool(body.get("replace")),
+                bool(body.get("relax_pins")),
             )
         if method == b"GET" and path == "/apis":
             return operator.api_list()

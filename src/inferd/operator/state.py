@@ -40,6 +40,7 @@ class DeploymentRecord:
     source: str
     snapshot: str
     refresh: str = ""
+    relax_pins: bool = False  # deployed with --relax-pins
     updated: float = field(default_factory=time.time)
     deleted_apis: list[str] = field(default_factory=list)
     # per API: what its current and its previous version read (snapshot, model, environment),

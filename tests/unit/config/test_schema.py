@@ -292,3 +292,29 @@ def test_missing_project_folder(tmp_path: Path) -> None:
 
 def test_config_errors_exit_with_code_2() -> None:
     assert ConfigError("x").exit_code == 2
+
+
+def test_yaml_scalars_read_as_cortex_read_them(tmp_path: Path) -> None:
+    # PyYAML alone reads 1e-3 as a string (YAML 1.1 floats need a dot); Cortex read a number.
+    body = (
+        "onnx:\n    model: model.onnx\n    metadata:\n      lr: 1e-3\n      big: 2E+5\n"
+        "      dotted: 1.5e-2\n      flag: yes\n      quoted: '1e-3'\n      word: 2e\n"
+    )
+    loaded = load_project(project(tmp_path, f"- kind: deployment\n  name: d\n{api(body=body, model='')}"))
+    metadata = loaded.apis[0].api.metadata
+    assert metadata == {
+        "lr": 0.001,
+        "big": 200000.0,
+        "dotted": 0.015,
+        "flag": True,
+        "quoted": "1e-3",
+        "word": "2e",
+    }
+
+
+def test_relax_pins_is_a_deployment_setting(tmp_path: Path) -> None:
+    text = f"- kind: deployment\n  name: d\n  relax_pins: true\n{api()}"
+    loaded = load_project(project(tmp_path, text))
+    assert loaded.deployment.relax_pins
+    plain = load_project(project(tmp_path, f"- kind: deployment\n  name: d\n{api()}"))
+    assert not plain.deployment.relax_pins and plain.relaxed().deployment.relax_pins

@@ -103,6 +103,13 @@ def test_missing_and_unexpected_inputs_are_named() -> None:
         to_model_inputs({"features": [1, 2, 3, 4]}, [FLOAT_ROWS])
 
 
+def test_extra_keys_are_ignored_when_asked_as_cortex_did_for_onnx() -> None:
+    inputs = to_model_inputs({"a": [1, 2], "b": [1, 2], "label": "x"}, [A, B], ignore_extra=True)
+    assert set(inputs) == {"a", "b"}
+    single = to_model_inputs({"input": [1, 2, 3, 4], "id": 7}, [FLOAT_ROWS], ignore_extra=True)
+    assert single["input"].shape == (1, 4)
+
+
 def test_numbers_out_of_the_dtype_range_are_refused_not_made_infinite() -> None:
     # Found by the property test: 1e300 silently became inf in a float32 input.
     with pytest.raises(InputError, match="out of the type's range"):

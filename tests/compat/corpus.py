@@ -1,0 +1,94 @@
+"""The Cortex v0.10.3 corpus: build each example's model once, serve it from a local S3.
+
+Every project in ``cortex-v0.10/`` keeps the original ``cortex.yaml`` word for word, so its
+models are ``s3://cortex-examples/...`` URIs. The tests answer them from a moto S3 server on
+loopback (``AWS_ENDPOINT_URL``), into which each project's ``build_model.py`` output is
+uploaded under the original keys.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.integration.conftest import free_port
+
+CORPUS = Path(__file__).parent / "cortex-v0.10"
+BUCKET = "cortex-examples"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class Corpus:
+    """Builds models on first use into one folder laid out like the bucket, and uploads them."""
+
+    def __init__(self, bucket_dir: Path, endpoint: str) -> None:
+        self.bucket_dir = bucket_dir
+        self.endpoint = endpoint
+        self.env = dict(CREDENTIALS, AWS_ENDPOINT_URL=endpoint)
+        self._client: Any = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_keys())
+        self._client.create_bucket(Bucket=BUCKET)
+        self._built: set[str] = set()
+        self._uploaded: set[Path] = set()
+
+    def model_dir(self, example: str) -> Path:
+        """Build ``example``'s model (once per session); the bucket folder it was written to."""
+        if example not in self._built:
+            script = CORPUS / example / "build_model.py"
+            subprocess.run(
+                [sys.executable, str(script), str(self.bucket_dir)], check=True, capture_output=True
+            )
+            self._built.add(example)
+            for path in sorted(self.bucket_dir.rglob("*")):
+                if path.is_file() and path not in self._uploaded:
+                    key = path.relative_to(self.bucket_dir).as_posix()
+                    self._client.upload_file(str(path), BUCKET, key)
+                    self._uploaded.add(path)
+        return self.bucket_dir
+
+    def project(self, example: str, into: Path) -> Path:
+        """A copy of the project folder (tests never write into the corpus), its model uploaded."""
+        self.model_dir(example)
+        target = into / example
+        shutil.copytree(
+            CORPUS / example, target, ignore=shutil.ignore_patterns("__pycache__", "build_model.py")
+        )
+        return target
+
+
+def _keys() -> dict[str, str]:
+    return {
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield Corpus(tmp_path_factory.mktemp("cortex-examples"), f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def corpus_env(corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Corpus:
+    """The S3 endpoint and a private INFERD_HOME in the environment of servers started here."""
+    for key, value in corpus.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    return corpus

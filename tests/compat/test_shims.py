@@ -1,0 +1,53 @@
+"""What Cortex v0.10 projects relied on and inferd restores for them: NumPy's removed aliases,
+handler files with neither hook, ONNX input objects with extra keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import Server, make_project, serve
+
+__all__ = ["serve"]
+
+PREDICTOR = """import numpy as np
+
+def predict(sample, metadata):
+    return {"scalar": np.asscalar(np.array([[sample["x"]]])), "float": np.float(sample["x"]),
+            "int": np.int(sample["x"]), "object": np.object.__name__, "bool": np.bool(1)}
+"""
+CONFIG = "- kind: deployment\n  name: shim\n- kind: api\n  name: old\n  predictor:\n    path: predictor.py\n"
+
+
+def test_numpy_aliases_for_cortex_yaml_projects_only(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    cortex = make_project(tmp_path / "cortex", CONFIG, {"predictor.py": PREDICTOR})
+    answer = serve(cortex).post("/shim/old", {"x": 2.5})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"scalar": 2.5, "float": 2.5, "int": 2, "object": "object", "bool": True}
+
+    plain = make_project(tmp_path / "inferd", "", {"predictor.py": PREDICTOR})
+    (plain / "cortex.yaml").rename(plain / "inferd.yaml")
+    (plain / "inferd.yaml").write_text(CONFIG)
+    refused = serve(plain).post("/shim/old", {"x": 2.5})
+    assert refused.status_code == 500
+    assert "asscalar" in refused.json()["error"]
+
+
+def test_handler_with_neither_hook_and_onnx_extra_keys(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: raw\n- kind: api\n  name: iris\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: handler.py\n",
+        {"handler.py": "labels = ['setosa']  # Cortex accepted a handler file defining no hook\n"},
+        {"m.onnx": iris_onnx_model},
+    )
+    server = serve(project)
+    body = {"input": [[5.1, 3.5, 1.4, 0.2]], "request_id": "abc", "user": "x"}
+    first = server.post("/raw/iris", body)
+    assert first.status_code == 200, first.text
+    assert server.post("/raw/iris", body).json() == first.json()
+    log = server.log()
+    assert log.count("ignoring keys that are not inputs of the ONNX model") == 1, log
+    assert "request_id, user" in log

@@ -1,0 +1,72 @@
+"""requirements.txt pins checked before pip runs: 2019 pins, --relax-pins, inferd's own packages."""
+
+from __future__ import annotations
+
+import pytest
+from packaging.version import Version
+
+from inferd.engine.packages import PYTHON, plan
+from inferd.errors import LoadError
+
+INDEX = {
+    "somepkg": ["1.1.3", "1.2.0", "2.0.0"],  # wheels for this Python start at 1.1.3
+    "freshpkg": ["3.0", "3.1"],
+}
+
+
+def versions_of(name: str) -> list[Version]:
+    return [Version(v) for v in INDEX.get(name, [])]
+
+
+def test_a_pin_with_no_wheel_here_is_one_sentence_naming_the_nearest_version() -> None:
+    with pytest.raises(LoadError) as caught:
+        plan("somepkg==0.21.*\n", relax=False, versions_of=versions_of)
+    assert caught.value.message == (
+        f"requirements.txt: somepkg==0.21.* cannot be installed on Python {PYTHON}; the nearest "
+        "installable version is 1.1.3 (inferd deploy --relax-pins installs it)"
+    )
+
+
+def test_relax_pins_installs_the_nearest_version_with_a_warning() -> None:
+    checked = plan("somepkg==0.21.*\nfreshpkg>=3.0\n# a comment\n\n", relax=True, versions_of=versions_of)
+    assert checked.lines == ["somepkg==1.1.3", "freshpkg>=3.0"]
+    assert checked.warnings == [
+        f"requirements.txt: somepkg==0.21.* cannot be installed on Python {PYTHON}; relaxed to 1.1.3"
+    ]
+
+
+def test_a_pin_newer_than_every_wheel_relaxes_to_the_newest() -> None:
+    assert plan("somepkg==9.0\n", relax=True, versions_of=versions_of).lines == ["somepkg==2.0.0"]
+
+
+def test_packages_inferd_already_has_are_not_installed_again() -> None:
+    numpy = Version(__import__("numpy").__version__)
+    checked = plan(f"numpy\nnumpy>={numpy}\nNumPy=={numpy}\n", relax=False, versions_of=versions_of)
+    assert checked.lines == [] and checked.warnings == []
+
+
+def test_a_pin_of_inferds_own_package_is_explained_never_silently_shadowed() -> None:
+    numpy = __import__("numpy").__version__
+    with pytest.raises(LoadError, match=rf"numpy==1\.17\.\* cannot be installed on Python {PYTHON}"):
+        plan("numpy==1.17.*\n", relax=False, versions_of=lambda name: [Version("1.23.2")])
+    relaxed = plan("numpy==1.17.*\n", relax=True, versions_of=versions_of)
+    assert relaxed.lines == []
+    assert relaxed.warnings == [
+        f"requirements.txt: numpy==1.17.* relaxed to numpy {numpy}, which inferd itself runs with"
+    ]
+    # A pin that would install is still shadowed by inferd's copy: said, not hidden.
+    conflict = plan("numpy==1.17.3\n", relax=False, versions_of=lambda name: [Version("1.17.3")])
+    assert conflict.lines == []
+    assert conflict.warnings == [
+        f"requirements.txt: numpy==1.17.3 conflicts with numpy {numpy}, which inferd itself runs with; "
+        "handlers import that version"
+    ]
+
+
+def test_unknown_packages_options_and_markers_go_to_pip_as_they_are() -> None:
+    text = (
+        "no-such-package-here==1.0\n--extra-index-url https://example.invalid\n"
+        "somepkg==1.2.0 ; python_version < '3'\n"
+    )
+    checked = plan(text, relax=False, versions_of=versions_of)
+    assert checked.lines == ["no-such-package-here==1.0", "--extra-index-url https://example.invalid"]

@@ -110,6 +110,11 @@ def test_compute_unavailable_is_refused_at_once_with_the_reason(
     assert f"compute unavailable: {reason}" in inferd.run("get", "huge").stdout
     assert f"compute unavailable: {reason}" in inferd.run("get", "huge", "-v").stdout
     assert inferd.api("huge")["error"] == reason
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps(SAMPLE))
+    predicted = inferd.run("predict", "huge", str(sample), check=False)
+    assert predicted.returncode == 1
+    assert predicted.stderr == f"error: api 'huge' is not ready: compute unavailable: {reason} (503)\n"
 
 
 def test_another_folder_with_the_same_name_needs_force_to_remove_apis(

@@ -183,9 +183,9 @@ def predict(api: str, sample: Path, debug: bool, env: Environment) -> None:
     except ValueError:
         body = response.text
     if response.status_code >= 400:
-        message = body.get("error") if isinstance(body, dict) else body
-        if response.status_code in (502, 503) and info["status"] != "live":
-            raise InferdError(f"api '{info['name']}' is not ready ({info['status']}): {message}")
+        message = str(body.get("error") if isinstance(body, dict) else body)
+        if message.startswith(f"api '{info['name']}' "):  # the gateway named the API already
+            raise InferdError(f"{message} ({response.status_code})")
         raise InferdError(f"api '{info['name']}' answered {response.status_code}: {message}")
     click.echo(json.dumps(body, indent=2) if not isinstance(body, str) else json.dumps(body))
     sys.stdout.flush()

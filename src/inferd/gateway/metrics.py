@@ -19,6 +19,7 @@ import orjson
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STAGES = ("queue", "pre_inference", "model", "post_inference")
 RECENT = 4096
+RATE_WINDOW = 10.0  # seconds: requests/s is over this recent window, so it falls to 0 when idle
 MAX_CLASSES = 1000
 FLUSH_EVERY = 1024
 # The fixed part of a replica's reply metadata (inferd.replica.messages.META).
@@ -152,7 +153,11 @@ class ApiStats:
         return self._tracker
 
     def summary(self, window: float = 60.0) -> dict[str, Any]:
-        """Status classes, latency (avg/p50/p99 ms) and requests/s over the last ``window`` s."""
+        """Status classes, latency (avg/p50/p99 ms over the last ``window`` s), requests/s.
+
+        requests/s counts the answers of the last ``RATE_WINDOW`` seconds, so it reads 0 once
+        traffic has stopped for that long.
+        """
         classes = {"2XX": 0, "4XX": 0, "5XX": 0}
         for (_, status), count in self.by_status.items():
             key = f"{status // 100}XX"
@@ -166,12 +171,11 @@ class ApiStats:
         if recent:
             latency["p50_ms"] = 1000 * recent[len(recent) // 2]
             latency["p99_ms"] = 1000 * recent[min(len(recent) - 1, int(len(recent) * 0.99))]
-        if len(self.recent) == RECENT and recent:  # the buffer was cut: rate over what it holds
-            oldest = next(at for at, _ in self.recent if now - at <= window)
-            span = max(1e-6, now - oldest)
-        else:
-            span = max(1e-6, min(window, now - self.started))
-        rate = len(recent) / span
+        start = now - min(RATE_WINDOW, now - self.started)
+        if len(self.recent) == RECENT:  # the buffer was cut: rate over the part of it in the window
+            start = max(start, self.recent[0][0])
+        answered = sum(1 for at, _ in self.recent if at >= start)
+        rate = answered / max(1e-6, now - start) if answered else 0.0
         tracker: dict[str, Any] = {}
         if self.tracker.classes:
             tracker["classes"] = dict(sorted(self.tracker.classes.items()))

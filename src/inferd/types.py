@@ -41,6 +41,11 @@ class ReplicaSink(Protocol):
         """The API cannot start replicas (``reason``), or is healthy again (``None``)."""
         ...
 
+    def api_status(self, api: str, status: str) -> None:
+        """The API's status as the engine sees it (``live``, ``updating``, ``error``, ...), so
+        that the gateway's routes say the same as ``inferd get``."""
+        ...
+
     def in_flight(self, api: str) -> int:
         """Requests of API ``api`` queued or running now: the autoscaling signal."""
         ...

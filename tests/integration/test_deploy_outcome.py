@@ -7,7 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from tests.conftest import example, make_project
+import requests
+
+from tests.conftest import example, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 CONFIG = (
@@ -165,3 +167,34 @@ def test_the_examples_deploy_side_by_side(inferd: Inferd) -> None:
     assert inferd.post(
         "/v2/models/classifier/infer", {**document, "inputs": [{**document["inputs"][0], "name": "input"}]}
     ).ok
+
+
+def test_one_status_everywhere_and_timeouts_counted_apart(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    slow = "import time\ndef pre_inference(sample, signature, metadata):\n    time.sleep(30)\n"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: one\n"
+        "- kind: api\n  name: cold\n  onnx:\n    model: m.onnx\n  compute:\n    min_replicas: 0\n"
+        "- kind: api\n  name: slow\n  onnx:\n    model: m.onnx\n    request_handler: h.py\n  timeout: 1\n",
+        {"h.py": slow},
+        {"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))
+    cold = inferd.api("cold")
+    assert cold["status"] == "live" and cold["available"] == 0  # scaled to zero
+    assert requests.get(f"{inferd.url}/one/cold", timeout=10).json()["status"] == "live"
+    assert requests.get(f"{inferd.url}/v2/models/cold/ready", timeout=10).status_code == 200
+    assert (
+        requests.get(f"{inferd.url}/v1/models/cold", timeout=10).json()["model_version_status"][0]["state"]
+        == "AVAILABLE"
+    )
+
+    assert inferd.post("/one/slow", SAMPLE).status_code == 504
+    wait_for(lambda: inferd.api("slow")["timed_out"] == 1, 30, "the stuck replica counted")
+    slow_info = inferd.wait_status("slow", "live")
+    assert slow_info["failed"] == 0  # a timeout kill is not a crash
+    assert "timed out" in inferd.run("get", "slow").stdout
+    assert "overran a request's timeout" in inferd.run("logs", "slow").stdout
+    assert "stopped unexpectedly" not in inferd.run("logs", "slow").stdout

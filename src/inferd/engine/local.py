@@ -258,6 +258,7 @@ class LocalEngine:
                 del self.apis[state.name]
                 continue
             state.status = self._status(state)
+            self.sink.api_status(state.name, state.status)
             self._report_compute(state)
 
     def _used(self) -> list[Need]:

@@ -123,6 +123,11 @@ class Gateway:
         if reason is not None and not queue.ready:
             queue.fail_waiting(503, codec.error_body(f"api '{api}' is not ready: {reason}"))
 
+    def api_status(self, api: str, status: str) -> None:
+        queue = self.apis.get(api)
+        if queue is not None:
+            queue.status = status
+
     def in_flight(self, api: str) -> int:
         queue = self.apis.get(api)
         return 0 if queue is None else queue.in_flight
@@ -323,7 +328,7 @@ class Gateway:
     def describe(self, queue: ApiQueue, brief: bool = False) -> dict[str, Any]:
         """What ``GET <endpoint>`` answers: status, replicas and the signature."""
         ready = sum(h.state == ReplicaState.READY for h in queue.replicas)
-        status = "live" if ready else ("error" if queue.error else "updating")
+        status = queue.status or ("live" if ready else ("error" if queue.error else "updating"))
         info: dict[str, Any] = {
             "name": queue.name,
             "deployment": queue.config.deployment,

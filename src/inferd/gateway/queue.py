@@ -50,6 +50,7 @@ class ApiQueue:
         self.running = 0
         self.info: dict[str, Any] = {}
         self.error: str | None = None
+        self.status: str | None = None  # the engine's status of the API (as ``inferd get``)
         self.keys: list[bytes] = []
         self.auth_error: str | None = None
         self.batch_sizes: dict[int, int] = {}
@@ -72,6 +73,11 @@ class ApiQueue:
     @property
     def ready(self) -> bool:
         return any(h.state == ReplicaState.READY for h in self.replicas)
+
+    @property
+    def serving(self) -> bool:
+        """Requests are answered: a ready replica, or live with none (scaled to zero)."""
+        return self.ready or self.status == "live"
 
     @property
     def in_flight(self) -> int:

@@ -65,7 +65,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         return conn.respond(200, orjson.dumps(body))
     if parts:
         return conn.respond(404, codec.error_body(f"no TensorFlow Serving route {path}"))
-    ready = queue.ready
+    ready = queue.serving
     state = "AVAILABLE" if ready else ("END" if queue.error else "LOADING")
     status = (
         {"error_code": "OK", "error_message": ""}

@@ -58,7 +58,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
             return conn.respond(503, codec.error_body(f"model '{name}' is not ready yet"))
         return conn.respond(200, orjson.dumps(codec_v2.model_metadata(name, VERSION, queue.info)))
     if rest == ["ready"]:
-        ready = queue.ready
+        ready = queue.serving
         return conn.respond(200 if ready else 503, orjson.dumps({"name": name, "ready": ready}))
     if rest == ["infer"]:
         if method != b"POST":

@@ -167,3 +167,38 @@ def test_a_retiring_replica_keeps_its_device_until_its_process_exits(tmp_path: P
         process.wait()
     assert gpu_claims(apis) == []
     assert pool.assign(gpu_claims(apis), GpuNeed(1)) == Claim((device,))
+
+
+async def rollout(root: Path) -> None:
+    gateway = Gateway()
+    engine = LocalEngine(gateway, home=root / "home")
+    engine.capacity = Capacity(cpus=8.0, memory=1 << 36, gpus=GpuPool.discover(machine(1), environ=False))
+    await gateway.start("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{gateway.ports[0]}/d/a"
+    code = root / "project" / "version.py"
+    try:
+        await engine.apply(load_project(root / "project"))
+        await wait_until(lambda: engine.describe("a")["status"] == "live")
+        code.write_text("def predict(sample, metadata):\n    return 2\n")
+        await engine.apply(load_project(root / "project"))
+        await wait_until(lambda: engine.describe("a")["status"] == "compute unavailable")
+        info = engine.describe("a")
+        assert (info["up_to_date"], info["available"]) == (0, 1)
+        assert "0 of 1 GPUs are free" in info["error"]
+        answer = await asyncio.to_thread(requests.post, url, json={})
+        assert answer.json() == 1  # the old version keeps serving on its device
+    finally:
+        await gateway.drain(5)
+        await engine.stop()
+        await gateway.close()
+
+
+def test_an_update_waits_for_a_free_device_while_the_old_version_serves(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  predictor:\n    path: version.py\n"
+        "  compute:\n    gpu: 1\n"
+    )
+    (project / "version.py").write_text("def predict(sample, metadata):\n    return 1\n")
+    asyncio.run(rollout(tmp_path))

@@ -43,6 +43,11 @@ def test_first_deploy_of_a_broken_handler_exits_1(
     assert last.startswith("error: api 'labels' failed (error): ")
     assert "a_module_that_does_not_exist" in last
     assert "previous version" not in last
+    detail = inferd.api("labels")["error_detail"]
+    logs = inferd.run("logs", "labels").stdout
+    for text in (detail, logs):  # tracebacks name the user's file, not inferd's snapshot of it
+        assert f'File "{project / "h.py"}", line 1' in text
+        assert str(inferd.home / "projects") not in text
 
 
 def test_update_to_a_broken_handler_exits_1_while_the_old_version_serves(

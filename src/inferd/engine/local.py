@@ -67,6 +67,7 @@ class LocalEngine:
         self.caps: MemoryCaps | None = None  # made when an API first asks for mem_limit
         self.capacity = Capacity.of_this_machine()
         self.apis: dict[str, ApiState] = {}
+        self.sources: dict[str, Path] = {}  # deployment -> the user's folder it was deployed from
         self._ids = itertools.count(1)
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -80,6 +81,7 @@ class LocalEngine:
         refresh: str = "",
         only: Collection[str] | None = None,
         environ: Mapping[str, str] | None = None,
+        source: Path | None = None,
     ) -> dict[str, str]:
         """Create or update every API of ``project``; delete the deployment's other APIs.
 
@@ -87,8 +89,11 @@ class LocalEngine:
         and requirements installed before this returns; a failure there is the API's error.
         With ``only``, existing APIs not named there keep their version (``serve --reload``
         rolls just the APIs an edit affects). ``environ``: the variables that
-        ``auth.keys_from_env`` reads (None: this process's).
+        ``auth.keys_from_env`` reads (None: this process's). ``source``: the user's folder when
+        ``project`` is a snapshot of it (tracebacks name the user's files).
         """
+        if source is not None:
+            self.sources[project.deployment.name] = source
         digest = await asyncio.to_thread(tree_digest, project.root)
         results: dict[str, str] = {}
         for config in project.apis:
@@ -181,6 +186,7 @@ class LocalEngine:
                 replica_id="",
                 version=version.id,
                 extra_paths=extra_paths,
+                shown_root=self.sources.get(config.deployment),
             )
             version.uses = (root, *extra_paths, *(await asyncio.to_thread(model_files, model_path)))
         return version

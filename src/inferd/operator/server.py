@@ -137,7 +137,12 @@ class Operator:
                 self.gateway.expect([config.name for config in project.apis])
                 if record.relax_pins:
                     project = project.relaxed()
-                await self.engine.apply(project, record.refresh, environ=self.state.secrets.get(name, {}))
+                await self.engine.apply(
+                    project,
+                    record.refresh,
+                    environ=self.state.secrets.get(name, {}),
+                    source=Path(record.source),
+                )
                 log.info("restored deployment '%s'", name)
             except InferdError as exc:
                 log.error("cannot restore deployment '%s': %s", name, exc.message)
@@ -178,7 +183,7 @@ class Operator:
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
             self.gateway.expect([config.name for config in deployed.apis])
             try:
-                results = await self.engine.apply(deployed, token, environ=secrets)
+                results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
             finally:  # what failed to be created is no longer awaited
                 self.gateway.expected.intersection_update(self.gateway.apis)
             self.state.deployments[name] = self._record(record, project.root, snapshot, token, results)

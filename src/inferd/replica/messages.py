@@ -137,3 +137,6 @@ class ReplicaSpec(BaseModel):
     replica_id: str
     version: str
     extra_paths: tuple[Path, ...] = ()
+    # The user's project folder when ``project_root`` is the operator's snapshot of it:
+    # tracebacks and load errors name the user's files, not the snapshot's.
+    shown_root: Path | None = None

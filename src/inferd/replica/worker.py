@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -197,6 +198,26 @@ def read_spec(sock: socket.socket) -> ReplicaSpec:
     return ReplicaSpec.model_validate_json(payload[1:])
 
 
+def _user_paths(spec: ReplicaSpec) -> Callable[[str], str]:
+    """Rewrites the snapshot's paths in a text into the user's project folder."""
+    if spec.shown_root is None or spec.shown_root == spec.project_root:
+        return lambda text: text
+    snapshot, user = str(spec.project_root) + os.sep, str(spec.shown_root) + os.sep
+    return lambda text: text.replace(snapshot, user)
+
+
+class UserPathFormatter(logging.Formatter):
+    """Formats as ``inner`` does, with the snapshot's paths shown as the user's files."""
+
+    def __init__(self, inner: logging.Formatter | None, shown: Callable[[str], str]) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self.shown = shown
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.shown(self.inner.format(record))
+
+
 def _load(spec: ReplicaSpec) -> Predictor:
     return Predictor(spec.api, spec.project_root, spec.model_path)
 
@@ -218,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         format=LOG_FORMAT.format(api=spec.api.name, replica=spec.replica_id),
         stream=sys.stderr,
     )
+    shown = _user_paths(spec)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(UserPathFormatter(handler.formatter, shown))
     os.chdir(spec.project_root)
     # requirements.txt packages go after inferd's own, so the runtime's numpy etc. win.
     sys.path.extend(str(path) for path in spec.extra_paths)
@@ -229,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             summary = f"loading failed: {type(exc).__name__}: {exc}"
             detail = traceback.format_exc().rstrip()
+        summary, detail = shown(summary), shown(detail)
         log.error("%s%s", summary, "\n" + detail if detail else "")
         info: dict[str, Any] = {"error": summary, "detail": detail}
         sock.sendall(messages.frame(messages.FAILED, codec.dumps(info)))

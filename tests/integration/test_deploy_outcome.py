@@ -203,3 +203,25 @@ def test_one_status_everywhere_and_timeouts_counted_apart(
     assert "timed out" in inferd.run("get", "slow").stdout
     assert "overran a request's timeout" in inferd.run("logs", "slow").stdout
     assert "stopped unexpectedly" not in inferd.run("logs", "slow").stdout
+
+
+def test_the_capacity_cap_is_shown_when_it_limits_requested(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: capped\n- kind: api\n  name: wide\n  onnx:\n    model: m.onnx\n"
+        f"  compute:\n    cpu: {cores}\n    init_replicas: 2\n    max_replicas: 2\n"
+        "  autoscaling:\n    downscale_window: 600\n",
+        models={"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))  # live: one replica fits, and serves
+    info = inferd.api("wide")
+    assert info["requested"] == 2 and info["capacity"]["fit"] == 1
+    assert info["capacity"]["reason"].startswith(f"needs cpu {cores}, 0 of this machine's {cores} is free")
+    assert inferd.run("get").stdout.splitlines()[1].split()[:6] == ["wide", "live", "1", "1", "2", "(1"]
+    assert (
+        "capacity: 1 of 2 requested replicas fit on this machine (needs cpu"
+        in inferd.run("get", "wide").stdout
+    )

@@ -48,7 +48,7 @@ def api_rows(apis: Sequence[dict[str, Any]]) -> str:
     headers.append("last update")
     rows = []
     for api in apis:
-        row = [api["name"], api["status"], api["up_to_date"], api["available"], api["requested"]]
+        row = [api["name"], api["status"], api["up_to_date"], api["available"], _requested(api)]
         if show_failed:
             row.append(api["failed"])
         row.append(since(api["last_update"]))
@@ -60,7 +60,7 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
     """``inferd get API``: status, traffic, tracker, URL and a curl line."""
     parts = []
     headers = ["status", "up-to-date", "available", "requested"]
-    row: list[Any] = [api["status"], api["up_to_date"], api["available"], api["requested"]]
+    row: list[Any] = [api["status"], api["up_to_date"], api["available"], _requested(api)]
     for key, title in (("stale", "stale"), ("failed", "failed"), ("timed_out", "timed out")):
         if api.get(key):
             headers.append(title)
@@ -104,6 +104,12 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
         parts.append(replica_table(replicas))
     if verbose and api.get("device"):  # a Ray cluster: one replica's word
         parts.append(f"runs on: {api['device']}")
+    if api.get("capacity"):
+        capacity = api["capacity"]
+        parts.append(
+            f"capacity: {capacity['fit']} of {api['requested']} requested replicas fit on this machine "
+            f"({capacity['reason']})"
+        )
     if api.get("warning"):
         parts.append(f"warning: {api['warning']}")
     parts.append(f"url: {api['url']}")
@@ -167,6 +173,12 @@ def gpu_memory(gpu: dict[str, Any]) -> str | None:
         return None
     mib = 2**20
     return f"{used / mib:.0f} MiB" if total is None else f"{used / mib:.0f} / {total / mib:.0f} MiB"
+
+
+def _requested(api: dict[str, Any]) -> str:
+    """``requested``, with how many fit when this machine's capacity caps it (``12 (6 fit)``)."""
+    capacity = api.get("capacity")
+    return f"{api['requested']} ({capacity['fit']} fit)" if capacity else str(api["requested"])
 
 
 def _shape(shape: list[int] | None) -> str:

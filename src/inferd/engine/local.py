@@ -256,6 +256,7 @@ class LocalEngine:
                 and current + actions.start < state.desired
                 and (now >= version.next_start)
             )
+            state.fit = current + actions.start if state.unschedulable else None
             for _ in range(actions.start):
                 self._start(state)
             for replica_id in actions.retire:
@@ -284,7 +285,7 @@ class LocalEngine:
     def _report_compute(self, state: ApiState) -> None:
         """While ``compute unavailable``, requests are refused at once with the reason."""
         reason = None
-        if state.status == "compute unavailable":
+        if state.status == "compute unavailable" or state.fit is not None:
             compute = state.config.api.compute
             reason = self.capacity.shortfall(
                 self._used(),
@@ -293,6 +294,8 @@ class LocalEngine:
                 gpu_need(compute),
                 gpu_claims(self.apis),
             )
+        if state.status != "compute unavailable":  # capped, not stopped: say so in ``get`` only
+            state.cap_reason, reason = reason, None
         if reason != state.compute_reason:
             state.compute_reason = reason
             self.sink.api_error(
@@ -542,6 +545,9 @@ class LocalEngine:
             "error": version.error or state.compute_reason,
             "error_detail": version.detail or None,
             "warning": version.warning,
+            "capacity": None
+            if state.fit is None or state.cap_reason is None
+            else {"fit": state.fit, "reason": state.cap_reason},
             "replicas": [replica_info(r, self.capacity.gpus) for r in state.replicas],
         }
 

@@ -73,6 +73,8 @@ class ApiState:
     deleting: bool = False
     unschedulable: bool = False
     compute_reason: str | None = None
+    fit: int | None = None  # replicas placed while fewer than ``desired`` fit on this machine
+    cap_reason: str | None = None
     status: str = "pending"
 
     @property

@@ -312,3 +312,24 @@ def test_loopback_admin_calls_never_go_through_a_proxy(
         assert inferd.run("predict", "iris", str(tmp_path / "sample.json")).returncode == 0
         with pytest.raises(BlockingIOError):
             proxy.accept()  # the token never went to the proxy
+
+
+def test_a_keys_file_is_never_copied_into_the_snapshot(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    root = iris(
+        tmp_path / "p",
+        iris_onnx_model,
+        "  auth:\n    keys_file: secrets/keys.txt\n",
+        {"secrets/keys.txt": "first-key\n"},
+    )
+    inferd.run("deploy", str(root))
+    inferd.wait_status("iris", "live")
+    url = f"{inferd.url}/d/iris"
+    assert requests.post(url, json=ROWS, headers={"X-API-Key": "first-key"}, timeout=10).status_code == 200
+    copied = [path for path in (inferd.home / "projects").rglob("*") if path.is_file()]
+    assert copied and not [path for path in copied if b"first-key" in path.read_bytes()]
+    (root / "secrets" / "keys.txt").write_text("second-key\n")  # rotated: the next deploy reads it
+    inferd.run("deploy", str(root))
+    assert requests.post(url, json=ROWS, headers={"X-API-Key": "second-key"}, timeout=10).status_code == 200
+    assert requests.post(url, json=ROWS, headers={"X-API-Key": "first-key"}, timeout=10).status_code == 403

@@ -50,8 +50,11 @@ def find_config(project_dir: Path) -> Path:
     raise ConfigError(f"{project_dir}: no cortex.yaml or inferd.yaml in this folder")
 
 
-def load_project(path: Path | str) -> Project:
-    """Read and validate a project (a folder, or its config file). Raises ``ConfigError``."""
+def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
+    """Read and validate a project (a folder, or its config file). Raises ``ConfigError``.
+
+    ``keys_root``: the folder relative ``auth.keys_file`` paths are in, when not the project's.
+    """
     config_file = find_config(Path(path).resolve())
     name = config_file.name
     try:
@@ -88,7 +91,7 @@ def load_project(path: Path | str) -> Project:
         else:
             apis.append((index, resource))
     try:
-        return check_project(config_file, deployments, apis)
+        return check_project(config_file, deployments, apis, keys_root)
     except FieldError as exc:
         line = lines.get(exc.location, lines.get(exc.location[:1], 1))
         raise ConfigError(f"{name}:{line}: {exc.message}") from None

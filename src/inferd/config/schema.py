@@ -386,9 +386,16 @@ def _inside(root: Path, relative: str, location: tuple[str | int, ...], what: st
 
 
 def check_project(
-    config_file: Path, deployments: list[tuple[int, Deployment]], apis: list[tuple[int, Api]]
+    config_file: Path,
+    deployments: list[tuple[int, Deployment]],
+    apis: list[tuple[int, Api]],
+    keys_root: Path | None = None,
 ) -> Project:
-    """Apply the rules that span resources and the files they name; raise ``FieldError``."""
+    """Apply the rules that span resources and the files they name; raise ``FieldError``.
+
+    ``keys_root``: where relative ``auth.keys_file`` paths are (a snapshot's source project, as
+    key files are never copied); they become absolute.
+    """
     root = config_file.parent
     if not deployments:
         raise FieldError((), f"{config_file.name} must define a deployment resource (kind: deployment)")
@@ -414,6 +421,9 @@ def check_project(
                 f"also api '{endpoints[endpoint]}')",
             )
         endpoints[endpoint] = api.name
+        if keys_root is not None and api.auth is not None and api.auth.keys_file is not None:
+            absolute = str((keys_root / api.auth.keys_file).resolve())  # unchanged when absolute
+            api = api.model_copy(update={"auth": api.auth.model_copy(update={"keys_file": absolute})})
         _check_files(root, index, api)
         configs.append(ApiConfig(api=api, deployment=deployment.name, endpoint=endpoint, project_root=root))
     return Project(root=root, config_file=config_file, deployment=deployment, apis=tuple(configs))

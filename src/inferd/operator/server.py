@@ -45,6 +45,7 @@ from inferd.operator.state import (
     TOKEN_FILE,
     DeploymentRecord,
     State,
+    key_files,
     new_token,
     snapshot_project,
     write_private,
@@ -133,7 +134,8 @@ class Operator:
         """Bring back every deployment recorded in the state."""
         for name, record in list(self.state.deployments.items()):
             try:
-                project = self._without_deleted(load_project(Path(record.snapshot)), record)
+                snapshot = load_project(Path(record.snapshot), keys_root=Path(record.source))
+                project = self._without_deleted(snapshot, record)
                 self.gateway.expect([config.name for config in project.apis])
                 if record.relax_pins:
                     project = project.relaxed()
@@ -174,8 +176,9 @@ class Operator:
         if lock.locked() and not force:
             raise ConflictError(f"deployment '{name}' is currently updating; use --force to deploy over it")
         async with lock:
-            snapshot = await asyncio.to_thread(snapshot_project, project.root, self.home)
-            deployed = load_project(snapshot)
+            # Key files stay where the user keeps them: never copied into the snapshot.
+            snapshot = await asyncio.to_thread(snapshot_project, project.root, self.home, key_files(project))
+            deployed = load_project(snapshot, keys_root=project.root)
             if relax_pins:
                 deployed = deployed.relaxed()
             record = self.state.deployments.get(name)
@@ -186,6 +189,9 @@ class Operator:
                 results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
             finally:  # what failed to be created is no longer awaited
                 self.gateway.expected.intersection_update(self.gateway.apis)
+            for config in deployed.apis:  # a changed key file is not a new version: read it again
+                if config.api.auth is not None and results.get(config.name) == "unchanged":
+                    self.gateway.add_api(config, secrets)
             self.state.deployments[name] = self._record(record, project.root, snapshot, token, results)
             self.state.deployments[name].relax_pins = relax_pins
             self.state.secrets[name] = secrets

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferd.config.schema import Project
 from inferd.errors import InferdError
 from inferd.storage import CREATED_MARK, file_digest
 
@@ -126,9 +127,20 @@ def _project_files(root: Path) -> list[Path]:
     return files
 
 
-def snapshot_project(root: Path, home: Path) -> Path:
-    """Copy the project's files into ``projects/<digest>`` (once per distinct content)."""
-    files = _project_files(root)
+def key_files(project: Project) -> set[Path]:
+    """The API key files (``auth.keys_file``) inside the project: never copied into a snapshot."""
+    found = set()
+    for config in project.apis:
+        auth = config.api.auth
+        if auth is not None and auth.keys_file is not None:
+            path = Path(auth.keys_file)
+            found.add((path if path.is_absolute() else project.root / path).resolve())
+    return found
+
+
+def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> Path:
+    """Copy the project's files into ``projects/<digest>`` (once per distinct content), but ``skip``."""
+    files = [path for path in _project_files(root) if not skip or path.resolve() not in skip]
     digest = file_digest_of(root, files)
     target = home / "projects" / digest
     if target.is_dir():

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ class LocalEngine:
                 state.version = version
                 state.deleting = False
                 state.failed = 0
+                state.hold_until, state.step_failures, state.step_error = 0.0, 0, None
                 state.last_update = time.time()
             self.sink.add_api(config, environ)
             self.sink.api_error(config.name, version.error)
@@ -230,43 +232,85 @@ class LocalEngine:
             await asyncio.sleep(RECONCILE_SECONDS)
 
     def reconcile(self) -> None:
-        """One control step: reap, watch memory, autoscale, start and retire replicas."""
+        """One control step: reap, watch memory, autoscale, start and retire replicas.
+
+        A step that fails for one API (a replica that cannot be started: no memory, too many
+        open files) becomes that API's ``error`` with the reason, and the API is left alone for
+        a growing pause; the other APIs carry on.
+        """
         now = time.monotonic()
         for state in list(self.apis.values()):
-            self._reap(state)
-            self._watch_memory(state)
-            compute = state.config.api.compute
-            if state.deleting:
-                state.desired = 0
-            else:
-                state.autoscaler.observe(now, self.sink.in_flight(state.name))
-                state.desired = state.autoscaler.recommend(
-                    now, state.desired, compute.min_replicas, compute.max_replicas
-                )
-            version = state.version
-            if version.retry is not None and 0 < version.retry_at <= now and not state.deleting:
-                version.retry_at = 0.0
-                self._spawn(self._retry_fetch(state.name, version))
-            room = 0 if version.spec is None or now < version.next_start else self._room(state)
-            views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
-            actions = plan(state.desired, version.id, views, room)
-            current = sum(r.version == version.id for r in state.replicas if not r.retired)
-            state.unschedulable = (
-                version.spec is not None
-                and current + actions.start < state.desired
-                and (now >= version.next_start)
-            )
-            state.fit = current + actions.start if state.unschedulable else None
-            for _ in range(actions.start):
-                self._start(state)
-            for replica_id in actions.retire:
-                self._retire(state, replica_id)
-            if state.deleting and not state.replicas:
-                del self.apis[state.name]
+            if now < state.hold_until:
                 continue
-            state.status = self._status(state)
-            self.sink.api_status(state.name, state.status)
-            self._report_compute(state)
+            try:
+                self._reconcile_api(state, now)
+            except Exception as exc:
+                self._step_failed(state, exc, now)
+            else:
+                if state.step_error is not None:
+                    self._step_recovered(state)
+
+    def _step_failed(self, state: ApiState, exc: Exception, now: float) -> None:
+        state.step_failures += 1
+        pause = min(MAX_BACKOFF, 0.5 * 2 ** (state.step_failures - 1))
+        state.hold_until = now + pause
+        message = f"the engine cannot run this API: {type(exc).__name__}: {exc}"
+        version = state.version
+        if state.step_error != message:
+            log.exception("api '%s': reconcile failed", state.name)
+            self._event(state.name, f"{message} (trying again in {pause:.1f}s, then less often)")
+        state.step_error = message
+        if version.error is None or version.error == message:
+            version.error = message
+            version.detail = "".join(traceback.format_exception(exc)).rstrip()
+            self.sink.api_error(state.name, message)
+        state.status = self._status(state)
+        self.sink.api_status(state.name, state.status)
+
+    def _step_recovered(self, state: ApiState) -> None:
+        version = state.version
+        if version.error == state.step_error:
+            version.error, version.detail = None, ""
+            self.sink.api_error(state.name, None)
+        state.step_error = None
+        state.step_failures = 0
+        self._event(state.name, "the engine runs this API again")
+
+    def _reconcile_api(self, state: ApiState, now: float) -> None:
+        self._reap(state)
+        self._watch_memory(state)
+        compute = state.config.api.compute
+        if state.deleting:
+            state.desired = 0
+        else:
+            state.autoscaler.observe(now, self.sink.in_flight(state.name))
+            state.desired = state.autoscaler.recommend(
+                now, state.desired, compute.min_replicas, compute.max_replicas
+            )
+        version = state.version
+        if version.retry is not None and 0 < version.retry_at <= now and not state.deleting:
+            version.retry_at = 0.0
+            self._spawn(self._retry_fetch(state.name, version))
+        room = 0 if version.spec is None or now < version.next_start else self._room(state)
+        views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
+        actions = plan(state.desired, version.id, views, room)
+        current = sum(r.version == version.id for r in state.replicas if not r.retired)
+        state.unschedulable = (
+            version.spec is not None
+            and current + actions.start < state.desired
+            and (now >= version.next_start)
+        )
+        state.fit = current + actions.start if state.unschedulable else None
+        for _ in range(actions.start):
+            self._start(state)
+        for replica_id in actions.retire:
+            self._retire(state, replica_id)
+        if state.deleting and not state.replicas:
+            del self.apis[state.name]
+            return
+        state.status = self._status(state)
+        self.sink.api_status(state.name, state.status)
+        self._report_compute(state)
 
     def _used(self) -> list[Need]:
         used: list[Need] = []
@@ -587,3 +631,5 @@ class LocalEngine:
             if replica.process.poll() is None:
                 replica.process.kill()
                 replica.process.wait()
+        if self.logs is not None:
+            self.logs.close()

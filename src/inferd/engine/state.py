@@ -75,6 +75,9 @@ class ApiState:
     compute_reason: str | None = None
     fit: int | None = None  # replicas placed while fewer than ``desired`` fit on this machine
     cap_reason: str | None = None
+    step_error: str | None = None  # why the last reconcile step for this API failed
+    step_failures: int = 0
+    hold_until: float = 0.0  # no reconcile step before this (monotonic): back-off after a failure
     status: str = "pending"
 
     @property

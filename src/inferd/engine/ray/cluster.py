@@ -98,16 +98,19 @@ class RayCluster:
         )
 
     def details(self) -> dict[str, Any]:
-        """Serve's full state (applications, deployment configs, replicas), or no apps."""
+        """Serve's full state (applications, deployment configs, replicas); no applications when
+        no Serve controller runs. ``ClusterError`` when the state cannot be read."""
         from ray.serve.context import _get_global_client
 
+        # Only "no controller" means no applications: any other failure to read is an error,
+        # or a deploy would recreate every application it could not see.
         try:
             client = _get_global_client(raise_if_no_controller_running=False)
-        except Exception:
-            client = None
-        if client is None:
-            return {"applications": {}}
-        details: dict[str, Any] = _plain(client.get_serve_details())
+            if client is None:
+                return {"applications": {}}
+            details: dict[str, Any] = _plain(client.get_serve_details())
+        except Exception as exc:
+            raise ClusterError(f"cannot read Ray Serve's state: {_first_line(exc)}") from None
         return details
 
     def run(self, apps: list[AppSpec]) -> None:

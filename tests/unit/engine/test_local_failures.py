@@ -1,0 +1,78 @@
+"""A reconcile step that fails becomes the API's error with a back-off, not a silent loop."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inferd.config.load import load_project
+from inferd.config.schema import ApiConfig
+from inferd.engine.local import LocalEngine
+from inferd.replica.handle import ReplicaHandle
+
+
+class Sink:
+    """Records what the engine tells the gateway."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str | None] = {}
+
+    def add_api(self, config: ApiConfig, environ: Mapping[str, str] | None = None) -> None: ...
+
+    def remove_api(self, name: str) -> None: ...
+
+    def replica_ready(self, api: str, handle: ReplicaHandle) -> None: ...
+
+    def replica_gone(self, api: str, handle: ReplicaHandle) -> None: ...
+
+    def api_error(self, api: str, reason: str | None) -> None:
+        self.errors[api] = reason
+
+    def in_flight(self, api: str) -> int:
+        return 0
+
+    def api_status(self, api: str, status: str) -> None: ...
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def test_a_replica_that_cannot_start_is_the_apis_error_with_back_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project_dir = tmp_path / "p"
+    project_dir.mkdir()
+    (project_dir / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: doomed\n  predictor:\n    path: p.py\n"
+    )
+    (project_dir / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
+    calls: list[int] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise OSError(errno.E2BIG, "Argument list too long")
+
+    async def scenario() -> tuple[LocalEngine, Sink]:
+        sink = Sink()
+        engine = LocalEngine(sink, home=tmp_path / "home", log_dir=tmp_path / "home" / "logs")
+        monkeypatch.setattr(subprocess, "Popen", refuse)
+        await engine.apply(load_project(project_dir))
+        for _ in range(20):  # 20 steps in a row: the back-off keeps the attempts few
+            engine.reconcile()
+        await engine.stop()
+        return engine, sink
+
+    engine, sink = asyncio.run(scenario())
+    info = engine.describe("doomed")
+    assert info["status"] == "error"
+    assert "cannot run this API: OSError: [Errno 7] Argument list too long" in info["error"]
+    assert sink.errors["doomed"] == info["error"]
+    assert len(calls) == 1
+    log = (tmp_path / "home" / "logs" / "doomed.log").read_text()
+    assert log.count("Argument list too long") == 1  # said once, not every 250 ms

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
-from inferd.config.schema import Project
 from inferd.errors import InferdError, UsageError
+
+if TYPE_CHECKING:
+    from inferd.config.schema import Project
 
 SHOWN_LIMIT = 2000
 

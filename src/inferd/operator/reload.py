@@ -145,13 +145,15 @@ class Reloader:
         self.project = project
         if not affected:
             return
-        names = ", ".join(sorted(affected))
-        files = ", ".join(sorted(shown_path(path, root) for path in changed))
-        self.say(f"inferd: {files} changed; reloading {names}")
         results = await self.engine.apply(project, only=affected)
-        for name in sorted(affected):
+        rolling = sorted(name for name in affected if results.get(name, "unchanged") != "unchanged")
+        if not rolling:
+            return  # saved without a change
+        files = ", ".join(sorted(shown_path(path, root) for path in changed))
+        self.say(f"inferd: {files} changed; reloading {', '.join(rolling)}")
+        for name in rolling:
             state = self.engine.apis.get(name)
-            if state is None or results.get(name) == "unchanged":
+            if state is None:
                 continue
             task = asyncio.get_running_loop().create_task(self._follow(name, state.version.id, started))
             self._follows.add(task)

@@ -232,7 +232,16 @@ class Api(_Block):
         1000, ge=1, description="inferd extension: requests that may wait for a replica; beyond, 503"
     )
     timeout: float = Field(
-        60.0, gt=0, le=86400, description="inferd extension: seconds a request may take (queue + run); 504"
+        60.0,
+        gt=0,
+        le=86400,
+        description="inferd extension: seconds a request (or a whole stream) may take (queue + run); 504",
+    )
+    item_timeout: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="inferd extension: seconds a stream may go between two items (default: timeout)",
     )
     max_body_size: str | int = Field("10Mi", description="inferd extension: largest request body; 413")
     auth: Auth | None = Field(None, description="inferd extension: API keys")

@@ -182,7 +182,7 @@ class Gateway:
         """Admit a request into ``queue`` (or refuse it at once when the API cannot serve)."""
         if self.draining:
             self.reject(conn, queue, 503, "the server is shutting down", protocol)
-        elif not queue.tensors and protocol != "cortex":
+        elif not queue.tensors and protocol != "cortex" and not protocol.startswith("generate"):
             message = (
                 f"api '{queue.name}' is a Python predictor: it answers JSON at POST {queue.endpoint}, "
                 "not V2 or TF Serving tensors"
@@ -321,6 +321,9 @@ class Gateway:
         now = perf_counter()
         latency = now - conn.started
         queue.stats.add(conn.protocol, status, now, latency, conn.sent_at - conn.started, meta)
+        stream = conn.stream
+        if stream is not None and stream.opened:
+            queue.stats.add_stream(stream.first_item if stream.items else None, stream.items, latency)
         if self.access_log is not None:
             self.access_log.record(queue.name, conn, status, latency)
         return headers

@@ -24,6 +24,8 @@ from inferd.gateway.edge import EdgeLimits
 
 if TYPE_CHECKING:
     from inferd.gateway.queue import ApiQueue
+    from inferd.gateway.stream import Stream
+    from inferd.replica.handle import ReplicaHandle
 
 log = logging.getLogger("inferd.gateway")
 
@@ -117,6 +119,7 @@ WANTED_HEADERS = frozenset(
         b"authorization",
         b"x-api-key",
         b"inference-header-content-length",
+        b"accept",
     }
 )
 
@@ -162,6 +165,8 @@ class HttpConnection(asyncio.Protocol):
         self._admitting = False
         self._early = False
         self._advancing = False
+        self.headers: dict[bytes, bytes] = {}
+        self.stream: Stream | None = None  # the answer being streamed (gateway/stream.py)
         self._url = b""
         self._path = b""
         self._query = b""
@@ -184,6 +189,8 @@ class HttpConnection(asyncio.Protocol):
         self.transport = None
         self.pipeline.clear()
         self.app.connection_closed(self)
+        if self.stream is not None:
+            self.stream.client_left()
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:  # answered early: read and drop until the client stops or time is up
@@ -205,12 +212,16 @@ class HttpConnection(asyncio.Protocol):
         """The client does not read our answers: stop reading its requests until it does."""
         self.write_paused = True
         self.write_paused_since = self.app.clock
+        if self.stream is not None:
+            self.stream.pause()
         if not self.read_paused and self.transport is not None:
             self.read_paused = True
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.stream is not None:
+            self.stream.resume()
         self._advance()
 
     # httptools callbacks
@@ -310,6 +321,7 @@ class HttpConnection(asyncio.Protocol):
         self.busy = True
         self.keep_alive = request.keep_alive
         self.path = request.path
+        self.headers = request.headers
         if not request.method:  # a body found too large while earlier requests were answered
             self.respond(413, request.body, close=True)
             return
@@ -363,12 +375,27 @@ class HttpConnection(asyncio.Protocol):
         self.started = self.sent_at = perf_counter()
         queue.submit(self, kind, body)
 
+    def on_chunk(self, handle: ReplicaHandle, payload: bytes) -> None:
+        """One item of a streamed answer: written to the client at once."""
+        stream = self.stream
+        if stream is None:
+            from inferd.gateway.stream import Stream, mode_of
+
+            stream = self.stream = Stream(self, mode_of(self))
+        stream.item(handle, payload)
+
     def on_reply(self, status: int, body: bytes, meta: bytes) -> None:
         queue = self.queue
         self.queue = None
         headers = b""
         if queue is not None:
             headers = self.app.finished(queue, status, self, meta)
+        stream = self.stream
+        if stream is not None:
+            self.stream = None
+            if stream.finish(status, body, meta):
+                self.next_request()
+            return
         self.respond(
             status,
             body,
@@ -422,6 +449,17 @@ class HttpConnection(asyncio.Protocol):
                     transport.resume_reading()
             else:
                 transport.close()
+            return
+        self.busy = False
+        self.since = self.app.clock
+        if self.pipeline or self.read_paused:
+            self._advance()
+
+    def next_request(self) -> None:
+        """The answer was written in pieces (a stream): go on with the connection's next request."""
+        if not self.keep_alive:
+            if self.transport is not None:
+                self.transport.close()
             return
         self.busy = False
         self.since = self.app.clock

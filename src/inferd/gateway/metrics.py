@@ -92,6 +92,21 @@ class ApiStats:
         self._recent: deque[tuple[float, float]] = deque(maxlen=RECENT)  # (perf_counter, latency)
         self._tracker = Tracker()
         self.started = time.perf_counter()
+        # Streamed answers: how many, their items, time to the first item, whole duration.
+        self.streams = 0
+        self.stream_items = 0
+        self.first_item = Histogram()
+        self.stream_duration = Histogram()
+        self._recent_first: deque[float] = deque(maxlen=RECENT)
+
+    def add_stream(self, first_item: float | None, items: int, duration: float) -> None:
+        """One streamed answer ended (streams are few and long: counted at once)."""
+        self.streams += 1
+        self.stream_items += items
+        self.stream_duration.add(np.array([duration]))
+        if first_item is not None:
+            self.first_item.add(np.array([first_item]))
+            self._recent_first.append(first_item)
 
     def add(
         self, protocol: str, status: int, now: float, latency: float, queue_wait: float, meta: bytes
@@ -186,9 +201,18 @@ class ApiStats:
                 "avg": self.tracker.total / self.tracker.count,
                 "count": self.tracker.count,
             }
-        return {
+        summary = {
             "requests": {**classes, "total": sum(self.by_status.values())},
             "latency": latency,
             "requests_per_second": rate,
             "tracker": tracker,
         }
+        if self.streams:
+            firsts = sorted(self._recent_first)
+            summary["streams"] = {
+                "count": self.streams,
+                "items_per_stream": self.stream_items / self.streams,
+                "first_item_p50_ms": 1000 * firsts[len(firsts) // 2] if firsts else None,
+                "duration_avg_ms": 1000 * self.stream_duration.total / self.stream_duration.count,
+            }
+        return summary

@@ -75,8 +75,42 @@ class _Collector:
         batches = CounterMetricFamily(
             "inferd_batches", "Model calls by batch size (APIs with batching).", labels=["api", "size"]
         )
+        first_item = HistogramMetricFamily(
+            "inferd_stream_first_item_seconds",
+            "Streamed answers: time from the request to its first item.",
+            labels=["api"],
+        )
+        stream_duration = HistogramMetricFamily(
+            "inferd_stream_duration_seconds",
+            "Streamed answers: time from the request to its end.",
+            labels=["api"],
+        )
+        streams = CounterMetricFamily("inferd_streams", "Streamed answers that ended.", labels=["api"])
+        stream_items = CounterMetricFamily(
+            "inferd_stream_items",
+            "Items sent in streamed answers (per stream: divide by inferd_streams).",
+            labels=["api"],
+        )
+        buffered = GaugeMetricFamily(
+            "inferd_stream_buffered_bytes",
+            "Bytes of streamed answers the gateway holds for clients that have not read them yet.",
+            labels=["api"],
+        )
+        held: dict[str, int] = {}
+        for conn in list(gateway.connections):
+            if conn.stream is not None and conn.queue is not None and conn.transport is not None:
+                name = conn.queue.name
+                held[name] = held.get(name, 0) + conn.transport.get_write_buffer_size()
         for name, queue in sorted(gateway.apis.items()):
+            buffered.add_metric([name], held.get(name, 0))
             stats = queue.stats
+            if stats.streams:
+                first_item.add_metric([name], _buckets(stats.first_item), stats.first_item.total)
+                stream_duration.add_metric(
+                    [name], _buckets(stats.stream_duration), stats.stream_duration.total
+                )
+                streams.add_metric([name], stats.streams)
+                stream_items.add_metric([name], stats.stream_items)
             for size, count in sorted(queue.batch_sizes.items()):
                 batches.add_metric([name, str(size)], count)
             for (protocol, status), count in sorted(stats.by_status.items()):
@@ -109,6 +143,11 @@ class _Collector:
             values,
             lowest,
             highest,
+            first_item,
+            stream_duration,
+            streams,
+            stream_items,
+            buffered,
         )
 
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from time import perf_counter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from inferd import codec
 from inferd.config.schema import ApiConfig
 from inferd.gateway.metrics import ApiStats
 from inferd.replica import messages
 from inferd.replica.handle import Answer, ReplicaHandle, ReplicaState
+
+if TYPE_CHECKING:
+    from inferd.gateway.stream import Stream
 
 
 class QueuedRequest(Protocol):
@@ -30,8 +33,11 @@ class QueuedRequest(Protocol):
     started: float
     sent_at: float
     replica_id: str
+    stream: Stream | None  # set while its answer streams
 
     def on_reply(self, status: int, body: bytes, meta: bytes) -> None: ...
+
+    def on_chunk(self, handle: ReplicaHandle, payload: bytes) -> None: ...
 
 
 Entry = tuple[QueuedRequest, bytes, bytes]  # request, frame kind, body
@@ -201,6 +207,7 @@ class ApiQueue:
     def expire(self, now: float) -> None:
         """Answer 504 to requests past the API's timeout; abandon replicas stuck on one."""
         timeout = self.config.api.timeout
+        item_timeout = self.config.api.item_timeout or timeout
         waiting = self.waiting
         if waiting and waiting[0][0].started + timeout <= now:
             body = codec.error_body(f"the request did not finish within the api's timeout ({timeout:g}s)")
@@ -209,13 +216,24 @@ class ApiQueue:
                 if not request.closed:
                     request.on_reply(504, body, b"")
         for handle, requests in list(self.busy.items()):
+            stream = requests[0].stream if requests else None
+            if stream is not None and stream.opened:  # a stream's own clocks (gateway/stream.py)
+                if stream.overdue(now, timeout, item_timeout):
+                    self._abandon(handle, requests, "the stream overran its timeout")
+                continue
             if requests and min(r.started for r in requests) + timeout <= now:
                 body = codec.error_body(
                     f"the request did not finish within the api's timeout ({timeout:g}s); its replica "
                     "was stopped and is being replaced"
                 )
-                del self.busy[handle]
-                self.running -= len(requests)
-                self.remove(handle)
-                for waiter in handle.abandon():
-                    waiter.on_reply(504, body, b"")
+                self._abandon(handle, requests, body)
+
+    def _abandon(self, handle: ReplicaHandle, requests: list[QueuedRequest], body: bytes | str) -> None:
+        """Stop a replica stuck past a deadline (it is replaced); answer its requests 504."""
+        if isinstance(body, str):
+            body = codec.error_body(body)
+        del self.busy[handle]
+        self.running -= len(requests)
+        self.remove(handle)
+        for waiter in handle.abandon():
+            waiter.on_reply(504, body, b"")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from inferd import __version__, codec
+from inferd.gateway.stream import GENERATE, GENERATE_STREAM, Stream
 from inferd.protocols import v2 as codec_v2
 from inferd.replica import messages
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from inferd.gateway.http import HttpConnection, Request
 
 VERSION = "1"
-EXTENSIONS = ["binary_tensor_data", "model_repository(list)"]
+EXTENSIONS = ["binary_tensor_data", "model_repository(list)", "generate"]
 
 
 def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
@@ -70,4 +71,13 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
             return conn.respond(400, codec.error_body("Inference-Header-Content-Length must be a number"))
         body = messages.LENGTH.pack(int(length)) + request.body
         return gateway.dispatch(conn, queue, messages.V2_INFER_BINARY, body, "v2")
+    if rest == ["generate"] or rest == ["generate_stream"]:
+        if method != b"POST":
+            return gateway.method_not_allowed(conn, request, b"POST")
+        # The generate extension: the JSON body goes to the predictor as its sample.
+        mode = GENERATE if rest[0] == "generate" else GENERATE_STREAM
+        gateway.dispatch(conn, queue, messages.PREDICT, request.body, mode)
+        if conn.queue is queue:  # admitted: the answer is written as the extension says
+            conn.stream = Stream(conn, mode, name)
+        return None
     return conn.respond(404, codec.error_body(f"no V2 route {request.path.decode('utf-8', 'replace')}"))

@@ -31,6 +31,10 @@ class Waiter(Protocol):
 
     def on_reply(self, status: int, body: bytes, meta: bytes) -> None: ...
 
+    def on_chunk(self, handle: ReplicaHandle, payload: bytes) -> None:
+        """One item of a streamed answer (the ``END`` comes as ``on_reply``)."""
+        ...
+
 
 Answer = tuple[Waiter, int, bytes, bytes]
 
@@ -55,6 +59,7 @@ class ReplicaEvents(Protocol):
         ...
 
 
+STOP_FRAME = messages.frame(messages.STOP, b"")
 CRASHED = codec.error_body("the replica running this request stopped before answering; retry it")
 
 
@@ -98,6 +103,20 @@ class ReplicaHandle(asyncio.Protocol):
         self.waiters = waiters
         self.requests += len(bodies)
         self._transport.writelines(messages.batch_frame(bodies))
+
+    def stop(self) -> None:
+        """Ask the replica to close the stream it is sending (the client left)."""
+        if self._transport is not None:
+            self._transport.write(STOP_FRAME)
+
+    def pause_reading(self) -> None:
+        """Stop reading the replica's answers (its sends block: backpressure for a stream)."""
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
 
     def close(self) -> None:
         """Close the gateway's end: the replica finishes its current request and exits."""
@@ -143,12 +162,15 @@ class ReplicaHandle(asyncio.Protocol):
             kind = data[offset + 4 : offset + 5]
             start = offset + 5
             offset += 4 + size
-            if kind == messages.REPLY:
+            if kind == messages.REPLY or kind == messages.END:
                 status = (data[start] << 8) | data[start + 1]
                 meta_end = start + 4 + ((data[start + 2] << 8) | data[start + 3])
                 waiters, self.waiters = self.waiters, []
                 if waiters:
                     self._deliver([(waiters[0], status, data[meta_end:offset], data[start + 4 : meta_end])])
+            elif kind == messages.CHUNK:
+                if self.waiters:
+                    self.waiters[0].on_chunk(self, data[start:offset])
             elif kind == messages.BATCH_REPLY:
                 waiters, self.waiters = self.waiters, []
                 replies = messages.parse_batch_reply(data[start:offset])

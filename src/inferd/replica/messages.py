@@ -11,6 +11,13 @@ Every frame is a 4-byte big-endian length, then one byte of kind, then the paylo
   ``{"error", "detail"}`` when loading failed (then the replica exits); ``REPLY`` + a 2-byte
   HTTP status + a 2-byte length + that many bytes of JSON metadata (stage timings in seconds,
   the tracked prediction) + the JSON response body.
+- streaming (a predictor or ``post_inference`` that returns an iterator): ``CHUNK`` + one item's
+  JSON per item, sent as soon as it exists (an empty ``CHUNK`` opens a stream with no item
+  yet), then ``END``, laid out as ``REPLY``: status 200 and an empty body, or the error's status
+  and JSON body when the iterator raised. An iterator that fails before its first item is
+  answered with a plain ``REPLY``. gateway -> replica: ``STOP`` (the client left, or the
+  stream's time is up): the replica closes the iterator after the item it is producing.
+  Backpressure is the socket itself: a gateway that stops reading blocks the replica's send.
 
 Errors travel as status + JSON text, never as pickled exceptions.
 """
@@ -40,6 +47,9 @@ SPEC = b"S"
 READY = b"R"
 FAILED = b"F"
 REPLY = b"A"
+CHUNK = b"K"  # one item of a stream
+END = b"E"  # the end of a stream: laid out as REPLY
+STOP = b"Q"  # gateway -> replica: close the stream now
 BATCH_REPLY = b"M"  # count, then (status, metadata length, body length, metadata, body) each
 
 MAX_FRAME = 1 << 31

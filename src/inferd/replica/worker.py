@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from inferd.handler.predictor import Predictor
 from inferd.protocols import tfserving, v2
 from inferd.replica import messages
 from inferd.replica.messages import ReplicaSpec
+from inferd.replica.streaming import is_stream, send_stream, take_stop
 
 log = logging.getLogger("inferd.replica")
 
@@ -95,13 +96,18 @@ def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[byte
     return encode(outputs), 0
 
 
-def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes, bytes]:
-    """The status, JSON body and metadata (timings, tracked value) for one request frame."""
+def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes, bytes] | Iterator[Any]:
+    """The status, JSON body and metadata (timings, tracked value) for one request frame.
+
+    A result that is an iterator is returned as it is: the caller streams it.
+    """
     try:
         if kind in messages.TENSOR_KINDS:
             out, binary_header = answer_tensors(predictor, kind, body)
             return 200, out, messages.pack_meta(predictor.timings, binary_header=binary_header)
         result = predictor.predict(codec.loads(body), debug=kind == messages.PREDICT_DEBUG)
+        if is_stream(result):
+            return result  # type: ignore[no-any-return]
         return _encode(predictor, result, None, predictor.timings)
     except InferdError as exc:
         return _encode(predictor, None, exc, {})
@@ -142,7 +148,10 @@ def _encode(
             out = codec.dumps(result)
         except TypeError as exc:
             stage = "predict" if predictor.runtime is None else "post_inference"
-            error = HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}")
+            reason = str(exc)
+            if is_stream(result):  # only batches get here with an iterator
+                reason = "an iterator streams only without batching (remove the api's batching)"
+            error = HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}")
     if error is not None:
         if error.status_code >= 500:
             log.error("prediction failed: %s", error.message)
@@ -175,8 +184,14 @@ def serve(sock: socket.socket, predictor: Predictor) -> None:
         if kind == messages.BATCH:
             sendall(answer_batch(predictor, body))
             continue
-        status, out, meta = answer(predictor, kind, body)
-        sendall(messages.reply_frame(status, out, meta))
+        if kind == messages.STOP:  # for a stream that had already ended
+            continue
+        reply = answer(predictor, kind, body)
+        if type(reply) is tuple:
+            sendall(messages.reply_frame(*reply))
+        else:
+            send_stream(sock, predictor, reply, buffer)  # type: ignore[arg-type]
+            take_stop(buffer)
 
 
 def read_spec(sock: socket.socket) -> ReplicaSpec:

@@ -1,0 +1,273 @@
+"""Streamed answers in the gateway: a replica's ``CHUNK`` frames written to the client at once.
+
+A Cortex-style request whose answer streams is written as Server-Sent Events when the client
+sent ``Accept: text/event-stream`` (``data: <json>`` per item, ``event: error`` when the
+predictor failed mid-stream), else as ``application/x-ndjson`` (one JSON document per line, a
+final ``{"error": ...}`` line on failure); both chunked, one write per item. The Open Inference
+Protocol's generate extension answers ``/generate`` with one JSON document (the items' text
+joined) and ``/generate_stream`` with SSE.
+
+Backpressure: when the client's transport pauses writing (its buffer passed the high-water
+mark), the gateway stops reading the replica's socket, so the replica's send blocks and its
+generator waits; the gateway holds at most the client's write buffer plus one read. A client
+that leaves makes the gateway send ``STOP``: the replica closes the generator after the item
+it is producing.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from inferd import codec
+
+if TYPE_CHECKING:
+    from inferd.gateway.http import HttpConnection
+    from inferd.replica.handle import ReplicaHandle
+
+SSE = "sse"
+NDJSON = "ndjson"
+GENERATE = "generate"  # one JSON answer with the items' text joined
+GENERATE_STREAM = "generate_stream"  # SSE of generate-extension documents
+MODEL_VERSION = "1"
+
+_TYPES = {
+    SSE: b"text/event-stream",
+    NDJSON: b"application/x-ndjson",
+    GENERATE_STREAM: b"text/event-stream",
+}
+END = b"0\r\n\r\n"
+
+
+def _chunk(data: bytes) -> bytes:
+    """One piece of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def mode_of(conn: HttpConnection) -> str:
+    """How a Cortex-style request's stream is written, from its ``Accept`` header."""
+    accept = conn.headers.get(b"accept", b"")
+    return SSE if b"text/event-stream" in accept else NDJSON
+
+
+class Stream:
+    """One streamed answer on one connection (created at its first item, or for generate routes)."""
+
+    def __init__(self, conn: HttpConnection, mode: str, model: str = "") -> None:
+        self.conn = conn
+        self.mode = mode
+        self.model = model
+        self.handle: ReplicaHandle | None = None
+        self.opened = False  # the replica has started streaming
+        self.headers_sent = False
+        self.done = False  # the client has had its whole answer (or left)
+        self.stopped = False  # STOP was sent to the replica
+        self.stop_since = 0.0
+        self.paused = False
+        self.items = 0
+        self.first_item = 0.0  # seconds from the request to its first item
+        self.last_item = 0.0
+        self.texts: list[str] = []
+
+    # from the replica
+
+    def item(self, handle: ReplicaHandle, payload: bytes) -> None:
+        """One ``CHUNK`` (an empty one opens a stream that has no item yet)."""
+        now = perf_counter()
+        if not self.opened:
+            self.opened = True
+            self.handle = handle
+            self.last_item = now
+        if self.conn.closed:
+            self.client_left()
+            return
+        if self.done:
+            return
+        if payload:
+            self.items += 1
+            self.last_item = now
+            if self.items == 1:
+                self.first_item = now - self.conn.started
+        if self.mode == GENERATE:
+            if payload:
+                self.texts.append(_text(orjson.loads(payload)))
+            return
+        parts = []
+        if not self.headers_sent:
+            parts.append(self._head())
+        if payload:
+            parts.append(_chunk(self._event(payload)))
+        self._write(b"".join(parts))
+
+    def finish(self, status: int, body: bytes, meta: bytes) -> bool:
+        """The replica's last frame (``END``, or a plain ``REPLY``): end the answer.
+
+        Returns whether the connection stays usable for its next request.
+        """
+        self._resume()
+        if self.done:
+            return False
+        conn = self.conn
+        if not self.opened:  # a plain answer (not an iterator, or failed before its first item)
+            if status == 200 and self.mode == GENERATE_STREAM:
+                self.item(_NO_HANDLE, body)  # one event with the whole answer
+                body = b""
+            else:
+                self.done = True
+                if status == 200 and self.mode == GENERATE:
+                    body = self._generate([_text(orjson.loads(body))])
+                conn.respond(status, body)
+                return False
+        self.done = True
+        if self.mode == GENERATE:
+            conn.respond(status, body if status != 200 else self._generate(self.texts))
+            return False
+        tail = b""
+        if not self.headers_sent:
+            tail = self._head()
+        if status != 200:
+            message = _message(body)
+            if self.mode == NDJSON:
+                tail += _chunk(codec.error_body(message) + b"\n")
+            else:
+                tail += _chunk(b"event: error\ndata: " + codec.error_body(message) + b"\n\n")
+        self._write(tail + END)
+        return True
+
+    # from the client and the clock
+
+    def pause(self) -> None:
+        """The client's buffer is full: stop reading the replica (its send blocks)."""
+        if self.handle is not None and not self.paused:
+            self.paused = True
+            self.handle.pause_reading()
+
+    def resume(self) -> None:
+        self._resume()
+
+    def client_left(self) -> None:
+        """The client disconnected: have the replica close the generator."""
+        self.done = True
+        self._resume()
+        self.stop()
+
+    def stop(self) -> None:
+        if self.handle is not None and not self.stopped:
+            self.stopped = True
+            self.stop_since = perf_counter()
+            self.handle.stop()
+
+    def overdue(self, now: float, timeout: float, item_timeout: float) -> bool:
+        """Apply the timeouts of a running stream; True when its replica must be abandoned.
+
+        No item for ``item_timeout`` s: the generator is stuck, the replica is replaced. The whole
+        stream past ``timeout`` s: the client gets the error, the replica is told to stop (and
+        replaced if it has not stopped ``item_timeout`` s later).
+        """
+        if self.stopped:
+            return now - self.stop_since > item_timeout
+        if now - self.last_item > item_timeout:
+            self.fail(f"the stream produced no item within the api's item_timeout ({item_timeout:g}s)")
+            return True
+        if now - self.conn.started > timeout:
+            self.fail(f"the stream did not finish within the api's timeout ({timeout:g}s)")
+            self.stop()
+        return False
+
+    def fail(self, message: str) -> None:
+        """End the client's answer with an error now and close its connection."""
+        if self.done:
+            return
+        self.done = True
+        conn = self.conn
+        transport = conn.transport
+        if transport is None:
+            return
+        if not self.headers_sent:
+            conn.respond(504, codec.error_body(message), close=True)
+            return
+        if self.mode == NDJSON:
+            data = codec.error_body(message) + b"\n"
+        else:
+            data = b"event: error\ndata: " + codec.error_body(message) + b"\n\n"
+        transport.write(_chunk(data) + END)
+        transport.close()
+
+    # writing
+
+    def _head(self) -> bytes:
+        from inferd.gateway.http import CORS, status_line
+
+        self.headers_sent = True
+        conn = self.conn
+        return b"".join(
+            (
+                status_line(200),
+                b"Content-Type: ",
+                _TYPES[self.mode],
+                b"\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n",
+                b"X-Request-ID: ",
+                conn.request_id,
+                b"\r\n",
+                CORS,
+                b"\r\n" if conn.keep_alive else b"Connection: close\r\n\r\n",
+            )
+        )
+
+    def _event(self, payload: bytes) -> bytes:
+        if self.mode == NDJSON:
+            return payload + b"\n"
+        if self.mode == GENERATE_STREAM:
+            payload = orjson.dumps(self._generated(orjson.loads(payload)))
+        return b"data: " + payload + b"\n\n"
+
+    def _generated(self, item: Any) -> dict[str, Any]:
+        document = dict(item) if isinstance(item, dict) else {"text_output": _text(item)}
+        return {"model_name": self.model, "model_version": MODEL_VERSION, **document}
+
+    def _generate(self, texts: list[str]) -> bytes:
+        return orjson.dumps(
+            {"model_name": self.model, "model_version": MODEL_VERSION, "text_output": "".join(texts)}
+        )
+
+    def _write(self, data: bytes) -> None:
+        transport = self.conn.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _resume(self) -> None:
+        if self.paused and self.handle is not None:
+            self.paused = False
+            self.handle.resume_reading()
+
+
+class _NoHandle:
+    """Stands for the replica when a plain answer is written as a stream (nothing to pause)."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+_NO_HANDLE: Any = _NoHandle()
+
+
+def _text(item: Any) -> str:
+    """The text of a generate-extension item: a string, or a document's ``text_output``."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict) and isinstance(item.get("text_output"), str):
+        return str(item["text_output"])
+    return orjson.dumps(item).decode()
+
+
+def _message(body: bytes) -> str:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace")
+    return str(value.get("error", value)) if isinstance(value, dict) else str(value)

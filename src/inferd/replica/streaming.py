@@ -1,0 +1,120 @@
+"""Streaming answers inside a replica: each item of an iterator goes out as its own frame.
+
+A predictor's ``predict`` (or a handler's ``post_inference``) that returns a generator or any
+other iterator streams: every item is encoded and sent as a ``CHUNK`` frame the moment it
+exists, then an ``END`` frame. Between items the replica looks (without blocking) for the
+gateway's ``STOP``; when it comes, the iterator is closed at once, so a generator's ``finally``
+runs and the replica is free for the next request. ``sendall`` blocks while the gateway is not
+reading (its client is slow): that is the backpressure, and the generator waits with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+from collections.abc import Iterator
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+
+from inferd import codec
+from inferd.handler.predictor import Predictor
+from inferd.replica import messages
+
+log = logging.getLogger("inferd.replica")
+
+# Results answered as one JSON document even though Python can iterate them.
+_PLAIN = (dict, list, str, bytes, tuple, int, float, bool, type(None), np.ndarray)
+_STOP_FRAME = messages.frame(messages.STOP, b"")
+
+
+def is_stream(result: Any) -> bool:
+    """Whether a result streams: an iterator (a generator, ``iter(...)``, ``map``...)."""
+    return type(result) not in _PLAIN and isinstance(result, Iterator)
+
+
+def stage_of(predictor: Predictor) -> str:
+    """The user's function a streamed result came from, for error messages."""
+    name = "predict" if predictor.runtime is None else "post_inference"
+    return name if predictor.code is None else f"{name} in {predictor.code.file}"
+
+
+def stop_requested(sock: socket.socket, buffer: bytearray) -> bool:
+    """Whether the gateway sent ``STOP`` (read without blocking; other bytes stay in ``buffer``)."""
+    try:
+        data = sock.recv(1 << 16, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        data = None
+    if data == b"":
+        raise ConnectionError("the gateway closed the socket")
+    if data:
+        buffer += data
+    return take_stop(buffer)
+
+
+def take_stop(buffer: bytearray) -> bool:
+    """Remove the ``STOP`` frames at the head of ``buffer``; whether there was one."""
+    found = False
+    size = len(_STOP_FRAME)
+    while buffer[:size] == _STOP_FRAME:
+        del buffer[:size]
+        found = True
+    return found
+
+
+def send_stream(sock: socket.socket, predictor: Predictor, items: Iterator[Any], buffer: bytearray) -> None:
+    """Send ``items`` as ``CHUNK`` frames, then ``END`` (or the error); close them on ``STOP``."""
+    sendall = sock.sendall
+    chunk = messages.CHUNK
+    frame = messages.frame
+    started = perf_counter()
+    count = 0
+    error: str | None = None
+    try:
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            except Exception as exc:
+                log.error(
+                    "%s failed after %d item(s):\n%s", stage_of(predictor), count, traceback.format_exc()
+                )
+                error = f"{stage_of(predictor)} failed after {count} item(s): {type(exc).__name__}: {exc}"
+                break
+            try:
+                data = codec.dumps(item)
+            except TypeError as exc:
+                error = f"{stage_of(predictor)} yielded a value that is not JSON-serialisable: {exc}"
+                log.error("%s", error)
+                break
+            sendall(frame(chunk, data))
+            count += 1
+            if stop_requested(sock, buffer):
+                log.info("the client left: the stream was stopped after %d item(s)", count)
+                break
+    finally:
+        _close(items, predictor)
+    timings = dict(predictor.timings)
+    timings["model"] = timings.get("model", 0.0) + perf_counter() - started
+    meta = messages.pack_meta(timings)
+    if error is not None and count == 0:  # nothing sent yet: a plain error answer (HTTP 500)
+        sendall(messages.reply_frame(500, codec.error_body(error)))
+        return
+    if count == 0:
+        sendall(frame(chunk, b""))  # opens the (empty) stream
+    body = b"" if error is None else codec.error_body(error)
+    reply = messages.reply_frame(200 if error is None else 500, body, meta)
+    sendall(reply[:4] + messages.END + reply[5:])
+
+
+def _close(items: Iterator[Any], predictor: Predictor) -> None:
+    close = getattr(items, "close", None)
+    if close is None:
+        return
+    try:
+        close()  # a generator's finally runs now
+    except Exception:
+        log.error("closing the stream of %s failed:\n%s", stage_of(predictor), traceback.format_exc())

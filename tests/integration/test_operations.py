@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -180,3 +181,58 @@ def test_a_killed_operator_comes_back_by_itself(
     unit = inferd.run("up", "--systemd").stdout
     assert "ExecStart=" in unit and "-m inferd.operator.daemon" in unit and "Restart=on-failure" in unit
     assert f"INFERD_HOME={inferd.home}" in unit and inferd.operator_pid() is None  # nothing started
+
+
+def test_a_rollout_on_a_full_machine_replaces_one_replica_at_a_time(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    half = len(os.sched_getaffinity(0)) / 2  # two replicas fill this machine's cores
+    handler = "def post_inference(prediction, signature, metadata):\n    return {version}\n"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: full\n- kind: api\n  name: roomy\n  onnx:\n    model: m.onnx\n"
+        f"    request_handler: h.py\n  compute:\n    cpu: {half}\n    min_replicas: 2\n    max_replicas: 2\n",
+        {"h.py": handler.format(version=1)},
+        {"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("roomy", "live")
+    answers: list[object] = []
+    failures: list[str] = []
+    most = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    response = session.post(
+                        inferd.url + "/full/roomy", json=[[5.1, 3.5, 1.4, 0.2]], timeout=30
+                    )
+                    if response.status_code == 200:
+                        answers.append(response.json())
+                    else:
+                        failures.append(f"{response.status_code} {response.text}")
+                except requests.RequestException as exc:
+                    failures.append(repr(exc))
+
+    def watch() -> None:
+        while not stop.is_set():
+            running = [r for r in inferd.api("roomy")["replicas"] if r["state"] != "closed"]
+            most[0] = max(most[0], len(running))
+
+    threads = [threading.Thread(target=load) for _ in range(3)] + [threading.Thread(target=watch)]
+    for thread in threads:
+        thread.start()
+    try:
+        (project / "h.py").write_text(handler.format(version=2))
+        inferd.run("deploy", str(project))
+        wait_for(lambda: answers[-20:] == [2] * 20, 60, "answers from the new version only")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert most[0] <= 2  # never more replicas than the machine holds
+    info = inferd.api("roomy")
+    assert info["status"] == "live" and info["up_to_date"] == 2

@@ -293,12 +293,15 @@ class LocalEngine:
             self._spawn(self._retry_fetch(state.name, version))
         room = 0 if version.spec is None or now < version.next_start else self._room(state)
         views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
-        actions = plan(state.desired, version.id, views, room)
+        draining = sum(r.retired for r in state.replicas)
+        actions = plan(state.desired, version.id, views, room, draining)
         current = sum(r.version == version.id for r in state.replicas if not r.retired)
+        replacing = draining > 0 or any(v.version != version.id and v.ready for v in views)
         state.unschedulable = (
             version.spec is not None
             and current + actions.start < state.desired
             and (now >= version.next_start)
+            and not replacing  # a rollout making room one replica at a time
         )
         state.fit = current + actions.start if state.unschedulable else None
         for _ in range(actions.start):
@@ -316,8 +319,8 @@ class LocalEngine:
         used: list[Need] = []
         for other in self.apis.values():
             compute = other.config.api.compute
-            count = sum(r.version == other.version.id for r in other.replicas if not r.retired)
-            used.extend([(compute.cpu_cores, compute.mem_bytes)] * count)
+            # every replica still running holds its room: old versions' and draining ones too
+            used.extend([(compute.cpu_cores, compute.mem_bytes)] * len(other.replicas))
         return used
 
     def _room(self, state: ApiState) -> int:

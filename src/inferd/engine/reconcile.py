@@ -2,7 +2,9 @@
 
 Rolling updates keep the old version serving until the new one has as many ready replicas as
 desired; then the old replicas are retired (each finishes the request it is running). Replicas
-of an old version that never became ready are retired at once.
+of an old version that never became ready are retired at once. New replicas start only in free
+capacity: when the machine has no room for the next one, one old replica is retired (once the
+others can carry its traffic), and the new one starts in the room it leaves; one at a time.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ class Plan:
     retire: list[str] = field(default_factory=list)
 
 
-def plan(desired: int, version: str, replicas: list[ReplicaView], can_start: int) -> Plan:
+def plan(desired: int, version: str, replicas: list[ReplicaView], can_start: int, draining: int = 0) -> Plan:
     """Actions for one API: how many replicas of ``version`` to start, which to retire.
 
-    ``can_start`` is how many more replicas this machine has room for.
+    ``can_start`` is how many more replicas this machine has room for; ``draining`` how many
+    of this API's retired replicas are still finishing (their room comes back when they exit).
     """
     current = [r for r in replicas if r.version == version]
     old = [r for r in replicas if r.version != version]
@@ -38,6 +41,16 @@ def plan(desired: int, version: str, replicas: list[ReplicaView], can_start: int
     result.retire.extend(r.id for r in old if not r.ready)
     if ready_current >= desired or not old_ready:
         result.retire.extend(r.id for r in old_ready)
+    elif (
+        result.start == 0
+        and len(current) < desired
+        and draining == 0
+        and all(r.ready for r in current)
+        and (len(old_ready) + ready_current >= 2 or ready_current == 0)
+    ):
+        # No room for the next new replica: make some by retiring one old one. With two or
+        # more ready replicas the rest carry the traffic; with one, requests wait in the queue.
+        result.retire.append(old_ready[-1].id)
     extra = len(current) - desired
     if extra > 0:
         # Retire replicas still starting first, then the newest ready ones.

@@ -39,3 +39,32 @@ def test_scale_down_retires_starting_replicas_first() -> None:
 def test_zero_desired_retires_everything() -> None:
     result = plan(0, "v1", replicas(("a", "v1", True), ("b", "v0", True)), 10)
     assert sorted(result.retire) == ["a", "b"]
+
+
+def test_without_room_a_rollout_replaces_one_replica_at_a_time() -> None:
+    old = replicas(("a", "v1", True), ("b", "v1", True))
+    first = plan(2, "v2", old, can_start=0)
+    assert first.start == 0 and first.retire == ["b"]  # room for the first new replica
+    # while "b" drains, nothing more is retired
+    assert plan(2, "v2", old[:1], can_start=0, draining=1).retire == []
+    # "b" gone: its room starts a new one; while it loads, nothing else moves
+    second = plan(2, "v2", old[:1], can_start=1)
+    assert second.start == 1 and second.retire == []
+    loading = replicas(("a", "v1", True), ("c", "v2", False))
+    assert plan(2, "v2", loading, can_start=0).retire == []
+    # the new one is ready: the other two carry traffic, so the last old one makes room
+    ready = replicas(("a", "v1", True), ("c", "v2", True))
+    assert plan(2, "v2", ready, can_start=0).retire == ["a"]
+    done = plan(2, "v2", replicas(("c", "v2", True), ("d", "v2", True)), can_start=0)
+    assert done.start == 0 and done.retire == []
+
+
+def test_a_single_replica_without_room_is_replaced_and_requests_wait() -> None:
+    result = plan(1, "v2", replicas(("a", "v1", True)), can_start=0)
+    assert result.retire == ["a"] and result.start == 0
+    assert plan(1, "v2", [], can_start=1, draining=0).start == 1
+
+
+def test_with_room_nothing_is_retired_early() -> None:
+    result = plan(2, "v2", replicas(("a", "v1", True), ("b", "v1", True)), can_start=2)
+    assert result.start == 2 and result.retire == []

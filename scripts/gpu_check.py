@@ -11,9 +11,9 @@ the CPU's within float tolerance, one replica more than the GPUs refused as ``co
 unavailable`` with the reason, and two replicas sharing one device with ``gpu_memory``.
 
 Needs inferd installed with the ``gpu`` extra (not ``all``: onnxruntime-gpu and onnxruntime
-cannot share an environment) and the example models built. ``--rehearse`` runs every step on
-the CPU (``gpu: 0``) to check the script itself on a machine without GPUs; it proves nothing
-about GPUs.
+cannot share an environment), the ``onnx`` package, and the example models built (README,
+GPUs). ``--rehearse`` runs every step on the CPU (``gpu: 0``) to check the script itself on a
+machine without GPUs; it proves nothing about GPUs.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -76,8 +77,10 @@ def installed(name: str) -> bool:
     return True
 
 
-def preflight(rehearse: bool) -> None:
-    """The GPU builds of both runtimes are installed and see a GPU."""
+def preflight(rehearse: bool) -> dict[str, str]:
+    """What keeps each runtime off the GPU: ``{"onnx" | "tensorflow": problem}`` (empty: none)."""
+    if rehearse:
+        return {}
     clashes = [
         f"{cpu} and {gpu}"
         for cpu, gpu in (("onnxruntime", "onnxruntime-gpu"), ("tensorflow-cpu", "tensorflow"))
@@ -90,24 +93,25 @@ def preflight(rehearse: bool) -> None:
         if clashes
         else ": pip install 'inferd[gpu]'"
     )
-    if rehearse:
-        return
-    probe = (
-        "import os, json\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
-        "import onnxruntime as ort\nimport tensorflow as tf\n"
-        "print(json.dumps([ort.get_available_providers(), len(tf.config.list_physical_devices('GPU'))]))"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    check(
-        result.returncode == 0, f"importing onnxruntime and tensorflow failed{hint}:\n{result.stderr[-2000:]}"
-    )
-    providers, tf_gpus = json.loads(result.stdout.strip().splitlines()[-1])
-    check(
-        "CUDAExecutionProvider" in providers,
-        f"onnxruntime has no CUDAExecutionProvider (it has {providers}){hint}",
-    )
-    check(tf_gpus > 0, f"TensorFlow sees no GPU (tensorflow-cpu, or no CUDA libraries){hint}")
-    say(f"ok   onnxruntime providers {providers}; TensorFlow sees {tf_gpus} GPU(s)")
+    problems: dict[str, str] = {}
+    probes = {
+        "onnx": "import onnxruntime as ort\nprint(json.dumps(ort.get_available_providers()))",
+        "tensorflow": "import tensorflow as tf\nprint(len(tf.config.list_physical_devices('GPU')))",
+    }
+    for runtime, code in probes.items():
+        probe = f"import os, json\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n{code}"
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            problems[runtime] = f"importing {runtime} failed{hint}:\n{result.stderr[-1500:]}"
+            continue
+        found = json.loads(result.stdout.strip().splitlines()[-1])
+        if runtime == "onnx" and "CUDAExecutionProvider" not in found:
+            problems[runtime] = f"onnxruntime has no CUDAExecutionProvider (it has {found}){hint}"
+        elif runtime == "tensorflow" and not found:
+            problems[runtime] = f"TensorFlow sees no GPU (tensorflow-cpu, or no CUDA libraries){hint}"
+        else:
+            say(f"ok   {runtime}: {found}")
+    return problems
 
 
 # ---------- the models and projects
@@ -255,9 +259,21 @@ def check_replicas(op: Operator, name: str, gpus: int, provider: str, rehearse: 
     check(len(flat) == len(set(flat)), f"{name}: two replicas share a device: {held}")
     memory = [g.get("memory_used") for r in ready for g in r.get("gpus", [])]
     check(all(m and m > 0 for m in memory), f"{name}: a GPU replica holds no GPU memory (NVML): {memory}")
+    samples = {
+        (sample.name, sample.labels.get("replica"))
+        for family in text_string_to_metric_families(requests.get(f"{op.url}/metrics", timeout=10).text)
+        for sample in family.samples
+        if sample.labels.get("api") == name
+    }
+    for replica in ready:
+        for metric in ("inferd_replica_gpu_memory_bytes", "inferd_replica_gpu_memory_total_bytes"):
+            check((metric, replica["id"]) in samples, f"/metrics has no {metric} for replica {replica['id']}")
     verbose = op.run("get", name, "-v").stdout
     check(provider in verbose, f"`inferd get {name} -v` does not show {provider}:\n{verbose}")
-    say(f"ok   {name}: {len(ready)} replica(s) on {provider}, devices {flat}, GPU memory {memory}")
+    say(
+        f"ok   {name}: {len(ready)} replica(s) on {provider}, devices {flat}, "
+        f"GPU memory {memory} (also in /metrics)"
+    )
 
 
 def send_batch(op: Operator, name: str, bodies: list[Any]) -> list[Any]:
@@ -299,111 +315,129 @@ def compare(
     say(f"ok   {name}: {len(gpu)} answers equal the CPU's (largest difference {worst:.2g})")
 
 
-def run_checks(workdir: Path, gpus: int, rehearse: bool) -> None:
-    inputs = build_matmul_model(workdir / "matmul.onnx")
-    samples = iris_samples()
-    gpu = 0 if rehearse else 1
-    replicas = max(1, gpus)
-    with operator(workdir / "home") as op:
-        # 1. ONNX: iris and the matrix product, one replica per GPU, next to CPU twins.
+class Phases:
+    """The checks, in phases that share an operator; each phase cleans up after itself."""
+
+    def __init__(self, workdir: Path, op: Operator, gpus: int, rehearse: bool) -> None:
+        self.workdir = workdir
+        self.op = op
+        self.gpus = gpus
+        self.rehearse = rehearse
+        self.gpu = 0 if rehearse else 1
+        self.replicas = max(1, gpus)
+        self.inputs = build_matmul_model(workdir / "matmul.onnx")
+        self.samples = iris_samples()
+
+    def onnx(self) -> None:
+        """The iris example and a matrix product, one replica per GPU, next to CPU twins."""
+        op, gpu, replicas = self.op, self.gpu, self.replicas
         project = write_project(
-            workdir,
+            self.workdir,
             "onnx",
-            [
-                api_yaml("iris-gpu", ONNX_IRIS, gpu, replicas),
-                api_yaml("iris-cpu", ONNX_IRIS, 0, 1),
-            ],
+            [api_yaml("iris-gpu", ONNX_IRIS, gpu, replicas), api_yaml("iris-cpu", ONNX_IRIS, 0, 1)],
         )
         op.run("deploy", str(project), "--no-wait")
         op.live("iris-gpu", replicas)
         op.live("iris-cpu", 1)
-        check_replicas(op, "iris-gpu", 1, "CUDAExecutionProvider", rehearse)
-        bodies = [
-            [[s[k] for k in ("sepal_length", "sepal_width", "petal_length", "petal_width")]] for s in samples
-        ]
-        compare(
-            "onnx iris",
-            send_batch(op, "onnx/iris-gpu", bodies),
-            send_batch(op, "onnx/iris-cpu", bodies),
-            1e-4,
-            probabilities,
-        )
+        check_replicas(op, "iris-gpu", 1, "CUDAExecutionProvider", self.rehearse)
+        keys = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+        bodies = [[[sample[k] for k in keys]] for sample in self.samples]
+        gpu_answers = send_batch(op, "onnx/iris-gpu", bodies)
+        compare("onnx iris", gpu_answers, send_batch(op, "onnx/iris-cpu", bodies), 1e-4, probabilities)
         # The matrix product takes the GPUs over: the iris replicas give theirs back first.
         project = write_project(
-            workdir,
+            self.workdir,
             "onnx",
             [api_yaml("matmul-gpu", MATMUL, gpu, replicas), api_yaml("matmul-cpu", MATMUL, 0, 1)],
         )
         op.run("deploy", str(project), "--no-wait")
         op.live("matmul-gpu", replicas)
-        check_replicas(op, "matmul-gpu", 1, "CUDAExecutionProvider", rehearse)
-        rows = [[row.tolist()] for row in inputs]
-        compare(
-            "onnx matmul",
-            send_batch(op, "onnx/matmul-gpu", rows),
-            send_batch(op, "onnx/matmul-cpu", rows),
-            2e-2,
-            lambda a: a[0],
-        )
+        op.live("matmul-cpu", 1)
+        check_replicas(op, "matmul-gpu", 1, "CUDAExecutionProvider", self.rehearse)
+        rows = [[row.tolist()] for row in self.inputs]
+        gpu_answers = send_batch(op, "onnx/matmul-gpu", rows)
+        compare("onnx matmul", gpu_answers, send_batch(op, "onnx/matmul-cpu", rows), 2e-2, lambda a: a[0])
 
-        # 2. TensorFlow: the iris SavedModel, memory growing on demand.
+    def tensorflow(self) -> None:
+        """The iris SavedModel, one replica per GPU (memory growing on demand), next to a CPU twin."""
+        op = self.op
         project = write_project(
-            workdir, "tf", [api_yaml("tf-gpu", TF_IRIS, gpu, replicas), api_yaml("tf-cpu", TF_IRIS, 0, 1)]
+            self.workdir,
+            "tf",
+            [api_yaml("tf-gpu", TF_IRIS, self.gpu, self.replicas), api_yaml("tf-cpu", TF_IRIS, 0, 1)],
         )
-        op.run("delete", "onnx")
         op.run("deploy", str(project), "--no-wait")
-        op.live("tf-gpu", replicas)
+        op.live("tf-gpu", self.replicas)
         op.live("tf-cpu", 1)
-        check_replicas(op, "tf-gpu", 1, "GPU", rehearse)
+        check_replicas(op, "tf-gpu", 1, "GPU", self.rehearse)
+        gpu_answers = send_batch(op, "tf/tf-gpu", self.samples)
+        # TF32 matrix products on the GPU: close to the CPU's, not equal.
         compare(
-            "tensorflow iris",
-            send_batch(op, "tf/tf-gpu", samples),
-            send_batch(op, "tf/tf-cpu", samples),
-            1e-3,
-            probabilities,
+            "tensorflow iris", gpu_answers, send_batch(op, "tf/tf-cpu", self.samples), 1e-2, probabilities
         )
 
-        # 3. One replica more than the GPUs: compute unavailable, naming what is missing.
-        if not rehearse:
-            project = write_project(workdir, "over", [api_yaml("too-many", MATMUL, 1, gpus + 1)])
-            op.run("delete", "tf")
-            op.run("deploy", str(project), "--no-wait", check_exit=False)
-            info = op.wait(
-                "too-many", lambda i: i["status"] == "compute unavailable", "compute unavailable", 60
-            )
-            check(
-                "GPU" in str(info.get("error")),
-                f"compute unavailable without a GPU reason: {info.get('error')!r}",
-            )
-            say(f"ok   too-many: compute unavailable: {info['error']}")
+    def overflow(self) -> None:
+        """One replica more than the GPUs: compute unavailable, naming what is missing."""
+        project = write_project(self.workdir, "over", [api_yaml("too-many", MATMUL, 1, self.gpus + 1)])
+        self.op.run("deploy", str(project), "--no-wait", check_exit=False)
+        info = self.op.wait(
+            "too-many", lambda i: i["status"] == "compute unavailable", "compute unavailable", 60
+        )
+        check(
+            "GPU" in str(info.get("error")),
+            f"compute unavailable without a GPU reason: {info.get('error')!r}",
+        )
+        say(f"ok   too-many: compute unavailable: {info['error']}")
 
-            # 4. Sharing, asked for: an ONNX and a TF replica on one device with gpu_memory.
-            share = "    gpu_memory: 2Gi\n"
-            project = write_project(
-                workdir,
-                "shared",
-                [api_yaml("share-onnx", MATMUL, 1, 1, share), api_yaml("share-tf", TF_IRIS, 1, 1, share)],
-            )
-            op.run("delete", "over")
-            op.run("deploy", str(project), "--no-wait")
-            devices = []
-            for name in ("share-onnx", "share-tf"):
-                info = op.live(name, 1)
-                devices += [g["uuid"] for r in info["replicas"] if r["state"] == "ready" for g in r["gpus"]]
-            check(
-                len(devices) == 2 and len(set(devices)) == 1,
-                f"shared replicas on {devices}, expected one device",
-            )
-            op.post("shared/share-onnx", [inputs[0].tolist()])
-            op.post("shared/share-tf", samples[0])
-            say(f"ok   gpu_memory: an ONNX and a TF replica share {devices[0]}")
-        metrics = requests.get(f"{op.url}/metrics", timeout=10).text
+    def sharing(self) -> None:
+        """Sharing, asked for: an ONNX and a TF replica on one device with gpu_memory."""
+        share = "    gpu_memory: 2Gi\n"
+        project = write_project(
+            self.workdir,
+            "shared",
+            [api_yaml("share-onnx", MATMUL, 1, 1, share), api_yaml("share-tf", TF_IRIS, 1, 1, share)],
+        )
+        self.op.run("deploy", str(project), "--no-wait")
+        devices = []
+        for name in ("share-onnx", "share-tf"):
+            info = self.op.live(name, 1)
+            devices += [g["uuid"] for r in info["replicas"] if r["state"] == "ready" for g in r["gpus"]]
+        check(
+            len(devices) == 2 and len(set(devices)) == 1, f"shared replicas on {devices}, expected one device"
+        )
+        self.op.post("shared/share-onnx", [self.inputs[0].tolist()])
+        self.op.post("shared/share-tf", self.samples[0])
+        say(f"ok   gpu_memory: an ONNX and a TF replica share {devices[0]}")
+
+
+def run_checks(workdir: Path, gpus: int, rehearse: bool, problems: dict[str, str]) -> list[str]:
+    """Every phase whose runtimes work (a failed phase does not stop the next); the failures."""
+    failures = [f"{runtime}: {problem}" for runtime, problem in problems.items()]
+    with operator(workdir / "home") as op:
+        phases = Phases(workdir, op, gpus, rehearse)
+        plan: list[tuple[str, Callable[[], None], str, tuple[str, ...]]] = [
+            ("onnx", phases.onnx, "onnx", ("onnx",)),
+            ("tensorflow", phases.tensorflow, "tf", ("tensorflow",)),
+        ]
         if not rehearse:
-            check(
-                "inferd_replica_gpu_memory_bytes" in metrics,
-                "/metrics has no inferd_replica_gpu_memory_bytes",
-            )
-            say("ok   /metrics: GPU utilisation and memory per replica")
+            plan += [
+                ("compute unavailable", phases.overflow, "over", ("onnx",)),
+                ("gpu_memory sharing", phases.sharing, "shared", ("onnx", "tensorflow")),
+            ]
+        for title, phase, deployment, needs in plan:
+            broken = [runtime for runtime in needs if runtime in problems]
+            if broken:
+                failures.append(f"{title}: not run ({' and '.join(broken)} cannot use the GPU)")
+                say(f"SKIP {title}: {' and '.join(broken)} cannot use the GPU")
+                continue
+            try:
+                phase()
+            except (CheckFailed, subprocess.TimeoutExpired, requests.RequestException) as exc:
+                failures.append(f"{title}: {exc}")
+                say(f"FAIL {title}: {exc}")
+            finally:  # its replicas give their devices back before the next phase
+                op.run("delete", deployment, check_exit=False)
+    return failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if not model.exists():
             print(
-                f"gpu_check: {model} is missing: build the example models first (make models)",
+                f"gpu_check: {model} is missing: build the example models first (python "
+                "examples/iris-onnx/build_model.py; python examples/iris-tensorflow/build_model.py)",
                 file=sys.stderr,
             )
             return 1
@@ -430,13 +465,18 @@ def main(argv: list[str] | None = None) -> int:
         say(f"GPUs: {', '.join(f'{g.index}: {g.name} ({g.memory / 2**30:.0f} GiB)' for g in gpus)}")
     workdir = Path(tempfile.mkdtemp(prefix="inferd-gpu-check-"))
     try:
-        preflight(args.rehearse)
-        run_checks(workdir, len(gpus), args.rehearse)
+        failures = run_checks(workdir, len(gpus), args.rehearse, preflight(args.rehearse))
     except (CheckFailed, subprocess.TimeoutExpired) as exc:
-        print(f"gpu_check: FAILED: {exc}", file=sys.stderr)
-        return 1
+        failures = [str(exc)]
+    except ImportError as exc:  # onnx builds the matrix-product model
+        failures = [f"{exc.name} is not installed (pip install {exc.name})"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if failures:
+        print(f"gpu_check: FAILED ({len(failures)}):", file=sys.stderr)
+        for failure in failures:
+            print(f"  - {failure}", file=sys.stderr)
+        return 1
     what = "rehearsal on the CPU passed (nothing about GPUs was checked)" if args.rehearse else "passed"
     say(f"gpu_check: {what} in {time.monotonic() - STARTED:.0f}s")
     return 0

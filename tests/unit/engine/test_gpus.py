@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 from inferd.engine.gpus import Claim, GpuNeed, GpuPool, replica_environment
 from tests.unit.engine.fake_nvml import GIB, FakeGpu, FakeNvml, machine
 
@@ -32,6 +36,15 @@ def test_the_real_binding_reports_gpus_or_why_there_are_none() -> None:
         assert found.reason == "" and all(gpu.memory > 0 and gpu.uuid for gpu in found.gpus)
     else:  # no NVIDIA driver here: a reason, never an exception
         assert "NVML" in found.reason or "nvidia-ml-py" in found.reason or "CUDA_VISIBLE" in found.reason
+
+
+def test_without_nvidia_ml_py_there_are_no_gpus_and_the_reason_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
+    found = GpuPool.discover()
+    assert found.gpus == []
+    assert found.reason == "nvidia-ml-py is not installed (pip install 'inferd[gpu]')"
 
 
 def test_cuda_visible_devices_of_the_engine_narrows_the_devices() -> None:

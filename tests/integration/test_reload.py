@@ -17,8 +17,9 @@ import requests
 from tests.conftest import Server, example, wait_for
 
 Serve = Callable[..., Server]
-# The bar is 2 s on a quiet machine; tests share two loaded cores, hence the slack.
-ROLL_OUT_BOUND = 10.0
+# The bar is 2 s on a quiet machine; on two cores shared with other work (load average 11)
+# bench/reload.py saw up to 7.1 s, hence the slack.
+ROLL_OUT_BOUND = 15.0
 
 
 class SteadyClient:

@@ -8,12 +8,13 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
 from inferd.logfiles import files_of, folder_bytes
-from tests.conftest import INFERD, make_project, process_alive, wait_for
+from tests.conftest import INFERD, Server, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
 CHATTY = """
@@ -236,3 +237,24 @@ def test_a_rollout_on_a_full_machine_replaces_one_replica_at_a_time(
     assert most[0] <= 2  # never more replicas than the machine holds
     info = inferd.api("roomy")
     assert info["status"] == "live" and info["up_to_date"] == 2
+
+
+def test_serve_with_fixed_replicas_does_not_autoscale(
+    serve: Callable[..., Server], tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: pod\n- kind: api\n  name: single\n  onnx:\n    model: m.onnx\n"
+        "  compute:\n    min_replicas: 3\n    max_replicas: 5\n",
+        {},
+        {"m.onnx": iris_onnx_model},
+    )
+    server = serve(project, "--replicas", "1")  # what an exported pod runs
+    assert "1 replica, fixed" in server.log()
+    for _ in range(10):
+        assert server.post("/pod/single", [[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+    metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+    ready = [
+        line for line in metrics.splitlines() if line.startswith('inferd_replicas{api="single",state="ready"')
+    ]
+    assert ready and ready[0].endswith(" 1.0")

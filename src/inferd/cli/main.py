@@ -100,6 +100,13 @@ def cli() -> None:
     "[default: 8; INFERD_MAX_PIPELINE].",
 )
 @click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run exactly N replicas per API, autoscaling off (an exported Kubernetes pod runs "
+    "--replicas 1 and its HorizontalPodAutoscaler scales pods).",
+)
+@click.option(
     "--relax-pins",
     is_flag=True,
     help="Install the nearest installable version of a requirements.txt pin that cannot install "
@@ -119,6 +126,7 @@ def serve(
     max_connections: int | None,
     max_pipeline: int | None,
     relax_pins: bool,
+    replicas: int | None,
 ) -> None:
     """Serve a project's APIs in the foreground until Ctrl-C.
 
@@ -158,6 +166,7 @@ def serve(
                 metrics=metrics,
                 reload=reload,
                 limits=limits,
+                replicas=replicas,
             )
         )
     except OSError as exc:

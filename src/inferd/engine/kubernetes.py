@@ -1,10 +1,13 @@
 """``inferd export --kubernetes``: a Dockerfile and manifests for a project (pure generation).
 
-Each API becomes a Deployment whose pods run inferd's own gateway and replicas
-(``inferd serve /app/project --host 0.0.0.0 --port 8888``: the fast local data path inside
-every pod), a Service, and a HorizontalPodAutoscaler on CPU (Cortex's
-``target_cpu_utilization``). With ``ray=True`` the project becomes one KubeRay ``RayService``
-whose ``serveConfigV2`` is the same translation ``inferd deploy -e`` sends to Ray Serve.
+Each API becomes a Deployment whose pods run inferd's own gateway and exactly one replica
+(``inferd serve /app/project --replicas 1 ...``: the fast local data path inside every pod, no
+autoscaling inside it), a Service, and a HorizontalPodAutoscaler on CPU (Cortex's
+``target_cpu_utilization``) between ``min_replicas`` and ``max_replicas`` pods: one layer of
+scaling. A pod's resources are the replica's ``compute`` (cpu and mem requested, gpu, and
+``mem_limit`` as the memory limit). API keys come from a Secret the user creates. With
+``ray=True`` the project becomes one KubeRay ``RayService`` whose ``serveConfigV2`` is the same
+translation ``inferd deploy -e`` sends to Ray Serve.
 Nothing here talks to a cluster; ``cli/export.py`` writes the files.
 """
 
@@ -37,9 +40,27 @@ class ExportFile:
     text: str
 
 
+REPLICAS_PER_POD = 1
+
+
 def serve_command(project_path: str = PROJECT_IN_IMAGE, port: int = PORT) -> list[str]:
-    """The pod's command: exactly what ``inferd serve`` runs locally."""
-    return ["inferd", "serve", project_path, "--host", "0.0.0.0", "--port", str(port)]
+    """The pod's command: ``inferd serve`` as locally, with a fixed replica count."""
+    return [
+        "inferd",
+        "serve",
+        project_path,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+        "--replicas",
+        str(REPLICAS_PER_POD),
+    ]
+
+
+def secret_name(config: ApiConfig) -> str:
+    """The Secret holding a deployment's API keys (created by the user, never exported)."""
+    return f"{config.deployment}-api-keys"[:253]
 
 
 def resource_name(config: ApiConfig) -> str:
@@ -57,32 +78,60 @@ def _labels(config: ApiConfig) -> dict[str, str]:
     }
 
 
+def _quantity(value: str | int | float) -> str:
+    """A ``compute`` value as Kubernetes reads it (``200m``, ``0.5``, ``1Gi``: the same units)."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
 def resources(compute: Compute) -> dict[str, Any]:
-    """A pod holds inferd's gateway and the API's starting replicas: requests cover them."""
-    replicas = max(1, compute.replicas_at_start)
-    requests: dict[str, str] = {"cpu": f"{math.ceil(compute.cpu_cores * replicas * 1000)}m"}
+    """The pod's resources: the one replica's ``compute`` (mem is a request, mem_limit a cap)."""
+    requests: dict[str, str] = {"cpu": _quantity(compute.cpu)}
     limits: dict[str, str] = {}
-    if compute.mem_bytes is not None:
-        memory = f"{math.ceil(compute.mem_bytes * replicas / (1 << 20))}Mi"
-        requests["memory"] = limits["memory"] = memory
+    if compute.mem is not None:
+        requests["memory"] = _quantity(compute.mem)
+    if compute.mem_limit is not None:
+        limits["memory"] = _quantity(compute.mem_limit)
     if compute.gpu:
-        limits["nvidia.com/gpu"] = str(compute.gpu)
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(compute.gpu)
     result: dict[str, Any] = {"requests": requests}
     if limits:
         result["limits"] = limits
     return result
 
 
+def _keys(
+    config: ApiConfig, project_path: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Environment, volumes and mounts that bring the API's keys from its Secret."""
+    auth = config.api.auth
+    if auth is None:
+        return [], [], []
+    secret = secret_name(config)
+    env: list[dict[str, Any]] = [
+        {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": variable}}}
+        for variable in auth.keys_from_env
+    ]
+    if auth.keys_file is None:
+        return env, [], []
+    folder = project_path if not project_path.endswith((".yaml", ".yml")) else PROJECT_IN_IMAGE
+    path = auth.keys_file if auth.keys_file.startswith("/") else f"{folder}/{auth.keys_file}"
+    key = path.rsplit("/", 1)[-1]
+    volumes = [{"name": "api-keys", "secret": {"secretName": secret, "items": [{"key": key, "path": key}]}}]
+    mounts = [{"name": "api-keys", "mountPath": path, "subPath": key, "readOnly": True}]
+    return env, volumes, mounts
+
+
 def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, Any]:
     """The API's Deployment: pods running ``inferd serve``, ready when ``/healthz`` says so."""
     labels = _labels(config)
     compute = config.api.compute
-    container = {
+    key_env, volumes, mounts = _keys(config, project_path)
+    container: dict[str, Any] = {
         "name": "inferd",
         "image": image,
         "command": serve_command(project_path),
         "ports": [{"name": "http", "containerPort": PORT}],
-        "env": [{"name": "INFERD_HOME", "value": "/tmp/inferd"}],
+        "env": [{"name": "INFERD_HOME", "value": "/tmp/inferd"}, *key_env],
         "readinessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
             "periodSeconds": 2,
@@ -98,6 +147,14 @@ def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, An
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
         "resources": resources(compute),
     }
+    if mounts:
+        container["volumeMounts"] = mounts
+    pod: dict[str, Any] = {
+        "terminationGracePeriodSeconds": PRESTOP_SECONDS + GRACE_SECONDS + 5,
+        "containers": [container],
+    }
+    if volumes:
+        pod["volumes"] = volumes
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -107,10 +164,7 @@ def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, An
             "selector": {"matchLabels": {k: labels[k] for k in (f"{LABEL}/deployment", f"{LABEL}/api")}},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "terminationGracePeriodSeconds": PRESTOP_SECONDS + GRACE_SECONDS + 5,
-                    "containers": [container],
-                },
+                "spec": pod,
             },
         },
     }
@@ -227,6 +281,34 @@ def ray_service(project: Project, image: str, ray_version: str, max_workers: int
     }
 
 
+def _keys_readme(project: Project) -> list[str]:
+    """How to create the Secret the API keys come from (nothing secret is ever exported)."""
+    arguments: list[str] = []
+    for config in project.apis:
+        auth = config.api.auth
+        if auth is None:
+            continue
+        arguments += [f"--from-literal={variable}=..." for variable in auth.keys_from_env]
+        if auth.keys_file is not None:
+            name = auth.keys_file.rsplit("/", 1)[-1]
+            arguments.append(f"--from-file={name}=path/to/{name}")
+    if not arguments:
+        return []
+    unique = list(dict.fromkeys(arguments))
+    return [
+        "",
+        "## API keys",
+        "",
+        "The pods read the API keys (`auth`) from a Secret, which you create before applying:",
+        "",
+        "```sh",
+        f"kubectl create secret generic {secret_name(project.apis[0])} \\",
+        *(f"  {argument} \\" for argument in unique[:-1]),
+        f"  {unique[-1]}",
+        "```",
+    ]
+
+
 def dockerfile(with_ray: str | None = None) -> str:
     """The image: python:3.11-slim, inferd with every runtime from ``inferd/``, the project
     in /app/project with its requirements (and Ray Serve for a RayService)."""
@@ -333,12 +415,15 @@ def readme(project: Project, image: str, ray: bool) -> str:
             ),
             "```",
             "",
-            "Per API: a Deployment whose pods run `inferd serve` (inferd's gateway and the API's",
-            "replicas, ready when `/healthz` answers 200), a ClusterIP Service on port 80 and a",
-            "HorizontalPodAutoscaler between `min_replicas` (at least 1) and `max_replicas` pods at",
-            "`target_cpu_utilization`. A pod that stops is taken out of the Service (preStop), then",
-            f"finishes its accepted requests within {GRACE_SECONDS}s before exiting; rolling updates lose no",
-            "request. Requests get `compute.cpu` and `compute.mem` per starting replica; install the",
-            "metrics-server for the autoscaler.",
+            "Per API: a Deployment whose pods run `inferd serve --replicas 1` (inferd's gateway and",
+            "one replica of the API, no autoscaling inside the pod; ready when `/healthz` answers",
+            "200), a ClusterIP Service on port 80 and a HorizontalPodAutoscaler between",
+            "`min_replicas` (at least 1) and `max_replicas` pods at `target_cpu_utilization`: the",
+            "only layer of scaling. A pod requests the replica's `compute.cpu` and `compute.mem`",
+            "(and `compute.gpu`); `compute.mem_limit` is its memory limit. A pod that stops is taken",
+            f"out of the Service (preStop), then finishes its accepted requests within {GRACE_SECONDS}s",
+            "before exiting; rolling updates lose no request. Install the metrics-server for the",
+            "autoscaler.",
+            *_keys_readme(project),
         ]
     return "\n".join(lines) + "\n"

@@ -60,7 +60,12 @@ STOP_TIMEOUT = 10.0
 class LocalEngine:
     """Starts, watches and stops replica processes; implements ``ReplicaEvents``."""
 
-    def __init__(self, sink: ReplicaSink, home: Path, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, sink: ReplicaSink, home: Path, log_dir: Path | None = None, fixed_replicas: int | None = None
+    ) -> None:
+        # fixed_replicas: exactly that many per API, autoscaling off (``inferd serve --replicas``,
+        # what an exported Kubernetes pod runs while the HorizontalPodAutoscaler scales pods)
+        self.fixed_replicas = fixed_replicas
         self.sink = sink
         self.home = home
         self.log_dir = log_dir
@@ -116,7 +121,7 @@ class LocalEngine:
                 autoscaling = config.api.autoscaling
                 state = ApiState(
                     version=version,
-                    desired=compute.replicas_at_start,
+                    desired=compute.replicas_at_start if self.fixed_replicas is None else self.fixed_replicas,
                     autoscaler=Autoscaler(
                         autoscaling.target_in_flight, autoscaling.upscale_window, autoscaling.downscale_window
                     ),
@@ -282,6 +287,8 @@ class LocalEngine:
         compute = state.config.api.compute
         if state.deleting:
             state.desired = 0
+        elif self.fixed_replicas is not None:
+            state.desired = self.fixed_replicas
         else:
             state.autoscaler.observe(now, self.sink.in_flight(state.name))
             state.desired = state.autoscaler.recommend(

@@ -36,12 +36,13 @@ async def serve_project(
     metrics: bool = True,
     reload: bool = False,
     limits: EdgeLimits | None = None,
+    replicas: int | None = None,
 ) -> int:
     """Serve ``project`` until SIGINT/SIGTERM; return the exit status."""
     say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
     log_writer = AccessLog(stream=sys.stderr) if access_log else None
     gateway = Gateway(access_log=log_writer, metrics=metrics, limits=limits)
-    engine = LocalEngine(gateway, home=inferd_home())
+    engine = LocalEngine(gateway, home=inferd_home(), fixed_replicas=replicas)
     gateway.replica_states = engine.replica_states
     gateway.replica_gpus = engine.replica_gpus
     # /healthz is 503 until every API of the project exists and has a ready replica.
@@ -60,10 +61,10 @@ async def serve_project(
     base = f"http://{host}:{bound}"
     say(f"inferd: serving deployment '{project.deployment.name}' on {base}")
     for config in project.apis:
-        replicas = max(1, config.api.compute.replicas_at_start)
+        count = max(1, config.api.compute.replicas_at_start) if replicas is None else replicas
         say(
             f"  {config.name:<20} POST {base}{config.endpoint}  ({config.api.model_format}, "
-            f"{replicas} replica{'s' if replicas != 1 else ''})"
+            f"{count} replica{'s' if count != 1 else ''}{'' if replicas is None else ', fixed'})"
         )
     ready_task = loop.create_task(_announce_ready(gateway, say, quiet_when_live=reload))
     watch_task = None

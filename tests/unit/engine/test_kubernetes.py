@@ -67,12 +67,14 @@ def test_the_pod_runs_the_same_serve_command_as_the_local_tests(tmp_path: Path) 
         "containers"
     ]
     command = container["command"]
-    assert command == ["inferd", "serve", "/app/project", "--host", "0.0.0.0", "--port", "8888"]
+    assert command[:2] == ["inferd", "serve"]
     context = serve_command.make_context("serve", command[2:])  # the real `inferd serve` accepts it
-    assert (str(context.params["project_dir"]), context.params["host"], context.params["port"]) == (
+    params = context.params
+    assert (str(params["project_dir"]), params["host"], params["port"], params["replicas"]) == (
         "/app/project",
         "0.0.0.0",
         8888,
+        1,  # one replica per pod, autoscaling off in it: the HorizontalPodAutoscaler scales pods
     )
 
 
@@ -91,10 +93,12 @@ def test_compute_sets_resources_and_bounds(tmp_path: Path) -> None:
     for document in (deployment, hpa):
         validate(document)
     resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+    # the pod holds one replica: its resources are the API's compute, not multiplied
     assert resources == {
-        "requests": {"cpu": "2000m", "memory": "2048Mi"},
-        "limits": {"memory": "2048Mi", "nvidia.com/gpu": "1"},
+        "requests": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"},
+        "limits": {"nvidia.com/gpu": "1"},
     }
+    assert deployment["spec"]["replicas"] == 2  # init_replicas pods, then the autoscaler
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
 
@@ -152,3 +156,36 @@ def test_the_output_must_not_be_inside_the_project(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", "- kind: deployment\n  name: x\n")
     result = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(project / "out")])
     assert result.exit_code == 2 and "outside the project" in result.output
+
+
+def test_mem_limit_is_the_pods_memory_limit_and_keys_come_from_a_secret(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: vault\n- kind: api\n  name: guarded\n  onnx:\n    model: m.onnx\n"
+        "  compute:\n    cpu: 500m\n    mem: 256Mi\n    mem_limit: 1Gi\n"
+        "  auth:\n    keys_from_env: [VAULT_KEY]\n    keys_file: secrets/keys.txt\n",
+        {"secrets/keys.txt": "file-secret\n"},
+        {"m.onnx": example("iris-onnx") / "models/iris.onnx"},
+    )
+    config = load_project(project).apis[0]
+    deployment, _, hpa = k8s.api_manifests(config, "img")
+    validate(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
+    assert {
+        "name": "VAULT_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "vault-api-keys", "key": "VAULT_KEY"}},
+    } in container["env"]
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == "/app/project/secrets/keys.txt" and mount["subPath"] == "keys.txt"
+    (volume,) = pod["volumes"]
+    assert volume["secret"]["secretName"] == "vault-api-keys"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 100)
+    out = export(tmp_path, project)
+    readme = (out / "README.md").read_text()
+    assert "kubectl create secret generic vault-api-keys" in readme and "--from-literal=VAULT_KEY=" in readme
+    assert "file-secret" not in "".join(p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())

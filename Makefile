@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXAMPLES := iris-onnx iris-predictor iris-tensorflow
+EXAMPLES := iris-onnx iris-predictor iris-tensorflow text-generator
 SOURCES := src tests examples scripts bench
 
 .PHONY: venv models demo test check lint bench soak clean browser constraints

@@ -51,6 +51,13 @@ PROJECT = """\
   compute:
     cpu: 100m
 - kind: api
+  name: short
+  predictor:
+    path: tokens.py
+  timeout: 2
+  compute:
+    cpu: 100m
+- kind: api
   name: slow
   predictor:
     path: tokens.py
@@ -279,6 +286,20 @@ def test_item_timeout_ends_a_stalled_stream(server: Server) -> None:
     kind, data = events[1]
     assert kind == "error"
     assert "item_timeout (1s)" in data["error"]
+
+
+def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None:
+    record = tmp_path / "produced.txt"
+    body = {"count": 50, "delay": 0.25, "record": str(record)}
+    events, _, _ = timed_sse(server, body, "/streaming/short")
+    items = [data for kind, data in events if kind == "message"]
+    assert items == [{"index": index} for index in range(len(items))] and 2 <= len(items) < 50
+    kind, data = events[-1]
+    assert kind == "error"
+    assert "did not finish within the api's timeout (2s)" in data["error"]
+    # the replica was told to stop: the generator is closed, not run to its 50th item
+    wait_for(lambda: "closed" in produced(record), 10, "the generator to be closed")
+    assert len(produced(record)) - 1 <= len(items) + 2
 
 
 def test_generate_extension(server: Server) -> None:

@@ -178,6 +178,9 @@ def predict(api: str, sample: Path, debug: bool, env: Environment) -> None:
     client = backend_for(env)
     info: dict[str, Any] = client.api(resolve(client, api))
     response = post_sample(info["url"], sample.read_bytes(), debug=debug)
+    if response.ok and response.headers.get("content-type") == "application/x-ndjson":
+        _print_stream(info["name"], response.text)
+        return
     try:
         body = response.json()
     except ValueError:
@@ -189,3 +192,12 @@ def predict(api: str, sample: Path, debug: bool, env: Environment) -> None:
         raise InferdError(f"api '{info['name']}' answered {response.status_code}: {message}")
     click.echo(json.dumps(body, indent=2) if not isinstance(body, str) else json.dumps(body))
     sys.stdout.flush()
+
+
+def _print_stream(name: str, text: str) -> None:
+    """A streamed answer (NDJSON): one item per line; a last ``{"error": ...}`` line fails."""
+    for line in text.splitlines():
+        item = json.loads(line)
+        if isinstance(item, dict) and list(item) == ["error"]:
+            raise InferdError(f"api '{name}' failed mid-stream: {item['error']}")
+        click.echo(json.dumps(item))

@@ -87,6 +87,21 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
             ],
         )
     )
+    streams = metrics.get("streams")
+    if streams:  # an API whose answers stream
+        parts.append(
+            table(
+                ["streams", "first item p50", "items per stream", "avg stream duration"],
+                [
+                    [
+                        count(streams["count"]),
+                        latency(streams["first_item_p50_ms"]),
+                        f"{streams['items_per_stream']:.3g}",
+                        latency(streams["duration_avg_ms"]),
+                    ]
+                ],
+            )
+        )
     tracked = metrics.get("tracker") or {}
     if tracked.get("classes"):
         classes = sorted(tracked["classes"].items(), key=lambda item: (-item[1], item[0]))

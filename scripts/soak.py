@@ -137,8 +137,11 @@ class Soak:
                 name = rng.choice(["classifier", "raw", "batched"])
                 ready = [r["pid"] for r in self.api(name)["replicas"] if r["state"] == "ready"]
                 if ready:
-                    os.kill(rng.choice(ready), signal.SIGKILL)
-                    self.kills += 1
+                    try:
+                        os.kill(rng.choice(ready), signal.SIGKILL)
+                        self.kills += 1
+                    except ProcessLookupError:
+                        pass  # it exited between the listing and the kill (a rollout retired it)
                 next_kill = now + 5
             if now >= next_update:
                 self.updates += 1

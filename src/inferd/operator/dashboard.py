@@ -28,8 +28,8 @@ import orjson
 from inferd import __version__
 from inferd.errors import InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
 from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
-from inferd.logfiles import log_path
 from inferd.operator.history import PERIOD, History, class_totals
+from inferd.operator.logs import recent_lines
 from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ FILES = {
     b"/dashboard/dashboard.css": ("dashboard.css", b"text/css; charset=utf-8"),
 }
 LOG_LINES = 50
-LOG_TAIL_BYTES = 64 * 1024
 LOG_LINE_CHARS = 2000
 # The page loads only its own files and talks only to this listener; nothing may frame it.
 SECURITY_HEADERS = (
@@ -285,7 +284,7 @@ class Dashboard(HttpServer):
             for replica in info.get("replicas") or []
             for gpu in replica.get("gpus") or []
         ]
-        result["logs"] = tail_lines(log_path(self.operator.home, name), LOG_LINES)
+        result["logs"] = recent_lines(self.operator.home, name, LOG_LINES, LOG_LINE_CHARS)
         return result
 
 
@@ -312,21 +311,6 @@ def _latencies_since(recent: deque[tuple[float, float]], since: float | None) ->
             break
         found.append(seconds)
     return found
-
-
-def tail_lines(path: Path, count: int) -> list[str]:
-    """The last ``count`` lines of a log file (from its last 64 KiB), each cut to a sane length."""
-    try:
-        with path.open("rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - LOG_TAIL_BYTES))
-            data = handle.read(LOG_TAIL_BYTES)
-    except OSError:
-        return []
-    lines = data.decode("utf-8", "replace").splitlines()
-    if size > LOG_TAIL_BYTES and lines:
-        lines = lines[1:]  # probably a partial first line
-    return [line[:LOG_LINE_CHARS] for line in lines[-count:]]
 
 
 def _load_files() -> dict[bytes, tuple[bytes, bytes]]:

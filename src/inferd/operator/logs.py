@@ -15,14 +15,16 @@ from inferd.logfiles import (
     access_path,
     end_cursor,
     files_of,
+    line_time,
     log_path,
     read_after,
     since_cursor,
     tail_cursor,
+    tail_lines,
 )
 
 DEFAULT_TAIL = 100
-__all__ = ["DEFAULT_TAIL", "log_path", "read_logs"]
+__all__ = ["DEFAULT_TAIL", "log_path", "read_logs", "recent_lines"]
 
 
 def _position(path: Path, cursor: Cursor) -> tuple[int, int]:
@@ -65,3 +67,16 @@ def read_logs(
     text, after = read_after(path, start)
     more = bool(text) and after != end_cursor(path)
     return {"text": text, "cursor": after.encode(), "more": more}
+
+
+def recent_lines(home: Path, api: str, count: int, width: int = 2000) -> list[str]:
+    """The last ``count`` lines of the API's log and access log merged by time (the dashboard's
+    view: its output, inferd's events and the requests in one list)."""
+    stamped: list[tuple[float, int, str]] = []
+    for path in (log_path(home, api), access_path(home, api)):
+        when = 0.0
+        for line in tail_lines(path, count, width):
+            when = line_time(line.encode("utf-8", "replace"), when)
+            stamped.append((when, len(stamped), line))
+    stamped.sort()
+    return [line for _, _, line in stamped[-count:]]

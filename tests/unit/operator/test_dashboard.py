@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from inferd.errors import InferdError
-from inferd.operator.dashboard import LOG_LINE_CHARS, dashboard_port, is_loopback, sample_period, tail_lines
+from inferd.operator.dashboard import LOG_LINE_CHARS, dashboard_port, is_loopback, sample_period
+from inferd.operator.logs import recent_lines
 
 
-def test_tail_lines(tmp_path: Path) -> None:
-    log = tmp_path / "api.log"
-    assert tail_lines(log, 50) == []  # no log yet
-    log.write_text("".join(f"line {i}\n" for i in range(200)))
-    assert tail_lines(log, 3) == ["line 197", "line 198", "line 199"]
-    log.write_text("x" * 100_000 + "\nshort\n" + "y" * 5000 + "\n")
-    assert tail_lines(log, 50) == ["short", "y" * LOG_LINE_CHARS]  # the cut first line is dropped
+def test_recent_lines_merge_output_and_access_lines_by_time(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    assert recent_lines(tmp_path, "api", 50) == []  # no log yet
+    logs.mkdir()
+    (logs / "api.log").write_text(
+        "2026-11-29 08:00:00 api [inferd] version v1 created\n"
+        "2026-11-29 08:00:05 api [api-1] ERROR prediction failed\nTraceback (most recent call last):\n"
+    )
+    five = time.mktime(time.strptime("2026-11-29 08:00:05", "%Y-%m-%d %H:%M:%S"))
+    (logs / "api.access.log").write_text(
+        f'{{"time":{five - 3},"status":200}}\n{{"time":{five + 0.5},"status":500}}\n'
+    )
+    assert recent_lines(tmp_path, "api", 50) == [
+        "2026-11-29 08:00:00 api [inferd] version v1 created",
+        f'{{"time":{five - 3},"status":200}}',
+        "2026-11-29 08:00:05 api [api-1] ERROR prediction failed",
+        "Traceback (most recent call last):",
+        f'{{"time":{five + 0.5},"status":500}}',
+    ]
+    assert len(recent_lines(tmp_path, "api", 2)) == 2
+    (logs / "api.log").write_text("y" * 5000 + "\n")
+    assert recent_lines(tmp_path, "api", 1, LOG_LINE_CHARS) == [f'{{"time":{five + 0.5},"status":500}}']
 
 
 def test_listener_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ exercises exactly the code that serves. No server, no replica process.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import traceback
@@ -27,7 +28,7 @@ from inferd.config.load import load_project
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.packages import ensure_packages
 from inferd.errors import HandlerError, UsageError
-from inferd.handler.predictor import Predictor
+from inferd.handler.predictor import Predictor, devices_of
 from inferd.storage import fetch, inferd_home, local_model_path
 
 DEFAULT_TOLERANCE = 1e-6
@@ -87,7 +88,9 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
     model_path: Path | None = None
     if uri is not None:
         model_path = fetch(uri)[0] if is_remote(uri) else local_model_path(uri, project.root)
-    return LoadedApi(config, Predictor(config.api, project.root, model_path))
+    # In the developer's process, the model runs where it can: a GPU API is tested on a laptop too.
+    devices = dataclasses.replace(devices_of(config.api), cpu_fallback=True)
+    return LoadedApi(config, Predictor(config.api, project.root, model_path, devices))
 
 
 def samples_in(folder: Path) -> list[Path]:

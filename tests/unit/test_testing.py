@@ -100,3 +100,16 @@ def test_expected_files_pair_with_samples(tmp_path: Path) -> None:
     assert expected_for(tmp_path / "sample.json") == tmp_path / "expected.json"
     assert expected_for(tmp_path / "sample-2.json") is None
     assert expected_for(tmp_path / "sample-3.json") == tmp_path / "expected-3.json"
+
+
+def test_a_gpu_api_is_tested_where_the_model_can_run(tmp_path: Path, iris_onnx_model: Path) -> None:
+    project = make_project(
+        tmp_path / "gpu",
+        "- kind: deployment\n  name: gpu\n- kind: api\n  name: raw\n  onnx:\n    model: iris.onnx\n"
+        "  compute:\n    gpu: 1\n",
+        models={"iris.onnx": iris_onnx_model},
+    )
+    api = load_api(project)  # a replica of it would refuse a GPU it cannot use; inferd test runs
+    assert api.predictor.runtime is not None
+    assert api.predictor.runtime.device in ("CPUExecutionProvider", "CUDAExecutionProvider")
+    assert api.predict([[5.2, 3.6, 1.4, 0.3]])[0] == [0]

@@ -60,7 +60,9 @@ def cortex_project(project_root: Path) -> bool:
 class Predictor:
     """Everything one API needs to answer a sample, built once per replica process."""
 
-    def __init__(self, api: Api, project_root: Path, model_path: Path | None) -> None:
+    def __init__(
+        self, api: Api, project_root: Path, model_path: Path | None, devices: Devices | None = None
+    ) -> None:
         self.api = api
         self.metadata = api.metadata
         self.runtime: Runtime | None = None
@@ -90,7 +92,8 @@ class Predictor:
             return
         assert model_path is not None
         signature_key = api.tensorflow.signature_key if api.tensorflow is not None else None
-        self.runtime = load_runtime(api.model_format, model_path, signature_key, devices_of(api))
+        devices = devices_of(api) if devices is None else devices
+        self.runtime = load_runtime(api.model_format, model_path, signature_key, devices)
         if api.handler_file is not None:
             self.code = load_user_code(project_root / api.handler_file, "handler", module, api.handler_file)
         self.full_shapes = api.tensorflow is not None and api.tensorflow.full_shapes

@@ -9,18 +9,23 @@ body size limit enforced while reading.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 from collections import deque
-from http import HTTPStatus
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
 from inferd import codec
 from inferd.gateway.edge import EdgeLimits
+from inferd.gateway.wire import CORS as CORS
+from inferd.gateway.wire import RETRY_AFTER as RETRY_AFTER
+from inferd.gateway.wire import WANTED_HEADERS as WANTED_HEADERS
+from inferd.gateway.wire import Request as Request
+from inferd.gateway.wire import next_request_id as next_request_id
+from inferd.gateway.wire import parse_query as parse_query
+from inferd.gateway.wire import status_line as status_line
+from inferd.gateway.wire import valid_id as valid_id
 
 if TYPE_CHECKING:
     from inferd.gateway.queue import ApiQueue
@@ -68,60 +73,6 @@ class HttpServer:
 
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
-
-
-CORS = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\n"
-RETRY_AFTER = b"Retry-After: 1\r\n"
-_HEADS: dict[int, bytes] = {}
-
-
-def status_line(status: int) -> bytes:
-    head = _HEADS.get(status)
-    if head is None:
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Unknown"
-        head = f"HTTP/1.1 {status} {phrase}\r\n".encode()
-        _HEADS[status] = head
-    return head
-
-
-class Request:
-    """One parsed request: what the router needs and nothing more."""
-
-    __slots__ = ("body", "headers", "keep_alive", "method", "path", "query")
-
-    def __init__(
-        self,
-        method: bytes,
-        path: bytes,
-        query: bytes,
-        headers: dict[bytes, bytes],
-        body: bytes,
-        keep_alive: bool,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-        self.keep_alive = keep_alive
-
-
-# Headers the gateway looks at; everything else is skipped while parsing.
-WANTED_HEADERS = frozenset(
-    {
-        b"content-length",
-        b"expect",
-        b"content-type",
-        b"x-request-id",
-        b"authorization",
-        b"x-api-key",
-        b"inference-header-content-length",
-        b"accept",
-    }
-)
 
 
 # Where a connection is in its current request (the sweep applies the matching timeout).
@@ -326,7 +277,7 @@ class HttpConnection(asyncio.Protocol):
             self.respond(413, request.body, close=True)
             return
         given = request.headers.get(b"x-request-id")
-        self.request_id = given if given and _valid_id(given) else next_request_id()
+        self.request_id = given if given and valid_id(given) else next_request_id()
         try:
             self.app.handle(self, request)
         except Exception:  # a bug of ours: answer 500, keep the connection and the server alive
@@ -465,23 +416,3 @@ class HttpConnection(asyncio.Protocol):
         self.since = self.app.clock
         if self.pipeline or self.read_paused:
             self._advance()
-
-
-_PREFIX = os.urandom(4).hex().encode()
-_counter = itertools.count(1)
-
-
-def next_request_id() -> bytes:
-    """A request id unique to this gateway process (cheaper than a uuid per request)."""
-    return b"%s-%x" % (_PREFIX, next(_counter))
-
-
-def _valid_id(value: bytes) -> bool:
-    return len(value) <= 128 and all(0x21 <= byte <= 0x7E for byte in value)
-
-
-def parse_query(query: bytes) -> dict[str, Any]:
-    """The query string as a dict (last value wins); only cold paths use it."""
-    from urllib.parse import parse_qsl
-
-    return dict(parse_qsl(query.decode("latin-1")))

@@ -1,0 +1,84 @@
+"""The small wire pieces of HTTP/1.1 the gateway writes and reads: status lines, request ids.
+
+Kept apart from ``http.py`` (the connection) so that module stays about the connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from http import HTTPStatus
+from typing import Any
+
+CORS = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\n"
+RETRY_AFTER = b"Retry-After: 1\r\n"
+_HEADS: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    head = _HEADS.get(status)
+    if head is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        head = f"HTTP/1.1 {status} {phrase}\r\n".encode()
+        _HEADS[status] = head
+    return head
+
+
+class Request:
+    """One parsed request: what the router needs and nothing more."""
+
+    __slots__ = ("body", "headers", "keep_alive", "method", "path", "query")
+
+    def __init__(
+        self,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+
+
+# Headers the gateway looks at; everything else is skipped while parsing.
+WANTED_HEADERS = frozenset(
+    {
+        b"content-length",
+        b"expect",
+        b"content-type",
+        b"x-request-id",
+        b"authorization",
+        b"x-api-key",
+        b"inference-header-content-length",
+        b"accept",
+    }
+)
+
+
+_PREFIX = os.urandom(4).hex().encode()
+_counter = itertools.count(1)
+
+
+def next_request_id() -> bytes:
+    """A request id unique to this gateway process (cheaper than a uuid per request)."""
+    return b"%s-%x" % (_PREFIX, next(_counter))
+
+
+def valid_id(value: bytes) -> bool:
+    return len(value) <= 128 and all(0x21 <= byte <= 0x7E for byte in value)
+
+
+def parse_query(query: bytes) -> dict[str, Any]:
+    """The query string as a dict (last value wins); only cold paths use it."""
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(query.decode("latin-1")))

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,12 @@ class Client:
                 return self.start()  # the supervisor gave up: start afresh
             info = read_json(self.home / OPERATOR_FILE)
             if info and info.get("supervisor") == supervisor and _alive(int(info["pid"])) and self.running():
+                if process is not None:
+                    # Reap the supervisor when it stops, so a long-lived caller (the Python
+                    # client) keeps no zombie and no still-running Popen to warn about.
+                    threading.Thread(
+                        target=process.wait, name="inferd-supervisor-reaper", daemon=True
+                    ).start()
                 return process is not None
             time.sleep(0.1)
         if process is not None:

@@ -1,10 +1,11 @@
 """Per-API log files under ``$INFERD_HOME/logs``, rotated by size, and how they are read back.
 
-Two files per API: ``<api>.log`` holds the replicas' output and inferd's events (what
-``inferd logs API`` shows, as Cortex showed a replica's output), ``<api>.access.log`` one JSON
-line per request. Each is rotated by the standard library's ``RotatingFileHandler`` at
-``INFERD_LOG_MAX_BYTES`` (default 64 MiB) keeping ``INFERD_LOG_BACKUPS`` older files (default
-3), so an API's logs never hold more than ``(1 + backups) x max_bytes`` per file kind.
+Two files per API, in a folder per deployment: ``<api>.log`` holds the replicas' output and
+inferd's events (what ``inferd logs API`` shows, as Cortex showed a replica's output),
+``<api>.access.log`` one JSON line per request. Each is rotated by the standard library's
+``RotatingFileHandler`` at ``INFERD_LOG_MAX_BYTES`` (default 64 MiB) keeping
+``INFERD_LOG_BACKUPS`` older files (default 3), so an API's logs never hold more than
+``(1 + backups) x max_bytes`` per file kind.
 
 Writers hand whole batches of lines to ``RotatingLog.write`` (one record per batch, not per
 line): the access log is written from the gateway's hot path. Readers address a position as a
@@ -33,12 +34,13 @@ JSON_TIME = re.compile(rb'^\{"time":(\d+(?:\.\d+)?)')
 
 
 def log_path(home: Path, api: str) -> Path:
-    """The API's replica output and inferd's events."""
+    """The API's replica output and inferd's events; ``api`` is its key, so the file is
+    ``logs/<deployment>/<api>.log`` (API names are unique per deployment)."""
     return home / "logs" / f"{api}.log"
 
 
 def access_path(home: Path, api: str) -> Path:
-    """The API's access lines (one JSON object per request)."""
+    """The API's access lines (one JSON object per request); ``api`` is its key."""
     return home / "logs" / f"{api}.access.log"
 
 

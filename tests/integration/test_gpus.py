@@ -88,32 +88,34 @@ async def scenario(root: Path) -> None:
     try:
         await engine.apply(load_project(root / "project"))
         await wait_until(
-            lambda: all(engine.describe(name)["status"] == "live" for name in ("pair", "onnx-gpu", "plain"))
+            lambda: all(
+                engine.describe(f"gpus/{name}")["status"] == "live" for name in ("pair", "onnx-gpu", "plain")
+            )
         )
-        await wait_until(lambda: engine.describe("more")["status"] == "compute unavailable")
+        await wait_until(lambda: engine.describe("gpus/more")["status"] == "compute unavailable")
 
         # Each GPU replica sees exactly its own device; no device is held twice.
         devices = []
         for name in ("pair", "onnx-gpu"):
-            for replica in engine.describe(name)["replicas"]:
+            for replica in engine.describe(f"gpus/{name}")["replicas"]:
                 seen = environ_of(replica["pid"])["CUDA_VISIBLE_DEVICES"]
                 assert [gpu["uuid"] for gpu in replica["gpus"]] == [seen]
                 devices.append(seen)
         assert sorted(devices) == sorted(gpu.uuid for gpu in pool.gpus)
         # A replica that asked for no GPU sees none.
-        (plain,) = engine.describe("plain")["replicas"]
+        (plain,) = engine.describe("gpus/plain")["replicas"]
         assert environ_of(plain["pid"])["CUDA_VISIBLE_DEVICES"] == ""
         assert "gpus" not in plain
 
         # The fourth GPU replica does not fit, and the reason says so.
-        more = engine.describe("more")
+        more = engine.describe("gpus/more")
         assert (
             more["error"]
             == "needs 1 GPU (compute.gpu) per replica; 0 of 3 GPUs are free (other replicas hold them)"
         )
 
         # onnxruntime here has no CUDA provider: the API allowed the CPU, and says it runs there.
-        (onnx,) = engine.describe("onnx-gpu")["replicas"]
+        (onnx,) = engine.describe("gpus/onnx-gpu")["replicas"]
         assert onnx["device"] == "CPUExecutionProvider"
         answer = await asyncio.to_thread(requests.post, f"{base}/gpus/onnx-gpu", json=[[5.1, 3.5, 1.4, 0.2]])
         assert answer.status_code == 200, answer.text
@@ -128,7 +130,9 @@ async def scenario(root: Path) -> None:
             for sample in family.samples
             if sample.name == "inferd_replica_gpu_memory_bytes"
         }
-        assert memory == {r["id"] for name in ("pair", "onnx-gpu") for r in engine.describe(name)["replicas"]}
+        assert memory == {
+            r["id"] for name in ("pair", "onnx-gpu") for r in engine.describe(f"gpus/{name}")["replicas"]
+        }
     finally:
         await gateway.drain(5)
         await engine.stop()

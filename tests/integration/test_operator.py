@@ -77,8 +77,17 @@ def test_deploy_get_predict_update_delete_down(inferd: Inferd, tmp_path: Path) -
     assert inferd.run("deploy", str(project)).stdout.strip() == "deployment is up-to-date"
 
     table = inferd.run("get").stdout.splitlines()
-    assert table[0].split() == ["api", "status", "up-to-date", "available", "requested", "last", "update"]
-    assert table[1].split()[:5] == ["classifier", "live", "1", "1", "1"]
+    assert table[0].split() == [
+        "api",
+        "deployment",
+        "status",
+        "up-to-date",
+        "available",
+        "requested",
+        "last",
+        "update",
+    ]
+    assert table[1].split()[:6] == ["classifier", "iris", "live", "1", "1", "1"]
 
     load = Load(inferd, "/iris/classifier", SAMPLE)
     try:
@@ -106,7 +115,7 @@ def test_deploy_get_predict_update_delete_down(inferd: Inferd, tmp_path: Path) -
     logs = inferd.run("logs", "classifier").stdout
     assert "replica is ready" in logs and "updated" in logs
 
-    assert inferd.run("delete", "classifier").stdout.strip() == "deleting api 'classifier'"
+    assert inferd.run("delete", "classifier").stdout.strip() == "deleting api 'iris/classifier'"
     assert inferd.post("/iris/classifier", SAMPLE).status_code == 404
     assert inferd.json("get") == []
     pid = inferd.operator_pid()

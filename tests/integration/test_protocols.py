@@ -323,7 +323,7 @@ def test_prometheus_counters_move_by_exactly_the_requests_sent(server: Server) -
     after = _samples(requests.get(server.url + "/metrics", timeout=5).text)
 
     def delta(name: str, **labels: str) -> float:
-        key = (name, tuple(sorted(labels.items())))
+        key = (name, tuple(sorted({"deployment": "proto", **labels}.items())))
         return after.get(key, 0.0) - before.get(key, 0.0)
 
     assert delta("inferd_requests_total", api="labels", protocol="cortex", code="200") == 5
@@ -336,9 +336,9 @@ def test_prometheus_counters_move_by_exactly_the_requests_sent(server: Server) -
     assert delta("inferd_predictions_total", api="labels", **{"class": "iris-setosa"}) == 5
     assert delta("inferd_prediction_value_count", api="linear") == 2
     assert delta("inferd_prediction_value_sum", api="linear") == pytest.approx(6.0 + 14.0, abs=1e-3)
-    assert after[("inferd_prediction_value_max", (("api", "linear"),))] >= 14.0 - 1e-3
-    assert after[("inferd_in_flight_requests", (("api", "labels"),))] == 0
-    assert after[("inferd_replicas", (("api", "labels"), ("state", "ready")))] == 1
+    assert after[("inferd_prediction_value_max", (("api", "linear"), ("deployment", "proto")))] >= 14.0 - 1e-3
+    assert after[("inferd_in_flight_requests", (("api", "labels"), ("deployment", "proto")))] == 0
+    assert after[("inferd_replicas", (("api", "labels"), ("deployment", "proto"), ("state", "ready")))] == 1
 
 
 def test_openapi_document_is_valid_and_docs_render(server: Server) -> None:

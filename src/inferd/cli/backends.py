@@ -21,6 +21,11 @@ class Backend(Protocol):
     def delete(self, name: str) -> dict[str, Any]: ...
 
 
+def key_of(api: dict[str, Any]) -> str:
+    """``deployment/api``: what names an API of a listing on every backend."""
+    return f"{api['deployment']}/{api['name']}"
+
+
 def ray_backend(env: Environment) -> RayBackend:
     """The Ray environment's backend (imports the Ray engine, and Ray only when it connects)."""
     from inferd.engine.ray.backend import RayBackend

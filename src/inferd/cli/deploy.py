@@ -34,7 +34,7 @@ def _deploy(
 ) -> None:
     project = load_project(project_dir)  # validate here first: errors with file and line, exit 2
     if not env.is_local:
-        _deploy_ray(project_dir, [config.name for config in project.apis], refresh, wait, env)
+        _deploy_ray(project_dir, project.deployment.name, [c.name for c in project.apis], refresh, wait, env)
         return
     client = Client()
     _start_operator(client)
@@ -61,17 +61,19 @@ def _deploy(
     click.echo(result["message"])
     if wait:
         versions: dict[str, str | None] = dict(result.get("versions") or dict.fromkeys(names))
-        wait_outcome(client, versions)
+        wait_outcome(client, versions, deployment=project.deployment.name)
 
 
-def _deploy_ray(project_dir: Path, names: list[str], refresh: bool, wait: bool, env: Environment) -> None:
+def _deploy_ray(
+    project_dir: Path, deployment: str, names: list[str], refresh: bool, wait: bool, env: Environment
+) -> None:
     backend = ray_backend(env)
     if sys.stderr.isatty():
         click.echo(f"uploading the project to {env.describe()}...", err=True)
     result = backend.deploy(project_dir, refresh=refresh)
     click.echo(result["message"])
     if wait:
-        wait_outcome(backend, dict.fromkeys(names))
+        wait_outcome(backend, dict.fromkeys(names), deployment=deployment)
 
 
 @click.command()
@@ -149,8 +151,9 @@ def delete(name: str | None, force: bool, env: Environment) -> None:
 
     \b
     Examples:
-      inferd delete classifier      # one API
-      inferd delete iris            # a whole deployment
+      inferd delete classifier        # one API (when no other deployment has one of that name)
+      inferd delete iris/classifier   # one API of deployment iris
+      inferd delete iris              # a whole deployment
     """
     if name is None:
         name = load_project(Path(".")).deployment.name

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from inferd.cli import render
-from inferd.cli.backends import Backend, backend_for, ray_backend
+from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
 from inferd.cli.options import env_option
 from inferd.client import Client, post_sample
 from inferd.environments import Environment
@@ -21,16 +21,25 @@ from inferd.errors import InferdError, NotFoundError, UsageError
 
 
 def resolve(client: Backend, name: str) -> str:
-    """The API called ``name``, or the only one whose name starts with it (as Cortex)."""
-    names = [str(api["name"]) for api in client.apis()]
-    if name in names:
-        return name
-    matches = [n for n in names if n.startswith(name)]
+    """The key (``deployment/api``) of the API that ``name`` names.
+
+    ``name`` is ``API`` or ``DEPLOYMENT/API``; API may be a unique prefix of the name (as Cortex).
+    A name that several deployments use is an error that lists them.
+    """
+    keys = sorted(key_of(api) for api in client.apis())
+    deployment, _, api = name.rpartition("/")
+    candidates = [key for key in keys if not deployment or key.partition("/")[0] == deployment]
+    exact = [key for key in candidates if key.partition("/")[2] == api]
+    matches = exact or [key for key in candidates if key.partition("/")[2].startswith(api)]
     if len(matches) == 1:
         return matches[0]
+    if exact:
+        raise UsageError(
+            f"api '{name}' is in several deployments ({', '.join(exact)}); name one as DEPLOYMENT/API"
+        )
     if matches:
-        raise UsageError(f"'{name}' matches several APIs: {', '.join(sorted(matches))}")
-    raise NotFoundError(f"no API named '{name}' (deployed: {', '.join(sorted(names)) or 'none'})")
+        raise UsageError(f"'{name}' matches several APIs: {', '.join(matches)}")
+    raise NotFoundError(f"no API named '{name}' (deployed: {', '.join(keys) or 'none'})")
 
 
 @click.command()
@@ -48,9 +57,13 @@ def get(api: str | None, watch: bool, verbose: bool, output: str, env: Environme
     or failed to load; timed out = replicas stopped because a request overran its timeout.
 
     \b
+    API is a name, or DEPLOYMENT/API when several deployments have an API of that name.
+
+    \b
     Examples:
       inferd get
       inferd get classifier -v
+      inferd get iris/classifier
       inferd get -o json
     """
     client = backend_for(env)
@@ -115,10 +128,12 @@ def logs(api: str, follow: bool, tail: int | None, since: str | None, access: bo
     rotated by size (INFERD_LOG_MAX_BYTES, default 64 MiB; INFERD_LOG_BACKUPS older files,
     default 3), and older files are read when --tail or --since reach into them.
 
+    API is a name, or DEPLOYMENT/API when several deployments have an API of that name.
+
     \b
     Examples:
       inferd logs classifier
-      inferd logs classifier -f
+      inferd logs iris/classifier -f
       inferd logs classifier --since 10m
       inferd logs classifier --access --tail 20
     """
@@ -129,7 +144,14 @@ def logs(api: str, follow: bool, tail: int | None, since: str | None, access: bo
         return
     start = parse_since(since) if since is not None else None
     client = Client()
-    name = resolve(client, api)
+    try:
+        name = resolve(client, api)
+    except NotFoundError as exc:
+        name = api  # a deleted API's log stays readable
+        try:
+            client.logs(name, tail=0)
+        except NotFoundError:
+            raise exc from None
     cursor: str | None = None
     while True:
         if cursor is None:
@@ -169,11 +191,13 @@ def _ray_logs(api: str, follow: bool, env: Environment) -> None:
 def predict(api: str, sample: Path, debug: bool, env: Environment) -> None:
     """Send a JSON sample to an API and print the prediction.
 
-    API may be a unique prefix of the name.
+    API is a name (or a unique prefix of one), or DEPLOYMENT/API when several deployments have
+    an API of that name.
 
     \b
-    Example:
+    Examples:
       inferd predict classifier examples/iris-onnx/sample.json
+      inferd predict iris/classifier examples/iris-onnx/sample.json
     """
     client = backend_for(env)
     info: dict[str, Any] = client.api(resolve(client, api))

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from inferd.cli.backends import Backend
+from inferd.cli.backends import Backend, key_of
 from inferd.errors import DeployFailedError
 
 WAIT_TIMEOUT = 600.0
@@ -58,12 +58,21 @@ def wait_outcome(
     timeout: float = WAIT_TIMEOUT,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    deployment: str | None = None,
 ) -> None:
-    """Show each API's progress until every one is live or failed; raise if any failed."""
+    """Show each API's progress until every one is live or failed; raise if any failed.
+
+    ``versions`` is keyed by API name, within ``deployment`` when given (names are unique per
+    deployment, so other deployments' APIs of the same name are not looked at).
+    """
     deadline = clock() + timeout
     shown: dict[str, str] = {}
     while True:
-        apis = {api["name"]: api for api in backend.apis()}
+        apis = {
+            api["name"]: api
+            for api in backend.apis()
+            if deployment is None or api["deployment"] == deployment
+        }
         outcomes = {name: judge(name, apis.get(name), version) for name, version in versions.items()}
         for name, outcome in outcomes.items():
             if shown.get(name) != outcome.line:
@@ -89,10 +98,10 @@ def wait_deleted(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Wait until ``names`` are gone (their replicas drained); raise after ``timeout``."""
+    """Wait until the APIs ``names`` (keys, ``deployment/api``) are gone; raise after ``timeout``."""
     deadline = clock() + timeout
     while True:
-        remaining = sorted(api["name"] for api in backend.apis() if api["name"] in names)
+        remaining = sorted(key_of(api) for api in backend.apis() if key_of(api) in names)
         if not remaining:
             return
         if clock() >= deadline:

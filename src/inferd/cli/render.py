@@ -42,13 +42,20 @@ def count(value: int) -> str:
 def api_rows(apis: Sequence[dict[str, Any]]) -> str:
     """``inferd get``: one row per API; ``failed`` only when some failed (as Cortex)."""
     show_failed = any(api["failed"] for api in apis)
-    headers = ["api", "status", "up-to-date", "available", "requested"]
+    headers = ["api", "deployment", "status", "up-to-date", "available", "requested"]
     if show_failed:
         headers.append("failed")
     headers.append("last update")
     rows = []
     for api in apis:
-        row = [api["name"], api["status"], api["up_to_date"], api["available"], _requested(api)]
+        row = [
+            api["name"],
+            api["deployment"],
+            api["status"],
+            api["up_to_date"],
+            api["available"],
+            _requested(api),
+        ]
         if show_failed:
             row.append(api["failed"])
         row.append(since(api["last_update"]))

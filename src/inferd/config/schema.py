@@ -361,6 +361,11 @@ class ApiConfig(_Block):
     def name(self) -> str:
         return self.api.name
 
+    @property
+    def key(self) -> str:
+        """``deployment/api``: the API's identity on an operator (names are unique per deployment)."""
+        return f"{self.deployment}/{self.api.name}"
+
 
 class Project(_Block):
     """A validated project folder."""

@@ -103,13 +103,13 @@ class LocalEngine:
         digest = await asyncio.to_thread(tree_digest, project.root)
         results: dict[str, str] = {}
         for config in project.apis:
-            if only is not None and config.name not in only and config.name in self.apis:
+            if only is not None and config.name not in only and config.key in self.apis:
                 results[config.name] = "unchanged"
                 continue
             version = await self._prepare(
                 config, project.root, digest, refresh, project.deployment.relax_pins
             )
-            state = self.apis.get(config.name)
+            state = self.apis.get(config.key)
             if state is not None and state.version.id == version.id and not state.deleting:
                 results[config.name] = "unchanged"
                 if config.api.auth is not None:
@@ -126,7 +126,7 @@ class LocalEngine:
                         autoscaling.target_in_flight, autoscaling.upscale_window, autoscaling.downscale_window
                     ),
                 )
-                self.apis[config.name] = state
+                self.apis[config.key] = state
             else:
                 state.version = version
                 state.deleting = False
@@ -134,9 +134,9 @@ class LocalEngine:
                 state.hold_until, state.step_failures, state.step_error = 0.0, 0, None
                 state.last_update = time.time()
             self.sink.add_api(config, environ)
-            self.sink.api_error(config.name, version.error)
-            self._event(config.name, f"version {version.id} {results[config.name]}")
-        keep = {config.name for config in project.apis}
+            self.sink.api_error(config.key, version.error)
+            self._event(config.key, f"version {version.id} {results[config.name]}")
+        keep = {config.key for config in project.apis}
         for name, state in list(self.apis.items()):
             if state.config.deployment == project.deployment.name and name not in keep:
                 self.delete(name)
@@ -156,20 +156,20 @@ class LocalEngine:
         warning = None
         try:
             if uri is not None and is_remote(uri):
-                self._event(config.name, f"fetching {uri}")
+                self._event(config.key, f"fetching {uri}")
                 model_path, model_digest, warning = await fetch_model(uri)
                 if warning is not None:
-                    self._event(config.name, f"warning: {warning}")
+                    self._event(config.key, f"warning: {warning}")
                 extra += model_digest
             elif uri is not None:
                 model_path = local_model_path(uri, root)
             requirements = root / "requirements.txt"
             if requirements.is_file():
                 if not (packages_dir(self.home, requirements, relax) / ".complete").exists():
-                    self._event(config.name, "installing requirements.txt")
+                    self._event(config.key, "installing requirements.txt")
                 extra += "relax-pins" if relax else ""
 
-                def warn(text: str, api: str = config.name) -> None:
+                def warn(text: str, api: str = config.key) -> None:
                     self._event(api, f"warning: {text}", logging.WARNING)
 
                 extra_paths = (
@@ -181,7 +181,7 @@ class LocalEngine:
         if error is not None:
             version.error = error.message.partition("\n")[0]
             version.detail = error.message
-            self._event(config.name, f"error: {error.message}")
+            self._event(config.key, f"error: {error.message}")
             if isinstance(error, UnreachableError):  # try again later: the origin may come back
                 version.retry = (root, digest, refresh)
                 version.retry_at = time.monotonic() + retry_delay(0)
@@ -217,7 +217,7 @@ class LocalEngine:
         self.reconcile()
 
     def delete(self, name: str) -> None:
-        """Stop routing to ``name`` now; its replicas finish their requests, then stop."""
+        """Stop routing to API ``name`` (its key) now; its replicas finish their requests, then stop."""
         state = self.apis.get(name)
         if state is None:
             return
@@ -262,24 +262,24 @@ class LocalEngine:
         message = f"the engine cannot run this API: {type(exc).__name__}: {exc}"
         version = state.version
         if state.step_error != message:
-            log.exception("api '%s': reconcile failed", state.name)
-            self._event(state.name, f"{message} (trying again in {pause:.1f}s, then less often)")
+            log.exception("api '%s': reconcile failed", state.key)
+            self._event(state.key, f"{message} (trying again in {pause:.1f}s, then less often)")
         state.step_error = message
         if version.error is None or version.error == message:
             version.error = message
             version.detail = "".join(traceback.format_exception(exc)).rstrip()
-            self.sink.api_error(state.name, message)
+            self.sink.api_error(state.key, message)
         state.status = self._status(state)
-        self.sink.api_status(state.name, state.status)
+        self.sink.api_status(state.key, state.status)
 
     def _step_recovered(self, state: ApiState) -> None:
         version = state.version
         if version.error == state.step_error:
             version.error, version.detail = None, ""
-            self.sink.api_error(state.name, None)
+            self.sink.api_error(state.key, None)
         state.step_error = None
         state.step_failures = 0
-        self._event(state.name, "the engine runs this API again")
+        self._event(state.key, "the engine runs this API again")
 
     def _reconcile_api(self, state: ApiState, now: float) -> None:
         self._reap(state)
@@ -290,14 +290,14 @@ class LocalEngine:
         elif self.fixed_replicas is not None:
             state.desired = self.fixed_replicas
         else:
-            state.autoscaler.observe(now, self.sink.in_flight(state.name))
+            state.autoscaler.observe(now, self.sink.in_flight(state.key))
             state.desired = state.autoscaler.recommend(
                 now, state.desired, compute.min_replicas, compute.max_replicas
             )
         version = state.version
         if version.retry is not None and 0 < version.retry_at <= now and not state.deleting:
             version.retry_at = 0.0
-            self._spawn(self._retry_fetch(state.name, version))
+            self._spawn(self._retry_fetch(state.key, version))
         room = 0 if version.spec is None or now < version.next_start else self._room(state)
         views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
         draining = sum(r.retired for r in state.replicas)
@@ -316,10 +316,10 @@ class LocalEngine:
         for replica_id in actions.retire:
             self._retire(state, replica_id)
         if state.deleting and not state.replicas:
-            del self.apis[state.name]
+            del self.apis[state.key]
             return
         state.status = self._status(state)
-        self.sink.api_status(state.name, state.status)
+        self.sink.api_status(state.key, state.status)
         self._report_compute(state)
 
     def _used(self) -> list[Need]:
@@ -353,10 +353,10 @@ class LocalEngine:
         if reason != state.compute_reason:
             state.compute_reason = reason
             self.sink.api_error(
-                state.name, f"compute unavailable: {reason}" if reason else state.version.error
+                state.key, f"compute unavailable: {reason}" if reason else state.version.error
             )
             if reason:
-                self._event(state.name, f"compute unavailable: {reason}")
+                self._event(state.key, f"compute unavailable: {reason}")
 
     def _status(self, state: ApiState) -> str:
         version = state.version
@@ -386,7 +386,7 @@ class LocalEngine:
                 if replica.cgroup is not None:
                     if MemoryCaps.killed(replica.cgroup):
                         self._event(
-                            state.name,
+                            state.key,
                             f"replica {replica.id} passed compute.mem_limit (the kernel stopped it)",
                         )
                         version.oom = version.oom or replica.version == version.id
@@ -399,8 +399,8 @@ class LocalEngine:
                     code = replica.process.returncode
                     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
                     version.error = f"a replica {how} while loading the model and handler"
-                    version.detail = version.error + f" (see `inferd logs {state.name}`)"
-                    self.sink.api_error(state.name, version.error)
+                    version.detail = version.error + f" (see `inferd logs {state.key}`)"
+                    self.sink.api_error(state.key, version.error)
 
     def _watch_memory(self, state: ApiState) -> None:
         # compute.mem is a request (placement); only mem_limit caps, here when no cgroup does
@@ -413,7 +413,7 @@ class LocalEngine:
                 and replica.process.poll() is None
                 and rss_bytes(replica.process.pid) > limit
             ):
-                self._event(state.name, f"replica {replica.id} used more than compute.mem_limit; stopping it")
+                self._event(state.key, f"replica {replica.id} used more than compute.mem_limit; stopping it")
                 if replica.version == state.version.id:
                     state.version.oom = True
                 replica.process.send_signal(signal.SIGKILL)
@@ -424,7 +424,7 @@ class LocalEngine:
         gpus = self.capacity.gpus.assign(gpu_claims(self.apis), gpu_need(state.config.api.compute))
         if gpus is None:
             return  # another API took the devices this tick
-        replica_id = f"{state.name}-{next(self._ids)}"
+        replica_id = f"{state.config.name}-{next(self._ids)}"
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spec = version.spec.model_copy(update={"replica_id": replica_id})
         # With a log folder, the output goes through a pipe into the API's rotated log;
@@ -451,11 +451,11 @@ class LocalEngine:
             if write_fd is not None:
                 os.close(write_fd)
         greeting = messages.frame(messages.SPEC, spec.model_dump_json().encode())
-        handle = ReplicaHandle(state.name, replica_id, version.id, self, greeting=greeting)
+        handle = ReplicaHandle(state.key, replica_id, version.id, self, greeting=greeting)
         loop = asyncio.get_running_loop()
         self._spawn(loop.connect_accepted_socket(lambda: handle, ours))
         if self.logs is not None and pipe is not None:
-            self._spawn(self.logs.attach(state.name, replica_id, pipe[0]))
+            self._spawn(self.logs.attach(state.key, replica_id, pipe[0]))
         limit = state.config.api.compute.mem_limit_bytes
         if limit is not None and self.caps is None:
             self.caps = MemoryCaps()
@@ -475,7 +475,7 @@ class LocalEngine:
         for replica in state.replicas:
             if replica.id == replica_id and not replica.retired:
                 replica.retired = True
-                self.sink.replica_gone(state.name, replica.handle)
+                self.sink.replica_gone(state.key, replica.handle)
                 replica.handle.close_when_idle()
 
     def _spawn(self, coroutine: Any) -> None:
@@ -550,7 +550,7 @@ class LocalEngine:
         # Died while loading without saying why (os._exit, a signal, a crash in C): once reaped
         # (its exit code known), that is the version's error.
         replica.died_loading = not replica.loaded
-        self._event(state.name, f"replica {replica.id} stopped unexpectedly; starting another")
+        self._event(state.key, f"replica {replica.id} stopped unexpectedly; starting another")
 
     def replica_stuck(self, handle: ReplicaHandle) -> None:
         found = self._find(handle)
@@ -558,9 +558,7 @@ class LocalEngine:
             return
         state, replica = found
         replica.stuck = True
-        self._event(
-            state.name, f"replica {replica.id} overran a request's timeout; stopping and replacing it"
-        )
+        self._event(state.key, f"replica {replica.id} overran a request's timeout; stopping and replacing it")
         self.sink.replica_gone(handle.api, handle)
         if replica.process.poll() is None:
             replica.process.send_signal(signal.SIGKILL)
@@ -577,12 +575,12 @@ class LocalEngine:
         return used
 
     def describe(self, name: str) -> dict[str, Any]:
-        """Status and replica counts of one API (``inferd get``)."""
+        """Status and replica counts of one API (``inferd get``); ``name`` is its key."""
         state = self.apis[name]
         version = state.version
         config = state.config
         return {
-            "name": name,
+            "name": config.name,
             "deployment": config.deployment,
             "endpoint": config.endpoint,
             "model_format": config.api.model_format,

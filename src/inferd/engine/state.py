@@ -85,8 +85,9 @@ class ApiState:
         return self.version.config
 
     @property
-    def name(self) -> str:
-        return self.version.config.name
+    def key(self) -> str:
+        """``deployment/api``."""
+        return self.version.config.key
 
 
 def version_id(config: ApiConfig, project_digest: str, extra: str = "") -> str:

@@ -24,7 +24,7 @@ FLUSH_SECONDS = 0.2
 
 
 class AccessLog:
-    """Buffers access records per API and appends them to ``<folder>/<api>.access.log``
+    """Buffers access records per API and appends them to ``<folder>/<deployment>/<api>.access.log``
     (rotated by size), or to a stream."""
 
     def __init__(self, folder: Path | None = None, stream: IO[str] | None = None) -> None:
@@ -35,11 +35,14 @@ class AccessLog:
         self._task: asyncio.Task[None] | None = None
 
     def record(self, api: str, conn: HttpConnection, status: int, latency: float) -> None:
+        """Buffer one request's line; ``api`` is the API's key (``deployment/api``)."""
+        deployment, _, name = api.rpartition("/")
         line = orjson.dumps(
             {
                 "time": round(time.time(), 3),
                 "id": conn.request_id.decode("ascii", "replace"),
-                "api": api,
+                "deployment": deployment,
+                "api": name,
                 "route": conn.path.decode("utf-8", "replace"),
                 "protocol": conn.protocol,
                 "status": status,

@@ -63,8 +63,11 @@ class Gateway:
         # Each GPU replica's devices ({api, replica, uuid, index, utilization, memory_used,
         # memory_total}), for /metrics; empty on machines without GPUs.
         self.replica_gpus: Callable[[], list[dict[str, Any]]] = lambda: []
-        self.apis: dict[str, ApiQueue] = {}
+        self.apis: dict[str, ApiQueue] = {}  # by key, ``deployment/api``
         self.endpoints: dict[bytes, ApiQueue] = {}
+        # V2 / TF Serving model names: ``deployment.api`` always, the bare name when unique.
+        self.models: dict[str, ApiQueue] = {}
+        self.clashes: dict[str, list[str]] = {}
         self.connections: set[HttpConnection] = set()
         # APIs the project being served will have: not ready until they exist and are ready.
         self.expected: set[str] = set()
@@ -77,10 +80,10 @@ class Gateway:
     # ReplicaSink (called by the engine)
 
     def add_api(self, config: ApiConfig, environ: Mapping[str, str] | None = None) -> None:
-        queue = self.apis.get(config.name)
+        queue = self.apis.get(config.key)
         if queue is None:
             queue = ApiQueue(config)
-            self.apis[config.name] = queue
+            self.apis[config.key] = queue
         else:
             self.endpoints.pop(queue.endpoint.encode(), None)
             queue.configure(config)
@@ -92,9 +95,11 @@ class Gateway:
             except auth.KeysError as exc:
                 queue.auth_error = str(exc)
         self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.body_limit for q in self.apis.values())])
+        self._index_models()
 
     def expect(self, names: list[str]) -> None:
-        """The APIs about to be created: readiness waits for them (set before installing anything)."""
+        """The APIs about to be created (their keys): readiness waits for them (set before
+        installing anything)."""
         self.expected.update(names)
 
     def remove_api(self, name: str) -> None:
@@ -102,7 +107,32 @@ class Gateway:
         queue = self.apis.pop(name, None)
         if queue is not None:
             self.endpoints.pop(queue.endpoint.encode(), None)
+            self._index_models()
             queue.fail_waiting(404, codec.error_body(f"api '{name}' was deleted"))
+
+    def _index_models(self) -> None:
+        by_name: dict[str, list[ApiQueue]] = {}
+        for queue in self.apis.values():
+            by_name.setdefault(queue.api_name, []).append(queue)
+        self.models = {queue.model_name: queue for queue in self.apis.values()}
+        self.clashes = {}
+        for name, queues in by_name.items():
+            if len(queues) == 1:
+                self.models[name] = queues[0]
+            else:
+                self.clashes[name] = sorted(queue.model_name for queue in queues)
+            for queue in queues:
+                queue.name = name if len(queues) == 1 else queue.key
+
+    def model_name(self, queue: ApiQueue) -> str:
+        """The API's protocol model name in listings: its bare name when unique, else ``deployment.api``."""
+        return queue.api_name if queue.api_name not in self.clashes else queue.model_name
+
+    def unknown_model(self, name: str) -> str:
+        """Why no API answers to model ``name`` (an unknown name, or one several deployments use)."""
+        if name in self.clashes:
+            return f"model '{name}' is ambiguous: name one of {', '.join(self.clashes[name])}"
+        return f"model '{name}' is not found"
 
     def replica_ready(self, api: str, handle: ReplicaHandle) -> None:
         queue = self.apis.get(api)
@@ -228,10 +258,10 @@ class Gateway:
                 return queue, "cortex"
         if path.startswith(b"/v2/models/"):
             name = path[len(b"/v2/models/") :].split(b"/", 1)[0]
-            return self.apis.get(name.decode("utf-8", "replace")), "v2"
+            return self.models.get(name.decode("utf-8", "replace")), "v2"
         if path.startswith(b"/v1/models/"):
             name = path[len(b"/v1/models/") :].split(b"/", 1)[0].split(b":", 1)[0]
-            return self.apis.get(name.decode("utf-8", "replace")), "tfserving"
+            return self.models.get(name.decode("utf-8", "replace")), "tfserving"
         return None, ""
 
     def visible(self, headers: dict[bytes, bytes]) -> list[ApiQueue]:
@@ -292,9 +322,13 @@ class Gateway:
         """APIs that would answer 404 or 503 now: expected but not created yet, or with no ready replica."""
         # An API scaled to zero (min_replicas: 0) starts a replica at its first request.
         waiting = {
-            name for name, q in self.apis.items() if not q.ready and q.config.api.compute.min_replicas > 0
+            q.name for q in self.apis.values() if not q.ready and q.config.api.compute.min_replicas > 0
         }
-        waiting.update(name for name in self.expected if name not in self.apis)
+        names = [q.api_name for q in self.apis.values()]
+        for key in self.expected:
+            if key not in self.apis:
+                name = key.rpartition("/")[2]
+                waiting.add(key if name in names else name)
         return sorted(waiting)
 
     def _healthz(self, conn: HttpConnection) -> None:
@@ -325,7 +359,7 @@ class Gateway:
         if stream is not None and stream.opened:
             queue.stats.add_stream(stream.first_item if stream.items else None, stream.items, latency)
         if self.access_log is not None:
-            self.access_log.record(queue.name, conn, status, latency)
+            self.access_log.record(queue.key, conn, status, latency)
         return headers
 
     def describe(self, queue: ApiQueue, brief: bool = False) -> dict[str, Any]:
@@ -333,7 +367,7 @@ class Gateway:
         ready = sum(h.state == ReplicaState.READY for h in queue.replicas)
         status = queue.status or ("live" if ready else ("error" if queue.error else "updating"))
         info: dict[str, Any] = {
-            "name": queue.name,
+            "name": queue.api_name,
             "deployment": queue.config.deployment,
             "endpoint": queue.endpoint,
             "status": status,

@@ -80,11 +80,13 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
     """The OpenAPI document of every route the gateway serves now (APIs with ``auth``: to key holders)."""
     paths: dict[str, Any] = {}
     shown = gateway.visible(headers or {})
-    for name, queue in sorted((queue.name, queue) for queue in shown):
+    for queue in sorted(shown, key=lambda queue: queue.key):
+        name = queue.name
+        operation = queue.key.replace("/", "_").replace("-", "_")
         paths[queue.endpoint] = {
             "post": {
                 "summary": f"Predict with api '{name}' (Cortex-style)",
-                "operationId": f"predict_{name.replace('-', '_')}",
+                "operationId": f"predict_{operation}",
                 "parameters": [
                     {
                         "name": "debug",
@@ -101,7 +103,7 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
             },
             "get": {
                 "summary": f"Status and signature of api '{name}'",
-                "operationId": f"describe_{name.replace('-', '_')}",
+                "operationId": f"describe_{operation}",
                 "responses": _responses(ANY_JSON),
             },
         }

@@ -43,93 +43,106 @@ class _Collector:
         requests = CounterMetricFamily(
             "inferd_requests",
             "Requests answered, by API, protocol and HTTP status code.",
-            labels=["api", "protocol", "code"],
+            labels=["deployment", "api", "protocol", "code"],
         )
         latency = HistogramMetricFamily(
             "inferd_request_duration_seconds",
             "Time from a request's arrival to its answer, in the gateway.",
-            labels=["api"],
+            labels=["deployment", "api"],
         )
         stages = HistogramMetricFamily(
             "inferd_stage_duration_seconds",
             "Time spent per stage: queue (waiting for a replica), pre_inference, model, post_inference.",
-            labels=["api", "stage"],
+            labels=["deployment", "api", "stage"],
         )
         in_flight = GaugeMetricFamily(
-            "inferd_in_flight_requests", "Requests queued or running.", labels=["api"]
+            "inferd_in_flight_requests", "Requests queued or running.", labels=["deployment", "api"]
         )
         queued = GaugeMetricFamily(
-            "inferd_queued_requests", "Requests waiting for a replica.", labels=["api"]
+            "inferd_queued_requests", "Requests waiting for a replica.", labels=["deployment", "api"]
         )
-        replicas = GaugeMetricFamily("inferd_replicas", "Replicas by state.", labels=["api", "state"])
+        replicas = GaugeMetricFamily(
+            "inferd_replicas", "Replicas by state.", labels=["deployment", "api", "state"]
+        )
         classes = CounterMetricFamily(
             "inferd_predictions",
             "Predictions by class (tracker model_type: classification).",
-            labels=["api", "class"],
+            labels=["deployment", "api", "class"],
         )
         values = SummaryMetricFamily(
-            "inferd_prediction_value", "Predicted values (tracker model_type: regression).", labels=["api"]
+            "inferd_prediction_value",
+            "Predicted values (tracker model_type: regression).",
+            labels=["deployment", "api"],
         )
-        lowest = GaugeMetricFamily("inferd_prediction_value_min", "Smallest predicted value.", labels=["api"])
-        highest = GaugeMetricFamily("inferd_prediction_value_max", "Largest predicted value.", labels=["api"])
+        lowest = GaugeMetricFamily(
+            "inferd_prediction_value_min", "Smallest predicted value.", labels=["deployment", "api"]
+        )
+        highest = GaugeMetricFamily(
+            "inferd_prediction_value_max", "Largest predicted value.", labels=["deployment", "api"]
+        )
         batches = CounterMetricFamily(
-            "inferd_batches", "Model calls by batch size (APIs with batching).", labels=["api", "size"]
+            "inferd_batches",
+            "Model calls by batch size (APIs with batching).",
+            labels=["deployment", "api", "size"],
         )
         first_item = HistogramMetricFamily(
             "inferd_stream_first_item_seconds",
             "Streamed answers: time from the request to its first item.",
-            labels=["api"],
+            labels=["deployment", "api"],
         )
         stream_duration = HistogramMetricFamily(
             "inferd_stream_duration_seconds",
             "Streamed answers: time from the request to its end.",
-            labels=["api"],
+            labels=["deployment", "api"],
         )
-        streams = CounterMetricFamily("inferd_streams", "Streamed answers that ended.", labels=["api"])
+        streams = CounterMetricFamily(
+            "inferd_streams", "Streamed answers that ended.", labels=["deployment", "api"]
+        )
         stream_items = CounterMetricFamily(
             "inferd_stream_items",
             "Items sent in streamed answers (per stream: divide by inferd_streams).",
-            labels=["api"],
+            labels=["deployment", "api"],
         )
         buffered = GaugeMetricFamily(
             "inferd_stream_buffered_bytes",
             "Bytes of streamed answers the gateway holds for clients that have not read them yet.",
-            labels=["api"],
+            labels=["deployment", "api"],
         )
         held: dict[str, int] = {}
         for conn in list(gateway.connections):
             if conn.stream is not None and conn.queue is not None and conn.transport is not None:
-                name = conn.queue.name
-                held[name] = held.get(name, 0) + conn.transport.get_write_buffer_size()
-        for name, queue in sorted(gateway.apis.items()):
-            buffered.add_metric([name], held.get(name, 0))
+                key = conn.queue.key
+                held[key] = held.get(key, 0) + conn.transport.get_write_buffer_size()
+        # Labelled by deployment and API name: two deployments may each have an API "classifier".
+        for queue in sorted(gateway.apis.values(), key=lambda q: q.key):
+            ids = [queue.deployment, queue.api_name]
+            buffered.add_metric(ids, held.get(queue.key, 0))
             stats = queue.stats
             if stats.streams:
-                first_item.add_metric([name], _buckets(stats.first_item), stats.first_item.total)
-                stream_duration.add_metric(
-                    [name], _buckets(stats.stream_duration), stats.stream_duration.total
-                )
-                streams.add_metric([name], stats.streams)
-                stream_items.add_metric([name], stats.stream_items)
+                first_item.add_metric(ids, _buckets(stats.first_item), stats.first_item.total)
+                stream_duration.add_metric(ids, _buckets(stats.stream_duration), stats.stream_duration.total)
+                streams.add_metric(ids, stats.streams)
+                stream_items.add_metric(ids, stats.stream_items)
             for size, count in sorted(queue.batch_sizes.items()):
-                batches.add_metric([name, str(size)], count)
+                batches.add_metric([*ids, str(size)], count)
             for (protocol, status), count in sorted(stats.by_status.items()):
-                requests.add_metric([name, protocol, str(status)], count)
-            latency.add_metric([name], _buckets(stats.latency), stats.latency.total)
+                requests.add_metric([*ids, protocol, str(status)], count)
+            latency.add_metric(ids, _buckets(stats.latency), stats.latency.total)
             for stage, histogram in stats.stages.items():
-                stages.add_metric([name, stage], _buckets(histogram), histogram.total)
-            in_flight.add_metric([name], queue.in_flight)
-            queued.add_metric([name], len(queue.waiting))
+                stages.add_metric([*ids, stage], _buckets(histogram), histogram.total)
+            in_flight.add_metric(ids, queue.in_flight)
+            queued.add_metric(ids, len(queue.waiting))
             for label, count in sorted(stats.tracker.classes.items()):
-                classes.add_metric([name, label], count)
+                classes.add_metric([*ids, label], count)
             tracker = stats.tracker
             if tracker.count and tracker.minimum is not None and tracker.maximum is not None:
-                values.add_metric([name], count_value=tracker.count, sum_value=tracker.total)
-                lowest.add_metric([name], tracker.minimum)
-                highest.add_metric([name], tracker.maximum)
-        for name, by_state in sorted(gateway.replica_states().items()):
+                values.add_metric(ids, count_value=tracker.count, sum_value=tracker.total)
+                lowest.add_metric(ids, tracker.minimum)
+                highest.add_metric(ids, tracker.maximum)
+        for key, by_state in sorted(gateway.replica_states().items()):
+            deployment, _, api = key.partition("/")
             for state, count in sorted(by_state.items()):
-                replicas.add_metric([name, state], count)
+                replicas.add_metric([deployment, api, state], count)
         yield from _gpu_families(gateway.replica_gpus(), GaugeMetricFamily)
         yield from (
             requests,
@@ -155,7 +168,7 @@ def _gpu_families(gpus: list[dict[str, Any]], gauge: Any) -> list[Any]:
     """Utilisation and memory of each GPU replica's devices; no families at all without GPUs."""
     if not gpus:
         return []
-    labels = ["api", "replica", "gpu"]
+    labels = ["deployment", "api", "replica", "gpu"]
     utilization = gauge(
         "inferd_replica_gpu_utilization_ratio",
         "Share of time the replica's GPU was busy (the device's, as NVML reports it).",
@@ -166,7 +179,8 @@ def _gpu_families(gpus: list[dict[str, Any]], gauge: Any) -> list[Any]:
     )
     total = gauge("inferd_replica_gpu_memory_total_bytes", "Memory of the replica's GPU.", labels=labels)
     for gpu in gpus:
-        key = [gpu["api"], gpu["replica"], gpu["uuid"]]
+        deployment, _, api = str(gpu["api"]).rpartition("/")  # the API's key
+        key = [deployment, api, gpu["replica"], gpu["uuid"]]
         if gpu.get("utilization") is not None:
             utilization.add_metric(key, gpu["utilization"] / 100)
         if gpu.get("memory_used") is not None:

@@ -65,7 +65,13 @@ class ApiQueue:
     def configure(self, config: ApiConfig) -> None:
         """Take a (new) config; what the hot path reads is copied into plain attributes."""
         self.config = config
+        self.key = config.key  # ``deployment/api``: unique on a gateway
+        self.api_name = config.name
+        self.deployment = config.deployment
+        # In messages: the bare name, or the key while another deployment has an API of that name
+        # (kept up to date by ``Gateway``).
         self.name = config.name
+        self.model_name = f"{config.deployment}.{config.name}"  # the V2 / TF Serving name that never clashes
         self.endpoint = config.endpoint
         api = config.api
         self.body_limit = api.body_limit

@@ -23,7 +23,9 @@ VERSION = "1"
 VERBS = {"predict": messages.TF_PREDICT, "classify": messages.TF_CLASSIFY, "regress": messages.TF_REGRESS}
 
 
-def _not_found(name: str) -> bytes:
+def _not_found(gateway: Gateway, name: str) -> bytes:
+    if name in gateway.clashes:
+        return codec.error_body(gateway.unknown_model(name))
     return codec.error_body(f"Servable not found for request: Latest({name})")
 
 
@@ -31,14 +33,14 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     path = request.path.decode("utf-8", "replace").rstrip("/")
     rest = path[len("/v1/models") :].lstrip("/")
     if not rest:
-        shown = sorted(queue.name for queue in gateway.visible(request.headers))
+        shown = sorted(gateway.model_name(queue) for queue in gateway.visible(request.headers))
         return conn.respond(200, orjson.dumps({"models": shown}))
     rest, _, verb = rest.partition(":")
     parts = rest.split("/")
     name = parts[0]
-    queue = gateway.apis.get(name)
+    queue = gateway.models.get(name)  # ``deployment.api``, or the API's name when unique
     if queue is None:
-        return conn.respond(404, _not_found(name))
+        return conn.respond(404, _not_found(gateway, name))
     if not gateway.authorized(conn, request.headers, queue, "tfserving"):
         return None
     parts = parts[1:]

@@ -1,4 +1,7 @@
-"""Open Inference Protocol (KServe V2) routes. Model name = API name; the version is "1".
+"""Open Inference Protocol (KServe V2) routes; the version is "1".
+
+A model is named ``deployment.api``, or by the API's name alone when no other deployment has an
+API of that name (``Gateway.models``).
 
 Health and metadata are answered here from what the replicas reported when they became ready;
 ``infer`` bodies go to a replica untouched (the V2 codec runs there).
@@ -40,12 +43,12 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     if parts[0] != "models":
         return conn.respond(404, codec.error_body(f"no V2 route {request.path.decode('utf-8', 'replace')}"))
     if len(parts) == 1:
-        shown = sorted(queue.name for queue in gateway.visible(request.headers))
+        shown = sorted(gateway.model_name(queue) for queue in gateway.visible(request.headers))
         return conn.respond(200, orjson.dumps({"models": shown}))
     name, rest = parts[1], parts[2:]
-    queue = gateway.apis.get(name)
+    queue = gateway.models.get(name)
     if queue is None:
-        return conn.respond(404, codec.error_body(f"model '{name}' is not found"))
+        return conn.respond(404, codec.error_body(gateway.unknown_model(name)))
     if not gateway.authorized(conn, request.headers, queue, "v2"):
         return None
     if len(rest) >= 2 and rest[0] == "versions":

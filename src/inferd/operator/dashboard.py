@@ -275,6 +275,9 @@ class Dashboard(HttpServer):
             "signature",
         )
         result = {key: info.get(key) for key in keys}
+        # Shown (and keyed in the page) by name, or by deployment/api while two deployments share it.
+        if sum(state.config.name == info["name"] for state in self.operator.engine.apis.values()) > 1:
+            result["name"] = info["key"]
         tracker = info.get("tracker") or {}
         result["tracker_type"] = tracker.get("model_type")
         result["curl"] = f'curl {info["url"]} -X POST -H "Content-Type: application/json" -d @sample.json'

@@ -152,7 +152,7 @@ class Reloader:
         files = ", ".join(sorted(shown_path(path, root) for path in changed))
         self.say(f"inferd: {files} changed; reloading {', '.join(rolling)}")
         for name in rolling:
-            state = self.engine.apis.get(name)
+            state = self.engine.apis.get(f"{project.deployment.name}/{name}")
             if state is None:
                 continue
             task = asyncio.get_running_loop().create_task(self._follow(name, state.version.id, started))
@@ -161,8 +161,9 @@ class Reloader:
 
     async def _follow(self, name: str, version: str, started: float) -> None:
         """Say when ``version`` of ``name`` serves, or why it cannot (then the old one serves)."""
+        key = f"{self.project.deployment.name}/{name}"
         while True:
-            state = self.engine.apis.get(name)
+            state = self.engine.apis.get(key)
             if state is None or state.version.id != version or state.deleting:
                 return  # deleted, or a newer edit superseded this one
             current = [r for r in state.replicas if r.version == version and not r.retired]
@@ -180,7 +181,7 @@ class Reloader:
         where = user_location(detail, root)
         reason = next((line for line in reversed(detail.splitlines()) if line.strip()), error)
         self.say(f"inferd: {where}: {reason.strip()}" if where else f"inferd: {error}")
-        state = self.engine.apis.get(name)
+        state = self.engine.apis.get(f"{self.project.deployment.name}/{name}")
         old = state is not None and any(r.ready and r.version != version for r in state.replicas)
         if old:
             self.say(f"inferd: {name} not reloaded; the previous version keeps serving")

@@ -46,7 +46,7 @@ async def serve_project(
     gateway.replica_states = engine.replica_states
     gateway.replica_gpus = engine.replica_gpus
     # /healthz is 503 until every API of the project exists and has a ready replica.
-    gateway.expect([config.name for config in project.apis])
+    gateway.expect([config.key for config in project.apis])
     await gateway.start(host, port)
     if (project.root / "requirements.txt").is_file():
         say("inferd: installing requirements.txt (/healthz answers 503 until every API is ready)")
@@ -88,18 +88,18 @@ async def _announce_ready(gateway: Gateway, say: Callable[[str], None], quiet_wh
     # With --reload, the reloader tells why a new version of a live API did not load.
     announced: set[str] = set()
     errors: dict[str, str] = {}
-    waiting = [name for name in gateway.not_ready() if name in gateway.apis]
+    waiting = sorted({q.name for q in gateway.apis.values()} & set(gateway.not_ready()))
     if waiting:
         names = ", ".join(f"'{name}'" for name in waiting)
         say(f"inferd: loading the model of {names} (/healthz answers 503 until every API is ready)")
     while True:
-        for name, queue in gateway.apis.items():
-            if queue.ready and name not in announced:
-                announced.add(name)
-                say(f"inferd: api '{name}' is live")
-            if quiet_when_live and name in announced:
+        for key, queue in gateway.apis.items():
+            if queue.ready and key not in announced:
+                announced.add(key)
+                say(f"inferd: api '{queue.name}' is live")
+            if quiet_when_live and key in announced:
                 continue
-            if queue.error and errors.get(name) != queue.error:
-                errors[name] = queue.error
-                say(f"inferd: api '{name}' failed to start: {queue.error}")
+            if queue.error and errors.get(key) != queue.error:
+                errors[key] = queue.error
+                say(f"inferd: api '{queue.name}' failed to start: {queue.error}")
         await asyncio.sleep(0.1)

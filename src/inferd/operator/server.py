@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ from inferd.errors import (
     NotFoundError,
     ReplaceError,
     UnauthorizedError,
+    UsageError,
 )
 from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
@@ -54,6 +56,7 @@ from inferd.operator.state import (
 log = logging.getLogger("inferd.operator")
 
 ADMIN_HOST = "127.0.0.1"
+LOG_NAME = re.compile(r"[a-z0-9-]+(/[a-z0-9-]+)?")  # ``API`` or ``DEPLOYMENT/API``: never a path
 DRAIN_GRACE = 30.0
 
 
@@ -136,7 +139,7 @@ class Operator:
             try:
                 snapshot = load_project(Path(record.snapshot), keys_root=Path(record.source))
                 project = self._without_deleted(snapshot, record)
-                self.gateway.expect([config.name for config in project.apis])
+                self.gateway.expect([config.key for config in project.apis])
                 if record.relax_pins:
                     project = project.relaxed()
                 await self.engine.apply(
@@ -184,7 +187,7 @@ class Operator:
             record = self.state.deployments.get(name)
             existed = record is not None
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
-            self.gateway.expect([config.name for config in deployed.apis])
+            self.gateway.expect([config.key for config in deployed.apis])
             try:
                 results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
             finally:  # what failed to be created is no longer awaited
@@ -192,7 +195,7 @@ class Operator:
             for config in deployed.apis:  # a changed key file is not a new version: read it again
                 if config.api.auth is not None and results.get(config.name) == "unchanged":
                     self.gateway.add_api(config, secrets)
-            self.state.deployments[name] = self._record(record, project.root, snapshot, token, results)
+            self.state.deployments[name] = self._record(record, name, project.root, snapshot, token, results)
             self.state.deployments[name].relax_pins = relax_pins
             self.state.secrets[name] = secrets
             self.state.save()
@@ -206,16 +209,23 @@ class Operator:
             message = "deployment updated"
         else:
             message = "deployment is up-to-date"
-        versions = {api: self.engine.apis[api].version.id for api in results if api in self.engine.apis}
+        apis = self.engine.apis
+        versions = {api: apis[f"{name}/{api}"].version.id for api in results if f"{name}/{api}" in apis}
         return {"message": message, "deployment": name, "apis": results, "versions": versions}
 
     def _record(
-        self, old: DeploymentRecord | None, source: Path, snapshot: Path, token: str, apis: Iterable[str]
+        self,
+        old: DeploymentRecord | None,
+        deployment: str,
+        source: Path,
+        snapshot: Path,
+        token: str,
+        apis: Iterable[str],
     ) -> DeploymentRecord:
         """The deployment's new record: what each API's version uses, and its previous one's."""
         record = DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
         for api in apis:
-            state = self.engine.apis.get(api)
+            state = self.engine.apis.get(f"{deployment}/{api}")
             if state is None:
                 continue
             record.uses[api] = [str(path) for path in state.version.uses]
@@ -265,9 +275,9 @@ class Operator:
             return
         keep = {config.name for config in project.apis}
         removed = sorted(
-            api
-            for api, state in self.engine.apis.items()
-            if state.config.deployment == name and not state.deleting and api not in keep
+            state.config.name
+            for state in self.engine.apis.values()
+            if state.config.deployment == name and not state.deleting and state.config.name not in keep
         )
         if removed:
             shown = ", ".join(f"'{api}'" for api in removed)
@@ -278,17 +288,8 @@ class Operator:
             )
 
     def _check_conflicts(self, project: Project) -> None:
+        # API names are unique per deployment (as in Cortex); only endpoints must not clash.
         for config in project.apis:
-            state = self.engine.apis.get(config.name)
-            if (
-                state is not None
-                and state.config.deployment != project.deployment.name
-                and not state.deleting
-            ):
-                raise ConfigError(
-                    f"api '{config.name}' already belongs to deployment '{state.config.deployment}'; "
-                    "API names are unique on one operator"
-                )
             for other in self.engine.apis.values():
                 if (
                     other.config.endpoint == config.endpoint
@@ -297,7 +298,7 @@ class Operator:
                 ):
                     raise ConfigError(
                         f"api '{config.name}': endpoint {config.endpoint} is already served by api "
-                        f"'{other.name}' of deployment '{other.config.deployment}'"
+                        f"'{other.config.name}' of deployment '{other.config.deployment}'"
                     )
 
     def delete(self, name: str) -> dict[str, Any]:
@@ -310,30 +311,52 @@ class Operator:
             self.state.save()
             self.collector.collect()
             return {"message": f"deleting deployment '{name}'", "apis": apis}
-        state = self.engine.apis.get(name)
-        if state is None or state.deleting:
-            raise NotFoundError(f"no API or deployment named '{name}'")
-        self.engine.delete(name)
+        try:
+            key = self.resolve(name, deleting=False)
+        except NotFoundError:
+            raise NotFoundError(f"no API or deployment named '{name}'") from None
+        state = self.engine.apis[key]
+        self.engine.delete(key)
         deployment = self.state.deployments.get(state.config.deployment)
         if deployment is not None:
-            deployment.deleted_apis.append(name)
-            deployment.uses.pop(name, None)
-            deployment.previous.pop(name, None)
+            deployment.deleted_apis.append(state.config.name)
+            deployment.uses.pop(state.config.name, None)
+            deployment.previous.pop(state.config.name, None)
             self.state.save()
         self.collector.collect()
-        return {"message": f"deleting api '{name}'", "apis": [name]}
+        return {"message": f"deleting api '{key}'", "apis": [key]}
+
+    def resolve(self, name: str, deleting: bool = True) -> str:
+        """The key of the API that ``name`` names: ``DEPLOYMENT/API``, or an ``API`` name that
+        only one deployment uses (APIs being deleted count only when nothing else matches)."""
+        apis = self.engine.apis
+        if "/" in name:
+            if name in apis and (deleting or not apis[name].deleting):
+                return name
+            raise NotFoundError(f"no API named '{name}'")
+        matches = sorted(key for key, state in apis.items() if state.config.name == name)
+        live = [key for key in matches if not apis[key].deleting]
+        matches = live or (matches if deleting else [])
+        if len(matches) > 1:
+            raise UsageError(
+                f"api '{name}' is in several deployments ({', '.join(matches)}); name one as DEPLOYMENT/API"
+            )
+        if not matches:
+            raise NotFoundError(f"no API named '{name}'")
+        return matches[0]
 
     def api_list(self) -> list[dict[str, Any]]:
-        return [self.api_info(name, brief=True) for name in sorted(self.engine.apis)]
+        return [self.api_info(key, brief=True) for key in sorted(self.engine.apis)]
 
     def api_info(self, name: str, brief: bool = False) -> dict[str, Any]:
-        if name not in self.engine.apis:
-            raise NotFoundError(f"no API named '{name}'")
-        info = self.engine.describe(name)
+        """``inferd get API``: ``name`` is ``DEPLOYMENT/API``, or an API name unique on the operator."""
+        key = self.resolve(name)
+        info = self.engine.describe(key)
+        info["key"] = key
         info["url"] = self.gateway_url + info["endpoint"]
-        queue: ApiQueue | None = self.gateway.apis.get(name)
+        queue: ApiQueue | None = self.gateway.apis.get(key)
         if not brief:
-            state = self.engine.apis[name]
+            state = self.engine.apis[key]
             info["config"] = state.config.api.model_dump(mode="json", exclude_none=True)
             info["metrics"] = queue.stats.summary() if queue else None
             info["signature"] = self.gateway.describe(queue)["signature"] if queue else {}
@@ -408,8 +431,12 @@ class AdminApp(HttpServer):
             return operator.delete(str(body["name"]))
         if method == b"GET" and path.startswith("/logs/"):
             name = path.removeprefix("/logs/")
-            if name not in operator.engine.apis and not log_path(operator.home, name).exists():
-                raise NotFoundError(f"no API named '{name}'")
+            try:
+                name = operator.resolve(name)
+            except NotFoundError:
+                # A deleted API's log (or an older version's ``logs/<api>.log``) stays readable.
+                if not LOG_NAME.fullmatch(name) or not log_path(operator.home, name).exists():
+                    raise
             query = parse_query(request.query)
             return read_logs(
                 operator.home,

@@ -13,6 +13,7 @@ from inferd.errors import DeployFailedError
 def api(name: str = "a", status: str = "live", **extra: Any) -> dict[str, Any]:
     return {
         "name": name,
+        "deployment": "d",
         "status": status,
         "version": "v2",
         "up_to_date": 1 if status == "live" else 0,
@@ -102,6 +103,13 @@ def test_wait_outcome_gives_up_after_the_timeout() -> None:
 
 def test_wait_deleted() -> None:
     clock = Clock()
-    wait_deleted(Statuses([api("a")], []), ["a"], clock=clock, sleep=clock.sleep)
-    with pytest.raises(DeployFailedError, match="a still draining"):
-        wait_deleted(Statuses([api("a")]), ["a"], timeout=1, clock=clock, sleep=clock.sleep)
+    wait_deleted(Statuses([api("a")], []), ["d/a"], clock=clock, sleep=clock.sleep)
+    with pytest.raises(DeployFailedError, match="d/a still draining"):
+        wait_deleted(Statuses([api("a")]), ["d/a"], timeout=1, clock=clock, sleep=clock.sleep)
+
+
+def test_wait_outcome_looks_at_its_own_deployment_only() -> None:
+    clock = Clock()
+    other = {**api("a", status="error", error="boom"), "deployment": "other"}
+    backend = Statuses([other, api("a")])
+    wait_outcome(backend, {"a": "v2"}, clock=clock, sleep=clock.sleep, deployment="d")

@@ -69,10 +69,10 @@ def test_a_replica_that_cannot_start_is_the_apis_error_with_back_off(
         return engine, sink
 
     engine, sink = asyncio.run(scenario())
-    info = engine.describe("doomed")
+    info = engine.describe("d/doomed")
     assert info["status"] == "error"
     assert "cannot run this API: OSError: [Errno 7] Argument list too long" in info["error"]
-    assert sink.errors["doomed"] == info["error"]
+    assert sink.errors["d/doomed"] == info["error"]
     assert len(calls) == 1
-    log = (tmp_path / "home" / "logs" / "doomed.log").read_text()
+    log = (tmp_path / "home" / "logs" / "d" / "doomed.log").read_text()
     assert log.count("Argument list too long") == 1  # said once, not every 250 ms

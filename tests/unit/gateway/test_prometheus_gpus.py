@@ -12,7 +12,7 @@ def test_gpu_replicas_have_utilisation_and_memory() -> None:
     gateway = Gateway()
     gateway.replica_gpus = lambda: [
         {
-            "api": "classifier",
+            "api": "iris/classifier",  # the API's key
             "replica": "classifier-1",
             "uuid": "GPU-abc",
             "index": 0,
@@ -27,7 +27,7 @@ def test_gpu_replicas_have_utilisation_and_memory() -> None:
         for sample in family.samples
         if "gpu" in sample.name
     }
-    labels = {"api": "classifier", "replica": "classifier-1", "gpu": "GPU-abc"}
+    labels = {"deployment": "iris", "api": "classifier", "replica": "classifier-1", "gpu": "GPU-abc"}
     assert samples == {
         "inferd_replica_gpu_utilization_ratio": (labels, 0.37),
         "inferd_replica_gpu_memory_bytes": (labels, 3 * 2**30),

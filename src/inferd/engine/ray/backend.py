@@ -196,9 +196,9 @@ class RayBackend:
         return self._views()[0]
 
     def api(self, name: str) -> dict[str, Any]:
-        """One API with its signature (asked of a replica over HTTP, when one is up)."""
+        """One API (``API`` or ``DEPLOYMENT/API``) with its signature (asked of a replica, when one is up)."""
         for view in self.apis():
-            if view["name"] == name:
+            if _named(view, name):
                 answer = self._describe(view["url"])
                 view["signature"] = answer.get("signature") or {}
                 # One replica's answer (any of them): what its model runs on.
@@ -220,7 +220,7 @@ class RayBackend:
     def delete(self, name: str) -> dict[str, Any]:
         """Delete an API, or every API of a deployment; the routers go with the last API."""
         views, _ = self._views()
-        names = [view["name"] for view in views if view["name"] == name]
+        names = [view["name"] for view in views if _named(view, name)]
         what = f"api '{name}'"
         if not names:
             names = [view["name"] for view in views if view["deployment"] == name]
@@ -230,12 +230,13 @@ class RayBackend:
         remaining = [view for view in views if view["name"] not in names]
         routers = [] if remaining else list(plan.ROUTERS)
         self.cluster.delete(names + routers)
-        return {"message": f"deleting {what}", "apis": names}
+        keys = [f"{view['deployment']}/{view['name']}" for view in views if view["name"] in names]
+        return {"message": f"deleting {what}", "apis": keys}
 
     def logs(self, name: str, cursor: LogCursor | None = None) -> tuple[str, LogCursor]:
         """New output of the API's replicas since ``cursor`` (start: ``None``)."""
         offsets = dict(cursor or {})
-        view = next((v for v in self.apis() if v["name"] == name), None)
+        view = next((v for v in self.apis() if _named(v, name)), None)
         if view is None:
             raise NotFoundError(f"no API named '{name}' on {self.env.describe()}")
         parts: list[str] = []
@@ -252,3 +253,11 @@ class RayBackend:
                 offsets[f"{node}|{path}"] = offset
                 parts.append(without_markers(text))
         return "".join(parts), offsets
+
+
+def _named(view: dict[str, Any], name: str) -> bool:
+    """Whether ``name`` (``API`` or ``DEPLOYMENT/API``) names the API of ``view``.
+
+    API names are unique on a Ray cluster (each is a Serve application), so the bare name is enough.
+    """
+    return name in (view["name"], f"{view['deployment']}/{view['name']}")

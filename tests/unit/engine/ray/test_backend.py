@@ -131,8 +131,17 @@ def test_delete_by_api_or_deployment_and_routers_go_last(cluster: FakeCluster) -
     with pytest.raises(NotFoundError):
         backend.delete("nothing")
     result = backend.delete("iris")
-    assert result == {"message": "deleting deployment 'iris'", "apis": ["classifier"]}
+    assert result == {"message": "deleting deployment 'iris'", "apis": ["iris/classifier"]}
     assert cluster.deleted == ["classifier", "inferd.v2", "inferd.tfserving"]
+
+
+def test_an_api_is_named_by_name_or_deployment_slash_name(cluster: FakeCluster) -> None:
+    backend = RayBackend(LAB, cluster)
+    backend.deploy(example("iris-onnx"))
+    assert backend.api("iris/classifier")["name"] == "classifier"
+    with pytest.raises(NotFoundError):
+        backend.api("other/classifier")
+    assert backend.delete("iris/classifier")["apis"] == ["iris/classifier"]
 
 
 def test_logs_follow_from_a_cursor_without_ray_markers(cluster: FakeCluster) -> None:

@@ -1,0 +1,220 @@
+"""The user-facing Python client: Cortex v0.10's ``cortex.Client``, deploying from Python.
+
+``Client().deploy("iris", "classifier", "iris.onnx", pre_inference=..., post_inference=...)``
+writes a project folder (``$INFERD_HOME/workspace/<deployment>/``) holding the model, a
+``cortex.yaml`` and the handler functions pickled with cloudpickle (so lambdas and closures
+work), deploys it like ``inferd deploy`` and returns the API's URL once it is live. The
+replica loads the pickle as it loads any handler file, so the API answers exactly like one
+deployed from a folder.
+
+(``inferd.client`` is something else: the CLI's connection to the operator's admin API.)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import sysconfig
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from inferd.errors import DeployFailedError, UsageError
+
+HANDLER_FILE = "handlers.pickle"
+API_FILE = "api.json"
+FORMATS = ("onnx", "tensorflow")
+REMOTE = ("s3://", "gs://", "http://", "https://")
+POLL_SECONDS = 0.25
+
+
+class Client:
+    """Deploys models with handler functions, as Cortex v0.10's Python client did.
+
+    Cortex's arguments are accepted so that its scripts run unchanged. What they mean here:
+
+    - ``aws_access_key_id`` / ``aws_secret_access_key``: unused. Nothing is uploaded; an
+      ``s3://`` model is read by whoever deploys (the local operator, or the Ray cluster) with
+      the standard AWS credential chain (``AWS_*`` variables, ``~/.aws``).
+    - ``operator_url``: the name of an inferd environment (``inferd env list``), same as
+      ``env``; ``None`` or an http(s) URL (Cortex's cluster address) means this machine's
+      operator, which is found through ``$INFERD_HOME`` and started when it is not running.
+    - ``env``: the environment to deploy to: ``local`` (default), or a Ray environment added
+      with ``inferd env add``, whose cluster must run the same Python version (the functions
+      travel as Python code).
+    """
+
+    def __init__(
+        self,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        operator_url: str | None = None,
+        *,
+        env: str | None = None,
+        home: Path | None = None,
+    ) -> None:
+        from inferd.environments import LOCAL, EnvironmentStore
+        from inferd.storage import inferd_home
+
+        self.aws_access_key_id = aws_access_key_id
+        self.aws_secret_access_key = aws_secret_access_key
+        self.operator_url = operator_url
+        self.home = home or inferd_home()
+        if env is None and operator_url is not None and not operator_url.startswith(("http://", "https://")):
+            env = operator_url
+        self.environment = EnvironmentStore(self.home).get(env or LOCAL)
+        self.workspace = self.home / "workspace"
+
+    def deploy(
+        self,
+        deployment_name: str,
+        api_name: str,
+        model_path: str | Path,
+        pre_inference: Callable[..., Any] | None = None,
+        post_inference: Callable[..., Any] | None = None,
+        model_format: str | None = None,
+        tf_serving_key: str | None = None,
+        *,
+        timeout: float = 600.0,
+    ) -> str:
+        """Deploy ``model_path`` as API ``api_name`` of ``deployment_name``; return its URL once live.
+
+        ``pre_inference(sample, signature, metadata)`` and ``post_inference(prediction,
+        signature, metadata)`` are any callables (lambdas and closures too). ``model_format``
+        is ``onnx`` or ``tensorflow`` (default: ``onnx`` for a ``.onnx`` file, else
+        ``tensorflow``); ``tf_serving_key`` is the SavedModel's signature key. Another API of
+        the same deployment deployed earlier by this client stays; the same API is updated.
+        Raises ``DeployFailedError`` with the reason when the API cannot go live.
+        """
+        handlers = {"pre_inference": pre_inference, "post_inference": post_inference}
+        for name, function in handlers.items():
+            if function is not None and not callable(function):
+                raise UsageError(f"{name} must be a function, not {type(function).__name__}")
+        project = self._write_project(
+            deployment_name,
+            api_name,
+            str(model_path),
+            {name: function for name, function in handlers.items() if function is not None},
+            _model_format(str(model_path), model_format),
+            tf_serving_key,
+        )
+        return self._deploy(project, f"{deployment_name}/{api_name}", timeout)
+
+    # the project folder
+
+    def _write_project(
+        self,
+        deployment: str,
+        api: str,
+        model_path: str,
+        handlers: dict[str, Callable[..., Any]],
+        model_format: str,
+        tf_serving_key: str | None,
+    ) -> Path:
+        root = self.workspace / deployment
+        folder = root / api
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        block: dict[str, Any] = {"model": model_path}
+        if not model_path.startswith(REMOTE):
+            source = Path(model_path).expanduser().resolve()
+            if not source.exists():
+                raise UsageError(f"model_path {model_path} does not exist")
+            target = folder / source.name
+            if source.is_dir():
+                shutil.copytree(source, target)
+            else:
+                shutil.copy2(source, target)
+            block["model"] = f"{api}/{source.name}"
+        if handlers:
+            (folder / HANDLER_FILE).write_bytes(pickle_functions(handlers))
+            block["request_handler"] = f"{api}/{HANDLER_FILE}"
+        if tf_serving_key is not None:
+            block["signature_key"] = tf_serving_key
+        (folder / API_FILE).write_text(json.dumps({"name": api, model_format: block}))
+        apis = [
+            json.loads((path / API_FILE).read_text())
+            for path in sorted(root.iterdir())
+            if (path / API_FILE).is_file()
+        ]
+        resources = [{"kind": "deployment", "name": deployment}, *({"kind": "api", **a} for a in apis)]
+        (root / "cortex.yaml").write_text(json.dumps(resources, indent=2) + "\n")  # JSON is YAML
+        return root
+
+    # deploying and waiting
+
+    def _deploy(self, project: Path, key: str, timeout: float) -> str:
+        from inferd.cli.outcome import judge
+
+        backend: Any
+        if self.environment.is_local:
+            from inferd.client import Client as OperatorClient
+
+            backend = OperatorClient(self.home)
+            backend.start()
+            result = backend.deploy(project)
+        else:
+            from inferd.engine.ray.backend import RayBackend
+
+            backend = RayBackend(self.environment)
+            result = backend.deploy(project)
+        name = key.partition("/")[2]
+        version = (result.get("versions") or {}).get(name)
+        deadline = time.monotonic() + timeout
+        while True:
+            info: dict[str, Any] = backend.api(key)
+            outcome = judge(name, info, version)
+            if outcome.done:
+                if outcome.failed:
+                    raise DeployFailedError(outcome.failure)
+                return str(info["url"])
+            if time.monotonic() > deadline:
+                raise DeployFailedError(f"api '{key}' is not live after {timeout:.0f}s: {info['status']}")
+            time.sleep(POLL_SECONDS)
+
+
+def _model_format(model_path: str, model_format: str | None) -> str:
+    if model_format is None:
+        return "onnx" if model_path.lower().endswith(".onnx") else "tensorflow"
+    if model_format not in FORMATS:
+        raise UsageError(f"model_format must be 'onnx' or 'tensorflow', not {model_format!r}")
+    return model_format
+
+
+def pickle_functions(functions: dict[str, Callable[..., Any]]) -> bytes:
+    """cloudpickle ``functions``; those from the user's own modules travel by value.
+
+    cloudpickle sends a function of an importable module by reference, which the replica could
+    not import (a script's or a notebook's neighbour module is not on its path); installed
+    packages and the standard library stay by reference.
+    """
+    import cloudpickle
+
+    modules = {
+        module
+        for function in functions.values()
+        if (module := sys.modules.get(getattr(function, "__module__", None) or "")) is not None
+        and _users_module(module)
+    }
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        data: bytes = cloudpickle.dumps(functions)
+    finally:
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
+    return data
+
+
+def _users_module(module: ModuleType) -> bool:
+    file = getattr(module, "__file__", None)
+    if module.__name__ == "__main__" or file is None:
+        return False  # cloudpickle sends __main__'s functions by value anyway
+    paths = sysconfig.get_paths()
+    installed = {Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    path = Path(file).resolve()
+    return not any(path.is_relative_to(root) for root in installed)

@@ -1,0 +1,79 @@
+"""``from inferd import Client``: Cortex's Python client deploys a model with handler functions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+from inferd import Client
+from inferd.errors import DeployFailedError, UsageError
+from tests.conftest import example
+from tests.integration.conftest import Inferd
+
+SAMPLES = [
+    {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3},
+    {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1},
+]
+FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+
+@pytest.fixture
+def client(inferd: Inferd, monkeypatch: pytest.MonkeyPatch) -> Client:
+    """A client of the test's private operator (which it starts itself)."""
+    monkeypatch.setenv("INFERD_HOME", str(inferd.home))
+    monkeypatch.setenv("INFERD_PORT", str(inferd.port))
+    return Client()
+
+
+def test_deploy_an_onnx_model_with_two_lambdas(inferd: Inferd, client: Client, tmp_path: Path) -> None:
+    labels = ["iris-setosa", "iris-versicolor", "iris-virginica"]  # a closure's free variable
+    url = client.deploy(
+        "lambdas",
+        "classifier",
+        example("iris-onnx") / "models" / "iris.onnx",
+        pre_inference=lambda sample, signature, metadata: {
+            signature[0].name: [sample[feature] for feature in FEATURES]
+        },
+        post_inference=lambda prediction, signature, metadata: labels[prediction[0][0]],
+        model_format="onnx",
+    )
+    assert url == f"{inferd.url}/lambdas/classifier"
+    assert [requests.post(url, json=sample, timeout=30).json() for sample in SAMPLES] == [
+        "iris-setosa",
+        "iris-virginica",
+    ]
+
+    # It answers like the same model and handler deployed from a folder (here next to it, as
+    # another deployment's "classifier").
+    inferd.run("deploy", str(example("iris-onnx")))
+    folder = inferd.wait_status("iris/classifier", "live")["url"]
+    for sample in SAMPLES:
+        assert (
+            requests.post(url, json=sample, timeout=30).json()
+            == requests.post(folder, json=sample, timeout=30).json()
+        )
+    sample_file = tmp_path / "sample.json"
+    sample_file.write_text(json.dumps(SAMPLES[1]))
+    assert (
+        json.loads(inferd.run("predict", "lambdas/classifier", str(sample_file)).stdout) == "iris-virginica"
+    )
+
+    # Another API of the same deployment is added; the first one stays.
+    raw = client.deploy("lambdas", "raw", example("iris-onnx") / "models" / "iris.onnx")
+    assert requests.post(raw, json=[[6.9, 3.1, 5.4, 2.1]], timeout=30).json()[0] == [2]
+    assert requests.post(url, json=SAMPLES[0], timeout=30).json() == "iris-setosa"
+
+
+def test_a_failing_handler_and_bad_arguments(client: Client) -> None:
+    model = example("iris-onnx") / "models" / "iris.onnx"
+    with pytest.raises(UsageError, match="model_format must be 'onnx' or 'tensorflow', not 'pytorch'"):
+        client.deploy("bad", "classifier", model, model_format="pytorch")
+    with pytest.raises(UsageError, match="pre_inference must be a function, not str"):
+        client.deploy("bad", "classifier", model, pre_inference="not a function")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"does-not-exist\.onnx does not exist"):
+        client.deploy("bad", "classifier", "does-not-exist.onnx")
+    with pytest.raises(DeployFailedError, match=r"api 'classifier' failed \(error\): .*post_inference"):
+        client.deploy("bad", "classifier", model, post_inference=lambda only_one: None, timeout=120)

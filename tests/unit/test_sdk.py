@@ -1,0 +1,70 @@
+"""The Python client's pure parts: pickling the user's functions, its arguments, the project it writes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import pytest
+
+from inferd.config.load import load_project
+from inferd.environments import Environment, EnvironmentStore
+from inferd.errors import UsageError
+from inferd.handler.loader import load_user_code
+from inferd.sdk import Client, pickle_functions
+from tests.conftest import example
+
+
+def test_functions_of_the_users_own_module_travel_by_value(tmp_path: Path) -> None:
+    (tmp_path / "my_handlers.py").write_text(
+        "PREFIX = 'label-'\n"
+        "def post_inference(prediction, signature, metadata):\n"
+        "    return PREFIX + str(prediction)\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("my_handlers")
+        data = pickle_functions({"post_inference": module.post_inference})
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("my_handlers", None)
+    # Where the replica runs, that module cannot be imported: the function came by value.
+    functions = pickle.loads(data)
+    assert functions["post_inference"](7, None, None) == "label-7"
+
+
+def test_the_handler_loader_reads_the_pickle(tmp_path: Path) -> None:
+    scale = 3
+    path = tmp_path / "handlers.pickle"
+    path.write_bytes(pickle_functions({"pre_inference": lambda sample, signature, metadata: sample * scale}))
+    code = load_user_code(path, "handler", "test_sdk_pickle", "handlers.pickle")
+    assert code.functions["pre_inference"](2, None, None) == 6
+
+
+def test_the_project_it_writes_is_a_valid_cortex_project(tmp_path: Path) -> None:
+    client = Client(home=tmp_path)
+    model = example("iris-onnx") / "models" / "iris.onnx"
+    client._write_project(
+        "iris", "classifier", str(model), {"post_inference": lambda p, s, m: p}, "onnx", None
+    )
+    root = client._write_project("iris", "raw", str(model), {}, "onnx", None)
+    project = load_project(root)
+    assert project.deployment.name == "iris"
+    assert [(api.name, api.api.handler_file) for api in project.apis] == [
+        ("classifier", "classifier/handlers.pickle"),
+        ("raw", None),
+    ]
+    assert json.loads((root / "raw" / "api.json").read_text())["onnx"]["model"] == "raw/iris.onnx"
+
+
+def test_cortex_constructor_arguments(tmp_path: Path) -> None:
+    EnvironmentStore(tmp_path).add(Environment(name="lab", provider="ray", address="ray://10.0.0.5:10001"))
+    client = Client("AKIA...", "secret", "https://a1b2.elb.amazonaws.com", home=tmp_path)
+    assert client.environment.is_local  # Cortex's cluster URL: this machine's operator
+    assert Client(operator_url="lab", home=tmp_path).environment.name == "lab"
+    assert Client(env="lab", home=tmp_path).environment.provider == "ray"
+    with pytest.raises(UsageError, match="environment 'nowhere' does not exist"):
+        Client(env="nowhere", home=tmp_path)

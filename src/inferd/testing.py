@@ -29,6 +29,7 @@ from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.packages import ensure_packages
 from inferd.errors import HandlerError, UsageError
 from inferd.handler.predictor import Predictor, devices_of
+from inferd.replica.streaming import is_stream
 from inferd.storage import fetch, inferd_home, local_model_path
 
 DEFAULT_TOLERANCE = 1e-6
@@ -51,10 +52,15 @@ class LoadedApi:
         is the user's exception, with its traceback).
         """
         result = self.predictor.predict(sample)
+        stage = "predict" if self.predictor.runtime is None else "post_inference"
+        if is_stream(result):  # a streamed answer: its items, in order
+            try:
+                result = list(result)
+            except Exception as exc:
+                raise HandlerError(f"{stage} failed while streaming: {type(exc).__name__}: {exc}") from exc
         try:
             return orjson.loads(codec.dumps(result))
         except TypeError as exc:
-            stage = "predict" if self.predictor.runtime is None else "post_inference"
             raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}") from exc
 
 

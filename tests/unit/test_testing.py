@@ -113,3 +113,11 @@ def test_a_gpu_api_is_tested_where_the_model_can_run(tmp_path: Path, iris_onnx_m
     assert api.predictor.runtime is not None
     assert api.predictor.runtime.device in ("CPUExecutionProvider", "CUDAExecutionProvider")
     assert api.predict([[5.2, 3.6, 1.4, 0.3]])[0] == [0]
+
+
+def test_a_streamed_answer_is_its_items() -> None:
+    api = load_api(example("text-generator"))
+    words = api.predict({"prompt": "Beautiful", "max_tokens": 5, "seed": 7})
+    assert len(words) == 5 and all(isinstance(word, str) and word for word in words)
+    with pytest.raises(HandlerError, match=r"predict failed while streaming: ValueError"):
+        api.predict({"max_tokens": "many"})

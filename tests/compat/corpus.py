@@ -8,16 +8,21 @@ uploaded under the original keys.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
+from PIL import Image
 
 from tests.integration.conftest import free_port
 
@@ -40,12 +45,13 @@ class Corpus:
         self._client: Any = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_keys())
         self._client.create_bucket(Bucket=BUCKET)
         self._built: set[str] = set()
+        self.files_url = ""
         self._uploaded: set[Path] = set()
 
     def model_dir(self, example: str) -> Path:
         """Build ``example``'s model (once per session); the bucket folder it was written to."""
-        if example not in self._built:
-            script = CORPUS / example / "build_model.py"
+        script = CORPUS / example / "build_model.py"
+        if example not in self._built and script.exists():  # a predictor without a model has none
             subprocess.run(
                 [sys.executable, str(script), str(self.bucket_dir)], check=True, capture_output=True
             )
@@ -57,13 +63,20 @@ class Corpus:
                     self._uploaded.add(path)
         return self.bucket_dir
 
-    def project(self, example: str, into: Path) -> Path:
-        """A copy of the project folder (tests never write into the corpus), its model uploaded."""
+    def project(self, example: str, into: Path, change: tuple[str, str] | None = None) -> Path:
+        """A copy of the project folder (tests never write into the corpus), its model uploaded.
+
+        ``change``: (old, new) text replaced in the copy's cortex.yaml (a documented one-line change).
+        """
         self.model_dir(example)
         target = into / example
-        shutil.copytree(
-            CORPUS / example, target, ignore=shutil.ignore_patterns("__pycache__", "build_model.py")
-        )
+        ignore = shutil.ignore_patterns("__pycache__", "build_model.py")
+        shutil.copytree(CORPUS / example, target, ignore=ignore)
+        if change is not None:
+            config = target / "cortex.yaml"
+            text = config.read_text()
+            assert change[0] in text
+            config.write_text(text.replace(change[0], change[1]))
         return target
 
 
@@ -85,10 +98,46 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         server.stop()
 
 
+class Files:
+    """Files the examples' handlers fetch over HTTP (labels, images, a vocabulary), on loopback."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        labels = ["background"] + [f"label-{index:04d}" for index in range(1000)]
+        (root / "ImageNetLabels.txt").write_text("\n".join(labels) + "\n")
+        pixels = np.random.default_rng(11).integers(0, 256, size=(299, 299, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "image.png")
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
+    served = Files(tmp_path_factory.mktemp("files"))
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
 @pytest.fixture
-def corpus_env(corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Corpus:
-    """The S3 endpoint and a private INFERD_HOME in the environment of servers started here."""
+def corpus_env(corpus: Corpus, files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Corpus:
+    """The S3 endpoint, the file server and a private INFERD_HOME for servers started here."""
     for key, value in corpus.env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("COMPAT_FILES_URL", files.url)
+    corpus.files_url = files.url
     monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
     return corpus

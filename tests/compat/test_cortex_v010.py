@@ -7,6 +7,7 @@ compared with the model's runtime called directly in this process.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,11 +18,11 @@ import numpy as np
 import pytest
 import requests
 
-from tests.compat.corpus import CORPUS, Corpus, corpus, corpus_env
+from tests.compat.corpus import CORPUS, Corpus, corpus, corpus_env, files
 from tests.conftest import Server, serve, wait_for
 from tests.integration.conftest import Inferd, inferd
 
-__all__ = ["corpus", "corpus_env", "inferd", "serve"]  # fixtures used below
+__all__ = ["corpus", "corpus_env", "files", "inferd", "serve"]  # fixtures used below
 
 LABELS = ["iris-setosa", "iris-versicolor", "iris-virginica"]
 IRIS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -33,7 +34,8 @@ def sample_of(example: str) -> dict[str, Any]:
     return data
 
 
-def tensorflow_iris(bucket: Path, sample: dict[str, Any]) -> str:
+def tensorflow_iris(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
+    bucket = corpus.bucket_dir
     import tensorflow as tf
 
     model = tf.saved_model.load(str(bucket / "tensorflow/iris-classifier/nn/1574000000"))
@@ -42,7 +44,8 @@ def tensorflow_iris(bucket: Path, sample: dict[str, Any]) -> str:
     return LABELS[int(class_ids[0][0])]
 
 
-def xgboost_iris(bucket: Path, sample: dict[str, Any]) -> str:
+def xgboost_iris(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
+    bucket = corpus.bucket_dir
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(bucket / "xgboost/iris-classifier/gbtree.onnx"))
@@ -50,7 +53,8 @@ def xgboost_iris(bucket: Path, sample: dict[str, Any]) -> str:
     return LABELS[int(session.run(None, {"input": row})[0][0])]
 
 
-def pytorch_iris(bucket: Path, sample: dict[str, Any]) -> str:
+def pytorch_iris(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
+    bucket = corpus.bucket_dir
     import torch
 
     spec = importlib.util.spec_from_file_location(
@@ -67,7 +71,8 @@ def pytorch_iris(bucket: Path, sample: dict[str, Any]) -> str:
     return LABELS[int(torch.argmax(scores[0]))]
 
 
-def sklearn_mpg(bucket: Path, sample: dict[str, Any]) -> float:
+def sklearn_mpg(corpus: Corpus, sample: dict[str, Any], project: Path) -> float:
+    bucket = corpus.bucket_dir
     import joblib
 
     model = joblib.load(bucket / "sklearn/mpg-estimation/linreg.joblib")
@@ -75,21 +80,74 @@ def sklearn_mpg(bucket: Path, sample: dict[str, Any]) -> float:
     return value
 
 
+def load_module(path: Path, name: str) -> Any:
+    """Import one of a project's files in this process (the handler's own code, called directly)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tensorflow_image(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
+    import tensorflow as tf
+    from PIL import Image
+
+    model = tf.saved_model.load(str(corpus.bucket_dir / "tensorflow/image-classifier/inception/1574000000"))
+    image = Image.open(io.BytesIO(requests.get(sample["url"], timeout=10).content))
+    pixels = np.asarray(image, dtype=np.float32)[np.newaxis] / 255
+    scores = model.signatures["predict"](images=tf.constant(pixels))["classes"].numpy()
+    labels = requests.get(f"{corpus.files_url}/ImageNetLabels.txt", timeout=10).text.split("\n")
+    return labels[int(np.argmax(scores))]
+
+
+def tensorflow_text(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
+    import tensorflow as tf
+
+    encoder = load_module(project / "encoder.py", "corpus_gpt2_encoder").get_encoder()
+    model = tf.saved_model.load(str(corpus.bucket_dir / "tensorflow/text-generator/gpt-2/124M/1574000000"))
+    context = tf.constant([encoder.encode(sample["text"])], tf.int32)
+    tokens = model.signatures["predict"](context=context)["sample"].numpy().ravel().tolist()
+    text: str = encoder.decode(tokens)
+    return text
+
+
+def pytorch_image(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
+    label: str = load_module(project / "predictor.py", "corpus_alexnet").predict(sample, {})
+    return label
+
+
+def with_image(corpus: Corpus, sample: dict[str, Any]) -> dict[str, Any]:
+    return {**sample, "url": f"{corpus.files_url}/image.png"}
+
+
 @dataclass(frozen=True)
 class Case:
     path: str  # the endpoint, /<deployment>/<api>
     api: str
-    direct: Callable[[Path, dict[str, Any]], Any]
+    direct: Callable[[Corpus, dict[str, Any], Path], Any]
     relax_pins: bool = False  # its requirements.txt holds 2019 pins that need --relax-pins
+    sample: Callable[[Corpus, dict[str, Any]], dict[str, Any]] = lambda corpus, sample: sample
+    change: tuple[str, str] | None = None  # the documented one-line change to cortex.yaml
 
 
+NO_GPU = ("    gpu: 1\n", "")  # the one-line change for a machine without a GPU
 CASES = {
     "tensorflow-iris-classifier": Case("/iris/classifier", "classifier", tensorflow_iris),
+    "tensorflow-image-classifier": Case(
+        "/image/classifier", "classifier", tensorflow_image, sample=with_image
+    ),
+    "tensorflow-text-generator": Case(
+        "/text/generator", "generator", tensorflow_text, relax_pins=True, change=NO_GPU
+    ),
     "xgboost-iris-classifier": Case("/iris/classifier", "classifier", xgboost_iris),
     "pytorch-iris-classifier": Case("/iris/classifier", "classifier", pytorch_iris, relax_pins=True),
+    "pytorch-image-classifier": Case(
+        "/image/classifier", "classifier", pytorch_image, relax_pins=True, sample=with_image
+    ),
     "sklearn-mpg-estimation": Case("/auto/mpg", "mpg", sklearn_mpg, relax_pins=True),
 }
-MARKS = {"tensorflow-iris-classifier": [pytest.mark.tensorflow]}
+MARKS = {name: [pytest.mark.tensorflow] for name in CASES if name.startswith("tensorflow")}
 EXAMPLES = [pytest.param(name, marks=MARKS.get(name, []), id=name) for name in CASES]
 
 
@@ -98,27 +156,42 @@ def test_serves_under_inferd_serve(
     example: str, corpus_env: Corpus, tmp_path: Path, serve: Callable[..., Server]
 ) -> None:
     case = CASES[example]
-    project = corpus_env.project(example, tmp_path)
+    project = corpus_env.project(example, tmp_path, case.change)
     server = serve(project, *(["--relax-pins"] if case.relax_pins else []))
-    sample = sample_of(example)
+    sample = case.sample(corpus_env, sample_of(example))
     response = server.post(case.path, sample)
     assert response.status_code == 200, response.text
-    assert response.json() == case.direct(corpus_env.bucket_dir, sample)
+    assert response.json() == case.direct(corpus_env, sample, project)
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_serves_under_inferd_deploy(example: str, corpus_env: Corpus, tmp_path: Path, inferd: Inferd) -> None:
     case = CASES[example]
-    inferd.env.update(corpus_env.env)
-    project = corpus_env.project(example, tmp_path)
+    inferd.env.update(corpus_env.env, COMPAT_FILES_URL=corpus_env.files_url)
+    project = corpus_env.project(example, tmp_path, case.change)
     inferd.run("deploy", str(project), *(["--relax-pins"] if case.relax_pins else []))
     inferd.wait_status(case.api, "live", timeout=120)
-    sample = sample_of(example)
+    sample = case.sample(corpus_env, sample_of(example))
     response = inferd.post(case.path, sample)
     assert response.status_code == 200, response.text
-    assert response.json() == case.direct(corpus_env.bucket_dir, sample)
-    predicted = inferd.run("predict", case.api, str(project / "sample.json"))
+    assert response.json() == case.direct(corpus_env, sample, project)
+    (tmp_path / "sample.json").write_text(json.dumps(sample))
+    predicted = inferd.run("predict", case.api, str(tmp_path / "sample.json"))
     assert json.loads(predicted.stdout) == response.json()
+
+
+@pytest.mark.tensorflow
+def test_gpu_example_unchanged_is_compute_unavailable_here(
+    corpus_env: Corpus, tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    # This machine has no GPU: the unchanged project says so; NO_GPU is the documented change.
+    project = corpus_env.project("tensorflow-text-generator", tmp_path)
+    server = serve(project, "--relax-pins", ready=False)
+    wait_for(lambda: "compute unavailable" in server.log(), 120, f"compute unavailable; log:\n{server.log()}")
+    refused = requests.post(
+        f"{server.url}/text/generator", json=sample_of("tensorflow-text-generator"), timeout=10
+    )
+    assert refused.status_code == 503
 
 
 def test_2019_pins_are_one_sentence_without_relax_pins(

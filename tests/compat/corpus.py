@@ -112,6 +112,10 @@ class Files:
         (root / "ImageNetLabels.txt").write_text("\n".join(labels) + "\n")
         pixels = np.random.default_rng(11).integers(0, 256, size=(299, 299, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(root / "image.png")
+        vocab = root / "uncased_L-12_H-768_A-12" / "vocab.txt"  # 64 ids at most (the model's table)
+        vocab.parent.mkdir()
+        words = "the movie was great good bad terrible fun plot act ##ing ##s ! . , i it love hate"
+        vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words.split()]) + "\n")
 
     def stop(self) -> None:
         self.server.shutdown()

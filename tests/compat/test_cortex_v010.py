@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,20 @@ def tensorflow_text(corpus: Corpus, sample: dict[str, Any], project: Path) -> st
     return text
 
 
+def tensorflow_sentiment(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
+    import tensorflow as tf
+
+    sys.path.insert(0, str(project))  # the handler imports its neighbour tokenization.py
+    try:
+        handler = load_module(project / "handler.py", "corpus_bert_handler")
+    finally:
+        sys.path.remove(str(project))
+    input_ids = handler.pre_inference(sample, None, {})["input_ids"]
+    model = tf.saved_model.load(str(corpus.bucket_dir / "tensorflow/sentiment-analysis/bert/1574000000"))
+    outputs = model.signatures["serving_default"](input_ids=tf.constant(input_ids, tf.int32))
+    return ["negative", "positive"][int(outputs["labels"].numpy())]
+
+
 def pytorch_image(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
     label: str = load_module(project / "predictor.py", "corpus_alexnet").predict(sample, {})
     return label
@@ -140,6 +155,7 @@ CASES = {
     "tensorflow-text-generator": Case(
         "/text/generator", "generator", tensorflow_text, relax_pins=True, change=NO_GPU
     ),
+    "tensorflow-sentiment-analysis": Case("/sentiment/classifier", "classifier", tensorflow_sentiment),
     "xgboost-iris-classifier": Case("/iris/classifier", "classifier", xgboost_iris),
     "pytorch-iris-classifier": Case("/iris/classifier", "classifier", pytorch_iris, relax_pins=True),
     "pytorch-image-classifier": Case(
@@ -157,7 +173,8 @@ def test_serves_under_inferd_serve(
 ) -> None:
     case = CASES[example]
     project = corpus_env.project(example, tmp_path, case.change)
-    server = serve(project, *(["--relax-pins"] if case.relax_pins else []))
+    # TensorFlow replicas take long to import on a busy 2-core machine: a generous deadline.
+    server = serve(project, *(["--relax-pins"] if case.relax_pins else []), ready=False).wait_ready(240)
     sample = case.sample(corpus_env, sample_of(example))
     response = server.post(case.path, sample)
     assert response.status_code == 200, response.text
@@ -170,7 +187,7 @@ def test_serves_under_inferd_deploy(example: str, corpus_env: Corpus, tmp_path: 
     inferd.env.update(corpus_env.env, COMPAT_FILES_URL=corpus_env.files_url)
     project = corpus_env.project(example, tmp_path, case.change)
     inferd.run("deploy", str(project), *(["--relax-pins"] if case.relax_pins else []))
-    inferd.wait_status(case.api, "live", timeout=120)
+    inferd.wait_status(case.api, "live", timeout=240)
     sample = case.sample(corpus_env, sample_of(example))
     response = inferd.post(case.path, sample)
     assert response.status_code == 200, response.text
@@ -227,7 +244,7 @@ def test_tensorflow_iris_probabilities_are_the_runtimes_exactly(
     import tensorflow as tf
 
     project = corpus_env.project("tensorflow-iris-classifier", tmp_path)
-    server = serve(project)
+    server = serve(project, ready=False).wait_ready(240)
     sample = sample_of("tensorflow-iris-classifier")
     model = tf.saved_model.load(str(corpus_env.bucket_dir / "tensorflow/iris-classifier/nn/1574000000"))
     direct = model.signatures["predict"](**{n: tf.constant([sample[n]], tf.float64) for n in IRIS})

@@ -380,6 +380,10 @@ def _has_rows(value: Any, total: int) -> bool:
 def _flat(value: Any) -> Any:
     # Cortex delivered each TensorFlow output as a flat list (via protobuf JSON); handlers such
     # as `labels[int(prediction["class_ids"][0])]` rely on that. Native numbers, not strings.
+    # A scalar output (TensorFlow gives a 0-d tensor as a NumPy scalar) is a list of one, as
+    # protobuf JSON had it (`labels[prediction["labels"][0]]` in the BERT example).
+    if isinstance(value, np.generic):
+        value = np.asarray(value)
     if isinstance(value, np.ndarray):
         flat = value.ravel()
         if flat.dtype.kind in "OS":

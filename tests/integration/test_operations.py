@@ -255,6 +255,8 @@ def test_serve_with_fixed_replicas_does_not_autoscale(
         assert server.post("/pod/single", [[5.1, 3.5, 1.4, 0.2]]).status_code == 200
     metrics = requests.get(f"{server.url}/metrics", timeout=10).text
     ready = [
-        line for line in metrics.splitlines() if line.startswith('inferd_replicas{api="single",state="ready"')
+        line
+        for line in metrics.splitlines()
+        if line.startswith('inferd_replicas{api="single",deployment="pod",state="ready"')
     ]
     assert ready and ready[0].endswith(" 1.0")

@@ -190,6 +190,11 @@ class Client:
         result: dict[str, Any] = self.call("GET", f"/apis/{name}")
         return result
 
+    def splitters(self) -> list[dict[str, Any]]:
+        """Traffic splitters: weights and requests routed to each API."""
+        result: list[dict[str, Any]] = self.call("GET", "/splitters")
+        return result
+
     def delete(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self.call("POST", "/delete", {"name": name})
         return result

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from inferd.config.schema import ApiConfig
+    from inferd.config.schema import ApiConfig, SplitterConfig
     from inferd.replica.handle import ReplicaHandle
 
 
@@ -44,6 +44,10 @@ class ReplicaSink(Protocol):
     def api_status(self, api: str, status: str) -> None:
         """The API's status as the engine sees it (``live``, ``updating``, ``error``, ...), so
         that the gateway's routes say the same as ``inferd get``."""
+        ...
+
+    def set_splitters(self, deployment: str, configs: tuple[SplitterConfig, ...]) -> None:
+        """The traffic splitters of ``deployment`` are now ``configs`` (empty: none)."""
         ...
 
     def in_flight(self, api: str) -> int:

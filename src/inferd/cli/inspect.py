@@ -15,6 +15,7 @@ import click
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
 from inferd.cli.options import env_option
+from inferd.cli.traffic import splitter_rows
 from inferd.client import Client, post_sample
 from inferd.environments import Environment
 from inferd.errors import InferdError, NotFoundError, UsageError
@@ -86,7 +87,9 @@ def _get_once(client: Backend, api: str | None, verbose: bool, output: str) -> s
         return json.dumps(apis, indent=2)
     if not apis:
         return "no APIs are deployed (inferd deploy PROJECT_DIR)"
-    return render.api_rows(apis)
+    text = render.api_rows(apis)
+    splitters = client.splitters() if isinstance(client, Client) else []
+    return text + "\n\n" + splitter_rows(splitters) if splitters else text
 
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

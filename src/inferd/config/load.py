@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from inferd.config.schema import Api, Deployment, FieldError, Project, check_project
+from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSplitter, check_project
 from inferd.errors import ConfigError
 
 CONFIG_NAMES = ("cortex.yaml", "inferd.yaml", "cortex.yml", "inferd.yml")
@@ -69,29 +69,38 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
         )
     deployments: list[tuple[int, Deployment]] = []
     apis: list[tuple[int, Api]] = []
+    splitters: list[tuple[int, TrafficSplitter]] = []
     for index, item in enumerate(data):
         kind = item.get("kind")
         where = f"{name}:{lines.get((index,), 1)}"
-        model: type[Deployment] | type[Api]
+        model: type[Deployment] | type[Api] | type[TrafficSplitter]
         if kind == "deployment":
             model, label = Deployment, "deployment"
+        elif kind == "traffic_splitter":
+            model = TrafficSplitter
+            named = isinstance(item.get("name"), str)
+            label = f"traffic_splitter '{item['name']}'" if named else "traffic_splitter"
         elif kind == "api":
             model = Api
             label = f"api '{item['name']}'" if isinstance(item.get("name"), str) else "api"
         elif kind is None:
             raise ConfigError(f"{where}: resource {index + 1} has no 'kind' (deployment or api)")
         else:
-            raise ConfigError(f"{where}: kind: unknown kind {kind!r} (expected deployment or api)")
+            raise ConfigError(
+                f"{where}: kind: unknown kind {kind!r} (expected deployment, api or traffic_splitter)"
+            )
         try:
             resource = model.model_validate(item)
         except ValidationError as exc:
             raise _config_error(exc, name, label, (index,), lines) from None
         if isinstance(resource, Deployment):
             deployments.append((index, resource))
+        elif isinstance(resource, TrafficSplitter):
+            splitters.append((index, resource))
         else:
             apis.append((index, resource))
     try:
-        return check_project(config_file, deployments, apis, keys_root)
+        return check_project(config_file, deployments, apis, keys_root, splitters)
     except FieldError as exc:
         line = lines.get(exc.location, lines.get(exc.location[:1], 1))
         raise ConfigError(f"{name}:{line}: {exc.message}") from None

@@ -42,6 +42,28 @@ def _metadata_keys(value: dict[Any, Any]) -> dict[str, Any]:
     return value
 
 
+def _dns_1035(value: str) -> str:
+    if not DNS_1035.match(value) or len(value) > 63:
+        raise ValueError(
+            f"{value!r} must start with a lower-case letter and contain only lower-case "
+            "letters, digits and '-' (DNS-1035)"
+        )
+    return value
+
+
+def _canonical_endpoint(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not ENDPOINT.match(value):
+        raise ValueError(f"{value!r} may contain only letters, digits, '_', '-', '.' and '/'")
+    if "//" in value:
+        raise ValueError(f"{value!r} must not contain '//'")
+    canonical = "/" + value.strip("/")
+    if canonical == "/":
+        raise ValueError("must not be '/'")
+    return canonical
+
+
 class TensorFlowSpec(_Block):
     """``tensorflow:``: a TensorFlow SavedModel served in-process."""
 
@@ -258,29 +280,8 @@ class Api(_Block):
     def body_limit(self) -> int:
         return int(parse_quantity(self.max_body_size))
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not DNS_1035.match(value) or len(value) > 63:
-            raise ValueError(
-                f"{value!r} must start with a lower-case letter and contain only lower-case "
-                "letters, digits and '-' (DNS-1035)"
-            )
-        return value
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not ENDPOINT.match(value):
-            raise ValueError(f"{value!r} may contain only letters, digits, '_', '-', '.' and '/'")
-        if "//" in value:
-            raise ValueError(f"{value!r} must not contain '//'")
-        canonical = "/" + value.strip("/")
-        if canonical == "/":
-            raise ValueError("must not be '/'")
-        return canonical
+    _name = field_validator("name")(_dns_1035)
+    _endpoint = field_validator("endpoint")(_canonical_endpoint)
 
     @model_validator(mode="after")
     def _one_format(self) -> Api:
@@ -327,6 +328,25 @@ class Api(_Block):
         return block.metadata
 
 
+class SplitterApi(_Block):
+    """One entry of a traffic splitter's ``apis``."""
+
+    name: str = Field(description="An API of the project")
+    weight: int = Field(ge=0, le=100, description="Percent of the splitter's requests it gets")
+
+
+class TrafficSplitter(_Block):
+    """``kind: traffic_splitter`` (Cortex's later shape): one endpoint over several APIs by weight."""
+
+    kind: Literal["traffic_splitter"] = Field(description="Always 'traffic_splitter'")
+    name: str = Field(description="DNS-1035 name, unique among the APIs and splitters of the file")
+    endpoint: str | None = Field(None, description="URL path (default /<deployment>/<splitter>)")
+    apis: tuple[SplitterApi, ...] = Field(min_length=1, description="The APIs and their weights")
+
+    _name = field_validator("name")(_dns_1035)
+    _endpoint = field_validator("endpoint")(_canonical_endpoint)
+
+
 class Deployment(_Block):
     """``kind: deployment``: names the group of APIs; exactly one per file."""
 
@@ -367,6 +387,22 @@ class ApiConfig(_Block):
         return f"{self.deployment}/{self.api.name}"
 
 
+class SplitterConfig(_Block):
+    """A traffic splitter with its endpoint filled in."""
+
+    splitter: TrafficSplitter
+    deployment: str = Field(description="Name of the deployment the splitter belongs to")
+    endpoint: str = Field(description="The canonical endpoint path")
+
+    @property
+    def name(self) -> str:
+        return self.splitter.name
+
+    @property
+    def weights(self) -> dict[str, int]:
+        return {entry.name: entry.weight for entry in self.splitter.apis}
+
+
 class Project(_Block):
     """A validated project folder."""
 
@@ -374,6 +410,7 @@ class Project(_Block):
     config_file: Path = Field(description="Its cortex.yaml / inferd.yaml")
     deployment: Deployment
     apis: tuple[ApiConfig, ...]
+    splitters: tuple[SplitterConfig, ...] = Field(default=(), description="Traffic splitters")
 
     def relaxed(self) -> Project:
         """This project with ``relax_pins`` on (``--relax-pins``)."""
@@ -404,6 +441,7 @@ def check_project(
     deployments: list[tuple[int, Deployment]],
     apis: list[tuple[int, Api]],
     keys_root: Path | None = None,
+    splitters: list[tuple[int, TrafficSplitter]] | None = None,
 ) -> Project:
     """Apply the rules that span resources and the files they name; raise ``FieldError``.
 
@@ -440,7 +478,58 @@ def check_project(
             api = api.model_copy(update={"auth": api.auth.model_copy(update={"keys_file": absolute})})
         _check_files(root, index, api)
         configs.append(ApiConfig(api=api, deployment=deployment.name, endpoint=endpoint, project_root=root))
-    return Project(root=root, config_file=config_file, deployment=deployment, apis=tuple(configs))
+    routes = _check_splitters(deployment.name, splitters or [], names, endpoints)
+    return Project(
+        root=root, config_file=config_file, deployment=deployment, apis=tuple(configs), splitters=routes
+    )
+
+
+def _check_splitters(
+    deployment: str,
+    splitters: list[tuple[int, TrafficSplitter]],
+    names: set[str],
+    endpoints: dict[str, str],
+) -> tuple[SplitterConfig, ...]:
+    """Splitters name APIs of the project and take names and endpoints no API or splitter has."""
+    routes: list[SplitterConfig] = []
+    taken = set(names)
+    for index, splitter in splitters:
+        label = f"traffic_splitter '{splitter.name}'"
+        if splitter.name in taken:
+            raise FieldError(
+                (index, "name"), f"{label}: name: an api or splitter is already named {splitter.name!r}"
+            )
+        taken.add(splitter.name)
+        total = sum(entry.weight for entry in splitter.apis)
+        if total != 100:
+            raise FieldError(
+                (index, "apis"), f"{label}: apis: the weights must add up to 100 (they add up to {total})"
+            )
+        listed: set[str] = set()
+        for position, entry in enumerate(splitter.apis):
+            if entry.name in listed:
+                raise FieldError(
+                    (index, "apis", position, "name"), f"{label}: apis: api {entry.name!r} is listed twice"
+                )
+            listed.add(entry.name)
+            if entry.name not in names:
+                known = ", ".join(sorted(names)) or "none"
+                raise FieldError(
+                    (index, "apis", position, "name"),
+                    f"{label}: apis: no api named {entry.name!r} in this project (apis: {known})",
+                )
+        endpoint = splitter.endpoint or f"/{deployment}/{splitter.name}"
+        for reserved in RESERVED_PATHS:
+            if endpoint == reserved or endpoint.startswith(reserved + "/"):
+                raise FieldError((index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd")
+        if endpoint in endpoints:
+            raise FieldError(
+                (index, "endpoint"),
+                f"{label}: endpoint: {endpoint} is already the endpoint of '{endpoints[endpoint]}'",
+            )
+        endpoints[endpoint] = splitter.name
+        routes.append(SplitterConfig(splitter=splitter, deployment=deployment, endpoint=endpoint))
+    return tuple(routes)
 
 
 def _check_files(root: Path, index: int, api: Api) -> None:

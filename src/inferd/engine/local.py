@@ -140,6 +140,7 @@ class LocalEngine:
         for name, state in list(self.apis.items()):
             if state.config.deployment == project.deployment.name and name not in keep:
                 self.delete(name)
+        self.sink.set_splitters(project.deployment.name, project.splitters)
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._reconcile_forever())
         self.reconcile()

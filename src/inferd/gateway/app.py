@@ -16,13 +16,14 @@ from typing import Any
 import orjson
 
 from inferd import codec
-from inferd.config.schema import ApiConfig
+from inferd.config.schema import ApiConfig, SplitterConfig
 from inferd.gateway import auth, edge, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits, Listener
 from inferd.gateway.http import HttpConnection, Request
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
+from inferd.gateway.traffic import Splitters
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 
@@ -68,6 +69,8 @@ class Gateway:
         # V2 / TF Serving model names: ``deployment.api`` always, the bare name when unique.
         self.models: dict[str, ApiQueue] = {}
         self.clashes: dict[str, list[str]] = {}
+        # Traffic splitters (gateway/traffic.py): looked at only when a path names no API.
+        self.splitters = Splitters()
         self.connections: set[HttpConnection] = set()
         # APIs the project being served will have: not ready until they exist and are ready.
         self.expected: set[str] = set()
@@ -96,6 +99,10 @@ class Gateway:
                 queue.auth_error = str(exc)
         self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.body_limit for q in self.apis.values())])
         self._index_models()
+
+    def set_splitters(self, deployment: str, configs: tuple[SplitterConfig, ...]) -> None:
+        """Make ``configs`` the traffic splitters of ``deployment`` (a redeploy swaps them at once)."""
+        self.splitters.replace(deployment, configs)
 
     def expect(self, names: list[str]) -> None:
         """The APIs about to be created (their keys): readiness waits for them (set before
@@ -169,6 +176,8 @@ class Gateway:
         queue = self.endpoints.get(path)
         if queue is None and path.endswith(b"/") and len(path) > 1:
             queue = self.endpoints.get(path.rstrip(b"/"))
+        if queue is None and self.splitters:
+            queue = self._split(conn, path)
         if queue is not None:
             method = request.method
             if method == b"OPTIONS":  # a CORS preflight carries no key
@@ -239,6 +248,9 @@ class Gateway:
         if queue is None:
             queue, protocol = self._protocol_route(path)
             if queue is None:
+                if self.splitters:  # the APIs (and keys) are checked when the body is in
+                    limit = self.splitters.body_limit_of(path, self.apis)
+                    return SMALL_BODY_LIMIT if limit is None else limit
                 return SMALL_BODY_LIMIT
         if (
             queue.config.api.auth is not None
@@ -263,6 +275,27 @@ class Gateway:
             name = path[len(b"/v1/models/") :].split(b"/", 1)[0].split(b":", 1)[0]
             return self.models.get(name.decode("utf-8", "replace")), "tfserving"
         return None, ""
+
+    def _split(self, conn: HttpConnection, path: bytes) -> ApiQueue | None:
+        """The API a splitter's endpoint sends this request to (the answer will name it)."""
+        splitter = self.splitters.at(path)
+        if splitter is None:
+            return None
+        queue = splitter.pick(self.apis)
+        if queue is not None:
+            conn.extra_headers = splitter.headers[queue.key]
+        return queue
+
+    def model(self, conn: HttpConnection, name: str) -> ApiQueue | None:
+        """The API a V2 / TF Serving model name means: an API, or one picked by a splitter."""
+        queue = self.models.get(name)  # ``deployment.api``, or the API's name when unique
+        if queue is None and self.splitters:
+            splitter = self.splitters.by_name.get(name)
+            if splitter is not None:
+                queue = splitter.pick(self.apis)
+                if queue is not None:
+                    conn.extra_headers = splitter.headers[queue.key]
+        return queue
 
     def visible(self, headers: dict[bytes, bytes]) -> list[ApiQueue]:
         """The APIs a listing shows: an API with ``auth`` only to a holder of one of its keys."""

@@ -103,6 +103,7 @@ class HttpConnection(asyncio.Protocol):
         self.replica_id = ""
         self.path = b""
         self.request_id = b""
+        self.extra_headers = b""  # set by a route for this answer (a splitter's X-Inferd-Api)
         self.keep_alive = True
         # edge state: phase and since (for the sweep), head bytes, pauses, an early refusal
         self.phase = HEAD
@@ -273,6 +274,7 @@ class HttpConnection(asyncio.Protocol):
         self.keep_alive = request.keep_alive
         self.path = request.path
         self.headers = request.headers
+        self.extra_headers = b""
         if not request.method:  # a body found too large while earlier requests were answered
             self.respond(413, request.body, close=True)
             return
@@ -315,6 +317,7 @@ class HttpConnection(asyncio.Protocol):
             return
         self.busy = True
         self._early = True
+        self.extra_headers = b""
         self.request_id = next_request_id()
         self.respond(status, codec.error_body(message), close=True)
 
@@ -382,6 +385,7 @@ class HttpConnection(asyncio.Protocol):
                     self.request_id or next_request_id(),
                     b"\r\n",
                     CORS,
+                    self.extra_headers,
                     headers,
                     b"Connection: close\r\n\r\n" if close else b"\r\n",
                     body,

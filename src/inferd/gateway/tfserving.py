@@ -38,7 +38,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     rest, _, verb = rest.partition(":")
     parts = rest.split("/")
     name = parts[0]
-    queue = gateway.models.get(name)  # ``deployment.api``, or the API's name when unique
+    queue = gateway.model(conn, name)
     if queue is None:
         return conn.respond(404, _not_found(gateway, name))
     if not gateway.authorized(conn, request.headers, queue, "tfserving"):

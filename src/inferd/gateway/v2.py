@@ -46,7 +46,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         shown = sorted(gateway.model_name(queue) for queue in gateway.visible(request.headers))
         return conn.respond(200, orjson.dumps({"models": shown}))
     name, rest = parts[1], parts[2:]
-    queue = gateway.models.get(name)
+    queue = gateway.model(conn, name)
     if queue is None:
         return conn.respond(404, codec.error_body(gateway.unknown_model(name)))
     if not gateway.authorized(conn, request.headers, queue, "v2"):

@@ -307,6 +307,7 @@ class Operator:
             apis = [api for api, state in self.engine.apis.items() if state.config.deployment == name]
             for api in apis:
                 self.engine.delete(api)
+            self.gateway.set_splitters(name, ())
             del self.state.deployments[name]
             self.state.save()
             self.collector.collect()
@@ -425,6 +426,8 @@ class AdminApp(HttpServer):
             )
         if method == b"GET" and path == "/apis":
             return operator.api_list()
+        if method == b"GET" and path == "/splitters":
+            return operator.gateway.splitters.describe()
         if method == b"GET" and path.startswith("/apis/"):
             return operator.api_info(path.removeprefix("/apis/"))
         if method == b"POST" and path == "/delete":

@@ -1,0 +1,110 @@
+"""Traffic splitters: one endpoint over several API queues, each request to one API by weight.
+
+The gateway consults these only when a path names no API (the miss path), so routes without a
+splitter pay nothing. A redeploy swaps a deployment's splitters in one assignment: requests
+already admitted keep their API, the next ones use the new weights.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Mapping
+from random import random
+from typing import Any
+
+from inferd.config.schema import SplitterConfig
+from inferd.gateway.queue import ApiQueue
+
+
+class Splitter:
+    """One ``traffic_splitter``: its weights, and how many requests each API got."""
+
+    __slots__ = ("apis", "bounds", "config", "counts", "endpoint", "headers", "keys", "name", "weights")
+
+    def __init__(self, config: SplitterConfig, counts: dict[str, int] | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.endpoint = config.endpoint
+        self.weights = config.weights
+        # APIs with weight 0 get nothing; the cumulative bounds of the others, out of 100.
+        self.apis = [name for name, weight in self.weights.items() if weight > 0]
+        self.bounds: list[float] = []
+        total = 0
+        for name in self.apis:
+            total += self.weights[name]
+            self.bounds.append(total / 100)
+        self.bounds[-1] = 1.0
+        # The gateway's queues are keyed ``deployment/api``; answers name the API.
+        self.keys = [f"{config.deployment}/{name}" for name in self.apis]
+        self.headers = {
+            key: b"X-Inferd-Api: " + name.encode() + b"\r\n"
+            for key, name in zip(self.keys, self.apis, strict=True)
+        }
+        # Requests sent to each API through this splitter since the gateway started.
+        self.counts = {name: (counts or {}).get(name, 0) for name in self.weights}
+
+    def pick(self, queues: Mapping[str, ApiQueue]) -> ApiQueue | None:
+        """The API of the next request (``None`` when that API does not exist in the gateway)."""
+        index = bisect_right(self.bounds, random()) if len(self.apis) > 1 else 0
+        self.counts[self.apis[index]] += 1
+        return queues.get(self.keys[index])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "deployment": self.config.deployment,
+            "endpoint": self.endpoint,
+            "apis": [
+                {"name": name, "weight": weight, "requests": self.counts[name]}
+                for name, weight in self.weights.items()
+            ],
+        }
+
+
+class Splitters:
+    """Every splitter of the gateway, by endpoint and by name, grouped by deployment."""
+
+    def __init__(self) -> None:
+        self.by_endpoint: dict[bytes, Splitter] = {}
+        self.by_name: dict[str, Splitter] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.by_name)
+
+    def replace(self, deployment: str, configs: tuple[SplitterConfig, ...]) -> None:
+        """Make ``configs`` the splitters of ``deployment`` (keeping the counts of those that stay)."""
+        old = {name: s for name, s in self.by_name.items() if s.config.deployment == deployment}
+        by_name = {name: s for name, s in self.by_name.items() if s.config.deployment != deployment}
+        for config in configs:
+            before = old.get(config.name)
+            by_name[config.name] = Splitter(config, before.counts if before is not None else None)
+        self.by_endpoint = {s.endpoint.encode(): s for s in by_name.values()}
+        self.by_name = by_name
+
+    def at(self, path: bytes) -> Splitter | None:
+        """The splitter whose endpoint is ``path`` (with or without a trailing slash)."""
+        splitter = self.by_endpoint.get(path)
+        if splitter is None and path.endswith(b"/") and len(path) > 1:
+            splitter = self.by_endpoint.get(path.rstrip(b"/"))
+        return splitter
+
+    def named_in(self, path: bytes) -> Splitter | None:
+        """The splitter a splitter endpoint, or a V2 / TF Serving model path, names."""
+        splitter = self.at(path)
+        if splitter is None:
+            for prefix in (b"/v2/models/", b"/v1/models/"):
+                if path.startswith(prefix):
+                    name = path[len(prefix) :].split(b"/", 1)[0].split(b":", 1)[0]
+                    return self.by_name.get(name.decode("utf-8", "replace"))
+        return splitter
+
+    def body_limit_of(self, path: bytes, queues: Mapping[str, ApiQueue]) -> int | None:
+        """The largest body the APIs behind the splitter ``path`` names take (``None``: not a splitter)."""
+        splitter = self.named_in(path)
+        if splitter is None:
+            return None
+        limits = [queues[key].body_limit for key in splitter.keys if key in queues]
+        return max(limits) if limits else None
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [splitter.describe() for splitter in self.by_name.values()]

@@ -1,0 +1,63 @@
+"""``kind: traffic_splitter``: weights add up to 100, APIs exist, names and endpoints are free."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inferd.config.load import load_project
+from tests.unit.config.test_schema import DEPLOYMENT, api, error_of, project
+
+TWO_APIS = DEPLOYMENT + api(name="champion") + api(name="challenger")
+
+
+def splitter(entries: str, name: str = "recommend", endpoint: str = "") -> str:
+    return f"\n- kind: traffic_splitter\n  name: {name}\n{endpoint}  apis:\n{entries}"
+
+
+EIGHTY_TWENTY = "    - name: champion\n      weight: 80\n    - name: challenger\n      weight: 20\n"
+
+
+def test_a_splitter_gets_the_deployment_endpoint_and_its_weights(tmp_path: Path) -> None:
+    loaded = load_project(project(tmp_path, TWO_APIS + splitter(EIGHTY_TWENTY)))
+    (route,) = loaded.splitters
+    assert route.endpoint == "/iris/recommend"
+    assert route.weights == {"champion": 80, "challenger": 20}
+    custom = splitter(EIGHTY_TWENTY, endpoint="  endpoint: /recommend/\n")
+    assert load_project(project(tmp_path, TWO_APIS + custom)).splitters[0].endpoint == "/recommend"
+    assert load_project(project(tmp_path, TWO_APIS)).splitters == ()
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        (
+            "    - name: champion\n      weight: 80\n    - name: challenger\n      weight: 30\n",
+            "cortex.yaml:16: traffic_splitter 'recommend': apis: the weights must add up to 100 "
+            "(they add up to 110)",
+        ),
+        (
+            "    - name: champion\n      weight: 80\n    - name: nobody\n      weight: 20\n",
+            "cortex.yaml:19: traffic_splitter 'recommend': apis: no api named 'nobody' in this "
+            "project (apis: challenger, champion)",
+        ),
+        (
+            "    - name: champion\n      weight: 120\n",
+            "cortex.yaml:18: traffic_splitter 'recommend': apis.0.weight: must be <= 100",
+        ),
+        (
+            "    - name: champion\n      weight: 50\n    - name: champion\n      weight: 50\n",
+            "cortex.yaml:19: traffic_splitter 'recommend': apis: api 'champion' is listed twice",
+        ),
+    ],
+)
+def test_bad_splitters_are_line_numbered_errors(tmp_path: Path, entries: str, expected: str) -> None:
+    assert error_of(tmp_path, TWO_APIS + splitter(entries)) == expected
+
+
+def test_a_splitter_cannot_take_an_api_name_or_endpoint(tmp_path: Path) -> None:
+    named = error_of(tmp_path, TWO_APIS + splitter(EIGHTY_TWENTY, name="champion"))
+    assert named.endswith("traffic_splitter 'champion': name: an api or splitter is already named 'champion'")
+    taken = error_of(tmp_path, TWO_APIS + splitter(EIGHTY_TWENTY, endpoint="  endpoint: /iris/champion\n"))
+    assert taken.endswith("endpoint: /iris/champion is already the endpoint of 'champion'")

@@ -312,6 +312,12 @@ class LocalEngine:
             and not replacing  # a rollout making room one replica at a time
         )
         state.fit = current + actions.start if state.unschedulable else None
+        # Room freed by retiring an old replica is this API's until its new one starts, or
+        # another API's autoscaler would take it and leave this one with nothing.
+        if state.deleting or not any(r.version != version.id for r in state.replicas):
+            state.reserved = 0  # nothing (left) to replace
+        else:
+            state.reserved = max(0, state.reserved + actions.made_room - actions.start)
         for _ in range(actions.start):
             self._start(state)
         for replica_id in actions.retire:
@@ -323,18 +329,20 @@ class LocalEngine:
         self.sink.api_status(state.key, state.status)
         self._report_compute(state)
 
-    def _used(self) -> list[Need]:
+    def _used(self, owner: ApiState | None = None) -> list[Need]:
+        """What running replicas hold, and the room other APIs' rollouts have reserved."""
         used: list[Need] = []
         for other in self.apis.values():
             compute = other.config.api.compute
             # every replica still running holds its room: old versions' and draining ones too
-            used.extend([(compute.cpu_cores, compute.mem_bytes)] * len(other.replicas))
+            count = len(other.replicas) + (other.reserved if other is not owner else 0)
+            used.extend([(compute.cpu_cores, compute.mem_bytes)] * count)
         return used
 
     def _room(self, state: ApiState) -> int:
         compute = state.config.api.compute
         return self.capacity.room(
-            self._used(), compute.cpu_cores, compute.mem_bytes, gpu_need(compute), gpu_claims(self.apis)
+            self._used(state), compute.cpu_cores, compute.mem_bytes, gpu_need(compute), gpu_claims(self.apis)
         )
 
     def _report_compute(self, state: ApiState) -> None:
@@ -343,7 +351,7 @@ class LocalEngine:
         if state.status == "compute unavailable" or state.fit is not None:
             compute = state.config.api.compute
             reason = self.capacity.shortfall(
-                self._used(),
+                self._used(state),
                 compute.cpu_cores,
                 compute.mem_bytes,
                 gpu_need(compute),

@@ -25,6 +25,7 @@ class ReplicaView:
 class Plan:
     start: int = 0
     retire: list[str] = field(default_factory=list)
+    made_room: bool = False  # an old replica was retired to make room for a new one
 
 
 def plan(desired: int, version: str, replicas: list[ReplicaView], can_start: int, draining: int = 0) -> Plan:
@@ -51,6 +52,7 @@ def plan(desired: int, version: str, replicas: list[ReplicaView], can_start: int
         # No room for the next new replica: make some by retiring one old one. With two or
         # more ready replicas the rest carry the traffic; with one, requests wait in the queue.
         result.retire.append(old_ready[-1].id)
+        result.made_room = True
     extra = len(current) - desired
     if extra > 0:
         # Retire replicas still starting first, then the newest ready ones.

@@ -77,6 +77,7 @@ class ApiState:
     cap_reason: str | None = None
     step_error: str | None = None  # why the last reconcile step for this API failed
     step_failures: int = 0
+    reserved: int = 0  # room this API's rollout freed for its new replicas (others may not take it)
     hold_until: float = 0.0  # no reconcile step before this (monotonic): back-off after a failure
     status: str = "pending"
 

@@ -44,7 +44,7 @@ def test_zero_desired_retires_everything() -> None:
 def test_without_room_a_rollout_replaces_one_replica_at_a_time() -> None:
     old = replicas(("a", "v1", True), ("b", "v1", True))
     first = plan(2, "v2", old, can_start=0)
-    assert first.start == 0 and first.retire == ["b"]  # room for the first new replica
+    assert first.start == 0 and first.retire == ["b"] and first.made_room  # room for a new replica
     # while "b" drains, nothing more is retired
     assert plan(2, "v2", old[:1], can_start=0, draining=1).retire == []
     # "b" gone: its room starts a new one; while it loads, nothing else moves

@@ -19,12 +19,15 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import requests
+from httpx_sse import connect_sse
 
 from tests.conftest import ROOT, example, wait_for
 from tests.integration.conftest import Inferd, free_port
@@ -187,6 +190,30 @@ def test_tensorflow_on_ray(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
     deleted = ray_cluster.run("delete", "iris-tf", "-e", "lab")
     assert "deleting deployment 'iris-tf'" in deleted.stdout
     assert ray_cluster.api("tensorflow") is None
+
+
+def test_streaming_on_ray(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
+    project = _project(tmp_path / "text", "text-generator", "text")
+    # On a busy machine Ray may take more than 30 s to schedule the replica, which deploy
+    # reports as "compute unavailable" and exits 1 although the replica comes up later.
+    ray_cluster.run("deploy", str(project), "-e", "lab", check=False)
+    ray_cluster.wait_live("generator", timeout=300)
+    sample = json.loads((project / "sample.json").read_text())
+    times = []
+    with httpx.Client(timeout=60) as client:
+        started = time.perf_counter()
+        with connect_sse(client, "POST", f"{ray_cluster.url}/text/generator", json=sample) as source:
+            words = []
+            for event in source.iter_sse():
+                times.append(time.perf_counter() - started)
+                words.append(event.json())
+        lines = client.post(f"{ray_cluster.url}/text/generator", json=sample)
+    assert lines.headers["content-type"] == "application/x-ndjson"
+    assert len(words) == 12 and words == [json.loads(line) for line in lines.text.splitlines()]
+    # 12 words 50 ms apart: they arrive as they are made, not all at the end
+    print(f"on Ray: first word after {times[0] * 1000:.0f} ms, last after {times[-1] * 1000:.0f} ms")
+    assert times[-1] - times[0] > 0.25
+    ray_cluster.run("delete", "text", "-e", "lab")
 
 
 def test_replicas_spread_and_rolling_update(ray_cluster: RayTestCluster, tmp_path: Path) -> None:

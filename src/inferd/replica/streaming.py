@@ -118,3 +118,32 @@ def _close(items: Iterator[Any], predictor: Predictor) -> None:
         close()  # a generator's finally runs now
     except Exception:
         log.error("closing the stream of %s failed:\n%s", stage_of(predictor), traceback.format_exc())
+
+
+def http_chunks(predictor: Predictor, items: Iterator[Any], sse: bool) -> Iterator[bytes]:
+    """A streamed result as SSE events or NDJSON lines, for a server other than the gateway (Ray)."""
+    count = 0
+    error = ""
+    try:
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            except Exception as exc:
+                log.error(
+                    "%s failed after %d item(s):\n%s", stage_of(predictor), count, traceback.format_exc()
+                )
+                error = f"{stage_of(predictor)} failed after {count} item(s): {type(exc).__name__}: {exc}"
+                break
+            try:
+                data = codec.dumps(item)
+            except TypeError as exc:
+                error = f"{stage_of(predictor)} yielded a value that is not JSON-serialisable: {exc}"
+                break
+            count += 1
+            yield b"data: " + data + b"\n\n" if sse else data + b"\n"
+    finally:
+        _close(items, predictor)
+    body = codec.error_body(error)
+    yield b"event: error\ndata: " + body + b"\n\n" if sse else body + b"\n"

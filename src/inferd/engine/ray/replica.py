@@ -14,12 +14,13 @@ import logging
 import os
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from inferd import codec
 from inferd.config.schema import ApiConfig, is_remote
@@ -27,6 +28,7 @@ from inferd.engine.ray import routes
 from inferd.engine.ray.plan import API_DEPLOYMENT, ROUTER_DEPLOYMENT
 from inferd.handler.predictor import Predictor
 from inferd.replica import messages
+from inferd.replica.streaming import http_chunks
 from inferd.replica.worker import answer
 from inferd.storage import fetch, local_model_path
 
@@ -94,12 +96,20 @@ class ApiReplica:
             message = f"the request body is larger than {self.limit} bytes"
             return Response(codec.error_body(message), 413, media_type=JSON, headers=CORS)
         debug = request.query_params.get("debug", "").lower() == "true"
-        status, out, _ = answer(self.predictor, messages.PREDICT_DEBUG if debug else messages.PREDICT, body)
+        reply = answer(self.predictor, messages.PREDICT_DEBUG if debug else messages.PREDICT, body)
+        if not isinstance(reply, tuple):  # an iterator: stream it, as the local gateway does
+            sse = "text/event-stream" in request.headers.get("accept", "")
+            chunks = http_chunks(self.predictor, reply, sse)
+            media_type = "text/event-stream" if sse else "application/x-ndjson"
+            return StreamingResponse(_on_this_loop(chunks), media_type=media_type, headers=CORS)
+        status, out, _ = reply
         return Response(out, status, media_type=JSON, headers=CORS)
 
     async def call(self, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
         """One request frame from the router (tensor protocols): status, body, binary header."""
-        status, out, meta = answer(self.predictor, kind, body)
+        reply = answer(self.predictor, kind, body)
+        assert isinstance(reply, tuple)  # tensor protocols never stream
+        status, out, meta = reply
         return status, out, binary_header(meta)
 
     def describe(self) -> dict[str, Any]:
@@ -124,6 +134,12 @@ class ApiReplica:
                 if key in info
             },
         }
+
+
+async def _on_this_loop(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    # The generator runs on the replica's own loop (as handlers do), not in a thread pool.
+    for chunk in chunks:
+        yield chunk
 
 
 class ServeCatalog:

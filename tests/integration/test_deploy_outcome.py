@@ -220,7 +220,8 @@ def test_the_capacity_cap_is_shown_when_it_limits_requested(
     info = inferd.api("wide")
     assert info["requested"] == 2 and info["capacity"]["fit"] == 1
     assert info["capacity"]["reason"].startswith(f"needs cpu {cores}, 0 of this machine's {cores} is free")
-    assert inferd.run("get").stdout.splitlines()[1].split()[:6] == ["wide", "live", "1", "1", "2", "(1"]
+    row = inferd.run("get").stdout.splitlines()[1].split()
+    assert row[:7] == ["wide", "capped", "live", "1", "1", "2", "(1"]
     assert (
         "capacity: 1 of 2 requested replicas fit on this machine (needs cpu"
         in inferd.run("get", "wide").stdout

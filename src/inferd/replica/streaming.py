@@ -25,14 +25,24 @@ from inferd.replica import messages
 
 log = logging.getLogger("inferd.replica")
 
-# Results answered as one JSON document even though Python can iterate them.
-_PLAIN = (dict, list, str, bytes, tuple, int, float, bool, type(None), np.ndarray)
+# Whether results of a type stream, remembered per type: one dict lookup on the hot path. The
+# common JSON-like results are known from the start; lists, dicts and strings never stream.
+_STREAMS: dict[type, bool] = dict.fromkeys(
+    (dict, list, str, bytes, tuple, int, float, bool, type(None), np.ndarray), False
+)
+_REMEMBERED = 1000
 _STOP_FRAME = messages.frame(messages.STOP, b"")
 
 
 def is_stream(result: Any) -> bool:
     """Whether a result streams: an iterator (a generator, ``iter(...)``, ``map``...)."""
-    return type(result) not in _PLAIN and isinstance(result, Iterator)
+    kind = type(result)
+    known = _STREAMS.get(kind)
+    if known is None:
+        known = isinstance(result, Iterator)
+        if len(_STREAMS) < _REMEMBERED:
+            _STREAMS[kind] = known
+    return known
 
 
 def stage_of(predictor: Predictor) -> str:

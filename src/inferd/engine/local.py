@@ -523,6 +523,10 @@ class LocalEngine:
                 version.error = None
                 self.sink.api_error(handle.api, None)
         self.sink.replica_ready(handle.api, handle)
+        # Said now, not at the next reconcile: /healthz turns 200 with this replica, and the
+        # API's status everywhere must already say live by then.
+        state.status = self._status(state)
+        self.sink.api_status(state.key, state.status)
 
     def replica_failed(self, handle: ReplicaHandle, error: str, detail: str) -> None:
         found = self._find(handle)

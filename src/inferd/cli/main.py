@@ -235,6 +235,9 @@ def _register() -> None:
     from inferd.cli.home import prune
 
     cli.add_command(prune)
+    from inferd.cli.traffic import payloads
+
+    cli.add_command(payloads)
     from inferd.cli.develop import init, test
 
     cli.add_command(test)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
+import click
+
+from inferd.cli.backends import backend_for
+from inferd.cli.options import env_option
 from inferd.cli.render import table
+from inferd.client import Client
+from inferd.environments import Environment
+from inferd.errors import UsageError
+from inferd.operator.payloads import read_payloads
 
 
 def splitter_rows(splitters: Sequence[dict[str, Any]]) -> str:
@@ -19,3 +28,48 @@ def splitter_rows(splitters: Sequence[dict[str, Any]]) -> str:
             endpoint = splitter["endpoint"] if position == 0 else ""
             rows.append([name, endpoint, entry["name"], f"{entry['weight']}%", entry["requests"], share])
     return table(["splitter", "endpoint", "api", "weight", "requests", "share"], rows)
+
+
+def _shown(body: dict[str, Any]) -> str:
+    text = json.dumps(body["json"]) if "json" in body else "base64:" + body.get("base64", "")
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@click.command()
+@click.argument("api")
+@click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="The last N.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@env_option
+def payloads(api: str, count: int, output: str, env: Environment) -> None:
+    """Show the requests and answers an API's payload_log recorded (newest last).
+
+    \b
+    Examples:
+      inferd payloads classifier
+      inferd payloads classifier -n 100 -o json
+    """
+    from inferd.cli.inspect import resolve
+
+    client = backend_for(env)
+    if not isinstance(client, Client):
+        raise UsageError("payload logs are kept by the local operator; use an environment of provider local")
+    key = resolve(client, api)
+    records = read_payloads(client.home, key, count)
+    if output == "json":
+        click.echo(json.dumps(records, indent=2))
+        return
+    if not records:
+        click.echo(f"no payloads recorded for api '{key}' (set payload_log: {{sample: 0.1}} on it)")
+        return
+    rows = [
+        [
+            r["request_id"],
+            r["status"],
+            f"{r['latency_ms']:.1f} ms",
+            r["version"],
+            _shown(r["request"]),
+            _shown(r["response"]),
+        ]
+        for r in records
+    ]
+    click.echo(table(["request id", "status", "latency", "version", "request", "response"], rows))

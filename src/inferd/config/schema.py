@@ -236,6 +236,26 @@ class Batching(_Block):
     )
 
 
+class PayloadLog(_Block):
+    """``payload_log:`` (inferd extension): record sampled requests and answers under $INFERD_HOME."""
+
+    sample: float = Field(gt=0, le=1, description="Fraction of requests recorded (1.0: every one)")
+    max_size: str | int = Field(
+        "16Mi", description="Size at which the log rotates (one older file is kept, then dropped)"
+    )
+
+    @field_validator("max_size")
+    @classmethod
+    def _size(cls, value: str | int) -> str | int:
+        if parse_quantity(value) < 4096:
+            raise ValueError("must be at least 4Ki")
+        return value
+
+    @property
+    def max_bytes(self) -> int:
+        return int(parse_quantity(self.max_size))
+
+
 class Api(_Block):
     """``kind: api``: one model served at one endpoint."""
 
@@ -268,6 +288,9 @@ class Api(_Block):
     max_body_size: str | int = Field("10Mi", description="inferd extension: largest request body; 413")
     auth: Auth | None = Field(None, description="inferd extension: API keys")
     batching: Batching | None = Field(None, description="inferd extension: adaptive batching")
+    payload_log: PayloadLog | None = Field(
+        None, description="inferd extension: record sampled requests and answers (off by default)"
+    )
 
     @field_validator("max_body_size")
     @classmethod

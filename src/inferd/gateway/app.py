@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from random import random
 from time import perf_counter
 from typing import Any
 
@@ -21,6 +22,7 @@ from inferd.gateway import auth, edge, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits, Listener
 from inferd.gateway.http import HttpConnection, Request
+from inferd.gateway.payloads import PayloadBuffer
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
 from inferd.gateway.traffic import Splitters
@@ -71,6 +73,8 @@ class Gateway:
         self.clashes: dict[str, list[str]] = {}
         # Traffic splitters (gateway/traffic.py): looked at only when a path names no API.
         self.splitters = Splitters()
+        # Sampled requests and answers of APIs with payload_log, until the operator writes them.
+        self.payloads = PayloadBuffer()
         self.connections: set[HttpConnection] = set()
         # APIs the project being served will have: not ready until they exist and are ready.
         self.expected: set[str] = set()
@@ -239,6 +243,8 @@ class Gateway:
                 conn, queue, 503, f"api '{queue.name}' is overloaded ({waiting} requests waiting)", protocol
             )
         else:
+            if queue.sample:  # payload_log: this request is recorded with its answer
+                conn.recording = body if random() < queue.sample else None
             conn.submit(queue, kind, body, protocol)
 
     def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
@@ -394,6 +400,11 @@ class Gateway:
         if self.access_log is not None:
             self.access_log.record(queue.key, conn, status, latency)
         return headers
+
+    def record(
+        self, queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes
+    ) -> None:
+        self.payloads.add(queue, conn, request, status, answer)
 
     def describe(self, queue: ApiQueue, brief: bool = False) -> dict[str, Any]:
         """What ``GET <endpoint>`` answers: status, replicas and the signature."""

@@ -59,6 +59,12 @@ class HttpApp(Protocol):
         """``conn`` is gone (the listener may accept again)."""
         ...
 
+    def record(
+        self, queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes
+    ) -> None:
+        """Keep a sampled request and its answer for the payload log."""
+        ...
+
 
 class HttpServer:
     """Defaults for an ``HttpApp`` that needs no per-route limits (the admin API, the dashboard)."""
@@ -73,6 +79,11 @@ class HttpServer:
 
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
+
+    def record(
+        self, queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes
+    ) -> None:
+        return None
 
 
 # Where a connection is in its current request (the sweep applies the matching timeout).
@@ -104,6 +115,7 @@ class HttpConnection(asyncio.Protocol):
         self.path = b""
         self.request_id = b""
         self.extra_headers = b""  # set by a route for this answer (a splitter's X-Inferd-Api)
+        self.recording: bytes | None = None  # the request body, when payload_log samples it
         self.keep_alive = True
         # edge state: phase and since (for the sweep), head bytes, pauses, an early refusal
         self.phase = HEAD
@@ -344,6 +356,9 @@ class HttpConnection(asyncio.Protocol):
         headers = b""
         if queue is not None:
             headers = self.app.finished(queue, status, self, meta)
+            if self.recording is not None:
+                self.app.record(queue, self, self.recording, status, body)
+                self.recording = None
         stream = self.stream
         if stream is not None:
             self.stream = None

@@ -79,6 +79,8 @@ class ApiQueue:
         self.batching = api.batching
         # A Python predictor has no tensor signature: it speaks only the Cortex-style route.
         self.tensors = api.predictor is None
+        # payload_log: the fraction of requests recorded (0.0: none; see gateway/payloads.py)
+        self.sample = api.payload_log.sample if api.payload_log is not None else 0.0
         self.tracker_type = api.tracker.model_type if api.tracker is not None else ""
         self.stats.tracker_type = self.tracker_type
 

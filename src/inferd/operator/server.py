@@ -8,6 +8,7 @@ same small HTTP connection class the gateway uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -41,6 +42,7 @@ from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
 from inferd.gateway.queue import ApiQueue
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.logs import log_path, read_logs
+from inferd.operator.payloads import PayloadWriter
 from inferd.operator.prune import Collector
 from inferd.operator.state import (
     OPERATOR_FILE,
@@ -115,12 +117,16 @@ class Operator:
         self.restoring = False
         self.collector.collect()
         collecting = loop.create_task(self.collector.run_forever())
+        payloads = loop.create_task(PayloadWriter(self.home, self.gateway.payloads).run_forever())
         await self.stop_event.wait()
         collecting.cancel()
         log.info("stopping: draining requests")
         await self.gateway.drain(DRAIN_GRACE)
         await self.engine.stop()
         await self.gateway.close()
+        payloads.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await payloads
         self.access_log.flush()
         await self.dashboard.stop()
         server.close()

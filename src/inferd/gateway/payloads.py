@@ -1,0 +1,61 @@
+"""Payload logs, the gateway's half: sampled requests and answers kept in memory until written.
+
+The hot path only appends a small dict here (for sampled requests of APIs with
+``payload_log``); the operator drains the buffer off the event loop's critical path and writes
+it to disk (``inferd.operator.payloads``). When the writer falls behind, records are dropped and
+counted rather than let memory grow.
+"""
+
+from __future__ import annotations
+
+import time
+from base64 import b64encode
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from inferd.gateway.http import HttpConnection
+    from inferd.gateway.queue import ApiQueue
+
+MAX_PENDING = 10_000
+
+
+def _body(data: bytes) -> dict[str, Any]:
+    """A body as JSON when it is JSON, else as base64."""
+    try:
+        return {"json": orjson.loads(data)} if data else {"json": None}
+    except orjson.JSONDecodeError:
+        return {"base64": b64encode(data).decode()}
+
+
+class PayloadBuffer:
+    """Records waiting to be written: ``(api key, max bytes, record)``."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, int, dict[str, Any]]] = []
+        self.dropped = 0
+
+    def add(self, queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes) -> None:
+        if len(self.pending) >= MAX_PENDING:
+            self.dropped += 1
+            return
+        version = next((h.version for h in queue.replicas if h.replica_id == conn.replica_id), "")
+        record = {
+            "time": time.time(),
+            "request_id": conn.request_id.decode("latin-1"),
+            "api": queue.key,
+            "version": version,
+            "protocol": conn.protocol,
+            "status": status,
+            "latency_ms": round((perf_counter() - conn.started) * 1000, 3),
+            "request": _body(request),
+            "response": _body(answer),
+        }
+        log = queue.config.api.payload_log
+        self.pending.append((queue.key, log.max_bytes if log is not None else 1 << 24, record))
+
+    def take(self) -> list[tuple[str, int, dict[str, Any]]]:
+        taken, self.pending = self.pending, []
+        return taken

@@ -1,0 +1,85 @@
+"""Payload logs on disk: ``$INFERD_HOME/payloads/<deployment>/<api>.jsonl``, one JSON record a line.
+
+The gateway keeps sampled records in memory (``inferd.gateway.payloads``); ``PayloadWriter``
+takes them a few times a second and appends them from a worker thread, so the event loop never
+waits on the disk. Each file rotates at its API's ``payload_log.max_size`` keeping one older
+file, so an API's payloads never take more than twice that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from inferd.gateway.payloads import PayloadBuffer
+from inferd.logfiles import RotatingLog, files_of
+
+log = logging.getLogger("inferd.payloads")
+
+FLUSH_EVERY = 0.2  # seconds
+KEEP = 1  # older files kept
+
+
+def payload_path(home: Path, key: str) -> Path:
+    """The payload log of API ``key`` (``deployment/api``)."""
+    return home / "payloads" / f"{key}.jsonl"
+
+
+class PayloadWriter:
+    """Drains a ``PayloadBuffer`` to disk until cancelled."""
+
+    def __init__(self, home: Path, buffer: PayloadBuffer) -> None:
+        self.home = home
+        self.buffer = buffer
+        self._logs: dict[str, RotatingLog] = {}
+
+    async def run_forever(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_EVERY)
+                await self.flush()
+        finally:
+            self.write(self.buffer.take())
+            self.close()
+
+    def close(self) -> None:
+        for writer in self._logs.values():
+            writer.close()
+        self._logs.clear()
+
+    async def flush(self) -> None:
+        taken = self.buffer.take()
+        if taken:
+            await asyncio.to_thread(self.write, taken)
+
+    def write(self, records: list[tuple[str, int, dict[str, Any]]]) -> None:
+        lines: dict[tuple[str, int], list[bytes]] = {}
+        for key, limit, record in records:
+            lines.setdefault((key, limit), []).append(orjson.dumps(record))
+        for (key, limit), batch in lines.items():
+            writer = self._logs.get(key)
+            if writer is None or writer.limit != limit:
+                if writer is not None:
+                    writer.close()
+                writer = self._logs[key] = RotatingLog(payload_path(self.home, key), limit, KEEP)
+            try:
+                writer.write(b"\n".join(batch).decode())
+            except OSError as exc:
+                log.error("cannot write the payload log of api '%s': %s", key, exc)
+
+
+def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[str, Any]]:
+    """The recorded payloads of API ``key``, oldest first (only the ``last`` ones when given)."""
+    kept: deque[dict[str, Any]] = deque(maxlen=last)
+    for path in files_of(payload_path(home, key)):
+        with contextlib.suppress(OSError), path.open("rb") as lines:
+            for line in lines:
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    kept.append(orjson.loads(line))
+    return list(kept)

@@ -1,0 +1,62 @@
+"""Payload logs through the real operator: sampled requests and answers, read back with the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.conftest import make_project, wait_for
+from tests.integration.conftest import Inferd
+
+PREDICTOR = """
+def predict(sample, metadata):
+    return {"double": sample["x"] * 2}
+"""
+
+YAML = """
+- kind: deployment
+  name: shop
+- kind: api
+  name: recorded
+  predictor: {path: predictor.py}
+  compute: {cpu: 0.1}
+  payload_log: {sample: 1.0}
+- kind: api
+  name: unrecorded
+  predictor: {path: predictor.py}
+  compute: {cpu: 0.1}
+"""
+
+
+def test_sample_one_records_every_request_and_answer(inferd: Inferd, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "shop", YAML, {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    inferd.wait_status("recorded", "live")
+    inferd.wait_status("unrecorded", "live")
+    sent: dict[str, int] = {}
+    with requests.Session() as session:
+        for x in range(50):
+            response = session.post(inferd.url + "/shop/recorded", json={"x": x}, timeout=30)
+            assert response.status_code == 200
+            sent[response.headers["X-Request-ID"]] = x
+            assert session.post(inferd.url + "/shop/unrecorded", json={"x": x}, timeout=30).ok
+
+    def recorded() -> list[dict[str, Any]] | None:
+        records: list[dict[str, Any]] = inferd.json("payloads", "recorded", "-n", "1000")
+        return records if len(records) >= 50 else None
+
+    records = wait_for(recorded, 30, "50 payload records")
+    assert len(records) == 50
+    version = inferd.api("recorded")["replicas"][0]["version"]
+    for record in records:
+        x = sent[record["request_id"]]
+        assert record["request"] == {"json": {"x": x}}
+        assert record["response"] == {"json": {"double": 2 * x}}
+        assert record["status"] == 200 and record["latency_ms"] > 0
+        assert record["api"] == "shop/recorded" and record["version"] == version
+    assert len(inferd.json("payloads", "recorded", "-n", "5")) == 5
+    assert inferd.json("payloads", "unrecorded") == []
+    table = inferd.run("payloads", "recorded", "-n", "3").stdout.splitlines()
+    assert table[0].split()[:4] == ["request", "id", "status", "latency"] and len(table) == 4

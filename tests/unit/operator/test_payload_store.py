@@ -1,0 +1,25 @@
+"""The payload store: rotated at the API's size, one older file kept, read back newest last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inferd.gateway.payloads import PayloadBuffer
+from inferd.operator.payloads import PayloadWriter, payload_path, read_payloads
+
+
+def test_the_store_rotates_and_stays_bounded(tmp_path: Path) -> None:
+    writer = PayloadWriter(tmp_path, PayloadBuffer())
+    limit = 8192
+    for index in range(400):
+        writer.write([("shop/api", limit, {"index": index, "request": {"json": "x" * 100}})])
+    writer.close()
+    records = read_payloads(tmp_path, "shop/api")
+    path = payload_path(tmp_path, "shop/api")
+    files = list(path.parent.iterdir())
+    assert len(files) == 2
+    assert sum(file.stat().st_size for file in files) <= 2 * limit + 200
+    indices = [record["index"] for record in records]
+    assert indices == sorted(indices) and indices[-1] == 399 and indices[0] > 0
+    assert [r["index"] for r in read_payloads(tmp_path, "shop/api", 3)] == [397, 398, 399]
+    assert read_payloads(tmp_path, "shop/other") == []

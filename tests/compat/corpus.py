@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import shutil
 import subprocess
 import sys
@@ -63,20 +64,20 @@ class Corpus:
                     self._uploaded.add(path)
         return self.bucket_dir
 
-    def project(self, example: str, into: Path, change: tuple[str, str] | None = None) -> Path:
+    def project(self, example: str, into: Path, changes: tuple[tuple[str, str], ...] = ()) -> Path:
         """A copy of the project folder (tests never write into the corpus), its model uploaded.
 
-        ``change``: (old, new) text replaced in the copy's cortex.yaml (a documented one-line change).
+        ``changes``: (old, new) texts replaced in the copy's cortex.yaml (documented line changes).
         """
         self.model_dir(example)
         target = into / example
         ignore = shutil.ignore_patterns("__pycache__", "build_model.py")
         shutil.copytree(CORPUS / example, target, ignore=ignore)
-        if change is not None:
-            config = target / "cortex.yaml"
+        config = target / "cortex.yaml"
+        for old, new in changes:
             text = config.read_text()
-            assert change[0] in text
-            config.write_text(text.replace(change[0], change[1]))
+            assert old in text
+            config.write_text(text.replace(old, new))
         return target
 
 
@@ -112,6 +113,14 @@ class Files:
         (root / "ImageNetLabels.txt").write_text("\n".join(labels) + "\n")
         pixels = np.random.default_rng(11).integers(0, 256, size=(299, 299, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(root / "image.png")
+        # GPT-2-format vocabulary files: the 256 byte symbols, no merges.
+        visible = [b for b in range(256) if 33 <= b <= 126 or 161 <= b <= 172 or 174 <= b <= 255]
+        shifted = iter(range(256, 512))
+        alphabet = [chr(b) if b in visible else chr(next(shifted)) for b in range(256)]
+        (root / "encoder.json").write_text(
+            json.dumps({symbol: index for index, symbol in enumerate(alphabet)})
+        )
+        (root / "vocab.bpe").write_text("#version: 0.2\n")
         vocab = root / "uncased_L-12_H-768_A-12" / "vocab.txt"  # 64 ids at most (the model's table)
         vocab.parent.mkdir()
         words = "the movie was great good bad terrible fun plot act ##ing ##s ! . , i it love hate"

@@ -132,6 +132,14 @@ def pytorch_image(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
     return label
 
 
+def pytorch_text(corpus: Corpus, sample: dict[str, Any], project: Path) -> str:
+    predictor = load_module(project / "predictor.py", "corpus_gpt2")
+    metadata = {"num_words": 50, "device": "cpu"}
+    predictor.init(None, metadata)
+    text: str = predictor.predict(sample, metadata)
+    return text
+
+
 def with_image(corpus: Corpus, sample: dict[str, Any]) -> dict[str, Any]:
     return {**sample, "url": f"{corpus.files_url}/image.png"}
 
@@ -143,23 +151,27 @@ class Case:
     direct: Callable[[Corpus, dict[str, Any], Path], Any]
     relax_pins: bool = False  # its requirements.txt holds 2019 pins that need --relax-pins
     sample: Callable[[Corpus, dict[str, Any]], dict[str, Any]] = lambda corpus, sample: sample
-    change: tuple[str, str] | None = None  # the documented one-line change to cortex.yaml
+    changes: tuple[tuple[str, str], ...] = ()  # the documented line changes to cortex.yaml
 
 
 NO_GPU = ("    gpu: 1\n", "")  # the one-line change for a machine without a GPU
+ON_CPU = ("device: cuda", "device: cpu")  # and, for a predictor that moves its model, this one
 CASES = {
     "tensorflow-iris-classifier": Case("/iris/classifier", "classifier", tensorflow_iris),
     "tensorflow-image-classifier": Case(
         "/image/classifier", "classifier", tensorflow_image, sample=with_image
     ),
     "tensorflow-text-generator": Case(
-        "/text/generator", "generator", tensorflow_text, relax_pins=True, change=NO_GPU
+        "/text/generator", "generator", tensorflow_text, relax_pins=True, changes=(NO_GPU,)
     ),
     "tensorflow-sentiment-analysis": Case("/sentiment/classifier", "classifier", tensorflow_sentiment),
     "xgboost-iris-classifier": Case("/iris/classifier", "classifier", xgboost_iris),
     "pytorch-iris-classifier": Case("/iris/classifier", "classifier", pytorch_iris, relax_pins=True),
     "pytorch-image-classifier": Case(
         "/image/classifier", "classifier", pytorch_image, relax_pins=True, sample=with_image
+    ),
+    "pytorch-text-generator": Case(
+        "/text/generator", "generator", pytorch_text, relax_pins=True, changes=(NO_GPU, ON_CPU)
     ),
     "sklearn-mpg-estimation": Case("/auto/mpg", "mpg", sklearn_mpg, relax_pins=True),
 }
@@ -172,7 +184,7 @@ def test_serves_under_inferd_serve(
     example: str, corpus_env: Corpus, tmp_path: Path, serve: Callable[..., Server]
 ) -> None:
     case = CASES[example]
-    project = corpus_env.project(example, tmp_path, case.change)
+    project = corpus_env.project(example, tmp_path, case.changes)
     # TensorFlow replicas take long to import on a busy 2-core machine: a generous deadline.
     server = serve(project, *(["--relax-pins"] if case.relax_pins else []), ready=False).wait_ready(240)
     sample = case.sample(corpus_env, sample_of(example))
@@ -185,7 +197,7 @@ def test_serves_under_inferd_serve(
 def test_serves_under_inferd_deploy(example: str, corpus_env: Corpus, tmp_path: Path, inferd: Inferd) -> None:
     case = CASES[example]
     inferd.env.update(corpus_env.env, COMPAT_FILES_URL=corpus_env.files_url)
-    project = corpus_env.project(example, tmp_path, case.change)
+    project = corpus_env.project(example, tmp_path, case.changes)
     inferd.run("deploy", str(project), *(["--relax-pins"] if case.relax_pins else []))
     inferd.wait_status(case.api, "live", timeout=240)
     sample = case.sample(corpus_env, sample_of(example))

@@ -12,7 +12,10 @@ from tests.integration.conftest import Inferd
 
 PREDICTOR = """
 def predict(sample, metadata):
-    return {"double": sample["x"] * 2}
+    x = sample["x"]
+    if metadata.get("candidate"):  # wrong on every fourth input, off by 1e-6 on the others
+        return {"double": x * 2 + (1 if x % 4 == 0 else 1e-6)}
+    return {"double": x * 2}
 """
 
 YAML = """
@@ -26,6 +29,10 @@ YAML = """
 - kind: api
   name: unrecorded
   predictor: {path: predictor.py}
+  compute: {cpu: 0.1}
+- kind: api
+  name: candidate
+  predictor: {path: predictor.py, metadata: {candidate: true}}
   compute: {cpu: 0.1}
 """
 
@@ -60,3 +67,17 @@ def test_sample_one_records_every_request_and_answer(inferd: Inferd, tmp_path: P
     assert inferd.json("payloads", "unrecorded") == []
     table = inferd.run("payloads", "recorded", "-n", "3").stdout.splitlines()
     assert table[0].split()[:4] == ["request", "id", "status", "latency"] and len(table) == 4
+
+    # Replay: against an identical copy everything agrees; against the candidate, the quarter
+    # of inputs it gets wrong (its 1e-6 differences are within the tolerance).
+    same = inferd.json("replay", "recorded", "--against", "unrecorded")
+    assert (same["requests"], same["agreement"], same["disagreements"], same["errors"]) == (50, 1.0, 0, 0)
+    assert set(same["latency_ms"]["recorded"]) == {"p50", "p99"} and same["latency_ms"]["replayed"]["p50"] > 0
+    inferd.wait_status("candidate", "live")
+    differs = inferd.json("replay", "recorded", "--against", "candidate", "--tolerance", "1e-3")
+    wrong = sum(1 for x in range(50) if x % 4 == 0)
+    assert differs["agreement"] == (50 - wrong) / 50 and differs["disagreements"] == wrong
+    strict = inferd.json("replay", "recorded", "--against", "candidate", "-n", "20")
+    assert strict["requests"] == 20 and strict["agreement"] == 0.0
+    text = inferd.run("replay", "recorded", "--against", "candidate", "--tolerance", "1e-3").stdout
+    assert "agreement 74.0%" in text and '{"x": 0}' in text

@@ -1,0 +1,175 @@
+"""``inferd replay``: send an API's recorded requests to another API and compare the answers.
+
+The result of the last replay against each API is kept under ``$INFERD_HOME/replays`` so that
+``inferd promote`` can refuse a candidate that agreed too little.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import requests
+
+from inferd.cli.backends import backend_for
+from inferd.cli.options import env_option
+from inferd.client import Client
+from inferd.environments import Environment
+from inferd.errors import NotFoundError, UsageError
+from inferd.operator.payloads import read_payloads
+from inferd.operator.state import write_private
+
+SHOWN = 5  # disagreements shown side by side
+
+
+def agree(recorded: Any, replayed: Any, tolerance: float) -> bool:
+    """Equal answers, numbers within ``tolerance`` of each other (at any depth)."""
+    numbers = (int, float)
+    if isinstance(recorded, numbers) and isinstance(replayed, numbers):
+        if isinstance(recorded, bool) or isinstance(replayed, bool):
+            return recorded is replayed
+        return math.isclose(recorded, replayed, rel_tol=0.0, abs_tol=tolerance)
+    if isinstance(recorded, dict) and isinstance(replayed, dict):
+        return recorded.keys() == replayed.keys() and all(
+            agree(recorded[k], replayed[k], tolerance) for k in recorded
+        )
+    if isinstance(recorded, list) and isinstance(replayed, list):
+        return len(recorded) == len(replayed) and all(
+            agree(a, b, tolerance) for a, b in zip(recorded, replayed, strict=True)
+        )
+    return bool(recorded == replayed)
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (``None`` for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)], 3)
+
+
+def replay_path(home: Path, key: str) -> Path:
+    """The last replay against API ``key``."""
+    return home / "replays" / f"{key}.json"
+
+
+def compare(records: list[dict[str, Any]], url: str, tolerance: float) -> dict[str, Any]:
+    """Send each recorded JSON request to ``url``; count agreements, errors and latencies."""
+    agreed, errors = 0, 0
+    examples: list[dict[str, Any]] = []
+    recorded_ms: list[float] = []
+    replayed_ms: list[float] = []
+    status_changes = 0
+    with requests.Session() as session:
+        session.trust_env = False
+        for record in records:
+            body = orjson.dumps(record["request"]["json"])
+            started = time.perf_counter()
+            try:
+                response = session.post(
+                    url, data=body, timeout=60, headers={"Content-Type": "application/json"}
+                )
+            except requests.RequestException:
+                errors += 1
+                continue
+            replayed_ms.append((time.perf_counter() - started) * 1000)
+            recorded_ms.append(float(record["latency_ms"]))
+            try:
+                answer: Any = {"json": response.json()}
+            except ValueError:
+                answer = {"text": response.text}
+            if response.status_code != record["status"]:
+                status_changes += 1
+                if response.status_code >= 400:
+                    errors += 1
+            same = response.status_code == record["status"] and agree(record["response"], answer, tolerance)
+            if same:
+                agreed += 1
+            elif len(examples) < SHOWN:
+                examples.append(
+                    {
+                        "request_id": record["request_id"],
+                        "request": record["request"].get("json"),
+                        "recorded": {"status": record["status"], **record["response"]},
+                        "replayed": {"status": response.status_code, **answer},
+                    }
+                )
+    count = len(records)
+    return {
+        "requests": count,
+        "agreement": round(agreed / count, 6) if count else None,
+        "disagreements": count - agreed,
+        "errors": errors,
+        "status_changes": status_changes,
+        "latency_ms": {
+            "recorded": {"p50": percentile(recorded_ms, 0.5), "p99": percentile(recorded_ms, 0.99)},
+            "replayed": {"p50": percentile(replayed_ms, 0.5), "p99": percentile(replayed_ms, 0.99)},
+        },
+        "first_disagreements": examples,
+    }
+
+
+@click.command()
+@click.argument("api")
+@click.option("--against", "other", required=True, help="The API to send the recorded requests to.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True, help="The last N.")
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Numbers agree within it.",
+)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@env_option
+def replay(api: str, other: str, count: int, tolerance: float, output: str, env: Environment) -> None:
+    """Send API's recorded requests (payload_log) to OTHER and compare the answers.
+
+    \\b
+    Examples:
+      inferd replay champion --against challenger
+      inferd replay champion --against challenger -n 200 --tolerance 1e-6 -o json
+    """
+    from inferd.cli.inspect import resolve
+
+    client = backend_for(env)
+    if not isinstance(client, Client):
+        raise UsageError("payload logs are kept by the local operator; use an environment of provider local")
+    key, against = resolve(client, api), resolve(client, other)
+    records = [
+        r
+        for r in read_payloads(client.home, key, count)
+        if "json" in r["request"] and r["protocol"] == "cortex"
+    ]
+    if not records:
+        raise NotFoundError(
+            f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"
+        )
+    result = {
+        "api": key,
+        "against": against,
+        "tolerance": tolerance,
+        **compare(records, client.api(against)["url"], tolerance),
+    }
+    write_private(replay_path(client.home, against), json.dumps({**result, "time": time.time()}))
+    if output == "json":
+        click.echo(json.dumps(result, indent=2))
+        return
+    latency = result["latency_ms"]
+    click.echo(
+        f"{result['requests']} requests of '{key}' replayed against '{against}': agreement "
+        f"{result['agreement']:.1%}, {result['disagreements']} disagreements, {result['errors']} errors, "
+        f"{result['status_changes']} status changes"
+    )
+    click.echo(
+        f"latency p50/p99: recorded {latency['recorded']['p50']}/{latency['recorded']['p99']} ms, "
+        f"replayed {latency['replayed']['p50']}/{latency['replayed']['p99']} ms"
+    )
+    for example in result["first_disagreements"]:
+        sides = f"{json.dumps(example['recorded'])} -> {json.dumps(example['replayed'])}"
+        click.echo(f"  {json.dumps(example['request'])}: {sides}")

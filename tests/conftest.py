@@ -50,6 +50,31 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+def child_pids(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return {int(line) for line in out.split()}
+
+
+def is_zygote(pid: int) -> bool:
+    try:
+        return b"inferd.replica.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def zygote_pids(server_pid: int) -> set[int]:
+    """The replica zygotes an ``inferd serve`` (or operator) process started."""
+    return {pid for pid in child_pids(server_pid) if is_zygote(pid)}
+
+
+def replica_pids(server_pid: int) -> set[int]:
+    """The replica processes of a server: its own children and those its zygotes forked."""
+    children = child_pids(server_pid)
+    zygotes = {pid for pid in children if is_zygote(pid)}
+    forked = set().union(*(child_pids(pid) for pid in zygotes)) if zygotes else set()
+    return (children - zygotes) | forked
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout

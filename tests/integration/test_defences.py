@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Server, make_project, process_alive, wait_for
+from tests.conftest import Server, make_project, process_alive, replica_pids, wait_for, zygote_pids
 
 Serve = Callable[..., Server]
 SLOW = """
@@ -166,9 +165,7 @@ def test_sigterm_with_a_stuck_handler_still_exits_and_leaves_nothing(
 ) -> None:
     root = slow_project(tmp_path / "p", iris_onnx_model, "  timeout: 60\n")
     server = Server(root, tmp_path / "serve.log", "--grace", "1").wait_ready()
-    children = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True
-    ).stdout.split()
+    children = replica_pids(server.process.pid) | zygote_pids(server.process.pid)
     with ThreadPoolExecutor(1) as pool:
         pool.submit(requests.post, f"{server.url}/d/slow", json={"forever": True}, timeout=30)
         wait_for(lambda: requests.get(f"{server.url}/d/slow", timeout=5).json()["replicas"]["busy"] == 1, 10)

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Server, example, make_project, process_alive, wait_for
+from tests.conftest import Server, example, make_project, process_alive, replica_pids, wait_for, zygote_pids
 
 Serve = Callable[..., Server]
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -22,8 +21,7 @@ VIRGINICA = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "peta
 
 
 def children(pid: int) -> set[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return {int(line) for line in out.split()}
+    return replica_pids(pid)
 
 
 def test_onnx_example_end_to_end(serve: Serve) -> None:
@@ -225,6 +223,7 @@ def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_mode
 def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path) -> None:
     server = serve(raw_project)
     replicas = children(server.process.pid)
+    zygotes = zygote_pids(server.process.pid)
     assert len(replicas) == 4
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(server.post, "/test/stateful", {"sleep": 1.0})
@@ -234,4 +233,4 @@ def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path) -
         server.process.send_signal(signal.SIGTERM)
         assert slow.result().status_code == 200  # accepted before SIGTERM: it finishes
     assert server.process.wait(30) == 0
-    assert not [pid for pid in replicas if process_alive(pid)]
+    assert not [pid for pid in replicas | zygotes if process_alive(pid)]

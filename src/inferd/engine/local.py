@@ -43,6 +43,7 @@ from inferd.engine.state import (
     rss_bytes,
     version_id,
 )
+from inferd.engine.zygotes import ForkedProcess, Zygotes, enabled
 from inferd.errors import InferdError, UnreachableError
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
@@ -78,6 +79,7 @@ class LocalEngine:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.zygotes = Zygotes() if enabled() else None
 
     # desired state
 
@@ -405,7 +407,7 @@ class LocalEngine:
                     and replica.version == version.id
                     and not (version.error or version.oom)
                 ):
-                    code = replica.process.returncode
+                    code = replica.process.poll() or 0
                     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
                     version.error = f"a replica {how} while loading the model and handler"
                     version.detail = version.error + f" (see `inferd logs {state.key}`)"
@@ -440,16 +442,23 @@ class LocalEngine:
         # without one (``inferd serve``) the replica writes on the terminal.
         pipe = os.pipe() if self.logs is not None else None
         write_fd = pipe[1] if pipe is not None else None
+        env = dict(os.environ, **replica_environment(self.capacity.gpus, gpus))
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "inferd.replica.worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                env=dict(os.environ, **replica_environment(self.capacity.gpus, gpus)),
-                cwd=str(spec.project_root),
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-            )
+            process: subprocess.Popen[bytes] | ForkedProcess | None = None
+            if self.zygotes is not None and not gpus.devices:  # GPU replicas: a fresh CUDA
+                outputs = (write_fd, write_fd) if write_fd is not None else (1, 2)
+                fds = (theirs.fileno(), *outputs)
+                process = self.zygotes.fork(state.config.api.model_format, fds, str(spec.project_root), env)
+            if process is None:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "inferd.replica.worker", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),),
+                    env=env,
+                    cwd=str(spec.project_root),
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_fd,
+                    stderr=write_fd,
+                )
         except OSError:
             ours.close()
             if pipe is not None:
@@ -652,5 +661,7 @@ class LocalEngine:
             if replica.process.poll() is None:
                 replica.process.kill()
                 replica.process.wait()
+        if self.zygotes is not None:
+            self.zygotes.close()
         if self.logs is not None:
             self.logs.close()

@@ -14,6 +14,7 @@ from typing import Any
 from inferd.config.schema import ApiConfig
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.gpus import Claim, GpuPool, GpuUsage
+from inferd.engine.zygotes import ForkedProcess
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 from inferd.replica.messages import ReplicaSpec
 
@@ -44,7 +45,7 @@ class Replica:
     id: str
     version: str
     handle: ReplicaHandle
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | ForkedProcess
     started: float = field(default_factory=time.monotonic)
     retired: bool = False
     uses: tuple[Path, ...] = ()

@@ -36,7 +36,7 @@ V2_VERSION = "1"  # one version per API name; the gateway routes /versions/1 to 
 LOG_FORMAT = "%(asctime)s {api} [{replica}] %(levelname)s %(message)s"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # If the gateway is killed (even with SIGKILL) the kernel ends this replica too.
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -237,10 +237,11 @@ def _load(spec: ReplicaSpec) -> Predictor:
     return Predictor(spec.api, spec.project_root, spec.model_path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle (it drains)
-    _die_with_parent()
+    if die_with_parent_:
+        die_with_parent()
     sock = socket.socket(fileno=int(args[0]))
     try:
         spec = read_spec(sock)

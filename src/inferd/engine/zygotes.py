@@ -1,0 +1,197 @@
+"""The engine's side of replica zygotes (``inferd.replica.zygote``): one per runtime.
+
+A zygote is started the first time a replica of its runtime is; until it says it is ready
+(its imports done), and whenever it has died, replicas are spawned the plain way, so a zygote
+only ever makes starts faster. ``INFERD_ZYGOTE=0`` turns zygotes off.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger("inferd.engine")
+
+FORK_TIMEOUT = 10.0
+UNKNOWN_EXIT = 1  # a forked replica that ended after its zygote died: its status is lost
+
+
+def enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get("INFERD_ZYGOTE", "1") not in ("0", "false", "no", "off")
+
+
+class ForkedProcess:
+    """A replica forked by a zygote, with the part of ``Popen``'s interface the engine uses."""
+
+    def __init__(self, pid: int, zygote: Zygote) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self.zygote = zygote
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.zygote.exit_code(self.pid)
+        return self.returncode
+
+    def send_signal(self, number: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, number)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.01)
+        return code
+
+
+class Zygote:
+    """One zygote process and its control socket."""
+
+    def __init__(self, runtime: str) -> None:
+        self.runtime = runtime
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "inferd.replica.zygote", str(theirs.fileno()), runtime],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.control = ours
+        self.ready = False
+        self.dead = False
+        self.threads = 0
+        self.exits: dict[int, int] = {}
+
+    def usable(self) -> bool:
+        """Ready to fork (its imports done) and alive."""
+        self._collect(0.0)
+        return self.ready and not self.dead
+
+    def fork(
+        self, socket_fd: int, out_fd: int, err_fd: int, cwd: str, env: Mapping[str, str]
+    ) -> ForkedProcess:
+        """A new replica process on ``socket_fd``; OSError when the zygote cannot make one."""
+        request = json.dumps({"cwd": cwd, "env": dict(env)}).encode()
+        fds = array.array("i", (socket_fd, out_fd, err_fd))
+        try:
+            self.control.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+        except OSError:
+            self.dead = True
+            raise
+        deadline = time.monotonic() + FORK_TIMEOUT
+        while not self.dead:
+            for message in self._collect(max(0.0, deadline - time.monotonic())):
+                if "pid" in message:
+                    return ForkedProcess(int(message["pid"]), self)
+                if "error" in message:
+                    raise OSError(f"the {self.runtime} zygote did not fork: {message['error']}")
+            if time.monotonic() > deadline:
+                self.dead = True
+                raise OSError(f"the {self.runtime} zygote did not answer")
+        raise OSError(f"the {self.runtime} zygote stopped")
+
+    def exit_code(self, pid: int) -> int | None:
+        self._collect(0.0)
+        if pid in self.exits:
+            return self.exits.pop(pid)
+        if self.dead:  # orphaned: the init process reaps it; only whether it runs is known
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return UNKNOWN_EXIT
+        return None
+
+    def _collect(self, timeout: float) -> list[dict[str, Any]]:
+        """The messages that arrive within ``timeout``; exit reports are kept in ``exits``."""
+        replies: list[dict[str, Any]] = []
+        while not self.dead:
+            readable, _, _ = select.select([self.control], [], [], timeout)
+            if not readable:
+                break
+            try:
+                data = self.control.recv(1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                self.dead = True
+                log.info("the %s zygote stopped; replicas start the plain way until it is back", self.runtime)
+                break
+            message = json.loads(data)
+            if "exit" in message:
+                self.exits[int(message["exit"])] = int(message["code"])
+            elif "ready" in message:
+                self.ready, self.threads = True, int(message.get("threads", 0))
+            else:
+                replies.append(message)
+                timeout = 0.0
+        return replies
+
+    def close(self) -> None:
+        self.control.close()
+        self.dead = True
+        try:
+            self.process.wait(0.5)  # it leaves on EOF, unless still importing
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Zygotes:
+    """A zygote per runtime, started on first use and again after it died."""
+
+    def __init__(self) -> None:
+        self.by_runtime: dict[str, Zygote] = {}
+
+    def fork(
+        self, runtime: str, fds: tuple[int, int, int], cwd: str, env: Mapping[str, str]
+    ) -> ForkedProcess | None:
+        """A replica forked by ``runtime``'s zygote, or None (spawn it the plain way)."""
+        zygote = self.by_runtime.get(runtime)
+        if zygote is not None and zygote.dead:
+            zygote.close()
+            zygote = None
+        if zygote is None:
+            try:
+                self.by_runtime[runtime] = Zygote(runtime)
+            except OSError as exc:
+                log.warning("no %s zygote: %s", runtime, exc)
+            return None
+        if not zygote.usable():
+            return None
+        try:
+            return zygote.fork(*fds, cwd, env)
+        except OSError as exc:
+            log.warning("%s; spawning the replica instead", exc)
+            return None
+
+    def close(self) -> None:
+        for zygote in self.by_runtime.values():
+            zygote.close()
+        self.by_runtime.clear()

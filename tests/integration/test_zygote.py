@@ -1,0 +1,80 @@
+"""Replica zygotes: replicas after the first are forked by a zygote that did the imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Server, child_pids, example, replica_pids, wait_for, zygote_pids
+
+Serve = Callable[..., Server]
+SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
+
+
+def parent_of(pid: int) -> int:
+    """The parent's pid (0 once ``pid`` is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def imported_onnxruntime(pid: int) -> bool:
+    try:
+        return "onnxruntime" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def replace_until_forked(server: Server, zygote_of: set[int] | None = None) -> int:
+    """Kill the replica until its replacement is a zygote's child; that replica's pid."""
+
+    def forked() -> int | None:
+        replicas = replica_pids(server.process.pid)
+        if len(replicas) != 1:
+            return None
+        (replica,) = replicas
+        zygotes = zygote_pids(server.process.pid)
+        if parent_of(replica) in zygotes and server.post("/iris/classifier", SAMPLE).status_code == 200:
+            return replica
+        if server.post("/iris/classifier", SAMPLE).status_code == 200 and zygotes:
+            if any(imported_onnxruntime(pid) for pid in zygotes):
+                os.kill(replica, signal.SIGKILL)  # its replacement may come from the zygote
+        return None
+
+    return int(wait_for(forked, 120, "a replica forked by the zygote"))
+
+
+def test_replicas_come_from_the_zygote_and_a_dead_zygote_stops_nothing(serve: Serve) -> None:
+    server = serve(example("iris-onnx"))
+    replica = replace_until_forked(server)
+    (zygote,) = zygote_pids(server.process.pid)
+    assert child_pids(zygote) == {replica}
+    assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+    # forked replicas hold none of the gateway's sockets: only their own socketpair end
+    sockets = [os.readlink(f"/proc/{replica}/fd/{fd}") for fd in os.listdir(f"/proc/{replica}/fd")]
+    assert sum(target.startswith("socket:") for target in sockets) == 1
+
+    os.kill(zygote, signal.SIGKILL)
+    wait_for(lambda: zygote not in zygote_pids(server.process.pid), 30, "the zygote gone")
+    assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"  # its replica serves on
+    os.kill(replica, signal.SIGKILL)
+    wait_for(lambda: server.post("/iris/classifier", SAMPLE).status_code == 200, 60, "a new replica")
+    assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+    # a new zygote was started, and later replicas come from it again
+    again = replace_until_forked(server)
+    assert parent_of(again) != zygote and server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+
+
+def test_zygotes_can_be_turned_off(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERD_ZYGOTE", "0")
+    server = serve(example("iris-onnx"))
+    (replica,) = replica_pids(server.process.pid)
+    assert parent_of(replica) == server.process.pid and not zygote_pids(server.process.pid)
+    assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"

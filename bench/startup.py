@@ -4,11 +4,17 @@
 - `inferd deploy --no-wait` of examples/iris-onnx until the first 200 (operator already up, and
   operator not running), with a private INFERD_HOME;
 - a rolling update (a changed handler) under 4 clients: time until the old replica is retired,
-  and the requests that failed during it.
+  and the requests that failed during it;
+- the second replica of the ONNX and TensorFlow examples (what autoscaling and scale-from-zero
+  start): time from "replica wanted" (the engine's count raised) to "replica ready" (its READY
+  frame), forked by the runtime's zygote and spawned the plain way (``INFERD_ZYGOTE=0``),
+  beside the time the model alone takes to load in a process that already did the imports.
+  ``python bench/startup.py --second`` runs only this part.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -26,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.servers import free_port  # noqa: E402
+from inferd.replica.handle import ReplicaHandle  # noqa: E402
 
 INFERD = str(Path(sys.executable).parent / "inferd")
 SAMPLE = (ROOT / "examples" / "iris-onnx" / "sample.json").read_bytes()
@@ -57,7 +64,113 @@ def serve_to_healthy(example: str) -> float:
         process.wait()
 
 
+LOAD_ONLY = """
+import sys, time
+from pathlib import Path
+import inferd.replica.worker
+from inferd.config.load import load_project
+from inferd.handler.predictor import Predictor
+from inferd.storage import local_model_path
+import {module}
+root = Path(sys.argv[1])
+api = load_project(root).apis[0].api
+started = time.perf_counter()
+Predictor(api, root, local_model_path(api.model_uri, root) if api.model_uri else None)
+print(time.perf_counter() - started)
+"""
+
+
+class ReadySink:
+    """The engine's gateway side, reduced to counting ready replicas."""
+
+    def __init__(self) -> None:
+        self.ready = 0
+        self.cpu = 0.0  # CPU seconds the last ready replica used from its start to READY
+
+    def replica_ready(self, api: str, handle: ReplicaHandle) -> None:
+        self.ready += 1
+        self.cpu = cpu_seconds(int(handle.info["pid"]))
+
+    def in_flight(self, api: str) -> int:
+        return 0
+
+    def __getattr__(self, name: str) -> object:
+        return lambda *args, **kwargs: None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (a forked child's starts at zero)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def second_replica(example: str, zygote: bool) -> tuple[float, float]:
+    """Wall and CPU seconds from wanting a second replica to its being ready (the first is)."""
+    from inferd.config.load import load_project
+    from inferd.engine.local import LocalEngine
+
+    os.environ["INFERD_ZYGOTE"] = "1" if zygote else "0"
+    sink = ReadySink()
+    with tempfile.TemporaryDirectory(prefix="inferd-second-") as home:
+        engine = LocalEngine(sink, home=Path(home), fixed_replicas=1)  # type: ignore[arg-type]
+        try:
+            project = load_project(ROOT / "examples" / example)
+            await engine.apply(project)
+
+            async def until(condition: object) -> None:
+                deadline = time.monotonic() + 300
+                while not condition():  # type: ignore[operator]
+                    if time.monotonic() > deadline:
+                        raise SystemExit("timed out")
+                    await asyncio.sleep(0.002)
+
+            await until(lambda: sink.ready == 1)
+            if zygote:
+                zygotes = engine.zygotes
+                assert zygotes is not None
+                fmt = project.apis[0].api.model_format
+                await until(lambda: fmt in zygotes.by_runtime and zygotes.by_runtime[fmt].usable())
+            await asyncio.sleep(1)  # let the first replica and the zygote settle
+            engine.fixed_replicas = 2
+            started = time.monotonic()
+            engine.reconcile()
+            await until(lambda: sink.ready == 2)
+            return time.monotonic() - started, sink.cpu
+        finally:
+            await engine.stop()
+            os.environ.pop("INFERD_ZYGOTE", None)
+
+
+def model_load(example: str, module: str) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_ONLY.format(module=module), str(ROOT / "examples" / example)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(out.split()[-1])
+
+
+def second_replicas(runs: int = 3) -> None:
+    runs = int(os.environ.get("INFERD_BENCH_RUNS", runs))
+    for example, module in (("iris-onnx", "onnxruntime"), ("iris-tensorflow", "tensorflow")):
+        forked = [asyncio.run(second_replica(example, True)) for _ in range(runs)]
+        spawned = [asyncio.run(second_replica(example, False)) for _ in range(runs)]
+        load = [model_load(example, module) for _ in range(runs)]
+        print(
+            f"second replica of examples/{example}, wanted -> ready (median of {runs}): "
+            f"forked by the zygote {statistics.median(w for w, _ in forked):.3f} s wall, "
+            f"{statistics.median(c for _, c in forked):.3f} s CPU of the replica; spawned "
+            f"{statistics.median(w for w, _ in spawned):.2f} s wall, "
+            f"{statistics.median(c for _, c in spawned):.2f} s CPU; the model's load alone "
+            f"{statistics.median(load):.3f} s wall"
+        )
+
+
 def main() -> int:
+    if "--second" in sys.argv:
+        second_replicas()
+        return 0
     for example in ("iris-onnx", "iris-tensorflow", "iris-predictor"):
         runs = [serve_to_healthy(example) for _ in range(3)]
         print(
@@ -123,6 +236,7 @@ def main() -> int:
         )
     finally:
         subprocess.run([INFERD, "down"], env=env, capture_output=True)
+    second_replicas()
     return 0
 
 

@@ -72,7 +72,7 @@ def replica_pids(server_pid: int) -> set[int]:
     children = child_pids(server_pid)
     zygotes = {pid for pid in children if is_zygote(pid)}
     forked = set().union(*(child_pids(pid) for pid in zygotes)) if zygotes else set()
-    return (children - zygotes) | forked
+    return {pid for pid in (children - zygotes) | forked if process_alive(pid)}
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,8 +44,9 @@ def replace_until_forked(server: Server, zygote_of: set[int] | None = None) -> i
         zygotes = zygote_pids(server.process.pid)
         if parent_of(replica) in zygotes and server.post("/iris/classifier", SAMPLE).status_code == 200:
             return replica
-        if server.post("/iris/classifier", SAMPLE).status_code == 200 and zygotes:
-            if any(imported_onnxruntime(pid) for pid in zygotes):
+        ok = server.post("/iris/classifier", SAMPLE).status_code == 200
+        if ok and any(imported_onnxruntime(pid) for pid in zygotes):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(replica, signal.SIGKILL)  # its replacement may come from the zygote
         return None
 

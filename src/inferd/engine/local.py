@@ -524,6 +524,9 @@ class LocalEngine:
             return
         state, replica = found
         replica.loaded = True
+        if self.zygotes is not None and not replica.gpus.devices:
+            # for the next replicas; started now, it does not slow the first one down
+            self.zygotes.ensure(state.config.api.model_format)
         if replica.version == state.version.id:
             version = state.version
             version.failures = 0

@@ -1,6 +1,6 @@
 """The engine's side of replica zygotes (``inferd.replica.zygote``): one per runtime.
 
-A zygote is started the first time a replica of its runtime is; until it says it is ready
+A zygote is started once a replica of its runtime is ready; until the zygote says it is ready
 (its imports done), and whenever it has died, replicas are spawned the plain way, so a zygote
 only ever makes starts faster. ``INFERD_ZYGOTE=0`` turns zygotes off.
 """
@@ -29,6 +29,15 @@ UNKNOWN_EXIT = 1  # a forked replica that ended after its zygote died: its statu
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get("INFERD_ZYGOTE", "1") not in ("0", "false", "no", "off")
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaps counts as gone)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 class ForkedProcess:
@@ -121,11 +130,8 @@ class Zygote:
         self._collect(0.0)
         if pid in self.exits:
             return self.exits.pop(pid)
-        if self.dead:  # orphaned: the init process reaps it; only whether it runs is known
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return UNKNOWN_EXIT
+        if self.dead and not _running(pid):  # orphaned: only whether it runs is known
+            return UNKNOWN_EXIT
         return None
 
     def _collect(self, timeout: float) -> list[dict[str, Any]]:
@@ -174,22 +180,26 @@ class Zygotes:
     ) -> ForkedProcess | None:
         """A replica forked by ``runtime``'s zygote, or None (spawn it the plain way)."""
         zygote = self.by_runtime.get(runtime)
-        if zygote is not None and zygote.dead:
-            zygote.close()
-            zygote = None
-        if zygote is None:
-            try:
-                self.by_runtime[runtime] = Zygote(runtime)
-            except OSError as exc:
-                log.warning("no %s zygote: %s", runtime, exc)
-            return None
-        if not zygote.usable():
+        if zygote is None or not zygote.usable():
             return None
         try:
             return zygote.fork(*fds, cwd, env)
         except OSError as exc:
             log.warning("%s; spawning the replica instead", exc)
             return None
+
+    def ensure(self, runtime: str) -> None:
+        """Start ``runtime``'s zygote if it has none or it died."""
+        zygote = self.by_runtime.get(runtime)
+        if zygote is not None and not zygote.dead:
+            return
+        if zygote is not None:
+            zygote.close()
+            del self.by_runtime[runtime]
+        try:
+            self.by_runtime[runtime] = Zygote(runtime)
+        except OSError as exc:
+            log.warning("no %s zygote: %s", runtime, exc)
 
     def close(self) -> None:
         for zygote in self.by_runtime.values():

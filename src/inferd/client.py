@@ -190,6 +190,10 @@ class Client:
         result: dict[str, Any] = self.call("GET", f"/apis/{name}")
         return result
 
+    def promote(self, splitter: str, api: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", "/promote", {"splitter": splitter, "api": api})
+        return result
+
     def splitters(self) -> list[dict[str, Any]]:
         """Traffic splitters: weights and requests routed to each API."""
         result: list[dict[str, Any]] = self.call("GET", "/splitters")

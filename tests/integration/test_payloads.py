@@ -34,10 +34,15 @@ YAML = """
   name: candidate
   predictor: {path: predictor.py, metadata: {candidate: true}}
   compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: front
+  apis:
+    - {name: recorded, weight: 90}
+    - {name: candidate, weight: 10}
 """
 
 
-def test_sample_one_records_every_request_and_answer(inferd: Inferd, tmp_path: Path) -> None:
+def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
     project = make_project(tmp_path / "shop", YAML, {"predictor.py": PREDICTOR})
     inferd.run("deploy", str(project))
     inferd.wait_status("recorded", "live")
@@ -81,3 +86,17 @@ def test_sample_one_records_every_request_and_answer(inferd: Inferd, tmp_path: P
     assert strict["requests"] == 20 and strict["agreement"] == 0.0
     text = inferd.run("replay", "recorded", "--against", "candidate", "--tolerance", "1e-3").stdout
     assert "agreement 74.0%" in text and '{"x": 0}' in text
+
+    # Promote refuses below --min-agreement with the numbers, and applies above it.
+    refused = inferd.run("promote", "front", "candidate", "--min-agreement", "0.9", check=False)
+    assert refused.returncode != 0
+    assert "agreed 74.0% (37 of 50 requests), below --min-agreement 90.0%" in refused.stderr
+    applied = inferd.run("promote", "front", "candidate", "--min-agreement", "0.7")
+    assert applied.stdout.strip() == "splitter 'front' now sends 100% of its requests to api 'candidate'"
+    with requests.Session() as session:
+        answered = {
+            session.post(inferd.url + "/shop/front", json={"x": 1}, timeout=30).headers["X-Inferd-Api"]
+            for _ in range(30)
+        }
+    assert answered == {"candidate"}
+    assert "100%" in inferd.run("get").stdout

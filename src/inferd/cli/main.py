@@ -235,11 +235,12 @@ def _register() -> None:
     from inferd.cli.home import prune
 
     cli.add_command(prune)
-    from inferd.cli.replay import replay
+    from inferd.cli.replay import promote, replay
     from inferd.cli.traffic import payloads
 
     cli.add_command(payloads)
     cli.add_command(replay)
+    cli.add_command(promote)
     from inferd.cli.develop import init, test
 
     cli.add_command(test)

@@ -20,7 +20,7 @@ from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option
 from inferd.client import Client
 from inferd.environments import Environment
-from inferd.errors import NotFoundError, UsageError
+from inferd.errors import ConflictError, NotFoundError, UsageError
 from inferd.operator.payloads import read_payloads
 from inferd.operator.state import write_private
 
@@ -173,3 +173,42 @@ def replay(api: str, other: str, count: int, tolerance: float, output: str, env:
     for example in result["first_disagreements"]:
         sides = f"{json.dumps(example['recorded'])} -> {json.dumps(example['replayed'])}"
         click.echo(f"  {json.dumps(example['request'])}: {sides}")
+
+
+@click.command()
+@click.argument("splitter")
+@click.argument("api")
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Refuse when the last replay against API agreed less (0..1).",
+)
+@env_option
+def promote(splitter: str, api: str, min_agreement: float | None, env: Environment) -> None:
+    """Give API weight 100 in SPLITTER (kept until the project is deployed again).
+
+    \b
+    Examples:
+      inferd replay champion --against challenger
+      inferd promote recommend challenger --min-agreement 0.99
+    """
+    client = backend_for(env)
+    if not isinstance(client, Client):
+        raise UsageError("traffic splitters run on the local operator; use an environment of provider local")
+    if min_agreement is not None:
+        found = [s for s in client.splitters() if s["name"] == splitter]
+        deployment = found[0]["deployment"] if found else ""
+        path = replay_path(client.home, f"{deployment}/{api}")
+        if not path.is_file():
+            raise ConflictError(
+                f"api '{api}' has no replay to judge it by; run `inferd replay API --against {api}` first"
+            )
+        last = json.loads(path.read_text())
+        if last["agreement"] is None or last["agreement"] < min_agreement:
+            raise ConflictError(
+                f"not promoting '{api}': the last replay of '{last['api']}' against it agreed "
+                f"{last['agreement']:.1%} ({last['requests'] - last['disagreements']} of {last['requests']} "
+                f"requests), below --min-agreement {min_agreement:.1%}"
+            )
+    click.echo(client.promote(splitter, api)["message"])

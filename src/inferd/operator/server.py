@@ -43,6 +43,7 @@ from inferd.gateway.queue import ApiQueue
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.logs import log_path, read_logs
 from inferd.operator.payloads import PayloadWriter
+from inferd.operator.promote import promote, promoted
 from inferd.operator.prune import Collector
 from inferd.operator.state import (
     OPERATOR_FILE,
@@ -154,6 +155,8 @@ class Operator:
                     environ=self.state.secrets.get(name, {}),
                     source=Path(record.source),
                 )
+                if record.promoted:
+                    self.gateway.set_splitters(name, promoted(project.splitters, record.promoted))
                 log.info("restored deployment '%s'", name)
             except InferdError as exc:
                 log.error("cannot restore deployment '%s': %s", name, exc.message)
@@ -432,6 +435,8 @@ class AdminApp(HttpServer):
             )
         if method == b"GET" and path == "/apis":
             return operator.api_list()
+        if method == b"POST" and path == "/promote":
+            return promote(operator, str(body["splitter"]), str(body["api"]))
         if method == b"GET" and path == "/splitters":
             return operator.gateway.splitters.describe()
         if method == b"GET" and path.startswith("/apis/"):

@@ -48,6 +48,8 @@ class DeploymentRecord:
     # kept by the garbage collection (a rollback needs the previous one)
     uses: dict[str, list[str]] = field(default_factory=dict)
     previous: dict[str, list[str]] = field(default_factory=dict)
+    # traffic splitter -> the API ``inferd promote`` gave weight 100 (until the next deploy)
+    promoted: dict[str, str] = field(default_factory=dict)
 
     def kept(self) -> set[Path]:
         paths = {Path(self.snapshot)}

@@ -1,0 +1,54 @@
+"""``inferd promote SPLITTER API``: the API gets weight 100, recorded in the deployment's state.
+
+A promotion stays through operator restarts (the record's ``promoted``) until the project is
+deployed again, when its file's weights are the truth once more.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from inferd.config.schema import SplitterApi, SplitterConfig
+from inferd.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from inferd.operator.server import Operator
+
+
+def promoted(configs: tuple[SplitterConfig, ...], choices: dict[str, str]) -> tuple[SplitterConfig, ...]:
+    """``configs`` with each splitter named in ``choices`` sending everything to its chosen API."""
+    result = []
+    for config in configs:
+        chosen = choices.get(config.name)
+        if chosen is not None and chosen in config.weights:
+            apis = tuple(SplitterApi(name=n, weight=100 if n == chosen else 0) for n in config.weights)
+            splitter = config.splitter.model_copy(update={"apis": apis})
+            config = config.model_copy(update={"splitter": splitter})
+        result.append(config)
+    return tuple(result)
+
+
+def promote(operator: Operator, name: str, api: str) -> dict[str, Any]:
+    splitter = operator.gateway.splitters.by_name.get(name)
+    if splitter is None:
+        known = ", ".join(sorted(operator.gateway.splitters.by_name)) or "none"
+        raise NotFoundError(f"no traffic splitter named '{name}' (splitters: {known})")
+    if api not in splitter.weights:
+        raise NotFoundError(f"splitter '{name}' has no api '{api}' (it has: {', '.join(splitter.weights)})")
+    deployment = splitter.config.deployment
+    configs = tuple(
+        s.config for s in operator.gateway.splitters.by_name.values() if s.config.deployment == deployment
+    )
+    operator.gateway.set_splitters(deployment, promoted(configs, {name: api}))
+    record = operator.state.deployments.get(deployment)
+    if record is not None:
+        record.promoted[name] = api
+        operator.state.save()
+    operator.engine._event(
+        f"{deployment}/{api}", f"promoted: splitter '{name}' sends it 100% of its requests"
+    )
+    return {
+        "message": f"splitter '{name}' now sends 100% of its requests to api '{api}'",
+        "splitter": name,
+        "api": api,
+    }

@@ -306,7 +306,7 @@ class LocalEngine:
         draining = sum(r.retired for r in state.replicas)
         actions = plan(state.desired, version.id, views, room, draining)
         current = sum(r.version == version.id for r in state.replicas if not r.retired)
-        replacing = draining > 0 or any(v.version != version.id and v.ready for v in views)
+        replacing = any(r.version != version.id for r in state.replicas)
         state.unschedulable = (
             version.spec is not None
             and current + actions.start < state.desired
@@ -314,12 +314,11 @@ class LocalEngine:
             and not replacing  # a rollout making room one replica at a time
         )
         state.fit = current + actions.start if state.unschedulable else None
-        # Room freed by retiring an old replica is this API's until its new one starts, or
-        # another API's autoscaler would take it and leave this one with nothing.
-        if state.deleting or not any(r.version != version.id for r in state.replicas):
-            state.reserved = 0  # nothing (left) to replace
-        else:
-            state.reserved = max(0, state.reserved + actions.made_room - actions.start)
+        # While old replicas go, the room they free is this API's: another API's autoscaler
+        # taking it would leave this one with no replica at all.
+        old = sum(r.version != version.id for r in state.replicas)
+        placed = current + actions.start
+        state.reserved = 0 if state.deleting else min(old, max(0, state.desired - placed))
         for _ in range(actions.start):
             self._start(state)
         for replica_id in actions.retire:
@@ -473,7 +472,7 @@ class LocalEngine:
         loop = asyncio.get_running_loop()
         self._spawn(loop.connect_accepted_socket(lambda: handle, ours))
         if self.logs is not None and pipe is not None:
-            self._spawn(self.logs.attach(state.key, replica_id, pipe[0]))
+            self.logs.attach(state.key, replica_id, pipe[0])
         limit = state.config.api.compute.mem_limit_bytes
         if limit is not None and self.caps is None:
             self.caps = MemoryCaps()

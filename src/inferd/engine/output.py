@@ -37,11 +37,31 @@ class ApiLogs:
         """One line of inferd's own about ``api`` (load errors, restarts, versions)."""
         self.file(api).write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {api} [inferd] {text}")
 
-    async def attach(self, api: str, replica_id: str, read_fd: int) -> None:
-        """Copy what the replica writes on ``read_fd`` into the API's log until it closes."""
+    def attach(self, api: str, replica_id: str, read_fd: int) -> None:
+        """Copy what the replica writes on ``read_fd`` into the API's log until it closes.
+
+        The fd is watched with ``add_reader`` and closed here at its end: this code alone owns
+        it (a pipe transport and a file object both closing it would close a reused number).
+        """
         loop = asyncio.get_running_loop()
-        pipe = os.fdopen(read_fd, "rb", buffering=0)
-        await loop.connect_read_pipe(lambda: ReplicaOutput(self.file(api), api, replica_id), pipe)
+        os.set_blocking(read_fd, False)
+        output = ReplicaOutput(self.file(api), api, replica_id)
+
+        def readable() -> None:
+            try:
+                data = os.read(read_fd, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                output.data_received(data)
+                return
+            loop.remove_reader(read_fd)
+            os.close(read_fd)
+            output.connection_lost(None)
+
+        loop.add_reader(read_fd, readable)
 
     def close(self) -> None:
         for out in self._files.values():

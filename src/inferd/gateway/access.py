@@ -48,6 +48,7 @@ class AccessLog:
                 "status": status,
                 "latency_ms": round(latency * 1000, 3),
                 "replica": conn.replica_id or None,
+                "trace_id": trace_id(conn.extra_headers),
             }
         )
         self._pending.setdefault(api, []).append(line)
@@ -82,3 +83,9 @@ class AccessLog:
         for out in self._files.values():
             out.close()
         self._files.clear()
+
+
+def trace_id(headers: bytes) -> str | None:
+    """The trace id of the ``traceparent`` answer header among ``headers`` (``None``: untraced)."""
+    start = headers.find(b"traceparent: 00-")
+    return headers[start + 16 : start + 48].decode() if start >= 0 else None

@@ -25,6 +25,7 @@ from inferd.gateway.http import HttpConnection, Request
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
+from inferd.gateway.tracing import Tracer, traceparent
 from inferd.gateway.traffic import Splitters
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
@@ -75,6 +76,8 @@ class Gateway:
         self.splitters = Splitters()
         # Sampled requests and answers of APIs with payload_log, until the operator writes them.
         self.payloads = PayloadBuffer()
+        # OpenTelemetry stage spans (gateway/tracing.py): only with the otel extra configured.
+        self.tracer = Tracer.from_environment()
         self.connections: set[HttpConnection] = set()
         # APIs the project being served will have: not ready until they exist and are ready.
         self.expected: set[str] = set()
@@ -189,6 +192,9 @@ class Gateway:
                 return
             if not self.authorized(conn, request.headers, queue, "cortex"):
                 return
+            given = request.headers.get(b"traceparent")
+            if given is not None or self.tracer is not None:  # W3C Trace Context, returned
+                conn.extra_headers += traceparent(given)[1]
             if method == b"POST":
                 debug = b"debug=true" in request.query.lower()
                 self.dispatch(
@@ -389,6 +395,8 @@ class Gateway:
             binary_header = messages.META.unpack_from(meta)[4]
             if binary_header:
                 headers = b"Inference-Header-Content-Length: %d\r\n" % binary_header
+        if self.tracer is not None:
+            self.tracer.record(queue, conn, status, meta)
         if not self.metrics:
             return headers
         now = perf_counter()

@@ -60,6 +60,7 @@ WANTED_HEADERS = frozenset(
         b"x-api-key",
         b"inference-header-content-length",
         b"accept",
+        b"traceparent",  # W3C Trace Context (gateway/tracing.py)
     }
 )
 

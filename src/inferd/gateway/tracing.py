@@ -1,0 +1,98 @@
+"""W3C Trace Context at the gateway, and OpenTelemetry stage spans when the extra is configured.
+
+A request's ``traceparent`` is kept (or one is started) and returned in the answer. With the
+``inferd[otel]`` extra installed and ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, each answered request
+exports a ``request`` span with four children, ``queue``, ``pre_inference``, ``model`` and
+``post_inference``, timed from what the replica reported: the spans are made after the answer,
+never while the request waits.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from inferd.replica import messages
+
+if TYPE_CHECKING:
+    from inferd.gateway.http import HttpConnection
+    from inferd.gateway.queue import ApiQueue
+
+TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+STAGES = ("pre_inference", "model", "post_inference")
+
+
+def traceparent(given: bytes | None) -> tuple[bytes, bytes]:
+    """The request's trace id and its ``traceparent`` answer header (a new trace when none came)."""
+    match = TRACEPARENT.match(given.strip().lower()) if given else None
+    trace = match.group(1) if match and match.group(1) != b"0" * 32 else os.urandom(16).hex().encode()
+    flags = match.group(3) if match else b"01"
+    span = os.urandom(8).hex().encode()
+    return trace, b"traceparent: 00-" + trace + b"-" + span + b"-" + flags + b"\r\n"
+
+
+class Tracer:
+    """Makes the stage spans of answered requests with an OpenTelemetry ``TracerProvider``."""
+
+    def __init__(self, provider: Any) -> None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self.tracer = provider.get_tracer("inferd.gateway")
+        self.propagator = TraceContextTextMapPropagator()
+
+    @classmethod
+    def from_environment(cls) -> Tracer | None:
+        """A tracer exporting over OTLP when configured and installed (else ``None``)."""
+        if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            return None
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
+                OTLPSpanExporter,
+            )
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        except ImportError:
+            return None
+        provider = TracerProvider(resource=Resource.create({"service.name": "inferd"}))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        return cls(provider)
+
+    def record(self, queue: ApiQueue, conn: HttpConnection, status: int, meta: bytes) -> None:
+        header = conn.extra_headers
+        start = header.find(b"traceparent: ")
+        carrier = (
+            {"traceparent": header[start + 13 : header.find(b"\r\n", start)].decode()} if start >= 0 else {}
+        )
+        context = self.propagator.extract(carrier)
+        now = perf_counter()
+        to_ns = time.time_ns() - int(now * 1e9)  # perf_counter seconds -> wall-clock ns
+
+        def at(moment: float) -> int:
+            return to_ns + int(moment * 1e9)
+
+        attributes = {
+            "inferd.api": queue.key,
+            "http.status_code": status,
+            "inferd.request_id": conn.request_id.decode(),
+        }
+        root = self.tracer.start_span(
+            "request", context=context, start_time=at(conn.started), attributes=attributes
+        )
+        from opentelemetry import trace
+
+        inner = trace.set_span_in_context(root, context)
+        moment = conn.sent_at if conn.sent_at >= conn.started else conn.started
+        self.tracer.start_span("queue", context=inner, start_time=at(conn.started)).end(end_time=at(moment))
+        timings = messages.META.unpack_from(meta)[:3] if meta else (math.nan,) * 3
+        for name, seconds in zip(STAGES, timings, strict=True):
+            length = 0.0 if math.isnan(seconds) else seconds
+            self.tracer.start_span(name, context=inner, start_time=at(moment)).end(
+                end_time=at(moment + length)
+            )
+            moment += length
+        root.end(end_time=at(now))

@@ -59,6 +59,8 @@ def test_replicas_come_from_the_zygote_and_a_dead_zygote_stops_nothing(serve: Se
     (zygote,) = zygote_pids(server.process.pid)
     assert child_pids(zygote) == {replica}
     assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+    # its output reaches the server's, as a spawned replica's does
+    wait_for(lambda: f"replica is ready (pid {replica})" in server.log(), 30, "the replica's log line")
     # forked replicas hold none of the gateway's sockets: only their own socketpair end
     sockets = [os.readlink(f"/proc/{replica}/fd/{fd}") for fd in os.listdir(f"/proc/{replica}/fd")]
     assert sum(target.startswith("socket:") for target in sockets) == 1

@@ -9,7 +9,8 @@
   start): time from "replica wanted" (the engine's count raised) to "replica ready" (its READY
   frame), forked by the runtime's zygote and spawned the plain way (``INFERD_ZYGOTE=0``),
   beside the time the model alone takes to load in a process that already did the imports.
-  ``python bench/startup.py --second`` runs only this part.
+  ``python bench/startup.py --second`` runs only this part (``--doc``: and adds its section to
+  docs/benchmarks.md, as ``make bench`` does).
 """
 
 from __future__ import annotations
@@ -151,25 +152,56 @@ def model_load(example: str, module: str) -> float:
     return float(out.split()[-1])
 
 
-def second_replicas(runs: int = 3) -> None:
+def second_replicas(runs: int = 3, doc: Path | None = None) -> None:
+    """Time the second replica of each example, forked and spawned; add a section to ``doc``."""
     runs = int(os.environ.get("INFERD_BENCH_RUNS", runs))
+    rows = []
     for example, module in (("iris-onnx", "onnxruntime"), ("iris-tensorflow", "tensorflow")):
         forked = [asyncio.run(second_replica(example, True)) for _ in range(runs)]
         spawned = [asyncio.run(second_replica(example, False)) for _ in range(runs)]
-        load = [model_load(example, module) for _ in range(runs)]
-        print(
-            f"second replica of examples/{example}, wanted -> ready (median of {runs}): "
-            f"forked by the zygote {statistics.median(w for w, _ in forked):.3f} s wall, "
-            f"{statistics.median(c for _, c in forked):.3f} s CPU of the replica; spawned "
-            f"{statistics.median(w for w, _ in spawned):.2f} s wall, "
-            f"{statistics.median(c for _, c in spawned):.2f} s CPU; the model's load alone "
-            f"{statistics.median(load):.3f} s wall"
+        load = statistics.median(model_load(example, module) for _ in range(runs))
+        row = (
+            example,
+            statistics.median(w for w, _ in forked),
+            statistics.median(c for _, c in forked),
+            statistics.median(w for w, _ in spawned),
+            statistics.median(c for _, c in spawned),
+            load,
         )
+        rows.append(row)
+        print(
+            f"second replica of examples/{example}, wanted -> ready (median of {runs}): forked by "
+            f"the zygote {row[1]:.3f} s wall, {row[2]:.3f} s CPU of the replica; spawned "
+            f"{row[3]:.2f} s wall, {row[4]:.2f} s CPU; the model's load alone {load:.3f} s wall"
+        )
+    if doc is not None and doc.exists():
+        with doc.open("a", encoding="utf-8") as out:
+            out.write(second_replica_section(rows, runs, os.getloadavg()[0]))
+
+
+def second_replica_section(
+    rows: list[tuple[str, float, float, float, float, float]], runs: int, load: float
+) -> str:
+    lines = [
+        "\n## Cost per replica: start time (`python bench/startup.py --second`)\n\n",
+        "The second replica of an example (the first one ready): from the engine's count raised to "
+        "the replica's READY frame, forked by the runtime's zygote and spawned as a fresh process "
+        f"(`INFERD_ZYGOTE=0`), median of {runs} runs; CPU is the new replica's own user + system "
+        "time from /proc/PID/stat at READY (a fork's starts at zero), which the machine's load "
+        f"(load average {load:.1f} at the end of this run) does not inflate as it does wall time. "
+        "The model's load: `Predictor(...)` timed in a process that already did the imports.\n\n",
+        "| example | forked: wall | forked: CPU | spawned: wall | spawned: CPU | model load alone |\n",
+        "| --- | ---: | ---: | ---: | ---: | ---: |\n",
+    ]
+    for example, fw, fc, sw, sc, load_s in rows:
+        lines.append(f"| {example} | {fw:.3f} s | {fc:.3f} s | {sw:.2f} s | {sc:.2f} s | {load_s:.3f} s |\n")
+    return "".join(lines)
 
 
 def main() -> int:
+    doc = ROOT / "docs" / "benchmarks.md"
     if "--second" in sys.argv:
-        second_replicas()
+        second_replicas(doc=doc if "--doc" in sys.argv else None)
         return 0
     for example in ("iris-onnx", "iris-tensorflow", "iris-predictor"):
         runs = [serve_to_healthy(example) for _ in range(3)]
@@ -236,7 +268,7 @@ def main() -> int:
         )
     finally:
         subprocess.run([INFERD, "down"], env=env, capture_output=True)
-    second_replicas()
+    second_replicas(doc=doc)  # `make bench` wrote the file just before: add the section
     return 0
 
 

@@ -100,3 +100,14 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
         }
     assert answered == {"candidate"}
     assert "100%" in inferd.run("get").stdout
+
+    # The promotion is recorded: an operator restarted with `down` / `up` keeps it.
+    inferd.run("down")
+    inferd.run("up")
+    inferd.wait_status("candidate", "live")
+    with requests.Session() as session:
+        after = {
+            session.post(inferd.url + "/shop/front", json={"x": 1}, timeout=30).headers["X-Inferd-Api"]
+            for _ in range(20)
+        }
+    assert after == {"candidate"}

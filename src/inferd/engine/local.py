@@ -301,10 +301,11 @@ class LocalEngine:
         if version.retry is not None and 0 < version.retry_at <= now and not state.deleting:
             version.retry_at = 0.0
             self._spawn(self._retry_fetch(state.key, version))
-        room = 0 if version.spec is None or now < version.next_start else self._room(state)
+        blocked = version.spec is None or now < version.next_start
+        room = 0 if blocked else self._room(state)
         views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
         draining = sum(r.retired for r in state.replicas)
-        actions = plan(state.desired, version.id, views, room, draining)
+        actions = plan(state.desired, version.id, views, room, draining, blocked)
         current = sum(r.version == version.id for r in state.replicas if not r.retired)
         replacing = any(r.version != version.id for r in state.replicas)
         state.unschedulable = (

@@ -28,11 +28,20 @@ class Plan:
     made_room: bool = False  # an old replica was retired to make room for a new one
 
 
-def plan(desired: int, version: str, replicas: list[ReplicaView], can_start: int, draining: int = 0) -> Plan:
+def plan(
+    desired: int,
+    version: str,
+    replicas: list[ReplicaView],
+    can_start: int,
+    draining: int = 0,
+    blocked: bool = False,
+) -> Plan:
     """Actions for one API: how many replicas of ``version`` to start, which to retire.
 
     ``can_start`` is how many more replicas this machine has room for; ``draining`` how many
     of this API's retired replicas are still finishing (their room comes back when they exit).
+    ``blocked``: ``version`` cannot start now for a reason other than room (it failed to
+    prepare, or waits out a crash back-off), so no old replica is retired to make room.
     """
     current = [r for r in replicas if r.version == version]
     old = [r for r in replicas if r.version != version]
@@ -43,7 +52,8 @@ def plan(desired: int, version: str, replicas: list[ReplicaView], can_start: int
     if ready_current >= desired or not old_ready:
         result.retire.extend(r.id for r in old_ready)
     elif (
-        result.start == 0
+        not blocked
+        and result.start == 0
         and len(current) < desired
         and draining == 0
         and all(r.ready for r in current)

@@ -68,3 +68,11 @@ def test_a_single_replica_without_room_is_replaced_and_requests_wait() -> None:
 def test_with_room_nothing_is_retired_early() -> None:
     result = plan(2, "v2", replicas(("a", "v1", True), ("b", "v1", True)), can_start=2)
     assert result.start == 2 and result.retire == []
+
+
+def test_a_version_that_cannot_start_never_costs_the_old_ones_their_room() -> None:
+    # The new version failed to prepare (requirements, model) or waits out a crash back-off:
+    # the old replicas keep serving, however little room the machine has.
+    for old in (replicas(("a", "v1", True)), replicas(("a", "v1", True), ("b", "v1", True))):
+        result = plan(len(old), "v2", old, can_start=0, blocked=True)
+        assert result.start == 0 and result.retire == [] and not result.made_room

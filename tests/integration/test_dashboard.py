@@ -220,7 +220,8 @@ def test_dashboard_shows_apis_traffic_tracker_and_logs(inferd: Inferd, tmp_path:
             base + "/dashboard/api/overview", cookies={cookie["name"]: cookie["value"]}, timeout=10
         )
         assert overview.status_code == 200
-        assert [api["name"] for api in overview.json()["apis"]] == ["classifier", "species"]
+        # as `inferd get` lists them: by deployment (flowers, iris), then API
+        assert [api["name"] for api in overview.json()["apis"]] == ["species", "classifier"]
         assert all(api["gpus"] == [] for api in overview.json()["apis"])  # no GPU panel on CPUs
 
         def caught_up() -> dict[str, Any] | None:

@@ -182,14 +182,14 @@ async def rollout(root: Path) -> None:
     code = root / "project" / "version.py"
     try:
         await engine.apply(load_project(root / "project"))
-        await wait_until(lambda: engine.describe("a")["status"] == "live")
+        await wait_until(lambda: engine.describe("d/a")["status"] == "live")
         code.write_text("def predict(sample, metadata):\n    return 2\n")
         await engine.apply(load_project(root / "project"))
         holders: list[int] = []
 
         def updated() -> bool:
             holders.append(len(gpu_claims(engine.apis)))
-            info = engine.describe("a")
+            info = engine.describe("d/a")
             return bool(info["up_to_date"] == 1 and info["stale"] == 0)
 
         await wait_until(updated)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from inferd.cli.backends import backend_for, ray_backend
-from inferd.cli.options import env_option
+from inferd.cli.options import env_option, relax_pins_option, wait_option
 from inferd.cli.outcome import wait_deleted, wait_outcome
 from inferd.client import Client
 from inferd.config.load import load_project
@@ -84,18 +84,8 @@ def _deploy_ray(
     is_flag=True,
     help="Deploy even while a previous deploy is updating, or over APIs another folder deployed.",
 )
-@click.option(
-    "--wait/--no-wait",
-    default=True,
-    show_default=True,
-    help="Wait until every API's new version is live (exit 0) or has failed (exit 1).",
-)
-@click.option(
-    "--relax-pins",
-    is_flag=True,
-    help="Install the nearest installable version of a requirements.txt pin that cannot install "
-    "on this Python (2019 pins), with a warning per relaxed pin.",
-)
+@wait_option
+@relax_pins_option
 @env_option
 def deploy(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: Environment) -> None:
     """Create or update the APIs of a project (starts the operator if needed).
@@ -117,18 +107,8 @@ def deploy(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: En
 @click.command()
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
 @click.option("-f", "--force", is_flag=True, help="Refresh even while a previous deploy is updating.")
-@click.option(
-    "--wait/--no-wait",
-    default=True,
-    show_default=True,
-    help="Wait until every API's new version is live (exit 0) or has failed (exit 1).",
-)
-@click.option(
-    "--relax-pins",
-    is_flag=True,
-    help="Install the nearest installable version of a requirements.txt pin that cannot install "
-    "on this Python (2019 pins), with a warning per relaxed pin.",
-)
+@wait_option
+@relax_pins_option
 @env_option
 def refresh(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: Environment) -> None:
     """Redeploy every API of a project, even if nothing changed (new replicas, models reloaded).

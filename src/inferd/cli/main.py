@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from inferd import __version__
-from inferd.cli.options import env_option
+from inferd.cli.options import env_option, relax_pins_option
 from inferd.errors import InferdError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -106,12 +106,7 @@ def cli() -> None:
     help="Run exactly N replicas per API, autoscaling off (an exported Kubernetes pod runs "
     "--replicas 1 and its HorizontalPodAutoscaler scales pods).",
 )
-@click.option(
-    "--relax-pins",
-    is_flag=True,
-    help="Install the nearest installable version of a requirements.txt pin that cannot install "
-    "on this Python (2019 pins), with a warning per relaxed pin.",
-)
+@relax_pins_option
 def serve(
     project_dir: Path,
     host: str,

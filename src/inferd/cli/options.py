@@ -38,3 +38,18 @@ def env_option(function: F) -> F:
         help="Environment to use (see `inferd env list`).",
     )(function)
     return decorated
+
+
+relax_pins_option = click.option(
+    "--relax-pins",
+    is_flag=True,
+    help="Install the nearest installable version of a requirements.txt pin that cannot install "
+    "on this Python (2019 pins), with a warning per relaxed pin.",
+)
+
+wait_option = click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until every API's new version is live (exit 0) or has failed (exit 1).",
+)

@@ -93,6 +93,7 @@ class FakeConnection:
     path = b"/iris/classifier"
     protocol = "cortex"
     replica_id = "classifier-1"
+    extra_headers = b""
 
 
 def test_fifty_thousand_access_lines_stay_within_the_bound(

@@ -272,8 +272,7 @@ class LocalEngine:
             version.error = message
             version.detail = "".join(traceback.format_exception(exc)).rstrip()
             self.sink.api_error(state.key, message)
-        state.status = self._status(state)
-        self.sink.api_status(state.key, state.status)
+        self._publish_status(state)
 
     def _step_recovered(self, state: ApiState) -> None:
         version = state.version
@@ -327,8 +326,7 @@ class LocalEngine:
         if state.deleting and not state.replicas:
             del self.apis[state.key]
             return
-        state.status = self._status(state)
-        self.sink.api_status(state.key, state.status)
+        self._publish_status(state)
         self._report_compute(state)
 
     def _used(self, owner: ApiState | None = None) -> list[Need]:
@@ -368,6 +366,12 @@ class LocalEngine:
             )
             if reason:
                 self._event(state.key, f"compute unavailable: {reason}")
+
+    def _publish_status(self, state: ApiState) -> None:
+        """Work out the API's status and tell the gateway now (a replica turning ready or failing
+        says so at once, not at the next reconcile: /healthz, GET and `inferd get` agree)."""
+        state.status = self._status(state)
+        self.sink.api_status(state.key, state.status)
 
     def _status(self, state: ApiState) -> str:
         version = state.version
@@ -535,10 +539,7 @@ class LocalEngine:
                 version.error = None
                 self.sink.api_error(handle.api, None)
         self.sink.replica_ready(handle.api, handle)
-        # Said now, not at the next reconcile: /healthz turns 200 with this replica, and the
-        # API's status everywhere must already say live by then.
-        state.status = self._status(state)
-        self.sink.api_status(state.key, state.status)
+        self._publish_status(state)
 
     def replica_failed(self, handle: ReplicaHandle, error: str, detail: str) -> None:
         found = self._find(handle)
@@ -549,6 +550,7 @@ class LocalEngine:
             state.version.error = error
             state.version.detail = detail
             self.sink.api_error(handle.api, error)
+            self._publish_status(state)
 
     def replica_closed(self, handle: ReplicaHandle) -> None:
         self.sink.replica_gone(handle.api, handle)

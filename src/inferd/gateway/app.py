@@ -165,7 +165,7 @@ class Gateway:
             return
         queue.error = reason
         if reason is not None and not queue.ready:
-            queue.fail_waiting(503, codec.error_body(f"api '{api}' is not ready: {reason}"))
+            queue.fail_waiting(503, codec.error_body(f"api '{queue.name}' is not ready: {reason}"))
 
     def api_status(self, api: str, status: str) -> None:
         queue = self.apis.get(api)

@@ -16,6 +16,7 @@ from inferd.config.schema import Project
 from inferd.engine import kubernetes as k8s
 from inferd.engine.ray import plan
 from inferd.errors import UsageError
+from inferd.operator.state import key_files
 
 EXTRAS = ("all", "onnx", "tensorflow")
 
@@ -103,22 +104,11 @@ def prepare_folder(out: Path, project: Project) -> None:
             folder.rmdir()
 
 
-def keys_files(project: Project) -> set[Path]:
-    """The API key files of the project's APIs: never copied into a build context."""
-    found = set()
-    for config in project.apis:
-        auth = config.api.auth
-        if auth is not None and auth.keys_file is not None:
-            path = Path(auth.keys_file)
-            found.add((path if path.is_absolute() else project.root / path).resolve())
-    return found
-
-
 def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Path]:
     """Write the build context and manifests into ``out``; the files written."""
     prepare_folder(out, project)
     out.mkdir(parents=True, exist_ok=True)
-    secret = keys_files(project)
+    secret = key_files(project)
     files = [path for path in plan.project_files(project.root) if path.resolve() not in secret]
     _copy_tree(files, project.root, out / "project")
     package = Path(plan.__file__).resolve().parents[2]

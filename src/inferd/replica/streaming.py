@@ -81,25 +81,9 @@ def send_stream(sock: socket.socket, predictor: Predictor, items: Iterator[Any],
     frame = messages.frame
     started = perf_counter()
     count = 0
-    error: str | None = None
+    encoded = _Encoded(predictor, items)
     try:
-        while True:
-            try:
-                item = next(items)
-            except StopIteration:
-                break
-            except Exception as exc:
-                log.error(
-                    "%s failed after %d item(s):\n%s", stage_of(predictor), count, traceback.format_exc()
-                )
-                error = f"{stage_of(predictor)} failed after {count} item(s): {type(exc).__name__}: {exc}"
-                break
-            try:
-                data = codec.dumps(item)
-            except TypeError as exc:
-                error = f"{stage_of(predictor)} yielded a value that is not JSON-serialisable: {exc}"
-                log.error("%s", error)
-                break
+        for data in encoded:
             sendall(frame(chunk, data))
             count += 1
             if stop_requested(sock, buffer):
@@ -110,6 +94,7 @@ def send_stream(sock: socket.socket, predictor: Predictor, items: Iterator[Any],
     timings = dict(predictor.timings)
     timings["model"] = timings.get("model", 0.0) + perf_counter() - started
     meta = messages.pack_meta(timings)
+    error = encoded.error
     if error is not None and count == 0:  # nothing sent yet: a plain error answer (HTTP 500)
         sendall(messages.reply_frame(500, codec.error_body(error)))
         return
@@ -118,6 +103,36 @@ def send_stream(sock: socket.socket, predictor: Predictor, items: Iterator[Any],
     body = b"" if error is None else codec.error_body(error)
     reply = messages.reply_frame(200 if error is None else 500, body, meta)
     sendall(reply[:4] + messages.END + reply[5:])
+
+
+class _Encoded:
+    """A streamed result's items as JSON bytes; ``error`` says why it ended early, if it did."""
+
+    def __init__(self, predictor: Predictor, items: Iterator[Any]) -> None:
+        self.predictor = predictor
+        self.items = items
+        self.error: str | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        stage = stage_of(self.predictor)
+        count = 0
+        while True:
+            try:
+                item = next(self.items)
+            except StopIteration:
+                return
+            except Exception as exc:
+                log.error("%s failed after %d item(s):\n%s", stage, count, traceback.format_exc())
+                self.error = f"{stage} failed after {count} item(s): {type(exc).__name__}: {exc}"
+                return
+            try:
+                data = codec.dumps(item)
+            except TypeError as exc:
+                self.error = f"{stage} yielded a value that is not JSON-serialisable: {exc}"
+                log.error("%s", self.error)
+                return
+            yield data
+            count += 1
 
 
 def _close(items: Iterator[Any], predictor: Predictor) -> None:
@@ -132,28 +147,13 @@ def _close(items: Iterator[Any], predictor: Predictor) -> None:
 
 def http_chunks(predictor: Predictor, items: Iterator[Any], sse: bool) -> Iterator[bytes]:
     """A streamed result as SSE events or NDJSON lines, for a server other than the gateway (Ray)."""
-    count = 0
-    error = ""
+    encoded = _Encoded(predictor, items)
     try:
-        while True:
-            try:
-                item = next(items)
-            except StopIteration:
-                return
-            except Exception as exc:
-                log.error(
-                    "%s failed after %d item(s):\n%s", stage_of(predictor), count, traceback.format_exc()
-                )
-                error = f"{stage_of(predictor)} failed after {count} item(s): {type(exc).__name__}: {exc}"
-                break
-            try:
-                data = codec.dumps(item)
-            except TypeError as exc:
-                error = f"{stage_of(predictor)} yielded a value that is not JSON-serialisable: {exc}"
-                break
-            count += 1
+        for data in encoded:
             yield b"data: " + data + b"\n\n" if sse else data + b"\n"
+        if encoded.error is None:
+            return
     finally:
         _close(items, predictor)
-    body = codec.error_body(error)
+    body = codec.error_body(encoded.error or "")
     yield b"event: error\ndata: " + body + b"\n\n" if sse else body + b"\n"

@@ -85,6 +85,11 @@ class _Collector:
             "Model calls by batch size (APIs with batching).",
             labels=["deployment", "api", "size"],
         )
+        pipelined = CounterMetricFamily(
+            "inferd_pipelined_requests",
+            "Requests written to a busy replica behind others in one write (fast APIs under load).",
+            labels=["deployment", "api"],
+        )
         first_item = HistogramMetricFamily(
             "inferd_stream_first_item_seconds",
             "Streamed answers: time from the request to its first item.",
@@ -125,6 +130,7 @@ class _Collector:
                 stream_items.add_metric(ids, stats.stream_items)
             for size, count in sorted(queue.batch_sizes.items()):
                 batches.add_metric([*ids, str(size)], count)
+            pipelined.add_metric(ids, queue.pipelined)
             for (protocol, status), count in sorted(stats.by_status.items()):
                 requests.add_metric([*ids, protocol, str(status)], count)
             latency.add_metric(ids, _buckets(stats.latency), stats.latency.total)
@@ -152,6 +158,7 @@ class _Collector:
             queued,
             replicas,
             batches,
+            pipelined,
             classes,
             values,
             lowest,

@@ -12,6 +12,7 @@ is no Task, Future or thread per request: waiters (HTTP connections) are called 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,6 +43,12 @@ class QueuedRequest(Protocol):
 
 Entry = tuple[QueuedRequest, bytes, bytes]  # request, frame kind, body
 
+# Pipelining: at most this many requests written to one replica at once, and only while the
+# API's replicas answer in under FAST seconds each (an answer waits for the group's others).
+# ``INFERD_PIPELINE=1`` turns it off (one request per replica at a time).
+PIPELINE = int(os.environ["INFERD_PIPELINE"]) if os.environ.get("INFERD_PIPELINE", "").isdigit() else 8
+FAST = 0.001
+
 
 class ApiQueue:
     """Replicas and waiting requests of one API; lives on the gateway's event loop."""
@@ -61,6 +68,9 @@ class ApiQueue:
         self.auth_error: str | None = None
         self.batch_sizes: dict[int, int] = {}
         self._timer: asyncio.TimerHandle | None = None
+        # Seconds a replica takes per request (smoothed): requests are pipelined only when short.
+        self.service = 1.0
+        self.pipelined = 0  # requests written behind another in one write
 
     def configure(self, config: ApiConfig) -> None:
         """Take a (new) config; what the hot path reads is copied into plain attributes."""
@@ -137,10 +147,16 @@ class ApiQueue:
             self.batch_sizes[len(bodies)] = self.batch_sizes.get(len(bodies), 0) + 1
 
     def replica_answered(self, handle: ReplicaHandle, answers: list[Answer]) -> None:
-        """``handle`` answered: give it its next work first, then answer the clients."""
-        done = self.busy.pop(handle, [])
-        self.running -= len(done)
-        self._next(handle)
+        """``handle`` answered: once it is free, give it its next work first; then answer the clients."""
+        self.running -= len(answers)
+        if handle.waiters:  # the first answers of a pipelined group: the rest are running
+            self.busy[handle] = self.busy[handle][len(answers) :]
+        else:
+            done = self.busy.pop(handle, None)
+            if done:  # the replica's time per request, smoothed
+                each = (perf_counter() - done[0].sent_at) / len(done)
+                self.service += (each - self.service) * 0.25
+            self._next(handle)
         for waiter, status, body, meta in answers:
             waiter.on_reply(status, body, meta)
 
@@ -156,6 +172,9 @@ class ApiQueue:
             return
         batching = self.batching
         if batching is None or waiting[0][1] != messages.PREDICT:
+            if len(waiting) > 1 and handle.pipeline and batching is None and PIPELINE > 1:
+                self._send_group(handle)
+                return
             request, kind, body = waiting.popleft()
             self._send(handle, [request], kind, [body])
             return
@@ -166,6 +185,39 @@ class ApiQueue:
                 self._schedule(wait)
                 return
         self._send_batch(handle, batching.max_batch_size)
+
+    def _send_group(self, handle: ReplicaHandle) -> None:
+        """Several waiting requests in one write to a busy API's replica (each its own model call).
+
+        Every replica is busy (else nothing would wait), so the waiting requests are shared out
+        among the replicas: up to ``PIPELINE`` each, in arrival order. The replica answers them in
+        order and sends their answers together: one write and one read per group on each side
+        instead of per request. Only for APIs whose answers are fast, so that an answer never
+        waits long for those computed after it.
+        """
+        waiting = self.waiting
+        share = -(-len(waiting) // max(1, len(self.replicas)))
+        count = min(PIPELINE, share) if self.service < FAST else 1
+        requests: list[QueuedRequest] = []
+        kinds: list[bytes] = []
+        bodies: list[bytes] = []
+        while waiting and len(requests) < count:
+            request, kind, body = waiting.popleft()
+            if not request.closed:
+                requests.append(request)
+                kinds.append(kind)
+                bodies.append(body)
+        if not requests:
+            self._next(handle)
+            return
+        self.pipelined += len(requests) - 1
+        now = perf_counter()
+        for request in requests:
+            request.sent_at = now
+            request.replica_id = handle.replica_id
+        self.running += len(requests)
+        self.busy[handle] = requests
+        handle.send_group(kinds, bodies, list(requests))
 
     def _send_batch(self, handle: ReplicaHandle, limit: int) -> None:
         requests: list[QueuedRequest] = []

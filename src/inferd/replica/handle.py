@@ -40,7 +40,11 @@ Answer = tuple[Waiter, int, bytes, bytes]
 
 
 class ReplicaOwner(Protocol):
-    """Who dispatches work to the replica (an API's queue): told when it answered."""
+    """Who dispatches work to the replica (an API's queue): told when it answered.
+
+    ``answers`` are in the order the requests were sent; the handle's ``waiters`` hold the
+    requests still running on it (none: it is free for more work).
+    """
 
     def replica_answered(self, handle: ReplicaHandle, answers: list[Answer]) -> None: ...
 
@@ -82,6 +86,8 @@ class ReplicaHandle(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._retiring = False
+        # Whether several requests may be written to it at once (its answers never stream).
+        self.pipeline = False
 
     def __repr__(self) -> str:
         return f"<replica {self.api}/{self.replica_id} {self.state}>"
@@ -96,6 +102,17 @@ class ReplicaHandle(asyncio.Protocol):
         self.waiters = [waiter]
         self.requests += 1
         self._transport.writelines((messages.LENGTH.pack(len(body) + 1), kind, body))
+
+    def send_group(self, kinds: list[bytes], bodies: list[bytes], waiters: list[Waiter]) -> None:
+        """Send several requests in one write; the replica answers them in order."""
+        assert self._transport is not None and not self.waiters
+        self.waiters = waiters
+        self.requests += len(bodies)
+        pack = messages.LENGTH.pack
+        parts: list[bytes] = []
+        for kind, body in zip(kinds, bodies, strict=True):
+            parts += (pack(len(body) + 1), kind, body)
+        self._transport.writelines(parts)
 
     def send_batch(self, bodies: list[bytes], waiters: list[Waiter]) -> None:
         """Send several Cortex-style requests as one ``BATCH`` frame (one model call)."""
@@ -155,6 +172,7 @@ class ReplicaHandle(asyncio.Protocol):
             buffer.clear()
         offset = 0
         end = len(data)
+        answers: list[Answer] = []
         while end - offset >= 4:
             (size,) = messages.LENGTH.unpack_from(data, offset)
             if end - offset - 4 < size:
@@ -165,20 +183,23 @@ class ReplicaHandle(asyncio.Protocol):
             if kind == messages.REPLY or kind == messages.END:
                 status = (data[start] << 8) | data[start + 1]
                 meta_end = start + 4 + ((data[start + 2] << 8) | data[start + 3])
-                waiters, self.waiters = self.waiters, []
-                if waiters:
-                    self._deliver([(waiters[0], status, data[meta_end:offset], data[start + 4 : meta_end])])
+                if self.waiters:
+                    waiter = self.waiters.pop(0)
+                    answers.append((waiter, status, data[meta_end:offset], data[start + 4 : meta_end]))
             elif kind == messages.CHUNK:
                 if self.waiters:
+                    self.pipeline = False  # this API streams: a stream would hold up those behind it
                     self.waiters[0].on_chunk(self, data[start:offset])
             elif kind == messages.BATCH_REPLY:
                 waiters, self.waiters = self.waiters, []
                 replies = messages.parse_batch_reply(data[start:offset])
-                self._deliver([(w, *reply) for w, reply in zip(waiters, replies, strict=False)])
+                answers += [(w, *reply) for w, reply in zip(waiters, replies, strict=False)]
             else:
                 self._lifecycle(kind, data[start:offset])
         if offset < end:
             buffer += data[offset:]
+        if answers:
+            self._deliver(answers)
 
     def _deliver(self, answers: list[Answer]) -> None:
         owner = self.owner
@@ -193,6 +214,7 @@ class ReplicaHandle(asyncio.Protocol):
     def _lifecycle(self, kind: bytes, payload: bytes) -> None:
         info = orjson.loads(payload) if payload else {}
         if kind == messages.READY:
+            self.pipeline = bool(info.pop("pipeline", False))
             self.info = info
             self.state = ReplicaState.READY
             self.events.replica_ready(self)

@@ -10,6 +10,7 @@ reading (its client is slow): that is the backpressure, and the generator waits 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
 import traceback
@@ -43,6 +44,22 @@ def is_stream(result: Any) -> bool:
         if len(_STREAMS) < _REMEMBERED:
             _STREAMS[kind] = known
     return known
+
+
+def may_stream(predictor: Predictor) -> bool:
+    """Whether the user's function is a generator function (known to stream).
+
+    The gateway pipelines requests only to replicas whose answers do not stream: a long stream
+    would hold up the requests written behind it. An iterator returned by a plain function is
+    found at its first item, and the gateway stops pipelining to that API then.
+    """
+    if predictor.code is None:
+        return False
+    name = "predict" if predictor.runtime is None else "post_inference"
+    function = predictor.code.get(name)
+    return function is not None and (
+        inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+    )
 
 
 def stage_of(predictor: Predictor) -> str:

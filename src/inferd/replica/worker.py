@@ -17,6 +17,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from inferd.handler.predictor import Predictor
 from inferd.protocols import tfserving, v2
 from inferd.replica import messages
 from inferd.replica.messages import ReplicaSpec
-from inferd.replica.streaming import is_stream, send_stream, take_stop
+from inferd.replica.streaming import is_stream, may_stream, send_stream, take_stop
 
 log = logging.getLogger("inferd.replica")
 
@@ -160,38 +161,62 @@ def _encode(
     return 200, out, messages.pack_meta(timings, b"" if tracked is None else codec.dumps(tracked), batch)
 
 
+# Answers to pipelined frames go out together (one send, one wake-up of the gateway), unless
+# their computing has taken longer than this: then each leaves as soon as it is ready.
+FLUSH_AFTER = 0.001
+
+
 def serve(sock: socket.socket, predictor: Predictor) -> None:
-    """Answer frames until the gateway closes the socket."""
+    """Answer frames until the gateway closes the socket.
+
+    The gateway may write several request frames at once (it pipelines under load): they are
+    answered in order, and their answers leave in one ``send`` once no complete frame is left
+    in the buffer, or sooner when computing them has taken longer than ``FLUSH_AFTER``.
+    """
     buffer = bytearray()
     recv = sock.recv
     sendall = sock.sendall
     length_of = messages.LENGTH.unpack_from
+    clock = perf_counter
+    unsent: list[bytes] = []
+    since = 0.0  # when computing the oldest unsent answer began
     while True:
-        while len(buffer) < 4:
-            chunk = recv(1 << 16)
-            if not chunk:
-                return
-            buffer += chunk
+        complete = len(buffer) >= 4 and len(buffer) >= 4 + length_of(buffer)[0]
+        if unsent and (not complete or clock() - since > FLUSH_AFTER):
+            sendall(unsent[0] if len(unsent) == 1 else b"".join(unsent))
+            unsent.clear()
+        if not complete:
+            while len(buffer) < 4:
+                chunk = recv(1 << 16)
+                if not chunk:
+                    return
+                buffer += chunk
+            (size,) = length_of(buffer)
+            while len(buffer) < 4 + size:
+                chunk = recv(max(1 << 16, 4 + size - len(buffer)))
+                if not chunk:
+                    return
+                buffer += chunk
         (size,) = length_of(buffer)
-        while len(buffer) < 4 + size:
-            chunk = recv(max(1 << 16, 4 + size - len(buffer)))
-            if not chunk:
-                return
-            buffer += chunk
         kind = bytes(buffer[4:5])
         body = bytes(buffer[5 : 4 + size])
         del buffer[: 4 + size]
-        if kind == messages.BATCH:
-            sendall(answer_batch(predictor, body))
-            continue
         if kind == messages.STOP:  # for a stream that had already ended
             continue
-        reply = answer(predictor, kind, body)
-        if type(reply) is tuple:
-            sendall(messages.reply_frame(*reply))
-        else:
-            send_stream(sock, predictor, reply, buffer)  # type: ignore[arg-type]
-            take_stop(buffer)
+        if not unsent:
+            since = clock()
+        if kind == messages.BATCH:
+            unsent.append(answer_batch(predictor, body))
+            continue
+        answered = answer(predictor, kind, body)
+        if type(answered) is tuple:
+            unsent.append(messages.reply_frame(*answered))
+            continue
+        if unsent:
+            sendall(b"".join(unsent))
+            unsent.clear()
+        send_stream(sock, predictor, answered, buffer)  # type: ignore[arg-type]
+        take_stop(buffer)
 
 
 def read_spec(sock: socket.socket) -> ReplicaSpec:
@@ -274,7 +299,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
         info: dict[str, Any] = {"error": summary, "detail": detail}
         sock.sendall(messages.frame(messages.FAILED, codec.dumps(info)))
         return 1
-    ready = {"pid": os.getpid(), **predictor.describe()}
+    ready = {"pid": os.getpid(), "pipeline": not may_stream(predictor), **predictor.describe()}
     sock.sendall(messages.frame(messages.READY, codec.dumps(ready)))
     log.info("replica is ready (pid %d)", os.getpid())
     with contextlib.suppress(ConnectionError, OSError):

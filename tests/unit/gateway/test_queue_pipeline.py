@@ -1,0 +1,109 @@
+"""Which waiting requests an API's queue writes to a replica at once (pure dispatch logic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from inferd.config.schema import Api, ApiConfig
+from inferd.gateway import queue as queue_module
+from inferd.gateway.queue import ApiQueue
+from inferd.gateway.stream import Stream
+from inferd.replica import messages
+from inferd.replica.handle import ReplicaHandle, ReplicaState
+
+
+class Request:
+    closed = False
+    started = sent_at = 0.0
+    replica_id = ""
+
+    def __init__(self) -> None:
+        self.stream: Stream | None = None
+        self.replies: list[tuple[int, bytes]] = []
+
+    def on_reply(self, status: int, body: bytes, meta: bytes) -> None:
+        self.replies.append((status, body))
+
+    def on_chunk(self, handle: Any, payload: bytes) -> None:
+        raise AssertionError("no streams here")
+
+
+class Replica(ReplicaHandle):
+    """A ready replica that records what it was sent instead of writing to a socket."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("api", name, "v1", events=None)  # type: ignore[arg-type]
+        self.state = ReplicaState.READY
+        self.pipeline = True
+        self.writes: list[int] = []  # requests per write
+
+    def send(self, kind: bytes, body: bytes, waiter: Any) -> None:
+        self.waiters = [waiter]
+        self.writes.append(1)
+
+    def send_group(self, kinds: list[bytes], bodies: list[bytes], waiters: list[Any]) -> None:
+        self.waiters = list(waiters)
+        self.writes.append(len(bodies))
+
+    def answer(self, count: int) -> None:
+        """The replica answers its first ``count`` requests in one read."""
+        answers = [(self.waiters.pop(0), 200, b"ok", b"") for _ in range(count)]
+        self._deliver(answers)
+
+
+def api_queue(replicas: int, service: float) -> tuple[ApiQueue, list[Replica]]:
+    api = Api.model_validate({"kind": "api", "name": "api", "predictor": {"path": "p.py"}})
+    queue = ApiQueue(ApiConfig(api=api, deployment="d", endpoint="/d/api"))
+    queue.service = service
+    handles = [Replica(f"r{i}") for i in range(replicas)]
+    for handle in handles:
+        queue.add(handle)
+    return queue, handles
+
+
+def test_a_fast_apis_waiting_requests_are_shared_out_in_groups() -> None:
+    queue, (first, second) = api_queue(2, service=0.0001)
+    requests = [Request() for _ in range(12)]
+    for request in requests:
+        queue.submit(request, messages.PREDICT, b"{}")
+    assert first.writes == [1] and second.writes == [1]  # idle replicas take one at once
+    first.answer(1)  # 10 wait, 2 replicas: a group of 5 (half the queue)
+    assert first.writes == [1, 5] and queue.pipelined == 4
+    second.answer(1)  # 5 wait: a group of 3
+    assert second.writes == [1, 3]
+    first.answer(2)  # part of a group answered: nothing new is written yet
+    assert first.writes == [1, 5] and queue.running == 6
+    first.answer(3)  # 2 wait, 2 replicas: one each
+    assert first.writes == [1, 5, 1]
+    second.answer(3)
+    assert second.writes == [1, 3, 1]
+    first.answer(1)
+    second.answer(1)
+    assert [request.replies for request in requests] == [[(200, b"ok")]] * 12
+    assert queue.running == 0 and not queue.waiting
+
+
+def test_a_slow_or_streaming_api_gets_one_request_per_replica() -> None:
+    queue, (handle,) = api_queue(1, service=0.05)
+    for _ in range(4):
+        queue.submit(Request(), messages.PREDICT, b"{}")
+    handle.answer(1)
+    assert handle.writes == [1, 1]
+
+    queue, (handle,) = api_queue(1, service=0.0001)
+    handle.pipeline = False  # its answers stream
+    for _ in range(4):
+        queue.submit(Request(), messages.PREDICT, b"{}")
+    handle.answer(1)
+    assert handle.writes == [1, 1]
+
+
+def test_pipelining_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queue_module, "PIPELINE", 1)
+    queue, (handle,) = api_queue(1, service=0.0001)
+    for _ in range(4):
+        queue.submit(Request(), messages.PREDICT, b"{}")
+    handle.answer(1)
+    assert handle.writes == [1, 1] and queue.pipelined == 0

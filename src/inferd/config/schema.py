@@ -256,6 +256,14 @@ class PayloadLog(_Block):
         return int(parse_quantity(self.max_size))
 
 
+class Shadow(_Block):
+    """``shadow:`` (inferd extension): copy a share of the requests to another API of the project;
+    its answers are recorded beside the primary's, never returned."""
+
+    api: str = Field(description="The API of this project that gets the copies")
+    percent: float = Field(100.0, ge=0, le=100, description="Percent of the requests copied")
+
+
 class Api(_Block):
     """``kind: api``: one model served at one endpoint."""
 
@@ -290,6 +298,9 @@ class Api(_Block):
     batching: Batching | None = Field(None, description="inferd extension: adaptive batching")
     payload_log: PayloadLog | None = Field(
         None, description="inferd extension: record sampled requests and answers (off by default)"
+    )
+    shadow: Shadow | None = Field(
+        None, description="inferd extension: copy requests to another API and record its answers"
     )
 
     @field_validator("max_body_size")
@@ -365,6 +376,9 @@ class TrafficSplitter(_Block):
     name: str = Field(description="DNS-1035 name, unique among the APIs and splitters of the file")
     endpoint: str | None = Field(None, description="URL path (default /<deployment>/<splitter>)")
     apis: tuple[SplitterApi, ...] = Field(min_length=1, description="The APIs and their weights")
+    shadow: Shadow | None = Field(
+        None, description="inferd extension: copy requests to another API and record its answers"
+    )
 
     _name = field_validator("name")(_dns_1035)
     _endpoint = field_validator("endpoint")(_canonical_endpoint)
@@ -501,6 +515,8 @@ def check_project(
             api = api.model_copy(update={"auth": api.auth.model_copy(update={"keys_file": absolute})})
         _check_files(root, index, api)
         configs.append(ApiConfig(api=api, deployment=deployment.name, endpoint=endpoint, project_root=root))
+    for index, api in apis:
+        _check_shadow(index, f"api '{api.name}'", api.name, api.shadow, names)
     routes = _check_splitters(deployment.name, splitters or [], names, endpoints)
     return Project(
         root=root, config_file=config_file, deployment=deployment, apis=tuple(configs), splitters=routes
@@ -541,6 +557,7 @@ def _check_splitters(
                     (index, "apis", position, "name"),
                     f"{label}: apis: no api named {entry.name!r} in this project (apis: {known})",
                 )
+        _check_shadow(index, label, splitter.name, splitter.shadow, names)
         endpoint = splitter.endpoint or f"/{deployment}/{splitter.name}"
         for reserved in RESERVED_PATHS:
             if endpoint == reserved or endpoint.startswith(reserved + "/"):
@@ -553,6 +570,20 @@ def _check_splitters(
         endpoints[endpoint] = splitter.name
         routes.append(SplitterConfig(splitter=splitter, deployment=deployment, endpoint=endpoint))
     return tuple(routes)
+
+
+def _check_shadow(index: int, label: str, name: str, shadow: Shadow | None, names: set[str]) -> None:
+    """A shadow names another API of the project."""
+    if shadow is None:
+        return
+    if shadow.api == name:
+        raise FieldError((index, "shadow", "api"), f"{label}: shadow.api: cannot be {name!r} itself")
+    if shadow.api not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise FieldError(
+            (index, "shadow", "api"),
+            f"{label}: shadow.api: no api named {shadow.api!r} in this project (apis: {known})",
+        )
 
 
 def _check_files(root: Path, index: int, api: Api) -> None:

@@ -61,3 +61,40 @@ def test_a_splitter_cannot_take_an_api_name_or_endpoint(tmp_path: Path) -> None:
     assert named.endswith("traffic_splitter 'champion': name: an api or splitter is already named 'champion'")
     taken = error_of(tmp_path, TWO_APIS + splitter(EIGHTY_TWENTY, endpoint="  endpoint: /iris/champion\n"))
     assert taken.endswith("endpoint: /iris/champion is already the endpoint of 'champion'")
+
+
+def test_a_shadow_names_another_api_with_a_percent(tmp_path: Path) -> None:
+    shadowed = DEPLOYMENT + api("  shadow: {api: challenger, percent: 25}\n", name="champion")
+    loaded = load_project(project(tmp_path, shadowed + api(name="challenger")))
+    shadow = loaded.api("champion").api.shadow
+    assert shadow is not None and (shadow.api, shadow.percent) == ("challenger", 25)
+    whole = DEPLOYMENT + api("  shadow: {api: challenger}\n", name="champion") + api(name="challenger")
+    assert load_project(project(tmp_path, whole)).api("champion").api.shadow.percent == 100  # type: ignore[union-attr]
+    on_splitter = TWO_APIS + splitter(EIGHTY_TWENTY) + "  shadow: {api: challenger, percent: 5}\n"
+    assert load_project(project(tmp_path, on_splitter)).splitters[0].splitter.shadow is not None
+
+
+@pytest.mark.parametrize(
+    ("shadow", "expected"),
+    [
+        (
+            "{api: nobody}",
+            "api 'champion': shadow.api: no api named 'nobody' in this project (apis: champion)",
+        ),
+        ("{api: champion}", "api 'champion': shadow.api: cannot be 'champion' itself"),
+        ("{api: champion, percent: 101}", "api 'champion': shadow.percent: must be <= 100.0"),
+        ("{api: champion, percent: -1}", "api 'champion': shadow.percent: must be >= 0.0"),
+        ("{api: champion, share: 3}", "api 'champion': shadow.share: unknown key"),
+    ],
+)
+def test_bad_shadows_are_line_numbered_errors(tmp_path: Path, shadow: str, expected: str) -> None:
+    message = error_of(tmp_path, DEPLOYMENT + api(f"  shadow: {shadow}\n", name="champion"))
+    assert message.startswith("cortex.yaml:") and message.endswith(expected)
+
+
+def test_a_splitters_shadow_must_be_an_api_of_the_project(tmp_path: Path) -> None:
+    text = TWO_APIS + splitter(EIGHTY_TWENTY) + "  shadow: {api: nobody}\n"
+    assert error_of(tmp_path, text).endswith(
+        "traffic_splitter 'recommend': shadow.api: no api named 'nobody' in this project "
+        "(apis: challenger, champion)"
+    )

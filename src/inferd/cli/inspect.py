@@ -50,7 +50,8 @@ def resolve(client: Backend, name: str) -> str:
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @env_option
 def get(api: str | None, watch: bool, verbose: bool, output: str, env: Environment) -> None:
-    """Show the APIs: status, replicas, last update; for one API also its traffic and tracker.
+    """Show the APIs: status, replicas, last update; for one API also its traffic and tracker;
+    for a traffic splitter its weights, the requests each API got and its shadow.
 
     \b
     Columns (as Cortex): up-to-date = ready replicas of the current version; available = all
@@ -79,6 +80,11 @@ def get(api: str | None, watch: bool, verbose: bool, output: str, env: Environme
 
 
 def _get_once(client: Backend, api: str | None, verbose: bool, output: str) -> str:
+    if api is not None and isinstance(client, Client):
+        deployment, _, name = api.rpartition("/")
+        found = [s for s in client.splitters() if s["name"] == name and deployment in ("", s["deployment"])]
+        if found:  # a traffic splitter: its weights, requests per API and shadow
+            return json.dumps(found, indent=2) if output == "json" else splitter_rows(found)
     if api is not None:
         detail = client.api(resolve(client, api))
         return json.dumps([detail], indent=2) if output == "json" else render.api_detail(detail, verbose)

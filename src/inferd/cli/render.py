@@ -94,6 +94,16 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
             ],
         )
     )
+    shadow = api.get("shadow")
+    if shadow:  # copies of its requests go to another API (gateway/shadow.py)
+        row = [
+            shadow["api"],
+            f"{shadow['percent']:g}%",
+            shadow["sent"],
+            shadow["dropped"],
+            shadow["answered"],
+        ]
+        parts.append(table(["shadow", "percent", "sent", "dropped", "answered"], [row]))
     streams = metrics.get("streams")
     if streams:  # an API whose answers stream
         parts.append(

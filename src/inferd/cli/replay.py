@@ -1,7 +1,8 @@
-"""``inferd replay``: send an API's recorded requests to another API and compare the answers.
+"""``inferd replay``: send an API's recorded requests to another API and compare the answers, or
+(``--shadow``) compare them with the answers its shadow gave, recorded beside them.
 
-The result of the last replay against each API is kept under ``$INFERD_HOME/replays`` so that
-``inferd promote`` can refuse a candidate that agreed too little.
+The result of the last replay (or shadow comparison) against each API is kept under
+``$INFERD_HOME/replays`` so that ``inferd promote`` can refuse a candidate that agreed too little.
 """
 
 from __future__ import annotations
@@ -114,9 +115,64 @@ def compare(records: list[dict[str, Any]], url: str, tolerance: float) -> dict[s
     }
 
 
+def compare_shadow(records: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """Compare each record's answer with its shadow's (recorded beside it): no request is sent."""
+    agreed, errors, status_changes = 0, 0, 0
+    examples: list[dict[str, Any]] = []
+    for record in records:
+        shadow = record["shadow"]
+        if shadow["status"] != record["status"]:
+            status_changes += 1
+            if shadow["status"] >= 400:
+                errors += 1
+        if shadow["status"] == record["status"] and agree(record["response"], shadow["response"], tolerance):
+            agreed += 1
+        elif len(examples) < SHOWN:
+            examples.append(
+                {
+                    "request_id": record["request_id"],
+                    "request": record["request"].get("json"),
+                    "recorded": {"status": record["status"], **record["response"]},
+                    "replayed": {"status": shadow["status"], **shadow["response"]},
+                }
+            )
+    count = len(records)
+    recorded_ms = [float(r["latency_ms"]) for r in records]
+    shadow_ms = [float(r["shadow"]["latency_ms"]) for r in records]
+    return {
+        "requests": count,
+        "agreement": round(agreed / count, 6) if count else None,
+        "disagreements": count - agreed,
+        "errors": errors,
+        "status_changes": status_changes,
+        "latency_ms": {
+            "recorded": {"p50": percentile(recorded_ms, 0.5), "p99": percentile(recorded_ms, 0.99)},
+            "replayed": {"p50": percentile(shadow_ms, 0.5), "p99": percentile(shadow_ms, 0.99)},
+        },
+        "first_disagreements": examples,
+    }
+
+
+def _shadowed(home: Path, key: str, count: int) -> tuple[str, list[dict[str, Any]]]:
+    """The shadow API of ``key``'s last shadowed record, and the last ``count`` records it answered."""
+    records = [r for r in read_payloads(home, key) if isinstance(r.get("shadow"), dict)]
+    if not records:
+        raise NotFoundError(
+            f"api '{key}' has no recorded shadow answers (set shadow: {{api: OTHER, percent: 10}} on it, "
+            "or on a splitter that sends it requests)"
+        )
+    against = str(records[-1]["shadow"]["api"])
+    return against, [r for r in records if r["shadow"]["api"] == against][-count:]
+
+
 @click.command()
 @click.argument("api")
-@click.option("--against", "other", required=True, help="The API to send the recorded requests to.")
+@click.option("--against", "other", default=None, help="The API to send the recorded requests to.")
+@click.option(
+    "--shadow",
+    is_flag=True,
+    help="Compare the answers API's shadow gave (recorded beside API's) instead of replaying.",
+)
 @click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True, help="The last N.")
 @click.option(
     "--tolerance",
@@ -127,48 +183,57 @@ def compare(records: list[dict[str, Any]], url: str, tolerance: float) -> dict[s
 )
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @env_option
-def replay(api: str, other: str, count: int, tolerance: float, output: str, env: Environment) -> None:
-    """Send API's recorded requests (payload_log) to OTHER and compare the answers.
+def replay(
+    api: str, other: str | None, shadow: bool, count: int, tolerance: float, output: str, env: Environment
+) -> None:
+    """Send API's recorded requests (payload_log) to OTHER and compare the answers; or, with
+    --shadow, compare API's recorded answers with its shadow's.
 
-    \\b
+    \b
     Examples:
       inferd replay champion --against challenger
       inferd replay champion --against challenger -n 200 --tolerance 1e-6 -o json
+      inferd replay champion --shadow
     """
     from inferd.cli.inspect import resolve
 
+    if (other is None) == (not shadow):
+        raise UsageError("give either --against OTHER or --shadow")
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("payload logs are kept by the local operator; use an environment of provider local")
-    key, against = resolve(client, api), resolve(client, other)
-    records = [
-        r
-        for r in read_payloads(client.home, key, count)
-        if "json" in r["request"] and r["protocol"] == "cortex"
-    ]
-    if not records:
-        raise NotFoundError(
-            f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"
-        )
-    result = {
-        "api": key,
-        "against": against,
-        "tolerance": tolerance,
-        **compare(records, client.api(against)["url"], tolerance),
-    }
+    key = resolve(client, api)
+    if shadow:
+        against, shadowed = _shadowed(client.home, key, count)
+        compared = compare_shadow(shadowed, tolerance)
+    else:
+        assert other is not None
+        against = resolve(client, other)
+        records = [
+            r
+            for r in read_payloads(client.home, key, count)
+            if "json" in r["request"] and r["protocol"] == "cortex"
+        ]
+        if not records:
+            raise NotFoundError(
+                f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"
+            )
+        compared = compare(records, client.api(against)["url"], tolerance)
+    result = {"api": key, "against": against, "shadow": shadow, "tolerance": tolerance, **compared}
     write_private(replay_path(client.home, against), json.dumps({**result, "time": time.time()}))
     if output == "json":
         click.echo(json.dumps(result, indent=2))
         return
     latency = result["latency_ms"]
+    how = "compared with its shadow" if shadow else "replayed against"
     click.echo(
-        f"{result['requests']} requests of '{key}' replayed against '{against}': agreement "
+        f"{result['requests']} requests of '{key}' {how} '{against}': agreement "
         f"{result['agreement']:.1%}, {result['disagreements']} disagreements, {result['errors']} errors, "
         f"{result['status_changes']} status changes"
     )
     click.echo(
         f"latency p50/p99: recorded {latency['recorded']['p50']}/{latency['recorded']['p99']} ms, "
-        f"replayed {latency['replayed']['p50']}/{latency['replayed']['p99']} ms"
+        f"{'shadow' if shadow else 'replayed'} {latency['replayed']['p50']}/{latency['replayed']['p99']} ms"
     )
     for example in result["first_disagreements"]:
         sides = f"{json.dumps(example['recorded'])} -> {json.dumps(example['replayed'])}"
@@ -182,7 +247,7 @@ def replay(api: str, other: str, count: int, tolerance: float, output: str, env:
     "--min-agreement",
     type=click.FloatRange(0, 1),
     default=None,
-    help="Refuse when the last replay against API agreed less (0..1).",
+    help="Refuse when the last replay against API (or shadow comparison with it) agreed less (0..1).",
 )
 @env_option
 def promote(splitter: str, api: str, min_agreement: float | None, env: Environment) -> None:
@@ -202,12 +267,14 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
         path = replay_path(client.home, f"{deployment}/{api}")
         if not path.is_file():
             raise ConflictError(
-                f"api '{api}' has no replay to judge it by; run `inferd replay API --against {api}` first"
+                f"api '{api}' has no replay to judge it by; run `inferd replay API --against {api}` "
+                f"(or `inferd replay API --shadow` where {api} is API's shadow) first"
             )
         last = json.loads(path.read_text())
         if last["agreement"] is None or last["agreement"] < min_agreement:
+            which = "shadow comparison of" if last.get("shadow") else "replay of"
             raise ConflictError(
-                f"not promoting '{api}': the last replay of '{last['api']}' against it agreed "
+                f"not promoting '{api}': the last {which} '{last['api']}' against it agreed "
                 f"{last['agreement']:.1%} ({last['requests'] - last['disagreements']} of {last['requests']} "
                 f"requests), below --min-agreement {min_agreement:.1%}"
             )

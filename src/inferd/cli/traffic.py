@@ -27,7 +27,21 @@ def splitter_rows(splitters: Sequence[dict[str, Any]]) -> str:
             name = splitter["name"] if position == 0 else ""
             endpoint = splitter["endpoint"] if position == 0 else ""
             rows.append([name, endpoint, entry["name"], f"{entry['weight']}%", entry["requests"], share])
-    return table(["splitter", "endpoint", "api", "weight", "requests", "share"], rows)
+    text = table(["splitter", "endpoint", "api", "weight", "requests", "share"], rows)
+    shadows = [
+        [
+            s["name"],
+            s["shadow"]["api"],
+            f"{s['shadow']['percent']:g}%",
+            s["shadow"]["sent"],
+            s["shadow"]["dropped"],
+        ]
+        for s in splitters
+        if s.get("shadow")
+    ]
+    if shadows:
+        text += "\n\n" + table(["splitter", "shadow", "percent", "sent", "dropped"], shadows)
+    return text
 
 
 def _shown(body: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from random import random
 from time import perf_counter
 from typing import Any
 
@@ -25,6 +24,7 @@ from inferd.gateway.http import HttpConnection, Request
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
+from inferd.gateway.shadow import Shadows
 from inferd.gateway.tracing import Tracer, traceparent
 from inferd.gateway.traffic import Splitters
 from inferd.replica import messages
@@ -76,6 +76,8 @@ class Gateway:
         self.splitters = Splitters()
         # Sampled requests and answers of APIs with payload_log, until the operator writes them.
         self.payloads = PayloadBuffer()
+        # Shadow routes (gateway/shadow.py): copies of requests to other APIs, answers recorded.
+        self.shadows = Shadows(self.apis, self.payloads)
         # OpenTelemetry stage spans (gateway/tracing.py): only with the otel extra configured.
         self.tracer = Tracer.from_environment()
         self.connections: set[HttpConnection] = set()
@@ -97,6 +99,8 @@ class Gateway:
         else:
             self.endpoints.pop(queue.endpoint.encode(), None)
             queue.configure(config)
+        queue.shadow = self.shadows.route(config.key, config.deployment, config.api.shadow)
+        queue.observed = bool(queue.sample) or queue.shadow is not None
         self.endpoints[config.endpoint.encode()] = queue
         queue.keys, queue.auth_error = [], None
         if config.api.auth is not None:
@@ -110,6 +114,13 @@ class Gateway:
     def set_splitters(self, deployment: str, configs: tuple[SplitterConfig, ...]) -> None:
         """Make ``configs`` the traffic splitters of ``deployment`` (a redeploy swaps them at once)."""
         self.splitters.replace(deployment, configs)
+        for splitter in self.splitters.by_name.values():
+            if splitter.config.deployment == deployment:
+                key = f"{deployment}/{splitter.name}"
+                splitter.shadow = self.shadows.route(key, deployment, splitter.config.splitter.shadow)
+        for source in [s for s in self.shadows.routes if s.partition("/")[0] == deployment]:
+            if source not in self.apis and source.partition("/")[2] not in self.splitters.by_name:
+                self.shadows.forget(source)
 
     def expect(self, names: list[str]) -> None:
         """The APIs about to be created (their keys): readiness waits for them (set before
@@ -120,6 +131,7 @@ class Gateway:
         self.expected.discard(name)
         queue = self.apis.pop(name, None)
         if queue is not None:
+            self.shadows.forget(name)
             self.endpoints.pop(queue.endpoint.encode(), None)
             self._index_models()
             queue.fail_waiting(404, codec.error_body(f"api '{name}' was deleted"))
@@ -249,8 +261,8 @@ class Gateway:
                 conn, queue, 503, f"api '{queue.name}' is overloaded ({waiting} requests waiting)", protocol
             )
         else:
-            if queue.sample:  # payload_log: this request is recorded with its answer
-                conn.recording = body if random() < queue.sample else None
+            if queue.observed or conn.shadow is not None:  # payload_log, shadow: recorded, copied
+                self.shadows.observe(conn, queue, conn.shadow or queue.shadow, kind, body, protocol)
             conn.submit(queue, kind, body, protocol)
 
     def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
@@ -296,6 +308,7 @@ class Gateway:
         queue = splitter.pick(self.apis)
         if queue is not None:
             conn.extra_headers = splitter.headers[queue.key]
+            conn.shadow = splitter.shadow
         return queue
 
     def model(self, conn: HttpConnection, name: str) -> ApiQueue | None:
@@ -307,6 +320,7 @@ class Gateway:
                 queue = splitter.pick(self.apis)
                 if queue is not None:
                     conn.extra_headers = splitter.headers[queue.key]
+                    conn.shadow = splitter.shadow
         return queue
 
     def visible(self, headers: dict[bytes, bytes]) -> list[ApiQueue]:
@@ -412,7 +426,12 @@ class Gateway:
     def record(
         self, queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes
     ) -> None:
-        self.payloads.add(queue, conn, request, status, answer)
+        copy = conn.copy
+        if copy is None:
+            self.payloads.add(queue, conn, request, status, answer)
+        else:
+            conn.copy = None
+            self.shadows.follow(copy, queue, conn, request, status, answer)
 
     def describe(self, queue: ApiQueue, brief: bool = False) -> dict[str, Any]:
         """What ``GET <endpoint>`` answers: status, replicas and the signature."""
@@ -486,7 +505,7 @@ class Gateway:
 
     async def drain(self, grace: float) -> None:
         """Refuse new predictions, then wait up to ``grace`` s for accepted ones to finish."""
-        self.draining = True
+        self.draining = self.shadows.draining = True
         deadline = time.monotonic() + grace
         while self.total_in_flight() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)

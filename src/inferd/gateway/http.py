@@ -29,6 +29,7 @@ from inferd.gateway.wire import valid_id as valid_id
 
 if TYPE_CHECKING:
     from inferd.gateway.queue import ApiQueue
+    from inferd.gateway.shadow import ShadowCopy, ShadowRoute
     from inferd.gateway.stream import Stream
     from inferd.replica.handle import ReplicaHandle
 
@@ -116,6 +117,8 @@ class HttpConnection(asyncio.Protocol):
         self.request_id = b""
         self.extra_headers = b""  # set by a route for this answer (a splitter's X-Inferd-Api)
         self.recording: bytes | None = None  # the request body, when payload_log samples it
+        self.shadow: ShadowRoute | None = None  # set by a splitter with a shadow for this request
+        self.copy: ShadowCopy | None = None  # this request's shadow copy, sent once it is answered
         self.keep_alive = True
         # edge state: phase and since (for the sweep), head bytes, pauses, an early refusal
         self.phase = HEAD
@@ -287,6 +290,7 @@ class HttpConnection(asyncio.Protocol):
         self.path = request.path
         self.headers = request.headers
         self.extra_headers = b""
+        self.shadow = None
         if not request.method:  # a body found too large while earlier requests were answered
             self.respond(413, request.body, close=True)
             return

@@ -20,14 +20,37 @@ if TYPE_CHECKING:
     from inferd.gateway.queue import ApiQueue
 
 MAX_PENDING = 10_000
+DEFAULT_MAX_BYTES = 1 << 24  # payload_log's default max_size (16Mi)
 
 
-def _body(data: bytes) -> dict[str, Any]:
+def body_of(data: bytes) -> dict[str, Any]:
     """A body as JSON when it is JSON, else as base64."""
     try:
         return {"json": orjson.loads(data)} if data else {"json": None}
     except orjson.JSONDecodeError:
         return {"base64": b64encode(data).decode()}
+
+
+def version_of(queue: ApiQueue, replica_id: str) -> str:
+    """The API version the replica ``replica_id`` serves ("" when it is gone)."""
+    return next((h.version for h in queue.replicas if h.replica_id == replica_id), "")
+
+
+def record_of(
+    queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes
+) -> dict[str, Any]:
+    """One answered request as the payload log keeps it."""
+    return {
+        "time": time.time(),
+        "request_id": conn.request_id.decode("latin-1"),
+        "api": queue.key,
+        "version": version_of(queue, conn.replica_id),
+        "protocol": conn.protocol,
+        "status": status,
+        "latency_ms": round((perf_counter() - conn.started) * 1000, 3),
+        "request": body_of(request),
+        "response": body_of(answer),
+    }
 
 
 class PayloadBuffer:
@@ -41,20 +64,15 @@ class PayloadBuffer:
         if len(self.pending) >= MAX_PENDING:
             self.dropped += 1
             return
-        version = next((h.version for h in queue.replicas if h.replica_id == conn.replica_id), "")
-        record = {
-            "time": time.time(),
-            "request_id": conn.request_id.decode("latin-1"),
-            "api": queue.key,
-            "version": version,
-            "protocol": conn.protocol,
-            "status": status,
-            "latency_ms": round((perf_counter() - conn.started) * 1000, 3),
-            "request": _body(request),
-            "response": _body(answer),
-        }
+        self.put(queue, record_of(queue, conn, request, status, answer))
+
+    def put(self, queue: ApiQueue, record: dict[str, Any]) -> None:
+        """Keep ``record`` for ``queue``'s payload log (rotated at its ``max_size``, or the default's)."""
+        if len(self.pending) >= MAX_PENDING:
+            self.dropped += 1
+            return
         log = queue.config.api.payload_log
-        self.pending.append((queue.key, log.max_bytes if log is not None else 1 << 24, record))
+        self.pending.append((queue.key, log.max_bytes if log is not None else DEFAULT_MAX_BYTES, record))
 
     def take(self) -> list[tuple[str, int, dict[str, Any]]]:
         taken, self.pending = self.pending, []

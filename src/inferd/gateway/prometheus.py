@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from inferd.gateway import shadow
 from inferd.gateway.metrics import Histogram
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ class _Collector:
             for state, count in sorted(by_state.items()):
                 replicas.add_metric([deployment, api, state], count)
         yield from _gpu_families(gateway.replica_gpus(), GaugeMetricFamily)
+        yield from shadow.families(gateway.shadows, CounterMetricFamily)
         yield from (
             requests,
             latency,

@@ -24,6 +24,7 @@ from inferd.replica import messages
 from inferd.replica.handle import Answer, ReplicaHandle, ReplicaState
 
 if TYPE_CHECKING:
+    from inferd.gateway.shadow import ShadowRoute
     from inferd.gateway.stream import Stream
 
 
@@ -60,6 +61,9 @@ class ApiQueue:
         self.replicas: set[ReplicaHandle] = set()
         self.busy: dict[ReplicaHandle, list[QueuedRequest]] = {}
         self.waiting: deque[Entry] = deque()
+        # Shadow copies of another API's requests (gateway/shadow.py): a replica takes one only
+        # when no request of this API waits.
+        self.copies: deque[Entry] = deque()
         self.running = 0
         self.info: dict[str, Any] = {}
         self.error: str | None = None
@@ -91,6 +95,9 @@ class ApiQueue:
         self.tensors = api.predictor is None
         # payload_log: the fraction of requests recorded (0.0: none; see gateway/payloads.py)
         self.sample = api.payload_log.sample if api.payload_log is not None else 0.0
+        # shadow: where copies of its requests go (set by the gateway, which keeps the counts)
+        self.shadow: ShadowRoute | None = None
+        self.observed = bool(self.sample)  # payload_log or shadow: ``Shadows.observe`` decides
         self.tracker_type = api.tracker.model_type if api.tracker is not None else ""
         self.stats.tracker_type = self.tracker_type
 
@@ -105,8 +112,8 @@ class ApiQueue:
 
     @property
     def in_flight(self) -> int:
-        """Requests queued or running: the autoscaling signal."""
-        return self.running + len(self.waiting)
+        """Requests queued or running, shadow copies included: the autoscaling signal."""
+        return self.running + len(self.waiting) + len(self.copies)
 
     @property
     def full(self) -> bool:
@@ -129,6 +136,17 @@ class ApiQueue:
         waiting.append((request, kind, body))
         if self.idle and self.batching is not None and len(waiting) >= self.batching.max_batch_size:
             self._next(self.idle.pop(), flush=True)
+
+    def submit_copy(self, copy: QueuedRequest, kind: bytes, body: bytes) -> bool:
+        """A shadow copy: to an idle replica now, else queued behind this API's own requests;
+        ``False`` (dropped) when this API's queue is full."""
+        if self.idle and not self.waiting:
+            self._send(self.idle.pop(), [copy], kind, [body])
+            return True
+        if len(self.waiting) + len(self.copies) >= self.max_queue_length:
+            return False
+        self.copies.append((copy, kind, body))
+        return True
 
     def _send(
         self, handle: ReplicaHandle, requests: list[QueuedRequest], kind: bytes, bodies: list[bytes]
@@ -168,6 +186,10 @@ class ApiQueue:
         while waiting and waiting[0][0].closed:  # clients that left while queued free their slot
             waiting.popleft()
         if not waiting:
+            if self.copies:  # nothing of this API's own waits: a shadow copy may go
+                request, kind, body = self.copies.popleft()
+                self._send(handle, [request], kind, [body])
+                return
             self.idle.append(handle)
             return
         batching = self.batching
@@ -258,23 +280,24 @@ class ApiQueue:
             self.idle.remove(handle)
 
     def fail_waiting(self, status: int, body: bytes) -> None:
-        """Answer every queued request with an error (the API cannot serve them)."""
-        while self.waiting:
-            request, _, _ = self.waiting.popleft()
-            if not request.closed:
-                request.on_reply(status, body, b"")
+        """Answer every queued request (and shadow copy) with an error (the API cannot serve them)."""
+        for waiting in (self.waiting, self.copies):
+            while waiting:
+                request, _, _ = waiting.popleft()
+                if not request.closed:
+                    request.on_reply(status, body, b"")
 
     def expire(self, now: float) -> None:
         """Answer 504 to requests past the API's timeout; abandon replicas stuck on one."""
         timeout = self.config.api.timeout
         item_timeout = self.config.api.item_timeout or timeout
-        waiting = self.waiting
-        if waiting and waiting[0][0].started + timeout <= now:
-            body = codec.error_body(f"the request did not finish within the api's timeout ({timeout:g}s)")
-            while waiting and waiting[0][0].started + timeout <= now:
-                request, _, _ = waiting.popleft()
-                if not request.closed:
-                    request.on_reply(504, body, b"")
+        for waiting in (self.waiting, self.copies):
+            if waiting and waiting[0][0].started + timeout <= now:
+                body = codec.error_body(f"the request did not finish within the api's timeout ({timeout:g}s)")
+                while waiting and waiting[0][0].started + timeout <= now:
+                    request, _, _ = waiting.popleft()
+                    if not request.closed:
+                        request.on_reply(504, body, b"")
         for handle, requests in list(self.busy.items()):
             stream = requests[0].stream if requests else None
             if stream is not None and stream.opened:  # a stream's own clocks (gateway/stream.py)

@@ -14,12 +14,24 @@ from typing import Any
 
 from inferd.config.schema import SplitterConfig
 from inferd.gateway.queue import ApiQueue
+from inferd.gateway.shadow import ShadowRoute
 
 
 class Splitter:
     """One ``traffic_splitter``: its weights, and how many requests each API got."""
 
-    __slots__ = ("apis", "bounds", "config", "counts", "endpoint", "headers", "keys", "name", "weights")
+    __slots__ = (
+        "apis",
+        "bounds",
+        "config",
+        "counts",
+        "endpoint",
+        "headers",
+        "keys",
+        "name",
+        "shadow",
+        "weights",
+    )
 
     def __init__(self, config: SplitterConfig, counts: dict[str, int] | None = None) -> None:
         self.config = config
@@ -42,6 +54,7 @@ class Splitter:
         }
         # Requests sent to each API through this splitter since the gateway started.
         self.counts = {name: (counts or {}).get(name, 0) for name in self.weights}
+        self.shadow: ShadowRoute | None = None  # set by the gateway (gateway/shadow.py)
 
     def pick(self, queues: Mapping[str, ApiQueue]) -> ApiQueue | None:
         """The API of the next request (``None`` when that API does not exist in the gateway)."""
@@ -58,6 +71,7 @@ class Splitter:
                 {"name": name, "weight": weight, "requests": self.counts[name]}
                 for name, weight in self.weights.items()
             ],
+            "shadow": self.shadow.describe() if self.shadow is not None else None,
         }
 
 

@@ -371,6 +371,8 @@ class Operator:
             info["metrics"] = queue.stats.summary() if queue else None
             info["signature"] = self.gateway.describe(queue)["signature"] if queue else {}
             info["tracker"] = state.config.api.tracker.model_dump() if state.config.api.tracker else None
+            route = self.gateway.shadows.routes.get(key)
+            info["shadow"] = route.describe() if route is not None else None
         return info
 
 

@@ -1,0 +1,226 @@
+"""Shadow traffic: a copy of a share of an API's (or a splitter's) requests goes to another API.
+
+The copy is made after the primary has answered its client, on a later turn of the event loop,
+so the client waits for nothing of the shadow. In the shadow API's queue a copy waits in its own
+line (``ApiQueue.copies``): a replica takes a copy only when no request of the shadow API's own
+is waiting, and a copy is dropped, and counted, when the shadow's queue is full (its own waiting
+requests and copies reach ``max_queue_length``), when the shadow API does not exist or cannot
+serve, or when the copy is of a protocol it does not speak. The shadow's answer is never
+returned: it goes into the primary API's payload log, in the primary's record under ``shadow``,
+whether or not the primary has a ``payload_log`` of its own (a shadow exists to be compared).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from random import random
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from inferd.config.schema import Shadow
+from inferd.gateway.payloads import PayloadBuffer, body_of, record_of, version_of
+from inferd.replica import messages
+
+if TYPE_CHECKING:
+    from inferd.gateway.http import HttpConnection
+    from inferd.gateway.queue import ApiQueue
+    from inferd.gateway.stream import Stream
+    from inferd.replica.handle import ReplicaHandle
+
+MAX_ITEMS = 1000  # items of a streamed shadow answer kept for the record
+
+
+class ShadowRoute:
+    """One ``shadow:`` (of an API or a splitter): where copies go, and what became of them."""
+
+    __slots__ = ("agreed", "answered", "dropped", "percent", "sent", "source", "target")
+
+    def __init__(self, source: str, target: str, percent: float) -> None:
+        self.source = source  # ``deployment/name`` of the API or splitter that is shadowed
+        self.target = target  # ``deployment/api`` that gets the copies
+        self.percent = percent
+        self.sent = 0  # copies admitted into the shadow's queue
+        self.dropped = 0  # copies refused (queue full, shadow missing or not serving)
+        self.answered = 0  # copies the shadow answered (any status)
+        self.agreed = 0  # ... with the same status and the same bytes as the primary
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "api": self.target.partition("/")[2],
+            "percent": self.percent,
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "answered": self.answered,
+            "agreed": self.agreed,
+        }
+
+
+class ShadowCopy:
+    """One copied request: waits in the shadow API's queue like a client connection would."""
+
+    __slots__ = (
+        "body",
+        "closed",
+        "items",
+        "kind",
+        "primary",
+        "protocol",
+        "record",
+        "replica_id",
+        "route",
+        "sampled",
+        "sent_at",
+        "shadows",
+        "started",
+        "stream",
+    )
+
+    def __init__(
+        self, shadows: Shadows, route: ShadowRoute, kind: bytes, body: bytes, protocol: str, sampled: bool
+    ) -> None:
+        self.shadows = shadows
+        self.route = route
+        self.kind = messages.PREDICT if kind == messages.PREDICT_DEBUG else kind
+        self.body = body
+        self.protocol = protocol
+        self.sampled = sampled  # the primary's payload_log keeps this request anyway
+        self.closed = False
+        self.started = self.sent_at = 0.0
+        self.replica_id = ""
+        self.stream: Stream | None = None
+        self.items: list[bytes] = []
+        self.primary: ApiQueue | None = None
+        self.record: dict[str, Any] = {}
+
+    def on_chunk(self, handle: ReplicaHandle, payload: bytes) -> None:
+        if payload and len(self.items) < MAX_ITEMS:
+            self.items.append(payload)
+
+    def on_reply(self, status: int, body: bytes, meta: bytes) -> None:
+        if self.items and status == 200 and not body:  # a streamed answer: its items as a list
+            body = b"[" + b",".join(self.items) + b"]"
+        self.shadows.answered(self, status, body)
+
+
+class Shadows:
+    """Every shadow route of the gateway, and the copies they make."""
+
+    def __init__(self, apis: Mapping[str, ApiQueue], payloads: PayloadBuffer) -> None:
+        self.apis = apis
+        self.payloads = payloads
+        self.routes: dict[str, ShadowRoute] = {}
+        self.draining = False
+
+    def route(self, source: str, deployment: str, config: Shadow | None) -> ShadowRoute | None:
+        """The route of ``source`` for its (new) config; counts stay while the target does."""
+        if config is None:
+            self.routes.pop(source, None)
+            return None
+        target = f"{deployment}/{config.api}"
+        route = self.routes.get(source)
+        if route is None or route.target != target:
+            route = self.routes[source] = ShadowRoute(source, target, config.percent)
+        route.percent = config.percent
+        return route
+
+    def forget(self, source: str) -> None:
+        self.routes.pop(source, None)
+
+    def observe(
+        self,
+        conn: HttpConnection,
+        queue: ApiQueue,
+        route: ShadowRoute | None,
+        kind: bytes,
+        body: bytes,
+        protocol: str,
+    ) -> None:
+        """Decide whether the request is recorded (payload_log) and copied (shadow)."""
+        sampled = bool(queue.sample) and random() < queue.sample
+        conn.copy = None
+        if route is not None and random() * 100 < route.percent:
+            conn.copy = ShadowCopy(self, route, kind, body, protocol, sampled)
+        conn.recording = body if sampled or conn.copy is not None else None
+
+    def follow(
+        self,
+        copy: ShadowCopy,
+        queue: ApiQueue,
+        conn: HttpConnection,
+        request: bytes,
+        status: int,
+        answer: bytes,
+    ) -> None:
+        """The primary answered: keep its record, and send the copy once the client has its answer."""
+        copy.primary = queue
+        copy.record = record_of(queue, conn, request, status, answer)
+        asyncio.get_running_loop().call_soon(self.send, copy)
+
+    def send(self, copy: ShadowCopy) -> None:
+        route = copy.route
+        target = self.apis.get(route.target)
+        if target is None or self.draining or not self._serves(target, copy):
+            self._drop(copy)
+            return
+        copy.started = copy.sent_at = perf_counter()
+        if not target.submit_copy(copy, copy.kind, copy.body):
+            self._drop(copy)
+            return
+        route.sent += 1
+
+    @staticmethod
+    def _serves(target: ApiQueue, copy: ShadowCopy) -> bool:
+        """The shadow API can take this copy now (else it is dropped, not queued)."""
+        if target.error is not None and not target.ready:
+            return False
+        if len(copy.body) > target.body_limit:
+            return False
+        return target.tensors or copy.protocol == "cortex" or copy.protocol.startswith("generate")
+
+    def _drop(self, copy: ShadowCopy) -> None:
+        copy.route.dropped += 1
+        if copy.sampled and copy.primary is not None:  # the primary's own payload log keeps it
+            self.payloads.put(copy.primary, copy.record)
+
+    def answered(self, copy: ShadowCopy, status: int, body: bytes) -> None:
+        """The shadow answered: its answer joins the primary's record (never the client)."""
+        route = copy.route
+        route.answered += 1
+        record = copy.record
+        response = body_of(body)
+        if status == record["status"] and response == record["response"]:
+            route.agreed += 1
+        target = self.apis.get(route.target)
+        record["shadow"] = {
+            "api": route.target,
+            "version": version_of(target, copy.replica_id) if target is not None else "",
+            "status": status,
+            "latency_ms": round((perf_counter() - copy.started) * 1000, 3),
+            "response": response,
+        }
+        if copy.primary is not None:
+            self.payloads.put(copy.primary, record)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Each shadowed API or splitter (``deployment/name``): its shadow and counts."""
+        return {source: route.describe() for source, route in self.routes.items()}
+
+
+def families(shadows: Shadows, counter: Any) -> list[Any]:
+    """The Prometheus counters of copies sent and dropped, per shadowed API or splitter."""
+    labels = ["deployment", "source", "shadow"]
+    sent = counter(
+        "inferd_shadow_sent", "Copies of requests admitted into a shadow API's queue.", labels=labels
+    )
+    dropped = counter(
+        "inferd_shadow_dropped",
+        "Copies of requests dropped: the shadow's queue was full, or it could not serve.",
+        labels=labels,
+    )
+    for source, route in sorted(shadows.routes.items()):
+        deployment, _, name = source.partition("/")
+        ids = [deployment, name, route.target.partition("/")[2]]
+        sent.add_metric(ids, route.sent)
+        dropped.add_metric(ids, route.dropped)
+    return [sent, dropped]

@@ -1,0 +1,155 @@
+"""Shadow traffic through the real operator: copies recorded, never returned, never in the way."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.conftest import make_project, wait_for
+from tests.integration.conftest import Inferd
+
+PREDICTOR = """
+import time
+
+def init(model_path, metadata):
+    if metadata.get("broken"):
+        raise RuntimeError("this shadow never loads")
+
+def predict(sample, metadata):
+    x = sample["x"]
+    time.sleep(metadata.get("sleep", 0))
+    if metadata.get("candidate") and x % 4 == 0:  # wrong on every fourth input
+        return {"double": x * 2 + 1, "candidate": True}
+    return {"double": x * 2}
+"""
+
+
+def _api(name: str, metadata: str = "{}", extra: str = "") -> str:
+    return f"""
+- kind: api
+  name: {name}
+  predictor: {{path: predictor.py, metadata: {metadata}}}
+  compute: {{cpu: 0.1}}
+{extra}"""
+
+
+SHADOWED = (
+    "- kind: deployment\n  name: shop\n"
+    + _api("champion")
+    + _api("candidate", "{candidate: true}")
+    + """
+- kind: traffic_splitter
+  name: front
+  apis:
+    - {name: champion, weight: 100}
+    - {name: candidate, weight: 0}
+  shadow: {api: candidate, percent: 100}
+"""
+)
+
+
+def test_a_full_shadow_gets_the_requests_is_compared_and_promoted(inferd: Inferd, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "shop", SHADOWED, {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    inferd.wait_status("champion", "live")
+    inferd.wait_status("candidate", "live")
+    count = 200
+    with requests.Session() as session:
+        for x in range(count):
+            response = session.post(inferd.url + "/shop/front", json={"x": x}, timeout=30)
+            # Only the primary answers the client: its header and its (always right) body.
+            assert response.status_code == 200 and response.headers["X-Inferd-Api"] == "champion"
+            assert response.json() == {"double": 2 * x}
+
+    def shadowed() -> list[dict[str, Any]] | None:
+        records = [r for r in inferd.json("payloads", "champion", "-n", "1000") if "shadow" in r]
+        (splitter,) = inferd.json("get", "front")
+        done = splitter["shadow"]["answered"] + splitter["shadow"]["dropped"] == count
+        return records if done and len(records) == splitter["shadow"]["answered"] else None
+
+    # The champion has no payload_log: a shadow records both answers all the same.
+    records = wait_for(shadowed, 60, "the shadow's answers to be recorded")
+    assert len(records) >= 0.95 * count
+    for record in records:
+        x = record["request"]["json"]["x"]
+        assert record["response"] == {"json": {"double": 2 * x}}
+        shadow = record["shadow"]
+        assert shadow["api"] == "shop/candidate" and shadow["status"] == 200
+        assert shadow["latency_ms"] > 0 and shadow["version"]
+        expected = {"double": 2 * x + 1, "candidate": True} if x % 4 == 0 else {"double": 2 * x}
+        assert shadow["response"] == {"json": expected}
+
+    # The comparison needs no request: agreement is the share of inputs the candidate gets right.
+    compared = inferd.json("replay", "champion", "--shadow")
+    wrong = sum(1 for r in records if r["request"]["json"]["x"] % 4 == 0)
+    assert compared["requests"] == len(records) and compared["against"] == "shop/candidate"
+    assert compared["agreement"] == round((len(records) - wrong) / len(records), 6)
+    assert (compared["disagreements"], compared["errors"]) == (wrong, 0)
+    assert set(compared["latency_ms"]) == {"recorded", "replayed"}
+    assert compared["latency_ms"]["replayed"]["p50"] > 0
+    text = inferd.run("replay", "champion", "--shadow", "-n", "40").stdout
+    assert "40 requests of 'shop/champion' compared with its shadow 'shop/candidate': agreement 75.0%" in text
+
+    # `inferd get` shows the splitter's shadow; promote judges by the last shadow comparison.
+    assert "candidate" in inferd.run("get").stdout.split("shadow")[-1]
+    refused = inferd.run("promote", "front", "candidate", "--min-agreement", "0.9", check=False)
+    assert refused.returncode != 0
+    assert "the last shadow comparison of 'shop/champion' against it agreed 75.0% (30 of 40" in refused.stderr
+    inferd.run("promote", "front", "candidate", "--min-agreement", "0.7")
+    response = requests.post(inferd.url + "/shop/front", json={"x": 4}, timeout=30)
+    assert response.headers["X-Inferd-Api"] == "candidate"
+
+
+TROUBLED = (
+    "- kind: deployment\n  name: shop\n"
+    + _api("steady", extra="  shadow: {api: slow, percent: 100}\n")
+    + _api("slow", "{sleep: 0.5}", "  max_queue_length: 1\n")
+    + _api("plain", extra="  shadow: {api: broken}\n  payload_log: {sample: 1.0}\n")
+    + _api("broken", "{broken: true}")
+)
+
+
+def test_a_slow_or_broken_shadow_never_changes_the_answers(inferd: Inferd, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "shop", TROUBLED, {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(project), check=False)  # 'broken' never loads
+    for name in ("steady", "slow", "plain"):
+        inferd.wait_status(name, "live")
+    wait_for(lambda: inferd.api("broken")["status"] == "error", 60, "the broken shadow to fail")
+
+    def send(x: int) -> tuple[int, Any, int, Any]:
+        with requests.Session() as session:
+            steady = session.post(inferd.url + "/shop/steady", json={"x": x}, timeout=30)
+            plain = session.post(inferd.url + "/shop/plain", json={"x": x}, timeout=30)
+            return steady.status_code, steady.json(), plain.status_code, plain.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(80)))
+    for x, answer in enumerate(answers):
+        assert answer == (200, {"double": 2 * x}, 200, {"double": 2 * x})
+
+    # The slow shadow's line held one copy: most were dropped, and counted.
+    def settled() -> dict[str, Any] | None:
+        shadow: dict[str, Any] = inferd.api("steady")["shadow"]
+        return shadow if shadow["answered"] + shadow["dropped"] == 80 else None
+
+    slow = wait_for(settled, 60, "the slow shadow's copies to be answered or dropped")
+    assert slow["api"] == "slow" and slow["dropped"] > 0 and slow["sent"] == slow["answered"]
+    broken = inferd.api("plain")["shadow"]
+    assert (broken["sent"], broken["dropped"]) == (0, 80)
+    metrics = requests.get(inferd.url + "/metrics", timeout=30).text
+    dropped = 'inferd_shadow_dropped_total{deployment="shop",shadow="broken",source="plain"} 80.0'
+    assert dropped in metrics
+    sent = f'inferd_shadow_sent_total{{deployment="shop",shadow="slow",source="steady"}} {slow["sent"]}.0'
+    assert sent in metrics
+
+    # The primary's own payload log still records the requests whose copy was dropped.
+    def recorded() -> list[dict[str, Any]] | None:
+        records: list[dict[str, Any]] = inferd.json("payloads", "plain", "-n", "1000")
+        return records if len(records) >= 80 else None
+
+    records = wait_for(recorded, 30, "80 payload records of 'plain'")
+    assert len(records) == 80 and all("shadow" not in r for r in records)
+    assert "shadow" in inferd.run("get", "steady").stdout

@@ -36,21 +36,32 @@ def version_of(queue: ApiQueue, replica_id: str) -> str:
     return next((h.version for h in queue.replicas if h.replica_id == replica_id), "")
 
 
-def record_of(
-    queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes
-) -> dict[str, Any]:
-    """One answered request as the payload log keeps it."""
+def head_of(queue: ApiQueue, conn: HttpConnection, status: int) -> dict[str, Any]:
+    """The cheap part of a record (no body parsed yet: ``record_of`` or ``Shadows`` add them)."""
     return {
         "time": time.time(),
         "request_id": conn.request_id.decode("latin-1"),
         "api": queue.key,
-        "version": version_of(queue, conn.replica_id),
+        "version": conn.replica_id,  # a replica id until the bodies are added
         "protocol": conn.protocol,
         "status": status,
         "latency_ms": round((perf_counter() - conn.started) * 1000, 3),
-        "request": body_of(request),
-        "response": body_of(answer),
     }
+
+
+def add_bodies(queue: ApiQueue, record: dict[str, Any], request: bytes, answer: bytes) -> dict[str, Any]:
+    """Complete a record made by ``head_of``: the API version and both bodies."""
+    record["version"] = version_of(queue, record["version"])
+    record["request"] = body_of(request)
+    record["response"] = body_of(answer)
+    return record
+
+
+def record_of(
+    queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes
+) -> dict[str, Any]:
+    """One answered request as the payload log keeps it."""
+    return add_bodies(queue, head_of(queue, conn, status), request, answer)
 
 
 class PayloadBuffer:

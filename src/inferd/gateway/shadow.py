@@ -19,7 +19,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from inferd.config.schema import Shadow
-from inferd.gateway.payloads import PayloadBuffer, body_of, record_of, version_of
+from inferd.gateway.payloads import PayloadBuffer, add_bodies, body_of, head_of, version_of
 from inferd.replica import messages
 
 if TYPE_CHECKING:
@@ -152,22 +152,25 @@ class Shadows:
         status: int,
         answer: bytes,
     ) -> None:
-        """The primary answered: keep its record, and send the copy once the client has its answer."""
+        """The primary answered: the copy is sent, and the primary's record completed, only once
+        the client has its answer (on the loop's next turn; no body is parsed before)."""
         copy.primary = queue
-        copy.record = record_of(queue, conn, request, status, answer)
-        asyncio.get_running_loop().call_soon(self.send, copy)
+        copy.record = head_of(queue, conn, status)
+        asyncio.get_running_loop().call_soon(self.send, copy, answer)
 
-    def send(self, copy: ShadowCopy) -> None:
+    def send(self, copy: ShadowCopy, answer: bytes) -> None:
         route = copy.route
         target = self.apis.get(route.target)
         if target is None or self.draining or not self._serves(target, copy):
-            self._drop(copy)
+            self._drop(copy, answer)
             return
         copy.started = copy.sent_at = perf_counter()
         if not target.submit_copy(copy, copy.kind, copy.body):
-            self._drop(copy)
+            self._drop(copy, answer)
             return
         route.sent += 1
+        if copy.primary is not None:  # parsed while the shadow works
+            add_bodies(copy.primary, copy.record, copy.body, answer)
 
     @staticmethod
     def _serves(target: ApiQueue, copy: ShadowCopy) -> bool:
@@ -178,10 +181,10 @@ class Shadows:
             return False
         return target.tensors or copy.protocol == "cortex" or copy.protocol.startswith("generate")
 
-    def _drop(self, copy: ShadowCopy) -> None:
+    def _drop(self, copy: ShadowCopy, answer: bytes) -> None:
         copy.route.dropped += 1
         if copy.sampled and copy.primary is not None:  # the primary's own payload log keeps it
-            self.payloads.put(copy.primary, copy.record)
+            self.payloads.put(copy.primary, add_bodies(copy.primary, copy.record, copy.body, answer))
 
     def answered(self, copy: ShadowCopy, status: int, body: bytes) -> None:
         """The shadow answered: its answer joins the primary's record (never the client)."""

@@ -1,0 +1,116 @@
+"""What a shadow costs the client: p50 latency with and without a 100% shadow, in one run.
+
+Deploys examples/iris-onnx twice on one private operator (its own INFERD_HOME and port), as
+deployments `plain` and `shadowed`, each with the classifier and an identical second API
+(`candidate`); in `shadowed` the classifier has `shadow: {api: candidate, percent: 100}`, so
+every request is copied, answered twice and both answers written to the payload log. wrk loads
+each at 1 connection (and at 8), rounds alternating which goes first, and the medians of the
+rounds' p50 are compared. A short run (a few seconds per round), not part of `make bench`:
+`python bench/shadow_latency.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.measure import ensure_wrk, run_wrk  # noqa: E402
+from bench.servers import free_port  # noqa: E402
+
+INFERD = str(Path(sys.executable).parent / "inferd")
+CANDIDATE = """
+- kind: api
+  name: candidate
+  onnx:
+    model: models/iris.onnx
+    request_handler: handlers/iris.py
+"""
+
+
+def project(work: Path, name: str, shadow: bool) -> Path:
+    folder = work / name
+    shutil.copytree(ROOT / "examples" / "iris-onnx", folder)
+    config = folder / "cortex.yaml"
+    text = config.read_text().replace("name: iris", f"name: {name}", 1)
+    config.write_text(text + ("  shadow: {api: candidate, percent: 100}\n" if shadow else "") + CANDIDATE)
+    return folder
+
+
+def wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not become ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=4)
+    args = parser.parse_args()
+    ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="inferd-shadow-bench-"))
+    port = free_port()
+    env = dict(os.environ, INFERD_HOME=str(work / "home"), INFERD_PORT=str(port))
+    body = work / "sample.json"
+    shutil.copy(ROOT / "examples" / "iris-onnx" / "sample.json", body)
+    script = ROOT / "bench" / "post.lua"
+    names = ["plain", "shadowed"]
+    p50: dict[tuple[str, int], list[float]] = {}
+    try:
+        for name in names:
+            subprocess.run(
+                [INFERD, "deploy", str(project(work, name, name == "shadowed"))], env=env, check=True
+            )
+        wait_ready(f"http://127.0.0.1:{port}")
+        for round_ in range(args.rounds):
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                url = f"http://127.0.0.1:{port}/{name}/classifier"
+                for connections in (1, 8):
+                    run_wrk(url, connections, 1, body, script)  # warm up
+                    result = run_wrk(url, connections, args.duration, body, script)
+                    if result.errors:
+                        raise SystemExit(f"{name}: {result.error_text()}")
+                    p50.setdefault((name, connections), []).append(result.p50_us)
+        shadow = json.loads(
+            subprocess.run(
+                [INFERD, "get", "shadowed/classifier", "-o", "json"], env=env, check=True, capture_output=True
+            ).stdout
+        )[0]["shadow"]
+        counts = f"{shadow['sent']} sent, {shadow['dropped']} dropped, {shadow['answered']} answered"
+        print(f"shadow copies: {counts}")
+    finally:
+        subprocess.run([INFERD, "down"], env=env, check=False, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    for connections in (1, 8):
+        base = statistics.median(p50[("plain", connections)])
+        shadowed = statistics.median(p50[("shadowed", connections)])
+        for name in names:
+            rounds = ", ".join(f"{v:.0f}" for v in p50[(name, connections)])
+            middle = statistics.median(p50[(name, connections)])
+            print(f"{connections} connection(s), {name:12s} p50 median {middle:6.0f} us (rounds {rounds})")
+        print(f"{connections} connection(s): shadow p50 / no-shadow p50 = {shadowed / base:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -281,3 +281,86 @@ def test_dashboard_shows_apis_traffic_tracker_and_logs(inferd: Inferd, tmp_path:
         page.mouse.move(0, 0)
         page.screenshot(path=str(SCREENSHOT))
         assert not problems, problems
+
+
+SHOP = """\
+- kind: deployment
+  name: shop
+- kind: api
+  name: champion
+  predictor: {path: predictor.py}
+  compute: {cpu: 0.1}
+- kind: api
+  name: candidate
+  predictor: {path: predictor.py, metadata: {candidate: true}}
+  compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: front
+  apis:
+    - {name: champion, weight: 100}
+    - {name: candidate, weight: 0}
+  shadow: {api: candidate, percent: 100}
+"""
+SHOP_PREDICTOR = """
+def predict(sample, metadata):
+    x = sample["x"]
+    return {"double": x * 2 + (1 if metadata.get("candidate") and x % 4 == 0 else 0)}
+"""
+READ_TRAFFIC = """() => {
+  const rows = [...document.querySelectorAll("#splitters tbody tr[data-splitter]")];
+  const samples = document.querySelectorAll('.panel.payloads[data-api="champion"] tbody tr');
+  const cell = (row, field) => row.querySelector(`[data-field="${field}"]`).textContent;
+  return {
+    visible: !document.getElementById("traffic").hidden,
+    weights: Object.fromEntries(rows.map((r) => [r.dataset.api, cell(r, "weight")])),
+    requests: Object.fromEntries(rows.map((r) => [r.dataset.api, cell(r, "requests")])),
+    shadow: rows.length ? cell(rows[0], "shadow") : "",
+    samples: [...samples].map((r) => ({
+      request: cell(r, "request"),
+      shadow: cell(r, "shadow"),
+      agrees: r.dataset.agrees,
+    })),
+  };
+}"""
+
+
+def test_dashboard_shows_splitters_shadow_agreement_and_payloads(inferd: Inferd, tmp_path: Path) -> None:
+    inferd.env["INFERD_DASHBOARD_SAMPLE_SECONDS"] = "0.5"
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        inferd.env.pop(name, None)
+    login = inferd.run("dashboard").stdout.strip()
+    inferd.run("deploy", str(make_project(tmp_path / "shop", SHOP, {"predictor.py": SHOP_PREDICTOR})))
+    inferd.wait_status("champion", "live")
+    inferd.wait_status("candidate", "live")
+    with requests.Session() as session:
+        for x in range(20):
+            assert session.post(inferd.url + "/shop/front", json={"x": x}, timeout=30).json() == {
+                "double": 2 * x
+            }
+
+    with chromium(tmp_path / "chromium-profile") as context:
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(login)
+
+        def caught_up() -> dict[str, Any] | None:
+            shown: dict[str, Any] = page.evaluate(READ_TRAFFIC)
+            return shown if "sent 20" in shown["shadow"] and len(shown["samples"]) == 8 else None
+
+        shown = wait_for(caught_up, 60, "the dashboard to show the splitter, its shadow and the payloads")
+        assert shown["visible"]
+        assert shown["weights"] == {"champion": "100%", "candidate": "0%"}
+        assert shown["requests"] == {"champion": "20", "candidate": "0"}
+        # 5 of the 20 inputs (x % 4 == 0) get another answer from the shadow.
+        assert shown["shadow"] == "→ candidate 100% · sent 20 · dropped 0 · agreement 75.0%"
+        # The latest records first, each with the shadow's answer beside the champion's.
+        assert [s["request"] for s in shown["samples"]] == [f'{{"x":{x}}}' for x in range(19, 11, -1)]
+        for sample, x in zip(shown["samples"], range(19, 11, -1), strict=True):
+            expected = 2 * x + (1 if x % 4 == 0 else 0)
+            assert sample["shadow"] == f'200 {{"double":{expected}}}'
+            assert sample["agrees"] == ("false" if x % 4 == 0 else "true")
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.locator('.panel.payloads[data-api="champion"]').scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOT.with_name("dashboard-traffic.png")), full_page=True)
+        assert not problems, problems

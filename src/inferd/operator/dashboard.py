@@ -30,6 +30,7 @@ from inferd.errors import InferdError, MethodNotAllowedError, NotFoundError, Una
 from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
 from inferd.operator.history import PERIOD, History, class_totals
 from inferd.operator.logs import recent_lines
+from inferd.operator.payloads import recent_payloads
 from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ FILES = {
 }
 LOG_LINES = 50
 LOG_LINE_CHARS = 2000
+PAYLOAD_SAMPLES = 8  # an API's latest payload log records shown
 # The page loads only its own files and talks only to this listener; nothing may frame it.
 SECURITY_HEADERS = (
     b"Cache-Control: no-store\r\n"
@@ -252,6 +254,7 @@ class Dashboard(HttpServer):
             "sample_seconds": self.history.period,
             "window_seconds": self.history.window,
             "apis": [self._api(name) for name in sorted(operator.engine.apis)],
+            "splitters": operator.gateway.splitters.describe(),
         }
 
     def _api(self, name: str) -> dict[str, Any]:
@@ -288,6 +291,8 @@ class Dashboard(HttpServer):
             for gpu in replica.get("gpus") or []
         ]
         result["logs"] = recent_lines(self.operator.home, name, LOG_LINES, LOG_LINE_CHARS)
+        result["shadow"] = info.get("shadow")
+        result["payloads"] = recent_payloads(self.operator.home, name, PAYLOAD_SAMPLES)
         return result
 
 

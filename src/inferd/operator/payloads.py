@@ -83,3 +83,60 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
                 with contextlib.suppress(orjson.JSONDecodeError):
                     kept.append(orjson.loads(line))
     return list(kept)
+
+
+TAIL_BYTES = 256 * 1024  # how far back from a log's end the dashboard looks
+SHOWN_CHARS = 160  # a body shown on the dashboard is cut to this many characters
+
+
+def _shown(body: dict[str, Any] | None) -> str:
+    if not body:
+        return ""
+    text = orjson.dumps(body["json"]).decode() if "json" in body else "base64:" + str(body.get("base64", ""))
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
+def recent_payloads(home: Path, key: str, last: int) -> list[dict[str, Any]]:
+    """The last ``last`` records of API ``key``, newest first, with bodies cut short (the dashboard's
+    view: only the log's end is read; a record longer than ``TAIL_BYTES`` is not shown)."""
+    found: list[dict[str, Any]] = []
+    for path in reversed(files_of(payload_path(home, key))):
+        try:
+            with path.open("rb") as file:
+                size = file.seek(0, 2)
+                file.seek(max(0, size - TAIL_BYTES))
+                lines = file.read().split(b"\n")
+        except OSError:
+            continue
+        if size > TAIL_BYTES:
+            lines = lines[1:]  # the first is cut
+        for line in reversed(lines):
+            if len(found) == last:
+                return found
+            with contextlib.suppress(orjson.JSONDecodeError):
+                record = orjson.loads(line) if line else None
+                if isinstance(record, dict):
+                    found.append(_sample(record))
+    return found
+
+
+def _sample(record: dict[str, Any]) -> dict[str, Any]:
+    shadow = record.get("shadow")
+    return {
+        "request_id": record.get("request_id"),
+        "time": record.get("time"),
+        "status": record.get("status"),
+        "latency_ms": record.get("latency_ms"),
+        "request": _shown(record.get("request")),
+        "response": _shown(record.get("response")),
+        "shadow": {
+            "api": shadow.get("api"),
+            "status": shadow.get("status"),
+            "latency_ms": shadow.get("latency_ms"),
+            "response": _shown(shadow.get("response")),
+            "agrees": shadow.get("status") == record.get("status")
+            and shadow.get("response") == record.get("response"),
+        }
+        if isinstance(shadow, dict)
+        else None,
+    }

@@ -164,6 +164,7 @@ function render(data) {
     `sampled every ${data.sample_seconds}s over ${Math.round(data.window_seconds / 60)} min`,
   );
   renderOverview(data);
+  renderSplitters(data.splitters || []);
   const details = document.getElementById("details");
   const names = new Set(data.apis.map((api) => api.name));
   for (const [name, section] of sections) {
@@ -208,6 +209,59 @@ function renderOverview(data) {
   body.replaceChildren(...rows);
 }
 
+// ---------- traffic: splitters and shadows
+
+function fmtShadow(shadow) {
+  if (!shadow) return "-";
+  const agreement = shadow.answered ? `${fmtNumber((100 * shadow.agreed) / shadow.answered, 1)}%` : "-";
+  return `→ ${shadow.api} ${shadow.percent}% · sent ${fmtInt(shadow.sent)} · dropped ${fmtInt(shadow.dropped)} · agreement ${agreement}`;
+}
+
+function renderSplitters(splitters) {
+  document.getElementById("traffic").hidden = !splitters.length;
+  const rows = splitters.flatMap((splitter) => {
+    const total = splitter.apis.reduce((sum, entry) => sum + entry.requests, 0);
+    return splitter.apis.map((entry, i) =>
+      el(
+        "tr",
+        { "data-splitter": splitter.name, "data-api": entry.name },
+        el("td", {}, i ? "" : splitter.name),
+        el("td", {}, i ? "" : el("code", {}, splitter.endpoint)),
+        el("td", {}, entry.name),
+        el("td", { class: "num", "data-field": "weight" }, `${entry.weight}%`),
+        el("td", { class: "num", "data-field": "requests" }, fmtInt(entry.requests)),
+        el("td", { class: "num" }, total ? `${fmtNumber((100 * entry.requests) / total, 1)}%` : "-"),
+        el("td", { "data-field": "shadow" }, i ? "" : fmtShadow(splitter.shadow)),
+      ),
+    );
+  });
+  document.querySelector("#splitters tbody").replaceChildren(...rows);
+}
+
+function drawPayloads(section, api) {
+  const samples = api.payloads || [];
+  section.payloads.hidden = !samples.length && !api.shadow;
+  if (section.payloads.hidden) return;
+  const rows = samples.map((sample) =>
+    el(
+      "tr",
+      { "data-request": sample.request_id, "data-agrees": sample.shadow ? String(sample.shadow.agrees) : "" },
+      el("td", { class: "mono" }, String(sample.status)),
+      el("td", { class: "mono num" }, `${fmtNumber(sample.latency_ms, 3)} ms`),
+      el("td", { class: "mono", "data-field": "request" }, sample.request),
+      el("td", { class: "mono", "data-field": "response" }, sample.response),
+      el("td", { class: "mono", "data-field": "shadow" }, sample.shadow ? `${sample.shadow.status} ${sample.shadow.response}` : ""),
+    ),
+  );
+  const titles = ["status", "latency", "request", "answer", "shadow's answer"];
+  const head = el("tr", {}, ...titles.map((title) => el("th", title === "latency" ? { class: "num" } : {}, title)));
+  section.payloads.replaceChildren(
+    el("h3", {}, "Payloads ", el("span", {}, "latest recorded")),
+    el("p", { class: "muted", "data-field": "shadow" }, api.shadow ? `shadow ${fmtShadow(api.shadow)}` : ""),
+    el("table", { class: "sig" }, el("thead", {}, head), el("tbody", {}, ...rows)),
+  );
+}
+
 function badge(status) {
   return el("span", { class: "badge", "data-status": status }, status);
 }
@@ -244,6 +298,7 @@ function buildSection(name) {
   const tracker = el("div", { class: "panel tracker" });
   const signature = el("div", { class: "panel signature" });
   const gpus = el("div", { class: "panel gpus", "data-api": name, hidden: "" });
+  const payloads = el("div", { class: "panel payloads", "data-api": name, hidden: "" });
   const logs = el("pre", { class: "logs", "data-api": name, "data-logs": "" });
   root.append(
     el("div", { class: "api-head" }, title, status, info, replicas),
@@ -257,9 +312,10 @@ function buildSection(name) {
       signature,
       gpus,
       el("div", { class: "panel logs-panel" }, el("h3", {}, "Logs ", el("span", {}, "last 50 lines")), logs),
+      payloads,
     ),
   );
-  return { root, status, info, replicas, error, curl, charts, tracker, signature, gpus, logs, logText: null, sigKey: null };
+  return { root, status, info, replicas, error, curl, charts, tracker, signature, gpus, payloads, logs, logText: null, sigKey: null };
 }
 
 function updateSection(section, api, data) {
@@ -282,6 +338,7 @@ function updateSection(section, api, data) {
   drawTracker(section.tracker, api);
   drawSignature(section, api);
   drawGpus(section, api.gpus || []);
+  drawPayloads(section, api);
   drawLogs(section, api.logs || []);
 }
 

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.measure import ensure_wrk, run_wrk  # noqa: E402
+from bench.measure import ensure_wrk, read_stat, run_wrk  # noqa: E402
 from bench.servers import free_port  # noqa: E402
 
 INFERD = str(Path(sys.executable).parent / "inferd")
@@ -76,18 +76,25 @@ def main() -> int:
     script = ROOT / "bench" / "post.lua"
     names = ["plain", "shadowed"]
     p50: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}  # the operator's (gateway's) CPU us per request
     try:
         for name in names:
             subprocess.run(
                 [INFERD, "deploy", str(project(work, name, name == "shadowed"))], env=env, check=True
             )
         wait_ready(f"http://127.0.0.1:{port}")
+        operator = int(json.loads((work / "home" / "operator.json").read_text())["pid"])
         for round_ in range(args.rounds):
             for name in names if round_ % 2 == 0 else names[::-1]:
                 url = f"http://127.0.0.1:{port}/{name}/classifier"
                 for connections in (1, 8):
                     run_wrk(url, connections, 1, body, script)  # warm up
+                    before = read_stat(operator)
                     result = run_wrk(url, connections, args.duration, body, script)
+                    after = read_stat(operator)
+                    if before is not None and after is not None:
+                        used = (after.cpu_seconds - before.cpu_seconds) / result.requests * 1e6
+                        cpu.setdefault((name, connections), []).append(used)
                     if result.errors:
                         raise SystemExit(f"{name}: {result.error_text()}")
                     p50.setdefault((name, connections), []).append(result.p50_us)
@@ -107,7 +114,11 @@ def main() -> int:
         for name in names:
             rounds = ", ".join(f"{v:.0f}" for v in p50[(name, connections)])
             middle = statistics.median(p50[(name, connections)])
-            print(f"{connections} connection(s), {name:12s} p50 median {middle:6.0f} us (rounds {rounds})")
+            gateway = statistics.median(cpu[(name, connections)])
+            print(
+                f"{connections} connection(s), {name:8s} p50 median {middle:6.0f} us (rounds {rounds}); "
+                f"gateway CPU {gateway:.1f} us per request"
+            )
         print(f"{connections} connection(s): shadow p50 / no-shadow p50 = {shadowed / base:.3f}")
     return 0
 

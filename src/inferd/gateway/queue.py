@@ -137,16 +137,17 @@ class ApiQueue:
         if self.idle and self.batching is not None and len(waiting) >= self.batching.max_batch_size:
             self._next(self.idle.pop(), flush=True)
 
-    def submit_copy(self, copy: QueuedRequest, kind: bytes, body: bytes) -> bool:
-        """A shadow copy: to an idle replica now, else queued behind this API's own requests;
-        ``False`` (dropped) when this API's queue is full."""
-        if self.idle and not self.waiting:
-            self._send(self.idle.pop(), [copy], kind, [body])
-            return True
-        if len(self.waiting) + len(self.copies) >= self.max_queue_length:
-            return False
-        self.copies.append((copy, kind, body))
-        return True
+    def submit_copies(self, entries: list[Entry]) -> int:
+        """Shadow copies: queued behind this API's own requests, then taken by the idle replicas.
+        Those beyond the queue's room are refused; returns how many (the first ones) were taken."""
+        room = self.max_queue_length - len(self.waiting) - len(self.copies)
+        if not self.waiting:
+            room += len(self.idle)  # an idle replica takes a copy at once
+        taken = entries[: max(0, room)]
+        self.copies.extend(taken)
+        while self.copies and self.idle and not self.waiting:
+            self._next(self.idle.pop())
+        return len(taken)
 
     def _send(
         self, handle: ReplicaHandle, requests: list[QueuedRequest], kind: bytes, bodies: list[bytes]
@@ -186,8 +187,12 @@ class ApiQueue:
         while waiting and waiting[0][0].closed:  # clients that left while queued free their slot
             waiting.popleft()
         if not waiting:
-            if self.copies:  # nothing of this API's own waits: a shadow copy may go
-                request, kind, body = self.copies.popleft()
+            copies = self.copies
+            if copies:  # nothing of this API's own waits: shadow copies may go (pipelined too)
+                if len(copies) > 1 and handle.pipeline and self.batching is None and PIPELINE > 1:
+                    self._send_group(handle, copies)
+                    return
+                request, kind, body = copies.popleft()
                 self._send(handle, [request], kind, [body])
                 return
             self.idle.append(handle)
@@ -208,7 +213,7 @@ class ApiQueue:
                 return
         self._send_batch(handle, batching.max_batch_size)
 
-    def _send_group(self, handle: ReplicaHandle) -> None:
+    def _send_group(self, handle: ReplicaHandle, line: deque[Entry] | None = None) -> None:
         """Several waiting requests in one write to a busy API's replica (each its own model call).
 
         Every replica is busy (else nothing would wait), so the waiting requests are shared out
@@ -217,7 +222,7 @@ class ApiQueue:
         instead of per request. Only for APIs whose answers are fast, so that an answer never
         waits long for those computed after it.
         """
-        waiting = self.waiting
+        waiting = self.waiting if line is None else line  # this API's requests, or shadow copies
         share = -(-len(waiting) // max(1, len(self.replicas)))
         count = min(PIPELINE, share) if self.service < FAST else 1
         requests: list[QueuedRequest] = []

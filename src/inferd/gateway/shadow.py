@@ -110,6 +110,7 @@ class Shadows:
         self.apis = apis
         self.payloads = payloads
         self.routes: dict[str, ShadowRoute] = {}
+        self.pending: list[tuple[ShadowCopy, bytes]] = []  # copies (and primary answers) to send
         self.draining = False
 
     def route(self, source: str, deployment: str, config: Shadow | None) -> ShadowRoute | None:
@@ -153,24 +154,38 @@ class Shadows:
         answer: bytes,
     ) -> None:
         """The primary answered: the copy is sent, and the primary's record completed, only once
-        the client has its answer (on the loop's next turn; no body is parsed before)."""
+        the client has its answer (on the loop's next turn; no body is parsed before). The copies
+        made in one turn go together, several in one write when the shadow is fast."""
         copy.primary = queue
         copy.record = head_of(queue, conn, status)
-        asyncio.get_running_loop().call_soon(self.send, copy, answer)
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.pending.append((copy, answer))
 
-    def send(self, copy: ShadowCopy, answer: bytes) -> None:
-        route = copy.route
-        target = self.apis.get(route.target)
-        if target is None or self.draining or not self._serves(target, copy):
-            self._drop(copy, answer)
-            return
-        copy.started = copy.sent_at = perf_counter()
-        if not target.submit_copy(copy, copy.kind, copy.body):
-            self._drop(copy, answer)
-            return
-        route.sent += 1
-        if copy.primary is not None:  # parsed while the shadow works
-            add_bodies(copy.primary, copy.record, copy.body, answer)
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        by_target: dict[str, list[tuple[ShadowCopy, bytes]]] = {}
+        for copy, answer in pending:
+            by_target.setdefault(copy.route.target, []).append((copy, answer))
+        now = perf_counter()
+        for key, copies in by_target.items():
+            target = self.apis.get(key)
+            admitted: list[tuple[ShadowCopy, bytes]] = []
+            for copy, answer in copies:
+                if target is None or self.draining or not self._serves(target, copy):
+                    self._drop(copy, answer)
+                else:
+                    copy.started = copy.sent_at = now
+                    admitted.append((copy, answer))
+            if target is None or not admitted:
+                continue
+            taken = target.submit_copies([(copy, copy.kind, copy.body) for copy, _ in admitted])
+            for copy, answer in admitted[:taken]:
+                copy.route.sent += 1
+                if copy.primary is not None:  # parsed while the shadow works
+                    add_bodies(copy.primary, copy.record, copy.body, answer)
+            for copy, answer in admitted[taken:]:  # the shadow's queue is full
+                self._drop(copy, answer)
 
     @staticmethod
     def _serves(target: ApiQueue, copy: ShadowCopy) -> bool:

@@ -52,6 +52,7 @@ bench: models
 	$(BIN)/python bench/batching.py
 	$(BIN)/python bench/metrics_cost.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/memory.py
 
 soak: models
 	$(BIN)/python scripts/soak.py --duration $${SOAK_SECONDS:-600}

@@ -67,8 +67,6 @@ class OnnxRuntime:
         # a GPU copies them into its own memory anyway.
         shared = None if devices.gpus or not sharing_enabled() else shared_model(model_path)
         if shared is not None:
-            # Pre-packing would copy each MatMul's weights into a private buffer.
-            options.add_session_config_entry("session.disable_prepacking", "1")
             model_path = shared
         self.shared_weights = shared is not None
         try:

@@ -1,24 +1,28 @@
-"""Shared ONNX weights: one copy of a model's initializers in memory for every replica.
+"""Shared ONNX weights: one copy of a model's weights in memory for every replica.
 
 onnxruntime memory-maps initializers stored as external data (a separate weights file) when it
-loads a model, instead of copying them onto its heap. So a replica loads a copy of the user's
-model whose weights live in one file of inferd's cache (``$INFERD_HOME/cache/shared/<digest>``,
-keyed by the model file's content hash, made once, never touching the user's files), with
-pre-packing off (pre-packing copies MatMul weights into buffers of its own): every replica of
-the API, and of any API serving the same model, maps the same pages of the page cache. Measured
-by ``bench/memory.py``: 4 replicas of a 256 MiB model hold about 1.3x the PSS of one, against 4x.
+loads a model, instead of copying them onto its heap, and it can save the weights it pre-packs
+for its MatMul kernels into that file too. So a replica loads a copy of the user's model that
+onnxruntime optimized once into inferd's cache (``$INFERD_HOME/cache/shared/<key>``, keyed by
+the model file's content hash, onnxruntime's version and the CPU, since pre-packed weights are
+laid out for it), never touching the user's files: every replica of the API, and of any API
+serving the same model, maps the same pages of the page cache, and runs the same kernels on the
+same pre-packed weights as a plain load, so answers and speed do not change. Measured by
+``bench/memory.py`` (see docs/benchmarks.md).
 
 Models under ``MIN_SHARED_BYTES`` load the plain way (nothing to gain), as does every model when
-``INFERD_SHARE_WEIGHTS=0``. A model that cannot be converted (not a valid ONNX file, say) also
-loads the plain way, so onnxruntime reports it exactly as before.
+``INFERD_SHARE_WEIGHTS=0`` and on a GPU (it copies the weights into its own memory). A model
+that cannot be converted (not a valid ONNX file, say) also loads the plain way, so onnxruntime
+reports it exactly as before.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
+import hashlib
 import logging
 import os
+import platform
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -29,7 +33,7 @@ from inferd.storage import CREATED_MARK, cache_dir, file_digest
 log = logging.getLogger("inferd.replica")
 
 MIN_SHARED_BYTES = 16 << 20  # a model file smaller than this loads the plain way
-ALIGNMENT = 64 << 10  # each tensor starts on a 64 KiB boundary (the most ONNX allows as a gap)
+INLINE_BYTES = 1024  # smaller initializers stay inside the model file
 MODEL_NAME = "model.onnx"
 WEIGHTS_NAME = "weights.bin"
 
@@ -44,16 +48,16 @@ def shared_root() -> Path:
     return cache_dir() / "shared"
 
 
-def shared_model(model_path: Path, min_bytes: int = MIN_SHARED_BYTES) -> Path | None:
+def shared_model(model_path: Path, min_bytes: int | None = None) -> Path | None:
     """The cached copy of ``model_path`` with external weights, made if missing; None: load as is.
 
     Replicas starting together convert once: the first takes a lock on the copy's digest, the
     others wait for it and find the copy made.
     """
     try:
-        if model_path.stat().st_size < min_bytes:
+        if model_path.stat().st_size < (MIN_SHARED_BYTES if min_bytes is None else min_bytes):
             return None
-        digest = file_digest(model_path)[:32]
+        digest = copy_key(file_digest(model_path))
     except OSError:
         return None  # the plain load reports it
     target = shared_root() / digest
@@ -66,34 +70,57 @@ def shared_model(model_path: Path, min_bytes: int = MIN_SHARED_BYTES) -> Path | 
             return target / MODEL_NAME
         try:
             _convert(model_path, target)
-        except Exception as exc:  # not a model onnx can read: onnxruntime will say why
+        except Exception as exc:  # a model onnxruntime cannot load: the plain load says why
             log.info("weights of %s not shared (%s); loading it the plain way", model_path.name, exc)
             return None
     return target / MODEL_NAME
 
 
-def _convert(model_path: Path, target: Path) -> None:
-    """Write ``model_path`` into ``target`` with every large initializer in one aligned file."""
-    import onnx
-    from onnx.external_data_helper import convert_model_to_external_data, set_external_data
+def cpu_identity() -> str:
+    """The processor's model and features: pre-packed weights are laid out for them."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            first = info.read().split("\n\n", 1)[0]
+    except OSError:
+        return platform.machine()
+    wanted = ("vendor_id", "model name", "flags", "Features", "CPU implementer", "CPU part")
+    return "\n".join(line for line in first.splitlines() if line.split(":", 1)[0].strip() in wanted)
 
-    model = onnx.load(str(model_path))  # a model with external data of its own: loaded too
-    convert_model_to_external_data(model, all_tensors_to_one_file=True, location=WEIGHTS_NAME)
-    offset = 0
-    for tensor in model.graph.initializer:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        offset = -(-offset // ALIGNMENT) * ALIGNMENT
-        size = len(tensor.raw_data)
-        set_external_data(tensor, WEIGHTS_NAME, offset=offset, length=size)
-        offset += size
+
+def copy_key(model_digest: str) -> str:
+    """The copy's folder name: the model's content, onnxruntime's version and this CPU."""
+    import onnxruntime as ort
+
+    parts = (model_digest, ort.__version__, cpu_identity())
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _convert(model_path: Path, target: Path) -> None:
+    """Have onnxruntime write ``model_path`` optimized into ``target``, weights in one data file.
+
+    ``save_external_prepacked_constant_initializers`` puts the pre-packed MatMul weights in the
+    data file too, so a replica maps them as well instead of packing a private copy.
+    """
+    import onnxruntime as ort
+
     scratch = Path(tempfile.mkdtemp(prefix="tmp", dir=target.parent))
     try:
-        onnx.save_model(model, str(scratch / MODEL_NAME))
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # the plain load reports errors; the copy stays on this machine
+        options.intra_op_num_threads = 1
+        options.optimized_model_filepath = str(scratch / MODEL_NAME)
+        for key, value in (
+            ("session.optimized_model_external_initializers_file_name", WEIGHTS_NAME),
+            ("session.optimized_model_external_initializers_min_size_in_bytes", str(INLINE_BYTES)),
+            ("session.save_external_prepacked_constant_initializers", "1"),
+        ):
+            options.add_session_config_entry(key, value)
+        ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+        if not (scratch / WEIGHTS_NAME).is_file():
+            raise ValueError("onnxruntime wrote no weights file")
         (scratch / CREATED_MARK).write_text("")
         for name in (MODEL_NAME, WEIGHTS_NAME):
-            with contextlib.suppress(FileNotFoundError):
-                (scratch / name).chmod(0o444)  # replicas map these pages: nobody writes them
+            (scratch / name).chmod(0o444)  # replicas map these pages: nobody writes them
         scratch.rename(target)
     finally:
         if scratch.exists():

@@ -1,0 +1,129 @@
+"""Replicas of one ONNX API share the model's weights: one copy in memory, whatever the count."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import requests
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.conftest import Server, make_project, replica_pids, wait_for
+
+Serve = Callable[..., Server]
+WIDTH, HIDDEN = 1024, 4096  # four float32 layers of 1024 x 4096: 64 MiB
+WEIGHTS_MIB = 64
+SAMPLE = np.linspace(-1, 1, WIDTH, dtype=np.float32).tolist()
+
+
+def build_model(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    dims = [WIDTH, HIDDEN, WIDTH, HIDDEN, WIDTH]
+    weights = [
+        numpy_helper.from_array(
+            (rng.standard_normal((dims[i], dims[i + 1])) * 0.02).astype(np.float32), f"w{i}"
+        )
+        for i in range(4)
+    ]
+    names = ["x", "h0", "h1", "h2", "y"]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [names[i], f"w{i}"], [names[i + 1]]) for i in range(4)],
+        "weights",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, WIDTH])],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def weights_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model(tmp_path_factory.mktemp("weights") / "weights.onnx")
+
+
+def project(root: Path, model: Path, replicas: int) -> Path:
+    yaml = (
+        "- kind: deployment\n  name: mem\n- kind: api\n  name: weights\n  onnx:\n    model: weights.onnx\n"
+        f"  compute:\n    min_replicas: {replicas}\n    max_replicas: {replicas}\n"
+    )
+    return make_project(root, yaml, models={"weights.onnx": model})
+
+
+def serve_ready(serve: Serve, root: Path, replicas: int) -> Server:
+    server = serve(root)
+
+    def ready() -> bool:
+        info = requests.get(f"{server.url}/mem/weights", timeout=10).json()
+        return bool(info.get("replicas", {}).get("ready") == replicas)
+
+    wait_for(ready, 180, f"{replicas} ready replicas")
+    # every replica answers some requests, so each has touched the weights
+    for _ in range(3):
+        threads = [threading.Thread(target=lambda: predict(server)) for _ in range(2 * replicas)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return server
+
+
+def predict(server: Server) -> list[float]:
+    answer = server.post("/mem/weights", [SAMPLE])
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()[0][0])
+
+
+def smaps(pid: int) -> tuple[float, dict[str, tuple[float, float]]]:
+    """A process's PSS (MiB) and, per mapped file, its (RSS, PSS) in MiB."""
+    files: dict[str, tuple[float, float]] = {}
+    current = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and ":" not in head[0]:  # a mapping's header: address range ... path
+            current = head[5] if len(head) > 5 else ""
+        elif head[0] in ("Rss:", "Pss:") and current:
+            rss, pss = files.get(current, (0.0, 0.0))
+            value = int(head[1]) / 1024
+            files[current] = (rss + value, pss) if head[0] == "Rss:" else (rss, pss + value)
+    total = Path(f"/proc/{pid}/smaps_rollup").read_text().split("Pss:")[1].split()[0]
+    return int(total) / 1024, files
+
+
+def test_replicas_share_one_copy_of_the_weights(
+    serve: Serve, weights_model: Path, tmp_path: Path, inferd_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INFERD_SHARE_WEIGHTS", raising=False)
+    one = serve_ready(serve, project(tmp_path / "one", weights_model, 1), 1)
+    (single,) = replica_pids(one.process.pid)
+    single_pss, _ = smaps(single)
+    shared_answer = predict(one)
+    one.stop()
+
+    three = serve_ready(serve, project(tmp_path / "three", weights_model, 3), 3)
+    replicas = replica_pids(three.process.pid)
+    assert len(replicas) == 3
+    measured = [smaps(pid) for pid in replicas]
+    cache = str(inferd_home / "cache" / "shared")
+    mapped = [{path: use for path, use in files.items() if path.startswith(cache)} for _, files in measured]
+    # each replica maps the same weights file of inferd's cache, with all the weights resident...
+    assert all(len(files) == 1 for files in mapped) and len({*mapped[0], *mapped[1], *mapped[2]}) == 1
+    assert all(rss > 0.9 * WEIGHTS_MIB for files in mapped for rss, _ in files.values())
+    # ...held once between them: their shares of it add up to one copy
+    assert sum(pss for files in mapped for _, pss in files.values()) < 1.2 * WEIGHTS_MIB
+    # and three replicas in all hold well under three times one
+    assert sum(total for total, _ in measured) < 2.4 * single_pss
+    assert predict(three) == shared_answer
+
+    # the unshared path (INFERD_SHARE_WEIGHTS=0) gives the very same answers
+    monkeypatch.setenv("INFERD_SHARE_WEIGHTS", "0")
+    plain = serve_ready(serve, project(tmp_path / "plain", weights_model, 1), 1)
+    (plain_pid,) = replica_pids(plain.process.pid)
+    assert not any(path.startswith(cache) for path in smaps(plain_pid)[1])
+    assert predict(plain) == shared_answer

@@ -1,0 +1,127 @@
+"""Shared ONNX weights: the cached external-data copy a replica loads instead of the user's file."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from inferd.runtimes import load_runtime, onnx_shared
+from inferd.runtimes.onnx import OnnxRuntime
+from inferd.storage import CREATED_MARK
+
+
+def weights_model(path: Path, seed: int = 0, width: int = 256, hidden: int = 1000) -> Path:
+    """x[n, width] -> MatMul -> MatMul -> y[n, width]; the weights' sizes are not page multiples."""
+    rng = np.random.default_rng(seed)
+    first = rng.standard_normal((width, hidden)).astype(np.float32)
+    second = rng.standard_normal((hidden, width)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w0"], ["h"]), helper.make_node("MatMul", ["h", "w1"], ["y"])],
+        "weights",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, width])],
+        [numpy_helper.from_array(first, "w0"), numpy_helper.from_array(second, "w1")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")}
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("INFERD_SHARE_WEIGHTS", raising=False)
+    return tmp_path / "home"
+
+
+def test_the_copy_is_keyed_by_content_and_leaves_the_users_files_alone(tmp_path: Path, home: Path) -> None:
+    model = weights_model(tmp_path / "project" / "model.onnx")
+    before = snapshot(model.parent)
+    copy = onnx_shared.shared_model(model, min_bytes=0)
+    assert copy is not None and copy.parent.parent == home / "cache" / "shared"
+    assert snapshot(model.parent) == before  # nothing written next to the user's model
+    assert (copy.parent / CREATED_MARK).is_file()  # prune may tell it from anything else
+    # the weights are in one file the replicas map, next to the model that names it
+    weights = copy.parent / onnx_shared.WEIGHTS_NAME
+    assert weights.stat().st_size >= 0.9 * model.stat().st_size
+    locations = {
+        entry.value
+        for tensor in onnx.load(str(copy), load_external_data=False).graph.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    assert locations == {onnx_shared.WEIGHTS_NAME}
+    # the same content elsewhere maps to the same copy; other content to another one
+    same = tmp_path / "elsewhere" / "renamed.onnx"
+    same.parent.mkdir()
+    same.write_bytes(model.read_bytes())
+    assert onnx_shared.shared_model(same, min_bytes=0) == copy
+    other = weights_model(tmp_path / "other" / "model.onnx", seed=1)
+    assert onnx_shared.shared_model(other, min_bytes=0) not in (None, copy)
+
+
+def test_another_cpu_or_onnxruntime_gets_its_own_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pre-packed weights are laid out for one CPU's kernels of one onnxruntime version
+    key = onnx_shared.copy_key("digest")
+    assert onnx_shared.copy_key("digest") == key and onnx_shared.copy_key("other") != key
+    monkeypatch.setattr(onnx_shared, "cpu_identity", lambda: "flags: none")
+    assert onnx_shared.copy_key("digest") != key
+    monkeypatch.undo()
+    monkeypatch.setattr(ort, "__version__", "0.0.1")
+    assert onnx_shared.copy_key("digest") != key
+
+
+def test_replicas_load_the_copy_and_answer_as_the_plain_load_does(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = weights_model(tmp_path / "model.onnx")
+    rows = np.random.default_rng(2).standard_normal((3, 256)).astype(np.float32)
+    monkeypatch.setattr(onnx_shared, "MIN_SHARED_BYTES", 0)
+    shared = load_runtime("onnx", model)
+    assert isinstance(shared, OnnxRuntime) and shared.shared_weights
+    monkeypatch.setenv("INFERD_SHARE_WEIGHTS", "0")
+    plain = load_runtime("onnx", model)
+    assert isinstance(plain, OnnxRuntime) and not plain.shared_weights
+    # the same kernels on the same pre-packed weights: the same answers, to the bit
+    np.testing.assert_array_equal(shared.run({"x": rows.copy()})[0], plain.run({"x": rows.copy()})[0])
+    assert [s.describe() for s in shared.inputs] == [s.describe() for s in plain.inputs]
+
+
+def test_small_models_load_the_plain_way(iris_onnx_model: Path, home: Path) -> None:
+    runtime = load_runtime("onnx", iris_onnx_model)
+    assert isinstance(runtime, OnnxRuntime) and not runtime.shared_weights
+    assert not (home / "cache" / "shared").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "false", "off", "no"])
+def test_sharing_can_be_turned_off(value: str) -> None:
+    assert not onnx_shared.sharing_enabled({"INFERD_SHARE_WEIGHTS": value})
+    assert onnx_shared.sharing_enabled({})
+
+
+def test_a_broken_model_fails_as_it_did_before(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_text("not an onnx model\n" * 1000)
+    monkeypatch.setattr(onnx_shared, "MIN_SHARED_BYTES", 0)
+    with pytest.raises(Exception) as shared:  # onnxruntime's own exception type
+        load_runtime("onnx", broken)
+    monkeypatch.setenv("INFERD_SHARE_WEIGHTS", "0")
+    with pytest.raises(Exception) as plain:
+        load_runtime("onnx", broken)
+    assert type(shared.value) is type(plain.value) and str(shared.value) == str(plain.value)
+    assert str(broken) in str(shared.value)  # it names the user's file, not a cached copy
+    assert not list((home / "cache" / "shared").glob("[0-9a-f]*"))  # no copy left behind

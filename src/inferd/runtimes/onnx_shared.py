@@ -24,6 +24,8 @@ import logging
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,28 +98,23 @@ def copy_key(model_digest: str) -> str:
 
 
 def _convert(model_path: Path, target: Path) -> None:
-    """Have onnxruntime write ``model_path`` optimized into ``target``, weights in one data file.
+    """Write the copy of ``model_path`` into ``target`` (in a child process, see ``write_copy``).
 
-    ``save_external_prepacked_constant_initializers`` puts the pre-packed MatMul weights in the
-    data file too, so a replica maps them as well instead of packing a private copy.
+    The child's memory (the model parsed, its weights packed on the heap) goes back to the system
+    when it exits; done in the replica, the allocator would keep much of it.
     """
-    import onnxruntime as ort
-
     scratch = Path(tempfile.mkdtemp(prefix="tmp", dir=target.parent))
     try:
-        options = ort.SessionOptions()
-        options.log_severity_level = 4  # the plain load reports errors; the copy stays on this machine
-        options.intra_op_num_threads = 1
-        options.optimized_model_filepath = str(scratch / MODEL_NAME)
-        for key, value in (
-            ("session.optimized_model_external_initializers_file_name", WEIGHTS_NAME),
-            ("session.optimized_model_external_initializers_min_size_in_bytes", str(INLINE_BYTES)),
-            ("session.save_external_prepacked_constant_initializers", "1"),
-        ):
-            options.add_session_config_entry(key, value)
-        ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
-        if not (scratch / WEIGHTS_NAME).is_file():
-            raise ValueError("onnxruntime wrote no weights file")
+        done = subprocess.run(
+            [sys.executable, "-m", "inferd.runtimes.onnx_shared", str(model_path), str(scratch)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0 or not (scratch / WEIGHTS_NAME).is_file():
+            lines = (done.stderr or "no weights file written").strip().splitlines()
+            raise ValueError(lines[-1] if lines else f"exit status {done.returncode}")
         (scratch / CREATED_MARK).write_text("")
         for name in (MODEL_NAME, WEIGHTS_NAME):
             (scratch / name).chmod(0o444)  # replicas map these pages: nobody writes them
@@ -125,3 +122,28 @@ def _convert(model_path: Path, target: Path) -> None:
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_copy(model_path: Path, folder: Path) -> None:
+    """Have onnxruntime write ``model_path`` optimized into ``folder``, weights in one data file.
+
+    ``save_external_prepacked_constant_initializers`` puts the pre-packed MatMul weights in the
+    data file too, so a replica maps them as well instead of packing a private copy.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the plain load reports errors; the copy stays on this machine
+    options.intra_op_num_threads = 1
+    options.optimized_model_filepath = str(folder / MODEL_NAME)
+    for key, value in (
+        ("session.optimized_model_external_initializers_file_name", WEIGHTS_NAME),
+        ("session.optimized_model_external_initializers_min_size_in_bytes", str(INLINE_BYTES)),
+        ("session.save_external_prepacked_constant_initializers", "1"),
+    ):
+        options.add_session_config_entry(key, value)
+    ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+if __name__ == "__main__":
+    write_copy(Path(sys.argv[1]), Path(sys.argv[2]))

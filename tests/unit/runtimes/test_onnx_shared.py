@@ -55,7 +55,7 @@ def test_the_copy_is_keyed_by_content_and_leaves_the_users_files_alone(tmp_path:
     assert (copy.parent / CREATED_MARK).is_file()  # prune may tell it from anything else
     # the weights are in one file the replicas map, next to the model that names it
     weights = copy.parent / onnx_shared.WEIGHTS_NAME
-    assert weights.stat().st_size >= 0.9 * model.stat().st_size
+    assert 0.9 * model.stat().st_size <= weights.stat().st_size <= 2.2 * model.stat().st_size
     locations = {
         entry.value
         for tensor in onnx.load(str(copy), load_external_data=False).graph.initializer

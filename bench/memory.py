@@ -362,7 +362,11 @@ def render(
         f"**{p50_batch['shared'] / p50_batch['unshared']:.2f}** |\n\n",
         "Bars: 4 replicas at most 1.5x the PSS of one; latency within 5% of unshared. Not in the "
         f"sums: the onnxruntime zygote that forks the replicas after the first, {zygote:.0f} MiB (one "
-        "per runtime, whatever the number of APIs and replicas).\n\n",
+        "per runtime, whatever the number of APIs and replicas). Peers, from their documentation "
+        "(not measured here): LitServe scales by serving more copies of the model, one per worker "
+        "(https://lightning.ai/docs/litserve/features/autoscaling); BentoML's `workers=N` starts N "
+        "processes that each run the service, its model loading included "
+        "(https://docs.bentoml.com/en/latest/build-with-bentoml/parallelize-requests.html).\n\n",
     ]
     lines += [
         "TensorFlow (examples/iris-tensorflow, a tiny model, so this is TensorFlow's own memory): "

@@ -3,7 +3,9 @@
 Every deploy of changed code adds a snapshot (``projects/<digest>``), maybe a downloaded model
 (``cache/models/<digest>``, ``cache/unzipped/<digest>``) and a requirements environment
 (``envs/<digest>``). After each deploy and delete the operator keeps what running versions use
-plus each API's previous version (a rollback needs it) and removes the rest. Only what inferd
+plus each API's previous version (a rollback needs it) and removes the rest. The copies of
+ONNX models whose weights replicas share (``cache/shared/<key>``) stay while a running process
+loaded them; a replica that needs one again remakes it. Only what inferd
 created is a candidate: a digest-named folder in one of those places holding inferd's mark
 (``storage.CREATED_MARK``), or one of its own scratch folders left by a crash (older than an
 hour). Anything else there is left alone.
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferd.logfiles import folder_bytes
+from inferd.runtimes.onnx_shared import unused
 from inferd.storage import CREATED_MARK
 
 # folder (relative to the home) -> (what its entries are, the names inferd gives them)
@@ -31,6 +34,8 @@ PLACES = {
     "envs": ("environments", re.compile(r"^[0-9a-f]{24}$")),
     "cache/models": ("models", re.compile(r"^[0-9a-f]{32}$")),
     "cache/unzipped": ("models", re.compile(r"^[0-9a-f]{32}$")),
+    # shared ONNX weights (``runtimes/onnx_shared``): kept while a running replica loaded them
+    "cache/shared": ("shared weights", re.compile(r"^[0-9a-f]{32}$")),
 }
 SCRATCH = re.compile(r"^(\.copy-|\.installing-|tmp)[\w-]+$")
 SCRATCH_AGE = 3600.0
@@ -101,10 +106,14 @@ def take_away(home: Path, keep: Iterable[Path]) -> tuple[Pruned, list[Path]]:
         size = folder_bytes(entry)
         trash.mkdir(parents=True, exist_ok=True, mode=0o700)
         target = trash / f"{entry.parent.name}-{entry.name}-{time.time_ns()}"
-        try:
-            entry.rename(target)
-        except OSError:
-            continue
+        shared = entry.parent == Path(os.path.abspath(home / "cache" / "shared"))
+        with unused(entry) if shared else contextlib.nullcontext(True) as free:
+            try:
+                if not free:
+                    continue
+                entry.rename(target)
+            except OSError:
+                continue
         moved.append(target)
         result.freed += size
         result.removed[kind] = result.removed.get(kind, 0) + 1

@@ -18,6 +18,7 @@ reports it exactly as before.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -27,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from inferd.storage import CREATED_MARK, cache_dir, file_digest
@@ -38,6 +39,7 @@ MIN_SHARED_BYTES = 16 << 20  # a model file smaller than this loads the plain wa
 INLINE_BYTES = 1024  # smaller initializers stay inside the model file
 MODEL_NAME = "model.onnx"
 WEIGHTS_NAME = "weights.bin"
+USERS = "replicas"  # one empty file per process that loaded the copy, named by its pid
 
 
 def sharing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -63,19 +65,49 @@ def shared_model(model_path: Path, min_bytes: int | None = None) -> Path | None:
     except OSError:
         return None  # the plain load reports it
     target = shared_root() / digest
-    if (target / MODEL_NAME).is_file():
-        return target / MODEL_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     with (target.parent / f".{digest}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / MODEL_NAME).is_file():
-            return target / MODEL_NAME
-        try:
-            _convert(model_path, target)
-        except Exception as exc:  # a model onnxruntime cannot load: the plain load says why
-            log.info("weights of %s not shared (%s); loading it the plain way", model_path.name, exc)
-            return None
+        if not (target / MODEL_NAME).is_file():
+            try:
+                _convert(model_path, target)
+            except Exception as exc:  # a model onnxruntime cannot load: the plain load says why
+                log.info("weights of %s not shared (%s); loading it the plain way", model_path.name, exc)
+                return None
+        # Under the lock, so ``inferd prune`` (which takes it too) sees this replica use the copy.
+        users = target / USERS
+        users.mkdir(exist_ok=True)
+        (users / str(os.getpid())).touch()
     return target / MODEL_NAME
+
+
+@contextlib.contextmanager
+def unused(copy: Path) -> Iterator[bool]:
+    """Inside: whether ``copy`` may be removed (no running process loaded it), under its lock.
+
+    Never waits: while a replica makes or registers the copy, it is in use.
+    """
+    try:
+        handle = (copy.parent / f".{copy.name}.lock").open("w")
+    except OSError:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield not in_use(copy)
+
+
+def in_use(copy: Path) -> bool:
+    """Whether a running process loaded ``copy`` (a folder of ``shared_root()``)."""
+    try:
+        pids = [name for name in os.listdir(copy / USERS) if name.isdigit()]
+    except OSError:
+        return False
+    return any(os.path.exists(f"/proc/{pid}") for pid in pids)
 
 
 def cpu_identity() -> str:

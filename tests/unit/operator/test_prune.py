@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -48,3 +49,22 @@ def test_usage_and_sizes(tmp_path: Path) -> None:
     parts = usage(tmp_path)
     assert parts["logs"] == 2048 and parts["total"] == 2048 and parts["projects"] == 0
     assert human_bytes(512) == "512 B" and human_bytes(3 << 20) == "3.0 MiB"
+
+
+def test_shared_weights_stay_while_a_running_process_loaded_them(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    shared = home / "cache" / "shared"
+    loaded = made(shared / ("a" * 32))
+    (loaded / "replicas").mkdir()
+    (loaded / "replicas" / str(os.getpid())).touch()
+    gone = made(shared / ("b" * 32))
+    (gone / "replicas").mkdir()
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    (gone / "replicas" / str(pid_max + 1)).touch()  # no process can have this pid
+    never = made(shared / ("c" * 32))
+    busy = made(shared / ("d" * 32))  # a replica is making or registering it: it holds the lock
+    with (shared / f".{busy.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        prune(home, set())
+    assert loaded.exists() and busy.exists()
+    assert not gone.exists() and not never.exists()

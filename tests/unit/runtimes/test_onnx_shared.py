@@ -53,6 +53,7 @@ def test_the_copy_is_keyed_by_content_and_leaves_the_users_files_alone(tmp_path:
     assert copy is not None and copy.parent.parent == home / "cache" / "shared"
     assert snapshot(model.parent) == before  # nothing written next to the user's model
     assert (copy.parent / CREATED_MARK).is_file()  # prune may tell it from anything else
+    assert onnx_shared.in_use(copy.parent)  # this process loaded it: prune leaves it
     # the weights are in one file the replicas map, next to the model that names it
     weights = copy.parent / onnx_shared.WEIGHTS_NAME
     assert 0.9 * model.stat().st_size <= weights.stat().st_size <= 2.2 * model.stat().st_size

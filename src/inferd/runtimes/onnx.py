@@ -11,7 +11,6 @@ import onnxruntime as ort
 
 from inferd.runtimes.base import TensorSpec
 from inferd.runtimes.devices import CPU, Devices, onnx_provider_in_use, onnx_providers
-from inferd.runtimes.onnx_shared import shared_model, sharing_enabled
 
 log = logging.getLogger("inferd.replica")
 
@@ -63,12 +62,6 @@ class OnnxRuntime:
             except Exception as exc:  # libraries from the system may still do
                 log.warning("onnxruntime could not preload the CUDA libraries: %s", exc)
         providers = onnx_providers(ort.get_available_providers(), devices)
-        # On the CPU, replicas map one copy of a large model's weights (see ``onnx_shared``);
-        # a GPU copies them into its own memory anyway.
-        shared = None if devices.gpus or not sharing_enabled() else shared_model(model_path)
-        if shared is not None:
-            model_path = shared
-        self.shared_weights = shared is not None
         try:
             self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
             active = self.session.get_providers()

@@ -12,7 +12,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from inferd.runtimes import load_runtime, onnx_shared
-from inferd.runtimes.onnx import OnnxRuntime
 from inferd.storage import CREATED_MARK
 
 
@@ -84,6 +83,12 @@ def test_another_cpu_or_onnxruntime_gets_its_own_copy(monkeypatch: pytest.Monkey
     assert onnx_shared.copy_key("digest") != key
 
 
+def mapped_copies(home: Path) -> set[str]:
+    """The files of ``home``'s shared copies this process maps."""
+    root = str(home / "cache" / "shared")
+    return {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if root in line}
+
+
 def test_replicas_load_the_copy_and_answer_as_the_plain_load_does(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,18 +96,18 @@ def test_replicas_load_the_copy_and_answer_as_the_plain_load_does(
     rows = np.random.default_rng(2).standard_normal((3, 256)).astype(np.float32)
     monkeypatch.setattr(onnx_shared, "MIN_SHARED_BYTES", 0)
     shared = load_runtime("onnx", model)
-    assert isinstance(shared, OnnxRuntime) and shared.shared_weights
+    assert {Path(path).name for path in mapped_copies(home)} == {onnx_shared.WEIGHTS_NAME}
     monkeypatch.setenv("INFERD_SHARE_WEIGHTS", "0")
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "other-home"))
     plain = load_runtime("onnx", model)
-    assert isinstance(plain, OnnxRuntime) and not plain.shared_weights
+    assert not (tmp_path / "other-home" / "cache" / "shared").exists()
     # the same kernels on the same pre-packed weights: the same answers, to the bit
     np.testing.assert_array_equal(shared.run({"x": rows.copy()})[0], plain.run({"x": rows.copy()})[0])
     assert [s.describe() for s in shared.inputs] == [s.describe() for s in plain.inputs]
 
 
 def test_small_models_load_the_plain_way(iris_onnx_model: Path, home: Path) -> None:
-    runtime = load_runtime("onnx", iris_onnx_model)
-    assert isinstance(runtime, OnnxRuntime) and not runtime.shared_weights
+    load_runtime("onnx", iris_onnx_model)
     assert not (home / "cache" / "shared").exists()
 
 

@@ -65,14 +65,22 @@ def shared_model(model_path: Path, min_bytes: int | None = None) -> Path | None:
     except OSError:
         return None  # the plain load reports it
     target = shared_root() / digest
+    # A model that gave no copy (no initializers to map, or one onnxruntime cannot load) is not
+    # tried again by every replica that starts.
+    plain = target.parent / f".{digest}.plain"
+    if plain.exists():
+        return None
     target.parent.mkdir(parents=True, exist_ok=True)
     with (target.parent / f".{digest}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if plain.exists():
+            return None
         if not (target / MODEL_NAME).is_file():
             try:
                 _convert(model_path, target)
             except Exception as exc:  # a model onnxruntime cannot load: the plain load says why
                 log.info("weights of %s not shared (%s); loading it the plain way", model_path.name, exc)
+                plain.write_text(f"{exc}\n")
                 return None
         # Under the lock, so ``inferd prune`` (which takes it too) sees this replica use the copy.
         users = target / USERS

@@ -131,3 +131,20 @@ def test_a_broken_model_fails_as_it_did_before(
     assert type(shared.value) is type(plain.value) and str(shared.value) == str(plain.value)
     assert str(broken) in str(shared.value)  # it names the user's file, not a cached copy
     assert not list((home / "cache" / "shared").glob("[0-9a-f]*"))  # no copy left behind
+    # and the next replica does not try again
+    monkeypatch.setattr(onnx_shared, "_convert", lambda *_: pytest.fail("converted again"))
+    assert onnx_shared.shared_model(broken, min_bytes=0) is None
+
+
+def test_a_model_without_initializers_to_map_loads_the_plain_way(tmp_path: Path, home: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+    )
+    model = tmp_path / "relu.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    assert onnx_shared.shared_model(model, min_bytes=0) is None
+    runtime = load_runtime("onnx", model)
+    assert runtime.run({"x": np.array([[-1, 2, -3, 4]], dtype=np.float32)})[0].tolist() == [[0, 2, 0, 4]]

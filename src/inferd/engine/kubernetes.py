@@ -131,7 +131,12 @@ def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, An
         "image": image,
         "command": serve_command(project_path),
         "ports": [{"name": "http", "containerPort": PORT}],
-        "env": [{"name": "INFERD_HOME", "value": "/tmp/inferd"}, *key_env],
+        "env": [
+            {"name": "INFERD_HOME", "value": "/tmp/inferd"},
+            # One replica per pod shares its weights with nobody: no copy to write at each start.
+            {"name": "INFERD_SHARE_WEIGHTS", "value": "0"},
+            *key_env,
+        ],
         "readinessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
             "periodSeconds": 2,

@@ -76,6 +76,8 @@ def test_the_pod_runs_the_same_serve_command_as_the_local_tests(tmp_path: Path) 
         8888,
         1,  # one replica per pod, autoscaling off in it: the HorizontalPodAutoscaler scales pods
     )
+    # and with nothing to share its weights with, the replica loads the model the plain way
+    assert {"name": "INFERD_SHARE_WEIGHTS", "value": "0"} in container["env"]
 
 
 def test_compute_sets_resources_and_bounds(tmp_path: Path) -> None:

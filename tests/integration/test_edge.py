@@ -1,7 +1,7 @@
 """The HTTP edge against hostile and mistaken clients: every limit decided before it costs much.
 
-Each test starts its own `inferd serve` and talks raw HTTP/1.1 over loopback sockets where a
-well-behaved library would hide the attack.
+Each test starts its own `inferd serve` (those that need only the default limits share one) and
+talks raw HTTP/1.1 over loopback sockets where a well-behaved library would hide the attack.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,10 +62,17 @@ def closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
-def test_a_megabyte_of_headers_is_431_and_the_server_keeps_serving(
-    serve: Serve, tmp_path: Path, iris_onnx_model: Path
-) -> None:
-    server = serve(iris(tmp_path / "p", iris_onnx_model))
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory, iris_onnx_model: Path) -> Iterator[Server]:
+    """A server with the default limits, shared by the tests that leave it as they found it."""
+    root = tmp_path_factory.mktemp("plain")
+    server = Server(iris(root / "p", iris_onnx_model), root / "serve.log").wait_ready()
+    yield server
+    server.stop()
+
+
+def test_a_megabyte_of_headers_is_431_and_the_server_keeps_serving(plain: Server) -> None:
+    server = plain
     many = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000) for i in range(1024))
     heads = (
         b"POST /d/iris HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n",  # many headers
@@ -285,8 +292,8 @@ def test_healthz_is_never_ready_while_an_api_would_be_404(
         log.close()
 
 
-def test_deep_nesting_is_400_on_every_route(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
-    server = serve(iris(tmp_path / "p", iris_onnx_model))
+def test_deep_nesting_is_400_on_every_route(plain: Server) -> None:
+    server = plain
     for depth in (900, 5000):
         nested = b"[" * depth + b"]" * depth
         for path, body in (

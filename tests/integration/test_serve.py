@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,8 +24,16 @@ def children(pid: int) -> set[int]:
     return replica_pids(pid)
 
 
-def test_onnx_example_end_to_end(serve: Serve) -> None:
-    server = serve(example("iris-onnx"))
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server of the iris example, shared by the tests that only send it requests."""
+    server = Server(example("iris-onnx"), tmp_path_factory.mktemp("iris") / "serve.log").wait_ready()
+    yield server
+    server.stop()
+
+
+def test_onnx_example_end_to_end(iris: Server) -> None:
+    server = iris
     response = server.post("/iris/classifier", SAMPLE)
     assert response.status_code == 200
     assert response.json() == "iris-setosa"
@@ -59,8 +67,10 @@ def test_predictor_example_end_to_end(serve: Serve) -> None:
     assert server.post("/iris-py/predictor", VIRGINICA).json() == "virginica"
 
 
-@pytest.fixture
-def raw_project(tmp_path: Path, iris_onnx_model: Path, two_input_model: Path) -> Path:
+@pytest.fixture(scope="module")
+def raw_project(
+    tmp_path_factory: pytest.TempPathFactory, iris_onnx_model: Path, two_input_model: Path
+) -> Path:
     """Two APIs without handlers (raw tensors in and out) and one with a stateful handler."""
     handler = (
         "import os, time\n"
@@ -76,7 +86,7 @@ def raw_project(tmp_path: Path, iris_onnx_model: Path, two_input_model: Path) ->
         "    return {'calls': calls, 'pid': os.getpid()}\n"
     )
     return make_project(
-        tmp_path / "project",
+        tmp_path_factory.mktemp("raw") / "project",
         "- kind: deployment\n  name: test\n"
         "- kind: api\n  name: raw\n  onnx:\n    model: iris.onnx\n"
         "- kind: api\n  name: add\n  endpoint: /math/add\n  onnx:\n    model: add.onnx\n"
@@ -87,8 +97,16 @@ def raw_project(tmp_path: Path, iris_onnx_model: Path, two_input_model: Path) ->
     )
 
 
-def test_raw_tensors_batches_several_inputs_and_errors(serve: Serve, raw_project: Path) -> None:
-    server = serve(raw_project)
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory, raw_project: Path) -> Iterator[Server]:
+    """One server of ``raw_project``, shared by the tests that only send it requests."""
+    server = Server(raw_project, tmp_path_factory.mktemp("raw-serve") / "serve.log").wait_ready()
+    yield server
+    server.stop()
+
+
+def test_raw_tensors_batches_several_inputs_and_errors(raw: Server) -> None:
+    server = raw
     rows = [[5.2, 3.6, 1.4, 0.3], [6.9, 3.1, 5.4, 2.1], [5.9, 3.0, 4.2, 1.5]]
     labels, probabilities = server.post("/test/raw", rows).json()
     assert labels == [0, 2, 1]
@@ -116,8 +134,8 @@ def test_raw_tensors_batches_several_inputs_and_errors(serve: Serve, raw_project
     assert server.post("/test/raw", rows).json()[0] == [0, 2, 1]  # still serving
 
 
-def test_handler_errors_globals_and_replicas(serve: Serve, raw_project: Path) -> None:
-    server = serve(raw_project)
+def test_handler_errors_globals_and_replicas(raw: Server) -> None:
+    server = raw
     failed = server.post("/test/stateful", {"fail": True})
     assert failed.status_code == 500
     assert failed.json()["error"] == "pre_inference in h.py failed: RuntimeError: asked to fail"
@@ -136,15 +154,15 @@ def test_handler_errors_globals_and_replicas(serve: Serve, raw_project: Path) ->
     assert len({answer["pid"] for answer in slow}) == 2
 
 
-def test_requests_queue_while_the_replica_is_busy(serve: Serve, raw_project: Path) -> None:
-    server = serve(raw_project)
+def test_requests_queue_while_the_replica_is_busy(raw: Server) -> None:
+    server = raw
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda _: server.post("/test/stateful", {"sleep": 0.1}), range(8)))
     assert [r.status_code for r in responses] == [200] * 8
 
 
-def test_debug_logs_every_stage(serve: Serve) -> None:
-    server = serve(example("iris-onnx"))
+def test_debug_logs_every_stage(iris: Server) -> None:
+    server = iris
     assert (
         requests.post(f"{server.url}/iris/classifier?debug=true", json=SAMPLE, timeout=10).status_code == 200
     )
@@ -153,8 +171,8 @@ def test_debug_logs_every_stage(serve: Serve) -> None:
         assert stage in log
 
 
-def test_body_limit_pipelining_and_expect_continue(serve: Serve) -> None:
-    server = serve(example("iris-onnx"))
+def test_body_limit_pipelining_and_expect_continue(iris: Server) -> None:
+    server = iris
     big = server.post("/iris/classifier", data=b"[" + b"1," * (6 * 1024 * 1024) + b"1]")
     assert big.status_code == 413
     port = int(server.url.rsplit(":", 1)[1])

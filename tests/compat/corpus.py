@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -53,9 +53,7 @@ class Corpus:
         """Build ``example``'s model (once per session); the bucket folder it was written to."""
         script = CORPUS / example / "build_model.py"
         if example not in self._built and script.exists():  # a predictor without a model has none
-            subprocess.run(
-                [sys.executable, str(script), str(self.bucket_dir)], check=True, capture_output=True
-            )
+            build_in_process(script, self.bucket_dir)
             self._built.add(example)
             for path in sorted(self.bucket_dir.rglob("*")):
                 if path.is_file() and path not in self._uploaded:
@@ -79,6 +77,29 @@ class Corpus:
             assert old in text
             config.write_text(text.replace(old, new))
         return target
+
+
+def build_in_process(script: Path, bucket_dir: Path) -> None:
+    """Run ``script``'s ``build(bucket_dir)`` in this process.
+
+    One Python for all the corpus instead of one per project: TensorFlow, torch and scikit-learn
+    are imported once (the tests import them anyway to call each runtime directly). The scripts
+    build into their own ``tf.Graph``; what a script adds to ``sys.path`` and ``sys.modules``
+    (its neighbour ``src/model.py``) is taken back afterwards.
+    """
+    path = list(sys.path)
+    name = f"corpus_build_{script.parent.name.replace('-', '_')}"
+    try:
+        spec = importlib.util.spec_from_file_location(name, script)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.build(bucket_dir)
+    finally:
+        sys.path[:] = path
+        for key, loaded in list(sys.modules.items()):
+            if str(getattr(loaded, "__file__", None) or "").startswith(str(CORPUS)):
+                del sys.modules[key]
 
 
 def _keys() -> dict[str, str]:

@@ -10,7 +10,7 @@ import importlib.util
 import io
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import requests
 
-from tests.compat.corpus import CORPUS, Corpus, corpus, corpus_env, files
+from tests.compat.corpus import CORPUS, Corpus, Files, corpus, corpus_env, files
 from tests.conftest import Server, serve, wait_for
-from tests.integration.conftest import Inferd, inferd
+from tests.integration.conftest import Inferd, stop_operator
 
-__all__ = ["corpus", "corpus_env", "files", "inferd", "serve"]  # fixtures used below
+__all__ = ["corpus", "corpus_env", "files", "serve"]  # fixtures used below
 
 LABELS = ["iris-setosa", "iris-versicolor", "iris-virginica"]
 IRIS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -144,6 +144,24 @@ def with_image(corpus: Corpus, sample: dict[str, Any]) -> dict[str, Any]:
     return {**sample, "url": f"{corpus.files_url}/image.png"}
 
 
+def relaxed_pins_warn_once_each(corpus: Corpus, server: Server) -> None:
+    for pin in ("scikit-learn==0.21.*", "numpy==1.17.*", "pandas==0.25.*", "joblib==0.14.*"):
+        assert server.log().count(f"warning: requirements.txt: {pin} relaxed to ") == 1, server.log()
+
+
+def tensorflow_iris_probabilities_are_the_runtimes_exactly(corpus: Corpus, server: Server) -> None:
+    import tensorflow as tf
+
+    sample = sample_of("tensorflow-iris-classifier")
+    model = tf.saved_model.load(str(corpus.bucket_dir / "tensorflow/iris-classifier/nn/1574000000"))
+    direct = model.signatures["predict"](**{n: tf.constant([sample[n]], tf.float64) for n in IRIS})
+    answer = server.post("/v1/models/classifier:predict", {"inputs": {n: [sample[n]] for n in IRIS}}).json()
+    assert np.array_equal(
+        np.array(answer["outputs"]["probabilities"], np.float32), direct["probabilities"].numpy()
+    )
+    assert answer["outputs"]["classes"] == [[c.decode() for c in direct["classes"].numpy()[0]]]
+
+
 @dataclass(frozen=True)
 class Case:
     path: str  # the endpoint, /<deployment>/<api>
@@ -152,12 +170,19 @@ class Case:
     relax_pins: bool = False  # its requirements.txt holds 2019 pins that need --relax-pins
     sample: Callable[[Corpus, dict[str, Any]], dict[str, Any]] = lambda corpus, sample: sample
     changes: tuple[tuple[str, str], ...] = ()  # the documented line changes to cortex.yaml
+    # more checks on the same `inferd serve` (one server start per project, not one per check)
+    also: Callable[[Corpus, Server], None] = lambda corpus, server: None
 
 
 NO_GPU = ("    gpu: 1\n", "")  # the one-line change for a machine without a GPU
 ON_CPU = ("device: cuda", "device: cpu")  # and, for a predictor that moves its model, this one
 CASES = {
-    "tensorflow-iris-classifier": Case("/iris/classifier", "classifier", tensorflow_iris),
+    "tensorflow-iris-classifier": Case(
+        "/iris/classifier",
+        "classifier",
+        tensorflow_iris,
+        also=tensorflow_iris_probabilities_are_the_runtimes_exactly,
+    ),
     "tensorflow-image-classifier": Case(
         "/image/classifier", "classifier", tensorflow_image, sample=with_image
     ),
@@ -173,7 +198,9 @@ CASES = {
     "pytorch-text-generator": Case(
         "/text/generator", "generator", pytorch_text, relax_pins=True, changes=(NO_GPU, ON_CPU)
     ),
-    "sklearn-mpg-estimation": Case("/auto/mpg", "mpg", sklearn_mpg, relax_pins=True),
+    "sklearn-mpg-estimation": Case(
+        "/auto/mpg", "mpg", sklearn_mpg, relax_pins=True, also=relaxed_pins_warn_once_each
+    ),
 }
 MARKS = {name: [pytest.mark.tensorflow] for name in CASES if name.startswith("tensorflow")}
 EXAMPLES = [pytest.param(name, marks=MARKS.get(name, []), id=name) for name in CASES]
@@ -191,22 +218,37 @@ def test_serves_under_inferd_serve(
     response = server.post(case.path, sample)
     assert response.status_code == 200, response.text
     assert response.json() == case.direct(corpus_env, sample, project)
+    case.also(corpus_env, server)
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory: pytest.TempPathFactory, corpus: Corpus, files: Files) -> Iterator[Inferd]:
+    """One operator for every project's deploy test (each deletes its deployment when done)."""
+    runner = Inferd(tmp_path_factory.mktemp("operator") / "home")
+    runner.env.update(corpus.env, COMPAT_FILES_URL=files.url)
+    yield runner
+    stop_operator(runner)
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_serves_under_inferd_deploy(example: str, corpus_env: Corpus, tmp_path: Path, inferd: Inferd) -> None:
+def test_serves_under_inferd_deploy(
+    example: str, corpus_env: Corpus, tmp_path: Path, operator: Inferd
+) -> None:
     case = CASES[example]
-    inferd.env.update(corpus_env.env, COMPAT_FILES_URL=corpus_env.files_url)
     project = corpus_env.project(example, tmp_path, case.changes)
-    inferd.run("deploy", str(project), *(["--relax-pins"] if case.relax_pins else []))
-    inferd.wait_status(case.api, "live", timeout=240)
-    sample = case.sample(corpus_env, sample_of(example))
-    response = inferd.post(case.path, sample)
-    assert response.status_code == 200, response.text
-    assert response.json() == case.direct(corpus_env, sample, project)
-    (tmp_path / "sample.json").write_text(json.dumps(sample))
-    predicted = inferd.run("predict", case.api, str(tmp_path / "sample.json"))
-    assert json.loads(predicted.stdout) == response.json()
+    deployment = case.path.split("/")[1]
+    operator.run("deploy", str(project), *(["--relax-pins"] if case.relax_pins else []))
+    try:
+        operator.wait_status(case.api, "live", timeout=240)
+        sample = case.sample(corpus_env, sample_of(example))
+        response = operator.post(case.path, sample)
+        assert response.status_code == 200, response.text
+        assert response.json() == case.direct(corpus_env, sample, project)
+        (tmp_path / "sample.json").write_text(json.dumps(sample))
+        predicted = operator.run("predict", case.api, str(tmp_path / "sample.json"))
+        assert json.loads(predicted.stdout) == response.json()
+    finally:
+        operator.run("delete", deployment, check=False, timeout=120)
 
 
 @pytest.mark.tensorflow
@@ -238,30 +280,3 @@ def test_2019_pins_are_one_sentence_without_relax_pins(
         ).status_code
         == 503
     )
-
-
-def test_relaxed_pins_warn_once_each(
-    corpus_env: Corpus, tmp_path: Path, serve: Callable[..., Server]
-) -> None:
-    project = corpus_env.project("sklearn-mpg-estimation", tmp_path)
-    server = serve(project, "--relax-pins")
-    for pin in ("scikit-learn==0.21.*", "numpy==1.17.*", "pandas==0.25.*", "joblib==0.14.*"):
-        assert server.log().count(f"warning: requirements.txt: {pin} relaxed to ") == 1, server.log()
-
-
-@pytest.mark.tensorflow
-def test_tensorflow_iris_probabilities_are_the_runtimes_exactly(
-    corpus_env: Corpus, tmp_path: Path, serve: Callable[..., Server]
-) -> None:
-    import tensorflow as tf
-
-    project = corpus_env.project("tensorflow-iris-classifier", tmp_path)
-    server = serve(project, ready=False).wait_ready(240)
-    sample = sample_of("tensorflow-iris-classifier")
-    model = tf.saved_model.load(str(corpus_env.bucket_dir / "tensorflow/iris-classifier/nn/1574000000"))
-    direct = model.signatures["predict"](**{n: tf.constant([sample[n]], tf.float64) for n in IRIS})
-    answer = server.post("/v1/models/classifier:predict", {"inputs": {n: [sample[n]] for n in IRIS}}).json()
-    assert np.array_equal(
-        np.array(answer["outputs"]["probabilities"], np.float32), direct["probabilities"].numpy()
-    )
-    assert answer["outputs"]["classes"] == [[c.decode() for c in direct["classes"].numpy()[0]]]

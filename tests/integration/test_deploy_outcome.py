@@ -197,7 +197,7 @@ def test_one_status_everywhere_and_timeouts_counted_apart(
     )
 
     assert inferd.post("/one/slow", SAMPLE).status_code == 504
-    wait_for(lambda: inferd.api("slow")["timed_out"] == 1, 30, "the stuck replica counted")
+    wait_for(lambda: inferd.status("slow")["timed_out"] == 1, 30, "the stuck replica counted")
     slow_info = inferd.wait_status("slow", "live")
     assert slow_info["failed"] == 0  # a timeout kill is not a crash
     assert "timed out" in inferd.run("get", "slow").stdout

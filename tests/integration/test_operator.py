@@ -212,13 +212,13 @@ def test_autoscaling_up_and_down_and_cold_start(
 
     load = Load(inferd, "/scale/elastic", {}, clients=6)
     try:
-        wait_for(lambda: inferd.api("elastic")["requested"] == 3, 30, "scale up to max_replicas")
-        wait_for(lambda: inferd.api("elastic")["available"] == 3, 30, "three ready replicas")
+        wait_for(lambda: inferd.status("elastic")["requested"] == 3, 30, "scale up to max_replicas")
+        wait_for(lambda: inferd.status("elastic")["available"] == 3, 30, "three ready replicas")
     finally:
         load.stop()
     assert load.failures == []
-    wait_for(lambda: inferd.api("elastic")["requested"] == 1, 30, "scale down to min_replicas")
-    wait_for(lambda: inferd.api("elastic")["available"] == 1, 30, "one replica left")
+    wait_for(lambda: inferd.status("elastic")["requested"] == 1, 30, "scale down to min_replicas")
+    wait_for(lambda: inferd.status("elastic")["available"] == 1, 30, "one replica left")
 
 
 def test_errors_are_reported_and_other_apis_keep_serving(

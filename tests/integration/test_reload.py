@@ -47,6 +47,8 @@ class SteadyClient:
                     self.answers.append((time.monotonic(), response.json()))
                 else:
                     self.failures.append(f"{response.status_code} {response.text}")
+                # A steady client, not a flood: a flood takes the two cores from the reload it waits for.
+                self._stop.wait(0.01)
 
     def first_since(self, since: float, answer: Any) -> float | None:
         """When ``answer`` was first seen after ``since``."""

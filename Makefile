@@ -52,6 +52,7 @@ bench: models
 	$(BIN)/python bench/batching.py
 	$(BIN)/python bench/metrics_cost.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/cost.py --doc
 	$(BIN)/python bench/memory.py
 
 soak: models

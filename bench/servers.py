@@ -309,9 +309,10 @@ def build_servers(
             ServerSpec(
                 f"inferd{replicas}",
                 f"inferd, {replicas} replica{'s' if replicas > 1 else ''}",
-                with_port(inferd, "serve", project, flag="--port"),
+                with_port(inferd, "serve", project, "--access-log", flag="--port"),
                 Probe("GET", "/healthz"),
-                f"`inferd serve`, compute init_replicas = max_replicas = {replicas}; defaults otherwise",
+                f"`inferd serve --access-log`, compute init_replicas = max_replicas = {replicas}; "
+                "metrics on; defaults otherwise",
             )
         )
     peer_dir = root / "bench" / "peers"

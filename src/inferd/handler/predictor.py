@@ -94,6 +94,7 @@ class Predictor:
         signature_key = api.tensorflow.signature_key if api.tensorflow is not None else None
         devices = devices_of(api) if devices is None else devices
         self.runtime = load_runtime(api.model_format, model_path, signature_key, devices)
+        self._input_names = frozenset(spec.name for spec in self.runtime.inputs)
         if api.handler_file is not None:
             self.code = load_user_code(project_root / api.handler_file, "handler", module, api.handler_file)
         self.full_shapes = api.tensorflow is not None and api.tensorflow.full_shapes
@@ -161,8 +162,10 @@ class Predictor:
     def _note_ignored(self, prepared: dict[Any, Any]) -> None:
         """Log, once per key, the keys of an ONNX input object that are not model inputs."""
         assert self.runtime is not None
-        names = {spec.name for spec in self.runtime.inputs}
-        ignored = sorted(str(key) for key in prepared if key not in names and key not in self._ignored)
+        extra = prepared.keys() - self._input_names
+        if not extra:
+            return
+        ignored = sorted(str(key) for key in extra if key not in self._ignored)
         if ignored:
             self._ignored.update(ignored)
             log.warning(

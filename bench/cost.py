@@ -1,0 +1,263 @@
+"""CPU per request, stage by stage: where inferd's gateway and replicas spend it, beside B0.
+
+Two kinds of figures, from the same run:
+
+- In process (``time.process_time`` over many requests, best of 5): the Python work of each
+  stage with no socket, so no system call and no wake-up: B0's handler and model work, the
+  model alone (``session.run``), a replica's whole answer (JSON in, pre_inference, conversion,
+  the model, post_inference, JSON out, the reply frame), and the gateway's part (HTTP parsing,
+  routing, the frame to the replica, metrics, access log, the HTTP response), driven through
+  fake transports.
+- End to end (wrk at 32 connections, CPU of each process from /proc): B0 and ``inferd serve``
+  with 2 replicas, metrics and the access log on. What the end-to-end figure holds beyond the
+  in-process one is the HTTP and socket system calls, the event loop and the wake-ups.
+
+Usage: ``python bench/cost.py [--rounds N] [--duration S] [--doc]`` (``--doc``: append the
+section to docs/benchmarks.md, as ``make bench`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import measure, servers  # noqa: E402
+from inferd.config.load import load_project  # noqa: E402
+from inferd.gateway import Gateway  # noqa: E402
+from inferd.gateway.access import AccessLog  # noqa: E402
+from inferd.gateway.http import HttpConnection  # noqa: E402
+from inferd.handler.predictor import Predictor  # noqa: E402
+from inferd.replica import messages, worker  # noqa: E402
+from inferd.replica.handle import ReplicaHandle, ReplicaState  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "iris-onnx"
+MODEL = EXAMPLE / "models" / "iris.onnx"
+SAMPLE = EXAMPLE / "sample.json"
+LUA = ROOT / "bench" / "post.lua"
+LABELS = ["iris-setosa", "iris-versicolor", "iris-virginica"]
+
+
+def per_call_us(work: Callable[[int], None], count: int) -> float:
+    """CPU microseconds per call of ``work``'s loop, best of 5 (the least disturbed)."""
+    work(count // 10)  # warm up
+    best = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        work(count)
+        best = min(best, (time.process_time() - started) / count * 1e6)
+    return best
+
+
+def b0_work(count: int) -> None:
+    """B0's per-request work minus HTTP (bench/b0_server.py's handler body)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(MODEL), sess_options=options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    body = SAMPLE.read_bytes()
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            sample: Any = orjson.loads(body)
+            features = [
+                sample["sepal_length"],
+                sample["sepal_width"],
+                sample["petal_length"],
+                sample["petal_width"],
+            ]
+            prediction = session.run(None, {name: np.array([features], dtype=np.float32)})
+            orjson.dumps(LABELS[prediction[0][0]])
+
+    run(count)
+
+
+def in_process(count: int) -> dict[str, float]:
+    """Python CPU per request of each stage (no sockets)."""
+    config = load_project(EXAMPLE).apis[0]
+    previous = Path.cwd()
+    os.chdir(EXAMPLE)
+    try:
+        assert config.api.onnx is not None
+        predictor = Predictor(config.api, EXAMPLE, EXAMPLE / config.api.onnx.model)
+    finally:
+        os.chdir(previous)
+    body = SAMPLE.read_bytes()
+    assert predictor.runtime is not None
+    session = predictor.runtime.session  # type: ignore[attr-defined]
+    feeds = {session.get_inputs()[0].name: np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)}
+
+    def model(n: int) -> None:
+        for _ in range(n):
+            session.run(None, feeds)
+
+    def replica(n: int) -> None:
+        for _ in range(n):
+            reply = worker.answer(predictor, messages.PREDICT, body)
+            assert type(reply) is tuple
+            messages.reply_frame(*reply)
+
+    # The reply the gateway gets back, as a real replica sends it.
+    reply = worker.answer(predictor, messages.PREDICT, body)
+    assert type(reply) is tuple
+    return {
+        "b0": per_call_us(b0_work, count),
+        "model": per_call_us(model, count),
+        "replica": per_call_us(replica, count),
+        "gateway": asyncio.run(_gateway(config, body, messages.reply_frame(*reply), count)),
+    }
+
+
+class _Transport:
+    """Takes what a connection writes and drops it."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def writelines(self, data: Any) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class _Events:
+    def replica_ready(self, handle: ReplicaHandle) -> None: ...
+
+    def replica_failed(self, handle: ReplicaHandle, error: str, detail: str) -> None: ...
+
+    def replica_closed(self, handle: ReplicaHandle) -> None: ...
+
+    def replica_stuck(self, handle: ReplicaHandle) -> None: ...
+
+
+async def _gateway(config: Any, body: bytes, reply: bytes, count: int) -> float:
+    """The gateway's Python per request: HTTP bytes in, frame out, reply in, response out."""
+    gateway = Gateway(access_log=AccessLog(stream=io.StringIO()))
+    gateway.add_api(config)
+    handle = ReplicaHandle(config.key, "r1", "v1", _Events())
+    handle.connection_made(_Transport())  # type: ignore[arg-type]
+    handle.state = ReplicaState.READY
+    gateway.replica_ready(config.key, handle)
+    conn = HttpConnection(gateway)
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
+    request = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: %d\r\n\r\n%s" % (
+        config.endpoint.encode(),
+        len(body),
+        body,
+    )
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            conn.data_received(request)
+            handle.data_received(reply)
+        assert gateway.access_log is not None
+        gateway.access_log.flush()  # the lines are formatted per request, written per flush
+
+    return per_call_us(run, count)
+
+
+def end_to_end(rounds: int, duration: float, workdir: Path) -> dict[str, list[tuple[float, float, float]]]:
+    """(req/s, root process us, other processes us) per round, B0 and inferd taking turns."""
+    specs = servers.build_servers(ROOT, MODEL, SAMPLE.read_bytes(), workdir, [], workdir)
+    chosen = [spec for spec in specs if spec.key in ("b0", "inferd2")]
+    results: dict[str, list[tuple[float, float, float]]] = {spec.key: [] for spec in chosen}
+    for round_ in range(rounds):
+        for spec in chosen if round_ % 2 == 0 else reversed(chosen):
+            with servers.RunningServer(spec, workdir) as server:
+                server.wait_ready()
+                url = server.url("/iris/classifier")
+                measure.run_wrk(url, 32, 1.0, SAMPLE, LUA)
+                before = {p.pid: p.cpu_seconds for p in measure.process_tree(server.pid)}
+                result = measure.run_wrk(url, 32, duration, SAMPLE, LUA)
+                after = {p.pid: p.cpu_seconds for p in measure.process_tree(server.pid)}
+            if result.errors or not result.requests:
+                raise SystemExit(f"{spec.label}: wrk counted errors: {result.error_text()}")
+            root = (after[server.pid] - before.get(server.pid, 0.0)) / result.requests * 1e6
+            others = sum(after[p] - before.get(p, 0.0) for p in after if p != server.pid)
+            results[spec.key].append((result.rps, root, others / result.requests * 1e6))
+            print(
+                f"  round {round_ + 1}: {spec.label:<20} {result.rps:>8,.0f} req/s  "
+                f"root {root:6.1f} us  others {others / result.requests * 1e6:6.1f} us",
+                flush=True,
+            )
+    return results
+
+
+def section(python: dict[str, float], e2e: dict[str, list[tuple[float, float, float]]], args: Any) -> str:
+    def median(key: str, index: int) -> float:
+        return statistics.median(row[index] for row in e2e[key])
+
+    b0_total = median("b0", 1)
+    gateway, replicas = median("inferd2", 1), median("inferd2", 2)
+    load = os.getloadavg()[0]
+    return (
+        "\n## Cost per request by stage (`python bench/cost.py`)\n\n"
+        "The iris ONNX example. *In process*: the Python work of a stage with no socket "
+        "(`time.process_time` over many requests, best of 5). *End to end*: wrk at 32 connections, "
+        f"CPU of each process from /proc per request, median of {args.rounds} rounds of "
+        f"{args.duration:g} s, B0 and `inferd serve` (2 replicas, metrics and access log on) taking "
+        "turns. The end-to-end figure beyond the in-process one is the system calls (HTTP and the "
+        "replica's socket), the event loop and the wake-ups. "
+        f"Load average at the end: {load:.1f}.\n\n"
+        "| stage | in process | end to end |\n| --- | ---: | ---: |\n"
+        f"| B0: HTTP (uvicorn, Starlette), JSON, handler, model | {python['b0']:.1f} us (no HTTP) "
+        f"| {b0_total:.1f} us |\n"
+        f"| model alone (`session.run`) | {python['model']:.1f} us | |\n"
+        f"| inferd replica: JSON, pre_inference, conversion, model, post_inference, frame "
+        f"| {python['replica']:.1f} us | {replicas:.1f} us |\n"
+        f"| inferd gateway: HTTP, routing, frames, metrics, access log | {python['gateway']:.1f} us "
+        f"| {gateway:.1f} us |\n"
+        f"| inferd, gateway + replicas | {python['gateway'] + python['replica']:.1f} us "
+        f"| **{gateway + replicas:.1f} us** |\n\n"
+        f"inferd's CPU per request over B0's, end to end: **{(gateway + replicas) / b0_total:.2f}x** "
+        f"(bar <= 1.0x); requests/s over B0's: {median('inferd2', 0) / median('b0', 0):.2f}x "
+        "(median rounds).\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="end-to-end rounds per server (default 4)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of wrk per round (default 5)")
+    parser.add_argument("--count", type=int, default=20000, help="requests per in-process timing")
+    parser.add_argument("--doc", action="store_true", help="append the section to docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    measure.ensure_wrk()
+    python = in_process(args.count)
+    for stage, value in python.items():
+        print(f"in process: {stage:<8} {value:6.1f} us per request")
+    with tempfile.TemporaryDirectory(prefix="inferd-cost-") as tmp:
+        e2e = end_to_end(args.rounds, args.duration, Path(tmp))
+    text = section(python, e2e, args)
+    print(text)
+    doc = ROOT / "docs" / "benchmarks.md"
+    if args.doc and doc.exists():
+        with doc.open("a", encoding="utf-8") as out:
+            out.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

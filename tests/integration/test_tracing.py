@@ -25,8 +25,19 @@ YAML = """
   name: echo
   predictor: {path: predictor.py}
   compute: {cpu: 0.1}
+- kind: api
+  name: context
+  predictor: {path: context.py}
+  compute: {cpu: 0.1}
 """
 PREDICTOR = "def predict(sample, metadata):\n    return sample\n"
+# What a handler sees of the request's trace context (carried to the replica in a TRACE frame).
+CONTEXT = """
+from inferd import tracecontext
+
+def predict(sample, metadata):
+    return {"traceparent": tracecontext.traceparent(), "trace_id": tracecontext.trace_id()}
+"""
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
@@ -47,8 +58,9 @@ async def scenario(root: Path) -> None:
     await gateway.start("127.0.0.1", 0)
     url = f"http://127.0.0.1:{gateway.ports[0]}/traced/echo"
     try:
-        await engine.apply(load_project(make_project(root / "p", YAML, {"predictor.py": PREDICTOR})))
-        await wait_until(lambda: gateway.apis["traced/echo"].ready)
+        files = {"predictor.py": PREDICTOR, "context.py": CONTEXT}
+        await engine.apply(load_project(make_project(root / "p", YAML, files)))
+        await wait_until(lambda: gateway.apis["traced/echo"].ready and gateway.apis["traced/context"].ready)
         given = f"00-{TRACE}-00f067aa0ba902b7-01"
         answer = await asyncio.to_thread(requests.post, url, json={"a": 1}, headers={"traceparent": given})
         assert answer.status_code == 200 and answer.json() == {"a": 1}
@@ -68,6 +80,19 @@ async def scenario(root: Path) -> None:
         fresh = await asyncio.to_thread(requests.post, url, json={"a": 2})
         started = fresh.headers["traceparent"].split("-")
         assert len(started[1]) == 32 and started[1] != TRACE
+        # The handler sees the trace context the client gets back: given, then started.
+        context_url = url.replace("/echo", "/context")
+        seen = await asyncio.to_thread(requests.post, context_url, json={}, headers={"traceparent": given})
+        assert seen.json() == {"traceparent": seen.headers["traceparent"], "trace_id": TRACE}
+        for _ in range(3):  # each request its own (a fresh trace each time here)
+            seen = await asyncio.to_thread(requests.post, context_url, json={})
+            assert seen.json()["traceparent"] == seen.headers["traceparent"]
+        # Without tracing configured, an untraced request (after a traced one) has no context.
+        gateway.tracer = None
+        for headers in ({"traceparent": given}, {}):
+            seen = await asyncio.to_thread(requests.post, context_url, json={}, headers=headers)
+            assert seen.json()["trace_id"] == (TRACE if headers else None)
+            assert ("traceparent" in seen.headers) == bool(headers)
     finally:
         await gateway.drain(5)
         await engine.stop()

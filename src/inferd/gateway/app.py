@@ -206,7 +206,9 @@ class Gateway:
                 return
             given = request.headers.get(b"traceparent")
             if given is not None or self.tracer is not None:  # W3C Trace Context, returned
-                conn.extra_headers += traceparent(given)[1]
+                header = traceparent(given)[1]
+                conn.extra_headers += header
+                conn.trace = header[13:-2]  # and told to the replica (inferd.tracecontext)
             if method == b"POST":
                 debug = b"debug=true" in request.query.lower()
                 self.dispatch(

@@ -119,6 +119,7 @@ class HttpConnection(asyncio.Protocol):
         self.recording: bytes | None = None  # the request body, when payload_log samples it
         self.shadow: ShadowRoute | None = None  # set by a splitter with a shadow for this request
         self.copy: ShadowCopy | None = None  # this request's shadow copy, sent once it is answered
+        self.trace = b""  # this request's traceparent, for the replica (b"": untraced)
         self.keep_alive = True
         # edge state: phase and since (for the sweep), head bytes, pauses, an early refusal
         self.phase = HEAD
@@ -291,6 +292,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers = request.headers
         self.extra_headers = b""
         self.shadow = None
+        self.trace = b""
         if not request.method:  # a body found too large while earlier requests were answered
             self.respond(413, request.body, close=True)
             return

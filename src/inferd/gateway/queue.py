@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from collections.abc import Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +37,7 @@ class QueuedRequest(Protocol):
     sent_at: float
     replica_id: str
     stream: Stream | None  # set while its answer streams
+    trace: bytes  # its traceparent (b"": none)
 
     def on_reply(self, status: int, body: bytes, meta: bytes) -> None: ...
 
@@ -137,7 +139,7 @@ class ApiQueue:
         if self.idle and self.batching is not None and len(waiting) >= self.batching.max_batch_size:
             self._next(self.idle.pop(), flush=True)
 
-    def submit_copies(self, entries: list[Entry]) -> int:
+    def submit_copies(self, entries: Sequence[Entry]) -> int:
         """Shadow copies: queued behind this API's own requests, then taken by the idle replicas.
         Those beyond the queue's room are refused; returns how many (the first ones) were taken."""
         room = self.max_queue_length - len(self.waiting) - len(self.copies)

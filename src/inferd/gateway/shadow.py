@@ -74,6 +74,7 @@ class ShadowCopy:
         "shadows",
         "started",
         "stream",
+        "trace",
     )
 
     def __init__(
@@ -89,6 +90,7 @@ class ShadowCopy:
         self.started = self.sent_at = 0.0
         self.replica_id = ""
         self.stream: Stream | None = None
+        self.trace = b""  # the primary's traceparent: the shadow's handlers see the same trace
         self.items: list[bytes] = []
         self.primary: ApiQueue | None = None
         self.record: dict[str, Any] = {}
@@ -142,6 +144,7 @@ class Shadows:
         conn.copy = None
         if route is not None and random() * 100 < route.percent:
             conn.copy = ShadowCopy(self, route, kind, body, protocol, sampled)
+            conn.copy.trace = conn.trace
         conn.recording = body if sampled or conn.copy is not None else None
 
     def follow(

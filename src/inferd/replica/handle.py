@@ -19,6 +19,11 @@ from inferd import codec
 from inferd.replica import messages
 
 
+def traced(trace: bytes) -> bytes:
+    """The ``TRACE`` frame that goes before a request with this ``traceparent``."""
+    return messages.frame(messages.TRACE, trace)
+
+
 class ReplicaState(enum.StrEnum):
     STARTING = "starting"
     READY = "ready"
@@ -28,6 +33,8 @@ class ReplicaState(enum.StrEnum):
 
 class Waiter(Protocol):
     """Whoever sent a request: told the status, body and metadata of its answer (once)."""
+
+    trace: bytes  # the request's ``traceparent`` value (b"": none), sent in a TRACE frame before it
 
     def on_reply(self, status: int, body: bytes, meta: bytes) -> None: ...
 
@@ -101,7 +108,11 @@ class ReplicaHandle(asyncio.Protocol):
         assert self._transport is not None and not self.waiters
         self.waiters = [waiter]
         self.requests += 1
-        self._transport.writelines((messages.LENGTH.pack(len(body) + 1), kind, body))
+        trace = waiter.trace
+        if trace:
+            self._transport.writelines((traced(trace), messages.LENGTH.pack(len(body) + 1), kind, body))
+        else:
+            self._transport.writelines((messages.LENGTH.pack(len(body) + 1), kind, body))
 
     def send_group(self, kinds: list[bytes], bodies: list[bytes], waiters: list[Waiter]) -> None:
         """Send several requests in one write; the replica answers them in order."""
@@ -110,7 +121,9 @@ class ReplicaHandle(asyncio.Protocol):
         self.requests += len(bodies)
         pack = messages.LENGTH.pack
         parts: list[bytes] = []
-        for kind, body in zip(kinds, bodies, strict=True):
+        for kind, body, waiter in zip(kinds, bodies, waiters, strict=True):
+            if waiter.trace:
+                parts.append(traced(waiter.trace))
             parts += (pack(len(body) + 1), kind, body)
         self._transport.writelines(parts)
 

@@ -18,6 +18,8 @@ Every frame is a 4-byte big-endian length, then one byte of kind, then the paylo
   answered with a plain ``REPLY``. gateway -> replica: ``STOP`` (the client left, or the
   stream's time is up): the replica closes the iterator after the item it is producing.
   Backpressure is the socket itself: a gateway that stops reading blocks the replica's send.
+- tracing: ``TRACE`` + a W3C ``traceparent`` value, just before the request it belongs to (only
+  for requests that carry a trace context; never before a ``BATCH``).
 
 Errors travel as status + JSON text, never as pickled exceptions.
 """
@@ -50,6 +52,7 @@ REPLY = b"A"
 CHUNK = b"K"  # one item of a stream
 END = b"E"  # the end of a stream: laid out as REPLY
 STOP = b"Q"  # gateway -> replica: close the stream now
+TRACE = b"t"  # gateway -> replica: the ``traceparent`` of the request frame that follows
 BATCH_REPLY = b"M"  # count, then (status, metadata length, body length, metadata, body) each
 
 MAX_FRAME = 1 << 31

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from inferd import codec
+from inferd import codec, tracecontext
 from inferd.config.schema import Tracker
 from inferd.errors import HandlerError, InferdError, LoadError
 from inferd.handler.predictor import Predictor
@@ -203,12 +203,17 @@ def serve(sock: socket.socket, predictor: Predictor) -> None:
         del buffer[: 4 + size]
         if kind == messages.STOP:  # for a stream that had already ended
             continue
+        if kind == messages.TRACE:  # the trace context of the next request (inferd.tracecontext)
+            tracecontext.set_current(body.decode("ascii", "replace"))
+            continue
         if not unsent:
             since = clock()
         if kind == messages.BATCH:
             unsent.append(answer_batch(predictor, body))
             continue
         answered = answer(predictor, kind, body)
+        if tracecontext.traceparent() is not None and type(answered) is tuple:
+            tracecontext.set_current(None)
         if type(answered) is tuple:
             unsent.append(messages.reply_frame(*answered))
             continue
@@ -217,6 +222,7 @@ def serve(sock: socket.socket, predictor: Predictor) -> None:
             unsent.clear()
         send_stream(sock, predictor, answered, buffer)  # type: ignore[arg-type]
         take_stop(buffer)
+        tracecontext.set_current(None)
 
 
 def read_spec(sock: socket.socket) -> ReplicaSpec:

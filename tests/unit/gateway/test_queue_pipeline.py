@@ -18,6 +18,7 @@ class Request:
     closed = False
     started = sent_at = 0.0
     replica_id = ""
+    trace = b""
 
     def __init__(self) -> None:
         self.stream: Stream | None = None

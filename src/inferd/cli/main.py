@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import Mapping
+from gettext import gettext
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,9 +19,77 @@ from inferd.errors import InferdError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888
 
+# The commands defined in other modules: name -> (module, first paragraph of the command's help).
+# `inferd --help` lists them from here, and a module is imported only when its command runs (or
+# shows its own help), so the CLI starts without numpy, requests, pydantic or the gateway.
+# Each module's attribute is named as its command; tests/unit/cli/test_lazy.py checks both.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "dashboard": (
+        "inferd.cli.dashboard",
+        "Open the web dashboard: every API's status, traffic, latency, tracker and logs, live.",
+    ),
+    "delete": (
+        "inferd.cli.deploy",
+        "Delete an API, or every API of a deployment; their replicas drain first.",
+    ),
+    "deploy": (
+        "inferd.cli.deploy",
+        "Create or update the APIs of a project (starts the operator if needed).",
+    ),
+    "down": ("inferd.cli.deploy", "Drain every API and stop the operator and all replicas."),
+    "env": ("inferd.cli.env", "Manage environments: `local` (this machine's operator) and Ray clusters."),
+    "export": ("inferd.cli.export", "Write a Dockerfile and Kubernetes manifests for a project."),
+    "get": (
+        "inferd.cli.inspect",
+        "Show the APIs: status, replicas, last update; for one API also its traffic and tracker; "
+        "for a traffic splitter its weights, the requests each API got and its shadow.",
+    ),
+    "init": ("inferd.cli.develop", "Write a new project folder that `inferd serve` runs at once."),
+    "logs": (
+        "inferd.cli.inspect",
+        "Print an API's latest logs: its replicas' output and inferd's events (load errors, restarts); "
+        "--access for the access lines.",
+    ),
+    "payloads": (
+        "inferd.cli.traffic",
+        "Show the requests and answers an API's payload_log recorded (newest last).",
+    ),
+    "predict": ("inferd.cli.inspect", "Send a JSON sample to an API and print the prediction."),
+    "promote": (
+        "inferd.cli.replay",
+        "Give API weight 100 in SPLITTER (kept until the project is deployed again).",
+    ),
+    "prune": (
+        "inferd.cli.home",
+        "Remove snapshots, cached models and requirement environments that no running API and no "
+        "API's previous version uses; print what was freed.",
+    ),
+    "refresh": (
+        "inferd.cli.deploy",
+        "Redeploy every API of a project, even if nothing changed (new replicas, models reloaded).",
+    ),
+    "replay": (
+        "inferd.cli.replay",
+        "Send API's recorded requests (payload_log) to OTHER and compare the answers; or, with "
+        "--shadow, compare API's recorded answers with its shadow's.",
+    ),
+    "test": (
+        "inferd.cli.develop",
+        "Run samples through each API's handlers and model in this process (no server).",
+    ),
+    "up": ("inferd.cli.deploy", "Start the operator in the background (it brings back every deployed API)."),
+}
+
 
 class InferdGroup(click.Group):
-    """Turns ``InferdError`` into one sentence on stderr and its exit code; never a traceback."""
+    """Turns ``InferdError`` into one sentence on stderr and its exit code; never a traceback.
+
+    Commands named in ``lazy`` are listed from their summary and imported on first use.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, tuple[str, str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -26,8 +98,33 @@ class InferdGroup(click.Group):
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
 
-@click.group(cls=InferdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            command = getattr(importlib.import_module(self.lazy[cmd_name][0]), cmd_name)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.lazy[cmd_name][0]}.{cmd_name} is not a click command")
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # As click's, but a command not imported yet is listed from its summary alone.
+        listed = [(name, self._listed(name)) for name in self.list_commands(ctx)]
+        rows = [(name, command) for name, command in listed if not command.hidden]
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section(gettext("Commands")):
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in rows])
+
+    def _listed(self, name: str) -> click.Command:
+        if name in self.commands:
+            return self.commands[name]
+        return click.Command(name, help=self.lazy[name][1])
+
+
+@click.group(cls=InferdGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="inferd")
 def cli() -> None:
     """Deploy machine-learning models as web APIs.
@@ -211,38 +308,6 @@ def version() -> None:
     from inferd.cli.home import usage_line
 
     click.echo(usage_line(client.home))
-
-
-def _register() -> None:
-    from inferd.cli.deploy import delete, deploy, down, refresh, up
-    from inferd.cli.inspect import get, logs, predict
-
-    for command in (deploy, refresh, get, predict, logs, delete, up, down):
-        cli.add_command(command)
-    from inferd.cli.dashboard import dashboard
-
-    cli.add_command(dashboard)
-    from inferd.cli.env import env
-    from inferd.cli.export import export
-
-    cli.add_command(env)
-    cli.add_command(export)
-    from inferd.cli.home import prune
-
-    cli.add_command(prune)
-    from inferd.cli.replay import promote, replay
-    from inferd.cli.traffic import payloads
-
-    cli.add_command(payloads)
-    cli.add_command(replay)
-    cli.add_command(promote)
-    from inferd.cli.develop import init, test
-
-    cli.add_command(test)
-    cli.add_command(init)
-
-
-_register()
 
 
 def main() -> None:

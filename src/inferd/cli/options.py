@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from inferd.environments import LOCAL, Environment, EnvironmentStore
 from inferd.errors import UsageError
+
+if TYPE_CHECKING:
+    from inferd.environments import Environment
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# inferd.environments.LOCAL, spelled out so that --help does not import environments (pydantic).
+LOCAL = "local"
+
 
 def _check_env(ctx: click.Context, param: click.Parameter, value: str) -> Environment:
+    from inferd.environments import EnvironmentStore
+
     environment = EnvironmentStore().get(value)  # UsageError (exit 2) naming `inferd env list`
     if not environment.is_local and not param.expose_value:
         raise UsageError(f"`inferd {ctx.info_name}` works on the local environment only ('{value}' is not)")

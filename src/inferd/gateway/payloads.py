@@ -50,10 +50,21 @@ def head_of(queue: ApiQueue, conn: HttpConnection, status: int) -> dict[str, Any
 
 
 def add_bodies(queue: ApiQueue, record: dict[str, Any], request: bytes, answer: bytes) -> dict[str, Any]:
-    """Complete a record made by ``head_of``: the API version and both bodies."""
+    """Complete a record made by ``head_of``: the API version and both bodies, as bytes (the
+    writer parses them, off the event loop: ``parse_bodies``)."""
     record["version"] = version_of(queue, record["version"])
-    record["request"] = body_of(request)
-    record["response"] = body_of(answer)
+    record["request"] = request
+    record["response"] = answer
+    return record
+
+
+def parse_bodies(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's bodies (its shadow's too) as JSON, or base64 when not JSON; done by the writer."""
+    for holder in (record, record.get("shadow")):
+        if isinstance(holder, dict):
+            for key in ("request", "response"):
+                if isinstance(holder.get(key), bytes):
+                    holder[key] = body_of(holder[key])
     return record
 
 

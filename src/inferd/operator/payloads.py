@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from inferd.gateway.payloads import PayloadBuffer
+from inferd.gateway.payloads import PayloadBuffer, parse_bodies
 from inferd.logfiles import RotatingLog, files_of
 
 log = logging.getLogger("inferd.payloads")
@@ -61,7 +61,7 @@ class PayloadWriter:
     def write(self, records: list[tuple[str, int, dict[str, Any]]]) -> None:
         lines: dict[tuple[str, int], list[bytes]] = {}
         for key, limit, record in records:
-            lines.setdefault((key, limit), []).append(orjson.dumps(record))
+            lines.setdefault((key, limit), []).append(orjson.dumps(parse_bodies(record)))
         for (key, limit), batch in lines.items():
             writer = self._logs.get(key)
             if writer is None or writer.limit != limit:

@@ -62,7 +62,8 @@ def heavy(modules: list[str]) -> list[str]:
 
 def eager_help(columns: int) -> str:
     """``inferd --help`` once every command's module is imported (as before commands were lazy)."""
-    ctx = click.Context(cli, info_name="inferd", terminal_width=columns - 2)  # as click reads COLUMNS
+    # terminal_width: as click reads COLUMNS; the settings give -h as well as --help
+    ctx = click.Context(cli, info_name="inferd", terminal_width=columns - 2, **cli.context_settings)
     for name in cli.list_commands(ctx):
         cli.get_command(ctx, name)
     return cli.get_help(ctx) + "\n"

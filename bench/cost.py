@@ -12,8 +12,10 @@ Two kinds of figures, from the same run:
   with 2 replicas, metrics and the access log on. What the end-to-end figure holds beyond the
   in-process one is the HTTP and socket system calls, the event loop and the wake-ups.
 
-Usage: ``python bench/cost.py [--rounds N] [--duration S] [--doc]`` (``--doc``: append the
-section to docs/benchmarks.md, as ``make bench`` does).
+Usage: ``python bench/cost.py [--rounds N] [--duration S] [--baseline REV] [--doc]``.
+``--baseline REV`` measures the same stages with inferd's source at git revision REV (checked out
+in a temporary worktree; the examples, B0 and this script stay the current ones) and shows
+both, before and now; ``--doc`` appends the section to docs/benchmarks.md, as ``make bench`` does.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -154,10 +158,11 @@ async def _gateway(config: Any, body: bytes, reply: bytes, count: int) -> float:
     """The gateway's Python per request: HTTP bytes in, frame out, reply in, response out."""
     gateway = Gateway(access_log=AccessLog(stream=io.StringIO()))
     gateway.add_api(config)
-    handle = ReplicaHandle(config.key, "r1", "v1", _Events())
+    key = getattr(config, "key", config.name)  # older trees keyed APIs by name (--baseline)
+    handle = ReplicaHandle(key, "r1", "v1", _Events())
     handle.connection_made(_Transport())  # type: ignore[arg-type]
     handle.state = ReplicaState.READY
-    gateway.replica_ready(config.key, handle)
+    gateway.replica_ready(key, handle)
     conn = HttpConnection(gateway)
     conn.connection_made(_Transport())  # type: ignore[arg-type]
     request = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -203,13 +208,88 @@ def end_to_end(rounds: int, duration: float, workdir: Path) -> dict[str, list[tu
     return results
 
 
-def section(python: dict[str, float], e2e: dict[str, list[tuple[float, float, float]]], args: Any) -> str:
+Measured = tuple[dict[str, float], dict[str, list[tuple[float, float, float]]]]
+
+
+def measure_all(args: Any) -> Measured:
+    python = in_process(args.count)
+    for stage, value in python.items():
+        print(f"in process: {stage:<8} {value:6.1f} us per request", flush=True)
+    with tempfile.TemporaryDirectory(prefix="inferd-cost-") as tmp:
+        return python, end_to_end(args.rounds, args.duration, Path(tmp))
+
+
+def measure_baseline(revision: str, args: Any) -> Measured:
+    """The same measurements with inferd's source at ``revision`` (a temporary git worktree)."""
+    with tempfile.TemporaryDirectory(prefix="inferd-cost-base-") as tmp:
+        tree, out = Path(tmp) / "tree", Path(tmp) / "cost.json"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach", str(tree), revision],
+            check=True,
+        )
+        try:
+            env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+            command = [sys.executable, __file__, "--json", str(out), "--rounds", str(args.rounds)]
+            command += ["--duration", str(args.duration), "--count", str(args.count)]
+            print(f"baseline: inferd at {revision}", flush=True)
+            subprocess.run(command, env=env, check=True)
+            data = json.loads(out.read_text())
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    return data["python"], {key: [tuple(row) for row in rows] for key, rows in data["e2e"].items()}
+
+
+def _medians(measured: Measured) -> dict[str, float]:
+    python, e2e = measured
+
     def median(key: str, index: int) -> float:
         return statistics.median(row[index] for row in e2e[key])
 
-    b0_total = median("b0", 1)
-    gateway, replicas = median("inferd2", 1), median("inferd2", 2)
-    load = os.getloadavg()[0]
+    return {
+        **{f"py_{stage}": value for stage, value in python.items()},
+        "b0": median("b0", 1),
+        "gateway": median("inferd2", 1),
+        "replicas": median("inferd2", 2),
+        "rps_ratio": median("inferd2", 0) / median("b0", 0),
+    }
+
+
+def section(now: Measured, before: Measured | None, revision: str | None, args: Any) -> str:
+    columns = [("now", _medians(now))]
+    if before is not None:
+        columns.insert(0, (f"before ({revision})", _medians(before)))
+    head = "| stage |" + "".join(f" {name}: in process | {name}: end to end |" for name, _ in columns)
+    rule = "| --- |" + " ---: | ---: |" * len(columns)
+
+    def row(label: str, python_key: str | None, e2e_key: str | None, strong: bool = False) -> str:
+        cells = []
+        for _, m in columns:
+            cells.append(f"{m[python_key]:.1f} us" if python_key else "")
+            value = "" if e2e_key is None else f"{m[e2e_key]:.1f} us"
+            cells.append(f"**{value}**" if strong and value else value)
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    for _, m in columns:
+        m["py_inferd"] = m["py_gateway"] + m["py_replica"]
+        m["inferd"] = m["gateway"] + m["replicas"]
+    lines = [
+        head,
+        rule,
+        row("B0: HTTP (uvicorn, Starlette), JSON, handler, model (in process: no HTTP)", "py_b0", "b0"),
+        row("model alone (`session.run`)", "py_model", None),
+        row(
+            "inferd replica: JSON, pre_inference, conversion, model, post_inference, frame",
+            "py_replica",
+            "replicas",
+        ),
+        row("inferd gateway: HTTP, routing, frames, metrics, access log", "py_gateway", "gateway"),
+        row("inferd, gateway + replicas", "py_inferd", "inferd", strong=True),
+    ]
+    ratios = "; ".join(
+        f"{name}: CPU per request **{m['inferd'] / m['b0']:.2f}x** B0's, "
+        f"requests/s {m['rps_ratio']:.2f}x B0's"
+        for name, m in columns
+    )
     return (
         "\n## Cost per request by stage (`python bench/cost.py`)\n\n"
         "The iris ONNX example. *In process*: the Python work of a stage with no socket "
@@ -217,21 +297,15 @@ def section(python: dict[str, float], e2e: dict[str, list[tuple[float, float, fl
         f"CPU of each process from /proc per request, median of {args.rounds} rounds of "
         f"{args.duration:g} s, B0 and `inferd serve` (2 replicas, metrics and access log on) taking "
         "turns. The end-to-end figure beyond the in-process one is the system calls (HTTP and the "
-        "replica's socket), the event loop and the wake-ups. "
-        f"Load average at the end: {load:.1f}.\n\n"
-        "| stage | in process | end to end |\n| --- | ---: | ---: |\n"
-        f"| B0: HTTP (uvicorn, Starlette), JSON, handler, model | {python['b0']:.1f} us (no HTTP) "
-        f"| {b0_total:.1f} us |\n"
-        f"| model alone (`session.run`) | {python['model']:.1f} us | |\n"
-        f"| inferd replica: JSON, pre_inference, conversion, model, post_inference, frame "
-        f"| {python['replica']:.1f} us | {replicas:.1f} us |\n"
-        f"| inferd gateway: HTTP, routing, frames, metrics, access log | {python['gateway']:.1f} us "
-        f"| {gateway:.1f} us |\n"
-        f"| inferd, gateway + replicas | {python['gateway'] + python['replica']:.1f} us "
-        f"| **{gateway + replicas:.1f} us** |\n\n"
-        f"inferd's CPU per request over B0's, end to end: **{(gateway + replicas) / b0_total:.2f}x** "
-        f"(bar <= 1.0x); requests/s over B0's: {median('inferd2', 0) / median('b0', 0):.2f}x "
-        "(median rounds).\n"
+        "replica's socket), the event loop and the wake-ups."
+        + (
+            f" *Before*: the same script with inferd's source at {revision}, in the same run."
+            if before is not None
+            else ""
+        )
+        + f" Load average at the end: {os.getloadavg()[0]:.1f}.\n\n"
+        + "\n".join(lines)
+        + f"\n\nEnd to end, median rounds (bar: CPU per request <= 1.0x B0's): {ratios}.\n"
     )
 
 
@@ -242,15 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="end-to-end rounds per server (default 4)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of wrk per round (default 5)")
     parser.add_argument("--count", type=int, default=20000, help="requests per in-process timing")
+    parser.add_argument("--baseline", metavar="REV", help="also measure inferd's source at this git revision")
     parser.add_argument("--doc", action="store_true", help="append the section to docs/benchmarks.md")
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # --baseline's child writes here
     args = parser.parse_args(argv)
     measure.ensure_wrk()
-    python = in_process(args.count)
-    for stage, value in python.items():
-        print(f"in process: {stage:<8} {value:6.1f} us per request")
-    with tempfile.TemporaryDirectory(prefix="inferd-cost-") as tmp:
-        e2e = end_to_end(args.rounds, args.duration, Path(tmp))
-    text = section(python, e2e, args)
+    before = measure_baseline(args.baseline, args) if args.baseline else None
+    now = measure_all(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"python": now[0], "e2e": now[1]}))
+        return 0
+    text = section(now, before, args.baseline, args)
     print(text)
     doc = ROOT / "docs" / "benchmarks.md"
     if args.doc and doc.exists():

@@ -119,11 +119,26 @@ class RunningServer:
             try:
                 if request(self.port, self.spec.ready)[0] == 200:
                     self.members()  # remember the tree now, in case the leader dies first
+                    self.wait_settled()
                     return
             except OSError:
                 pass
             time.sleep(0.1)
         raise ServerError(f"not ready after {self.spec.start_timeout_s:.0f} s: {self.log_tail()}")
+
+    def wait_settled(self, idle_cores: float = 0.05, window: float = 0.5, limit: float = 30.0) -> None:
+        """Wait until the idle server's processes use almost no CPU (at most ``limit`` seconds).
+
+        Ready is not idle: inferd starts its replica zygote once the first replica is ready, and
+        other servers warm up in the background; CPU spent on that must not be charged to the
+        requests measured next.
+        """
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            before = sum(stat.cpu_seconds for stat in self.members())
+            time.sleep(window)
+            if sum(stat.cpu_seconds for stat in self.members()) - before <= idle_cores * window:
+                return
 
     def log_tail(self) -> str:
         try:

@@ -46,13 +46,16 @@ lint: $(STAMP)
 # Kept for habit: the same steps as `make test`.
 check: test
 
+# cost.py measures inferd at BENCH_BASELINE too (empty: skip): main before round two's hot-path work.
+BENCH_BASELINE ?= 83f226e
+
 bench: models
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all,dev,bench]'
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/batching.py
 	$(BIN)/python bench/metrics_cost.py
 	$(BIN)/python bench/startup.py
-	$(BIN)/python bench/cost.py --doc
+	$(BIN)/python bench/cost.py --doc $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 	$(BIN)/python bench/memory.py
 
 soak: models

@@ -67,10 +67,13 @@ class Inferd:
         def reached() -> bool:
             return bool(self.status(name)["status"] == status)
 
+        def told() -> dict[str, Any] | None:
+            info = self.api(name)
+            return info if info["status"] == status else None
+
         wait_for(reached, timeout, f"api '{name}' to be {status}")
-        info = self.api(name)  # and the CLI says so too
-        assert info["status"] == status, info
-        return info
+        # and the CLI says so too (asked again only if the status moved on in between)
+        return dict(wait_for(told, timeout, f"`inferd get {name}` to say {status}"))
 
     def operator_pid(self, key: str = "pid") -> int | None:
         """The operator's pid (or its supervisor's, with ``key="supervisor"``)."""

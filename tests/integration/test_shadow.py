@@ -93,7 +93,11 @@ def test_a_full_shadow_gets_the_requests_is_compared_and_promoted(inferd: Inferd
     text = inferd.run("replay", "champion", "--shadow", "-n", "40").stdout
     assert "40 requests of 'shop/champion' compared with its shadow 'shop/candidate': agreement 75.0%" in text
 
-    # `inferd get` shows the splitter's shadow; promote judges by the last shadow comparison.
+    # `inferd get` shows the splitter's shadow, and in JSON each API the splitters that route to it;
+    # promote judges by the last shadow comparison.
+    listed = {api["name"]: api["splitters"] for api in inferd.json("get")}
+    assert listed["champion"] == [{"name": "front", "weight": 100, "requests": count}]
+    assert listed["candidate"] == [{"name": "front", "weight": 0, "requests": 0}]
     assert "candidate" in inferd.run("get").stdout.split("shadow")[-1]
     refused = inferd.run("promote", "front", "candidate", "--min-agreement", "0.9", check=False)
     assert refused.returncode != 0

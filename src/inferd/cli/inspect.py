@@ -90,6 +90,16 @@ def _get_once(client: Backend, api: str | None, verbose: bool, output: str) -> s
         return json.dumps([detail], indent=2) if output == "json" else render.api_detail(detail, verbose)
     apis = client.apis()
     if output == "json":
+        if isinstance(client, Client):  # each API names the splitters that route to it
+            splitters = client.splitters()
+            for entry in apis:
+                entry["splitters"] = [
+                    {"name": s["name"], "weight": a["weight"], "requests": a["requests"]}
+                    for s in splitters
+                    if s["deployment"] == entry["deployment"]
+                    for a in s["apis"]
+                    if a["name"] == entry["name"]
+                ]
         return json.dumps(apis, indent=2)
     if not apis:
         return "no APIs are deployed (inferd deploy PROJECT_DIR)"

@@ -22,7 +22,6 @@ from inferd.cli.options import env_option
 from inferd.client import Client
 from inferd.environments import Environment
 from inferd.errors import ConflictError, NotFoundError, UsageError
-from inferd.operator.payloads import read_payloads
 from inferd.operator.state import write_private
 
 SHOWN = 5  # disagreements shown side by side
@@ -155,6 +154,8 @@ def compare_shadow(records: list[dict[str, Any]], tolerance: float) -> dict[str,
 
 def _shadowed(home: Path, key: str, count: int) -> tuple[str, list[dict[str, Any]]]:
     """The shadow API of ``key``'s last shadowed record, and the last ``count`` records it answered."""
+    from inferd.operator.payloads import read_payloads
+
     records = [r for r in read_payloads(home, key) if isinstance(r.get("shadow"), dict)]
     if not records:
         raise NotFoundError(
@@ -196,6 +197,7 @@ def replay(
       inferd replay champion --shadow
     """
     from inferd.cli.inspect import resolve
+    from inferd.operator.payloads import read_payloads
 
     if (other is None) == (not shadow):
         raise UsageError("give either --against OTHER or --shadow")

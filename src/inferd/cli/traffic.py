@@ -14,7 +14,6 @@ from inferd.cli.render import table
 from inferd.client import Client
 from inferd.environments import Environment
 from inferd.errors import UsageError
-from inferd.operator.payloads import read_payloads
 
 
 def splitter_rows(splitters: Sequence[dict[str, Any]]) -> str:
@@ -63,6 +62,7 @@ def payloads(api: str, count: int, output: str, env: Environment) -> None:
       inferd payloads classifier -n 100 -o json
     """
     from inferd.cli.inspect import resolve
+    from inferd.operator.payloads import read_payloads
 
     client = backend_for(env)
     if not isinstance(client, Client):

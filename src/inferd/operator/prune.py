@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferd.logfiles import folder_bytes
-from inferd.runtimes.onnx_shared import unused
 from inferd.storage import CREATED_MARK
 
 # folder (relative to the home) -> (what its entries are, the names inferd gives them)
@@ -99,6 +98,8 @@ def take_away(home: Path, keep: Iterable[Path]) -> tuple[Pruned, list[Path]]:
 
     Returns what was taken and the folders to delete (``empty_trash``, in a thread).
     """
+    from inferd.runtimes.onnx_shared import unused  # numpy: not for `inferd version`
+
     result = Pruned()
     trash = home / TRASH
     moved: list[Path] = []

@@ -16,11 +16,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from inferd.config.schema import Project
 from inferd.errors import InferdError
 from inferd.storage import CREATED_MARK, file_digest
+
+if TYPE_CHECKING:
+    from inferd.config.schema import Project
 
 STATE_FILE = "state.json"
 SECRETS_FILE = "secrets.json"

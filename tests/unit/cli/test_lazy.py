@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -45,9 +46,11 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
-def run_cli(*args: str, columns: int = 80) -> tuple[str, list[str]]:
+def run_cli(*args: str, columns: int = 80, home: Path | None = None) -> tuple[str, list[str]]:
     """``inferd ARGS`` in a fresh interpreter: its output, and the modules it imported."""
     env = {**os.environ, "COLUMNS": str(columns)}
+    if home is not None:
+        env["INFERD_HOME"] = str(home)
     done = subprocess.run(
         [sys.executable, "-c", RUN, *args], check=True, capture_output=True, text=True, env=env
     )
@@ -95,6 +98,14 @@ def test_a_command_imports_its_own_module_only() -> None:
     assert output.startswith("Usage: inferd init [OPTIONS]")
     assert "inferd.cli.develop" in modules
     assert "inferd.cli.deploy" not in modules
+
+
+@pytest.mark.parametrize("command", ["version", "get"])
+def test_a_client_command_imports_no_model_config_or_server_code(command: str, tmp_path: Path) -> None:
+    output, modules = run_cli(command, home=tmp_path)  # no operator runs in this home
+    assert ("operator: not running" in output) == (command == "version")
+    assert [m for m in modules if m.split(".")[0] in ("numpy", "yaml", "uvloop", "httptools")] == []
+    assert [m for m in modules if m.startswith(("inferd.config", "inferd.gateway", "inferd.engine"))] == []
 
 
 @pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))

@@ -273,8 +273,13 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
                 f"(or `inferd replay API --shadow` where {api} is API's shadow) first"
             )
         last = json.loads(path.read_text())
-        if last["agreement"] is None or last["agreement"] < min_agreement:
-            which = "shadow comparison of" if last.get("shadow") else "replay of"
+        which = "shadow comparison of" if last.get("shadow") else "replay of"
+        if last["agreement"] is None:  # nothing was compared (no recorded requests)
+            raise ConflictError(
+                f"not promoting '{api}': the last {which} '{last['api']}' against it compared no "
+                f"requests, so it cannot show --min-agreement {min_agreement:.1%}"
+            )
+        if last["agreement"] < min_agreement:
             raise ConflictError(
                 f"not promoting '{api}': the last {which} '{last['api']}' against it agreed "
                 f"{last['agreement']:.1%} ({last['requests'] - last['disagreements']} of {last['requests']} "

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
-from tests.conftest import make_project, wait_for
+from tests.conftest import Server, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 PREDICTOR = """
@@ -111,3 +114,27 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
             for _ in range(20)
         }
     assert after == {"candidate"}
+
+
+def test_inferd_serve_writes_payload_logs(
+    serve: Callable[..., Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    project = make_project(
+        tmp_path / "project",
+        "- kind: deployment\n  name: shop\n- kind: api\n  name: recorded\n"
+        "  predictor: {path: predictor.py}\n  payload_log: {sample: 1.0}\n",
+        {"predictor.py": PREDICTOR},
+    )
+    server = serve(project)
+    for x in range(3):
+        assert server.post("/shop/recorded", {"x": x}).json() == {"double": x * 2}
+    log = tmp_path / "home" / "payloads" / "shop" / "recorded.jsonl"
+
+    def recorded() -> list[Any] | None:
+        lines = log.read_text().splitlines() if log.is_file() else []
+        return [json.loads(line) for line in lines] if len(lines) == 3 else None
+
+    records = wait_for(recorded, 30, "three payload records")
+    assert [r["request"]["json"] for r in records] == [{"x": 0}, {"x": 1}, {"x": 2}]
+    assert [r["response"]["json"] for r in records] == [{"double": 0}, {"double": 2}, {"double": 4}]

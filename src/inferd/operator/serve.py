@@ -8,6 +8,7 @@ the new code (``operator/reload.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -18,6 +19,7 @@ from inferd.engine.local import LocalEngine
 from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits
+from inferd.operator.payloads import PayloadWriter
 from inferd.operator.reload import Reloader, no_bytecode
 from inferd.storage import inferd_home
 
@@ -42,7 +44,8 @@ async def serve_project(
     say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
     log_writer = AccessLog(stream=sys.stderr) if access_log else None
     gateway = Gateway(access_log=log_writer, metrics=metrics, limits=limits)
-    engine = LocalEngine(gateway, home=inferd_home(), fixed_replicas=replicas)
+    home = inferd_home()
+    engine = LocalEngine(gateway, home=home, fixed_replicas=replicas)
     gateway.replica_states = engine.replica_states
     gateway.replica_gpus = engine.replica_gpus
     # /healthz is 503 until every API of the project exists and has a ready replica.
@@ -67,6 +70,8 @@ async def serve_project(
             f"{count} replica{'s' if count != 1 else ''}{'' if replicas is None else ', fixed'})"
         )
     ready_task = loop.create_task(_announce_ready(gateway, say, quiet_when_live=reload))
+    # payload_log and shadow records go to $INFERD_HOME/payloads/, as under the operator
+    payload_task = loop.create_task(PayloadWriter(home, gateway.payloads).run_forever())
     watch_task = None
     if reload:
         watch_task = loop.create_task(Reloader(project, engine, say).run(stop))
@@ -78,6 +83,9 @@ async def serve_project(
     await gateway.drain(grace)
     await engine.stop()
     await gateway.close()
+    payload_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await payload_task
     if log_writer is not None:
         log_writer.flush()
     say("inferd: stopped")

@@ -13,14 +13,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
-
-import requests
 
 from inferd.errors import InferdError, OperatorError, error_type
 from inferd.operator.state import OPERATOR_FILE, TOKEN_FILE, read_json
 from inferd.storage import inferd_home
+
+if TYPE_CHECKING:
+    import requests
 
 START_TIMEOUT = 60.0
 
@@ -42,6 +43,8 @@ class Client:
     """Talks to the operator of ``$INFERD_HOME`` over its loopback admin API."""
 
     def __init__(self, home: Path | None = None) -> None:
+        import requests  # here, not at import: `inferd --help` and friends start without it
+
         self.home = home or inferd_home()
         self.session = requests.Session()
         # The admin API is on loopback and every call carries the operator's token: a proxy
@@ -139,6 +142,8 @@ class Client:
     # calls
 
     def call(self, method: str, path: str, body: Any = None, timeout: float = 600) -> Any:
+        import requests
+
         endpoint = self._endpoint()
         if endpoint is None:
             raise OperatorError(
@@ -235,6 +240,8 @@ class Client:
 def post_sample(url: str, body: bytes, debug: bool = False, timeout: float = 600) -> requests.Response:
     """POST a JSON sample to an API URL (local gateway or a Ray cluster's proxy alike)."""
     from urllib.parse import urlsplit
+
+    import requests
 
     with requests.Session() as session:
         session.trust_env = urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1")

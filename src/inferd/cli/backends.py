@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from inferd.client import Client
-from inferd.environments import Environment
 
 if TYPE_CHECKING:
     from inferd.engine.ray.backend import RayBackend
+    from inferd.environments import Environment
 
 
 class Backend(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,9 +13,10 @@ from inferd.cli.backends import backend_for, ray_backend
 from inferd.cli.options import env_option, relax_pins_option, wait_option
 from inferd.cli.outcome import wait_deleted, wait_outcome
 from inferd.client import Client
-from inferd.config.load import load_project
-from inferd.environments import LOCAL_ENVIRONMENT, Environment
 from inferd.errors import OperatorError, ReplaceError
+
+if TYPE_CHECKING:
+    from inferd.environments import Environment
 
 
 def _start_operator(client: Client) -> None:
@@ -29,9 +30,11 @@ def _deploy(
     force: bool,
     refresh: bool,
     wait: bool,
-    env: Environment = LOCAL_ENVIRONMENT,
+    env: Environment,
     relax_pins: bool = False,
 ) -> None:
+    from inferd.config.load import load_project
+
     project = load_project(project_dir)  # validate here first: errors with file and line, exit 2
     if not env.is_local:
         _deploy_ray(project_dir, project.deployment.name, [c.name for c in project.apis], refresh, wait, env)
@@ -136,6 +139,8 @@ def delete(name: str | None, force: bool, env: Environment) -> None:
       inferd delete iris              # a whole deployment
     """
     if name is None:
+        from inferd.config.load import load_project
+
         name = load_project(Path(".")).deployment.name
     client = backend_for(env)
     result = client.delete(name)

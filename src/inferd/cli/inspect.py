@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,8 +17,10 @@ from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
 from inferd.cli.options import env_option
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client, post_sample
-from inferd.environments import Environment
 from inferd.errors import InferdError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from inferd.environments import Environment
 
 
 def resolve(client: Backend, name: str) -> str:

@@ -11,18 +11,19 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
-import requests
 
 from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option
 from inferd.client import Client
-from inferd.environments import Environment
 from inferd.errors import ConflictError, NotFoundError, UsageError
 from inferd.operator.state import write_private
+
+if TYPE_CHECKING:
+    from inferd.environments import Environment
 
 SHOWN = 5  # disagreements shown side by side
 
@@ -60,6 +61,8 @@ def replay_path(home: Path, key: str) -> Path:
 
 def compare(records: list[dict[str, Any]], url: str, tolerance: float) -> dict[str, Any]:
     """Send each recorded JSON request to ``url``; count agreements, errors and latencies."""
+    import requests
+
     agreed, errors = 0, 0
     examples: list[dict[str, Any]] = []
     recorded_ms: list[float] = []

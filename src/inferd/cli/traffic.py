@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,8 +12,10 @@ from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option
 from inferd.cli.render import table
 from inferd.client import Client
-from inferd.environments import Environment
 from inferd.errors import UsageError
+
+if TYPE_CHECKING:
+    from inferd.environments import Environment
 
 
 def splitter_rows(splitters: Sequence[dict[str, Any]]) -> str:

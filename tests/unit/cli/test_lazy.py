@@ -93,6 +93,17 @@ def test_help_of_a_command_in_main_imports_nothing_heavy(command: str) -> None:
     assert output.startswith(f"Usage: inferd {command} [OPTIONS]")
 
 
+# env and export need what they describe (environments' defaults, the Kubernetes and Ray plans).
+@pytest.mark.parametrize("command", sorted(set(LAZY_COMMANDS) - {"env", "export"}))
+def test_help_of_a_command_imports_no_http_client_models_or_server(command: str) -> None:
+    output, modules = run_cli(command, "--help")
+    assert output.startswith(f"Usage: inferd {command} [OPTIONS]")
+    # the client module (requests is imported when a Client is made), the state file names and
+    # what prune does (light: no numpy)
+    allowed = {"inferd.client", "inferd.operator", "inferd.operator.state", "inferd.operator.prune"}
+    assert [m for m in heavy(modules) if m not in allowed] == []
+
+
 def test_a_command_imports_its_own_module_only() -> None:
     output, modules = run_cli("init", "--help")
     assert output.startswith("Usage: inferd init [OPTIONS]")

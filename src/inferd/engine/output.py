@@ -10,13 +10,21 @@ from; the replica's own log lines already carry both.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
+from typing import Protocol
 
 from inferd.logfiles import STAMP, RotatingLog
 
 MAX_LINE = 1 << 20  # a longer line without a newline is written in pieces
+
+
+class Events(Protocol):
+    """Where the engine's parts tell what happened to an API: its log (``LocalEngine._event``)."""
+
+    def __call__(self, api: str, text: str, level: int = logging.INFO) -> None: ...
 
 
 class ApiLogs:

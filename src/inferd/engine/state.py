@@ -9,11 +9,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from inferd.config.schema import ApiConfig
 from inferd.engine.autoscale import Autoscaler
-from inferd.engine.gpus import Claim, GpuPool, GpuUsage
+from inferd.engine.gpus import Claim
 from inferd.engine.zygotes import ForkedProcess
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 from inferd.replica.messages import ReplicaSpec
@@ -116,32 +115,4 @@ def gpu_claims(apis: Mapping[str, ApiState]) -> list[Claim]:
         for state in apis.values()
         for replica in state.replicas
         if replica.gpus.devices and replica.process.poll() is None
-    ]
-
-
-def replica_info(replica: Replica, pool: GpuPool) -> dict[str, Any]:
-    """One replica for ``inferd get``: its process, what its model runs on, its GPUs' usage."""
-    info: dict[str, Any] = {
-        "id": replica.id,
-        "pid": replica.process.pid,
-        "version": replica.version,
-        "state": str(replica.handle.state),
-        "requests": replica.handle.requests,
-        "device": replica.handle.info.get("device"),
-    }
-    if replica.gpus.devices:
-        alive = replica.process.poll() is None
-        usage = pool.usage(replica.process.pid, replica.gpus) if alive else []
-        info["gpus"] = [vars(gpu) for gpu in usage] or [{"uuid": uuid} for uuid in replica.gpus.devices]
-    return info
-
-
-def replica_gpu_usage(apis: Mapping[str, ApiState], pool: GpuPool) -> list[tuple[str, str, GpuUsage]]:
-    """``(api, replica id, usage)`` for every device of every live GPU replica."""
-    return [
-        (name, replica.id, usage)
-        for name, state in apis.items()
-        for replica in state.replicas
-        if replica.gpus.devices and replica.process.poll() is None
-        for usage in pool.usage(replica.process.pid, replica.gpus)
     ]

@@ -1,0 +1,115 @@
+"""How the local engine meets failure: dead replicas, replicas over their memory, failed steps.
+
+A replica that dies is reaped once its exit code is known; a death while loading (no error
+said: ``os._exit``, a signal, a crash in C) becomes its version's error, and repeated deaths
+push the next start back. A replica over ``compute.mem_limit`` that no cgroup caps is stopped
+here. A reconcile step that fails for one API becomes the API's error with the reason, and
+that API is left alone for a growing pause (``hold_until``) while the others carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import traceback
+
+from inferd.engine.memlimit import MemoryCaps
+from inferd.engine.output import Events
+from inferd.engine.state import ApiState, Replica, rss_bytes
+from inferd.replica.handle import ReplicaState
+from inferd.types import ReplicaSink
+
+log = logging.getLogger("inferd.engine")
+
+MAX_BACKOFF = 30.0
+
+
+def reap(state: ApiState, sink: ReplicaSink, event: Events) -> None:
+    """Forget the API's replicas whose process ended and whose connection closed."""
+    for replica in list(state.replicas):
+        if replica.process.poll() is not None and replica.handle.state in (
+            ReplicaState.CLOSED,
+            ReplicaState.FAILED,
+        ):
+            state.replicas.remove(replica)
+            version = state.version
+            if replica.cgroup is not None:
+                if MemoryCaps.killed(replica.cgroup):
+                    event(
+                        state.key,
+                        f"replica {replica.id} passed compute.mem_limit (the kernel stopped it)",
+                    )
+                    version.oom = version.oom or replica.version == version.id
+                MemoryCaps.release(replica.cgroup)
+            if replica.died_loading and replica.version == version.id and not (version.error or version.oom):
+                code = replica.process.poll() or 0
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                version.error = f"a replica {how} while loading the model and handler"
+                version.detail = version.error + f" (see `inferd logs {state.key}`)"
+                sink.api_error(state.key, version.error)
+
+
+def watch_memory(state: ApiState, event: Events) -> None:
+    """Stop the API's replicas over ``compute.mem_limit`` that no cgroup caps."""
+    # compute.mem is a request (placement); only mem_limit caps, here when no cgroup does
+    limit = state.config.api.compute.mem_limit_bytes
+    if limit is None:
+        return
+    for replica in state.replicas:
+        if (
+            replica.cgroup is None
+            and replica.process.poll() is None
+            and rss_bytes(replica.process.pid) > limit
+        ):
+            event(state.key, f"replica {replica.id} used more than compute.mem_limit; stopping it")
+            if replica.version == state.version.id:
+                state.version.oom = True
+            replica.process.send_signal(signal.SIGKILL)
+
+
+def crashed(state: ApiState, replica: Replica, said_why: bool, event: Events) -> None:
+    """A replica that nobody stopped closed; ``said_why``: it reported its load error first."""
+    state.failed += 1
+    if replica.version != state.version.id:
+        return
+    version = state.version
+    now = time.monotonic()
+    if now - replica.started > 60:  # it ran fine for a while: a fresh failure
+        version.failures = 0
+    version.failures += 1
+    version.next_start = now + min(MAX_BACKOFF, 0.25 * 2 ** (version.failures - 1))
+    if said_why:
+        return
+    # Died while loading without saying why (os._exit, a signal, a crash in C): once reaped
+    # (its exit code known), that is the version's error.
+    replica.died_loading = not replica.loaded
+    event(state.key, f"replica {replica.id} stopped unexpectedly; starting another")
+
+
+def step_failed(state: ApiState, exc: Exception, now: float, sink: ReplicaSink, event: Events) -> None:
+    """A reconcile step for the API raised ``exc`` (called while it is handled)."""
+    state.step_failures += 1
+    pause = min(MAX_BACKOFF, 0.5 * 2 ** (state.step_failures - 1))
+    state.hold_until = now + pause
+    message = f"the engine cannot run this API: {type(exc).__name__}: {exc}"
+    version = state.version
+    if state.step_error != message:
+        log.exception("api '%s': reconcile failed", state.key)
+        event(state.key, f"{message} (trying again in {pause:.1f}s, then less often)")
+    state.step_error = message
+    if version.error is None or version.error == message:
+        version.error = message
+        version.detail = "".join(traceback.format_exception(exc)).rstrip()
+        sink.api_error(state.key, message)
+
+
+def step_recovered(state: ApiState, sink: ReplicaSink, event: Events) -> None:
+    """A reconcile step for the API went through again after failing."""
+    version = state.version
+    if version.error == state.step_error:
+        version.error, version.detail = None, ""
+        sink.api_error(state.key, None)
+    state.step_error = None
+    state.step_failures = 0
+    event(state.key, "the engine runs this API again")

@@ -75,7 +75,7 @@ async def prepare(
         version.detail = error.message
         event(config.key, f"error: {error.message}")
         if isinstance(error, UnreachableError):  # try again later: the origin may come back
-            version.retry = (root, digest, refresh)
+            version.retry = (root, digest, refresh, relax)  # the same pins next time
             version.retry_at = time.monotonic() + retry_delay(0)
     else:
         version.spec = ReplicaSpec(

@@ -33,7 +33,7 @@ class Version:
     uses: tuple[Path, ...] = ()  # what its replicas read: snapshot, cached model, environment
     warning: str | None = None
     # An unreachable model origin: what to prepare again (root, digest, refresh), and when.
-    retry: tuple[Path, str, str] | None = None
+    retry: tuple[Path, str, str, bool] | None = None  # prepare's root, digest, refresh, relax
     retry_at: float = 0.0
 
 

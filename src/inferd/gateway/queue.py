@@ -225,7 +225,9 @@ class ApiQueue:
         waits long for those computed after it.
         """
         waiting = self.waiting if line is None else line  # this API's requests, or shadow copies
-        share = -(-len(waiting) // max(1, len(self.replicas)))
+        # A client waits for each request: they are shared out. Nobody waits for a copy: copies
+        # go to as few replicas as can take them (each write wakes a replica up).
+        share = -(-len(waiting) // max(1, len(self.replicas))) if line is None else len(waiting)
         count = min(PIPELINE, share) if self.service < FAST else 1
         requests: list[QueuedRequest] = []
         kinds: list[bytes] = []

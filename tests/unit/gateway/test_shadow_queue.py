@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from inferd.gateway import shadow as shadow_module
+from inferd.gateway.payloads import PayloadBuffer
+from inferd.gateway.shadow import ShadowRoute, Shadows
 from inferd.replica import messages
 from tests.unit.gateway.test_queue_pipeline import Request, api_queue
 
@@ -48,3 +53,49 @@ def test_a_queue_that_cannot_serve_answers_its_copies() -> None:
     queue.submit_copies([(waiting, messages.PREDICT, b"{}")])
     queue.fail_waiting(503, b"gone")
     assert waiting.replies == [(503, b"gone")] and not queue.copies
+
+
+def test_copies_are_not_shared_out_among_idle_replicas() -> None:
+    # nobody waits for a copy: each write wakes a replica, so copies go to as few as can take them
+    queue, handles = api_queue(4, service=0.0001)
+    assert queue.submit_copies([(Request(), messages.PREDICT, b"{}") for _ in range(8)]) == 8
+    assert sorted(len(h.writes) for h in handles) == [0, 0, 0, 1]
+    assert [w for h in handles for w in h.writes] == [8]
+
+
+class Conn:
+    """What ``Shadows`` reads of a client connection once its request was answered."""
+
+    request_id = b"r"
+    replica_id = "r0"
+    protocol = "cortex"
+    started = 0.0
+    trace = b""
+    copy = recording = None
+
+
+def test_copies_wait_for_company_and_leave_together() -> None:
+    async def scenario() -> None:
+        target, (replica,) = api_queue(1, service=0.0001)
+        target.key = "d/candidate"
+        primary, _ = api_queue(1, service=0.0001)
+        shadows = Shadows({"d/candidate": target}, PayloadBuffer())
+        route = ShadowRoute("d/api", "d/candidate", 100)
+        conns = [Conn() for _ in range(shadow_module.GROUP + 1)]
+        for conn in conns[: shadow_module.GROUP]:
+            shadows.observe(conn, primary, route, messages.PREDICT, b"{}", "cortex")  # type: ignore[arg-type]
+            shadows.follow(conn.copy, primary, conn, b"{}", 200, b"ok")  # type: ignore[arg-type]
+        assert replica.writes == []  # the client has its answer first: copies go on a later turn
+        await asyncio.sleep(0)
+        assert replica.writes == [shadow_module.GROUP] and route.sent == shadow_module.GROUP
+        replica.answer(shadow_module.GROUP)
+        last = conns[-1]
+        shadows.observe(last, primary, route, messages.PREDICT, b"{}", "cortex")  # type: ignore[arg-type]
+        shadows.follow(last.copy, primary, last, b"{}", 200, b"ok")  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert replica.writes == [shadow_module.GROUP]  # alone, it waits for company ...
+        await asyncio.sleep(shadow_module.HOLD * 4)
+        assert replica.writes == [shadow_module.GROUP, 1]  # ... at most HOLD seconds
+        assert route.dropped == 0
+
+    asyncio.run(scenario())

@@ -82,6 +82,12 @@ def test_a_full_shadow_gets_the_requests_is_compared_and_promoted(inferd: Inferd
         expected = {"double": 2 * x + 1, "candidate": True} if x % 4 == 0 else {"double": 2 * x}
         assert shadow["response"] == {"json": expected}
 
+    # The shadow's own metrics count the copies it answered, apart from its clients' requests.
+    (splitter,) = inferd.json("get", "front")
+    metrics = requests.get(inferd.url + "/metrics", timeout=30).text
+    line = 'inferd_requests_total{api="candidate",code="200",deployment="shop",protocol="shadow"}'
+    assert f"{line} {float(splitter['shadow']['answered'])}" in metrics.splitlines()
+
     # The comparison needs no request: agreement is the share of inputs the candidate gets right.
     compared = inferd.json("replay", "champion", "--shadow")
     wrong = sum(1 for r in records if r["request"]["json"]["x"] % 4 == 0)

@@ -36,6 +36,7 @@ MAX_ITEMS = 1000  # items of a streamed shadow answer kept for the record
 # pipelining), so a copy costs the gateway and the shadow's replica a fraction of a request.
 GROUP = 8
 HOLD = 0.005
+SHADOW = "shadow"  # the protocol label of copies in the shadow API's metrics
 
 
 class ShadowRoute:
@@ -109,7 +110,7 @@ class ShadowCopy:
     def on_reply(self, status: int, body: bytes, meta: bytes) -> None:
         if self.items and status == 200 and not body:  # a streamed answer: its items as a list
             body = b"[" + b",".join(self.items) + b"]"
-        self.shadows.answered(self, status, body)
+        self.shadows.answered(self, status, body, meta)
 
 
 class Shadows:
@@ -219,19 +220,23 @@ class Shadows:
         if copy.sampled and copy.primary is not None:  # the primary's own payload log keeps it
             self.payloads.put(copy.primary, add_bodies(copy.primary, copy.record, copy.body, answer))
 
-    def answered(self, copy: ShadowCopy, status: int, body: bytes) -> None:
-        """The shadow answered: its answer joins the primary's record (never the client)."""
+    def answered(self, copy: ShadowCopy, status: int, body: bytes, meta: bytes) -> None:
+        """The shadow answered: its answer joins the primary's record (never the client), and
+        the shadow API's metrics count it (protocol ``shadow``)."""
         route = copy.route
         route.answered += 1
         record = copy.record
         if status == record["status"] and body == record["response"]:  # the same bytes
             route.agreed += 1
         target = self.apis.get(route.target)
+        now = perf_counter()
+        if target is not None:
+            target.stats.add(SHADOW, status, now, now - copy.started, copy.sent_at - copy.started, meta)
         record["shadow"] = {
             "api": route.target,
             "version": version_of(target, copy.replica_id) if target is not None else "",
             "status": status,
-            "latency_ms": round((perf_counter() - copy.started) * 1000, 3),
+            "latency_ms": round((now - copy.started) * 1000, 3),
             "response": body,  # parsed by the writer
         }
         if copy.primary is not None:

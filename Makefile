@@ -34,8 +34,12 @@ demo: models
 browser:
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+# Two workers, each test file in one of them (a file's shared servers stay shared): most tests
+# wait on replica processes, so two at a time take 13 minutes where one at a time took 17.
+TEST_WORKERS ?= 2
+
 test: models browser lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	@echo "ruff format --check, ruff check, mypy --strict"

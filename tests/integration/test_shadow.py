@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,21 @@ SHADOWED = (
 )
 
 
+def nice_of(pid: int) -> int:
+    """The nice value of process ``pid`` (field 19 of /proc/PID/stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def test_a_full_shadow_gets_the_requests_is_compared_and_promoted(inferd: Inferd, tmp_path: Path) -> None:
     project = make_project(tmp_path / "shop", SHADOWED, {"predictor.py": PREDICTOR})
     inferd.run("deploy", str(project))
     inferd.wait_status("champion", "live")
     inferd.wait_status("candidate", "live")
+    # The shadow's replicas yield the CPU to the champion's (engine/priority.py): 10 nice levels
+    # below what inferd runs at (what this test runs at).
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert {nice_of(r["pid"]) for r in inferd.api("candidate")["replicas"]} == {min(19, base + 10)}
+    assert {nice_of(r["pid"]) for r in inferd.api("champion")["replicas"]} == {base}
     count = 200
     with requests.Session() as session:
         for x in range(count):

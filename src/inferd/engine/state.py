@@ -53,6 +53,7 @@ class Replica:
     died_loading: bool = False
     stuck: bool = False
     gpus: Claim = field(default_factory=lambda: Claim(()))  # what its CUDA_VISIBLE_DEVICES names
+    nice: int | None = None  # its nice value when the engine changed it (engine/priority.py)
 
     @property
     def ready(self) -> bool:

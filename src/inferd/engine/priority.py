@@ -1,0 +1,50 @@
+"""CPU priority of replicas: an API that is another's shadow yields the CPU to those clients wait on.
+
+No client waits for a shadow's answers (gateway/shadow.py records them), so on a busy machine
+the shadow's replicas, not the clients' requests, should be the ones waiting for a core. Their
+processes run ``INFERD_SHADOW_NICE`` nice levels (default 10; 0 leaves them as they are) below
+the rest of inferd's. With idle cores this changes nothing; with none, the shadow gets less CPU,
+its queue fills, and copies are dropped and counted instead of slowing clients down. The engine
+sets it as the process starts, before it loads its model, so the threads the model starts
+inherit it. Lowering a priority needs no privilege; raising it back (the API stopped being a
+shadow) needs CAP_SYS_NICE, so without it the replicas keep the lower priority until they are
+replaced.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+from inferd.config.schema import ApiConfig, SplitterConfig
+
+NICE_ENV = "INFERD_SHADOW_NICE"
+DEFAULT_NICE = 10
+
+
+def shadow_nice(base: int, environ: Mapping[str, str] = os.environ) -> int | None:
+    """The nice value of shadow replicas when the other replicas run at ``base`` (None: the same)."""
+    try:
+        offset = max(0, int(environ.get(NICE_ENV, DEFAULT_NICE)))
+    except ValueError:
+        offset = DEFAULT_NICE
+    return min(19, base + offset) if offset and base < 19 else None
+
+
+def shadow_targets(apis: Iterable[ApiConfig], splitters: Iterable[SplitterConfig]) -> set[str]:
+    """The keys (``deployment/api``) of the APIs that an API or a splitter copies requests to."""
+    targets = {f"{c.deployment}/{c.api.shadow.api}" for c in apis if c.api.shadow is not None}
+    for splitter in splitters:
+        shadow = splitter.splitter.shadow
+        if shadow is not None:
+            targets.add(f"{splitter.deployment}/{shadow.api}")
+    return targets
+
+
+def set_nice(pid: int, nice: int) -> bool:
+    """Give process ``pid`` the nice value ``nice``; False when it is gone or may not be raised."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,37 @@
+"""Which replicas yield the CPU: the APIs that get another API's or a splitter's shadow copies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferd.config.schema import Api, ApiConfig, SplitterConfig, TrafficSplitter
+from inferd.engine.priority import shadow_nice, shadow_targets
+
+
+def api(name: str, deployment: str = "d", **extra: Any) -> ApiConfig:
+    block = Api.model_validate({"kind": "api", "name": name, "predictor": {"path": "p.py"}, **extra})
+    return ApiConfig(api=block, deployment=deployment, endpoint=f"/{deployment}/{name}")
+
+
+def test_the_targets_of_api_and_splitter_shadows_in_their_own_deployment() -> None:
+    splitter = TrafficSplitter.model_validate(
+        {
+            "kind": "traffic_splitter",
+            "name": "front",
+            "apis": [{"name": "a", "weight": 100}, {"name": "b", "weight": 0}],
+            "shadow": {"api": "b"},
+        }
+    )
+    apis = [api("a", shadow={"api": "c", "percent": 10}), api("b"), api("c"), api("a", deployment="other")]
+    routed = SplitterConfig(splitter=splitter, deployment="d", endpoint="/d/front")
+    assert shadow_targets(apis, [routed]) == {"d/b", "d/c"}
+    assert shadow_targets([api("a")], []) == set()
+
+
+def test_shadow_nice_is_an_offset_from_inferds_own_capped_at_19() -> None:
+    assert shadow_nice(0, {}) == 10
+    assert shadow_nice(5, {"INFERD_SHADOW_NICE": "4"}) == 9
+    assert shadow_nice(15, {}) == 19
+    assert shadow_nice(0, {"INFERD_SHADOW_NICE": "0"}) is None  # off
+    assert shadow_nice(19, {}) is None  # nothing lower to go to
+    assert shadow_nice(0, {"INFERD_SHADOW_NICE": "lots"}) == 10

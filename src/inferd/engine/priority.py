@@ -3,8 +3,9 @@
 No client waits for a shadow's answers (gateway/shadow.py records them), so on a busy machine
 the shadow's replicas, not the clients' requests, should be the ones waiting for a core. Their
 processes run ``INFERD_SHADOW_NICE`` nice levels (default 10; 0 leaves them as they are) below
-the rest of inferd's. With idle cores this changes nothing; with none, the shadow gets less CPU,
-its queue fills, and copies are dropped and counted instead of slowing clients down. The engine
+the rest of inferd's. A nice level matters only while processes compete for a core: then the
+shadow gets less CPU, its queue fills, and copies are dropped and counted instead of slowing
+clients down (README, "Shadow traffic", has the figures at saturation). The engine
 sets it as the process starts, before it loads its model, so the threads the model starts
 inherit it. Lowering a priority needs no privilege; raising it back (the API stopped being a
 shadow) needs CAP_SYS_NICE, so without it the replicas keep the lower priority until they are

@@ -154,12 +154,7 @@ class ApiQueue:
     def _send(
         self, handle: ReplicaHandle, requests: list[QueuedRequest], kind: bytes, bodies: list[bytes]
     ) -> None:
-        now = perf_counter()
-        for request in requests:
-            request.sent_at = now
-            request.replica_id = handle.replica_id
-        self.running += len(requests)
-        self.busy[handle] = requests
+        self._assign(handle, requests)
         if len(bodies) == 1:
             handle.send(kind, bodies[0], requests[0])
         else:
@@ -242,13 +237,18 @@ class ApiQueue:
             self._next(handle)
             return
         self.pipelined += len(requests) - 1
+        self._assign(handle, requests)
+        handle.send_group(kinds, bodies, list(requests))
+
+    def _assign(self, handle: ReplicaHandle, requests: list[QueuedRequest]) -> None:
+        """``requests`` run on ``handle`` from now on."""
         now = perf_counter()
+        replica_id = handle.replica_id
         for request in requests:
             request.sent_at = now
-            request.replica_id = handle.replica_id
+            request.replica_id = replica_id
         self.running += len(requests)
         self.busy[handle] = requests
-        handle.send_group(kinds, bodies, list(requests))
 
     def _send_batch(self, handle: ReplicaHandle, limit: int) -> None:
         requests: list[QueuedRequest] = []

@@ -59,15 +59,57 @@ def replay_path(home: Path, key: str) -> Path:
     return home / "replays" / f"{key}.json"
 
 
+class Tally:
+    """Answers compared with the recorded ones: what ``replay`` reports, sent again or shadowed."""
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self.agreed = self.errors = self.status_changes = 0
+        self.examples: list[dict[str, Any]] = []
+        self.recorded_ms: list[float] = []
+        self.replayed_ms: list[float] = []
+
+    def add(self, record: dict[str, Any], status: int, answer: dict[str, Any], latency_ms: float) -> None:
+        """One recorded request answered again with ``status`` and ``answer`` (``{"json": ...}``)."""
+        self.recorded_ms.append(float(record["latency_ms"]))
+        self.replayed_ms.append(latency_ms)
+        if status != record["status"]:
+            self.status_changes += 1
+            if status >= 400:
+                self.errors += 1
+        if status == record["status"] and agree(record["response"], answer, self.tolerance):
+            self.agreed += 1
+        elif len(self.examples) < SHOWN:
+            self.examples.append(
+                {
+                    "request_id": record["request_id"],
+                    "request": record["request"].get("json"),
+                    "recorded": {"status": record["status"], **record["response"]},
+                    "replayed": {"status": status, **answer},
+                }
+            )
+
+    def report(self, count: int) -> dict[str, Any]:
+        recorded, replayed = self.recorded_ms, self.replayed_ms
+        return {
+            "requests": count,
+            "agreement": round(self.agreed / count, 6) if count else None,
+            "disagreements": count - self.agreed,
+            "errors": self.errors,
+            "status_changes": self.status_changes,
+            "latency_ms": {
+                "recorded": {"p50": percentile(recorded, 0.5), "p99": percentile(recorded, 0.99)},
+                "replayed": {"p50": percentile(replayed, 0.5), "p99": percentile(replayed, 0.99)},
+            },
+            "first_disagreements": self.examples,
+        }
+
+
 def compare(records: list[dict[str, Any]], url: str, tolerance: float) -> dict[str, Any]:
     """Send each recorded JSON request to ``url``; count agreements, errors and latencies."""
     import requests
 
-    agreed, errors = 0, 0
-    examples: list[dict[str, Any]] = []
-    recorded_ms: list[float] = []
-    replayed_ms: list[float] = []
-    status_changes = 0
+    tally = Tally(tolerance)
     with requests.Session() as session:
         session.trust_env = False
         for record in records:
@@ -78,81 +120,24 @@ def compare(records: list[dict[str, Any]], url: str, tolerance: float) -> dict[s
                     url, data=body, timeout=60, headers={"Content-Type": "application/json"}
                 )
             except requests.RequestException:
-                errors += 1
+                tally.errors += 1
                 continue
-            replayed_ms.append((time.perf_counter() - started) * 1000)
-            recorded_ms.append(float(record["latency_ms"]))
+            latency_ms = (time.perf_counter() - started) * 1000
             try:
-                answer: Any = {"json": response.json()}
+                answer: dict[str, Any] = {"json": response.json()}
             except ValueError:
                 answer = {"text": response.text}
-            if response.status_code != record["status"]:
-                status_changes += 1
-                if response.status_code >= 400:
-                    errors += 1
-            same = response.status_code == record["status"] and agree(record["response"], answer, tolerance)
-            if same:
-                agreed += 1
-            elif len(examples) < SHOWN:
-                examples.append(
-                    {
-                        "request_id": record["request_id"],
-                        "request": record["request"].get("json"),
-                        "recorded": {"status": record["status"], **record["response"]},
-                        "replayed": {"status": response.status_code, **answer},
-                    }
-                )
-    count = len(records)
-    return {
-        "requests": count,
-        "agreement": round(agreed / count, 6) if count else None,
-        "disagreements": count - agreed,
-        "errors": errors,
-        "status_changes": status_changes,
-        "latency_ms": {
-            "recorded": {"p50": percentile(recorded_ms, 0.5), "p99": percentile(recorded_ms, 0.99)},
-            "replayed": {"p50": percentile(replayed_ms, 0.5), "p99": percentile(replayed_ms, 0.99)},
-        },
-        "first_disagreements": examples,
-    }
+            tally.add(record, response.status_code, answer, latency_ms)
+    return tally.report(len(records))
 
 
 def compare_shadow(records: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
     """Compare each record's answer with its shadow's (recorded beside it): no request is sent."""
-    agreed, errors, status_changes = 0, 0, 0
-    examples: list[dict[str, Any]] = []
+    tally = Tally(tolerance)
     for record in records:
         shadow = record["shadow"]
-        if shadow["status"] != record["status"]:
-            status_changes += 1
-            if shadow["status"] >= 400:
-                errors += 1
-        if shadow["status"] == record["status"] and agree(record["response"], shadow["response"], tolerance):
-            agreed += 1
-        elif len(examples) < SHOWN:
-            examples.append(
-                {
-                    "request_id": record["request_id"],
-                    "request": record["request"].get("json"),
-                    "recorded": {"status": record["status"], **record["response"]},
-                    "replayed": {"status": shadow["status"], **shadow["response"]},
-                }
-            )
-    count = len(records)
-    recorded_ms = [float(r["latency_ms"]) for r in records]
-    shadow_ms = [float(r["shadow"]["latency_ms"]) for r in records]
-    return {
-        "requests": count,
-        "agreement": round(agreed / count, 6) if count else None,
-        "disagreements": count - agreed,
-        "errors": errors,
-        "status_changes": status_changes,
-        "latency_ms": {
-            "recorded": {"p50": percentile(recorded_ms, 0.5), "p99": percentile(recorded_ms, 0.99)},
-            "replayed": {"p50": percentile(shadow_ms, 0.5), "p99": percentile(shadow_ms, 0.99)},
-        },
-        "first_disagreements": examples,
-    }
+        tally.add(record, shadow["status"], shadow["response"], float(shadow["latency_ms"]))
+    return tally.report(len(records))
 
 
 def _shadowed(home: Path, key: str, count: int) -> tuple[str, list[dict[str, Any]]]:

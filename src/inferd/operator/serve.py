@@ -19,6 +19,7 @@ from inferd.engine.local import LocalEngine
 from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits
+from inferd.operator import heap
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.reload import Reloader, no_bytecode
 from inferd.storage import inferd_home
@@ -60,6 +61,7 @@ async def serve_project(
     if reload:
         no_bytecode()
     await engine.apply(project)
+    heap.settle()
     bound = gateway.ports[0] if gateway.ports else port
     base = f"http://{host}:{bound}"
     say(f"inferd: serving deployment '{project.deployment.name}' on {base}")

@@ -40,6 +40,7 @@ from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits
 from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
 from inferd.gateway.queue import ApiQueue
+from inferd.operator import heap
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.logs import log_path, read_logs
 from inferd.operator.payloads import PayloadWriter
@@ -116,6 +117,7 @@ class Operator:
         )
         await self.restore()
         self.restoring = False
+        heap.settle()
         self.collector.collect()
         collecting = loop.create_task(self.collector.run_forever())
         payloads = loop.create_task(PayloadWriter(self.home, self.gateway.payloads).run_forever())
@@ -208,6 +210,7 @@ class Operator:
             self.state.deployments[name].relax_pins = relax_pins
             self.state.secrets[name] = secrets
             self.state.save()
+            heap.settle()
         self.collector.collect()
         changed = any(result != "unchanged" for result in results.values())
         if refresh:

@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from inferd.config.schema import ApiConfig, Project, SplitterConfig
+from inferd.config.schema import ApiConfig, Project
 from inferd.engine import failures, placement, priority, report
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity
@@ -62,10 +62,7 @@ class LocalEngine:
         self.capacity = Capacity.of_this_machine()
         self.apis: dict[str, ApiState] = {}
         self.sources: dict[str, Path] = {}  # deployment -> the user's folder it was deployed from
-        self.splitters: dict[str, tuple[SplitterConfig, ...]] = {}  # deployment -> its splitters
-        self._shadows: set[str] = set()  # keys of the APIs that get copies (engine/priority.py)
-        self._base_nice = os.getpriority(os.PRIO_PROCESS, 0)  # what replicas inherit
-        self._shadow_nice = priority.shadow_nice(self._base_nice)
+        self.priorities = priority.Priorities()  # shadows' replicas yield the CPU
         self._ids = itertools.count(1)
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -134,8 +131,7 @@ class LocalEngine:
             if state.config.deployment == project.deployment.name and name not in keep:
                 self.delete(name)
         self.sink.set_splitters(project.deployment.name, project.splitters)
-        self.splitters[project.deployment.name] = project.splitters
-        self._prioritize()
+        self.priorities.update(project.deployment.name, project.splitters, self.apis)
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._reconcile_forever())
         self.reconcile()
@@ -309,22 +305,7 @@ class LocalEngine:
                 cgroup=self.caps.confine(replica_id, process.pid, limit) if self.caps and limit else None,
             )
         )
-        self._prioritize_replica(state, state.replicas[-1])
-
-    def _prioritize(self) -> None:
-        """Shadows' replicas at the lower CPU priority, the others at the normal one."""
-        splitters = [s for group in self.splitters.values() for s in group]
-        self._shadows = priority.shadow_targets((state.config for state in self.apis.values()), splitters)
-        for state in self.apis.values():
-            for replica in state.replicas:
-                self._prioritize_replica(state, replica)
-
-    def _prioritize_replica(self, state: ApiState, replica: Replica) -> None:
-        wanted = self._shadow_nice if state.key in self._shadows else None
-        if replica.nice == wanted:
-            return
-        if priority.set_nice(replica.process.pid, self._base_nice if wanted is None else wanted):
-            replica.nice = wanted
+        self.priorities.apply(state.key, state.replicas[-1])
 
     def _retire(self, state: ApiState, replica_id: str) -> None:
         for replica in state.replicas:

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from inferd.config.schema import ApiConfig, SplitterConfig
+from inferd.engine.state import ApiState, Replica
 
 NICE_ENV = "INFERD_SHADOW_NICE"
 DEFAULT_NICE = 10
@@ -49,3 +50,32 @@ def set_nice(pid: int, nice: int) -> bool:
     except OSError:
         return False
     return True
+
+
+class Priorities:
+    """The engine's replicas at the priority their API calls for, kept as deploys change shadows."""
+
+    def __init__(self) -> None:
+        self.base = os.getpriority(os.PRIO_PROCESS, 0)  # what replicas inherit from the engine
+        self.shadow = shadow_nice(self.base)
+        self.splitters: dict[str, tuple[SplitterConfig, ...]] = {}  # deployment -> its splitters
+        self.targets: set[str] = set()  # keys of the APIs that get copies
+
+    def update(
+        self, deployment: str, splitters: tuple[SplitterConfig, ...], apis: Mapping[str, ApiState]
+    ) -> None:
+        """``deployment`` was deployed with ``splitters``: every running replica gets its priority."""
+        self.splitters[deployment] = splitters
+        every = [s for group in self.splitters.values() for s in group]
+        self.targets = shadow_targets((state.config for state in apis.values()), every)
+        for state in apis.values():
+            for replica in state.replicas:
+                self.apply(state.key, replica)
+
+    def apply(self, key: str, replica: Replica) -> None:
+        """Give ``replica`` (of API ``key``) the priority its API calls for, if it has not got it."""
+        wanted = self.shadow if key in self.targets else None
+        if replica.nice == wanted:
+            return
+        if set_nice(replica.process.pid, self.base if wanted is None else wanted):
+            replica.nice = wanted

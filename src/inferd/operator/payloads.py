@@ -1,7 +1,7 @@
 """Payload logs on disk: ``$INFERD_HOME/payloads/<deployment>/<api>.jsonl``, one JSON record a line.
 
 The gateway keeps sampled records in memory (``inferd.gateway.payloads``); ``PayloadWriter``
-takes them a few times a second and appends them from a worker thread, so the event loop never
+takes them every 20 ms and appends them from a worker thread, so the event loop never
 waits on the disk. Each file rotates at its API's ``payload_log.max_size`` keeping one older
 file, so an API's payloads never take more than twice that.
 """
@@ -22,7 +22,11 @@ from inferd.logfiles import RotatingLog, files_of
 
 log = logging.getLogger("inferd.payloads")
 
-FLUSH_EVERY = 0.2  # seconds
+# Seconds between writes. The worker thread holds the GIL while it turns records into lines, and
+# the event loop waits for it: small batches keep that wait short. Under a 100% shadow at one
+# connection (every request recorded), the clients' p99 was 4.8-6.2 ms with 0.2 s, 2.3-3.0 ms
+# with 0.02 s (p50 and p90 the same).
+FLUSH_EVERY = 0.02
 KEEP = 1  # older files kept
 
 

@@ -12,11 +12,14 @@
   load models before forking).
 
 `python bench/memory.py` prints the figures and writes its section of docs/benchmarks.md
-(replacing the one an earlier run wrote).
+(replacing the one an earlier run wrote). `python bench/memory.py --external-data` measures only
+the PSS rows, on the same weights saved as external data beside the model file
+(`save_as_external_data`, the usual way for large models), and writes nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -55,8 +58,9 @@ print(before, imported, threads())
 """
 
 
-def build_model(path: Path, width: int = WIDTH, hidden: int = HIDDEN) -> int:
-    """An ONNX model x[n, width] -> 4 MatMuls -> y[n, width]; the bytes of its weights."""
+def build_model(path: Path, width: int = WIDTH, hidden: int = HIDDEN, external: bool = False) -> int:
+    """An ONNX model x[n, width] -> 4 MatMuls -> y[n, width]; the bytes of its weights
+    (``external``: in ``<name>.data`` beside the model file)."""
     from onnx import TensorProto, helper, numpy_helper, save_model
 
     rng = np.random.default_rng(0)
@@ -77,14 +81,18 @@ def build_model(path: Path, width: int = WIDTH, hidden: int = HIDDEN) -> int:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    save_model(model, str(path))
+    if external:
+        save_model(model, str(path), save_as_external_data=True, location=f"{path.name}.data")
+    else:
+        save_model(model, str(path))
     return sum(int(np.prod(w.dims)) * 4 for w in weights)
 
 
 def project(root: Path, model: Path, replicas: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    if not (root / model.name).exists():
-        os.link(model, root / model.name)
+    for source in (model, model.with_name(f"{model.name}.data")):  # with its external data
+        if source.exists() and not (root / source.name).exists():
+            os.link(source, root / source.name)
     (root / "cortex.yaml").write_text(
         "- kind: deployment\n  name: bench\n- kind: api\n  name: weights\n  onnx:\n"
         f"    model: {model.name}\n  compute:\n    min_replicas: {replicas}\n    max_replicas: {replicas}\n"
@@ -230,12 +238,19 @@ def write_section(doc: Path, text: str) -> None:
 def main() -> int:
     from inferd.runtimes.onnx_shared import shared_model
 
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--external-data", action="store_true", help="weights in a file beside the model; PSS rows only"
+    )
+    external = parser.parse_args().external_data
     work = Path(tempfile.mkdtemp(prefix="inferd-memory-"))
     try:
         env = dict(os.environ, INFERD_HOME=str(work / "home"))
         os.environ["INFERD_HOME"] = env["INFERD_HOME"]
         model = work / "weights.onnx"
-        weight_bytes = build_model(model)
+        weight_bytes = build_model(model, external=external)
         started = time.perf_counter()
         assert shared_model(model) is not None
         convert_s = time.perf_counter() - started
@@ -257,6 +272,11 @@ def main() -> int:
                     f"{mode}, {replicas} replica(s): PSS {sum(values):.0f} MiB "
                     f"({', '.join(f'{v:.0f}' for v in values)})"
                 )
+        if external:
+            for mode in ("shared", "unshared"):
+                ratio = sum(pss[mode, 4]) / sum(pss[mode, 1])
+                print(f"{mode}, weights as external data: 4 replicas hold {ratio:.2f}x the PSS of 1")
+            return 0
         servers = {
             mode: Served(project(work / f"{mode}-1", model, 1), dict(env, INFERD_SHARE_WEIGHTS=share), 1)
             for mode, share in (("shared", "1"), ("unshared", "0"))

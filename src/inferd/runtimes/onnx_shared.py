@@ -10,6 +10,11 @@ serving the same model, maps the same pages of the page cache, and runs the same
 same pre-packed weights as a plain load, so answers and speed do not change. Measured by
 ``bench/memory.py`` (see docs/benchmarks.md).
 
+A model saved with its weights already in external data files (``onnx.save_model(...,
+save_as_external_data=True)``, the usual way for large models) is shared too: its size, and the
+copy's key, count the files it names beside it. (onnxruntime maps such files as well, but the
+weights it pre-packs from them would be each replica's own.)
+
 Models under ``MIN_SHARED_BYTES`` load the plain way (nothing to gain), as does every model when
 ``INFERD_SHARE_WEIGHTS=0`` and on a GPU (it copies the weights into its own memory). A model
 that cannot be converted (not a valid ONNX file, say) also loads the plain way, so onnxruntime
@@ -22,6 +27,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import mmap
 import os
 import platform
 import shutil
@@ -58,10 +64,13 @@ def shared_model(model_path: Path, min_bytes: int | None = None) -> Path | None:
     Replicas starting together convert once: the first takes a lock on the copy's digest, the
     others wait for it and find the copy made.
     """
+    limit = MIN_SHARED_BYTES if min_bytes is None else min_bytes
     try:
-        if model_path.stat().st_size < (MIN_SHARED_BYTES if min_bytes is None else min_bytes):
+        size = model_path.stat().st_size
+        data = external_files(model_path)  # weights in files beside it
+        if size + sum(path.stat().st_size for path in data) < limit:
             return None
-        digest = copy_key(file_digest(model_path))
+        digest = copy_key(file_digest(model_path), *(file_digest(path) for path in data))
     except OSError:
         return None  # the plain load reports it
     target = shared_root() / digest
@@ -118,6 +127,41 @@ def in_use(copy: Path) -> bool:
     return any(os.path.exists(f"/proc/{pid}") for pid in pids)
 
 
+# An external data entry of an ONNX tensor: the key "location" (StringStringEntryProto's field 1,
+# length 8), then the file's name as field 2.
+LOCATION = b"\x0a\x08location\x12"
+
+
+def external_files(model_path: Path) -> list[Path]:
+    """The external data files that the model file names and that exist beside it.
+
+    Found by scanning its bytes (mapped, not read onto the heap) for external data entries
+    rather than parsing it, so the ``onnx`` package is not needed where only onnxruntime is
+    installed.
+    """
+    names: set[str] = set()
+    with model_path.open("rb") as handle:
+        if not os.fstat(handle.fileno()).st_size:
+            return []
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            found = data.find(LOCATION)
+            while found >= 0:
+                start = found + len(LOCATION)
+                length, shift = 0, 0
+                while start < len(data) and shift < 35:  # the name's length, a protobuf varint
+                    byte = data[start]
+                    length |= (byte & 0x7F) << shift
+                    start += 1
+                    shift += 7
+                    if byte < 0x80:
+                        break
+                names.add(data[start : start + length].decode("utf-8", "replace"))
+                found = data.find(LOCATION, start + length)
+    folder = model_path.parent.resolve()
+    files = {(folder / name).resolve() for name in names if name and "\0" not in name}
+    return sorted(path for path in files if path.is_file() and path.is_relative_to(folder))
+
+
 def cpu_identity() -> str:
     """The processor's model and features: pre-packed weights are laid out for them."""
     try:
@@ -129,11 +173,12 @@ def cpu_identity() -> str:
     return "\n".join(line for line in first.splitlines() if line.split(":", 1)[0].strip() in wanted)
 
 
-def copy_key(model_digest: str) -> str:
-    """The copy's folder name: the model's content, onnxruntime's version and this CPU."""
+def copy_key(*digests: str) -> str:
+    """The copy's folder name: the content of the model (and its external data files),
+    onnxruntime's version and this CPU."""
     import onnxruntime as ort
 
-    parts = (model_digest, ort.__version__, cpu_identity())
+    parts = (*digests, ort.__version__, cpu_identity())
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 

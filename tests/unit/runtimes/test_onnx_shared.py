@@ -148,3 +148,50 @@ def test_a_model_without_initializers_to_map_loads_the_plain_way(tmp_path: Path,
     assert onnx_shared.shared_model(model, min_bytes=0) is None
     runtime = load_runtime("onnx", model)
     assert runtime.run({"x": np.array([[-1, 2, -3, 4]], dtype=np.float32)})[0].tolist() == [[0, 2, 0, 4]]
+
+
+def external_copy(model: Path, folder: Path) -> Path:
+    """``model`` saved again into ``folder`` with its weights in ``model.onnx.data`` beside it."""
+    folder.mkdir(parents=True)
+    saved = folder / "model.onnx"
+    onnx.save_model(
+        onnx.load(str(model)),
+        str(saved),
+        save_as_external_data=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
+    return saved
+
+
+def test_a_model_with_external_weights_is_shared_and_keyed_by_them(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = external_copy(weights_model(tmp_path / "build" / "model.onnx"), tmp_path / "project")
+    data = model.parent / "model.onnx.data"
+    assert model.stat().st_size < 10_000 <= data.stat().st_size  # the weights are beside the model
+    assert onnx_shared.external_files(model) == [data.resolve()]
+    before = snapshot(model.parent)
+    copy = onnx_shared.shared_model(model, min_bytes=10_000)  # the model file alone is smaller
+    assert copy is not None and snapshot(model.parent) == before
+    # the copy answers as the user's files do
+    rows = np.random.default_rng(3).standard_normal((2, 256)).astype(np.float32)
+    monkeypatch.setattr(onnx_shared, "MIN_SHARED_BYTES", 10_000)
+    shared = load_runtime("onnx", model)
+    assert {Path(path).name for path in mapped_copies(home)} == {onnx_shared.WEIGHTS_NAME}
+    monkeypatch.setenv("INFERD_SHARE_WEIGHTS", "0")
+    plain = load_runtime("onnx", model)
+    np.testing.assert_array_equal(shared.run({"x": rows.copy()})[0], plain.run({"x": rows.copy()})[0])
+    # retrained weights under a model file with the same bytes get a copy of their own
+    other = external_copy(weights_model(tmp_path / "build2" / "model.onnx", seed=1), tmp_path / "project2")
+    assert other.read_bytes() == model.read_bytes()
+    assert onnx_shared.shared_model(other, min_bytes=10_000) not in (None, copy)
+
+
+def test_external_data_outside_the_model_folder_is_not_counted(tmp_path: Path) -> None:
+    model = external_copy(weights_model(tmp_path / "build" / "model.onnx"), tmp_path / "project")
+    (tmp_path / "secrets.data").write_bytes(b"\0" * 100_000)  # the same length as model.onnx.data
+    named = model.read_bytes().replace(b"\x0fmodel.onnx.data", b"\x0f../secrets.data")
+    model.write_bytes(named)
+    assert onnx_shared.external_files(model) == []
+    assert onnx_shared.shared_model(model, min_bytes=10_000) is None

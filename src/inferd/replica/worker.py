@@ -8,6 +8,7 @@ its end (drain finished, or the gateway died).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import logging
@@ -18,7 +19,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from time import perf_counter
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -313,5 +314,17 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     return 0
 
 
+def leave(code: int) -> NoReturn:
+    """End this process now: exit handlers run (logging's flush among them) and output is
+    flushed, but the interpreter's teardown is skipped. With TensorFlow loaded that teardown
+    took 1-2 s, which every stop, scale-down and rolling update waited for; a replica that is
+    leaving has nothing left in its modules to save."""
+    atexit._run_exitfuncs()  # prints a failing handler's traceback and goes on, as exit does
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

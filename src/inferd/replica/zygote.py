@@ -99,7 +99,10 @@ def serve(control: socket.socket) -> int:
                     os.read(wakeup[0], 4096)
                 _reap(control)
                 continue
-            data, ancillary, _, _ = control.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(3 * fd_size))
+            try:
+                data, ancillary, _, _ = control.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(3 * fd_size))
+            except ConnectionError:  # the engine closed with our news to it unread
+                return 0
             if not data:
                 return 0
             fds = array.array("i")
@@ -154,4 +157,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from inferd.replica.worker import leave
+
+    leave(main())  # at once, without tearing TensorFlow's modules down

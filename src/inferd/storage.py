@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 import time
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from inferd import onnxdata
 from inferd.errors import LoadError, UnreachableError
 
 SAVED_MODEL_TREE = """expected a SavedModel, e.g.
@@ -250,6 +252,10 @@ def _fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
                         objects.append((item["Key"], item["ETag"], item["Size"]))
         if not objects:
             raise LoadError(f"{uri}: no such object or prefix")
+        # An ONNX model's weights saved beside it come with it, and count in its identity: a
+        # retrained model re-exported this way changes only the data file.
+        beside = _external_objects(client, bucket, *objects[0]) if prefix is None else {}
+        objects += [(object_key, etag, size) for object_key, (etag, size, _) in beside.items()]
         identity = "|".join(f"{k}:{e}" for k, e, _ in sorted(objects))
         name = key.rstrip("/").rsplit("/", 1)[-1] or bucket
         folder, target = _cached(f"{uri}|{identity}", name)
@@ -262,7 +268,16 @@ def _fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         try:
             # Every destination is checked before anything is written: a key with ``../`` (or a
             # bucket that names one ``/etc/x``) must not write outside the cache folder.
-            places = [(key_, _inside(scratch, name, key_, prefix), size) for key_, _, size in objects]
+            places = [
+                (
+                    key_,
+                    _inside(scratch, beside[key_][2], "", None)
+                    if key_ in beside
+                    else _inside(scratch, name, key_, prefix),
+                    size,
+                )
+                for key_, _, size in objects
+            ]
             for object_key, destination, size in places:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(bucket, object_key, str(destination))
@@ -279,6 +294,48 @@ def _fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         raise kind(f"{uri}: cannot download: {exc}") from exc
     except BotoCoreError as exc:  # no answer: refused, timed out, cut off
         raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
+
+
+ONNX_SCAN_MAX = 64 << 20  # a larger .onnx file holds its weights itself
+
+
+def _external_objects(
+    client: Any, bucket: str, key: str, etag: str, size: int
+) -> dict[str, tuple[str, int, str]]:
+    """The objects beside ONNX model ``key`` that it names as external data: key -> (ETag,
+    size, path relative to the model's folder). Names missing from the bucket are left for
+    onnxruntime to report; the names found are remembered by the model's ETag, so a deploy of an
+    unchanged model does not download it again to look.
+    """
+    from botocore.exceptions import ClientError
+
+    if not key.endswith(".onnx") or size > ONNX_SCAN_MAX:
+        return {}
+    record = (
+        cache_dir()
+        / "models"
+        / "external"
+        / (hashlib.sha256(f"{bucket}/{key}|{etag}".encode()).hexdigest()[:32] + ".json")
+    )
+    try:
+        names = sorted(json.loads(record.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        body = client.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"].read()
+        names = sorted(onnxdata.external_names(body))
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(names), encoding="utf-8")
+    folder = posixpath.dirname(key)
+    found: dict[str, tuple[str, int, str]] = {}
+    for name in names:
+        object_key = posixpath.join(folder, name) if folder else name
+        try:
+            head = client.head_object(Bucket=bucket, Key=object_key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                continue
+            raise
+        found[object_key] = (head["ETag"], head["ContentLength"], name)
+    return found
 
 
 def _inside(scratch: Path, name: str, key: str, prefix: str | None) -> Path:

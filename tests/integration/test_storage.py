@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -187,3 +188,54 @@ def test_an_object_key_with_dot_dot_is_refused_and_nothing_is_written_outside(
         assert not [path for path in (tmp_path / "home").rglob("*") if path.is_file()]
     finally:
         server.stop()
+
+
+def save_with_external_weights(weights: np.ndarray, folder: Path) -> Path:
+    """An ONNX model ``y = x @ weights`` (x float [N, 4]) whose weights are in model.onnx.data."""
+    from onnx import TensorProto, helper, numpy_helper, save_model
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])
+    w = numpy_helper.from_array(weights.astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    folder.mkdir(parents=True)
+    path = folder / "model.onnx"
+    save_model(model, str(path), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    return path
+
+
+def test_an_onnx_model_with_external_weights_comes_with_them_from_s3(
+    inferd: Inferd, s3: object, tmp_path: Path
+) -> None:
+    client: object = s3
+    row = [[1.0, 2.0, 3.0, 4.0]]
+    first, second = np.arange(8.0).reshape(4, 2), -np.ones((4, 2))
+    for name in ("model.onnx", "model.onnx.data"):
+        path = (
+            save_with_external_weights(first, tmp_path / "v1")
+            if name == "model.onnx"
+            else tmp_path / "v1" / name
+        )
+        client.upload_file(str(path), "models", f"big/{name}")  # type: ignore[attr-defined]
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n- kind: api\n  name: big\n  onnx:\n    model: s3://models/big/model.onnx\n",
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("big", "live")
+    assert inferd.post("/remote/big", row).json() == [(np.array(row) @ first).tolist()]
+    assert inferd.run("deploy", str(project)).stdout.strip() == "deployment is up-to-date"
+
+    # Retrained weights re-exported: the model file's bytes are the same, only the data file changed.
+    retrained = save_with_external_weights(second, tmp_path / "v2")
+    assert retrained.read_bytes() == (tmp_path / "v1" / "model.onnx").read_bytes()
+    client.upload_file(str(retrained.with_name("model.onnx.data")), "models", "big/model.onnx.data")  # type: ignore[attr-defined]
+    assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"
+    inferd.wait_status("big", "live")
+    wait_for(
+        lambda: inferd.post("/remote/big", row).json() == [(np.array(row) @ second).tolist()],
+        30,
+        "new weights",
+    )

@@ -27,7 +27,6 @@ import contextlib
 import fcntl
 import hashlib
 import logging
-import mmap
 import os
 import platform
 import shutil
@@ -37,6 +36,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from inferd.onnxdata import external_files
 from inferd.storage import CREATED_MARK, cache_dir, file_digest
 
 log = logging.getLogger("inferd.replica")
@@ -125,41 +125,6 @@ def in_use(copy: Path) -> bool:
     except OSError:
         return False
     return any(os.path.exists(f"/proc/{pid}") for pid in pids)
-
-
-# An external data entry of an ONNX tensor: the key "location" (StringStringEntryProto's field 1,
-# length 8), then the file's name as field 2.
-LOCATION = b"\x0a\x08location\x12"
-
-
-def external_files(model_path: Path) -> list[Path]:
-    """The external data files that the model file names and that exist beside it.
-
-    Found by scanning its bytes (mapped, not read onto the heap) for external data entries
-    rather than parsing it, so the ``onnx`` package is not needed where only onnxruntime is
-    installed.
-    """
-    names: set[str] = set()
-    with model_path.open("rb") as handle:
-        if not os.fstat(handle.fileno()).st_size:
-            return []
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            found = data.find(LOCATION)
-            while found >= 0:
-                start = found + len(LOCATION)
-                length, shift = 0, 0
-                while start < len(data) and shift < 35:  # the name's length, a protobuf varint
-                    byte = data[start]
-                    length |= (byte & 0x7F) << shift
-                    start += 1
-                    shift += 7
-                    if byte < 0x80:
-                        break
-                names.add(data[start : start + length].decode("utf-8", "replace"))
-                found = data.find(LOCATION, start + length)
-    folder = model_path.parent.resolve()
-    files = {(folder / name).resolve() for name in names if name and "\0" not in name}
-    return sorted(path for path in files if path.is_file() and path.is_relative_to(folder))
 
 
 def cpu_identity() -> str:

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from inferd import onnxdata
 from inferd.runtimes import load_runtime, onnx_shared
 from inferd.storage import CREATED_MARK
 
@@ -170,7 +171,7 @@ def test_a_model_with_external_weights_is_shared_and_keyed_by_them(
     model = external_copy(weights_model(tmp_path / "build" / "model.onnx"), tmp_path / "project")
     data = model.parent / "model.onnx.data"
     assert model.stat().st_size < 10_000 <= data.stat().st_size  # the weights are beside the model
-    assert onnx_shared.external_files(model) == [data.resolve()]
+    assert onnxdata.external_files(model) == [data.resolve()]
     before = snapshot(model.parent)
     copy = onnx_shared.shared_model(model, min_bytes=10_000)  # the model file alone is smaller
     assert copy is not None and snapshot(model.parent) == before
@@ -193,5 +194,5 @@ def test_external_data_outside_the_model_folder_is_not_counted(tmp_path: Path) -
     (tmp_path / "secrets.data").write_bytes(b"\0" * 100_000)  # the same length as model.onnx.data
     named = model.read_bytes().replace(b"\x0fmodel.onnx.data", b"\x0f../secrets.data")
     model.write_bytes(named)
-    assert onnx_shared.external_files(model) == []
+    assert onnxdata.external_files(model) == []
     assert onnx_shared.shared_model(model, min_bytes=10_000) is None

@@ -304,26 +304,33 @@ def _external_objects(
 ) -> dict[str, tuple[str, int, str]]:
     """The objects beside ONNX model ``key`` that it names as external data: key -> (ETag,
     size, path relative to the model's folder). Names missing from the bucket are left for
-    onnxruntime to report; the names found are remembered by the model's ETag, so a deploy of an
+    onnxruntime to report. The names are remembered with the model's ETag, so a deploy of an
     unchanged model does not download it again to look.
     """
     from botocore.exceptions import ClientError
 
     if not key.endswith(".onnx") or size > ONNX_SCAN_MAX:
         return {}
+    # One record per model object (the names and the ETag they were read from), replaced when
+    # the model changes: the records stay as few as the models deployed from S3.
     record = (
         cache_dir()
         / "models"
         / "external"
-        / (hashlib.sha256(f"{bucket}/{key}|{etag}".encode()).hexdigest()[:32] + ".json")
+        / (hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32] + ".json")
     )
     try:
-        names = sorted(json.loads(record.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+        known = json.loads(record.read_text(encoding="utf-8"))
+        names = sorted(str(name) for name in known["names"]) if known["etag"] == etag else None
+    except (OSError, ValueError, TypeError, KeyError):
+        names = None
+    if names is None:
         body = client.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"].read()
         names = sorted(onnxdata.external_names(body))
         record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(names), encoding="utf-8")
+        scratch = record.with_suffix(f".{os.getpid()}.tmp")
+        scratch.write_text(json.dumps({"etag": etag, "names": names}), encoding="utf-8")
+        scratch.replace(record)
     folder = posixpath.dirname(key)
     found: dict[str, tuple[str, int, str]] = {}
     for name in names:

@@ -106,6 +106,10 @@ def prepare_folder(out: Path, project: Project) -> None:
 
 def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Path]:
     """Write the build context and manifests into ``out``; the files written."""
+    if ray:
+        plan.check_supported(project)  # as `inferd deploy -e` on a Ray cluster
+    else:
+        k8s.check_exportable(project)
     prepare_folder(out, project)
     out.mkdir(parents=True, exist_ok=True)
     secret = key_files(project)

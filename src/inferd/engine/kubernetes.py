@@ -22,6 +22,7 @@ import yaml
 
 from inferd.config.schema import ApiConfig, Compute, Project
 from inferd.engine.ray import plan
+from inferd.errors import ConfigError
 
 PROJECT_IN_IMAGE = "/app/project"
 PORT = 8888
@@ -345,6 +346,24 @@ def dockerfile(with_ray: str | None = None) -> str:
 
 def dump_all(documents: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def check_exportable(project: Project) -> None:
+    """Refuse what the export would drop: each API runs in pods of its own, so nothing routes
+    between APIs (a traffic splitter) or copies requests from one API's pods to another's."""
+    for splitter in project.splitters:
+        raise ConfigError(
+            f"traffic_splitter '{splitter.name}': each API is exported as its own Deployment and "
+            "Service, so no gateway would route the splitter's requests; remove it and split "
+            "traffic with your ingress, or deploy on this machine"
+        )
+    for config in project.apis:
+        if config.api.shadow is not None:
+            raise ConfigError(
+                f"api '{config.name}': shadow: api '{config.api.shadow.api}' is exported to pods of "
+                "its own, out of reach of this API's gateway; remove shadow: for the export, or "
+                "deploy on this machine"
+            )
 
 
 def single_api_config(config_text: str, api: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from inferd.cli.main import cli
@@ -80,3 +81,65 @@ def test_api_key_files_are_not_copied_into_the_build_context(tmp_path: Path) -> 
     assert export(project, out).exit_code == 0, ""
     assert not (out / "project" / "secrets" / "keys.txt").exists()
     assert not any(b"top-secret" in content for content in tree(out).values())
+
+
+TWO_APIS = """- kind: deployment
+  name: shop
+- kind: api
+  name: champion
+  onnx:
+    model: models/iris.onnx
+{extra}- kind: api
+  name: challenger
+  onnx:
+    model: models/iris.onnx
+"""
+SPLITTER = """- kind: traffic_splitter
+  name: ab
+  apis:
+  - {name: champion, weight: 80}
+  - {name: challenger, weight: 20}
+"""
+
+
+@pytest.mark.parametrize(
+    ("config", "flags", "says"),
+    [
+        (TWO_APIS.format(extra="") + SPLITTER, [], "traffic_splitter 'ab': each API is exported as its own"),
+        (TWO_APIS.format(extra="") + SPLITTER, ["--ray"], "traffic_splitter 'ab': splitters are routed by"),
+        (TWO_APIS.format(extra="  shadow: {api: challenger, percent: 100}\n"), [], "api 'champion': shadow:"),
+        (
+            TWO_APIS.format(extra="  shadow: {api: challenger, percent: 10}\n"),
+            ["--ray"],
+            "api 'champion': shadow:",
+        ),
+        (TWO_APIS.format(extra="  payload_log: {sample: 0.5}\n"), ["--ray"], "api 'champion': payload_log:"),
+        (
+            TWO_APIS.format(extra="  auth:\n    keys_from_env: [SHOP_KEY]\n"),
+            ["--ray"],
+            "api 'champion': auth:",
+        ),
+    ],
+)
+def test_what_the_export_would_drop_is_refused_and_nothing_is_written(
+    tmp_path: Path, config: str, flags: list[str], says: str
+) -> None:
+    project = make_project(
+        tmp_path / "p", config, {}, {"models/iris.onnx": example("iris-onnx") / "models" / "iris.onnx"}
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(out), *flags])
+    assert result.exit_code != 0
+    assert result.output.count("\n") == 1 and says in result.output
+    assert not out.exists()
+
+
+def test_payload_logs_are_kept_in_the_kubernetes_export(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        TWO_APIS.format(extra="  payload_log: {sample: 0.5}\n"),
+        {},
+        {"models/iris.onnx": example("iris-onnx") / "models" / "iris.onnx"},
+    )
+    assert export(project, tmp_path / "out").exit_code == 0
+    assert "payload_log" in (tmp_path / "out" / "project" / "inferd-champion.yaml").read_text()

@@ -108,7 +108,8 @@ def requirements(root: Path) -> list[str]:
 
 
 def check_supported(project: Project) -> None:
-    """Refuse what the Ray backend would silently drop."""
+    """Refuse what the Ray backend would silently drop: what inferd's gateway does, which a Ray
+    cluster does not run (Serve's proxy routes each API's requests straight to its replicas)."""
     for config in project.apis:
         if config.api.auth is not None:
             raise ConfigError(
@@ -116,6 +117,21 @@ def check_supported(project: Project) -> None:
                 "cluster does not run; remove auth: (and protect Ray Serve's port) or use "
                 "`inferd export --kubernetes`"
             )
+        if config.api.shadow is not None:
+            raise ConfigError(
+                f"api '{config.name}': shadow: copies of requests are made by inferd's gateway, which "
+                "a Ray cluster does not run; remove shadow: or deploy on this machine"
+            )
+        if config.api.payload_log is not None:
+            raise ConfigError(
+                f"api '{config.name}': payload_log: requests are recorded by inferd's gateway, which "
+                "a Ray cluster does not run; remove payload_log: or deploy on this machine"
+            )
+    for splitter in project.splitters:
+        raise ConfigError(
+            f"traffic_splitter '{splitter.name}': splitters are routed by inferd's gateway, which a "
+            "Ray cluster does not run; remove it or deploy on this machine"
+        )
 
 
 def autoscaling_config(config: ApiConfig) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, child_pids, example, replica_pids, wait_for, zygote_pids
+from tests.conftest import Server, child_pids, example, make_project, replica_pids, wait_for, zygote_pids
 
 Serve = Callable[..., Server]
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -82,3 +82,24 @@ def test_zygotes_can_be_turned_off(serve: Serve, monkeypatch: pytest.MonkeyPatch
     (replica,) = replica_pids(server.process.pid)
     assert parent_of(replica) == server.process.pid and not zygote_pids(server.process.pid)
     assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+
+
+def test_a_forked_replica_runs_the_exit_handlers_its_handler_registered(serve: Serve, tmp_path: Path) -> None:
+    exits = tmp_path / "exits"
+    exits.mkdir()
+    iris = example("iris-onnx")
+    handler = (iris / "handlers" / "iris.py").read_text() + (
+        "\nimport atexit, os, pathlib\n"
+        f"atexit.register(lambda: (pathlib.Path({str(exits)!r}) / str(os.getpid())).write_text('flushed'))\n"
+    )
+    project = make_project(
+        tmp_path / "p",
+        (iris / "cortex.yaml").read_text(),
+        {"handlers/iris.py": handler},
+        {"models/iris.onnx": iris / "models" / "iris.onnx"},
+    )
+    server = serve(project)
+    replica = replace_until_forked(server)
+    server.stop()
+    marker = exits / str(replica)  # what a user's buffered writer flushes at exit, say
+    wait_for(lambda: marker.exists() and marker.read_text() == "flushed", 30, "the replica's exit handler")

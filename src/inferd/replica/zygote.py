@@ -13,15 +13,18 @@ descriptors. The zygote answers ``{"pid": N}`` (or ``{"error": text}``) and, lat
 Fork safety: the zygote starts no thread of its own and creates no session or event loop; the
 threads the imports start (NumPy's OpenBLAS pool, which its own fork handler shuts down, and
 the frameworks' idle pools) are counted in its ready message. The child closes the zygote's
-control socket, resets signal handlers and reseeds ``random`` and NumPy before running the
+control socket, resets signal handlers and exit handlers (its own run when it leaves, as a
+spawned replica's do), and reseeds ``random`` and NumPy before running the
 replica's ``main``; it holds no file of the gateway (the zygote was started with none).
 """
 
 from __future__ import annotations
 
 import array
+import atexit
 import contextlib
 import json
+import logging
 import os
 import random
 import selectors
@@ -55,6 +58,10 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 def _child(control: socket.socket, wakeup: tuple[int, int], fds: list[int], request: dict[str, Any]) -> int:
     """In the forked child: become a replica on socket ``fds[0]``, writing on ``fds[1:]``."""
     signal.set_wakeup_fd(-1)
+    # The zygote's exit handlers (the frameworks' teardown) are not the replica's to run: it
+    # keeps only logging's, then runs those its handler and model register, when it leaves.
+    atexit._clear()
+    atexit.register(logging.shutdown)
     for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(number, signal.SIG_DFL)
     control.close()
@@ -120,14 +127,13 @@ def _fork(control: socket.socket, wakeup: tuple[int, int], fds: list[int], reque
         return
     pid = os.fork()
     if pid == 0:
+        from inferd.replica.worker import leave
+
         code = 1
         try:
             code = _child(control, wakeup, fds, request)
         finally:
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
+            leave(code)  # the exit handlers the replica registered run, as in a spawned one
     for fd in fds:
         os.close(fd)
     _send(control, {"pid": pid})

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import requests
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -16,7 +19,8 @@ from inferd.config.load import load_project
 from inferd.engine.local import LocalEngine
 from inferd.gateway import Gateway
 from inferd.gateway.tracing import Tracer
-from tests.conftest import make_project
+from tests.conftest import make_project, wait_for
+from tests.integration.conftest import Inferd
 
 YAML = """
 - kind: deployment
@@ -102,3 +106,99 @@ async def scenario(root: Path) -> None:
 
 def test_one_request_yields_four_stage_spans_under_its_trace(tmp_path: Path) -> None:
     asyncio.run(scenario(tmp_path))
+
+
+class Collector:
+    """An OTLP/HTTP trace receiver on loopback: the spans the operator exports, by trace id."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str]] = []  # (trace id, span name)
+        collector = self
+
+        class Receive(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                exported = ExportTraceServiceRequest.FromString(body)
+                for resource in exported.resource_spans:
+                    for scope in resource.scope_spans:
+                        collector.spans.extend((s.trace_id.hex(), s.name) for s in scope.spans)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receive)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def names(self, trace: str) -> list[str]:
+        return sorted(name for trace_id, name in self.spans if trace_id == trace)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+OPERATOR_YAML = """
+- kind: deployment
+  name: traced
+- kind: api
+  name: add
+  onnx: {model: models/add.onnx}
+  compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: front
+  apis:
+    - {name: add, weight: 100}
+"""
+V2_BODY = {
+    "inputs": [
+        {"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
+        {"name": "b", "shape": [1, 2], "datatype": "FP32", "data": [3, 4]},
+    ]
+}
+
+
+def test_the_operator_exports_stage_spans_over_otlp_on_every_protocol_route(
+    inferd: Inferd, tmp_path: Path, two_input_model: Path
+) -> None:
+    collector = Collector()
+    inferd.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.url
+    inferd.env["OTEL_BSP_SCHEDULE_DELAY"] = "100"  # the SDK's batch delay (ms), not 5 s
+    try:
+        project = make_project(tmp_path / "p", OPERATOR_YAML, models={"models/add.onnx": two_input_model})
+        inferd.run("deploy", str(project))
+        inferd.wait_status("add", "live")
+        routes = [
+            ("/traced/add", {"a": [[1, 2]], "b": [[3, 4]]}),
+            ("/traced/front", {"a": [[1, 2]], "b": [[3, 4]]}),
+            ("/v2/models/add/infer", V2_BODY),
+            ("/v2/models/front/infer", V2_BODY),
+            ("/v1/models/add:predict", {"instances": [{"a": [1, 2], "b": [3, 4]}]}),
+            ("/v1/models/front:predict", {"instances": [{"a": [1, 2], "b": [3, 4]}]}),
+        ]
+        traces = [f"{number + 1:032x}" for number in range(len(routes))]
+        for trace, (path, body) in zip(traces, routes, strict=True):
+            given = f"00-{trace}-00f067aa0ba902b7-01"
+            answer = requests.post(inferd.url + path, json=body, headers={"traceparent": given}, timeout=30)
+            assert answer.status_code == 200, (path, answer.text)
+            # The trace is kept and returned, whichever protocol named the API (or its splitter).
+            assert answer.headers["traceparent"].startswith(f"00-{trace}-"), path
+            if "front" in path:
+                assert answer.headers["X-Inferd-Api"] == "add"
+        # Tracing on and no traceparent given: one is started, returned and exported.
+        fresh = requests.post(inferd.url + "/v2/models/add/infer", json=V2_BODY, timeout=30)
+        traces.append(fresh.headers["traceparent"].split("-")[1])
+        stages = ["model", "post_inference", "pre_inference", "queue", "request"]
+        # Each request's four stage spans and its request span, under its own trace id.
+        wait_for(
+            lambda: all(collector.names(trace) == stages for trace in traces) or None,
+            30,
+            "the spans of every request",
+        )
+    finally:
+        inferd.run("down", check=False)
+        collector.close()

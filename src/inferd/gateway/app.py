@@ -206,9 +206,7 @@ class Gateway:
                 return
             given = request.headers.get(b"traceparent")
             if given is not None or self.tracer is not None:  # W3C Trace Context, returned
-                header = traceparent(given)[1]
-                conn.extra_headers += header
-                conn.trace = header[13:-2]  # and told to the replica (inferd.tracecontext)
+                self.trace(conn, given)
             if method == b"POST":
                 debug = b"debug=true" in request.query.lower()
                 self.dispatch(
@@ -338,6 +336,13 @@ class Gateway:
         for listener in self._listeners:
             if listener.paused:
                 listener.resume()
+
+    def trace(self, conn: HttpConnection, given: bytes | None) -> None:
+        """Keep the request's ``traceparent`` (or start one): returned in the answer, and told to
+        the replica (``inferd.tracecontext``). Routes call it when one came or tracing is on."""
+        header = traceparent(given)[1]
+        conn.extra_headers += header
+        conn.trace = header[13:-2]
 
     def authorized(
         self, conn: HttpConnection, headers: dict[bytes, bytes], queue: ApiQueue, protocol: str

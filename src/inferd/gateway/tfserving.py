@@ -43,6 +43,9 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         return conn.respond(404, _not_found(gateway, name))
     if not gateway.authorized(conn, request.headers, queue, "tfserving"):
         return None
+    given = request.headers.get(b"traceparent")
+    if given is not None or gateway.tracer is not None:  # W3C Trace Context, as on an endpoint
+        gateway.trace(conn, given)
     parts = parts[1:]
     if len(parts) >= 2 and parts[0] in ("versions", "labels"):
         if parts[0] == "versions" and parts[1] != VERSION:

@@ -9,6 +9,7 @@ never while the request waits.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 STAGES = ("pre_inference", "model", "post_inference")
+log = logging.getLogger("inferd.gateway")
 
 
 def traceparent(given: bytes | None) -> tuple[bytes, bytes]:
@@ -57,6 +59,10 @@ class Tracer:
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
         except ImportError:
+            log.warning(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry exporter is not installed "
+                "(pip install 'inferd[otel]'): no spans are exported"
+            )
             return None
         provider = TracerProvider(resource=Resource.create({"service.name": "inferd"}))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

@@ -51,6 +51,9 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         return conn.respond(404, codec.error_body(gateway.unknown_model(name)))
     if not gateway.authorized(conn, request.headers, queue, "v2"):
         return None
+    given = request.headers.get(b"traceparent")
+    if given is not None or gateway.tracer is not None:  # W3C Trace Context, as on an endpoint
+        gateway.trace(conn, given)
     if len(rest) >= 2 and rest[0] == "versions":
         if rest[1] != VERSION:
             return conn.respond(

@@ -41,6 +41,8 @@ ALLOW_CORS = (
     b"Access-Control-Allow-Headers: Authorization, X-API-Key, Content-Type, X-Request-ID, "
     b"Inference-Header-Content-Length\r\nAccess-Control-Max-Age: 600\r\n"
 )
+# The gateway's own routes: they answer GET (and HEAD), nothing else.
+READ_ONLY = frozenset((b"/healthz", b"/metrics", b"/openapi.json", b"/docs", b"/"))
 EXPIRE_SECONDS = 0.1
 SWEEP_EVERY = 10  # ticks: connection timeouts are checked once a second
 
@@ -219,10 +221,12 @@ class Gateway:
             return
         if request.method == b"OPTIONS":
             conn.respond(204, b"", headers=ALLOW_CORS)
-        elif path.startswith(b"/v2"):
+        elif path == b"/v2" or path.startswith(b"/v2/"):
             v2.route(self, conn, request)
-        elif path.startswith(b"/v1/models"):
+        elif path == b"/v1/models" or path.startswith(b"/v1/models/"):
             tfserving.route(self, conn, request)
+        elif request.method not in (b"GET", b"HEAD") and path in READ_ONLY:
+            self.method_not_allowed(conn, request, b"GET, HEAD, OPTIONS")
         elif path == b"/healthz":
             self._healthz(conn)
         elif path == b"/metrics":

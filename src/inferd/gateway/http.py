@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inferd.gateway")
 
+# Said on every answer that keeps the connection: an HTTP/1.0 client (``ab -k``) waits for the
+# close otherwise.
+KEEP_ALIVE = b"Connection: keep-alive\r\n\r\n"
+
 
 class HttpApp(Protocol):
     """What a connection needs from the server it belongs to (the gateway, the admin API)."""
@@ -121,6 +125,7 @@ class HttpConnection(asyncio.Protocol):
         self.copy: ShadowCopy | None = None  # this request's shadow copy, sent once it is answered
         self.trace = b""  # this request's traceparent, for the replica (b"": untraced)
         self.keep_alive = True
+        self.head_only = False  # the request being answered is a HEAD: its answer has no body
         # edge state: phase and since (for the sweep), head bytes, pauses, an early refusal
         self.phase = HEAD
         self.since = app.clock
@@ -130,6 +135,7 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused_since = 0.0
         self.lingering = False
         self.linger_since = 0.0
+        self.broken = False  # an unparsable request came behind others: their answers go first
         self._admitting = False
         self._early = False
         self._advancing = False
@@ -161,7 +167,7 @@ class HttpConnection(asyncio.Protocol):
             self.stream.client_left()
 
     def data_received(self, data: bytes) -> None:
-        if self.lingering:  # answered early: read and drop until the client stops or time is up
+        if self.lingering or self.broken:  # answered early, or after a bad request: read and drop
             return
         if self.phase != BODY:
             self.head_bytes += len(data)
@@ -244,6 +250,12 @@ class HttpConnection(asyncio.Protocol):
             return
         self._body.append(body)
 
+    @staticmethod
+    def _error(status: int, message: str) -> Request:
+        """A pipelined request refused before it was read: its answer waits for the earlier ones'
+        (the status rides in ``path``; no method marks it)."""
+        return Request(b"", b"%d" % status, b"", {}, codec.error_body(message), False)
+
     def _body_too_large(self) -> None:
         if self.busy or self.pipeline:  # answers go out in order: this one after the earlier ones
             self._too_large = True
@@ -255,17 +267,7 @@ class HttpConnection(asyncio.Protocol):
             return
         self.phase = IDLE
         if self._too_large:
-            limit = self._limit
-            self.pipeline.append(
-                Request(
-                    b"",
-                    b"",
-                    b"",
-                    {},
-                    codec.error_body(f"the request body is larger than {limit} bytes"),
-                    False,
-                )
-            )
+            self.pipeline.append(self._error(413, f"the request body is larger than {self._limit} bytes"))
             self._advance()
             return
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
@@ -288,13 +290,15 @@ class HttpConnection(asyncio.Protocol):
     def _start(self, request: Request) -> None:
         self.busy = True
         self.keep_alive = request.keep_alive
+        self.head_only = request.method == b"HEAD"
         self.path = request.path
         self.headers = request.headers
         self.extra_headers = b""
         self.shadow = None
         self.trace = b""
-        if not request.method:  # a body found too large while earlier requests were answered
-            self.respond(413, request.body, close=True)
+        if not request.method:  # refused (too large, unparsable) while earlier ones were answered
+            self.request_id = next_request_id()
+            self.respond(int(request.path), request.body, close=True)
             return
         given = request.headers.get(b"x-request-id")
         self.request_id = given if given and valid_id(given) else next_request_id()
@@ -329,12 +333,13 @@ class HttpConnection(asyncio.Protocol):
 
     def refuse(self, status: int, message: str) -> None:
         """Answer an error before the request is read (or when it cannot be parsed), then close."""
-        if self.busy or self.pipeline or self.write_paused:  # cannot answer out of order: just close
-            if self.transport is not None:
-                self.transport.close()
+        if self.busy or self.pipeline or self.write_paused:  # answered after the earlier requests
+            self.broken = True
+            self.pipeline.append(self._error(status, message))
             return
         self.busy = True
         self._early = True
+        self.head_only = False
         self.extra_headers = b""
         self.request_id = next_request_id()
         self.respond(status, codec.error_body(message), close=True)
@@ -408,8 +413,8 @@ class HttpConnection(asyncio.Protocol):
                     CORS,
                     self.extra_headers,
                     headers,
-                    b"Connection: close\r\n\r\n" if close else b"\r\n",
-                    body,
+                    b"Connection: close\r\n\r\n" if close else KEEP_ALIVE,
+                    b"" if self.head_only and not early else body,
                 )
             )
         )

@@ -198,7 +198,7 @@ class Stream:
     # writing
 
     def _head(self) -> bytes:
-        from inferd.gateway.http import CORS, status_line
+        from inferd.gateway.http import CORS, KEEP_ALIVE, status_line
 
         self.headers_sent = True
         conn = self.conn
@@ -212,7 +212,7 @@ class Stream:
                 conn.request_id,
                 b"\r\n",
                 CORS,
-                b"\r\n" if conn.keep_alive else b"Connection: close\r\n\r\n",
+                KEEP_ALIVE if conn.keep_alive else b"Connection: close\r\n\r\n",
             )
         )
 

@@ -32,7 +32,10 @@ def _not_found(gateway: Gateway, name: str) -> bytes:
 def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     path = request.path.decode("utf-8", "replace").rstrip("/")
     rest = path[len("/v1/models") :].lstrip("/")
+    reading = request.method in (b"GET", b"HEAD")
     if not rest:
+        if not reading:
+            return gateway.method_not_allowed(conn, request, b"GET, HEAD")
         shown = sorted(gateway.model_name(queue) for queue in gateway.visible(request.headers))
         return conn.respond(200, orjson.dumps({"models": shown}))
     rest, _, verb = rest.partition(":")
@@ -60,6 +63,8 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         if request.method != b"POST":
             return gateway.method_not_allowed(conn, request, b"POST")
         return gateway.dispatch(conn, queue, kind, request.body, "tfserving")
+    if parts in ([], ["metadata"]) and not reading:
+        return gateway.method_not_allowed(conn, request, b"GET, HEAD")
     if parts == ["metadata"]:
         if not queue.info:
             return conn.respond(503, codec.error_body(f"model '{name}' is not ready yet"))

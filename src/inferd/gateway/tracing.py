@@ -23,16 +23,29 @@ if TYPE_CHECKING:
     from inferd.gateway.http import HttpConnection
     from inferd.gateway.queue import ApiQueue
 
-TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+# W3C Trace Context: lowercase hex only; version ff is invalid; version 00 is exactly these 55
+# characters, a later version may add fields after a "-".
+TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 STAGES = ("pre_inference", "model", "post_inference")
 log = logging.getLogger("inferd.gateway")
 
 
+def _parent(given: bytes | None) -> tuple[bytes, bytes] | None:
+    """The trace id and flags of a valid ``traceparent`` (``None``: invalid, a new trace starts)."""
+    match = TRACEPARENT.fullmatch(given.strip(b" \t")) if given else None
+    if match is None:
+        return None
+    version, trace, parent, flags, rest = match.groups()
+    if version == b"ff" or (version == b"00" and rest) or trace == b"0" * 32 or parent == b"0" * 16:
+        return None
+    return trace, flags
+
+
 def traceparent(given: bytes | None) -> tuple[bytes, bytes]:
-    """The request's trace id and its ``traceparent`` answer header (a new trace when none came)."""
-    match = TRACEPARENT.match(given.strip().lower()) if given else None
-    trace = match.group(1) if match and match.group(1) != b"0" * 32 else os.urandom(16).hex().encode()
-    flags = match.group(3) if match else b"01"
+    """The request's trace id and its ``traceparent`` answer header (a new trace when none came,
+    or when the one that came is not valid)."""
+    parent = _parent(given)
+    trace, flags = parent if parent is not None else (os.urandom(16).hex().encode(), b"01")
     span = os.urandom(8).hex().encode()
     return trace, b"traceparent: 00-" + trace + b"-" + span + b"-" + flags + b"\r\n"
 

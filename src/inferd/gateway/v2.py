@@ -24,18 +24,22 @@ if TYPE_CHECKING:
 
 VERSION = "1"
 EXTENSIONS = ["binary_tensor_data", "model_repository(list)", "generate"]
+READS = (b"GET", b"HEAD")  # what the routes that are not infer or generate answer
 
 
 def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     parts = request.path.decode("utf-8", "replace").rstrip("/").split("/")[2:]  # after "/v2"
     method = request.method
+    reading = method in READS
     if not parts:
-        if method != b"GET":
-            return gateway.method_not_allowed(conn, request, b"GET")
+        if not reading:
+            return gateway.method_not_allowed(conn, request, b"GET, HEAD")
         return conn.respond(
             200, orjson.dumps({"name": "inferd", "version": __version__, "extensions": EXTENSIONS})
         )
     if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
+        if not reading:
+            return gateway.method_not_allowed(conn, request, b"GET, HEAD")
         if parts[1] == "live":
             return conn.respond(200, b'{"live":true}')
         ready = gateway.ready
@@ -43,6 +47,8 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     if parts[0] != "models":
         return conn.respond(404, codec.error_body(f"no V2 route {request.path.decode('utf-8', 'replace')}"))
     if len(parts) == 1:
+        if not reading:
+            return gateway.method_not_allowed(conn, request, b"GET, HEAD")
         shown = sorted(gateway.model_name(queue) for queue in gateway.visible(request.headers))
         return conn.respond(200, orjson.dumps({"models": shown}))
     name, rest = parts[1], parts[2:]
@@ -60,6 +66,8 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
                 404, codec.error_body(f"model '{name}' has no version '{rest[1]}' (it has: 1)")
             )
         rest = rest[2:]
+    if (not rest or rest == ["ready"]) and not reading:
+        return gateway.method_not_allowed(conn, request, b"GET, HEAD")
     if not rest:
         if not queue.info:
             return conn.respond(503, codec.error_body(f"model '{name}' is not ready yet"))
@@ -75,6 +83,9 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
             return gateway.dispatch(conn, queue, messages.V2_INFER, request.body, "v2")
         if not length.isdigit():
             return conn.respond(400, codec.error_body("Inference-Header-Content-Length must be a number"))
+        if int(length) > len(request.body):  # also keeps it within the frame's 32-bit field
+            message = "Inference-Header-Content-Length is larger than the request body"
+            return conn.respond(400, codec.error_body(message))
         body = messages.LENGTH.pack(int(length)) + request.body
         return gateway.dispatch(conn, queue, messages.V2_INFER_BINARY, body, "v2")
     if rest == ["generate"] or rest == ["generate_stream"]:

@@ -1,0 +1,200 @@
+"""Sloppy and hostile HTTP against a real `inferd serve`: each answer is well-formed and says what
+was wrong, no answer is lost, and the server keeps serving.
+
+Raw sockets over loopback, where a well-behaved client library would hide the mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Server, make_project
+
+V2_BODY = b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[5.2,3.6,1.4,0.3]}]}'
+ROWS = b"[[5.2,3.6,1.4,0.3]]"
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT = "b7ad6b7169203331"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, iris_onnx_model: Path) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("hostile")
+    project = make_project(
+        root / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: iris\n  onnx:\n    model: m.onnx\n",
+        models={"m.onnx": iris_onnx_model},
+    )
+    running = Server(project, root / "serve.log").wait_ready()
+    yield running
+    running.stop()
+
+
+class Response:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+class Client:
+    """One raw connection: send bytes, read whole responses (by Content-Length)."""
+
+    def __init__(self, server: Server) -> None:
+        port = int(server.url.rsplit(":", 1)[1])
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def read(self, head: bool = False) -> Response:
+        """The next response (``head``: the answer to a HEAD, which has no body)."""
+        while b"\r\n\r\n" not in self.buffer:
+            assert self._fill(), f"the connection closed before a response: {self.buffer!r}"
+        top, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = top.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        length = 0 if head else int(headers["content-length"])
+        while len(self.buffer) < length:
+            assert self._fill(), "the connection closed inside a body"
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return Response(status, headers, body)
+
+    def closed(self) -> bool:
+        """The server closed the connection (after everything it sent was read)."""
+        try:
+            return self.buffer == b"" and self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+
+def request(method: str, path: str, body: bytes = b"", headers: str = "", version: str = "1.1") -> bytes:
+    head = f"{method} {path} HTTP/{version}\r\nHost: x\r\n{headers}"
+    if body or method == "POST":
+        head += f"Content-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def test_a_malformed_request_behind_others_is_answered_after_them(server: Server) -> None:
+    with Client(server) as client:
+        client.send(request("POST", "/d/iris", ROWS) + request("GET", "/healthz") + b"GARBAGE\r\n\r\n")
+        first = client.read()
+        assert first.status == 200 and first.body.startswith(b"[[0],")  # setosa
+        assert client.read().json() == {"ok": True}
+        refused = client.read()
+        assert refused.status == 400 and refused.headers["connection"] == "close"
+        assert "malformed HTTP request" in str(refused.json())
+        assert client.closed()
+    assert server.healthy()
+
+
+def test_head_answers_carry_no_body_and_the_connection_goes_on(server: Server) -> None:
+    with Client(server) as client:
+        for path in ("/healthz", "/v2/health/ready", "/v2/models/iris", "/v1/models/iris", "/d/iris"):
+            client.send(request("HEAD", path) + request("GET", "/v2/health/live"))
+            answer = client.read(head=True)
+            assert answer.status == (405 if path == "/d/iris" else 200), path
+            assert int(answer.headers["content-length"]) > 0
+            after = client.read()  # parsed right only if no body followed the HEAD answer
+            assert (after.status, after.json()) == (200, {"live": True}), path
+
+
+def test_an_absurd_binary_header_length_is_400(server: Server) -> None:
+    with Client(server) as client:
+        for length in ("99999999999999999999", "4294967296", str(len(V2_BODY) + 1)):
+            given = f"Inference-Header-Content-Length: {length}\r\n"
+            client.send(request("POST", "/v2/models/iris/infer", V2_BODY, given))
+            answer = client.read()
+            assert answer.status == 400, length
+            assert answer.json() == {
+                "error": "Inference-Header-Content-Length is larger than the request body"
+            }
+        client.send(request("POST", "/v2/models/iris/infer", V2_BODY))
+        assert client.read().status == 200
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        (f"00-{TRACE}-{PARENT}-01", True),
+        (f"01-{TRACE}-{PARENT}-01-what-a-later-version-adds", True),  # a later version: its 4 fields
+        (f"00-{TRACE.upper()}-{PARENT}-01", False),  # hex is lowercase
+        (f"ff-{TRACE}-{PARENT}-01", False),  # version ff is invalid
+        (f"00-{'0' * 32}-{PARENT}-01", False),  # all-zero trace id
+        (f"00-{TRACE}-{'0' * 16}-01", False),  # all-zero parent id
+        (f"00-{TRACE}-{PARENT}-01-extra", False),  # version 00 has exactly four fields
+        (f"00-{TRACE}-{PARENT}", False),
+        ("x" * 4000, False),
+    ],
+)
+def test_traceparent_on_every_protocol(server: Server, given: str, kept: bool) -> None:
+    header = f"traceparent: {given}\r\n"
+    with Client(server) as client:
+        for sent in (
+            request("POST", "/d/iris", ROWS, header),
+            request("POST", "/v2/models/iris/infer", V2_BODY, header),
+            request("POST", "/v1/models/iris:predict", b'{"instances": [[5.2, 3.6, 1.4, 0.3]]}', header),
+        ):
+            client.send(sent)
+            answer = client.read()
+            assert answer.status == 200
+            version, trace, span, flags = answer.headers["traceparent"].split("-")
+            assert version == "00" and len(span) == 16 and span != PARENT and flags == "01"
+            assert (trace == TRACE) is kept and len(trace) == 32 and trace == trace.lower()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/healthz", "/metrics", "/", "/openapi.json", "/v2", "/v2/health/live", "/v2/models",
+     "/v2/models/iris", "/v2/models/iris/ready", "/v1/models", "/v1/models/iris", "/v1/models/iris/metadata"],
+)  # fmt: skip
+def test_read_only_routes_refuse_a_post(server: Server, path: str) -> None:
+    with Client(server) as client:
+        client.send(request("POST", path, b"{}"))
+        answer = client.read()
+        assert answer.status == 405
+        assert answer.headers["allow"].startswith("GET, HEAD")
+        assert answer.json() == {"error": "method POST is not allowed here"}
+        client.send(request("GET", path))
+        assert client.read().status == 200
+
+
+def test_paths_that_only_begin_like_a_protocol_are_not_found(server: Server) -> None:
+    with Client(server) as client:
+        for path in ("/v2x", "/v2health/live", "/v1/modelsx"):
+            client.send(request("GET", path))
+            answer = client.read()
+            assert answer.status == 404, path
+            assert "error" in answer.json()  # type: ignore[operator]
+
+
+def test_an_http_1_0_keep_alive_client_is_told_the_connection_stays(server: Server) -> None:
+    with Client(server) as client:
+        for _ in range(2):
+            client.send(request("POST", "/d/iris", ROWS, "Connection: keep-alive\r\n", version="1.0"))
+            answer = client.read()
+            assert answer.status == 200 and answer.headers["connection"] == "keep-alive"
+        client.send(request("GET", "/healthz", version="1.0"))  # no keep-alive: closed after
+        answer = client.read()
+        assert answer.status == 200 and answer.headers["connection"] == "close"
+        assert client.closed()

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.conftest import Server, make_project
+from tests.conftest import Server, make_project, wait_for
+from tests.integration.conftest import Inferd, stop_operator
+from tests.integration.test_edge import closed_by_server
 
 V2_BODY = b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[5.2,3.6,1.4,0.3]}]}'
 ROWS = b"[[5.2,3.6,1.4,0.3]]"
@@ -198,3 +201,26 @@ def test_an_http_1_0_keep_alive_client_is_told_the_connection_stays(server: Serv
         answer = client.read()
         assert answer.status == 200 and answer.headers["connection"] == "close"
         assert client.closed()
+
+
+def test_the_dashboard_and_admin_api_close_requests_never_finished(tmp_path: Path) -> None:
+    runner = Inferd(tmp_path / "home")
+    runner.env["INFERD_HEADER_TIMEOUT"] = "1"
+    try:
+        runner.run("up")
+        info = json.loads((runner.home / "operator.json").read_text())
+        ports = [int(info["dashboard"].rsplit(":", 1)[1]), int(info["admin_port"])]
+        attackers = []
+        for port in ports:
+            for _ in range(20):
+                sock = socket.create_connection(("127.0.0.1", port))
+                sock.sendall(b"GET /dashboard/ HTTP/1.1\r\nHost: x\r\n")  # never finished
+                attackers.append(sock)
+            attackers.append(socket.create_connection(("127.0.0.1", port)))  # sends nothing
+        wait_for(lambda: all(closed_by_server(sock) for sock in attackers), 30, "slow clients closed")
+        for sock in attackers:
+            sock.close()
+        answer = requests.get(f"http://127.0.0.1:{ports[0]}/dashboard/", timeout=10)  # still serving
+        assert answer.status_code == 401 and "inferd dashboard" in answer.json()["error"]
+    finally:
+        stop_operator(runner)

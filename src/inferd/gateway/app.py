@@ -20,7 +20,7 @@ from inferd.config.schema import ApiConfig, SplitterConfig
 from inferd.gateway import auth, edge, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits, Listener
-from inferd.gateway.http import HttpConnection, Request
+from inferd.gateway.http import HttpApp, HttpConnection, Request
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
@@ -90,6 +90,9 @@ class Gateway:
         self._listeners: list[Listener] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._expired: list[HttpConnection] = []
+        # Other servers of this process (the admin API, the dashboard): their connections get
+        # the same timeouts, so a client that never finishes a request cannot hold one.
+        self._neighbours: list[HttpApp] = []
 
     # ReplicaSink (called by the engine)
 
@@ -483,15 +486,25 @@ class Gateway:
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._expire_forever())
 
+    def sweep_also(self, *apps: HttpApp) -> None:
+        """Apply this gateway's connection timeouts to ``apps``' connections too."""
+        for app in apps:
+            app.clock = self.clock
+            self._neighbours.append(app)
+
     async def _expire_forever(self) -> None:
         """Answer 504 for requests past their API's timeout, ten times a second; close idle clients."""
         tick = 0
         while True:
             await asyncio.sleep(EXPIRE_SECONDS)
             self.clock = time.monotonic()
+            for app in self._neighbours:
+                app.clock = self.clock
             tick += 1
             if not self._expired and tick % SWEEP_EVERY == 0:
                 self._expired = edge.sweep(self.connections, self.limits, self.clock)
+                for app in self._neighbours:
+                    self._expired += edge.sweep(app.connections, self.limits, self.clock)
             if self._expired:
                 closing, self._expired = (
                     self._expired[: edge.CLOSES_PER_TICK],

@@ -94,6 +94,7 @@ class Operator:
         server = await loop.create_server(lambda: HttpConnection(self.admin), ADMIN_HOST, 0)
         admin_port = server.sockets[0].getsockname()[1]
         dashboard_url = await self.dashboard.start()
+        self.gateway.sweep_also(self.admin, self.dashboard)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop_event.set)
         write_private(self.home / TOKEN_FILE, self.token)

@@ -224,3 +224,34 @@ def test_the_dashboard_and_admin_api_close_requests_never_finished(tmp_path: Pat
         assert answer.status_code == 401 and "inferd dashboard" in answer.json()["error"]
     finally:
         stop_operator(runner)
+
+
+def test_the_admin_api_answers_a_malformed_body_with_400(tmp_path: Path) -> None:
+    runner = Inferd(tmp_path / "home")
+    try:
+        runner.run("up")
+        port = json.loads((runner.home / "operator.json").read_text())["admin_port"]
+        token = (runner.home / "token").read_text().strip()
+        url = f"http://127.0.0.1:{port}"
+        with requests.Session() as admin:
+            admin.headers["Authorization"] = f"Bearer {token}"
+            for path, body in (
+                ("/deploy", b"{not json"),
+                ("/deploy", b"[1, 2]"),
+                ("/deploy", b"{}"),
+                ("/deploy", b'{"path": 5}'),
+                ("/deploy", b'{"path": "/x", "environ": [1]}'),
+                ("/promote", b'{"splitter": "s"}'),
+                ("/delete", b'{"name": null}'),
+            ):
+                answer = admin.post(url + path, data=body, timeout=10)
+                assert answer.status_code == 400, (path, body, answer.text)
+                assert answer.json()["type"] == "InputError"
+            (runner.home / "logs" / "gone").mkdir(parents=True, exist_ok=True)
+            (runner.home / "logs" / "gone" / "api.log").write_text("a line\n")  # a deleted API's log
+            assert admin.get(f"{url}/logs/gone/api?tail=1", timeout=10).status_code == 200
+            answer = admin.get(f"{url}/logs/gone/api?tail=many", timeout=10)
+            assert answer.status_code == 400 and answer.json()["type"] == "InputError"
+            assert admin.get(f"{url}/info", timeout=10).status_code == 200  # still serving
+    finally:
+        stop_operator(runner)

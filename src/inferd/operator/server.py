@@ -30,6 +30,7 @@ from inferd.errors import (
     ConflictError,
     ForbiddenError,
     InferdError,
+    InputError,
     NotFoundError,
     ReplaceError,
     UnauthorizedError,
@@ -421,7 +422,7 @@ class AdminApp(HttpServer):
         operator = self.operator
         method = request.method
         path = request.path.decode("utf-8", "replace")
-        body: dict[str, Any] = orjson.loads(request.body) if request.body else {}
+        body = _json_object(request.body)
         if method == b"GET" and path == "/info":
             return {
                 "version": __version__,
@@ -431,8 +432,10 @@ class AdminApp(HttpServer):
             }
         if method == b"POST" and path == "/deploy":
             environ = body.get("environ") or {}
+            if not isinstance(environ, dict):
+                raise InputError("'environ' must be an object of variables")
             return await operator.deploy(
-                str(body["path"]),
+                _text(body, "path"),
                 bool(body.get("force")),
                 bool(body.get("refresh")),
                 {str(key): str(value) for key, value in environ.items()},
@@ -442,13 +445,13 @@ class AdminApp(HttpServer):
         if method == b"GET" and path == "/apis":
             return operator.api_list()
         if method == b"POST" and path == "/promote":
-            return promote(operator, str(body["splitter"]), str(body["api"]))
+            return promote(operator, _text(body, "splitter"), _text(body, "api"))
         if method == b"GET" and path == "/splitters":
             return operator.gateway.splitters.describe()
         if method == b"GET" and path.startswith("/apis/"):
             return operator.api_info(path.removeprefix("/apis/"))
         if method == b"POST" and path == "/delete":
-            return operator.delete(str(body["name"]))
+            return operator.delete(_text(body, "name"))
         if method == b"GET" and path.startswith("/logs/"):
             name = path.removeprefix("/logs/")
             try:
@@ -458,13 +461,18 @@ class AdminApp(HttpServer):
                 if not LOG_NAME.fullmatch(name) or not log_path(operator.home, name).exists():
                     raise
             query = parse_query(request.query)
+            try:
+                tail = int(query["tail"]) if "tail" in query else None
+                since = float(query["since"]) if "since" in query else None
+            except ValueError:
+                raise InputError("'tail' and 'since' must be numbers") from None
             return read_logs(
                 operator.home,
                 name,
                 access=query.get("access") == "1",
                 cursor=query.get("cursor") or None,
-                tail=int(query["tail"]) if "tail" in query else None,
-                since=float(query["since"]) if "since" in query else None,
+                tail=tail,
+                since=since,
             )
         if method == b"POST" and path == "/prune":
             return operator.prune()
@@ -474,3 +482,24 @@ class AdminApp(HttpServer):
             asyncio.get_running_loop().call_later(0.05, operator.stop_event.set)
             return {"message": "stopping"}
         raise NotFoundError(f"no admin route {method.decode()} {path}")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """An admin request's body: a JSON object (empty when none came), else 400."""
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError("the request body must be a JSON object")
+    return value
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    """The string ``body[key]``, else 400 naming it."""
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise InputError(f"the request body needs '{key}' (a string)")
+    return value

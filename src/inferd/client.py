@@ -6,6 +6,7 @@ callers handle ``NotFoundError`` rather than status codes.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import requests
 
 START_TIMEOUT = 60.0
+START_LOCK = "operator.start.lock"  # held by the command that starts the operator
 
 
 def _alive(pid: int) -> bool:
@@ -76,11 +78,18 @@ class Client:
     def start(self) -> bool:
         """Start the operator (under its supervisor) unless it runs; True when it was started.
 
-        When a supervisor is restarting a dead operator, this waits for that one instead.
+        When a supervisor is restarting a dead operator, this waits for that one instead, and
+        so does a second command starting it at the same time (two shells, a script's parallel
+        deploys): one operator starts, the other command finds it running.
         """
         if self.running():
             return False
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with (self.home / START_LOCK).open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            return False if self.running() else self._start()
+
+    def _start(self) -> bool:
         log_file = self.home / "operator.log"
         previous = read_json(self.home / OPERATOR_FILE) or {}
         supervisor = int(previous.get("supervisor") or 0)
@@ -100,7 +109,7 @@ class Client:
             if process is not None and process.poll() is not None:
                 raise OperatorError(f"the operator could not start: {_last_error(log_file)}")
             if process is None and not _alive(supervisor):
-                return self.start()  # the supervisor gave up: start afresh
+                return self._start()  # the supervisor gave up: start afresh
             info = read_json(self.home / OPERATOR_FILE)
             if info and info.get("supervisor") == supervisor and _alive(int(info["pid"])) and self.running():
                 if process is not None:

@@ -6,13 +6,14 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
 
 import requests
 
-from tests.conftest import example, make_project, process_alive, wait_for
+from tests.conftest import INFERD, example, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -316,3 +317,20 @@ def test_cli_errors_are_one_sentence_with_exit_codes(inferd: Inferd, tmp_path: P
     missing = inferd.run("predict", "nope", str(example("iris-onnx") / "sample.json"), check=False)
     assert missing.returncode == 1 and missing.stderr.startswith("error: no API named 'nope'")
     assert "Traceback" not in missing.stderr
+
+
+def test_commands_starting_the_operator_at_once_share_one(inferd: Inferd) -> None:
+    # Two shells, or a script's parallel deploys, on a machine where no operator runs yet.
+    starting = [
+        subprocess.Popen(
+            [str(INFERD), "up"], env=inferd.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outputs = [process.communicate(timeout=120) for process in starting]
+    assert [process.returncode for process in starting] == [0, 0, 0], outputs
+    pid = inferd.operator_pid()
+    assert pid is not None
+    said = [out.strip() for out, _ in outputs]
+    assert sum(line.startswith("the inferd operator is running") for line in said) == 1, said
+    assert all(f"(pid {pid})" in line for line in said), said

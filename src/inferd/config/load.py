@@ -127,16 +127,24 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
 def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Location, int]) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        # ``<<: *anchor`` merges: flatten_mapping puts the merged pairs first, and a key written
+        # in the map itself overrides a merged one (YAML's merge rule, as go-yaml read it for
+        # Cortex); only a key written twice in the map itself is a duplicate.
+        written = sum(key.tag != "tag:yaml.org,2002:merge" for key, _ in node.value)
         loader.flatten_mapping(node)
+        merged = len(node.value) - written
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        own: set[Any] = set()
+        for position, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if isinstance(key, list | dict):
                 raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a scalar")
-            if key in result:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+            if position >= merged:
+                if key in own:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                own.add(key)
             result[key] = _build(loader, value_node, (*path, str(key)), lines)
             lines[(*path, str(key))] = key_node.start_mark.line + 1
         return result

@@ -318,3 +318,24 @@ def test_relax_pins_is_a_deployment_setting(tmp_path: Path) -> None:
     assert loaded.deployment.relax_pins
     plain = load_project(project(tmp_path, f"- kind: deployment\n  name: d\n{api()}"))
     assert not plain.deployment.relax_pins and plain.relaxed().deployment.relax_pins
+
+
+def test_anchors_and_merge_keys_share_blocks_between_apis(tmp_path: Path) -> None:
+    # go-yaml (Cortex) let a key written beside `<<: *anchor` override the merged one.
+    text = (
+        "# shared blocks\n"
+        "- kind: deployment\n  name: iris  # one deployment\n"
+        "- kind: api\n  name: small\n  onnx: &model\n    model: model.onnx\n    request_handler: handler.py\n"
+        "  compute: &compute\n    cpu: 1\n    mem: 1Gi\n    max_replicas: 4\n"
+        "- kind: api\n  name: large\n  onnx: *model\n"
+        "  compute:\n    <<: *compute\n    cpu: '500m'\n    min_replicas: 2\n"
+    )
+    small, large = load_project(project(tmp_path, text)).apis
+    assert small.api.onnx == large.api.onnx and large.api.handler_file == "handler.py"
+    assert (small.api.compute.cpu_cores, small.api.compute.min_replicas) == (1.0, 1)
+    assert large.api.compute.cpu_cores == pytest.approx(0.5)
+    assert (large.api.compute.mem_bytes, large.api.compute.max_replicas) == (2**30, 4)
+    assert large.api.compute.min_replicas == 2
+    # a key written twice in the map itself is still an error, with its line
+    twice = text.replace("    min_replicas: 2\n", "    min_replicas: 2\n    cpu: 2\n")
+    assert "cortex.yaml:20: invalid YAML: duplicate key 'cpu'" in error_of(tmp_path, twice)

@@ -1,8 +1,9 @@
 """What Cortex v0.10 projects relied on and inferd restores for them: NumPy's removed aliases,
-handler files with neither hook, ONNX input objects with extra keys."""
+handler files with neither hook, ONNX input objects with extra keys, files at /mnt/project."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,3 +52,57 @@ def test_handler_with_neither_hook_and_onnx_extra_keys(
     log = server.log()
     assert log.count("ignoring keys that are not inputs of the ONNX model") == 1, log
     assert "request_id, user" in log
+
+
+MOUNT_HANDLER = """import glob
+import json
+import os
+import pathlib
+
+import numpy as np
+
+# Cortex's docs: "You can access config.json in handler.py like this"
+with open("/mnt/project/config.json", "r") as config_file:
+    config = json.load(config_file)
+scale = np.load("/mnt/project/data/scale.npy")
+labels = pathlib.Path("/mnt/project/data/labels.txt").read_text().split()
+found = sorted(os.path.basename(p) for p in glob.glob("/mnt/project/data/*"))
+
+
+def pre_inference(sample, signature, metadata):
+    row = [sample[name] for name in config["features"]]
+    return {signature[0].name: (np.array(row) * scale).tolist()}
+
+
+def post_inference(prediction, signature, metadata):
+    return {"label": labels[prediction[0][0]], "exists": os.path.exists("/mnt/project/config.json"),
+            "found": found, "listed": sorted(os.listdir("/mnt/project/data"))}
+"""
+
+
+def test_handlers_read_project_files_at_mnt_project(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    import numpy as np
+
+    features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: files\n- kind: api\n  name: iris\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: handler.py\n",
+        {
+            "handler.py": MOUNT_HANDLER,
+            "config.json": json.dumps({"features": features}),
+            "data/labels.txt": "setosa versicolor virginica\n",
+        },
+        {"m.onnx": iris_onnx_model},
+    )
+    np.save(project / "data" / "scale.npy", np.ones(4))
+    answer = serve(project).post("/files/iris", dict(zip(features, [5.1, 3.5, 1.4, 0.2], strict=True)))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "label": "setosa",
+        "exists": True,
+        "found": ["labels.txt", "scale.npy"],
+        "listed": ["labels.txt", "scale.npy"],
+    }

@@ -1,0 +1,71 @@
+"""Cortex's ``/mnt/project``, for projects read from ``cortex.yaml``.
+
+Cortex copied the project into ``/mnt/project/`` in every replica, and its docs told handlers
+to read their files there (``open('/mnt/project/config.json')`` in
+``docs/dependencies/python-packages.md``). inferd serves a project from its own folder, so a
+replica of a ``cortex.yaml`` project maps paths under ``/mnt/project`` to that folder in the
+functions Python code reaches files through: ``open`` (``builtins`` and ``io``), and ``os``'s
+``open``, ``stat``, ``lstat``, ``access``, ``listdir`` and ``scandir``. What builds on them
+follows: ``os.path``, ``pathlib``, ``glob``, ``os.walk``, and libraries that open files from
+Python (``json``, ``pickle``, NumPy, pandas, joblib, Pillow, torch). Native code that opens a
+path itself (an ONNX session or SavedModel loaded by a handler) does not; a relative path works
+everywhere, since the project folder is the working directory.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MOUNT = "/mnt/project"
+
+_root: str | None = None  # the project folder served by this process, once installed
+
+
+def mapped(path: Any) -> Any:
+    """``path`` with a leading ``/mnt/project`` replaced by the project folder (else unchanged)."""
+    if _root is None or isinstance(path, int):
+        return path
+    try:
+        raw = os.fspath(path)
+    except TypeError:
+        return path
+    if isinstance(raw, bytes):
+        mount, root = MOUNT.encode(), os.fsencode(_root)
+        if raw == mount or raw.startswith(mount + b"/"):
+            return root + raw[len(mount) :]
+        return path
+    if raw == MOUNT or raw.startswith(MOUNT + "/"):
+        return _root + raw[len(MOUNT) :]
+    return path
+
+
+def _wrap(function: Callable[..., Any], keyword: str) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if args:
+            args = (mapped(args[0]), *args[1:])
+        elif keyword in kwargs:
+            kwargs[keyword] = mapped(kwargs[keyword])
+        return function(*args, **kwargs)
+
+    wrapper.__inferd_mount__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def install(project_root: Path) -> None:
+    """Map ``/mnt/project`` to ``project_root`` in this process (idempotent; the last root wins)."""
+    global _root
+    _root = str(project_root.resolve())
+    if getattr(builtins.open, "__inferd_mount__", False):
+        return
+    opener = _wrap(builtins.open, "file")
+    builtins.open = opener
+    io.open = opener
+    for name in ("open", "stat", "lstat", "access", "listdir", "scandir"):
+        setattr(os, name, _wrap(getattr(os, name), "path"))

@@ -128,7 +128,32 @@ def find_saved_model(path: Path) -> Path:
         )
         if versions:
             return versions[-1][1]
+    nested = _nested_saved_model(path)
+    if nested is not None:
+        return nested
     raise LoadError(f"{path} holds no SavedModel; {SAVED_MODEL_TREE}")
+
+
+def _nested_saved_model(path: Path) -> Path | None:
+    """A SavedModel deeper in ``path``: Cortex took a checkpoint folder with the export inside.
+
+    ``estimator.train_and_evaluate`` leaves ``model_dir/export/<exporter>/<timestamp>/`` beside
+    its checkpoints, and Cortex's docs say to upload that folder as it is; Cortex served any
+    SavedModel found under the path. The highest numeric version folder wins (the newest
+    export), then the last path in sorted order, as Cortex's S3 listing ordered them.
+    """
+    found = [
+        pb.parent
+        for pb in path.rglob("saved_model.pb")
+        if pb.is_file() and not any(part.startswith(".") for part in pb.relative_to(path).parts)
+    ]
+    if not found:
+        return None
+
+    def rank(folder: Path) -> tuple[int, str]:
+        return (int(folder.name) if folder.name.isdigit() else -1, folder.as_posix())
+
+    return max(found, key=rank)
 
 
 def _only_child(path: Path) -> list[Path]:

@@ -90,3 +90,13 @@ def test_a_gpu_replica_on_tensorflow_cpu_fails_unless_fallback_is_allowed(iris_t
     runtime = TensorFlowRuntime(iris_tf, None, devices=Devices(gpus=1, cpu_fallback=True))
     assert runtime.device == "CPU"
     assert TensorFlowRuntime(iris_tf, None).device == "CPU"
+
+
+def test_checkpoint_folder_with_the_export_inside(iris_tf: Path, tmp_path: Path) -> None:
+    # estimator.train_and_evaluate's model_dir, uploaded as it is (Cortex's packaging docs)
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-100"\n')
+    (tmp_path / "model.ckpt-100.index").write_bytes(b"")
+    (tmp_path / "eval").mkdir()
+    for export in ("best_exporter/1568244606", "best_exporter/1568240000", "latest_exporter/1568244000"):
+        shutil.copytree(iris_tf / "1", tmp_path / "export" / export)
+    assert find_saved_model(tmp_path) == tmp_path / "export/best_exporter/1568244606"

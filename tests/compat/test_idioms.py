@@ -1,0 +1,157 @@
+"""What Cortex v0.10 users wrote beyond its examples, served by inferd: YAML anchors shared by
+several APIs, a TensorFlow checkpoint folder with the export inside, and a deploy script that
+imports Cortex's Python client as its docs did (``from cortex import Client``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Server, example, make_project, serve
+from tests.integration.conftest import Inferd, inferd
+
+__all__ = ["inferd", "serve"]
+
+SAMPLE = {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
+HANDLER = """labels = ["iris-setosa", "iris-versicolor", "iris-virginica"]
+
+
+def pre_inference(sample, signature, metadata):
+    return {signature[0].name: [sample["sepal_length"], sample["sepal_width"],
+                                sample["petal_length"], sample["petal_width"]]}
+
+
+def post_inference(prediction, signature, metadata):
+    return metadata["prefix"] + labels[prediction[0][0]]
+"""
+ANCHORS = """# two APIs, one model block and one compute block between them
+- kind: deployment
+  name: iris
+
+- kind: api
+  name: small
+  onnx: &iris
+    model: models/iris.onnx
+    request_handler: handler.py
+    metadata: {prefix: "label: "}
+  compute: &compute
+    cpu: 1
+    mem: 256Mi
+    max_replicas: 2
+
+- kind: api
+  name: large
+  onnx: *iris
+  compute:
+    <<: *compute
+    cpu: "500m"   # overrides the anchor's cpu
+"""
+
+
+def test_yaml_anchors_and_merge_keys(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p", ANCHORS, {"handler.py": HANDLER}, {"models/iris.onnx": iris_onnx_model}
+    )
+    server = serve(project)
+    for name in ("small", "large"):
+        answer = server.post(f"/iris/{name}", SAMPLE)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == "label: iris-setosa"
+
+
+TF_HANDLER = """labels = ["setosa", "versicolor", "virginica"]
+
+
+def post_inference(prediction, signature, metadata):
+    return labels[int(prediction["class_ids"][0])]
+"""
+
+
+@pytest.mark.tensorflow
+def test_tensorflow_checkpoint_folder_with_the_export_inside(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    # Cortex's packaging docs: upload "a checkpoint directory containing the export directory
+    # (which is usually the case if you used estimator.train_and_evaluate)".
+    saved_model = example("iris-tensorflow") / "models" / "iris" / "1"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: iris\n- kind: api\n  name: classifier\n  tensorflow:\n"
+        "    model: bert\n    request_handler: handler.py\n",
+        {
+            "handler.py": TF_HANDLER,
+            "bert/checkpoint": 'model_checkpoint_path: "model.ckpt-500"\n',
+            "bert/graph.pbtxt": "node {}\n",
+            # an older export that cannot load: serving it would fail the API
+            "bert/export/best_exporter/1568240000/saved_model.pb": "not a SavedModel",
+        },
+        {
+            "bert/export/best_exporter/1568244606": saved_model,
+            "bert/model.ckpt-500.index": saved_model / "variables" / "variables.index",
+        },
+    )
+    answer = serve(project).post("/iris/classifier", SAMPLE)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == "setosa"
+
+
+CLIENT_SCRIPT = """import sys
+
+import requests
+from cortex import Client
+
+labels = ["iris-setosa", "iris-versicolor", "iris-virginica"]
+
+
+def pre_inference(sample, signature, metadata):
+    return {signature[0].name: [sample["sepal_length"], sample["sepal_width"],
+                                sample["petal_length"], sample["petal_width"]]}
+
+
+def post_inference(prediction, signature, metadata):
+    return labels[prediction[0][0]]
+
+
+cortex = Client(
+    aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+    aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    operator_url="https://a1b2c3.elb.us-west-2.amazonaws.com",
+)
+api_url = cortex.deploy(
+    deployment_name="iris",
+    api_name="classifier",
+    model_path=sys.argv[1],
+    model_format="onnx",
+    pre_inference=pre_inference,
+    post_inference=post_inference,
+)
+print(api_url)
+print(requests.post(api_url, json=json_sample).json())
+"""
+
+
+def test_a_deploy_script_importing_cortex_client(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    script = tmp_path / "deploy.py"
+    script.write_text(CLIENT_SCRIPT.replace("json_sample", json.dumps(SAMPLE)))
+    model = tmp_path / "iris.onnx"
+    shutil.copy(iris_onnx_model, model)
+    done = subprocess.run(
+        [sys.executable, str(script), str(model)],
+        env=inferd.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == [f"{inferd.url}/iris/classifier", "iris-setosa"]
+    assert inferd.status("iris/classifier")["status"] == "live"

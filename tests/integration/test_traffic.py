@@ -104,3 +104,137 @@ def test_splitter_routes_by_weight_and_changes_weights_without_failures(
             thread.join()
     assert [r for r in seen if r[0] != 200] == []
     assert {header for _, header, _ in seen[mark + 10 :]} == {"challenger"}
+
+
+THREE_WAY = """
+- kind: deployment
+  name: lab
+- kind: api
+  name: one
+  onnx: {model: models/add.onnx}
+  compute: {cpu: 0.1}
+- kind: api
+  name: two
+  onnx: {model: models/add.onnx}
+  compute: {cpu: 0.1}
+- kind: api
+  name: three
+  onnx: {model: models/add.onnx}
+  compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: tri
+  endpoint: /custom/route
+  apis:
+    - {name: one, weight: 50}
+    - {name: two, weight: 30}
+    - {name: three, weight: 20}
+  shadow: {api: three, percent: 100}
+"""
+V2_BODY = {
+    "inputs": [
+        {"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
+        {"name": "b", "shape": [1, 2], "datatype": "FP32", "data": [3, 4]},
+    ]
+}
+
+
+def test_a_three_way_splitter_answers_on_every_protocol_route_and_names_the_api(
+    inferd: Inferd, tmp_path: Path, two_input_model: Path
+) -> None:
+    project = tmp_path / "lab"
+    make_project(project, "", models={"models/add.onnx": two_input_model})
+    (project / "inferd.yaml").write_text(THREE_WAY)  # an inferd.yaml, and an endpoint of its own
+    (project / "cortex.yaml").unlink()
+    inferd.run("deploy", str(project))
+    for name in ("one", "two", "three"):
+        inferd.wait_status(name, "live")
+    cortex = {"a": [[1, 2]], "b": [[3, 4]]}
+    routes = [
+        ("/custom/route", cortex, [[[4.0, 6.0]]]),
+        ("/v2/models/tri/infer", V2_BODY, None),
+        (
+            "/v1/models/tri:predict",
+            {"instances": [{"a": [1, 2], "b": [3, 4]}]},
+            {"predictions": [[4.0, 6.0]]},
+        ),
+        ("/v1/models/tri:predict", {"inputs": {"a": [[1, 2]], "b": [[3, 4]]}}, {"outputs": [[4.0, 6.0]]}),
+    ]
+    answered: Counter[str] = Counter()
+    with requests.Session() as session:
+        for path, body, expected in routes:
+            for _ in range(25):
+                response = session.post(inferd.url + path, json=body, timeout=30)
+                assert response.status_code == 200, (path, response.text)
+                if expected is not None:
+                    assert response.json() == expected
+                else:
+                    assert response.json()["outputs"][0]["data"] == [4.0, 6.0]
+                answered[response.headers["X-Inferd-Api"]] += 1
+        # Errors name the API that refused too.
+        bad_json = session.post(inferd.url + "/custom/route", data=b"{", timeout=30)
+        bad_input = session.post(inferd.url + "/v2/models/tri/infer", json={"inputs": []}, timeout=30)
+        wrong_method = session.put(inferd.url + "/custom/route", data=b"{}", timeout=30)
+        answered.update(r.headers["X-Inferd-Api"] for r in (bad_json, bad_input))  # copied too
+        for refused in (bad_json, bad_input, wrong_method):
+            assert refused.status_code in (400, 405) and refused.headers["X-Inferd-Api"] in (
+                "one",
+                "two",
+                "three",
+            )
+    assert set(answered) == {"one", "two", "three"} and answered.total() == 102
+    (splitter,) = inferd.json("get", "tri")
+    assert splitter["endpoint"] == "/custom/route"
+    assert [(a["name"], a["weight"]) for a in splitter["apis"]] == [("one", 50), ("two", 30), ("three", 20)]
+    assert sum(a["requests"] for a in splitter["apis"]) >= 100
+    table = inferd.run("get", "tri").stdout
+    assert "/custom/route" in table and "50%" in table and "30%" in table and "20%" in table
+    # The splitter's shadow copies what 'one' and 'two' answered to 'three', never what 'three'
+    # answered itself (that would compare it with itself).
+    not_three = sum(count for name, count in answered.items() if name != "three")
+
+    def copied() -> dict[str, int] | None:
+        (now,) = inferd.json("get", "tri")
+        shadow: dict[str, int] = now["shadow"]
+        return shadow if shadow["sent"] + shadow["dropped"] >= not_three else None
+
+    shadow = wait_for(copied, 60, "the shadow's copies")
+    assert shadow["sent"] + shadow["dropped"] == not_three
+    records = inferd.json("payloads", "three", "-n", "1000")
+    assert [r for r in records if "shadow" in r] == []
+
+
+def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "shop", _yaml((80, 20)), {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    refusals = {
+        ("promote", "nosuch", "champion"): "no traffic splitter named 'nosuch' (splitters: recommend)",
+        ("promote", "nosuch", "champion", "--min-agreement", "0.5"): "no traffic splitter named 'nosuch'",
+        ("promote", "recommend", "nosuch"): "splitter 'recommend' has no api 'nosuch'",
+        (
+            "promote",
+            "recommend",
+            "nosuch",
+            "--min-agreement",
+            "0.5",
+        ): "splitter 'recommend' has no api 'nosuch'",
+        ("promote", "recommend", "challenger", "--min-agreement", "0.5"): "has no replay to judge it by",
+        ("promote", "recommend", "challenger", "--min-agreement", "2"): "not in the range",
+        ("replay", "champion"): "give either --against OTHER or --shadow",
+        ("replay", "champion", "--against", "nosuch"): "no API named 'nosuch'",
+        ("replay", "champion", "--against", "challenger"): "has no recorded JSON requests",
+        ("replay", "champion", "--shadow"): "has no recorded shadow answers",
+        ("replay", "recommend", "--against", "champion"): (
+            "'recommend' is a traffic splitter, not an API: name one of its APIs (champion, challenger)"
+        ),
+        ("replay", "champion", "--against", "recommend"): "'recommend' is a traffic splitter",
+        ("payloads", "recommend"): "'recommend' is a traffic splitter",
+        ("payloads", "nosuch"): "no API named 'nosuch'",
+    }
+    for args, message in refusals.items():
+        result = inferd.run(*args, check=False)
+        assert result.returncode != 0, args
+        assert message in result.stderr, (args, result.stderr)
+        if result.returncode == 1:  # inferd's own errors: one line, one sentence
+            assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    for command in ("payloads", "replay", "promote"):
+        assert "Examples:" in inferd.run(command, "--help").stdout

@@ -18,6 +18,7 @@ import orjson
 
 from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option
+from inferd.cli.traffic import resolve_api
 from inferd.client import Client
 from inferd.errors import ConflictError, NotFoundError, UsageError
 from inferd.operator.state import write_private
@@ -184,7 +185,6 @@ def replay(
       inferd replay champion --against challenger -n 200 --tolerance 1e-6 -o json
       inferd replay champion --shadow
     """
-    from inferd.cli.inspect import resolve
     from inferd.operator.payloads import read_payloads
 
     if (other is None) == (not shadow):
@@ -192,13 +192,13 @@ def replay(
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("payload logs are kept by the local operator; use an environment of provider local")
-    key = resolve(client, api)
+    key = resolve_api(client, api)
     if shadow:
         against, shadowed = _shadowed(client.home, key, count)
         compared = compare_shadow(shadowed, tolerance)
     else:
         assert other is not None
-        against = resolve(client, other)
+        against = resolve_api(client, other)
         records = [
             r
             for r in read_payloads(client.home, key, count)
@@ -251,9 +251,15 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("traffic splitters run on the local operator; use an environment of provider local")
-    if min_agreement is not None:
+    if min_agreement is not None:  # the splitter and its API first: the operator would refuse them
         found = [s for s in client.splitters() if s["name"] == splitter]
-        deployment = found[0]["deployment"] if found else ""
+        if not found:
+            known = ", ".join(sorted(s["name"] for s in client.splitters())) or "none"
+            raise NotFoundError(f"no traffic splitter named '{splitter}' (splitters: {known})")
+        names = [entry["name"] for entry in found[0]["apis"]]
+        if api not in names:
+            raise NotFoundError(f"splitter '{splitter}' has no api '{api}' (it has: {', '.join(names)})")
+        deployment = found[0]["deployment"]
         path = replay_path(client.home, f"{deployment}/{api}")
         if not path.is_file():
             raise ConflictError(

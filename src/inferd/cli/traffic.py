@@ -12,7 +12,7 @@ from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option
 from inferd.cli.render import table
 from inferd.client import Client
-from inferd.errors import UsageError
+from inferd.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from inferd.environments import Environment
@@ -45,6 +45,23 @@ def splitter_rows(splitters: Sequence[dict[str, Any]]) -> str:
     return text
 
 
+def resolve_api(client: Client, name: str) -> str:
+    """The key of the API ``name`` names; naming a traffic splitter instead is an error that
+    lists its APIs (payload logs and replays are an API's)."""
+    from inferd.cli.inspect import resolve
+
+    try:
+        return resolve(client, name)
+    except NotFoundError:
+        for splitter in client.splitters():
+            if splitter["name"] == name.rpartition("/")[2]:
+                apis = ", ".join(entry["name"] for entry in splitter["apis"])
+                raise UsageError(
+                    f"'{name}' is a traffic splitter, not an API: name one of its APIs ({apis})"
+                ) from None
+        raise
+
+
 def _shown(body: dict[str, Any]) -> str:
     text = json.dumps(body["json"]) if "json" in body else "base64:" + body.get("base64", "")
     return text if len(text) <= 40 else text[:37] + "..."
@@ -63,13 +80,12 @@ def payloads(api: str, count: int, output: str, env: Environment) -> None:
       inferd payloads classifier
       inferd payloads classifier -n 100 -o json
     """
-    from inferd.cli.inspect import resolve
     from inferd.operator.payloads import read_payloads
 
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("payload logs are kept by the local operator; use an environment of provider local")
-    key = resolve(client, api)
+    key = resolve_api(client, api)
     records = read_payloads(client.home, key, count)
     if output == "json":
         click.echo(json.dumps(records, indent=2))

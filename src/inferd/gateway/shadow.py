@@ -151,7 +151,8 @@ class Shadows:
         """Decide whether the request is recorded (payload_log) and copied (shadow)."""
         sampled = bool(queue.sample) and random() < queue.sample
         conn.copy = None
-        if route is not None and random() * 100 < route.percent:
+        # (a splitter's request that its shadow API answered is not copied to it again)
+        if route is not None and route.target != queue.key and random() * 100 < route.percent:
             conn.copy = ShadowCopy(self, route, kind, body, protocol, sampled)
             conn.copy.trace = conn.trace
         conn.recording = body if sampled or conn.copy is not None else None

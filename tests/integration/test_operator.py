@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
@@ -334,3 +335,83 @@ def test_commands_starting_the_operator_at_once_share_one(inferd: Inferd) -> Non
     said = [out.strip() for out, _ in outputs]
     assert sum(line.startswith("the inferd operator is running") for line in said) == 1, said
     assert all(f"(pid {pid})" in line for line in said), said
+
+
+class HeldModel:
+    """An HTTP origin serving one model file, whose downloads wait until ``release()``."""
+
+    def __init__(self, model: Path) -> None:
+        body = model.read_bytes()
+        self.asked = threading.Event()
+        self.released = threading.Event()
+        held = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", '"v1"')
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                held.asked.set()
+                held.released.wait(120)
+                self.do_HEAD()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/iris.onnx"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_same_project_deployed_twice_at_once_waits_and_another_is_refused(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    origin = HeldModel(iris_onnx_model)
+    try:
+        project = make_project(
+            tmp_path / "p",
+            f"- kind: deployment\n  name: shop\n- kind: api\n  name: iris\n"
+            f"  onnx:\n    model: {origin.url}\n",
+        )
+
+        def deploy() -> subprocess.Popen[str]:
+            command = [str(INFERD), "deploy", str(project), "--no-wait"]
+            return subprocess.Popen(
+                command, env=inferd.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+
+        inferd.run("up")
+        first = deploy()
+        assert origin.asked.wait(60)  # the first deploy is downloading its model, under the lock
+        (project / "notes.txt").write_text("changed while the first deploy runs")
+        other = deploy()
+        _, refused = other.communicate(timeout=60)
+        assert other.returncode != 0
+        assert (
+            refused.strip() == "error: deployment 'shop' is currently updating; use --force to deploy over it"
+        )
+        (project / "notes.txt").unlink()  # the project is as the first deploy read it again
+        second = deploy()
+        waiting = "deployment 'shop': waiting for the deploy in progress to finish"
+        wait_for(
+            lambda: waiting in (inferd.home / "operator.log").read_text(), 60, "the second deploy waiting"
+        )
+        origin.release()
+        said = [process.communicate(timeout=120) for process in (first, second)]
+        assert [first.returncode, second.returncode] == [0, 0], said
+        assert [out.strip() for out, _ in said] == ["deployment started", "deployment is up-to-date"]
+    finally:
+        origin.close()
+    inferd.wait_status("iris", "live")

@@ -54,6 +54,7 @@ from inferd.operator.state import (
     State,
     key_files,
     new_token,
+    project_fingerprint,
     snapshot_project,
     write_private,
 )
@@ -83,6 +84,7 @@ class Operator:
         self.admin = AdminApp(self)
         self.dashboard = Dashboard(self)
         self.locks: dict[str, asyncio.Lock] = {}
+        self.deploying: dict[str, tuple[object, ...]] = {}  # what each deployment's lock holder deploys
         self.started = time.time()
         self.restoring = True
         self.collector = Collector(home, self.kept, self.busy)
@@ -189,9 +191,13 @@ class Operator:
             self._check_other_folder(project)
         secrets = self._key_variables(project, environ or {})
         lock = self.locks.setdefault(name, asyncio.Lock())
-        if lock.locked() and not force:
+        wanted = (str(project.root), relax_pins, project_fingerprint(project.root))
+        if lock.locked() and not force and (refresh or self.deploying.get(name) != wanted):
             raise ConflictError(f"deployment '{name}' is currently updating; use --force to deploy over it")
+        if lock.locked():  # the same project deployed twice at once: the second waits for the first
+            log.info("deployment '%s': waiting for the deploy in progress to finish", name)
         async with lock:
+            self.deploying[name] = wanted
             # Key files stay where the user keeps them: never copied into the snapshot.
             snapshot = await asyncio.to_thread(snapshot_project, project.root, self.home, key_files(project))
             deployed = load_project(snapshot, keys_root=project.root)

@@ -8,6 +8,7 @@ one stops the operator with a clear error instead of silently forgetting deploym
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -129,6 +130,17 @@ def _project_files(root: Path) -> list[Path]:
             if not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES):
                 files.append(Path(folder) / name)
     return files
+
+
+def project_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """The project's files by name, size and modification time: whether a folder is the one a
+    running deploy copied, without reading the files."""
+    found = []
+    for path in _project_files(root):
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            found.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
 
 
 def key_files(project: Project) -> set[Path]:

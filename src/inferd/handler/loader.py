@@ -187,8 +187,7 @@ def check_source(path: Path, kind: str, shown: str) -> None:
             close = difflib.get_close_matches(name, others, n=1, cutoff=0.8)
             if close:
                 raise LoadError(f"{shown}: defines {close[0]}(); did you mean {usage}?")
-    if kind == "handler" and not found:
-        raise LoadError(f"{shown}: defines neither pre_inference nor post_inference")
+    # A handler defining neither hook is served, as Cortex v0.10 served it (load_user_code).
     if kind != "handler" and "predict" not in found:
         raise LoadError(f"{shown}: must define {PREDICTOR_FUNCTIONS['predict']}")
 

@@ -58,6 +58,7 @@ def check(tmp_path: Path, source: str, kind: str = "handler") -> None:
         "def post_inference(prediction, signature, metadata, extra=None, *, debug=False): pass\n",
         "from shared import post_inference\n",  # bound at run time: left to the replica
         "try:\n    import x\nexcept ImportError:\n    def pre_inference(a, b, c): pass\n",
+        "labels = ['a', 'b']  # neither hook: Cortex served it (the sample straight to the model)\n",
     ],
 )
 def test_good_handlers_pass(tmp_path: Path, source: str) -> None:
@@ -71,7 +72,6 @@ def test_good_handlers_pass(tmp_path: Path, source: str) -> None:
         ("def post_inference(a, b, c, d): pass\n", "handler", "must take 3 arguments"),
         ("def pre_inference(a, b, c, *, key): pass\n", "handler", "must take 3 arguments"),
         ("def pre_inferance(a, b, c): pass\n", "handler", r"defines pre_inferance\(\); did you mean"),
-        ("def helper(): pass\n", "handler", "defines neither pre_inference nor post_inference"),
         ("def predict(sample): pass\n", "predictor", r"predict\(sample\) must take 2 arguments"),
         ("def init(model_path, metadata): pass\n", "predictor", r"must define predict\(sample, metadata\)"),
         ("def predict(sample, metadata)\n  pass\n", "predictor", "code.py:1: invalid syntax"),

@@ -126,8 +126,15 @@ def refresh(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: E
 @click.command()
 @click.argument("name", required=False)
 @click.option("-f", "--force", is_flag=True, help="Do not wait for the replicas to drain.")
+@click.option(
+    "-c",
+    "--keep-cache",
+    is_flag=True,
+    help="Accepted for Cortex's delete --keep-cache; inferd frees what nothing deployed uses "
+    "either way (a model is fetched again on its next deploy).",
+)
 @env_option
-def delete(name: str | None, force: bool, env: Environment) -> None:
+def delete(name: str | None, force: bool, keep_cache: bool, env: Environment) -> None:
     """Delete an API, or every API of a deployment; their replicas drain first.
 
     NAME defaults to the deployment of the project in the current folder.

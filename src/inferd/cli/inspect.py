@@ -14,7 +14,7 @@ import click
 
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
-from inferd.cli.options import env_option
+from inferd.cli.options import deployment_option, env_option, in_deployment
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client, post_sample
 from inferd.errors import InferdError, NotFoundError, UsageError
@@ -50,8 +50,27 @@ def resolve(client: Backend, name: str) -> str:
 @click.option("-w", "--watch", is_flag=True, help="Re-run every 2 seconds until Ctrl-C.")
 @click.option("-v", "--verbose", is_flag=True, help="Also the signature, the error details and the config.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "-d", "--deployment", default=None, metavar="NAME", help="Only the APIs of this deployment (Cortex's -d)."
+)
+@click.option(
+    "-a",
+    "--all-deployments",
+    is_flag=True,
+    help="The APIs of every deployment, which inferd get shows anyway (Cortex's -a).",
+)
+@click.option("-s", "--summary", is_flag=True, help="One line: how many APIs have each status (Cortex's -s).")
 @env_option
-def get(api: str | None, watch: bool, verbose: bool, output: str, env: Environment) -> None:
+def get(
+    api: str | None,
+    watch: bool,
+    verbose: bool,
+    output: str,
+    deployment: str | None,
+    all_deployments: bool,
+    summary: bool,
+    env: Environment,
+) -> None:
     """Show the APIs: status, replicas, last update; for one API also its traffic and tracker;
     for a traffic splitter its weights, the requests each API got and its shadow.
 
@@ -69,10 +88,15 @@ def get(api: str | None, watch: bool, verbose: bool, output: str, env: Environme
       inferd get classifier -v
       inferd get iris/classifier
       inferd get -o json
+      inferd get -d iris -s          # Cortex's flags: one deployment, a one-line summary
     """
+    if deployment is not None and all_deployments:
+        raise UsageError("give -d/--deployment or -a/--all-deployments, not both")
+    if api is not None:
+        api = in_deployment(api, deployment)
     client = backend_for(env)
     while True:
-        text = _get_once(client, api, verbose, output)
+        text = _get_once(client, api, verbose, output, None if api else deployment, summary)
         if not watch:
             click.echo(text)
             return
@@ -81,7 +105,14 @@ def get(api: str | None, watch: bool, verbose: bool, output: str, env: Environme
         time.sleep(2)
 
 
-def _get_once(client: Backend, api: str | None, verbose: bool, output: str) -> str:
+def _get_once(
+    client: Backend,
+    api: str | None,
+    verbose: bool,
+    output: str,
+    deployment: str | None = None,
+    summary: bool = False,
+) -> str:
     if api is not None and isinstance(client, Client):
         deployment, _, name = api.rpartition("/")
         found = [s for s in client.splitters() if s["name"] == name and deployment in ("", s["deployment"])]
@@ -91,9 +122,16 @@ def _get_once(client: Backend, api: str | None, verbose: bool, output: str) -> s
         detail = client.api(resolve(client, api))
         return json.dumps([detail], indent=2) if output == "json" else render.api_detail(detail, verbose)
     apis = client.apis()
+    splitters = client.splitters() if isinstance(client, Client) else []
+    if deployment is not None:
+        apis = [entry for entry in apis if entry["deployment"] == deployment]
+        splitters = [entry for entry in splitters if entry["deployment"] == deployment]
+        if not apis and not splitters:
+            raise NotFoundError(f"no deployment named '{deployment}'")
+    if summary:
+        return _summary(apis)
     if output == "json":
         if isinstance(client, Client):  # each API names the splitters that route to it
-            splitters = client.splitters()
             for entry in apis:
                 entry["splitters"] = [
                     {"name": s["name"], "weight": a["weight"], "requests": a["requests"]}
@@ -106,8 +144,17 @@ def _get_once(client: Backend, api: str | None, verbose: bool, output: str) -> s
     if not apis:
         return "no APIs are deployed (inferd deploy PROJECT_DIR)"
     text = render.api_rows(apis)
-    splitters = client.splitters() if isinstance(client, Client) else []
     return text + "\n\n" + splitter_rows(splitters) if splitters else text
+
+
+def _summary(apis: list[dict[str, Any]]) -> str:
+    """Cortex's ``get -s``: ``apis: 2 live | 1 updating``."""
+    if not apis:
+        return "apis: none deployed"
+    counts: dict[str, int] = {}
+    for entry in apis:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    return "apis: " + " | ".join(f"{count} {status}" for status, count in counts.items())
 
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -140,8 +187,17 @@ def parse_since(text: str, now: float | None = None) -> float:
 )
 @click.option("--since", default=None, help="Only lines written since: 30s, 10m, 2h, 1d or a local time.")
 @click.option("--access", is_flag=True, help="The access lines (one JSON line per request) instead.")
+@deployment_option
 @env_option
-def logs(api: str, follow: bool, tail: int | None, since: str | None, access: bool, env: Environment) -> None:
+def logs(
+    api: str,
+    follow: bool,
+    tail: int | None,
+    since: str | None,
+    access: bool,
+    deployment: str | None,
+    env: Environment,
+) -> None:
     """Print an API's latest logs: its replicas' output and inferd's events (load errors,
     restarts); --access for the access lines.
 
@@ -158,6 +214,7 @@ def logs(api: str, follow: bool, tail: int | None, since: str | None, access: bo
       inferd logs classifier --since 10m
       inferd logs classifier --access --tail 20
     """
+    api = in_deployment(api, deployment)
     if not env.is_local:
         if tail is not None or since is not None or access:
             raise UsageError("--tail, --since and --access work with the local environment only")
@@ -208,8 +265,9 @@ def _ray_logs(api: str, follow: bool, env: Environment) -> None:
 @click.argument("api")
 @click.argument("sample", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--debug", is_flag=True, help="Log every stage of the pipeline in the API's log.")
+@deployment_option
 @env_option
-def predict(api: str, sample: Path, debug: bool, env: Environment) -> None:
+def predict(api: str, sample: Path, debug: bool, deployment: str | None, env: Environment) -> None:
     """Send a JSON sample to an API and print the prediction.
 
     API is a name (or a unique prefix of one), or DEPLOYMENT/API when several deployments have
@@ -219,7 +277,9 @@ def predict(api: str, sample: Path, debug: bool, env: Environment) -> None:
     Examples:
       inferd predict classifier examples/iris-onnx/sample.json
       inferd predict iris/classifier examples/iris-onnx/sample.json
+      inferd predict classifier sample.json -d iris   # Cortex's -d
     """
+    api = in_deployment(api, deployment)
     client = backend_for(env)
     info: dict[str, Any] = client.api(resolve(client, api))
     response = post_sample(info["url"], sample.read_bytes(), debug=debug)

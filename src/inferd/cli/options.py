@@ -60,3 +60,22 @@ wait_option = click.option(
     show_default=True,
     help="Wait until every API's new version is live (exit 0) or has failed (exit 1).",
 )
+
+
+def in_deployment(api: str, deployment: str | None) -> str:
+    """``-d/--deployment`` (Cortex's flag) folded into an API name: ``DEPLOYMENT/API``."""
+    if deployment is None:
+        return api
+    named, _, name = api.rpartition("/")
+    if named and named != deployment:
+        raise UsageError(f"'{api}' names deployment '{named}', but -d says '{deployment}'")
+    return f"{deployment}/{name}"
+
+
+deployment_option = click.option(
+    "-d",
+    "--deployment",
+    default=None,
+    metavar="NAME",
+    help="The deployment the API belongs to, as Cortex's -d (same as DEPLOYMENT/API).",
+)

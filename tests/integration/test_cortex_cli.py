@@ -1,0 +1,51 @@
+"""Cortex v0.10's CLI flags on inferd's commands: ``get -d/-a/-s``, ``predict -d``, ``logs -d``
+and ``delete -c``, against a real operator with two deployments that both have a ``classifier``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.conftest import example
+from tests.integration.conftest import Inferd, inferd
+
+__all__ = ["inferd"]
+
+
+def deployment(tmp_path: Path, name: str) -> Path:
+    project = tmp_path / name
+    shutil.copytree(example("iris-onnx"), project, ignore=shutil.ignore_patterns("build_model.py"))
+    config = project / "cortex.yaml"
+    config.write_text(config.read_text().replace("name: iris\n", f"name: {name}\n"))
+    return project
+
+
+def test_cortex_cli_flags(inferd: Inferd, tmp_path: Path) -> None:
+    sample = str(example("iris-onnx") / "sample.json")
+    for name in ("iris", "flowers"):
+        inferd.run("deploy", str(deployment(tmp_path, name)))
+    for key in ("iris/classifier", "flowers/classifier"):
+        inferd.wait_status(key, "live")
+
+    assert inferd.run("get", "-s").stdout.strip() == "apis: 2 live"
+    assert inferd.run("get", "-d", "flowers", "--summary").stdout.strip() == "apis: 1 live"
+    only = json.loads(inferd.run("get", "--deployment", "flowers", "-o", "json").stdout)
+    assert [(api["deployment"], api["name"]) for api in only] == [("flowers", "classifier")]
+    every = json.loads(inferd.run("get", "-a", "-o", "json").stdout)
+    assert sorted(api["deployment"] for api in every) == ["flowers", "iris"]
+    assert "flowers" in inferd.run("get", "classifier", "-d", "flowers").stdout
+
+    # The bare name is ambiguous; -d names the deployment, as in Cortex.
+    ambiguous = inferd.run("predict", "classifier", sample, check=False)
+    assert ambiguous.returncode != 0 and "several deployments" in ambiguous.stderr
+    assert json.loads(inferd.run("predict", "classifier", sample, "-d", "flowers").stdout) == "iris-setosa"
+    assert json.loads(inferd.run("predict", "class", sample, "--deployment", "iris").stdout) == "iris-setosa"
+    assert "replica is ready" in inferd.run("logs", "classifier", "-d", "iris").stdout
+    clash = inferd.run("predict", "iris/classifier", sample, "-d", "flowers", check=False)
+    assert clash.returncode == 2 and "names deployment 'iris', but -d says 'flowers'" in clash.stderr
+
+    inferd.run("delete", "flowers", "-c")
+    gone = inferd.run("get", "-d", "flowers", check=False)
+    assert gone.returncode != 0 and "no deployment named 'flowers'" in gone.stderr
+    assert inferd.run("get", "--summary").stdout.strip() == "apis: 1 live"

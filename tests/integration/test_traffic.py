@@ -229,6 +229,8 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
         ("replay", "champion", "--against", "recommend"): "'recommend' is a traffic splitter",
         ("payloads", "recommend"): "'recommend' is a traffic splitter",
         ("payloads", "nosuch"): "no API named 'nosuch'",
+        # an API a splitter sends requests to stays until the splitter no longer lists it
+        ("delete", "challenger"): "api 'shop/challenger' is one of the APIs of traffic splitter 'recommend'",
     }
     for args, message in refusals.items():
         result = inferd.run(*args, check=False)
@@ -236,5 +238,9 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
         assert message in result.stderr, (args, result.stderr)
         if result.returncode == 1:  # inferd's own errors: one line, one sentence
             assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    assert inferd.wait_status("challenger", "live")["status"] == "live"
+    inferd.run("delete", "shop")  # the whole deployment: its splitters go with it
+    wait_for(lambda: inferd.json("get") == [], 60, "the deployment to be deleted")
+    assert inferd.post("/shop/recommend", {"x": 1}).status_code == 404
     for command in ("payloads", "replay", "promote"):
         assert "Examples:" in inferd.run(command, "--help").stdout

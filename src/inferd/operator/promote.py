@@ -1,4 +1,5 @@
-"""``inferd promote SPLITTER API``: the API gets weight 100, recorded in the deployment's state.
+"""``inferd promote SPLITTER API``: the API gets weight 100, recorded in the deployment's state;
+and an API a splitter sends requests to is not deleted alone.
 
 A promotion stays through operator restarts (the record's ``promoted``) until the project is
 deployed again, when its file's weights are the truth once more.
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from inferd.config.schema import SplitterApi, SplitterConfig
-from inferd.errors import NotFoundError
+from inferd.config.schema import ApiConfig, SplitterApi, SplitterConfig
+from inferd.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
+    from inferd.gateway import Gateway
     from inferd.operator.server import Operator
 
 
@@ -52,3 +54,17 @@ def promote(operator: Operator, name: str, api: str) -> dict[str, Any]:
         "splitter": name,
         "api": api,
     }
+
+
+def check_not_split(gateway: Gateway, config: ApiConfig) -> None:
+    """Refuse to delete an API that a splitter lists: its share of the requests would find no API."""
+    used = sorted(
+        s.name
+        for s in gateway.splitters.by_name.values()
+        if s.config.deployment == config.deployment and config.name in s.weights
+    )
+    if used:
+        raise ConflictError(
+            f"api '{config.key}' is one of the APIs of traffic splitter '{', '.join(used)}': deploy the "
+            f"project without it there first, or delete deployment '{config.deployment}'"
+        )

@@ -45,7 +45,7 @@ from inferd.operator import heap
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.logs import log_path, read_logs
 from inferd.operator.payloads import PayloadWriter
-from inferd.operator.promote import promote, promoted
+from inferd.operator.promote import check_not_split, promote, promoted
 from inferd.operator.prune import Collector
 from inferd.operator.state import (
     OPERATOR_FILE,
@@ -337,6 +337,7 @@ class Operator:
         except NotFoundError:
             raise NotFoundError(f"no API or deployment named '{name}'") from None
         state = self.engine.apis[key]
+        check_not_split(self.gateway, state.config)
         self.engine.delete(key)
         deployment = self.state.deployments.get(state.config.deployment)
         if deployment is not None:

@@ -415,3 +415,12 @@ def test_the_same_project_deployed_twice_at_once_waits_and_another_is_refused(
     finally:
         origin.close()
     inferd.wait_status("iris", "live")
+
+
+def test_a_home_that_cannot_be_made_is_one_sentence(inferd: Inferd, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    inferd.env["INFERD_HOME"] = str(tmp_path / "a-file" / "home")
+    for command in (("up",), ("deploy", str(example("iris-onnx")))):
+        result = inferd.run(*command, check=False)
+        assert result.returncode == 1
+        assert result.stderr == f"error: Not a directory ({tmp_path / 'a-file' / 'home'})\n"

@@ -1,6 +1,7 @@
 """What Cortex v0.10 users wrote beyond its examples, served by inferd: YAML anchors shared by
-several APIs, a TensorFlow checkpoint folder with the export inside, and a deploy script that
-imports Cortex's Python client as its docs did (``from cortex import Client``)."""
+several APIs, a TensorFlow checkpoint folder with the export inside, a deploy script that
+imports Cortex's Python client as its docs did (``from cortex import Client``), and a
+requirements.txt naming what Cortex pre-installed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from inferd.engine.packages import packages_dir
 from tests.conftest import Server, example, make_project, serve
 from tests.integration.conftest import Inferd, inferd
 
@@ -155,3 +157,21 @@ def test_a_deploy_script_importing_cortex_client(
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == [f"{inferd.url}/iris/classifier", "iris-setosa"]
     assert inferd.status("iris/classifier")["status"] == "live"
+
+
+def test_requirements_naming_packages_inferd_runs_with(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path, inferd_home: Path
+) -> None:
+    # Cortex pre-installed tensorflow and xgboost; inferd has their CPU builds, which meet such
+    # lines: pip fetches nothing (the full packages would never be imported).
+    project = make_project(
+        tmp_path / "p",
+        ANCHORS,
+        {"handler.py": HANDLER, "requirements.txt": "tensorflow\nxgboost\nnumpy\nonnxruntime\n"},
+        {"models/iris.onnx": iris_onnx_model},
+    )
+    answer = serve(project).post("/iris/small", SAMPLE)
+    assert answer.status_code == 200, answer.text
+    environment = packages_dir(inferd_home, project / "requirements.txt")
+    assert (environment / ".complete").is_file()
+    assert sorted(path.name for path in environment.iterdir() if not path.name.startswith(".")) == []

@@ -57,12 +57,27 @@ def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
     return home / "envs" / digest
 
 
+# Distributions that install the same importable package as the one named: inferd runs with
+# ``tensorflow-cpu`` and ``xgboost-cpu``, so a ``tensorflow`` or ``xgboost`` line (Cortex
+# pre-installed both) is met by them instead of pip fetching the full package, which replicas
+# would never import (inferd's own copy comes first on sys.path).
+SAME_PACKAGE: dict[str, tuple[str, ...]] = {
+    "tensorflow": ("tensorflow-cpu", "tensorflow-intel"),
+    "tensorflow-gpu": ("tensorflow", "tensorflow-cpu"),
+    "onnxruntime": ("onnxruntime-gpu",),
+    "xgboost": ("xgboost-cpu",),
+}
+
+
 def installed_version(name: str) -> Version | None:
-    """The version of ``name`` in inferd's own environment, if it is installed there."""
-    try:
-        return Version(importlib.metadata.version(name))
-    except (importlib.metadata.PackageNotFoundError, InvalidVersion):
-        return None
+    """The version of ``name`` in inferd's own environment (or of a distribution that installs
+    the same package, ``SAME_PACKAGE``), if it is installed there."""
+    for candidate in (name, *SAME_PACKAGE.get(canonicalize_name(name), ())):
+        try:
+            return Version(importlib.metadata.version(candidate))
+        except (importlib.metadata.PackageNotFoundError, InvalidVersion):
+            continue
+    return None
 
 
 @functools.lru_cache(maxsize=256)

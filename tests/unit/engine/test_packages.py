@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import pytest
 from packaging.version import Version
 
@@ -70,3 +72,28 @@ def test_unknown_packages_options_and_markers_go_to_pip_as_they_are() -> None:
     )
     checked = plan(text, relax=False, versions_of=versions_of)
     assert checked.lines == ["no-such-package-here==1.0", "--extra-index-url https://example.invalid"]
+
+
+def test_tensorflow_and_xgboost_lines_are_met_by_the_cpu_builds_inferd_runs_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # inferd installs tensorflow-cpu and xgboost-cpu; `tensorflow` in a Cortex project's
+    # requirements.txt must not make pip fetch the full package that replicas never import.
+    own = {"tensorflow-cpu": "2.21.0", "xgboost-cpu": "3.2.0", "onnxruntime-gpu": "1.32.0"}
+
+    def version(name: str) -> str:
+        if name in own:
+            return own[name]
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    checked = plan(
+        "tensorflow\nTensorFlow>=2.0\nxgboost\nonnxruntime\n", relax=False, versions_of=versions_of
+    )
+    assert checked.lines == [] and checked.warnings == []
+    relaxed = plan("tensorflow==1.14.0\n", relax=True, versions_of=lambda name: [Version("2.21.0")])
+    assert relaxed.lines == []
+    assert relaxed.warnings == [
+        "requirements.txt: tensorflow==1.14.0 relaxed to tensorflow 2.21.0, which inferd itself runs with"
+    ]
+    assert plan("somepkg\n", relax=False, versions_of=versions_of).lines == ["somepkg"]

@@ -22,6 +22,10 @@ V2_BODY = b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[5
 ROWS = b"[[5.2,3.6,1.4,0.3]]"
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
+WORDS = """
+def predict(sample, metadata):
+    yield from sample["words"]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +33,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, iris_onnx_model: Path) -> I
     root = tmp_path_factory.mktemp("hostile")
     project = make_project(
         root / "p",
-        "- kind: deployment\n  name: d\n- kind: api\n  name: iris\n  onnx:\n    model: m.onnx\n",
-        models={"m.onnx": iris_onnx_model},
+        "- kind: deployment\n  name: d\n- kind: api\n  name: iris\n  onnx:\n    model: m.onnx\n"
+        "- kind: api\n  name: words\n  predictor:\n    path: words.py\n",
+        {"words.py": WORDS},
+        {"m.onnx": iris_onnx_model},
     )
     running = Server(project, root / "serve.log").wait_ready()
     yield running
@@ -255,3 +261,30 @@ def test_the_admin_api_answers_a_malformed_body_with_400(tmp_path: Path) -> None
             assert admin.get(f"{url}/info", timeout=10).status_code == 200  # still serving
     finally:
         stop_operator(runner)
+
+
+def test_a_stream_to_an_http_1_0_client_is_not_chunked(server: Server) -> None:
+    """HTTP/1.0 has no chunked encoding: the stream's bytes as they are, then the close."""
+    body = b'{"words": ["one", "two"]}'
+    for accept, expected in (
+        ("", b'"one"\n"two"\n'),
+        ("Accept: text/event-stream\r\n", b'data: "one"\n\ndata: "two"\n\n'),
+    ):
+        with Client(server) as client:
+            client.send(request("POST", "/d/words", body, accept + "Connection: keep-alive\r\n", "1.0"))
+            answer = client.read(head=True)
+            assert answer.status == 200 and "transfer-encoding" not in answer.headers
+            assert answer.headers["connection"] == "close"
+            while client._fill():
+                pass
+            assert client.buffer == expected
+    with Client(server) as client:  # HTTP/1.1: chunked, and the connection stays
+        client.send(request("POST", "/d/words", body))
+        answer = client.read(head=True)
+        assert answer.headers["transfer-encoding"] == "chunked"
+        while not client.buffer.endswith(b"0\r\n\r\n"):
+            assert client._fill()
+        assert client.buffer == b'6\r\n"one"\n\r\n6\r\n"two"\n\r\n0\r\n\r\n'
+        client.buffer = b""
+        client.send(request("GET", "/healthz"))
+        assert client.read().status == 200

@@ -70,6 +70,11 @@ class Stream:
         self.first_item = 0.0  # seconds from the request to its first item
         self.last_item = 0.0
         self.texts: list[str] = []
+        # HTTP/1.0 knows no chunked encoding: its client reads the stream until the connection closes.
+        self.framed = mode == GENERATE or conn.parser.get_http_version() != "1.0"
+        if not self.framed:
+            conn.keep_alive = False
+        self.end = END if self.framed else b""
 
     # from the replica
 
@@ -98,7 +103,7 @@ class Stream:
         if not self.headers_sent:
             parts.append(self._head())
         if payload:
-            parts.append(_chunk(self._event(payload)))
+            parts.append(self._piece(self._event(payload)))
         self._write(b"".join(parts))
 
     def finish(self, status: int, body: bytes, meta: bytes) -> bool:
@@ -130,10 +135,10 @@ class Stream:
         if status != 200:
             message = _message(body)
             if self.mode == NDJSON:
-                tail += _chunk(codec.error_body(message) + b"\n")
+                tail += self._piece(codec.error_body(message) + b"\n")
             else:
-                tail += _chunk(b"event: error\ndata: " + codec.error_body(message) + b"\n\n")
-        self._write(tail + END)
+                tail += self._piece(b"event: error\ndata: " + codec.error_body(message) + b"\n\n")
+        self._write(tail + self.end)
         return True
 
     # from the client and the clock
@@ -192,7 +197,7 @@ class Stream:
             data = codec.error_body(message) + b"\n"
         else:
             data = b"event: error\ndata: " + codec.error_body(message) + b"\n\n"
-        transport.write(_chunk(data) + END)
+        transport.write(self._piece(data) + self.end)
         transport.close()
 
     # writing
@@ -207,7 +212,8 @@ class Stream:
                 status_line(200),
                 b"Content-Type: ",
                 _TYPES[self.mode],
-                b"\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n",
+                b"\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n",
+                b"Transfer-Encoding: chunked\r\n" if self.framed else b"",
                 b"X-Request-ID: ",
                 conn.request_id,
                 b"\r\n",
@@ -215,6 +221,9 @@ class Stream:
                 KEEP_ALIVE if conn.keep_alive else b"Connection: close\r\n\r\n",
             )
         )
+
+    def _piece(self, data: bytes) -> bytes:
+        return _chunk(data) if self.framed else data
 
     def _event(self, payload: bytes) -> bytes:
         if self.mode == NDJSON:

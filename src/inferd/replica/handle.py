@@ -92,6 +92,7 @@ class ReplicaHandle(asyncio.Protocol):
         self.requests = 0
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._needed = 0  # bytes the buffer must hold before its first frame is complete
         self._retiring = False
         # Whether several requests may be written to it at once (its answers never stream).
         self.pipeline = False
@@ -181,14 +182,18 @@ class ReplicaHandle(asyncio.Protocol):
         buffer = self._buffer
         if buffer:
             buffer += data
+            if len(buffer) < self._needed:  # a large frame still arriving: parsed once it is whole
+                return
             data = bytes(buffer)
             buffer.clear()
         offset = 0
         end = len(data)
         answers: list[Answer] = []
+        needed = 4
         while end - offset >= 4:
             (size,) = messages.LENGTH.unpack_from(data, offset)
             if end - offset - 4 < size:
+                needed = 4 + size
                 break
             kind = data[offset + 4 : offset + 5]
             start = offset + 5
@@ -210,7 +215,8 @@ class ReplicaHandle(asyncio.Protocol):
             else:
                 self._lifecycle(kind, data[start:offset])
         if offset < end:
-            buffer += data[offset:]
+            buffer += memoryview(data)[offset:]
+            self._needed = needed
         if answers:
             self._deliver(answers)
 

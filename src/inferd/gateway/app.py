@@ -217,10 +217,10 @@ class Gateway:
                 self.dispatch(
                     conn, queue, messages.PREDICT_DEBUG if debug else messages.PREDICT, request.body
                 )
-            elif method == b"GET":
+            elif method == b"GET" or method == b"HEAD":
                 conn.respond(200, orjson.dumps(self.describe(queue)))
             else:
-                self.method_not_allowed(conn, request, b"GET, POST, OPTIONS")
+                self.method_not_allowed(conn, request, b"GET, HEAD, POST, OPTIONS")
             return
         if request.method == b"OPTIONS":
             conn.respond(204, b"", headers=ALLOW_CORS)

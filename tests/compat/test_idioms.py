@@ -1,7 +1,7 @@
 """What Cortex v0.10 users wrote beyond its examples, served by inferd: YAML anchors shared by
 several APIs, a TensorFlow checkpoint folder with the export inside, a deploy script that
 imports Cortex's Python client as its docs did (``from cortex import Client``), and a
-requirements.txt naming what Cortex pre-installed."""
+requirements.txt naming what Cortex pre-installed, and endpoints such as /v1/iris."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
 from inferd.engine.packages import packages_dir
 from tests.conftest import Server, example, make_project, serve
@@ -175,3 +176,32 @@ def test_requirements_naming_packages_inferd_runs_with(
     environment = packages_dir(inferd_home, project / "requirements.txt")
     assert (environment / ".complete").is_file()
     assert sorted(path.name for path in environment.iterdir() if not path.name.startswith(".")) == []
+
+
+VERSIONED = """- kind: deployment
+  name: iris
+- kind: api
+  name: first
+  endpoint: /v1/iris
+  onnx: {model: models/iris.onnx, request_handler: handler.py, metadata: {prefix: "v1 "}}
+- kind: api
+  name: second
+  endpoint: v2/iris
+  onnx: {model: models/iris.onnx, request_handler: handler.py, metadata: {prefix: "v2 "}}
+"""
+
+
+def test_versioned_endpoints_beside_the_protocol_routes(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p", VERSIONED, {"handler.py": HANDLER}, {"models/iris.onnx": iris_onnx_model}
+    )
+    server = serve(project)
+    assert server.post("/v1/iris", SAMPLE).json() == "v1 iris-setosa"
+    assert server.post("/v2/iris", SAMPLE).json() == "v2 iris-setosa"
+    # the V2 and TF Serving routes still answer beside them
+    assert requests.get(f"{server.url}/v2/health/ready", timeout=10).status_code == 200
+    assert requests.get(f"{server.url}/v2/models/second", timeout=10).json()["name"] == "second"
+    status = requests.get(f"{server.url}/v1/models/first", timeout=10).json()
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"

@@ -17,8 +17,29 @@ from inferd.config.quantity import parse_quantity
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 ENDPOINT = re.compile(r"^[a-zA-Z0-9_\-\./]*$")
-# Paths the gateway answers itself; an API endpoint may not shadow them.
-RESERVED_PATHS = ("/v1", "/v2", "/healthz", "/metrics", "/docs", "/openapi.json", "/dashboard")
+# Paths the gateway answers itself (and everything under them); an API endpoint may not shadow
+# them. Only these: Cortex let an endpoint be any path, and /v1/iris or /v2/classifier are
+# ordinary API versions (endpoints are matched before the protocol routes).
+RESERVED_PATHS = (
+    "/v1/models",
+    "/v2/health",
+    "/v2/models",
+    "/healthz",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/dashboard",
+)
+RESERVED_EXACT = ("/v2",)  # the V2 server metadata; /v2/<other> is free
+
+
+def reserved(endpoint: str) -> bool:
+    """Whether ``endpoint`` would shadow a route the gateway answers itself."""
+    return endpoint in RESERVED_EXACT or any(
+        endpoint == path or endpoint.startswith(path + "/") for path in RESERVED_PATHS
+    )
+
+
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "http://", "https://")
 
 
@@ -500,9 +521,8 @@ def check_project(
             raise FieldError((index, "name"), f"{label}: name: another api is named {api.name!r}")
         names.add(api.name)
         endpoint = api.endpoint or f"/{deployment.name}/{api.name}"
-        for reserved in RESERVED_PATHS:
-            if endpoint == reserved or endpoint.startswith(reserved + "/"):
-                raise FieldError((index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd")
+        if reserved(endpoint):
+            raise FieldError((index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd")
         if endpoint in endpoints:
             raise FieldError(
                 (index, "endpoint"),
@@ -559,9 +579,8 @@ def _check_splitters(
                 )
         _check_shadow(index, label, splitter.name, splitter.shadow, names)
         endpoint = splitter.endpoint or f"/{deployment}/{splitter.name}"
-        for reserved in RESERVED_PATHS:
-            if endpoint == reserved or endpoint.startswith(reserved + "/"):
-                raise FieldError((index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd")
+        if reserved(endpoint):
+            raise FieldError((index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd")
         if endpoint in endpoints:
             raise FieldError(
                 (index, "endpoint"),

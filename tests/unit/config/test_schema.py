@@ -190,6 +190,17 @@ def test_predictor_block(tmp_path: Path) -> None:
         pytest.param(
             DEPLOYMENT + api("  endpoint: /v2/models\n"), "endpoint: /v2/models is reserved", id="ep-reserved"
         ),
+        pytest.param(DEPLOYMENT + api("  endpoint: /v2\n"), "endpoint: /v2 is reserved", id="ep-reserved-v2"),
+        pytest.param(
+            DEPLOYMENT + api("  endpoint: v1/models/iris\n"),
+            "endpoint: /v1/models/iris is reserved",
+            id="ep-reserved-tfserving",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  endpoint: /v2/health/ready\n"),
+            "endpoint: /v2/health/ready is reserved",
+            id="ep-reserved-health",
+        ),
         pytest.param(
             DEPLOYMENT
             + api()
@@ -339,3 +350,12 @@ def test_anchors_and_merge_keys_share_blocks_between_apis(tmp_path: Path) -> Non
     # a key written twice in the map itself is still an error, with its line
     twice = text.replace("    min_replicas: 2\n", "    min_replicas: 2\n    cpu: 2\n")
     assert "cortex.yaml:20: invalid YAML: duplicate key 'cpu'" in error_of(tmp_path, twice)
+
+
+def test_versioned_endpoints_are_free(tmp_path: Path) -> None:
+    # Cortex took any endpoint; only the paths the gateway answers itself are reserved.
+    text = DEPLOYMENT + api("  endpoint: /v1/iris\n") + api("  endpoint: v2/iris/\n", name="next")
+    first, second = load_project(project(tmp_path, text)).apis
+    assert (first.endpoint, second.endpoint) == ("/v1/iris", "/v2/iris")
+    named = "- kind: deployment\n  name: v1\n" + api()  # default endpoint /v1/classifier
+    assert load_project(project(tmp_path, named)).apis[0].endpoint == "/v1/classifier"

@@ -244,3 +244,54 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
     assert inferd.post("/shop/recommend", {"x": 1}).status_code == 404
     for command in ("payloads", "replay", "promote"):
         assert "Examples:" in inferd.run(command, "--help").stdout
+
+
+MALL = """
+- kind: deployment
+  name: mall
+- kind: api
+  name: store
+  predictor:
+    path: predictor.py
+    metadata: {name: store}
+  compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: recommend
+  apis:
+    - {name: store, weight: 100}
+"""
+
+
+def test_two_deployments_may_each_have_a_splitter_of_the_same_name(inferd: Inferd, tmp_path: Path) -> None:
+    shop = make_project(tmp_path / "shop", _yaml((100, 0)), {"predictor.py": PREDICTOR})
+    mall = make_project(tmp_path / "mall", MALL, {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(shop))
+    inferd.run("deploy", str(mall))
+    for name in ("champion", "store"):
+        inferd.wait_status(name, "live")
+    # Each deployment's splitter keeps its endpoint: the second did not replace the first.
+    with requests.Session() as session:
+        assert _send(session, inferd.url + "/shop/recommend")[:2] == (200, "champion")
+        assert _send(session, inferd.url + "/mall/recommend")[:2] == (200, "store")
+        # As a V2 model name, the bare name is ambiguous; deployment.splitter is not.
+        v2 = inferd.url + "/v2/models/{}/generate"
+        ambiguous = session.post(v2.format("recommend"), json={"x": 1}, timeout=30)
+        assert ambiguous.status_code == 404
+        assert "ambiguous: name one of mall.recommend, shop.recommend" in ambiguous.json()["error"]
+        named = session.post(v2.format("mall.recommend"), json={"x": 1}, timeout=30)
+        assert named.status_code == 200 and named.headers["X-Inferd-Api"] == "store"
+    listed = {api["name"]: api["splitters"] for api in inferd.json("get")}
+    assert listed["store"] == [{"name": "recommend", "weight": 100, "requests": 2}]  # its own only
+    assert len(inferd.json("get", "recommend")) == 2
+    assert [s["deployment"] for s in inferd.json("get", "mall/recommend")] == ["mall"]
+    refused = inferd.run("promote", "recommend", "challenger", check=False)
+    assert refused.returncode != 0
+    assert refused.stderr.strip() == (
+        "error: splitter 'recommend' is in several deployments (mall/recommend, shop/recommend); "
+        "name one as DEPLOYMENT/SPLITTER"
+    )
+    promoted = inferd.run("promote", "shop/recommend", "challenger").stdout.strip()
+    assert promoted == "splitter 'recommend' now sends 100% of its requests to api 'challenger'"
+    with requests.Session() as session:
+        assert _send(session, inferd.url + "/shop/recommend")[:2] == (200, "challenger")
+        assert _send(session, inferd.url + "/mall/recommend")[:2] == (200, "store")

@@ -18,7 +18,7 @@ import orjson
 
 from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option
-from inferd.cli.traffic import resolve_api
+from inferd.cli.traffic import find_splitter, resolve_api
 from inferd.client import Client
 from inferd.errors import ConflictError, NotFoundError, UsageError
 from inferd.operator.state import write_private
@@ -241,7 +241,8 @@ def replay(
 )
 @env_option
 def promote(splitter: str, api: str, min_agreement: float | None, env: Environment) -> None:
-    """Give API weight 100 in SPLITTER (kept until the project is deployed again).
+    """Give API weight 100 in SPLITTER (kept until the project is deployed again). SPLITTER may be
+    DEPLOYMENT/SPLITTER, and must be when several deployments have a splitter of that name.
 
     \b
     Examples:
@@ -251,15 +252,11 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("traffic splitters run on the local operator; use an environment of provider local")
-    if min_agreement is not None:  # the splitter and its API first: the operator would refuse them
-        found = [s for s in client.splitters() if s["name"] == splitter]
-        if not found:
-            known = ", ".join(sorted(s["name"] for s in client.splitters())) or "none"
-            raise NotFoundError(f"no traffic splitter named '{splitter}' (splitters: {known})")
-        names = [entry["name"] for entry in found[0]["apis"]]
-        if api not in names:
-            raise NotFoundError(f"splitter '{splitter}' has no api '{api}' (it has: {', '.join(names)})")
-        deployment = found[0]["deployment"]
+    # The splitter and its API first (the operator would refuse them, after the replay's check).
+    deployment, splitter, names = find_splitter(client, splitter)
+    if api not in names:
+        raise NotFoundError(f"splitter '{splitter}' has no api '{api}' (it has: {', '.join(names)})")
+    if min_agreement is not None:
         path = replay_path(client.home, f"{deployment}/{api}")
         if not path.is_file():
             raise ConflictError(
@@ -279,4 +276,4 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
                 f"{last['agreement']:.1%} ({last['requests'] - last['disagreements']} of {last['requests']} "
                 f"requests), below --min-agreement {min_agreement:.1%}"
             )
-    click.echo(client.promote(splitter, api)["message"])
+    click.echo(client.promote(f"{deployment}/{splitter}", api)["message"])

@@ -62,6 +62,23 @@ def resolve_api(client: Client, name: str) -> str:
         raise
 
 
+def find_splitter(client: Client, name: str) -> tuple[str, str, list[str]]:
+    """The deployment, name and APIs of the splitter ``name`` (``SPLITTER`` or
+    ``DEPLOYMENT/SPLITTER``) names; an error when none or several do."""
+    splitters = client.splitters()
+    deployment, _, bare = name.rpartition("/")
+    found = [s for s in splitters if s["name"] == bare and deployment in ("", s["deployment"])]
+    if not found:
+        known = ", ".join(sorted({s["name"] for s in splitters})) or "none"
+        raise NotFoundError(f"no traffic splitter named '{name}' (splitters: {known})")
+    if len(found) > 1:
+        keys = ", ".join(sorted(f"{s['deployment']}/{s['name']}" for s in found))
+        raise UsageError(
+            f"splitter '{name}' is in several deployments ({keys}); name one as DEPLOYMENT/SPLITTER"
+        )
+    return found[0]["deployment"], bare, [entry["name"] for entry in found[0]["apis"]]
+
+
 def _shown(body: dict[str, Any]) -> str:
     text = json.dumps(body["json"]) if "json" in body else "base64:" + body.get("base64", "")
     return text if len(text) <= 40 else text[:37] + "..."

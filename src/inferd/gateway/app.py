@@ -119,12 +119,11 @@ class Gateway:
     def set_splitters(self, deployment: str, configs: tuple[SplitterConfig, ...]) -> None:
         """Make ``configs`` the traffic splitters of ``deployment`` (a redeploy swaps them at once)."""
         self.splitters.replace(deployment, configs)
-        for splitter in self.splitters.by_name.values():
+        for key, splitter in self.splitters.by_key.items():
             if splitter.config.deployment == deployment:
-                key = f"{deployment}/{splitter.name}"
                 splitter.shadow = self.shadows.route(key, deployment, splitter.config.splitter.shadow)
         for source in [s for s in self.shadows.routes if s.partition("/")[0] == deployment]:
-            if source not in self.apis and source.partition("/")[2] not in self.splitters.by_name:
+            if source not in self.apis and source not in self.splitters.by_key:
                 self.shadows.forget(source)
 
     def expect(self, names: list[str]) -> None:
@@ -161,8 +160,9 @@ class Gateway:
 
     def unknown_model(self, name: str) -> str:
         """Why no API answers to model ``name`` (an unknown name, or one several deployments use)."""
-        if name in self.clashes:
-            return f"model '{name}' is ambiguous: name one of {', '.join(self.clashes[name])}"
+        clashes = self.clashes.get(name) or self.splitters.clashes.get(name)
+        if clashes:
+            return f"model '{name}' is ambiguous: name one of {', '.join(clashes)}"
         return f"model '{name}' is not found"
 
     def replica_ready(self, api: str, handle: ReplicaHandle) -> None:

@@ -24,7 +24,7 @@ VERBS = {"predict": messages.TF_PREDICT, "classify": messages.TF_CLASSIFY, "regr
 
 
 def _not_found(gateway: Gateway, name: str) -> bytes:
-    if name in gateway.clashes:
+    if name in gateway.clashes or name in gateway.splitters.clashes:
         return codec.error_body(gateway.unknown_model(name))
     return codec.error_body(f"Servable not found for request: Latest({name})")
 

@@ -8,6 +8,7 @@ already admitted keep their API, the next ones use the new weights.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Mapping
 from random import random
 from typing import Any
@@ -76,24 +77,42 @@ class Splitter:
 
 
 class Splitters:
-    """Every splitter of the gateway, by endpoint and by name, grouped by deployment."""
+    """Every splitter of the gateway: by ``deployment/name``, by endpoint, and by the model name the
+    V2 and TF Serving routes use (``deployment.name``, or the bare name when no other deployment
+    has a splitter of that name, as for APIs)."""
 
     def __init__(self) -> None:
+        self.by_key: dict[str, Splitter] = {}
         self.by_endpoint: dict[bytes, Splitter] = {}
         self.by_name: dict[str, Splitter] = {}
+        self.clashes: dict[str, list[str]] = {}  # a bare name several deployments' splitters have
 
     def __bool__(self) -> bool:
-        return bool(self.by_name)
+        return bool(self.by_key)
 
     def replace(self, deployment: str, configs: tuple[SplitterConfig, ...]) -> None:
         """Make ``configs`` the splitters of ``deployment`` (keeping the counts of those that stay)."""
-        old = {name: s for name, s in self.by_name.items() if s.config.deployment == deployment}
-        by_name = {name: s for name, s in self.by_name.items() if s.config.deployment != deployment}
+        by_key = {key: s for key, s in self.by_key.items() if s.config.deployment != deployment}
         for config in configs:
-            before = old.get(config.name)
-            by_name[config.name] = Splitter(config, before.counts if before is not None else None)
-        self.by_endpoint = {s.endpoint.encode(): s for s in by_name.values()}
+            key = f"{deployment}/{config.name}"
+            before = self.by_key.get(key)
+            by_key[key] = Splitter(config, before.counts if before is not None else None)
+        names = Counter(s.name for s in by_key.values())
+        by_name = {f"{s.config.deployment}.{s.name}": s for s in by_key.values()}
+        by_name.update((s.name, s) for s in by_key.values() if names[s.name] == 1)
+        self.clashes = {
+            name: sorted(f"{s.config.deployment}.{name}" for s in by_key.values() if s.name == name)
+            for name, count in names.items()
+            if count > 1
+        }
+        self.by_endpoint = {s.endpoint.encode(): s for s in by_key.values()}
         self.by_name = by_name
+        self.by_key = by_key
+
+    def find(self, name: str) -> list[Splitter]:
+        """The splitters ``name`` (``SPLITTER`` or ``DEPLOYMENT/SPLITTER``) names."""
+        deployment, _, bare = name.rpartition("/")
+        return [s for s in self.by_key.values() if s.name == bare and deployment in ("", s.config.deployment)]
 
     def at(self, path: bytes) -> Splitter | None:
         """The splitter whose endpoint is ``path`` (with or without a trailing slash)."""
@@ -121,4 +140,4 @@ class Splitters:
         return max(limits) if limits else None
 
     def describe(self) -> list[dict[str, Any]]:
-        return [splitter.describe() for splitter in self.by_name.values()]
+        return [splitter.describe() for splitter in self.by_key.values()]

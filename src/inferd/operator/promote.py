@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from inferd.config.schema import ApiConfig, SplitterApi, SplitterConfig
-from inferd.errors import ConflictError, NotFoundError
+from inferd.errors import ConflictError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from inferd.gateway import Gateway
@@ -31,16 +31,22 @@ def promoted(configs: tuple[SplitterConfig, ...], choices: dict[str, str]) -> tu
 
 
 def promote(operator: Operator, name: str, api: str) -> dict[str, Any]:
-    splitter = operator.gateway.splitters.by_name.get(name)
-    if splitter is None:
-        known = ", ".join(sorted(operator.gateway.splitters.by_name)) or "none"
+    splitters = operator.gateway.splitters
+    found = splitters.find(name)
+    if not found:
+        known = ", ".join(sorted({s.name for s in splitters.by_key.values()})) or "none"
         raise NotFoundError(f"no traffic splitter named '{name}' (splitters: {known})")
+    if len(found) > 1:
+        keys = ", ".join(sorted(f"{s.config.deployment}/{s.name}" for s in found))
+        raise UsageError(
+            f"splitter '{name}' is in several deployments ({keys}); name one as DEPLOYMENT/SPLITTER"
+        )
+    splitter = found[0]
+    name = splitter.name
     if api not in splitter.weights:
         raise NotFoundError(f"splitter '{name}' has no api '{api}' (it has: {', '.join(splitter.weights)})")
     deployment = splitter.config.deployment
-    configs = tuple(
-        s.config for s in operator.gateway.splitters.by_name.values() if s.config.deployment == deployment
-    )
+    configs = tuple(s.config for s in splitters.by_key.values() if s.config.deployment == deployment)
     operator.gateway.set_splitters(deployment, promoted(configs, {name: api}))
     record = operator.state.deployments.get(deployment)
     if record is not None:
@@ -60,7 +66,7 @@ def check_not_split(gateway: Gateway, config: ApiConfig) -> None:
     """Refuse to delete an API that a splitter lists: its share of the requests would find no API."""
     used = sorted(
         s.name
-        for s in gateway.splitters.by_name.values()
+        for s in gateway.splitters.by_key.values()
         if s.config.deployment == config.deployment and config.name in s.weights
     )
     if used:

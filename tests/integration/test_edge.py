@@ -204,10 +204,15 @@ def test_accepting_pauses_at_the_connection_cap_and_resumes(
 ) -> None:
     server = serve(iris(tmp_path / "p", iris_onnx_model), "--max-connections", "20")
     port = port_of(server)
-    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
-    for sock in held:  # each connection is served: the cap is not below 20
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    held = []
+    for _ in range(20):  # each connection is served (the cap is not below 20), and then busy:
+        sock = socket.create_connection(("127.0.0.1", port))  # half a body follows the first request
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[["
+        )
         assert answer_of(sock)[0] == 200
+        held.append(sock)
     waiting = socket.create_connection(("127.0.0.1", port))  # in the kernel's backlog
     waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     waiting.settimeout(1.0)
@@ -217,6 +222,27 @@ def test_accepting_pauses_at_the_connection_cap_and_resumes(
         sock.close()
     assert answer_of(waiting)[0] == 200  # accepted once connections closed
     for sock in [*held[5:], waiting]:
+        sock.close()
+
+
+def test_at_the_cap_idle_connections_make_room_for_clients_with_a_request(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # The header and keep-alive timeouts are long: only giving idle places away lets a client in.
+    limits = ("--max-connections", "20", "--header-timeout", "120", "--keepalive-timeout", "120")
+    server = serve(iris(tmp_path / "p", iris_onnx_model), *limits)
+    port = port_of(server)
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+    for sock in idle:  # answered, then idle on keep-alive
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer_of(sock)[0] == 200
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]  # never send a byte
+    time.sleep(1.5)  # past the grace a silent connection is given (the only wait: nothing to poll)
+    with requests.Session() as client:
+        for _ in range(5):
+            assert client.post(f"{server.url}/d/iris", json=ROWS, timeout=20).status_code == 200
+    assert any(closed_by_server(sock) for sock in [*idle, *silent])
+    for sock in [*idle, *silent]:
         sock.close()
 
 

@@ -2,7 +2,8 @@
 
 Defaults never bother an honest client (nginx and uvicorn have the same kind): a request line
 and headers of at most 64 KiB, 10 s to send them (and no gap longer than that inside a body),
-60 s of keep-alive idleness, 10,000 open connections (accepting pauses beyond and resumes), 8
+60 s of keep-alive idleness, 10,000 open connections (beyond, a new connection takes the place
+of an idle one, or accepting pauses until one closes), 8
 pipelined requests buffered per connection (reading pauses beyond). Timeouts are enforced by
 a sweep once a second over the connections, so a request pays no timer of its own.
 """
@@ -33,6 +34,9 @@ RESERVED_FDS = 256
 # Connections closed per sweep tick: closing thousands at once would stall the event loop.
 CLOSES_PER_TICK = 200
 BACKLOG = 4096
+# At the connection cap, a connection that has sent nothing for this long gives its place to a
+# new one (one that connected just now is given the time to send its request).
+SILENT_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,9 @@ class Listener:
         self._servers: list[asyncio.Server] = []
         self._resuming: asyncio.Task[None] | None = None
         self._warned = False
+        self._evicting = False
+        self._room: asyncio.TimerHandle | None = None  # the next look for an idle connection, while paused
+        self._closed = False
 
     async def start(self) -> None:
         """Serve (again): one asyncio server per listening socket, over a duplicate of it."""
@@ -147,9 +154,15 @@ class Listener:
             self._resuming = None
 
     def _accepted(self) -> HttpConnection:
-        """A new connection (called by uvloop as it accepts): pause when it reaches the cap."""
+        """A new connection (called by uvloop as it accepts): at the cap, an idle connection
+        makes room for it; pause when none is idle."""
         conn = self.factory()
         if len(self.connections) >= self.cap and not self.paused:
+            idle = self._an_idle_one(conn)
+            if idle is not None:  # the next one may come in: it takes this one's place
+                if len(self.connections) > self.cap:
+                    self._close(idle)
+                return conn
             if not self._warned:
                 self._warned = True
                 log.warning("%d connections are open (the cap): accepting pauses until one closes", self.cap)
@@ -158,11 +171,56 @@ class Listener:
             asyncio.get_running_loop().call_soon(self.pause)
         return conn
 
+    def _an_idle_one(self, new: HttpConnection | None) -> HttpConnection | None:
+        """A connection that holds no request (idle after its answers, or silent since it
+        connected), other than ``new``: at the cap, it gives its place to a new one, so that a
+        flood of idle connections cannot keep clients with a request out (nginx, likewise,
+        reuses its idle keep-alive connections)."""
+        from inferd.gateway.http import HEAD, IDLE
+
+        for conn in self.connections:
+            if (
+                conn is not new
+                and conn.transport is not None
+                and not (conn.busy or conn.pipeline or conn.lingering or conn.write_paused)
+                and (
+                    conn.phase == IDLE
+                    or (
+                        conn.phase == HEAD
+                        and conn.head_bytes == 0
+                        and conn.app.clock - conn.since >= SILENT_GRACE
+                    )
+                )
+            ):
+                return conn
+        return None
+
+    def _close(self, idle: HttpConnection) -> None:
+        if not self._evicting:
+            self._evicting = True
+            log.warning("%d connections are open (the cap): idle ones are closed for new ones", self.cap)
+        self.connections.discard(idle)
+        if idle.transport is not None:
+            idle.transport.close()
+
     def pause(self) -> None:
         self.paused = True
         for server in self._servers:
             server.close()
         self._servers.clear()
+        if self._room is None and not self._closed:
+            self._room = asyncio.get_running_loop().call_later(SILENT_GRACE, self._make_room)
+
+    def _make_room(self) -> None:
+        """While paused at the cap, once a grace: a connection that fell idle (or stayed silent)
+        gives its place, so that clients waiting in the backlog come in (its close resumes)."""
+        self._room = None
+        if not self.paused or self._closed:
+            return
+        idle = self._an_idle_one(None)
+        if idle is not None:
+            self._close(idle)
+        self._room = asyncio.get_running_loop().call_later(SILENT_GRACE, self._make_room)
 
     def resume(self) -> None:
         """Accept again if below the cap (called when a connection closes)."""
@@ -170,6 +228,10 @@ class Listener:
             self._resuming = asyncio.get_running_loop().create_task(self.start())
 
     def close(self) -> None:
+        self._closed = True
+        if self._room is not None:
+            self._room.cancel()
+            self._room = None
         self.pause()
         if self._resuming is not None:
             self._resuming.cancel()

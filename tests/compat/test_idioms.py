@@ -1,7 +1,8 @@
 """What Cortex v0.10 users wrote beyond its examples, served by inferd: YAML anchors shared by
 several APIs, a TensorFlow checkpoint folder with the export inside, a deploy script that
 imports Cortex's Python client as its docs did (``from cortex import Client``), and a
-requirements.txt naming what Cortex pre-installed, and endpoints such as /v1/iris."""
+requirements.txt naming what Cortex pre-installed, endpoints such as /v1/iris, and handler values
+missing size-1 dimensions."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -205,3 +207,57 @@ def test_versioned_endpoints_beside_the_protocol_routes(
     assert requests.get(f"{server.url}/v2/models/second", timeout=10).json()["name"] == "second"
     status = requests.get(f"{server.url}/v1/models/first", timeout=10).json()
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def build_unit_models(folder: Path) -> None:
+    """A one-feature regressor (x [N, 1] -> 2x + 1) and a 2x2 one-channel image summer."""
+    from onnx import TensorProto, helper, numpy_helper, save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])
+    weights = [numpy_helper.from_array(np.array([[2.0]], np.float32), "w")]
+    weights.append(numpy_helper.from_array(np.array([1.0], np.float32), "b"))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "line", [x], [y], initializer=weights)
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 2, 2, 1])
+    total = helper.make_tensor_value_info("total", TensorProto.FLOAT, [None])
+    summed = helper.make_node("ReduceSum", ["image", "axes"], ["total"], keepdims=0)
+    axes = numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes")
+    pixels = helper.make_graph([summed], "pixels", [image], [total], initializer=[axes])
+    for name, model_graph in (("line.onnx", graph), ("pixels.onnx", pixels)):
+        model = helper.make_model(model_graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        save_model(model, str(folder / name))
+
+
+UNIT_DIMENSIONS = """- kind: deployment
+  name: shapes
+- kind: api
+  name: line
+  onnx: {model: models/line.onnx, request_handler: line.py}
+- kind: api
+  name: pixels
+  onnx: {model: models/pixels.onnx, request_handler: pixels.py}
+"""
+
+
+def test_values_missing_size_one_dimensions(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    # Cortex reshaped a handler's value to the model's shape: a bare number for a one-feature
+    # model, a 2-D image for a [N, H, W, 1] input. inferd adds the size-1 dimensions.
+    project = make_project(
+        tmp_path / "p",
+        UNIT_DIMENSIONS,
+        {
+            "line.py": "def pre_inference(sample, signature, metadata):\n    return sample['x']\n\n"
+            "def post_inference(prediction, signature, metadata):\n    return float(prediction[0][0][0])\n",
+            "pixels.py": "def pre_inference(sample, signature, metadata):\n    return sample['pixels']\n",
+        },
+    )
+    build_unit_models(project / "models")
+    server = serve(project)
+    assert server.post("/shapes/line", {"x": 3}).json() == 7.0
+    assert server.post("/shapes/pixels", {"pixels": [[1, 2], [3, 4]]}).json() == [[10.0]]
+    refused = server.post("/shapes/pixels", {"pixels": [1, 2, 3, 4]})  # flat: never guessed
+    assert refused.status_code == 400
+    assert "expected shape [-1, 2, 2, 1] (float32), got shape [4]" in refused.json()["error"]

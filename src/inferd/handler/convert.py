@@ -1,12 +1,16 @@
 """Fit JSON-ish values to a model's inputs: cast to the signature dtypes, check their shapes.
 
 Dynamic dimensions take any size (Cortex forced them to 1, so a batch of rows failed), and a
-missing leading batch dimension is added (a flat list of 4 for a ``[None, 4]`` input); any other
-shape is an error naming both shapes, never a reshape that happens to have as many values.
+missing leading batch dimension is added (a flat list of 4 for a ``[None, 4]`` input). Other
+missing dimensions of size 1 are added when there is only one place for them (a scalar for a
+``[None, 1]`` input, a ``[28, 28]`` image for ``[None, 28, 28, 1]``): Cortex reshaped such values
+to the signature, and adding size-1 dimensions never moves a value. Any other shape is an error
+naming both shapes, never a reshape that happens to have as many values.
 """
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -114,8 +118,24 @@ def _fits(shape: tuple[int, ...], target: tuple[int | None, ...]) -> bool:
     return True
 
 
+def _with_unit_dimensions(shape: tuple[int, ...], target: tuple[int | None, ...]) -> tuple[int, ...] | None:
+    """``shape`` with size-1 dimensions added where ``target`` allows 1, if that fits one way only."""
+    missing = len(target) - len(shape)
+    free = [i for i, wanted in enumerate(target) if wanted is None or wanted == 1]
+    if missing <= 0 or len(free) < missing:
+        return None
+    found: set[tuple[int, ...]] = set()
+    for added in combinations(free, missing):
+        sizes = iter(shape)
+        candidate = tuple(1 if i in added else next(sizes) for i in range(len(target)))
+        if _fits(candidate, target):
+            found.add(candidate)
+    return found.pop() if len(found) == 1 else None
+
+
 def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, Any]:
-    """Return ``array`` if it fits ``spec.shape``, with a missing leading batch dimension added.
+    """Return ``array`` if it fits ``spec.shape``, with a missing leading batch dimension added,
+    or other missing size-1 dimensions when they fit in one way only.
 
     Nothing else is reshaped: the same number of values in another shape (``[[1, 2], [3, 4]]``
     for ``[-1, 4]``, eight flat values for two rows) is a guess at the user's data, so a 400.
@@ -125,6 +145,9 @@ def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, 
         return array
     if len(target) == array.ndim + 1 and _fits(array.shape, target[1:]):
         return array.reshape((1, *array.shape))
+    unit = _with_unit_dimensions(array.shape, target)
+    if unit is not None:
+        return array.reshape(unit)
     raise InputError(
         f"input '{spec.name}': expected shape {shape_text(target)} ({describe(spec).split()[0]}), "
         f"got shape {list(array.shape)}"

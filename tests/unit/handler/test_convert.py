@@ -116,3 +116,27 @@ def test_numbers_out_of_the_dtype_range_are_refused_not_made_infinite() -> None:
         to_array([[1e300, 1, 2, 3]], FLOAT_ROWS)
     with pytest.raises(InputError, match="input 'ids'"):
         to_array([2**70], IDS)
+
+
+@pytest.mark.parametrize(
+    ("shape", "value", "fitted"),
+    [
+        ((None, 1), 2.5, (1, 1)),  # one feature: Cortex's reshape took the bare number
+        ((None, 28, 28, 1), np.zeros((28, 28)), (1, 28, 28, 1)),  # an image without its channel
+        ((1, 1, 4), [1, 2, 3, 4], (1, 1, 4)),
+        ((None, 2, 2, 1), [[1, 2], [3, 4]], (1, 2, 2, 1)),
+    ],
+)
+def test_size_one_dimensions_are_added_where_they_fit_one_way(
+    shape: tuple[int | None, ...], value: Any, fitted: tuple[int, ...]
+) -> None:
+    array = to_array(value, TensorSpec("x", np.dtype(np.float32), shape, "tensor(float)"))
+    assert array.shape == fitted
+    assert array.ravel().tolist() == np.asarray(value, dtype=np.float32).ravel().tolist()
+
+
+def test_size_one_dimensions_that_fit_two_ways_are_refused() -> None:
+    # [2] for [-1, 1, -1] could be (1, 1, 2) or (2, 1, 1): a guess, so a 400
+    spec = TensorSpec("x", np.dtype(np.float32), (None, 1, None), "tensor(float)")
+    with pytest.raises(InputError, match=r"expected shape \[-1, 1, -1\] \(float32\), got shape \[2\]"):
+        to_array([1, 2], spec)

@@ -191,6 +191,21 @@ def test_half_sent_requests_are_closed_after_the_header_timeout(
         sock.close()
 
 
+def test_a_body_dripped_slower_than_a_kilobyte_a_second_is_closed(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    server = serve(iris(tmp_path / "p", iris_onnx_model), "--header-timeout", "1")
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        sock.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        deadline = time.monotonic() + 30
+        while not closed_by_server(sock):  # one byte every 0.3 s: never a pause of a second
+            assert time.monotonic() < deadline, "the dripping body still held its connection after 30 s"
+            with contextlib.suppress(OSError):
+                sock.sendall(b" ")
+            time.sleep(0.3)
+    assert requests.post(f"{server.url}/d/iris", json=ROWS, timeout=10).status_code == 200
+
+
 def test_an_idle_keep_alive_connection_is_closed(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
     server = serve(iris(tmp_path / "p", iris_onnx_model), "--keepalive-timeout", "1")
     with socket.create_connection(("127.0.0.1", port_of(server))) as sock:

@@ -1,7 +1,8 @@
 """Limits at the edge: what one client may cost the gateway, and the listener that enforces the cap.
 
 Defaults never bother an honest client (nginx and uvicorn have the same kind): a request line
-and headers of at most 64 KiB, 10 s to send them (and no gap longer than that inside a body),
+and headers of at most 64 KiB, 10 s to send them (and no gap longer than that inside a body, nor
+a body slower than 1 KiB/s on average once it has taken 10 s),
 60 s of keep-alive idleness, 10,000 open connections (beyond, a new connection takes the place
 of an idle one, or accepting pauses until one closes), 8
 pipelined requests buffered per connection (reading pauses beyond). Timeouts are enforced by
@@ -34,6 +35,9 @@ RESERVED_FDS = 256
 # Connections closed per sweep tick: closing thousands at once would stall the event loop.
 CLOSES_PER_TICK = 200
 BACKLOG = 4096
+# Bytes per second a request body must arrive at, on average, once it has taken longer than the
+# header timeout (a phone on a bad network sends far more; Kestrel's floor is 240).
+MIN_BODY_RATE = 1024
 # At the connection cap, a connection that has sent nothing for this long gives its place to a
 # new one (one that connected just now is given the time to send its request).
 SILENT_GRACE = 1.0
@@ -254,8 +258,14 @@ def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> l
         elif conn.write_paused:
             if now - conn.write_paused_since > idle_timeout:
                 expired.append(conn)
-        elif conn.phase == HEAD or conn.phase == BODY:
+        elif conn.phase == HEAD:
             if age > header_timeout:
+                expired.append(conn)
+        elif conn.phase == BODY:
+            # No pause longer than the header timeout, and past it, on average at least
+            # MIN_BODY_RATE: a body dripped a byte at a time cannot hold the connection for hours.
+            taken = now - conn.body_since
+            if age > header_timeout or (taken > header_timeout and conn.body_bytes < taken * MIN_BODY_RATE):
                 expired.append(conn)
         elif conn.phase == IDLE and not conn.busy and not conn.pipeline and age > idle_timeout:
             expired.append(conn)

@@ -147,6 +147,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._size = 0
+        self.body_since = 0.0  # when the current request's body began (the sweep's minimum rate)
         self._limit = 0
         self._too_large = False
         app.connections.add(self)  # counted from the accept on (the connection cap)
@@ -221,7 +222,7 @@ class HttpConnection(asyncio.Protocol):
         if self.lingering:
             return
         self.phase = BODY
-        self.since = self.app.clock
+        self.since = self.body_since = self.app.clock
         self.head_bytes = 0
         self._path, _, self._query = self._url.partition(b"?")
         headers = self._headers
@@ -238,6 +239,11 @@ class HttpConnection(asyncio.Protocol):
             self._body_too_large()
         elif self.transport and headers.get(b"expect", b"").lower() == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    @property
+    def body_bytes(self) -> int:
+        """Bytes of the current request's body received so far."""
+        return self._size
 
     def on_body(self, body: bytes) -> None:
         if self._too_large or self.lingering:

@@ -353,7 +353,7 @@ def test_dashboard_shows_splitters_shadow_agreement_and_payloads(inferd: Inferd,
         assert shown["weights"] == {"champion": "100%", "candidate": "0%"}
         assert shown["requests"] == {"champion": "20", "candidate": "0"}
         # 5 of the 20 inputs (x % 4 == 0) get another answer from the shadow.
-        assert shown["shadow"] == "→ candidate 100% · sent 20 · dropped 0 · agreement 75.0%"
+        assert shown["shadow"] == "→ candidate 100% · sent 20 · dropped 0 · agreement 75.0% · errors 0"
         # The latest records first, each with the shadow's answer beside the champion's.
         assert [s["request"] for s in shown["samples"]] == [f'{{"x":{x}}}' for x in range(19, 11, -1)]
         for sample, x in zip(shown["samples"], range(19, 11, -1), strict=True):

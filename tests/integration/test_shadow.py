@@ -22,6 +22,8 @@ def init(model_path, metadata):
 def predict(sample, metadata):
     x = sample["x"]
     time.sleep(metadata.get("sleep", 0))
+    if metadata.get("fails") and x % 4 == 0:
+        raise ValueError("this shadow fails on every fourth input")
     if metadata.get("candidate") and x % 4 == 0:  # wrong on every fourth input
         return {"double": x * 2 + 1, "candidate": True}
     return {"double": x * 2}
@@ -130,26 +132,28 @@ TROUBLED = (
     + _api("slow", "{sleep: 0.5}", "  max_queue_length: 1\n")
     + _api("plain", extra="  shadow: {api: broken}\n  payload_log: {sample: 1.0}\n")
     + _api("broken", "{broken: true}")
+    + _api("sturdy", extra="  shadow: {api: failing}\n")
+    + _api("failing", "{fails: true}")
 )
 
 
 def test_a_slow_or_broken_shadow_never_changes_the_answers(inferd: Inferd, tmp_path: Path) -> None:
     project = make_project(tmp_path / "shop", TROUBLED, {"predictor.py": PREDICTOR})
     inferd.run("deploy", str(project), check=False)  # 'broken' never loads
-    for name in ("steady", "slow", "plain"):
+    for name in ("steady", "slow", "plain", "sturdy", "failing"):
         inferd.wait_status(name, "live")
     wait_for(lambda: inferd.api("broken")["status"] == "error", 60, "the broken shadow to fail")
 
-    def send(x: int) -> tuple[int, Any, int, Any]:
+    def send(x: int) -> list[tuple[int, Any]]:
         with requests.Session() as session:
-            steady = session.post(inferd.url + "/shop/steady", json={"x": x}, timeout=30)
-            plain = session.post(inferd.url + "/shop/plain", json={"x": x}, timeout=30)
-            return steady.status_code, steady.json(), plain.status_code, plain.json()
+            answers = [session.post(f"{inferd.url}/shop/{name}", json={"x": x}, timeout=30) for name in names]
+            return [(answer.status_code, answer.json()) for answer in answers]
 
+    names = ("steady", "plain", "sturdy")
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(send, range(80)))
     for x, answer in enumerate(answers):
-        assert answer == (200, {"double": 2 * x}, 200, {"double": 2 * x})
+        assert answer == [(200, {"double": 2 * x})] * 3
 
     # The slow shadow's line held one copy: most were dropped, and counted.
     def settled() -> dict[str, Any] | None:
@@ -174,3 +178,18 @@ def test_a_slow_or_broken_shadow_never_changes_the_answers(inferd: Inferd, tmp_p
     records = wait_for(recorded, 30, "80 payload records of 'plain'")
     assert len(records) == 80 and all("shadow" not in r for r in records)
     assert "shadow" in inferd.run("get", "steady").stdout
+
+    # A shadow that fails on a quarter of the inputs: its failures are counted, never returned.
+    def failed() -> dict[str, Any] | None:
+        shadow: dict[str, Any] = inferd.api("sturdy")["shadow"]
+        return shadow if shadow["answered"] + shadow["dropped"] == 80 else None
+
+    failing = wait_for(failed, 60, "the failing shadow's copies to be answered or dropped")
+    answered_inputs = [r["request"]["json"]["x"] for r in inferd.json("payloads", "sturdy", "-n", "1000")]
+    wrong = sum(1 for x in answered_inputs if x % 4 == 0)
+    assert len(answered_inputs) == failing["answered"]
+    assert (failing["errors"], failing["agreed"]) == (wrong, failing["answered"] - wrong)
+    table = inferd.run("get", "sturdy").stdout
+    assert "agreed" in table and "errors" in table
+    compared = inferd.json("replay", "sturdy", "--shadow")
+    assert (compared["errors"], compared["disagreements"]) == (wrong, wrong)

@@ -102,8 +102,11 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
             shadow["sent"],
             shadow["dropped"],
             shadow["answered"],
+            shadow["agreed"],
+            shadow["errors"],
         ]
-        parts.append(table(["shadow", "percent", "sent", "dropped", "answered"], [row]))
+        headers = ["shadow", "percent", "sent", "dropped", "answered", "agreed", "errors"]
+        parts.append(table(headers, [row]))
     streams = metrics.get("streams")
     if streams:  # an API whose answers stream
         parts.append(

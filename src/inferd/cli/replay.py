@@ -241,8 +241,11 @@ def replay(
 )
 @env_option
 def promote(splitter: str, api: str, min_agreement: float | None, env: Environment) -> None:
-    """Give API weight 100 in SPLITTER (kept until the project is deployed again). SPLITTER may be
-    DEPLOYMENT/SPLITTER, and must be when several deployments have a splitter of that name.
+    """Give API weight 100 in SPLITTER (kept until the project is deployed again).
+
+    SPLITTER may be DEPLOYMENT/SPLITTER, and must be when several deployments have a splitter of
+    that name. With --min-agreement, the last `inferd replay ... --against API` (or shadow
+    comparison with API) must have agreed at least that much.
 
     \b
     Examples:

@@ -36,12 +36,16 @@ def splitter_rows(splitters: Sequence[dict[str, Any]]) -> str:
             f"{s['shadow']['percent']:g}%",
             s["shadow"]["sent"],
             s["shadow"]["dropped"],
+            s["shadow"]["answered"],
+            s["shadow"]["agreed"],
+            s["shadow"]["errors"],
         ]
         for s in splitters
         if s.get("shadow")
     ]
     if shadows:
-        text += "\n\n" + table(["splitter", "shadow", "percent", "sent", "dropped"], shadows)
+        headers = ["splitter", "shadow", "percent", "sent", "dropped", "answered", "agreed", "errors"]
+        text += "\n\n" + table(headers, shadows)
     return text
 
 

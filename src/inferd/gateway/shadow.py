@@ -42,7 +42,7 @@ SHADOW = "shadow"  # the protocol label of copies in the shadow API's metrics
 class ShadowRoute:
     """One ``shadow:`` (of an API or a splitter): where copies go, and what became of them."""
 
-    __slots__ = ("agreed", "answered", "dropped", "percent", "sent", "source", "target")
+    __slots__ = ("agreed", "answered", "dropped", "errors", "percent", "sent", "source", "target")
 
     def __init__(self, source: str, target: str, percent: float) -> None:
         self.source = source  # ``deployment/name`` of the API or splitter that is shadowed
@@ -52,6 +52,7 @@ class ShadowRoute:
         self.dropped = 0  # copies refused (queue full, shadow missing or not serving)
         self.answered = 0  # copies the shadow answered (any status)
         self.agreed = 0  # ... with the same status and the same bytes as the primary
+        self.errors = 0  # ... with an error status (4XX, 5XX) where the primary's was not that
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class ShadowRoute:
             "dropped": self.dropped,
             "answered": self.answered,
             "agreed": self.agreed,
+            "errors": self.errors,
         }
 
 
@@ -227,8 +229,11 @@ class Shadows:
         route = copy.route
         route.answered += 1
         record = copy.record
-        if status == record["status"] and body == record["response"]:  # the same bytes
-            route.agreed += 1
+        if status == record["status"]:
+            if body == record["response"]:  # the same bytes
+                route.agreed += 1
+        elif status >= 400:  # the shadow failed where the primary did not (as replay counts errors)
+            route.errors += 1
         target = self.apis.get(route.target)
         now = perf_counter()
         if target is not None:

@@ -214,7 +214,7 @@ function renderOverview(data) {
 function fmtShadow(shadow) {
   if (!shadow) return "-";
   const agreement = shadow.answered ? `${fmtNumber((100 * shadow.agreed) / shadow.answered, 1)}%` : "-";
-  return `→ ${shadow.api} ${shadow.percent}% · sent ${fmtInt(shadow.sent)} · dropped ${fmtInt(shadow.dropped)} · agreement ${agreement}`;
+  return `→ ${shadow.api} ${shadow.percent}% · sent ${fmtInt(shadow.sent)} · dropped ${fmtInt(shadow.dropped)} · agreement ${agreement} · errors ${fmtInt(shadow.errors)}`;
 }
 
 function renderSplitters(splitters) {

@@ -204,7 +204,10 @@ def test_a_three_way_splitter_answers_on_every_protocol_route_and_names_the_api(
 
 
 def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_path: Path) -> None:
-    project = make_project(tmp_path / "shop", _yaml((80, 20)), {"predictor.py": PREDICTOR})
+    recorded = _yaml((80, 20)).replace(
+        "  name: challenger\n", "  name: challenger\n  payload_log: {sample: 1.0}\n"
+    )
+    project = make_project(tmp_path / "shop", recorded, {"predictor.py": PREDICTOR})
     inferd.run("deploy", str(project))
     refusals = {
         ("promote", "nosuch", "champion"): "no traffic splitter named 'nosuch' (splitters: recommend)",
@@ -239,6 +242,15 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
         if result.returncode == 1:  # inferd's own errors: one line, one sentence
             assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
     assert inferd.wait_status("challenger", "live")["status"] == "live"
+    # Requests that came over V2 are recorded, and not replayed (their answers name their model).
+    generate = inferd.post("/v2/models/challenger/generate", {"x": 1})
+    assert generate.status_code == 200
+    wait_for(lambda: inferd.json("payloads", "challenger") != [], 30, "the V2 request's record")
+    result = inferd.run("replay", "challenger", "--against", "champion", check=False)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "error: none of the last 1 requests recorded for api 'shop/challenger' came as JSON to its "
+        "endpoint, the only ones replay sends again (V2 and TF Serving requests are not replayed)"
+    )
     inferd.run("delete", "shop")  # the whole deployment: its splitters go with it
     wait_for(lambda: inferd.json("get") == [], 60, "the deployment to be deleted")
     assert inferd.post("/shop/recommend", {"x": 1}).status_code == 404

@@ -199,11 +199,13 @@ def replay(
     else:
         assert other is not None
         against = resolve_api(client, other)
-        records = [
-            r
-            for r in read_payloads(client.home, key, count)
-            if "json" in r["request"] and r["protocol"] == "cortex"
-        ]
+        recorded = read_payloads(client.home, key, count)
+        records = [r for r in recorded if "json" in r["request"] and r["protocol"] == "cortex"]
+        if not records and recorded:
+            raise NotFoundError(
+                f"none of the last {len(recorded)} requests recorded for api '{key}' came as JSON to its "
+                "endpoint, the only ones replay sends again (V2 and TF Serving requests are not replayed)"
+            )
         if not records:
             raise NotFoundError(
                 f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"

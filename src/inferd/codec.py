@@ -33,7 +33,34 @@ def _fallback(value: Any) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Encode a handler's result (numpy arrays and scalars included) as JSON bytes."""
-    return orjson.dumps(value, default=_fallback, option=OPTIONS)
+    try:
+        return orjson.dumps(value, default=_fallback, option=OPTIONS)
+    except TypeError:
+        # orjson's default never sees dict keys: numpy scalars as keys (``dict(zip(
+        # model.classes_, probabilities))``) are made Python values, then encoded once more.
+        plain = _plain_keys(value)
+        if plain is value:
+            raise
+        return orjson.dumps(plain, default=_fallback, option=OPTIONS)
+
+
+def _plain_keys(value: Any) -> Any:
+    """``value`` with numpy scalar dict keys (at any depth) made Python values; same object if none."""
+    if isinstance(value, dict):
+        items = [
+            (key.item() if isinstance(key, np.generic) else key, _plain_keys(v)) for key, v in value.items()
+        ]
+        if all(
+            k is old_key and v is old for (k, v), (old_key, old) in zip(items, value.items(), strict=True)
+        ):
+            return value
+        return dict(items)
+    if isinstance(value, list | tuple):
+        converted = [_plain_keys(item) for item in value]
+        if all(new is old for new, old in zip(converted, value, strict=True)):
+            return value
+        return converted
+    return value
 
 
 def loads(body: bytes) -> Any:

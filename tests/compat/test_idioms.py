@@ -2,7 +2,7 @@
 several APIs, a TensorFlow checkpoint folder with the export inside, a deploy script that
 imports Cortex's Python client as its docs did (``from cortex import Client``), and a
 requirements.txt naming what Cortex pre-installed, endpoints such as /v1/iris, and handler values
-missing size-1 dimensions."""
+missing size-1 dimensions, and a dict keyed by numpy values."""
 
 from __future__ import annotations
 
@@ -261,3 +261,41 @@ def test_values_missing_size_one_dimensions(tmp_path: Path, serve: Callable[...,
     refused = server.post("/shapes/pixels", {"pixels": [1, 2, 3, 4]})  # flat: never guessed
     assert refused.status_code == 400
     assert "expected shape [-1, 2, 2, 1] (float32), got shape [4]" in refused.json()["error"]
+
+
+PROBABILITIES = """import joblib
+
+
+def init(model_path, metadata):
+    global model
+    model = joblib.load(model_path)
+
+
+def predict(sample, metadata):
+    probabilities = model.predict_proba([sample["x"]])[0]
+    label = model.predict([sample["x"]])[0]
+    return {"label": label, "probabilities": dict(zip(model.classes_, probabilities))}
+"""
+
+
+def test_a_predictor_answering_a_dict_keyed_by_numpy_classes(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    # dict(zip(model.classes_, ...)): scikit-learn's classes are numpy integers
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: sk\n- kind: api\n  name: classes\n  predictor:\n"
+        "    path: predictor.py\n    model: model.joblib\n",
+        {"predictor.py": PROBABILITIES},
+    )
+    features = np.array([[0.0, 0.0], [0.1, 0.2], [5.0, 5.0], [5.2, 4.9], [9.0, 0.0], [9.1, 0.3]])
+    joblib.dump(LogisticRegression().fit(features, np.array([3, 3, 7, 7, 9, 9])), project / "model.joblib")
+    answer = serve(project).post("/sk/classes", {"x": [5.1, 5.0]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["label"] == 7
+    assert sorted(body["probabilities"]) == ["3", "7", "9"]
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0)

@@ -91,8 +91,24 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
             raise ValueError(f"cannot cast {value.dtype} values to {target}")
         return value if value.dtype == target else value.astype(target)
     if target.kind in TEXT_KINDS:
-        return np.array(value, dtype=object)
+        array = np.array(value, dtype=object)
+        for item in array.flat:  # JSON null, numbers or objects would reach the model as text
+            if not isinstance(item, str | bytes):
+                if isinstance(item, list | tuple):
+                    raise ValueError("inhomogeneous")  # a ragged nesting: its lists became items
+                raise TypeError(f"got {_json_kind(item)} where a string belongs")
+        return array
     return np.asarray(value, dtype=target)
+
+
+def _json_kind(item: Any) -> str:
+    if item is None:
+        return "null"
+    if isinstance(item, bool | np.bool_):
+        return "true or false"
+    if isinstance(item, int | float | np.number):
+        return f"a number ({item!r})"
+    return "an object" if isinstance(item, dict) else type(item).__name__
 
 
 # Numbers out of the type's range raise instead of becoming inf (the decorator form of errstate

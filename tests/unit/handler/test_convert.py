@@ -74,6 +74,22 @@ def test_values_that_do_not_fit_are_input_errors(value: Any, message: str) -> No
     assert caught.value.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ([None], "got null where a string belongs"),
+        (["a", 1], r"got a number \(1\) where a string belongs"),
+        ([True], "got true or false where a string belongs"),
+        ([{"text": "a"}], "got an object where a string belongs"),
+        ([["a"], ["b", "c"]], "the nested lists are ragged"),
+    ],
+)
+def test_only_strings_reach_a_string_input(value: Any, says: str) -> None:
+    # They were handed to the model as they were: a null became the text "None".
+    with pytest.raises(InputError, match=f"input 'text': expected string .* values: {says}"):
+        to_array(value, TEXT)
+
+
 def test_numeric_ndarray_for_a_string_input_is_refused() -> None:
     with pytest.raises(InputError, match="cannot cast"):
         to_array(np.ones(2), TEXT)

@@ -201,7 +201,7 @@ class Gateway:
         if queue is None and path.endswith(b"/") and len(path) > 1:
             queue = self.endpoints.get(path.rstrip(b"/"))
         if queue is None and self.splitters:
-            queue = self._split(conn, path)
+            queue = self._split(conn, path, request.method == b"POST")
         if queue is not None:
             method = request.method
             if method == b"OPTIONS":  # a CORS preflight carries no key
@@ -307,24 +307,25 @@ class Gateway:
             return self.models.get(name.decode("utf-8", "replace")), "tfserving"
         return None, ""
 
-    def _split(self, conn: HttpConnection, path: bytes) -> ApiQueue | None:
+    def _split(self, conn: HttpConnection, path: bytes, counted: bool) -> ApiQueue | None:
         """The API a splitter's endpoint sends this request to (the answer will name it)."""
         splitter = self.splitters.at(path)
         if splitter is None:
             return None
-        queue = splitter.pick(self.apis)
+        queue = splitter.pick(self.apis, counted)
         if queue is not None:
             conn.extra_headers = splitter.headers[queue.key]
             conn.shadow = splitter.shadow
         return queue
 
-    def model(self, conn: HttpConnection, name: str) -> ApiQueue | None:
-        """The API a V2 / TF Serving model name means: an API, or one picked by a splitter."""
+    def model(self, conn: HttpConnection, name: str, counted: bool = True) -> ApiQueue | None:
+        """The API a V2 / TF Serving model name means: an API, or one picked by a splitter
+        (``counted`` in the splitter's requests: a prediction, not a metadata or readiness GET)."""
         queue = self.models.get(name)  # ``deployment.api``, or the API's name when unique
         if queue is None and self.splitters:
             splitter = self.splitters.by_name.get(name)
             if splitter is not None:
-                queue = splitter.pick(self.apis)
+                queue = splitter.pick(self.apis, counted)
                 if queue is not None:
                     conn.extra_headers = splitter.headers[queue.key]
                     conn.shadow = splitter.shadow

@@ -41,7 +41,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     rest, _, verb = rest.partition(":")
     parts = rest.split("/")
     name = parts[0]
-    queue = gateway.model(conn, name)
+    queue = gateway.model(conn, name, request.method == b"POST")  # a GET is not a splitter's request
     if queue is None:
         return conn.respond(404, _not_found(gateway, name))
     if not gateway.authorized(conn, request.headers, queue, "tfserving"):

@@ -57,10 +57,12 @@ class Splitter:
         self.counts = {name: (counts or {}).get(name, 0) for name in self.weights}
         self.shadow: ShadowRoute | None = None  # set by the gateway (gateway/shadow.py)
 
-    def pick(self, queues: Mapping[str, ApiQueue]) -> ApiQueue | None:
-        """The API of the next request (``None`` when that API does not exist in the gateway)."""
+    def pick(self, queues: Mapping[str, ApiQueue], counted: bool = True) -> ApiQueue | None:
+        """The API of the next request (``None`` when that API does not exist in the gateway);
+        ``counted``: a prediction (not a GET of the API's description, metadata or readiness)."""
         index = bisect_right(self.bounds, random()) if len(self.apis) > 1 else 0
-        self.counts[self.apis[index]] += 1
+        if counted:
+            self.counts[self.apis[index]] += 1
         return queues.get(self.keys[index])
 
     def describe(self) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         shown = sorted(gateway.model_name(queue) for queue in gateway.visible(request.headers))
         return conn.respond(200, orjson.dumps({"models": shown}))
     name, rest = parts[1], parts[2:]
-    queue = gateway.model(conn, name)
+    queue = gateway.model(conn, name, method == b"POST")  # a GET is not a splitter's request
     if queue is None:
         return conn.respond(404, codec.error_body(gateway.unknown_model(name)))
     if not gateway.authorized(conn, request.headers, queue, "v2"):

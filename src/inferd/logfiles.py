@@ -67,8 +67,13 @@ class _Handler(logging.handlers.RotatingFileHandler):
 class RotatingLog:
     """Appends text to one file through a ``RotatingFileHandler`` (one record per write)."""
 
-    def __init__(self, path: Path, limit: int | None = None, keep: int | None = None) -> None:
+    def __init__(
+        self, path: Path, limit: int | None = None, keep: int | None = None, whole_lines: bool = False
+    ) -> None:
         self.path = path
+        # A line longer than a piece is cut (logs: every file stays within the limit), or written
+        # whole (records that must stay one JSON document a line: that file may pass the limit).
+        self.whole_lines = whole_lines
         self.limit = max_bytes() if limit is None else limit
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handler = _Handler(
@@ -83,16 +88,29 @@ class RotatingLog:
         self._chunk = max(1024, self.limit // 8)
 
     def write(self, text: str) -> None:
-        """Append ``text`` (whole lines, the last newline optional)."""
+        """Append ``text`` (whole lines, the last newline optional), in pieces of whole lines.
+
+        Each piece is sliced once from where the last one ended: the text is never copied again
+        (re-slicing the rest made a batch of large records cost its size squared).
+        """
         text = text.removesuffix("\n")
-        while text:
-            if len(text) <= self._chunk:
-                piece, text = text, ""
+        start, end, chunk = 0, len(text), self._chunk
+        while start < end:
+            stop = start + chunk
+            skip = 1  # the newline a piece ends at is not written twice
+            if stop >= end:
+                stop = end
             else:
-                cut = text.rfind("\n", 0, self._chunk)
-                cut = self._chunk if cut <= 0 else cut
-                piece, text = text[:cut], text[cut + 1 if text[cut : cut + 1] == "\n" else cut :]
-            self._handler.emit(logging.makeLogRecord({"msg": piece}))
+                cut = text.rfind("\n", start, stop)
+                if cut >= start:
+                    stop = cut
+                elif self.whole_lines:  # one line longer than a piece: to its end
+                    cut = text.find("\n", stop)
+                    stop = end if cut < 0 else cut
+                elif not text.startswith("\n", stop):
+                    skip = 0  # cut inside the line: the rest goes on in the next piece
+            self._handler.emit(logging.makeLogRecord({"msg": text[start:stop]}))
+            start = stop + skip
 
     def close(self) -> None:
         self._handler.close()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -288,3 +289,30 @@ def test_a_stream_to_an_http_1_0_client_is_not_chunked(server: Server) -> None:
         client.buffer = b""
         client.send(request("GET", "/healthz"))
         assert client.read().status == 200
+
+
+def test_payload_records_larger_than_a_write_stay_one_line_each(
+    serve: Callable[..., Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A payload log is one JSON record a line, however large (records are written in pieces of
+    an eighth of max_size: a larger record was cut across lines, and its file unreadable)."""
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: words\n  predictor:\n    path: words.py\n"
+        "  payload_log: {sample: 1.0, max_size: 1Mi}\n",
+        {"words.py": "def predict(sample, metadata):\n    return len(sample['pad'])\n"},
+    )
+    server = serve(project)
+    sizes = [300_000, 5, 200_000]  # 128 KiB pieces
+    for size in sizes:
+        assert server.post("/d/words", {"pad": "x" * size}).json() == size
+    log = tmp_path / "home" / "payloads" / "d" / "words.jsonl"
+
+    def recorded() -> list[Any] | None:
+        lines = log.read_text().splitlines() if log.is_file() else []
+        return [json.loads(line) for line in lines] if len(lines) >= len(sizes) else None
+
+    records = wait_for(recorded, 30, "the payload records")
+    assert [len(r["request"]["json"]["pad"]) for r in records] == sizes
+    assert [r["response"]["json"] for r in records] == sizes

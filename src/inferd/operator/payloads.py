@@ -71,7 +71,9 @@ class PayloadWriter:
             if writer is None or writer.limit != limit:
                 if writer is not None:
                     writer.close()
-                writer = self._logs[key] = RotatingLog(payload_path(self.home, key), limit, KEEP)
+                writer = self._logs[key] = RotatingLog(
+                    payload_path(self.home, key), limit, KEEP, whole_lines=True
+                )
             try:
                 writer.write(b"\n".join(batch).decode())
             except OSError as exc:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from inferd.gateway.queue import ApiQueue
 
 MAX_PENDING = 10_000
+# The bodies records may hold while they wait: 10,000 records of 10 MiB bodies would be 100 GiB.
+MAX_PENDING_BYTES = 256 << 20
 DEFAULT_MAX_BYTES = 1 << 24  # payload_log's default max_size (16Mi)
 
 
@@ -80,22 +82,28 @@ class PayloadBuffer:
 
     def __init__(self) -> None:
         self.pending: list[tuple[str, int, dict[str, Any]]] = []
+        self.size = 0  # bytes of the bodies the pending records hold
         self.dropped = 0
 
     def add(self, queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes) -> None:
-        if len(self.pending) >= MAX_PENDING:
+        if len(self.pending) >= MAX_PENDING or self.size >= MAX_PENDING_BYTES:
             self.dropped += 1
             return
         self.put(queue, record_of(queue, conn, request, status, answer))
 
     def put(self, queue: ApiQueue, record: dict[str, Any]) -> None:
         """Keep ``record`` for ``queue``'s payload log (rotated at its ``max_size``, or the default's)."""
-        if len(self.pending) >= MAX_PENDING:
+        if len(self.pending) >= MAX_PENDING or self.size >= MAX_PENDING_BYTES:
             self.dropped += 1
             return
+        shadow = record.get("shadow")
+        self.size += len(record.get("request") or b"") + len(record.get("response") or b"")
+        if isinstance(shadow, dict):
+            self.size += len(shadow.get("response") or b"")
         log = queue.config.api.payload_log
         self.pending.append((queue.key, log.max_bytes if log is not None else DEFAULT_MAX_BYTES, record))
 
     def take(self) -> list[tuple[str, int, dict[str, Any]]]:
         taken, self.pending = self.pending, []
+        self.size = 0
         return taken

@@ -138,3 +138,43 @@ def test_inferd_serve_writes_payload_logs(
     records = wait_for(recorded, 30, "three payload records")
     assert [r["request"]["json"] for r in records] == [{"x": 0}, {"x": 1}, {"x": 2}]
     assert [r["response"]["json"] for r in records] == [{"double": 0}, {"double": 2}, {"double": 4}]
+
+
+ECHO = """
+def predict(sample, metadata):
+    return {"echo": sample["text"]}
+"""
+
+
+def test_a_payload_log_keeps_whole_records_and_rotates_at_its_size(inferd: Inferd, tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "shop",
+        "- kind: deployment\n  name: shop\n- kind: api\n  name: echo\n  predictor: {path: predictor.py}\n"
+        "  compute: {cpu: 0.1}\n  payload_log: {sample: 1.0, max_size: 8Ki}\n",
+        {"predictor.py": ECHO},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("echo", "live")
+    # Each record is about 2.5 KB (the text twice), more than an eighth of the log's size.
+    texts = [f"{n:03d}" + "x" * 1200 for n in range(12)]
+    with requests.Session() as session:
+        for text in texts:
+            response = session.post(inferd.url + "/shop/echo", json={"text": text}, timeout=30)
+            assert response.status_code == 200
+
+    def newest() -> list[dict[str, Any]] | None:
+        records: list[dict[str, Any]] = inferd.json("payloads", "echo", "-n", "1000")
+        return records if records and records[-1]["request"]["json"]["text"] == texts[-1] else None
+
+    records = wait_for(newest, 30, "the last request's record")
+    # Every record kept is whole, and the newest are kept in order: the log and one older file
+    # of at most 8 KiB each (plus the record that crossed it) hold the last few.
+    kept = [r["request"]["json"]["text"] for r in records]
+    assert kept == texts[-len(kept) :] and 3 <= len(kept) < len(texts)
+    assert all(r["response"] == {"json": {"echo": r["request"]["json"]["text"]}} for r in records)
+    files = sorted(path.name for path in (inferd.home / "payloads" / "shop").iterdir())
+    assert files == ["echo.jsonl", "echo.jsonl.1"]
+    for name in files:
+        lines = (inferd.home / "payloads" / "shop" / name).read_text().splitlines()
+        assert all(json.loads(line)["api"] == "shop/echo" for line in lines)
+        assert (inferd.home / "payloads" / "shop" / name).stat().st_size <= 8192 + 4096

@@ -311,3 +311,12 @@ def test_two_deployments_may_each_have_a_splitter_of_the_same_name(inferd: Infer
     with requests.Session() as session:
         assert _send(session, inferd.url + "/shop/recommend")[:2] == (200, "challenger")
         assert _send(session, inferd.url + "/mall/recommend")[:2] == (200, "store")
+    # Deploying the project again ends the promotion, and says so even when nothing else changed.
+    again = inferd.run("deploy", str(shop)).stdout.strip().splitlines()[0]
+    assert again == (
+        "deployment is up-to-date; splitter 'recommend' has the weights of cortex.yaml again "
+        "(promote had given 'challenger' 100%)"
+    )
+    with requests.Session() as session:
+        assert _send(session, inferd.url + "/shop/recommend")[:2] == (200, "champion")
+    assert inferd.run("deploy", str(shop)).stdout.strip() == "deployment is up-to-date"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from inferd.config.schema import ApiConfig, SplitterApi, SplitterConfig
+from inferd.config.schema import ApiConfig, Project, SplitterApi, SplitterConfig
 from inferd.errors import ConflictError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -74,3 +74,14 @@ def check_not_split(gateway: Gateway, config: ApiConfig) -> None:
             f"api '{config.key}' is one of the APIs of traffic splitter '{', '.join(used)}': deploy the "
             f"project without it there first, or delete deployment '{config.deployment}'"
         )
+
+
+def ended_promotions(project: Project, undone: dict[str, str]) -> str:
+    """What a deploy tells of the promotions it ended (the splitters take the file's weights)."""
+    ended = [
+        f"; splitter '{config.name}' has the weights of {project.config_file.name} again "
+        f"(promote had given '{undone[config.name]}' 100%)"
+        for config in project.splitters
+        if config.name in undone and config.weights.get(undone[config.name]) != 100
+    ]
+    return "".join(ended)

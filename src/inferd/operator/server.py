@@ -45,7 +45,7 @@ from inferd.operator import heap
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.logs import log_path, read_logs
 from inferd.operator.payloads import PayloadWriter
-from inferd.operator.promote import check_not_split, promote, promoted
+from inferd.operator.promote import check_not_split, ended_promotions, promote, promoted
 from inferd.operator.prune import Collector
 from inferd.operator.state import (
     OPERATOR_FILE,
@@ -205,6 +205,7 @@ class Operator:
                 deployed = deployed.relaxed()
             record = self.state.deployments.get(name)
             existed = record is not None
+            undone = dict(record.promoted) if record is not None else {}  # the file's weights again
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
             self.gateway.expect([config.key for config in deployed.apis])
             try:
@@ -229,6 +230,7 @@ class Operator:
             message = "deployment updated"
         else:
             message = "deployment is up-to-date"
+        message += ended_promotions(project, undone)
         apis = self.engine.apis
         versions = {api: apis[f"{name}/{api}"].version.id for api in results if f"{name}/{api}" in apis}
         return {"message": message, "deployment": name, "apis": results, "versions": versions}

@@ -316,3 +316,23 @@ def test_payload_records_larger_than_a_write_stay_one_line_each(
     records = wait_for(recorded, 30, "the payload records")
     assert [len(r["request"]["json"]["pad"]) for r in records] == sizes
     assert [r["response"]["json"] for r in records] == sizes
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "error"),
+    [
+        ("/v2/models/typo/infer", 404, "model 'typo' is not found"),
+        ("/v1/models/typo:predict", 404, "Servable not found for request: Latest(typo)"),
+        ("/d/typo", 404, "no API at /d/typo"),
+        ("/healthz", 405, "method POST is not allowed here"),
+    ],
+)
+def test_a_large_body_to_a_mistyped_name_is_404_not_413(
+    server: Server, path: str, status: int, error: str
+) -> None:
+    """No API reads this body: the answer names the real mistake, not the body's size."""
+    body = b"[" + b"1.5," * 100_000 + b"1]"  # beyond the 64 KiB read for routes without an API
+    with Client(server) as client:
+        client.send(request("POST", path, body))
+        answer = client.read()
+        assert answer.status == status and str(answer.json()).count(error) == 1

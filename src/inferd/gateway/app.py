@@ -281,7 +281,19 @@ class Gateway:
             if queue is None:
                 if self.splitters:  # the APIs (and keys) are checked when the body is in
                     limit = self.splitters.body_limit_of(path, self.apis)
-                    return SMALL_BODY_LIMIT if limit is None else limit
+                    if limit is not None:
+                        return limit
+                length = headers.get(b"content-length", b"")
+                if (
+                    length.isdigit()
+                    and int(length) > SMALL_BODY_LIMIT
+                    and not conn.busy
+                    and not conn.pipeline
+                ):
+                    # No API here, so no body is read: its route's answer (404, 405) is the one to
+                    # give, not a 413 that would blame the size of a body sent to a mistyped name.
+                    self.handle(conn, Request(method, path, b"", headers, b"", False))
+                    return -1
                 return SMALL_BODY_LIMIT
         if (
             queue.config.api.auth is not None

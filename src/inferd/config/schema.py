@@ -79,6 +79,8 @@ def _canonical_endpoint(value: str | None) -> str | None:
         raise ValueError(f"{value!r} may contain only letters, digits, '_', '-', '.' and '/'")
     if "//" in value:
         raise ValueError(f"{value!r} must not contain '//'")
+    if any(part in (".", "..") for part in value.split("/")):  # clients resolve them away
+        raise ValueError(f"{value!r} must not contain '.' or '..' as a path segment")
     canonical = "/" + value.strip("/")
     if canonical == "/":
         raise ValueError("must not be '/'")
@@ -635,3 +637,7 @@ def _check_files(root: Path, index: int, api: Api) -> None:
             raise FieldError(where, f"{label}: {block_name}.model: {uri} does not exist")
         if api.onnx is not None and not path.is_file():
             raise FieldError(where, f"{label}: onnx.model: {uri} must be a file")
+        if api.tensorflow is not None and not (path.is_dir() or path.suffix == ".zip"):
+            raise FieldError(
+                where, f"{label}: tensorflow.model: {uri} must be a SavedModel folder (or a .zip of one)"
+            )

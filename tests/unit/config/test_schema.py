@@ -186,6 +186,16 @@ def test_predictor_block(tmp_path: Path) -> None:
             "endpoint: '/a//b' must not contain '//'",
             id="ep-double-slash",
         ),
+        pytest.param(
+            DEPLOYMENT + api("  endpoint: /a/../b\n"),
+            "endpoint: '/a/../b' must not contain '.' or '..' as a path segment",
+            id="ep-dot-dot",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  endpoint: ./iris\n"),
+            "endpoint: './iris' must not contain '.' or '..' as a path segment",
+            id="ep-dot",
+        ),
         pytest.param(DEPLOYMENT + api("  endpoint: /\n"), "endpoint: must not be '/'", id="ep-root"),
         pytest.param(
             DEPLOYMENT + api("  endpoint: /v2/models\n"), "endpoint: /v2/models is reserved", id="ep-reserved"
@@ -281,6 +291,10 @@ def test_validation_errors_name_file_line_and_field(tmp_path: Path, text: str, e
         ("onnx:\n    model: model.onnx\n    python_path: nowhere\n", "python_path: nowhere is not a folder"),
         ("predictor:\n    path: missing.py\n", "predictor.path: missing.py does not exist"),
         ("onnx:\n    model: model.onnx\n    request_handler: model.onnx\n", "must be a .py"),
+        (
+            "tensorflow:\n    model: model.onnx\n",
+            "tensorflow.model: model.onnx must be a SavedModel folder (or a .zip of one)",
+        ),
     ],
 )
 def test_files_must_exist_inside_the_project(tmp_path: Path, model_block: str, expected: str) -> None:

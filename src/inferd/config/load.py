@@ -164,6 +164,7 @@ _MESSAGES: dict[str, str] = {
     "dict_type": "must be a map",
     "model_type": "must be a map",
     "list_type": "must be a list",
+    "tuple_type": "must be a list",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
 }
@@ -189,6 +190,9 @@ def _config_error(
         }[kind]
         bound = next(iter(ctx.values()), "?")
         message = f"must be {op} {bound}"
+    elif kind == "too_short":
+        least = ctx.get("min_length", 1)
+        message = f"must list at least {least} {'entry' if least == 1 else 'entries'}"
     elif kind == "literal_error":
         message = f"must be one of {ctx.get('expected', '')}"
     elif kind == "value_error":

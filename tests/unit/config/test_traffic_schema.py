@@ -50,6 +50,8 @@ def test_a_splitter_gets_the_deployment_endpoint_and_its_weights(tmp_path: Path)
             "    - name: champion\n      weight: 50\n    - name: champion\n      weight: 50\n",
             "cortex.yaml:19: traffic_splitter 'recommend': apis: api 'champion' is listed twice",
         ),
+        ("    []\n", "cortex.yaml:16: traffic_splitter 'recommend': apis: must list at least 1 entry"),
+        ("    3\n", "cortex.yaml:16: traffic_splitter 'recommend': apis: must be a list"),
     ],
 )
 def test_bad_splitters_are_line_numbered_errors(tmp_path: Path, entries: str, expected: str) -> None:

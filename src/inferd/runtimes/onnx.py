@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,39 @@ ONNX_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "tensor(bool)": np.dtype(np.bool_),
     "tensor(string)": np.dtype(object),
 }
+
+
+# What onnxruntime says when a StringNormalizer's locale (en_US.UTF-8 when the node names none,
+# as scikit-learn's text pipelines exported by skl2onnx do) is not installed, as in slim images.
+LOCALE_FAILURE = "Failed to construct locale with name"
+FALLBACK_LOCALE = "C.UTF-8"  # built into glibc: Unicode case mapping without a language pack
+
+
+def with_available_locale(model_path: Path) -> bytes:
+    """The model with its StringNormalizer nodes on ``FALLBACK_LOCALE`` (they lower- or upper-case
+    text the same way), for a machine without the locale they name; needs the ``onnx`` package."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    graphs = [model.graph]
+    for graph in graphs:
+        for node in graph.node:
+            graphs.extend(attribute.g for attribute in node.attribute if attribute.HasField("g"))
+            if node.op_type == "StringNormalizer":
+                named = [a.s.decode() for a in node.attribute if a.name == "locale"] or ["en_US.UTF-8"]
+                kept = [attribute for attribute in node.attribute if attribute.name != "locale"]
+                del node.attribute[:]
+                node.attribute.extend([*kept, helper.make_attribute("locale", FALLBACK_LOCALE)])
+                log.warning(
+                    "%s: this machine has no locale %s for StringNormalizer '%s'; using %s (install "
+                    "the locale to use it)",
+                    model_path.name,
+                    named[0],
+                    node.name,
+                    FALLBACK_LOCALE,
+                )
+    return bytes(model.SerializeToString())
 
 
 def _spec(arg: Any) -> TensorSpec:
@@ -62,8 +96,15 @@ class OnnxRuntime:
             except Exception as exc:  # libraries from the system may still do
                 log.warning("onnxruntime could not preload the CUDA libraries: %s", exc)
         providers = onnx_providers(ort.get_available_providers(), devices)
+        model: str | bytes = str(model_path)
         try:
-            self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+            try:
+                self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
+            except Exception as exc:
+                if LOCALE_FAILURE not in str(exc) or importlib.util.find_spec("onnx") is None:
+                    raise
+                model = with_available_locale(model_path)
+                self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
             active = self.session.get_providers()
         except Exception as exc:
             if providers == [CPU]:
@@ -73,7 +114,7 @@ class OnnxRuntime:
             active = []
         self.device = onnx_provider_in_use(providers, active, devices)
         if not active:  # allowed to fall back (or it raised): the CPU it is
-            self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=[CPU])
+            self.session = ort.InferenceSession(model, sess_options=options, providers=[CPU])
         self._input_args = self.session.get_inputs()
         self._output_args = self.session.get_outputs()
         self.inputs = [_spec(arg) for arg in self._input_args]

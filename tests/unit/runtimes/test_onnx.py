@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from inferd.runtimes import load_runtime
 
@@ -35,3 +38,40 @@ def test_run_returns_the_session_run_list(iris_onnx_model: Path) -> None:
     assert isinstance(prediction, list) and len(prediction) == 2
     assert prediction[0].tolist() == [0, 2]
     assert set(prediction[1][0]) == {0, 1, 2}  # the ZipMap output: one map per row
+
+
+def text_pipeline(path: Path, locale: str) -> Any:
+    """A scikit-learn TF-IDF + logistic regression exported by skl2onnx (strings in), with its
+    StringNormalizer on ``locale``; the fitted pipeline."""
+    import onnx
+    from onnx import helper
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    texts = ["good movie", "bad movie", "great film", "awful film", "Loved it", "Hated it"]
+    pipeline = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(texts, ["pos", "neg"] * 3)
+    model = convert_sklearn(pipeline, initial_types=[("text", StringTensorType([None, 1]))])
+    for node in model.graph.node:
+        if node.op_type == "StringNormalizer":
+            kept = [attribute for attribute in node.attribute if attribute.name != "locale"]
+            del node.attribute[:]
+            node.attribute.extend([*kept, helper.make_attribute("locale", locale)])
+    onnx.save(model, str(path))
+    return pipeline
+
+
+def test_a_text_model_whose_locale_this_machine_lacks_still_loads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # skl2onnx leaves the locale out, and onnxruntime then wants en_US.UTF-8, which slim images
+    # (python:3.11-slim, this project's export) do not have: the model failed to load there.
+    pipeline = text_pipeline(tmp_path / "text.onnx", "xx_XX.UTF-8")  # a locale no machine has
+    with caplog.at_level(logging.WARNING, logger="inferd.replica"):
+        runtime = load_runtime("onnx", tmp_path / "text.onnx")
+    assert "no locale xx_XX.UTF-8 for StringNormalizer" in caplog.text
+    texts = ["GOOD film", "a bad movie"]
+    labels = runtime.run({"text": np.array([[text] for text in texts], dtype=object)})[0]
+    assert list(labels) == list(pipeline.predict(texts))

@@ -1,8 +1,8 @@
-"""What Cortex v0.10 users wrote beyond its examples, served by inferd: YAML anchors shared by
-several APIs, a TensorFlow checkpoint folder with the export inside, a deploy script that
-imports Cortex's Python client as its docs did (``from cortex import Client``), and a
-requirements.txt naming what Cortex pre-installed, endpoints such as /v1/iris, and handler values
-missing size-1 dimensions, and a dict keyed by numpy values."""
+"""What Cortex users wrote beyond v0.10's examples, served by inferd: YAML anchors shared by
+several APIs, a TensorFlow checkpoint folder with the export inside, a deploy script importing
+``from cortex import Client``, a requirements.txt naming what Cortex pre-installed, endpoints
+such as /v1/iris, values missing size-1 dimensions, dicts keyed by numpy values, and Cortex
+v0.9's flat api form with its two-argument handlers."""
 
 from __future__ import annotations
 
@@ -299,3 +299,69 @@ def test_a_predictor_answering_a_dict_keyed_by_numpy_classes(
     assert body["label"] == 7
     assert sorted(body["probabilities"]) == ["3", "7", "9"]
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+
+
+V09_CONFIG = """# Cortex v0.9's flat api form, three weeks before v0.10
+- kind: deployment
+  name: iris
+
+- kind: api
+  name: onnx-flat
+  model: models/iris.onnx
+  request_handler: handlers/onnx.py
+  tracker:
+    model_type: classification
+
+- kind: api
+  name: tf-flat
+  model: models/tf
+  model_format: tensorflow
+  tf_signature_key: predict
+  request_handler: handlers/tf.py
+"""
+V09_ONNX = """labels = ["iris-setosa", "iris-versicolor", "iris-virginica"]
+
+
+def pre_inference(sample, metadata):  # v0.9: metadata is the model's signature
+    return {metadata[0].name: [sample["sepal_length"], sample["sepal_width"],
+                               sample["petal_length"], sample["petal_width"]]}
+
+
+def post_inference(prediction, metadata):
+    return labels[prediction[0][0]] + " from " + metadata[0].name
+"""
+V09_TF = """labels = ["setosa", "versicolor", "virginica"]
+
+
+def post_inference(prediction, metadata):
+    outputs = sorted(metadata["predict"]["outputs"])
+    return {"label": labels[int(prediction["class_ids"][0])], "outputs": outputs}
+"""
+
+
+@pytest.mark.tensorflow
+def test_cortex_v09_flat_apis_and_two_argument_handlers(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        V09_CONFIG,
+        {"handlers/onnx.py": V09_ONNX, "handlers/tf.py": V09_TF},
+        {
+            "models/iris.onnx": iris_onnx_model,
+            "models/tf/1": example("iris-tensorflow") / "models" / "iris" / "1",
+        },
+    )
+    assert (
+        "is valid"
+        in subprocess.run(
+            [str(Path(sys.executable).parent / "inferd"), "validate", str(project)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    server = serve(project)
+    assert server.post("/iris/onnx-flat", SAMPLE).json() == "iris-setosa from output_label"
+    answer = server.post("/iris/tf-flat", SAMPLE).json()
+    assert answer == {"label": "setosa", "outputs": ["class_ids", "classes", "logits", "probabilities"]}

@@ -291,7 +291,10 @@ def validate(project_dir: Path) -> None:
     for config in project.apis:
         code = config.api.handler_file
         if code is not None:
-            kind = "predictor" if config.api.predictor is not None else "handler"
+            if config.api.predictor is not None:
+                kind = "predictor"
+            else:
+                kind = "handler-v0.9" if config.api.v09_handlers else "handler"
             try:
                 check_source(project.root / code, kind, code)
             except LoadError as exc:

@@ -87,6 +87,42 @@ def _canonical_endpoint(value: str | None) -> str | None:
     return canonical
 
 
+V09_HANDLERS = (
+    "Cortex v0.9's handler arguments: pre_inference(sample, signature) and "
+    "post_inference(prediction, signature); set by v0.9's flat form (model: on the api)"
+)
+V09_KEYS = ("model", "model_format", "request_handler", "tf_signature_key", "tags")
+
+
+def from_v09(data: dict[Any, Any]) -> dict[Any, Any]:
+    """Cortex v0.9's flat api (``model``, ``model_format``, ``request_handler``,
+    ``tf_signature_key``, ``tags``) as v0.10's nested ``tensorflow:`` / ``onnx:`` block."""
+    if not any(key in data for key in V09_KEYS):
+        return data
+    if any(key in data for key in ("tensorflow", "onnx", "predictor")):
+        raise ValueError(
+            "use either Cortex v0.9's flat model/model_format/request_handler or a "
+            "tensorflow/onnx/predictor block, not both"
+        )
+    model = data.get("model")
+    if not isinstance(model, str):
+        raise ValueError("model: required (a string) in Cortex v0.9's flat form")
+    default = "onnx" if model.endswith(".onnx") else "tensorflow"
+    model_format = data.get("model_format") or default
+    if model_format not in ("tensorflow", "onnx"):
+        raise ValueError(f"model_format: must be tensorflow or onnx (found {model_format!r})")
+    block: dict[str, Any] = {"model": model, "v09_handlers": True}
+    if data.get("request_handler") is not None:
+        block["request_handler"] = data["request_handler"]
+    if data.get("tf_signature_key") is not None:
+        if model_format == "onnx":
+            raise ValueError("tf_signature_key: only for a tensorflow model")
+        block["signature_key"] = data["tf_signature_key"]
+    nested = {key: value for key, value in data.items() if key not in V09_KEYS}
+    nested[model_format] = block
+    return nested
+
+
 class TensorFlowSpec(_Block):
     """``tensorflow:``: a TensorFlow SavedModel served in-process."""
 
@@ -100,6 +136,7 @@ class TensorFlowSpec(_Block):
         description="inferd extension: give handlers outputs in their full shapes instead of "
         "flattened to one dimension as Cortex did",
     )
+    v09_handlers: bool = Field(False, description=V09_HANDLERS)
 
     _keys = field_validator("metadata")(_metadata_keys)
 
@@ -116,6 +153,7 @@ class OnnxSpec(_Block):
         description="inferd extension: on a GPU, try TensorRT's execution provider before CUDA's "
         "(used when onnxruntime has it)",
     )
+    v09_handlers: bool = Field(False, description=V09_HANDLERS)
 
     _keys = field_validator("metadata")(_metadata_keys)
 
@@ -340,6 +378,11 @@ class Api(_Block):
     _name = field_validator("name")(_dns_1035)
     _endpoint = field_validator("endpoint")(_canonical_endpoint)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_v09(cls, data: Any) -> Any:
+        return from_v09(data) if isinstance(data, dict) else data
+
     @model_validator(mode="after")
     def _one_format(self) -> Api:
         count = sum(block is not None for block in (self.tensorflow, self.onnx, self.predictor))
@@ -371,6 +414,12 @@ class Api(_Block):
         block = self.tensorflow or self.onnx
         assert block is not None
         return block.request_handler
+
+    @property
+    def v09_handlers(self) -> bool:
+        """Whether the handlers take Cortex v0.9's arguments (sample/prediction, signature)."""
+        block = self.tensorflow or self.onnx
+        return block is not None and block.v09_handlers
 
     @property
     def python_path(self) -> str | None:

@@ -25,9 +25,19 @@ HANDLER_FUNCTIONS = {
     "pre_inference": "pre_inference(sample, signature, metadata)",
     "post_inference": "post_inference(prediction, signature, metadata)",
 }
+# Cortex v0.9 (the flat api form): the second argument was the model's signature.
+V09_HANDLER_FUNCTIONS = {
+    "pre_inference": "pre_inference(sample, metadata)",
+    "post_inference": "post_inference(prediction, metadata)",
+}
 PREDICTOR_FUNCTIONS = {
     "init": "init(model_path, metadata)",
     "predict": "predict(sample, metadata)",
+}
+EXPECTED = {
+    "handler": HANDLER_FUNCTIONS,
+    "handler-v0.9": V09_HANDLER_FUNCTIONS,
+    "predictor": PREDICTOR_FUNCTIONS,
 }
 
 UserFunction = Callable[..., Any]
@@ -170,7 +180,7 @@ def check_source(path: Path, kind: str, shown: str) -> None:
         raise LoadError(f"{shown}:{exc.lineno}: invalid syntax: {exc.msg}") from None
     except (OSError, ValueError) as exc:
         raise LoadError(f"{shown}: cannot be read: {exc}") from None
-    expected = HANDLER_FUNCTIONS if kind == "handler" else PREDICTOR_FUNCTIONS
+    expected = EXPECTED[kind]
     defined: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     assigned: set[str] = set()
     for node in tree.body:
@@ -188,18 +198,19 @@ def check_source(path: Path, kind: str, shown: str) -> None:
             if close:
                 raise LoadError(f"{shown}: defines {close[0]}(); did you mean {usage}?")
     # A handler defining neither hook is served, as Cortex v0.10 served it (load_user_code).
-    if kind != "handler" and "predict" not in found:
+    if kind == "predictor" and "predict" not in found:
         raise LoadError(f"{shown}: must define {PREDICTOR_FUNCTIONS['predict']}")
 
 
 def load_user_code(path: Path, kind: str, module_name: str, shown: str) -> UserCode:
-    """Import ``path`` and check it as a request handler (``kind="handler"``) or predictor."""
+    """Import ``path`` and check it as a request handler (``kind="handler"``, or
+    ``"handler-v0.9"`` for Cortex v0.9's two arguments) or a predictor (``"predictor"``)."""
     module = _import(path, module_name, shown)
-    if kind == "handler":
+    if kind != "predictor":
         # Both hooks are optional in Cortex v0.10, so a file defining neither is accepted (the
         # sample goes straight to the model and the raw prediction comes back); a near-miss
         # name such as ``preinference`` is still refused above.
-        functions = _check(module, HANDLER_FUNCTIONS, shown)
+        functions = _check(module, EXPECTED[kind], shown)
     else:
         functions = _check(module, PREDICTOR_FUNCTIONS, shown)
         if "predict" not in functions:

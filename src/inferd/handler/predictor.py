@@ -97,12 +97,15 @@ class Predictor:
         self.runtime = load_runtime(api.model_format, model_path, signature_key, devices)
         self._input_names = frozenset(spec.name for spec in self.runtime.inputs)
         if api.handler_file is not None:
-            self.code = load_user_code(project_root / api.handler_file, "handler", module, api.handler_file)
+            kind = "handler-v0.9" if api.v09_handlers else "handler"
+            self.code = load_user_code(project_root / api.handler_file, kind, module, api.handler_file)
         self.full_shapes = api.tensorflow is not None and api.tensorflow.full_shapes
 
     def _call(self, name: str, *args: Any) -> Any:
         assert self.code is not None
         function = self.code.functions[name]
+        if name != "predict" and self.api.v09_handlers:
+            args = args[:2]  # Cortex v0.9: (sample or prediction, signature), no metadata
         try:
             return function(*args)
         except Exception as exc:

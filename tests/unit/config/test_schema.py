@@ -373,3 +373,31 @@ def test_versioned_endpoints_are_free(tmp_path: Path) -> None:
     assert (first.endpoint, second.endpoint) == ("/v1/iris", "/v2/iris")
     named = "- kind: deployment\n  name: v1\n" + api()  # default endpoint /v1/classifier
     assert load_project(project(tmp_path, named)).apis[0].endpoint == "/v1/classifier"
+
+
+def test_cortex_v09_flat_form_becomes_the_nested_block(tmp_path: Path) -> None:
+    flat = (
+        DEPLOYMENT
+        + "- kind: api\n  name: a\n  model: model.onnx\n  request_handler: handler.py\n"
+        + "- kind: api\n  name: b\n  model: saved\n  tf_signature_key: predict\n  tags: {team: x}\n"
+    )
+    (tmp_path / "saved").mkdir()
+    first, second = load_project(project(tmp_path, flat)).apis
+    assert first.api.onnx is not None and first.api.onnx.request_handler == "handler.py"
+    assert first.api.v09_handlers and second.api.v09_handlers
+    assert second.api.tensorflow is not None and second.api.tensorflow.signature_key == "predict"
+    nested = load_project(project(tmp_path, DEPLOYMENT + api())).apis[0].api
+    assert not nested.v09_handlers
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("  model: model.onnx\n  onnx:\n    model: model.onnx\n", "either Cortex v0.9's flat model"),
+        ("  model: model.onnx\n  tf_signature_key: predict\n", "tf_signature_key: only for a tensorflow"),
+        ("  model: model.onnx\n  model_format: pytorch\n", "model_format: must be tensorflow or onnx"),
+        ("  request_handler: handler.py\n", "model: required (a string) in Cortex v0.9's flat form"),
+    ],
+)
+def test_cortex_v09_flat_form_errors(tmp_path: Path, body: str, expected: str) -> None:
+    assert expected in error_of(tmp_path, DEPLOYMENT + "- kind: api\n  name: a\n" + body)

@@ -336,3 +336,25 @@ def test_a_large_body_to_a_mistyped_name_is_404_not_413(
         client.send(request("POST", path, body))
         answer = client.read()
         assert answer.status == status and str(answer.json()).count(error) == 1
+
+
+def test_an_upgrade_is_answered_as_plain_http_once_and_the_connection_ends(server: Server) -> None:
+    websocket = "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+    with Client(server) as client:  # answered as if no upgrade was asked; the bytes after, dropped
+        client.send(
+            request("POST", "/d/iris", ROWS) + request("GET", "/healthz", b"", websocket) + b"\x81\x05hi"
+        )
+        assert client.read().status == 200
+        answer = client.read()
+        assert (answer.status, answer.json(), answer.headers["connection"]) == (200, {"ok": True}, "close")
+        assert client.closed()  # one answer per request, no error for the other protocol's bytes
+    with Client(server) as client:  # a body would go to the other protocol: refused, not lost
+        client.send(request("POST", "/d/iris", ROWS, "Connection: Upgrade\r\nUpgrade: h2c\r\n"))
+        answer = client.read()
+        assert answer.status == 400 and "remove Upgrade" in answer.json()["error"]  # type: ignore[index]
+        assert client.closed()
+    with Client(server) as client:
+        client.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01")
+        assert client.read().status == 404
+        assert client.closed()
+    assert server.healthy()

@@ -175,13 +175,18 @@ class HttpConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.refuse(400, "protocol upgrades are not supported")
+            self._upgraded()
         except httptools.HttpParserError as exc:
             if not self.lingering:
                 self.refuse(400, f"malformed HTTP request: {exc}")
         if self.phase == HEAD and self.head_bytes > self.limits.max_header_bytes and not self.lingering:
             limit = self.limits.max_header_bytes
             self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+
+    def _upgraded(self) -> None:
+        """The request asked for another protocol (``Upgrade``, ``CONNECT``): it is answered as
+        plain HTTP and the connection ends there (its answer says so); what follows is dropped."""
+        self.broken = True
 
     def pause_writing(self) -> None:
         """The client does not read our answers: stop reading its requests until it does."""
@@ -226,6 +231,11 @@ class HttpConnection(asyncio.Protocol):
         self.head_bytes = 0
         self._path, _, self._query = self._url.partition(b"?")
         headers = self._headers
+        if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
+            # The parser hands what follows an upgrade request's headers to the new protocol: its
+            # body would be lost and the request answered as if it had none.
+            self.refuse(400, "a request with a body cannot ask for a protocol upgrade (remove Upgrade)")
+            return
         self._admitting = True
         try:
             limit = self.app.admit(self, self.parser.get_method(), self._path, headers)
@@ -268,8 +278,11 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.refuse(413, f"the request body is larger than {self._limit} bytes")
 
+    def _has_body_method(self) -> bool:
+        return self.parser.get_method() not in (b"GET", b"HEAD", b"OPTIONS")
+
     def on_message_complete(self) -> None:
-        if self.lingering:
+        if self.lingering or self.broken:
             return
         self.phase = IDLE
         if self._too_large:
@@ -277,14 +290,11 @@ class HttpConnection(asyncio.Protocol):
             self._advance()
             return
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        request = Request(
-            self.parser.get_method(),
-            self._path,
-            self._query,
-            self._headers,
-            body,
-            self.parser.should_keep_alive(),
-        )
+        method = self.parser.get_method()
+        keep_alive = self.parser.should_keep_alive()
+        if method == b"CONNECT" or (b"upgrade" in self._headers and self.parser.should_upgrade()):
+            keep_alive = False  # answered as plain HTTP; what follows is another protocol's
+        request = Request(method, self._path, self._query, self._headers, body, keep_alive)
         if self.busy or self.write_paused or self.pipeline:
             self.pipeline.append(request)
             if len(self.pipeline) >= self.limits.max_pipeline and not self.read_paused and self.transport:

@@ -61,6 +61,7 @@ WANTED_HEADERS = frozenset(
         b"inference-header-content-length",
         b"accept",
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
+        b"upgrade",  # refused with a body (gateway/http.py)
     }
 )
 

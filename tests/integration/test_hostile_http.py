@@ -358,3 +358,34 @@ def test_an_upgrade_is_answered_as_plain_http_once_and_the_connection_ends(serve
         assert client.read().status == 404
         assert client.closed()
     assert server.healthy()
+
+
+def _v2(**extra: object) -> bytes:
+    tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.2, 3.6, 1.4, 0.3]}
+    tensor.update(extra.pop("tensor", {}))  # type: ignore[call-overload]
+    return json.dumps({"inputs": [tensor], **extra}).encode()
+
+
+V2 = "/v2/models/iris/infer"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        (V2, _v2(outputs=[{"name": "output_label", "parameters": [1]}]), "must be an object"),
+        (V2, _v2(outputs=[{"name": "output_label"}, 5]), "must be an object with a 'name'"),
+        (V2, _v2(outputs={"name": "output_label"}), "'outputs' must be a list"),
+        (V2, _v2(parameters=[1]), "'parameters' must be an object"),
+        (V2, _v2(tensor={"parameters": "x"}), "'parameters' must be an object"),
+        (V2, _v2(tensor={"parameters": {"binary_data_size": "16"}}), "a number of bytes"),
+        ("/v1/models/iris:predict", b'{"signature_name": 5, "instances": [[1, 2, 3, 4]]}', "a string"),
+    ],
+)  # fmt: skip
+def test_protocol_fields_of_the_wrong_type_are_400(
+    server: Server, path: str, body: bytes, error: str
+) -> None:
+    """Never a 500, never silently ignored: the answer names the field."""
+    with Client(server) as client:
+        client.send(request("POST", path, body))
+        answer = client.read()
+        assert answer.status == 400 and error in answer.json()["error"]  # type: ignore[index]

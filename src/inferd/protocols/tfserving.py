@@ -49,7 +49,9 @@ def signature_name(body: bytes) -> str | None:
     except orjson.JSONDecodeError:
         return None
     name = request.get("signature_name") if isinstance(request, dict) else None
-    return name if isinstance(name, str) and name else None
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"'signature_name' must be a string, not {orjson.dumps(name).decode()[:100]}")
+    return name or None
 
 
 def _decoded(value: Any) -> Any:

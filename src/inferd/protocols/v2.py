@@ -120,6 +120,30 @@ def _bytes_elements(name: str, raw: bytes | memoryview, count: int) -> np.ndarra
     return array
 
 
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    """A ``parameters`` object (``{}`` when absent); 400 when it is not an object."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: 'parameters' must be an object")
+    return value
+
+
+def _check_outputs(request: dict[str, Any]) -> None:
+    """The request's ``parameters`` and ``outputs`` have the spec's shape (checked before the
+    model runs; ``encode_response`` reads them)."""
+    _parameters(request.get("parameters"), "the request")
+    outputs = request.get("outputs")
+    if outputs is None:
+        return
+    if not isinstance(outputs, list):
+        raise InputError("'outputs' must be a list of objects with a 'name'")
+    for item in outputs:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InputError("each of 'outputs' must be an object with a 'name'")
+        _parameters(item.get("parameters"), f"output '{item['name']}'")
+
+
 def decode_request(
     body: bytes, header_length: int | None, specs: list[TensorSpec]
 ) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
@@ -133,6 +157,7 @@ def decode_request(
         raise InputError(f"malformed JSON: {exc}") from None
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise InputError("the request must be an object with an 'inputs' list")
+    _check_outputs(request)
     by_name = {spec.name: spec for spec in specs}
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
     offset = 0
@@ -161,10 +186,12 @@ def decode_request(
                 f"input '{name}': shape {list(shape)} does not fit the model's {shape_text(spec.shape)}"
             )
         count = prod(shape)
-        parameters = item.get("parameters") or {}
-        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        parameters = _parameters(item.get("parameters"), f"input '{name}'")
+        size = parameters.get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InputError(f"input '{name}': binary_data_size must be a number of bytes")
+            if offset + size > len(binary):
                 raise InputError(f"input '{name}': binary_data_size {size} runs past the end of the body")
             raw = binary[offset : offset + size]
             offset += size

@@ -73,8 +73,15 @@ def loads(body: bytes) -> Any:
         raise InputError(f"malformed JSON: {exc}") from None
 
 
+# An error message quoting the input (numpy's "could not convert string to float: '...'") is cut:
+# a 10 MiB body must not come back as a 10 MiB error.
+MAX_ERROR_CHARS = 8192
+
+
 def error_body(message: str, kind: str | None = None) -> bytes:
     """The JSON body of an error response: ``{"error": message}``."""
+    if len(message) > MAX_ERROR_CHARS:
+        message = f"{message[:MAX_ERROR_CHARS]}... ({len(message) - MAX_ERROR_CHARS} more characters)"
     if kind is None:
         return orjson.dumps({"error": message})
     return orjson.dumps({"error": message, "type": kind})

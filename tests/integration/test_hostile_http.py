@@ -389,3 +389,13 @@ def test_protocol_fields_of_the_wrong_type_are_400(
         client.send(request("POST", path, body))
         answer = client.read()
         assert answer.status == 400 and error in answer.json()["error"]  # type: ignore[index]
+
+
+def test_an_error_quoting_a_huge_input_is_cut(server: Server) -> None:
+    """numpy quotes the value it could not convert: a 2 MiB string must not come back whole."""
+    with Client(server) as client:
+        client.send(request("POST", "/d/iris", b'[["' + b"x" * (2 << 20) + b'", 1, 2, 3]]'))
+        answer = client.read()
+        assert answer.status == 400 and len(answer.body) < 10_000
+        assert "could not convert string to float" in answer.json()["error"]  # type: ignore[index]
+        assert answer.json()["error"].endswith("more characters)")  # type: ignore[index]

@@ -338,6 +338,21 @@ def test_a_large_body_to_a_mistyped_name_is_404_not_413(
         assert answer.status == status and str(answer.json()).count(error) == 1
 
 
+def test_a_large_body_to_a_mistyped_name_is_answered_as_its_own_request(server: Server) -> None:
+    """The 404 given before the body is read names this request, not the one before it on the
+    connection: its X-Request-ID, and no traceparent of the earlier request."""
+    body = b"[" + b"1.5," * 100_000 + b"1]"
+    with Client(server) as client:
+        traced = f"traceparent: 00-{TRACE}-{PARENT}-01\r\nX-Request-ID: first-request\r\n"
+        client.send(request("POST", "/d/iris", ROWS, traced))
+        first = client.read()
+        assert first.status == 200 and TRACE in first.headers["traceparent"]
+        client.send(request("POST", "/d/typo", body, "X-Request-ID: second-request\r\n"))
+        answer = client.read()
+        assert answer.status == 404 and answer.headers["x-request-id"] == "second-request"
+        assert "traceparent" not in answer.headers
+
+
 def test_an_upgrade_is_answered_as_plain_http_once_and_the_connection_ends(server: Server) -> None:
     websocket = "Connection: Upgrade\r\nUpgrade: websocket\r\n"
     with Client(server) as client:  # answered as if no upgrade was asked; the bytes after, dropped

@@ -292,7 +292,7 @@ class Gateway:
                 ):
                     # No API here, so no body is read: its route's answer (404, 405) is the one to
                     # give, not a 413 that would blame the size of a body sent to a mistyped name.
-                    self.handle(conn, Request(method, path, b"", headers, b"", False))
+                    conn.answer_head(Request(method, path, b"", headers, b"", False))
                     return -1
                 return SMALL_BODY_LIMIT
         if (

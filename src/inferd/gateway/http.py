@@ -324,6 +324,11 @@ class HttpConnection(asyncio.Protocol):
             log.exception("the gateway failed on %s", request.path.decode("utf-8", "replace"))
             self.respond(500, codec.error_body("internal error in the gateway (see its log)"))
 
+    def answer_head(self, request: Request) -> None:
+        """Answer ``request`` from its head alone, before its body is read (``admit`` of a route
+        with no API): as its own request, with its own id and none of the last one's headers."""
+        self._start(request)
+
     def _advance(self) -> None:
         """Start pipelined requests while nothing is running; resume reading when few are left."""
         if self._advancing:  # an answer given synchronously inside the loop below

@@ -6,6 +6,7 @@ Raw sockets over loopback, where a well-behaved client library would hide the mi
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -414,3 +415,17 @@ def test_an_error_quoting_a_huge_input_is_cut(server: Server) -> None:
         assert answer.status == 400 and len(answer.body) < 10_000
         assert "could not convert string to float" in answer.json()["error"]  # type: ignore[index]
         assert answer.json()["error"].endswith("more characters)")  # type: ignore[index]
+
+
+def test_a_compressed_body_is_415_not_malformed_json(server: Server) -> None:
+    body = gzip.compress(ROWS)
+    with Client(server) as client:
+        client.send(request("POST", "/d/iris", body, "Content-Encoding: gzip\r\n"))
+        answer = client.read()
+        assert answer.status == 415
+        assert answer.json() == {
+            "error": "Content-Encoding gzip is not supported: send the body uncompressed"
+        }
+    with Client(server) as client:  # identity is no encoding at all
+        client.send(request("POST", "/d/iris", ROWS, "Content-Encoding: identity\r\n"))
+        assert client.read().status == 200

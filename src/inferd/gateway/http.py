@@ -236,6 +236,11 @@ class HttpConnection(asyncio.Protocol):
             # body would be lost and the request answered as if it had none.
             self.refuse(400, "a request with a body cannot ask for a protocol upgrade (remove Upgrade)")
             return
+        coding = headers.get(b"content-encoding")
+        if coding is not None and coding.strip().lower() not in (b"", b"identity"):
+            shown = coding.decode("latin-1")[:64]
+            self.refuse(415, f"Content-Encoding {shown} is not supported: send the body uncompressed")
+            return
         self._admitting = True
         try:
             limit = self.app.admit(self, self.parser.get_method(), self._path, headers)

@@ -62,6 +62,7 @@ WANTED_HEADERS = frozenset(
         b"accept",
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
         b"upgrade",  # refused with a body (gateway/http.py)
+        b"content-encoding",  # refused unless identity: bodies are read as sent
     }
 )
 

@@ -68,4 +68,11 @@ def install(project_root: Path) -> None:
     builtins.open = opener
     io.open = opener
     for name in ("open", "stat", "lstat", "access", "listdir", "scandir"):
-        setattr(os, name, _wrap(getattr(os, name), "path"))
+        original = getattr(os, name)
+        wrapper = _wrap(original, "path")
+        setattr(os, name, wrapper)
+        # Code asks ``os.stat in os.supports_fd`` (shutil.rmtree's safe version, at its import):
+        # the wrapper takes what the function took.
+        for supports in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks):
+            if original in supports:
+                supports.add(wrapper)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -25,3 +27,20 @@ def test_nothing_is_mapped_before_install(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(cortex_paths, "_root", None)
     assert cortex_paths.mapped("/mnt/project/config.json") == "/mnt/project/config.json"
     assert cortex_paths.mapped(Path("/mnt/project")) == Path("/mnt/project")
+
+
+def test_the_mapped_functions_keep_what_os_says_they_support(tmp_path: Path) -> None:
+    """shutil.rmtree picks its symlink-safe version by asking ``os.stat in os.supports_fd``; the
+    wrappers must answer as the functions they replace (checked in a child: install is for good)."""
+    script = (
+        "import os, shutil, sys; from pathlib import Path; from inferd.handler import cortex_paths\n"
+        "before = [f in s for f in (os.open, os.stat, os.scandir, os.listdir)"
+        " for s in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks)]\n"
+        "cortex_paths.install(Path(sys.argv[1]))\n"
+        "assert os.stat.__inferd_mount__\n"
+        "after = [f in s for f in (os.open, os.stat, os.scandir, os.listdir)"
+        " for s in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks)]\n"
+        "assert before == after, (before, after)\n"
+        "import importlib; assert importlib.reload(shutil).rmtree.avoids_symlink_attacks\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)

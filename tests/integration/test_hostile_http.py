@@ -429,3 +429,16 @@ def test_a_compressed_body_is_415_not_malformed_json(server: Server) -> None:
     with Client(server) as client:  # identity is no encoding at all
         client.send(request("POST", "/d/iris", ROWS, "Content-Encoding: identity\r\n"))
         assert client.read().status == 200
+
+
+def test_expect_100_continue_is_ignored_from_an_http_1_0_client(server: Server) -> None:
+    """HTTP/1.0 knows no 1xx answer: its client would take a 100 Continue for the final one."""
+    with Client(server) as client:
+        client.send(request("POST", "/d/iris", ROWS, "Expect: 100-continue\r\n", "1.0"))
+        answer = client.read()
+        assert answer.status == 200 and answer.body.startswith(b"[[0],")
+    with Client(server) as client:  # HTTP/1.1: the 100 first, then the answer
+        client.send(request("POST", "/d/iris", ROWS, "Expect: 100-continue\r\n")[: -len(ROWS)])
+        assert client.read(head=True).status == 100
+        client.send(ROWS)
+        assert client.read().status == 200

@@ -252,7 +252,11 @@ class HttpConnection(asyncio.Protocol):
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             self._body_too_large()
-        elif self.transport and headers.get(b"expect", b"").lower() == b"100-continue":
+        elif (
+            self.transport
+            and headers.get(b"expect", b"").lower() == b"100-continue"
+            and self.parser.get_http_version() != "1.0"  # HTTP/1.0 has no 1xx: the expectation is ignored
+        ):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     @property

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +53,12 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_digest(path: Path) -> str:
-    """SHA-256 over a file, or over every file of a folder (names and contents)."""
+def tree_digest(path: Path, skip: Collection[Path] = ()) -> str:
+    """SHA-256 over a file, or over every file of a folder (names and contents) but ``skip``."""
     if path.is_file():
         return file_digest(path)
     digest = hashlib.sha256()
-    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+    for child in sorted(p for p in path.rglob("*") if p.is_file() and p not in skip):
         digest.update(str(child.relative_to(path)).encode())
         digest.update(file_digest(child).encode())
     return digest.hexdigest()

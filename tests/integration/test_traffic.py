@@ -93,9 +93,11 @@ def test_splitter_routes_by_weight_and_changes_weights_without_failures(
         thread.start()
     try:
         wait_for(lambda: len(seen) > 100, 60, "traffic before the redeploy")
+        replicas = {name: inferd.replica_pids(name) for name in ("champion", "challenger")}
         (project / "cortex.yaml").write_text(_yaml((0, 100)))
-        # (the project's files changed, so its APIs roll to a new version too)
         assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"
+        # only the weights changed: the APIs keep their replicas (no restart of the models)
+        assert {name: inferd.replica_pids(name) for name in replicas} == replicas
         mark = len(seen)
         wait_for(lambda: len(seen) > mark + 200, 60, "traffic after the redeploy")
     finally:

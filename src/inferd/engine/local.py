@@ -90,7 +90,9 @@ class LocalEngine:
         """
         if source is not None:
             self.sources[project.deployment.name] = source
-        digest = await asyncio.to_thread(tree_digest, project.root)
+        # The config file is left out: each API's own block is in its version already, so an
+        # edit of another API, or of a splitter's weights, does not restart this one.
+        digest = await asyncio.to_thread(tree_digest, project.root, {project.config_file})
         results: dict[str, str] = {}
         for config in project.apis:
             if only is not None and config.name not in only and config.key in self.apis:

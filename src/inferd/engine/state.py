@@ -93,8 +93,12 @@ class ApiState:
 
 
 def version_id(config: ApiConfig, project_digest: str, extra: str = "") -> str:
-    """A hash of everything that changes what an API answers."""
-    digest = hashlib.sha256(config.model_dump_json().encode())
+    """A hash of everything that changes what an API answers.
+
+    Not the snapshot's folder (``project_root``): an edit elsewhere in the config file makes a
+    new snapshot, and this API's replicas go on serving from the one they started in (it is
+    kept while they run)."""
+    digest = hashlib.sha256(config.model_dump_json(exclude={"project_root"}).encode())
     digest.update(project_digest.encode())
     digest.update(extra.encode())
     return digest.hexdigest()[:16]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from random import random
 from typing import Any
 
@@ -78,6 +78,11 @@ class Splitter:
         }
 
 
+def routing(configs: Iterable[SplitterConfig]) -> list[str]:
+    """Splitter configs in a comparable form (JSON, sorted): whether a deploy changed them."""
+    return sorted(config.model_dump_json() for config in configs)
+
+
 class Splitters:
     """Every splitter of the gateway: by ``deployment/name``, by endpoint, and by the model name the
     V2 and TF Serving routes use (``deployment.name``, or the bare name when no other deployment
@@ -110,6 +115,10 @@ class Splitters:
         self.by_endpoint = {s.endpoint.encode(): s for s in by_key.values()}
         self.by_name = by_name
         self.by_key = by_key
+
+    def configs_of(self, deployment: str) -> list[str]:
+        """``deployment``'s splitters as they route now (see ``routing``)."""
+        return routing(s.config for s in self.by_key.values() if s.config.deployment == deployment)
 
     def find(self, name: str) -> list[Splitter]:
         """The splitters ``name`` (``SPLITTER`` or ``DEPLOYMENT/SPLITTER``) names."""

@@ -41,6 +41,7 @@ from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits
 from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
 from inferd.gateway.queue import ApiQueue
+from inferd.gateway.traffic import routing
 from inferd.operator import heap
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.logs import log_path, read_logs
@@ -208,6 +209,7 @@ class Operator:
             undone = dict(record.promoted) if record is not None else {}  # the file's weights again
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
             self.gateway.expect([config.key for config in deployed.apis])
+            routed = self.gateway.splitters.configs_of(name)
             try:
                 results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
             finally:  # what failed to be created is no longer awaited
@@ -222,6 +224,13 @@ class Operator:
             heap.settle()
         self.collector.collect()
         changed = any(result != "unchanged" for result in results.values())
+        # A splitter's weights changed in the file (the end of a promotion is said on its own).
+        now = (
+            routing(promoted(deployed.splitters, undone))
+            if undone
+            else self.gateway.splitters.configs_of(name)
+        )
+        changed = changed or routed != now
         if refresh:
             message = "deployment refreshed"
         elif not existed:

@@ -79,7 +79,8 @@ class RayBackend:
         plan.check_supported(project)
         files = plan.project_files(project.root)
         plan.check_size(project.root, files)
-        project_digest = plan.digest_files(project.root, files)
+        # Each API's own block is in its version: another API's edit leaves it running.
+        project_digest = plan.digest_files(project.root, [f for f in files if f != project.config_file])
         code_digest = plan.inferd_digest()
         self._connect(project.root)
         self.cluster.start_serve(plan.serve_options(self.env.http_port, self.env.on_this_machine))

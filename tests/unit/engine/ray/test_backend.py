@@ -103,6 +103,21 @@ def test_an_unchanged_project_is_up_to_date_and_a_change_rolls(cluster: FakeClus
     assert after["message"] == "deployment is up-to-date"  # the refresh token is kept
 
 
+def test_an_edit_of_one_api_rolls_that_api_alone(cluster: FakeCluster, tmp_path: Path) -> None:
+    import shutil
+
+    project = tmp_path / "iris"
+    shutil.copytree(example("iris-onnx"), project)
+    config = project / "cortex.yaml"
+    second = "\n- kind: api\n  name: second\n  onnx:\n    model: models/iris.onnx\n"
+    config.write_text(config.read_text() + second)
+    RayBackend(LAB, cluster).deploy(project)
+    config.write_text(config.read_text() + "  compute:\n    max_replicas: 3\n")  # the second's block
+    updated = RayBackend(LAB, cluster).deploy(project)
+    assert updated["apis"] == {"classifier": "unchanged", "second": "updated"}
+    assert cluster.runs[-1] == ["second"]
+
+
 def test_apis_gone_from_the_config_are_deleted(cluster: FakeCluster, tmp_path: Path) -> None:
     import shutil
 

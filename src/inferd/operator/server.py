@@ -192,7 +192,9 @@ class Operator:
             self._check_other_folder(project)
         secrets = self._key_variables(project, environ or {})
         lock = self.locks.setdefault(name, asyncio.Lock())
-        wanted = (str(project.root), relax_pins, project_fingerprint(project.root))
+        # (a walk of the project: off the event loop the gateway's requests are answered on)
+        fingerprint = await asyncio.to_thread(project_fingerprint, project.root)
+        wanted = (str(project.root), relax_pins, fingerprint)
         if lock.locked() and not force and (refresh or self.deploying.get(name) != wanted):
             raise ConflictError(f"deployment '{name}' is currently updating; use --force to deploy over it")
         if lock.locked():  # the same project deployed twice at once: the second waits for the first

@@ -70,6 +70,7 @@ class Predictor:
         # Seconds spent in each stage of the last predict() (read by the replica for metrics).
         self.timings: dict[str, float] = {}
         self._ignored: set[str] = set()  # ONNX input keys already logged as ignored
+        self._v09 = api.v09_handlers  # read once: the property costs ~0.5 us, twice a request
         python_path = None if api.python_path is None else (project_root / api.python_path).resolve()
         add_import_paths(project_root, python_path)
         if cortex_project(project_root):
@@ -104,7 +105,7 @@ class Predictor:
     def _call(self, name: str, *args: Any) -> Any:
         assert self.code is not None
         function = self.code.functions[name]
-        if name != "predict" and self.api.v09_handlers:
+        if self._v09 and name != "predict":
             args = args[:2]  # Cortex v0.9: (sample or prediction, signature), no metadata
         try:
             return function(*args)

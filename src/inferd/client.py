@@ -246,7 +246,17 @@ class Client:
         return result
 
 
-def post_sample(url: str, body: bytes, debug: bool = False, timeout: float = 600) -> requests.Response:
+def api_headers(key: str | None = None) -> dict[str, str]:
+    """The headers of a JSON request to an API, with its key (``auth:``) when given."""
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def post_sample(
+    url: str, body: bytes, debug: bool = False, timeout: float = 600, key: str | None = None
+) -> requests.Response:
     """POST a JSON sample to an API URL (local gateway or a Ray cluster's proxy alike)."""
     from urllib.parse import urlsplit
 
@@ -259,7 +269,7 @@ def post_sample(url: str, body: bytes, debug: bool = False, timeout: float = 600
                 url + ("?debug=true" if debug else ""),
                 data=body,
                 timeout=timeout,
-                headers={"Content-Type": "application/json"},
+                headers=api_headers(key),
             )
         except requests.RequestException as exc:
             raise OperatorError(f"cannot reach {url}: {exc}") from None

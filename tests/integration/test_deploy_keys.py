@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -61,3 +62,31 @@ def test_keys_come_from_the_deploying_shell(inferd: Inferd, tmp_path: Path, iris
     assert requests.post(url, json=ROWS, headers=with_key, timeout=10).status_code == 403
     new_key = {"X-API-Key": "shell-secret-2"}
     assert requests.post(url, json=ROWS, headers=new_key, timeout=10).status_code == 200
+
+
+def test_predict_and_replay_send_the_key_they_are_given(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        CONFIG + "  payload_log: {sample: 1.0}\n",
+        {"sample.json": json.dumps(ROWS)},
+        models={"m.onnx": iris_onnx_model},
+    )
+    inferd.env["VAULT_KEY"] = "shell-secret-1"
+    inferd.run("deploy", str(project))
+    sample = str(project / "sample.json")
+
+    refused = inferd.run("predict", "guarded", sample, check=False)
+    assert refused.returncode == 1 and "answered 401" in refused.stderr
+    answered = inferd.run("predict", "guarded", sample, "--key", "shell-secret-1")
+    assert json.loads(answered.stdout)[0] == [0]
+    inferd.env["INFERD_API_KEY"] = "shell-secret-1"  # or from the environment
+    assert json.loads(inferd.run("predict", "guarded", sample).stdout)[0] == [0]
+
+    def recorded() -> bool:
+        return bool(inferd.json("payloads", "guarded"))
+
+    wait_for(recorded, 30, "the payload records")
+    replayed = json.loads(inferd.run("replay", "guarded", "--against", "guarded", "-o", "json").stdout)
+    assert replayed["agreement"] == 1.0 and replayed["errors"] == 0, json.dumps(replayed)

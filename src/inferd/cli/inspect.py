@@ -14,7 +14,7 @@ import click
 
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
-from inferd.cli.options import deployment_option, env_option, in_deployment
+from inferd.cli.options import deployment_option, env_option, in_deployment, key_option
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client, post_sample
 from inferd.errors import InferdError, NotFoundError, UsageError
@@ -265,9 +265,12 @@ def _ray_logs(api: str, follow: bool, env: Environment) -> None:
 @click.argument("api")
 @click.argument("sample", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--debug", is_flag=True, help="Log every stage of the pipeline in the API's log.")
+@key_option
 @deployment_option
 @env_option
-def predict(api: str, sample: Path, debug: bool, deployment: str | None, env: Environment) -> None:
+def predict(
+    api: str, sample: Path, debug: bool, api_key: str | None, deployment: str | None, env: Environment
+) -> None:
     """Send a JSON sample to an API and print the prediction.
 
     API is a name (or a unique prefix of one), or DEPLOYMENT/API when several deployments have
@@ -278,11 +281,12 @@ def predict(api: str, sample: Path, debug: bool, deployment: str | None, env: En
       inferd predict classifier examples/iris-onnx/sample.json
       inferd predict iris/classifier examples/iris-onnx/sample.json
       inferd predict classifier sample.json -d iris   # Cortex's -d
+      inferd predict guarded sample.json --key "$MY_KEY"   # an API with auth:
     """
     api = in_deployment(api, deployment)
     client = backend_for(env)
     info: dict[str, Any] = client.api(resolve(client, api))
-    response = post_sample(info["url"], sample.read_bytes(), debug=debug)
+    response = post_sample(info["url"], sample.read_bytes(), debug=debug, key=api_key)
     if response.ok and response.headers.get("content-type") == "application/x-ndjson":
         _print_stream(info["name"], response.text)
         return

@@ -47,6 +47,14 @@ def env_option(function: F) -> F:
     return decorated
 
 
+key_option = click.option(
+    "--key",
+    "api_key",
+    envvar="INFERD_API_KEY",
+    default=None,
+    help="API key for an API with auth: (sent as Authorization: Bearer KEY); default $INFERD_API_KEY.",
+)
+
 relax_pins_option = click.option(
     "--relax-pins",
     is_flag=True,

@@ -17,9 +17,9 @@ import click
 import orjson
 
 from inferd.cli.backends import backend_for
-from inferd.cli.options import env_option
+from inferd.cli.options import env_option, key_option
 from inferd.cli.traffic import find_splitter, resolve_api
-from inferd.client import Client
+from inferd.client import Client, api_headers
 from inferd.errors import ConflictError, NotFoundError, UsageError
 from inferd.operator.state import write_private
 
@@ -106,9 +106,14 @@ class Tally:
         }
 
 
-def compare(records: list[dict[str, Any]], url: str, tolerance: float) -> dict[str, Any]:
-    """Send each recorded JSON request to ``url``; count agreements, errors and latencies."""
+def compare(
+    records: list[dict[str, Any]], url: str, tolerance: float, key: str | None = None
+) -> dict[str, Any]:
+    """Send each recorded JSON request to ``url`` (with API key ``key``); count agreements,
+    errors and latencies."""
     import requests
+
+    headers = api_headers(key)
 
     tally = Tally(tolerance)
     with requests.Session() as session:
@@ -117,9 +122,7 @@ def compare(records: list[dict[str, Any]], url: str, tolerance: float) -> dict[s
             body = orjson.dumps(record["request"]["json"])
             started = time.perf_counter()
             try:
-                response = session.post(
-                    url, data=body, timeout=60, headers={"Content-Type": "application/json"}
-                )
+                response = session.post(url, data=body, timeout=60, headers=headers)
             except requests.RequestException:
                 tally.errors += 1
                 continue
@@ -172,9 +175,17 @@ def _shadowed(home: Path, key: str, count: int) -> tuple[str, list[dict[str, Any
     help="Numbers agree within it.",
 )
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@key_option
 @env_option
 def replay(
-    api: str, other: str | None, shadow: bool, count: int, tolerance: float, output: str, env: Environment
+    api: str,
+    other: str | None,
+    shadow: bool,
+    count: int,
+    tolerance: float,
+    output: str,
+    api_key: str | None,
+    env: Environment,
 ) -> None:
     """Send API's recorded requests (payload_log) to OTHER and compare the answers; or, with
     --shadow, compare API's recorded answers with its shadow's.
@@ -184,6 +195,7 @@ def replay(
       inferd replay champion --against challenger
       inferd replay champion --against challenger -n 200 --tolerance 1e-6 -o json
       inferd replay champion --shadow
+      inferd replay champion --against challenger --key "$MY_KEY"   # OTHER has auth:
     """
     from inferd.operator.payloads import read_payloads
 
@@ -210,7 +222,7 @@ def replay(
             raise NotFoundError(
                 f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"
             )
-        compared = compare(records, client.api(against)["url"], tolerance)
+        compared = compare(records, client.api(against)["url"], tolerance, api_key)
     result = {"api": key, "against": against, "shadow": shadow, "tolerance": tolerance, **compared}
     write_private(replay_path(client.home, against), json.dumps({**result, "time": time.time()}))
     if output == "json":

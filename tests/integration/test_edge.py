@@ -7,12 +7,14 @@ talks raw HTTP/1.1 over loopback sockets where a well-behaved library would hide
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -127,6 +129,41 @@ def test_a_missing_key_is_refused_when_the_headers_end(
         assert answer_of(sock)[0] == 401  # answered with no body byte sent
     key = {"X-API-Key": "edge-secret"}
     assert server.post("/d/iris", ROWS, headers=key).status_code == 200
+
+
+def test_a_key_refused_when_the_headers_end_is_answered_as_its_own_request(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a keep-alive connection, the 401 names the refused request (its X-Request-ID, its path
+    in the access log), not the one answered before it, and carries none of that one's headers."""
+    monkeypatch.setenv("EDGE_KEY", "edge-secret")
+    server = serve(
+        iris(tmp_path / "p", iris_onnx_model, "  auth:\n    keys_from_env: [EDGE_KEY]\n"), "--access-log"
+    )
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with socket.create_connection(("127.0.0.1", port_of(server)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /d/iris HTTP/1.1\r\nHost: x\r\nX-API-Key: edge-secret\r\nX-Request-ID: first\r\n"
+            b"traceparent: " + trace.encode() + b"\r\nContent-Length: 19\r\n\r\n[[5.2,3.6,1.4,0.3]]"
+        )
+        data = b""
+        while b"[[0]," not in data:  # the whole first answer (setosa), before the next request
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and b"X-Request-ID: first\r\n" in data
+        sock.sendall(
+            b"POST /d/iris/ HTTP/1.1\r\nHost: x\r\nX-Request-ID: second\r\nContent-Length: 100000\r\n\r\n"
+        )
+        status, refused = answer_of(sock)
+    assert status == 401 and b"X-Request-ID: second\r\n" in refused and b"traceparent" not in refused
+
+    def logged() -> list[dict[str, Any]] | None:
+        lines = [json.loads(line) for line in server.log().splitlines() if line.startswith('{"time"')]
+        return [line for line in lines if line["status"] == 401] or None
+
+    (line,) = wait_for(logged, 10, "the 401's access line")
+    assert (line["id"], line["route"], line["trace_id"]) == ("second", "/d/iris/", None)
 
 
 def test_cors_preflight_and_protected_apis_hidden_from_listings(

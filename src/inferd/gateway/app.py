@@ -300,7 +300,7 @@ class Gateway:
             and method != b"OPTIONS"
             and not conn.busy
             and not conn.pipeline
-            and not self.authorized(conn, headers, queue, protocol)
+            and not self.authorized(conn, headers, queue, protocol, early=True)
         ):
             return -1
         return queue.body_limit
@@ -365,24 +365,30 @@ class Gateway:
         conn.trace = header[13:-2]
 
     def authorized(
-        self, conn: HttpConnection, headers: dict[bytes, bytes], queue: ApiQueue, protocol: str
+        self,
+        conn: HttpConnection,
+        headers: dict[bytes, bytes],
+        queue: ApiQueue,
+        protocol: str,
+        early: bool = False,
     ) -> bool:
-        """Check the API's keys (if it has ``auth``); answer 401/403 and return False when wrong."""
+        """Check the API's keys (if it has ``auth``); answer 401/403 and return False when wrong
+        (``early``: called by ``admit`` when the headers end, before the request was started)."""
         if queue.config.api.auth is None:
             return True
-        if queue.auth_error is not None:
-            self.reject(
-                conn, queue, 503, f"api '{queue.name}' cannot check API keys: {queue.auth_error}", protocol
-            )
-            return False
-        status = auth.check(headers, queue.keys)
-        if status == 401:
-            self.reject(
-                conn, queue, 401, "this API needs a key (Authorization: Bearer KEY, or X-API-Key)", protocol
-            )
-        elif status == 403:
-            self.reject(conn, queue, 403, "wrong API key", protocol)
-        return status is None
+        status = 503 if queue.auth_error is not None else auth.check(headers, queue.keys)
+        if status is None:
+            return True
+        if early:  # the answer names this request, not the last one on this keep-alive connection
+            conn.adopt(headers)
+        if status == 503:
+            message = f"api '{queue.name}' cannot check API keys: {queue.auth_error}"
+        elif status == 401:
+            message = "this API needs a key (Authorization: Bearer KEY, or X-API-Key)"
+        else:
+            message = "wrong API key"
+        self.reject(conn, queue, status, message, protocol)
+        return False
 
     def reject(self, conn: HttpConnection, queue: ApiQueue, status: int, message: str, protocol: str) -> None:
         """Answer an error without a replica, and count it."""

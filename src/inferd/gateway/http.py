@@ -333,6 +333,14 @@ class HttpConnection(asyncio.Protocol):
             log.exception("the gateway failed on %s", request.path.decode("utf-8", "replace"))
             self.respond(500, codec.error_body("internal error in the gateway (see its log)"))
 
+    def adopt(self, headers: dict[bytes, bytes]) -> None:
+        """Make the request whose head just ended the one an answer given now names (a wrong key
+        refused at ``admit``): its id and path, none of the last request's headers."""
+        self.path = self._path
+        self.extra_headers = b""
+        given = headers.get(b"x-request-id")
+        self.request_id = given if given and valid_id(given) else next_request_id()
+
     def answer_head(self, request: Request) -> None:
         """Answer ``request`` from its head alone, before its body is read (``admit`` of a route
         with no API): as its own request, with its own id and none of the last one's headers."""

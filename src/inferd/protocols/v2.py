@@ -224,7 +224,10 @@ def _from_json(name: str, data: Any, dtype: np.dtype[Any], datatype: str, count:
             array = np.empty(flat.size, dtype=object)
             array[:] = [item.encode() if isinstance(item, str) else item for item in flat]
         else:
-            array = np.asarray(data, dtype=dtype).ravel()
+            with np.errstate(over="raise"):  # 1e39 as FP32 (70000 as FP16) is not silently inf
+                array = np.asarray(data, dtype=dtype).ravel()
+    except FloatingPointError:
+        raise InputError(f"input '{name}': a value is out of {datatype}'s range") from None
     except (ValueError, TypeError, OverflowError) as exc:
         raise InputError(f"input '{name}': data is not {datatype}: {exc}") from None
     if array.size != count:

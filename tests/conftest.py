@@ -191,6 +191,15 @@ def two_input_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# A V2 infer request for ``two_input_model``: sum = [[4, 6]].
+ADD_V2_BODY = {
+    "inputs": [
+        {"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
+        {"name": "b", "shape": [1, 2], "datatype": "FP32", "data": [3, 4]},
+    ]
+}
+
+
 def make_project(
     root: Path, yaml_text: str, files: dict[str, str] | None = None, models: dict[str, Path] | None = None
 ) -> Path:

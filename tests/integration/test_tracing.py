@@ -19,7 +19,7 @@ from inferd.config.load import load_project
 from inferd.engine.local import LocalEngine
 from inferd.gateway import Gateway
 from inferd.gateway.tracing import Tracer
-from tests.conftest import make_project, wait_for
+from tests.conftest import ADD_V2_BODY, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 YAML = """
@@ -154,12 +154,6 @@ OPERATOR_YAML = """
   apis:
     - {name: add, weight: 100}
 """
-V2_BODY = {
-    "inputs": [
-        {"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
-        {"name": "b", "shape": [1, 2], "datatype": "FP32", "data": [3, 4]},
-    ]
-}
 
 
 def test_the_operator_exports_stage_spans_over_otlp_on_every_protocol_route(
@@ -175,8 +169,8 @@ def test_the_operator_exports_stage_spans_over_otlp_on_every_protocol_route(
         routes = [
             ("/traced/add", {"a": [[1, 2]], "b": [[3, 4]]}),
             ("/traced/front", {"a": [[1, 2]], "b": [[3, 4]]}),
-            ("/v2/models/add/infer", V2_BODY),
-            ("/v2/models/front/infer", V2_BODY),
+            ("/v2/models/add/infer", ADD_V2_BODY),
+            ("/v2/models/front/infer", ADD_V2_BODY),
             ("/v1/models/add:predict", {"instances": [{"a": [1, 2], "b": [3, 4]}]}),
             ("/v1/models/front:predict", {"instances": [{"a": [1, 2], "b": [3, 4]}]}),
         ]
@@ -190,7 +184,7 @@ def test_the_operator_exports_stage_spans_over_otlp_on_every_protocol_route(
             if "front" in path:
                 assert answer.headers["X-Inferd-Api"] == "add"
         # Tracing on and no traceparent given: one is started, returned and exported.
-        fresh = requests.post(inferd.url + "/v2/models/add/infer", json=V2_BODY, timeout=30)
+        fresh = requests.post(inferd.url + "/v2/models/add/infer", json=ADD_V2_BODY, timeout=30)
         traces.append(fresh.headers["traceparent"].split("-")[1])
         stages = ["model", "post_inference", "pre_inference", "queue", "request"]
         # Each request's four stage spans and its request span, under its own trace id.

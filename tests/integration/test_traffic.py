@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import make_project, wait_for
+from tests.conftest import ADD_V2_BODY, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 PREDICTOR = """
@@ -132,12 +132,6 @@ THREE_WAY = """
     - {name: three, weight: 20}
   shadow: {api: three, percent: 100}
 """
-V2_BODY = {
-    "inputs": [
-        {"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
-        {"name": "b", "shape": [1, 2], "datatype": "FP32", "data": [3, 4]},
-    ]
-}
 
 
 def test_a_three_way_splitter_answers_on_every_protocol_route_and_names_the_api(
@@ -153,7 +147,7 @@ def test_a_three_way_splitter_answers_on_every_protocol_route_and_names_the_api(
     cortex = {"a": [[1, 2]], "b": [[3, 4]]}
     routes = [
         ("/custom/route", cortex, [[[4.0, 6.0]]]),
-        ("/v2/models/tri/infer", V2_BODY, None),
+        ("/v2/models/tri/infer", ADD_V2_BODY, None),
         (
             "/v1/models/tri:predict",
             {"instances": [{"a": [1, 2], "b": [3, 4]}]},

@@ -1,0 +1,242 @@
+"""Model sources: a model URI -> a local path (project files, or a cache of remote objects).
+
+TensorFlow layouts are resolved here too: a SavedModel folder, a parent folder whose highest
+numeric version folder holds the SavedModel (as TF Serving and Cortex did), or a ``.zip`` of
+either, unpacked once into a cache keyed by the zip's content hash. The downloads themselves
+(``s3://``, ``http(s)://``, ``gs://``) are in ``storage.remote``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Collection
+from pathlib import Path
+
+from inferd.errors import LoadError, UnreachableError
+
+SAVED_MODEL_TREE = """expected a SavedModel, e.g.
+  model/                       (or model/1/, model/2/: the highest number is served)
+    saved_model.pb
+    variables/variables.index
+    variables/variables.data-00000-of-00001"""
+
+
+# Inside every folder inferd creates in its caches and snapshots: only such folders are ever
+# collected (``operator/prune.py``), never a look-alike someone else put there.
+CREATED_MARK = ".inferd-created"
+
+
+def inferd_home() -> Path:
+    """inferd's state folder: ``$INFERD_HOME``, default ``~/.inferd``."""
+    return Path(os.environ.get("INFERD_HOME", Path.home() / ".inferd"))
+
+
+def cache_dir() -> Path:
+    """Where downloaded and unpacked models live (``$INFERD_HOME/cache``)."""
+    return inferd_home() / "cache"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's content."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_digest(path: Path, skip: Collection[Path] = ()) -> str:
+    """SHA-256 over a file, or over every file of a folder (names and contents) but ``skip``."""
+    if path.is_file():
+        return file_digest(path)
+    digest = hashlib.sha256()
+    for child in sorted(p for p in path.rglob("*") if p.is_file() and p not in skip):
+        digest.update(str(child.relative_to(path)).encode())
+        digest.update(file_digest(child).encode())
+    return digest.hexdigest()
+
+
+def local_model_path(uri: str, project_root: Path) -> Path:
+    """The local path of a model URI relative to the project folder."""
+    path = Path(uri)
+    return path if path.is_absolute() else (project_root / path).resolve()
+
+
+def unzipped_path(archive: Path) -> Path:
+    """Where ``unpack_zip`` puts ``archive``'s content."""
+    return cache_dir() / "unzipped" / file_digest(archive)[:32]
+
+
+def model_files(model_path: Path | None) -> tuple[Path, ...]:
+    """What serving ``model_path`` reads: the path, and its unpacked copy for a ``.zip``."""
+    if model_path is None:
+        return ()
+    if model_path.suffix == ".zip" and model_path.is_file():
+        return (model_path, unzipped_path(model_path))
+    return (model_path,)
+
+
+def unpack_zip(archive: Path) -> Path:
+    """Unpack ``archive`` once into the cache; the folder it was unpacked into."""
+    target = unzipped_path(archive)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent))
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            for member in bundle.namelist():
+                resolved = (scratch / member).resolve()
+                if scratch.resolve() not in resolved.parents and resolved != scratch.resolve():
+                    raise LoadError(f"{archive.name}: member {member!r} escapes the archive")
+            bundle.extractall(scratch)
+        (scratch / CREATED_MARK).write_text("")
+        scratch.rename(target)
+    except zipfile.BadZipFile as exc:
+        raise LoadError(f"{archive.name} is not a valid zip file: {exc}") from exc
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _is_saved_model(folder: Path) -> bool:
+    return (folder / "saved_model.pb").is_file()
+
+
+def find_saved_model(path: Path) -> Path:
+    """Resolve a SavedModel folder, version parent, or zip to the folder holding saved_model.pb."""
+    if path.is_file() and path.suffix == ".zip":
+        path = unpack_zip(path)
+    if not path.is_dir():
+        raise LoadError(f"{path} is not a folder or .zip; {SAVED_MODEL_TREE}")
+    for candidate in (path, *_only_child(path)):
+        if _is_saved_model(candidate):
+            return candidate
+        versions = sorted(
+            (int(child.name), child)
+            for child in candidate.iterdir()
+            if child.is_dir() and child.name.isdigit() and _is_saved_model(child)
+        )
+        if versions:
+            return versions[-1][1]
+    nested = _nested_saved_model(path)
+    if nested is not None:
+        return nested
+    raise LoadError(f"{path} holds no SavedModel; {SAVED_MODEL_TREE}")
+
+
+def _nested_saved_model(path: Path) -> Path | None:
+    """A SavedModel deeper in ``path``: Cortex took a checkpoint folder with the export inside.
+
+    ``estimator.train_and_evaluate`` leaves ``model_dir/export/<exporter>/<timestamp>/`` beside
+    its checkpoints, and Cortex's docs say to upload that folder as it is; Cortex served any
+    SavedModel found under the path. The highest numeric version folder wins (the newest
+    export), then the last path in sorted order, as Cortex's S3 listing ordered them.
+    """
+    found = [
+        pb.parent
+        for pb in path.rglob("saved_model.pb")
+        if pb.is_file() and not any(part.startswith(".") for part in pb.relative_to(path).parts)
+    ]
+    if not found:
+        return None
+
+    def rank(folder: Path) -> tuple[int, str]:
+        return (int(folder.name) if folder.name.isdigit() else -1, folder.as_posix())
+
+    return max(found, key=rank)
+
+
+def _only_child(path: Path) -> list[Path]:
+    # A zip of a folder unpacks into that one folder.
+    children = [child for child in path.iterdir() if not child.name.startswith((".", "__MACOSX"))]
+    return children if len(children) == 1 and children[0].is_dir() else []
+
+
+FETCH_ATTEMPTS = 3
+FETCH_BACKOFF = 0.5  # seconds before the second attempt; doubled for each one after
+
+
+def fetch(
+    uri: str, progress: Callable[[str], None] | None = None, attempts: int = FETCH_ATTEMPTS
+) -> tuple[Path, str]:
+    """Download a remote model once into the cache; its local path and a content digest.
+
+    The cache is keyed by the object's identity (ETag, or size and date for HTTP), so a model
+    re-uploaded to the same URI is fetched again and changes the API's version (Cortex hashed
+    only the path and missed it). An unreachable origin is tried ``attempts`` times with
+    back-off, then ``UnreachableError`` (``cached_copy`` has the last copy fetched).
+    """
+    from inferd.storage import remote
+
+    say = progress or (lambda _text: None)
+    if uri.startswith("s3://"):
+        fetcher = remote.fetch_s3
+    elif uri.startswith(("http://", "https://")):
+        fetcher = remote.fetch_http
+    elif uri.startswith(("gs://", "gcs://")):
+        fetcher = remote.fetch_fsspec
+    else:
+        raise LoadError(f"unsupported model URI {uri!r} (use a project path, s3://, gs:// or http(s)://)")
+    for attempt in range(attempts):
+        try:
+            target, digest = fetcher(uri, say)
+        except UnreachableError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(FETCH_BACKOFF * 2**attempt)
+            continue
+        _remember(uri, target, digest)
+        return target, digest
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _last_file(uri: str) -> Path:
+    return cache_dir() / "models" / "last" / (hashlib.sha256(uri.encode()).hexdigest()[:32] + ".json")
+
+
+def _remember(uri: str, target: Path, digest: str) -> None:
+    record = {"uri": uri, "path": str(target), "digest": digest, "fetched": time.time()}
+    path = _last_file(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(record), encoding="utf-8")
+    scratch.replace(path)
+
+
+def cached_copy(uri: str) -> tuple[Path, str, float] | None:
+    """The last copy of ``uri`` fetched here (path, digest, when), if it is still cached."""
+    try:
+        record = json.loads(_last_file(uri).read_text(encoding="utf-8"))
+        path = Path(record["path"])
+        found = (path, str(record["digest"]), float(record["fetched"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return found if path.exists() else None
+
+
+def cached_target(key: str, name: str) -> tuple[Path, Path]:
+    folder = cache_dir() / "models" / hashlib.sha256(key.encode()).hexdigest()[:32]
+    return folder, folder / name
+
+
+def publish(scratch: Path, folder: Path) -> None:
+    (scratch / CREATED_MARK).write_text("")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        scratch.rename(folder)
+
+
+def scratch_root() -> Path:
+    root = cache_dir() / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    return root

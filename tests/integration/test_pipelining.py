@@ -67,8 +67,11 @@ def hammer(server: Server) -> list[tuple[int, int, object]]:
 
 
 def test_each_client_gets_its_own_answer_when_requests_are_pipelined(
-    serve: Serve, tmp_path: Path, two_input_model: Path
+    serve: Serve, tmp_path: Path, two_input_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Grouping needs answers under 1 ms: a busy machine (other tests beside this one) can miss
+    # that line, so it is moved out of reach here; this test checks the answers of the groups.
+    monkeypatch.setenv("INFERD_PIPELINE_BELOW_MS", "1000")
     server = serve(project(tmp_path / "project", two_input_model))
     answers = hammer(server)
     assert len(answers) == CLIENTS * EACH

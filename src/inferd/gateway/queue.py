@@ -46,11 +46,18 @@ class QueuedRequest(Protocol):
 
 Entry = tuple[QueuedRequest, bytes, bytes]  # request, frame kind, body
 
+
+def _setting(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else default
+
+
 # Pipelining: at most this many requests written to one replica at once, and only while the
 # API's replicas answer in under FAST seconds each (an answer waits for the group's others).
-# ``INFERD_PIPELINE=1`` turns it off (one request per replica at a time).
-PIPELINE = int(os.environ["INFERD_PIPELINE"]) if os.environ.get("INFERD_PIPELINE", "").isdigit() else 8
-FAST = 0.001
+# ``INFERD_PIPELINE=1`` turns it off (one request per replica at a time);
+# ``INFERD_PIPELINE_BELOW_MS`` moves the "fast" line (1 ms).
+PIPELINE = _setting("INFERD_PIPELINE", 8)
+FAST = _setting("INFERD_PIPELINE_BELOW_MS", 1) / 1000
 
 
 class ApiQueue:

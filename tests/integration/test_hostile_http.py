@@ -394,7 +394,7 @@ V2 = "/v2/models/iris/infer"
         (V2, _v2(parameters=[1]), "'parameters' must be an object"),
         (V2, _v2(tensor={"parameters": "x"}), "'parameters' must be an object"),
         (V2, _v2(tensor={"parameters": {"binary_data_size": "16"}}), "a number of bytes"),
-        (V2, _v2(tensor={"data": [1e39, 1, 2, 3]}), "a value is out of FP32's range"),
+        (V2, _v2(tensor={"data": [1e39, 1, 2, 3]}), "1e+39 is out of FP32's range"),
         ("/v1/models/iris:predict", b'{"signature_name": 5, "instances": [[1, 2, 3, 4]]}', "a string"),
     ],
 )  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import InputError
+from inferd.handler.numbers import OutOfRange, cast_numbers, check_integer_array
 from inferd.runtimes.base import TensorSpec
 
 NUMERIC_KINDS = "biuf"
@@ -89,7 +90,10 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
     if isinstance(value, np.ndarray):
         if (target.kind in TEXT_KINDS) != (value.dtype.kind in TEXT_KINDS):
             raise ValueError(f"cannot cast {value.dtype} values to {target}")
-        return value if value.dtype == target else value.astype(target)
+        if value.dtype == target:
+            return value
+        check_integer_array(value, target)  # astype would wrap 300 to 44 in a uint8
+        return value.astype(target)
     if target.kind in TEXT_KINDS:
         array = np.array(value, dtype=object)
         for item in array.flat:  # JSON null, numbers or objects would reach the model as text
@@ -98,6 +102,8 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
                     raise ValueError("inhomogeneous")  # a ragged nesting: its lists became items
                 raise TypeError(f"got {_json_kind(item)} where a string belongs")
         return array
+    if target.kind in NUMERIC_KINDS:
+        return cast_numbers(value, target)
     return np.asarray(value, dtype=target)
 
 
@@ -118,6 +124,8 @@ _cast_checked = np.errstate(over="raise", invalid="raise")(_cast)
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
+    if isinstance(exc, OutOfRange):
+        return text
     if "inhomogeneous" in text or "sequence" in text:
         return "the nested lists are ragged (rows of different lengths)"
     if isinstance(exc, FloatingPointError | OverflowError):

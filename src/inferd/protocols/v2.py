@@ -17,6 +17,7 @@ import orjson
 
 from inferd.errors import InputError
 from inferd.handler.convert import shape_text
+from inferd.handler.numbers import OutOfRange, cast_numbers
 from inferd.runtimes.base import TensorSpec
 
 NUMPY_OF: dict[str, np.dtype[Any]] = {
@@ -224,8 +225,11 @@ def _from_json(name: str, data: Any, dtype: np.dtype[Any], datatype: str, count:
             array = np.empty(flat.size, dtype=object)
             array[:] = [item.encode() if isinstance(item, str) else item for item in flat]
         else:
-            with np.errstate(over="raise"):  # 1e39 as FP32 (70000 as FP16) is not silently inf
-                array = np.asarray(data, dtype=dtype).ravel()
+            # 1e39 as FP32 (70000 as FP16) is not silently inf, nor 1.5 as INT64 silently 1
+            with np.errstate(over="raise", invalid="raise"):
+                array = cast_numbers(data, dtype, datatype).ravel()
+    except OutOfRange as exc:
+        raise InputError(f"input '{name}': {exc}") from None
     except FloatingPointError:
         raise InputError(f"input '{name}': a value is out of {datatype}'s range") from None
     except (ValueError, TypeError, OverflowError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from inferd.errors import InputError
@@ -128,10 +129,55 @@ def test_extra_keys_are_ignored_when_asked_as_cortex_did_for_onnx() -> None:
 
 def test_numbers_out_of_the_dtype_range_are_refused_not_made_infinite() -> None:
     # Found by the property test: 1e300 silently became inf in a float32 input.
-    with pytest.raises(InputError, match="out of the type's range"):
+    with pytest.raises(
+        InputError, match=r"1e\+300 is out of float32's range \(-3.4028235e\+38 to 3.4028235e\+38\)"
+    ):
         to_array([[1e300, 1, 2, 3]], FLOAT_ROWS)
     with pytest.raises(InputError, match="input 'ids'"):
         to_array([2**70], IDS)
+
+
+INT64_RANGE = r"int64's range \(-9223372036854775808 to 9223372036854775807\)"
+
+
+@pytest.mark.parametrize(
+    ("body", "dtype", "message"),
+    [
+        (b"[9223372036854775808]", np.int64, r"9223372036854775808 is out of " + INT64_RANGE),
+        # orjson reads an integer beyond 64 bits as a float: this one rounded to -2**63, which fits
+        (b"[1, -9223372036854775809]", np.int64, r"-9.223372036854776e\+18 is out of " + INT64_RANGE),
+        (b"[1180591620717411303424]", np.int64, r"1.1805916207174113e\+21 is out of " + INT64_RANGE),
+        (b"[2147483648]", np.int32, r"2147483648 is out of int32's range \(-2147483648 to 2147483647\)"),
+        (b"[300]", np.uint8, r"300 is out of uint8's range \(0 to 255\)"),
+        (b"[-1.0]", np.uint8, r"-1.0 is out of uint8's range \(0 to 255\)"),
+        (b"[18446744073709551616]", np.uint64, r"out of uint64's range \(0 to 18446744073709551615\)"),
+        (b"[1, 1.5]", np.int64, r"1.5 is not a whole number, as int64 needs"),
+        (b"[9007199254740994.0]", np.int64, r"not exact as int64"),
+        (b"[70000]", np.float16, r"70000 is out of float16's range"),
+    ],
+)
+def test_a_number_the_input_cannot_hold_exactly_is_refused_with_its_range(
+    body: bytes, dtype: type[np.generic], message: str
+) -> None:
+    spec = TensorSpec("x", np.dtype(dtype), (None,), "t")
+    with pytest.raises(InputError, match=r"input 'x': .*" + message):
+        to_array(orjson.loads(body), spec)
+
+
+def test_numbers_the_input_holds_are_kept_exactly() -> None:
+    spec = TensorSpec("x", np.dtype(np.int64), (None,), "t")
+    edges = [-(2**63), 2**63 - 1, 2**53, 3]
+    assert to_array(orjson.loads(orjson.dumps(edges)), spec).tolist() == edges
+    assert to_array([1.0, 2.0, True], spec).tolist() == [1, 2, 1]
+    unsigned = TensorSpec("x", np.dtype(np.uint64), (None,), "t")
+    assert to_array(orjson.loads(b"[18446744073709551615]"), unsigned).tolist() == [2**64 - 1]
+    wide = TensorSpec("x", np.dtype(np.float64), (None,), "t")
+    assert to_array(orjson.loads(b"[1180591620717411303424]"), wide).tolist() == [2.0**70]
+
+
+def test_a_handler_array_the_input_cannot_hold_is_refused_not_wrapped() -> None:
+    with pytest.raises(InputError, match=r"300 is out of uint8's range"):
+        to_array(np.array([300]), TensorSpec("x", np.dtype(np.uint8), (None,), "t"))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,141 @@
+"""JSON numbers into a model's numeric dtype: exactly, or an error naming the value and the range.
+
+Two casts would otherwise change a client's numbers without a word. orjson reads an integer
+beyond 64 bits as a float, and numpy casts a float to an integer dtype by dropping its
+fraction: ``-9223372036854775809`` reached an int64 input as ``-2**63`` and ``1.5`` as ``1``.
+So a number for an integer input must be a whole number the dtype holds, and one that arrived
+as a float must be exact (a float beyond 2**53 stands for many integers). A number beyond a
+float input's range is refused too, never made infinite.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+EXACT_IN_FLOAT = 2**53  # every integer up to this is a float64 exactly
+FLOAT_BEYOND_64_BITS = 2.0**63  # orjson reads an integer below -2**63 (or above 2**64 - 1) as a float
+
+
+class OutOfRange(ValueError):
+    """A number the input's dtype cannot hold exactly; the message names it and the range."""
+
+
+def range_text(target: np.dtype[Any]) -> str:
+    """``-128 to 127``, ``-3.4028235e+38 to 3.4028235e+38``: the values ``target`` holds."""
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        return f"{info.min} to {info.max}"
+    try:
+        high = np.finfo(target).max
+    except ValueError:  # a dtype numpy does not describe (ml_dtypes' bfloat16)
+        return "the type's range"
+    return f"-{high!s} to {high!s}"
+
+
+def cast_numbers(value: Any, target: np.dtype[Any], label: str | None = None) -> np.ndarray[Any, Any]:
+    """``value`` (a number or nested lists of them) as an array of numeric ``target``.
+
+    Call it under ``np.errstate(over="raise", invalid="raise")``. Raises ``OutOfRange`` for a
+    number ``target`` cannot hold exactly (``label`` names the type in the message, V2's ``INT64``;
+    by default numpy's ``int64``, looked up only then: ``dtype.name`` costs microseconds), and
+    numpy's ``ValueError``/``TypeError`` for what is not a number.
+    """
+    if target.kind not in "iu":
+        try:
+            return np.asarray(value, dtype=target)
+        except (FloatingPointError, OverflowError):
+            raise _out_of_range(_beyond_float(value, target), target, label) from None
+    found = np.asarray(value)  # what the JSON holds: ints, floats, or objects (ints beyond 64 bits)
+    kind = found.dtype.kind
+    if kind in "iu":
+        if found.dtype == target:  # the common case (ints for an int64 input): nothing to check
+            return found
+        if found.size and not np.can_cast(found.dtype, target):
+            _check_integers(found.min(), found.max(), target, label)
+        return found.astype(target)
+    if kind == "f":
+        _check_floats(found, target, label)
+        return found.astype(target)
+    if kind == "O":
+        for item in found.flat:
+            if isinstance(item, int) and not isinstance(item, bool):
+                _check_integers(item, item, target, label)
+            elif isinstance(item, float):
+                _check_floats(np.array([item]), target, label)
+    return np.asarray(value, dtype=target)  # booleans; text numpy may parse ("3") or refuse
+
+
+def check_integer_array(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> None:
+    """An integer array (from a handler) fits integer ``target``: ``astype`` would wrap it."""
+    if (
+        array.size
+        and array.dtype.kind in "iu"
+        and target.kind in "iu"
+        and not np.can_cast(array.dtype, target)
+    ):
+        _check_integers(array.min(), array.max(), target, None)
+
+
+def _out_of_range(value: Any, target: np.dtype[Any], label: str | None) -> OutOfRange:
+    return OutOfRange(f"{value} is out of {label or target.name}'s range ({range_text(target)})")
+
+
+@cache
+def _bounds(target: np.dtype[Any]) -> tuple[int, int, float]:
+    """The least and greatest integer ``target`` holds, and the greatest float that fits in it."""
+    info = np.iinfo(target)
+    high = float(info.max)
+    if high > info.max:  # int64's and uint64's maxima round up to the next power of two
+        high = float(np.nextafter(high, 0))
+    return int(info.min), int(info.max), high
+
+
+def _check_integers(low: Any, high: Any, target: np.dtype[Any], label: str | None = None) -> None:
+    least, greatest, _ = _bounds(target)
+    if low < least or high > greatest:
+        raise _out_of_range(low if low < least else high, target, label)
+
+
+def _check_floats(found: np.ndarray[Any, Any], target: np.dtype[Any], label: str | None = None) -> None:
+    """Floats for an integer input: within the range, whole, and exact."""
+    least, _, high = _bounds(target)
+    with np.errstate(invalid="ignore"):  # NaN and infinity (TF Serving's JSON allows them)
+        outside = ~np.isfinite(found) | (found < least) | (found > high) | (found <= -FLOAT_BEYOND_64_BITS)
+    if outside.any():
+        raise _out_of_range(repr(found[outside].flat[0].item()), target, label)
+    fraction = found != np.floor(found)
+    if fraction.any():
+        raise OutOfRange(
+            f"{found[fraction].flat[0].item()!r} is not a whole number, as {label or target.name} needs"
+        )
+    inexact = np.abs(found) > EXACT_IN_FLOAT
+    if inexact.any():
+        raise OutOfRange(
+            f"{found[inexact].flat[0].item()!r} is not exact as {label or target.name}: write a whole "
+            "number beyond 2**53 in plain digits, without a fraction or an exponent"
+        )
+
+
+def _beyond_float(value: Any, target: np.dtype[Any]) -> str:
+    """The first number in ``value`` beyond float ``target``'s range, as text (error path only)."""
+    try:
+        high = float(np.finfo(target).max)
+    except ValueError:
+        high = float(np.finfo(np.float32).max)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(reversed(item))
+            continue
+        try:
+            if abs(float(item)) > high:
+                return repr(item)
+        except OverflowError:  # an integer beyond float64 itself
+            return str(item) if len(str(item)) <= 40 else f"a {len(str(item))}-digit number"
+        except (TypeError, ValueError):
+            continue
+    return "a number"

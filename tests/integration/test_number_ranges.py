@@ -1,0 +1,108 @@
+"""Numbers a model input cannot hold exactly, on every route of a real `inferd serve`: a 400
+naming the input and the range, never a silently changed value.
+
+orjson reads an integer beyond 64 bits as a float, and numpy truncates a float cast to an
+integer: before, ``-9223372036854775809`` reached an int64 input as ``-2**63`` and ``1.5`` as 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.conftest import Server, make_project
+
+INPUTS = {"i64": "INT64", "i32": "INT32", "u8": "UINT8", "f32": "FP32"}
+GOOD = {"i64": "[1]", "i32": "[1]", "u8": "[1]", "f32": "[1]"}
+NUMPY_NAMES = {"INT64": "int64", "INT32": "int32", "UINT8": "uint8", "FP32": "float32"}
+INT64_RANGE = "{T}'s range (-9223372036854775808 to 9223372036854775807)"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from onnx import TensorProto, helper, save_model
+
+    kinds = {
+        "i64": TensorProto.INT64,
+        "i32": TensorProto.INT32,
+        "u8": TensorProto.UINT8,
+        "f32": TensorProto.FLOAT,
+    }
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [name], [f"{name}_out"]) for name in kinds],
+        "identities",
+        [helper.make_tensor_value_info(name, kind, [None]) for name, kind in kinds.items()],
+        [helper.make_tensor_value_info(f"{name}_out", kind, [None]) for name, kind in kinds.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    root = tmp_path_factory.mktemp("numbers")
+    save_model(model, str(root / "ids.onnx"))
+    project = make_project(
+        root / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: ids\n  onnx:\n    model: ids.onnx\n",
+        models={"ids.onnx": root / "ids.onnx"},
+    )
+    running = Server(project, root / "serve.log").wait_ready()
+    yield running
+    running.stop()
+
+
+def _bodies(name: str, data: str) -> dict[str, bytes]:
+    """The same values for input ``name`` (the other inputs 1) on the three routes, as raw JSON:
+    integers beyond 64 bits cannot go through a JSON library that reads them as floats."""
+    values = {**GOOD, name: data}
+    cortex = "{" + ", ".join(f'"{key}": {value}' for key, value in values.items()) + "}"
+    v2 = ", ".join(
+        f'{{"name": "{key}", "datatype": "{INPUTS[key]}", "shape": [{value.count(",") + 1}], '
+        f'"data": {value}}}'
+        for key, value in values.items()
+    )
+    return {
+        "/d/ids": cortex.encode(),
+        "/v2/models/ids/infer": ('{"inputs": [' + v2 + "]}").encode(),
+        "/v1/models/ids:predict": ('{"inputs": ' + cortex + "}").encode(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("i64", "[9223372036854775808]", "9223372036854775808 is out of " + INT64_RANGE),
+        ("i64", "[1, -9223372036854775809]", "-9.223372036854776e+18 is out of " + INT64_RANGE),
+        ("i64", "[1180591620717411303424]", "1.1805916207174113e+21 is out of " + INT64_RANGE),
+        ("i64", "[1.5]", "1.5 is not a whole number, as {T} needs"),
+        ("i32", "[2147483648]", "2147483648 is out of {T}'s range (-2147483648 to 2147483647)"),
+        ("i32", "[1180591620717411303424]", "out of {T}'s range (-2147483648 to 2147483647)"),
+        ("u8", "[300]", "300 is out of {T}'s range (0 to 255)"),
+        ("u8", "[-1]", "-1 is out of {T}'s range (0 to 255)"),
+        ("f32", "[1e39]", "1e+39 is out of {T}'s range (-3.4028235e+38 to 3.4028235e+38)"),
+    ],
+)
+def test_a_number_the_input_cannot_hold_is_a_400_naming_the_input_and_the_range(
+    server: Server, name: str, data: str, message: str
+) -> None:
+    for path, body in _bodies(name, data).items():
+        answer = requests.post(server.url + path, data=body, timeout=10)
+        assert answer.status_code == 400, (path, answer.text)
+        error = answer.json()["error"]
+        label = INPUTS[name] if path.startswith("/v2/") else NUMPY_NAMES[INPUTS[name]]  # INT64 / int64
+        assert f"input '{name}'" in error and message.format(T=label) in error, (path, error)
+
+
+def test_the_edges_of_each_range_are_answered_exactly(server: Server) -> None:
+    edges = {
+        "i64": "[-9223372036854775808, 9223372036854775807]",
+        "i32": "[-2147483648, 2147483647]",
+        "u8": "[0, 255]",
+        "f32": "[3.4e38, -3.4e38]",
+    }
+    cortex = "{" + ", ".join(f'"{key}": {value}' for key, value in edges.items()) + "}"
+    answer = requests.post(server.url + "/d/ids", data=cortex.encode(), timeout=10)
+    assert answer.status_code == 200, answer.text
+    outputs = answer.json()
+    assert outputs[0] == [-(2**63), 2**63 - 1]
+    assert outputs[1] == [-(2**31), 2**31 - 1]
+    assert outputs[2] == [0, 255]

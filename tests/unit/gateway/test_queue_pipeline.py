@@ -54,6 +54,15 @@ class Replica(ReplicaHandle):
         self._deliver(answers)
 
 
+@pytest.fixture(autouse=True)
+def still_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue's clock stands still, so a replica's measured time per request is 0 and whether
+    an API counts as fast is the ``service`` each test sets. With the real clock, this process
+    paused for 4 ms between a write and its answer (a busy machine) took a "fast" API over the
+    1 ms line, and its waiting requests went one by one instead of in the group asserted."""
+    monkeypatch.setattr(queue_module, "perf_counter", lambda: 1000.0)
+
+
 def api_queue(replicas: int, service: float) -> tuple[ApiQueue, list[Replica]]:
     api = Api.model_validate({"kind": "api", "name": "api", "predictor": {"path": "p.py"}})
     queue = ApiQueue(ApiConfig(api=api, deployment="d", endpoint="/d/api"))

@@ -8,7 +8,9 @@ from inferd.gateway import shadow as shadow_module
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.gateway.shadow import ShadowRoute, Shadows
 from inferd.replica import messages
-from tests.unit.gateway.test_queue_pipeline import Request, api_queue
+from tests.unit.gateway.test_queue_pipeline import Request, api_queue, still_clock
+
+__all__ = ["still_clock"]  # autouse here too: the queue's clock stands still
 
 
 def test_copies_go_to_an_idle_replica_and_wait_behind_the_apis_own_requests() -> None:

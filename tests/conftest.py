@@ -100,8 +100,8 @@ class Server:
             stderr=subprocess.STDOUT,
             env=env,
         )
-        try:
-            self.url = wait_for(self._banner, 30, "the serving banner")
+        try:  # the imports before the banner take seconds on a loaded machine: a generous deadline
+            self.url = wait_for(self._banner, 120, "the serving banner")
         except BaseException:
             self.stop()  # a server that never came up leaves no process and no open file
             raise
@@ -121,7 +121,9 @@ class Server:
         except requests.RequestException:
             return False
 
-    def wait_ready(self, timeout: float = 60.0) -> Server:
+    def wait_ready(self, timeout: float = 180.0) -> Server:
+        """Until /healthz is 200: every API has a ready replica (TensorFlow's import alone took
+        close to a minute on a busy 2-core machine, so the deadline is generous)."""
         try:
             wait_for(self.healthy, timeout, "/healthz 200")
         except AssertionError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,12 +20,31 @@ from inferd.cli.inspect import resolve
 from inferd.client import Client
 from tests.conftest import INFERD, wait_for
 
+_PICK = random.SystemRandom()  # not the global generator, which hypothesis seeds
+
 
 def free_port() -> int:
+    """A port free now, for a process that binds it later (an operator's ``INFERD_PORT``).
+
+    It is picked below the kernel's ephemeral range: that range is where every ``--port 0``
+    server and every outgoing connection of the tests running beside this one take their ports,
+    so one of them could take a port picked there before its process binds it (seconds later on
+    a loaded machine). Below the range only another ``free_port`` competes, at random.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    if low > 10000:
+        for _ in range(100):
+            port = _PICK.randrange(low - 10000, low)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 class Inferd:

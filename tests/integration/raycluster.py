@@ -10,19 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 from typing import Any
 
+from tests.integration.conftest import free_port  # below the ephemeral range: nothing takes it first
+
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def main(folder: str, cpus: int = 2) -> int:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Server, make_project, wait_for
+from tests.conftest import INFERD, Server, make_project, wait_for
 from tests.integration.conftest import Inferd, stop_operator
 from tests.integration.test_edge import closed_by_server
 
@@ -231,6 +233,39 @@ def test_the_dashboard_and_admin_api_close_requests_never_finished(tmp_path: Pat
         answer = requests.get(f"http://127.0.0.1:{ports[0]}/dashboard/", timeout=10)  # still serving
         assert answer.status_code == 401 and "inferd dashboard" in answer.json()["error"]
     finally:
+        stop_operator(runner)
+
+
+def test_a_flood_of_idle_connections_to_the_dashboard_and_admin_api_leaves_the_cli_working(
+    tmp_path: Path,
+) -> None:
+    """Each holds at most SIDE_CONNECTIONS (64): was 800 idle connections to either took every
+    file descriptor of an operator limited to 600, and `inferd get` found no operator."""
+    runner = Inferd(tmp_path / "home")
+    attackers: list[socket.socket] = []
+    try:
+        # the operator (started by `inferd up`) inherits the lowered open-file limit
+        subprocess.run(
+            ["sh", "-c", 'ulimit -n 600 && exec "$0" up', str(INFERD)],
+            env=runner.env,
+            check=True,
+            timeout=120,
+        )
+        info = json.loads((runner.home / "operator.json").read_text())
+        dashboard = int(info["dashboard"].rsplit(":", 1)[1])
+        for port in (dashboard, int(info["admin_port"])):
+            for _ in range(800):  # each sends a request, then holds the connection idle (keep-alive)
+                sock = socket.create_connection(("127.0.0.1", port))
+                sock.sendall(b"GET /dashboard/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                attackers.append(sock)
+        assert runner.run("get", timeout=60).returncode == 0
+        answer = requests.get(f"http://127.0.0.1:{dashboard}/dashboard/", timeout=30)
+        assert answer.status_code == 401  # the dashboard still serves (its login is the CLI's)
+        assert requests.get(f"{runner.url}/healthz", timeout=30).status_code == 200
+        assert len(os.listdir(f"/proc/{info['pid']}/fd")) < 400
+    finally:
+        for sock in attackers:
+            sock.close()
         stop_operator(runner)
 
 

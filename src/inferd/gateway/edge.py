@@ -32,6 +32,10 @@ log = logging.getLogger("inferd.gateway")
 LINGER_SECONDS = 2.0
 # Sockets kept for replicas, logs and the admin API when the connection cap meets the fd limit.
 RESERVED_FDS = 256
+# Open connections the admin API and the dashboard each hold at most (a few CLI commands and
+# browser tabs need far fewer): inside RESERVED_FDS, so a flood of idle connections to either
+# cannot take the file descriptors the gateway, the replicas and the CLI need.
+SIDE_CONNECTIONS = 64
 # Connections closed per sweep tick: closing thousands at once would stall the event loop.
 CLOSES_PER_TICK = 200
 BACKLOG = 4096
@@ -130,8 +134,10 @@ class Listener:
         factory: Callable[[], HttpConnection],
         connections: set[HttpConnection],
         cap: int,
+        name: str = "the gateway",
     ) -> None:
         self.sockets = sockets
+        self.name = name  # in the warnings: whose cap
         self.factory = factory
         self.connections = connections
         self.cap = cap
@@ -169,7 +175,11 @@ class Listener:
                 return conn
             if not self._warned:
                 self._warned = True
-                log.warning("%d connections are open (the cap): accepting pauses until one closes", self.cap)
+                log.warning(
+                    "%s: %d connections are open (the cap): accepting pauses until one closes",
+                    self.name,
+                    self.cap,
+                )
             # Not now: uvloop is inside its accept; a burst already queued may pass the cap a little.
             self.paused = True
             asyncio.get_running_loop().call_soon(self.pause)
@@ -202,7 +212,11 @@ class Listener:
     def _close(self, idle: HttpConnection) -> None:
         if not self._evicting:
             self._evicting = True
-            log.warning("%d connections are open (the cap): idle ones are closed for new ones", self.cap)
+            log.warning(
+                "%s: %d connections are open (the cap): idle ones are closed for new ones",
+                self.name,
+                self.cap,
+            )
         self.connections.discard(idle)
         if idle.transport is not None:
             idle.transport.close()

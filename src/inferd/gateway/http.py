@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
 from inferd import codec
-from inferd.gateway.edge import EdgeLimits
+from inferd.gateway import edge
+from inferd.gateway.edge import EdgeLimits, Listener
 from inferd.gateway.wire import CORS as CORS
 from inferd.gateway.wire import RETRY_AFTER as RETRY_AFTER
 from inferd.gateway.wire import WANTED_HEADERS as WANTED_HEADERS
@@ -72,18 +74,36 @@ class HttpApp(Protocol):
 
 
 class HttpServer:
-    """Defaults for an ``HttpApp`` that needs no per-route limits (the admin API, the dashboard)."""
+    """Defaults for an ``HttpApp`` that needs no per-route limits (the admin API, the dashboard),
+    and its listener, capped as the gateway's is (``edge.Listener``) but at ``SIDE_CONNECTIONS``."""
 
     body_limit = 1 << 20
     limits = EdgeLimits()
     clock = 0.0
     connections: set[HttpConnection]
+    listener: Listener | None = None
+
+    async def listen(self, name: str, host: str, port: int, factory: Callable[[], HttpConnection]) -> int:
+        """Serve connections from ``factory`` on ``host:port``, at most ``SIDE_CONNECTIONS`` at
+        once (``name`` says whose in the warnings); the port."""
+        self.listener = Listener(
+            edge.listen(host, port), factory, self.connections, edge.SIDE_CONNECTIONS, name
+        )
+        await self.listener.start()
+        port_taken: int = self.listener.sockets[0].getsockname()[1]
+        return port_taken
+
+    def stop_listening(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
 
     def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
         return self.body_limit
 
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
+        if self.listener is not None and self.listener.paused:
+            self.listener.resume()
 
     def record(
         self, queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes

@@ -113,7 +113,6 @@ class Dashboard(HttpServer):
         self.port = dashboard_port()
         self.url = ""
         self.cookie = "inferd_dashboard"
-        self._server: asyncio.AbstractServer | None = None
         self._sampler: asyncio.Task[None] | None = None
         self._last_tick: float | None = None
         self._files: dict[bytes, tuple[bytes, bytes]] = {}
@@ -125,12 +124,11 @@ class Dashboard(HttpServer):
         self._files = _load_files()
         loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(lambda: DashboardConnection(self), self.host, self.port)
+            port = await self.listen("the dashboard", self.host, self.port, lambda: DashboardConnection(self))
         except OSError as exc:
             raise InferdError(
                 f"cannot listen on {self.host}:{self.port} for the dashboard: {exc.strerror or exc}"
             ) from None
-        port = int(self._server.sockets[0].getsockname()[1])
         # Cookies are not separated by port: a name per port keeps two operators apart.
         self.cookie = f"inferd_dashboard_{port}"
         wildcard = self.host in ("", "0.0.0.0", "::")
@@ -152,8 +150,7 @@ class Dashboard(HttpServer):
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
-        if self._server is not None:
-            self._server.close()
+        self.stop_listening()
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()

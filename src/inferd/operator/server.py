@@ -95,8 +95,9 @@ class Operator:
         self.state.load()
         await self.gateway.start(self.host, self.port)
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: HttpConnection(self.admin), ADMIN_HOST, 0)
-        admin_port = server.sockets[0].getsockname()[1]
+        admin_port = await self.admin.listen(
+            "the admin API", ADMIN_HOST, 0, lambda: HttpConnection(self.admin)
+        )
         dashboard_url = await self.dashboard.start()
         self.gateway.sweep_also(self.admin, self.dashboard)
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -137,7 +138,7 @@ class Operator:
             await payloads
         self.access_log.flush()
         await self.dashboard.stop()
-        server.close()
+        self.admin.stop_listening()
         (self.home / OPERATOR_FILE).unlink(missing_ok=True)
         log.info("stopped")
         return 0

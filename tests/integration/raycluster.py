@@ -44,7 +44,7 @@ def main(folder: str, cpus: int = 2) -> int:
         print(json.dumps({"address": cluster.address}), flush=True)
         stop.wait()
     finally:
-        cluster.shutdown()  # type: ignore[no-untyped-call]
+        cluster.shutdown()
     return 0
 
 

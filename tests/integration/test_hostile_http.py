@@ -467,6 +467,27 @@ def test_a_compressed_body_is_415_not_malformed_json(server: Server) -> None:
         assert client.read().status == 200
 
 
+def test_a_pipelined_100_continue_comes_after_the_answers_before_it(server: Server) -> None:
+    """Answers go out in order (RFC 9112): was the 100 Continue for the second request written
+    while the first was at the replica, so a client took it for the first request's answer."""
+    expecting = request("POST", "/d/iris", ROWS, "Expect: 100-continue\r\n")[: -len(ROWS)]
+    with Client(server) as client:
+        client.send(request("POST", "/d/iris", ROWS) + expecting)  # one write: the first is unanswered
+        first = client.read()
+        assert first.status == 200 and first.body.startswith(b"[[0],")
+        assert client.read(head=True).status == 100  # now it is the second request's turn
+        client.send(ROWS)
+        assert client.read().status == 200
+    with Client(server) as client:  # its body sent without waiting: answered, no 100 needed
+        client.send(
+            request("POST", "/d/iris", ROWS) + request("POST", "/d/iris", ROWS, "Expect: 100-continue\r\n")
+        )
+        assert client.read().status == 200
+        assert client.read().status == 200
+        client.send(request("GET", "/healthz"))
+        assert client.read().json() == {"ok": True}  # nothing stray (a late 100) came before it
+
+
 def test_expect_100_continue_is_ignored_from_an_http_1_0_client(server: Server) -> None:
     """HTTP/1.0 knows no 1xx answer: its client would take a 100 Continue for the final one."""
     with Client(server) as client:

@@ -158,6 +158,7 @@ class HttpConnection(asyncio.Protocol):
         self.broken = False  # an unparsable request came behind others: their answers go first
         self._admitting = False
         self._early = False
+        self._continue = False  # a 100 Continue owed once the answers before it are written
         self._advancing = False
         self.headers: dict[bytes, bytes] = {}
         self.stream: Stream | None = None  # the answer being streamed (gateway/stream.py)
@@ -234,6 +235,7 @@ class HttpConnection(asyncio.Protocol):
         self._body = []
         self._size = 0
         self._too_large = False
+        self._continue = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -277,6 +279,15 @@ class HttpConnection(asyncio.Protocol):
             and headers.get(b"expect", b"").lower() == b"100-continue"
             and self.parser.get_http_version() != "1.0"  # HTTP/1.0 has no 1xx: the expectation is ignored
         ):
+            # Answers go out in order: behind unanswered requests, the 100 waits for its turn.
+            self._continue = True
+            self._continue_if_due()
+
+    def _continue_if_due(self) -> None:
+        """Send the 100 Continue owed to the request being read once nothing before it is
+        unanswered (none is owed once its body has come: RFC 9110 lets the server omit it)."""
+        if self._continue and not (self.busy or self.pipeline) and self.transport is not None:
+            self._continue = False
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     @property
@@ -314,6 +325,7 @@ class HttpConnection(asyncio.Protocol):
         if self.lingering or self.broken:
             return
         self.phase = IDLE
+        self._continue = False
         if self._too_large:
             self.pipeline.append(self._error(413, f"the request body is larger than {self._limit} bytes"))
             self._advance()
@@ -493,6 +505,8 @@ class HttpConnection(asyncio.Protocol):
         self.since = self.app.clock
         if self.pipeline or self.read_paused:
             self._advance()
+        if self._continue:
+            self._continue_if_due()
 
     def next_request(self) -> None:
         """The answer was written in pieces (a stream): go on with the connection's next request."""
@@ -504,3 +518,5 @@ class HttpConnection(asyncio.Protocol):
         self.since = self.app.clock
         if self.pipeline or self.read_paused:
             self._advance()
+        if self._continue:
+            self._continue_if_due()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import numbers
+from pathlib import PurePath
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -28,7 +31,44 @@ def _fallback(value: Any) -> Any:
         return list(value)
     if hasattr(value, "tolist"):
         return value.tolist()
+    return _as_cortex_wrote_it(value)
+
+
+def _as_cortex_wrote_it(value: Any) -> Any:
+    """What Cortex's encoder (json_tricks, primitives on) wrote for values JSON has no type for.
+
+    Off the hot path: reached only for such a value. A complex number is [real, imag], other
+    numbers (Decimal, Fraction) a float, a path its text, and an instance of the user's own class
+    its attributes (``__json_encode__()`` when it defines one, else ``__dict__`` / ``__slots__``).
+    """
+    if isinstance(value, complex):
+        return [value.real, value.imag]
+    if isinstance(value, numbers.Number):
+        return float(value)  # type: ignore[arg-type]
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, type | ModuleType) or callable(value):
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    encode = getattr(value, "__json_encode__", None)
+    if encode is not None:
+        return encode()
+    attributes = dict(getattr(value, "__dict__", {}))
+    for slot in _slots(type(value)):
+        if hasattr(value, slot):
+            attributes[slot] = getattr(value, slot)
+    if attributes or hasattr(value, "__dict__"):
+        return attributes
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _slots(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names += (
+            [slots] if isinstance(slots, str) else [s for s in slots if s not in ("__dict__", "__weakref__")]
+        )
+    return names
 
 
 def dumps(value: Any) -> bytes:

@@ -1,5 +1,6 @@
 """What Cortex v0.10 projects relied on and inferd restores for them: NumPy's removed aliases,
-handler files with neither hook, ONNX input objects with extra keys, files at /mnt/project."""
+handler files with neither hook, ONNX input objects with extra keys, files at /mnt/project (read,
+written, imported)."""
 
 from __future__ import annotations
 
@@ -106,3 +107,49 @@ def test_handlers_read_project_files_at_mnt_project(
         "found": ["labels.txt", "scale.npy"],
         "listed": ["labels.txt", "scale.npy"],
     }
+
+
+WRITING_PREDICTOR = """import os
+import shutil
+import sys
+
+sys.path.append("/mnt/project/vendor")  # a folder of the project put on the path by hand
+import tokenizer  # noqa: E402  (vendor/tokenizer.py)
+
+cache = "/mnt/project/cache/models"
+
+
+def init(model_path, metadata):
+    # Cortex's /mnt/project was a writable folder: predictors kept downloads there
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, "part"), "w") as handle:
+        handle.write(metadata["vocabulary"])
+    os.replace(os.path.join(cache, "part"), os.path.join(cache, "vocab.txt"))
+    shutil.copy(os.path.join(cache, "vocab.txt"), "/mnt/project/cache/copy.txt")
+    os.remove("/mnt/project/cache/copy.txt")
+    os.chdir("/mnt/project/cache")
+
+
+def predict(sample, metadata):
+    with open("models/vocab.txt") as handle:  # relative to the folder init changed into
+        words = handle.read().split()
+    return {"ids": tokenizer.ids(sample["text"], words), "left": sorted(os.listdir("/mnt/project/cache"))}
+"""
+
+
+TOKENIZER = "def ids(text, words):\n    return [words.index(w) for w in text.split()]\n"
+
+
+def test_projects_write_and_import_under_mnt_project(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: files\n- kind: api\n  name: words\n  predictor:\n"
+        "    path: predictor.py\n    metadata: {vocabulary: 'the cat sat'}\n",
+        {
+            "predictor.py": WRITING_PREDICTOR,
+            "vendor/tokenizer.py": TOKENIZER,
+        },
+    )
+    answer = serve(project).post("/files/words", {"text": "sat the cat"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"ids": [2, 0, 1], "left": ["models"]}

@@ -4,12 +4,13 @@ Cortex copied the project into ``/mnt/project/`` in every replica, and its docs 
 to read their files there (``open('/mnt/project/config.json')`` in
 ``docs/dependencies/python-packages.md``). inferd serves a project from its own folder, so a
 replica of a ``cortex.yaml`` project maps paths under ``/mnt/project`` to that folder in the
-functions Python code reaches files through: ``open`` (``builtins`` and ``io``), and ``os``'s
-``open``, ``stat``, ``lstat``, ``access``, ``listdir`` and ``scandir``. What builds on them
-follows: ``os.path``, ``pathlib``, ``glob``, ``os.walk``, and libraries that open files from
-Python (``json``, ``pickle``, NumPy, pandas, joblib, Pillow, torch). Native code that opens a
-path itself (an ONNX session or SavedModel loaded by a handler) does not; a relative path works
-everywhere, since the project folder is the working directory.
+functions Python code reaches files through: ``open`` (``builtins`` and ``io``), ``os``'s
+functions taking paths (``PATH_FUNCTIONS``, ``rename``, ``replace``), and ``sys.path`` entries
+(an import hook). What builds on them follows: ``os.path``, ``os.makedirs``, ``os.walk``,
+``pathlib``, ``glob``, ``shutil``, and libraries that open files from Python (``json``,
+``pickle``, NumPy, pandas, joblib, Pillow, torch); the folder is writable, as Cortex's was.
+Native code that opens a path itself (an ONNX session or SavedModel loaded by a handler) does
+not; a relative path works everywhere, since the project folder is the working directory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import builtins
 import functools
 import io
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,57 @@ def _wrap(function: Callable[..., Any], keyword: str) -> Callable[..., Any]:
     return wrapper
 
 
+def _wrap_two(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
+        return function(mapped(src), mapped(dst), *args, **kwargs)
+
+    wrapper.__inferd_mount__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+# ``os`` functions taking a path first (and its keyword name); ``os.makedirs``, ``os.walk``,
+# ``os.path``, ``shutil`` and ``tempfile`` reach files through these.
+PATH_FUNCTIONS = (
+    ("open", "path"),
+    ("stat", "path"),
+    ("lstat", "path"),
+    ("access", "path"),
+    ("listdir", "path"),
+    ("scandir", "path"),
+    ("mkdir", "path"),
+    ("rmdir", "path"),
+    ("remove", "path"),
+    ("unlink", "path"),
+    ("chmod", "path"),
+    ("utime", "path"),
+    ("truncate", "path"),
+    ("readlink", "path"),
+    ("chdir", "path"),
+)
+
+
+def _path_hook() -> Callable[[str], Any]:
+    """A ``sys.path`` hook for entries under ``/mnt/project`` (``sys.path.append('/mnt/project/src')``):
+    the import system reads folders through its own copy of ``os``, so it is told the real folder."""
+    from importlib import machinery
+
+    files = machinery.FileFinder.path_hook(
+        (machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
+        (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES),
+        (machinery.SourcelessFileLoader, machinery.BYTECODE_SUFFIXES),
+    )
+
+    def finder(entry: str) -> Any:
+        target = mapped(entry)
+        if target == entry:
+            raise ImportError("not under /mnt/project")
+        return files(target)
+
+    finder.__inferd_mount__ = True  # type: ignore[attr-defined]
+    return finder
+
+
 def install(project_root: Path) -> None:
     """Map ``/mnt/project`` to ``project_root`` in this process (idempotent; the last root wins)."""
     global _root
@@ -67,12 +120,16 @@ def install(project_root: Path) -> None:
     opener = _wrap(builtins.open, "file")
     builtins.open = opener
     io.open = opener
-    for name in ("open", "stat", "lstat", "access", "listdir", "scandir"):
+    wrappers = [(name, _wrap(getattr(os, name), keyword)) for name, keyword in PATH_FUNCTIONS]
+    wrappers += [(name, _wrap_two(getattr(os, name))) for name in ("rename", "replace")]
+    for name, wrapper in wrappers:
         original = getattr(os, name)
-        wrapper = _wrap(original, "path")
         setattr(os, name, wrapper)
         # Code asks ``os.stat in os.supports_fd`` (shutil.rmtree's safe version, at its import):
         # the wrapper takes what the function took.
         for supports in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks):
             if original in supports:
                 supports.add(wrapper)
+    sys.path_hooks.insert(0, _path_hook())
+    for entry in [e for e in sys.path_importer_cache if mapped(e) != e]:
+        del sys.path_importer_cache[entry]

@@ -392,6 +392,8 @@ def _flat(value: Any) -> Any:
     # protobuf JSON had it (`labels[prediction["labels"][0]]` in the BERT example).
     if isinstance(value, np.generic):
         value = np.asarray(value)
+    elif isinstance(value, bytes | str):  # a scalar string output (TensorFlow gives it as bytes)
+        return [_text(value)]
     if isinstance(value, np.ndarray):
         flat = value.ravel()
         if flat.dtype.kind in "OS":

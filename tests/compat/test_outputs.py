@@ -1,0 +1,143 @@
+"""What Cortex v0.10 handed handlers and clients as predictions, served by inferd: a TensorFlow
+scalar string output as a list of one (as protobuf JSON gave it), and answers holding values
+Cortex's JSON encoder (json_tricks) wrote that plain JSON has no type for."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import Server, make_project, serve
+
+__all__ = ["serve"]
+
+
+def build_png_model(target: Path) -> None:
+    """A SavedModel taking encoded PNGs (a tf.string batch) and a scalar scale: the mean pixel of
+    each image times the scale, and a scalar string saying how many images came."""
+    import tensorflow as tf
+
+    class PngMean(tf.Module):  # type: ignore[misc]
+        @tf.function(  # type: ignore[untyped-decorator]
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="image_bytes"),
+                tf.TensorSpec([], tf.float32, name="scale"),
+            ]
+        )
+        def serve(self, image_bytes: tf.Tensor, scale: tf.Tensor) -> dict[str, tf.Tensor]:
+            def mean(encoded: tf.Tensor) -> tf.Tensor:
+                return tf.reduce_mean(tf.cast(tf.io.decode_png(encoded, channels=3), tf.float32))
+
+            means = tf.map_fn(mean, image_bytes, fn_output_signature=tf.float32) * scale
+            count = tf.strings.join(["images: ", tf.strings.as_string(tf.size(image_bytes))])
+            return {"mean": means, "summary": count, "total": tf.reduce_sum(means)}
+
+    model = PngMean()
+    tf.saved_model.save(model, str(target), signatures={"serving_default": model.serve})
+
+
+PNG_HANDLER = """import base64
+
+
+def pre_inference(sample, signature, metadata):
+    return {"image_bytes": [base64.b64decode(sample["base64"])], "scale": metadata["scale"]}
+
+
+def post_inference(prediction, signature, metadata):
+    # Cortex gave every output as a flat list: a scalar string too, so [0] is the whole text
+    return {"mean": prediction["mean"][0], "summary": prediction["summary"][0],
+            "total": prediction["total"][0]}
+"""
+
+
+def png_sample(value: int) -> dict[str, str]:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((6, 6, 3), value, np.uint8)).save(buffer, format="PNG")
+    return {"base64": base64.b64encode(buffer.getvalue()).decode("ascii")}
+
+
+@pytest.mark.tensorflow
+def test_tensorflow_scalar_string_output_is_a_list_of_one(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    model = tmp_path / "built" / "1"
+    build_png_model(model)
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: images\n"
+        "- kind: api\n  name: mean\n  tensorflow:\n    model: models/png\n"
+        "    request_handler: handler.py\n    metadata: {scale: 2.0}\n"
+        "- kind: api\n  name: raw\n  tensorflow:\n    model: models/png\n"
+        "    request_handler: pre.py\n    metadata: {scale: 2.0}\n",
+        {"handler.py": PNG_HANDLER, "pre.py": PNG_HANDLER.split("\n\n\ndef post_inference")[0] + "\n"},
+        {"models/png/1": model},
+    )
+    server = serve(project)
+    handled = server.post("/images/mean", png_sample(10))
+    assert handled.status_code == 200, handled.text
+    assert handled.json() == {"mean": 20.0, "summary": "images: 1", "total": 20.0}
+
+    raw = server.post("/images/raw", png_sample(3))  # pre_inference only: the prediction as is
+    assert raw.status_code == 200, raw.text
+    assert raw.json() == {"mean": [6.0], "summary": ["images: 1"], "total": [6.0]}
+
+
+ENCODED_PREDICTOR = """import decimal
+import fractions
+import pathlib
+
+
+class Result:
+    def __init__(self, label, score):
+        self.label = label
+        self.score = score
+
+
+class Point:
+    __slots__ = ("x", "y")
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+def predict(sample, metadata):
+    kind = sample["kind"]
+    if kind == "decimal":
+        return decimal.Decimal("21.5")
+    if kind == "complex":
+        return {"root": complex(0, 2)}
+    if kind == "object":
+        return Result("setosa", fractions.Fraction(3, 4))
+    if kind == "slots":
+        return [Point(1, 2)]
+    return {"path": pathlib.PurePosixPath("models") / "iris.onnx"}
+"""
+
+
+def test_answers_json_tricks_wrote(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    # Cortex v0.10 encoded answers with json_tricks (primitives=True): a Decimal, a complex
+    # number, an instance of the predictor's own class were answers, not a 500.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: enc\n- kind: api\n  name: any\n  predictor:\n    path: predictor.py\n",
+        {"predictor.py": ENCODED_PREDICTOR},
+    )
+    server = serve(project)
+    expected = {
+        "decimal": 21.5,
+        "complex": {"root": [0.0, 2.0]},
+        "object": {"label": "setosa", "score": 0.75},
+        "slots": [{"x": 1, "y": 2}],
+        "path": {"path": "models/iris.onnx"},
+    }
+    for kind, answer in expected.items():
+        response = server.post("/enc/any", {"kind": kind})
+        assert response.status_code == 200, (kind, response.text)
+        assert response.json() == answer

@@ -17,7 +17,7 @@ import orjson
 
 from inferd import codec
 from inferd.config.schema import ApiConfig, SplitterConfig
-from inferd.gateway import auth, edge, openapi, tfserving, v2
+from inferd.gateway import auth, cortex, edge, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits, Listener
 from inferd.gateway.http import HttpApp, HttpConnection, Request
@@ -239,6 +239,8 @@ class Gateway:
         elif path == b"/":
             listed = self.visible(request.headers)
             conn.respond(200, orjson.dumps({"apis": [self.describe(q, brief=True) for q in listed]}))
+        elif cortex.signature(self, conn, request):
+            pass
         else:
             shown = request.path.decode("utf-8", "replace")
             known = ", ".join(sorted(q.endpoint for q in self.visible(request.headers))) or "none"

@@ -1,0 +1,53 @@
+"""Cortex v0.10's ``GET <endpoint>/signature``: the model's inputs as ``cortex get -v`` read them.
+
+Cortex v0.10.0 and v0.10.1 routed every path under an API's endpoint to its container, so
+``<api url>/signature`` reached the container's ``/predict/signature`` and answered
+``{"signature": {input: {"shape": [...], "type": "float32"}}}`` (-1 for a dynamic dimension,
+the NumPy dtype's name, TensorFlow's ``string`` for text). Clients read input names there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from inferd import codec
+
+if TYPE_CHECKING:
+    from inferd.gateway.app import Gateway
+    from inferd.gateway.http import HttpConnection, Request
+
+SUFFIX = b"/signature"
+
+
+def signature(gateway: Gateway, conn: HttpConnection, request: Request) -> bool:
+    """Answer ``request`` if its path is an API's endpoint followed by ``/signature``."""
+    path = request.path.rstrip(b"/")
+    if not path.endswith(SUFFIX):
+        return False
+    queue = gateway.endpoints.get(path[: -len(SUFFIX)])
+    if queue is None:
+        return False
+    if request.method not in (b"GET", b"HEAD"):
+        gateway.method_not_allowed(conn, request, b"GET, HEAD")
+        return True
+    if not gateway.authorized(conn, request.headers, queue, "cortex"):
+        return True
+    inputs = queue.info.get("inputs")
+    if not queue.tensors:
+        message = f"api '{queue.name}' is a Python predictor: it has no model signature"
+        conn.respond(404, codec.error_body(message))
+    elif inputs is None:
+        conn.respond(503, codec.error_body(f"api '{queue.name}' is not ready: its model is loading"))
+    else:
+        fields = {spec["name"]: _cortex_field(spec, queue.info) for spec in inputs}
+        conn.respond(200, orjson.dumps({"signature": fields}))
+    return True
+
+
+def _cortex_field(spec: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    kind = spec["dtype"]
+    if kind == "object":  # text: NumPy's object in Cortex's ONNX answer, TensorFlow's string
+        kind = "string" if info.get("model_format") == "tensorflow" else "object"
+    return {"shape": spec["shape"], "type": kind}

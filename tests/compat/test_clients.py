@@ -1,0 +1,64 @@
+"""What Cortex v0.10's clients sent and read, answered by inferd: ``GET <api url>/signature``
+(where v0.10.0 and v0.10.1 answered the model's inputs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Server, example, make_project, serve
+
+__all__ = ["serve"]
+
+PROJECT = """- kind: deployment
+  name: iris
+
+- kind: api
+  name: classifier
+  onnx:
+    model: models/iris.onnx
+
+- kind: api
+  name: python
+  predictor:
+    path: predictor.py
+"""
+
+
+def test_signature_under_the_endpoint(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        PROJECT,
+        {"predictor.py": "def predict(sample, metadata):\n    return sample\n"},
+        {"models/iris.onnx": iris_onnx_model},
+    )
+    server = serve(project)
+    answer = requests.get(f"{server.url}/iris/classifier/signature", timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"signature": {"input": {"shape": [-1, 4], "type": "float32"}}}
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+
+    python = requests.get(f"{server.url}/iris/python/signature", timeout=10)
+    assert python.status_code == 404 and "Python predictor" in python.json()["error"]
+    assert requests.post(f"{server.url}/iris/classifier/signature", timeout=10).status_code == 405
+    assert requests.get(f"{server.url}/iris/nothing/signature", timeout=10).status_code == 404
+    # the API itself still answers predictions
+    assert server.post("/iris/classifier", [[5.2, 3.6, 1.4, 0.3]]).json()[0] == [0]
+
+
+@pytest.mark.tensorflow
+def test_tensorflow_signature_under_the_endpoint(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: iris\n- kind: api\n  name: tf\n  tensorflow:\n    model: models/iris\n",
+        models={"models/iris": example("iris-tensorflow") / "models" / "iris"},
+    )
+    answer = requests.get(f"{serve(project).url}/iris/tf/signature", timeout=10)
+    assert answer.status_code == 200, answer.text
+    features = ("petal_length", "petal_width", "sepal_length", "sepal_width")
+    assert answer.json() == {"signature": {name: {"shape": [-1], "type": "float32"} for name in features}}

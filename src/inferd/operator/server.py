@@ -1,18 +1,16 @@
 """The background operator: gateway + local engine + an admin API for the CLI.
 
-The admin API listens on loopback only, on a port of its own, and answers only requests that
-carry the token from ``$INFERD_HOME/token`` (mode 0600). It is a cold path: plain JSON over the
-same small HTTP connection class the gateway uses.
+``Operator`` owns the process's lifecycle (listen, restore the recorded deployments, drain and
+stop) and the operations the CLI asks for (deploy, delete, get, prune). The admin API's routes
+that call them are in ``admin.py``; it listens on loopback only, on a port of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
-import re
 import signal
 import time
 from collections.abc import Iterable
@@ -21,32 +19,29 @@ from typing import Any
 
 import orjson
 
-from inferd import __version__, codec
+from inferd import __version__
 from inferd.config.load import load_project
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
 from inferd.errors import (
     ConfigError,
     ConflictError,
-    ForbiddenError,
     InferdError,
-    InputError,
     NotFoundError,
     ReplaceError,
-    UnauthorizedError,
     UsageError,
 )
 from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits
-from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
+from inferd.gateway.http import HttpConnection
 from inferd.gateway.queue import ApiQueue
 from inferd.gateway.traffic import routing
 from inferd.operator import heap
+from inferd.operator.admin import AdminApp
 from inferd.operator.dashboard import Dashboard
-from inferd.operator.logs import log_path, read_logs
 from inferd.operator.payloads import PayloadWriter
-from inferd.operator.promote import check_not_split, ended_promotions, promote, promoted
+from inferd.operator.promote import check_not_split, ended_promotions, promoted
 from inferd.operator.prune import Collector
 from inferd.operator.state import (
     OPERATOR_FILE,
@@ -63,7 +58,6 @@ from inferd.operator.state import (
 log = logging.getLogger("inferd.operator")
 
 ADMIN_HOST = "127.0.0.1"
-LOG_NAME = re.compile(r"[a-z0-9-]+(/[a-z0-9-]+)?")  # ``API`` or ``DEPLOYMENT/API``: never a path
 DRAIN_GRACE = 30.0
 
 
@@ -400,127 +394,3 @@ class Operator:
             route = self.gateway.shadows.routes.get(key)
             info["shadow"] = route.describe() if route is not None else None
         return info
-
-
-class AdminApp(HttpServer):
-    """Routes of the admin API; every route needs the operator's token."""
-
-    body_limit = 1 << 20
-
-    def __init__(self, operator: Operator) -> None:
-        self.operator = operator
-        self.connections: set[HttpConnection] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def finished(self, *args: Any, **kwargs: Any) -> bytes:
-        """Admin requests are not counted."""
-        return b""
-
-    def handle(self, conn: HttpConnection, request: Request) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer(conn, request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, conn: HttpConnection, request: Request) -> None:
-        try:
-            self._authorize(request)
-            result = await self._route(request)
-            conn.respond(200, orjson.dumps(result))
-        except InferdError as exc:
-            conn.respond(exc.status_code, orjson.dumps({"error": exc.message, "type": type(exc).__name__}))
-        except Exception as exc:
-            log.exception("admin request failed")
-            conn.respond(500, codec.error_body(f"operator error: {type(exc).__name__}: {exc}"))
-
-    def _authorize(self, request: Request) -> None:
-        header = request.headers.get(b"authorization", b"")
-        if not header.startswith(b"Bearer "):
-            raise UnauthorizedError("the operator needs its token (Authorization: Bearer ...)")
-        if not hmac.compare_digest(header[7:].strip(), self.operator.token.encode()):
-            raise ForbiddenError("wrong operator token")
-
-    async def _route(self, request: Request) -> Any:
-        operator = self.operator
-        method = request.method
-        path = request.path.decode("utf-8", "replace")
-        body = _json_object(request.body)
-        if method == b"GET" and path == "/info":
-            return {
-                "version": __version__,
-                "pid": os.getpid(),
-                "gateway": operator.gateway_url,
-                "started": operator.started,
-            }
-        if method == b"POST" and path == "/deploy":
-            environ = body.get("environ") or {}
-            if not isinstance(environ, dict):
-                raise InputError("'environ' must be an object of variables")
-            return await operator.deploy(
-                _text(body, "path"),
-                bool(body.get("force")),
-                bool(body.get("refresh")),
-                {str(key): str(value) for key, value in environ.items()},
-                bool(body.get("replace")),
-                bool(body.get("relax_pins")),
-            )
-        if method == b"GET" and path == "/apis":
-            return operator.api_list()
-        if method == b"POST" and path == "/promote":
-            return promote(operator, _text(body, "splitter"), _text(body, "api"))
-        if method == b"GET" and path == "/splitters":
-            return operator.gateway.splitters.describe()
-        if method == b"GET" and path.startswith("/apis/"):
-            return operator.api_info(path.removeprefix("/apis/"))
-        if method == b"POST" and path == "/delete":
-            return operator.delete(_text(body, "name"))
-        if method == b"GET" and path.startswith("/logs/"):
-            name = path.removeprefix("/logs/")
-            try:
-                name = operator.resolve(name)
-            except NotFoundError:
-                # A deleted API's log (or an older version's ``logs/<api>.log``) stays readable.
-                if not LOG_NAME.fullmatch(name) or not log_path(operator.home, name).exists():
-                    raise
-            query = parse_query(request.query)
-            try:
-                tail = int(query["tail"]) if "tail" in query else None
-                since = float(query["since"]) if "since" in query else None
-            except ValueError:
-                raise InputError("'tail' and 'since' must be numbers") from None
-            return read_logs(
-                operator.home,
-                name,
-                access=query.get("access") == "1",
-                cursor=query.get("cursor") or None,
-                tail=tail,
-                since=since,
-            )
-        if method == b"POST" and path == "/prune":
-            return operator.prune()
-        if method == b"POST" and path == "/dashboard/login":
-            return operator.dashboard.new_login()
-        if method == b"POST" and path == "/down":
-            asyncio.get_running_loop().call_later(0.05, operator.stop_event.set)
-            return {"message": "stopping"}
-        raise NotFoundError(f"no admin route {method.decode()} {path}")
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    """An admin request's body: a JSON object (empty when none came), else 400."""
-    if not raw:
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise InputError("the request body must be a JSON object")
-    return value
-
-
-def _text(body: dict[str, Any], key: str) -> str:
-    """The string ``body[key]``, else 400 naming it."""
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise InputError(f"the request body needs '{key}' (a string)")
-    return value

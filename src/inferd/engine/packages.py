@@ -69,6 +69,28 @@ SAME_PACKAGE: dict[str, tuple[str, ...]] = {
 }
 
 
+# Names 2019 projects installed that PyPI now refuses: ``sklearn`` was a stand-in that pulled
+# ``scikit-learn``; since 2023 it fails to build on purpose, telling you to use the real name.
+RENAMED = {"sklearn": "scikit-learn"}
+
+
+def _renamed(requirement: Requirement, line: str, result: Plan) -> tuple[Requirement, str]:
+    """``requirement`` under the name PyPI serves it as now (``sklearn`` -> ``scikit-learn``)."""
+    new = RENAMED.get(canonicalize_name(requirement.name))
+    if new is None:
+        return requirement, line
+    extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+    specifier = (
+        "" if str(requirement.specifier) == "==0.0" else str(requirement.specifier)
+    )  # the stand-in's one version
+    marker = f"; {requirement.marker}" if requirement.marker is not None else ""
+    renamed = f"{new}{extras}{specifier}{marker}"
+    result.warnings.append(
+        f"requirements.txt: {line} is read as {renamed} ({requirement.name} is its old name)"
+    )
+    return Requirement(renamed), renamed
+
+
 def installed_version(name: str) -> Version | None:
     """The version of ``name`` in inferd's own environment (or of a distribution that installs
     the same package, ``SAME_PACKAGE``), if it is installed there."""
@@ -142,6 +164,7 @@ def plan(text: str, relax: bool, versions_of: VersionsOf = wheel_versions) -> Pl
             continue
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
+        requirement, line = _renamed(requirement, line, result)
         _check(requirement, line, relax, versions_of, result)
     return result
 

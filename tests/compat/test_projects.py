@@ -1,0 +1,53 @@
+"""Cortex v0.10 project folders as 2019 wrote them, served by inferd: a requirements.txt naming
+scikit-learn by its old PyPI name ``sklearn`` (which PyPI now refuses to install)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from inferd.engine.packages import packages_dir
+from tests.conftest import Server, make_project, serve
+
+__all__ = ["serve"]
+
+PREDICTOR = """import joblib
+import numpy as np
+from sklearn.linear_model import LogisticRegression  # noqa: F401  (what the model unpickles to)
+
+labels = ["iris-setosa", "iris-versicolor", "iris-virginica"]
+
+
+def init(model_path, metadata):
+    global model
+    model = joblib.load(model_path)
+
+
+def predict(sample, metadata):
+    row = np.array([[sample[name] for name in metadata["features"]]])
+    return labels[int(model.predict(row)[0])]
+"""
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def test_requirements_naming_sklearn(tmp_path: Path, serve: Callable[..., Server], inferd_home: Path) -> None:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: iris\n- kind: api\n  name: classifier\n  predictor:\n"
+        f"    path: predictor.py\n    model: model.joblib\n    metadata: {{features: {FEATURES}}}\n",
+        {"predictor.py": PREDICTOR, "requirements.txt": "sklearn\njoblib\nnumpy\n"},
+    )
+    iris = load_iris()
+    joblib.dump(LogisticRegression(max_iter=1000).fit(iris.data, iris.target), project / "model.joblib")
+    server = serve(project)
+    answer = server.post("/iris/classifier", dict(zip(FEATURES, [5.2, 3.6, 1.4, 0.3], strict=True)))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == "iris-setosa"
+    assert "sklearn is read as scikit-learn" in server.log()
+    # scikit-learn is inferd's own (the cortex extra): nothing was installed for the project
+    environment = packages_dir(inferd_home, project / "requirements.txt")
+    assert [path.name for path in environment.iterdir() if not path.name.startswith(".")] == []

@@ -69,6 +69,7 @@ PROJECT = """\
 """
 
 PREDICTOR = """\
+import os
 import time
 
 
@@ -76,6 +77,14 @@ def _note(path, line):
     if path:
         with open(path, "a") as file:
             file.write(line + "\\n")
+
+
+def _wait_for(path):
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the client never had the first item")
+        time.sleep(0.01)
 
 
 def predict(sample, metadata):
@@ -87,6 +96,8 @@ def predict(sample, metadata):
     delay = sample.get("delay", 0.2)
     first_delay = sample.get("first_delay", delay)
     fail_after = sample.get("fail_after")
+    delays = sample.get("delays", [])  # the delay before each of the first items, if given
+    gate = sample.get("gate")  # a file the client makes once it has the first item
     record = sample.get("record")
     pad = "x" * sample.get("size", 0)
 
@@ -95,7 +106,9 @@ def predict(sample, metadata):
             for index in range(count):
                 if index == fail_after:
                     raise ValueError(f"no item {index}")
-                time.sleep(delay if index else first_delay)
+                if gate and index == 1:
+                    _wait_for(gate)
+                time.sleep(delays[index] if index < len(delays) else delay if index else first_delay)
                 _note(record, str(index))
                 yield {"index": index, "pad": pad} if pad else {"index": index}
         finally:
@@ -125,8 +138,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, iris_onnx_model: Path) -> I
     started.stop()
 
 
-def timed_sse(server: Server, body: dict[str, Any], path: str = ONE) -> tuple[list[Any], float, list[float]]:
-    """(events as (event, data), the response's status, arrival times from the request)."""
+def timed_sse(
+    server: Server, body: dict[str, Any], path: str = ONE, gate: Path | None = None
+) -> tuple[list[Any], float, list[float]]:
+    """(events as (event, data), the response's status, arrival times from the request);
+    ``gate`` is made once the first event is in."""
     events: list[Any] = []
     times: list[float] = []
     with httpx.Client(timeout=30) as client:
@@ -136,23 +152,32 @@ def timed_sse(server: Server, body: dict[str, Any], path: str = ONE) -> tuple[li
             for event in source.iter_sse():
                 times.append(time.perf_counter() - started)
                 events.append((event.event, event.json()))
+                if gate is not None:
+                    gate.touch()
     return events, started, times
 
 
-def test_sse_items_arrive_as_they_are_produced(server: Server) -> None:
-    events, _, times = timed_sse(server, {"count": 5, "delay": 0.2})
+# The issue's bound for the first item is 300 ms from the request (200 ms of which the predictor
+# sleeps); slack for a busy machine. That items arrive as they are produced, and not at the end,
+# is shown without a clock: the generator makes its second item only once the client has the
+# first (``gate``), so a gateway that held the first back would get no second and an error.
+FIRST_ITEM_BOUND = 0.3 * 5
+
+
+def test_sse_items_arrive_as_they_are_produced(server: Server, tmp_path: Path) -> None:
+    gate = tmp_path / "first-item-arrived"
+    events, _, times = timed_sse(server, {"count": 5, "delay": 0.2, "gate": str(gate)}, gate=gate)
     assert events == [("message", {"index": index}) for index in range(5)]
-    # The first item exists 200 ms after the request and the last 1 s after it: the first
-    # reaches the client long before the stream ends (the issue's bound is 300 ms).
     print(f"SSE first item after {times[0] * 1000:.0f} ms, last after {times[-1] * 1000:.0f} ms")
-    assert times[0] < 0.6
-    assert times[-1] - times[0] > 0.6
+    assert times[0] < FIRST_ITEM_BOUND
 
 
-def test_ndjson_when_the_client_does_not_ask_for_events(server: Server) -> None:
+def test_ndjson_when_the_client_does_not_ask_for_events(server: Server, tmp_path: Path) -> None:
+    gate = tmp_path / "first-item-arrived"
+    body = {"count": 5, "delay": 0.2, "gate": str(gate)}
     with httpx.Client(timeout=30) as client:
         started = time.perf_counter()
-        with client.stream("POST", server.url + ONE, json={"count": 5, "delay": 0.2}) as response:
+        with client.stream("POST", server.url + ONE, json=body) as response:
             assert response.status_code == 200
             assert response.headers["content-type"] == "application/x-ndjson"
             lines = []
@@ -160,10 +185,10 @@ def test_ndjson_when_the_client_does_not_ask_for_events(server: Server) -> None:
             for line in response.iter_lines():
                 times.append(time.perf_counter() - started)
                 lines.append(json.loads(line))
+                gate.touch()
     assert lines == [{"index": index} for index in range(5)]
     print(f"NDJSON first item after {times[0] * 1000:.0f} ms, last after {times[-1] * 1000:.0f} ms")
-    assert times[0] < 0.6
-    assert times[-1] - times[0] > 0.6
+    assert times[0] < FIRST_ITEM_BOUND
 
 
 def test_an_error_mid_stream_ends_it_with_the_error(server: Server) -> None:
@@ -207,23 +232,26 @@ def produced(record: Path) -> list[str]:
 
 def test_a_client_that_leaves_stops_the_generator(server: Server, tmp_path: Path) -> None:
     record = tmp_path / "produced.txt"
+    # Two items at once, then one a second: the client's leaving has a second to reach the
+    # replica before the third item (which may still be made), however busy the machine.
+    body = {"count": 50, "delays": [0, 0.05], "delay": 1.0, "record": str(record)}
     with (
         httpx.Client(timeout=30) as client,
-        connect_sse(
-            client, "POST", server.url + ONE, json={"count": 50, "delay": 0.2, "record": str(record)}
-        ) as source,
+        connect_sse(client, "POST", server.url + ONE, json=body) as source,
     ):
         events = source.iter_sse()
         assert [next(events).json(), next(events).json()] == [{"index": 0}, {"index": 1}]
         # leaving the block closes the connection after two items
-    wait_for(lambda: "closed" in produced(record), 10, "the generator to be closed")
+    wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
     assert len(produced(record)) - 1 <= 3  # at most one more item than the client read
     started = time.perf_counter()
     answer = requests.post(server.url + ONE, json={"count": 1, "delay": 0}, timeout=30)
     elapsed = time.perf_counter() - started
     print(f"the next request on the one replica took {elapsed * 1000:.0f} ms")
     assert answer.status_code == 200 and json.loads(answer.text) == {"index": 0}
-    assert elapsed < 0.5
+    # The issue's bound is 100 ms; slack for a busy machine. A replica still running the old
+    # generator would have held this request for its 47 remaining seconds.
+    assert elapsed < 0.1 * 10
 
 
 def rss(pid: int) -> int:
@@ -277,7 +305,7 @@ def test_a_slow_client_slows_the_generator(server: Server, tmp_path: Path) -> No
         print(f"the gateway held {held / 1024:.0f} KiB for it")
         assert count < 500
         assert held <= 64 * 1024 + 256 * 1024 + 2 * 20_100
-    wait_for(lambda: "closed" in produced(record), 10, "the generator to be closed")
+    wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
 
 
 def test_item_timeout_ends_a_stalled_stream(server: Server) -> None:
@@ -290,7 +318,9 @@ def test_item_timeout_ends_a_stalled_stream(server: Server) -> None:
 
 def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None:
     record = tmp_path / "produced.txt"
-    body = {"count": 50, "delay": 0.25, "record": str(record)}
+    # Items at 0, 0.75, 1.5 and 2.25 s against the API's 2 s: the stop it is told at 2 s has
+    # until the item at 3.75 s to reach the replica, however busy the machine.
+    body = {"count": 50, "first_delay": 0, "delay": 0.75, "record": str(record)}
     events, _, _ = timed_sse(server, body, "/streaming/short")
     items = [data for kind, data in events if kind == "message"]
     assert items == [{"index": index} for index in range(len(items))] and 2 <= len(items) < 50
@@ -298,7 +328,7 @@ def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None
     assert kind == "error"
     assert "did not finish within the api's timeout (2s)" in data["error"]
     # the replica was told to stop: the generator is closed, not run to its 50th item
-    wait_for(lambda: "closed" in produced(record), 10, "the generator to be closed")
+    wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
     assert len(produced(record)) - 1 <= len(items) + 2
 
 

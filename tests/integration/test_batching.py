@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Server, make_project
+from tests.conftest import Server, make_project, wait_for
 
 Serve = Callable[..., Server]
+# A sample with a "gate" waits until that file exists: it holds the replica while the test
+# queues requests behind it, however long that takes on a busy machine.
 HANDLER = """
-import time
+import os, time
 
 def pre_inference(sample, signature, metadata):
     if sample.get("fail"):
         raise ValueError("sample %d asked to fail" % sample["i"])
-    time.sleep(sample.get("sleep", 0))
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
     i = sample["i"]
     return {"a": [[i, i]], "b": [[0.5, 1]]}
 
@@ -38,11 +41,33 @@ def batch_sizes(server: Server) -> dict[int, float]:
     }
 
 
+def replicas(server: Server, path: str) -> dict[str, int]:
+    """The API's replica counts: ready, busy (requests running) and queued (waiting)."""
+    counts: dict[str, int] = requests.get(f"{server.url}{path}", timeout=10).json()["replicas"]
+    return counts
+
+
+def hold_and_queue(
+    server: Server, path: str, pool: ThreadPoolExecutor, gate: Path, blocker: object, bodies: list[object]
+) -> tuple[Future[requests.Response], list[Future[requests.Response]]]:
+    """The blocker holds the replica until ``gate`` exists; ``bodies`` are sent and queued
+    behind it; then the gate opens. Every body waits: batches must form, whatever the timing."""
+    url = f"{server.url}{path}"
+    held = pool.submit(requests.post, url, json=blocker, timeout=60)
+    wait_for(lambda: replicas(server, path)["busy"] == 1, 60, "the blocker running")
+    sent = [pool.submit(requests.post, url, json=body, timeout=60) for body in bodies]
+    wait_for(lambda: replicas(server, path)["queued"] == len(bodies), 60, "the requests queued")
+    gate.touch()
+    return held, sent
+
+
 def project(root: Path, model: Path, interval: float = 0.0) -> Path:
+    # One replica: the autoscaler cannot add an idle one that takes lone requests.
     return make_project(
         root,
         "- kind: deployment\n  name: b\n- kind: api\n  name: add\n  onnx:\n    model: add.onnx\n"
-        f"    request_handler: h.py\n  batching:\n    max_batch_size: 4\n    batch_interval: {interval}\n",
+        f"    request_handler: h.py\n  batching:\n    max_batch_size: 4\n    batch_interval: {interval}\n"
+        "  compute:\n    max_replicas: 1\n",
         {"h.py": HANDLER},
         {"add.onnx": model},
     )
@@ -52,14 +77,14 @@ def test_batches_keep_order_and_fail_samples_alone(
     serve: Serve, tmp_path: Path, two_input_model: Path
 ) -> None:
     server = serve(project(tmp_path / "p", two_input_model))
-    url = f"{server.url}/b/add"
+    bodies: list[object] = [{"i": i} for i in range(1, 15)]
+    bodies[3] = {"i": 4, "fail": True}  # a handler error
+    bodies[6] = {"i": "not a number"}  # a value that does not fit the model
+    bodies[9] = "not an object"
+    gate = tmp_path / "go"
     with ThreadPoolExecutor(16) as pool:
-        blocker = pool.submit(requests.post, url, json={"i": 0, "sleep": 1.0}, timeout=30)
-        bodies: list[object] = [{"i": i} for i in range(1, 15)]
-        bodies[3] = {"i": 4, "fail": True}  # a handler error
-        bodies[6] = {"i": "not a number"}  # a value that does not fit the model
-        bodies[9] = "not an object"
-        answers = list(pool.map(lambda body: requests.post(url, json=body, timeout=30), bodies))
+        blocker, sent = hold_and_queue(server, "/b/add", pool, gate, {"i": 0, "gate": str(gate)}, bodies)
+        answers = [future.result() for future in sent]
         assert blocker.result().json() == {"rows": 1, "sum": [0.5, 1.0]}
     for i, (body, answer) in enumerate(zip(bodies, answers, strict=True), start=1):
         if i == 4:
@@ -80,8 +105,9 @@ def test_batches_keep_order_and_fail_samples_alone(
 
 def test_a_lone_request_goes_at_once(serve: Serve, tmp_path: Path, two_input_model: Path) -> None:
     server = serve(project(tmp_path / "p", two_input_model, interval=10.0))
-    # With a 10 s batch_interval, a request that waited for company would miss this deadline.
-    answer = requests.post(f"{server.url}/b/add", json={"i": 3}, timeout=5)
+    # With a 10 s batch_interval (the most allowed), a request that waited for company would
+    # miss this deadline; one that did not has 9 s, however busy the machine.
+    answer = requests.post(f"{server.url}/b/add", json={"i": 3}, timeout=9)
     assert answer.json() == {"rows": 1, "sum": [3.5, 4.0]}
     assert batch_sizes(server) == {1: 1.0}
 
@@ -108,10 +134,11 @@ def test_batches_form_oldest_first_with_an_interval_under_concurrent_clients(
 
 RAGGED = """
 def pre_inference(sample, signature, metadata):
-    import time
+    import os, time
     with open("calls.txt", "a") as calls:
         calls.write("%d\\n" % sample["i"])
-    time.sleep(sample.get("sleep", 0))
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
     return sample["x"]
 
 def post_inference(prediction, signature, metadata):
@@ -133,20 +160,19 @@ def test_ragged_samples_each_get_their_own_answer_and_one_pre_inference(serve: S
     root = make_project(
         tmp_path / "p",
         "- kind: deployment\n  name: b\n- kind: api\n  name: sum\n  onnx:\n    model: rowsum.onnx\n"
-        "    request_handler: h.py\n  batching:\n    max_batch_size: 8\n",
+        "    request_handler: h.py\n  batching:\n    max_batch_size: 8\n  compute:\n    max_replicas: 1\n",
         {"h.py": RAGGED},
         {"rowsum.onnx": tmp_path / "rowsum.onnx"},
     )
     server = serve(root)
-    url = f"{server.url}/b/sum"
     rows = [[[1, 2]], [[1, 2, 3]], [[4, 5]], [[1, 2, 3, 4]], [[10, 20], [30, 40]], [[7]], [[2, 2, 2]]]
+    gate = tmp_path / "go"
+    bodies: list[object] = [{"i": i, "x": x} for i, x in enumerate(rows, 1)]
     with ThreadPoolExecutor(8) as pool:
-        blocker = pool.submit(requests.post, url, json={"i": 0, "x": [[1.0]], "sleep": 1.0}, timeout=30)
-        answers = list(
-            pool.map(
-                lambda p: requests.post(url, json={"i": p[0], "x": p[1]}, timeout=30), enumerate(rows, 1)
-            )
+        blocker, sent = hold_and_queue(
+            server, "/b/sum", pool, gate, {"i": 0, "x": [[1.0]], "gate": str(gate)}, bodies
         )
+        answers = [future.result() for future in sent]
         assert blocker.result().json() == [1.0]
     for sample, answer in zip(rows, answers, strict=True):
         assert answer.status_code == 200, answer.text

@@ -12,22 +12,29 @@ import pytest
 import requests
 
 from tests.conftest import Server, make_project, process_alive, replica_pids, wait_for, zygote_pids
+from tests.integration.test_edge import closed_by_server
 
 Serve = Callable[..., Server]
+# "gate": the request holds its replica until that file exists (the test decides when, so no
+# assertion depends on how long a sleep lasts on a busy machine).
 SLOW = """
-import time
+import os, time
 
 def pre_inference(sample, signature, metadata):
     if sample.get("forever"):
         while True:
             time.sleep(1)
-    time.sleep(sample.get("sleep", 0))
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
     return [1, 2, 3, 4]
 
 def post_inference(prediction, signature, metadata):
     import os
     return {"pid": os.getpid()}
 """
+
+
+ONE_REPLICA = "  compute:\n    max_replicas: 1\n"  # no second replica from the autoscaler
 
 
 def slow_project(root: Path, model: Path, extra: str = "") -> Path:
@@ -43,10 +50,15 @@ def slow_project(root: Path, model: Path, extra: str = "") -> Path:
 def test_full_queue_answers_503_at_once_and_accepted_requests_finish(
     serve: Serve, tmp_path: Path, iris_onnx_model: Path
 ) -> None:
-    server = serve(slow_project(tmp_path / "p", iris_onnx_model, "  max_queue_length: 2\n"))
+    server = serve(slow_project(tmp_path / "p", iris_onnx_model, "  max_queue_length: 2\n" + ONE_REPLICA))
     url = f"{server.url}/d/slow"
+    gate = tmp_path / "go"
     with ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(lambda _: requests.post(url, json={"sleep": 1.5}, timeout=30), range(6)))
+        sent = [pool.submit(requests.post, url, json={"gate": str(gate)}, timeout=60) for _ in range(6)]
+        # the refused are answered while the accepted are still held
+        wait_for(lambda: sum(future.done() for future in sent) == 3, 60, "three requests refused")
+        gate.touch()
+        answers = [future.result() for future in sent]
     codes = Counter(answer.status_code for answer in answers)
     assert codes == {200: 3, 503: 3}  # one running + two queued; the rest refused
     refused = next(answer for answer in answers if answer.status_code == 503)
@@ -69,7 +81,7 @@ def test_deadline_504_and_a_stuck_replica_is_replaced(
         assert stuck.result().status_code == 504
         assert "timeout (1.5s)" in stuck.result().json()["error"]
         assert queued.result().status_code in (200, 504)
-    wait_for(lambda: requests.post(url, json={}, timeout=10).status_code == 200, 30, "a replacement replica")
+    wait_for(lambda: requests.post(url, json={}, timeout=10).status_code == 200, 60, "a replacement replica")
     assert requests.post(url, json={}, timeout=10).json()["pid"] != first_pid
     wait_for(lambda: not process_alive(first_pid), 10, "the stuck replica's process to end")
 
@@ -77,24 +89,32 @@ def test_deadline_504_and_a_stuck_replica_is_replaced(
 def test_a_client_that_leaves_while_queued_frees_its_slot(
     serve: Serve, tmp_path: Path, iris_onnx_model: Path
 ) -> None:
-    server = serve(slow_project(tmp_path / "p", iris_onnx_model, "  max_queue_length: 1\n"))
+    server = serve(slow_project(tmp_path / "p", iris_onnx_model, "  max_queue_length: 1\n" + ONE_REPLICA))
     url = f"{server.url}/d/slow"
     port = int(server.url.rsplit(":", 1)[1])
-    with ThreadPoolExecutor(2) as pool:
-        running = pool.submit(requests.post, url, json={"sleep": 2.0}, timeout=30)
-        wait_for(lambda: requests.get(url, timeout=5).json()["replicas"]["busy"] == 1, 10, "a busy replica")
+    gate = tmp_path / "go"
+    with ThreadPoolExecutor(3) as pool:
+        running = pool.submit(requests.post, url, json={"gate": str(gate)}, timeout=60)
+        wait_for(lambda: requests.get(url, timeout=5).json()["replicas"]["busy"] == 1, 30, "a busy replica")
         body = b'{"sleep": 0}'
         leaver = socket.create_connection(("127.0.0.1", port))
         leaver.sendall(
             b"POST /d/slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         )
         wait_for(
-            lambda: requests.get(url, timeout=5).json()["replicas"]["queued"] == 1, 10, "a queued request"
+            lambda: requests.get(url, timeout=5).json()["replicas"]["queued"] == 1, 30, "a queued request"
         )
-        leaver.close()  # gone while queued
-        after = pool.submit(requests.post, url, json={}, timeout=30)
+        # gone while queued (the replica is still held): the same FIN as a close, and the
+        # server's own close, once it has let the request go, says when
+        leaver.shutdown(socket.SHUT_WR)
+        wait_for(lambda: closed_by_server(leaver), 30, "the gateway to see the client leave")
+        leaver.close()
+        # the slot the leaver held is free again: one of two more requests takes it, one is refused
+        late = [pool.submit(requests.post, url, json={}, timeout=60) for _ in range(2)]
+        wait_for(lambda: sum(future.done() for future in late) == 1, 30, "one of the two refused")
+        gate.touch()
         assert running.result().status_code == 200
-        assert after.result().status_code == 200  # the slot the leaver held was free again
+        assert sorted(future.result().status_code for future in late) == [200, 503]
 
 
 def test_api_keys(
@@ -129,7 +149,7 @@ def test_api_keys(
         == 401
     )
     assert requests.post(f"{server.url}/d/open", json=rows, timeout=5).ok
-    wait_for(lambda: server.log().count('"api":"guarded"') >= 7, 10, "access log lines")
+    wait_for(lambda: server.log().count('"api":"guarded"') >= 7, 30, "access log lines")
     assert "env-secret-1" not in server.log() and "file-secret-2" not in server.log()
 
 
@@ -171,6 +191,6 @@ def test_sigterm_with_a_stuck_handler_still_exits_and_leaves_nothing(
     children = replica_pids(server.process.pid) | zygote_pids(server.process.pid)
     with ThreadPoolExecutor(1) as pool:
         pool.submit(requests.post, f"{server.url}/d/slow", json={"forever": True}, timeout=30)
-        wait_for(lambda: requests.get(f"{server.url}/d/slow", timeout=5).json()["replicas"]["busy"] == 1, 10)
-        assert server.stop() == 0
+        wait_for(lambda: requests.get(f"{server.url}/d/slow", timeout=5).json()["replicas"]["busy"] == 1, 30)
+        assert server.stop(60) == 0  # the grace (1 s), then the stuck replica killed 10 s later
     assert not [pid for pid in children if process_alive(int(pid))]

@@ -80,6 +80,8 @@ def raw_project(
         "    calls += 1\n"
         "    if sample.get('fail'):\n"
         "        raise RuntimeError('asked to fail')\n"
+        "    while sample.get('gate') and not os.path.exists(sample['gate']):\n"  # held until then
+        "        time.sleep(0.01)\n"
         "    time.sleep(sample.get('sleep', 0))\n"
         "    return [1, 2, 3, 4]\n"
         "def post_inference(prediction, signature, metadata):\n"
@@ -134,7 +136,7 @@ def test_raw_tensors_batches_several_inputs_and_errors(raw: Server) -> None:
     assert server.post("/test/raw", rows).json()[0] == [0, 2, 1]  # still serving
 
 
-def test_handler_errors_globals_and_replicas(raw: Server) -> None:
+def test_handler_errors_globals_and_replicas(raw: Server, tmp_path: Path) -> None:
     server = raw
     failed = server.post("/test/stateful", {"fail": True})
     assert failed.status_code == 500
@@ -149,9 +151,17 @@ def test_handler_errors_globals_and_replicas(raw: Server) -> None:
     for calls in by_pid.values():  # globals persist per replica: counts only go up
         assert calls == sorted(calls)
 
-    with ThreadPoolExecutor(4) as pool:  # both replicas take work when requests overlap
-        slow = list(pool.map(lambda _: server.post("/test/stateful", {"sleep": 0.4}).json(), range(4)))
-    assert len({answer["pid"] for answer in slow}) == 2
+    # both replicas take work when requests overlap: one is held (until the gate file exists),
+    # and the next goes to the other replica
+    status = f"{server.url}/test/stateful"
+    wait_for(lambda: requests.get(status, timeout=5).json()["replicas"]["ready"] == 2, 60, "two replicas")
+    gate = tmp_path / "go"
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(server.post, "/test/stateful", {"gate": str(gate)})
+        wait_for(lambda: requests.get(status, timeout=5).json()["replicas"]["busy"] == 1, 30, "one held")
+        other = server.post("/test/stateful", {}).json()
+        gate.touch()
+        assert held.result().json()["pid"] != other["pid"]
 
 
 def test_requests_queue_while_the_replica_is_busy(raw: Server) -> None:
@@ -208,8 +218,8 @@ def test_killed_replica_is_replaced(serve: Serve) -> None:
     server = serve(example("iris-onnx"))
     (replica,) = children(server.process.pid)
     os.kill(replica, signal.SIGKILL)
-    wait_for(lambda: children(server.process.pid) - {replica}, 30, "a new replica")
-    wait_for(lambda: server.post("/iris/classifier", SAMPLE).status_code == 200, 30, "serving again")
+    wait_for(lambda: children(server.process.pid) - {replica}, 60, "a new replica")
+    wait_for(lambda: server.post("/iris/classifier", SAMPLE).status_code == 200, 60, "serving again")
     assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
 
 
@@ -223,9 +233,11 @@ def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_mode
         {"iris.onnx": iris_onnx_model},
     )
     server = serve(root, ready=False)
-    wait_for(lambda: server.post("/d/good", [[1, 2, 3, 4]]).status_code == 200, 30, "the good api")
+    wait_for(lambda: server.post("/d/good", [[1, 2, 3, 4]]).status_code == 200, 120, "the good api")
     # (a list around it: a 503 Response is falsy)
-    [response] = wait_for(lambda: (r := server.post("/d/broken", {})).status_code == 503 and [r], 30, "error")
+    [response] = wait_for(
+        lambda: (r := server.post("/d/broken", {})).status_code == 503 and [r], 120, "error"
+    )
     assert (
         "api 'broken' is not ready: bad.py: importing it failed: ModuleNotFoundError"
         in response.json()["error"]
@@ -238,17 +250,20 @@ def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_mode
     assert server.post("/d/good", [[1, 2, 3, 4]]).status_code == 200
 
 
-def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path) -> None:
+def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path, tmp_path: Path) -> None:
     server = serve(raw_project)
     replicas = children(server.process.pid)
     zygotes = zygote_pids(server.process.pid)
     assert len(replicas) == 4
+    gate = tmp_path / "go"
     with ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(server.post, "/test/stateful", {"sleep": 1.0})
+        slow = pool.submit(server.post, "/test/stateful", {"gate": str(gate)})  # held until the gate
         wait_for(
             lambda: requests.get(f"{server.url}/test/stateful", timeout=5).json()["replicas"]["busy"] == 1
         )
         server.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: not server.healthy(), 30, "/healthz to say it is shutting down")
+        gate.touch()
         assert slow.result().status_code == 200  # accepted before SIGTERM: it finishes
-    assert server.process.wait(30) == 0
+    assert server.process.wait(60) == 0
     assert not [pid for pid in replicas | zygotes if process_alive(pid)]

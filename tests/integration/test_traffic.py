@@ -26,7 +26,7 @@ def _yaml(weights: tuple[int, int]) -> str:
   predictor:
     path: predictor.py
     metadata: {{name: {name}}}
-  compute: {{cpu: 0.1}}
+  compute: {{cpu: 0.1, max_replicas: 1}}
 """
         for name in ("champion", "challenger")
     )
@@ -96,7 +96,8 @@ def test_splitter_routes_by_weight_and_changes_weights_without_failures(
         replicas = {name: inferd.replica_pids(name) for name in ("champion", "challenger")}
         (project / "cortex.yaml").write_text(_yaml((0, 100)))
         assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"
-        # only the weights changed: the APIs keep their replicas (no restart of the models)
+        # only the weights changed: the APIs keep their replicas (no restart of the models; one
+        # replica each, so the autoscaler cannot add one under the load meanwhile)
         assert {name: inferd.replica_pids(name) for name in replicas} == replicas
         mark = len(seen)
         wait_for(lambda: len(seen) > mark + 200, 60, "traffic after the redeploy")

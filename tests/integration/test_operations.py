@@ -51,7 +51,7 @@ def test_logs_show_the_newest_output_and_access_lines_apart(inferd: Inferd, tmp_
             "the last line of request 205" in inferd.run("logs", "chatty").stdout
             and inferd.run("logs", "chatty").stdout
         ),
-        30,
+        60,
         "the newest line in `inferd logs`",
     )
     lines = last.splitlines()
@@ -70,7 +70,7 @@ def test_logs_show_the_newest_output_and_access_lines_apart(inferd: Inferd, tmp_
             inferd.run("logs", "chatty", "--access", "--tail", "200").stdout.count("\n") == 200
             and inferd.run("logs", "chatty", "--access", "--tail", "200").stdout
         ),
-        30,
+        60,
         "200 access lines",
     )
     records = [json.loads(line) for line in access.splitlines()]
@@ -141,7 +141,7 @@ def test_compute_mem_is_a_request_not_a_kill(inferd: Inferd, tmp_path: Path, iri
         {"m.onnx": iris_onnx_model},
     )
     inferd.run("deploy", str(project))
-    info = inferd.wait_status("modest", "live", timeout=20)
+    info = inferd.wait_status("modest", "live")
     assert info["replicas"] and all(r["state"] == "ready" for r in info["replicas"])
     # a replica's RSS is far above 16 MiB; it keeps answering past several memory checks
     for _ in range(20):
@@ -171,7 +171,8 @@ def test_a_killed_operator_comes_back_by_itself(
 
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
-    wait_for(answered, 30, "an answer from the restarted operator, with no command run")
+    # a new operator process, its zygote's imports and a replica: generous on a loaded machine
+    wait_for(answered, 120, "an answer from the restarted operator, with no command run")
     print(f"200 again {time.monotonic() - killed:.1f}s after kill -9 of the operator")
     assert inferd.operator_pid() != pid and inferd.operator_pid("supervisor") == supervisor
     assert "was killed by signal 9; starting it again" in (inferd.home / "operator.log").read_text()
@@ -217,10 +218,11 @@ def test_a_rollout_on_a_full_machine_replaces_one_replica_at_a_time(
                 except requests.RequestException as exc:
                     failures.append(repr(exc))
 
-    def watch() -> None:
+    def watch() -> None:  # in this process: a CLI per look cost a CPU-second, taken from the rollout
         while not stop.is_set():
-            running = [r for r in inferd.api("roomy")["replicas"] if r["state"] != "closed"]
+            running = [r for r in inferd.status("roomy")["replicas"] if r["state"] != "closed"]
             most[0] = max(most[0], len(running))
+            time.sleep(0.02)
 
     threads = [threading.Thread(target=load) for _ in range(3)] + [threading.Thread(target=watch)]
     for thread in threads:

@@ -144,7 +144,7 @@ def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> Non
     os.kill(pid, signal.SIGKILL)
     wait_for(
         lambda: not process_alive(pid) and not any(process_alive(r) for r in replicas),
-        30,
+        60,
         "operator and replicas gone",
     )
     assert "running" in inferd.run("up").stdout
@@ -165,7 +165,7 @@ def test_killed_replica_under_load_is_replaced(inferd: Inferd, tmp_path: Path, i
     )
     inferd.run("deploy", str(project))
     inferd.wait_status("slow", "live")
-    wait_for(lambda: len(inferd.replica_pids("slow")) == 2, 30, "two replicas")
+    wait_for(lambda: len(inferd.replica_pids("slow")) == 2, 60, "two replicas")
     load = Load(inferd, "/crash/slow", {}, clients=4)
     try:
         wait_for(lambda: sum(load.answers.values()) > 20, 30, "traffic")
@@ -173,7 +173,7 @@ def test_killed_replica_under_load_is_replaced(inferd: Inferd, tmp_path: Path, i
         os.kill(victim, signal.SIGKILL)
         wait_for(
             lambda: len(inferd.replica_pids("slow")) == 2 and victim not in inferd.replica_pids("slow"),
-            30,
+            60,
             "a replacement replica",
         )
         before = sum(load.answers.values())
@@ -215,12 +215,12 @@ def test_autoscaling_up_and_down_and_cold_start(
     load = Load(inferd, "/scale/elastic", {}, clients=6)
     try:
         wait_for(lambda: inferd.status("elastic")["requested"] == 3, 30, "scale up to max_replicas")
-        wait_for(lambda: inferd.status("elastic")["available"] == 3, 30, "three ready replicas")
+        wait_for(lambda: inferd.status("elastic")["available"] == 3, 60, "three ready replicas")
     finally:
         load.stop()
     assert load.failures == []
     wait_for(lambda: inferd.status("elastic")["requested"] == 1, 30, "scale down to min_replicas")
-    wait_for(lambda: inferd.status("elastic")["available"] == 1, 30, "one replica left")
+    wait_for(lambda: inferd.status("elastic")["available"] == 1, 60, "one replica left")
 
 
 def test_errors_are_reported_and_other_apis_keep_serving(

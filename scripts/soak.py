@@ -27,6 +27,8 @@ from typing import Any
 
 import requests
 
+from inferd.cli.inspect import resolve
+from inferd.client import Client
 from inferd.engine.state import rss_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,9 +74,15 @@ class Soak:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([INFERD, *args], env=self.env, capture_output=True, text=True, check=True)
 
-    def api(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(self.cli("get", name, "-o", "json").stdout)[0]
-        return result
+    def ready_pids(self, name: str) -> list[int]:
+        """The pids of an API's ready replicas, asked in this process: a CLI per look cost a
+        CPU-second (seconds on a busy machine), which the faults waited out between them."""
+        client = Client(self.work / "home")
+        try:
+            info = client.api(resolve(client, name))
+        finally:
+            client.session.close()
+        return [int(replica["pid"]) for replica in info["replicas"] if replica["state"] == "ready"]
 
     def setup(self) -> Path:
         project = self.work / "project"
@@ -148,14 +156,15 @@ class Soak:
             now = time.monotonic()
             if now >= next_kill:
                 name = rng.choice(["classifier", "raw", "batched"])
-                ready = [r["pid"] for r in self.api(name)["replicas"] if r["state"] == "ready"]
+                ready = self.ready_pids(name)
                 if ready:
                     try:
                         os.kill(rng.choice(ready), signal.SIGKILL)
                         self.kills += 1
+                        next_kill = now + 5
                     except ProcessLookupError:
                         pass  # it exited between the listing and the kill (a rollout retired it)
-                next_kill = now + 5
+                # else (or it was gone): no replica ready to kill just now; another try soon
             if now >= next_update:
                 self.updates += 1
                 handler.write_text(original + f"\n# update {self.updates}\n")

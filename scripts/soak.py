@@ -146,25 +146,31 @@ class Soak:
             with self.lock:
                 self.outcomes[outcome] += 1
 
-    def faults(self, project: Path) -> None:
+    def kills_loop(self) -> None:
+        """A replica killed every 5 s (the first after 3 s); tried again soon when none is ready."""
         rng = random.Random(7)
+        next_kill = time.monotonic() + 3
+        while not self.stop.wait(0.5):
+            now = time.monotonic()
+            if now < next_kill:
+                continue
+            ready = self.ready_pids(rng.choice(["classifier", "raw", "batched"]))
+            if ready:
+                try:
+                    os.kill(rng.choice(ready), signal.SIGKILL)
+                    self.kills += 1
+                    next_kill = now + 5
+                except ProcessLookupError:
+                    pass  # it exited between the listing and the kill (a rollout retired it)
+
+    def updates_loop(self, project: Path) -> None:
+        """A rolling update every 11 s (the first after 7 s). Its own thread: a deploy took up to
+        10 s on a busy machine, which held the kills back when one thread did both."""
         handler = project / "handlers" / "iris.py"
         original = handler.read_text()
-        next_kill = time.monotonic() + 3
         next_update = time.monotonic() + 7
         while not self.stop.wait(0.5):
             now = time.monotonic()
-            if now >= next_kill:
-                name = rng.choice(["classifier", "raw", "batched"])
-                ready = self.ready_pids(name)
-                if ready:
-                    try:
-                        os.kill(rng.choice(ready), signal.SIGKILL)
-                        self.kills += 1
-                        next_kill = now + 5
-                    except ProcessLookupError:
-                        pass  # it exited between the listing and the kill (a rollout retired it)
-                # else (or it was gone): no replica ready to kill just now; another try soon
             if now >= next_update:
                 self.updates += 1
                 handler.write_text(original + f"\n# update {self.updates}\n")
@@ -188,7 +194,8 @@ class Soak:
         project = self.setup()
         threads = [threading.Thread(target=self.client, args=(i,)) for i in range(self.clients)]
         threads += [
-            threading.Thread(target=self.faults, args=(project,)),
+            threading.Thread(target=self.kills_loop),
+            threading.Thread(target=self.updates_loop, args=(project,)),
             threading.Thread(target=self.watch),
         ]
         for thread in threads:

@@ -67,14 +67,31 @@ def serve_ready(serve: Serve, root: Path, replicas: int) -> Server:
         return bool(info.get("replicas", {}).get("ready") == replicas)
 
     wait_for(ready, 180, f"{replicas} ready replicas")
-    # every replica answers some requests, so each has touched the weights
-    for _ in range(3):
+
+    def round_of_requests() -> None:
         threads = [threading.Thread(target=lambda: predict(server)) for _ in range(2 * replicas)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+
+    def all_touched() -> bool:
+        round_of_requests()
+        return all(weights_resident(pid) for pid in replica_pids(server.process.pid))
+
+    # every replica answers some requests, so each has touched the weights: rounds of
+    # concurrent requests until each has (which replica takes a request is the queue's choice)
+    for _ in range(3):
+        round_of_requests()
+    wait_for(all_touched, 120, "every replica to have run the model")
     return server
+
+
+def weights_resident(pid: int) -> bool:
+    """Whether a replica holds the shared weights file in memory: it maps it lazily, so only
+    running the model brings the pages in. A plain load (no such mapping) holds them from the start."""
+    mapped = [rss for path, (rss, _) in smaps(pid)[1].items() if path.endswith("/weights.bin")]
+    return not mapped or sum(mapped) > 0.9 * WEIGHTS_MIB
 
 
 def predict(server: Server) -> list[float]:

@@ -65,8 +65,10 @@ def server(
             and requests.get(f"{running.url}/v2/models/iris/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/linear/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/labels/ready", timeout=5).status_code == 200
+            # and the broken API has failed (not still loading, when its requests would wait)
+            and requests.get(f"{running.url}/proto/broken", timeout=5).json()["status"] == "error"
         ),
-        60,
+        180,
     )
     yield running
     running.stop()

@@ -160,7 +160,8 @@ def test_an_unreachable_origin_is_retried_until_it_answers(
     assert failed.returncode == 1
     assert "s3://models/iris.onnx: cannot download" in failed.stderr
     origin.start(iris_onnx_model)  # no redeploy: the operator retries with back-off
-    inferd.wait_status("iris", "live", timeout=60)
+    # retries 5, 15 and 35 s after the failure: an origin slow to start misses the first ones
+    inferd.wait_status("iris", "live", timeout=120)
     assert inferd.post("/remote/iris", [[6.9, 3.1, 5.4, 2.1]]).json()[0] == [2]
     assert "the model's origin answered again" in inferd.run("logs", "iris").stdout
 

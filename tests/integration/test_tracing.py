@@ -45,7 +45,7 @@ def predict(sample, metadata):
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
-async def wait_until(check: Any, timeout: float = 60) -> None:
+async def wait_until(check: Any, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"

@@ -18,6 +18,7 @@ import requests
 
 from inferd.cli.inspect import resolve
 from inferd.client import Client
+from inferd.errors import NotFoundError
 from tests.conftest import INFERD, wait_for
 
 _PICK = random.SystemRandom()  # not the global generator, which hypothesis seeds
@@ -83,9 +84,15 @@ class Inferd:
         finally:
             client.session.close()
 
-    def wait_status(self, name: str, status: str, timeout: float = 60) -> dict[str, Any]:
+    def wait_status(self, name: str, status: str, timeout: float = 120) -> dict[str, Any]:
+        """Until the API has ``status`` (a replica start after a restart or a --no-wait deploy
+        took tens of seconds on a loaded 2-core machine: the deadline is generous)."""
+
         def reached() -> bool:
-            return bool(self.status(name)["status"] == status)
+            try:
+                return bool(self.status(name)["status"] == status)
+            except NotFoundError:  # not yet: `inferd up` returns before the restore lists every API
+                return False
 
         def told() -> dict[str, Any] | None:
             info = self.api(name)

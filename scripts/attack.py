@@ -6,6 +6,7 @@ docs/reliability.md come from here). Exits 1 when an attack got an answer it sho
 
     python scripts/attack.py                      # every attack on examples/iris-onnx
     python scripts/attack.py --only headers,pipeline
+    python scripts/attack.py --only cap-churn -- --header-timeout 600
 """
 
 from __future__ import annotations
@@ -250,11 +251,53 @@ def pipeline(target: Target, count: int = 300_000, bound: float = 60) -> Result:
     }
 
 
+def cap_churn(target: Target, count: int = 10_000, clients: int = 200) -> Result:
+    """The connection cap (``--max-connections``, 10,000) filled with half-sent requests, none
+    idle; then, ``clients`` times, the oldest leaves and a new client asks ``/healthz`` and stays
+    busy too, so that each new client is accepted at the cap (where an idle one is looked for).
+    Run it with ``-- --header-timeout 600``, or the sweep closes the attackers after 10 s."""
+    held: list[socket.socket] = []
+    for _ in range(count):
+        sock = socket.create_connection((HOST, target.port), timeout=30)
+        sock.sendall(b"POST " + ENDPOINT.encode() + b" HTT")
+        held.append(sock)
+    time.sleep(3)  # every attacker accepted, the listener paused at the cap
+    seconds: list[float] = []
+    try:
+        for _ in range(clients):
+            held.pop(0).close()
+            started = time.monotonic()
+            sock = socket.create_connection((HOST, target.port), timeout=30)
+            held.append(sock)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+            seconds.append(time.monotonic() - started)
+            sock.sendall(b"POST " + ENDPOINT.encode() + b" HTT")  # busy from now on, as the rest
+    finally:
+        for sock in held:
+            sock.close()
+    seconds.sort()
+    median_ms = seconds[len(seconds) // 2] * 1000
+    return {
+        "ok": median_ms < 20,
+        "clients": clients,
+        "median_ms": round(median_ms, 1),
+        "p90_ms": round(seconds[int(len(seconds) * 0.9)] * 1000, 1),
+        "total_s": round(sum(seconds), 2),
+    }
+
+
 ATTACKS: dict[str, Callable[[Target], Result]] = {
     "headers": big_headers,
     "length": huge_length,
     "half-sent": half_sent,
     "pipeline": pipeline,
+    "cap-churn": cap_churn,
 }
 
 

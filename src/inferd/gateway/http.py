@@ -159,6 +159,7 @@ class HttpConnection(asyncio.Protocol):
         self._admitting = False
         self._early = False
         self._continue = False  # a 100 Continue owed once the answers before it are written
+        self.listener: Listener | None = None  # the one that accepted it (its idle candidates)
         self._advancing = False
         self.headers: dict[bytes, bytes] = {}
         self.stream: Stream | None = None  # the answer being streamed (gateway/stream.py)
@@ -184,6 +185,8 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
         self.transport = None
         self.pipeline.clear()
+        if self.listener is not None:
+            self.listener.forget(self)
         self.app.connection_closed(self)
         if self.stream is not None:
             self.stream.client_left()
@@ -224,6 +227,7 @@ class HttpConnection(asyncio.Protocol):
         if self.stream is not None:
             self.stream.resume()
         self._advance()
+        self._rested()
 
     # httptools callbacks
 
@@ -507,6 +511,12 @@ class HttpConnection(asyncio.Protocol):
             self._advance()
         if self._continue:
             self._continue_if_due()
+        self._rested()
+
+    def _rested(self) -> None:
+        """Answered and not busy again: a candidate to make room at the connection cap."""
+        if not self.busy and self.listener is not None:
+            self.listener.rested[self] = None
 
     def next_request(self) -> None:
         """The answer was written in pieces (a stream): go on with the connection's next request."""
@@ -520,3 +530,4 @@ class HttpConnection(asyncio.Protocol):
             self._advance()
         if self._continue:
             self._continue_if_due()
+        self._rested()

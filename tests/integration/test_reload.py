@@ -117,7 +117,8 @@ def test_edits_roll_out_under_load_and_a_syntax_error_keeps_the_old_code(
     edit(handler, 'labels = ["setosa, edited"', 'labels = ["never served" +')
     line = line_of(handler, "never served")
     wait_for(lambda: f"handlers/iris.py:{line}: SyntaxError" in server.log(), 30, "the syntax error")
-    assert "not reloaded; the previous version keeps serving" in server.log()
+    # said on the next line, by a write of its own: waited for, not read at once
+    wait_for(lambda: "not reloaded; the previous version keeps serving" in server.log(), 30, "the verdict")
     broken_at = time.monotonic()
     wait_for(lambda: len(client.answers_since(broken_at)) >= 20, 30, "answers after the broken edit")
     assert set(client.answers_since(broken_at)) == {"setosa, edited"}
@@ -142,7 +143,11 @@ def test_a_handler_that_fails_to_load_keeps_the_old_replicas_serving(
         60,
         f"the load failure; {server.log()}",
     )
-    assert "classifier not reloaded; the previous version keeps serving" in server.log()
+    wait_for(
+        lambda: "classifier not reloaded; the previous version keeps serving" in server.log(),
+        30,
+        "the verdict",
+    )
     failed_at = time.monotonic()
     wait_for(lambda: len(client.answers_since(failed_at)) >= 20, 30, "answers after the failed load")
     assert set(client.answers_since(failed_at)) == {"iris-setosa"}

@@ -275,7 +275,7 @@ def test_dashboard_shows_apis_traffic_tracker_and_logs(inferd: Inferd, tmp_path:
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
         copy = page.locator('section[data-api="classifier"] button.copy')
         copy.click()
-        wait_for(lambda: copy.text_content() == "Copied", 10, "the copy button to confirm")
+        wait_for(lambda: copy.text_content() == "Copied", 30, "the copy button to confirm")
         assert page.evaluate("() => navigator.clipboard.readText()") == shown["classifier"]["curl"]
 
         SCREENSHOT.parent.mkdir(exist_ok=True)

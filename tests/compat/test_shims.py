@@ -153,3 +153,31 @@ def test_projects_write_and_import_under_mnt_project(tmp_path: Path, serve: Call
     answer = serve(project).post("/files/words", {"text": "sat the cat"})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"ids": [2, 0, 1], "left": ["models"]}
+
+
+NUMPY2_PREDICTOR = """import numpy as np
+
+missing = np.NaN  # 2019 code: the spellings NumPy 2.0 removed
+
+
+def predict(sample, metadata):
+    row = np.asfarray(sample["row"])
+    row[np.isnan(np.array(sample["row"], dtype=np.float_))] = 0.0
+    return {"product": float(np.product(row)), "max": float(np.amax(np.append(row, -np.Inf))),
+            "all": bool(np.alltrue(row >= 0)), "text": np.string_(b"ok").decode(),
+            "missing": bool(np.isnan(missing)), "known": np.in1d([1.0, 7.0], row).tolist()}
+"""
+
+
+def test_numpy2_removed_names_for_cortex_yaml_projects(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    project = make_project(tmp_path / "p", CONFIG, {"predictor.py": NUMPY2_PREDICTOR})
+    answer = serve(project).post("/shim/old", {"row": [1, 2, 3]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "product": 6.0,
+        "max": 3.0,
+        "all": True,
+        "text": "ok",
+        "missing": True,
+        "known": [True, False],
+    }

@@ -37,6 +37,8 @@ ONNX_TO_NUMPY: dict[str, np.dtype[Any]] = {
 # as scikit-learn's text pipelines exported by skl2onnx do) is not installed, as in slim images.
 LOCALE_FAILURE = "Failed to construct locale with name"
 FALLBACK_LOCALE = "C.UTF-8"  # built into glibc: Unicode case mapping without a language pack
+# Where onnxruntime finds the external data files of a model given as bytes.
+EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
 
 
 def with_available_locale(model_path: Path) -> bytes:
@@ -104,6 +106,9 @@ class OnnxRuntime:
                 if LOCALE_FAILURE not in str(exc) or importlib.util.find_spec("onnx") is None:
                     raise
                 model = with_available_locale(model_path)
+                # Loaded from memory, its external data files are looked for beside the model, not
+                # in the working directory (nothing is written: the weights stay where they are).
+                options.add_session_config_entry(EXTERNAL_DATA_FOLDER, str(model_path.resolve().parent))
                 self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
             active = self.session.get_providers()
         except Exception as exc:

@@ -75,3 +75,47 @@ def test_a_text_model_whose_locale_this_machine_lacks_still_loads(
     texts = ["GOOD film", "a bad movie"]
     labels = runtime.run({"text": np.array([[text] for text in texts], dtype=object)})[0]
     assert list(labels) == list(pipeline.predict(texts))
+
+
+def test_a_text_model_with_external_data_whose_locale_this_machine_lacks_still_loads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its weights stay in their file beside the model (was: the model, rewritten for the
+    fallback locale, was loaded from memory, where onnxruntime found no folder for that file)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.arange(64, dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "StringNormalizer", ["text"], ["lower"], case_change_action="LOWER", locale="xx_XX.UTF-8"
+            ),
+            helper.make_node("Identity", ["weights"], ["scale"]),
+        ],
+        "text_and_weights",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
+        [
+            helper.make_tensor_value_info("lower", TensorProto.STRING, [None]),
+            helper.make_tensor_value_info("scale", TensorProto.FLOAT, [64]),
+        ],
+        [numpy_helper.from_array(weights, "weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder = tmp_path / "model"
+    folder.mkdir()
+    onnx.save(
+        model,
+        str(folder / "text.onnx"),
+        save_as_external_data=True,
+        location="text.weights",
+        size_threshold=0,
+    )
+    assert (folder / "text.weights").stat().st_size == weights.nbytes  # the weights are outside the model
+    with caplog.at_level(logging.WARNING, logger="inferd.replica"):
+        runtime = load_runtime("onnx", folder / "text.onnx")
+    assert "no locale xx_XX.UTF-8 for StringNormalizer" in caplog.text
+    lower, scale = runtime.run({"text": np.array(["GOOD Film", "ÉTÉ"], dtype=object)})
+    assert list(lower) == ["good film", "été"] and scale.tolist() == weights.tolist()
+    assert sorted(path.name for path in folder.iterdir()) == ["text.onnx", "text.weights"]  # nothing written

@@ -1,5 +1,6 @@
 """Cortex v0.10 project folders as 2019 wrote them, served by inferd: a requirements.txt naming
-scikit-learn by its old PyPI name ``sklearn`` (which PyPI now refuses to install)."""
+scikit-learn by its old PyPI name ``sklearn`` (which PyPI now refuses to install), a predictor
+loading its model with ``from sklearn.externals import joblib`` (scikit-learn 0.21's way)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from tests.conftest import Server, make_project, serve
 
 __all__ = ["serve"]
 
-PREDICTOR = """import joblib
-import numpy as np
-from sklearn.linear_model import LogisticRegression  # noqa: F401  (what the model unpickles to)
+PREDICTOR = """import numpy as np
+from sklearn.externals import joblib  # scikit-learn 0.21's way (removed in 0.23)
 
 labels = ["iris-setosa", "iris-versicolor", "iris-virginica"]
 
@@ -30,7 +30,7 @@ def predict(sample, metadata):
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
-def test_requirements_naming_sklearn(tmp_path: Path, serve: Callable[..., Server], inferd_home: Path) -> None:
+def test_a_2019_sklearn_predictor(tmp_path: Path, serve: Callable[..., Server], inferd_home: Path) -> None:
     import joblib
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression

@@ -19,7 +19,7 @@ import numpy as np
 from inferd.config.load import find_config
 from inferd.config.schema import Api
 from inferd.errors import ConfigError, HandlerError, InferdError, InputError, LoadError, ModelError
-from inferd.handler import cortex_paths, numpy_compat
+from inferd.handler import cortex_paths, legacy_imports, numpy_compat
 from inferd.handler.convert import to_model_inputs
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
 from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
@@ -75,6 +75,7 @@ class Predictor:
         add_import_paths(project_root, python_path)
         if cortex_project(project_root):
             numpy_compat.install()
+            legacy_imports.install()
             cortex_paths.install(project_root)
         module = f"inferd_user_{api.name.replace('-', '_')}"
         if api.predictor is not None:

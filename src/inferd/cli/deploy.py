@@ -74,6 +74,8 @@ def _deploy_ray(
     if sys.stderr.isatty():
         click.echo(f"uploading the project to {env.describe()}...", err=True)
     result = backend.deploy(project_dir, refresh=refresh)
+    for warning in result.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(result["message"])
     if wait:
         wait_outcome(backend, dict.fromkeys(names), deployment=deployment)

@@ -185,4 +185,6 @@ def export(project_dir: Path, out: Path, ray: bool, image: str | None) -> None:
     """
     project = load_project(project_dir)
     written = write_export(project, out, ray, image or f"inferd-{project.deployment.name}:latest")
+    for warning in plan.unapplied(project) if ray else []:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {len(written)} files into {out} (see {out / 'README.md'})")

@@ -143,3 +143,20 @@ def test_payload_logs_are_kept_in_the_kubernetes_export(tmp_path: Path) -> None:
     )
     assert export(project, tmp_path / "out").exit_code == 0
     assert "payload_log" in (tmp_path / "out" / "project" / "inferd-champion.yaml").read_text()
+
+
+def test_what_a_ray_cluster_serves_without_is_a_warning_of_the_ray_export(tmp_path: Path) -> None:
+    extra = "  batching: {max_batch_size: 8, batch_interval: 0.01}\n  timeout: 5\n"
+    project = make_project(
+        tmp_path / "p",
+        TWO_APIS.format(extra=extra),
+        {},
+        {"models/iris.onnx": example("iris-onnx") / "models" / "iris.onnx"},
+    )
+    ray = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(tmp_path / "ray"), "--ray"])
+    assert ray.exit_code == 0, ray.output
+    warnings = [line for line in ray.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2
+    assert "api 'champion': batching:" in warnings[0] and "api 'champion': timeout:" in warnings[1]
+    kubernetes = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(tmp_path / "k8s")])
+    assert kubernetes.exit_code == 0 and "warning" not in kubernetes.stderr  # each pod runs a gateway

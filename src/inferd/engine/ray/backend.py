@@ -120,7 +120,12 @@ class RayBackend:
             message = "deployment started"
         else:
             message = "deployment updated" if changed else "deployment is up-to-date"
-        return {"message": message, "deployment": project.deployment.name, "apis": results}
+        return {
+            "message": message,
+            "deployment": project.deployment.name,
+            "apis": results,
+            "warnings": plan.unapplied(project),
+        }
 
     @staticmethod
     def _api_spec(config: ApiConfig, version: str, refresh: str, pip: tuple[str, ...]) -> AppSpec:

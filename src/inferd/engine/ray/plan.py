@@ -134,6 +134,28 @@ def check_supported(project: Project) -> None:
         )
 
 
+def unapplied(project: Project) -> list[str]:
+    """What a Ray cluster serves the project without (inferd's gateway does it): one warning a
+    field the user set, so that none is dropped in silence."""
+    warnings = []
+    for config in project.apis:
+        api = config.api
+        if api.batching is not None:
+            warnings.append(
+                f"api '{config.name}': batching: is done by inferd's gateway, which a Ray cluster "
+                "does not run; each request runs alone there"
+            )
+        timeouts = [field for field in ("timeout", "item_timeout") if field in api.model_fields_set]
+        if timeouts:
+            named = " and ".join(f"{field}:" for field in timeouts)
+            it = "it" if len(timeouts) == 1 else "them"
+            warnings.append(
+                f"api '{config.name}': {named} inferd's gateway enforces {it}, which a Ray cluster "
+                "does not run; set Serve's request_timeout_s on the cluster instead"
+            )
+    return warnings
+
+
 def autoscaling_config(config: ApiConfig) -> dict[str, Any]:
     """Ray Serve's autoscaling from ``compute`` and inferd's in-flight target."""
     compute = config.api.compute

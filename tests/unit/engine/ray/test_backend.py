@@ -78,6 +78,7 @@ def test_first_deploy_starts_the_api_and_the_routers(cluster: FakeCluster) -> No
         "message": "deployment started",
         "deployment": "iris",
         "apis": {"classifier": "created"},
+        "warnings": [],  # the example sets nothing that only inferd's gateway does
     }
     assert cluster.runs == [["classifier", "inferd.v2", "inferd.tfserving"]]
     assert cluster.connected_with == example("iris-onnx").resolve()

@@ -107,6 +107,13 @@ def test_api_keys_are_refused_rather_than_dropped(tmp_path: Path, monkeypatch: p
         plan.check_supported(load_project(root))
 
 
+def test_what_only_the_gateway_does_is_a_warning_when_set(tmp_path: Path) -> None:
+    assert plan.unapplied(load_project(project(tmp_path / "plain"))) == []
+    set_ = project(tmp_path / "set", CONFIG + "  item_timeout: 5\n  timeout: 30\n")
+    (warning,) = plan.unapplied(load_project(set_))
+    assert warning.startswith("api 'ranker': timeout: and item_timeout: inferd's gateway enforces them")
+
+
 def test_proxies_on_one_machine_share_one_port() -> None:
     assert plan.serve_options(8000, on_this_machine=True) == plan.ServeOptions("127.0.0.1", 8000, "HeadOnly")
     assert plan.serve_options(8000, on_this_machine=False) == plan.ServeOptions("0.0.0.0", 8000, "EveryNode")

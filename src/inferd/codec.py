@@ -38,8 +38,9 @@ def _as_cortex_wrote_it(value: Any) -> Any:
     """What Cortex's encoder (json_tricks, primitives on) wrote for values JSON has no type for.
 
     Off the hot path: reached only for such a value. A complex number is [real, imag], other
-    numbers (Decimal, Fraction) a float, a path its text, and an instance of the user's own class
-    its attributes (``__json_encode__()`` when it defines one, else ``__dict__`` / ``__slots__``).
+    numbers (Decimal, Fraction) a float, a path its text, a pandas DataFrame its index and
+    columns, and an instance of the user's own class its attributes (``__json_encode__()`` when
+    it defines one, else ``__dict__`` / ``__slots__``).
     """
     if isinstance(value, complex):
         return [value.real, value.imag]
@@ -47,6 +48,9 @@ def _as_cortex_wrote_it(value: Any) -> Any:
         return float(value)  # type: ignore[arg-type]
     if isinstance(value, PurePath):
         return str(value)
+    if hasattr(value, "columns") and hasattr(value, "index") and hasattr(value, "items"):
+        # a pandas DataFrame: its index, then each column by name, as json_tricks laid it out
+        return {"index": value.index.tolist(), **{name: column.tolist() for name, column in value.items()}}
     if isinstance(value, type | ModuleType) or callable(value):
         raise TypeError(f"{type(value).__name__} is not JSON serialisable")
     encode = getattr(value, "__json_encode__", None)

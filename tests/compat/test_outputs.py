@@ -117,6 +117,10 @@ def predict(sample, metadata):
         return Result("setosa", fractions.Fraction(3, 4))
     if kind == "slots":
         return [Point(1, 2)]
+    if kind == "frame":
+        import pandas as pd
+
+        return pd.DataFrame({"mpg": [21.5, 30.0], "cylinders": [6, 4]})
     return {"path": pathlib.PurePosixPath("models") / "iris.onnx"}
 """
 
@@ -135,6 +139,7 @@ def test_answers_json_tricks_wrote(tmp_path: Path, serve: Callable[..., Server])
         "complex": {"root": [0.0, 2.0]},
         "object": {"label": "setosa", "score": 0.75},
         "slots": [{"x": 1, "y": 2}],
+        "frame": {"index": [0, 1], "mpg": [21.5, 30.0], "cylinders": [6, 4]},
         "path": {"path": "models/iris.onnx"},
     }
     for kind, answer in expected.items():

@@ -51,3 +51,57 @@ def test_a_2019_sklearn_predictor(tmp_path: Path, serve: Callable[..., Server], 
     # scikit-learn is inferd's own (the cortex extra): nothing was installed for the project
     environment = packages_dir(inferd_home, project / "requirements.txt")
     assert [path.name for path in environment.iterdir() if not path.name.startswith(".")] == []
+
+
+IMAGE_HANDLER = """import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def pre_inference(sample, signature, metadata):
+    image = Image.open(io.BytesIO(base64.b64decode(sample["base64"]))).convert("RGB")
+    image = image.resize((8, 8), Image.ANTIALIAS)  # Pillow < 10's name for LANCZOS
+    pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255
+    return {signature[0].name: np.expand_dims(pixels, axis=0)}
+
+
+def post_inference(prediction, signature, metadata):
+    return {"brightness": round(float(prediction[0][0]), 3)}
+"""
+
+
+def build_brightness_model(path: Path) -> None:
+    """An ONNX model: images float [N, 3, 8, 8] -> brightness [N] (the mean of each image)."""
+    from onnx import TensorProto, helper, save_model
+
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [None, 3, 8, 8])
+    brightness = helper.make_tensor_value_info("brightness", TensorProto.FLOAT, [None])
+    node = helper.make_node("ReduceMean", ["images"], ["brightness"], axes=[1, 2, 3], keepdims=0)
+    graph = helper.make_graph([node], "brightness", [images], [brightness])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save_model(model, str(path))
+
+
+def test_a_base64_image_handler_with_antialias(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: image\n- kind: api\n  name: brightness\n  onnx:\n"
+        "    model: brightness.onnx\n    request_handler: handler.py\n",
+        {"handler.py": IMAGE_HANDLER, "requirements.txt": "pillow\n"},
+    )
+    build_brightness_model(project / "brightness.onnx")
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 24, 3), 51, np.uint8)).save(buffer, format="PNG")
+    sample = {"base64": base64.b64encode(buffer.getvalue()).decode("ascii")}
+    answer = serve(project).post("/image/brightness", sample)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"brightness": 0.2}

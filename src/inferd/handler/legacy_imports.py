@@ -1,9 +1,11 @@
-"""Module names 2019 code imported that now live elsewhere, for projects read from ``cortex.yaml``.
+"""Names 2019 code imported that are gone now, for projects read from ``cortex.yaml``.
 
 Cortex v0.10's predictor image had scikit-learn 0.21, where ``from sklearn.externals import
 joblib`` still worked (the usual way to load a pickled model then); scikit-learn 0.23 removed
-it. A finder on ``sys.meta_path`` answers the old name with the module it became, only when
-code imports it: nothing is imported ahead of time.
+it. Pillow 10 removed ``Image.ANTIALIAS`` (and ``LINEAR``, ``CUBIC``), which image handlers
+passed to ``resize``. A finder on ``sys.meta_path`` answers the old module name with the module
+it became, and puts the old constants back on ``PIL.Image`` when it is imported: nothing is
+imported ahead of time.
 """
 
 from __future__ import annotations
@@ -20,6 +22,39 @@ from typing import Any
 MOVED = {"sklearn.externals.joblib": "joblib"}
 
 
+def _pillow_filters(image: ModuleType) -> None:
+    """Pillow 10's removed resampling names, with their old meanings."""
+    resampling = getattr(image, "Resampling", None)
+    if resampling is None:
+        return  # a Pillow older than 9.1 still has them
+    for name, value in (("ANTIALIAS", "LANCZOS"), ("LINEAR", "BILINEAR"), ("CUBIC", "BICUBIC")):
+        if not hasattr(image, name):
+            setattr(image, name, getattr(resampling, value))
+
+
+# module -> what to put back on it once it is imported
+PATCHES = {"PIL.Image": _pillow_filters}
+
+
+class _Patching(importlib.abc.Loader):
+    """Runs a module's own loader, then its patch."""
+
+    def __init__(self, loader: Any, patch: Any) -> None:
+        self.loader = loader
+        self.patch = patch
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        module: ModuleType | None = self.loader.create_module(spec)
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        self.patch(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, get_filename, is_package...
+        return getattr(self.loader, name)
+
+
 class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds ``MOVED`` names; loads each as the module it became."""
 
@@ -29,6 +64,12 @@ class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
+        patch = PATCHES.get(fullname)
+        if patch is not None:
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _Patching(spec.loader, patch)
+            return spec
         if fullname not in MOVED:
             return None
         return importlib.machinery.ModuleSpec(fullname, self)
@@ -44,6 +85,9 @@ class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def install() -> None:
-    """Put the finder on ``sys.meta_path`` (once)."""
+    """Put the finder on ``sys.meta_path`` (once); patch what is imported already."""
     if not any(isinstance(finder, _Moved) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Moved())
+    for name, patch in PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])

@@ -355,7 +355,8 @@ def test_healthz_is_never_ready_while_an_api_would_be_404(
                 health = requests.get(f"{url}/healthz", timeout=5).status_code
                 ready = requests.get(f"{url}/v2/health/ready", timeout=5).status_code
                 predict = requests.post(f"{url}/d/iris", json=ROWS, timeout=10).status_code
-            except requests.ConnectionError:
+            except requests.ConnectionError:  # not listening yet
+                time.sleep(0.02)  # not a busy loop: it took CPU from the server it waited for
                 continue
             seen.append((health, ready, predict))
             if health == 200:

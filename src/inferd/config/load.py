@@ -6,12 +6,14 @@ e.g. ``cortex.yaml:14: api 'classifier': compute.min_replicas: must be >= 1``.
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSplitter, check_project
 from inferd.errors import ConfigError
@@ -92,7 +94,7 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
         try:
             resource = model.model_validate(item)
         except ValidationError as exc:
-            raise _config_error(exc, name, label, (index,), lines) from None
+            raise _config_error(exc, name, label, (index,), lines, model) from None
         if isinstance(resource, Deployment):
             deployments.append((index, resource))
         elif isinstance(resource, TrafficSplitter):
@@ -116,7 +118,10 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise ConfigError(f"{name}:{line}: invalid YAML: {exc.problem or exc}") from None
+        problem = exc.problem or str(exc)
+        if "'\\t'" in problem:  # PyYAML's words for a tab say nothing of the fix
+            problem = "a tab where YAML needs spaces (indent with spaces only)"
+        raise ConfigError(f"{name}:{line}: invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: invalid YAML: {exc}") from None
     finally:
@@ -170,15 +175,63 @@ _MESSAGES: dict[str, str] = {
 }
 
 
+def _model_at(model: type[BaseModel], loc: Location) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``loc`` (list indexes and map keys skipped)."""
+    found: Any = model
+    for part in loc:
+        if not isinstance(part, str) or not (isinstance(found, type) and issubclass(found, BaseModel)):
+            continue
+        field = found.model_fields.get(part)
+        if field is None:
+            return None
+        pending, found = [field.annotation], None
+        while pending:  # the first model inside Optional[...], list[...], dict[str, ...]
+            candidate = pending.pop(0)
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                found = candidate
+                break
+            pending.extend(typing.get_args(candidate))
+        if found is None:
+            return None
+    return found if isinstance(found, type) and issubclass(found, BaseModel) else None
+
+
+def _unknown_key(model: type[BaseModel] | None, loc: Location) -> str:
+    """ "unknown key", with the nearest field's name when the key looks like a typo of one."""
+    holder = _model_at(model, loc[:-1]) if model is not None else None
+    if holder is None or not loc or not isinstance(loc[-1], str):
+        return "unknown key"
+    close = difflib.get_close_matches(loc[-1], list(holder.model_fields), n=1, cutoff=0.7)
+    return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
+
+
 def _config_error(
-    exc: ValidationError, name: str, label: str, base: Location, lines: dict[Location, int]
+    exc: ValidationError,
+    name: str,
+    label: str,
+    base: Location,
+    lines: dict[Location, int],
+    model: type[BaseModel] | None = None,
 ) -> ConfigError:
-    error = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    error = errors[0]
+    if error["type"] == "missing":  # `nme: x` reads better as a misspelt name than a missing one
+        wanted = str(error["loc"][-1]) if error["loc"] else ""
+        for other in errors:
+            typed = other["loc"][-1] if other["loc"] else None
+            if (
+                other["type"] == "extra_forbidden"
+                and other["loc"][:-1] == error["loc"][:-1]
+                and isinstance(typed, str)
+                and difflib.get_close_matches(typed, [wanted], n=1, cutoff=0.7)
+            ):
+                error = other
+                break
     loc: Location = tuple(error["loc"])
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
-        message = "unknown key"
+        message = _unknown_key(model, loc)
     elif kind in _MESSAGES:
         message = _MESSAGES[kind]
     elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):

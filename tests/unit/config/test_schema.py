@@ -275,6 +275,46 @@ def test_validation_errors_name_file_line_and_field(tmp_path: Path, text: str, e
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            DEPLOYMENT + api(model="onnx:\n    model: model.onnx\n    request_handlr: handler.py\n"),
+            "cortex.yaml:8: api 'classifier': onnx.request_handlr: unknown key "
+            "(did you mean 'request_handler'?)",
+            id="handler",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  compute:\n    min_replica: 2\n"),
+            "compute.min_replica: unknown key (did you mean 'min_replicas'?)",
+            id="nested",
+        ),
+        pytest.param(
+            DEPLOYMENT + api("  tracker:\n    model_typ: classification\n"),
+            "tracker.model_typ: unknown key (did you mean 'model_type'?)",
+            id="tracker",
+        ),
+        pytest.param(
+            "- kind: deployment\n  nme: iris\n", "nme: unknown key (did you mean 'name'?)", id="top"
+        ),
+    ],
+)
+def test_a_misspelt_key_names_the_key_it_looks_like(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error_of(tmp_path, text)
+
+
+def test_a_key_like_no_field_gets_no_guess(tmp_path: Path) -> None:
+    message = error_of(tmp_path, DEPLOYMENT + api("  color: blue\n"))
+    assert message.endswith("color: unknown key")
+
+
+def test_a_tab_in_the_indentation_says_to_indent_with_spaces(tmp_path: Path) -> None:
+    text = DEPLOYMENT + "- kind: api\n  name: a\n  onnx:\n\t  model: model.onnx\n"
+    assert error_of(tmp_path, text) == (
+        "cortex.yaml:6: invalid YAML: a tab where YAML needs spaces (indent with spaces only)"
+    )
+
+
+@pytest.mark.parametrize(
     ("model_block", "expected"),
     [
         ("onnx:\n    model: missing.onnx\n", "onnx.model: missing.onnx does not exist"),

@@ -54,7 +54,19 @@ def test_a_predictor_project_serves_its_starter_model(serve: Serve, tmp_path: Pa
 
 @pytest.mark.tensorflow
 def test_a_tensorflow_project_serves_its_starter_model(serve: Serve, tmp_path: Path) -> None:
-    check_starter(serve, init(tmp_path / "shop", "--tensorflow"))
+    # As a user runs it: TensorFlow's slow import is announced, and its C++ start-up notes
+    # (CPU features, absl) stay off the terminal.
+    project = tmp_path / "shop"
+    written = subprocess.run(
+        [sys.executable, "-m", "inferd", "init", str(project), "--tensorflow"],
+        capture_output=True,
+        text=True,
+    )
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert written.stdout.startswith("building the starter TensorFlow model (importing TensorFlow takes")
+    assert written.stderr == ""
+    assert CliRunner().invoke(cli, ["validate", str(project)]).exit_code == 0
+    check_starter(serve, project)
 
 
 def test_a_project_around_the_user_s_onnx_model(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:

@@ -26,6 +26,13 @@ def test_an_existing_folder_with_files_is_refused(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
 
 
+def test_two_kinds_of_project_at_once_are_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "new"), "--tensorflow", "--predictor"])
+    assert result.exit_code == 2
+    assert result.output == "error: --tensorflow and --predictor ask for two kinds of project: choose one\n"
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_model_of_the_wrong_kind_is_refused_before_writing(tmp_path: Path) -> None:
     model = tmp_path / "weights.bin"
     model.write_bytes(b"\0")

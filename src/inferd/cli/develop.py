@@ -132,16 +132,16 @@ def _run(
 
 @click.command("init")
 @click.argument("project_dir", type=click.Path(path_type=Path))
-@click.option("--onnx", "flavour", flag_value="onnx", default=True, help="An ONNX model (the default).")
-@click.option("--tensorflow", "flavour", flag_value="tensorflow", help="A TensorFlow SavedModel.")
-@click.option("--predictor", "flavour", flag_value="predictor", help="A Python predictor (init/predict).")
+@click.option("--onnx", "onnx", is_flag=True, help="An ONNX model (the default).")
+@click.option("--tensorflow", "tensorflow", is_flag=True, help="A TensorFlow SavedModel.")
+@click.option("--predictor", "predictor", is_flag=True, help="A Python predictor (init/predict).")
 @click.option(
     "--model",
     type=click.Path(path_type=Path),
     help="Your model (a .onnx file, a SavedModel folder, any file for a predictor), copied in. "
     "Without it the project gets a small starter model, built on the spot.",
 )
-def init(project_dir: Path, flavour: str, model: Path | None) -> None:
+def init(project_dir: Path, onnx: bool, tensorflow: bool, predictor: bool, model: Path | None) -> None:
     """Write a new project folder that `inferd serve` runs at once.
 
     It holds a commented cortex.yaml, a handler (or predictor) with its hooks documented, the
@@ -157,6 +157,16 @@ def init(project_dir: Path, flavour: str, model: Path | None) -> None:
     """
     from inferd.scaffold import init_project
 
+    chosen = [
+        name
+        for name, given in (("onnx", onnx), ("tensorflow", tensorflow), ("predictor", predictor))
+        if given
+    ]
+    if len(chosen) > 1:
+        raise UsageError(f"--{chosen[0]} and --{chosen[1]} ask for two kinds of project: choose one")
+    flavour = chosen[0] if chosen else "onnx"
+    if flavour == "tensorflow" and model is None:
+        click.echo("building the starter TensorFlow model (importing TensorFlow takes a while) ...")
     written = init_project(project_dir, flavour, model)
     click.echo(f"wrote a new {flavour} project in {project_dir}:")
     for name in written:

@@ -8,6 +8,7 @@ A linear classifier of iris flowers with hand-set weights (no training data): th
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ def build_onnx(path: Path) -> None:
 
 def build_tensorflow(path: Path) -> None:
     """Write the model as a SavedModel: ``serving_default`` takes ``features`` float[N, 4]."""
+    # TensorFlow's C++ start-up notes (CPU features, absl) would read as errors of `inferd init`.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import tensorflow as tf
     except ImportError:

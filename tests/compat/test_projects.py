@@ -105,3 +105,66 @@ def test_a_base64_image_handler_with_antialias(tmp_path: Path, serve: Callable[.
     answer = serve(project).post("/image/brightness", sample)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"brightness": 0.2}
+
+
+NET = """import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.layer(x)
+"""
+TORCH_PREDICTOR = """import torch
+
+labels = ["iris-setosa", "iris-versicolor", "iris-virginica"]
+
+
+def init(model_path, metadata):
+    global model
+    model = torch.load(model_path)  # the whole model, saved with torch.save(model, path)
+    model.eval()
+
+
+def predict(sample, metadata):
+    row = torch.tensor([[sample["sepal_length"], sample["sepal_width"],
+                         sample["petal_length"], sample["petal_width"]]])
+    return labels[int(torch.argmax(model(row)[0]))]
+"""
+
+
+def test_a_pytorch_predictor_loading_a_whole_saved_model(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    import importlib.util
+    import sys
+
+    import torch
+
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: torch\n- kind: api\n  name: iris\n  predictor:\n"
+        "    path: src/predictor.py\n    model: model.pt\n    python_path: src/\n",
+        {"src/net.py": NET, "src/predictor.py": TORCH_PREDICTOR},
+    )
+    spec = importlib.util.spec_from_file_location("net", project / "src" / "net.py")
+    assert spec is not None and spec.loader is not None
+    net = importlib.util.module_from_spec(spec)
+    sys.modules["net"] = net  # the pickle names the class as the replica imports it: net.Net
+    try:
+        spec.loader.exec_module(net)
+        model = net.Net()
+        with torch.no_grad():
+            model.layer.weight.zero_()
+            model.layer.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
+        torch.save(model, project / "model.pt")
+    finally:
+        del sys.modules["net"]
+    answer = serve(project).post(
+        "/torch/iris", {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == "iris-virginica"

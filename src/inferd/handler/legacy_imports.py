@@ -5,7 +5,8 @@ joblib`` still worked (the usual way to load a pickled model then); scikit-learn
 it. Pillow 10 removed ``Image.ANTIALIAS`` (and ``LINEAR``, ``CUBIC``), which image handlers
 passed to ``resize``. A finder on ``sys.meta_path`` answers the old module name with the module
 it became, and puts the old constants back on ``PIL.Image`` when it is imported: nothing is
-imported ahead of time.
+imported ahead of time. And ``torch.load(path)`` unpickles a whole saved model again, as torch
+1.3 did (torch 2.6 made it load weights only by default, which refuses ``torch.save(model)``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -84,8 +87,17 @@ class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__spec__ = self._specs.pop(module.__spec__.name if module.__spec__ else "", module.__spec__)
 
 
+def _torch_load_unpickles() -> None:
+    """``torch.load`` without ``weights_only``: a full unpickle, as in Cortex's torch 1.3 (the
+    project's own model file; torch reads the variable at each call)."""
+    if "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ:
+        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+
+
 def install() -> None:
     """Put the finder on ``sys.meta_path`` (once); patch what is imported already."""
+    _torch_load_unpickles()
     if not any(isinstance(finder, _Moved) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Moved())
     for name, patch in PATCHES.items():

@@ -82,6 +82,9 @@ def model_files(model_path: Path | None) -> tuple[Path, ...]:
     return (model_path,)
 
 
+UNZIP_HEADROOM = 256 << 20  # bytes an unpacked model must leave free on the cache's disk
+
+
 def unpack_zip(archive: Path) -> Path:
     """Unpack ``archive`` once into the cache; the folder it was unpacked into."""
     target = unzipped_path(archive)
@@ -95,6 +98,15 @@ def unpack_zip(archive: Path) -> Path:
                 resolved = (scratch / member).resolve()
                 if scratch.resolve() not in resolved.parents and resolved != scratch.resolve():
                     raise LoadError(f"{archive.name}: member {member!r} escapes the archive")
+            # A member never unpacks to more than the size its entry declares (zipfile stops
+            # there), so a zip bomb is refused before a byte is written, not when the disk fills.
+            unpacked = sum(info.file_size for info in bundle.infolist())
+            free = shutil.disk_usage(scratch).free - UNZIP_HEADROOM
+            if unpacked > free:
+                raise LoadError(
+                    f"{archive.name} unpacks to {unpacked} bytes, more than the {max(free, 0)} "
+                    f"bytes free in {target.parent} (keeping {UNZIP_HEADROOM >> 20} MiB free)"
+                )
             bundle.extractall(scratch)
         (scratch / CREATED_MARK).write_text("")
         scratch.rename(target)

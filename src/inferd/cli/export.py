@@ -17,6 +17,7 @@ from inferd.engine import kubernetes as k8s
 from inferd.engine.ray import plan
 from inferd.errors import UsageError
 from inferd.operator.state import key_files
+from inferd.storage import project_files
 
 EXTRAS = ("all", "onnx", "tensorflow")
 
@@ -113,11 +114,11 @@ def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Pat
     prepare_folder(out, project)
     out.mkdir(parents=True, exist_ok=True)
     secret = key_files(project)
-    files = [path for path in plan.project_files(project.root) if path.resolve() not in secret]
+    files = [path for path in project_files(project.root) if path.resolve() not in secret]
     _copy_tree(files, project.root, out / "project")
     package = Path(plan.__file__).resolve().parents[2]
     _copy_tree(
-        [p for p in plan.project_files(package) if p.suffix in (".py", ".typed")],
+        [p for p in project_files(package) if p.suffix in (".py", ".typed")],
         package,
         out / "inferd/src/inferd",
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inferd.errors import InferdError
-from inferd.storage import CREATED_MARK, file_digest
+from inferd.storage import CREATED_MARK, file_digest, project_files
 
 if TYPE_CHECKING:
     from inferd.config.schema import Project
@@ -29,8 +29,6 @@ STATE_FILE = "state.json"
 SECRETS_FILE = "secrets.json"
 TOKEN_FILE = "token"
 OPERATOR_FILE = "operator.json"
-SKIPPED_DIRS = {"__pycache__", ".venv", "venv", "node_modules"}
-SKIPPED_SUFFIXES = (".pyc", ".pyo", ".pyd")
 
 
 class StateError(InferdError):
@@ -104,7 +102,7 @@ class State:
                     }
                 else:
                     self.secrets = {name: dict(values) for name, values in data.items()}
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise StateError(
                     f"the state file {path} is corrupt ({type(exc).__name__}: {exc}); nothing was "
                     f"changed: fix it, or move it away to start with no deployments"
@@ -122,21 +120,11 @@ class State:
             raise StateError(f"cannot save the state to {self.path}: {exc.strerror or exc}") from exc
 
 
-def _project_files(root: Path) -> list[Path]:
-    files: list[Path] = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
-        for name in sorted(names):
-            if not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES):
-                files.append(Path(folder) / name)
-    return files
-
-
 def project_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
     """The project's files by name, size and modification time: whether a folder is the one a
     running deploy copied, without reading the files."""
     found = []
-    for path in _project_files(root):
+    for path in project_files(root):
         with contextlib.suppress(OSError):
             stat = path.stat()
             found.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
@@ -156,8 +144,11 @@ def key_files(project: Project) -> set[Path]:
 
 def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> Path:
     """Copy the project's files into ``projects/<digest>`` (once per distinct content), but ``skip``."""
-    files = [path for path in _project_files(root) if not skip or path.resolve() not in skip]
-    digest = file_digest_of(root, files)
+    files = [path for path in project_files(root) if not skip or path.resolve() not in skip]
+    try:
+        digest = file_digest_of(root, files)
+    except OSError as exc:  # a file that went away or cannot be read since the walk
+        raise StateError(f"cannot read the project's file {exc.filename}: {exc.strerror or exc}") from exc
     target = home / "projects" / digest
     if target.is_dir():
         return target

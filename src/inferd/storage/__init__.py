@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 import zipfile
@@ -35,6 +36,35 @@ CREATED_MARK = ".inferd-created"
 def inferd_home() -> Path:
     """inferd's state folder: ``$INFERD_HOME``, default ``~/.inferd``."""
     return Path(os.environ.get("INFERD_HOME", Path.home() / ".inferd"))
+
+
+# What never travels with a project (a snapshot, a Ray zip, an export): hidden files at any
+# depth, these folders, bytecode.
+SKIPPED_DIRS = frozenset({"__pycache__", ".venv", "venv", "node_modules"})
+SKIPPED_SUFFIXES = (".pyc", ".pyo", ".pyd")
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:  # a link loop, a dangling link
+        return False
+
+
+def project_files(root: Path) -> list[Path]:
+    """The files that travel with a project, sorted: regular files, or links to one.
+
+    A FIFO, a device (a link to ``/dev/zero``), a socket or a link loop is left out: reading
+    one would block forever or never end.
+    """
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        for name in sorted(names):
+            path = Path(folder) / name
+            if not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES) and _is_regular(path):
+                files.append(path)
+    return files
 
 
 def cache_dir() -> Path:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import threading
 from pathlib import Path
 
-from inferd.operator.state import State
+import pytest
+
+from inferd.operator.state import State, StateError, snapshot_project
+from inferd.storage import CREATED_MARK
 
 # What the version before per-deployment API names wrote: its format is read unchanged, since
 # records were already per deployment and deleted APIs are bare names within their deployment.
@@ -31,3 +37,55 @@ def test_a_state_file_of_the_previous_version_loads(tmp_path: Path) -> None:
     assert state.deployments["garden"].deleted_apis == []  # deleting iris's classifier left garden's
     state.save()
     assert State(tmp_path).load().deployments == state.deployments
+
+
+def _project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    (root / "models").mkdir(parents=True)
+    (root / "cortex.yaml").write_text("- kind: deployment\n  name: d\n")
+    (root / "models" / "m.onnx").write_bytes(b"weights")
+    return root
+
+
+def test_a_snapshot_leaves_out_fifos_devices_and_link_loops(tmp_path: Path) -> None:
+    # Was: a FIFO in the project blocked the deploy forever (and `inferd down` with it); a link
+    # to /dev/zero read without end; a link loop was an OSError out of the deploy.
+    root = _project(tmp_path)
+    fifo = root / "models" / "pipe"
+    os.mkfifo(fifo)
+    (root / "zero").symlink_to("/dev/zero")
+    (root / "loop").symlink_to(root / "loop")
+    (root / "passwd").symlink_to(root / "models" / "m.onnx")  # a link to a regular file: copied
+    done = threading.Event()
+
+    def unblock() -> None:  # so that code which opens the FIFO fails this test instead of hanging
+        if not done.wait(10):
+            with contextlib.suppress(OSError), open(fifo, "wb"):
+                pass
+
+    guard = threading.Thread(target=unblock)
+    guard.start()
+    try:
+        snapshot = snapshot_project(root, tmp_path / "home")
+    finally:
+        done.set()
+        guard.join()
+    copied = sorted(str(path.relative_to(snapshot)) for path in snapshot.rglob("*") if path.is_file())
+    assert copied == [CREATED_MARK, "cortex.yaml", "models/m.onnx", "passwd"]
+    assert (snapshot / "passwd").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"deployments": []}', '{"deployments": {"iris": ["x"]}}', "[1]", "\xff\xfe", '{"deployments": 5}'],
+)
+def test_a_state_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path, text: str) -> None:
+    (tmp_path / "state.json").write_text(text, encoding="latin-1")
+    with pytest.raises(StateError, match="is corrupt"):
+        State(tmp_path).load()
+
+
+def test_a_secrets_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "secrets.json").write_text("[1, 2]")
+    with pytest.raises(StateError, match=r"secrets\.json is corrupt"):
+        State(tmp_path).load()

@@ -22,6 +22,7 @@ from inferd.engine.ray.cluster import AppSpec
 from inferd.engine.ray.status import api_views, http_port, is_api_app
 from inferd.environments import Environment
 from inferd.errors import ConfigError, NotFoundError
+from inferd.storage import project_files
 
 
 class ClusterLike(Protocol):
@@ -77,7 +78,7 @@ class RayBackend:
         """Create, roll or leave each API of the project; delete the deployment's other APIs."""
         project = load_project(project_dir)
         plan.check_supported(project)
-        files = plan.project_files(project.root)
+        files = project_files(project.root)
         plan.check_size(project.root, files)
         # Each API's own block is in its version: another API's edit leaves it running.
         project_digest = plan.digest_files(project.root, [f for f in files if f != project.config_file])

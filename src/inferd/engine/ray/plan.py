@@ -11,13 +11,13 @@ KubeRay ``serveConfigV2`` of ``inferd export --ray`` (declarative).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.errors import ConfigError
+from inferd.storage import project_files
 
 API_DEPLOYMENT = "inferd"
 ROUTERS = {"inferd.v2": ("/v2", "v2"), "inferd.tfserving": ("/v1", "tfserving")}
@@ -31,27 +31,12 @@ MAX_ONGOING_REQUESTS = 5
 # The project (models on local paths included) travels as a zip through Ray's GCS; bigger
 # models belong in object storage, which replicas download once per node.
 MAX_PROJECT_BYTES = 100 * 1024 * 1024
-SKIPPED_DIRS = frozenset({"__pycache__", ".venv", "venv", "node_modules"})
-SKIPPED_SUFFIXES = (".pyc", ".pyo", ".pyd")
 # Ray's gitignore-style excludes for the same rules (hidden files at any depth, not the root).
 EXCLUDES = [".?*", "__pycache__/", ".venv/", "venv/", "node_modules/", "*.pyc", "*.pyo", "*.pyd"]
 GRACEFUL_SHUTDOWN_S = 20.0
 # A rolling update starts new replicas before old ones stop (as the local engine does); 25%
 # rounds up to at least one extra replica, and old replicas keep serving while it waits.
 MAX_SURGE_PERCENT = 25
-
-
-def project_files(root: Path) -> list[Path]:
-    """The files that travel with a project: hidden files, virtualenvs and bytecode left out."""
-    files: list[Path] = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
-        files.extend(
-            Path(folder) / name
-            for name in sorted(names)
-            if not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES)
-        )
-    return files
 
 
 def check_size(root: Path, files: list[Path], limit: int = MAX_PROJECT_BYTES) -> int:

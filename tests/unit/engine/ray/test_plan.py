@@ -9,6 +9,7 @@ import pytest
 from inferd.config.load import load_project
 from inferd.engine.ray import plan
 from inferd.errors import ConfigError
+from inferd.storage import project_files
 from tests.conftest import example, make_project
 
 CONFIG = """
@@ -69,7 +70,7 @@ def test_the_project_travels_without_hidden_files_venvs_and_bytecode(tmp_path: P
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
-    files = [str(path.relative_to(root)) for path in plan.project_files(root)]
+    files = [str(path.relative_to(root)) for path in project_files(root)]
     assert files == ["cortex.yaml", "predictor.py", "sub/keep.txt"]
 
 
@@ -77,14 +78,14 @@ def test_a_project_over_the_limit_names_its_biggest_files_and_s3(tmp_path: Path)
     root = project(tmp_path)
     (root / "model.bin").write_bytes(b"\0" * 5000)
     with pytest.raises(ConfigError, match=r"model\.bin .*put large models on s3://"):
-        plan.check_size(root, plan.project_files(root), limit=4096)
-    assert plan.check_size(root, plan.project_files(root)) > 5000
+        plan.check_size(root, project_files(root), limit=4096)
+    assert plan.check_size(root, project_files(root)) > 5000
 
 
 def test_the_version_follows_config_files_and_refresh(tmp_path: Path) -> None:
     root = project(tmp_path)
     (config,) = load_project(root).apis
-    files = plan.project_files(root)
+    files = project_files(root)
     first = plan.version_id(config, plan.digest_files(root, files), "code")
     assert first == plan.version_id(config, plan.digest_files(root, files), "code")
     (root / "predictor.py").write_text(PREDICTOR + "# changed\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import orjson
 
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
@@ -283,23 +284,29 @@ def predict(
       inferd predict classifier sample.json -d iris   # Cortex's -d
       inferd predict guarded sample.json --key "$MY_KEY"   # an API with auth:
     """
+    body = sample.read_bytes()
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # say so here, not as the API's 400 about "its" input
+        raise UsageError(f"{sample} is not JSON ({exc}): a sample is a JSON request body") from None
     api = in_deployment(api, deployment)
     client = backend_for(env)
     info: dict[str, Any] = client.api(resolve(client, api))
-    response = post_sample(info["url"], sample.read_bytes(), debug=debug, key=api_key)
+    response = post_sample(info["url"], body, debug=debug, key=api_key)
     if response.ok and response.headers.get("content-type") == "application/x-ndjson":
         _print_stream(info["name"], response.text)
         return
+    answer: Any
     try:
-        body = response.json()
+        answer = response.json()
     except ValueError:
-        body = response.text
+        answer = response.text
     if response.status_code >= 400:
-        message = str(body.get("error") if isinstance(body, dict) else body)
+        message = str(answer.get("error") if isinstance(answer, dict) else answer)
         if message.startswith(f"api '{info['name']}' "):  # the gateway named the API already
             raise InferdError(f"{message} ({response.status_code})")
         raise InferdError(f"api '{info['name']}' answered {response.status_code}: {message}")
-    click.echo(json.dumps(body, indent=2) if not isinstance(body, str) else json.dumps(body))
+    click.echo(json.dumps(answer, indent=2) if not isinstance(answer, str) else json.dumps(answer))
     sys.stdout.flush()
 
 

@@ -1,0 +1,33 @@
+"""`inferd predict` checks its sample before it asks the operator anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from inferd.cli.main import cli
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        pytest.param(b"petal_length=1.4", "line 1 column 1", id="text"),
+        pytest.param(b"", "empty document", id="empty"),
+        pytest.param(b'{"a": 1', "", id="cut-short"),
+    ],
+)
+def test_a_sample_that_is_not_json_is_named_as_the_mistake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, reason: str
+) -> None:
+    # No operator runs in this home: the sample is refused before one is needed.
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    sample = tmp_path / "sample.json"
+    sample.write_bytes(content)
+    result = CliRunner().invoke(cli, ["predict", "classifier", str(sample)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {sample} is not JSON (")
+    assert reason in result.output
+    assert result.output.endswith("): a sample is a JSON request body\n")
+    assert result.output.count("\n") == 1

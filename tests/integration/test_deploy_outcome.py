@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import requests
 
-from tests.conftest import example, make_project, wait_for
+from tests.conftest import INFERD, example, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 CONFIG = (
@@ -228,3 +230,31 @@ def test_the_capacity_cap_is_shown_when_it_limits_requested(
         "capacity: 1 of 2 requested replicas fit on this machine (needs cpu"
         in inferd.run("get", "wide").stdout
     )
+
+
+def test_ctrl_c_while_waiting_stops_the_waiting_not_the_deploy(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    slow = "import time\ntime.sleep(120)  # a handler whose import takes long, so the deploy waits\n"
+    project = make_project(tmp_path / "p", CONFIG, {"h.py": slow}, {"m.onnx": iris_onnx_model})
+    inferd.run("up")
+    deploying = subprocess.Popen(
+        [str(INFERD), "deploy", str(project)],
+        env=inferd.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as a terminal's Ctrl-C finds it (a shell's background job would ignore SIGINT)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert deploying.stdout is not None
+    assert deploying.stdout.readline() == "deployment started\n"
+    deploying.send_signal(signal.SIGINT)
+    _, stderr = deploying.communicate(timeout=60)
+    assert deploying.returncode == 1
+    assert stderr.splitlines()[-1] == (
+        "error: stopped waiting (Ctrl-C); the deployment goes on in the operator: "
+        "follow it with `inferd get -w`"
+    )
+    assert "Aborted!" not in stderr and "Traceback" not in stderr
+    assert inferd.status("labels")["status"] in ("updating", "pending")  # the rollout goes on

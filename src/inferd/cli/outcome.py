@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from inferd.cli.backends import Backend, key_of
-from inferd.errors import DeployFailedError
+from inferd.errors import DeployFailedError, InferdError
 
 WAIT_TIMEOUT = 600.0
 POLL_SECONDS = 0.25
@@ -65,6 +65,22 @@ def wait_outcome(
     ``versions`` is keyed by API name, within ``deployment`` when given (names are unique per
     deployment, so other deployments' APIs of the same name are not looked at).
     """
+    try:
+        _wait_outcome(backend, versions, timeout, clock, sleep, deployment)
+    except KeyboardInterrupt:  # Ctrl-C stops the waiting, not the rollout the operator runs
+        raise InferdError(
+            "stopped waiting (Ctrl-C); the deployment goes on in the operator: follow it with `inferd get -w`"
+        ) from None
+
+
+def _wait_outcome(
+    backend: Backend,
+    versions: dict[str, str | None],
+    timeout: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    deployment: str | None,
+) -> None:
     deadline = clock() + timeout
     shown: dict[str, str] = {}
     while True:
@@ -100,12 +116,18 @@ def wait_deleted(
 ) -> None:
     """Wait until the APIs ``names`` (keys, ``deployment/api``) are gone; raise after ``timeout``."""
     deadline = clock() + timeout
-    while True:
-        remaining = sorted(key_of(api) for api in backend.apis() if key_of(api) in names)
-        if not remaining:
-            return
-        if clock() >= deadline:
-            raise DeployFailedError(
-                f"{', '.join(remaining)} still draining after {timeout:.0f}s; see `inferd get`"
-            )
-        sleep(POLL_SECONDS)
+    try:
+        while True:
+            remaining = sorted(key_of(api) for api in backend.apis() if key_of(api) in names)
+            if not remaining:
+                return
+            if clock() >= deadline:
+                raise DeployFailedError(
+                    f"{', '.join(remaining)} still draining after {timeout:.0f}s; see `inferd get`"
+                )
+            sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        raise InferdError(
+            "stopped waiting (Ctrl-C); the deleted APIs' replicas go on draining in the operator: "
+            "see `inferd get`"
+        ) from None

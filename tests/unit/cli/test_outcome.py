@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from inferd.cli.outcome import judge, wait_deleted, wait_outcome
-from inferd.errors import DeployFailedError
+from inferd.errors import DeployFailedError, InferdError
 
 
 def api(name: str = "a", status: str = "live", **extra: Any) -> dict[str, Any]:
@@ -113,3 +113,16 @@ def test_wait_outcome_looks_at_its_own_deployment_only() -> None:
     other = {**api("a", status="error", error="boom"), "deployment": "other"}
     backend = Statuses([other, api("a")])
     wait_outcome(backend, {"a": "v2"}, clock=clock, sleep=clock.sleep, deployment="d")
+
+
+def interrupted(seconds: float) -> None:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_waiting_says_the_operator_goes_on() -> None:
+    with pytest.raises(
+        InferdError, match=r"^stopped waiting \(Ctrl-C\); the deployment goes on in the operator"
+    ):
+        wait_outcome(Statuses([api(status="updating")]), {"a": "v2"}, sleep=interrupted)
+    with pytest.raises(InferdError, match=r"^stopped waiting \(Ctrl-C\); the deleted APIs' replicas go on"):
+        wait_deleted(Statuses([api("a")]), ["d/a"], sleep=interrupted)

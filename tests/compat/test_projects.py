@@ -1,11 +1,15 @@
 """Cortex v0.10 project folders as 2019 wrote them, served by inferd: a requirements.txt naming
 scikit-learn by its old PyPI name ``sklearn`` (which PyPI now refuses to install), a predictor
-loading its model with ``from sklearn.externals import joblib`` (scikit-learn 0.21's way)."""
+loading its model with ``from sklearn.externals import joblib`` (scikit-learn 0.21's way), an
+image handler resizing with ``Image.ANTIALIAS`` (Pillow < 10), a whole model saved with
+``torch.save(model)``, a one-row frame made with ``DataFrame.append`` (pandas < 2)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from inferd.engine.packages import packages_dir
 from tests.conftest import Server, make_project, serve
@@ -168,3 +172,43 @@ def test_a_pytorch_predictor_loading_a_whole_saved_model(
     )
     assert answer.status_code == 200, answer.text
     assert answer.json() == "iris-virginica"
+
+
+MPG_PREDICTOR = """import joblib
+import pandas as pd
+
+FEATURES = ["cylinders", "displacement", "horsepower", "weight", "acceleration"]
+
+
+def init(model_path, metadata):
+    global model
+    model = joblib.load(model_path)
+
+
+def predict(sample, metadata):
+    # pandas 0.25's way to make a one-row frame (DataFrame.append: removed in pandas 2.0)
+    frame = pd.DataFrame(columns=FEATURES).append(sample, ignore_index=True)
+    for name, column in frame.iteritems():
+        frame[name] = column.astype(float)
+    return float(model.predict(frame.to_numpy())[0])
+"""
+
+
+def test_a_pandas_025_predictor(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    features = ["cylinders", "displacement", "horsepower", "weight", "acceleration"]
+    rows = np.array([[4, 100.0, 90, 2200, 15.0], [6, 200.0, 110, 3000, 14.0], [8, 350.0, 160, 4100, 11.5]])
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: auto\n- kind: api\n  name: mpg\n  predictor:\n"
+        "    path: predictor.py\n    model: linreg.joblib\n  tracker:\n    model_type: regression\n",
+        {"predictor.py": MPG_PREDICTOR},
+    )
+    model = LinearRegression().fit(rows, [30.0, 21.0, 14.0])
+    joblib.dump(model, project / "linreg.joblib")
+    answer = serve(project).post("/auto/mpg", dict(zip(features, rows[1].tolist(), strict=True)))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == pytest.approx(float(model.predict(rows[1:2])[0]))

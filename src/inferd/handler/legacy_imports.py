@@ -5,7 +5,8 @@ joblib`` still worked (the usual way to load a pickled model then); scikit-learn
 it. Pillow 10 removed ``Image.ANTIALIAS`` (and ``LINEAR``, ``CUBIC``), which image handlers
 passed to ``resize``. A finder on ``sys.meta_path`` answers the old module name with the module
 it became, and puts the old constants back on ``PIL.Image`` when it is imported: nothing is
-imported ahead of time. And ``torch.load(path)`` unpickles a whole saved model again, as torch
+imported ahead of time (pandas gets its 0.25 methods the same way, ``pandas_compat``). And
+``torch.load(path)`` unpickles a whole saved model again, as torch
 1.3 did (torch 2.6 made it load weights only by default, which refuses ``torch.save(model)``).
 """
 
@@ -35,8 +36,14 @@ def _pillow_filters(image: ModuleType) -> None:
             setattr(image, name, getattr(resampling, value))
 
 
+def _pandas_methods(pandas: ModuleType) -> None:
+    from inferd.handler import pandas_compat
+
+    pandas_compat.install(pandas)
+
+
 # module -> what to put back on it once it is imported
-PATCHES = {"PIL.Image": _pillow_filters}
+PATCHES = {"PIL.Image": _pillow_filters, "pandas": _pandas_methods}
 
 
 class _Patching(importlib.abc.Loader):

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from collections import Counter
@@ -424,3 +425,15 @@ def test_a_home_that_cannot_be_made_is_one_sentence(inferd: Inferd, tmp_path: Pa
         result = inferd.run(*command, check=False)
         assert result.returncode == 1
         assert result.stderr == f"error: Not a directory ({tmp_path / 'a-file' / 'home'})\n"
+
+
+def test_an_operator_whose_port_is_taken_says_how_to_move_it(inferd: Inferd) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", inferd.port))
+        taken.listen()
+        result = inferd.run("up", check=False, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: the operator could not start: cannot listen on 127.0.0.1:{inferd.port}: "
+        "Address already in use; set INFERD_PORT to another port"
+    )

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +14,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Server, example, make_project, process_alive, replica_pids, wait_for, zygote_pids
+from tests.conftest import (
+    INFERD,
+    Server,
+    example,
+    make_project,
+    process_alive,
+    replica_pids,
+    wait_for,
+    zygote_pids,
+)
 
 Serve = Callable[..., Server]
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -267,3 +277,22 @@ def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path, t
         assert slow.result().status_code == 200  # accepted before SIGTERM: it finishes
     assert server.process.wait(60) == 0
     assert not [pid for pid in replicas | zygotes if process_alive(pid)]
+
+
+def test_a_port_in_use_is_one_sentence_that_says_what_to_do(tmp_path: Path) -> None:
+    # 8888 is also Jupyter's default port: a newcomer meets this on the first `inferd serve`.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(INFERD), "serve", str(example("iris-onnx")), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ, INFERD_HOME=str(tmp_path / "home")),
+        )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another with --port\n"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -266,7 +267,8 @@ def serve(
             )
         )
     except OSError as exc:
-        raise InferdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        hint = "; choose another with --port" if exc.errno == errno.EADDRINUSE else ""
+        raise InferdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
     sys.exit(code)
 
 

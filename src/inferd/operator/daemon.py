@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -27,8 +28,9 @@ def main() -> int:
         logging.getLogger("inferd.operator").error("%s", exc.message)
         return exc.exit_code
     except OSError as exc:
+        hint = "; set INFERD_PORT to another port" if exc.errno == errno.EADDRINUSE else ""
         logging.getLogger("inferd.operator").error(
-            "cannot listen on %s:%d: %s", host, port, exc.strerror or exc
+            "cannot listen on %s:%d: %s%s", host, port, exc.strerror or exc, hint
         )
         return 1
 

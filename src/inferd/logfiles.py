@@ -289,10 +289,17 @@ def tail_lines(path: Path, count: int, width: int = 2000) -> list[str]:
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of the files under ``folder`` (0 when it does not exist); links are not followed."""
+    """Bytes of the files under ``folder`` (0 when it does not exist); links are not followed,
+    and a file hard-linked into several snapshots counts once."""
     total = 0
+    seen: set[tuple[int, int]] = set()
     for root, _, names in os.walk(folder):
         for name in names:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
+                info = os.lstat(os.path.join(root, name))
+                if info.st_nlink > 1:
+                    if (info.st_dev, info.st_ino) in seen:
+                        continue
+                    seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
     return total

@@ -29,6 +29,8 @@ STATE_FILE = "state.json"
 SECRETS_FILE = "secrets.json"
 TOKEN_FILE = "token"
 OPERATOR_FILE = "operator.json"
+# In each snapshot: its files' content digests, to hard-link unchanged files into the next one
+SNAPSHOT_FILES = ".inferd-files.json"
 
 
 class StateError(InferdError):
@@ -143,22 +145,30 @@ def key_files(project: Project) -> set[Path]:
 
 
 def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> Path:
-    """Copy the project's files into ``projects/<digest>`` (once per distinct content), but ``skip``."""
+    """Copy the project's files into ``projects/<digest>`` (once per distinct content), but ``skip``.
+
+    A file some kept snapshot already holds with the same content is hard-linked from it, not
+    copied: an edited handler beside a 5 GB model adds the handler, not another 5 GB.
+    """
     files = [path for path in project_files(root) if not skip or path.resolve() not in skip]
     try:
-        digest = file_digest_of(root, files)
+        digests = {str(path.relative_to(root)): file_digest(path) for path in files}
     except OSError as exc:  # a file that went away or cannot be read since the walk
         raise StateError(f"cannot read the project's file {exc.filename}: {exc.strerror or exc}") from exc
-    target = home / "projects" / digest
+    target = home / "projects" / digest_of(digests)
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    held = _held_files(target.parent)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".copy-"))
     try:
         for path in files:
-            destination = scratch / path.relative_to(root)
+            relative = str(path.relative_to(root))
+            destination = scratch / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, destination)
+            if not _link_same(held.get(digests[relative]), path, destination):
+                shutil.copy2(path, destination)
+        (scratch / SNAPSHOT_FILES).write_text(json.dumps(digests))
         (scratch / CREATED_MARK).write_text("")
         scratch.rename(target)
     except OSError as exc:
@@ -169,12 +179,39 @@ def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> P
     return target
 
 
-def file_digest_of(root: Path, files: list[Path]) -> str:
+def _held_files(projects: Path) -> dict[str, Path]:
+    """Content digest -> a file with that content in a finished snapshot (its ``SNAPSHOT_FILES``)."""
+    held: dict[str, Path] = {}
+    with contextlib.suppress(OSError):
+        for snapshot in projects.iterdir():
+            listed = read_json(snapshot / SNAPSHOT_FILES)
+            if listed is None or snapshot.is_symlink() or not (snapshot / CREATED_MARK).is_file():
+                continue
+            for relative, digest in listed.items():
+                if isinstance(digest, str):
+                    held.setdefault(digest, snapshot / str(relative))
+    return held
+
+
+def _link_same(source: Path | None, original: Path, destination: Path) -> bool:
+    """Hard-link ``source`` (a file inside a snapshot, the same content as ``original``) at
+    ``destination``; False if it cannot be."""
+    try:
+        if source is None or source.is_symlink() or source.stat().st_size != original.stat().st_size:
+            return False
+        os.link(source, destination)
+    except OSError:  # another file system, a link limit: copied instead
+        return False
+    return True
+
+
+def digest_of(digests: dict[str, str]) -> str:
+    """A snapshot's name: the digest of its files' names and contents."""
     import hashlib
 
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + file_digest(path).encode())
+    for relative, content in digests.items():
+        digest.update(relative.encode() + b"\0" + content.encode())
     return digest.hexdigest()[:24]
 
 

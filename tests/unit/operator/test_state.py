@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from inferd.operator.state import State, StateError, snapshot_project
+from inferd.operator.state import SNAPSHOT_FILES, State, StateError, snapshot_project
 from inferd.storage import CREATED_MARK
 
 # What the version before per-deployment API names wrote: its format is read unchanged, since
@@ -71,7 +71,7 @@ def test_a_snapshot_leaves_out_fifos_devices_and_link_loops(tmp_path: Path) -> N
         done.set()
         guard.join()
     copied = sorted(str(path.relative_to(snapshot)) for path in snapshot.rglob("*") if path.is_file())
-    assert copied == [CREATED_MARK, "cortex.yaml", "models/m.onnx", "passwd"]
+    assert copied == [CREATED_MARK, SNAPSHOT_FILES, "cortex.yaml", "models/m.onnx", "passwd"]
     assert (snapshot / "passwd").read_bytes() == b"weights"
 
 
@@ -89,3 +89,23 @@ def test_a_secrets_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path) -> N
     (tmp_path / "secrets.json").write_text("[1, 2]")
     with pytest.raises(StateError, match=r"secrets\.json is corrupt"):
         State(tmp_path).load()
+
+
+def test_a_new_snapshot_links_the_files_an_earlier_one_holds(tmp_path: Path) -> None:
+    # Was: every changed deploy copied the whole project again: a handler edit beside a 1 GiB
+    # model added 1 GiB to $INFERD_HOME (two snapshots kept: 2.1 GiB).
+    root = _project(tmp_path)
+    home = tmp_path / "home"
+    first = snapshot_project(root, home)
+    (root / "handler.py").write_text("def pre_inference(sample, signature, metadata): ...\n")
+    second = snapshot_project(root, home)
+    assert second != first
+    old, new = (snapshot / "models" / "m.onnx" for snapshot in (first, second))
+    assert new.read_bytes() == b"weights"
+    assert os.path.samefile(old, new)  # one copy on disk
+    (root / "models" / "m.onnx").write_bytes(b"retrained")  # new content: a copy of its own
+    third = snapshot_project(root, home)
+    assert (third / "models" / "m.onnx").read_bytes() == b"retrained"
+    assert old.read_bytes() == b"weights"
+    assert not os.path.samefile(old, third / "models" / "m.onnx")
+    assert (third / "handler.py").samefile(second / "handler.py")

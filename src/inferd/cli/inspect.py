@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -21,6 +22,8 @@ from inferd.client import Client, post_sample
 from inferd.errors import InferdError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from inferd.environments import Environment
 
 
@@ -96,14 +99,24 @@ def get(
     if api is not None:
         api = in_deployment(api, deployment)
     client = backend_for(env)
-    while True:
-        text = _get_once(client, api, verbose, output, None if api else deployment, summary)
-        if not watch:
+    if not watch:
+        click.echo(_get_once(client, api, verbose, output, None if api else deployment, summary))
+        return
+    with until_ctrl_c():
+        while True:
+            text = _get_once(client, api, verbose, output, None if api else deployment, summary)
+            click.clear()  # on a terminal; piped, each table follows the last
             click.echo(text)
-            return
-        click.clear()
-        click.echo(text)
-        time.sleep(2)
+            time.sleep(2)
+
+
+@contextlib.contextmanager
+def until_ctrl_c() -> Iterator[None]:
+    """Ctrl-C ends a -w/-f loop as the help says it does: quietly, exit 0 (not click's "Aborted!")."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        sys.stdout.flush()
 
 
 def _get_once(
@@ -232,19 +245,20 @@ def logs(
         except NotFoundError:
             raise exc from None
     cursor: str | None = None
-    while True:
-        if cursor is None:
-            result = client.logs(name, tail=tail, since=start, access=access)
-        else:
-            result = client.logs(name, cursor=cursor, access=access)
-        cursor = str(result["cursor"])
-        if result["text"]:
-            click.echo(result["text"], nl=False)
-        if result["more"]:
-            continue
-        if not follow:
-            return
-        time.sleep(0.25)
+    with until_ctrl_c():
+        while True:
+            if cursor is None:
+                result = client.logs(name, tail=tail, since=start, access=access)
+            else:
+                result = client.logs(name, cursor=cursor, access=access)
+            cursor = str(result["cursor"])
+            if result["text"]:
+                click.echo(result["text"], nl=False)
+            if result["more"]:
+                continue
+            if not follow:
+                return
+            time.sleep(0.25)
 
 
 def _ray_logs(api: str, follow: bool, env: Environment) -> None:
@@ -252,14 +266,15 @@ def _ray_logs(api: str, follow: bool, env: Environment) -> None:
     backend = ray_backend(env)
     name = resolve(backend, api)
     cursor = None
-    while True:
-        text, cursor = backend.logs(name, cursor)
-        if text:
-            click.echo(text, nl=False)
-        if not follow:
-            return
-        if not text:
-            time.sleep(1)
+    with until_ctrl_c():
+        while True:
+            text, cursor = backend.logs(name, cursor)
+            if text:
+                click.echo(text, nl=False)
+            if not follow:
+                return
+            if not text:
+                time.sleep(1)
 
 
 @click.command()

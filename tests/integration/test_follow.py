@@ -1,0 +1,67 @@
+"""`inferd get -w` and `inferd logs -f` run until Ctrl-C, and Ctrl-C ends them quietly with exit 0."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+
+from tests.conftest import INFERD, example, wait_for
+from tests.integration.conftest import Inferd
+
+SAMPLE = {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
+
+
+class Following:
+    """An ``inferd`` command run as from a terminal, its output collected as it comes."""
+
+    def __init__(self, inferd: Inferd, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [str(INFERD), *args],
+            env=inferd.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # as a terminal's Ctrl-C finds it (a shell's background job would ignore SIGINT)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def ctrl_c(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGINT)
+        _, stderr = self.process.communicate(timeout=60)
+        self.reader.join(timeout=10)
+        return self.process.returncode, stderr
+
+
+def test_get_w_re_runs_until_ctrl_c(inferd: Inferd) -> None:
+    inferd.run("deploy", str(example("iris-onnx")))
+    watching = Following(inferd, "get", "-w")
+    try:
+        wait_for(lambda: sum(line.startswith("api ") for line in watching.lines) >= 2, 60, "a second table")
+    finally:
+        code, stderr = watching.ctrl_c()
+    assert (code, stderr) == (0, "")
+    assert any(line.startswith("classifier   iris         live") for line in watching.lines)
+
+
+def test_logs_f_follows_until_ctrl_c(inferd: Inferd) -> None:
+    inferd.run("deploy", str(example("iris-onnx")))
+    following = Following(inferd, "logs", "classifier", "--access", "-f", "--tail", "0")
+    try:
+
+        def followed() -> bool:
+            assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+            return any('"status":200' in line.replace(" ", "") for line in following.lines)
+
+        wait_for(followed, 60, "the access line of a request made while following")
+    finally:
+        code, stderr = following.ctrl_c()
+    assert (code, stderr) == (0, "")

@@ -31,6 +31,17 @@ REMOTE = ("s3://", "gs://", "http://", "https://")
 POLL_SECONDS = 0.25
 
 
+def _check_names(deployment: str, api: str) -> None:
+    """The names a Cortex project would accept (DNS-1123 and DNS-1035), else ``UsageError``."""
+    from inferd.config.schema import DNS_1035, DNS_1123
+
+    for what, name, pattern in (("deployment_name", deployment, DNS_1123), ("api_name", api, DNS_1035)):
+        if not isinstance(name, str) or not pattern.match(name) or len(name) > 63:
+            raise UsageError(
+                f"{what} {name!r} must be lower-case letters, digits and '-', at most 63 characters"
+            )
+
+
 class Client:
     """Deploys models with handler functions, as Cortex v0.10's Python client did.
 
@@ -114,6 +125,7 @@ class Client:
         model_format: str,
         tf_serving_key: str | None,
     ) -> Path:
+        _check_names(deployment, api)  # they name folders this removes: never `..` or `/`
         root = self.workspace / deployment
         folder = root / api
         if folder.exists():

@@ -68,3 +68,17 @@ def test_cortex_constructor_arguments(tmp_path: Path) -> None:
     assert Client(env="lab", home=tmp_path).environment.provider == "ray"
     with pytest.raises(UsageError, match="environment 'nowhere' does not exist"):
         Client(env="nowhere", home=tmp_path)
+
+
+@pytest.mark.parametrize(("deployment", "api"), [("..", ".."), ("iris", "../.."), ("iris", ""), ("a/b", "x")])
+def test_names_that_would_leave_the_workspace_are_refused(tmp_path: Path, deployment: str, api: str) -> None:
+    # Was: Client().deploy("..", "..", ...) removed $INFERD_HOME's parent folder (the user's
+    # home, with the default ~/.inferd) before anything was checked.
+    home = tmp_path / "home"
+    (home / "workspace").mkdir(parents=True)
+    (tmp_path / "precious.txt").write_text("the user's")
+    model = example("iris-onnx") / "models" / "iris.onnx"
+    with pytest.raises(UsageError, match="must be lower-case"):
+        Client(home=home)._write_project(deployment, api, str(model), {}, "onnx", None)
+    assert (tmp_path / "precious.txt").read_text() == "the user's"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["home", "precious.txt"]

@@ -212,3 +212,36 @@ def test_a_pandas_025_predictor(tmp_path: Path, serve: Callable[..., Server]) ->
     answer = serve(project).post("/auto/mpg", dict(zip(features, rows[1].tolist(), strict=True)))
     assert answer.status_code == 200, answer.text
     assert answer.json() == pytest.approx(float(model.predict(rows[1:2])[0]))
+
+
+SIBLING_HANDLER = """from features import ORDER  # handlers/features.py, beside this file
+from labels import LABELS  # labels.py at the project's root
+
+
+def pre_inference(sample, signature, metadata):
+    return {signature[0].name: [[sample[name] for name in ORDER]]}
+
+
+def post_inference(prediction, signature, metadata):
+    return LABELS[int(prediction[0][0])]
+"""
+
+
+def test_a_handler_importing_its_neighbour(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: iris\n- kind: api\n  name: classifier\n  onnx:\n"
+        "    model: models/iris.onnx\n    request_handler: handlers/iris.py\n",
+        {
+            "handlers/iris.py": SIBLING_HANDLER,
+            "handlers/features.py": f"ORDER = {FEATURES}\n",
+            "labels.py": "LABELS = ['iris-setosa', 'iris-versicolor', 'iris-virginica']\n",
+        },
+        {"models/iris.onnx": iris_onnx_model},
+    )
+    sample = {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
+    answer = serve(project).post("/iris/classifier", sample)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == "iris-setosa"

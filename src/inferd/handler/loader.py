@@ -54,11 +54,18 @@ class UserCode:
         return self.functions.get(name)
 
 
-def add_import_paths(project_root: Path, python_path: Path | None) -> None:
-    """Make the project folder (and ``python_path``) importable, as Cortex's PYTHONPATH did."""
+def add_import_paths(project_root: Path, python_path: Path | None, user_file: Path | None = None) -> None:
+    """Make the project folder (and ``python_path``) importable, as Cortex's PYTHONPATH did.
+
+    The user file's own folder comes last (``handlers/iris.py`` importing its neighbour
+    ``handlers/features.py`` as ``features``, as Python does for a script): it never shadows a
+    module found before it.
+    """
     for folder in (python_path, project_root):
         if folder is not None and str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
+    if user_file is not None and str(user_file.parent) not in sys.path:
+        sys.path.append(str(user_file.parent))
 
 
 def _import(path: Path, module_name: str, shown: str) -> ModuleType:

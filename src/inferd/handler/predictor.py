@@ -72,7 +72,8 @@ class Predictor:
         self._ignored: set[str] = set()  # ONNX input keys already logged as ignored
         self._v09 = api.v09_handlers  # read once: the property costs ~0.5 us, twice a request
         python_path = None if api.python_path is None else (project_root / api.python_path).resolve()
-        add_import_paths(project_root, python_path)
+        user_file = None if api.handler_file is None else (project_root / api.handler_file).resolve()
+        add_import_paths(project_root, python_path, user_file)
         if cortex_project(project_root):
             numpy_compat.install()
             legacy_imports.install()

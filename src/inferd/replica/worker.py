@@ -304,10 +304,15 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
         summary, detail = shown(summary), shown(detail)
         log.error("%s%s", summary, "\n" + detail if detail else "")
         info: dict[str, Any] = {"error": summary, "detail": detail}
-        sock.sendall(messages.frame(messages.FAILED, codec.dumps(info)))
+        with contextlib.suppress(OSError):  # the gateway let this replica go while it loaded
+            sock.sendall(messages.frame(messages.FAILED, codec.dumps(info)))
         return 1
     ready = {"pid": os.getpid(), "pipeline": not may_stream(predictor), **predictor.describe()}
-    sock.sendall(messages.frame(messages.READY, codec.dumps(ready)))
+    try:
+        sock.sendall(messages.frame(messages.READY, codec.dumps(ready)))
+    except OSError:  # replaced or stopped while it loaded (a newer deploy): nothing went wrong
+        log.info("replica stopped before it was ready: the gateway no longer needs it")
+        return 0
     log.info("replica is ready (pid %d)", os.getpid())
     with contextlib.suppress(ConnectionError, OSError):
         serve(sock, predictor)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from inferd.config.load import load_project
+from inferd.replica import messages
+from inferd.replica.messages import ReplicaSpec
+from tests.conftest import example
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
@@ -52,3 +58,30 @@ def test_the_zygote_leaves_quietly_when_the_engine_closes_with_its_news_unread()
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_replica_let_go_while_loading_leaves_without_a_traceback(tmp_path: Path) -> None:
+    # A newer deploy (or `inferd down`) replaces a replica that is still loading: the gateway
+    # closes its socket, and the API's log must not show that as a crash.
+    project = load_project(example("iris-onnx"))
+    (config,) = project.apis
+    spec = ReplicaSpec(
+        api=config.api,
+        project_root=project.root,
+        model_path=project.root / "models" / "iris.onnx",
+        replica_id="classifier-1",
+        version="v1",
+    )
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        replica = subprocess.Popen(
+            [sys.executable, "-m", "inferd.replica.worker", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        ours.sendall(messages.frame(messages.SPEC, spec.model_dump_json().encode()))
+    _, stderr = replica.communicate(timeout=120)
+    assert replica.returncode == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+    assert "replica stopped before it was ready" in stderr

@@ -245,3 +245,37 @@ def test_a_handler_importing_its_neighbour(
     answer = serve(project).post("/iris/classifier", sample)
     assert answer.status_code == 200, answer.text
     assert answer.json() == "iris-setosa"
+
+
+METADATA = """- kind: deployment
+  name: meta
+- kind: api
+  name: echo
+  predictor:
+    path: predictor.py
+    metadata:
+      model_date: 2019-11-21
+      refresh_at: 12:30:00
+      threshold: 1e-3
+      labels: [setosa, versicolor]
+"""
+
+
+REPR_PREDICTOR = "def predict(sample, metadata):\n    return {k: repr(v) for k, v in metadata.items()}\n"
+
+
+def test_metadata_values_as_cortex_read_them(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    # go-yaml left dates and times as their text; PyYAML alone gives a date and 45000
+    project = make_project(
+        tmp_path / "p",
+        METADATA,
+        {"predictor.py": REPR_PREDICTOR},
+    )
+    answer = serve(project).post("/meta/echo", {})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "model_date": "'2019-11-21'",
+        "refresh_at": "'12:30:00'",
+        "threshold": "0.001",
+        "labels": "['setosa', 'versicolor']",
+    }

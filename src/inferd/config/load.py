@@ -39,6 +39,27 @@ _Loader.add_implicit_resolver(
 )
 
 
+# go-yaml (Cortex's reader) left a date or a time as its text (``model_date: 2019-11-21`` in
+# ``metadata`` reached handlers as "2019-11-21", ``at: 12:30:00`` as "12:30:00"); PyYAML makes
+# a date and a base-60 number (45000) of them.
+def _text(loader: _Loader, node: yaml.Node) -> Any:
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+def _number(loader: _Loader, node: yaml.Node) -> Any:
+    text = loader.construct_scalar(node)  # type: ignore[arg-type]
+    if isinstance(text, str) and ":" in text:
+        return text
+    if node.tag.endswith(":int"):
+        return yaml.SafeLoader.construct_yaml_int(loader, node)  # type: ignore[arg-type]
+    return yaml.SafeLoader.construct_yaml_float(loader, node)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _text)
+_Loader.add_constructor("tag:yaml.org,2002:int", _number)
+_Loader.add_constructor("tag:yaml.org,2002:float", _number)
+
+
 def find_config(project_dir: Path) -> Path:
     """The config file of a project folder (``cortex.yaml`` first, then ``inferd.yaml``)."""
     if project_dir.is_file():

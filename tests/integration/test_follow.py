@@ -1,4 +1,6 @@
-"""`inferd get -w` and `inferd logs -f` run until Ctrl-C, and Ctrl-C ends them quietly with exit 0."""
+"""What a person at a terminal does with `inferd get` and `inferd logs`: -w and -f run until
+Ctrl-C, which ends them quietly with exit 0, and the curl line `inferd get API` prints runs as
+pasted."""
 
 from __future__ import annotations
 
@@ -65,3 +67,20 @@ def test_logs_f_follows_until_ctrl_c(inferd: Inferd) -> None:
     finally:
         code, stderr = following.ctrl_c()
     assert (code, stderr) == (0, "")
+
+
+def test_the_curl_line_of_get_runs_as_pasted(inferd: Inferd) -> None:
+    project = example("iris-onnx")
+    inferd.run("deploy", str(project))
+    shown = inferd.run("get", "classifier").stdout
+    (line,) = [line for line in shown.splitlines() if line.startswith("curl ")]
+    # failglob: as zsh does by default, an unquoted `?` that matches no file is an error
+    pasted = subprocess.run(
+        ["bash", "-O", "failglob", "-c", line + " --silent --show-error"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pasted.returncode == 0, pasted.stderr
+    assert pasted.stdout == '"iris-setosa"'

@@ -148,7 +148,10 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
     if api.get("warning"):
         parts.append(f"warning: {api['warning']}")
     parts.append(f"url: {api['url']}")
-    parts.append(f'curl {api["url"]}?debug=true -X POST -H "Content-Type: application/json" -d @sample.json')
+    # quoted: zsh (and bash with failglob) would take an unquoted `?` for a file pattern
+    parts.append(
+        f"curl '{api['url']}?debug=true' -X POST -H \"Content-Type: application/json\" -d @sample.json"
+    )
     if verbose:
         signature = api.get("signature") or {}
         inputs = signature.get("inputs") or []

@@ -162,6 +162,7 @@ def _ray_version() -> str:
     "--kubernetes",
     "out",
     required=True,
+    metavar="OUT",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to write the Dockerfile, the build context and the manifests into.",
 )

@@ -308,7 +308,12 @@ def validate(project_dir: Path) -> None:
 @cli.command()
 @env_option
 def version() -> None:
-    """Print the versions of the CLI and of the running operator, and the disk INFERD_HOME holds."""
+    """Print the versions of the CLI and of the running operator, and the disk INFERD_HOME holds.
+
+    \b
+    Example:
+      inferd version     # cli: 0.1.0, operator: 0.1.0 (or not running), home: ... holds 40.1 MiB
+    """
     from inferd.client import Client
 
     click.echo(f"cli: {__version__}")

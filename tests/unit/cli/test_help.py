@@ -1,0 +1,34 @@
+"""Every command's --help shows how to run it, and names only the arguments it has."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from inferd.cli.main import cli
+
+
+def commands() -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    context = click.Context(cli)
+    for name in cli.list_commands(context):
+        command = cli.get_command(context, name)
+        found.append((name,))
+        if isinstance(command, click.Group):
+            found.extend((name, sub) for sub in command.list_commands(context))
+    return found
+
+
+@pytest.mark.parametrize("path", commands(), ids=" ".join)
+def test_every_command_s_help_has_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+    assert f"inferd {' '.join(path)}" in result.output.split("Example", 1)[1]
+
+
+def test_export_names_the_folder_its_help_talks_about() -> None:
+    shown = CliRunner().invoke(cli, ["export", "--help"]).output
+    assert "OUT must be new" in shown
+    assert "--kubernetes OUT" in shown

@@ -23,7 +23,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from inferd.errors import LoadError
-from inferd.storage import CREATED_MARK
+from inferd.storage import scratch_folder
 
 PIP_TIMEOUT = 900
 INDEX_TIMEOUT = 120
@@ -236,12 +235,11 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
     checked = plan(requirements.read_text(encoding="utf-8", errors="replace"), relax)
     for text in checked.warnings:
         say(text)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".installing-"))
+    scratch = scratch_folder(target.parent, ".installing-")
     if checked.lines:
         _pip_install(scratch, checked.lines, requirements.parent)
     (scratch / NOTES_FILE).write_text(json.dumps(checked.warnings))
     (scratch / ".complete").write_text("")
-    (scratch / CREATED_MARK).write_text("")
     if target.exists():  # another deploy finished the same install first
         shutil.rmtree(scratch, ignore_errors=True)
     else:

@@ -8,7 +8,7 @@ ONNX models whose weights replicas share (``cache/shared/<key>``) stay while a r
 loaded them; a replica that needs one again remakes it. Only what inferd
 created is a candidate: a digest-named folder in one of those places holding inferd's mark
 (``storage.CREATED_MARK``), or one of its own scratch folders left by a crash (older than an
-hour). Anything else there is left alone.
+hour, marked the same way when it was made). Anything else there is left alone.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ PLACES = {
 }
 SCRATCH = re.compile(r"^(\.copy-|\.installing-|tmp)[\w-]+$")
 SCRATCH_AGE = 3600.0
-TRASH = ".trash"
+# where taken entries wait to be deleted: a folder inferd made (its mark inside), never one of
+# the same name someone else keeps (an INFERD_HOME that is a home folder may hold a .trash)
+TRASH = ".inferd-trash"
 PERIOD = 60.0
 
 log = logging.getLogger("inferd.operator")
@@ -86,7 +88,7 @@ def candidates(home: Path, keep: Iterable[Path], now: float | None = None) -> li
             if pattern.match(entry.name):
                 if (entry / CREATED_MARK).is_file() and not _kept(entry, kept):
                     found.append((kind, entry))
-            elif SCRATCH.match(entry.name):
+            elif SCRATCH.match(entry.name) and (entry / CREATED_MARK).is_file():
                 with contextlib.suppress(OSError):
                     if now - entry.stat().st_mtime > SCRATCH_AGE:
                         found.append(("scratch folders", entry))
@@ -94,7 +96,7 @@ def candidates(home: Path, keep: Iterable[Path], now: float | None = None) -> li
 
 
 def take_away(home: Path, keep: Iterable[Path]) -> tuple[Pruned, list[Path]]:
-    """Move every unused entry into ``home/.trash`` (a rename each: quick, on the event loop).
+    """Move every unused entry into ``home/.inferd-trash`` (a rename each: quick, on the event loop).
 
     Returns what was taken and the folders to delete (``empty_trash``, in a thread).
     """
@@ -105,7 +107,8 @@ def take_away(home: Path, keep: Iterable[Path]) -> tuple[Pruned, list[Path]]:
     moved: list[Path] = []
     for kind, entry in candidates(home, keep):
         size = folder_bytes(entry)
-        trash.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not _trash_ready(trash):
+            break
         target = trash / f"{entry.parent.name}-{entry.name}-{time.time_ns()}"
         shared = entry.parent == Path(os.path.abspath(home / "cache" / "shared"))
         with unused(entry) if shared else contextlib.nullcontext(True) as free:
@@ -122,9 +125,23 @@ def take_away(home: Path, keep: Iterable[Path]) -> tuple[Pruned, list[Path]]:
     return result, moved
 
 
+def _trash_ready(trash: Path) -> bool:
+    """Make inferd's trash folder; False when a folder of that name is not inferd's."""
+    try:
+        trash.mkdir(parents=True, mode=0o700)
+        (trash / CREATED_MARK).write_text("")
+    except FileExistsError:
+        return not trash.is_symlink() and (trash / CREATED_MARK).is_file()
+    except OSError:
+        return False
+    return True
+
+
 def empty_trash(home: Path) -> None:
     """Delete what ``take_away`` moved aside (also what a crash left there)."""
-    shutil.rmtree(home / TRASH, ignore_errors=True)
+    trash = home / TRASH
+    if not trash.is_symlink() and (trash / CREATED_MARK).is_file():
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def prune(home: Path, keep: Iterable[Path]) -> Pruned:

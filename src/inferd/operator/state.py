@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inferd.errors import InferdError
-from inferd.storage import CREATED_MARK, file_digest, project_files
+from inferd.storage import CREATED_MARK, file_digest, project_files, scratch_folder
 
 if TYPE_CHECKING:
     from inferd.config.schema import Project
@@ -160,7 +160,7 @@ def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> P
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     held = _held_files(target.parent)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".copy-"))
+    scratch = scratch_folder(target.parent, ".copy-")
     try:
         for path in files:
             relative = str(path.relative_to(root))
@@ -169,7 +169,6 @@ def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> P
             if not _link_same(held.get(digests[relative]), path, destination):
                 shutil.copy2(path, destination)
         (scratch / SNAPSHOT_FILES).write_text(json.dumps(digests))
-        (scratch / CREATED_MARK).write_text("")
         scratch.rename(target)
     except OSError as exc:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -32,12 +32,11 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from inferd.onnxdata import external_files
-from inferd.storage import CREATED_MARK, cache_dir, file_digest
+from inferd.storage import cache_dir, file_digest, scratch_folder
 
 log = logging.getLogger("inferd.replica")
 
@@ -153,7 +152,7 @@ def _convert(model_path: Path, target: Path) -> None:
     The child's memory (the model parsed, its weights packed on the heap) goes back to the system
     when it exits; done in the replica, the allocator would keep much of it.
     """
-    scratch = Path(tempfile.mkdtemp(prefix="tmp", dir=target.parent))
+    scratch = scratch_folder(target.parent)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "inferd.runtimes.onnx_shared", str(model_path), str(scratch)],
@@ -165,7 +164,6 @@ def _convert(model_path: Path, target: Path) -> None:
         if done.returncode != 0 or not (scratch / WEIGHTS_NAME).is_file():
             lines = (done.stderr or "no weights file written").strip().splitlines()
             raise ValueError(lines[-1] if lines else f"exit status {done.returncode}")
-        (scratch / CREATED_MARK).write_text("")
         for name in (MODEL_NAME, WEIGHTS_NAME):
             (scratch / name).chmod(0o444)  # replicas map these pages: nobody writes them
         scratch.rename(target)

@@ -121,7 +121,7 @@ def unpack_zip(archive: Path) -> Path:
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent))
+    scratch = scratch_folder(target.parent)
     try:
         with zipfile.ZipFile(archive) as bundle:
             for member in bundle.namelist():
@@ -276,6 +276,15 @@ def publish(scratch: Path, folder: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     else:
         scratch.rename(folder)
+
+
+def scratch_folder(parent: Path, prefix: str = "tmp") -> Path:
+    """A new folder in ``parent`` to fill, then rename into place, marked as inferd's at once
+    (``CREATED_MARK``): a crash leaves it to the collection, which removes no unmarked folder."""
+    parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    (scratch / CREATED_MARK).write_text("")
+    return scratch
 
 
 def scratch_root() -> Path:

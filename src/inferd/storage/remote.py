@@ -10,14 +10,13 @@ import json
 import os
 import posixpath
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from inferd import onnxdata
 from inferd.errors import LoadError, UnreachableError
-from inferd.storage import cache_dir, cached_target, publish, scratch_root
+from inferd.storage import cache_dir, cached_target, publish, scratch_folder, scratch_root
 
 
 def _s3_client() -> Any:
@@ -71,7 +70,7 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         digest = hashlib.sha256(identity.encode()).hexdigest()
         if target.exists():
             return target, digest
-        scratch = Path(tempfile.mkdtemp(dir=scratch_root()))
+        scratch = scratch_folder(scratch_root())
         total = sum(size for _, _, size in objects)
         done = 0
         try:
@@ -180,7 +179,7 @@ def fetch_http(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
             folder, target = cached_target(f"{uri}|{identity}", name)
             if target.exists():
                 return target, hashlib.sha256(identity.encode()).hexdigest()
-        scratch = Path(tempfile.mkdtemp(dir=scratch_root()))
+        scratch = scratch_folder(scratch_root())
         digest = hashlib.sha256()
         with requests.get(uri, stream=True, timeout=(10, 60)) as response:
             response.raise_for_status()
@@ -220,7 +219,7 @@ def fetch_fsspec(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         name = path.rstrip("/").rsplit("/", 1)[-1]
         folder, target = cached_target(f"{uri}|{identity}", name)
         if not target.exists():
-            scratch = Path(tempfile.mkdtemp(dir=scratch_root()))
+            scratch = scratch_folder(scratch_root())
             say(f"downloading {uri}")
             filesystem.get(path, str(scratch / name), recursive=info.get("type") == "directory")
             publish(scratch, folder)

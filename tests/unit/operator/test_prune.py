@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from inferd.operator.prune import human_bytes, prune, usage
+from inferd.operator.prune import TRASH, human_bytes, prune, usage
 from inferd.storage import CREATED_MARK
 
 
@@ -41,7 +41,38 @@ def test_only_unused_folders_inferd_created_are_removed(tmp_path: Path) -> None:
         assert kept.exists()
     assert result.removed == {"snapshots": 1, "models": 1, "scratch folders": 1}
     assert result.freed >= 1200 and result.summary().startswith("freed 1.")
-    assert not (home / ".trash").exists()
+    assert not (home / TRASH).exists()
+
+
+def test_a_home_holding_the_users_folders_loses_none_of_them(tmp_path: Path) -> None:
+    # Was: with INFERD_HOME a folder of the user's (their home), `inferd prune` and the
+    # operator's collection removed ~/projects/tmp_experiment (a name like inferd's scratch
+    # folders, older than an hour) and everything in ~/.trash.
+    home = tmp_path / "home"
+    mine = made(home / "projects" / "tmp_experiment", mark=False)
+    also_mine = made(home / "envs" / ".installing-notes", mark=False)
+    trash = made(home / ".trash", mark=False)
+    os.utime(mine, (time.time() - 7200, time.time() - 7200))
+    os.utime(also_mine, (time.time() - 7200, time.time() - 7200))
+    crashed = made(home / "projects" / ".copy-abc")  # a scratch folder inferd made and a crash left
+    os.utime(crashed, (time.time() - 7200, time.time() - 7200))
+    unused = made(home / "projects" / ("c" * 24))
+
+    result = prune(home, set())
+
+    assert mine.exists() and also_mine.exists() and (trash / "data").is_file()
+    assert not crashed.exists() and not unused.exists()
+    assert result.removed == {"snapshots": 1, "scratch folders": 1}
+    assert sorted(path.name for path in home.iterdir()) == [".trash", "envs", "projects"]
+
+
+def test_a_trash_folder_inferd_did_not_make_stops_the_collection(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / TRASH).mkdir(parents=True)
+    (home / TRASH / "keep.txt").write_text("the user's")
+    unused = made(home / "projects" / ("c" * 24))
+    assert prune(home, set()).removed == {}
+    assert unused.exists() and (home / TRASH / "keep.txt").is_file()
 
 
 def test_usage_and_sizes(tmp_path: Path) -> None:

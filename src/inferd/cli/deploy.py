@@ -13,7 +13,7 @@ from inferd.cli.backends import backend_for, ray_backend
 from inferd.cli.options import env_option, relax_pins_option, wait_option
 from inferd.cli.outcome import wait_deleted, wait_outcome
 from inferd.client import Client
-from inferd.errors import OperatorError, ReplaceError
+from inferd.errors import OperatorError, ReplaceError, UsageError
 
 if TYPE_CHECKING:
     from inferd.environments import Environment
@@ -148,8 +148,13 @@ def delete(name: str | None, force: bool, keep_cache: bool, env: Environment) ->
       inferd delete iris              # a whole deployment
     """
     if name is None:
-        from inferd.config.load import load_project
+        from inferd.config.load import CONFIG_NAMES, load_project
 
+        if not any(Path(config).is_file() for config in CONFIG_NAMES):
+            raise UsageError(
+                "name the API or deployment to delete (`inferd get` lists them): "
+                "this folder has no cortex.yaml to take the deployment from"
+            )
         name = load_project(Path(".")).deployment.name
     client = backend_for(env)
     result = client.delete(name)

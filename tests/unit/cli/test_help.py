@@ -1,6 +1,9 @@
-"""Every command's --help shows how to run it, and names only the arguments it has."""
+"""Every command's --help shows how to run it and names only the arguments it has; a command
+run without the argument it needs asks for it."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 import pytest
@@ -32,3 +35,16 @@ def test_export_names_the_folder_its_help_talks_about() -> None:
     shown = CliRunner().invoke(cli, ["export", "--help"]).output
     assert "OUT must be new" in shown
     assert "--kubernetes OUT" in shown
+
+
+def test_delete_without_a_name_outside_a_project_asks_for_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(cli, ["delete"])
+    assert result.exit_code == 2
+    assert result.output == (
+        "error: name the API or deployment to delete (`inferd get` lists them): "
+        "this folder has no cortex.yaml to take the deployment from\n"
+    )

@@ -19,6 +19,7 @@ from inferd.errors import DeployFailedError, InferdError
 
 WAIT_TIMEOUT = 600.0
 POLL_SECONDS = 0.25
+STILL_SECONDS = 10.0  # an unchanged rollout is shown again this often
 FAILED = ("error", "error (out of memory)", "compute unavailable")
 
 
@@ -81,8 +82,9 @@ def _wait_outcome(
     sleep: Callable[[float], None],
     deployment: str | None,
 ) -> None:
-    deadline = clock() + timeout
-    shown: dict[str, str] = {}
+    started = clock()
+    deadline = started + timeout
+    shown: dict[str, tuple[str, float]] = {}  # the line last shown per API, and when
     while True:
         apis = {
             api["name"]: api
@@ -90,10 +92,16 @@ def _wait_outcome(
             if deployment is None or api["deployment"] == deployment
         }
         outcomes = {name: judge(name, apis.get(name), version) for name, version in versions.items()}
+        now = clock()
         for name, outcome in outcomes.items():
-            if shown.get(name) != outcome.line:
-                shown[name] = outcome.line
+            line, at = shown.get(name, ("", now))
+            if line != outcome.line:
+                shown[name] = (outcome.line, now)
                 click.echo(outcome.line, err=True)
+            elif not outcome.done and now - at >= STILL_SECONDS:
+                # a first TensorFlow load or a pip install is quiet for long: say it goes on
+                shown[name] = (line, now)
+                click.echo(f"{line}, {now - started:.0f}s so far", err=True)
         if all(outcome.done for outcome in outcomes.values()):
             break
         if clock() >= deadline:

@@ -126,3 +126,15 @@ def test_ctrl_c_while_waiting_says_the_operator_goes_on() -> None:
         wait_outcome(Statuses([api(status="updating")]), {"a": "v2"}, sleep=interrupted)
     with pytest.raises(InferdError, match=r"^stopped waiting \(Ctrl-C\); the deleted APIs' replicas go on"):
         wait_deleted(Statuses([api("a")]), ["d/a"], sleep=interrupted)
+
+
+def test_a_long_quiet_rollout_is_shown_again_every_10_s(capsys: pytest.CaptureFixture[str]) -> None:
+    clock = Clock()
+    backend = Statuses(*[[api(status="updating")]] * 100, [api()])  # 25 s updating, then live
+    wait_outcome(backend, {"a": "v2"}, clock=clock, sleep=clock.sleep)
+    assert capsys.readouterr().err.splitlines() == [
+        "a: updating (0/1 replicas up to date)",
+        "a: updating (0/1 replicas up to date), 10s so far",
+        "a: updating (0/1 replicas up to date), 20s so far",
+        "a: live (1/1 replicas up to date)",
+    ]

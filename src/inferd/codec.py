@@ -14,6 +14,7 @@ import orjson
 from inferd.errors import InputError
 
 OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+ANSWER_OPTIONS = orjson.OPT_NON_STR_KEYS  # NumPy values through _fallback: tolist() / item()
 
 
 def _fallback(value: Any) -> Any:
@@ -77,15 +78,27 @@ def _slots(cls: type) -> list[str]:
 
 def dumps(value: Any) -> bytes:
     """Encode a handler's result (numpy arrays and scalars included) as JSON bytes."""
+    return _dumps(value, OPTIONS)
+
+
+def _dumps(value: Any, options: int) -> bytes:
     try:
-        return orjson.dumps(value, default=_fallback, option=OPTIONS)
+        return orjson.dumps(value, default=_fallback, option=options)
     except TypeError:
         # orjson's default never sees dict keys: numpy scalars as keys (``dict(zip(
         # model.classes_, probabilities))``) are made Python values, then encoded once more.
         plain = _plain_keys(value)
         if plain is value:
             raise
-        return orjson.dumps(plain, default=_fallback, option=OPTIONS)
+        return orjson.dumps(plain, default=_fallback, option=options)
+
+
+def dumps_answer(value: Any) -> bytes:
+    """Encode a prediction as Cortex answered it: NumPy arrays and scalars through ``tolist()`` /
+    ``item()`` as json_tricks did, so float32 values are the float64 numbers they are
+    (``0.5989422798156738``), not float32's shortest text (``0.5989423``), which a client reads
+    back as another number. Python values cost nothing more; arrays cost a ``tolist()``."""
+    return _dumps(value, ANSWER_OPTIONS)
 
 
 def _plain_keys(value: Any) -> Any:

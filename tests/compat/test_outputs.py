@@ -146,3 +146,38 @@ def test_answers_json_tricks_wrote(tmp_path: Path, serve: Callable[..., Server])
         response = server.post("/enc/any", {"kind": kind})
         assert response.status_code == 200, (kind, response.text)
         assert response.json() == answer
+
+
+FLOAT32_HANDLER = """def post_inference(prediction, signature, metadata):
+    return {"first": prediction[0][0][0], "row": prediction[0][0]}  # a float32 scalar, an array
+"""
+
+
+def test_float32_values_answered_as_json_tricks_wrote_them(
+    tmp_path: Path, serve: Callable[..., Server], two_input_model: Path
+) -> None:
+    # Cortex's encoder wrote NumPy values through tolist()/item(): a float32 is the float64 number
+    # it is (0.30000001192092896), so a client comparing the answer with the model's own output
+    # (session.run(...)[0].tolist()) finds them equal. Shortest float32 text (0.3) is another number.
+    import onnxruntime
+
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: add\n"
+        "- kind: api\n  name: raw\n  onnx:\n    model: add.onnx\n"
+        "- kind: api\n  name: handled\n  onnx:\n    model: add.onnx\n    request_handler: handler.py\n",
+        {"handler.py": FLOAT32_HANDLER},
+        {"add.onnx": two_input_model},
+    )
+    sample = {"a": [[0.1, 0.7]], "b": [[0.2, 1.1]]}
+    session = onnxruntime.InferenceSession(str(two_input_model))
+    outputs = session.run(None, {name: np.array(value, np.float32) for name, value in sample.items()})
+    expected = [output.tolist() for output in outputs]
+    server = serve(project)
+    raw = server.post("/add/raw", sample)
+    assert raw.status_code == 200, raw.text
+    assert raw.json() == expected
+    assert raw.json()[0][0][0] == float(np.float32(0.1) + np.float32(0.2)) != 0.3
+    handled = server.post("/add/handled", sample)
+    assert handled.status_code == 200, handled.text
+    assert handled.json() == {"first": expected[0][0][0], "row": expected[0][0]}

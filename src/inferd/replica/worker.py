@@ -147,7 +147,7 @@ def _encode(
     """One answer: the JSON of ``result`` (or of ``error``) and its metadata."""
     if error is None:
         try:
-            out = codec.dumps(result)
+            out = codec.dumps_answer(result)
         except TypeError as exc:
             stage = "predict" if predictor.runtime is None else "post_inference"
             reason = str(exc)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Server, child_pids, example, make_project, replica_pids, wait_for, zygote_pids
+from tests.integration.conftest import Inferd
 
 Serve = Callable[..., Server]
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -103,3 +104,18 @@ def test_a_forked_replica_runs_the_exit_handlers_its_handler_registered(serve: S
     server.stop()
     marker = exits / str(replica)  # what a user's buffered writer flushes at exit, say
     wait_for(lambda: marker.exists() and marker.read_text() == "flushed", 30, "the replica's exit handler")
+
+
+def test_a_runtime_s_zygote_stops_once_no_api_runs_on_it(inferd: Inferd) -> None:
+    # after `inferd delete`, nothing of the deleted API stays: a zygote holds its runtime's
+    # imports (TensorFlow's about 600 MiB) for later replicas, and none will come
+    inferd.run("deploy", str(example("iris-onnx")))
+    operator = inferd.operator_pid()
+    assert operator is not None
+    wait_for(lambda: zygote_pids(operator), 120, "the onnx zygote")
+    inferd.run("delete", "iris")
+    wait_for(lambda: not zygote_pids(operator), 60, "the zygote gone with the last onnx API")
+    assert "no API runs on onnx any more: its zygote stops" in (inferd.home / "operator.log").read_text()
+    inferd.run("deploy", str(example("iris-onnx")))  # and the next deploy starts one again
+    assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+    wait_for(lambda: zygote_pids(operator), 120, "a new onnx zygote")

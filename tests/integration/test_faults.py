@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import example, make_project
+from tests.conftest import example, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -113,3 +116,35 @@ def test_a_model_source_that_never_answers_is_the_apis_error(inferd: Inferd, tmp
         for connection in accepted:
             connection.close()
         silent.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "removed"])
+def test_an_operator_whose_files_are_damaged_can_still_be_stopped(inferd: Inferd, damage: str) -> None:
+    # Was: with operator.json edited or removed while the operator ran (`rm -rf ~/.inferd/*`),
+    # `inferd down` said "the inferd operator is not running" (exit 0) and left it and its
+    # port running for good; `inferd up` then failed with "Address already in use".
+    inferd.run("up")
+    pid, supervisor = inferd.operator_pid(), inferd.operator_pid("supervisor")
+    assert pid is not None and supervisor is not None
+    try:
+        for name in ("operator.json", "token"):
+            if damage == "corrupt":
+                (inferd.home / name).write_bytes(b"\xff\xfe{")
+            else:
+                (inferd.home / name).unlink()
+        wait_for(lambda: inferd.operator_pid() == pid, 60, "operator.json to be written again")
+        result = inferd.run("down")
+        assert "stopped" in result.stdout
+        assert not _alive(pid) and not _alive(supervisor)
+    finally:
+        for left in (supervisor, pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(left, signal.SIGKILL)

@@ -48,6 +48,7 @@ from inferd.operator.state import (
     TOKEN_FILE,
     DeploymentRecord,
     State,
+    keep_files,
     key_files,
     new_token,
     project_fingerprint,
@@ -107,7 +108,8 @@ class Operator:
             # the process that restarts this one if it dies (``inferd.operator.supervisor``)
             "supervisor": int(os.environ.get("INFERD_SUPERVISOR", "0")) or None,
         }
-        write_private(self.home / OPERATOR_FILE, orjson.dumps(info).decode())
+        described = orjson.dumps(info).decode()
+        write_private(self.home / OPERATOR_FILE, described)
         log.info(
             "operator %d: gateway on %s, admin on %s:%d",
             os.getpid(),
@@ -121,8 +123,10 @@ class Operator:
         self.collector.collect()
         collecting = loop.create_task(self.collector.run_forever())
         payloads = loop.create_task(PayloadWriter(self.home, self.gateway.payloads).run_forever())
+        keeping = loop.create_task(keep_files(self.home, {OPERATOR_FILE: described, TOKEN_FILE: self.token}))
         await self.stop_event.wait()
         collecting.cancel()
+        keeping.cancel()
         log.info("stopping: draining requests")
         await self.gateway.drain(DRAIN_GRACE)
         await self.engine.stop()

@@ -8,8 +8,10 @@ one stops the operator with a clear error instead of silently forgetting deploym
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -31,6 +33,9 @@ TOKEN_FILE = "token"
 OPERATOR_FILE = "operator.json"
 # In each snapshot: its files' content digests, to hard-link unchanged files into the next one
 SNAPSHOT_FILES = ".inferd-files.json"
+KEEP_FILES_PERIOD = 2.0  # how soon a removed operator.json or token is written again
+
+log = logging.getLogger("inferd.operator")
 
 
 class StateError(InferdError):
@@ -75,6 +80,30 @@ def write_private(path: Path, text: str) -> None:
     except BaseException:
         Path(scratch).unlink(missing_ok=True)
         raise
+
+
+def rewrite_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` again (``write_private``) when the file no longer holds it."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, ValueError):
+        pass
+    write_private(path, text)
+    return True
+
+
+async def keep_files(home: Path, files: dict[str, str]) -> None:
+    """Put back ``operator.json`` and the token when removed or edited (the operator runs this
+    while it runs): without them no ``inferd`` command finds the operator, not even ``down``."""
+    while True:
+        await asyncio.sleep(KEEP_FILES_PERIOD)
+        for name, text in files.items():
+            try:
+                if rewrite_if_changed(home / name, text):
+                    log.warning("%s was removed or changed: written again", home / name)
+            except OSError as exc:
+                log.error("cannot write %s again: %s", home / name, exc)
 
 
 class State:

@@ -296,3 +296,30 @@ def test_a_port_in_use_is_one_sentence_that_says_what_to_do(tmp_path: Path) -> N
     assert result.stderr == (
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another with --port\n"
     )
+
+
+def test_stopping_does_not_wait_for_a_replica_still_loading(
+    serve: Callable[..., Server], tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # Ctrl-C (or SIGTERM) while a replica imports its handler or loads its model (TensorFlow:
+    # tens of seconds) stops it at once: it holds no request. Before, the server waited for it.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    handler = (
+        "import pathlib, time\n"
+        f"pathlib.Path({str(marks)!r}, 'started').touch()\n"
+        "time.sleep(8)  # less than the 10 s a stop waits for a replica that is leaving\n"
+        f"pathlib.Path({str(marks)!r}, 'imported').touch()\n"
+    )
+    config = (
+        "- kind: deployment\n  name: slow\n"
+        "- kind: api\n  name: loading\n  onnx:\n    model: m.onnx\n    request_handler: h.py\n"
+    )
+    project = make_project(tmp_path / "p", config, {"h.py": handler}, {"m.onnx": iris_onnx_model})
+    server = serve(project, ready=False)
+    wait_for(lambda: (marks / "started").exists(), 120, "the replica importing its handler")
+    (replica,) = replica_pids(server.process.pid)
+    assert server.stop() == 0
+    wait_for(lambda: not process_alive(replica), 30, "the loading replica gone")
+    assert not (marks / "imported").exists()
+    assert "inferd: stopped" in server.log()

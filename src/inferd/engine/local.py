@@ -423,6 +423,10 @@ class LocalEngine:
         for replica in replicas:
             self.sink.replica_gone(replica.handle.api, replica.handle)
             replica.handle.close()
+            if not replica.loaded and replica.process.poll() is None:
+                # still importing or loading (TensorFlow: tens of seconds): it holds no request,
+                # and waiting for it kept Ctrl-C of `inferd serve` (and `inferd down`) waiting
+                replica.process.kill()
         deadline = time.monotonic() + STOP_TIMEOUT
         for replica in replicas:
             while replica.process.poll() is None and time.monotonic() < deadline:

@@ -48,3 +48,16 @@ def test_delete_without_a_name_outside_a_project_asks_for_one(
         "error: name the API or deployment to delete (`inferd get` lists them): "
         "this folder has no cortex.yaml to take the deployment from\n"
     )
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("deplyo", "deploy"), ("serv", "serve"), ("lgos", "logs")])
+def test_a_misspelt_command_names_the_one_it_looks_like(typed: str, meant: str) -> None:
+    result = CliRunner().invoke(cli, [typed])
+    assert result.exit_code == 2
+    assert f"Error: No such command '{typed}'. Did you mean '{meant}'?" in result.output
+
+
+def test_a_command_like_none_gets_no_guess() -> None:
+    result = CliRunner().invoke(cli, ["frobnicate"])
+    assert result.exit_code == 2
+    assert "No such command 'frobnicate'." in result.output and "Did you mean" not in result.output

@@ -279,3 +279,46 @@ def test_metadata_values_as_cortex_read_them(tmp_path: Path, serve: Callable[...
         "threshold": "0.001",
         "labels": "['setosa', 'versicolor']",
     }
+
+
+def test_an_s3_model_read_without_aws_credentials(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cortex's examples read s3://cortex-examples/..., a public bucket: with no AWS credentials
+    # on this machine the model is read anonymously (it was 'Unable to locate credentials').
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from tests.integration.conftest import free_port
+
+    port = free_port()
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        keys = {"aws_access_key_id": "uploader", "aws_secret_access_key": "uploader"}
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **keys)
+        client.create_bucket(Bucket="cortex-examples", ACL="public-read")  # as Cortex's was
+        client.upload_file(
+            str(iris_onnx_model),
+            "cortex-examples",
+            "onnx/iris-classifier/iris.onnx",
+            ExtraArgs={"ACL": "public-read"},
+        )
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        project = make_project(
+            tmp_path / "p",
+            "- kind: deployment\n  name: iris\n- kind: api\n  name: classifier\n  onnx:\n"
+            "    model: s3://cortex-examples/onnx/iris-classifier/iris.onnx\n",
+        )
+        answer = serve(project).post("/iris/classifier", [[5.2, 3.6, 1.4, 0.3]])
+        assert answer.status_code == 200, answer.text
+        assert answer.json()[0] == [0]
+    finally:
+        s3.stop()

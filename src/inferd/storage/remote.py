@@ -31,7 +31,14 @@ def _s3_client() -> Any:
         read_timeout=timeout,
         retries={"max_attempts": 2, "mode": "standard"},
     )
-    return boto3.client("s3", config=config)
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
+        # No AWS credentials here: read the bucket anonymously, as a browser would (Cortex's
+        # examples bucket, cortex-examples, is public); a private bucket then says access denied.
+        from botocore import UNSIGNED
+
+        config = config.merge(Config(signature_version=UNSIGNED))
+    return session.client("s3", config=config)
 
 
 def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:

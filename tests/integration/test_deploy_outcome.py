@@ -95,7 +95,8 @@ def test_no_wait_returns_at_once_and_delete_waits_for_the_drain(
     assert deleted.stdout.strip() == "deleting deployment 'truth'"
     assert inferd.json("get") == []
     missing = inferd.run("delete", "truth", check=False)
-    assert missing.returncode == 1 and "no API or deployment named 'truth'" in missing.stderr
+    assert missing.returncode == 1
+    assert missing.stderr == "error: no API or deployment named 'truth' (deployed: none)\n"
 
 
 def test_compute_unavailable_is_refused_at_once_with_the_reason(

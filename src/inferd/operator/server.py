@@ -347,7 +347,10 @@ class Operator:
         try:
             key = self.resolve(name, deleting=False)
         except NotFoundError:
-            raise NotFoundError(f"no API or deployment named '{name}'") from None
+            live = sorted(key for key, state in self.engine.apis.items() if not state.deleting)
+            raise NotFoundError(
+                f"no API or deployment named '{name}' (deployed: {', '.join(live) or 'none'})"
+            ) from None
         state = self.engine.apis[key]
         check_not_split(self.gateway, state.config)
         self.engine.delete(key)

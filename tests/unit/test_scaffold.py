@@ -53,10 +53,3 @@ def test_a_model_that_does_not_load_leaves_nothing_behind(tmp_path: Path) -> Non
     with pytest.raises(UsageError, match=r"--model .*broken\.onnx: cannot load it: "):
         init_project(empty, "onnx", model)
     assert empty.is_dir() and not any(empty.iterdir())
-
-
-def test_the_next_steps_line_up_whatever_the_folder_s_name(tmp_path: Path) -> None:
-    for name in ("a", "a-much-longer-project-name"):
-        output = CliRunner().invoke(cli, ["init", str(tmp_path / name), "--predictor"]).output
-        steps = output.split("next:\n", 1)[1].splitlines()
-        assert [line.index("#") for line in steps] == [steps[0].index("#")] * 2

@@ -172,10 +172,5 @@ def init(project_dir: Path, onnx: bool, tensorflow: bool, predictor: bool, model
     for name in written:
         click.echo(f"  {name}")
     click.echo("next:")
-    steps = [
-        (f"inferd serve {project_dir} --reload", "# edits roll out as you save"),
-        (f"inferd test {project_dir}", "# sample.json through the API, no server"),
-    ]
-    width = max(len(command) for command, _ in steps)
-    for command, comment in steps:
-        click.echo(f"  {command.ljust(width)}   {comment}")
+    click.echo(f"  inferd serve {project_dir} --reload     # edits roll out as you save")
+    click.echo(f"  inferd test {project_dir}               # sample.json through the API, no server")

@@ -19,6 +19,11 @@ from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSp
 from inferd.errors import ConfigError
 
 CONFIG_NAMES = ("cortex.yaml", "inferd.yaml", "cortex.yml", "inferd.yml")
+# Far beyond any real project (10,000 APIs take ~1 MiB and ~50,000 values), and small enough
+# that a hostile file fails in well under a second: a 50 MiB file took minutes to read, and an
+# alias bomb (``&a [*b, *b, ...]`` nested) expands to billions of values.
+MAX_CONFIG_BYTES = 4 << 20
+MAX_VALUES = 200_000
 
 Location = tuple[str | int, ...]
 
@@ -81,6 +86,12 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
     config_file = find_config(Path(path).resolve())
     name = config_file.name
     try:
+        size = config_file.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{name}: the file is {size / (1 << 20):.1f} MiB; a config file may be at most "
+                f"{MAX_CONFIG_BYTES >> 20} MiB"
+            )
         text = config_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{name}: cannot read the file: {exc}") from exc
@@ -145,6 +156,8 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
         raise ConfigError(f"{name}:{line}: invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: invalid YAML: lists or maps nested too deeply") from None
     finally:
         loader.dispose()
     return data, lines
@@ -152,6 +165,10 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
 
 def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Location, int]) -> Any:
     lines[path] = node.start_mark.line + 1
+    if len(lines) > MAX_VALUES:  # aliases repeat a node: each use is built (and counted) again
+        raise yaml.constructor.ConstructorError(
+            None, None, f"more than {MAX_VALUES:,} values (aliases that repeat aliases?)", node.start_mark
+        )
     if isinstance(node, yaml.MappingNode):
         # ``<<: *anchor`` merges: flatten_mapping puts the merged pairs first, and a key written
         # in the map itself overrides a merged one (YAML's merge rule, as go-yaml read it for

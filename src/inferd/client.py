@@ -41,6 +41,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _is_operator(pid: int) -> bool:
+    """Whether ``pid`` is an inferd operator or its supervisor (not a process that took a stale
+    pid from ``operator.json`` after a reboot)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"inferd.operator." in command
+
+
 class Client:
     """Talks to the operator of ``$INFERD_HOME`` over its loopback admin API."""
 
@@ -125,26 +135,25 @@ class Client:
         raise OperatorError(f"the operator did not start within {START_TIMEOUT:.0f}s (see {log_file})")
 
     def stop(self, timeout: float = 60.0) -> bool:
-        """Ask the operator to drain and stop; True when one was running."""
-        endpoint = self._endpoint()
-        if endpoint is None or not self.running():
-            # the operator is down; its supervisor may be about to start it again
-            info = read_json(self.home / OPERATOR_FILE) or {}
-            supervisor = int(info.get("supervisor") or 0)
-            if not (supervisor and _alive(supervisor)):
+        """Ask the operator to drain and stop; True when one was running.
+
+        An operator that does not answer (its event loop busy or stopped) is stopped by signal:
+        its supervisor passes SIGTERM on. Either way this waits for the operator itself to exit.
+        """
+        info = read_json(self.home / OPERATOR_FILE) or {}
+        pid = int(info.get("pid") or 0)
+        supervisor = int(info.get("supervisor") or 0)
+        if self.running():
+            self.call("POST", "/down")
+        else:
+            living = [p for p in (supervisor, pid) if p and _alive(p) and _is_operator(p)]
+            if not living:
                 return False
-            os.kill(supervisor, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(supervisor) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            return True
-        pid = int(endpoint[2]["pid"])
-        supervisor = int(endpoint[2].get("supervisor") or 0)
-        self.call("POST", "/down")
+            os.kill(living[0], signal.SIGTERM)  # the supervisor if alive: it will not start another
         deadline = time.monotonic() + timeout
         while (_alive(pid) or (supervisor and _alive(supervisor))) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if pid and _alive(pid):
             raise OperatorError(f"the operator (pid {pid}) is still running after {timeout:.0f}s")
         return True
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from inferd.client import Client
+from inferd.errors import OperatorError
 from tests.conftest import example, make_project, wait_for
 from tests.integration.conftest import Inferd
 
@@ -144,6 +146,25 @@ def test_an_operator_whose_files_are_damaged_can_still_be_stopped(inferd: Inferd
         result = inferd.run("down")
         assert "stopped" in result.stdout
         assert not _alive(pid) and not _alive(supervisor)
+    finally:
+        for left in (supervisor, pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(left, signal.SIGKILL)
+
+
+def test_down_never_says_stopped_while_the_operator_runs(inferd: Inferd) -> None:
+    # Was: with the operator's event loop busy (10,000 APIs being created), `inferd down` gave
+    # up waiting after 60 s and said "the inferd operator stopped"; the operator ran on.
+    inferd.run("up")
+    pid, supervisor = inferd.operator_pid(), inferd.operator_pid("supervisor")
+    assert pid is not None and supervisor is not None
+    os.kill(pid, signal.SIGSTOP)  # answers nothing, as a blocked event loop
+    try:
+        with pytest.raises(OperatorError, match=f"the operator \\(pid {pid}\\) is still running after 3s"):
+            Client(inferd.home).stop(timeout=3)
+        os.kill(pid, signal.SIGCONT)  # it takes the SIGTERM its supervisor passed on, and drains
+        wait_for(lambda: not _alive(pid) and not _alive(supervisor), 60, "the operator to stop")
+        assert inferd.run("down").stdout.strip() == "the inferd operator is not running"
     finally:
         for left in (supervisor, pid):
             with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,50 @@
+"""Answers encode NumPy arrays as their ``tolist()`` (Cortex's json_tricks did), whatever the
+dtype, layout or byte order: orjson writes the numeric ones itself, which must not change a digit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from inferd import codec
+
+rng = np.random.default_rng(7)
+
+ARRAYS = {
+    "float32": (rng.standard_normal((4, 5)) * 1e3).astype(np.float32),
+    "float32 specials": np.array([0.1, 1e-45, 3.4e38, np.nan, np.inf, -0.0] * 20, dtype=np.float32),
+    "float16": rng.standard_normal(70).astype(np.float16),
+    "float64 long": rng.standard_normal(200),
+    "float64": rng.standard_normal((2, 3, 2)),
+    "int8": np.array([-128, 0, 127], dtype=np.int8),
+    "uint64": np.array([0, 2**64 - 1], dtype=np.uint64),
+    "int64": np.array([-(2**63), 2**63 - 1]),
+    "bool": np.array([True, False]),
+    "non-contiguous": rng.standard_normal((4, 4)).astype(np.float32)[:, 1],
+    "big-endian": np.array([1.5, 0.1], dtype=">f4"),
+    "big-endian int": np.array([1, -2], dtype=">i4"),
+    "zero-dim": np.array(np.float32(0.1)),
+    "empty": np.zeros((0, 3), dtype=np.float32),
+    "text": np.array(["a", "bé"]),
+    "objects": np.array([1, "two", None], dtype=object),
+    "long float32": rng.standard_normal((3, 100)).astype(np.float32),
+    "long non-contiguous": rng.standard_normal((300, 2)).astype(np.float32)[:, 0],
+    "long int32": np.arange(-100, 100, dtype=np.int32),
+    "long bool": np.arange(100) % 3 == 0,
+    "long big-endian": np.arange(100, dtype=">f4") / 7,
+}
+
+
+@pytest.mark.parametrize("name", ARRAYS)
+def test_an_answer_array_is_encoded_as_its_tolist(name: str) -> None:
+    array: Any = ARRAYS[name]
+    answer: Any = {"predictions": array, "rows": [array, array]}
+    expected = {"predictions": array.tolist(), "rows": [array.tolist(), array.tolist()]}
+    assert codec.dumps_answer(answer) == orjson.dumps(expected)
+
+
+def test_a_float32_answer_is_the_float64_number_it_holds() -> None:
+    assert codec.dumps_answer(np.array([0.3], dtype=np.float32)) == b"[0.30000001192092896]"

@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING, Any
 
 from inferd.errors import InferdError
@@ -207,25 +208,33 @@ def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> P
     return target
 
 
-def _held_files(projects: Path) -> dict[str, Path]:
+def _held_files(projects: Path) -> dict[str, tuple[Path, int]]:
     """Content digest -> a file with that content in a finished snapshot (its ``SNAPSHOT_FILES``)."""
-    held: dict[str, Path] = {}
+    held: dict[str, tuple[Path, int]] = {}
     with contextlib.suppress(OSError):
         for snapshot in projects.iterdir():
             listed = read_json(snapshot / SNAPSHOT_FILES)
-            if listed is None or snapshot.is_symlink() or not (snapshot / CREATED_MARK).is_file():
+            mark = snapshot / CREATED_MARK
+            if listed is None or snapshot.is_symlink() or not mark.is_file():
                 continue
+            made = mark.stat().st_mtime_ns
             for relative, digest in listed.items():
                 if isinstance(digest, str):
-                    held.setdefault(digest, snapshot / str(relative))
+                    held.setdefault(digest, (snapshot / str(relative), made))
     return held
 
 
-def _link_same(source: Path | None, original: Path, destination: Path) -> bool:
-    """Hard-link ``source`` (a file inside a snapshot, the same content as ``original``) at
-    ``destination``; False if it cannot be."""
+def _link_same(held: tuple[Path, int] | None, original: Path, destination: Path) -> bool:
+    """Hard-link ``held`` (a file inside a snapshot listed with the same content as ``original``,
+    and when the snapshot was begun) at ``destination``; False if it cannot be. A file written
+    since its snapshot was made (a replica may write in its project folder) is never linked: its
+    listed digest is no longer its content."""
     try:
-        if source is None or source.is_symlink() or source.stat().st_size != original.stat().st_size:
+        if held is None:
+            return False
+        source, made = held
+        found = source.lstat()
+        if not S_ISREG(found.st_mode) or found.st_size != original.stat().st_size or found.st_mtime_ns > made:
             return False
         os.link(source, destination)
     except OSError:  # another file system, a link limit: copied instead

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,19 @@ def test_a_new_snapshot_links_the_files_an_earlier_one_holds(tmp_path: Path) -> 
     assert old.read_bytes() == b"weights"
     assert not os.path.samefile(old, third / "models" / "m.onnx")
     assert (third / "handler.py").samefile(second / "handler.py")
+
+
+def test_a_file_written_inside_a_snapshot_is_not_linked_into_the_next(tmp_path: Path) -> None:
+    # Was: a file a replica rewrote in its project folder (same size) kept its listed digest and
+    # was hard-linked into the next snapshot: that deploy served the rewritten bytes, not the
+    # project's own.
+    root = _project(tmp_path)
+    home = tmp_path / "home"
+    first = snapshot_project(root, home)
+    written = first / "models" / "m.onnx"
+    written.write_bytes(b"WEIGHTS")  # same size, other content, written after the snapshot
+    os.utime(written, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))  # past any clock tick
+    (root / "handler.py").write_text("def pre_inference(sample, signature, metadata): ...\n")
+    second = snapshot_project(root, home)
+    assert (second / "models" / "m.onnx").read_bytes() == b"weights"
+    assert not os.path.samefile(written, second / "models" / "m.onnx")

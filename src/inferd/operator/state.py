@@ -248,7 +248,7 @@ def digest_of(digests: dict[str, str]) -> str:
 
     digest = hashlib.sha256()
     for relative, content in digests.items():
-        digest.update(relative.encode() + b"\0" + content.encode())
+        digest.update(os.fsencode(relative) + b"\0" + content.encode())  # any file name
     return digest.hexdigest()[:24]
 
 

@@ -87,7 +87,7 @@ def tree_digest(path: Path, skip: Collection[Path] = ()) -> str:
         return file_digest(path)
     digest = hashlib.sha256()
     for child in sorted(p for p in path.rglob("*") if p.is_file() and p not in skip):
-        digest.update(str(child.relative_to(path)).encode())
+        digest.update(os.fsencode(child.relative_to(path)))  # any file name, UTF-8 or not
         digest.update(file_digest(child).encode())
     return digest.hexdigest()
 

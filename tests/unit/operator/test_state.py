@@ -126,3 +126,17 @@ def test_a_file_written_inside_a_snapshot_is_not_linked_into_the_next(tmp_path: 
     second = snapshot_project(root, home)
     assert (second / "models" / "m.onnx").read_bytes() == b"weights"
     assert not os.path.samefile(written, second / "models" / "m.onnx")
+
+
+def test_file_names_that_are_not_utf_8_or_hold_a_newline_are_snapshotted(tmp_path: Path) -> None:
+    # Was: a file name that is not UTF-8 failed the deploy with a UnicodeEncodeError.
+    root = _project(tmp_path)
+    raw = os.path.join(os.fsencode(root), b"caf\xe9.txt")
+    with open(raw, "wb") as out:
+        out.write(b"latin-1")
+    (root / "two\nlines.txt").write_text("newline")
+    snapshot = snapshot_project(root, tmp_path / "home")
+    with open(os.path.join(os.fsencode(snapshot), b"caf\xe9.txt"), "rb") as copied:
+        assert copied.read() == b"latin-1"
+    assert (snapshot / "two\nlines.txt").read_text() == "newline"
+    assert snapshot_project(root, tmp_path / "home") == snapshot  # the same name again

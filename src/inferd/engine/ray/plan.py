@@ -11,6 +11,7 @@ KubeRay ``serveConfigV2`` of ``inferd export --ray`` (declarative).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def digest_files(root: Path, files: list[Path]) -> str:
     """One hash over the files' names and contents."""
     digest = hashlib.sha256()
     for path in files:
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(os.fsencode(path.relative_to(root)) + b"\0")
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

@@ -272,8 +272,8 @@ class Listener:
         self._room = asyncio.get_running_loop().call_later(SILENT_GRACE, self._make_room)
 
     def resume(self) -> None:
-        """Accept again if below the cap (called when a connection closes)."""
-        if self.paused and self._resuming is None and len(self.connections) < self.cap:
+        """Accept again if below the cap (called when a connection closes), unless closed."""
+        if self.paused and not self._closed and self._resuming is None and len(self.connections) < self.cap:
             self._resuming = asyncio.get_running_loop().create_task(self.start())
 
     def close(self) -> None:

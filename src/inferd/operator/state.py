@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -65,6 +66,24 @@ class DeploymentRecord:
         for used in (*self.uses.values(), *self.previous.values()):
             paths.update(Path(path) for path in used)
         return paths
+
+
+def _record(fields: Any) -> DeploymentRecord:
+    """A record read back from ``state.json``, its fields' types checked (a hand edit that put a
+    number where a path goes crashed the operator at every start, its supervisor restarting it)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if not isinstance(fields, dict):
+        raise ValueError(f"a deployment is a map, not {type(fields).__name__}")
+    unknown = sorted(set(fields) - {known.name for known in dataclasses.fields(DeploymentRecord)})
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}")
+    try:
+        return TypeAdapter(DeploymentRecord).validate_python(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the record"
+        raise ValueError(f"{where}: {first['msg']}") from None
 
 
 def write_private(path: Path, text: str) -> None:
@@ -130,7 +149,7 @@ class State:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 if path == self.path:
                     self.deployments = {
-                        name: DeploymentRecord(**record) for name, record in data["deployments"].items()
+                        str(name): _record(record) for name, record in data["deployments"].items()
                     }
                 else:
                     self.secrets = {name: dict(values) for name, values in data.items()}

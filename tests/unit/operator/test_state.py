@@ -78,7 +78,17 @@ def test_a_snapshot_leaves_out_fifos_devices_and_link_loops(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(
     "text",
-    ['{"deployments": []}', '{"deployments": {"iris": ["x"]}}', "[1]", "\xff\xfe", '{"deployments": 5}'],
+    [
+        '{"deployments": []}',
+        '{"deployments": {"iris": ["x"]}}',
+        "[1]",
+        "\xff\xfe",
+        '{"deployments": 5}',
+        # fields of the wrong type (was: a TypeError at every start, restarted every 10 s)
+        '{"deployments": {"iris": {"source": 5, "snapshot": 7}}}',
+        '{"deployments": {"iris": {"source": "/p", "snapshot": "/s", "uses": "abc"}}}',
+        '{"deployments": {"iris": {"source": "/p", "snapshot": "/s", "uses": {"a": [1]}}}}',
+    ],
 )
 def test_a_state_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "state.json").write_text(text, encoding="latin-1")

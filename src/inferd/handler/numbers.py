@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 EXACT_IN_FLOAT = 2**53  # every integer up to this is a float64 exactly
+SMALL = 64  # values checked in Python below this many (numpy's min and max cost ~3 us each)
 FLOAT_BEYOND_64_BITS = 2.0**63  # orjson reads an integer below -2**63 (or above 2**64 - 1) as a float
 
 
@@ -53,8 +54,12 @@ def cast_numbers(value: Any, target: np.dtype[Any], label: str | None = None) ->
     if kind in "iu":
         if found.dtype == target:  # the common case (ints for an int64 input): nothing to check
             return found
-        if found.size and not np.can_cast(found.dtype, target):
-            _check_integers(found.min(), found.max(), target, label)
+        if found.size and not _widens(found.dtype, target):
+            if found.size <= SMALL:  # a few values: Python's min and max, not two reductions
+                flat = found.ravel().tolist()
+                _check_integers(min(flat), max(flat), target, label)
+            else:
+                _check_integers(found.min(), found.max(), target, label)
         return found.astype(target)
     if kind == "f":
         _check_floats(found, target, label)
@@ -74,13 +79,19 @@ def check_integer_array(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> N
         array.size
         and array.dtype.kind in "iu"
         and target.kind in "iu"
-        and not np.can_cast(array.dtype, target)
+        and not _widens(array.dtype, target)
     ):
         _check_integers(array.min(), array.max(), target, None)
 
 
 def _out_of_range(value: Any, target: np.dtype[Any], label: str | None) -> OutOfRange:
     return OutOfRange(f"{value} is out of {label or target.name}'s range ({range_text(target)})")
+
+
+@cache
+def _widens(found: np.dtype[Any], target: np.dtype[Any]) -> bool:
+    """Every value of ``found`` is one of ``target`` (``np.can_cast``, ~1 us a call, remembered)."""
+    return bool(np.can_cast(found, target))
 
 
 @cache

@@ -149,6 +149,9 @@ INT64_RANGE = r"int64's range \(-9223372036854775808 to 9223372036854775807\)"
         (b"[1180591620717411303424]", np.int64, r"1.1805916207174113e\+21 is out of " + INT64_RANGE),
         (b"[2147483648]", np.int32, r"2147483648 is out of int32's range \(-2147483648 to 2147483647\)"),
         (b"[300]", np.uint8, r"300 is out of uint8's range \(0 to 255\)"),
+        # many values (numpy finds the extremes) and a few (Python does): the same answer
+        (orjson.dumps([[*range(200), -1]]), np.uint8, r"-1 is out of uint8's range \(0 to 255\)"),
+        (orjson.dumps([[[1, 2], [3, 2**31]]]), np.int32, r"2147483648 is out of int32's range"),
         (b"[-1.0]", np.uint8, r"-1.0 is out of uint8's range \(0 to 255\)"),
         (b"[18446744073709551616]", np.uint64, r"out of uint64's range \(0 to 18446744073709551615\)"),
         (b"[1, 1.5]", np.int64, r"1.5 is not a whole number, as int64 needs"),

@@ -55,11 +55,17 @@ def project_files(root: Path) -> list[Path]:
     """The files that travel with a project, sorted: regular files, or links to one.
 
     A FIFO, a device (a link to ``/dev/zero``), a socket or a link loop is left out: reading
-    one would block forever or never end.
+    one would block forever or never end. So is ``$INFERD_HOME`` when it is inside the project.
     """
     files: list[Path] = []
+    # An INFERD_HOME inside the project is no part of it: each snapshot held the ones before
+    # (growing without end), the token and secrets.json
+    home = inferd_home().resolve()
+    inside = root.resolve() in home.parents
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        if inside:
+            dirs[:] = [d for d in dirs if Path(folder, d).resolve() != home]
         for name in sorted(names):
             path = Path(folder) / name
             if not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES) and _is_regular(path):

@@ -150,3 +150,20 @@ def test_file_names_that_are_not_utf_8_or_hold_a_newline_are_snapshotted(tmp_pat
         assert copied.read() == b"latin-1"
     assert (snapshot / "two\nlines.txt").read_text() == "newline"
     assert snapshot_project(root, tmp_path / "home") == snapshot  # the same name again
+
+
+def test_an_inferd_home_inside_the_project_is_not_snapshotted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: with INFERD_HOME=project/state, each snapshot held the home: the snapshots before it
+    # (nested deeper at every deploy), the logs, the admin token and secrets.json.
+    root = _project(tmp_path)
+    home = root / "state"
+    monkeypatch.setenv("INFERD_HOME", str(home))
+    first = snapshot_project(root, home)
+    (home / "token").write_text("secret")
+    (root / "handler.py").write_text("# edited\n")
+    second = snapshot_project(root, home)
+    copied = sorted(str(path.relative_to(second)) for path in second.rglob("*") if path.is_file())
+    assert copied == [CREATED_MARK, SNAPSHOT_FILES, "cortex.yaml", "handler.py", "models/m.onnx"]
+    assert first.parent == home / "projects"

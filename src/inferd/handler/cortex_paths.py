@@ -5,7 +5,7 @@ to read their files there (``open('/mnt/project/config.json')`` in
 ``docs/dependencies/python-packages.md``). inferd serves a project from its own folder, so a
 replica of a ``cortex.yaml`` project maps paths under ``/mnt/project`` to that folder in the
 functions Python code reaches files through: ``open`` (``builtins`` and ``io``), ``os``'s
-functions taking paths (``PATH_FUNCTIONS``, ``rename``, ``replace``), and ``sys.path`` entries
+functions taking paths (``PATH_FUNCTIONS``, ``TWO_PATH_FUNCTIONS``), and ``sys.path`` entries
 (an import hook). What builds on them follows: ``os.path``, ``os.makedirs``, ``os.walk``,
 ``pathlib``, ``glob``, ``shutil``, and libraries that open files from Python (``json``,
 ``pickle``, NumPy, pandas, joblib, Pillow, torch); the folder is writable, as Cortex's was.
@@ -87,7 +87,20 @@ PATH_FUNCTIONS = (
     ("truncate", "path"),
     ("readlink", "path"),
     ("chdir", "path"),
+    # shutil.copy2/copystat/copytree copy extended attributes and owners through these
+    ("listxattr", "path"),
+    ("getxattr", "path"),
+    ("setxattr", "path"),
+    ("removexattr", "path"),
+    ("chown", "path"),
+    ("lchown", "path"),
+    ("statvfs", "path"),
+    ("pathconf", "path"),
+    ("mkfifo", "path"),
+    ("mknod", "path"),
 )
+# ``os`` functions taking two paths (``src``, ``dst``): both are mapped
+TWO_PATH_FUNCTIONS = ("rename", "replace", "link", "symlink")
 
 
 def _path_hook() -> Callable[[str], Any]:
@@ -120,8 +133,10 @@ def install(project_root: Path) -> None:
     opener = _wrap(builtins.open, "file")
     builtins.open = opener
     io.open = opener
-    wrappers = [(name, _wrap(getattr(os, name), keyword)) for name, keyword in PATH_FUNCTIONS]
-    wrappers += [(name, _wrap_two(getattr(os, name))) for name in ("rename", "replace")]
+    wrappers = [
+        (name, _wrap(getattr(os, name), keyword)) for name, keyword in PATH_FUNCTIONS if hasattr(os, name)
+    ]
+    wrappers += [(name, _wrap_two(getattr(os, name))) for name in TWO_PATH_FUNCTIONS if hasattr(os, name)]
     for name, wrapper in wrappers:
         original = getattr(os, name)
         setattr(os, name, wrapper)

@@ -44,3 +44,25 @@ def test_the_mapped_functions_keep_what_os_says_they_support(tmp_path: Path) -> 
         "import importlib; assert importlib.reload(shutil).rmtree.avoids_symlink_attacks\n"
     )
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)
+
+
+def test_shutil_copies_and_links_work_under_mnt_project(tmp_path: Path) -> None:
+    """``shutil.copy2``/``copytree`` also copy extended attributes (``os.listxattr``): each os
+    function they reach must map the path, or a 2019 handler copying its model failed with
+    "No such file or directory: '/mnt/project/...'" (checked in a child: install is for good)."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.pkl").write_bytes(b"weights")
+    script = (
+        "import os, shutil, sys; from pathlib import Path; from inferd.handler import cortex_paths\n"
+        "cortex_paths.install(Path(sys.argv[1]))\n"
+        "shutil.copy2('/mnt/project/models/m.pkl', '/mnt/project/copy.pkl')\n"
+        "shutil.copytree('/mnt/project/models', '/mnt/project/models2')\n"
+        "os.link('/mnt/project/copy.pkl', '/mnt/project/linked.pkl')\n"
+        "os.symlink('/mnt/project/copy.pkl', '/mnt/project/symlinked.pkl')\n"
+        "assert open('/mnt/project/symlinked.pkl', 'rb').read() == b'weights'\n"
+        "os.chown('/mnt/project/copy.pkl', os.getuid(), -1)\n"
+        "assert os.statvfs('/mnt/project').f_bsize > 0\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)
+    for name in ("copy.pkl", "models2/m.pkl", "linked.pkl", "symlinked.pkl"):
+        assert (tmp_path / name).read_bytes() == b"weights"

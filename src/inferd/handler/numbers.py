@@ -75,12 +75,7 @@ def cast_numbers(value: Any, target: np.dtype[Any], label: str | None = None) ->
 
 def check_integer_array(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> None:
     """An integer array (from a handler) fits integer ``target``: ``astype`` would wrap it."""
-    if (
-        array.size
-        and array.dtype.kind in "iu"
-        and target.kind in "iu"
-        and not _widens(array.dtype, target)
-    ):
+    if array.size and array.dtype.kind in "iu" and target.kind in "iu" and not _widens(array.dtype, target):
         _check_integers(array.min(), array.max(), target, None)
 
 

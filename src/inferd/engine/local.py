@@ -36,7 +36,7 @@ from inferd.engine.state import ApiState, Replica, Version, gpu_claims
 from inferd.engine.zygotes import Zygotes, enabled
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
-from inferd.storage import tree_digest
+from inferd.storage import project_digest
 from inferd.types import ReplicaSink
 
 log = logging.getLogger("inferd.engine")
@@ -92,7 +92,7 @@ class LocalEngine:
             self.sources[project.deployment.name] = source
         # The config file is left out: each API's own block is in its version already, so an
         # edit of another API, or of a splitter's weights, does not restart this one.
-        digest = await asyncio.to_thread(tree_digest, project.root, {project.config_file})
+        digest = await asyncio.to_thread(project_digest, project.root, {project.config_file})
         results: dict[str, str] = {}
         for config in project.apis:
             if only is not None and config.name not in only and config.key in self.apis:

@@ -87,14 +87,18 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_digest(path: Path, skip: Collection[Path] = ()) -> str:
-    """SHA-256 over a file, or over every file of a folder (names and contents) but ``skip``."""
-    if path.is_file():
-        return file_digest(path)
+def project_digest(root: Path, skip: Collection[Path] = ()) -> str:
+    """SHA-256 over the files that travel with a project (``project_files``) but ``skip``.
+
+    What Python writes beside a handler when a replica imports it (``__pycache__``), and hidden
+    files, do not count: with bytecode writing on (Python's default), they made every redeploy
+    of an unchanged project a new version that restarted its replicas.
+    """
     digest = hashlib.sha256()
-    for child in sorted(p for p in path.rglob("*") if p.is_file() and p not in skip):
-        digest.update(os.fsencode(child.relative_to(path)))  # any file name, UTF-8 or not
-        digest.update(file_digest(child).encode())
+    for child in project_files(root):
+        if child not in skip:
+            digest.update(os.fsencode(child.relative_to(root)))
+            digest.update(file_digest(child).encode())
     return digest.hexdigest()
 
 

@@ -11,9 +11,9 @@ import click
 
 from inferd.cli.backends import backend_for, ray_backend
 from inferd.cli.options import env_option, relax_pins_option, wait_option
-from inferd.cli.outcome import wait_deleted, wait_outcome
+from inferd.cli.outcome import STILL_DRAINING, STOPPED_WAITING, wait_deleted, wait_outcome
 from inferd.client import Client
-from inferd.errors import OperatorError, ReplaceError, UsageError
+from inferd.errors import InferdError, OperatorError, ReplaceError, UsageError
 
 if TYPE_CHECKING:
     from inferd.environments import Environment
@@ -61,10 +61,13 @@ def _deploy(
         result = client.deploy(
             project.root, force=force, refresh=refresh, environ=environ, replace=True, relax_pins=relax_pins
         )
-    click.echo(result["message"])
-    if wait:
-        versions: dict[str, str | None] = dict(result.get("versions") or dict.fromkeys(names))
-        wait_outcome(client, versions, deployment=project.deployment.name)
+    try:  # from here on, Ctrl-C leaves the deploy to the operator (the wait says so too)
+        click.echo(result["message"])
+        if wait:
+            versions: dict[str, str | None] = dict(result.get("versions") or dict.fromkeys(names))
+            wait_outcome(client, versions, deployment=project.deployment.name)
+    except KeyboardInterrupt:
+        raise InferdError(STOPPED_WAITING) from None
 
 
 def _deploy_ray(
@@ -74,11 +77,14 @@ def _deploy_ray(
     if sys.stderr.isatty():
         click.echo(f"uploading the project to {env.describe()}...", err=True)
     result = backend.deploy(project_dir, refresh=refresh)
-    for warning in result.get("warnings", []):
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(result["message"])
-    if wait:
-        wait_outcome(backend, dict.fromkeys(names), deployment=deployment)
+    try:
+        for warning in result.get("warnings", []):
+            click.echo(f"warning: {warning}", err=True)
+        click.echo(result["message"])
+        if wait:
+            wait_outcome(backend, dict.fromkeys(names), deployment=deployment)
+    except KeyboardInterrupt:
+        raise InferdError(STOPPED_WAITING) from None
 
 
 @click.command()
@@ -158,9 +164,12 @@ def delete(name: str | None, force: bool, keep_cache: bool, env: Environment) ->
         name = load_project(Path(".")).deployment.name
     client = backend_for(env)
     result = client.delete(name)
-    click.echo(result["message"])
-    if not force:
-        wait_deleted(client, list(result["apis"]))
+    try:
+        click.echo(result["message"])
+        if not force:
+            wait_deleted(client, list(result["apis"]))
+    except KeyboardInterrupt:
+        raise InferdError(STILL_DRAINING) from None
 
 
 @click.command()

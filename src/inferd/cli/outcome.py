@@ -19,6 +19,13 @@ from inferd.errors import DeployFailedError, InferdError
 
 WAIT_TIMEOUT = 600.0
 POLL_SECONDS = 0.25
+# Ctrl-C once the operator took a deploy or a delete: the CLI stops, the operator goes on.
+STILL_DRAINING = (
+    "stopped waiting (Ctrl-C); the deleted APIs' replicas go on draining in the operator: see `inferd get`"
+)
+STOPPED_WAITING = (
+    "stopped waiting (Ctrl-C); the deployment goes on in the operator: follow it with `inferd get -w`"
+)
 STILL_SECONDS = 10.0  # an unchanged rollout is shown again this often
 FAILED = ("error", "error (out of memory)", "compute unavailable")
 
@@ -69,9 +76,7 @@ def wait_outcome(
     try:
         _wait_outcome(backend, versions, timeout, clock, sleep, deployment)
     except KeyboardInterrupt:  # Ctrl-C stops the waiting, not the rollout the operator runs
-        raise InferdError(
-            "stopped waiting (Ctrl-C); the deployment goes on in the operator: follow it with `inferd get -w`"
-        ) from None
+        raise InferdError(STOPPED_WAITING) from None
 
 
 def _wait_outcome(
@@ -135,7 +140,4 @@ def wait_deleted(
                 )
             sleep(POLL_SECONDS)
     except KeyboardInterrupt:
-        raise InferdError(
-            "stopped waiting (Ctrl-C); the deleted APIs' replicas go on draining in the operator: "
-            "see `inferd get`"
-        ) from None
+        raise InferdError(STILL_DRAINING) from None

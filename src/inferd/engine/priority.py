@@ -14,6 +14,7 @@ replaced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping
 
@@ -44,11 +45,21 @@ def shadow_targets(apis: Iterable[ApiConfig], splitters: Iterable[SplitterConfig
 
 
 def set_nice(pid: int, nice: int) -> bool:
-    """Give process ``pid`` the nice value ``nice``; False when it is gone or may not be raised."""
+    """Give process ``pid`` the nice value ``nice``, every thread of it (Linux keeps a nice value
+    per thread: a model's threads started before a later deploy made the API a shadow keep theirs
+    otherwise); False when it is gone or may not be raised."""
+    try:
+        threads = [int(name) for name in os.listdir(f"/proc/{pid}/task")]
+    except (OSError, ValueError):
+        threads = [pid]
     try:
         os.setpriority(os.PRIO_PROCESS, pid, nice)
     except OSError:
         return False
+    for thread in threads:
+        if thread != pid:
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.setpriority(os.PRIO_PROCESS, thread, nice)
     return True
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 from inferd.config.schema import Api, ApiConfig, SplitterConfig, TrafficSplitter
-from inferd.engine.priority import shadow_nice, shadow_targets
+from inferd.engine.priority import set_nice, shadow_nice, shadow_targets
 
 
 def api(name: str, deployment: str = "d", **extra: Any) -> ApiConfig:
@@ -35,3 +38,28 @@ def test_shadow_nice_is_an_offset_from_inferds_own_capped_at_19() -> None:
     assert shadow_nice(0, {"INFERD_SHADOW_NICE": "0"}) is None  # off
     assert shadow_nice(19, {}) is None  # nothing lower to go to
     assert shadow_nice(0, {"INFERD_SHADOW_NICE": "lots"}) == 10
+
+
+def test_set_nice_reaches_every_thread_of_a_running_replica() -> None:
+    # Linux keeps a nice value per thread: a model's threads, started before a later deploy made
+    # the API a shadow, must yield the CPU as its main thread does.
+    code = (
+        "import sys, threading\n"
+        "for _ in range(3): threading.Thread(target=sys.stdin.read, daemon=True).start()\n"
+        "print('up', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "up\n"
+            base = os.getpriority(os.PRIO_PROCESS, 0)
+            wanted = min(19, base + 3)
+            assert set_nice(child.pid, wanted)
+            threads = os.listdir(f"/proc/{child.pid}/task")
+            assert len(threads) == 4
+            assert {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in threads} == {wanted}
+        finally:
+            child.kill()
+    assert not set_nice(child.pid, 10)  # gone: nothing to do, and it says so

@@ -7,6 +7,11 @@ every request is copied, answered twice and both answers written to the payload 
 each at 1 connection (and at 8), rounds alternating which goes first, and the medians of the
 rounds' p50 are compared. A short run (a few seconds per round), not part of `make bench`:
 `python bench/shadow_latency.py`.
+
+A third row, `busy`, loads `plain` again while an unrelated busy loop runs at the lowest CPU
+priority there is (SCHED_IDLE, below any nice value): what a shadow's work would cost the
+clients on this machine even if its scheduling were perfect. On a machine with cores to spare
+it is close to `plain`.
 """
 
 from __future__ import annotations
@@ -60,6 +65,14 @@ def wait_ready(url: str) -> None:
     raise SystemExit(f"{url} did not become ready")
 
 
+# The busy row's load: pure Python, one core, at SCHED_IDLE (set in the child before it runs).
+BUSY = "while True: sum(range(1000))"
+
+
+def idle_priority() -> None:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -74,11 +87,12 @@ def main() -> int:
     body = work / "sample.json"
     shutil.copy(ROOT / "examples" / "iris-onnx" / "sample.json", body)
     script = ROOT / "bench" / "post.lua"
-    names = ["plain", "shadowed"]
+    names = ["plain", "shadowed", "busy"]
     p50: dict[tuple[str, int], list[float]] = {}
+    p99: dict[tuple[str, int], list[float]] = {}
     cpu: dict[tuple[str, int], list[float]] = {}  # the operator's (gateway's) CPU us per request
     try:
-        for name in names:
+        for name in names[:2]:
             subprocess.run(
                 [INFERD, "deploy", str(project(work, name, name == "shadowed"))], env=env, check=True
             )
@@ -86,7 +100,10 @@ def main() -> int:
         operator = int(json.loads((work / "home" / "operator.json").read_text())["pid"])
         for round_ in range(args.rounds):
             for name in names if round_ % 2 == 0 else names[::-1]:
-                url = f"http://127.0.0.1:{port}/{name}/classifier"
+                url = f"http://127.0.0.1:{port}/{'plain' if name == 'busy' else name}/classifier"
+                busy = None
+                if name == "busy":
+                    busy = subprocess.Popen([sys.executable, "-c", BUSY], preexec_fn=idle_priority)
                 for connections in (1, 8):
                     run_wrk(url, connections, 1, body, script)  # warm up
                     before = read_stat(operator)
@@ -98,6 +115,10 @@ def main() -> int:
                     if result.errors:
                         raise SystemExit(f"{name}: {result.error_text()}")
                     p50.setdefault((name, connections), []).append(result.p50_us)
+                    p99.setdefault((name, connections), []).append(result.p99_us)
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
         shadow = json.loads(
             subprocess.run(
                 [INFERD, "get", "shadowed/classifier", "-o", "json"], env=env, check=True, capture_output=True
@@ -115,11 +136,16 @@ def main() -> int:
             rounds = ", ".join(f"{v:.0f}" for v in p50[(name, connections)])
             middle = statistics.median(p50[(name, connections)])
             gateway = statistics.median(cpu[(name, connections)])
+            tail = statistics.median(p99[(name, connections)])
             print(
                 f"{connections} connection(s), {name:8s} p50 median {middle:6.0f} us (rounds {rounds}); "
-                f"gateway CPU {gateway:.1f} us per request"
+                f"p99 median {tail:6.0f} us; gateway CPU {gateway:.1f} us per request"
             )
+        busy_p50 = statistics.median(p50[("busy", connections)])
+        tails = [statistics.median(p99[(name, connections)]) for name in names]
         print(f"{connections} connection(s): shadow p50 / no-shadow p50 = {shadowed / base:.3f}")
+        print(f"{connections} connection(s): shadow p99 / no-shadow p99 = {tails[1] / tails[0]:.3f}")
+        print(f"{connections} connection(s): busy p50 / no-shadow p50 = {busy_p50 / base:.3f}")
     return 0
 
 

@@ -153,7 +153,7 @@ def _project(root: Path, source: str, deployment: str, **compute: Any) -> Path:
     return root
 
 
-def test_onnx_on_ray(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
+def test_onnx_on_ray_and_deleting_everything(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
     project = _project(tmp_path / "onnx", "iris-onnx", "iris")
     deployed = ray_cluster.run("deploy", str(project), "-e", "lab")
     assert "deployment started" in deployed.stdout
@@ -179,6 +179,22 @@ def test_onnx_on_ray(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
     assert "deployment is up-to-date" in again.stdout
     logs = ray_cluster.run("logs", "classifier", "-e", "lab")
     assert "replica is ready" in logs.stdout
+
+    # Deleting every deployment (this one, and any the other tests left) leaves no route behind.
+    apis = json.loads(ray_cluster.run("get", "-e", "lab", "-o", "json").stdout)
+    for deployment in sorted({api["deployment"] for api in apis}):
+        ray_cluster.run("delete", deployment, "-e", "lab")
+    wait_for(lambda: ray_cluster.api("classifier") is None, 60, "the API to be deleted")
+
+    def routers_gone() -> bool:
+        try:
+            return requests.get(f"{ray_cluster.url}/v2/models", timeout=5).status_code == 404
+        except requests.RequestException:
+            return True
+
+    wait_for(routers_gone, 60, "the routers to be deleted")
+    missing = ray_cluster.run("get", "classifier", "-e", "lab", check=False)
+    assert missing.returncode == 1 and "no API named 'classifier'" in missing.stderr
 
 
 def test_tensorflow_on_ray(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
@@ -262,26 +278,3 @@ def test_replicas_spread_and_rolling_update(ray_cluster: RayTestCluster, tmp_pat
     assert results[0] == "iris-setosa" and results[-1] == "IRIS-SETOSA"
     ray_cluster.run("delete", "spread", "-e", "lab")
     wait_for(lambda: ray_cluster.api("spread-classifier") is None, 60, "the API to be deleted")
-
-
-def test_delete_everything(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
-    # Its own deployment, so the test passes alone as well as after the others.
-    project = _project(tmp_path / "gone", "iris-onnx", "gone")
-    gone_api = project / "cortex.yaml"
-    gone_api.write_text(gone_api.read_text().replace("name: classifier", "name: gone-classifier"))
-    ray_cluster.run("deploy", str(project), "-e", "lab")
-    ray_cluster.wait_live("gone-classifier")
-    apis = json.loads(ray_cluster.run("get", "-e", "lab", "-o", "json").stdout)
-    for deployment in sorted({api["deployment"] for api in apis}):
-        ray_cluster.run("delete", deployment, "-e", "lab")
-    wait_for(lambda: ray_cluster.api("gone-classifier") is None, 60, "the API to be deleted")
-
-    def routers_gone() -> bool:
-        try:
-            return requests.get(f"{ray_cluster.url}/v2/models", timeout=5).status_code == 404
-        except requests.RequestException:
-            return True
-
-    wait_for(routers_gone, 60, "the routers to be deleted")
-    missing = ray_cluster.run("get", "gone-classifier", "-e", "lab", check=False)
-    assert missing.returncode == 1 and "no API named 'gone-classifier'" in missing.stderr

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 from inferd.errors import LoadError
 from inferd.runtimes.devices import Devices
-from inferd.runtimes.tensorflow import TensorFlowRuntime, choose_signature, read_signature_map
 from inferd.storage import find_saved_model
 from tests.conftest import example
 
 pytestmark = pytest.mark.tensorflow
+
+
+def tf_runtime() -> ModuleType:
+    """``inferd.runtimes.tensorflow``, imported when a test first needs it: importing TensorFlow
+    takes about 10 s, which every pytest worker paid while collecting, running these tests or not."""
+    import inferd.runtimes.tensorflow as module
+
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +31,7 @@ def iris_tf() -> Path:
 
 
 def test_signature_map_is_protobuf_json_without_internal_entries(iris_tf: Path) -> None:
-    signatures = read_signature_map(iris_tf / "1")
+    signatures = tf_runtime().read_signature_map(iris_tf / "1")
     assert sorted(signatures) == ["predict", "serving_default"]
     predict = signatures["predict"]
     assert predict["methodName"] == "tensorflow/serving/predict"
@@ -34,14 +42,14 @@ def test_signature_map_is_protobuf_json_without_internal_entries(iris_tf: Path) 
 
 
 def test_signature_choice_follows_cortex() -> None:
-    assert choose_signature(["only"], None) == "only"
-    assert choose_signature(["predict", "serving_default"], None) == "predict"
-    assert choose_signature(["other", "serving_default"], None) == "serving_default"
-    assert choose_signature(["a", "b"], "b") == "b"
+    assert tf_runtime().choose_signature(["only"], None) == "only"
+    assert tf_runtime().choose_signature(["predict", "serving_default"], None) == "predict"
+    assert tf_runtime().choose_signature(["other", "serving_default"], None) == "serving_default"
+    assert tf_runtime().choose_signature(["a", "b"], "b") == "b"
     with pytest.raises(LoadError, match=r"several signatures.*set tensorflow\.signature_key to one of: a, b"):
-        choose_signature(["a", "b"], None)
+        tf_runtime().choose_signature(["a", "b"], None)
     with pytest.raises(LoadError, match="signature_key 'c' is not in the SavedModel"):
-        choose_signature(["a", "b"], "c")
+        tf_runtime().choose_signature(["a", "b"], "c")
 
 
 def test_highest_numeric_version_is_served(iris_tf: Path, tmp_path: Path) -> None:
@@ -64,7 +72,7 @@ def test_missing_savedmodel_explains_the_expected_tree(tmp_path: Path) -> None:
 
 
 def test_run_and_specs(iris_tf: Path) -> None:
-    runtime = TensorFlowRuntime(iris_tf, None)
+    runtime = tf_runtime().TensorFlowRuntime(iris_tf, None)
     assert runtime.signature_key == "predict"
     names = [spec.name for spec in runtime.inputs]
     assert names == ["petal_length", "petal_width", "sepal_length", "sepal_width"]
@@ -86,10 +94,10 @@ def test_a_gpu_replica_on_tensorflow_cpu_fails_unless_fallback_is_allowed(iris_t
     if tf.config.list_physical_devices("GPU"):
         pytest.fail("this test needs tensorflow-cpu (the GPU build: scripts/gpu_check.py)")
     with pytest.raises(LoadError, match="TensorFlow sees no GPU"):
-        TensorFlowRuntime(iris_tf, None, devices=Devices(gpus=1))
-    runtime = TensorFlowRuntime(iris_tf, None, devices=Devices(gpus=1, cpu_fallback=True))
+        tf_runtime().TensorFlowRuntime(iris_tf, None, devices=Devices(gpus=1))
+    runtime = tf_runtime().TensorFlowRuntime(iris_tf, None, devices=Devices(gpus=1, cpu_fallback=True))
     assert runtime.device == "CPU"
-    assert TensorFlowRuntime(iris_tf, None).device == "CPU"
+    assert tf_runtime().TensorFlowRuntime(iris_tf, None).device == "CPU"
 
 
 def test_checkpoint_folder_with_the_export_inside(iris_tf: Path, tmp_path: Path) -> None:

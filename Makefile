@@ -45,10 +45,11 @@ browser:
 # wait on replica processes, so two at a time take 13 minutes where one at a time took 17.
 TEST_WORKERS ?= 2
 
-# ruff and mypy run beside the suite, not before it: they take about a minute of one core, and
-# the suite leaves a third of the two cores idle while its tests wait on replicas (CPU time over
-# wall time x 2 in a quiet run: 62%). Their output comes after pytest's; either failing fails
-# `make test`, and an interrupted run stops them too.
+# ruff and mypy run beside the suite, not before it: about a minute of one core, which the
+# suite's waits on replicas mostly absorb (a fresh clone: the cores were 93% busy during the
+# suite, /proc/stat; the run outside pytest took 1.9 minutes instead of 2.7).
+# Their output comes after pytest's; either failing fails `make test`, and an interrupted run
+# stops them too.
 LINT_LOG := $(VENV)/lint.log
 
 test: models browser

@@ -1,6 +1,6 @@
 # inferd: `make demo` serves the iris example; `make test` runs the whole suite.
 # Both create (or reuse) .venv with every runtime and build the example models first.
-# `make test` checks style and types (ruff, mypy) before the suite, so CI checks what `make check` did.
+# `make test` checks style and types (ruff, mypy) beside the suite, so CI checks what `make check` did.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv

@@ -239,6 +239,25 @@ def test_tensorflow_serving_predict_rows_and_columns(server: Server) -> None:
     assert versioned.status_code == 200
 
 
+def test_a_bool_input_takes_only_true_false_1_and_0(server: Server) -> None:
+    # numpy would turn 2, 0.5 and the text "false" into True: the model would see a different input
+    columns: dict[str, object] = {f"in_{t.lower()}": [[1, 0]] for t in V2_TYPES if t != "BYTES"}
+    columns["in_bytes"] = [["a", "b"]]
+    answer = requests.post(server.url + "/v1/models/types:predict", json={"inputs": columns}, timeout=10)
+    assert answer.status_code == 200, answer.text  # 1 and 0 are exact
+    assert answer.json()["outputs"]["out_bool"] == [[True, False]]
+    for bad, says in (([[2, 0]], "2 is not a bool value"), ([["false", "true"]], "not text")):
+        columns["in_bool"] = bad
+        answer = requests.post(server.url + "/v1/models/types:predict", json={"inputs": columns}, timeout=10)
+        assert answer.status_code == 400 and says in answer.json()["error"], answer.text
+    tensors = [
+        {"name": name, "shape": [1, 2], "datatype": name.removeprefix("in_").upper(), "data": data}
+        for name, data in {**columns, "in_bool": [0.5, 1]}.items()
+    ]
+    answer = requests.post(server.url + "/v2/models/types/infer", json={"inputs": tensors}, timeout=10)
+    assert answer.status_code == 400 and "0.5 is not a BOOL value" in answer.json()["error"], answer.text
+
+
 def test_tensorflow_serving_b64_classify_regress_metadata(server: Server) -> None:
     encoded = base64.b64encode(b"bin\x00ary").decode()
     columns: dict[str, object] = {f"in_{t.lower()}": [[1, 0]] for t in V2_TYPES if t not in ("BYTES", "BOOL")}

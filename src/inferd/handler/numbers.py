@@ -44,6 +44,8 @@ def cast_numbers(value: Any, target: np.dtype[Any], label: str | None = None) ->
     by default numpy's ``int64``, looked up only then: ``dtype.name`` costs microseconds), and
     numpy's ``ValueError``/``TypeError`` for what is not a number.
     """
+    if target.kind == "b":
+        return _booleans(value, label)
     if target.kind not in "iu":
         try:
             return np.asarray(value, dtype=target)
@@ -71,6 +73,23 @@ def cast_numbers(value: Any, target: np.dtype[Any], label: str | None = None) ->
             elif isinstance(item, float):
                 _check_floats(np.array([item]), target, label)
     return np.asarray(value, dtype=target)  # booleans; text numpy may parse ("3") or refuse
+
+
+def _booleans(value: Any, label: str | None) -> np.ndarray[Any, Any]:
+    """JSON true and false, or the numbers 1 and 0, as booleans. numpy would make any other
+    number and any text True (2, 0.5, "false"): those are refused."""
+    found = np.asarray(value)
+    kind = found.dtype.kind
+    if kind == "b":
+        return found
+    name = label or "bool"
+    if kind not in "iuf":
+        what = "text" if kind in "US" else "null or objects"
+        raise TypeError(f"{name} takes true, false, 1 or 0, not {what}")
+    other = found[(found != 0) & (found != 1)]
+    if other.size:
+        raise OutOfRange(f"{other.flat[0].item()!r} is not a {name} value (true, false, 1 or 0)")
+    return found.astype(np.bool_)
 
 
 def check_integer_array(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> None:

@@ -167,6 +167,24 @@ def test_a_number_the_input_cannot_hold_exactly_is_refused_with_its_range(
         to_array(orjson.loads(body), spec)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[true, 2]", r"input 'x': .*2 is not a bool value \(true, false, 1 or 0\)"),
+        (b"[0.5]", r"input 'x': .*0.5 is not a bool value"),
+        (b'["false"]', r"input 'x': .*bool takes true, false, 1 or 0, not text"),
+        (b"[true, null]", r"input 'x': .*bool takes true, false, 1 or 0, not null or objects"),
+    ],
+)
+def test_only_true_false_1_and_0_reach_a_bool_input(body: bytes, message: str) -> None:
+    # numpy alone would make each of these True, the text "false" too
+    spec = TensorSpec("x", np.dtype(np.bool_), (None,), "tensor(bool)")
+    with pytest.raises(InputError, match=message):
+        to_array(orjson.loads(body), spec)
+    exact = to_array(orjson.loads(b"[true, false, 1, 0, 1.0]"), spec)
+    assert exact.tolist() == [True, False, True, False, True]
+
+
 def test_numbers_the_input_holds_are_kept_exactly() -> None:
     spec = TensorSpec("x", np.dtype(np.int64), (None,), "t")
     edges = [-(2**63), 2**63 - 1, 2**53, 3]

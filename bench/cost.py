@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import measure, servers  # noqa: E402
 from inferd.config.load import load_project  # noqa: E402
-from inferd.gateway import Gateway  # noqa: E402
 from inferd.gateway.access import AccessLog  # noqa: E402
+from inferd.gateway.app import Gateway  # noqa: E402
 from inferd.gateway.http import HttpConnection  # noqa: E402
 from inferd.handler.predictor import Predictor  # noqa: E402
 from inferd.replica import messages, worker  # noqa: E402

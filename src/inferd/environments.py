@@ -3,6 +3,9 @@
 Stored in ``$INFERD_HOME/environments.json`` (mode 0600, written atomically). ``local`` is
 built in: it is the operator on this machine, never written to the file and never removable.
 Nothing here talks to a cluster; the CLI hands the chosen environment to the backend.
+
+Every ``inferd`` command reads its environment here, so this module stays light: a dataclass
+checked by hand instead of a pydantic model (importing pydantic took 0.15 s of each command).
 """
 
 from __future__ import annotations
@@ -10,10 +13,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
 
 from inferd.errors import ConfigError, UsageError
 from inferd.operator.state import write_private
@@ -24,17 +26,40 @@ LOCAL = "local"
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
 DEFAULT_HTTP_PORT = 8000
 RAY_CLIENT_SCHEME = "ray://"
+PROVIDERS = ("local", "ray")
 
 
-class Environment(BaseModel):
-    """One place APIs can be deployed to."""
+@dataclass(frozen=True)
+class Environment:
+    """One place APIs can be deployed to; ``ValueError`` when a field is not what it can be."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str  # what -e takes
+    provider: str  # local: this machine's operator; ray: Ray Serve
+    address: str | None = None  # what ray.init takes: ray://host:10001 or host:port
+    http_port: int = DEFAULT_HTTP_PORT  # port of Ray Serve's HTTP proxy
 
-    name: str = Field(description="What -e takes")
-    provider: Literal["local", "ray"] = Field(description="local: this machine's operator; ray: Ray Serve")
-    address: str | None = Field(None, description="What ray.init takes: ray://host:10001 or host:port")
-    http_port: int = Field(DEFAULT_HTTP_PORT, ge=1, le=65535, description="Port of Ray Serve's HTTP proxy")
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ValueError(f"name must be text, not {self.name!r}")
+        if self.provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, not {self.provider!r}")
+        if self.address is not None and not isinstance(self.address, str):
+            raise ValueError(f"address must be text, not {self.address!r}")
+        port = self.http_port
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"http_port must be a port number (1 to 65535), not {port!r}")
+
+    @classmethod
+    def from_fields(cls, name: str, values: dict[str, Any]) -> Environment:
+        """An environment as ``environments.json`` stores it (under its name, without it)."""
+        unknown = set(values) - {f.name for f in fields(cls) if f.name != "name"}
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        return cls(name=name, **values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields, as ``inferd env list -o json`` prints them."""
+        return asdict(self)
 
     @property
     def is_local(self) -> bool:
@@ -98,10 +123,9 @@ class EnvironmentStore:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             return {
-                name: Environment.model_validate({**fields, "name": name})
-                for name, fields in data["environments"].items()
+                name: Environment.from_fields(name, values) for name, values in data["environments"].items()
             }
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(
                 f"{self.path} is corrupt ({type(exc).__name__}); fix it or remove it "
                 "(it lists the environments added with `inferd env add`)"
@@ -110,7 +134,9 @@ class EnvironmentStore:
     def _write(self, environments: dict[str, Environment]) -> None:
         data = {
             "environments": {
-                name: env.model_dump(exclude={"name"}, exclude_none=True)
+                name: {
+                    key: value for key, value in env.as_dict().items() if key != "name" and value is not None
+                }
                 for name, env in environments.items()
             }
         }

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from inferd.config.load import load_project
 from inferd.engine.local import LocalEngine
-from inferd.gateway import Gateway
+from inferd.gateway.app import Gateway
 from inferd.gateway.tracing import Tracer
 from tests.conftest import ADD_V2_BODY, make_project, wait_for
 from tests.integration.conftest import Inferd

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inferd.errors import UsageError
-from inferd.gateway import Gateway
+from inferd.gateway.app import Gateway
 from inferd.gateway.edge import EdgeLimits
 
 

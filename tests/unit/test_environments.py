@@ -48,8 +48,20 @@ def test_unknown_name_is_a_usage_error_naming_env_list(tmp_path: Path) -> None:
         EnvironmentStore(tmp_path).get("nope")
 
 
-def test_a_corrupt_file_says_which_file(tmp_path: Path) -> None:
-    (tmp_path / "environments.json").write_text("{not json")
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        '{"environments": {"lab": {"provider": "k8s"}}}',
+        '{"environments": {"lab": {"provider": "ray", "address": "h:1", "http_port": 0}}}',
+        '{"environments": {"lab": {"provider": "ray", "address": "h:1", "http_port": true}}}',
+        '{"environments": {"lab": {"provider": "ray", "address": 6379}}}',
+        '{"environments": {"lab": {"provider": "ray", "address": "h:1", "zone": "eu"}}}',
+        '{"environments": {"lab": {"provider": "ray", "name": "other"}}}',
+    ],
+)
+def test_a_corrupt_file_says_which_file(tmp_path: Path, text: str) -> None:
+    (tmp_path / "environments.json").write_text(text)
     with pytest.raises(ConfigError, match=r"environments\.json is corrupt"):
         EnvironmentStore(tmp_path).all()
 

@@ -63,7 +63,7 @@ def list_(output: str) -> None:
     """
     environments = EnvironmentStore().all()
     if output == "json":
-        click.echo(json.dumps([e.model_dump() for e in environments], indent=2))
+        click.echo(json.dumps([e.as_dict() for e in environments], indent=2))
         return
     rows = [
         [e.name, e.provider, e.address or "-", e.http_url if not e.is_local else "-"] for e in environments

@@ -1,5 +1,5 @@
-"""The HTTP front: routes, protocols, a queue per API, dispatch to idle replicas."""
+"""The HTTP front: routes, protocols, a queue per API, dispatch to idle replicas.
 
-from inferd.gateway.app import Gateway
-
-__all__ = ["Gateway"]
+``Gateway`` is in ``inferd.gateway.app``. This package imports nothing itself, so that the CLI
+can read payload records (``inferd.gateway.payloads``) without importing the HTTP server.
+"""

@@ -13,7 +13,7 @@ from inferd.config.schema import ApiConfig, Project, SplitterApi, SplitterConfig
 from inferd.errors import ConflictError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from inferd.gateway import Gateway
+    from inferd.gateway.app import Gateway
     from inferd.operator.server import Operator
 
 

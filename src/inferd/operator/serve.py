@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
-from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
+from inferd.gateway.app import Gateway
 from inferd.gateway.edge import EdgeLimits
 from inferd.operator import heap
 from inferd.operator.payloads import PayloadWriter

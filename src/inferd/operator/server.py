@@ -31,8 +31,8 @@ from inferd.errors import (
     ReplaceError,
     UsageError,
 )
-from inferd.gateway import Gateway
 from inferd.gateway.access import AccessLog
+from inferd.gateway.app import Gateway
 from inferd.gateway.edge import EdgeLimits
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.queue import ApiQueue

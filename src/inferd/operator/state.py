@@ -8,7 +8,6 @@ one stops the operator with a clear error instead of silently forgetting deploym
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -116,6 +115,8 @@ def rewrite_if_changed(path: Path, text: str) -> bool:
 async def keep_files(home: Path, files: dict[str, str]) -> None:
     """Put back ``operator.json`` and the token when removed or edited (the operator runs this
     while it runs): without them no ``inferd`` command finds the operator, not even ``down``."""
+    import asyncio  # here: every CLI command imports this module, and asyncio costs it 40 ms
+
     while True:
         await asyncio.sleep(KEEP_FILES_PERIOD)
         for name, text in files.items():

@@ -111,12 +111,21 @@ def test_a_command_imports_its_own_module_only() -> None:
     assert "inferd.cli.deploy" not in modules
 
 
-@pytest.mark.parametrize("command", ["version", "get"])
-def test_a_client_command_imports_no_model_config_or_server_code(command: str, tmp_path: Path) -> None:
-    output, modules = run_cli(command, home=tmp_path)  # no operator runs in this home
-    assert ("operator: not running" in output) == (command == "version")
-    assert [m for m in modules if m.split(".")[0] in ("numpy", "yaml", "uvloop", "httptools")] == []
-    assert [m for m in modules if m.startswith(("inferd.config", "inferd.gateway", "inferd.engine"))] == []
+@pytest.mark.parametrize(
+    "command", [("version",), ("get",), ("payloads", "api"), ("replay", "api", "--against", "other")]
+)
+def test_a_client_command_imports_no_model_config_or_server_code(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    output, modules = run_cli(*command, home=tmp_path)  # no operator runs in this home
+    assert ("operator: not running" in output) == (command == ("version",))
+    light = ("numpy", "yaml", "uvloop", "httptools", "pydantic", "starlette")
+    assert [m for m in modules if m.split(".")[0] in light] == []
+    # replay and payloads read the payload records' format, and nothing else of the gateway
+    server = [m for m in modules if m.startswith(("inferd.config", "inferd.gateway.", "inferd.engine"))]
+    assert server == (["inferd.gateway.payloads"] if command[0] in ("payloads", "replay") else [])
+    if command == ("get",):  # the command scripts poll most
+        assert "asyncio" not in modules
 
 
 @pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))

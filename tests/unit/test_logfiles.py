@@ -71,6 +71,14 @@ def test_the_environment_sets_size_and_backups(tmp_path: Path, monkeypatch: pyte
     assert logfiles.max_bytes() == logfiles.DEFAULT_MAX_BYTES
 
 
+def test_the_defaults_are_64_mib_and_3_backups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the README promises when neither variable is set."""
+    monkeypatch.delenv("INFERD_LOG_MAX_BYTES", raising=False)
+    monkeypatch.delenv("INFERD_LOG_BACKUPS", raising=False)
+    assert logfiles.max_bytes() == 64 * 1024 * 1024
+    assert logfiles.backups() == 3
+
+
 def test_tail_reaches_into_older_files(tmp_path: Path) -> None:
     path = tmp_path / "api.log"
     assert tail_lines(path, 10) == []  # no log yet

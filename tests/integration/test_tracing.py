@@ -43,6 +43,7 @@ def predict(sample, metadata):
     return {"traceparent": tracecontext.traceparent(), "trace_id": tracecontext.trace_id()}
 """
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
 
 
 async def wait_until(check: Any, timeout: float = 120) -> None:
@@ -65,7 +66,7 @@ async def scenario(root: Path) -> None:
         files = {"predictor.py": PREDICTOR, "context.py": CONTEXT}
         await engine.apply(load_project(make_project(root / "p", YAML, files)))
         await wait_until(lambda: gateway.apis["traced/echo"].ready and gateway.apis["traced/context"].ready)
-        given = f"00-{TRACE}-00f067aa0ba902b7-01"
+        given = f"00-{TRACE}-{CLIENT_SPAN}-01"
         answer = await asyncio.to_thread(requests.post, url, json={"a": 1}, headers={"traceparent": given})
         assert answer.status_code == 200 and answer.json() == {"a": 1}
         assert answer.headers["traceparent"].startswith(f"00-{TRACE}-")
@@ -80,10 +81,20 @@ async def scenario(root: Path) -> None:
         root_id = context.span_id
         children = [span for span in spans if span is not root_span]
         assert all(span.parent is not None and span.parent.span_id == root_id for span in children)
-        # No traceparent: one is started and returned.
+        # The request span is a child of the client's span, and is the span the answer names (and
+        # the replica sees): the client's trace tree has no gap.
+        assert root_span.parent is not None and format(root_span.parent.span_id, "016x") == CLIENT_SPAN
+        assert answer.headers["traceparent"] == f"00-{TRACE}-{root_id:016x}-01"
+        # No traceparent: one is started and returned, and its span is the request span, a root.
+        exporter.clear()
         fresh = await asyncio.to_thread(requests.post, url, json={"a": 2})
         started = fresh.headers["traceparent"].split("-")
         assert len(started[1]) == 32 and started[1] != TRACE
+        (fresh_root,) = [span for span in exporter.get_finished_spans() if span.name == "request"]
+        assert fresh_root.parent is None
+        assert f"{fresh_root.context.trace_id:032x}-{fresh_root.context.span_id:016x}" == "-".join(
+            started[1:3]
+        )
         # The handler sees the trace context the client gets back: given, then started.
         context_url = url.replace("/echo", "/context")
         seen = await asyncio.to_thread(requests.post, context_url, json={}, headers={"traceparent": given})

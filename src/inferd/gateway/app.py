@@ -25,7 +25,7 @@ from inferd.gateway.payloads import PayloadBuffer
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
 from inferd.gateway.shadow import Shadows
-from inferd.gateway.tracing import Tracer, traceparent
+from inferd.gateway.tracing import Tracer, client_span, traceparent
 from inferd.gateway.traffic import Splitters
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
@@ -365,6 +365,7 @@ class Gateway:
         header = traceparent(given)[1]
         conn.extra_headers += header
         conn.trace = header[13:-2]
+        conn.client_span = client_span(given)
 
     def authorized(
         self,

@@ -144,6 +144,7 @@ class HttpConnection(asyncio.Protocol):
         self.shadow: ShadowRoute | None = None  # set by a splitter with a shadow for this request
         self.copy: ShadowCopy | None = None  # this request's shadow copy, sent once it is answered
         self.trace = b""  # this request's traceparent, for the replica (b"": untraced)
+        self.client_span = b""  # the span id of the traceparent the client sent (b"": none)
         self.keep_alive = True
         self.head_only = False  # the request being answered is a HEAD: its answer has no body
         # edge state: phase and since (for the sweep), head bytes, pauses, an early refusal
@@ -356,7 +357,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers = request.headers
         self.extra_headers = b""
         self.shadow = None
-        self.trace = b""
+        self.trace = self.client_span = b""
         if not request.method:  # refused (too large, unparsable) while earlier ones were answered
             self.request_id = next_request_id()
             self.respond(int(request.path), request.body, close=True)

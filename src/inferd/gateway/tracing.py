@@ -43,11 +43,36 @@ def _parent(given: bytes | None) -> tuple[bytes, bytes] | None:
 
 def traceparent(given: bytes | None) -> tuple[bytes, bytes]:
     """The request's trace id and its ``traceparent`` answer header (a new trace when none came,
-    or when the one that came is not valid)."""
+    or when the one that came is not valid). The header names the gateway's span of the
+    request: the ``request`` span the tracer exports has that id."""
     parent = _parent(given)
     trace, flags = parent if parent is not None else (os.urandom(16).hex().encode(), b"01")
     span = os.urandom(8).hex().encode()
     return trace, b"traceparent: 00-" + trace + b"-" + span + b"-" + flags + b"\r\n"
+
+
+def client_span(given: bytes | None) -> bytes:
+    """The span id of the client's valid ``traceparent`` (b"": none came, or it was not valid)."""
+    match = TRACEPARENT.fullmatch(given.strip(b" \t")) if given and _parent(given) else None
+    return match.group(3) if match is not None else b""
+
+
+def _preset_ids() -> Any:
+    """An OpenTelemetry id generator that gives the next span the ids the gateway chose (those of
+    the ``traceparent`` it answered with), and random ones otherwise."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class PresetIds(RandomIdGenerator):
+        def __init__(self) -> None:
+            self.trace_id = self.span_id = 0  # 0: none chosen
+
+        def generate_trace_id(self) -> int:
+            return self.trace_id or super().generate_trace_id()
+
+        def generate_span_id(self) -> int:
+            return self.span_id or super().generate_span_id()
+
+    return PresetIds()
 
 
 class Tracer:
@@ -58,6 +83,10 @@ class Tracer:
 
         self.tracer = provider.get_tracer("inferd.gateway")
         self.propagator = TraceContextTextMapPropagator()
+        # The request span takes the ids of the traceparent the client got back (the SDK's tracer
+        # asks its id_generator for them); its other spans keep random ones.
+        self.ids = _preset_ids()
+        self.tracer.id_generator = self.ids
 
     @classmethod
     def from_environment(cls) -> Tracer | None:
@@ -82,11 +111,11 @@ class Tracer:
         return cls(provider)
 
     def record(self, queue: ApiQueue, conn: HttpConnection, status: int, meta: bytes) -> None:
-        header = conn.extra_headers
-        start = header.find(b"traceparent: ")
-        carrier = (
-            {"traceparent": header[start + 13 : header.find(b"\r\n", start)].decode()} if start >= 0 else {}
-        )
+        # conn.trace: the traceparent answered (``00-<trace>-<span>-<flags>``), b"" when none was
+        # (a request refused before its route kept one); conn.client_span: the client's span.
+        answered = conn.trace.decode()
+        parent = conn.client_span.decode()
+        carrier = {"traceparent": f"00-{answered[3:35]}-{parent}-{answered[53:55]}"} if parent else {}
         context = self.propagator.extract(carrier)
         now = perf_counter()
         to_ns = time.time_ns() - int(now * 1e9)  # perf_counter seconds -> wall-clock ns
@@ -99,9 +128,14 @@ class Tracer:
             "http.status_code": status,
             "inferd.request_id": conn.request_id.decode(),
         }
-        root = self.tracer.start_span(
-            "request", context=context, start_time=at(conn.started), attributes=attributes
-        )
+        if answered:
+            self.ids.trace_id, self.ids.span_id = int(answered[3:35], 16), int(answered[36:52], 16)
+        try:
+            root = self.tracer.start_span(
+                "request", context=context, start_time=at(conn.started), attributes=attributes
+            )
+        finally:
+            self.ids.trace_id = self.ids.span_id = 0
         from opentelemetry import trace
 
         inner = trace.set_span_in_context(root, context)

@@ -92,6 +92,24 @@ def test_a_megabyte_of_headers_is_431_and_the_server_keeps_serving(plain: Server
     assert server.post("/d/iris", ROWS).status_code == 200
 
 
+def test_the_header_limit_is_exact_however_the_head_arrives(plain: Server) -> None:
+    """README: request line + headers larger than 65536 bytes are a 431. A head that ended in
+    the read that crossed the limit used to pass (100,000 bytes sent at once got a 200)."""
+
+    def head(size: int) -> bytes:
+        start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+        return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+    for size, status in ((65536, 200), (65537, 431), (100_000, 431)):
+        request = head(size)
+        assert len(request) == size
+        with socket.create_connection(("127.0.0.1", port_of(plain))) as sock:
+            sock.sendall(request)
+            got, data = answer_of(sock)
+            assert got == status, (size, data[:200])
+    assert plain.post("/d/iris", ROWS).status_code == 200
+
+
 def test_a_huge_content_length_is_413_at_once_and_never_read(
     serve: Serve, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

@@ -165,6 +165,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers: dict[bytes, bytes] = {}
         self.stream: Stream | None = None  # the answer being streamed (gateway/stream.py)
         self._url = b""
+        self._head_size = 0  # the request line and headers as parsed (see on_headers_complete)
         self._path = b""
         self._query = b""
         self._headers: dict[bytes, bytes] = {}
@@ -236,6 +237,7 @@ class HttpConnection(asyncio.Protocol):
         self.phase = HEAD
         self.since = self.app.clock
         self._url = b""
+        self._head_size = 0
         self._headers = {}
         self._body = []
         self._size = 0
@@ -244,8 +246,10 @@ class HttpConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
         name = name.lower()
         if name in WANTED_HEADERS:
             self._headers[name] = value
@@ -256,6 +260,13 @@ class HttpConnection(asyncio.Protocol):
         self.phase = BODY
         self.since = self.body_since = self.app.clock
         self.head_bytes = 0
+        # data_received counts whole reads, so a head that ends in the read that crosses the limit
+        # got past it (up to twice the limit in two 64 KiB reads): count what was parsed, plus
+        # the method, " HTTP/1.1\r\n" with its space and the blank line (14 bytes).
+        limit = self.limits.max_header_bytes
+        if self._head_size + 21 > limit and self._head_size + len(self.parser.get_method()) + 14 > limit:
+            self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+            return
         self._path, _, self._query = self._url.partition(b"?")
         headers = self._headers
         if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():

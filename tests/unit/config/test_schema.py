@@ -47,6 +47,22 @@ def test_defaults_match_cortex(tmp_path: Path) -> None:
     assert config.api.model_format == "onnx"
 
 
+def test_inferd_extension_defaults(tmp_path: Path) -> None:
+    """The defaults the README and docs/reliability.md state for an api's extension keys."""
+    config = load_project(project(tmp_path, DEPLOYMENT + api())).apis[0].api
+    assert config.max_queue_length == 1000
+    assert config.timeout == 60.0 and config.item_timeout is None  # a stream's items: the timeout
+    assert config.body_limit == 10 * 2**20
+    scaling = config.autoscaling
+    assert (scaling.target_in_flight, scaling.upscale_window, scaling.downscale_window) == (1, 5, 60)
+    assert config.auth is None and config.batching is None
+    assert config.payload_log is None and config.shadow is None  # off unless asked for
+    logged = DEPLOYMENT + api("  payload_log: {sample: 0.1}\n  batching: {max_batch_size: 16}\n")
+    config = load_project(project(tmp_path, logged)).apis[0].api
+    assert config.payload_log is not None and config.payload_log.max_bytes == 16 * 2**20
+    assert config.batching is not None and config.batching.batch_interval == 0
+
+
 def test_gpu_extensions(tmp_path: Path) -> None:
     text = DEPLOYMENT + api(
         "    tensorrt: true\n  compute:\n    gpu: 1\n    gpu_memory: 4Gi\n    cpu_fallback: true\n"

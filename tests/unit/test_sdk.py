@@ -60,6 +60,22 @@ def test_the_project_it_writes_is_a_valid_cortex_project(tmp_path: Path) -> None
     assert json.loads((root / "raw" / "api.json").read_text())["onnx"]["model"] == "raw/iris.onnx"
 
 
+def test_deploying_the_same_api_again_updates_it(tmp_path: Path) -> None:
+    """README: another API of a deployment is added next to the earlier ones, the same name updated."""
+    client = Client(home=tmp_path)
+    model = str(example("iris-onnx") / "models" / "iris.onnx")
+    client._write_project(
+        "iris", "classifier", model, {"post_inference": lambda p, s, m: "old"}, "onnx", None
+    )
+    client._write_project("iris", "raw", model, {}, "onnx", None)
+    root = client._write_project(
+        "iris", "classifier", model, {"post_inference": lambda p, s, m: "new"}, "onnx", None
+    )
+    assert [api.name for api in load_project(root).apis] == ["classifier", "raw"]
+    code = load_user_code(root / "classifier" / "handlers.pickle", "handler", "test_sdk_again", "x")
+    assert code.functions["post_inference"](None, None, None) == "new"
+
+
 def test_cortex_constructor_arguments(tmp_path: Path) -> None:
     EnvironmentStore(tmp_path).add(Environment(name="lab", provider="ray", address="ray://10.0.0.5:10001"))
     client = Client("AKIA...", "secret", "https://a1b2.elb.amazonaws.com", home=tmp_path)

@@ -178,3 +178,87 @@ def test_a_payload_log_keeps_whole_records_and_rotates_at_its_size(inferd: Infer
         lines = (inferd.home / "payloads" / "shop" / name).read_text().splitlines()
         assert all(json.loads(line)["api"] == "shop/echo" for line in lines)
         assert (inferd.home / "payloads" / "shop" / name).stat().st_size <= 8192 + 4096
+
+
+TENSORS = """
+- kind: deployment
+  name: tensors
+- kind: api
+  name: recorded
+  onnx: {model: models/add.onnx}
+  compute: {cpu: 0.1}
+  payload_log: {sample: 1.0}
+  shadow: {api: copy, percent: 100}
+- kind: api
+  name: copy
+  onnx: {model: models/add.onnx}
+  compute: {cpu: 0.1}
+- kind: api
+  name: candidate
+  onnx: {model: models/relu.onnx}
+  compute: {cpu: 0.1}
+"""
+
+
+def _relu_model(path: Path) -> Path:
+    """Like the add model, but sum = a + relu(b): it differs where b is negative."""
+    from onnx import TensorProto, helper, save_model
+
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 2])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 2])
+    out = helper.make_tensor_value_info("sum", TensorProto.FLOAT, [None, 2])
+    nodes = [helper.make_node("Relu", ["b"], ["rb"]), helper.make_node("Add", ["a", "rb"], ["sum"])]
+    model = helper.make_model(
+        helper.make_graph(nodes, "relu", [a, b], [out]), opset_imports=[helper.make_opsetid("", 13)]
+    )
+    model.ir_version = 8
+    save_model(model, str(path))
+    return path
+
+
+def test_v2_and_tf_serving_requests_are_replayed_and_shadowed_on_their_own_routes(
+    inferd: Inferd, tmp_path: Path, two_input_model: Path
+) -> None:
+    relu = _relu_model(tmp_path / "relu.onnx")
+    models = {"models/add.onnx": two_input_model, "models/relu.onnx": relu}
+    project = make_project(tmp_path / "tensors", TENSORS, models=models)
+    inferd.run("deploy", str(project))
+    for name in ("recorded", "copy", "candidate"):
+        inferd.wait_status(name, "live")
+    inputs = range(-2, 8)  # the candidate differs on -2 and -1: a fifth of them
+
+    def v2(x: int) -> dict[str, Any]:
+        tensors = [("a", [1, 2]), ("b", [x, x])]
+        return {
+            "id": f"r{x}",
+            "inputs": [{"name": n, "shape": [1, 2], "datatype": "FP32", "data": d} for n, d in tensors],
+        }
+
+    routes: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
+        ("/tensors/recorded", lambda x: {"a": [[1, 2]], "b": [[x, x]]}),
+        ("/v2/models/recorded/infer", v2),
+        ("/v1/models/recorded:predict", lambda x: {"instances": [{"a": [1, 2], "b": [x, x]}]}),
+        ("/v1/models/tensors.recorded:predict", lambda x: {"inputs": {"a": [[1, 2]], "b": [[x, x]]}}),
+    ]
+    with requests.Session() as session:
+        for path, body in routes:
+            for x in inputs:
+                assert session.post(inferd.url + path, json=body(x), timeout=30).status_code == 200
+    count = len(routes) * len(inputs)
+
+    def shadowed() -> list[dict[str, Any]] | None:
+        records: list[dict[str, Any]] = inferd.json("payloads", "recorded", "-n", "1000")
+        done = len(records) == count and all("shadow" in r for r in records)
+        return records if done else None
+
+    records = wait_for(shadowed, 60, "every request's record with its shadow's answer")
+    assert {r["protocol"] for r in records} == {"cortex", "v2", "tfserving"}
+    # An identical shadow agrees on every protocol (a V2 answer names its model: not compared).
+    assert inferd.api("recorded")["shadow"]["agreed"] == count
+    assert inferd.json("replay", "recorded", "--shadow")["agreement"] == 1.0
+    # Each request is sent again over the route it came by, to the other API's model.
+    same = inferd.json("replay", "recorded", "--against", "copy")
+    assert (same["requests"], same["agreement"], same["errors"]) == (count, 1.0, 0)
+    differs = inferd.json("replay", "recorded", "--against", "candidate")
+    assert (differs["requests"], differs["agreement"]) == (count, 0.8)
+    assert differs["disagreements"] == count // 5 and differs["errors"] == 0

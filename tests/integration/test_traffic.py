@@ -243,15 +243,24 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
         if result.returncode == 1:  # inferd's own errors: one line, one sentence
             assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
     assert inferd.wait_status("challenger", "live")["status"] == "live"
-    # Requests that came over V2 are recorded, and not replayed (their answers name their model).
-    generate = inferd.post("/v2/models/challenger/generate", {"x": 1})
+    # A streamed request is recorded, and not replayed (nor are V2 binary tensors).
+    generate = inferd.post("/v2/models/challenger/generate_stream", {"x": 1})
     assert generate.status_code == 200
     wait_for(lambda: inferd.json("payloads", "challenger") != [], 30, "the V2 request's record")
     result = inferd.run("replay", "challenger", "--against", "champion", check=False)
     assert result.returncode == 1 and result.stderr.strip() == (
-        "error: none of the last 1 requests recorded for api 'shop/challenger' came as JSON to its "
-        "endpoint, the only ones replay sends again (V2 and TF Serving requests are not replayed)"
+        "error: none of the last 1 requests recorded for api 'shop/challenger' can be sent again "
+        "(replay sends JSON requests to its endpoint, V2 infer and generate, and TF Serving "
+        "predict; not V2 binary tensors, streams, or TF Serving classify and regress)"
     )
+    # A V2 generate request is sent again (its body is the predictor's sample, as on the endpoint).
+    assert inferd.post("/v2/models/challenger/generate", {"x": 1}).status_code == 200
+    wait_for(lambda: len(inferd.json("payloads", "challenger")) == 2, 30, "the generate request's record")
+    replayed = inferd.json("replay", "challenger", "--against", "champion")
+    assert (replayed["requests"], replayed["agreement"]) == (1, 0.0)  # each answers its own name
+    (shown,) = replayed["first_disagreements"]
+    assert shown["recorded"]["json"] == {"api": "challenger", "echo": {"x": 1}}
+    assert shown["replayed"]["json"] == {"api": "champion", "echo": {"x": 1}}
     inferd.run("delete", "shop")  # the whole deployment: its splitters go with it
     wait_for(lambda: inferd.json("get") == [], 60, "the deployment to be deleted")
     assert inferd.post("/shop/recommend", {"x": 1}).status_code == 404

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from inferd.environments import Environment
 
 SHOWN = 5  # disagreements shown side by side
+# V2 infer answers name the model that gave them: compared without these fields.
+NAMING = ("model_name", "model_version")
 
 
 def agree(recorded: Any, replayed: Any, tolerance: float) -> bool:
@@ -55,6 +57,34 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)], 3)
 
 
+def unnamed(protocol: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer (``{"json": ...}``) of a V2 route without the fields that name its model."""
+    body = answer.get("json")
+    if protocol != "v2" or not isinstance(body, dict):
+        return answer
+    return {**answer, "json": {k: v for k, v in body.items() if k not in NAMING}}
+
+
+def route_of(record: dict[str, Any], info: dict[str, Any]) -> str | None:
+    """Where a recorded request goes again: the other API's route (``info``: what ``inferd get``
+    says of it) for the protocol the request came by; ``None`` when it is not sent again (a
+    body that is not JSON, V2 binary tensors, a stream, TF Serving's classify or regress)."""
+    request = record["request"]
+    if "json" not in request:
+        return None
+    protocol, url = record["protocol"], str(info["url"])
+    if protocol in ("cortex", "generate"):  # a generate body is the sample, as on the endpoint,
+        return url  # and its record keeps the answer as the endpoint gives it
+    base = url[: len(url) - len(info["endpoint"])]
+    model = f"{info['deployment']}.{info['name']}"  # the V2 / TF Serving name that never clashes
+    if protocol == "v2":
+        return f"{base}/v2/models/{model}/infer"
+    body = request["json"]
+    if protocol == "tfserving" and isinstance(body, dict) and ("instances" in body or "inputs" in body):
+        return f"{base}/v1/models/{model}:predict"
+    return None
+
+
 def replay_path(home: Path, key: str) -> Path:
     """The last replay against API ``key``."""
     return home / "replays" / f"{key}.json"
@@ -78,14 +108,16 @@ class Tally:
             self.status_changes += 1
             if status >= 400:
                 self.errors += 1
-        if status == record["status"] and agree(record["response"], answer, self.tolerance):
+        recorded = unnamed(record["protocol"], record["response"])
+        answer = unnamed(record["protocol"], answer)
+        if status == record["status"] and agree(recorded, answer, self.tolerance):
             self.agreed += 1
         elif len(self.examples) < SHOWN:
             self.examples.append(
                 {
                     "request_id": record["request_id"],
                     "request": record["request"].get("json"),
-                    "recorded": {"status": record["status"], **record["response"]},
+                    "recorded": {"status": record["status"], **recorded},
                     "replayed": {"status": status, **answer},
                 }
             )
@@ -107,9 +139,9 @@ class Tally:
 
 
 def compare(
-    records: list[dict[str, Any]], url: str, tolerance: float, key: str | None = None
+    records: list[tuple[dict[str, Any], str]], tolerance: float, key: str | None = None
 ) -> dict[str, Any]:
-    """Send each recorded JSON request to ``url`` (with API key ``key``); count agreements,
+    """Send each recorded JSON request to its URL (with API key ``key``); count agreements,
     errors and latencies."""
     import requests
 
@@ -118,7 +150,7 @@ def compare(
     tally = Tally(tolerance)
     with requests.Session() as session:
         session.trust_env = False
-        for record in records:
+        for record, url in records:
             body = orjson.dumps(record["request"]["json"])
             started = time.perf_counter()
             try:
@@ -212,17 +244,20 @@ def replay(
         assert other is not None
         against = resolve_api(client, other)
         recorded = read_payloads(client.home, key, count)
-        records = [r for r in recorded if "json" in r["request"] and r["protocol"] == "cortex"]
+        info = client.api(against)
+        routed = [(r, route_of(r, info)) for r in recorded]
+        records = [(r, url) for r, url in routed if url is not None]
         if not records and recorded:
             raise NotFoundError(
-                f"none of the last {len(recorded)} requests recorded for api '{key}' came as JSON to its "
-                "endpoint, the only ones replay sends again (V2 and TF Serving requests are not replayed)"
+                f"none of the last {len(recorded)} requests recorded for api '{key}' can be sent again "
+                "(replay sends JSON requests to its endpoint, V2 infer and generate, and TF Serving "
+                "predict; not V2 binary tensors, streams, or TF Serving classify and regress)"
             )
         if not records:
             raise NotFoundError(
                 f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"
             )
-        compared = compare(records, client.api(against)["url"], tolerance, api_key)
+        compared = compare(records, tolerance, api_key)
     result = {"api": key, "against": against, "shadow": shadow, "tolerance": tolerance, **compared}
     write_private(replay_path(client.home, against), json.dumps({**result, "time": time.time()}))
     if output == "json":

@@ -37,6 +37,20 @@ MAX_ITEMS = 1000  # items of a streamed shadow answer kept for the record
 GROUP = 8
 HOLD = 0.005
 SHADOW = "shadow"  # the protocol label of copies in the shadow API's metrics
+# The protocol whose answers start with the model (API) that gave them: V2 infer.
+NAMED_PROTOCOL = "v2"
+NAMED = b'{"model_name":'
+VERSION_FIELD = b',"model_version":"'
+
+
+def unnamed(answer: bytes) -> bytes:
+    """A V2 answer without the ``model_name`` and ``model_version`` it starts with (they name the
+    API that answered, so a shadow's answer is compared without them); other answers as they are."""
+    if not answer.startswith(NAMED):
+        return answer
+    at = answer.find(VERSION_FIELD)
+    end = answer.find(b'"', at + len(VERSION_FIELD)) if at > 0 else -1
+    return answer[end + 1 :] if end > 0 else answer
 
 
 class ShadowRoute:
@@ -230,7 +244,12 @@ class Shadows:
         route.answered += 1
         record = copy.record
         if status == record["status"]:
-            if body == record["response"]:  # the same bytes
+            primary = record["response"]
+            if copy.protocol == NAMED_PROTOCOL:  # the answers name the API that gave them
+                body_compared, primary = unnamed(body), unnamed(primary)
+            else:
+                body_compared = body
+            if body_compared == primary:  # the same bytes
                 route.agreed += 1
         elif status >= 400:  # the shadow failed where the primary did not (as replay counts errors)
             route.errors += 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from inferd.cli.replay import agree, percentile
+from inferd.cli.replay import agree, percentile, route_of, unnamed
+from inferd.gateway.shadow import unnamed as shadow_unnamed
 
 
 def test_numbers_agree_within_the_tolerance_at_any_depth() -> None:
@@ -18,3 +19,27 @@ def test_nearest_rank_percentiles() -> None:
     values = [float(v) for v in range(1, 101)]
     assert (percentile(values, 0.5), percentile(values, 0.99)) == (50.0, 99.0)
     assert percentile([], 0.5) is None
+
+
+def test_each_recorded_request_goes_again_to_the_route_of_its_protocol() -> None:
+    info = {"url": "http://h:1/custom/route", "endpoint": "/custom/route", "deployment": "d", "name": "b"}
+
+    def route(protocol: str, request: dict[str, object]) -> str | None:
+        return route_of({"protocol": protocol, "request": request}, info)
+
+    assert route("cortex", {"json": {"x": 1}}) == "http://h:1/custom/route"
+    assert route("generate", {"json": {"x": 1}}) == "http://h:1/custom/route"
+    assert route("v2", {"json": {"inputs": []}}) == "http://h:1/v2/models/d.b/infer"
+    assert route("tfserving", {"json": {"instances": []}}) == "http://h:1/v1/models/d.b:predict"
+    assert route("tfserving", {"json": {"inputs": {}}}) == "http://h:1/v1/models/d.b:predict"
+    assert route("tfserving", {"json": {"examples": []}}) is None  # classify or regress: unknown
+    assert route("v2", {"base64": "AAAA"}) is None  # binary tensors
+    assert route("generate_stream", {"json": {"x": 1}}) is None
+
+
+def test_v2_answers_are_compared_without_the_model_they_name() -> None:
+    answer = {"json": {"model_name": "a", "model_version": "1", "outputs": [1]}}
+    assert unnamed("v2", answer) == {"json": {"outputs": [1]}}
+    assert unnamed("cortex", answer) == answer
+    assert shadow_unnamed(b'{"model_name":"a","model_version":"1","outputs":[1]}') == b',"outputs":[1]}'
+    assert shadow_unnamed(b'{"x":1}') == b'{"x":1}'

@@ -20,6 +20,13 @@ def test_defaults_flags_and_environment() -> None:
     assert limits.max_header_bytes == 64 * 1024
 
 
+def test_the_defaults_are_the_readmes_table() -> None:
+    """README, "Limits at the edge": 65536 bytes, 10 s, 60 s, 10000 connections, 8 pipelined."""
+    limits = EdgeLimits.from_env({})
+    assert (limits.max_header_bytes, limits.header_timeout, limits.keepalive_timeout) == (65536, 10, 60)
+    assert (limits.max_connections, limits.max_pipeline) == (10000, 8)
+
+
 @pytest.mark.parametrize("value", ["soon", "0", "-1"])
 def test_a_bad_setting_is_one_sentence(value: str) -> None:
     with pytest.raises(UsageError, match="INFERD_KEEPALIVE_TIMEOUT must be"):

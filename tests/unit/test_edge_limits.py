@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from inferd.errors import UsageError
@@ -25,6 +28,23 @@ def test_the_defaults_are_the_readmes_table() -> None:
     limits = EdgeLimits.from_env({})
     assert (limits.max_header_bytes, limits.header_timeout, limits.keepalive_timeout) == (65536, 10, 60)
     assert (limits.max_connections, limits.max_pipeline) == (10000, 8)
+
+
+RAISE = """
+import resource
+from inferd.gateway.edge import raise_fd_limit
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+now = raise_fd_limit()
+print(now == resource.getrlimit(resource.RLIMIT_NOFILE)[0], now > 256 or hard == 256)
+"""
+
+
+def test_the_gateway_raises_its_open_file_limit_to_the_hard_limit() -> None:
+    """README: --max-connections is at most the open-file limit, which the gateway raises to its
+    hard limit (in a child process: this one's limit stays as it is)."""
+    child = subprocess.run([sys.executable, "-c", RAISE], capture_output=True, text=True, timeout=60)
+    assert child.stdout.split() == ["True", "True"], child.stderr
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-1"])

@@ -129,6 +129,27 @@ def test_compute_unavailable_is_refused_at_once_with_the_reason(
     assert predicted.stderr == f"error: api 'huge' is not ready: compute unavailable: {reason} (503)\n"
 
 
+def test_an_api_waits_for_the_room_a_removed_api_frees(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # A project whose new API replaces one that holds the whole machine: the new one starts once
+    # the old one's replica has drained, and the deploy says so (it exited 1 "failed (compute
+    # unavailable)" at once, while the operator went on to start it)
+    cores = len(os.sched_getaffinity(0))
+    api = "- kind: api\n  name: {}\n  onnx:\n    model: m.onnx\n  compute:\n    cpu: {}\n"
+    head = "- kind: deployment\n  name: swap\n"
+    project = make_project(
+        tmp_path / "p", head + api.format("old", cores), models={"m.onnx": iris_onnx_model}
+    )
+    inferd.run("deploy", str(project))
+    (project / "cortex.yaml").write_text(head + api.format("new", cores))
+    result = inferd.run("deploy", str(project), check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "new: live (1/1 replicas up to date)" in result.stderr
+    assert "compute unavailable" not in result.stderr
+    assert inferd.post("/swap/new", SAMPLE).status_code == 200
+
+
 def test_another_folder_with_the_same_name_needs_force_to_remove_apis(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

@@ -39,3 +39,12 @@ def shortfall(capacity: Capacity, apis: Mapping[str, ApiState], state: ApiState)
     return capacity.shortfall(
         held(apis, state), compute.cpu_cores, compute.mem_bytes, gpu_need(compute), gpu_claims(apis)
     )
+
+
+def freeing(apis: Mapping[str, ApiState]) -> bool:
+    """Whether replicas that are going away (draining, or of a deleted API) still hold room: an
+    API that does not fit waits for it rather than being ``compute unavailable``."""
+    return any(
+        (other.deleting and bool(other.replicas)) or any(r.retired for r in other.replicas)
+        for other in apis.values()
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -11,6 +13,8 @@ import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
 
+from inferd import storage
+from inferd.errors import UnreachableError
 from tests.conftest import example, make_project, wait_for
 from tests.integration.conftest import Inferd, free_port
 
@@ -164,6 +168,40 @@ def test_an_unreachable_origin_is_retried_until_it_answers(
     inferd.wait_status("iris", "live", timeout=120)
     assert inferd.post("/remote/iris", [[6.9, 3.1, 5.4, 2.1]]).json()[0] == [2]
     assert "the model's origin answered again" in inferd.run("logs", "iris").stdout
+
+
+def test_an_origin_that_answers_503_is_tried_three_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README, Models: an origin that cannot be reached is tried three times with back-off."""
+    downloads: list[str] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(503)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            downloads.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(UnreachableError, match="cannot download"):
+            storage.fetch(f"http://127.0.0.1:{server.server_address[1]}/models/iris.onnx")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert downloads == ["/models/iris.onnx"] * 3
 
 
 def test_an_object_key_with_dot_dot_is_refused_and_nothing_is_written_outside(

@@ -15,7 +15,7 @@ import requests
 
 from inferd.logfiles import files_of, folder_bytes
 from tests.conftest import INFERD, Server, make_project, process_alive, wait_for
-from tests.integration.conftest import Inferd
+from tests.integration.conftest import Inferd, free_port
 
 CHATTY = """
 count = 0
@@ -262,3 +262,17 @@ def test_serve_with_fixed_replicas_does_not_autoscale(
         if line.startswith('inferd_replicas{api="single",deployment="pod",state="ready"')
     ]
     assert ready and ready[0].endswith(" 1.0")
+
+
+def test_a_dashboard_widened_by_inferd_dashboard_host_is_logged(inferd: Inferd) -> None:
+    """README, Dashboard: INFERD_DASHBOARD_HOST widens the listener and the operator logs a
+    warning then; INFERD_DASHBOARD_PORT fixes the port."""
+    port = free_port()
+    inferd.env.update(INFERD_DASHBOARD_HOST="0.0.0.0", INFERD_DASHBOARD_PORT=str(port))
+    inferd.run("up")
+    info = json.loads((inferd.home / "operator.json").read_text())
+    assert info["dashboard"] == f"http://127.0.0.1:{port}"
+    warning = f"the dashboard listens on 0.0.0.0:{port} (INFERD_DASHBOARD_HOST), reachable from other"
+    wait_for(lambda: warning in (inferd.home / "operator.log").read_text(), 30, "the warning in operator.log")
+    answer = requests.get(f"http://127.0.0.1:{port}/dashboard/", timeout=30)
+    assert answer.status_code == 401  # still only with a session from a one-time link

@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from inferd.logfiles import files_of, folder_bytes
-from tests.conftest import INFERD, Server, make_project, process_alive, wait_for
+from tests.conftest import INFERD, Server, example, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd, free_port
 
 CHATTY = """
@@ -276,3 +276,37 @@ def test_a_dashboard_widened_by_inferd_dashboard_host_is_logged(inferd: Inferd) 
     wait_for(lambda: warning in (inferd.home / "operator.log").read_text(), 30, "the warning in operator.log")
     answer = requests.get(f"http://127.0.0.1:{port}/dashboard/", timeout=30)
     assert answer.status_code == 401  # still only with a session from a one-time link
+
+
+def operators_of(home: Path) -> list[int]:
+    """Pids of operator daemons (and supervisors) running with ``home`` as their INFERD_HOME."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"inferd.operator." in command and f"INFERD_HOME={home}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_commands_run_at_the_same_time_share_one_operator(inferd: Inferd) -> None:
+    """README, Deploy: commands run at the same time share one operator (the first starts it)."""
+    commands = [
+        ["deploy", str(example("iris-onnx"))],
+        ["deploy", str(example("iris-predictor"))],
+        ["up"],
+    ]
+    running = [
+        subprocess.Popen([str(INFERD), *args], env=inferd.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for args in commands
+    ]
+    for process in running:
+        err = process.communicate(timeout=300)[1]
+        assert process.returncode == 0, err.decode()
+    assert sorted(api["name"] for api in inferd.json("get")) == ["classifier", "predictor"]
+    assert len(operators_of(inferd.home)) == 2  # one supervisor and the operator it started

@@ -80,6 +80,10 @@ def test_a_project_over_the_limit_names_its_biggest_files_and_s3(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"model\.bin .*put large models on s3://"):
         plan.check_size(root, project_files(root), limit=4096)
     assert plan.check_size(root, project_files(root)) > 5000
+    with (root / "big.bin").open("wb") as sparse:  # README: up to 100 MiB travel with the project
+        sparse.truncate(100 * 2**20)
+    with pytest.raises(ConfigError, match=r"more than the 100\.0 MiB that travels"):
+        plan.check_size(root, project_files(root))
 
 
 def test_the_version_follows_config_files_and_refresh(tmp_path: Path) -> None:

@@ -134,6 +134,18 @@ THREE_WAY = """
   shadow: {api: three, percent: 100}
 """
 
+# THREE_WAY without its third API (and its shadow), and the weights moved to the other two.
+TWO_WAY = (
+    THREE_WAY.split("- kind: api\n  name: three")[0]
+    + """- kind: traffic_splitter
+  name: tri
+  endpoint: /custom/route
+  apis:
+    - {name: one, weight: 50}
+    - {name: two, weight: 50}
+"""
+)
+
 
 def test_a_three_way_splitter_answers_on_every_protocol_route_and_names_the_api(
     inferd: Inferd, tmp_path: Path, two_input_model: Path
@@ -202,6 +214,15 @@ def test_a_three_way_splitter_answers_on_every_protocol_route_and_names_the_api(
     assert shadow["sent"] + shadow["dropped"] == not_three
     records = inferd.json("payloads", "three", "-n", "1000")
     assert [r for r in records if "shadow" in r] == []
+    # An API leaves with its place in the splitter: the deploy says the deployment changed.
+    splitter_of_two = TWO_WAY[TWO_WAY.index("- kind: traffic_splitter") :]
+    (project / "inferd.yaml").write_text(THREE_WAY.split("- kind: traffic_splitter")[0] + splitter_of_two)
+    assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"  # the weights
+    (project / "inferd.yaml").write_text(TWO_WAY)
+    assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"  # an API less
+    assert sorted(api["name"] for api in inferd.json("get")) == ["one", "two"]
+    (splitter,) = inferd.json("get", "tri")
+    assert [(a["name"], a["weight"]) for a in splitter["apis"]] == [("one", 50), ("two", 50)]
 
 
 def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_path: Path) -> None:

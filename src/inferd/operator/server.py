@@ -211,6 +211,11 @@ class Operator:
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
             self.gateway.expect([config.key for config in deployed.apis])
             routed = self.gateway.splitters.configs_of(name)
+            serving = {
+                state.config.name
+                for state in self.engine.apis.values()
+                if state.config.deployment == name and not state.deleting
+            }
             try:
                 results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
             finally:  # what failed to be created is no longer awaited
@@ -224,7 +229,8 @@ class Operator:
             self.state.save()
             heap.settle()
         self.collector.collect()
-        changed = any(result != "unchanged" for result in results.values())
+        # an API changed, or left the project (it is being deleted)
+        changed = any(result != "unchanged" for result in results.values()) or bool(serving - set(results))
         # A splitter's weights changed in the file (the end of a promotion is said on its own).
         now = (
             routing(promoted(deployed.splitters, undone))

@@ -18,7 +18,8 @@ weights it pre-packs from them would be each replica's own.)
 Models under ``MIN_SHARED_BYTES`` load the plain way (nothing to gain), as does every model when
 ``INFERD_SHARE_WEIGHTS=0`` and on a GPU (it copies the weights into its own memory). A model
 that cannot be converted (not a valid ONNX file, say) also loads the plain way, so onnxruntime
-reports it exactly as before.
+reports it exactly as before, and is not tried again; one whose copy could not be written (a
+full disk, the converter killed for memory) loads the plain way this time only.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ INLINE_BYTES = 1024  # smaller initializers stay inside the model file
 MODEL_NAME = "model.onnx"
 WEIGHTS_NAME = "weights.bin"
 USERS = "replicas"  # one empty file per process that loaded the copy, named by its pid
+NOT_WRITTEN = 3  # the converter's exit status when the model loads but its copy was not written
 
 
 def sharing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -86,9 +88,15 @@ def shared_model(model_path: Path, min_bytes: int | None = None) -> Path | None:
         if not (target / MODEL_NAME).is_file():
             try:
                 _convert(model_path, target)
+            except (ChildProcessError, OSError) as exc:  # out of memory or disk: next time
+                log.warning(
+                    "weights of %s not shared this time (%s); loading it the plain way", model_path.name, exc
+                )
+                return None
             except Exception as exc:  # a model onnxruntime cannot load: the plain load says why
                 log.info("weights of %s not shared (%s); loading it the plain way", model_path.name, exc)
-                plain.write_text(f"{exc}\n")
+                with contextlib.suppress(OSError):  # a full disk: the plain load still runs
+                    plain.write_text(f"{exc}\n")
                 return None
         # Under the lock, so ``inferd prune`` (which takes it too) sees this replica use the copy.
         users = target / USERS
@@ -161,6 +169,10 @@ def _convert(model_path: Path, target: Path) -> None:
             text=True,
             check=False,
         )
+        if done.returncode < 0:  # a signal: the OOM killer, a kill
+            raise ChildProcessError(f"the converter was stopped by signal {-done.returncode}")
+        if done.returncode == NOT_WRITTEN:  # the model loads: its copy could not be written
+            raise ChildProcessError((done.stderr.strip().splitlines() or ["cannot write the copy"])[-1])
         if done.returncode != 0 or not (scratch / WEIGHTS_NAME).is_file():
             lines = (done.stderr or "no weights file written").strip().splitlines()
             raise ValueError(lines[-1] if lines else f"exit status {done.returncode}")
@@ -193,5 +205,22 @@ def write_copy(model_path: Path, folder: Path) -> None:
     ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def main(model_path: Path, folder: Path) -> int:
+    """The converter: 0 once the copy is written, ``NOT_WRITTEN`` when the model loads but its copy
+    could not be written (a full disk, a file size limit), else the model's error."""
+    import onnxruntime as ort
+
+    try:
+        write_copy(model_path, folder)
+    except Exception as exc:
+        try:
+            ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        except Exception:
+            raise exc from None
+        print(exc, file=sys.stderr)
+        return NOT_WRITTEN
+    return 0
+
+
 if __name__ == "__main__":
-    write_copy(Path(sys.argv[1]), Path(sys.argv[2]))
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -239,3 +239,26 @@ def test_a_replica_keeps_no_private_copy_of_weights_it_maps(tmp_path: Path, home
             [sys.executable, "-c", PRIVATE_GROWTH, str(model)], capture_output=True, text=True, check=True
         )
         assert int(done.stdout.split()[-1]) < 8 << 20, done.stdout  # weights: 64 MiB
+
+
+# Run in a fresh interpreter: the copy made under a 1 MiB limit on the size of files written, so
+# the converter cannot write the weights, as on a full disk.
+LIMITED_COPY = """
+import resource, sys
+from pathlib import Path
+from inferd.runtimes import onnx_shared
+
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+print(onnx_shared.shared_model(Path(sys.argv[1]), min_bytes=0))
+"""
+
+
+def test_a_copy_that_could_not_be_written_is_tried_again(tmp_path: Path, home: Path) -> None:
+    # it was marked "load the plain way" for good, as a model onnxruntime cannot load is
+    model = weights_model(tmp_path / "model.onnx", width=512, hidden=2000)  # 8 MiB of weights
+    done = subprocess.run(
+        [sys.executable, "-c", LIMITED_COPY, str(model)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "None"  # this replica loads the plain way
+    copy = onnx_shared.shared_model(model, min_bytes=0)  # the next one converts it
+    assert copy is not None and copy.is_file()

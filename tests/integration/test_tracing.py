@@ -92,6 +92,15 @@ async def scenario(root: Path) -> None:
         assert len(started[1]) == 32 and started[1] != TRACE
         (fresh_root,) = [span for span in exporter.get_finished_spans() if span.name == "request"]
         assert fresh_root.parent is None
+        # A client that does not sample its trace (flags 00) gets it back, and no span is exported.
+        exporter.clear()
+        unsampled = f"00-{TRACE}-{CLIENT_SPAN}-00"
+        kept = await asyncio.to_thread(requests.post, url, json={"a": 3}, headers={"traceparent": unsampled})
+        assert (
+            kept.headers["traceparent"].startswith(f"00-{TRACE}-")
+            and kept.headers["traceparent"][-3:] == "-00"
+        )
+        assert exporter.get_finished_spans() == ()
         assert f"{fresh_root.context.trace_id:032x}-{fresh_root.context.span_id:016x}" == "-".join(
             started[1:3]
         )

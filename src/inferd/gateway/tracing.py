@@ -81,6 +81,7 @@ class Tracer:
     def __init__(self, provider: Any) -> None:
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+        self.provider = provider
         self.tracer = provider.get_tracer("inferd.gateway")
         self.propagator = TraceContextTextMapPropagator()
         # The request span takes the ids of the traceparent the client got back (the SDK's tracer
@@ -91,7 +92,11 @@ class Tracer:
     @classmethod
     def from_environment(cls) -> Tracer | None:
         """A tracer exporting over OTLP when configured and installed (else ``None``)."""
-        if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        environ = os.environ
+        configured = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        )
+        if not configured or environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return None
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
@@ -106,7 +111,10 @@ class Tracer:
                 "(pip install 'inferd[otel]'): no spans are exported"
             )
             return None
-        provider = TracerProvider(resource=Resource.create({"service.name": "inferd"}))
+        resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, as the SDK reads them
+        if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({"service.name": "inferd"}))  # none given
+        provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         return cls(provider)
 

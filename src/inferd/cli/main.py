@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 from gettext import gettext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -83,6 +83,18 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def usage_error(exc: click.UsageError, ctx: click.Context) -> NoReturn:
+    """One line for what click prints on three (usage, a hint, the error), and its exit code 2.
+
+    A group run without a command still prints its help (click 8.2+ raises that as an error).
+    """
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        raise exc
+    where = (exc.ctx or ctx).command_path
+    click.echo(f"error: {exc.format_message().rstrip('.')} (see `{where} --help`)", err=True)
+    ctx.exit(exc.exit_code)
+
+
 class InferdGroup(click.Group):
     """Turns ``InferdError`` into one sentence on stderr and its exit code; never a traceback.
 
@@ -93,9 +105,17 @@ class InferdGroup(click.Group):
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # `inferd --bogus`
+            usage_error(exc, ctx)
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's arguments, or a command that does not exist
+            usage_error(exc, ctx)
         except InferdError as exc:
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)

@@ -52,12 +52,44 @@ def test_delete_without_a_name_outside_a_project_asks_for_one(
 
 @pytest.mark.parametrize(("typed", "meant"), [("deplyo", "deploy"), ("serv", "serve"), ("lgos", "logs")])
 def test_a_misspelt_command_names_the_one_it_looks_like(typed: str, meant: str) -> None:
-    result = CliRunner().invoke(cli, [typed])
+    result = CliRunner().invoke(cli, [typed], prog_name="inferd")
     assert result.exit_code == 2
-    assert f"Error: No such command '{typed}'. Did you mean '{meant}'?" in result.output
+    assert (
+        result.output == f"error: No such command '{typed}'. Did you mean '{meant}'? (see `inferd --help`)\n"
+    )
 
 
 def test_a_command_like_none_gets_no_guess() -> None:
     result = CliRunner().invoke(cli, ["frobnicate"])
     assert result.exit_code == 2
-    assert "No such command 'frobnicate'." in result.output and "Did you mean" not in result.output
+    assert "No such command 'frobnicate' (see" in result.output and "Did you mean" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["test", "--tolerance", "x"],
+            "Invalid value for '--tolerance': 'x' is not a valid float (see `inferd test --help`)",
+        ),
+        (
+            ["get", "-o", "yaml"],
+            "Invalid value for '-o' / '--output': 'yaml' is not one of 'table', 'json' "
+            "(see `inferd get --help`)",
+        ),
+        (["logs"], "Missing argument 'API' (see `inferd logs --help`)"),
+        (["env", "add", "lab", "--bogus"], "No such option '--bogus' (see `inferd env add --help`)"),
+        (["--bogus"], "No such option '--bogus' (see `inferd --help`)"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_help_to_read(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, args, prog_name="inferd")
+    assert result.exit_code == 2
+    assert result.output == f"error: {message}\n"
+
+
+@pytest.mark.parametrize("args", [[], ["env"]])
+def test_a_group_without_a_command_shows_its_help(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args, prog_name="inferd")
+    assert result.output.startswith(f"Usage: inferd {' '.join([*args, ''])}[OPTIONS] COMMAND [ARGS]...")
+    assert "Commands:" in result.output and "error:" not in result.output

@@ -141,7 +141,7 @@ def test_a_lazy_command_is_the_one_its_summary_describes(name: str) -> None:
 def test_an_unknown_command_is_one_sentence_and_exit_2() -> None:
     result = CliRunner().invoke(cli, ["nope"])
     assert result.exit_code == 2
-    assert "No such command 'nope'." in result.output
+    assert "error: No such command 'nope' (see" in result.output
     assert "Traceback" not in result.output
 
 

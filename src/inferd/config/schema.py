@@ -272,8 +272,9 @@ class Autoscaling(_Block):
 class Auth(_Block):
     """``auth:`` (inferd extension): API keys, sent as ``Authorization: Bearer KEY`` or ``X-API-Key``.
 
-    Keys are read when the API is deployed, from environment variables of the operator (or of
-    ``inferd serve``) and/or a file with one key per line; they never appear in logs or state.
+    Keys are read when the API is deployed, from environment variables of the shell that runs
+    ``inferd deploy`` (or ``inferd serve``) and/or a file with one key per line; they never appear
+    in logs or state (the variables' values are kept apart, in ``secrets.json``).
     """
 
     keys_from_env: list[str] = Field(default_factory=list, description="Environment variables holding keys")

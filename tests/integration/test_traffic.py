@@ -347,3 +347,35 @@ def test_two_deployments_may_each_have_a_splitter_of_the_same_name(inferd: Infer
     with requests.Session() as session:
         assert _send(session, inferd.url + "/shop/recommend")[:2] == (200, "champion")
     assert inferd.run("deploy", str(shop)).stdout.strip() == "deployment is up-to-date"
+
+
+STREAMING = """
+- kind: deployment
+  name: talk
+- kind: api
+  name: words
+  predictor: {path: predictor.py}
+  compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: chat
+  apis:
+    - {name: words, weight: 100}
+"""
+WORDS = """
+def predict(sample, metadata):
+    for word in ("hello", "there"):
+        yield {"text_output": word}
+"""
+
+
+def test_a_streamed_answer_through_a_splitter_names_its_api_and_trace(inferd: Inferd, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "talk", STREAMING, {"predictor.py": WORDS})
+    inferd.run("deploy", str(project))
+    inferd.wait_status("words", "live")
+    given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with requests.Session() as session:
+        for path in ("/talk/chat", "/v2/models/chat/generate_stream", "/v2/models/chat/generate"):
+            answer = session.post(inferd.url + path, json={}, headers={"traceparent": given}, timeout=30)
+            assert answer.status_code == 200 and "there" in answer.text, path
+            assert answer.headers["X-Inferd-Api"] == "words", path
+            assert answer.headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-"), path

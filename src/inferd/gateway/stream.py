@@ -218,6 +218,7 @@ class Stream:
                 conn.request_id,
                 b"\r\n",
                 CORS,
+                conn.extra_headers,  # a splitter's X-Inferd-Api, the traceparent
                 KEEP_ALIVE if conn.keep_alive else b"Connection: close\r\n\r\n",
             )
         )

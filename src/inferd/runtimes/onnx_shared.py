@@ -25,12 +25,14 @@ full disk, the converter killed for memory) loads the plain way this time only.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -46,6 +48,7 @@ INLINE_BYTES = 1024  # smaller initializers stay inside the model file
 MODEL_NAME = "model.onnx"
 WEIGHTS_NAME = "weights.bin"
 USERS = "replicas"  # one empty file per process that loaded the copy, named by its pid
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
 NOT_WRITTEN = 3  # the converter's exit status when the model loads but its copy was not written
 
 
@@ -163,7 +166,14 @@ def _convert(model_path: Path, target: Path) -> None:
     scratch = scratch_folder(target.parent)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "inferd.runtimes.onnx_shared", str(model_path), str(scratch)],
+            [
+                sys.executable,
+                "-m",
+                "inferd.runtimes.onnx_shared",
+                str(model_path),
+                str(scratch),
+                str(os.getpid()),
+            ],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -205,6 +215,15 @@ def write_copy(model_path: Path, folder: Path) -> None:
     ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def end_with(replica: int) -> None:
+    """Have the kernel kill this converter when ``replica`` (its parent) ends: a replica stopped
+    while it loads leaves no converter writing a copy nobody will use."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != replica:  # it ended before that took effect
+        sys.exit(f"the replica {replica} that started the converter is gone")
+
+
 def main(model_path: Path, folder: Path) -> int:
     """The converter: 0 once the copy is written, ``NOT_WRITTEN`` when the model loads but its copy
     could not be written (a full disk, a file size limit), else the model's error."""
@@ -223,4 +242,5 @@ def main(model_path: Path, folder: Path) -> int:
 
 
 if __name__ == "__main__":
+    end_with(int(sys.argv[3]))
     sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from inferd import onnxdata
 from inferd.runtimes import load_runtime, onnx_shared
 from inferd.storage import CREATED_MARK
+from tests.conftest import wait_for
 
 
 def weights_model(path: Path, seed: int = 0, width: int = 256, hidden: int = 1000) -> Path:
@@ -262,3 +265,46 @@ def test_a_copy_that_could_not_be_written_is_tried_again(tmp_path: Path, home: P
     assert done.stdout.strip() == "None"  # this replica loads the plain way
     copy = onnx_shared.shared_model(model, min_bytes=0)  # the next one converts it
     assert copy is not None and copy.is_file()
+
+
+# Run in a fresh interpreter: a replica that makes the shared copy of a model.
+MAKES_COPY = """
+import sys
+from pathlib import Path
+from inferd.runtimes import onnx_shared
+
+onnx_shared.shared_model(Path(sys.argv[1]), min_bytes=0)
+"""
+
+
+def converters_of(model: Path) -> list[int]:
+    """The running converter processes of ``model`` (zombies left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if b"inferd.runtimes.onnx_shared" in command and str(model).encode() in command and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_converter_ends_with_the_replica_that_started_it(tmp_path: Path, home: Path) -> None:
+    # a replica stopped while it loads (`inferd down`, Ctrl-C, a crash) left its converter running
+    # to the end, writing twice the weights' size into the cache with nobody to use it
+    model = weights_model(tmp_path / "model.onnx", width=512, hidden=2000)
+    replica = subprocess.Popen([sys.executable, "-c", MAKES_COPY, str(model)])
+    try:
+        converter = wait_for(lambda: converters_of(model), what="the converter")[0]
+        os.kill(converter, signal.SIGSTOP)  # held before it writes anything
+        replica.kill()
+        replica.wait()
+        os.kill(converter, signal.SIGCONT)
+        wait_for(lambda: not converters_of(model), what="the converter to end")
+    finally:
+        if replica.poll() is None:
+            replica.kill()
+            replica.wait()
+    assert not list(home.rglob(onnx_shared.WEIGHTS_NAME))

@@ -69,7 +69,15 @@ class Capacity:
         free_cpu = self.cpus - sum(c for c, _ in used)
         free_mem = self.memory - sum(m or 0 for _, m in used)
         checks = [
-            ("cpu", cpu, self.cpus, free_cpu, f"{cpu:g}", f"{self.cpus:g}", f"{max(free_cpu, 0):g}"),
+            (
+                "cpu",
+                cpu,
+                self.cpus,
+                free_cpu,
+                f"{cpu:g}",
+                f"{self.cpus:g}",
+                f"{max(round(free_cpu, 6), 0):g}",
+            ),
             ("mem", mem or 0, self.memory, free_mem, _size(mem or 0), _size(self.memory), _size(free_mem)),
         ]
         for name, need, total, _, shown, total_shown, _ in checks:

@@ -34,3 +34,7 @@ def test_the_shortfall_names_what_is_asked_and_what_exists() -> None:
     assert machine.shortfall([(1.5, None)], 1.0, None) == (
         "needs cpu 1, 0.5 of this machine's 2 is free (other replicas hold the rest)"
     )
+    # ten replicas of 0.2 hold it all: none is free (not the 2.2e-16 the float sum leaves)
+    assert machine.shortfall([(0.2, None)] * 10, 0.2, None) == (
+        "needs cpu 0.2, 0 of this machine's 2 is free (other replicas hold the rest)"
+    )

@@ -104,8 +104,19 @@ def shared_model(model_path: Path, min_bytes: int | None = None) -> Path | None:
         # Under the lock, so ``inferd prune`` (which takes it too) sees this replica use the copy.
         users = target / USERS
         users.mkdir(exist_ok=True)
+        forget_ended(users)
         (users / str(os.getpid())).touch()
     return target / MODEL_NAME
+
+
+def forget_ended(users: Path) -> None:
+    """Remove the marks of processes that ended: a copy an API uses for months would otherwise
+    gain one file for every replica started (restarts, autoscaling)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(users):
+            if name.isdigit() and not os.path.exists(f"/proc/{name}"):
+                with contextlib.suppress(OSError):
+                    (users / name).unlink()
 
 
 @contextlib.contextmanager

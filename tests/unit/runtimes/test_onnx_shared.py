@@ -78,6 +78,20 @@ def test_the_copy_is_keyed_by_content_and_leaves_the_users_files_alone(tmp_path:
     assert onnx_shared.shared_model(other, min_bytes=0) not in (None, copy)
 
 
+def test_a_copy_keeps_marks_of_running_processes_only(tmp_path: Path, home: Path) -> None:
+    model = weights_model(tmp_path / "project" / "model.onnx")
+    copy = onnx_shared.shared_model(model, min_bytes=0)
+    assert copy is not None
+    users = copy.parent / onnx_shared.USERS
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    gone = ended.stdout.strip()  # the pid of a process that has ended, as a replica restarted leaves
+    (users / gone).touch()
+    assert onnx_shared.shared_model(model, min_bytes=0) == copy  # the next replica to load it
+    assert sorted(os.listdir(users)) == [str(os.getpid())]
+
+
 def test_another_cpu_or_onnxruntime_gets_its_own_copy(monkeypatch: pytest.MonkeyPatch) -> None:
     # pre-packed weights are laid out for one CPU's kernels of one onnxruntime version
     key = onnx_shared.copy_key("digest")

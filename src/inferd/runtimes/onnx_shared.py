@@ -77,7 +77,16 @@ def shared_model(model_path: Path, min_bytes: int | None = None) -> Path | None:
         digest = copy_key(file_digest(model_path), *(file_digest(path) for path in data))
     except OSError:
         return None  # the plain load reports it
-    target = shared_root() / digest
+    try:
+        return _copy_for(model_path, shared_root() / digest)
+    except OSError as exc:  # the cache cannot be written (a full disk): the plain load still runs
+        log.warning("weights of %s not shared this time (%s); loading it the plain way", model_path.name, exc)
+        return None
+
+
+def _copy_for(model_path: Path, target: Path) -> Path | None:
+    """``shared_model`` once the copy's folder is known: made under its lock, this process its user."""
+    digest = target.name
     # A model that gave no copy (no initializers to map, or one onnxruntime cannot load) is not
     # tried again by every replica that starts.
     plain = target.parent / f".{digest}.plain"
@@ -91,11 +100,8 @@ def shared_model(model_path: Path, min_bytes: int | None = None) -> Path | None:
         if not (target / MODEL_NAME).is_file():
             try:
                 _convert(model_path, target)
-            except (ChildProcessError, OSError) as exc:  # out of memory or disk: next time
-                log.warning(
-                    "weights of %s not shared this time (%s); loading it the plain way", model_path.name, exc
-                )
-                return None
+            except OSError:  # out of memory or disk (ChildProcessError too): tried again next time
+                raise
             except Exception as exc:  # a model onnxruntime cannot load: the plain load says why
                 log.info("weights of %s not shared (%s); loading it the plain way", model_path.name, exc)
                 with contextlib.suppress(OSError):  # a full disk: the plain load still runs

@@ -92,6 +92,18 @@ def test_a_copy_keeps_marks_of_running_processes_only(tmp_path: Path, home: Path
     assert sorted(os.listdir(users)) == [str(os.getpid())]
 
 
+def test_a_copy_that_cannot_be_marked_in_use_loads_the_plain_way(tmp_path: Path, home: Path) -> None:
+    model = weights_model(tmp_path / "project" / "model.onnx")
+    copy = onnx_shared.shared_model(model, min_bytes=0)
+    assert copy is not None
+    users = copy.parent / onnx_shared.USERS
+    for mark in users.iterdir():
+        mark.unlink()
+    users.rmdir()
+    users.write_text("")  # the mark cannot be written there, as on a full disk
+    assert onnx_shared.shared_model(model, min_bytes=0) is None
+
+
 def test_another_cpu_or_onnxruntime_gets_its_own_copy(monkeypatch: pytest.MonkeyPatch) -> None:
     # pre-packed weights are laid out for one CPU's kernels of one onnxruntime version
     key = onnx_shared.copy_key("digest")

@@ -347,6 +347,27 @@ def test_two_deployments_may_each_have_a_splitter_of_the_same_name(inferd: Infer
     with requests.Session() as session:
         assert _send(session, inferd.url + "/shop/recommend")[:2] == (200, "champion")
     assert inferd.run("deploy", str(shop)).stdout.strip() == "deployment is up-to-date"
+    # An endpoint another deployment's API or splitter serves is refused, as between two APIs.
+    taken = {
+        "endpoint: /shop/champion": (
+            "endpoint /shop/champion is already served by api 'champion' of deployment 'shop'"
+        ),
+        "endpoint: /shop/recommend": (
+            "endpoint /shop/recommend is already served by traffic splitter 'recommend' of deployment 'shop'"
+        ),
+    }
+    for endpoint, message in taken.items():
+        (mall / "cortex.yaml").write_text(
+            MALL.replace("  name: recommend\n", f"  name: recommend\n  {endpoint}\n")
+        )
+        refused = inferd.run("deploy", str(mall), check=False)
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+        (mall / "cortex.yaml").write_text(MALL.replace("  name: store\n", f"  name: store\n  {endpoint}\n"))
+        refused = inferd.run("deploy", str(mall), check=False)
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+    with requests.Session() as session:  # both deployments serve as before
+        assert _send(session, inferd.url + "/shop/recommend")[:2] == (200, "champion")
+        assert _send(session, inferd.url + "/mall/recommend")[:2] == (200, "store")
 
 
 STREAMING = """

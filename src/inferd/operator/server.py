@@ -40,6 +40,7 @@ from inferd.gateway.traffic import routing
 from inferd.operator import heap
 from inferd.operator.admin import AdminApp
 from inferd.operator.dashboard import Dashboard
+from inferd.operator.endpoints import check_endpoints
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.promote import check_not_split, ended_promotions, promoted
 from inferd.operator.prune import Collector
@@ -186,7 +187,7 @@ class Operator:
         source_path = Path(source)
         project = load_project(source_path)
         name = project.deployment.name
-        self._check_conflicts(project)
+        check_endpoints(project, self.engine.apis.values(), self.gateway.splitters)
         if not replace:
             self._check_other_folder(project)
         secrets = self._key_variables(project, environ or {})
@@ -324,20 +325,6 @@ class Operator:
                 f"under the same name would remove api {shown} (use --force to replace it, or "
                 "give this project another deployment name)"
             )
-
-    def _check_conflicts(self, project: Project) -> None:
-        # API names are unique per deployment (as in Cortex); only endpoints must not clash.
-        for config in project.apis:
-            for other in self.engine.apis.values():
-                if (
-                    other.config.endpoint == config.endpoint
-                    and other.config.deployment != project.deployment.name
-                    and not other.deleting
-                ):
-                    raise ConfigError(
-                        f"api '{config.name}': endpoint {config.endpoint} is already served by api "
-                        f"'{other.config.name}' of deployment '{other.config.deployment}'"
-                    )
 
     def delete(self, name: str) -> dict[str, Any]:
         record = self.state.deployments.get(name)

@@ -205,6 +205,8 @@ def test_cors_preflight_and_protected_apis_hidden_from_listings(
     )
     assert preflight.status_code == 204
     assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert len(preflight.raw.headers.getlist("Access-Control-Allow-Headers")) == 1
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert requests.options(f"{server.url}/v2/models/iris/infer", timeout=5).status_code == 204
     key = {"X-API-Key": "edge-secret"}

@@ -10,7 +10,9 @@ import os
 from http import HTTPStatus
 from typing import Any
 
-CORS = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\n"
+# On every answer. Allowed headers matter to a preflight only, which names them itself
+# (``gateway.app.ALLOW_CORS``): a second ``Access-Control-Allow-Headers`` here doubled it.
+CORS = b"Access-Control-Allow-Origin: *\r\n"
 RETRY_AFTER = b"Retry-After: 1\r\n"
 _HEADS: dict[int, bytes] = {}
 

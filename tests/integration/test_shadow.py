@@ -193,3 +193,29 @@ def test_a_slow_or_broken_shadow_never_changes_the_answers(inferd: Inferd, tmp_p
     assert "agreed" in table and "errors" in table
     compared = inferd.json("replay", "sturdy", "--shadow")
     assert (compared["errors"], compared["disagreements"]) == (wrong, wrong)
+
+
+def test_a_shadow_gives_its_room_to_the_replicas_its_primary_wants(inferd: Inferd, tmp_path: Path) -> None:
+    # Room for 4 replicas on any machine: the shadow would start 3, and the primary needs 3.
+    cpu = f"{len(os.sched_getaffinity(0)) / 4:g}"
+    config = f"""
+- kind: deployment
+  name: room
+- kind: api
+  name: candidate
+  predictor: {{path: predictor.py, metadata: {{candidate: true}}}}
+  compute: {{cpu: {cpu}, init_replicas: 3, min_replicas: 1, max_replicas: 3}}
+- kind: api
+  name: champion
+  predictor: {{path: predictor.py}}
+  compute: {{cpu: {cpu}, min_replicas: 3, max_replicas: 3}}
+  shadow: {{api: candidate, percent: 100}}
+"""
+    project = make_project(tmp_path / "room", config, {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    inferd.wait_status("champion", "live")
+    wait_for(lambda: len(inferd.replica_pids("champion")) == 3, 60, "the primary's 3 replicas")
+    candidate = inferd.status("candidate")["replicas"]
+    assert len(candidate) == 1, candidate  # not 3: the primary's replicas came first
+    answer = inferd.post("/room/champion", {"x": 4})
+    assert answer.status_code == 200 and answer.json() == {"double": 8}

@@ -217,6 +217,9 @@ class LocalEngine:
             state.desired = state.autoscaler.recommend(
                 now, state.desired, compute.min_replicas, compute.max_replicas
             )
+            if state.key in self.priorities.targets:  # a shadow: the primaries' replicas come first
+                ceiling = placement.shadow_ceiling(self.capacity, self.apis, state, self.priorities.targets)
+                state.desired = min(state.desired, max(compute.min_replicas, ceiling))
         version = state.version
         if version.retry is not None and 0 < version.retry_at <= now and not state.deleting:
             version.retry_at = 0.0

@@ -7,7 +7,7 @@ other API's autoscaler can take it (that rollout would be left with no replica a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 from inferd.engine.capacity import Capacity, Need
 from inferd.engine.gpus import gpu_need
@@ -48,3 +48,26 @@ def freeing(apis: Mapping[str, ApiState]) -> bool:
         (other.deleting and bool(other.replicas)) or any(r.retired for r in other.replicas)
         for other in apis.values()
     )
+
+
+def shadow_ceiling(
+    capacity: Capacity, apis: Mapping[str, ApiState], shadow: ApiState, shadows: Set[str]
+) -> int:
+    """The most replicas ``shadow`` (an API that gets copies of others' requests) may run: what fits
+    once the APIs clients wait on have the replicas their autoscalers want.
+
+    No client waits for a shadow's answers, so on a full machine the shadow gives way: a copy that
+    finds no free shadow replica is dropped and counted, where a request of the primary's would
+    have waited (or been refused) for want of the replica the shadow held.
+    """
+    used: list[Need] = []
+    for other in apis.values():
+        if other is shadow:
+            continue
+        count = len(other.replicas) + other.reserved
+        if other.key not in shadows and not other.deleting:  # and the replicas it wants but lacks
+            count += max(0, other.desired - sum(not r.retired for r in other.replicas))
+        compute = other.config.api.compute
+        used.extend([(compute.cpu_cores, compute.mem_bytes)] * count)
+    compute = shadow.config.api.compute
+    return capacity.room(used, compute.cpu_cores, compute.mem_bytes)

@@ -1,0 +1,64 @@
+"""Placement: a shadow API never holds the room the APIs clients wait on want."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
+from inferd.config.load import load_project
+from inferd.engine import placement
+from inferd.engine.autoscale import Autoscaler
+from inferd.engine.capacity import Capacity
+from inferd.engine.gpus import Claim
+from inferd.engine.state import ApiState, Replica, Version
+
+CONFIG = """
+- kind: deployment
+  name: shop
+- kind: api
+  name: champion
+  predictor: {path: p.py}
+  compute: {cpu: 500m}
+  shadow: {api: candidate, percent: 100}
+- kind: api
+  name: candidate
+  predictor: {path: p.py}
+  compute: {cpu: 500m}
+"""
+
+
+def states(tmp_path: Path) -> dict[str, ApiState]:
+    (tmp_path / "cortex.yaml").write_text(CONFIG)
+    (tmp_path / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
+    found = {}
+    for config in load_project(tmp_path).apis:
+        found[config.key] = ApiState(version=Version("v1", config), desired=1, autoscaler=Autoscaler(1, 1, 1))
+    return found
+
+
+def running(count: int, retired: int = 0) -> list[Replica]:
+    """Stand-ins for replica processes: placement counts them and reads ``retired`` and ``gpus`` only."""
+    return [cast(Replica, SimpleNamespace(retired=i < retired, gpus=Claim(()))) for i in range(count)]
+
+
+def test_a_shadow_gets_only_the_room_its_primary_does_not_want(tmp_path: Path) -> None:
+    apis = states(tmp_path)
+    champion, candidate = apis["shop/champion"], apis["shop/candidate"]
+    two_cores = Capacity(cpus=2.0, memory=1 << 40)
+    shadows = {"shop/candidate"}
+    # the champion has what it wants: the shadow may fill the rest (2 cores, 0.5 each)
+    champion.replicas, champion.desired = running(1), 1
+    assert placement.shadow_ceiling(two_cores, apis, candidate, shadows) == 3
+    # the champion's autoscaler wants 3: the shadow keeps the one core left
+    champion.desired = 3
+    assert placement.shadow_ceiling(two_cores, apis, candidate, shadows) == 1
+    # a draining replica of the champion still holds its room, and does not count as wanted
+    champion.replicas = running(2, retired=1)
+    assert placement.shadow_ceiling(two_cores, apis, candidate, shadows) == 0
+    # an API that is not a shadow places as before: the shadow's replicas hold theirs
+    candidate.replicas = running(2)
+    assert placement.room(two_cores, apis, champion) == 0
+    # once the champion wants fewer, the room is the shadow's again
+    champion.replicas, champion.desired = running(1), 1
+    assert placement.shadow_ceiling(two_cores, apis, candidate, shadows) == 3

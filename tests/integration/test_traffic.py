@@ -400,3 +400,5 @@ def test_a_streamed_answer_through_a_splitter_names_its_api_and_trace(inferd: In
             assert answer.status_code == 200 and "there" in answer.text, path
             assert answer.headers["X-Inferd-Api"] == "words", path
             assert answer.headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-"), path
+            if "/v2/" in path:  # as infer's answers do, the extension's name the API that answered
+                assert '"model_name":"words"' in answer.text.replace(" ", ""), (path, answer.text)

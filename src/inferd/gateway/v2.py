@@ -95,6 +95,6 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         mode = GENERATE if rest[0] == "generate" else GENERATE_STREAM
         gateway.dispatch(conn, queue, messages.PREDICT, request.body, mode)
         if conn.queue is queue:  # admitted: the answer is written as the extension says
-            conn.stream = Stream(conn, mode, name)
+            conn.stream = Stream(conn, mode, queue.api_name)  # a splitter's: the API it picked
         return None
     return conn.respond(404, codec.error_body(f"no V2 route {request.path.decode('utf-8', 'replace')}"))

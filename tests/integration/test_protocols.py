@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import requests
 import tritonclient.http as triton
@@ -36,11 +37,36 @@ NUMPY = {
 
 
 @pytest.fixture(scope="module")
+def scalar_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX model with a scalar output: numbers int64 [N, 3] -> total (their sum, shape []), same."""
+    from onnx import TensorProto, helper, save_model
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceSum", ["numbers"], ["total"], keepdims=0),
+            helper.make_node("Identity", ["numbers"], ["same"]),
+        ],
+        "scalar",
+        [helper.make_tensor_value_info("numbers", TensorProto.INT64, ["batch", 3])],
+        [
+            helper.make_tensor_value_info("total", TensorProto.INT64, []),
+            helper.make_tensor_value_info("same", TensorProto.INT64, ["batch", 3]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("models") / "scalar.onnx"
+    save_model(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory,
     iris_onnx_model: Path,
     all_types_model: Path,
     regression_model: Path,
+    scalar_model: Path,
 ) -> Iterator[Server]:
     root = make_project(
         tmp_path_factory.mktemp("protocols") / "project",
@@ -49,6 +75,7 @@ def server(
         "- kind: api\n  name: types\n  onnx:\n    model: all.onnx\n"
         "- kind: api\n  name: linear\n  onnx:\n    model: linear.onnx\n"
         "  tracker:\n    model_type: regression\n"
+        "- kind: api\n  name: scalar\n  onnx:\n    model: scalar.onnx\n"
         "- kind: api\n  name: labels\n  onnx:\n    model: iris.onnx\n    request_handler: h.py\n"
         "  tracker:\n    model_type: classification\n"
         "- kind: api\n  name: broken\n  onnx:\n    model: iris.onnx\n    request_handler: bad.py\n",
@@ -56,7 +83,12 @@ def server(
             "h.py": (example("iris-onnx") / "handlers" / "iris.py").read_text(),
             "bad.py": "raise ImportError('this handler cannot load')\n",
         },
-        {"iris.onnx": iris_onnx_model, "all.onnx": all_types_model, "linear.onnx": regression_model},
+        {
+            "iris.onnx": iris_onnx_model,
+            "all.onnx": all_types_model,
+            "linear.onnx": regression_model,
+            "scalar.onnx": scalar_model,
+        },
     )
     running = Server(root, tmp_path_factory.mktemp("logs") / "serve.log", "--access-log")
     wait_for(
@@ -64,6 +96,7 @@ def server(
             requests.get(f"{running.url}/v2/models/types/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/iris/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/linear/ready", timeout=5).status_code == 200
+            and requests.get(f"{running.url}/v2/models/scalar/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/labels/ready", timeout=5).status_code == 200
             # and the broken API has failed (not still loading, when its requests would wait)
             and requests.get(f"{running.url}/proto/broken", timeout=5).json()["status"] == "error"
@@ -216,6 +249,7 @@ def test_v2_errors(client: triton.InferenceServerClient, server: Server) -> None
         "iris",
         "labels",
         "linear",
+        "scalar",
         "types",
     ]
 
@@ -237,6 +271,26 @@ def test_tensorflow_serving_predict_rows_and_columns(server: Server) -> None:
     ] == [0, 2]
     versioned = requests.post(url + "/versions/1:predict", json={"instances": IRIS_ROWS}, timeout=10)
     assert versioned.status_code == 200
+
+
+def test_a_scalar_output_is_a_value_in_columns_and_v2_and_a_clear_400_in_rows(
+    server: Server, client: triton.InferenceServerClient, scalar_model: Path
+) -> None:
+    numbers = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
+    expected_total, _ = ort.InferenceSession(str(scalar_model)).run(None, {"numbers": numbers})
+    url = server.url + "/v1/models/scalar:predict"
+    columns = requests.post(url, json={"inputs": numbers.tolist()}, timeout=10)
+    assert columns.status_code == 200, columns.text
+    assert columns.json()["outputs"] == {"total": int(expected_total), "same": numbers.tolist()}
+    # TF Serving's rows need every output to have the batch dimension: a scalar has none
+    rows = requests.post(url, json={"instances": numbers.tolist()}, timeout=10)
+    assert rows.status_code == 400, rows.text
+    assert "output 'total'" in rows.json()["error"] and "'inputs'" in rows.json()["error"]
+    tensor = triton.InferInput("numbers", [2, 3], "INT64")
+    tensor.set_data_from_numpy(numbers, binary_data=True)
+    result = client.infer("scalar", [tensor])
+    assert result.as_numpy("total").shape == ()
+    assert result.as_numpy("total").tolist() == int(expected_total)
 
 
 def test_a_bool_input_takes_only_true_false_1_and_0(server: Server) -> None:

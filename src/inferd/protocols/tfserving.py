@@ -139,6 +139,12 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
             ((name, value),) = outputs.items()
             return _dumps({"outputs": _value(name, _rows(value))})
         return _dumps({"outputs": {name: _value(name, _rows(value)) for name, value in outputs.items()}})
+    for name, value in outputs.items():
+        if not isinstance(value, np.ndarray | list | tuple) or getattr(value, "ndim", 1) == 0:
+            raise InputError(
+                f"output '{name}' is a scalar (it has no batch dimension), so it cannot be "
+                "answered as rows ('instances'): send the columnar format ('inputs')"
+            )
     if len(outputs) == 1:
         ((name, value),) = outputs.items()
         return _dumps({"predictions": _value(name, _rows(value))})

@@ -17,6 +17,40 @@ OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 ANSWER_OPTIONS = orjson.OPT_NON_STR_KEYS  # NumPy values through _fallback: tolist() / item()
 
 
+def _weights(accept: str) -> dict[str, float]:
+    """An ``Accept`` header's media ranges (lower-cased) and their ``q`` weights."""
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = part.split(";")
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 1.0
+        weights.setdefault(media.strip().lower(), weight)
+    return weights
+
+
+def wants_events(accept: str) -> bool:
+    """Whether a streamed answer is Server-Sent Events for a client that sent this ``Accept``.
+
+    Only a client that names ``text/event-stream`` (with a weight above 0) gets events, and not
+    when it weighs NDJSON (or a range that covers it, the most specific one counting) higher.
+    """
+    weights = _weights(accept)
+    events = weights.get("text/event-stream", 0.0)
+    if events <= 0:
+        return False
+    ndjson = next(
+        (weights[media] for media in ("application/x-ndjson", "application/*", "*/*") if media in weights),
+        0.0,
+    )
+    return events >= ndjson
+
+
 def _fallback(value: Any) -> Any:
     if isinstance(value, np.ndarray):  # non-contiguous, object or exotic dtypes
         return value.tolist()

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from httpx_sse import connect_sse
+from httpx_sse import EventSource, connect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Server, wait_for
@@ -189,6 +189,22 @@ def test_ndjson_when_the_client_does_not_ask_for_events(server: Server, tmp_path
     assert lines == [{"index": index} for index in range(5)]
     print(f"NDJSON first item after {times[0] * 1000:.0f} ms, last after {times[-1] * 1000:.0f} ms")
     assert times[0] < FIRST_ITEM_BOUND
+
+
+def test_the_accept_header_is_read_as_http_says(server: Server) -> None:
+    # Media types are case-insensitive, and a client may weigh NDJSON above events.
+    body = {"count": 2, "delay": 0}
+    with httpx.Client(timeout=30) as client:
+        with client.stream(
+            "POST", server.url + ONE, json=body, headers={"Accept": "TEXT/EVENT-STREAM"}
+        ) as upper:
+            assert upper.headers["content-type"] == "text/event-stream"
+            events = [json.loads(event.data) for event in EventSource(upper).iter_sse()]
+        assert events == [{"index": 0}, {"index": 1}]
+        prefers = "text/event-stream;q=0.5, application/x-ndjson"
+        weighed = client.post(server.url + ONE, json=body, headers={"Accept": prefers})
+        assert weighed.headers["content-type"] == "application/x-ndjson"
+        assert [json.loads(line) for line in weighed.text.splitlines()] == [{"index": 0}, {"index": 1}]
 
 
 def test_an_error_mid_stream_ends_it_with_the_error(server: Server) -> None:

@@ -48,3 +48,25 @@ def test_an_answer_array_is_encoded_as_its_tolist(name: str) -> None:
 
 def test_a_float32_answer_is_the_float64_number_it_holds() -> None:
     assert codec.dumps_answer(np.array([0.3], dtype=np.float32)) == b"[0.30000001192092896]"
+
+
+@pytest.mark.parametrize(
+    ("accept", "events"),
+    [
+        ("text/event-stream", True),
+        ("TEXT/Event-Stream", True),  # media types are case-insensitive (RFC 9110)
+        ("text/event-stream; charset=utf-8", True),
+        ("application/json, text/event-stream", True),
+        ("text/event-stream, */*;q=0.1", True),
+        ("text/event-stream;q=0.5, application/x-ndjson", False),  # NDJSON is preferred
+        ("application/x-ndjson;q=0.2, text/event-stream;q=0.9", True),
+        ("text/event-stream;q=0", False),  # "not acceptable"
+        ("text/event-stream;q=oops", True),  # a malformed weight counts as 1
+        ("", False),
+        ("*/*", False),
+        ("text/*", False),
+        ("application/json", False),
+    ],
+)
+def test_a_stream_is_sse_when_the_client_prefers_events(accept: str, events: bool) -> None:
+    assert codec.wants_events(accept) is events

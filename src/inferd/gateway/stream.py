@@ -49,7 +49,7 @@ def _chunk(data: bytes) -> bytes:
 def mode_of(conn: HttpConnection) -> str:
     """How a Cortex-style request's stream is written, from its ``Accept`` header."""
     accept = conn.headers.get(b"accept", b"")
-    return SSE if b"text/event-stream" in accept else NDJSON
+    return SSE if codec.wants_events(accept.decode("latin-1")) else NDJSON
 
 
 class Stream:

@@ -98,7 +98,7 @@ class ApiReplica:
         debug = request.query_params.get("debug", "").lower() == "true"
         reply = answer(self.predictor, messages.PREDICT_DEBUG if debug else messages.PREDICT, body)
         if not isinstance(reply, tuple):  # an iterator: stream it, as the local gateway does
-            sse = "text/event-stream" in request.headers.get("accept", "")
+            sse = codec.wants_events(request.headers.get("accept", ""))
             chunks = http_chunks(self.predictor, reply, sse)
             media_type = "text/event-stream" if sse else "application/x-ndjson"
             return StreamingResponse(_on_this_loop(chunks), media_type=media_type, headers=CORS)

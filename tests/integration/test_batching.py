@@ -180,3 +180,21 @@ def test_ragged_samples_each_get_their_own_answer_and_one_pre_inference(serve: S
     calls = sorted(int(line) for line in (root / "calls.txt").read_text().split())
     assert calls == list(range(len(rows) + 1))  # pre_inference exactly once per sample
     assert max(batch_sizes(server)) > 1
+
+
+def test_a_streaming_predictor_with_batching_is_refused_alone_as_in_a_batch(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # A batch cannot stream, so an iterator is refused whether the request went alone or not:
+    # a lone request that streamed would make the same client fail only under load.
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: s\n- kind: api\n  name: gen\n  predictor:\n    path: p.py\n"
+        "  batching:\n    max_batch_size: 4\n",
+        {"p.py": "def predict(sample, metadata):\n    yield {'i': 0}\n    yield {'i': 1}\n"},
+    )
+    server = serve(root)
+    for accept in ("text/event-stream", "application/x-ndjson"):
+        answer = requests.post(f"{server.url}/s/gen", json={}, headers={"Accept": accept}, timeout=30)
+        assert answer.status_code == 500
+        assert "an iterator streams only without batching" in answer.json()["error"]

@@ -109,7 +109,11 @@ def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes, 
             return 200, out, messages.pack_meta(predictor.timings, binary_header=binary_header)
         result = predictor.predict(codec.loads(body), debug=kind == messages.PREDICT_DEBUG)
         if is_stream(result):
-            return result  # type: ignore[no-any-return]
+            if predictor.api.batching is None:
+                return result  # type: ignore[no-any-return]
+            # A batch cannot stream: refused alone too, or a client would fail only under load.
+            if callable(close := getattr(result, "close", None)):
+                close()
         return _encode(predictor, result, None, predictor.timings)
     except InferdError as exc:
         return _encode(predictor, None, exc, {})
@@ -151,7 +155,7 @@ def _encode(
         except TypeError as exc:
             stage = "predict" if predictor.runtime is None else "post_inference"
             reason = str(exc)
-            if is_stream(result):  # only batches get here with an iterator
+            if is_stream(result):  # only APIs with batching get here with an iterator
                 reason = "an iterator streams only without batching (remove the api's batching)"
             error = HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}")
     if error is not None:

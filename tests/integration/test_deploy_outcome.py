@@ -280,3 +280,31 @@ def test_ctrl_c_while_waiting_stops_the_waiting_not_the_deploy(
     )
     assert "Aborted!" not in stderr and "Traceback" not in stderr
     assert inferd.status("labels")["status"] in ("updating", "pending")  # the rollout goes on
+
+
+def test_a_replica_that_crashes_once_ready_is_logged_with_its_exit_code_and_backs_off(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    crashes_soon = (
+        "import os, threading\n"
+        "def init(model_path, metadata):\n"
+        "    threading.Timer(1.0, os._exit, (3,)).start()\n"
+        "def predict(sample, metadata):\n"
+        "    return 1\n"
+    )
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: flaky\n- kind: api\n  name: crashy\n  predictor:\n    path: p.py\n",
+        {"p.py": crashes_soon},
+    )
+    inferd.run("deploy", str(project), check=False)
+    wait_for(lambda: inferd.status("crashy")["failed"] >= 4, 90, "four crashes")
+
+    def crashes() -> list[str]:
+        lines = inferd.run("logs", "crashy").stdout.splitlines()
+        return [line for line in lines if "exited with code 3" in line]
+
+    wait_for(lambda: len(crashes()) >= 4, 30, "four crashes logged with their exit code")
+    # each restart waits longer than the last (a replica that runs well for a minute resets it)
+    delays = [float(line.rsplit("starting another in ", 1)[1].rstrip("s")) for line in crashes()]
+    assert delays[:4] == sorted(delays[:4]) and delays[3] > delays[0], delays

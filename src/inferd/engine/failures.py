@@ -42,9 +42,14 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> None:
                     )
                     version.oom = version.oom or replica.version == version.id
                 MemoryCaps.release(replica.cgroup)
+            code = replica.process.poll() or 0
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            if replica.crashed:  # said now that its exit code is known
+                pause = (
+                    max(0.0, version.next_start - time.monotonic()) if replica.version == version.id else 0
+                )
+                event(state.key, f"replica {replica.id} {how}; starting another in {pause:.2f}s")
             if replica.died_loading and replica.version == version.id and not (version.error or version.oom):
-                code = replica.process.poll() or 0
-                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
                 version.error = f"a replica {how} while loading the model and handler"
                 version.detail = version.error + f" (see `inferd logs {state.key}`)"
                 sink.api_error(state.key, version.error)
@@ -81,10 +86,10 @@ def crashed(state: ApiState, replica: Replica, said_why: bool, event: Events) ->
     version.next_start = now + min(MAX_BACKOFF, 0.25 * 2 ** (version.failures - 1))
     if said_why:
         return
-    # Died while loading without saying why (os._exit, a signal, a crash in C): once reaped
-    # (its exit code known), that is the version's error.
+    # Died without saying why (os._exit, a signal, a crash in C): said once reaped (its exit
+    # code known); while loading, that is the version's error.
     replica.died_loading = not replica.loaded
-    event(state.key, f"replica {replica.id} stopped unexpectedly; starting another")
+    replica.crashed = True
 
 
 def step_failed(state: ApiState, exc: Exception, now: float, sink: ReplicaSink, event: Events) -> None:

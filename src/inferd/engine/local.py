@@ -355,7 +355,8 @@ class LocalEngine:
             self.zygotes.ensure(state.config.api.model_format)
         if replica.version == state.version.id:
             version = state.version
-            version.failures = 0
+            # (failures stay counted: a replica that crashes soon after it is ready backs off too;
+            # one that ran well for a minute starts the count again, failures.crashed)
             version.oom = False
             if version.error is not None:
                 version.error = None

@@ -51,6 +51,7 @@ class Replica:
     cgroup: Path | None = None  # its capped cgroup v2 (compute.mem_limit), when the kernel caps it
     loaded: bool = False
     died_loading: bool = False
+    crashed: bool = False  # closed without saying why; its exit code is logged when reaped
     stuck: bool = False
     gpus: Claim = field(default_factory=lambda: Claim(()))  # what its CUDA_VISIBLE_DEVICES names
     nice: int | None = None  # its nice value when the engine changed it (engine/priority.py)

@@ -32,6 +32,13 @@ def _read_json(path: Path) -> Any:
         raise UsageError(f"{path} is not valid JSON: {exc}") from None
 
 
+def _distance(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """A tolerance: a number 0 or above (not NaN, which no difference is within)."""
+    if not value >= 0:
+        raise click.BadParameter(f"{value} is not a distance: give a number 0 or above")
+    return value
+
+
 @click.command("test")
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
@@ -40,6 +47,7 @@ def _read_json(path: Path) -> Any:
     "--tolerance",
     type=float,
     default=1e-6,
+    callback=_distance,
     show_default=True,
     help="How far numbers may be from expected*.json (absolute, or relative to the expected value).",
 )

@@ -82,3 +82,12 @@ def test_a_project_without_samples_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["test", str(project)])
     assert result.exit_code == 2
     assert "no sample*.json in" in result.output
+
+
+def test_a_tolerance_that_is_no_distance_is_a_usage_error(tmp_path: Path) -> None:
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    for tolerance in ("-1", "nan"):
+        result = CliRunner().invoke(cli, ["test", str(project), "--tolerance", tolerance])
+        assert result.exit_code == 2, result.output
+        assert "--tolerance" in result.output
+        assert "Traceback" not in result.output

@@ -139,6 +139,7 @@ def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> Non
     good = {"Authorization": f"Bearer {token_file.read_text()}"}
     assert requests.get(admin, headers=good, timeout=5).status_code == 200
 
+    deployed = inferd.api("classifier")["last_update"]
     pid = inferd.operator_pid()
     assert pid is not None
     replicas = inferd.replica_pids("classifier")
@@ -151,6 +152,8 @@ def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> Non
     assert "running" in inferd.run("up").stdout
     inferd.wait_status("classifier", "live")
     assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+    # `last update` is when the API was deployed, not when the operator came back
+    assert inferd.api("classifier")["last_update"] == deployed
 
 
 def test_killed_replica_under_load_is_replaced(inferd: Inferd, tmp_path: Path, iris_onnx_model: Path) -> None:

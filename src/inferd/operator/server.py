@@ -162,6 +162,9 @@ class Operator:
                     environ=self.state.secrets.get(name, {}),
                     source=Path(record.source),
                 )
+                for api, updated in record.updated_apis.items():  # deployed then, not restored now
+                    if (state := self.engine.apis.get(f"{name}/{api}")) is not None:
+                        state.last_update = updated
                 if record.promoted:
                     self.gateway.set_splitters(name, promoted(project.splitters, record.promoted))
                 log.info("restored deployment '%s'", name)
@@ -268,6 +271,7 @@ class Operator:
             if state is None:
                 continue
             record.uses[api] = [str(path) for path in state.version.uses]
+            record.updated_apis[api] = state.last_update
             before = old.uses.get(api) if old is not None else None
             if before and before != record.uses[api]:
                 record.previous[api] = before

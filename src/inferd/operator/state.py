@@ -59,6 +59,8 @@ class DeploymentRecord:
     previous: dict[str, list[str]] = field(default_factory=dict)
     # traffic splitter -> the API ``inferd promote`` gave weight 100 (until the next deploy)
     promoted: dict[str, str] = field(default_factory=dict)
+    # per API: when its version was last deployed (`last update` after an operator restart)
+    updated_apis: dict[str, float] = field(default_factory=dict)
 
     def kept(self) -> set[Path]:
         paths = {Path(self.snapshot)}

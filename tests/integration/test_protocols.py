@@ -120,12 +120,30 @@ def test_tritonclient_health_and_metadata(client: triton.InferenceServerClient) 
     assert client.is_model_ready("iris")
     assert not client.is_model_ready("broken")
     server_meta = client.get_server_metadata()
-    assert "binary_tensor_data" in server_meta["extensions"]
+    assert {"binary_tensor_data", "model_configuration"} <= set(server_meta["extensions"])
     meta = client.get_model_metadata("iris")
     assert meta["platform"] == "onnx_onnxv1"
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
     assert meta["outputs"][0] == {"name": "output_label", "datatype": "INT64", "shape": [-1]}
     assert client.get_model_metadata("iris", model_version="1")["versions"] == ["1"]
+
+
+def test_tritonclient_model_config_matches_the_metadata(client: triton.InferenceServerClient) -> None:
+    # Triton's config route, which tritonclient (and perf_analyzer) read before inferring
+    config = client.get_model_config("iris")
+    assert config["name"] == "iris" and config["platform"] == "onnx_onnxv1"
+    assert config["backend"] == "onnxruntime" and config["max_batch_size"] == 0  # dims include the batch
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [-1, 4]}]
+    assert config["output"][0] == {"name": "output_label", "data_type": "TYPE_INT64", "dims": [-1]}
+    types = {tensor["name"]: tensor["data_type"] for tensor in client.get_model_config("types", "1")["input"]}
+    assert types["in_bytes"] == "TYPE_STRING" and types["in_fp16"] == "TYPE_FP16"
+    assert types["in_bool"] == "TYPE_BOOL" and types["in_uint64"] == "TYPE_UINT64"
+    scalar = client.get_model_config("scalar")["output"]
+    assert scalar[0] == {"name": "total", "data_type": "TYPE_INT64", "dims": []}
+    for model, version, status in (("nope", "", 404), ("iris", "2", 404), ("broken", "", 503)):
+        with pytest.raises(InferenceServerException) as raised:
+            client.get_model_config(model, version)
+        assert raised.value.status() == str(status), raised.value.message()
 
 
 @pytest.mark.parametrize("binary", [True, False])

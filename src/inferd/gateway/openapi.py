@@ -157,6 +157,14 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
                 "responses": _responses(ANY_JSON, 404, 503),
             }
         }
+        paths[prefix + "/config"] = {
+            "get": {
+                "summary": "V2 model configuration (Triton's model_configuration extension)",
+                "operationId": f"v2_config{suffix}",
+                "parameters": params,
+                "responses": _responses(ANY_JSON, 404, 503),
+            }
+        }
         paths[prefix + "/infer"] = {
             "post": {
                 "summary": "V2 inference (JSON, or the binary tensor data extension)",

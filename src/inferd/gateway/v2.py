@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from inferd.gateway.http import HttpConnection, Request
 
 VERSION = "1"
-EXTENSIONS = ["binary_tensor_data", "model_repository(list)", "generate"]
+EXTENSIONS = ["binary_tensor_data", "model_repository(list)", "model_configuration", "generate"]
 READS = (b"GET", b"HEAD")  # what the routes that are not infer or generate answer
 
 
@@ -66,12 +66,16 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
                 404, codec.error_body(f"model '{name}' has no version '{rest[1]}' (it has: 1)")
             )
         rest = rest[2:]
-    if (not rest or rest == ["ready"]) and not reading:
+    if (not rest or rest in (["ready"], ["config"])) and not reading:
         return gateway.method_not_allowed(conn, request, b"GET, HEAD")
     if not rest:
         if not queue.info:
             return conn.respond(503, codec.error_body(f"model '{name}' is not ready yet"))
         return conn.respond(200, orjson.dumps(codec_v2.model_metadata(name, VERSION, queue.info)))
+    if rest == ["config"]:
+        if not queue.info:
+            return conn.respond(503, codec.error_body(f"model '{name}' is not ready yet"))
+        return conn.respond(200, orjson.dumps(codec_v2.model_config(name, queue.info)))
     if rest == ["ready"]:
         ready = queue.serving
         return conn.respond(200 if ready else 503, orjson.dumps({"name": name, "ready": ready}))

@@ -321,3 +321,28 @@ def model_metadata(name: str, version: str, info: dict[str, Any]) -> dict[str, A
         "inputs": [tensor_metadata(spec) for spec in info.get("inputs") or []],
         "outputs": [tensor_metadata(spec) for spec in info.get("outputs") or []],
     }
+
+
+BACKENDS = {"onnx_onnxv1": "onnxruntime", "tensorflow_savedmodel": "tensorflow"}
+
+
+def model_config(name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v2/models/{name}/config`` (Triton's, read by tritonclient): the metadata in its words.
+
+    ``max_batch_size`` 0 says the dims include the batch dimension (-1 where it varies).
+    """
+    platform = info.get("platform", "python")
+
+    def tensor(spec: dict[str, Any]) -> dict[str, Any]:
+        meta = tensor_metadata(spec)
+        kind = "STRING" if meta["datatype"] == "BYTES" else meta["datatype"]
+        return {"name": meta["name"], "data_type": f"TYPE_{kind}", "dims": meta["shape"]}
+
+    return {
+        "name": name,
+        "platform": platform,
+        "backend": BACKENDS.get(platform, "python"),
+        "max_batch_size": 0,
+        "input": [tensor(spec) for spec in info.get("inputs") or []],
+        "output": [tensor(spec) for spec in info.get("outputs") or []],
+    }

@@ -18,7 +18,7 @@ from inferd.protocols import v2 as codec_v2
 from inferd.replica import messages
 
 VERSION = "1"
-EXTENSIONS = ["binary_tensor_data", "model_repository(list)"]
+EXTENSIONS = ["binary_tensor_data", "model_repository(list)", "model_configuration"]
 TF_VERBS = {"predict": messages.TF_PREDICT, "classify": messages.TF_CLASSIFY, "regress": messages.TF_REGRESS}
 
 
@@ -88,6 +88,10 @@ async def v2_route(
         if not info:
             return _error(503, f"model '{name}' is not ready yet")
         return Answer(200, orjson.dumps(codec_v2.model_metadata(name, VERSION, info)))
+    if rest == ["config"]:
+        if not info:
+            return _error(503, f"model '{name}' is not ready yet")
+        return Answer(200, orjson.dumps(codec_v2.model_config(name, info)))
     if rest == ["ready"]:
         return Answer(200 if info else 503, orjson.dumps({"name": name, "ready": bool(info)}))
     if rest == ["infer"]:

@@ -54,6 +54,10 @@ def test_v2_metadata_health_and_listing() -> None:
     assert meta["inputs"][0]["datatype"] == "FP32" and meta["platform"] == "onnx_onnxv1"
     assert v2(catalog, "GET", "/v2/models/classifier/versions/2").status == 404
     assert v2(catalog, "GET", "/v2/models/loading").status == 503
+    config = orjson.loads(v2(catalog, "GET", "/v2/models/classifier/config").body)
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [-1, 4]}]
+    assert config["backend"] == "onnxruntime" and config["max_batch_size"] == 0
+    assert v2(catalog, "GET", "/v2/models/loading/config").status == 503
     assert v2(catalog, "GET", "/v2/models/loading/ready").status == 503
     assert v2(catalog, "GET", "/v2/models/nothing").status == 404
     assert v2(catalog, "GET", "/v2/elsewhere").status == 404

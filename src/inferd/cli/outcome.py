@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from inferd.cli.backends import Backend, key_of
-from inferd.errors import DeployFailedError, InferdError
+from inferd.errors import DeployFailedError, InferdError, OperatorError
 
 WAIT_TIMEOUT = 600.0
 POLL_SECONDS = 0.25
@@ -28,6 +28,9 @@ STOPPED_WAITING = (
 )
 STILL_SECONDS = 10.0  # an unchanged rollout is shown again this often
 FAILED = ("error", "error (out of memory)", "compute unavailable")
+# An operator killed while a deploy waits is back within seconds (its supervisor restarts it and
+# it restores the deployment): the wait goes on; one away longer than this is an error.
+OPERATOR_GRACE = 30.0
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,30 @@ def _wait_outcome(
     started = clock()
     deadline = started + timeout
     shown: dict[str, tuple[str, float]] = {}  # the line last shown per API, and when
+    lost: float | None = None  # since when the operator has not answered
+    back = -OPERATOR_GRACE  # when it answered again after that
     while True:
-        apis = {
-            api["name"]: api
-            for api in backend.apis()
-            if deployment is None or api["deployment"] == deployment
-        }
-        outcomes = {name: judge(name, apis.get(name), version) for name, version in versions.items()}
+        try:
+            listing = backend.apis()
+        except OperatorError:
+            now = clock()
+            if lost is None:
+                lost = now
+                click.echo("the operator stopped answering; waiting for it to come back", err=True)
+            if now - lost >= OPERATOR_GRACE or now >= deadline:
+                raise
+            sleep(POLL_SECONDS)
+            continue
+        if lost is not None:
+            lost, back = None, clock()
+        apis = {api["name"]: api for api in listing if deployment is None or api["deployment"] == deployment}
         now = clock()
+        outcomes = {name: judge(name, apis.get(name), version) for name, version in versions.items()}
+        if now - back < OPERATOR_GRACE:  # a restarted operator restores deployments one by one
+            restoring = "waiting for the restarted operator to restore it"
+            outcomes.update(
+                {name: Outcome(False, False, f"{name}: {restoring}") for name in versions if name not in apis}
+            )
         for name, outcome in outcomes.items():
             line, at = shown.get(name, ("", now))
             if line != outcome.line:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from inferd.cli.outcome import judge, wait_deleted, wait_outcome
-from inferd.errors import DeployFailedError, InferdError
+from inferd.errors import DeployFailedError, InferdError, OperatorError
 
 
 def api(name: str = "a", status: str = "live", **extra: Any) -> dict[str, Any]:
@@ -138,3 +138,26 @@ def test_a_long_quiet_rollout_is_shown_again_every_10_s(capsys: pytest.CaptureFi
         "a: updating (0/1 replicas up to date), 20s so far",
         "a: live (1/1 replicas up to date)",
     ]
+
+
+class Restarting(Statuses):
+    """An operator killed mid-wait: ``down`` polls answer 'not running', then it is back."""
+
+    def __init__(self, down: int, *answers: list[dict[str, Any]]) -> None:
+        super().__init__(*answers)
+        self.down = down
+
+    def apis(self) -> list[dict[str, Any]]:
+        if self.down:
+            self.down -= 1
+            raise OperatorError("the inferd operator is not running (start it: `inferd up`)")
+        return super().apis()
+
+
+def test_the_wait_outlives_an_operator_its_supervisor_restarts(capsys: pytest.CaptureFixture[str]) -> None:
+    clock = Clock()
+    # 5 s away, then back without the API for a while (it restores deployments one by one)
+    wait_outcome(Restarting(20, [], [], [api()]), {"a": "v2"}, clock=clock, sleep=clock.sleep)
+    assert "the operator stopped answering; waiting for it to come back" in capsys.readouterr().err
+    with pytest.raises(OperatorError, match="is not running"):  # one that stays away is said
+        wait_outcome(Restarting(1000, [api()]), {"a": "v2"}, clock=clock, sleep=clock.sleep)

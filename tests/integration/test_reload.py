@@ -164,3 +164,31 @@ def test_a_handler_that_fails_to_load_keeps_the_old_replicas_serving(
 
     client.stop()
     assert client.failures == []
+
+
+def test_an_api_taken_out_of_the_config_stops_serving(
+    serve: Serve, project: Path, client_for: Callable[[Server, Path], SteadyClient]
+) -> None:
+    second = (
+        "\n- kind: api\n  name: second\n  onnx:\n    model: models/iris.onnx\n"
+        "    request_handler: handlers/iris.py\n"
+    )
+    config = project / "cortex.yaml"
+    config.write_text(config.read_text() + second)
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    sample = json.loads((project / "sample.json").read_text())
+    assert requests.post(f"{server.url}/iris/second", json=sample, timeout=30).status_code == 200
+    client = client_for(server, project)
+
+    edit(config, second, "\n")
+    wait_for(
+        lambda: requests.post(f"{server.url}/iris/second", json=sample, timeout=30).status_code == 404,
+        60,
+        f"the removed API gone; {server.log()}",
+    )
+    wait_for(lambda: "inferd: cortex.yaml changed; removed second" in server.log(), 30, "the news")
+    removed_at = time.monotonic()
+    wait_for(lambda: len(client.answers_since(removed_at)) >= 20, 30, "answers after the removal")
+    client.stop()
+    assert client.failures == []

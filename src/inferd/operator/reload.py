@@ -142,15 +142,21 @@ class Reloader:
             self.say("inferd: not reloaded; the previous version keeps serving")
             return
         affected = affected_apis(self.project, project, changed)
+        removed = sorted({c.name for c in self.project.apis} - {c.name for c in project.apis})
+        splitters_changed = self.project.splitters != project.splitters
         self.project = project
-        if not affected:
+        if not affected and not removed and not splitters_changed:
             return
+        # apply deletes the APIs the config no longer has, and sets the splitters' weights
         results = await self.engine.apply(project, only=affected)
         rolling = sorted(name for name in affected if results.get(name, "unchanged") != "unchanged")
-        if not rolling:
-            return  # saved without a change
         files = ", ".join(sorted(shown_path(path, root) for path in changed))
-        self.say(f"inferd: {files} changed; reloading {', '.join(rolling)}")
+        news = [f"removed {', '.join(removed)}"] if removed else []
+        news += [f"reloading {', '.join(rolling)}"] if rolling else []
+        if splitters_changed:
+            news.append("traffic splitters updated")
+        if news:
+            self.say(f"inferd: {files} changed; {'; '.join(news)}")
         for name in rolling:
             state = self.engine.apis.get(f"{project.deployment.name}/{name}")
             if state is None:

@@ -2,10 +2,10 @@
 
 Two files per API, in a folder per deployment: ``<api>.log`` holds the replicas' output and
 inferd's events (what ``inferd logs API`` shows, as Cortex showed a replica's output),
-``<api>.access.log`` one JSON line per request. Each is rotated by the standard library's
-``RotatingFileHandler`` at ``INFERD_LOG_MAX_BYTES`` (default 64 MiB) keeping
-``INFERD_LOG_BACKUPS`` older files (default 3), so an API's logs never hold more than
-``(1 + backups) x max_bytes`` per file kind.
+``<api>.access.log`` one JSON line per request. The two share ``INFERD_LOG_MAX_BYTES``
+(default 64 MiB): each is rotated by the standard library's ``RotatingFileHandler`` at half of
+it, keeping ``INFERD_LOG_BACKUPS`` older files (default 3), so an API's logs never hold more
+than ``(1 + backups) x max_bytes`` in all, however much its predictor prints.
 
 Writers hand whole batches of lines to ``RotatingLog.write`` (one record per batch, not per
 line): the access log is written from the gateway's hot path. Readers address a position as a
@@ -53,6 +53,11 @@ def _env_int(name: str, default: int, minimum: int) -> int:
 
 def max_bytes() -> int:
     return _env_int(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, 4096)
+
+
+def api_file_bytes() -> int:
+    """Where each of an API's two log files rotates: they share ``max_bytes()``."""
+    return max(4096, max_bytes() // 2)
 
 
 def backups() -> int:

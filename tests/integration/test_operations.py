@@ -58,7 +58,7 @@ def test_logs_show_the_newest_output_and_access_lines_apart(inferd: Inferd, tmp_
     assert len(lines) == 100 and lines[-1].endswith("the last line of request 205")
     assert '"status":200' not in last  # access lines are not in the replica's output
     assert "ops/chatty [chatty-" in lines[-1]  # unstamped output gets the time, API and replica
-    assert len(files_of(logs / "ops" / "chatty.log")) == 4  # rotated: 1 MiB files, 3 backups
+    assert len(files_of(logs / "ops" / "chatty.log")) == 4  # 0.5 MiB files, 3 backups
     assert folder_bytes(logs) <= 5 << 20
     assert len(inferd.run("logs", "chatty", "--tail", "3").stdout.splitlines()) == 3
     assert "line 5999" in inferd.run("logs", "chatty", "--tail", "1000").stdout

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from inferd.logfiles import STAMP, RotatingLog
+from inferd.logfiles import STAMP, RotatingLog, api_file_bytes
 
 MAX_LINE = 1 << 20  # a longer line without a newline is written in pieces
 
@@ -38,7 +38,7 @@ class ApiLogs:
     def file(self, api: str) -> RotatingLog:
         out = self._files.get(api)
         if out is None:
-            out = self._files[api] = RotatingLog(self.folder / f"{api}.log")
+            out = self._files[api] = RotatingLog(self.folder / f"{api}.log", api_file_bytes())
         return out
 
     def event(self, api: str, text: str) -> None:

@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING
 
 import orjson
 
-from inferd.logfiles import RotatingLog
+from inferd.logfiles import RotatingLog, api_file_bytes
 
 if TYPE_CHECKING:
     from inferd.gateway.http import HttpConnection
@@ -99,7 +99,9 @@ class AccessLog:
                 if self.folder is not None:
                     out = self._files.get(api)
                     if out is None:
-                        out = self._files[api] = RotatingLog(self.folder / f"{api}.access.log")
+                        out = self._files[api] = RotatingLog(
+                            self.folder / f"{api}.access.log", api_file_bytes()
+                        )
                     out.write(text)
                 elif self.stream is not None:
                     self.stream.write(text + "\n")

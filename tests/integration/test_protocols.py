@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -309,6 +309,37 @@ def test_a_scalar_output_is_a_value_in_columns_and_v2_and_a_clear_400_in_rows(
     result = client.infer("scalar", [tensor])
     assert result.as_numpy("total").shape == ()
     assert result.as_numpy("total").tolist() == int(expected_total)
+
+
+def test_tensorflow_serving_on_a_savedmodel_answers_as_tensorflow_does(
+    serve: Callable[..., Server],
+) -> None:
+    import tensorflow as tf
+
+    project = example("iris-tensorflow")
+    server = serve(project)
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    rows = [dict(zip(names, row, strict=True)) for row in IRIS_ROWS]
+    loaded = tf.saved_model.load(str(next((project / "models" / "iris").iterdir())))
+    direct = loaded.signatures["predict"](**{n: tf.constant([r[n] for r in rows], tf.float32) for n in names})
+    url = server.url + "/v1/models/tensorflow"
+    predictions = requests.post(url + ":predict", json={"instances": rows}, timeout=10).json()["predictions"]
+    assert [p["class_ids"] for p in predictions] == direct["class_ids"].numpy().tolist()
+    got = np.array([p["probabilities"] for p in predictions])
+    assert np.allclose(got, direct["probabilities"].numpy(), atol=1e-6)
+    columns = {n: [r[n] for r in rows] for n in names}
+    body = {"signature_name": "serving_default", "inputs": columns}
+    outputs = requests.post(url + ":predict", json=body, timeout=10).json()["outputs"]
+    assert outputs["classes"] == [[c.decode() for c in row] for row in direct["classes"].numpy().tolist()]
+    # TensorFlow's InvalidArgumentError (inputs of different batch sizes) is TF Serving's 400
+    columns["sepal_width"] = columns["sepal_width"][:1]
+    answer = requests.post(url + ":predict", json={"inputs": columns}, timeout=10)
+    assert answer.status_code == 400, answer.text
+    assert "the model rejected the input" in answer.json()["error"], answer.text
+    tensors = [{"name": n, "shape": [len(v)], "datatype": "FP32", "data": v} for n, v in columns.items()]
+    answer = requests.post(server.url + "/v2/models/tensorflow/infer", json={"inputs": tensors}, timeout=10)
+    assert answer.status_code == 400 and "Shapes of all inputs must match" in answer.json()["error"]
+    assert server.post("/iris-tf/tensorflow", columns).status_code == 500  # Cortex's route: as Cortex
 
 
 def test_a_bool_input_takes_only_true_false_1_and_0(server: Server) -> None:

@@ -37,6 +37,9 @@ class TensorFlowRuntimeLike(Protocol):
 
 
 DEBUG_LIMIT = 500
+# The runtimes' "these inputs do not fit" errors (TensorFlow's InvalidArgumentError, onnxruntime's
+# InvalidArgument) on tensors the signature took: TF Serving and Triton answer them 400.
+REJECTED = ("InvalidArgumentError", "InvalidArgument")
 
 
 def _preview(value: Any) -> str:
@@ -312,6 +315,9 @@ class Predictor:
             else:
                 outputs = runtime.output_arrays(runtime.run(inputs))
         except Exception as exc:
+            if any(kind.__name__ in REJECTED for kind in type(exc).__mro__):
+                said = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+                raise InputError(f"the model rejected the input: {type(exc).__name__}: {said}") from exc
             log.error("the model failed:\n%s", traceback.format_exc().rstrip())
             raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
         self.timings = {"model": time.perf_counter() - started}

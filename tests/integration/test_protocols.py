@@ -342,6 +342,22 @@ def test_tensorflow_serving_on_a_savedmodel_answers_as_tensorflow_does(
     assert server.post("/iris-tf/tensorflow", columns).status_code == 500  # Cortex's route: as Cortex
 
 
+def test_tensorflow_serving_answers_nan_and_infinity_as_it_takes_them(server: Server) -> None:
+    # TF Serving writes non-finite floats as NaN / Infinity / -Infinity (non-RFC JSON that Python's
+    # json reads back); null would lose which one it was
+    columns: dict[str, object] = {f"in_{t.lower()}": [[1, 0]] for t in V2_TYPES if t != "BYTES"}
+    columns["in_bytes"] = [["a", "b"]]
+    columns["in_fp32"] = [[float("nan"), float("inf")]]
+    columns["in_fp64"] = [[float("-inf"), 2.5]]
+    url = server.url + "/v1/models/types:predict"
+    outputs = requests.post(url, data=json.dumps({"inputs": columns}), timeout=10).json()["outputs"]
+    assert np.isnan(outputs["out_fp32"][0][0]) and outputs["out_fp32"][0][1] == float("inf")
+    assert outputs["out_fp64"] == [[float("-inf"), 2.5]]
+    rows = [{name: value[0] for name, value in columns.items()}]  # type: ignore[index]
+    predictions = requests.post(url, data=json.dumps({"instances": rows}), timeout=10).json()["predictions"]
+    assert predictions[0]["out_fp64"] == [float("-inf"), 2.5]
+
+
 def test_a_bool_input_takes_only_true_false_1_and_0(server: Server) -> None:
     # numpy would turn 2, 0.5 and the text "false" into True: the model would see a different input
     columns: dict[str, object] = {f"in_{t.lower()}": [[1, 0]] for t in V2_TYPES if t != "BYTES"}

@@ -9,6 +9,7 @@ values are binary strings. Inputs are cast and fitted to the signature as for Co
 from __future__ import annotations
 
 import base64
+import secrets
 from typing import Any
 
 import numpy as np
@@ -128,7 +129,19 @@ def _value(name: str, value: Any) -> Any:
     return value
 
 
-def _rows(value: Any) -> list[Any]:
+# Non-finite floats go out as TF Serving writes them (NaN, Infinity, -Infinity), not JSON's null:
+# they are marked while encoding, then the marks (a random token no client can send) replaced.
+MARK = f"\x00inferd-{secrets.token_hex(8)}:"
+NONFINITE = {orjson.dumps(MARK + literal): literal.encode() for literal in ("NaN", "Infinity", "-Infinity")}
+
+
+def _rows(value: Any) -> Any:
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+        marked = value.astype(object)
+        marked[np.isnan(value)] = MARK + "NaN"
+        marked[np.isposinf(value)] = MARK + "Infinity"
+        marked[np.isneginf(value)] = MARK + "-Infinity"
+        return marked.tolist()
     return value.tolist() if isinstance(value, np.ndarray) else list(value)
 
 
@@ -165,7 +178,11 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
 def _dumps(value: Any) -> bytes:
     from inferd import codec
 
-    return codec.dumps(value)
+    encoded = codec.dumps(value)
+    if orjson.dumps(MARK)[:-1] in encoded:
+        for mark, literal in NONFINITE.items():
+            encoded = encoded.replace(mark, literal)
+    return encoded
 
 
 def decode_examples(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -8,7 +8,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -310,3 +311,88 @@ def test_commands_run_at_the_same_time_share_one_operator(inferd: Inferd) -> Non
         assert process.returncode == 0, err.decode()
     assert sorted(api["name"] for api in inferd.json("get")) == ["classifier", "predictor"]
     assert len(operators_of(inferd.home)) == 2  # one supervisor and the operator it started
+
+
+class StallingOrigin:
+    """A model origin that serves, then (once ``stall`` is set) sends a model's first bytes and
+    nothing more until ``release`` is set."""
+
+    def __init__(self, model: bytes) -> None:
+        self.stall, self.release, self.stalled = threading.Event(), threading.Event(), threading.Event()
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(model)))
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                self.do_HEAD()
+                if origin.stall.is_set():
+                    self.wfile.write(model[:10])
+                    self.wfile.flush()
+                    origin.stalled.set()
+                    origin.release.wait(120)
+                    self.wfile.write(model[10:])
+                else:
+                    self.wfile.write(model)
+
+            def log_message(self, format: str, *args: object) -> None: ...
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/m.onnx"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def stalling_origin(model: Path) -> Iterator[StallingOrigin]:
+    origin = StallingOrigin(model.read_bytes())
+    try:
+        yield origin
+    finally:
+        origin.close()
+
+
+def test_a_deployment_whose_origin_hangs_holds_up_no_other_at_a_restart(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    for origin in stalling_origin(iris_onnx_model):
+        remote = make_project(
+            tmp_path / "remote",
+            "- kind: deployment\n  name: far\n"
+            f"- kind: api\n  name: remote\n  onnx:\n    model: {origin.url}\n",
+        )
+        local = make_project(
+            tmp_path / "local",
+            "- kind: deployment\n  name: near\n- kind: api\n  name: local\n  onnx:\n    model: m.onnx\n",
+            {},
+            {"m.onnx": iris_onnx_model},
+        )
+        inferd.run("deploy", str(remote))  # restored first: deployed first
+        inferd.run("deploy", str(local))
+        origin.stall.set()
+        pid = inferd.operator_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+        def answered() -> bool:
+            try:
+                return inferd.post("/near/local", [[5.1, 3.5, 1.4, 0.2]], timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(answered, 120, "the local API back while the other's origin hangs")
+        assert origin.stalled.is_set()  # the remote one's download is still waiting
+        assert "restored deployment 'far'" not in (inferd.home / "operator.log").read_text()
+        origin.release.set()
+        wait_for(
+            lambda: {api["name"]: api["status"] for api in inferd.json("get")}.get("remote") == "live",
+            120,
+            "the remote API back too",
+        )

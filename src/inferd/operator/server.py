@@ -148,28 +148,30 @@ class Operator:
         return f"http://{self.host}:{ports[0] if ports else self.port}"
 
     async def restore(self) -> None:
-        """Bring back every deployment recorded in the state."""
-        for name, record in list(self.state.deployments.items()):
-            try:
-                snapshot = load_project(Path(record.snapshot), keys_root=Path(record.source))
-                project = self._without_deleted(snapshot, record)
-                self.gateway.expect([config.key for config in project.apis])
-                if record.relax_pins:
-                    project = project.relaxed()
-                await self.engine.apply(
-                    project,
-                    record.refresh,
-                    environ=self.state.secrets.get(name, {}),
-                    source=Path(record.source),
-                )
-                for api, updated in record.updated_apis.items():  # deployed then, not restored now
-                    if (state := self.engine.apis.get(f"{name}/{api}")) is not None:
-                        state.last_update = updated
-                if record.promoted:
-                    self.gateway.set_splitters(name, promoted(project.splitters, record.promoted))
-                log.info("restored deployment '%s'", name)
-            except InferdError as exc:
-                log.error("cannot restore deployment '%s': %s", name, exc.message)
+        """Bring back every deployment in the state, side by side (a hanging origin holds up none)."""
+        await asyncio.gather(*(self._restore(*item) for item in list(self.state.deployments.items())))
+
+    async def _restore(self, name: str, record: DeploymentRecord) -> None:
+        try:
+            snapshot = load_project(Path(record.snapshot), keys_root=Path(record.source))
+            project = self._without_deleted(snapshot, record)
+            self.gateway.expect([config.key for config in project.apis])
+            if record.relax_pins:
+                project = project.relaxed()
+            await self.engine.apply(
+                project,
+                record.refresh,
+                environ=self.state.secrets.get(name, {}),
+                source=Path(record.source),
+            )
+            for api, updated in record.updated_apis.items():  # deployed then, not restored now
+                if (state := self.engine.apis.get(f"{name}/{api}")) is not None:
+                    state.last_update = updated
+            if record.promoted:
+                self.gateway.set_splitters(name, promoted(project.splitters, record.promoted))
+            log.info("restored deployment '%s'", name)
+        except InferdError as exc:
+            log.error("cannot restore deployment '%s': %s", name, exc.message)
 
     @staticmethod
     def _without_deleted(project: Project, record: DeploymentRecord) -> Project:

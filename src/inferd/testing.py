@@ -27,7 +27,7 @@ from inferd import codec
 from inferd.config.load import load_project
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.packages import ensure_packages
-from inferd.errors import HandlerError, UsageError
+from inferd.errors import HandlerError, InferdError, LoadError, UsageError
 from inferd.handler.predictor import Predictor, devices_of
 from inferd.replica.streaming import is_stream
 from inferd.storage import fetch, inferd_home, local_model_path
@@ -96,7 +96,13 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
         model_path = fetch(uri)[0] if is_remote(uri) else local_model_path(uri, project.root)
     # In the developer's process, the model runs where it can: a GPU API is tested on a laptop too.
     devices = dataclasses.replace(devices_of(config.api), cpu_fallback=True)
-    return LoadedApi(config, Predictor(config.api, project.root, model_path, devices))
+    try:
+        predictor = Predictor(config.api, project.root, model_path, devices)
+    except InferdError:
+        raise
+    except Exception as exc:  # the runtime refused the model: said as a replica says it
+        raise LoadError(f"loading failed: {type(exc).__name__}: {exc}") from None
+    return LoadedApi(config, predictor)
 
 
 def samples_in(folder: Path) -> list[Path]:

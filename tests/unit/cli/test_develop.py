@@ -91,3 +91,12 @@ def test_a_tolerance_that_is_no_distance_is_a_usage_error(tmp_path: Path) -> Non
         assert result.exit_code == 2, result.output
         assert "--tolerance" in result.output
         assert "Traceback" not in result.output
+
+
+def test_a_model_that_does_not_load_is_reported_not_raised(tmp_path: Path) -> None:
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    (project / "models" / "iris.onnx").write_bytes(b"not an onnx model")
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # said, not a crash
+    assert "classifier: cannot load: loading failed: InvalidProtobuf" in result.output

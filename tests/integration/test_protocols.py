@@ -358,6 +358,29 @@ def test_tensorflow_serving_answers_nan_and_infinity_as_it_takes_them(server: Se
     assert predictions[0]["out_fp64"] == [float("-inf"), 2.5]
 
 
+def test_tritonclient_classification_extension_gives_the_top_values_with_their_index(
+    client: triton.InferenceServerClient, server: Server
+) -> None:
+    numbers = np.array([[1, 7, 3], [9, 5, 6]], dtype=np.int64)
+    tensor = triton.InferInput("numbers", [2, 3], "INT64")
+    tensor.set_data_from_numpy(numbers, binary_data=False)
+    for binary in (True, False):
+        wanted = [triton.InferRequestedOutput("same", binary_data=binary, class_count=2)]
+        result = client.infer("scalar", [tensor], outputs=wanted)
+        assert result.get_output("same")["datatype"] == "BYTES"
+        top = [[v.decode() if isinstance(v, bytes) else v for v in row] for row in result.as_numpy("same")]
+        expected = [[f"{row[i]}:{i}" for i in np.argsort(-row, kind="stable")[:2]] for row in numbers]
+        assert top == expected == [["7:1", "3:2"], ["9:0", "6:2"]]
+    body = {
+        "inputs": [
+            {"name": "numbers", "shape": [2, 3], "datatype": "INT64", "data": numbers.ravel().tolist()}
+        ],
+        "outputs": [{"name": "same", "parameters": {"classification": 0}}],
+    }
+    answer = requests.post(server.url + "/v2/models/scalar/infer", json=body, timeout=10)
+    assert answer.status_code == 400 and "classification" in answer.json()["error"], answer.text
+
+
 def test_a_bool_input_takes_only_true_false_1_and_0(server: Server) -> None:
     # numpy would turn 2, 0.5 and the text "false" into True: the model would see a different input
     columns: dict[str, object] = {f"in_{t.lower()}": [[1, 0]] for t in V2_TYPES if t != "BYTES"}

@@ -23,7 +23,13 @@ if TYPE_CHECKING:
     from inferd.gateway.http import HttpConnection, Request
 
 VERSION = "1"
-EXTENSIONS = ["binary_tensor_data", "model_repository(list)", "model_configuration", "generate"]
+EXTENSIONS = [
+    "binary_tensor_data",
+    "model_repository(list)",
+    "model_configuration",
+    "classification",
+    "generate",
+]
 READS = (b"GET", b"HEAD")  # what the routes that are not infer or generate answer
 
 

@@ -264,6 +264,22 @@ def _to_bytes(item: Any) -> bytes:
     return item if isinstance(item, bytes) else str(item).encode()
 
 
+def _classified(name: str, value: Any, count: Any) -> np.ndarray[Any, Any]:
+    """Triton's classification extension: the ``count`` largest values along the last axis, each
+    as ``"value:index"`` (BYTES), largest first."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise InputError(f"output '{name}': 'classification' must be a positive integer, not {count!r}")
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf" or value.ndim == 0:
+        raise InputError(f"output '{name}': 'classification' needs a numeric output with a class axis")
+    order = np.argsort(-value.astype(np.float64), axis=-1, kind="stable")[..., :count]
+    top = np.take_along_axis(value, order, axis=-1)
+    labels = np.empty(order.size, dtype=object)
+    labels[:] = [
+        f"{v}:{i}".encode() for v, i in zip(top.ravel().tolist(), order.ravel().tolist(), strict=True)
+    ]
+    return labels.reshape(order.shape)
+
+
 def encode_response(
     model: str, version: str, request: dict[str, Any], outputs: dict[str, Any]
 ) -> tuple[bytes, int | None]:
@@ -281,6 +297,8 @@ def encode_response(
                 )
             options = item.get("parameters") or {}
             wanted.append((name, bool(options.get("binary_data", all_binary))))
+            if "classification" in options:
+                outputs = {**outputs, name: _classified(name, outputs[name], options["classification"])}
     else:
         wanted = [(name, all_binary) for name in outputs]
     documents = []

@@ -18,7 +18,7 @@ from inferd.protocols import v2 as codec_v2
 from inferd.replica import messages
 
 VERSION = "1"
-EXTENSIONS = ["binary_tensor_data", "model_repository(list)", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "model_repository(list)", "model_configuration", "classification"]
 TF_VERBS = {"predict": messages.TF_PREDICT, "classify": messages.TF_CLASSIFY, "regress": messages.TF_REGRESS}
 
 

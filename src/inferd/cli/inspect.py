@@ -217,7 +217,8 @@ def logs(
 
     Shows the last 100 lines (--tail N, or --since), newest last; -f then follows. Logs are
     rotated by size (the API's two logs share INFERD_LOG_MAX_BYTES, default 64 MiB;
-    INFERD_LOG_BACKUPS older files, default 3), and older files are read when --tail or --since reach into them.
+    INFERD_LOG_BACKUPS older files, default 3), and older files are read when --tail or
+    --since reach into them.
 
     API is a name, or DEPLOYMENT/API when several deployments have an API of that name.
 

@@ -308,3 +308,22 @@ def test_a_replica_that_crashes_once_ready_is_logged_with_its_exit_code_and_back
     # each restart waits longer than the last (a replica that runs well for a minute resets it)
     delays = [float(line.rsplit("starting another in ", 1)[1].rstrip("s")) for line in crashes()]
     assert delays[:4] == sorted(delays[:4]) and delays[3] > delays[0], delays
+
+
+def test_a_deploy_that_hangs_in_init_gives_up_at_its_timeout(inferd: Inferd, tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: stuck\n- kind: api\n  name: hangs\n  predictor:\n    path: p.py\n",
+        {
+            "p.py": "import time\ndef init(model_path, metadata):\n    time.sleep(3600)\n"
+            "def predict(sample, metadata):\n    return 1\n"
+        },
+    )
+    result = inferd.run("deploy", str(project), "--timeout", "3", check=False, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: hangs not live after 3s; the rollout goes on in the operator: follow it with `inferd get -w`"
+    )
+    assert inferd.api("hangs")["status"] == "updating"  # it is still trying, as said
+    bad = inferd.run("deploy", str(project), "--timeout", "soon", check=False)
+    assert bad.returncode == 2 and "'soon' is not a valid float" in bad.stderr

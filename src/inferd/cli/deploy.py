@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from inferd.cli.backends import backend_for, ray_backend
-from inferd.cli.options import env_option, relax_pins_option, wait_option
+from inferd.cli.options import env_option, relax_pins_option, timeout_option, wait_option
 from inferd.cli.outcome import STILL_DRAINING, STOPPED_WAITING, wait_deleted, wait_outcome
 from inferd.client import Client
 from inferd.errors import InferdError, OperatorError, ReplaceError, UsageError
@@ -32,12 +32,14 @@ def _deploy(
     wait: bool,
     env: Environment,
     relax_pins: bool = False,
+    timeout: float = 600,
 ) -> None:
     from inferd.config.load import load_project
 
     project = load_project(project_dir)  # validate here first: errors with file and line, exit 2
     if not env.is_local:
-        _deploy_ray(project_dir, project.deployment.name, [c.name for c in project.apis], refresh, wait, env)
+        names = [c.name for c in project.apis]
+        _deploy_ray(project_dir, project.deployment.name, names, refresh, wait, env, timeout)
         return
     client = Client()
     _start_operator(client)
@@ -65,13 +67,19 @@ def _deploy(
         click.echo(result["message"])
         if wait:
             versions: dict[str, str | None] = dict(result.get("versions") or dict.fromkeys(names))
-            wait_outcome(client, versions, deployment=project.deployment.name)
+            wait_outcome(client, versions, timeout, deployment=project.deployment.name)
     except KeyboardInterrupt:
         raise InferdError(STOPPED_WAITING) from None
 
 
 def _deploy_ray(
-    project_dir: Path, deployment: str, names: list[str], refresh: bool, wait: bool, env: Environment
+    project_dir: Path,
+    deployment: str,
+    names: list[str],
+    refresh: bool,
+    wait: bool,
+    env: Environment,
+    timeout: float,
 ) -> None:
     backend = ray_backend(env)
     if sys.stderr.isatty():
@@ -82,7 +90,7 @@ def _deploy_ray(
             click.echo(f"warning: {warning}", err=True)
         click.echo(result["message"])
         if wait:
-            wait_outcome(backend, dict.fromkeys(names), deployment=deployment)
+            wait_outcome(backend, dict.fromkeys(names), timeout, deployment=deployment)
     except KeyboardInterrupt:
         raise InferdError(STOPPED_WAITING) from None
 
@@ -96,9 +104,12 @@ def _deploy_ray(
     help="Deploy even while a previous deploy is updating, or over APIs another folder deployed.",
 )
 @wait_option
+@timeout_option
 @relax_pins_option
 @env_option
-def deploy(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: Environment) -> None:
+def deploy(
+    project_dir: Path, force: bool, wait: bool, timeout: float, relax_pins: bool, env: Environment
+) -> None:
     """Create or update the APIs of a project (starts the operator if needed).
 
     Validates cortex.yaml first. Prints "deployment started", "deployment updated" or
@@ -112,23 +123,26 @@ def deploy(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: En
       inferd deploy examples/iris-onnx
       inferd deploy            # the project in the current folder
     """
-    _deploy(project_dir, force, refresh=False, wait=wait, env=env, relax_pins=relax_pins)
+    _deploy(project_dir, force, refresh=False, wait=wait, env=env, relax_pins=relax_pins, timeout=timeout)
 
 
 @click.command()
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
 @click.option("-f", "--force", is_flag=True, help="Refresh even while a previous deploy is updating.")
 @wait_option
+@timeout_option
 @relax_pins_option
 @env_option
-def refresh(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: Environment) -> None:
+def refresh(
+    project_dir: Path, force: bool, wait: bool, timeout: float, relax_pins: bool, env: Environment
+) -> None:
     """Redeploy every API of a project, even if nothing changed (new replicas, models reloaded).
 
     \b
     Example:
       inferd refresh examples/iris-onnx
     """
-    _deploy(project_dir, force, refresh=True, wait=wait, env=env, relax_pins=relax_pins)
+    _deploy(project_dir, force, refresh=True, wait=wait, env=env, relax_pins=relax_pins, timeout=timeout)
 
 
 @click.command()
@@ -141,8 +155,9 @@ def refresh(project_dir: Path, force: bool, wait: bool, relax_pins: bool, env: E
     help="Accepted for Cortex's delete --keep-cache; inferd frees what nothing deployed uses "
     "either way (a model is fetched again on its next deploy).",
 )
+@timeout_option
 @env_option
-def delete(name: str | None, force: bool, keep_cache: bool, env: Environment) -> None:
+def delete(name: str | None, force: bool, keep_cache: bool, timeout: float, env: Environment) -> None:
     """Delete an API, or every API of a deployment; their replicas drain first.
 
     NAME defaults to the deployment of the project in the current folder.
@@ -167,7 +182,7 @@ def delete(name: str | None, force: bool, keep_cache: bool, env: Environment) ->
     try:
         click.echo(result["message"])
         if not force:
-            wait_deleted(client, list(result["apis"]))
+            wait_deleted(client, list(result["apis"]), timeout)
     except KeyboardInterrupt:
         raise InferdError(STILL_DRAINING) from None
 

@@ -69,6 +69,15 @@ wait_option = click.option(
     help="Wait until every API's new version is live (exit 0) or has failed (exit 1).",
 )
 
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop waiting after this long (exit 1); the operator goes on with the rollout.",
+)
+
 
 def in_deployment(api: str, deployment: str | None) -> str:
     """``-d/--deployment`` (Cortex's flag) folded into an API name: ``DEPLOYMENT/API``."""

@@ -131,7 +131,8 @@ def _wait_outcome(
         if clock() >= deadline:
             waiting = sorted(name for name, outcome in outcomes.items() if not outcome.done)
             raise DeployFailedError(
-                f"{', '.join(waiting)} not live after {timeout:.0f}s; follow it with `inferd get -w`"
+                f"{', '.join(waiting)} not live after {timeout:.0f}s; the rollout goes on in the operator: "
+                "follow it with `inferd get -w`"
             )
         sleep(POLL_SECONDS)
     failed = [outcome.failure for outcome in outcomes.values() if outcome.failed]

@@ -98,5 +98,6 @@ class Capacity:
 def _size(count: float) -> str:
     for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
         if abs(count) >= size:
-            return f"{max(count, 0) / size:.3g}{unit}"
+            # one decimal at most, never exponent notation (``.3g`` wrote 1000Gi as 1e+03Gi)
+            return f"{max(count, 0) / size:.1f}".removesuffix(".0") + unit
     return f"{max(count, 0):.0f}"

@@ -28,6 +28,10 @@ def test_the_shortfall_names_what_is_asked_and_what_exists() -> None:
     machine = Capacity(cpus=2.0, memory=8 * 2**30)
     assert machine.shortfall([], 64.0, None) == "needs cpu 64, this machine has 2"
     assert machine.shortfall([], 0.5, 16 * 2**30) == "needs mem 16Gi, this machine has 8Gi"
+    assert machine.shortfall([], 0.5, 1000 * 2**30) == "needs mem 1000Gi, this machine has 8Gi"  # not 1e+03
+    assert Capacity(cpus=2.0, memory=int(23.47 * 2**30)).shortfall([], 0.5, 2**40) == (
+        "needs mem 1024Gi, this machine has 23.5Gi"
+    )
     assert machine.shortfall([], 0.2, None, GpuNeed(1)).startswith(
         "needs 1 GPU (compute.gpu) per replica; this machine has no GPU"
     )

@@ -192,3 +192,16 @@ def test_an_api_taken_out_of_the_config_stops_serving(
     wait_for(lambda: len(client.answers_since(removed_at)) >= 20, 30, "answers after the removal")
     client.stop()
     assert client.failures == []
+
+
+def test_a_renamed_deployment_serves_at_its_new_endpoint_only(serve: Serve, project: Path) -> None:
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    sample = json.loads((project / "sample.json").read_text())
+    edit(project / "cortex.yaml", "name: iris", "name: flowers")
+
+    def status(path: str) -> int:
+        return requests.post(f"{server.url}{path}", json=sample, timeout=30).status_code
+
+    wait_for(lambda: status("/flowers/classifier") == 200, 60, f"the new endpoint; {server.log()}")
+    wait_for(lambda: status("/iris/classifier") == 404, 60, f"the old endpoint gone; {server.log()}")

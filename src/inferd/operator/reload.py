@@ -144,6 +144,13 @@ class Reloader:
         affected = affected_apis(self.project, project, changed)
         removed = sorted({c.name for c in self.project.apis} - {c.name for c in project.apis})
         splitters_changed = self.project.splitters != project.splitters
+        renamed = project.deployment.name != self.project.deployment.name
+        if renamed:  # apply leaves other deployments alone: the old name's APIs go here
+            removed = sorted(c.key for c in self.project.apis)
+            for config in self.project.apis:
+                self.engine.delete(config.key)
+            self.engine.sink.set_splitters(self.project.deployment.name, ())
+            affected = {c.name for c in project.apis}
         self.project = project
         if not affected and not removed and not splitters_changed:
             return

@@ -327,3 +327,27 @@ def test_a_deploy_that_hangs_in_init_gives_up_at_its_timeout(inferd: Inferd, tmp
     assert inferd.api("hangs")["status"] == "updating"  # it is still trying, as said
     bad = inferd.run("deploy", str(project), "--timeout", "soon", check=False)
     assert bad.returncode == 2 and "'soon' is not a valid float" in bad.stderr
+
+
+def test_the_previous_version_keeps_serving_after_an_operator_restart(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    project = make_project(tmp_path / "p", CONFIG, {"h.py": GOOD}, {"m.onnx": iris_onnx_model})
+    inferd.run("deploy", str(project))
+    (project / "h.py").write_text(BROKEN)
+    assert inferd.run("deploy", str(project), check=False).returncode == 1  # "...keeps serving"
+    pid = inferd.operator_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # its supervisor starts another, which restores the deployment
+
+    def answer() -> object:
+        try:
+            response = inferd.post("/truth/labels", SAMPLE, timeout=5)
+        except requests.RequestException:
+            return None
+        return response.status_code == 200 and response.json()
+
+    assert wait_for(answer, 120, "the previous version serving again") == "v1"
+    failed = inferd.wait_status("labels", "error")  # and the broken one is still said
+    assert "a_module_that_does_not_exist" in failed["error"]
+    assert inferd.post("/truth/labels", SAMPLE).json() == "v1"

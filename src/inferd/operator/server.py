@@ -61,6 +61,7 @@ log = logging.getLogger("inferd.operator")
 
 ADMIN_HOST = "127.0.0.1"
 DRAIN_GRACE = 30.0
+SERVING_WAIT = 120.0  # at a restart, how long the version that served may take to load again
 
 
 class Operator:
@@ -152,8 +153,21 @@ class Operator:
         await asyncio.gather(*(self._restore(*item) for item in list(self.state.deployments.items())))
 
     async def _restore(self, name: str, record: DeploymentRecord) -> None:
+        if record.serving not in ("", record.snapshot) and Path(record.serving).is_dir():
+            # the newest snapshot never went live: what served before it serves again first
+            await self._restore_snapshot(name, record, record.serving)
+            deadline = time.monotonic() + SERVING_WAIT
+            while time.monotonic() < deadline and not self._settled(name):
+                await asyncio.sleep(0.25)
+        await self._restore_snapshot(name, record, record.snapshot)
+
+    def _settled(self, name: str) -> bool:
+        keys = [key for key, api in self.engine.apis.items() if api.config.deployment == name]
+        return all(self.engine.describe(key)["status"] not in ("updating", "pending") for key in keys)
+
+    async def _restore_snapshot(self, name: str, record: DeploymentRecord, folder: str) -> None:
         try:
-            snapshot = load_project(Path(record.snapshot), keys_root=Path(record.source))
+            snapshot = load_project(Path(folder), keys_root=Path(record.source))
             project = self._without_deleted(snapshot, record)
             self.gateway.expect([config.key for config in project.apis])
             if record.relax_pins:
@@ -213,6 +227,7 @@ class Operator:
                 deployed = deployed.relaxed()
             record = self.state.deployments.get(name)
             existed = record is not None
+            self.note_serving()  # what serves now, before this deploy replaces it
             undone = dict(record.promoted) if record is not None else {}  # the file's weights again
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
             self.gateway.expect([config.key for config in deployed.apis])
@@ -268,6 +283,7 @@ class Operator:
     ) -> DeploymentRecord:
         """The deployment's new record: what each API's version uses, and its previous one's."""
         record = DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
+        record.serving = old.serving if old is not None else ""
         for api in apis:
             state = self.engine.apis.get(f"{deployment}/{api}")
             if state is None:
@@ -281,8 +297,21 @@ class Operator:
                 record.previous[api] = old.previous[api]
         return record
 
+    def note_serving(self) -> None:
+        """Each deployment whose APIs are all live on their newest version serves its snapshot."""
+        if self.restoring:
+            return
+        for name, record in self.state.deployments.items():
+            apis = self.engine.apis.items()
+            keys = [key for key, api in apis if api.config.deployment == name and not api.deleting]
+            live = all(self.engine.describe(key)["status"] == "live" for key in keys)
+            if record.serving != record.snapshot and keys and live:
+                record.serving = record.snapshot
+                self.state.save()
+
     def kept(self) -> set[Path]:
         """What the garbage collection keeps: running versions, and each API's previous one."""
+        self.note_serving()  # (once a minute, and after each deploy and delete)
         paths = self.engine.in_use()
         for record in self.state.deployments.values():
             paths.update(record.kept())

@@ -61,9 +61,12 @@ class DeploymentRecord:
     promoted: dict[str, str] = field(default_factory=dict)
     # per API: when its version was last deployed (`last update` after an operator restart)
     updated_apis: dict[str, float] = field(default_factory=dict)
+    # the newest snapshot whose APIs were all live: restored first when ``snapshot`` never went
+    # live (a failed update), so the version that served still serves after a restart
+    serving: str = ""
 
     def kept(self) -> set[Path]:
-        paths = {Path(self.snapshot)}
+        paths = {Path(self.snapshot), *([Path(self.serving)] if self.serving else [])}
         for used in (*self.uses.values(), *self.previous.values()):
             paths.update(Path(path) for path in used)
         return paths

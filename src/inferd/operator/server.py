@@ -26,7 +26,6 @@ from inferd.engine.local import LocalEngine
 from inferd.errors import (
     ConfigError,
     ConflictError,
-    InferdError,
     NotFoundError,
     ReplaceError,
     UsageError,
@@ -44,6 +43,7 @@ from inferd.operator.endpoints import check_endpoints
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.promote import check_not_split, ended_promotions, promoted
 from inferd.operator.prune import Collector
+from inferd.operator.restore import restore_all
 from inferd.operator.state import (
     OPERATOR_FILE,
     TOKEN_FILE,
@@ -61,7 +61,6 @@ log = logging.getLogger("inferd.operator")
 
 ADMIN_HOST = "127.0.0.1"
 DRAIN_GRACE = 30.0
-SERVING_WAIT = 120.0  # at a restart, how long the version that served may take to load again
 
 
 class Operator:
@@ -149,48 +148,8 @@ class Operator:
         return f"http://{self.host}:{ports[0] if ports else self.port}"
 
     async def restore(self) -> None:
-        """Bring back every deployment in the state, side by side (a hanging origin holds up none)."""
-        await asyncio.gather(*(self._restore(*item) for item in list(self.state.deployments.items())))
-
-    async def _restore(self, name: str, record: DeploymentRecord) -> None:
-        if record.serving not in ("", record.snapshot) and Path(record.serving).is_dir():
-            # the newest snapshot never went live: what served before it serves again first
-            await self._restore_snapshot(name, record, record.serving)
-            deadline = time.monotonic() + SERVING_WAIT
-            while time.monotonic() < deadline and not self._settled(name):
-                await asyncio.sleep(0.25)
-        await self._restore_snapshot(name, record, record.snapshot)
-
-    def _settled(self, name: str) -> bool:
-        keys = [key for key, api in self.engine.apis.items() if api.config.deployment == name]
-        return all(self.engine.describe(key)["status"] not in ("updating", "pending") for key in keys)
-
-    async def _restore_snapshot(self, name: str, record: DeploymentRecord, folder: str) -> None:
-        try:
-            snapshot = load_project(Path(folder), keys_root=Path(record.source))
-            project = self._without_deleted(snapshot, record)
-            self.gateway.expect([config.key for config in project.apis])
-            if record.relax_pins:
-                project = project.relaxed()
-            await self.engine.apply(
-                project,
-                record.refresh,
-                environ=self.state.secrets.get(name, {}),
-                source=Path(record.source),
-            )
-            for api, updated in record.updated_apis.items():  # deployed then, not restored now
-                if (state := self.engine.apis.get(f"{name}/{api}")) is not None:
-                    state.last_update = updated
-            if record.promoted:
-                self.gateway.set_splitters(name, promoted(project.splitters, record.promoted))
-            log.info("restored deployment '%s'", name)
-        except InferdError as exc:
-            log.error("cannot restore deployment '%s': %s", name, exc.message)
-
-    @staticmethod
-    def _without_deleted(project: Project, record: DeploymentRecord) -> Project:
-        apis = tuple(api for api in project.apis if api.name not in record.deleted_apis)
-        return project.model_copy(update={"apis": apis})
+        """Bring back every deployment recorded in the state (``operator/restore.py``)."""
+        await restore_all(self.state, self.engine, self.gateway)
 
     # admin operations
 

@@ -1,0 +1,81 @@
+"""Bringing the recorded deployments back when the operator starts, side by side.
+
+Each deployment comes back from its snapshot (``State``), so one whose model origin hangs holds
+up none of the others. A deployment whose newest snapshot never went live (its update failed
+and the previous version kept serving) first gets the snapshot that served, so that version
+answers again, and then the newest one is tried again, as its deploy did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from inferd.config.load import load_project
+from inferd.config.schema import Project
+from inferd.engine.local import LocalEngine
+from inferd.errors import InferdError
+from inferd.gateway.app import Gateway
+from inferd.operator.promote import promoted
+from inferd.operator.state import DeploymentRecord, State
+
+log = logging.getLogger("inferd.operator")
+
+SERVING_WAIT = 120.0  # how long the version that served may take to load again before the newest
+
+
+async def restore_all(state: State, engine: LocalEngine, gateway: Gateway) -> None:
+    """Bring back every deployment in ``state``, side by side (a hanging origin holds up none)."""
+    await asyncio.gather(
+        *(_restore(state, engine, gateway, name, record) for name, record in list(state.deployments.items()))
+    )
+
+
+async def _restore(
+    state: State, engine: LocalEngine, gateway: Gateway, name: str, record: DeploymentRecord
+) -> None:
+    if record.serving not in ("", record.snapshot) and Path(record.serving).is_dir():
+        # the newest snapshot never went live: what served before it serves again first
+        await _restore_snapshot(state, engine, gateway, name, record, record.serving)
+        deadline = time.monotonic() + SERVING_WAIT
+        while time.monotonic() < deadline and not _settled(engine, name):
+            await asyncio.sleep(0.25)
+    await _restore_snapshot(state, engine, gateway, name, record, record.snapshot)
+
+
+def _settled(engine: LocalEngine, name: str) -> bool:
+    keys = [key for key, api in engine.apis.items() if api.config.deployment == name]
+    return all(engine.describe(key)["status"] not in ("updating", "pending") for key in keys)
+
+
+async def _restore_snapshot(
+    state: State, engine: LocalEngine, gateway: Gateway, name: str, record: DeploymentRecord, folder: str
+) -> None:
+    try:
+        snapshot = load_project(Path(folder), keys_root=Path(record.source))
+        project = without_deleted(snapshot, record)
+        gateway.expect([config.key for config in project.apis])
+        if record.relax_pins:
+            project = project.relaxed()
+        await engine.apply(
+            project,
+            record.refresh,
+            environ=state.secrets.get(name, {}),
+            source=Path(record.source),
+        )
+        for api, updated in record.updated_apis.items():  # deployed then, not restored now
+            if (api_state := engine.apis.get(f"{name}/{api}")) is not None:
+                api_state.last_update = updated
+        if record.promoted:
+            gateway.set_splitters(name, promoted(project.splitters, record.promoted))
+        log.info("restored deployment '%s'", name)
+    except InferdError as exc:
+        log.error("cannot restore deployment '%s': %s", name, exc.message)
+
+
+def without_deleted(project: Project, record: DeploymentRecord) -> Project:
+    """``project`` without the APIs deleted one by one since it was deployed."""
+    apis = tuple(api for api in project.apis if api.name not in record.deleted_apis)
+    return project.model_copy(update={"apis": apis})

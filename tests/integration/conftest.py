@@ -58,9 +58,19 @@ class Inferd:
         self.env = dict(os.environ, INFERD_HOME=str(home), INFERD_PORT=str(self.port), PYTHONUNBUFFERED="1")
 
     def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(INFERD), *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
+        for _ in range(3):
+            result = subprocess.run(
+                [str(INFERD), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            )
+            # The port picked was free, but something beside the test (Ray's workers take ports
+            # of their own) bound it before the operator could: start it on another one (unless
+            # the test expects a failure, as the one that takes the port itself does).
+            taken = f"cannot listen on 127.0.0.1:{self.port}: Address already in use" in result.stderr
+            if not (check and taken):
+                break
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.env["INFERD_PORT"] = str(self.port)
         if check and result.returncode != 0:
             raise AssertionError(f"inferd {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
         return result

@@ -167,7 +167,7 @@ def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, 
     target = spec.shape
     if target is None or _fits(array.shape, target):
         return array
-    if len(target) == array.ndim + 1 and _fits(array.shape, target[1:]):
+    if len(target) == array.ndim + 1 and target[0] in (None, 1) and _fits(array.shape, target[1:]):
         return array.reshape((1, *array.shape))
     unit = _with_unit_dimensions(array.shape, target)
     if unit is not None:

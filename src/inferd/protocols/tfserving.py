@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from inferd.errors import InputError
-from inferd.handler.convert import to_array
+from inferd.handler.convert import shape_text, to_array
 from inferd.runtimes.base import TensorSpec
 
 REGRESSION_NAMES = ("outputs", "output", "value", "values", "predictions", "regression")
@@ -76,7 +76,9 @@ def _unb64(value: Any) -> Any:
     return value
 
 
-def _by_name(specs: list[TensorSpec], values: dict[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
+def _by_name(
+    specs: list[TensorSpec], values: dict[str, Any], rows: int | None = None
+) -> dict[str, np.ndarray[Any, Any]]:
     names = [spec.name for spec in specs]
     for key in values:
         if key not in names:
@@ -86,7 +88,28 @@ def _by_name(specs: list[TensorSpec], values: dict[str, Any]) -> dict[str, np.nd
     missing = [name for name in names if name not in values]
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
-    return {spec.name: to_array(values[spec.name], spec) for spec in specs}
+    if rows is None:
+        return {spec.name: to_array(values[spec.name], spec) for spec in specs}
+    return {spec.name: _rows_array(values[spec.name], spec, rows) for spec in specs}
+
+
+def _rows_array(value: Any, spec: TensorSpec, rows: int) -> np.ndarray[Any, Any]:
+    """One input of a row-format request: each instance (example) is one row of the batch.
+
+    The fitting that lets a bare sample stand for a batch of one would otherwise read three
+    numbers sent as three instances as one row of three, answering one prediction for three.
+    """
+    array = to_array(value, spec)
+    if array.ndim == 0 or array.shape[0] != rows:
+        try:
+            given = np.shape(value[0]) if rows and isinstance(value, list) else ()
+        except ValueError:  # ragged
+            given = ()
+        raise InputError(
+            f"input '{spec.name}': {rows} instances of shape {list(given)} do not fit the model's "
+            f"{shape_text(spec.shape)} (each instance is one row of the batch)"
+        )
+    return array
 
 
 def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any], dict[str, Any], bool]:
@@ -100,7 +123,7 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
         if not isinstance(rows, list):
             raise InputError("'instances' must be a list")
         if len(specs) == 1 and not (rows and isinstance(rows[0], dict)):
-            return request, {specs[0].name: to_array(rows, specs[0])}, True
+            return request, {specs[0].name: _rows_array(rows, specs[0], len(rows))}, True
         if not all(isinstance(row, dict) for row in rows):
             raise InputError("with several inputs, each of 'instances' must be an object of named inputs")
         columns = {spec.name: [row.get(spec.name) for row in rows] for spec in specs}
@@ -110,7 +133,7 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
         extra = {key for row in rows for key in row} - set(columns)
         if extra:
             return request, _by_name(specs, {**columns, **dict.fromkeys(extra)}), True
-        return request, _by_name(specs, columns), True
+        return request, _by_name(specs, columns, len(rows)), True
     columns_value = _decoded(request["inputs"])
     if isinstance(columns_value, dict):
         return request, _by_name(specs, columns_value), False
@@ -201,7 +224,7 @@ def decode_examples(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any
         if any(value is None for value in values):
             raise InputError(f"missing feature '{spec.name}' in some of 'examples'")
         columns[spec.name] = values
-    return request, _by_name(specs, columns)
+    return request, _by_name(specs, columns, len(merged))
 
 
 def _pick(outputs: dict[str, Any], names: tuple[str, ...], test: Any) -> str | None:

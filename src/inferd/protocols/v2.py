@@ -208,7 +208,7 @@ def decode_request(
         else:
             if "data" not in item:
                 raise InputError(f"input '{name}': no 'data' and no binary_data_size")
-            array = _from_json(name, item["data"], dtype, datatype, count)
+            array = _from_json(name, item["data"], dtype, datatype, shape)
         arrays[name] = array.reshape(shape)
     if offset != len(binary):
         raise InputError("the binary part of the body is longer than the inputs' binary_data_size")
@@ -218,16 +218,20 @@ def decode_request(
     return request, arrays
 
 
-def _from_json(name: str, data: Any, dtype: np.dtype[Any], datatype: str, count: int) -> np.ndarray[Any, Any]:
+def _from_json(
+    name: str, data: Any, dtype: np.dtype[Any], datatype: str, shape: tuple[int, ...]
+) -> np.ndarray[Any, Any]:
+    count = prod(shape)
     try:
         if datatype == "BYTES":
-            flat = np.array(data, dtype=object).ravel()
-            array = np.empty(flat.size, dtype=object)
-            array[:] = [item.encode() if isinstance(item, str) else item for item in flat]
+            nested = np.array(data, dtype=object)
+            array = np.empty(nested.size, dtype=object)
+            array[:] = [_json_bytes(item) for item in nested.ravel()]
         else:
             # 1e39 as FP32 (70000 as FP16) is not silently inf, nor 1.5 as INT64 silently 1
             with np.errstate(over="raise", invalid="raise"):
-                array = cast_numbers(data, dtype, datatype).ravel()
+                nested = cast_numbers(data, dtype, datatype)
+            array = nested.ravel()
     except OutOfRange as exc:
         raise InputError(f"input '{name}': {exc}") from None
     except FloatingPointError:
@@ -236,7 +240,19 @@ def _from_json(name: str, data: Any, dtype: np.dtype[Any], datatype: str, count:
         raise InputError(f"input '{name}': data is not {datatype}: {exc}") from None
     if array.size != count:
         raise InputError(f"input '{name}': data has {array.size} elements, the shape says {count}")
+    if nested.ndim > 1 and nested.shape != shape:  # flat data is row-major; nested data says its shape
+        raise InputError(
+            f"input '{name}': data is nested as {list(nested.shape)}, but the shape says {list(shape)}"
+        )
     return array
+
+
+def _json_bytes(item: Any) -> bytes:
+    """One BYTES element of JSON data: a string (null or a number would reach the model as text)."""
+    if isinstance(item, str):
+        return item.encode()
+    what = "a list (the nesting is ragged)" if isinstance(item, list) else orjson.dumps(item).decode()[:40]
+    raise TypeError(f"BYTES elements are strings, not {what}")
 
 
 def _as_tensor(value: Any) -> np.ndarray[Any, Any]:

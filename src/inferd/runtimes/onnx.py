@@ -158,8 +158,9 @@ class OnnxRuntime:
     def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
         if self._text_inputs:
             for name, value in inputs.items():
-                if value.dtype == object and value.size and isinstance(value.flat[0], bytes):
-                    # onnxruntime turns bytes into their repr ("b'...'"): give it text.
+                if value.dtype == object and any(isinstance(item, bytes) for item in value.flat):
+                    # onnxruntime turns bytes into their repr ("b'...'"): give it text (all of
+                    # it: TF Serving's {"b64": ...} may stand anywhere among plain strings).
                     inputs[name] = np.vectorize(_text, otypes=[object])(value)
         return list(self._run(None, inputs))
 

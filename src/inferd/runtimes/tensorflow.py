@@ -118,7 +118,7 @@ class TensorFlowRuntime:
     ) -> dict[str, np.ndarray[Any, Any]]:
         tensors = {name: tf.constant(value) for name, value in inputs.items()}
         outputs = self._loaded.signatures[key](**tensors)
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+        return {name: _tensor(tensor.numpy()) for name, tensor in outputs.items()}
 
     def handler_signature(self, stage: str) -> Any:
         return self.signature_map
@@ -129,4 +129,12 @@ class TensorFlowRuntime:
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
     def output_arrays(self, prediction: Any) -> dict[str, Any]:
-        return dict(prediction)
+        return {name: _tensor(value) for name, value in prediction.items()}
+
+
+def _tensor(value: Any) -> np.ndarray[Any, Any]:
+    """A 0-d output as the array it is: TensorFlow's ``numpy()`` gives a NumPy scalar (a float32,
+    or ``bytes`` for a string), which the tensor protocols could not encode (a 500)."""
+    if isinstance(value, np.ndarray):
+        return value
+    return np.array(value, dtype=object if isinstance(value, bytes | str) else None)

@@ -1,0 +1,173 @@
+"""Inputs fitted to a model's signature on every route of a real `inferd serve`: what a client
+sends is what the model gets, or a 400 naming the input and both shapes; never a silent reshape.
+
+Black-box cases that once went wrong: a fixed first dimension filled with a "batch of one" (the
+model then failed, a 500); three numbers sent as three TF Serving instances read as one row of
+three (one prediction for three instances); a V2 BYTES null reaching a string model as "None";
+V2 data nested as [3, 2] under a declared shape [2, 3]; a TensorFlow scalar output (a 500 on V2
+and TF Serving's columns).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as triton
+
+from tests.conftest import Server, make_project
+
+
+def _identity(path: Path, kind: int, shape: list[Any]) -> Path:
+    from onnx import helper, save_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", kind, shape)],
+        [helper.make_tensor_value_info("y", kind, shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save_model(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from onnx import TensorProto
+
+    root = tmp_path_factory.mktemp("signatures")
+    models = {
+        "fixed.onnx": _identity(root / "fixed.onnx", TensorProto.FLOAT, [2, 3]),
+        "rows.onnx": _identity(root / "rows.onnx", TensorProto.FLOAT, ["batch", 3]),
+        "images.onnx": _identity(root / "images.onnx", TensorProto.FLOAT, ["batch", 4, 4, 1]),
+        "text.onnx": _identity(root / "text.onnx", TensorProto.STRING, ["batch", 2]),
+    }
+    apis = "".join(
+        f"- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n  compute:\n    cpu: 100m\n"
+        for name in ("fixed", "rows", "images", "text")
+    )
+    project = make_project(root / "p", "- kind: deployment\n  name: d\n" + apis, models=models)
+    running = Server(project, root / "serve.log").wait_ready()
+    yield running
+    running.stop()
+
+
+def _error(answer: requests.Response) -> str:
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]
+    assert isinstance(message, str)
+    return message
+
+
+def _v2(server: Server, model: str, tensor: dict[str, Any]) -> requests.Response:
+    return server.post(f"/v2/models/{model}/infer", {"inputs": [{"name": "x", **tensor}]})
+
+
+def test_a_fixed_first_dimension_is_never_filled_with_a_batch_of_one(server: Server) -> None:
+    # [2, 3] takes two rows of three; one row of three is not a batch of one (it was: the model
+    # then failed, a 500 naming onnxruntime's dimensions)
+    for route, body in [("/d/fixed", [1, 2, 3]), ("/v1/models/fixed:predict", {"inputs": [1, 2, 3]})]:
+        message = _error(server.post(route, body))
+        assert "input 'x'" in message and "[2, 3]" in message and "[3]" in message, message
+    good = server.post("/d/fixed", [[1, 2, 3], [4, 5, 6]])
+    assert good.json() == [[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]]
+
+
+def test_each_tf_serving_instance_is_one_row_of_the_batch(server: Server) -> None:
+    # three numbers as three instances are three rows of [], not one row of [3]
+    message = _error(server.post("/v1/models/rows:predict", {"instances": [1, 2, 3]}))
+    assert "input 'x'" in message and "3 instances" in message and "[-1, 3]" in message, message
+    one = server.post("/v1/models/rows:predict", {"instances": [[1, 2, 3]]})
+    assert one.json() == {"predictions": [[1.0, 2.0, 3.0]]}
+    # four rows of a 4x4 image are four instances, not one image missing its channel
+    image = [[float(i * 4 + j) for j in range(4)] for i in range(4)]
+    message = _error(server.post("/v1/models/images:predict", {"instances": image}))
+    assert "4 instances of shape [4]" in message, message
+    # one image without its channel axis is one instance (the size-1 axis added, values kept)
+    answer = server.post("/v1/models/images:predict", {"instances": [image]})
+    assert np.array(answer.json()["predictions"]).reshape(4, 4).tolist() == image
+    # the columnar format is one tensor: a bare sample still stands for a batch of one
+    assert server.post("/v1/models/rows:predict", {"inputs": [1, 2, 3]}).json() == {
+        "outputs": [[1.0, 2.0, 3.0]]
+    }
+
+
+def test_a_tf_serving_b64_string_anywhere_reaches_the_model_as_its_text(server: Server) -> None:
+    hi = base64.b64encode(b"hi").decode()
+    body = {"instances": [["x", {"b64": hi}], [{"b64": hi}, "y"]]}
+    answer = server.post("/v1/models/text:predict", body)
+    assert answer.json() == {"predictions": [["x", "hi"], ["hi", "y"]]}, answer.text
+
+
+def test_v2_bytes_data_takes_strings_only(server: Server) -> None:
+    good = _v2(server, "text", {"shape": [1, 2], "datatype": "BYTES", "data": ["a", "é"]})
+    assert good.json()["outputs"][0]["data"] == ["a", "é"], good.text
+    # before, each reached the model as Python's text for it: "None", "1", "{'b64': ...}", "b'x'"
+    for data in ([None, "x"], [1, 2], [{"b64": "aGk="}, "x"]):
+        message = _error(_v2(server, "text", {"shape": [1, 2], "datatype": "BYTES", "data": data}))
+        assert "input 'x'" in message and "BYTES elements are strings" in message, message
+
+
+def test_v2_data_nested_against_its_shape_is_refused(server: Server) -> None:
+    nested = [[1, 2], [3, 4], [5, 6]]
+    message = _error(_v2(server, "fixed", {"shape": [2, 3], "datatype": "FP32", "data": nested}))
+    assert message == "input 'x': data is nested as [3, 2], but the shape says [2, 3]"
+    flat = _v2(server, "fixed", {"shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]})
+    rows = _v2(server, "fixed", {"shape": [2, 3], "datatype": "FP32", "data": [[1, 2, 3], [4, 5, 6]]})
+    assert flat.json()["outputs"] == rows.json()["outputs"]
+    assert rows.json()["outputs"][0]["data"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+@pytest.fixture(scope="module")
+def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    import tensorflow as tf
+
+    class Totals(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])  # type: ignore[untyped-decorator]
+        def serve(self, x: Any) -> dict[str, Any]:
+            return {"doubled": x * 2.0, "total": tf.reduce_sum(x), "note": tf.constant("summed")}
+
+    root = tmp_path_factory.mktemp("scalars")
+    module = Totals()
+    tf.saved_model.save(module, str(root / "model"), signatures={"serving_default": module.serve})
+    project = make_project(
+        root / "p",
+        "- kind: deployment\n  name: t\n- kind: api\n  name: totals\n  tensorflow:\n    model: model\n",
+        models={"model": root / "model"},
+    )
+    running = Server(project, root / "serve.log").wait_ready()
+    yield running
+    running.stop()
+
+
+@pytest.mark.tensorflow
+def test_a_tensorflow_scalar_output_is_a_0d_tensor_on_v2_and_tf_serving(tf_server: Server) -> None:
+    # TensorFlow hands a 0-d output over as a NumPy scalar (bytes for a string): it was a 500
+    rows = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    columns = tf_server.post("/v1/models/totals:predict", {"inputs": rows})
+    assert columns.json() == {
+        "outputs": {"doubled": [[2.0, 4.0, 6.0], [8.0, 10.0, 12.0]], "total": 21.0, "note": "summed"}
+    }, columns.text
+    tensor = {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": rows}
+    outputs = tf_server.post("/v2/models/totals/infer", {"inputs": [tensor]}).json()["outputs"]
+    by_name = {output["name"]: output for output in outputs}
+    assert by_name["total"] == {"name": "total", "datatype": "FP32", "shape": [], "data": [21.0]}
+    assert by_name["note"] == {"name": "note", "datatype": "BYTES", "shape": [], "data": ["summed"]}
+    client = triton.InferenceServerClient(tf_server.url.removeprefix("http://"))
+    try:
+        given = triton.InferInput("x", [2, 3], "FP32")
+        given.set_data_from_numpy(np.array(rows, dtype=np.float32), binary_data=True)
+        result = client.infer("totals", [given])
+        assert result.as_numpy("total").shape == () and result.as_numpy("total").tolist() == 21.0
+        assert result.as_numpy("note").tolist() == b"summed"
+    finally:
+        client.close()
+    # the Cortex route keeps Cortex's shape: a scalar output is a list of one
+    assert tf_server.post("/t/totals", {"x": rows}).json()["total"] == [21.0]

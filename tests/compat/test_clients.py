@@ -1,5 +1,6 @@
 """What Cortex v0.10's clients sent and read, answered by inferd: ``GET <api url>/signature``
-(where v0.10.0 and v0.10.1 answered the model's inputs)."""
+(where v0.10.0 and v0.10.1 answered the model's inputs), and a web page's CORS preflight naming
+headers of its own (Cortex answered ``Access-Control-Allow-Headers: *``)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,38 @@ def test_signature_under_the_endpoint(
     assert requests.get(f"{server.url}/iris/nothing/signature", timeout=10).status_code == 404
     # the API itself still answers predictions
     assert server.post("/iris/classifier", [[5.2, 3.6, 1.4, 0.3]]).json()[0] == [0]
+
+
+def test_a_browser_may_send_headers_of_its_own(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: iris\n- kind: api\n  name: classifier\n  onnx:\n    model: m.onnx\n",
+        models={"m.onnx": iris_onnx_model},
+    )
+    server = serve(project)
+    preflight = requests.options(
+        f"{server.url}/iris/classifier",
+        headers={
+            "Origin": "http://dashboard.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, x-client-version",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    allowed = [name.strip().lower() for name in preflight.headers["Access-Control-Allow-Headers"].split(",")]
+    assert "*" in allowed  # any header, as Cortex allowed
+    assert "authorization" in allowed  # which the wildcard never covers
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    answer = requests.post(
+        f"{server.url}/iris/classifier",
+        json=[[5.2, 3.6, 1.4, 0.3]],
+        headers={"Origin": "http://dashboard.example", "X-Client-Version": "2.1"},
+        timeout=10,
+    )
+    assert answer.status_code == 200 and answer.headers["Access-Control-Allow-Origin"] == "*"
 
 
 @pytest.mark.tensorflow

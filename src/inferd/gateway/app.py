@@ -35,10 +35,12 @@ log = logging.getLogger("inferd.gateway")
 DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
 # Routes that are not an API's take no body worth reading.
 SMALL_BODY_LIMIT = 64 * 1024
-# A preflight's answer: browsers need Authorization and X-API-Key named (``*`` does not cover them).
+# A preflight's answer. ``*`` allows any header, as Cortex's ``Access-Control-Allow-Headers: *``
+# did (a web page sending its own ``X-Client-Version`` header); Authorization is never covered by
+# ``*``, so it (and the key header) are named beside it.
 ALLOW_CORS = (
     b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
-    b"Access-Control-Allow-Headers: Authorization, X-API-Key, Content-Type, X-Request-ID, "
+    b"Access-Control-Allow-Headers: *, Authorization, X-API-Key, Content-Type, X-Request-ID, "
     b"Inference-Header-Content-Length\r\nAccess-Control-Max-Age: 600\r\n"
 )
 # The gateway's own routes: they answer GET (and HEAD), nothing else.

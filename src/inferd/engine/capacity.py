@@ -76,7 +76,7 @@ class Capacity:
                 free_cpu,
                 f"{cpu:g}",
                 f"{self.cpus:g}",
-                f"{max(round(free_cpu, 6), 0):g}",
+                f"{max(round(free_cpu, 6), 0) + 0.0:g}",  # + 0.0: a sum a hair past full rounds to -0.0
             ),
             ("mem", mem or 0, self.memory, free_mem, _size(mem or 0), _size(self.memory), _size(free_mem)),
         ]

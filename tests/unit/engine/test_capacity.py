@@ -42,3 +42,7 @@ def test_the_shortfall_names_what_is_asked_and_what_exists() -> None:
     assert machine.shortfall([(0.2, None)] * 10, 0.2, None) == (
         "needs cpu 0.2, 0 of this machine's 2 is free (other replicas hold the rest)"
     )
+    # twenty of 0.1 leave -4.4e-16, which rounded is -0.0: still "0", never "-0"
+    assert machine.shortfall([(0.1, None)] * 20, 0.1, None) == (
+        "needs cpu 0.1, 0 of this machine's 2 is free (other replicas hold the rest)"
+    )

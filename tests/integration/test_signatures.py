@@ -38,6 +38,22 @@ def _identity(path: Path, kind: int, shape: list[Any]) -> Path:
     return path
 
 
+def _add(path: Path) -> Path:
+    """sum = a + b, both float [n, 2]: ONNX names the first dimension of both ``n``."""
+    from onnx import TensorProto, helper, save_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["sum"])],
+        "add",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", 2]) for name in ("a", "b")],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["n", 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save_model(model, str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from onnx import TensorProto
@@ -48,12 +64,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "rows.onnx": _identity(root / "rows.onnx", TensorProto.FLOAT, ["batch", 3]),
         "images.onnx": _identity(root / "images.onnx", TensorProto.FLOAT, ["batch", 4, 4, 1]),
         "text.onnx": _identity(root / "text.onnx", TensorProto.STRING, ["batch", 2]),
+        "bytes.onnx": _identity(root / "bytes.onnx", TensorProto.UINT8, ["batch"]),
+        "add.onnx": _add(root / "add.onnx"),
     }
     apis = "".join(
         f"- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n  compute:\n    cpu: 100m\n"
-        for name in ("fixed", "rows", "images", "text")
+        for name in ("fixed", "rows", "images", "text", "bytes", "add")
     )
-    project = make_project(root / "p", "- kind: deployment\n  name: d\n" + apis, models=models)
+    apis += (
+        "- kind: api\n  name: handled\n  onnx:\n    model: bytes.onnx\n    request_handler: floats.py\n"
+        "  compute:\n    cpu: 100m\n"
+    )
+    # a handler that builds its array as float64 (np.array of a list of floats): common in Cortex
+    # projects, and for a uint8 input a value astype would wrap (300 to 44) or cut (1.5 to 1)
+    handler = (
+        "import numpy as np\n\n\ndef pre_inference(sample, signature, metadata):\n"
+        "    return np.array(sample['values'], dtype=np.float64)\n"
+    )
+    project = make_project(
+        root / "p", "- kind: deployment\n  name: d\n" + apis, {"floats.py": handler}, models
+    )
     running = Server(project, root / "serve.log").wait_ready()
     yield running
     running.stop()
@@ -123,6 +153,27 @@ def test_v2_data_nested_against_its_shape_is_refused(server: Server) -> None:
     rows = _v2(server, "fixed", {"shape": [2, 3], "datatype": "FP32", "data": [[1, 2, 3], [4, 5, 6]]})
     assert flat.json()["outputs"] == rows.json()["outputs"]
     assert rows.json()["outputs"][0]["data"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_an_array_from_pre_inference_is_cast_as_exactly_as_json(server: Server) -> None:
+    for values, said in (([300.0], "300.0 is out of uint8's range (0 to 255)"), ([1.5], "1.5 is not")):
+        message = _error(server.post("/d/handled", {"values": values}))
+        assert "input 'x'" in message and said in message and "pre_inference" in message, message
+    assert server.post("/d/handled", {"values": [7.0, 255.0]}).json() == [[7, 255]]
+
+
+def test_inputs_that_name_a_dimension_alike_must_agree_on_its_size(server: Server) -> None:
+    # onnxruntime broadcast one row of a over two of b: an answer for a request that does not fit
+    said = "input 'b': dimension 'n' is 2, but input 'a' has it 1"
+    one, two = [[1.0, 2.0]], [[3.0, 4.0], [5.0, 6.0]]
+    assert said in _error(server.post("/d/add", {"a": one, "b": two}))
+    assert said in _error(server.post("/v1/models/add:predict", {"inputs": {"a": one, "b": two}}))
+    tensors = [
+        {"name": "a", "shape": [1, 2], "datatype": "FP32", "data": one},
+        {"name": "b", "shape": [2, 2], "datatype": "FP32", "data": two},
+    ]
+    assert said in _error(server.post("/v2/models/add/infer", {"inputs": tensors}))
+    assert server.post("/d/add", {"a": two, "b": two}).json() == [[[6.0, 8.0], [10.0, 12.0]]]
 
 
 @pytest.fixture(scope="module")

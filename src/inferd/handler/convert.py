@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import InputError
-from inferd.handler.numbers import OutOfRange, cast_numbers, check_integer_array
+from inferd.handler.numbers import OutOfRange, cast_numbers
 from inferd.runtimes.base import TensorSpec
 
 NUMERIC_KINDS = "biuf"
@@ -92,7 +92,9 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
             raise ValueError(f"cannot cast {value.dtype} values to {target}")
         if value.dtype == target:
             return value
-        check_integer_array(value, target)  # astype would wrap 300 to 44 in a uint8
+        if value.dtype.kind in NUMERIC_KINDS and target.kind in NUMERIC_KINDS:
+            # astype would wrap 300 to 44 in a uint8, drop 1.5's fraction, make 2.0 a True
+            return cast_numbers(value, target)
         return value.astype(target)
     if target.kind in TEXT_KINDS:
         array = np.array(value, dtype=object)
@@ -176,3 +178,28 @@ def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, 
         f"input '{spec.name}': expected shape {shape_text(target)} ({describe(spec).split()[0]}), "
         f"got shape {list(array.shape)}"
     )
+
+
+def shares_dimension_names(specs: list[TensorSpec]) -> bool:
+    """Whether a dimension name (ONNX's ``batch``) stands in more than one place of the inputs."""
+    names = [name for spec in specs for name in spec.dim_names or () if name is not None]
+    return len(names) != len(set(names))
+
+
+def check_dimension_names(arrays: dict[str, np.ndarray[Any, Any]], specs: list[TensorSpec]) -> None:
+    """Dimensions the model names alike have one size: onnxruntime does not check, and a model
+    that adds ``a`` [n, 2] to ``b`` [n, 2] would broadcast one row of ``a`` over two of ``b``."""
+    seen: dict[str, tuple[str, int]] = {}
+    for spec in specs:
+        array = arrays.get(spec.name)
+        if spec.dim_names is None or array is None or array.ndim != len(spec.dim_names):
+            continue
+        for name, size in zip(spec.dim_names, array.shape, strict=True):
+            if name is None:
+                continue
+            first, known = seen.setdefault(name, (spec.name, size))
+            if known != size:
+                raise InputError(
+                    f"input '{spec.name}': dimension '{name}' is {size}, but input '{first}' has it "
+                    f"{known} (the model names both '{name}', so they must be equal)"
+                )

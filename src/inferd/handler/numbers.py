@@ -92,12 +92,6 @@ def _booleans(value: Any, label: str | None) -> np.ndarray[Any, Any]:
     return found.astype(np.bool_)
 
 
-def check_integer_array(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> None:
-    """An integer array (from a handler) fits integer ``target``: ``astype`` would wrap it."""
-    if array.size and array.dtype.kind in "iu" and target.kind in "iu" and not _widens(array.dtype, target):
-        _check_integers(array.min(), array.max(), target, None)
-
-
 def _out_of_range(value: Any, target: np.dtype[Any], label: str | None) -> OutOfRange:
     return OutOfRange(f"{value} is out of {label or target.name}'s range ({range_text(target)})")
 
@@ -150,7 +144,7 @@ def _beyond_float(value: Any, target: np.dtype[Any]) -> str:
         high = float(np.finfo(target).max)
     except ValueError:
         high = float(np.finfo(np.float32).max)
-    stack = [value]
+    stack = [value.tolist() if isinstance(value, np.ndarray) else value]  # a handler's array
     while stack:
         item = stack.pop()
         if isinstance(item, list | tuple):

@@ -20,7 +20,7 @@ from inferd.config.load import find_config
 from inferd.config.schema import Api
 from inferd.errors import ConfigError, HandlerError, InferdError, InputError, LoadError, ModelError
 from inferd.handler import cortex_paths, legacy_imports, numpy_compat
-from inferd.handler.convert import to_model_inputs
+from inferd.handler.convert import check_dimension_names, shares_dimension_names, to_model_inputs
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
 from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
 
@@ -73,6 +73,7 @@ class Predictor:
         # Seconds spent in each stage of the last predict() (read by the replica for metrics).
         self.timings: dict[str, float] = {}
         self._ignored: set[str] = set()  # ONNX input keys already logged as ignored
+        self._named_dimensions = False  # whether inputs share a dimension name (ONNX's "batch")
         self._v09 = api.v09_handlers  # read once: the property costs ~0.5 us, twice a request
         python_path = None if api.python_path is None else (project_root / api.python_path).resolve()
         user_file = None if api.handler_file is None else (project_root / api.handler_file).resolve()
@@ -102,6 +103,7 @@ class Predictor:
         devices = devices_of(api) if devices is None else devices
         self.runtime = load_runtime(api.model_format, model_path, signature_key, devices)
         self._input_names = frozenset(spec.name for spec in self.runtime.inputs)
+        self._named_dimensions = shares_dimension_names(self.runtime.inputs)
         if api.handler_file is not None:
             kind = "handler-v0.9" if api.v09_handlers else "handler"
             self.code = load_user_code(project_root / api.handler_file, kind, module, api.handler_file)
@@ -163,7 +165,10 @@ class Predictor:
         if ignore_extra and isinstance(prepared, dict):
             self._note_ignored(prepared)
         try:
-            return to_model_inputs(prepared, self.runtime.inputs, ignore_extra)
+            inputs = to_model_inputs(prepared, self.runtime.inputs, ignore_extra)
+            if self._named_dimensions:
+                check_dimension_names(inputs, self.runtime.inputs)
+            return inputs
         except InputError as exc:
             if pre is not None:
                 raise InputError(f"{exc} (as returned by pre_inference)") from None
@@ -304,6 +309,8 @@ class Predictor:
         """Run the model on named arrays with no handler (tensor protocols); outputs by name."""
         assert self.runtime is not None
         runtime = self.runtime
+        if self._named_dimensions:
+            check_dimension_names(inputs, runtime.inputs)
         started = time.perf_counter()
         try:
             if (

@@ -13,13 +13,16 @@ class TensorSpec:
     """One named input or output: numpy dtype and shape (``None`` for a dynamic dimension).
 
     ``shape`` is ``None`` when even the rank is unknown. ``type_name`` is the framework's
-    own spelling of the type (``tensor(float)``, ``DT_FLOAT``), shown to users.
+    own spelling of the type (``tensor(float)``, ``DT_FLOAT``), shown to users. ``dim_names``
+    holds the names ONNX gives dynamic dimensions (``batch``), when it gives any: inputs that
+    name a dimension alike must agree on its size.
     """
 
     name: str
     dtype: np.dtype[Any]
     shape: tuple[int | None, ...] | None
     type_name: str
+    dim_names: tuple[str | None, ...] | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly view: ``{"name", "dtype", "shape"}`` with -1 for dynamic dims."""

@@ -88,7 +88,10 @@ def _spec(arg: Any) -> TensorSpec:
     dtype = ONNX_TO_NUMPY.get(arg.type, np.dtype(object))
     raw = arg.shape
     shape = None if raw is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in raw)
-    return TensorSpec(name=arg.name, dtype=dtype, shape=shape, type_name=arg.type)
+    names = None
+    if raw is not None and any(isinstance(d, str) and d for d in raw):
+        names = tuple(d if isinstance(d, str) and d else None for d in raw)
+    return TensorSpec(name=arg.name, dtype=dtype, shape=shape, type_name=arg.type, dim_names=names)
 
 
 def _text(item: Any) -> Any:

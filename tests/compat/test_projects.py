@@ -2,7 +2,8 @@
 scikit-learn by its old PyPI name ``sklearn`` (which PyPI now refuses to install), a predictor
 loading its model with ``from sklearn.externals import joblib`` (scikit-learn 0.21's way), an
 image handler resizing with ``Image.ANTIALIAS`` (Pillow < 10), a whole model saved with
-``torch.save(model)``, a one-row frame made with ``DataFrame.append`` (pandas < 2)."""
+``torch.save(model)``, a one-row frame made with ``DataFrame.append`` (pandas < 2), a pin of a
+pure-Python release that never had a wheel (``emoji==0.5.4``)."""
 
 from __future__ import annotations
 
@@ -322,3 +323,29 @@ def test_an_s3_model_read_without_aws_credentials(
         assert answer.json()[0] == [0]
     finally:
         s3.stop()
+
+
+EMOJI_PREDICTOR = """import emoji
+
+
+def predict(sample, metadata):
+    return emoji.emojize(sample["text"], use_aliases=True)  # emoji < 1.0's keyword
+"""
+
+
+def test_a_pin_with_only_its_source_on_pypi(
+    tmp_path: Path, serve: Callable[..., Server], inferd_home: Path
+) -> None:
+    # emoji 0.5.4 (2019) is a source release only: pip builds it on Python 3.11 as it did on
+    # Cortex's 3.6 (it was refused: 'cannot be installed on Python 3.11').
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: chat\n- kind: api\n  name: emoji\n  predictor:\n"
+        "    path: predictor.py\n",
+        {"predictor.py": EMOJI_PREDICTOR, "requirements.txt": "emoji==0.5.4\n"},
+    )
+    answer = serve(project).post("/chat/emoji", {"text": "ship it :thumbsup:"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == "ship it \N{THUMBS UP SIGN}"
+    environment = packages_dir(inferd_home, project / "requirements.txt")
+    assert (environment / "emoji-0.5.4.dist-info").is_dir()

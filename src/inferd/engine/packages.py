@@ -10,7 +10,10 @@ Before pip runs, each requirement is checked against inferd's own environment an
   inferd's version anyway, so it is not installed and the conflict is reported as a warning;
 - not installable on this Python (no wheel for it: Cortex's 2019 pins): an error naming the
   pin and the nearest installable version, or with ``relax`` (``--relax-pins``) that version
-  (inferd's own one where it has the package) and a warning.
+  (inferd's own one where it has the package) and a warning;
+- no wheel for this Python but its source on the index (``emoji==0.5.4``, ``future==0.18.2``:
+  pure-Python 2019 releases never had a wheel): pip builds it, as it did for Cortex; if the
+  build fails, the error names the nearest installable version as above.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class Plan:
 
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Pins handed to pip to build from source: what to say if that build fails.
+    built: list[str] = field(default_factory=list)
 
 
 def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
@@ -101,10 +106,20 @@ def installed_version(name: str) -> Version | None:
     return None
 
 
-@functools.lru_cache(maxsize=256)
 def wheel_versions(name: str) -> list[Version]:
     """Versions of ``name`` on the index with a wheel for this Python and platform (pip's view)."""
-    command = [sys.executable, "-m", "pip", "index", "versions", name, "--only-binary=:all:", "--json"]
+    return _index_versions(name, wheels_only=True)
+
+
+def source_versions(name: str) -> list[Version]:
+    """Versions of ``name`` on the index that pip could install here, building sources included."""
+    return _index_versions(name, wheels_only=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _index_versions(name: str, wheels_only: bool) -> list[Version]:
+    command = [sys.executable, "-m", "pip", "index", "versions", name, "--json"]
+    command += ["--only-binary=:all:"] if wheels_only else []
     command += ["--disable-pip-version-check", "--no-input"]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=INDEX_TIMEOUT)
@@ -146,8 +161,14 @@ def nearest(requirement: Requirement, versions: list[Version]) -> Version | None
     return newer[0] if newer else versions[-1]
 
 
-def plan(text: str, relax: bool, versions_of: VersionsOf = wheel_versions) -> Plan:
-    """Check each line of a requirements file; raise ``LoadError`` for a pin that cannot install."""
+def plan(
+    text: str, relax: bool, versions_of: VersionsOf = wheel_versions, sources_of: VersionsOf = source_versions
+) -> Plan:
+    """Check each line of a requirements file; raise ``LoadError`` for a pin that cannot install.
+
+    ``versions_of`` gives the versions with a wheel for this Python, ``sources_of`` every
+    version pip could install (asked only for a pin no wheel fits).
+    """
     result = Plan()
     for raw in text.splitlines():
         line = raw.split(" #", 1)[0].strip()
@@ -164,11 +185,18 @@ def plan(text: str, relax: bool, versions_of: VersionsOf = wheel_versions) -> Pl
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         requirement, line = _renamed(requirement, line, result)
-        _check(requirement, line, relax, versions_of, result)
+        _check(requirement, line, relax, versions_of, sources_of, result)
     return result
 
 
-def _check(requirement: Requirement, line: str, relax: bool, versions_of: VersionsOf, result: Plan) -> None:
+def _check(
+    requirement: Requirement,
+    line: str,
+    relax: bool,
+    versions_of: VersionsOf,
+    sources_of: VersionsOf,
+    result: Plan,
+) -> None:
     name = canonicalize_name(requirement.name)
     spec = requirement.specifier
     have = installed_version(name)
@@ -206,6 +234,14 @@ def _check(requirement: Requirement, line: str, relax: bool, versions_of: Versio
         result.lines.append(line)
         return
     near = nearest(requirement, versions)
+    if not relax and any(spec.contains(v, prereleases=True) for v in sources_of(name)):
+        result.lines.append(line)  # no wheel, but pip can build the pinned source
+        if near is not None:
+            result.built.append(
+                f"{line} has no wheel for Python {PYTHON}; the nearest installable version is "
+                f"{near} (inferd deploy --relax-pins installs it)"
+            )
+        return
     if near is None:
         raise LoadError(f"requirements.txt: {line}: no version of {name} installs on Python {PYTHON}")
     if not relax:
@@ -237,7 +273,12 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
         say(text)
     scratch = scratch_folder(target.parent, ".installing-")
     if checked.lines:
-        _pip_install(scratch, checked.lines, requirements.parent)
+        try:
+            _pip_install(scratch, checked.lines, requirements.parent)
+        except LoadError as exc:
+            if not checked.built:
+                raise
+            raise LoadError(f"{exc.message}; {'; '.join(checked.built)}") from exc
     (scratch / NOTES_FILE).write_text(json.dumps(checked.warnings))
     (scratch / ".complete").write_text("")
     if target.exists():  # another deploy finished the same install first

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
 import pytest
 from packaging.version import Version
 
-from inferd.engine.packages import PYTHON, plan
+from inferd.engine import packages
+from inferd.engine.packages import PYTHON, ensure_packages, plan
 from inferd.errors import LoadError
 
 INDEX = {
@@ -16,16 +18,61 @@ INDEX = {
 }
 
 
+# Versions whose source is on the index (pip builds them): 2019 releases that never had a wheel.
+SOURCES = {"somepkg": ["0.19.0", *INDEX["somepkg"]], "freshpkg": INDEX["freshpkg"]}
+
+
 def versions_of(name: str) -> list[Version]:
     return [Version(v) for v in INDEX.get(name, [])]
 
 
+def sources_of(name: str) -> list[Version]:
+    return [Version(v) for v in SOURCES.get(name, [])]
+
+
 def test_a_pin_with_no_wheel_here_is_one_sentence_naming_the_nearest_version() -> None:
     with pytest.raises(LoadError) as caught:
-        plan("somepkg==0.21.*\n", relax=False, versions_of=versions_of)
+        plan("somepkg==0.21.*\n", relax=False, versions_of=versions_of, sources_of=sources_of)
     assert caught.value.message == (
         f"requirements.txt: somepkg==0.21.* cannot be installed on Python {PYTHON}; the nearest "
         "installable version is 1.1.3 (inferd deploy --relax-pins installs it)"
+    )
+
+
+def test_a_pin_with_only_its_source_on_the_index_goes_to_pip() -> None:
+    # emoji==0.5.4 or future==0.18.2: pure-Python releases that never had a wheel; pip builds
+    # them on any Python, as it did for Cortex
+    checked = plan("somepkg==0.19.0\n", relax=False, versions_of=versions_of, sources_of=sources_of)
+    assert checked.lines == ["somepkg==0.19.0"]
+    assert checked.warnings == []
+    assert checked.built == [
+        f"somepkg==0.19.0 has no wheel for Python {PYTHON}; the nearest installable version is "
+        "1.1.3 (inferd deploy --relax-pins installs it)"
+    ]
+    # --relax-pins still installs the nearest wheel instead
+    relaxed = plan("somepkg==0.19.0\n", relax=True, versions_of=versions_of, sources_of=sources_of)
+    assert relaxed.lines == ["somepkg==1.1.3"]
+
+
+def test_a_source_build_that_fails_names_the_nearest_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def index(name: str, wheels_only: bool) -> list[Version]:
+        return (versions_of if wheels_only else sources_of)(name)
+
+    def pip_fails(scratch: Path, lines: list[str], cwd: Path) -> None:
+        raise LoadError("installing requirements.txt failed: error: failed to build somepkg")
+
+    monkeypatch.setattr(packages, "_index_versions", index)
+    monkeypatch.setattr(packages, "_pip_install", pip_fails)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("somepkg==0.19.0\n")
+    with pytest.raises(LoadError) as caught:
+        ensure_packages(tmp_path / "home", requirements)
+    assert caught.value.message == (
+        "installing requirements.txt failed: error: failed to build somepkg; somepkg==0.19.0 has "
+        f"no wheel for Python {PYTHON}; the nearest installable version is 1.1.3 (inferd deploy "
+        "--relax-pins installs it)"
     )
 
 

@@ -55,7 +55,10 @@ def _fallback(value: Any) -> Any:
     if isinstance(value, np.ndarray):  # non-contiguous, object or exotic dtypes
         return value.tolist()
     if isinstance(value, np.generic):
-        return value.item()
+        item = value.item()
+        if isinstance(item, np.generic):  # longdouble's item() is itself: json_tricks wrote a float
+            return [float(item.real), float(item.imag)] if np.iscomplexobj(item) else float(item)
+        return item
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         try:
@@ -120,7 +123,8 @@ def _dumps(value: Any, options: int) -> bytes:
         return orjson.dumps(value, default=_fallback, option=options)
     except TypeError:
         # orjson's default never sees dict keys: numpy scalars as keys (``dict(zip(
-        # model.classes_, probabilities))``) are made Python values, then encoded once more.
+        # model.classes_, probabilities))``) are made Python values, then encoded once more;
+        # nor integers beyond 64 bits, which JSON (and Cortex's encoder) writes as they are.
         plain = _plain_keys(value)
         if plain is value:
             raise
@@ -136,7 +140,13 @@ def dumps_answer(value: Any) -> bytes:
 
 
 def _plain_keys(value: Any) -> Any:
-    """``value`` with numpy scalar dict keys (at any depth) made Python values; same object if none."""
+    """``value`` with numpy scalar dict keys (at any depth) made Python values, and integers
+    beyond 64 bits made JSON fragments of their digits; the same object if there are none."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        try:
+            return orjson.Fragment(str(value))
+        except ValueError:  # beyond Python's 4300-digit limit for int-to-text
+            raise TypeError("an integer of more than 4300 digits") from None
     if isinstance(value, dict):
         items = [
             (key.item() if isinstance(key, np.generic) else key, _plain_keys(v)) for key, v in value.items()

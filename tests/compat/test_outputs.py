@@ -93,6 +93,8 @@ ENCODED_PREDICTOR = """import decimal
 import fractions
 import pathlib
 
+import numpy
+
 
 class Result:
     def __init__(self, label, score):
@@ -117,6 +119,10 @@ def predict(sample, metadata):
         return Result("setosa", fractions.Fraction(3, 4))
     if kind == "slots":
         return [Point(1, 2)]
+    if kind == "big":  # JSON numbers have no size limit; Python's json (Cortex's) wrote them
+        return {"id": 2**70, "below": -(2**64), "as_key": {numpy.int64(7): 2**65}}
+    if kind == "longdouble":  # its item() is itself, not a Python float
+        return [numpy.longdouble(1.5), numpy.clongdouble(2j)]
     if kind == "frame":
         import pandas as pd
 
@@ -141,6 +147,8 @@ def test_answers_json_tricks_wrote(tmp_path: Path, serve: Callable[..., Server])
         "slots": [{"x": 1, "y": 2}],
         "frame": {"index": [0, 1], "mpg": [21.5, 30.0], "cylinders": [6, 4]},
         "path": {"path": "models/iris.onnx"},
+        "big": {"id": 2**70, "below": -(2**64), "as_key": {"7": 2**65}},
+        "longdouble": [1.5, [0.0, 2.0]],
     }
     for kind, answer in expected.items():
         response = server.post("/enc/any", {"kind": kind})

@@ -57,10 +57,12 @@ class Inferd:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, INFERD_HOME=str(home), INFERD_PORT=str(self.port), PYTHONUNBUFFERED="1")
 
-    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 300, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         for _ in range(3):
             result = subprocess.run(
-                [str(INFERD), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+                [str(INFERD), *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=cwd
             )
             # The port picked was free, but something beside the test (Ray's workers take ports
             # of their own) bound it before the operator could: start it on another one (unless

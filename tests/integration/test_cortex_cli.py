@@ -1,5 +1,7 @@
 """Cortex v0.10's CLI flags on inferd's commands: ``get -d/-a/-s``, ``predict -d``, ``logs -d``
-and ``delete -c``, against a real operator with two deployments that both have a ``classifier``."""
+and ``delete -c``, against a real operator with two deployments that both have a ``classifier``;
+in a project folder, a bare name is that project's API (Cortex read the deployment from
+``./cortex.yaml``)."""
 
 from __future__ import annotations
 
@@ -44,6 +46,14 @@ def test_cortex_cli_flags(inferd: Inferd, tmp_path: Path) -> None:
     assert "replica is ready" in inferd.run("logs", "classifier", "-d", "iris").stdout
     clash = inferd.run("predict", "iris/classifier", sample, "-d", "flowers", check=False)
     assert clash.returncode == 2 and "names deployment 'iris', but -d says 'flowers'" in clash.stderr
+
+    # In a project folder the bare name is that project's API, as in Cortex (whose examples
+    # all call their API classifier): `cortex predict classifier sample.json` from the folder.
+    flowers = tmp_path / "flowers"
+    assert json.loads(inferd.run("predict", "classifier", "sample.json", cwd=flowers).stdout) == "iris-setosa"
+    assert "flowers/classifier" in inferd.run("get", "classifier", cwd=flowers).stdout
+    assert "flowers/classifier" in inferd.run("logs", "classifier", cwd=flowers).stdout
+    assert "iris/classifier" in inferd.run("logs", "class", cwd=tmp_path / "iris").stdout  # a prefix too
 
     inferd.run("delete", "flowers", "-c")
     gone = inferd.run("get", "-d", "flowers", check=False)

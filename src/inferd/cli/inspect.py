@@ -16,7 +16,7 @@ import orjson
 
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
-from inferd.cli.options import deployment_option, env_option, in_deployment, key_option
+from inferd.cli.options import deployment_option, env_option, folder_deployment, in_deployment, key_option
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client, post_sample
 from inferd.errors import InferdError, NotFoundError, UsageError
@@ -31,7 +31,8 @@ def resolve(client: Backend, name: str) -> str:
     """The key (``deployment/api``) of the API that ``name`` names.
 
     ``name`` is ``API`` or ``DEPLOYMENT/API``; API may be a unique prefix of the name (as Cortex).
-    A name that several deployments use is an error that lists them.
+    A name that several deployments use means the one of the project in the current folder (as
+    Cortex read it from ``./cortex.yaml``); elsewhere it is an error that lists them.
     """
     keys = sorted(key_of(api) for api in client.apis())
     deployment, _, api = name.rpartition("/")
@@ -40,6 +41,11 @@ def resolve(client: Backend, name: str) -> str:
     matches = exact or [key for key in candidates if key.partition("/")[2].startswith(api)]
     if len(matches) == 1:
         return matches[0]
+    here = None if deployment or len(matches) < 2 else folder_deployment()
+    if here is not None:
+        ours = [key for key in matches if key.partition("/")[0] == here]
+        if len(ours) == 1:
+            return ours[0]
     if exact:
         raise UsageError(
             f"api '{name}' is in several deployments ({', '.join(exact)}); name one as DEPLOYMENT/API"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from inferd.errors import UsageError
+from inferd.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from inferd.environments import Environment
@@ -77,6 +78,34 @@ timeout_option = click.option(
     metavar="SECONDS",
     help="Stop waiting after this long (exit 1); the operator goes on with the rollout.",
 )
+
+
+def folder_deployment() -> str | None:
+    """The deployment the project in the current folder names, if the folder holds one.
+
+    Cortex took the deployment from ``./cortex.yaml`` when no ``-d`` was given, so in a project
+    folder a bare API name meant that deployment's API (Cortex's examples all name theirs
+    ``classifier``). Read leniently: a folder whose config does not parse names none.
+    """
+    from inferd.config.load import CONFIG_NAMES, parse_yaml
+
+    for name in CONFIG_NAMES:
+        config = Path(name)
+        if not config.is_file():
+            continue
+        try:
+            data, _ = parse_yaml(config.read_text(encoding="utf-8", errors="replace"), name)
+        except (ConfigError, OSError):
+            return None
+        for item in data if isinstance(data, list) else []:
+            if (
+                isinstance(item, dict)
+                and item.get("kind") == "deployment"
+                and isinstance(item.get("name"), str)
+            ):
+                return str(item["name"])
+        return None
+    return None
 
 
 def in_deployment(api: str, deployment: str | None) -> str:

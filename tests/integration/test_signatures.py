@@ -23,7 +23,7 @@ import tritonclient.http as triton
 from tests.conftest import Server, make_project
 
 
-def _identity(path: Path, kind: int, shape: list[Any]) -> Path:
+def _identity(path: Path, kind: int, shape: list[Any] | None) -> Path:
     from onnx import helper, save_model
 
     graph = helper.make_graph(
@@ -66,10 +66,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "text.onnx": _identity(root / "text.onnx", TensorProto.STRING, ["batch", 2]),
         "bytes.onnx": _identity(root / "bytes.onnx", TensorProto.UINT8, ["batch"]),
         "add.onnx": _add(root / "add.onnx"),
+        "open.onnx": _identity(root / "open.onnx", TensorProto.FLOAT, None),  # any rank
+        "scalar.onnx": _identity(root / "scalar.onnx", TensorProto.FLOAT, []),
     }
     apis = "".join(
         f"- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n  compute:\n    cpu: 100m\n"
-        for name in ("fixed", "rows", "images", "text", "bytes", "add")
+        for name in ("fixed", "rows", "images", "text", "bytes", "add", "open", "scalar")
     )
     apis += (
         "- kind: api\n  name: handled\n  onnx:\n    model: bytes.onnx\n    request_handler: floats.py\n"
@@ -174,6 +176,20 @@ def test_inputs_that_name_a_dimension_alike_must_agree_on_its_size(server: Serve
     ]
     assert said in _error(server.post("/v2/models/add/infer", {"inputs": tensors}))
     assert server.post("/d/add", {"a": two, "b": two}).json() == [[[6.0, 8.0], [10.0, 12.0]]]
+
+
+def test_an_input_of_open_rank_takes_any_shape_and_a_scalar_input_a_scalar(server: Server) -> None:
+    # onnxruntime shows both as shape []: the open one refused every array but a scalar
+    grid = [[1.0, 2.0], [3.0, 4.0]]
+    assert server.post("/d/open", grid).json() == [grid]
+    tensor = {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": grid}
+    answer = server.post("/v2/models/open/infer", {"inputs": [tensor]})
+    assert answer.json()["outputs"][0]["shape"] == [2, 2], answer.text
+    metadata = requests.get(f"{server.url}/v2/models/open", timeout=10).json()
+    assert metadata["inputs"][0]["shape"] == [-1]
+    assert server.post("/d/scalar", 2.5).json() == [2.5]
+    message = _error(server.post("/d/scalar", [2.5, 1.0]))
+    assert "input 'x'" in message and "expected shape []" in message, message
 
 
 @pytest.fixture(scope="module")

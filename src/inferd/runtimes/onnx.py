@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,36 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(name=arg.name, dtype=dtype, shape=shape, type_name=arg.type, dim_names=names)
 
 
+def _unknown_ranks(
+    model_path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The specs with ``shape=None`` for tensors whose rank the model leaves open.
+
+    onnxruntime gives such a tensor the shape ``[]``, as it does a scalar, so every array but a
+    scalar was refused for an input that takes any; the model file tells them apart (read only
+    for a model with a scalar-looking input, and only with the ``onnx`` package).
+    """
+    try:
+        import onnx
+    except ImportError:
+        return inputs, outputs
+    try:
+        graph = onnx.load(str(model_path), load_external_data=False).graph
+    except Exception as exc:  # onnxruntime read it: keep its view
+        log.warning("%s: could not read which tensors have an open rank: %s", model_path.name, exc)
+        return inputs, outputs
+    open_rank = {
+        info.name
+        for info in [*graph.input, *graph.output]
+        if info.type.HasField("tensor_type") and not info.type.tensor_type.HasField("shape")
+    }
+
+    def opened(specs: list[TensorSpec]) -> list[TensorSpec]:
+        return [replace(s, shape=None) if s.name in open_rank and s.shape == () else s for s in specs]
+
+    return opened(inputs), opened(outputs)
+
+
 def _text(item: Any) -> Any:
     return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
 
@@ -143,6 +174,8 @@ class OnnxRuntime:
         self._output_args = self.session.get_outputs()
         self.inputs = [_spec(arg) for arg in self._input_args]
         self.outputs = [_spec(arg) for arg in self._output_args]
+        if any(spec.shape == () and spec.type_name.startswith("tensor(") for spec in self.inputs):
+            self.inputs, self.outputs = _unknown_ranks(model_path, self.inputs, self.outputs)
         self._text_inputs = any(spec.dtype == object for spec in self.inputs)
         self._run = self.session.run
         self._output_names = [arg.name for arg in self._output_args]

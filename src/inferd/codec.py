@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import math
 import numbers
 from pathlib import PurePath
 from types import ModuleType
@@ -171,7 +173,22 @@ def loads(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc}") from None
+        problem = exc
+    # Cortex parsed bodies with Python's json (Flask), which reads NaN, Infinity and -Infinity:
+    # what Python's json.dumps writes for a missing feature (float("nan")). orjson refuses them,
+    # so a body it refuses is read once more that way (never on the hot path of valid JSON);
+    # a number too large for a float (1e999) stays refused, as orjson refuses it.
+    try:
+        return json.loads(body, parse_float=_finite)
+    except (ValueError, RecursionError):
+        raise InputError(f"malformed JSON: {problem}") from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is out of range for a float")
+    return value
 
 
 # An error message quoting the input (numpy's "could not convert string to float: '...'") is cut:

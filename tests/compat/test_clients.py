@@ -1,9 +1,11 @@
 """What Cortex v0.10's clients sent and read, answered by inferd: ``GET <api url>/signature``
-(where v0.10.0 and v0.10.1 answered the model's inputs), and a web page's CORS preflight naming
-headers of its own (Cortex answered ``Access-Control-Allow-Headers: *``)."""
+(where v0.10.0 and v0.10.1 answered the model's inputs), a web page's CORS preflight naming
+headers of its own (Cortex answered ``Access-Control-Allow-Headers: *``), and a body with NaN
+for a missing value, as Python's ``json.dumps`` writes it (Cortex's Flask read it)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,6 +84,38 @@ def test_a_browser_may_send_headers_of_its_own(
         timeout=10,
     )
     assert answer.status_code == 200 and answer.headers["Access-Control-Allow-Origin"] == "*"
+
+
+MISSING = """import math
+
+
+def predict(sample, metadata):
+    return {name: "missing" if math.isnan(value) else value for name, value in sample.items()}
+"""
+
+
+def test_nan_and_infinity_in_a_body(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    project = make_project(
+        tmp_path / "p",
+        PROJECT,
+        {"predictor.py": MISSING},
+        {"models/iris.onnx": iris_onnx_model},
+    )
+    server = serve(project)
+    # what a 2019 client sent for a row with a missing value: requests.post(url, data=json.dumps(row))
+    row = {"sepal_length": 5.2, "sepal_width": float("nan"), "petal_length": float("inf")}
+    body = json.dumps(row)
+    assert "NaN" in body and "Infinity" in body
+    answer = requests.post(f"{server.url}/iris/python", data=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"sepal_length": 5.2, "sepal_width": "missing", "petal_length": None}
+    # the model takes NaN too (a tree model reads it as missing); the answer is JSON
+    rows = requests.post(f"{server.url}/iris/classifier", data="[[5.2, NaN, 1.4, -Infinity]]", timeout=10)
+    assert rows.status_code == 200, rows.text
+    still_bad = requests.post(f"{server.url}/iris/python", data="{nan: 1}", timeout=10)
+    assert still_bad.status_code == 400 and "malformed JSON" in still_bad.json()["error"]
 
 
 @pytest.mark.tensorflow

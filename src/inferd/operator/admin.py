@@ -25,6 +25,7 @@ from inferd.errors import (
     UnauthorizedError,
 )
 from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
+from inferd.operator.delete import delete
 from inferd.operator.logs import log_path, read_logs
 from inferd.operator.promote import promote
 
@@ -106,7 +107,7 @@ class AdminApp(HttpServer):
         if method == b"GET" and path.startswith("/apis/"):
             return operator.api_info(path.removeprefix("/apis/"))
         if method == b"POST" and path == "/delete":
-            return operator.delete(_text(body, "name"))
+            return await delete(operator, _text(body, "name"))
         if method == b"GET" and path.startswith("/logs/"):
             name = path.removeprefix("/logs/")
             try:

@@ -41,7 +41,7 @@ from inferd.operator.admin import AdminApp
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.endpoints import check_endpoints
 from inferd.operator.payloads import PayloadWriter
-from inferd.operator.promote import check_not_split, ended_promotions, promoted
+from inferd.operator.promote import ended_promotions, promoted
 from inferd.operator.prune import Collector
 from inferd.operator.restore import restore_all
 from inferd.operator.state import (
@@ -319,36 +319,6 @@ class Operator:
                 f"under the same name would remove api {shown} (use --force to replace it, or "
                 "give this project another deployment name)"
             )
-
-    def delete(self, name: str) -> dict[str, Any]:
-        record = self.state.deployments.get(name)
-        if record is not None:
-            apis = [api for api, state in self.engine.apis.items() if state.config.deployment == name]
-            for api in apis:
-                self.engine.delete(api)
-            self.gateway.set_splitters(name, ())
-            del self.state.deployments[name]
-            self.state.save()
-            self.collector.collect()
-            return {"message": f"deleting deployment '{name}'", "apis": apis}
-        try:
-            key = self.resolve(name, deleting=False)
-        except NotFoundError:
-            live = sorted(key for key, state in self.engine.apis.items() if not state.deleting)
-            raise NotFoundError(
-                f"no API or deployment named '{name}' (deployed: {', '.join(live) or 'none'})"
-            ) from None
-        state = self.engine.apis[key]
-        check_not_split(self.gateway, state.config)
-        self.engine.delete(key)
-        deployment = self.state.deployments.get(state.config.deployment)
-        if deployment is not None:
-            deployment.deleted_apis.append(state.config.name)
-            deployment.uses.pop(state.config.name, None)
-            deployment.previous.pop(state.config.name, None)
-            self.state.save()
-        self.collector.collect()
-        return {"message": f"deleting api '{key}'", "apis": [key]}
 
     def resolve(self, name: str, deleting: bool = True) -> str:
         """The key of the API that ``name`` names: ``DEPLOYMENT/API``, or an ``API`` name that

@@ -1,0 +1,77 @@
+"""``inferd delete``: an API, or a whole deployment, removed from the operator and its state.
+
+A delete waits for a deploy of the same deployment that is in progress (its lock): that deploy
+re-creates the APIs and the record it read when it ends, so a delete made under it was undone
+while `inferd delete` waited for the APIs to drain until its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from inferd.errors import NotFoundError, UsageError
+from inferd.operator.promote import check_not_split
+
+if TYPE_CHECKING:
+    from inferd.operator.server import Operator
+
+log = logging.getLogger("inferd.operator")
+
+
+async def delete(operator: Operator, name: str) -> dict[str, Any]:
+    """Delete API or deployment ``name`` once no deploy of its deployment is in progress."""
+    deployment = deployment_of(operator, name)
+    if deployment is None:
+        return delete_now(operator, name)  # nothing of that name: the error says what there is
+    lock = operator.locks.setdefault(deployment, asyncio.Lock())
+    if lock.locked():
+        log.info("deployment '%s': the delete waits for the deploy in progress to finish", deployment)
+    async with lock:
+        return delete_now(operator, name)
+
+
+def deployment_of(operator: Operator, name: str) -> str | None:
+    """The deployment that deleting ``name`` acts on (None: no API or deployment of that name)."""
+    lock = operator.locks.get(name)
+    if name in operator.state.deployments or (lock is not None and lock.locked()):
+        return name  # a deployment (perhaps being deployed for the first time)
+    if "/" in name:
+        return name.split("/", 1)[0]
+    try:
+        return operator.engine.apis[operator.resolve(name, deleting=False)].config.deployment
+    except (NotFoundError, UsageError):
+        return None
+
+
+def delete_now(operator: Operator, name: str) -> dict[str, Any]:
+    engine, state = operator.engine, operator.state
+    record = state.deployments.get(name)
+    if record is not None:
+        apis = [api for api, api_state in engine.apis.items() if api_state.config.deployment == name]
+        for api in apis:
+            engine.delete(api)
+        operator.gateway.set_splitters(name, ())
+        del state.deployments[name]
+        state.save()
+        operator.collector.collect()
+        return {"message": f"deleting deployment '{name}'", "apis": apis}
+    try:
+        key = operator.resolve(name, deleting=False)
+    except NotFoundError:
+        live = sorted(key for key, api_state in engine.apis.items() if not api_state.deleting)
+        raise NotFoundError(
+            f"no API or deployment named '{name}' (deployed: {', '.join(live) or 'none'})"
+        ) from None
+    config = engine.apis[key].config
+    check_not_split(operator.gateway, config)
+    engine.delete(key)
+    deployment = state.deployments.get(config.deployment)
+    if deployment is not None:
+        deployment.deleted_apis.append(config.name)
+        deployment.uses.pop(config.name, None)
+        deployment.previous.pop(config.name, None)
+        state.save()
+    operator.collector.collect()
+    return {"message": f"deleting api '{key}'", "apis": [key]}

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from tests.conftest import Server, make_project
 
@@ -201,12 +202,18 @@ def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         def serve(self, x: Any) -> dict[str, Any]:
             return {"doubled": x * 2.0, "total": tf.reduce_sum(x), "note": tf.constant("summed")}
 
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="s")])  # type: ignore[untyped-decorator]
+        def echo(self, s: Any) -> dict[str, Any]:
+            return {"same": tf.identity(s)}
+
     root = tmp_path_factory.mktemp("scalars")
     module = Totals()
-    tf.saved_model.save(module, str(root / "model"), signatures={"serving_default": module.serve})
+    signatures = {"serving_default": module.serve, "echo": module.echo}
+    tf.saved_model.save(module, str(root / "model"), signatures=signatures)
     project = make_project(
         root / "p",
-        "- kind: deployment\n  name: t\n- kind: api\n  name: totals\n  tensorflow:\n    model: model\n",
+        "- kind: deployment\n  name: t\n- kind: api\n  name: totals\n  tensorflow:\n    model: model\n"
+        "- kind: api\n  name: echo\n  tensorflow:\n    model: model\n    signature_key: echo\n",
         models={"model": root / "model"},
     )
     running = Server(project, root / "serve.log").wait_ready()
@@ -238,3 +245,22 @@ def test_a_tensorflow_scalar_output_is_a_0d_tensor_on_v2_and_tf_serving(tf_serve
         client.close()
     # the Cortex route keeps Cortex's shape: a scalar output is a list of one
     assert tf_server.post("/t/totals", {"x": rows}).json()["total"] == [21.0]
+
+
+@pytest.mark.tensorflow
+def test_v2_json_never_changes_bytes_that_are_not_text(tf_server: Server) -> None:
+    # U+FFFD in place of each byte that is not UTF-8 was a silently different answer
+    client = triton.InferenceServerClient(tf_server.url.removeprefix("http://"))
+    try:
+        given = triton.InferInput("s", [2], "BYTES")
+        given.set_data_from_numpy(np.array([b"ok", b"\xff\xfe"], dtype=np.object_), binary_data=True)
+        binary = client.infer("echo", [given], outputs=[triton.InferRequestedOutput("same")])
+        assert binary.as_numpy("same").tolist() == [b"ok", b"\xff\xfe"]
+        as_json = [triton.InferRequestedOutput("same", binary_data=False)]
+        with pytest.raises(InferenceServerException, match="output 'same' holds bytes that are not UTF-8"):
+            client.infer("echo", [given], outputs=as_json)
+        text = triton.InferInput("s", [1], "BYTES")
+        text.set_data_from_numpy(np.array(["héllo".encode()], dtype=np.object_), binary_data=False)
+        assert client.infer("echo", [text], outputs=as_json).as_numpy("same").tolist() == ["héllo"]
+    finally:
+        client.close()

@@ -280,6 +280,17 @@ def _to_bytes(item: Any) -> bytes:
     return item if isinstance(item, bytes) else str(item).encode()
 
 
+def _json_text(name: str, item: Any) -> str:
+    """A BYTES element as JSON text; bytes that are not UTF-8 would reach the client changed."""
+    try:
+        return _to_bytes(item).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"output '{name}' holds bytes that are not UTF-8 text, which JSON cannot carry: ask for "
+            'it as binary data ("parameters": {"binary_data": true})'
+        ) from None
+
+
 def _classified(name: str, value: Any, count: Any) -> np.ndarray[Any, Any]:
     """Triton's classification extension: the ``count`` largest values along the last axis, each
     as ``"value:index"`` (BYTES), largest first."""
@@ -333,7 +344,7 @@ def encode_response(
             document["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         elif datatype == "BYTES":
-            document["data"] = [_to_bytes(v).decode("utf-8", "replace") for v in tensor.ravel().tolist()]
+            document["data"] = [_json_text(name, v) for v in tensor.ravel().tolist()]
         else:
             document["data"] = tensor.ravel()
         documents.append(document)

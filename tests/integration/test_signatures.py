@@ -117,6 +117,8 @@ def test_each_tf_serving_instance_is_one_row_of_the_batch(server: Server) -> Non
     # three numbers as three instances are three rows of [], not one row of [3]
     message = _error(server.post("/v1/models/rows:predict", {"instances": [1, 2, 3]}))
     assert "input 'x'" in message and "3 instances" in message and "[-1, 3]" in message, message
+    examples = {"examples": [{"x": 1}, {"x": 2}, {"x": 3}]}  # :classify and :regress alike
+    assert "3 examples of shape []" in _error(server.post("/v1/models/rows:regress", examples))
     one = server.post("/v1/models/rows:predict", {"instances": [[1, 2, 3]]})
     assert one.json() == {"predictions": [[1.0, 2.0, 3.0]]}
     # four rows of a 4x4 image are four instances, not one image missing its channel

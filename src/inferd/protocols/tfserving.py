@@ -77,7 +77,7 @@ def _unb64(value: Any) -> Any:
 
 
 def _by_name(
-    specs: list[TensorSpec], values: dict[str, Any], rows: int | None = None
+    specs: list[TensorSpec], values: dict[str, Any], rows: int | None = None, what: str = "instances"
 ) -> dict[str, np.ndarray[Any, Any]]:
     names = [spec.name for spec in specs]
     for key in values:
@@ -90,10 +90,10 @@ def _by_name(
         raise InputError(f"missing input '{missing[0]}'")
     if rows is None:
         return {spec.name: to_array(values[spec.name], spec) for spec in specs}
-    return {spec.name: _rows_array(values[spec.name], spec, rows) for spec in specs}
+    return {spec.name: _rows_array(values[spec.name], spec, rows, what) for spec in specs}
 
 
-def _rows_array(value: Any, spec: TensorSpec, rows: int) -> np.ndarray[Any, Any]:
+def _rows_array(value: Any, spec: TensorSpec, rows: int, what: str = "instances") -> np.ndarray[Any, Any]:
     """One input of a row-format request: each instance (example) is one row of the batch.
 
     The fitting that lets a bare sample stand for a batch of one would otherwise read three
@@ -106,8 +106,8 @@ def _rows_array(value: Any, spec: TensorSpec, rows: int) -> np.ndarray[Any, Any]
         except ValueError:  # ragged
             given = ()
         raise InputError(
-            f"input '{spec.name}': {rows} instances of shape {list(given)} do not fit the model's "
-            f"{shape_text(spec.shape)} (each instance is one row of the batch)"
+            f"input '{spec.name}': {rows} {what} of shape {list(given)} do not fit the model's "
+            f"{shape_text(spec.shape)} (each of '{what}' is one row of the batch)"
         )
     return array
 
@@ -224,7 +224,7 @@ def decode_examples(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any
         if any(value is None for value in values):
             raise InputError(f"missing feature '{spec.name}' in some of 'examples'")
         columns[spec.name] = values
-    return request, _by_name(specs, columns, len(merged))
+    return request, _by_name(specs, columns, len(merged), "examples")
 
 
 def _pick(outputs: dict[str, Any], names: tuple[str, ...], test: Any) -> str | None:

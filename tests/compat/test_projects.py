@@ -248,6 +248,51 @@ def test_a_handler_importing_its_neighbour(
     assert answer.json() == "iris-setosa"
 
 
+RELATIVE_HANDLER = """from .features import ORDER  # handlers/features.py, imported as in a package
+
+
+def pre_inference(sample, signature, metadata):
+    return {signature[0].name: [[sample[name] for name in ORDER]]}
+"""
+RELATIVE_PREDICTOR = """from . import labels  # app/labels.py
+from .features import ORDER
+
+
+def predict(sample, metadata):
+    return [labels.LABELS[0], len(ORDER)]
+"""
+
+
+def test_relative_imports_in_a_handler_and_a_predictor_folder(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path
+) -> None:
+    # Cortex imported a handler by its path alone, so `from .features import ORDER` failed
+    # ("no known parent package"); inferd imports it as part of its folder's package.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: iris\n- kind: api\n  name: classifier\n  onnx:\n"
+        "    model: models/iris.onnx\n    request_handler: handlers/iris.py\n"
+        "- kind: api\n  name: python\n  predictor:\n    path: app/predictor.py\n",
+        {
+            "handlers/iris.py": RELATIVE_HANDLER,  # a folder without __init__.py
+            "handlers/features.py": f"ORDER = {FEATURES}\n",
+            "app/__init__.py": "",
+            "app/predictor.py": RELATIVE_PREDICTOR,
+            "app/labels.py": "LABELS = ['iris-setosa', 'iris-versicolor', 'iris-virginica']\n",
+            "app/features.py": f"ORDER = {FEATURES}\n",
+        },
+        {"models/iris.onnx": iris_onnx_model},
+    )
+    server = serve(project)
+    sample = {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
+    answer = server.post("/iris/classifier", sample)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()[0] == [0]
+    answer = server.post("/iris/python", sample)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == ["iris-setosa", 4]
+
+
 METADATA = """- kind: deployment
   name: meta
 - kind: api

@@ -68,9 +68,23 @@ def add_import_paths(project_root: Path, python_path: Path | None, user_file: Pa
         sys.path.append(str(user_file.parent))
 
 
+def _package_of(shown: str) -> str:
+    """The package a user file in a project subfolder belongs to (``handlers`` for
+    ``handlers/iris.py``), so that its relative imports (``from .features import rows``) work
+    as in any Python package; empty for a file at the project root or under a folder whose name
+    is not a Python identifier."""
+    parts = [part for part in Path(shown).parent.parts if part not in ("", ".")]
+    if parts and all(part.isidentifier() for part in parts):
+        return ".".join(parts)
+    return ""
+
+
 def _import(path: Path, module_name: str, shown: str) -> ModuleType:
     if path.suffix == ".pickle":
         return _from_pickle(path, module_name, shown)
+    package = _package_of(shown)
+    if package:
+        module_name = f"{package}.{module_name}"  # its __package__: relative imports resolve there
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise LoadError(f"{shown}: cannot be imported as a Python module")

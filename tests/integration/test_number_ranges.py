@@ -74,6 +74,8 @@ def _bodies(name: str, data: str) -> dict[str, bytes]:
         ("i64", "[1, -9223372036854775809]", "-9.223372036854776e+18 is out of " + INT64_RANGE),
         ("i64", "[1180591620717411303424]", "1.1805916207174113e+21 is out of " + INT64_RANGE),
         ("i64", "[1.5]", "1.5 is not a whole number, as {T} needs"),
+        # beside a float, an integer is read as a float: 2**53 + 1 became 2**53
+        ("i64", "[9007199254740993, 0.0]", "9007199254740992.0 is not exact as {T}"),
         ("i32", "[2147483648]", "2147483648 is out of {T}'s range (-2147483648 to 2147483647)"),
         ("i32", "[1180591620717411303424]", "out of {T}'s range (-2147483648 to 2147483647)"),
         ("u8", "[300]", "300 is out of {T}'s range (0 to 255)"),

@@ -4,7 +4,7 @@ Two casts would otherwise change a client's numbers without a word. orjson reads
 beyond 64 bits as a float, and numpy casts a float to an integer dtype by dropping its
 fraction: ``-9223372036854775809`` reached an int64 input as ``-2**63`` and ``1.5`` as ``1``.
 So a number for an integer input must be a whole number the dtype holds, and one that arrived
-as a float must be exact (a float beyond 2**53 stands for many integers). A number beyond a
+as a float must be exact (a float from 2**53 up stands for several integers). A number beyond a
 float input's range is refused too, never made infinite.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-EXACT_IN_FLOAT = 2**53  # every integer up to this is a float64 exactly
+EXACT_IN_FLOAT = 2**53  # below it a float64 is one integer; from it up, one float stands for several
 SMALL = 64  # values checked in Python below this many (numpy's min and max cost ~3 us each)
 FLOAT_BEYOND_64_BITS = 2.0**63  # orjson reads an integer below -2**63 (or above 2**64 - 1) as a float
 
@@ -130,7 +130,8 @@ def _check_floats(found: np.ndarray[Any, Any], target: np.dtype[Any], label: str
         raise OutOfRange(
             f"{found[fraction].flat[0].item()!r} is not a whole number, as {label or target.name} needs"
         )
-    inexact = np.abs(found) > EXACT_IN_FLOAT
+    # 2**53 itself stands for 2**53 + 1 too: a list mixing 9007199254740993 with 0.0 arrives so
+    inexact = np.abs(found) >= EXACT_IN_FLOAT
     if inexact.any():
         raise OutOfRange(
             f"{found[inexact].flat[0].item()!r} is not exact as {label or target.name}: write a whole "

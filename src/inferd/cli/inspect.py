@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     from inferd.environments import Environment
 
 
+def _read_by_apis(body: bytes) -> bool:
+    """Whether an API reads ``body`` although orjson does not (NaN, Infinity: Python's json)."""
+    from inferd import codec
+    from inferd.errors import InputError
+
+    try:
+        codec.loads(body)
+    except InputError:
+        return False
+    return True
+
+
 def resolve(client: Backend, name: str) -> str:
     """The key (``deployment/api``) of the API that ``name`` names.
 
@@ -310,7 +322,8 @@ def predict(
     try:
         orjson.loads(body)
     except orjson.JSONDecodeError as exc:  # say so here, not as the API's 400 about "its" input
-        raise UsageError(f"{sample} is not JSON ({exc}): a sample is a JSON request body") from None
+        if not _read_by_apis(body):
+            raise UsageError(f"{sample} is not JSON ({exc}): a sample is a JSON request body") from None
     api = in_deployment(api, deployment)
     client = backend_for(env)
     info: dict[str, Any] = client.api(resolve(client, api))

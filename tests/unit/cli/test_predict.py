@@ -31,3 +31,16 @@ def test_a_sample_that_is_not_json_is_named_as_the_mistake(
     assert reason in result.output
     assert result.output.endswith("): a sample is a JSON request body\n")
     assert result.output.count("\n") == 1
+
+
+def test_a_sample_with_nan_is_sent_as_the_apis_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # json.dumps writes NaN for a missing value; the APIs read it (Cortex's Flask did), so the
+    # sample goes on to the operator (none runs in this home: that is the error here).
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    sample = tmp_path / "sample.json"
+    sample.write_text('{"sepal_length": 5.2, "sepal_width": NaN, "petal_length": Infinity}')
+    result = CliRunner().invoke(cli, ["predict", "classifier", str(sample)])
+    assert "is not JSON" not in result.output
+    assert "operator is not running" in result.output and result.exit_code == 1

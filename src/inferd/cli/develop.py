@@ -24,12 +24,22 @@ def _shown(value: Any) -> str:
 
 
 def _read_json(path: Path) -> Any:
+    """A sample (or expected answer) as the APIs read a body: NaN and Infinity included."""
+    from inferd import codec
+    from inferd.errors import InputError
+
     try:
-        return orjson.loads(path.read_bytes())
+        body = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON: {exc}") from None
+        problem = exc
+    try:
+        return codec.loads(body)
+    except InputError:
+        raise UsageError(f"{path} is not valid JSON: {problem}") from None
 
 
 def _distance(_ctx: click.Context, _param: click.Parameter, value: float) -> float:

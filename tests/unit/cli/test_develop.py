@@ -38,6 +38,16 @@ def test_a_wrong_expected_answer_exits_1_showing_the_difference(tmp_path: Path) 
     assert "1 of 1 failed" in result.output
 
 
+def test_a_sample_with_nan_is_read_as_the_apis_read_it(tmp_path: Path) -> None:
+    # json.dumps writes NaN for a missing value; an API reads it (as Cortex's Flask did)
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    row = {"sepal_length": 5.2, "sepal_width": float("nan"), "petal_length": 1.4, "petal_width": 0.3}
+    (project / "sample.json").write_text(json.dumps(row))
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 0, result.output
+    assert "classifier  sample.json: " in result.output
+
+
 def test_numbers_are_compared_within_the_tolerance(tmp_path: Path, regression_model: Path) -> None:
     project = make_project(
         tmp_path / "linear",

@@ -19,6 +19,21 @@ from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSp
 from inferd.errors import ConfigError
 
 CONFIG_NAMES = ("cortex.yaml", "inferd.yaml", "cortex.yml", "inferd.yml")
+# Files people hand ``inferd deploy`` by mistake (the handler, the model) for a config.
+NOT_CONFIG = {
+    ".py": "a Python file",
+    ".ipynb": "a notebook",
+    ".json": "a JSON file (a sample?)",
+    ".onnx": "a model",
+    ".pb": "a model",
+    ".pt": "a model",
+    ".pth": "a model",
+    ".pkl": "a model",
+    ".pickle": "a model",
+    ".joblib": "a model",
+    ".h5": "a model",
+    ".zip": "an archive",
+}
 # Far beyond any real project (10,000 APIs take ~1 MiB and ~50,000 values), and small enough
 # that a hostile file fails in well under a second: a 50 MiB file took minutes to read, and an
 # alias bomb (``&a [*b, *b, ...]`` nested) expands to billions of values.
@@ -68,6 +83,12 @@ _Loader.add_constructor("tag:yaml.org,2002:float", _number)
 def find_config(project_dir: Path) -> Path:
     """The config file of a project folder (``cortex.yaml`` first, then ``inferd.yaml``)."""
     if project_dir.is_file():
+        what = NOT_CONFIG.get(project_dir.suffix.lower())
+        if what is not None:
+            raise ConfigError(
+                f"{project_dir.name} is {what}, not a project's config: give the project folder "
+                "or its cortex.yaml (inferd init writes one)"
+            )
         return project_dir
     if not project_dir.is_dir():
         raise ConfigError(f"{project_dir}: no such project folder")

@@ -371,6 +371,20 @@ def test_missing_project_folder(tmp_path: Path) -> None:
         load_project(tmp_path)
 
 
+@pytest.mark.parametrize(("name", "what"), [("predictor.py", "a Python file"), ("iris.onnx", "a model")])
+def test_a_handler_or_model_given_for_the_config_is_named_as_such(
+    tmp_path: Path, name: str, what: str
+) -> None:
+    given = tmp_path / name
+    given.write_text("def predict(sample, metadata):\n    return 1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_project(given)
+    assert str(raised.value) == (
+        f"{name} is {what}, not a project's config: give the project folder or its cortex.yaml "
+        "(inferd init writes one)"
+    )
+
+
 def test_config_errors_exit_with_code_2() -> None:
     assert ConfigError("x").exit_code == 2
 

@@ -150,6 +150,13 @@ def test_v2_bytes_data_takes_strings_only(server: Server) -> None:
         assert "input 'x'" in message and "BYTES elements are strings" in message, message
 
 
+def test_v2_numbers_are_numbers_not_text(server: Server) -> None:
+    # numpy parses "2" and "nan" as numbers: a V2 client's datatype says what the data holds
+    for data, shown in (([1, "2", 3], '"2"'), (["nan", "1", "2"], '"nan"')):
+        message = _error(_v2(server, "rows", {"shape": [1, 3], "datatype": "FP32", "data": data}))
+        assert message == f"input 'x': FP32 data holds text ({shown}), not numbers"
+
+
 def test_v2_data_nested_against_its_shape_is_refused(server: Server) -> None:
     nested = [[1, 2], [3, 4], [5, 6]]
     message = _error(_v2(server, "fixed", {"shape": [2, 3], "datatype": "FP32", "data": nested}))

@@ -229,8 +229,13 @@ def _from_json(
             array[:] = [_json_bytes(item) for item in nested.ravel()]
         else:
             # 1e39 as FP32 (70000 as FP16) is not silently inf, nor 1.5 as INT64 silently 1
+            found = np.asarray(data)  # what the JSON holds
+            if found.dtype.kind in "US":  # numpy would parse "3" (and "nan") as a number
+                raise InputError(
+                    f"input '{name}': {datatype} data holds text ({_first_text(data)}), not numbers"
+                )
             with np.errstate(over="raise", invalid="raise"):
-                nested = cast_numbers(data, dtype, datatype)
+                nested = cast_numbers(found, dtype, datatype)
             array = nested.ravel()
     except OutOfRange as exc:
         raise InputError(f"input '{name}': {exc}") from None
@@ -245,6 +250,18 @@ def _from_json(
             f"input '{name}': data is nested as {list(nested.shape)}, but the shape says {list(shape)}"
         )
     return array
+
+
+def _first_text(data: Any) -> str:
+    """The first string in nested JSON ``data``, quoted and cut short (error path only)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str):
+            return orjson.dumps(item).decode()[:40]
+    return "text"
 
 
 def _json_bytes(item: Any) -> bytes:

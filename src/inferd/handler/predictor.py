@@ -117,7 +117,10 @@ class Predictor:
         try:
             return function(*args)
         except Exception as exc:
-            log.error("%s in %s failed:\n%s", name, self.code.file, traceback.format_exc().rstrip())
+            # From the user's function down: the frame above it is this method, not theirs.
+            below = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+            shown = "".join(traceback.format_exception(type(exc), exc, below)).rstrip()
+            log.error("%s in %s failed:\n%s", name, self.code.file, shown)
             raise HandlerError(f"{name} in {self.code.file} failed: {type(exc).__name__}: {exc}") from exc
 
     def predict(self, sample: Any, debug: bool = False) -> Any:

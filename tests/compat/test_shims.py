@@ -1,6 +1,6 @@
 """What Cortex v0.10 projects relied on and inferd restores for them: NumPy's removed aliases,
-handler files with neither hook, ONNX input objects with extra keys, files at /mnt/project (read,
-written, imported)."""
+what Python 3.6 had that 3.11 removed, handler files with neither hook, ONNX input objects with
+extra keys, files at /mnt/project (read, written, imported)."""
 
 from __future__ import annotations
 
@@ -181,3 +181,28 @@ def test_numpy2_removed_names_for_cortex_yaml_projects(tmp_path: Path, serve: Ca
         "missing": True,
         "known": [True, False],
     }
+
+
+PYTHON36_PREDICTOR = """import base64
+import collections
+import inspect
+import time
+
+
+def predict(sample, metadata):
+    started = time.clock()
+    if not isinstance(sample, collections.Mapping):  # 2019 code: the ABCs on collections
+        raise ValueError("expected an object")
+    image = base64.decodestring(sample["image"].encode())
+    spec = inspect.getargspec(predict)
+    return {"bytes": len(image), "args": spec.args,
+            "clock": time.clock() >= started}
+"""
+
+
+def test_python36_names_for_cortex_yaml_projects(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    # Cortex's images ran Python 3.6; these were removed in 3.8 to 3.11
+    project = make_project(tmp_path / "p", CONFIG, {"predictor.py": PYTHON36_PREDICTOR})
+    answer = serve(project).post("/shim/old", {"image": "iVBORw0KGgo="})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"bytes": 8, "args": ["sample", "metadata"], "clock": True}

@@ -19,7 +19,7 @@ import numpy as np
 from inferd.config.load import find_config
 from inferd.config.schema import Api
 from inferd.errors import ConfigError, HandlerError, InferdError, InputError, LoadError, ModelError
-from inferd.handler import cortex_paths, legacy_imports, numpy_compat
+from inferd.handler import cortex_paths, legacy_imports, numpy_compat, python_compat
 from inferd.handler.convert import check_dimension_names, shares_dimension_names, to_model_inputs
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
 from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
@@ -80,6 +80,7 @@ class Predictor:
         add_import_paths(project_root, python_path, user_file)
         if cortex_project(project_root):
             numpy_compat.install()
+            python_compat.install()
             legacy_imports.install()
             cortex_paths.install(project_root)
         module = f"inferd_user_{api.name.replace('-', '_')}"

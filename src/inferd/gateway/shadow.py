@@ -243,13 +243,15 @@ class Shadows:
         route = copy.route
         route.answered += 1
         record = copy.record
+        agrees = False
         if status == record["status"]:
             primary = record["response"]
             if copy.protocol == NAMED_PROTOCOL:  # the answers name the API that gave them
                 body_compared, primary = unnamed(body), unnamed(primary)
             else:
                 body_compared = body
-            if body_compared == primary:  # the same bytes
+            agrees = body_compared == primary  # the same bytes
+            if agrees:
                 route.agreed += 1
         elif status >= 400:  # the shadow failed where the primary did not (as replay counts errors)
             route.errors += 1
@@ -263,6 +265,7 @@ class Shadows:
             "status": status,
             "latency_ms": round((now - copy.started) * 1000, 3),
             "response": body,  # parsed by the writer
+            "agrees": agrees,  # counted in ``agreed``: the dashboard shows this verdict, not its own
         }
         if copy.primary is not None:
             self.payloads.put(copy.primary, record)

@@ -140,9 +140,18 @@ def _sample(record: dict[str, Any]) -> dict[str, Any]:
             "status": shadow.get("status"),
             "latency_ms": shadow.get("latency_ms"),
             "response": _shown(shadow.get("response")),
-            "agrees": shadow.get("status") == record.get("status")
-            and shadow.get("response") == record.get("response"),
+            "agrees": _agrees(record, shadow),
         }
         if isinstance(shadow, dict)
         else None,
     }
+
+
+def _agrees(record: dict[str, Any], shadow: dict[str, Any]) -> bool:
+    """The gateway's verdict on the shadow's answer (the one its ``agreed`` count took: the same
+    status and bytes, a V2 answer's model name aside); records written before it kept one are
+    compared here."""
+    verdict = shadow.get("agrees")
+    if isinstance(verdict, bool):
+        return verdict
+    return shadow.get("status") == record.get("status") and shadow.get("response") == record.get("response")

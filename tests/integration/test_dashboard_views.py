@@ -1,0 +1,111 @@
+"""The dashboard as a user and an attacker see it: what the page shows against what the CLI says,
+and what hostile request bodies do to it. One operator and one Chromium for the module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import Page
+
+from tests.conftest import example, make_project, wait_for
+from tests.integration.conftest import Inferd, stop_operator
+from tests.integration.test_dashboard import chromium
+
+# Two APIs serving the same model behind a splitter, every request copied to the second.
+V2_SHOP = """\
+- kind: deployment
+  name: vshop
+
+- kind: api
+  name: champ
+  onnx: {model: models/iris.onnx}
+  compute: {cpu: 0.1}
+- kind: api
+  name: chall
+  onnx: {model: models/iris.onnx}
+  compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: vfront
+  apis:
+    - {name: champ, weight: 100}
+    - {name: chall, weight: 0}
+  shadow: {api: chall, percent: 100}
+"""
+HOSTILE = "</script><script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>"
+ROW = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.2, 3.6, 1.4, 0.3]}
+READ_SAMPLES = """() => [...document.querySelectorAll('.panel.payloads[data-api="champ"] tbody tr')].map(
+  (r) => ({
+  agrees: r.dataset.agrees,
+  request: r.querySelector('[data-field="request"]').textContent,
+  response: r.querySelector('[data-field="response"]').textContent,
+  shadow: r.querySelector('[data-field="shadow"]').textContent,
+  }),
+)"""
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inferd]:
+    runner = Inferd(tmp_path_factory.mktemp("dashboard") / "home")
+    runner.env["INFERD_DASHBOARD_SAMPLE_SECONDS"] = "0.5"
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):  # no display: `inferd dashboard` only prints the link
+        runner.env.pop(name, None)
+    runner.run("up")
+    try:
+        yield runner
+    finally:
+        stop_operator(runner)
+
+
+@pytest.fixture(scope="module")
+def page(operator: Inferd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
+    """The dashboard, logged in, in a real headless Chromium; fails the test on a page error."""
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        opened = context.new_page()
+        problems: list[str] = []
+        opened.on("pageerror", lambda error: problems.append(str(error)))
+        opened.goto(operator.run("dashboard").stdout.strip())
+        yield opened
+        assert not problems, problems
+
+
+def test_v2_answers_shadowed_alike_show_as_agreeing_as_the_cli_counts_them(
+    operator: Inferd, page: Page, tmp_path: Path
+) -> None:
+    models = {"models/iris.onnx": example("iris-onnx") / "models" / "iris.onnx"}
+    operator.run("deploy", str(make_project(tmp_path / "vshop", V2_SHOP, models=models)))
+    operator.wait_status("champ", "live")
+    operator.wait_status("chall", "live")
+    count = 4
+    with requests.Session() as session:
+        for i in range(count):
+            # The page shows the request (hostile markup in its id) as text, and runs none of it.
+            body = {"id": f"{HOSTILE}{i}", "inputs": [ROW]}
+            answer = session.post(f"{operator.url}/v2/models/vfront/infer", json=body, timeout=30)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["model_name"] == "champ"
+
+    def counted() -> dict[str, Any] | None:
+        (splitter,) = operator.json("get", "vfront")
+        shadow: dict[str, Any] = splitter["shadow"]
+        return shadow if shadow["answered"] == count else None
+
+    # The two APIs gave the same answers but for the model name in them: the CLI counts agreement.
+    assert wait_for(counted, 60, "the shadow to answer every copy")["agreed"] == count
+
+    def shown() -> list[dict[str, str]] | None:
+        samples: list[dict[str, str]] = page.evaluate(READ_SAMPLES)
+        return samples if len(samples) == count and all(s["shadow"] for s in samples) else None
+
+    samples = wait_for(shown, 60, "the dashboard to show the recorded payloads with the shadow's answers")
+    for sample in samples:
+        assert HOSTILE in sample["request"] and sample["response"].startswith('{"model_name":"champ"')
+        assert sample["shadow"].startswith('200 {"model_name":"chall"')
+    # ... and so do the payload log's records and the page: no row marked as a disagreement.
+    records = operator.json("payloads", "champ")
+    assert [record["shadow"]["agrees"] for record in records] == [True] * count
+    assert [sample["agrees"] for sample in samples] == ["true"] * count
+    assert page.evaluate("window.__pwned") is None

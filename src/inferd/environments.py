@@ -23,6 +23,9 @@ from inferd.storage import inferd_home
 
 ENVIRONMENTS_FILE = "environments.json"
 LOCAL = "local"
+# Cortex's CLI called the environment it used unless told ``default`` (``cortex deploy -e
+# default``): unless an environment of that name was added, it is this machine's.
+CORTEX_DEFAULT = "default"
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
 DEFAULT_HTTP_PORT = 8000
 RAY_CLIENT_SCHEME = "ray://"
@@ -152,6 +155,8 @@ class EnvironmentStore:
         if name == LOCAL:
             return LOCAL_ENVIRONMENT
         found = self._read().get(name)
+        if found is None and name == CORTEX_DEFAULT:
+            return LOCAL_ENVIRONMENT
         if found is None:
             raise UsageError(f"environment '{name}' does not exist (see `inferd env list`)")
         return found

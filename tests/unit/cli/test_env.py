@@ -65,6 +65,21 @@ def test_an_unknown_environment_exits_2_naming_env_list(
     assert "Traceback" not in result.output
 
 
+def test_cortex_default_environment_is_this_machine_unless_added(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `cortex get -e default`: Cortex's CLI named the environment it used unless told "default"
+    from inferd.environments import EnvironmentStore
+
+    assert EnvironmentStore().get("default").name == "local"
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["get", "-e", "default"])
+    assert "does not exist" not in result.output
+    assert "operator is not running" in result.output  # it asked this machine's operator
+    runner.invoke(cli, ["env", "add", "default", "--address", "127.0.0.1:6379"])
+    assert EnvironmentStore().get("default").provider == "ray"  # an added one wins
+
+
 def test_local_only_commands_refuse_a_ray_environment(runner: CliRunner) -> None:
     runner.invoke(cli, ["env", "add", "lab", "--address", "127.0.0.1:6379"])
     result = runner.invoke(cli, ["up", "-e", "lab"])

@@ -139,6 +139,12 @@ def test_a_tf_serving_b64_string_anywhere_reaches_the_model_as_its_text(server: 
     body = {"instances": [["x", {"b64": hi}], [{"b64": hi}, "y"]]}
     answer = server.post("/v1/models/text:predict", body)
     assert answer.json() == {"predictions": [["x", "hi"], ["hi", "y"]]}, answer.text
+    # bytes that are not text: onnxruntime takes text, and U+FFFD in their place was other text
+    latin = {"instances": [["x", {"b64": base64.b64encode("café".encode("latin-1")).decode()}]]}
+    message = _error(server.post("/v1/models/text:predict", latin))
+    assert (
+        message == "input 'x' holds bytes that are not UTF-8 text, and onnxruntime's string inputs take text"
+    )
 
 
 def test_v2_bytes_data_takes_strings_only(server: Server) -> None:

@@ -235,7 +235,7 @@ class Predictor:
             started = clock()
             try:
                 parts = _split(self._run_raw(stacked), counts)
-            except ModelError:  # one bad sample must not fail its batch: run each alone below
+            except (ModelError, InputError):  # one bad sample must not fail its batch: each alone below
                 parts = None
             model_time = clock() - started
             if parts is not None:
@@ -287,6 +287,8 @@ class Predictor:
         assert self.runtime is not None
         try:
             return self.runtime.run(inputs)
+        except InputError:  # the runtime's own check of what it can take (text for onnxruntime)
+            raise
         except Exception as exc:
             log.error("the model failed:\n%s", traceback.format_exc().rstrip())
             raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
@@ -325,6 +327,8 @@ class Predictor:
                 outputs = runtime.run_signature(signature, inputs)
             else:
                 outputs = runtime.output_arrays(runtime.run(inputs))
+        except InputError:
+            raise
         except Exception as exc:
             if any(kind.__name__ in REJECTED for kind in type(exc).__mro__):
                 said = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())

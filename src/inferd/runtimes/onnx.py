@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from inferd.errors import InputError
 from inferd.runtimes.base import TensorSpec
 from inferd.runtimes.devices import CPU, Devices, onnx_provider_in_use, onnx_providers
 
@@ -126,7 +127,7 @@ def _unknown_ranks(
 
 
 def _text(item: Any) -> Any:
-    return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+    return item.decode("utf-8") if isinstance(item, bytes) else item
 
 
 class OnnxRuntime:
@@ -197,7 +198,13 @@ class OnnxRuntime:
                 if value.dtype == object and any(isinstance(item, bytes) for item in value.flat):
                     # onnxruntime turns bytes into their repr ("b'...'"): give it text (all of
                     # it: TF Serving's {"b64": ...} may stand anywhere among plain strings).
-                    inputs[name] = np.vectorize(_text, otypes=[object])(value)
+                    try:
+                        inputs[name] = np.vectorize(_text, otypes=[object])(value)
+                    except UnicodeDecodeError:  # replaced by U+FFFD, the model would get other text
+                        raise InputError(
+                            f"input '{name}' holds bytes that are not UTF-8 text, and onnxruntime's "
+                            "string inputs take text"
+                        ) from None
         return list(self._run(None, inputs))
 
     def output_arrays(self, prediction: Any) -> dict[str, Any]:

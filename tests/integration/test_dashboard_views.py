@@ -3,7 +3,10 @@ and what hostile request bodies do to it. One operator and one Chromium for the 
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +112,70 @@ def test_v2_answers_shadowed_alike_show_as_agreeing_as_the_cli_counts_them(
     assert [record["shadow"]["agrees"] for record in records] == [True] * count
     assert [sample["agrees"] for sample in samples] == ["true"] * count
     assert page.evaluate("window.__pwned") is None
+
+
+# Run in a page of another origin: what its script can read of each answer, or the error.
+CROSS_SITE = """async ([admin, dashboard]) => {
+  const attempt = async (url, options) => {
+    try {
+      const answer = await fetch(url, options);
+      return answer.type === "opaque" ? "opaque" : `${answer.status} ${await answer.text()}`;
+    } catch (error) {
+      return `refused: ${error.name}`;
+    }
+  };
+  const simple = { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" } };
+  return {
+    info: await attempt(`${admin}/info`, {}),
+    apis: await attempt(`${admin}/apis`, {}),
+    overview: await attempt(`${dashboard}/dashboard/api/overview`, { credentials: "include" }),
+    delete: await attempt(`${admin}/delete`, { ...simple, body: '{"name": "vshop"}' }),
+    down: await attempt(`${admin}/down`, { ...simple, body: "{}" }),
+  };
+}"""
+
+
+class _Page(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>another site</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_a_page_of_another_origin_can_neither_read_nor_change_the_operator(
+    operator: Inferd, page: Page, tmp_path: Path
+) -> None:
+    """A web page on another loopback port, in the browser that holds a dashboard session: the
+    admin API and the dashboard answer nothing it can read, and its simple POSTs change nothing."""
+    models = {"models/iris.onnx": example("iris-onnx") / "models" / "iris.onnx"}
+    operator.run("deploy", str(make_project(tmp_path / "vshop", V2_SHOP, models=models)))
+    operator.wait_status("champ", "live")
+    info = json.loads((operator.home / "operator.json").read_text())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    foreign = page.context.new_page()
+    try:
+        foreign.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        seen = foreign.evaluate(CROSS_SITE, [f"http://127.0.0.1:{info['admin_port']}", info["dashboard"]])
+    finally:
+        foreign.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert seen == {
+        "info": "refused: TypeError",
+        "apis": "refused: TypeError",
+        "overview": "refused: TypeError",
+        "delete": "opaque",
+        "down": "opaque",
+    }
+    # Sent, but without the operator's token: refused, so the operator and its APIs are still up.
+    assert operator.status("champ")["status"] == "live"
+    assert operator.json("get", "vfront")[0]["apis"]

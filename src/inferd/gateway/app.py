@@ -27,6 +27,7 @@ from inferd.gateway.queue import ApiQueue
 from inferd.gateway.shadow import Shadows
 from inferd.gateway.tracing import Tracer, client_span, traceparent
 from inferd.gateway.traffic import Splitters
+from inferd.gateway.wire import CORS
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 
@@ -51,6 +52,8 @@ SWEEP_EVERY = 10  # ticks: connection timeouts are checked once a second
 
 class Gateway:
     """HTTP front of every API; implements ``inferd.types.ReplicaSink``."""
+
+    cors = CORS  # browsers on any origin may call the APIs
 
     def __init__(
         self,

@@ -49,6 +49,7 @@ class HttpApp(Protocol):
     limits: EdgeLimits
     clock: float
     connections: set[HttpConnection]
+    cors: bytes  # the CORS header line every answer carries (b"": pages of other origins read none)
 
     def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
         """The body limit of a request whose headers just ended, or -1 when it was refused at once."""
@@ -80,6 +81,9 @@ class HttpServer:
     body_limit = 1 << 20
     limits = EdgeLimits()
     clock = 0.0
+    # Served to the CLI and to the dashboard's own page only: no other origin's script may read an
+    # answer (the gateway's ``CORS`` would let any web page find and fingerprint them on loopback).
+    cors = b""
     connections: set[HttpConnection]
     listener: Listener | None = None
 
@@ -127,6 +131,7 @@ class HttpConnection(asyncio.Protocol):
     def __init__(self, app: HttpApp) -> None:
         self.app = app
         self.limits = app.limits
+        self.cors = app.cors
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -496,7 +501,7 @@ class HttpConnection(asyncio.Protocol):
                     b"\r\nX-Request-ID: ",
                     self.request_id or next_request_id(),
                     b"\r\n",
-                    CORS,
+                    self.cors,
                     self.extra_headers,
                     headers,
                     b"Connection: close\r\n\r\n" if close else KEEP_ALIVE,

@@ -1,12 +1,15 @@
 """Cortex v0.10's CLI flags on inferd's commands: ``get -d/-a/-s``, ``predict -d``, ``logs -d``
 and ``delete -c``, against a real operator with two deployments that both have a ``classifier``;
 in a project folder, a bare name is that project's API (Cortex read the deployment from
-``./cortex.yaml``)."""
+``./cortex.yaml``); and the CLI installed under Cortex's name, ``cortex``."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 from tests.conftest import example
@@ -59,3 +62,31 @@ def test_cortex_cli_flags(inferd: Inferd, tmp_path: Path) -> None:
     gone = inferd.run("get", "-d", "flowers", check=False)
     assert gone.returncode != 0 and "no deployment named 'flowers'" in gone.stderr
     assert inferd.run("get", "--summary").stdout.strip() == "apis: 1 live"
+
+
+def test_the_cli_under_cortex_s_name(inferd: Inferd, tmp_path: Path) -> None:
+    # pip installs each [project.scripts] entry as a script of that name calling the function;
+    # this one is written the same way, so a Cortex example's README session runs as written.
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    target = pyproject["project"]["scripts"]["cortex"]
+    assert target == pyproject["project"]["scripts"]["inferd"]
+    module, _, function = target.partition(":")
+    script = tmp_path / "bin" / "cortex"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())\n"
+    )
+    script.chmod(0o755)
+    project = deployment(tmp_path, "iris")
+
+    def cortex(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *args], cwd=project, env=inferd.env, capture_output=True, text=True, timeout=300
+        )
+
+    assert cortex("deploy").stdout.startswith("deployment started")
+    assert json.loads(cortex("predict", "classifier", "sample.json").stdout) == "iris-setosa"
+    assert "url: " in cortex("get", "classifier").stdout
+    assert "Usage: cortex predict" in cortex("predict", "--help").stdout
+    assert cortex("delete").returncode == 0
+    assert inferd.run("get", "-s").stdout.strip() == "apis: none deployed"

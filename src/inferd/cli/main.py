@@ -357,4 +357,5 @@ def version() -> None:
 
 
 def main() -> None:
-    cli(prog_name="inferd")
+    # Installed as `inferd` and, for Cortex's docs and scripts, as `cortex`: usage says which.
+    cli(prog_name="cortex" if Path(sys.argv[0]).name == "cortex" else "inferd")

@@ -171,6 +171,9 @@ def test_v2_data_nested_against_its_shape_is_refused(server: Server) -> None:
     rows = _v2(server, "fixed", {"shape": [2, 3], "datatype": "FP32", "data": [[1, 2, 3], [4, 5, 6]]})
     assert flat.json()["outputs"] == rows.json()["outputs"]
     assert rows.json()["outputs"][0]["data"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    # a size-1 axis nested or not moves no value (as Triton takes it): one row of three, unwrapped
+    one = _v2(server, "rows", {"shape": [1, 3], "datatype": "FP32", "data": [[[1, 2, 3]]]})
+    assert one.json()["outputs"][0]["data"] == [1.0, 2.0, 3.0], one.text
 
 
 def test_an_array_from_pre_inference_is_cast_as_exactly_as_json(server: Server) -> None:

@@ -245,11 +245,17 @@ def _from_json(
         raise InputError(f"input '{name}': data is not {datatype}: {exc}") from None
     if array.size != count:
         raise InputError(f"input '{name}': data has {array.size} elements, the shape says {count}")
-    if nested.ndim > 1 and nested.shape != shape:  # flat data is row-major; nested data says its shape
+    if nested.ndim > 1 and _regrouped(nested.shape, shape):  # flat data is row-major; nested says its shape
         raise InputError(
             f"input '{name}': data is nested as {list(nested.shape)}, but the shape says {list(shape)}"
         )
     return array
+
+
+def _regrouped(nested: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether data nested as ``nested`` means other rows than ``shape`` (size-1 axes aside: an
+    image nested [3, 224, 224] under shape [1, 3, 224, 224] keeps every value where it was)."""
+    return [d for d in nested if d != 1] != [d for d in shape if d != 1]
 
 
 def _first_text(data: Any) -> str:

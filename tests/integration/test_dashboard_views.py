@@ -3,9 +3,12 @@ and what hostile request bodies do to it. One operator and one Chromium for the 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -179,3 +182,61 @@ def test_a_page_of_another_origin_can_neither_read_nor_change_the_operator(
     # Sent, but without the operator's token: refused, so the operator and its APIs are still up.
     assert operator.status("champ")["status"] == "live"
     assert operator.json("get", "vfront")[0]["apis"]
+
+
+def _writer(pipe: Path) -> int | None:
+    """The write end of ``pipe`` when someone waits to read it (None when nobody does)."""
+    try:
+        return os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: nobody reads it
+        return None
+
+
+def _opening_a_pipe(pid: int) -> bool:
+    """Whether a thread of process ``pid`` waits in ``open`` for a pipe's other end."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            if (task / "wchan").read_text() == "wait_for_partner":
+                return True
+    return False
+
+
+def test_the_gateway_answers_while_the_dashboard_waits_on_a_stalled_disk(
+    operator: Inferd, page: Page, tmp_path: Path
+) -> None:
+    """The page's data reads every API's log and payload log: on a disk that stalls (here a named
+    pipe in place of a payload log, read while it stays empty), the dashboard waits, the gateway
+    does not."""
+    models = {"models/iris.onnx": example("iris-onnx") / "models" / "iris.onnx"}
+    operator.run("deploy", str(make_project(tmp_path / "vshop", V2_SHOP, models=models)))
+    operator.wait_status("chall", "live")
+    stalled = operator.home / "payloads" / "vshop" / "chall.jsonl"  # chall records nothing itself
+    stalled.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(stalled)
+
+    def answered(waiting: Future[requests.Response]) -> bool:
+        released = _writer(stalled)  # the disk comes back: the pipe reads as empty
+        if released is not None:
+            os.close(released)
+        return waiting.done()
+
+    with requests.Session() as dashboard, ThreadPoolExecutor(1) as pool:
+        login = dashboard.get(operator.run("dashboard").stdout.strip(), allow_redirects=False, timeout=30)
+        assert login.status_code == 303
+        base = json.loads((operator.home / "operator.json").read_text())["dashboard"]
+        waiting = pool.submit(dashboard.get, f"{base}/dashboard/api/overview", timeout=120)
+        try:
+            pid = operator.operator_pid()
+            assert pid is not None
+            wait_for(lambda: _opening_a_pipe(pid), 60, "the dashboard to open the stalled payload log")
+            answer = requests.post(
+                f"{operator.url}/v2/models/chall/infer", json={"inputs": [ROW]}, timeout=30
+            )
+            assert answer.status_code == 200, answer.text
+        finally:
+            wait_for(lambda: answered(waiting), 120, "the dashboard's answer")
+            stalled.unlink()
+        overview = waiting.result()
+    assert overview.status_code == 200
+    shown = {api["name"]: api for api in overview.json()["apis"]}
+    assert shown["chall"]["payloads"] == [] and shown["chall"]["logs"]

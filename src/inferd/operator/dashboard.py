@@ -116,6 +116,7 @@ class Dashboard(HttpServer):
         self._sampler: asyncio.Task[None] | None = None
         self._last_tick: float | None = None
         self._files: dict[bytes, tuple[bytes, bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # lifecycle (called by Operator.run)
 
@@ -216,7 +217,9 @@ class Dashboard(HttpServer):
         if path in (b"/", b"/dashboard"):
             _redirect(conn, b"/dashboard/")
         elif path == b"/dashboard/api/overview":
-            conn.respond(200, orjson.dumps(self.overview()), headers=SECURITY_HEADERS)
+            task = asyncio.get_running_loop().create_task(self._send_overview(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif path in self._files:
             body, content_type = self._files[path]
             conn.respond(200, body, headers=SECURITY_HEADERS, content_type=content_type)
@@ -238,8 +241,29 @@ class Dashboard(HttpServer):
 
     # the page's data
 
+    async def _send_overview(self, conn: HttpConnection) -> None:
+        overview = self.overview()
+        # The logs and payload logs are read in a worker thread: the event loop answering the
+        # gateway's requests never waits on the disk for a page (a slow or stalled disk, or 50
+        # APIs' files on every refresh of every open page).
+        files = await asyncio.to_thread(self._read_files, [api["key"] for api in overview["apis"]])
+        for api in overview["apis"]:
+            api["logs"], api["payloads"] = files[api.pop("key")]
+        conn.respond(200, orjson.dumps(overview), headers=SECURITY_HEADERS)
+
+    def _read_files(self, keys: list[str]) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
+        """Each API's last log lines and payload records (a worker thread's work: files only)."""
+        home = self.operator.home
+        return {
+            key: (
+                recent_lines(home, key, LOG_LINES, LOG_LINE_CHARS),
+                recent_payloads(home, key, PAYLOAD_SAMPLES),
+            )
+            for key in keys
+        }
+
     def overview(self) -> dict[str, Any]:
-        """Everything the page shows, in one answer per refresh."""
+        """Everything the page shows but the files (``_read_files``), in one answer per refresh."""
         operator = self.operator
         return {
             "operator": {
@@ -287,9 +311,8 @@ class Dashboard(HttpServer):
             for replica in info.get("replicas") or []
             for gpu in replica.get("gpus") or []
         ]
-        result["logs"] = recent_lines(self.operator.home, name, LOG_LINES, LOG_LINE_CHARS)
         result["shadow"] = info.get("shadow")
-        result["payloads"] = recent_payloads(self.operator.home, name, PAYLOAD_SAMPLES)
+        result["key"] = name  # whose files ``_send_overview`` adds
         return result
 
 

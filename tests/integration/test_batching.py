@@ -198,3 +198,62 @@ def test_a_streaming_predictor_with_batching_is_refused_alone_as_in_a_batch(
         answer = requests.post(f"{server.url}/s/gen", json={}, headers={"Accept": accept}, timeout=30)
         assert answer.status_code == 500
         assert "an iterator streams only without batching" in answer.json()["error"]
+
+
+LABELLED = """
+import os, time
+
+def pre_inference(sample, signature, metadata):
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
+    return [[sample["i"], sample["i"]]]
+
+def post_inference(prediction, signature, metadata):
+    return {"rows": prediction[0].tolist(), "labels": prediction[1].tolist()}
+"""
+
+
+def test_an_output_of_fixed_length_is_never_cut_between_the_samples_of_a_batch(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # rows [N, 2] and the model's 3 labels [3]: three samples run together had 3 rows of labels,
+    # and each got one label as if it were its row
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save_model
+
+    names = np.array(["setosa", "versicolor", "virginica"], dtype=np.object_)
+    labels = numpy_helper.from_array(names, "names")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["x"], ["rows"]),
+            helper.make_node("Constant", [], ["labels"], value=labels),
+        ],
+        "labelled",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [
+            helper.make_tensor_value_info("rows", TensorProto.FLOAT, [None, 2]),
+            helper.make_tensor_value_info("labels", TensorProto.STRING, [3]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save_model(model, str(tmp_path / "labelled.onnx"))
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: labelled\n  onnx:\n    model: labelled.onnx\n"
+        "    request_handler: h.py\n  batching:\n    max_batch_size: 4\n  compute:\n    max_replicas: 1\n",
+        {"h.py": LABELLED},
+        {"labelled.onnx": tmp_path / "labelled.onnx"},
+    )
+    server = serve(root)
+    gate = tmp_path / "go"
+    bodies: list[object] = [{"i": i} for i in (1, 2, 3)]
+    with ThreadPoolExecutor(4) as pool:
+        blocker, sent = hold_and_queue(server, "/b/labelled", pool, gate, {"i": 0, "gate": str(gate)}, bodies)
+        answers = [future.result() for future in sent]
+        assert blocker.result().status_code == 200
+    for i, answer in zip((1, 2, 3), answers, strict=True):
+        assert answer.json() == {"rows": [[i, i]], "labels": ["setosa", "versicolor", "virginica"]}, (
+            answer.text
+        )
+    assert max(batch_sizes(server)) == 3  # the three went to the replica as one batch

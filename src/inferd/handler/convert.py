@@ -203,3 +203,19 @@ def check_dimension_names(arrays: dict[str, np.ndarray[Any, Any]], specs: list[T
                     f"input '{spec.name}': dimension '{name}' is {size}, but input '{first}' has it "
                     f"{known} (the model names both '{name}', so they must be equal)"
                 )
+
+
+def stacks_by_rows(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> bool:
+    """Whether samples may run as one batch: every input's first dimension is dynamic, and every
+    output's too, so the answer can be cut back into one part per sample. An output of fixed
+    length (the model's list of its 3 class names) would be cut into one name per sample when
+    3 samples ran together. A ZipMap's list has one map per row."""
+    for spec in inputs:
+        if spec.shape is not None and (not spec.shape or spec.shape[0] is not None):
+            return False
+    for spec in outputs:
+        if spec.type_name.startswith(("seq(", "map(")) or spec.shape is None:
+            continue  # the rows are counted when the answer comes
+        if not spec.shape or spec.shape[0] is not None:
+            return False
+    return True

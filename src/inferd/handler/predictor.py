@@ -20,7 +20,12 @@ from inferd.config.load import find_config
 from inferd.config.schema import Api
 from inferd.errors import ConfigError, HandlerError, InferdError, InputError, LoadError, ModelError
 from inferd.handler import cortex_paths, legacy_imports, numpy_compat, python_compat
-from inferd.handler.convert import check_dimension_names, shares_dimension_names, to_model_inputs
+from inferd.handler.convert import (
+    check_dimension_names,
+    shares_dimension_names,
+    stacks_by_rows,
+    to_model_inputs,
+)
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
 from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
 
@@ -105,6 +110,7 @@ class Predictor:
         self.runtime = load_runtime(api.model_format, model_path, signature_key, devices)
         self._input_names = frozenset(spec.name for spec in self.runtime.inputs)
         self._named_dimensions = shares_dimension_names(self.runtime.inputs)
+        self._stacks = stacks_by_rows(self.runtime.inputs, self.runtime.outputs)
         if api.handler_file is not None:
             kind = "handler-v0.9" if api.v09_handlers else "handler"
             self.code = load_user_code(project_root / api.handler_file, kind, module, api.handler_file)
@@ -225,7 +231,7 @@ class Predictor:
         """Run samples whose inputs stack as one model call (or each alone when they cannot)."""
         runtime = self.runtime
         assert runtime is not None
-        if len(group) > 1:
+        if len(group) > 1 and self._stacks:
             clock = time.perf_counter
             stacked = {
                 spec.name: np.concatenate([inputs[spec.name] for _, inputs, _ in group])

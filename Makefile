@@ -7,13 +7,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXAMPLES := iris-onnx iris-predictor iris-tensorflow text-generator
+MODEL_TARGETS := $(EXAMPLES:%=model-%)
 SOURCES := src tests examples scripts bench
 
 # Python caches each module's bytecode on first import, in every process make starts (a
 # replica would otherwise compile TensorFlow's sources at each start where the shell sets it).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv models demo test check lint bench soak clean browser constraints
+.PHONY: venv models demo test check lint bench soak clean browser constraints $(MODEL_TARGETS)
+
+# Set-up steps run two at a time where nothing orders them: apt installing Chromium beside pip
+# filling .venv, and the example models beside each other (TensorFlow's import is most of one).
+# Their output may interleave.
+MAKEFLAGS += --jobs=2
 
 venv: $(STAMP)
 
@@ -31,8 +37,10 @@ $(STAMP): pyproject.toml constraints.txt
 constraints: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^inferd' > constraints.txt
 
-models: $(STAMP)
-	@for example in $(EXAMPLES); do $(BIN)/python examples/$$example/build_model.py || exit 1; done
+models: $(MODEL_TARGETS)
+
+$(MODEL_TARGETS): model-%: $(STAMP)
+	$(BIN)/python examples/$*/build_model.py
 
 demo: models
 	$(BIN)/python scripts/demo.py

@@ -167,7 +167,8 @@ def cli() -> None:
     """Deploy machine-learning models as web APIs.
 
     A project folder holds a cortex.yaml (or inferd.yaml), the models and optional request
-    handlers. Cortex v0.10 projects run unchanged.
+    handlers. Cortex v0.10 projects run as they are, or with the changes the README lists
+    (--relax-pins for 2019 pins; no gpu line on a machine without a GPU).
 
     \b
     Examples:

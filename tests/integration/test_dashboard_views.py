@@ -184,6 +184,17 @@ def test_a_page_of_another_origin_can_neither_read_nor_change_the_operator(
     assert operator.json("get", "vfront")[0]["apis"]
 
 
+STALLED = "offline the operator has not answered for 10 s"
+
+
+def _page_state(page: Page) -> str:
+    """The page's connection state and what it says of it."""
+    state: str = page.evaluate(
+        "(node) => `${node.dataset.state} ${node.textContent}`", page.query_selector("#state")
+    )
+    return state
+
+
 def _writer(pipe: Path) -> int | None:
     """The write end of ``pipe`` when someone waits to read it (None when nobody does)."""
     try:
@@ -233,6 +244,8 @@ def test_the_gateway_answers_while_the_dashboard_waits_on_a_stalled_disk(
                 f"{operator.url}/v2/models/chall/infer", json={"inputs": [ROW]}, timeout=30
             )
             assert answer.status_code == 200, answer.text
+            # The open page stops saying "updated" (with the time of its last data) and says why.
+            wait_for(lambda: _page_state(page) == STALLED, 60, "the page to say its data has stopped")
         finally:
             wait_for(lambda: answered(waiting), 120, "the dashboard's answer")
             stalled.unlink()
@@ -240,3 +253,4 @@ def test_the_gateway_answers_while_the_dashboard_waits_on_a_stalled_disk(
     assert overview.status_code == 200
     shown = {api["name"]: api for api in overview.json()["apis"]}
     assert shown["chall"]["payloads"] == [] and shown["chall"]["logs"]
+    wait_for(lambda: _page_state(page).startswith("ok updated"), 60, "the page to update again")

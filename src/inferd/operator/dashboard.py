@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,9 @@ class Dashboard(HttpServer):
         self._last_tick: float | None = None
         self._files: dict[bytes, tuple[bytes, bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # One thread reads the files: a stalled disk holds it alone, not the threads the
+        # operator's other work (payload writes, deploys) shares.
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="inferd-dashboard")
 
     # lifecycle (called by Operator.run)
 
@@ -152,6 +156,7 @@ class Dashboard(HttpServer):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
         self.stop_listening()
+        self._reader.shutdown(wait=False, cancel_futures=True)
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
@@ -246,7 +251,8 @@ class Dashboard(HttpServer):
         # The logs and payload logs are read in a worker thread: the event loop answering the
         # gateway's requests never waits on the disk for a page (a slow or stalled disk, or 50
         # APIs' files on every refresh of every open page).
-        files = await asyncio.to_thread(self._read_files, [api["key"] for api in overview["apis"]])
+        keys = [api["key"] for api in overview["apis"]]
+        files = await asyncio.get_running_loop().run_in_executor(self._reader, self._read_files, keys)
         for api in overview["apis"]:
             api["logs"], api["payloads"] = files[api.pop("key")]
         conn.respond(200, orjson.dumps(overview), headers=SECURITY_HEADERS)

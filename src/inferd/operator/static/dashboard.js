@@ -5,6 +5,7 @@
 "use strict";
 
 const REFRESH_MS = 2500;
+const ANSWER_MS = 10000; // an answer slower than this: the page says the data has stopped, not "updated"
 const SVG_NS = "http://www.w3.org/2000/svg";
 const MIN_SPAN = 60; // seconds: a young history is not stretched over a wider axis than this
 const COLORS = {
@@ -127,8 +128,14 @@ function fmtRelative(seconds) {
 async function refresh() {
   if (busy) return;
   busy = true;
+  const waited = new AbortController();
+  const timer = setTimeout(() => waited.abort(), ANSWER_MS);
   try {
-    const response = await fetch("/dashboard/api/overview", { cache: "no-store", credentials: "same-origin" });
+    const response = await fetch("/dashboard/api/overview", {
+      cache: "no-store",
+      credentials: "same-origin",
+      signal: waited.signal,
+    });
     if (response.status === 401) {
       setState("expired", "signed out: run `inferd dashboard` for a new link");
     } else if (!response.ok) {
@@ -140,8 +147,10 @@ async function refresh() {
       document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     }
   } catch (error) {
-    setState("offline", "the operator is not reachable");
+    if (waited.signal.aborted) setState("offline", `the operator has not answered for ${ANSWER_MS / 1000} s`);
+    else setState("offline", "the operator is not reachable");
   } finally {
+    clearTimeout(timer);
     busy = false;
   }
 }

@@ -172,6 +172,13 @@ class Client:
             response = self.session.request(
                 method, url + path, json=body, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
             )
+        except requests.ConnectionError as exc:
+            if _cut_off(exc):
+                raise OperatorError(
+                    "the operator stopped before it answered (`inferd down`, or it crashed): "
+                    "see `inferd get` once it is up again"
+                ) from None
+            raise OperatorError(f"cannot reach the operator: {exc}") from None
         except requests.RequestException as exc:
             raise OperatorError(f"cannot reach the operator: {exc}") from None
         return _result(response)
@@ -282,6 +289,13 @@ def post_sample(
             )
         except requests.RequestException as exc:
             raise OperatorError(f"cannot reach {url}: {exc}") from None
+
+
+def _cut_off(error: requests.ConnectionError) -> bool:
+    """Whether the connection closed after the request went out (not: could not connect)."""
+    from urllib3.exceptions import ProtocolError
+
+    return bool(error.args) and isinstance(error.args[0], ProtocolError)
 
 
 def _result(response: requests.Response) -> Any:

@@ -6,9 +6,17 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conftest import INFERD, make_project, wait_for
+from tests.conftest import INFERD, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 from tests.integration.test_operator import HeldModel
+
+
+def start(inferd: Inferd, *args: str) -> subprocess.Popen[str]:
+    """``inferd ARGS`` in the background."""
+    return subprocess.Popen(
+        [str(INFERD), *args], env=inferd.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
 
 NEAR = "- kind: deployment\n  name: race\n- kind: api\n  name: near\n  onnx:\n    model: m.onnx\n"
 
@@ -27,18 +35,9 @@ def test_a_delete_during_a_deploy_of_the_same_deployment_is_not_undone(
         far = f"- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n"
         (project / "cortex.yaml").write_text(NEAR + far)
 
-        def start(*args: str) -> subprocess.Popen[str]:
-            return subprocess.Popen(
-                [str(INFERD), *args],
-                env=inferd.env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-
-        deploy = start("deploy", str(project))
+        deploy = start(inferd, "deploy", str(project))
         assert origin.asked.wait(60)
-        delete = start("delete", "race", "--timeout", "60")
+        delete = start(inferd, "delete", "race", "--timeout", "60")
         waiting = "deployment 'race': the delete waits for the deploy in progress to finish"
         wait_for(
             lambda: delete.poll() is not None or waiting in (inferd.home / "operator.log").read_text(),
@@ -57,3 +56,32 @@ def test_a_delete_during_a_deploy_of_the_same_deployment_is_not_undone(
     assert "api 'far' was removed before it became live" in deployed[1]
     wait_for(lambda: inferd.json("get") == [], 60, "every API of the deleted deployment gone")
     assert "race" not in json.loads((inferd.home / "state.json").read_text())["deployments"]
+
+
+def test_down_while_a_deploy_downloads_its_model_stops_the_operator(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """`inferd down` does not wait for a model download (or a pip install) that a deploy in
+    progress runs: it was 'the operator (pid N) is still running after 60s', exit 1, and the
+    operator went on until the download ended."""
+    origin = HeldModel(iris_onnx_model)
+    try:
+        far = f"- kind: api\n  name: remote\n  onnx:\n    model: {origin.url}\n"
+        project = make_project(tmp_path / "p", "- kind: deployment\n  name: far\n" + far)
+        inferd.run("up")
+        pid = inferd.operator_pid()
+        assert pid is not None
+        deploy = start(inferd, "deploy", str(project))
+        assert origin.asked.wait(60)  # the download is under way, and waits
+        down = inferd.run("down", check=False, timeout=120)
+        deployed = deploy.communicate(timeout=60)
+    finally:
+        origin.close()
+    assert (down.returncode, down.stdout.strip()) == (0, "the inferd operator stopped"), down.stderr
+    assert not process_alive(pid)
+    # The deploy it cut short says so in one sentence.
+    assert deploy.returncode == 1
+    assert deployed[1].strip() == (
+        "error: the operator stopped before it answered (`inferd down`, or it crashed): "
+        "see `inferd get` once it is up again"
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
 import sys
+from typing import NoReturn
 
 import uvloop
 
@@ -23,7 +25,8 @@ def main() -> int:
     host = os.environ.get("INFERD_HOST", "127.0.0.1")
     port = int(os.environ.get("INFERD_PORT", "8888"))
     try:
-        return uvloop.run(Operator(home, host, port).run())
+        # The runner is not closed: closing it waits for worker threads (see ``exit_now``).
+        return asyncio.Runner(loop_factory=uvloop.new_event_loop).run(Operator(home, host, port).run())
     except InferdError as exc:
         logging.getLogger("inferd.operator").error("%s", exc.message)
         return exc.exit_code
@@ -35,5 +38,20 @@ def main() -> int:
         return 1
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the process without waiting for threads still at work.
+
+    Everything the operator owns is stopped by then; what may still run in a worker thread is a
+    model download (or a ``pip install``, whose process finishes on its own) for a deploy that
+    ``inferd down`` cut short. Python would wait for it at exit (minutes, past ``inferd down``'s
+    60 s); its half-written files are in scratch folders the next collection removes, as after
+    a ``kill -9``.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

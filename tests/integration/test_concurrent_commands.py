@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -85,3 +87,44 @@ def test_down_while_a_deploy_downloads_its_model_stops_the_operator(
         "error: the operator stopped before it answered (`inferd down`, or it crashed): "
         "see `inferd get` once it is up again"
     )
+
+
+def _pip_processes(home: Path) -> list[int]:
+    """The pids of pip processes installing into ``home``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if entry.name.isdigit() and "install" in command and str(home / "envs") in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_down_during_a_requirements_install_leaves_no_pip_behind(inferd: Inferd, tmp_path: Path) -> None:
+    """pip ends with the operator (it was left running, its parent gone, writing into a
+    folder nobody would use): here, an install waiting on a package index that never answers."""
+    (tmp_path / "empty").write_bytes(b"")
+    index = HeldModel(tmp_path / "empty")  # answers nothing until released
+    predictor = "def predict(sample, metadata):\n    return sample\n"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: pkgs\n- kind: api\n  name: echo\n  predictor:\n    path: p.py\n",
+        {
+            "p.py": predictor,
+            "requirements.txt": f"--index-url {index.url.rsplit('/', 1)[0]}/simple/\nnot-on-any-index==1.0\n",
+        },
+    )
+    try:
+        deploy = start(inferd, "deploy", str(project))
+        assert index.asked.wait(120)  # pip is asking the index
+        pips = _pip_processes(inferd.home)
+        assert pips
+        inferd.run("down")
+        deploy.communicate(timeout=60)
+        wait_for(lambda: not any(process_alive(pid) for pid in pips), 30, "pip to end with the operator")
+    finally:
+        for pid in _pip_processes(inferd.home):  # (only when the test failed)
+            os.kill(pid, signal.SIGKILL)
+        index.close()

@@ -41,6 +41,14 @@ PIP_TIMEOUT = 900
 INDEX_TIMEOUT = 120
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 NOTES_FILE = ".notes.json"
+# ``python -m pip``, but killed by the kernel when the thread that started it ends (the operator
+# killed, or stopped by ``inferd down`` during the install): an orphaned pip went on writing
+# into a scratch folder nobody would use.
+_PIP_ENDING_WITH_US = (
+    "import ctypes, os, runpy, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGKILL); "  # PR_SET_PDEATHSIG
+    "os.getppid() == {parent} or sys.exit('the process that started pip is gone'); "
+    "runpy.run_module('pip', run_name='__main__', alter_sys=True)"
+)
 
 Note = Callable[[str], None]
 VersionsOf = Callable[[str], list[Version]]
@@ -299,7 +307,8 @@ def _read_notes(target: Path) -> list[str]:
 def _pip_install(scratch: Path, lines: list[str], cwd: Path) -> None:
     listing = scratch / ".requirements.txt"
     listing.write_text("\n".join(lines) + "\n")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    command = [sys.executable, "-c", _PIP_ENDING_WITH_US.format(parent=os.getpid()), "install", "--quiet"]
+    command += ["--disable-pip-version-check"]
     command += ["--no-input", "--target", str(scratch), "-r", str(listing)]
     try:
         result = subprocess.run(

@@ -42,7 +42,7 @@ def exit_now(code: int) -> NoReturn:
     """End the process without waiting for threads still at work.
 
     Everything the operator owns is stopped by then; what may still run in a worker thread is a
-    model download (or a ``pip install``, whose process finishes on its own) for a deploy that
+    model download (or a ``pip install``, whose process the kernel ends) for a deploy that
     ``inferd down`` cut short. Python would wait for it at exit (minutes, past ``inferd down``'s
     60 s); its half-written files are in scratch folders the next collection removes, as after
     a ``kill -9``.

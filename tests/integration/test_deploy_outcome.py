@@ -129,6 +129,27 @@ def test_compute_unavailable_is_refused_at_once_with_the_reason(
     assert predicted.stderr == f"error: api 'huge' is not ready: compute unavailable: {reason} (503)\n"
 
 
+def test_inferd_cpus_sets_the_cores_the_operators_replicas_may_reserve(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # 3 cores whatever this machine has: a 2.5-core API fits (on a 2-core machine too), and
+    # then a 1-core one does not, with the reason naming the setting.
+    inferd.env["INFERD_CPUS"] = "3"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: set\n"
+        "- kind: api\n  name: wide\n  onnx:\n    model: m.onnx\n  compute:\n    cpu: 2.5\n"
+        "- kind: api\n  name: more\n  onnx:\n    model: m.onnx\n  compute:\n    cpu: 1\n",
+        models={"m.onnx": iris_onnx_model},
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert inferd.api("wide")["status"] == "live"
+    assert inferd.post("/set/wide", SAMPLE).status_code == 200
+    reason = "needs cpu 1, 0.5 of the 3 INFERD_CPUS allows is free (other replicas hold the rest)"
+    assert f"api 'more' failed (compute unavailable): {reason}" in result.stderr
+
+
 def test_an_api_waits_for_the_room_a_removed_api_frees(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

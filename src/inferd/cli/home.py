@@ -55,7 +55,8 @@ def prune() -> None:
 def systemd_unit() -> str:
     """A unit running this operator under systemd (which then restarts it, not our supervisor)."""
     environment = {"INFERD_HOME": str(inferd_home().resolve())}
-    for name in ("INFERD_HOST", "INFERD_PORT", "INFERD_LOG_MAX_BYTES", "INFERD_LOG_BACKUPS", "PATH"):
+    settings = ("INFERD_HOST", "INFERD_PORT", "INFERD_CPUS", "INFERD_LOG_MAX_BYTES", "INFERD_LOG_BACKUPS")
+    for name in (*settings, "PATH"):
         if os.environ.get(name):
             environment[name] = os.environ[name]
     lines = [

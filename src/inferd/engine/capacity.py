@@ -1,13 +1,23 @@
-"""What this machine can hold: replicas are placed only while their ``compute`` fits."""
+"""What this machine can hold: replicas are placed only while their ``compute`` fits.
+
+The cores replicas may reserve in all are the machine's, or ``INFERD_CPUS`` when set: more than
+the machine has lets many mostly idle APIs share it (each keeps Cortex's default 200m request),
+fewer keeps cores for other work.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from inferd.engine.gpus import Claim, GpuNeed, GpuPool
+
+log = logging.getLogger("inferd.engine")
+
+CPUS_ENV = "INFERD_CPUS"
 
 
 def _total_memory() -> int:
@@ -24,6 +34,22 @@ def _total_memory() -> int:
 Need = tuple[float, int | None]  # cpu cores, memory bytes of one replica
 
 
+def replica_cpus(environ: Mapping[str, str] = os.environ) -> tuple[float, bool]:
+    """The cores replicas may reserve in all, and whether ``INFERD_CPUS`` set them."""
+    cores = float(len(os.sched_getaffinity(0)))
+    text = environ.get(CPUS_ENV, "").strip()
+    if not text:
+        return cores, False
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        log.warning("%s=%r is not a number of cores above 0: using this machine's %g", CPUS_ENV, text, cores)
+        return cores, False
+    return value, True
+
+
 @dataclass(frozen=True)
 class Capacity:
     """CPU cores, memory bytes and the GPUs (from the driver) available to replicas."""
@@ -31,10 +57,12 @@ class Capacity:
     cpus: float
     memory: int
     gpus: GpuPool = field(default_factory=GpuPool)
+    cpus_set: bool = False  # ``cpus`` came from INFERD_CPUS, not the machine
 
     @classmethod
-    def of_this_machine(cls) -> Capacity:
-        return cls(cpus=float(len(os.sched_getaffinity(0))), memory=_total_memory(), gpus=GpuPool.discover())
+    def of_this_machine(cls, environ: Mapping[str, str] = os.environ) -> Capacity:
+        cpus, cpus_set = replica_cpus(environ)
+        return cls(cpus=cpus, memory=_total_memory(), gpus=GpuPool.discover(), cpus_set=cpus_set)
 
     def room(
         self,
@@ -82,16 +110,20 @@ class Capacity:
         ]
         for name, need, total, _, shown, total_shown, _ in checks:
             if need > total + 1e-9:
+                if name == "cpu" and self.cpus_set:
+                    return f"needs cpu {shown}, {CPUS_ENV} allows {total_shown}"
                 return f"needs {name} {shown}, this machine has {total_shown}"
         gpu_reason = None if gpu is None else self.gpus.shortfall(claims, gpu)
         if gpu_reason is not None:
             return gpu_reason
         for name, need, _, free, shown, total_shown, free_shown in checks:
             if need > free + 1e-9:
-                return (
-                    f"needs {name} {shown}, {free_shown} of this machine's {total_shown} is free "
-                    "(other replicas hold the rest)"
-                )
+                by_env = name == "cpu" and self.cpus_set
+                whose = f"the {total_shown} {CPUS_ENV} allows" if by_env else f"this machine's {total_shown}"
+                held = "other replicas hold the rest"
+                if name == "cpu" and not by_env:
+                    held += f"; set {CPUS_ENV} to let replicas reserve more cores than it has"
+                return f"needs {name} {shown}, {free_shown} of {whose} is free ({held})"
         return "this machine has no room for another replica"
 
 

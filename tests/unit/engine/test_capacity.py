@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from inferd.engine.capacity import Capacity
+import os
+
+import pytest
+
+from inferd.engine.capacity import Capacity, replica_cpus
 from inferd.engine.gpus import Claim, GpuNeed, GpuPool
 from tests.unit.engine.fake_nvml import machine
 
@@ -36,13 +40,33 @@ def test_the_shortfall_names_what_is_asked_and_what_exists() -> None:
         "needs 1 GPU (compute.gpu) per replica; this machine has no GPU"
     )
     assert machine.shortfall([(1.5, None)], 1.0, None) == (
-        "needs cpu 1, 0.5 of this machine's 2 is free (other replicas hold the rest)"
+        "needs cpu 1, 0.5 of this machine's 2 is free (other replicas hold the rest"
+        "; set INFERD_CPUS to let replicas reserve more cores than it has)"
     )
     # ten replicas of 0.2 hold it all: none is free (not the 2.2e-16 the float sum leaves)
     assert machine.shortfall([(0.2, None)] * 10, 0.2, None) == (
-        "needs cpu 0.2, 0 of this machine's 2 is free (other replicas hold the rest)"
+        "needs cpu 0.2, 0 of this machine's 2 is free (other replicas hold the rest"
+        "; set INFERD_CPUS to let replicas reserve more cores than it has)"
     )
     # twenty of 0.1 leave -4.4e-16, which rounded is -0.0: still "0", never "-0"
     assert machine.shortfall([(0.1, None)] * 20, 0.1, None) == (
-        "needs cpu 0.1, 0 of this machine's 2 is free (other replicas hold the rest)"
+        "needs cpu 0.1, 0 of this machine's 2 is free (other replicas hold the rest"
+        "; set INFERD_CPUS to let replicas reserve more cores than it has)"
+    )
+
+
+def test_inferd_cpus_sets_the_cores_replicas_may_reserve(caplog: pytest.LogCaptureFixture) -> None:
+    cores = float(len(os.sched_getaffinity(0)))
+    assert replica_cpus({}) == (cores, False)
+    assert replica_cpus({"INFERD_CPUS": " "}) == (cores, False)
+    assert replica_cpus({"INFERD_CPUS": "16"}) == (16.0, True)
+    assert replica_cpus({"INFERD_CPUS": "0.5"}) == (0.5, True)
+    for bad in ("0", "-2", "lots", "nan", "inf"):
+        assert replica_cpus({"INFERD_CPUS": bad}) == (cores, False)
+        assert f"INFERD_CPUS={bad!r} is not a number of cores above 0" in caplog.text
+    shared = Capacity(cpus=16.0, memory=8 * 2**30, cpus_set=True)
+    assert shared.room([(0.2, None)] * 10, 0.2, None) == 70  # Cortex's 200m: eighty on sixteen
+    assert shared.shortfall([], 64.0, None) == "needs cpu 64, INFERD_CPUS allows 16"
+    assert shared.shortfall([(0.2, None)] * 80, 0.2, None) == (
+        "needs cpu 0.2, 0 of the 16 INFERD_CPUS allows is free (other replicas hold the rest)"
     )

@@ -24,6 +24,7 @@ from tests.conftest import (
     wait_for,
     zygote_pids,
 )
+from tests.integration.test_operator import HeldModel
 
 Serve = Callable[..., Server]
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -323,3 +324,36 @@ def test_stopping_does_not_wait_for_a_replica_still_loading(
     wait_for(lambda: not process_alive(replica), 30, "the loading replica gone")
     assert not (marks / "imported").exists()
     assert "inferd: stopped" in server.log()
+
+
+def test_ctrl_c_while_the_model_downloads_stops_at_once(tmp_path: Path, iris_onnx_model: Path) -> None:
+    """Ctrl-C during the download of a remote model (or a requirements install) stops
+    `inferd serve` without waiting for it: it went on until the download ended (minutes for a
+    large model), and a second Ctrl-C was ignored."""
+    origin = HeldModel(iris_onnx_model)
+    config = (
+        f"- kind: deployment\n  name: far\n- kind: api\n  name: remote\n  onnx:\n    model: {origin.url}\n"
+    )
+    project = make_project(tmp_path / "p", config)
+    env = dict(os.environ, INFERD_HOME=str(tmp_path / "home"), PYTHONUNBUFFERED="1")
+    log = tmp_path / "serve.log"
+    try:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(INFERD), "serve", str(project), "--port", "0"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        try:
+            assert origin.asked.wait(120)  # the download waits until the origin is released
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)  # the origin holds the download for 120 s
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    finally:
+        origin.close()
+    assert process.returncode == 0, log.read_text()
+    assert log.read_text().rstrip().endswith("inferd: stopped")

@@ -269,11 +269,10 @@ def serve(
       inferd serve . --port 9000
       inferd serve . --reload   # edits roll out at once; a broken edit keeps the old code
     """
-    import uvloop
 
     from inferd.config.load import load_project
     from inferd.gateway.edge import EdgeLimits
-    from inferd.operator.serve import serve_project
+    from inferd.operator.serve import exit_now, run_leaving_threads, serve_project
 
     limits = EdgeLimits.from_env(
         max_header_bytes=max_header_bytes,
@@ -286,7 +285,7 @@ def serve(
     if relax_pins:
         project = project.relaxed()
     try:
-        code = uvloop.run(
+        code = run_leaving_threads(
             serve_project(
                 project,
                 host,
@@ -302,7 +301,7 @@ def serve(
     except OSError as exc:
         hint = "; choose another with --port" if exc.errno == errno.EADDRINUSE else ""
         raise InferdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
-    sys.exit(code)
+    exit_now(code)  # a download a Ctrl-C cut short may still run in a thread: not waited for
 
 
 @cli.command()

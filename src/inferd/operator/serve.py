@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
+
+import uvloop
 
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
@@ -60,27 +64,27 @@ async def serve_project(
         loop.add_signal_handler(signum, stop.set)
     if reload:
         no_bytecode()
-    await engine.apply(project)
-    heap.settle()
-    bound = gateway.ports[0] if gateway.ports else port
-    base = f"http://{host}:{bound}"
-    say(f"inferd: serving deployment '{project.deployment.name}' on {base}")
-    for config in project.apis:
-        count = max(1, config.api.compute.replicas_at_start) if replicas is None else replicas
-        say(
-            f"  {config.name:<20} POST {base}{config.endpoint}  ({config.api.model_format}, "
-            f"{count} replica{'s' if count != 1 else ''}{'' if replicas is None else ', fixed'})"
-        )
-    ready_task = loop.create_task(_announce_ready(gateway, say, quiet_when_live=reload))
     # payload_log and shadow records go to $INFERD_HOME/payloads/, as under the operator
     payload_task = loop.create_task(PayloadWriter(home, gateway.payloads).run_forever())
-    watch_task = None
-    if reload:
-        watch_task = loop.create_task(Reloader(project, engine, say).run(stop))
-    await stop.wait()
-    ready_task.cancel()
-    if watch_task is not None:
-        watch_task.cancel()
+    if await _applied(engine, project, stop):
+        heap.settle()
+        bound = gateway.ports[0] if gateway.ports else port
+        base = f"http://{host}:{bound}"
+        say(f"inferd: serving deployment '{project.deployment.name}' on {base}")
+        for config in project.apis:
+            count = max(1, config.api.compute.replicas_at_start) if replicas is None else replicas
+            say(
+                f"  {config.name:<20} POST {base}{config.endpoint}  ({config.api.model_format}, "
+                f"{count} replica{'s' if count != 1 else ''}{'' if replicas is None else ', fixed'})"
+            )
+        ready_task = loop.create_task(_announce_ready(gateway, say, quiet_when_live=reload))
+        watch_task = None
+        if reload:
+            watch_task = loop.create_task(Reloader(project, engine, say).run(stop))
+        await stop.wait()
+        ready_task.cancel()
+        if watch_task is not None:
+            watch_task.cancel()
     say("inferd: stopping: finishing accepted requests (Ctrl-C again is ignored)")
     await gateway.drain(grace)
     await engine.stop()
@@ -92,6 +96,22 @@ async def serve_project(
         log_writer.flush()
     say("inferd: stopped")
     return 0
+
+
+async def _applied(engine: LocalEngine, project: Project, stop: asyncio.Event) -> bool:
+    """Apply ``project``; False when ``stop`` comes first: a remote model's download or a
+    requirements install may take minutes, and Ctrl-C does not wait for it."""
+    applying = asyncio.ensure_future(engine.apply(project))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((applying, stopping), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if applying.done():
+        applying.result()  # (its error, if any)
+        return True
+    applying.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await applying
+    return False
 
 
 async def _announce_ready(gateway: Gateway, say: Callable[[str], None], quiet_when_live: bool) -> None:
@@ -113,3 +133,23 @@ async def _announce_ready(gateway: Gateway, say: Callable[[str], None], quiet_wh
                 errors[key] = queue.error
                 say(f"inferd: api '{queue.name}' failed to start: {queue.error}")
         await asyncio.sleep(0.1)
+
+
+def run_leaving_threads(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` on uvloop, without waiting for worker threads at the end (see ``exit_now``)."""
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop).run(main)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process without waiting for threads still at work.
+
+    Everything the operator owns is stopped by then; what may still run in a worker thread is a
+    model download (or a ``pip install``, whose process the kernel ends) for a deploy that
+    ``inferd down`` cut short. Python would wait for it at exit (minutes, past ``inferd down``'s
+    60 s); its half-written files are in scratch folders the next collection removes, as after
+    a ``kill -9``.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

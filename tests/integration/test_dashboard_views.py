@@ -254,3 +254,32 @@ def test_the_gateway_answers_while_the_dashboard_waits_on_a_stalled_disk(
     shown = {api["name"]: api for api in overview.json()["apis"]}
     assert shown["chall"]["payloads"] == [] and shown["chall"]["logs"]
     wait_for(lambda: _page_state(page).startswith("ok updated"), 60, "the page to update again")
+
+
+def test_a_refresh_lays_the_page_out_once_whatever_the_number_of_apis(
+    operator: Inferd, page: Page, tmp_path: Path
+) -> None:
+    """Each refresh redraws every API; it read the layout after each write (every chart's width,
+    every log's scroll), so the browser laid the page out about four times per API, every 2.5 s
+    (50 APIs: 200 layouts and over a second of a busy page per refresh on this machine)."""
+    models = {"models/iris.onnx": example("iris-onnx") / "models" / "iris.onnx"}
+    operator.run("deploy", str(make_project(tmp_path / "vshop", V2_SHOP, models=models)))
+    drawn = "() => latest !== null && ['champ', 'chall'].every((n) => latest.apis.some((a) => a.name === n))"
+    wait_for(lambda: page.evaluate(drawn), 60, "the page to draw both APIs")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+
+    def layouts() -> float:
+        metrics = cdp.send("Performance.getMetrics")["metrics"]
+        return float(next(metric["value"] for metric in metrics if metric["name"] == "LayoutCount"))
+
+    renders = 5
+    before = layouts()
+    page.evaluate(f"() => {{ for (let i = 0; i < {renders}; i++) render(latest); }}")
+    # one layout a refresh (and one for any frame the browser drew between the counts)
+    assert layouts() - before <= 2 * renders
+    cdp.detach()
+    # The logs still open scrolled to their newest line.
+    scrolled = """() => [...document.querySelectorAll('pre[data-logs]')].map(
+      (pre) => pre.scrollHeight - pre.scrollTop - pre.clientHeight)"""
+    assert all(gap < 8 for gap in page.evaluate(scrolled))

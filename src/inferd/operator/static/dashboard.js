@@ -182,15 +182,30 @@ function render(data) {
       sections.delete(name);
     }
   }
-  data.apis.forEach((api, index) => {
+  const shown = data.apis.map((api, index) => {
     let section = sections.get(api.name);
     if (!section) {
       section = buildSection(api.name);
       sections.set(api.name, section);
     }
     if (details.children[index] !== section.root) details.insertBefore(section.root, details.children[index] || null);
-    updateSection(section, api, data);
+    return section;
   });
+  // The page's geometry is read for every section first, then every section is drawn: a read
+  // after each write made the browser lay the whole page out again, four times an API a refresh.
+  const layouts = shown.map(measure);
+  shown.forEach((section, index) => updateSection(section, data.apis[index], data, layouts[index]));
+  for (const section of shown) {
+    if (section.scrollLogs) section.logs.scrollTop = section.logs.scrollHeight;
+    section.scrollLogs = false;
+  }
+}
+
+function measure(section) {
+  const widths = {};
+  for (const [id, chart] of Object.entries(section.charts)) widths[id] = chart.svg.getBoundingClientRect().width;
+  const pre = section.logs;
+  return { widths, logsAtBottom: pre.scrollHeight - pre.scrollTop - pre.clientHeight < 8 };
 }
 
 function renderOverview(data) {
@@ -324,10 +339,10 @@ function buildSection(name) {
       payloads,
     ),
   );
-  return { root, status, info, replicas, error, curl, charts, tracker, signature, gpus, payloads, logs, logText: null, sigKey: null };
+  return { root, status, info, replicas, error, curl, charts, tracker, signature, gpus, payloads, logs, logText: null, sigKey: null, scrollLogs: false };
 }
 
-function updateSection(section, api, data) {
+function updateSection(section, api, data, layout) {
   section.status.replaceChildren(badge(api.status));
   setText(section.info, `deployment ${api.deployment} · ${api.model_format}`);
   section.replicas.replaceChildren(
@@ -342,13 +357,14 @@ function updateSection(section, api, data) {
   setText(section.curl, api.curl);
   for (const chart of Object.values(section.charts)) {
     chart.data = { history: api.history, now: data.now, window: data.window_seconds, period: data.sample_seconds };
+    chart.width = layout.widths[chart.spec.id];
     drawChart(chart);
   }
   drawTracker(section.tracker, api);
   drawSignature(section, api);
   drawGpus(section, api.gpus || []);
   drawPayloads(section, api);
-  drawLogs(section, api.logs || []);
+  drawLogs(section, api.logs || [], layout.logsAtBottom);
 }
 
 // ---------- line charts
@@ -363,7 +379,7 @@ function chartDomain(chart) {
 function drawChart(chart) {
   const { spec, svg } = chart;
   const { history } = chart.data;
-  const width = Math.max(160, Math.round(svg.getBoundingClientRect().width) || 300);
+  const width = Math.max(160, Math.round(chart.width) || 300); // measured by render()
   const height = 130;
   const pad = { left: 40, right: 6, top: 8, bottom: 18 };
   const plotW = width - pad.left - pad.right;
@@ -655,13 +671,12 @@ function fmtClockMs(epoch) {
   return `${fmtClock(Math.floor(epoch))}.${millis}`;
 }
 
-function drawLogs(section, lines) {
+function drawLogs(section, lines, atBottom) {
   const text = lines.join("\n");
   if (section.logText === text) return;
   const first = section.logText === null;
   section.logText = text;
   const pre = section.logs;
-  const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 8;
   let inTraceback = false;
   const rows = lines.map((line) => {
     const access = accessRecord(line);
@@ -689,7 +704,7 @@ function drawLogs(section, lines) {
   });
   if (!rows.length) rows.push(el("div", { class: "muted" }, "no log lines yet"));
   pre.replaceChildren(...rows);
-  if (atBottom || first) pre.scrollTop = pre.scrollHeight;
+  section.scrollLogs = atBottom || first; // scrolled once every section is drawn (render)
 }
 
 // ---------- copy

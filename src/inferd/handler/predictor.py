@@ -6,7 +6,6 @@ become ``HandlerError`` naming the function and file; the traceback goes to the 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import time
@@ -20,6 +19,7 @@ from inferd.config.load import find_config
 from inferd.config.schema import Api
 from inferd.errors import ConfigError, HandlerError, InferdError, InputError, LoadError, ModelError
 from inferd.handler import cortex_paths, legacy_imports, numpy_compat, python_compat
+from inferd.handler.batches import split_rows, stack_key
 from inferd.handler.convert import (
     check_dimension_names,
     shares_dimension_names,
@@ -220,7 +220,7 @@ class Predictor:
                 results[index] = (None, exc, {})
                 continue
             entry = (index, inputs, clock() - started)
-            groups.setdefault(_stack_key(inputs) or ("alone", index), []).append(entry)
+            groups.setdefault(stack_key(inputs) or ("alone", index), []).append(entry)
         for group in groups.values():
             self._run_group(group, results)
         return results
@@ -240,7 +240,7 @@ class Predictor:
             counts = [int(next(iter(inputs.values())).shape[0]) for _, inputs, _ in group]
             started = clock()
             try:
-                parts = _split(self._run_raw(stacked), counts)
+                parts = split_rows(self._run_raw(stacked), counts)
             except (ModelError, InputError):  # one bad sample must not fail its batch: each alone below
                 parts = None
             model_time = clock() - started
@@ -378,40 +378,6 @@ def devices_of(api: Api) -> Devices:
 
 
 Prepared = tuple[int, dict[str, np.ndarray[Any, Any]], float]  # sample index, model inputs, pre time
-
-
-def _stack_key(inputs: dict[str, np.ndarray[Any, Any]]) -> tuple[Any, ...] | None:
-    """What samples must share to be stacked: every input's dtype and shape past the batch dimension.
-
-    ``None`` when the sample has no common batch dimension (it runs alone).
-    """
-    rows = {value.shape[0] if value.ndim else None for value in inputs.values()}
-    if len(rows) != 1 or None in rows:
-        return None
-    return tuple((name, value.dtype.str, value.shape[1:]) for name, value in sorted(inputs.items()))
-
-
-def _split(prediction: Any, counts: list[int]) -> list[Any] | None:
-    """Cut a batched prediction back into one per sample (``None`` when rows do not line up)."""
-    total = sum(counts)
-    bounds = np.cumsum([0, *counts])
-    if isinstance(prediction, dict):
-        if not all(_has_rows(value, total) for value in prediction.values()):
-            return None
-        return [
-            {name: value[a:b] for name, value in prediction.items()} for a, b in itertools.pairwise(bounds)
-        ]
-    if isinstance(prediction, list):
-        if not all(_has_rows(value, total) for value in prediction):
-            return None
-        return [[value[a:b] for value in prediction] for a, b in itertools.pairwise(bounds)]
-    return None
-
-
-def _has_rows(value: Any, total: int) -> bool:
-    if isinstance(value, np.ndarray):
-        return value.ndim > 0 and value.shape[0] == total
-    return isinstance(value, list) and len(value) == total
 
 
 def _flat(value: Any) -> Any:

@@ -260,6 +260,13 @@ def test_v2_errors(client: triton.InferenceServerClient, server: Server) -> None
     )
     assert response.status_code == 400
     assert "binary_data_size is 8 bytes, but shape [1, 4] of FP32 needs 16" in response.json()["error"]
+    # the protocol's id is a string (echoed as given): a number is refused, not echoed as one
+    numbered = {
+        "id": 7,
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+    }
+    response = requests.post(server.url + "/v2/models/iris/infer", json=numbered, timeout=10)
+    assert response.status_code == 400 and "'id' must be a string" in response.json()["error"]
     assert requests.get(server.url + "/v2/models/broken/ready", timeout=5).status_code == 503
     assert requests.get(server.url + "/v2/health/ready", timeout=5).status_code == 503
     assert requests.get(server.url + "/v2/models", timeout=5).json()["models"] == [

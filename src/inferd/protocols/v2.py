@@ -158,6 +158,8 @@ def decode_request(
         raise InputError(f"malformed JSON: {exc}") from None
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise InputError("the request must be an object with an 'inputs' list")
+    if not isinstance(request.get("id", ""), str):
+        raise InputError("'id' must be a string (the protocol's request id, echoed in the answer)")
     _check_outputs(request)
     by_name = {spec.name: spec for spec in specs}
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")

@@ -25,6 +25,12 @@ FAILURE_TRIGGERS = ("REPLICA_STARTUP_FAILED", "HEALTH_CHECK_FAILED", "DEPLOYMENT
 UNSCHEDULABLE = re.compile(r"taken more than \d+s to be scheduled|resources? (are|is) not available", re.I)
 # The last "SomeError: message" line of a traceback Serve passes on.
 ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
+# inferd's own error, raised in the replica: its message is the one the local operator shows.
+INFERD_ERROR = re.compile(r"^inferd\.errors\.\w+: (.+)$")
+# Serve's reason a replica waits for a node: what it needs and what the cluster has free.
+RESOURCES = re.compile(
+    r"Resources required for each replica: (\{.*?\}), total resources available: (\{.*?\})"
+)
 
 
 def is_api_app(app: dict[str, Any]) -> bool:
@@ -33,8 +39,13 @@ def is_api_app(app: dict[str, Any]) -> bool:
 
 
 def summarize_error(message: str) -> str:
-    """One line out of Serve's message: the innermost ``Error: ...`` line when there is one."""
+    """One line out of Serve's message: inferd's own error when the replica raised one (Serve
+    prints the handler's traceback again after it), else the innermost ``Error: ...`` line."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in reversed(lines):
+        own = INFERD_ERROR.match(line)
+        if own:
+            return own.group(1)
     for line in reversed(lines):
         found = ERROR_LINE.match(line)
         if found:
@@ -64,6 +75,8 @@ def api_view(name: str, app: dict[str, Any]) -> dict[str, Any]:
         app.get("status", ""), deployment.get("status", ""), len(current), minimum, requested, message
     )
     error = summarize_error(message) if status == "error" else None
+    if status == "compute unavailable":
+        error = _unschedulable(message)
     return {
         "name": name,
         "deployment": user.get("deployment", ""),
@@ -95,6 +108,15 @@ def api_view(name: str, app: dict[str, Any]) -> dict[str, Any]:
             for r in replicas
         ],
     }
+
+
+def _unschedulable(message: str) -> str:
+    """Why replicas wait: what each one needs, against what the cluster has free."""
+    found = RESOURCES.search(message)
+    if found is None:
+        return summarize_error(message)
+    needs, available = found.groups()
+    return f"each replica needs {needs}; the cluster has {available} available (`ray status` says more)"
 
 
 def _status(app: str, deployment: str, current: int, minimum: int, requested: int, message: str) -> str:

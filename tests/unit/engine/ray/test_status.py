@@ -88,6 +88,18 @@ def test_deleting_waiting_for_resources_and_scaled_to_zero() -> None:
     waiting = "Deployment 'inferd' has 1 replicas that have taken more than 30s to be scheduled."
     pending = app([replica(state="PENDING_ALLOCATION")], "DEPLOYING", "UPDATING", message=waiting)
     assert api_view("c", pending)["status"] == "compute unavailable"
+    # Serve's own words (Ray 2.60): the reason `inferd deploy -e` and `inferd get -e` give.
+    waiting += (
+        " This may be due to waiting for the cluster to auto-scale or for a runtime environment to be "
+        'installed. Resources required for each replica: {"CPU": 0.2, "GPU": 1}, total resources '
+        'available: {"CPU": 3.6}. Use `ray status` for more details.'
+    )
+    gpu = api_view("c", app([replica(state="PENDING_ALLOCATION")], "DEPLOYING", "UPDATING", message=waiting))
+    assert gpu["status"] == "compute unavailable"
+    assert gpu["error"] == (
+        'each replica needs {"CPU": 0.2, "GPU": 1}; the cluster has {"CPU": 3.6} available '
+        "(`ray status` says more)"
+    )
     assert api_view("c", app([], target=0, minimum=0))["status"] == "live"
     assert api_view("c", app([replica(state="STARTING")], "DEPLOYING", "UPDATING"))["status"] == "updating"
 
@@ -109,3 +121,22 @@ def test_summarize_error_keeps_one_line() -> None:
         == "ModuleNotFoundError: No module named 'x'"
     )
     assert summarize_error("plain words\nmore") == "plain words"
+
+
+def test_a_failed_init_says_what_the_local_operator_says() -> None:
+    # Serve's message (Ray 2.60) for a predictor whose init raised: inferd's LoadError, then the
+    # handler's own traceback again; the LoadError's message names the file and the exception.
+    message = (
+        "The deployment failed to start 3 times in a row. Error:\n"
+        '  File "predictor.py", line 2, in init\n'
+        '    raise RuntimeError("cannot load the weights")\n'
+        "RuntimeError: cannot load the weights\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        "    raise LoadError(\n"
+        "inferd.errors.LoadError: init in predictor.py failed: RuntimeError: cannot load the weights\n"
+        "ray::ServeReplica:broken:inferd.initialize_and_get_metadata() (pid=5751, ip=127.0.0.1)\n"
+        '  File "predictor.py", line 2, in init\n'
+        '    raise RuntimeError("cannot load the weights")\n'
+        "RuntimeError: cannot load the weights\n"
+    )
+    assert summarize_error(message) == "init in predictor.py failed: RuntimeError: cannot load the weights"

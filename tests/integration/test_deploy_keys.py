@@ -43,6 +43,12 @@ def test_keys_come_from_the_deploying_shell(inferd: Inferd, tmp_path: Path, iris
     assert "shell-secret-1" not in (inferd.home / "state.json").read_text()
     assert "shell-secret-1" not in (inferd.home / "operator.log").read_text()
     assert "shell-secret-1" not in inferd.run("get", "guarded", "-v").stdout
+    # The curl line `inferd get` prints sends the key as the deploying shell names it.
+    (curl,) = [line for line in inferd.run("get", "guarded").stdout.splitlines() if line.startswith("curl ")]
+    assert ' -H "Authorization: Bearer $VAULT_KEY" ' in curl
+    variable = curl.split(' -H "Authorization: Bearer $', 1)[1].split('"', 1)[0]
+    sent = {"Authorization": "Bearer " + inferd.env[variable]}  # what the shell would expand
+    assert requests.post(url, json=ROWS, headers=sent, timeout=10).status_code == 200
 
     # A restarted operator, and a redeploy from a shell without the variable, keep the key.
     del inferd.env["VAULT_KEY"]

@@ -149,8 +149,9 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
         parts.append(f"warning: {api['warning']}")
     parts.append(f"url: {api['url']}")
     # quoted: zsh (and bash with failglob) would take an unquoted `?` for a file pattern
+    key = f' -H "{api["key_header"]}"' if api.get("key_header") else ""
     parts.append(
-        f"curl '{api['url']}?debug=true' -X POST -H \"Content-Type: application/json\" -d @sample.json"
+        f"curl '{api['url']}?debug=true' -X POST -H \"Content-Type: application/json\"{key} -d @sample.json"
     )
     if verbose:
         signature = api.get("signature") or {}

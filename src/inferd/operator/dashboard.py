@@ -310,7 +310,10 @@ class Dashboard(HttpServer):
             result["name"] = info["key"]
         tracker = info.get("tracker") or {}
         result["tracker_type"] = tracker.get("model_type")
-        result["curl"] = f'curl {info["url"]} -X POST -H "Content-Type: application/json" -d @sample.json'
+        key = f' -H "{info["key_header"]}"' if info.get("key_header") else ""
+        result["curl"] = (
+            f'curl {info["url"]} -X POST -H "Content-Type: application/json"{key} -d @sample.json'
+        )
         result["history"] = self.history.columns(name)
         result["gpus"] = [
             {"replica": replica["id"], "device": replica.get("device"), **gpu}

@@ -355,6 +355,10 @@ class Operator:
             info["metrics"] = queue.stats.summary() if queue else None
             info["signature"] = self.gateway.describe(queue)["signature"] if queue else {}
             info["tracker"] = state.config.api.tracker.model_dump() if state.config.api.tracker else None
+            auth = state.config.api.auth
+            if auth is not None:  # for the curl lines: the key as the deploying shell names it
+                variable = auth.keys_from_env[0] if auth.keys_from_env else "KEY"
+                info["key_header"] = f"Authorization: Bearer ${variable}"
             route = self.gateway.shadows.routes.get(key)
             info["shadow"] = route.describe() if route is not None else None
         return info

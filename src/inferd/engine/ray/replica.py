@@ -10,6 +10,7 @@ idles between requests. Ray itself is imported only by the builders, which Serve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -26,6 +27,7 @@ from inferd import codec
 from inferd.config.schema import ApiConfig, is_remote
 from inferd.engine.ray import routes
 from inferd.engine.ray.plan import API_DEPLOYMENT, ROUTER_DEPLOYMENT
+from inferd.engine.ray.status import summarize_error
 from inferd.handler.predictor import Predictor
 from inferd.replica import messages
 from inferd.replica.streaming import http_chunks
@@ -41,6 +43,10 @@ log = logging.getLogger("inferd.replica")
 JSON = "application/json"
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "*"}
 CATALOG_TTL = 5.0
+# A handle's call to an API with no replica yet (starting, or failed to start) waits for one,
+# for minutes; a status or metadata request answers "not ready" after this long instead.
+DESCRIBE_TIMEOUT = 3.0
+FAILED_APPS = ("DEPLOY_FAILED", "UNHEALTHY")
 
 
 def _log_to_stderr(api: str) -> None:
@@ -147,15 +153,30 @@ class ServeCatalog:
 
     def __init__(self) -> None:
         self._names: list[str] = []
+        self._failed: dict[str, str] = {}  # API -> why it cannot serve (Serve's message)
         self._fetched = 0.0
         self._handles: dict[str, DeploymentHandle[Any]] = {}
+        self._info: dict[str, dict[str, Any]] = {}
+
+    @staticmethod
+    def _applications() -> dict[str, Any]:
+        from ray import serve
+
+        return dict(serve.status().applications)
 
     async def names(self) -> list[str]:
         if time.monotonic() - self._fetched > CATALOG_TTL:
-            from ray import serve
-
-            apps = serve.status().applications
-            self._names = sorted(name for name, app in apps.items() if API_DEPLOYMENT in app.deployments)
+            apps = {
+                name: app for name, app in self._applications().items() if API_DEPLOYMENT in app.deployments
+            }
+            self._names = sorted(apps)
+            self._failed = {
+                # The deployment's message holds the replica's error; the app's only names it.
+                name: summarize_error(app.deployments[API_DEPLOYMENT].message or app.message or "")
+                or "it failed to start"
+                for name, app in apps.items()
+                if str(getattr(app.status, "value", app.status)) in FAILED_APPS
+            }
             self._fetched = time.monotonic()
         return self._names
 
@@ -176,13 +197,23 @@ class ServeCatalog:
     async def info(self, name: str) -> dict[str, Any] | None:
         if not await self._known(name):
             return None
-        try:
-            info: dict[str, Any] = await self._handle(name).describe.remote()
-        except Exception:  # no replica yet, or it is restarting
+        if name in self._failed:
             return {}
+        try:
+            info: dict[str, Any] = await asyncio.wait_for(
+                self._handle(name).describe.remote(), DESCRIBE_TIMEOUT
+            )
+        except TimeoutError:  # no replica yet, or every one is busy: the last answer, if any
+            return self._info.get(name, {})
+        except Exception:  # its replica is restarting
+            return {}
+        self._info[name] = info
         return info
 
     async def forward(self, name: str, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
+        await self.names()
+        if name in self._failed:  # a handle would wait for a replica that never comes
+            return 503, codec.error_body(f"api '{name}' is not ready: {self._failed[name]}"), 0
         try:
             result: tuple[int, bytes, int] = await self._handle(name).call.remote(kind, body)
         except Exception as exc:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.conftest import INFERD, make_project, process_alive, wait_for
@@ -128,3 +129,40 @@ def test_down_during_a_requirements_install_leaves_no_pip_behind(inferd: Inferd,
         for pid in _pip_processes(inferd.home):  # (only when the test failed)
             os.kill(pid, signal.SIGKILL)
         index.close()
+
+
+def test_a_delete_whose_apis_are_deployed_again_while_they_drain_ends(inferd: Inferd, tmp_path: Path) -> None:
+    """`inferd delete` waits for the deleted APIs to drain; when the deployment is deployed again
+    meanwhile, the wait ends and says so (it waited for its timeout, 600 s, then exit 1)."""
+    release = tmp_path / "release"
+    predictor = (
+        "import pathlib, time\n"
+        "def predict(sample, metadata):\n"
+        f"    while sample.get('hold') and not pathlib.Path({str(release)!r}).exists():\n"
+        "        time.sleep(0.05)\n"
+        "    return 'ok'\n"
+    )
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: again\n- kind: api\n  name: echo\n  predictor:\n    path: p.py\n",
+        {"p.py": predictor},
+    )
+    inferd.run("deploy", str(project))
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(inferd.post, "/again/echo", {"hold": True}, 120)  # keeps a replica draining
+        wait_for(lambda: inferd.status("echo")["in_flight"] == 1, 60, "the request at the replica")
+        delete = start(inferd, "delete", "again", "--timeout", "120")
+        try:
+            wait_for(lambda: inferd.status("echo")["status"] == "stopping", 60, "the API draining")
+            inferd.run("deploy", str(project))
+            deleted = delete.communicate(timeout=60)
+        finally:
+            release.touch()
+            if delete.poll() is None:
+                delete.kill()
+                delete.wait()
+        assert held.result().status_code == 200  # the drained request was answered
+    assert delete.returncode == 0, deleted
+    assert deleted[0].strip() == "deleting deployment 'again'"
+    assert deleted[1].strip() == "again/echo was deployed again while it drained"
+    assert inferd.post("/again/echo", {}).json() == "ok"

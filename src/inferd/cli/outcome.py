@@ -147,11 +147,23 @@ def wait_deleted(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Wait until the APIs ``names`` (keys, ``deployment/api``) are gone; raise after ``timeout``."""
+    """Wait until the APIs ``names`` (keys, ``deployment/api``) are gone; raise after ``timeout``.
+
+    An API seen ``stopping`` that is listed again with another status was deployed again while
+    it drained (a deploy run beside the delete): it is not waited for.
+    """
     deadline = clock() + timeout
+    stopping: set[str] = set()
+    again: set[str] = set()
     try:
         while True:
-            remaining = sorted(key_of(api) for api in backend.apis() if key_of(api) in names)
+            listed = {key_of(api): str(api["status"]) for api in backend.apis() if key_of(api) in names}
+            stopping.update(key for key, status in listed.items() if status == "stopping")
+            for key in sorted(stopping - again):
+                if listed.get(key, "stopping") != "stopping":
+                    again.add(key)
+                    click.echo(f"{key} was deployed again while it drained", err=True)
+            remaining = sorted(set(listed) - again)
             if not remaining:
                 return
             if clock() >= deadline:

@@ -103,9 +103,22 @@ def test_wait_outcome_gives_up_after_the_timeout() -> None:
 
 def test_wait_deleted() -> None:
     clock = Clock()
-    wait_deleted(Statuses([api("a")], []), ["d/a"], clock=clock, sleep=clock.sleep)
+    wait_deleted(Statuses([api("a", "stopping")], []), ["d/a"], clock=clock, sleep=clock.sleep)
+    with pytest.raises(DeployFailedError, match="d/a still draining"):
+        wait_deleted(Statuses([api("a", "stopping")]), ["d/a"], timeout=1, clock=clock, sleep=clock.sleep)
+    # Listed, never seen stopping (a backend slow to say so): still waited for.
     with pytest.raises(DeployFailedError, match="d/a still draining"):
         wait_deleted(Statuses([api("a")]), ["d/a"], timeout=1, clock=clock, sleep=clock.sleep)
+
+
+def test_a_deleted_api_deployed_again_is_not_waited_for(capsys: pytest.CaptureFixture[str]) -> None:
+    clock = Clock()
+    backend = Statuses(
+        [api("a", "stopping"), api("b", "stopping")], [api("a", "updating"), api("b", "stopping")], []
+    )
+    wait_deleted(backend, ["d/a", "d/b"], clock=clock, sleep=clock.sleep)
+    assert backend.polls == 3  # b, still draining, was waited for
+    assert capsys.readouterr().err == "d/a was deployed again while it drained\n"
 
 
 def test_wait_outcome_looks_at_its_own_deployment_only() -> None:

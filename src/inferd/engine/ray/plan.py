@@ -139,6 +139,17 @@ def unapplied(project: Project) -> list[str]:
                 f"api '{config.name}': {named} inferd's gateway enforces {it}, which a Ray cluster "
                 "does not run; set Serve's request_timeout_s on the cluster instead"
             )
+        compute = api.compute
+        if compute.mem_limit is not None:
+            warnings.append(
+                f"api '{config.name}': compute.mem_limit: is enforced by the local engine; on a Ray "
+                "cluster a replica is placed by its mem: only and may use more"
+            )
+        if compute.gpu_memory is not None:
+            warnings.append(
+                f"api '{config.name}': compute.gpu_memory: devices are shared by the local engine "
+                "only; on a Ray cluster each replica gets a whole GPU"
+            )
     return warnings
 
 

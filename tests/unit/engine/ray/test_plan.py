@@ -117,6 +117,10 @@ def test_what_only_the_gateway_does_is_a_warning_when_set(tmp_path: Path) -> Non
     set_ = project(tmp_path / "set", CONFIG + "  item_timeout: 5\n  timeout: 30\n")
     (warning,) = plan.unapplied(load_project(set_))
     assert warning.startswith("api 'ranker': timeout: and item_timeout: inferd's gateway enforces them")
+    limits = CONFIG.replace("    gpu: 1\n", "    gpu: 1\n    mem_limit: 2Gi\n    gpu_memory: 4Gi\n")
+    mem_limit, gpu_memory = plan.unapplied(load_project(project(tmp_path / "limits", limits)))
+    assert mem_limit.startswith("api 'ranker': compute.mem_limit: is enforced by the local engine")
+    assert gpu_memory.endswith("on a Ray cluster each replica gets a whole GPU")
 
 
 def test_proxies_on_one_machine_share_one_port() -> None:

@@ -166,3 +166,46 @@ def test_a_delete_whose_apis_are_deployed_again_while_they_drain_ends(inferd: In
     assert deleted[0].strip() == "deleting deployment 'again'"
     assert deleted[1].strip() == "again/echo was deployed again while it drained"
     assert inferd.post("/again/echo", {}).json() == "ok"
+
+
+def test_a_deploy_while_the_operator_stops_is_refused(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """`inferd deploy` during `inferd down` (the operator draining a request) is refused in one
+    sentence: it said "deployment started" and "live", exit 0, and the operator stopped."""
+    release = tmp_path / "release"
+    predictor = (
+        "import pathlib, time\n"
+        "def predict(sample, metadata):\n"
+        f"    while not pathlib.Path({str(release)!r}).exists():\n"
+        "        time.sleep(0.05)\n"
+        "    return 'ok'\n"
+    )
+    held_project = make_project(
+        tmp_path / "held",
+        "- kind: deployment\n  name: held\n- kind: api\n  name: echo\n  predictor:\n    path: p.py\n",
+        {"p.py": predictor},
+    )
+    other = make_project(tmp_path / "other", NEAR, {}, {"m.onnx": iris_onnx_model})
+    inferd.run("deploy", str(held_project))
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(inferd.post, "/held/echo", {}, 120)  # holds the drain
+        wait_for(lambda: inferd.status("echo")["in_flight"] == 1, 60, "the request at the replica")
+        down = start(inferd, "down")
+        try:
+            wait_for(
+                lambda: "stopping: draining requests" in (inferd.home / "operator.log").read_text(),
+                60,
+                "the operator draining",
+            )
+            refused = inferd.run("deploy", str(other), check=False)
+        finally:
+            release.touch()
+            stopped = down.communicate(timeout=120)
+        assert held.result().status_code == 200
+    assert (refused.returncode, refused.stderr.strip()) == (
+        1,
+        "error: the operator is stopping (`inferd down`); deploy again once it has stopped",
+    ), refused.stdout
+    assert (down.returncode, stopped[0].strip()) == (0, "the inferd operator stopped")
+    assert "race" not in json.loads((inferd.home / "state.json").read_text())["deployments"]

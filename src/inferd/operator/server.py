@@ -162,6 +162,8 @@ class Operator:
         replace: bool = False,
         relax_pins: bool = False,
     ) -> dict[str, Any]:
+        if self.stop_event.is_set():  # it would be "live", then stopped with the rest
+            raise ConflictError("the operator is stopping (`inferd down`); deploy again once it has stopped")
         source_path = Path(source)
         project = load_project(source_path)
         name = project.deployment.name

@@ -101,7 +101,10 @@ class RayBackend:
                 results[config.name] = "unchanged"
                 continue
             results[config.name] = "created" if old is None or old["status"] == "stopping" else "updated"
-            specs.append(self._api_spec(config, version, refresh_token, pip))
+            # Serve keeps last_deployed_time_s of an app's first deploy when it is run again, so
+            # the replicas this version replaces are named: `inferd get -e` counts them as stale.
+            replaces = [str(r["id"]) for r in (old or {}).get("replicas", []) if r.get("id")]
+            specs.append(self._api_spec(config, version, refresh_token, pip, replaces))
         specs.extend(self._router_specs(apps, code_digest[:16]))
         if specs:
             self.cluster.run(specs)
@@ -129,9 +132,11 @@ class RayBackend:
         }
 
     @staticmethod
-    def _api_spec(config: ApiConfig, version: str, refresh: str, pip: tuple[str, ...]) -> AppSpec:
+    def _api_spec(
+        config: ApiConfig, version: str, refresh: str, pip: tuple[str, ...], replaces: list[str]
+    ) -> AppSpec:
         options = plan.deployment_options(config, version)
-        options["user_config"] = {**options["user_config"], "refresh": refresh}
+        options["user_config"] = {**options["user_config"], "refresh": refresh, "replaces": replaces}
         args = plan.replica_args(config)
         return AppSpec(
             name=config.name,

@@ -6,8 +6,9 @@ as the local engine's ``describe`` so ``inferd get`` renders both alike:
 
 - **requested** = the deployment's target replica count (autoscaling's choice);
 - **available** = replicas in state RUNNING;
-- **up_to_date** = RUNNING replicas of the current version: those started after the last
-  deploy (every deploy replaces every replica), or all of them once Serve calls it HEALTHY;
+- **up_to_date** = RUNNING replicas of the current version: those the last deploy did not
+  replace (it names them in ``user_config``; every deploy replaces every replica), or all of
+  them once Serve calls it HEALTHY;
 - **failed** = replicas that died while the deployment reports failures;
 - **status**: ``stopping`` (app DELETING), ``error`` (DEPLOY_FAILED / UNHEALTHY, with Serve's
   message), ``live`` (enough current replicas), ``compute unavailable`` (replicas waiting for
@@ -63,16 +64,22 @@ def api_view(name: str, app: dict[str, Any]) -> dict[str, Any]:
     replicas = deployment.get("replicas") or []
     running = [r for r in replicas if r.get("state") == "RUNNING"]
     deployed_at = float(app.get("last_deployed_time_s") or 0.0)
+    replaced = user.get("replaces")  # the replicas of the versions before this deploy
     if deployment.get("status") == "HEALTHY":
         current = running
-    else:
+    elif replaced is not None:
+        current = [r for r in running if r.get("replica_id") not in replaced]
+    else:  # an app deployed once only (Serve keeps the time of the first deploy)
         current = [r for r in running if float(r.get("start_time_s") or 0.0) >= deployed_at]
     requested = int(deployment.get("target_num_replicas", len(replicas)))
     trigger = deployment.get("status_trigger", "")
     failed = len(deployment.get("recent_dead_replicas") or []) if trigger in FAILURE_TRIGGERS else 0
     message = str(deployment.get("message") or app.get("message") or "")
+    # Serve's proxies route to every RUNNING replica, old ones too: the new version alone
+    # answers (what `inferd deploy` waits for, as locally) once none of those is left.
+    serving = len(current) if len(current) == len(running) else 0
     status = _status(
-        app.get("status", ""), deployment.get("status", ""), len(current), minimum, requested, message
+        app.get("status", ""), deployment.get("status", ""), serving, minimum, requested, message
     )
     error = summarize_error(message) if status == "error" else None
     if status == "compute unavailable":

@@ -104,6 +104,29 @@ def test_an_unchanged_project_is_up_to_date_and_a_change_rolls(cluster: FakeClus
     assert after["message"] == "deployment is up-to-date"  # the refresh token is kept
 
 
+def test_a_roll_counts_the_replicas_it_replaces_as_stale(cluster: FakeCluster, tmp_path: Path) -> None:
+    import shutil
+
+    project = tmp_path / "iris"
+    shutil.copytree(example("iris-onnx"), project)
+    RayBackend(LAB, cluster).deploy(project)
+    inferd = cluster.apps["classifier"]["deployments"][plan.API_DEPLOYMENT]
+    old = {**inferd["replicas"][0], "replica_id": "old"}
+    (project / "handlers" / "iris.py").write_text((project / "handlers" / "iris.py").read_text() + "\n# v2\n")
+    inferd["replicas"] = [old]
+    RayBackend(LAB, cluster).deploy(project)
+    # Serve mid-roll (Ray 2.60): the new replica is up, the old one still takes requests, and
+    # the app's last_deployed_time_s is still the first deploy's.
+    inferd = cluster.apps["classifier"]["deployments"][plan.API_DEPLOYMENT]
+    inferd["status"] = "UPDATING"
+    inferd["replicas"] = [old, {**old, "replica_id": "new"}]
+    (view,) = RayBackend(LAB, cluster).apis()
+    assert (view["status"], view["up_to_date"], view["stale"]) == ("updating", 1, 1)
+    inferd["replicas"] = [{**old, "replica_id": "new"}]
+    (view,) = RayBackend(LAB, cluster).apis()
+    assert (view["status"], view["up_to_date"], view["stale"]) == ("live", 1, 0)
+
+
 def test_an_edit_of_one_api_rolls_that_api_alone(cluster: FakeCluster, tmp_path: Path) -> None:
     import shutil
 

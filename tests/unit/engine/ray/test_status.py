@@ -60,6 +60,12 @@ def test_a_rolling_update_counts_old_replicas_as_stale() -> None:
     replicas[2] = replica()
     half = api_view("classifier", app(replicas, "DEPLOYING", "UPDATING", target=2, minimum=2))
     assert (half["status"], half["up_to_date"], half["stale"]) == ("updating", 1, 2)
+    # One replica: the new one is up, but the proxy still sends requests to the old one too.
+    both = [replica(started=DEPLOYED - 50), replica()]
+    one = api_view("classifier", app(both, "DEPLOYING", "UPDATING", target=1, minimum=1))
+    assert (one["status"], one["up_to_date"], one["stale"]) == ("updating", 1, 1)
+    done = api_view("classifier", app(both[1:], "DEPLOYING", "UPDATING", target=1, minimum=1))
+    assert (done["status"], done["up_to_date"], done["stale"]) == ("live", 1, 0)
 
 
 def test_a_failed_version_is_an_error_with_its_reason() -> None:

@@ -92,6 +92,10 @@ class ApiReplica:
 
     async def __call__(self, request: Request) -> Response:
         """``POST <endpoint>`` (a prediction) or ``GET <endpoint>`` (status and signature)."""
+        path = str(request.scope.get("path", ""))
+        if path[len(str(request.scope.get("root_path", ""))) :].strip("/"):
+            # Serve routes by prefix; the local gateway answers the endpoint itself only.
+            return Response(codec.error_body(f"no API at {path}"), 404, media_type=JSON, headers=CORS)
         if request.method == "GET":
             return Response(orjson.dumps(self.status()), media_type=JSON, headers=CORS)
         if request.method != "POST":

@@ -17,13 +17,15 @@ def load_runtime(
     """
     if model_format == "onnx":
         from inferd.runtimes.onnx import OnnxRuntime
-        from inferd.runtimes.onnx_shared import shared_model, sharing_enabled
+        from inferd.runtimes.onnx_shared import shared_model, sharing_enabled, unpacked
 
         devices = devices or Devices()
         # On the CPU, replicas map one copy of a large model's weights (``onnx_shared``); a GPU
         # copies them into its own memory anyway.
         shared = None if devices.gpus or not sharing_enabled() else shared_model(model_path)
-        return OnnxRuntime(shared or model_path, devices=devices)
+        if shared is None:
+            return OnnxRuntime(model_path, devices=devices)
+        return OnnxRuntime(shared, devices=devices, prepack=not unpacked(shared))
     if model_format == "tensorflow":
         from inferd.runtimes.tensorflow import TensorFlowRuntime
 

@@ -135,13 +135,17 @@ class OnnxRuntime:
 
     platform = "onnx_onnxv1"
 
-    def __init__(self, model_path: Path, threads: int = 1, devices: Devices | None = None) -> None:
+    def __init__(
+        self, model_path: Path, threads: int = 1, devices: Devices | None = None, prepack: bool = True
+    ) -> None:
         devices = devices or Devices()
         options = ort.SessionOptions()
         # A replica runs one request at a time and replicas scale out across cores, so one
         # thread per session avoids oversubscribing the machine.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        if not prepack:  # a shared copy with dequantized weights (``onnx_shared``)
+            options.add_session_config_entry("session.disable_prepacking", "1")
         if devices.gpus and hasattr(ort, "preload_dlls"):
             # onnxruntime-gpu[cuda,cudnn] installs CUDA and cuDNN as wheels; load them from there.
             try:

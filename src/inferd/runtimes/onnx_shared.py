@@ -47,6 +47,9 @@ MIN_SHARED_BYTES = 16 << 20  # a model file smaller than this loads the plain wa
 INLINE_BYTES = 1024  # smaller initializers stay inside the model file
 MODEL_NAME = "model.onnx"
 WEIGHTS_NAME = "weights.bin"
+UNPACKED_NAME = "unpacked"  # marks a copy that holds dequantized weights: load it without pre-packing
+QUANTIZED = frozenset({2, 3, 4, 5, 6})  # onnx's UINT8, INT8, UINT16, INT16, INT32
+PACKED_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose"})  # kernels that pre-pack weights
 USERS = "replicas"  # one empty file per process that loaded the copy, named by its pid
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
 NOT_WRITTEN = 3  # the converter's exit status when the model loads but its copy was not written
@@ -219,6 +222,7 @@ def write_copy(model_path: Path, folder: Path) -> None:
     """
     import onnxruntime as ort
 
+    dequantize = weight_only_quantized(model_path)
     options = ort.SessionOptions()
     options.log_severity_level = 4  # the plain load reports errors; the copy stays on this machine
     options.intra_op_num_threads = 1
@@ -226,10 +230,48 @@ def write_copy(model_path: Path, folder: Path) -> None:
     for key, value in (
         ("session.optimized_model_external_initializers_file_name", WEIGHTS_NAME),
         ("session.optimized_model_external_initializers_min_size_in_bytes", str(INLINE_BYTES)),
-        ("session.save_external_prepacked_constant_initializers", "1"),
+        *(
+            # a weight-only quantized model: its weights dequantized once, into the shared file
+            # (a plain load dequantizes them on every request, into each replica's own memory), and
+            # multiplied unpacked, as the plain load multiplies them, so the answers stay the same
+            (("session.disable_quant_qdq", "1"), ("session.disable_prepacking", "1"))
+            if dequantize
+            else (("session.save_external_prepacked_constant_initializers", "1"),)
+        ),
     ):
         options.add_session_config_entry(key, value)
     ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    if dequantize:
+        (folder / UNPACKED_NAME).touch()
+
+
+def weight_only_quantized(model_path: Path) -> bool:
+    """Whether the model's only quantized tensors are weights (8, 16 or 32-bit initializers that
+    ``DequantizeLinear`` nodes turn into floats), its activations float: onnxruntime keeps such
+    nodes to fuse them with quantized activations, so without any it dequantizes on every run."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(model_path), load_external_data=False).graph
+    except Exception:  # no onnx package, or a model the converter reports
+        return False
+    types = {init.name: init.data_type for init in graph.initializer}
+    ops = [node.op_type for node in graph.node]
+    dequantized = [node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"]
+    # float weights multiplied directly would lose their pre-packing, and the answers their bits
+    packed = [node.input[1] for node in graph.node if node.op_type in PACKED_OPS and len(node.input) > 1]
+    return (
+        bool(dequantized)
+        and "QuantizeLinear" not in ops
+        and "DynamicQuantizeLinear" not in ops
+        and all(types.get(name) in QUANTIZED for name in dequantized)
+        and not any(name in types and types[name] not in QUANTIZED for name in packed)
+    )
+
+
+def unpacked(copy: Path) -> bool:
+    """Whether replicas load the copy ``copy`` (its model file) with pre-packing off."""
+    return (copy.parent / UNPACKED_NAME).is_file()
 
 
 def end_with(replica: int) -> None:

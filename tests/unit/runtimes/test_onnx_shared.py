@@ -334,3 +334,90 @@ def test_the_converter_ends_with_the_replica_that_started_it(tmp_path: Path, hom
             replica.kill()
             replica.wait()
     assert not list(home.rglob(onnx_shared.WEIGHTS_NAME))
+
+
+def weight_only_int8_model(path: Path) -> Path:
+    """x[n, 1024] -> 4 x (int8 weights -> DequantizeLinear -> MatMul): 8 MiB of int8, 32 MiB as floats."""
+    rng = np.random.default_rng(5)
+    dims = [1024, 2048, 1024, 2048, 1024]
+    nodes, weights = [], []
+    for i in range(4):
+        weights += [
+            numpy_helper.from_array(rng.integers(-127, 128, (dims[i], dims[i + 1]), dtype=np.int8), f"q{i}"),
+            numpy_helper.from_array(np.array(0.01, dtype=np.float32), f"s{i}"),
+            numpy_helper.from_array(np.array(0, dtype=np.int8), f"z{i}"),
+        ]
+        nodes += [
+            helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}", f"z{i}"], [f"w{i}"]),
+            helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", f"w{i}"], [f"h{i + 1}"]),
+        ]
+    graph = helper.make_graph(
+        nodes,
+        "int8",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1024])],
+        [helper.make_tensor_value_info("h4", TensorProto.FLOAT, [None, 1024])],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+# Run in a fresh interpreter: the memory a replica keeps of its own once it has answered.
+PRIVATE_AFTER_RUN = """
+import re, sys
+from pathlib import Path
+import numpy as np
+import inferd.runtimes.onnx
+from inferd.runtimes import load_runtime, onnx_shared
+
+def anonymous() -> int:
+    rollup = Path("/proc/self/smaps_rollup").read_text()
+    return int(re.search(r"\\nAnonymous:\\s+(\\d+)", rollup).group(1)) * 1024
+
+onnx_shared.MIN_SHARED_BYTES = 0
+before = anonymous()
+runtime = load_runtime("onnx", Path(sys.argv[1]))
+for _ in range(3):
+    runtime.run({"x": np.ones((2, 1024), dtype=np.float32)})
+print(anonymous() - before)
+"""
+
+
+def test_weight_only_quantized_weights_are_shared_dequantized(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # onnxruntime dequantized an int8 model's weights on every request into each replica's own
+    # memory: 4 replicas of one with 64 MiB of int8 weights held 4 x 256 MiB of floats
+    model = weight_only_int8_model(tmp_path / "int8.onnx")
+    for _ in range(2):  # the replica that made the copy, then one that finds it made
+        done = subprocess.run(
+            [sys.executable, "-c", PRIVATE_AFTER_RUN, str(model)], capture_output=True, text=True, check=True
+        )
+        assert int(done.stdout.split()[-1]) < 8 << 20, done.stdout  # as floats: 32 MiB
+    rows = np.random.default_rng(6).standard_normal((3, 1024)).astype(np.float32)
+    monkeypatch.setattr(onnx_shared, "MIN_SHARED_BYTES", 0)
+    shared = load_runtime("onnx", model)
+    monkeypatch.setenv("INFERD_SHARE_WEIGHTS", "0")
+    plain = load_runtime("onnx", model)
+    np.testing.assert_array_equal(shared.run({"x": rows.copy()})[0], plain.run({"x": rows.copy()})[0])
+
+
+def test_only_weight_only_quantized_models_are_dequantized_in_the_copy(tmp_path: Path) -> None:
+    # activations quantized too (QuantizeLinear), or float weights multiplied beside the int8
+    # ones: onnxruntime's own fusions and pre-packing stay, so the copy keeps the plain answers
+    model = weight_only_int8_model(tmp_path / "int8.onnx")
+    assert onnx_shared.weight_only_quantized(model)
+    loaded = onnx.load(str(model))
+    mixed = tmp_path / "mixed.onnx"
+    loaded.graph.node[1].input[1] = "f0"
+    loaded.graph.initializer.append(numpy_helper.from_array(np.ones((1024, 2048), dtype=np.float32), "f0"))
+    onnx.save_model(loaded, str(mixed))
+    assert not onnx_shared.weight_only_quantized(mixed)
+    quantized = tmp_path / "qdq.onnx"
+    loaded = onnx.load(str(model))
+    loaded.graph.node.insert(0, helper.make_node("QuantizeLinear", ["x", "s0", "z0"], ["xq"]))
+    onnx.save_model(loaded, str(quantized))
+    assert not onnx_shared.weight_only_quantized(quantized)
+    assert not onnx_shared.weight_only_quantized(tmp_path / "missing.onnx")

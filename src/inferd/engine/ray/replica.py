@@ -81,7 +81,8 @@ class ApiReplica:
         if uri is not None:
             model_path = fetch(uri)[0] if is_remote(uri) else local_model_path(uri, root)
         self.predictor = Predictor(api_config.api, root, model_path)
-        self.info: dict[str, Any] = {"pid": os.getpid(), **self.predictor.describe()}
+        described = self.predictor.describe()
+        self.info: dict[str, Any] = {"pid": os.getpid(), "endpoint": api_config.endpoint, **described}
         self.limit = api_config.api.body_limit
         self.version = ""
         log.info("replica is ready (pid %d)", os.getpid())

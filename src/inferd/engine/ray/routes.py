@@ -97,6 +97,8 @@ async def v2_route(
     if rest == ["infer"]:
         if method != "POST":
             return _not_allowed(method, "POST")
+        if refused := _json_only(name, info):
+            return refused
         if header_length is None:
             return await _forward(catalog, name, messages.V2_INFER, body)
         if not header_length.isdigit():
@@ -131,6 +133,8 @@ async def tfserving_route(catalog: Catalog, method: str, path: str, body: bytes)
             return _error(404, f"no TensorFlow Serving route {path}")
         if method != "POST":
             return _not_allowed(method, "POST")
+        if refused := _json_only(name, info):
+            return refused
         return await _forward(catalog, name, kind, body)
     if parts == ["metadata"]:
         if not info:
@@ -155,6 +159,15 @@ async def tfserving_route(catalog: Catalog, method: str, path: str, body: bytes)
             }
         ),
     )
+
+
+def _json_only(name: str, info: dict[str, Any]) -> Answer | None:
+    """A Python predictor's refusal of tensor requests, in the local gateway's words."""
+    if info.get("model_format") != "predictor":
+        return None
+    where = f"POST {info['endpoint']}" if info.get("endpoint") else "its endpoint"
+    message = f"api '{name}' is a Python predictor: it answers JSON at {where}, not V2 or TF Serving tensors"
+    return _error(400, message)
 
 
 async def _forward(catalog: Catalog, name: str, kind: bytes, body: bytes) -> Answer:

@@ -88,3 +88,16 @@ def test_tfserving_status_metadata_and_verbs() -> None:
     assert tf(catalog, "POST", "/v1/models/classifier:explode").status == 404
     assert tf(catalog, "GET", "/v1/models/classifier/versions/9").status == 404
     assert tf(catalog, "GET", "/v1/models/nothing").status == 404
+
+
+def test_a_python_predictor_refuses_tensors_as_the_gateway_does() -> None:
+    catalog = FakeCatalog({"echo": {"model_format": "predictor", "endpoint": "/pyd/echo", "inputs": None}})
+    message = (
+        "api 'echo' is a Python predictor: it answers JSON at POST /pyd/echo, not V2 or TF Serving tensors"
+    )
+    for answer in (
+        v2(catalog, "POST", "/v2/models/echo/infer", body=b"{}"),
+        tf(catalog, "POST", "/v1/models/echo:predict", b"{}"),
+    ):
+        assert (answer.status, orjson.loads(answer.body)) == (400, {"error": message})
+    assert catalog.forwarded == []

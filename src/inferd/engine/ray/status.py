@@ -7,8 +7,7 @@ as the local engine's ``describe`` so ``inferd get`` renders both alike:
 - **requested** = the deployment's target replica count (autoscaling's choice);
 - **available** = replicas in state RUNNING;
 - **up_to_date** = RUNNING replicas of the current version: those the last deploy did not
-  replace (it names them in ``user_config``; every deploy replaces every replica), or all of
-  them once Serve calls it HEALTHY;
+  replace (it names them in ``user_config``; every deploy replaces every replica);
 - **failed** = replicas that died while the deployment reports failures;
 - **status**: ``stopping`` (app DELETING), ``error`` (DEPLOY_FAILED / UNHEALTHY, with Serve's
   message), ``live`` (enough current replicas), ``compute unavailable`` (replicas waiting for
@@ -65,10 +64,12 @@ def api_view(name: str, app: dict[str, Any]) -> dict[str, Any]:
     running = [r for r in replicas if r.get("state") == "RUNNING"]
     deployed_at = float(app.get("last_deployed_time_s") or 0.0)
     replaced = user.get("replaces")  # the replicas of the versions before this deploy
-    if deployment.get("status") == "HEALTHY":
-        current = running
-    elif replaced is not None:
+    if replaced is not None:
+        # Each `serve.run` gives the deployment a new code version, so Serve replaces every
+        # replica; right after it, Serve may still call the old ones HEALTHY.
         current = [r for r in running if r.get("replica_id") not in replaced]
+    elif deployment.get("status") == "HEALTHY":
+        current = running
     else:  # an app deployed once only (Serve keeps the time of the first deploy)
         current = [r for r in running if float(r.get("start_time_s") or 0.0) >= deployed_at]
     requested = int(deployment.get("target_num_replicas", len(replicas)))

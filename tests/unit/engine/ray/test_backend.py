@@ -115,9 +115,13 @@ def test_a_roll_counts_the_replicas_it_replaces_as_stale(cluster: FakeCluster, t
     (project / "handlers" / "iris.py").write_text((project / "handlers" / "iris.py").read_text() + "\n# v2\n")
     inferd["replicas"] = [old]
     RayBackend(LAB, cluster).deploy(project)
+    # Right after the run, Serve may still call the deployment HEALTHY with the old replica.
+    inferd = cluster.apps["classifier"]["deployments"][plan.API_DEPLOYMENT]
+    inferd["replicas"] = [old]
+    (view,) = RayBackend(LAB, cluster).apis()
+    assert (view["status"], view["up_to_date"], view["stale"]) == ("updating", 0, 1)
     # Serve mid-roll (Ray 2.60): the new replica is up, the old one still takes requests, and
     # the app's last_deployed_time_s is still the first deploy's.
-    inferd = cluster.apps["classifier"]["deployments"][plan.API_DEPLOYMENT]
     inferd["status"] = "UPDATING"
     inferd["replicas"] = [old, {**old, "replica_id": "new"}]
     (view,) = RayBackend(LAB, cluster).apis()

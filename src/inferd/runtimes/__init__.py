@@ -17,7 +17,7 @@ def load_runtime(
     """
     if model_format == "onnx":
         from inferd.runtimes.onnx import OnnxRuntime
-        from inferd.runtimes.onnx_shared import shared_model, sharing_enabled, unpacked
+        from inferd.runtimes.onnx_shared import populate, shared_model, sharing_enabled, unpacked
 
         devices = devices or Devices()
         # On the CPU, replicas map one copy of a large model's weights (``onnx_shared``); a GPU
@@ -25,7 +25,9 @@ def load_runtime(
         shared = None if devices.gpus or not sharing_enabled() else shared_model(model_path)
         if shared is None:
             return OnnxRuntime(model_path, devices=devices)
-        return OnnxRuntime(shared, devices=devices, prepack=not unpacked(shared))
+        runtime = OnnxRuntime(shared, devices=devices, prepack=not unpacked(shared))
+        populate(shared)
+        return runtime
     if model_format == "tensorflow":
         from inferd.runtimes.tensorflow import TensorFlowRuntime
 

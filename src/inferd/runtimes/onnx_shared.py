@@ -52,6 +52,7 @@ QUANTIZED = frozenset({2, 3, 4, 5, 6})  # onnx's UINT8, INT8, UINT16, INT16, INT
 PACKED_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose"})  # kernels that pre-pack weights
 USERS = "replicas"  # one empty file per process that loaded the copy, named by its pid
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
+MADV_POPULATE_READ = 22  # madvise(2), Linux 5.14: map a range's pages in now
 NOT_WRITTEN = 3  # the converter's exit status when the model loads but its copy was not written
 
 
@@ -267,6 +268,27 @@ def weight_only_quantized(model_path: Path) -> bool:
         and all(types.get(name) in QUANTIZED for name in dequantized)
         and not any(name in types and types[name] not in QUANTIZED for name in packed)
     )
+
+
+def populate(copy: Path) -> None:
+    """Map in now every page of the copy's weights this process mapped (``copy``: its model file).
+
+    They sit in the page cache anyway, once for all replicas; mapped lazily, a replica held only
+    the pages its requests had read (an embedding table's rows), so its memory, and its first
+    requests' time, depended on what it had been asked. Kernels before 5.14 leave them lazy.
+    """
+    weights = str((copy.parent / WEIGHTS_NAME).resolve())
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            ranges = [line.split(maxsplit=5) for line in maps]
+    except (AttributeError, OSError):
+        return
+    for fields in ranges:
+        if len(fields) == 6 and fields[5].rstrip("\n") == weights:
+            start, end = (int(part, 16) for part in fields[0].split("-"))
+            libc.madvise(start, end - start, MADV_POPULATE_READ)
 
 
 def unpacked(copy: Path) -> bool:

@@ -421,3 +421,42 @@ def test_only_weight_only_quantized_models_are_dequantized_in_the_copy(tmp_path:
     onnx.save_model(loaded, str(quantized))
     assert not onnx_shared.weight_only_quantized(quantized)
     assert not onnx_shared.weight_only_quantized(tmp_path / "missing.onnx")
+
+
+# Run in a fresh interpreter: how much of the copy's weights a replica holds once it has loaded.
+RESIDENT = """
+import sys
+from pathlib import Path
+from inferd.runtimes import load_runtime, onnx_shared
+
+onnx_shared.MIN_SHARED_BYTES = 0
+runtime = load_runtime("onnx", Path(sys.argv[1]))
+resident, current = 0, ""
+for line in Path("/proc/self/smaps").read_text().splitlines():
+    head = line.split()
+    if "-" in head[0] and ":" not in head[0]:
+        current = head[5] if len(head) > 5 else ""
+    elif head[0] == "Rss:" and current.endswith("/" + onnx_shared.WEIGHTS_NAME):
+        resident += int(head[1]) * 1024
+print(resident)
+"""
+
+
+def test_a_replica_holds_all_the_weights_it_maps_before_any_request(tmp_path: Path, home: Path) -> None:
+    # an embedding table mapped lazily: a replica held only the rows its requests had read, so
+    # one replica's memory (and 4 replicas' against one) depended on its traffic
+    table = np.random.default_rng(7).standard_normal((65536, 64)).astype(np.float32)  # 16 MiB
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["y"], axis=0)],
+        "embedding",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 64])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    model = tmp_path / "embedding.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    for _ in range(2):  # the replica that made the copy, then one that finds it made
+        done = subprocess.run(
+            [sys.executable, "-c", RESIDENT, str(model)], capture_output=True, text=True, check=True
+        )
+        assert int(done.stdout.split()[-1]) >= table.nbytes, done.stdout

@@ -186,6 +186,50 @@ def test_a_killed_operator_comes_back_by_itself(
     assert f"INFERD_HOME={inferd.home}" in unit and inferd.operator_pid() is None  # nothing started
 
 
+def test_prune_removes_the_logs_of_deleted_apis_and_keeps_the_rest(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    api = "- kind: api\n  name: {name}\n  onnx:\n    model: m.onnx\n  payload_log: {{sample: 1.0}}\n"
+    keep = make_project(
+        tmp_path / "keep",
+        "- kind: deployment\n  name: keep\n" + api.format(name="stays") + api.format(name="gone"),
+        models={"m.onnx": iris_onnx_model},
+    )
+    old = make_project(
+        tmp_path / "old",
+        "- kind: deployment\n  name: old\n" + api.format(name="x"),
+        models={"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(keep))
+    inferd.run("deploy", str(old))
+    for path in ("/keep/stays", "/keep/gone", "/old/x"):
+        assert inferd.post(path, [[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+    logs, payloads = inferd.home / "logs", inferd.home / "payloads"
+    files = {
+        "gone": logs / "keep" / "gone.log",
+        "x": logs / "old" / "x.log",
+        "stays": logs / "keep" / "stays.log",
+    }
+    recorded = [payloads / path.parent.name / f"{name}.jsonl" for name, path in files.items()]
+    wait_for(lambda: all(path.exists() for path in recorded), 30, "the payloads written (in batches)")
+    (logs / "old" / "notes.txt").write_text("mine")  # not inferd's: stays
+
+    inferd.run("delete", "keep/gone")
+    inferd.run("delete", "old")
+    assert "replica is ready" in files["gone"].read_text()  # kept after the delete, until a prune
+
+    def pruned() -> bool:  # a deleted API's payload file closes once it has not been written a while
+        inferd.run("prune")
+        return not any(path.exists() for path in (*files_of(files["gone"]), payloads / "keep" / "gone.jsonl"))
+
+    wait_for(pruned, 60, "the deleted APIs' files removed by prune")
+    assert not files["x"].exists() and not (payloads / "old").exists()
+    assert not (logs / "keep" / "gone.access.log").exists()
+    assert (logs / "old" / "notes.txt").read_text() == "mine"
+    assert files["stays"].exists() and (payloads / "keep" / "stays.jsonl").exists()
+    assert inferd.post("/keep/stays", [[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+
+
 def test_a_rollout_on_a_full_machine_replaces_one_replica_at_a_time(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

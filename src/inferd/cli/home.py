@@ -12,7 +12,7 @@ import click
 
 from inferd.cli.options import env_option
 from inferd.client import Client
-from inferd.operator.prune import human_bytes, usage
+from inferd.operator.prune import forget_apis, human_bytes, usage
 from inferd.operator.prune import prune as prune_home
 from inferd.operator.state import State
 from inferd.storage import inferd_home
@@ -31,10 +31,12 @@ def usage_line(home: Path) -> str:
 @env_option
 def prune() -> None:
     """Remove snapshots, cached models and requirement environments that no running API and no
-    API's previous version uses; print what was freed.
+    API's previous version uses, and the logs and payload logs of deleted APIs (kept after a
+    delete for `inferd logs`); print what was freed.
 
-    The operator does this after every deploy and delete; run it after changing things by
-    hand. Only what inferd created is removed.
+    The operator removes unused snapshots, models and environments itself after every deploy
+    and delete; a deleted API's logs go only with this command. Only what inferd created is
+    removed.
 
     \b
     Example:
@@ -48,7 +50,8 @@ def prune() -> None:
         kept: set[Path] = set()
         for record in state.deployments.values():
             kept.update(record.kept())
-        click.echo(prune_home(client.home, kept).summary())
+        pruned = prune_home(client.home, kept).add(forget_apis(client.home, set(state.deployments)))
+        click.echo(pruned.summary())
     click.echo(usage_line(client.home))
 
 

@@ -250,6 +250,8 @@ class LocalEngine:
             self._retire(state, replica_id)
         if state.deleting and not state.replicas:
             del self.apis[state.key]
+            if self.logs is not None:
+                self.logs.forget(state.key)
             if self.zygotes is not None:
                 self.zygotes.keep_only({other.config.api.model_format for other in self.apis.values()})
             return

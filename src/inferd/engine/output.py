@@ -71,6 +71,12 @@ class ApiLogs:
 
         loop.add_reader(read_fd, readable)
 
+    def forget(self, api: str) -> None:
+        """Close the API's file (it was deleted): ``inferd prune`` may then remove it."""
+        out = self._files.pop(api, None)
+        if out is not None:
+            out.close()
+
     def close(self) -> None:
         for out in self._files.values():
             out.close()

@@ -109,6 +109,13 @@ class AccessLog:
             except OSError:
                 pass  # a full disk must not stop serving; the lines are dropped
 
+    def forget(self, api: str) -> None:
+        """Write the API's last lines and close its file (it was deleted)."""
+        self.flush()
+        out = self._files.pop(api, None)
+        if out is not None:
+            out.close()
+
     def close(self) -> None:
         """Flush, and close the files (at shutdown)."""
         self.flush()

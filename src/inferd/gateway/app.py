@@ -144,6 +144,8 @@ class Gateway:
             self.endpoints.pop(queue.endpoint.encode(), None)
             self._index_models()
             queue.fail_waiting(404, codec.error_body(f"api '{name}' was deleted"))
+            if self.access_log is not None:
+                self.access_log.forget(name)
 
     def _index_models(self) -> None:
         by_name: dict[str, list[ApiQueue]] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ log = logging.getLogger("inferd.payloads")
 # with 0.02 s (p50 and p90 the same).
 FLUSH_EVERY = 0.02
 KEEP = 1  # older files kept
+IDLE_CLOSE = 5.0  # a file not written this long is closed (a deleted API's, for `inferd prune`)
 
 
 def payload_path(home: Path, key: str) -> Path:
@@ -42,6 +44,7 @@ class PayloadWriter:
         self.home = home
         self.buffer = buffer
         self._logs: dict[str, RotatingLog] = {}
+        self._written: dict[str, float] = {}  # key -> when its file was last written (monotonic)
 
     async def run_forever(self) -> None:
         try:
@@ -61,6 +64,8 @@ class PayloadWriter:
         taken = self.buffer.take()
         if taken:
             await asyncio.to_thread(self.write, taken)
+        elif self._written:
+            self.close_idle(time.monotonic())
 
     def write(self, records: list[tuple[str, int, dict[str, Any]]]) -> None:
         lines: dict[tuple[str, int], list[bytes]] = {}
@@ -78,6 +83,18 @@ class PayloadWriter:
                 writer.write(b"\n".join(batch).decode())
             except OSError as exc:
                 log.error("cannot write the payload log of api '%s': %s", key, exc)
+        now = time.monotonic()
+        self._written.update((key, now) for key, _ in lines)
+        self.close_idle(now)
+
+    def close_idle(self, now: float) -> None:
+        """Close the files not written for ``IDLE_CLOSE`` seconds (reopened on the next record)."""
+        for key, when in list(self._written.items()):
+            if now - when > IDLE_CLOSE:
+                del self._written[key]
+                idle = self._logs.pop(key, None)
+                if idle is not None:
+                    idle.close()
 
 
 def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[str, Any]]:

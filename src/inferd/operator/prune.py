@@ -54,6 +54,13 @@ class Pruned:
     removed: dict[str, int] = field(default_factory=dict)
     paths: list[str] = field(default_factory=list)
 
+    def add(self, other: Pruned) -> Pruned:
+        self.freed += other.freed
+        for kind, count in other.removed.items():
+            self.removed[kind] = self.removed.get(kind, 0) + count
+        self.paths.extend(other.paths)
+        return self
+
     def summary(self) -> str:
         counts = ", ".join(f"{count} {kind}" for kind, count in sorted(self.removed.items()) if count)
         return f"freed {human_bytes(self.freed)}" + (f" ({counts})" if counts else "")
@@ -142,6 +149,59 @@ def empty_trash(home: Path) -> None:
     trash = home / TRASH
     if not trash.is_symlink() and (trash / CREATED_MARK).is_file():
         shutil.rmtree(trash, ignore_errors=True)
+
+
+# One API's files under logs/<deployment>/ and payloads/<deployment>/ (``logfiles``, ``payloads``)
+API_FILE = re.compile(r"^([a-z0-9][a-z0-9-]{0,62})(\.log|\.access\.log|\.jsonl)(\.\d+)?$")
+
+
+def forget_apis(home: Path, deployments: set[str], apis: set[str] | None = None) -> Pruned:
+    """Remove the log and payload files of APIs that are gone (``inferd prune``).
+
+    A deleted API's files stay after the delete (``inferd logs`` still reads them) until a prune.
+    Gone: of a deployment not in ``deployments``, or, when ``apis`` (keys) is given, not in it.
+    A file this process still has open is left; so are files and folders of other names.
+    """
+    result = Pruned()
+    held = _open_files()
+    gone: set[str] = set()
+    for place in ("logs", "payloads"):
+        try:
+            folders = sorted((home / place).iterdir())
+        except OSError:
+            continue
+        for folder in folders:
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            for entry in sorted(folder.iterdir()):
+                found = API_FILE.match(entry.name)
+                key = f"{folder.name}/{found.group(1)}" if found else ""
+                live = folder.name in deployments and (apis is None or key in apis)
+                if not found or live or entry.is_symlink() or not entry.is_file():
+                    continue
+                if Path(os.path.realpath(entry)) in held:
+                    continue
+                with contextlib.suppress(OSError):
+                    size = entry.stat().st_size
+                    entry.unlink()
+                    result.freed += size
+                    result.paths.append(str(entry))
+                    gone.add(key)
+            if folder.name not in deployments:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when nothing else is in it
+    if gone:
+        result.removed["logs of deleted APIs"] = len(gone)
+    return result
+
+
+def _open_files() -> set[Path]:
+    found = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                found.add(Path(os.readlink(f"/proc/self/fd/{fd}")))
+    return found
 
 
 def prune(home: Path, keep: Iterable[Path]) -> Pruned:

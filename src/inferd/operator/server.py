@@ -42,7 +42,7 @@ from inferd.operator.dashboard import Dashboard
 from inferd.operator.endpoints import check_endpoints
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.promote import ended_promotions, promoted
-from inferd.operator.prune import Collector
+from inferd.operator.prune import Collector, forget_apis
 from inferd.operator.restore import restore_all
 from inferd.operator.state import (
     OPERATOR_FILE,
@@ -285,6 +285,7 @@ class Operator:
         result = self.collector.collect()
         if result is None:
             raise ConflictError("a deploy is in progress; prune again when it is done")
+        result.add(forget_apis(self.home, set(self.state.deployments), set(self.engine.apis)))
         return {"message": result.summary(), "freed": result.freed, "removed": result.removed}
 
     def _key_variables(self, project: Project, environ: dict[str, str]) -> dict[str, str]:

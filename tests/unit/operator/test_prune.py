@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from inferd.operator.prune import TRASH, human_bytes, prune, usage
+from inferd.operator.prune import TRASH, forget_apis, human_bytes, prune, usage
 from inferd.storage import CREATED_MARK
 
 
@@ -99,3 +99,45 @@ def test_shared_weights_stay_while_a_running_process_loaded_them(tmp_path: Path)
         prune(home, set())
     assert loaded.exists() and busy.exists()
     assert not gone.exists() and not never.exists()
+
+
+def test_the_logs_of_gone_apis_go_and_nothing_else(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    files = [
+        "logs/keep/stays.log",
+        "logs/keep/stays.access.log",
+        "logs/keep/gone.log",
+        "logs/keep/gone.log.1",
+        "logs/keep/gone.access.log",
+        "payloads/keep/gone.jsonl",
+        "payloads/keep/gone.jsonl.1",
+        "logs/old/x.log",
+        "payloads/old/x.jsonl",
+        "logs/keep/notes.txt",  # not a name inferd gives: the user's
+        "logs/mine/Notes.log",
+        "operator.log",
+    ]
+    for name in files:
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text("x" * 10)
+    held = (home / "logs" / "keep" / "open.log").open("w")  # a writer still has it: left
+    try:
+        pruned = forget_apis(home, {"keep", "mine"}, {"keep/stays"})
+    finally:
+        held.close()
+    left = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+    assert left == [
+        "logs/keep/notes.txt",
+        "logs/keep/open.log",
+        "logs/keep/stays.access.log",
+        "logs/keep/stays.log",
+        "logs/mine/Notes.log",
+        "operator.log",
+    ]
+    assert not (home / "logs" / "old").exists() and not (home / "payloads" / "old").exists()
+    assert pruned.removed == {"logs of deleted APIs": 2} and pruned.freed == 70
+    # Without the operator, only what the recorded deployments no longer hold is known.
+    (home / "logs" / "keep" / "other.log").write_text("x")
+    assert forget_apis(home, {"keep", "mine"}).removed == {}
+    assert forget_apis(home, {"mine"}).removed == {"logs of deleted APIs": 3}  # stays, open, other
+    assert (home / "logs" / "keep" / "notes.txt").exists()

@@ -44,6 +44,10 @@ class ClusterLike(Protocol):
 
 
 LogCursor = dict[str, int]
+# A failed API's next version: how long Serve may take to stop reporting the old failure (its
+# controller loop runs every 0.1 s; a new replica cannot start and fail three times this fast).
+SETTLE_S = 10.0
+SETTLE_POLL_S = 0.2
 # Ray writes these into worker logs to tell its log monitor whose lines follow.
 RAY_MARKERS = (":job_id:", ":actor_name:", ":task_name:", ":task_attempt_start", ":task_attempt_end")
 
@@ -108,6 +112,12 @@ class RayBackend:
         specs.extend(self._router_specs(apps, code_digest[:16]))
         if specs:
             self.cluster.run(specs)
+            # Until Serve's controller takes the new versions up, it may still report the old
+            # ones (their failure, or them live), which `inferd deploy` would take for this deploy's.
+            self._settle(
+                {spec.name: spec.options["user_config"]["version"] for spec in specs if spec.kind == "api"},
+                existing,
+            )
         keep = {config.name for config in project.apis}
         stale = [
             name
@@ -130,6 +140,22 @@ class RayBackend:
             "apis": results,
             "warnings": plan.unapplied(project),
         }
+
+    def _settle(self, versions: dict[str, str], before: dict[str, dict[str, Any]]) -> None:
+        """Wait (a few seconds at most) until Serve reports each API at its new version, and no
+        longer the failure of the version before."""
+        failed = {name for name in versions if (before.get(name) or {}).get("status") == "error"}
+        deadline = time.monotonic() + SETTLE_S
+        while versions and time.monotonic() < deadline:
+            views = {view["name"]: view for view in api_views(self.cluster.details())}
+            versions = {
+                name: version
+                for name, version in versions.items()
+                if (views.get(name) or {}).get("version") != version
+                or (name in failed and views[name]["status"] == "error")
+            }
+            if versions:
+                time.sleep(SETTLE_POLL_S)
 
     @staticmethod
     def _api_spec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,46 @@ def test_a_roll_counts_the_replicas_it_replaces_as_stale(cluster: FakeCluster, t
     inferd["replicas"] = [{**old, "replica_id": "new"}]
     (view,) = RayBackend(LAB, cluster).apis()
     assert (view["status"], view["up_to_date"], view["stale"]) == ("live", 1, 0)
+
+
+class SlowController(FakeCluster):
+    """Serve as it is right after ``serve.run``: for a few reads it reports the apps as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before: dict[str, Any] = {}
+        self.stale_reads = 0
+
+    def run(self, apps: list[AppSpec]) -> None:
+        self.before = copy.deepcopy(self.apps)
+        self.stale_reads = 2 if self.apps else 0
+        super().run(apps)
+
+    def details(self) -> dict[str, Any]:
+        if self.stale_reads:
+            self.stale_reads -= 1
+            return {"http_options": {"port": 8123}, "applications": self.before}
+        return super().details()
+
+
+def test_a_deploy_is_not_taken_for_the_state_serve_reports_before_it(tmp_path: Path) -> None:
+    import shutil
+
+    cluster = SlowController()
+    project = tmp_path / "iris"
+    shutil.copytree(example("iris-onnx"), project)
+    RayBackend(LAB, cluster).deploy(project)
+    inferd = cluster.apps["classifier"]["deployments"][plan.API_DEPLOYMENT]
+    inferd["replicas"][0]["replica_id"] = "r1"
+    handler = project / "handlers" / "iris.py"
+    for failed in (True, False):  # the version before failed, or is live
+        cluster.apps["classifier"]["status"] = "DEPLOY_FAILED" if failed else "RUNNING"
+        handler.write_text(handler.read_text() + "\n# again\n")
+        backend = RayBackend(LAB, cluster)
+        backend.deploy(project)
+        sent = cluster.apps["classifier"]["deployments"][plan.API_DEPLOYMENT]["deployment_config"]
+        (view,) = backend.apis()  # what `inferd deploy` waits on next: this deploy's version
+        assert view["version"] == sent["user_config"]["version"] and view["status"] == "live"
 
 
 def test_an_edit_of_one_api_rolls_that_api_alone(cluster: FakeCluster, tmp_path: Path) -> None:

@@ -31,8 +31,7 @@ def usage_line(home: Path) -> str:
 @env_option
 def prune() -> None:
     """Remove snapshots, cached models and requirement environments that no running API and no
-    API's previous version uses, and the logs and payload logs of deleted APIs (kept after a
-    delete for `inferd logs`); print what was freed.
+    API's previous version uses, and deleted APIs' logs; print what was freed.
 
     The operator removes unused snapshots, models and environments itself after every deploy
     and delete; a deleted API's logs go only with this command. Only what inferd created is

@@ -55,6 +55,12 @@ def test_cortex_cli_flags(inferd: Inferd, tmp_path: Path) -> None:
     flowers = tmp_path / "flowers"
     assert json.loads(inferd.run("predict", "classifier", "sample.json", cwd=flowers).stdout) == "iris-setosa"
     assert "flowers/classifier" in inferd.run("get", "classifier", cwd=flowers).stdout
+    # ... and a bare get lists that project's deployment, as Cortex's did; -a lists every one.
+    here = inferd.run("get", cwd=flowers).stdout
+    assert "flowers" in here and "iris" not in here and "inferd get -a shows all 2" in here
+    assert inferd.run("get", "-s", cwd=flowers).stdout.strip() == "apis: 1 live"
+    every_here = json.loads(inferd.run("get", "-a", "-o", "json", cwd=flowers).stdout)
+    assert sorted(api["deployment"] for api in every_here) == ["flowers", "iris"]
     assert "flowers/classifier" in inferd.run("logs", "classifier", cwd=flowers).stdout
     assert "iris/classifier" in inferd.run("logs", "class", cwd=tmp_path / "iris").stdout  # a prefix too
 

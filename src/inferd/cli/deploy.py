@@ -169,7 +169,8 @@ def delete(name: str | None, force: bool, keep_cache: bool, timeout: float, env:
       inferd delete iris              # a whole deployment
     """
     if name is None:
-        from inferd.config.load import CONFIG_NAMES, load_project
+        from inferd.config import CONFIG_NAMES
+        from inferd.config.load import load_project
 
         if not any(Path(config).is_file() for config in CONFIG_NAMES):
             raise UsageError(

@@ -79,7 +79,7 @@ def resolve(client: Backend, name: str) -> str:
     "-a",
     "--all-deployments",
     is_flag=True,
-    help="The APIs of every deployment, which inferd get shows anyway (Cortex's -a).",
+    help="The APIs of every deployment, also in a project folder (Cortex's -a).",
 )
 @click.option("-s", "--summary", is_flag=True, help="One line: how many APIs have each status (Cortex's -s).")
 @env_option
@@ -103,6 +103,8 @@ def get(
 
     \b
     API is a name, or DEPLOYMENT/API when several deployments have an API of that name.
+    In a project folder whose deployment is up, inferd get shows that deployment (as Cortex
+    did); -a shows every one.
 
     \b
     Examples:
@@ -117,12 +119,13 @@ def get(
     if api is not None:
         api = in_deployment(api, deployment)
     client = backend_for(env)
+    here = None if api or deployment or all_deployments else folder_deployment()
     if not watch:
-        click.echo(_get_once(client, api, verbose, output, None if api else deployment, summary))
+        click.echo(_get_once(client, api, verbose, output, None if api else deployment, summary, here))
         return
     with until_ctrl_c():
         while True:
-            text = _get_once(client, api, verbose, output, None if api else deployment, summary)
+            text = _get_once(client, api, verbose, output, None if api else deployment, summary, here)
             click.clear()  # on a terminal; piped, each table follows the last
             click.echo(text)
             time.sleep(2)
@@ -144,6 +147,7 @@ def _get_once(
     output: str,
     deployment: str | None = None,
     summary: bool = False,
+    here: str | None = None,
 ) -> str:
     if api is not None and isinstance(client, Client):
         deployment, _, name = api.rpartition("/")
@@ -155,6 +159,12 @@ def _get_once(
         return json.dumps([detail], indent=2) if output == "json" else render.api_detail(detail, verbose)
     apis = client.apis()
     splitters = client.splitters() if isinstance(client, Client) else []
+    others = 0
+    if here is not None and any(entry["deployment"] == here for entry in [*apis, *splitters]):
+        # The project folder's deployment, as Cortex's get in a folder with a cortex.yaml.
+        others = len({entry["deployment"] for entry in apis} - {here})
+        apis = [entry for entry in apis if entry["deployment"] == here]
+        splitters = [entry for entry in splitters if entry["deployment"] == here]
     if deployment is not None:
         apis = [entry for entry in apis if entry["deployment"] == deployment]
         splitters = [entry for entry in splitters if entry["deployment"] == deployment]
@@ -176,7 +186,11 @@ def _get_once(
     if not apis:
         return "no APIs are deployed (inferd deploy PROJECT_DIR)"
     text = render.api_rows(apis)
-    return text + "\n\n" + splitter_rows(splitters) if splitters else text
+    if splitters:
+        text += "\n\n" + splitter_rows(splitters)
+    if others:
+        text += f"\n\nonly deployment '{here}', this folder's: inferd get -a shows all {others + 1}"
+    return text
 
 
 def _summary(apis: list[dict[str, Any]]) -> str:

@@ -87,12 +87,14 @@ def folder_deployment() -> str | None:
     folder a bare API name meant that deployment's API (Cortex's examples all name theirs
     ``classifier``). Read leniently: a folder whose config does not parse names none.
     """
-    from inferd.config.load import CONFIG_NAMES, parse_yaml
+    from inferd.config import CONFIG_NAMES
 
     for name in CONFIG_NAMES:
         config = Path(name)
         if not config.is_file():
             continue
+        from inferd.config.load import parse_yaml  # only in a project folder: it imports pydantic
+
         try:
             data, _ = parse_yaml(config.read_text(encoding="utf-8", errors="replace"), name)
         except (ConfigError, OSError):

@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from inferd.config import CONFIG_NAMES
 from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSplitter, check_project
 from inferd.errors import ConfigError
 
-CONFIG_NAMES = ("cortex.yaml", "inferd.yaml", "cortex.yml", "inferd.yml")
 # Files people hand ``inferd deploy`` by mistake (the handler, the model) for a config.
 NOT_CONFIG = {
     ".py": "a Python file",

@@ -122,7 +122,7 @@ def test_a_client_command_imports_no_model_config_or_server_code(
     light = ("numpy", "yaml", "uvloop", "httptools", "pydantic", "starlette")
     assert [m for m in modules if m.split(".")[0] in light] == []
     # replay and payloads read the payload records' format, and nothing else of the gateway
-    server = [m for m in modules if m.startswith(("inferd.config", "inferd.gateway.", "inferd.engine"))]
+    server = [m for m in modules if m.startswith(("inferd.config.", "inferd.gateway.", "inferd.engine"))]
     assert server == (["inferd.gateway.payloads"] if command[0] in ("payloads", "replay") else [])
     if command == ("get",):  # the command scripts poll most
         assert "asyncio" not in modules

@@ -31,6 +31,8 @@ def status(state: ApiState) -> str:
     placed = sum(r.version == version.id and not r.retired for r in state.replicas)
     if state.unschedulable and placed < max(1, minimum):  # not even the minimum fits
         return "compute unavailable"
+    if minimum == 0 and all(r.version == version.id for r in state.replicas):
+        return "live"  # scaling up from zero (requests wait for the replica), not an update
     return "updating" if state.desired > 0 else "pending"
 
 

@@ -1,0 +1,46 @@
+"""The status ``inferd get`` shows for an API, from the engine's state (engine/report.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
+from inferd.config.load import load_project
+from inferd.engine.autoscale import Autoscaler
+from inferd.engine.report import status
+from inferd.engine.state import ApiState, Replica, Version
+
+
+def api(tmp_path: Path, min_replicas: int) -> ApiState:
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: shop\n- kind: api\n  name: cold\n  predictor: {path: p.py}\n"
+        f"  compute: {{min_replicas: {min_replicas}, max_replicas: 2}}\n"
+    )
+    (tmp_path / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
+    (config,) = load_project(tmp_path).apis
+    return ApiState(version=Version("v2", config), desired=0, autoscaler=Autoscaler(min_replicas, 2, 1))
+
+
+def starting(version: str) -> Replica:
+    """A stand-in for a replica process still loading: status reads version, ready and retired."""
+    return cast(Replica, SimpleNamespace(version=version, ready=False, retired=False))
+
+
+def test_an_api_scaled_to_zero_stays_live_while_its_first_replica_starts(tmp_path: Path) -> None:
+    cold = api(tmp_path, min_replicas=0)
+    assert status(cold) == "live"
+    cold.desired, cold.replicas = 1, [starting("v2")]  # a request came: one replica is wanted
+    assert status(cold) == "live"
+
+
+def test_a_rollout_of_an_api_at_min_replicas_0_is_an_update(tmp_path: Path) -> None:
+    cold = api(tmp_path, min_replicas=0)
+    cold.desired, cold.replicas = 1, [starting("v1"), starting("v2")]  # v1's replica is replaced
+    assert status(cold) == "updating"
+
+
+def test_an_api_waiting_for_its_minimum_is_updating(tmp_path: Path) -> None:
+    warm = api(tmp_path, min_replicas=1)
+    warm.desired, warm.replicas = 1, [starting("v2")]
+    assert status(warm) == "updating"

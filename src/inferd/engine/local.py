@@ -121,6 +121,7 @@ class LocalEngine:
                 self.apis[config.key] = state
             else:
                 state.version = version
+                state.status = "updating"  # until the new version is live (report.status)
                 state.deleting = False
                 state.failed = 0
                 state.hold_until, state.step_failures, state.step_error = 0.0, 0, None

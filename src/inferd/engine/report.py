@@ -31,8 +31,8 @@ def status(state: ApiState) -> str:
     placed = sum(r.version == version.id and not r.retired for r in state.replicas)
     if state.unschedulable and placed < max(1, minimum):  # not even the minimum fits
         return "compute unavailable"
-    if minimum == 0 and all(r.version == version.id for r in state.replicas):
-        return "live"  # scaling up from zero (requests wait for the replica), not an update
+    if minimum == 0 and state.status == "live" and all(r.version == version.id for r in state.replicas):
+        return "live"  # this version scaling up from zero (requests wait for it), not an update
     return "updating" if state.desired > 0 else "pending"
 
 

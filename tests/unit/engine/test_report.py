@@ -29,14 +29,23 @@ def starting(version: str) -> Replica:
 
 def test_an_api_scaled_to_zero_stays_live_while_its_first_replica_starts(tmp_path: Path) -> None:
     cold = api(tmp_path, min_replicas=0)
-    assert status(cold) == "live"
+    cold.status = status(cold)
+    assert cold.status == "live"
     cold.desired, cold.replicas = 1, [starting("v2")]  # a request came: one replica is wanted
     assert status(cold) == "live"
 
 
 def test_a_rollout_of_an_api_at_min_replicas_0_is_an_update(tmp_path: Path) -> None:
     cold = api(tmp_path, min_replicas=0)
+    cold.status = "live"
     cold.desired, cold.replicas = 1, [starting("v1"), starting("v2")]  # v1's replica is replaced
+    assert status(cold) == "updating"
+
+
+def test_a_new_version_that_starts_replicas_at_once_is_updating_until_one_is_ready(tmp_path: Path) -> None:
+    cold = api(tmp_path, min_replicas=0)  # init_replicas: 1, deployed over a live version
+    cold.status = "updating"  # as the engine sets it when a new version comes
+    cold.desired, cold.replicas = 1, [starting("v2")]
     assert status(cold) == "updating"
 
 

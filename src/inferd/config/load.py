@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from inferd.config import CONFIG_NAMES
-from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSplitter, check_project
+from inferd.config.rules import check_project
+from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSplitter
 from inferd.errors import ConfigError
 
 # Files people hand ``inferd deploy`` by mistake (the handler, the model) for a config.

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferd.config.blocks import Compute
 from inferd.config.quantity import format_bytes
-from inferd.config.schema import Compute
 
 log = logging.getLogger("inferd.engine")
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from inferd.config.schema import ApiConfig, Compute, Project
+from inferd.config.blocks import Compute
+from inferd.config.schema import ApiConfig, Project
 from inferd.engine.ray import plan
 from inferd.errors import ConfigError
 

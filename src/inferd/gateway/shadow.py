@@ -20,7 +20,7 @@ from random import random
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from inferd.config.schema import Shadow
+from inferd.config.blocks import Shadow
 from inferd.gateway.payloads import PayloadBuffer, add_bodies, head_of, version_of
 from inferd.replica import messages
 

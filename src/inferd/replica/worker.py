@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from inferd import codec, tracecontext
-from inferd.config.schema import Tracker
+from inferd.config.blocks import Tracker
 from inferd.errors import HandlerError, InferdError, LoadError
 from inferd.handler.predictor import Predictor
 from inferd.protocols import tfserving, v2

@@ -1,0 +1,179 @@
+"""The rules that span a project's resources and the files they name.
+
+``schema.py`` checks each resource alone (a field's type, range, default); here the project is
+checked whole: one deployment, unique API names and endpoints, splitters and shadows naming APIs
+of the project, and the handler, model, keys and python_path files inside the project folder.
+Every rule raises ``FieldError`` at the YAML location it is about.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inferd.config.blocks import Shadow
+from inferd.config.schema import (
+    Api,
+    ApiConfig,
+    Deployment,
+    FieldError,
+    Project,
+    SplitterConfig,
+    TrafficSplitter,
+    is_remote,
+    reserved,
+)
+
+
+def _inside(root: Path, relative: str, location: tuple[str | int, ...], what: str) -> Path:
+    candidate = Path(relative)
+    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if path != root and root not in path.parents:
+        raise FieldError(location, f"{what} {relative!r} is outside the project folder")
+    return path
+
+
+def check_project(
+    config_file: Path,
+    deployments: list[tuple[int, Deployment]],
+    apis: list[tuple[int, Api]],
+    keys_root: Path | None = None,
+    splitters: list[tuple[int, TrafficSplitter]] | None = None,
+) -> Project:
+    """Apply the rules that span resources and the files they name; raise ``FieldError``.
+
+    ``keys_root``: where relative ``auth.keys_file`` paths are (a snapshot's source project, as
+    key files are never copied); they become absolute.
+    """
+    root = config_file.parent
+    if not deployments:
+        raise FieldError((), f"{config_file.name} must define a deployment resource (kind: deployment)")
+    if len(deployments) > 1:
+        raise FieldError((deployments[1][0],), "deployment: only one deployment resource is allowed")
+    deployment = deployments[0][1]
+    names: set[str] = set()
+    endpoints: dict[str, str] = {}
+    configs: list[ApiConfig] = []
+    for index, api in apis:
+        label = f"api '{api.name}'"
+        if api.name in names:
+            raise FieldError((index, "name"), f"{label}: name: another api is named {api.name!r}")
+        names.add(api.name)
+        endpoint = api.endpoint or f"/{deployment.name}/{api.name}"
+        if reserved(endpoint):
+            raise FieldError((index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd")
+        if endpoint in endpoints:
+            raise FieldError(
+                (index, "endpoint"),
+                f"{label}: endpoint: multiple APIs specify the same endpoint ({endpoint}, "
+                f"also api '{endpoints[endpoint]}')",
+            )
+        endpoints[endpoint] = api.name
+        if keys_root is not None and api.auth is not None and api.auth.keys_file is not None:
+            absolute = str((keys_root / api.auth.keys_file).resolve())  # unchanged when absolute
+            api = api.model_copy(update={"auth": api.auth.model_copy(update={"keys_file": absolute})})
+        _check_files(root, index, api)
+        configs.append(ApiConfig(api=api, deployment=deployment.name, endpoint=endpoint, project_root=root))
+    for index, api in apis:
+        _check_shadow(index, f"api '{api.name}'", api.name, api.shadow, names)
+    routes = _check_splitters(deployment.name, splitters or [], names, endpoints)
+    return Project(
+        root=root, config_file=config_file, deployment=deployment, apis=tuple(configs), splitters=routes
+    )
+
+
+def _check_splitters(
+    deployment: str,
+    splitters: list[tuple[int, TrafficSplitter]],
+    names: set[str],
+    endpoints: dict[str, str],
+) -> tuple[SplitterConfig, ...]:
+    """Splitters name APIs of the project and take names and endpoints no API or splitter has."""
+    routes: list[SplitterConfig] = []
+    taken = set(names)
+    for index, splitter in splitters:
+        label = f"traffic_splitter '{splitter.name}'"
+        if splitter.name in taken:
+            raise FieldError(
+                (index, "name"), f"{label}: name: an api or splitter is already named {splitter.name!r}"
+            )
+        taken.add(splitter.name)
+        total = sum(entry.weight for entry in splitter.apis)
+        if total != 100:
+            raise FieldError(
+                (index, "apis"), f"{label}: apis: the weights must add up to 100 (they add up to {total})"
+            )
+        listed: set[str] = set()
+        for position, entry in enumerate(splitter.apis):
+            if entry.name in listed:
+                raise FieldError(
+                    (index, "apis", position, "name"), f"{label}: apis: api {entry.name!r} is listed twice"
+                )
+            listed.add(entry.name)
+            if entry.name not in names:
+                known = ", ".join(sorted(names)) or "none"
+                raise FieldError(
+                    (index, "apis", position, "name"),
+                    f"{label}: apis: no api named {entry.name!r} in this project (apis: {known})",
+                )
+        _check_shadow(index, label, splitter.name, splitter.shadow, names)
+        endpoint = splitter.endpoint or f"/{deployment}/{splitter.name}"
+        if reserved(endpoint):
+            raise FieldError((index, "endpoint"), f"{label}: endpoint: {endpoint} is reserved by inferd")
+        if endpoint in endpoints:
+            raise FieldError(
+                (index, "endpoint"),
+                f"{label}: endpoint: {endpoint} is already the endpoint of '{endpoints[endpoint]}'",
+            )
+        endpoints[endpoint] = splitter.name
+        routes.append(SplitterConfig(splitter=splitter, deployment=deployment, endpoint=endpoint))
+    return tuple(routes)
+
+
+def _check_shadow(index: int, label: str, name: str, shadow: Shadow | None, names: set[str]) -> None:
+    """A shadow names another API of the project."""
+    if shadow is None:
+        return
+    if shadow.api == name:
+        raise FieldError((index, "shadow", "api"), f"{label}: shadow.api: cannot be {name!r} itself")
+    if shadow.api not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise FieldError(
+            (index, "shadow", "api"),
+            f"{label}: shadow.api: no api named {shadow.api!r} in this project (apis: {known})",
+        )
+
+
+def _check_files(root: Path, index: int, api: Api) -> None:
+    label = f"api '{api.name}'"
+    block_name = api.model_format
+    if api.handler_file is not None:
+        field = "path" if api.predictor is not None else "request_handler"
+        where = (index, block_name, field)
+        path = _inside(root, api.handler_file, where, f"{label}: {block_name}.{field}:")
+        if not path.is_file():
+            raise FieldError(where, f"{label}: {block_name}.{field}: {api.handler_file} does not exist")
+        if path.suffix not in (".py", ".pickle"):
+            raise FieldError(where, f"{label}: {block_name}.{field}: must be a .py (or dill .pickle) file")
+    if api.auth is not None and api.auth.keys_file is not None:
+        keys = Path(api.auth.keys_file)
+        if not (keys if keys.is_absolute() else root / keys).is_file():
+            raise FieldError(
+                (index, "auth", "keys_file"), f"{label}: auth.keys_file: {api.auth.keys_file} does not exist"
+            )
+    if api.python_path is not None:
+        where = (index, block_name, "python_path")
+        path = _inside(root, api.python_path, where, f"{label}: {block_name}.python_path:")
+        if not path.is_dir():
+            raise FieldError(where, f"{label}: {block_name}.python_path: {api.python_path} is not a folder")
+    uri = api.model_uri
+    if uri is not None and not is_remote(uri):
+        where = (index, block_name, "model")
+        path = _inside(root, uri, where, f"{label}: {block_name}.model:")
+        if not path.exists():
+            raise FieldError(where, f"{label}: {block_name}.model: {uri} does not exist")
+        if api.onnx is not None and not path.is_file():
+            raise FieldError(where, f"{label}: onnx.model: {uri} must be a file")
+        if api.tensorflow is not None and not (path.is_dir() or path.suffix == ".zip"):
+            raise FieldError(
+                where, f"{label}: tensorflow.model: {uri} must be a SavedModel folder (or a .zip of one)"
+            )

@@ -366,7 +366,9 @@ def test_ctrl_c_while_the_model_downloads_stops_at_once(tmp_path: Path, iris_onn
 
 def run_demo(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
     """``make demo``'s script (the Makefile's demo target runs it after building the models)."""
-    assert "$(BIN)/python scripts/demo.py" in (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "demo: models\n\t$(BIN)/python scripts/demo.py" in makefile
+    assert "-e '.[all,dev,cortex]'" in makefile  # README: the .venv of make test, with every runtime
     with (tmp_path / "demo.out").open("wb") as out, (tmp_path / "demo.err").open("wb") as err:
         return subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "demo.py")],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,20 @@ EXAMPLE = ROOT / "examples" / "iris-onnx"
 HOST = os.environ.get("INFERD_HOST", "127.0.0.1")
 PORT = int(os.environ.get("INFERD_PORT", "8888"))
 BASE = f"http://{HOST}:{PORT}"
+
+
+def check_port_free() -> None:
+    """Refuse a port something else listens on, before starting: its /healthz (another inferd's,
+    say an operator's gateway from `inferd up`) would answer for a server that never started."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, PORT))
+        except OSError as exc:
+            sys.exit(
+                f"demo: cannot listen on {HOST}:{PORT}: {exc.strerror}; "
+                f"choose another port: INFERD_PORT=9000 make demo"
+            )
 
 
 def wait_ready(server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -36,6 +51,7 @@ def wait_ready(server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
 
 
 def main() -> None:
+    check_port_free()
     inferd = Path(sys.executable).parent / "inferd"
     server = subprocess.Popen([str(inferd), "serve", str(EXAMPLE), "--host", HOST, "--port", str(PORT)])
     try:
@@ -60,6 +76,7 @@ def main() -> None:
     except KeyboardInterrupt:
         # The terminal sent SIGINT to inferd as well: it drains and exits on its own.
         server.wait()
+    sys.exit(server.returncode)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,8 @@ def test_prune_removes_the_logs_of_deleted_apis_and_keeps_the_rest(
     inferd.run("delete", "keep/gone")
     inferd.run("delete", "old")
     assert "replica is ready" in files["gone"].read_text()  # kept after the delete, until a prune
+    # README: `inferd logs` still reads them, by the API's bare name too (as before the delete)
+    assert "keep/gone [inferd] deleted" in inferd.run("logs", "gone").stdout
 
     def pruned() -> bool:  # a deleted API's payload file closes once it has not been written a while
         inferd.run("prune")

@@ -7,8 +7,11 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ import requests
 
 from tests.conftest import (
     INFERD,
+    ROOT,
     Server,
     example,
     make_project,
@@ -24,6 +28,7 @@ from tests.conftest import (
     wait_for,
     zygote_pids,
 )
+from tests.integration.conftest import free_port
 from tests.integration.test_operator import HeldModel
 
 Serve = Callable[..., Server]
@@ -357,3 +362,72 @@ def test_ctrl_c_while_the_model_downloads_stops_at_once(tmp_path: Path, iris_onn
         origin.close()
     assert process.returncode == 0, log.read_text()
     assert log.read_text().rstrip().endswith("inferd: stopped")
+
+
+def run_demo(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """``make demo``'s script (the Makefile's demo target runs it after building the models)."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "demo: models\n\t$(BIN)/python scripts/demo.py" in makefile
+    assert "-e '.[all,dev,cortex]'" in makefile  # README: the .venv of make test, with every runtime
+    with (tmp_path / "demo.out").open("wb") as out, (tmp_path / "demo.err").open("wb") as err:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "demo.py")],
+            stdout=out,
+            stderr=err,
+            env=dict(os.environ, INFERD_PORT=str(port), PYTHONUNBUFFERED="1"),
+            start_new_session=True,  # Ctrl-C reaches the demo and its inferd serve, as from a terminal
+        )
+
+
+def test_make_demo_predicts_once_then_serves_until_ctrl_c(tmp_path: Path) -> None:
+    """README, Quick start: the label with a curl line to try, serving until Ctrl-C."""
+    port = free_port()
+    demo = run_demo(tmp_path, port)
+    try:
+        wait_for(lambda: "Serving until Ctrl-C." in (tmp_path / "demo.out").read_text(), 120, "the demo")
+        out = (tmp_path / "demo.out").read_text()
+        assert 'prediction:  "iris-setosa"' in out
+        curl = f"-d @examples/iris-onnx/sample.json http://127.0.0.1:{port}/iris/classifier"
+        assert curl in out
+        sample = (ROOT / "examples" / "iris-onnx" / "sample.json").read_bytes()
+        answer = requests.post(f"http://127.0.0.1:{port}/iris/classifier", data=sample, timeout=30)
+        assert answer.json() == "iris-setosa"
+        os.killpg(demo.pid, signal.SIGINT)
+        assert demo.wait(60) == 0
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+
+
+class AnyServer(BaseHTTPRequestHandler):
+    """Another web server on the demo's port: 200 to everything, as another inferd would."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_make_demo_refuses_a_port_another_server_answers_on(tmp_path: Path) -> None:
+    # `inferd up` before `make demo` leaves the operator's gateway on 8888: the demo printed that
+    # server's answer as its own, while its own inferd serve had exited (address in use).
+    other = ThreadingHTTPServer(("127.0.0.1", 0), AnyServer)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        demo = run_demo(tmp_path, other.server_address[1])
+        assert demo.wait(120) != 0
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert "prediction" not in (tmp_path / "demo.out").read_text()
+    assert (
+        "Address already in use; choose another port: INFERD_PORT=9000 make demo"
+        in (tmp_path / "demo.err").read_text()
+    )

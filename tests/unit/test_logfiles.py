@@ -14,6 +14,7 @@ from inferd import logfiles
 from inferd.engine.output import ApiLogs
 from inferd.gateway.access import AccessLog
 from inferd.logfiles import RotatingLog, files_of, read_after, since_cursor, tail_cursor, tail_lines
+from inferd.operator.logs import logged_keys
 
 
 def write_lines(log: RotatingLog, first: int, count: int, batch: int = 50) -> None:
@@ -165,3 +166,13 @@ def test_fifty_thousand_access_lines_stay_within_the_bound(
     output.close()
     assert logfiles.folder_bytes(folder) <= 5 << 20
     assert tail_lines(folder / "classifier.log", 1)[0].startswith("handled request 49999 ")
+
+
+def test_a_deleted_api_s_log_is_found_by_its_bare_name(tmp_path: Path) -> None:
+    for key in ("iris/classifier", "garden/classifier", "iris/other"):
+        (tmp_path / "logs" / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "logs" / f"{key}.log").write_text("a line\n")
+    (tmp_path / "logs" / "iris" / "classifier.access.log").write_text("{}\n")
+    assert logged_keys(tmp_path, "other") == ["iris/other"]
+    assert logged_keys(tmp_path, "classifier") == ["garden/classifier", "iris/classifier"]
+    assert logged_keys(tmp_path, "gone") == []

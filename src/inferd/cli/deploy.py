@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from inferd.cli.backends import backend_for, ray_backend
-from inferd.cli.options import env_option, relax_pins_option, timeout_option, wait_option
+from inferd.cli.options import (
+    drain_timeout_option,
+    env_option,
+    relax_pins_option,
+    timeout_option,
+    wait_option,
+)
 from inferd.cli.outcome import STILL_DRAINING, STOPPED_WAITING, wait_deleted, wait_outcome
 from inferd.client import Client
 from inferd.errors import InferdError, OperatorError, ReplaceError, UsageError
@@ -155,7 +161,7 @@ def refresh(
     help="Accepted for Cortex's delete --keep-cache; inferd frees what nothing deployed uses "
     "either way (a model is fetched again on its next deploy).",
 )
-@timeout_option
+@drain_timeout_option
 @env_option
 def delete(name: str | None, force: bool, keep_cache: bool, timeout: float, env: Environment) -> None:
     """Delete an API, or every API of a deployment; their replicas drain first.

@@ -79,6 +79,16 @@ timeout_option = click.option(
     help="Stop waiting after this long (exit 1); the operator goes on with the rollout.",
 )
 
+drain_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop waiting for the replicas to drain after this long (exit 1); the operator goes on "
+    "draining them.",
+)
+
 
 def folder_deployment() -> str | None:
     """The deployment the project in the current folder names, if the folder holds one.

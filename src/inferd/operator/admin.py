@@ -23,10 +23,11 @@ from inferd.errors import (
     InputError,
     NotFoundError,
     UnauthorizedError,
+    UsageError,
 )
 from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
 from inferd.operator.delete import delete
-from inferd.operator.logs import log_path, read_logs
+from inferd.operator.logs import log_path, logged_keys, read_logs
 from inferd.operator.promote import promote
 
 if TYPE_CHECKING:
@@ -35,6 +36,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("inferd.operator")
 
 LOG_NAME = re.compile(r"[a-z0-9-]+(/[a-z0-9-]+)?")  # ``API`` or ``DEPLOYMENT/API``: never a path
+
+
+def _deleted_log(operator: Operator, name: str) -> str:
+    """The key of the deleted API whose log a bare ``API`` name means: the only deployment that
+    left a log of that name (``DEPLOYMENT/API`` names one when several did)."""
+    keys = logged_keys(operator.home, name) if "/" not in name else []
+    if len(keys) > 1:
+        raise UsageError(
+            f"api '{name}' was in several deployments ({', '.join(keys)}); name one as DEPLOYMENT/API"
+        )
+    if not keys:
+        raise NotFoundError(f"no API named '{name}'")
+    return keys[0]
 
 
 class AdminApp(HttpServer):
@@ -114,8 +128,10 @@ class AdminApp(HttpServer):
                 name = operator.resolve(name)
             except NotFoundError:
                 # A deleted API's log (or an older version's ``logs/<api>.log``) stays readable.
-                if not LOG_NAME.fullmatch(name) or not log_path(operator.home, name).exists():
+                if not LOG_NAME.fullmatch(name):
                     raise
+                if not log_path(operator.home, name).exists():
+                    name = _deleted_log(operator, name)
             query = parse_query(request.query)
             try:
                 tail = int(query["tail"]) if "tail" in query else None

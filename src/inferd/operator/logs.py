@@ -24,7 +24,13 @@ from inferd.logfiles import (
 )
 
 DEFAULT_TAIL = 100
-__all__ = ["DEFAULT_TAIL", "log_path", "read_logs", "recent_lines"]
+__all__ = ["DEFAULT_TAIL", "log_path", "logged_keys", "read_logs", "recent_lines"]
+
+
+def logged_keys(home: Path, api: str) -> list[str]:
+    """The keys (``DEPLOYMENT/API``) whose log is on disk under the API name ``api``: a deleted
+    API's log stays until ``inferd prune``, so ``inferd logs API`` finds it by its bare name too."""
+    return sorted(f"{path.parent.name}/{api}" for path in (home / "logs").glob(f"*/{api}.log"))
 
 
 def _position(path: Path, cursor: Cursor) -> tuple[int, int]:

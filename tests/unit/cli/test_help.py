@@ -37,6 +37,12 @@ def test_export_names_the_folder_its_help_talks_about() -> None:
     assert "--kubernetes OUT" in shown
 
 
+def test_delete_s_timeout_speaks_of_the_drain_it_waits_for() -> None:
+    shown = " ".join(CliRunner().invoke(cli, ["delete", "--help"]).output.split())
+    assert "Stop waiting for the replicas to drain after this long (exit 1)" in shown
+    assert "rollout" not in shown
+
+
 def test_delete_without_a_name_outside_a_project_asks_for_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,6 +25,7 @@ from inferd.gateway.wire import RETRY_AFTER as RETRY_AFTER
 from inferd.gateway.wire import WANTED_HEADERS as WANTED_HEADERS
 from inferd.gateway.wire import Request as Request
 from inferd.gateway.wire import next_request_id as next_request_id
+from inferd.gateway.wire import origin_form
 from inferd.gateway.wire import parse_query as parse_query
 from inferd.gateway.wire import status_line as status_line
 from inferd.gateway.wire import valid_id as valid_id
@@ -272,7 +273,8 @@ class HttpConnection(asyncio.Protocol):
         if self._head_size + 21 > limit and self._head_size + len(self.parser.get_method()) + 14 > limit:
             self.refuse(431, f"the request line and headers are larger than {limit} bytes")
             return
-        self._path, _, self._query = self._url.partition(b"?")
+        url = self._url
+        self._path, _, self._query = (url if url[:1] == b"/" else origin_form(url)).partition(b"?")
         headers = self._headers
         if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
             # The parser hands what follows an upgrade request's headers to the new protocol: its
@@ -284,6 +286,17 @@ class HttpConnection(asyncio.Protocol):
             shown = coding.decode("latin-1")[:64]
             self.refuse(415, f"Content-Encoding {shown} is not supported: send the body uncompressed")
             return
+        transfer = headers.get(b"transfer-encoding")
+        if transfer is not None:
+            # httptools undoes only chunked, the last coding: with others before it the body
+            # would reach the handler still coded (RFC 9112 6.1: 501).
+            other = [c for c in (c.strip().lower() for c in transfer.split(b",")) if c and c != b"chunked"]
+            if other:
+                shown = other[0].decode("latin-1")[:64]
+                self.refuse(
+                    501, f"Transfer-Encoding {shown} is not supported: send the body with chunked alone"
+                )
+                return
         self._admitting = True
         try:
             limit = self.app.admit(self, self.parser.get_method(), self._path, headers)
@@ -326,6 +339,17 @@ class HttpConnection(asyncio.Protocol):
             self._body_too_large()
             return
         self._body.append(body)
+        transport = self.transport
+        if (
+            self._size > edge.READ_AHEAD
+            and (self.busy or self.pipeline)
+            and transport
+            and not self.read_paused
+        ):
+            # Behind an unanswered request: the rest of this body waits in the socket (``_advance``
+            # reads on once the answers before it are written).
+            self.read_paused = True
+            transport.pause_reading()
 
     @staticmethod
     def _error(status: int, message: str) -> Request:
@@ -414,8 +438,11 @@ class HttpConnection(asyncio.Protocol):
                 and not self.write_paused
                 and transport is not None
                 and len(pipeline) < self.limits.max_pipeline
+                and not (self.busy and self.phase == BODY and self._size > edge.READ_AHEAD)
             ):
                 self.read_paused = False
+                if self.phase == BODY:  # the pause was ours: the body's clocks start again
+                    self.since = self.body_since = self.app.clock
                 transport.resume_reading()
         finally:
             self._advancing = False

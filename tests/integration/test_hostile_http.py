@@ -585,3 +585,24 @@ def test_pipelined_bodies_behind_an_unanswered_request_are_not_read_ahead(
     # was every body up to --max-pipeline (32 MiB here).
     assert pushed < 16 << 20, f"the gateway read {pushed >> 20} MiB ahead"
     assert server.healthy()
+
+
+def test_trailer_fields_are_bounded_and_never_taken_for_headers(server: Server) -> None:
+    """Trailer fields after a chunked body were no part of the head: unbounded (42 MiB of one
+    trailer accepted in 8 s, the parser copying the growing value at every read, the event loop
+    busy the while) and stored over the headers (a trailer ``X-Request-ID`` named the answer)."""
+    chunked = (
+        b"POST /d/iris HTTP/1.1\r\nHost: x\r\nX-Request-ID: head-id\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    body = b"%x\r\n%s\r\n0\r\n" % (len(ROWS), ROWS)
+    with Client(server) as client:
+        client.send(chunked + body + b"X-Request-ID: trailer-id\r\nX-Trace: 1\r\n\r\n")
+        answer = client.read()
+        assert answer.status == 200 and answer.headers["x-request-id"] == "head-id"
+        client.send(chunked + body + b"X-Pad: " + b"a" * (100 << 10) + b"\r\n\r\n")
+        refused = client.read()
+        assert refused.status == 431 and refused.headers["connection"] == "close"
+        assert refused.json() == {
+            "error": "the chunked body's framing and trailer fields are larger than 65536 bytes"
+        }
+    assert server.healthy()

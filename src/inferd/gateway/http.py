@@ -202,8 +202,9 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering or self.broken:  # answered early, or after a bad request: read and drop
             return
-        if self.phase != BODY:
-            self.head_bytes += len(data)
+        # Counted until the head ends, and in a body from its last byte on (``on_body`` sets it
+        # back to 0): a chunked body's framing and trailer fields are bounded as a head is.
+        self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -211,9 +212,16 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self.lingering:
                 self.refuse(400, f"malformed HTTP request: {exc}")
-        if self.phase == HEAD and self.head_bytes > self.limits.max_header_bytes and not self.lingering:
+        if self.head_bytes > self.limits.max_header_bytes and not self.lingering and not self.broken:
             limit = self.limits.max_header_bytes
-            self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+            if self.phase == HEAD:
+                self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+            elif self.phase == BODY:
+                self._trailers_too_large()
+
+    def _trailers_too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        self.refuse(431, f"the chunked body's framing and trailer fields are larger than {limit} bytes")
 
     def _upgraded(self) -> None:
         """The request asked for another protocol (``Upgrade``, ``CONNECT``): it is answered as
@@ -256,6 +264,10 @@ class HttpConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
+        if self.phase != HEAD:  # a trailer field (after a chunked body): counted, never a header
+            if self._head_size > self.limits.max_header_bytes and not self.lingering:
+                self._trailers_too_large()
+            return
         name = name.lower()
         if name in WANTED_HEADERS:
             self._headers[name] = value
@@ -266,11 +278,12 @@ class HttpConnection(asyncio.Protocol):
         self.phase = BODY
         self.since = self.body_since = self.app.clock
         self.head_bytes = 0
+        head_size, self._head_size = self._head_size, 0  # from now on: trailer fields
         # data_received counts whole reads, so a head that ends in the read that crosses the limit
         # got past it (up to twice the limit in two 64 KiB reads): count what was parsed, plus
         # the method, " HTTP/1.1\r\n" with its space and the blank line (14 bytes).
         limit = self.limits.max_header_bytes
-        if self._head_size + 21 > limit and self._head_size + len(self.parser.get_method()) + 14 > limit:
+        if head_size + 21 > limit and head_size + len(self.parser.get_method()) + 14 > limit:
             self.refuse(431, f"the request line and headers are larger than {limit} bytes")
             return
         url = self._url
@@ -330,6 +343,7 @@ class HttpConnection(asyncio.Protocol):
         return self._size
 
     def on_body(self, body: bytes) -> None:
+        self.head_bytes = 0
         if self._too_large or self.lingering:
             return
         self.since = self.app.clock

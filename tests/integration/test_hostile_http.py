@@ -12,6 +12,7 @@ import os
 import resource
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,15 @@ WORDS = """
 def predict(sample, metadata):
     yield from sample["words"]
 """
+# Answers once the file the sample names exists (30 s at most): a request held at its replica.
+HOLD = """
+import os, time
+def predict(sample, metadata):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sample["until"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "done"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +49,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, iris_onnx_model: Path) -> I
     project = make_project(
         root / "p",
         "- kind: deployment\n  name: d\n- kind: api\n  name: iris\n  onnx:\n    model: m.onnx\n"
-        "- kind: api\n  name: words\n  predictor:\n    path: words.py\n",
-        {"words.py": WORDS},
+        "- kind: api\n  name: words\n  predictor:\n    path: words.py\n"
+        "- kind: api\n  name: hold\n  predictor:\n    path: hold.py\n",
+        {"words.py": WORDS, "hold.py": HOLD},
         {"m.onnx": iris_onnx_model},
     )
     running = Server(project, root / "serve.log").wait_ready()
@@ -233,6 +244,19 @@ def test_the_dashboard_and_admin_api_close_requests_never_finished(tmp_path: Pat
             sock.close()
         answer = requests.get(f"http://127.0.0.1:{ports[0]}/dashboard/", timeout=10)  # still serving
         assert answer.status_code == 401 and "inferd dashboard" in answer.json()["error"]
+        # A session cookie sent as a trailer field is no cookie (it opened the dashboard).
+        login = requests.get(runner.run("dashboard").stdout.strip(), allow_redirects=False, timeout=10)
+        cookie = login.headers["set-cookie"].split(";")[0]
+        with socket.create_connection(("127.0.0.1", ports[0]), timeout=10) as sock:
+            sock.sendall(
+                b"GET /dashboard/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"0\r\nCookie: " + cookie.encode() + b"\r\n\r\n"
+            )
+            assert sock.recv(65536).startswith(b"HTTP/1.1 401 ")
+        opened = requests.get(
+            f"http://127.0.0.1:{ports[0]}/dashboard/", headers={"Cookie": cookie}, timeout=10
+        )
+        assert opened.status_code == 200  # the same cookie as a header
     finally:
         stop_operator(runner)
 
@@ -506,3 +530,92 @@ def test_expect_100_continue_is_ignored_from_an_http_1_0_client(server: Server) 
         assert client.read(head=True).status == 100
         client.send(ROWS)
         assert client.read().status == 200
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "deflate,chunked"])
+def test_a_transfer_coding_other_than_chunked_is_501_not_read_as_plain(server: Server, coding: str) -> None:
+    """RFC 9112 6.1: a transfer coding the server does not understand is a 501. The body was read
+    as if only chunked: a gzip-coded body came to the handler compressed (400 malformed JSON) and
+    a plain one was answered as though the coding had been applied."""
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(ROWS), ROWS)
+    with Client(server) as client:
+        client.send(
+            f"POST /d/iris HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n\r\n".encode() + body
+        )
+        answer = client.read()
+        assert answer.status == 501 and answer.headers["connection"] == "close"
+        shown = coding.split(",")[0].strip()
+        assert answer.json() == {
+            "error": f"Transfer-Encoding {shown} is not supported: send the body with chunked alone"
+        }
+    with Client(server) as client:  # chunked alone, in any case, is read as it always was
+        client.send(b"POST /d/iris HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n" + body)
+        assert client.read().status == 200
+
+
+def test_an_absolute_form_target_is_answered_as_its_path(server: Server) -> None:
+    """RFC 9112 3.2.2: a server must accept the absolute form (``POST http://host/d/iris``, as a
+    client configured with the gateway as its proxy sends); it was a 404 naming the whole URL."""
+    with Client(server) as client:
+        for target in ("http://127.0.0.1/d/iris", "HTTPS://gateway:8888/d/iris?debug=false"):
+            client.send(request("POST", target, ROWS))
+            answer = client.read()
+            assert answer.status == 200 and answer.body.startswith(b"[[0],"), target
+        client.send(request("GET", "http://gateway"))  # no path: the root
+        assert "apis" in client.read().json()  # type: ignore[operator]
+
+
+def test_pipelined_bodies_behind_an_unanswered_request_are_not_read_ahead(
+    server: Server, tmp_path: Path
+) -> None:
+    """--max-pipeline bounds pipelined requests, but each could hold a whole body (10 MiB): a
+    client that pipelined large bodies behind a slow request made the gateway hold them all
+    (nine 9 MB bodies on one connection: 440 MB for five connections). Behind an unanswered
+    request a body is read ahead 1 MiB at most; the rest waits in the socket."""
+    release = tmp_path / "release"
+    held = json.dumps({"until": str(release)}).encode()
+    data = request("POST", "/d/hold", held) + request("POST", "/d/hold", held + b" " * (4 << 20)) * 8
+    with Client(server) as client:
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        client.sock.setblocking(False)
+        pushed = 0
+        stalled_since = time.monotonic()
+        while pushed < len(data) and time.monotonic() - stalled_since < 1.0:
+            try:
+                sent = client.sock.send(data[pushed : pushed + 65536])
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            pushed += sent
+            stalled_since = time.monotonic()
+        release.touch()
+        client.sock.setblocking(True)
+        client.sock.sendall(data[pushed:])
+        for _ in range(9):
+            answer = client.read()
+            assert (answer.status, answer.json()) == (200, "done")
+    # What the kernel's socket buffers hold (a few MiB on loopback) plus 1 MiB read ahead; it
+    # was every body up to --max-pipeline (32 MiB here).
+    assert pushed < 16 << 20, f"the gateway read {pushed >> 20} MiB ahead"
+    assert server.healthy()
+
+
+def test_trailer_fields_are_bounded_and_never_taken_for_headers(server: Server) -> None:
+    """Trailer fields after a chunked body were no part of the head: unbounded (42 MiB of one
+    trailer accepted in 8 s, the parser copying the growing value at every read, the event loop
+    busy the while) and stored over the headers (a trailer ``X-Request-ID`` named the answer)."""
+    chunked = (
+        b"POST /d/iris HTTP/1.1\r\nHost: x\r\nX-Request-ID: head-id\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    body = b"%x\r\n%s\r\n0\r\n" % (len(ROWS), ROWS)
+    with Client(server) as client:
+        client.send(chunked + body + b"X-Request-ID: trailer-id\r\nX-Trace: 1\r\n\r\n")
+        answer = client.read()
+        assert answer.status == 200 and answer.headers["x-request-id"] == "head-id"
+        client.send(chunked + body + b"X-Pad: " + b"a" * (100 << 10) + b"\r\n\r\n")
+        refused = client.read()
+        assert refused.status == 431 and refused.headers["connection"] == "close"
+        assert refused.json() == {
+            "error": "the chunked body's framing and trailer fields are larger than 65536 bytes"
+        }
+    assert server.healthy()

@@ -43,6 +43,10 @@ BACKLOG = 4096
 # Bytes per second a request body must arrive at, on average, once it has taken longer than the
 # header timeout (a phone on a bad network sends far more; Kestrel's floor is 240).
 MIN_BODY_RATE = 1024
+# Body bytes of a request read while an earlier one on its connection is unanswered: beyond,
+# reading pauses until the answers before it are written (nginx, likewise, reads no further
+# than its buffer), so --max-pipeline bodies of 10 MiB cannot each wait in the gateway's memory.
+READ_AHEAD = 1 << 20
 # At the connection cap, a connection that has sent nothing for this long gives its place to a
 # new one (one that connected just now is given the time to send its request).
 SILENT_GRACE = 1.0
@@ -306,7 +310,7 @@ def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> l
         elif conn.phase == HEAD:
             if age > header_timeout:
                 expired.append(conn)
-        elif conn.phase == BODY:
+        elif conn.phase == BODY and not conn.read_paused:  # paused: the gateway's doing, not the client's
             # No pause longer than the header timeout, and past it, on average at least
             # MIN_BODY_RATE: a body dripped a byte at a time cannot hold the connection for hours.
             taken = now - conn.body_since

@@ -25,6 +25,7 @@ from inferd.gateway.wire import RETRY_AFTER as RETRY_AFTER
 from inferd.gateway.wire import WANTED_HEADERS as WANTED_HEADERS
 from inferd.gateway.wire import Request as Request
 from inferd.gateway.wire import next_request_id as next_request_id
+from inferd.gateway.wire import origin_form
 from inferd.gateway.wire import parse_query as parse_query
 from inferd.gateway.wire import status_line as status_line
 from inferd.gateway.wire import valid_id as valid_id
@@ -201,8 +202,9 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering or self.broken:  # answered early, or after a bad request: read and drop
             return
-        if self.phase != BODY:
-            self.head_bytes += len(data)
+        # Counted until the head ends, and in a body from its last byte on (``on_body`` sets it
+        # back to 0): a chunked body's framing and trailer fields are bounded as a head is.
+        self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -210,9 +212,16 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self.lingering:
                 self.refuse(400, f"malformed HTTP request: {exc}")
-        if self.phase == HEAD and self.head_bytes > self.limits.max_header_bytes and not self.lingering:
+        if self.head_bytes > self.limits.max_header_bytes and not self.lingering and not self.broken:
             limit = self.limits.max_header_bytes
-            self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+            if self.phase == HEAD:
+                self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+            elif self.phase == BODY:
+                self._trailers_too_large()
+
+    def _trailers_too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        self.refuse(431, f"the chunked body's framing and trailer fields are larger than {limit} bytes")
 
     def _upgraded(self) -> None:
         """The request asked for another protocol (``Upgrade``, ``CONNECT``): it is answered as
@@ -255,6 +264,10 @@ class HttpConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
+        if self.phase != HEAD:  # a trailer field (after a chunked body): counted, never a header
+            if self._head_size > self.limits.max_header_bytes and not self.lingering:
+                self._trailers_too_large()
+            return
         name = name.lower()
         if name in WANTED_HEADERS:
             self._headers[name] = value
@@ -265,14 +278,16 @@ class HttpConnection(asyncio.Protocol):
         self.phase = BODY
         self.since = self.body_since = self.app.clock
         self.head_bytes = 0
+        head_size, self._head_size = self._head_size, 0  # from now on: trailer fields
         # data_received counts whole reads, so a head that ends in the read that crosses the limit
         # got past it (up to twice the limit in two 64 KiB reads): count what was parsed, plus
         # the method, " HTTP/1.1\r\n" with its space and the blank line (14 bytes).
         limit = self.limits.max_header_bytes
-        if self._head_size + 21 > limit and self._head_size + len(self.parser.get_method()) + 14 > limit:
+        if head_size + 21 > limit and head_size + len(self.parser.get_method()) + 14 > limit:
             self.refuse(431, f"the request line and headers are larger than {limit} bytes")
             return
-        self._path, _, self._query = self._url.partition(b"?")
+        url = self._url
+        self._path, _, self._query = (url if url[:1] == b"/" else origin_form(url)).partition(b"?")
         headers = self._headers
         if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
             # The parser hands what follows an upgrade request's headers to the new protocol: its
@@ -284,6 +299,17 @@ class HttpConnection(asyncio.Protocol):
             shown = coding.decode("latin-1")[:64]
             self.refuse(415, f"Content-Encoding {shown} is not supported: send the body uncompressed")
             return
+        transfer = headers.get(b"transfer-encoding")
+        if transfer is not None:
+            # httptools undoes only chunked, the last coding: with others before it the body
+            # would reach the handler still coded (RFC 9112 6.1: 501).
+            other = [c for c in (c.strip().lower() for c in transfer.split(b",")) if c and c != b"chunked"]
+            if other:
+                shown = other[0].decode("latin-1")[:64]
+                self.refuse(
+                    501, f"Transfer-Encoding {shown} is not supported: send the body with chunked alone"
+                )
+                return
         self._admitting = True
         try:
             limit = self.app.admit(self, self.parser.get_method(), self._path, headers)
@@ -317,6 +343,7 @@ class HttpConnection(asyncio.Protocol):
         return self._size
 
     def on_body(self, body: bytes) -> None:
+        self.head_bytes = 0
         if self._too_large or self.lingering:
             return
         self.since = self.app.clock
@@ -326,6 +353,17 @@ class HttpConnection(asyncio.Protocol):
             self._body_too_large()
             return
         self._body.append(body)
+        transport = self.transport
+        if (
+            self._size > edge.READ_AHEAD
+            and (self.busy or self.pipeline)
+            and transport
+            and not self.read_paused
+        ):
+            # Behind an unanswered request: the rest of this body waits in the socket (``_advance``
+            # reads on once the answers before it are written).
+            self.read_paused = True
+            transport.pause_reading()
 
     @staticmethod
     def _error(status: int, message: str) -> Request:
@@ -414,8 +452,11 @@ class HttpConnection(asyncio.Protocol):
                 and not self.write_paused
                 and transport is not None
                 and len(pipeline) < self.limits.max_pipeline
+                and not (self.busy and self.phase == BODY and self._size > edge.READ_AHEAD)
             ):
                 self.read_paused = False
+                if self.phase == BODY:  # the pause was ours: the body's clocks start again
+                    self.since = self.body_since = self.app.clock
                 transport.resume_reading()
         finally:
             self._advancing = False

@@ -65,8 +65,20 @@ WANTED_HEADERS = frozenset(
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
         b"upgrade",  # refused with a body (gateway/http.py)
         b"content-encoding",  # refused unless identity: bodies are read as sent
+        b"transfer-encoding",  # refused unless chunked alone: httptools undoes chunked only
     }
 )
+
+
+def origin_form(target: bytes) -> bytes:
+    """The path and query of a request target: an absolute-form one (``http://host:8888/p?q``,
+    which RFC 9112 3.2.2 says a server must accept) loses its scheme and authority."""
+    if target[:1] == b"/" or not target[:8].lower().startswith((b"http://", b"https://")):
+        return target
+    rest = target.partition(b"://")[2]
+    cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+    path = rest[cut:]
+    return path if path[:1] == b"/" else b"/" + path
 
 
 _PREFIX = os.urandom(4).hex().encode()

@@ -28,7 +28,7 @@ import orjson
 
 from inferd import __version__
 from inferd.errors import InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
-from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
+from inferd.gateway.http import HEAD, HttpConnection, HttpServer, Request, parse_query
 from inferd.operator.history import PERIOD, History, class_totals
 from inferd.operator.logs import recent_lines
 from inferd.operator.payloads import recent_payloads
@@ -65,7 +65,7 @@ class DashboardConnection(HttpConnection):
     """An HTTP connection that also keeps the ``Cookie`` header (the gateway's parser skips it)."""
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"cookie":
+        if name.lower() == b"cookie" and self.phase == HEAD:  # a trailer field is never a header
             self._headers[b"cookie"] = value
         else:
             super().on_header(name, value)

@@ -54,12 +54,17 @@ class LoadedApi:
         result = self.predictor.predict(sample)
         stage = "predict" if self.predictor.runtime is None else "post_inference"
         if is_stream(result):  # a streamed answer: its items, in order
+            if self.config.api.batching is not None:  # the endpoint refuses it (replica/worker.py)
+                if callable(close := getattr(result, "close", None)):
+                    close()
+                reason = "an iterator streams only without batching (remove the api's batching)"
+                raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}")
             try:
                 result = list(result)
             except Exception as exc:
                 raise HandlerError(f"{stage} failed while streaming: {type(exc).__name__}: {exc}") from exc
         try:
-            return orjson.loads(codec.dumps(result))
+            return orjson.loads(codec.dumps_answer(result))
         except TypeError as exc:
             raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}") from exc
 

@@ -102,6 +102,7 @@ def predict(sample, metadata):
     pad = "x" * sample.get("size", 0)
 
     def items():
+        _note(sample.get("began"), "began")
         try:
             for index in range(count):
                 if index == fail_after:
@@ -268,6 +269,21 @@ def test_a_client_that_leaves_stops_the_generator(server: Server, tmp_path: Path
     # The bound is 100 ms; slack for a busy machine. A replica still running the old
     # generator would have held this request for its 47 remaining seconds.
     assert elapsed < 0.1 * 10
+
+
+def test_a_client_that_leaves_before_the_first_item_stops_the_generator_at_it(
+    server: Server, tmp_path: Path
+) -> None:
+    record, began = tmp_path / "produced.txt", tmp_path / "began"
+    body = json.dumps({"count": 50, "delay": 1.0, "record": str(record), "began": str(began)}).encode()
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (ONE.encode(), len(body), body)
+        )
+        wait_for(began.exists, 30, "the generator to begin")
+    # The replica was told as the client left, a second before the first item: it stops there.
+    wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
+    assert produced(record) == ["0", "closed"]
 
 
 def rss(pid: int) -> int:

@@ -295,6 +295,15 @@ class ApiQueue:
         if handle in self.idle:
             self.idle.remove(handle)
 
+    def left(self, request: QueuedRequest) -> None:
+        """``request``'s client left while it runs: a replica whose answers may stream is told to
+        stop now, so its generator is closed at its first item (a ``STOP`` after a plain answer
+        is skipped by the replica)."""
+        for handle, requests in self.busy.items():
+            if len(requests) == 1 and requests[0] is request and not handle.pipeline:
+                handle.stop()
+                return
+
     def fail_waiting(self, status: int, body: bytes) -> None:
         """Answer every queued request (and shadow copy) with an error (the API cannot serve them)."""
         for waiting in (self.waiting, self.copies):

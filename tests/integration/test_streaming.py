@@ -348,6 +348,14 @@ def test_item_timeout_ends_a_stalled_stream(server: Server) -> None:
     assert "item_timeout (1s)" in data["error"]
 
 
+def test_item_timeout_bounds_the_wait_for_the_first_item_too(server: Server) -> None:
+    # ``predict`` returns an iterator (not a generator function): known to stream once it has
+    timed_sse(server, {"count": 1, "delay": 0}, "/streaming/slow")
+    answer = requests.post(server.url + "/streaming/slow", json={"count": 3, "first_delay": 5}, timeout=30)
+    assert answer.status_code == 504
+    assert "item_timeout (1s)" in answer.json()["error"]
+
+
 def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None:
     record = tmp_path / "produced.txt"
     # Items at 0, 0.75, 1.5 and 2.25 s against the API's 2 s: the stop it is told at 2 s has

@@ -335,6 +335,17 @@ class ApiQueue:
                     "was stopped and is being replaced"
                 )
                 self._abandon(handle, requests, body)
+            elif (  # stuck before its first item, on an API known to stream (generator function, or has)
+                len(requests) == 1
+                and (not handle.pipeline or self.stats.streams)
+                and self.batching is None
+                and requests[0].sent_at + item_timeout <= now
+            ):
+                body = codec.error_body(
+                    f"the stream produced no item within the api's item_timeout ({item_timeout:g}s); "
+                    "its replica was stopped and is being replaced"
+                )
+                self._abandon(handle, requests, body)
 
     def _abandon(self, handle: ReplicaHandle, requests: list[QueuedRequest], body: bytes | str) -> None:
         """Stop a replica stuck past a deadline (it is replaced); answer its requests 504."""

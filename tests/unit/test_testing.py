@@ -155,3 +155,37 @@ def test_a_stream_from_an_api_with_batching_fails_as_the_endpoint_does(tmp_path:
     )
     with pytest.raises(HandlerError, match=r"an iterator streams only without batching"):
         load_api(project).predict({"stream": True})
+
+
+HELPED = """\
+from pathlib import Path
+
+import features
+
+LABEL = Path("label.txt").read_text().strip()  # by relative path: the project folder is the cwd
+
+
+def predict(sample, metadata):
+    return [features.VALUE, LABEL, Path("label.txt").read_text().strip()]
+"""
+
+
+def test_projects_keep_their_own_neighbours_and_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two projects whose handlers import a neighbour of the same name, loaded from elsewhere
+    # (``pytest my-api`` runs in the parent folder), as a replica of each would run them.
+    apis = []
+    for name in ("first", "second"):
+        project = make_project(
+            tmp_path / name,
+            f"- kind: deployment\n  name: {name}\n- kind: api\n  name: api\n  predictor:\n    path: helped.py\n",
+            files={"helped.py": HELPED, "features.py": f"VALUE = {name!r}\n", "label.txt": f"{name} label\n"},
+        )
+        apis.append(load_api(project))
+    monkeypatch.chdir(tmp_path)
+    assert [api.predict({}) for api in apis] == [
+        ["first", "first label", "first label"],
+        ["second", "second label", "second label"],
+    ]
+    assert Path.cwd() == tmp_path

@@ -179,7 +179,8 @@ def test_projects_keep_their_own_neighbours_and_working_directory(
     for name in ("first", "second"):
         project = make_project(
             tmp_path / name,
-            f"- kind: deployment\n  name: {name}\n- kind: api\n  name: api\n  predictor:\n    path: helped.py\n",
+            f"- kind: deployment\n  name: {name}\n- kind: api\n  name: api\n"
+            "  predictor:\n    path: helped.py\n",
             files={"helped.py": HELPED, "features.py": f"VALUE = {name!r}\n", "label.txt": f"{name} label\n"},
         )
         apis.append(load_api(project))

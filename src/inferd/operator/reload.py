@@ -140,9 +140,8 @@ class Reloader:
         """Roll the APIs that ``changed`` affects, unless the edit cannot load."""
         started = time.monotonic()
         root = self.project.root
-        changed = changed | self._pending
-        self._pending = changed
-        for path in sorted(changed):
+        self._pending |= changed
+        for path in sorted(changed):  # this edit's files only: a file still broken is said once
             if path.suffix == ".py" and path.is_file() and (error := syntax_error(path, root)):
                 self.say(f"inferd: {error}")
                 self.say("inferd: not reloaded; the previous version keeps serving")
@@ -153,7 +152,7 @@ class Reloader:
             self.say(f"inferd: {exc.message}")
             self.say("inferd: not reloaded; the previous version keeps serving")
             return
-        self._pending = set()
+        changed, self._pending = self._pending, set()
         affected = affected_apis(self.project, project, changed)
         removed = sorted({c.name for c in self.project.apis} - {c.name for c in project.apis})
         splitters_changed = self.project.splitters != project.splitters

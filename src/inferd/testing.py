@@ -37,10 +37,12 @@ DEFAULT_TOLERANCE = 1e-6
 INFERD_PACKAGE = Path(__file__).resolve().parent
 
 
-# Modules that loading a project imported from its own folders (its handlers' neighbours), by
-# project folder: forgotten before the next load, so that two projects with a ``features.py``
-# each (or one edited since) get their own, as each replica imports its own.
-_PROJECT_MODULES: dict[Path, set[str]] = {}
+# What loading the last project added: the modules it imported from its own folders (its
+# handlers' neighbours) and its folders on ``sys.path``. Forgotten before the next load, so that
+# two projects with a ``features.py`` each (or one edited since) get their own, as each replica
+# imports its own.
+_PROJECT_MODULES: set[str] = set()
+_PROJECT_PATHS: list[str] = []
 
 
 class LoadedApi:
@@ -112,26 +114,32 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
     # In the developer's process, the model runs where it can: a GPU API is tested on a laptop too.
     devices = dataclasses.replace(devices_of(config.api), cpu_fallback=True)
     root = project.root.resolve()
-    folders = [root] if config.api.python_path is None else [root, (root / config.api.python_path).resolve()]
-    for names in _PROJECT_MODULES.values():
-        for name in names:
-            sys.modules.pop(name, None)
+    api = config.api
+    folders = [root]
+    if api.python_path is not None:
+        folders.append((root / api.python_path).resolve())
+    if api.handler_file is not None:
+        folders.append((root / api.handler_file).resolve().parent)
+    for name in _PROJECT_MODULES:
+        sys.modules.pop(name, None)
     _PROJECT_MODULES.clear()
-    for folder in folders:  # put back first on sys.path by the Predictor: this project's modules win
-        while str(folder) in sys.path:
-            sys.path.remove(str(folder))
-    before = set(sys.modules)
+    # put back by the Predictor where a replica has them: this project's modules win
+    for folder in [*_PROJECT_PATHS, *map(str, folders)]:
+        while folder in sys.path:
+            sys.path.remove(folder)
+    paths_before, modules_before = set(sys.path), set(sys.modules)
     try:
         with contextlib.chdir(root):
-            predictor = Predictor(config.api, project.root, model_path, devices)
+            predictor = Predictor(api, project.root, model_path, devices)
     except InferdError:
         raise
     except Exception as exc:  # the runtime refused the model: said as a replica says it
         raise LoadError(f"loading failed: {type(exc).__name__}: {exc}") from None
     finally:
-        _PROJECT_MODULES[root] = {
-            name for name in set(sys.modules) - before if _inside(sys.modules.get(name), folders)
-        }
+        _PROJECT_PATHS[:] = [path for path in sys.path if path not in paths_before]
+        _PROJECT_MODULES.update(
+            name for name in set(sys.modules) - modules_before if _inside(sys.modules.get(name), folders)
+        )
     return LoadedApi(config, predictor, root)
 
 

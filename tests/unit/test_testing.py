@@ -180,8 +180,12 @@ def test_projects_keep_their_own_neighbours_and_working_directory(
         project = make_project(
             tmp_path / name,
             f"- kind: deployment\n  name: {name}\n- kind: api\n  name: api\n"
-            "  predictor:\n    path: helped.py\n",
-            files={"helped.py": HELPED, "features.py": f"VALUE = {name!r}\n", "label.txt": f"{name} label\n"},
+            "  predictor:\n    path: serving/helped.py\n",
+            files={
+                "serving/helped.py": HELPED,
+                "serving/features.py": f"VALUE = {name!r}\n",  # found in the handler's own folder
+                "label.txt": f"{name} label\n",
+            },
         )
         apis.append(load_api(project))
     monkeypatch.chdir(tmp_path)

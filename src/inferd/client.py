@@ -271,24 +271,37 @@ def api_headers(key: str | None = None) -> dict[str, str]:
 
 
 def post_sample(
-    url: str, body: bytes, debug: bool = False, timeout: float = 600, key: str | None = None
+    url: str,
+    body: bytes,
+    debug: bool = False,
+    timeout: float = 600,
+    key: str | None = None,
+    stream: bool = False,
 ) -> requests.Response:
-    """POST a JSON sample to an API URL (local gateway or a Ray cluster's proxy alike)."""
+    """POST a JSON sample to an API URL (local gateway or a Ray cluster's proxy alike).
+
+    With ``stream``, the body is read as the caller iterates it (a streamed answer's items as
+    they arrive); the caller closes the response.
+    """
     from urllib.parse import urlsplit
 
     import requests
 
-    with requests.Session() as session:
-        session.trust_env = urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1")
-        try:
-            return session.post(
-                url + ("?debug=true" if debug else ""),
-                data=body,
-                timeout=timeout,
-                headers=api_headers(key),
-            )
-        except requests.RequestException as exc:
-            raise OperatorError(f"cannot reach {url}: {exc}") from None
+    session = requests.Session()
+    session.trust_env = urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1")
+    try:
+        return session.post(
+            url + ("?debug=true" if debug else ""),
+            data=body,
+            timeout=timeout,
+            headers=api_headers(key),
+            stream=stream,
+        )
+    except requests.RequestException as exc:
+        raise OperatorError(f"cannot reach {url}: {exc}") from None
+    finally:
+        if not stream:
+            session.close()
 
 
 def _cut_off(error: requests.ConnectionError) -> bool:

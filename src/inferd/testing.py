@@ -14,6 +14,7 @@ exercises exactly the code that serves. No server, no replica process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -36,13 +37,22 @@ DEFAULT_TOLERANCE = 1e-6
 INFERD_PACKAGE = Path(__file__).resolve().parent
 
 
+# What loading the last project added: the modules it imported from its own folders (its
+# handlers' neighbours) and its folders on ``sys.path``. Forgotten before the next load, so that
+# two projects with a ``features.py`` each (or one edited since) get their own, as each replica
+# imports its own.
+_PROJECT_MODULES: set[str] = set()
+_PROJECT_PATHS: list[str] = []
+
+
 class LoadedApi:
     """One API of a project, loaded in this process; ``predict`` answers as the endpoint would."""
 
-    def __init__(self, config: ApiConfig, predictor: Predictor) -> None:
+    def __init__(self, config: ApiConfig, predictor: Predictor, root: Path) -> None:
         self.config = config
         self.name = config.name
         self.predictor = predictor
+        self.root = root  # the working directory of its code, as of a replica's
 
     def predict(self, sample: Any) -> Any:
         """Run ``sample`` (a parsed JSON body) through the pipeline; the JSON a client receives.
@@ -51,15 +61,22 @@ class LoadedApi:
         does not fit the model, ``HandlerError`` (500) when user code raised (its ``__cause__``
         is the user's exception, with its traceback).
         """
-        result = self.predictor.predict(sample)
-        stage = "predict" if self.predictor.runtime is None else "post_inference"
-        if is_stream(result):  # a streamed answer: its items, in order
-            try:
-                result = list(result)
-            except Exception as exc:
-                raise HandlerError(f"{stage} failed while streaming: {type(exc).__name__}: {exc}") from exc
+        with contextlib.chdir(self.root):
+            result = self.predictor.predict(sample)
+            stage = "predict" if self.predictor.runtime is None else "post_inference"
+            if is_stream(result):  # a streamed answer: its items, in order
+                if self.config.api.batching is not None:  # the endpoint refuses it (replica/worker.py)
+                    if callable(close := getattr(result, "close", None)):
+                        close()
+                    reason = "an iterator streams only without batching (remove the api's batching)"
+                    raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}")
+                try:
+                    result = list(result)
+                except Exception as exc:
+                    message = f"{stage} failed while streaming: {type(exc).__name__}: {exc}"
+                    raise HandlerError(message) from exc
         try:
-            return orjson.loads(codec.dumps(result))
+            return orjson.loads(codec.dumps_answer(result))
         except TypeError as exc:
             raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}") from exc
 
@@ -96,13 +113,42 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
         model_path = fetch(uri)[0] if is_remote(uri) else local_model_path(uri, project.root)
     # In the developer's process, the model runs where it can: a GPU API is tested on a laptop too.
     devices = dataclasses.replace(devices_of(config.api), cpu_fallback=True)
+    root = project.root.resolve()
+    api = config.api
+    folders = [root]
+    if api.python_path is not None:
+        folders.append((root / api.python_path).resolve())
+    if api.handler_file is not None:
+        folders.append((root / api.handler_file).resolve().parent)
+    for name in _PROJECT_MODULES:
+        sys.modules.pop(name, None)
+    _PROJECT_MODULES.clear()
+    # put back by the Predictor where a replica has them: this project's modules win
+    for folder in [*_PROJECT_PATHS, *map(str, folders)]:
+        while folder in sys.path:
+            sys.path.remove(folder)
+    paths_before, modules_before = set(sys.path), set(sys.modules)
     try:
-        predictor = Predictor(config.api, project.root, model_path, devices)
+        with contextlib.chdir(root):
+            predictor = Predictor(api, project.root, model_path, devices)
     except InferdError:
         raise
     except Exception as exc:  # the runtime refused the model: said as a replica says it
         raise LoadError(f"loading failed: {type(exc).__name__}: {exc}") from None
-    return LoadedApi(config, predictor)
+    finally:
+        _PROJECT_PATHS[:] = [path for path in sys.path if path not in paths_before]
+        _PROJECT_MODULES.update(
+            name for name in set(sys.modules) - modules_before if _inside(sys.modules.get(name), folders)
+        )
+    return LoadedApi(config, predictor, root)
+
+
+def _inside(module: Any, folders: list[Path]) -> bool:
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str):
+        return False
+    path = Path(file).resolve()
+    return any(folder in path.parents for folder in folders)
 
 
 def samples_in(folder: Path) -> list[Path]:

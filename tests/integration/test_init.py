@@ -89,3 +89,18 @@ def test_a_predictor_project_around_the_user_s_file(serve: Serve, tmp_path: Path
         "model": "rules.txt",
         "sample": {"text": "hi"},
     }
+
+
+def test_the_own_tests_of_two_projects_run_in_one_pytest_session(tmp_path: Path) -> None:
+    # `pytest` at the top of a repository holding two inferd projects: each test module has a
+    # name of its own (two `test_classifier.py` would clash as one module), and each project's
+    # handlers are its own.
+    projects = [init(tmp_path / "shop"), init(tmp_path / "garden", "--predictor")]
+    session = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, projects)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert session.returncode == 0, session.stdout + session.stderr
+    assert "4 passed" in session.stdout

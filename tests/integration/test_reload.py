@@ -162,6 +162,30 @@ def test_a_handler_that_fails_to_load_keeps_the_old_replicas_serving(
     edited_at = time.monotonic()
     wait_for(lambda: client.first_since(edited_at, "setosa, fixed"), 60, f"the fix; {server.log()}")
 
+    # An edit made while the config does not load is rolled out once the config is fixed.
+    errors = server.log().count("bogus_key")
+    edit(project / "cortex.yaml", "name: classifier", "name: classifier\n  bogus_key: 1")
+    wait_for(lambda: server.log().count("bogus_key") > errors, 30, f"the config error; {server.log()}")
+    errors = server.log().count("bogus_key")
+    edit(handler, '"setosa, fixed"', '"setosa, edited while broken"')
+    wait_for(lambda: server.log().count("bogus_key") > errors, 30, f"the edit refused; {server.log()}")
+    edit(project / "cortex.yaml", "\n  bogus_key: 1", "")
+    edited_at = time.monotonic()
+    wait_for(
+        lambda: client.first_since(edited_at, "setosa, edited while broken"), 60, f"the edit; {server.log()}"
+    )
+    # A log written into the project folder (``inferd serve . --reload > serve.log``) is no edit:
+    # reloading on it would write to it again, forever.
+    with (project / "serve.log").open("a") as log:
+        for line in range(20):
+            log.write(f"line {line}\n")
+            log.flush()
+    (project / "serve.log.1").write_text("rotated\n")
+    edit(handler, '"setosa, edited while broken"', '"setosa, last"')  # seen after the log's writes
+    edited_at = time.monotonic()
+    wait_for(lambda: client.first_since(edited_at, "setosa, last"), 60, f"the last edit; {server.log()}")
+    assert "serve.log" not in server.log()
+
     client.stop()
     assert client.failures == []
 

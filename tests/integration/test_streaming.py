@@ -102,6 +102,7 @@ def predict(sample, metadata):
     pad = "x" * sample.get("size", 0)
 
     def items():
+        _note(sample.get("began"), "began")
         try:
             for index in range(count):
                 if index == fail_after:
@@ -270,6 +271,21 @@ def test_a_client_that_leaves_stops_the_generator(server: Server, tmp_path: Path
     assert elapsed < 0.1 * 10
 
 
+def test_a_client_that_leaves_before_the_first_item_stops_the_generator_at_it(
+    server: Server, tmp_path: Path
+) -> None:
+    record, began = tmp_path / "produced.txt", tmp_path / "began"
+    body = json.dumps({"count": 50, "delay": 1.0, "record": str(record), "began": str(began)}).encode()
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (ONE.encode(), len(body), body)
+        )
+        wait_for(began.exists, 30, "the generator to begin")
+    # The replica was told as the client left, a second before the first item: it stops there.
+    wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
+    assert produced(record) == ["0", "closed"]
+
+
 def rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -330,6 +346,14 @@ def test_item_timeout_ends_a_stalled_stream(server: Server) -> None:
     kind, data = events[1]
     assert kind == "error"
     assert "item_timeout (1s)" in data["error"]
+
+
+def test_item_timeout_bounds_the_wait_for_the_first_item_too(server: Server) -> None:
+    # ``predict`` returns an iterator (not a generator function): known to stream once it has
+    timed_sse(server, {"count": 1, "delay": 0}, "/streaming/slow")
+    answer = requests.post(server.url + "/streaming/slow", json={"count": 3, "first_delay": 5}, timeout=30)
+    assert answer.status_code == 504
+    assert "item_timeout (1s)" in answer.json()["error"]
 
 
 def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None:

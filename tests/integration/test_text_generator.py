@@ -4,17 +4,34 @@ NDJSON and the Open Inference Protocol's generate extension, and shown by ``infe
 from __future__ import annotations
 
 import json
+import select
+import subprocess
+from pathlib import Path
 
 import httpx
 from httpx_sse import connect_sse
 
-from tests.conftest import example
+from tests.conftest import INFERD, example, make_project
 from tests.integration.conftest import Inferd
 
 BODY = {"text_input": "Beautiful", "parameters": {"max_tokens": 12, "seed": 7}}
 
 
-def test_text_generator_streams_words(inferd: Inferd) -> None:
+GATED = """\
+import os
+import time
+
+
+def predict(sample, metadata):
+    yield "first"
+    deadline = time.monotonic() + 60
+    while not os.path.exists(sample["gate"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield "second"
+"""
+
+
+def test_text_generator_streams_words(inferd: Inferd, tmp_path: Path) -> None:
     project = example("text-generator")
     inferd.run("deploy", str(project))
     inferd.wait_status("generator", "live", timeout=120)
@@ -40,3 +57,25 @@ def test_text_generator_streams_words(inferd: Inferd) -> None:
     assert [json.loads(line) for line in predicted] == words  # the same seed: the same words
     shown = inferd.run("get", "generator").stdout
     assert "first item p50" in shown and "items per stream" in shown
+
+    # `inferd predict` prints each item as it arrives: the second is made only once the first
+    # is on the screen (a CLI that printed at the end would show nothing for a minute).
+    gated = make_project(
+        tmp_path / "gated",
+        "- kind: deployment\n  name: gated\n- kind: api\n  name: gated\n  predictor:\n    path: gated.py\n",
+        files={"gated.py": GATED, "sample.json": json.dumps({"gate": str(tmp_path / "gate")})},
+    )
+    inferd.run("deploy", str(gated))
+    inferd.wait_status("gated", "live", timeout=120)
+    with subprocess.Popen(
+        [str(INFERD), "predict", "gated", str(gated / "sample.json")],
+        env=inferd.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as cli:
+        assert cli.stdout is not None
+        assert select.select([cli.stdout], [], [], 30)[0], "no item printed before the stream ended"
+        assert cli.stdout.readline() == '"first"\n'
+        (tmp_path / "gate").touch()
+        assert cli.stdout.read() == '"second"\n'
+        assert cli.wait(30) == 0

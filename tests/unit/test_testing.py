@@ -121,3 +121,76 @@ def test_a_streamed_answer_is_its_items() -> None:
     assert len(words) == 5 and all(isinstance(word, str) and word for word in words)
     with pytest.raises(HandlerError, match=r"predict failed while streaming: ValueError"):
         api.predict({"max_tokens": "many"})
+
+
+NUMPY_PREDICTOR = """\
+import numpy as np
+
+
+def predict(sample, metadata):
+    value = [np.float32(0.3), np.array([0.3], dtype=np.float32)]
+    return iter(value) if sample.get("stream") else value
+"""
+
+
+def test_numpy_values_come_back_as_the_endpoint_answers_them(tmp_path: Path) -> None:
+    # The endpoint answers a float32 as the float64 it is (README, "What post_inference or
+    # predict returns"): streamed items and load_api alike.
+    project = make_project(
+        tmp_path / "numbers",
+        "- kind: deployment\n  name: n\n- kind: api\n  name: n\n  predictor:\n    path: numbers.py\n",
+        files={"numbers.py": NUMPY_PREDICTOR},
+    )
+    api = load_api(project)
+    assert api.predict({}) == [0.30000001192092896, [0.30000001192092896]]
+    assert api.predict({"stream": True}) == [0.30000001192092896, [0.30000001192092896]]
+
+
+def test_a_stream_from_an_api_with_batching_fails_as_the_endpoint_does(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "batched",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: b\n  predictor:\n    path: numbers.py\n"
+        "  batching: {max_batch_size: 4}\n",
+        files={"numbers.py": NUMPY_PREDICTOR},
+    )
+    with pytest.raises(HandlerError, match=r"an iterator streams only without batching"):
+        load_api(project).predict({"stream": True})
+
+
+HELPED = """\
+from pathlib import Path
+
+import features
+
+LABEL = Path("label.txt").read_text().strip()  # by relative path: the project folder is the cwd
+
+
+def predict(sample, metadata):
+    return [features.VALUE, LABEL, Path("label.txt").read_text().strip()]
+"""
+
+
+def test_projects_keep_their_own_neighbours_and_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two projects whose handlers import a neighbour of the same name, loaded from elsewhere
+    # (``pytest my-api`` runs in the parent folder), as a replica of each would run them.
+    apis = []
+    for name in ("first", "second"):
+        project = make_project(
+            tmp_path / name,
+            f"- kind: deployment\n  name: {name}\n- kind: api\n  name: api\n"
+            "  predictor:\n    path: serving/helped.py\n",
+            files={
+                "serving/helped.py": HELPED,
+                "serving/features.py": f"VALUE = {name!r}\n",  # found in the handler's own folder
+                "label.txt": f"{name} label\n",
+            },
+        )
+        apis.append(load_api(project))
+    monkeypatch.chdir(tmp_path)
+    assert [api.predict({}) for api in apis] == [
+        ["first", "first label", "first label"],
+        ["second", "second label", "second label"],
+    ]
+    assert Path.cwd() == tmp_path

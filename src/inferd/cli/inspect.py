@@ -19,10 +19,12 @@ from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
 from inferd.cli.options import deployment_option, env_option, folder_deployment, in_deployment, key_option
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client, post_sample
-from inferd.errors import InferdError, NotFoundError, UsageError
+from inferd.errors import InferdError, NotFoundError, OperatorError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import requests
 
     from inferd.environments import Environment
 
@@ -341,10 +343,21 @@ def predict(
     api = in_deployment(api, deployment)
     client = backend_for(env)
     info: dict[str, Any] = client.api(resolve(client, api))
-    response = post_sample(info["url"], body, debug=debug, key=api_key)
-    if response.ok and response.headers.get("content-type") == "application/x-ndjson":
-        _print_stream(info["name"], response.text)
-        return
+    response = post_sample(info["url"], body, debug=debug, key=api_key, stream=True)
+    with response:
+        if response.ok and response.headers.get("content-type") == "application/x-ndjson":
+            _print_stream(info["name"], response)
+            return
+        _print_answer(info["name"], response)
+
+
+def _print_answer(name: str, response: requests.Response) -> None:
+    import requests
+
+    try:
+        response.content  # noqa: B018 (read whole here: a cut-off answer is said as one line)
+    except requests.RequestException as exc:
+        raise OperatorError(f"cannot reach {response.url}: {exc}") from None
     answer: Any
     try:
         answer = response.json()
@@ -352,17 +365,26 @@ def predict(
         answer = response.text
     if response.status_code >= 400:
         message = str(answer.get("error") if isinstance(answer, dict) else answer)
-        if message.startswith(f"api '{info['name']}' "):  # the gateway named the API already
+        if message.startswith(f"api '{name}' "):  # the gateway named the API already
             raise InferdError(f"{message} ({response.status_code})")
-        raise InferdError(f"api '{info['name']}' answered {response.status_code}: {message}")
+        raise InferdError(f"api '{name}' answered {response.status_code}: {message}")
     click.echo(json.dumps(answer, indent=2) if not isinstance(answer, str) else json.dumps(answer))
     sys.stdout.flush()
 
 
-def _print_stream(name: str, text: str) -> None:
-    """A streamed answer (NDJSON): one item per line; a last ``{"error": ...}`` line fails."""
-    for line in text.splitlines():
-        item = json.loads(line)
-        if isinstance(item, dict) and list(item) == ["error"]:
-            raise InferdError(f"api '{name}' failed mid-stream: {item['error']}")
-        click.echo(json.dumps(item))
+def _print_stream(name: str, response: requests.Response) -> None:
+    """A streamed answer (NDJSON): each item on its line as it arrives; a last ``{"error": ...}``
+    line fails."""
+    import requests
+
+    try:
+        for line in response.iter_lines():
+            if not line:
+                continue
+            item = json.loads(line)
+            if isinstance(item, dict) and list(item) == ["error"]:
+                raise InferdError(f"api '{name}' failed mid-stream: {item['error']}")
+            click.echo(json.dumps(item))
+            sys.stdout.flush()
+    except requests.RequestException as exc:
+        raise InferdError(f"api '{name}': the stream was cut off: {exc}") from None

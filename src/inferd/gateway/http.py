@@ -196,8 +196,11 @@ class HttpConnection(asyncio.Protocol):
         if self.listener is not None:
             self.listener.forget(self)
         self.app.connection_closed(self)
-        if self.stream is not None:
-            self.stream.client_left()
+        stream = self.stream
+        if stream is not None:
+            stream.client_left()
+        if self.queue is not None and (stream is None or stream.handle is None):
+            self.queue.left(self)  # before its first item: the replica stops the stream at it
 
     def data_received(self, data: bytes) -> None:
         if self.lingering or self.broken:  # answered early, or after a bad request: read and drop

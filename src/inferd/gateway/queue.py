@@ -295,6 +295,15 @@ class ApiQueue:
         if handle in self.idle:
             self.idle.remove(handle)
 
+    def left(self, request: QueuedRequest) -> None:
+        """``request``'s client left while it runs: a replica whose answers may stream is told to
+        stop now, so its generator is closed at its first item (a ``STOP`` after a plain answer
+        is skipped by the replica)."""
+        for handle, requests in self.busy.items():
+            if len(requests) == 1 and requests[0] is request and not handle.pipeline:
+                handle.stop()
+                return
+
     def fail_waiting(self, status: int, body: bytes) -> None:
         """Answer every queued request (and shadow copy) with an error (the API cannot serve them)."""
         for waiting in (self.waiting, self.copies):
@@ -324,6 +333,17 @@ class ApiQueue:
                 body = codec.error_body(
                     f"the request did not finish within the api's timeout ({timeout:g}s); its replica "
                     "was stopped and is being replaced"
+                )
+                self._abandon(handle, requests, body)
+            elif (  # stuck before its first item, on an API known to stream (generator function, or has)
+                len(requests) == 1
+                and (not handle.pipeline or self.stats.streams)
+                and self.batching is None
+                and requests[0].sent_at + item_timeout <= now
+            ):
+                body = codec.error_body(
+                    f"the stream produced no item within the api's item_timeout ({item_timeout:g}s); "
+                    "its replica was stopped and is being replaced"
                 )
                 self._abandon(handle, requests, body)
 

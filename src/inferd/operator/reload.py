@@ -70,13 +70,20 @@ def user_location(detail: str, root: Path) -> str | None:
     return found
 
 
+# Log files (``serve.log``, rotated ``serve.log.1``) are never a handler's input, and a server
+# started as ``inferd serve . --reload > serve.log`` writes one for every reload it makes:
+# watched, each reload would cause the next, forever.
+NOT_WATCHED = re.compile(r"\.log(\.\d+)?$")
+
+
 def edited_paths(changes: set[tuple[watchfiles.Change, str]]) -> set[Path]:
-    """The paths an edit touched, without an editor's scratch files (added, then removed)."""
+    """The paths an edit touched, without an editor's scratch files (added, then removed) or logs."""
     added = {path for change, path in changes if change == watchfiles.Change.added}
     return {
         Path(path)
         for change, path in changes
-        if Path(path).exists() or (change == watchfiles.Change.deleted and path not in added)
+        if (Path(path).exists() or (change == watchfiles.Change.deleted and path not in added))
+        and not NOT_WATCHED.search(path)
     }
 
 
@@ -114,6 +121,9 @@ class Reloader:
         self.engine = engine
         self.say = say
         self._follows: set[asyncio.Task[None]] = set()
+        # Edits seen while the project did not load (a syntax error, a broken config): rolled
+        # out with the edit that makes it load again, not forgotten.
+        self._pending: set[Path] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set (runs on the serving process's event loop)."""
@@ -130,7 +140,8 @@ class Reloader:
         """Roll the APIs that ``changed`` affects, unless the edit cannot load."""
         started = time.monotonic()
         root = self.project.root
-        for path in sorted(changed):
+        self._pending |= changed
+        for path in sorted(changed):  # this edit's files only: a file still broken is said once
             if path.suffix == ".py" and path.is_file() and (error := syntax_error(path, root)):
                 self.say(f"inferd: {error}")
                 self.say("inferd: not reloaded; the previous version keeps serving")
@@ -141,6 +152,7 @@ class Reloader:
             self.say(f"inferd: {exc.message}")
             self.say("inferd: not reloaded; the previous version keeps serving")
             return
+        changed, self._pending = self._pending, set()
         affected = affected_apis(self.project, project, changed)
         removed = sorted({c.name for c in self.project.apis} - {c.name for c in project.apis})
         splitters_changed = self.project.splitters != project.splitters

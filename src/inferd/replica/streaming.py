@@ -143,7 +143,7 @@ class _Encoded:
                 self.error = f"{stage} failed after {count} item(s): {type(exc).__name__}: {exc}"
                 return
             try:
-                data = codec.dumps(item)
+                data = codec.dumps_answer(item)  # as a whole answer is: float32 as the float64 it is
             except TypeError as exc:
                 self.error = f"{stage} yielded a value that is not JSON-serialisable: {exc}"
                 log.error("%s", self.error)

@@ -49,7 +49,9 @@ def init_project(target: Path, flavour: str, model: Path | None = None) -> list[
             _build_demo(flavour, model_path)
             files["sample.json"] = json.dumps(toy.SAMPLE, indent=2) + "\n"
             files["expected.json"] = json.dumps(toy.SAMPLE_LABEL) + "\n"
-            files[f"test_{api.replace('-', '_')}.py"] = templates.render(templates.DEMO_TEST, api=api)
+            # named after the project too: two projects' tests in one pytest session must not clash
+            test_file = f"test_{deployment}_{api}.py".replace("-", "_")
+            files[test_file] = templates.render(templates.DEMO_TEST, api=api)
         else:
             _copy(model, model_path)
             try:

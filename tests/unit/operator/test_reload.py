@@ -93,3 +93,13 @@ def test_scratch_files_an_editor_adds_and_removes_are_left_out(tmp_path: Path) -
         (watchfiles.Change.deleted, str(gone)),
     }
     assert edited_paths(changes) == {kept, gone}
+
+
+def test_log_files_are_no_edits(tmp_path: Path) -> None:
+    # ``inferd serve . --reload > serve.log``: a reload that says so would be an edit, forever.
+    for name in ("serve.log", "serve.log.1", "h.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    changes = {
+        (watchfiles.Change.modified, str(tmp_path / name)) for name in ("serve.log", "serve.log.1", "h.py")
+    }
+    assert edited_paths(changes) == {tmp_path / "h.py"}

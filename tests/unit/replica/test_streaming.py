@@ -1,0 +1,26 @@
+"""Streamed items inside a replica: encoded as the endpoint encodes a whole answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from inferd import codec
+from inferd.replica.streaming import http_chunks
+from inferd.testing import load_api
+from tests.conftest import make_project
+
+
+def test_an_item_is_encoded_as_a_whole_answer_would_be(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "items",
+        "- kind: deployment\n  name: s\n- kind: api\n  name: s\n  predictor:\n    path: items.py\n",
+        files={"items.py": "def predict(sample, metadata):\n    yield 1\n"},
+    )
+    predictor = load_api(project).predictor
+    items = [np.float32(0.3), np.array([0.3], dtype=np.float32), {np.int64(1): np.float32(0.5)}]
+    lines = list(http_chunks(predictor, iter(items), sse=False))
+    assert [orjson.loads(line) for line in lines] == [orjson.loads(codec.dumps_answer(i)) for i in items]
+    assert orjson.loads(lines[0]) == 0.30000001192092896

@@ -45,7 +45,11 @@ def _deploy(
     project = load_project(project_dir)  # validate here first: errors with file and line, exit 2
     if not env.is_local:
         names = [c.name for c in project.apis]
-        _deploy_ray(project_dir, project.deployment.name, names, refresh, wait, env, timeout)
+        if force:
+            click.echo(
+                "warning: --force is ignored on a Ray cluster: Serve takes every deploy at once", err=True
+            )
+        _deploy_ray(project_dir, project.deployment.name, names, refresh, wait, env, timeout, relax_pins)
         return
     client = Client()
     _start_operator(client)
@@ -86,11 +90,12 @@ def _deploy_ray(
     wait: bool,
     env: Environment,
     timeout: float,
+    relax_pins: bool = False,
 ) -> None:
     backend = ray_backend(env)
     if sys.stderr.isatty():
         click.echo(f"uploading the project to {env.describe()}...", err=True)
-    result = backend.deploy(project_dir, refresh=refresh)
+    result = backend.deploy(project_dir, refresh=refresh, relax_pins=relax_pins)
     try:
         for warning in result.get("warnings", []):
             click.echo(f"warning: {warning}", err=True)

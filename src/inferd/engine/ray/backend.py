@@ -78,8 +78,11 @@ class RayBackend:
 
     # deploy
 
-    def deploy(self, project_dir: Path, refresh: bool = False) -> dict[str, Any]:
-        """Create, roll or leave each API of the project; delete the deployment's other APIs."""
+    def deploy(self, project_dir: Path, refresh: bool = False, relax_pins: bool = False) -> dict[str, Any]:
+        """Create, roll or leave each API of the project; delete the deployment's other APIs.
+
+        ``relax_pins``: requirements.txt's pins that cannot install on this Python are relaxed
+        as for a local deploy (the warnings say which)."""
         project = load_project(project_dir)
         plan.check_supported(project)
         files = project_files(project.root)
@@ -93,7 +96,8 @@ class RayBackend:
         apps: dict[str, Any] = details.get("applications") or {}
         self._check_conflicts(project, apps)
         existing = {view["name"]: view for view in api_views(details)}
-        pip = tuple(plan.requirements(project.root))
+        relaxed: list[str] = []
+        pip = tuple(plan.requirements(project.root, relax_pins, relaxed.append))
         token = f"{time.time_ns()}" if refresh else ""
         specs: list[AppSpec] = []
         results: dict[str, str] = {}
@@ -138,7 +142,7 @@ class RayBackend:
             "message": message,
             "deployment": project.deployment.name,
             "apis": results,
-            "warnings": plan.unapplied(project),
+            "warnings": plan.unapplied(project) + relaxed,
         }
 
     def _settle(self, versions: dict[str, str], before: dict[str, dict[str, Any]]) -> None:

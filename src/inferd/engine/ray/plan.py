@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inferd.config.schema import ApiConfig, Project, is_remote
+from inferd.engine import packages
 from inferd.errors import ConfigError
 from inferd.storage import project_files
 
@@ -84,12 +86,26 @@ def version_id(config: ApiConfig, project_digest: str, code_digest: str, refresh
     return digest.hexdigest()[:16]
 
 
-def requirements(root: Path) -> list[str]:
-    """``requirements.txt`` as the runtime_env ``pip`` list (comments and blanks dropped)."""
+def requirements(root: Path, relax: bool = False, warn: Callable[[str], None] | None = None) -> list[str]:
+    """``requirements.txt`` as the runtime_env ``pip`` list (comments and blanks dropped).
+
+    With ``relax`` (``--relax-pins``), the pins are checked as for a local deploy
+    (``engine/packages.py``): one that cannot install on this Python becomes its nearest
+    installable version, one inferd's environment fits is left to it (Serve's pip environments
+    see the cluster's own packages, as replicas of a local deploy see inferd's), and ``warn``
+    gets each change. Ray runs the cluster on the client's Python version, so the check holds
+    there too.
+    """
     path = root / "requirements.txt"
     if not path.is_file():
         return []
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    text = path.read_text(encoding="utf-8")
+    if relax:
+        checked = packages.plan(text, relax=True)
+        for warning in checked.warnings:
+            (warn or (lambda _: None))(warning)
+        return checked.lines
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
     return [line for line in lines if line]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ class FakeCluster:
     def __init__(self) -> None:
         self.apps: dict[str, Any] = {}
         self.runs: list[list[str]] = []
+        self.specs: list[AppSpec] = []
         self.deleted: list[str] = []
         self.connected_with: Path | None = None
         self.serve_options: plan.ServeOptions | None = None
@@ -39,6 +41,7 @@ class FakeCluster:
 
     def run(self, apps: list[AppSpec]) -> None:
         self.runs.append([app.name for app in apps])
+        self.specs.extend(app for app in apps if app.kind == "api")
         for app in apps:
             name = plan.API_DEPLOYMENT if app.kind == "api" else plan.ROUTER_DEPLOYMENT
             self.apps[app.name] = {
@@ -235,3 +238,17 @@ def test_logs_follow_from_a_cursor_without_ray_markers(cluster: FakeCluster) -> 
     assert text == "replica is ready\n"
     assert backend.logs("classifier", cursor)[0] == ""
     assert without_markers(":task_name:x\nkept\n") == "kept\n"
+
+
+def test_relax_pins_relaxes_the_pip_list_as_a_local_deploy_does(cluster: FakeCluster, tmp_path: Path) -> None:
+    # scikit-learn 0.21 has no wheel for this Python; inferd's environment has scikit-learn, so
+    # the relaxed pin is left to it, as for a local deploy, and the warning says so.
+    project = tmp_path / "mpg"
+    shutil.copytree(example("iris-onnx"), project)
+    (project / "requirements.txt").write_text("scikit-learn==0.21.3\n")
+    backend = RayBackend(LAB, cluster)
+    result = backend.deploy(project, relax_pins=True)
+    assert [w for w in result["warnings"] if "scikit-learn==0.21.3 relaxed to scikit-learn" in w]
+    assert cluster.specs[-1].pip == ()
+    backend.deploy(project, refresh=True)  # without --relax-pins: Serve's pip gets the pin as written
+    assert cluster.specs[-1].pip == ("scikit-learn==0.21.3",)

@@ -37,7 +37,9 @@ def agree(recorded: Any, replayed: Any, tolerance: float) -> bool:
     if isinstance(recorded, numbers) and isinstance(replayed, numbers):
         if isinstance(recorded, bool) or isinstance(replayed, bool):
             return recorded is replayed
-        return math.isclose(recorded, replayed, rel_tol=0.0, abs_tol=tolerance)
+        # Exact arithmetic: ``math.isclose`` turns whole numbers into floats, which cannot tell
+        # 2**60 from 2**60 + 1 (ids, hashes); inf - inf is NaN, so only equal infinities agree.
+        return recorded == replayed or abs(recorded - replayed) <= tolerance
     if isinstance(recorded, dict) and isinstance(replayed, dict):
         return recorded.keys() == replayed.keys() and all(
             agree(recorded[k], replayed[k], tolerance) for k in recorded
@@ -83,6 +85,13 @@ def route_of(record: dict[str, Any], info: dict[str, Any]) -> str | None:
     if protocol == "tfserving" and isinstance(body, dict) and ("instances" in body or "inputs" in body):
         return f"{base}/v1/models/{model}:predict"
     return None
+
+
+def _finite_distance(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """A tolerance ``-o json`` can print: NaN and infinity are not JSON numbers."""
+    if not 0 <= value < math.inf:
+        raise click.BadParameter(f"{value} is not a distance: give a finite number 0 or above")
+    return value
 
 
 def replay_path(home: Path, key: str) -> Path:
@@ -201,10 +210,11 @@ def _shadowed(home: Path, key: str, count: int) -> tuple[str, list[dict[str, Any
 @click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True, help="The last N.")
 @click.option(
     "--tolerance",
-    type=click.FloatRange(min=0),
+    type=float,
+    callback=_finite_distance,
     default=0.0,
     show_default=True,
-    help="Numbers agree within it.",
+    help="Numbers agree within it (absolute: a finite number, 0 or above).",
 )
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @key_option

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+from click.testing import CliRunner
+
+from inferd.cli.main import cli
 from inferd.cli.replay import agree, percentile, route_of, unnamed
 from inferd.gateway.shadow import unnamed as shadow_unnamed
 
@@ -13,6 +17,23 @@ def test_numbers_agree_within_the_tolerance_at_any_depth() -> None:
     assert not agree({"label": "cat"}, {"label": "dog"}, 1.0)
     assert not agree({"a": 1}, {"b": 1}, 1.0)
     assert not agree(True, 1, 0.0) and agree(1, 1.0, 0.0)
+
+
+def test_whole_numbers_beyond_a_float_are_compared_exactly() -> None:
+    # Two ids 1 apart are one float apart from nothing: at tolerance 0 they differ.
+    assert not agree(2**60, 2**60 + 1, 0.0)
+    assert agree(2**60, 2**60 + 1, 1.0)
+    assert not agree([{"id": 2**63 - 1}], [{"id": 2**63 - 2}], 0.0)
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "inf", "-1"])
+def test_a_tolerance_that_json_cannot_hold_is_a_usage_error(tolerance: str) -> None:
+    # -o json prints the tolerance: NaN or Infinity would make the output invalid JSON.
+    result = CliRunner().invoke(
+        cli, ["replay", "a", "--against", "b", "--tolerance", tolerance, "-o", "json"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--tolerance" in result.output
 
 
 def test_nearest_rank_percentiles() -> None:

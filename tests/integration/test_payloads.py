@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Server, make_project, wait_for
+from tests.conftest import INFERD, Server, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 PREDICTOR = """
@@ -138,6 +139,18 @@ def test_inferd_serve_writes_payload_logs(
     records = wait_for(recorded, 30, "three payload records")
     assert [r["request"]["json"] for r in records] == [{"x": 0}, {"x": 1}, {"x": 2}]
     assert [r["response"]["json"] for r in records] == [{"double": 0}, {"double": 2}, {"double": 4}]
+    # `inferd payloads` reads them while only `inferd serve` runs (it said "the operator is not running").
+    for name in ("recorded", "shop/recorded"):
+        shown = subprocess.run(
+            [str(INFERD), "payloads", name, "-n", "2", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert [r["request"]["json"] for r in json.loads(shown.stdout)] == [{"x": 1}, {"x": 2}]
+    missing = subprocess.run([str(INFERD), "payloads", "nothing"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "operator is not running" in missing.stderr
 
 
 ECHO = """

@@ -18,7 +18,7 @@ import orjson
 
 from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option, key_option
-from inferd.cli.traffic import find_splitter, resolve_api
+from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
 from inferd.client import Client, api_headers
 from inferd.errors import ConflictError, NotFoundError, UsageError
 from inferd.operator.state import write_private
@@ -246,12 +246,13 @@ def replay(
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("payload logs are kept by the local operator; use an environment of provider local")
-    key = resolve_api(client, api)
-    if shadow:
+    if shadow:  # files only: this works while only `inferd serve` runs too
+        key = recorded_api(client, api)
         against, shadowed = _shadowed(client.home, key, count)
         compared = compare_shadow(shadowed, tolerance)
     else:
         assert other is not None
+        key = resolve_api(client, api)
         against = resolve_api(client, other)
         recorded = read_payloads(client.home, key, count)
         info = client.api(against)

@@ -79,6 +79,15 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
 
     # Replay: against an identical copy everything agrees; against the candidate, the quarter
     # of inputs it gets wrong (its 1e-6 differences are within the tolerance).
+    # Replay reads each answer's latency as the gateway measured it, as the recorded one was.
+    timed = requests.post(
+        inferd.url + "/shop/unrecorded", json={"x": 1}, headers={"X-Inferd-Timing": "1"}, timeout=30
+    )
+    assert timed.headers["Server-Timing"].startswith("inferd;dur=") and timed.json() == {"double": 2}
+    assert (
+        "Server-Timing"
+        not in requests.post(inferd.url + "/shop/unrecorded", json={"x": 1}, timeout=30).headers
+    )
     same = inferd.json("replay", "recorded", "--against", "unrecorded")
     assert (same["requests"], same["agreement"], same["disagreements"], same["errors"]) == (50, 1.0, 0, 0)
     assert set(same["latency_ms"]["recorded"]) == {"p50", "p99"} and same["latency_ms"]["replayed"]["p50"] > 0

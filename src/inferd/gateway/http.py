@@ -22,6 +22,7 @@ from inferd.gateway import edge
 from inferd.gateway.edge import EdgeLimits, Listener
 from inferd.gateway.wire import CORS as CORS
 from inferd.gateway.wire import RETRY_AFTER as RETRY_AFTER
+from inferd.gateway.wire import TIMING
 from inferd.gateway.wire import WANTED_HEADERS as WANTED_HEADERS
 from inferd.gateway.wire import Request as Request
 from inferd.gateway.wire import next_request_id as next_request_id
@@ -461,6 +462,10 @@ class HttpConnection(asyncio.Protocol):
             if self.recording is not None:
                 self.app.record(queue, self, self.recording, status, body)
                 self.recording = None
+            if self.headers.get(TIMING) == b"1":
+                self.extra_headers += b"Server-Timing: inferd;dur=%.3f\r\n" % (
+                    (perf_counter() - self.started) * 1000
+                )
         stream = self.stream
         if stream is not None:
             self.stream = None

@@ -52,6 +52,10 @@ class Request:
 
 
 # Headers the gateway looks at; everything else is skipped while parsing.
+# A request with ``X-Inferd-Timing: 1`` gets the gateway's latency back in ``Server-Timing``
+# (``inferd replay`` compares it with the latency a payload log recorded, measured the same way).
+TIMING = b"x-inferd-timing"
+
 WANTED_HEADERS = frozenset(
     {
         b"content-length",
@@ -65,6 +69,7 @@ WANTED_HEADERS = frozenset(
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
         b"upgrade",  # refused with a body (gateway/http.py)
         b"content-encoding",  # refused unless identity: bodies are read as sent
+        TIMING,
     }
 )
 

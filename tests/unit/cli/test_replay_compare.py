@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from click.testing import CliRunner
 
 from inferd.cli.main import cli
-from inferd.cli.replay import agree, percentile, route_of, unnamed
+from inferd.cli.replay import agree, compare, percentile, route_of, unnamed
 from inferd.gateway.shadow import unnamed as shadow_unnamed
 
 
@@ -64,3 +69,41 @@ def test_v2_answers_are_compared_without_the_model_they_name() -> None:
     assert unnamed("cortex", answer) == answer
     assert shadow_unnamed(b'{"model_name":"a","model_version":"1","outputs":[1]}') == b',"outputs":[1]}'
     assert shadow_unnamed(b'{"x":1}') == b'{"x":1}'
+
+
+class _Timed(BaseHTTPRequestHandler):
+    """An API behind a slow network: 50 ms on the wire, 0.5 ms in its gateway (Server-Timing)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(0.05)
+        asked = self.headers.get("X-Inferd-Timing") == "1"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        if asked:
+            self.send_header("Server-Timing", "inferd;dur=0.5")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def timed_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Timed)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/d/other"
+    server.shutdown()
+    server.server_close()
+
+
+def test_replayed_latency_is_the_gateways_as_the_recorded_one_is(timed_url: str) -> None:
+    # A record's latency is the gateway's (request in to answer out): the replayed one must be
+    # too, not the replay client's round trip (an identical copy looked 8x slower).
+    record = {"request_id": "r", "protocol": "cortex", "request": {"json": {}}, "response": {"json": {}}}
+    report = compare([({**record, "status": 200, "latency_ms": 0.4}, timed_url)] * 2, 0.0)
+    assert report["agreement"] == 1.0
+    assert report["latency_ms"]["replayed"] == {"p50": 0.5, "p99": 0.5}

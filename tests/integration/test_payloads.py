@@ -104,6 +104,13 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
     refused = inferd.run("promote", "front", "candidate", "--min-agreement", "0.9", check=False)
     assert refused.returncode != 0
     assert "agreed 74.0% (37 of 50 requests), below --min-agreement 90.0%" in refused.stderr
+    # A replay judges the version it saw: a candidate deployed since is replayed again first.
+    make_project(tmp_path / "shop", YAML.replace("candidate: true", "candidate: true, v: 2"), {})
+    inferd.run("deploy", str(project))
+    inferd.wait_status("candidate", "live")
+    stale = inferd.run("promote", "front", "candidate", "--min-agreement", "0.7", check=False)
+    assert stale.returncode != 0 and "replay it again" in stale.stderr, stale.stderr
+    inferd.json("replay", "recorded", "--against", "candidate", "--tolerance", "1e-3")
     applied = inferd.run("promote", "front", "candidate", "--min-agreement", "0.7")
     assert applied.stdout.strip() == "splitter 'front' now sends 100% of its requests to api 'candidate'"
     with requests.Session() as session:

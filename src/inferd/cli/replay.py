@@ -261,6 +261,7 @@ def replay(
         key = recorded_api(client, api)
         against, shadowed = _shadowed(client.home, key, count)
         compared = compare_shadow(shadowed, tolerance)
+        version = shadowed[-1]["shadow"].get("version")  # the shadow's version that answered last
     else:
         assert other is not None
         key = resolve_api(client, api)
@@ -280,7 +281,15 @@ def replay(
                 f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"
             )
         compared = compare(records, tolerance, api_key)
-    result = {"api": key, "against": against, "shadow": shadow, "tolerance": tolerance, **compared}
+        version = info.get("version")
+    result = {
+        "api": key,
+        "against": against,
+        "version": version,  # of `against`: promote judges by this replay only while it runs it
+        "shadow": shadow,
+        "tolerance": tolerance,
+        **compared,
+    }
     write_private(replay_path(client.home, against), json.dumps({**result, "time": time.time()}))
     if output == "json":
         click.echo(json.dumps(result, indent=2))
@@ -316,7 +325,7 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
 
     SPLITTER may be DEPLOYMENT/SPLITTER, and must be when several deployments have a splitter of
     that name. With --min-agreement, the last `inferd replay ... --against API` (or shadow
-    comparison with API) must have agreed at least that much.
+    comparison with API) must have agreed at least that much, with the version of API running now.
 
     \b
     Examples:
@@ -339,6 +348,13 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
             )
         last = json.loads(path.read_text())
         which = "shadow comparison of" if last.get("shadow") else "replay of"
+        judged, now = last.get("version"), client.api(f"{deployment}/{api}").get("version")
+        if judged and now and judged != now:
+            how = "--shadow" if last.get("shadow") else f"--against {api}"
+            raise ConflictError(
+                f"not promoting '{api}': the last {which} '{last['api']}' against it judged its version "
+                f"{judged}, and it runs {now} now; replay it again (`inferd replay {last['api']} {how}`)"
+            )
         if last["agreement"] is None:  # nothing was compared (no recorded requests)
             raise ConflictError(
                 f"not promoting '{api}': the last {which} '{last['api']}' against it compared no "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,12 @@ def test_splitter_routes_by_weight_and_changes_weights_without_failures(
     # The same request through V2 names the splitter as its model.
     v2 = requests.post(inferd.url + "/v2/models/recommend/generate", json={"x": 1}, timeout=30)
     assert v2.status_code == 200 and v2.headers["X-Inferd-Api"] in ("champion", "challenger")
+    # `inferd predict` takes the splitter's name too (it said "no API named 'recommend'").
+    sample = tmp_path / "sample.json"
+    sample.write_text('{"x": 2}')
+    for name in ("recommend", "shop/recommend"):
+        predicted = json.loads(inferd.run("predict", name, str(sample)).stdout)
+        assert predicted["api"] in ("champion", "challenger") and predicted["echo"] == {"x": 2}
 
     # Weights changed by a redeploy under load: no request fails, and all go to the challenger after.
     seen: list[tuple[int, str, str]] = []

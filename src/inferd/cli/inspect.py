@@ -17,7 +17,7 @@ import orjson
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
 from inferd.cli.options import deployment_option, env_option, folder_deployment, in_deployment, key_option
-from inferd.cli.traffic import splitter_rows
+from inferd.cli.traffic import find_splitter, splitter_rows
 from inferd.client import Client, post_sample
 from inferd.errors import InferdError, NotFoundError, UsageError
 
@@ -309,7 +309,7 @@ def predict(
     """Send a JSON sample to an API and print the prediction.
 
     API is a name (or a unique prefix of one), or DEPLOYMENT/API when several deployments have
-    an API of that name.
+    an API of that name; or a traffic splitter's name (the API it picks answers).
 
     \b
     Examples:
@@ -326,10 +326,18 @@ def predict(
             raise UsageError(f"{sample} is not JSON ({exc}): a sample is a JSON request body") from None
     api = in_deployment(api, deployment)
     client = backend_for(env)
-    info: dict[str, Any] = client.api(resolve(client, api))
+    info: dict[str, Any]
+    try:
+        info = client.api(resolve(client, api))
+    except NotFoundError:
+        splitter = _splitter(client, api) if isinstance(client, Client) else None
+        if splitter is None:
+            raise
+        info = splitter
     response = post_sample(info["url"], body, debug=debug, key=api_key)
+    name = response.headers.get("X-Inferd-Api", info["name"])  # through a splitter: the API that answered
     if response.ok and response.headers.get("content-type") == "application/x-ndjson":
-        _print_stream(info["name"], response.text)
+        _print_stream(name, response.text)
         return
     answer: Any
     try:
@@ -338,11 +346,24 @@ def predict(
         answer = response.text
     if response.status_code >= 400:
         message = str(answer.get("error") if isinstance(answer, dict) else answer)
-        if message.startswith(f"api '{info['name']}' "):  # the gateway named the API already
+        if message.startswith(f"api '{name}' "):  # the gateway named the API already
             raise InferdError(f"{message} ({response.status_code})")
-        raise InferdError(f"api '{info['name']}' answered {response.status_code}: {message}")
+        raise InferdError(f"api '{name}' answered {response.status_code}: {message}")
     click.echo(json.dumps(answer, indent=2) if not isinstance(answer, str) else json.dumps(answer))
     sys.stdout.flush()
+
+
+def _splitter(client: Client, name: str) -> dict[str, Any] | None:
+    """The name and URL of the traffic splitter ``name`` names (``None``: none does)."""
+    try:
+        deployment, bare, apis = find_splitter(client, name)
+    except NotFoundError:
+        return None
+    endpoint = next(
+        s["endpoint"] for s in client.splitters() if (s["deployment"], s["name"]) == (deployment, bare)
+    )
+    first = client.api(f"{deployment}/{apis[0]}")  # the gateway's address, from one of its APIs
+    return {"name": bare, "url": str(first["url"])[: -len(first["endpoint"])] + endpoint}
 
 
 def _print_stream(name: str, text: str) -> None:

@@ -207,6 +207,9 @@ def test_a_payload_log_keeps_whole_records_and_rotates_at_its_size(inferd: Infer
         lines = (inferd.home / "payloads" / "shop" / name).read_text().splitlines()
         assert all(json.loads(line)["api"] == "shop/echo" for line in lines)
         assert (inferd.home / "payloads" / "shop" / name).stat().st_size <= 8192 + 4096
+    # A deleted API's payload log stays until `inferd prune`, and `inferd payloads` still reads it.
+    inferd.run("delete", "echo")
+    assert inferd.json("payloads", "echo", "-n", "1000") == records
 
 
 TENSORS = """

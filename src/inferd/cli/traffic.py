@@ -67,11 +67,12 @@ def resolve_api(client: Client, name: str) -> str:
 
 
 def recorded_api(client: Client, name: str) -> str:
-    """The key of the API ``name`` names, as ``resolve_api`` finds it; while no operator runs
-    (``inferd serve`` writes payload logs too), the API of that name with a payload log."""
+    """The key of the API ``name`` names, as ``resolve_api`` finds it; else (no operator runs, as
+    under ``inferd serve``, which writes payload logs too; or the API was deleted, and its payload
+    log stays until ``inferd prune``) the API of that name with a payload log."""
     try:
         return resolve_api(client, name)
-    except OperatorError:
+    except (OperatorError, NotFoundError):
         deployment, _, api = name.rpartition("/")
         logs = (
             path.relative_to(client.home / "payloads") for path in client.home.glob("payloads/*/*.jsonl*")
@@ -119,7 +120,8 @@ def _shown(body: dict[str, Any]) -> str:
 def payloads(api: str, count: int, output: str, env: Environment) -> None:
     """Show the requests and answers an API's payload_log recorded (newest last).
 
-    The payload logs are files: they are read while only `inferd serve` runs too.
+    The payload logs are files: they are read while only `inferd serve` runs too, and after
+    the API is deleted (until `inferd prune`).
 
     \b
     Examples:

@@ -333,6 +333,16 @@ def test_two_deployments_may_each_have_a_splitter_of_the_same_name(inferd: Infer
     listed = {api["name"]: api["splitters"] for api in inferd.json("get")}
     assert listed["store"] == [{"name": "recommend", "weight": 100, "requests": 2}]  # its own only
     assert len(inferd.json("get", "recommend")) == 2
+    # A splitter named as another deployment's API: `inferd get NAME` means the API, as the V2
+    # route and `inferd predict` do (it showed the splitter); DEPLOYMENT/NAME the splitter.
+    (mall / "cortex.yaml").write_text(
+        MALL + "- kind: traffic_splitter\n  name: champion\n  apis: [{name: store, weight: 100}]\n"
+    )
+    inferd.run("deploy", str(mall))
+    assert [a.get("key") for a in inferd.json("get", "champion")] == ["shop/champion"]
+    assert [s["deployment"] for s in inferd.json("get", "mall/champion")] == ["mall"]
+    (mall / "cortex.yaml").write_text(MALL)
+    inferd.run("deploy", str(mall))
     assert [s["deployment"] for s in inferd.json("get", "mall/recommend")] == ["mall"]
     refused = inferd.run("promote", "recommend", "challenger", check=False)
     assert refused.returncode != 0

@@ -148,7 +148,9 @@ def _get_once(
     if api is not None and isinstance(client, Client):
         deployment, _, name = api.rpartition("/")
         found = [s for s in client.splitters() if s["name"] == name and deployment in ("", s["deployment"])]
-        if found:  # a traffic splitter: its weights, requests per API and shadow
+        # An API of that very name wins, as on the V2 route and in `inferd predict`.
+        named = [a for a in client.apis() if a["name"] == name and deployment in ("", a["deployment"])]
+        if found and not named:  # a traffic splitter: its weights, requests per API and shadow
             return json.dumps(found, indent=2) if output == "json" else splitter_rows(found)
     if api is not None:
         detail = client.api(resolve(client, api))

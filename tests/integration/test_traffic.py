@@ -335,12 +335,21 @@ def test_two_deployments_may_each_have_a_splitter_of_the_same_name(inferd: Infer
     assert len(inferd.json("get", "recommend")) == 2
     # A splitter named as another deployment's API: `inferd get NAME` means the API, as the V2
     # route and `inferd predict` do (it showed the splitter); DEPLOYMENT/NAME the splitter.
+    # A splitter's exact name beats an API's name it is a prefix of (`champ`, not `champion`).
     (mall / "cortex.yaml").write_text(
-        MALL + "- kind: traffic_splitter\n  name: champion\n  apis: [{name: store, weight: 100}]\n"
+        MALL
+        + "".join(
+            f"- kind: traffic_splitter\n  name: {name}\n  apis: [{{name: store, weight: 100}}]\n"
+            for name in ("champion", "champ")
+        )
     )
     inferd.run("deploy", str(mall))
     assert [a.get("key") for a in inferd.json("get", "champion")] == ["shop/champion"]
     assert [s["deployment"] for s in inferd.json("get", "mall/champion")] == ["mall"]
+    sample = tmp_path / "sample.json"
+    sample.write_text('{"x": 3}')
+    assert json.loads(inferd.run("predict", "champ", str(sample)).stdout)["api"] == "store"
+    assert json.loads(inferd.run("predict", "champion", str(sample)).stdout)["api"] == "champion"
     (mall / "cortex.yaml").write_text(MALL)
     inferd.run("deploy", str(mall))
     assert [s["deployment"] for s in inferd.json("get", "mall/recommend")] == ["mall"]

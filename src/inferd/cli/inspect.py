@@ -328,14 +328,7 @@ def predict(
             raise UsageError(f"{sample} is not JSON ({exc}): a sample is a JSON request body") from None
     api = in_deployment(api, deployment)
     client = backend_for(env)
-    info: dict[str, Any]
-    try:
-        info = client.api(resolve(client, api))
-    except NotFoundError:
-        splitter = _splitter(client, api) if isinstance(client, Client) else None
-        if splitter is None:
-            raise
-        info = splitter
+    info = _target(client, api)
     response = post_sample(info["url"], body, debug=debug, key=api_key)
     name = response.headers.get("X-Inferd-Api", info["name"])  # through a splitter: the API that answered
     if response.ok and response.headers.get("content-type") == "application/x-ndjson":
@@ -353,6 +346,23 @@ def predict(
         raise InferdError(f"api '{name}' answered {response.status_code}: {message}")
     click.echo(json.dumps(answer, indent=2) if not isinstance(answer, str) else json.dumps(answer))
     sys.stdout.flush()
+
+
+def _target(client: Backend, name: str) -> dict[str, Any]:
+    """What ``inferd predict NAME`` posts to: the API ``name`` names, or the traffic splitter of
+    that very name (which beats an API whose name only begins with it)."""
+    try:
+        key = resolve(client, name)
+    except NotFoundError:
+        splitter = _splitter(client, name) if isinstance(client, Client) else None
+        if splitter is None:
+            raise
+        return splitter
+    if key.partition("/")[2] != name.rpartition("/")[2] and isinstance(client, Client):
+        splitter = _splitter(client, name)
+        if splitter is not None:
+            return splitter
+    return client.api(key)
 
 
 def _splitter(client: Client, name: str) -> dict[str, Any] | None:

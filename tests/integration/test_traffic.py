@@ -79,6 +79,9 @@ def test_splitter_routes_by_weight_and_changes_weights_without_failures(
     # The same request through V2 names the splitter as its model.
     v2 = requests.post(inferd.url + "/v2/models/recommend/generate", json={"x": 1}, timeout=30)
     assert v2.status_code == 200 and v2.headers["X-Inferd-Api"] in ("champion", "challenger")
+    # A browser's script on another origin reads only the answer headers CORS exposes.
+    exposed = {h.strip().lower() for h in v2.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"x-inferd-api", "x-request-id", "traceparent", "server-timing"} <= exposed
     # `inferd predict` takes the splitter's name too (it said "no API named 'recommend'").
     sample = tmp_path / "sample.json"
     sample.write_text('{"x": 2}')

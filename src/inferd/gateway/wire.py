@@ -12,7 +12,12 @@ from typing import Any
 
 # On every answer. Allowed headers matter to a preflight only, which names them itself
 # (``gateway.app.ALLOW_CORS``): a second ``Access-Control-Allow-Headers`` here doubled it.
-CORS = b"Access-Control-Allow-Origin: *\r\n"
+# A script on another origin reads only the answer headers exposed here (the API a splitter
+# picked, the request id, the trace, the gateway's latency).
+CORS = (
+    b"Access-Control-Allow-Origin: *\r\n"
+    b"Access-Control-Expose-Headers: X-Inferd-Api, X-Request-ID, traceparent, Server-Timing\r\n"
+)
 RETRY_AFTER = b"Retry-After: 1\r\n"
 _HEADS: dict[int, bytes] = {}
 

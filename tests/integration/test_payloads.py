@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Server, make_project, wait_for
+from tests.conftest import INFERD, Server, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 PREDICTOR = """
@@ -78,6 +79,15 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
 
     # Replay: against an identical copy everything agrees; against the candidate, the quarter
     # of inputs it gets wrong (its 1e-6 differences are within the tolerance).
+    # Replay reads each answer's latency as the gateway measured it, as the recorded one was.
+    timed = requests.post(
+        inferd.url + "/shop/unrecorded", json={"x": 1}, headers={"X-Inferd-Timing": "1"}, timeout=30
+    )
+    assert timed.headers["Server-Timing"].startswith("inferd;dur=") and timed.json() == {"double": 2}
+    assert (
+        "Server-Timing"
+        not in requests.post(inferd.url + "/shop/unrecorded", json={"x": 1}, timeout=30).headers
+    )
     same = inferd.json("replay", "recorded", "--against", "unrecorded")
     assert (same["requests"], same["agreement"], same["disagreements"], same["errors"]) == (50, 1.0, 0, 0)
     assert set(same["latency_ms"]["recorded"]) == {"p50", "p99"} and same["latency_ms"]["replayed"]["p50"] > 0
@@ -94,6 +104,13 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
     refused = inferd.run("promote", "front", "candidate", "--min-agreement", "0.9", check=False)
     assert refused.returncode != 0
     assert "agreed 74.0% (37 of 50 requests), below --min-agreement 90.0%" in refused.stderr
+    # A replay judges the version it saw: a candidate deployed since is replayed again first.
+    make_project(tmp_path / "shop", YAML.replace("candidate: true", "candidate: true, v: 2"), {})
+    inferd.run("deploy", str(project))
+    inferd.wait_status("candidate", "live")
+    stale = inferd.run("promote", "front", "candidate", "--min-agreement", "0.7", check=False)
+    assert stale.returncode != 0 and "replay it again" in stale.stderr, stale.stderr
+    inferd.json("replay", "recorded", "--against", "candidate", "--tolerance", "1e-3")
     applied = inferd.run("promote", "front", "candidate", "--min-agreement", "0.7")
     assert applied.stdout.strip() == "splitter 'front' now sends 100% of its requests to api 'candidate'"
     with requests.Session() as session:
@@ -138,6 +155,18 @@ def test_inferd_serve_writes_payload_logs(
     records = wait_for(recorded, 30, "three payload records")
     assert [r["request"]["json"] for r in records] == [{"x": 0}, {"x": 1}, {"x": 2}]
     assert [r["response"]["json"] for r in records] == [{"double": 0}, {"double": 2}, {"double": 4}]
+    # `inferd payloads` reads them while only `inferd serve` runs (it said "the operator is not running").
+    for name in ("recorded", "shop/recorded"):
+        shown = subprocess.run(
+            [str(INFERD), "payloads", name, "-n", "2", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert [r["request"]["json"] for r in json.loads(shown.stdout)] == [{"x": 1}, {"x": 2}]
+    missing = subprocess.run([str(INFERD), "payloads", "nothing"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "operator is not running" in missing.stderr
 
 
 ECHO = """
@@ -178,6 +207,9 @@ def test_a_payload_log_keeps_whole_records_and_rotates_at_its_size(inferd: Infer
         lines = (inferd.home / "payloads" / "shop" / name).read_text().splitlines()
         assert all(json.loads(line)["api"] == "shop/echo" for line in lines)
         assert (inferd.home / "payloads" / "shop" / name).stat().st_size <= 8192 + 4096
+    # A deleted API's payload log stays until `inferd prune`, and `inferd payloads` still reads it.
+    inferd.run("delete", "echo")
+    assert inferd.json("payloads", "echo", "-n", "1000") == records
 
 
 TENSORS = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,15 @@ def test_splitter_routes_by_weight_and_changes_weights_without_failures(
     # The same request through V2 names the splitter as its model.
     v2 = requests.post(inferd.url + "/v2/models/recommend/generate", json={"x": 1}, timeout=30)
     assert v2.status_code == 200 and v2.headers["X-Inferd-Api"] in ("champion", "challenger")
+    # A browser's script on another origin reads only the answer headers CORS exposes.
+    exposed = {h.strip().lower() for h in v2.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"x-inferd-api", "x-request-id", "traceparent", "server-timing"} <= exposed
+    # `inferd predict` takes the splitter's name too (it said "no API named 'recommend'").
+    sample = tmp_path / "sample.json"
+    sample.write_text('{"x": 2}')
+    for name in ("recommend", "shop/recommend"):
+        predicted = json.loads(inferd.run("predict", name, str(sample)).stdout)
+        assert predicted["api"] in ("champion", "challenger") and predicted["echo"] == {"x": 2}
 
     # Weights changed by a redeploy under load: no request fails, and all go to the challenger after.
     seen: list[tuple[int, str, str]] = []
@@ -326,6 +336,25 @@ def test_two_deployments_may_each_have_a_splitter_of_the_same_name(inferd: Infer
     listed = {api["name"]: api["splitters"] for api in inferd.json("get")}
     assert listed["store"] == [{"name": "recommend", "weight": 100, "requests": 2}]  # its own only
     assert len(inferd.json("get", "recommend")) == 2
+    # A splitter named as another deployment's API: `inferd get NAME` means the API, as the V2
+    # route and `inferd predict` do (it showed the splitter); DEPLOYMENT/NAME the splitter.
+    # A splitter's exact name beats an API's name it is a prefix of (`champ`, not `champion`).
+    (mall / "cortex.yaml").write_text(
+        MALL
+        + "".join(
+            f"- kind: traffic_splitter\n  name: {name}\n  apis: [{{name: store, weight: 100}}]\n"
+            for name in ("champion", "champ")
+        )
+    )
+    inferd.run("deploy", str(mall))
+    assert [a.get("key") for a in inferd.json("get", "champion")] == ["shop/champion"]
+    assert [s["deployment"] for s in inferd.json("get", "mall/champion")] == ["mall"]
+    sample = tmp_path / "sample.json"
+    sample.write_text('{"x": 3}')
+    assert json.loads(inferd.run("predict", "champ", str(sample)).stdout)["api"] == "store"
+    assert json.loads(inferd.run("predict", "champion", str(sample)).stdout)["api"] == "champion"
+    (mall / "cortex.yaml").write_text(MALL)
+    inferd.run("deploy", str(mall))
     assert [s["deployment"] for s in inferd.json("get", "mall/recommend")] == ["mall"]
     refused = inferd.run("promote", "recommend", "challenger", check=False)
     assert refused.returncode != 0

@@ -17,7 +17,7 @@ import orjson
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
 from inferd.cli.options import deployment_option, env_option, folder_deployment, in_deployment, key_option
-from inferd.cli.traffic import splitter_rows
+from inferd.cli.traffic import find_splitter, splitter_rows
 from inferd.client import Client, post_sample
 from inferd.errors import InferdError, NotFoundError, OperatorError, UsageError
 
@@ -154,7 +154,9 @@ def _get_once(
     if api is not None and isinstance(client, Client):
         deployment, _, name = api.rpartition("/")
         found = [s for s in client.splitters() if s["name"] == name and deployment in ("", s["deployment"])]
-        if found:  # a traffic splitter: its weights, requests per API and shadow
+        # An API of that very name wins, as on the V2 route and in `inferd predict`.
+        named = [a for a in client.apis() if a["name"] == name and deployment in ("", a["deployment"])]
+        if found and not named:  # a traffic splitter: its weights, requests per API and shadow
             return json.dumps(found, indent=2) if output == "json" else splitter_rows(found)
     if api is not None:
         detail = client.api(resolve(client, api))
@@ -325,7 +327,7 @@ def predict(
     """Send a JSON sample to an API and print the prediction.
 
     API is a name (or a unique prefix of one), or DEPLOYMENT/API when several deployments have
-    an API of that name.
+    an API of that name; or a traffic splitter's name (the API it picks answers).
 
     \b
     Examples:
@@ -342,13 +344,14 @@ def predict(
             raise UsageError(f"{sample} is not JSON ({exc}): a sample is a JSON request body") from None
     api = in_deployment(api, deployment)
     client = backend_for(env)
-    info: dict[str, Any] = client.api(resolve(client, api))
+    info = _target(client, api)
     response = post_sample(info["url"], body, debug=debug, key=api_key, stream=True)
+    name = response.headers.get("X-Inferd-Api", info["name"])  # through a splitter: the API that answered
     with response:
         if response.ok and response.headers.get("content-type") == "application/x-ndjson":
-            _print_stream(info["name"], response)
+            _print_stream(name, response)
             return
-        _print_answer(info["name"], response)
+        _print_answer(name, response)
 
 
 def _print_answer(name: str, response: requests.Response) -> None:
@@ -370,6 +373,36 @@ def _print_answer(name: str, response: requests.Response) -> None:
         raise InferdError(f"api '{name}' answered {response.status_code}: {message}")
     click.echo(json.dumps(answer, indent=2) if not isinstance(answer, str) else json.dumps(answer))
     sys.stdout.flush()
+
+
+def _target(client: Backend, name: str) -> dict[str, Any]:
+    """What ``inferd predict NAME`` posts to: the API ``name`` names, or the traffic splitter of
+    that very name (which beats an API whose name only begins with it)."""
+    try:
+        key = resolve(client, name)
+    except NotFoundError:
+        splitter = _splitter(client, name) if isinstance(client, Client) else None
+        if splitter is None:
+            raise
+        return splitter
+    if key.partition("/")[2] != name.rpartition("/")[2] and isinstance(client, Client):
+        splitter = _splitter(client, name)
+        if splitter is not None:
+            return splitter
+    return client.api(key)
+
+
+def _splitter(client: Client, name: str) -> dict[str, Any] | None:
+    """The name and URL of the traffic splitter ``name`` names (``None``: none does)."""
+    try:
+        deployment, bare, apis = find_splitter(client, name)
+    except NotFoundError:
+        return None
+    endpoint = next(
+        s["endpoint"] for s in client.splitters() if (s["deployment"], s["name"]) == (deployment, bare)
+    )
+    first = client.api(f"{deployment}/{apis[0]}")  # the gateway's address, from one of its APIs
+    return {"name": bare, "url": str(first["url"])[: -len(first["endpoint"])] + endpoint}
 
 
 def _print_stream(name: str, response: requests.Response) -> None:

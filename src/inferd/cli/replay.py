@@ -18,7 +18,7 @@ import orjson
 
 from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option, key_option
-from inferd.cli.traffic import find_splitter, resolve_api
+from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
 from inferd.client import Client, api_headers
 from inferd.errors import ConflictError, NotFoundError, UsageError
 from inferd.operator.state import write_private
@@ -37,7 +37,9 @@ def agree(recorded: Any, replayed: Any, tolerance: float) -> bool:
     if isinstance(recorded, numbers) and isinstance(replayed, numbers):
         if isinstance(recorded, bool) or isinstance(replayed, bool):
             return recorded is replayed
-        return math.isclose(recorded, replayed, rel_tol=0.0, abs_tol=tolerance)
+        # Exact arithmetic: ``math.isclose`` turns whole numbers into floats, which cannot tell
+        # 2**60 from 2**60 + 1 (ids, hashes); inf - inf is NaN, so only equal infinities agree.
+        return recorded == replayed or abs(recorded - replayed) <= tolerance
     if isinstance(recorded, dict) and isinstance(replayed, dict):
         return recorded.keys() == replayed.keys() and all(
             agree(recorded[k], replayed[k], tolerance) for k in recorded
@@ -83,6 +85,13 @@ def route_of(record: dict[str, Any], info: dict[str, Any]) -> str | None:
     if protocol == "tfserving" and isinstance(body, dict) and ("instances" in body or "inputs" in body):
         return f"{base}/v1/models/{model}:predict"
     return None
+
+
+def _finite_distance(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """A tolerance ``-o json`` can print: NaN and infinity are not JSON numbers."""
+    if not 0 <= value < math.inf:
+        raise click.BadParameter(f"{value} is not a distance: give a finite number 0 or above")
+    return value
 
 
 def replay_path(home: Path, key: str) -> Path:
@@ -138,6 +147,15 @@ class Tally:
         }
 
 
+def gateway_latency(header: str) -> float | None:
+    """The gateway's latency in a ``Server-Timing: inferd;dur=MS`` answer header (``None``: none)."""
+    name, _, duration = header.partition(";dur=")
+    try:
+        return float(duration) if name.strip() == "inferd" else None
+    except ValueError:
+        return None
+
+
 def compare(
     records: list[tuple[dict[str, Any], str]], tolerance: float, key: str | None = None
 ) -> dict[str, Any]:
@@ -145,7 +163,7 @@ def compare(
     errors and latencies."""
     import requests
 
-    headers = api_headers(key)
+    headers = {**api_headers(key), "X-Inferd-Timing": "1"}
 
     tally = Tally(tolerance)
     with requests.Session() as session:
@@ -158,7 +176,9 @@ def compare(
             except requests.RequestException:
                 tally.errors += 1
                 continue
-            latency_ms = (time.perf_counter() - started) * 1000
+            latency_ms = gateway_latency(response.headers.get("Server-Timing", ""))
+            if latency_ms is None:  # a server that does not say: the round trip seen here
+                latency_ms = (time.perf_counter() - started) * 1000
             try:
                 answer: dict[str, Any] = {"json": response.json()}
             except ValueError:
@@ -201,10 +221,11 @@ def _shadowed(home: Path, key: str, count: int) -> tuple[str, list[dict[str, Any
 @click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True, help="The last N.")
 @click.option(
     "--tolerance",
-    type=click.FloatRange(min=0),
+    type=float,
+    callback=_finite_distance,
     default=0.0,
     show_default=True,
-    help="Numbers agree within it.",
+    help="Numbers agree within it (absolute: a finite number, 0 or above).",
 )
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @key_option
@@ -236,12 +257,14 @@ def replay(
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("payload logs are kept by the local operator; use an environment of provider local")
-    key = resolve_api(client, api)
-    if shadow:
+    if shadow:  # files only: this works while only `inferd serve` runs too
+        key = recorded_api(client, api)
         against, shadowed = _shadowed(client.home, key, count)
         compared = compare_shadow(shadowed, tolerance)
+        version = shadowed[-1]["shadow"].get("version")  # the shadow's version that answered last
     else:
         assert other is not None
+        key = resolve_api(client, api)
         against = resolve_api(client, other)
         recorded = read_payloads(client.home, key, count)
         info = client.api(against)
@@ -258,7 +281,15 @@ def replay(
                 f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"
             )
         compared = compare(records, tolerance, api_key)
-    result = {"api": key, "against": against, "shadow": shadow, "tolerance": tolerance, **compared}
+        version = info.get("version")
+    result = {
+        "api": key,
+        "against": against,
+        "version": version,  # of `against`: promote judges by this replay only while it runs it
+        "shadow": shadow,
+        "tolerance": tolerance,
+        **compared,
+    }
     write_private(replay_path(client.home, against), json.dumps({**result, "time": time.time()}))
     if output == "json":
         click.echo(json.dumps(result, indent=2))
@@ -294,7 +325,7 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
 
     SPLITTER may be DEPLOYMENT/SPLITTER, and must be when several deployments have a splitter of
     that name. With --min-agreement, the last `inferd replay ... --against API` (or shadow
-    comparison with API) must have agreed at least that much.
+    comparison with API) must have agreed at least that much, with the version of API running now.
 
     \b
     Examples:
@@ -317,6 +348,13 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
             )
         last = json.loads(path.read_text())
         which = "shadow comparison of" if last.get("shadow") else "replay of"
+        judged, now = last.get("version"), client.api(f"{deployment}/{api}").get("version")
+        if judged and now and judged != now:
+            how = "--shadow" if last.get("shadow") else f"--against {api}"
+            raise ConflictError(
+                f"not promoting '{api}': the last {which} '{last['api']}' against it judged its version "
+                f"{judged}, and it runs {now} now; replay it again (`inferd replay {last['api']} {how}`)"
+            )
         if last["agreement"] is None:  # nothing was compared (no recorded requests)
             raise ConflictError(
                 f"not promoting '{api}': the last {which} '{last['api']}' against it compared no "

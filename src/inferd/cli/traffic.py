@@ -12,7 +12,7 @@ from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option
 from inferd.cli.render import table
 from inferd.client import Client
-from inferd.errors import NotFoundError, UsageError
+from inferd.errors import NotFoundError, OperatorError, UsageError
 
 if TYPE_CHECKING:
     from inferd.environments import Environment
@@ -66,6 +66,30 @@ def resolve_api(client: Client, name: str) -> str:
         raise
 
 
+def recorded_api(client: Client, name: str) -> str:
+    """The key of the API ``name`` names, as ``resolve_api`` finds it; else (no operator runs, as
+    under ``inferd serve``, which writes payload logs too; or the API was deleted, and its payload
+    log stays until ``inferd prune``) the API of that name with a payload log."""
+    try:
+        return resolve_api(client, name)
+    except (OperatorError, NotFoundError):
+        deployment, _, api = name.rpartition("/")
+        logs = (
+            path.relative_to(client.home / "payloads") for path in client.home.glob("payloads/*/*.jsonl*")
+        )
+        keys = sorted({f"{log.parent}/{log.name.partition('.jsonl')[0]}" for log in logs})
+        found = [
+            key for key in keys if key.partition("/")[2] == api and deployment in ("", key.partition("/")[0])
+        ]
+        if not found:
+            raise
+        if len(found) > 1:
+            raise UsageError(
+                f"api '{name}' is in several deployments ({', '.join(found)}); name one as DEPLOYMENT/API"
+            ) from None
+        return found[0]
+
+
 def find_splitter(client: Client, name: str) -> tuple[str, str, list[str]]:
     """The deployment, name and APIs of the splitter ``name`` (``SPLITTER`` or
     ``DEPLOYMENT/SPLITTER``) names; an error when none or several do."""
@@ -96,6 +120,9 @@ def _shown(body: dict[str, Any]) -> str:
 def payloads(api: str, count: int, output: str, env: Environment) -> None:
     """Show the requests and answers an API's payload_log recorded (newest last).
 
+    The payload logs are files: they are read while only `inferd serve` runs too, and after
+    the API is deleted (until `inferd prune`).
+
     \b
     Examples:
       inferd payloads classifier
@@ -106,7 +133,7 @@ def payloads(api: str, count: int, output: str, env: Environment) -> None:
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("payload logs are kept by the local operator; use an environment of provider local")
-    key = resolve_api(client, api)
+    key = recorded_api(client, api)
     records = read_payloads(client.home, key, count)
     if output == "json":
         click.echo(json.dumps(records, indent=2))

@@ -22,10 +22,10 @@ from inferd.gateway import edge
 from inferd.gateway.edge import EdgeLimits, Listener
 from inferd.gateway.wire import CORS as CORS
 from inferd.gateway.wire import RETRY_AFTER as RETRY_AFTER
+from inferd.gateway.wire import TIMING, origin_form
 from inferd.gateway.wire import WANTED_HEADERS as WANTED_HEADERS
 from inferd.gateway.wire import Request as Request
 from inferd.gateway.wire import next_request_id as next_request_id
-from inferd.gateway.wire import origin_form
 from inferd.gateway.wire import parse_query as parse_query
 from inferd.gateway.wire import status_line as status_line
 from inferd.gateway.wire import valid_id as valid_id
@@ -505,6 +505,10 @@ class HttpConnection(asyncio.Protocol):
             if self.recording is not None:
                 self.app.record(queue, self, self.recording, status, body)
                 self.recording = None
+            if self.headers.get(TIMING) == b"1":
+                self.extra_headers += b"Server-Timing: inferd;dur=%.3f\r\n" % (
+                    (perf_counter() - self.started) * 1000
+                )
         stream = self.stream
         if stream is not None:
             self.stream = None

@@ -12,7 +12,12 @@ from typing import Any
 
 # On every answer. Allowed headers matter to a preflight only, which names them itself
 # (``gateway.app.ALLOW_CORS``): a second ``Access-Control-Allow-Headers`` here doubled it.
-CORS = b"Access-Control-Allow-Origin: *\r\n"
+# A script on another origin reads only the answer headers exposed here (the API a splitter
+# picked, the request id, the trace, the gateway's latency).
+CORS = (
+    b"Access-Control-Allow-Origin: *\r\n"
+    b"Access-Control-Expose-Headers: X-Inferd-Api, X-Request-ID, traceparent, Server-Timing\r\n"
+)
 RETRY_AFTER = b"Retry-After: 1\r\n"
 _HEADS: dict[int, bytes] = {}
 
@@ -52,6 +57,10 @@ class Request:
 
 
 # Headers the gateway looks at; everything else is skipped while parsing.
+# A request with ``X-Inferd-Timing: 1`` gets the gateway's latency back in ``Server-Timing``
+# (``inferd replay`` compares it with the latency a payload log recorded, measured the same way).
+TIMING = b"x-inferd-timing"
+
 WANTED_HEADERS = frozenset(
     {
         b"content-length",
@@ -66,6 +75,7 @@ WANTED_HEADERS = frozenset(
         b"upgrade",  # refused with a body (gateway/http.py)
         b"content-encoding",  # refused unless identity: bodies are read as sent
         b"transfer-encoding",  # refused unless chunked alone: httptools undoes chunked only
+        TIMING,
     }
 )
 

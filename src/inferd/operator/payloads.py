@@ -13,8 +13,9 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -108,7 +109,9 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
     return list(kept)
 
 
-TAIL_BYTES = 256 * 1024  # how far back from a log's end the dashboard looks
+TAIL_BYTES = 256 * 1024  # the longest record the dashboard shows
+BLOCK_BYTES = 64 * 1024  # read from a log's end a block at a time
+SCAN_BYTES = 32 << 20  # the most of a file the dashboard reads (records too long to show included)
 SHOWN_CHARS = 160  # a body shown on the dashboard is cut to this many characters
 
 
@@ -121,26 +124,50 @@ def _shown(body: dict[str, Any] | None) -> str:
 
 def recent_payloads(home: Path, key: str, last: int) -> list[dict[str, Any]]:
     """The last ``last`` records of API ``key``, newest first, with bodies cut short (the dashboard's
-    view: only the log's end is read; a record longer than ``TAIL_BYTES`` is not shown)."""
+    view: the logs are read from their end; a record longer than ``TAIL_BYTES`` is passed over, not
+    shown, and no more than ``SCAN_BYTES`` of a file are read)."""
     found: list[dict[str, Any]] = []
     for path in reversed(files_of(payload_path(home, key))):
         try:
             with path.open("rb") as file:
-                size = file.seek(0, 2)
-                file.seek(max(0, size - TAIL_BYTES))
-                lines = file.read().split(b"\n")
+                for line in _lines_backward(file):
+                    if len(found) == last:
+                        return found
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        record = orjson.loads(line) if line else None
+                        if isinstance(record, dict):
+                            found.append(_sample(record))
         except OSError:
             continue
-        if size > TAIL_BYTES:
-            lines = lines[1:]  # the first is cut
-        for line in reversed(lines):
-            if len(found) == last:
-                return found
-            with contextlib.suppress(orjson.JSONDecodeError):
-                record = orjson.loads(line) if line else None
-                if isinstance(record, dict):
-                    found.append(_sample(record))
     return found
+
+
+def _lines_backward(file: BinaryIO) -> Iterator[bytes]:
+    """The lines of ``file``, last first; one longer than ``TAIL_BYTES`` is read over, not kept
+    (yielded as ``b""``). Stops after ``SCAN_BYTES``."""
+    position = file.seek(0, 2)
+    scanned = 0
+    tail = b""  # the end of the line being read: its start is further back
+    long = False  # that line is longer than TAIL_BYTES (its bytes are not kept)
+    while position > 0:
+        if scanned >= SCAN_BYTES:
+            return
+        step = min(BLOCK_BYTES, position)
+        position -= step
+        file.seek(position)
+        parts = file.read(step).split(b"\n")
+        scanned += step
+        if len(parts) == 1:  # no line starts in this block
+            long = long or len(parts[0]) + len(tail) > TAIL_BYTES
+            tail = b"" if long else parts[0] + tail
+            continue
+        yield b"" if long or len(parts[-1]) + len(tail) > TAIL_BYTES else parts[-1] + tail
+        for part in reversed(parts[1:-1]):
+            yield b"" if len(part) > TAIL_BYTES else part
+        tail, long = parts[0], len(parts[0]) > TAIL_BYTES
+        if long:
+            tail = b""
+    yield b"" if long else tail
 
 
 def _sample(record: dict[str, Any]) -> dict[str, Any]:

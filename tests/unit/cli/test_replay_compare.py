@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from inferd.cli.replay import agree, percentile, route_of, unnamed
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from click.testing import CliRunner
+
+from inferd.cli.main import cli
+from inferd.cli.replay import agree, compare, percentile, route_of, unnamed
 from inferd.gateway.shadow import unnamed as shadow_unnamed
 
 
@@ -13,6 +22,23 @@ def test_numbers_agree_within_the_tolerance_at_any_depth() -> None:
     assert not agree({"label": "cat"}, {"label": "dog"}, 1.0)
     assert not agree({"a": 1}, {"b": 1}, 1.0)
     assert not agree(True, 1, 0.0) and agree(1, 1.0, 0.0)
+
+
+def test_whole_numbers_beyond_a_float_are_compared_exactly() -> None:
+    # Two ids 1 apart are one float apart from nothing: at tolerance 0 they differ.
+    assert not agree(2**60, 2**60 + 1, 0.0)
+    assert agree(2**60, 2**60 + 1, 1.0)
+    assert not agree([{"id": 2**63 - 1}], [{"id": 2**63 - 2}], 0.0)
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "inf", "-1"])
+def test_a_tolerance_that_json_cannot_hold_is_a_usage_error(tolerance: str) -> None:
+    # -o json prints the tolerance: NaN or Infinity would make the output invalid JSON.
+    result = CliRunner().invoke(
+        cli, ["replay", "a", "--against", "b", "--tolerance", tolerance, "-o", "json"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--tolerance" in result.output
 
 
 def test_nearest_rank_percentiles() -> None:
@@ -43,3 +69,41 @@ def test_v2_answers_are_compared_without_the_model_they_name() -> None:
     assert unnamed("cortex", answer) == answer
     assert shadow_unnamed(b'{"model_name":"a","model_version":"1","outputs":[1]}') == b',"outputs":[1]}'
     assert shadow_unnamed(b'{"x":1}') == b'{"x":1}'
+
+
+class _Timed(BaseHTTPRequestHandler):
+    """An API behind a slow network: 50 ms on the wire, 0.5 ms in its gateway (Server-Timing)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(0.05)
+        asked = self.headers.get("X-Inferd-Timing") == "1"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        if asked:
+            self.send_header("Server-Timing", "inferd;dur=0.5")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def timed_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Timed)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/d/other"
+    server.shutdown()
+    server.server_close()
+
+
+def test_replayed_latency_is_the_gateways_as_the_recorded_one_is(timed_url: str) -> None:
+    # A record's latency is the gateway's (request in to answer out): the replayed one must be
+    # too, not the replay client's round trip (an identical copy looked 8x slower).
+    record = {"request_id": "r", "protocol": "cortex", "request": {"json": {}}, "response": {"json": {}}}
+    report = compare([({**record, "status": 200, "latency_ms": 0.4}, timed_url)] * 2, 0.0)
+    assert report["agreement"] == 1.0
+    assert report["latency_ms"]["replayed"] == {"p50": 0.5, "p99": 0.5}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inferd.gateway.payloads import PayloadBuffer
-from inferd.operator.payloads import PayloadWriter, payload_path, read_payloads
+from inferd.operator.payloads import TAIL_BYTES, PayloadWriter, payload_path, read_payloads, recent_payloads
 
 
 def test_the_store_rotates_and_stays_bounded(tmp_path: Path) -> None:
@@ -23,3 +23,15 @@ def test_the_store_rotates_and_stays_bounded(tmp_path: Path) -> None:
     assert indices == sorted(indices) and indices[-1] == 399 and indices[0] > 0
     assert [r["index"] for r in read_payloads(tmp_path, "shop/api", 3)] == [397, 398, 399]
     assert read_payloads(tmp_path, "shop/other") == []
+
+
+def test_the_dashboards_samples_skip_a_record_too_long_to_show(tmp_path: Path) -> None:
+    # One request with a body over TAIL_BYTES hid every sample of the API (the dashboard showed none).
+    writer = PayloadWriter(tmp_path, PayloadBuffer())
+    for index in range(3):
+        writer.write([("shop/api", 1 << 24, {"request_id": str(index), "request": {"json": index}})])
+    writer.write([("shop/api", 1 << 24, {"request_id": "big", "request": {"json": "x" * TAIL_BYTES * 3}})])
+    writer.write([("shop/api", 1 << 24, {"request_id": "3", "request": {"json": 3}})])
+    writer.close()
+    assert [r["request_id"] for r in recent_payloads(tmp_path, "shop/api", 8)] == ["3", "2", "1", "0"]
+    assert [r["request_id"] for r in recent_payloads(tmp_path, "shop/api", 2)] == ["3", "2"]

@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import resource
+import select
 import socket
 import subprocess
 import time
@@ -619,3 +620,78 @@ def test_trailer_fields_are_bounded_and_never_taken_for_headers(server: Server) 
             "error": "the chunked body's framing and trailer fields are larger than 65536 bytes"
         }
     assert server.healthy()
+
+
+SIZE = """
+def predict(sample, metadata):
+    return len(sample["data"])
+"""
+
+
+def test_bodies_arriving_at_once_are_held_up_to_the_gateways_budget(tmp_path: Path) -> None:
+    # Many slow uploads at once would each stay under max_body_size and the rate floor, and
+    # together hold the gateway's memory: past --max-body-buffer, the body that crosses it is
+    # refused (503), the others go on, and the bytes handed on or refused are counted out.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: size\n  predictor:\n    path: size.py\n",
+        {"size.py": SIZE},
+    )
+    budget = 3 << 20
+    running = Server(project, tmp_path / "serve.log", "--max-body-buffer", str(budget)).wait_ready()
+    try:
+        port = int(running.url.rsplit(":", 1)[1])
+        body = b'{"data": "' + b"x" * ((2 << 20) - 12) + b'"}'
+        head = b"POST /d/size HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: %d\r\n\r\n" % len(body)
+        first_part = 1_700_000  # two of them: over the budget, one alone is not
+        uploads = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(2)]
+        for upload in uploads:
+            upload.sendall(head + body[:first_part])
+        answered, _, _ = select.select(uploads, [], [], 30)  # the other waits for the rest of its body
+        assert len(answered) == 1
+        refusal = _answer_within(answered[0], 30)
+        assert refusal is not None and refusal.startswith(b"HTTP/1.1 503")
+        assert b"holding too many request bodies" in refusal
+        survivor = next(upload for upload in uploads if upload is not answered[0])
+        survivor.sendall(body[first_part:])
+        answer = _answer_within(survivor, 30)
+        assert (
+            answer is not None
+            and answer.startswith(b"HTTP/1.1 200")
+            and answer.endswith(b"%d" % (len(body) - 12))
+        )
+        for upload in uploads:
+            upload.close()
+        # Everything counted in was counted out: a body near the budget on its own still fits.
+        assert requests.post(f"{running.url}/d/size", data=body, timeout=30).json() == len(body) - 12
+    finally:
+        running.stop()
+
+
+def _answer_within(sock: socket.socket, seconds: float) -> bytes | None:
+    """The first answer on ``sock`` (headers and body as one), or ``None`` if none came in time."""
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data or None
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(
+            next(
+                line.split(b":")[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+        )
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return head + b"\r\n\r\n" + rest
+    except TimeoutError:
+        return None

@@ -235,6 +235,12 @@ def cli() -> None:
     "[default: 8; INFERD_MAX_PIPELINE].",
 )
 @click.option(
+    "--max-body-buffer",
+    type=click.IntRange(min=1),
+    help="Bytes of request bodies still arriving, all connections together; the request that "
+    "crosses it gets a 503 [default: 1 GiB; INFERD_MAX_BODY_BUFFER].",
+)
+@click.option(
     "--replicas",
     type=click.IntRange(min=1),
     default=None,
@@ -255,6 +261,7 @@ def serve(
     keepalive_timeout: float | None,
     max_connections: int | None,
     max_pipeline: int | None,
+    max_body_buffer: int | None,
     relax_pins: bool,
     replicas: int | None,
 ) -> None:
@@ -280,6 +287,7 @@ def serve(
         keepalive_timeout=keepalive_timeout,
         max_connections=max_connections,
         max_pipeline=max_pipeline,
+        max_body_buffer=max_body_buffer,
     )
     project = load_project(project_dir)
     if relax_pins:

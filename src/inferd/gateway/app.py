@@ -88,6 +88,7 @@ class Gateway:
         # OpenTelemetry stage spans (gateway/tracing.py): only with the otel extra configured.
         self.tracer = Tracer.from_environment()
         self.connections: set[HttpConnection] = set()
+        self.bodies_held = 0  # bytes of request bodies still arriving (limits.max_body_buffer)
         # APIs the project being served will have: not ready until they exist and are ready.
         self.expected: set[str] = set()
         self.draining = False

@@ -50,6 +50,7 @@ class HttpApp(Protocol):
     limits: EdgeLimits
     clock: float
     connections: set[HttpConnection]
+    bodies_held: int  # bytes of request bodies still arriving, on every connection (max_body_buffer)
     cors: bytes  # the CORS header line every answer carries (b"": pages of other origins read none)
 
     def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
@@ -82,6 +83,7 @@ class HttpServer:
     body_limit = 1 << 20
     limits = EdgeLimits()
     clock = 0.0
+    bodies_held = 0
     # Served to the CLI and to the dashboard's own page only: no other origin's script may read an
     # answer (the gateway's ``CORS`` would let any web page find and fingerprint them on loopback).
     cors = b""
@@ -177,6 +179,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._size = 0
+        self._held = 0  # of ``_body``'s bytes, those counted in ``app.bodies_held``
         self.body_since = 0.0  # when the current request's body began (the sweep's minimum rate)
         self._limit = 0
         self._too_large = False
@@ -193,6 +196,7 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
         self.transport = None
         self.pipeline.clear()
+        self._release()
         if self.listener is not None:
             self.listener.forget(self)
         self.app.connection_closed(self)
@@ -256,6 +260,7 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._head_size = 0
         self._headers = {}
+        self._release()
         self._body = []
         self._size = 0
         self._too_large = False
@@ -353,9 +358,21 @@ class HttpConnection(asyncio.Protocol):
         self._size += len(body)
         if self._size > self._limit:  # chunked bodies are counted as they arrive
             self._body = []
+            self._release()
             self._body_too_large()
             return
         self._body.append(body)
+        self._held += len(body)
+        app = self.app
+        app.bodies_held += len(body)
+        if app.bodies_held > self.limits.max_body_buffer:
+            # Many bodies arriving at once (slowly, from many connections) would hold the
+            # gateway's memory without end: the one that crosses the budget is shed.
+            self._body = []
+            self._release()
+            self._too_large = True  # the rest of it is read and dropped, never buffered
+            self.refuse(503, "the gateway is holding too many request bodies at once: retry shortly")
+            return
         transport = self.transport
         if (
             self._size > edge.READ_AHEAD
@@ -367,6 +384,12 @@ class HttpConnection(asyncio.Protocol):
             # reads on once the answers before it are written).
             self.read_paused = True
             transport.pause_reading()
+
+    def _release(self) -> None:
+        """This connection's body bytes are no longer held (handed on, refused or gone)."""
+        if self._held:
+            self.app.bodies_held -= self._held
+            self._held = 0
 
     @staticmethod
     def _error(status: int, message: str) -> Request:
@@ -393,6 +416,7 @@ class HttpConnection(asyncio.Protocol):
             self._advance()
             return
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._release()
         method = self.parser.get_method()
         keep_alive = self.parser.should_keep_alive()
         if method == b"CONNECT" or (b"upgrade" in self._headers and self.parser.should_upgrade()):

@@ -27,7 +27,7 @@ from inferd.gateway.queue import ApiQueue
 from inferd.gateway.shadow import Shadows
 from inferd.gateway.tracing import Tracer, client_span, traceparent
 from inferd.gateway.traffic import Splitters
-from inferd.gateway.wire import CORS
+from inferd.gateway.wire import CORS, debug_asked
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 
@@ -221,7 +221,7 @@ class Gateway:
             if given is not None or self.tracer is not None:  # W3C Trace Context, returned
                 self.trace(conn, given)
             if method == b"POST":
-                debug = b"debug=true" in request.query.lower()
+                debug = debug_asked(request.query)
                 self.dispatch(
                     conn, queue, messages.PREDICT_DEBUG if debug else messages.PREDICT, request.body
                 )

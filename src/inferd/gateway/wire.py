@@ -104,6 +104,16 @@ def valid_id(value: bytes) -> bool:
     return len(value) <= 128 and all(0x21 <= byte <= 0x7E for byte in value)
 
 
+def debug_asked(query: bytes) -> bool:
+    """Cortex's ``?debug=true`` (its case aside): the first ``debug`` parameter says, as Flask's
+    ``request.args.get`` read it; ``?nodebug=true`` is not it."""
+    for part in query.split(b"&") if query else ():
+        name, _, value = part.partition(b"=")
+        if name == b"debug":
+            return value.lower() == b"true"
+    return False
+
+
 def parse_query(query: bytes) -> dict[str, Any]:
     """The query string as a dict (last value wins); only cold paths use it."""
     from urllib.parse import parse_qsl

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferd.gateway.wire import origin_form
+from inferd.gateway.wire import debug_asked, origin_form
 
 
 @pytest.mark.parametrize(
@@ -19,3 +19,10 @@ from inferd.gateway.wire import origin_form
 )
 def test_an_absolute_form_target_becomes_its_path_and_query(target: bytes, expected: bytes) -> None:
     assert origin_form(target) == expected
+
+
+def test_debug_is_the_debug_parameter_alone_as_flask_read_it() -> None:
+    assert debug_asked(b"debug=true") and debug_asked(b"x=1&debug=TRUE")
+    assert not debug_asked(b"") and not debug_asked(b"debug=false")
+    assert not debug_asked(b"nodebug=true") and not debug_asked(b"x=debug=true")
+    assert debug_asked(b"debug=true&debug=false")  # the first one, as request.args.get

@@ -119,6 +119,9 @@ class InferdGroup(click.Group):
         except InferdError as exc:
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # what reads our output stopped reading (`inferd get | head`)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+            ctx.exit(141)  # as a program killed by SIGPIPE: the shell's pipefail sees it
         except OSError as exc:  # the machine refused: a home that is a file, a full or read-only disk
             where = f" ({exc.filename})" if exc.filename else ""
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)

@@ -3,6 +3,8 @@ run without the argument it needs asks for it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import click
@@ -10,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from inferd.cli.main import cli
+from tests.conftest import INFERD
 
 
 def commands() -> list[tuple[str, ...]]:
@@ -99,3 +102,22 @@ def test_a_group_without_a_command_shows_its_help(args: list[str]) -> None:
     result = CliRunner().invoke(cli, args, prog_name="inferd")
     assert result.output.startswith(f"Usage: inferd {' '.join([*args, ''])}[OPTIONS] COMMAND [ARGS]...")
     assert "Commands:" in result.output and "error:" not in result.output
+
+
+def test_output_to_a_reader_that_stopped_reading_ends_quietly(tmp_path: Path) -> None:
+    # `inferd get -o json | head -1`: once head exits, the rest of the output has nowhere to go;
+    # the command stops as a program killed by SIGPIPE does, with no "error: Broken pipe".
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        ended = subprocess.run(
+            [str(INFERD), "version"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, INFERD_HOME=str(tmp_path)),
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert (ended.returncode, ended.stderr) == (141, "")

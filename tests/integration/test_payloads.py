@@ -38,6 +38,7 @@ YAML = """
   name: candidate
   predictor: {path: predictor.py, metadata: {candidate: true}}
   compute: {cpu: 0.1}
+  payload_log: {sample: 1.0}
 - kind: traffic_splitter
   name: front
   apis:
@@ -99,6 +100,10 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
     assert strict["requests"] == 20 and strict["agreement"] == 0.0
     text = inferd.run("replay", "recorded", "--against", "candidate", "--tolerance", "1e-3").stdout
     assert "agreement 74.0%" in text and '{"x": 0}' in text
+    # The replays are not real traffic: the candidate's own payload log keeps none of them.
+    direct = requests.post(inferd.url + "/shop/candidate", json={"x": 1000}, timeout=30)
+    candidate_log = wait_for(lambda: inferd.json("payloads", "candidate") or None, 30, "a record")
+    assert [record["request_id"] for record in candidate_log] == [direct.headers["X-Request-ID"]]
 
     # Promote refuses below --min-agreement with the numbers, and applies above it.
     refused = inferd.run("promote", "front", "candidate", "--min-agreement", "0.9", check=False)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from inferd.config.blocks import Shadow
 from inferd.gateway.payloads import PayloadBuffer, add_bodies, head_of, version_of
+from inferd.gateway.wire import REPLAY
 from inferd.replica import messages
 
 if TYPE_CHECKING:
@@ -165,8 +166,11 @@ class Shadows:
         protocol: str,
     ) -> None:
         """Decide whether the request is recorded (payload_log) and copied (shadow)."""
-        sampled = bool(queue.sample) and random() < queue.sample
         conn.copy = None
+        if REPLAY in conn.headers:  # ``inferd replay``'s: not traffic to record or copy
+            conn.recording = None
+            return
+        sampled = bool(queue.sample) and random() < queue.sample
         # (a splitter's request that its shadow API answered is not copied to it again)
         if route is not None and route.target != queue.key and random() * 100 < route.percent:
             conn.copy = ShadowCopy(self, route, kind, body, protocol, sampled)

@@ -60,6 +60,9 @@ class Request:
 # A request with ``X-Inferd-Timing: 1`` gets the gateway's latency back in ``Server-Timing``
 # (``inferd replay`` compares it with the latency a payload log recorded, measured the same way).
 TIMING = b"x-inferd-timing"
+# ``inferd replay``'s requests carry ``X-Inferd-Replay: 1``: not real traffic, so neither
+# recorded in the payload log of the API they are replayed against nor copied to its shadow.
+REPLAY = b"x-inferd-replay"
 
 WANTED_HEADERS = frozenset(
     {
@@ -76,6 +79,7 @@ WANTED_HEADERS = frozenset(
         b"content-encoding",  # refused unless identity: bodies are read as sent
         b"transfer-encoding",  # refused unless chunked alone: httptools undoes chunked only
         TIMING,
+        REPLAY,
     }
 )
 

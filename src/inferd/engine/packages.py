@@ -231,7 +231,7 @@ def _check(
             raise LoadError(
                 f"requirements.txt: {line} cannot be installed on Python {PYTHON}"
                 + (f" (the nearest installable version is {near})" if near else "")
-                + f"; inferd deploy --relax-pins uses {name} {have}, which inferd runs with"
+                + f"; --relax-pins uses {name} {have}, which inferd runs with"
             )
         result.warnings.append(
             f"requirements.txt: {line} conflicts with {name} {have}, which inferd itself runs "
@@ -247,7 +247,7 @@ def _check(
         if near is not None:
             result.built.append(
                 f"{line} has no wheel for Python {PYTHON}; the nearest installable version is "
-                f"{near} (inferd deploy --relax-pins installs it)"
+                f"{near} (--relax-pins installs it)"
             )
         return
     if near is None:
@@ -255,7 +255,7 @@ def _check(
     if not relax:
         raise LoadError(
             f"requirements.txt: {line} cannot be installed on Python {PYTHON}; the nearest "
-            f"installable version is {near} (inferd deploy --relax-pins installs it)"
+            f"installable version is {near} (--relax-pins installs it)"
         )
     result.lines.append(f"{requirement.name}=={near}")
     result.warnings.append(

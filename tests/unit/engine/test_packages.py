@@ -35,7 +35,7 @@ def test_a_pin_with_no_wheel_here_is_one_sentence_naming_the_nearest_version() -
         plan("somepkg==0.21.*\n", relax=False, versions_of=versions_of, sources_of=sources_of)
     assert caught.value.message == (
         f"requirements.txt: somepkg==0.21.* cannot be installed on Python {PYTHON}; the nearest "
-        "installable version is 1.1.3 (inferd deploy --relax-pins installs it)"
+        "installable version is 1.1.3 (--relax-pins installs it)"
     )
 
 
@@ -47,7 +47,7 @@ def test_a_pin_with_only_its_source_on_the_index_goes_to_pip() -> None:
     assert checked.warnings == []
     assert checked.built == [
         f"somepkg==0.19.0 has no wheel for Python {PYTHON}; the nearest installable version is "
-        "1.1.3 (inferd deploy --relax-pins installs it)"
+        "1.1.3 (--relax-pins installs it)"
     ]
     # --relax-pins still installs the nearest wheel instead
     relaxed = plan("somepkg==0.19.0\n", relax=True, versions_of=versions_of, sources_of=sources_of)
@@ -71,8 +71,8 @@ def test_a_source_build_that_fails_names_the_nearest_version(
         ensure_packages(tmp_path / "home", requirements)
     assert caught.value.message == (
         "installing requirements.txt failed: error: failed to build somepkg; somepkg==0.19.0 has "
-        f"no wheel for Python {PYTHON}; the nearest installable version is 1.1.3 (inferd deploy "
-        "--relax-pins installs it)"
+        f"no wheel for Python {PYTHON}; the nearest installable version is 1.1.3 (--relax-pins "
+        "installs it)"
     )
 
 

@@ -278,3 +278,45 @@ def test_an_onnx_model_with_external_weights_comes_with_them_from_s3(
         30,
         "new weights",
     )
+
+
+def test_an_onnx_model_from_s3_is_downloaded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iris_onnx_model: Path
+) -> None:
+    """README, Models: downloaded once (looking for external data files read the whole model first)."""
+    import onnx
+
+    from inferd.storage import remote
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+        model = onnx.load(str(iris_onnx_model))
+        model.doc_string = "x" * (4 << 20)
+        onnx.save(model, str(tmp_path / "big.onnx"))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="models")
+        client.upload_file(str(tmp_path / "big.onnx"), "models", "big.onnx")
+        client.close()
+        served: list[int] = []
+        plain = remote._s3_client
+
+        def counted() -> object:
+            made = plain()
+            made.meta.events.register(
+                "after-call.s3.GetObject", lambda parsed, **_: served.append(parsed["ContentLength"])
+            )
+            return made
+
+        monkeypatch.setattr(remote, "_s3_client", counted)
+        path, _ = storage.fetch("s3://models/big.onnx")
+        assert path.read_bytes() == (tmp_path / "big.onnx").read_bytes()
+        assert sum(served) == path.stat().st_size
+        assert storage.fetch("s3://models/big.onnx")[0] == path
+        assert sum(served) == path.stat().st_size
+    finally:
+        server.stop()

@@ -67,20 +67,35 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
                         objects.append((item["Key"], item["ETag"], item["Size"]))
         if not objects:
             raise LoadError(f"{uri}: no such object or prefix")
-        # An ONNX model's weights saved beside it come with it, and count in its identity: a
-        # retrained model re-exported this way changes only the data file.
-        beside = _external_objects(client, bucket, *objects[0]) if prefix is None else {}
-        objects += [(object_key, etag, size) for object_key, (etag, size, _) in beside.items()]
-        identity = "|".join(f"{k}:{e}" for k, e, _ in sorted(objects))
         name = key.rstrip("/").rsplit("/", 1)[-1] or bucket
-        folder, target = cached_target(f"{uri}|{identity}", name)
-        digest = hashlib.sha256(identity.encode()).hexdigest()
-        if target.exists():
-            return target, digest
-        scratch = scratch_folder(scratch_root())
-        total = sum(size for _, _, size in objects)
-        done = 0
+        scratch: Path | None = None
+        read: set[str] = set()
+
+        def model_bytes() -> bytes:
+            # Read once: written into the download's folder as it is read, not fetched again.
+            nonlocal scratch
+            scratch = scratch_folder(scratch_root())
+            destination = _inside(scratch, name, "", None)
+            body = client.get_object(Bucket=bucket, Key=key, IfMatch=objects[0][1])["Body"]
+            with destination.open("wb") as out:
+                shutil.copyfileobj(body, out, 1 << 20)
+            read.add(key)
+            return destination.read_bytes()
+
         try:
+            # An ONNX model's weights saved beside it come with it, and count in its identity: a
+            # retrained model re-exported this way changes only the data file.
+            beside = _external_objects(client, bucket, *objects[0], model_bytes) if prefix is None else {}
+            objects += [(object_key, etag, size) for object_key, (etag, size, _) in beside.items()]
+            identity = "|".join(f"{k}:{e}" for k, e, _ in sorted(objects))
+            folder, target = cached_target(f"{uri}|{identity}", name)
+            digest = hashlib.sha256(identity.encode()).hexdigest()
+            if target.exists():
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                return target, digest
+            scratch = scratch or scratch_folder(scratch_root())
+            total = sum(size for _, _, size in objects)
             # Every destination is checked before anything is written: a key with ``../`` (or a
             # bucket that names one ``/etc/x``) must not write outside the cache folder.
             places = [
@@ -93,13 +108,16 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
                 )
                 for key_, _, size in objects
             ]
+            done = 0
             for object_key, destination, size in places:
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(bucket, object_key, str(destination))
+                if object_key not in read:
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    client.download_file(bucket, object_key, str(destination))
                 done += size
                 say(f"downloading {uri}: {done * 100 // max(1, total)}% of {total} bytes")
         except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
             raise
         publish(scratch, folder)
         return target, digest
@@ -115,11 +133,12 @@ ONNX_SCAN_MAX = 64 << 20  # a larger .onnx file holds its weights itself
 
 
 def _external_objects(
-    client: Any, bucket: str, key: str, etag: str, size: int
+    client: Any, bucket: str, key: str, etag: str, size: int, model_bytes: Callable[[], bytes]
 ) -> dict[str, tuple[str, int, str]]:
     """The objects beside ONNX model ``key`` that it names as external data: key -> (ETag,
-    size, path relative to the model's folder). Names missing from the bucket are left for
-    onnxruntime to report. The names are remembered with the model's ETag, so a deploy of an
+    size, path relative to the model's folder), reading the model with ``model_bytes`` (which
+    keeps what it read as the download). Names missing from the bucket are left for onnxruntime
+    to report. The names are remembered with the model's ETag, so a deploy of an
     unchanged model does not download it again to look.
     """
     from botocore.exceptions import ClientError
@@ -140,8 +159,7 @@ def _external_objects(
     except (OSError, ValueError, TypeError, KeyError):
         names = None
     if names is None:
-        body = client.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"].read()
-        names = sorted(onnxdata.external_names(body))
+        names = sorted(onnxdata.external_names(model_bytes()))
         record.parent.mkdir(parents=True, exist_ok=True)
         scratch = record.with_suffix(f".{os.getpid()}.tmp")
         scratch.write_text(json.dumps({"etag": etag, "names": names}), encoding="utf-8")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -320,3 +322,45 @@ def test_an_onnx_model_from_s3_is_downloaded_once(
         assert sum(served) == path.stat().st_size
     finally:
         server.stop()
+
+
+def test_a_model_larger_than_the_free_disk_is_the_apis_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk made `inferd deploy` say `operator error: OSError: [Errno 28] ...` and record nothing."""
+    from inferd.errors import LoadError
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(disk / "home"))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="models")
+        client.put_object(Bucket="models", Key="big/weights.bin", Body=b"\0" * (6 << 20))
+        client.put_object(Bucket="models", Key="big/saved_model.pb", Body=b"\0" * 1000)
+        client.close()
+        for uri in ("s3://models/big/weights.bin", "s3://models/big"):
+            with pytest.raises(
+                LoadError, match=r"^" + uri + r": needs 629\d+ bytes, more than the \d+ bytes free"
+            ):
+                storage.fetch(uri)
+        assert not [path for path in (disk / "home").rglob("*") if path.is_file()]
+        # The disk filled by someone else while downloading: still the API's error, not the operator's.
+        (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - (100 << 10)))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.put_object(Bucket="models", Key="mid.bin", Body=b"\0" * (900 << 10))
+        client.close()
+        monkeypatch.setattr(storage.remote, "_free_bytes", lambda _folder: 1 << 30)  # type: ignore[attr-defined]
+        with pytest.raises(
+            LoadError, match=r"^s3://models/mid.bin: cannot download into .*: No space left on device"
+        ):
+            storage.fetch("s3://models/mid.bin")
+    finally:
+        server.stop()
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -245,6 +245,8 @@ def fetch(
                 raise
             time.sleep(FETCH_BACKOFF * 2**attempt)
             continue
+        except OSError as exc:  # the cache's disk: full, read-only
+            raise LoadError(f"{uri}: cannot download into {cache_dir()}: {exc.strerror or exc}") from exc
         _remember(uri, target, digest)
         return target, digest
     raise AssertionError("unreachable")  # pragma: no cover

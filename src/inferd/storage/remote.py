@@ -94,8 +94,13 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
                 if scratch is not None:
                     shutil.rmtree(scratch, ignore_errors=True)
                 return target, digest
+            total = sum(size for key_, _, size in objects if key_ not in read)
+            free = _free_bytes(scratch_root())
+            if total > free:
+                raise LoadError(
+                    f"{uri}: needs {total} bytes, more than the {free} bytes free in {cache_dir()}"
+                )
             scratch = scratch or scratch_folder(scratch_root())
-            total = sum(size for _, _, size in objects)
             # Every destination is checked before anything is written: a key with ``../`` (or a
             # bucket that names one ``/etc/x``) must not write outside the cache folder.
             places = [
@@ -113,8 +118,8 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
                 if object_key not in read:
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     client.download_file(bucket, object_key, str(destination))
-                done += size
-                say(f"downloading {uri}: {done * 100 // max(1, total)}% of {total} bytes")
+                    done += size
+                    say(f"downloading {uri}: {done * 100 // max(1, total)}% of {total} bytes")
         except BaseException:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -127,6 +132,10 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         raise kind(f"{uri}: cannot download: {exc}") from exc
     except BotoCoreError as exc:  # no answer: refused, timed out, cut off
         raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
+
+
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
 
 
 ONNX_SCAN_MAX = 64 << 20  # a larger .onnx file holds its weights itself

@@ -356,7 +356,7 @@ def test_a_model_larger_than_the_free_disk_is_the_apis_error_and_leaves_nothing(
         client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
         client.put_object(Bucket="models", Key="mid.bin", Body=b"\0" * (900 << 10))
         client.close()
-        monkeypatch.setattr(storage.remote, "_free_bytes", lambda _folder: 1 << 30)  # type: ignore[attr-defined]
+        monkeypatch.setattr(storage.remote, "_free_bytes", lambda _folder: 1 << 30)
         with pytest.raises(
             LoadError, match=r"^s3://models/mid.bin: cannot download into .*: No space left on device"
         ):

@@ -364,3 +364,51 @@ def test_a_model_larger_than_the_free_disk_is_the_apis_error_and_leaves_nothing(
     finally:
         server.stop()
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_two_apis_fetching_one_s3_model_at_once_download_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two APIs of one deploy naming the same model each downloaded it (twice the bytes and disk)."""
+    from inferd.storage import remote
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="models")
+        client.put_object(Bucket="models", Key="weights.bin", Body=b"\1" * (1 << 20))
+        client.close()
+        served: list[int] = []
+        plain = remote._s3_client
+        both = threading.Barrier(2, timeout=2)  # both look at the cache before either downloads
+
+        def counted() -> object:
+            made = plain()
+            made.meta.events.register(
+                "after-call.s3.GetObject", lambda parsed, **_: served.append(parsed["ContentLength"])
+            )
+            try:
+                both.wait()
+            except threading.BrokenBarrierError:  # one waits for the other's download instead
+                pass
+            return made
+
+        monkeypatch.setattr(remote, "_s3_client", counted)
+        found: list[Path] = []
+        threads = [
+            threading.Thread(target=lambda: found.append(storage.fetch("s3://models/weights.bin")[0]))
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(found) == 2 and found[0] == found[1]
+        assert sum(served) == 1 << 20
+    finally:
+        server.stop()

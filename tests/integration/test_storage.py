@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -392,10 +393,9 @@ def test_two_apis_fetching_one_s3_model_at_once_download_it_once(
             made.meta.events.register(
                 "after-call.s3.GetObject", lambda parsed, **_: served.append(parsed["ContentLength"])
             )
-            try:
+            # one waits for the other's download instead
+            with contextlib.suppress(threading.BrokenBarrierError):
                 both.wait()
-            except threading.BrokenBarrierError:  # one waits for the other's download instead
-                pass
             return made
 
         monkeypatch.setattr(remote, "_s3_client", counted)

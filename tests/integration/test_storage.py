@@ -412,3 +412,37 @@ def test_two_apis_fetching_one_s3_model_at_once_download_it_once(
         assert sum(served) == 1 << 20
     finally:
         server.stop()
+
+
+def test_a_missing_bucket_and_a_private_bucket_without_credentials_say_so_in_a_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferd.errors import LoadError
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="private")
+        client.put_object(Bucket="private", Key="m.onnx", Body=b"x")
+        client.close()
+        with pytest.raises(LoadError) as missing:
+            storage.fetch("s3://nobucket/m.onnx")
+        assert missing.value.message == "s3://nobucket/m.onnx: the bucket nobucket does not exist"
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        with pytest.raises(LoadError) as denied:
+            storage.fetch("s3://private/m.onnx")
+        assert denied.value.message == (
+            "s3://private/m.onnx: access denied (403) to a reader without AWS credentials:"
+            " set them, or make the bucket public"
+        )
+    finally:
+        server.stop()

@@ -128,6 +128,18 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         return target, digest
     except ClientError as exc:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = str(exc.response.get("Error", {}).get("Code") or status)
+        if code == "NoSuchBucket":
+            raise LoadError(f"{uri}: the bucket {bucket} does not exist") from exc
+        if status == 403:
+            from botocore import UNSIGNED
+
+            who = (
+                "a reader without AWS credentials: set them, or make the bucket public"
+                if client.meta.config.signature_version is UNSIGNED
+                else "these AWS credentials: check them and the bucket's policy"
+            )
+            raise LoadError(f"{uri}: access denied ({code}) to {who}") from exc
         kind = UnreachableError if status >= 500 else LoadError
         raise kind(f"{uri}: cannot download: {exc}") from exc
     except BotoCoreError as exc:  # no answer: refused, timed out, cut off

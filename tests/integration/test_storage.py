@@ -446,3 +446,36 @@ def test_a_missing_bucket_and_a_private_bucket_without_credentials_say_so_in_a_s
         )
     finally:
         server.stop()
+
+
+def test_an_http_download_cut_short_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each cut-off attempt left its part in the cache for an hour (a full disk stayed full)."""
+
+    class Cut(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.write(b"\0" * (100 << 10))  # then the connection closes
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Cut)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(UnreachableError, match="cannot download"):
+            storage.fetch(f"http://127.0.0.1:{server.server_address[1]}/model.onnx", attempts=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert not [path for path in (tmp_path / "home").rglob("*") if path.is_file()]

@@ -227,22 +227,26 @@ def fetch_http(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
                 return target, hashlib.sha256(identity.encode()).hexdigest()
         scratch = scratch_folder(scratch_root())
         digest = hashlib.sha256()
-        with requests.get(uri, stream=True, timeout=(10, 60)) as response:
-            response.raise_for_status()
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            with (scratch / name).open("wb") as out:
-                for block in response.iter_content(1 << 20):
-                    out.write(block)
-                    digest.update(block)
-                    done += len(block)
-                    if total:
-                        say(f"downloading {uri}: {done * 100 // total}% of {total} bytes")
+        try:
+            with requests.get(uri, stream=True, timeout=(10, 60)) as response:
+                response.raise_for_status()
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                with (scratch / name).open("wb") as out:
+                    for block in response.iter_content(1 << 20):
+                        out.write(block)
+                        digest.update(block)
+                        done += len(block)
+                        if total:
+                            say(f"downloading {uri}: {done * 100 // total}% of {total} bytes")
+        except BaseException:  # a part left behind would hold its disk for an hour (``prune``)
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         content = digest.hexdigest()
         folder, target = cached_target(f"{uri}|{identity or content}", name)
         publish(scratch, folder)
         return target, content if identity is None else hashlib.sha256(identity.encode()).hexdigest()
-    except (requests.ConnectionError, requests.Timeout) as exc:
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
         raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else 0
@@ -267,7 +271,11 @@ def fetch_fsspec(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         if not target.exists():
             scratch = scratch_folder(scratch_root())
             say(f"downloading {uri}")
-            filesystem.get(path, str(scratch / name), recursive=info.get("type") == "directory")
+            try:
+                filesystem.get(path, str(scratch / name), recursive=info.get("type") == "directory")
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
             publish(scratch, folder)
         return target, hashlib.sha256(identity.encode()).hexdigest()
     except (ConnectionError, TimeoutError) as exc:

@@ -159,6 +159,35 @@ def test_the_cached_model_serves_when_the_origin_is_down_after_a_restart(
     assert "warning: s3://models/iris.onnx is unreachable" in inferd.run("logs", "iris").stdout
 
 
+def test_a_model_fetched_again_at_a_restart_is_kept_by_an_offline_prune(
+    inferd: Inferd, origin: Origin, tmp_path: Path, iris_onnx_model: Path, two_input_model: Path
+) -> None:
+    """The copy a restart fetched (the model changed meanwhile) was missing from state.json: an
+    `inferd prune` with the operator down removed it, and the next start with the origin down
+    had no copy to serve."""
+    origin.start(iris_onnx_model)
+    project = make_project(tmp_path / "p", REMOTE)
+    inferd.run("deploy", str(project))
+    inferd.run("down")
+    origin.stop()
+    origin.start(two_input_model)  # re-uploaded while the operator was down
+    inferd.run("up")
+    wait_for(lambda: inferd.run("get", "iris", check=False).returncode == 0, 60, "the deployment restored")
+    wait_for(
+        lambda: [i["name"] for i in inferd.wait_status("iris", "live")["signature"]["inputs"]] == ["a", "b"],
+        60,
+        "the new model",
+    )
+    inferd.run("down")
+    origin.stop()
+    inferd.run("prune")
+    inferd.run("up")
+    wait_for(lambda: inferd.run("get", "iris", check=False).returncode == 0, 60, "the deployment restored")
+    info = inferd.wait_status("iris", "live")
+    assert "serving the copy downloaded" in info["warning"]
+    assert [i["name"] for i in info["signature"]["inputs"]] == ["a", "b"]
+
+
 def test_an_unreachable_origin_is_retried_until_it_answers(
     inferd: Inferd, origin: Origin, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -156,6 +159,35 @@ def test_the_cached_model_serves_when_the_origin_is_down_after_a_restart(
     assert "warning: s3://models/iris.onnx is unreachable" in inferd.run("logs", "iris").stdout
 
 
+def test_a_model_fetched_again_at_a_restart_is_kept_by_an_offline_prune(
+    inferd: Inferd, origin: Origin, tmp_path: Path, iris_onnx_model: Path, two_input_model: Path
+) -> None:
+    """The copy a restart fetched (the model changed meanwhile) was missing from state.json: an
+    `inferd prune` with the operator down removed it, and the next start with the origin down
+    had no copy to serve."""
+    origin.start(iris_onnx_model)
+    project = make_project(tmp_path / "p", REMOTE)
+    inferd.run("deploy", str(project))
+    inferd.run("down")
+    origin.stop()
+    origin.start(two_input_model)  # re-uploaded while the operator was down
+    inferd.run("up")
+    wait_for(lambda: inferd.run("get", "iris", check=False).returncode == 0, 60, "the deployment restored")
+    wait_for(
+        lambda: [i["name"] for i in inferd.wait_status("iris", "live")["signature"]["inputs"]] == ["a", "b"],
+        60,
+        "the new model",
+    )
+    inferd.run("down")
+    origin.stop()
+    inferd.run("prune")
+    inferd.run("up")
+    wait_for(lambda: inferd.run("get", "iris", check=False).returncode == 0, 60, "the deployment restored")
+    info = inferd.wait_status("iris", "live")
+    assert "serving the copy downloaded" in info["warning"]
+    assert [i["name"] for i in info["signature"]["inputs"]] == ["a", "b"]
+
+
 def test_an_unreachable_origin_is_retried_until_it_answers(
     inferd: Inferd, origin: Origin, tmp_path: Path, iris_onnx_model: Path
 ) -> None:
@@ -278,3 +310,201 @@ def test_an_onnx_model_with_external_weights_comes_with_them_from_s3(
         30,
         "new weights",
     )
+
+
+def test_an_onnx_model_from_s3_is_downloaded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iris_onnx_model: Path
+) -> None:
+    """README, Models: downloaded once (looking for external data files read the whole model first)."""
+    import onnx
+
+    from inferd.storage import remote
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+        model = onnx.load(str(iris_onnx_model))
+        model.doc_string = "x" * (4 << 20)
+        onnx.save(model, str(tmp_path / "big.onnx"))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="models")
+        client.upload_file(str(tmp_path / "big.onnx"), "models", "big.onnx")
+        client.close()
+        served: list[int] = []
+        plain = remote._s3_client
+
+        def counted() -> object:
+            made = plain()
+            made.meta.events.register(
+                "after-call.s3.GetObject", lambda parsed, **_: served.append(parsed["ContentLength"])
+            )
+            return made
+
+        monkeypatch.setattr(remote, "_s3_client", counted)
+        path, _ = storage.fetch("s3://models/big.onnx")
+        assert path.read_bytes() == (tmp_path / "big.onnx").read_bytes()
+        assert sum(served) == path.stat().st_size
+        assert storage.fetch("s3://models/big.onnx")[0] == path
+        assert sum(served) == path.stat().st_size
+    finally:
+        server.stop()
+
+
+def test_a_model_larger_than_the_free_disk_is_the_apis_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk made `inferd deploy` say `operator error: OSError: [Errno 28] ...` and record nothing."""
+    from inferd.errors import LoadError
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(disk / "home"))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="models")
+        client.put_object(Bucket="models", Key="big/weights.bin", Body=b"\0" * (6 << 20))
+        client.put_object(Bucket="models", Key="big/saved_model.pb", Body=b"\0" * 1000)
+        client.close()
+        for uri in ("s3://models/big/weights.bin", "s3://models/big"):
+            with pytest.raises(
+                LoadError, match=r"^" + uri + r": needs 629\d+ bytes, more than the \d+ bytes free"
+            ):
+                storage.fetch(uri)
+        assert not [path for path in (disk / "home").rglob("*") if path.is_file()]
+        # The disk filled by someone else while downloading: still the API's error, not the operator's.
+        (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - (100 << 10)))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.put_object(Bucket="models", Key="mid.bin", Body=b"\0" * (900 << 10))
+        client.close()
+        monkeypatch.setattr(storage.remote, "_free_bytes", lambda _folder: 1 << 30)
+        with pytest.raises(
+            LoadError, match=r"^s3://models/mid.bin: cannot download into .*: No space left on device"
+        ):
+            storage.fetch("s3://models/mid.bin")
+    finally:
+        server.stop()
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_two_apis_fetching_one_s3_model_at_once_download_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two APIs of one deploy naming the same model each downloaded it (twice the bytes and disk)."""
+    from inferd.storage import remote
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="models")
+        client.put_object(Bucket="models", Key="weights.bin", Body=b"\1" * (1 << 20))
+        client.close()
+        served: list[int] = []
+        plain = remote._s3_client
+        both = threading.Barrier(2, timeout=2)  # both look at the cache before either downloads
+
+        def counted() -> object:
+            made = plain()
+            made.meta.events.register(
+                "after-call.s3.GetObject", lambda parsed, **_: served.append(parsed["ContentLength"])
+            )
+            # one waits for the other's download instead
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both.wait()
+            return made
+
+        monkeypatch.setattr(remote, "_s3_client", counted)
+        found: list[Path] = []
+        threads = [
+            threading.Thread(target=lambda: found.append(storage.fetch("s3://models/weights.bin")[0]))
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(found) == 2 and found[0] == found[1]
+        assert sum(served) == 1 << 20
+    finally:
+        server.stop()
+
+
+def test_a_missing_bucket_and_a_private_bucket_without_credentials_say_so_in_a_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferd.errors import LoadError
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="private")
+        client.put_object(Bucket="private", Key="m.onnx", Body=b"x")
+        client.close()
+        with pytest.raises(LoadError) as missing:
+            storage.fetch("s3://nobucket/m.onnx")
+        assert missing.value.message == "s3://nobucket/m.onnx: the bucket nobucket does not exist"
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        with pytest.raises(LoadError) as denied:
+            storage.fetch("s3://private/m.onnx")
+        assert denied.value.message == (
+            "s3://private/m.onnx: access denied (403) to a reader without AWS credentials:"
+            " set them, or make the bucket public"
+        )
+    finally:
+        server.stop()
+
+
+def test_an_http_download_cut_short_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each cut-off attempt left its part in the cache for an hour (a full disk stayed full)."""
+
+    class Cut(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.write(b"\0" * (100 << 10))  # then the connection closes
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Cut)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(UnreachableError, match="cannot download"):
+            storage.fetch(f"http://127.0.0.1:{server.server_address[1]}/model.onnx", attempts=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert not [path for path in (tmp_path / "home").rglob("*") if path.is_file()]

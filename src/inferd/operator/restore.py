@@ -68,11 +68,29 @@ async def _restore_snapshot(
         for api, updated in record.updated_apis.items():  # deployed then, not restored now
             if (api_state := engine.apis.get(f"{name}/{api}")) is not None:
                 api_state.last_update = updated
+        if folder == record.snapshot and _note_uses(engine, name, record, project):
+            state.save()
         if record.promoted:
             gateway.set_splitters(name, promoted(project.splitters, record.promoted))
         log.info("restored deployment '%s'", name)
     except InferdError as exc:
         log.error("cannot restore deployment '%s': %s", name, exc.message)
+
+
+def _note_uses(engine: LocalEngine, name: str, record: DeploymentRecord, project: Project) -> bool:
+    """Record what each restored API's version uses: a model fetched again at the start (it
+    changed meanwhile) is in a new cache folder, which ``inferd prune`` with no operator running
+    removed while it was the only copy to serve when the origin is down. True when changed."""
+    changed = False
+    for config in project.apis:
+        api_state = engine.apis.get(f"{name}/{config.name}")
+        uses = [str(path) for path in api_state.version.uses] if api_state is not None else []
+        if uses and uses != record.uses.get(config.name):
+            if record.uses.get(config.name):
+                record.previous[config.name] = record.uses[config.name]
+            record.uses[config.name] = uses
+            changed = True
+    return changed
 
 
 def without_deleted(project: Project, record: DeploymentRecord) -> Project:

@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Collection
@@ -212,6 +213,17 @@ def _only_child(path: Path) -> list[Path]:
     return children if len(children) == 1 and children[0].is_dir() else []
 
 
+# One download of a URI at a time in this process: two APIs naming one model, prepared at once,
+# downloaded it twice (the second now finds the first's copy in the cache).
+_FETCHING: dict[str, threading.Lock] = {}
+_FETCHING_GUARD = threading.Lock()
+
+
+def _fetching(uri: str) -> threading.Lock:
+    with _FETCHING_GUARD:
+        return _FETCHING.setdefault(uri, threading.Lock())
+
+
 FETCH_ATTEMPTS = 3
 FETCH_BACKOFF = 0.5  # seconds before the second attempt; doubled for each one after
 
@@ -239,12 +251,15 @@ def fetch(
         raise LoadError(f"unsupported model URI {uri!r} (use a project path, s3://, gs:// or http(s)://)")
     for attempt in range(attempts):
         try:
-            target, digest = fetcher(uri, say)
+            with _fetching(uri):
+                target, digest = fetcher(uri, say)
         except UnreachableError:
             if attempt == attempts - 1:
                 raise
             time.sleep(FETCH_BACKOFF * 2**attempt)
             continue
+        except OSError as exc:  # the cache's disk: full, read-only
+            raise LoadError(f"{uri}: cannot download into {cache_dir()}: {exc.strerror or exc}") from exc
         _remember(uri, target, digest)
         return target, digest
     raise AssertionError("unreachable")  # pragma: no cover

@@ -67,20 +67,40 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
                         objects.append((item["Key"], item["ETag"], item["Size"]))
         if not objects:
             raise LoadError(f"{uri}: no such object or prefix")
-        # An ONNX model's weights saved beside it come with it, and count in its identity: a
-        # retrained model re-exported this way changes only the data file.
-        beside = _external_objects(client, bucket, *objects[0]) if prefix is None else {}
-        objects += [(object_key, etag, size) for object_key, (etag, size, _) in beside.items()]
-        identity = "|".join(f"{k}:{e}" for k, e, _ in sorted(objects))
         name = key.rstrip("/").rsplit("/", 1)[-1] or bucket
-        folder, target = cached_target(f"{uri}|{identity}", name)
-        digest = hashlib.sha256(identity.encode()).hexdigest()
-        if target.exists():
-            return target, digest
-        scratch = scratch_folder(scratch_root())
-        total = sum(size for _, _, size in objects)
-        done = 0
+        scratch: Path | None = None
+        read: set[str] = set()
+
+        def model_bytes() -> bytes:
+            # Read once: written into the download's folder as it is read, not fetched again.
+            nonlocal scratch
+            scratch = scratch_folder(scratch_root())
+            destination = _inside(scratch, name, "", None)
+            body = client.get_object(Bucket=bucket, Key=key, IfMatch=objects[0][1])["Body"]
+            with destination.open("wb") as out:
+                shutil.copyfileobj(body, out, 1 << 20)
+            read.add(key)
+            return destination.read_bytes()
+
         try:
+            # An ONNX model's weights saved beside it come with it, and count in its identity: a
+            # retrained model re-exported this way changes only the data file.
+            beside = _external_objects(client, bucket, *objects[0], model_bytes) if prefix is None else {}
+            objects += [(object_key, etag, size) for object_key, (etag, size, _) in beside.items()]
+            identity = "|".join(f"{k}:{e}" for k, e, _ in sorted(objects))
+            folder, target = cached_target(f"{uri}|{identity}", name)
+            digest = hashlib.sha256(identity.encode()).hexdigest()
+            if target.exists():
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                return target, digest
+            total = sum(size for key_, _, size in objects if key_ not in read)
+            free = _free_bytes(scratch_root())
+            if total > free:
+                raise LoadError(
+                    f"{uri}: needs {total} bytes, more than the {free} bytes free in {cache_dir()}"
+                )
+            scratch = scratch or scratch_folder(scratch_root())
             # Every destination is checked before anything is written: a key with ``../`` (or a
             # bucket that names one ``/etc/x``) must not write outside the cache folder.
             places = [
@@ -93,33 +113,53 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
                 )
                 for key_, _, size in objects
             ]
+            done = 0
             for object_key, destination, size in places:
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(bucket, object_key, str(destination))
-                done += size
-                say(f"downloading {uri}: {done * 100 // max(1, total)}% of {total} bytes")
+                if object_key not in read:
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    client.download_file(bucket, object_key, str(destination))
+                    done += size
+                    say(f"downloading {uri}: {done * 100 // max(1, total)}% of {total} bytes")
         except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
             raise
         publish(scratch, folder)
         return target, digest
     except ClientError as exc:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = str(exc.response.get("Error", {}).get("Code") or status)
+        if code == "NoSuchBucket":
+            raise LoadError(f"{uri}: the bucket {bucket} does not exist") from exc
+        if status == 403:
+            from botocore import UNSIGNED
+
+            who = (
+                "a reader without AWS credentials: set them, or make the bucket public"
+                if client.meta.config.signature_version is UNSIGNED
+                else "these AWS credentials: check them and the bucket's policy"
+            )
+            raise LoadError(f"{uri}: access denied ({code}) to {who}") from exc
         kind = UnreachableError if status >= 500 else LoadError
         raise kind(f"{uri}: cannot download: {exc}") from exc
     except BotoCoreError as exc:  # no answer: refused, timed out, cut off
         raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
 
 
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
 ONNX_SCAN_MAX = 64 << 20  # a larger .onnx file holds its weights itself
 
 
 def _external_objects(
-    client: Any, bucket: str, key: str, etag: str, size: int
+    client: Any, bucket: str, key: str, etag: str, size: int, model_bytes: Callable[[], bytes]
 ) -> dict[str, tuple[str, int, str]]:
     """The objects beside ONNX model ``key`` that it names as external data: key -> (ETag,
-    size, path relative to the model's folder). Names missing from the bucket are left for
-    onnxruntime to report. The names are remembered with the model's ETag, so a deploy of an
+    size, path relative to the model's folder), reading the model with ``model_bytes`` (which
+    keeps what it read as the download). Names missing from the bucket are left for onnxruntime
+    to report. The names are remembered with the model's ETag, so a deploy of an
     unchanged model does not download it again to look.
     """
     from botocore.exceptions import ClientError
@@ -140,8 +180,7 @@ def _external_objects(
     except (OSError, ValueError, TypeError, KeyError):
         names = None
     if names is None:
-        body = client.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"].read()
-        names = sorted(onnxdata.external_names(body))
+        names = sorted(onnxdata.external_names(model_bytes()))
         record.parent.mkdir(parents=True, exist_ok=True)
         scratch = record.with_suffix(f".{os.getpid()}.tmp")
         scratch.write_text(json.dumps({"etag": etag, "names": names}), encoding="utf-8")
@@ -188,22 +227,26 @@ def fetch_http(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
                 return target, hashlib.sha256(identity.encode()).hexdigest()
         scratch = scratch_folder(scratch_root())
         digest = hashlib.sha256()
-        with requests.get(uri, stream=True, timeout=(10, 60)) as response:
-            response.raise_for_status()
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            with (scratch / name).open("wb") as out:
-                for block in response.iter_content(1 << 20):
-                    out.write(block)
-                    digest.update(block)
-                    done += len(block)
-                    if total:
-                        say(f"downloading {uri}: {done * 100 // total}% of {total} bytes")
+        try:
+            with requests.get(uri, stream=True, timeout=(10, 60)) as response:
+                response.raise_for_status()
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                with (scratch / name).open("wb") as out:
+                    for block in response.iter_content(1 << 20):
+                        out.write(block)
+                        digest.update(block)
+                        done += len(block)
+                        if total:
+                            say(f"downloading {uri}: {done * 100 // total}% of {total} bytes")
+        except BaseException:  # a part left behind would hold its disk for an hour (``prune``)
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         content = digest.hexdigest()
         folder, target = cached_target(f"{uri}|{identity or content}", name)
         publish(scratch, folder)
         return target, content if identity is None else hashlib.sha256(identity.encode()).hexdigest()
-    except (requests.ConnectionError, requests.Timeout) as exc:
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
         raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else 0
@@ -228,7 +271,11 @@ def fetch_fsspec(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         if not target.exists():
             scratch = scratch_folder(scratch_root())
             say(f"downloading {uri}")
-            filesystem.get(path, str(scratch / name), recursive=info.get("type") == "directory")
+            try:
+                filesystem.get(path, str(scratch / name), recursive=info.get("type") == "directory")
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
             publish(scratch, folder)
         return target, hashlib.sha256(identity.encode()).hexdigest()
     except (ConnectionError, TimeoutError) as exc:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -47,6 +48,27 @@ def s3(inferd: Inferd) -> Iterator[object]:
     yield client
     client.close()  # its pooled connections, or a ResourceWarning when they are collected
     server.stop()
+
+
+@contextlib.contextmanager
+def s3_for_this_process(monkeypatch: pytest.MonkeyPatch, home: Path) -> Iterator[str]:
+    """A moto S3 server that ``inferd.storage`` in this process reads from (its credentials,
+    endpoint and ``INFERD_HOME`` set for the test); its endpoint."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("INFERD_HOME", str(home))
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
 def test_onnx_model_from_s3_and_reuploads_are_noticed(
@@ -242,14 +264,8 @@ def test_an_object_key_with_dot_dot_is_refused_and_nothing_is_written_outside(
     from inferd.errors import LoadError
     from inferd.storage import fetch
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
-        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    with s3_for_this_process(monkeypatch, tmp_path / "home") as endpoint:
+        client = s3_client(endpoint)
         client.create_bucket(Bucket="models")
         client.put_object(Bucket="models", Key="sm/saved_model.pb", Body=b"x")
         client.put_object(Bucket="models", Key="sm/../../../../../escaped.txt", Body=b"owned")
@@ -257,8 +273,6 @@ def test_an_object_key_with_dot_dot_is_refused_and_nothing_is_written_outside(
             fetch("s3://models/sm/")
         assert not list(tmp_path.rglob("escaped.txt"))
         assert not [path for path in (tmp_path / "home").rglob("*") if path.is_file()]
-    finally:
-        server.stop()
 
 
 def save_with_external_weights(weights: np.ndarray, folder: Path) -> Path:
@@ -320,17 +334,11 @@ def test_an_onnx_model_from_s3_is_downloaded_once(
 
     from inferd.storage import remote
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    with s3_for_this_process(monkeypatch, tmp_path / "home") as endpoint:
         model = onnx.load(str(iris_onnx_model))
         model.doc_string = "x" * (4 << 20)
         onnx.save(model, str(tmp_path / "big.onnx"))
-        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+        client = s3_client(endpoint)
         client.create_bucket(Bucket="models")
         client.upload_file(str(tmp_path / "big.onnx"), "models", "big.onnx")
         client.close()
@@ -350,8 +358,6 @@ def test_an_onnx_model_from_s3_is_downloaded_once(
         assert sum(served) == path.stat().st_size
         assert storage.fetch("s3://models/big.onnx")[0] == path
         assert sum(served) == path.stat().st_size
-    finally:
-        server.stop()
 
 
 def test_a_model_larger_than_the_free_disk_is_the_apis_error_and_leaves_nothing(
@@ -363,36 +369,30 @@ def test_a_model_larger_than_the_free_disk_is_the_apis_error_and_leaves_nothing(
     disk = tmp_path / "disk"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
     try:
-        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("INFERD_HOME", str(disk / "home"))
-        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
-        client.create_bucket(Bucket="models")
-        client.put_object(Bucket="models", Key="big/weights.bin", Body=b"\0" * (6 << 20))
-        client.put_object(Bucket="models", Key="big/saved_model.pb", Body=b"\0" * 1000)
-        client.close()
-        for uri in ("s3://models/big/weights.bin", "s3://models/big"):
+        with s3_for_this_process(monkeypatch, disk / "home") as endpoint:
+            client = s3_client(endpoint)
+            client.create_bucket(Bucket="models")
+            client.put_object(Bucket="models", Key="big/weights.bin", Body=b"\0" * (6 << 20))
+            client.put_object(Bucket="models", Key="big/saved_model.pb", Body=b"\0" * 1000)
+            client.close()
+            for uri in ("s3://models/big/weights.bin", "s3://models/big"):
+                with pytest.raises(
+                    LoadError, match=r"^" + uri + r": needs 629\d+ bytes, more than the \d+ bytes free"
+                ):
+                    storage.fetch(uri)
+            assert not [path for path in (disk / "home").rglob("*") if path.is_file()]
+            # The disk filled by someone else while downloading: still the API's error, not the operator's.
+            (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - (100 << 10)))
+            client = s3_client(endpoint)
+            client.put_object(Bucket="models", Key="mid.bin", Body=b"\0" * (900 << 10))
+            client.close()
+            monkeypatch.setattr(storage.remote, "_free_bytes", lambda _folder: 1 << 30)
             with pytest.raises(
-                LoadError, match=r"^" + uri + r": needs 629\d+ bytes, more than the \d+ bytes free"
+                LoadError, match=r"^s3://models/mid.bin: cannot download into .*: No space left on device"
             ):
-                storage.fetch(uri)
-        assert not [path for path in (disk / "home").rglob("*") if path.is_file()]
-        # The disk filled by someone else while downloading: still the API's error, not the operator's.
-        (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - (100 << 10)))
-        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
-        client.put_object(Bucket="models", Key="mid.bin", Body=b"\0" * (900 << 10))
-        client.close()
-        monkeypatch.setattr(storage.remote, "_free_bytes", lambda _folder: 1 << 30)
-        with pytest.raises(
-            LoadError, match=r"^s3://models/mid.bin: cannot download into .*: No space left on device"
-        ):
-            storage.fetch("s3://models/mid.bin")
+                storage.fetch("s3://models/mid.bin")
     finally:
-        server.stop()
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
@@ -402,14 +402,8 @@ def test_two_apis_fetching_one_s3_model_at_once_download_it_once(
     """Two APIs of one deploy naming the same model each downloaded it (twice the bytes and disk)."""
     from inferd.storage import remote
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
-        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    with s3_for_this_process(monkeypatch, tmp_path / "home") as endpoint:
+        client = s3_client(endpoint)
         client.create_bucket(Bucket="models")
         client.put_object(Bucket="models", Key="weights.bin", Body=b"\1" * (1 << 20))
         client.close()
@@ -439,8 +433,6 @@ def test_two_apis_fetching_one_s3_model_at_once_download_it_once(
             thread.join(timeout=60)
         assert len(found) == 2 and found[0] == found[1]
         assert sum(served) == 1 << 20
-    finally:
-        server.stop()
 
 
 def test_a_missing_bucket_and_a_private_bucket_without_credentials_say_so_in_a_sentence(
@@ -448,14 +440,8 @@ def test_a_missing_bucket_and_a_private_bucket_without_credentials_say_so_in_a_s
 ) -> None:
     from inferd.errors import LoadError
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
-        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    with s3_for_this_process(monkeypatch, tmp_path / "home") as endpoint:
+        client = s3_client(endpoint)
         client.create_bucket(Bucket="private")
         client.put_object(Bucket="private", Key="m.onnx", Body=b"x")
         client.close()
@@ -473,8 +459,6 @@ def test_a_missing_bucket_and_a_private_bucket_without_credentials_say_so_in_a_s
             "s3://private/m.onnx: access denied (403) to a reader without AWS credentials:"
             " set them, or make the bucket public"
         )
-    finally:
-        server.stop()
 
 
 def test_an_http_download_cut_short_leaves_no_partial_file(

@@ -161,6 +161,9 @@ def test_v2_numbers_are_numbers_not_text(server: Server) -> None:
     for data, shown in (([1, "2", 3], '"2"'), (["nan", "1", "2"], '"nan"')):
         message = _error(_v2(server, "rows", {"shape": [1, 3], "datatype": "FP32", "data": data}))
         assert message == f"input 'x': FP32 data holds text ({shown}), not numbers"
+    # ... nor JSON's true and false, which numpy takes as 1 and 0
+    message = _error(_v2(server, "rows", {"shape": [1, 3], "datatype": "FP32", "data": [True, False, True]}))
+    assert message == "input 'x': FP32 data holds true/false, not numbers"
 
 
 def test_v2_data_nested_against_its_shape_is_refused(server: Server) -> None:

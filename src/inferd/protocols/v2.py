@@ -236,6 +236,8 @@ def _from_json(
                 raise InputError(
                     f"input '{name}': {datatype} data holds text ({_first_text(data)}), not numbers"
                 )
+            if found.dtype.kind == "b" and datatype != "BOOL":  # true is not the number 1 here
+                raise InputError(f"input '{name}': {datatype} data holds true/false, not numbers")
             with np.errstate(over="raise", invalid="raise"):
                 nested = cast_numbers(found, dtype, datatype)
             array = nested.ravel()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferd.logfiles import folder_bytes
-from inferd.storage import CREATED_MARK
+from inferd.storage import CREATED_MARK, record_name
 
 # folder (relative to the home) -> (what its entries are, the names inferd gives them)
 PLACES = {
@@ -36,6 +37,7 @@ PLACES = {
     # shared ONNX weights (``runtimes/onnx_shared``): kept while a running replica loaded them
     "cache/shared": ("shared weights", re.compile(r"^[0-9a-f]{32}$")),
 }
+RECORD = re.compile(r"^[0-9a-f]{32}\.json$")
 SCRATCH = re.compile(r"^(\.copy-|\.installing-|tmp)[\w-]+$")
 SCRATCH_AGE = 3600.0
 # where taken entries wait to be deleted: a folder inferd made (its mark inside), never one of
@@ -129,7 +131,51 @@ def take_away(home: Path, keep: Iterable[Path]) -> tuple[Pruned, list[Path]]:
         result.freed += size
         result.removed[kind] = result.removed.get(kind, 0) + 1
         result.paths.append(str(entry))
+    forget_records(home)  # after the copies they name are taken
     return result, moved
+
+
+def forget_records(home: Path, now: float | None = None) -> int:
+    """Remove the small records kept per model URI once their cached copy is gone; how many.
+
+    ``cache/models/last/<hash>.json`` names the copy a URI was last fetched into (what serves
+    while its origin is down), ``cache/models/external/<hash>.json`` an s3:// ONNX model's
+    external data files: one each per URI ever fetched, so a CI deploying a new model path per
+    build left thousands. A ``last`` record goes with its copy, an ``external`` one when no
+    ``last`` record names its object (after an hour: a download may be writing it now).
+    """
+    now = time.time() if now is None else now
+    models = home / "cache" / "models"
+    removed = 0
+    named: set[str] = set()
+    for record in _records(models / "last"):
+        try:
+            found = json.loads(record.read_text(encoding="utf-8"))
+            uri, path = str(found["uri"]), Path(found["path"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours to judge
+        if path.exists():
+            if uri.startswith("s3://"):
+                named.add(record_name(uri[len("s3://") :]))
+            continue
+        with contextlib.suppress(OSError):
+            record.unlink()
+            removed += 1
+    for record in _records(models / "external"):
+        with contextlib.suppress(OSError):
+            if record.name not in named and now - record.stat().st_mtime > SCRATCH_AGE:
+                record.unlink()
+                removed += 1
+    return removed
+
+
+def _records(folder: Path) -> list[Path]:
+    """The ``<hash>.json`` files inferd writes in ``folder`` (nothing else there is touched)."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    return [e for e in entries if RECORD.match(e.name) and e.is_file() and not e.is_symlink()]
 
 
 def _trash_ready(trash: Path) -> bool:

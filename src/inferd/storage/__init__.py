@@ -265,8 +265,14 @@ def fetch(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def record_name(text: str) -> str:
+    """The file name of the small record kept for a model URI (``last``) or an S3 object
+    (``external``, ``BUCKET/KEY``): ``operator/prune.py`` finds a record's owner by it."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32] + ".json"
+
+
 def _last_file(uri: str) -> Path:
-    return cache_dir() / "models" / "last" / (hashlib.sha256(uri.encode()).hexdigest()[:32] + ".json")
+    return cache_dir() / "models" / "last" / record_name(uri)
 
 
 def _remember(uri: str, target: Path, digest: str) -> None:

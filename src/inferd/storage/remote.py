@@ -16,7 +16,7 @@ from typing import Any
 
 from inferd import onnxdata
 from inferd.errors import LoadError, UnreachableError
-from inferd.storage import cache_dir, cached_target, publish, scratch_folder, scratch_root
+from inferd.storage import cache_dir, cached_target, publish, record_name, scratch_folder, scratch_root
 
 
 def _s3_client() -> Any:
@@ -168,12 +168,7 @@ def _external_objects(
         return {}
     # One record per model object (the names and the ETag they were read from), replaced when
     # the model changes: the records stay as few as the models deployed from S3.
-    record = (
-        cache_dir()
-        / "models"
-        / "external"
-        / (hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32] + ".json")
-    )
+    record = cache_dir() / "models" / "external" / record_name(f"{bucket}/{key}")
     try:
         known = json.loads(record.read_text(encoding="utf-8"))
         names = sorted(str(name) for name in known["names"]) if known["etag"] == etag else None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from pathlib import Path
 
 from inferd.operator.prune import TRASH, forget_apis, human_bytes, prune, usage
-from inferd.storage import CREATED_MARK
+from inferd.storage import CREATED_MARK, record_name
 
 
 def made(folder: Path, size: int = 100, mark: bool = True) -> Path:
@@ -141,3 +142,38 @@ def test_the_logs_of_gone_apis_go_and_nothing_else(tmp_path: Path) -> None:
     assert forget_apis(home, {"keep", "mine"}).removed == {}
     assert forget_apis(home, {"mine"}).removed == {"logs of deleted APIs": 3}  # stays, open, other
     assert (home / "logs" / "keep" / "notes.txt").exists()
+
+
+def test_the_records_of_model_uris_go_with_their_cached_copies(tmp_path: Path) -> None:
+    # One record per model URI ever fetched (what serves while its origin is down) and one per
+    # S3 ONNX object (its external data files): a CI deploying a new path per build left
+    # thousands. They go with their copy; nothing else in the folders is touched.
+    home = tmp_path / "home"
+    kept_copy = made(home / "cache" / "models" / ("a" * 32))
+    pruned_copy = made(home / "cache" / "models" / ("b" * 32))
+    last, external = home / "cache" / "models" / "last", home / "cache" / "models" / "external"
+    last.mkdir()
+    external.mkdir()
+    records = {}
+    for name, copy in (("kept", kept_copy), ("pruned", pruned_copy)):
+        uri = f"s3://models/{name}.onnx"
+        records[name] = last / record_name(uri)
+        records[name].write_text(
+            json.dumps({"uri": uri, "path": str(copy / "data"), "digest": "d", "fetched": 1.0})
+        )
+        records[f"{name} external"] = external / record_name(f"models/{name}.onnx")
+        records[f"{name} external"].write_text("{}")
+    hour_ago = time.time() - 7200
+    for path in (records["kept external"], records["pruned external"]):
+        os.utime(path, (hour_ago, hour_ago))
+    fresh = external / record_name("models/downloading.onnx")  # its download is writing it now
+    fresh.write_text("{}")
+    unknown = last / "notes.json"
+    unknown.write_text("mine")
+
+    prune(home, {kept_copy})
+
+    assert not pruned_copy.exists()
+    assert not records["pruned"].exists() and not records["pruned external"].exists()
+    assert records["kept"].exists() and records["kept external"].exists()
+    assert fresh.exists() and unknown.read_text() == "mine"

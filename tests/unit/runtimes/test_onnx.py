@@ -10,6 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from inferd.errors import InputError
+from inferd.handler.predictor import Predictor
 from inferd.runtimes import load_runtime
 
 
@@ -119,3 +121,48 @@ def test_a_text_model_with_external_data_whose_locale_this_machine_lacks_still_l
     lower, scale = runtime.run({"text": np.array(["GOOD Film", "ÉTÉ"], dtype=object)})
     assert list(lower) == ["good film", "été"] and scale.tolist() == weights.tolist()
     assert sorted(path.name for path in folder.iterdir()) == ["text.onnx", "text.weights"]  # nothing written
+
+
+def onnx_project(root: Path, model: Any, handler: str | None = None) -> Predictor:
+    """A one-API Cortex project serving ``model`` (an onnx ModelProto), built in-process."""
+    import onnx
+
+    from inferd.config.load import load_project
+
+    root.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(root / "model.onnx"))
+    text = "- kind: deployment\n  name: d\n- kind: api\n  name: m\n  onnx:\n    model: model.onnx\n"
+    if handler is not None:
+        (root / "h.py").write_text(handler)
+        text += "    request_handler: h.py\n"
+    (root / "cortex.yaml").write_text(text)
+    config = load_project(root).apis[0]
+    return Predictor(config.api, root, root / "model.onnx")
+
+
+def test_a_dictvectorizer_pipeline_takes_a_json_object(tmp_path: Path) -> None:
+    """skl2onnx's DictVectorizer takes a map(string, tensor(float)): a JSON object is that map,
+    under the input's name or as the whole body (was: 400 'expected string [] values')."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DictionaryType, FloatTensorType, StringTensorType
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    rows = [{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}, {"a": 2.0, "c": 1.0}, {"b": 3.0}]
+    pipeline = make_pipeline(DictVectorizer(sparse=False), LogisticRegression()).fit(rows, [0, 1, 0, 1])
+    model = convert_sklearn(
+        pipeline, initial_types=[("features", DictionaryType(StringTensorType([1]), FloatTensorType([1])))]
+    )
+    predictor = onnx_project(tmp_path / "p", model)
+    assert predictor.runtime is not None
+    (spec,) = predictor.runtime.inputs
+    assert spec.describe()["type"] == "map(string,tensor(float))"
+    direct = ort.InferenceSession(model.SerializeToString()).run(None, {"features": {"a": 2.0, "b": 1}})
+    for sample in ({"features": {"a": 2, "b": 1}}, {"a": 2, "b": 1.0}):
+        label, probabilities = predictor.predict(sample)
+        assert label.tolist() == direct[0].tolist() and probabilities == direct[1]
+    with pytest.raises(InputError, match=r"input 'features': expected map\(string,tensor\(float\)\)"):
+        predictor.predict({"features": [1.0, 2.0]})
+    with pytest.raises(InputError, match=r"input 'features'.*'a' got str, not a number"):
+        predictor.predict({"a": "x"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from inferd.errors import InputError
 from inferd.handler.predictor import Predictor
+from inferd.protocols.v2 import decode_request, tensor_metadata
 from inferd.runtimes import load_runtime
 
 
@@ -162,6 +164,16 @@ def test_a_dictvectorizer_pipeline_takes_a_json_object(tmp_path: Path) -> None:
     for sample in ({"features": {"a": 2, "b": 1}}, {"a": 2, "b": 1.0}):
         label, probabilities = predictor.predict(sample)
         assert label.tolist() == direct[0].tolist() and probabilities == direct[1]
+    # V2 (KServe) has no map datatype: the object is one BYTES element, a JSON document, as
+    # ZipMap outputs are sent (was: 500 'Input must be a list of dictionaries').
+    assert tensor_metadata(spec.describe()) == {"name": "features", "datatype": "BYTES", "shape": [1]}
+    for data in (['{"a": 2, "b": 1}'], [{"a": 2, "b": 1}]):
+        body = json.dumps({"inputs": [{"name": "features", "shape": [1], "datatype": "BYTES", "data": data}]})
+        _, arrays = decode_request(body.encode(), None, predictor.runtime.inputs)
+        assert predictor.run_tensors(arrays)["output_probability"] == direct[1]
+    two = {"name": "features", "shape": [2], "datatype": "BYTES", "data": ["{}", "{}"]}
+    with pytest.raises(InputError, match=r"input 'features': .*one JSON object"):
+        decode_request(json.dumps({"inputs": [two]}).encode(), None, predictor.runtime.inputs)
     with pytest.raises(InputError, match=r"input 'features': expected map\(string,tensor\(float\)\)"):
         predictor.predict({"features": [1.0, 2.0]})
     with pytest.raises(InputError, match=r"input 'features'.*'a' got str, not a number"):

@@ -90,6 +90,8 @@ def _spec(arg: Any) -> TensorSpec:
     dtype = ONNX_TO_NUMPY.get(arg.type, np.dtype(object))
     raw = arg.shape
     shape = None if raw is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in raw)
+    if arg.type.startswith("seq("):  # onnxruntime says [] for any sequence: a list of any length
+        shape = (None,)
     names = None
     if raw is not None and any(isinstance(d, str) and d for d in raw):
         names = tuple(d if isinstance(d, str) and d else None for d in raw)

@@ -44,6 +44,23 @@ def test_run_returns_the_session_run_list(iris_onnx_model: Path) -> None:
     assert set(prediction[1][0]) == {0, 1, 2}  # the ZipMap output: one map per row
 
 
+def test_a_zipmap_output_is_described_as_one_map_per_row(iris_onnx_model: Path) -> None:
+    """onnxruntime gives a sequence output the shape ``[]``: `inferd get -v`, the endpoint's GET
+    and TF Serving's metadata showed skl2onnx's ZipMap as a scalar while V2 said ``[-1]``."""
+    from inferd.protocols.tfserving import signature_def
+
+    runtime = load_runtime("onnx", iris_onnx_model)
+    zipmap = runtime.outputs[1]
+    assert zipmap.describe() == {
+        "name": "output_probability",
+        "dtype": "object",
+        "shape": [-1],
+        "type": "seq(map(int64,tensor(float)))",
+    }
+    outputs = signature_def({"outputs": [zipmap.describe()]})["signature_def"]["serving_default"]["outputs"]
+    assert outputs["output_probability"]["tensor_shape"] == {"dim": [{"size": "-1"}]}
+
+
 def text_pipeline(path: Path, locale: str) -> Any:
     """A scikit-learn TF-IDF + logistic regression exported by skl2onnx (strings in), with its
     StringNormalizer on ``locale``; the fitted pipeline."""

@@ -245,6 +245,11 @@ def test_an_onnx_map_input_takes_a_json_object_on_every_route(server: Server) ->
     assert server.post("/d/features", {"x": {"a": 1}}).json() == [[[1.0, 0.0, 0.0]]]
     columns = server.post("/v1/models/features:predict", {"inputs": {"x": {"c": 3}}})
     assert columns.json() == {"outputs": [[0.0, 0.0, 3.0]]}, columns.text
+    for row in ({"b": 1}, {"x": {"b": 1}}):  # one map per run: one instance
+        answer = server.post("/v1/models/features:predict", {"instances": [row]})
+        assert answer.json() == {"predictions": [[0.0, 1.0, 0.0]]}, answer.text
+    two = server.post("/v1/models/features:predict", {"instances": [{"b": 1}, {"a": 1}]})
+    assert "one instance" in _error(two)
     tensor = {"shape": [1], "datatype": "BYTES", "data": ['{"a": 4, "b": 5}']}
     assert _v2(server, "features", tensor).json()["outputs"][0]["data"] == [4.0, 5.0, 0.0]
     metadata = requests.get(f"{server.url}/v2/models/features", timeout=10).json()

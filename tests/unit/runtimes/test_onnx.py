@@ -142,7 +142,7 @@ def test_a_text_model_with_external_data_whose_locale_this_machine_lacks_still_l
     assert sorted(path.name for path in folder.iterdir()) == ["text.onnx", "text.weights"]  # nothing written
 
 
-def onnx_project(root: Path, model: Any, handler: str | None = None) -> Predictor:
+def onnx_project(root: Path, model: Any) -> Predictor:
     """A one-API Cortex project serving ``model`` (an onnx ModelProto), built in-process."""
     import onnx
 
@@ -151,9 +151,6 @@ def onnx_project(root: Path, model: Any, handler: str | None = None) -> Predicto
     root.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(root / "model.onnx"))
     text = "- kind: deployment\n  name: d\n- kind: api\n  name: m\n  onnx:\n    model: model.onnx\n"
-    if handler is not None:
-        (root / "h.py").write_text(handler)
-        text += "    request_handler: h.py\n"
     (root / "cortex.yaml").write_text(text)
     config = load_project(root).apis[0]
     return Predictor(config.api, root, root / "model.onnx")

@@ -21,6 +21,14 @@ from inferd.runtimes.base import TensorSpec
 
 NUMERIC_KINDS = "biuf"
 TEXT_KINDS = "OUS"
+MAP_TYPE = "map("  # ONNX's map(string,tensor(float)), the input of skl2onnx's DictVectorizer
+MAP_KEYS: dict[str, type[str] | type[int]] = {"string": str, "int64": int}
+MAP_VALUES: dict[str, np.dtype[Any]] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(string)": np.dtype(object),
+}
 
 
 def shape_text(shape: tuple[int | None, ...] | None) -> str:
@@ -30,6 +38,8 @@ def shape_text(shape: tuple[int | None, ...] | None) -> str:
 
 
 def describe(spec: TensorSpec) -> str:
+    if spec.type_name.startswith(MAP_TYPE):
+        return spec.type_name
     kind = "string" if spec.dtype.kind in TEXT_KINDS else spec.dtype.name
     return f"{kind} {shape_text(spec.shape)}"
 
@@ -50,6 +60,8 @@ def to_model_inputs(
                 pass  # a key that is not an input: said below
         names = [spec.name for spec in specs]
         missing = [name for name in names if name not in prepared]
+        if len(specs) == 1 and missing and specs[0].type_name.startswith(MAP_TYPE):
+            return {names[0]: to_array(prepared, specs[0])}  # the object is the map itself
         if len(specs) == 1 and missing:
             raise InputError(
                 f"missing input '{names[0]}' (expected a value of {describe(specs[0])}, or an "
@@ -78,11 +90,52 @@ def to_array(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
     """Cast ``value`` to ``spec.dtype`` and fit it to ``spec.shape`` or raise ``InputError``."""
     if value is None:
         raise InputError(f"input '{spec.name}': expected {describe(spec)}, got null")
+    if spec.type_name.startswith(MAP_TYPE):
+        return to_map(value, spec)
     try:
         array = _cast_checked(value, spec.dtype)
     except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
         raise InputError(f"input '{spec.name}': expected {describe(spec)} values: {_reason(exc)}") from None
     return fit_shape(array, spec)
+
+
+def to_map(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
+    """A JSON object for an ONNX map input, its keys and values cast to the map's types, held in
+    a 0-d object array (the runtime hands onnxruntime the dict inside)."""
+    key_name, _, value_name = spec.type_name[len(MAP_TYPE) : -1].partition(",")
+    key_type, value_type = MAP_KEYS.get(key_name), MAP_VALUES.get(value_name)
+    if not isinstance(value, dict) or key_type is None or value_type is None:
+        raise InputError(
+            f"input '{spec.name}': expected {spec.type_name} (a JSON object), got {_json_kind(value)}"
+        )
+    try:
+        keys = [key_type(key) for key in value]
+    except ValueError:
+        raise InputError(
+            f"input '{spec.name}': expected {spec.type_name}: its keys are {key_name}s"
+        ) from None
+    wanted = "a string" if value_type.kind in TEXT_KINDS else "a number"
+    for key, item in value.items():
+        if not (isinstance(item, str) if value_type.kind in TEXT_KINDS else _is_number(item)):
+            raise InputError(
+                f"input '{spec.name}': expected {spec.type_name} values: '{key}' got "
+                f"{_json_kind(item)}, not {wanted}"
+            )
+    values = list(value.values())
+    if value_type.kind not in TEXT_KINDS:
+        try:
+            values = _cast_checked(values, value_type).tolist()
+        except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
+            raise InputError(
+                f"input '{spec.name}': expected {spec.type_name} values: {_reason(exc)}"
+            ) from None
+    held = np.empty((), dtype=object)
+    held[()] = dict(zip(keys, values, strict=True))
+    return held
+
+
+def _is_number(item: Any) -> bool:
+    return isinstance(item, int | float | np.number) and not isinstance(item, bool | np.bool_)
 
 
 def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:

@@ -21,6 +21,7 @@ from inferd.errors import ConfigError, HandlerError, InferdError, InputError, Lo
 from inferd.handler import cortex_paths, legacy_imports, numpy_compat, python_compat
 from inferd.handler.batches import split_rows, stack_key
 from inferd.handler.convert import (
+    MAP_TYPE,
     check_dimension_names,
     shares_dimension_names,
     stacks_by_rows,
@@ -79,6 +80,7 @@ class Predictor:
         self.timings: dict[str, float] = {}
         self._ignored: set[str] = set()  # ONNX input keys already logged as ignored
         self._named_dimensions = False  # whether inputs share a dimension name (ONNX's "batch")
+        self._whole_map = False  # whether the one input is an ONNX map (a body may be the map)
         self._v09 = api.v09_handlers  # read once: the property costs ~0.5 us, twice a request
         python_path = None if api.python_path is None else (project_root / api.python_path).resolve()
         user_file = None if api.handler_file is None else (project_root / api.handler_file).resolve()
@@ -110,6 +112,8 @@ class Predictor:
         self.runtime = load_runtime(api.model_format, model_path, signature_key, devices)
         self._input_names = frozenset(spec.name for spec in self.runtime.inputs)
         self._named_dimensions = shares_dimension_names(self.runtime.inputs)
+        inputs = self.runtime.inputs
+        self._whole_map = len(inputs) == 1 and inputs[0].type_name.startswith(MAP_TYPE)
         self._stacks = stacks_by_rows(self.runtime.inputs, self.runtime.outputs)
         if api.handler_file is not None:
             kind = "handler-v0.9" if api.v09_handlers else "handler"
@@ -188,8 +192,8 @@ class Predictor:
         """Log, once per key, the keys of an ONNX input object that are not model inputs."""
         assert self.runtime is not None
         extra = prepared.keys() - self._input_names
-        if not extra:
-            return
+        if not extra or (self._whole_map and not prepared.keys() & self._input_names):
+            return  # none, or the object is the map input itself: its keys are data
         ignored = sorted(str(key) for key in extra if key not in self._ignored)
         if ignored:
             self._ignored.update(ignored)

@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from inferd.errors import InputError
-from inferd.handler.convert import shape_text, to_array
+from inferd.handler.convert import MAP_TYPE, shape_text, to_array
 from inferd.runtimes.base import TensorSpec
 
 REGRESSION_NAMES = ("outputs", "output", "value", "values", "predictions", "regression")
@@ -112,6 +112,20 @@ def _rows_array(value: Any, spec: TensorSpec, rows: int, what: str = "instances"
     return array
 
 
+def _map_instance(rows: list[Any], specs: list[TensorSpec]) -> dict[str, np.ndarray[Any, Any]]:
+    """The inputs of a model with an ONNX map input, which takes one map per run: one instance,
+    an object of named inputs, or the map itself for a single-input model."""
+    if len(rows) != 1 or not isinstance(rows[0], dict):
+        name = next(spec.name for spec in specs if spec.type_name.startswith(MAP_TYPE))
+        raise InputError(
+            f"input '{name}' is a map, one per run: 'instances' must hold one instance (an object)"
+        )
+    (row,) = rows
+    if len(specs) == 1 and specs[0].name not in row:
+        row = {specs[0].name: row}
+    return _by_name(specs, row)
+
+
 def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """The request, one array per input, and whether it used the row format."""
     request = _loads(body)
@@ -122,6 +136,8 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
         rows = _decoded(request["instances"])
         if not isinstance(rows, list):
             raise InputError("'instances' must be a list")
+        if any(spec.type_name.startswith(MAP_TYPE) for spec in specs):
+            return request, _map_instance(rows, specs), True
         if len(specs) == 1 and not (rows and isinstance(rows[0], dict)):
             return request, {specs[0].name: _rows_array(rows, specs[0], len(rows))}, True
         if not all(isinstance(row, dict) for row in rows):

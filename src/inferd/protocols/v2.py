@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from inferd.errors import InputError
-from inferd.handler.convert import shape_text
+from inferd.handler.convert import MAP_TYPE, shape_text, to_map
 from inferd.handler.numbers import OutOfRange, cast_numbers
 from inferd.runtimes.base import TensorSpec
 
@@ -78,7 +78,9 @@ def tensor_metadata(spec: dict[str, Any]) -> dict[str, Any]:
     """``$metadata_tensor`` from a ``TensorSpec.describe()`` dict."""
     dtype = np.dtype(spec["dtype"]) if spec["dtype"] != "bfloat16" else _bf16() or np.dtype(object)
     shape = spec["shape"]
-    if spec.get("type", "").startswith(("seq(", "map(")):
+    if spec.get("type", "").startswith(MAP_TYPE):  # an ONNX map input: one JSON object
+        return {"name": spec["name"], "datatype": "BYTES", "shape": [1]}
+    if spec.get("type", "").startswith("seq("):
         return {"name": spec["name"], "datatype": "BYTES", "shape": [-1]}
     return {"name": spec["name"], "datatype": datatype_of(dtype), "shape": [-1] if shape is None else shape}
 
@@ -184,6 +186,9 @@ def decode_request(
         if datatype != expected:
             raise InputError(f"input '{name}': datatype {datatype} does not match the model's {expected}")
         shape = _check_shape(name, item.get("shape"))
+        if spec.type_name.startswith(MAP_TYPE):
+            arrays[name], offset = _map_input(name, item, spec, shape, binary, offset)
+            continue
         if not _fits(spec, shape):
             raise InputError(
                 f"input '{name}': shape {list(shape)} does not fit the model's {shape_text(spec.shape)}"
@@ -218,6 +223,31 @@ def decode_request(
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
     return request, arrays
+
+
+def _map_input(
+    name: str, item: dict[str, Any], spec: TensorSpec, shape: tuple[int, ...], binary: memoryview, offset: int
+) -> tuple[np.ndarray[Any, Any], int]:
+    """An ONNX map input (V2 has no map datatype): one BYTES element holding a JSON object (or
+    the object itself in ``data``); the binary offset after it."""
+    if prod(shape) != 1:
+        raise InputError(f"input '{name}': a {spec.type_name} input takes one JSON object (shape [1])")
+    size = _parameters(item.get("parameters"), f"input '{name}'").get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(binary) - offset:
+            raise InputError(f"input '{name}': binary_data_size must fit the binary part of the body")
+        element: Any = _bytes_elements(name, binary[offset : offset + size], 1)[0]
+        offset += size
+    else:
+        element = item.get("data")
+        while isinstance(element, list) and len(element) == 1:
+            element = element[0]
+    if isinstance(element, str | bytes):
+        try:
+            element = orjson.loads(element)
+        except orjson.JSONDecodeError:
+            raise InputError(f"input '{name}': a {spec.type_name} input takes a JSON object") from None
+    return to_map(element, spec), offset
 
 
 def _from_json(

@@ -90,6 +90,8 @@ def _spec(arg: Any) -> TensorSpec:
     dtype = ONNX_TO_NUMPY.get(arg.type, np.dtype(object))
     raw = arg.shape
     shape = None if raw is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in raw)
+    if arg.type.startswith("seq("):  # onnxruntime says [] for any sequence: a list of any length
+        shape = (None,)
     names = None
     if raw is not None and any(isinstance(d, str) and d for d in raw):
         names = tuple(d if isinstance(d, str) and d else None for d in raw)
@@ -182,6 +184,8 @@ class OnnxRuntime:
         if any(spec.shape == () and spec.type_name.startswith("tensor(") for spec in self.inputs):
             self.inputs, self.outputs = _unknown_ranks(model_path, self.inputs, self.outputs)
         self._text_inputs = any(spec.dtype == object for spec in self.inputs)
+        # Map inputs (skl2onnx's DictVectorizer) arrive as a dict held in a 0-d object array.
+        self._map_inputs = [spec.name for spec in self.inputs if spec.type_name.startswith("map(")]
         self._run = self.session.run
         self._output_names = [arg.name for arg in self._output_args]
         native = getattr(self.session, "_sess", None)
@@ -199,6 +203,8 @@ class OnnxRuntime:
     def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
         if self._text_inputs:
             for name, value in inputs.items():
+                if name in self._map_inputs:
+                    continue
                 if value.dtype == object and any(isinstance(item, bytes) for item in value.flat):
                     # onnxruntime turns bytes into their repr ("b'...'"): give it text (all of
                     # it: TF Serving's {"b64": ...} may stand anywhere among plain strings).
@@ -209,6 +215,12 @@ class OnnxRuntime:
                             f"input '{name}' holds bytes that are not UTF-8 text, and onnxruntime's "
                             "string inputs take text"
                         ) from None
+        if self._map_inputs:
+            feeds: dict[str, Any] = dict(inputs)
+            for name in self._map_inputs:
+                value = feeds[name]
+                feeds[name] = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+            return list(self._run(None, feeds))
         return list(self._run(None, inputs))
 
     def output_arrays(self, prediction: Any) -> dict[str, Any]:

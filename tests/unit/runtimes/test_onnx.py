@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from inferd.errors import InputError
+from inferd.handler.predictor import Predictor
+from inferd.protocols.v2 import decode_request, tensor_metadata
 from inferd.runtimes import load_runtime
 
 
@@ -38,6 +42,23 @@ def test_run_returns_the_session_run_list(iris_onnx_model: Path) -> None:
     assert isinstance(prediction, list) and len(prediction) == 2
     assert prediction[0].tolist() == [0, 2]
     assert set(prediction[1][0]) == {0, 1, 2}  # the ZipMap output: one map per row
+
+
+def test_a_zipmap_output_is_described_as_one_map_per_row(iris_onnx_model: Path) -> None:
+    """onnxruntime gives a sequence output the shape ``[]``: `inferd get -v`, the endpoint's GET
+    and TF Serving's metadata showed skl2onnx's ZipMap as a scalar while V2 said ``[-1]``."""
+    from inferd.protocols.tfserving import signature_def
+
+    runtime = load_runtime("onnx", iris_onnx_model)
+    zipmap = runtime.outputs[1]
+    assert zipmap.describe() == {
+        "name": "output_probability",
+        "dtype": "object",
+        "shape": [-1],
+        "type": "seq(map(int64,tensor(float)))",
+    }
+    outputs = signature_def({"outputs": [zipmap.describe()]})["signature_def"]["serving_default"]["outputs"]
+    assert outputs["output_probability"]["tensor_shape"] == {"dim": [{"size": "-1"}]}
 
 
 def text_pipeline(path: Path, locale: str) -> Any:
@@ -119,3 +140,59 @@ def test_a_text_model_with_external_data_whose_locale_this_machine_lacks_still_l
     lower, scale = runtime.run({"text": np.array(["GOOD Film", "ÉTÉ"], dtype=object)})
     assert list(lower) == ["good film", "été"] and scale.tolist() == weights.tolist()
     assert sorted(path.name for path in folder.iterdir()) == ["text.onnx", "text.weights"]  # nothing written
+
+
+def onnx_project(root: Path, model: Any) -> Predictor:
+    """A one-API Cortex project serving ``model`` (an onnx ModelProto), built in-process."""
+    import onnx
+
+    from inferd.config.load import load_project
+
+    root.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(root / "model.onnx"))
+    text = "- kind: deployment\n  name: d\n- kind: api\n  name: m\n  onnx:\n    model: model.onnx\n"
+    (root / "cortex.yaml").write_text(text)
+    config = load_project(root).apis[0]
+    return Predictor(config.api, root, root / "model.onnx")
+
+
+def test_a_dictvectorizer_pipeline_takes_a_json_object(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """skl2onnx's DictVectorizer takes a map(string, tensor(float)): a JSON object is that map,
+    under the input's name or as the whole body (was: 400 'expected string [] values')."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DictionaryType, FloatTensorType, StringTensorType
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    rows = [{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}, {"a": 2.0, "c": 1.0}, {"b": 3.0}]
+    pipeline = make_pipeline(DictVectorizer(sparse=False), LogisticRegression()).fit(rows, [0, 1, 0, 1])
+    model = convert_sklearn(
+        pipeline, initial_types=[("features", DictionaryType(StringTensorType([1]), FloatTensorType([1])))]
+    )
+    predictor = onnx_project(tmp_path / "p", model)
+    assert predictor.runtime is not None
+    (spec,) = predictor.runtime.inputs
+    assert spec.describe()["type"] == "map(string,tensor(float))"
+    direct = ort.InferenceSession(model.SerializeToString()).run(None, {"features": {"a": 2.0, "b": 1}})
+    with caplog.at_level(logging.WARNING, logger="inferd.handler"):
+        for sample in ({"features": {"a": 2, "b": 1}}, {"a": 2, "b": 1.0}):
+            label, probabilities = predictor.predict(sample)
+            assert label.tolist() == direct[0].tolist() and probabilities == direct[1]
+    assert "ignoring keys" not in caplog.text  # the map's keys are not input names
+    # V2 (KServe) has no map datatype: the object is one BYTES element, a JSON document, as
+    # ZipMap outputs are sent (was: 500 'Input must be a list of dictionaries').
+    assert tensor_metadata(spec.describe()) == {"name": "features", "datatype": "BYTES", "shape": [1]}
+    for data in (['{"a": 2, "b": 1}'], [{"a": 2, "b": 1}]):
+        body = json.dumps({"inputs": [{"name": "features", "shape": [1], "datatype": "BYTES", "data": data}]})
+        _, arrays = decode_request(body.encode(), None, predictor.runtime.inputs)
+        assert predictor.run_tensors(arrays)["output_probability"] == direct[1]
+    two = {"name": "features", "shape": [2], "datatype": "BYTES", "data": ["{}", "{}"]}
+    with pytest.raises(InputError, match=r"input 'features': .*one JSON object"):
+        decode_request(json.dumps({"inputs": [two]}).encode(), None, predictor.runtime.inputs)
+    with pytest.raises(InputError, match=r"input 'features': expected map\(string,tensor\(float\)\)"):
+        predictor.predict({"features": [1.0, 2.0]})
+    with pytest.raises(InputError, match=r"input 'features'.*'a' got str, not a number"):
+        predictor.predict({"a": "x"})

@@ -1,7 +1,8 @@
-"""The project schema: Cortex v0.10's ``cortex.yaml`` with its defaults and rules, plus extensions.
+"""The project schema: Cortex v0.10's ``cortex.yaml`` resources with their defaults, plus extensions.
 
-Every field carries a description; unknown keys are errors. After this layer only these typed
-objects travel, never raw dicts.
+Every field carries a description; unknown keys are errors. An api's blocks besides its model
+are in ``blocks.py``; the rules that span the project and its files in ``rules.py``. After this
+layer only these typed objects travel, never raw dicts.
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ class Conn:
     started = 0.0
     trace = b""
     copy = recording = None
+    headers: dict[bytes, bytes] = {}  # read only: no X-Inferd-Replay
 
 
 def test_copies_wait_for_company_and_leave_together() -> None:

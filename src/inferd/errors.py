@@ -36,6 +36,14 @@ class UsageError(InferdError):
     exit_code = 2
 
 
+def in_several_deployments(kind: str, name: str, keys: list[str], was: bool = False) -> UsageError:
+    """A bare name that several deployments' APIs or splitters (``kind``) have: name one."""
+    return UsageError(
+        f"{kind} '{name}' {'was' if was else 'is'} in several deployments ({', '.join(keys)}); "
+        f"name one as DEPLOYMENT/{kind.upper()}"
+    )
+
+
 class InputError(InferdError):
     """The client's input does not fit: malformed JSON, wrong dtype or shape, missing input."""
 

@@ -19,7 +19,7 @@ from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
 from inferd.cli.options import deployment_option, env_option, folder_deployment, in_deployment, key_option
 from inferd.cli.traffic import find_splitter, splitter_rows
 from inferd.client import Client, post_sample
-from inferd.errors import InferdError, NotFoundError, OperatorError, UsageError
+from inferd.errors import InferdError, NotFoundError, OperatorError, UsageError, in_several_deployments
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -61,9 +61,7 @@ def resolve(client: Backend, name: str) -> str:
         if len(ours) == 1:
             return ours[0]
     if exact:
-        raise UsageError(
-            f"api '{name}' is in several deployments ({', '.join(exact)}); name one as DEPLOYMENT/API"
-        )
+        raise in_several_deployments("api", name, exact)
     if matches:
         raise UsageError(f"'{name}' matches several APIs: {', '.join(matches)}")
     raise NotFoundError(f"no API named '{name}' (deployed: {', '.join(keys) or 'none'})")

@@ -12,7 +12,7 @@ from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option
 from inferd.cli.render import table
 from inferd.client import Client
-from inferd.errors import NotFoundError, OperatorError, UsageError
+from inferd.errors import NotFoundError, OperatorError, UsageError, in_several_deployments
 
 if TYPE_CHECKING:
     from inferd.environments import Environment
@@ -84,9 +84,7 @@ def recorded_api(client: Client, name: str) -> str:
         if not found:
             raise
         if len(found) > 1:
-            raise UsageError(
-                f"api '{name}' is in several deployments ({', '.join(found)}); name one as DEPLOYMENT/API"
-            ) from None
+            raise in_several_deployments("api", name, found) from None
         return found[0]
 
 
@@ -100,9 +98,8 @@ def find_splitter(client: Client, name: str) -> tuple[str, str, list[str]]:
         known = ", ".join(sorted({s["name"] for s in splitters})) or "none"
         raise NotFoundError(f"no traffic splitter named '{name}' (splitters: {known})")
     if len(found) > 1:
-        keys = ", ".join(sorted(f"{s['deployment']}/{s['name']}" for s in found))
-        raise UsageError(
-            f"splitter '{name}' is in several deployments ({keys}); name one as DEPLOYMENT/SPLITTER"
+        raise in_several_deployments(
+            "splitter", name, sorted(f"{s['deployment']}/{s['name']}" for s in found)
         )
     return found[0]["deployment"], bare, [entry["name"] for entry in found[0]["apis"]]
 

@@ -23,7 +23,7 @@ from inferd.errors import (
     InputError,
     NotFoundError,
     UnauthorizedError,
-    UsageError,
+    in_several_deployments,
 )
 from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
 from inferd.operator.delete import delete
@@ -43,9 +43,7 @@ def _deleted_log(operator: Operator, name: str) -> str:
     left a log of that name (``DEPLOYMENT/API`` names one when several did)."""
     keys = logged_keys(operator.home, name) if "/" not in name else []
     if len(keys) > 1:
-        raise UsageError(
-            f"api '{name}' was in several deployments ({', '.join(keys)}); name one as DEPLOYMENT/API"
-        )
+        raise in_several_deployments("api", name, keys, was=True)
     if not keys:
         raise NotFoundError(f"no API named '{name}'")
     return keys[0]

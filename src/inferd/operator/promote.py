@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from inferd.config.schema import ApiConfig, Project, SplitterApi, SplitterConfig
-from inferd.errors import ConflictError, NotFoundError, UsageError
+from inferd.errors import ConflictError, NotFoundError, in_several_deployments
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
@@ -37,9 +37,8 @@ def promote(operator: Operator, name: str, api: str) -> dict[str, Any]:
         known = ", ".join(sorted({s.name for s in splitters.by_key.values()})) or "none"
         raise NotFoundError(f"no traffic splitter named '{name}' (splitters: {known})")
     if len(found) > 1:
-        keys = ", ".join(sorted(f"{s.config.deployment}/{s.name}" for s in found))
-        raise UsageError(
-            f"splitter '{name}' is in several deployments ({keys}); name one as DEPLOYMENT/SPLITTER"
+        raise in_several_deployments(
+            "splitter", name, sorted(f"{s.config.deployment}/{s.name}" for s in found)
         )
     splitter = found[0]
     name = splitter.name

@@ -28,7 +28,7 @@ from inferd.errors import (
     ConflictError,
     NotFoundError,
     ReplaceError,
-    UsageError,
+    in_several_deployments,
 )
 from inferd.gateway.access import AccessLog
 from inferd.gateway.app import Gateway
@@ -335,9 +335,7 @@ class Operator:
         live = [key for key in matches if not apis[key].deleting]
         matches = live or (matches if deleting else [])
         if len(matches) > 1:
-            raise UsageError(
-                f"api '{name}' is in several deployments ({', '.join(matches)}); name one as DEPLOYMENT/API"
-            )
+            raise in_several_deployments("api", name, matches)
         if not matches:
             raise NotFoundError(f"no API named '{name}'")
         return matches[0]

@@ -42,12 +42,20 @@ def _s3_client() -> Any:
 
 
 def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket:
         raise LoadError(f"{uri}: no bucket in the URI")
     client = _s3_client()
+    try:
+        return _fetch_s3(client, uri, bucket, key, say)
+    finally:
+        # The client's pooled sockets are closed now, not by the garbage collector later.
+        client.close()
+
+
+def _fetch_s3(client: Any, uri: str, bucket: str, key: str, say: Callable[[str], None]) -> tuple[Path, str]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         objects: list[tuple[str, str, int]] = []
         if key and not key.endswith("/"):
@@ -77,7 +85,7 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
             scratch = scratch_folder(scratch_root())
             destination = _inside(scratch, name, "", None)
             body = client.get_object(Bucket=bucket, Key=key, IfMatch=objects[0][1])["Body"]
-            with destination.open("wb") as out:
+            with body, destination.open("wb") as out:
                 shutil.copyfileobj(body, out, 1 << 20)
             read.add(key)
             return destination.read_bytes()

@@ -62,6 +62,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     # Pins handed to pip to build from source: what to say if that build fails.
     built: list[str] = field(default_factory=list)
+    # Packages built against one of inferd's own (torchvision for torch): installed without
+    # their dependencies, which would pull a second, shadowed copy of that package.
+    no_deps: list[str] = field(default_factory=list)
 
 
 def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
@@ -78,6 +81,14 @@ SAME_PACKAGE: dict[str, tuple[str, ...]] = {
     "tensorflow-gpu": ("tensorflow", "tensorflow-cpu"),
     "onnxruntime": ("onnxruntime-gpu",),
     "xgboost": ("xgboost-cpu",),
+}
+
+
+# Packages whose every release is built for one release of a package inferd runs with, and
+# that release's version from it: torchvision 0.4 went with torch 1.3, 0.15 with torch 2.0.
+BUILT_FOR: dict[str, tuple[str, Callable[[Version], Version]]] = {
+    "torchvision": ("torch", lambda torch: Version(f"0.{torch.minor + (15 if torch.major >= 2 else 1)}")),
+    "torchaudio": ("torch", lambda torch: Version(f"{torch.major if torch.major >= 2 else 0}.{torch.minor}")),
 }
 
 
@@ -210,6 +221,8 @@ def _check(
     have = installed_version(name)
     if have is not None and spec.contains(have, prereleases=True):
         return  # inferd's environment already provides it
+    if have is None and name in BUILT_FOR and _built_for(requirement, line, relax, versions_of, result):
+        return
     if not spec:
         result.lines.append(line)
         return
@@ -263,6 +276,33 @@ def _check(
     )
 
 
+def _built_for(
+    requirement: Requirement, line: str, relax: bool, versions_of: VersionsOf, result: Plan
+) -> bool:
+    """Plan a package built against one inferd runs with (``BUILT_FOR``): the release made for
+    inferd's version of it, without dependencies; False when it does not apply."""
+    base_name, release_for = BUILT_FOR[canonicalize_name(requirement.name)]
+    base = installed_version(base_name)
+    if base is None:
+        return False
+    wanted = release_for(base).release
+    made = [v for v in versions_of(requirement.name) if v.release[: len(wanted)] == wanted]
+    if not made:
+        return False
+    # A local build (torch 2.13.0+cpu) goes with the same build of the other when the index has it.
+    match = ([v for v in made if v.local == base.local] or made)[-1]
+    built = f"the {requirement.name} built for {base_name} {base}, which inferd runs with"
+    if requirement.specifier and not requirement.specifier.contains(match, prereleases=True):
+        if not relax:
+            raise LoadError(
+                f"requirements.txt: {line} does not fit {base_name} {base}, which inferd runs with; "
+                f"--relax-pins installs {requirement.name} {match}, the one built for it"
+            )
+        result.warnings.append(f"requirements.txt: {line} relaxed to {match}, {built}")
+    result.no_deps.append(f"{requirement.name}=={match}")
+    return True
+
+
 def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: Note | None = None) -> Path:
     """Install ``requirements`` into its cached folder (once); the folder. Raises ``LoadError``.
 
@@ -280,9 +320,12 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
     for text in checked.warnings:
         say(text)
     scratch = scratch_folder(target.parent, ".installing-")
-    if checked.lines:
+    if checked.lines or checked.no_deps:
         try:
-            _pip_install(scratch, checked.lines, requirements.parent)
+            if checked.lines:
+                _pip_install(scratch, checked.lines, requirements.parent)
+            if checked.no_deps:
+                _pip_install(scratch, checked.no_deps, requirements.parent, "--no-deps")
         except LoadError as exc:
             if not checked.built:
                 raise
@@ -304,11 +347,11 @@ def _read_notes(target: Path) -> list[str]:
     return [str(note) for note in notes] if isinstance(notes, list) else []
 
 
-def _pip_install(scratch: Path, lines: list[str], cwd: Path) -> None:
+def _pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> None:
     listing = scratch / ".requirements.txt"
     listing.write_text("\n".join(lines) + "\n")
     command = [sys.executable, "-c", _PIP_ENDING_WITH_US.format(parent=os.getpid()), "install", "--quiet"]
-    command += ["--disable-pip-version-check"]
+    command += ["--disable-pip-version-check", *options]
     command += ["--no-input", "--target", str(scratch), "-r", str(listing)]
     try:
         result = subprocess.run(

@@ -144,3 +144,28 @@ def test_tensorflow_and_xgboost_lines_are_met_by_the_cpu_builds_inferd_runs_with
         "requirements.txt: tensorflow==1.14.0 relaxed to tensorflow 2.21.0, which inferd itself runs with"
     ]
     assert plan("somepkg\n", relax=False, versions_of=versions_of).lines == ["somepkg"]
+
+
+def test_torchvision_is_the_build_for_inferds_torch_and_brings_no_torch_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Cortex's pytorch/image-classifier pins torch==1.3.* and torchvision==0.4.*. Relaxed to the
+    # oldest torchvision with a wheel here (0.15), pip pulled its torch==2.0 (and gigabytes of
+    # CUDA libraries) into the project's folder, and that torchvision then ran against inferd's
+    # newer torch, which replicas import first.
+    monkeypatch.setattr(packages, "installed_version", {"torch": Version("2.13.0+cpu")}.get)
+    index = [Version(v) for v in ["0.15.1", "0.27.0", "0.28.0", "0.29.2"]]
+    checked = plan("torch==1.3.*\ntorchvision==0.4.*\n", relax=True, versions_of=lambda name: index)
+    assert checked.lines == [] and checked.no_deps == ["torchvision==0.28.0"]
+    assert "torchvision==0.4.* relaxed to 0.28.0, the torchvision built for torch 2.13.0+cpu" in "\n".join(
+        checked.warnings
+    )
+    assert plan("torchvision\n", relax=False, versions_of=lambda name: index).no_deps == [
+        "torchvision==0.28.0"
+    ]
+    cpu = [*index, Version("0.28.0+cpu")]
+    assert plan("torchvision\n", relax=False, versions_of=lambda name: cpu).no_deps == [
+        "torchvision==0.28.0+cpu"
+    ]
+    with pytest.raises(LoadError, match=r"torchvision==0\.4\.\* does not fit torch 2\.13\.0\+cpu.*0\.28\.0"):
+        plan("torchvision==0.4.*\n", relax=False, versions_of=lambda name: index)

@@ -104,7 +104,8 @@ def requirements(root: Path, relax: bool = False, warn: Callable[[str], None] | 
         checked = packages.plan(text, relax=True)
         for warning in checked.warnings:
             (warn or (lambda _: None))(warning)
-        return checked.lines
+        # Serve's pip sees the cluster's torch, so torchvision's build for it needs no --no-deps there.
+        return checked.lines + checked.no_deps
     lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
     return [line for line in lines if line]
 

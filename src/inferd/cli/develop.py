@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from inferd.cli.options import relax_pins_option
 from inferd.errors import InferdError, UsageError
 
 if TYPE_CHECKING:
@@ -61,7 +62,10 @@ def _distance(_ctx: click.Context, _param: click.Parameter, value: float) -> flo
     show_default=True,
     help="How far numbers may be from expected*.json (absolute, or relative to the expected value).",
 )
-def test(project_dir: Path, files: tuple[Path, ...], api_name: str | None, tolerance: float) -> None:
+@relax_pins_option
+def test(
+    project_dir: Path, files: tuple[Path, ...], api_name: str | None, tolerance: float, relax_pins: bool
+) -> None:
     """Run samples through each API's handlers and model in this process (no server).
 
     Runs every sample*.json of the project folder (or the FILES given) through
@@ -74,11 +78,14 @@ def test(project_dir: Path, files: tuple[Path, ...], api_name: str | None, toler
     Examples:
       inferd test examples/iris-onnx
       inferd test . my-request.json --api classifier
+      inferd test my-cortex-project --relax-pins   # 2019 pins, as inferd serve and deploy
     """
     from inferd.config.load import load_project
     from inferd.testing import samples_in
 
     project = load_project(project_dir)
+    if relax_pins:
+        project = project.relaxed()
     samples = list(files) or samples_in(project.root)
     if not samples:
         raise UsageError(f"no sample*.json in {project_dir}: add one, or name the sample files to run")

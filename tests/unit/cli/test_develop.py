@@ -110,3 +110,21 @@ def test_a_model_that_does_not_load_is_reported_not_raised(tmp_path: Path) -> No
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit), result.exception  # said, not a crash
     assert "classifier: cannot load: loading failed: InvalidProtobuf" in result.output
+
+
+def test_relax_pins_runs_a_project_with_2019_pins(tmp_path: Path, inferd_home: Path) -> None:
+    # The pin's error says --relax-pins; inferd test took no such option, so a Cortex project
+    # with 2019 pins could not be tested unchanged (as inferd serve and deploy run it).
+    project = make_project(
+        tmp_path / "mpg",
+        "- kind: deployment\n  name: auto\n- kind: api\n  name: mpg\n  predictor:\n    path: predictor.py\n",
+        {
+            "predictor.py": "import numpy as np\n\ndef predict(sample, metadata):\n"
+            "    return np.asscalar(np.array([2.5]))\n",
+            "requirements.txt": "numpy==1.17.*\n",
+            "sample.json": "{}",
+        },
+    )
+    result = CliRunner().invoke(cli, ["test", str(project), "--relax-pins"])
+    assert result.exit_code == 0, result.output
+    assert "mpg  sample.json: 2.5" in result.output

@@ -11,11 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from inferd.config.quantity import parse_quantity
 
+# Cortex's replica counts were int32s: a larger number was an error there, and is one here.
+INT32_MAX = 2**31 - 1
+
 
 class Block(BaseModel):
     """A block of the config: unknown keys are errors, and it never changes once read."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: YAML's .nan passed every bound (NaN compares false) and .inf every lower one
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Tracker(Block):
@@ -35,9 +39,13 @@ class Tracker(Block):
 class Compute(Block):
     """``compute:``: resources of each replica and bounds of the replica count."""
 
-    min_replicas: int = Field(1, ge=0, description="Fewest replicas (0: inferd's scale to zero)")
-    max_replicas: int = Field(100, ge=1, description="Most replicas")
-    init_replicas: int | None = Field(None, ge=0, description="Replicas at start (= min_replicas)")
+    min_replicas: int = Field(
+        1, ge=0, le=INT32_MAX, description="Fewest replicas (0: inferd's scale to zero)"
+    )
+    max_replicas: int = Field(100, ge=1, le=INT32_MAX, description="Most replicas")
+    init_replicas: int | None = Field(
+        None, ge=0, le=INT32_MAX, description="Replicas at start (= min_replicas)"
+    )
     target_cpu_utilization: int = Field(
         80,
         gt=0,
@@ -65,9 +73,11 @@ class Compute(Block):
         "CUDA-enabled onnxruntime/TensorFlow, no driver) instead of failing to load",
     )
 
-    @field_validator("cpu", "mem", "gpu_memory")
+    # before the type's union, so that a list or an infinite number says "not a quantity", not
+    # pydantic's "compute.cpu.str: must be a string"
+    @field_validator("cpu", "mem", "mem_limit", "gpu_memory", mode="before")
     @classmethod
-    def _quantity(cls, value: str | int | float | None) -> str | int | float | None:
+    def _quantity(cls, value: object) -> object:
         if value is not None and parse_quantity(value) <= 0:
             raise ValueError("must be > 0")
         return value
@@ -155,9 +165,9 @@ class PayloadLog(Block):
         "16Mi", description="Size at which the log rotates (one older file is kept, then dropped)"
     )
 
-    @field_validator("max_size")
+    @field_validator("max_size", mode="before")
     @classmethod
-    def _size(cls, value: str | int) -> str | int:
+    def _size(cls, value: object) -> object:
         if parse_quantity(value) < 4096:
             raise ValueError("must be at least 4Ki")
         return value

@@ -150,6 +150,11 @@ def _check_files(root: Path, index: int, api: Api) -> None:
         field = "path" if api.predictor is not None else "request_handler"
         where = (index, block_name, field)
         path = _inside(root, api.handler_file, where, f"{label}: {block_name}.{field}:")
+        if path.is_dir():
+            raise FieldError(
+                where,
+                f"{label}: {block_name}.{field}: {api.handler_file} is a folder; name the handler's .py file",
+            )
         if not path.is_file():
             raise FieldError(where, f"{label}: {block_name}.{field}: {api.handler_file} does not exist")
         if path.suffix not in (".py", ".pickle"):

@@ -62,7 +62,9 @@ def _metadata_keys(value: dict[Any, Any]) -> dict[str, Any]:
 
 
 def _dns_1035(value: str) -> str:
-    if not DNS_1035.match(value) or len(value) > 63:
+    if len(value) > 63:
+        raise ValueError(f"{value[:20]!r}... may be at most 63 characters (it has {len(value)})")
+    if not DNS_1035.match(value):
         raise ValueError(
             f"{value!r} must start with a lower-case letter and contain only lower-case "
             "letters, digits and '-' (DNS-1035)"
@@ -206,9 +208,9 @@ class Api(Block):
         None, description="inferd extension: copy requests to another API and record its answers"
     )
 
-    @field_validator("max_body_size")
+    @field_validator("max_body_size", mode="before")
     @classmethod
-    def _body_size(cls, value: str | int) -> str | int:
+    def _body_size(cls, value: object) -> object:
         if parse_quantity(value) < 1:
             raise ValueError("must be at least 1 byte")
         return value
@@ -312,7 +314,9 @@ class Deployment(Block):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not DNS_1123.match(value) or len(value) > 63:
+        if len(value) > 63:
+            raise ValueError(f"{value[:20]!r}... may be at most 63 characters (it has {len(value)})")
+        if not DNS_1123.match(value):
             raise ValueError(
                 f"{value!r} must contain only lower-case letters, digits and '-', and start "
                 "and end with a letter or digit (underscores are not allowed)"

@@ -95,6 +95,26 @@ def usage_error(exc: click.UsageError, ctx: click.Context) -> NoReturn:
     ctx.exit(exc.exit_code)
 
 
+# What a home inferd cannot make or write says: the user can point INFERD_HOME elsewhere.
+_HOME_REFUSALS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR, errno.ENOENT}
+
+
+def _os_error_message(exc: OSError) -> str:
+    """One sentence for an OSError; one under INFERD_HOME names the variable and the fix."""
+    reason = exc.strerror or str(exc)
+    if not exc.filename:
+        return reason
+    filename = Path(os.fsdecode(exc.filename))
+    home = Path(os.environ.get("INFERD_HOME") or Path.home() / ".inferd").absolute()
+    if exc.errno in _HOME_REFUSALS and (filename == home or home in filename.parents):
+        fix = "set INFERD_HOME to a folder you can write"
+        if filename == home and home.exists() and not home.is_dir():
+            return f"INFERD_HOME {home} is not a folder ({reason}): {fix}"
+        where = "" if filename == home else f": {filename}"
+        return f"cannot write INFERD_HOME {home} ({reason}{where}): {fix}"
+    return f"{reason} ({filename})"
+
+
 class InferdGroup(click.Group):
     """Turns ``InferdError`` into one sentence on stderr and its exit code; never a traceback.
 
@@ -123,8 +143,7 @@ class InferdGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
             ctx.exit(141)  # as a program killed by SIGPIPE: the shell's pipefail sees it
         except OSError as exc:  # the machine refused: a home that is a file, a full or read-only disk
-            where = f" ({exc.filename})" if exc.filename else ""
-            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            click.echo(f"error: {_os_error_message(exc)}", err=True)
             ctx.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -314,7 +314,7 @@ def _ray_logs(api: str, follow: bool, env: Environment) -> None:
 
 @click.command()
 @click.argument("api")
-@click.argument("sample", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("sample", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--debug", is_flag=True, help="Log every stage of the pipeline in the API's log.")
 @key_option
 @deployment_option
@@ -325,21 +325,25 @@ def predict(
     """Send a JSON sample to an API and print the prediction.
 
     API is a name (or a unique prefix of one), or DEPLOYMENT/API when several deployments have
-    an API of that name; or a traffic splitter's name (the API it picks answers).
+    an API of that name; or a traffic splitter's name (the API it picks answers). SAMPLE is a
+    JSON file, or - for standard input.
 
     \b
     Examples:
       inferd predict classifier examples/iris-onnx/sample.json
+      echo '[5.1, 3.5, 1.4, 0.2]' | inferd predict classifier -
       inferd predict iris/classifier examples/iris-onnx/sample.json
       inferd predict classifier sample.json -d iris   # Cortex's -d
       inferd predict guarded sample.json --key "$MY_KEY"   # an API with auth:
     """
-    body = sample.read_bytes()
+    stdin = str(sample) == "-"
+    body = sys.stdin.buffer.read() if stdin else sample.read_bytes()
     try:
         orjson.loads(body)
     except orjson.JSONDecodeError as exc:  # say so here, not as the API's 400 about "its" input
         if not _read_by_apis(body):
-            raise UsageError(f"{sample} is not JSON ({exc}): a sample is a JSON request body") from None
+            where = "stdin" if stdin else sample
+            raise UsageError(f"{where} is not JSON ({exc}): a sample is a JSON request body") from None
     api = in_deployment(api, deployment)
     client = backend_for(env)
     info = _target(client, api)

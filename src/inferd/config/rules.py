@@ -8,6 +8,7 @@ Every rule raises ``FieldError`` at the YAML location it is about.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from inferd.config.blocks import Shadow
@@ -143,6 +144,17 @@ def _check_shadow(index: int, label: str, name: str, shadow: Shadow | None, name
         )
 
 
+def _holds_saved_model(folder: Path, depth: int = 8) -> bool:
+    """A ``saved_model.pb`` anywhere below ``folder`` (symlinked folders followed, ``depth`` deep
+    at most, so a link loop ends)."""
+    for where, dirs, files in os.walk(folder, followlinks=True):
+        if "saved_model.pb" in files:
+            return True
+        if len(Path(where).relative_to(folder).parts) >= depth:
+            dirs.clear()
+    return False
+
+
 def _check_files(root: Path, index: int, api: Api) -> None:
     label = f"api '{api.name}'"
     block_name = api.model_format
@@ -178,6 +190,15 @@ def _check_files(root: Path, index: int, api: Api) -> None:
             raise FieldError(where, f"{label}: {block_name}.model: {uri} does not exist")
         if api.onnx is not None and not path.is_file():
             raise FieldError(where, f"{label}: onnx.model: {uri} must be a file")
+        if api.onnx is not None and path.stat().st_size == 0:
+            raise FieldError(where, f"{label}: onnx.model: {uri} is empty (0 bytes)")
+        # anywhere below: Cortex served version folders and estimator exports (storage's search)
+        if api.tensorflow is not None and path.is_dir() and not _holds_saved_model(path):
+            raise FieldError(
+                where,
+                f"{label}: tensorflow.model: {uri} holds no saved_model.pb (export a SavedModel into "
+                "it, or into a numbered version folder inside it)",
+            )
         if api.tensorflow is not None and not (path.is_dir() or path.suffix == ".zip"):
             raise FieldError(
                 where, f"{label}: tensorflow.model: {uri} must be a SavedModel folder (or a .zip of one)"

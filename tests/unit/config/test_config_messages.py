@@ -113,3 +113,35 @@ def test_a_request_handler_that_is_a_folder_says_so(tmp_path: Path) -> None:
     assert error_of(tmp_path, text) == (
         "cortex.yaml:7: api 'a': onnx.request_handler: handlers is a folder; name the handler's .py file"
     )
+
+
+def test_an_empty_onnx_model_is_refused_before_anything_deploys(tmp_path: Path) -> None:
+    # was: valid; inferd deploy then started a version that could only fail to load
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    text = HEAD.replace("model: model.onnx", "model: empty.onnx")
+    assert error_of(tmp_path, text) == "cortex.yaml:6: api 'a': onnx.model: empty.onnx is empty (0 bytes)"
+
+
+def test_a_tensorflow_folder_without_a_saved_model_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "tf" / "variables").mkdir(parents=True)
+    text = HEAD.replace("onnx:\n    model: model.onnx", "tensorflow:\n    model: tf")
+    assert error_of(tmp_path, text) == (
+        "cortex.yaml:6: api 'a': tensorflow.model: tf holds no saved_model.pb "
+        "(export a SavedModel into it, or into a numbered version folder inside it)"
+    )
+    (tmp_path / "tf" / "1" / "saved_model.pb").parent.mkdir()
+    (tmp_path / "tf" / "1" / "saved_model.pb").write_bytes(b"pb")
+    load_project(tmp_path)  # a version folder inside, as Cortex's exports were
+
+
+def test_a_tensorflow_folder_whose_version_is_a_symlink_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere" / "export").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "export" / "saved_model.pb").write_bytes(b"pb")
+    (tmp_path / "tf").mkdir()
+    (tmp_path / "tf" / "1").symlink_to(tmp_path / "elsewhere" / "export")
+    (tmp_path / "tf" / "loop").symlink_to(tmp_path / "tf")
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "cortex.yaml").write_text(
+        HEAD.replace("onnx:\n    model: model.onnx", "tensorflow:\n    model: tf")
+    )
+    load_project(tmp_path)

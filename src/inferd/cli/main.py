@@ -115,6 +115,21 @@ def _os_error_message(exc: OSError) -> str:
     return f"{reason} ({filename})"
 
 
+class PortType(click.ParamType[int]):
+    """A TCP port, 0 to 65535 (a socket takes 99999 as 34463); one from INFERD_PORT says so."""
+
+    name = "port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        text = str(value).strip()
+        port = int(text) if text.isdigit() else -1
+        if 0 <= port <= 65535:
+            return port
+        source = ctx.get_parameter_source(param.name) if ctx is not None and param and param.name else None
+        where = " (from INFERD_PORT)" if source is click.core.ParameterSource.ENVIRONMENT else ""
+        self.fail(f"{value!r}{where} is not a port number from 0 to 65535", param, ctx)
+
+
 class InferdGroup(click.Group):
     """Turns ``InferdError`` into one sentence on stderr and its exit code; never a traceback.
 
@@ -209,14 +224,15 @@ def cli() -> None:
 )
 @click.option(
     "--port",
-    type=int,
-    default=lambda: int(os.environ.get("INFERD_PORT", DEFAULT_PORT)),
-    show_default="8888",
-    help="Port to listen on (INFERD_PORT).",
+    type=PortType(),
+    default=DEFAULT_PORT,
+    envvar="INFERD_PORT",
+    show_default=True,
+    help="Port to listen on (INFERD_PORT; 0: any free port).",
 )
 @click.option(
     "--grace",
-    type=float,
+    type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
     help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM.",

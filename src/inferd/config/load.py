@@ -105,7 +105,11 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
 
     ``keys_root``: the folder relative ``auth.keys_file`` paths are in, when not the project's.
     """
-    config_file = find_config(Path(path).resolve())
+    try:
+        resolved = Path(path).resolve()
+    except (RuntimeError, OSError):  # pathlib's "Symlink loop"
+        raise ConfigError(f"{path}: a symbolic link that loops, not a project folder") from None
+    config_file = find_config(resolved)
     name = config_file.name
     try:
         size = config_file.stat().st_size

@@ -27,7 +27,10 @@ from inferd.config.schema import (
 
 def _inside(root: Path, relative: str, location: tuple[str | int, ...], what: str) -> Path:
     candidate = Path(relative)
-    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    try:
+        path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    except (RuntimeError, OSError):  # pathlib's "Symlink loop"
+        raise FieldError(location, f"{what} {relative!r} is a symbolic link that loops") from None
     if path != root and root not in path.parents:
         raise FieldError(location, f"{what} {relative!r} is outside the project folder")
     return path

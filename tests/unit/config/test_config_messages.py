@@ -145,3 +145,19 @@ def test_a_tensorflow_folder_whose_version_is_a_symlink_is_accepted(tmp_path: Pa
         HEAD.replace("onnx:\n    model: model.onnx", "tensorflow:\n    model: tf")
     )
     load_project(tmp_path)
+
+
+def test_a_model_that_is_a_symlink_loop_is_one_error(tmp_path: Path) -> None:
+    # was: a traceback (pathlib's RuntimeError "Symlink loop")
+    (tmp_path / "loop.onnx").symlink_to(tmp_path / "loop.onnx")
+    text = HEAD.replace("model: model.onnx", "model: loop.onnx")
+    assert (
+        error_of(tmp_path, text)
+        == "cortex.yaml:6: api 'a': onnx.model: 'loop.onnx' is a symbolic link that loops"
+    )
+
+
+def test_a_project_folder_that_is_a_symlink_loop_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(ConfigError, match=r"loop: a symbolic link that loops"):
+        load_project(tmp_path / "loop")

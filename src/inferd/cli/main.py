@@ -154,6 +154,9 @@ class InferdGroup(click.Group):
         except InferdError as exc:
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # outside the waits that say what goes on (click: "Aborted!")
+            click.echo("error: stopped (Ctrl-C)", err=True)
+            ctx.exit(1)
         except BrokenPipeError:  # what reads our output stopped reading (`inferd get | head`)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
             ctx.exit(141)  # as a program killed by SIGPIPE: the shell's pipefail sees it

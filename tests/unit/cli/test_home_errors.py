@@ -36,3 +36,17 @@ def test_a_home_under_a_file_is_named_with_the_fix(tmp_path: Path, monkeypatch: 
     assert result.exit_code == 1
     assert result.output.startswith(f"error: cannot write INFERD_HOME {home} (Not a directory")
     assert result.output.endswith(": set INFERD_HOME to a folder you can write\n")
+
+
+def test_ctrl_c_outside_a_wait_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # was: a blank line and click's "Aborted!" (a Ctrl-C while `inferd deploy` started the operator)
+    import inferd.cli.inspect
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path))
+    monkeypatch.setattr(inferd.cli.inspect, "backend_for", interrupted)
+    result = CliRunner().invoke(cli, ["get"])
+    assert result.exit_code == 1
+    assert result.output == "error: stopped (Ctrl-C)\n"

@@ -39,6 +39,13 @@ def test_cortex_cli_flags(inferd: Inferd, tmp_path: Path) -> None:
     # -o json is JSON with -s too (was: the text line), and each line of -w -o json parses alone
     # (was: a stream of indented documents, which parsed as nothing)
     assert json.loads(inferd.run("get", "-s", "-o", "json").stdout) == {"live": 2}
+    # an empty name named every API by prefix (was: get '' showed one, delete '' said "the request
+    # body needs 'name'"); a name far past 63 characters is not found (was: the operator's OSError)
+    for command in ("get", "logs", "predict", "payloads", "delete"):
+        empty = inferd.run(command, "", *([sample] if command == "predict" else []), check=False)
+        assert (empty.returncode, empty.stderr) == (2, "error: the API name is empty\n"), command
+    long = inferd.run("logs", "a" * 300, check=False)
+    assert long.returncode == 1 and long.stderr.startswith("error: no API named 'aaa"), long.stderr
     with subprocess.Popen(
         [str(INFERD), "get", "-w", "-o", "json"], env=inferd.env, stdout=subprocess.PIPE, text=True
     ) as watch:

@@ -13,7 +13,17 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from inferd.config.blocks import Auth, Autoscaling, Batching, Block, Compute, PayloadLog, Shadow, Tracker
+from inferd.config.blocks import (
+    Auth,
+    Autoscaling,
+    Batching,
+    Block,
+    Compute,
+    Count,
+    PayloadLog,
+    Shadow,
+    Tracker,
+)
 from inferd.config.quantity import parse_quantity
 
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -183,7 +193,7 @@ class Api(Block):
     autoscaling: Autoscaling = Field(
         default_factory=Autoscaling, description="inferd extension: how replicas follow the load"
     )
-    max_queue_length: int = Field(
+    max_queue_length: Count = Field(
         1000, ge=1, description="inferd extension: requests that may wait for a replica; beyond, 503"
     )
     timeout: float = Field(
@@ -282,7 +292,7 @@ class SplitterApi(Block):
     """One entry of a traffic splitter's ``apis``."""
 
     name: str = Field(description="An API of the project")
-    weight: int = Field(ge=0, le=100, description="Percent of the splitter's requests it gets")
+    weight: Count = Field(ge=0, le=100, description="Percent of the splitter's requests it gets")
 
 
 class TrafficSplitter(Block):

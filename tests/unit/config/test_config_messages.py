@@ -161,3 +161,29 @@ def test_a_project_folder_that_is_a_symlink_loop_is_one_error(tmp_path: Path) ->
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     with pytest.raises(ConfigError, match=r"loop: a symbolic link that loops"):
         load_project(tmp_path / "loop")
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        # were accepted as 1 and 2: pydantic's lax mode; Cortex's int32 fields took numbers only
+        pytest.param(
+            "  compute:\n    min_replicas: true\n", "compute.min_replicas: must be an integer", id="bool"
+        ),
+        pytest.param(
+            "  compute:\n    max_replicas: '2'\n", "compute.max_replicas: must be an integer", id="text"
+        ),
+        pytest.param("  max_queue_length: yes\n", "max_queue_length: must be an integer", id="yes"),
+        pytest.param(
+            "  compute:\n    gpu: 99999999999\n", "compute.gpu: must be <= 2147483647", id="gpu-huge"
+        ),
+    ],
+)
+def test_a_count_is_a_number(tmp_path: Path, body: str, said: str) -> None:
+    assert said in error_of(tmp_path, HEAD + body)
+
+
+def test_a_whole_float_count_is_still_taken(tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "cortex.yaml").write_text(HEAD + "  compute:\n    max_replicas: 4.0\n")
+    assert load_project(tmp_path).apis[0].api.compute.max_replicas == 4

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
-from tests.conftest import example
+from tests.conftest import INFERD, example
 from tests.integration.conftest import Inferd, inferd
 
 __all__ = ["inferd"]
@@ -35,6 +36,25 @@ def test_cortex_cli_flags(inferd: Inferd, tmp_path: Path) -> None:
 
     assert inferd.run("get", "-s").stdout.strip() == "apis: 2 live"
     assert inferd.run("get", "-d", "flowers", "--summary").stdout.strip() == "apis: 1 live"
+    # -o json is JSON with -s too (was: the text line), and each line of -w -o json parses alone
+    # (was: a stream of indented documents, which parsed as nothing)
+    assert json.loads(inferd.run("get", "-s", "-o", "json").stdout) == {"live": 2}
+    # an empty name named every API by prefix (was: get '' showed one, delete '' said "the request
+    # body needs 'name'"); a name far past 63 characters is not found (was: the operator's OSError)
+    for command in ("get", "logs", "predict", "payloads", "delete"):
+        empty = inferd.run(command, "", *([sample] if command == "predict" else []), check=False)
+        assert (empty.returncode, empty.stderr) == (2, "error: the API name is empty\n"), command
+    long = inferd.run("logs", "a" * 300, check=False)
+    assert long.returncode == 1 and long.stderr.startswith("error: no API named 'aaa"), long.stderr
+    with subprocess.Popen(
+        [str(INFERD), "get", "-w", "-o", "json"], env=inferd.env, stdout=subprocess.PIPE, text=True
+    ) as watch:
+        assert watch.stdout is not None
+        firsts = [watch.stdout.readline(), watch.stdout.readline()]
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=30) == 0
+    for line in firsts:
+        assert sorted(api["deployment"] for api in json.loads(line)) == ["flowers", "iris"]
     only = json.loads(inferd.run("get", "--deployment", "flowers", "-o", "json").stdout)
     assert [(api["deployment"], api["name"]) for api in only] == [("flowers", "classifier")]
     every = json.loads(inferd.run("get", "-a", "-o", "json").stdout)

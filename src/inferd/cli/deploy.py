@@ -13,6 +13,7 @@ from inferd.cli.backends import backend_for, ray_backend
 from inferd.cli.options import (
     drain_timeout_option,
     env_option,
+    not_empty,
     relax_pins_option,
     timeout_option,
     wait_option,
@@ -179,6 +180,8 @@ def delete(name: str | None, force: bool, keep_cache: bool, timeout: float, env:
       inferd delete iris/classifier   # one API of deployment iris
       inferd delete iris              # a whole deployment
     """
+    if name is not None:
+        not_empty(name)
     if name is None:
         from inferd.config import CONFIG_NAMES
         from inferd.config.load import load_project

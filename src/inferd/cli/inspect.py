@@ -69,7 +69,12 @@ def resolve(client: Backend, name: str) -> str:
 
 @click.command()
 @click.argument("api", required=False)
-@click.option("-w", "--watch", is_flag=True, help="Re-run every 2 seconds until Ctrl-C.")
+@click.option(
+    "-w",
+    "--watch",
+    is_flag=True,
+    help="Re-run every 2 seconds until Ctrl-C (with -o json: one JSON document per line).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also the signature, the error details and the config.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option(
@@ -123,11 +128,15 @@ def get(
     if not watch:
         click.echo(_get_once(client, api, verbose, output, None if api else deployment, summary, here))
         return
+    # JSON Lines: each line parses alone (a stream of indented documents parsed as nothing)
+    lines = "json-lines" if output == "json" else output
     with until_ctrl_c():
         while True:
-            text = _get_once(client, api, verbose, output, None if api else deployment, summary, here)
-            click.clear()  # on a terminal; piped, each table follows the last
+            text = _get_once(client, api, verbose, lines, None if api else deployment, summary, here)
+            if output != "json":
+                click.clear()  # on a terminal; piped, each table follows the last
             click.echo(text)
+            sys.stdout.flush()
             time.sleep(2)
 
 
@@ -149,16 +158,21 @@ def _get_once(
     summary: bool = False,
     here: str | None = None,
 ) -> str:
+    """One ``inferd get``: a table, or with ``output`` json (indented) or json-lines (one line)."""
+
+    def dumps(data: object) -> str:
+        return json.dumps(data) if output == "json-lines" else json.dumps(data, indent=2)
+
     if api is not None and isinstance(client, Client):
         deployment, _, name = api.rpartition("/")
         found = [s for s in client.splitters() if s["name"] == name and deployment in ("", s["deployment"])]
         # An API of that very name wins, as on the V2 route and in `inferd predict`.
         named = [a for a in client.apis() if a["name"] == name and deployment in ("", a["deployment"])]
         if found and not named:  # a traffic splitter: its weights, requests per API and shadow
-            return json.dumps(found, indent=2) if output == "json" else splitter_rows(found)
+            return dumps(found) if output != "table" else splitter_rows(found)
     if api is not None:
         detail = client.api(resolve(client, api))
-        return json.dumps([detail], indent=2) if output == "json" else render.api_detail(detail, verbose)
+        return dumps([detail]) if output != "table" else render.api_detail(detail, verbose)
     apis = client.apis()
     splitters = client.splitters() if isinstance(client, Client) else []
     others = 0
@@ -173,8 +187,8 @@ def _get_once(
         if not apis and not splitters:
             raise NotFoundError(f"no deployment named '{deployment}'")
     if summary:
-        return _summary(apis)
-    if output == "json":
+        return dumps(_status_counts(apis)) if output != "table" else _summary(apis)
+    if output != "table":
         if isinstance(client, Client):  # each API names the splitters that route to it
             for entry in apis:
                 entry["splitters"] = [
@@ -184,7 +198,7 @@ def _get_once(
                     for a in s["apis"]
                     if a["name"] == entry["name"]
                 ]
-        return json.dumps(apis, indent=2)
+        return dumps(apis)
     if not apis:
         return "no APIs are deployed (inferd deploy PROJECT_DIR)"
     text = render.api_rows(apis)
@@ -195,13 +209,19 @@ def _get_once(
     return text
 
 
+def _status_counts(apis: list[dict[str, Any]]) -> dict[str, int]:
+    """How many APIs have each status (``get -s -o json``: ``{"live": 2}``)."""
+    counts: dict[str, int] = {}
+    for entry in apis:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    return counts
+
+
 def _summary(apis: list[dict[str, Any]]) -> str:
     """Cortex's ``get -s``: ``apis: 2 live | 1 updating``."""
     if not apis:
         return "apis: none deployed"
-    counts: dict[str, int] = {}
-    for entry in apis:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    counts = _status_counts(apis)
     return "apis: " + " | ".join(f"{count} {status}" for status, count in counts.items())
 
 
@@ -314,7 +334,7 @@ def _ray_logs(api: str, follow: bool, env: Environment) -> None:
 
 @click.command()
 @click.argument("api")
-@click.argument("sample", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("sample", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--debug", is_flag=True, help="Log every stage of the pipeline in the API's log.")
 @key_option
 @deployment_option
@@ -325,21 +345,25 @@ def predict(
     """Send a JSON sample to an API and print the prediction.
 
     API is a name (or a unique prefix of one), or DEPLOYMENT/API when several deployments have
-    an API of that name; or a traffic splitter's name (the API it picks answers).
+    an API of that name; or a traffic splitter's name (the API it picks answers). SAMPLE is a
+    JSON file, or - for standard input.
 
     \b
     Examples:
       inferd predict classifier examples/iris-onnx/sample.json
+      echo '[5.1, 3.5, 1.4, 0.2]' | inferd predict classifier -
       inferd predict iris/classifier examples/iris-onnx/sample.json
       inferd predict classifier sample.json -d iris   # Cortex's -d
       inferd predict guarded sample.json --key "$MY_KEY"   # an API with auth:
     """
-    body = sample.read_bytes()
+    stdin = str(sample) == "-"
+    body = sys.stdin.buffer.read() if stdin else sample.read_bytes()
     try:
         orjson.loads(body)
     except orjson.JSONDecodeError as exc:  # say so here, not as the API's 400 about "its" input
         if not _read_by_apis(body):
-            raise UsageError(f"{sample} is not JSON ({exc}): a sample is a JSON request body") from None
+            where = "stdin" if stdin else sample
+            raise UsageError(f"{where} is not JSON ({exc}): a sample is a JSON request body") from None
     api = in_deployment(api, deployment)
     client = backend_for(env)
     info = _target(client, api)

@@ -95,6 +95,41 @@ def usage_error(exc: click.UsageError, ctx: click.Context) -> NoReturn:
     ctx.exit(exc.exit_code)
 
 
+# What a home inferd cannot make or write says: the user can point INFERD_HOME elsewhere.
+_HOME_REFUSALS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR, errno.ENOENT}
+
+
+def _os_error_message(exc: OSError) -> str:
+    """One sentence for an OSError; one under INFERD_HOME names the variable and the fix."""
+    reason = exc.strerror or str(exc)
+    if not exc.filename:
+        return reason
+    filename = Path(os.fsdecode(exc.filename))
+    home = Path(os.environ.get("INFERD_HOME") or Path.home() / ".inferd").absolute()
+    if exc.errno in _HOME_REFUSALS and (filename == home or home in filename.parents):
+        fix = "set INFERD_HOME to a folder you can write"
+        if filename == home and home.exists() and not home.is_dir():
+            return f"INFERD_HOME {home} is not a folder ({reason}): {fix}"
+        where = "" if filename == home else f": {filename}"
+        return f"cannot write INFERD_HOME {home} ({reason}{where}): {fix}"
+    return f"{reason} ({filename})"
+
+
+class PortType(click.ParamType[int]):
+    """A TCP port, 0 to 65535 (a socket takes 99999 as 34463); one from INFERD_PORT says so."""
+
+    name = "port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        text = str(value).strip()
+        port = int(text) if text.isdigit() else -1
+        if 0 <= port <= 65535:
+            return port
+        source = ctx.get_parameter_source(param.name) if ctx is not None and param and param.name else None
+        where = " (from INFERD_PORT)" if source is click.core.ParameterSource.ENVIRONMENT else ""
+        self.fail(f"{value!r}{where} is not a port number from 0 to 65535", param, ctx)
+
+
 class InferdGroup(click.Group):
     """Turns ``InferdError`` into one sentence on stderr and its exit code; never a traceback.
 
@@ -119,12 +154,14 @@ class InferdGroup(click.Group):
         except InferdError as exc:
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # outside the waits that say what goes on (click: "Aborted!")
+            click.echo("error: stopped (Ctrl-C)", err=True)
+            ctx.exit(1)
         except BrokenPipeError:  # what reads our output stopped reading (`inferd get | head`)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
             ctx.exit(141)  # as a program killed by SIGPIPE: the shell's pipefail sees it
         except OSError as exc:  # the machine refused: a home that is a file, a full or read-only disk
-            where = f" ({exc.filename})" if exc.filename else ""
-            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            click.echo(f"error: {_os_error_message(exc)}", err=True)
             ctx.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -190,14 +227,15 @@ def cli() -> None:
 )
 @click.option(
     "--port",
-    type=int,
-    default=lambda: int(os.environ.get("INFERD_PORT", DEFAULT_PORT)),
-    show_default="8888",
-    help="Port to listen on (INFERD_PORT).",
+    type=PortType(),
+    default=DEFAULT_PORT,
+    envvar="INFERD_PORT",
+    show_default=True,
+    help="Port to listen on (INFERD_PORT; 0: any free port).",
 )
 @click.option(
     "--grace",
-    type=float,
+    type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
     help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM.",

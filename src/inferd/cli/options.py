@@ -120,8 +120,17 @@ def folder_deployment() -> str | None:
     return None
 
 
+def not_empty(name: str) -> str:
+    """An API (or deployment) name as given; an empty one is a usage error, not a prefix of
+    every name."""
+    if not name.strip():
+        raise UsageError("the API name is empty")
+    return name
+
+
 def in_deployment(api: str, deployment: str | None) -> str:
     """``-d/--deployment`` (Cortex's flag) folded into an API name: ``DEPLOYMENT/API``."""
+    not_empty(api)
     if deployment is None:
         return api
     named, _, name = api.rpartition("/")

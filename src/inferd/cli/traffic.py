@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from inferd.cli.backends import backend_for
-from inferd.cli.options import env_option
+from inferd.cli.options import env_option, not_empty
 from inferd.cli.render import table
 from inferd.client import Client
 from inferd.errors import NotFoundError, OperatorError, UsageError, in_several_deployments
@@ -70,6 +70,7 @@ def recorded_api(client: Client, name: str) -> str:
     """The key of the API ``name`` names, as ``resolve_api`` finds it; else (no operator runs, as
     under ``inferd serve``, which writes payload logs too; or the API was deleted, and its payload
     log stays until ``inferd prune``) the API of that name with a payload log."""
+    not_empty(name)
     try:
         return resolve_api(client, name)
     except (OperatorError, NotFoundError):

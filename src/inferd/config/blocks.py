@@ -5,17 +5,32 @@ resource of ``schema.py`` does.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from inferd.config.quantity import parse_quantity
+
+# Cortex's replica counts were int32s: a larger number was an error there, and is one here.
+INT32_MAX = 2**31 - 1
+
+
+def _number_only(value: object) -> object:
+    """pydantic's lax mode takes true as 1 and '2' as 2; Cortex's int32 fields took numbers only."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    return value
+
+
+# A count in the config: an integer (or a whole float, 4.0), never true or '2'.
+Count = Annotated[int, BeforeValidator(_number_only)]
 
 
 class Block(BaseModel):
     """A block of the config: unknown keys are errors, and it never changes once read."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: YAML's .nan passed every bound (NaN compares false) and .inf every lower one
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Tracker(Block):
@@ -35,10 +50,14 @@ class Tracker(Block):
 class Compute(Block):
     """``compute:``: resources of each replica and bounds of the replica count."""
 
-    min_replicas: int = Field(1, ge=0, description="Fewest replicas (0: inferd's scale to zero)")
-    max_replicas: int = Field(100, ge=1, description="Most replicas")
-    init_replicas: int | None = Field(None, ge=0, description="Replicas at start (= min_replicas)")
-    target_cpu_utilization: int = Field(
+    min_replicas: Count = Field(
+        1, ge=0, le=INT32_MAX, description="Fewest replicas (0: inferd's scale to zero)"
+    )
+    max_replicas: Count = Field(100, ge=1, le=INT32_MAX, description="Most replicas")
+    init_replicas: Count | None = Field(
+        None, ge=0, le=INT32_MAX, description="Replicas at start (= min_replicas)"
+    )
+    target_cpu_utilization: Count = Field(
         80,
         gt=0,
         le=100,
@@ -53,7 +72,9 @@ class Compute(Block):
         description="inferd extension: a hard cap on each replica's memory (cgroup v2 memory.max where "
         "inferd may create one, else stopped when its RSS passes it)",
     )
-    gpu: int = Field(0, ge=0, description="Whole GPUs per replica, each replica on its own devices")
+    gpu: Count = Field(
+        0, ge=0, le=INT32_MAX, description="Whole GPUs per replica, each replica on its own devices"
+    )
     gpu_memory: str | int | None = Field(
         None,
         description="inferd extension: with gpu: 1, share a device: each replica gets this much of "
@@ -65,9 +86,11 @@ class Compute(Block):
         "CUDA-enabled onnxruntime/TensorFlow, no driver) instead of failing to load",
     )
 
-    @field_validator("cpu", "mem", "gpu_memory")
+    # before the type's union, so that a list or an infinite number says "not a quantity", not
+    # pydantic's "compute.cpu.str: must be a string"
+    @field_validator("cpu", "mem", "mem_limit", "gpu_memory", mode="before")
     @classmethod
-    def _quantity(cls, value: str | int | float | None) -> str | int | float | None:
+    def _quantity(cls, value: object) -> object:
         if value is not None and parse_quantity(value) <= 0:
             raise ValueError("must be > 0")
         return value
@@ -141,7 +164,7 @@ class Auth(Block):
 class Batching(Block):
     """``batching:`` (inferd extension): group queued requests into one model call."""
 
-    max_batch_size: int = Field(ge=1, le=4096, description="Most samples in one model call")
+    max_batch_size: Count = Field(ge=1, le=4096, description="Most samples in one model call")
     batch_interval: float = Field(
         0.0, ge=0, le=10, description="Seconds a partial batch may wait for more requests (0: never wait)"
     )
@@ -155,9 +178,9 @@ class PayloadLog(Block):
         "16Mi", description="Size at which the log rotates (one older file is kept, then dropped)"
     )
 
-    @field_validator("max_size")
+    @field_validator("max_size", mode="before")
     @classmethod
-    def _size(cls, value: str | int) -> str | int:
+    def _size(cls, value: object) -> object:
         if parse_quantity(value) < 4096:
             raise ValueError("must be at least 4Ki")
         return value

@@ -105,7 +105,11 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
 
     ``keys_root``: the folder relative ``auth.keys_file`` paths are in, when not the project's.
     """
-    config_file = find_config(Path(path).resolve())
+    try:
+        resolved = Path(path).resolve()
+    except (RuntimeError, OSError):  # pathlib's "Symlink loop"
+        raise ConfigError(f"{path}: a symbolic link that loops, not a project folder") from None
+    config_file = find_config(resolved)
     name = config_file.name
     try:
         size = config_file.stat().st_size
@@ -134,11 +138,10 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
             model, label = Deployment, "deployment"
         elif kind == "traffic_splitter":
             model = TrafficSplitter
-            named = isinstance(item.get("name"), str)
-            label = f"traffic_splitter '{item['name']}'" if named else "traffic_splitter"
+            label = _label("traffic_splitter", item.get("name"))
         elif kind == "api":
             model = Api
-            label = f"api '{item['name']}'" if isinstance(item.get("name"), str) else "api"
+            label = _label("api", item.get("name"))
         elif kind is None:
             raise ConfigError(f"{where}: resource {index + 1} has no 'kind' (deployment or api)")
         else:
@@ -160,6 +163,13 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
     except FieldError as exc:
         line = lines.get(exc.location, lines.get(exc.location[:1], 1))
         raise ConfigError(f"{name}:{line}: {exc.message}") from None
+
+
+def _label(kind: str, name: object) -> str:
+    """``api 'classifier'``; a name too long to be valid is cut (its own error says so)."""
+    if not isinstance(name, str):
+        return kind
+    return f"{kind} '{name[:63]}...'" if len(name) > 63 else f"{kind} '{name}'"
 
 
 def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
@@ -232,7 +242,12 @@ _MESSAGES: dict[str, str] = {
     "tuple_type": "must be a list",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "int_parsing_size": "is too large a number",
 }
+# The names pydantic gives a union's members in an error's location (``compute.mem.str``).
+_UNION_MEMBERS = {"str", "int", "float", "bool", "none"}
+_MEMBER_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}
 
 
 def _model_at(model: type[BaseModel], loc: Location) -> type[BaseModel] | None:
@@ -265,6 +280,30 @@ def _unknown_key(model: type[BaseModel] | None, loc: Location) -> str:
     return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
 
 
+def _union_error(error: Any, errors: list[Any]) -> Any:
+    """A value no member of a union took: the error at the field itself, not at ``field.str``.
+
+    The most telling member's error is kept (``must be a whole number`` for 1.5 where an integer
+    or a string may be), else one that lists what the field takes.
+    """
+    loc = tuple(error["loc"])
+    if not loc or loc[-1] not in _UNION_MEMBERS:
+        return error
+    members = [
+        other
+        for other in errors
+        if tuple(other["loc"])[:-1] == loc[:-1] and other["loc"][-1] in _UNION_MEMBERS
+    ]
+    if len(members) < 2:
+        return error
+    telling = [other for other in members if not other["type"].endswith("_type")]
+    if telling:
+        return {**telling[0], "loc": loc[:-1]}
+    words = [_MEMBER_WORDS.get(str(other["loc"][-1]), str(other["loc"][-1])) for other in members]
+    message = f"must be {', '.join(words[:-1])} or {words[-1]}"
+    return {"type": "union", "loc": loc[:-1], "msg": message, "ctx": {}}
+
+
 def _config_error(
     exc: ValidationError,
     name: str,
@@ -287,6 +326,7 @@ def _config_error(
             ):
                 error = other
                 break
+    error = _union_error(error, errors)
     loc: Location = tuple(error["loc"])
     kind = error["type"]
     ctx = error.get("ctx") or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _SUFFIXES: dict[str, float] = {
@@ -28,13 +29,18 @@ def parse_quantity(value: object) -> float:
     """The numeric value of a quantity; ``ValueError`` with a readable message otherwise."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)")
+    number: float | None = None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         match = _QUANTITY.match(value)
         if match and match.group(2) in _SUFFIXES:
-            return float(match.group(1)) * _SUFFIXES[match.group(2)]
-    raise ValueError(f"{value!r} is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)")
+            number = float(match.group(1)) * _SUFFIXES[match.group(2)]
+    if number is None:
+        raise ValueError(f"{value!r} is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)")
+    if not math.isfinite(number):  # YAML's .nan and .inf, or 1e400: no machine has that many
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
 
 
 def format_bytes(count: float) -> str:

@@ -8,6 +8,7 @@ Every rule raises ``FieldError`` at the YAML location it is about.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from inferd.config.blocks import Shadow
@@ -26,7 +27,10 @@ from inferd.config.schema import (
 
 def _inside(root: Path, relative: str, location: tuple[str | int, ...], what: str) -> Path:
     candidate = Path(relative)
-    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    try:
+        path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    except (RuntimeError, OSError):  # pathlib's "Symlink loop"
+        raise FieldError(location, f"{what} {relative!r} is a symbolic link that loops") from None
     if path != root and root not in path.parents:
         raise FieldError(location, f"{what} {relative!r} is outside the project folder")
     return path
@@ -143,6 +147,17 @@ def _check_shadow(index: int, label: str, name: str, shadow: Shadow | None, name
         )
 
 
+def _holds_saved_model(folder: Path, depth: int = 8) -> bool:
+    """A ``saved_model.pb`` anywhere below ``folder`` (symlinked folders followed, ``depth`` deep
+    at most, so a link loop ends)."""
+    for where, dirs, files in os.walk(folder, followlinks=True):
+        if "saved_model.pb" in files:
+            return True
+        if len(Path(where).relative_to(folder).parts) >= depth:
+            dirs.clear()
+    return False
+
+
 def _check_files(root: Path, index: int, api: Api) -> None:
     label = f"api '{api.name}'"
     block_name = api.model_format
@@ -150,6 +165,11 @@ def _check_files(root: Path, index: int, api: Api) -> None:
         field = "path" if api.predictor is not None else "request_handler"
         where = (index, block_name, field)
         path = _inside(root, api.handler_file, where, f"{label}: {block_name}.{field}:")
+        if path.is_dir():
+            raise FieldError(
+                where,
+                f"{label}: {block_name}.{field}: {api.handler_file} is a folder; name the handler's .py file",
+            )
         if not path.is_file():
             raise FieldError(where, f"{label}: {block_name}.{field}: {api.handler_file} does not exist")
         if path.suffix not in (".py", ".pickle"):
@@ -173,6 +193,15 @@ def _check_files(root: Path, index: int, api: Api) -> None:
             raise FieldError(where, f"{label}: {block_name}.model: {uri} does not exist")
         if api.onnx is not None and not path.is_file():
             raise FieldError(where, f"{label}: onnx.model: {uri} must be a file")
+        if api.onnx is not None and path.stat().st_size == 0:
+            raise FieldError(where, f"{label}: onnx.model: {uri} is empty (0 bytes)")
+        # anywhere below: Cortex served version folders and estimator exports (storage's search)
+        if api.tensorflow is not None and path.is_dir() and not _holds_saved_model(path):
+            raise FieldError(
+                where,
+                f"{label}: tensorflow.model: {uri} holds no saved_model.pb (export a SavedModel into "
+                "it, or into a numbered version folder inside it)",
+            )
         if api.tensorflow is not None and not (path.is_dir() or path.suffix == ".zip"):
             raise FieldError(
                 where, f"{label}: tensorflow.model: {uri} must be a SavedModel folder (or a .zip of one)"

@@ -13,7 +13,17 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from inferd.config.blocks import Auth, Autoscaling, Batching, Block, Compute, PayloadLog, Shadow, Tracker
+from inferd.config.blocks import (
+    Auth,
+    Autoscaling,
+    Batching,
+    Block,
+    Compute,
+    Count,
+    PayloadLog,
+    Shadow,
+    Tracker,
+)
 from inferd.config.quantity import parse_quantity
 
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -62,7 +72,9 @@ def _metadata_keys(value: dict[Any, Any]) -> dict[str, Any]:
 
 
 def _dns_1035(value: str) -> str:
-    if not DNS_1035.match(value) or len(value) > 63:
+    if len(value) > 63:
+        raise ValueError(f"{value[:20]!r}... may be at most 63 characters (it has {len(value)})")
+    if not DNS_1035.match(value):
         raise ValueError(
             f"{value!r} must start with a lower-case letter and contain only lower-case "
             "letters, digits and '-' (DNS-1035)"
@@ -181,7 +193,7 @@ class Api(Block):
     autoscaling: Autoscaling = Field(
         default_factory=Autoscaling, description="inferd extension: how replicas follow the load"
     )
-    max_queue_length: int = Field(
+    max_queue_length: Count = Field(
         1000, ge=1, description="inferd extension: requests that may wait for a replica; beyond, 503"
     )
     timeout: float = Field(
@@ -206,9 +218,9 @@ class Api(Block):
         None, description="inferd extension: copy requests to another API and record its answers"
     )
 
-    @field_validator("max_body_size")
+    @field_validator("max_body_size", mode="before")
     @classmethod
-    def _body_size(cls, value: str | int) -> str | int:
+    def _body_size(cls, value: object) -> object:
         if parse_quantity(value) < 1:
             raise ValueError("must be at least 1 byte")
         return value
@@ -280,7 +292,7 @@ class SplitterApi(Block):
     """One entry of a traffic splitter's ``apis``."""
 
     name: str = Field(description="An API of the project")
-    weight: int = Field(ge=0, le=100, description="Percent of the splitter's requests it gets")
+    weight: Count = Field(ge=0, le=100, description="Percent of the splitter's requests it gets")
 
 
 class TrafficSplitter(Block):
@@ -312,7 +324,9 @@ class Deployment(Block):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not DNS_1123.match(value) or len(value) > 63:
+        if len(value) > 63:
+            raise ValueError(f"{value[:20]!r}... may be at most 63 characters (it has {len(value)})")
+        if not DNS_1123.match(value):
             raise ValueError(
                 f"{value!r} must contain only lower-case letters, digits and '-', and start "
                 "and end with a letter or digit (underscores are not allowed)"

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inferd.operator")
 
-LOG_NAME = re.compile(r"[a-z0-9-]+(/[a-z0-9-]+)?")  # ``API`` or ``DEPLOYMENT/API``: never a path
+# ``API`` or ``DEPLOYMENT/API``: never a path, nor a file name longer than a name may be
+LOG_NAME = re.compile(r"[a-z0-9-]{1,63}(/[a-z0-9-]{1,63})?")
 
 
 def _deleted_log(operator: Operator, name: str) -> str:

@@ -20,7 +20,13 @@ def main() -> int:
     home = inferd_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     host = os.environ.get("INFERD_HOST", "127.0.0.1")
-    port = int(os.environ.get("INFERD_PORT", "8888"))
+    text = os.environ.get("INFERD_PORT", "8888")
+    port = int(text) if text.strip().isdigit() else -1
+    if not 0 <= port <= 65535:  # a socket takes 99999 as 99999 - 65536: never a surprise port
+        logging.getLogger("inferd.operator").error(
+            "INFERD_PORT %r must be a port number from 0 to 65535", text
+        )
+        return 2
     try:
         return run_leaving_threads(Operator(home, host, port).run())
     except InferdError as exc:

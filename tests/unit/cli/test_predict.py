@@ -44,3 +44,13 @@ def test_a_sample_with_nan_is_sent_as_the_apis_read_it(
     result = CliRunner().invoke(cli, ["predict", "classifier", str(sample)])
     assert "is not JSON" not in result.output
     assert "operator is not running" in result.output and result.exit_code == 1
+
+
+def test_a_sample_read_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # was: "Invalid value for 'SAMPLE': File '-' does not exist" (`... | inferd predict API -`)
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    bad = CliRunner().invoke(cli, ["predict", "classifier", "-"], input=b'{"a": 1')
+    assert bad.exit_code == 2
+    assert bad.output.startswith("error: stdin is not JSON (")
+    good = CliRunner().invoke(cli, ["predict", "classifier", "-"], input=b'{"a": 1}')
+    assert "operator is not running" in good.output and good.exit_code == 1

@@ -27,7 +27,7 @@ def test_the_examples_are_valid(name: str) -> None:
 
 
 def test_a_missing_keys_file_is_a_config_error(tmp_path: Path) -> None:
-    root = make_project(tmp_path, API + "  auth:\n    keys_file: keys.txt\n", {"m.onnx": ""})
+    root = make_project(tmp_path, API + "  auth:\n    keys_file: keys.txt\n", {"m.onnx": "onnx"})
     code, output = validate(root)
     assert code == 2
     assert output == "error: cortex.yaml:8: api 'a': auth.keys_file: keys.txt does not exist\n"
@@ -35,7 +35,7 @@ def test_a_missing_keys_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_a_post_inference_with_wrong_parameters_is_a_config_error(tmp_path: Path) -> None:
     handler = "import a_package_not_installed\ndef post_inference(prediction, metadata):\n    pass\n"
-    root = make_project(tmp_path, API + "    request_handler: h.py\n", {"m.onnx": "", "h.py": handler})
+    root = make_project(tmp_path, API + "    request_handler: h.py\n", {"m.onnx": "onnx", "h.py": handler})
     code, output = validate(root)  # the missing package does not matter: nothing is imported
     assert code == 2
     assert output == (

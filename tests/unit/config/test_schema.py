@@ -96,6 +96,7 @@ def test_full_api_block_is_accepted(tmp_path: Path) -> None:
         "    target_cpu_utilization: 50\n    cpu: 1\n    mem: 1Gi\n    gpu: 0\n"
     )
     (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "saved_model.pb").write_bytes(b"pb")
     (tmp_path / "lib").mkdir()
     loaded = load_project(project(tmp_path, DEPLOYMENT + body))
     config = loaded.apis[0]
@@ -452,6 +453,7 @@ def test_cortex_v09_flat_form_becomes_the_nested_block(tmp_path: Path) -> None:
         + "- kind: api\n  name: b\n  model: saved\n  tf_signature_key: predict\n  tags: {team: x}\n"
     )
     (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "saved_model.pb").write_bytes(b"pb")
     first, second = load_project(project(tmp_path, flat)).apis
     assert first.api.onnx is not None and first.api.onnx.request_handler == "handler.py"
     assert first.api.v09_handlers and second.api.v09_handlers

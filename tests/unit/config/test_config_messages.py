@@ -1,0 +1,189 @@
+"""Config errors a user meets with odd values: each says what is wrong with the field, in words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inferd.config.load import load_project
+from inferd.errors import ConfigError
+
+HEAD = "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: model.onnx\n"
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "handlers").mkdir(exist_ok=True)
+    (tmp_path / "cortex.yaml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    return caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        # were accepted: NaN is not <= 0 and inf is > 0, so a replica asked for nan or inf cores
+        pytest.param(
+            "  compute:\n    cpu: .nan\n",
+            "cortex.yaml:8: api 'a': compute.cpu: nan is not a finite number",
+            id="cpu-nan",
+        ),
+        pytest.param(
+            "  compute:\n    cpu: 1e400\n",
+            "cortex.yaml:8: api 'a': compute.cpu: inf is not a finite number",
+            id="cpu-inf",
+        ),
+        pytest.param(
+            "  compute:\n    cpu: '1e400'\n",
+            "cortex.yaml:8: api 'a': compute.cpu: '1e400' is not a finite number",
+            id="cpu-inf-text",
+        ),
+        pytest.param(
+            "  compute:\n    mem: 1e999Gi\n",
+            "cortex.yaml:8: api 'a': compute.mem: '1e999Gi' is not a finite number",
+            id="mem-inf-text",
+        ),
+        pytest.param(
+            "  autoscaling:\n    upscale_window: .inf\n",
+            "cortex.yaml:8: api 'a': autoscaling.upscale_window: must be a finite number",
+            id="window-inf",
+        ),
+        # was: "must be <= 86400.0", which NaN is not refused for
+        pytest.param(
+            "  timeout: .nan\n", "cortex.yaml:7: api 'a': timeout: must be a finite number", id="timeout-nan"
+        ),
+        # were: "compute.cpu.str: must be a string" (pydantic's name of a union's member)
+        pytest.param(
+            "  compute:\n    cpu: [1]\n",
+            "cortex.yaml:8: api 'a': compute.cpu: [1] is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)",
+            id="cpu-list",
+        ),
+        pytest.param(
+            "  compute:\n    mem: [1]\n",
+            "cortex.yaml:8: api 'a': compute.mem: [1] is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)",
+            id="mem-list",
+        ),
+        pytest.param(
+            "  max_body_size: 1e400\n",
+            "cortex.yaml:7: api 'a': max_body_size: inf is not a finite number",
+            id="body-inf",
+        ),
+        # was: "Unable to parse input string as an integer, exceeded maximum size"
+        pytest.param(
+            "  max_queue_length: 1e30\n",
+            "cortex.yaml:7: api 'a': max_queue_length: is too large a number",
+            id="int-huge",
+        ),
+        # was: valid; Cortex's replica counts were int32
+        pytest.param(
+            "  compute:\n    mem: 1.5\n",
+            "cortex.yaml:8: api 'a': compute.mem: must be a whole number",
+            id="mem-float",
+        ),
+        pytest.param(
+            "  compute:\n    mem_limit: lots\n",
+            "cortex.yaml:8: api 'a': compute.mem_limit: 'lots' is not a quantity",
+            id="mem-limit-text",
+        ),
+        pytest.param(
+            "  compute:\n    max_replicas: 99999999999999999999\n",
+            "cortex.yaml:8: api 'a': compute.max_replicas: must be <= 2147483647",
+            id="replicas-huge",
+        ),
+    ],
+)
+def test_an_odd_value_is_named_in_words(tmp_path: Path, body: str, said: str) -> None:
+    assert error_of(tmp_path, HEAD + body).startswith(said)
+
+
+def test_a_name_too_long_says_so(tmp_path: Path) -> None:
+    # was: "'aaa...' must start with a lower-case letter and contain only lower-case letters...",
+    # which a name of 300 a's does
+    text = HEAD.replace("name: a\n", f"name: {'a' * 300}\n")
+    message = error_of(tmp_path, text)
+    assert "at most 63 characters (it has 300)" in message
+    assert len(message) < 200
+
+
+def test_a_request_handler_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    # was: "handlers does not exist", of a folder that exists
+    text = HEAD + "    request_handler: handlers\n"
+    assert error_of(tmp_path, text) == (
+        "cortex.yaml:7: api 'a': onnx.request_handler: handlers is a folder; name the handler's .py file"
+    )
+
+
+def test_an_empty_onnx_model_is_refused_before_anything_deploys(tmp_path: Path) -> None:
+    # was: valid; inferd deploy then started a version that could only fail to load
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    text = HEAD.replace("model: model.onnx", "model: empty.onnx")
+    assert error_of(tmp_path, text) == "cortex.yaml:6: api 'a': onnx.model: empty.onnx is empty (0 bytes)"
+
+
+def test_a_tensorflow_folder_without_a_saved_model_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "tf" / "variables").mkdir(parents=True)
+    text = HEAD.replace("onnx:\n    model: model.onnx", "tensorflow:\n    model: tf")
+    assert error_of(tmp_path, text) == (
+        "cortex.yaml:6: api 'a': tensorflow.model: tf holds no saved_model.pb "
+        "(export a SavedModel into it, or into a numbered version folder inside it)"
+    )
+    (tmp_path / "tf" / "1" / "saved_model.pb").parent.mkdir()
+    (tmp_path / "tf" / "1" / "saved_model.pb").write_bytes(b"pb")
+    load_project(tmp_path)  # a version folder inside, as Cortex's exports were
+
+
+def test_a_tensorflow_folder_whose_version_is_a_symlink_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere" / "export").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "export" / "saved_model.pb").write_bytes(b"pb")
+    (tmp_path / "tf").mkdir()
+    (tmp_path / "tf" / "1").symlink_to(tmp_path / "elsewhere" / "export")
+    (tmp_path / "tf" / "loop").symlink_to(tmp_path / "tf")
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "cortex.yaml").write_text(
+        HEAD.replace("onnx:\n    model: model.onnx", "tensorflow:\n    model: tf")
+    )
+    load_project(tmp_path)
+
+
+def test_a_model_that_is_a_symlink_loop_is_one_error(tmp_path: Path) -> None:
+    # was: a traceback (pathlib's RuntimeError "Symlink loop")
+    (tmp_path / "loop.onnx").symlink_to(tmp_path / "loop.onnx")
+    text = HEAD.replace("model: model.onnx", "model: loop.onnx")
+    assert (
+        error_of(tmp_path, text)
+        == "cortex.yaml:6: api 'a': onnx.model: 'loop.onnx' is a symbolic link that loops"
+    )
+
+
+def test_a_project_folder_that_is_a_symlink_loop_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(ConfigError, match=r"loop: a symbolic link that loops"):
+        load_project(tmp_path / "loop")
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        # were accepted as 1 and 2: pydantic's lax mode; Cortex's int32 fields took numbers only
+        pytest.param(
+            "  compute:\n    min_replicas: true\n", "compute.min_replicas: must be an integer", id="bool"
+        ),
+        pytest.param(
+            "  compute:\n    max_replicas: '2'\n", "compute.max_replicas: must be an integer", id="text"
+        ),
+        pytest.param("  max_queue_length: yes\n", "max_queue_length: must be an integer", id="yes"),
+        pytest.param(
+            "  compute:\n    gpu: 99999999999\n", "compute.gpu: must be <= 2147483647", id="gpu-huge"
+        ),
+    ],
+)
+def test_a_count_is_a_number(tmp_path: Path, body: str, said: str) -> None:
+    assert said in error_of(tmp_path, HEAD + body)
+
+
+def test_a_whole_float_count_is_still_taken(tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "cortex.yaml").write_text(HEAD + "  compute:\n    max_replicas: 4.0\n")
+    assert load_project(tmp_path).apis[0].api.compute.max_replicas == 4

@@ -1,4 +1,5 @@
-"""Faults: a corrupt state file, a full disk, a model source that never answers."""
+"""Faults: a corrupt state file, a full disk, a model source that never answers, a handler's
+child processes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from inferd.client import Client
 from inferd.errors import OperatorError
-from tests.conftest import example, make_project, wait_for
+from tests.conftest import example, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -169,3 +170,45 @@ def test_down_never_says_stopped_while_the_operator_runs(inferd: Inferd) -> None
         for left in (supervisor, pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(left, signal.SIGKILL)
+
+
+SPAWNER = """
+import os, subprocess
+
+helper = subprocess.Popen(["sleep", "600"])  # a helper server a handler starts at import
+
+
+def predict(sample, metadata):
+    return {"replica": os.getpid(), "children": [helper.pid, subprocess.Popen(["sleep", "601"]).pid]}
+"""
+
+
+def test_the_processes_a_handler_starts_end_with_its_replica(inferd: Inferd, tmp_path: Path) -> None:
+    # Was: they outlived it, adopted by init: every replica killed, replaced or deleted left
+    # its handler's processes running for good (Cortex's containers took theirs with them).
+    project = make_project(
+        tmp_path / "kids",
+        "- kind: deployment\n  name: kids\n- kind: api\n  name: spawner\n  predictor:\n    path: p.py\n",
+        {"p.py": SPAWNER},
+    )
+    started: list[int] = []
+    try:
+        inferd.run("deploy", str(project))
+        first = inferd.post("/kids/spawner", {}).json()
+        started += first["children"]
+        os.kill(first["replica"], signal.SIGKILL)
+        wait_for(
+            lambda: not any(map(process_alive, first["children"])), 30, "a killed replica's children to end"
+        )
+        second = wait_for(
+            lambda: (answer := inferd.post("/kids/spawner", {})).ok and answer.json(), 60, "a new replica"
+        )
+        started += second["children"]
+        inferd.run("delete", "kids")
+        wait_for(
+            lambda: not any(map(process_alive, second["children"])), 30, "a deleted replica's children to end"
+        )
+    finally:
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

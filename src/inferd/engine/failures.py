@@ -68,9 +68,19 @@ def watch_memory(state: ApiState, event: Events) -> None:
             and rss_bytes(replica.process.pid) > limit
         ):
             event(state.key, f"replica {replica.id} used more than compute.mem_limit; stopping it")
+            replica.over_mem_limit = True
             if replica.version == state.version.id:
                 state.version.oom = True
             replica.process.send_signal(signal.SIGKILL)
+
+
+def lost_because(state: ApiState, replica: Replica) -> str | None:
+    """What the requests a closed replica was running are told: why it was stopped, if known."""
+    over = replica.over_mem_limit or (replica.cgroup is not None and MemoryCaps.killed(replica.cgroup))
+    if not over:
+        return None
+    limit = state.config.api.compute.mem_limit
+    return f"the replica running this request used more than compute.mem_limit ({limit}) and was stopped"
 
 
 def crashed(state: ApiState, replica: Replica, said_why: bool, event: Events) -> None:

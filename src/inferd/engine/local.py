@@ -391,6 +391,10 @@ class LocalEngine:
             return
         failures.crashed(state, replica, handle.state == ReplicaState.FAILED, self._event)
 
+    def replica_lost_because(self, handle: ReplicaHandle) -> str | None:
+        found = self._find(handle)
+        return None if found is None else failures.lost_because(*found)
+
     def replica_stuck(self, handle: ReplicaHandle) -> None:
         found = self._find(handle)
         if found is None:

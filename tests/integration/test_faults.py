@@ -212,3 +212,24 @@ def test_the_processes_a_handler_starts_end_with_its_replica(inferd: Inferd, tmp
         for pid in started:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_an_old_replica_killed_during_a_failing_rollout_is_replaced(inferd: Inferd, tmp_path: Path) -> None:
+    # Was: a replica of the serving version that died while a new version loaded was not
+    # replaced; when the new version then failed, the API answered 503 to everything.
+    project = make_project(
+        tmp_path / "roll",
+        "- kind: deployment\n  name: roll\n- kind: api\n  name: steady\n  predictor:\n    path: p.py\n",
+        {"p.py": "import os\n\n\ndef predict(sample, metadata):\n    return os.getpid()\n"},
+    )
+    inferd.run("deploy", str(project))
+    serving = inferd.post("/roll/steady", {}).json()
+    with (project / "p.py").open("a") as handler:
+        handler.write("import time\ntime.sleep(3)\nraise RuntimeError('version 2 does not load')\n")
+    inferd.run("deploy", str(project), "--no-wait")
+    os.kill(serving, signal.SIGKILL)
+    assert "version 2 does not load" in inferd.wait_status("steady", "error")["error"]
+    again = wait_for(
+        lambda: (answer := inferd.post("/roll/steady", {})).ok and answer.json(), 60, "an answer"
+    )
+    assert again != serving

@@ -11,9 +11,12 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from inferd.client import Client
 from inferd.errors import OperatorError
@@ -172,6 +175,18 @@ def test_down_never_says_stopped_while_the_operator_runs(inferd: Inferd) -> None
                 os.kill(left, signal.SIGKILL)
 
 
+def _all_ended(pids: list[int]) -> bool:
+    return not any(map(process_alive, pids))
+
+
+def _spawner_answer(inferd: Inferd) -> Any:
+    try:
+        answer = inferd.post("/kids/spawner", {}, timeout=10)
+    except requests.RequestException:  # the gateway is coming back with its operator
+        return None
+    return answer.ok and answer.json()
+
+
 SPAWNER = """
 import os, subprocess
 
@@ -204,6 +219,12 @@ def test_the_processes_a_handler_starts_end_with_its_replica(inferd: Inferd, tmp
             lambda: (answer := inferd.post("/kids/spawner", {})).ok and answer.json(), 60, "a new replica"
         )
         started += second["children"]
+        for _ in range(2):  # a restored replica is spawned by the operator, not forked: both ways
+            os.kill(inferd.operator_pid() or 0, signal.SIGKILL)  # its replicas go: their children too
+            gone: list[int] = second["children"]
+            wait_for(partial(_all_ended, gone), 30, "a replica's children to end with it")
+            second = wait_for(partial(_spawner_answer, inferd), 60, "the restored replica")
+            started += second["children"]
         inferd.run("delete", "kids")
         wait_for(
             lambda: not any(map(process_alive, second["children"])), 30, "a deleted replica's children to end"

@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle (it drains)
     lead_group()  # what the handler starts goes with this replica
+    signal.signal(signal.SIGTERM, _end_group_then_die)  # also when the gateway's death ends it
     if die_with_parent_:
         die_with_parent()
     sock = socket.socket(fileno=int(args[0]))
@@ -323,6 +324,12 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     with contextlib.suppress(ConnectionError, OSError):
         serve(sock, predictor)
     return 0
+
+
+def _end_group_then_die(signum: int, frame: object) -> None:
+    end_own_group()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # ends as SIGTERM always ended it: "killed by signal 15"
 
 
 def leave(code: int) -> NoReturn:

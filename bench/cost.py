@@ -151,6 +151,9 @@ class _Events:
 
     def replica_closed(self, handle: ReplicaHandle) -> None: ...
 
+    def replica_lost_because(self, handle: ReplicaHandle) -> str | None:
+        return None
+
     def replica_stuck(self, handle: ReplicaHandle) -> None: ...
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import requests
 
 START_TIMEOUT = 60.0
+RESTART_WAIT = 30.0  # a supervisor brings a killed operator back in seconds (5.4 s measured, busy)
 START_LOCK = "operator.start.lock"  # held by the command that starts the operator
 
 
@@ -74,6 +75,20 @@ class Client:
         except OSError:
             return None
         return f"http://127.0.0.1:{info['admin_port']}", token, info
+
+    def _endpoint_once_back(self) -> tuple[str, str, dict[str, Any]] | None:
+        """The operator's endpoint; while its supervisor is starting a dead one again (a crash,
+        ``kill -9``), the new one's, once it is up (within ``RESTART_WAIT`` s)."""
+        endpoint = self._endpoint()
+        deadline = time.monotonic() + RESTART_WAIT
+        while endpoint is None and time.monotonic() < deadline:
+            info = read_json(self.home / OPERATOR_FILE) or {}
+            supervisor = int(info.get("supervisor") or 0)
+            if not (supervisor and _alive(supervisor) and _is_operator(supervisor)):
+                return None
+            time.sleep(0.1)
+            endpoint = self._endpoint()
+        return endpoint
 
     def running(self) -> bool:
         endpoint = self._endpoint()
@@ -162,7 +177,7 @@ class Client:
     def call(self, method: str, path: str, body: Any = None, timeout: float = 600) -> Any:
         import requests
 
-        endpoint = self._endpoint()
+        endpoint = self._endpoint_once_back()
         if endpoint is None:
             raise OperatorError(
                 "the inferd operator is not running (start it: `inferd up` or `inferd deploy`)"

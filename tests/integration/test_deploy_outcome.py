@@ -372,3 +372,11 @@ def test_the_previous_version_keeps_serving_after_an_operator_restart(
     failed = inferd.wait_status("labels", "error")  # and the broken one is still said
     assert "a_module_that_does_not_exist" in failed["error"]
     assert inferd.post("/truth/labels", SAMPLE).json() == "v1"
+
+    # A deploy while the restarted operator brings the deployment back waits for it. Was: the
+    # restore went on after it and put the broken version back over the one just deployed.
+    (project / "h.py").write_text(GOOD.replace("v1", "v3"))
+    os.kill(inferd.operator_pid() or 0, signal.SIGKILL)
+    inferd.run("deploy", str(project))
+    assert inferd.post("/truth/labels", SAMPLE).json() == "v3"
+    assert inferd.run("deploy", str(project)).stdout.startswith("deployment is up-to-date")

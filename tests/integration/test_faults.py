@@ -1,4 +1,5 @@
-"""Faults: a corrupt state file, a full disk, a model source that never answers."""
+"""Faults: a corrupt state file, a full disk, a model source that never answers, a handler's
+child processes."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from inferd.client import Client
 from inferd.errors import OperatorError
-from tests.conftest import example, make_project, wait_for
+from tests.conftest import example, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -169,3 +173,84 @@ def test_down_never_says_stopped_while_the_operator_runs(inferd: Inferd) -> None
         for left in (supervisor, pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(left, signal.SIGKILL)
+
+
+def _all_ended(pids: list[int]) -> bool:
+    return not any(map(process_alive, pids))
+
+
+def _spawner_answer(inferd: Inferd) -> Any:
+    try:
+        answer = inferd.post("/kids/spawner", {}, timeout=10)
+    except requests.RequestException:  # the gateway is coming back with its operator
+        return None
+    return answer.ok and answer.json()
+
+
+SPAWNER = """
+import os, subprocess
+
+helper = subprocess.Popen(["sleep", "600"])  # a helper server a handler starts at import
+
+
+def predict(sample, metadata):
+    return {"replica": os.getpid(), "children": [helper.pid, subprocess.Popen(["sleep", "601"]).pid]}
+"""
+
+
+def test_the_processes_a_handler_starts_end_with_its_replica(inferd: Inferd, tmp_path: Path) -> None:
+    # Was: they outlived it, adopted by init: every replica killed, replaced or deleted left
+    # its handler's processes running for good (Cortex's containers took theirs with them).
+    project = make_project(
+        tmp_path / "kids",
+        "- kind: deployment\n  name: kids\n- kind: api\n  name: spawner\n  predictor:\n    path: p.py\n",
+        {"p.py": SPAWNER},
+    )
+    started: list[int] = []
+    try:
+        inferd.run("deploy", str(project))
+        first = inferd.post("/kids/spawner", {}).json()
+        started += first["children"]
+        os.kill(first["replica"], signal.SIGKILL)
+        wait_for(
+            lambda: not any(map(process_alive, first["children"])), 30, "a killed replica's children to end"
+        )
+        second = wait_for(
+            lambda: (answer := inferd.post("/kids/spawner", {})).ok and answer.json(), 60, "a new replica"
+        )
+        started += second["children"]
+        for _ in range(2):  # a restored replica is spawned by the operator, not forked: both ways
+            os.kill(inferd.operator_pid() or 0, signal.SIGKILL)  # its replicas go: their children too
+            gone: list[int] = second["children"]
+            wait_for(partial(_all_ended, gone), 30, "a replica's children to end with it")
+            second = wait_for(partial(_spawner_answer, inferd), 60, "the restored replica")
+            started += second["children"]
+        inferd.run("delete", "kids")
+        wait_for(
+            lambda: not any(map(process_alive, second["children"])), 30, "a deleted replica's children to end"
+        )
+    finally:
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_an_old_replica_killed_during_a_failing_rollout_is_replaced(inferd: Inferd, tmp_path: Path) -> None:
+    # Was: a replica of the serving version that died while a new version loaded was not
+    # replaced; when the new version then failed, the API answered 503 to everything.
+    project = make_project(
+        tmp_path / "roll",
+        "- kind: deployment\n  name: roll\n- kind: api\n  name: steady\n  predictor:\n    path: p.py\n",
+        {"p.py": "import os\n\n\ndef predict(sample, metadata):\n    return os.getpid()\n"},
+    )
+    inferd.run("deploy", str(project))
+    serving = inferd.post("/roll/steady", {}).json()
+    with (project / "p.py").open("a") as handler:
+        handler.write("import time\ntime.sleep(3)\nraise RuntimeError('version 2 does not load')\n")
+    inferd.run("deploy", str(project), "--no-wait")
+    os.kill(serving, signal.SIGKILL)
+    assert "version 2 does not load" in inferd.wait_status("steady", "error")["error"]
+    again = wait_for(
+        lambda: (answer := inferd.post("/roll/steady", {})).ok and answer.json(), 60, "an answer"
+    )
+    assert again != serving

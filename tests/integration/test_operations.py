@@ -172,6 +172,10 @@ def test_a_killed_operator_comes_back_by_itself(
 
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
+    # Was: a command run meanwhile said "the inferd operator is not running (start it: ...)"
+    # (exit 1); it waits for the operator its supervisor is bringing back.
+    during = inferd.run("get", "sturdy", check=False)
+    assert during.returncode == 0 and during.stdout.startswith("status"), during.stderr
     # a new operator process, its zygote's imports and a replica: generous on a loaded machine
     wait_for(answered, 120, "an answer from the restarted operator, with no command run")
     print(f"200 again {time.monotonic() - killed:.1f}s after kill -9 of the operator")

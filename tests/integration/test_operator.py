@@ -227,6 +227,17 @@ def test_autoscaling_up_and_down_and_cold_start(
     wait_for(lambda: inferd.status("elastic")["available"] == 1, 60, "one replica left")
 
 
+HUNGRY = """
+import time
+
+
+def predict(sample, metadata):
+    held = b"x" * (400 << 20)  # written, so resident: over the API's 200Mi
+    time.sleep(120)
+    return len(held)
+"""
+
+
 def test_errors_are_reported_and_other_apis_keep_serving(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:
@@ -237,8 +248,9 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         "- kind: api\n  name: broken\n  onnx:\n    model: m.onnx\n    request_handler: bad.py\n"
         "- kind: api\n  name: huge\n  onnx:\n    model: m.onnx\n  compute:\n    cpu: 64\n"
         "- kind: api\n  name: greedy\n  onnx:\n    model: m.onnx\n  compute:\n    mem_limit: 10Mi\n"
-        "- kind: api\n  name: gpu\n  onnx:\n    model: m.onnx\n  compute:\n    gpu: 1\n",
-        {"bad.py": "def pre_inference(sample, metadata):\n    return sample\n"},
+        "- kind: api\n  name: gpu\n  onnx:\n    model: m.onnx\n  compute:\n    gpu: 1\n"
+        "- kind: api\n  name: hungry\n  predictor:\n    path: hungry.py\n  compute:\n    mem_limit: 200Mi\n",
+        {"bad.py": "def pre_inference(sample, metadata):\n    return sample\n", "hungry.py": HUNGRY},
         {"m.onnx": iris_onnx_model},
     )
     deployed = inferd.run("deploy", str(project), check=False)
@@ -263,6 +275,13 @@ def test_errors_are_reported_and_other_apis_keep_serving(
     assert "compute unavailable: needs 1 GPU" in inferd.run("get", "gpu").stdout
     inferd.wait_status("greedy", "error (out of memory)")
     assert inferd.post("/mixed/good", [[1, 2, 3, 4]]).status_code == 200
+    # Was: 503 "the replica running this request stopped before answering; retry it", which
+    # a retry of the same request met again.
+    hungry = inferd.post("/mixed/hungry", {}, timeout=120)
+    assert hungry.status_code == 500
+    assert hungry.json()["error"] == (
+        "the replica running this request used more than compute.mem_limit (200Mi) and was stopped"
+    )
 
     # A new version that fails to load leaves the old one serving.
     (project / "cortex.yaml").write_text(

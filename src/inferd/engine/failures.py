@@ -25,8 +25,13 @@ log = logging.getLogger("inferd.engine")
 MAX_BACKOFF = 30.0
 
 
-def reap(state: ApiState, sink: ReplicaSink, event: Events) -> None:
-    """Forget the API's replicas whose process ended and whose connection closed."""
+def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
+    """Forget the API's replicas whose process ended and whose connection closed.
+
+    Returns those of an older version that served, died unasked (a crash, a timeout) and left
+    no replica ready: while the new version loads or fails, one like each must take its place.
+    """
+    lost: list[Replica] = []
     for replica in list(state.replicas):
         if replica.process.poll() is not None and replica.handle.state in (
             ReplicaState.CLOSED,
@@ -53,6 +58,14 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> None:
                 version.error = f"a replica {how} while loading the model and handler"
                 version.detail = version.error + f" (see `inferd logs {state.key}`)"
                 sink.api_error(state.key, version.error)
+            if (
+                replica.version != version.id
+                and replica.loaded
+                and not replica.retired
+                and not any(other.ready for other in state.replicas)
+            ):
+                lost.append(replica)
+    return lost
 
 
 def watch_memory(state: ApiState, event: Events) -> None:
@@ -68,9 +81,19 @@ def watch_memory(state: ApiState, event: Events) -> None:
             and rss_bytes(replica.process.pid) > limit
         ):
             event(state.key, f"replica {replica.id} used more than compute.mem_limit; stopping it")
+            replica.over_mem_limit = True
             if replica.version == state.version.id:
                 state.version.oom = True
             replica.process.send_signal(signal.SIGKILL)
+
+
+def lost_because(state: ApiState, replica: Replica) -> str | None:
+    """What the requests a closed replica was running are told: why it was stopped, if known."""
+    over = replica.over_mem_limit or (replica.cgroup is not None and MemoryCaps.killed(replica.cgroup))
+    if not over:
+        return None
+    limit = state.config.api.compute.mem_limit
+    return f"the replica running this request used more than compute.mem_limit ({limit}) and was stopped"
 
 
 def crashed(state: ApiState, replica: Replica, said_why: bool, event: Events) -> None:

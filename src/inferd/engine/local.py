@@ -206,7 +206,13 @@ class LocalEngine:
                     failures.step_recovered(state, self.sink, self._event)
 
     def _reconcile_api(self, state: ApiState, now: float) -> None:
-        failures.reap(state, self.sink, self._event)
+        for lost in failures.reap(state, self.sink, self._event):
+            # the old version's replica died while nothing else serves: start one like it
+            if lost.source is not None and lost.source.spec is not None and not state.deleting:
+                self._event(
+                    state.key, f"starting another replica of version {lost.version} in {lost.id}'s place"
+                )
+                self._start(state, like=lost.source)
         failures.watch_memory(state, self._event)
         compute = state.config.api.compute
         if state.deleting:
@@ -280,8 +286,8 @@ class LocalEngine:
         state.status = status(state)
         self.sink.api_status(state.key, state.status)
 
-    def _start(self, state: ApiState) -> None:
-        version = state.version
+    def _start(self, state: ApiState, like: Version | None = None) -> None:
+        version = like or state.version
         assert version.spec is not None
         gpus = self.capacity.gpus.assign(gpu_claims(self.apis), gpu_need(state.config.api.compute))
         if gpus is None:
@@ -313,6 +319,7 @@ class LocalEngine:
                 process=process,
                 gpus=gpus,
                 uses=version.uses,
+                source=version,
                 cgroup=self.caps.confine(replica_id, process.pid, limit) if self.caps and limit else None,
             )
         )
@@ -390,6 +397,10 @@ class LocalEngine:
             state.timed_out += 1
             return
         failures.crashed(state, replica, handle.state == ReplicaState.FAILED, self._event)
+
+    def replica_lost_because(self, handle: ReplicaHandle) -> str | None:
+        found = self._find(handle)
+        return None if found is None else failures.lost_because(*found)
 
     def replica_stuck(self, handle: ReplicaHandle) -> None:
         found = self._find(handle)

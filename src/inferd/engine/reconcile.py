@@ -2,9 +2,11 @@
 
 Rolling updates keep the old version serving until the new one has as many ready replicas as
 desired; then the old replicas are retired (each finishes the request it is running). Replicas
-of an old version that never became ready are retired at once. New replicas start only in free
-capacity: when the machine has no room for the next one, one old replica is retired (once the
-others can carry its traffic), and the new one starts in the room it leaves; one at a time.
+of an old version that never became ready are retired at once, unless no replica is ready and
+the new version has its room (an old one restarting after a crash serves if the new one fails).
+New replicas start only in free capacity: when the machine has no room for the next one, one
+old replica is retired (once the others can carry its traffic), and the new one starts in the
+room it leaves; one at a time.
 """
 
 from __future__ import annotations
@@ -48,7 +50,12 @@ def plan(
     result = Plan(start=max(0, min(desired - len(current), can_start)))
     ready_current = sum(r.ready for r in current)
     old_ready = [r for r in old if r.ready]
-    result.retire.extend(r.id for r in old if not r.ready)
+    # An old replica still starting goes at once, unless it is all the API may soon serve with
+    # (nothing is ready: the new version is loading or failing) and the new one has its room.
+    serving = ready_current > 0 or bool(old_ready)
+    needs_room = not blocked and len(current) + result.start < desired
+    if serving or needs_room or desired == 0:
+        result.retire.extend(r.id for r in old if not r.ready)
     if ready_current >= desired or not old_ready:
         result.retire.extend(r.id for r in old_ready)
     elif (

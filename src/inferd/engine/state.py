@@ -53,6 +53,8 @@ class Replica:
     died_loading: bool = False
     crashed: bool = False  # closed without saying why; its exit code is logged when reaped
     stuck: bool = False
+    source: Version | None = None  # the version it runs (to start another like it)
+    over_mem_limit: bool = False  # stopped by the engine for passing compute.mem_limit
     gpus: Claim = field(default_factory=lambda: Claim(()))  # what its CUDA_VISIBLE_DEVICES names
     nice: int | None = None  # its nice value when the engine changed it (engine/priority.py)
 

@@ -23,6 +23,8 @@ log = logging.getLogger("inferd.operator")
 async def delete(operator: Operator, name: str) -> dict[str, Any]:
     """Delete API or deployment ``name`` once no deploy of its deployment is in progress."""
     deployment = deployment_of(operator, name)
+    if deployment is not None:
+        await operator.restored_first(deployment)
     if deployment is None:
         return delete_now(operator, name)  # nothing of that name: the error says what there is
     lock = operator.locks.setdefault(deployment, asyncio.Lock())

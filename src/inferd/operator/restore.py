@@ -26,11 +26,23 @@ log = logging.getLogger("inferd.operator")
 SERVING_WAIT = 120.0  # how long the version that served may take to load again before the newest
 
 
-async def restore_all(state: State, engine: LocalEngine, gateway: Gateway) -> None:
-    """Bring back every deployment in ``state``, side by side (a hanging origin holds up none)."""
-    await asyncio.gather(
-        *(_restore(state, engine, gateway, name, record) for name, record in list(state.deployments.items()))
-    )
+async def restore_all(
+    state: State, engine: LocalEngine, gateway: Gateway, restored: dict[str, asyncio.Event]
+) -> None:
+    """Bring back every deployment in ``state``, side by side (a hanging origin holds up none).
+
+    ``restored`` gets an event per deployment, set once it is back (or could not be).
+    """
+    for name in state.deployments:
+        restored.setdefault(name, asyncio.Event())
+
+    async def one(name: str, record: DeploymentRecord) -> None:
+        try:
+            await _restore(state, engine, gateway, name, record)
+        finally:
+            restored[name].set()
+
+    await asyncio.gather(*(one(name, record) for name, record in list(state.deployments.items())))
 
 
 async def _restore(

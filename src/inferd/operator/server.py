@@ -84,11 +84,14 @@ class Operator:
         self.deploying: dict[str, tuple[object, ...]] = {}  # what each deployment's lock holder deploys
         self.started = time.time()
         self.restoring = True
+        # set as each recorded deployment is brought back: a deploy or delete of it waits for that
+        self.restored: dict[str, asyncio.Event] = {}
         self.collector = Collector(home, self.kept, self.busy)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT or ``inferd down``; then drain and stop everything."""
         self.state.load()
+        self.restored = {name: asyncio.Event() for name in self.state.deployments}
         await self.gateway.start(self.host, self.port)
         loop = asyncio.get_running_loop()
         admin_port = await self.admin.listen(
@@ -149,7 +152,15 @@ class Operator:
 
     async def restore(self) -> None:
         """Bring back every deployment recorded in the state (``operator/restore.py``)."""
-        await restore_all(self.state, self.engine, self.gateway)
+        await restore_all(self.state, self.engine, self.gateway, self.restored)
+
+    async def restored_first(self, deployment: str) -> None:
+        """Wait until ``deployment`` is back, if the operator is bringing it back: a deploy or a
+        delete that went first would be undone by its restore."""
+        event = self.restored.get(deployment)
+        if event is not None and not event.is_set():
+            log.info("deployment '%s': waiting for its restore to finish", deployment)
+            await event.wait()
 
     # admin operations
 
@@ -171,6 +182,7 @@ class Operator:
         if not replace:
             self._check_other_folder(project)
         secrets = self._key_variables(project, environ or {})
+        await self.restored_first(name)
         lock = self.locks.setdefault(name, asyncio.Lock())
         # (a walk of the project: off the event loop the gateway's requests are answered on)
         fingerprint = await asyncio.to_thread(project_fingerprint, project.root)

@@ -65,6 +65,11 @@ class ReplicaEvents(Protocol):
 
     def replica_closed(self, handle: ReplicaHandle) -> None: ...
 
+    def replica_lost_because(self, handle: ReplicaHandle) -> str | None:
+        """Why the replica's connection closed, when the engine ended it for a reason the
+        requests it was running should hear (it used more than ``compute.mem_limit``)."""
+        ...
+
     def replica_stuck(self, handle: ReplicaHandle) -> None:
         """The replica overran a request's deadline and was abandoned: stop its process."""
         ...
@@ -247,5 +252,7 @@ class ReplicaHandle(asyncio.Protocol):
         self._transport = None
         waiters, self.waiters = self.waiters, []
         if waiters:
-            self._deliver([(waiter, 503, CRASHED, b"") for waiter in waiters])
+            why = self.events.replica_lost_because(self)
+            answer = (500, codec.error_body(why)) if why else (503, CRASHED)
+            self._deliver([(waiter, *answer, b"") for waiter in waiters])
         self.events.replica_closed(self)

@@ -29,6 +29,7 @@ from inferd.errors import HandlerError, InferdError, LoadError
 from inferd.handler.predictor import Predictor
 from inferd.protocols import tfserving, v2
 from inferd.replica import messages
+from inferd.replica.group import end_own_group, lead_group
 from inferd.replica.messages import ReplicaSpec
 from inferd.replica.streaming import is_stream, may_stream, send_stream, take_stop
 
@@ -276,6 +277,8 @@ def _load(spec: ReplicaSpec) -> Predictor:
 def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle (it drains)
+    lead_group()  # what the handler starts goes with this replica
+    signal.signal(signal.SIGTERM, _end_group_then_die)  # also when the gateway's death ends it
     if die_with_parent_:
         die_with_parent()
     sock = socket.socket(fileno=int(args[0]))
@@ -323,6 +326,12 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     return 0
 
 
+def _end_group_then_die(signum: int, frame: object) -> None:
+    end_own_group()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # ends as SIGTERM always ended it: "killed by signal 15"
+
+
 def leave(code: int) -> NoReturn:
     """End this process now: exit handlers run (logging's flush among them) and output is
     flushed, but the interpreter's teardown is skipped. With TensorFlow loaded that teardown
@@ -332,6 +341,7 @@ def leave(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    end_own_group()
     os._exit(code)
 
 

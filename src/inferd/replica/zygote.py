@@ -33,6 +33,8 @@ import socket
 import sys
 from typing import Any
 
+from inferd.replica.group import end_group
+
 MAX_MESSAGE = 1 << 20
 RUNTIME_MODULES = {"onnx": ("onnxruntime",), "tensorflow": ("tensorflow",), "predictor": ()}
 
@@ -141,12 +143,14 @@ def _fork(control: socket.socket, wakeup: tuple[int, int], fds: list[int], reque
 
 def _reap(control: socket.socket) -> None:
     while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+        try:  # seen, not yet reaped: its pid still names its group (its handler's processes)
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if pid == 0:
+        if ended is None:
             return
+        end_group(ended.si_pid)
+        pid, status = os.waitpid(ended.si_pid, 0)
         _send(control, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
 
 

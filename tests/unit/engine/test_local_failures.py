@@ -13,6 +13,7 @@ import pytest
 
 from inferd.config.load import load_project
 from inferd.config.schema import ApiConfig
+from inferd.engine import launch
 from inferd.engine.local import LocalEngine
 from inferd.replica.handle import ReplicaHandle
 
@@ -62,6 +63,7 @@ def test_a_replica_that_cannot_start_is_the_apis_error_with_back_off(
         sink = Sink()
         engine = LocalEngine(sink, home=tmp_path / "home", log_dir=tmp_path / "home" / "logs")
         monkeypatch.setattr(subprocess, "Popen", refuse)
+        monkeypatch.setattr(launch, "SpawnedReplica", refuse)
         await engine.apply(load_project(project_dir))
         for _ in range(20):  # 20 steps in a row: the back-off keeps the attempts few
             engine.reconcile()

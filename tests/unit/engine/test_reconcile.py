@@ -31,6 +31,16 @@ def test_old_replicas_that_never_got_ready_go_at_once() -> None:
     assert result.retire == ["a"]
 
 
+def test_an_old_replica_starting_while_nothing_is_ready_stays_unless_the_new_one_needs_its_room() -> None:
+    # its version served; it restarts after a crash while the new version loads (or failed)
+    restarting = replicas(("a", "v1", False), ("c", "v2", False))
+    assert plan(1, "v2", restarting, can_start=10).retire == []
+    assert plan(1, "v2", replicas(("a", "v1", False)), can_start=0, blocked=True).retire == []
+    assert plan(1, "v2", replicas(("a", "v1", False)), can_start=0).retire == ["a"]  # its room
+    assert plan(0, "v2", restarting, can_start=10).retire == ["a", "c"]
+    assert plan(1, "v2", replicas(("a", "v1", False), ("c", "v2", True)), can_start=10).retire == ["a"]
+
+
 def test_scale_down_retires_starting_replicas_first() -> None:
     result = plan(1, "v1", replicas(("a", "v1", True), ("b", "v1", True), ("c", "v1", False)), 10)
     assert result.retire == ["c", "b"]

@@ -446,7 +446,11 @@ def test_a_home_that_cannot_be_made_is_one_sentence(inferd: Inferd, tmp_path: Pa
     for command in (("up",), ("deploy", str(example("iris-onnx")))):
         result = inferd.run(*command, check=False)
         assert result.returncode == 1
-        assert result.stderr == f"error: Not a directory ({tmp_path / 'a-file' / 'home'})\n"
+        home = tmp_path / "a-file" / "home"
+        assert result.stderr == (
+            f"error: cannot write INFERD_HOME {home} (Not a directory): "
+            "set INFERD_HOME to a folder you can write\n"
+        )
 
 
 def test_an_operator_whose_port_is_taken_says_how_to_move_it(inferd: Inferd) -> None:

@@ -47,12 +47,18 @@ def test_cortex_cli_flags(inferd: Inferd, tmp_path: Path) -> None:
     long = inferd.run("logs", "a" * 300, check=False)
     assert long.returncode == 1 and long.stderr.startswith("error: no API named 'aaa"), long.stderr
     with subprocess.Popen(
-        [str(INFERD), "get", "-w", "-o", "json"], env=inferd.env, stdout=subprocess.PIPE, text=True
+        [str(INFERD), "get", "-w", "-o", "json"],
+        env=inferd.env,
+        stdout=subprocess.PIPE,
+        text=True,
+        # as a terminal's Ctrl-C finds it: run from a background job (CI's), SIGINT is ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as watch:
         assert watch.stdout is not None
         firsts = [watch.stdout.readline(), watch.stdout.readline()]
         watch.send_signal(signal.SIGINT)
-        assert watch.wait(timeout=30) == 0
+        watch.communicate(timeout=30)
+        assert watch.returncode == 0
     for line in firsts:
         assert sorted(api["deployment"] for api in json.loads(line)) == ["flowers", "iris"]
     only = json.loads(inferd.run("get", "--deployment", "flowers", "-o", "json").stdout)

@@ -214,9 +214,9 @@ def test_streaming_on_ray(ray_cluster: RayTestCluster, tmp_path: Path) -> None:
     # late first word on a busy machine cannot bring the spread checked below under 0.25 s.
     config = project / "cortex.yaml"
     config.write_text(config.read_text().replace("token_delay: 0.05", "token_delay: 0.15"))
-    # On a busy machine Ray may take more than 30 s to schedule the replica, which deploy
-    # reports as "compute unavailable" and exits 1 although the replica comes up later.
-    ray_cluster.run("deploy", str(project), "-e", "lab", check=False)
+    # On a busy machine Ray may take more than 30 s to start the replica's worker, and Serve then
+    # warns of an unscheduled replica although the cluster has room: deploy waits on, exit 0.
+    ray_cluster.run("deploy", str(project), "-e", "lab")
     ray_cluster.wait_live("generator", timeout=300)
     sample = json.loads((project / "sample.json").read_text())
     times = []

@@ -16,6 +16,7 @@ as the local engine's ``describe`` so ``inferd get`` renders both alike:
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -134,9 +135,26 @@ def _status(app: str, deployment: str, current: int, minimum: int, requested: in
         return "error"
     if current >= max(1, minimum) or (requested == 0 and minimum == 0):
         return "live"
-    if UNSCHEDULABLE.search(message):
+    if UNSCHEDULABLE.search(message) and not _fits(message):
         return "compute unavailable"
     return "updating" if requested > 0 else "pending"
+
+
+def _fits(message: str) -> bool:
+    """Whether Serve's own numbers say one replica fits in what the cluster has free.
+
+    Serve warns about any replica unscheduled for 30 s, also when the resources are there and
+    the node is only slow to start the replica's worker (a busy machine, a runtime environment
+    being installed): that is a slow start, not a shortage, and the deploy waits on.
+    """
+    found = RESOURCES.search(message)
+    if found is None:
+        return False
+    try:
+        needs, available = (json.loads(group) for group in found.groups())
+        return all(float(available.get(key, 0)) >= float(amount) for key, amount in needs.items())
+    except (ValueError, TypeError, AttributeError):
+        return False
 
 
 def api_views(details: dict[str, Any]) -> list[dict[str, Any]]:

@@ -106,6 +106,14 @@ def test_deleting_waiting_for_resources_and_scaled_to_zero() -> None:
         'each replica needs {"CPU": 0.2, "GPU": 1}; the cluster has {"CPU": 3.6} available '
         "(`ray status` says more)"
     )
+    # Serve warns after 30 s also when the resources are free (a worker slow to start on a busy
+    # node): that is a slow start, and a deploy waits on instead of failing.
+    slow = waiting.replace('"GPU": 1}', '"memory": 1000}').replace(
+        '{"CPU": 3.6}', '{"CPU": 3.6, "memory": 5e9}'
+    )
+    assert slow != waiting
+    view = api_view("c", app([replica(state="PENDING_ALLOCATION")], "DEPLOYING", "UPDATING", message=slow))
+    assert view["status"] == "updating" and view["error"] is None
     assert api_view("c", app([], target=0, minimum=0))["status"] == "live"
     assert api_view("c", app([replica(state="STARTING")], "DEPLOYING", "UPDATING"))["status"] == "updating"
 

@@ -213,7 +213,7 @@ class Operator:
         except InferdError as exc:
             raise CheckFailed(f"inferd get {name}: {exc}") from None
         finally:
-            client.session.close()
+            client.close()
 
     def wait(
         self, name: str, done: Callable[[dict[str, Any]], bool], what: str, timeout: float

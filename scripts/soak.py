@@ -81,7 +81,7 @@ class Soak:
         try:
             info = client.api(resolve(client, name))
         finally:
-            client.session.close()
+            client.close()
         return [int(replica["pid"]) for replica in info["replicas"] if replica["state"] == "ready"]
 
     def setup(self) -> Path:

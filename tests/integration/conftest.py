@@ -94,7 +94,7 @@ class Inferd:
         try:
             return dict(client.api(resolve(client, name)))
         finally:
-            client.session.close()
+            client.close()
 
     def wait_status(self, name: str, status: str, timeout: float = 120) -> dict[str, Any]:
         """Until the API has ``status`` (a replica start after a restart or a --no-wait deploy

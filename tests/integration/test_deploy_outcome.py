@@ -228,7 +228,8 @@ def test_one_status_everywhere_and_timeouts_counted_apart(
     project = make_project(
         tmp_path / "p",
         "- kind: deployment\n  name: one\n"
-        "- kind: api\n  name: cold\n  onnx:\n    model: m.onnx\n  compute:\n    min_replicas: 0\n"
+        "- kind: api\n  name: cold\n  onnx:\n    model: m.onnx\n"
+        "  compute:\n    min_replicas: 0\n    init_replicas: 0\n"
         "- kind: api\n  name: slow\n  onnx:\n    model: m.onnx\n    request_handler: h.py\n  timeout: 1\n",
         {"h.py": slow},
         {"m.onnx": iris_onnx_model},

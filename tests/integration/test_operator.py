@@ -203,7 +203,7 @@ def test_autoscaling_up_and_down_and_cold_start(
         "  compute:\n    min_replicas: 1\n    max_replicas: 3\n"
         "  autoscaling:\n    upscale_window: 1\n    downscale_window: 4\n"
         "- kind: api\n  name: cold\n  onnx:\n    model: m.onnx\n"
-        "  compute:\n    min_replicas: 0\n    max_replicas: 1\n",
+        "  compute:\n    min_replicas: 0\n    max_replicas: 1\n    init_replicas: 0\n",
         {"h.py": handler},
         {"m.onnx": iris_onnx_model},
     )
@@ -246,6 +246,9 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         "- kind: deployment\n  name: mixed\n"
         "- kind: api\n  name: good\n  onnx:\n    model: m.onnx\n"
         "- kind: api\n  name: broken\n  onnx:\n    model: m.onnx\n    request_handler: bad.py\n"
+        # scaled to zero, still started once: the deploy says it cannot load (it exited 0, live)
+        "- kind: api\n  name: broken-cold\n  onnx:\n    model: m.onnx\n    request_handler: bad.py\n"
+        "  compute:\n    min_replicas: 0\n"
         "- kind: api\n  name: huge\n  onnx:\n    model: m.onnx\n  compute:\n    cpu: 64\n"
         "- kind: api\n  name: greedy\n  onnx:\n    model: m.onnx\n  compute:\n    mem_limit: 10Mi\n"
         "- kind: api\n  name: gpu\n  onnx:\n    model: m.onnx\n  compute:\n    gpu: 1\n"
@@ -257,6 +260,7 @@ def test_errors_are_reported_and_other_apis_keep_serving(
     assert deployed.returncode == 1
     for failure in (
         "api 'broken' failed (error): ",
+        "api 'broken-cold' failed (error): ",
         "api 'huge' failed (compute unavailable): ",
         "api 'gpu' failed (compute unavailable): ",
         "api 'greedy' failed (error (out of memory)): ",

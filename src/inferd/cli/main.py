@@ -308,8 +308,8 @@ def serve(
 ) -> None:
     """Serve a project's APIs in the foreground until Ctrl-C.
 
-    Each API gets its replicas (compute.init_replicas, default min_replicas); each replica
-    loads the model and handler once and answers one request at a time.
+    Each API gets its replicas (compute.init_replicas: by default min_replicas, and 1 where that
+    is 0); each replica loads the model and handler once and answers one request at a time.
 
     \b
     Examples:

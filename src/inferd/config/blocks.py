@@ -55,7 +55,11 @@ class Compute(Block):
     )
     max_replicas: Count = Field(100, ge=1, le=INT32_MAX, description="Most replicas")
     init_replicas: Count | None = Field(
-        None, ge=0, le=INT32_MAX, description="Replicas at start (= min_replicas)"
+        None,
+        ge=0,
+        le=INT32_MAX,
+        description="Replicas at start (= min_replicas; 1 when min_replicas is 0, so that a deploy "
+        "shows whether the API loads)",
     )
     target_cpu_utilization: Count = Field(
         80,
@@ -112,7 +116,12 @@ class Compute(Block):
 
     @property
     def replicas_at_start(self) -> int:
-        return self.min_replicas if self.init_replicas is None else self.init_replicas
+        """``init_replicas``, else ``min_replicas``, and one for an API that scales to zero: as a
+        Knative service's initial scale, its first replica proves the version loads (a deploy
+        with a broken handler fails), and it goes once idle for the downscale window."""
+        if self.init_replicas is not None:
+            return self.init_replicas
+        return max(1, self.min_replicas)
 
     @property
     def cpu_cores(self) -> float:

@@ -23,6 +23,15 @@ class Autoscaler:
         self._samples: deque[tuple[float, int]] = deque()
         self._since: float | None = None
 
+    def configure(self, target: float, up_window: float, down_window: float) -> None:
+        """New settings (a redeploy changed ``autoscaling:``); the samples seen so far stay."""
+        self.target, self.up_window, self.down_window = target, up_window, down_window
+
+    def forget(self) -> None:
+        """Start afresh: no samples, and no scaling down before a whole window of them."""
+        self._samples.clear()
+        self._since = None
+
     def observe(self, now: float, in_flight: int) -> None:
         """Record the in-flight count at time ``now`` (monotonic seconds)."""
         if self._since is None:

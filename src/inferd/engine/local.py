@@ -108,9 +108,8 @@ class LocalEngine:
                     self.sink.add_api(config, environ)  # the keys may have changed
                 continue
             results[config.name] = "created" if state is None or state.deleting else "updated"
+            compute, autoscaling = config.api.compute, config.api.autoscaling
             if state is None:
-                compute = config.api.compute
-                autoscaling = config.api.autoscaling
                 state = ApiState(
                     version=version,
                     desired=compute.replicas_at_start if self.fixed_replicas is None else self.fixed_replicas,
@@ -120,6 +119,15 @@ class LocalEngine:
                 )
                 self.apis[config.key] = state
             else:
+                # the new `autoscaling:` applies from now on, with the load seen so far
+                state.autoscaler.configure(
+                    autoscaling.target_in_flight, autoscaling.upscale_window, autoscaling.downscale_window
+                )
+                if state.desired == 0 and self.fixed_replicas is None:
+                    # scaled to zero: the new version starts as a first deploy does, so this deploy
+                    # too shows whether it loads; the autoscaler's idle window starts again
+                    state.desired = compute.replicas_at_start
+                    state.autoscaler.forget()
                 state.version = version
                 state.status = "updating"  # until the new version is live (report.status)
                 state.deleting = False

@@ -80,6 +80,13 @@ def test_init_replicas_defaults_to_min(tmp_path: Path) -> None:
     assert load_project(project(tmp_path, text)).apis[0].api.compute.replicas_at_start == 3
 
 
+def test_an_api_that_scales_to_zero_starts_one_replica_unless_told_none(tmp_path: Path) -> None:
+    cold = DEPLOYMENT + api("  compute:\n    min_replicas: 0\n")
+    assert load_project(project(tmp_path, cold)).apis[0].api.compute.replicas_at_start == 1
+    idle = DEPLOYMENT + api("  compute:\n    min_replicas: 0\n    init_replicas: 0\n")
+    assert load_project(project(tmp_path, idle)).apis[0].api.compute.replicas_at_start == 0
+
+
 def test_inferd_yaml_is_read_when_there_is_no_cortex_yaml(tmp_path: Path) -> None:
     project(tmp_path, DEPLOYMENT + api())
     (tmp_path / "cortex.yaml").rename(tmp_path / "inferd.yaml")

@@ -78,3 +78,30 @@ def test_a_replica_that_cannot_start_is_the_apis_error_with_back_off(
     assert len(calls) == 1
     log = (tmp_path / "home" / "logs" / "d" / "doomed.log").read_text()
     assert log.count("Argument list too long") == 1  # said once, not every 250 ms
+
+
+def test_a_redeploy_applies_new_autoscaling_and_starts_an_api_at_zero_again(tmp_path: Path) -> None:
+    """A new version of an API scaled to zero asks for a replica (the deploy shows whether it
+    loads); changed ``autoscaling:`` windows take effect at the redeploy."""
+    project_dir = tmp_path / "p"
+    project_dir.mkdir()
+    config = project_dir / "cortex.yaml"
+    (project_dir / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
+    api = "- kind: deployment\n  name: d\n- kind: api\n  name: cold\n  predictor:\n    path: p.py\n"
+
+    async def scenario() -> list[tuple[int, float]]:
+        engine = LocalEngine(Sink(), home=tmp_path / "home", log_dir=tmp_path / "home" / "logs")
+        seen = []
+        try:
+            config.write_text(api + "  compute: {min_replicas: 0, init_replicas: 0}\n")
+            await engine.apply(load_project(project_dir))
+            state = engine.apis["d/cold"]
+            seen.append((state.desired, state.autoscaler.down_window))
+            config.write_text(api + "  compute: {min_replicas: 0}\n  autoscaling: {downscale_window: 7}\n")
+            await engine.apply(load_project(project_dir))
+            seen.append((state.desired, state.autoscaler.down_window))
+        finally:
+            await engine.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == [(0, 60.0), (1, 7.0)]

@@ -56,6 +56,13 @@ def _is_operator(pid: int) -> bool:
     return b"inferd.operator." in command
 
 
+def _live_supervisor(info: dict[str, Any]) -> int:
+    """The pid of the supervisor ``operator.json`` names while it runs, else 0 (also when its
+    pid now belongs to another process: the file outlived a reboot)."""
+    pid = int(info.get("supervisor") or 0)
+    return pid if pid and _alive(pid) and _is_operator(pid) else 0
+
+
 class Client:
     """Talks to the operator of ``$INFERD_HOME`` over its loopback admin API."""
 
@@ -91,9 +98,7 @@ class Client:
         endpoint = self._endpoint()
         deadline = time.monotonic() + RESTART_WAIT
         while endpoint is None and time.monotonic() < deadline:
-            info = read_json(self.home / OPERATOR_FILE) or {}
-            supervisor = int(info.get("supervisor") or 0)
-            if not (supervisor and _alive(supervisor) and _is_operator(supervisor)):
+            if not _live_supervisor(read_json(self.home / OPERATOR_FILE) or {}):
                 return None
             time.sleep(0.1)
             endpoint = self._endpoint()
@@ -125,10 +130,9 @@ class Client:
 
     def _start(self) -> bool:
         log_file = self.home / "operator.log"
-        previous = read_json(self.home / OPERATOR_FILE) or {}
-        supervisor = int(previous.get("supervisor") or 0)
+        supervisor = _live_supervisor(read_json(self.home / OPERATOR_FILE) or {})
         process: subprocess.Popen[bytes] | None = None
-        if not (supervisor and _alive(supervisor)):
+        if not supervisor:
             (self.home / OPERATOR_FILE).unlink(missing_ok=True)
             process = subprocess.Popen(
                 [sys.executable, "-m", "inferd.operator.supervisor"],
@@ -166,7 +170,7 @@ class Client:
         """
         info = read_json(self.home / OPERATOR_FILE) or {}
         pid = int(info.get("pid") or 0)
-        supervisor = int(info.get("supervisor") or 0)
+        supervisor = _live_supervisor(info)
         if self.running():
             self.call("POST", "/down")
         else:

@@ -156,6 +156,22 @@ def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> Non
     assert inferd.api("classifier")["last_update"] == deployed
 
 
+def test_an_operator_file_left_from_before_a_reboot_does_not_hold_up(inferd: Inferd) -> None:
+    # After a reboot, operator.json's pids can belong to other processes: `inferd up` waited
+    # 60 s for a "supervisor" that was some other program, then failed.
+    other = subprocess.Popen(["sleep", "300"])
+    try:
+        inferd.home.mkdir(parents=True)
+        record = {"pid": other.pid, "supervisor": other.pid, "admin_port": 1}
+        (inferd.home / "operator.json").write_text(json.dumps(record))
+        assert "operator is running" in inferd.run("up", timeout=40).stdout
+        assert inferd.operator_pid() not in (None, other.pid)
+        assert other.poll() is None  # not ours: left alone
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_killed_replica_under_load_is_replaced(inferd: Inferd, tmp_path: Path, iris_onnx_model: Path) -> None:
     project = make_project(
         tmp_path / "p",

@@ -84,7 +84,10 @@ class Client:
 
     def _endpoint(self) -> tuple[str, str, dict[str, Any]] | None:
         info = read_json(self.home / OPERATOR_FILE)
-        if not info or not _alive(int(info.get("pid", 0))):
+        if not info:
+            return None
+        pid = int(info.get("pid") or 0)
+        if not (pid and _alive(pid) and _is_operator(pid)):
             return None
         try:
             token = (self.home / TOKEN_FILE).read_text().strip()

@@ -164,6 +164,9 @@ def test_an_operator_file_left_from_before_a_reboot_does_not_hold_up(inferd: Inf
         inferd.home.mkdir(parents=True)
         record = {"pid": other.pid, "supervisor": other.pid, "admin_port": 1}
         (inferd.home / "operator.json").write_text(json.dumps(record))
+        (inferd.home / "token").write_text("from before")
+        asked = inferd.run("get", check=False)  # was: "cannot reach the operator: [Errno 111] ..."
+        assert asked.returncode == 1 and "the inferd operator is not running" in asked.stderr
         assert "operator is running" in inferd.run("up", timeout=40).stdout
         assert inferd.operator_pid() not in (None, other.pid)
         assert other.poll() is None  # not ours: left alone

@@ -68,17 +68,24 @@ class Client:
 
     def __init__(self, home: Path | None = None) -> None:
         self.home = home or inferd_home()
-        # One keep-alive connection to the admin API, made with the standard library's
-        # http.client: every CLI command is a new process, and importing requests was a third
-        # of the CPU an `inferd get` took (see `_send`). The admin API is on loopback and every
-        # call carries the operator's token, so no proxy from the environment is ever used.
-        self._connection: HTTPConnection | None = None
+        # A keep-alive connection to the admin API per thread (the client may be shared by
+        # threads), made with the standard library's http.client: every CLI command is a new
+        # process, and importing requests was a third of the CPU an `inferd get` took (see
+        # `_send`). The admin API is on loopback and every call carries the operator's token,
+        # so no proxy from the environment is ever used.
+        self._connections: dict[int, HTTPConnection] = {}
 
     def close(self) -> None:
-        """Close the connection to the operator (a later call opens another)."""
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        """Close the connections to the operator (a later call opens another)."""
+        for connection in list(self._connections.values()):
+            connection.close()
+        self._connections.clear()
+
+    def _drop(self) -> None:
+        """Close this thread's connection (it failed, or the operator closed or moved it)."""
+        connection = self._connections.pop(threading.get_ident(), None)
+        if connection is not None:
+            connection.close()
 
     # the operator process
 
@@ -221,29 +228,29 @@ class Client:
         """
         from http.client import HTTPConnection, HTTPException
 
-        connection = self._connection
+        connection = self._connections.get(threading.get_ident())
         if connection is not None and (connection.port != port or _dropped(connection)):
-            self.close()
+            self._drop()
             connection = None
         try:
             if connection is None:
                 connection = HTTPConnection("127.0.0.1", port, timeout=timeout)
                 connection.connect()
-                self._connection = connection
+                self._connections[threading.get_ident()] = connection
             elif connection.sock is not None:
                 connection.sock.settimeout(timeout)
         except OSError as exc:
-            self.close()
+            self._drop()
             raise OperatorError(f"cannot reach the operator: {exc.strerror or exc}") from None
         try:
             connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()
             return response.status, response.read()
         except TimeoutError:
-            self.close()
+            self._drop()
             raise OperatorError(f"cannot reach the operator: no answer within {timeout:g}s") from None
         except (OSError, HTTPException):
-            self.close()
+            self._drop()
             raise OperatorError(
                 "the operator stopped before it answered (`inferd down`, or it crashed): "
                 "see `inferd get` once it is up again"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
 from inferd import Client
+from inferd.client import Client as OperatorClient
 from inferd.errors import DeployFailedError, UsageError
 from tests.conftest import example
 from tests.integration.conftest import Inferd
@@ -65,6 +67,15 @@ def test_deploy_an_onnx_model_with_two_lambdas(inferd: Inferd, client: Client, t
     raw = client.deploy("lambdas", "raw", example("iris-onnx") / "models" / "iris.onnx")
     assert requests.post(raw, json=[[6.9, 3.1, 5.4, 2.1]], timeout=30).json()[0] == [2]
     assert requests.post(url, json=SAMPLES[0], timeout=30).json() == "iris-setosa"
+
+    # inferd's own client (the CLI's), shared by threads: each keeps a connection of its own
+    shared = OperatorClient(inferd.home)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            listed = list(pool.map(lambda _: len(shared.apis()), range(64)))
+    finally:
+        shared.close()
+    assert listed == [3] * 64
 
 
 def test_a_failing_handler_and_bad_arguments(client: Client) -> None:

@@ -182,7 +182,10 @@ class Client:
         pid = int(info.get("pid") or 0)
         supervisor = _live_supervisor(info)
         if self.running():
-            self.call("POST", "/down")
+            try:
+                self.call("POST", "/down")
+            finally:
+                self.close()  # the operator is going: nothing more to say on these connections
         else:
             living = [p for p in (supervisor, pid) if p and _alive(p) and _is_operator(p)]
             if not living:

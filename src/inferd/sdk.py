@@ -167,26 +167,30 @@ class Client:
             from inferd.client import Client as OperatorClient
 
             backend = OperatorClient(self.home)
-            backend.start()
-            result = backend.deploy(project)
         else:
             from inferd.engine.ray.backend import RayBackend
 
             backend = RayBackend(self.environment)
+        try:
+            if self.environment.is_local:
+                backend.start()
             result = backend.deploy(project)
-        name = key.partition("/")[2]
-        version = (result.get("versions") or {}).get(name)
-        deadline = time.monotonic() + timeout
-        while True:
-            info: dict[str, Any] = backend.api(key)
-            outcome = judge(name, info, version)
-            if outcome.done:
-                if outcome.failed:
-                    raise DeployFailedError(outcome.failure)
-                return str(info["url"])
-            if time.monotonic() > deadline:
-                raise DeployFailedError(f"api '{key}' is not live after {timeout:.0f}s: {info['status']}")
-            time.sleep(POLL_SECONDS)
+            name = key.partition("/")[2]
+            version = (result.get("versions") or {}).get(name)
+            deadline = time.monotonic() + timeout
+            while True:
+                info: dict[str, Any] = backend.api(key)
+                outcome = judge(name, info, version)
+                if outcome.done:
+                    if outcome.failed:
+                        raise DeployFailedError(outcome.failure)
+                    return str(info["url"])
+                if time.monotonic() > deadline:
+                    raise DeployFailedError(f"api '{key}' is not live after {timeout:.0f}s: {info['status']}")
+                time.sleep(POLL_SECONDS)
+        finally:
+            if self.environment.is_local:
+                backend.close()  # its connection to the operator (a long-lived caller keeps none)
 
 
 def _model_format(model_path: str, model_format: str | None) -> str:

@@ -265,7 +265,7 @@ def replay(
         version = shadowed[-1]["shadow"].get("version")  # the shadow's version that answered last
     else:
         assert other is not None
-        key = resolve_api(client, api)
+        key = recorded_api(client, api)  # a deleted API's payload log is replayed too
         against = resolve_api(client, other)
         recorded = read_payloads(client.home, key, count)
         info = client.api(against)

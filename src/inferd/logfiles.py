@@ -99,6 +99,10 @@ class RotatingLog:
         (re-slicing the rest made a batch of large records cost its size squared).
         """
         text = text.removesuffix("\n")
+        if self.whole_lines and self._handler.stream is None and _ends_inside_a_line(self.path):
+            # A writer stopped in the middle of a record (killed, or the disk filled): the next
+            # record starts a line of its own instead of being glued to that torn one.
+            text = "\n" + text
         start, end, chunk = 0, len(text), self._chunk
         while start < end:
             stop = start + chunk
@@ -119,6 +123,18 @@ class RotatingLog:
 
     def close(self) -> None:
         self._handler.close()
+
+
+def _ends_inside_a_line(path: Path) -> bool:
+    """Whether the file at ``path`` has bytes after its last newline."""
+    try:
+        with path.open("rb") as file:
+            if file.seek(0, os.SEEK_END) == 0:
+                return False
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 def files_of(path: Path) -> list[Path]:

@@ -171,6 +171,9 @@ def test_an_absurd_binary_header_length_is_400(server: Server) -> None:
         (f"00-{TRACE}-{PARENT}-01-extra", False),  # version 00 has exactly four fields
         (f"00-{TRACE}-{PARENT}", False),
         ("x" * 4000, False),
+        # two traceparent fields: invalid, a new trace (the W3C test suite's "duplicated" case;
+        # the last one was kept)
+        (f"00-{'1' * 32}-{PARENT}-01\r\ntraceparent: 00-{TRACE}-{PARENT}-01", False),
     ],
 )
 def test_traceparent_on_every_protocol(server: Server, given: str, kept: bool) -> None:

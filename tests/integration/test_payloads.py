@@ -299,3 +299,11 @@ def test_v2_and_tf_serving_requests_are_replayed_and_shadowed_on_their_own_route
     differs = inferd.json("replay", "recorded", "--against", "candidate")
     assert (differs["requests"], differs["agreement"]) == (count, 0.8)
     assert differs["disagreements"] == count // 5 and differs["errors"] == 0
+    # A deleted API's payload log stays, and is replayed as before (it said "no API named").
+    inferd.run("delete", "recorded")
+    wait_for(
+        lambda: "tensors/recorded" not in {f"{a['deployment']}/{a['name']}" for a in inferd.json("get")},
+        60,
+        "the API to be deleted",
+    )
+    assert inferd.json("replay", "recorded", "--against", "candidate")["agreement"] == 0.8

@@ -134,6 +134,14 @@ TROUBLED = (
     + _api("broken", "{broken: true}")
     + _api("sturdy", extra="  shadow: {api: failing}\n")
     + _api("failing", "{fails: true}")
+    + """
+- kind: traffic_splitter
+  name: front
+  apis:
+    - {name: steady, weight: 0}
+    - {name: sturdy, weight: 100}
+  shadow: {api: sturdy, percent: 100}
+"""
 )
 
 
@@ -193,6 +201,17 @@ def test_a_slow_or_broken_shadow_never_changes_the_answers(inferd: Inferd, tmp_p
     assert "agreed" in table and "errors" in table
     compared = inferd.json("replay", "sturdy", "--shadow")
     assert (compared["errors"], compared["disagreements"]) == (wrong, wrong)
+
+    # Through a splitter whose shadow is the API that answered, the API's own shadow gets the
+    # copies (none was made: the splitter's shadow took the place of the API's).
+    for x in range(8):
+        assert inferd.post("/shop/front", {"x": x}).headers["X-Inferd-Api"] == "sturdy"
+
+    def copied() -> bool:
+        shadow = inferd.api("sturdy")["shadow"]
+        return bool(shadow["answered"] + shadow["dropped"] == 88)
+
+    wait_for(copied, 60, "the copies of the splitter's requests to sturdy's own shadow")
 
 
 def test_a_shadow_gives_its_room_to_the_replicas_its_primary_wants(inferd: Inferd, tmp_path: Path) -> None:

@@ -254,6 +254,8 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
         ): "splitter 'recommend' has no api 'nosuch'",
         ("promote", "recommend", "challenger", "--min-agreement", "0.5"): "has no replay to judge it by",
         ("promote", "recommend", "challenger", "--min-agreement", "2"): "not in the range",
+        # NaN passed the range (every comparison with it is false) and promoted
+        ("promote", "recommend", "challenger", "--min-agreement", "nan"): "nan is not a fraction",
         ("replay", "champion"): "give either --against OTHER or --shadow",
         ("replay", "champion", "--against", "nosuch"): "no API named 'nosuch'",
         ("replay", "champion", "--against", "challenger"): "has no recorded JSON requests",

@@ -94,6 +94,14 @@ def _finite_distance(_ctx: click.Context, _param: click.Parameter, value: float)
     return value
 
 
+def _fraction(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    """An agreement a replay can reach: NaN passed ``FloatRange(0, 1)`` (every comparison with it
+    is false) and promoted whatever the last replay agreed."""
+    if value is not None and math.isnan(value):
+        raise click.BadParameter(f"{value} is not a fraction: give a number from 0 to 1")
+    return value
+
+
 def replay_path(home: Path, key: str) -> Path:
     """The last replay against API ``key``."""
     return home / "replays" / f"{key}.json"
@@ -265,7 +273,7 @@ def replay(
         version = shadowed[-1]["shadow"].get("version")  # the shadow's version that answered last
     else:
         assert other is not None
-        key = resolve_api(client, api)
+        key = recorded_api(client, api)  # a deleted API's payload log is replayed too
         against = resolve_api(client, other)
         recorded = read_payloads(client.home, key, count)
         info = client.api(against)
@@ -317,6 +325,7 @@ def replay(
 @click.option(
     "--min-agreement",
     type=click.FloatRange(0, 1),
+    callback=_fraction,
     default=None,
     help="Refuse when the last replay against API (or shadow comparison with it) agreed less (0..1).",
 )

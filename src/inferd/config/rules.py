@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from inferd.config.blocks import Shadow
+from inferd.config.blocks import Auth, Shadow
 from inferd.config.schema import (
     Api,
     ApiConfig,
@@ -79,19 +79,30 @@ def check_project(
         configs.append(ApiConfig(api=api, deployment=deployment.name, endpoint=endpoint, project_root=root))
     for index, api in apis:
         _check_shadow(index, f"api '{api.name}'", api.name, api.shadow, names)
-    routes = _check_splitters(deployment.name, splitters or [], names, endpoints)
+    auths = {config.api.name: _keys_of(root, config.api.auth) for config in configs}
+    routes = _check_splitters(deployment.name, splitters or [], auths, endpoints)
     return Project(
         root=root, config_file=config_file, deployment=deployment, apis=tuple(configs), splitters=routes
     )
 
 
+def _keys_of(root: Path, auth: Auth | None) -> tuple[frozenset[str], str | None] | None:
+    """Where an API's keys come from, in a form two APIs that take the same keys share."""
+    if auth is None:
+        return None
+    keys_file = str((root / auth.keys_file).resolve()) if auth.keys_file is not None else None
+    return frozenset(auth.keys_from_env), keys_file
+
+
 def _check_splitters(
     deployment: str,
     splitters: list[tuple[int, TrafficSplitter]],
-    names: set[str],
+    auths: dict[str, tuple[frozenset[str], str | None] | None],
     endpoints: dict[str, str],
 ) -> tuple[SplitterConfig, ...]:
-    """Splitters name APIs of the project and take names and endpoints no API or splitter has."""
+    """Splitters name APIs of the project that take the same keys (``auths``: each API's), and
+    take names and endpoints no API or splitter has."""
+    names = set(auths)
     routes: list[SplitterConfig] = []
     taken = set(names)
     for index, splitter in splitters:
@@ -118,6 +129,15 @@ def _check_splitters(
                 raise FieldError(
                     (index, "apis", position, "name"),
                     f"{label}: apis: no api named {entry.name!r} in this project (apis: {known})",
+                )
+            first = splitter.apis[0].name
+            if auths[entry.name] != auths[first]:
+                # The splitter picks an API before it checks the key: a client would be refused
+                # on some of its requests and not on the others.
+                raise FieldError(
+                    (index, "apis", position, "name"),
+                    f"{label}: apis: api {entry.name!r} does not take the same API keys (auth) as "
+                    f"{first!r}; a splitter's APIs must, or its clients are refused on some requests only",
                 )
         _check_shadow(index, label, splitter.name, splitter.shadow, names)
         endpoint = splitter.endpoint or f"/{deployment}/{splitter.name}"

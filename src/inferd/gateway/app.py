@@ -279,7 +279,10 @@ class Gateway:
             )
         else:
             if queue.observed or conn.shadow is not None:  # payload_log, shadow: recorded, copied
-                self.shadows.observe(conn, queue, conn.shadow or queue.shadow, kind, body, protocol)
+                route = conn.shadow  # a splitter's; the API's own where it has none, or is the API
+                if route is None or route.target == queue.key:
+                    route = queue.shadow
+                self.shadows.observe(conn, queue, route, kind, body, protocol)
             conn.submit(queue, kind, body, protocol)
 
     def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:

@@ -278,6 +278,8 @@ class HttpConnection(asyncio.Protocol):
             return
         name = name.lower()
         if name in WANTED_HEADERS:
+            if name == b"traceparent" and name in self._headers:
+                value = b""  # W3C Trace Context: two traceparent fields are invalid, a new trace
             self._headers[name] = value
 
     def on_headers_complete(self) -> None:

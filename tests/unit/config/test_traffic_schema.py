@@ -100,3 +100,18 @@ def test_a_splitters_shadow_must_be_an_api_of_the_project(tmp_path: Path) -> Non
         "traffic_splitter 'recommend': shadow.api: no api named 'nobody' in this project "
         "(apis: challenger, champion)"
     )
+
+
+def test_a_splitters_apis_take_the_same_keys(tmp_path: Path) -> None:
+    # The splitter picks an API, then checks the key: a client without one was refused on the
+    # champion's share of its requests and answered on the challenger's.
+    (tmp_path / "keys.txt").write_text("a-key-long-enough\n")
+    keyed = "  auth: {keys_file: keys.txt}\n"
+    mixed = DEPLOYMENT + api(keyed, name="champion") + api(name="challenger") + splitter(EIGHTY_TWENTY)
+    assert error_of(tmp_path, mixed) == (
+        "cortex.yaml:20: traffic_splitter 'recommend': apis: api 'challenger' does not take the same "
+        "API keys (auth) as 'champion'; a splitter's APIs must, or its clients are refused on some "
+        "requests only"
+    )
+    same = DEPLOYMENT + api(keyed, name="champion") + api(keyed, name="challenger") + splitter(EIGHTY_TWENTY)
+    assert load_project(project(tmp_path, same)).splitters[0].weights == {"champion": 80, "challenger": 20}

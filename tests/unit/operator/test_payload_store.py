@@ -35,3 +35,16 @@ def test_the_dashboards_samples_skip_a_record_too_long_to_show(tmp_path: Path) -
     writer.close()
     assert [r["request_id"] for r in recent_payloads(tmp_path, "shop/api", 8)] == ["3", "2", "1", "0"]
     assert [r["request_id"] for r in recent_payloads(tmp_path, "shop/api", 2)] == ["3", "2"]
+
+
+def test_a_record_after_a_torn_one_is_kept(tmp_path: Path) -> None:
+    # An operator killed (or a disk that filled) in the middle of a record left the file ending
+    # inside a line: the first record written after it was glued to it, and lost with it.
+    path = payload_path(tmp_path, "shop/api")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"request_id": "0"}\n{"request_id": "1", "requ')
+    writer = PayloadWriter(tmp_path, PayloadBuffer())
+    writer.write([("shop/api", 1 << 24, {"request_id": "2"})])
+    writer.write([("shop/api", 1 << 24, {"request_id": "3"})])
+    writer.close()
+    assert [r["request_id"] for r in read_payloads(tmp_path, "shop/api")] == ["0", "2", "3"]

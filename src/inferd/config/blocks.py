@@ -26,6 +26,17 @@ def _number_only(value: object) -> object:
 Count = Annotated[int, BeforeValidator(_number_only)]
 
 
+def _real_only(value: object) -> object:
+    """As ``_number_only``, for a field that takes fractions (seconds, a share)."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a number")
+    return value
+
+
+# A number in the config (0.5, 60): never true or '5'.
+Number = Annotated[float, BeforeValidator(_real_only)]
+
+
 class Block(BaseModel):
     """A block of the config: unknown keys are errors, and it never changes once read."""
 
@@ -143,11 +154,11 @@ class Compute(Block):
 class Autoscaling(Block):
     """``autoscaling:`` (inferd extension): scale on in-flight requests per replica."""
 
-    target_in_flight: float = Field(
+    target_in_flight: Number = Field(
         1.0, gt=0, description="In-flight requests (queued + running) per replica to aim for"
     )
-    upscale_window: float = Field(5.0, gt=0, description="Seconds of load averaged to scale up")
-    downscale_window: float = Field(60.0, gt=0, description="Seconds of low load before scaling down")
+    upscale_window: Number = Field(5.0, gt=0, description="Seconds of load averaged to scale up")
+    downscale_window: Number = Field(60.0, gt=0, description="Seconds of low load before scaling down")
 
 
 class Auth(Block):
@@ -174,7 +185,7 @@ class Batching(Block):
     """``batching:`` (inferd extension): group queued requests into one model call."""
 
     max_batch_size: Count = Field(ge=1, le=4096, description="Most samples in one model call")
-    batch_interval: float = Field(
+    batch_interval: Number = Field(
         0.0, ge=0, le=10, description="Seconds a partial batch may wait for more requests (0: never wait)"
     )
 
@@ -182,7 +193,7 @@ class Batching(Block):
 class PayloadLog(Block):
     """``payload_log:`` (inferd extension): record sampled requests and answers under $INFERD_HOME."""
 
-    sample: float = Field(gt=0, le=1, description="Fraction of requests recorded (1.0: every one)")
+    sample: Number = Field(gt=0, le=1, description="Fraction of requests recorded (1.0: every one)")
     max_size: str | int = Field(
         "16Mi", description="Size at which the log rotates (one older file is kept, then dropped)"
     )
@@ -204,4 +215,4 @@ class Shadow(Block):
     its answers are recorded beside the primary's, never returned."""
 
     api: str = Field(description="The API of this project that gets the copies")
-    percent: float = Field(100.0, ge=0, le=100, description="Percent of the requests copied")
+    percent: Number = Field(100.0, ge=0, le=100, description="Percent of the requests copied")

@@ -20,6 +20,7 @@ from inferd.config.blocks import (
     Block,
     Compute,
     Count,
+    Number,
     PayloadLog,
     Shadow,
     Tracker,
@@ -196,13 +197,13 @@ class Api(Block):
     max_queue_length: Count = Field(
         1000, ge=1, description="inferd extension: requests that may wait for a replica; beyond, 503"
     )
-    timeout: float = Field(
+    timeout: Number = Field(
         60.0,
         gt=0,
         le=86400,
         description="inferd extension: seconds a request (or a whole stream) may take (queue + run); 504",
     )
-    item_timeout: float | None = Field(
+    item_timeout: Number | None = Field(
         None,
         gt=0,
         le=86400,

@@ -183,6 +183,30 @@ def test_a_count_is_a_number(tmp_path: Path, body: str, said: str) -> None:
     assert said in error_of(tmp_path, HEAD + body)
 
 
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        # were accepted as 5.0 and 1.0 (pydantic's lax mode), as counts were
+        pytest.param("  timeout: '5'\n", "timeout: must be a number", id="timeout-text"),
+        pytest.param("  payload_log: {sample: true}\n", "payload_log.sample: must be a number", id="sample"),
+        pytest.param(
+            "  autoscaling: {downscale_window: yes}\n",
+            "autoscaling.downscale_window: must be a number",
+            id="yes",
+        ),
+    ],
+)
+def test_a_number_is_a_number(tmp_path: Path, body: str, said: str) -> None:
+    assert said in error_of(tmp_path, HEAD + body)
+
+
+def test_numbers_with_fractions_are_taken(tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "cortex.yaml").write_text(HEAD + "  timeout: 2.5\n  autoscaling: {upscale_window: 3}\n")
+    api = load_project(tmp_path).apis[0].api
+    assert (api.timeout, api.autoscaling.upscale_window) == (2.5, 3.0)
+
+
 def test_a_whole_float_count_is_still_taken(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"onnx")
     (tmp_path / "cortex.yaml").write_text(HEAD + "  compute:\n    max_replicas: 4.0\n")

@@ -268,6 +268,8 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
         ("payloads", "nosuch"): "no API named 'nosuch'",
         # an API a splitter sends requests to stays until the splitter no longer lists it
         ("delete", "challenger"): "api 'shop/challenger' is one of the APIs of traffic splitter 'recommend'",
+        # was: "no API or deployment named 'recommend'"
+        ("delete", "recommend"): "'recommend' is a traffic splitter of deployment 'shop': remove it",
     }
     for args, message in refusals.items():
         result = inferd.run(*args, check=False)

@@ -62,6 +62,12 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
     try:
         key = operator.resolve(name, deleting=False)
     except NotFoundError:
+        split = operator.gateway.splitters.find(name)
+        if split:
+            raise UsageError(
+                f"'{name}' is a traffic splitter of deployment '{split[0].config.deployment}': remove it "
+                "from that project's config and deploy, or delete the deployment"
+            ) from None
         live = sorted(key for key, api_state in engine.apis.items() if not api_state.deleting)
         raise NotFoundError(
             f"no API or deployment named '{name}' (deployed: {', '.join(live) or 'none'})"

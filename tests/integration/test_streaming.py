@@ -340,6 +340,65 @@ def test_a_slow_client_slows_the_generator(server: Server, tmp_path: Path) -> No
     wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
 
 
+def raw_stream(server: Server, path: str, body: dict[str, Any]) -> socket.socket:
+    """A connection that sent ``body`` and reads its answer through a 4 KiB receive buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+    data = json.dumps(body).encode()
+    sock.sendall(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), len(data), data)
+    )
+    return sock
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """Everything up to the chunked body's last chunk (or the close)."""
+    sock.settimeout(30)
+    data = b""
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        piece = sock.recv(1 << 20)
+        if not piece:
+            break
+        data += piece
+    return data
+
+
+def test_a_client_that_pauses_longer_than_item_timeout_is_not_a_stuck_generator(
+    server: Server, tmp_path: Path
+) -> None:
+    # The generator waits on the client (backpressure), not the other way round: item_timeout
+    # (1 s here) bounds the generator only. A pause of 3 s used to end the stream with "produced no
+    # item within the api's item_timeout" and had the healthy replica killed and replaced.
+    record = tmp_path / "produced.txt"
+    body = {"count": 300, "delay": 0, "size": 20_000, "record": str(record)}  # 6 MB, past every buffer
+    with raw_stream(server, "/streaming/slow", body) as sock:
+        head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200")
+        wait_for(lambda: len(produced(record)) >= 10, 10, "some items")
+        time.sleep(3)  # the client reads nothing for three times the item_timeout
+        assert "closed" not in produced(record)  # held back by the client, not run to its end
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # reads the rest quickly
+        data = head + read_to_end(sock)
+    assert b"error" not in data, data[-300:]
+    assert data.count(b'"index":') == 300
+    wait_for(lambda: "closed" in produced(record), 30, "the generator to end")
+
+
+def test_timeout_stops_the_generator_of_a_client_that_reads_nothing(server: Server, tmp_path: Path) -> None:
+    # The API's timeout (2 s) ends the stream and tells the replica to stop. The replica was
+    # blocked sending to a gateway that no longer read it, so it never heard: it was killed and
+    # replaced (its generator's finally never ran) instead of closing the generator and serving on.
+    record = tmp_path / "produced.txt"
+    body = {"count": 1000, "delay": 0, "size": 20_000, "record": str(record)}
+    with raw_stream(server, "/streaming/short", body) as sock:
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
+    assert len(produced(record)) < 1000
+    answer = requests.post(server.url + "/streaming/short", json={"count": 1, "delay": 0}, timeout=30)
+    assert answer.status_code == 200 and json.loads(answer.text) == {"index": 0}
+
+
 def test_item_timeout_ends_a_stalled_stream(server: Server) -> None:
     events, _, _ = timed_sse(server, {"count": 3, "first_delay": 0, "delay": 5}, "/streaming/slow")
     assert events[0] == ("message", {"index": 0})

@@ -145,7 +145,7 @@ class Stream:
 
     def pause(self) -> None:
         """The client's buffer is full: stop reading the replica (its send blocks)."""
-        if self.handle is not None and not self.paused:
+        if self.handle is not None and not self.paused and not self.done:
             self.paused = True
             self.handle.pause_reading()
 
@@ -167,18 +167,24 @@ class Stream:
     def overdue(self, now: float, timeout: float, item_timeout: float) -> bool:
         """Apply the timeouts of a running stream; True when its replica must be abandoned.
 
-        No item for ``item_timeout`` s: the generator is stuck, the replica is replaced. The whole
-        stream past ``timeout`` s: the client gets the error, the replica is told to stop (and
-        replaced if it has not stopped ``item_timeout`` s later).
+        No item for ``item_timeout`` s: the generator is stuck, the replica is replaced. While the
+        client does not read (``paused``) the generator waits on it, so that time is not counted:
+        a slow client is bounded by ``timeout`` (and the edge's stalled-reader timeout), never
+        taken for a stuck replica. The whole stream past ``timeout`` s: the client gets the error,
+        the replica is told to stop (and replaced if it has not stopped ``item_timeout`` s later).
         """
         if self.stopped:
             return now - self.stop_since > item_timeout
-        if now - self.last_item > item_timeout:
-            self.fail(f"the stream produced no item within the api's item_timeout ({item_timeout:g}s)")
-            return True
         if now - self.conn.started > timeout:
             self.fail(f"the stream did not finish within the api's timeout ({timeout:g}s)")
             self.stop()
+            return False
+        if self.paused:
+            self.last_item = now
+            return False
+        if now - self.last_item > item_timeout:
+            self.fail(f"the stream produced no item within the api's item_timeout ({item_timeout:g}s)")
+            return True
         return False
 
     def fail(self, message: str) -> None:
@@ -186,6 +192,9 @@ class Stream:
         if self.done:
             return
         self.done = True
+        # The replica's items are read (and dropped) again, so that it can hear the STOP that
+        # follows; paused, its send would block for ever and it would be killed as stuck.
+        self._resume()
         conn = self.conn
         transport = conn.transport
         if transport is None:

@@ -415,11 +415,24 @@ def test_item_timeout_bounds_the_wait_for_the_first_item_too(server: Server) -> 
     assert "item_timeout (1s)" in answer.json()["error"]
 
 
+def timed_out(server: Server, api: str) -> float:
+    """``inferd_requests_total{code="504"}`` of ``api``."""
+    text = requests.get(server.url + "/metrics", timeout=30).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "inferd_requests_total"
+        and sample.labels == {**sample.labels, "api": api, "code": "504"}
+    )
+
+
 def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None:
     record = tmp_path / "produced.txt"
     # Items at 0, 0.75, 1.5 and 2.25 s against the API's 2 s: the stop it is told at 2 s has
     # until the item at 3.75 s to reach the replica, however busy the machine.
     body = {"count": 50, "first_delay": 0, "delay": 0.75, "record": str(record)}
+    before = timed_out(server, "short")
     events, _, _ = timed_sse(server, body, "/streaming/short")
     items = [data for kind, data in events if kind == "message"]
     assert items == [{"index": index} for index in range(len(items))] and 2 <= len(items) < 50
@@ -429,6 +442,8 @@ def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None
     # the replica was told to stop: the generator is closed, not run to its 50th item
     wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
     assert len(produced(record)) - 1 <= len(items) + 2
+    # counted as what the client got (a timeout), not as the 200 its stopped replica ended with
+    wait_for(lambda: timed_out(server, "short") == before + 1, 10, "the stream to be counted as a 504")
 
 
 def test_generate_extension(server: Server) -> None:

@@ -524,6 +524,8 @@ class HttpConnection(asyncio.Protocol):
         queue = self.queue
         self.queue = None
         headers = b""
+        if self.stream is not None and self.stream.failed:
+            status = self.stream.failed  # what the client got, whatever the stopped replica ended with
         if queue is not None:
             headers = self.app.finished(queue, status, self, meta)
             if self.recording is not None:

@@ -64,6 +64,7 @@ class Stream:
         self.headers_sent = False
         self.done = False  # the client has had its whole answer (or left)
         self.stopped = False  # STOP was sent to the replica
+        self.failed = 0  # the status of an answer the gateway ended itself (a timeout: 504)
         self.stop_since = 0.0
         self.paused = False
         self.items = 0
@@ -192,6 +193,7 @@ class Stream:
         if self.done:
             return
         self.done = True
+        self.failed = 504
         # The replica's items are read (and dropped) again, so that it can hear the STOP that
         # follows; paused, its send would block for ever and it would be killed as stuck.
         self._resume()

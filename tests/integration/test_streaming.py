@@ -58,6 +58,16 @@ PROJECT = """\
   compute:
     cpu: 100m
 - kind: api
+  name: logged
+  predictor:
+    path: tokens.py
+  payload_log:
+    sample: 1.0
+  shadow:
+    api: four
+  compute:
+    cpu: 100m
+- kind: api
   name: slow
   predictor:
     path: tokens.py
@@ -454,6 +464,36 @@ def test_generate_extension(server: Server) -> None:
     assert [data for _, data in events] == [
         {"model_name": "one", "model_version": "1", "text_output": token} for token in ("a ", "b ", "c ")
     ]
+
+
+def test_a_streamed_answer_is_recorded_as_its_items_and_an_identical_shadow_agrees(
+    server: Server, inferd_home: Path, tmp_path: Path
+) -> None:
+    # The payload log recorded a streamed answer as null (the END frame's empty body) while the
+    # shadow's copy kept every item (a 200 MB stream: a 200 MB record, the gateway at 1.3 GB), so
+    # a shadow answering exactly as its primary never agreed.
+    small = {"count": 3, "delay": 0, "record": str(tmp_path / "small")}
+    large = {"count": 30, "delay": 0, "size": 100_000, "record": str(tmp_path / "large")}  # 3 MB
+    for body in (small, large):
+        answer = requests.post(server.url + "/streaming/logged", json=body, timeout=30)
+        assert answer.status_code == 200 and len(answer.text.splitlines()) == body["count"]
+    log = inferd_home / "payloads" / "streaming" / "logged.jsonl"
+
+    def records() -> list[dict[str, Any]] | None:
+        lines = log.read_text().splitlines() if log.is_file() else []
+        found = [json.loads(line) for line in lines]
+        mine = [r for r in found if r["request"]["json"] in (small, large) and "shadow" in r]
+        return mine if len(mine) == 2 else None
+
+    recorded = {r["request"]["json"]["record"]: r for r in wait_for(records, 30, "both records")}
+    first = recorded[small["record"]]
+    assert first["response"]["json"] == [{"index": index} for index in range(3)]
+    assert first["shadow"]["response"]["json"] == first["response"]["json"] and first["shadow"]["agrees"]
+    second = recorded[large["record"]]
+    items = second["response"]["json"]
+    assert 0 < len(items) < 30 and items == [{"index": i, "pad": "x" * 100_000} for i in range(len(items))]
+    assert len(json.dumps(items)) <= 1 << 20  # the first MiB of the items
+    assert second["shadow"]["agrees"]
 
 
 def metrics(server: Server) -> dict[tuple[str, str | None], float]:

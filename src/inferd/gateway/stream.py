@@ -39,6 +39,33 @@ _TYPES = {
     GENERATE_STREAM: b"text/event-stream",
 }
 END = b"0\r\n\r\n"
+# Bytes of a streamed answer's items kept for its payload-log record (or a shadow's comparison):
+# the first MiB of them; a stream's items are otherwise never held once written.
+RECORDED_BYTES = 1 << 20
+
+
+class ItemRecord:
+    """The items of a streamed answer kept for its record, as one JSON list: those that fit in
+    the first ``RECORDED_BYTES`` (a primary and a shadow streaming the same items keep the same)."""
+
+    __slots__ = ("full", "items", "size")
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+        self.size = 0
+        self.full = False
+
+    def add(self, payload: bytes) -> None:
+        if self.full or not payload:
+            return
+        if self.size + len(payload) + 1 > RECORDED_BYTES:
+            self.full = True  # later, smaller items are left out too: the record is a prefix
+            return
+        self.items.append(payload)
+        self.size += len(payload) + 1
+
+    def body(self) -> bytes:
+        return b"[" + b",".join(self.items) + b"]"
 
 
 def _chunk(data: bytes) -> bytes:
@@ -71,6 +98,8 @@ class Stream:
         self.first_item = 0.0  # seconds from the request to its first item
         self.last_item = 0.0
         self.texts: list[str] = []
+        # kept for the payload log or a shadow's comparison (``conn.recording``), else None
+        self.recorded = ItemRecord() if conn.recording is not None else None
         # HTTP/1.0 knows no chunked encoding: its client reads the stream until the connection closes.
         self.framed = mode == GENERATE or conn.parser.get_http_version() != "1.0"
         if not self.framed:
@@ -96,6 +125,8 @@ class Stream:
             self.last_item = now
             if self.items == 1:
                 self.first_item = now - self.conn.started
+            if self.recorded is not None:
+                self.recorded.add(payload)
         if self.mode == GENERATE:
             if payload:
                 self.texts.append(_text(orjson.loads(payload)))

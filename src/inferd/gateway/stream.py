@@ -207,16 +207,14 @@ class Stream:
         """
         if self.stopped:
             return now - self.stop_since > item_timeout
+        if self.paused:
+            self.last_item = now
+        elif now - self.last_item > item_timeout:
+            self.fail(f"the stream produced no item within the api's item_timeout ({item_timeout:g}s)")
+            return True
         if now - self.conn.started > timeout:
             self.fail(f"the stream did not finish within the api's timeout ({timeout:g}s)")
             self.stop()
-            return False
-        if self.paused:
-            self.last_item = now
-            return False
-        if now - self.last_item > item_timeout:
-            self.fail(f"the stream produced no item within the api's item_timeout ({item_timeout:g}s)")
-            return True
         return False
 
     def fail(self, message: str) -> None:

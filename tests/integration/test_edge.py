@@ -271,6 +271,42 @@ def test_an_idle_keep_alive_connection_is_closed(serve: Serve, tmp_path: Path, i
         wait_for(lambda: closed_by_server(sock), 15, "the idle connection to be closed")
 
 
+def server_side(port: int, client_port: int) -> str | None:
+    """The TCP state (``/proc/net/tcp``'s hex code) of the gateway's end of a loopback connection."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and int(fields[2].split(":")[1], 16) == client_port:
+            return fields[3]
+    return None
+
+
+ESTABLISHED = "01"
+
+
+def test_a_client_that_never_reads_its_answer_is_cut_off_after_the_keepalive_timeout(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # A stalled reader was "closed" after the keep-alive timeout with a graceful close, which
+    # waits for the unsent answer to be written: to a client that never reads, for ever. Its
+    # socket and the answer's buffer stayed in the gateway as long as the client cared to hold them.
+    yaml = "- kind: deployment\n  name: d\n- kind: api\n  name: big\n  predictor:\n    path: big.py\n"
+    project = make_project(
+        tmp_path / "p", yaml, {"big.py": "def predict(sample, metadata):\n    return 'x' * 8_000_000\n"}
+    )
+    server = serve(project, "--keepalive-timeout", "1")
+    port = port_of(server)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"POST /d/big HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        client_port = sock.getsockname()[1]
+        wait_for(lambda: server_side(port, client_port) == ESTABLISHED, 10, "the connection")
+        wait_for(
+            lambda: server_side(port, client_port) != ESTABLISHED, 30, "the stalled reader to be cut off"
+        )
+    assert requests.post(f"{server.url}/d/big", json={}, timeout=30).text == '"' + "x" * 8_000_000 + '"'
+
+
 def test_accepting_pauses_at_the_connection_cap_and_resumes(
     serve: Serve, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

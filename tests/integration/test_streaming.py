@@ -58,6 +58,16 @@ PROJECT = """\
   compute:
     cpu: 100m
 - kind: api
+  name: logged
+  predictor:
+    path: tokens.py
+  payload_log:
+    sample: 1.0
+  shadow:
+    api: four
+  compute:
+    cpu: 100m
+- kind: api
   name: slow
   predictor:
     path: tokens.py
@@ -340,6 +350,65 @@ def test_a_slow_client_slows_the_generator(server: Server, tmp_path: Path) -> No
     wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
 
 
+def raw_stream(server: Server, path: str, body: dict[str, Any]) -> socket.socket:
+    """A connection that sent ``body`` and reads its answer through a 4 KiB receive buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+    data = json.dumps(body).encode()
+    sock.sendall(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), len(data), data)
+    )
+    return sock
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """Everything up to the chunked body's last chunk (or the close)."""
+    sock.settimeout(30)
+    data = b""
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        piece = sock.recv(1 << 20)
+        if not piece:
+            break
+        data += piece
+    return data
+
+
+def test_a_client_that_pauses_longer_than_item_timeout_is_not_a_stuck_generator(
+    server: Server, tmp_path: Path
+) -> None:
+    # The generator waits on the client (backpressure), not the other way round: item_timeout
+    # (1 s here) bounds the generator only. A pause of 3 s used to end the stream with "produced no
+    # item within the api's item_timeout" and had the healthy replica killed and replaced.
+    record = tmp_path / "produced.txt"
+    body = {"count": 300, "delay": 0, "size": 20_000, "record": str(record)}  # 6 MB, past every buffer
+    with raw_stream(server, "/streaming/slow", body) as sock:
+        head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200")
+        wait_for(lambda: len(produced(record)) >= 10, 10, "some items")
+        time.sleep(3)  # the client reads nothing for three times the item_timeout
+        assert "closed" not in produced(record)  # held back by the client, not run to its end
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # reads the rest quickly
+        data = head + read_to_end(sock)
+    assert b"error" not in data, data[-300:]
+    assert data.count(b'"index":') == 300
+    wait_for(lambda: "closed" in produced(record), 30, "the generator to end")
+
+
+def test_timeout_stops_the_generator_of_a_client_that_reads_nothing(server: Server, tmp_path: Path) -> None:
+    # The API's timeout (2 s) ends the stream and tells the replica to stop. The replica was
+    # blocked sending to a gateway that no longer read it, so it never heard: it was killed and
+    # replaced (its generator's finally never ran) instead of closing the generator and serving on.
+    record = tmp_path / "produced.txt"
+    body = {"count": 1000, "delay": 0, "size": 20_000, "record": str(record)}
+    with raw_stream(server, "/streaming/short", body) as sock:
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
+    assert len(produced(record)) < 1000
+    answer = requests.post(server.url + "/streaming/short", json={"count": 1, "delay": 0}, timeout=30)
+    assert answer.status_code == 200 and json.loads(answer.text) == {"index": 0}
+
+
 def test_item_timeout_ends_a_stalled_stream(server: Server) -> None:
     events, _, _ = timed_sse(server, {"count": 3, "first_delay": 0, "delay": 5}, "/streaming/slow")
     assert events[0] == ("message", {"index": 0})
@@ -356,11 +425,24 @@ def test_item_timeout_bounds_the_wait_for_the_first_item_too(server: Server) -> 
     assert "item_timeout (1s)" in answer.json()["error"]
 
 
+def timed_out(server: Server, api: str) -> float:
+    """``inferd_requests_total{code="504"}`` of ``api``."""
+    text = requests.get(server.url + "/metrics", timeout=30).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "inferd_requests_total"
+        and sample.labels == {**sample.labels, "api": api, "code": "504"}
+    )
+
+
 def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None:
     record = tmp_path / "produced.txt"
     # Items at 0, 0.75, 1.5 and 2.25 s against the API's 2 s: the stop it is told at 2 s has
     # until the item at 3.75 s to reach the replica, however busy the machine.
     body = {"count": 50, "first_delay": 0, "delay": 0.75, "record": str(record)}
+    before = timed_out(server, "short")
     events, _, _ = timed_sse(server, body, "/streaming/short")
     items = [data for kind, data in events if kind == "message"]
     assert items == [{"index": index} for index in range(len(items))] and 2 <= len(items) < 50
@@ -370,6 +452,8 @@ def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None
     # the replica was told to stop: the generator is closed, not run to its 50th item
     wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
     assert len(produced(record)) - 1 <= len(items) + 2
+    # counted as what the client got (a timeout), not as the 200 its stopped replica ended with
+    wait_for(lambda: timed_out(server, "short") == before + 1, 10, "the stream to be counted as a 504")
 
 
 def test_generate_extension(server: Server) -> None:
@@ -380,6 +464,36 @@ def test_generate_extension(server: Server) -> None:
     assert [data for _, data in events] == [
         {"model_name": "one", "model_version": "1", "text_output": token} for token in ("a ", "b ", "c ")
     ]
+
+
+def test_a_streamed_answer_is_recorded_as_its_items_and_an_identical_shadow_agrees(
+    server: Server, inferd_home: Path, tmp_path: Path
+) -> None:
+    # The payload log recorded a streamed answer as null (the END frame's empty body) while the
+    # shadow's copy kept every item (a 200 MB stream: a 200 MB record, the gateway at 1.3 GB), so
+    # a shadow answering exactly as its primary never agreed.
+    small = {"count": 3, "delay": 0, "record": str(tmp_path / "small")}
+    large = {"count": 30, "delay": 0, "size": 100_000, "record": str(tmp_path / "large")}  # 3 MB
+    for body in (small, large):
+        answer = requests.post(server.url + "/streaming/logged", json=body, timeout=30)
+        assert answer.status_code == 200 and len(answer.text.splitlines()) == body["count"]
+    log = inferd_home / "payloads" / "streaming" / "logged.jsonl"
+
+    def records() -> list[dict[str, Any]] | None:
+        lines = log.read_text().splitlines() if log.is_file() else []
+        found = [json.loads(line) for line in lines]
+        mine = [r for r in found if r["request"]["json"] in (small, large) and "shadow" in r]
+        return mine if len(mine) == 2 else None
+
+    recorded = {r["request"]["json"]["record"]: r for r in wait_for(records, 30, "both records")}
+    first = recorded[small["record"]]
+    assert first["response"]["json"] == [{"index": index} for index in range(3)]
+    assert first["shadow"]["response"]["json"] == first["response"]["json"] and first["shadow"]["agrees"]
+    second = recorded[large["record"]]
+    items = second["response"]["json"]
+    assert 0 < len(items) < 30 and items == [{"index": i, "pad": "x" * 100_000} for i in range(len(items))]
+    assert len(json.dumps(items)) <= 1 << 20  # the first MiB of the items
+    assert second["shadow"]["agrees"]
 
 
 def metrics(server: Server) -> dict[tuple[str, str | None], float]:

@@ -544,8 +544,15 @@ class Gateway:
                     self._expired[edge.CLOSES_PER_TICK :],
                 )
                 for conn in closing:
-                    if conn.transport is not None:
-                        conn.transport.close()
+                    transport = conn.transport
+                    if transport is None:
+                        continue
+                    if conn.write_paused:
+                        # A stalled reader: a graceful close waits for it to read the unsent
+                        # answer, for ever; its socket and buffer would stay as long as it liked.
+                        transport.abort()
+                    else:
+                        transport.close()
             now = perf_counter()
             for queue in list(self.apis.values()):
                 try:

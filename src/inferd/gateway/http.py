@@ -526,10 +526,16 @@ class HttpConnection(asyncio.Protocol):
         queue = self.queue
         self.queue = None
         headers = b""
+        if self.stream is not None and self.stream.failed:
+            status = self.stream.failed  # what the client got, whatever the stopped replica ended with
         if queue is not None:
             headers = self.app.finished(queue, status, self, meta)
             if self.recording is not None:
-                self.app.record(queue, self, self.recording, status, body)
+                answer = body
+                stream = self.stream
+                if stream is not None and stream.opened and stream.recorded is not None and not body:
+                    answer = stream.recorded.body()  # a streamed answer: its items as a list
+                self.app.record(queue, self, self.recording, status, answer)
                 self.recording = None
             if self.headers.get(TIMING) == b"1":
                 self.extra_headers += b"Server-Timing: inferd;dur=%.3f\r\n" % (

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from inferd.config.blocks import Shadow
 from inferd.gateway.payloads import PayloadBuffer, add_bodies, head_of, version_of
+from inferd.gateway.stream import ItemRecord
 from inferd.gateway.wire import REPLAY
 from inferd.replica import messages
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from inferd.gateway.stream import Stream
     from inferd.replica.handle import ReplicaHandle
 
-MAX_ITEMS = 1000  # items of a streamed shadow answer kept for the record
 # Copies are held until GROUP of them wait or the oldest has waited HOLD seconds, then sent
 # together: a fast shadow takes them in one write and answers in one (gateway/queue.py's
 # pipelining), so a copy costs the gateway and the shadow's replica a fraction of a request.
@@ -99,6 +99,7 @@ class ShadowCopy:
         "shadows",
         "started",
         "stream",
+        "streamed",
         "trace",
     )
 
@@ -116,17 +117,18 @@ class ShadowCopy:
         self.replica_id = ""
         self.stream: Stream | None = None
         self.trace = b""  # the primary's traceparent: the shadow's handlers see the same trace
-        self.items: list[bytes] = []
+        self.items = ItemRecord()  # of a streamed answer: the first MiB, as the primary's record keeps
+        self.streamed = False
         self.primary: ApiQueue | None = None
         self.record: dict[str, Any] = {}
 
     def on_chunk(self, handle: ReplicaHandle, payload: bytes) -> None:
-        if payload and len(self.items) < MAX_ITEMS:
-            self.items.append(payload)
+        self.items.add(payload)
+        self.streamed = True
 
     def on_reply(self, status: int, body: bytes, meta: bytes) -> None:
-        if self.items and status == 200 and not body:  # a streamed answer: its items as a list
-            body = b"[" + b",".join(self.items) + b"]"
+        if self.streamed and status == 200 and not body:  # a streamed answer: its items as a list
+            body = self.items.body()
         self.shadows.answered(self, status, body, meta)
 
 

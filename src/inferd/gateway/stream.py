@@ -39,6 +39,33 @@ _TYPES = {
     GENERATE_STREAM: b"text/event-stream",
 }
 END = b"0\r\n\r\n"
+# Bytes of a streamed answer's items kept for its payload-log record (or a shadow's comparison):
+# the first MiB of them; a stream's items are otherwise never held once written.
+RECORDED_BYTES = 1 << 20
+
+
+class ItemRecord:
+    """The items of a streamed answer kept for its record, as one JSON list: those that fit in
+    the first ``RECORDED_BYTES`` (a primary and a shadow streaming the same items keep the same)."""
+
+    __slots__ = ("full", "items", "size")
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+        self.size = 0
+        self.full = False
+
+    def add(self, payload: bytes) -> None:
+        if self.full or not payload:
+            return
+        if self.size + len(payload) + 1 > RECORDED_BYTES:
+            self.full = True  # later, smaller items are left out too: the record is a prefix
+            return
+        self.items.append(payload)
+        self.size += len(payload) + 1
+
+    def body(self) -> bytes:
+        return b"[" + b",".join(self.items) + b"]"
 
 
 def _chunk(data: bytes) -> bytes:
@@ -64,12 +91,15 @@ class Stream:
         self.headers_sent = False
         self.done = False  # the client has had its whole answer (or left)
         self.stopped = False  # STOP was sent to the replica
+        self.failed = 0  # the status of an answer the gateway ended itself (a timeout: 504)
         self.stop_since = 0.0
         self.paused = False
         self.items = 0
         self.first_item = 0.0  # seconds from the request to its first item
         self.last_item = 0.0
         self.texts: list[str] = []
+        # kept for the payload log or a shadow's comparison (``conn.recording``), else None
+        self.recorded = ItemRecord() if conn.recording is not None else None
         # HTTP/1.0 knows no chunked encoding: its client reads the stream until the connection closes.
         self.framed = mode == GENERATE or conn.parser.get_http_version() != "1.0"
         if not self.framed:
@@ -95,6 +125,8 @@ class Stream:
             self.last_item = now
             if self.items == 1:
                 self.first_item = now - self.conn.started
+            if self.recorded is not None:
+                self.recorded.add(payload)
         if self.mode == GENERATE:
             if payload:
                 self.texts.append(_text(orjson.loads(payload)))
@@ -145,7 +177,7 @@ class Stream:
 
     def pause(self) -> None:
         """The client's buffer is full: stop reading the replica (its send blocks)."""
-        if self.handle is not None and not self.paused:
+        if self.handle is not None and not self.paused and not self.done:
             self.paused = True
             self.handle.pause_reading()
 
@@ -167,13 +199,17 @@ class Stream:
     def overdue(self, now: float, timeout: float, item_timeout: float) -> bool:
         """Apply the timeouts of a running stream; True when its replica must be abandoned.
 
-        No item for ``item_timeout`` s: the generator is stuck, the replica is replaced. The whole
-        stream past ``timeout`` s: the client gets the error, the replica is told to stop (and
-        replaced if it has not stopped ``item_timeout`` s later).
+        No item for ``item_timeout`` s: the generator is stuck, the replica is replaced. While the
+        client does not read (``paused``) the generator waits on it, so that time is not counted:
+        a slow client is bounded by ``timeout`` (and the edge's stalled-reader timeout), never
+        taken for a stuck replica. The whole stream past ``timeout`` s: the client gets the error,
+        the replica is told to stop (and replaced if it has not stopped ``item_timeout`` s later).
         """
         if self.stopped:
             return now - self.stop_since > item_timeout
-        if now - self.last_item > item_timeout:
+        if self.paused:
+            self.last_item = now
+        elif now - self.last_item > item_timeout:
             self.fail(f"the stream produced no item within the api's item_timeout ({item_timeout:g}s)")
             return True
         if now - self.conn.started > timeout:
@@ -186,6 +222,10 @@ class Stream:
         if self.done:
             return
         self.done = True
+        self.failed = 504
+        # The replica's items are read (and dropped) again, so that it can hear the STOP that
+        # follows; paused, its send would block for ever and it would be killed as stuck.
+        self._resume()
         conn = self.conn
         transport = conn.transport
         if transport is None:

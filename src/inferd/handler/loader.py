@@ -131,10 +131,21 @@ def _check(module: ModuleType, expected: dict[str, str], shown: str) -> dict[str
             continue
         if not callable(function):
             raise LoadError(f"{shown}: {name} must be a function: {usage}")
+        if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+            raise _not_async(name, shown)
         with contextlib.suppress(ValueError):  # builtins without a signature: trust them
             _check_arity(name, inspect.signature(function), usage, shown)
         functions[name] = function
     return functions
+
+
+def _not_async(name: str, shown: str) -> LoadError:
+    """An ``async def`` hook: each replica runs one request at a time in plain calls, so its
+    coroutine (or async generator) would reach the client as a value that is no answer."""
+    return LoadError(
+        f"{shown}: {name} is an async def: inferd calls it as a plain function, one request at a "
+        "time per replica (a streaming answer is a generator: yield from a plain def); define it with def"
+    )
 
 
 def _check_arity(name: str, signature: inspect.Signature, usage: str, shown: str) -> None:
@@ -212,6 +223,8 @@ def check_source(path: Path, kind: str, shown: str) -> None:
     found = [name for name in expected if name in defined or name in assigned]
     for name, usage in expected.items():
         if name in defined and name not in assigned:
+            if isinstance(defined[name], ast.AsyncFunctionDef):
+                raise _not_async(name, shown)
             _check_arity(name, _signature_of(defined[name]), usage, shown)
         elif name not in found:
             others = [n for n in defined if not n.startswith("_") and n not in expected]

@@ -57,9 +57,7 @@ def may_stream(predictor: Predictor) -> bool:
         return False
     name = "predict" if predictor.runtime is None else "post_inference"
     function = predictor.code.get(name)
-    return function is not None and (
-        inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
-    )
+    return function is not None and inspect.isgeneratorfunction(function)
 
 
 def stage_of(predictor: Predictor) -> str:

@@ -8,7 +8,7 @@ import dill
 import pytest
 
 from inferd.errors import LoadError
-from inferd.handler.loader import load_user_code
+from inferd.handler.loader import check_source, load_user_code
 
 
 def load(tmp_path: Path, source: str, kind: str = "handler") -> object:
@@ -62,6 +62,32 @@ def test_predictor_needs_predict(tmp_path: Path) -> None:
         load(tmp_path, "def init(model_path, metadata): pass\n", kind="predictor")
     with pytest.raises(LoadError, match=r"init\(model_path\) must take 2 arguments"):
         load(tmp_path, "def init(model_path): pass\ndef predict(sample, metadata): pass\n", kind="predictor")
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "name"),
+    [
+        ("async def predict(sample, metadata):\n    return 1\n", "predictor", "predict"),
+        ("async def predict(sample, metadata):\n    yield 1\n", "predictor", "predict"),
+        (
+            "async def post_inference(prediction, signature, metadata):\n    yield 1\n",
+            "handler",
+            "post_inference",
+        ),
+    ],
+)
+def test_async_functions_are_refused_at_load_and_by_validate(
+    tmp_path: Path, source: str, kind: str, name: str
+) -> None:
+    # They were served, and every request was a 500 "predict returned a value that is not
+    # JSON-serialisable: Type is not JSON serializable: coroutine" (or async_generator).
+    message = (
+        rf"handler.py: {name} is an async def: inferd calls it as a plain function, .* define it with def"
+    )
+    with pytest.raises(LoadError, match=message):
+        load(tmp_path, source, kind=kind)
+    with pytest.raises(LoadError, match=message):
+        check_source(tmp_path / "handler.py", kind, "handler.py")
 
 
 def test_defaults_and_varargs_that_accept_the_call_are_fine(tmp_path: Path) -> None:

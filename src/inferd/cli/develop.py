@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,6 +197,9 @@ def init(project_dir: Path, onnx: bool, tensorflow: bool, predictor: bool, model
     click.echo(f"wrote a new {flavour} project in {project_dir}:")
     for name in written:
         click.echo(f"  {name}")
+    # Commands to paste into a shell: a folder with a space is quoted, one named -x not an option.
+    shown = str(project_dir)
+    shown = shlex.quote(f"./{shown}" if shown.startswith("-") else shown)
     click.echo("next:")
-    click.echo(f"  inferd serve {project_dir} --reload     # edits roll out as you save")
-    click.echo(f"  inferd test {project_dir}               # sample.json through the API, no server")
+    click.echo(f"  inferd serve {shown} --reload     # edits roll out as you save")
+    click.echo(f"  inferd test {shown}               # sample.json through the API, no server")

@@ -123,6 +123,15 @@ def test_edits_roll_out_under_load_and_a_syntax_error_keeps_the_old_code(
     wait_for(lambda: len(client.answers_since(broken_at)) >= 20, 30, "answers after the broken edit")
     assert set(client.answers_since(broken_at)) == {"setosa, edited"}
 
+    # Undoing the broken edit is news too: the error above was the last word otherwise.
+    edit(handler, 'labels = ["never served" +', 'labels = ["setosa, edited"')
+    wait_for(
+        lambda: "handlers/iris.py changed; back to the version that is serving" in server.log(),
+        30,
+        f"the all-clear; {server.log()}",
+    )
+    assert set(client.answers_since(broken_at)) == {"setosa, edited"}
+
     client.stop()
     assert client.failures == []
 

@@ -124,6 +124,9 @@ class Reloader:
         # Edits seen while the project did not load (a syntax error, a broken config): rolled
         # out with the edit that makes it load again, not forgotten.
         self._pending: set[Path] = set()
+        # Whether the last edit did not load: the edit that undoes it is said, even when it
+        # leaves nothing to roll, or the error would stay the last word on the screen.
+        self._broken = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set (runs on the serving process's event loop)."""
@@ -145,14 +148,18 @@ class Reloader:
             if path.suffix == ".py" and path.is_file() and (error := syntax_error(path, root)):
                 self.say(f"inferd: {error}")
                 self.say("inferd: not reloaded; the previous version keeps serving")
+                self._broken = True
                 return
         try:
             project = load_project(self.project.config_file if self.project.config_file.exists() else root)
         except InferdError as exc:
             self.say(f"inferd: {exc.message}")
             self.say("inferd: not reloaded; the previous version keeps serving")
+            self._broken = True
             return
         changed, self._pending = self._pending, set()
+        broken, self._broken = self._broken, False
+        files = ", ".join(sorted(shown_path(path, root) for path in changed))
         affected = affected_apis(self.project, project, changed)
         removed = sorted({c.name for c in self.project.apis} - {c.name for c in project.apis})
         splitters_changed = self.project.splitters != project.splitters
@@ -165,17 +172,20 @@ class Reloader:
             affected = {c.name for c in project.apis}
         self.project = project
         if not affected and not removed and not splitters_changed:
+            if broken:
+                self.say(f"inferd: {files} changed; back to the version that is serving (nothing to reload)")
             return
         # apply deletes the APIs the config no longer has, and sets the splitters' weights
         results = await self.engine.apply(project, only=affected)
         rolling = sorted(name for name in affected if results.get(name, "unchanged") != "unchanged")
-        files = ", ".join(sorted(shown_path(path, root) for path in changed))
         news = [f"removed {', '.join(removed)}"] if removed else []
         news += [f"reloading {', '.join(rolling)}"] if rolling else []
         if splitters_changed:
             news.append("traffic splitters updated")
         if news:
             self.say(f"inferd: {files} changed; {'; '.join(news)}")
+        elif broken:
+            self.say(f"inferd: {files} changed; back to the version that is serving (nothing to reload)")
         for name in rolling:
             state = self.engine.apis.get(f"{project.deployment.name}/{name}")
             if state is None:

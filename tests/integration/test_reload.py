@@ -238,3 +238,34 @@ def test_a_renamed_deployment_serves_at_its_new_endpoint_only(serve: Serve, proj
 
     wait_for(lambda: status("/flowers/classifier") == 200, 60, f"the new endpoint; {server.log()}")
     wait_for(lambda: status("/iris/classifier") == 404, 60, f"the old endpoint gone; {server.log()}")
+
+
+def test_undoing_an_edit_that_a_starting_replica_read_tries_that_version_again(
+    serve: Serve, project: Path
+) -> None:
+    # A replica reads the project's files as it starts: one saved meanwhile is what it loads.
+    # Here the new handler's replica reads names.py while it holds a syntax error, so that
+    # version fails; undoing the syntax error brings back that version's files, which
+    # reloaded nothing ("unchanged"): the failed version stayed the last word.
+    (project / "names.py").write_text('SUFFIX = ", slow"\n')
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    handler = project / "handlers" / "iris.py"
+    slow_import = (
+        "import time\n\ntime.sleep(3)  # names.py is saved broken meanwhile\nfrom names import SUFFIX\n"
+    )
+    text = handler.read_text().replace("labels = [", slow_import + "labels = [")
+    handler.write_text(
+        text.replace("return labels[predicted_class_id]", "return labels[predicted_class_id] + SUFFIX")
+    )
+    wait_for(lambda: "handlers/iris.py changed; reloading classifier" in server.log(), 30, server.log())
+    (project / "names.py").write_text('SUFFIX = ", slow\n')
+    wait_for(lambda: "names.py:1: SyntaxError" in server.log(), 30, f"the syntax error; {server.log()}")
+    wait_for(lambda: "classifier not reloaded" in server.log(), 60, f"the failed version; {server.log()}")
+
+    (project / "names.py").write_text('SUFFIX = ", slow"\n')
+    wait_for(
+        lambda: "names.py changed; reloading classifier" in server.log(), 30, f"the retry; {server.log()}"
+    )
+    sample = json.loads((project / "sample.json").read_text())
+    wait_for(lambda: server.post("/iris/classifier", sample).json() == "iris-setosa, slow", 60, server.log())

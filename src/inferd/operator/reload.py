@@ -173,10 +173,18 @@ class Reloader:
         self.project = project
         if not affected and not removed and not splitters_changed:
             if broken:
-                self.say(f"inferd: {files} changed; back to the version that is serving (nothing to reload)")
+                self._back(files)
             return
         # apply deletes the APIs the config no longer has, and sets the splitters' weights
         results = await self.engine.apply(project, only=affected)
+        # An edit that brings an API back to files whose version failed to load is tried again
+        # (a new version): that version's replicas may have read other files than these, saved
+        # while they started, and said an error that these files do not have.
+        failed = {
+            name for name in affected if results.get(name) == "unchanged" and self._failing(project, name)
+        }
+        if failed:
+            results |= await self.engine.apply(project, only=failed, refresh=f"reload-{time.monotonic()}")
         rolling = sorted(name for name in affected if results.get(name, "unchanged") != "unchanged")
         news = [f"removed {', '.join(removed)}"] if removed else []
         news += [f"reloading {', '.join(rolling)}"] if rolling else []
@@ -185,7 +193,7 @@ class Reloader:
         if news:
             self.say(f"inferd: {files} changed; {'; '.join(news)}")
         elif broken:
-            self.say(f"inferd: {files} changed; back to the version that is serving (nothing to reload)")
+            self._back(files)
         for name in rolling:
             state = self.engine.apis.get(f"{project.deployment.name}/{name}")
             if state is None:
@@ -193,6 +201,14 @@ class Reloader:
             task = asyncio.get_running_loop().create_task(self._follow(name, state.version.id, started))
             self._follows.add(task)
             task.add_done_callback(self._follows.discard)
+
+    def _back(self, files: str) -> None:
+        """Say that an edit undid one that did not load: the versions serving are the project's."""
+        self.say(f"inferd: {files} changed; back to the version that is serving (nothing to reload)")
+
+    def _failing(self, project: Project, name: str) -> bool:
+        state = self.engine.apis.get(f"{project.deployment.name}/{name}")
+        return state is not None and state.version.error is not None
 
     async def _follow(self, name: str, version: str, started: float) -> None:
         """Say when ``version`` of ``name`` serves, or why it cannot (then the old one serves)."""

@@ -269,3 +269,31 @@ def test_undoing_an_edit_that_a_starting_replica_read_tries_that_version_again(
     )
     sample = json.loads((project / "sample.json").read_text())
     wait_for(lambda: server.post("/iris/classifier", sample).json() == "iris-setosa, slow", 60, server.log())
+
+
+def test_a_project_folder_removed_and_made_again_is_watched_again(
+    serve: Serve, project: Path, tmp_path: Path
+) -> None:
+    # rm -rf and a fresh copy (or a checkout that recreates the folder): the watch went with the
+    # old folder, and no edit of the new one rolled out, without a word.
+    backup = Path(shutil.copytree(project, tmp_path / "backup"))
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    shutil.rmtree(project)
+    wait_for(lambda: "was removed" in server.log(), 30, f"the news; {server.log()}")
+    sample = json.loads((backup / "sample.json").read_text())
+    assert server.post("/iris/classifier", sample).json() == "iris-setosa"  # the old version serves
+
+    edit(backup / "handlers" / "iris.py", '"iris-setosa"', '"setosa, in the new folder"')
+    shutil.copytree(backup, project)
+    wait_for(
+        lambda: server.post("/iris/classifier", sample).json() == "setosa, in the new folder",
+        60,
+        f"the new folder's code; {server.log()}",
+    )
+    edit(project / "handlers" / "iris.py", '"setosa, in the new folder"', '"setosa, edited again"')
+    wait_for(
+        lambda: server.post("/iris/classifier", sample).json() == "setosa, edited again",
+        60,
+        f"an edit in the new folder; {server.log()}",
+    )

@@ -15,6 +15,7 @@ Either way the error is printed with its file and line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -32,6 +33,8 @@ from inferd.storage import local_model_path
 # watchfiles waits this long for an editor's burst of writes (save, rename, touch) to settle.
 DEBOUNCE_MS = 50
 POLL_SECONDS = 0.05
+# How often the watch wakes up without changes (a removed project folder is looked for as often).
+WATCH_TIMEOUT_MS = 500
 FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
 
 
@@ -130,14 +133,41 @@ class Reloader:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set (runs on the serving process's event loop)."""
+        root = self.project.root
         # Said once the first step of the watch has run, i.e. once the folder is being watched.
-        asyncio.get_running_loop().call_soon(self.say, f"inferd: watching {self.project.root} for changes")
-        async for changes in watchfiles.awatch(
-            self.project.root, debounce=DEBOUNCE_MS, step=DEBOUNCE_MS, stop_event=stop
-        ):
-            changed = edited_paths(changes)
-            if changed:
-                await self.reload(changed)
+        asyncio.get_running_loop().call_soon(self.say, f"inferd: watching {root} for changes")
+        back = False
+        while not stop.is_set():
+            with contextlib.suppress(FileNotFoundError):  # removed again as the watch began
+                async for changes in watchfiles.awatch(
+                    root,
+                    debounce=DEBOUNCE_MS,
+                    step=DEBOUNCE_MS,
+                    stop_event=stop,
+                    rust_timeout=WATCH_TIMEOUT_MS,
+                    yield_on_timeout=True,  # the first step of a watch comes at once, changes or not
+                ):
+                    if not root.is_dir():
+                        break
+                    changed = edited_paths(changes)
+                    if back:  # a folder made again, now watched: all of it is the edit
+                        back = False
+                        self.say(f"inferd: watching {root} again")
+                        changed.add(root)
+                    if changed:
+                        await self.reload(changed)
+            if stop.is_set():
+                return
+            # The watch went with the folder (rm -rf, a fresh copy, a checkout that makes it
+            # again); a new folder of that name is watched once it exists.
+            self.say(f"inferd: {root} was removed; the APIs keep serving, and it is watched again once back")
+            self._broken = True
+            while not root.is_dir():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), WATCH_TIMEOUT_MS / 1000)
+                if stop.is_set():
+                    return
+            back = True
 
     async def reload(self, changed: set[Path]) -> None:
         """Roll the APIs that ``changed`` affects, unless the edit cannot load."""
@@ -159,7 +189,9 @@ class Reloader:
             return
         changed, self._pending = self._pending, set()
         broken, self._broken = self._broken, False
-        files = ", ".join(sorted(shown_path(path, root) for path in changed))
+        files = ", ".join(
+            sorted(shown_path(path, root) if path != root else "the folder" for path in changed)
+        )
         affected = affected_apis(self.project, project, changed)
         removed = sorted({c.name for c in self.project.apis} - {c.name for c in project.apis})
         splitters_changed = self.project.splitters != project.splitters

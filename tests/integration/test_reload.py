@@ -297,3 +297,22 @@ def test_a_project_folder_removed_and_made_again_is_watched_again(
         60,
         f"an edit in the new folder; {server.log()}",
     )
+
+
+def test_a_file_that_cannot_be_read_is_said_and_the_watch_goes_on(serve: Serve, project: Path) -> None:
+    # Was: the OSError ended the watch (no later edit rolled out) without a word.
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    (project / "unreadable").symlink_to("/proc/self/mem")  # a regular file no read succeeds on
+    edit(project / "handlers" / "iris.py", '"iris-setosa"', '"setosa, readable again"')
+    wait_for(lambda: "cannot read the project's file unreadable" in server.log(), 30, server.log())
+    wait_for(lambda: "not reloaded; the previous version keeps serving" in server.log(), 30, server.log())
+    sample = json.loads((project / "sample.json").read_text())
+    assert server.post("/iris/classifier", sample).json() == "iris-setosa"
+
+    (project / "unreadable").unlink()
+    wait_for(
+        lambda: server.post("/iris/classifier", sample).json() == "setosa, readable again",
+        60,
+        f"the edit, once every file reads; {server.log()}",
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import time
@@ -29,6 +30,8 @@ from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.local import LocalEngine
 from inferd.errors import InferdError
 from inferd.storage import local_model_path
+
+log = logging.getLogger("inferd")
 
 # watchfiles waits this long for an editor's burst of writes (save, rename, touch) to settle.
 DEBOUNCE_MS = 50
@@ -155,7 +158,12 @@ class Reloader:
                         self.say(f"inferd: watching {root} again")
                         changed.add(root)
                     if changed:
-                        await self.reload(changed)
+                        try:
+                            await self.reload(changed)
+                        except Exception as exc:  # the watch goes on: the next edit may load
+                            log.debug("reloading failed", exc_info=True)
+                            reason = f"{type(exc).__name__}: {exc}"
+                            self.say(f"inferd: not reloaded ({reason}); the previous version keeps serving")
             if stop.is_set():
                 return
             # The watch went with the folder (rm -rf, a fresh copy, a checkout that makes it
@@ -189,6 +197,7 @@ class Reloader:
             return
         changed, self._pending = self._pending, set()
         broken, self._broken = self._broken, False
+        previous = self.project
         files = ", ".join(
             sorted(shown_path(path, root) if path != root else "the folder" for path in changed)
         )
@@ -208,7 +217,13 @@ class Reloader:
                 self._back(files)
             return
         # apply deletes the APIs the config no longer has, and sets the splitters' weights
-        results = await self.engine.apply(project, only=affected)
+        try:
+            results = await self.engine.apply(project, only=affected)
+        except InferdError as exc:  # e.g. a file of the project that cannot be read
+            self.say(f"inferd: {exc.message}")
+            self.say("inferd: not reloaded; the previous version keeps serving")
+            self.project, self._pending, self._broken = previous, self._pending | changed, True
+            return
         # An edit that brings an API back to files whose version failed to load is tried again
         # (a new version): that version's replicas may have read other files than these, saved
         # while they started, and said an error that these files do not have.

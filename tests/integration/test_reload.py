@@ -190,10 +190,14 @@ def test_a_handler_that_fails_to_load_keeps_the_old_replicas_serving(
             log.write(f"line {line}\n")
             log.flush()
     (project / "serve.log.1").write_text("rotated\n")
+    # Nor is what a handler writes into a hidden file or folder (no version counts them).
+    (project / ".cache").mkdir()
+    (project / ".cache" / "state.txt").write_text("written by a handler\n")
     edit(handler, '"setosa, edited while broken"', '"setosa, last"')  # seen after the log's writes
     edited_at = time.monotonic()
     wait_for(lambda: client.first_since(edited_at, "setosa, last"), 60, f"the last edit; {server.log()}")
     assert "serve.log" not in server.log()
+    assert ".cache" not in server.log()
 
     client.stop()
     assert client.failures == []

@@ -82,15 +82,26 @@ def user_location(detail: str, root: Path) -> str | None:
 NOT_WATCHED = re.compile(r"\.log(\.\d+)?$")
 
 
-def edited_paths(changes: set[tuple[watchfiles.Change, str]]) -> set[Path]:
-    """The paths an edit touched, without an editor's scratch files (added, then removed) or logs."""
+def edited_paths(changes: set[tuple[watchfiles.Change, str]], root: Path) -> set[Path]:
+    """The paths an edit touched, without an editor's scratch files (added, then removed), logs,
+    or hidden files and folders of the project ``root`` (no version counts them: a handler may
+    keep its own files there)."""
     added = {path for change, path in changes if change == watchfiles.Change.added}
     return {
         Path(path)
         for change, path in changes
         if (Path(path).exists() or (change == watchfiles.Change.deleted and path not in added))
         and not NOT_WATCHED.search(path)
+        and not _hidden(Path(path), root)
     }
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    return any(part.startswith(".") for part in parts)
 
 
 def affected_apis(old: Project, new: Project, changed: Iterable[Path]) -> set[str]:
@@ -152,7 +163,7 @@ class Reloader:
                 ):
                     if not root.is_dir():
                         break
-                    changed = edited_paths(changes)
+                    changed = edited_paths(changes, root)
                     if back:  # a folder made again, now watched: all of it is the edit
                         back = False
                         self.say(f"inferd: watching {root} again")

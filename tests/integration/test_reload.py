@@ -123,6 +123,15 @@ def test_edits_roll_out_under_load_and_a_syntax_error_keeps_the_old_code(
     wait_for(lambda: len(client.answers_since(broken_at)) >= 20, 30, "answers after the broken edit")
     assert set(client.answers_since(broken_at)) == {"setosa, edited"}
 
+    # Undoing the broken edit is news too: the error above was the last word otherwise.
+    edit(handler, 'labels = ["never served" +', 'labels = ["setosa, edited"')
+    wait_for(
+        lambda: "handlers/iris.py changed; back to the version that is serving" in server.log(),
+        30,
+        f"the all-clear; {server.log()}",
+    )
+    assert set(client.answers_since(broken_at)) == {"setosa, edited"}
+
     client.stop()
     assert client.failures == []
 
@@ -181,10 +190,14 @@ def test_a_handler_that_fails_to_load_keeps_the_old_replicas_serving(
             log.write(f"line {line}\n")
             log.flush()
     (project / "serve.log.1").write_text("rotated\n")
+    # Nor is what a handler writes into a hidden file or folder (no version counts them).
+    (project / ".cache").mkdir()
+    (project / ".cache" / "state.txt").write_text("written by a handler\n")
     edit(handler, '"setosa, edited while broken"', '"setosa, last"')  # seen after the log's writes
     edited_at = time.monotonic()
     wait_for(lambda: client.first_since(edited_at, "setosa, last"), 60, f"the last edit; {server.log()}")
     assert "serve.log" not in server.log()
+    assert ".cache" not in server.log()
 
     client.stop()
     assert client.failures == []
@@ -229,3 +242,81 @@ def test_a_renamed_deployment_serves_at_its_new_endpoint_only(serve: Serve, proj
 
     wait_for(lambda: status("/flowers/classifier") == 200, 60, f"the new endpoint; {server.log()}")
     wait_for(lambda: status("/iris/classifier") == 404, 60, f"the old endpoint gone; {server.log()}")
+
+
+def test_undoing_an_edit_that_a_starting_replica_read_tries_that_version_again(
+    serve: Serve, project: Path
+) -> None:
+    # A replica reads the project's files as it starts: one saved meanwhile is what it loads.
+    # Here the new handler's replica reads names.py while it holds a syntax error, so that
+    # version fails; undoing the syntax error brings back that version's files, which
+    # reloaded nothing ("unchanged"): the failed version stayed the last word.
+    (project / "names.py").write_text('SUFFIX = ", slow"\n')
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    handler = project / "handlers" / "iris.py"
+    slow_import = (
+        "import time\n\ntime.sleep(3)  # names.py is saved broken meanwhile\nfrom names import SUFFIX\n"
+    )
+    text = handler.read_text().replace("labels = [", slow_import + "labels = [")
+    handler.write_text(
+        text.replace("return labels[predicted_class_id]", "return labels[predicted_class_id] + SUFFIX")
+    )
+    wait_for(lambda: "handlers/iris.py changed; reloading classifier" in server.log(), 30, server.log())
+    (project / "names.py").write_text('SUFFIX = ", slow\n')
+    wait_for(lambda: "names.py:1: SyntaxError" in server.log(), 30, f"the syntax error; {server.log()}")
+    wait_for(lambda: "classifier not reloaded" in server.log(), 60, f"the failed version; {server.log()}")
+
+    (project / "names.py").write_text('SUFFIX = ", slow"\n')
+    wait_for(
+        lambda: "names.py changed; reloading classifier" in server.log(), 30, f"the retry; {server.log()}"
+    )
+    sample = json.loads((project / "sample.json").read_text())
+    wait_for(lambda: server.post("/iris/classifier", sample).json() == "iris-setosa, slow", 60, server.log())
+
+
+def test_a_project_folder_removed_and_made_again_is_watched_again(
+    serve: Serve, project: Path, tmp_path: Path
+) -> None:
+    # rm -rf and a fresh copy (or a checkout that recreates the folder): the watch went with the
+    # old folder, and no edit of the new one rolled out, without a word.
+    backup = Path(shutil.copytree(project, tmp_path / "backup"))
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    shutil.rmtree(project)
+    wait_for(lambda: "was removed" in server.log(), 30, f"the news; {server.log()}")
+    sample = json.loads((backup / "sample.json").read_text())
+    assert server.post("/iris/classifier", sample).json() == "iris-setosa"  # the old version serves
+
+    edit(backup / "handlers" / "iris.py", '"iris-setosa"', '"setosa, in the new folder"')
+    shutil.copytree(backup, project)
+    wait_for(
+        lambda: server.post("/iris/classifier", sample).json() == "setosa, in the new folder",
+        60,
+        f"the new folder's code; {server.log()}",
+    )
+    edit(project / "handlers" / "iris.py", '"setosa, in the new folder"', '"setosa, edited again"')
+    wait_for(
+        lambda: server.post("/iris/classifier", sample).json() == "setosa, edited again",
+        60,
+        f"an edit in the new folder; {server.log()}",
+    )
+
+
+def test_a_file_that_cannot_be_read_is_said_and_the_watch_goes_on(serve: Serve, project: Path) -> None:
+    # Was: the OSError ended the watch (no later edit rolled out) without a word.
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    (project / "unreadable").symlink_to("/proc/self/mem")  # a regular file no read succeeds on
+    edit(project / "handlers" / "iris.py", '"iris-setosa"', '"setosa, readable again"')
+    wait_for(lambda: "cannot read the project's file unreadable" in server.log(), 30, server.log())
+    wait_for(lambda: "not reloaded; the previous version keeps serving" in server.log(), 30, server.log())
+    sample = json.loads((project / "sample.json").read_text())
+    assert server.post("/iris/classifier", sample).json() == "iris-setosa"
+
+    (project / "unreadable").unlink()
+    wait_for(
+        lambda: server.post("/iris/classifier", sample).json() == "setosa, readable again",
+        60,
+        f"the edit, once every file reads; {server.log()}",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -302,6 +303,23 @@ def test_a_port_in_use_is_one_sentence_that_says_what_to_do(tmp_path: Path) -> N
     assert result.stderr == (
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another with --port\n"
     )
+
+
+def test_a_project_file_that_cannot_be_read_is_named_not_taken_for_the_port(tmp_path: Path) -> None:
+    # Was: "error: cannot listen on 127.0.0.1:PORT: Input/output error" (or "Permission
+    # denied", for a file of another user): every OSError was taken for the listening socket's.
+    project = Path(shutil.copytree(example("iris-onnx"), tmp_path / "iris"))
+    (project / "unreadable").symlink_to("/proc/self/mem")  # a regular file no read succeeds on
+    result = subprocess.run(
+        [str(INFERD), "serve", str(project), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, INFERD_HOME=str(tmp_path / "home")),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "error: cannot read the project's file unreadable: " in result.stderr
+    assert "listen" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_stopping_does_not_wait_for_a_replica_still_loading(

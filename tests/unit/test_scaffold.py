@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,19 @@ def test_a_model_that_does_not_load_leaves_nothing_behind(tmp_path: Path) -> Non
     with pytest.raises(UsageError, match=r"--model .*broken\.onnx: cannot load it: "):
         init_project(empty, "onnx", model)
     assert empty.is_dir() and not any(empty.iterdir())
+
+
+@pytest.mark.parametrize("folder", ["my api", "-api"])
+def test_the_next_commands_run_as_printed_in_a_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder: str
+) -> None:
+    # `inferd init "my api"` printed `inferd serve my api --reload`: pasted, that serves "my"
+    # and refuses "api"; a folder named -api became an option.
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["init", "--predictor", "--", folder])
+    assert result.exit_code == 0, result.output
+    commands = [shlex.split(line) for line in result.output.splitlines() if line.startswith("  inferd ")]
+    assert [argv[:2] for argv in commands] == [["inferd", "serve"], ["inferd", "test"]]
+    for argv in commands:
+        assert not argv[2].startswith("-")
+        assert Path(argv[2]).resolve() == tmp_path / folder

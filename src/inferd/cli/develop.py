@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,7 @@ def _run(
     project: Project, samples: list[Path], bodies: dict[Path, Any], api_name: str | None, tolerance: float
 ) -> tuple[int, int]:
     """Each sample through each API, its answer printed and checked: (passed, failed)."""
+    from inferd import codec
     from inferd.testing import build_api, differences, expected_for, select_apis, user_traceback
 
     failed = passed = 0
@@ -140,7 +142,9 @@ def _run(
                 passed += 1
                 click.echo(f"{label}: {_shown(answer)}")
                 continue
-            found = differences(answer, _read_json(expected_file), tolerance)
+            # as a client receives it: NaN and Infinity in the answer are null (codec.dumps_answer)
+            expected = orjson.loads(codec.dumps_answer(_read_json(expected_file)))
+            found = differences(answer, expected, tolerance)
             if not found:
                 passed += 1
                 click.echo(f"{label}: {_shown(answer)}  (matches {expected_file.name})")
@@ -196,6 +200,9 @@ def init(project_dir: Path, onnx: bool, tensorflow: bool, predictor: bool, model
     click.echo(f"wrote a new {flavour} project in {project_dir}:")
     for name in written:
         click.echo(f"  {name}")
+    # Commands to paste into a shell: a folder with a space is quoted, one named -x not an option.
+    shown = str(project_dir)
+    shown = shlex.quote(f"./{shown}" if shown.startswith("-") else shown)
     click.echo("next:")
-    click.echo(f"  inferd serve {project_dir} --reload     # edits roll out as you save")
-    click.echo(f"  inferd test {project_dir}               # sample.json through the API, no server")
+    click.echo(f"  inferd serve {shown} --reload     # edits roll out as you save")
+    click.echo(f"  inferd test {shown}               # sample.json through the API, no server")

@@ -320,7 +320,7 @@ def serve(
 
     from inferd.config.load import load_project
     from inferd.gateway.edge import EdgeLimits
-    from inferd.operator.serve import exit_now, run_leaving_threads, serve_project
+    from inferd.operator.serve import ListenError, exit_now, run_leaving_threads, serve_project
 
     limits = EdgeLimits.from_env(
         max_header_bytes=max_header_bytes,
@@ -347,7 +347,7 @@ def serve(
                 replicas=replicas,
             )
         )
-    except OSError as exc:
+    except ListenError as exc:
         hint = "; choose another with --port" if exc.errno == errno.EADDRINUSE else ""
         raise InferdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
     exit_now(code)  # a download a Ctrl-C cut short may still run in a thread: not waited for

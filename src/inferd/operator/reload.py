@@ -15,6 +15,8 @@ Either way the error is printed with its file and line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import re
 import time
@@ -29,9 +31,13 @@ from inferd.engine.local import LocalEngine
 from inferd.errors import InferdError
 from inferd.storage import local_model_path
 
+log = logging.getLogger("inferd")
+
 # watchfiles waits this long for an editor's burst of writes (save, rename, touch) to settle.
 DEBOUNCE_MS = 50
 POLL_SECONDS = 0.05
+# How often the watch wakes up without changes (a removed project folder is looked for as often).
+WATCH_TIMEOUT_MS = 500
 FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
 
 
@@ -76,15 +82,26 @@ def user_location(detail: str, root: Path) -> str | None:
 NOT_WATCHED = re.compile(r"\.log(\.\d+)?$")
 
 
-def edited_paths(changes: set[tuple[watchfiles.Change, str]]) -> set[Path]:
-    """The paths an edit touched, without an editor's scratch files (added, then removed) or logs."""
+def edited_paths(changes: set[tuple[watchfiles.Change, str]], root: Path) -> set[Path]:
+    """The paths an edit touched, without an editor's scratch files (added, then removed), logs,
+    or hidden files and folders of the project ``root`` (no version counts them: a handler may
+    keep its own files there)."""
     added = {path for change, path in changes if change == watchfiles.Change.added}
     return {
         Path(path)
         for change, path in changes
         if (Path(path).exists() or (change == watchfiles.Change.deleted and path not in added))
         and not NOT_WATCHED.search(path)
+        and not _hidden(Path(path), root)
     }
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    return any(part.startswith(".") for part in parts)
 
 
 def affected_apis(old: Project, new: Project, changed: Iterable[Path]) -> set[str]:
@@ -124,17 +141,52 @@ class Reloader:
         # Edits seen while the project did not load (a syntax error, a broken config): rolled
         # out with the edit that makes it load again, not forgotten.
         self._pending: set[Path] = set()
+        # Whether the last edit did not load: the edit that undoes it is said, even when it
+        # leaves nothing to roll, or the error would stay the last word on the screen.
+        self._broken = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set (runs on the serving process's event loop)."""
+        root = self.project.root
         # Said once the first step of the watch has run, i.e. once the folder is being watched.
-        asyncio.get_running_loop().call_soon(self.say, f"inferd: watching {self.project.root} for changes")
-        async for changes in watchfiles.awatch(
-            self.project.root, debounce=DEBOUNCE_MS, step=DEBOUNCE_MS, stop_event=stop
-        ):
-            changed = edited_paths(changes)
-            if changed:
-                await self.reload(changed)
+        asyncio.get_running_loop().call_soon(self.say, f"inferd: watching {root} for changes")
+        back = False
+        while not stop.is_set():
+            with contextlib.suppress(FileNotFoundError):  # removed again as the watch began
+                async for changes in watchfiles.awatch(
+                    root,
+                    debounce=DEBOUNCE_MS,
+                    step=DEBOUNCE_MS,
+                    stop_event=stop,
+                    rust_timeout=WATCH_TIMEOUT_MS,
+                    yield_on_timeout=True,  # the first step of a watch comes at once, changes or not
+                ):
+                    if not root.is_dir():
+                        break
+                    changed = edited_paths(changes, root)
+                    if back:  # a folder made again, now watched: all of it is the edit
+                        back = False
+                        self.say(f"inferd: watching {root} again")
+                        changed.add(root)
+                    if changed:
+                        try:
+                            await self.reload(changed)
+                        except Exception as exc:  # the watch goes on: the next edit may load
+                            log.debug("reloading failed", exc_info=True)
+                            reason = f"{type(exc).__name__}: {exc}"
+                            self.say(f"inferd: not reloaded ({reason}); the previous version keeps serving")
+            if stop.is_set():
+                return
+            # The watch went with the folder (rm -rf, a fresh copy, a checkout that makes it
+            # again); a new folder of that name is watched once it exists.
+            self.say(f"inferd: {root} was removed; the APIs keep serving, and it is watched again once back")
+            self._broken = True
+            while not root.is_dir():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), WATCH_TIMEOUT_MS / 1000)
+                if stop.is_set():
+                    return
+            back = True
 
     async def reload(self, changed: set[Path]) -> None:
         """Roll the APIs that ``changed`` affects, unless the edit cannot load."""
@@ -145,14 +197,21 @@ class Reloader:
             if path.suffix == ".py" and path.is_file() and (error := syntax_error(path, root)):
                 self.say(f"inferd: {error}")
                 self.say("inferd: not reloaded; the previous version keeps serving")
+                self._broken = True
                 return
         try:
             project = load_project(self.project.config_file if self.project.config_file.exists() else root)
         except InferdError as exc:
             self.say(f"inferd: {exc.message}")
             self.say("inferd: not reloaded; the previous version keeps serving")
+            self._broken = True
             return
         changed, self._pending = self._pending, set()
+        broken, self._broken = self._broken, False
+        previous = self.project
+        files = ", ".join(
+            sorted(shown_path(path, root) if path != root else "the folder" for path in changed)
+        )
         affected = affected_apis(self.project, project, changed)
         removed = sorted({c.name for c in self.project.apis} - {c.name for c in project.apis})
         splitters_changed = self.project.splitters != project.splitters
@@ -165,17 +224,34 @@ class Reloader:
             affected = {c.name for c in project.apis}
         self.project = project
         if not affected and not removed and not splitters_changed:
+            if broken:
+                self._back(files)
             return
         # apply deletes the APIs the config no longer has, and sets the splitters' weights
-        results = await self.engine.apply(project, only=affected)
+        try:
+            results = await self.engine.apply(project, only=affected)
+        except InferdError as exc:  # e.g. a file of the project that cannot be read
+            self.say(f"inferd: {exc.message}")
+            self.say("inferd: not reloaded; the previous version keeps serving")
+            self.project, self._pending, self._broken = previous, self._pending | changed, True
+            return
+        # An edit that brings an API back to files whose version failed to load is tried again
+        # (a new version): that version's replicas may have read other files than these, saved
+        # while they started, and said an error that these files do not have.
+        failed = {
+            name for name in affected if results.get(name) == "unchanged" and self._failing(project, name)
+        }
+        if failed:
+            results |= await self.engine.apply(project, only=failed, refresh=f"reload-{time.monotonic()}")
         rolling = sorted(name for name in affected if results.get(name, "unchanged") != "unchanged")
-        files = ", ".join(sorted(shown_path(path, root) for path in changed))
         news = [f"removed {', '.join(removed)}"] if removed else []
         news += [f"reloading {', '.join(rolling)}"] if rolling else []
         if splitters_changed:
             news.append("traffic splitters updated")
         if news:
             self.say(f"inferd: {files} changed; {'; '.join(news)}")
+        elif broken:
+            self._back(files)
         for name in rolling:
             state = self.engine.apis.get(f"{project.deployment.name}/{name}")
             if state is None:
@@ -183,6 +259,14 @@ class Reloader:
             task = asyncio.get_running_loop().create_task(self._follow(name, state.version.id, started))
             self._follows.add(task)
             task.add_done_callback(self._follows.discard)
+
+    def _back(self, files: str) -> None:
+        """Say that an edit undid one that did not load: the versions serving are the project's."""
+        self.say(f"inferd: {files} changed; back to the version that is serving (nothing to reload)")
+
+    def _failing(self, project: Project, name: str) -> bool:
+        state = self.engine.apis.get(f"{project.deployment.name}/{name}")
+        return state is not None and state.version.error is not None
 
     async def _follow(self, name: str, version: str, started: float) -> None:
         """Say when ``version`` of ``name`` serves, or why it cannot (then the old one serves)."""

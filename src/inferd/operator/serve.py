@@ -33,6 +33,10 @@ log = logging.getLogger("inferd")
 DEFAULT_GRACE = 30.0
 
 
+class ListenError(OSError):
+    """The gateway could not listen on the address asked for (any other OSError is not this)."""
+
+
 async def serve_project(
     project: Project,
     host: str,
@@ -55,7 +59,10 @@ async def serve_project(
     gateway.replica_gpus = engine.replica_gpus
     # /healthz is 503 until every API of the project exists and has a ready replica.
     gateway.expect([config.key for config in project.apis])
-    await gateway.start(host, port)
+    try:
+        await gateway.start(host, port)
+    except OSError as exc:
+        raise ListenError(exc.errno, exc.strerror or str(exc)) from exc
     if (project.root / "requirements.txt").is_file():
         say("inferd: installing requirements.txt (/healthz answers 503 until every API is ready)")
     stop = asyncio.Event()

@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from inferd.errors import LoadError, UnreachableError
+from inferd.errors import ConfigError, LoadError, UnreachableError
 
 SAVED_MODEL_TREE = """expected a SavedModel, e.g.
   model/                       (or model/1/, model/2/: the highest number is served)
@@ -98,8 +98,15 @@ def project_digest(root: Path, skip: Collection[Path] = ()) -> str:
     digest = hashlib.sha256()
     for child in project_files(root):
         if child not in skip:
+            try:
+                content = file_digest(child)
+            except FileNotFoundError:  # gone since the walk: an editor's scratch file
+                continue
+            except OSError as exc:  # another user's file, say: named, not taken for something else
+                where = child.relative_to(root)
+                raise ConfigError(f"cannot read the project's file {where}: {exc.strerror or exc}") from None
             digest.update(os.fsencode(child.relative_to(root)))
-            digest.update(file_digest(child).encode())
+            digest.update(content.encode())
     return digest.hexdigest()
 
 

@@ -128,3 +128,27 @@ def test_relax_pins_runs_a_project_with_2019_pins(tmp_path: Path, inferd_home: P
     result = CliRunner().invoke(cli, ["test", str(project), "--relax-pins"])
     assert result.exit_code == 0, result.output
     assert "mpg  sample.json: 2.5" in result.output
+
+
+def test_nan_and_infinity_in_an_expected_answer_match_the_answer_a_client_gets(tmp_path: Path) -> None:
+    # A NaN answer reaches a client as null; an expected.json holding NaN failed with
+    # `["a"]: got null, expected null`, a difference nobody could see.
+    project = make_project(
+        tmp_path / "odd",
+        "- kind: deployment\n  name: odd\n- kind: api\n  name: odd\n  predictor:\n    path: predictor.py\n",
+        {
+            "predictor.py": "def predict(sample, metadata):\n"
+            "    return {'a': float('nan'), 'b': float('inf'), 'c': 1.5}\n",
+            "sample.json": "{}",
+            "expected.json": '{"a": NaN, "b": Infinity, "c": 1.5}',
+        },
+    )
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 0, result.output
+    assert '{"a":null,"b":null,"c":1.5}  (matches expected.json)' in result.output
+
+    (project / "expected.json").write_text('{"a": NaN, "b": Infinity, "c": NaN}')
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 1, result.output
+    assert '["c"]: got 1.5, expected null' in result.output
+    assert '["a"]' not in result.output

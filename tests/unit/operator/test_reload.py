@@ -92,7 +92,7 @@ def test_scratch_files_an_editor_adds_and_removes_are_left_out(tmp_path: Path) -
         (watchfiles.Change.deleted, str(tmp_path / "sedXYZ")),
         (watchfiles.Change.deleted, str(gone)),
     }
-    assert edited_paths(changes) == {kept, gone}
+    assert edited_paths(changes, tmp_path) == {kept, gone}
 
 
 def test_log_files_are_no_edits(tmp_path: Path) -> None:
@@ -102,4 +102,17 @@ def test_log_files_are_no_edits(tmp_path: Path) -> None:
     changes = {
         (watchfiles.Change.modified, str(tmp_path / name)) for name in ("serve.log", "serve.log.1", "h.py")
     }
-    assert edited_paths(changes) == {tmp_path / "h.py"}
+    assert edited_paths(changes, tmp_path) == {tmp_path / "h.py"}
+
+
+def test_hidden_files_and_folders_are_no_edits(tmp_path: Path) -> None:
+    # No version counts them (storage.project_files), so a handler may keep its own files
+    # there: one it wrote at each load was an edit that started the next load, forever.
+    (tmp_path / ".cache").mkdir()
+    for name in (".cache/state.txt", ".stamp", "h.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    changes = {
+        (watchfiles.Change.modified, str(tmp_path / name))
+        for name in (".cache", ".cache/state.txt", ".stamp", "h.py")
+    }
+    assert edited_paths(changes, tmp_path) == {tmp_path / "h.py"}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from inferd.errors import ConfigError
 from inferd.storage import project_digest
 
 
@@ -33,3 +36,12 @@ def test_bytecode_a_replica_writes_beside_a_handler_is_not_part_of_the_project(t
     assert project_digest(tmp_path, {tmp_path / "cortex.yaml"}) == before
     (tmp_path / "handlers" / "h.py").write_text("def pre_inference(sample, signature, metadata): 1\n")
     assert project_digest(tmp_path, {tmp_path / "cortex.yaml"}) != before
+
+
+def test_a_file_that_cannot_be_read_is_named_in_one_sentence(tmp_path: Path) -> None:
+    # /proc/self/mem is a regular file that no read succeeds on: as a file of another user is to
+    # anyone but root. Was: the bare OSError, which `inferd serve` reported as "cannot listen".
+    (tmp_path / "model.onnx").write_bytes(b"weights")
+    (tmp_path / "unreadable").symlink_to("/proc/self/mem")
+    with pytest.raises(ConfigError, match=r"^cannot read the project's file unreadable: .+"):
+        project_digest(tmp_path)

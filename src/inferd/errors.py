@@ -116,6 +116,10 @@ class UnreachableError(LoadError):
     """A model's origin could not be reached (refused, timed out, or a 5xx), after retries."""
 
 
+class ModelGoneError(LoadError):
+    """A model's origin answered that it has no such object, prefix or bucket (deleted)."""
+
+
 class NotReadyError(InferdError):
     """The API has no ready replica (starting, failed, or shutting down)."""
 

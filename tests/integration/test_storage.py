@@ -500,3 +500,45 @@ def test_an_http_download_cut_short_leaves_no_partial_file(
         server.server_close()
         thread.join(timeout=10)
     assert not [path for path in (tmp_path / "home").rglob("*") if path.is_file()]
+
+
+def test_a_deleted_s3_model_serves_its_cached_copy_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted operator re-fetched an object deleted meanwhile and the API went to `error`."""
+    import asyncio
+
+    from inferd.engine.models import fetch_model
+    from inferd.errors import LoadError
+
+    with s3_for_this_process(monkeypatch, tmp_path / "home") as endpoint:
+        client = s3_client(endpoint)
+        client.create_bucket(Bucket="gone")
+        client.put_object(Bucket="gone", Key="m.onnx", Body=b"model")
+        first, digest = storage.fetch("s3://gone/m.onnx")
+        client.delete_object(Bucket="gone", Key="m.onnx")
+        path, again, warning = asyncio.run(fetch_model("s3://gone/m.onnx"))
+        assert (path, again) == (first, digest) and path.read_bytes() == b"model"
+        assert warning is not None and warning.startswith(
+            "s3://gone/m.onnx is gone (no such object or prefix); serving the copy downloaded"
+        )
+        client.delete_bucket(Bucket="gone")
+        assert asyncio.run(fetch_model("s3://gone/m.onnx"))[0] == first
+        with pytest.raises(LoadError, match="the bucket gone does not exist"):  # never fetched: no copy
+            asyncio.run(fetch_model("s3://gone/other.onnx"))
+        client.close()
+
+
+def test_an_aws_profile_that_does_not_exist_is_named_in_a_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's ProfileNotFound escaped the fetch as it was (a traceback in the API's error)."""
+    from inferd.errors import LoadError
+
+    with s3_for_this_process(monkeypatch, tmp_path / "home"):
+        monkeypatch.setenv("AWS_PROFILE", "nosuch")
+        with pytest.raises(LoadError) as bad:
+            storage.fetch("s3://models/m.onnx")
+        assert bad.value.message == (
+            "s3://models/m.onnx: cannot read the AWS settings: The config profile (nosuch) could not be found"
+        )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd import onnxdata
-from inferd.errors import LoadError, UnreachableError
+from inferd.errors import LoadError, ModelGoneError, UnreachableError
 from inferd.storage import cache_dir, cached_target, publish, record_name, scratch_folder, scratch_root
 
 
@@ -45,7 +45,12 @@ def fetch_s3(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket:
         raise LoadError(f"{uri}: no bucket in the URI")
-    client = _s3_client()
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        client = _s3_client()
+    except BotoCoreError as exc:  # AWS_PROFILE names no profile, a config file that does not parse
+        raise LoadError(f"{uri}: cannot read the AWS settings: {exc}") from exc
     try:
         return _fetch_s3(client, uri, bucket, key, say)
     finally:
@@ -74,7 +79,7 @@ def _fetch_s3(client: Any, uri: str, bucket: str, key: str, say: Callable[[str],
                     if not item["Key"].endswith("/"):
                         objects.append((item["Key"], item["ETag"], item["Size"]))
         if not objects:
-            raise LoadError(f"{uri}: no such object or prefix")
+            raise ModelGoneError(f"{uri}: no such object or prefix")
         name = key.rstrip("/").rsplit("/", 1)[-1] or bucket
         scratch: Path | None = None
         read: set[str] = set()
@@ -138,7 +143,7 @@ def _fetch_s3(client: Any, uri: str, bucket: str, key: str, say: Callable[[str],
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         code = str(exc.response.get("Error", {}).get("Code") or status)
         if code == "NoSuchBucket":
-            raise LoadError(f"{uri}: the bucket {bucket} does not exist") from exc
+            raise ModelGoneError(f"{uri}: the bucket {bucket} does not exist") from exc
         if status == 403:
             from botocore import UNSIGNED
 
@@ -148,7 +153,7 @@ def _fetch_s3(client: Any, uri: str, bucket: str, key: str, say: Callable[[str],
                 else "these AWS credentials: check them and the bucket's policy"
             )
             raise LoadError(f"{uri}: access denied ({code}) to {who}") from exc
-        kind = UnreachableError if status >= 500 else LoadError
+        kind = UnreachableError if status >= 500 else ModelGoneError if status in (404, 410) else LoadError
         raise kind(f"{uri}: cannot download: {exc}") from exc
     except BotoCoreError as exc:  # no answer: refused, timed out, cut off
         raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
@@ -253,7 +258,7 @@ def fetch_http(uri: str, say: Callable[[str], None]) -> tuple[Path, str]:
         raise UnreachableError(f"{uri}: cannot download: {exc}") from exc
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else 0
-        kind = UnreachableError if status >= 500 else LoadError
+        kind = UnreachableError if status >= 500 else ModelGoneError if status in (404, 410) else LoadError
         raise kind(f"{uri}: cannot download: {exc}") from exc
     except requests.RequestException as exc:
         raise LoadError(f"{uri}: cannot download: {exc}") from exc

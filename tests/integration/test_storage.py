@@ -6,6 +6,7 @@ import contextlib
 import gc
 import json
 import shutil
+import socket
 import subprocess
 import threading
 import warnings
@@ -542,3 +543,38 @@ def test_an_aws_profile_that_does_not_exist_is_named_in_a_sentence(
         assert bad.value.message == (
             "s3://models/m.onnx: cannot read the AWS settings: The config profile (nosuch) could not be found"
         )
+
+
+def test_a_hanging_s3_server_is_tried_three_times_then_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore retried each request twice more inside each of inferd's three attempts: nine
+    reads of INFERD_S3_TIMEOUT (60 s: nine minutes) before a deploy said the origin hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])  # and never answered
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("INFERD_S3_TIMEOUT", "0.5")
+    monkeypatch.setattr(storage, "FETCH_BACKOFF", 0.0)
+    try:
+        with pytest.raises(UnreachableError, match=r"s3://models/m\.onnx: cannot download: Read timeout"):
+            storage.fetch("s3://models/m.onnx")
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        listener.close()
+        thread.join(timeout=10)
+        for connection in accepted:
+            connection.close()
+    assert len(accepted) == storage.FETCH_ATTEMPTS

@@ -29,7 +29,9 @@ def _s3_client() -> Any:
     config = Config(
         connect_timeout=min(10.0, timeout),
         read_timeout=timeout,
-        retries={"max_attempts": 2, "mode": "standard"},
+        # No retries inside botocore: ``storage.fetch`` tries an origin three times with back-off.
+        # (``max_attempts: 2`` meant three requests here, so nine reads of the timeout in all.)
+        retries={"total_max_attempts": 1, "mode": "standard"},
     )
     session = boto3.session.Session()
     if session.get_credentials() is None:

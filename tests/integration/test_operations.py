@@ -161,6 +161,11 @@ def test_a_killed_operator_comes_back_by_itself(
     )
     inferd.run("deploy", str(project))
     inferd.wait_status("sturdy", "live")
+    first = inferd.api("sturdy")["version"]
+    (project / "notes.txt").write_text("a second version")
+    inferd.run("deploy", str(project))  # exits once it is live
+    second = inferd.api("sturdy")["version"]
+    assert second != first
     pid, supervisor = inferd.operator_pid(), inferd.operator_pid("supervisor")
     assert pid is not None and supervisor is not None and process_alive(supervisor)
 
@@ -181,6 +186,12 @@ def test_a_killed_operator_comes_back_by_itself(
     print(f"200 again {time.monotonic() - killed:.1f}s after kill -9 of the operator")
     assert inferd.operator_pid() != pid and inferd.operator_pid("supervisor") == supervisor
     assert "was killed by signal 9; starting it again" in (inferd.home / "operator.log").read_text()
+    # The live version comes back, alone: the one it replaced was started first and answered
+    # until the newest rolled out again (``inferd logs``: "version FIRST created", then "updated").
+    events = inferd.run("logs", "sturdy").stdout
+    assert events.count(f"version {first} created") == 1, events
+    assert events.count(f"version {second} created") == 1, events
+    assert inferd.api("sturdy")["version"] == second
 
     assert inferd.run("down").stdout.strip() == "the inferd operator stopped"
     wait_for(lambda: not process_alive(supervisor), 30, "the supervisor gone with the operator")

@@ -420,7 +420,7 @@ class Gateway:
                 return
         conn.path = path
         conn.replica_id = ""
-        conn.extra_headers = b""
+        conn.extra_headers = conn.trace = conn.client_span = b""  # none of the last request's
         conn.protocol = protocol
         conn.started = conn.sent_at = perf_counter()
         self.finished(queue, status, conn, b"")

@@ -19,11 +19,17 @@ from tests.conftest import INFERD, Server, example, make_project, process_alive,
 from tests.integration.conftest import Inferd, free_port
 
 CHATTY = """
+import sys
+
 count = 0
 
 
 def predict(sample, metadata):
     global count
+    if sample.get("unfinished"):
+        sys.stdout.write("progress 50%")
+        sys.stdout.flush()
+        raise ValueError("stopped half way")
     count += 1
     for n in range(sample["lines"]):
         print(f"request {count} line {n} " + "x" * 100)
@@ -92,6 +98,18 @@ def test_logs_show_the_newest_output_and_access_lines_apart(inferd: Inferd, tmp_
         finally:
             follower.kill()
             follower.wait()
+
+    # Text left without a newline is not glued to the replica's next log record (it was:
+    # "progress 50%2026-... ERROR ...", a record --since could not date)
+    assert requests.post(inferd.url + "/ops/chatty", json={"unfinished": True}, timeout=60).status_code == 500
+    tail = wait_for(
+        lambda: "stopped half way" in (text := inferd.run("logs", "chatty", "--tail", "12").stdout) and text,
+        30,
+        "the failed request's traceback",
+    )
+    (failed,) = [line for line in tail.splitlines() if "ERROR predict in p.py failed:" in line]
+    assert failed[:4].isdigit() and "progress 50%" not in failed, tail
+    assert any(line.endswith("progress 50%") for line in tail.splitlines()), tail
 
 
 def home_bytes(home: Path) -> int:

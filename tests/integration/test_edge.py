@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from inferd.engine.state import rss_bytes
 from tests.conftest import INFERD, Server, make_project, wait_for
@@ -134,7 +135,31 @@ def test_a_huge_content_length_is_413_at_once_and_never_read(
     # an honest client sending a too-large body sees the 413, not a reset
     answer = requests.post(f"{server.url}/d/iris", data=b"[" * 200_000, timeout=10)
     assert answer.status_code == 413
+    # behind a request on the same connection, answered in its turn
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        small = json.dumps(ROWS).encode()
+        sock.sendall(
+            b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(small), small)
+            + b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n"
+            + b"[" * 2048
+        )
+        sock.settimeout(10)
+        data = b""
+        while data.count(b"HTTP/1.1 ") < 2 or not data.endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 413" in data, data
     assert server.post("/d/iris", ROWS).status_code == 200
+    # each 413 is one of the API's requests, by protocol (it was missing from /metrics)
+    families = {f.name: f for f in text_string_to_metric_families(requests.get(f"{server.url}/metrics").text)}
+    counts = {
+        (s.labels["protocol"], s.labels["code"]): s.value
+        for s in families["inferd_requests"].samples
+        if s.name == "inferd_requests_total" and s.labels["api"] == "iris"
+    }
+    assert counts == {("cortex", "413"): 5, ("v2", "413"): 1, ("tfserving", "413"): 1, ("cortex", "200"): 2}
 
 
 def test_a_missing_key_is_refused_when_the_headers_end(

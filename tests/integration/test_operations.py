@@ -19,11 +19,17 @@ from tests.conftest import INFERD, Server, example, make_project, process_alive,
 from tests.integration.conftest import Inferd, free_port
 
 CHATTY = """
+import sys
+
 count = 0
 
 
 def predict(sample, metadata):
     global count
+    if sample.get("unfinished"):
+        sys.stdout.write("progress 50%")
+        sys.stdout.flush()
+        raise ValueError("stopped half way")
     count += 1
     for n in range(sample["lines"]):
         print(f"request {count} line {n} " + "x" * 100)
@@ -93,6 +99,18 @@ def test_logs_show_the_newest_output_and_access_lines_apart(inferd: Inferd, tmp_
             follower.kill()
             follower.wait()
 
+    # Text left without a newline is not glued to the replica's next log record (it was:
+    # "progress 50%2026-... ERROR ...", a record --since could not date)
+    assert requests.post(inferd.url + "/ops/chatty", json={"unfinished": True}, timeout=60).status_code == 500
+    tail = wait_for(
+        lambda: "stopped half way" in (text := inferd.run("logs", "chatty", "--tail", "12").stdout) and text,
+        30,
+        "the failed request's traceback",
+    )
+    (failed,) = [line for line in tail.splitlines() if "ERROR predict in p.py failed:" in line]
+    assert failed[:4].isdigit() and "progress 50%" not in failed, tail
+    assert any(line.endswith("progress 50%") for line in tail.splitlines()), tail
+
 
 def home_bytes(home: Path) -> int:
     return folder_bytes(home) - folder_bytes(home / "logs")
@@ -161,6 +179,11 @@ def test_a_killed_operator_comes_back_by_itself(
     )
     inferd.run("deploy", str(project))
     inferd.wait_status("sturdy", "live")
+    first = inferd.api("sturdy")["version"]
+    (project / "notes.txt").write_text("a second version")
+    inferd.run("deploy", str(project))  # exits once it is live
+    second = inferd.api("sturdy")["version"]
+    assert second != first
     pid, supervisor = inferd.operator_pid(), inferd.operator_pid("supervisor")
     assert pid is not None and supervisor is not None and process_alive(supervisor)
 
@@ -181,6 +204,12 @@ def test_a_killed_operator_comes_back_by_itself(
     print(f"200 again {time.monotonic() - killed:.1f}s after kill -9 of the operator")
     assert inferd.operator_pid() != pid and inferd.operator_pid("supervisor") == supervisor
     assert "was killed by signal 9; starting it again" in (inferd.home / "operator.log").read_text()
+    # The live version comes back, alone: the one it replaced was started first and answered
+    # until the newest rolled out again (``inferd logs``: "version FIRST created", then "updated").
+    events = inferd.run("logs", "sturdy").stdout
+    assert events.count(f"version {first} created") == 1, events
+    assert events.count(f"version {second} created") == 1, events
+    assert inferd.api("sturdy")["version"] == second
 
     assert inferd.run("down").stdout.strip() == "the inferd operator stopped"
     wait_for(lambda: not process_alive(supervisor), 30, "the supervisor gone with the operator")

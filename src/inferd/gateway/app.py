@@ -411,6 +411,20 @@ class Gateway:
         conn.respond(status, codec.error_body(message))
         self.finished(queue, status, conn, b"")
 
+    def refused(self, conn: HttpConnection, path: bytes, status: int) -> None:
+        queue = self.endpoints.get(path)
+        protocol = "cortex"
+        if queue is None:
+            queue, protocol = self._protocol_route(path)
+            if queue is None:  # a splitter's route, or none: no one API to count it for
+                return
+        conn.path = path
+        conn.replica_id = ""
+        conn.extra_headers = conn.trace = conn.client_span = b""  # none of the last request's
+        conn.protocol = protocol
+        conn.started = conn.sent_at = perf_counter()
+        self.finished(queue, status, conn, b"")
+
     def method_not_allowed(self, conn: HttpConnection, request: Request, allowed: bytes) -> None:
         method = request.method.decode("latin-1")
         conn.respond(

@@ -75,6 +75,11 @@ class HttpApp(Protocol):
         """Keep a sampled request and its answer for the payload log."""
         ...
 
+    def refused(self, conn: HttpConnection, path: bytes, status: int) -> None:
+        """Count a request to ``path`` answered ``status`` at the edge (its body too large, say)
+        as one of its API's requests: metrics, ``inferd get`` and the access log."""
+        ...
+
 
 class HttpServer:
     """Defaults for an ``HttpApp`` that needs no per-route limits (the admin API, the dashboard),
@@ -115,6 +120,9 @@ class HttpServer:
     def record(
         self, queue: ApiQueue, conn: HttpConnection, request: bytes, status: int, answer: bytes
     ) -> None:
+        return None
+
+    def refused(self, conn: HttpConnection, path: bytes, status: int) -> None:
         return None
 
 
@@ -302,12 +310,16 @@ class HttpConnection(asyncio.Protocol):
         if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
             # The parser hands what follows an upgrade request's headers to the new protocol: its
             # body would be lost and the request answered as if it had none.
-            self.refuse(400, "a request with a body cannot ask for a protocol upgrade (remove Upgrade)")
+            self.refuse(
+                400, "a request with a body cannot ask for a protocol upgrade (remove Upgrade)", self._path
+            )
             return
         coding = headers.get(b"content-encoding")
         if coding is not None and coding.strip().lower() not in (b"", b"identity"):
             shown = coding.decode("latin-1")[:64]
-            self.refuse(415, f"Content-Encoding {shown} is not supported: send the body uncompressed")
+            self.refuse(
+                415, f"Content-Encoding {shown} is not supported: send the body uncompressed", self._path
+            )
             return
         transfer = headers.get(b"transfer-encoding")
         if transfer is not None:
@@ -317,7 +329,9 @@ class HttpConnection(asyncio.Protocol):
             if other:
                 shown = other[0].decode("latin-1")[:64]
                 self.refuse(
-                    501, f"Transfer-Encoding {shown} is not supported: send the body with chunked alone"
+                    501,
+                    f"Transfer-Encoding {shown} is not supported: send the body with chunked alone",
+                    self._path,
                 )
                 return
         self._admitting = True
@@ -373,7 +387,9 @@ class HttpConnection(asyncio.Protocol):
             self._body = []
             self._release()
             self._too_large = True  # the rest of it is read and dropped, never buffered
-            self.refuse(503, "the gateway is holding too many request bodies at once: retry shortly")
+            self.refuse(
+                503, "the gateway is holding too many request bodies at once: retry shortly", self._path
+            )
             return
         transport = self.transport
         if (
@@ -394,16 +410,16 @@ class HttpConnection(asyncio.Protocol):
             self._held = 0
 
     @staticmethod
-    def _error(status: int, message: str) -> Request:
+    def _error(status: int, message: str, path: bytes = b"") -> Request:
         """A pipelined request refused before it was read: its answer waits for the earlier ones'
-        (the status rides in ``path``; no method marks it)."""
-        return Request(b"", b"%d" % status, b"", {}, codec.error_body(message), False)
+        (the status rides in ``path`` and the path it was sent to in ``query``; no method marks it)."""
+        return Request(b"", b"%d" % status, path, {}, codec.error_body(message), False)
 
     def _body_too_large(self) -> None:
         if self.busy or self.pipeline:  # answers go out in order: this one after the earlier ones
             self._too_large = True
         else:
-            self.refuse(413, f"the request body is larger than {self._limit} bytes")
+            self.refuse(413, f"the request body is larger than {self._limit} bytes", self._path)
 
     def _has_body_method(self) -> bool:
         return self.parser.get_method() not in (b"GET", b"HEAD", b"OPTIONS")
@@ -414,7 +430,8 @@ class HttpConnection(asyncio.Protocol):
         self.phase = IDLE
         self._continue = False
         if self._too_large:
-            self.pipeline.append(self._error(413, f"the request body is larger than {self._limit} bytes"))
+            message = f"the request body is larger than {self._limit} bytes"
+            self.pipeline.append(self._error(413, message, self._path))
             self._advance()
             return
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
@@ -443,7 +460,10 @@ class HttpConnection(asyncio.Protocol):
         self.trace = self.client_span = b""
         if not request.method:  # refused (too large, unparsable) while earlier ones were answered
             self.request_id = next_request_id()
-            self.respond(int(request.path), request.body, close=True)
+            status = int(request.path)
+            self.respond(status, request.body, close=True)
+            if request.query:  # sent to an API: one of its requests
+                self.app.refused(self, request.query, status)
             return
         given = request.headers.get(b"x-request-id")
         self.request_id = given if given and valid_id(given) else next_request_id()
@@ -492,18 +512,22 @@ class HttpConnection(asyncio.Protocol):
 
     # answers
 
-    def refuse(self, status: int, message: str) -> None:
-        """Answer an error before the request is read (or when it cannot be parsed), then close."""
+    def refuse(self, status: int, message: str, path: bytes = b"") -> None:
+        """Answer an error before the request is read (or when it cannot be parsed), then close.
+        A request to ``path`` (an API's route) is counted as that API's."""
         if self.busy or self.pipeline or self.write_paused:  # answered after the earlier requests
             self.broken = True
-            self.pipeline.append(self._error(status, message))
+            self.pipeline.append(self._error(status, message, path))
             return
         self.busy = True
         self._early = True
         self.head_only = False
         self.extra_headers = b""
-        self.request_id = next_request_id()
+        given = self._headers.get(b"x-request-id") if path else None
+        self.request_id = given if given and valid_id(given) else next_request_id()
         self.respond(status, codec.error_body(message), close=True)
+        if path:
+            self.app.refused(self, path, status)
 
     def submit(self, queue: ApiQueue, kind: bytes, body: bytes, protocol: str = "cortex") -> None:
         """Hand the request to ``queue``; ``on_reply`` answers the client later."""

@@ -112,6 +112,8 @@ class AdminApp(HttpServer):
                 bool(body.get("relax_pins")),
             )
         if method == b"GET" and path == "/apis":
+            # What ``inferd deploy`` waits on: once it says live, a restart brings this version back.
+            operator.note_serving()
             return operator.api_list()
         if method == b"POST" and path == "/promote":
             return promote(operator, _text(body, "splitter"), _text(body, "api"))

@@ -61,6 +61,7 @@ log = logging.getLogger("inferd.operator")
 
 ADMIN_HOST = "127.0.0.1"
 DRAIN_GRACE = 30.0
+SERVING_PERIOD = 1.0  # how soon a deployment all live on its newest version is what a restart brings back
 
 
 class Operator:
@@ -128,9 +129,11 @@ class Operator:
         collecting = loop.create_task(self.collector.run_forever())
         payloads = loop.create_task(PayloadWriter(self.home, self.gateway.payloads).run_forever())
         keeping = loop.create_task(keep_files(self.home, {OPERATOR_FILE: described, TOKEN_FILE: self.token}))
+        noting = loop.create_task(self._note_serving_forever())
         await self.stop_event.wait()
         collecting.cancel()
         keeping.cancel()
+        noting.cancel()
         log.info("stopping: draining requests")
         await self.gateway.drain(DRAIN_GRACE)
         await self.engine.stop()
@@ -281,6 +284,17 @@ class Operator:
             if record.serving != record.snapshot and keys and live:
                 record.serving = record.snapshot
                 self.state.save()
+
+    async def _note_serving_forever(self) -> None:
+        """Record a deployment's snapshot as the one serving soon after its update goes live: a
+        restart before then brought the version it replaced back first (its replicas answered
+        with the old code until the newest was rolled out again)."""
+        while True:
+            await asyncio.sleep(SERVING_PERIOD)
+            try:
+                self.note_serving()
+            except Exception:  # a bug of ours must not end the loop
+                log.exception("recording the versions that serve failed")
 
     def kept(self) -> set[Path]:
         """What the garbage collection keeps: running versions, and each API's previous one."""

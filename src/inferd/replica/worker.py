@@ -30,6 +30,7 @@ from inferd.handler.predictor import Predictor
 from inferd.protocols import tfserving, v2
 from inferd.replica import messages
 from inferd.replica.group import end_own_group, lead_group
+from inferd.replica.lines import watch_output
 from inferd.replica.messages import ReplicaSpec
 from inferd.replica.streaming import is_stream, may_stream, send_stream, take_stop
 
@@ -289,10 +290,11 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
         return 1
     # print() in a handler reaches the API's log line by line, not in 8 KiB blocks
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stdout, sys.stderr, records = watch_output(sys.stdout, sys.stderr)
     logging.basicConfig(
         level=logging.INFO,
         format=LOG_FORMAT.format(api=spec.api.name, replica=spec.replica_id),
-        stream=sys.stderr,
+        handlers=[records],
     )
     shown = _user_paths(spec)
     for handler in logging.getLogger().handlers:

@@ -1,0 +1,69 @@
+"""A replica's log records each on a line of their own.
+
+A replica's stdout and stderr are one pipe that the engine splits into lines
+(``engine/output.py``). Text a handler leaves without a newline (``print(..., end="")``, a
+progress bar) had the replica's next log record glued to it, so ``inferd logs`` showed
+``progress 50%2026-11-30 17:22:38,534 api [api-1] ERROR ...`` and ``--since`` could not read the
+record's time. The two streams note whether the last text written ended a line, and a record
+that would continue one starts a new line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+
+class LineEnds:
+    """Whether the last text written to stdout or stderr (one pipe) left a line unfinished."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+
+class WatchedStream:
+    """``stream`` as it is, noting in ``ends`` whether what was written last ended a line."""
+
+    def __init__(self, stream: TextIO, ends: LineEnds) -> None:
+        self._stream = stream
+        self._ends = ends
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)
+        if text:
+            self._ends.open = text[-1] != "\n"
+        return written
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes records to ``stream``, first ending a line that the handler's output left open
+    (after ``stdout``'s unfinished text, which may wait in its buffer)."""
+
+    def __init__(self, stream: Any, ends: LineEnds, stdout: Any) -> None:
+        super().__init__(stream)
+        self.ends = ends
+        self.stdout = stdout
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.ends.open:
+            with contextlib.suppress(Exception):  # a closed stdout: the record is still written
+                self.stdout.flush()
+                self.stream.write("\n")
+        super().emit(record)
+
+
+def watch_output(stdout: TextIO, stderr: TextIO) -> tuple[Any, Any, LineHandler]:
+    """Stand-ins for ``stdout`` and ``stderr`` that note line ends, and a log handler writing
+    to the second one that starts each record on a line of its own."""
+    ends = LineEnds()
+    out, err = WatchedStream(stdout, ends), WatchedStream(stderr, ends)
+    return out, err, LineHandler(err, ends, out)

@@ -456,7 +456,7 @@ def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None
     wait_for(lambda: timed_out(server, "short") == before + 1, 10, "the stream to be counted as a 504")
 
 
-def test_generate_extension(server: Server) -> None:
+def test_generate_extension(server: Server, tmp_path: Path) -> None:
     answer = requests.post(server.url + "/v2/models/one/generate", json={"text_input": "a b c"}, timeout=30)
     assert answer.status_code == 200
     assert answer.json() == {"model_name": "one", "model_version": "1", "text_output": "a b c "}
@@ -464,6 +464,18 @@ def test_generate_extension(server: Server) -> None:
     assert [data for _, data in events] == [
         {"model_name": "one", "model_version": "1", "text_output": token} for token in ("a ", "b ", "c ")
     ]
+    # generate holds the text until the end: a longer one is an error and the generator stops
+    # (it was held whole: a generator yielding for ever filled the gateway's memory)
+    record = tmp_path / "generate-record"
+    huge = {"count": 200, "size": 1 << 20, "delay": 0, "record": str(record)}
+    answer = requests.post(server.url + "/v2/models/one/generate", json=huge, timeout=60)
+    assert answer.status_code == 500
+    assert (
+        answer.json()["error"] == "the generated text passed 64 MiB: read a longer one with generate_stream"
+    )
+    wait_for(lambda: record.exists() and record.read_text().endswith("closed\n"), 30, "the generator closed")
+    assert len(record.read_text().split()) < 150  # stopped early, not run to its end
+    assert requests.post(server.url + "/v2/models/one/generate", json={"text_input": "d"}, timeout=30).ok
 
 
 def test_a_streamed_answer_is_recorded_as_its_items_and_an_identical_shadow_agrees(

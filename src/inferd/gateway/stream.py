@@ -42,6 +42,10 @@ END = b"0\r\n\r\n"
 # Bytes of a streamed answer's items kept for its payload-log record (or a shadow's comparison):
 # the first MiB of them; a stream's items are otherwise never held once written.
 RECORDED_BYTES = 1 << 20
+# Text a V2 ``generate`` answer may join in the gateway (it is held until the generator ends):
+# past it, the answer is an error and the generator is stopped, so that a generator yielding
+# for ever cannot fill the gateway's memory (a 600 MB answer took it to 1.9 GB).
+GENERATE_BYTES = 64 << 20
 
 
 class ItemRecord:
@@ -98,6 +102,7 @@ class Stream:
         self.first_item = 0.0  # seconds from the request to its first item
         self.last_item = 0.0
         self.texts: list[str] = []
+        self.text_bytes = 0
         # kept for the payload log or a shadow's comparison (``conn.recording``), else None
         self.recorded = ItemRecord() if conn.recording is not None else None
         # HTTP/1.0 knows no chunked encoding: its client reads the stream until the connection closes.
@@ -129,6 +134,15 @@ class Stream:
                 self.recorded.add(payload)
         if self.mode == GENERATE:
             if payload:
+                self.text_bytes += len(payload)
+                if self.text_bytes > GENERATE_BYTES:
+                    self.fail(
+                        f"the generated text passed {GENERATE_BYTES >> 20} MiB: "
+                        "read a longer one with generate_stream",
+                        500,
+                    )
+                    self.stop()
+                    return
                 self.texts.append(_text(orjson.loads(payload)))
             return
         parts = []
@@ -217,12 +231,13 @@ class Stream:
             self.stop()
         return False
 
-    def fail(self, message: str) -> None:
-        """End the client's answer with an error now and close its connection."""
+    def fail(self, message: str, status: int = 504) -> None:
+        """End the client's answer with an error now (a timeout's 504 by default) and close its
+        connection."""
         if self.done:
             return
         self.done = True
-        self.failed = 504
+        self.failed = status
         # The replica's items are read (and dropped) again, so that it can hear the STOP that
         # follows; paused, its send would block for ever and it would be killed as stuck.
         self._resume()
@@ -231,7 +246,7 @@ class Stream:
         if transport is None:
             return
         if not self.headers_sent:
-            conn.respond(504, codec.error_body(message), close=True)
+            conn.respond(status, codec.error_body(message), close=True)
             return
         if self.mode == NDJSON:
             data = codec.error_body(message) + b"\n"

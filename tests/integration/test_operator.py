@@ -143,6 +143,7 @@ def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> Non
     pid = inferd.operator_pid()
     assert pid is not None
     replicas = inferd.replica_pids("classifier")
+    ids = {replica["id"] for replica in inferd.status("classifier")["replicas"]}
     os.kill(pid, signal.SIGKILL)
     wait_for(
         lambda: not process_alive(pid) and not any(process_alive(r) for r in replicas),
@@ -152,6 +153,8 @@ def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> Non
     assert "running" in inferd.run("up").stdout
     inferd.wait_status("classifier", "live")
     assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+    # the new replicas are numbered on from the old ones (both are in the API's log)
+    assert not ids & {replica["id"] for replica in inferd.status("classifier")["replicas"]}
     # `last update` is when the API was deployed, not when the operator came back
     assert inferd.api("classifier")["last_update"] == deployed
 

@@ -11,6 +11,7 @@ and what the engine tells about its APIs (``report``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -43,6 +44,14 @@ log = logging.getLogger("inferd.engine")
 
 RECONCILE_SECONDS = 0.25
 STOP_TIMEOUT = 10.0
+IDS_FILE = "replica-ids"  # in $INFERD_HOME: the last replica number given
+
+
+def _last_id(path: Path | None) -> int:
+    try:
+        return int(path.read_text()) if path is not None else 0
+    except (OSError, ValueError):
+        return 0
 
 
 class LocalEngine:
@@ -63,7 +72,10 @@ class LocalEngine:
         self.apis: dict[str, ApiState] = {}
         self.sources: dict[str, Path] = {}  # deployment -> the user's folder it was deployed from
         self.priorities = priority.Priorities()  # shadows' replicas yield the CPU
-        self._ids = itertools.count(1)
+        # Replica numbers go on across operator restarts (the API's log keeps earlier replicas'
+        # lines: a restarted operator's `slow-1` was another process than the one before it).
+        self._ids_file = home / IDS_FILE if log_dir is not None else None
+        self._ids = itertools.count(_last_id(self._ids_file) + 1)
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -300,7 +312,7 @@ class LocalEngine:
         gpus = self.capacity.gpus.assign(gpu_claims(self.apis), gpu_need(state.config.api.compute))
         if gpus is None:
             return  # another API took the devices this tick
-        replica_id = f"{state.config.name}-{next(self._ids)}"
+        replica_id = f"{state.config.name}-{self._next_id()}"
         spec = version.spec.model_copy(update={"replica_id": replica_id})
         env = dict(os.environ, **replica_environment(self.capacity.gpus, gpus))
         # GPU replicas are not forked: each needs a fresh CUDA. With a log folder, the output
@@ -332,6 +344,15 @@ class LocalEngine:
             )
         )
         self.priorities.apply(state.key, state.replicas[-1])
+
+    def _next_id(self) -> int:
+        number = next(self._ids)
+        if self._ids_file is not None:
+            with contextlib.suppress(OSError):  # ids of this run stay unique either way
+                scratch = self._ids_file.with_name(self._ids_file.name + ".tmp")
+                scratch.write_text(str(number))
+                os.replace(scratch, self._ids_file)
+        return number
 
     def _retire(self, state: ApiState, replica_id: str) -> None:
         for replica in state.replicas:

@@ -23,6 +23,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MAX_BYTES_ENV = "INFERD_LOG_MAX_BYTES"
 BACKUPS_ENV = "INFERD_LOG_BACKUPS"
@@ -67,6 +68,12 @@ def backups() -> int:
 class _Handler(logging.handlers.RotatingFileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         pass  # a full disk must not stop serving: the lines are dropped
+
+    def _open(self) -> Any:
+        # Owner only, as the token: the files hold what handlers print, clients' addresses and
+        # (payload logs) request bodies, also in an $INFERD_HOME that others may read.
+        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return open(descriptor, self.mode, encoding=self.encoding, errors=self.errors)
 
 
 class RotatingLog:

@@ -176,3 +176,15 @@ def test_a_deleted_api_s_log_is_found_by_its_bare_name(tmp_path: Path) -> None:
     assert logged_keys(tmp_path, "other") == ["iris/other"]
     assert logged_keys(tmp_path, "classifier") == ["garden/classifier", "iris/classifier"]
     assert logged_keys(tmp_path, "gone") == []
+
+
+def test_log_files_are_the_owners_only(tmp_path: Path) -> None:
+    """Logs hold what handlers print and payload logs hold request bodies: mode 0600, as the
+    token, also after a rotation (they were 0644, readable in a home that others may read)."""
+    log = logfiles.RotatingLog(tmp_path / "api.log", limit=4096, keep=1)
+    for line in range(2000):
+        log.write(f"line {line}")
+    log.close()
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["api.log", "api.log.1"]
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)

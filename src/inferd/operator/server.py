@@ -278,10 +278,11 @@ class Operator:
         if self.restoring:
             return
         for name, record in self.state.deployments.items():
+            if record.serving == record.snapshot:
+                continue  # (the common case, each second: nothing to look at)
             apis = self.engine.apis.items()
             keys = [key for key, api in apis if api.config.deployment == name and not api.deleting]
-            live = all(self.engine.describe(key)["status"] == "live" for key in keys)
-            if record.serving != record.snapshot and keys and live:
+            if keys and all(self.engine.describe(key)["status"] == "live" for key in keys):
                 record.serving = record.snapshot
                 self.state.save()
 

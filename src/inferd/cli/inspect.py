@@ -15,10 +15,11 @@ import click
 import orjson
 
 from inferd.cli import render
+from inferd.cli.api_http import post_sample
 from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
 from inferd.cli.options import deployment_option, env_option, folder_deployment, in_deployment, key_option
 from inferd.cli.traffic import find_splitter, splitter_rows
-from inferd.client import Client, post_sample
+from inferd.client import Client
 from inferd.errors import InferdError, NotFoundError, OperatorError, UsageError, in_several_deployments
 
 if TYPE_CHECKING:

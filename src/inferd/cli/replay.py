@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from inferd.cli.api_http import api_headers
 from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option, key_option
 from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
-from inferd.client import Client, api_headers
+from inferd.client import Client
 from inferd.errors import ConflictError, NotFoundError, UsageError
 from inferd.operator.state import write_private
 

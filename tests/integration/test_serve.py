@@ -265,6 +265,10 @@ def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_mode
     status = requests.get(f"{server.url}/d/broken", timeout=5).json()
     assert status["status"] == "error" and "ModuleNotFoundError" in status["error"]
     assert server.post("/d/good", [[1, 2, 3, 4]]).status_code == 200
+    # Retried with back-off: the traceback is printed once, each retry after it is one line.
+    again = "importing it failed: ModuleNotFoundError: No module named 'module_that_does_not_exist' (again,"
+    log = wait_for(lambda: (text := server.log()).count(again) >= 2 and text, 120, "two retries")
+    assert log.count("Traceback (most recent call last)") == 1
 
 
 def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path, tmp_path: Path) -> None:

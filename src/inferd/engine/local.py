@@ -313,7 +313,7 @@ class LocalEngine:
         if gpus is None:
             return  # another API took the devices this tick
         replica_id = f"{state.config.name}-{self._next_id()}"
-        spec = version.spec.model_copy(update={"replica_id": replica_id})
+        spec = version.spec.model_copy(update={"replica_id": replica_id, "repeat_of": version.error})
         env = dict(os.environ, **replica_environment(self.capacity.gpus, gpus))
         # GPU replicas are not forked: each needs a fresh CUDA. With a log folder, the output
         # goes through a pipe into the API's rotated log; without one (``inferd serve``) the

@@ -153,3 +153,6 @@ class ReplicaSpec(BaseModel):
     # The user's project folder when ``project_root`` is the operator's snapshot of it:
     # tracebacks and load errors name the user's files, not the snapshot's.
     shown_root: Path | None = None
+    # The error the last replica of this version failed to load with: the same again is logged
+    # as one line, not with the whole traceback at each retry.
+    repeat_of: str | None = None

@@ -311,7 +311,10 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
             summary = f"loading failed: {type(exc).__name__}: {exc}"
             detail = traceback.format_exc().rstrip()
         summary, detail = shown(summary), shown(detail)
-        log.error("%s%s", summary, "\n" + detail if detail else "")
+        if summary == spec.repeat_of:  # a retry that failed as the last one: its traceback is above
+            log.error("%s (again, as the previous replica)", summary)
+        else:
+            log.error("%s%s", summary, "\n" + detail if detail else "")
         info: dict[str, Any] = {"error": summary, "detail": detail}
         with contextlib.suppress(OSError):  # the gateway let this replica go while it loaded
             sock.sendall(messages.frame(messages.FAILED, codec.dumps(info)))

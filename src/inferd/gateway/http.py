@@ -626,6 +626,10 @@ class HttpConnection(asyncio.Protocol):
             else:
                 transport.close()
             return
+        self._answered()
+
+    def _answered(self) -> None:
+        """The answer is written: the next request of the connection (pipelined, or paused) starts."""
         self.busy = False
         self.since = self.app.clock
         if self.pipeline or self.read_paused:
@@ -645,10 +649,4 @@ class HttpConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
-        self.busy = False
-        self.since = self.app.clock
-        if self.pipeline or self.read_paused:
-            self._advance()
-        if self._continue:
-            self._continue_if_due()
-        self._rested()
+        self._answered()

@@ -381,7 +381,7 @@ def render(
         f"| 32 rows | {p50_batch['shared']:.1f} ms | {p50_batch['unshared']:.1f} ms | "
         f"**{p50_batch['shared'] / p50_batch['unshared']:.2f}** |\n\n",
         "Bars: 4 replicas at most 1.5x the PSS of one; latency within 5% of unshared. Not in the "
-        f"sums: the onnxruntime zygote that forks the replicas after the first, {zygote:.0f} MiB (one "
+        f"sums: the onnxruntime zygote that forks the replicas, {zygote:.0f} MiB (one "
         "per runtime, whatever the number of APIs and replicas). Peers, from their documentation "
         "(not measured here): LitServe scales by serving more copies of the model, one per worker "
         "(https://lightning.ai/docs/litserve/features/autoscaling); BentoML's `workers=N` starts N "
@@ -390,8 +390,8 @@ def render(
     ]
     lines += [
         "TensorFlow (examples/iris-tensorflow, a tiny model, so this is TensorFlow's own memory): "
-        "replicas forked by the TensorFlow zygote (which imported TensorFlow before forking; the first "
-        "replica is spawned, and the zygote's own PSS is counted with the replicas) and spawned as "
+        "replicas forked by the TensorFlow zygote (which imported TensorFlow before forking; the "
+        "zygote's own PSS is counted with the replicas) and spawned as "
         "fresh processes (`INFERD_ZYGOTE=0`).\n\n",
         "| replicas | 1 replica | 4 replicas | 4 / 1 |\n",
         "| --- | ---: | ---: | ---: |\n",

@@ -104,7 +104,9 @@ async def scenario(root: Path) -> None:
         assert sorted(devices) == sorted(gpu.uuid for gpu in pool.gpus)
         # A replica that asked for no GPU sees none.
         (plain,) = engine.describe("gpus/plain")["replicas"]
-        assert environ_of(plain["pid"])["CUDA_VISIBLE_DEVICES"] == ""
+        # (asked of the replica: a forked one's /proc/PID/environ is still its zygote's)
+        hidden = await asyncio.to_thread(requests.post, f"{base}/gpus/plain", json={})
+        assert hidden.json() == ""
         assert "gpus" not in plain
 
         # The fourth GPU replica does not fit, and the reason says so.

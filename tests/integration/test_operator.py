@@ -272,10 +272,16 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         "- kind: api\n  name: broken-cold\n  onnx:\n    model: m.onnx\n    request_handler: bad.py\n"
         "  compute:\n    min_replicas: 0\n"
         "- kind: api\n  name: huge\n  onnx:\n    model: m.onnx\n  compute:\n    cpu: 64\n"
-        "- kind: api\n  name: greedy\n  onnx:\n    model: m.onnx\n  compute:\n    mem_limit: 10Mi\n"
+        # (a ballast of its own: a replica forked from the zygote shares onnxruntime's memory)
+        "- kind: api\n  name: greedy\n  onnx:\n    model: m.onnx\n    request_handler: ballast.py\n"
+        "  compute:\n    mem_limit: 10Mi\n"
         "- kind: api\n  name: gpu\n  onnx:\n    model: m.onnx\n  compute:\n    gpu: 1\n"
         "- kind: api\n  name: hungry\n  predictor:\n    path: hungry.py\n  compute:\n    mem_limit: 200Mi\n",
-        {"bad.py": "def pre_inference(sample, metadata):\n    return sample\n", "hungry.py": HUNGRY},
+        {
+            "bad.py": "def pre_inference(sample, metadata):\n    return sample\n",
+            "hungry.py": HUNGRY,
+            "ballast.py": "BALLAST = b'\\x01' * (64 << 20)\n",
+        },
         {"m.onnx": iris_onnx_model},
     )
     deployed = inferd.run("deploy", str(project), check=False)

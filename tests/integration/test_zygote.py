@@ -1,4 +1,4 @@
-"""Replica zygotes: replicas after the first are forked by a zygote that did the imports."""
+"""Replica zygotes: replicas, the first one too, are forked by a zygote that did the imports."""
 
 from __future__ import annotations
 
@@ -56,8 +56,10 @@ def replace_until_forked(server: Server, zygote_of: set[int] | None = None) -> i
 
 def test_replicas_come_from_the_zygote_and_a_dead_zygote_stops_nothing(serve: Serve) -> None:
     server = serve(example("iris-onnx"))
-    replica = replace_until_forked(server)
+    # the first replica too: onnxruntime is imported once, by the zygote
+    (replica,) = replica_pids(server.process.pid)
     (zygote,) = zygote_pids(server.process.pid)
+    assert parent_of(replica) == zygote
     assert child_pids(zygote) == {replica}
     assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
     # its output reaches the server's, as a spawned replica's does
@@ -75,6 +77,15 @@ def test_replicas_come_from_the_zygote_and_a_dead_zygote_stops_nothing(serve: Se
     # a new zygote was started, and later replicas come from it again
     again = replace_until_forked(server)
     assert parent_of(again) != zygote and server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+
+
+def test_a_zygote_that_dies_while_it_imports_holds_no_replica_back(serve: Serve) -> None:
+    server = serve(example("iris-onnx"), ready=False)
+    # killed as soon as it is seen (still importing, or not: either way the API comes up)
+    (zygote,) = wait_for(lambda: zygote_pids(server.process.pid), 60, "the first zygote")
+    os.kill(zygote, signal.SIGKILL)
+    server.wait_ready()
+    assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
 
 
 def test_zygotes_can_be_turned_off(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:

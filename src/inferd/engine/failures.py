@@ -71,20 +71,32 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
 def watch_memory(state: ApiState, event: Events) -> None:
     """Stop the API's replicas over ``compute.mem_limit`` that no cgroup caps."""
     # compute.mem is a request (placement); only mem_limit caps, here when no cgroup does
-    limit = state.config.api.compute.mem_limit_bytes
-    if limit is None:
+    if state.config.api.compute.mem_limit_bytes is None:
         return
     for replica in state.replicas:
-        if (
-            replica.cgroup is None
-            and replica.process.poll() is None
-            and rss_bytes(replica.process.pid) > limit
-        ):
-            event(state.key, f"replica {replica.id} used more than compute.mem_limit; stopping it")
-            replica.over_mem_limit = True
-            if replica.version == state.version.id:
-                state.version.oom = True
-            replica.process.send_signal(signal.SIGKILL)
+        stop_if_over_limit(state, replica, event)
+
+
+def stop_if_over_limit(state: ApiState, replica: Replica, event: Events) -> bool:
+    """Stop ``replica`` if it is over ``compute.mem_limit`` and no cgroup caps it; whether it was.
+
+    Also asked when a replica says it is ready: one that loaded between two polls (a forked
+    one loads in a tenth of a second) would otherwise count as ready, and a deploy as live.
+    """
+    limit = state.config.api.compute.mem_limit_bytes
+    if (
+        limit is None
+        or replica.cgroup is not None
+        or replica.process.poll() is not None
+        or rss_bytes(replica.process.pid) <= limit
+    ):
+        return False
+    event(state.key, f"replica {replica.id} used more than compute.mem_limit; stopping it")
+    replica.over_mem_limit = True
+    if replica.version == state.version.id:
+        state.version.oom = True
+    replica.process.send_signal(signal.SIGKILL)
+    return True
 
 
 def lost_because(state: ApiState, replica: Replica) -> str | None:

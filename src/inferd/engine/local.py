@@ -79,7 +79,8 @@ class LocalEngine:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.zygotes = Zygotes() if enabled() else None
+        self._wake = asyncio.Event()  # reconcile now, not at the next tick
+        self.zygotes = Zygotes(on_change=self._wake.set) if enabled() else None
 
     # desired state
 
@@ -203,7 +204,9 @@ class LocalEngine:
                 self.reconcile()
             except Exception:  # never let one bad tick stop the control loop
                 log.exception("reconcile failed")
-            await asyncio.sleep(RECONCILE_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RECONCILE_SECONDS)
+            self._wake.clear()
 
     def reconcile(self) -> None:
         """One control step: reap, watch memory, autoscale, start and retire replicas.
@@ -312,13 +315,15 @@ class LocalEngine:
         gpus = self.capacity.gpus.assign(gpu_claims(self.apis), gpu_need(state.config.api.compute))
         if gpus is None:
             return  # another API took the devices this tick
+        # GPU replicas are not forked: each needs a fresh CUDA.
+        zygotes = self.zygotes if not gpus.devices else None
+        if zygotes is not None and zygotes.warming(state.config.api.model_format):
+            return  # started once the zygote has imported what this replica would import
         replica_id = f"{state.config.name}-{self._next_id()}"
         spec = version.spec.model_copy(update={"replica_id": replica_id, "repeat_of": version.error})
         env = dict(os.environ, **replica_environment(self.capacity.gpus, gpus))
-        # GPU replicas are not forked: each needs a fresh CUDA. With a log folder, the output
-        # goes through a pipe into the API's rotated log; without one (``inferd serve``) the
-        # replica writes on the terminal.
-        zygotes = self.zygotes if not gpus.devices else None
+        # With a log folder, the output goes through a pipe into the API's rotated log; without
+        # one (``inferd serve``) the replica writes on the terminal.
         process, ours, output = start_replica(
             spec.project_root, state.config.api.model_format, env, zygotes, piped=self.logs is not None
         )
@@ -388,9 +393,11 @@ class LocalEngine:
             handle.close()
             return
         state, replica = found
+        if failures.stop_if_over_limit(state, replica, self._event):
+            return  # never counted ready: it closes, and is reported as out of memory
         replica.loaded = True
         if self.zygotes is not None and not replica.gpus.devices:
-            # for the next replicas; started now, it does not slow the first one down
+            # a zygote that died is started again, for the next replicas
             self.zygotes.ensure(state.config.api.model_format)
         if replica.version == state.version.id:
             version = state.version

@@ -1,13 +1,17 @@
 """The engine's side of replica zygotes (``inferd.replica.zygote``): one per runtime.
 
-A zygote is started once a replica of its runtime is ready; until the zygote says it is ready
-(its imports done), and whenever it has died, replicas are spawned the plain way, so a zygote
-only ever makes starts faster. ``INFERD_ZYGOTE=0`` turns zygotes off.
+The first replica a runtime needs starts its zygote and waits for it: the zygote does the
+imports a replica would do first anyway (TensorFlow's take seconds of CPU), then forks that
+replica and every later one, so the imports are done once, not once for the first replica and
+again for the zygote. A zygote that died (a new one is started once a replica of its runtime is
+ready), or that takes longer than ``WARM_WAIT`` to import, has replicas spawned the plain way.
+``INFERD_ZYGOTE=0`` turns zygotes off.
 """
 
 from __future__ import annotations
 
 import array
+import asyncio
 import contextlib
 import json
 import logging
@@ -18,12 +22,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 log = logging.getLogger("inferd.engine")
 
 FORK_TIMEOUT = 10.0
+# How long a replica waits for its runtime's zygote to finish importing before it is spawned
+# the plain way (a zygote slower than that is stuck, or the machine is overloaded).
+WARM_WAIT = 120.0
 UNKNOWN_EXIT = 1  # a forked replica that ended after its zygote died: its status is lost
 
 
@@ -93,10 +100,12 @@ class Zygote:
         finally:
             theirs.close()
         self.control = ours
+        self.started = time.monotonic()
         self.ready = False
         self.dead = False
         self.threads = 0
         self.exits: dict[int, int] = {}
+        self.unwatch: Callable[[], None] | None = None
 
     def usable(self) -> bool:
         """Ready to fork (its imports done) and alive."""
@@ -160,6 +169,8 @@ class Zygote:
         return replies
 
     def close(self) -> None:
+        if self.unwatch is not None:
+            self.unwatch()
         self.control.close()
         self.dead = True
         try:
@@ -170,10 +181,33 @@ class Zygote:
 
 
 class Zygotes:
-    """A zygote per runtime, started on first use and again after it died."""
+    """A zygote per runtime, started on first use and again after it died.
 
-    def __init__(self) -> None:
+    ``on_change`` is called (in the event loop) when a zygote that replicas wait for is ready
+    or has died, so that they start at once rather than at the engine's next tick.
+    """
+
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self.by_runtime: dict[str, Zygote] = {}
+        self.on_change = on_change
+        self.unstartable: set[str] = set()  # could not even be started: no retry until ``ensure``
+
+    def warming(self, runtime: str) -> bool:
+        """Whether a replica of ``runtime`` should wait for its zygote, which is importing.
+
+        Starts the runtime's first zygote. One that died is not started again here (a new one
+        comes once a replica is ready, ``ensure``): a zygote that cannot import never holds a
+        replica back twice.
+        """
+        zygote = self.by_runtime.get(runtime)
+        if zygote is None:
+            zygote = None if runtime in self.unstartable else self._start(runtime)
+            if zygote is None:
+                self.unstartable.add(runtime)
+                return False
+        if zygote.dead or zygote.usable():
+            return False
+        return time.monotonic() - zygote.started < WARM_WAIT
 
     def fork(
         self, runtime: str, fds: tuple[int, int, int], cwd: str, env: Mapping[str, str]
@@ -196,10 +230,41 @@ class Zygotes:
         if zygote is not None:
             zygote.close()
             del self.by_runtime[runtime]
+        self.unstartable.discard(runtime)
+        self._start(runtime)
+
+    def _start(self, runtime: str) -> Zygote | None:
         try:
-            self.by_runtime[runtime] = Zygote(runtime)
+            zygote = self.by_runtime[runtime] = Zygote(runtime)
         except OSError as exc:
             log.warning("no %s zygote: %s", runtime, exc)
+            return None
+        self._watch(zygote)
+        return zygote
+
+    def _watch(self, zygote: Zygote) -> None:
+        """Call ``on_change`` once ``zygote`` is ready or dead (its first news, in the loop)."""
+        on_change = self.on_change
+        if on_change is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        fd = zygote.control.fileno()
+
+        def readable() -> None:
+            zygote.usable()  # reads what it said
+            if zygote.ready or zygote.dead:
+                unwatch()
+                on_change()
+
+        def unwatch() -> None:
+            loop.remove_reader(fd)
+            zygote.unwatch = None
+
+        loop.add_reader(fd, readable)
+        zygote.unwatch = unwatch
 
     def keep_only(self, runtimes: set[str]) -> None:
         """Stop the zygotes of runtimes no API uses any more (TensorFlow's holds ~600 MiB)."""

@@ -1,9 +1,9 @@
 """A replica zygote: ``python -m inferd.replica.zygote FD RUNTIME``.
 
 Imports inferd's replica modules and the runtime's framework once (``onnx``: onnxruntime,
-``tensorflow``: TensorFlow, ``predictor``: neither), then forks replicas on request, so a replica
-after the first starts in about the time its model takes to load. The user's handler is never
-imported here: each child loads its own, as a spawned replica does.
+``tensorflow``: TensorFlow, ``predictor``: neither), then forks replicas on request (the first
+one of the runtime too), so a replica starts in about the time its model takes to load. The
+user's handler is never imported here: each child loads its own, as a spawned replica does.
 
 The engine talks to it on a SEQPACKET socket (FD). A request is one message: JSON
 ``{"cwd", "env"}`` with the replica's socket, stdout and stderr as three SCM_RIGHTS file

@@ -53,10 +53,10 @@ def test_a_replica_that_cannot_start_is_the_apis_error_with_back_off(
         "- kind: deployment\n  name: d\n- kind: api\n  name: doomed\n  predictor:\n    path: p.py\n"
     )
     (project_dir / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
-    calls: list[int] = []
+    calls: list[str] = []
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
+    def refuse(argv: list[str], *args: Any, **kwargs: Any) -> Any:
+        calls.append(argv[2])  # python -m MODULE: a replica, or its runtime's zygote
         raise OSError(errno.E2BIG, "Argument list too long")
 
     async def scenario() -> tuple[LocalEngine, Sink]:
@@ -75,7 +75,8 @@ def test_a_replica_that_cannot_start_is_the_apis_error_with_back_off(
     assert info["status"] == "error"
     assert "cannot run this API: OSError: [Errno 7] Argument list too long" in info["error"]
     assert sink.errors["d/doomed"] == info["error"]
-    assert len(calls) == 1
+    # one replica start, and one zygote start (not tried again while no replica is ready)
+    assert sorted(calls) == ["inferd.replica.worker", "inferd.replica.zygote"]
     log = (tmp_path / "home" / "logs" / "d" / "doomed.log").read_text()
     assert log.count("Argument list too long") == 1  # said once, not every 250 ms
 

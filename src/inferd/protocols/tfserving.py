@@ -89,7 +89,7 @@ def _by_name(
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
     if rows is None:
-        return {spec.name: to_array(values[spec.name], spec) for spec in specs}
+        return {spec.name: to_array(values[spec.name], spec, strict=True) for spec in specs}
     return {spec.name: _rows_array(values[spec.name], spec, rows, what) for spec in specs}
 
 
@@ -99,7 +99,7 @@ def _rows_array(value: Any, spec: TensorSpec, rows: int, what: str = "instances"
     The fitting that lets a bare sample stand for a batch of one would otherwise read three
     numbers sent as three instances as one row of three, answering one prediction for three.
     """
-    array = to_array(value, spec)
+    array = to_array(value, spec, strict=True)
     if array.ndim == 0 or array.shape[0] != rows:
         try:
             given = np.shape(value[0]) if rows and isinstance(value, list) else ()
@@ -155,7 +155,7 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
         return request, _by_name(specs, columns_value), False
     if len(specs) != 1:
         raise InputError("the model has several inputs: 'inputs' must be an object of named tensors")
-    return request, {specs[0].name: to_array(columns_value, specs[0])}, False
+    return request, {specs[0].name: to_array(columns_value, specs[0], strict=True)}, False
 
 
 def _value(name: str, value: Any) -> Any:

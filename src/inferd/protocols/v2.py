@@ -269,7 +269,7 @@ def _from_json(
             if found.dtype.kind == "b" and datatype != "BOOL":  # true is not the number 1 here
                 raise InputError(f"input '{name}': {datatype} data holds true/false, not numbers")
             with np.errstate(over="raise", invalid="raise"):
-                nested = cast_numbers(found, dtype, datatype)
+                nested = cast_numbers(found, dtype, datatype, strict=True, source=data)
             array = nested.ravel()
     except OutOfRange as exc:
         raise InputError(f"input '{name}': {exc}") from None

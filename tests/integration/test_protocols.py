@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -363,6 +364,32 @@ def test_tensorflow_serving_answers_nan_and_infinity_as_it_takes_them(server: Se
     rows = [{name: value[0] for name, value in columns.items()}]  # type: ignore[index]
     predictions = requests.post(url, data=json.dumps({"instances": rows}), timeout=10).json()["predictions"]
     assert predictions[0]["out_fp64"] == [float("-inf"), 2.5]
+
+
+def test_v2_json_carries_nan_and_infinity_both_ways_as_triton_does(
+    client: triton.InferenceServerClient,
+) -> None:
+    # Triton reads and writes NaN / Infinity / -Infinity in JSON tensors, and tritonclient sends
+    # them so; an infinity sent back as null reached tritonclient as NaN
+    inputs, outputs = [], []
+    for datatype in ("FP16", "FP32", "FP64"):
+        value: np.ndarray[Any, Any] = np.array([[np.nan, np.inf], [-np.inf, 1.5]], dtype=NUMPY[datatype])
+        tensor = triton.InferInput(f"in_{datatype.lower()}", [2, 2], datatype)
+        tensor.set_data_from_numpy(value, binary_data=False)
+        inputs.append(tensor)
+        outputs.append(triton.InferRequestedOutput(f"out_{datatype.lower()}", binary_data=False))
+    for datatype in V2_TYPES:
+        if datatype not in ("FP16", "FP32", "FP64"):
+            values = [["a", "b"], ["c", "d"]] if datatype == "BYTES" else [[1, 0], [0, 1]]
+            tensor = triton.InferInput(f"in_{datatype.lower()}", [2, 2], datatype)
+            tensor.set_data_from_numpy(np.array(values).astype(NUMPY[datatype]), binary_data=True)
+            inputs.append(tensor)
+    result = client.infer("types", inputs, outputs=outputs)
+    for datatype in ("FP16", "FP32", "FP64"):
+        back = result.as_numpy(f"out_{datatype.lower()}")
+        assert np.isnan(back[0, 0]) and back.tolist()[0][1:] + back.tolist()[1] == [np.inf, -np.inf, 1.5], (
+            back
+        )
 
 
 def test_tritonclient_classification_extension_gives_the_top_values_with_their_index(

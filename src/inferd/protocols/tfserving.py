@@ -9,7 +9,6 @@ values are binary strings. Inputs are cast and fitted to the signature as for Co
 from __future__ import annotations
 
 import base64
-import secrets
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import orjson
 
 from inferd.errors import InputError
 from inferd.handler.convert import MAP_TYPE, shape_text, to_array
+from inferd.protocols import nonfinite
 from inferd.runtimes.base import TensorSpec
 
 REGRESSION_NAMES = ("outputs", "output", "value", "values", "predictions", "regression")
@@ -26,18 +26,7 @@ SCORE_NAMES = ("scores", "probabilities", "output_probability", "probability")
 def _loads(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise InputError("malformed JSON: the request body is empty")
-    try:
-        # TF Serving accepts NaN and Infinity in requests; orjson does not, so map them first.
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        try:
-            import json
-
-            request = json.loads(body)
-        except ValueError as exc:
-            raise InputError(f"malformed JSON: {exc}") from None
-        except RecursionError:
-            raise InputError("malformed JSON: nested too deeply") from None
+    request = nonfinite.loads(body)  # TF Serving accepts NaN and Infinity in requests
     if not isinstance(request, dict):
         raise InputError("the request must be a JSON object")
     return request
@@ -168,20 +157,10 @@ def _value(name: str, value: Any) -> Any:
     return value
 
 
-# Non-finite floats go out as TF Serving writes them (NaN, Infinity, -Infinity), not JSON's null:
-# they are marked while encoding, then the marks (a random token no client can send) replaced.
-MARK = f"\x00inferd-{secrets.token_hex(8)}:"
-NONFINITE = {orjson.dumps(MARK + literal): literal.encode() for literal in ("NaN", "Infinity", "-Infinity")}
-
-
 def _rows(value: Any) -> Any:
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
-        marked = value.astype(object)
-        marked[np.isnan(value)] = MARK + "NaN"
-        marked[np.isposinf(value)] = MARK + "Infinity"
-        marked[np.isneginf(value)] = MARK + "-Infinity"
-        return marked.tolist()
-    return value.tolist() if isinstance(value, np.ndarray) else list(value)
+    """A tensor as lists; non-finite floats go out as TF Serving writes them (NaN, Infinity,
+    -Infinity), not JSON's null."""
+    return nonfinite.listed(value) if isinstance(value, np.ndarray) else list(value)
 
 
 def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
@@ -217,11 +196,7 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
 def _dumps(value: Any) -> bytes:
     from inferd import codec
 
-    encoded = codec.dumps(value)
-    if orjson.dumps(MARK)[:-1] in encoded:
-        for mark, literal in NONFINITE.items():
-            encoded = encoded.replace(mark, literal)
-    return encoded
+    return nonfinite.unmark(codec.dumps(value))
 
 
 def decode_examples(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -18,6 +18,7 @@ import orjson
 from inferd.errors import InputError
 from inferd.handler.convert import MAP_TYPE, shape_text, to_map
 from inferd.handler.numbers import OutOfRange, cast_numbers
+from inferd.protocols import nonfinite
 from inferd.runtimes.base import TensorSpec
 
 NUMPY_OF: dict[str, np.dtype[Any]] = {
@@ -154,10 +155,7 @@ def decode_request(
     if header_length is not None and not 0 < header_length <= len(body):
         raise InputError("Inference-Header-Content-Length is larger than the request body")
     header = body if header_length is None else body[:header_length]
-    try:
-        request = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc}") from None
+    request = nonfinite.loads(header)  # NaN and Infinity too, as Triton reads them
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise InputError("the request must be an object with an 'inputs' list")
     if not isinstance(request.get("id", ""), str):
@@ -387,6 +385,7 @@ def encode_response(
         wanted = [(name, all_binary) for name in outputs]
     documents = []
     blobs: list[bytes] = []
+    marked = False
     for name, binary in wanted:
         tensor = _as_tensor(outputs[name])
         datatype = datatype_of(tensor.dtype)
@@ -402,6 +401,9 @@ def encode_response(
             blobs.append(blob)
         elif datatype == "BYTES":
             document["data"] = [_json_text(name, v) for v in tensor.ravel().tolist()]
+        elif tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+            document["data"] = nonfinite.listed(tensor.ravel())  # NaN, Infinity: as Triton writes them
+            marked = True
         else:
             document["data"] = tensor.ravel()
         documents.append(document)
@@ -409,6 +411,8 @@ def encode_response(
     if "id" in request:
         response["id"] = request["id"]
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    if marked:
+        header = nonfinite.unmark(header)
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)

@@ -129,6 +129,18 @@ def test_tritonclient_health_and_metadata(client: triton.InferenceServerClient) 
     assert client.get_model_metadata("iris", model_version="1")["versions"] == ["1"]
 
 
+def test_tritonclient_reads_the_model_repository_index(
+    client: triton.InferenceServerClient, server: Server
+) -> None:
+    # Triton's POST /v2/repository/index (get_model_repository_index) was a 404
+    index = client.get_model_repository_index()
+    states = {entry["name"]: (entry["version"], entry["state"]) for entry in index}
+    assert states["iris"] == ("1", "READY") and states["broken"] == ("1", "UNAVAILABLE")
+    assert set(states) == set(requests.get(f"{server.url}/v2/models", timeout=5).json()["models"])
+    ready = requests.post(f"{server.url}/v2/repository/index", json={"ready": True}, timeout=5).json()
+    assert "iris" in {entry["name"] for entry in ready} and "broken" not in {entry["name"] for entry in ready}
+
+
 def test_tritonclient_model_config_matches_the_metadata(client: triton.InferenceServerClient) -> None:
     # Triton's config route, which tritonclient (and perf_analyzer) read before inferring
     config = client.get_model_config("iris")

@@ -429,6 +429,24 @@ def model_metadata(name: str, version: str, info: dict[str, Any]) -> dict[str, A
     }
 
 
+def repository_index(body: bytes, models: list[tuple[str, bool]], version: str) -> bytes:
+    """Triton's ``POST /v2/repository/index`` (tritonclient's ``get_model_repository_index``):
+    each model (name, ready) with its version and state; ``{"ready": true}`` lists the ready ones."""
+    try:
+        options = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc}") from None
+    if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
+        raise InputError('the request must be an object, {"ready": true|false}')
+    return orjson.dumps(
+        [
+            {"name": name, "version": version, "state": "READY" if ready else "UNAVAILABLE"}
+            for name, ready in sorted(models)
+            if ready or not options.get("ready")
+        ]
+    )
+
+
 BACKENDS = {"onnx_onnxv1": "onnxruntime", "tensorflow_savedmodel": "tensorflow"}
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from inferd import __version__, codec
+from inferd.errors import InputError
 from inferd.protocols import tfserving as codec_tf
 from inferd.protocols import v2 as codec_v2
 from inferd.replica import messages
@@ -72,6 +73,14 @@ async def v2_route(
         names = await catalog.names()
         ready = bool(names) and all([bool(await catalog.info(name)) for name in names])
         return Answer(200 if ready else 503, orjson.dumps({"ready": ready}))
+    if parts == ["repository", "index"]:
+        if method != "POST":
+            return _not_allowed(method, "POST")
+        models = [(name, bool(await catalog.info(name))) for name in await catalog.names()]
+        try:
+            return Answer(200, codec_v2.repository_index(body, models, VERSION))
+        except InputError as exc:
+            return _error(400, str(exc))
     if parts[0] != "models":
         return _error(404, f"no V2 route {path}")
     if len(parts) == 1:

@@ -497,6 +497,14 @@ def test_tensorflow_serving_b64_classify_regress_metadata(server: Server) -> Non
         ("/v1/models/linear:classify", {"examples": [{"features": [1, 2]}]}, 400, "no output to classify"),
         ("/v1/models/broken:predict", {"instances": [[1, 2, 3, 4]]}, 503, "is not ready"),
         ("/v1/models/iris:explode", {"instances": []}, 404, "no TensorFlow Serving route"),
+        ("/v1/models/iris/versions/2:predict", {"instances": []}, 404, "Specific(iris, 2)"),
+        # no label is configured: TF Serving refuses one it does not know (this answered version 1)
+        (
+            "/v1/models/iris/labels/canary:predict",
+            {"instances": [[1, 2, 3, 4]]},
+            400,
+            "Unrecognized servable version label: canary",
+        ),
     ],
 )
 def test_tensorflow_serving_errors(

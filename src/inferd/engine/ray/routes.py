@@ -133,7 +133,9 @@ async def tfserving_route(catalog: Catalog, method: str, path: str, body: bytes)
         return _error(404, f"Servable not found for request: Latest({name})")
     parts = parts[1:]
     if len(parts) >= 2 and parts[0] in ("versions", "labels"):
-        if parts[0] == "versions" and parts[1] != VERSION:
+        if parts[0] == "labels":  # none is configured: TF Serving refuses a label it does not know
+            return _error(400, f"Unrecognized servable version label: {parts[1]}")
+        if parts[1] != VERSION:
             return _error(404, f"Servable not found for request: Specific({name}, {parts[1]})")
         parts = parts[2:]
     if verb:

@@ -165,3 +165,11 @@ def test_a_protocol_route_takes_numbers_only_for_a_number_input(
         assert answer.status_code == 400, (path, answer.text)
         error = answer.json()["error"]
         assert "input 'f32'" in error and what in error, (path, error)
+
+
+def test_a_number_beyond_a_double_is_refused_on_every_route(server: Server) -> None:
+    # the TF Serving route (and V2, which reads NaN and Infinity too) read 1e309 as Infinity
+    for path, body in _bodies("f32", "[1e309, 1]").items():
+        answer = requests.post(server.url + path, data=body, timeout=10)
+        assert answer.status_code == 400, (path, answer.text)
+        assert "malformed JSON: number is infinity" in answer.json()["error"], (path, answer.text)

@@ -3,39 +3,23 @@
 JSON has no literal for a non-finite float: orjson refuses them in a request and writes ``null``
 in an answer, which loses which one it was (tritonclient reads a ``null`` as NaN, so an
 infinity came back as NaN). TF Serving and Triton (since server#3870) take and write the
-non-RFC literals that Python's ``json``, rapidjson and tritonclient read.
+non-RFC literals that Python's ``json``, rapidjson and tritonclient read (``codec.loads`` reads
+them in requests).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
 import numpy as np
 import orjson
 
-from inferd.errors import InputError
-
 # Non-finite floats are marked while encoding (a random token no client can send), then the
 # marks replaced by the literals.
 MARK = f"\x00inferd-{secrets.token_hex(8)}:"
 LITERALS = {orjson.dumps(MARK + literal): literal.encode() for literal in ("NaN", "Infinity", "-Infinity")}
 MARKED = orjson.dumps(MARK)[:-1]
-
-
-def loads(body: bytes | memoryview) -> Any:
-    """The JSON document in ``body``, NaN and Infinity included; ``InputError`` when malformed."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        first = exc
-    try:  # the literals orjson refuses (rare: only then the slower parser)
-        return json.loads(bytes(body))
-    except ValueError:
-        raise InputError(f"malformed JSON: {first}") from None
-    except RecursionError:
-        raise InputError("malformed JSON: nested too deeply") from None
 
 
 def listed(value: np.ndarray[Any, Any]) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from inferd import codec
 from inferd.errors import InputError
 from inferd.handler.convert import MAP_TYPE, shape_text, to_array
 from inferd.protocols import nonfinite
@@ -24,9 +25,7 @@ SCORE_NAMES = ("scores", "probabilities", "output_probability", "probability")
 
 
 def _loads(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        raise InputError("malformed JSON: the request body is empty")
-    request = nonfinite.loads(body)  # TF Serving accepts NaN and Infinity in requests
+    request = codec.loads(body)  # NaN and Infinity too, as TF Serving reads them (1e999 is refused)
     if not isinstance(request, dict):
         raise InputError("the request must be a JSON object")
     return request
@@ -194,8 +193,6 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
 
 
 def _dumps(value: Any) -> bytes:
-    from inferd import codec
-
     return nonfinite.unmark(codec.dumps(value))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from inferd import codec
 from inferd.errors import InputError
 from inferd.handler.convert import MAP_TYPE, shape_text, to_map
 from inferd.handler.numbers import OutOfRange, cast_numbers
@@ -155,7 +156,7 @@ def decode_request(
     if header_length is not None and not 0 < header_length <= len(body):
         raise InputError("Inference-Header-Content-Length is larger than the request body")
     header = body if header_length is None else body[:header_length]
-    request = nonfinite.loads(header)  # NaN and Infinity too, as Triton reads them
+    request = codec.loads(header)  # NaN and Infinity too, as Triton reads them (1e999 is refused)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise InputError("the request must be an object with an 'inputs' list")
     if not isinstance(request.get("id", ""), str):

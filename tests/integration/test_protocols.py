@@ -404,6 +404,15 @@ def test_v2_json_carries_nan_and_infinity_both_ways_as_triton_does(
         )
 
 
+def test_v2_an_empty_outputs_list_answers_every_output(server: Server) -> None:
+    # as Triton and KServe do (no output asked for: all of them); this answered none
+    tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}
+    url = f"{server.url}/v2/models/iris/infer"
+    every = requests.post(url, json={"inputs": [tensor]}, timeout=10).json()["outputs"]
+    answer = requests.post(url, json={"inputs": [tensor], "outputs": []}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["outputs"] == every
+
+
 def test_tritonclient_classification_extension_gives_the_top_values_with_their_index(
     client: triton.InferenceServerClient, server: Server
 ) -> None:

@@ -370,7 +370,7 @@ def encode_response(
     parameters = request.get("parameters") or {}
     all_binary = bool(parameters.get("binary_data_output")) if isinstance(parameters, dict) else False
     wanted: list[tuple[str, bool]] = []
-    if isinstance(request.get("outputs"), list):
+    if request.get("outputs"):  # none asked for ([] too, as Triton and KServe read it): all of them
         for item in request["outputs"]:
             name = item.get("name") if isinstance(item, dict) else None
             if name not in outputs:

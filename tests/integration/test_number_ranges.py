@@ -151,7 +151,7 @@ def test_integers_beside_other_numbers_are_answered_exactly(
     [
         ("[null, 1]", "null", ROUTES[1:]),
         ('["1", 2]', "text", ROUTES[1:]),
-        ('[{"b64": "MQ=="}, 2]', "text", ROUTES[2:]),  # TF Serving's binary string "1"
+        ('[{"b64": "MQ=="}, 2]', "text is not a number (b'1')", ROUTES[2:]),  # TF Serving's binary "1"
     ],
 )
 def test_a_protocol_route_takes_numbers_only_for_a_number_input(

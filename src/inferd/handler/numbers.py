@@ -105,7 +105,7 @@ def _numbers_only(value: Any) -> np.ndarray[Any, Any]:
     found = value if isinstance(value, np.ndarray) else np.asarray(value)
     kind = found.dtype.kind
     if kind in "US":
-        raise TypeError(f"text is not a number ({_first(found, (str, bytes))!r})")
+        raise TypeError(f"text is not a number ({_first_text(value, found)!r})")
     if kind == "O":
         for item in found.flat:
             if item is None:
@@ -115,8 +115,16 @@ def _numbers_only(value: Any) -> np.ndarray[Any, Any]:
     return found
 
 
-def _first(found: np.ndarray[Any, Any], kinds: tuple[type, ...]) -> Any:
-    return next((item for item in found.flat if isinstance(item, kinds)), found.flat[0])
+def _first_text(value: Any, found: np.ndarray[Any, Any]) -> Any:
+    """The first string in nested JSON ``value`` (numpy made its numbers text too; error path)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(reversed(item))
+        elif isinstance(item, str | bytes):
+            return item
+    return found.flat[0].item()
 
 
 def _booleans(value: Any, label: str | None) -> np.ndarray[Any, Any]:

@@ -134,10 +134,18 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _check_flag(parameters: dict[str, Any], key: str, where: str) -> None:
+    """A boolean parameter is true or false (as Triton reads it; "false" is not false)."""
+    if key in parameters and not isinstance(parameters[key], bool):
+        raise InputError(
+            f"{where}: '{key}' must be true or false, not {orjson.dumps(parameters[key]).decode()[:40]}"
+        )
+
+
 def _check_outputs(request: dict[str, Any]) -> None:
     """The request's ``parameters`` and ``outputs`` have the spec's shape (checked before the
     model runs; ``encode_response`` reads them)."""
-    _parameters(request.get("parameters"), "the request")
+    _check_flag(_parameters(request.get("parameters"), "the request"), "binary_data_output", "the request")
     outputs = request.get("outputs")
     if outputs is None:
         return
@@ -146,7 +154,8 @@ def _check_outputs(request: dict[str, Any]) -> None:
     for item in outputs:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InputError("each of 'outputs' must be an object with a 'name'")
-        _parameters(item.get("parameters"), f"output '{item['name']}'")
+        where = f"output '{item['name']}'"
+        _check_flag(_parameters(item.get("parameters"), where), "binary_data", where)
 
 
 def decode_request(

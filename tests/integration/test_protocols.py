@@ -506,6 +506,8 @@ def test_tensorflow_serving_b64_classify_regress_metadata(server: Server) -> Non
         ("/v1/models/linear:classify", {"examples": [{"features": [1, 2]}]}, 400, "no output to classify"),
         ("/v1/models/broken:predict", {"instances": [[1, 2, 3, 4]]}, 503, "is not ready"),
         ("/v1/models/iris:explode", {"instances": []}, 404, "no TensorFlow Serving route"),
+        # KServe V1's explain: known, not served (KServe answers NotImplemented so)
+        ("/v1/models/iris:explain", {"instances": [[1, 2, 3, 4]]}, 501, "no explainer"),
         ("/v1/models/iris/versions/2:predict", {"instances": []}, 404, "Specific(iris, 2)"),
         # no label is configured: TF Serving refuses one it does not know (this answered version 1)
         (

@@ -60,6 +60,8 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         parts = parts[2:]
     if verb:
         kind = VERBS.get(verb)
+        if verb == codec_tf.EXPLAIN and not parts:
+            return conn.respond(501, codec.error_body(codec_tf.no_explainer(name)))
         if kind is None or parts:
             return conn.respond(404, codec.error_body(f"no TensorFlow Serving route {path}"))
         if request.method != b"POST":

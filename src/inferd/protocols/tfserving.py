@@ -20,6 +20,16 @@ from inferd.handler.convert import MAP_TYPE, shape_text, to_array
 from inferd.protocols import nonfinite
 from inferd.runtimes.base import TensorSpec
 
+EXPLAIN = "explain"  # KServe V1's verb beside predict: known, not served
+
+
+def no_explainer(model: str) -> str:
+    return (
+        f"model '{model}' has no explainer: KServe V1's :explain is not implemented "
+        "(:predict, :classify and :regress are)"
+    )
+
+
 REGRESSION_NAMES = ("outputs", "output", "value", "values", "predictions", "regression")
 SCORE_NAMES = ("scores", "probabilities", "output_probability", "probability")
 

@@ -140,6 +140,8 @@ async def tfserving_route(catalog: Catalog, method: str, path: str, body: bytes)
         parts = parts[2:]
     if verb:
         kind = TF_VERBS.get(verb)
+        if verb == codec_tf.EXPLAIN and not parts:
+            return _error(501, codec_tf.no_explainer(name))
         if kind is None or parts:
             return _error(404, f"no TensorFlow Serving route {path}")
         if method != "POST":

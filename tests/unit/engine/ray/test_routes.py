@@ -92,6 +92,7 @@ def test_tfserving_status_metadata_and_verbs() -> None:
     assert tf(catalog, "POST", "/v1/models/classifier:explode").status == 404
     assert tf(catalog, "GET", "/v1/models/classifier/versions/9").status == 404
     assert tf(catalog, "GET", "/v1/models/classifier/labels/stable").status == 400  # none configured
+    assert tf(catalog, "POST", "/v1/models/classifier:explain", b"{}").status == 501
     assert tf(catalog, "GET", "/v1/models/nothing").status == 404
 
 

@@ -465,6 +465,9 @@ V2 = "/v2/models/iris/infer"
         (V2, _v2(tensor={"parameters": "x"}), "'parameters' must be an object"),
         (V2, _v2(tensor={"parameters": {"binary_data_size": "16"}}), "a number of bytes"),
         (V2, _v2(tensor={"data": [1e39, 1, 2, 3]}), "1e+39 is out of FP32's range"),
+        # "false" read as true: binary data to a client that asked for JSON
+        (V2, _v2(outputs=[{"name": "output_label", "parameters": {"binary_data": "false"}}]), "true or"),
+        (V2, _v2(parameters={"binary_data_output": 1}), "'binary_data_output' must be true or false"),
         ("/v1/models/iris:predict", b'{"signature_name": 5, "instances": [[1, 2, 3, 4]]}', "a string"),
     ],
 )  # fmt: skip

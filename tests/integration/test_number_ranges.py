@@ -8,15 +8,17 @@ integer: before, ``-9223372036854775809`` reached an int64 input as ``-2**63`` a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from tests.conftest import Server, make_project
 
-INPUTS = {"i64": "INT64", "i32": "INT32", "u8": "UINT8", "f32": "FP32"}
-GOOD = {"i64": "[1]", "i32": "[1]", "u8": "[1]", "f32": "[1]"}
-NUMPY_NAMES = {"INT64": "int64", "INT32": "int32", "UINT8": "uint8", "FP32": "float32"}
+INPUTS = {"i64": "INT64", "i32": "INT32", "u8": "UINT8", "f32": "FP32", "u64": "UINT64"}
+GOOD = {"i64": "[1]", "i32": "[1]", "u8": "[1]", "f32": "[1]", "u64": "[1]"}
+NUMPY_NAMES = {"INT64": "int64", "INT32": "int32", "UINT8": "uint8", "FP32": "float32", "UINT64": "uint64"}
+ROUTES = ("/d/ids", "/v2/models/ids/infer", "/v1/models/ids:predict")
 INT64_RANGE = "{T}'s range (-9223372036854775808 to 9223372036854775807)"
 
 
@@ -29,6 +31,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "i32": TensorProto.INT32,
         "u8": TensorProto.UINT8,
         "f32": TensorProto.FLOAT,
+        "u64": TensorProto.UINT64,
     }
     graph = helper.make_graph(
         [helper.make_node("Identity", [name], [f"{name}_out"]) for name in kinds],
@@ -74,8 +77,8 @@ def _bodies(name: str, data: str) -> dict[str, bytes]:
         ("i64", "[1, -9223372036854775809]", "-9.223372036854776e+18 is out of " + INT64_RANGE),
         ("i64", "[1180591620717411303424]", "1.1805916207174113e+21 is out of " + INT64_RANGE),
         ("i64", "[1.5]", "1.5 is not a whole number, as {T} needs"),
-        # beside a float, an integer is read as a float: 2**53 + 1 became 2**53
-        ("i64", "[9007199254740993, 0.0]", "9007199254740992.0 is not exact as {T}"),
+        ("i64", "[9007199254740992.0]", "9007199254740992.0 is not exact as {T}"),
+        ("u64", "[0, -1]", "-1 is out of {T}'s range (0 to 18446744073709551615)"),
         ("i32", "[2147483648]", "2147483648 is out of {T}'s range (-2147483648 to 2147483647)"),
         ("i32", "[1180591620717411303424]", "out of {T}'s range (-2147483648 to 2147483647)"),
         ("u8", "[300]", "300 is out of {T}'s range (0 to 255)"),
@@ -100,6 +103,7 @@ def test_the_edges_of_each_range_are_answered_exactly(server: Server) -> None:
         "i32": "[-2147483648, 2147483647]",
         "u8": "[0, 255]",
         "f32": "[3.4e38, -3.4e38]",
+        "u64": "[0, 18446744073709551615]",
     }
     cortex = "{" + ", ".join(f'"{key}": {value}' for key, value in edges.items()) + "}"
     answer = requests.post(server.url + "/d/ids", data=cortex.encode(), timeout=10)
@@ -108,3 +112,64 @@ def test_the_edges_of_each_range_are_answered_exactly(server: Server) -> None:
     assert outputs[0] == [-(2**63), 2**63 - 1]
     assert outputs[1] == [-(2**31), 2**31 - 1]
     assert outputs[2] == [0, 255]
+    assert outputs[4] == [0, 2**64 - 1]
+
+
+def _outputs(path: str, answer: requests.Response) -> dict[str, Any]:
+    """Each output's values by input name, whatever the route's answer looks like."""
+    found = answer.json()
+    if path.startswith("/v2/"):
+        return {item["name"].removesuffix("_out"): item["data"] for item in found["outputs"]}
+    if path.startswith("/v1/"):
+        return {name.removesuffix("_out"): values for name, values in found["outputs"].items()}
+    return dict(zip(INPUTS, found, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        # numpy reads integers on both sides of int64's maximum as floats, which made the
+        # largest UINT64 values a 400 beside small ones (tritonclient sends such lists)
+        ("u64", "[0, 18446744073709551615]", [0, 2**64 - 1]),
+        ("u64", "[9223372036854775808, 1]", [2**63, 1]),
+        # beside a float, an integer was read as a float: 2**53 + 1 became 2**53 (then a 400)
+        ("i64", "[9007199254740993, 0.0]", [2**53 + 1, 0]),
+    ],
+)
+def test_integers_beside_other_numbers_are_answered_exactly(
+    server: Server, name: str, data: str, expected: list[int]
+) -> None:
+    for path, body in _bodies(name, data).items():
+        answer = requests.post(server.url + path, data=body, timeout=10)
+        assert answer.status_code == 200, (path, answer.text)
+        values = _outputs(path, answer)[name]
+        assert values == expected, (path, values)
+
+
+@pytest.mark.parametrize(
+    ("data", "what", "routes"),
+    [
+        ("[null, 1]", "null", ROUTES[1:]),
+        ('["1", 2]', "text", ROUTES[1:]),
+        ('[{"b64": "MQ=="}, 2]', "text is not a number (b'1')", ROUTES[2:]),  # TF Serving's binary "1"
+    ],
+)
+def test_a_protocol_route_takes_numbers_only_for_a_number_input(
+    server: Server, data: str, what: str, routes: tuple[str, ...]
+) -> None:
+    """V2 and TF Serving tensors are typed: a null became NaN, and TF Serving's route parsed
+    text. The Cortex route keeps Cortex's reading of them (a null is NaN there)."""
+    bodies = _bodies("f32", data)
+    for path in routes:
+        answer = requests.post(server.url + path, data=bodies[path], timeout=10)
+        assert answer.status_code == 400, (path, answer.text)
+        error = answer.json()["error"]
+        assert "input 'f32'" in error and what in error, (path, error)
+
+
+def test_a_number_beyond_a_double_is_refused_on_every_route(server: Server) -> None:
+    # the TF Serving route (and V2, which reads NaN and Infinity too) read 1e309 as Infinity
+    for path, body in _bodies("f32", "[1e309, 1]").items():
+        answer = requests.post(server.url + path, data=body, timeout=10)
+        assert answer.status_code == 400, (path, answer.text)
+        assert "malformed JSON: number is infinity" in answer.json()["error"], (path, answer.text)

@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -126,6 +127,18 @@ def test_tritonclient_health_and_metadata(client: triton.InferenceServerClient) 
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
     assert meta["outputs"][0] == {"name": "output_label", "datatype": "INT64", "shape": [-1]}
     assert client.get_model_metadata("iris", model_version="1")["versions"] == ["1"]
+
+
+def test_tritonclient_reads_the_model_repository_index(
+    client: triton.InferenceServerClient, server: Server
+) -> None:
+    # Triton's POST /v2/repository/index (get_model_repository_index) was a 404
+    index = client.get_model_repository_index()
+    states = {entry["name"]: (entry["version"], entry["state"]) for entry in index}
+    assert states["iris"] == ("1", "READY") and states["broken"] == ("1", "UNAVAILABLE")
+    assert set(states) == set(requests.get(f"{server.url}/v2/models", timeout=5).json()["models"])
+    ready = requests.post(f"{server.url}/v2/repository/index", json={"ready": True}, timeout=5).json()
+    assert "iris" in {entry["name"] for entry in ready} and "broken" not in {entry["name"] for entry in ready}
 
 
 def test_tritonclient_model_config_matches_the_metadata(client: triton.InferenceServerClient) -> None:
@@ -365,6 +378,41 @@ def test_tensorflow_serving_answers_nan_and_infinity_as_it_takes_them(server: Se
     assert predictions[0]["out_fp64"] == [float("-inf"), 2.5]
 
 
+def test_v2_json_carries_nan_and_infinity_both_ways_as_triton_does(
+    client: triton.InferenceServerClient,
+) -> None:
+    # Triton reads and writes NaN / Infinity / -Infinity in JSON tensors, and tritonclient sends
+    # them so; an infinity sent back as null reached tritonclient as NaN
+    inputs, outputs = [], []
+    for datatype in ("FP16", "FP32", "FP64"):
+        value: np.ndarray[Any, Any] = np.array([[np.nan, np.inf], [-np.inf, 1.5]], dtype=NUMPY[datatype])
+        tensor = triton.InferInput(f"in_{datatype.lower()}", [2, 2], datatype)
+        tensor.set_data_from_numpy(value, binary_data=False)
+        inputs.append(tensor)
+        outputs.append(triton.InferRequestedOutput(f"out_{datatype.lower()}", binary_data=False))
+    for datatype in V2_TYPES:
+        if datatype not in ("FP16", "FP32", "FP64"):
+            values = [["a", "b"], ["c", "d"]] if datatype == "BYTES" else [[1, 0], [0, 1]]
+            tensor = triton.InferInput(f"in_{datatype.lower()}", [2, 2], datatype)
+            tensor.set_data_from_numpy(np.array(values).astype(NUMPY[datatype]), binary_data=True)
+            inputs.append(tensor)
+    result = client.infer("types", inputs, outputs=outputs)
+    for datatype in ("FP16", "FP32", "FP64"):
+        back = result.as_numpy(f"out_{datatype.lower()}")
+        assert np.isnan(back[0, 0]) and back.tolist()[0][1:] + back.tolist()[1] == [np.inf, -np.inf, 1.5], (
+            back
+        )
+
+
+def test_v2_an_empty_outputs_list_answers_every_output(server: Server) -> None:
+    # as Triton and KServe do (no output asked for: all of them); this answered none
+    tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}
+    url = f"{server.url}/v2/models/iris/infer"
+    every = requests.post(url, json={"inputs": [tensor]}, timeout=10).json()["outputs"]
+    answer = requests.post(url, json={"inputs": [tensor], "outputs": []}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["outputs"] == every
+
+
 def test_tritonclient_classification_extension_gives_the_top_values_with_their_index(
     client: triton.InferenceServerClient, server: Server
 ) -> None:
@@ -458,6 +506,16 @@ def test_tensorflow_serving_b64_classify_regress_metadata(server: Server) -> Non
         ("/v1/models/linear:classify", {"examples": [{"features": [1, 2]}]}, 400, "no output to classify"),
         ("/v1/models/broken:predict", {"instances": [[1, 2, 3, 4]]}, 503, "is not ready"),
         ("/v1/models/iris:explode", {"instances": []}, 404, "no TensorFlow Serving route"),
+        # KServe V1's explain: known, not served (KServe answers NotImplemented so)
+        ("/v1/models/iris:explain", {"instances": [[1, 2, 3, 4]]}, 501, "no explainer"),
+        ("/v1/models/iris/versions/2:predict", {"instances": []}, 404, "Specific(iris, 2)"),
+        # no label is configured: TF Serving refuses one it does not know (this answered version 1)
+        (
+            "/v1/models/iris/labels/canary:predict",
+            {"instances": [[1, 2, 3, 4]]},
+            400,
+            "Unrecognized servable version label: canary",
+        ),
     ],
 )
 def test_tensorflow_serving_errors(

@@ -124,6 +124,13 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
                 "responses": _responses(ANY_JSON, *codes),
             }
         }
+    paths["/v2/repository/index"] = {
+        "post": {
+            "summary": 'Models with their version and state (Triton\'s; {"ready": true}: the ready ones)',
+            "operationId": "v2_repository_index",
+            "responses": _responses(ANY_JSON, 400),
+        }
+    }
     paths["/metrics"] = {
         "get": {
             "summary": "Prometheus metrics",

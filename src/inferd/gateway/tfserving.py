@@ -51,13 +51,17 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         gateway.trace(conn, given)
     parts = parts[1:]
     if len(parts) >= 2 and parts[0] in ("versions", "labels"):
-        if parts[0] == "versions" and parts[1] != VERSION:
+        if parts[0] == "labels":  # none is configured: TF Serving refuses a label it does not know
+            return conn.respond(400, codec.error_body(f"Unrecognized servable version label: {parts[1]}"))
+        if parts[1] != VERSION:
             return conn.respond(
                 404, codec.error_body(f"Servable not found for request: Specific({name}, {parts[1]})")
             )
         parts = parts[2:]
     if verb:
         kind = VERBS.get(verb)
+        if verb == codec_tf.EXPLAIN and not parts:
+            return conn.respond(501, codec.error_body(codec_tf.no_explainer(name)))
         if kind is None or parts:
             return conn.respond(404, codec.error_body(f"no TensorFlow Serving route {path}"))
         if request.method != b"POST":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from inferd import __version__, codec
+from inferd.errors import InputError
 from inferd.gateway.stream import GENERATE, GENERATE_STREAM, Stream
 from inferd.protocols import v2 as codec_v2
 from inferd.replica import messages
@@ -50,6 +51,10 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
             return conn.respond(200, b'{"live":true}')
         ready = gateway.ready
         return conn.respond(200 if ready else 503, orjson.dumps({"ready": ready}))
+    if parts == ["repository", "index"]:
+        if method != b"POST":
+            return gateway.method_not_allowed(conn, request, b"POST")
+        return _repository_index(gateway, conn, request)
     if parts[0] != "models":
         return conn.respond(404, codec.error_body(f"no V2 route {request.path.decode('utf-8', 'replace')}"))
     if len(parts) == 1:
@@ -108,3 +113,11 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
             conn.stream = Stream(conn, mode, queue.api_name)  # a splitter's: the API it picked
         return None
     return conn.respond(404, codec.error_body(f"no V2 route {request.path.decode('utf-8', 'replace')}"))
+
+
+def _repository_index(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
+    models = [(gateway.model_name(queue), queue.serving) for queue in gateway.visible(request.headers)]
+    try:
+        return conn.respond(200, codec_v2.repository_index(request.body, models, VERSION))
+    except InputError as exc:
+        return conn.respond(400, codec.error_body(str(exc)))

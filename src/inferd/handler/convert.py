@@ -86,14 +86,15 @@ def to_model_inputs(
     return {specs[0].name: to_array(prepared, specs[0])}
 
 
-def to_array(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
-    """Cast ``value`` to ``spec.dtype`` and fit it to ``spec.shape`` or raise ``InputError``."""
+def to_array(value: Any, spec: TensorSpec, strict: bool = False) -> np.ndarray[Any, Any]:
+    """Cast ``value`` to ``spec.dtype`` and fit it to ``spec.shape`` or raise ``InputError``
+    (``strict``: a TF Serving tensor, where null and text are no numbers)."""
     if value is None:
         raise InputError(f"input '{spec.name}': expected {describe(spec)}, got null")
     if spec.type_name.startswith(MAP_TYPE):
         return to_map(value, spec)
     try:
-        array = _cast_checked(value, spec.dtype)
+        array = _cast_checked(value, spec.dtype, strict)
     except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
         raise InputError(f"input '{spec.name}': expected {describe(spec)} values: {_reason(exc)}") from None
     return fit_shape(array, spec)
@@ -138,7 +139,7 @@ def _is_number(item: Any) -> bool:
     return isinstance(item, int | float | np.number) and not isinstance(item, bool | np.bool_)
 
 
-def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
+def _cast(value: Any, target: np.dtype[Any], strict: bool = False) -> np.ndarray[Any, Any]:
     """``value`` as an array of ``target``; numbers out of its range raise (no silent inf)."""
     if isinstance(value, np.ndarray):
         if (target.kind in TEXT_KINDS) != (value.dtype.kind in TEXT_KINDS):
@@ -158,7 +159,7 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
                 raise TypeError(f"got {_json_kind(item)} where a string belongs")
         return array
     if target.kind in NUMERIC_KINDS:
-        return cast_numbers(value, target)
+        return cast_numbers(value, target, strict=strict)
     return np.asarray(value, dtype=target)
 
 

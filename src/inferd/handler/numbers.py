@@ -36,17 +36,24 @@ def range_text(target: np.dtype[Any]) -> str:
     return f"-{high!s} to {high!s}"
 
 
-def cast_numbers(value: Any, target: np.dtype[Any], label: str | None = None) -> np.ndarray[Any, Any]:
+def cast_numbers(
+    value: Any, target: np.dtype[Any], label: str | None = None, *, strict: bool = False, source: Any = None
+) -> np.ndarray[Any, Any]:
     """``value`` (a number or nested lists of them) as an array of numeric ``target``.
 
     Call it under ``np.errstate(over="raise", invalid="raise")``. Raises ``OutOfRange`` for a
     number ``target`` cannot hold exactly (``label`` names the type in the message, V2's ``INT64``;
     by default numpy's ``int64``, looked up only then: ``dtype.name`` costs microseconds), and
-    numpy's ``ValueError``/``TypeError`` for what is not a number.
+    numpy's ``ValueError``/``TypeError`` for what is not a number. ``strict`` (the V2 and TF
+    Serving routes, whose tensors are typed) refuses null and text for a number; the Cortex
+    route reads them as Cortex did (a null is NaN, ``"3"`` is 3). ``source`` is the JSON that
+    ``value`` was made from, when ``value`` is already its array.
     """
     if target.kind == "b":
         return _booleans(value, label)
     if target.kind not in "iu":
+        if strict:
+            value = _numbers_only(value)
         try:
             return np.asarray(value, dtype=target)
         except (FloatingPointError, OverflowError):
@@ -63,16 +70,61 @@ def cast_numbers(value: Any, target: np.dtype[Any], label: str | None = None) ->
             else:
                 _check_integers(found.min(), found.max(), target, label)
         return found.astype(target)
+    if strict:
+        found = _numbers_only(found)
     if kind == "f":
-        _check_floats(found, target, label)
+        try:
+            _check_floats(found, target, label)
+        except OutOfRange:
+            json = value if source is None and not isinstance(value, np.ndarray) else source
+            if json is None:
+                raise
+            # numpy reads integers on both sides of int64's maximum ([0, 2**64 - 1]), or beside
+            # a float, as floats: check each number as the JSON wrote it
+            return _each(np.asarray(json, dtype=object), json, target, label)
         return found.astype(target)
     if kind == "O":
-        for item in found.flat:
-            if isinstance(item, int) and not isinstance(item, bool):
-                _check_integers(item, item, target, label)
-            elif isinstance(item, float):
-                _check_floats(np.array([item]), target, label)
+        return _each(found, value, target, label)
     return np.asarray(value, dtype=target)  # booleans; text numpy may parse ("3") or refuse
+
+
+def _each(
+    found: np.ndarray[Any, Any], value: Any, target: np.dtype[Any], label: str | None
+) -> np.ndarray[Any, Any]:
+    """Mixed numbers (an object array) for an integer ``target``, each checked as it is."""
+    for item in found.flat:
+        if isinstance(item, int) and not isinstance(item, bool):
+            _check_integers(item, item, target, label)
+        elif isinstance(item, float):
+            _check_floats(np.array([item]), target, label)
+    return np.asarray(value, dtype=target)
+
+
+def _numbers_only(value: Any) -> np.ndarray[Any, Any]:
+    """``value`` as an array, refusing null and text where a typed tensor holds numbers."""
+    found = value if isinstance(value, np.ndarray) else np.asarray(value)
+    kind = found.dtype.kind
+    if kind in "US":
+        raise TypeError(f"text is not a number ({_first_text(value, found)!r})")
+    if kind == "O":
+        for item in found.flat:
+            if item is None:
+                raise TypeError("null is not a number")
+            if isinstance(item, str | bytes):
+                raise TypeError(f"text is not a number ({item!r})")
+    return found
+
+
+def _first_text(value: Any, found: np.ndarray[Any, Any]) -> Any:
+    """The first string in nested JSON ``value`` (numpy made its numbers text too; error path)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(reversed(item))
+        elif isinstance(item, str | bytes):
+            return item
+    return found.flat[0].item()
 
 
 def _booleans(value: Any, label: str | None) -> np.ndarray[Any, Any]:

@@ -9,35 +9,33 @@ values are binary strings. Inputs are cast and fitted to the signature as for Co
 from __future__ import annotations
 
 import base64
-import secrets
 from typing import Any
 
 import numpy as np
 import orjson
 
+from inferd import codec
 from inferd.errors import InputError
 from inferd.handler.convert import MAP_TYPE, shape_text, to_array
+from inferd.protocols import nonfinite
 from inferd.runtimes.base import TensorSpec
+
+EXPLAIN = "explain"  # KServe V1's verb beside predict: known, not served
+
+
+def no_explainer(model: str) -> str:
+    return (
+        f"model '{model}' has no explainer: KServe V1's :explain is not implemented "
+        "(:predict, :classify and :regress are)"
+    )
+
 
 REGRESSION_NAMES = ("outputs", "output", "value", "values", "predictions", "regression")
 SCORE_NAMES = ("scores", "probabilities", "output_probability", "probability")
 
 
 def _loads(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        raise InputError("malformed JSON: the request body is empty")
-    try:
-        # TF Serving accepts NaN and Infinity in requests; orjson does not, so map them first.
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        try:
-            import json
-
-            request = json.loads(body)
-        except ValueError as exc:
-            raise InputError(f"malformed JSON: {exc}") from None
-        except RecursionError:
-            raise InputError("malformed JSON: nested too deeply") from None
+    request = codec.loads(body)  # NaN and Infinity too, as TF Serving reads them (1e999 is refused)
     if not isinstance(request, dict):
         raise InputError("the request must be a JSON object")
     return request
@@ -89,7 +87,7 @@ def _by_name(
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
     if rows is None:
-        return {spec.name: to_array(values[spec.name], spec) for spec in specs}
+        return {spec.name: to_array(values[spec.name], spec, strict=True) for spec in specs}
     return {spec.name: _rows_array(values[spec.name], spec, rows, what) for spec in specs}
 
 
@@ -99,7 +97,7 @@ def _rows_array(value: Any, spec: TensorSpec, rows: int, what: str = "instances"
     The fitting that lets a bare sample stand for a batch of one would otherwise read three
     numbers sent as three instances as one row of three, answering one prediction for three.
     """
-    array = to_array(value, spec)
+    array = to_array(value, spec, strict=True)
     if array.ndim == 0 or array.shape[0] != rows:
         try:
             given = np.shape(value[0]) if rows and isinstance(value, list) else ()
@@ -155,7 +153,7 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
         return request, _by_name(specs, columns_value), False
     if len(specs) != 1:
         raise InputError("the model has several inputs: 'inputs' must be an object of named tensors")
-    return request, {specs[0].name: to_array(columns_value, specs[0])}, False
+    return request, {specs[0].name: to_array(columns_value, specs[0], strict=True)}, False
 
 
 def _value(name: str, value: Any) -> Any:
@@ -168,20 +166,10 @@ def _value(name: str, value: Any) -> Any:
     return value
 
 
-# Non-finite floats go out as TF Serving writes them (NaN, Infinity, -Infinity), not JSON's null:
-# they are marked while encoding, then the marks (a random token no client can send) replaced.
-MARK = f"\x00inferd-{secrets.token_hex(8)}:"
-NONFINITE = {orjson.dumps(MARK + literal): literal.encode() for literal in ("NaN", "Infinity", "-Infinity")}
-
-
 def _rows(value: Any) -> Any:
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
-        marked = value.astype(object)
-        marked[np.isnan(value)] = MARK + "NaN"
-        marked[np.isposinf(value)] = MARK + "Infinity"
-        marked[np.isneginf(value)] = MARK + "-Infinity"
-        return marked.tolist()
-    return value.tolist() if isinstance(value, np.ndarray) else list(value)
+    """A tensor as lists; non-finite floats go out as TF Serving writes them (NaN, Infinity,
+    -Infinity), not JSON's null."""
+    return nonfinite.listed(value) if isinstance(value, np.ndarray) else list(value)
 
 
 def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
@@ -215,13 +203,7 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
 
 
 def _dumps(value: Any) -> bytes:
-    from inferd import codec
-
-    encoded = codec.dumps(value)
-    if orjson.dumps(MARK)[:-1] in encoded:
-        for mark, literal in NONFINITE.items():
-            encoded = encoded.replace(mark, literal)
-    return encoded
+    return nonfinite.unmark(codec.dumps(value))
 
 
 def decode_examples(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any], dict[str, Any]]:

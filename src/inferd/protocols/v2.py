@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from inferd import codec
 from inferd.errors import InputError
 from inferd.handler.convert import MAP_TYPE, shape_text, to_map
 from inferd.handler.numbers import OutOfRange, cast_numbers
+from inferd.protocols import nonfinite
 from inferd.runtimes.base import TensorSpec
 
 NUMPY_OF: dict[str, np.dtype[Any]] = {
@@ -132,10 +134,18 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _check_flag(parameters: dict[str, Any], key: str, where: str) -> None:
+    """A boolean parameter is true or false (as Triton reads it; "false" is not false)."""
+    if key in parameters and not isinstance(parameters[key], bool):
+        raise InputError(
+            f"{where}: '{key}' must be true or false, not {orjson.dumps(parameters[key]).decode()[:40]}"
+        )
+
+
 def _check_outputs(request: dict[str, Any]) -> None:
     """The request's ``parameters`` and ``outputs`` have the spec's shape (checked before the
     model runs; ``encode_response`` reads them)."""
-    _parameters(request.get("parameters"), "the request")
+    _check_flag(_parameters(request.get("parameters"), "the request"), "binary_data_output", "the request")
     outputs = request.get("outputs")
     if outputs is None:
         return
@@ -144,7 +154,8 @@ def _check_outputs(request: dict[str, Any]) -> None:
     for item in outputs:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InputError("each of 'outputs' must be an object with a 'name'")
-        _parameters(item.get("parameters"), f"output '{item['name']}'")
+        where = f"output '{item['name']}'"
+        _check_flag(_parameters(item.get("parameters"), where), "binary_data", where)
 
 
 def decode_request(
@@ -154,10 +165,7 @@ def decode_request(
     if header_length is not None and not 0 < header_length <= len(body):
         raise InputError("Inference-Header-Content-Length is larger than the request body")
     header = body if header_length is None else body[:header_length]
-    try:
-        request = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc}") from None
+    request = codec.loads(header)  # NaN and Infinity too, as Triton reads them (1e999 is refused)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise InputError("the request must be an object with an 'inputs' list")
     if not isinstance(request.get("id", ""), str):
@@ -269,7 +277,7 @@ def _from_json(
             if found.dtype.kind == "b" and datatype != "BOOL":  # true is not the number 1 here
                 raise InputError(f"input '{name}': {datatype} data holds true/false, not numbers")
             with np.errstate(over="raise", invalid="raise"):
-                nested = cast_numbers(found, dtype, datatype)
+                nested = cast_numbers(found, dtype, datatype, strict=True, source=data)
             array = nested.ravel()
     except OutOfRange as exc:
         raise InputError(f"input '{name}': {exc}") from None
@@ -371,7 +379,7 @@ def encode_response(
     parameters = request.get("parameters") or {}
     all_binary = bool(parameters.get("binary_data_output")) if isinstance(parameters, dict) else False
     wanted: list[tuple[str, bool]] = []
-    if isinstance(request.get("outputs"), list):
+    if request.get("outputs"):  # none asked for ([] too, as Triton and KServe read it): all of them
         for item in request["outputs"]:
             name = item.get("name") if isinstance(item, dict) else None
             if name not in outputs:
@@ -387,6 +395,7 @@ def encode_response(
         wanted = [(name, all_binary) for name in outputs]
     documents = []
     blobs: list[bytes] = []
+    marked = False
     for name, binary in wanted:
         tensor = _as_tensor(outputs[name])
         datatype = datatype_of(tensor.dtype)
@@ -402,6 +411,9 @@ def encode_response(
             blobs.append(blob)
         elif datatype == "BYTES":
             document["data"] = [_json_text(name, v) for v in tensor.ravel().tolist()]
+        elif tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+            document["data"] = nonfinite.listed(tensor.ravel())  # NaN, Infinity: as Triton writes them
+            marked = True
         else:
             document["data"] = tensor.ravel()
         documents.append(document)
@@ -409,6 +421,8 @@ def encode_response(
     if "id" in request:
         response["id"] = request["id"]
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    if marked:
+        header = nonfinite.unmark(header)
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
@@ -423,6 +437,24 @@ def model_metadata(name: str, version: str, info: dict[str, Any]) -> dict[str, A
         "inputs": [tensor_metadata(spec) for spec in info.get("inputs") or []],
         "outputs": [tensor_metadata(spec) for spec in info.get("outputs") or []],
     }
+
+
+def repository_index(body: bytes, models: list[tuple[str, bool]], version: str) -> bytes:
+    """Triton's ``POST /v2/repository/index`` (tritonclient's ``get_model_repository_index``):
+    each model (name, ready) with its version and state; ``{"ready": true}`` lists the ready ones."""
+    try:
+        options = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc}") from None
+    if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
+        raise InputError('the request must be an object, {"ready": true|false}')
+    return orjson.dumps(
+        [
+            {"name": name, "version": version, "state": "READY" if ready else "UNAVAILABLE"}
+            for name, ready in sorted(models)
+            if ready or not options.get("ready")
+        ]
+    )
 
 
 BACKENDS = {"onnx_onnxv1": "onnxruntime", "tensorflow_savedmodel": "tensorflow"}

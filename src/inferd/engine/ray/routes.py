@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from inferd import __version__, codec
+from inferd.errors import InputError
 from inferd.protocols import tfserving as codec_tf
 from inferd.protocols import v2 as codec_v2
 from inferd.replica import messages
@@ -72,6 +73,14 @@ async def v2_route(
         names = await catalog.names()
         ready = bool(names) and all([bool(await catalog.info(name)) for name in names])
         return Answer(200 if ready else 503, orjson.dumps({"ready": ready}))
+    if parts == ["repository", "index"]:
+        if method != "POST":
+            return _not_allowed(method, "POST")
+        models = [(name, bool(await catalog.info(name))) for name in await catalog.names()]
+        try:
+            return Answer(200, codec_v2.repository_index(body, models, VERSION))
+        except InputError as exc:
+            return _error(400, str(exc))
     if parts[0] != "models":
         return _error(404, f"no V2 route {path}")
     if len(parts) == 1:
@@ -124,11 +133,15 @@ async def tfserving_route(catalog: Catalog, method: str, path: str, body: bytes)
         return _error(404, f"Servable not found for request: Latest({name})")
     parts = parts[1:]
     if len(parts) >= 2 and parts[0] in ("versions", "labels"):
-        if parts[0] == "versions" and parts[1] != VERSION:
+        if parts[0] == "labels":  # none is configured: TF Serving refuses a label it does not know
+            return _error(400, f"Unrecognized servable version label: {parts[1]}")
+        if parts[1] != VERSION:
             return _error(404, f"Servable not found for request: Specific({name}, {parts[1]})")
         parts = parts[2:]
     if verb:
         kind = TF_VERBS.get(verb)
+        if verb == codec_tf.EXPLAIN and not parts:
+            return _error(501, codec_tf.no_explainer(name))
         if kind is None or parts:
             return _error(404, f"no TensorFlow Serving route {path}")
         if method != "POST":

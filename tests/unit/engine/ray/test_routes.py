@@ -50,6 +50,10 @@ def test_v2_metadata_health_and_listing() -> None:
     assert v2(catalog, "GET", "/v2/health/live").status == 200
     assert v2(catalog, "GET", "/v2/health/ready").status == 503  # "loading" has no replica yet
     assert orjson.loads(v2(catalog, "GET", "/v2/models").body) == {"models": ["classifier", "loading"]}
+    assert orjson.loads(v2(catalog, "POST", "/v2/repository/index").body) == [
+        {"name": "classifier", "version": "1", "state": "READY"},
+        {"name": "loading", "version": "1", "state": "UNAVAILABLE"},
+    ]
     meta = orjson.loads(v2(catalog, "GET", "/v2/models/classifier/versions/1").body)
     assert meta["inputs"][0]["datatype"] == "FP32" and meta["platform"] == "onnx_onnxv1"
     assert v2(catalog, "GET", "/v2/models/classifier/versions/2").status == 404
@@ -87,6 +91,8 @@ def test_tfserving_status_metadata_and_verbs() -> None:
     assert tf(catalog, "GET", "/v1/models/classifier:predict").status == 405
     assert tf(catalog, "POST", "/v1/models/classifier:explode").status == 404
     assert tf(catalog, "GET", "/v1/models/classifier/versions/9").status == 404
+    assert tf(catalog, "GET", "/v1/models/classifier/labels/stable").status == 400  # none configured
+    assert tf(catalog, "POST", "/v1/models/classifier:explain", b"{}").status == 501
     assert tf(catalog, "GET", "/v1/models/nothing").status == 404
 
 

@@ -229,6 +229,7 @@ class LocalEngine:
                     failures.step_recovered(state, self.sink, self._event)
 
     def _reconcile_api(self, state: ApiState, now: float) -> None:
+        state.deferred = 0
         for lost in failures.reap(state, self.sink, self._event):
             # the old version's replica died while nothing else serves: start one like it
             if lost.source is not None and lost.source.spec is not None and not state.deleting:
@@ -318,7 +319,8 @@ class LocalEngine:
         # GPU replicas are not forked: each needs a fresh CUDA.
         zygotes = self.zygotes if not gpus.devices else None
         if zygotes is not None and zygotes.warming(state.config.api.model_format):
-            return  # started once the zygote has imported what this replica would import
+            state.deferred += 1  # started once the zygote has imported what it would import
+            return
         replica_id = f"{state.config.name}-{self._next_id()}"
         spec = version.spec.model_copy(update={"replica_id": replica_id, "repeat_of": version.error})
         env = dict(os.environ, **replica_environment(self.capacity.gpus, gpus))

@@ -28,7 +28,7 @@ def status(state: ApiState) -> str:
         return "error"
     if ready >= max(1, minimum) or (state.desired == 0 and minimum == 0 and not state.replicas):
         return "live"
-    placed = sum(r.version == version.id and not r.retired for r in state.replicas)
+    placed = state.deferred + sum(r.version == version.id and not r.retired for r in state.replicas)
     if state.unschedulable and placed < max(1, minimum):  # not even the minimum fits
         return "compute unavailable"
     if minimum == 0 and state.status == "live" and all(r.version == version.id for r in state.replicas):

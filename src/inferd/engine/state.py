@@ -76,6 +76,7 @@ class ApiState:
     last_update: float = field(default_factory=time.time)
     deleting: bool = False
     unschedulable: bool = False
+    deferred: int = 0  # replica starts waiting, this step, for their runtime's zygote to import
     compute_reason: str | None = None
     fit: int | None = None  # replicas placed while fewer than ``desired`` fit on this machine
     cap_reason: str | None = None

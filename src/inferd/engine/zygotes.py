@@ -260,7 +260,8 @@ class Zygotes:
                 on_change()
 
         def unwatch() -> None:
-            loop.remove_reader(fd)
+            with contextlib.suppress(RuntimeError):  # the loop already closed: nothing to remove
+                loop.remove_reader(fd)
             zygote.unwatch = None
 
         loop.add_reader(fd, readable)

@@ -246,7 +246,8 @@ def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_mode
         "- kind: deployment\n  name: d\n"
         "- kind: api\n  name: good\n  onnx:\n    model: iris.onnx\n"
         "- kind: api\n  name: broken\n  onnx:\n    model: iris.onnx\n    request_handler: bad.py\n"
-        "- kind: api\n  name: slow\n  onnx:\n    model: iris.onnx\n    request_handler: slow.py\n  timeout: 1\n",
+        "- kind: api\n  name: slow\n  onnx:\n    model: iris.onnx\n    request_handler: slow.py\n"
+        "  timeout: 1\n",
         {"bad.py": "import module_that_does_not_exist\n", "slow.py": "import time\ntime.sleep(3600)\n"},
         {"iris.onnx": iris_onnx_model},
     )

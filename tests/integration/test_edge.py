@@ -114,7 +114,7 @@ def test_the_header_limit_is_exact_however_the_head_arrives(plain: Server) -> No
 def test_a_huge_content_length_is_413_at_once_and_never_read(
     serve: Serve, tmp_path: Path, iris_onnx_model: Path
 ) -> None:
-    server = serve(iris(tmp_path / "p", iris_onnx_model, "  max_body_size: 1Ki\n"))
+    server = serve(iris(tmp_path / "p", iris_onnx_model, "  max_body_size: 1Ki\n"), "--access-log")
     port = port_of(server)
     for length in (1073741824, 2048):  # past the default limit; past this API's 1 KiB
         with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -152,14 +152,37 @@ def test_a_huge_content_length_is_413_at_once_and_never_read(
             data += chunk
         assert data.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 413" in data, data
     assert server.post("/d/iris", ROWS).status_code == 200
-    # each 413 is one of the API's requests, by protocol (it was missing from /metrics)
+    # so are a coded body (415) and a transfer coding other than chunked (501), refused as early
+    for rest, status in (
+        (b"Content-Encoding: gzip\r\nContent-Length: 2\r\n\r\n[]", 415),
+        (b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n", 501),
+    ):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\n" + rest)
+            assert answer_of(sock)[0] == status
+    # each refusal is one of the API's requests, by protocol (it was missing from /metrics)
     families = {f.name: f for f in text_string_to_metric_families(requests.get(f"{server.url}/metrics").text)}
     counts = {
         (s.labels["protocol"], s.labels["code"]): s.value
         for s in families["inferd_requests"].samples
         if s.name == "inferd_requests_total" and s.labels["api"] == "iris"
     }
-    assert counts == {("cortex", "413"): 5, ("v2", "413"): 1, ("tfserving", "413"): 1, ("cortex", "200"): 2}
+    assert counts == {
+        ("cortex", "413"): 5,
+        ("v2", "413"): 1,
+        ("tfserving", "413"): 1,
+        ("cortex", "200"): 2,
+        ("cortex", "415"): 1,
+        ("cortex", "501"): 1,
+    }
+    # and a line of the access log each
+
+    def refused() -> list[int] | None:
+        lines = [json.loads(line) for line in server.log().splitlines() if line.startswith('{"time"')]
+        statuses = sorted(line["status"] for line in lines if line["status"] != 200)
+        return statuses if len(statuses) >= 9 else None
+
+    assert wait_for(refused, 10, "the refusals' access lines") == [413] * 7 + [415, 501]
 
 
 def test_a_missing_key_is_refused_when_the_headers_end(

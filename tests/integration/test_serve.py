@@ -245,8 +245,10 @@ def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_mode
         tmp_path / "p",
         "- kind: deployment\n  name: d\n"
         "- kind: api\n  name: good\n  onnx:\n    model: iris.onnx\n"
-        "- kind: api\n  name: broken\n  onnx:\n    model: iris.onnx\n    request_handler: bad.py\n",
-        {"bad.py": "import module_that_does_not_exist\n"},
+        "- kind: api\n  name: broken\n  onnx:\n    model: iris.onnx\n    request_handler: bad.py\n"
+        "- kind: api\n  name: slow\n  onnx:\n    model: iris.onnx\n    request_handler: slow.py\n"
+        "  timeout: 1\n",
+        {"bad.py": "import module_that_does_not_exist\n", "slow.py": "import time\ntime.sleep(3600)\n"},
         {"iris.onnx": iris_onnx_model},
     )
     server = serve(root, ready=False)
@@ -261,9 +263,21 @@ def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_mode
     )
     assert response.headers["Retry-After"] == "1"
     health = requests.get(f"{server.url}/healthz", timeout=5)
-    assert health.status_code == 503 and health.json()["not_ready"] == ["broken"]
+    assert health.status_code == 503 and health.json()["not_ready"] == ["broken", "slow"]
     status = requests.get(f"{server.url}/d/broken", timeout=5).json()
     assert status["status"] == "error" and "ModuleNotFoundError" in status["error"]
+    # The protocols say so too (README, "Protocols"): V2's ready route 503, TF Serving's status
+    # END for the API that failed to load (its predict 503) and LOADING for the one still loading
+    # (whose requests wait for its first replica, as a scale-from-zero API's do).
+    rows = {"instances": [[1, 2, 3, 4]]}
+    for name, state in (("broken", "END"), ("slow", "LOADING")):
+        assert requests.get(f"{server.url}/v2/models/{name}/ready", timeout=5).status_code == 503
+        tf_status = requests.get(f"{server.url}/v1/models/{name}", timeout=5).json()
+        assert tf_status["model_version_status"][0]["state"] == state, tf_status
+    predicted = requests.post(f"{server.url}/v1/models/broken:predict", json=rows, timeout=5)
+    assert predicted.status_code == 503 and predicted.headers["Retry-After"] == "1"
+    waited = requests.post(f"{server.url}/v1/models/slow:predict", json=rows, timeout=30)
+    assert waited.status_code == 504, waited.text  # it waited its timeout (1 s), not a 503
     assert server.post("/d/good", [[1, 2, 3, 4]]).status_code == 200
     # Retried with back-off: the traceback is printed once, each retry after it is one line.
     again = "importing it failed: ModuleNotFoundError: No module named 'module_that_does_not_exist' (again,"

@@ -54,10 +54,19 @@ def prune() -> None:
     click.echo(usage_line(client.home))
 
 
+# INFERD_* variables that are no setting of the operator's: `inferd predict`'s key, the home
+# (written first, resolved), the supervisor's pid that the supervisor itself sets.
+NOT_OPERATOR_SETTINGS = frozenset({"INFERD_API_KEY", "INFERD_HOME", "INFERD_SUPERVISOR"})
+
+
 def systemd_unit() -> str:
     """A unit running this operator under systemd (which then restarts it, not our supervisor)."""
     environment = {"INFERD_HOME": str(inferd_home().resolve())}
-    settings = ("INFERD_HOST", "INFERD_PORT", "INFERD_CPUS", "INFERD_LOG_MAX_BYTES", "INFERD_LOG_BACKUPS")
+    # Every INFERD_* setting the shell has (the gateway's limits, INFERD_CPUS, the dashboard's
+    # port, ...), but a client's API key and what inferd sets for its own processes.
+    settings = sorted(
+        name for name in os.environ if name.startswith("INFERD_") and name not in NOT_OPERATOR_SETTINGS
+    )
     for name in (*settings, "PATH"):
         if os.environ.get(name):
             environment[name] = os.environ[name]

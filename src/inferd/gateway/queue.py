@@ -12,6 +12,7 @@ is no Task, Future or thread per request: waiters (HTTP connections) are called 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -47,16 +48,20 @@ class QueuedRequest(Protocol):
 Entry = tuple[QueuedRequest, bytes, bytes]  # request, frame kind, body
 
 
-def _setting(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.isdigit() else default
+def _setting(name: str, default: float) -> float:
+    """A number from 0 up in the environment variable ``name``, else ``default``."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if 0 <= value < math.inf else default
 
 
 # Pipelining: at most this many requests written to one replica at once, and only while the
 # API's replicas answer in under FAST seconds each (an answer waits for the group's others).
 # ``INFERD_PIPELINE=1`` turns it off (one request per replica at a time);
 # ``INFERD_PIPELINE_BELOW_MS`` moves the "fast" line (1 ms).
-PIPELINE = _setting("INFERD_PIPELINE", 8)
+PIPELINE = int(_setting("INFERD_PIPELINE", 8))
 FAST = _setting("INFERD_PIPELINE_BELOW_MS", 1) / 1000
 
 

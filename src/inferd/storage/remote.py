@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import posixpath
 import shutil
@@ -25,7 +26,13 @@ def _s3_client() -> Any:
 
     # INFERD_S3_TIMEOUT bounds each connect and read (seconds): a stalled source fails the
     # version with a clear error instead of hanging the deploy.
-    timeout = float(os.environ.get("INFERD_S3_TIMEOUT", "60"))
+    text = os.environ.get("INFERD_S3_TIMEOUT", "").strip() or "60"
+    try:
+        timeout = float(text)
+    except ValueError:
+        timeout = math.nan
+    if not 0 < timeout < math.inf:
+        raise LoadError(f"INFERD_S3_TIMEOUT must be a number of seconds above 0, not {text!r}")
     config = Config(
         connect_timeout=min(10.0, timeout),
         read_timeout=timeout,

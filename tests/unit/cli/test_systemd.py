@@ -21,3 +21,27 @@ def test_the_unit_carries_the_operator_settings_that_are_set(
     assert "Environment=INFERD_PORT=9000" in unit
     assert f"Environment=INFERD_HOME={tmp_path / 'home'}" in unit
     assert "INFERD_LOG_MAX_BYTES" not in unit  # unset: the operator's default
+
+
+def test_the_unit_carries_every_setting_the_operator_reads_and_no_client_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It carried five: `INFERD_MAX_CONNECTIONS=20000 inferd up --systemd` wrote a unit without it."""
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    settings = {
+        "INFERD_MAX_CONNECTIONS": "20000",
+        "INFERD_HEADER_TIMEOUT": "5",
+        "INFERD_DASHBOARD_PORT": "9001",
+        "INFERD_S3_TIMEOUT": "20",
+        "INFERD_SHADOW_NICE": "0",
+        "INFERD_SHARE_WEIGHTS": "0",
+        "INFERD_ZYGOTE": "0",
+        "INFERD_PIPELINE_BELOW_MS": "0.5",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("INFERD_API_KEY", "a-client-key")  # `inferd predict`'s, never the operator's
+    unit = systemd_unit()
+    for name, value in settings.items():
+        assert f"Environment={name}={value}" in unit
+    assert "a-client-key" not in unit

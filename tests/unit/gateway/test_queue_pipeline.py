@@ -117,3 +117,21 @@ def test_pipelining_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
         queue.submit(Request(), messages.PREDICT, b"{}")
     handle.answer(1)
     assert handle.writes == [1, 1] and queue.pipelined == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "default", "expected"),
+    [
+        ("INFERD_PIPELINE_BELOW_MS", "0.5", 1, 0.5),  # was: ignored, 1 ms
+        ("INFERD_PIPELINE_BELOW_MS", " 2 ", 1, 2.0),
+        ("INFERD_PIPELINE", "1", 8, 1),
+        ("INFERD_PIPELINE", "-3", 8, 8),
+        ("INFERD_PIPELINE", "lots", 8, 8),
+        ("INFERD_PIPELINE", "nan", 8, 8),
+    ],
+)
+def test_the_pipeline_settings_take_any_number_from_0_up(
+    monkeypatch: pytest.MonkeyPatch, name: str, text: str, default: int, expected: float
+) -> None:
+    monkeypatch.setenv(name, text)
+    assert queue_module._setting(name, default) == expected

@@ -56,6 +56,7 @@ from inferd.operator.state import (
     snapshot_project,
     write_private,
 )
+from inferd.operator.supervision import keep_supervised
 
 log = logging.getLogger("inferd.operator")
 
@@ -128,11 +129,14 @@ class Operator:
         self.collector.collect()
         collecting = loop.create_task(self.collector.run_forever())
         payloads = loop.create_task(PayloadWriter(self.home, self.gateway.payloads).run_forever())
-        keeping = loop.create_task(keep_files(self.home, {OPERATOR_FILE: described, TOKEN_FILE: self.token}))
+        kept = {OPERATOR_FILE: described, TOKEN_FILE: self.token}
+        keeping = loop.create_task(keep_files(self.home, kept))
+        supervised = loop.create_task(keep_supervised(self.home, info, kept))
         noting = loop.create_task(self._note_serving_forever())
         await self.stop_event.wait()
         collecting.cancel()
         keeping.cancel()
+        supervised.cancel()
         noting.cancel()
         log.info("stopping: draining requests")
         await self.gateway.drain(DRAIN_GRACE)

@@ -21,7 +21,7 @@ import requests
 from inferd.client import Client
 from inferd.errors import OperatorError
 from tests.conftest import example, make_project, process_alive, wait_for
-from tests.integration.conftest import Inferd
+from tests.integration.conftest import Inferd, stop_operator
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
 
@@ -254,3 +254,31 @@ def test_an_old_replica_killed_during_a_failing_rollout_is_replaced(inferd: Infe
         lambda: (answer := inferd.post("/roll/steady", {})).ok and answer.json(), 60, "an answer"
     )
     assert again != serving
+
+
+def test_a_killed_operator_comes_back_on_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
+    inferd = Inferd(small_disk / "home")
+    try:
+        project = make_project(
+            tmp_path / "p",
+            "- kind: deployment\n  name: full\n- kind: api\n  name: steady\n  predictor:\n    path: p.py\n",
+            {"p.py": "def predict(sample, metadata):\n    return 'ok'\n"},
+        )
+        inferd.run("deploy", str(project))
+        pid = inferd.operator_pid()
+        assert pid is not None
+        subprocess.run(["dd", "if=/dev/zero", f"of={small_disk / 'filler'}", "bs=4k"], capture_output=True)
+        os.kill(pid, signal.SIGKILL)
+
+        def answered() -> bool:
+            try:
+                return inferd.post("/full/steady", {}, timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        # Was: the new operator could not write operator.json ("cannot listen on ...: No space
+        # left on device"), so its supervisor gave up and the APIs stayed down.
+        wait_for(answered, 120, "an answer from the operator restarted on a full disk")
+        assert inferd.run("get", "steady").stdout.startswith("status")
+    finally:
+        stop_operator(inferd)

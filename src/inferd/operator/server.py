@@ -54,7 +54,7 @@ from inferd.operator.state import (
     new_token,
     project_fingerprint,
     snapshot_project,
-    write_private,
+    write_small,
 )
 from inferd.operator.supervision import keep_supervised
 
@@ -103,7 +103,7 @@ class Operator:
         self.gateway.sweep_also(self.admin, self.dashboard)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop_event.set)
-        write_private(self.home / TOKEN_FILE, self.token)
+        write_small(self.home / TOKEN_FILE, self.token)
         info = {
             "pid": os.getpid(),
             "admin_port": admin_port,
@@ -115,7 +115,7 @@ class Operator:
             "supervisor": int(os.environ.get("INFERD_SUPERVISOR", "0")) or None,
         }
         described = orjson.dumps(info).decode()
-        write_private(self.home / OPERATOR_FILE, described)
+        write_small(self.home / OPERATOR_FILE, described)
         log.info(
             "operator %d: gateway on %s, admin on %s:%d",
             os.getpid(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -106,14 +107,38 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
+def write_small(path: Path, text: str) -> None:
+    """``write_private`` for the token and ``operator.json``, which every operator start writes
+    anew. On a full disk, where the new copy an atomic replace needs finds no room, the file is
+    written over in place, into the room its own old content frees: an operator restarted on a
+    full disk comes up (it could not, and its supervisor gave up: every API stayed down). A
+    reader that meets it half-written finds no operator and tries again."""
+    try:
+        write_private(path, text)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        try:  # no O_CREAT: only a file that already holds room
+            handle = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        except OSError:
+            raise exc from None
+        try:
+            os.fchmod(handle, 0o600)
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(handle, data) :]
+        finally:
+            os.close(handle)
+
+
 def rewrite_if_changed(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` again (``write_private``) when the file no longer holds it."""
+    """Write ``text`` to ``path`` again (``write_small``) when the file no longer holds it."""
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
     except (OSError, ValueError):
         pass
-    write_private(path, text)
+    write_small(path, text)
     return True
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import orjson
 
-from inferd.operator.state import OPERATOR_FILE, write_private
+from inferd.operator.state import OPERATOR_FILE, write_small
 from inferd.operator.supervisor import ADOPT_ENV, SUPERVISOR_ENV
 
 log = logging.getLogger("inferd.operator")
@@ -92,7 +92,7 @@ async def keep_supervised(home: Path, info: dict[str, object], files: dict[str, 
         described = orjson.dumps(info).decode()
         files[OPERATOR_FILE] = described
         try:
-            write_private(home / OPERATOR_FILE, described)
+            write_small(home / OPERATOR_FILE, described)
         except OSError as exc:  # keep_files tries again
             log.error("cannot write %s: %s", home / OPERATOR_FILE, exc)
         log.warning(

@@ -282,3 +282,27 @@ def test_a_killed_operator_comes_back_on_a_full_disk(small_disk: Path, tmp_path:
         assert inferd.run("get", "steady").stdout.startswith("status")
     finally:
         stop_operator(inferd)
+
+
+def test_a_deployment_that_cannot_be_restored_is_named_by_get(inferd: Inferd, tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: lost\n- kind: api\n  name: gone\n  predictor:\n    path: p.py\n",
+        {"p.py": "def predict(sample, metadata):\n    return 'ok'\n"},
+    )
+    inferd.run("deploy", str(project))
+    snapshot = json.loads((inferd.home / "state.json").read_text())["deployments"]["lost"]["snapshot"]
+    inferd.run("down")
+    subprocess.run(["rm", "-r", snapshot], check=True)  # a user freeing disk space by hand
+    inferd.run("up")
+    # Was: "no APIs are deployed", the reason only in operator.log.
+    wait_for(
+        lambda: "deployment 'lost' was not restored" in inferd.run("get").stdout,
+        30,
+        "inferd get naming the deployment it could not restore",
+    )
+    shown = inferd.run("get").stdout
+    assert "no such project folder" in shown and f"inferd deploy {project}" in shown, shown
+    inferd.run("deploy", str(project))
+    assert inferd.post("/lost/gone", {}).json() == "ok"
+    assert "not restored" not in inferd.run("get").stdout

@@ -88,6 +88,7 @@ class Operator:
         self.restoring = True
         # set as each recorded deployment is brought back: a deploy or delete of it waits for that
         self.restored: dict[str, asyncio.Event] = {}
+        self.unrestored: dict[str, str] = {}  # deployment -> why it could not be restored
         self.collector = Collector(home, self.kept, self.busy)
 
     async def run(self) -> int:
@@ -159,7 +160,7 @@ class Operator:
 
     async def restore(self) -> None:
         """Bring back every deployment recorded in the state (``operator/restore.py``)."""
-        await restore_all(self.state, self.engine, self.gateway, self.restored)
+        await restore_all(self.state, self.engine, self.gateway, self.restored, self.unrestored)
 
     async def restored_first(self, deployment: str) -> None:
         """Wait until ``deployment`` is back, if the operator is bringing it back: a deploy or a
@@ -228,6 +229,7 @@ class Operator:
             self.state.deployments[name].relax_pins = relax_pins
             self.state.secrets[name] = secrets
             self.state.save()
+            self.unrestored.pop(name, None)
             heap.settle()
         self.collector.collect()
         # an API changed, or left the project (it is being deleted)

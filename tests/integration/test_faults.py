@@ -306,3 +306,30 @@ def test_a_deployment_that_cannot_be_restored_is_named_by_get(inferd: Inferd, tm
     inferd.run("deploy", str(project))
     assert inferd.post("/lost/gone", {}).json() == "ok"
     assert "not restored" not in inferd.run("get").stdout
+
+
+def test_a_deploy_whose_state_cannot_be_saved_changes_nothing(inferd: Inferd, tmp_path: Path) -> None:
+    predictor = "def predict(sample, metadata):\n    return {version!r}\n"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: unsaved\n- kind: api\n  name: same\n  predictor:\n    path: p.py\n",
+        {"p.py": predictor.format(version="first")},
+    )
+    inferd.run("deploy", str(project))
+    state = inferd.home / "state.json"
+    before = state.read_text()
+    state.unlink()
+    state.mkdir()  # stands for a full disk: state.json cannot be written (root ignores modes)
+    try:
+        (project / "p.py").write_text(predictor.format(version="second"))
+        failed = inferd.run("deploy", str(project), check=False)
+        assert failed.returncode == 1 and "cannot save the state" in failed.stderr, failed.stderr
+        # Was: the new version served, though the deploy said it failed and a restart would
+        # bring the first one back.
+        assert inferd.post("/unsaved/same", {}).json() == "first"
+        assert inferd.api("same")["status"] == "live"
+    finally:
+        state.rmdir()
+        state.write_text(before)
+    assert inferd.run("deploy", str(project)).returncode == 0
+    assert inferd.post("/unsaved/same", {}).json() == "second"

@@ -49,9 +49,11 @@ from inferd.operator.state import (
     TOKEN_FILE,
     DeploymentRecord,
     State,
+    StateError,
     keep_files,
     key_files,
     new_token,
+    pending_record,
     project_fingerprint,
     snapshot_project,
     write_small,
@@ -218,8 +220,17 @@ class Operator:
                 for state in self.engine.apis.values()
                 if state.config.deployment == name and not state.deleting
             }
+            # The new snapshot is recorded (as an update not yet live) before anything changes:
+            # a state that cannot be written (a full disk) fails the deploy here, the previous
+            # version serving, instead of after the new one replaced it (a restart then brought
+            # the previous one back).
+            self.state.save_with(name, pending_record(record, project.root, snapshot, token))
             try:
                 results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
+            except BaseException:
+                with contextlib.suppress(StateError):
+                    self.state.save()  # the record as it was
+                raise
             finally:  # what failed to be created is no longer awaited
                 self.gateway.expected.intersection_update(self.gateway.apis)
             for config in deployed.apis:  # a changed key file is not a new version: read it again
@@ -228,8 +239,11 @@ class Operator:
             self.state.deployments[name] = self._record(record, name, project.root, snapshot, token, results)
             self.state.deployments[name].relax_pins = relax_pins
             self.state.secrets[name] = secrets
-            self.state.save()
             self.unrestored.pop(name, None)
+            try:
+                self.state.save()
+            except StateError as exc:  # the update is live: the pending record saved above is kept
+                log.warning("%s (a restart brings the previous version back first, then this one)", exc)
             heap.settle()
         self.collector.collect()
         # an API changed, or left the project (it is being deleted)

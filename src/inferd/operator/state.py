@@ -73,6 +73,16 @@ class DeploymentRecord:
         return paths
 
 
+def pending_record(
+    old: DeploymentRecord | None, source: Path, snapshot: Path, token: str
+) -> DeploymentRecord:
+    """The record of a deploy under way: ``snapshot`` the newest, not live yet, so a restart
+    first brings back what served (``serving``), as for an update that failed."""
+    if old is None:
+        return DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
+    return dataclasses.replace(old, source=str(source), snapshot=str(snapshot), refresh=token)
+
+
 def _record(fields: Any) -> DeploymentRecord:
     """A record read back from ``state.json``, its fields' types checked (a hand edit that put a
     number where a path goes crashed the operator at every start, its supervisor restarting it)."""
@@ -190,6 +200,18 @@ class State:
                     f"changed: fix it, or move it away to start with no deployments"
                 ) from None
         return self
+
+    def save_with(self, name: str, record: DeploymentRecord) -> None:
+        """Save the state as if ``name`` had ``record``, leaving the state in memory as it is."""
+        kept = self.deployments.get(name)
+        self.deployments[name] = record
+        try:
+            self.save()
+        finally:
+            if kept is None:
+                del self.deployments[name]
+            else:
+                self.deployments[name] = kept
 
     def save(self) -> None:
         data = {"deployments": {name: asdict(record) for name, record in self.deployments.items()}}

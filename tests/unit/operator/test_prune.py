@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
 import time
 from pathlib import Path
 
-from inferd.operator.prune import TRASH, forget_apis, human_bytes, prune, usage
+from inferd.operator.prune import TRASH, Collector, Pruned, forget_apis, human_bytes, prune, usage
 from inferd.storage import CREATED_MARK, record_name
 
 
@@ -177,3 +178,25 @@ def test_the_records_of_model_uris_go_with_their_cached_copies(tmp_path: Path) -
     assert not records["pruned"].exists() and not records["pruned external"].exists()
     assert records["kept"].exists() and records["kept external"].exists()
     assert fresh.exists() and unknown.read_text() == "mine"
+
+
+def test_a_trash_an_interrupted_collection_left_is_emptied_by_the_next(tmp_path: Path) -> None:
+    # The operator killed while it deleted a large copy (kill -9, the OOM killer, a reboot):
+    # was: the trash kept it for good, `inferd prune` said "freed 0 B" (only a collection that
+    # moved something new emptied it).
+    trash = tmp_path / TRASH
+    (trash / "cache-models-abc-1").mkdir(parents=True)
+    (trash / CREATED_MARK).write_text("")
+    (trash / "cache-models-abc-1" / "model.onnx").write_bytes(b"x" * 5000)
+
+    async def collect() -> Pruned | None:
+        collector = Collector(tmp_path, set, lambda: False)
+        result = collector.collect()
+        await asyncio.gather(*collector._tasks)
+        return result
+
+    result = asyncio.run(collect())
+    assert result is not None and result.freed >= 5000
+    assert "leftovers" in result.summary()
+    assert not trash.exists()
+    assert prune(tmp_path, []).freed == 0  # nothing left to free

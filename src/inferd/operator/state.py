@@ -80,7 +80,11 @@ def pending_record(
     first brings back what served (``serving``), as for an update that failed."""
     if old is None:
         return DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
-    return dataclasses.replace(old, source=str(source), snapshot=str(snapshot), refresh=token)
+    # as the record the deploy ends with: the APIs deleted one by one and the promotions are
+    # the old project's (a restart must not leave out an API this deploy brings back)
+    return dataclasses.replace(
+        old, source=str(source), snapshot=str(snapshot), refresh=token, deleted_apis=[], promoted={}
+    )
 
 
 def _record(fields: Any) -> DeploymentRecord:

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +46,9 @@ from inferd.operator.restore import restore_all
 from inferd.operator.state import (
     OPERATOR_FILE,
     TOKEN_FILE,
-    DeploymentRecord,
     State,
     StateError,
+    deployed_record,
     keep_files,
     key_files,
     new_token,
@@ -236,7 +235,12 @@ class Operator:
             for config in deployed.apis:  # a changed key file is not a new version: read it again
                 if config.api.auth is not None and results.get(config.name) == "unchanged":
                     self.gateway.add_api(config, secrets)
-            self.state.deployments[name] = self._record(record, name, project.root, snapshot, token, results)
+            used = {
+                api: ([str(path) for path in api_state.version.uses], api_state.last_update)
+                for api in results
+                if (api_state := self.engine.apis.get(f"{name}/{api}")) is not None
+            }
+            self.state.deployments[name] = deployed_record(record, project.root, snapshot, token, used)
             self.state.deployments[name].relax_pins = relax_pins
             self.state.secrets[name] = secrets
             self.unrestored.pop(name, None)
@@ -267,31 +271,6 @@ class Operator:
         apis = self.engine.apis
         versions = {api: apis[f"{name}/{api}"].version.id for api in results if f"{name}/{api}" in apis}
         return {"message": message, "deployment": name, "apis": results, "versions": versions}
-
-    def _record(
-        self,
-        old: DeploymentRecord | None,
-        deployment: str,
-        source: Path,
-        snapshot: Path,
-        token: str,
-        apis: Iterable[str],
-    ) -> DeploymentRecord:
-        """The deployment's new record: what each API's version uses, and its previous one's."""
-        record = DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
-        record.serving = old.serving if old is not None else ""
-        for api in apis:
-            state = self.engine.apis.get(f"{deployment}/{api}")
-            if state is None:
-                continue
-            record.uses[api] = [str(path) for path in state.version.uses]
-            record.updated_apis[api] = state.last_update
-            before = old.uses.get(api) if old is not None else None
-            if before and before != record.uses[api]:
-                record.previous[api] = before
-            elif old is not None and api in old.previous:
-                record.previous[api] = old.previous[api]
-        return record
 
     def note_serving(self) -> None:
         """Each deployment whose APIs are all live on their newest version serves its snapshot."""

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from stat import S_ISREG
@@ -85,6 +86,28 @@ def pending_record(
     return dataclasses.replace(
         old, source=str(source), snapshot=str(snapshot), refresh=token, deleted_apis=[], promoted={}
     )
+
+
+def deployed_record(
+    old: DeploymentRecord | None,
+    source: Path,
+    snapshot: Path,
+    token: str,
+    versions: Mapping[str, tuple[list[str], float]],
+) -> DeploymentRecord:
+    """The deployment's record after a deploy: what each API's version uses (``versions``: per
+    API, what it reads and when it was last updated), and its previous one's."""
+    record = DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
+    record.serving = old.serving if old is not None else ""
+    for api, (uses, updated) in versions.items():
+        record.uses[api] = uses
+        record.updated_apis[api] = updated
+        before = old.uses.get(api) if old is not None else None
+        if before and before != uses:
+            record.previous[api] = before
+        elif old is not None and api in old.previous:
+            record.previous[api] = old.previous[api]
+    return record
 
 
 def _record(fields: Any) -> DeploymentRecord:

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -333,3 +334,25 @@ def test_a_deploy_whose_state_cannot_be_saved_changes_nothing(inferd: Inferd, tm
         state.write_text(before)
     assert inferd.run("deploy", str(project)).returncode == 0
     assert inferd.post("/unsaved/same", {}).json() == "second"
+
+
+def test_a_stale_operator_file_never_stops_another_homes_operator(inferd: Inferd, tmp_path: Path) -> None:
+    # After a reboot, operator.json (left by an operator that did not stop) may name a pid that
+    # now belongs to the operator of another INFERD_HOME: a process of the same command line.
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "-m", "inferd.operator.daemon"],
+        env=dict(os.environ, INFERD_HOME=str(tmp_path / "other-home")),
+    )
+    try:
+        inferd.home.mkdir(parents=True)
+        (inferd.home / "operator.json").write_text(
+            json.dumps({"pid": other.pid, "admin_port": 1, "gateway": inferd.url, "supervisor": None})
+        )
+        (inferd.home / "token").write_text("stale")
+        result = inferd.run("down", check=False)
+        # Was: "the inferd operator stopped", the other home's operator sent SIGTERM.
+        assert result.stdout.strip() == "the inferd operator is not running", result
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

@@ -3,13 +3,16 @@ brings it back, with no command run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import threading
 from pathlib import Path
 
 import requests
 
-from tests.conftest import make_project, process_alive, wait_for
+from tests.conftest import INFERD, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
 PREDICTOR = "def predict(sample, metadata):\n    print('asked', sample)\n    return 'ok'\n"
@@ -59,3 +62,32 @@ def test_a_killed_supervisor_is_replaced_and_the_operator_still_comes_back(
     assert adopter is not None
     assert inferd.run("down").stdout.strip() == "the inferd operator stopped"
     wait_for(lambda: not process_alive(adopter), 30, "the supervisor gone with the operator")
+
+
+def test_an_operator_killed_while_it_stops_stays_stopped(inferd: Inferd, tmp_path: Path) -> None:
+    sleepy = "import time\n\ndef predict(sample, metadata):\n    time.sleep(sample['s'])\n    return 'ok'\n"
+    project = make_project(tmp_path / "p", DEPLOYMENT + API.format(name="slow"), {"p.py": sleepy})
+    inferd.run("deploy", str(project))
+    operator, supervisor = inferd.operator_pid(), inferd.operator_pid("supervisor")
+    assert operator is not None and supervisor is not None
+    held = threading.Thread(target=lambda: _post_quietly(inferd, {"s": 60}), daemon=True)
+    held.start()
+    wait_for(
+        lambda: requests.get(inferd.url + "/watched/slow", timeout=5).json()["replicas"]["busy"] == 1,
+        30,
+        "the long request at its replica",
+    )
+    down = subprocess.Popen([INFERD, "down"], env=inferd.env, stdout=subprocess.PIPE, text=True)
+    wait_for(lambda: requests.get(inferd.url + "/healthz", timeout=5).status_code == 503, 30, "the drain")
+    os.kill(operator, signal.SIGKILL)  # the drain takes too long: the user kills it
+    # Was: its supervisor started it again, every API came back, and `inferd down` (which waited
+    # for the supervisor 60 s) said "the inferd operator stopped".
+    out, _ = down.communicate(timeout=120)
+    wait_for(lambda: not process_alive(supervisor), 30, "the supervisor gone")
+    assert out.strip() == "the inferd operator stopped"
+    assert inferd.operator_pid() in (None, operator)  # no new operator
+
+
+def _post_quietly(inferd: Inferd, body: dict[str, int]) -> None:
+    with contextlib.suppress(requests.RequestException):
+        inferd.post("/watched/slow", body, timeout=120)

@@ -57,7 +57,7 @@ from inferd.operator.state import (
     snapshot_project,
     write_small,
 )
-from inferd.operator.supervision import keep_supervised
+from inferd.operator.supervision import keep_supervised, mark_stopping
 
 log = logging.getLogger("inferd.operator")
 
@@ -140,6 +140,7 @@ class Operator:
         keeping.cancel()
         supervised.cancel()
         noting.cancel()
+        mark_stopping(self.home, info, kept)
         log.info("stopping: draining requests")
         await self.gateway.drain(DRAIN_GRACE)
         await self.engine.stop()

@@ -17,6 +17,7 @@ systemd).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -100,3 +101,13 @@ async def keep_supervised(home: Path, info: dict[str, object], files: dict[str, 
             supervisor,
             info["supervisor"],
         )
+
+
+def mark_stopping(home: Path, info: dict[str, object], files: dict[str, str]) -> None:
+    """Say in ``operator.json`` that this operator stops as asked (``inferd down``, SIGTERM): one
+    killed while it drains (someone found the drain too long) is not started again by its
+    supervisor (it was: every API came back, and ``inferd down`` said the operator stopped)."""
+    info["stopping"] = True
+    files[OPERATOR_FILE] = orjson.dumps(info).decode()
+    with contextlib.suppress(OSError):
+        write_small(home / OPERATOR_FILE, files[OPERATOR_FILE])

@@ -116,12 +116,24 @@ class Supervisor:
         came_up = bool(info) and info is not None and info.get("pid") == self.child.pid
         return code, came_up, time.monotonic() - started
 
+    def stopped_as_asked(self) -> bool:
+        """Whether the operator that died was stopping as asked (``operator.json`` says so): then
+        it is not started again (``operator/supervision.py``, ``mark_stopping``)."""
+        info = read_json(self.home / OPERATOR_FILE)
+        if not info or info.get("pid") != self.pid or info.get("stopping") is not True:
+            return False
+        self.out.write(_stamp(f"the operator (pid {self.pid}) ended while it stopped; not starting it again"))
+        (self.home / OPERATOR_FILE).unlink(missing_ok=True)
+        return True
+
     def run(self) -> int:
         young = 0
         while True:
             code, came_up, lasted = self.run_once()
             if self.stopping or code == 0 or not came_up:
                 return code
+            if self.stopped_as_asked():
+                return 0
             if self.child is None or self.child.pid != self.pid:
                 how = "died"  # an adopted operator: how is not known
             elif code < 0:

@@ -97,11 +97,29 @@ def candidates(home: Path, keep: Iterable[Path], now: float | None = None) -> li
             if pattern.match(entry.name):
                 if (entry / CREATED_MARK).is_file() and not _kept(entry, kept):
                     found.append((kind, entry))
-            elif SCRATCH.match(entry.name) and (entry / CREATED_MARK).is_file():
-                with contextlib.suppress(OSError):
-                    if now - entry.stat().st_mtime > SCRATCH_AGE:
-                        found.append(("scratch folders", entry))
+            elif (
+                SCRATCH.match(entry.name)
+                and (entry / CREATED_MARK).is_file()
+                and not _changed_since(entry, now - SCRATCH_AGE)
+            ):
+                found.append(("scratch folders", entry))
     return found
+
+
+def _changed_since(folder: Path, since: float) -> bool:
+    """Whether ``folder`` or anything in it changed after ``since``: a download or install an
+    hour long writes into its scratch folder's files, not the folder (whose own time alone made
+    it look abandoned: it was collected under the download). True when it cannot be read."""
+    try:
+        if folder.stat().st_mtime > since:
+            return True
+        for parent, folders, files in os.walk(folder):
+            for name in (*folders, *files):
+                if os.lstat(os.path.join(parent, name)).st_mtime > since:
+                    return True
+    except OSError:
+        return True
+    return False
 
 
 def take_away(home: Path, keep: Iterable[Path], leftovers: bool = True) -> tuple[Pruned, list[Path]]:

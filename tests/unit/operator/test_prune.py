@@ -21,6 +21,14 @@ def made(folder: Path, size: int = 100, mark: bool = True) -> Path:
     return folder
 
 
+def aged(folder: Path, seconds: float = 7200) -> Path:
+    """``folder`` and everything in it last changed ``seconds`` ago."""
+    then = time.time() - seconds
+    for path in [*folder.rglob("*"), folder]:
+        os.utime(path, (then, then))
+    return folder
+
+
 def test_only_unused_folders_inferd_created_are_removed(tmp_path: Path) -> None:
     home = tmp_path / "home"
     running = made(home / "projects" / ("a" * 24))
@@ -32,8 +40,7 @@ def test_only_unused_folders_inferd_created_are_removed(tmp_path: Path) -> None:
     env = made(home / "envs" / ("1" * 24))
     other = made(home / "envs" / "mine", mark=True)
     fresh_scratch = made(home / "envs" / ".installing-abc")
-    stale_scratch = made(home / "cache" / "models" / "tmpxyz")
-    os.utime(stale_scratch, (time.time() - 7200, time.time() - 7200))
+    stale_scratch = aged(made(home / "cache" / "models" / "tmpxyz"))
     keep = {running, previous / "handler.py", model / "iris.onnx", env}
 
     result = prune(home, keep)
@@ -56,8 +63,7 @@ def test_a_home_holding_the_users_folders_loses_none_of_them(tmp_path: Path) -> 
     trash = made(home / ".trash", mark=False)
     os.utime(mine, (time.time() - 7200, time.time() - 7200))
     os.utime(also_mine, (time.time() - 7200, time.time() - 7200))
-    crashed = made(home / "projects" / ".copy-abc")  # a scratch folder inferd made and a crash left
-    os.utime(crashed, (time.time() - 7200, time.time() - 7200))
+    crashed = aged(made(home / "projects" / ".copy-abc"))  # a scratch folder inferd made and a crash left
     unused = made(home / "projects" / ("c" * 24))
 
     result = prune(home, set())
@@ -200,3 +206,14 @@ def test_a_trash_an_interrupted_collection_left_is_emptied_by_the_next(tmp_path:
     assert "leftovers" in result.summary()
     assert not trash.exists()
     assert prune(tmp_path, []).freed == 0  # nothing left to free
+
+
+def test_a_scratch_folder_whose_files_are_still_written_is_kept(tmp_path: Path) -> None:
+    # A model download (or a requirements install) of more than an hour: its folder's own time
+    # is as old as the download, the file it writes changes. Was: collected under it.
+    downloading = made(tmp_path / "cache" / "models" / "tmpdownload")
+    aged(downloading)
+    (downloading / "data").write_bytes(b"x" * 200)  # written now
+    abandoned = aged(made(tmp_path / "envs" / ".installing-abc"))
+    prune(tmp_path, set())
+    assert downloading.exists() and not abandoned.exists()

@@ -44,21 +44,49 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _is_operator(pid: int) -> bool:
-    """Whether ``pid`` is an inferd operator or its supervisor (not a process that took a stale
-    pid from ``operator.json`` after a reboot)."""
+def _is_operator(pid: int, home: Path) -> bool:
+    """Whether ``pid`` is an inferd operator or its supervisor, of ``home`` (not a process that
+    took a stale pid from ``operator.json`` after a reboot, such as another home's operator:
+    ``inferd down`` stopped that one)."""
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"inferd.operator." in command
+    return b"inferd.operator." in command and _same_home(pid, home)
 
 
-def _live_supervisor(info: dict[str, Any]) -> int:
+def _same_home(pid: int, home: Path) -> bool:
+    """Whether process ``pid`` runs with ``home`` as its ``INFERD_HOME`` (True when its
+    environment cannot tell)."""
+    try:
+        variables = dict(
+            item.split(b"=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if b"=" in item
+        )
+        ours = os.stat(home)
+    except OSError:
+        return True
+    if b"INFERD_HOME" in variables:
+        theirs = os.path.join(f"/proc/{pid}/cwd", os.fsdecode(variables[b"INFERD_HOME"]))
+    elif b"HOME" in variables:
+        theirs = os.path.join(os.fsdecode(variables[b"HOME"]), ".inferd")
+    else:
+        return True
+    try:
+        found = os.stat(theirs)
+    except FileNotFoundError:
+        return False  # (its home gone: not this one, which exists)
+    except OSError:
+        return True
+    return (found.st_dev, found.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def _live_supervisor(info: dict[str, Any], home: Path) -> int:
     """The pid of the supervisor ``operator.json`` names while it runs, else 0 (also when its
     pid now belongs to another process: the file outlived a reboot)."""
     pid = int(info.get("supervisor") or 0)
-    return pid if pid and _alive(pid) and _is_operator(pid) else 0
+    return pid if pid and _alive(pid) and _is_operator(pid, home) else 0
 
 
 class Client:
@@ -92,7 +120,7 @@ class Client:
         if not info:
             return None
         pid = int(info.get("pid") or 0)
-        if not (pid and _alive(pid) and _is_operator(pid)):
+        if not (pid and _alive(pid) and _is_operator(pid, self.home)):
             return None
         try:
             token = (self.home / TOKEN_FILE).read_text().strip()
@@ -106,7 +134,7 @@ class Client:
         endpoint = self._endpoint()
         deadline = time.monotonic() + RESTART_WAIT
         while endpoint is None and time.monotonic() < deadline:
-            if not _live_supervisor(read_json(self.home / OPERATOR_FILE) or {}):
+            if not _live_supervisor(read_json(self.home / OPERATOR_FILE) or {}, self.home):
                 return None
             time.sleep(0.1)
             endpoint = self._endpoint()
@@ -138,7 +166,7 @@ class Client:
 
     def _start(self) -> bool:
         log_file = self.home / "operator.log"
-        supervisor = _live_supervisor(read_json(self.home / OPERATOR_FILE) or {})
+        supervisor = _live_supervisor(read_json(self.home / OPERATOR_FILE) or {}, self.home)
         process: subprocess.Popen[bytes] | None = None
         if not supervisor:
             (self.home / OPERATOR_FILE).unlink(missing_ok=True)
@@ -178,14 +206,14 @@ class Client:
         """
         info = read_json(self.home / OPERATOR_FILE) or {}
         pid = int(info.get("pid") or 0)
-        supervisor = _live_supervisor(info)
+        supervisor = _live_supervisor(info, self.home)
         if self.running():
             try:
                 self.call("POST", "/down")
             finally:
                 self.close()  # the operator is going: nothing more to say on these connections
         else:
-            living = [p for p in (supervisor, pid) if p and _alive(p) and _is_operator(p)]
+            living = [p for p in (supervisor, pid) if p and _alive(p) and _is_operator(p, self.home)]
             if not living:
                 return False
             os.kill(living[0], signal.SIGTERM)  # the supervisor if alive: it will not start another

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -21,7 +22,7 @@ import requests
 from inferd.client import Client
 from inferd.errors import OperatorError
 from tests.conftest import example, make_project, process_alive, wait_for
-from tests.integration.conftest import Inferd
+from tests.integration.conftest import Inferd, stop_operator
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
 
@@ -254,3 +255,104 @@ def test_an_old_replica_killed_during_a_failing_rollout_is_replaced(inferd: Infe
         lambda: (answer := inferd.post("/roll/steady", {})).ok and answer.json(), 60, "an answer"
     )
     assert again != serving
+
+
+def test_a_killed_operator_comes_back_on_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
+    inferd = Inferd(small_disk / "home")
+    try:
+        project = make_project(
+            tmp_path / "p",
+            "- kind: deployment\n  name: full\n- kind: api\n  name: steady\n  predictor:\n    path: p.py\n",
+            {"p.py": "def predict(sample, metadata):\n    return 'ok'\n"},
+        )
+        inferd.run("deploy", str(project))
+        pid = inferd.operator_pid()
+        assert pid is not None
+        subprocess.run(["dd", "if=/dev/zero", f"of={small_disk / 'filler'}", "bs=4k"], capture_output=True)
+        os.kill(pid, signal.SIGKILL)
+
+        def answered() -> bool:
+            try:
+                return inferd.post("/full/steady", {}, timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        # Was: the new operator could not write operator.json ("cannot listen on ...: No space
+        # left on device"), so its supervisor gave up and the APIs stayed down.
+        wait_for(answered, 120, "an answer from the operator restarted on a full disk")
+        assert inferd.run("get", "steady").stdout.startswith("status")
+    finally:
+        stop_operator(inferd)
+
+
+def test_a_deployment_that_cannot_be_restored_is_named_by_get(inferd: Inferd, tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: lost\n- kind: api\n  name: gone\n  predictor:\n    path: p.py\n",
+        {"p.py": "def predict(sample, metadata):\n    return 'ok'\n"},
+    )
+    inferd.run("deploy", str(project))
+    snapshot = json.loads((inferd.home / "state.json").read_text())["deployments"]["lost"]["snapshot"]
+    inferd.run("down")
+    subprocess.run(["rm", "-r", snapshot], check=True)  # a user freeing disk space by hand
+    inferd.run("up")
+    # Was: "no APIs are deployed", the reason only in operator.log.
+    wait_for(
+        lambda: "deployment 'lost' was not restored" in inferd.run("get").stdout,
+        30,
+        "inferd get naming the deployment it could not restore",
+    )
+    shown = inferd.run("get").stdout
+    assert "no such project folder" in shown and f"inferd deploy {project}" in shown, shown
+    inferd.run("deploy", str(project))
+    assert inferd.post("/lost/gone", {}).json() == "ok"
+    assert "not restored" not in inferd.run("get").stdout
+
+
+def test_a_deploy_whose_state_cannot_be_saved_changes_nothing(inferd: Inferd, tmp_path: Path) -> None:
+    predictor = "def predict(sample, metadata):\n    return {version!r}\n"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: unsaved\n- kind: api\n  name: same\n  predictor:\n    path: p.py\n",
+        {"p.py": predictor.format(version="first")},
+    )
+    inferd.run("deploy", str(project))
+    state = inferd.home / "state.json"
+    before = state.read_text()
+    state.unlink()
+    state.mkdir()  # stands for a full disk: state.json cannot be written (root ignores modes)
+    try:
+        (project / "p.py").write_text(predictor.format(version="second"))
+        failed = inferd.run("deploy", str(project), check=False)
+        assert failed.returncode == 1 and "cannot save the state" in failed.stderr, failed.stderr
+        # Was: the new version served, though the deploy said it failed and a restart would
+        # bring the first one back.
+        assert inferd.post("/unsaved/same", {}).json() == "first"
+        assert inferd.api("same")["status"] == "live"
+    finally:
+        state.rmdir()
+        state.write_text(before)
+    assert inferd.run("deploy", str(project)).returncode == 0
+    assert inferd.post("/unsaved/same", {}).json() == "second"
+
+
+def test_a_stale_operator_file_never_stops_another_homes_operator(inferd: Inferd, tmp_path: Path) -> None:
+    # After a reboot, operator.json (left by an operator that did not stop) may name a pid that
+    # now belongs to the operator of another INFERD_HOME: a process of the same command line.
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "-m", "inferd.operator.daemon"],
+        env=dict(os.environ, INFERD_HOME=str(tmp_path / "other-home")),
+    )
+    try:
+        inferd.home.mkdir(parents=True)
+        (inferd.home / "operator.json").write_text(
+            json.dumps({"pid": other.pid, "admin_port": 1, "gateway": inferd.url, "supervisor": None})
+        )
+        (inferd.home / "token").write_text("stale")
+        result = inferd.run("down", check=False)
+        # Was: "the inferd operator stopped", the other home's operator sent SIGTERM.
+        assert result.stdout.strip() == "the inferd operator is not running", result
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

@@ -200,14 +200,28 @@ def _get_once(
                     if a["name"] == entry["name"]
                 ]
         return dumps(apis)
+    lost = _unrestored(client, deployment)
     if not apis:
-        return "no APIs are deployed (inferd deploy PROJECT_DIR)"
+        return "\n\n".join([*lost, "no APIs are deployed (inferd deploy PROJECT_DIR)"])
     text = render.api_rows(apis)
     if splitters:
         text += "\n\n" + splitter_rows(splitters)
     if others:
         text += f"\n\nonly deployment '{here}', this folder's: inferd get -a shows all {others + 1}"
-    return text
+    return "\n\n".join([text, *lost])
+
+
+def _unrestored(client: Backend, deployment: str | None) -> list[str]:
+    """A line for each deployment the operator could not bring back when it started."""
+    if not isinstance(client, Client):
+        return []
+    lost: dict[str, dict[str, str]] = client.info().get("unrestored") or {}
+    return [
+        f"deployment '{name}' was not restored when the operator started: {lost[name]['reason']}; "
+        f"deploy it again (inferd deploy {lost[name]['source']}) or delete it (inferd delete {name})"
+        for name in sorted(lost)
+        if deployment in (None, name)
+    ]
 
 
 def _status_counts(apis: list[dict[str, Any]]) -> dict[str, int]:

@@ -98,6 +98,13 @@ class AdminApp(HttpServer):
                 "pid": os.getpid(),
                 "gateway": operator.gateway_url,
                 "started": operator.started,
+                # deployments the operator could not bring back when it started: name -> why,
+                # and the folder they were deployed from
+                "unrestored": {
+                    name: {"reason": reason, "source": operator.state.deployments[name].source}
+                    for name, reason in operator.unrestored.items()
+                    if name in operator.state.deployments
+                },
             }
         if method == b"POST" and path == "/deploy":
             environ = body.get("environ") or {}

@@ -33,6 +33,9 @@ def main() -> int:
         logging.getLogger("inferd.operator").error("%s", exc.message)
         return exc.exit_code
     except OSError as exc:
+        if exc.filename is not None:  # a file of $INFERD_HOME, not the address (was: "cannot listen")
+            logging.getLogger("inferd.operator").error("%s: %s", exc.filename, exc.strerror or exc)
+            return 1
         hint = "; set INFERD_PORT to another port" if exc.errno == errno.EADDRINUSE else ""
         logging.getLogger("inferd.operator").error(
             "cannot listen on %s:%d: %s%s", host, port, exc.strerror or exc, hint

@@ -57,6 +57,7 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
         operator.gateway.set_splitters(name, ())
         del state.deployments[name]
         state.save()
+        operator.unrestored.pop(name, None)
         operator.collector.collect()
         return {"message": f"deleting deployment '{name}'", "apis": apis}
     try:

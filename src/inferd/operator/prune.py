@@ -97,23 +97,51 @@ def candidates(home: Path, keep: Iterable[Path], now: float | None = None) -> li
             if pattern.match(entry.name):
                 if (entry / CREATED_MARK).is_file() and not _kept(entry, kept):
                     found.append((kind, entry))
-            elif SCRATCH.match(entry.name) and (entry / CREATED_MARK).is_file():
-                with contextlib.suppress(OSError):
-                    if now - entry.stat().st_mtime > SCRATCH_AGE:
-                        found.append(("scratch folders", entry))
+            elif (
+                SCRATCH.match(entry.name)
+                and (entry / CREATED_MARK).is_file()
+                and not _changed_since(entry, now - SCRATCH_AGE)
+            ):
+                found.append(("scratch folders", entry))
     return found
 
 
-def take_away(home: Path, keep: Iterable[Path]) -> tuple[Pruned, list[Path]]:
+def _changed_since(folder: Path, since: float) -> bool:
+    """Whether ``folder`` or anything in it changed after ``since``: a download or install an
+    hour long writes into its scratch folder's files, not the folder (whose own time alone made
+    it look abandoned: it was collected under the download). True when it cannot be read."""
+    try:
+        if folder.stat().st_mtime > since:
+            return True
+        for parent, folders, files in os.walk(folder):
+            for name in (*folders, *files):
+                if os.lstat(os.path.join(parent, name)).st_mtime > since:
+                    return True
+    except OSError:
+        return True
+    return False
+
+
+def take_away(home: Path, keep: Iterable[Path], leftovers: bool = True) -> tuple[Pruned, list[Path]]:
     """Move every unused entry into ``home/.inferd-trash`` (a rename each: quick, on the event loop).
 
-    Returns what was taken and the folders to delete (``empty_trash``, in a thread).
+    Returns what was taken and the folders to delete (``empty_trash``, in a thread). With
+    ``leftovers`` (no emptying under way), what the trash still holds counts too: an emptying
+    that a crash interrupted left it there, and only a collection that moved something new
+    emptied it (a killed operator's half-deleted model stayed, `inferd prune` said "freed 0 B").
     """
     from inferd.runtimes.onnx_shared import unused  # numpy: not for `inferd version`
 
     result = Pruned()
     trash = home / TRASH
     moved: list[Path] = []
+    if leftovers and not trash.is_symlink() and (trash / CREATED_MARK).is_file():
+        with contextlib.suppress(OSError):
+            left = [entry for entry in trash.iterdir() if entry.name != CREATED_MARK]
+            if left:
+                result.freed += folder_bytes(trash)
+                result.removed["leftovers of an interrupted collection"] = len(left)
+                moved.extend(left)
     for kind, entry in candidates(home, keep):
         size = folder_bytes(entry)
         if not _trash_ready(trash):
@@ -284,7 +312,7 @@ class Collector:
         """Take away what is unused now (deleted in a thread); None when a deploy is busy."""
         if self.busy():
             return None
-        result, moved = take_away(self.home, self.kept())
+        result, moved = take_away(self.home, self.kept(), leftovers=not self._tasks)
         if moved:
             log.info("collected unused files: %s", result.summary())
             task = asyncio.ensure_future(asyncio.to_thread(empty_trash, self.home))

@@ -27,18 +27,24 @@ SERVING_WAIT = 120.0  # how long the version that served may take to load again 
 
 
 async def restore_all(
-    state: State, engine: LocalEngine, gateway: Gateway, restored: dict[str, asyncio.Event]
+    state: State,
+    engine: LocalEngine,
+    gateway: Gateway,
+    restored: dict[str, asyncio.Event],
+    unrestored: dict[str, str],
 ) -> None:
     """Bring back every deployment in ``state``, side by side (a hanging origin holds up none).
 
-    ``restored`` gets an event per deployment, set once it is back (or could not be).
+    ``restored`` gets an event per deployment, set once it is back (or could not be);
+    ``unrestored`` the reason of each that could not be (``inferd get`` names them: they were
+    only in the operator's log, and `inferd get` said no APIs were deployed).
     """
     for name in state.deployments:
         restored.setdefault(name, asyncio.Event())
 
     async def one(name: str, record: DeploymentRecord) -> None:
         try:
-            await _restore(state, engine, gateway, name, record)
+            await _restore(state, engine, gateway, name, record, unrestored)
         finally:
             restored[name].set()
 
@@ -46,15 +52,20 @@ async def restore_all(
 
 
 async def _restore(
-    state: State, engine: LocalEngine, gateway: Gateway, name: str, record: DeploymentRecord
+    state: State,
+    engine: LocalEngine,
+    gateway: Gateway,
+    name: str,
+    record: DeploymentRecord,
+    unrestored: dict[str, str],
 ) -> None:
     if record.serving not in ("", record.snapshot) and Path(record.serving).is_dir():
         # the newest snapshot never went live: what served before it serves again first
-        await _restore_snapshot(state, engine, gateway, name, record, record.serving)
+        await _restore_snapshot(state, engine, gateway, name, record, record.serving, unrestored)
         deadline = time.monotonic() + SERVING_WAIT
         while time.monotonic() < deadline and not _settled(engine, name):
             await asyncio.sleep(0.25)
-    await _restore_snapshot(state, engine, gateway, name, record, record.snapshot)
+    await _restore_snapshot(state, engine, gateway, name, record, record.snapshot, unrestored)
 
 
 def _settled(engine: LocalEngine, name: str) -> bool:
@@ -63,7 +74,13 @@ def _settled(engine: LocalEngine, name: str) -> bool:
 
 
 async def _restore_snapshot(
-    state: State, engine: LocalEngine, gateway: Gateway, name: str, record: DeploymentRecord, folder: str
+    state: State,
+    engine: LocalEngine,
+    gateway: Gateway,
+    name: str,
+    record: DeploymentRecord,
+    folder: str,
+    unrestored: dict[str, str],
 ) -> None:
     try:
         snapshot = load_project(Path(folder), keys_root=Path(record.source))
@@ -84,8 +101,10 @@ async def _restore_snapshot(
             state.save()
         if record.promoted:
             gateway.set_splitters(name, promoted(project.splitters, record.promoted))
+        unrestored.pop(name, None)
         log.info("restored deployment '%s'", name)
     except InferdError as exc:
+        unrestored[name] = exc.message
         log.error("cannot restore deployment '%s': %s", name, exc.message)
 
 

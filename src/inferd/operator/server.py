@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +46,18 @@ from inferd.operator.restore import restore_all
 from inferd.operator.state import (
     OPERATOR_FILE,
     TOKEN_FILE,
-    DeploymentRecord,
     State,
+    StateError,
+    deployed_record,
     keep_files,
     key_files,
     new_token,
+    pending_record,
     project_fingerprint,
     snapshot_project,
-    write_private,
+    write_small,
 )
+from inferd.operator.supervision import keep_supervised, mark_stopping
 
 log = logging.getLogger("inferd.operator")
 
@@ -87,6 +89,7 @@ class Operator:
         self.restoring = True
         # set as each recorded deployment is brought back: a deploy or delete of it waits for that
         self.restored: dict[str, asyncio.Event] = {}
+        self.unrestored: dict[str, str] = {}  # deployment -> why it could not be restored
         self.collector = Collector(home, self.kept, self.busy)
 
     async def run(self) -> int:
@@ -102,7 +105,7 @@ class Operator:
         self.gateway.sweep_also(self.admin, self.dashboard)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop_event.set)
-        write_private(self.home / TOKEN_FILE, self.token)
+        write_small(self.home / TOKEN_FILE, self.token)
         info = {
             "pid": os.getpid(),
             "admin_port": admin_port,
@@ -114,7 +117,7 @@ class Operator:
             "supervisor": int(os.environ.get("INFERD_SUPERVISOR", "0")) or None,
         }
         described = orjson.dumps(info).decode()
-        write_private(self.home / OPERATOR_FILE, described)
+        write_small(self.home / OPERATOR_FILE, described)
         log.info(
             "operator %d: gateway on %s, admin on %s:%d",
             os.getpid(),
@@ -128,12 +131,16 @@ class Operator:
         self.collector.collect()
         collecting = loop.create_task(self.collector.run_forever())
         payloads = loop.create_task(PayloadWriter(self.home, self.gateway.payloads).run_forever())
-        keeping = loop.create_task(keep_files(self.home, {OPERATOR_FILE: described, TOKEN_FILE: self.token}))
+        kept = {OPERATOR_FILE: described, TOKEN_FILE: self.token}
+        keeping = loop.create_task(keep_files(self.home, kept))
+        supervised = loop.create_task(keep_supervised(self.home, info, kept))
         noting = loop.create_task(self._note_serving_forever())
         await self.stop_event.wait()
         collecting.cancel()
         keeping.cancel()
+        supervised.cancel()
         noting.cancel()
+        mark_stopping(self.home, info, kept)
         log.info("stopping: draining requests")
         await self.gateway.drain(DRAIN_GRACE)
         await self.engine.stop()
@@ -155,7 +162,7 @@ class Operator:
 
     async def restore(self) -> None:
         """Bring back every deployment recorded in the state (``operator/restore.py``)."""
-        await restore_all(self.state, self.engine, self.gateway, self.restored)
+        await restore_all(self.state, self.engine, self.gateway, self.restored, self.unrestored)
 
     async def restored_first(self, deployment: str) -> None:
         """Wait until ``deployment`` is back, if the operator is bringing it back: a deploy or a
@@ -213,17 +220,35 @@ class Operator:
                 for state in self.engine.apis.values()
                 if state.config.deployment == name and not state.deleting
             }
+            # The new snapshot is recorded (as an update not yet live) before anything changes:
+            # a state that cannot be written (a full disk) fails the deploy here, the previous
+            # version serving, instead of after the new one replaced it (a restart then brought
+            # the previous one back).
+            self.state.save_with(name, pending_record(record, project.root, snapshot, token))
             try:
                 results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
+            except BaseException:
+                with contextlib.suppress(StateError):
+                    self.state.save()  # the record as it was
+                raise
             finally:  # what failed to be created is no longer awaited
                 self.gateway.expected.intersection_update(self.gateway.apis)
             for config in deployed.apis:  # a changed key file is not a new version: read it again
                 if config.api.auth is not None and results.get(config.name) == "unchanged":
                     self.gateway.add_api(config, secrets)
-            self.state.deployments[name] = self._record(record, name, project.root, snapshot, token, results)
+            used = {
+                api: ([str(path) for path in api_state.version.uses], api_state.last_update)
+                for api in results
+                if (api_state := self.engine.apis.get(f"{name}/{api}")) is not None
+            }
+            self.state.deployments[name] = deployed_record(record, project.root, snapshot, token, used)
             self.state.deployments[name].relax_pins = relax_pins
             self.state.secrets[name] = secrets
-            self.state.save()
+            self.unrestored.pop(name, None)
+            try:
+                self.state.save()
+            except StateError as exc:  # the update is live: the pending record saved above is kept
+                log.warning("%s (a restart brings the previous version back first, then this one)", exc)
             heap.settle()
         self.collector.collect()
         # an API changed, or left the project (it is being deleted)
@@ -247,31 +272,6 @@ class Operator:
         apis = self.engine.apis
         versions = {api: apis[f"{name}/{api}"].version.id for api in results if f"{name}/{api}" in apis}
         return {"message": message, "deployment": name, "apis": results, "versions": versions}
-
-    def _record(
-        self,
-        old: DeploymentRecord | None,
-        deployment: str,
-        source: Path,
-        snapshot: Path,
-        token: str,
-        apis: Iterable[str],
-    ) -> DeploymentRecord:
-        """The deployment's new record: what each API's version uses, and its previous one's."""
-        record = DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
-        record.serving = old.serving if old is not None else ""
-        for api in apis:
-            state = self.engine.apis.get(f"{deployment}/{api}")
-            if state is None:
-                continue
-            record.uses[api] = [str(path) for path in state.version.uses]
-            record.updated_apis[api] = state.last_update
-            before = old.uses.get(api) if old is not None else None
-            if before and before != record.uses[api]:
-                record.previous[api] = before
-            elif old is not None and api in old.previous:
-                record.previous[api] = old.previous[api]
-        return record
 
     def note_serving(self) -> None:
         """Each deployment whose APIs are all live on their newest version serves its snapshot."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from stat import S_ISREG
@@ -72,6 +74,42 @@ class DeploymentRecord:
         return paths
 
 
+def pending_record(
+    old: DeploymentRecord | None, source: Path, snapshot: Path, token: str
+) -> DeploymentRecord:
+    """The record of a deploy under way: ``snapshot`` the newest, not live yet, so a restart
+    first brings back what served (``serving``), as for an update that failed."""
+    if old is None:
+        return DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
+    # as the record the deploy ends with: the APIs deleted one by one and the promotions are
+    # the old project's (a restart must not leave out an API this deploy brings back)
+    return dataclasses.replace(
+        old, source=str(source), snapshot=str(snapshot), refresh=token, deleted_apis=[], promoted={}
+    )
+
+
+def deployed_record(
+    old: DeploymentRecord | None,
+    source: Path,
+    snapshot: Path,
+    token: str,
+    versions: Mapping[str, tuple[list[str], float]],
+) -> DeploymentRecord:
+    """The deployment's record after a deploy: what each API's version uses (``versions``: per
+    API, what it reads and when it was last updated), and its previous one's."""
+    record = DeploymentRecord(source=str(source), snapshot=str(snapshot), refresh=token)
+    record.serving = old.serving if old is not None else ""
+    for api, (uses, updated) in versions.items():
+        record.uses[api] = uses
+        record.updated_apis[api] = updated
+        before = old.uses.get(api) if old is not None else None
+        if before and before != uses:
+            record.previous[api] = before
+        elif old is not None and api in old.previous:
+            record.previous[api] = old.previous[api]
+    return record
+
+
 def _record(fields: Any) -> DeploymentRecord:
     """A record read back from ``state.json``, its fields' types checked (a hand edit that put a
     number where a path goes crashed the operator at every start, its supervisor restarting it)."""
@@ -106,14 +144,38 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
+def write_small(path: Path, text: str) -> None:
+    """``write_private`` for the token and ``operator.json``, which every operator start writes
+    anew. On a full disk, where the new copy an atomic replace needs finds no room, the file is
+    written over in place, into the room its own old content frees: an operator restarted on a
+    full disk comes up (it could not, and its supervisor gave up: every API stayed down). A
+    reader that meets it half-written finds no operator and tries again."""
+    try:
+        write_private(path, text)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        try:  # no O_CREAT: only a file that already holds room
+            handle = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        except OSError:
+            raise exc from None
+        try:
+            os.fchmod(handle, 0o600)
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(handle, data) :]
+        finally:
+            os.close(handle)
+
+
 def rewrite_if_changed(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` again (``write_private``) when the file no longer holds it."""
+    """Write ``text`` to ``path`` again (``write_small``) when the file no longer holds it."""
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
     except (OSError, ValueError):
         pass
-    write_private(path, text)
+    write_small(path, text)
     return True
 
 
@@ -165,6 +227,18 @@ class State:
                     f"changed: fix it, or move it away to start with no deployments"
                 ) from None
         return self
+
+    def save_with(self, name: str, record: DeploymentRecord) -> None:
+        """Save the state as if ``name`` had ``record``, leaving the state in memory as it is."""
+        kept = self.deployments.get(name)
+        self.deployments[name] = record
+        try:
+            self.save()
+        finally:
+            if kept is None:
+                del self.deployments[name]
+            else:
+                self.deployments[name] = kept
 
     def save(self) -> None:
         data = {"deployments": {name: asdict(record) for name, record in self.deployments.items()}}

@@ -8,8 +8,13 @@ operator exiting 0 (``inferd down``, SIGTERM) ends the supervisor too; an operat
 before it is up (a corrupt state, a port in use) is not retried: the CLI reports why.
 
 The operator's stdout and stderr come through a pipe into ``$INFERD_HOME/operator.log``, rotated
-like the API logs. ``inferd up --systemd`` prints a unit for those who prefer their init system
-(then systemd restarts the operator, and this process is not used).
+like the API logs. A supervisor that dies (``kill -9``, the OOM killer) is replaced by the
+operator, which starts a new one that *adopts* it (``ADOPT_ENV``: the operator's pid; the
+operator's output comes on this process's stdin): it watches the running operator, then starts
+it again as above when it dies (``operator/supervision.py``).
+
+``inferd up --systemd`` prints a unit for those who prefer their init system (then systemd
+restarts the operator, and this process is not used).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from inferd.operator.state import OPERATOR_FILE, read_json
 from inferd.storage import inferd_home
 
 SUPERVISOR_ENV = "INFERD_SUPERVISOR"
+ADOPT_ENV = "INFERD_ADOPT"  # set by an operator whose supervisor died: its pid
 MAX_PAUSE = 10.0
 YOUNG = 10.0  # an operator that dies sooner than this after starting is crash-looping
 
@@ -51,20 +57,49 @@ def _stamp(text: str) -> str:
     return f"{time.strftime('%Y-%m-%d %H:%M:%S')} supervisor {text}"
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (not a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class Supervisor:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, adopted: int = 0) -> None:
         self.home = home
         self.out = RotatingLog(home / "operator.log")
         self.child: subprocess.Popen[bytes] | None = None
+        self.adopted = adopted  # an operator started by an earlier supervisor, until it exits
+        self.pid = adopted  # the operator's pid
         self.stopping = False
 
     def stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signal.SIGTERM)
+        elif self.adopted and _running(self.adopted):
+            os.kill(self.adopted, signal.SIGTERM)
+
+    def watch_adopted(self) -> tuple[int, bool, float]:
+        """Follow the adopted operator until it exits, as ``run_once`` follows its own child.
+
+        Its exit status cannot be read (it is not this process's child): an operator that
+        stopped as asked removed ``operator.json`` last, one that died left it naming its pid.
+        """
+        started, pid = time.monotonic(), self.adopted
+        copy_output(sys.stdin.fileno(), self.out)  # until the operator (and its children) close it
+        while _running(pid):
+            time.sleep(0.05)
+        self.adopted = 0
+        info = read_json(self.home / OPERATOR_FILE)
+        died = bool(info) and info is not None and info.get("pid") == pid
+        return (-signal.SIGKILL if died else 0), True, time.monotonic() - started
 
     def run_once(self) -> tuple[int, bool, float]:
         """Run the operator until it exits: its exit status, whether it had come up, how long."""
+        if self.adopted:
+            return self.watch_adopted()
         started = time.monotonic()
         self.child = subprocess.Popen(
             [sys.executable, "-m", "inferd.operator.daemon"],
@@ -73,6 +108,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             env=dict(os.environ, **{SUPERVISOR_ENV: str(os.getpid())}),
         )
+        self.pid = self.child.pid
         assert self.child.stdout is not None
         copy_output(self.child.stdout.fileno(), self.out)
         code = self.child.wait()
@@ -80,18 +116,35 @@ class Supervisor:
         came_up = bool(info) and info is not None and info.get("pid") == self.child.pid
         return code, came_up, time.monotonic() - started
 
+    def stopped_as_asked(self) -> bool:
+        """Whether the operator that died was stopping as asked (``operator.json`` says so): then
+        it is not started again (``operator/supervision.py``, ``mark_stopping``)."""
+        info = read_json(self.home / OPERATOR_FILE)
+        if not info or info.get("pid") != self.pid or info.get("stopping") is not True:
+            return False
+        self.out.write(_stamp(f"the operator (pid {self.pid}) ended while it stopped; not starting it again"))
+        (self.home / OPERATOR_FILE).unlink(missing_ok=True)
+        return True
+
     def run(self) -> int:
         young = 0
         while True:
             code, came_up, lasted = self.run_once()
             if self.stopping or code == 0 or not came_up:
                 return code
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            if self.stopped_as_asked():
+                return 0
+            if self.child is None or self.child.pid != self.pid:
+                how = "died"  # an adopted operator: how is not known
+            elif code < 0:
+                how = f"was killed by signal {-code}"
+            else:
+                how = f"exited with status {code}"
             young = young + 1 if lasted < YOUNG else 0
             pause = 0.0 if young <= 1 else min(MAX_PAUSE, 0.5 * 2 ** (young - 2))
             self.out.write(
                 _stamp(
-                    f"the operator (pid {self.child.pid if self.child else 0}) {how}; "
+                    f"the operator (pid {self.pid}) {how}; "
                     f"starting it again{f' in {pause:.1f}s' if pause else ''}"
                 )
             )
@@ -105,7 +158,10 @@ class Supervisor:
 def main() -> int:
     home = inferd_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    supervisor = Supervisor(home)
+    adopted = os.environ.pop(ADOPT_ENV, "")
+    supervisor = Supervisor(home, int(adopted) if adopted.isdigit() else 0)
+    if supervisor.adopted:
+        supervisor.out.write(_stamp(f"watching the running operator (pid {supervisor.adopted})"))
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     return supervisor.run()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
 import time
 from pathlib import Path
 
-from inferd.operator.prune import TRASH, forget_apis, human_bytes, prune, usage
+from inferd.operator.prune import TRASH, Collector, Pruned, forget_apis, human_bytes, prune, usage
 from inferd.storage import CREATED_MARK, record_name
 
 
@@ -17,6 +18,14 @@ def made(folder: Path, size: int = 100, mark: bool = True) -> Path:
     (folder / "data").write_bytes(b"x" * size)
     if mark:
         (folder / CREATED_MARK).write_text("")
+    return folder
+
+
+def aged(folder: Path, seconds: float = 7200) -> Path:
+    """``folder`` and everything in it last changed ``seconds`` ago."""
+    then = time.time() - seconds
+    for path in [*folder.rglob("*"), folder]:
+        os.utime(path, (then, then))
     return folder
 
 
@@ -31,8 +40,7 @@ def test_only_unused_folders_inferd_created_are_removed(tmp_path: Path) -> None:
     env = made(home / "envs" / ("1" * 24))
     other = made(home / "envs" / "mine", mark=True)
     fresh_scratch = made(home / "envs" / ".installing-abc")
-    stale_scratch = made(home / "cache" / "models" / "tmpxyz")
-    os.utime(stale_scratch, (time.time() - 7200, time.time() - 7200))
+    stale_scratch = aged(made(home / "cache" / "models" / "tmpxyz"))
     keep = {running, previous / "handler.py", model / "iris.onnx", env}
 
     result = prune(home, keep)
@@ -55,8 +63,7 @@ def test_a_home_holding_the_users_folders_loses_none_of_them(tmp_path: Path) -> 
     trash = made(home / ".trash", mark=False)
     os.utime(mine, (time.time() - 7200, time.time() - 7200))
     os.utime(also_mine, (time.time() - 7200, time.time() - 7200))
-    crashed = made(home / "projects" / ".copy-abc")  # a scratch folder inferd made and a crash left
-    os.utime(crashed, (time.time() - 7200, time.time() - 7200))
+    crashed = aged(made(home / "projects" / ".copy-abc"))  # a scratch folder inferd made and a crash left
     unused = made(home / "projects" / ("c" * 24))
 
     result = prune(home, set())
@@ -177,3 +184,36 @@ def test_the_records_of_model_uris_go_with_their_cached_copies(tmp_path: Path) -
     assert not records["pruned"].exists() and not records["pruned external"].exists()
     assert records["kept"].exists() and records["kept external"].exists()
     assert fresh.exists() and unknown.read_text() == "mine"
+
+
+def test_a_trash_an_interrupted_collection_left_is_emptied_by_the_next(tmp_path: Path) -> None:
+    # The operator killed while it deleted a large copy (kill -9, the OOM killer, a reboot):
+    # was: the trash kept it for good, `inferd prune` said "freed 0 B" (only a collection that
+    # moved something new emptied it).
+    trash = tmp_path / TRASH
+    (trash / "cache-models-abc-1").mkdir(parents=True)
+    (trash / CREATED_MARK).write_text("")
+    (trash / "cache-models-abc-1" / "model.onnx").write_bytes(b"x" * 5000)
+
+    async def collect() -> Pruned | None:
+        collector = Collector(tmp_path, set, lambda: False)
+        result = collector.collect()
+        await asyncio.gather(*collector._tasks)
+        return result
+
+    result = asyncio.run(collect())
+    assert result is not None and result.freed >= 5000
+    assert "leftovers" in result.summary()
+    assert not trash.exists()
+    assert prune(tmp_path, []).freed == 0  # nothing left to free
+
+
+def test_a_scratch_folder_whose_files_are_still_written_is_kept(tmp_path: Path) -> None:
+    # A model download (or a requirements install) of more than an hour: its folder's own time
+    # is as old as the download, the file it writes changes. Was: collected under it.
+    downloading = made(tmp_path / "cache" / "models" / "tmpdownload")
+    aged(downloading)
+    (downloading / "data").write_bytes(b"x" * 200)  # written now
+    abandoned = aged(made(tmp_path / "envs" / ".installing-abc"))
+    prune(tmp_path, set())
+    assert downloading.exists() and not abandoned.exists()

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from inferd.operator.state import SNAPSHOT_FILES, State, StateError, snapshot_project
+from inferd.operator.state import (
+    SNAPSHOT_FILES,
+    DeploymentRecord,
+    State,
+    StateError,
+    pending_record,
+    snapshot_project,
+)
 from inferd.storage import CREATED_MARK
 
 # What the version before per-deployment API names wrote: its format is read unchanged, since
@@ -167,3 +174,22 @@ def test_an_inferd_home_inside_the_project_is_not_snapshotted(
     copied = sorted(str(path.relative_to(second)) for path in second.rglob("*") if path.is_file())
     assert copied == [CREATED_MARK, SNAPSHOT_FILES, "cortex.yaml", "handler.py", "models/m.onnx"]
     assert first.parent == home / "projects"
+
+
+def test_a_pending_record_restores_what_served_first_and_every_api_of_the_new_snapshot(
+    tmp_path: Path,
+) -> None:
+    old = DeploymentRecord(
+        source="/src",
+        snapshot="/h/projects/old",
+        serving="/h/projects/old",
+        deleted_apis=["b"],
+        uses={"a": ["/h/projects/old"]},
+        promoted={"split": "a"},
+    )
+    pending = pending_record(old, tmp_path, Path("/h/projects/new"), "")
+    assert pending.snapshot == "/h/projects/new" and pending.serving == "/h/projects/old"
+    assert pending.uses == old.uses  # kept by an offline prune until the deploy records more
+    assert pending.deleted_apis == [] and pending.promoted == {}  # the new project's APIs, all
+    first = pending_record(None, tmp_path, Path("/h/projects/new"), "")
+    assert first.serving == "" and first.snapshot == "/h/projects/new"

@@ -1,0 +1,93 @@
+"""The operator stays supervised: whichever of the operator and its supervisor dies, the other
+brings it back, with no command run."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import requests
+
+from tests.conftest import INFERD, make_project, process_alive, wait_for
+from tests.integration.conftest import Inferd
+
+PREDICTOR = "def predict(sample, metadata):\n    print('asked', sample)\n    return 'ok'\n"
+DEPLOYMENT = "- kind: deployment\n  name: watched\n"
+API = "- kind: api\n  name: {name}\n  predictor:\n    path: p.py\n"
+
+
+def test_a_killed_supervisor_is_replaced_and_the_operator_still_comes_back(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    project = make_project(tmp_path / "p", DEPLOYMENT + API.format(name="guarded"), {"p.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    operator, supervisor = inferd.operator_pid(), inferd.operator_pid("supervisor")
+    assert operator is not None and supervisor is not None
+    os.kill(supervisor, signal.SIGKILL)
+    # Was: the operator ran on with no supervisor (operator.json still named the dead one), and
+    # `inferd up` said "already running": the next crash took every API down for good.
+
+    def replaced() -> bool:
+        now = inferd.operator_pid("supervisor")
+        return now is not None and now != supervisor and process_alive(now)
+
+    wait_for(replaced, 30, "a new supervisor for the running operator")
+    assert inferd.operator_pid() == operator  # the operator itself was not restarted
+    assert inferd.post("/watched/guarded", {"n": 1}).json() == "ok"
+    # The operator's log goes on reaching operator.log through the new supervisor.
+    (project / "cortex.yaml").write_text(DEPLOYMENT + API.format(name="guarded") + API.format(name="second"))
+    inferd.run("deploy", str(project))
+    wait_for(
+        lambda: "'watched/second'" in (inferd.home / "operator.log").read_text(),
+        30,
+        "the operator's line about the new API in operator.log",
+    )
+
+    os.kill(operator, signal.SIGKILL)
+
+    def answered() -> bool:
+        try:
+            return inferd.post("/watched/guarded", {"n": 2}, timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(answered, 120, "an answer from the operator the new supervisor started again")
+    assert inferd.operator_pid() not in (None, operator)
+    assert "starting it again" in (inferd.home / "operator.log").read_text()
+    adopter = inferd.operator_pid("supervisor")
+    assert adopter is not None
+    assert inferd.run("down").stdout.strip() == "the inferd operator stopped"
+    wait_for(lambda: not process_alive(adopter), 30, "the supervisor gone with the operator")
+
+
+def test_an_operator_killed_while_it_stops_stays_stopped(inferd: Inferd, tmp_path: Path) -> None:
+    sleepy = "import time\n\ndef predict(sample, metadata):\n    time.sleep(sample['s'])\n    return 'ok'\n"
+    project = make_project(tmp_path / "p", DEPLOYMENT + API.format(name="slow"), {"p.py": sleepy})
+    inferd.run("deploy", str(project))
+    operator, supervisor = inferd.operator_pid(), inferd.operator_pid("supervisor")
+    assert operator is not None and supervisor is not None
+    held = threading.Thread(target=lambda: _post_quietly(inferd, {"s": 60}), daemon=True)
+    held.start()
+    wait_for(
+        lambda: requests.get(inferd.url + "/watched/slow", timeout=5).json()["replicas"]["busy"] == 1,
+        30,
+        "the long request at its replica",
+    )
+    down = subprocess.Popen([INFERD, "down"], env=inferd.env, stdout=subprocess.PIPE, text=True)
+    wait_for(lambda: requests.get(inferd.url + "/healthz", timeout=5).status_code == 503, 30, "the drain")
+    os.kill(operator, signal.SIGKILL)  # the drain takes too long: the user kills it
+    # Was: its supervisor started it again, every API came back, and `inferd down` (which waited
+    # for the supervisor 60 s) said "the inferd operator stopped".
+    out, _ = down.communicate(timeout=120)
+    wait_for(lambda: not process_alive(supervisor), 30, "the supervisor gone")
+    assert out.strip() == "the inferd operator stopped"
+    assert inferd.operator_pid() in (None, operator)  # no new operator
+
+
+def _post_quietly(inferd: Inferd, body: dict[str, int]) -> None:
+    with contextlib.suppress(requests.RequestException):
+        inferd.post("/watched/slow", body, timeout=120)

@@ -6,12 +6,23 @@ import contextlib
 import json
 import os
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.conftest import Server, child_pids, example, make_project, replica_pids, wait_for, zygote_pids
+from tests.conftest import (
+    Server,
+    child_pids,
+    example,
+    make_project,
+    process_alive,
+    replica_pids,
+    wait_for,
+    zygote_pids,
+)
 from tests.integration.conftest import Inferd
 
 Serve = Callable[..., Server]
@@ -27,14 +38,14 @@ def parent_of(pid: int) -> int:
     return int(stat.rpartition(")")[2].split()[1])
 
 
-def imported_onnxruntime(pid: int) -> bool:
+def imported(pid: int, library: str) -> bool:
     try:
-        return "onnxruntime" in Path(f"/proc/{pid}/maps").read_text()
+        return library in Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return False
 
 
-def replace_until_forked(server: Server, zygote_of: set[int] | None = None) -> int:
+def replace_until_forked(server: Server, route: str = "/iris/classifier", sample: object = SAMPLE) -> int:
     """Kill the replica until its replacement is a zygote's child; that replica's pid."""
 
     def forked() -> int | None:
@@ -43,10 +54,11 @@ def replace_until_forked(server: Server, zygote_of: set[int] | None = None) -> i
             return None
         (replica,) = replicas
         zygotes = zygote_pids(server.process.pid)
-        if parent_of(replica) in zygotes and server.post("/iris/classifier", SAMPLE).status_code == 200:
+        if parent_of(replica) in zygotes and server.post(route, sample).status_code == 200:
             return replica
-        ok = server.post("/iris/classifier", SAMPLE).status_code == 200
-        if ok and any(imported_onnxruntime(pid) for pid in zygotes):
+        ok = server.post(route, sample).status_code == 200
+        runtime = "onnxruntime" if route == "/iris/classifier" else "_multiarray_umath"
+        if ok and any(imported(pid, runtime) for pid in zygotes):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(replica, signal.SIGKILL)  # its replacement may come from the zygote
         return None
@@ -119,3 +131,62 @@ def test_a_runtime_s_zygote_stops_once_no_api_runs_on_it(inferd: Inferd) -> None
     inferd.run("deploy", str(example("iris-onnx")))  # and the next deploy starts one again
     assert inferd.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
     wait_for(lambda: zygote_pids(operator), 120, "a new onnx zygote")
+
+
+# A handler whose helper process exits without reading its input: writing to it is a broken pipe,
+# which Python raises as BrokenPipeError (it ignores SIGPIPE), and which the handler catches.
+BROKEN_PIPE = """import os, subprocess, time
+
+
+def predict(sample, metadata):
+    if sample.get("probe"):
+        return {"pid": os.getpid()}
+    if sample.get("sleep"):
+        open(sample["busy"], "w").close()
+        time.sleep(sample["sleep"])
+    helper = subprocess.Popen(["true"], stdin=subprocess.PIPE)
+    helper.wait()
+    try:
+        os.write(helper.stdin.fileno(), b"x")
+    except BrokenPipeError:
+        return {"pid": os.getpid(), "pipe": "BrokenPipeError"}
+    finally:
+        helper.stdin.close()
+    return {"pid": os.getpid(), "pipe": "written"}
+"""
+CONFIG = "- kind: deployment\n  name: forks\n- kind: api\n  name: pipes\n  predictor:\n    path: p.py\n"
+
+
+def test_a_forked_replica_is_a_process_as_a_spawned_one_is(serve: Serve, tmp_path: Path) -> None:
+    server = serve(make_project(tmp_path / "pipes", CONFIG, {"p.py": BROKEN_PIPE}))
+    replica = replace_until_forked(server, "/forks/pipes", {"probe": True})
+    # Was: the zygote's child reset SIGPIPE to its default, so a forked replica whose handler wrote
+    # to a closed pipe or socket (a helper that exited, a peer that hung up) was killed by the
+    # signal, its request failed and the replica was replaced, where a spawned one got the error.
+    for _ in range(2):
+        answer = server.post("/forks/pipes", {})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"pid": replica, "pipe": "BrokenPipeError"}
+    # it holds no descriptor of the zygote's (its event selector was one)
+    held = [os.readlink(f"/proc/{replica}/fd/{fd}") for fd in os.listdir(f"/proc/{replica}/fd")]
+    assert not [target for target in held if target.startswith("anon_inode:")], held
+
+    # Was: a spawned replica ends with the process that started it (the kernel sends it SIGTERM),
+    # but a forked one's parent is the zygote: with the server killed (kill -9, the OOM killer),
+    # the zygote went, and a replica busy with a request ran on, orphaned, until it finished (for
+    # ever for a handler that never returns), holding its memory beside the restarted operator's.
+    busy = tmp_path / "busy-now"
+    sample = {"sleep": 600, "busy": str(busy)}
+
+    def post() -> None:
+        with contextlib.suppress(requests.RequestException):  # the server is killed while it waits
+            server.post("/forks/pipes", sample)
+
+    threading.Thread(target=post, daemon=True).start()
+    try:
+        wait_for(busy.exists, 30, "the replica busy with the request")
+        server.process.kill()
+        wait_for(lambda: not process_alive(replica), 30, "the busy replica to end with its server")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(replica, signal.SIGKILL)

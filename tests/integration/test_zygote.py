@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -135,12 +136,12 @@ def test_a_runtime_s_zygote_stops_once_no_api_runs_on_it(inferd: Inferd) -> None
 
 # A handler whose helper process exits without reading its input: writing to it is a broken pipe,
 # which Python raises as BrokenPipeError (it ignores SIGPIPE), and which the handler catches.
-BROKEN_PIPE = """import os, subprocess, time
+BROKEN_PIPE = """import csv, os, subprocess, time
 
 
 def predict(sample, metadata):
     if sample.get("probe"):
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "csv": csv.__file__}
     if sample.get("sleep"):
         open(sample["busy"], "w").close()
         time.sleep(sample["sleep"])
@@ -157,9 +158,19 @@ def predict(sample, metadata):
 CONFIG = "- kind: deployment\n  name: forks\n- kind: api\n  name: pipes\n  predictor:\n    path: p.py\n"
 
 
-def test_a_forked_replica_is_a_process_as_a_spawned_one_is(serve: Serve, tmp_path: Path) -> None:
+def test_a_forked_replica_is_a_process_as_a_spawned_one_is(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: the zygote ran its imports with the folder `inferd serve` was started in first on
+    # sys.path (`python -m` puts it there): a stray csv.py there, not in the project, was the
+    # `csv` of every forked replica (a spawned one has the project's folder there instead).
+    shell = tmp_path / "shell"
+    shell.mkdir()
+    (shell / "csv.py").write_text("STRAY = True\n")
+    monkeypatch.chdir(shell)
     server = serve(make_project(tmp_path / "pipes", CONFIG, {"p.py": BROKEN_PIPE}))
     replica = replace_until_forked(server, "/forks/pipes", {"probe": True})
+    assert server.post("/forks/pipes", {"probe": True}).json()["csv"] == csv.__file__
     # Was: the zygote's child reset SIGPIPE to its default, so a forked replica whose handler wrote
     # to a closed pipe or socket (a helper that exited, a peer that hung up) was killed by the
     # signal, its request failed and the replica was replaced, where a spawned one got the error.
@@ -186,7 +197,10 @@ def test_a_forked_replica_is_a_process_as_a_spawned_one_is(serve: Serve, tmp_pat
     try:
         wait_for(busy.exists, 30, "the replica busy with the request")
         server.process.kill()
-        wait_for(lambda: not process_alive(replica), 30, "the busy replica to end with its server")
+        try:
+            wait_for(lambda: not process_alive(replica), 30, "the busy replica to end with its server")
+        except AssertionError:
+            raise AssertionError(f"{Path(f'/proc/{replica}/status').read_text()}\n{server.log()}") from None
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(replica, signal.SIGKILL)

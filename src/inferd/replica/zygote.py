@@ -1,4 +1,4 @@
-"""A replica zygote: ``python -m inferd.replica.zygote FD RUNTIME``.
+"""A replica zygote: ``python -P -m inferd.replica.zygote FD RUNTIME``.
 
 Imports inferd's replica modules and the runtime's framework once (``onnx``: onnxruntime,
 ``tensorflow``: TensorFlow, ``predictor``: neither), then forks replicas on request, so a replica
@@ -113,7 +113,7 @@ def _child(forks: Forks, fds: list[int], request: dict[str, Any]) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
-    sys.path[0] = request["cwd"]  # what ``python -m`` puts first: the project's folder
+    sys.path.insert(0, request["cwd"])  # what ``python -m`` puts first: the project's folder
     random.seed()
     import numpy as np
 

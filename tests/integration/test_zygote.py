@@ -204,3 +204,31 @@ def test_a_forked_replica_is_a_process_as_a_spawned_one_is(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(replica, signal.SIGKILL)
+
+
+def test_a_replica_forked_too_late_is_left_out(serve: Serve, tmp_path: Path) -> None:
+    # Was: when the zygote did not answer in time (a stopped or starved process), the replica was
+    # spawned on the socket the zygote had been given too; once the zygote went on, its late
+    # child read from that socket beside the spawned one: one took the spec, the other a request
+    # frame, whose client never got an answer.
+    pid_handler = "import os\n\n\ndef predict(sample, metadata):\n    return os.getpid()\n"
+    server = serve(make_project(tmp_path / "late", CONFIG, {"p.py": pid_handler}))
+    replica = server.post("/forks/pipes", {}).json()  # spawned: its replacement is asked of the zygote
+    (zygote,) = wait_for(lambda: zygote_pids(server.process.pid), 60, "the zygote")
+
+    def waiting_for_requests() -> bool:  # its imports done, it waits in its event loop
+        with contextlib.suppress(OSError):
+            return Path(f"/proc/{zygote}/wchan").read_text() == "do_epoll_wait"
+        return False
+
+    wait_for(waiting_for_requests, 60, "the zygote ready")
+    os.kill(zygote, signal.SIGSTOP)
+    try:
+        os.kill(replica, signal.SIGKILL)
+        wait_for(lambda: "zygote did not answer" in server.log(), 60, "the engine to give up on the zygote")
+    finally:
+        os.kill(zygote, signal.SIGCONT)
+    answers = {server.post("/forks/pipes", {}).json() for _ in range(5)}
+    assert len(answers) == 1
+    (spawned,) = answers
+    assert parent_of(spawned) == server.process.pid

@@ -232,3 +232,35 @@ def test_a_replica_forked_too_late_is_left_out(serve: Serve, tmp_path: Path) -> 
     assert len(answers) == 1
     (spawned,) = answers
     assert parent_of(spawned) == server.process.pid
+
+
+def zygote_runtimes(operator: int) -> set[str]:
+    """The runtime of each zygote the operator runs (its command line's last word)."""
+    runtimes = set()
+    for pid in zygote_pids(operator):
+        with contextlib.suppress(OSError, IndexError):
+            runtimes.add(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode())
+    return runtimes
+
+
+def test_a_runtime_s_zygote_stops_once_an_update_moves_its_last_api_off_it(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # Was: only `inferd delete` stopped a zygote; an API updated from one runtime to another (a
+    # predictor that became an ONNX model) left the old runtime's zygote running for good.
+    iris = example("iris-onnx")
+    head = "- kind: deployment\n  name: moving\n- kind: api\n  name: api\n"
+    project = make_project(
+        tmp_path / "moving",
+        head + "  predictor:\n    path: p.py\n",
+        {"p.py": "def predict(sample, metadata):\n    return 'predictor'\n"},
+        {"models/iris.onnx": iris / "models" / "iris.onnx"},
+    )
+    inferd.run("deploy", str(project))
+    operator = inferd.operator_pid()
+    assert operator is not None
+    wait_for(lambda: zygote_runtimes(operator) == {"predictor"}, 120, "the predictor zygote")
+    (project / "cortex.yaml").write_text(head + "  onnx:\n    model: models/iris.onnx\n")
+    inferd.run("deploy", str(project))
+    assert inferd.post("/moving/api", [[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+    wait_for(lambda: zygote_runtimes(operator) == {"onnx"}, 120, "the onnx zygote alone")

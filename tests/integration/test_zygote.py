@@ -196,6 +196,10 @@ def test_a_forked_replica_is_a_process_as_a_spawned_one_is(
     threading.Thread(target=post, daemon=True).start()
     try:
         wait_for(busy.exists, 30, "the replica busy with the request")
+        # the terminal `inferd serve` ran in hangs up: the zygote, in its process group, got that
+        # signal too, and went before the engine, leaving its replicas to run on
+        (zygote,) = zygote_pids(server.process.pid)
+        os.kill(zygote, signal.SIGHUP)
         server.process.kill()
         try:
             wait_for(lambda: not process_alive(replica), 30, "the busy replica to end with its server")

@@ -198,7 +198,10 @@ def _reap(forks: Forks) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle
+    # Ctrl-C, and the hang-up of the terminal `inferd serve` runs in, are the engine's to handle
+    # (the zygote is in its process group): the zygote goes when the engine does, passing it on
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from inferd.replica.worker import die_with_parent
 
     die_with_parent()  # the zygote goes with the engine; its replicas go when their sockets close

@@ -204,7 +204,8 @@ def test_a_forked_replica_is_a_process_as_a_spawned_one_is(
         try:
             wait_for(lambda: not process_alive(replica), 30, "the busy replica to end with its server")
         except AssertionError:
-            raise AssertionError(f"{Path(f'/proc/{replica}/status').read_text()}\n{server.log()}") from None
+            status = Path(f"/proc/{replica}/status").read_text()
+            raise AssertionError(f"{status}\nzygote alive: {process_alive(zygote)}\n{server.log()}") from None
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(replica, signal.SIGKILL)

@@ -22,7 +22,9 @@ gateway (the zygote was started with none).
 A spawned replica ends with the engine (the kernel sends it SIGTERM when its parent dies); a
 forked one's parent is the zygote, which gets that signal instead and passes it on to every
 replica it forked before it goes, so a replica busy with a request does not run on, orphaned.
-A zygote closed by the engine (EOF on its socket) leaves its replicas serving.
+A zygote closed by the engine (EOF on its socket) forks nothing more and leaves once its
+replicas have ended, or when the engine's death is signalled (its socket closes first); one
+killed (SIGKILL: the OOM killer, ``kill -9``) leaves its replicas serving.
 """
 
 from __future__ import annotations
@@ -77,8 +79,8 @@ class Forks:
 
     def end_replicas(self, signum: int, frame: object) -> None:
         """SIGTERM (the engine died: ``die_with_parent``): its replicas go, then the zygote."""
-        for pid in self.children:  # unreaped: each pid still names the zygote's child
-            with contextlib.suppress(ProcessLookupError):
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):  # unreaped: the pid names our child still
                 os.kill(pid, signal.SIGTERM)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
@@ -137,19 +139,29 @@ def serve(control: socket.socket) -> int:
     selector.register(control, selectors.EVENT_READ)
     selector.register(wakeup[0], selectors.EVENT_READ)
     fd_size = array.array("i").itemsize
+    closed = False
     while True:
         for key, _ in selector.select():
             if key.fileobj is not control:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wakeup[0], 4096)
                 _reap(forks)
+                if closed and not forks.children:
+                    return 0
                 continue
             try:
                 data, ancillary, _, _ = control.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(3 * fd_size))
             except ConnectionError:  # the engine closed with our news to it unread
-                return 0
+                data = b""
             if not data:
-                return 0
+                if not forks.children:
+                    return 0
+                # Closed by the engine, or the engine died: its socket closes before the kernel
+                # signals its death (``die_with_parent``), which ends the replicas too. Till
+                # then, or till the replicas end, the zygote waits, forking nothing.
+                selector.unregister(control)
+                closed = True
+                continue
             fds = array.array("i")
             for level, kind, payload in ancillary:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

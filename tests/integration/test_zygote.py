@@ -46,8 +46,13 @@ def imported(pid: int, library: str) -> bool:
         return False
 
 
-def replace_until_forked(server: Server, route: str = "/iris/classifier", sample: object = SAMPLE) -> int:
-    """Kill the replica until its replacement is a zygote's child; that replica's pid."""
+def replace_until_forked(
+    server: Server, route: str = "/iris/classifier", sample: object = SAMPLE, library: str = ""
+) -> int:
+    """Kill the replica until its replacement is a zygote's child; that replica's pid.
+
+    ``library``: what the zygote maps once its imports are done (default: onnxruntime's for the
+    iris example, NumPy's otherwise)."""
 
     def forked() -> int | None:
         replicas = replica_pids(server.process.pid)
@@ -58,7 +63,7 @@ def replace_until_forked(server: Server, route: str = "/iris/classifier", sample
         if parent_of(replica) in zygotes and server.post(route, sample).status_code == 200:
             return replica
         ok = server.post(route, sample).status_code == 200
-        runtime = "onnxruntime" if route == "/iris/classifier" else "_multiarray_umath"
+        runtime = library or ("onnxruntime" if route == "/iris/classifier" else "_multiarray_umath")
         if ok and any(imported(pid, runtime) for pid in zygotes):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(replica, signal.SIGKILL)  # its replacement may come from the zygote
@@ -269,3 +274,49 @@ def test_a_runtime_s_zygote_stops_once_an_update_moves_its_last_api_off_it(
     inferd.run("deploy", str(project))
     assert inferd.post("/moving/api", [[5.1, 3.5, 1.4, 0.2]]).status_code == 200
     wait_for(lambda: zygote_runtimes(operator) == {"onnx"}, 120, "the onnx zygote alone")
+
+
+# A handler that hands work to a multiprocessing child, which Python waits for at exit.
+HANDS_OFF = """
+import multiprocessing, os, pathlib, time
+
+
+def _finish(path):
+    time.sleep(0.5)
+    pathlib.Path(path).write_text("finished")
+
+
+def post_inference(prediction, signature, metadata):
+    if sorted(metadata) == ["marks"] and not hasattr(post_inference, "started"):
+        post_inference.started = True
+        target = str(pathlib.Path(metadata["marks"]) / str(os.getpid()))
+        multiprocessing.get_context("fork").Process(target=_finish, args=(target,)).start()
+    return labels[int(prediction["class_ids"][0])]
+"""
+
+
+def test_a_forked_tensorflow_replica_waits_for_its_multiprocessing_children(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # Was: the TensorFlow zygote imports multiprocessing (TensorFlow does), whose exit handler
+    # joins the children a process started; the child cleared the zygote's exit handlers, so a
+    # forked replica left at once and its children were killed with it, where a spawned replica
+    # (which imports TensorFlow itself) waited for them.
+    iris = example("iris-tensorflow")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    config = (
+        (iris / "cortex.yaml")
+        .read_text()
+        .replace("handlers/iris.py\n", f"handlers/iris.py\n    metadata:\n      marks: {marks}\n")
+    )
+    handler = (iris / "handlers" / "iris.py").read_text() + HANDS_OFF
+    project = make_project(
+        tmp_path / "tf", config, {"handlers/iris.py": handler}, {"models": iris / "models"}
+    )
+    server = serve(project)
+    sample = json.loads((iris / "sample.json").read_text())
+    replica = replace_until_forked(server, "/iris-tf/tensorflow", sample, "libtensorflow")
+    assert server.post("/iris-tf/tensorflow", sample).json() == "setosa"
+    server.stop()
+    wait_for(lambda: (marks / str(replica)).exists(), 30, "the replica's child to finish its work")

@@ -15,9 +15,9 @@ threads the imports start (NumPy's OpenBLAS pool, which its own fork handler shu
 the frameworks' idle pools) are counted in its ready message. The child closes the zygote's
 descriptors (control socket, wake-up pipe, selector), sets signal dispositions as a fresh
 Python process has them (SIGPIPE ignored, so a write to a closed pipe is ``BrokenPipeError``,
-not death) and resets exit handlers (its own run when it leaves, as a spawned replica's do),
-and reseeds ``random`` and NumPy before running the replica's ``main``; it holds no file of the
-gateway (the zygote was started with none).
+not death), keeps the exit handlers the imports registered (all run when it leaves, with those
+of its handler, as a spawned replica's do), and reseeds ``random`` and NumPy before running
+the replica's ``main``; it holds no file of the gateway (the zygote was started with none).
 
 A spawned replica ends with the engine (the kernel sends it SIGTERM when its parent dies); a
 forked one's parent is the zygote, which gets that signal instead and passes it on to every
@@ -30,10 +30,8 @@ killed (SIGKILL: the OOM killer, ``kill -9``) leaves its replicas serving.
 from __future__ import annotations
 
 import array
-import atexit
 import contextlib
 import json
-import logging
 import os
 import random
 import selectors
@@ -100,10 +98,9 @@ def _child(forks: Forks, fds: list[int], request: dict[str, Any]) -> int:
     for number in IGNORED_AT_START:
         signal.signal(number, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked across the fork
-    # The zygote's exit handlers (the frameworks' teardown) are not the replica's to run: it
-    # keeps only logging's, then runs those its handler and model register, when it leaves.
-    atexit._clear()
-    atexit.register(logging.shutdown)
+    # The exit handlers the zygote's imports registered stay: a spawned replica imports the same
+    # modules and runs theirs when it leaves (multiprocessing's joins the children a handler
+    # started), then those its handler and model register.
     forks.close_in_child()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)

@@ -23,7 +23,7 @@ A spawned replica ends with the engine (the kernel sends it SIGTERM when its par
 forked one's parent is the zygote, which gets that signal instead and passes it on to every
 replica it forked before it goes, so a replica busy with a request does not run on, orphaned.
 A zygote closed by the engine (EOF on its socket) forks nothing more and leaves once its
-replicas have ended, or when the engine's death is signalled (its socket closes first); one
+replicas have ended, or when the engine's death is signalled (its socket may close first); one
 killed (SIGKILL: the OOM killer, ``kill -9``) leaves its replicas serving.
 """
 
@@ -153,8 +153,8 @@ def serve(control: socket.socket) -> int:
             if not data:
                 if not forks.children:
                     return 0
-                # Closed by the engine, or the engine died: its socket closes before the kernel
-                # signals its death (``die_with_parent``), which ends the replicas too. Till
+                # Closed by the engine, or the engine died: its socket may close before the
+                # kernel signals its death (``die_with_parent``), which ends the replicas too. Till
                 # then, or till the replicas end, the zygote waits, forking nothing.
                 selector.unregister(control)
                 closed = True

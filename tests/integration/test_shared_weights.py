@@ -147,3 +147,52 @@ def test_replicas_share_one_copy_of_the_weights(
     (plain_pid,) = replica_pids(plain.process.pid)
     assert not any(path.startswith(cache) for path in smaps(plain_pid)[1])
     assert predict(plain) == shared_answer
+
+
+def small_external_model(folder: Path, seed: int) -> Path:
+    """x[n, 256] -> MatMul -> Add -> y; its weights (256 KiB) in a file of their own beside it."""
+    rng = np.random.default_rng(seed)
+    weights = rng.standard_normal((256, 256)).astype(np.float32)
+    bias = rng.standard_normal(256).astype(np.float32)  # used as it is in the file (not packed)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])],
+        "small",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 256])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 256])],
+        [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "small.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, location="small.data", size_threshold=0)
+    return path
+
+
+def test_weights_rewritten_in_place_under_a_serving_replica_do_not_crash_it(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # Was: a model under 16 MiB loaded the plain way, and onnxruntime maps external data files:
+    # `inferd serve` maps the user's own file, so the weights re-exported over it (`cp`, a writer
+    # that truncates first) killed every replica with SIGBUS on its next request (503s). The
+    # replica maps inferd's copy of them, which nobody writes.
+    root = make_project(
+        tmp_path / "small",
+        "- kind: deployment\n  name: small\n- kind: api\n  name: ext\n  onnx:\n    model: small.onnx\n",
+    )
+    model = small_external_model(root, seed=0)
+    server = serve(root)
+    rows = [np.linspace(-1, 1, 256).tolist()]
+    before = server.post("/small/ext", rows)
+    assert before.status_code == 200, before.text
+    (replica,) = replica_pids(server.process.pid)
+    retrained = small_external_model(tmp_path / "retrained", seed=1).with_name("small.data")
+    with (root / "small.data").open("r+b") as data:  # what `cp retrained/small.data .` does
+        data.truncate(0)
+        data.flush()
+        os.fsync(data.fileno())
+        data.write(retrained.read_bytes())
+    after = server.post("/small/ext", rows)
+    assert after.status_code == 200, after.text
+    assert after.json() == before.json() and replica_pids(server.process.pid) == {replica}
+    assert model.stat().st_size < 1024  # the weights were in the data file only

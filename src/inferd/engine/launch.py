@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from inferd.engine.zygotes import ForkedProcess, Zygotes
@@ -49,32 +49,47 @@ def start_replica(
     of the pipe its output goes into (otherwise it writes on the terminal). OSError when no
     process can be started; nothing is left open then.
     """
+    if zygotes is not None:
+        started = _connected(piped, lambda fds: zygotes.fork(runtime, fds, str(root), env))
+        if started is not None:
+            return started
+        # Spawned on a socket and pipe of its own: a zygote that did not answer in time may still
+        # fork a child on those it was given, which then finds the gateway gone and leaves.
+    started = _connected(
+        piped,
+        lambda fds: SpawnedReplica(
+            [sys.executable, "-m", "inferd.replica.worker", str(fds[0])],
+            pass_fds=(fds[0],),
+            env=env,
+            cwd=str(root),
+            stdin=subprocess.DEVNULL,
+            stdout=fds[1] if piped else None,
+            stderr=fds[2] if piped else None,
+        ),
+    )
+    assert started is not None
+    return started
+
+
+def _connected(
+    piped: bool, start: Callable[[tuple[int, int, int]], SpawnedReplica | ForkedProcess | None]
+) -> tuple[SpawnedReplica | ForkedProcess, socket.socket, int | None] | None:
+    """``start`` given a new socketpair's replica end and the output's descriptors (a new pipe's
+    write end, or the terminal's); None, with all of them closed, when it returns None."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pipe = os.pipe() if piped else None
-    write_fd = pipe[1] if pipe is not None else None
+    outputs = (pipe[1], pipe[1]) if pipe is not None else (1, 2)
+    process = None
     try:
-        process: SpawnedReplica | ForkedProcess | None = None
-        if zygotes is not None:
-            outputs = (write_fd, write_fd) if write_fd is not None else (1, 2)
-            fds = (theirs.fileno(), *outputs)
-            process = zygotes.fork(runtime, fds, str(root), env)
-        if process is None:
-            process = SpawnedReplica(
-                [sys.executable, "-m", "inferd.replica.worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                env=env,
-                cwd=str(root),
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-            )
-    except OSError:
-        ours.close()
-        if pipe is not None:
-            os.close(pipe[0])
-        raise
+        process = start((theirs.fileno(), *outputs))
     finally:
         theirs.close()
-        if write_fd is not None:
-            os.close(write_fd)
+        if pipe is not None:
+            os.close(pipe[1])
+        if process is None:
+            ours.close()
+            if pipe is not None:
+                os.close(pipe[0])
+    if process is None:
+        return None
     return process, ours, pipe[0] if pipe is not None else None

@@ -227,6 +227,8 @@ class LocalEngine:
             else:
                 if state.step_error is not None:
                     failures.step_recovered(state, self.sink, self._event)
+        if self.zygotes is not None:  # deleted, or updated to another runtime: once its replicas are gone
+            self.zygotes.keep_only(report.runtimes_in_use(self.apis))
 
     def _reconcile_api(self, state: ApiState, now: float) -> None:
         state.deferred = 0
@@ -283,8 +285,6 @@ class LocalEngine:
             del self.apis[state.key]
             if self.logs is not None:
                 self.logs.forget(state.key)
-            if self.zygotes is not None:
-                self.zygotes.keep_only({other.config.api.model_format for other in self.apis.values()})
             return
         self._publish_status(state)
         self._report_compute(state)

@@ -1,4 +1,4 @@
-"""What the local engine tells about its APIs: status, ``inferd get``'s view, /metrics, GC.
+"""What the local engine tells about its APIs: status, ``inferd get``'s view, /metrics, GC, zygotes.
 
 Everything here reads the engine's state (``engine.state``) and changes nothing, so the
 status an API shows, its description and the replica figures the gateway exports all come
@@ -89,6 +89,15 @@ def in_use(apis: Mapping[str, ApiState]) -> set[Path]:
         used.update(state.version.uses)
         for replica in state.replicas:
             used.update(replica.uses)
+    return used
+
+
+def runtimes_in_use(apis: Mapping[str, ApiState]) -> set[str]:
+    """The runtimes an API is on, or a replica still runs (an API deleted, or updated to another
+    runtime, keeps its runtime's zygote until the replicas it forked are gone)."""
+    used: set[str] = {state.config.api.model_format for state in apis.values() if not state.deleting}
+    for state in apis.values():
+        used.update(r.source.config.api.model_format for r in state.replicas if r.source is not None)
     return used
 
 

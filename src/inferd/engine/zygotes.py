@@ -87,8 +87,10 @@ class Zygote:
         self.runtime = runtime
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+            # -P: not the folder this engine was started in first on sys.path (``python -m``
+            # puts it there), or a stray module there would be every forked replica's
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "inferd.replica.zygote", str(theirs.fileno()), runtime],
+                [sys.executable, "-P", "-m", "inferd.replica.zygote", str(theirs.fileno()), runtime],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

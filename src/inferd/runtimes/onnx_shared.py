@@ -15,7 +15,8 @@ save_as_external_data=True)``, the usual way for large models) is shared too: it
 copy's key, count the files it names beside it. (onnxruntime maps such files as well, but the
 weights it pre-packs from them would be each replica's own.)
 
-Models under ``MIN_SHARED_BYTES`` load the plain way (nothing to gain), as does every model when
+Models under ``MIN_SHARED_BYTES`` load the plain way (nothing to gain) unless their weights are in
+external data files (onnxruntime would map the user's files), as does every model when
 ``INFERD_SHARE_WEIGHTS=0`` and on a GPU (it copies the weights into its own memory). A model
 that cannot be converted (not a valid ONNX file, say) also loads the plain way, so onnxruntime
 reports it exactly as before, and is not tried again; one whose copy could not be written (a
@@ -76,7 +77,10 @@ def shared_model(model_path: Path, min_bytes: int | None = None) -> Path | None:
     try:
         size = model_path.stat().st_size
         data = external_files(model_path)  # weights in files beside it
-        if size + sum(path.stat().st_size for path in data) < limit:
+        # onnxruntime maps external data files: loaded the plain way, a replica would map the
+        # user's own, and weights rewritten in place under it changed its answers or killed it
+        # (SIGBUS). Whatever their size, it maps the copy, which nobody writes.
+        if not data and size < limit:
             return None
         digest = copy_key(file_digest(model_path), *(file_digest(path) for path in data))
     except OSError:

@@ -56,7 +56,7 @@ def test_a_replica_that_cannot_start_is_the_apis_error_with_back_off(
     calls: list[str] = []
 
     def refuse(argv: list[str], *args: Any, **kwargs: Any) -> Any:
-        calls.append(argv[2])  # python -m MODULE: a replica, or its runtime's zygote
+        calls.append(argv[argv.index("-m") + 1])  # python [-P] -m MODULE: a replica, or a zygote
         raise OSError(errno.E2BIG, "Argument list too long")
 
     async def scenario() -> tuple[LocalEngine, Sink]:

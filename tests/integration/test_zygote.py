@@ -233,22 +233,19 @@ def test_a_replica_forked_too_late_is_left_out(serve: Serve, tmp_path: Path) -> 
     # child read from that socket beside the spawned one: one took the spec, the other a request
     # frame, whose client never got an answer.
     pid_handler = "import os\n\n\ndef predict(sample, metadata):\n    return os.getpid()\n"
-    server = serve(make_project(tmp_path / "late", CONFIG, {"p.py": pid_handler}))
-    replica = server.post("/forks/pipes", {}).json()  # spawned: its replacement is asked of the zygote
-    (zygote,) = wait_for(lambda: zygote_pids(server.process.pid), 60, "the zygote")
-
-    def waiting_for_requests() -> bool:  # its imports done, it waits in its event loop
-        with contextlib.suppress(OSError):
-            return Path(f"/proc/{zygote}/wchan").read_text() == "do_epoll_wait"
-        return False
-
-    wait_for(waiting_for_requests, 60, "the zygote ready")
+    project = make_project(tmp_path / "late", CONFIG, {"p.py": pid_handler})
+    server = serve(project, "--reload")
+    first = server.post("/forks/pipes", {}).json()
+    (zygote,) = zygote_pids(server.process.pid)
+    assert parent_of(first) == zygote
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
     os.kill(zygote, signal.SIGSTOP)
-    try:
-        os.kill(replica, signal.SIGKILL)
+    try:  # an edit: the new version's replica is asked of the stopped zygote
+        (project / "p.py").write_text(pid_handler + "# edited\n")
         wait_for(lambda: "zygote did not answer" in server.log(), 60, "the engine to give up on the zygote")
     finally:
-        os.kill(zygote, signal.SIGCONT)
+        os.kill(zygote, signal.SIGCONT)  # it goes on: its late child finds no gateway
+    wait_for(lambda: "reloaded pipes in" in server.log(), 60, "the new version live")
     answers = {server.post("/forks/pipes", {}).json() for _ in range(5)}
     assert len(answers) == 1
     (spawned,) = answers

@@ -171,7 +171,7 @@ class Client:
         if not supervisor:
             (self.home / OPERATOR_FILE).unlink(missing_ok=True)
             process = subprocess.Popen(
-                [sys.executable, "-m", "inferd.operator.supervisor"],
+                [sys.executable, "-P", "-m", "inferd.operator.supervisor"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

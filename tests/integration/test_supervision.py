@@ -91,3 +91,17 @@ def test_an_operator_killed_while_it_stops_stays_stopped(inferd: Inferd, tmp_pat
 def _post_quietly(inferd: Inferd, body: dict[str, int]) -> None:
     with contextlib.suppress(requests.RequestException):
         inferd.post("/watched/slow", body, timeout=120)
+
+
+def test_a_stray_module_in_the_shell_s_folder_never_reaches_the_operator(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # Was: the supervisor and the operator ran `python -m` in the folder `inferd deploy` was
+    # typed in, which `-m` puts first on sys.path: a json.py lying there was the operator's json.
+    shell = tmp_path / "shell"
+    marker = tmp_path / "imported"
+    stray = f"open({str(marker)!r}, 'w').close()\nraise ImportError('a stray json.py')\n"
+    project = make_project(shell, DEPLOYMENT + API.format(name="calm"), {"p.py": PREDICTOR, "json.py": stray})
+    inferd.run("deploy", ".", cwd=shell)
+    assert inferd.post("/watched/calm", {"n": 1}).json() == "ok"
+    assert project == shell and not marker.exists()

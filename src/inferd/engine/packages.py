@@ -137,7 +137,7 @@ def source_versions(name: str) -> list[Version]:
 
 @functools.lru_cache(maxsize=256)
 def _index_versions(name: str, wheels_only: bool) -> list[Version]:
-    command = [sys.executable, "-m", "pip", "index", "versions", name, "--json"]
+    command = [sys.executable, "-P", "-m", "pip", "index", "versions", name, "--json"]
     command += ["--only-binary=:all:"] if wheels_only else []
     command += ["--disable-pip-version-check", "--no-input"]
     try:
@@ -350,7 +350,14 @@ def _read_notes(target: Path) -> list[str]:
 def _pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> None:
     listing = scratch / ".requirements.txt"
     listing.write_text("\n".join(lines) + "\n")
-    command = [sys.executable, "-c", _PIP_ENDING_WITH_US.format(parent=os.getpid()), "install", "--quiet"]
+    command = [
+        sys.executable,
+        "-P",
+        "-c",
+        _PIP_ENDING_WITH_US.format(parent=os.getpid()),
+        "install",
+        "--quiet",
+    ]
     command += ["--disable-pip-version-check", *options]
     command += ["--no-input", "--target", str(scratch), "-r", str(listing)]
     try:

@@ -51,7 +51,7 @@ def start_adopting_supervisor() -> int:
     read, write = os.pipe()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "inferd.operator.supervisor"],
+            [sys.executable, "-P", "-m", "inferd.operator.supervisor"],
             stdin=read,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -102,7 +102,7 @@ class Supervisor:
             return self.watch_adopted()
         started = time.monotonic()
         self.child = subprocess.Popen(
-            [sys.executable, "-m", "inferd.operator.daemon"],
+            [sys.executable, "-P", "-m", "inferd.operator.daemon"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

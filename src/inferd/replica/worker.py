@@ -22,6 +22,7 @@ from time import perf_counter
 from typing import Any, NoReturn
 
 import numpy as np
+import setproctitle
 
 from inferd import codec, tracecontext
 from inferd.config.blocks import Tracker
@@ -288,6 +289,8 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     except (OSError, ValueError) as exc:
         print(f"inferd replica: no spec from the engine: {exc}", file=sys.stderr)
         return 1
+    # `ps` and `top` name it: a replica forked by a zygote would show the zygote's command line
+    setproctitle.setproctitle(f"inferd replica {spec.replica_id} ({spec.api.name}, version {spec.version})")
     # print() in a handler reaches the API's log line by line, not in 8 KiB blocks
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stdout, sys.stderr, records = watch_output(sys.stdout, sys.stderr)

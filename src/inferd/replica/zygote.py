@@ -59,6 +59,11 @@ def _preload(runtime: str) -> None:
     importlib.import_module("inferd.replica.worker")
     for name in RUNTIME_MODULES[runtime]:
         importlib.import_module(name)
+    import setproctitle
+
+    # It finds the memory of the process's command line (and environment) at its first use; a
+    # child clears its environment before the replica names itself, so that use is here.
+    setproctitle.getproctitle()
 
 
 def _send(sock: socket.socket, message: dict[str, Any]) -> None:

@@ -121,6 +121,12 @@ def test_deploy_get_predict_update_delete_down(inferd: Inferd, tmp_path: Path) -
     assert inferd.run("delete", "classifier").stdout.strip() == "deleting api 'iris/classifier'"
     assert inferd.post("/iris/classifier", SAMPLE).status_code == 404
     assert inferd.json("get") == []
+    # its last API deleted, the deployment is gone as if `inferd delete iris` had run: no record
+    # to restore, its snapshots collected (they stayed, and a restart restored an empty 'iris')
+    state = json.loads((inferd.home / "state.json").read_text())
+    assert state["deployments"] == {}
+    inferd.run("prune")
+    assert not [p for p in (inferd.home / "projects").iterdir() if not p.name.startswith(".")]
     pid = inferd.operator_pid()
     assert pid is not None
     assert inferd.run("down").stdout.strip() == "the inferd operator stopped"

@@ -1,5 +1,9 @@
 """``inferd delete``: an API, or a whole deployment, removed from the operator and its state.
 
+Deleting a deployment's last API deletes the deployment (as Cortex, whose ``delete`` took a
+deployment): its record stayed, so its snapshot was never collected and every restart restored
+a deployment with no APIs.
+
 A delete waits for a deploy of the same deployment that is in progress (its lock): that deploy
 re-creates the APIs and the record it read when it ends, so a delete made under it was undone
 while `inferd delete` waited for the APIs to drain until its timeout.
@@ -49,15 +53,11 @@ def deployment_of(operator: Operator, name: str) -> str | None:
 
 def delete_now(operator: Operator, name: str) -> dict[str, Any]:
     engine, state = operator.engine, operator.state
-    record = state.deployments.get(name)
-    if record is not None:
+    if name in state.deployments:
         apis = [api for api, api_state in engine.apis.items() if api_state.config.deployment == name]
         for api in apis:
             engine.delete(api)
-        operator.gateway.set_splitters(name, ())
-        del state.deployments[name]
-        state.save()
-        operator.unrestored.pop(name, None)
+        forget(operator, name)
         operator.collector.collect()
         return {"message": f"deleting deployment '{name}'", "apis": apis}
     try:
@@ -77,10 +77,31 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
     check_not_split(operator.gateway, config)
     engine.delete(key)
     deployment = state.deployments.get(config.deployment)
-    if deployment is not None:
+    if deployment is not None and not left_in(operator, config.deployment):
+        forget(operator, config.deployment)  # its last API: gone as if the deployment were deleted
+    elif deployment is not None:
         deployment.deleted_apis.append(config.name)
         deployment.uses.pop(config.name, None)
         deployment.previous.pop(config.name, None)
         state.save()
     operator.collector.collect()
     return {"message": f"deleting api '{key}'", "apis": [key]}
+
+
+def left_in(operator: Operator, deployment: str) -> bool:
+    """Whether ``deployment`` still has an API (not being deleted) or a traffic splitter."""
+    apis = operator.engine.apis.values()
+    splitters = operator.gateway.splitters.by_key.values()
+    return any(api.config.deployment == deployment and not api.deleting for api in apis) or any(
+        splitter.config.deployment == deployment for splitter in splitters
+    )
+
+
+def forget(operator: Operator, deployment: str) -> None:
+    """Remove ``deployment`` from the state: nothing of it is restored at the next start, and the
+    snapshots, models and environments only it kept are collected. Its logs and payload logs
+    stay until ``inferd prune`` (``forget_apis``)."""
+    operator.gateway.set_splitters(deployment, ())
+    del operator.state.deployments[deployment]
+    operator.state.save()
+    operator.unrestored.pop(deployment, None)

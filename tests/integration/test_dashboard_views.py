@@ -283,3 +283,43 @@ def test_a_refresh_lays_the_page_out_once_whatever_the_number_of_apis(
     scrolled = """() => [...document.querySelectorAll('pre[data-logs]')].map(
       (pre) => pre.scrollHeight - pre.scrollTop - pre.clientHeight)"""
     assert all(gap < 8 for gap in page.evaluate(scrolled))
+
+
+ECHO_PROJECT = """\
+- kind: deployment
+  name: echo
+
+- kind: api
+  name: labeler
+  predictor: {path: predictor.py}
+  tracker: {model_type: classification}
+  compute: {cpu: 0.1}
+"""
+# The predicted class is whatever the client sent: a client chooses the tracker's labels.
+ECHO_PREDICTOR = "def predict(sample, metadata):\n    return sample['label']\n"
+
+
+def _overview(operator: Inferd) -> dict[str, Any]:
+    """The dashboard's data, read over HTTP with a session opened by a fresh login link."""
+    with requests.Session() as session:
+        login = session.get(operator.run("dashboard").stdout.strip(), timeout=30)
+        assert login.status_code == 200, login.text
+        answer = session.get(f"{login.url.rsplit('/dashboard/', 1)[0]}/dashboard/api/overview", timeout=30)
+        assert answer.status_code == 200, answer.text
+        overview: dict[str, Any] = answer.json()
+        return overview
+
+
+def test_a_client_chosen_label_of_any_length_neither_stops_the_replica_nor_swells_the_tracker(
+    operator: Inferd, tmp_path: Path
+) -> None:
+    project = make_project(tmp_path / "echo", ECHO_PROJECT, files={"predictor.py": ECHO_PREDICTOR})
+    operator.run("deploy", str(project))
+    url = operator.wait_status("labeler", "live")["url"]
+    with requests.Session() as session:
+        for label in ("short", "L" * 70_000, "short"):
+            answer = session.post(url, json={"label": label}, timeout=30)
+            assert (answer.status_code, answer.json()) == (200, label)
+    (api,) = [api for api in _overview(operator)["apis"] if api["name"] == "labeler"]
+    # The long label is not counted (the replica logs why); the short ones are.
+    assert api["metrics"]["tracker"]["classes"] == {"short": 2}

@@ -323,3 +323,28 @@ def test_a_client_chosen_label_of_any_length_neither_stops_the_replica_nor_swell
     (api,) = [api for api in _overview(operator)["apis"] if api["name"] == "labeler"]
     # The long label is not counted (the replica logs why); the short ones are.
     assert api["metrics"]["tracker"]["classes"] == {"short": 2}
+
+
+def test_a_name_that_is_not_loopback_in_host_is_refused_dns_rebinding(operator: Inferd) -> None:
+    """A page of rebound.example whose name was pointed at 127.0.0.1 (DNS rebinding) talks to the
+    dashboard as its own origin: the listener on loopback answers only loopback names."""
+    link = operator.run("dashboard").stdout.strip()
+    base = link.split("/dashboard/", 1)[0]
+    port = base.rsplit(":", 1)[1]
+    rebound = {"Host": f"rebound.example:{port}"}
+    with requests.Session() as session:
+        refused = session.get(link, headers=rebound, allow_redirects=False, timeout=30)
+        assert refused.status_code == 403 and "Set-Cookie" not in refused.headers, refused.text
+        assert "rebound.example" not in refused.text  # the name is not echoed back
+        # The refused request spent nothing: the link still opens a session.
+        assert session.get(link, timeout=30).status_code == 200
+        assert session.get(f"{base}/dashboard/api/overview", timeout=30).status_code == 200
+        for path in ("/dashboard/api/overview", "/dashboard/"):
+            answer = session.get(f"{base}{path}", headers=rebound, timeout=30)
+            assert answer.status_code == 403, answer.text
+        # Each loopback spelling is the dashboard's own (the cookie sent as a browser would).
+        cookie = "; ".join(f"{name}={value}" for name, value in session.cookies.items())
+        for host in (f"127.0.0.1:{port}", f"[::1]:{port}", f"LOCALHOST:{port}", "127.0.0.1"):
+            headers = {"Host": host, "Cookie": cookie}
+            answer = requests.get(f"{base}/dashboard/api/overview", headers=headers, timeout=30)
+            assert answer.status_code == 200, (host, answer.text)

@@ -17,6 +17,7 @@ import pytest
 import requests
 from playwright.sync_api import Page
 
+from inferd.operator.dashboard import LOG_LINE_CHARS
 from tests.conftest import example, make_project, wait_for
 from tests.integration.conftest import Inferd, stop_operator
 from tests.integration.test_dashboard import chromium
@@ -295,8 +296,23 @@ ECHO_PROJECT = """\
   tracker: {model_type: classification}
   compute: {cpu: 0.1}
 """
-# The predicted class is whatever the client sent: a client chooses the tracker's labels.
-ECHO_PREDICTOR = "def predict(sample, metadata):\n    return sample['label']\n"
+# The predicted class is whatever the client sent: a client chooses the tracker's labels (and
+# what the replica prints).
+ECHO_PREDICTOR = """\
+def predict(sample, metadata):
+    if "say" in sample:
+        print(sample["say"])
+    return sample["label"]
+"""
+
+
+@pytest.fixture(scope="module")
+def labeler(operator: Inferd, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URL of an API that answers (and tracks) the label each request names."""
+    project = tmp_path_factory.mktemp("echo") / "echo"
+    operator.run("deploy", str(make_project(project, ECHO_PROJECT, files={"predictor.py": ECHO_PREDICTOR})))
+    url: str = operator.wait_status("labeler", "live")["url"]
+    return url
 
 
 def _overview(operator: Inferd) -> dict[str, Any]:
@@ -311,14 +327,11 @@ def _overview(operator: Inferd) -> dict[str, Any]:
 
 
 def test_a_client_chosen_label_of_any_length_neither_stops_the_replica_nor_swells_the_tracker(
-    operator: Inferd, tmp_path: Path
+    operator: Inferd, labeler: str
 ) -> None:
-    project = make_project(tmp_path / "echo", ECHO_PROJECT, files={"predictor.py": ECHO_PREDICTOR})
-    operator.run("deploy", str(project))
-    url = operator.wait_status("labeler", "live")["url"]
     with requests.Session() as session:
         for label in ("short", "L" * 70_000, "short"):
-            answer = session.post(url, json={"label": label}, timeout=30)
+            answer = session.post(labeler, json={"label": label}, timeout=30)
             assert (answer.status_code, answer.json()) == (200, label)
     (api,) = [api for api in _overview(operator)["apis"] if api["name"] == "labeler"]
     # The long label is not counted (the replica logs why); the short ones are.
@@ -348,3 +361,19 @@ def test_a_name_that_is_not_loopback_in_host_is_refused_dns_rebinding(operator: 
             headers = {"Host": host, "Cookie": cookie}
             answer = requests.get(f"{base}/dashboard/api/overview", headers=headers, timeout=30)
             assert answer.status_code == 200, (host, answer.text)
+
+
+def test_a_huge_printed_line_is_shown_cut_and_hides_no_line_after_it(operator: Inferd, labeler: str) -> None:
+    with requests.Session() as session:
+        for say in ("huge " + "H" * 3_000_000, "printed after the huge line"):
+            answer = session.post(labeler, json={"label": "log", "say": say}, timeout=30)
+            assert answer.status_code == 200, answer.text
+
+    def shown() -> list[str] | None:
+        (api,) = [api for api in _overview(operator)["apis"] if api["name"] == "labeler"]
+        lines: list[str] = api["logs"]
+        return lines if any(line.endswith("printed after the huge line") for line in lines) else None
+
+    lines = wait_for(shown, 30, "the line printed after the huge one on the dashboard")
+    (huge,) = [line for line in lines if "huge HHH" in line]
+    assert len(huge) == LOG_LINE_CHARS and max(len(line) for line in lines) == LOG_LINE_CHARS

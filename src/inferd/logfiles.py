@@ -310,14 +310,16 @@ def read_after(path: Path, cursor: Cursor, limit: int = READ_CHUNK) -> tuple[str
     return b"".join(chunks).decode("utf-8", "replace"), Cursor(inodes[-1] or 0, offset)
 
 
-TAIL_SCAN_BYTES = 16 << 20  # the most of the logs a tail reads back through (long lines included)
+# The most of a log a tail reads back through: a line whose start lies further back is not shown
+# (the dashboard reads two logs of every API on every refresh of every open page).
+TAIL_SCAN_BYTES = 1 << 20
 
 
 def tail_lines(path: Path, count: int, width: int = 2000) -> list[str]:
     """The last ``count`` whole lines of a log (older files included), each cut to ``width``
-    characters, for a quick look. Read back from the end: a line of any length costs a scan
-    for its start and ``width`` characters, and hides none after it; at most
-    ``TAIL_SCAN_BYTES`` are scanned."""
+    characters, for a quick look. Read back from the end: a long line costs a scan for its start
+    and ``width`` characters, and hides none after it; no more than ``TAIL_SCAN_BYTES`` are
+    scanned (a line that starts further back is not shown)."""
     found: list[str] = []  # newest first
     budget = TAIL_SCAN_BYTES
     for file in reversed(files_of(path)):

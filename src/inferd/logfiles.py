@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MAX_BYTES_ENV = "INFERD_LOG_MAX_BYTES"
 BACKUPS_ENV = "INFERD_LOG_BACKUPS"
@@ -310,10 +310,57 @@ def read_after(path: Path, cursor: Cursor, limit: int = READ_CHUNK) -> tuple[str
     return b"".join(chunks).decode("utf-8", "replace"), Cursor(inodes[-1] or 0, offset)
 
 
+# The most of a log a tail reads back through: a line whose start lies further back is not shown
+# (the dashboard reads two logs of every API on every refresh of every open page).
+TAIL_SCAN_BYTES = 1 << 20
+
+
 def tail_lines(path: Path, count: int, width: int = 2000) -> list[str]:
-    """The last ``count`` lines of a log (each cut to ``width`` characters), for a quick look."""
-    text, _ = read_after(path, tail_cursor(path, count), limit=count * (width + 1) + READ_CHUNK)
-    return [line[:width] for line in text.splitlines()[-count:]]
+    """The last ``count`` whole lines of a log (older files included), each cut to ``width``
+    characters, for a quick look. Read back from the end: a long line costs a scan for its start
+    and ``width`` characters, and hides none after it; no more than ``TAIL_SCAN_BYTES`` are
+    scanned (a line that starts further back is not shown)."""
+    found: list[str] = []  # newest first
+    budget = TAIL_SCAN_BYTES
+    for file in reversed(files_of(path)):
+        try:
+            with file.open("rb") as handle:
+                budget = _tail_of(handle, count, width, budget, found)
+        except OSError:
+            continue
+        if len(found) >= count or budget <= 0:
+            break
+    return found[::-1]
+
+
+def _tail_of(handle: BinaryIO, count: int, width: int, budget: int, found: list[str]) -> int:
+    """Add ``handle``'s last lines to ``found`` (newest first) until it holds ``count``; the
+    budget left. A last line without its newline is still being written: left out."""
+    position = handle.seek(0, os.SEEK_END)
+    end: int | None = None  # where the line being looked for ends (its newline), once known
+    while position > 0 and len(found) < count and budget > 0:
+        start = max(0, position - (1 << 16))
+        handle.seek(start)
+        block = handle.read(position - start)
+        budget -= len(block)
+        cut = len(block)
+        while len(found) < count:
+            newline = block.rfind(b"\n", 0, cut)
+            if newline < 0:
+                break
+            if end is not None:
+                found.append(_line_at(handle, start + newline + 1, end, width))
+            cut, end = newline, start + newline
+        position = start
+    if position == 0 and end is not None and len(found) < count:  # the file's first line
+        found.append(_line_at(handle, 0, end, width))
+    return budget
+
+
+def _line_at(handle: BinaryIO, start: int, end: int, width: int) -> str:
+    """The line between ``start`` and ``end`` (its newline), cut to ``width`` characters."""
+    handle.seek(start)
+    return handle.read(min(end - start, 4 * width)).decode("utf-8", "replace")[:width]
 
 
 def folder_bytes(folder: Path) -> int:

@@ -17,6 +17,7 @@ import pytest
 import requests
 from playwright.sync_api import Page
 
+from inferd.operator.dashboard import LOG_LINE_CHARS
 from tests.conftest import example, make_project, wait_for
 from tests.integration.conftest import Inferd, stop_operator
 from tests.integration.test_dashboard import chromium
@@ -283,3 +284,96 @@ def test_a_refresh_lays_the_page_out_once_whatever_the_number_of_apis(
     scrolled = """() => [...document.querySelectorAll('pre[data-logs]')].map(
       (pre) => pre.scrollHeight - pre.scrollTop - pre.clientHeight)"""
     assert all(gap < 8 for gap in page.evaluate(scrolled))
+
+
+ECHO_PROJECT = """\
+- kind: deployment
+  name: echo
+
+- kind: api
+  name: labeler
+  predictor: {path: predictor.py}
+  tracker: {model_type: classification}
+  compute: {cpu: 0.1}
+"""
+# The predicted class is whatever the client sent: a client chooses the tracker's labels (and
+# what the replica prints).
+ECHO_PREDICTOR = """\
+def predict(sample, metadata):
+    if "say" in sample:
+        print(sample["say"])
+    return sample["label"]
+"""
+
+
+@pytest.fixture(scope="module")
+def labeler(operator: Inferd, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URL of an API that answers (and tracks) the label each request names."""
+    project = tmp_path_factory.mktemp("echo") / "echo"
+    operator.run("deploy", str(make_project(project, ECHO_PROJECT, files={"predictor.py": ECHO_PREDICTOR})))
+    url: str = operator.wait_status("labeler", "live")["url"]
+    return url
+
+
+def _overview(operator: Inferd) -> dict[str, Any]:
+    """The dashboard's data, read over HTTP with a session opened by a fresh login link."""
+    with requests.Session() as session:
+        login = session.get(operator.run("dashboard").stdout.strip(), timeout=30)
+        assert login.status_code == 200, login.text
+        answer = session.get(f"{login.url.rsplit('/dashboard/', 1)[0]}/dashboard/api/overview", timeout=30)
+        assert answer.status_code == 200, answer.text
+        overview: dict[str, Any] = answer.json()
+        return overview
+
+
+def test_a_client_chosen_label_of_any_length_neither_stops_the_replica_nor_swells_the_tracker(
+    operator: Inferd, labeler: str
+) -> None:
+    with requests.Session() as session:
+        for label in ("short", "L" * 70_000, "short"):
+            answer = session.post(labeler, json={"label": label}, timeout=30)
+            assert (answer.status_code, answer.json()) == (200, label)
+    (api,) = [api for api in _overview(operator)["apis"] if api["name"] == "labeler"]
+    # The long label is not counted (the replica logs why); the short ones are.
+    assert api["metrics"]["tracker"]["classes"] == {"short": 2}
+
+
+def test_a_name_that_is_not_loopback_in_host_is_refused_dns_rebinding(operator: Inferd) -> None:
+    """A page of rebound.example whose name was pointed at 127.0.0.1 (DNS rebinding) talks to the
+    dashboard as its own origin: the listener on loopback answers only loopback names."""
+    link = operator.run("dashboard").stdout.strip()
+    base = link.split("/dashboard/", 1)[0]
+    port = base.rsplit(":", 1)[1]
+    rebound = {"Host": f"rebound.example:{port}"}
+    with requests.Session() as session:
+        refused = session.get(link, headers=rebound, allow_redirects=False, timeout=30)
+        assert refused.status_code == 403 and "Set-Cookie" not in refused.headers, refused.text
+        assert "rebound.example" not in refused.text  # the name is not echoed back
+        # The refused request spent nothing: the link still opens a session.
+        assert session.get(link, timeout=30).status_code == 200
+        assert session.get(f"{base}/dashboard/api/overview", timeout=30).status_code == 200
+        for path in ("/dashboard/api/overview", "/dashboard/"):
+            answer = session.get(f"{base}{path}", headers=rebound, timeout=30)
+            assert answer.status_code == 403, answer.text
+        # Each loopback spelling is the dashboard's own (the cookie sent as a browser would).
+        cookie = "; ".join(f"{name}={value}" for name, value in session.cookies.items())
+        for host in (f"127.0.0.1:{port}", f"[::1]:{port}", f"LOCALHOST:{port}", "127.0.0.1"):
+            headers = {"Host": host, "Cookie": cookie}
+            answer = requests.get(f"{base}/dashboard/api/overview", headers=headers, timeout=30)
+            assert answer.status_code == 200, (host, answer.text)
+
+
+def test_a_huge_printed_line_is_shown_cut_and_hides_no_line_after_it(operator: Inferd, labeler: str) -> None:
+    with requests.Session() as session:
+        for say in ("huge " + "H" * 600_000, "printed after the huge line"):
+            answer = session.post(labeler, json={"label": "log", "say": say}, timeout=30)
+            assert answer.status_code == 200, answer.text
+
+    def shown() -> list[str] | None:
+        (api,) = [api for api in _overview(operator)["apis"] if api["name"] == "labeler"]
+        lines: list[str] = api["logs"]
+        return lines if any(line.endswith("printed after the huge line") for line in lines) else None
+
+    lines = wait_for(shown, 30, "the line printed after the huge one on the dashboard")
+    (huge,) = [line for line in lines if "huge HHH" in line]
+    assert len(huge) == LOG_LINE_CHARS and max(len(line) for line in lines) == LOG_LINE_CHARS

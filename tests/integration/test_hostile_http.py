@@ -253,7 +253,7 @@ def test_the_dashboard_and_admin_api_close_requests_never_finished(tmp_path: Pat
         cookie = login.headers["set-cookie"].split(";")[0]
         with socket.create_connection(("127.0.0.1", ports[0]), timeout=10) as sock:
             sock.sendall(
-                b"GET /dashboard/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"GET /dashboard/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                 b"0\r\nCookie: " + cookie.encode() + b"\r\n\r\n"
             )
             assert sock.recv(65536).startswith(b"HTTP/1.1 401 ")

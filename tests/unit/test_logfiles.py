@@ -95,6 +95,20 @@ def test_tail_reaches_into_older_files(tmp_path: Path) -> None:
     log.close()
 
 
+def test_a_huge_line_hides_neither_the_lines_after_it_nor_its_start(tmp_path: Path) -> None:
+    """The dashboard's view: a long line is shown cut to ``width``, and the lines written after it
+    are shown at once (they were hidden until 50 more lines had pushed the long one out); one
+    that starts over ``TAIL_SCAN_BYTES`` back is passed over, not read to its start."""
+    path = tmp_path / "api.log"
+    path.write_bytes(b"before\n" + b"start " + b"A" * 500_000 + b"\nafter 1\nafter 2\nbeing writ")
+    assert tail_lines(path, 50, 20) == ["before", "start AAAAAAAAAAAAAA", "after 1", "after 2"]
+    assert tail_lines(path, 2, 20) == ["after 1", "after 2"]
+    path.write_bytes(b"before\n" + b"start " + b"A" * 5_000_000 + b"\nafter 1\nafter 2\n")
+    assert tail_lines(path, 50, 20) == ["after 1", "after 2"]
+    path.write_bytes("é".encode() * 20 + b"\n")  # cut by characters, not bytes
+    assert tail_lines(path, 5, 3) == ["ééé"]
+
+
 def test_a_cursor_follows_the_file_through_a_rotation(tmp_path: Path) -> None:
     path = tmp_path / "api.log"
     log = RotatingLog(path, limit=4096, keep=3)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from inferd import __version__
-from inferd.errors import InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
+from inferd.errors import ForbiddenError, InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
 from inferd.gateway.http import HEAD, HttpConnection, HttpServer, Request, parse_query
 from inferd.operator.history import PERIOD, History, class_totals
 from inferd.operator.logs import recent_lines
@@ -62,11 +62,13 @@ SECURITY_HEADERS = (
 
 
 class DashboardConnection(HttpConnection):
-    """An HTTP connection that also keeps the ``Cookie`` header (the gateway's parser skips it)."""
+    """An HTTP connection that also keeps the ``Cookie`` and ``Host`` headers (the gateway's
+    parser skips them)."""
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"cookie" and self.phase == HEAD:  # a trailer field is never a header
-            self._headers[b"cookie"] = value
+        lower = name.lower()
+        if lower in (b"cookie", b"host") and self.phase == HEAD:  # a trailer field is never a header
+            self._headers[lower] = value
         else:
             super().on_header(name, value)
 
@@ -91,6 +93,14 @@ def dashboard_port() -> int:
     return int(value)
 
 
+def host_name(header: bytes) -> str:
+    """The name in a ``Host`` header, without its port or an IPv6 address's brackets."""
+    text = header.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    return text.rpartition(":")[0] if ":" in text else text
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -111,6 +121,7 @@ class Dashboard(HttpServer):
         self.sessions = Sessions()
         self.history = History(period=sample_period())
         self.host = os.environ.get("INFERD_DASHBOARD_HOST", DEFAULT_HOST)
+        self._loopback = is_loopback(self.host)  # then a request must name a loopback host
         self.port = dashboard_port()
         self.url = ""
         self.cookie = "inferd_dashboard"
@@ -210,6 +221,11 @@ class Dashboard(HttpServer):
             conn.respond(exc.status_code, orjson.dumps({"error": exc.message}), headers=SECURITY_HEADERS)
 
     def _route(self, conn: HttpConnection, request: Request) -> None:
+        host = request.headers.get(b"host")
+        if self._loopback and host is not None and not is_loopback(host_name(host)):
+            # DNS rebinding: a site's name pointed at 127.0.0.1 makes its pages same-origin with
+            # this listener. They hold no session cookie, but nothing here is theirs to load.
+            raise ForbiddenError("the dashboard answers only to a loopback name (127.0.0.1, localhost)")
         if request.method != b"GET":
             raise MethodNotAllowedError("the dashboard answers GET only")
         path = request.path

@@ -38,6 +38,9 @@ from inferd.replica.streaming import is_stream, may_stream, send_stream, take_st
 log = logging.getLogger("inferd.replica")
 
 V2_VERSION = "1"  # one version per API name; the gateway routes /versions/1 to it
+# A tracked class label longer than this is not counted: labels are chart bars and Prometheus
+# label values, and the reply's metadata that carries one has a 64 KiB field.
+MAX_LABEL_CHARS = 256
 LOG_FORMAT = "%(asctime)s {api} [{replica}] %(levelname)s %(message)s"
 
 
@@ -72,6 +75,9 @@ def tracked_value(result: Any, tracker: Tracker | None) -> Any:
         value = result[tracker.key]
     value = _single(value)
     kinds = (str, int) if tracker.model_type == "classification" else (int, float)
+    if isinstance(value, str) and len(value) > MAX_LABEL_CHARS:
+        log.warning("unable to record prediction metric: a class label over %d characters", MAX_LABEL_CHARS)
+        return None
     if isinstance(value, kinds) and not isinstance(value, bool):
         return value
     log.warning("unable to record prediction metric: %r is not a %s value", value, tracker.model_type)

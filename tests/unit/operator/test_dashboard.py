@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from inferd.errors import InferdError
-from inferd.operator.dashboard import LOG_LINE_CHARS, dashboard_port, is_loopback, sample_period
+from inferd.operator.dashboard import LOG_LINE_CHARS, dashboard_port, host_name, is_loopback, sample_period
 from inferd.operator.logs import recent_lines
 
 
@@ -39,6 +39,22 @@ def test_recent_lines_merge_output_and_access_lines_by_time(tmp_path: Path) -> N
 def test_listener_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.com")
+    names = [
+        b"127.0.0.1:80",
+        b"[::1]:8080",
+        b"LocalHost",
+        b"[::1]",
+        b"evil.example:1",
+        b"127.0.0.1.evil.example",
+    ]
+    assert [host_name(name) for name in names] == [
+        "127.0.0.1",
+        "::1",
+        "localhost",
+        "::1",
+        "evil.example",
+        "127.0.0.1.evil.example",
+    ]
     monkeypatch.delenv("INFERD_DASHBOARD_PORT", raising=False)
     assert dashboard_port() == 0
     monkeypatch.setenv("INFERD_DASHBOARD_PORT", "9123")

@@ -80,7 +80,7 @@ def test_replicas_come_from_the_zygote_and_a_dead_zygote_stops_nothing(serve: Se
     assert parent_of(replica) == zygote
     # named as a replica in `ps`, not by the zygote's command line it was forked with
     title = Path(f"/proc/{replica}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    assert title.startswith("inferd replica classifier-") and "(classifier, version " in title
+    assert title.startswith("inferd replica classifier-")
     assert child_pids(zygote) == {replica}
     assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
     # its output reaches the server's, as a spawned replica's does
@@ -260,7 +260,6 @@ def zygote_runtimes(operator: int) -> set[str]:
     runtimes = set()
     for pid in zygote_pids(operator):
         with contextlib.suppress(OSError, IndexError):
-            # (its words may be joined by spaces: setproctitle, set up in the zygote for its children)
             runtimes.add(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()[-1].decode())
     return runtimes
 

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
         print(f"inferd replica: no spec from the engine: {exc}", file=sys.stderr)
         return 1
     # `ps` and `top` name it: a replica forked by a zygote would show the zygote's command line
-    setproctitle.setproctitle(f"inferd replica {spec.replica_id} ({spec.api.name}, version {spec.version})")
+    name_process(f"inferd replica {spec.replica_id}")
     # print() in a handler reaches the API's log line by line, not in 8 KiB blocks
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stdout, sys.stderr, records = watch_output(sys.stdout, sys.stderr)
@@ -338,6 +338,20 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     with contextlib.suppress(ConnectionError, OSError):
         serve(sock, predictor)
     return 0
+
+
+def name_process(title: str | None = None) -> None:
+    """Show ``title`` as this process's command line (None: only get ready to, as a zygote does
+    before its children clear their environment). Within the command line's own bytes: past
+    them setproctitle would write over the environment, which /proc/PID/environ shows."""
+    os.environ["SPT_NOENV"] = "1"  # read once, at setproctitle's first use
+    try:
+        if title is None:
+            setproctitle.getproctitle()
+        else:
+            setproctitle.setproctitle(title)
+    finally:
+        del os.environ["SPT_NOENV"]
 
 
 def _end_group_then_die(signum: int, frame: object) -> None:

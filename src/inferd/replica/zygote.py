@@ -59,11 +59,6 @@ def _preload(runtime: str) -> None:
     importlib.import_module("inferd.replica.worker")
     for name in RUNTIME_MODULES[runtime]:
         importlib.import_module(name)
-    import setproctitle
-
-    # It finds the memory of the process's command line (and environment) at its first use; a
-    # child clears its environment before the replica names itself, so that use is here.
-    setproctitle.getproctitle()
 
 
 def _send(sock: socket.socket, message: dict[str, Any]) -> None:
@@ -114,6 +109,11 @@ def _child(forks: Forks, fds: list[int], request: dict[str, Any]) -> int:
         os.dup2(fd, target)
     for fd in set(fds[1:]) - {0, 1, 2}:
         os.close(fd)
+    from inferd.replica.worker import name_process
+
+    # setproctitle finds the memory of the command line at its first use, from the environment
+    # (the zygote's own command line stays as it is)
+    name_process()
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])

@@ -20,14 +20,15 @@ from inferd.config.schema import ApiConfig, SplitterConfig
 from inferd.gateway import auth, cortex, edge, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
 from inferd.gateway.edge import EdgeLimits, Listener
-from inferd.gateway.http import HttpApp, HttpConnection, Request
+from inferd.gateway.http import HttpConnection
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
+from inferd.gateway.server import HttpApp
 from inferd.gateway.shadow import Shadows
 from inferd.gateway.tracing import Tracer, client_span, traceparent
 from inferd.gateway.traffic import Splitters
-from inferd.gateway.wire import CORS, debug_asked
+from inferd.gateway.wire import CORS, Request, debug_asked
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 

@@ -16,7 +16,8 @@ from inferd import codec
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
-    from inferd.gateway.http import HttpConnection, Request
+    from inferd.gateway.http import HttpConnection
+    from inferd.gateway.wire import Request
 
 SUFFIX = b"/signature"
 

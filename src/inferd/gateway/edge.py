@@ -218,7 +218,7 @@ class Listener:
         connected), other than ``new``: at the cap, it gives its place to a new one, so that a
         flood of idle connections cannot keep clients with a request out (nginx, likewise,
         reuses its idle keep-alive connections). ``take``: it leaves the candidates (to be closed)."""
-        from inferd.gateway.http import HEAD, IDLE
+        from inferd.gateway.reader import HEAD, IDLE
 
         rested = self.rested
         while rested:
@@ -298,7 +298,7 @@ class Listener:
 
 def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> list[HttpConnection]:
     """The connections past a timeout: a slow head or body, keep-alive idleness, a stalled reader."""
-    from inferd.gateway.http import BODY, HEAD, IDLE
+    from inferd.gateway.reader import BODY, HEAD, IDLE
 
     expired = []
     header_timeout = limits.header_timeout

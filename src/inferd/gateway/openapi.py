@@ -13,8 +13,9 @@ from inferd import __version__
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
-    from inferd.gateway.http import HttpConnection, Request
+    from inferd.gateway.http import HttpConnection
     from inferd.gateway.queue import ApiQueue
+    from inferd.gateway.wire import Request
 
 JSON_TYPES = {"b": "boolean", "i": "integer", "u": "integer", "f": "number", "O": "string", "U": "string"}
 ERROR = {"$ref": "#/components/schemas/Error"}

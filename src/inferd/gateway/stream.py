@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from inferd import codec
+from inferd.gateway.wire import CORS, KEEP_ALIVE, status_line
 
 if TYPE_CHECKING:
     from inferd.gateway.http import HttpConnection
@@ -258,8 +259,6 @@ class Stream:
     # writing
 
     def _head(self) -> bytes:
-        from inferd.gateway.http import CORS, KEEP_ALIVE, status_line
-
         self.headers_sent = True
         conn = self.conn
         return b"".join(

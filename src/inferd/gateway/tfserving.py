@@ -17,7 +17,8 @@ from inferd.replica import messages
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
-    from inferd.gateway.http import HttpConnection, Request
+    from inferd.gateway.http import HttpConnection
+    from inferd.gateway.wire import Request
 
 VERSION = "1"
 VERBS = {"predict": messages.TF_PREDICT, "classify": messages.TF_CLASSIFY, "regress": messages.TF_REGRESS}

@@ -1,6 +1,7 @@
 """The small wire pieces of HTTP/1.1 the gateway writes and reads: status lines, request ids.
 
-Kept apart from ``http.py`` (the connection) so that module stays about the connection.
+Kept apart from ``http.py`` (the connection) and ``reader.py`` (reading a request) so that those
+modules stay about the connection.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ CORS = (
     b"Access-Control-Expose-Headers: X-Inferd-Api, X-Request-ID, traceparent, Server-Timing\r\n"
 )
 RETRY_AFTER = b"Retry-After: 1\r\n"
+# Said on every answer that keeps the connection: an HTTP/1.0 client (``ab -k``) waits for the
+# close otherwise.
+KEEP_ALIVE = b"Connection: keep-alive\r\n\r\n"
 _HEADS: dict[int, bytes] = {}
 
 
@@ -75,7 +79,7 @@ WANTED_HEADERS = frozenset(
         b"inference-header-content-length",
         b"accept",
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
-        b"upgrade",  # refused with a body (gateway/http.py)
+        b"upgrade",  # refused with a body (gateway/reader.py)
         b"content-encoding",  # refused unless identity: bodies are read as sent
         b"transfer-encoding",  # refused unless chunked alone: httptools undoes chunked only
         TIMING,

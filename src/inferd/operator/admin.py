@@ -25,7 +25,9 @@ from inferd.errors import (
     UnauthorizedError,
     in_several_deployments,
 )
-from inferd.gateway.http import HttpConnection, HttpServer, Request, parse_query
+from inferd.gateway.http import HttpConnection
+from inferd.gateway.server import HttpServer
+from inferd.gateway.wire import Request, parse_query
 from inferd.operator.delete import delete
 from inferd.operator.logs import log_path, logged_keys, read_logs
 from inferd.operator.promote import promote

@@ -28,7 +28,10 @@ import orjson
 
 from inferd import __version__
 from inferd.errors import ForbiddenError, InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
-from inferd.gateway.http import HEAD, HttpConnection, HttpServer, Request, parse_query
+from inferd.gateway.http import HttpConnection
+from inferd.gateway.reader import HEAD
+from inferd.gateway.server import HttpServer
+from inferd.gateway.wire import Request, parse_query
 from inferd.operator.history import PERIOD, History, class_totals
 from inferd.operator.logs import recent_lines
 from inferd.operator.payloads import recent_payloads

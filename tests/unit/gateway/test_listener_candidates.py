@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from inferd.gateway.edge import SILENT_GRACE, Listener
-from inferd.gateway.http import HttpConnection, HttpServer, Request
+from inferd.gateway.http import HttpConnection
+from inferd.gateway.server import HttpServer
+from inferd.gateway.wire import Request
 
 HALF_SENT = b"POST /d/iris HTT"  # half a request line: the connection holds a request
 

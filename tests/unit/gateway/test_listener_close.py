@@ -9,7 +9,9 @@ import gc
 import time
 from typing import Any
 
-from inferd.gateway.http import HttpConnection, HttpServer, Request
+from inferd.gateway.http import HttpConnection
+from inferd.gateway.server import HttpServer
+from inferd.gateway.wire import Request
 
 
 class App(HttpServer):

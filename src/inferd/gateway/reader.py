@@ -1,0 +1,297 @@
+"""Reading one request off a connection, with the edge's limits applied as early as the
+information exists: the head's size while it arrives; the framing (upgrade, content and transfer
+codings), the route, the body limit and the API key when the headers end (``app.admit``); the
+body's size, and the bytes all connections hold, as chunks arrive; ``Expect: 100-continue``.
+
+``RequestReader`` holds the httptools callbacks; ``HttpConnection`` (``gateway/http.py``)
+extends it with the order of requests and the answers: it provides ``refuse``, ``_start`` and
+``_advance``, and keeps ``transport``, ``busy``, ``pipeline`` and ``write_paused``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from inferd import codec
+from inferd.gateway import edge
+from inferd.gateway.wire import WANTED_HEADERS, Request, origin_form
+
+if TYPE_CHECKING:
+    from inferd.gateway.server import HttpApp
+
+# Where a connection is in its current request (the sweep applies the matching timeout).
+HEAD, BODY, IDLE = 0, 1, 2
+
+
+class RequestReader(asyncio.Protocol):
+    """The httptools callbacks of one connection: a request's head, body and trailer fields."""
+
+    # kept by the connection (gateway/http.py)
+    transport: asyncio.Transport | None
+    busy: bool
+    pipeline: deque[Request]
+    write_paused: bool
+
+    def __init__(self, app: HttpApp) -> None:
+        self.app = app
+        self.limits = app.limits
+        self.parser = httptools.HttpRequestParser(self)
+        # phase and since (for the sweep), head bytes, pauses, an early refusal
+        self.phase = HEAD
+        self.since = app.clock
+        self.head_bytes = 0
+        self.read_paused = False
+        self.lingering = False
+        self.broken = False  # an unparsable request came behind others: their answers go first
+        self._admitting = False
+        self._continue = False  # a 100 Continue owed once the answers before it are written
+        self._url = b""
+        self._head_size = 0  # the request line and headers as parsed (see on_headers_complete)
+        self._path = b""
+        self._query = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._size = 0
+        self._held = 0  # of ``_body``'s bytes, those counted in ``app.bodies_held``
+        self.body_since = 0.0  # when the current request's body began (the sweep's minimum rate)
+        self._limit = 0
+        self._too_large = False
+
+    # what the connection does (gateway/http.py)
+
+    def refuse(self, status: int, message: str, path: bytes = b"") -> None:
+        """Answer an error before the request is read (or when it cannot be parsed), then close."""
+        raise NotImplementedError
+
+    def _start(self, request: Request) -> None:
+        """Answer ``request`` (nothing before it is unanswered)."""
+        raise NotImplementedError
+
+    def _advance(self) -> None:
+        """Start pipelined requests while nothing is running; resume reading when few are left."""
+        raise NotImplementedError
+
+    # asyncio.Protocol
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering or self.broken:  # answered early, or after a bad request: read and drop
+            return
+        # Counted until the head ends, and in a body from its last byte on (``on_body`` sets it
+        # back to 0): a chunked body's framing and trailer fields are bounded as a head is.
+        self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._upgraded()
+        except httptools.HttpParserError as exc:
+            if not self.lingering:
+                self.refuse(400, f"malformed HTTP request: {exc}")
+        if self.head_bytes > self.limits.max_header_bytes and not self.lingering and not self.broken:
+            limit = self.limits.max_header_bytes
+            if self.phase == HEAD:
+                self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+            elif self.phase == BODY:
+                self._trailers_too_large()
+
+    def _trailers_too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        self.refuse(431, f"the chunked body's framing and trailer fields are larger than {limit} bytes")
+
+    def _upgraded(self) -> None:
+        """The request asked for another protocol (``Upgrade``, ``CONNECT``): it is answered as
+        plain HTTP and the connection ends there (its answer says so); what follows is dropped."""
+        self.broken = True
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self.phase = HEAD
+        self.since = self.app.clock
+        self._url = b""
+        self._head_size = 0
+        self._headers = {}
+        self._release()
+        self._body = []
+        self._size = 0
+        self._too_large = False
+        self._continue = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
+        if self.phase != HEAD:  # a trailer field (after a chunked body): counted, never a header
+            if self._head_size > self.limits.max_header_bytes and not self.lingering:
+                self._trailers_too_large()
+            return
+        name = name.lower()
+        if name in WANTED_HEADERS:
+            if name == b"traceparent" and name in self._headers:
+                value = b""  # W3C Trace Context: two traceparent fields are invalid, a new trace
+            self._headers[name] = value
+
+    def on_headers_complete(self) -> None:
+        if self.lingering:
+            return
+        self.phase = BODY
+        self.since = self.body_since = self.app.clock
+        self.head_bytes = 0
+        head_size, self._head_size = self._head_size, 0  # from now on: trailer fields
+        # data_received counts whole reads, so a head that ends in the read that crosses the limit
+        # got past it (up to twice the limit in two 64 KiB reads): count what was parsed, plus
+        # the method, " HTTP/1.1\r\n" with its space and the blank line (14 bytes).
+        limit = self.limits.max_header_bytes
+        if head_size + 21 > limit and head_size + len(self.parser.get_method()) + 14 > limit:
+            self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+            return
+        url = self._url
+        self._path, _, self._query = (url if url[:1] == b"/" else origin_form(url)).partition(b"?")
+        headers = self._headers
+        if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
+            # The parser hands what follows an upgrade request's headers to the new protocol: its
+            # body would be lost and the request answered as if it had none.
+            self.refuse(
+                400, "a request with a body cannot ask for a protocol upgrade (remove Upgrade)", self._path
+            )
+            return
+        coding = headers.get(b"content-encoding")
+        if coding is not None and coding.strip().lower() not in (b"", b"identity"):
+            shown = coding.decode("latin-1")[:64]
+            self.refuse(
+                415, f"Content-Encoding {shown} is not supported: send the body uncompressed", self._path
+            )
+            return
+        transfer = headers.get(b"transfer-encoding")
+        if transfer is not None:
+            # httptools undoes only chunked, the last coding: with others before it the body
+            # would reach the handler still coded (RFC 9112 6.1: 501).
+            other = [c for c in (c.strip().lower() for c in transfer.split(b",")) if c and c != b"chunked"]
+            if other:
+                shown = other[0].decode("latin-1")[:64]
+                self.refuse(
+                    501,
+                    f"Transfer-Encoding {shown} is not supported: send the body with chunked alone",
+                    self._path,
+                )
+                return
+        self._admitting = True
+        try:
+            # ``self`` is always an HttpConnection (the only subclass); a cast would cost a call.
+            limit = self.app.admit(self, self.parser.get_method(), self._path, headers)  # type: ignore[arg-type]
+        finally:
+            self._admitting = False
+        if limit < 0:  # refused (401, 403, 404...) before any body byte
+            return
+        self._limit = limit
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            self._body_too_large()
+        elif (
+            self.transport
+            and headers.get(b"expect", b"").lower() == b"100-continue"
+            and self.parser.get_http_version() != "1.0"  # HTTP/1.0 has no 1xx: the expectation is ignored
+        ):
+            # Answers go out in order: behind unanswered requests, the 100 waits for its turn.
+            self._continue = True
+            self._continue_if_due()
+
+    def _continue_if_due(self) -> None:
+        """Send the 100 Continue owed to the request being read once nothing before it is
+        unanswered (none is owed once its body has come: RFC 9110 lets the server omit it)."""
+        if self._continue and not (self.busy or self.pipeline) and self.transport is not None:
+            self._continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    @property
+    def body_bytes(self) -> int:
+        """Bytes of the current request's body received so far."""
+        return self._size
+
+    def on_body(self, body: bytes) -> None:
+        self.head_bytes = 0
+        if self._too_large or self.lingering:
+            return
+        self.since = self.app.clock
+        self._size += len(body)
+        if self._size > self._limit:  # chunked bodies are counted as they arrive
+            self._body = []
+            self._release()
+            self._body_too_large()
+            return
+        self._body.append(body)
+        self._held += len(body)
+        app = self.app
+        app.bodies_held += len(body)
+        if app.bodies_held > self.limits.max_body_buffer:
+            # Many bodies arriving at once (slowly, from many connections) would hold the
+            # gateway's memory without end: the one that crosses the budget is shed.
+            self._body = []
+            self._release()
+            self._too_large = True  # the rest of it is read and dropped, never buffered
+            self.refuse(
+                503, "the gateway is holding too many request bodies at once: retry shortly", self._path
+            )
+            return
+        transport = self.transport
+        if (
+            self._size > edge.READ_AHEAD
+            and (self.busy or self.pipeline)
+            and transport
+            and not self.read_paused
+        ):
+            # Behind an unanswered request: the rest of this body waits in the socket (``_advance``
+            # reads on once the answers before it are written).
+            self.read_paused = True
+            transport.pause_reading()
+
+    def _release(self) -> None:
+        """This connection's body bytes are no longer held (handed on, refused or gone)."""
+        if self._held:
+            self.app.bodies_held -= self._held
+            self._held = 0
+
+    @staticmethod
+    def _error(status: int, message: str, path: bytes = b"") -> Request:
+        """A pipelined request refused before it was read: its answer waits for the earlier ones'
+        (the status rides in ``path`` and the path it was sent to in ``query``; no method marks it)."""
+        return Request(b"", b"%d" % status, path, {}, codec.error_body(message), False)
+
+    def _body_too_large(self) -> None:
+        if self.busy or self.pipeline:  # answers go out in order: this one after the earlier ones
+            self._too_large = True
+        else:
+            self.refuse(413, f"the request body is larger than {self._limit} bytes", self._path)
+
+    def _has_body_method(self) -> bool:
+        return self.parser.get_method() not in (b"GET", b"HEAD", b"OPTIONS")
+
+    def on_message_complete(self) -> None:
+        if self.lingering or self.broken:
+            return
+        self.phase = IDLE
+        self._continue = False
+        if self._too_large:
+            message = f"the request body is larger than {self._limit} bytes"
+            self.pipeline.append(self._error(413, message, self._path))
+            self._advance()
+            return
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._release()
+        method = self.parser.get_method()
+        keep_alive = self.parser.should_keep_alive()
+        if method == b"CONNECT" or (b"upgrade" in self._headers and self.parser.should_upgrade()):
+            keep_alive = False  # answered as plain HTTP; what follows is another protocol's
+        request = Request(method, self._path, self._query, self._headers, body, keep_alive)
+        if self.busy or self.write_paused or self.pipeline:
+            self.pipeline.append(request)
+            if len(self.pipeline) >= self.limits.max_pipeline and not self.read_paused and self.transport:
+                self.read_paused = True
+                self.transport.pause_reading()
+        else:
+            self._start(request)

@@ -1,7 +1,8 @@
 """The gateway: routes requests to API queues and answers the small routes itself.
 
 It knows replicas only through ``ReplicaHandle`` and learns about them through the
-``ReplicaSink`` methods an engine calls; it never starts or stops a process.
+``ReplicaSink`` methods an engine calls (``ApiTable``, its base, in ``gateway/apis.py``); it never
+starts or stops a process. Its clock and timeouts are kept by ``gateway/sweeper.py``.
 """
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
 import orjson
 
 from inferd import codec
-from inferd.config.schema import ApiConfig, SplitterConfig
-from inferd.gateway import auth, cortex, edge, openapi, tfserving, v2
+from inferd.gateway import auth, cortex, edge, openapi, sweeper, tfserving, v2
 from inferd.gateway.access import AccessLog
+from inferd.gateway.apis import DEFAULT_BODY_LIMIT, ApiTable
 from inferd.gateway.edge import EdgeLimits, Listener
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.payloads import PayloadBuffer
@@ -27,14 +28,11 @@ from inferd.gateway.queue import ApiQueue
 from inferd.gateway.server import HttpApp
 from inferd.gateway.shadow import Shadows
 from inferd.gateway.tracing import Tracer, client_span, traceparent
-from inferd.gateway.traffic import Splitters
 from inferd.gateway.wire import CORS, Request, debug_asked
 from inferd.replica import messages
-from inferd.replica.handle import ReplicaHandle, ReplicaState
 
 log = logging.getLogger("inferd.gateway")
 
-DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
 # Routes that are not an API's take no body worth reading.
 SMALL_BODY_LIMIT = 64 * 1024
 # A preflight's answer. ``*`` allows any header, as Cortex's ``Access-Control-Allow-Headers: *``
@@ -47,12 +45,11 @@ ALLOW_CORS = (
 )
 # The gateway's own routes: they answer GET (and HEAD), nothing else.
 READ_ONLY = frozenset((b"/healthz", b"/metrics", b"/openapi.json", b"/docs", b"/"))
-EXPIRE_SECONDS = 0.1
-SWEEP_EVERY = 10  # ticks: connection timeouts are checked once a second
 
 
-class Gateway:
-    """HTTP front of every API; implements ``inferd.types.ReplicaSink``."""
+class Gateway(ApiTable):
+    """HTTP front of every API: routes each request to its API's queue (``ApiTable``, which
+    implements ``inferd.types.ReplicaSink``) and counts its answer."""
 
     cors = CORS  # browsers on any origin may call the APIs
 
@@ -63,6 +60,7 @@ class Gateway:
         metrics: bool = True,
         limits: EdgeLimits | None = None,
     ) -> None:
+        super().__init__()
         self.body_limit = body_limit
         self.limits = limits or EdgeLimits()
         # A coarse clock for connection timeouts, advanced by the sweeper (no clock call per request).
@@ -75,13 +73,6 @@ class Gateway:
         # Each GPU replica's devices ({api, replica, uuid, index, utilization, memory_used,
         # memory_total}), for /metrics; empty on machines without GPUs.
         self.replica_gpus: Callable[[], list[dict[str, Any]]] = lambda: []
-        self.apis: dict[str, ApiQueue] = {}  # by key, ``deployment/api``
-        self.endpoints: dict[bytes, ApiQueue] = {}
-        # V2 / TF Serving model names: ``deployment.api`` always, the bare name when unique.
-        self.models: dict[str, ApiQueue] = {}
-        self.clashes: dict[str, list[str]] = {}
-        # Traffic splitters (gateway/traffic.py): looked at only when a path names no API.
-        self.splitters = Splitters()
         # Sampled requests and answers of APIs with payload_log, until the operator writes them.
         self.payloads = PayloadBuffer()
         # Shadow routes (gateway/shadow.py): copies of requests to other APIs, answers recorded.
@@ -90,117 +81,13 @@ class Gateway:
         self.tracer = Tracer.from_environment()
         self.connections: set[HttpConnection] = set()
         self.bodies_held = 0  # bytes of request bodies still arriving (limits.max_body_buffer)
-        # APIs the project being served will have: not ready until they exist and are ready.
-        self.expected: set[str] = set()
         self.draining = False
         self.started = time.time()
         self._listeners: list[Listener] = []
         self._sweeper: asyncio.Task[None] | None = None
-        self._expired: list[HttpConnection] = []
         # Other servers of this process (the admin API, the dashboard): their connections get
         # the same timeouts, so a client that never finishes a request cannot hold one.
-        self._neighbours: list[HttpApp] = []
-
-    # ReplicaSink (called by the engine)
-
-    def add_api(self, config: ApiConfig, environ: Mapping[str, str] | None = None) -> None:
-        queue = self.apis.get(config.key)
-        if queue is None:
-            queue = ApiQueue(config)
-            self.apis[config.key] = queue
-        else:
-            self.endpoints.pop(queue.endpoint.encode(), None)
-            queue.configure(config)
-        queue.shadow = self.shadows.route(config.key, config.deployment, config.api.shadow)
-        queue.observed = bool(queue.sample) or queue.shadow is not None
-        self.endpoints[config.endpoint.encode()] = queue
-        queue.keys, queue.auth_error = [], None
-        if config.api.auth is not None:
-            try:
-                queue.keys = auth.load_keys(config, environ)
-            except auth.KeysError as exc:
-                queue.auth_error = str(exc)
-        self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.body_limit for q in self.apis.values())])
-        self._index_models()
-
-    def set_splitters(self, deployment: str, configs: tuple[SplitterConfig, ...]) -> None:
-        """Make ``configs`` the traffic splitters of ``deployment`` (a redeploy swaps them at once)."""
-        self.splitters.replace(deployment, configs)
-        for key, splitter in self.splitters.by_key.items():
-            if splitter.config.deployment == deployment:
-                splitter.shadow = self.shadows.route(key, deployment, splitter.config.splitter.shadow)
-        for source in [s for s in self.shadows.routes if s.partition("/")[0] == deployment]:
-            if source not in self.apis and source not in self.splitters.by_key:
-                self.shadows.forget(source)
-
-    def expect(self, names: list[str]) -> None:
-        """The APIs about to be created (their keys): readiness waits for them (set before
-        installing anything)."""
-        self.expected.update(names)
-
-    def remove_api(self, name: str) -> None:
-        self.expected.discard(name)
-        queue = self.apis.pop(name, None)
-        if queue is not None:
-            self.shadows.forget(name)
-            self.endpoints.pop(queue.endpoint.encode(), None)
-            self._index_models()
-            queue.fail_waiting(404, codec.error_body(f"api '{name}' was deleted"))
-            if self.access_log is not None:
-                self.access_log.forget(name)
-
-    def _index_models(self) -> None:
-        by_name: dict[str, list[ApiQueue]] = {}
-        for queue in self.apis.values():
-            by_name.setdefault(queue.api_name, []).append(queue)
-        self.models = {queue.model_name: queue for queue in self.apis.values()}
-        self.clashes = {}
-        for name, queues in by_name.items():
-            if len(queues) == 1:
-                self.models[name] = queues[0]
-            else:
-                self.clashes[name] = sorted(queue.model_name for queue in queues)
-            for queue in queues:
-                queue.name = name if len(queues) == 1 else queue.key
-
-    def model_name(self, queue: ApiQueue) -> str:
-        """The API's protocol model name in listings: its bare name when unique, else ``deployment.api``."""
-        return queue.api_name if queue.api_name not in self.clashes else queue.model_name
-
-    def unknown_model(self, name: str) -> str:
-        """Why no API answers to model ``name`` (an unknown name, or one several deployments use)."""
-        clashes = self.clashes.get(name) or self.splitters.clashes.get(name)
-        if clashes:
-            return f"model '{name}' is ambiguous: name one of {', '.join(clashes)}"
-        return f"model '{name}' is not found"
-
-    def replica_ready(self, api: str, handle: ReplicaHandle) -> None:
-        queue = self.apis.get(api)
-        if queue is not None:
-            queue.info = handle.info
-            queue.add(handle)
-
-    def replica_gone(self, api: str, handle: ReplicaHandle) -> None:
-        queue = self.apis.get(api)
-        if queue is not None:
-            queue.remove(handle)
-
-    def api_error(self, api: str, reason: str | None) -> None:
-        queue = self.apis.get(api)
-        if queue is None:
-            return
-        queue.error = reason
-        if reason is not None and not queue.ready:
-            queue.fail_waiting(503, codec.error_body(f"api '{queue.name}' is not ready: {reason}"))
-
-    def api_status(self, api: str, status: str) -> None:
-        queue = self.apis.get(api)
-        if queue is not None:
-            queue.status = status
-
-    def in_flight(self, api: str) -> int:
-        queue = self.apis.get(api)
-        return 0 if queue is None else queue.in_flight
+        self.neighbours: list[HttpApp] = []
 
     # HTTP routing (called by connections)
 
@@ -357,14 +244,6 @@ class Gateway:
                     conn.shadow = splitter.shadow
         return queue
 
-    def visible(self, headers: dict[bytes, bytes]) -> list[ApiQueue]:
-        """The APIs a listing shows: an API with ``auth`` only to a holder of one of its keys."""
-        return [
-            queue
-            for queue in self.apis.values()
-            if queue.config.api.auth is None or (queue.keys and auth.check(headers, queue.keys) is None)
-        ]
-
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
         for listener in self._listeners:
@@ -434,24 +313,6 @@ class Gateway:
             headers=b"Allow: " + allowed + b"\r\n",
         )
 
-    @property
-    def ready(self) -> bool:
-        """Every API that must have a replica has a ready one, and the server is not stopping."""
-        return not self.draining and not self.not_ready()
-
-    def not_ready(self) -> list[str]:
-        """APIs that would answer 404 or 503 now: expected but not created yet, or with no ready replica."""
-        # An API scaled to zero (min_replicas: 0) starts a replica at its first request.
-        waiting = {
-            q.name for q in self.apis.values() if not q.ready and q.config.api.compute.min_replicas > 0
-        }
-        names = [q.api_name for q in self.apis.values()]
-        for key in self.expected:
-            if key not in self.apis:
-                name = key.rpartition("/")[2]
-                waiting.add(key if name in names else name)
-        return sorted(waiting)
-
     def _healthz(self, conn: HttpConnection) -> None:
         waiting = self.not_ready()
         if self.draining:
@@ -495,30 +356,6 @@ class Gateway:
             conn.copy = None
             self.shadows.follow(copy, queue, conn, request, status, answer)
 
-    def describe(self, queue: ApiQueue, brief: bool = False) -> dict[str, Any]:
-        """What ``GET <endpoint>`` answers: status, replicas and the signature."""
-        ready = sum(h.state == ReplicaState.READY for h in queue.replicas)
-        status = queue.status or ("live" if ready else ("error" if queue.error else "updating"))
-        info: dict[str, Any] = {
-            "name": queue.api_name,
-            "deployment": queue.config.deployment,
-            "endpoint": queue.endpoint,
-            "status": status,
-        }
-        if brief:
-            return info
-        info["replicas"] = {"ready": ready, "busy": queue.running, "queued": len(queue.waiting)}
-        if queue.error:
-            info["error"] = queue.error
-        signature = queue.info
-        info["model_format"] = signature.get("model_format", queue.config.api.model_format)
-        info["signature"] = {
-            key: signature[key]
-            for key in ("inputs", "outputs", "signature_key", "signature_def")
-            if key in signature
-        }
-        return info
-
     # lifecycle
 
     async def start(self, host: str, port: int) -> None:
@@ -532,55 +369,17 @@ class Gateway:
         self._listeners.append(listener)
         await listener.start()
         if self._sweeper is None:
-            self._sweeper = loop.create_task(self._expire_forever())
+            self._sweeper = loop.create_task(sweeper.tick_forever(self))
 
     def sweep_also(self, *apps: HttpApp) -> None:
         """Apply this gateway's connection timeouts to ``apps``' connections too."""
         for app in apps:
             app.clock = self.clock
-            self._neighbours.append(app)
-
-    async def _expire_forever(self) -> None:
-        """Answer 504 for requests past their API's timeout, ten times a second; close idle clients."""
-        tick = 0
-        while True:
-            await asyncio.sleep(EXPIRE_SECONDS)
-            self.clock = time.monotonic()
-            for app in self._neighbours:
-                app.clock = self.clock
-            tick += 1
-            if not self._expired and tick % SWEEP_EVERY == 0:
-                self._expired = edge.sweep(self.connections, self.limits, self.clock)
-                for app in self._neighbours:
-                    self._expired += edge.sweep(app.connections, self.limits, self.clock)
-            if self._expired:
-                closing, self._expired = (
-                    self._expired[: edge.CLOSES_PER_TICK],
-                    self._expired[edge.CLOSES_PER_TICK :],
-                )
-                for conn in closing:
-                    transport = conn.transport
-                    if transport is None:
-                        continue
-                    if conn.write_paused:
-                        # A stalled reader: a graceful close waits for it to read the unsent
-                        # answer, for ever; its socket and buffer would stay as long as it liked.
-                        transport.abort()
-                    else:
-                        transport.close()
-            now = perf_counter()
-            for queue in list(self.apis.values()):
-                try:
-                    queue.expire(now)
-                except Exception:  # never let one API stop the sweep
-                    log.exception("expiring requests of api '%s' failed", queue.name)
+            self.neighbours.append(app)
 
     @property
     def ports(self) -> list[int]:
         return [sock.getsockname()[1] for listener in self._listeners for sock in listener.sockets]
-
-    def total_in_flight(self) -> int:
-        return sum(queue.in_flight for queue in self.apis.values())
 
     async def drain(self, grace: float) -> None:
         """Refuse new predictions, then wait up to ``grace`` s for accepted ones to finish."""

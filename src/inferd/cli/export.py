@@ -13,6 +13,7 @@ import click
 from inferd import __version__
 from inferd.config.load import load_project
 from inferd.config.schema import Project
+from inferd.engine import build_context, kuberay
 from inferd.engine import kubernetes as k8s
 from inferd.engine.ray import plan
 from inferd.errors import UsageError
@@ -124,13 +125,13 @@ def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Pat
     )
     (out / "inferd/pyproject.toml").write_text(inferd_pyproject())
     ray_version = _ray_version() if ray else None
-    (out / "Dockerfile").write_text(k8s.dockerfile(ray_version))
+    (out / "Dockerfile").write_text(build_context.dockerfile(ray_version))
     manifests = out / "kubernetes"
     manifests.mkdir(exist_ok=True)
     if ray:
         assert ray_version is not None
         (manifests / "rayservice.yaml").write_text(
-            k8s.dump_all([k8s.ray_service(project, image, ray_version)])
+            k8s.dump_all([kuberay.ray_service(project, image, ray_version)])
         )
     else:
         config_text = project.config_file.read_text(encoding="utf-8")
@@ -142,7 +143,7 @@ def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Pat
                 project_path = f"{k8s.PROJECT_IN_IMAGE}/{name}"
             documents = k8s.api_manifests(config, image, project_path)
             (manifests / f"{config.name}.yaml").write_text(k8s.dump_all(documents))
-    (out / "README.md").write_text(k8s.readme(project, image, ray))
+    (out / "README.md").write_text(build_context.readme(project, image, ray))
     written = sorted(path for path in out.rglob("*") if path.is_file() and path.name != MARKER)
     listed = [str(path.relative_to(out)) for path in written]
     (out / MARKER).write_text(json.dumps({"files": listed}, indent=1) + "\n", encoding="utf-8")
@@ -153,7 +154,7 @@ def _ray_version() -> str:
     try:
         return metadata.version("ray")
     except metadata.PackageNotFoundError:
-        return k8s.DEFAULT_RAY_VERSION
+        return kuberay.DEFAULT_RAY_VERSION
 
 
 @click.command("export")

@@ -1,4 +1,4 @@
-"""``inferd export --kubernetes``: a Dockerfile and manifests for a project (pure generation).
+"""``inferd export --kubernetes``: each API's Kubernetes manifests (pure generation).
 
 Each API becomes a Deployment whose pods run inferd's own gateway and exactly one replica
 (``inferd serve /app/project --replicas 1 ...``: the fast local data path inside every pod, no
@@ -6,40 +6,26 @@ autoscaling inside it), a Service, and a HorizontalPodAutoscaler on CPU (Cortex'
 ``target_cpu_utilization``) between ``min_replicas`` and ``max_replicas`` pods: one layer of
 scaling. A pod's resources are the replica's ``compute`` (cpu and mem requested, gpu, and
 ``mem_limit`` as the memory limit). API keys come from a Secret the user creates. With
-``ray=True`` the project becomes one KubeRay ``RayService`` whose ``serveConfigV2`` is the same
-translation ``inferd deploy -e`` sends to Ray Serve.
+``--ray`` the project becomes one KubeRay ``RayService`` instead (``engine/kuberay.py``); the
+Dockerfile and README beside the manifests are ``engine/build_context.py``'s.
 Nothing here talks to a cluster; ``cli/export.py`` writes the files.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from inferd.config.blocks import Compute
 from inferd.config.schema import ApiConfig, Project
-from inferd.engine.ray import plan
 from inferd.errors import ConfigError
 
 PROJECT_IN_IMAGE = "/app/project"
 PORT = 8888
 GRACE_SECONDS = 30  # inferd serve's default --grace: accepted requests finish within this
 PRESTOP_SECONDS = 5  # endpoints stop sending before SIGTERM starts the drain
-RAY_SERVE_PORT = 8000
-DEFAULT_RAY_VERSION = "2.60.0"
 LABEL = "inferd.dev"
-
-
-@dataclass(frozen=True)
-class ExportFile:
-    """One file to write under the output folder."""
-
-    path: str
-    text: str
 
 
 REPLICAS_PER_POD = 1
@@ -227,124 +213,6 @@ def api_manifests(
     return [deployment(config, image, project_path), service(config), autoscaler(config)]
 
 
-def ray_service(project: Project, image: str, ray_version: str, max_workers: int = 4) -> dict[str, Any]:
-    """A KubeRay RayService: a Ray cluster from the image, and the project's Serve config."""
-    serve_config = plan.serve_config_v2(project, PROJECT_IN_IMAGE, RAY_SERVE_PORT)
-    ports = [
-        {"name": "gcs", "containerPort": 6379},
-        {"name": "dashboard", "containerPort": 8265},
-        {"name": "client", "containerPort": 10001},
-        {"name": "serve", "containerPort": RAY_SERVE_PORT},
-    ]
-    cpu = max(
-        1, math.ceil(sum(c.api.compute.cpu_cores * max(1, c.api.compute.max_replicas) for c in project.apis))
-    )
-    worker_cpu = str(min(cpu, 4))
-    return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
-        "metadata": {"name": project.deployment.name, "labels": {"app.kubernetes.io/name": "inferd"}},
-        "spec": {
-            "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
-            "rayClusterConfig": {
-                "rayVersion": ray_version,
-                "headGroupSpec": {
-                    "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                    "template": {
-                        "spec": {
-                            "containers": [
-                                {
-                                    "name": "ray-head",
-                                    "image": image,
-                                    "ports": ports,
-                                    "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
-                                }
-                            ]
-                        }
-                    },
-                },
-                "workerGroupSpecs": [
-                    {
-                        "groupName": "workers",
-                        "replicas": 1,
-                        "minReplicas": 1,
-                        "maxReplicas": max_workers,
-                        "rayStartParams": {},
-                        "template": {
-                            "spec": {
-                                "containers": [
-                                    {
-                                        "name": "ray-worker",
-                                        "image": image,
-                                        "resources": {"requests": {"cpu": worker_cpu, "memory": "2Gi"}},
-                                    }
-                                ]
-                            }
-                        },
-                    }
-                ],
-            },
-        },
-    }
-
-
-def _keys_readme(project: Project) -> list[str]:
-    """How to create the Secret the API keys come from (nothing secret is ever exported)."""
-    arguments: list[str] = []
-    for config in project.apis:
-        auth = config.api.auth
-        if auth is None:
-            continue
-        arguments += [f"--from-literal={variable}=..." for variable in auth.keys_from_env]
-        if auth.keys_file is not None:
-            name = auth.keys_file.rsplit("/", 1)[-1]
-            arguments.append(f"--from-file={name}=path/to/{name}")
-    if not arguments:
-        return []
-    unique = list(dict.fromkeys(arguments))
-    return [
-        "",
-        "## API keys",
-        "",
-        "The pods read the API keys (`auth`) from a Secret, which you create before applying:",
-        "",
-        "```sh",
-        f"kubectl create secret generic {secret_name(project.apis[0])} \\",
-        *(f"  {argument} \\" for argument in unique[:-1]),
-        f"  {unique[-1]}",
-        "```",
-    ]
-
-
-def dockerfile(with_ray: str | None = None) -> str:
-    """The image: python:3.11-slim, inferd with every runtime from ``inferd/``, the project
-    in /app/project with its requirements (and Ray Serve for a RayService)."""
-    lines = [
-        "# Built by `inferd export`; see README.md beside it.",
-        "FROM python:3.11-slim",
-        "ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
-        "WORKDIR /app",
-        "COPY inferd/ /app/inferd/",
-        'RUN pip install "/app/inferd[all]"',
-    ]
-    if with_ray:
-        lines += [
-            "# KubeRay's probes call wget; Ray Serve runs the APIs.",
-            "RUN apt-get update && apt-get install -y --no-install-recommends wget \\",
-            "    && rm -rf /var/lib/apt/lists/*",
-            f'RUN pip install "ray[serve]=={with_ray}"',
-        ]
-    lines += [
-        f"COPY project/ {PROJECT_IN_IMAGE}/",
-        f"RUN if [ -f {PROJECT_IN_IMAGE}/requirements.txt ]; then \\",
-        f"    pip install -r {PROJECT_IN_IMAGE}/requirements.txt; fi",
-        f"WORKDIR {PROJECT_IN_IMAGE}",
-    ]
-    if not with_ray:
-        lines += [f"EXPOSE {PORT}", "CMD " + json.dumps(serve_command())]
-    return "\n".join(lines) + "\n"
-
-
 def dump_all(documents: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False)
 
@@ -377,78 +245,3 @@ def single_api_config(config_text: str, api: str) -> str:
     return f"# inferd export: api '{api}' only, from the project's config\n" + yaml.safe_dump(
         kept, sort_keys=False
     )
-
-
-def readme(project: Project, image: str, ray: bool) -> str:
-    """OUT/README.md: how the image is built and the manifests applied."""
-    name = project.deployment.name
-    lines = [
-        f"# {name}: inferd on Kubernetes",
-        "",
-        "Written by `inferd export`. This folder is a Docker build context:",
-        "",
-        "- `inferd/`: inferd's source (the version that exported it) with a pyproject listing the",
-        '  same dependencies; the Dockerfile installs it with `pip install "/app/inferd[all]"`',
-        "  (onnxruntime and tensorflow-cpu included).",
-        "- `project/`: the project's files (hidden files, virtualenvs and bytecode left out), copied to",
-        f"  `{PROJECT_IN_IMAGE}` in the image; its `requirements.txt`, if any, is installed at build time.",
-        "- `Dockerfile`: `python:3.11-slim` + the two above.",
-        "- `kubernetes/`: the manifests.",
-        "",
-        "## Build and push the image",
-        "",
-        "```sh",
-        f"docker build -t {image} .",
-        f"docker push {image}        # to a registry your cluster pulls from (or `kind load docker-image`)",
-        "```",
-        "",
-    ]
-    if ray:
-        lines += [
-            "## Apply (KubeRay)",
-            "",
-            "Needs the KubeRay operator (`helm install kuberay-operator kuberay/kuberay-operator`).",
-            "",
-            "```sh",
-            "kubectl apply -f kubernetes/rayservice.yaml",
-            f"kubectl get rayservice {name}           # wait for the service to be Running",
-            f"kubectl port-forward svc/{name}-serve-svc 8000:8000",
-            "```",
-            "",
-            "Each API is a Ray Serve application at its endpoint (as `inferd deploy -e` makes it);",
-            "`/v2/...` and `/v1/models/...` are answered by two small router applications.",
-            "Autoscaling follows `compute` (replicas between min and max, on in-flight requests);",
-            "KubeRay adds worker pods when replicas do not fit.",
-        ]
-    else:
-        lines += [
-            "## Apply",
-            "",
-            "```sh",
-            "kubectl apply -f kubernetes/",
-            *(f"kubectl rollout status deployment/{resource_name(c)}" for c in project.apis),
-            f"kubectl port-forward svc/{resource_name(project.apis[0])} 8888:80" if project.apis else "",
-            "```",
-            "",
-            "Then, for example:",
-            "",
-            "```sh",
-            *(
-                f"curl -X POST -H 'Content-Type: application/json' -d @sample.json "
-                f"http://127.0.0.1:8888{c.endpoint}"
-                for c in project.apis[:1]
-            ),
-            "```",
-            "",
-            "Per API: a Deployment whose pods run `inferd serve --replicas 1` (inferd's gateway and",
-            "one replica of the API, no autoscaling inside the pod; ready when `/healthz` answers",
-            "200), a ClusterIP Service on port 80 and a HorizontalPodAutoscaler between",
-            "`min_replicas` (at least 1) and `max_replicas` pods at `target_cpu_utilization`: the",
-            "only layer of scaling. A pod requests the replica's `compute.cpu` and `compute.mem`",
-            "(and `compute.gpu`); `compute.mem_limit` is its memory limit. A pod that stops is taken",
-            f"out of the Service (preStop), then finishes its accepted requests within {GRACE_SECONDS}s",
-            "before exiting; rolling updates lose no request. Install the metrics-server for the",
-            "autoscaler.",
-            *_keys_readme(project),
-        ]
-    return "\n".join(lines) + "\n"

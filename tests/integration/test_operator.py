@@ -291,7 +291,7 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         {"m.onnx": iris_onnx_model},
     )
     deployed = inferd.run("deploy", str(project), check=False)
-    assert deployed.returncode == 1
+    assert deployed.returncode == 1, deployed.stderr
     for failure in (
         "api 'broken' failed (error): ",
         "api 'broken-cold' failed (error): ",
@@ -299,7 +299,7 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         "api 'gpu' failed (compute unavailable): ",
         "api 'greedy' failed (error (out of memory)): ",
     ):
-        assert failure in deployed.stderr
+        assert failure in deployed.stderr, deployed.stderr + inferd.run("logs", "greedy", check=False).stdout
     assert "api 'good' failed" not in deployed.stderr
     inferd.wait_status("good", "live")
     assert "CPUExecutionProvider" in inferd.run("get", "good", "-v").stdout  # what its replica runs on

@@ -118,7 +118,9 @@ def test_deploy_get_predict_update_delete_down(inferd: Inferd, tmp_path: Path) -
     logs = inferd.run("logs", "classifier").stdout
     assert "replica is ready" in logs and "updated" in logs
 
-    assert inferd.run("delete", "classifier").stdout.strip() == "deleting api 'iris/classifier'"
+    assert inferd.run("delete", "classifier").stdout.strip() == (
+        "deleting api 'iris/classifier', the last of deployment 'iris', which goes with it"
+    )
     assert inferd.post("/iris/classifier", SAMPLE).status_code == 404
     assert inferd.json("get") == []
     # its last API deleted, the deployment is gone as if `inferd delete iris` had run: no record

@@ -20,6 +20,14 @@ DEPLOYMENT = "- kind: deployment\n  name: watched\n"
 API = "- kind: api\n  name: {name}\n  predictor:\n    path: p.py\n"
 
 
+def _answers(inferd: Inferd) -> bool:
+    """Whether the guarded API answers now (an operator started again is up)."""
+    try:
+        return inferd.post("/watched/guarded", {"n": 1}, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def test_a_killed_supervisor_is_replaced_and_the_operator_still_comes_back(
     inferd: Inferd, tmp_path: Path
 ) -> None:
@@ -49,13 +57,7 @@ def test_a_killed_supervisor_is_replaced_and_the_operator_still_comes_back(
 
     os.kill(operator, signal.SIGKILL)
 
-    def answered() -> bool:
-        try:
-            return inferd.post("/watched/guarded", {"n": 2}, timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(answered, 120, "an answer from the operator the new supervisor started again")
+    wait_for(lambda: _answers(inferd), 120, "an answer from the operator the new supervisor started again")
     assert inferd.operator_pid() not in (None, operator)
     assert "starting it again" in (inferd.home / "operator.log").read_text()
     adopter = inferd.operator_pid("supervisor")
@@ -117,13 +119,7 @@ def test_a_hung_operator_is_stopped_and_started_again(inferd: Inferd, tmp_path: 
     assert operator is not None
     os.kill(operator, signal.SIGSTOP)
 
-    def answered() -> bool:
-        try:
-            return inferd.post("/watched/guarded", {"n": 1}, timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(answered, 120, "an answer from the operator started again after it hung")
+    wait_for(lambda: _answers(inferd), 120, "an answer from the operator started again after it hung")
     assert not process_alive(operator)
     assert inferd.operator_pid() not in (None, operator)
     log = (inferd.home / "operator.log").read_text()

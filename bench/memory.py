@@ -401,10 +401,20 @@ def render(
         one, four = sum(tf[mode, 1][0]) + tf[mode, 1][1], sum(tf[mode, 4][0]) + tf[mode, 4][1]
         added[mode] = (four - one) / 3
         lines.append(f"| {mode} | {one:.0f} MiB | {four:.0f} MiB | {four / one:.2f}x |\n")
+    if added["forked"] < added["spawned"] / 2:
+        verdict = (
+            "a forked replica shares what TensorFlow allocated at its import in the zygote (copy on "
+            "write) and holds only what its own load and first run allocate, so forking from the "
+            "zygote saves memory as well as start time."
+        )
+    else:
+        verdict = (
+            "what TensorFlow allocates for itself at import, load and first run is private to each "
+            "process, so forking from the zygote saves start time, not memory."
+        )
     lines.append(
         f"\nEach TensorFlow replica after the first adds {added['forked']:.0f} MiB forked and "
-        f"{added['spawned']:.0f} MiB spawned: what TensorFlow allocates for itself at import, load and "
-        "first run is private to each process, so forking from the zygote saves start time, not memory. "
+        f"{added['spawned']:.0f} MiB spawned: {verdict} "
         f"Threads (`/proc/self/task`) in a process with inferd's replica modules imported: {threads[0]}; "
         f"after `import tensorflow`: {threads[1]}; after loading the SavedModel: {threads[2]}. Loading "
         "starts TensorFlow's thread pools, and threads do not survive `fork` (a lock one of them held "

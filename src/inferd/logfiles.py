@@ -125,7 +125,9 @@ class RotatingLog:
                     stop = end if cut < 0 else cut
                 elif not text.startswith("\n", stop):
                     skip = 0  # cut inside the line: the rest goes on in the next piece
-            self._handler.emit(logging.makeLogRecord({"msg": text[start:stop]}))
+            self._handler.handle(
+                logging.makeLogRecord({"msg": text[start:stop]})
+            )  # (locked: threads may share it)
             start = stop + skip
 
     def close(self) -> None:

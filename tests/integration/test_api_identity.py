@@ -104,7 +104,9 @@ def test_two_deployments_each_with_a_classifier(inferd: Inferd, tmp_path: Path) 
     assert _requests_of(after, "iris", "cortex") >= 1 and _requests_of(after, "garden", "cortex") >= 1
 
     # Once one is deleted, the bare name is unique again on the CLI and the protocols.
-    assert inferd.run("delete", "garden/classifier").stdout.strip() == "deleting api 'garden/classifier'"
+    assert inferd.run("delete", "garden/classifier").stdout.strip() == (
+        "deleting api 'garden/classifier', the last of deployment 'garden', which goes with it"
+    )
     wait_for(lambda: len(inferd.json("get")) == 1, 60, "garden/classifier to be gone")
     assert json.loads(inferd.run("predict", "classifier", sample).stdout) == "iris-setosa"
     assert requests.get(f"{base}/v2/models", timeout=5).json()["models"] == ["classifier"]

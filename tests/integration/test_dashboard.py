@@ -198,6 +198,8 @@ def test_dashboard_shows_apis_traffic_tracker_and_logs(inferd: Inferd, tmp_path:
         "/",
         "/dashboard/login",
         "/dashboard/login?token=not-a-token",
+        "/dashboard/s/",
+        "/dashboard/s/AAAAAAAAAAAAAAAAAAAAAAAA/",
     ):
         response = requests.get(base + path, timeout=10, allow_redirects=False)
         assert response.status_code == 401, path
@@ -209,17 +211,23 @@ def test_dashboard_shows_apis_traffic_tracker_and_logs(inferd: Inferd, tmp_path:
         page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: problems.append(str(error)))
         page.goto(login)
-        assert page.url == base + "/dashboard/"
+        pages = page.url  # the session's own path: its cookie is sent there only
+        assert re.fullmatch(re.escape(base) + r"/dashboard/s/[\w-]{24}/", pages), pages
 
         (cookie,) = [c for c in context.cookies() if c["name"].startswith("inferd_dashboard")]
         assert cookie.get("httpOnly") is True
         assert cookie.get("sameSite") == "Strict"
-        # The link was spent; the cookie is what opens the dashboard now.
+        assert pages.endswith(cookie["path"])
+        # The link was spent; the cookie, on the session's path, is what opens the dashboard now.
         assert requests.get(login, timeout=10, allow_redirects=False).status_code == 401
-        overview = requests.get(
-            base + "/dashboard/api/overview", cookies={cookie["name"]: cookie["value"]}, timeout=10
-        )
+        jar = {cookie["name"]: cookie["value"]}
+        overview = requests.get(pages + "api/overview", cookies=jar, timeout=10)
         assert overview.status_code == 200
+        # Was: Path=/dashboard, and browsers send a cookie to every port of a host: a program on
+        # another 127.0.0.1 port that the browser visited under /dashboard got it. Neither the
+        # cookie without the path nor the path without the cookie opens anything now.
+        assert requests.get(base + "/dashboard/api/overview", cookies=jar, timeout=10).status_code == 401
+        assert requests.get(pages + "api/overview", timeout=10).status_code == 401
         # as `inferd get` lists them: by deployment (flowers, iris), then API
         assert [api["name"] for api in overview.json()["apis"]] == ["species", "classifier"]
         assert all(api["gpus"] == [] for api in overview.json()["apis"])  # no GPU panel on CPUs

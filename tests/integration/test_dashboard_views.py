@@ -140,7 +140,10 @@ CROSS_SITE = """async ([admin, dashboard]) => {
 
 
 class _Page(BaseHTTPRequestHandler):
+    cookies: list[str] = []  # the Cookie headers the browser sent this other site
+
     def do_GET(self) -> None:
+        self.cookies.append(self.headers.get("Cookie", ""))
         body = b"<!doctype html><title>another site</title>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -168,11 +171,15 @@ def test_a_page_of_another_origin_can_neither_read_nor_change_the_operator(
     try:
         foreign.goto(f"http://127.0.0.1:{server.server_address[1]}/")
         seen = foreign.evaluate(CROSS_SITE, [f"http://127.0.0.1:{info['admin_port']}", info["dashboard"]])
+        # Browsers send a host's cookies to all its ports: with Path=/dashboard, this page's own
+        # /dashboard/ got the session cookie, which opens the dashboard from any program.
+        foreign.goto(f"http://127.0.0.1:{server.server_address[1]}/dashboard/")
     finally:
         foreign.close()
         server.shutdown()
         server.server_close()
         thread.join()
+    assert len(_Page.cookies) >= 2 and not any("inferd_dashboard" in sent for sent in _Page.cookies)
     assert seen == {
         "info": "refused: TypeError",
         "apis": "refused: TypeError",
@@ -236,7 +243,8 @@ def test_the_gateway_answers_while_the_dashboard_waits_on_a_stalled_disk(
         login = dashboard.get(operator.run("dashboard").stdout.strip(), allow_redirects=False, timeout=30)
         assert login.status_code == 303
         base = json.loads((operator.home / "operator.json").read_text())["dashboard"]
-        waiting = pool.submit(dashboard.get, f"{base}/dashboard/api/overview", timeout=120)
+        pages = base + login.headers["Location"]
+        waiting = pool.submit(dashboard.get, f"{pages}api/overview", timeout=120)
         try:
             pid = operator.operator_pid()
             assert pid is not None
@@ -320,7 +328,7 @@ def _overview(operator: Inferd) -> dict[str, Any]:
     with requests.Session() as session:
         login = session.get(operator.run("dashboard").stdout.strip(), timeout=30)
         assert login.status_code == 200, login.text
-        answer = session.get(f"{login.url.rsplit('/dashboard/', 1)[0]}/dashboard/api/overview", timeout=30)
+        answer = session.get(f"{login.url}api/overview", timeout=30)
         assert answer.status_code == 200, answer.text
         overview: dict[str, Any] = answer.json()
         return overview
@@ -350,16 +358,18 @@ def test_a_name_that_is_not_loopback_in_host_is_refused_dns_rebinding(operator: 
         assert refused.status_code == 403 and "Set-Cookie" not in refused.headers, refused.text
         assert "rebound.example" not in refused.text  # the name is not echoed back
         # The refused request spent nothing: the link still opens a session.
-        assert session.get(link, timeout=30).status_code == 200
-        assert session.get(f"{base}/dashboard/api/overview", timeout=30).status_code == 200
-        for path in ("/dashboard/api/overview", "/dashboard/"):
-            answer = session.get(f"{base}{path}", headers=rebound, timeout=30)
+        opened = session.get(link, timeout=30)
+        assert opened.status_code == 200
+        pages = opened.url
+        assert session.get(f"{pages}api/overview", timeout=30).status_code == 200
+        for url in (f"{pages}api/overview", pages):
+            answer = session.get(url, headers=rebound, timeout=30)
             assert answer.status_code == 403, answer.text
         # Each loopback spelling is the dashboard's own (the cookie sent as a browser would).
         cookie = "; ".join(f"{name}={value}" for name, value in session.cookies.items())
         for host in (f"127.0.0.1:{port}", f"[::1]:{port}", f"LOCALHOST:{port}", "127.0.0.1"):
             headers = {"Host": host, "Cookie": cookie}
-            answer = requests.get(f"{base}/dashboard/api/overview", headers=headers, timeout=30)
+            answer = requests.get(f"{pages}api/overview", headers=headers, timeout=30)
             assert answer.status_code == 200, (host, answer.text)
 
 

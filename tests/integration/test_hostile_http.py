@@ -250,16 +250,16 @@ def test_the_dashboard_and_admin_api_close_requests_never_finished(tmp_path: Pat
         assert answer.status_code == 401 and "inferd dashboard" in answer.json()["error"]
         # A session cookie sent as a trailer field is no cookie (it opened the dashboard).
         login = requests.get(runner.run("dashboard").stdout.strip(), allow_redirects=False, timeout=10)
-        cookie = login.headers["set-cookie"].split(";")[0]
+        cookie, pages = login.headers["set-cookie"].split(";")[0], login.headers["location"]
         with socket.create_connection(("127.0.0.1", ports[0]), timeout=10) as sock:
             sock.sendall(
-                b"GET /dashboard/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"GET "
+                + pages.encode()
+                + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                 b"0\r\nCookie: " + cookie.encode() + b"\r\n\r\n"
             )
             assert sock.recv(65536).startswith(b"HTTP/1.1 401 ")
-        opened = requests.get(
-            f"http://127.0.0.1:{ports[0]}/dashboard/", headers={"Cookie": cookie}, timeout=10
-        )
+        opened = requests.get(f"http://127.0.0.1:{ports[0]}{pages}", headers={"Cookie": cookie}, timeout=10)
         assert opened.status_code == 200  # the same cookie as a header
     finally:
         stop_operator(runner)

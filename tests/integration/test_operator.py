@@ -118,7 +118,9 @@ def test_deploy_get_predict_update_delete_down(inferd: Inferd, tmp_path: Path) -
     logs = inferd.run("logs", "classifier").stdout
     assert "replica is ready" in logs and "updated" in logs
 
-    assert inferd.run("delete", "classifier").stdout.strip() == "deleting api 'iris/classifier'"
+    assert inferd.run("delete", "classifier").stdout.strip() == (
+        "deleting api 'iris/classifier', the last of deployment 'iris', which goes with it"
+    )
     assert inferd.post("/iris/classifier", SAMPLE).status_code == 404
     assert inferd.json("get") == []
     # its last API deleted, the deployment is gone as if `inferd delete iris` had run: no record
@@ -291,7 +293,7 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         {"m.onnx": iris_onnx_model},
     )
     deployed = inferd.run("deploy", str(project), check=False)
-    assert deployed.returncode == 1
+    assert deployed.returncode == 1, deployed.stderr
     for failure in (
         "api 'broken' failed (error): ",
         "api 'broken-cold' failed (error): ",
@@ -299,7 +301,7 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         "api 'gpu' failed (compute unavailable): ",
         "api 'greedy' failed (error (out of memory)): ",
     ):
-        assert failure in deployed.stderr
+        assert failure in deployed.stderr, deployed.stderr + inferd.run("logs", "greedy", check=False).stdout
     assert "api 'good' failed" not in deployed.stderr
     inferd.wait_status("good", "live")
     assert "CPUExecutionProvider" in inferd.run("get", "good", "-v").stdout  # what its replica runs on

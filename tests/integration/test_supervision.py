@@ -20,6 +20,14 @@ DEPLOYMENT = "- kind: deployment\n  name: watched\n"
 API = "- kind: api\n  name: {name}\n  predictor:\n    path: p.py\n"
 
 
+def _answers(inferd: Inferd) -> bool:
+    """Whether the guarded API answers now (an operator started again is up)."""
+    try:
+        return inferd.post("/watched/guarded", {"n": 1}, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def test_a_killed_supervisor_is_replaced_and_the_operator_still_comes_back(
     inferd: Inferd, tmp_path: Path
 ) -> None:
@@ -49,13 +57,7 @@ def test_a_killed_supervisor_is_replaced_and_the_operator_still_comes_back(
 
     os.kill(operator, signal.SIGKILL)
 
-    def answered() -> bool:
-        try:
-            return inferd.post("/watched/guarded", {"n": 2}, timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(answered, 120, "an answer from the operator the new supervisor started again")
+    wait_for(lambda: _answers(inferd), 120, "an answer from the operator the new supervisor started again")
     assert inferd.operator_pid() not in (None, operator)
     assert "starting it again" in (inferd.home / "operator.log").read_text()
     adopter = inferd.operator_pid("supervisor")
@@ -105,3 +107,22 @@ def test_a_stray_module_in_the_shell_s_folder_never_reaches_the_operator(
     inferd.run("deploy", ".", cwd=shell)
     assert inferd.post("/watched/calm", {"n": 1}).json() == "ok"
     assert project == shell and not marker.exists()
+
+
+def test_a_hung_operator_is_stopped_and_started_again(inferd: Inferd, tmp_path: Path) -> None:
+    # Was: a hung operator kept its pid and answered nothing, for good; its supervisor only
+    # restarted one that died. SIGSTOP hangs it as a deadlock would: no beat, no answer.
+    inferd.env["INFERD_HANG_TIMEOUT"] = "3"
+    project = make_project(tmp_path / "p", DEPLOYMENT + API.format(name="guarded"), {"p.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    operator = inferd.operator_pid()
+    assert operator is not None
+    os.kill(operator, signal.SIGSTOP)
+
+    wait_for(lambda: _answers(inferd), 120, "an answer from the operator started again after it hung")
+    assert not process_alive(operator)
+    assert inferd.operator_pid() not in (None, operator)
+    log = (inferd.home / "operator.log").read_text()
+    assert f"the operator (pid {operator}) has not run for" in log
+    assert "most recent call first" in log  # every thread's stack, to see where it hung
+    assert "starting it again" in log

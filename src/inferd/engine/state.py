@@ -60,7 +60,14 @@ class Replica:
 
     @property
     def ready(self) -> bool:
-        return self.handle.state == ReplicaState.READY and not self.retired
+        """Serving: said READY and the engine took it (``loaded``): one over ``compute.mem_limit``
+        at READY is killed instead, and its handle says READY until its socket's close is read."""
+        return (
+            self.loaded
+            and not self.over_mem_limit
+            and not self.retired
+            and self.handle.state == ReplicaState.READY
+        )
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import faulthandler
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s operator %(levelname)s %(message)s", stream=sys.stderr
     )
+    faulthandler.enable()  # a fatal error or a SIGABRT (operator/watchdog.py) writes every stack
     home = inferd_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     host = os.environ.get("INFERD_HOST", "127.0.0.1")

@@ -35,7 +35,7 @@ from inferd.gateway.wire import Request, parse_query
 from inferd.operator.history import PERIOD, History, class_totals
 from inferd.operator.logs import recent_lines
 from inferd.operator.payloads import recent_payloads
-from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value
+from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value, scope_of
 
 if TYPE_CHECKING:
     from inferd.operator.server import Operator
@@ -231,15 +231,18 @@ class Dashboard(HttpServer):
             raise ForbiddenError("the dashboard answers only to a loopback name (127.0.0.1, localhost)")
         if request.method != b"GET":
             raise MethodNotAllowedError("the dashboard answers GET only")
-        path = request.path
-        signed_in = self.sessions.valid(cookie_value(request.headers.get(b"cookie", b""), self.cookie))
-        if path == b"/dashboard/login":
-            self._login(conn, request, signed_in)
+        if request.path == b"/dashboard/login":
+            self._login(conn, request)
             return
-        if not signed_in:
+        # A session's pages: /dashboard/s/<scope>/<path> (sessions.py says why)
+        before, scoped, rest = request.path.partition(b"/dashboard/s/")
+        scope, slash, path = rest.partition(b"/")
+        session = cookie_value(request.headers.get(b"cookie", b""), self.cookie)
+        if before or not scoped or not self.sessions.valid(session, scope.decode("latin-1")):
             raise UnauthorizedError("log in to the dashboard with the link that `inferd dashboard` prints")
-        if path in (b"/", b"/dashboard"):
-            _redirect(conn, b"/dashboard/")
+        path = b"/dashboard/" + path
+        if not slash:
+            _redirect(conn, b"/dashboard/s/" + scope + b"/")
         elif path == b"/dashboard/api/overview":
             task = asyncio.get_running_loop().create_task(self._send_overview(conn))
             self._tasks.add(task)
@@ -250,18 +253,16 @@ class Dashboard(HttpServer):
         else:
             raise NotFoundError(f"no dashboard route {path.decode('utf-8', 'replace')}")
 
-    def _login(self, conn: HttpConnection, request: Request, signed_in: bool) -> None:
-        if signed_in:  # a reload of a spent link: already in
-            _redirect(conn, b"/dashboard/")
-            return
+    def _login(self, conn: HttpConnection, request: Request) -> None:
         session = self.sessions.redeem(str(parse_query(request.query).get("token", "")))
         if session is None:
             raise UnauthorizedError(
                 "this dashboard link is invalid, expired or already used; "
                 "run `inferd dashboard` for a new one"
             )
-        cookie = f"{self.cookie}={session}; Path=/dashboard; HttpOnly; SameSite=Strict".encode()
-        _redirect(conn, b"/dashboard/", b"Set-Cookie: " + cookie + b"\r\n")
+        pages = f"/dashboard/s/{scope_of(session)}/"
+        cookie = f"{self.cookie}={session}; Path={pages}; HttpOnly; SameSite=Strict".encode()
+        _redirect(conn, pages.encode(), b"Set-Cookie: " + cookie + b"\r\n")
 
     # the page's data
 

@@ -77,15 +77,17 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
     check_not_split(operator.gateway, config)
     engine.delete(key)
     deployment = state.deployments.get(config.deployment)
+    message = f"deleting api '{key}'"
     if deployment is not None and not left_in(operator, config.deployment):
         forget(operator, config.deployment)  # its last API: gone as if the deployment were deleted
+        message += f", the last of deployment '{config.deployment}', which goes with it"
     elif deployment is not None:
         deployment.deleted_apis.append(config.name)
         deployment.uses.pop(config.name, None)
         deployment.previous.pop(config.name, None)
         state.save()
     operator.collector.collect()
-    return {"message": f"deleting api '{key}'", "apis": [key]}
+    return {"message": message, "apis": [key]}
 
 
 def left_in(operator: Operator, deployment: str) -> bool:

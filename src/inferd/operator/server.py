@@ -58,6 +58,7 @@ from inferd.operator.state import (
     write_small,
 )
 from inferd.operator.supervision import keep_supervised, mark_stopping
+from inferd.operator.watchdog import keep_beating, stop_beating
 
 log = logging.getLogger("inferd.operator")
 
@@ -118,6 +119,7 @@ class Operator:
         }
         described = orjson.dumps(info).decode()
         write_small(self.home / OPERATOR_FILE, described)
+        beating = loop.create_task(keep_beating(self.home))  # its supervisor restarts it if it hangs
         log.info(
             "operator %d: gateway on %s, admin on %s:%d",
             os.getpid(),
@@ -151,6 +153,8 @@ class Operator:
         self.access_log.flush()
         await self.dashboard.stop()
         self.admin.stop_listening()
+        beating.cancel()
+        stop_beating(self.home)
         (self.home / OPERATOR_FILE).unlink(missing_ok=True)
         log.info("stopped")
         return 0

@@ -5,10 +5,18 @@ screenshots. ``inferd dashboard`` (which can read the admin token) asks for a lo
 works once and for ten minutes; the browser trades it for a random session cookie (HttpOnly,
 SameSite=Strict) that scripts on other sites can neither read nor send. Secrets are compared
 with ``hmac.compare_digest``; the clock is a parameter so tests need not wait.
+
+Browsers send a cookie to every port of a host: a program of another user listening on another
+127.0.0.1 port got the dashboard's cookie as soon as the browser asked it for a page under
+``/dashboard``, and then could use it here. So a session's pages live under a path of their own,
+``/dashboard/s/<scope>/``, and its cookie is sent only there: ``scope`` is derived one way from
+the session (knowing the path gives nothing of the cookie), and a request needs both.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import secrets
 import time
@@ -53,9 +61,17 @@ class Sessions:
         self._sessions[session] = now
         return session
 
-    def valid(self, session: str | None) -> bool:
-        """Whether ``session`` (a cookie value) is an open session."""
-        return bool(session) and _find(self._sessions, session or "") is not None
+    def valid(self, session: str | None, scope: str) -> bool:
+        """Whether ``session`` (a cookie value) is an open session whose pages are under ``scope``."""
+        if not session or _find(self._sessions, session) is None:
+            return False
+        return hmac.compare_digest(scope_of(session).encode(), scope.encode())
+
+
+def scope_of(session: str) -> str:
+    """The path part under which ``session``'s pages live (one way: it tells nothing of it)."""
+    digest = hashlib.sha256(b"inferd dashboard scope:" + session.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode()
 
 
 def _find(secrets_by_value: dict[str, float], given: str) -> str | None:

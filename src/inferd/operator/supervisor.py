@@ -29,6 +29,7 @@ from types import FrameType
 
 from inferd.logfiles import RotatingLog
 from inferd.operator.state import OPERATOR_FILE, read_json
+from inferd.operator.watchdog import Watchdog, hang_timeout
 from inferd.storage import inferd_home
 
 SUPERVISOR_ENV = "INFERD_SUPERVISOR"
@@ -73,6 +74,10 @@ class Supervisor:
         self.adopted = adopted  # an operator started by an earlier supervisor, until it exits
         self.pid = adopted  # the operator's pid
         self.stopping = False
+        self.hang = hang_timeout()
+
+    def _say(self, text: str) -> None:
+        self.out.write(_stamp(text))
 
     def stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -88,7 +93,8 @@ class Supervisor:
         stopped as asked removed ``operator.json`` last, one that died left it naming its pid.
         """
         started, pid = time.monotonic(), self.adopted
-        copy_output(sys.stdin.fileno(), self.out)  # until the operator (and its children) close it
+        with Watchdog(self.home, pid, self.hang, self._say):
+            copy_output(sys.stdin.fileno(), self.out)  # until the operator (and its children) close it
         while _running(pid):
             time.sleep(0.05)
         self.adopted = 0
@@ -110,8 +116,9 @@ class Supervisor:
         )
         self.pid = self.child.pid
         assert self.child.stdout is not None
-        copy_output(self.child.stdout.fileno(), self.out)
-        code = self.child.wait()
+        with Watchdog(self.home, self.pid, self.hang, self._say):
+            copy_output(self.child.stdout.fileno(), self.out)
+            code = self.child.wait()
         info = read_json(self.home / OPERATOR_FILE)
         came_up = bool(info) and info is not None and info.get("pid") == self.child.pid
         return code, came_up, time.monotonic() - started

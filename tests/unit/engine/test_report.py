@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -10,6 +11,7 @@ from inferd.config.load import load_project
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.report import status
 from inferd.engine.state import ApiState, Replica, Version
+from inferd.replica.handle import ReplicaHandle, ReplicaState
 
 
 def api(tmp_path: Path, min_replicas: int) -> ApiState:
@@ -53,3 +55,19 @@ def test_an_api_waiting_for_its_minimum_is_updating(tmp_path: Path) -> None:
     warm = api(tmp_path, min_replicas=1)
     warm.desired, warm.replicas = 1, [starting("v2")]
     assert status(warm) == "updating"
+
+
+def test_a_replica_killed_over_its_memory_limit_at_ready_never_makes_the_api_live(tmp_path: Path) -> None:
+    """A replica over compute.mem_limit when it says READY is killed; until its socket's close is
+    read its handle still says READY, and a status taken then said ``live`` (a deploy exited 0)."""
+    greedy = api(tmp_path, min_replicas=1)
+    handle = SimpleNamespace(state=ReplicaState.READY)
+    replica = Replica("cold-1", "v2", cast(ReplicaHandle, handle), cast(subprocess.Popen[bytes], None))
+    greedy.desired, greedy.replicas = 1, [replica]
+    assert not replica.ready  # READY said, not yet taken by the engine
+    replica.over_mem_limit = True
+    greedy.version.oom = True
+    assert status(greedy) == "error (out of memory)"
+    replica.over_mem_limit, replica.loaded = False, True  # one under the limit, taken
+    greedy.version.oom = False
+    assert status(greedy) == "live"

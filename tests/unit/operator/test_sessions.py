@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inferd.operator.sessions import MAX_PENDING, Sessions, cookie_value
+from inferd.operator.sessions import MAX_PENDING, Sessions, cookie_value, scope_of
 
 
 class Clock:
@@ -19,9 +19,9 @@ def test_a_login_token_works_once() -> None:
     session = sessions.redeem(token)
     assert session is not None
     assert len(session) >= 43  # 32 random bytes, URL-safe base64
-    assert sessions.valid(session)
+    assert sessions.valid(session, scope_of(session))
     assert sessions.redeem(token) is None
-    assert not sessions.valid(token)  # a login token is not a session
+    assert not sessions.valid(token, scope_of(token))  # a login token is not a session
 
 
 def test_a_login_token_expires() -> None:
@@ -41,8 +41,8 @@ def test_unknown_secrets_are_refused() -> None:
     assert sessions.redeem("") is None
     assert sessions.redeem(token[:-1]) is None
     assert sessions.redeem(token + "x") is None
-    assert not sessions.valid(None)
-    assert not sessions.valid("")
+    assert not sessions.valid(None, "")
+    assert not sessions.valid("", scope_of(""))
     assert sessions.redeem(token) is not None
 
 
@@ -59,3 +59,15 @@ def test_cookie_value() -> None:
     assert cookie_value(header, "inferd_dashboard_8000") == "abc"
     assert cookie_value(header, "inferd_dashboard") is None
     assert cookie_value(b"", "inferd_dashboard_9000") is None
+
+
+def test_a_session_opens_only_the_pages_under_its_own_scope() -> None:
+    sessions = Sessions(clock=Clock())
+    first = sessions.redeem(sessions.new_login())
+    second = sessions.redeem(sessions.new_login())
+    assert first is not None and second is not None
+    assert scope_of(first) != scope_of(second) and len(scope_of(first)) == 24
+    assert first not in scope_of(first)  # the path tells nothing of the cookie
+    assert not sessions.valid(first, scope_of(second))
+    assert not sessions.valid(first, "")
+    assert sessions.valid(second, scope_of(second))

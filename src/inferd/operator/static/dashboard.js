@@ -1,4 +1,5 @@
-// inferd dashboard: polls /dashboard/api/overview and draws everything itself (inline SVG,
+// inferd dashboard: polls api/overview (relative: a session's pages are under
+// /dashboard/s/<scope>/) and draws everything itself (inline SVG,
 // no libraries, no network beyond this listener). Chart elements carry data attributes
 // (data-api, data-chart, data-series, data-times, data-points, data-counts) so tests and
 // scripts can read exactly what is plotted.
@@ -131,7 +132,7 @@ async function refresh() {
   const waited = new AbortController();
   const timer = setTimeout(() => waited.abort(), ANSWER_MS);
   try {
-    const response = await fetch("/dashboard/api/overview", {
+    const response = await fetch("api/overview", {
       cache: "no-store",
       credentials: "same-origin",
       signal: waited.signal,

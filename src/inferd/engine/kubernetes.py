@@ -22,6 +22,7 @@ import yaml
 
 from inferd.config.blocks import Compute
 from inferd.config.schema import ApiConfig, Project
+from inferd.engine.kubernetes_names import object_name
 from inferd.engine.ray import plan
 from inferd.errors import ConfigError
 
@@ -66,9 +67,8 @@ def secret_name(config: ApiConfig) -> str:
 
 
 def resource_name(config: ApiConfig) -> str:
-    """``<deployment>-<api>``, cut to Kubernetes' 63 characters."""
-    name = f"{config.deployment}-{config.name}"
-    return name if len(name) <= 63 else name[:63].rstrip("-")
+    """``<deployment>-<api>``, valid and distinct for any names Cortex allows (``kubernetes_names``)."""
+    return object_name(config.deployment, config.name)
 
 
 def _labels(config: ApiConfig) -> dict[str, str]:
@@ -243,7 +243,10 @@ def ray_service(project: Project, image: str, ray_version: str, max_workers: int
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
-        "metadata": {"name": project.deployment.name, "labels": {"app.kubernetes.io/name": "inferd"}},
+        "metadata": {
+            "name": object_name(project.deployment.name),
+            "labels": {"app.kubernetes.io/name": "inferd"},
+        },
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
             "rayClusterConfig": {
@@ -381,9 +384,9 @@ def single_api_config(config_text: str, api: str) -> str:
 
 def readme(project: Project, image: str, ray: bool) -> str:
     """OUT/README.md: how the image is built and the manifests applied."""
-    name = project.deployment.name
+    name = object_name(project.deployment.name)  # the RayService's (KubeRay names Services after it)
     lines = [
-        f"# {name}: inferd on Kubernetes",
+        f"# {project.deployment.name}: inferd on Kubernetes",
         "",
         "Written by `inferd export`. This folder is a Docker build context:",
         "",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from inferd.cli.main import cli
@@ -160,3 +163,46 @@ def test_what_a_ray_cluster_serves_without_is_a_warning_of_the_ray_export(tmp_pa
     assert "api 'champion': batching:" in warnings[0] and "api 'champion': timeout:" in warnings[1]
     kubernetes = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(tmp_path / "k8s")])
     assert kubernetes.exit_code == 0 and "warning" not in kubernetes.stderr  # each pod runs a gateway
+
+
+SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035 label, as the API server checks
+
+
+@pytest.mark.parametrize(
+    ("deployment", "apis"),
+    [
+        ("1iris", ["classifier"]),  # a Cortex deployment name may start with a digit
+        ("d" * 50, ["classifier-aaaa1", "classifier-aaaa2"]),  # alike once cut to 63 characters
+        ("e" * 63, ["a" * 63]),
+    ],
+)
+def test_every_name_cortex_allows_gives_valid_distinct_kubernetes_names(
+    tmp_path: Path, deployment: str, apis: list[str]
+) -> None:
+    # Was: the Service '1iris-classifier' (not a DNS-1035 label: the API server refuses it), and
+    # two APIs whose '<deployment>-<api>' agree in 63 characters wrote the same objects, the
+    # second replacing the first on `kubectl apply`.
+    config = f"- kind: deployment\n  name: {deployment}\n" + "".join(
+        f"- kind: api\n  name: {api}\n  onnx:\n    model: models/iris.onnx\n" for api in apis
+    )
+    project = make_project(
+        tmp_path / "p", config, {}, {"models/iris.onnx": example("iris-onnx") / "models" / "iris.onnx"}
+    )
+    assert export(project, tmp_path / "out").exit_code == 0
+    names: set[tuple[str, str]] = set()
+    for api in apis:
+        for document in yaml.safe_load_all((tmp_path / "out" / "kubernetes" / f"{api}.yaml").read_text()):
+            kubernetes_validate.validate(document, "1.30.0", strict=True)
+            name = document["metadata"]["name"]
+            assert SERVICE_NAME.match(name) and len(name) <= 63, name  # valid for every kind
+            assert (document["kind"], name) not in names
+            names.add((document["kind"], name))
+            if document["kind"] == "Deployment":
+                readme = (tmp_path / "out" / "README.md").read_text()
+                assert f"kubectl rollout status deployment/{name}\n" in readme
+    ray = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(tmp_path / "ray"), "--ray"])
+    assert ray.exit_code == 0, ray.output
+    (service,) = yaml.safe_load_all((tmp_path / "ray" / "kubernetes" / "rayservice.yaml").read_text())
+    # KubeRay names the Services it makes after the RayService ('<name>-serve-svc')
+    assert SERVICE_NAME.match(service["metadata"]["name"])
+    assert f"svc/{service['metadata']['name']}-serve-svc" in (tmp_path / "ray" / "README.md").read_text()

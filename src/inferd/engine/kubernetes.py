@@ -22,7 +22,7 @@ import yaml
 
 from inferd.config.blocks import Compute
 from inferd.config.schema import ApiConfig, Project
-from inferd.engine.kubernetes_names import object_name
+from inferd.engine.kubernetes_names import RAY_SERVICE_LENGTH, object_name
 from inferd.engine.ray import plan
 from inferd.errors import ConfigError
 
@@ -244,7 +244,7 @@ def ray_service(project: Project, image: str, ray_version: str, max_workers: int
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
         "metadata": {
-            "name": object_name(project.deployment.name),
+            "name": object_name(project.deployment.name, max_length=RAY_SERVICE_LENGTH),
             "labels": {"app.kubernetes.io/name": "inferd"},
         },
         "spec": {
@@ -384,7 +384,7 @@ def single_api_config(config_text: str, api: str) -> str:
 
 def readme(project: Project, image: str, ray: bool) -> str:
     """OUT/README.md: how the image is built and the manifests applied."""
-    name = object_name(project.deployment.name)  # the RayService's (KubeRay names Services after it)
+    name = object_name(project.deployment.name, max_length=RAY_SERVICE_LENGTH)  # the RayService's
     lines = [
         f"# {project.deployment.name}: inferd on Kubernetes",
         "",

@@ -203,6 +203,8 @@ def test_every_name_cortex_allows_gives_valid_distinct_kubernetes_names(
     ray = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(tmp_path / "ray"), "--ray"])
     assert ray.exit_code == 0, ray.output
     (service,) = yaml.safe_load_all((tmp_path / "ray" / "kubernetes" / "rayservice.yaml").read_text())
-    # KubeRay names the Services it makes after the RayService ('<name>-serve-svc')
+    # KubeRay names the Services it makes after the RayService, '<name>-serve-svc' as long as
+    # that fits in 50 characters (else it cuts the front off) and starts with a letter
     assert SERVICE_NAME.match(service["metadata"]["name"])
+    assert len(f"{service['metadata']['name']}-serve-svc") <= 50
     assert f"svc/{service['metadata']['name']}-serve-svc" in (tmp_path / "ray" / "README.md").read_text()

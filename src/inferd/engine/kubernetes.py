@@ -437,7 +437,7 @@ def readme(project: Project, image: str, ray: bool) -> str:
             "",
             "```sh",
             *(
-                f"curl -X POST -H 'Content-Type: application/json' -d @sample.json "
+                f"curl -X POST -H 'Content-Type: application/json' -d @project/sample.json "
                 f"http://127.0.0.1:8888{c.endpoint}"
                 for c in project.apis[:1]
             ),

@@ -208,3 +208,20 @@ def test_every_name_cortex_allows_gives_valid_distinct_kubernetes_names(
     assert SERVICE_NAME.match(service["metadata"]["name"])
     assert len(f"{service['metadata']['name']}-serve-svc") <= 50
     assert f"svc/{service['metadata']['name']}-serve-svc" in (tmp_path / "ray" / "README.md").read_text()
+
+
+def test_the_readme_commands_run_from_the_export_folder(tmp_path: Path) -> None:
+    # Was: `curl ... -d @sample.json` beside `docker build -t ... .`: run where the README is,
+    # curl found no sample.json (the project's is in project/).
+    project = user_project(tmp_path / "project")
+    (project / "sample.json").write_text((example("iris-onnx") / "sample.json").read_text())
+    out = tmp_path / "out"
+    assert export(project, out).exit_code == 0
+    readme = (out / "README.md").read_text()
+    assert "docker build -t inferd-iris:latest .\n" in readme and (out / "Dockerfile").is_file()
+    assert "kubectl apply -f kubernetes/\n" in readme and (out / "kubernetes").is_dir()
+    (sample,) = re.findall(r"-d @(\S+)", readme)
+    assert json.loads((out / sample).read_text()) == json.loads((project / "sample.json").read_text())
+    for line in (out / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            assert (out / line.split()[1]).is_dir(), line

@@ -82,6 +82,8 @@ def _labels(config: ApiConfig) -> dict[str, str]:
 
 def _quantity(value: str | int | float) -> str:
     """A ``compute`` value as Kubernetes reads it (``200m``, ``0.5``, ``1Gi``: the same units)."""
+    if isinstance(value, int):
+        return str(value)  # bytes, to the byte (`:g` keeps six digits)
     return value if isinstance(value, str) else f"{value:g}"
 
 

@@ -225,3 +225,22 @@ def test_the_readme_commands_run_from_the_export_folder(tmp_path: Path) -> None:
     for line in (out / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY "):
             assert (out / line.split()[1]).is_dir(), line
+
+
+def test_memory_given_in_bytes_is_requested_to_the_byte(tmp_path: Path) -> None:
+    # Was: mem: 1073741824 became '1.07374e+09' (six digits: 1,073,740,000 bytes), so a pod's
+    # memory limit was under the mem_limit its config set.
+    compute = "  compute:\n    cpu: 2\n    mem: 1073741824\n    mem_limit: 2147483648\n"
+    project = make_project(
+        tmp_path / "p",
+        f"- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n{compute}",
+        {},
+        {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
+    )
+    assert export(project, tmp_path / "out").exit_code == 0
+    deployment = next(yaml.safe_load_all((tmp_path / "out" / "kubernetes" / "a.yaml").read_text()))
+    kubernetes_validate.validate(deployment, "1.30.0", strict=True)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "2", "memory": "1073741824"},
+        "limits": {"memory": "2147483648"},
+    }

@@ -124,7 +124,7 @@ def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Pat
     )
     (out / "inferd/pyproject.toml").write_text(inferd_pyproject())
     ray_version = _ray_version() if ray else None
-    (out / "Dockerfile").write_text(k8s.dockerfile(ray_version))
+    (out / "Dockerfile").write_text(k8s.dockerfile(ray_version, project.deployment.relax_pins))
     manifests = out / "kubernetes"
     manifests.mkdir(exist_ok=True)
     if ray:

@@ -23,6 +23,7 @@ import yaml
 from inferd.config.blocks import Compute
 from inferd.config.schema import ApiConfig, Project
 from inferd.engine.kubernetes_names import RAY_SERVICE_LENGTH, object_name
+from inferd.engine.kubernetes_requirements import HOME_IN_POD, requirements_step
 from inferd.engine.ray import plan
 from inferd.errors import ConfigError
 
@@ -136,7 +137,7 @@ def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, An
         "command": serve_command(project_path),
         "ports": [{"name": "http", "containerPort": PORT}],
         "env": [
-            {"name": "INFERD_HOME", "value": "/tmp/inferd"},
+            {"name": "INFERD_HOME", "value": HOME_IN_POD},
             # One replica per pod shares its weights with nobody: no copy to write at each start.
             {"name": "INFERD_SHARE_WEIGHTS", "value": "0"},
             *key_env,
@@ -321,9 +322,10 @@ def _keys_readme(project: Project) -> list[str]:
     ]
 
 
-def dockerfile(with_ray: str | None = None) -> str:
+def dockerfile(with_ray: str | None = None, relax: bool = False) -> str:
     """The image: python:3.11-slim, inferd with every runtime from ``inferd/``, the project
-    in /app/project with its requirements (and Ray Serve for a RayService)."""
+    in /app/project with its requirements (and Ray Serve for a RayService). ``relax``: the
+    deployment's ``relax_pins``."""
     lines = [
         "# Built by `inferd export`; see README.md beside it.",
         "FROM python:3.11-slim",
@@ -339,12 +341,15 @@ def dockerfile(with_ray: str | None = None) -> str:
             "    && rm -rf /var/lib/apt/lists/*",
             f'RUN pip install "ray[serve]=={with_ray}"',
         ]
-    lines += [
-        f"COPY project/ {PROJECT_IN_IMAGE}/",
-        f"RUN if [ -f {PROJECT_IN_IMAGE}/requirements.txt ]; then \\",
-        f"    pip install -r {PROJECT_IN_IMAGE}/requirements.txt; fi",
-        f"WORKDIR {PROJECT_IN_IMAGE}",
-    ]
+    lines.append(f"COPY project/ {PROJECT_IN_IMAGE}/")
+    if with_ray:
+        lines += [
+            f"RUN if [ -f {PROJECT_IN_IMAGE}/requirements.txt ]; then \\",
+            f"    pip install -r {PROJECT_IN_IMAGE}/requirements.txt; fi",
+        ]
+    else:
+        lines += requirements_step(relax)
+    lines.append(f"WORKDIR {PROJECT_IN_IMAGE}")
     if not with_ray:
         lines += [f"EXPOSE {PORT}", "CMD " + json.dumps(serve_command())]
     return "\n".join(lines) + "\n"
@@ -396,7 +401,8 @@ def readme(project: Project, image: str, ray: bool) -> str:
         '  same dependencies; the Dockerfile installs it with `pip install "/app/inferd[all]"`',
         "  (onnxruntime and tensorflow-cpu included).",
         "- `project/`: the project's files (hidden files, virtualenvs and bytecode left out), copied to",
-        f"  `{PROJECT_IN_IMAGE}` in the image; its `requirements.txt`, if any, is installed at build time.",
+        f"  `{PROJECT_IN_IMAGE}` in the image; its `requirements.txt`, if any, is installed at build time",
+        "  as `inferd deploy` installs it (pins that inferd's own packages meet are not installed again).",
         "- `Dockerfile`: `python:3.11-slim` + the two above.",
         "- `kubernetes/`: the manifests.",
         "",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import kubernetes_validate
@@ -12,6 +15,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from inferd.cli.main import cli
+from inferd.engine.packages import packages_dir
 from tests.conftest import example, make_project
 
 
@@ -244,3 +248,36 @@ def test_memory_given_in_bytes_is_requested_to_the_byte(tmp_path: Path) -> None:
         "requests": {"cpu": "2", "memory": "1073741824"},
         "limits": {"memory": "2147483648"},
     }
+
+
+def test_requirements_are_installed_as_inferd_deploy_installs_them(tmp_path: Path) -> None:
+    # Was: the Dockerfile ran `pip install -r requirements.txt`, so a Cortex pin replaced
+    # inferd's own package in the image (requests==2.21.0 under inferd's requests>=2.31) or
+    # failed the build (scikit-learn==0.21.*), where `inferd deploy` keeps inferd's version
+    # with a warning, or relaxes the pin with relax_pins; and each pod's `inferd serve` ran pip
+    # again at its start.
+    project = user_project(tmp_path / "project")
+    (project / "requirements.txt").write_text("numpy\n")
+    out = tmp_path / "out"
+    assert export(project, out).exit_code == 0
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "pip install -r" not in dockerfile
+    (run,) = [line for line in dockerfile.splitlines() if line.startswith("RUN") and "requirements" in line]
+    home = tmp_path / "home"
+    command = (
+        run.removeprefix("RUN ")
+        .replace("/tmp/inferd", str(home))
+        .replace("/app/project", str(out / "project"))
+    )
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    subprocess.run(["sh", "-c", command], check=True, cwd=out / "project", env=dict(os.environ, PATH=path))
+    # what the pods' `inferd serve` finds installed, under the INFERD_HOME their Deployment sets
+    pod = next(yaml.safe_load_all((out / "kubernetes" / "classifier.yaml").read_text()))["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert {"name": "INFERD_HOME", "value": "/tmp/inferd"} in container["env"]
+    assert (packages_dir(home, out / "project" / "requirements.txt") / ".complete").is_file()
+
+    config = project / "cortex.yaml"
+    config.write_text(config.read_text().replace("name: iris\n", "name: iris\n  relax_pins: true\n", 1))
+    assert export(project, out).exit_code == 0
+    assert "relax=True" in (out / "Dockerfile").read_text()

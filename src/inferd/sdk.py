@@ -12,6 +12,7 @@ deployed from a folder.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import sys
@@ -110,34 +111,60 @@ class Client:
         _check_names(deployment_name, api_name)
         _check_model(str(model_path))
         with self._backend() as backend:
-            # APIs removed since (`inferd delete`) are left out of the project, or they would
-            # come back with this deploy. None listed: keep them all (an operator that has just
-            # started lists a deployment only once it has restored it).
-            deployed = {api["name"] for api in backend.apis() if api.get("deployment") == deployment_name}
-            previous = self._set_aside(deployment_name, api_name)
-            try:
-                project = self._write_project(
+            with self._locked(deployment_name):
+                result = self._write_and_deploy(
+                    backend,
                     deployment_name,
                     api_name,
                     str(model_path),
                     functions,
                     model_format,
                     tf_serving_key,
-                    deployed,
                 )
-                result = backend.deploy(project)
-            except Exception as error:
-                # Refused (nothing deployed): the project goes back to what the operator runs,
-                # or every later deploy to this deployment would be refused for this API.
-                self._put_back(deployment_name, api_name, previous)
-                if isinstance(error, ConfigError):  # the config is ours: the arguments are wrong
-                    raise DeployFailedError(
-                        f"api '{deployment_name}/{api_name}' was not deployed: {error}"
-                    ) from error
-                raise
-            if previous is not None:
-                shutil.rmtree(previous)
             return self._wait(backend, f"{deployment_name}/{api_name}", result, timeout)
+
+    def _write_and_deploy(
+        self,
+        backend: Any,
+        deployment: str,
+        api: str,
+        model_path: str,
+        functions: dict[str, Callable[..., Any]],
+        model_format: str,
+        tf_serving_key: str | None,
+    ) -> dict[str, Any]:
+        """Write the API into the deployment's project and hand that to the backend (its answer)."""
+        # APIs removed since (`inferd delete`) are left out of the project, or they would come
+        # back with this deploy. None listed: keep them all (an operator that has just started
+        # lists a deployment only once it has restored it).
+        deployed = {info["name"] for info in backend.apis() if info.get("deployment") == deployment}
+        previous = self._set_aside(deployment, api)
+        try:
+            project = self._write_project(
+                deployment, api, model_path, functions, model_format, tf_serving_key, deployed
+            )
+            result: dict[str, Any] = backend.deploy(project)
+        except Exception as error:
+            # Refused (nothing deployed): the project goes back to what the operator runs, or
+            # every later deploy to this deployment would be refused for this API.
+            self._put_back(deployment, api, previous)
+            if isinstance(error, ConfigError):  # the config is ours: the arguments are wrong
+                raise DeployFailedError(f"api '{deployment}/{api}' was not deployed: {error}") from error
+            raise
+        if previous is not None:
+            shutil.rmtree(previous)
+        return result
+
+    @contextmanager
+    def _locked(self, deployment: str) -> Iterator[None]:
+        """One deploy at a time into a deployment's project, across threads and processes: two
+        at once each wrote the project the other was deploying (and the operator refuses a
+        deploy while another one of the same deployment is being applied)."""
+        locks = self.workspace / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with (locks / deployment).open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     # the project folder
 

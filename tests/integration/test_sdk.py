@@ -108,3 +108,15 @@ def test_a_failing_handler_and_bad_arguments(inferd: Inferd, client: Client) -> 
         "again",
         "raw",
     ]
+
+    # Deploys beside each other at once (a script's threads) all go live. Was: one was refused
+    # ("deployment 'bad' is currently updating"), or lost the folder another one was writing.
+    with ThreadPoolExecutor(2) as pool:
+        urls = list(pool.map(lambda name: client.deploy("bad", name, model), ["left", "right"]))
+    assert [requests.post(url, json=[SETOSA], timeout=30).status_code for url in urls] == [200, 200]
+    assert sorted(api["name"] for api in inferd.json("get", "-a") if api["deployment"] == "bad") == [
+        "again",
+        "left",
+        "raw",
+        "right",
+    ]

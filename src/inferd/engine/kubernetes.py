@@ -322,17 +322,17 @@ def _keys_readme(project: Project) -> list[str]:
     ]
 
 
-def dockerfile(with_ray: str | None = None, relax: bool = False) -> str:
-    """The image: python:3.11-slim, inferd with every runtime from ``inferd/``, the project
-    in /app/project with its requirements (and Ray Serve for a RayService). ``relax``: the
-    deployment's ``relax_pins``."""
+def dockerfile(with_ray: str | None = None, relax: bool = False, extras: str = "all") -> str:
+    """The image: python:3.11-slim, inferd with its runtimes (``extras``) from ``inferd/``, the
+    project in /app/project with its requirements (and Ray Serve for a RayService).
+    ``relax``: the deployment's ``relax_pins``."""
     lines = [
         "# Built by `inferd export`; see README.md beside it.",
         "FROM python:3.11-slim",
         "ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
         "WORKDIR /app",
         "COPY inferd/ /app/inferd/",
-        'RUN pip install "/app/inferd[all]"',
+        f'RUN pip install "/app/inferd[{extras}]"',
     ]
     if with_ray:
         lines += [
@@ -398,8 +398,9 @@ def readme(project: Project, image: str, ray: bool) -> str:
         "Written by `inferd export`. This folder is a Docker build context:",
         "",
         "- `inferd/`: inferd's source (the version that exported it) with a pyproject listing the",
-        '  same dependencies; the Dockerfile installs it with `pip install "/app/inferd[all]"`',
-        "  (onnxruntime and tensorflow-cpu included).",
+        "  same dependencies; the Dockerfile installs it with its runtimes: `inferd[all]` (onnxruntime",
+        "  and tensorflow-cpu), `inferd[gpu]` (their CUDA builds) when an API asks for a GPU, and",
+        "  `inferd[cortex]` (what Cortex's image pre-installed) when the inferd that exported it has it.",
         "- `project/`: the project's files (hidden files, virtualenvs and bytecode left out), copied to",
         f"  `{PROJECT_IN_IMAGE}` in the image; its `requirements.txt`, if any, is installed at build time",
         "  as `inferd deploy` installs it (pins that inferd's own packages meet are not installed again).",

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import kubernetes_validate
@@ -281,3 +282,29 @@ def test_requirements_are_installed_as_inferd_deploy_installs_them(tmp_path: Pat
     config.write_text(config.read_text().replace("name: iris\n", "name: iris\n  relax_pins: true\n", 1))
     assert export(project, out).exit_code == 0
     assert "relax=True" in (out / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize(("gpu", "runtimes"), [(0, "all"), (1, "gpu")])
+def test_the_image_has_the_runtimes_and_packages_its_apis_need(
+    tmp_path: Path, gpu: int, runtimes: str
+) -> None:
+    # Was: always inferd[all] (CPU builds of onnxruntime and TensorFlow), so a pod of an API with
+    # compute.gpu got a GPU it could not use and its replica refused to load; and never
+    # inferd[cortex], so a handler importing what Cortex pre-installed (pandas, scikit-learn),
+    # which ran here, failed to import in the pod.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+        f"  compute:\n    gpu: {gpu}\n",
+        {},
+        {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
+    )
+    out = tmp_path / "out"
+    assert export(project, out).exit_code == 0
+    (extras,) = re.findall(r'RUN pip install "/app/inferd\[([\w,-]+)\]"', (out / "Dockerfile").read_text())
+    assert extras.split(",") == [runtimes, "cortex"]  # `make test` installs inferd[cortex]
+    defined = tomllib.loads((out / "inferd" / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert set(extras.split(",")) <= set(defined)
+    assert any(requirement.startswith("onnxruntime-gpu") for requirement in defined["gpu"])

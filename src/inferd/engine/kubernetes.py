@@ -22,6 +22,8 @@ import yaml
 
 from inferd.config.blocks import Compute
 from inferd.config.schema import ApiConfig, Project
+from inferd.engine.kubernetes_names import RAY_SERVICE_LENGTH, object_name
+from inferd.engine.kubernetes_requirements import HOME_IN_POD, requirements_step
 from inferd.engine.ray import plan
 from inferd.errors import ConfigError
 
@@ -66,9 +68,8 @@ def secret_name(config: ApiConfig) -> str:
 
 
 def resource_name(config: ApiConfig) -> str:
-    """``<deployment>-<api>``, cut to Kubernetes' 63 characters."""
-    name = f"{config.deployment}-{config.name}"
-    return name if len(name) <= 63 else name[:63].rstrip("-")
+    """``<deployment>-<api>``, valid and distinct for any names Cortex allows (``kubernetes_names``)."""
+    return object_name(config.deployment, config.name)
 
 
 def _labels(config: ApiConfig) -> dict[str, str]:
@@ -82,6 +83,8 @@ def _labels(config: ApiConfig) -> dict[str, str]:
 
 def _quantity(value: str | int | float) -> str:
     """A ``compute`` value as Kubernetes reads it (``200m``, ``0.5``, ``1Gi``: the same units)."""
+    if isinstance(value, int):
+        return str(value)  # bytes, to the byte (`:g` keeps six digits)
     return value if isinstance(value, str) else f"{value:g}"
 
 
@@ -134,7 +137,7 @@ def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, An
         "command": serve_command(project_path),
         "ports": [{"name": "http", "containerPort": PORT}],
         "env": [
-            {"name": "INFERD_HOME", "value": "/tmp/inferd"},
+            {"name": "INFERD_HOME", "value": HOME_IN_POD},
             # One replica per pod shares its weights with nobody: no copy to write at each start.
             {"name": "INFERD_SHARE_WEIGHTS", "value": "0"},
             *key_env,
@@ -243,7 +246,10 @@ def ray_service(project: Project, image: str, ray_version: str, max_workers: int
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
-        "metadata": {"name": project.deployment.name, "labels": {"app.kubernetes.io/name": "inferd"}},
+        "metadata": {
+            "name": object_name(project.deployment.name, max_length=RAY_SERVICE_LENGTH),
+            "labels": {"app.kubernetes.io/name": "inferd"},
+        },
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
             "rayClusterConfig": {
@@ -316,16 +322,17 @@ def _keys_readme(project: Project) -> list[str]:
     ]
 
 
-def dockerfile(with_ray: str | None = None) -> str:
-    """The image: python:3.11-slim, inferd with every runtime from ``inferd/``, the project
-    in /app/project with its requirements (and Ray Serve for a RayService)."""
+def dockerfile(with_ray: str | None = None, relax: bool = False, extras: str = "all") -> str:
+    """The image: python:3.11-slim, inferd with its runtimes (``extras``) from ``inferd/``, the
+    project in /app/project with its requirements (and Ray Serve for a RayService).
+    ``relax``: the deployment's ``relax_pins``."""
     lines = [
         "# Built by `inferd export`; see README.md beside it.",
         "FROM python:3.11-slim",
         "ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
         "WORKDIR /app",
         "COPY inferd/ /app/inferd/",
-        'RUN pip install "/app/inferd[all]"',
+        f'RUN pip install "/app/inferd[{extras}]"',
     ]
     if with_ray:
         lines += [
@@ -334,12 +341,15 @@ def dockerfile(with_ray: str | None = None) -> str:
             "    && rm -rf /var/lib/apt/lists/*",
             f'RUN pip install "ray[serve]=={with_ray}"',
         ]
-    lines += [
-        f"COPY project/ {PROJECT_IN_IMAGE}/",
-        f"RUN if [ -f {PROJECT_IN_IMAGE}/requirements.txt ]; then \\",
-        f"    pip install -r {PROJECT_IN_IMAGE}/requirements.txt; fi",
-        f"WORKDIR {PROJECT_IN_IMAGE}",
-    ]
+    lines.append(f"COPY project/ {PROJECT_IN_IMAGE}/")
+    if with_ray:
+        lines += [
+            f"RUN if [ -f {PROJECT_IN_IMAGE}/requirements.txt ]; then \\",
+            f"    pip install -r {PROJECT_IN_IMAGE}/requirements.txt; fi",
+        ]
+    else:
+        lines += requirements_step(relax)
+    lines.append(f"WORKDIR {PROJECT_IN_IMAGE}")
     if not with_ray:
         lines += [f"EXPOSE {PORT}", "CMD " + json.dumps(serve_command())]
     return "\n".join(lines) + "\n"
@@ -381,17 +391,19 @@ def single_api_config(config_text: str, api: str) -> str:
 
 def readme(project: Project, image: str, ray: bool) -> str:
     """OUT/README.md: how the image is built and the manifests applied."""
-    name = project.deployment.name
+    name = object_name(project.deployment.name, max_length=RAY_SERVICE_LENGTH)  # the RayService's
     lines = [
-        f"# {name}: inferd on Kubernetes",
+        f"# {project.deployment.name}: inferd on Kubernetes",
         "",
         "Written by `inferd export`. This folder is a Docker build context:",
         "",
         "- `inferd/`: inferd's source (the version that exported it) with a pyproject listing the",
-        '  same dependencies; the Dockerfile installs it with `pip install "/app/inferd[all]"`',
-        "  (onnxruntime and tensorflow-cpu included).",
+        "  same dependencies; the Dockerfile installs it with its runtimes: `inferd[all]` (onnxruntime",
+        "  and tensorflow-cpu), `inferd[gpu]` (their CUDA builds) when an API asks for a GPU, and",
+        "  `inferd[cortex]` (what Cortex's image pre-installed) when the inferd that exported it has it.",
         "- `project/`: the project's files (hidden files, virtualenvs and bytecode left out), copied to",
-        f"  `{PROJECT_IN_IMAGE}` in the image; its `requirements.txt`, if any, is installed at build time.",
+        f"  `{PROJECT_IN_IMAGE}` in the image; its `requirements.txt`, if any, is installed at build time",
+        "  as `inferd deploy` installs it (pins that inferd's own packages meet are not installed again).",
         "- `Dockerfile`: `python:3.11-slim` + the two above.",
         "- `kubernetes/`: the manifests.",
         "",
@@ -434,7 +446,7 @@ def readme(project: Project, image: str, ray: bool) -> str:
             "",
             "```sh",
             *(
-                f"curl -X POST -H 'Content-Type: application/json' -d @sample.json "
+                f"curl -X POST -H 'Content-Type: application/json' -d @project/sample.json "
                 f"http://127.0.0.1:8888{c.endpoint}"
                 for c in project.apis[:1]
             ),

@@ -12,17 +12,19 @@ deployed from a folder.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from inferd.errors import DeployFailedError, UsageError
+from inferd.errors import ConfigError, DeployFailedError, UsageError
 
 HANDLER_FILE = "handlers.pickle"
 API_FILE = "api.json"
@@ -104,15 +106,65 @@ class Client:
         for name, function in handlers.items():
             if function is not None and not callable(function):
                 raise UsageError(f"{name} must be a function, not {type(function).__name__}")
-        project = self._write_project(
-            deployment_name,
-            api_name,
-            str(model_path),
-            {name: function for name, function in handlers.items() if function is not None},
-            _model_format(str(model_path), model_format),
-            tf_serving_key,
-        )
-        return self._deploy(project, f"{deployment_name}/{api_name}", timeout)
+        functions = {name: function for name, function in handlers.items() if function is not None}
+        model_format = _model_format(str(model_path), model_format)
+        _check_names(deployment_name, api_name)
+        _check_model(str(model_path))
+        with self._backend() as backend:
+            with self._locked(deployment_name):
+                result = self._write_and_deploy(
+                    backend,
+                    deployment_name,
+                    api_name,
+                    str(model_path),
+                    functions,
+                    model_format,
+                    tf_serving_key,
+                )
+            return self._wait(backend, f"{deployment_name}/{api_name}", result, timeout)
+
+    def _write_and_deploy(
+        self,
+        backend: Any,
+        deployment: str,
+        api: str,
+        model_path: str,
+        functions: dict[str, Callable[..., Any]],
+        model_format: str,
+        tf_serving_key: str | None,
+    ) -> dict[str, Any]:
+        """Write the API into the deployment's project and hand that to the backend (its answer)."""
+        # APIs removed since (`inferd delete`) are left out of the project, or they would come
+        # back with this deploy. None listed: keep them all (an operator that has just started
+        # lists a deployment only once it has restored it).
+        deployed = {info["name"] for info in backend.apis() if info.get("deployment") == deployment}
+        previous = self._set_aside(deployment, api)
+        try:
+            project = self._write_project(
+                deployment, api, model_path, functions, model_format, tf_serving_key, deployed
+            )
+            result: dict[str, Any] = backend.deploy(project)
+        except Exception as error:
+            # Refused (nothing deployed): the project goes back to what the operator runs, or
+            # every later deploy to this deployment would be refused for this API.
+            self._put_back(deployment, api, previous)
+            if isinstance(error, ConfigError):  # the config is ours: the arguments are wrong
+                raise DeployFailedError(f"api '{deployment}/{api}' was not deployed: {error}") from error
+            raise
+        if previous is not None:
+            shutil.rmtree(previous)
+        return result
+
+    @contextmanager
+    def _locked(self, deployment: str) -> Iterator[None]:
+        """One deploy at a time into a deployment's project, across threads and processes: two
+        at once each wrote the project the other was deploying (and the operator refuses a
+        deploy while another one of the same deployment is being applied)."""
+        locks = self.workspace / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with (locks / deployment).open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     # the project folder
 
@@ -124,18 +176,24 @@ class Client:
         handlers: dict[str, Callable[..., Any]],
         model_format: str,
         tf_serving_key: str | None,
+        deployed: set[str] | None = None,
     ) -> Path:
+        """Write ``api`` into the deployment's project; ``deployed``: the deployment's APIs that
+        the operator runs (the others' folders are removed; none given keeps them all)."""
         _check_names(deployment, api)  # they name folders this removes: never `..` or `/`
+        _check_model(model_path)
         root = self.workspace / deployment
         folder = root / api
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
+        if deployed:
+            for other in root.iterdir():
+                if other.name not in {api, *deployed} and (other / API_FILE).is_file():
+                    shutil.rmtree(other)
         block: dict[str, Any] = {"model": model_path}
         if not model_path.startswith(REMOTE):
             source = Path(model_path).expanduser().resolve()
-            if not source.exists():
-                raise UsageError(f"model_path {model_path} does not exist")
             target = folder / source.name
             if source.is_dir():
                 shutil.copytree(source, target)
@@ -148,49 +206,81 @@ class Client:
         if tf_serving_key is not None:
             block["signature_key"] = tf_serving_key
         (folder / API_FILE).write_text(json.dumps({"name": api, model_format: block}))
-        apis = [
-            json.loads((path / API_FILE).read_text())
-            for path in sorted(root.iterdir())
-            if (path / API_FILE).is_file()
-        ]
-        resources = [{"kind": "deployment", "name": deployment}, *({"kind": "api", **a} for a in apis)]
-        (root / "cortex.yaml").write_text(json.dumps(resources, indent=2) + "\n")  # JSON is YAML
+        _write_config(root, deployment)
         return root
+
+    def _set_aside(self, deployment: str, api: str) -> Path | None:
+        """Move the API's current folder out of the project (put back if the deploy is refused)."""
+        folder = self.workspace / deployment / api
+        if not folder.is_dir():
+            return None
+        aside = self.workspace / ".previous" / deployment / api
+        if aside.exists():
+            shutil.rmtree(aside)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(aside)
+        return aside
+
+    def _put_back(self, deployment: str, api: str, previous: Path | None) -> None:
+        root = self.workspace / deployment
+        folder = root / api
+        if folder.exists():
+            shutil.rmtree(folder)
+        if previous is not None:
+            previous.rename(folder)
+        _write_config(root, deployment)
 
     # deploying and waiting
 
-    def _deploy(self, project: Path, key: str, timeout: float) -> str:
-        from inferd.cli.outcome import judge
-
-        backend: Any
-        if self.environment.is_local:
-            from inferd.client import Client as OperatorClient
-
-            backend = OperatorClient(self.home)
-        else:
+    @contextmanager
+    def _backend(self) -> Iterator[Any]:
+        """The operator (started when it is not running) or the Ray cluster to deploy to."""
+        if not self.environment.is_local:
             from inferd.engine.ray.backend import RayBackend
 
-            backend = RayBackend(self.environment)
+            yield RayBackend(self.environment)
+            return
+        from inferd.client import Client as OperatorClient
+
+        backend = OperatorClient(self.home)
         try:
-            if self.environment.is_local:
-                backend.start()
-            result = backend.deploy(project)
-            name = key.partition("/")[2]
-            version = (result.get("versions") or {}).get(name)
-            deadline = time.monotonic() + timeout
-            while True:
-                info: dict[str, Any] = backend.api(key)
-                outcome = judge(name, info, version)
-                if outcome.done:
-                    if outcome.failed:
-                        raise DeployFailedError(outcome.failure)
-                    return str(info["url"])
-                if time.monotonic() > deadline:
-                    raise DeployFailedError(f"api '{key}' is not live after {timeout:.0f}s: {info['status']}")
-                time.sleep(POLL_SECONDS)
+            backend.start()
+            yield backend
         finally:
-            if self.environment.is_local:
-                backend.close()  # its connection to the operator (a long-lived caller keeps none)
+            backend.close()  # its connection to the operator (a long-lived caller keeps none)
+
+    def _wait(self, backend: Any, key: str, result: dict[str, Any], timeout: float) -> str:
+        from inferd.cli.outcome import judge
+
+        name = key.partition("/")[2]
+        version = (result.get("versions") or {}).get(name)
+        deadline = time.monotonic() + timeout
+        while True:
+            info: dict[str, Any] = backend.api(key)
+            outcome = judge(name, info, version)
+            if outcome.done:
+                if outcome.failed:
+                    raise DeployFailedError(outcome.failure)
+                return str(info["url"])
+            if time.monotonic() > deadline:
+                raise DeployFailedError(f"api '{key}' is not live after {timeout:.0f}s: {info['status']}")
+            time.sleep(POLL_SECONDS)
+
+
+def _write_config(root: Path, deployment: str) -> None:
+    """The deployment's cortex.yaml: every API folder of the project."""
+    apis = [
+        json.loads((path / API_FILE).read_text())
+        for path in sorted(root.iterdir())
+        if (path / API_FILE).is_file()
+    ]
+    resources = [{"kind": "deployment", "name": deployment}, *({"kind": "api", **a} for a in apis)]
+    (root / "cortex.yaml").write_text(json.dumps(resources, indent=2) + "\n")  # JSON is YAML
+
+
+def _check_model(model_path: str) -> None:
+    if not model_path.startswith(REMOTE) and not Path(model_path).expanduser().exists():
+        raise UsageError(f"model_path {model_path} does not exist")
 
 
 def _model_format(model_path: str, model_format: str | None) -> str:

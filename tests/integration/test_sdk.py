@@ -19,6 +19,7 @@ SAMPLES = [
     {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3},
     {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1},
 ]
+SETOSA = [5.2, 3.6, 1.4, 0.3]
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 
@@ -78,7 +79,7 @@ def test_deploy_an_onnx_model_with_two_lambdas(inferd: Inferd, client: Client, t
     assert listed == [3] * 64
 
 
-def test_a_failing_handler_and_bad_arguments(client: Client) -> None:
+def test_a_failing_handler_and_bad_arguments(inferd: Inferd, client: Client) -> None:
     model = example("iris-onnx") / "models" / "iris.onnx"
     with pytest.raises(UsageError, match="model_format must be 'onnx' or 'tensorflow', not 'pytorch'"):
         client.deploy("bad", "classifier", model, model_format="pytorch")
@@ -88,3 +89,34 @@ def test_a_failing_handler_and_bad_arguments(client: Client) -> None:
         client.deploy("bad", "classifier", "does-not-exist.onnx")
     with pytest.raises(DeployFailedError, match=r"api 'classifier' failed \(error\): .*post_inference"):
         client.deploy("bad", "classifier", model, post_inference=lambda only_one: None, timeout=120)
+
+    # A refused deploy leaves the deployment as it was. Was: the refused API stayed in the
+    # workspace's project, so every later deploy to "bad" was refused for it (a ConfigError
+    # naming a cortex.yaml line the user never wrote), and a refused update lost the old files.
+    url = client.deploy("bad", "raw", model)
+    for api in ("saved", "raw"):
+        with pytest.raises(
+            DeployFailedError, match=rf"api 'bad/{api}' was not deployed: .*SavedModel folder"
+        ):
+            client.deploy("bad", api, model, model_format="tensorflow")
+    assert requests.post(url, json=[SETOSA], timeout=30).json()[0] == [0]
+    # An API removed with `inferd delete` stays removed when another one is deployed beside it
+    # (was: the client's project still held it, and it came back).
+    inferd.run("delete", "bad/classifier")
+    client.deploy("bad", "again", model)
+    assert sorted(api["name"] for api in inferd.json("get", "-a") if api["deployment"] == "bad") == [
+        "again",
+        "raw",
+    ]
+
+    # Deploys beside each other at once (a script's threads) all go live. Was: one was refused
+    # ("deployment 'bad' is currently updating"), or lost the folder another one was writing.
+    with ThreadPoolExecutor(2) as pool:
+        urls = list(pool.map(lambda name: client.deploy("bad", name, model), ["left", "right"]))
+    assert [requests.post(url, json=[SETOSA], timeout=30).status_code for url in urls] == [200, 200]
+    assert sorted(api["name"] for api in inferd.json("get", "-a") if api["deployment"] == "bad") == [
+        "again",
+        "left",
+        "raw",
+        "right",
+    ]

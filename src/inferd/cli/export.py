@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 import click
+from packaging.requirements import Requirement
 
 from inferd import __version__
 from inferd.config.load import load_project
@@ -20,7 +21,31 @@ from inferd.errors import UsageError
 from inferd.operator.state import key_files
 from inferd.storage import project_files
 
-EXTRAS = ("all", "onnx", "tensorflow")
+EXTRAS = ("all", "onnx", "tensorflow", "gpu", "cortex")
+
+
+def image_extras(project: Project) -> str:
+    """The extras the image installs: the CUDA runtimes (``gpu``) when an API asks for a GPU,
+    else the CPU ones (``all``); and ``cortex`` (what Cortex's image pre-installed) when this
+    inferd has it, so that handlers importing those packages run in the pods as they run here."""
+    runtimes = "gpu" if any(config.api.compute.gpu for config in project.apis) else "all"
+    return f"{runtimes},cortex" if _has_extra("cortex") else runtimes
+
+
+def _has_extra(extra: str) -> bool:
+    try:
+        requires = metadata.requires("inferd") or []
+    except metadata.PackageNotFoundError:
+        return False
+    names = [
+        Requirement(line).name
+        for line in requires
+        if re.search(rf"extra\s*==\s*['\"]{extra}['\"]", line.partition(";")[2])
+    ]
+    try:
+        return bool(names) and all(metadata.version(name) for name in names)
+    except metadata.PackageNotFoundError:
+        return False
 
 
 def inferd_pyproject() -> str:
@@ -125,7 +150,9 @@ def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Pat
     )
     (out / "inferd/pyproject.toml").write_text(inferd_pyproject())
     ray_version = _ray_version() if ray else None
-    (out / "Dockerfile").write_text(build_context.dockerfile(ray_version))
+    (out / "Dockerfile").write_text(
+        build_context.dockerfile(ray_version, project.deployment.relax_pins, image_extras(project))
+    )
     manifests = out / "kubernetes"
     manifests.mkdir(exist_ok=True)
     if ray:

@@ -1,4 +1,4 @@
-"""The export folder as a Docker build context: its ``Dockerfile`` (inferd with every runtime,
+"""The export folder as a Docker build context: its ``Dockerfile`` (inferd with its runtimes,
 the project and its requirements) and the ``README.md`` that says how to build, push and apply
 the manifests (``engine/kubernetes.py``, ``engine/kuberay.py``). Pure generation.
 """
@@ -16,18 +16,21 @@ from inferd.engine.kubernetes import (
     secret_name,
     serve_command,
 )
+from inferd.engine.kubernetes_names import RAY_SERVICE_LENGTH, object_name
+from inferd.engine.kubernetes_requirements import requirements_step
 
 
-def dockerfile(with_ray: str | None = None) -> str:
-    """The image: python:3.11-slim, inferd with every runtime from ``inferd/``, the project
-    in /app/project with its requirements (and Ray Serve for a RayService)."""
+def dockerfile(with_ray: str | None = None, relax: bool = False, extras: str = "all") -> str:
+    """The image: python:3.11-slim, inferd with its runtimes (``extras``) from ``inferd/``, the
+    project in /app/project with its requirements (and Ray Serve for a RayService).
+    ``relax``: the deployment's ``relax_pins``."""
     lines = [
         "# Built by `inferd export`; see README.md beside it.",
         "FROM python:3.11-slim",
         "ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
         "WORKDIR /app",
         "COPY inferd/ /app/inferd/",
-        'RUN pip install "/app/inferd[all]"',
+        f'RUN pip install "/app/inferd[{extras}]"',
     ]
     if with_ray:
         lines += [
@@ -36,12 +39,15 @@ def dockerfile(with_ray: str | None = None) -> str:
             "    && rm -rf /var/lib/apt/lists/*",
             f'RUN pip install "ray[serve]=={with_ray}"',
         ]
-    lines += [
-        f"COPY project/ {PROJECT_IN_IMAGE}/",
-        f"RUN if [ -f {PROJECT_IN_IMAGE}/requirements.txt ]; then \\",
-        f"    pip install -r {PROJECT_IN_IMAGE}/requirements.txt; fi",
-        f"WORKDIR {PROJECT_IN_IMAGE}",
-    ]
+    lines.append(f"COPY project/ {PROJECT_IN_IMAGE}/")
+    if with_ray:
+        lines += [
+            f"RUN if [ -f {PROJECT_IN_IMAGE}/requirements.txt ]; then \\",
+            f"    pip install -r {PROJECT_IN_IMAGE}/requirements.txt; fi",
+        ]
+    else:
+        lines += requirements_step(relax)
+    lines.append(f"WORKDIR {PROJECT_IN_IMAGE}")
     if not with_ray:
         lines += [f"EXPOSE {PORT}", "CMD " + json.dumps(serve_command())]
     return "\n".join(lines) + "\n"
@@ -49,17 +55,19 @@ def dockerfile(with_ray: str | None = None) -> str:
 
 def readme(project: Project, image: str, ray: bool) -> str:
     """OUT/README.md: how the image is built and the manifests applied."""
-    name = project.deployment.name
+    name = object_name(project.deployment.name, max_length=RAY_SERVICE_LENGTH)  # the RayService's
     lines = [
-        f"# {name}: inferd on Kubernetes",
+        f"# {project.deployment.name}: inferd on Kubernetes",
         "",
         "Written by `inferd export`. This folder is a Docker build context:",
         "",
         "- `inferd/`: inferd's source (the version that exported it) with a pyproject listing the",
-        '  same dependencies; the Dockerfile installs it with `pip install "/app/inferd[all]"`',
-        "  (onnxruntime and tensorflow-cpu included).",
+        "  same dependencies; the Dockerfile installs it with its runtimes: `inferd[all]` (onnxruntime",
+        "  and tensorflow-cpu), `inferd[gpu]` (their CUDA builds) when an API asks for a GPU, and",
+        "  `inferd[cortex]` (what Cortex's image pre-installed) when the inferd that exported it has it.",
         "- `project/`: the project's files (hidden files, virtualenvs and bytecode left out), copied to",
-        f"  `{PROJECT_IN_IMAGE}` in the image; its `requirements.txt`, if any, is installed at build time.",
+        f"  `{PROJECT_IN_IMAGE}` in the image; its `requirements.txt`, if any, is installed at build time",
+        "  as `inferd deploy` installs it (pins that inferd's own packages meet are not installed again).",
         "- `Dockerfile`: `python:3.11-slim` + the two above.",
         "- `kubernetes/`: the manifests.",
         "",
@@ -102,7 +110,7 @@ def readme(project: Project, image: str, ray: bool) -> str:
             "",
             "```sh",
             *(
-                f"curl -X POST -H 'Content-Type: application/json' -d @sample.json "
+                f"curl -X POST -H 'Content-Type: application/json' -d @project/sample.json "
                 f"http://127.0.0.1:8888{c.endpoint}"
                 for c in project.apis[:1]
             ),

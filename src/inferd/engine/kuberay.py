@@ -12,6 +12,7 @@ import yaml
 
 from inferd.config.schema import Project
 from inferd.engine.kubernetes import PROJECT_IN_IMAGE
+from inferd.engine.kubernetes_names import RAY_SERVICE_LENGTH, object_name
 from inferd.engine.ray import plan
 
 RAY_SERVE_PORT = 8000
@@ -34,7 +35,10 @@ def ray_service(project: Project, image: str, ray_version: str, max_workers: int
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
-        "metadata": {"name": project.deployment.name, "labels": {"app.kubernetes.io/name": "inferd"}},
+        "metadata": {
+            "name": object_name(project.deployment.name, max_length=RAY_SERVICE_LENGTH),
+            "labels": {"app.kubernetes.io/name": "inferd"},
+        },
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
             "rayClusterConfig": {

@@ -19,6 +19,8 @@ import yaml
 
 from inferd.config.blocks import Compute
 from inferd.config.schema import ApiConfig, Project
+from inferd.engine.kubernetes_names import object_name
+from inferd.engine.kubernetes_requirements import HOME_IN_POD
 from inferd.errors import ConfigError
 
 PROJECT_IN_IMAGE = "/app/project"
@@ -52,9 +54,8 @@ def secret_name(config: ApiConfig) -> str:
 
 
 def resource_name(config: ApiConfig) -> str:
-    """``<deployment>-<api>``, cut to Kubernetes' 63 characters."""
-    name = f"{config.deployment}-{config.name}"
-    return name if len(name) <= 63 else name[:63].rstrip("-")
+    """``<deployment>-<api>``, valid and distinct for any names Cortex allows (``kubernetes_names``)."""
+    return object_name(config.deployment, config.name)
 
 
 def _labels(config: ApiConfig) -> dict[str, str]:
@@ -68,6 +69,8 @@ def _labels(config: ApiConfig) -> dict[str, str]:
 
 def _quantity(value: str | int | float) -> str:
     """A ``compute`` value as Kubernetes reads it (``200m``, ``0.5``, ``1Gi``: the same units)."""
+    if isinstance(value, int):
+        return str(value)  # bytes, to the byte (`:g` keeps six digits)
     return value if isinstance(value, str) else f"{value:g}"
 
 
@@ -120,7 +123,7 @@ def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, An
         "command": serve_command(project_path),
         "ports": [{"name": "http", "containerPort": PORT}],
         "env": [
-            {"name": "INFERD_HOME", "value": "/tmp/inferd"},
+            {"name": "INFERD_HOME", "value": HOME_IN_POD},
             # One replica per pod shares its weights with nobody: no copy to write at each start.
             {"name": "INFERD_SHARE_WEIGHTS", "value": "0"},
             *key_env,

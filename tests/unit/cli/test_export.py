@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from inferd.cli.main import cli
+from inferd.engine.packages import packages_dir
 from tests.conftest import example, make_project
 
 
@@ -160,3 +168,143 @@ def test_what_a_ray_cluster_serves_without_is_a_warning_of_the_ray_export(tmp_pa
     assert "api 'champion': batching:" in warnings[0] and "api 'champion': timeout:" in warnings[1]
     kubernetes = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(tmp_path / "k8s")])
     assert kubernetes.exit_code == 0 and "warning" not in kubernetes.stderr  # each pod runs a gateway
+
+
+SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035 label, as the API server checks
+
+
+@pytest.mark.parametrize(
+    ("deployment", "apis"),
+    [
+        ("1iris", ["classifier"]),  # a Cortex deployment name may start with a digit
+        ("d" * 50, ["classifier-aaaa1", "classifier-aaaa2"]),  # alike once cut to 63 characters
+        ("e" * 63, ["a" * 63]),
+    ],
+)
+def test_every_name_cortex_allows_gives_valid_distinct_kubernetes_names(
+    tmp_path: Path, deployment: str, apis: list[str]
+) -> None:
+    # Was: the Service '1iris-classifier' (not a DNS-1035 label: the API server refuses it), and
+    # two APIs whose '<deployment>-<api>' agree in 63 characters wrote the same objects, the
+    # second replacing the first on `kubectl apply`.
+    config = f"- kind: deployment\n  name: {deployment}\n" + "".join(
+        f"- kind: api\n  name: {api}\n  onnx:\n    model: models/iris.onnx\n" for api in apis
+    )
+    project = make_project(
+        tmp_path / "p", config, {}, {"models/iris.onnx": example("iris-onnx") / "models" / "iris.onnx"}
+    )
+    assert export(project, tmp_path / "out").exit_code == 0
+    names: set[tuple[str, str]] = set()
+    for api in apis:
+        for document in yaml.safe_load_all((tmp_path / "out" / "kubernetes" / f"{api}.yaml").read_text()):
+            kubernetes_validate.validate(document, "1.30.0", strict=True)
+            name = document["metadata"]["name"]
+            assert SERVICE_NAME.match(name) and len(name) <= 63, name  # valid for every kind
+            assert (document["kind"], name) not in names
+            names.add((document["kind"], name))
+            if document["kind"] == "Deployment":
+                readme = (tmp_path / "out" / "README.md").read_text()
+                assert f"kubectl rollout status deployment/{name}\n" in readme
+    ray = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(tmp_path / "ray"), "--ray"])
+    assert ray.exit_code == 0, ray.output
+    (service,) = yaml.safe_load_all((tmp_path / "ray" / "kubernetes" / "rayservice.yaml").read_text())
+    # KubeRay names the Services it makes after the RayService, '<name>-serve-svc' as long as
+    # that fits in 50 characters (else it cuts the front off) and starts with a letter
+    assert SERVICE_NAME.match(service["metadata"]["name"])
+    assert len(f"{service['metadata']['name']}-serve-svc") <= 50
+    assert f"svc/{service['metadata']['name']}-serve-svc" in (tmp_path / "ray" / "README.md").read_text()
+
+
+def test_the_readme_commands_run_from_the_export_folder(tmp_path: Path) -> None:
+    # Was: `curl ... -d @sample.json` beside `docker build -t ... .`: run where the README is,
+    # curl found no sample.json (the project's is in project/).
+    project = user_project(tmp_path / "project")
+    (project / "sample.json").write_text((example("iris-onnx") / "sample.json").read_text())
+    out = tmp_path / "out"
+    assert export(project, out).exit_code == 0
+    readme = (out / "README.md").read_text()
+    assert "docker build -t inferd-iris:latest .\n" in readme and (out / "Dockerfile").is_file()
+    assert "kubectl apply -f kubernetes/\n" in readme and (out / "kubernetes").is_dir()
+    (sample,) = re.findall(r"-d @(\S+)", readme)
+    assert json.loads((out / sample).read_text()) == json.loads((project / "sample.json").read_text())
+    for line in (out / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            assert (out / line.split()[1]).is_dir(), line
+
+
+def test_memory_given_in_bytes_is_requested_to_the_byte(tmp_path: Path) -> None:
+    # Was: mem: 1073741824 became '1.07374e+09' (six digits: 1,073,740,000 bytes), so a pod's
+    # memory limit was under the mem_limit its config set.
+    compute = "  compute:\n    cpu: 2\n    mem: 1073741824\n    mem_limit: 2147483648\n"
+    project = make_project(
+        tmp_path / "p",
+        f"- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n{compute}",
+        {},
+        {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
+    )
+    assert export(project, tmp_path / "out").exit_code == 0
+    deployment = next(yaml.safe_load_all((tmp_path / "out" / "kubernetes" / "a.yaml").read_text()))
+    kubernetes_validate.validate(deployment, "1.30.0", strict=True)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "2", "memory": "1073741824"},
+        "limits": {"memory": "2147483648"},
+    }
+
+
+def test_requirements_are_installed_as_inferd_deploy_installs_them(tmp_path: Path) -> None:
+    # Was: the Dockerfile ran `pip install -r requirements.txt`, so a Cortex pin replaced
+    # inferd's own package in the image (requests==2.21.0 under inferd's requests>=2.31) or
+    # failed the build (scikit-learn==0.21.*), where `inferd deploy` keeps inferd's version
+    # with a warning, or relaxes the pin with relax_pins; and each pod's `inferd serve` ran pip
+    # again at its start.
+    project = user_project(tmp_path / "project")
+    (project / "requirements.txt").write_text("numpy\n")
+    out = tmp_path / "out"
+    assert export(project, out).exit_code == 0
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "pip install -r" not in dockerfile
+    (run,) = [line for line in dockerfile.splitlines() if line.startswith("RUN") and "requirements" in line]
+    home = tmp_path / "home"
+    command = (
+        run.removeprefix("RUN ")
+        .replace("/tmp/inferd", str(home))
+        .replace("/app/project", str(out / "project"))
+    )
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    subprocess.run(["sh", "-c", command], check=True, cwd=out / "project", env=dict(os.environ, PATH=path))
+    # what the pods' `inferd serve` finds installed, under the INFERD_HOME their Deployment sets
+    pod = next(yaml.safe_load_all((out / "kubernetes" / "classifier.yaml").read_text()))["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert {"name": "INFERD_HOME", "value": "/tmp/inferd"} in container["env"]
+    assert (packages_dir(home, out / "project" / "requirements.txt") / ".complete").is_file()
+
+    config = project / "cortex.yaml"
+    config.write_text(config.read_text().replace("name: iris\n", "name: iris\n  relax_pins: true\n", 1))
+    assert export(project, out).exit_code == 0
+    assert "relax=True" in (out / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize(("gpu", "runtimes"), [(0, "all"), (1, "gpu")])
+def test_the_image_has_the_runtimes_and_packages_its_apis_need(
+    tmp_path: Path, gpu: int, runtimes: str
+) -> None:
+    # Was: always inferd[all] (CPU builds of onnxruntime and TensorFlow), so a pod of an API with
+    # compute.gpu got a GPU it could not use and its replica refused to load; and never
+    # inferd[cortex], so a handler importing what Cortex pre-installed (pandas, scikit-learn),
+    # which ran here, failed to import in the pod.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+        f"  compute:\n    gpu: {gpu}\n",
+        {},
+        {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
+    )
+    out = tmp_path / "out"
+    assert export(project, out).exit_code == 0
+    (extras,) = re.findall(r'RUN pip install "/app/inferd\[([\w,-]+)\]"', (out / "Dockerfile").read_text())
+    assert extras.split(",") == [runtimes, "cortex"]  # `make test` installs inferd[cortex]
+    defined = tomllib.loads((out / "inferd" / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert set(extras.split(",")) <= set(defined)
+    assert any(requirement.startswith("onnxruntime-gpu") for requirement in defined["gpu"])

@@ -4,18 +4,17 @@ A reconcile loop keeps each API at the count the autoscaler wants, rolls new ver
 before retiring old ones, replaces replicas that die (backing off while they keep failing),
 and stops replicas that outgrow ``compute.mem``. This module is the orchestration; its parts
 live beside it: making a version ready before it rolls out (``prepare``), where replicas fit
-(``placement``), starting one replica process (``launch``), meeting failures (``failures``)
-and what the engine tells about its APIs (``report``).
+(``placement``), starting one replica process (``launch``) and numbering it (``replica_ids``),
+what a replica reports (``replica_events``), meeting failures (``failures``) and what the engine
+tells about its APIs (``report``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
-import signal
 import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -32,11 +31,12 @@ from inferd.engine.models import retry_delay
 from inferd.engine.output import ApiLogs
 from inferd.engine.prepare import prepare
 from inferd.engine.reconcile import ReplicaView, plan
-from inferd.engine.report import status
+from inferd.engine.replica_events import LocalReplicaEvents, publish_status
+from inferd.engine.replica_ids import IDS_FILE, ReplicaIds
 from inferd.engine.state import ApiState, Replica, Version, gpu_claims
 from inferd.engine.zygotes import Zygotes, enabled
 from inferd.replica import messages
-from inferd.replica.handle import ReplicaHandle, ReplicaState
+from inferd.replica.handle import ReplicaHandle
 from inferd.storage import project_digest
 from inferd.types import ReplicaSink
 
@@ -44,18 +44,10 @@ log = logging.getLogger("inferd.engine")
 
 RECONCILE_SECONDS = 0.25
 STOP_TIMEOUT = 10.0
-IDS_FILE = "replica-ids"  # in $INFERD_HOME: the last replica number given
-
-
-def _last_id(path: Path | None) -> int:
-    try:
-        return int(path.read_text()) if path is not None else 0
-    except (OSError, ValueError):
-        return 0
 
 
 class LocalEngine:
-    """Starts, watches and stops replica processes; implements ``ReplicaEvents``."""
+    """Starts, watches and stops replica processes; their events go to ``LocalReplicaEvents``."""
 
     def __init__(
         self, sink: ReplicaSink, home: Path, log_dir: Path | None = None, fixed_replicas: int | None = None
@@ -72,15 +64,14 @@ class LocalEngine:
         self.apis: dict[str, ApiState] = {}
         self.sources: dict[str, Path] = {}  # deployment -> the user's folder it was deployed from
         self.priorities = priority.Priorities()  # shadows' replicas yield the CPU
-        # Replica numbers go on across operator restarts (the API's log keeps earlier replicas'
-        # lines: a restarted operator's `slow-1` was another process than the one before it).
-        self._ids_file = home / IDS_FILE if log_dir is not None else None
-        self._ids = itertools.count(_last_id(self._ids_file) + 1)
+        self._ids = ReplicaIds(home / IDS_FILE if log_dir is not None else None)
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()  # reconcile now, not at the next tick
         self.zygotes = Zygotes(on_change=self._wake.set) if enabled() else None
+        # what is done when a replica turns ready, fails, closes or overruns a timeout
+        self.events = LocalReplicaEvents(self.apis, sink, self.zygotes, self._event)
 
     # desired state
 
@@ -223,7 +214,7 @@ class LocalEngine:
                 self._reconcile_api(state, now)
             except Exception as exc:
                 failures.step_failed(state, exc, now, self.sink, self._event)
-                self._publish_status(state)
+                publish_status(state, self.sink)
             else:
                 if state.step_error is not None:
                     failures.step_recovered(state, self.sink, self._event)
@@ -286,7 +277,7 @@ class LocalEngine:
             if self.logs is not None:
                 self.logs.forget(state.key)
             return
-        self._publish_status(state)
+        publish_status(state, self.sink)
         self._report_compute(state)
 
     def _report_compute(self, state: ApiState) -> None:
@@ -304,12 +295,6 @@ class LocalEngine:
             if reason:
                 self._event(state.key, f"compute unavailable: {reason}")
 
-    def _publish_status(self, state: ApiState) -> None:
-        """Work out the API's status and tell the gateway now (a replica turning ready or failing
-        says so at once, not at the next reconcile: /healthz, GET and `inferd get` agree)."""
-        state.status = status(state)
-        self.sink.api_status(state.key, state.status)
-
     def _start(self, state: ApiState, like: Version | None = None) -> None:
         version = like or state.version
         assert version.spec is not None
@@ -321,7 +306,7 @@ class LocalEngine:
         if zygotes is not None and zygotes.warming(state.config.api.model_format):
             state.deferred += 1  # started once the zygote has imported what it would import
             return
-        replica_id = f"{state.config.name}-{self._next_id()}"
+        replica_id = f"{state.config.name}-{self._ids.take()}"
         spec = version.spec.model_copy(update={"replica_id": replica_id, "repeat_of": version.error})
         env = dict(os.environ, **replica_environment(self.capacity.gpus, gpus))
         # With a log folder, the output goes through a pipe into the API's rotated log; without
@@ -330,7 +315,7 @@ class LocalEngine:
             spec.project_root, state.config.api.model_format, env, zygotes, piped=self.logs is not None
         )
         greeting = messages.frame(messages.SPEC, spec.model_dump_json().encode())
-        handle = ReplicaHandle(state.key, replica_id, version.id, self, greeting=greeting)
+        handle = ReplicaHandle(state.key, replica_id, version.id, self.events, greeting=greeting)
         loop = asyncio.get_running_loop()
         self._spawn(loop.connect_accepted_socket(lambda: handle, ours))
         if self.logs is not None and output is not None:
@@ -352,15 +337,6 @@ class LocalEngine:
         )
         self.priorities.apply(state.key, state.replicas[-1])
 
-    def _next_id(self) -> int:
-        number = next(self._ids)
-        if self._ids_file is not None:
-            with contextlib.suppress(OSError):  # ids of this run stay unique either way
-                scratch = self._ids_file.with_name(self._ids_file.name + ".tmp")
-                scratch.write_text(str(number))
-                os.replace(scratch, self._ids_file)
-        return number
-
     def _retire(self, state: ApiState, replica_id: str) -> None:
         for replica in state.replicas:
             if replica.id == replica_id and not replica.retired:
@@ -377,79 +353,6 @@ class LocalEngine:
         log.log(level, "api '%s': %s", api, text)
         if self.logs is not None:
             self.logs.event(api, text)
-
-    def _find(self, handle: ReplicaHandle) -> tuple[ApiState, Replica] | None:
-        state = self.apis.get(handle.api)
-        if state is None:
-            return None
-        for replica in state.replicas:
-            if replica.handle is handle:
-                return state, replica
-        return None
-
-    # ReplicaEvents
-
-    def replica_ready(self, handle: ReplicaHandle) -> None:
-        found = self._find(handle)
-        if found is None or self._stopping or found[1].retired:
-            handle.close()
-            return
-        state, replica = found
-        if failures.stop_if_over_limit(state, replica, self._event):
-            return  # never counted ready: it closes, and is reported as out of memory
-        replica.loaded = True
-        if self.zygotes is not None and not replica.gpus.devices:
-            # a zygote that died is started again, for the next replicas
-            self.zygotes.ensure(state.config.api.model_format)
-        if replica.version == state.version.id:
-            version = state.version
-            # (failures stay counted: a replica that crashes soon after it is ready backs off too;
-            # one that ran well for a minute starts the count again, failures.crashed)
-            version.oom = False
-            if version.error is not None:
-                version.error = None
-                self.sink.api_error(handle.api, None)
-        self.sink.replica_ready(handle.api, handle)
-        self._publish_status(state)
-
-    def replica_failed(self, handle: ReplicaHandle, error: str, detail: str) -> None:
-        found = self._find(handle)
-        if found is None:
-            return
-        state, replica = found
-        if replica.version == state.version.id:
-            state.version.error = error
-            state.version.detail = detail
-            self.sink.api_error(handle.api, error)
-            self._publish_status(state)
-
-    def replica_closed(self, handle: ReplicaHandle) -> None:
-        self.sink.replica_gone(handle.api, handle)
-        found = self._find(handle)
-        if found is None or self._stopping:
-            return
-        state, replica = found
-        if replica.retired:
-            return
-        if replica.stuck:  # stopped on purpose: a request overran its timeout
-            state.timed_out += 1
-            return
-        failures.crashed(state, replica, handle.state == ReplicaState.FAILED, self._event)
-
-    def replica_lost_because(self, handle: ReplicaHandle) -> str | None:
-        found = self._find(handle)
-        return None if found is None else failures.lost_because(*found)
-
-    def replica_stuck(self, handle: ReplicaHandle) -> None:
-        found = self._find(handle)
-        if found is None:
-            return
-        state, replica = found
-        replica.stuck = True
-        self._event(state.key, f"replica {replica.id} overran a request's timeout; stopping and replacing it")
-        self.sink.replica_gone(handle.api, handle)
-        if replica.process.poll() is None:
-            replica.process.send_signal(signal.SIGKILL)
 
     # reading
 
@@ -473,7 +376,7 @@ class LocalEngine:
 
     async def stop(self) -> None:
         """Close every replica's socket, wait for the processes, kill the stragglers."""
-        self._stopping = True
+        self._stopping = self.events.stopping = True
         if self._loop_task is not None:
             self._loop_task.cancel()
         replicas = [r for state in self.apis.values() for r in state.replicas]

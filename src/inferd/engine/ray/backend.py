@@ -90,14 +90,14 @@ class RayBackend:
         # Each API's own block is in its version: another API's edit leaves it running.
         project_digest = plan.digest_files(project.root, [f for f in files if f != project.config_file])
         code_digest = plan.inferd_digest()
+        relaxed: list[str] = []
+        pip = tuple(plan.requirements(project.root, relax_pins, relaxed.append))
         self._connect(project.root)
         self.cluster.start_serve(plan.serve_options(self.env.http_port, self.env.on_this_machine))
         details = self.cluster.details()
         apps: dict[str, Any] = details.get("applications") or {}
         self._check_conflicts(project, apps)
         existing = {view["name"]: view for view in api_views(details)}
-        relaxed: list[str] = []
-        pip = tuple(plan.requirements(project.root, relax_pins, relaxed.append))
         token = f"{time.time_ns()}" if refresh else ""
         deployed_at = time.time()
         specs: list[AppSpec] = []

@@ -249,7 +249,7 @@ def test_relax_pins_relaxes_the_pip_list_as_a_local_deploy_does(cluster: FakeClu
     backend = RayBackend(LAB, cluster)
     result = backend.deploy(project, relax_pins=True)
     assert [w for w in result["warnings"] if "scikit-learn==0.21.3 relaxed to scikit-learn" in w]
-    assert cluster.specs[-1].pip == ()
+    assert not cluster.specs[-1].pip
     # Without --relax-pins the deploy stops at once with the local deploy's sentence: sent to the
     # cluster, Serve's pip failed on the node and the API said "updating" until --timeout.
     runs = len(cluster.runs)

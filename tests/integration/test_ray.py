@@ -288,3 +288,19 @@ def test_replicas_spread_and_rolling_update(ray_cluster: RayTestCluster, tmp_pat
     assert results[0] == "iris-setosa" and results[-1] == "IRIS-SETOSA"
     ray_cluster.run("delete", "spread", "-e", "lab")
     wait_for(lambda: ray_cluster.api("spread-classifier") is None, 60, "the API to be deleted")
+
+
+def test_an_address_where_no_cluster_answers_fails_at_once(tmp_path: Path) -> None:
+    """Nothing listens at the environment's address: one sentence, exit 1, no minutes of Ray's
+    retries (a ``HOST:PORT`` address waited for a GCS about 13 minutes, printing every 5 s)."""
+    inferd = Inferd(tmp_path / "home")
+    port = free_port()
+    for name, address in (("node", f"127.0.0.1:{port}"), ("client", f"ray://127.0.0.1:{port}")):
+        inferd.run("env", "add", name, "--address", address)
+        for command in (("deploy", str(example("iris-onnx"))), ("get",)):
+            failed = inferd.run(*command, "-e", name, check=False, timeout=60)
+            assert failed.returncode == 1, failed
+            assert failed.stderr.splitlines() == [
+                f"error: cannot connect to the Ray cluster at {address}: nothing answers at "
+                f"127.0.0.1:{port} (Connection refused); is the cluster up (`ray status` on its head node)?"
+            ], failed.stderr

@@ -118,7 +118,7 @@ class TensorFlowRuntime:
     ) -> dict[str, np.ndarray[Any, Any]]:
         tensors = {name: tf.constant(value) for name, value in inputs.items()}
         outputs = self._loaded.signatures[key](**tensors)
-        return {name: _tensor(tensor.numpy()) for name, tensor in outputs.items()}
+        return {name: _tensor(tensor.numpy()) for name, tensor in sorted(outputs.items())}
 
     def handler_signature(self, stage: str) -> Any:
         return self.signature_map
@@ -126,7 +126,9 @@ class TensorFlowRuntime:
     def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         tensors = {name: tf.constant(value) for name, value in inputs.items()}
         outputs = self._function(**tensors)
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+        # In name order, as self.outputs: TensorFlow's order follows the process's string hashes,
+        # so two replicas of one model answered in different orders.
+        return {name: tensor.numpy() for name, tensor in sorted(outputs.items())}
 
     def output_arrays(self, prediction: Any) -> dict[str, Any]:
         return {name: _tensor(value) for name, value in prediction.items()}

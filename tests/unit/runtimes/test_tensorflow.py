@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -86,6 +86,27 @@ def test_run_and_specs(iris_tf: Path) -> None:
     outputs = runtime.run(inputs)
     assert outputs["class_ids"].shape == (1, 1)
     assert outputs["class_ids"][0, 0] == 2
+
+
+def test_outputs_come_in_name_order_whatever_order_tensorflow_gives(
+    iris_tf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded signature's dict of outputs is ordered by the process's string hashes: the same
+    model answered V2 outputs (and a raw prediction's keys) in another order from another replica."""
+    runtime = tf_runtime().TensorFlowRuntime(iris_tf, None)
+    function, signature = runtime._function, runtime._loaded.signatures["predict"]
+
+    def reversed_order(call: object) -> object:
+        return lambda **tensors: dict(reversed(list(call(**tensors).items())))  # type: ignore[operator]
+
+    monkeypatch.setattr(runtime, "_function", reversed_order(function))
+    monkeypatch.setattr(
+        runtime, "_loaded", SimpleNamespace(signatures={"predict": reversed_order(signature)})
+    )
+    inputs = {spec.name: np.array([1.0], dtype=np.float32) for spec in runtime.inputs}
+    expected = ["class_ids", "classes", "logits", "probabilities"]
+    assert list(runtime.run(inputs)) == expected == [spec.name for spec in runtime.outputs]
+    assert list(runtime.run_signature("predict", inputs)) == expected
 
 
 def test_a_gpu_replica_on_tensorflow_cpu_fails_unless_fallback_is_allowed(iris_tf: Path) -> None:

@@ -90,15 +90,16 @@ class RayBackend:
         # Each API's own block is in its version: another API's edit leaves it running.
         project_digest = plan.digest_files(project.root, [f for f in files if f != project.config_file])
         code_digest = plan.inferd_digest()
+        relaxed: list[str] = []
+        pip = tuple(plan.requirements(project.root, relax_pins, relaxed.append))
         self._connect(project.root)
         self.cluster.start_serve(plan.serve_options(self.env.http_port, self.env.on_this_machine))
         details = self.cluster.details()
         apps: dict[str, Any] = details.get("applications") or {}
         self._check_conflicts(project, apps)
         existing = {view["name"]: view for view in api_views(details)}
-        relaxed: list[str] = []
-        pip = tuple(plan.requirements(project.root, relax_pins, relaxed.append))
         token = f"{time.time_ns()}" if refresh else ""
+        deployed_at = time.time()
         specs: list[AppSpec] = []
         results: dict[str, str] = {}
         for config in project.apis:
@@ -112,7 +113,7 @@ class RayBackend:
             # Serve keeps last_deployed_time_s of an app's first deploy when it is run again, so
             # the replicas this version replaces are named: `inferd get -e` counts them as stale.
             replaces = [str(r["id"]) for r in (old or {}).get("replicas", []) if r.get("id")]
-            specs.append(self._api_spec(config, version, refresh_token, pip, replaces))
+            specs.append(self._api_spec(config, version, refresh_token, pip, replaces, deployed_at))
         specs.extend(self._router_specs(apps, code_digest[:16]))
         if specs:
             self.cluster.run(specs)
@@ -163,10 +164,22 @@ class RayBackend:
 
     @staticmethod
     def _api_spec(
-        config: ApiConfig, version: str, refresh: str, pip: tuple[str, ...], replaces: list[str]
+        config: ApiConfig,
+        version: str,
+        refresh: str,
+        pip: tuple[str, ...],
+        replaces: list[str],
+        deployed_at: float,
     ) -> AppSpec:
         options = plan.deployment_options(config, version)
-        options["user_config"] = {**options["user_config"], "refresh": refresh, "replaces": replaces}
+        # Serve keeps an app's first last_deployed_time_s when it is run again: `inferd get -e`
+        # takes the last update's time from here.
+        options["user_config"] = {
+            **options["user_config"],
+            "refresh": refresh,
+            "replaces": replaces,
+            "deployed_at": deployed_at,
+        }
         args = plan.replica_args(config)
         return AppSpec(
             name=config.name,
@@ -246,6 +259,10 @@ class RayBackend:
                 # One replica's answer (any of them): what its model runs on.
                 view["device"] = answer.get("device")
                 view["metrics"] = None
+                view["metrics_note"] = (
+                    "requests and the tracker are not counted on a Ray cluster "
+                    "(Ray's dashboard and metrics count requests)"
+                )
                 return view
         raise NotFoundError(f"no API named '{name}' on {self.env.describe()}")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import warnings
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -18,6 +20,12 @@ from inferd.engine.ray import plan
 from inferd.errors import InferdError
 
 NAMESPACE = "serve"  # where Serve's controller lives; drivers in it see its applications
+# How long the head's port may take to accept a TCP connection. Without this check, ray.init
+# waits for a GCS that is not there about 13 minutes (printing a warning every 5 s), and a
+# Ray client address 30 s.
+PROBE_TIMEOUT_S = 5.0
+# Ray's client server runs each client's driver in a thread and streams this warning back.
+CLIENT_NOISE = "SIGTERM handler is not set because current thread is not the main thread."
 
 
 class ClusterError(InferdError):
@@ -47,6 +55,7 @@ class RayCluster:
     def connect(self, project_root: Path | None = None) -> None:
         """Connect as a driver; with ``project_root``, upload it (and inferd) as the job's
         ``working_dir`` / ``py_modules`` so replicas can be given those URIs."""
+        check_reachable(self.address)
         import ray
 
         # A .gitignore that leaves models out must not leave them out of the deployment; the
@@ -60,14 +69,19 @@ class RayCluster:
                 "py_modules": [package],
                 "excludes": plan.EXCLUDES,
             }
+        logging.getLogger("ray.util.client.logsclient").addFilter(
+            lambda record: record.getMessage() != CLIENT_NOISE
+        )
         try:
-            ray.init(
-                address=self.address,
-                namespace=NAMESPACE,
-                runtime_env=runtime_env,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-            )
+            with warnings.catch_warnings():  # the failure below says it in one line
+                warnings.simplefilter("ignore", UserWarning)
+                ray.init(
+                    address=self.address,
+                    namespace=NAMESPACE,
+                    runtime_env=runtime_env,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
         except Exception as exc:  # ConnectionError, RuntimeError, grpc errors, auth errors...
             raise ClusterError(
                 f"cannot connect to the Ray cluster at {self.address}: {_first_line(exc)}"
@@ -194,6 +208,23 @@ class RayCluster:
         except Exception as exc:
             raise ClusterError(f"cannot read the replica's logs: {_first_line(exc)}") from None
         return result
+
+
+def check_reachable(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """``ClusterError`` at once when nothing accepts a connection at ``address``'s host and port
+    (``ray://HOST:PORT`` or ``HOST:PORT``)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        return  # not an address this check understands: ray.init says what is wrong with it
+    try:
+        socket.create_connection((host, int(port)), timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ClusterError(
+            f"cannot connect to the Ray cluster at {address}: nothing answers at {host}:{port} "
+            f"({reason}); is the cluster up (`ray status` on its head node)?"
+        ) from None
 
 
 def _plain(value: Any) -> Any:

@@ -89,8 +89,9 @@ def version_id(config: ApiConfig, project_digest: str, code_digest: str, refresh
 def requirements(root: Path, relax: bool = False, warn: Callable[[str], None] | None = None) -> list[str]:
     """``requirements.txt`` as the runtime_env ``pip`` list (comments and blanks dropped).
 
-    With ``relax`` (``--relax-pins``), the pins are checked as for a local deploy
-    (``engine/packages.py``): one that cannot install on this Python becomes its nearest
+    The pins are checked as for a local deploy (``engine/packages.py``): without ``relax``, one
+    that cannot install on this Python is a ``LoadError``, and the list goes to Serve as written.
+    With ``relax`` (``--relax-pins``), one that cannot install on this Python becomes its nearest
     installable version, one inferd's environment fits is left to it (Serve's pip environments
     see the cluster's own packages, as replicas of a local deploy see inferd's), and ``warn``
     gets each change. Ray runs the cluster on the client's Python version, so the check holds
@@ -100,8 +101,10 @@ def requirements(root: Path, relax: bool = False, warn: Callable[[str], None] | 
     if not path.is_file():
         return []
     text = path.read_text(encoding="utf-8")
+    # A pin that cannot install fails here, in the local deploy's words (LoadError): on the
+    # cluster, Serve's pip failed on the node and the API said "updating" until --timeout.
+    checked = packages.plan(text, relax=relax)
     if relax:
-        checked = packages.plan(text, relax=True)
         for warning in checked.warnings:
             (warn or (lambda _: None))(warning)
         # Serve's pip sees the cluster's torch, so torchvision's build for it needs no --no-deps there.

@@ -98,7 +98,8 @@ def api_view(name: str, app: dict[str, Any]) -> dict[str, Any]:
         "stale": len(running) - len(current),
         "failed": max(failed, 1) if trigger in FAILURE_TRIGGERS and status == "error" else failed,
         "in_flight": None,
-        "last_update": deployed_at,
+        # The time of the last deploy that changed it (Serve's stays the first deploy's).
+        "last_update": float(user.get("deployed_at") or deployed_at),
         "version": user.get("version", ""),
         "refresh": user.get("refresh", ""),
         "error": error,

@@ -13,7 +13,7 @@ from inferd.engine.ray import plan
 from inferd.engine.ray.backend import RayBackend, without_markers
 from inferd.engine.ray.cluster import AppSpec
 from inferd.environments import Environment
-from inferd.errors import ConfigError, NotFoundError
+from inferd.errors import ConfigError, LoadError, NotFoundError
 from tests.conftest import example
 
 LAB = Environment(name="lab", provider="ray", address="127.0.0.1:6379", http_port=8123)
@@ -249,6 +249,48 @@ def test_relax_pins_relaxes_the_pip_list_as_a_local_deploy_does(cluster: FakeClu
     backend = RayBackend(LAB, cluster)
     result = backend.deploy(project, relax_pins=True)
     assert [w for w in result["warnings"] if "scikit-learn==0.21.3 relaxed to scikit-learn" in w]
-    relaxed = cluster.specs[-1].pip
-    backend.deploy(project, refresh=True)  # without --relax-pins: Serve's pip gets the pin as written
-    assert (relaxed, cluster.specs[-1].pip) == ((), ("scikit-learn==0.21.3",))
+    assert not cluster.specs[-1].pip
+    # Without --relax-pins the deploy stops at once with the local deploy's sentence: sent to the
+    # cluster, Serve's pip failed on the node and the API said "updating" until --timeout.
+    runs = len(cluster.runs)
+    with pytest.raises(
+        LoadError, match=r"scikit-learn==0\.21\.3 cannot be installed on Python .*--relax-pins"
+    ):
+        backend.deploy(project, refresh=True)
+    assert len(cluster.runs) == runs  # nothing was sent
+    (project / "requirements.txt").write_text("scikit-learn\n")  # what installs travels as written
+    backend.deploy(project)
+    assert cluster.specs[-1].pip == ("scikit-learn",)
+
+
+def test_last_update_is_the_last_deploy_not_the_first(cluster: FakeCluster, tmp_path: Path) -> None:
+    """Serve keeps an application's first ``last_deployed_time_s`` when it is run again (the fake
+    says 1.0 each time): `inferd get -e` showed "8m" as last update right after an update."""
+    import shutil
+    import time
+
+    project = tmp_path / "iris"
+    shutil.copytree(example("iris-onnx"), project)
+    started = time.time()
+    RayBackend(LAB, cluster).deploy(project)
+    (first,) = RayBackend(LAB, cluster).apis()
+    assert first["last_update"] >= started
+    (project / "handlers" / "iris.py").write_text((project / "handlers" / "iris.py").read_text() + "\n# v2\n")
+    updated_at = time.time()
+    RayBackend(LAB, cluster).deploy(project)
+    (updated,) = RayBackend(LAB, cluster).apis()
+    assert updated["last_update"] >= updated_at
+    RayBackend(LAB, cluster).deploy(project)  # up-to-date: nothing is deployed, nor its time changed
+    (unchanged,) = RayBackend(LAB, cluster).apis()
+    assert unchanged["last_update"] == updated["last_update"]
+
+
+def test_get_api_on_ray_says_requests_are_not_counted_there(cluster: FakeCluster) -> None:
+    """`inferd get API -e` showed "0.0" requests/s and no 2XX for an API that had answered
+    hundreds: inferd's gateway counts requests, and it does not run on Ray."""
+    from inferd.cli.render import api_detail
+
+    RayBackend(LAB, cluster).deploy(example("iris-onnx"))
+    shown = api_detail(RayBackend(LAB, cluster).api("classifier"))
+    assert "requests/s" not in shown
+    assert "metrics: requests and the tracker are not counted on a Ray cluster" in shown

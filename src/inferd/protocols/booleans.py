@@ -1,0 +1,53 @@
+"""Whether a request's JSON text may hold ``true`` or ``false`` inside a number tensor.
+
+numpy reads ``[true, 1.5]`` as the floats ``[1.0, 1.5]`` and ``[true, 1]`` as the ints
+``[1, 1]``: the dtype it finds no longer shows the booleans, so a number tensor holding 0 or 1
+could hide one. Looking at each element in Python costs a third of the conversion (~80 us for
+4,000 numbers); the text is cheaper to ask, once per request and only when a tensor holds a 0
+or a 1 (~0.75 ns a byte: ~18 us for 4,000 ints). A literal that is an element of a list
+follows ``[`` or ``,`` (JSON's blanks aside), so when none does, no tensor holds one. A string
+that looks like one (``"[true"``) only sends the tensor to the element-by-element check.
+"""
+
+from __future__ import annotations
+
+BLANKS = b" \t\n\r"
+LOOKED_AT = 64  # literals looked at before answering "maybe" (a BOOL tensor holds thousands)
+
+
+class BooleansInLists:
+    """A question, answered at most once: may JSON ``text`` hold true or false right after one
+    of ``after``? ``[,`` finds list elements (V2's ``data``); TF Serving's row format also makes
+    a tensor of instances' named values, so it asks with ``[,:``. False is a proof; call it as
+    ``booleans()``. Made for each request (a class with slots: ~0.3 us, a cached closure ~2 us).
+    """
+
+    __slots__ = ("after", "answer", "text")
+
+    def __init__(self, text: bytes, after: bytes = b"[,") -> None:
+        self.text, self.after = text, after
+        self.answer: bool | None = None
+
+    def __call__(self) -> bool:
+        if self.answer is None:
+            self.answer = self._search()
+        return self.answer
+
+    def _search(self) -> bool:
+        text = self.text
+        if b"\x00" in text:  # UTF-16 or UTF-32, which Python's json reads: not searched here
+            return True
+        if b"true" not in text and b"false" not in text:  # the common case, in C
+            return False
+        looked = 0
+        for literal in (b"true", b"false"):
+            at = text.find(literal)
+            while at != -1:
+                looked += 1
+                before = at - 1
+                while before >= 0 and text[before] in BLANKS:
+                    before -= 1
+                if before < 0 or text[before] in self.after or looked > LOOKED_AT:
+                    return True
+                at = text.find(literal, at + len(literal))
+        return False

@@ -12,7 +12,8 @@ that looks like one (``"[true"``) only sends the tensor to the element-by-elemen
 from __future__ import annotations
 
 BLANKS = b" \t\n\r"
-LOOKED_AT = 64  # literals looked at before answering "maybe" (a BOOL tensor holds thousands)
+LOOKED_AT = 64  # literals (or e's) looked at before answering "maybe" (a BOOL tensor holds thousands)
+LONG = 4096  # bytes from which the text is searched by memchr
 
 
 class BooleansInLists:
@@ -37,17 +38,42 @@ class BooleansInLists:
         text = self.text
         if b"\x00" in text:  # UTF-16 or UTF-32, which Python's json reads: not searched here
             return True
-        if b"true" not in text and b"false" not in text:  # the common case, in C
+        if len(text) > LONG:
+            literals = self._literals_by_their_e()
+            if literals is not None:
+                return any(self._in_list(at) for at in literals)
+        elif b"true" not in text and b"false" not in text:  # the common case, in C
             return False
         looked = 0
         for literal in (b"true", b"false"):
             at = text.find(literal)
             while at != -1:
                 looked += 1
-                before = at - 1
-                while before >= 0 and text[before] in BLANKS:
-                    before -= 1
-                if before < 0 or text[before] in self.after or looked > LOOKED_AT:
+                if self._in_list(at) or looked > LOOKED_AT:
                     return True
                 at = text.find(literal, at + len(literal))
         return False
+
+    def _literals_by_their_e(self) -> list[int] | None:
+        """Where true and false start, found by their last letter (memchr finds an ``e`` at
+        ~0.05 ns a byte, where a search for ``true`` costs ~0.75): ``None`` when the text holds
+        too many (text, exponents) to look at each."""
+        text = self.text
+        found: list[int] = []
+        at = text.find(b"e")
+        for _ in range(LOOKED_AT):
+            if at == -1:
+                return found
+            if text[at - 3 : at] == b"tru":
+                found.append(at - 3)
+            elif text[at - 4 : at] == b"fals":
+                found.append(at - 4)
+            at = text.find(b"e", at + 1)
+        return None
+
+    def _in_list(self, at: int) -> bool:
+        """Whether the literal at ``at`` follows one of ``after`` (or nothing)."""
+        text, before = self.text, at - 1
+        while before >= 0 and text[before] in BLANKS:
+            before -= 1
+        return before < 0 or text[before] in self.after

@@ -55,8 +55,24 @@ def signature_name(body: bytes) -> str | None:
     return name or None
 
 
-def _decoded(value: Any) -> Any:
-    """``value`` with ``{"b64": ...}`` objects decoded; deep nesting is a 400, not a crash."""
+def _may_hold_b64(body: bytes) -> bool:
+    """Whether the request's text may hold a ``{"b64": ...}`` object.
+
+    The walk that decodes them visits every value in Python: ~900 us for 4,000 numbers, four
+    times their conversion. Asking the text costs ~4 us (one ``{``, the request's own, found by
+    memchr) to ~60 us (``b64`` sought in 80 KB, when objects are there: the row format's)."""
+    first = body.find(b"{")
+    if body.find(b"{", first + 1) == -1:
+        return False
+    # a key may spell b64 with escapes; UTF-16 and UTF-32 bodies (Python's json reads them) hold NULs
+    return b"b64" in body or b"\\" in body or b"\x00" in body
+
+
+def _decoded(value: Any, b64: bool = True) -> Any:
+    """``value`` with ``{"b64": ...}`` objects decoded (``b64``: the text may hold one); deep
+    nesting is a 400, not a crash."""
+    if not b64:
+        return value
     try:
         return _unb64(value)
     except RecursionError:
@@ -146,11 +162,12 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
     """The request, one array per input, and whether it used the row format."""
     request = _loads(body)
     booleans = _booleans_in(body)
+    b64 = _may_hold_b64(body)
     has_rows, has_columns = "instances" in request, "inputs" in request
     if has_rows == has_columns:
         raise InputError("the request must have exactly one of 'instances' (rows) or 'inputs' (columns)")
     if has_rows:
-        rows = _decoded(request["instances"])
+        rows = _decoded(request["instances"], b64)
         if not isinstance(rows, list):
             raise InputError("'instances' must be a list")
         if any(spec.type_name.startswith(MAP_TYPE) for spec in specs):
@@ -167,7 +184,7 @@ def decode_predict(body: bytes, specs: list[TensorSpec]) -> tuple[dict[str, Any]
         if extra:
             return request, _by_name(specs, {**columns, **dict.fromkeys(extra)}, booleans), True
         return request, _by_name(specs, columns, booleans, len(rows)), True
-    columns_value = _decoded(request["inputs"])
+    columns_value = _decoded(request["inputs"], b64)
     if isinstance(columns_value, dict):
         return request, _by_name(specs, columns_value, booleans), False
     if len(specs) != 1:

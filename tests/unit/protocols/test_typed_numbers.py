@@ -176,3 +176,14 @@ def test_a_key_value_counts_when_asked() -> None:
 def test_a_ragged_batch_of_instances_is_a_400() -> None:
     with pytest.raises(InputError, match="ragged"):
         tfserving.decode_predict(b'{"instances": [[1, 2], [3]]}', [ROWS])
+
+
+@pytest.mark.parametrize("padding", [b"", b"1, " * 2000, b'"name", ' * 1000])
+@pytest.mark.parametrize(
+    ("tail", "found"),
+    [(b"[1, true]", True), (b"[1,\n false]", True), (b'{"flag": true}', False), (b"[1, 2.5e3]", False)],
+)
+def test_booleans_in_lists_of_a_long_text(padding: bytes, tail: bytes, found: bool) -> None:
+    # a long text is searched by the literals' last letter; too many e's fall back to the literals
+    text = b'{"pad": [' + padding.rstrip(b", ") + b'], "data": ' + tail + b"}"
+    assert BooleansInLists(text)() is found

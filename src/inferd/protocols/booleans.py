@@ -13,7 +13,7 @@ from __future__ import annotations
 
 BLANKS = b" \t\n\r"
 LOOKED_AT = 64  # literals (or e's) looked at before answering "maybe" (a BOOL tensor holds thousands)
-LONG = 4096  # bytes from which the text is searched by memchr
+LONG = 1024  # bytes from which the text is searched by memchr (its e's)
 
 
 class BooleansInLists:

@@ -168,10 +168,24 @@ def _check_outputs(request: dict[str, Any]) -> None:
         _check_flag(_parameters(item.get("parameters"), where), "binary_data", where)
 
 
+def signature_name(request: dict[str, Any]) -> str | None:
+    """The request's ``parameters.signature_name``: which signature of a TensorFlow model with
+    several to run, as TF Serving's request names it (``None``: the API's own)."""
+    name = _parameters(request.get("parameters"), "the request").get("signature_name")
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"'signature_name' must be a string, not {orjson.dumps(name).decode()[:100]}")
+    return name or None
+
+
 def decode_request(
-    body: bytes, header_length: int | None, specs: list[TensorSpec]
+    body: bytes,
+    header_length: int | None,
+    specs: list[TensorSpec] | Callable[[str | None], list[TensorSpec]],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
-    """The request document and one array per model input. Raises ``InputError``."""
+    """The request document and one array per model input. Raises ``InputError``.
+
+    ``specs`` may be a function of the request's ``signature_name`` (the inputs of that
+    signature), called once the request is read."""
     if header_length is not None and not 0 < header_length <= len(body):
         raise InputError("Inference-Header-Content-Length is larger than the request body")
     header = body if header_length is None else body[:header_length]
@@ -181,6 +195,8 @@ def decode_request(
     if not isinstance(request.get("id", ""), str):
         raise InputError("'id' must be a string (the protocol's request id, echoed in the answer)")
     _check_outputs(request)
+    if callable(specs):
+        specs = specs(signature_name(request))
     booleans = BooleansInLists(header)
     by_name = {spec.name: spec for spec in specs}
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")

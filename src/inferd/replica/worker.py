@@ -95,13 +95,12 @@ def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[byte
         outputs = predictor.run_tensors(inputs, v2.signature_name(request))
         out, binary_header = v2.encode_response(predictor.api.name, V2_VERSION, request, outputs)
         return out, binary_header or 0
-    signature = tfserving.signature_name(body)
-    inputs_spec, _ = predictor.tensor_specs(signature)
     if kind == messages.TF_PREDICT:
-        _, inputs, rows = tfserving.decode_predict(body, inputs_spec)
-        return tfserving.encode_predict(predictor.run_tensors(inputs, signature), rows), 0
-    _, inputs = tfserving.decode_examples(body, inputs_spec)
-    outputs = predictor.run_tensors(inputs, signature)
+        request, inputs, rows = tfserving.decode_predict(body, lambda name: predictor.tensor_specs(name)[0])
+        outputs = predictor.run_tensors(inputs, tfserving.signature_name(request))
+        return tfserving.encode_predict(outputs, rows), 0
+    request, inputs = tfserving.decode_examples(body, lambda name: predictor.tensor_specs(name)[0])
+    outputs = predictor.run_tensors(inputs, tfserving.signature_name(request))
     encode = tfserving.encode_classify if kind == messages.TF_CLASSIFY else tfserving.encode_regress
     return encode(outputs), 0
 

@@ -173,3 +173,23 @@ def test_a_number_beyond_a_double_is_refused_on_every_route(server: Server) -> N
         answer = requests.post(server.url + path, data=body, timeout=10)
         assert answer.status_code == 400, (path, answer.text)
         assert "malformed JSON: number is infinity" in answer.json()["error"], (path, answer.text)
+
+
+@pytest.mark.parametrize(("name", "data"), [("f32", "[true, 1.5]"), ("i64", "[1, true]")])
+def test_true_among_numbers_is_a_400_on_a_protocol_route_and_the_replica_keeps_serving(
+    server: Server, name: str, data: str
+) -> None:
+    """numpy reads [true, 1.5] as the floats 1.0 and 1.5 (and [1, true] as the ints 1, 1), so a
+    client's true reached the model as 1: V2's BOOL is its own datatype, TF Serving's DT_BOOL
+    too. The Cortex route keeps Cortex's reading."""
+    bodies = _bodies(name, data)
+    for path in ROUTES[1:]:
+        answer = requests.post(server.url + path, data=bodies[path], timeout=10)
+        assert answer.status_code == 400, (path, answer.text)
+        error = answer.json()["error"]
+        assert f"input '{name}'" in error and "true/false" in error, (path, error)
+    assert requests.post(server.url + ROUTES[0], data=bodies[ROUTES[0]], timeout=10).status_code == 200
+    for path, body in _bodies(name, "[0, 1]").items():
+        answer = requests.post(server.url + path, data=body, timeout=10)
+        assert answer.status_code == 200, (path, answer.text)
+        assert _outputs(path, answer)[name] == [0, 1], (path, answer.text)

@@ -334,3 +334,28 @@ def test_v2_json_never_changes_bytes_that_are_not_text(tf_server: Server) -> Non
         assert client.infer("echo", [text], outputs=as_json).as_numpy("same").tolist() == ["héllo"]
     finally:
         client.close()
+
+
+@pytest.mark.tensorflow
+def test_v2_runs_the_signature_its_parameters_name(tf_server: Server) -> None:
+    # V2 ran the API's own signature whatever parameters.signature_name said (TF Serving's honours it)
+    tensor = {"name": "s", "shape": [2], "datatype": "BYTES", "data": ["hi", "you"]}
+    answer = tf_server.post(
+        "/v2/models/totals/infer", {"parameters": {"signature_name": "echo"}, "inputs": [tensor]}
+    )
+    assert answer.json()["outputs"] == [
+        {"name": "same", "datatype": "BYTES", "shape": [2], "data": ["hi", "you"]}
+    ], answer.text
+    unknown = tf_server.post(
+        "/v2/models/totals/infer", {"parameters": {"signature_name": "nope"}, "inputs": [tensor]}
+    )
+    error = unknown.json()["error"]
+    assert unknown.status_code == 400 and "signature 'nope' is not in the model (it has: " in error, error
+    assert "serving_default" in error and "echo" in error, error
+    number = tf_server.post(
+        "/v2/models/totals/infer", {"parameters": {"signature_name": 5}, "inputs": [tensor]}
+    )
+    assert number.status_code == 400 and "must be a string" in number.json()["error"], number.text
+    rows = {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}
+    named = {"parameters": {"signature_name": "serving_default"}, "inputs": [rows]}
+    assert tf_server.post("/v2/models/totals/infer", named).status_code == 200

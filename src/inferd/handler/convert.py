@@ -10,13 +10,14 @@ naming both shapes, never a reshape that happens to have as many values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 
 from inferd.errors import InputError
-from inferd.handler.numbers import OutOfRange, cast_numbers
+from inferd.handler.numbers import OutOfRange, cast_numbers, typed_numbers
 from inferd.runtimes.base import TensorSpec
 
 NUMERIC_KINDS = "biuf"
@@ -86,17 +87,24 @@ def to_model_inputs(
     return {specs[0].name: to_array(prepared, specs[0])}
 
 
-def to_array(value: Any, spec: TensorSpec, strict: bool = False) -> np.ndarray[Any, Any]:
-    """Cast ``value`` to ``spec.dtype`` and fit it to ``spec.shape`` or raise ``InputError``
-    (``strict``: a TF Serving tensor, where null and text are no numbers)."""
+def to_array(
+    value: Any, spec: TensorSpec, strict: bool = False, booleans: Callable[[], bool] | None = None
+) -> np.ndarray[Any, Any]:
+    """Cast ``value`` to ``spec.dtype`` and fit it to ``spec.shape`` or raise ``InputError``.
+
+    ``strict``: a TF Serving tensor, where null, text and true/false are no numbers
+    (``typed_numbers``; ``booleans`` says whether the request's text may hide true or false)."""
     if value is None:
         raise InputError(f"input '{spec.name}': expected {describe(spec)}, got null")
     if spec.type_name.startswith(MAP_TYPE):
         return to_map(value, spec)
     try:
-        array = _cast_checked(value, spec.dtype, strict)
+        if strict and spec.dtype.kind in NUMERIC_KINDS and not isinstance(value, np.ndarray):
+            array = typed_numbers(value, spec.dtype, booleans=booleans)
+        else:
+            array = _cast_checked(value, spec.dtype)
     except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
-        raise InputError(f"input '{spec.name}': expected {describe(spec)} values: {_reason(exc)}") from None
+        raise InputError(f"input '{spec.name}': expected {describe(spec)} values: {reason(exc)}") from None
     return fit_shape(array, spec)
 
 
@@ -128,7 +136,7 @@ def to_map(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
             values = _cast_checked(values, value_type).tolist()
         except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
             raise InputError(
-                f"input '{spec.name}': expected {spec.type_name} values: {_reason(exc)}"
+                f"input '{spec.name}': expected {spec.type_name} values: {reason(exc)}"
             ) from None
     held = np.empty((), dtype=object)
     held[()] = dict(zip(keys, values, strict=True))
@@ -139,7 +147,7 @@ def _is_number(item: Any) -> bool:
     return isinstance(item, int | float | np.number) and not isinstance(item, bool | np.bool_)
 
 
-def _cast(value: Any, target: np.dtype[Any], strict: bool = False) -> np.ndarray[Any, Any]:
+def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
     """``value`` as an array of ``target``; numbers out of its range raise (no silent inf)."""
     if isinstance(value, np.ndarray):
         if (target.kind in TEXT_KINDS) != (value.dtype.kind in TEXT_KINDS):
@@ -159,7 +167,7 @@ def _cast(value: Any, target: np.dtype[Any], strict: bool = False) -> np.ndarray
                 raise TypeError(f"got {_json_kind(item)} where a string belongs")
         return array
     if target.kind in NUMERIC_KINDS:
-        return cast_numbers(value, target, strict=strict)
+        return cast_numbers(value, target)
     return np.asarray(value, dtype=target)
 
 
@@ -178,7 +186,8 @@ def _json_kind(item: Any) -> str:
 _cast_checked = np.errstate(over="raise", invalid="raise")(_cast)
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
+    """A cast's error in the words of the client's JSON (ragged lists, a range)."""
     text = str(exc)
     if isinstance(exc, OutOfRange):
         return text

@@ -9,6 +9,8 @@ as BYTES, one JSON document per row.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from functools import cache
 from math import prod
 from typing import Any
 
@@ -17,9 +19,10 @@ import orjson
 
 from inferd import codec
 from inferd.errors import InputError
-from inferd.handler.convert import MAP_TYPE, shape_text, to_map
-from inferd.handler.numbers import OutOfRange, cast_numbers
+from inferd.handler.convert import MAP_TYPE, reason, shape_text, to_map
+from inferd.handler.numbers import NotNumbers, OutOfRange, typed_numbers
 from inferd.protocols import nonfinite
+from inferd.protocols.booleans import BooleansInLists
 from inferd.runtimes.base import TensorSpec
 
 NUMPY_OF: dict[str, np.dtype[Any]] = {
@@ -85,6 +88,13 @@ def tensor_metadata(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("type", "").startswith("seq("):
         return {"name": spec["name"], "datatype": "BYTES", "shape": [-1]}
     return {"name": spec["name"], "datatype": datatype_of(dtype), "shape": [-1] if shape is None else shape}
+
+
+@cache
+def _model_datatype(spec: TensorSpec) -> str:
+    """The V2 datatype of a model input (remembered: ``describe`` and ``dtype.name`` cost ~15 us
+    a request of one small input)."""
+    return str(tensor_metadata(spec.describe())["datatype"])
 
 
 def _check_shape(name: str, shape: Any) -> tuple[int, ...]:
@@ -158,10 +168,24 @@ def _check_outputs(request: dict[str, Any]) -> None:
         _check_flag(_parameters(item.get("parameters"), where), "binary_data", where)
 
 
+def signature_name(request: dict[str, Any]) -> str | None:
+    """The request's ``parameters.signature_name``: which signature of a TensorFlow model with
+    several to run, as TF Serving's request names it (``None``: the API's own)."""
+    name = _parameters(request.get("parameters"), "the request").get("signature_name")
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"'signature_name' must be a string, not {orjson.dumps(name).decode()[:100]}")
+    return name or None
+
+
 def decode_request(
-    body: bytes, header_length: int | None, specs: list[TensorSpec]
+    body: bytes,
+    header_length: int | None,
+    specs: list[TensorSpec] | Callable[[str | None], list[TensorSpec]],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
-    """The request document and one array per model input. Raises ``InputError``."""
+    """The request document and one array per model input. Raises ``InputError``.
+
+    ``specs`` may be a function of the request's ``signature_name`` (the inputs of that
+    signature), called once the request is read."""
     if header_length is not None and not 0 < header_length <= len(body):
         raise InputError("Inference-Header-Content-Length is larger than the request body")
     header = body if header_length is None else body[:header_length]
@@ -171,6 +195,9 @@ def decode_request(
     if not isinstance(request.get("id", ""), str):
         raise InputError("'id' must be a string (the protocol's request id, echoed in the answer)")
     _check_outputs(request)
+    if callable(specs):
+        specs = specs(signature_name(request))
+    booleans = BooleansInLists(header)
     by_name = {spec.name: spec for spec in specs}
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
     offset = 0
@@ -190,7 +217,7 @@ def decode_request(
         if not isinstance(datatype, str):
             raise InputError(f"input '{name}': 'datatype' is missing")
         dtype = numpy_dtype(datatype)
-        expected = tensor_metadata(spec.describe())["datatype"]
+        expected = _model_datatype(spec)
         if datatype != expected:
             raise InputError(f"input '{name}': datatype {datatype} does not match the model's {expected}")
         shape = _check_shape(name, item.get("shape"))
@@ -223,7 +250,7 @@ def decode_request(
         else:
             if "data" not in item:
                 raise InputError(f"input '{name}': no 'data' and no binary_data_size")
-            array = _from_json(name, item["data"], dtype, datatype, shape)
+            array = _from_json(name, item["data"], dtype, datatype, shape, booleans)
         arrays[name] = array.reshape(shape)
     if offset != len(binary):
         raise InputError("the binary part of the body is longer than the inputs' binary_data_size")
@@ -259,7 +286,12 @@ def _map_input(
 
 
 def _from_json(
-    name: str, data: Any, dtype: np.dtype[Any], datatype: str, shape: tuple[int, ...]
+    name: str,
+    data: Any,
+    dtype: np.dtype[Any],
+    datatype: str,
+    shape: tuple[int, ...],
+    booleans: Callable[[], bool] | None = None,
 ) -> np.ndarray[Any, Any]:
     count = prod(shape)
     try:
@@ -268,23 +300,23 @@ def _from_json(
             array = np.empty(nested.size, dtype=object)
             array[:] = [_json_bytes(item) for item in nested.ravel()]
         else:
+            # numbers only (numpy parses "3", takes true as 1 and null as NaN for a float), and
             # 1e39 as FP32 (70000 as FP16) is not silently inf, nor 1.5 as INT64 silently 1
-            found = np.asarray(data)  # what the JSON holds
-            if found.dtype.kind in "US":  # numpy would parse "3" (and "nan") as a number
-                raise InputError(
-                    f"input '{name}': {datatype} data holds text ({_first_text(data)}), not numbers"
-                )
-            if found.dtype.kind == "b" and datatype != "BOOL":  # true is not the number 1 here
-                raise InputError(f"input '{name}': {datatype} data holds true/false, not numbers")
-            with np.errstate(over="raise", invalid="raise"):
-                nested = cast_numbers(found, dtype, datatype, strict=True, source=data)
+            nested = typed_numbers(data, dtype, datatype, booleans=booleans)
             array = nested.ravel()
+    except NotNumbers as exc:
+        if exc.what == "text":
+            shown = orjson.dumps(exc.item if isinstance(exc.item, str) else str(exc.item)).decode()[:40]
+            raise InputError(f"input '{name}': {datatype} data holds text ({shown}), not numbers") from None
+        if exc.what == "true/false":  # BOOL is its own datatype
+            raise InputError(f"input '{name}': {datatype} data holds true/false, not numbers") from None
+        raise InputError(f"input '{name}': data is not {datatype}: {exc}") from None
     except OutOfRange as exc:
         raise InputError(f"input '{name}': {exc}") from None
     except FloatingPointError:
         raise InputError(f"input '{name}': a value is out of {datatype}'s range") from None
     except (ValueError, TypeError, OverflowError) as exc:
-        raise InputError(f"input '{name}': data is not {datatype}: {exc}") from None
+        raise InputError(f"input '{name}': data is not {datatype}: {reason(exc)}") from None
     if array.size != count:
         raise InputError(f"input '{name}': data has {array.size} elements, the shape says {count}")
     if nested.ndim > 1 and _regrouped(nested.shape, shape):  # flat data is row-major; nested says its shape
@@ -298,18 +330,6 @@ def _regrouped(nested: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     """Whether data nested as ``nested`` means other rows than ``shape`` (size-1 axes aside: an
     image nested [3, 224, 224] under shape [1, 3, 224, 224] keeps every value where it was)."""
     return [d for d in nested if d != 1] != [d for d in shape if d != 1]
-
-
-def _first_text(data: Any) -> str:
-    """The first string in nested JSON ``data``, quoted and cut short (error path only)."""
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        elif isinstance(item, str):
-            return orjson.dumps(item).decode()[:40]
-    return "text"
 
 
 def _json_bytes(item: Any) -> bytes:

@@ -91,18 +91,16 @@ def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[byte
         if kind == messages.V2_INFER_BINARY:
             (header_length,) = messages.LENGTH.unpack_from(body)
             body = body[4:]
-        inputs_spec, _ = predictor.tensor_specs()
-        request, inputs = v2.decode_request(body, header_length, inputs_spec)
-        outputs = predictor.run_tensors(inputs)
+        request, inputs = v2.decode_request(body, header_length, lambda name: predictor.tensor_specs(name)[0])
+        outputs = predictor.run_tensors(inputs, v2.signature_name(request))
         out, binary_header = v2.encode_response(predictor.api.name, V2_VERSION, request, outputs)
         return out, binary_header or 0
-    signature = tfserving.signature_name(body)
-    inputs_spec, _ = predictor.tensor_specs(signature)
     if kind == messages.TF_PREDICT:
-        _, inputs, rows = tfserving.decode_predict(body, inputs_spec)
-        return tfserving.encode_predict(predictor.run_tensors(inputs, signature), rows), 0
-    _, inputs = tfserving.decode_examples(body, inputs_spec)
-    outputs = predictor.run_tensors(inputs, signature)
+        request, inputs, rows = tfserving.decode_predict(body, lambda name: predictor.tensor_specs(name)[0])
+        outputs = predictor.run_tensors(inputs, tfserving.signature_name(request))
+        return tfserving.encode_predict(outputs, rows), 0
+    request, inputs = tfserving.decode_examples(body, lambda name: predictor.tensor_specs(name)[0])
+    outputs = predictor.run_tensors(inputs, tfserving.signature_name(request))
     encode = tfserving.encode_classify if kind == messages.TF_CLASSIFY else tfserving.encode_regress
     return encode(outputs), 0
 

@@ -125,9 +125,8 @@ class RotatingLog:
                     stop = end if cut < 0 else cut
                 elif not text.startswith("\n", stop):
                     skip = 0  # cut inside the line: the rest goes on in the next piece
-            self._handler.handle(
-                logging.makeLogRecord({"msg": text[start:stop]})
-            )  # (locked: threads may share it)
+            # handle(), not emit(): under the handler's lock, as threads may share one log
+            self._handler.handle(logging.makeLogRecord({"msg": text[start:stop]}))
             start = stop + skip
 
     def close(self) -> None:

@@ -248,6 +248,12 @@ def test_the_dashboard_and_admin_api_close_requests_never_finished(tmp_path: Pat
             sock.close()
         answer = requests.get(f"http://127.0.0.1:{ports[0]}/dashboard/", timeout=10)  # still serving
         assert answer.status_code == 401 and "inferd dashboard" in answer.json()["error"]
+        # A refusal at the edge carries the dashboard's security headers too (it came without them).
+        with socket.create_connection(("127.0.0.1", ports[0]), timeout=10) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            refused = sock.recv(65536)
+        assert refused.startswith(b"HTTP/1.1 400 "), refused
+        assert b"X-Frame-Options: DENY\r\n" in refused and b"Content-Security-Policy: " in refused
         # A session cookie sent as a trailer field is no cookie (it opened the dashboard).
         login = requests.get(runner.run("dashboard").stdout.strip(), allow_redirects=False, timeout=10)
         cookie, pages = login.headers["set-cookie"].split(";")[0], login.headers["location"]

@@ -51,7 +51,7 @@ class Gateway(ApiTable):
     """HTTP front of every API: routes each request to its API's queue (``ApiTable``, which
     implements ``inferd.types.ReplicaSink``) and counts its answer."""
 
-    cors = CORS  # browsers on any origin may call the APIs
+    common_headers = CORS  # browsers on any origin may call the APIs
 
     def __init__(
         self,

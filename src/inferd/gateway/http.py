@@ -53,7 +53,7 @@ class HttpConnection(RequestReader):
 
     def __init__(self, app: HttpApp) -> None:
         super().__init__(app)
-        self.cors = app.cors
+        self.common_headers = app.common_headers
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.busy = False
@@ -279,7 +279,7 @@ class HttpConnection(RequestReader):
                     b"\r\nX-Request-ID: ",
                     self.request_id or next_request_id(),
                     b"\r\n",
-                    self.cors,
+                    self.common_headers,
                     self.extra_headers,
                     headers,
                     b"Connection: close\r\n\r\n" if close else KEEP_ALIVE,

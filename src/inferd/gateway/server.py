@@ -25,7 +25,9 @@ class HttpApp(Protocol):
     clock: float
     connections: set[HttpConnection]
     bodies_held: int  # bytes of request bodies still arriving, on every connection (max_body_buffer)
-    cors: bytes  # the CORS header line every answer carries (b"": pages of other origins read none)
+    # header lines every answer carries, refusals at the edge included: the gateway's CORS line;
+    # none for the admin API (pages of other origins read nothing); the dashboard's security headers
+    common_headers: bytes
 
     def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
         """The body limit of a request whose headers just ended, or -1 when it was refused at once."""
@@ -65,7 +67,7 @@ class HttpServer:
     bodies_held = 0
     # Served to the CLI and to the dashboard's own page only: no other origin's script may read an
     # answer (the gateway's ``CORS`` would let any web page find and fingerprint them on loopback).
-    cors = b""
+    common_headers = b""
     connections: set[HttpConnection]
     listener: Listener | None = None
 

@@ -117,6 +117,8 @@ class Dashboard(HttpServer):
     """The dashboard's listener, sessions and history sampler (an ``HttpApp``)."""
 
     body_limit = 64 * 1024
+    # on every answer: refusals at the edge (a malformed request, a header too large) too
+    common_headers = SECURITY_HEADERS
 
     def __init__(self, operator: Operator) -> None:
         self.operator = operator
@@ -221,7 +223,7 @@ class Dashboard(HttpServer):
         try:
             self._route(conn, request)
         except InferdError as exc:
-            conn.respond(exc.status_code, orjson.dumps({"error": exc.message}), headers=SECURITY_HEADERS)
+            conn.respond(exc.status_code, orjson.dumps({"error": exc.message}))
 
     def _route(self, conn: HttpConnection, request: Request) -> None:
         host = request.headers.get(b"host")
@@ -249,7 +251,7 @@ class Dashboard(HttpServer):
             task.add_done_callback(self._tasks.discard)
         elif path in self._files:
             body, content_type = self._files[path]
-            conn.respond(200, body, headers=SECURITY_HEADERS, content_type=content_type)
+            conn.respond(200, body, content_type=content_type)
         else:
             raise NotFoundError(f"no dashboard route {path.decode('utf-8', 'replace')}")
 
@@ -275,7 +277,7 @@ class Dashboard(HttpServer):
         files = await asyncio.get_running_loop().run_in_executor(self._reader, self._read_files, keys)
         for api in overview["apis"]:
             api["logs"], api["payloads"] = files[api.pop("key")]
-        conn.respond(200, orjson.dumps(overview), headers=SECURITY_HEADERS)
+        conn.respond(200, orjson.dumps(overview))
 
     def _read_files(self, keys: list[str]) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
         """Each API's last log lines and payload records (a worker thread's work: files only)."""
@@ -349,7 +351,7 @@ def _redirect(conn: HttpConnection, location: bytes, headers: bytes = b"") -> No
     conn.respond(
         303,
         b"",
-        headers=b"Location: " + location + b"\r\n" + headers + SECURITY_HEADERS,
+        headers=b"Location: " + location + b"\r\n" + headers,
         content_type=b"text/plain",
     )
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from inferd.errors import ConfigError, DeployFailedError, UsageError
+from inferd.errors import ConfigError, DeployFailedError, ReplaceError, UsageError
 
 HANDLER_FILE = "handlers.pickle"
 API_FILE = "api.json"
@@ -150,6 +150,12 @@ class Client:
             self._put_back(deployment, api, previous)
             if isinstance(error, ConfigError):  # the config is ours: the arguments are wrong
                 raise DeployFailedError(f"api '{deployment}/{api}' was not deployed: {error}") from error
+            if isinstance(error, ReplaceError):  # its advice (`--force`) is the CLI's
+                raise DeployFailedError(
+                    f"api '{deployment}/{api}' was not deployed: deployment '{deployment}' was deployed "
+                    "from a project folder, whose other APIs this deploy would remove; deploy under "
+                    f"another deployment name, or delete it first (inferd delete {deployment})"
+                ) from error
             raise
         if previous is not None:
             shutil.rmtree(previous)

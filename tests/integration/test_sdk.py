@@ -120,3 +120,11 @@ def test_a_failing_handler_and_bad_arguments(inferd: Inferd, client: Client) -> 
         "raw",
         "right",
     ]
+
+    # A deployment made from a folder is not the client's to replace; the refusal told a Python
+    # caller to "use --force", which the client does not have.
+    inferd.run("deploy", str(example("iris-onnx")))
+    with pytest.raises(DeployFailedError, match="deploy under another deployment name") as refused:
+        client.deploy("iris", "extra", model)
+    assert "--force" not in str(refused.value)
+    assert [api["name"] for api in inferd.json("get", "-a") if api["deployment"] == "iris"] == ["classifier"]

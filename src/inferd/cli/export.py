@@ -12,6 +12,7 @@ import click
 from packaging.requirements import Requirement
 
 from inferd import __version__
+from inferd.cli.options import relax_pins_option
 from inferd.config.load import load_project
 from inferd.config.schema import Project
 from inferd.engine import build_context, kuberay
@@ -131,8 +132,9 @@ def prepare_folder(out: Path, project: Project) -> None:
             folder.rmdir()
 
 
-def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Path]:
-    """Write the build context and manifests into ``out``; the files written."""
+def write_export(project: Project, out: Path, ray: bool, image: str, relax_pins: bool = False) -> list[Path]:
+    """Write the build context and manifests into ``out``; the files written. ``relax_pins``: as
+    ``inferd deploy --relax-pins`` (or the deployment's ``relax_pins``) for the image's install."""
     if ray:
         plan.check_supported(project)  # as `inferd deploy -e` on a Ray cluster
     else:
@@ -151,7 +153,9 @@ def write_export(project: Project, out: Path, ray: bool, image: str) -> list[Pat
     (out / "inferd/pyproject.toml").write_text(inferd_pyproject())
     ray_version = _ray_version() if ray else None
     (out / "Dockerfile").write_text(
-        build_context.dockerfile(ray_version, project.deployment.relax_pins, image_extras(project))
+        build_context.dockerfile(
+            ray_version, relax_pins or project.deployment.relax_pins, image_extras(project)
+        )
     )
     manifests = out / "kubernetes"
     manifests.mkdir(exist_ok=True)
@@ -198,7 +202,8 @@ def _ray_version() -> str:
 @click.option(
     "--image", default=None, help="Image name the manifests use (default inferd-<deployment>:latest)."
 )
-def export(project_dir: Path, out: Path, ray: bool, image: str | None) -> None:
+@relax_pins_option
+def export(project_dir: Path, out: Path, ray: bool, image: str | None, relax_pins: bool) -> None:
     """Write a Dockerfile and Kubernetes manifests for a project.
 
     OUT must be new, empty, or a folder an earlier export wrote (it keeps a .inferd-export
@@ -214,7 +219,8 @@ def export(project_dir: Path, out: Path, ray: bool, image: str | None) -> None:
       inferd export examples/iris-onnx --kubernetes build/iris-ray --ray
     """
     project = load_project(project_dir)
-    written = write_export(project, out, ray, image or f"inferd-{project.deployment.name}:latest")
+    image = image or f"inferd-{project.deployment.name}:latest"
+    written = write_export(project, out, ray, image, relax_pins)
     for warning in plan.unapplied(project) if ray else []:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {len(written)} files into {out} (see {out / 'README.md'})")

@@ -20,8 +20,8 @@ from inferd.engine.packages import packages_dir
 from tests.conftest import example, make_project
 
 
-def export(project: Path, out: Path) -> Result:
-    return CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(out)])
+def export(project: Path, out: Path, *options: str) -> Result:
+    return CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(out), *options])
 
 
 def user_project(root: Path) -> Path:
@@ -278,6 +278,10 @@ def test_requirements_are_installed_as_inferd_deploy_installs_them(tmp_path: Pat
     assert {"name": "INFERD_HOME", "value": "/tmp/inferd"} in container["env"]
     assert (packages_dir(home, out / "project" / "requirements.txt") / ".complete").is_file()
 
+    assert "relax=False" in dockerfile
+    # relaxed as `inferd deploy --relax-pins` does: by the option (it had none) or the config
+    assert export(project, out, "--relax-pins").exit_code == 0
+    assert "relax=True" in (out / "Dockerfile").read_text()
     config = project / "cortex.yaml"
     config.write_text(config.read_text().replace("name: iris\n", "name: iris\n  relax_pins: true\n", 1))
     assert export(project, out).exit_code == 0

@@ -473,6 +473,26 @@ def test_healthz_is_never_ready_while_an_api_would_be_404(
         process.terminate()
         process.wait(60)
         log.close()
+    # Served again, its requirements installed already: it does not say it installs them (it did
+    # each time).
+    with (tmp_path / "again.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(INFERD), "serve", str(root), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for(lambda: _answers(f"{url}/healthz"), 120, "the project served again")
+        finally:
+            process.terminate()
+            process.wait(60)
+    said = (tmp_path / "again.log").read_text()
+    assert "serving deployment" in said and "installing requirements.txt" not in said, said
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def test_deep_nesting_is_400_on_every_route(plain: Server) -> None:

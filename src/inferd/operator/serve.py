@@ -20,6 +20,7 @@ import uvloop
 
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
+from inferd.engine.packages import packages_dir
 from inferd.gateway.access import AccessLog
 from inferd.gateway.app import Gateway
 from inferd.gateway.edge import EdgeLimits
@@ -63,7 +64,9 @@ async def serve_project(
         await gateway.start(host, port)
     except OSError as exc:
         raise ListenError(exc.errno, exc.strerror or str(exc)) from exc
-    if (project.root / "requirements.txt").is_file():
+    requirements = project.root / "requirements.txt"
+    relax = project.deployment.relax_pins
+    if requirements.is_file() and not (packages_dir(home, requirements, relax) / ".complete").exists():
         say("inferd: installing requirements.txt (/healthz answers 503 until every API is ready)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

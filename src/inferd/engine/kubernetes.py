@@ -68,10 +68,14 @@ def _labels(config: ApiConfig) -> dict[str, str]:
 
 
 def _quantity(value: str | int | float) -> str:
-    """A ``compute`` value as Kubernetes reads it (``200m``, ``0.5``, ``1Gi``: the same units)."""
+    """A ``compute`` value as Kubernetes reads it (``200m``, ``0.5``, ``1Gi``: the same units, but
+    for Cortex's ``K``, which Kubernetes spells ``k``, and blanks, which it refuses)."""
     if isinstance(value, int):
         return str(value)  # bytes, to the byte (`:g` keeps six digits)
-    return value if isinstance(value, str) else f"{value:g}"
+    if not isinstance(value, str):
+        return f"{value:g}"
+    text = value.strip()
+    return text[:-1] + "k" if text.endswith("K") else text
 
 
 def resources(compute: Compute) -> dict[str, Any]:

@@ -251,6 +251,29 @@ def test_memory_given_in_bytes_is_requested_to_the_byte(tmp_path: Path) -> None:
     }
 
 
+# Kubernetes' own grammar of a quantity (apimachinery's resource.Quantity)
+KUBERNETES_QUANTITY = re.compile(
+    r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(\d+(\.\d*)?|\.\d+)))?$"
+)
+
+
+def test_quantities_inferd_takes_are_written_as_kubernetes_reads_them(tmp_path: Path) -> None:
+    # Was: `mem: 512K` (Cortex's and inferd's spelling of 512,000) and blanks around a value were
+    # written as they came, and the API server refuses both.
+    compute = "  compute:\n    cpu: ' 500m '\n    mem: 512K\n    mem_limit: ' 1Gi'\n"
+    project = make_project(
+        tmp_path / "p",
+        f"- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n{compute}",
+        {},
+        {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
+    )
+    assert export(project, tmp_path / "out").exit_code == 0
+    deployment = next(yaml.safe_load_all((tmp_path / "out" / "kubernetes" / "a.yaml").read_text()))
+    resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources == {"requests": {"cpu": "500m", "memory": "512k"}, "limits": {"memory": "1Gi"}}
+    assert all(KUBERNETES_QUANTITY.match(value) for kind in resources.values() for value in kind.values())
+
+
 def test_requirements_are_installed_as_inferd_deploy_installs_them(tmp_path: Path) -> None:
     # Was: the Dockerfile ran `pip install -r requirements.txt`, so a Cortex pin replaced
     # inferd's own package in the image (requests==2.21.0 under inferd's requests>=2.31) or

@@ -12,6 +12,7 @@ from inferd.engine.kubernetes import (
     GRACE_SECONDS,
     PORT,
     PROJECT_IN_IMAGE,
+    aws_secret_name,
     resource_name,
     secret_name,
     serve_command,
@@ -126,8 +127,30 @@ def readme(project: Project, image: str, ray: bool) -> str:
             "before exiting; rolling updates lose no request. Install the metrics-server for the",
             "autoscaler.",
             *_keys_readme(project),
+            *_aws_readme(project),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _aws_readme(project: Project) -> list[str]:
+    """How the pods get AWS credentials: an optional Secret, or the cluster's IAM roles."""
+    if not project.apis:
+        return []
+    remote = [c.name for c in project.apis if (c.api.model_uri or "").startswith("s3://")]
+    needs = f"the models of {', '.join(remote)} are read from S3, so " if remote else ""
+    return [
+        "",
+        "## AWS credentials",
+        "",
+        f"The pods read `s3://` models (and handlers call AWS) with AWS's credential chain: {needs}give",
+        f"them keys with a Secret named `{aws_secret_name(project.apis[0])}` (each of its keys becomes an",
+        "environment variable of the pods; optional), or with your cluster's IAM roles for service accounts:",
+        "",
+        "```sh",
+        f"kubectl create secret generic {aws_secret_name(project.apis[0])} \\",
+        "  --from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...",
+        "```",
+    ]
 
 
 def _keys_readme(project: Project) -> list[str]:

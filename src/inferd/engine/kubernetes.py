@@ -53,6 +53,12 @@ def secret_name(config: ApiConfig) -> str:
     return f"{config.deployment}-api-keys"[:253]
 
 
+def aws_secret_name(config: ApiConfig) -> str:
+    """An optional Secret whose keys become the pods' environment: AWS credentials for ``s3://``
+    models and for handlers that call AWS themselves (created by the user, never exported)."""
+    return f"{config.deployment}-aws"[:253]
+
+
 def resource_name(config: ApiConfig) -> str:
     """``<deployment>-<api>``, valid and distinct for any names Cortex allows (``kubernetes_names``)."""
     return object_name(config.deployment, config.name)
@@ -126,6 +132,8 @@ def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, An
         "image": image,
         "command": serve_command(project_path),
         "ports": [{"name": "http", "containerPort": PORT}],
+        # AWS credentials, when the user made that Secret (IAM roles for service accounts do too)
+        "envFrom": [{"secretRef": {"name": aws_secret_name(config), "optional": True}}],
         "env": [
             {"name": "INFERD_HOME", "value": HOME_IN_POD},
             # One replica per pod shares its weights with nobody: no copy to write at each start.

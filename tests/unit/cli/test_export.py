@@ -274,6 +274,25 @@ def test_quantities_inferd_takes_are_written_as_kubernetes_reads_them(tmp_path: 
     assert all(KUBERNETES_QUANTITY.match(value) for kind in resources.values() for value in kind.values())
 
 
+def test_pods_can_be_given_aws_credentials_for_an_s3_model(tmp_path: Path) -> None:
+    # Was: an s3:// model's pods had no way to get credentials, and the export did not say so.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: shop\n- kind: api\n  name: ranker\n"
+        "  onnx:\n    model: s3://models-bucket/ranker.onnx\n",
+        {},
+    )
+    assert export(project, tmp_path / "out").exit_code == 0, export(project, tmp_path / "out").output
+    deployment = next(yaml.safe_load_all((tmp_path / "out" / "kubernetes" / "ranker.yaml").read_text()))
+    kubernetes_validate.validate(deployment, "1.30.0", strict=True)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    # optional: pods start without it (IAM roles for service accounts give credentials too)
+    assert container["envFrom"] == [{"secretRef": {"name": "shop-aws", "optional": True}}]
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "the models of ranker are read from S3" in readme
+    assert "kubectl create secret generic shop-aws \\\n  --from-literal=AWS_ACCESS_KEY_ID=..." in readme
+
+
 def test_requirements_are_installed_as_inferd_deploy_installs_them(tmp_path: Path) -> None:
     # Was: the Dockerfile ran `pip install -r requirements.txt`, so a Cortex pin replaced
     # inferd's own package in the image (requests==2.21.0 under inferd's requests>=2.31) or

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -232,45 +233,44 @@ def test_the_readme_commands_run_from_the_export_folder(tmp_path: Path) -> None:
             assert (out / line.split()[1]).is_dir(), line
 
 
-def test_memory_given_in_bytes_is_requested_to_the_byte(tmp_path: Path) -> None:
-    # Was: mem: 1073741824 became '1.07374e+09' (six digits: 1,073,740,000 bytes), so a pod's
-    # memory limit was under the mem_limit its config set.
-    compute = "  compute:\n    cpu: 2\n    mem: 1073741824\n    mem_limit: 2147483648\n"
-    project = make_project(
-        tmp_path / "p",
-        f"- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n{compute}",
-        {},
-        {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
-    )
-    assert export(project, tmp_path / "out").exit_code == 0
-    deployment = next(yaml.safe_load_all((tmp_path / "out" / "kubernetes" / "a.yaml").read_text()))
-    kubernetes_validate.validate(deployment, "1.30.0", strict=True)
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"] == {
-        "requests": {"cpu": "2", "memory": "1073741824"},
-        "limits": {"memory": "2147483648"},
-    }
-
-
 # Kubernetes' own grammar of a quantity (apimachinery's resource.Quantity)
 KUBERNETES_QUANTITY = re.compile(
     r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(\d+(\.\d*)?|\.\d+)))?$"
 )
 
 
-def test_quantities_inferd_takes_are_written_as_kubernetes_reads_them(tmp_path: Path) -> None:
-    # Was: `mem: 512K` (Cortex's and inferd's spelling of 512,000) and blanks around a value were
-    # written as they came, and the API server refuses both.
-    compute = "  compute:\n    cpu: ' 500m '\n    mem: 512K\n    mem_limit: ' 1Gi'\n"
+@pytest.mark.parametrize(
+    ("compute", "written"),
+    [
+        # Was: mem: 1073741824 became '1.07374e+09' (six digits: 1,073,740,000 bytes), so a
+        # pod's memory limit was under the mem_limit its config set.
+        (
+            "    cpu: 2\n    mem: 1073741824\n    mem_limit: 2147483648\n",
+            {"requests": {"cpu": "2", "memory": "1073741824"}, "limits": {"memory": "2147483648"}},
+        ),
+        # Was: `mem: 512K` (Cortex's and inferd's spelling of 512,000) and blanks around a value
+        # were written as they came, and the API server refuses both.
+        (
+            "    cpu: ' 500m '\n    mem: 512K\n    mem_limit: ' 1Gi'\n",
+            {"requests": {"cpu": "500m", "memory": "512k"}, "limits": {"memory": "1Gi"}},
+        ),
+    ],
+)
+def test_compute_is_written_as_kubernetes_reads_it(
+    tmp_path: Path, compute: str, written: dict[str, Any]
+) -> None:
     project = make_project(
         tmp_path / "p",
-        f"- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n{compute}",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+        f"  compute:\n{compute}",
         {},
         {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
     )
     assert export(project, tmp_path / "out").exit_code == 0
     deployment = next(yaml.safe_load_all((tmp_path / "out" / "kubernetes" / "a.yaml").read_text()))
+    kubernetes_validate.validate(deployment, "1.30.0", strict=True)
     resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert resources == {"requests": {"cpu": "500m", "memory": "512k"}, "limits": {"memory": "1Gi"}}
+    assert resources == written
     assert all(KUBERNETES_QUANTITY.match(value) for kind in resources.values() for value in kind.values())
 
 

@@ -25,6 +25,17 @@ def export(project: Path, out: Path, *options: str) -> Result:
     return CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(out), *options])
 
 
+def one_onnx_api(root: Path, compute: str) -> Path:
+    """Deployment ``d`` with one ONNX API ``a`` (the iris model) and these ``compute:`` lines."""
+    return make_project(
+        root,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+        f"  compute:\n{compute}",
+        {},
+        {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
+    )
+
+
 def user_project(root: Path) -> Path:
     iris = example("iris-onnx")
     return make_project(
@@ -259,13 +270,7 @@ KUBERNETES_QUANTITY = re.compile(
 def test_compute_is_written_as_kubernetes_reads_it(
     tmp_path: Path, compute: str, written: dict[str, Any]
 ) -> None:
-    project = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
-        f"  compute:\n{compute}",
-        {},
-        {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
-    )
+    project = one_onnx_api(tmp_path / "p", compute)
     assert export(project, tmp_path / "out").exit_code == 0
     deployment = next(yaml.safe_load_all((tmp_path / "out" / "kubernetes" / "a.yaml").read_text()))
     kubernetes_validate.validate(deployment, "1.30.0", strict=True)
@@ -338,13 +343,7 @@ def test_the_image_has_the_runtimes_and_packages_its_apis_need(
     # compute.gpu got a GPU it could not use and its replica refused to load; and never
     # inferd[cortex], so a handler importing what Cortex pre-installed (pandas, scikit-learn),
     # which ran here, failed to import in the pod.
-    project = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
-        f"  compute:\n    gpu: {gpu}\n",
-        {},
-        {"m.onnx": example("iris-onnx") / "models" / "iris.onnx"},
-    )
+    project = one_onnx_api(tmp_path / "p", f"    gpu: {gpu}\n")
     out = tmp_path / "out"
     assert export(project, out).exit_code == 0
     (extras,) = re.findall(r'RUN pip install "/app/inferd\[([\w,-]+)\]"', (out / "Dockerfile").read_text())

@@ -75,6 +75,13 @@ def replica_pids(server_pid: int) -> set[int]:
     return {pid for pid in (children - zygotes) | forked if process_alive(pid)}
 
 
+def whole_lines(path: Path) -> list[str]:
+    """The complete lines of a file another process appends to (a payload log): a record being
+    written is left out until its newline is there (none when the file is not there yet)."""
+    text = path.read_text() if path.is_file() else ""
+    return text.split("\n")[:-1]
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout

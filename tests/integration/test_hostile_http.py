@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import INFERD, Server, make_project, wait_for
+from tests.conftest import INFERD, Server, make_project, wait_for, whole_lines
 from tests.integration.conftest import Inferd, stop_operator
 from tests.integration.test_edge import closed_by_server
 
@@ -387,7 +387,7 @@ def test_payload_records_larger_than_a_write_stay_one_line_each(
     log = tmp_path / "home" / "payloads" / "d" / "words.jsonl"
 
     def recorded() -> list[Any] | None:
-        lines = log.read_text().splitlines() if log.is_file() else []
+        lines = whole_lines(log)  # a record is appended in pieces: wait for its end
         return [json.loads(line) for line in lines] if len(lines) >= len(sizes) else None
 
     records = wait_for(recorded, 30, "the payload records")

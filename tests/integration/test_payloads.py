@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import INFERD, Server, make_project, wait_for
+from tests.conftest import INFERD, Server, make_project, wait_for, whole_lines
 from tests.integration.conftest import Inferd
 
 PREDICTOR = """
@@ -154,7 +154,7 @@ def test_inferd_serve_writes_payload_logs(
     log = tmp_path / "home" / "payloads" / "shop" / "recorded.jsonl"
 
     def recorded() -> list[Any] | None:
-        lines = log.read_text().splitlines() if log.is_file() else []
+        lines = whole_lines(log)
         return [json.loads(line) for line in lines] if len(lines) == 3 else None
 
     records = wait_for(recorded, 30, "three payload records")

@@ -22,7 +22,7 @@ import requests
 from httpx_sse import EventSource, connect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Server, wait_for
+from tests.conftest import Server, wait_for, whole_lines
 
 PROJECT = """\
 - kind: deployment
@@ -492,9 +492,7 @@ def test_a_streamed_answer_is_recorded_as_its_items_and_an_identical_shadow_agre
     log = inferd_home / "payloads" / "streaming" / "logged.jsonl"
 
     def records() -> list[dict[str, Any]] | None:
-        text = log.read_text() if log.is_file() else ""
-        # whole lines only: the writer may be in the middle of appending a (1 MB) record
-        found = [json.loads(line) for line in text.split("\n")[:-1]]
+        found = [json.loads(line) for line in whole_lines(log)]  # a 1 MB record may be half written
         mine = [r for r in found if r["request"]["json"] in (small, large) and "shadow" in r]
         return mine if len(mine) == 2 else None
 

@@ -96,6 +96,7 @@ def readme(project: Project, image: str, ray: bool) -> str:
             "`/v2/...` and `/v1/models/...` are answered by two small router applications.",
             "Autoscaling follows `compute` (replicas between min and max, on in-flight requests);",
             "KubeRay adds worker pods when replicas do not fit.",
+            *_aws_readme(project),
         ]
     else:
         lines += [
@@ -138,16 +139,17 @@ def _aws_readme(project: Project) -> list[str]:
         return []
     remote = [c.name for c in project.apis if (c.api.model_uri or "").startswith("s3://")]
     needs = f"the models of {', '.join(remote)} are read from S3, so " if remote else ""
+    secret = aws_secret_name(project.deployment.name)
     return [
         "",
         "## AWS credentials",
         "",
         f"The pods read `s3://` models (and handlers call AWS) with AWS's credential chain: {needs}give",
-        f"them keys with a Secret named `{aws_secret_name(project.apis[0])}` (each of its keys becomes an",
+        f"them keys with a Secret named `{secret}` (each of its keys becomes an",
         "environment variable of the pods; optional), or with your cluster's IAM roles for service accounts:",
         "",
         "```sh",
-        f"kubectl create secret generic {aws_secret_name(project.apis[0])} \\",
+        f"kubectl create secret generic {secret} \\",
         "  --from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...",
         "```",
     ]

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from inferd.config.schema import Project
-from inferd.engine.kubernetes import PROJECT_IN_IMAGE
+from inferd.engine.kubernetes import PROJECT_IN_IMAGE, aws_env_from
 from inferd.engine.kubernetes_names import RAY_SERVICE_LENGTH, object_name
 from inferd.engine.ray import plan
 
@@ -51,6 +51,7 @@ def ray_service(project: Project, image: str, ray_version: str, max_workers: int
                                 {
                                     "name": "ray-head",
                                     "image": image,
+                                    "envFrom": aws_env_from(project.deployment.name),
                                     "ports": ports,
                                     "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
                                 }
@@ -71,6 +72,7 @@ def ray_service(project: Project, image: str, ray_version: str, max_workers: int
                                     {
                                         "name": "ray-worker",
                                         "image": image,
+                                        "envFrom": aws_env_from(project.deployment.name),
                                         "resources": {"requests": {"cpu": worker_cpu, "memory": "2Gi"}},
                                     }
                                 ]

@@ -53,10 +53,16 @@ def secret_name(config: ApiConfig) -> str:
     return f"{config.deployment}-api-keys"[:253]
 
 
-def aws_secret_name(config: ApiConfig) -> str:
+def aws_secret_name(deployment: str) -> str:
     """An optional Secret whose keys become the pods' environment: AWS credentials for ``s3://``
     models and for handlers that call AWS themselves (created by the user, never exported)."""
-    return f"{config.deployment}-aws"[:253]
+    return f"{deployment}-aws"[:253]
+
+
+def aws_env_from(deployment: str) -> list[dict[str, Any]]:
+    """A container's ``envFrom`` for that Secret: optional, so pods start without it (IAM roles
+    for service accounts give credentials too)."""
+    return [{"secretRef": {"name": aws_secret_name(deployment), "optional": True}}]
 
 
 def resource_name(config: ApiConfig) -> str:
@@ -132,8 +138,7 @@ def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, An
         "image": image,
         "command": serve_command(project_path),
         "ports": [{"name": "http", "containerPort": PORT}],
-        # AWS credentials, when the user made that Secret (IAM roles for service accounts do too)
-        "envFrom": [{"secretRef": {"name": aws_secret_name(config), "optional": True}}],
+        "envFrom": aws_env_from(config.deployment),
         "env": [
             {"name": "INFERD_HOME", "value": HOME_IN_POD},
             # One replica per pod shares its weights with nobody: no copy to write at each start.

@@ -296,6 +296,17 @@ def test_pods_can_be_given_aws_credentials_for_an_s3_model(tmp_path: Path) -> No
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "the models of ranker are read from S3" in readme
     assert "kubectl create secret generic shop-aws \\\n  --from-literal=AWS_ACCESS_KEY_ID=..." in readme
+    # Was: the KubeRay export's head and worker pods, where the replicas read the model, had no
+    # way to get the credentials the Deployments get.
+    ray = tmp_path / "ray"
+    assert CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(ray), "--ray"]).exit_code == 0
+    (service,) = yaml.safe_load_all((ray / "kubernetes" / "rayservice.yaml").read_text())
+    cluster = service["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]] + cluster["workerGroupSpecs"]
+    for pod in pods:
+        (container,) = pod["template"]["spec"]["containers"]
+        assert container["envFrom"] == [{"secretRef": {"name": "shop-aws", "optional": True}}]
+    assert "kubectl create secret generic shop-aws" in (ray / "README.md").read_text()
 
 
 def test_requirements_are_installed_as_inferd_deploy_installs_them(tmp_path: Path) -> None:

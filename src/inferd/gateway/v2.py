@@ -16,7 +16,7 @@ import orjson
 from inferd import __version__, codec
 from inferd.errors import InputError
 from inferd.gateway.stream import GENERATE, GENERATE_STREAM, Stream
-from inferd.protocols import v2 as codec_v2
+from inferd.protocols import v2_models
 from inferd.replica import messages
 
 if TYPE_CHECKING:
@@ -83,11 +83,11 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     if not rest:
         if not queue.info:
             return conn.respond(503, codec.error_body(f"model '{name}' is not ready yet"))
-        return conn.respond(200, orjson.dumps(codec_v2.model_metadata(name, VERSION, queue.info)))
+        return conn.respond(200, orjson.dumps(v2_models.model_metadata(name, VERSION, queue.info)))
     if rest == ["config"]:
         if not queue.info:
             return conn.respond(503, codec.error_body(f"model '{name}' is not ready yet"))
-        return conn.respond(200, orjson.dumps(codec_v2.model_config(name, queue.info)))
+        return conn.respond(200, orjson.dumps(v2_models.model_config(name, queue.info)))
     if rest == ["ready"]:
         ready = queue.serving
         return conn.respond(200 if ready else 503, orjson.dumps({"name": name, "ready": ready}))
@@ -119,6 +119,6 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
 def _repository_index(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     models = [(gateway.model_name(queue), queue.serving) for queue in gateway.visible(request.headers)]
     try:
-        return conn.respond(200, codec_v2.repository_index(request.body, models, VERSION))
+        return conn.respond(200, v2_models.repository_index(request.body, models, VERSION))
     except InputError as exc:
         return conn.respond(400, codec.error_body(str(exc)))

@@ -23,71 +23,10 @@ from inferd.handler.convert import MAP_TYPE, reason, shape_text, to_map
 from inferd.handler.numbers import NotNumbers, OutOfRange, typed_numbers
 from inferd.protocols import nonfinite
 from inferd.protocols.booleans import BooleansInLists
+from inferd.protocols.v2_types import datatype_of, numpy_dtype, tensor_metadata
 from inferd.runtimes.base import TensorSpec
 
-NUMPY_OF: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
 MAX_ELEMENTS = 1 << 28  # refuse absurd declared shapes before allocating anything
-
-
-def _bf16() -> np.dtype[Any] | None:
-    try:
-        import ml_dtypes
-
-        found: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
-        return found
-    except ImportError:
-        return None
-
-
-def numpy_dtype(datatype: str) -> np.dtype[Any]:
-    if datatype == "BF16":
-        found = _bf16()
-        if found is None:
-            raise InputError("BF16 needs the ml_dtypes package")
-        return found
-    try:
-        return NUMPY_OF[datatype]
-    except KeyError:
-        raise InputError(
-            f"unknown datatype {datatype!r} (expected one of {', '.join(NUMPY_OF)}, BF16)"
-        ) from None
-
-
-def datatype_of(dtype: np.dtype[Any]) -> str:
-    """The V2 datatype of a numpy dtype (strings and other objects are BYTES)."""
-    if dtype.kind in "OSU":
-        return "BYTES"
-    if dtype.name == "bfloat16":
-        return "BF16"
-    for name, candidate in NUMPY_OF.items():
-        if candidate == dtype:
-            return name
-    return "BYTES"
-
-
-def tensor_metadata(spec: dict[str, Any]) -> dict[str, Any]:
-    """``$metadata_tensor`` from a ``TensorSpec.describe()`` dict."""
-    dtype = np.dtype(spec["dtype"]) if spec["dtype"] != "bfloat16" else _bf16() or np.dtype(object)
-    shape = spec["shape"]
-    if spec.get("type", "").startswith(MAP_TYPE):  # an ONNX map input: one JSON object
-        return {"name": spec["name"], "datatype": "BYTES", "shape": [1]}
-    if spec.get("type", "").startswith("seq("):
-        return {"name": spec["name"], "datatype": "BYTES", "shape": [-1]}
-    return {"name": spec["name"], "datatype": datatype_of(dtype), "shape": [-1] if shape is None else shape}
 
 
 @cache
@@ -446,57 +385,3 @@ def encode_response(
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
-
-
-def model_metadata(name: str, version: str, info: dict[str, Any]) -> dict[str, Any]:
-    """``GET /v2/models/{name}``: platform, inputs and outputs with V2 datatypes."""
-    return {
-        "name": name,
-        "versions": [version],
-        "platform": info.get("platform", "python"),
-        "inputs": [tensor_metadata(spec) for spec in info.get("inputs") or []],
-        "outputs": [tensor_metadata(spec) for spec in info.get("outputs") or []],
-    }
-
-
-def repository_index(body: bytes, models: list[tuple[str, bool]], version: str) -> bytes:
-    """Triton's ``POST /v2/repository/index`` (tritonclient's ``get_model_repository_index``):
-    each model (name, ready) with its version and state; ``{"ready": true}`` lists the ready ones."""
-    try:
-        options = orjson.loads(body) if body.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc}") from None
-    if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
-        raise InputError('the request must be an object, {"ready": true|false}')
-    return orjson.dumps(
-        [
-            {"name": name, "version": version, "state": "READY" if ready else "UNAVAILABLE"}
-            for name, ready in sorted(models)
-            if ready or not options.get("ready")
-        ]
-    )
-
-
-BACKENDS = {"onnx_onnxv1": "onnxruntime", "tensorflow_savedmodel": "tensorflow"}
-
-
-def model_config(name: str, info: dict[str, Any]) -> dict[str, Any]:
-    """``GET /v2/models/{name}/config`` (Triton's, read by tritonclient): the metadata in its words.
-
-    ``max_batch_size`` 0 says the dims include the batch dimension (-1 where it varies).
-    """
-    platform = info.get("platform", "python")
-
-    def tensor(spec: dict[str, Any]) -> dict[str, Any]:
-        meta = tensor_metadata(spec)
-        kind = "STRING" if meta["datatype"] == "BYTES" else meta["datatype"]
-        return {"name": meta["name"], "data_type": f"TYPE_{kind}", "dims": meta["shape"]}
-
-    return {
-        "name": name,
-        "platform": platform,
-        "backend": BACKENDS.get(platform, "python"),
-        "max_batch_size": 0,
-        "input": [tensor(spec) for spec in info.get("inputs") or []],
-        "output": [tensor(spec) for spec in info.get("outputs") or []],
-    }

@@ -13,7 +13,8 @@ import pytest
 
 from inferd.errors import InputError
 from inferd.handler.predictor import Predictor
-from inferd.protocols.v2 import decode_request, tensor_metadata
+from inferd.protocols.v2 import decode_request
+from inferd.protocols.v2_types import tensor_metadata
 from inferd.runtimes import load_runtime
 
 

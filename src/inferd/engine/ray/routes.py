@@ -15,7 +15,7 @@ import orjson
 from inferd import __version__, codec
 from inferd.errors import InputError
 from inferd.protocols import tfserving as codec_tf
-from inferd.protocols import v2 as codec_v2
+from inferd.protocols import v2_models
 from inferd.replica import messages
 
 VERSION = "1"
@@ -78,7 +78,7 @@ async def v2_route(
             return _not_allowed(method, "POST")
         models = [(name, bool(await catalog.info(name))) for name in await catalog.names()]
         try:
-            return Answer(200, codec_v2.repository_index(body, models, VERSION))
+            return Answer(200, v2_models.repository_index(body, models, VERSION))
         except InputError as exc:
             return _error(400, str(exc))
     if parts[0] != "models":
@@ -96,11 +96,11 @@ async def v2_route(
     if not rest:
         if not info:
             return _error(503, f"model '{name}' is not ready yet")
-        return Answer(200, orjson.dumps(codec_v2.model_metadata(name, VERSION, info)))
+        return Answer(200, orjson.dumps(v2_models.model_metadata(name, VERSION, info)))
     if rest == ["config"]:
         if not info:
             return _error(503, f"model '{name}' is not ready yet")
-        return Answer(200, orjson.dumps(codec_v2.model_config(name, info)))
+        return Answer(200, orjson.dumps(v2_models.model_config(name, info)))
     if rest == ["ready"]:
         return Answer(200 if info else 503, orjson.dumps({"name": name, "ready": bool(info)}))
     if rest == ["infer"]:

@@ -190,6 +190,10 @@ VERSIONED = """- kind: deployment
   name: second
   endpoint: v2/iris
   onnx: {model: models/iris.onnx, request_handler: handler.py, metadata: {prefix: "v2 "}}
+- kind: api
+  name: third
+  endpoint: /metrics/iris
+  onnx: {model: models/iris.onnx, request_handler: handler.py, metadata: {prefix: "m "}}
 """
 
 
@@ -202,6 +206,10 @@ def test_versioned_endpoints_beside_the_protocol_routes(
     server = serve(project)
     assert server.post("/v1/iris", SAMPLE).json() == "v1 iris-setosa"
     assert server.post("/v2/iris", SAMPLE).json() == "v2 iris-setosa"
+    # what a deployment named metrics (or docs, healthz) gets: the gateway answers /metrics alone
+    # (was: "endpoint: /metrics/iris is reserved by inferd", so such a project did not deploy)
+    assert server.post("/metrics/iris", SAMPLE).json() == "m iris-setosa"
+    assert "inferd_requests" in requests.get(f"{server.url}/metrics", timeout=10).text
     # the V2 and TF Serving routes still answer beside them
     assert requests.get(f"{server.url}/v2/health/ready", timeout=10).status_code == 200
     assert requests.get(f"{server.url}/v2/models/second", timeout=10).json()["name"] == "second"

@@ -66,6 +66,9 @@ def test_cortex_cli_flags(inferd: Inferd, tmp_path: Path) -> None:
     every = json.loads(inferd.run("get", "-a", "-o", "json").stdout)
     assert sorted(api["deployment"] for api in every) == ["flowers", "iris"]
     assert "flowers" in inferd.run("get", "classifier", "-d", "flowers").stdout
+    # -v's config has Cortex's defaults filled in, init_replicas (= min_replicas) too (was: left out)
+    verbose = inferd.run("get", "classifier", "-d", "flowers", "-v").stdout
+    assert "  compute:\n    min_replicas: 1\n    max_replicas: 100\n    init_replicas: 1\n" in verbose
 
     # The bare name is ambiguous; -d names the deployment, as in Cortex.
     ambiguous = inferd.run("predict", "classifier", sample, check=False)

@@ -26,6 +26,10 @@ DEFAULT_PORT = 8888
 # shows its own help), so the CLI starts without numpy, requests, pydantic or the gateway.
 # Each module's attribute is named as its command; tests/unit/cli/test_lazy.py checks both.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "completion": (
+        "inferd.cli.cortex_verbs",
+        "Print a shell completion script: source <(inferd completion).",
+    ),
     "dashboard": (
         "inferd.cli.dashboard",
         "Open the web dashboard: every API's status, traffic, latency, tracker and logs, live.",
@@ -173,6 +177,11 @@ class InferdGroup(click.Group):
         # click suggests a near name from the commands imported so far only: not the lazy ones
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            from inferd.cli.cortex_verbs import cortex_only  # Cortex's cluster, configure, ...
+
+            instead = cortex_only(name, ctx.info_name or "inferd")
+            if instead is not None:
+                ctx.fail(instead)
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
             if close:
                 ctx.fail(f"No such command {name!r}. Did you mean {close[0]!r}?")

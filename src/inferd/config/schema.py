@@ -33,17 +33,11 @@ ENDPOINT = re.compile(r"^[a-zA-Z0-9_\-\./]*$")
 # Paths the gateway answers itself (and everything under them); an API endpoint may not shadow
 # them. Only these: Cortex let an endpoint be any path, and /v1/iris or /v2/classifier are
 # ordinary API versions (endpoints are matched before the protocol routes).
-RESERVED_PATHS = (
-    "/v1/models",
-    "/v2/health",
-    "/v2/models",
-    "/healthz",
-    "/metrics",
-    "/docs",
-    "/openapi.json",
-    "/dashboard",
-)
-RESERVED_EXACT = ("/v2",)  # the V2 server metadata; /v2/<other> is free
+RESERVED_PATHS = ("/v1/models", "/v2/health", "/v2/models")
+# Answered as they are, nothing under them: /metrics/classifier, the default endpoint of a
+# deployment named metrics, is free (so are docs, healthz and dashboard, whose pages have their
+# own listener). /v2 is the V2 server metadata; /v2/<other> is free.
+RESERVED_EXACT = ("/v2", "/healthz", "/metrics", "/docs", "/openapi.json", "/dashboard")
 
 
 def reserved(endpoint: str) -> bool:

@@ -183,12 +183,13 @@ def nearest(requirement: Requirement, versions: list[Version]) -> Version | None
 def plan(
     text: str, relax: bool, versions_of: VersionsOf = wheel_versions, sources_of: VersionsOf = source_versions
 ) -> Plan:
-    """Check each line of a requirements file; raise ``LoadError`` for a pin that cannot install.
+    """Check each line of a requirements file; raise ``LoadError`` naming every pin that cannot install.
 
     ``versions_of`` gives the versions with a wheel for this Python, ``sources_of`` every
     version pip could install (asked only for a pin no wheel fits).
     """
     result = Plan()
+    refused: list[str] = []  # every pin that cannot install, said at once (a pip freeze has dozens)
     for raw in text.splitlines():
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
@@ -204,7 +205,12 @@ def plan(
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         requirement, line = _renamed(requirement, line, result)
-        _check(requirement, line, relax, versions_of, sources_of, result)
+        try:
+            _check(requirement, line, relax, versions_of, sources_of, result)
+        except LoadError as exc:
+            refused.append(exc.message.removeprefix("requirements.txt: "))
+    if refused:
+        raise LoadError("requirements.txt: " + "; ".join(refused))
     return result
 
 

@@ -453,6 +453,17 @@ def test_versioned_endpoints_are_free(tmp_path: Path) -> None:
     assert load_project(project(tmp_path, named)).apis[0].endpoint == "/v1/classifier"
 
 
+@pytest.mark.parametrize("name", ["metrics", "docs", "healthz", "dashboard", "openapi-json"])
+def test_deployments_named_as_the_gateways_own_routes_are_free(tmp_path: Path, name: str) -> None:
+    # The gateway answers /metrics, /docs, /healthz exactly, after the endpoints: a deployment of
+    # that name was refused ("/metrics/classifier is reserved by inferd") though nothing collides.
+    named = f"- kind: deployment\n  name: {name}\n" + api()
+    assert load_project(project(tmp_path, named)).apis[0].endpoint == f"/{name}/classifier"
+    for route in ("/metrics", "/docs", "/healthz", "/openapi.json", "/dashboard"):
+        with pytest.raises(ConfigError, match=f"endpoint: {route} is reserved by inferd"):
+            load_project(project(tmp_path, DEPLOYMENT + api(f"  endpoint: {route}\n")))
+
+
 def test_cortex_v09_flat_form_becomes_the_nested_block(tmp_path: Path) -> None:
     flat = (
         DEPLOYMENT

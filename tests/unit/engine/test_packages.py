@@ -39,6 +39,26 @@ def test_a_pin_with_no_wheel_here_is_one_sentence_naming_the_nearest_version() -
     )
 
 
+def test_every_pin_that_cannot_install_is_named_in_one_error() -> None:
+    # Cortex's mpg example pins scikit-learn, numpy and pandas of 2019, and a pip freeze (what
+    # Cortex's Python client wrote) pins dozens: naming only the first had a user fix one line,
+    # deploy, and meet the next (was: somepkg alone, otherpkg said at the next deploy).
+    index = {**INDEX, "otherpkg": ["5.0"]}
+    with pytest.raises(LoadError) as caught:
+        plan(
+            "somepkg==0.21.*\nfreshpkg>=3.0\notherpkg==1.0\n",
+            relax=False,
+            versions_of=lambda name: [Version(v) for v in index.get(name, [])],
+            sources_of=sources_of,
+        )
+    assert caught.value.message == (
+        f"requirements.txt: somepkg==0.21.* cannot be installed on Python {PYTHON}; the nearest "
+        "installable version is 1.1.3 (--relax-pins installs it); "
+        f"otherpkg==1.0 cannot be installed on Python {PYTHON}; the nearest installable version is "
+        "5.0 (--relax-pins installs it)"
+    )
+
+
 def test_a_pin_with_only_its_source_on_the_index_goes_to_pip() -> None:
     # emoji==0.5.4 or future==0.18.2: pure-Python releases that never had a wheel; pip builds
     # them on any Python, as it did for Cortex

@@ -32,6 +32,10 @@ from bench.memory import Served  # noqa: E402
 
 WIDTH, HIDDEN, CHANNELS, ROWS = 2048, 8192, 1344, 524288
 KINDS = ("gemm", "conv", "gather", "constant", "fp16", "int8", "external")
+# Also measured on request (``python bench/memory_kinds.py external-many if loop ...``): more of the
+# shapes users' models take; see ``build_more``.
+MORE = ("external-many", "if", "loop", "dynamic-int8", "qdq-int8", "trees")
+FEATURES = 16  # the tree ensemble's inputs
 
 
 def build(kind: str, path: Path) -> None:
@@ -39,6 +43,9 @@ def build(kind: str, path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    if kind in MORE:
+        build_more(kind, path)
+        return
     rng = np.random.default_rng(0)
 
     def weights(shape: tuple[int, ...], dtype: Any = np.float32) -> Any:
@@ -109,10 +116,126 @@ def build(kind: str, path: Path) -> None:
         onnx.save_model(model, str(path))
 
 
+def build_more(kind: str, path: Path) -> None:
+    """The models of ``MORE`` at ``path``: 256 MiB of float32 weights (64 MiB once quantized; the
+    tree ensemble: 60 trees of a random forest, a 58 MB file) in the places users' models keep them:
+    external data in one file per tensor (``all_tensors_to_one_file=False``), the branches of an
+    ``If``, the body of a ``Loop``, onnxruntime's ``quantize_dynamic`` (MatMulInteger) and
+    ``quantize_static`` (QDQ) of MatMul layers, skl2onnx's ``RandomForestRegressor``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    floats = helper.make_tensor_value_info
+    x_info, y_info = (
+        floats("x", TensorProto.FLOAT, [None, WIDTH]),
+        floats("y", TensorProto.FLOAT, [None, WIDTH]),
+    )
+
+    def matmuls(prefix: str, first: str, last: str) -> tuple[list[Any], list[Any]]:
+        """Four MatMul layers WIDTH -> HIDDEN -> WIDTH -> HIDDEN -> WIDTH (256 MiB)."""
+        dims, names = (
+            [WIDTH, HIDDEN, WIDTH, HIDDEN, WIDTH],
+            [first, *(f"{prefix}h{i}" for i in range(3)), last],
+        )
+        inits = [
+            numpy_helper.from_array(
+                rng.standard_normal((dims[i], dims[i + 1]), dtype=np.float32) * 0.02, f"{prefix}w{i}"
+            )
+            for i in range(4)
+        ]
+        nodes = [helper.make_node("MatMul", [names[i], f"{prefix}w{i}"], [names[i + 1]]) for i in range(4)]
+        return nodes, inits
+
+    def save(graph: Any) -> Any:
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        return model
+
+    if kind == "trees":
+        from skl2onnx import to_onnx
+        from sklearn.ensemble import RandomForestRegressor
+
+        x = rng.standard_normal((20000, FEATURES)).astype(np.float32)
+        y = x[:, 0] * 2 + np.sin(x[:, 1]) + rng.standard_normal(20000) * 0.1
+        forest = RandomForestRegressor(n_estimators=60, random_state=0, n_jobs=1).fit(x, y)
+        onnx.save_model(to_onnx(forest, x[:1], target_opset={"": 17, "ai.onnx.ml": 3}), str(path))
+    elif kind == "if":  # sum(x) > 0 picks one of two branches of 128 MiB each
+        nodes, inits = matmuls("", "x", "y")
+        branches = [
+            helper.make_graph(
+                nodes[2 * i : 2 * i + 2],
+                f"branch{i}",
+                [],
+                [floats(f"y{i}", TensorProto.FLOAT, [None, WIDTH])],
+                inits[2 * i : 2 * i + 2],
+            )
+            for i in range(2)
+        ]
+        branches[0].node[1].output[0], branches[1].node[0].input[0] = "y0", "x"
+        branches[1].node[1].output[0] = "y1"
+        zero = numpy_helper.from_array(np.array(0, np.float32), "zero")
+        top = [
+            helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+            helper.make_node("Greater", ["s", "zero"], ["c"]),
+            helper.make_node("If", ["c"], ["y"], then_branch=branches[0], else_branch=branches[1]),
+        ]
+        onnx.save_model(save(helper.make_graph(top, kind, [x_info], [y_info], [zero])), str(path))
+    elif kind == "loop":  # two turns of tanh(h @ 4 layers)
+        nodes, inits = matmuls("", "h_in", "t")
+        nodes += [
+            helper.make_node("Tanh", ["t"], ["h_out"]),
+            helper.make_node("Identity", ["c_in"], ["c_out"]),
+        ]
+        scalar = [floats("i", TensorProto.INT64, []), floats("c_in", TensorProto.BOOL, [])]
+        body_graph = helper.make_graph(
+            nodes, "body", [*scalar, floats("h_in", TensorProto.FLOAT, [None, WIDTH])],
+            [floats("c_out", TensorProto.BOOL, []), floats("h_out", TensorProto.FLOAT, [None, WIDTH])], inits,
+        )  # fmt: skip
+        turns = [
+            numpy_helper.from_array(np.array(2, np.int64), "n"),
+            numpy_helper.from_array(np.array(True), "c"),
+        ]
+        loop = helper.make_node("Loop", ["n", "c", "x"], ["y"], body=body_graph)
+        onnx.save_model(save(helper.make_graph([loop], kind, [x_info], [y_info], turns)), str(path))
+    else:
+        nodes, inits = matmuls("", "x", "y")
+        model = save(helper.make_graph(nodes, kind, [x_info], [y_info], inits))
+        if kind == "external-many":
+            onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=False)
+            return
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
+
+        source = path.with_name("float.onnx")
+        onnx.save_model(model, str(source))
+        if kind == "dynamic-int8":
+            quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+        else:
+            samples = iter([{"x": np.linspace(-1, 1, WIDTH, dtype=np.float32).reshape(1, WIDTH)}])
+
+            class Samples(CalibrationDataReader):  # type: ignore[misc]
+                def get_next(self) -> Any:
+                    return next(samples, None)
+
+            quantize_static(
+                str(source), str(path), Samples(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8
+            )
+        source.unlink()
+
+
 def body(kind: str) -> bytes:
     """A request of two rows for the model of ``kind``."""
-    if kind == "gather":
-        x: Any = (np.arange(64, dtype=np.int64) * 4099 % ROWS).reshape(2, 32)
+    if kind == "trees":
+        x: Any = np.linspace(-1, 1, 2 * FEATURES, dtype=np.float32).reshape(2, FEATURES)
+    elif kind == "gather":
+        x = (np.arange(64, dtype=np.int64) * 4099 % ROWS).reshape(2, 32)
     elif kind == "conv":
         x = np.linspace(-1, 1, 2 * CHANNELS * 16, dtype=np.float32).reshape(2, CHANNELS, 4, 4)
     else:
@@ -153,9 +276,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kinds", nargs="*", metavar="KIND", help=f"any of {', '.join(KINDS)} (default: all)")
+    parser.add_argument(
+        "kinds",
+        nargs="*",
+        metavar="KIND",
+        help=f"any of {', '.join(KINDS + MORE)} (default: {', '.join(KINDS)})",
+    )
     kinds = parser.parse_args().kinds or list(KINDS)
-    if unknown := sorted(set(kinds) - set(KINDS)):
+    if unknown := sorted(set(kinds) - set(KINDS + MORE)):
         parser.error(f"unknown model kinds: {', '.join(unknown)}")
     work = Path(tempfile.mkdtemp(prefix="inferd-memory-kinds-"))
     try:

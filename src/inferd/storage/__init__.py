@@ -2,7 +2,8 @@
 
 TensorFlow layouts are resolved here too: a SavedModel folder, a parent folder whose highest
 numeric version folder holds the SavedModel (as TF Serving and Cortex did), or a ``.zip`` of
-either, unpacked once into a cache keyed by the zip's content hash. The downloads themselves
+either, unpacked once into a cache keyed by the zip's content hash; so is an ONNX model given as a
+``.zip`` (the model file and the external data files it names, one object to upload). The downloads themselves
 (``s3://``, ``http(s)://``, ``gs://``) are in ``storage.remote``.
 """
 
@@ -157,13 +158,35 @@ def unpack_zip(archive: Path) -> Path:
                 )
             bundle.extractall(scratch)
         (scratch / CREATED_MARK).write_text("")
-        scratch.rename(target)
+        try:
+            scratch.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise  # else another replica unpacked the same archive first: use that one
     except zipfile.BadZipFile as exc:
         raise LoadError(f"{archive.name} is not a valid zip file: {exc}") from exc
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def find_onnx_model(path: Path) -> Path:
+    """The ONNX model file to load for ``path``: itself, or the one ``.onnx`` file in a ``.zip``
+    (at any depth, its external data files beside it), unpacked once into the cache."""
+    if not (path.suffix == ".zip" and path.is_file()):
+        return path
+    folder = unpack_zip(path)
+    found = sorted(
+        model for model in folder.rglob("*.onnx") if model.is_file() and "__MACOSX" not in model.parts
+    )
+    if len(found) != 1:
+        names = ", ".join(model.relative_to(folder).as_posix() for model in found)
+        what = f"{len(found)} .onnx files ({names})" if found else "no .onnx file"
+        raise LoadError(
+            f"{path.name} holds {what}; an ONNX model's zip holds one model file and its data files"
+        )
+    return found[0]
 
 
 def _is_saved_model(folder: Path) -> bool:

@@ -460,3 +460,21 @@ def test_a_replica_holds_all_the_weights_it_maps_before_any_request(tmp_path: Pa
             [sys.executable, "-c", RESIDENT, str(model)], capture_output=True, text=True, check=True
         )
         assert int(done.stdout.split()[-1]) >= table.nbytes, done.stdout
+
+
+def test_a_tree_ensemble_is_not_shared_and_not_converted_again(tmp_path: Path, home: Path) -> None:
+    # skl2onnx keeps a forest's trees in node attributes, not initializers: onnxruntime builds
+    # its own structures from them in each replica, so there is nothing to map (README says so)
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestRegressor
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 4)).astype(np.float32)
+    forest = RandomForestRegressor(n_estimators=3, random_state=0).fit(x, x[:, 0])
+    model = tmp_path / "forest.onnx"
+    onnx.save_model(to_onnx(forest, x[:1], target_opset={"": 17, "ai.onnx.ml": 3}), str(model))
+    assert onnx_shared.shared_model(model, min_bytes=0) is None
+    marks = list((home / "cache" / "shared").glob(".*.plain"))
+    assert len(marks) == 1  # the next replica loads it the plain way without trying again
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"X": x[:2]})
+    assert np.array_equal(load_runtime("onnx", model).run({"X": x[:2]})[0], expected[0])

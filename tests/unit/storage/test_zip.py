@@ -48,3 +48,26 @@ def test_a_zip_that_fits_is_unpacked_once(tmp_path: Path) -> None:
     folder = unpack_zip(archive)
     assert (folder / "1568244606" / "saved_model.pb").read_bytes() == b"pb"
     assert unpack_zip(archive) == folder
+
+
+def test_a_zip_another_replica_unpacked_meanwhile_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # replicas of one API start together: each unpacks, and all but the first find the folder made
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("model.onnx", b"onnx")
+    extract = zipfile.ZipFile.extractall
+
+    def and_another_finishes_first(self: zipfile.ZipFile, path: Path) -> None:
+        extract(self, path)
+        other = unzipped_path(archive)
+        other.mkdir()
+        (other / "model.onnx").write_bytes(b"onnx")
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", and_another_finishes_first)
+    unzipped_path(archive).parent.mkdir(parents=True, exist_ok=True)
+    before = set(unzipped_path(archive).parent.iterdir())
+    folder = unpack_zip(archive)
+    assert (folder / "model.onnx").read_bytes() == b"onnx"
+    assert set(folder.parent.iterdir()) - before == {folder}  # no scratch left

@@ -7,7 +7,8 @@ nodes, float16 weights cast to float32, weight-only int8 weights behind Dequanti
 with exactly 1 and 4 replicas (``cpu: 0.1``), weights shared (the default) and not
 (``INFERD_SHARE_WEIGHTS=0``); after rounds of concurrent requests the replicas' proportional set
 sizes (``/proc/PID/smaps_rollup``) are summed, and the four servers' answers to one request are
-compared. ``python bench/memory_kinds.py [KIND ...]`` prints one row per kind; it writes nothing.
+compared. ``python bench/memory_kinds.py [KIND ...]`` prints one row per kind; it writes nothing
+(its runs are kept in docs/memory-kinds.md, which ``make bench`` does not rewrite).
 """
 
 from __future__ import annotations

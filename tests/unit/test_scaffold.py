@@ -70,3 +70,50 @@ def test_the_next_commands_run_as_printed_in_a_shell(
     for argv in commands:
         assert not argv[2].startswith("-")
         assert Path(argv[2]).resolve() == tmp_path / folder
+
+
+def _external_data_model(folder: Path) -> Path:
+    """A MatMul whose weights are saved apart, in weights/w.bin (as models over 2 GB must be)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    (folder / "weights").mkdir(parents=True)
+    path = folder / "scorer.onnx"
+    onnx.save_model(model, path, save_as_external_data=True, location="weights/w.bin", size_threshold=0)
+    return path
+
+
+def test_a_model_with_external_data_is_copied_with_it_and_as_a_zip(tmp_path: Path) -> None:
+    # Was: only the .onnx file was copied, so a model whose weights sit apart failed to load
+    # ("cannot load it") and nothing was written; a .zip of the two was refused.
+    import zipfile
+
+    import numpy as np
+
+    from inferd.runtimes import load_runtime
+
+    model = _external_data_model(tmp_path / "export")
+    files = init_project(tmp_path / "plain", "onnx", model)
+    assert "models/scorer.onnx" in files and "models/weights/w.bin" in files
+    assert (tmp_path / "plain" / "models" / "weights" / "w.bin").read_bytes() == (
+        tmp_path / "export" / "weights" / "w.bin"
+    ).read_bytes()
+    archive = tmp_path / "scorer.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(model, "scorer.onnx")
+        bundle.write(tmp_path / "export" / "weights" / "w.bin", "weights/w.bin")
+    assert "models/scorer.zip" in init_project(tmp_path / "zipped", "onnx", archive)
+    for project, name in (("plain", "scorer.onnx"), ("zipped", "scorer.zip")):
+        runtime = load_runtime("onnx", tmp_path / project / "models" / name)
+        (answer,) = runtime.run({"x": np.ones((1, 4), dtype=np.float32)})
+        assert answer.tolist() == [[18.0, 22.0, 26.0]]

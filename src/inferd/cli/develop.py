@@ -167,7 +167,8 @@ def _run(
 @click.option(
     "--model",
     type=click.Path(path_type=Path),
-    help="Your model (a .onnx file, a SavedModel folder, any file for a predictor), copied in. "
+    help="Your model (a .onnx file, with the external data files it names, or a .zip of them; a "
+    "SavedModel folder or its .zip; any file for a predictor), copied in. "
     "Without it the project gets a small starter model, built on the spot.",
 )
 def init(project_dir: Path, onnx: bool, tensorflow: bool, predictor: bool, model: Path | None) -> None:

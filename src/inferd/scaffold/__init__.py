@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd.errors import UsageError
+from inferd.onnxdata import external_files
 from inferd.scaffold import templates, toy
 
 FLAVOURS = ("onnx", "tensorflow", "predictor")
@@ -43,6 +44,7 @@ def init_project(target: Path, flavour: str, model: Path | None = None) -> list[
     existed = target.exists()
     target.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
+    data_files: list[str] = []  # an ONNX model's external data, copied beside it
     try:
         model_path = target / "models" / model_name
         if model is None:
@@ -53,7 +55,7 @@ def init_project(target: Path, flavour: str, model: Path | None = None) -> list[
             test_file = f"test_{deployment}_{api}.py".replace("-", "_")
             files[test_file] = templates.render(templates.DEMO_TEST, api=api)
         else:
-            _copy(model, model_path)
+            data_files = [path.relative_to(target).as_posix() for path in _copy(model, model_path)]
             try:
                 sample = _sample_for(flavour, model_path)
             except Exception as exc:
@@ -87,7 +89,7 @@ def init_project(target: Path, flavour: str, model: Path | None = None) -> list[
     except BaseException:
         _remove_contents(target, existed)  # the folder was new or empty: all in it is ours
         raise
-    return sorted([*files, f"models/{model_name}"])
+    return sorted([*files, f"models/{model_name}", *data_files])
 
 
 def _remove_contents(target: Path, keep_folder: bool) -> None:
@@ -104,8 +106,8 @@ def _remove_contents(target: Path, keep_folder: bool) -> None:
 def _check_model(model: Path, flavour: str) -> None:
     if not model.exists():
         raise UsageError(f"--model {model}: no such file or folder")
-    if flavour == "onnx" and not (model.is_file() and model.suffix == ".onnx"):
-        raise UsageError(f"--model {model}: an ONNX project needs a .onnx file")
+    if flavour == "onnx" and not (model.is_file() and model.suffix in (".onnx", ".zip")):
+        raise UsageError(f"--model {model}: an ONNX project needs a .onnx file (or a .zip holding one)")
     if flavour == "tensorflow" and not (model.is_dir() or model.suffix == ".zip"):
         raise UsageError(f"--model {model}: a TensorFlow project needs a SavedModel folder (or its .zip)")
 
@@ -119,12 +121,23 @@ def _build_demo(flavour: str, path: Path) -> None:
         toy.write_weights(path)
 
 
-def _copy(source: Path, target: Path) -> None:
+def _copy(source: Path, target: Path) -> list[Path]:
+    """The model into the project; an ONNX file with the external data files it names, which
+    sit beside it by paths relative to its folder (weights saved apart: every model over 2 GB)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
         shutil.copytree(source, target)
-    else:
-        shutil.copy2(source, target)
+        return []
+    shutil.copy2(source, target)
+    if source.suffix != ".onnx":
+        return []
+    folder, copied = source.parent.resolve(), []
+    for data in external_files(source):
+        beside = target.parent / data.relative_to(folder)
+        beside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(data, beside)
+        copied.append(beside)
+    return copied
 
 
 def _sample_for(flavour: str, model_path: Path) -> Any:

@@ -257,3 +257,56 @@ def test_an_output_of_fixed_length_is_never_cut_between_the_samples_of_a_batch(
             answer.text
         )
     assert max(batch_sizes(server)) == 3  # the three went to the replica as one batch
+
+
+WHERE = """
+import os, time
+
+def pre_inference(sample, signature, metadata):
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
+    return sample["x"]
+
+def post_inference(prediction, signature, metadata):
+    return prediction[0].tolist()
+"""
+
+
+def test_an_output_whose_free_first_dimension_is_not_the_batch_never_hands_a_sample_anothers_rows(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # NonZero then Transpose: [k, 2], the (row, column) of each non-zero value. Two samples of one
+    # row with one non-zero each gave k = 2 rows, as many as the batch: the second sample got
+    # [1, 0] (its value's place in the batch) instead of [0, 0] (its place in its own input)
+    from onnx import TensorProto, helper, save_model
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("NonZero", ["x"], ["nz"]),
+            helper.make_node("Transpose", ["nz"], ["where"], perm=[1, 0]),
+        ],
+        "where",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("where", TensorProto.INT64, [None, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save_model(model, str(tmp_path / "where.onnx"))
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: where\n  onnx:\n    model: where.onnx\n"
+        "    request_handler: h.py\n  batching:\n    max_batch_size: 4\n  compute:\n    max_replicas: 1\n",
+        {"h.py": WHERE},
+        {"where.onnx": tmp_path / "where.onnx"},
+    )
+    server = serve(root)
+    gate = tmp_path / "go"
+    bodies: list[object] = [{"x": [[0, 1]]}, {"x": [[1, 0]]}]
+    with ThreadPoolExecutor(4) as pool:
+        blocker, sent = hold_and_queue(
+            server, "/b/where", pool, gate, {"x": [[1, 1]], "gate": str(gate)}, bodies
+        )
+        answers = [future.result() for future in sent]
+        assert blocker.result().json() == [[0, 0], [0, 1]]
+    assert [answer.json() for answer in answers] == [[[0, 1]], [[0, 0]]]
+    assert max(batch_sizes(server)) == 2  # the two went to the replica as one batch

@@ -45,3 +45,26 @@ def _has_rows(value: Any, total: int) -> bool:
     if isinstance(value, np.ndarray):
         return value.ndim > 0 and value.shape[0] == total
     return isinstance(value, list) and len(value) == total
+
+
+def same_prediction(alone: Any, part: Any) -> bool:
+    """Whether a sample run alone got what its rows of a batched run got (floats to 1e-4).
+
+    A model whose output has a free first dimension that is not the batch (the indices of
+    ``NonZero``, a sum over the batch, a transpose) may give as many rows as the batch had by
+    chance: only running a sample alone shows that its rows are not its own.
+    """
+    if isinstance(alone, dict) and isinstance(part, dict):
+        return alone.keys() == part.keys() and all(same_prediction(alone[k], part[k]) for k in alone)
+    if isinstance(alone, list | tuple) and isinstance(part, list | tuple):
+        return len(alone) == len(part) and all(map(same_prediction, alone, part))
+    if isinstance(alone, np.ndarray | np.generic) or isinstance(part, np.ndarray | np.generic):
+        a, b = np.asarray(alone), np.asarray(part)
+        if a.shape != b.shape:
+            return False
+        if a.dtype.kind in "fc" and b.dtype.kind in "fc":
+            return bool(np.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True))
+        return bool(np.array_equal(a, b))
+    if isinstance(alone, float) and isinstance(part, float):
+        return bool(np.isclose(alone, part, rtol=1e-4, atol=1e-6, equal_nan=True))
+    return bool(alone == part)

@@ -310,3 +310,40 @@ def test_an_output_whose_free_first_dimension_is_not_the_batch_never_hands_a_sam
         assert blocker.result().json() == [[0, 0], [0, 1]]
     assert [answer.json() for answer in answers] == [[[0, 1]], [[0, 0]]]
     assert max(batch_sizes(server)) == 2  # the two went to the replica as one batch
+
+
+PREDICTOR = """
+import os, time
+
+def predict(sample, metadata):
+    with open("calls.txt", "a") as calls:
+        calls.write("%d\\n" % sample["i"])
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
+    if sample.get("fail"):
+        raise ValueError("sample %d asked to fail" % sample["i"])
+    return {"i": sample["i"]}
+"""
+
+
+def test_a_python_predictor_with_batching_gets_each_sample_alone_and_answers_each_its_own(
+    serve: Serve, tmp_path: Path
+) -> None:
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: py\n  predictor:\n    path: p.py\n"
+        "  batching:\n    max_batch_size: 4\n  compute:\n    max_replicas: 1\n",
+        {"p.py": PREDICTOR},
+    )
+    server = serve(root)
+    gate = tmp_path / "go"
+    bodies: list[object] = [{"i": i, "fail": i == 2} for i in (1, 2, 3)]
+    with ThreadPoolExecutor(4) as pool:
+        blocker, sent = hold_and_queue(server, "/b/py", pool, gate, {"i": 0, "gate": str(gate)}, bodies)
+        answers = [future.result() for future in sent]
+        assert blocker.result().json() == {"i": 0}
+    assert [answer.status_code for answer in answers] == [200, 500, 200]
+    assert answers[0].json() == {"i": 1} and answers[2].json() == {"i": 3}
+    assert "sample 2 asked to fail" in answers[1].json()["error"]
+    assert sorted(int(line) for line in (root / "calls.txt").read_text().split()) == [0, 1, 2, 3]
+    assert max(batch_sizes(server)) == 3  # the three went to the replica as one batch

@@ -54,10 +54,17 @@ def same_prediction(alone: Any, part: Any) -> bool:
     ``NonZero``, a sum over the batch, a transpose) may give as many rows as the batch had by
     chance: only running a sample alone shows that its rows are not its own.
     """
+    try:
+        return _same(alone, part)
+    except (TypeError, ValueError):  # values that do not compare (ragged, or odd types): not the same
+        return False
+
+
+def _same(alone: Any, part: Any) -> bool:
     if isinstance(alone, dict) and isinstance(part, dict):
-        return alone.keys() == part.keys() and all(same_prediction(alone[k], part[k]) for k in alone)
+        return alone.keys() == part.keys() and all(_same(alone[k], part[k]) for k in alone)
     if isinstance(alone, list | tuple) and isinstance(part, list | tuple):
-        return len(alone) == len(part) and all(map(same_prediction, alone, part))
+        return len(alone) == len(part) and all(map(_same, alone, part))
     if isinstance(alone, np.ndarray | np.generic) or isinstance(part, np.ndarray | np.generic):
         a, b = np.asarray(alone), np.asarray(part)
         if a.shape != b.shape:

@@ -250,7 +250,7 @@ class Predictor:
                 batched = self._run_raw(stacked)
             except (ModelError, InputError):  # one bad sample must not fail its batch: each alone below
                 batched = None
-            parts = None if batched is None else self._cut(batched, counts, group[-1][1])
+            parts = None if batched is None else self._cut(batched, counts, group[0][1], group[-1][1])
             model_time = clock() - started
             if parts is not None:
                 for (index, _, pre_time), raw in zip(group, parts, strict=True):
@@ -269,31 +269,36 @@ class Predictor:
             results[index] = self._post(prediction, timings)
 
     def _cut(
-        self, batched: Any, counts: list[int], last: dict[str, np.ndarray[Any, Any]]
+        self,
+        batched: Any,
+        counts: list[int],
+        first: dict[str, np.ndarray[Any, Any]],
+        last: dict[str, np.ndarray[Any, Any]],
     ) -> list[Any] | None:
         """The batched prediction cut back per sample, or ``None`` (then each runs alone).
 
         The first stacked runs also run their last sample alone: an output whose first dimension
         is free but not the batch (NonZero's indices, a sum over the batch, a transpose) may have
         as many rows as the batch by chance, and would hand each sample another's data. A model
-        caught once runs one sample at a time from then on.
+        caught once runs one sample at a time from then on. A batch whose first and last samples
+        are alike (a warm-up sending one payload) does not count as a check: statistics over the
+        batch would agree by chance.
         """
         parts = split_rows(batched, counts)
+        reason = "the model's outputs do not keep one row per input row"
         if parts is not None and self._probes > 0:
             try:
                 alone = self._run_raw(last)
             except (ModelError, InputError):
                 return None
             if same_prediction(alone, parts[-1]):
-                self._probes -= 1
+                if any(not np.array_equal(first[name], last[name]) for name in last):
+                    self._probes -= 1
                 return parts
-            parts = None
+            parts, reason = None, "a sample's rows of a batch were not what it got alone"
         if parts is None:
             self._stacks = False
-            log.warning(
-                "the model's outputs do not keep one row per input row: "
-                "batched requests run one sample at a time from now on"
-            )
+            log.warning("%s: batched requests run one sample at a time from now on", reason)
         return parts
 
     def _post(

@@ -347,3 +347,43 @@ def test_a_python_predictor_with_batching_gets_each_sample_alone_and_answers_eac
     assert "sample 2 asked to fail" in answers[1].json()["error"]
     assert sorted(int(line) for line in (root / "calls.txt").read_text().split()) == [0, 1, 2, 3]
     assert max(batch_sizes(server)) == 3  # the three went to the replica as one batch
+
+
+STUCK = """
+import os, time
+
+def pre_inference(sample, signature, metadata):
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
+    if sample.get("crash"):
+        os._exit(3)
+    i = sample["i"]
+    return {"a": [[i, i]], "b": [[0.5, 1]]}
+"""
+
+
+def test_a_sample_that_kills_or_holds_its_replica_answers_every_request_of_its_batch_with_a_5xx(
+    serve: Serve, tmp_path: Path, two_input_model: Path
+) -> None:
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: add\n  onnx:\n    model: add.onnx\n"
+        "    request_handler: h.py\n  batching:\n    max_batch_size: 4\n  timeout: 8\n"
+        "  compute:\n    max_replicas: 1\n",
+        {"h.py": STUCK},
+        {"add.onnx": two_input_model},
+    )
+    server = serve(root)
+    never = str(tmp_path / "never")  # a gate that never opens: that sample holds its replica
+    for n, odd in enumerate(({"crash": True}, {"gate": never})):
+        gate = tmp_path / f"go{n}"
+        bodies: list[object] = [{"i": 1}, {"i": 2, **odd}, {"i": 3}]
+        with ThreadPoolExecutor(4) as pool:
+            blocker, sent = hold_and_queue(server, "/b/add", pool, gate, {"i": 0, "gate": str(gate)}, bodies)
+            assert blocker.result().status_code == 200
+            answers = [future.result() for future in sent]  # none hangs
+        expected = 503 if n == 0 else 504
+        assert [answer.status_code for answer in answers] == [expected] * 3, [a.text for a in answers]
+        wait_for(lambda: replicas(server, "/b/add")["ready"] == 1, 120, "a new replica")
+    answer = requests.post(f"{server.url}/b/add", json={"i": 4}, timeout=30)
+    assert answer.json() == [[[4.5, 5.0]]]

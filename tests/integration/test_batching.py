@@ -375,7 +375,8 @@ def test_a_sample_that_kills_or_holds_its_replica_answers_every_request_of_its_b
     )
     server = serve(root)
     never = str(tmp_path / "never")  # a gate that never opens: that sample holds its replica
-    for n, odd in enumerate(({"crash": True}, {"gate": never})):
+    odds: tuple[dict[str, object], ...] = ({"crash": True}, {"gate": never})
+    for n, odd in enumerate(odds):
         gate = tmp_path / f"go{n}"
         bodies: list[object] = [{"i": 1}, {"i": 2, **odd}, {"i": 3}]
         with ThreadPoolExecutor(4) as pool:

@@ -2,15 +2,26 @@
 
 The replica's batching (``Predictor.predict_batch``) stacks samples whose inputs agree past
 the batch dimension and runs the model once; a prediction whose outputs do not keep one row
-per input sample cannot be cut back, and those samples run one at a time instead.
+per input sample cannot be cut back, and those samples run one at a time instead (``RowCheck``
+also compares a sample's rows of the first batches with its answer alone).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from inferd.errors import InputError, ModelError
+
+log = logging.getLogger("inferd.handler")
+
+# Stacked runs whose last sample is also run alone, to see that its rows of the batch are its own.
+PROBES = 3
+Inputs = dict[str, np.ndarray[Any, Any]]
 
 
 def stack_key(inputs: dict[str, np.ndarray[Any, Any]]) -> tuple[Any, ...] | None:
@@ -39,6 +50,43 @@ def split_rows(prediction: Any, counts: list[int]) -> list[Any] | None:
             return None
         return [[value[a:b] for value in prediction] for a, b in itertools.pairwise(bounds)]
     return None
+
+
+class RowCheck:
+    """Whether a model's samples may be stacked, learnt from its first batches.
+
+    The first stacked runs also run their last sample alone: an output whose first dimension is
+    free but not the batch (NonZero's indices, a sum over the batch, a transpose) may have as
+    many rows as the batch by chance, and would hand each sample another's data. A model caught
+    once runs one sample at a time from then on. A batch whose first and last samples are alike
+    (a warm-up sending one payload) does not count as a check: statistics over the batch would
+    agree by chance.
+    """
+
+    def __init__(self, stacks: bool) -> None:
+        self.stacks = stacks  # from the signature (``convert.stacks_by_rows``), until caught
+        self.probes = PROBES  # stacked runs still to check against a sample run alone
+
+    def cut(
+        self, batched: Any, counts: list[int], first: Inputs, last: Inputs, run: Callable[[Inputs], Any]
+    ) -> list[Any] | None:
+        """The batched prediction cut back per sample, or ``None`` (then each runs alone)."""
+        parts = split_rows(batched, counts)
+        reason = "the model's outputs do not keep one row per input row"
+        if parts is not None and self.probes > 0:
+            try:
+                alone = run(last)
+            except (ModelError, InputError):
+                return None
+            if same_prediction(alone, parts[-1]):
+                if any(not np.array_equal(first[name], last[name]) for name in last):
+                    self.probes -= 1
+                return parts
+            parts, reason = None, "a sample's rows of a batch were not what it got alone"
+        if parts is None:
+            self.stacks = False
+            log.warning("%s: batched requests run one sample at a time from now on", reason)
+        return parts
 
 
 def _has_rows(value: Any, total: int) -> bool:

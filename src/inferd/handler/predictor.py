@@ -19,7 +19,7 @@ from inferd.config.load import find_config
 from inferd.config.schema import Api
 from inferd.errors import ConfigError, HandlerError, InferdError, InputError, LoadError, ModelError
 from inferd.handler import cortex_paths, legacy_imports, numpy_compat, python_compat
-from inferd.handler.batches import same_prediction, split_rows, stack_key
+from inferd.handler.batches import RowCheck, stack_key
 from inferd.handler.convert import (
     MAP_TYPE,
     check_dimension_names,
@@ -46,8 +46,6 @@ DEBUG_LIMIT = 500
 # The runtimes' "these inputs do not fit" errors (TensorFlow's InvalidArgumentError, onnxruntime's
 # InvalidArgument) on tensors the signature took: TF Serving and Triton answer them 400.
 REJECTED = ("InvalidArgumentError", "InvalidArgument")
-# Stacked runs whose last sample is also run alone, to see that its rows of the batch are its own.
-PROBES = 3
 
 
 def _preview(value: Any) -> str:
@@ -116,8 +114,7 @@ class Predictor:
         self._named_dimensions = shares_dimension_names(self.runtime.inputs)
         inputs = self.runtime.inputs
         self._whole_map = len(inputs) == 1 and inputs[0].type_name.startswith(MAP_TYPE)
-        self._stacks = stacks_by_rows(self.runtime.inputs, self.runtime.outputs)
-        self._probes = PROBES  # stacked runs still to check against a sample run alone
+        self._rows = RowCheck(stacks_by_rows(self.runtime.inputs, self.runtime.outputs))
         if api.handler_file is not None:
             kind = "handler-v0.9" if api.v09_handlers else "handler"
             self.code = load_user_code(project_root / api.handler_file, kind, module, api.handler_file)
@@ -238,7 +235,7 @@ class Predictor:
         """Run samples whose inputs stack as one model call (or each alone when they cannot)."""
         runtime = self.runtime
         assert runtime is not None
-        if len(group) > 1 and self._stacks:
+        if len(group) > 1 and self._rows.stacks:
             clock = time.perf_counter
             stacked = {
                 spec.name: np.concatenate([inputs[spec.name] for _, inputs, _ in group])
@@ -250,7 +247,11 @@ class Predictor:
                 batched = self._run_raw(stacked)
             except (ModelError, InputError):  # one bad sample must not fail its batch: each alone below
                 batched = None
-            parts = None if batched is None else self._cut(batched, counts, group[0][1], group[-1][1])
+            parts = (
+                None
+                if batched is None
+                else self._rows.cut(batched, counts, group[0][1], group[-1][1], self._run_raw)
+            )
             model_time = clock() - started
             if parts is not None:
                 for (index, _, pre_time), raw in zip(group, parts, strict=True):
@@ -267,39 +268,6 @@ class Predictor:
                 continue
             timings["model"] = time.perf_counter() - started
             results[index] = self._post(prediction, timings)
-
-    def _cut(
-        self,
-        batched: Any,
-        counts: list[int],
-        first: dict[str, np.ndarray[Any, Any]],
-        last: dict[str, np.ndarray[Any, Any]],
-    ) -> list[Any] | None:
-        """The batched prediction cut back per sample, or ``None`` (then each runs alone).
-
-        The first stacked runs also run their last sample alone: an output whose first dimension
-        is free but not the batch (NonZero's indices, a sum over the batch, a transpose) may have
-        as many rows as the batch by chance, and would hand each sample another's data. A model
-        caught once runs one sample at a time from then on. A batch whose first and last samples
-        are alike (a warm-up sending one payload) does not count as a check: statistics over the
-        batch would agree by chance.
-        """
-        parts = split_rows(batched, counts)
-        reason = "the model's outputs do not keep one row per input row"
-        if parts is not None and self._probes > 0:
-            try:
-                alone = self._run_raw(last)
-            except (ModelError, InputError):
-                return None
-            if same_prediction(alone, parts[-1]):
-                if any(not np.array_equal(first[name], last[name]) for name in last):
-                    self._probes -= 1
-                return parts
-            parts, reason = None, "a sample's rows of a batch were not what it got alone"
-        if parts is None:
-            self._stacks = False
-            log.warning("%s: batched requests run one sample at a time from now on", reason)
-        return parts
 
     def _post(
         self, prediction: Any, timings: dict[str, float]

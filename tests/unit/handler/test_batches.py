@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inferd.handler.batches import same_prediction
-from inferd.handler.predictor import PROBES
+from inferd.handler.batches import PROBES, same_prediction
 from tests.conftest import make_project
 from tests.unit.handler.test_predictor import build
 

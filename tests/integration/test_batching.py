@@ -257,3 +257,134 @@ def test_an_output_of_fixed_length_is_never_cut_between_the_samples_of_a_batch(
             answer.text
         )
     assert max(batch_sizes(server)) == 3  # the three went to the replica as one batch
+
+
+WHERE = """
+import os, time
+
+def pre_inference(sample, signature, metadata):
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
+    return sample["x"]
+
+def post_inference(prediction, signature, metadata):
+    return prediction[0].tolist()
+"""
+
+
+def test_an_output_whose_free_first_dimension_is_not_the_batch_never_hands_a_sample_anothers_rows(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # NonZero then Transpose: [k, 2], the (row, column) of each non-zero value. Two samples of one
+    # row with one non-zero each gave k = 2 rows, as many as the batch: the second sample got
+    # [1, 0] (its value's place in the batch) instead of [0, 0] (its place in its own input)
+    from onnx import TensorProto, helper, save_model
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("NonZero", ["x"], ["nz"]),
+            helper.make_node("Transpose", ["nz"], ["where"], perm=[1, 0]),
+        ],
+        "where",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("where", TensorProto.INT64, [None, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save_model(model, str(tmp_path / "where.onnx"))
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: where\n  onnx:\n    model: where.onnx\n"
+        "    request_handler: h.py\n  batching:\n    max_batch_size: 4\n  compute:\n    max_replicas: 1\n",
+        {"h.py": WHERE},
+        {"where.onnx": tmp_path / "where.onnx"},
+    )
+    server = serve(root)
+    gate = tmp_path / "go"
+    bodies: list[object] = [{"x": [[0, 1]]}, {"x": [[1, 0]]}]
+    with ThreadPoolExecutor(4) as pool:
+        blocker, sent = hold_and_queue(
+            server, "/b/where", pool, gate, {"x": [[1, 1]], "gate": str(gate)}, bodies
+        )
+        answers = [future.result() for future in sent]
+        assert blocker.result().json() == [[0, 0], [0, 1]]
+    assert [answer.json() for answer in answers] == [[[0, 1]], [[0, 0]]]
+    assert max(batch_sizes(server)) == 2  # the two went to the replica as one batch
+
+
+PREDICTOR = """
+import os, time
+
+def predict(sample, metadata):
+    with open("calls.txt", "a") as calls:
+        calls.write("%d\\n" % sample["i"])
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
+    if sample.get("fail"):
+        raise ValueError("sample %d asked to fail" % sample["i"])
+    return {"i": sample["i"]}
+"""
+
+
+def test_a_python_predictor_with_batching_gets_each_sample_alone_and_answers_each_its_own(
+    serve: Serve, tmp_path: Path
+) -> None:
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: py\n  predictor:\n    path: p.py\n"
+        "  batching:\n    max_batch_size: 4\n  compute:\n    max_replicas: 1\n",
+        {"p.py": PREDICTOR},
+    )
+    server = serve(root)
+    gate = tmp_path / "go"
+    bodies: list[object] = [{"i": i, "fail": i == 2} for i in (1, 2, 3)]
+    with ThreadPoolExecutor(4) as pool:
+        blocker, sent = hold_and_queue(server, "/b/py", pool, gate, {"i": 0, "gate": str(gate)}, bodies)
+        answers = [future.result() for future in sent]
+        assert blocker.result().json() == {"i": 0}
+    assert [answer.status_code for answer in answers] == [200, 500, 200]
+    assert answers[0].json() == {"i": 1} and answers[2].json() == {"i": 3}
+    assert "sample 2 asked to fail" in answers[1].json()["error"]
+    assert sorted(int(line) for line in (root / "calls.txt").read_text().split()) == [0, 1, 2, 3]
+    assert max(batch_sizes(server)) == 3  # the three went to the replica as one batch
+
+
+STUCK = """
+import os, time
+
+def pre_inference(sample, signature, metadata):
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
+    if sample.get("crash"):
+        os._exit(3)
+    i = sample["i"]
+    return {"a": [[i, i]], "b": [[0.5, 1]]}
+"""
+
+
+def test_a_sample_that_kills_or_holds_its_replica_answers_every_request_of_its_batch_with_a_5xx(
+    serve: Serve, tmp_path: Path, two_input_model: Path
+) -> None:
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: add\n  onnx:\n    model: add.onnx\n"
+        "    request_handler: h.py\n  batching:\n    max_batch_size: 4\n  timeout: 8\n"
+        "  compute:\n    max_replicas: 1\n",
+        {"h.py": STUCK},
+        {"add.onnx": two_input_model},
+    )
+    server = serve(root)
+    never = str(tmp_path / "never")  # a gate that never opens: that sample holds its replica
+    odds: tuple[dict[str, object], ...] = ({"crash": True}, {"gate": never})
+    for n, odd in enumerate(odds):
+        gate = tmp_path / f"go{n}"
+        bodies: list[object] = [{"i": 1}, {"i": 2, **odd}, {"i": 3}]
+        with ThreadPoolExecutor(4) as pool:
+            blocker, sent = hold_and_queue(server, "/b/add", pool, gate, {"i": 0, "gate": str(gate)}, bodies)
+            assert blocker.result().status_code == 200
+            answers = [future.result() for future in sent]  # none hangs
+        expected = 503 if n == 0 else 504
+        assert [answer.status_code for answer in answers] == [expected] * 3, [a.text for a in answers]
+        wait_for(lambda: replicas(server, "/b/add")["ready"] == 1, 120, "a new replica")
+    answer = requests.post(f"{server.url}/b/add", json={"i": 4}, timeout=30)
+    assert answer.json() == [[[4.5, 5.0]]]

@@ -241,6 +241,17 @@ class Api(Block):
             raise ValueError("please specify only one model format (tensorflow, onnx, or predictor)")
         return self
 
+    @model_validator(mode="after")
+    def _interval_within_timeout(self) -> Api:
+        # A partial batch that waited past its requests' timeout answered them 504, replica idle.
+        interval = self.batching.batch_interval if self.batching is not None else 0
+        if interval >= self.timeout:
+            raise ValueError(
+                f"batching.batch_interval ({interval:g}s) must be less than timeout ({self.timeout:g}s): "
+                "a request waiting that long for company would time out"
+            )
+        return self
+
     @property
     def model_format(self) -> Literal["tensorflow", "onnx", "predictor"]:
         if self.tensorflow is not None:

@@ -19,7 +19,7 @@ from inferd.config.load import find_config
 from inferd.config.schema import Api
 from inferd.errors import ConfigError, HandlerError, InferdError, InputError, LoadError, ModelError
 from inferd.handler import cortex_paths, legacy_imports, numpy_compat, python_compat
-from inferd.handler.batches import split_rows, stack_key
+from inferd.handler.batches import RowCheck, stack_key
 from inferd.handler.convert import (
     MAP_TYPE,
     check_dimension_names,
@@ -114,7 +114,7 @@ class Predictor:
         self._named_dimensions = shares_dimension_names(self.runtime.inputs)
         inputs = self.runtime.inputs
         self._whole_map = len(inputs) == 1 and inputs[0].type_name.startswith(MAP_TYPE)
-        self._stacks = stacks_by_rows(self.runtime.inputs, self.runtime.outputs)
+        self._rows = RowCheck(stacks_by_rows(self.runtime.inputs, self.runtime.outputs))
         if api.handler_file is not None:
             kind = "handler-v0.9" if api.v09_handlers else "handler"
             self.code = load_user_code(project_root / api.handler_file, kind, module, api.handler_file)
@@ -235,7 +235,7 @@ class Predictor:
         """Run samples whose inputs stack as one model call (or each alone when they cannot)."""
         runtime = self.runtime
         assert runtime is not None
-        if len(group) > 1 and self._stacks:
+        if len(group) > 1 and self._rows.stacks:
             clock = time.perf_counter
             stacked = {
                 spec.name: np.concatenate([inputs[spec.name] for _, inputs, _ in group])
@@ -244,9 +244,14 @@ class Predictor:
             counts = [int(next(iter(inputs.values())).shape[0]) for _, inputs, _ in group]
             started = clock()
             try:
-                parts = split_rows(self._run_raw(stacked), counts)
+                batched = self._run_raw(stacked)
             except (ModelError, InputError):  # one bad sample must not fail its batch: each alone below
-                parts = None
+                batched = None
+            parts = (
+                None
+                if batched is None
+                else self._rows.cut(batched, counts, group[0][1], group[-1][1], self._run_raw)
+            )
             model_time = clock() - started
             if parts is not None:
                 for (index, _, pre_time), raw in zip(group, parts, strict=True):

@@ -491,3 +491,15 @@ def test_cortex_v09_flat_form_becomes_the_nested_block(tmp_path: Path) -> None:
 )
 def test_cortex_v09_flat_form_errors(tmp_path: Path, body: str, expected: str) -> None:
     assert expected in error_of(tmp_path, DEPLOYMENT + "- kind: api\n  name: a\n" + body)
+
+
+def test_a_batch_interval_that_reaches_the_timeout_is_refused(tmp_path: Path) -> None:
+    # A partial batch waited its batch_interval (5 s) past the request's timeout (1 s): a request
+    # queued behind a busy replica was a 504 while the replica sat idle
+    text = DEPLOYMENT + api("  batching: {max_batch_size: 4, batch_interval: 5}\n  timeout: 1\n")
+    assert error_of(tmp_path, text).endswith(
+        "api 'classifier': batching.batch_interval (5s) must be less than timeout (1s): "
+        "a request waiting that long for company would time out"
+    )
+    below = DEPLOYMENT + api("  batching: {max_batch_size: 4, batch_interval: 0.5}\n  timeout: 1\n")
+    assert load_project(project(tmp_path, below)).apis[0].api.batching is not None

@@ -1,0 +1,64 @@
+"""How a batched prediction is checked against a sample run alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from inferd.handler.batches import PROBES, same_prediction
+from tests.conftest import make_project
+from tests.unit.handler.test_predictor import build
+
+
+def test_a_sample_run_alone_agrees_with_its_rows_of_the_batch_to_float_noise() -> None:
+    rows = [np.array([[0.1, 0.2]], dtype=np.float32), np.array([1])]
+    assert same_prediction(rows, [rows[0] * (1 + 1e-6), np.array([1])])
+    assert same_prediction([{"a": 0.5, "b": 0.5}], [{"a": 0.5, "b": 0.5000001}])  # a ZipMap's rows
+    # a value near 0 beside larger ones: off by far more than itself, not than the output's scale
+    assert same_prediction(np.array([[20.0, 1e-7]], np.float32), np.array([[20.0, 2e-5]], np.float32))
+    assert same_prediction(np.array([[1.0, 0.5]], np.float16), np.array([[1.001, 0.5]], np.float16))
+    assert same_prediction(np.array([[np.nan, np.inf]]), np.array([[np.nan, np.inf]]))
+    assert same_prediction({"y": np.array([b"x"], dtype=object)}, {"y": np.array([b"x"], dtype=object)})
+
+
+def test_another_samples_rows_or_values_that_do_not_compare_are_not_the_same() -> None:
+    assert not same_prediction([np.array([[0, 0]])], [np.array([[1, 0]])])  # NonZero's indices
+    assert not same_prediction([np.array([[0.9, 0.1]])], [np.array([[0.85, 0.15]])])  # another's
+    assert not same_prediction(np.array([[1.0, np.nan]]), np.array([[1.0, 1.0]]))
+    assert not same_prediction([np.array([[0, 0]])], [np.array([[0, 0], [0, 1]])])
+    assert not same_prediction({"y": np.array([1.0])}, {"z": np.array([1.0])})
+    assert not same_prediction(np.array([1, 2]), [[1], [2, 3]])  # ragged: no error, not the same
+
+
+def test_a_model_that_mixes_the_samples_of_a_batch_is_caught_after_a_warm_up_of_one_payload(
+    tmp_path: Path,
+) -> None:
+    # y = x - mean(x over the batch): rows kept, values mixed. Identical samples agree with
+    # their answer alone, so a warm-up of one payload must not use up the checks.
+    from onnx import TensorProto, helper, save_model
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["x"], ["m"], axes=[0], keepdims=1),
+            helper.make_node("Sub", ["x", "m"], ["y"]),
+        ],
+        "center",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 8
+    save_model(model, str(tmp_path / "center.onnx"))
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: c\n  onnx:\n    model: center.onnx\n"
+        "  batching:\n    max_batch_size: 4\n",
+        {},
+        {"center.onnx": tmp_path / "center.onnx"},
+    )
+    predictor = build(root)
+    for _ in range(PROBES + 1):
+        assert [error for _, error, _ in predictor.predict_batch([[[1, 2, 3]]] * 3)] == [None] * 3
+    answers = [result for result, _, _ in predictor.predict_batch([[[1, 2, 3]], [[3, 4, 5]]])]
+    assert [answer[0].tolist() for answer in answers] == [[[0, 0, 0]], [[0, 0, 0]]]  # as alone

@@ -252,7 +252,7 @@ class LocalEngine:
         room = 0 if blocked else placement.room(self.capacity, self.apis, state)
         views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
         draining = sum(r.retired for r in state.replicas)
-        actions = plan(state.desired, version.id, views, room, draining, blocked)
+        actions = plan(state.desired, version.id, views, room, draining, blocked, failures.failed(version))
         current = sum(r.version == version.id for r in state.replicas if not r.retired)
         replacing = any(r.version != version.id for r in state.replicas)
         state.unschedulable = (

@@ -1,11 +1,18 @@
 """Replicas and the operator under faults, as a client sees them: an update that fails while the
-old version's replicas die."""
+old version's replicas die, an operator that comes back while requests flow."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import requests
 
 from tests.conftest import make_project, wait_for
 from tests.integration.conftest import Inferd
@@ -40,3 +47,67 @@ def test_old_replicas_that_die_while_an_update_fails_are_replaced(inferd: Inferd
     assert info["available"] == 2
     answers = {inferd.post("/pair/twin", {}).json() for _ in range(20)}
     assert answers <= set(pids)
+
+
+class _SlowOrigin(http.server.BaseHTTPRequestHandler):
+    """A model origin that answers at once until ``delay`` is set (then each request waits)."""
+
+    delay = 0.0
+    body = b"weights"
+
+    def do_HEAD(self) -> None:
+        time.sleep(self.delay)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.send_header("ETag", '"w1"')
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.do_HEAD()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def origin() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowOrigin)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/m.bin"
+    server.shutdown()
+    server.server_close()
+    _SlowOrigin.delay = 0.0
+
+
+def test_an_api_being_restored_is_never_a_404(inferd: Inferd, tmp_path: Path, origin: str) -> None:
+    # Was: a restarted operator's gateway listened before its APIs were back, and answered
+    # `404 no API at /back/api (endpoints: none)` meanwhile (seconds, while the model's origin
+    # was asked again): a client took the API for deleted. Now 503 with Retry-After, or it waits.
+    project = make_project(
+        tmp_path / "back",
+        "- kind: deployment\n  name: back\n- kind: api\n  name: api\n"
+        f"  predictor:\n    path: p.py\n    model: {origin}\n",
+        {"p.py": PID},
+    )
+    inferd.run("deploy", str(project))
+    assert inferd.post("/back/api", {}).ok
+    _SlowOrigin.delay = 3.0  # the restore asks the origin again: the API comes back 3 s later
+    os.kill(inferd.operator_pid() or 0, signal.SIGKILL)
+    answers: list[requests.Response] = []
+
+    def answered() -> bool:
+        try:
+            answers.append(inferd.post("/back/api", {}, timeout=60))
+        except requests.ConnectionError:  # the gateway is not listening yet
+            return False
+        return answers[-1].ok
+
+    wait_for(answered, 90, "the restored API to answer")
+    refused = [answer for answer in answers if not answer.ok]
+    assert refused  # the gateway listened while the model's origin kept the API from coming back
+    assert all(answer.status_code == 503 and answer.headers.get("Retry-After") for answer in refused), [
+        (answer.status_code, answer.text) for answer in refused
+    ]
+    assert all("restor" in answer.json()["error"] for answer in refused)

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import make_project, wait_for
-from tests.integration.conftest import Inferd
+from tests.integration.conftest import Inferd, stop_operator
 
 PID = "import os\n\n\ndef predict(sample, metadata):\n    return os.getpid()\n"
 
@@ -111,3 +111,64 @@ def test_an_api_being_restored_is_never_a_404(inferd: Inferd, tmp_path: Path, or
         (answer.status_code, answer.text) for answer in refused
     ]
     assert all("restor" in answer.json()["error"] for answer in refused)
+
+
+def test_an_update_that_cannot_fit_leaves_the_old_version_serving(tmp_path: Path) -> None:
+    # Was: the rollout retired the old replicas one by one to make room that could never be
+    # enough (the new version needs 300m, 200m would be free without them): the API had no
+    # replica left and answered every request 503 `compute unavailable`.
+    runner = Inferd(tmp_path / "home")
+    runner.env["INFERD_CPUS"] = "1"
+    config = (
+        "- kind: deployment\n  name: fit\n"
+        "- kind: api\n  name: keep\n  predictor:\n    path: p.py\n  compute:\n    cpu: 800m\n"
+        "- kind: api\n  name: grow\n  predictor:\n    path: p.py\n  compute:\n    min_replicas: 2\n"
+        "    cpu: 100m\n"
+    )
+    project = make_project(tmp_path / "fit", config, {"p.py": PID})
+    try:
+        runner.run("deploy", str(project))
+        (project / "cortex.yaml").write_text(config.replace("cpu: 100m", "cpu: 300m"))
+        deployed = runner.run("deploy", str(project), check=False)
+        assert deployed.returncode == 1
+        assert (
+            "api 'grow' failed (compute unavailable): needs cpu 0.3, 0.2 of the 1 INFERD_CPUS"
+            in deployed.stderr
+        )
+        assert "the previous version keeps serving" in deployed.stderr
+        info = runner.api("grow")
+        assert (info["status"], info["available"], info["up_to_date"]) == ("compute unavailable", 2, 0)
+        assert all(runner.post("/fit/grow", {}).ok for _ in range(10))
+    finally:
+        stop_operator(runner)
+
+
+def test_requests_wait_for_the_replica_an_update_starts_in_the_room_of_the_old_ones(tmp_path: Path) -> None:
+    # Was: once the last old replica had made room for the new version (of which one replica
+    # fits, not the two min_replicas asks), the API was `compute unavailable` and every request
+    # was refused at once (503) while that new replica loaded, though it would answer.
+    runner = Inferd(tmp_path / "home")
+    runner.env["INFERD_CPUS"] = "1"
+    config = (
+        "- kind: deployment\n  name: fit\n"
+        "- kind: api\n  name: keep\n  predictor:\n    path: p.py\n  compute:\n    cpu: 200m\n"
+        "- kind: api\n  name: grow\n  predictor:\n    path: slow.py\n    metadata: {load: 0}\n"
+        "  compute:\n    min_replicas: 2\n    cpu: 400m\n"
+    )
+    slow = "import time\n\n\ndef init(model_path, metadata):\n    time.sleep(metadata['load'])\n\n\n" + PID
+    project = make_project(tmp_path / "fit", config, {"p.py": PID, "slow.py": slow})
+    try:
+        runner.run("deploy", str(project))
+        # the new version loads for 3 s; one replica of it fits once both old ones are gone
+        (project / "cortex.yaml").write_text(
+            config.replace("cpu: 400m", "cpu: 500m").replace("load: 0", "load: 3")
+        )
+        deployed = runner.run("deploy", str(project), check=False)
+        assert "api 'grow' failed (compute unavailable): needs cpu 0.5" in deployed.stderr
+        answer = runner.post("/fit/grow", {}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        info = runner.api("grow")
+        assert (info["status"], info["up_to_date"], info["requested"]) == ("compute unavailable", 1, 2)
+        assert "needs cpu 0.5" in info["error"]
+    finally:
+        stop_operator(runner)

@@ -55,7 +55,10 @@ def describe(state: ApiState, in_flight: int, pool: GpuPool) -> dict[str, Any]:
         "in_flight": in_flight,
         "last_update": state.last_update,
         "version": version.id,
-        "error": version.error or state.compute_reason or _out_of_memory(state),
+        "error": version.error
+        or state.compute_reason
+        or (state.cap_reason if state.status == "compute unavailable" else None)
+        or _out_of_memory(state),
         "error_detail": version.detail or None,
         "warning": version.warning,
         "capacity": None

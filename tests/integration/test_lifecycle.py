@@ -172,3 +172,28 @@ def test_requests_wait_for_the_replica_an_update_starts_in_the_room_of_the_old_o
         assert "needs cpu 0.5" in info["error"]
     finally:
         stop_operator(runner)
+
+
+def test_two_apis_rolling_at_once_on_a_full_machine_both_go_live(tmp_path: Path) -> None:
+    # Was: the first API whose old replicas were gone found the room the other's rollout still
+    # held, was `compute unavailable` for a moment, and the deploy failed (exit 1) though both
+    # APIs were live a second later.
+    runner = Inferd(tmp_path / "home")
+    runner.env["INFERD_CPUS"] = "1"
+    config = (
+        "- kind: deployment\n  name: both\n"
+        "- kind: api\n  name: big\n  predictor:\n    path: p.py\n  compute:\n    min_replicas: 2\n"
+        "    cpu: 400m\n"
+        "- kind: api\n  name: small\n  predictor:\n    path: p.py\n  compute:\n    min_replicas: 2\n"
+        "    cpu: 100m\n"
+    )
+    project = make_project(tmp_path / "both", config, {"p.py": PID})
+    try:
+        runner.run("deploy", str(project))
+        for edit in range(2):  # a new version of both (the file is in each API's version)
+            (project / "p.py").write_text(PID + f"\n# edit {edit}\n")
+            deployed = runner.run("deploy", str(project), check=False)
+            assert deployed.returncode == 0, deployed.stderr
+            assert [api["status"] for api in runner.json("get")] == ["live", "live"]
+    finally:
+        stop_operator(runner)

@@ -271,7 +271,7 @@ class LocalEngine:
             and current + actions.start < state.desired
             and (now >= version.next_start)
             and (hopeless or not replacing)  # a rollout making room one replica at a time
-            and not placement.freeing(self.apis)  # replicas going away: wait for their room
+            and not placement.freeing(self.apis, state)  # replicas going away: wait for their room
         )
         state.fit = current + actions.start if state.unschedulable else None
         # While old replicas go, the room they free is this API's: another API's autoscaler

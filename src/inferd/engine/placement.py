@@ -68,12 +68,28 @@ def _claims(apis: Mapping[str, ApiState], owner: ApiState, without_old: bool) ->
     return [claim for claim in claims if not any(claim is gone for gone in old)]
 
 
-def freeing(apis: Mapping[str, ApiState]) -> bool:
-    """Whether replicas that are going away (draining, or of a deleted API) still hold room: an
-    API that does not fit waits for it rather than being ``compute unavailable``."""
+def freeing(apis: Mapping[str, ApiState], owner: ApiState | None = None) -> bool:
+    """Whether replicas that are going away (draining, of a deleted API, or of an older version
+    that another API's rollout replaces) still hold room: ``owner``, if it does not fit, waits for
+    it rather than being ``compute unavailable`` (two APIs of one deploy rolling on a full
+    machine: the first whose old replicas were gone failed the deploy, live a second later)."""
     return any(
-        (other.deleting and bool(other.replicas)) or any(r.retired for r in other.replicas)
+        (other.deleting and bool(other.replicas))
+        or any(r.retired for r in other.replicas)
+        or (other is not owner and _rolling(other))
         for other in apis.values()
+    )
+
+
+def _rolling(state: ApiState) -> bool:
+    """An update under way whose old replicas go once the new version is ready (not one that
+    failed, nor one that cannot fit: their old replicas stay)."""
+    version = state.version
+    return (
+        version.error is None
+        and not version.oom
+        and state.status != "compute unavailable"
+        and any(r.version != version.id for r in state.replicas)
     )
 
 

@@ -299,7 +299,8 @@ def test_errors_are_reported_and_other_apis_keep_serving(
         "api 'broken-cold' failed (error): ",
         "api 'huge' failed (compute unavailable): ",
         "api 'gpu' failed (compute unavailable): ",
-        "api 'greedy' failed (error (out of memory)): ",
+        # Was: `(error (out of memory)): error (out of memory)`, with no word of the limit
+        "api 'greedy' failed (error (out of memory)): its replicas used more than compute.mem_limit (10Mi)",
     ):
         assert failure in deployed.stderr, deployed.stderr + inferd.run("logs", "greedy", check=False).stdout
     assert "api 'good' failed" not in deployed.stderr

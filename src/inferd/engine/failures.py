@@ -16,7 +16,7 @@ import traceback
 
 from inferd.engine.memlimit import MemoryCaps
 from inferd.engine.output import Events
-from inferd.engine.state import ApiState, Replica, rss_bytes
+from inferd.engine.state import ApiState, Replica, Version, rss_bytes
 from inferd.replica.handle import ReplicaState
 from inferd.types import ReplicaSink
 
@@ -28,8 +28,9 @@ MAX_BACKOFF = 30.0
 def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
     """Forget the API's replicas whose process ended and whose connection closed.
 
-    Returns those of an older version that served, died unasked (a crash, a timeout) and left
-    no replica ready: while the new version loads or fails, one like each must take its place.
+    Returns those of an older version that served and died unasked (a crash, a timeout) while
+    the new version failed, or left no replica ready while it loads: one like each must take its
+    place (the old version serves until a version that loads is deployed).
     """
     lost: list[Replica] = []
     for replica in list(state.replicas):
@@ -62,10 +63,15 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
                 replica.version != version.id
                 and replica.loaded
                 and not replica.retired
-                and not any(other.ready for other in state.replicas)
+                and (failed(version) or not any(other.ready for other in state.replicas))
             ):
                 lost.append(replica)
     return lost
+
+
+def failed(version: Version) -> bool:
+    """Whether ``version`` failed to load (or ran out of memory): the old version serves on."""
+    return version.error is not None or version.oom
 
 
 def watch_memory(state: ApiState, event: Events) -> None:

@@ -252,15 +252,26 @@ class LocalEngine:
         room = 0 if blocked else placement.room(self.capacity, self.apis, state)
         views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
         draining = sum(r.retired for r in state.replicas)
-        actions = plan(state.desired, version.id, views, room, draining, blocked)
         current = sum(r.version == version.id for r in state.replicas if not r.retired)
         replacing = any(r.version != version.id for r in state.replicas)
+        # Not one replica of the new version would fit even with every old one gone: retiring
+        # them would leave the API with none (it did), so the old version serves on.
+        hopeless = (
+            replacing
+            and not blocked
+            and state.desired > 0
+            and current == 0
+            and placement.room(self.capacity, self.apis, state, without_old=True) == 0
+        )
+        actions = plan(
+            state.desired, version.id, views, room, draining, blocked or hopeless, failures.failed(version)
+        )
         state.unschedulable = (
             version.spec is not None
             and current + actions.start < state.desired
             and (now >= version.next_start)
-            and not replacing  # a rollout making room one replica at a time
-            and not placement.freeing(self.apis)  # replicas going away: wait for their room
+            and (hopeless or not replacing)  # a rollout making room one replica at a time
+            and not placement.freeing(self.apis, state)  # replicas going away: wait for their room
         )
         state.fit = current + actions.start if state.unschedulable else None
         # While old replicas go, the room they free is this API's: another API's autoscaler
@@ -281,19 +292,21 @@ class LocalEngine:
         self._report_compute(state)
 
     def _report_compute(self, state: ApiState) -> None:
-        """While ``compute unavailable``, requests are refused at once with the reason."""
+        """While ``compute unavailable`` with no replica running or starting, requests are refused
+        at once with the reason; with one (fewer than ``min_replicas`` fit), they wait for it."""
         reason = None
-        if state.status == "compute unavailable" or state.fit is not None:
+        unavailable = state.status == "compute unavailable"
+        if unavailable or state.fit is not None:
             reason = placement.shortfall(self.capacity, self.apis, state)
-        if state.status != "compute unavailable":  # capped, not stopped: say so in ``get`` only
-            state.cap_reason, reason = reason, None
+        if unavailable and reason and reason not in (state.compute_reason, state.cap_reason):
+            self._event(state.key, f"compute unavailable: {reason}")
+        if not unavailable or any(not r.retired for r in state.replicas):
+            state.cap_reason, reason = reason, None  # capped, not stopped: said in ``get`` only
         if reason != state.compute_reason:
             state.compute_reason = reason
             self.sink.api_error(
                 state.key, f"compute unavailable: {reason}" if reason else state.version.error
             )
-            if reason:
-                self._event(state.key, f"compute unavailable: {reason}")
 
     def _start(self, state: ApiState, like: Version | None = None) -> None:
         version = like or state.version

@@ -10,43 +10,86 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 
 from inferd.engine.capacity import Capacity, Need
-from inferd.engine.gpus import gpu_need
+from inferd.engine.gpus import Claim, gpu_need
 from inferd.engine.state import ApiState, gpu_claims
 
 
-def held(apis: Mapping[str, ApiState], owner: ApiState | None = None) -> list[Need]:
-    """What running replicas hold, and the room APIs other than ``owner`` have reserved."""
+def held(
+    apis: Mapping[str, ApiState], owner: ApiState | None = None, without_old: bool = False
+) -> list[Need]:
+    """What running replicas hold, and the room APIs other than ``owner`` have reserved
+    (``without_old``: as if ``owner``'s replicas of older versions were gone)."""
     used: list[Need] = []
     for other in apis.values():
         compute = other.config.api.compute
-        # every replica still running holds its room: old versions' and draining ones too
-        count = len(other.replicas) + (other.reserved if other is not owner else 0)
-        used.extend([(compute.cpu_cores, compute.mem_bytes)] * count)
+        # every replica still running holds its room: old versions' and draining ones too, each
+        # its own version's (an update from cpu 100m to 900m counted the old ones at 900m)
+        for replica in other.replicas:
+            own = compute if replica.source is None else replica.source.config.api.compute
+            if not (without_old and other is owner and replica.version != other.version.id):
+                used.append((own.cpu_cores, own.mem_bytes))
+        if other is not owner:
+            used.extend([(compute.cpu_cores, compute.mem_bytes)] * other.reserved)
     return used
 
 
-def room(capacity: Capacity, apis: Mapping[str, ApiState], state: ApiState) -> int:
-    """How many more replicas of ``state``'s API fit now."""
+def room(capacity: Capacity, apis: Mapping[str, ApiState], state: ApiState, without_old: bool = False) -> int:
+    """How many more replicas of ``state``'s API fit now (``without_old``: once its replicas of
+    older versions are gone)."""
     compute = state.config.api.compute
     return capacity.room(
-        held(apis, state), compute.cpu_cores, compute.mem_bytes, gpu_need(compute), gpu_claims(apis)
+        held(apis, state, without_old),
+        compute.cpu_cores,
+        compute.mem_bytes,
+        gpu_need(compute),
+        _claims(apis, state, without_old),
     )
 
 
 def shortfall(capacity: Capacity, apis: Mapping[str, ApiState], state: ApiState) -> str:
-    """Why one more replica of ``state``'s API does not fit, in words."""
+    """Why one more replica of ``state``'s API does not fit, in words (its old versions' replicas
+    left out: a rollout is short of room only when it would be once they are gone)."""
     compute = state.config.api.compute
     return capacity.shortfall(
-        held(apis, state), compute.cpu_cores, compute.mem_bytes, gpu_need(compute), gpu_claims(apis)
+        held(apis, state, without_old=True),
+        compute.cpu_cores,
+        compute.mem_bytes,
+        gpu_need(compute),
+        _claims(apis, state, without_old=True),
     )
 
 
-def freeing(apis: Mapping[str, ApiState]) -> bool:
-    """Whether replicas that are going away (draining, or of a deleted API) still hold room: an
-    API that does not fit waits for it rather than being ``compute unavailable``."""
+def _claims(apis: Mapping[str, ApiState], owner: ApiState, without_old: bool) -> list[Claim]:
+    """The devices replica processes hold (``without_old``: but those of ``owner``'s old versions)."""
+    claims = gpu_claims(apis)
+    if not without_old:
+        return claims
+    old = [replica.gpus for replica in owner.replicas if replica.version != owner.version.id]
+    return [claim for claim in claims if not any(claim is gone for gone in old)]
+
+
+def freeing(apis: Mapping[str, ApiState], owner: ApiState | None = None) -> bool:
+    """Whether replicas that are going away (draining, of a deleted API, or of an older version
+    that another API's rollout replaces) still hold room: ``owner``, if it does not fit, waits for
+    it rather than being ``compute unavailable`` (two APIs of one deploy rolling on a full
+    machine: the first whose old replicas were gone failed the deploy, live a second later)."""
     return any(
-        (other.deleting and bool(other.replicas)) or any(r.retired for r in other.replicas)
+        (other.deleting and bool(other.replicas))
+        or any(r.retired for r in other.replicas)
+        or (other is not owner and _rolling(other))
         for other in apis.values()
+    )
+
+
+def _rolling(state: ApiState) -> bool:
+    """An update under way whose old replicas go once the new version is ready (not one that
+    failed, nor one that cannot fit: their old replicas stay)."""
+    version = state.version
+    return (
+        version.error is None
+        and not version.oom
+        and state.status != "compute unavailable"
+        and any(r.version != version.id for r in state.replicas)
     )
 
 

@@ -3,7 +3,8 @@
 Rolling updates keep the old version serving until the new one has as many ready replicas as
 desired; then the old replicas are retired (each finishes the request it is running). Replicas
 of an old version that never became ready are retired at once, unless no replica is ready and
-the new version has its room (an old one restarting after a crash serves if the new one fails).
+the new version has its room (an old one restarting after a crash serves if the new one fails),
+or the new version has failed (an old one replacing one that died keeps the API's count).
 New replicas start only in free capacity: when the machine has no room for the next one, one
 old replica is retired (once the others can carry its traffic), and the new one starts in the
 room it leaves; one at a time.
@@ -37,6 +38,7 @@ def plan(
     can_start: int,
     draining: int = 0,
     blocked: bool = False,
+    failed: bool = False,
 ) -> Plan:
     """Actions for one API: how many replicas of ``version`` to start, which to retire.
 
@@ -44,6 +46,8 @@ def plan(
     of this API's retired replicas are still finishing (their room comes back when they exit).
     ``blocked``: ``version`` cannot start now for a reason other than room (it failed to
     prepare, or waits out a crash back-off), so no old replica is retired to make room.
+    ``failed``: ``version`` failed to load; the old version serves until another is deployed,
+    so its replicas still starting (replacing ones that died) stay.
     """
     current = [r for r in replicas if r.version == version]
     old = [r for r in replicas if r.version != version]
@@ -54,7 +58,7 @@ def plan(
     # (nothing is ready: the new version is loading or failing) and the new one has its room.
     serving = ready_current > 0 or bool(old_ready)
     needs_room = not blocked and len(current) + result.start < desired
-    if serving or needs_room or desired == 0:
+    if (serving or needs_room or desired == 0) and not (failed and desired > 0):
         result.retire.extend(r.id for r in old if not r.ready)
     if ready_current >= desired or not old_ready:
         result.retire.extend(r.id for r in old_ready)

@@ -55,7 +55,10 @@ def describe(state: ApiState, in_flight: int, pool: GpuPool) -> dict[str, Any]:
         "in_flight": in_flight,
         "last_update": state.last_update,
         "version": version.id,
-        "error": version.error or state.compute_reason,
+        "error": version.error
+        or state.compute_reason
+        or (state.cap_reason if state.status == "compute unavailable" else None)
+        or _out_of_memory(state),
         "error_detail": version.detail or None,
         "warning": version.warning,
         "capacity": None
@@ -63,6 +66,18 @@ def describe(state: ApiState, in_flight: int, pool: GpuPool) -> dict[str, Any]:
         else {"fit": state.fit, "reason": state.cap_reason},
         "replicas": [replica_info(r, pool) for r in state.replicas],
     }
+
+
+def _out_of_memory(state: ApiState) -> str | None:
+    """The reason of ``error (out of memory)``: which limit (the status alone said nothing more,
+    and ``inferd deploy`` printed it twice: ``error (out of memory): error (out of memory)``)."""
+    if state.status != "error (out of memory)":
+        return None
+    limit = state.config.api.compute.mem_limit
+    return (
+        f"its replicas used more than compute.mem_limit ({limit}) and were stopped "
+        f"(see `inferd logs {state.key}`)"
+    )
 
 
 def replica_info(replica: Replica, pool: GpuPool) -> dict[str, Any]:

@@ -43,6 +43,10 @@ class ApiTable:
         self.splitters = Splitters()
         # APIs the project being served will have: not ready until they exist and are ready.
         self.expected: set[str] = set()
+        # Why APIs may still be on their way (a restarted operator restoring its deployments, a
+        # server setting its project up): a path no API answers yet may be one of theirs, so it
+        # is a 503 to retry, not a 404 that says the API does not exist.
+        self.starting: str | None = None
 
     # ReplicaSink (called by the engine)
 
@@ -109,6 +113,12 @@ class ApiTable:
     def model_name(self, queue: ApiQueue) -> str:
         """The API's protocol model name in listings: its bare name when unique, else ``deployment.api``."""
         return queue.api_name if queue.api_name not in self.clashes else queue.model_name
+
+    def not_found(self, message: str) -> tuple[int, bytes]:
+        """Status and body for a route or model that no API answers (now)."""
+        if self.starting is not None:
+            return 503, codec.error_body(f"{message}; {self.starting}: retry it")
+        return 404, codec.error_body(message)
 
     def unknown_model(self, name: str) -> str:
         """Why no API answers to model ``name`` (an unknown name, or one several deployments use)."""

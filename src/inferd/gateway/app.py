@@ -140,7 +140,7 @@ class Gateway(ApiTable):
         else:
             shown = request.path.decode("utf-8", "replace")
             known = ", ".join(sorted(q.endpoint for q in self.visible(request.headers))) or "none"
-            conn.respond(404, codec.error_body(f"no API at {shown} (endpoints: {known})"))
+            conn.respond(*self.not_found(f"no API at {shown} (endpoints: {known})"))
 
     def dispatch(
         self, conn: HttpConnection, queue: ApiQueue, kind: bytes, body: bytes, protocol: str = "cortex"

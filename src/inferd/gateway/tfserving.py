@@ -24,10 +24,10 @@ VERSION = "1"
 VERBS = {"predict": messages.TF_PREDICT, "classify": messages.TF_CLASSIFY, "regress": messages.TF_REGRESS}
 
 
-def _not_found(gateway: Gateway, name: str) -> bytes:
+def _not_found(gateway: Gateway, name: str) -> str:
     if name in gateway.clashes or name in gateway.splitters.clashes:
-        return codec.error_body(gateway.unknown_model(name))
-    return codec.error_body(f"Servable not found for request: Latest({name})")
+        return gateway.unknown_model(name)
+    return f"Servable not found for request: Latest({name})"
 
 
 def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
@@ -44,7 +44,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     name = parts[0]
     queue = gateway.model(conn, name, request.method == b"POST")  # a GET is not a splitter's request
     if queue is None:
-        return conn.respond(404, _not_found(gateway, name))
+        return conn.respond(*gateway.not_found(_not_found(gateway, name)))
     if not gateway.authorized(conn, request.headers, queue, "tfserving"):
         return None
     given = request.headers.get(b"traceparent")

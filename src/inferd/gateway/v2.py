@@ -66,7 +66,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     name, rest = parts[1], parts[2:]
     queue = gateway.model(conn, name, method == b"POST")  # a GET is not a splitter's request
     if queue is None:
-        return conn.respond(404, codec.error_body(gateway.unknown_model(name)))
+        return conn.respond(*gateway.not_found(gateway.unknown_model(name)))
     if not gateway.authorized(conn, request.headers, queue, "v2"):
         return None
     given = request.headers.get(b"traceparent")

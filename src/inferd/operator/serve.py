@@ -60,6 +60,7 @@ async def serve_project(
     gateway.replica_gpus = engine.replica_gpus
     # /healthz is 503 until every API of the project exists and has a ready replica.
     gateway.expect([config.key for config in project.apis])
+    gateway.starting = "the server is setting up its APIs"  # a 503 until they exist, not a 404
     try:
         await gateway.start(host, port)
     except OSError as exc:
@@ -76,7 +77,9 @@ async def serve_project(
         no_bytecode()
     # payload_log and shadow records go to $INFERD_HOME/payloads/, as under the operator
     payload_task = loop.create_task(PayloadWriter(home, gateway.payloads).run_forever())
-    if await _applied(engine, project, stop):
+    applied = await _applied(engine, project, stop)
+    gateway.starting = None
+    if applied:
         heap.settle()
         bound = gateway.ports[0] if gateway.ports else port
         base = f"http://{host}:{bound}"

@@ -97,6 +97,8 @@ class Operator:
         """Serve until SIGTERM/SIGINT or ``inferd down``; then drain and stop everything."""
         self.state.load()
         self.restored = {name: asyncio.Event() for name in self.state.deployments}
+        if self.state.deployments:  # until they are back, a request for one is a 503, not a 404
+            self.gateway.starting = "the operator is restoring its deployments after a restart"
         await self.gateway.start(self.host, self.port)
         loop = asyncio.get_running_loop()
         admin_port = await self.admin.listen(
@@ -129,6 +131,7 @@ class Operator:
         )
         await self.restore()
         self.restoring = False
+        self.gateway.starting = None
         heap.settle()
         self.collector.collect()
         collecting = loop.create_task(self.collector.run_forever())

@@ -37,9 +37,14 @@ def states(tmp_path: Path) -> dict[str, ApiState]:
     return found
 
 
-def running(count: int, retired: int = 0) -> list[Replica]:
-    """Stand-ins for replica processes: placement counts them and reads ``retired`` and ``gpus`` only."""
-    return [cast(Replica, SimpleNamespace(retired=i < retired, gpus=Claim(()))) for i in range(count)]
+def running(count: int, retired: int = 0, source: Version | None = None) -> list[Replica]:
+    """Stand-ins for replica processes: placement counts them and reads ``retired``, ``gpus`` and
+    the version they run only."""
+    version = "v1" if source is None else source.id
+    return [
+        cast(Replica, SimpleNamespace(retired=i < retired, gpus=Claim(()), version=version, source=source))
+        for i in range(count)
+    ]
 
 
 def test_a_shadow_gets_only_the_room_its_primary_does_not_want(tmp_path: Path) -> None:
@@ -62,3 +67,22 @@ def test_a_shadow_gets_only_the_room_its_primary_does_not_want(tmp_path: Path) -
     # once the champion wants fewer, the room is the shadow's again
     champion.replicas, champion.desired = running(1), 1
     assert placement.shadow_ceiling(two_cores, apis, candidate, shadows) == 3
+
+
+def test_old_replicas_hold_their_own_version_s_room_and_can_be_left_out(tmp_path: Path) -> None:
+    apis = states(tmp_path)
+    champion = apis["shop/champion"]
+    del apis["shop/candidate"]
+    one_core = Capacity(cpus=1.0, memory=1 << 40)
+    old_config = champion.config.model_copy(
+        update={
+            "api": champion.config.api.model_copy(
+                update={"compute": champion.config.api.compute.model_copy(update={"cpu": "100m"})}
+            )
+        }
+    )
+    champion.replicas = running(2, source=Version("v0", old_config))
+    # Was: counted at the new version's cpu (500m each): the machine looked full
+    assert placement.held(apis) == [(0.1, None), (0.1, None)]
+    assert placement.room(one_core, apis, champion) == 1
+    assert placement.room(one_core, apis, champion, without_old=True) == 2

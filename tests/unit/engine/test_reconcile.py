@@ -86,3 +86,10 @@ def test_a_version_that_cannot_start_never_costs_the_old_ones_their_room() -> No
     for old in (replicas(("a", "v1", True)), replicas(("a", "v1", True), ("b", "v1", True))):
         result = plan(len(old), "v2", old, can_start=0, blocked=True)
         assert result.start == 0 and result.retire == [] and not result.made_room
+
+
+def test_an_old_replica_replacing_a_dead_one_stays_while_the_new_version_has_failed() -> None:
+    views = replicas(("a", "v1", True), ("b", "v1", False), ("c", "v2", False))
+    assert "b" in plan(2, "v2", views, 10).retire  # the new version may still load: b is not needed
+    assert "b" not in plan(2, "v2", views, 10, failed=True).retire
+    assert "b" in plan(0, "v2", views, 10, failed=True).retire  # scaled to zero (or deleted)

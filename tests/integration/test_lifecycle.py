@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import make_project, wait_for
-from tests.integration.conftest import Inferd, stop_operator
+from tests.conftest import INFERD, make_project, wait_for
+from tests.integration.conftest import Inferd, free_port, stop_operator
 
 PID = "import os\n\n\ndef predict(sample, metadata):\n    return os.getpid()\n"
 
@@ -111,6 +112,43 @@ def test_an_api_being_restored_is_never_a_404(inferd: Inferd, tmp_path: Path, or
         (answer.status_code, answer.text) for answer in refused
     ]
     assert all("restor" in answer.json()["error"] for answer in refused)
+
+
+def test_inferd_serve_answers_503_not_404_while_it_sets_its_apis_up(tmp_path: Path, origin: str) -> None:
+    # Was: `inferd serve` listened before its APIs existed, and answered `404 no API at ...`
+    # while it set them up (here: the model's origin is slow): the API seemed not to exist.
+    project = make_project(
+        tmp_path / "up",
+        "- kind: deployment\n  name: up\n- kind: api\n  name: api\n"
+        f"  predictor:\n    path: p.py\n    model: {origin}\n",
+        {"p.py": PID},
+    )
+    _SlowOrigin.delay = 2.0
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [str(INFERD), "serve", str(project), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    answers: list[requests.Response] = []
+
+    def answered() -> bool:
+        assert server.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            answers.append(requests.post(f"http://127.0.0.1:{port}/up/api", json={}, timeout=60))
+        except requests.ConnectionError:  # not listening yet
+            return False
+        return answers[-1].ok
+
+    try:
+        wait_for(answered, 120, "the API to answer")
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+    refused = [answer for answer in answers if not answer.ok]
+    assert refused  # it listened while the origin held the API back
+    assert all(answer.status_code == 503 and answer.headers.get("Retry-After") for answer in refused)
+    assert all("setting up its APIs" in answer.json()["error"] for answer in refused)
 
 
 def test_an_update_that_cannot_fit_leaves_the_old_version_serving(tmp_path: Path) -> None:

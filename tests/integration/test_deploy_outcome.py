@@ -271,6 +271,21 @@ def test_inferd_cpus_sets_the_cores_inferd_serve_lets_replicas_reserve(
     assert serve(project).post("/set/wide", SAMPLE).status_code == 200
 
 
+def test_inferd_host_sets_the_address_the_operators_gateway_listens_on(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # README: the gateway listens on INFERD_HOST:INFERD_PORT (default 127.0.0.1:8888)
+    inferd.env["INFERD_HOST"] = "127.0.0.2"
+    project = make_project(tmp_path / "p", CONFIG, {"h.py": GOOD}, {"m.onnx": iris_onnx_model})
+    inferd.run("deploy", str(project))
+    url = f"http://127.0.0.2:{inferd.port}"
+    assert requests.post(url + "/truth/labels", json=SAMPLE, timeout=30).json() == "v1"
+    assert f"url: {url}/truth/labels" in inferd.run("get", "labels").stdout
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps(SAMPLE))
+    assert inferd.run("predict", "labels", str(sample)).stdout.strip() == '"v1"'  # the CLI finds it
+
+
 def test_the_capacity_cap_is_shown_when_it_limits_requested(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

@@ -220,6 +220,11 @@ def test_the_processes_a_handler_starts_end_with_its_replica(inferd: Inferd, tmp
             lambda: (answer := inferd.post("/kids/spawner", {})).ok and answer.json(), 60, "a new replica"
         )
         started += second["children"]
+        # README ("failed"): `inferd logs` names each crash's exit code or signal
+        killed = "was killed by signal 9; starting another in"
+        assert killed in wait_for(
+            lambda: killed in (t := inferd.run("logs", "spawner").stdout) and t, 30, "the kill logged"
+        )
         for _ in range(2):  # a restored replica is spawned by the operator, not forked: both ways
             os.kill(inferd.operator_pid() or 0, signal.SIGKILL)  # its replicas go: their children too
             gone: list[int] = second["children"]

@@ -62,7 +62,12 @@ def test_two_deployments_each_with_a_classifier(inferd: Inferd, tmp_path: Path) 
     assert inferd.post("/garden/classifier", SAMPLE).json() == "garden:iris-setosa"
 
     # A bare name that two deployments use is an error naming both, for every command.
-    for args in (("predict", "classifier", sample), ("get", "classifier"), ("logs", "classifier")):
+    for args in (
+        ("predict", "classifier", sample),
+        ("get", "classifier"),
+        ("logs", "classifier"),
+        ("delete", "classifier"),  # refused: nothing is deleted
+    ):
         ambiguous = inferd.run(*args, check=False)
         assert ambiguous.returncode == 2
         assert ambiguous.stderr.strip() == (

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import requests
 
-from tests.conftest import INFERD, example, make_project, wait_for
+from tests.conftest import INFERD, Server, example, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 CONFIG = (
@@ -251,6 +253,37 @@ def test_one_status_everywhere_and_timeouts_counted_apart(
     assert "timed out" in inferd.run("get", "slow").stdout
     assert "overran a request's timeout" in inferd.run("logs", "slow").stdout
     assert "stopped unexpectedly" not in inferd.run("logs", "slow").stdout
+
+
+def test_inferd_cpus_sets_the_cores_inferd_serve_lets_replicas_reserve(
+    serve: Callable[..., Server], tmp_path: Path, iris_onnx_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # README: INFERD_CPUS in the environment of `inferd up` (or `inferd serve`) sets the total;
+    # an API reserving more cores than the machine has serves once the setting allows it.
+    cores = len(os.sched_getaffinity(0))
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: set\n- kind: api\n  name: wide\n  onnx:\n    model: m.onnx\n"
+        f"  compute:\n    cpu: {cores + 0.5}\n",
+        models={"m.onnx": iris_onnx_model},
+    )
+    monkeypatch.setenv("INFERD_CPUS", str(cores + 1))
+    assert serve(project).post("/set/wide", SAMPLE).status_code == 200
+
+
+def test_inferd_host_sets_the_address_the_operators_gateway_listens_on(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # README: the gateway listens on INFERD_HOST:INFERD_PORT (default 127.0.0.1:8888)
+    inferd.env["INFERD_HOST"] = "127.0.0.2"
+    project = make_project(tmp_path / "p", CONFIG, {"h.py": GOOD}, {"m.onnx": iris_onnx_model})
+    inferd.run("deploy", str(project))
+    url = f"http://127.0.0.2:{inferd.port}"
+    assert requests.post(url + "/truth/labels", json=SAMPLE, timeout=30).json() == "v1"
+    assert f"url: {url}/truth/labels" in inferd.run("get", "labels").stdout
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps(SAMPLE))
+    assert inferd.run("predict", "labels", str(sample)).stdout.strip() == '"v1"'  # the CLI finds it
 
 
 def test_the_capacity_cap_is_shown_when_it_limits_requested(

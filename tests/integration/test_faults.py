@@ -220,6 +220,11 @@ def test_the_processes_a_handler_starts_end_with_its_replica(inferd: Inferd, tmp
             lambda: (answer := inferd.post("/kids/spawner", {})).ok and answer.json(), 60, "a new replica"
         )
         started += second["children"]
+        # README ("failed"): `inferd logs` names each crash's exit code or signal
+        killed = "was killed by signal 9; starting another in"
+        assert killed in wait_for(
+            lambda: killed in (t := inferd.run("logs", "spawner").stdout) and t, 30, "the kill logged"
+        )
         for _ in range(2):  # a restored replica is spawned by the operator, not forked: both ways
             os.kill(inferd.operator_pid() or 0, signal.SIGKILL)  # its replicas go: their children too
             gone: list[int] = second["children"]
@@ -255,6 +260,11 @@ def test_an_old_replica_killed_during_a_failing_rollout_is_replaced(inferd: Infe
         lambda: (answer := inferd.post("/roll/steady", {})).ok and answer.json(), 60, "an answer"
     )
     assert again != serving
+    # and `inferd logs` names the crash, as it does a current replica's (it was counted, unsaid)
+    killed = "of the previous version was killed by signal 9; starting another like it"
+    assert killed in wait_for(
+        lambda: killed in (t := inferd.run("logs", "steady").stdout) and t, 30, "the log"
+    )
 
 
 def test_a_killed_operator_comes_back_on_a_full_disk(small_disk: Path, tmp_path: Path) -> None:

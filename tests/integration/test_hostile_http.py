@@ -232,8 +232,12 @@ def test_an_http_1_0_keep_alive_client_is_told_the_connection_stays(server: Serv
 def test_the_dashboard_and_admin_api_close_requests_never_finished(tmp_path: Path) -> None:
     runner = Inferd(tmp_path / "home")
     runner.env["INFERD_HEADER_TIMEOUT"] = "1"
+    runner.env["INFERD_MAX_HEADER_BYTES"] = "4096"  # README: the operator reads the flags' names
     try:
         runner.run("up")
+        with socket.create_connection(("127.0.0.1", runner.port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8192 + b"\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 431 ")  # the gateway's limit, from it
         info = json.loads((runner.home / "operator.json").read_text())
         ports = [int(info["dashboard"].rsplit(":", 1)[1]), int(info["admin_port"])]
         attackers = []

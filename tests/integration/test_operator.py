@@ -354,7 +354,10 @@ def test_requirements_are_installed_once_and_importable(
     inferd.run("deploy", str(project))
     assert inferd.post("/deps/pretty", [[1, 2, 3, 4]]).json() == "1,234,567"
     assert len(list((inferd.home / "envs").iterdir())) == 1
-    inferd.run("refresh", str(project))  # the cached packages are reused, and not "installed"
+    before = inferd.api("pretty")["replicas"][0]["pid"]
+    refreshed = inferd.run("refresh", str(project))  # the cached packages are reused, and not "installed"
+    assert refreshed.stdout.strip() == "deployment refreshed"  # README: redeployed even if unchanged
+    assert [r["pid"] for r in inferd.api("pretty")["replicas"] if r["state"] == "ready"] != [before]
     assert inferd.run("logs", "pretty").stdout.count("installing requirements.txt") == 1
 
     (project / "requirements.txt").write_text("this-package-does-not-exist-anywhere-inferd==1.0\n")

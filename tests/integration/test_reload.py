@@ -320,3 +320,34 @@ def test_a_file_that_cannot_be_read_is_said_and_the_watch_goes_on(serve: Serve, 
         60,
         f"the edit, once every file reads; {server.log()}",
     )
+
+
+def test_a_splitter_s_new_weights_apply_at_once_and_roll_no_api(serve: Serve, project: Path) -> None:
+    """README: the config file rolls the APIs whose block changed; a splitter's weights apply at once."""
+    config = project / "cortex.yaml"
+    config.write_text(
+        config.read_text()
+        + "\n- kind: api\n  name: second\n  onnx:\n    model: models/iris.onnx\n"
+        + "    request_handler: handlers/iris.py\n"
+        + "- kind: traffic_splitter\n  name: recommend\n  apis:\n"
+        + "    - {name: classifier, weight: 100}\n    - {name: second, weight: 0}\n"
+    )
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    sample = json.loads((project / "sample.json").read_text())  # both APIs have its handler
+
+    def picked() -> str:
+        answer = requests.post(f"{server.url}/iris/recommend", json=sample, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.headers["X-Inferd-Api"]
+
+    assert {picked() for _ in range(5)} == {"classifier"}
+    edit(
+        config,
+        "{name: classifier, weight: 100}\n    - {name: second, weight: 0}",
+        "{name: classifier, weight: 0}\n    - {name: second, weight: 100}",
+    )
+    wait_for(lambda: picked() == "second", 30, f"the new weights; {server.log()}")
+    assert {picked() for _ in range(5)} == {"second"}
+    assert "cortex.yaml changed; traffic splitters updated" in server.log()
+    assert "reloading" not in server.log()  # no API rolled over

@@ -24,10 +24,11 @@ def test_defaults_flags_and_environment() -> None:
 
 
 def test_the_defaults_are_the_readmes_table() -> None:
-    """README, "Limits at the edge": 65536 bytes, 10 s, 60 s, 10000 connections, 8 pipelined."""
+    """README, "Limits at the edge": 65536 bytes, 10 s, 60 s, 10000 connections, 8 pipelined,
+    1 GiB of bodies arriving."""
     limits = EdgeLimits.from_env({})
     assert (limits.max_header_bytes, limits.header_timeout, limits.keepalive_timeout) == (65536, 10, 60)
-    assert (limits.max_connections, limits.max_pipeline) == (10000, 8)
+    assert (limits.max_connections, limits.max_pipeline, limits.max_body_buffer) == (10000, 8, 1 << 30)
 
 
 RAISE = """

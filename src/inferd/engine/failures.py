@@ -50,21 +50,23 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
                 MemoryCaps.release(replica.cgroup)
             code = replica.process.poll() or 0
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            if replica.crashed:  # said now that its exit code is known
-                pause = (
-                    max(0.0, version.next_start - time.monotonic()) if replica.version == version.id else 0
-                )
-                event(state.key, f"replica {replica.id} {how}; starting another in {pause:.2f}s")
-            if replica.died_loading and replica.version == version.id and not (version.error or version.oom):
-                version.error = f"a replica {how} while loading the model and handler"
-                version.detail = version.error + f" (see `inferd logs {state.key}`)"
-                sink.api_error(state.key, version.error)
-            if (
+            replaced = (
                 replica.version != version.id
                 and replica.loaded
                 and not replica.retired
                 and (failed(version) or not any(other.ready for other in state.replicas))
-            ):
+            )
+            if replica.crashed and replica.version == version.id:  # said now that its exit code is known
+                pause = max(0.0, version.next_start - time.monotonic())
+                event(state.key, f"replica {replica.id} {how}; starting another in {pause:.2f}s")
+            elif replica.crashed:
+                then = "; starting another like it" if replaced else ""
+                event(state.key, f"replica {replica.id} of the previous version {how}{then}")
+            if replica.died_loading and replica.version == version.id and not (version.error or version.oom):
+                version.error = f"a replica {how} while loading the model and handler"
+                version.detail = version.error + f" (see `inferd logs {state.key}`)"
+                sink.api_error(state.key, version.error)
+            if replaced:
                 lost.append(replica)
     return lost
 
@@ -117,7 +119,8 @@ def lost_because(state: ApiState, replica: Replica) -> str | None:
 def crashed(state: ApiState, replica: Replica, said_why: bool, event: Events) -> None:
     """A replica that nobody stopped closed; ``said_why``: it reported its load error first."""
     state.failed += 1
-    if replica.version != state.version.id:
+    if replica.version != state.version.id:  # a previous version's: logged once reaped, no back-off
+        replica.crashed = not said_why
         return
     version = state.version
     now = time.monotonic()

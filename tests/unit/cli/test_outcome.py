@@ -172,5 +172,7 @@ def test_the_wait_outlives_an_operator_its_supervisor_restarts(capsys: pytest.Ca
     # 5 s away, then back without the API for a while (it restores deployments one by one)
     wait_outcome(Restarting(20, [], [], [api()]), {"a": "v2"}, clock=clock, sleep=clock.sleep)
     assert "the operator stopped answering; waiting for it to come back" in capsys.readouterr().err
+    gone = clock.now
     with pytest.raises(OperatorError, match="is not running"):  # one that stays away is said
         wait_outcome(Restarting(1000, [api()]), {"a": "v2"}, clock=clock, sleep=clock.sleep)
+    assert 30 <= clock.now - gone < 32  # README: an error after 30 s away

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import errno
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from inferd.config.load import load_project
 from inferd.config.schema import ApiConfig
-from inferd.engine import launch
+from inferd.engine import failures, launch
 from inferd.engine.local import LocalEngine
 from inferd.replica.handle import ReplicaHandle
 
@@ -106,3 +108,24 @@ def test_a_redeploy_applies_new_autoscaling_and_starts_an_api_at_zero_again(tmp_
         return seen
 
     assert asyncio.run(scenario()) == [(0, 60.0), (1, 7.0)]
+
+
+def test_a_crashing_replica_is_started_again_after_a_doubling_pause_up_to_30_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """README: the next start waits 0.25 s, then twice as long after each crash, up to 30 s,
+    until a replica runs a minute."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    version = SimpleNamespace(id="v1", failures=0, next_start=0.0)
+    state: Any = SimpleNamespace(failed=0, version=version)
+
+    def crash(ran: float) -> float:
+        replica: Any = SimpleNamespace(version="v1", started=now[0] - ran, loaded=True)
+        failures.crashed(state, replica, True, lambda api, text, level=0: None)
+        return float(version.next_start - now[0])
+
+    pauses = [crash(ran=1.0) for _ in range(10)]
+    assert pauses == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert state.failed == 10
+    assert crash(ran=61.0) == 0.25  # it ran a minute: a fresh failure, the pause starts over

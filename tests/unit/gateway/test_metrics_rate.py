@@ -32,6 +32,7 @@ def test_the_rate_counts_the_recent_window() -> None:
     answered(stats, [now - 5 + i * 0.01 for i in range(500)])
     answered(stats, [now - 30 + i * 0.01 for i in range(100)])  # older: outside the window
     assert stats.summary()["requests_per_second"] == pytest.approx(500 / RATE_WINDOW, rel=0.05)
+    assert RATE_WINDOW == 10  # README: answers over the last 10 s
 
 
 def test_a_full_buffer_rates_over_what_it_holds() -> None:

@@ -50,6 +50,7 @@ def test_only_unused_folders_inferd_created_are_removed(tmp_path: Path) -> None:
         assert kept.exists()
     assert result.removed == {"snapshots": 1, "models": 1, "scratch folders": 1}
     assert result.freed >= 1200 and result.summary().startswith("freed 1.")
+    assert result.summary().endswith(" (1 models, 1 scratch folders, 1 snapshots)")  # README's form
     assert not (home / TRASH).exists()
 
 

@@ -11,7 +11,7 @@ from inferd.operator.watchdog import BEAT_FILE, DEFAULT_HANG, Watchdog, hang_tim
 
 
 def test_the_hang_timeout_is_read_from_the_environment() -> None:
-    assert hang_timeout({}) == DEFAULT_HANG
+    assert hang_timeout({}) == DEFAULT_HANG == 60  # README: default 60
     assert hang_timeout({"INFERD_HANG_TIMEOUT": "2.5"}) == 2.5
     assert hang_timeout({"INFERD_HANG_TIMEOUT": "0"}) == 0  # off
     for bad in ("-1", "soon", "nan", "inf"):

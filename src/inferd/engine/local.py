@@ -3,10 +3,10 @@
 A reconcile loop keeps each API at the count the autoscaler wants, rolls new versions in
 before retiring old ones, replaces replicas that die (backing off while they keep failing),
 and stops replicas that outgrow ``compute.mem``. This module is the orchestration; its parts
-live beside it: making a version ready before it rolls out (``prepare``), where replicas fit
-(``placement``), starting one replica process (``launch``) and numbering it (``replica_ids``),
-what a replica reports (``replica_events``), meeting failures (``failures``) and what the engine
-tells about its APIs (``report``).
+live beside it: making a version ready before it rolls out (``prepare``), each API's step
+decided (``schedule``) and where replicas fit (``placement``), starting one replica process
+(``launch``) and numbering it (``replica_ids``), what a replica reports (``replica_events``),
+meeting failures (``failures``) and what the engine tells about its APIs (``report``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd.config.schema import ApiConfig, Project
-from inferd.engine import failures, placement, priority, report
+from inferd.engine import failures, placement, priority, report, schedule
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity
 from inferd.engine.gpus import gpu_need, replica_environment
@@ -30,7 +30,6 @@ from inferd.engine.memlimit import MemoryCaps
 from inferd.engine.models import retry_delay
 from inferd.engine.output import ApiLogs
 from inferd.engine.prepare import prepare
-from inferd.engine.reconcile import ReplicaView, plan
 from inferd.engine.replica_events import LocalReplicaEvents, publish_status
 from inferd.engine.replica_ids import IDS_FILE, ReplicaIds
 from inferd.engine.state import ApiState, Replica, Version, gpu_claims
@@ -224,61 +223,28 @@ class LocalEngine:
     def _reconcile_api(self, state: ApiState, now: float) -> None:
         state.deferred = 0
         for lost in failures.reap(state, self.sink, self._event):
-            # the old version's replica died while nothing else serves: start one like it
+            # an old version's replica died while it serves (nothing else does, or the new version
+            # failed): start one like it
             if lost.source is not None and lost.source.spec is not None and not state.deleting:
                 self._event(
                     state.key, f"starting another replica of version {lost.version} in {lost.id}'s place"
                 )
                 self._start(state, like=lost.source)
         failures.watch_memory(state, self._event)
-        compute = state.config.api.compute
-        if state.deleting:
-            state.desired = 0
-        elif self.fixed_replicas is not None:
-            state.desired = self.fixed_replicas
-        else:
-            state.autoscaler.observe(now, self.sink.in_flight(state.key))
-            state.desired = state.autoscaler.recommend(
-                now, state.desired, compute.min_replicas, compute.max_replicas
-            )
-            if state.key in self.priorities.targets:  # a shadow: the primaries' replicas come first
-                ceiling = placement.shadow_ceiling(self.capacity, self.apis, state, self.priorities.targets)
-                state.desired = min(state.desired, max(compute.min_replicas, ceiling))
+        state.desired = schedule.desired(
+            state,
+            now,
+            self.sink.in_flight(state.key),
+            self.fixed_replicas,
+            self.capacity,
+            self.apis,
+            self.priorities.targets,
+        )
         version = state.version
         if version.retry is not None and 0 < version.retry_at <= now and not state.deleting:
             version.retry_at = 0.0
             self._spawn(self._retry_fetch(state.key, version))
-        blocked = version.spec is None or now < version.next_start
-        room = 0 if blocked else placement.room(self.capacity, self.apis, state)
-        views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
-        draining = sum(r.retired for r in state.replicas)
-        current = sum(r.version == version.id for r in state.replicas if not r.retired)
-        replacing = any(r.version != version.id for r in state.replicas)
-        # Not one replica of the new version would fit even with every old one gone: retiring
-        # them would leave the API with none (it did), so the old version serves on.
-        hopeless = (
-            replacing
-            and not blocked
-            and state.desired > 0
-            and current == 0
-            and placement.room(self.capacity, self.apis, state, without_old=True) == 0
-        )
-        actions = plan(
-            state.desired, version.id, views, room, draining, blocked or hopeless, failures.failed(version)
-        )
-        state.unschedulable = (
-            version.spec is not None
-            and current + actions.start < state.desired
-            and (now >= version.next_start)
-            and (hopeless or not replacing)  # a rollout making room one replica at a time
-            and not placement.freeing(self.apis, state)  # replicas going away: wait for their room
-        )
-        state.fit = current + actions.start if state.unschedulable else None
-        # While old replicas go, the room they free is this API's: another API's autoscaler
-        # taking it would leave this one with no replica at all.
-        old = sum(r.version != version.id for r in state.replicas)
-        placed = current + actions.start
-        state.reserved = 0 if state.deleting else min(old, max(0, state.desired - placed))
+        actions = schedule.step(state, now, self.capacity, self.apis)
         for _ in range(actions.start):
             self._start(state)
         for replica_id in actions.retire:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -200,6 +201,23 @@ def test_a_streaming_predictor_with_batching_is_refused_alone_as_in_a_batch(
         assert "an iterator streams only without batching" in answer.json()["error"]
 
 
+def _one_replica_batching(tmp_path: Path, name: str, graph: Any, handler: str) -> Path:
+    """A project of one API ``b/NAME`` serving ``graph`` (opset 13) with ``handler``, batches of
+    up to 4 on exactly one replica."""
+    from onnx import helper, save_model
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save_model(model, str(tmp_path / f"{name}.onnx"))
+    return make_project(
+        tmp_path / "p",
+        f"- kind: deployment\n  name: b\n- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n"
+        "    request_handler: h.py\n  batching:\n    max_batch_size: 4\n  compute:\n    max_replicas: 1\n",
+        {"h.py": handler},
+        {f"{name}.onnx": tmp_path / f"{name}.onnx"},
+    )
+
+
 LABELLED = """
 import os, time
 
@@ -219,7 +237,7 @@ def test_an_output_of_fixed_length_is_never_cut_between_the_samples_of_a_batch(
     # rows [N, 2] and the model's 3 labels [3]: three samples run together had 3 rows of labels,
     # and each got one label as if it were its row
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper, save_model
+    from onnx import TensorProto, helper, numpy_helper
 
     names = np.array(["setosa", "versicolor", "virginica"], dtype=np.object_)
     labels = numpy_helper.from_array(names, "names")
@@ -235,17 +253,7 @@ def test_an_output_of_fixed_length_is_never_cut_between_the_samples_of_a_batch(
             helper.make_tensor_value_info("labels", TensorProto.STRING, [3]),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    save_model(model, str(tmp_path / "labelled.onnx"))
-    root = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: b\n- kind: api\n  name: labelled\n  onnx:\n    model: labelled.onnx\n"
-        "    request_handler: h.py\n  batching:\n    max_batch_size: 4\n  compute:\n    max_replicas: 1\n",
-        {"h.py": LABELLED},
-        {"labelled.onnx": tmp_path / "labelled.onnx"},
-    )
-    server = serve(root)
+    server = serve(_one_replica_batching(tmp_path, "labelled", graph, LABELLED))
     gate = tmp_path / "go"
     bodies: list[object] = [{"i": i} for i in (1, 2, 3)]
     with ThreadPoolExecutor(4) as pool:
@@ -278,7 +286,7 @@ def test_an_output_whose_free_first_dimension_is_not_the_batch_never_hands_a_sam
     # NonZero then Transpose: [k, 2], the (row, column) of each non-zero value. Two samples of one
     # row with one non-zero each gave k = 2 rows, as many as the batch: the second sample got
     # [1, 0] (its value's place in the batch) instead of [0, 0] (its place in its own input)
-    from onnx import TensorProto, helper, save_model
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph(
         [
@@ -289,17 +297,7 @@ def test_an_output_whose_free_first_dimension_is_not_the_batch_never_hands_a_sam
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
         [helper.make_tensor_value_info("where", TensorProto.INT64, [None, 2])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    save_model(model, str(tmp_path / "where.onnx"))
-    root = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: b\n- kind: api\n  name: where\n  onnx:\n    model: where.onnx\n"
-        "    request_handler: h.py\n  batching:\n    max_batch_size: 4\n  compute:\n    max_replicas: 1\n",
-        {"h.py": WHERE},
-        {"where.onnx": tmp_path / "where.onnx"},
-    )
-    server = serve(root)
+    server = serve(_one_replica_batching(tmp_path, "where", graph, WHERE))
     gate = tmp_path / "go"
     bodies: list[object] = [{"x": [[0, 1]]}, {"x": [[1, 0]]}]
     with ThreadPoolExecutor(4) as pool:

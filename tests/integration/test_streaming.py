@@ -48,6 +48,9 @@ PROJECT = """\
   onnx:
     model: iris.onnx
     request_handler: handler.py
+  tracker:
+    model_type: classification
+    key: label
   compute:
     cpu: 100m
 - kind: api
@@ -528,3 +531,21 @@ def test_stream_metrics(server: Server) -> None:
     assert samples[("inferd_stream_items_total", "one")] >= 3
     assert samples[("inferd_stream_first_item_seconds_count", "one")] >= 1
     assert samples[("inferd_stream_duration_seconds_count", "one")] >= 1
+
+
+def test_a_tracker_counts_a_stream_of_one_item_as_that_item(server: Server) -> None:
+    # A streamed answer is the list of its items (as `inferd test` and the payload log show it):
+    # one item is tracked as that item; several make no single prediction, as a plain list does not.
+    with httpx.Client(timeout=30) as client:
+        one = client.post(server.url + "/streaming/labels", json=[[6.7, 3.0, 5.2, 2.3]])
+        two = client.post(server.url + "/streaming/labels", json=[[6.7, 3.0, 5.2, 2.3], [6.7, 3.0, 5.2, 2.3]])
+    assert one.text.splitlines() == ['{"label":2}'] and len(two.text.splitlines()) == 2
+    text = requests.get(server.url + "/metrics", timeout=30).text
+    counted = {
+        sample.labels["class"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "inferd_predictions_total" and sample.labels.get("api") == "labels"
+    }
+    assert counted == {"2": 1.0}
+    wait_for(lambda: "a streamed answer of 2 items" in server.log(), what="the tracker's warning")

@@ -219,6 +219,10 @@ def test_the_accept_header_is_read_as_http_says(server: Server) -> None:
         weighed = client.post(server.url + ONE, json=body, headers={"Accept": prefers})
         assert weighed.headers["content-type"] == "application/x-ndjson"
         assert [json.loads(line) for line in weighed.text.splitlines()] == [{"index": 0}, {"index": 1}]
+        # Accept is a list: two field lines are one list (RFC 9110 5.3; `curl -H` twice sends both).
+        twice = [("Accept", "text/event-stream"), ("Accept", "application/json")]
+        both = client.post(server.url + ONE, json=body, headers=twice)
+        assert both.headers["content-type"] == "text/event-stream"
 
 
 def test_an_error_mid_stream_ends_it_with_the_error(server: Server) -> None:

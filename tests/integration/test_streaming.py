@@ -20,6 +20,7 @@ import httpx
 import pytest
 import requests
 from httpx_sse import EventSource, connect_sse
+from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Server, wait_for, whole_lines
@@ -553,3 +554,14 @@ def test_a_tracker_counts_a_stream_of_one_item_as_that_item(server: Server) -> N
     }
     assert counted == {"2": 1.0}
     wait_for(lambda: "a streamed answer of 2 items" in server.log(), what="the tracker's warning")
+
+
+def test_the_openapi_document_shows_streams_and_the_generate_routes(server: Server) -> None:
+    document = requests.get(server.url + "/openapi.json", timeout=30).json()
+    validate(document)
+    answer = document["paths"][ONE]["post"]["responses"]["200"]["content"]
+    assert {"application/json", "text/event-stream", "application/x-ndjson"} <= set(answer)
+    for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+        generate = document["paths"][prefix + "/generate"]["post"]["responses"]["200"]["content"]
+        stream = document["paths"][prefix + "/generate_stream"]["post"]["responses"]["200"]["content"]
+        assert "application/json" in generate and "text/event-stream" in stream

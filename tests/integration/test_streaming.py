@@ -106,6 +106,8 @@ def predict(sample, metadata):
         return (word + " " for word in sample["text_input"].split())
     if sample.get("plain"):
         return {"plain": True}
+    if sample.get("big"):  # integers past 64 bits, in a document and alone
+        return iter([{"text_output": "n=", "n": 2**70}, 2**70])
     count = sample.get("count", 5)
     delay = sample.get("delay", 0.2)
     first_delay = sample.get("first_delay", delay)
@@ -565,3 +567,16 @@ def test_the_openapi_document_shows_streams_and_the_generate_routes(server: Serv
         generate = document["paths"][prefix + "/generate"]["post"]["responses"]["200"]["content"]
         stream = document["paths"][prefix + "/generate_stream"]["post"]["responses"]["200"]["content"]
         assert "application/json" in generate and "text/event-stream" in stream
+
+
+def test_generate_answers_big_integers_as_their_digits(server: Server) -> None:
+    # As every answer does (README); the gateway read each item back as orjson does: a float.
+    body = {"big": True}
+    answer = requests.post(server.url + "/v2/models/one/generate", json=body, timeout=30)
+    assert answer.json()["text_output"] == f"n={2**70}"
+    stream = requests.post(server.url + "/v2/models/one/generate_stream", json=body, timeout=30)
+    events = [json.loads(line[len("data: ") :]) for line in stream.text.splitlines() if line]
+    assert events == [
+        {"model_name": "one", "model_version": "1", "text_output": "n=", "n": 2**70},
+        {"model_name": "one", "model_version": "1", "text_output": str(2**70)},
+    ]

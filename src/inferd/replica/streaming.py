@@ -47,6 +47,18 @@ def is_stream(result: Any) -> bool:
     return known
 
 
+def unanswerable(result: Any) -> str | None:
+    """Why an async result cannot be answered (other platforms stream async generators), or None."""
+    if inspect.isasyncgen(result):
+        return (
+            "an async generator does not stream: yield from a plain def (one request at a time per replica)"
+        )
+    if inspect.iscoroutine(result):
+        result.close()  # never awaited: no RuntimeWarning
+        return "a coroutine is not an answer: define the function with def, not async def"
+    return None
+
+
 def may_stream(predictor: Predictor) -> bool:
     """Whether the user's function is a generator function (known to stream).
 

@@ -31,7 +31,7 @@ from inferd.replica import messages
 from inferd.replica.group import end_own_group, lead_group
 from inferd.replica.lines import watch_output
 from inferd.replica.messages import ReplicaSpec
-from inferd.replica.streaming import is_stream, may_stream, send_stream, take_stop
+from inferd.replica.streaming import is_stream, may_stream, send_stream, take_stop, unanswerable
 from inferd.replica.tracking import tracked_value
 
 log = logging.getLogger("inferd.replica")
@@ -126,7 +126,7 @@ def _encode(
             out = codec.dumps_answer(result)
         except TypeError as exc:
             stage = "predict" if predictor.runtime is None else "post_inference"
-            reason = str(exc)
+            reason = unanswerable(result) or str(exc)
             if is_stream(result):  # only APIs with batching get here with an iterator
                 reason = "an iterator streams only without batching (remove the api's batching)"
             error = HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}")

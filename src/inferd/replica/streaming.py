@@ -146,6 +146,8 @@ class _Encoded:
         self.items = items
         self.error: str | None = None
         self.first: Any = None  # the first item, for a tracker (a stream of one item is that item)
+        tracker = predictor.api.tracker
+        self.keep_first = tracker is not None and bool(tracker.model_type)  # else nothing is held
 
     def __iter__(self) -> Iterator[bytes]:
         stage = stage_of(self.predictor)
@@ -165,7 +167,7 @@ class _Encoded:
                 self.error = f"{stage} yielded a value that is not JSON-serialisable: {exc}"
                 log.error("%s", self.error)
                 return
-            if count == 0:
+            if count == 0 and self.keep_first:
                 self.first = item
             yield data
             count += 1

@@ -30,7 +30,7 @@ from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.packages import ensure_packages
 from inferd.errors import HandlerError, InferdError, LoadError, UsageError
 from inferd.handler.predictor import Predictor, devices_of
-from inferd.replica.streaming import is_stream
+from inferd.replica.streaming import is_stream, unanswerable
 from inferd.storage import fetch, inferd_home, local_model_path
 
 DEFAULT_TOLERANCE = 1e-6
@@ -78,7 +78,8 @@ class LoadedApi:
         try:
             return orjson.loads(codec.dumps_answer(result))
         except TypeError as exc:
-            raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {exc}") from exc
+            reason = unanswerable(result) or str(exc)
+            raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}") from exc
 
 
 def load_api(project: Path | str, api: str | None = None) -> LoadedApi:

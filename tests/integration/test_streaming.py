@@ -20,6 +20,7 @@ import httpx
 import pytest
 import requests
 from httpx_sse import EventSource, connect_sse
+from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Server, wait_for, whole_lines
@@ -48,6 +49,9 @@ PROJECT = """\
   onnx:
     model: iris.onnx
     request_handler: handler.py
+  tracker:
+    model_type: classification
+    key: label
   compute:
     cpu: 100m
 - kind: api
@@ -102,6 +106,8 @@ def predict(sample, metadata):
         return (word + " " for word in sample["text_input"].split())
     if sample.get("plain"):
         return {"plain": True}
+    if sample.get("big"):  # integers past 64 bits, in a document and alone
+        return iter([{"text_output": "n=", "n": 2**70}, 2**70])
     count = sample.get("count", 5)
     delay = sample.get("delay", 0.2)
     first_delay = sample.get("first_delay", delay)
@@ -216,6 +222,10 @@ def test_the_accept_header_is_read_as_http_says(server: Server) -> None:
         weighed = client.post(server.url + ONE, json=body, headers={"Accept": prefers})
         assert weighed.headers["content-type"] == "application/x-ndjson"
         assert [json.loads(line) for line in weighed.text.splitlines()] == [{"index": 0}, {"index": 1}]
+        # Accept is a list: two field lines are one list (RFC 9110 5.3; `curl -H` twice sends both).
+        twice = [("Accept", "text/event-stream"), ("Accept", "application/json")]
+        both = client.post(server.url + ONE, json=body, headers=twice)
+        assert both.headers["content-type"] == "text/event-stream"
 
 
 def test_an_error_mid_stream_ends_it_with_the_error(server: Server) -> None:
@@ -528,3 +538,45 @@ def test_stream_metrics(server: Server) -> None:
     assert samples[("inferd_stream_items_total", "one")] >= 3
     assert samples[("inferd_stream_first_item_seconds_count", "one")] >= 1
     assert samples[("inferd_stream_duration_seconds_count", "one")] >= 1
+
+
+def test_a_tracker_counts_a_stream_of_one_item_as_that_item(server: Server) -> None:
+    # A streamed answer is the list of its items (as `inferd test` and the payload log show it):
+    # one item is tracked as that item; several make no single prediction, as a plain list does not.
+    with httpx.Client(timeout=30) as client:
+        one = client.post(server.url + "/streaming/labels", json=[[6.7, 3.0, 5.2, 2.3]])
+        two = client.post(server.url + "/streaming/labels", json=[[6.7, 3.0, 5.2, 2.3], [6.7, 3.0, 5.2, 2.3]])
+    assert one.text.splitlines() == ['{"label":2}'] and len(two.text.splitlines()) == 2
+    text = requests.get(server.url + "/metrics", timeout=30).text
+    counted = {
+        sample.labels["class"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "inferd_predictions_total" and sample.labels.get("api") == "labels"
+    }
+    assert counted == {"2": 1.0}
+    wait_for(lambda: "a streamed answer of 2 items" in server.log(), what="the tracker's warning")
+
+
+def test_the_openapi_document_shows_streams_and_the_generate_routes(server: Server) -> None:
+    document = requests.get(server.url + "/openapi.json", timeout=30).json()
+    validate(document)
+    answer = document["paths"][ONE]["post"]["responses"]["200"]["content"]
+    assert {"application/json", "text/event-stream", "application/x-ndjson"} <= set(answer)
+    for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+        generate = document["paths"][prefix + "/generate"]["post"]["responses"]["200"]["content"]
+        stream = document["paths"][prefix + "/generate_stream"]["post"]["responses"]["200"]["content"]
+        assert "application/json" in generate and "text/event-stream" in stream
+
+
+def test_generate_answers_big_integers_as_their_digits(server: Server) -> None:
+    # As every answer does (README); the gateway read each item back as orjson does: a float.
+    body = {"big": True}
+    answer = requests.post(server.url + "/v2/models/one/generate", json=body, timeout=30)
+    assert answer.json()["text_output"] == f"n={2**70}"
+    stream = requests.post(server.url + "/v2/models/one/generate_stream", json=body, timeout=30)
+    events = [json.loads(line[len("data: ") :]) for line in stream.text.splitlines() if line]
+    assert events == [
+        {"model_name": "one", "model_version": "1", "text_output": "n=", "n": 2**70},
+        {"model_name": "one", "model_version": "1", "text_output": str(2**70)},
+    ]

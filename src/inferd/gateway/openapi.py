@@ -73,6 +73,24 @@ _REASONS = {
     503: "Not ready (starting, failed to load, or shutting down)",
 }
 ANY_JSON = {"description": "JSON", "content": {"application/json": {"schema": {}}}}
+# A Cortex-style answer is JSON, or a stream when predict / post_inference yields (gateway/stream.py).
+PREDICTION = {
+    "description": "JSON; an answer that streams (predict or post_inference yields) is Server-Sent Events "
+    "(`data: <json>` per item) for Accept: text/event-stream, else one JSON document a line",
+    "content": {
+        "application/json": {"schema": {}},
+        "text/event-stream": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    },
+}
+GENERATED = {
+    "type": "object",
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "text_output": {"type": "string"},
+    },
+}
 NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}
 VERSION = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -100,7 +118,7 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
                     "required": True,
                     "content": {"application/json": {"schema": _request_schema(queue)}},
                 },
-                "responses": _responses(ANY_JSON, 400, 413, 500, 503),
+                "responses": _responses(PREDICTION, 400, 413, 500, 503),
             },
             "get": {
                 "summary": f"Status and signature of api '{name}'",
@@ -187,6 +205,26 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
                 "responses": _responses(ANY_JSON, 400, 404, 413, 500, 503),
             }
         }
+        for verb, summary, media in (
+            ("generate", "the items' text joined", "application/json"),
+            ("generate_stream", "Server-Sent Events, one document per item", "text/event-stream"),
+        ):
+            paths[f"{prefix}/{verb}"] = {
+                "post": {
+                    "summary": f"V2 generate extension: the JSON body to predict, {summary}",
+                    "operationId": f"v2_{verb}{suffix}",
+                    "parameters": params,
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+                    "responses": _responses(
+                        {"description": summary, "content": {media: {"schema": GENERATED}}},
+                        400,
+                        404,
+                        413,
+                        500,
+                        503,
+                    ),
+                }
+            }
     paths["/v1/models/{model_name}"] = {
         "get": {
             "summary": "TF Serving model status / KServe V1 readiness",

@@ -134,6 +134,8 @@ class RequestReader(asyncio.Protocol):
         if name in WANTED_HEADERS:
             if name == b"traceparent" and name in self._headers:
                 value = b""  # W3C Trace Context: two traceparent fields are invalid, a new trace
+            elif name == b"accept" and name in self._headers:
+                value = self._headers[name] + b", " + value  # a list: its lines are one (RFC 9110 5.3)
             self._headers[name] = value
 
     def on_headers_complete(self) -> None:

@@ -144,7 +144,7 @@ class Stream:
                     )
                     self.stop()
                     return
-                self.texts.append(_text(orjson.loads(payload)))
+                self.texts.append(_text(payload))
             return
         parts = []
         if not self.headers_sent:
@@ -169,7 +169,7 @@ class Stream:
             else:
                 self.done = True
                 if status == 200 and self.mode == GENERATE:
-                    body = self._generate([_text(orjson.loads(body))])
+                    body = self._generate([_text(body)])
                 conn.respond(status, body)
                 return False
         self.done = True
@@ -284,12 +284,26 @@ class Stream:
         if self.mode == NDJSON:
             return payload + b"\n"
         if self.mode == GENERATE_STREAM:
-            payload = orjson.dumps(self._generated(orjson.loads(payload)))
+            payload = self._generated(payload)
         return b"data: " + payload + b"\n\n"
 
-    def _generated(self, item: Any) -> dict[str, Any]:
-        document = dict(item) if isinstance(item, dict) else {"text_output": _text(item)}
-        return {"model_name": self.model, "model_version": MODEL_VERSION, **document}
+    def _generated(self, payload: bytes) -> bytes:
+        """A generate-extension document for one item's JSON, built around its bytes: read back,
+        an integer past 64 bits would become a float (orjson), and the answer must not change."""
+        head = (
+            b'{"model_name":'
+            + orjson.dumps(self.model)
+            + b',"model_version":"'
+            + MODEL_VERSION.encode()
+            + b'"'
+        )
+        if not payload.startswith(b"{"):
+            return head + b',"text_output":' + orjson.dumps(_text(payload)) + b"}"
+        if b'"model_name"' in payload or b'"model_version"' in payload:  # the item's own win
+            item = orjson.loads(payload)
+            document = {"model_name": self.model, "model_version": MODEL_VERSION, **item}
+            return orjson.dumps(document)
+        return head + (b"}" if payload == b"{}" else b"," + payload[1:])
 
     def _generate(self, texts: list[str]) -> bytes:
         return orjson.dumps(
@@ -320,13 +334,16 @@ class _NoHandle:
 _NO_HANDLE: Any = _NoHandle()
 
 
-def _text(item: Any) -> str:
-    """The text of a generate-extension item: a string, or a document's ``text_output``."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, dict) and isinstance(item.get("text_output"), str):
-        return str(item["text_output"])
-    return orjson.dumps(item).decode()
+def _text(payload: bytes) -> str:
+    """The text of a generate-extension item (its JSON): a string, a document's ``text_output``,
+    else the JSON itself, as the replica wrote it (big integers keep their digits)."""
+    if payload.startswith((b'"', b"{")):
+        item = orjson.loads(payload)
+        if isinstance(item, str):
+            return item
+        if isinstance(item, dict) and isinstance(item.get("text_output"), str):
+            return str(item["text_output"])
+    return payload.decode()
 
 
 def _message(body: bytes) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 from inferd import codec
 from inferd.handler.predictor import Predictor
 from inferd.replica import messages
+from inferd.replica.tracking import tracked_stream
 
 log = logging.getLogger("inferd.replica")
 
@@ -44,6 +45,18 @@ def is_stream(result: Any) -> bool:
         if len(_STREAMS) < _REMEMBERED:
             _STREAMS[kind] = known
     return known
+
+
+def unanswerable(result: Any) -> str | None:
+    """Why an async result cannot be answered (other platforms stream async generators), or None."""
+    if inspect.isasyncgen(result):
+        return (
+            "an async generator does not stream: yield from a plain def (one request at a time per replica)"
+        )
+    if inspect.iscoroutine(result):
+        result.close()  # never awaited: no RuntimeWarning
+        return "a coroutine is not an answer: define the function with def, not async def"
+    return None
 
 
 def may_stream(predictor: Predictor) -> bool:
@@ -96,6 +109,7 @@ def send_stream(sock: socket.socket, predictor: Predictor, items: Iterator[Any],
     frame = messages.frame
     started = perf_counter()
     count = 0
+    stopped = False
     encoded = _Encoded(predictor, items)
     try:
         for data in encoded:
@@ -103,13 +117,17 @@ def send_stream(sock: socket.socket, predictor: Predictor, items: Iterator[Any],
             count += 1
             if stop_requested(sock, buffer):
                 log.info("the client left: the stream was stopped after %d item(s)", count)
+                stopped = True
                 break
     finally:
         _close(items, predictor)
     timings = dict(predictor.timings)
     timings["model"] = timings.get("model", 0.0) + perf_counter() - started
-    meta = messages.pack_meta(timings)
     error = encoded.error
+    tracked = None
+    if error is None and not stopped:
+        tracked = tracked_stream(encoded.first, count, predictor.api.tracker)
+    meta = messages.pack_meta(timings, b"" if tracked is None else codec.dumps(tracked))
     if error is not None and count == 0:  # nothing sent yet: a plain error answer (HTTP 500)
         sendall(messages.reply_frame(500, codec.error_body(error)))
         return
@@ -127,6 +145,9 @@ class _Encoded:
         self.predictor = predictor
         self.items = items
         self.error: str | None = None
+        self.first: Any = None  # the first item, for a tracker (a stream of one item is that item)
+        tracker = predictor.api.tracker
+        self.keep_first = tracker is not None and bool(tracker.model_type)  # else nothing is held
 
     def __iter__(self) -> Iterator[bytes]:
         stage = stage_of(self.predictor)
@@ -146,6 +167,8 @@ class _Encoded:
                 self.error = f"{stage} yielded a value that is not JSON-serialisable: {exc}"
                 log.error("%s", self.error)
                 return
+            if count == 0 and self.keep_first:
+                self.first = item
             yield data
             count += 1
 

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 
 from inferd import codec
+from inferd.errors import HandlerError
 from inferd.replica.streaming import http_chunks
+from inferd.replica.worker import _encode
 from inferd.testing import load_api
 from tests.conftest import make_project
 
@@ -24,3 +27,19 @@ def test_an_item_is_encoded_as_a_whole_answer_would_be(tmp_path: Path) -> None:
     lines = list(http_chunks(predictor, iter(items), sse=False))
     assert [orjson.loads(line) for line in lines] == [orjson.loads(codec.dumps_answer(i)) for i in items]
     assert orjson.loads(lines[0]) == 0.30000001192092896
+
+
+def test_an_async_generator_is_refused_with_what_streams_instead(tmp_path: Path) -> None:
+    # `async def predict` is refused at load; one returned by a plain def got here as
+    # "Type is not JSON serializable: async_generator", with no word of streaming.
+    code = "async def tokens():\n    yield 1\n\n\ndef predict(sample, metadata):\n    return tokens()\n"
+    project = make_project(
+        tmp_path / "agen",
+        "- kind: deployment\n  name: s\n- kind: api\n  name: s\n  predictor:\n    path: agen.py\n",
+        files={"agen.py": code},
+    )
+    api = load_api(project)
+    with pytest.raises(HandlerError, match="an async generator does not stream: yield from a plain def"):
+        api.predict({})
+    status, body, _ = _encode(api.predictor, api.predictor.predict({}), None, {})
+    assert status == 500 and "an async generator does not stream" in orjson.loads(body)["error"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import sys
 import traceback
@@ -76,7 +77,8 @@ class LoadedApi:
                     message = f"{stage} failed while streaming: {type(exc).__name__}: {exc}"
                     raise HandlerError(message) from exc
         try:
-            return orjson.loads(codec.dumps_answer(result))
+            # json, not orjson: an integer past 64 bits keeps its digits, as the endpoint sends it
+            return json.loads(codec.dumps_answer(result))
         except TypeError as exc:
             reason = unanswerable(result) or str(exc)
             raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}") from exc

@@ -146,6 +146,18 @@ def test_numpy_values_come_back_as_the_endpoint_answers_them(tmp_path: Path) -> 
     assert api.predict({"stream": True}) == [0.30000001192092896, [0.30000001192092896]]
 
 
+def test_an_integer_past_64_bits_keeps_its_digits_as_the_endpoint_sends_them(tmp_path: Path) -> None:
+    # Was: load_api read the answer back with orjson, which made 2**70 a float (1.18e+21).
+    project = make_project(
+        tmp_path / "big",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: b\n  predictor:\n    path: big.py\n",
+        files={
+            "big.py": "def predict(sample, metadata):\n    return {'n': 2**70, 'items': [2**64, -(2**65)]}\n"
+        },
+    )
+    assert load_api(project).predict({}) == {"n": 2**70, "items": [2**64, -(2**65)]}
+
+
 def test_a_stream_from_an_api_with_batching_fails_as_the_endpoint_does(tmp_path: Path) -> None:
     project = make_project(
         tmp_path / "batched",

@@ -46,6 +46,20 @@ def test_raw_predictions_come_back_as_json(tmp_path: Path, iris_onnx_model: Path
         load_api(project).predict([[1, 2, 3]])
 
 
+def test_a_pre_inference_that_yields_is_the_handler_s_error(tmp_path: Path, iris_onnx_model: Path) -> None:
+    # Was: a 400 "expected float32 values ... (as returned by pre_inference)", as if the
+    # client's sample were wrong; the handler is (a 500 that says what to do).
+    project = make_project(
+        tmp_path / "gen",
+        "- kind: deployment\n  name: g\n- kind: api\n  name: g\n  onnx:\n    model: iris.onnx\n"
+        "    request_handler: h.py\n",
+        files={"h.py": "def pre_inference(sample, signature, metadata):\n    yield sample\n"},
+        models={"iris.onnx": iris_onnx_model},
+    )
+    with pytest.raises(HandlerError, match=r"pre_inference in h\.py returned an iterator"):
+        load_api(project).predict([[6.9, 3.1, 5.4, 2.1]])
+
+
 def test_a_handler_exception_keeps_the_user_s_traceback(tmp_path: Path) -> None:
     project = copy_example("iris-onnx", tmp_path / "iris")
     handler = project / "handlers" / "iris.py"

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -175,6 +176,12 @@ class Predictor:
             )
             if debug:
                 log.info("pre_inference: %s", _preview(prepared))
+            if isinstance(prepared, Iterator):  # the handler's fault (a 500), not the client's
+                raise HandlerError(
+                    f"pre_inference in {self.code.file if self.code else 'the handler'} returned an "
+                    "iterator: it makes the model's input, so it returns it whole (only predict or "
+                    "post_inference may yield)"
+                )
         ignore_extra = self.api.onnx is not None
         if ignore_extra and isinstance(prepared, dict):
             self._note_ignored(prepared)

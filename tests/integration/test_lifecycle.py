@@ -181,6 +181,30 @@ def test_an_update_that_cannot_fit_leaves_the_old_version_serving(tmp_path: Path
         stop_operator(runner)
 
 
+def test_every_api_of_a_full_machine_rolls_when_all_change_at_once(tmp_path: Path) -> None:
+    # Was: five APIs filling the machine (5 x 200m of INFERD_CPUS=1), all updated by one edit:
+    # each counted the others' old replicas twice (as replicas, and as the room their rollouts
+    # reserve), so none fitted even once its old replicas were gone; none moved, one had retired
+    # its only replica, and `inferd deploy` waited until its timeout.
+    runner = Inferd(tmp_path / "home")
+    runner.env["INFERD_CPUS"] = "1"
+    config = "- kind: deployment\n  name: full\n" + "".join(
+        f"- kind: api\n  name: a{i}\n  predictor:\n    path: p.py\n" for i in range(5)
+    )
+    project = make_project(tmp_path / "full", config, {"p.py": PID})
+    try:
+        runner.run("deploy", str(project))
+        before = {runner.post(f"/full/a{i}", {}).json() for i in range(5)}
+        (project / "p.py").write_text(PID + "\n# an edit every API's version includes\n")
+        runner.run("deploy", str(project), timeout=240)
+        infos = [runner.api(f"a{i}") for i in range(5)]
+        assert all((info["status"], info["up_to_date"]) == ("live", 1) for info in infos), infos
+        after = {runner.post(f"/full/a{i}", {}).json() for i in range(5)}
+        assert len(after) == 5 and not after & before  # five new replicas answer
+    finally:
+        stop_operator(runner)
+
+
 def test_requests_wait_for_the_replica_an_update_starts_in_the_room_of_the_old_ones(tmp_path: Path) -> None:
     # Was: once the last old replica had made room for the new version (of which one replica
     # fits, not the two min_replicas asks), the API was `compute unavailable` and every request

@@ -18,18 +18,27 @@ def held(
     apis: Mapping[str, ApiState], owner: ApiState | None = None, without_old: bool = False
 ) -> list[Need]:
     """What running replicas hold, and the room APIs other than ``owner`` have reserved
-    (``without_old``: as if ``owner``'s replicas of older versions were gone)."""
+    (``without_old``: as if ``owner``'s replicas of older versions were gone, for what the
+    machine holds once rollouts are done)."""
     used: list[Need] = []
     for other in apis.values():
         compute = other.config.api.compute
         # every replica still running holds its room: old versions' and draining ones too, each
         # its own version's (an update from cpu 100m to 900m counted the old ones at 900m)
+        old = 0
         for replica in other.replicas:
             own = compute if replica.source is None else replica.source.config.api.compute
-            if not (without_old and other is owner and replica.version != other.version.id):
-                used.append((own.cpu_cores, own.mem_bytes))
+            if replica.version != other.version.id:
+                old += 1
+                if without_old and other is owner:
+                    continue
+            used.append((own.cpu_cores, own.mem_bytes))
         if other is not owner:
-            used.extend([(compute.cpu_cores, compute.mem_bytes)] * other.reserved)
+            # A rollout reserves the room its old replicas free; while they run, it is the room
+            # counted above. Counted twice, five APIs rolling at once on a full machine each saw
+            # no room even once its old replicas were gone, and none of them moved.
+            reserved = max(0, other.reserved - old) if without_old else other.reserved
+            used.extend([(compute.cpu_cores, compute.mem_bytes)] * reserved)
     return used
 
 

@@ -21,11 +21,9 @@ from collections.abc import Callable, Iterator
 from time import perf_counter
 from typing import Any, NoReturn
 
-import numpy as np
 import setproctitle
 
 from inferd import codec, tracecontext
-from inferd.config.blocks import Tracker
 from inferd.errors import HandlerError, InferdError, LoadError
 from inferd.handler.predictor import Predictor
 from inferd.protocols import tfserving, v2
@@ -34,13 +32,11 @@ from inferd.replica.group import end_own_group, lead_group
 from inferd.replica.lines import watch_output
 from inferd.replica.messages import ReplicaSpec
 from inferd.replica.streaming import is_stream, may_stream, send_stream, take_stop
+from inferd.replica.tracking import tracked_value
 
 log = logging.getLogger("inferd.replica")
 
 V2_VERSION = "1"  # one version per API name; the gateway routes /versions/1 to it
-# A tracked class label longer than this is not counted: labels are chart bars and Prometheus
-# label values, and the reply's metadata that carries one has a 64 KiB field.
-MAX_LABEL_CHARS = 256
 LOG_FORMAT = "%(asctime)s {api} [{replica}] %(levelname)s %(message)s"
 
 
@@ -51,37 +47,6 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
-
-
-def _single(value: Any) -> Any:
-    # A raw prediction such as [[6.0]] (a list of one output of one row) tracks as 6.0.
-    while isinstance(value, list | tuple | np.ndarray) and len(value) == 1:
-        value = value[0]
-    return value.item() if isinstance(value, np.generic | np.ndarray) and np.ndim(value) == 0 else value
-
-
-def tracked_value(result: Any, tracker: Tracker | None) -> Any:
-    """The value ``tracker`` monitors in ``result`` (Cortex's rules), or ``None``.
-
-    Never fails a request: a value that cannot be tracked is skipped with a warning.
-    """
-    if tracker is None or not tracker.model_type:
-        return None
-    value = result
-    if tracker.key is not None:
-        if not isinstance(result, dict) or tracker.key not in result:
-            log.warning("unable to record prediction metric: the response has no key %r", tracker.key)
-            return None
-        value = result[tracker.key]
-    value = _single(value)
-    kinds = (str, int) if tracker.model_type == "classification" else (int, float)
-    if isinstance(value, str) and len(value) > MAX_LABEL_CHARS:
-        log.warning("unable to record prediction metric: a class label over %d characters", MAX_LABEL_CHARS)
-        return None
-    if isinstance(value, kinds) and not isinstance(value, bool):
-        return value
-    log.warning("unable to record prediction metric: %r is not a %s value", value, tracker.model_type)
-    return None
 
 
 def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[bytes, int]:

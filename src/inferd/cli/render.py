@@ -138,6 +138,12 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
     if tracked.get("classes"):
         classes = sorted(tracked["classes"].items(), key=lambda item: (-item[1], item[0]))
         parts.append(table(["class", "count"], [(class_label(name), n) for name, n in classes]))
+        if tracked.get("other"):
+            other = tracked["other"]
+            parts.append(
+                f"and {other['predictions']} predictions of other classes (only the first "
+                f"{other['classes_counted']} classes are counted one by one)"
+            )
     if tracked.get("regression"):
         reg = tracked["regression"]
         parts.append(

@@ -60,6 +60,7 @@ class Tracker:
     """Prediction monitoring: class counts, or min/max/sum of a regression value."""
 
     classes: dict[str, int] = field(default_factory=dict)
+    other: int = 0  # predictions of classes past the first MAX_CLASSES (a total only)
     minimum: float | None = None
     maximum: float | None = None
     total: float = 0.0
@@ -72,6 +73,8 @@ class Tracker:
                 key = str(orjson.loads(value))
                 if key in self.classes or len(self.classes) < MAX_CLASSES:
                     self.classes[key] = self.classes.get(key, 0) + count
+                else:
+                    self.other += count
         elif model_type == "regression":
             numbers = [
                 float(v)
@@ -211,6 +214,8 @@ class ApiStats:
         tracker: dict[str, Any] = {}
         if self.tracker.classes:
             tracker["classes"] = dict(sorted(self.tracker.classes.items()))
+        if self.tracker.other:
+            tracker["other"] = {"predictions": self.tracker.other, "classes_counted": MAX_CLASSES}
         if self.tracker.count:
             tracker["regression"] = {
                 "min": self.tracker.minimum,

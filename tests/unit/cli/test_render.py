@@ -69,3 +69,25 @@ def test_a_class_label_with_a_line_break_or_blank_keeps_the_tracker_table_whole(
         '"tab\\there"',
     ]
     assert not any(ch in text for ch in "\x00\x1b\t")
+
+
+def test_predictions_past_the_class_limit_are_said() -> None:
+    api: dict[str, Any] = {
+        "name": "classifier",
+        "deployment": "iris",
+        "status": "live",
+        "up_to_date": 1,
+        "available": 1,
+        "requested": 1,
+        "failed": 0,
+        "last_update": time.time(),
+        "url": "http://127.0.0.1:8888/iris/classifier",
+        "metrics": {
+            "requests": {"2XX": 7},
+            "latency": {},
+            "tracker": {"classes": {"a": 1}, "other": {"predictions": 6, "classes_counted": 1000}},
+        },
+    }
+    assert "and 6 predictions of other classes (only the first 1000 classes are counted one by one)" in (
+        api_detail(api)
+    )

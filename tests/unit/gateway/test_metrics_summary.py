@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from inferd.gateway.metrics import ApiStats
+from inferd.gateway.metrics import MAX_CLASSES, ApiStats
 from inferd.replica.messages import pack_meta
 
 
@@ -50,3 +50,16 @@ def test_a_new_tracker_starts_its_own_counts() -> None:
     answered(stats, [0.001], [b"2.0"])
     assert stats.summary()["tracker"] == {}
     assert stats.summary()["requests"]["2XX"] == 6  # the requests' own counts go on
+
+
+def test_predictions_of_classes_past_the_limit_are_counted_as_a_total() -> None:
+    """Past MAX_CLASSES distinct classes, the predictions of new ones vanished from every count,
+    with nothing saying so: a model with more classes showed fewer predictions than it made."""
+    stats = ApiStats()
+    stats.track("classification", None)
+    labels = [f'"c{n}"'.encode() for n in range(MAX_CLASSES + 5)] + [b'"c0"', b'"late"']
+    answered(stats, [0.001] * len(labels), labels)
+    tracker = stats.summary()["tracker"]
+    assert len(tracker["classes"]) == MAX_CLASSES and tracker["classes"]["c0"] == 2
+    assert tracker["other"] == {"predictions": 6, "classes_counted": MAX_CLASSES}
+    assert sum(tracker["classes"].values()) + tracker["other"]["predictions"] == len(labels)

@@ -21,6 +21,13 @@ from typing import Protocol
 from inferd.logfiles import RotatingLog, api_file_bytes
 
 MAX_LINE = 1 << 20  # a longer line without a newline is written in pieces
+# Control bytes but tab and line ends: written as ``\xNN`` text. One NUL made ``grep`` call the
+# whole log a binary file, and escape sequences reached the terminal of ``inferd logs``.
+CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _escaped(found: re.Match[bytes]) -> bytes:
+    return b"\\x%02x" % found.group()[0]
 
 
 class Events(Protocol):
@@ -114,7 +121,8 @@ class ReplicaOutput(asyncio.Protocol):
             line if self._record.match(line) else stamp + self.prefix + line
             for line in data.rstrip(b"\n").split(b"\n")
         ]
-        self.out.write(b"\n".join(lines).decode("utf-8", "replace"))
+        text = b"\n".join(lines)
+        self.out.write(CONTROL.sub(_escaped, text).decode("utf-8", "replace"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._partial:

@@ -28,3 +28,15 @@ def test_a_line_the_handler_stamped_itself_still_names_its_replica(tmp_path: Pat
     assert record == "2026-12-01 01:58:02,458 noisy [noisy-3] INFO replica is ready (pid 7)"
     assert " obs/noisy [noisy-3] 2026-12-01 01:58:02,459 noisy [noisy-4]" in foreign
     assert plain.endswith(" obs/noisy [noisy-3] plain")
+
+
+def test_control_bytes_a_handler_prints_are_written_as_escapes(tmp_path: Path) -> None:
+    """One NUL byte a handler printed made `grep` call the API's whole log a binary file ("binary
+    file matches"), and escape sequences in it reached the terminal of `inferd logs`: control
+    characters but tab and line ends are written as ``\\xNN``; invalid UTF-8 as U+FFFD."""
+    log = RotatingLog(tmp_path / "noisy.log", 1 << 20)
+    output = ReplicaOutput(log, "obs/noisy", "noisy-3")
+    output.data_received(b"\x00\xff binary\t\x1b[31mred\x1b[0m\x7f\r\n")
+    log.close()
+    data = (tmp_path / "noisy.log").read_bytes()
+    assert data.endswith(b" obs/noisy [noisy-3] \\x00\xef\xbf\xbd binary\t\\x1b[31mred\\x1b[0m\\x7f\r\n")

@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 from inferd.config.load import load_project
 from inferd.engine.local import LocalEngine
@@ -34,7 +35,12 @@ YAML = """
   predictor: {path: context.py}
   compute: {cpu: 0.1}
 """
-PREDICTOR = "def predict(sample, metadata):\n    return sample\n"
+PREDICTOR = """
+def predict(sample, metadata):
+    if sample == {"fail": True}:
+        raise ValueError("failed on purpose")
+    return sample
+"""
 # What a handler sees of the request's trace context (carried to the replica in a TRACE frame).
 CONTEXT = """
 from inferd import tracecontext
@@ -111,6 +117,20 @@ async def scenario(root: Path) -> None:
         for _ in range(3):  # each request its own (a fresh trace each time here)
             seen = await asyncio.to_thread(requests.post, context_url, json={})
             assert seen.json()["traceparent"] == seen.headers["traceparent"]
+        # The request span is a server span; a 5xx answer marks it an error (a trace backend's
+        # error filter found none: every span's status was unset), a 4xx does not (the client's).
+        exporter.clear()
+        failed = await asyncio.to_thread(requests.post, url, json={"fail": True})
+        bad = await asyncio.to_thread(requests.post, url, data=b"{not json")
+        assert (failed.status_code, bad.status_code) == (500, 400)
+        roots = {
+            span.attributes["http.status_code"]: span
+            for span in exporter.get_finished_spans()
+            if span.name == "request" and span.attributes is not None
+        }
+        assert all(span.kind == SpanKind.SERVER for span in roots.values())
+        assert roots[500].status.status_code == StatusCode.ERROR
+        assert roots[400].status.status_code == StatusCode.UNSET
         # Without tracing configured, an untraced request (after a traced one) has no context.
         gateway.tracer = None
         for headers in ({"traceparent": given}, {}):

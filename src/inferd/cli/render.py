@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+def class_label(name: str) -> str:
+    """A tracked class as a table cell: quoted, with escapes, when it is blank, has blanks at its
+    ends or holds a line break, a tab or another control character (a row of its own, intact)."""
+    if name and name.isprintable() and name == name.strip():
+        return name
+    return json.dumps(name, ensure_ascii=False)
 
 
 def since(timestamp: float | None, now: float | None = None) -> str:
@@ -128,7 +137,13 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
     tracked = metrics.get("tracker") or {}
     if tracked.get("classes"):
         classes = sorted(tracked["classes"].items(), key=lambda item: (-item[1], item[0]))
-        parts.append(table(["class", "count"], classes))
+        parts.append(table(["class", "count"], [(class_label(name), n) for name, n in classes]))
+        if tracked.get("other"):
+            other = tracked["other"]
+            parts.append(
+                f"and {other['predictions']} predictions of other classes (only the first "
+                f"{other['classes_counted']} classes are counted one by one)"
+            )
     if tracked.get("regression"):
         reg = tracked["regression"]
         parts.append(

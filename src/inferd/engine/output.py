@@ -2,9 +2,10 @@
 
 A replica's stdout and stderr are one pipe that the engine reads on its event loop, so every
 byte a handler prints passes through the API's ``RotatingLog`` (a replica writing straight into
-a file could never be rotated). A line that does not start with a time gets one, with the API
-and replica, so ``inferd logs --since`` and a reader of a merged log know when and where it came
-from; the replica's own log lines already carry both.
+a file could never be rotated). A line gets a time, the API and the replica, so ``inferd logs
+--since`` and a reader of a merged log know when and where it came from; only the replica's own
+log records (``replica/worker.py``'s format: a time, the API and this replica's id) carry them
+already. A line the handler stamped with a time of its own is prefixed too: it names no replica.
 """
 
 from __future__ import annotations
@@ -12,13 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Protocol
 
-from inferd.logfiles import STAMP, RotatingLog, api_file_bytes
+from inferd.logfiles import RotatingLog, api_file_bytes
 
 MAX_LINE = 1 << 20  # a longer line without a newline is written in pieces
+# Control bytes but tab and line ends: written as ``\xNN`` text. One NUL made ``grep`` call the
+# whole log a binary file, and escape sequences reached the terminal of ``inferd logs``.
+CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _escaped(found: re.Match[bytes]) -> bytes:
+    return b"\\x%02x" % found.group()[0]
 
 
 class Events(Protocol):
@@ -89,6 +98,10 @@ class ReplicaOutput(asyncio.Protocol):
     def __init__(self, out: RotatingLog, api: str, replica_id: str) -> None:
         self.out = out
         self.prefix = f" {api} [{replica_id}] ".encode()
+        # The replica's own records: "2026-11-29 08:00:00,123 classifier [classifier-1] ...".
+        self._record = re.compile(
+            rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d+)? \S+ \[" + re.escape(replica_id.encode()) + rb"\] "
+        )
         self._partial = b""
 
     def data_received(self, data: bytes) -> None:
@@ -105,10 +118,11 @@ class ReplicaOutput(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S").encode()
         lines = [
-            line if STAMP.match(line) else stamp + self.prefix + line
+            line if self._record.match(line) else stamp + self.prefix + line
             for line in data.rstrip(b"\n").split(b"\n")
         ]
-        self.out.write(b"\n".join(lines).decode("utf-8", "replace"))
+        text = b"\n".join(lines)
+        self.out.write(CONTROL.sub(_escaped, text).decode("utf-8", "replace"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._partial:

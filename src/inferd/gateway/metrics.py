@@ -30,6 +30,12 @@ META_DTYPE = np.dtype(
 Record = tuple[str, int, float, float, float, bytes]  # protocol, status, now, latency, queue wait, meta
 
 
+def nearest_rank(ordered: list[float], percent: int) -> float:
+    """The ``percent``-th percentile of sorted values, by nearest rank (no interpolation): the
+    smallest value that at least ``percent``% of the values are not above."""
+    return ordered[max(0, -(-len(ordered) * percent // 100) - 1)]
+
+
 @dataclass
 class Histogram:
     """Bucket counts (not cumulative), sum and count of observations."""
@@ -54,6 +60,7 @@ class Tracker:
     """Prediction monitoring: class counts, or min/max/sum of a regression value."""
 
     classes: dict[str, int] = field(default_factory=dict)
+    other: int = 0  # predictions of classes past the first MAX_CLASSES (a total only)
     minimum: float | None = None
     maximum: float | None = None
     total: float = 0.0
@@ -66,6 +73,8 @@ class Tracker:
                 key = str(orjson.loads(value))
                 if key in self.classes or len(self.classes) < MAX_CLASSES:
                     self.classes[key] = self.classes.get(key, 0) + count
+                else:
+                    self.other += count
         elif model_type == "regression":
             numbers = [
                 float(v)
@@ -85,6 +94,7 @@ class ApiStats:
 
     def __init__(self, tracker_type: str = "") -> None:
         self.tracker_type = tracker_type
+        self._tracking: tuple[str, str | None] = (tracker_type, None)  # model_type, key
         self._pending: list[Record] = []
         self._by_status: dict[tuple[str, int], int] = {}  # (protocol, HTTP status) -> count
         self._latency = Histogram()
@@ -98,6 +108,16 @@ class ApiStats:
         self.first_item = Histogram()
         self.stream_duration = Histogram()
         self._recent_first: deque[float] = deque(maxlen=RECENT)
+
+    def track(self, model_type: str, key: str | None) -> None:
+        """Monitor predictions as an API's (new) ``tracker`` says; another tracker than before
+        starts counts of its own (old classes beside new values would read as one history)."""
+        if (model_type, key) == self._tracking:
+            return
+        self.flush()  # what was answered before the change, counted as it was tracked then
+        self._tracking = (model_type, key)
+        self.tracker_type = model_type
+        self._tracker = Tracker()
 
     def add_stream(self, first_item: float | None, items: int, duration: float) -> None:
         """One streamed answer ended (streams are few and long: counted at once)."""
@@ -184,8 +204,8 @@ class ApiStats:
         if self.latency.count:
             latency["avg_ms"] = 1000 * self.latency.total / self.latency.count
         if recent:
-            latency["p50_ms"] = 1000 * recent[len(recent) // 2]
-            latency["p99_ms"] = 1000 * recent[min(len(recent) - 1, int(len(recent) * 0.99))]
+            latency["p50_ms"] = 1000 * nearest_rank(recent, 50)
+            latency["p99_ms"] = 1000 * nearest_rank(recent, 99)
         start = now - min(RATE_WINDOW, now - self.started)
         if len(self.recent) == RECENT:  # the buffer was cut: rate over the part of it in the window
             start = max(start, self.recent[0][0])
@@ -194,6 +214,8 @@ class ApiStats:
         tracker: dict[str, Any] = {}
         if self.tracker.classes:
             tracker["classes"] = dict(sorted(self.tracker.classes.items()))
+        if self.tracker.other:
+            tracker["other"] = {"predictions": self.tracker.other, "classes_counted": MAX_CLASSES}
         if self.tracker.count:
             tracker["regression"] = {
                 "min": self.tracker.minimum,
@@ -212,7 +234,7 @@ class ApiStats:
             summary["streams"] = {
                 "count": self.streams,
                 "items_per_stream": self.stream_items / self.streams,
-                "first_item_p50_ms": 1000 * firsts[len(firsts) // 2] if firsts else None,
+                "first_item_p50_ms": 1000 * nearest_rank(firsts, 50) if firsts else None,
                 "duration_avg_ms": 1000 * self.stream_duration.total / self.stream_duration.count,
             }
         return summary

@@ -113,7 +113,7 @@ class ApiQueue:
         self.shadow: ShadowRoute | None = None
         self.observed = bool(self.sample)  # payload_log or shadow: ``Shadows.observe`` decides
         self.tracker_type = api.tracker.model_type if api.tracker is not None else ""
-        self.stats.tracker_type = self.tracker_type
+        self.stats.track(self.tracker_type, api.tracker.key if api.tracker is not None else None)
 
     @property
     def ready(self) -> bool:

@@ -138,13 +138,22 @@ class Tracer:
         }
         if answered:
             self.ids.trace_id, self.ids.span_id = int(answered[3:35], 16), int(answered[36:52], 16)
+        from opentelemetry import trace
+
         try:
+            # A server span; a 5xx marks it an error (OpenTelemetry's HTTP conventions: a 4xx is
+            # the client's, its status stays unset), so a trace backend's error filter finds it.
             root = self.tracer.start_span(
-                "request", context=context, start_time=at(conn.started), attributes=attributes
+                "request",
+                context=context,
+                kind=trace.SpanKind.SERVER,
+                start_time=at(conn.started),
+                attributes=attributes,
             )
         finally:
             self.ids.trace_id = self.ids.span_id = 0
-        from opentelemetry import trace
+        if status >= 500:
+            root.set_status(trace.Status(trace.StatusCode.ERROR, f"HTTP {status}"))
 
         inner = trace.set_span_in_context(root, context)
         moment = conn.sent_at if conn.sent_at >= conn.started else conn.started

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferd.gateway.metrics import nearest_rank
+
 CLASSES = ("2XX", "4XX", "5XX")
 REPLICA_FIELDS = ("requested", "available", "up_to_date", "failed")
 WINDOW = 15 * 60.0
@@ -35,9 +37,7 @@ def percentiles(latencies: Iterable[float]) -> tuple[float | None, float | None]
     ordered = sorted(latencies)
     if not ordered:
         return None, None
-    p50 = ordered[len(ordered) // 2]
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return 1000 * p50, 1000 * p99
+    return 1000 * nearest_rank(ordered, 50), 1000 * nearest_rank(ordered, 99)
 
 
 @dataclass(frozen=True, slots=True)

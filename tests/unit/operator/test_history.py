@@ -29,8 +29,8 @@ def test_percentiles_in_milliseconds() -> None:
     assert percentiles([]) == (None, None)
     assert percentiles([0.002]) == (2.0, 2.0)
     p50, p99 = percentiles([i / 1000 for i in range(100, 0, -1)])  # 1..100 ms, unordered
-    assert p50 == pytest.approx(51.0)
-    assert p99 == pytest.approx(100.0)
+    assert p50 == pytest.approx(50.0)  # nearest rank, as `inferd get` (was 51: the upper one)
+    assert p99 == pytest.approx(99.0)  # (was 100: the slowest one)
 
 
 def test_samples_hold_what_changed_since_the_previous_one() -> None:
@@ -49,7 +49,7 @@ def test_samples_hold_what_changed_since_the_previous_one() -> None:
     assert sum(columns["count_2XX"]) == 10
     assert sum(columns["count_5XX"]) == 2
     assert columns["t"] == [100.0, 110.0]
-    assert columns["p50_ms"] == [3.0, None]
+    assert columns["p50_ms"] == [1.0, None]  # of 1 and 3 ms: nearest rank
     assert columns["requested"] == [2, 2]
     assert columns["queue"] == [2, 0]
 

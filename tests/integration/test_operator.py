@@ -135,6 +135,23 @@ def test_deploy_get_predict_update_delete_down(inferd: Inferd, tmp_path: Path) -
     assert not process_alive(pid)
 
 
+def test_logs_are_read_from_disk_after_down(inferd: Inferd) -> None:
+    # Was: after `inferd down`, `inferd logs API` said the operator is not running, though the
+    # log files, the first place to look for why something stopped, were on disk.
+    inferd.run("deploy", str(example("iris-onnx")))
+    inferd.wait_status("classifier", "live")
+    assert inferd.post("/iris/classifier", SAMPLE).ok
+    inferd.run("down")
+    logs = inferd.run("logs", "classifier")
+    assert "replica is ready" in logs.stdout and "version" in logs.stdout
+    access = inferd.run("logs", "iris/classifier", "--access").stdout
+    assert '"status":200' in access.replace(" ", "")
+    assert inferd.operator_pid() is None  # reading them started nothing
+    missing = inferd.run("logs", "nothing", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("error: no API named 'nothing' has a log in ")
+
+
 def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> None:
     inferd.run("deploy", str(example("iris-onnx")))
     inferd.wait_status("classifier", "live")

@@ -306,21 +306,33 @@ def logs(
         return
     start = parse_since(since) if since is not None else None
     client = Client()
-    try:
-        name = resolve(client, api)
-    except NotFoundError as exc:
-        name = api  # a deleted API's log stays readable
+    if not client.running():  # after `inferd down` the files are still there: read them
+        from inferd.operator.logs import offline_key, read_logs
+
+        home, key = client.home, offline_key(client.home, api)
+
+        def fetch(cursor: str | None) -> dict[str, Any]:
+            return read_logs(home, key, access=access, cursor=cursor, tail=tail, since=start)
+
+    else:
         try:
-            client.logs(name, tail=0)
-        except NotFoundError:
-            raise exc from None
+            name = resolve(client, api)
+        except NotFoundError as exc:
+            name = api  # a deleted API's log stays readable
+            try:
+                client.logs(name, tail=0)
+            except NotFoundError:
+                raise exc from None
+
+        def fetch(cursor: str | None) -> dict[str, Any]:
+            if cursor is None:
+                return client.logs(name, tail=tail, since=start, access=access)
+            return client.logs(name, cursor=cursor, access=access)
+
     cursor: str | None = None
     with until_ctrl_c():
         while True:
-            if cursor is None:
-                result = client.logs(name, tail=tail, since=start, access=access)
-            else:
-                result = client.logs(name, cursor=cursor, access=access)
+            result = fetch(cursor)
             cursor = str(result["cursor"])
             if result["text"]:
                 click.echo(result["text"], nl=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from inferd.errors import NotFoundError, in_several_deployments
 from inferd.logfiles import (
     Cursor,
     access_path,
@@ -24,13 +25,27 @@ from inferd.logfiles import (
 )
 
 DEFAULT_TAIL = 100
-__all__ = ["DEFAULT_TAIL", "log_path", "logged_keys", "read_logs", "recent_lines"]
+__all__ = ["DEFAULT_TAIL", "log_path", "logged_keys", "offline_key", "read_logs", "recent_lines"]
 
 
 def logged_keys(home: Path, api: str) -> list[str]:
     """The keys (``DEPLOYMENT/API``) whose log is on disk under the API name ``api``: a deleted
     API's log stays until ``inferd prune``, so ``inferd logs API`` finds it by its bare name too."""
     return sorted(f"{path.parent.name}/{api}" for path in (home / "logs").glob(f"*/{api}.log"))
+
+
+def offline_key(home: Path, api: str) -> str:
+    """The key of ``api``'s log on disk, read with no operator running (``inferd logs`` after
+    ``inferd down``): ``DEPLOYMENT/API``, or a bare name that one deployment's log has."""
+    keys = [api] if "/" in api else logged_keys(home, api)
+    keys = [key for key in keys if log_path(home, key).exists()]
+    if len(keys) > 1:
+        raise in_several_deployments("api", api, keys, was=True)
+    if not keys:
+        raise NotFoundError(
+            f"no API named '{api}' has a log in {home / 'logs'} (the operator is not running)"
+        )
+    return keys[0]
 
 
 def _position(path: Path, cursor: Cursor) -> tuple[int, int]:

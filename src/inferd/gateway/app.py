@@ -117,6 +117,7 @@ class Gateway(ApiTable):
                 conn.respond(200, orjson.dumps(self.describe(queue)))
             else:
                 self.method_not_allowed(conn, request, b"GET, HEAD, POST, OPTIONS")
+                self._count_refusal(conn, queue, path, 405, "cortex")  # as the edge's refusals
             return
         if request.method == b"OPTIONS":
             conn.respond(204, b"", headers=ALLOW_CORS)
@@ -298,6 +299,12 @@ class Gateway(ApiTable):
             queue, protocol = self._protocol_route(path)
             if queue is None:  # a splitter's route, or none: no one API to count it for
                 return
+        self._count_refusal(conn, queue, path, status, protocol)
+
+    def _count_refusal(
+        self, conn: HttpConnection, queue: ApiQueue, path: bytes, status: int, protocol: str
+    ) -> None:
+        """A request refused before it reached a replica, counted and logged as the API's."""
         conn.path = path
         conn.replica_id = ""
         conn.extra_headers = conn.trace = conn.client_span = b""  # none of the last request's

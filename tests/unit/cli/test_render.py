@@ -40,12 +40,9 @@ def test_inferd_get_prints_what_the_readme_shows() -> None:
     assert api_detail(api) == readme_output("inferd get classifier")
 
 
-def test_a_class_label_with_a_line_break_or_blank_keeps_the_tracker_table_whole() -> None:
-    """A handler returning "new\\nline", "tab\\there", "" or " " as its class broke `inferd get
-    API`'s class table (a row split in two, blank classes) and wrote control bytes to the
-    terminal: such a label is shown quoted, with its escapes."""
-    classes = {"cat": 2, "new\nline": 1, "tab\there": 1, "": 1, " ": 1, "\x00nul\x1b[31m": 1}
-    api: dict[str, Any] = {
+def _live_api(tracker: dict[str, Any]) -> dict[str, Any]:
+    """`inferd get API`'s data for a live classifier that answered 7 requests, with ``tracker``."""
+    return {
         "name": "classifier",
         "deployment": "iris",
         "status": "live",
@@ -55,9 +52,16 @@ def test_a_class_label_with_a_line_break_or_blank_keeps_the_tracker_table_whole(
         "failed": 0,
         "last_update": time.time(),
         "url": "http://127.0.0.1:8888/iris/classifier",
-        "metrics": {"requests": {"2XX": 7}, "latency": {}, "tracker": {"classes": classes}},
+        "metrics": {"requests": {"2XX": 7}, "latency": {}, "tracker": tracker},
     }
-    text = api_detail(api)
+
+
+def test_a_class_label_with_a_line_break_or_blank_keeps_the_tracker_table_whole() -> None:
+    """A handler returning "new\\nline", "tab\\there", "" or " " as its class broke `inferd get
+    API`'s class table (a row split in two, blank classes) and wrote control bytes to the
+    terminal: such a label is shown quoted, with its escapes."""
+    classes = {"cat": 2, "new\nline": 1, "tab\there": 1, "": 1, " ": 1, "\x00nul\x1b[31m": 1}
+    text = api_detail(_live_api({"classes": classes}))
     table = text[text.index("class ") :].split("\n\n")[0].splitlines()
     assert [row.split("   ")[0].strip() for row in table] == [
         "class",
@@ -72,22 +76,7 @@ def test_a_class_label_with_a_line_break_or_blank_keeps_the_tracker_table_whole(
 
 
 def test_predictions_past_the_class_limit_are_said() -> None:
-    api: dict[str, Any] = {
-        "name": "classifier",
-        "deployment": "iris",
-        "status": "live",
-        "up_to_date": 1,
-        "available": 1,
-        "requested": 1,
-        "failed": 0,
-        "last_update": time.time(),
-        "url": "http://127.0.0.1:8888/iris/classifier",
-        "metrics": {
-            "requests": {"2XX": 7},
-            "latency": {},
-            "tracker": {"classes": {"a": 1}, "other": {"predictions": 6, "classes_counted": 1000}},
-        },
-    }
+    api = _live_api({"classes": {"a": 1}, "other": {"predictions": 6, "classes_counted": 1000}})
     assert "and 6 predictions of other classes (only the first 1000 classes are counted one by one)" in (
         api_detail(api)
     )

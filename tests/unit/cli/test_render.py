@@ -19,23 +19,13 @@ def readme_output(command: str) -> str:
 
 
 def test_inferd_get_prints_what_the_readme_shows() -> None:
-    api: dict[str, Any] = {
-        "name": "classifier",
-        "deployment": "iris",
-        "status": "live",
-        "up_to_date": 1,
-        "available": 1,
-        "requested": 1,
-        "failed": 0,
-        "last_update": time.time() - 1.5,
-        "url": "http://127.0.0.1:8888/iris/classifier",
-        "metrics": {
-            "requests_per_second": 14.8,
-            "requests": {"2XX": 21, "4XX": 1},
-            "latency": {"avg_ms": 1.13, "p50_ms": 0.285, "p99_ms": 18.3},
-            "tracker": {"classes": {"iris-setosa": 20, "iris-virginica": 1}},
-        },
-    }
+    api = _live_api({"classes": {"iris-setosa": 20, "iris-virginica": 1}})
+    api["last_update"] = time.time() - 1.5
+    api["metrics"].update(
+        requests_per_second=14.8,
+        requests={"2XX": 21, "4XX": 1},
+        latency={"avg_ms": 1.13, "p50_ms": 0.285, "p99_ms": 18.3},
+    )
     assert api_rows([api]) == readme_output("inferd get")
     assert api_detail(api) == readme_output("inferd get classifier")
 

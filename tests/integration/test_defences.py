@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -86,35 +88,54 @@ def test_deadline_504_and_a_stuck_replica_is_replaced(
     wait_for(lambda: not process_alive(first_pid), 10, "the stuck replica's process to end")
 
 
-def test_a_client_that_leaves_while_queued_frees_its_slot(
+def test_a_client_that_leaves_while_queued_frees_its_slot_and_is_logged_as_499(
     serve: Serve, tmp_path: Path, iris_onnx_model: Path
 ) -> None:
-    server = serve(slow_project(tmp_path / "p", iris_onnx_model, "  max_queue_length: 1\n" + ONE_REPLICA))
+    server = serve(
+        slow_project(tmp_path / "p", iris_onnx_model, "  max_queue_length: 1\n" + ONE_REPLICA), "--access-log"
+    )
     url = f"{server.url}/d/slow"
     port = int(server.url.rsplit(":", 1)[1])
     gate = tmp_path / "go"
-    with ThreadPoolExecutor(3) as pool:
-        running = pool.submit(requests.post, url, json={"gate": str(gate)}, timeout=60)
-        wait_for(lambda: requests.get(url, timeout=5).json()["replicas"]["busy"] == 1, 30, "a busy replica")
-        body = b'{"sleep": 0}'
-        leaver = socket.create_connection(("127.0.0.1", port))
-        leaver.sendall(
+
+    def send(body: bytes) -> socket.socket:
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(
             b"POST /d/slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         )
+        return client
+
+    def leave(client: socket.socket) -> None:
+        # the same FIN as a close, and the server's own close, once it has let the request go,
+        # says when it saw the client leave
+        client.shutdown(socket.SHUT_WR)
+        wait_for(lambda: closed_by_server(client), 30, "the gateway to see the client leave")
+        client.close()
+
+    with ThreadPoolExecutor(3) as pool:
+        running = send(b'{"gate": "%s"}' % str(gate).encode())
+        wait_for(lambda: requests.get(url, timeout=5).json()["replicas"]["busy"] == 1, 30, "a busy replica")
+        queued = send(b'{"sleep": 0}')
         wait_for(
             lambda: requests.get(url, timeout=5).json()["replicas"]["queued"] == 1, 30, "a queued request"
         )
-        # gone while queued (the replica is still held): the same FIN as a close, and the
-        # server's own close, once it has let the request go, says when
-        leaver.shutdown(socket.SHUT_WR)
-        wait_for(lambda: closed_by_server(leaver), 30, "the gateway to see the client leave")
-        leaver.close()
+        leave(queued)  # gone while queued (the replica is still held)
         # the slot the leaver held is free again: one of two more requests takes it, one is refused
         late = [pool.submit(requests.post, url, json={}, timeout=60) for _ in range(2)]
         wait_for(lambda: sum(future.done() for future in late) == 1, 30, "one of the two refused")
+        leave(running)  # gone while its replica computes its answer
         gate.touch()
-        assert running.result().status_code == 200
         assert sorted(future.result().status_code for future in late) == [200, 503]
+
+    # Both leavers are counted, with nginx's 499 (client closed request), not a 200 nobody read
+    # nor nothing at all: in the access log and in /metrics.
+    def statuses() -> Counter[int]:
+        lines = [json.loads(line) for line in server.log().splitlines() if line.startswith('{"')]
+        return Counter(line["status"] for line in lines if line.get("api") == "slow")
+
+    wait_for(lambda: statuses() == {499: 2, 200: 1, 503: 1}, 30, "four access log lines")
+    metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert re.search(r'inferd_requests_total\{[^}]*api="slow"[^}]*code="499"[^}]*\} 2\.0', metrics), metrics
 
 
 def test_api_keys(

@@ -8,6 +8,7 @@ it, and the Open Inference Protocol's generate extension serves the same predict
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import time
@@ -267,11 +268,19 @@ def produced(record: Path) -> list[str]:
     return record.read_text().split() if record.exists() else []
 
 
+def client_closed(server: Server, api: str) -> float:
+    """``inferd_requests_total`` of ``api`` with code 499 (its client left before the end)."""
+    metrics = requests.get(server.url + "/metrics", timeout=10).text
+    found = re.search(rf'inferd_requests_total\{{[^}}]*api="{api}"[^}}]*code="499"[^}}]*\}} (\S+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_a_client_that_leaves_stops_the_generator(server: Server, tmp_path: Path) -> None:
     record = tmp_path / "produced.txt"
     # Two items at once, then one a second: the client's leaving has a second to reach the
     # replica before the third item (which may still be made), however busy the machine.
     body = {"count": 50, "delays": [0, 0.05], "delay": 1.0, "record": str(record)}
+    left_before = client_closed(server, "one")
     with (
         httpx.Client(timeout=30) as client,
         connect_sse(client, "POST", server.url + ONE, json=body) as source,
@@ -281,6 +290,8 @@ def test_a_client_that_leaves_stops_the_generator(server: Server, tmp_path: Path
         # leaving the block closes the connection after two items
     wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
     assert len(produced(record)) - 1 <= 3  # at most one more item than the client read
+    # counted as nginx does, 499 (client closed request), not the 200 the replica ended with
+    wait_for(lambda: client_closed(server, "one") == left_before + 1, 30, "the stream counted as a 499")
     started = time.perf_counter()
     answer = requests.post(server.url + ONE, json={"count": 1, "delay": 0}, timeout=30)
     elapsed = time.perf_counter() - started

@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inferd.gateway")
 
+# The status counted and logged for a request whose client hung up before its answer (nginx's
+# "client closed request"): the answer, if any came, was never read.
+CLIENT_CLOSED = 499
+
 
 class HttpConnection(RequestReader):
     """One client connection. Also the ``Waiter`` of the request it sent to a replica.
@@ -101,8 +105,12 @@ class HttpConnection(RequestReader):
         stream = self.stream
         if stream is not None:
             stream.client_left()
-        if self.queue is not None and (stream is None or stream.handle is None):
-            self.queue.left(self)  # before its first item: the replica stops the stream at it
+        queue = self.queue
+        if queue is not None and not self.replica_id:  # still queued: it will never be sent
+            self.queue = None
+            self.app.finished(queue, CLIENT_CLOSED, self, b"")
+        elif queue is not None and (stream is None or stream.handle is None):
+            queue.left(self)  # before its first item: the replica stops the stream at it
 
     def pause_writing(self) -> None:
         """The client does not read our answers: stop reading its requests until it does."""
@@ -227,7 +235,8 @@ class HttpConnection(RequestReader):
         if self.stream is not None and self.stream.failed:
             status = self.stream.failed  # what the client got, whatever the stopped replica ended with
         if queue is not None:
-            headers = self.app.finished(queue, status, self, meta)
+            counted = CLIENT_CLOSED if self.closed and not (self.stream and self.stream.failed) else status
+            headers = self.app.finished(queue, counted, self, meta)
             if self.recording is not None:
                 answer = body
                 stream = self.stream

@@ -363,6 +363,18 @@ def test_a_replica_that_crashes_once_ready_is_logged_with_its_exit_code_and_back
     # each restart waits longer than the last (a replica that runs well for a minute resets it)
     delays = [float(line.rsplit("starting another in ", 1)[1].rstrip("s")) for line in crashes()]
     assert delays[:4] == sorted(delays[:4]) and delays[3] > delays[0], delays
+    # From the third crash in a row, while no replica is ready, the API is in error (as Cortex's
+    # was when a pod failed), not `updating`, and requests are refused at once with the reason.
+    info = wait_for(lambda: (api := inferd.status("crashy"))["status"] == "error" and api, 60, "error")
+    assert "replicas keep stopping once started" in info["error"], info
+    assert "exited with code 3" in info["error"], info
+    url = f"{inferd.url}/flaky/crashy"
+
+    def refused() -> str | None:
+        answer = requests.post(url, json={}, timeout=30)
+        return answer.json()["error"] if answer.status_code == 503 else None
+
+    assert "replicas keep stopping once started" in wait_for(refused, 60, "a 503 with the reason")
 
 
 def test_a_deploy_that_hangs_in_init_gives_up_at_its_timeout(inferd: Inferd, tmp_path: Path) -> None:

@@ -23,6 +23,9 @@ from inferd.types import ReplicaSink
 log = logging.getLogger("inferd.engine")
 
 MAX_BACKOFF = 30.0
+# Replicas of a version that died unasked in a row (none had run a minute) before its status is
+# ``error`` while none is ready, as Cortex's was when a pod failed: before that, ``updating``.
+CRASH_LOOP = 3
 
 
 def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
@@ -59,6 +62,10 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
             if replica.crashed and replica.version == version.id:  # said now that its exit code is known
                 pause = max(0.0, version.next_start - time.monotonic())
                 event(state.key, f"replica {replica.id} {how}; starting another in {pause:.2f}s")
+                version.last_crash = f"replica {replica.id} {how}"
+                looping = crash_loop(state)
+                if looping is not None and not version.error:  # requests are refused with it
+                    sink.api_error(state.key, looping)
             elif replica.crashed:
                 then = "; starting another like it" if replaced else ""
                 event(state.key, f"replica {replica.id} of the previous version {how}{then}")
@@ -69,6 +76,21 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
             if replaced:
                 lost.append(replica)
     return lost
+
+
+def crash_loop(state: ApiState) -> str | None:
+    """Why the API is in error while replicas of its version keep dying unasked (``CRASH_LOOP``
+    in a row, none ready, none that had run a minute): None when it is not."""
+    version = state.version
+    if version.failures < CRASH_LOOP or not version.last_crash:
+        return None
+    if any(r.ready and r.version == version.id for r in state.replicas):
+        return None
+    pause = max(0.0, version.next_start - time.monotonic())
+    return (
+        f"its replicas keep stopping once started ({version.failures} in a row, the last: "
+        f"{version.last_crash}); the next starts in {pause:.1f}s (see `inferd logs {state.key}`)"
+    )
 
 
 def failed(version: Version) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from inferd.engine.failures import crash_loop
 from inferd.engine.gpus import GpuPool, GpuUsage
 from inferd.engine.state import ApiState, Replica
 
@@ -28,6 +29,8 @@ def status(state: ApiState) -> str:
         return "error"
     if ready >= max(1, minimum) or (state.desired == 0 and minimum == 0 and not state.replicas):
         return "live"
+    if crash_loop(state) is not None:
+        return "error"
     placed = state.deferred + sum(r.version == version.id and not r.retired for r in state.replicas)
     if state.unschedulable and placed < max(1, minimum):  # not even the minimum fits
         return "compute unavailable"
@@ -56,6 +59,7 @@ def describe(state: ApiState, in_flight: int, pool: GpuPool) -> dict[str, Any]:
         "last_update": state.last_update,
         "version": version.id,
         "error": version.error
+        or crash_loop(state)
         or state.compute_reason
         or (state.cap_reason if state.status == "compute unavailable" else None)
         or _out_of_memory(state),

@@ -30,6 +30,7 @@ class Version:
     oom: bool = False
     failures: int = 0
     next_start: float = 0.0
+    last_crash: str = ""  # how its last replica that died unasked ended: "replica c-7 exited with code 3"
     uses: tuple[Path, ...] = ()  # what its replicas read: snapshot, cached model, environment
     warning: str | None = None
     # An unreachable model origin: what to prepare again (root, digest, refresh), and when.

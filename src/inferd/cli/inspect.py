@@ -1,45 +1,27 @@
-"""``inferd get``, ``logs`` and ``predict``: look at deployed APIs and use them."""
+"""``inferd get``: the deployed APIs, their status and traffic (``logs`` and ``predict`` are
+in their own modules and use ``resolve`` from here)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sys
 import time
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
 
 from inferd.cli import render
-from inferd.cli.api_http import post_sample
-from inferd.cli.backends import Backend, backend_for, key_of, ray_backend
-from inferd.cli.options import deployment_option, env_option, folder_deployment, in_deployment, key_option
-from inferd.cli.traffic import find_splitter, splitter_rows
+from inferd.cli.backends import Backend, backend_for, key_of
+from inferd.cli.options import env_option, folder_deployment, in_deployment
+from inferd.cli.traffic import splitter_rows
 from inferd.client import Client
-from inferd.errors import InferdError, NotFoundError, OperatorError, UsageError, in_several_deployments
+from inferd.errors import NotFoundError, UsageError, in_several_deployments
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    import requests
-
     from inferd.environments import Environment
-
-
-def _read_by_apis(body: bytes) -> bool:
-    """Whether an API reads ``body`` although orjson does not (NaN, Infinity: Python's json)."""
-    from inferd import codec
-    from inferd.errors import InputError
-
-    try:
-        codec.loads(body)
-    except InputError:
-        return False
-    return True
 
 
 def resolve(client: Backend, name: str) -> str:
@@ -238,235 +220,3 @@ def _summary(apis: list[dict[str, Any]]) -> str:
         return "apis: none deployed"
     counts = _status_counts(apis)
     return "apis: " + " | ".join(f"{count} {status}" for status, count in counts.items())
-
-
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, now: float | None = None) -> float:
-    """``--since``: a duration back from now (``30s``, ``10m``, ``2h``, ``1d``) or a local time
-    (``2026-11-29 08:00``, ``2026-11-29T08:00:00``); epoch seconds."""
-    found = DURATION.match(text.strip())
-    if found is not None:
-        return (time.time() if now is None else now) - float(found.group(1)) * SECONDS[found.group(2)]
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} must be a duration (30s, 10m, 2h, 1d) or a time (2026-11-29 08:00)"
-        ) from None
-
-
-@click.command()
-@click.argument("api")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
-@click.option(
-    "-n",
-    "--tail",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Start with the last N lines (default 100 unless --since is given; 0 with -f: new lines only).",
-)
-@click.option("--since", default=None, help="Only lines written since: 30s, 10m, 2h, 1d or a local time.")
-@click.option("--access", is_flag=True, help="The access lines (one JSON line per request) instead.")
-@deployment_option
-@env_option
-def logs(
-    api: str,
-    follow: bool,
-    tail: int | None,
-    since: str | None,
-    access: bool,
-    deployment: str | None,
-    env: Environment,
-) -> None:
-    """Print an API's latest logs: its replicas' output and inferd's events (load errors,
-    restarts); --access for the access lines.
-
-    Shows the last 100 lines (--tail N, or --since), newest last; -f then follows. Logs are
-    rotated by size (the API's two logs share INFERD_LOG_MAX_BYTES, default 64 MiB;
-    INFERD_LOG_BACKUPS older files, default 3), and older files are read when --tail or
-    --since reach into them.
-
-    API is a name, or DEPLOYMENT/API when several deployments have an API of that name.
-
-    \b
-    Examples:
-      inferd logs classifier
-      inferd logs iris/classifier -f
-      inferd logs classifier --since 10m
-      inferd logs classifier --access --tail 20
-    """
-    api = in_deployment(api, deployment)
-    if not env.is_local:
-        if tail is not None or since is not None or access:
-            raise UsageError("--tail, --since and --access work with the local environment only")
-        _ray_logs(api, follow, env)
-        return
-    start = parse_since(since) if since is not None else None
-    client = Client()
-    if not client.running():  # after `inferd down` the files are still there: read them
-        from inferd.operator.logs import offline_key, read_logs
-
-        home, key = client.home, offline_key(client.home, api)
-
-        def fetch(cursor: str | None) -> dict[str, Any]:
-            return read_logs(home, key, access=access, cursor=cursor, tail=tail, since=start)
-
-    else:
-        try:
-            name = resolve(client, api)
-        except NotFoundError as exc:
-            name = api  # a deleted API's log stays readable
-            try:
-                client.logs(name, tail=0)
-            except NotFoundError:
-                raise exc from None
-
-        def fetch(cursor: str | None) -> dict[str, Any]:
-            if cursor is None:
-                return client.logs(name, tail=tail, since=start, access=access)
-            return client.logs(name, cursor=cursor, access=access)
-
-    cursor: str | None = None
-    with until_ctrl_c():
-        while True:
-            result = fetch(cursor)
-            cursor = str(result["cursor"])
-            if result["text"]:
-                click.echo(result["text"], nl=False)
-            if result["more"]:
-                continue
-            if not follow:
-                return
-            time.sleep(0.25)
-
-
-def _ray_logs(api: str, follow: bool, env: Environment) -> None:
-    """The replicas' stdout and stderr on the Ray cluster (read on their nodes)."""
-    backend = ray_backend(env)
-    name = resolve(backend, api)
-    cursor = None
-    with until_ctrl_c():
-        while True:
-            text, cursor = backend.logs(name, cursor)
-            if text:
-                click.echo(text, nl=False)
-            if not follow:
-                return
-            if not text:
-                time.sleep(1)
-
-
-@click.command()
-@click.argument("api")
-@click.argument("sample", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
-@click.option("--debug", is_flag=True, help="Log every stage of the pipeline in the API's log.")
-@key_option
-@deployment_option
-@env_option
-def predict(
-    api: str, sample: Path, debug: bool, api_key: str | None, deployment: str | None, env: Environment
-) -> None:
-    """Send a JSON sample to an API and print the prediction.
-
-    API is a name (or a unique prefix of one), or DEPLOYMENT/API when several deployments have
-    an API of that name; or a traffic splitter's name (the API it picks answers). SAMPLE is a
-    JSON file, or - for standard input.
-
-    \b
-    Examples:
-      inferd predict classifier examples/iris-onnx/sample.json
-      echo '[5.1, 3.5, 1.4, 0.2]' | inferd predict classifier -
-      inferd predict iris/classifier examples/iris-onnx/sample.json
-      inferd predict classifier sample.json -d iris   # Cortex's -d
-      inferd predict guarded sample.json --key "$MY_KEY"   # an API with auth:
-    """
-    stdin = str(sample) == "-"
-    body = sys.stdin.buffer.read() if stdin else sample.read_bytes()
-    try:
-        orjson.loads(body)
-    except orjson.JSONDecodeError as exc:  # say so here, not as the API's 400 about "its" input
-        if not _read_by_apis(body):
-            where = "stdin" if stdin else sample
-            raise UsageError(f"{where} is not JSON ({exc}): a sample is a JSON request body") from None
-    api = in_deployment(api, deployment)
-    client = backend_for(env)
-    info = _target(client, api)
-    response = post_sample(info["url"], body, debug=debug, key=api_key, stream=True)
-    name = response.headers.get("X-Inferd-Api", info["name"])  # through a splitter: the API that answered
-    with response:
-        if response.ok and response.headers.get("content-type") == "application/x-ndjson":
-            _print_stream(name, response)
-            return
-        _print_answer(name, response)
-
-
-def _print_answer(name: str, response: requests.Response) -> None:
-    import requests
-
-    try:
-        response.content  # noqa: B018 (read whole here: a cut-off answer is said as one line)
-    except requests.RequestException as exc:
-        raise OperatorError(f"cannot reach {response.url}: {exc}") from None
-    answer: Any
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = response.text
-    if response.status_code >= 400:
-        message = str(answer.get("error") if isinstance(answer, dict) else answer)
-        if message.startswith(f"api '{name}' "):  # the gateway named the API already
-            raise InferdError(f"{message} ({response.status_code})")
-        raise InferdError(f"api '{name}' answered {response.status_code}: {message}")
-    click.echo(json.dumps(answer, indent=2) if not isinstance(answer, str) else json.dumps(answer))
-    sys.stdout.flush()
-
-
-def _target(client: Backend, name: str) -> dict[str, Any]:
-    """What ``inferd predict NAME`` posts to: the API ``name`` names, or the traffic splitter of
-    that very name (which beats an API whose name only begins with it)."""
-    try:
-        key = resolve(client, name)
-    except NotFoundError:
-        splitter = _splitter(client, name) if isinstance(client, Client) else None
-        if splitter is None:
-            raise
-        return splitter
-    if key.partition("/")[2] != name.rpartition("/")[2] and isinstance(client, Client):
-        splitter = _splitter(client, name)
-        if splitter is not None:
-            return splitter
-    return client.api(key)
-
-
-def _splitter(client: Client, name: str) -> dict[str, Any] | None:
-    """The name and URL of the traffic splitter ``name`` names (``None``: none does)."""
-    try:
-        deployment, bare, apis = find_splitter(client, name)
-    except NotFoundError:
-        return None
-    endpoint = next(
-        s["endpoint"] for s in client.splitters() if (s["deployment"], s["name"]) == (deployment, bare)
-    )
-    first = client.api(f"{deployment}/{apis[0]}")  # the gateway's address, from one of its APIs
-    return {"name": bare, "url": str(first["url"])[: -len(first["endpoint"])] + endpoint}
-
-
-def _print_stream(name: str, response: requests.Response) -> None:
-    """A streamed answer (NDJSON): each item on its line as it arrives; a last ``{"error": ...}``
-    line fails."""
-    import requests
-
-    try:
-        for line in response.iter_lines():
-            if not line:
-                continue
-            item = json.loads(line)
-            if isinstance(item, dict) and list(item) == ["error"]:
-                raise InferdError(f"api '{name}' failed mid-stream: {item['error']}")
-            click.echo(json.dumps(item))
-            sys.stdout.flush()
-    except requests.RequestException as exc:
-        raise InferdError(f"api '{name}': the stream was cut off: {exc}") from None

@@ -52,7 +52,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "init": ("inferd.cli.develop", "Write a new project folder that `inferd serve` runs at once."),
     "logs": (
-        "inferd.cli.inspect",
+        "inferd.cli.logs",
         "Print an API's latest logs: its replicas' output and inferd's events (load errors, restarts); "
         "--access for the access lines.",
     ),
@@ -60,7 +60,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "inferd.cli.traffic",
         "Show the requests and answers an API's payload_log recorded (newest last).",
     ),
-    "predict": ("inferd.cli.inspect", "Send a JSON sample to an API and print the prediction."),
+    "predict": ("inferd.cli.predict", "Send a JSON sample to an API and print the prediction."),
     "promote": (
         "inferd.cli.replay",
         "Give API weight 100 in SPLITTER (kept until the project is deployed again).",

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from inferd.cli.inspect import parse_since
+from inferd.cli.logs import parse_since
 from inferd.errors import UsageError
 
 NOW = 1_800_000_000.0

@@ -1,0 +1,138 @@
+"""``inferd logs``: an API's replicas' output, inferd's events and its access lines."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from inferd.cli.backends import ray_backend
+from inferd.cli.inspect import resolve, until_ctrl_c
+from inferd.cli.options import deployment_option, env_option, in_deployment
+from inferd.client import Client
+from inferd.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from inferd.environments import Environment
+
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``--since``: a duration back from now (``30s``, ``10m``, ``2h``, ``1d``) or a local time
+    (``2026-11-29 08:00``, ``2026-11-29T08:00:00``); epoch seconds."""
+    found = DURATION.match(text.strip())
+    if found is not None:
+        return (time.time() if now is None else now) - float(found.group(1)) * SECONDS[found.group(2)]
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r} must be a duration (30s, 10m, 2h, 1d) or a time (2026-11-29 08:00)"
+        ) from None
+
+
+@click.command()
+@click.argument("api")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option(
+    "-n",
+    "--tail",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Start with the last N lines (default 100 unless --since is given; 0 with -f: new lines only).",
+)
+@click.option("--since", default=None, help="Only lines written since: 30s, 10m, 2h, 1d or a local time.")
+@click.option("--access", is_flag=True, help="The access lines (one JSON line per request) instead.")
+@deployment_option
+@env_option
+def logs(
+    api: str,
+    follow: bool,
+    tail: int | None,
+    since: str | None,
+    access: bool,
+    deployment: str | None,
+    env: Environment,
+) -> None:
+    """Print an API's latest logs: its replicas' output and inferd's events (load errors,
+    restarts); --access for the access lines.
+
+    Shows the last 100 lines (--tail N, or --since), newest last; -f then follows. Logs are
+    rotated by size (the API's two logs share INFERD_LOG_MAX_BYTES, default 64 MiB;
+    INFERD_LOG_BACKUPS older files, default 3), and older files are read when --tail or
+    --since reach into them.
+
+    API is a name, or DEPLOYMENT/API when several deployments have an API of that name.
+
+    \b
+    Examples:
+      inferd logs classifier
+      inferd logs iris/classifier -f
+      inferd logs classifier --since 10m
+      inferd logs classifier --access --tail 20
+    """
+    api = in_deployment(api, deployment)
+    if not env.is_local:
+        if tail is not None or since is not None or access:
+            raise UsageError("--tail, --since and --access work with the local environment only")
+        _ray_logs(api, follow, env)
+        return
+    start = parse_since(since) if since is not None else None
+    client = Client()
+    if not client.running():  # after `inferd down` the files are still there: read them
+        from inferd.operator.logs import offline_key, read_logs
+
+        home, key = client.home, offline_key(client.home, api)
+
+        def fetch(cursor: str | None) -> dict[str, Any]:
+            return read_logs(home, key, access=access, cursor=cursor, tail=tail, since=start)
+
+    else:
+        try:
+            name = resolve(client, api)
+        except NotFoundError as exc:
+            name = api  # a deleted API's log stays readable
+            try:
+                client.logs(name, tail=0)
+            except NotFoundError:
+                raise exc from None
+
+        def fetch(cursor: str | None) -> dict[str, Any]:
+            if cursor is None:
+                return client.logs(name, tail=tail, since=start, access=access)
+            return client.logs(name, cursor=cursor, access=access)
+
+    cursor: str | None = None
+    with until_ctrl_c():
+        while True:
+            result = fetch(cursor)
+            cursor = str(result["cursor"])
+            if result["text"]:
+                click.echo(result["text"], nl=False)
+            if result["more"]:
+                continue
+            if not follow:
+                return
+            time.sleep(0.25)
+
+
+def _ray_logs(api: str, follow: bool, env: Environment) -> None:
+    """The replicas' stdout and stderr on the Ray cluster (read on their nodes)."""
+    backend = ray_backend(env)
+    name = resolve(backend, api)
+    cursor = None
+    with until_ctrl_c():
+        while True:
+            text, cursor = backend.logs(name, cursor)
+            if text:
+                click.echo(text, nl=False)
+            if not follow:
+                return
+            if not text:
+                time.sleep(1)

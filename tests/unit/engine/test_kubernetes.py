@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from inferd.cli.main import cli
-from inferd.cli.main import serve as serve_command
+from inferd.cli.serve import serve as serve_command
 from inferd.config.load import load_project
 from inferd.engine import kubernetes as k8s
 from tests.conftest import example, make_project

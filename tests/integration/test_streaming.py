@@ -81,6 +81,14 @@ PROJECT = """\
     cpu: 100m
     min_replicas: 1
     max_replicas: 1
+- kind: api
+  name: fresh
+  predictor:
+    path: tokens.py
+  compute:
+    cpu: 100m
+    min_replicas: 1
+    max_replicas: 1
 """
 
 PREDICTOR = """\
@@ -252,6 +260,15 @@ def test_post_inference_streams_too(server: Server) -> None:
     assert [json.loads(line) for line in response.text.splitlines()] == [{"label": 0}, {"label": 2}]
 
 
+def test_debug_logs_each_streamed_item_as_it_passes(server: Server) -> None:
+    body = {"count": 3, "delay": 0, "debug_mark": "debugged-stream"}
+    answer = requests.post(server.url + ONE + "?debug=true", json=body, timeout=30)
+    assert [json.loads(line) for line in answer.text.splitlines()] == [{"index": i} for i in range(3)]
+    log = wait_for(lambda: "prediction item 2: {'index': 2}" in server.log() and server.log(), 30, "item 2")
+    assert "prediction item 0: {'index': 0}" in log and "prediction item 1: {'index': 1}" in log
+    assert "prediction: <generator object" not in log  # was the whole of what it logged
+
+
 def test_failing_before_the_first_item_and_plain_results_are_ordinary_answers(server: Server) -> None:
     failed = requests.post(server.url + ONE, json={"fail_after": 0}, timeout=30)
     assert failed.status_code == 500
@@ -305,11 +322,13 @@ def test_a_client_that_leaves_stops_the_generator(server: Server, tmp_path: Path
 def test_a_client_that_leaves_before_the_first_item_stops_the_generator_at_it(
     server: Server, tmp_path: Path
 ) -> None:
+    # `fresh` streams nothing else: the first stream of a replica, which was stopped only at its
+    # second item (the gateway took the replica for one of plain answers until an item came).
     record, began = tmp_path / "produced.txt", tmp_path / "began"
     body = json.dumps({"count": 50, "delay": 1.0, "record": str(record), "began": str(began)}).encode()
     with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as sock:
         sock.sendall(
-            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (ONE.encode(), len(body), body)
+            b"POST /streaming/fresh HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         )
         wait_for(began.exists, 30, "the generator to begin")
     # The replica was told as the client left, a second before the first item: it stops there.

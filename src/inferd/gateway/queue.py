@@ -301,11 +301,12 @@ class ApiQueue:
             self.idle.remove(handle)
 
     def left(self, request: QueuedRequest) -> None:
-        """``request``'s client left while it runs: a replica whose answers may stream is told to
-        stop now, so its generator is closed at its first item (a ``STOP`` after a plain answer
-        is skipped by the replica)."""
+        """``request``'s client left while it runs alone on its replica: the replica is told to
+        stop now, so a generator is closed at its first item (a ``STOP`` after a plain answer is
+        skipped by the replica). Also on a replica that has not streamed yet (``pipeline`` is
+        still on): its first stream was otherwise stopped only at its second item."""
         for handle, requests in self.busy.items():
-            if len(requests) == 1 and requests[0] is request and not handle.pipeline:
+            if len(requests) == 1 and requests[0] is request:
                 handle.stop()
                 return
 

@@ -28,6 +28,7 @@ from inferd.handler.convert import (
     stacks_by_rows,
     to_model_inputs,
 )
+from inferd.handler.debug import logged, preview
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
 from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
 
@@ -43,20 +44,9 @@ class TensorFlowRuntimeLike(Protocol):
     def run_signature(self, key: str, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]: ...
 
 
-DEBUG_LIMIT = 500
 # The runtimes' "these inputs do not fit" errors (TensorFlow's InvalidArgumentError, onnxruntime's
 # InvalidArgument) on tensors the signature took: TF Serving and Triton answer them 400.
 REJECTED = ("InvalidArgumentError", "InvalidArgument")
-
-
-def _preview(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        text = f"ndarray{list(value.shape)} {np.array2string(value.ravel()[:10], threshold=10)}"
-    elif isinstance(value, list) and len(value) > 10:
-        text = repr(value[:10])[:-1] + ", ...]"
-    else:
-        text = repr(value)
-    return text if len(text) <= DEBUG_LIMIT else text[:DEBUG_LIMIT] + "..."
 
 
 def cortex_project(project_root: Path) -> bool:
@@ -140,14 +130,12 @@ class Predictor:
         clock = time.perf_counter
         timings = self.timings = {}
         if debug:
-            log.info("sample: %s", _preview(sample))
+            log.info("sample: %s", preview(sample))
         if self.runtime is None:
             started = clock()
             result = self._call("predict", sample, self.metadata)
             timings["model"] = clock() - started
-            if debug:
-                log.info("prediction: %s", _preview(result))
-            return result
+            return logged("prediction", result) if debug else result
         runtime = self.runtime
         started = clock()
         inputs = self._inputs(sample, debug)
@@ -155,15 +143,13 @@ class Predictor:
         prediction = self.run_model(inputs)
         timings["model"] = (started := clock()) - now
         if debug:
-            log.info("inference: %s", _preview(prediction))
+            log.info("inference: %s", preview(prediction))
         post = self.code.get("post_inference") if self.code else None
         if post is None:
             return prediction
         result = self._call("post_inference", prediction, runtime.handler_signature("post"), self.metadata)
         timings["post_inference"] = clock() - started
-        if debug:
-            log.info("post_inference: %s", _preview(result))
-        return result
+        return logged("post_inference", result) if debug else result
 
     def _inputs(self, sample: Any, debug: bool = False) -> dict[str, np.ndarray[Any, Any]]:
         """pre_inference (if any), then the cast to the model's inputs."""
@@ -175,7 +161,7 @@ class Predictor:
                 "pre_inference", sample, self.runtime.handler_signature("pre"), self.metadata
             )
             if debug:
-                log.info("pre_inference: %s", _preview(prepared))
+                log.info("pre_inference: %s", preview(prepared))
             if isinstance(prepared, Iterator):  # the handler's fault (a 500), not the client's
                 raise HandlerError(
                     f"pre_inference in {self.code.file if self.code else 'the handler'} returned an "

@@ -195,7 +195,9 @@ def test_a_missing_key_is_refused_when_the_headers_end(
     server = serve(iris(tmp_path / "p", iris_onnx_model, "  auth:\n    keys_from_env: [EDGE_KEY]\n"))
     with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
         sock.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-        assert answer_of(sock)[0] == 401  # answered with no body byte sent
+        status, answer = answer_of(sock)  # answered with no body byte sent
+    # a 401 says which scheme it takes (RFC 9110 11.6.1: it must); Bearer: no browser login dialog
+    assert status == 401 and b'\r\nWWW-Authenticate: Bearer realm="inferd"\r\n' in answer, answer
     key = {"X-API-Key": "edge-secret"}
     assert server.post("/d/iris", ROWS, headers=key).status_code == 200
 

@@ -79,7 +79,7 @@ WANTED_HEADERS = frozenset(
         b"inference-header-content-length",
         b"accept",
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
-        b"upgrade",  # refused with a body (gateway/reader.py)
+        b"upgrade",  # ignored for a request with a body (gateway/reader.py)
         b"content-encoding",  # refused unless identity: bodies are read as sent
         b"transfer-encoding",  # refused unless chunked alone: httptools undoes chunked only
         TIMING,

@@ -481,6 +481,14 @@ def test_a_post_offering_h2c_is_answered_as_plain_http_and_the_connection_goes_o
             + b"\r\n0\r\n\r\n"
         )
         assert client.read().status == 200
+        expect = f"{H2C}Expect: 100-continue\r\nContent-Length: {len(ROWS)}\r\n"
+        client.send(f"POST /d/iris HTTP/1.1\r\nHost: x\r\n{expect}\r\n".encode())
+        while b"\r\n\r\n" not in client.buffer:  # the body is sent once the server asks for it
+            assert client._fill()
+        assert client.buffer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        client.buffer = client.buffer[25:]
+        client.send(ROWS)
+        assert client.read().status == 200
         client.send(request("GET", "/healthz"))  # still plain HTTP/1.1 on the same connection
         assert client.read().json() == {"ok": True}
 

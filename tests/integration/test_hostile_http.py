@@ -619,6 +619,24 @@ def test_an_absolute_form_target_is_answered_as_its_path(server: Server) -> None
         assert "apis" in client.read().json()  # type: ignore[operator]
 
 
+def test_a_percent_encoded_path_is_answered_as_its_decoded_path(server: Server) -> None:
+    """``urllib.parse.quote("iris:predict")`` is ``iris%3Apredict``: TF Serving decodes the path,
+    as Flask (Cortex's replicas) and every ASGI server do; it was a 404."""
+    with Client(server) as client:
+        tf_serving = b'{"instances": [[5.2, 3.6, 1.4, 0.3]]}'
+        for target, body in (
+            ("/v1/models/iris%3Apredict", tf_serving),
+            ("/v2/models/iris/infer%2F", V2_BODY),
+            ("/%64/iris", ROWS),
+            ("/d/iris?x=%3A", ROWS),
+        ):
+            client.send(request("POST", target, body))
+            answer = client.read()
+            assert answer.status == 200, (target, answer.body)
+        client.send(request("POST", "/d/ir%ZZis", ROWS))  # not an escape: left as it is
+        assert client.read().status == 404
+
+
 def test_pipelined_bodies_behind_an_unanswered_request_are_not_read_ahead(
     server: Server, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -170,7 +171,10 @@ class RequestReader(asyncio.Protocol):
             self.refuse(431, f"the request line and headers are larger than {limit} bytes")
             return
         url = self._url
-        self._path, _, self._query = (url if url[:1] == b"/" else origin_form(url)).partition(b"?")
+        path, _, self._query = (url if url[:1] == b"/" else origin_form(url)).partition(b"?")
+        # Routes match the decoded path, as TF Serving, Flask and ASGI servers do: a client that
+        # quotes a name (``quote("iris:predict")`` is ``iris%3Apredict``) reaches the same route.
+        self._path = unquote_to_bytes(path) if b"%" in path else path
         headers = self._headers
         if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
             # The parser skips an upgrade request's body and hands what follows the headers to the

@@ -180,6 +180,11 @@ def loads(body: bytes) -> Any:
     # a number too large for a float (1e999) stays refused, as orjson refuses it.
     try:
         return json.loads(body, parse_float=_finite)
+    except UnicodeDecodeError as exc:  # Latin-1 text, say: orjson's message spoke of surrogates
+        raise InputError(
+            f"malformed JSON: the body is not UTF-8 text (byte 0x{body[exc.start]:02x} at offset "
+            f"{exc.start}); JSON is sent as UTF-8"
+        ) from None
     except (ValueError, RecursionError):
         raise InputError(f"malformed JSON: {problem}") from None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferd.engine.state import rss_bytes
@@ -272,6 +273,17 @@ def test_cors_preflight_and_protected_apis_hidden_from_listings(
         anonymous = requests.get(server.url + path, timeout=5).json()
         assert "iris" not in hidden(anonymous) and "open" in hidden(anonymous), path
         assert "iris" in hidden(requests.get(server.url + path, headers=key, timeout=5).json()), path
+    # a client generated from the document (or Swagger UI's Authorize) knows to send the key
+    document = requests.get(f"{server.url}/openapi.json", headers=key, timeout=5).json()
+    validate(document)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer"}
+    for method in ("post", "get"):
+        operation = document["paths"]["/d/iris"][method]
+        assert operation["security"] == [{"bearer": []}, {"apiKey": []}]
+        assert {"401", "403"} <= set(operation["responses"])
+        assert "security" not in document["paths"]["/d/open"][method]
 
 
 def test_half_sent_requests_are_closed_after_the_header_timeout(

@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import numbers
+import re
 from pathlib import PurePath
 from types import ModuleType
 from typing import Any
@@ -180,8 +181,29 @@ def loads(body: bytes) -> Any:
     # a number too large for a float (1e999) stays refused, as orjson refuses it.
     try:
         return json.loads(body, parse_float=_finite)
+    except UnicodeDecodeError as exc:  # Latin-1 text, say: orjson's message spoke of surrogates
+        raise InputError(
+            f"malformed JSON: the body is not UTF-8 text (byte 0x{body[exc.start]:02x} at offset "
+            f"{exc.start}); JSON is sent as UTF-8"
+        ) from None
     except (ValueError, RecursionError):
-        raise InputError(f"malformed JSON: {problem}") from None
+        raise InputError(f"malformed JSON: {problem}{_form_hint(body)}") from None
+
+
+# ``key=value&...``: what requests' ``data={...}`` and an HTML form send.
+_FORM = re.compile(rb"[\w.~%+-]+=[^&=]*(?:&[\w.~%+-]+=[^&=]*)*")
+
+
+def _form_hint(body: bytes) -> str:
+    """Why a body that is not JSON is not, when it is a form (a common client mistake)."""
+    if body.lstrip()[:2] == b"--" and b"content-disposition: form-data" in body[:1024].lower():
+        return (
+            " (the body is a multipart form, as requests' files= or curl -F send: "
+            "send the JSON document itself as the body)"
+        )
+    if len(body) <= 65536 and _FORM.fullmatch(body.strip()):
+        return " (the body is a form, key=value&...: send JSON, as requests' json= or curl -d '{...}' do)"
+    return ""
 
 
 def _finite(text: str) -> float:

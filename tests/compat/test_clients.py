@@ -84,6 +84,20 @@ def test_a_browser_may_send_headers_of_its_own(
         timeout=10,
     )
     assert answer.status_code == 200 and answer.headers["Access-Control-Allow-Origin"] == "*"
+    # A script reads only the answer headers CORS exposes: the length of a V2 answer's JSON part
+    # (binary tensors follow it), Retry-After on a 503, the scheme a 401 asks for.
+    binary = requests.post(
+        f"{server.url}/v2/models/classifier/infer",
+        json={
+            "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.2, 3.6, 1.4, 0.3]}],
+            "parameters": {"binary_data_output": True},
+        },
+        headers={"Origin": "http://dashboard.example"},
+        timeout=10,
+    )
+    assert binary.status_code == 200 and "Inference-Header-Content-Length" in binary.headers
+    exposed = {name.strip().lower() for name in binary.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"inference-header-content-length", "retry-after", "www-authenticate"} <= exposed
 
 
 MISSING = """import math

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferd.engine.state import rss_bytes
@@ -195,7 +196,9 @@ def test_a_missing_key_is_refused_when_the_headers_end(
     server = serve(iris(tmp_path / "p", iris_onnx_model, "  auth:\n    keys_from_env: [EDGE_KEY]\n"))
     with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
         sock.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-        assert answer_of(sock)[0] == 401  # answered with no body byte sent
+        status, answer = answer_of(sock)  # answered with no body byte sent
+    # a 401 says which scheme it takes (RFC 9110 11.6.1: it must); Bearer: no browser login dialog
+    assert status == 401 and b'\r\nWWW-Authenticate: Bearer realm="inferd"\r\n' in answer, answer
     key = {"X-API-Key": "edge-secret"}
     assert server.post("/d/iris", ROWS, headers=key).status_code == 200
 
@@ -270,6 +273,17 @@ def test_cors_preflight_and_protected_apis_hidden_from_listings(
         anonymous = requests.get(server.url + path, timeout=5).json()
         assert "iris" not in hidden(anonymous) and "open" in hidden(anonymous), path
         assert "iris" in hidden(requests.get(server.url + path, headers=key, timeout=5).json()), path
+    # a client generated from the document (or Swagger UI's Authorize) knows to send the key
+    document = requests.get(f"{server.url}/openapi.json", headers=key, timeout=5).json()
+    validate(document)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer"}
+    for method in ("post", "get"):
+        operation = document["paths"]["/d/iris"][method]
+        assert operation["security"] == [{"bearer": []}, {"apiKey": []}]
+        assert {"401", "403"} <= set(operation["responses"])
+        assert "security" not in document["paths"]["/d/open"][method]
 
 
 def test_half_sent_requests_are_closed_after_the_header_timeout(

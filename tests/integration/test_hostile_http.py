@@ -444,16 +444,53 @@ def test_an_upgrade_is_answered_as_plain_http_once_and_the_connection_ends(serve
         answer = client.read()
         assert (answer.status, answer.json(), answer.headers["connection"]) == (200, {"ok": True}, "close")
         assert client.closed()  # one answer per request, no error for the other protocol's bytes
-    with Client(server) as client:  # a body would go to the other protocol: refused, not lost
-        client.send(request("POST", "/d/iris", ROWS, "Connection: Upgrade\r\nUpgrade: h2c\r\n"))
-        answer = client.read()
-        assert answer.status == 400 and "remove Upgrade" in answer.json()["error"]  # type: ignore[index]
-        assert client.closed()
     with Client(server) as client:
         client.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01")
         assert client.read().status == 404
         assert client.closed()
     assert server.healthy()
+
+
+# What Java's java.net.http.HttpClient (HTTP/2 by default) sends for a POST to an http:// URL;
+# curl --http2 sends the same Upgrade: h2c.
+H2C = (
+    "Connection: Upgrade, HTTP2-Settings\r\n"
+    "HTTP2-Settings: AAEAAEAAAAIAAAAAAAMAAAAAAAQBAAAAAAUAAEAAAAYABgAA\r\nUpgrade: h2c\r\n"
+)
+
+
+def test_a_post_offering_h2c_is_answered_as_plain_http_and_the_connection_goes_on(server: Server) -> None:
+    """RFC 9110 7.8: a server may ignore Upgrade; the body is the request's (it was a 400)."""
+    with Client(server) as client:
+        chunked = "Transfer-Encoding: chunked\r\n" + H2C
+        client.send(
+            request("POST", "/d/iris", ROWS, H2C + "Content-Type: application/json\r\n")
+            + request("POST", "/d/iris", ROWS, H2C)[:-12]  # the rest of this body comes in a later read
+        )
+        first = client.read()
+        assert first.status == 200, first.body
+        assert json.loads(first.body)[0] == [0]
+        client.send(ROWS[7:])
+        second = client.read()
+        assert second.status == 200 and second.headers["connection"] == "keep-alive", second.body
+        client.send(
+            b"POST /d/iris HTTP/1.1\r\nHost: x\r\n"
+            + chunked.encode()
+            + b"\r\n13\r\n"
+            + ROWS
+            + b"\r\n0\r\n\r\n"
+        )
+        assert client.read().status == 200
+        expect = f"{H2C}Expect: 100-continue\r\nContent-Length: {len(ROWS)}\r\n"
+        client.send(f"POST /d/iris HTTP/1.1\r\nHost: x\r\n{expect}\r\n".encode())
+        while b"\r\n\r\n" not in client.buffer:  # the body is sent once the server asks for it
+            assert client._fill()
+        assert client.buffer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        client.buffer = client.buffer[25:]
+        client.send(ROWS)
+        assert client.read().status == 200
+        client.send(request("GET", "/healthz"))  # still plain HTTP/1.1 on the same connection
+        assert client.read().json() == {"ok": True}
 
 
 def _v2(**extra: object) -> bytes:
@@ -510,9 +547,12 @@ def test_a_compressed_body_is_415_not_malformed_json(server: Server) -> None:
         assert answer.json() == {
             "error": "Content-Encoding gzip is not supported: send the body uncompressed"
         }
-    with Client(server) as client:  # identity is no encoding at all
-        client.send(request("POST", "/d/iris", ROWS, "Content-Encoding: identity\r\n"))
-        assert client.read().status == 200
+    with Client(server) as client:  # identity is no encoding at all; answers are never compressed
+        client.send(
+            request("POST", "/d/iris", ROWS, "Content-Encoding: identity\r\nAccept-Encoding: gzip\r\n")
+        )
+        answer = client.read()
+        assert answer.status == 200 and "content-encoding" not in answer.headers
 
 
 def test_a_pipelined_100_continue_comes_after_the_answers_before_it(server: Server) -> None:
@@ -580,6 +620,24 @@ def test_an_absolute_form_target_is_answered_as_its_path(server: Server) -> None
             assert answer.status == 200 and answer.body.startswith(b"[[0],"), target
         client.send(request("GET", "http://gateway"))  # no path: the root
         assert "apis" in client.read().json()  # type: ignore[operator]
+
+
+def test_a_percent_encoded_path_is_answered_as_its_decoded_path(server: Server) -> None:
+    """``urllib.parse.quote("iris:predict")`` is ``iris%3Apredict``: TF Serving decodes the path,
+    as Flask (Cortex's replicas) and every ASGI server do; it was a 404."""
+    with Client(server) as client:
+        tf_serving = b'{"instances": [[5.2, 3.6, 1.4, 0.3]]}'
+        for target, body in (
+            ("/v1/models/iris%3Apredict", tf_serving),
+            ("/v2/models/iris/infer%2F", V2_BODY),
+            ("/%64/iris", ROWS),
+            ("/d/iris?x=%3A", ROWS),
+        ):
+            client.send(request("POST", target, body))
+            answer = client.read()
+            assert answer.status == 200, (target, answer.body)
+        client.send(request("POST", "/d/ir%ZZis", ROWS))  # not an escape: left as it is
+        assert client.read().status == 404
 
 
 def test_pipelined_bodies_behind_an_unanswered_request_are_not_read_ahead(

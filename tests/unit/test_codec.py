@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from inferd import codec
+from inferd.errors import InputError
 
 rng = np.random.default_rng(7)
 
@@ -70,3 +71,26 @@ def test_a_float32_answer_is_the_float64_number_it_holds() -> None:
 )
 def test_a_stream_is_sse_when_the_client_prefers_events(accept: str, events: bool) -> None:
     assert codec.wants_events(accept) is events
+
+
+def test_a_body_that_is_not_utf8_is_named_so() -> None:
+    """Latin-1 text (``café`` as one byte 0xe9): orjson's message spoke of surrogates."""
+    with pytest.raises(InputError, match=r"not UTF-8 text \(byte 0xe9 at offset 9\)"):
+        codec.loads('{"a":"café"}'.encode("latin-1"))
+    assert codec.loads('{"a":"café"}'.encode("utf-16")) == {"a": "café"}  # with its BOM, as json reads it
+
+
+@pytest.mark.parametrize(
+    ("body", "hint"),
+    [
+        (b"sepal_length=5.2&w=a+b", "the body is a form"),  # requests.post(url, data={...})
+        (
+            b'--9d2b\r\nContent-Disposition: form-data; name="f"; filename="s.json"\r\n'
+            b'\r\n{"a":1}\r\n--9d2b--\r\n',
+            "the body is a multipart form",  # requests' files=, curl -F
+        ),
+    ],
+)
+def test_a_form_sent_for_json_is_named_so(body: bytes, hint: str) -> None:
+    with pytest.raises(InputError, match=f"^malformed JSON: .*{hint}"):
+        codec.loads(body)

@@ -276,20 +276,30 @@ class Gateway(ApiTable):
             return True
         if early:  # the answer names this request, not the last one on this keep-alive connection
             conn.adopt(headers)
+        challenge = b""
         if status == 503:
             message = f"api '{queue.name}' cannot check API keys: {queue.auth_error}"
         elif status == 401:
             message = "this API needs a key (Authorization: Bearer KEY, or X-API-Key)"
+            challenge = auth.CHALLENGE
         else:
             message = "wrong API key"
-        self.reject(conn, queue, status, message, protocol)
+        self.reject(conn, queue, status, message, protocol, challenge)
         return False
 
-    def reject(self, conn: HttpConnection, queue: ApiQueue, status: int, message: str, protocol: str) -> None:
+    def reject(
+        self,
+        conn: HttpConnection,
+        queue: ApiQueue,
+        status: int,
+        message: str,
+        protocol: str,
+        headers: bytes = b"",
+    ) -> None:
         """Answer an error without a replica, and count it."""
         conn.protocol = protocol
         conn.started = perf_counter()
-        conn.respond(status, codec.error_body(message))
+        conn.respond(status, codec.error_body(message), headers=headers)
         self.finished(queue, status, conn, b"")
 
     def refused(self, conn: HttpConnection, path: bytes, status: int) -> None:

@@ -3,7 +3,7 @@
 Keys come from environment variables and/or a file. For ``inferd serve`` the variables are the
 serving process's own; for ``inferd deploy`` they are those of the shell that ran the deploy
 (sent with it, kept in the operator's private state). Keys are never logged. A missing key is
-401, a wrong one 403.
+401 (with a ``WWW-Authenticate: Bearer`` challenge), a wrong one 403.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from inferd.config.schema import ApiConfig
+
+# Sent with every 401 (RFC 9110 11.6.1: a 401 must name a scheme). Bearer, not Basic: a browser
+# shows no login dialog for it.
+CHALLENGE = b'WWW-Authenticate: Bearer realm="inferd"\r\n'
 
 
 class KeysError(Exception):

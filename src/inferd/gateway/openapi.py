@@ -67,6 +67,8 @@ def _responses(success: dict[str, Any], *codes: int) -> dict[str, Any]:
 
 _REASONS = {
     400: "Malformed JSON, or input that does not fit the model's signature",
+    401: "No API key (Authorization: Bearer KEY, or X-API-Key: KEY)",
+    403: "Wrong API key",
     404: "Unknown API or model",
     413: "Body larger than the limit",
     500: "A request handler or the model failed",
@@ -91,6 +93,13 @@ GENERATED = {
         "text_output": {"type": "string"},
     },
 }
+# An API with ``auth`` takes either header (gateway/auth.py).
+KEYED: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+KEY_CODES: dict[bool, tuple[int, ...]] = {False: (), True: (401, 403)}
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
 NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}
 VERSION = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -102,6 +111,7 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
     for queue in sorted(shown, key=lambda queue: queue.key):
         name = queue.name
         operation = queue.key.replace("/", "_").replace("-", "_")
+        keyed = queue.config.api.auth is not None
         paths[queue.endpoint] = {
             "post": {
                 "summary": f"Predict with api '{name}' (Cortex-style)",
@@ -118,14 +128,17 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
                     "required": True,
                     "content": {"application/json": {"schema": _request_schema(queue)}},
                 },
-                "responses": _responses(PREDICTION, 400, 413, 500, 503),
+                "responses": _responses(PREDICTION, 400, *KEY_CODES[keyed], 413, 500, 503),
             },
             "get": {
                 "summary": f"Status and signature of api '{name}'",
                 "operationId": f"describe_{operation}",
-                "responses": _responses(ANY_JSON),
+                "responses": _responses(ANY_JSON, *KEY_CODES[keyed]),
             },
         }
+        if keyed:  # a client generated from the document (or Swagger UI) knows to send a key
+            for verb in paths[queue.endpoint].values():
+                verb["security"] = KEYED
     simple = {
         "/healthz": "200 once every API has a ready replica",
         "/v2": "V2 server metadata",
@@ -264,6 +277,7 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
         },
         "paths": paths,
         "components": {
+            "securitySchemes": SECURITY_SCHEMES,
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -300,7 +314,7 @@ def document(gateway: Gateway, headers: dict[bytes, bytes] | None = None) -> dic
                         },
                     },
                 },
-            }
+            },
         },
     }
 

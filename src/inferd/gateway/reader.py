@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -49,6 +50,7 @@ class RequestReader(asyncio.Protocol):
         self.broken = False  # an unparsable request came behind others: their answers go first
         self._admitting = False
         self._continue = False  # a 100 Continue owed once the answers before it are written
+        self._plain_head: bytes | None = None  # an upgrade request's head, to be read again without it
         self._url = b""
         self._head_size = 0  # the request line and headers as parsed (see on_headers_complete)
         self._path = b""
@@ -83,13 +85,7 @@ class RequestReader(asyncio.Protocol):
         # Counted until the head ends, and in a body from its last byte on (``on_body`` sets it
         # back to 0): a chunked body's framing and trailer fields are bounded as a head is.
         self.head_bytes += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._upgraded()
-        except httptools.HttpParserError as exc:
-            if not self.lingering:
-                self.refuse(400, f"malformed HTTP request: {exc}")
+        self._feed(data)
         if self.head_bytes > self.limits.max_header_bytes and not self.lingering and not self.broken:
             limit = self.limits.max_header_bytes
             if self.phase == HEAD:
@@ -101,10 +97,32 @@ class RequestReader(asyncio.Protocol):
         limit = self.limits.max_header_bytes
         self.refuse(431, f"the chunked body's framing and trailer fields are larger than {limit} bytes")
 
-    def _upgraded(self) -> None:
-        """The request asked for another protocol (``Upgrade``, ``CONNECT``): it is answered as
-        plain HTTP and the connection ends there (its answer says so); what follows is dropped."""
-        self.broken = True
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            head = self._plain_head
+            if head is None:
+                # The request asked for another protocol (``Upgrade`` without a body,
+                # ``CONNECT``): it is answered as plain HTTP and the connection ends there (its
+                # answer says so); what follows is dropped.
+                self.broken = True
+                return
+            # Its body is the request's, not another protocol's: read it again, as plain HTTP.
+            self._plain_head = None
+            self.parser = httptools.HttpRequestParser(self)
+            self._feed(head + data[upgrade.args[0] :])
+        except httptools.HttpParserError as exc:
+            if not self.lingering:
+                self.refuse(400, f"malformed HTTP request: {exc}")
+
+    def _without_upgrade(self) -> bytes:
+        """The head of the request being read, as the gateway read it, less its ``Upgrade``."""
+        parser = self.parser
+        lines = [b"%s %s HTTP/%s" % (parser.get_method(), self._url, parser.get_http_version().encode())]
+        lines += [name + b": " + value for name, value in self._headers.items() if name != b"upgrade"]
+        lines.append(b"Connection: keep-alive" if parser.should_keep_alive() else b"Connection: close")
+        return b"\r\n".join(lines) + b"\r\n\r\n"
 
     # httptools callbacks
 
@@ -153,14 +171,17 @@ class RequestReader(asyncio.Protocol):
             self.refuse(431, f"the request line and headers are larger than {limit} bytes")
             return
         url = self._url
-        self._path, _, self._query = (url if url[:1] == b"/" else origin_form(url)).partition(b"?")
+        path, _, self._query = (url if url[:1] == b"/" else origin_form(url)).partition(b"?")
+        # Routes match the decoded path, as TF Serving, Flask and ASGI servers do: a client that
+        # quotes a name (``quote("iris:predict")`` is ``iris%3Apredict``) reaches the same route.
+        self._path = unquote_to_bytes(path) if b"%" in path else path
         headers = self._headers
         if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
-            # The parser hands what follows an upgrade request's headers to the new protocol: its
-            # body would be lost and the request answered as if it had none.
-            self.refuse(
-                400, "a request with a body cannot ask for a protocol upgrade (remove Upgrade)", self._path
-            )
+            # The parser skips an upgrade request's body and hands what follows the headers to the
+            # new protocol. No upgrade is served, and RFC 9110 7.8 lets a server ignore the offer,
+            # as a POST from Java's HttpClient (HTTP/2 by default: Upgrade: h2c) or curl --http2
+            # expects: the request is read again without it (``_feed``).
+            self._plain_head = self._without_upgrade()
             return
         coding = headers.get(b"content-encoding")
         if coding is not None and coding.strip().lower() not in (b"", b"identity"):
@@ -271,10 +292,10 @@ class RequestReader(asyncio.Protocol):
             self.refuse(413, f"the request body is larger than {self._limit} bytes", self._path)
 
     def _has_body_method(self) -> bool:
-        return self.parser.get_method() not in (b"GET", b"HEAD", b"OPTIONS")
+        return self.parser.get_method() not in (b"GET", b"HEAD", b"OPTIONS", b"CONNECT")
 
     def on_message_complete(self) -> None:
-        if self.lingering or self.broken:
+        if self.lingering or self.broken or self._plain_head is not None:
             return
         self.phase = IDLE
         self._continue = False

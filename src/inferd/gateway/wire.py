@@ -14,10 +14,12 @@ from typing import Any
 # On every answer. Allowed headers matter to a preflight only, which names them itself
 # (``gateway.app.ALLOW_CORS``): a second ``Access-Control-Allow-Headers`` here doubled it.
 # A script on another origin reads only the answer headers exposed here (the API a splitter
-# picked, the request id, the trace, the gateway's latency).
+# picked, the request id, the trace, the gateway's latency, the length of a V2 answer's JSON part
+# before its binary tensors, a 503's Retry-After, a 401's scheme).
 CORS = (
     b"Access-Control-Allow-Origin: *\r\n"
-    b"Access-Control-Expose-Headers: X-Inferd-Api, X-Request-ID, traceparent, Server-Timing\r\n"
+    b"Access-Control-Expose-Headers: X-Inferd-Api, X-Request-ID, traceparent, Server-Timing, "
+    b"Inference-Header-Content-Length, Retry-After, WWW-Authenticate\r\n"
 )
 RETRY_AFTER = b"Retry-After: 1\r\n"
 # Said on every answer that keeps the connection: an HTTP/1.0 client (``ab -k``) waits for the
@@ -79,7 +81,7 @@ WANTED_HEADERS = frozenset(
         b"inference-header-content-length",
         b"accept",
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
-        b"upgrade",  # refused with a body (gateway/reader.py)
+        b"upgrade",  # ignored for a request with a body (gateway/reader.py)
         b"content-encoding",  # refused unless identity: bodies are read as sent
         b"transfer-encoding",  # refused unless chunked alone: httptools undoes chunked only
         TIMING,

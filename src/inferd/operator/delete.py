@@ -58,7 +58,7 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
         for api in apis:
             engine.delete(api)
         forget(operator, name)
-        operator.collector.collect()
+        operator.collector.tidy()
         return {"message": f"deleting deployment '{name}'", "apis": apis}
     try:
         key = operator.resolve(name, deleting=False)
@@ -86,7 +86,7 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
         deployment.uses.pop(config.name, None)
         deployment.previous.pop(config.name, None)
         state.save()
-    operator.collector.collect()
+    operator.collector.tidy()
     return {"message": message, "apis": [key]}
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferd.logfiles import folder_bytes
+from inferd.operator.state import StateError
 from inferd.storage import CREATED_MARK, record_name
 
 # folder (relative to the home) -> (what its entries are, the names inferd gives them)
@@ -320,10 +321,24 @@ class Collector:
             task.add_done_callback(self._tasks.discard)
         return result
 
+    def collect_now(self) -> Pruned | None:
+        """``collect`` for ``inferd prune``: a file it cannot read or remove is the user's error
+        in a sentence (was: "operator error: PermissionError: ..." and a traceback in the log)."""
+        try:
+            return self.collect()
+        except OSError as exc:
+            raise StateError(f"cannot prune {exc.filename or self.home}: {exc.strerror or exc}") from None
+
+    def tidy(self) -> None:
+        """``collect`` after a deploy, a delete, a start and each minute: a file it cannot read
+        or remove (a snapshot another user made, say) is said in the log, and what called it
+        goes on (it stopped the operator at its start, its supervisor restarting it for ever)."""
+        try:
+            self.collect()
+        except OSError as exc:
+            log.error("collecting unused files failed: %s", exc)
+
     async def run_forever(self) -> None:
         while True:
             await asyncio.sleep(PERIOD)
-            try:
-                self.collect()
-            except OSError as exc:
-                log.error("collecting unused files failed: %s", exc)
+            self.tidy()

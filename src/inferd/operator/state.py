@@ -24,6 +24,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import TYPE_CHECKING, Any
 
+from inferd import __version__
 from inferd.errors import InferdError
 from inferd.storage import CREATED_MARK, file_digest, project_files, scratch_folder
 
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
     from inferd.config.schema import Project
 
 STATE_FILE = "state.json"
+# The format of state.json. Older inferd versions ignore it (they read ``deployments`` only); a
+# change that an older reader would misread (a new field: it refuses unknown ones) takes the next
+# number, so this reader refuses a newer file with a sentence instead of calling it corrupt and
+# asking the user to move it away.
+STATE_FORMAT = 1
 SECRETS_FILE = "secrets.json"
 TOKEN_FILE = "token"
 OPERATOR_FILE = "operator.json"
@@ -128,6 +134,17 @@ def _record(fields: Any) -> DeploymentRecord:
         raise ValueError(f"{where}: {first['msg']}") from None
 
 
+def _check_format(path: Path, data: Any) -> None:
+    """Refuse a ``state.json`` a newer inferd wrote, saying so (``STATE_FORMAT``)."""
+    found = data.get("format", STATE_FORMAT) if isinstance(data, dict) else STATE_FORMAT
+    if isinstance(found, int) and found > STATE_FORMAT:
+        raise StateError(
+            f"the state file {path} was written by a newer inferd (state format {found}; this "
+            f"one reads format {STATE_FORMAT}); nothing was changed: run that inferd, or upgrade "
+            f"this one ({__version__})"
+        )
+
+
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` atomically to ``path``, readable by this user only (mode 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -214,8 +231,18 @@ class State:
             if not path.exists():
                 continue
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                text = "\ufffd"  # not JSON: corrupt, as below
+            except OSError as exc:  # was "corrupt (PermissionError ...)": move it away, it said
+                raise StateError(
+                    f"cannot read the state file {path} ({exc.strerror or exc}); nothing was "
+                    f"changed: make it a file this user can read"
+                ) from None
+            try:
+                data = json.loads(text)
                 if path == self.path:
+                    _check_format(path, data)
                     self.deployments = {
                         str(name): _record(record) for name, record in data["deployments"].items()
                     }
@@ -241,7 +268,8 @@ class State:
                 self.deployments[name] = kept
 
     def save(self) -> None:
-        data = {"deployments": {name: asdict(record) for name, record in self.deployments.items()}}
+        deployments = {name: asdict(record) for name, record in self.deployments.items()}
+        data = {"format": STATE_FORMAT, "deployments": deployments}
         secrets = {name: values for name, values in self.secrets.items() if name in self.deployments}
         try:
             write_private(self.path, json.dumps(data, indent=2))

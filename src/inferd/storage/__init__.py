@@ -36,8 +36,15 @@ CREATED_MARK = ".inferd-created"
 
 
 def inferd_home() -> Path:
-    """inferd's state folder: ``$INFERD_HOME``, default ``~/.inferd``."""
-    return Path(os.environ.get("INFERD_HOME", Path.home() / ".inferd"))
+    """inferd's state folder: ``$INFERD_HOME``, default ``~/.inferd``, as an absolute path.
+
+    An empty ``INFERD_HOME`` (``export INFERD_HOME=``, a unit's unset variable) is the default, as
+    the CLI's own checks read it: it was the current folder, so the token, ``state.json`` and
+    the logs went into the project the user typed ``inferd deploy`` in. A relative one is made
+    absolute: ``state.json`` recorded snapshots relative to the folder of the deploy.
+    """
+    value = os.environ.get("INFERD_HOME", "")
+    return (Path(value).expanduser() if value else Path.home() / ".inferd").absolute()
 
 
 # What never travels with a project (a snapshot, a Ray zip, an export): hidden files at any

@@ -19,7 +19,7 @@ from inferd.operator.state import (
     pending_record,
     snapshot_project,
 )
-from inferd.storage import CREATED_MARK
+from inferd.storage import CREATED_MARK, inferd_home
 
 # What the version before per-deployment API names wrote: its format is read unchanged, since
 # records were already per deployment and deleted APIs are bare names within their deployment.
@@ -100,6 +100,27 @@ def test_a_snapshot_leaves_out_fifos_devices_and_link_loops(tmp_path: Path) -> N
 def test_a_state_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "state.json").write_text(text, encoding="latin-1")
     with pytest.raises(StateError, match="is corrupt"):
+        State(tmp_path).load()
+
+
+def test_a_state_file_of_a_newer_inferd_or_unreadable_says_so(tmp_path: Path) -> None:
+    # Was: "is corrupt (...): fix it, or move it away to start with no deployments" for both: a
+    # downgrade after an upgrade, or a state.json this user cannot read, invited moving it away.
+    state = State(tmp_path)
+    state.deployments["iris"] = DeploymentRecord(source="/p", snapshot="/s")
+    state.save()
+    data = json.loads((tmp_path / "state.json").read_text())
+    assert data["format"] == 1  # older inferd versions read "deployments" only, and ignore it
+    data["format"] = 2
+    data["deployments"]["iris"]["a_field_of_tomorrow"] = 1
+    (tmp_path / "state.json").write_text(json.dumps(data))
+    with pytest.raises(
+        StateError, match=r"written by a newer inferd \(state format 2; this one reads format 1\)"
+    ):
+        State(tmp_path).load()
+    (tmp_path / "state.json").unlink()
+    (tmp_path / "state.json").mkdir()  # root reads any file: a folder stands for one it cannot
+    with pytest.raises(StateError, match=r"cannot read the state file .*state\.json \(Is a directory\)"):
         State(tmp_path).load()
 
 
@@ -193,3 +214,18 @@ def test_a_pending_record_restores_what_served_first_and_every_api_of_the_new_sn
     assert pending.deleted_apis == [] and pending.promoted == {}  # the new project's APIs, all
     first = pending_record(None, tmp_path, Path("/h/projects/new"), "")
     assert first.serving == "" and first.snapshot == "/h/projects/new"
+
+
+def test_an_empty_or_relative_inferd_home_is_never_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: `INFERD_HOME= inferd deploy .` wrote the token, state.json, logs and snapshots into
+    # the project folder; a relative one was recorded in state.json relative to the deploy's folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.setenv("INFERD_HOME", "")
+    assert inferd_home() == tmp_path / "user" / ".inferd"
+    monkeypatch.setenv("INFERD_HOME", "state")
+    assert inferd_home() == tmp_path / "state"
+    monkeypatch.setenv("INFERD_HOME", "~/elsewhere")
+    assert inferd_home() == tmp_path / "user" / "elsewhere"

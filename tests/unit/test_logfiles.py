@@ -225,3 +225,16 @@ def test_a_log_whose_folder_cannot_be_made_drops_its_lines_and_says_so_once(
     log.close()
     said = [record.getMessage() for record in caplog.records if "api.log" in record.getMessage()]
     assert len(said) == 1 and "Not a directory" in said[0] and "dropped" in said[0], said
+
+
+def test_a_log_that_cannot_be_read_is_said_not_empty(tmp_path: Path) -> None:
+    # Was: `inferd logs API` printed nothing and exited 0 for a log this user cannot read (made
+    # by `sudo inferd deploy` once), as if the API had printed nothing.
+    from inferd.operator.logs import read_logs
+    from inferd.operator.state import StateError
+
+    logfiles.log_path(tmp_path, "d/api").mkdir(
+        parents=True
+    )  # root reads any file: a folder stands for one it cannot
+    with pytest.raises(StateError, match=r"cannot read the log .*api\.log \(Is a directory\)"):
+        read_logs(tmp_path, "d/api")

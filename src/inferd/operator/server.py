@@ -43,6 +43,7 @@ from inferd.operator.payloads import PayloadWriter
 from inferd.operator.promote import ended_promotions, promoted
 from inferd.operator.prune import Collector, forget_apis
 from inferd.operator.restore import restore_all
+from inferd.operator.snapshots import key_files, project_fingerprint, snapshot_project
 from inferd.operator.state import (
     OPERATOR_FILE,
     TOKEN_FILE,
@@ -50,11 +51,8 @@ from inferd.operator.state import (
     StateError,
     deployed_record,
     keep_files,
-    key_files,
     new_token,
     pending_record,
-    project_fingerprint,
-    snapshot_project,
     write_small,
 )
 from inferd.operator.supervision import keep_supervised, mark_stopping

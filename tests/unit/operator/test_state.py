@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from inferd.operator.snapshots import SNAPSHOT_FILES, snapshot_project
 from inferd.operator.state import (
-    SNAPSHOT_FILES,
     DeploymentRecord,
     State,
     StateError,
     pending_record,
-    snapshot_project,
 )
 from inferd.storage import CREATED_MARK, inferd_home
 
@@ -229,3 +228,30 @@ def test_an_empty_or_relative_inferd_home_is_never_the_current_folder(
     assert inferd_home() == tmp_path / "state"
     monkeypatch.setenv("INFERD_HOME", "~/elsewhere")
     assert inferd_home() == tmp_path / "user" / "elsewhere"
+
+
+def test_a_home_moved_elsewhere_keeps_its_deployments_and_snapshots(tmp_path: Path) -> None:
+    # Was: `mv ~/.inferd /data/inferd` (a bigger disk, a backup restored), then INFERD_HOME set to
+    # it: state.json named the old folder, so no deployment was restored, and the collection
+    # removed every snapshot of the moved home, which no record named any more.
+    from inferd.operator.prune import prune
+
+    first = tmp_path / "home"
+    snapshot = snapshot_project(_project(tmp_path), first)
+    state = State(first)
+    model = first / "cache" / "models" / "m"
+    state.deployments["d"] = DeploymentRecord(
+        source=str(tmp_path / "project"),
+        snapshot=str(snapshot),
+        uses={"api": [str(snapshot), str(model)]},
+        previous={"api": [str(snapshot)]},
+    )
+    state.save()
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    loaded = State(moved).load().deployments["d"]
+    assert loaded.snapshot == str(moved / "projects" / snapshot.name)
+    assert loaded.uses == {"api": [loaded.snapshot, str(moved / "cache" / "models" / "m")]}
+    assert loaded.source == str(tmp_path / "project")  # the user's folder is where it was
+    prune(moved, loaded.kept())
+    assert (moved / "projects" / snapshot.name / "cortex.yaml").is_file()

@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from inferd.errors import ConfigError, LoadError, UnreachableError
+from inferd.errors import ConfigError, LoadError, UnreachableError, UsageError
 
 SAVED_MODEL_TREE = """expected a SavedModel, e.g.
   model/                       (or model/1/, model/2/: the highest number is served)
@@ -44,7 +44,12 @@ def inferd_home() -> Path:
     absolute: ``state.json`` recorded snapshots relative to the folder of the deploy.
     """
     value = os.environ.get("INFERD_HOME", "")
-    return (Path(value).expanduser() if value else Path.home() / ".inferd").absolute()
+    try:
+        return (Path(value).expanduser() if value else Path.home() / ".inferd").absolute()
+    except RuntimeError:  # no HOME and no passwd entry (a container's user): was a traceback
+        raise UsageError(
+            "cannot find your home folder for ~/.inferd (HOME is not set): set INFERD_HOME to a folder"
+        ) from None
 
 
 # What never travels with a project (a snapshot, a Ray zip, an export): hidden files at any

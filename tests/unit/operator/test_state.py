@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from inferd.errors import UsageError
 from inferd.operator.snapshots import SNAPSHOT_FILES, snapshot_project
 from inferd.operator.state import (
     DeploymentRecord,
@@ -255,3 +256,18 @@ def test_a_home_moved_elsewhere_keeps_its_deployments_and_snapshots(tmp_path: Pa
     assert loaded.source == str(tmp_path / "project")  # the user's folder is where it was
     prune(moved, loaded.kept())
     assert (moved / "projects" / snapshot.name / "cortex.yaml").is_file()
+
+
+def test_no_home_folder_at_all_asks_for_inferd_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Was: a RuntimeError traceback from every command ("Could not determine home directory"),
+    # as in a container run as a user with no passwd entry and no HOME.
+    import pwd
+
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.delenv("INFERD_HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    with pytest.raises(UsageError, match="set INFERD_HOME"):
+        inferd_home()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from inferd.logfiles import folder_bytes
 from inferd.operator.state import StateError
-from inferd.storage import CREATED_MARK, record_name
+from inferd.storage import CREATED_MARK, record_name, recorded_path
 
 # folder (relative to the home) -> (what its entries are, the names inferd gives them)
 PLACES = {
@@ -180,7 +180,7 @@ def forget_records(home: Path, now: float | None = None) -> int:
     for record in _records(models / "last"):
         try:
             found = json.loads(record.read_text(encoding="utf-8"))
-            uri, path = str(found["uri"]), Path(found["path"])
+            uri, path = str(found["uri"]), recorded_path(str(found["path"]), home / "cache")
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not ours to judge
         if path.exists():

@@ -326,11 +326,26 @@ def _remember(uri: str, target: Path, digest: str) -> None:
     scratch.replace(path)
 
 
+def recorded_path(text: str, cache: Path) -> Path:
+    """A copy's path as a record in ``cache`` (``$INFERD_HOME/cache``) names it, read in this home:
+    a record written before the home was moved (a bigger disk, a backup restored) names the old
+    folder, so its copy was never found again (no copy to serve while the origin is down) and the
+    collection removed the record."""
+    path = Path(text)
+    if path.exists():
+        return path
+    parts = path.parts
+    for index in range(len(parts) - 2, -1, -1):  # the last: the home's own cache
+        if parts[index : index + 2] == ("cache", "models"):
+            return cache.joinpath("models", *parts[index + 2 :])
+    return path
+
+
 def cached_copy(uri: str) -> tuple[Path, str, float] | None:
     """The last copy of ``uri`` fetched here (path, digest, when), if it is still cached."""
     try:
         record = json.loads(_last_file(uri).read_text(encoding="utf-8"))
-        path = Path(record["path"])
+        path = recorded_path(str(record["path"]), cache_dir())
         found = (path, str(record["digest"]), float(record["fetched"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

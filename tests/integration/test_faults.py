@@ -353,7 +353,8 @@ def test_a_deploy_whose_state_cannot_be_saved_changes_nothing(inferd: Inferd, tm
     predictor = "def predict(sample, metadata):\n    return {version!r}\n"
     project = make_project(
         tmp_path / "p",
-        "- kind: deployment\n  name: unsaved\n- kind: api\n  name: same\n  predictor:\n    path: p.py\n",
+        "- kind: deployment\n  name: unsaved\n- kind: api\n  name: same\n  predictor:\n    path: p.py\n"
+        "- kind: api\n  name: other\n  predictor:\n    path: p.py\n",
         {"p.py": predictor.format(version="first")},
     )
     inferd.run("deploy", str(project))
@@ -368,6 +369,13 @@ def test_a_deploy_whose_state_cannot_be_saved_changes_nothing(inferd: Inferd, tm
         # Was: the new version served, though the deploy said it failed and a restart would
         # bring the first one back.
         assert inferd.post("/unsaved/same", {}).json() == "first"
+        assert inferd.api("same")["status"] == "live"
+        # Was: "cannot save the state", the API (or deployment) deleted all the same, and back at
+        # the next start.
+        for name in ("unsaved/other", "unsaved"):
+            refused = inferd.run("delete", name, check=False)
+            assert refused.returncode == 1 and "cannot save the state" in refused.stderr, refused.stderr
+        assert inferd.post("/unsaved/other", {}).json() == "first"
         assert inferd.api("same")["status"] == "live"
     finally:
         state.rmdir()

@@ -87,6 +87,15 @@ def project_files(root: Path) -> list[Path]:
     return files
 
 
+def pin_inferd_home() -> Path:
+    """``inferd_home()``, also set as ``INFERD_HOME`` for the processes this one starts: a replica
+    runs in its project's folder, so a relative ``INFERD_HOME=state`` there was another folder (its
+    shared ONNX weights were written into the project's snapshot, a copy per snapshot)."""
+    home = inferd_home()
+    os.environ["INFERD_HOME"] = str(home)
+    return home
+
+
 def cache_dir() -> Path:
     """Where downloaded and unpacked models live (``$INFERD_HOME/cache``)."""
     return inferd_home() / "cache"

@@ -19,7 +19,7 @@ from inferd.operator.state import (
     StateError,
     pending_record,
 )
-from inferd.storage import CREATED_MARK, inferd_home
+from inferd.storage import CREATED_MARK, inferd_home, pin_inferd_home
 
 # What the version before per-deployment API names wrote: its format is read unchanged, since
 # records were already per deployment and deleted APIs are bare names within their deployment.
@@ -227,6 +227,10 @@ def test_an_empty_or_relative_inferd_home_is_never_the_current_folder(
     assert inferd_home() == tmp_path / "user" / ".inferd"
     monkeypatch.setenv("INFERD_HOME", "state")
     assert inferd_home() == tmp_path / "state"
+    # and so for the replicas the operator starts in their projects' folders (they wrote their
+    # shared ONNX weights into the project's snapshot, under another `state`)
+    assert pin_inferd_home() == tmp_path / "state"
+    assert os.environ["INFERD_HOME"] == str(tmp_path / "state")
     monkeypatch.setenv("INFERD_HOME", "~/elsewhere")
     assert inferd_home() == tmp_path / "user" / "elsewhere"
 

@@ -20,6 +20,7 @@ import logging
 import logging.handlers
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,13 +67,28 @@ def backups() -> int:
 
 
 class _Handler(logging.handlers.RotatingFileHandler):
+    reported = False  # whether a failure to write this file was said (once) in the operator's log
+
     def handleError(self, record: logging.LogRecord) -> None:
-        pass  # a full disk must not stop serving: the lines are dropped
+        # A full disk, or a folder that cannot be written, must not stop serving: the lines are
+        # dropped. The first failure is said once, so a log that stays empty has its reason.
+        if not self.reported:
+            self.reported = True  # first: a failure to write the report itself ends here
+            failure = sys.exc_info()[1]
+            reason = failure.strerror if isinstance(failure, OSError) else None
+            logging.getLogger("inferd").error(
+                "cannot write %s (%s): its lines are dropped while it cannot be written",
+                self.baseFilename,
+                reason or failure,
+            )
 
     def _open(self) -> Any:
         # Owner only, as the token: the files hold what handlers print, clients' addresses and
-        # (payload logs) request bodies, also in an $INFERD_HOME that others may read.
+        # (payload logs) request bodies, also in an $INFERD_HOME that others may read; a file
+        # an older inferd made readable to all (0644) is made the owner's when it is opened.
         descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):
+            os.fchmod(descriptor, 0o600)
         return open(descriptor, self.mode, encoding=self.encoding, errors=self.errors)
 
 
@@ -87,7 +103,11 @@ class RotatingLog:
         # whole (records that must stay one JSON document a line: that file may pass the limit).
         self.whole_lines = whole_lines
         self.limit = max_bytes() if limit is None else limit
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # A folder that cannot be made (a file in its place, no permission) leaves the log's
+        # lines dropped (handleError says so once) instead of stopping what writes them: an
+        # operator whose API log folder was a file exited at every start, restarted for ever.
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
         self._handler = _Handler(
             path,
             maxBytes=self.limit,

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -21,7 +22,7 @@ import requests
 
 from inferd.client import Client
 from inferd.errors import OperatorError
-from tests.conftest import example, make_project, process_alive, wait_for
+from tests.conftest import INFERD, example, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd, stop_operator
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
@@ -296,16 +297,40 @@ def test_a_killed_operator_comes_back_on_a_full_disk(small_disk: Path, tmp_path:
 
 
 def test_a_deployment_that_cannot_be_restored_is_named_by_get(inferd: Inferd, tmp_path: Path) -> None:
-    project = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: lost\n- kind: api\n  name: gone\n  predictor:\n    path: p.py\n",
-        {"p.py": "def predict(sample, metadata):\n    return 'ok'\n"},
-    )
-    inferd.run("deploy", str(project))
-    snapshot = json.loads((inferd.home / "state.json").read_text())["deployments"]["lost"]["snapshot"]
+    projects = {
+        name: make_project(
+            tmp_path / name,
+            f"- kind: deployment\n  name: {name}\n- kind: api\n  name: gone\n  predictor:\n    path: p.py\n",
+            {"p.py": "def predict(sample, metadata):\n    return 'ok'\n"},
+        )
+        for name in ("lost", "locked", "logless")
+    }
+    project = projects["lost"]
+    for folder in projects.values():
+        inferd.run("deploy", str(folder))
+    state_file = inferd.home / "state.json"
+    state = json.loads(state_file.read_text())
+    snapshot = state["deployments"]["lost"]["snapshot"]
     inferd.run("down")
     subprocess.run(["rm", "-r", snapshot], check=True)  # a user freeing disk space by hand
-    inferd.run("up")
+    # A snapshot this user cannot read (made by `sudo inferd deploy`): the operator exited at
+    # every start (PermissionError), its supervisor restarting it for ever, every API down.
+    Path(state["deployments"]["locked"]["snapshot"]).chmod(0)
+    # A file where the deployment's log folder goes: the same (NotADirectoryError); it serves.
+    (inferd.home / "logs" / "logless").rename(inferd.home / "logs" / "logless.old")
+    (inferd.home / "logs" / "logless").write_text("not a folder")
+    # The record as an inferd of 2026-11-29 wrote it: no times per API (`last update` became
+    # the restart's time).
+    record = state["deployments"]["logless"]
+    del record["updated_apis"], record["serving"]
+    record["updated"] = time.time() - 86400
+    state_file.write_text(json.dumps(state))
+    # root reads any file: the operator runs without that power, as a user's does
+    cut = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    up = subprocess.run(
+        [*cut, str(INFERD), "up"], env=inferd.env, capture_output=True, text=True, timeout=120
+    )
+    assert up.returncode == 0, up.stderr
     # Was: "no APIs are deployed", the reason only in operator.log.
     wait_for(
         lambda: "deployment 'lost' was not restored" in inferd.run("get").stdout,
@@ -314,16 +339,22 @@ def test_a_deployment_that_cannot_be_restored_is_named_by_get(inferd: Inferd, tm
     )
     shown = inferd.run("get").stdout
     assert "no such project folder" in shown and f"inferd deploy {project}" in shown, shown
+    assert "deployment 'locked' was not restored" in shown and "Permission denied" in shown, shown
+    assert inferd.post("/logless/gone", {}).json() == "ok"
+    (logless,) = [api for api in inferd.json("get") if api["deployment"] == "logless"]
+    assert logless["last_update"] == pytest.approx(record["updated"], abs=1)
+    assert "logs/logless/gone.log (Not a directory)" in (inferd.home / "operator.log").read_text()
     inferd.run("deploy", str(project))
     assert inferd.post("/lost/gone", {}).json() == "ok"
-    assert "not restored" not in inferd.run("get").stdout
+    assert "'lost' was not restored" not in inferd.run("get").stdout
 
 
 def test_a_deploy_whose_state_cannot_be_saved_changes_nothing(inferd: Inferd, tmp_path: Path) -> None:
     predictor = "def predict(sample, metadata):\n    return {version!r}\n"
     project = make_project(
         tmp_path / "p",
-        "- kind: deployment\n  name: unsaved\n- kind: api\n  name: same\n  predictor:\n    path: p.py\n",
+        "- kind: deployment\n  name: unsaved\n- kind: api\n  name: same\n  predictor:\n    path: p.py\n"
+        "- kind: api\n  name: other\n  predictor:\n    path: p.py\n",
         {"p.py": predictor.format(version="first")},
     )
     inferd.run("deploy", str(project))
@@ -338,6 +369,13 @@ def test_a_deploy_whose_state_cannot_be_saved_changes_nothing(inferd: Inferd, tm
         # Was: the new version served, though the deploy said it failed and a restart would
         # bring the first one back.
         assert inferd.post("/unsaved/same", {}).json() == "first"
+        assert inferd.api("same")["status"] == "live"
+        # Was: "cannot save the state", the API (or deployment) deleted all the same, and back at
+        # the next start.
+        for name in ("unsaved/other", "unsaved"):
+            refused = inferd.run("delete", name, check=False)
+            assert refused.returncode == 1 and "cannot save the state" in refused.stderr, refused.stderr
+        assert inferd.post("/unsaved/other", {}).json() == "first"
         assert inferd.api("same")["status"] == "live"
     finally:
         state.rmdir()

@@ -202,3 +202,39 @@ def test_log_files_are_the_owners_only(tmp_path: Path) -> None:
     files = sorted(tmp_path.iterdir())
     assert [f.name for f in files] == ["api.log", "api.log.1"]
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+    # A log an older inferd left readable to all (0644) stayed so after an upgrade wrote into it.
+    older = tmp_path / "older.log"
+    older.write_text("2026-11-29 08:00:00 d/api [api-1] a line of the older inferd\n")
+    older.chmod(0o644)
+    log = logfiles.RotatingLog(older)
+    log.write("a line of this one")
+    log.close()
+    assert older.stat().st_mode & 0o777 == 0o600
+    assert older.read_text().endswith("older inferd\na line of this one\n")
+
+
+def test_a_log_whose_folder_cannot_be_made_drops_its_lines_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Was: NotADirectoryError out of RotatingLog(): an operator whose $INFERD_HOME/logs/<deployment>
+    # was a file (or not the user's) exited at every start, its supervisor restarting it for ever.
+    (tmp_path / "logs").write_text("a file where the folder goes")
+    log = logfiles.RotatingLog(tmp_path / "logs" / "d" / "api.log")
+    for line in range(3):
+        log.write(f"line {line}")
+    log.close()
+    said = [record.getMessage() for record in caplog.records if "api.log" in record.getMessage()]
+    assert len(said) == 1 and "Not a directory" in said[0] and "dropped" in said[0], said
+
+
+def test_a_log_that_cannot_be_read_is_said_not_empty(tmp_path: Path) -> None:
+    # Was: `inferd logs API` printed nothing and exited 0 for a log this user cannot read (made
+    # by `sudo inferd deploy` once), as if the API had printed nothing.
+    from inferd.operator.logs import read_logs
+    from inferd.operator.state import StateError
+
+    logfiles.log_path(tmp_path, "d/api").mkdir(
+        parents=True
+    )  # root reads any file: a folder stands for one it cannot
+    with pytest.raises(StateError, match=r"cannot read the log .*api\.log \(Is a directory\)"):
+        read_logs(tmp_path, "d/api")

@@ -19,7 +19,7 @@ from inferd.engine import build_context, kuberay
 from inferd.engine import kubernetes as k8s
 from inferd.engine.ray import plan
 from inferd.errors import UsageError
-from inferd.operator.state import key_files
+from inferd.operator.snapshots import key_files
 from inferd.storage import project_files
 
 EXTRAS = ("all", "onnx", "tensorflow", "gpu", "cortex")

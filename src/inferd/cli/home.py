@@ -59,6 +59,12 @@ def prune() -> None:
 NOT_OPERATOR_SETTINGS = frozenset({"INFERD_API_KEY", "INFERD_HOME", "INFERD_SUPERVISOR"})
 
 
+def _unit_word(text: str) -> str:
+    """``text`` as one word of a unit file: quoted, and ``%`` doubled (systemd reads ``%h`` as
+    the user's home folder, so ``INFERD_HOME=/data/100%home`` became another folder)."""
+    return shlex.quote(text).replace("%", "%%")
+
+
 def systemd_unit() -> str:
     """A unit running this operator under systemd (which then restarts it, not our supervisor)."""
     environment = {"INFERD_HOME": str(inferd_home().resolve())}
@@ -80,8 +86,8 @@ def systemd_unit() -> str:
         "",
         "[Service]",
         "Type=simple",
-        *(f"Environment={shlex.quote(f'{key}={value}')}" for key, value in environment.items()),
-        f"ExecStart={shlex.quote(sys.executable)} -m inferd.operator.daemon",
+        *(f"Environment={_unit_word(f'{key}={value}')}" for key, value in environment.items()),
+        f"ExecStart={_unit_word(sys.executable)} -m inferd.operator.daemon",
         "# `inferd down` exits 0 and stays down; a crash or kill -9 is restarted",
         "Restart=on-failure",
         "RestartSec=1",

@@ -107,7 +107,9 @@ def _os_error_message(exc: OSError) -> str:
     if not exc.filename:
         return reason
     filename = Path(os.fsdecode(exc.filename))
-    home = Path(os.environ.get("INFERD_HOME") or Path.home() / ".inferd").absolute()
+    from inferd.storage import inferd_home  # only on an error: every command imports this module
+
+    home = inferd_home()
     if exc.errno in _HOME_REFUSALS and (filename == home or home in filename.parents):
         fix = "set INFERD_HOME to a folder you can write"
         if filename == home and home.exists() and not home.is_dir():

@@ -11,7 +11,7 @@ import sys
 from inferd.errors import InferdError
 from inferd.operator.serve import exit_now, run_leaving_threads
 from inferd.operator.server import Operator
-from inferd.storage import inferd_home
+from inferd.storage import pin_inferd_home
 
 
 def main() -> int:
@@ -19,7 +19,7 @@ def main() -> int:
         level=logging.INFO, format="%(asctime)s operator %(levelname)s %(message)s", stream=sys.stderr
     )
     faulthandler.enable()  # a fatal error or a SIGABRT (operator/watchdog.py) writes every stack
-    home = inferd_home()
+    home = pin_inferd_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     host = os.environ.get("INFERD_HOST", "127.0.0.1")
     text = os.environ.get("INFERD_PORT", "8888")

@@ -12,11 +12,13 @@ while `inferd delete` waited for the APIs to drain until its timeout.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
 from inferd.errors import NotFoundError, UsageError
 from inferd.operator.promote import check_not_split
+from inferd.operator.state import StateError
 
 if TYPE_CHECKING:
     from inferd.operator.server import Operator
@@ -55,10 +57,10 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
     engine, state = operator.engine, operator.state
     if name in state.deployments:
         apis = [api for api, api_state in engine.apis.items() if api_state.config.deployment == name]
+        forget(operator, name)  # first: a state that cannot be saved (a full disk) deletes nothing
         for api in apis:
             engine.delete(api)
-        forget(operator, name)
-        operator.collector.collect()
+        operator.collector.tidy()
         return {"message": f"deleting deployment '{name}'", "apis": apis}
     try:
         key = operator.resolve(name, deleting=False)
@@ -75,24 +77,30 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
         ) from None
     config = engine.apis[key].config
     check_not_split(operator.gateway, config)
-    engine.delete(key)
     deployment = state.deployments.get(config.deployment)
     message = f"deleting api '{key}'"
-    if deployment is not None and not left_in(operator, config.deployment):
+    # The state first, as for a whole deployment: was "cannot save the state" with the API
+    # deleted all the same, and back at the next start.
+    if deployment is not None and not left_in(operator, config.deployment, but=key):
         forget(operator, config.deployment)  # its last API: gone as if the deployment were deleted
         message += f", the last of deployment '{config.deployment}', which goes with it"
     elif deployment is not None:
-        deployment.deleted_apis.append(config.name)
-        deployment.uses.pop(config.name, None)
-        deployment.previous.pop(config.name, None)
-        state.save()
-    operator.collector.collect()
+        record = dataclasses.replace(
+            deployment,
+            deleted_apis=[*deployment.deleted_apis, config.name],
+            uses={api: used for api, used in deployment.uses.items() if api != config.name},
+            previous={api: used for api, used in deployment.previous.items() if api != config.name},
+        )
+        state.save_with(config.deployment, record)
+        state.deployments[config.deployment] = record
+    engine.delete(key)
+    operator.collector.tidy()
     return {"message": message, "apis": [key]}
 
 
-def left_in(operator: Operator, deployment: str) -> bool:
-    """Whether ``deployment`` still has an API (not being deleted) or a traffic splitter."""
-    apis = operator.engine.apis.values()
+def left_in(operator: Operator, deployment: str, but: str) -> bool:
+    """Whether ``deployment`` has an API (not being deleted) but ``but``, or a traffic splitter."""
+    apis = [api for key, api in operator.engine.apis.items() if key != but]
     splitters = operator.gateway.splitters.by_key.values()
     return any(api.config.deployment == deployment and not api.deleting for api in apis) or any(
         splitter.config.deployment == deployment for splitter in splitters
@@ -103,7 +111,11 @@ def forget(operator: Operator, deployment: str) -> None:
     """Remove ``deployment`` from the state: nothing of it is restored at the next start, and the
     snapshots, models and environments only it kept are collected. Its logs and payload logs
     stay until ``inferd prune`` (``forget_apis``)."""
+    record = operator.state.deployments.pop(deployment)
+    try:
+        operator.state.save()
+    except StateError:
+        operator.state.deployments[deployment] = record  # nothing deleted: the state says so
+        raise
     operator.gateway.set_splitters(deployment, ())
-    del operator.state.deployments[deployment]
-    operator.state.save()
     operator.unrestored.pop(deployment, None)

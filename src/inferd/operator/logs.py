@@ -23,6 +23,7 @@ from inferd.logfiles import (
     tail_cursor,
     tail_lines,
 )
+from inferd.operator.state import StateError
 
 DEFAULT_TAIL = 100
 __all__ = ["DEFAULT_TAIL", "log_path", "logged_keys", "offline_key", "read_logs", "recent_lines"]
@@ -84,6 +85,13 @@ def read_logs(
     ``more`` says the text stopped before the end (one answer holds about 1 MiB): ask again.
     """
     path = access_path(home, api) if access else log_path(home, api)
+    if not cursor:  # the first read: was nothing shown and exit 0 for a log that cannot be read
+        try:
+            path.open("rb").close()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StateError(f"cannot read the log {path} ({exc.strerror or exc})") from None
     start = Cursor.decode(cursor) if cursor else start_cursor(path, tail, since)
     text, after = read_after(path, start)
     more = bool(text) and after != end_cursor(path)

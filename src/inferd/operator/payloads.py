@@ -21,6 +21,7 @@ import orjson
 
 from inferd.gateway.payloads import PayloadBuffer, parse_bodies
 from inferd.logfiles import RotatingLog, files_of
+from inferd.operator.state import StateError
 
 log = logging.getLogger("inferd.payloads")
 
@@ -102,10 +103,15 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
     """The recorded payloads of API ``key``, oldest first (only the ``last`` ones when given)."""
     kept: deque[dict[str, Any]] = deque(maxlen=last)
     for path in files_of(payload_path(home, key)):
-        with contextlib.suppress(OSError), path.open("rb") as lines:
-            for line in lines:
-                with contextlib.suppress(orjson.JSONDecodeError):
-                    kept.append(orjson.loads(line))
+        try:
+            with path.open("rb") as lines:
+                for line in lines:
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        kept.append(orjson.loads(line))
+        except FileNotFoundError:  # rotated away since it was listed
+            continue
+        except OSError as exc:  # was: "no payloads recorded", as if the API had none
+            raise StateError(f"cannot read the payload log {path} ({exc.strerror or exc})") from None
     return list(kept)
 
 

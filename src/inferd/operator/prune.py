@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferd.logfiles import folder_bytes
-from inferd.storage import CREATED_MARK, record_name
+from inferd.operator.state import StateError
+from inferd.storage import CREATED_MARK, record_name, recorded_path
 
 # folder (relative to the home) -> (what its entries are, the names inferd gives them)
 PLACES = {
@@ -179,7 +180,7 @@ def forget_records(home: Path, now: float | None = None) -> int:
     for record in _records(models / "last"):
         try:
             found = json.loads(record.read_text(encoding="utf-8"))
-            uri, path = str(found["uri"]), Path(found["path"])
+            uri, path = str(found["uri"]), recorded_path(str(found["path"]), home / "cache")
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not ours to judge
         if path.exists():
@@ -320,10 +321,24 @@ class Collector:
             task.add_done_callback(self._tasks.discard)
         return result
 
+    def collect_now(self) -> Pruned | None:
+        """``collect`` for ``inferd prune``: a file it cannot read or remove is the user's error
+        in a sentence (was: "operator error: PermissionError: ..." and a traceback in the log)."""
+        try:
+            return self.collect()
+        except OSError as exc:
+            raise StateError(f"cannot prune {exc.filename or self.home}: {exc.strerror or exc}") from None
+
+    def tidy(self) -> None:
+        """``collect`` after a deploy, a delete, a start and each minute: a file it cannot read
+        or remove (a snapshot another user made, say) is said in the log, and what called it
+        goes on (it stopped the operator at its start, its supervisor restarting it for ever)."""
+        try:
+            self.collect()
+        except OSError as exc:
+            log.error("collecting unused files failed: %s", exc)
+
     async def run_forever(self) -> None:
         while True:
             await asyncio.sleep(PERIOD)
-            try:
-                self.collect()
-            except OSError as exc:
-                log.error("collecting unused files failed: %s", exc)
+            self.tidy()

@@ -94,7 +94,10 @@ async def _restore_snapshot(
             environ=state.secrets.get(name, {}),
             source=Path(record.source),
         )
-        for api, updated in record.updated_apis.items():  # deployed then, not restored now
+        # deployed then, not restored now; a state.json of an inferd before 2026-11-30 has no
+        # times per API, only the deployment's (the upgraded operator showed its start instead)
+        times = record.updated_apis or {config.name: record.updated for config in project.apis}
+        for api, updated in times.items():
             if (api_state := engine.apis.get(f"{name}/{api}")) is not None:
                 api_state.last_update = updated
         if folder == record.snapshot and _note_uses(engine, name, record, project):
@@ -103,9 +106,16 @@ async def _restore_snapshot(
             gateway.set_splitters(name, promoted(project.splitters, record.promoted))
         unrestored.pop(name, None)
         log.info("restored deployment '%s'", name)
-    except InferdError as exc:
-        unrestored[name] = exc.message
-        log.error("cannot restore deployment '%s': %s", name, exc.message)
+    except (InferdError, OSError) as exc:
+        # A snapshot that cannot be read (made by another user, a file where a folder goes) is
+        # this deployment's reason: it stopped the operator, its supervisor restarting it for ever.
+        reason = exc.message if isinstance(exc, InferdError) else _os_reason(exc)
+        unrestored[name] = reason
+        log.error("cannot restore deployment '%s': %s", name, reason)
+
+
+def _os_reason(exc: OSError) -> str:
+    return f"{exc.filename}: {exc.strerror or exc}" if exc.filename is not None else str(exc)
 
 
 def _note_uses(engine: LocalEngine, name: str, record: DeploymentRecord, project: Project) -> bool:

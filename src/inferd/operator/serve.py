@@ -27,7 +27,7 @@ from inferd.gateway.edge import EdgeLimits
 from inferd.operator import heap
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.reload import Reloader, no_bytecode
-from inferd.storage import inferd_home
+from inferd.storage import pin_inferd_home
 
 log = logging.getLogger("inferd")
 
@@ -54,7 +54,7 @@ async def serve_project(
     say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
     log_writer = AccessLog(stream=sys.stderr) if access_log else None
     gateway = Gateway(access_log=log_writer, metrics=metrics, limits=limits)
-    home = inferd_home()
+    home = pin_inferd_home()
     engine = LocalEngine(gateway, home=home, fixed_replicas=replicas)
     gateway.replica_states = engine.replica_states
     gateway.replica_gpus = engine.replica_gpus

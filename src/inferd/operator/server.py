@@ -43,6 +43,7 @@ from inferd.operator.payloads import PayloadWriter
 from inferd.operator.promote import ended_promotions, promoted
 from inferd.operator.prune import Collector, forget_apis
 from inferd.operator.restore import restore_all
+from inferd.operator.snapshots import key_files, project_fingerprint, snapshot_project
 from inferd.operator.state import (
     OPERATOR_FILE,
     TOKEN_FILE,
@@ -50,11 +51,8 @@ from inferd.operator.state import (
     StateError,
     deployed_record,
     keep_files,
-    key_files,
     new_token,
     pending_record,
-    project_fingerprint,
-    snapshot_project,
     write_small,
 )
 from inferd.operator.supervision import keep_supervised, mark_stopping
@@ -133,7 +131,7 @@ class Operator:
         self.restoring = False
         self.gateway.starting = None
         heap.settle()
-        self.collector.collect()
+        self.collector.tidy()
         collecting = loop.create_task(self.collector.run_forever())
         payloads = loop.create_task(PayloadWriter(self.home, self.gateway.payloads).run_forever())
         kept = {OPERATOR_FILE: described, TOKEN_FILE: self.token}
@@ -257,7 +255,7 @@ class Operator:
             except StateError as exc:  # the update is live: the pending record saved above is kept
                 log.warning("%s (a restart brings the previous version back first, then this one)", exc)
             heap.settle()
-        self.collector.collect()
+        self.collector.tidy()
         # an API changed, or left the project (it is being deleted)
         changed = any(result != "unchanged" for result in results.values()) or bool(serving - set(results))
         # A splitter's weights changed in the file (the end of a promotion is said on its own).
@@ -316,7 +314,7 @@ class Operator:
         return self.restoring or any(lock.locked() for lock in self.locks.values())
 
     def prune(self) -> dict[str, Any]:
-        result = self.collector.collect()
+        result = self.collector.collect_now()
         if result is None:
             raise ConflictError("a deploy is in progress; prune again when it is done")
         result.add(forget_apis(self.home, set(self.state.deployments), set(self.engine.apis)))

@@ -1,41 +1,37 @@
-"""The operator's state on disk (``$INFERD_HOME``): deployed projects, snapshots, token.
+"""The operator's state on disk (``$INFERD_HOME``): deployed projects, their records, token.
 
-Each deploy snapshots the project folder (as Cortex zipped it: hidden files and ``.pyc`` left
-out) into ``projects/<digest>/``, so a restarted operator brings back exactly what was deployed,
-whatever happened to the source folder since. ``state.json`` is written atomically; a corrupt
-one stops the operator with a clear error instead of silently forgetting deployments.
+Each deployment's record names its snapshot (``operator/snapshots.py``), so a restarted operator
+brings back exactly what was deployed. ``state.json`` is written atomically; a corrupt one stops
+the operator with a clear error instead of silently forgetting deployments.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import json
 import logging
 import os
 import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from stat import S_ISREG
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from inferd import __version__
 from inferd.errors import InferdError
-from inferd.storage import CREATED_MARK, file_digest, project_files, scratch_folder
-
-if TYPE_CHECKING:
-    from inferd.config.schema import Project
 
 STATE_FILE = "state.json"
+# The format of state.json. Older inferd versions ignore it (they read ``deployments`` only); a
+# change that an older reader would misread (a new field: it refuses unknown ones) takes the next
+# number, so this reader refuses a newer file with a sentence instead of calling it corrupt and
+# asking the user to move it away.
+STATE_FORMAT = 1
 SECRETS_FILE = "secrets.json"
 TOKEN_FILE = "token"
 OPERATOR_FILE = "operator.json"
-# In each snapshot: its files' content digests, to hard-link unchanged files into the next one
-SNAPSHOT_FILES = ".inferd-files.json"
 KEEP_FILES_PERIOD = 2.0  # how soon a removed operator.json or token is written again
 
 log = logging.getLogger("inferd.operator")
@@ -72,6 +68,27 @@ class DeploymentRecord:
         for used in (*self.uses.values(), *self.previous.values()):
             paths.update(Path(path) for path in used)
         return paths
+
+    def moved_to(self, home: Path) -> DeploymentRecord:
+        """This record with the paths of the home it was written in (its snapshot's, always
+        ``HOME/projects/<digest>``) made paths of ``home``: a home moved or copied elsewhere (to a
+        bigger disk, from a backup) restores. Was: no deployment restored, and the collection
+        then removed every snapshot of the moved home, which no record named any more."""
+        old = Path(self.snapshot).parent.parent
+        if Path(self.snapshot).parent.name != "projects" or old == home:
+            return self
+
+        def moved(path: str) -> str:
+            inside = Path(path).is_relative_to(old)
+            return str(home / Path(path).relative_to(old)) if inside and path else path
+
+        return dataclasses.replace(
+            self,
+            snapshot=moved(self.snapshot),
+            serving=moved(self.serving),
+            uses={api: [moved(path) for path in used] for api, used in self.uses.items()},
+            previous={api: [moved(path) for path in used] for api, used in self.previous.items()},
+        )
 
 
 def pending_record(
@@ -126,6 +143,17 @@ def _record(fields: Any) -> DeploymentRecord:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the record"
         raise ValueError(f"{where}: {first['msg']}") from None
+
+
+def _check_format(path: Path, data: Any) -> None:
+    """Refuse a ``state.json`` a newer inferd wrote, saying so (``STATE_FORMAT``)."""
+    found = data.get("format", STATE_FORMAT) if isinstance(data, dict) else STATE_FORMAT
+    if isinstance(found, int) and found > STATE_FORMAT:
+        raise StateError(
+            f"the state file {path} was written by a newer inferd (state format {found}; this "
+            f"one reads format {STATE_FORMAT}); nothing was changed: run that inferd, or upgrade "
+            f"this one ({__version__})"
+        )
 
 
 def write_private(path: Path, text: str) -> None:
@@ -214,10 +242,21 @@ class State:
             if not path.exists():
                 continue
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                text = "\ufffd"  # not JSON: corrupt, as below
+            except OSError as exc:  # was "corrupt (PermissionError ...)": move it away, it said
+                raise StateError(
+                    f"cannot read the state file {path} ({exc.strerror or exc}); nothing was "
+                    f"changed: make it a file this user can read"
+                ) from None
+            try:
+                data = json.loads(text)
                 if path == self.path:
+                    _check_format(path, data)
                     self.deployments = {
-                        str(name): _record(record) for name, record in data["deployments"].items()
+                        str(name): _record(record).moved_to(self.home)
+                        for name, record in data["deployments"].items()
                     }
                 else:
                     self.secrets = {name: dict(values) for name, values in data.items()}
@@ -241,7 +280,8 @@ class State:
                 self.deployments[name] = kept
 
     def save(self) -> None:
-        data = {"deployments": {name: asdict(record) for name, record in self.deployments.items()}}
+        deployments = {name: asdict(record) for name, record in self.deployments.items()}
+        data = {"format": STATE_FORMAT, "deployments": deployments}
         secrets = {name: values for name, values in self.secrets.items() if name in self.deployments}
         try:
             write_private(self.path, json.dumps(data, indent=2))
@@ -249,106 +289,6 @@ class State:
                 write_private(self.secrets_path, json.dumps(secrets))
         except OSError as exc:
             raise StateError(f"cannot save the state to {self.path}: {exc.strerror or exc}") from exc
-
-
-def project_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
-    """The project's files by name, size and modification time: whether a folder is the one a
-    running deploy copied, without reading the files."""
-    found = []
-    for path in project_files(root):
-        with contextlib.suppress(OSError):
-            stat = path.stat()
-            found.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
-    return tuple(found)
-
-
-def key_files(project: Project) -> set[Path]:
-    """The API key files (``auth.keys_file``) inside the project: never copied into a snapshot."""
-    found = set()
-    for config in project.apis:
-        auth = config.api.auth
-        if auth is not None and auth.keys_file is not None:
-            path = Path(auth.keys_file)
-            found.add((path if path.is_absolute() else project.root / path).resolve())
-    return found
-
-
-def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> Path:
-    """Copy the project's files into ``projects/<digest>`` (once per distinct content), but ``skip``.
-
-    A file some kept snapshot already holds with the same content is hard-linked from it, not
-    copied: an edited handler beside a 5 GB model adds the handler, not another 5 GB.
-    """
-    files = [path for path in project_files(root) if not skip or path.resolve() not in skip]
-    try:
-        digests = {str(path.relative_to(root)): file_digest(path) for path in files}
-    except OSError as exc:  # a file that went away or cannot be read since the walk
-        raise StateError(f"cannot read the project's file {exc.filename}: {exc.strerror or exc}") from exc
-    target = home / "projects" / digest_of(digests)
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    held = _held_files(target.parent)
-    scratch = scratch_folder(target.parent, ".copy-")
-    try:
-        for path in files:
-            relative = str(path.relative_to(root))
-            destination = scratch / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            if not _link_same(held.get(digests[relative]), path, destination):
-                shutil.copy2(path, destination)
-        (scratch / SNAPSHOT_FILES).write_text(json.dumps(digests))
-        scratch.rename(target)
-    except OSError as exc:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if target.is_dir():
-            return target
-        raise StateError(f"cannot copy the project into {target.parent}: {exc.strerror or exc}") from exc
-    return target
-
-
-def _held_files(projects: Path) -> dict[str, tuple[Path, int]]:
-    """Content digest -> a file with that content in a finished snapshot (its ``SNAPSHOT_FILES``)."""
-    held: dict[str, tuple[Path, int]] = {}
-    with contextlib.suppress(OSError):
-        for snapshot in projects.iterdir():
-            listed = read_json(snapshot / SNAPSHOT_FILES)
-            mark = snapshot / CREATED_MARK
-            if listed is None or snapshot.is_symlink() or not mark.is_file():
-                continue
-            made = mark.stat().st_mtime_ns
-            for relative, digest in listed.items():
-                if isinstance(digest, str):
-                    held.setdefault(digest, (snapshot / str(relative), made))
-    return held
-
-
-def _link_same(held: tuple[Path, int] | None, original: Path, destination: Path) -> bool:
-    """Hard-link ``held`` (a file inside a snapshot listed with the same content as ``original``,
-    and when the snapshot was begun) at ``destination``; False if it cannot be. A file written
-    since its snapshot was made (a replica may write in its project folder) is never linked: its
-    listed digest is no longer its content."""
-    try:
-        if held is None:
-            return False
-        source, made = held
-        found = source.lstat()
-        if not S_ISREG(found.st_mode) or found.st_size != original.stat().st_size or found.st_mtime_ns > made:
-            return False
-        os.link(source, destination)
-    except OSError:  # another file system, a link limit: copied instead
-        return False
-    return True
-
-
-def digest_of(digests: dict[str, str]) -> str:
-    """A snapshot's name: the digest of its files' names and contents."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for relative, content in digests.items():
-        digest.update(os.fsencode(relative) + b"\0" + content.encode())  # any file name
-    return digest.hexdigest()[:24]
 
 
 def new_token() -> str:

@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from inferd.errors import ConfigError, LoadError, UnreachableError
+from inferd.errors import ConfigError, LoadError, UnreachableError, UsageError
 
 SAVED_MODEL_TREE = """expected a SavedModel, e.g.
   model/                       (or model/1/, model/2/: the highest number is served)
@@ -36,8 +36,20 @@ CREATED_MARK = ".inferd-created"
 
 
 def inferd_home() -> Path:
-    """inferd's state folder: ``$INFERD_HOME``, default ``~/.inferd``."""
-    return Path(os.environ.get("INFERD_HOME", Path.home() / ".inferd"))
+    """inferd's state folder: ``$INFERD_HOME``, default ``~/.inferd``, as an absolute path.
+
+    An empty ``INFERD_HOME`` (``export INFERD_HOME=``, a unit's unset variable) is the default, as
+    the CLI's own checks read it: it was the current folder, so the token, ``state.json`` and
+    the logs went into the project the user typed ``inferd deploy`` in. A relative one is made
+    absolute: ``state.json`` recorded snapshots relative to the folder of the deploy.
+    """
+    value = os.environ.get("INFERD_HOME", "")
+    try:
+        return (Path(value).expanduser() if value else Path.home() / ".inferd").absolute()
+    except RuntimeError:  # no HOME and no passwd entry (a container's user): was a traceback
+        raise UsageError(
+            "cannot find your home folder for ~/.inferd (HOME is not set): set INFERD_HOME to a folder"
+        ) from None
 
 
 # What never travels with a project (a snapshot, a Ray zip, an export): hidden files at any
@@ -73,6 +85,15 @@ def project_files(root: Path) -> list[Path]:
             if not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES) and _is_regular(path):
                 files.append(path)
     return files
+
+
+def pin_inferd_home() -> Path:
+    """``inferd_home()``, also set as ``INFERD_HOME`` for the processes this one starts: a replica
+    runs in its project's folder, so a relative ``INFERD_HOME=state`` there was another folder (its
+    shared ONNX weights were written into the project's snapshot, a copy per snapshot)."""
+    home = inferd_home()
+    os.environ["INFERD_HOME"] = str(home)
+    return home
 
 
 def cache_dir() -> Path:
@@ -314,11 +335,26 @@ def _remember(uri: str, target: Path, digest: str) -> None:
     scratch.replace(path)
 
 
+def recorded_path(text: str, cache: Path) -> Path:
+    """A copy's path as a record in ``cache`` (``$INFERD_HOME/cache``) names it, read in this home:
+    a record written before the home was moved (a bigger disk, a backup restored) names the old
+    folder, so its copy was never found again (no copy to serve while the origin is down) and the
+    collection removed the record."""
+    path = Path(text)
+    if path.exists():
+        return path
+    parts = path.parts
+    for index in range(len(parts) - 2, -1, -1):  # the last: the home's own cache
+        if parts[index : index + 2] == ("cache", "models"):
+            return cache.joinpath("models", *parts[index + 2 :])
+    return path
+
+
 def cached_copy(uri: str) -> tuple[Path, str, float] | None:
     """The last copy of ``uri`` fetched here (path, digest, when), if it is still cached."""
     try:
         record = json.loads(_last_file(uri).read_text(encoding="utf-8"))
-        path = Path(record["path"])
+        path = recorded_path(str(record["path"]), cache_dir())
         found = (path, str(record["digest"]), float(record["fetched"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

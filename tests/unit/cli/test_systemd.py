@@ -45,3 +45,14 @@ def test_the_unit_carries_every_setting_the_operator_reads_and_no_client_key(
     for name, value in settings.items():
         assert f"Environment={name}={value}" in unit
     assert "a-client-key" not in unit
+
+
+def test_a_percent_sign_in_a_setting_reaches_the_operator_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: `Environment=INFERD_HOME=/data/100%home` unescaped: systemd reads `%h` as the user's
+    # home folder, so the unit's operator used another INFERD_HOME than the shell that wrote it.
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "100%home"))
+    unit = systemd_unit()
+    assert f"Environment=INFERD_HOME={tmp_path / '100%%home'}" in unit
+    assert "%h" not in unit.replace("%%", "")

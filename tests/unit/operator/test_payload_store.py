@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.operator.payloads import TAIL_BYTES, PayloadWriter, payload_path, read_payloads, recent_payloads
+from inferd.operator.state import StateError
 
 
 def test_the_store_rotates_and_stays_bounded(tmp_path: Path) -> None:
@@ -48,3 +51,12 @@ def test_a_record_after_a_torn_one_is_kept(tmp_path: Path) -> None:
     writer.write([("shop/api", 1 << 24, {"request_id": "3"})])
     writer.close()
     assert [r["request_id"] for r in read_payloads(tmp_path, "shop/api")] == ["0", "2", "3"]
+
+
+def test_a_payload_log_that_cannot_be_read_is_said_not_empty(tmp_path: Path) -> None:
+    # Was: "no payloads recorded for api 'shop/api' (set payload_log: ... on it)" for a log this
+    # user cannot read (`sudo inferd deploy` once), and `inferd replay` found nothing to replay.
+    path = payload_path(tmp_path, "shop/api")
+    path.mkdir(parents=True)  # root reads any file: a folder stands for one it cannot
+    with pytest.raises(StateError, match=r"cannot read the payload log .*api\.jsonl \(Is a directory\)"):
+        read_payloads(tmp_path, "shop/api")

@@ -9,8 +9,10 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from inferd.operator.prune import TRASH, Collector, Pruned, forget_apis, human_bytes, prune, usage
-from inferd.storage import CREATED_MARK, record_name
+from inferd.storage import CREATED_MARK, cached_copy, record_name
 
 
 def made(folder: Path, size: int = 100, mark: bool = True) -> Path:
@@ -218,3 +220,22 @@ def test_a_scratch_folder_whose_files_are_still_written_is_kept(tmp_path: Path) 
     abandoned = aged(made(tmp_path / "envs" / ".installing-abc"))
     prune(tmp_path, set())
     assert downloading.exists() and not abandoned.exists()
+
+
+def test_a_moved_home_keeps_the_records_of_its_cached_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: after `mv ~/.inferd /data/inferd` a record named the old folder: the collection
+    # removed it, and a model whose origin was down had no cached copy to serve ("cannot download").
+    first = tmp_path / "home"
+    copy = made(first / "cache" / "models" / ("a" * 32))
+    uri = "http://origin/m.onnx"
+    record = first / "cache" / "models" / "last" / record_name(uri)
+    record.parent.mkdir()
+    record.write_text(json.dumps({"uri": uri, "path": str(copy / "data"), "digest": "d", "fetched": 1.0}))
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    prune(moved, {moved / "cache" / "models" / ("a" * 32)})
+    assert (moved / "cache" / "models" / "last" / record_name(uri)).exists()
+    monkeypatch.setenv("INFERD_HOME", str(moved))
+    assert cached_copy(uri) == (moved / "cache" / "models" / ("a" * 32) / "data", "d", 1.0)

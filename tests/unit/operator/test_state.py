@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from inferd.errors import UsageError
+from inferd.operator.snapshots import SNAPSHOT_FILES, snapshot_project
 from inferd.operator.state import (
-    SNAPSHOT_FILES,
     DeploymentRecord,
     State,
     StateError,
     pending_record,
-    snapshot_project,
 )
-from inferd.storage import CREATED_MARK
+from inferd.storage import CREATED_MARK, inferd_home, pin_inferd_home
 
 # What the version before per-deployment API names wrote: its format is read unchanged, since
 # records were already per deployment and deleted APIs are bare names within their deployment.
@@ -100,6 +100,27 @@ def test_a_snapshot_leaves_out_fifos_devices_and_link_loops(tmp_path: Path) -> N
 def test_a_state_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "state.json").write_text(text, encoding="latin-1")
     with pytest.raises(StateError, match="is corrupt"):
+        State(tmp_path).load()
+
+
+def test_a_state_file_of_a_newer_inferd_or_unreadable_says_so(tmp_path: Path) -> None:
+    # Was: "is corrupt (...): fix it, or move it away to start with no deployments" for both: a
+    # downgrade after an upgrade, or a state.json this user cannot read, invited moving it away.
+    state = State(tmp_path)
+    state.deployments["iris"] = DeploymentRecord(source="/p", snapshot="/s")
+    state.save()
+    data = json.loads((tmp_path / "state.json").read_text())
+    assert data["format"] == 1  # older inferd versions read "deployments" only, and ignore it
+    data["format"] = 2
+    data["deployments"]["iris"]["a_field_of_tomorrow"] = 1
+    (tmp_path / "state.json").write_text(json.dumps(data))
+    with pytest.raises(
+        StateError, match=r"written by a newer inferd \(state format 2; this one reads format 1\)"
+    ):
+        State(tmp_path).load()
+    (tmp_path / "state.json").unlink()
+    (tmp_path / "state.json").mkdir()  # root reads any file: a folder stands for one it cannot
+    with pytest.raises(StateError, match=r"cannot read the state file .*state\.json \(Is a directory\)"):
         State(tmp_path).load()
 
 
@@ -193,3 +214,64 @@ def test_a_pending_record_restores_what_served_first_and_every_api_of_the_new_sn
     assert pending.deleted_apis == [] and pending.promoted == {}  # the new project's APIs, all
     first = pending_record(None, tmp_path, Path("/h/projects/new"), "")
     assert first.serving == "" and first.snapshot == "/h/projects/new"
+
+
+def test_an_empty_or_relative_inferd_home_is_never_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: `INFERD_HOME= inferd deploy .` wrote the token, state.json, logs and snapshots into
+    # the project folder; a relative one was recorded in state.json relative to the deploy's folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.setenv("INFERD_HOME", "")
+    assert inferd_home() == tmp_path / "user" / ".inferd"
+    monkeypatch.setenv("INFERD_HOME", "state")
+    assert inferd_home() == tmp_path / "state"
+    # and so for the replicas the operator starts in their projects' folders (they wrote their
+    # shared ONNX weights into the project's snapshot, under another `state`)
+    assert pin_inferd_home() == tmp_path / "state"
+    assert os.environ["INFERD_HOME"] == str(tmp_path / "state")
+    monkeypatch.setenv("INFERD_HOME", "~/elsewhere")
+    assert inferd_home() == tmp_path / "user" / "elsewhere"
+
+
+def test_a_home_moved_elsewhere_keeps_its_deployments_and_snapshots(tmp_path: Path) -> None:
+    # Was: `mv ~/.inferd /data/inferd` (a bigger disk, a backup restored), then INFERD_HOME set to
+    # it: state.json named the old folder, so no deployment was restored, and the collection
+    # removed every snapshot of the moved home, which no record named any more.
+    from inferd.operator.prune import prune
+
+    first = tmp_path / "home"
+    snapshot = snapshot_project(_project(tmp_path), first)
+    state = State(first)
+    model = first / "cache" / "models" / "m"
+    state.deployments["d"] = DeploymentRecord(
+        source=str(tmp_path / "project"),
+        snapshot=str(snapshot),
+        uses={"api": [str(snapshot), str(model)]},
+        previous={"api": [str(snapshot)]},
+    )
+    state.save()
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    loaded = State(moved).load().deployments["d"]
+    assert loaded.snapshot == str(moved / "projects" / snapshot.name)
+    assert loaded.uses == {"api": [loaded.snapshot, str(moved / "cache" / "models" / "m")]}
+    assert loaded.source == str(tmp_path / "project")  # the user's folder is where it was
+    prune(moved, loaded.kept())
+    assert (moved / "projects" / snapshot.name / "cortex.yaml").is_file()
+
+
+def test_no_home_folder_at_all_asks_for_inferd_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Was: a RuntimeError traceback from every command ("Could not determine home directory"),
+    # as in a container run as a user with no passwd entry and no HOME.
+    import pwd
+
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.delenv("INFERD_HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    with pytest.raises(UsageError, match="set INFERD_HOME"):
+        inferd_home()

@@ -1,0 +1,125 @@
+"""Snapshots of deployed projects: ``$INFERD_HOME/projects/<digest>``, one per distinct content.
+
+Each deploy copies the project folder (as Cortex zipped it: hidden files and ``.pyc`` left out)
+so a restarted operator brings back exactly what was deployed, whatever happened to the source
+folder since; a file an earlier snapshot holds with the same content is hard-linked, not copied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+from stat import S_ISREG
+from typing import TYPE_CHECKING
+
+from inferd.operator.state import StateError, read_json
+from inferd.storage import CREATED_MARK, file_digest, project_files, scratch_folder
+
+if TYPE_CHECKING:
+    from inferd.config.schema import Project
+
+# In each snapshot: its files' content digests, to hard-link unchanged files into the next one
+SNAPSHOT_FILES = ".inferd-files.json"
+
+
+def project_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """The project's files by name, size and modification time: whether a folder is the one a
+    running deploy copied, without reading the files."""
+    found = []
+    for path in project_files(root):
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            found.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
+
+
+def key_files(project: Project) -> set[Path]:
+    """The API key files (``auth.keys_file``) inside the project: never copied into a snapshot."""
+    found = set()
+    for config in project.apis:
+        auth = config.api.auth
+        if auth is not None and auth.keys_file is not None:
+            path = Path(auth.keys_file)
+            found.add((path if path.is_absolute() else project.root / path).resolve())
+    return found
+
+
+def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> Path:
+    """Copy the project's files into ``projects/<digest>`` (once per distinct content), but ``skip``.
+
+    A file some kept snapshot already holds with the same content is hard-linked from it, not
+    copied: an edited handler beside a 5 GB model adds the handler, not another 5 GB.
+    """
+    files = [path for path in project_files(root) if not skip or path.resolve() not in skip]
+    try:
+        digests = {str(path.relative_to(root)): file_digest(path) for path in files}
+    except OSError as exc:  # a file that went away or cannot be read since the walk
+        raise StateError(f"cannot read the project's file {exc.filename}: {exc.strerror or exc}") from exc
+    target = home / "projects" / digest_of(digests)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    held = _held_files(target.parent)
+    scratch = scratch_folder(target.parent, ".copy-")
+    try:
+        for path in files:
+            relative = str(path.relative_to(root))
+            destination = scratch / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if not _link_same(held.get(digests[relative]), path, destination):
+                shutil.copy2(path, destination)
+        (scratch / SNAPSHOT_FILES).write_text(json.dumps(digests))
+        scratch.rename(target)
+    except OSError as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if target.is_dir():
+            return target
+        raise StateError(f"cannot copy the project into {target.parent}: {exc.strerror or exc}") from exc
+    return target
+
+
+def _held_files(projects: Path) -> dict[str, tuple[Path, int]]:
+    """Content digest -> a file with that content in a finished snapshot (its ``SNAPSHOT_FILES``)."""
+    held: dict[str, tuple[Path, int]] = {}
+    with contextlib.suppress(OSError):
+        for snapshot in projects.iterdir():
+            listed = read_json(snapshot / SNAPSHOT_FILES)
+            mark = snapshot / CREATED_MARK
+            if listed is None or snapshot.is_symlink() or not mark.is_file():
+                continue
+            made = mark.stat().st_mtime_ns
+            for relative, digest in listed.items():
+                if isinstance(digest, str):
+                    held.setdefault(digest, (snapshot / str(relative), made))
+    return held
+
+
+def _link_same(held: tuple[Path, int] | None, original: Path, destination: Path) -> bool:
+    """Hard-link ``held`` (a file inside a snapshot listed with the same content as ``original``,
+    and when the snapshot was begun) at ``destination``; False if it cannot be. A file written
+    since its snapshot was made (a replica may write in its project folder) is never linked: its
+    listed digest is no longer its content."""
+    try:
+        if held is None:
+            return False
+        source, made = held
+        found = source.lstat()
+        if not S_ISREG(found.st_mode) or found.st_size != original.stat().st_size or found.st_mtime_ns > made:
+            return False
+        os.link(source, destination)
+    except OSError:  # another file system, a link limit: copied instead
+        return False
+    return True
+
+
+def digest_of(digests: dict[str, str]) -> str:
+    """A snapshot's name: the digest of its files' names and contents."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for relative, content in digests.items():
+        digest.update(os.fsencode(relative) + b"\0" + content.encode())  # any file name
+    return digest.hexdigest()[:24]

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd.errors import ConfigError, UsageError
-from inferd.operator.state import write_private
-from inferd.storage import inferd_home
+from inferd.storage import inferd_home, write_private
 
 ENVIRONMENTS_FILE = "environments.json"
 LOCAL = "local"

@@ -22,7 +22,7 @@ from inferd.cli.options import env_option, key_option
 from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
 from inferd.client import Client
 from inferd.errors import ConflictError, NotFoundError, UsageError
-from inferd.operator.state import write_private
+from inferd.storage import write_private
 
 if TYPE_CHECKING:
     from inferd.environments import Environment

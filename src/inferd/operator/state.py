@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from inferd import __version__
 from inferd.errors import InferdError
+from inferd.storage import write_private
 
 STATE_FILE = "state.json"
 # The format of state.json. Older inferd versions ignore it (they read ``deployments`` only); a
@@ -154,22 +154,6 @@ def _check_format(path: Path, data: Any) -> None:
             f"one reads format {STATE_FORMAT}); nothing was changed: run that inferd, or upgrade "
             f"this one ({__version__})"
         )
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` atomically to ``path``, readable by this user only (mode 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(handle, 0o600)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
 
 
 def write_small(path: Path, text: str) -> None:

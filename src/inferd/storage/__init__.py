@@ -65,6 +65,22 @@ def _is_regular(path: Path) -> bool:
         return False
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to ``path``, readable by this user only (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(handle, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
+
+
 def project_files(root: Path) -> list[Path]:
     """The files that travel with a project, sorted: regular files, or links to one.
 

@@ -90,13 +90,17 @@ def raw_project(
 ) -> Path:
     """Two APIs without handlers (raw tensors in and out) and one with a stateful handler."""
     handler = (
-        "import os, time\n"
+        "import os, sys, time\n"
         "calls = 0\n"
         "def pre_inference(sample, signature, metadata):\n"
         "    global calls\n"
         "    calls += 1\n"
         "    if sample.get('fail'):\n"
         "        raise RuntimeError('asked to fail')\n"
+        "    if sample.get('exit'):\n"
+        "        sys.exit(sample['exit'])\n"
+        "    if sample.get('interrupt'):\n"
+        "        raise KeyboardInterrupt\n"
         "    while sample.get('gate') and not os.path.exists(sample['gate']):\n"  # held until then
         "        time.sleep(0.01)\n"
         "    time.sleep(sample.get('sleep', 0))\n"
@@ -179,6 +183,20 @@ def test_handler_errors_globals_and_replicas(raw: Server, tmp_path: Path) -> Non
         other = server.post("/test/stateful", {}).json()
         gate.touch()
         assert held.result().json()["pid"] != other["pid"]
+
+
+def test_sys_exit_or_keyboard_interrupt_in_a_handler_is_its_500_not_the_replicas_end(raw: Server) -> None:
+    # Both ended the replica: a 503 telling the client to retry the request that ended it, and a
+    # new replica to load.
+    exited = raw.post("/test/stateful", {"exit": "no more"})
+    assert (exited.status_code, exited.json()) == (
+        500,
+        {"error": "pre_inference in h.py failed: SystemExit: no more"},
+    )
+    interrupted = raw.post("/test/stateful", {"interrupt": True})
+    assert interrupted.status_code == 500
+    assert interrupted.json() == {"error": "pre_inference in h.py failed: KeyboardInterrupt"}
+    assert raw.post("/test/stateful", {}).status_code == 200
 
 
 def test_requests_queue_while_the_replica_is_busy(raw: Server) -> None:

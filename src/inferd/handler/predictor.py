@@ -101,11 +101,9 @@ class Predictor:
                 shown_path = None if model_path is None else str(model_path)
                 try:
                     init(shown_path, self.metadata)
-                except Exception as exc:
+                except BaseException as exc:  # sys.exit("no GPU") too: its reason, not "exited with code 1"
                     detail = "".join(traceback.format_exception(exc)).rstrip()
-                    raise LoadError(
-                        f"init in {api.predictor.path} failed: {type(exc).__name__}: {exc}\n{detail}"
-                    ) from exc
+                    raise LoadError(f"init in {api.predictor.path} failed: {raised(exc)}\n{detail}") from exc
             return
         assert model_path is not None
         signature_key = api.tensorflow.signature_key if api.tensorflow is not None else None
@@ -128,12 +126,14 @@ class Predictor:
             args = args[:2]  # Cortex v0.9: (sample or prediction, signature), no metadata
         try:
             return function(*args)
-        except Exception as exc:
+        except (
+            BaseException
+        ) as exc:  # sys.exit(), KeyboardInterrupt too: the request's 500, the replica serves on
             # From the user's function down: the frame above it is this method, not theirs.
             below = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
             shown = "".join(traceback.format_exception(type(exc), exc, below)).rstrip()
             log.error("%s in %s failed:\n%s", name, self.code.file, shown)
-            raise HandlerError(f"{name} in {self.code.file} failed: {type(exc).__name__}: {exc}") from exc
+            raise HandlerError(f"{name} in {self.code.file} failed: {raised(exc)}") from exc
 
     def predict(self, sample: Any, debug: bool = False) -> Any:
         """Answer one sample (the parsed JSON body) as the user's handlers define it."""
@@ -181,6 +181,11 @@ class Predictor:
                     f"pre_inference in {self.code.file if self.code else 'the handler'} returned an "
                     "iterator: it makes the model's input, so it returns it whole (only predict or "
                     "post_inference may yield)"
+                )
+            if prepared is None:  # a missing return: the handler's fault too, whatever the sample
+                raise HandlerError(
+                    f"pre_inference in {self.code.file if self.code else 'the handler'} returned None: "
+                    "it returns the model's input (is a return statement missing?)"
                 )
         ignore_extra = self.api.onnx is not None
         if ignore_extra and isinstance(prepared, dict):
@@ -380,6 +385,12 @@ class Predictor:
             info["signature_key"] = getattr(self.runtime, "signature_key", None)
             info["signature_def"] = self.runtime.handler_signature("pre")
         return info
+
+
+def raised(exc: BaseException) -> str:
+    """``ValueError: bad row``, or the bare type when the exception says nothing (``sys.exit()``)."""
+    said = str(exc)
+    return f"{type(exc).__name__}: {said}" if said else type(exc).__name__
 
 
 def devices_of(api: Api) -> Devices:

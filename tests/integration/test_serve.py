@@ -90,7 +90,8 @@ def raw_project(
 ) -> Path:
     """Two APIs without handlers (raw tensors in and out) and one with a stateful handler."""
     handler = (
-        "import os, sys, time\n"
+        "import logging.config, os, sys, time\n"
+        "logging.config.dictConfig({'version': 1})  # disables the loggers that exist: inferd's too\n"
         "calls = 0\n"
         "def pre_inference(sample, signature, metadata):\n"
         "    global calls\n"
@@ -197,6 +198,14 @@ def test_sys_exit_or_keyboard_interrupt_in_a_handler_is_its_500_not_the_replicas
     assert interrupted.status_code == 500
     assert interrupted.json() == {"error": "pre_inference in h.py failed: KeyboardInterrupt"}
     assert raw.post("/test/stateful", {}).status_code == 200
+    # The traceback is in the log although the handler's dictConfig disabled every logger that
+    # existed when it was imported (inferd's own among them: the log said nothing of failures).
+    log = wait_for(
+        lambda: "ERROR pre_inference in h.py failed:" in (text := raw.log()) and text, 30, "the log"
+    )
+    assert (
+        "sys.exit(sample['exit'])" in log and "ERROR prediction failed: pre_inference in h.py failed" in log
+    )
 
 
 def test_requests_queue_while_the_replica_is_busy(raw: Server) -> None:

@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     shown = _user_paths(spec)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(UserPathFormatter(handler.formatter, shown))
+    own_logging(records)
     os.chdir(spec.project_root)
     # requirements.txt packages go after inferd's own, so the runtime's numpy etc. win.
     sys.path.extend(str(path) for path in spec.extra_paths)
@@ -291,6 +292,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
         with contextlib.suppress(OSError):  # the gateway let this replica go while it loaded
             sock.sendall(messages.frame(messages.FAILED, codec.dumps(info)))
         return 1
+    own_logging(records)  # whatever the user's import did to logging (dictConfig, basicConfig(force=True))
     ready = {"pid": os.getpid(), "pipeline": not may_stream(predictor), **predictor.describe()}
     try:
         sock.sendall(messages.frame(messages.READY, codec.dumps(ready)))
@@ -301,6 +303,22 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     with contextlib.suppress(ConnectionError, OSError):
         serve(sock, predictor)
     return 0
+
+
+def own_logging(records: logging.Handler) -> None:
+    """inferd's loggers write the replica's records (a handler's traceback, "replica is ready")
+    themselves, not through the root logger, which is the user's to configure. Called again once
+    the user's code is imported: ``logging.config.dictConfig`` disables every logger that exists
+    (inferd's among them) unless told not to, as Cortex's ``refresh_logger`` knew."""
+    own = logging.getLogger("inferd")
+    own.setLevel(logging.INFO)
+    own.propagate = False
+    own.disabled = False
+    if records not in own.handlers:
+        own.addHandler(records)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("inferd.") and isinstance(logger, logging.Logger):
+            logger.disabled = False
 
 
 def name_process(title: str | None = None) -> None:

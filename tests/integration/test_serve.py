@@ -265,6 +265,10 @@ def test_killed_replica_is_replaced(serve: Serve) -> None:
     wait_for(lambda: children(server.process.pid) - {replica}, 60, "a new replica")
     wait_for(lambda: server.post("/iris/classifier", SAMPLE).status_code == 200, 60, "serving again")
     assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+    # The console says so, as `inferd logs` does under the operator (a handler's os._exit or a
+    # crash in C showed only a new "replica is ready" line).
+    said = "inferd: api 'iris/classifier': replica classifier-1 was killed by signal 9; starting another in"
+    wait_for(lambda: said in server.log(), 30, "the crash on the console")
 
 
 def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:

@@ -129,6 +129,24 @@ def test_a_deleted_apis_request_stuck_past_its_timeout_stops_its_replica(
     assert not process_alive(pid)
 
 
+def test_a_hidden_file_the_handler_reads_is_named_as_not_deployed(inferd: Inferd, tmp_path: Path) -> None:
+    # `inferd serve` read it from the folder; the deploy said only "FileNotFoundError: ...
+    # '.config.json'" of a file the user could see there.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: dots\n- kind: api\n  name: dots\n  predictor:\n    path: p.py\n",
+        {"p.py": "CONFIG = open('.config.json').read()\ndef predict(sample, metadata):\n    return CONFIG\n"},
+    )
+    (project / ".config.json").write_text("{}")
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert (
+        f"No such file or directory: '.config.json' (.config.json is in {project}, but hidden files and "
+        "folders are not deployed, as Cortex's project zip left them out: give it a name without the "
+        "leading dot)"
+    ) in result.stderr
+
+
 def test_compute_unavailable_is_refused_at_once_with_the_reason(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

@@ -6,6 +6,7 @@ become ``HandlerError`` naming the function and file; the traceback goes to the 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -186,6 +187,14 @@ class Predictor:
                 raise HandlerError(
                     f"pre_inference in {self.code.file if self.code else 'the handler'} returned None: "
                     "it returns the model's input (is a return statement missing?)"
+                )
+            if inspect.iscoroutine(prepared) or inspect.isasyncgen(prepared):
+                if inspect.iscoroutine(prepared):
+                    prepared.close()  # never awaited: no RuntimeWarning
+                raise HandlerError(
+                    f"pre_inference in {self.code.file if self.code else 'the handler'} returned "
+                    f"{'a coroutine' if inspect.iscoroutine(prepared) else 'an async generator'}: inferd "
+                    "calls handlers as plain functions, so it returns the model's input itself"
                 )
         ignore_extra = self.api.onnx is not None
         if ignore_extra and isinstance(prepared, dict):

@@ -154,6 +154,26 @@ def test_a_pre_inference_that_returns_none_is_the_handlers_error(
         build(root).predict({})
 
 
+def test_a_pre_inference_that_returns_a_coroutine_is_the_handlers_error(
+    tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # It was a 400 blaming the sample ("float() argument must be ... not 'coroutine'") and a
+    # "coroutine was never awaited" warning.
+    code = (
+        "async def rows():\n    return [[1, 2, 3, 4]]\n"
+        "def pre_inference(sample, signature, metadata):\n    return rows()\n"
+    )
+    root = make_project(
+        tmp_path,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: h\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: h.py\n",
+        {"h.py": code},
+        {"m.onnx": iris_onnx_model},
+    )
+    with pytest.raises(HandlerError, match=r"^pre_inference in h.py returned a coroutine: inferd calls"):
+        build(root).predict({})
+
+
 PREDICT_ONE = "def predict(sample, metadata):\n    return 1\n"
 
 

@@ -30,7 +30,8 @@ from inferd.config.load import load_project
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.packages import ensure_packages
 from inferd.errors import HandlerError, InferdError, LoadError, UsageError
-from inferd.handler.predictor import Predictor, devices_of, raised
+from inferd.handler.predictor import Predictor, devices_of
+from inferd.handler.user_errors import raised
 from inferd.replica.streaming import is_stream, unanswerable
 from inferd.storage import fetch, inferd_home, local_model_path
 

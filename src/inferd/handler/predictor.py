@@ -6,12 +6,10 @@ become ``HandlerError`` naming the function and file; the traceback goes to the 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +28,7 @@ from inferd.handler.convert import (
     to_model_inputs,
 )
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
+from inferd.handler.user_errors import check_prepared, raised
 from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
 
 log = logging.getLogger("inferd.handler")
@@ -177,25 +176,7 @@ class Predictor:
             )
             if debug:
                 log.info("pre_inference: %s", _preview(prepared))
-            if isinstance(prepared, Iterator):  # the handler's fault (a 500), not the client's
-                raise HandlerError(
-                    f"pre_inference in {self.code.file if self.code else 'the handler'} returned an "
-                    "iterator: it makes the model's input, so it returns it whole (only predict or "
-                    "post_inference may yield)"
-                )
-            if prepared is None:  # a missing return: the handler's fault too, whatever the sample
-                raise HandlerError(
-                    f"pre_inference in {self.code.file if self.code else 'the handler'} returned None: "
-                    "it returns the model's input (is a return statement missing?)"
-                )
-            if inspect.iscoroutine(prepared) or inspect.isasyncgen(prepared):
-                if inspect.iscoroutine(prepared):
-                    prepared.close()  # never awaited: no RuntimeWarning
-                raise HandlerError(
-                    f"pre_inference in {self.code.file if self.code else 'the handler'} returned "
-                    f"{'a coroutine' if inspect.iscoroutine(prepared) else 'an async generator'}: inferd "
-                    "calls handlers as plain functions, so it returns the model's input itself"
-                )
+            check_prepared(prepared, self.code.file if self.code else "the handler")
         ignore_extra = self.api.onnx is not None
         if ignore_extra and isinstance(prepared, dict):
             self._note_ignored(prepared)
@@ -394,12 +375,6 @@ class Predictor:
             info["signature_key"] = getattr(self.runtime, "signature_key", None)
             info["signature_def"] = self.runtime.handler_signature("pre")
         return info
-
-
-def raised(exc: BaseException) -> str:
-    """``ValueError: bad row``, or the bare type when the exception says nothing (``sys.exit()``)."""
-    said = str(exc)
-    return f"{type(exc).__name__}: {said}" if said else type(exc).__name__
 
 
 def devices_of(api: Api) -> Devices:

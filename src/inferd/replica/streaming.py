@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from inferd import codec
-from inferd.handler.predictor import Predictor, raised
+from inferd.handler.predictor import Predictor
+from inferd.handler.user_errors import raised
 from inferd.replica import messages
 from inferd.replica.tracking import tracked_stream
 

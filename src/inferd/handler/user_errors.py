@@ -12,7 +12,10 @@ from inferd.errors import HandlerError
 
 def raised(exc: BaseException) -> str:
     """``ValueError: bad row``, or the bare type when the exception says nothing (``sys.exit()``)."""
-    said = str(exc)
+    try:
+        said = str(exc)
+    except Exception:  # an exception whose __str__ fails: still the user's failure, named
+        said = "(its message cannot be shown: its __str__ failed)"
     return f"{type(exc).__name__}: {said}" if said else type(exc).__name__
 
 

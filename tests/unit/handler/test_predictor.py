@@ -174,6 +174,21 @@ def test_a_pre_inference_that_returns_a_coroutine_is_the_handlers_error(
         build(root).predict({})
 
 
+def test_an_exception_whose_message_fails_is_still_the_handlers_error(tmp_path: Path) -> None:
+    # str(exc) raised while the HandlerError was worded: the replica answered "internal error".
+    code = (
+        "class Odd(Exception):\n    def __str__(self):\n        raise RuntimeError('no text')\n"
+        "def predict(sample, metadata):\n    raise Odd()\n"
+    )
+    root = make_project(
+        tmp_path,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: p\n  predictor:\n    path: p.py\n",
+        {"p.py": code},
+    )
+    with pytest.raises(HandlerError, match=r"^predict in p.py failed: Odd: \(its message cannot be shown"):
+        build(root).predict({})
+
+
 PREDICT_ONE = "def predict(sample, metadata):\n    return 1\n"
 
 

@@ -187,7 +187,8 @@ class Predictor:
             return inputs
         except InputError as exc:
             if pre is not None:
-                raise InputError(f"{exc} (as returned by pre_inference)") from None
+                shown = self.code.file if self.code else "the handler"
+                raise InputError(f"{exc} (as returned by pre_inference in {shown})") from None
             raise
 
     def _note_ignored(self, prepared: dict[Any, Any]) -> None:

@@ -132,7 +132,10 @@ def test_input_errors_after_pre_inference_say_so(tmp_path: Path, iris_onnx_model
         {"h.py": "def pre_inference(sample, signature, metadata):\n    return [1, 2, 3]\n"},
         {"m.onnx": iris_onnx_model},
     )
-    with pytest.raises(InputError, match=r"expected shape \[-1, 4\].*\(as returned by pre_inference\)"):
+    # the file too, as a handler's other errors name it (an API may have several handler files)
+    with pytest.raises(
+        InputError, match=r"expected shape \[-1, 4\].*\(as returned by pre_inference in h.py\)"
+    ):
         build(root).predict({})
 
 

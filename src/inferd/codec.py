@@ -124,14 +124,62 @@ def dumps(value: Any) -> bytes:
 def _dumps(value: Any, options: int) -> bytes:
     try:
         return orjson.dumps(value, default=_fallback, option=options)
-    except TypeError:
+    except TypeError as exc:
         # orjson's default never sees dict keys: numpy scalars as keys (``dict(zip(
         # model.classes_, probabilities))``) are made Python values, then encoded once more;
         # nor integers beyond 64 bits, which JSON (and Cortex's encoder) writes as they are.
-        plain = _plain_keys(value)
-        if plain is value:
-            raise
-        return orjson.dumps(plain, default=_fallback, option=options)
+        try:
+            plain = _plain_keys(value)
+            if plain is value:
+                raise
+            return orjson.dumps(plain, default=_fallback, option=options)
+        except (TypeError, RecursionError) as again:
+            raise TypeError(_why_not_json(value, again)) from exc
+
+
+def _why_not_json(value: Any, exc: BaseException) -> str:
+    """orjson's reason in words a handler's author reads (off the hot path: an error)."""
+    said = str(exc)
+    if isinstance(exc, RecursionError) or said.startswith("Recursion limit"):
+        # a dict or list that holds itself (``d["self"] = d``), or nesting past orjson's 254 levels
+        return f"lists and dicts nested more than {NESTING_LIMIT} levels deep (or one that contains itself)"
+    if said.startswith("Dict key must"):
+        key = _bad_key(value)
+        shown = "" if key is None else f" {key!r} of type {type(key).__name__}"
+        return f"a dict key{shown}: JSON keys are strings (numbers, booleans and None are written as text)"
+    return said
+
+
+NESTING_LIMIT = 254  # orjson's: deeper values are refused
+
+
+def _writes_as_key(key: Any) -> bool:
+    try:
+        orjson.dumps(
+            {key.item() if isinstance(key, np.generic) else key: None}, option=orjson.OPT_NON_STR_KEYS
+        )
+    except TypeError:
+        return False
+    return True
+
+
+def _bad_key(value: Any) -> Any:
+    """The first dict key (breadth first, within orjson's depth) that JSON cannot hold as text."""
+    level = [value]
+    for _ in range(NESTING_LIMIT + 1):
+        below: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not _writes_as_key(key):
+                        return key
+                    below.append(child)
+            elif isinstance(item, list | tuple):
+                below.extend(item)
+        if not below:
+            break
+        level = below
+    return None
 
 
 def dumps_answer(value: Any) -> bytes:

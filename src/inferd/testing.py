@@ -31,6 +31,7 @@ from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.packages import ensure_packages
 from inferd.errors import HandlerError, InferdError, LoadError, UsageError
 from inferd.handler.predictor import Predictor, devices_of
+from inferd.handler.user_errors import raised
 from inferd.replica.streaming import is_stream, unanswerable
 from inferd.storage import fetch, inferd_home, local_model_path
 
@@ -73,8 +74,8 @@ class LoadedApi:
                     raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}")
                 try:
                     result = list(result)
-                except Exception as exc:
-                    message = f"{stage} failed while streaming: {type(exc).__name__}: {exc}"
+                except BaseException as exc:  # sys.exit() in the generator ends no test run
+                    message = f"{stage} failed while streaming: {raised(exc)}"
                     raise HandlerError(message) from exc
         try:
             # json, not orjson: an integer past 64 bits keeps its digits, as the endpoint sends it

@@ -8,12 +8,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import INFERD, Server, example, make_project, wait_for
+from tests.conftest import INFERD, Server, example, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
 CONFIG = (
@@ -99,6 +100,51 @@ def test_no_wait_returns_at_once_and_delete_waits_for_the_drain(
     missing = inferd.run("delete", "truth", check=False)
     assert missing.returncode == 1
     assert missing.stderr == "error: no API or deployment named 'truth' (deployed: none)\n"
+
+
+def test_a_deleted_apis_request_stuck_past_its_timeout_stops_its_replica(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # The timeout was applied only to the APIs the gateway routes to: once deleted, a request
+    # spinning in the handler held its replica for ever (at full CPU), the API "stopping" and
+    # `inferd delete` waiting out its own timeout.
+    spin = (
+        "import os\ndef predict(sample, metadata):\n"
+        "    while sample.get('spin'):\n        pass\n    return os.getpid()\n"
+    )
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: spin\n- kind: api\n  name: spin\n  predictor:\n    path: p.py\n"
+        "  timeout: 2\n",
+        {"p.py": spin},
+    )
+    inferd.run("deploy", str(project))
+    pid = inferd.post("/spin/spin", {}).json()
+    with ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(inferd.post, "/spin/spin", {"spin": True})
+        wait_for(lambda: inferd.status("spin")["in_flight"] == 1, 30, "the request at the replica")
+        deleted = inferd.run("delete", "spin", "--timeout", "60", check=False)
+        assert deleted.returncode == 0, deleted.stderr
+        assert stuck.result().status_code == 504
+    assert not process_alive(pid)
+
+
+def test_a_hidden_file_the_handler_reads_is_named_as_not_deployed(inferd: Inferd, tmp_path: Path) -> None:
+    # `inferd serve` read it from the folder; the deploy said only "FileNotFoundError: ...
+    # '.config.json'" of a file the user could see there.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: dots\n- kind: api\n  name: dots\n  predictor:\n    path: p.py\n",
+        {"p.py": "CONFIG = open('.config.json').read()\ndef predict(sample, metadata):\n    return CONFIG\n"},
+    )
+    (project / ".config.json").write_text("{}")
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert (
+        f"No such file or directory: '.config.json' (.config.json is in {project}, but hidden files and "
+        "folders are not deployed, as Cortex's project zip left them out: give it a name without the "
+        "leading dot)"
+    ) in result.stderr
 
 
 def test_compute_unavailable_is_refused_at_once_with_the_reason(

@@ -90,13 +90,18 @@ def raw_project(
 ) -> Path:
     """Two APIs without handlers (raw tensors in and out) and one with a stateful handler."""
     handler = (
-        "import os, time\n"
+        "import logging.config, os, sys, time\n"
+        "logging.config.dictConfig({'version': 1})  # disables the loggers that exist: inferd's too\n"
         "calls = 0\n"
         "def pre_inference(sample, signature, metadata):\n"
         "    global calls\n"
         "    calls += 1\n"
         "    if sample.get('fail'):\n"
         "        raise RuntimeError('asked to fail')\n"
+        "    if sample.get('exit'):\n"
+        "        sys.exit(sample['exit'])\n"
+        "    if sample.get('interrupt'):\n"
+        "        raise KeyboardInterrupt\n"
         "    while sample.get('gate') and not os.path.exists(sample['gate']):\n"  # held until then
         "        time.sleep(0.01)\n"
         "    time.sleep(sample.get('sleep', 0))\n"
@@ -181,6 +186,28 @@ def test_handler_errors_globals_and_replicas(raw: Server, tmp_path: Path) -> Non
         assert held.result().json()["pid"] != other["pid"]
 
 
+def test_sys_exit_or_keyboard_interrupt_in_a_handler_is_its_500_not_the_replicas_end(raw: Server) -> None:
+    # Both ended the replica: a 503 telling the client to retry the request that ended it, and a
+    # new replica to load.
+    exited = raw.post("/test/stateful", {"exit": "no more"})
+    assert (exited.status_code, exited.json()) == (
+        500,
+        {"error": "pre_inference in h.py failed: SystemExit: no more"},
+    )
+    interrupted = raw.post("/test/stateful", {"interrupt": True})
+    assert interrupted.status_code == 500
+    assert interrupted.json() == {"error": "pre_inference in h.py failed: KeyboardInterrupt"}
+    assert raw.post("/test/stateful", {}).status_code == 200
+    # The traceback is in the log although the handler's dictConfig disabled every logger that
+    # existed when it was imported (inferd's own among them: the log said nothing of failures).
+    log = wait_for(
+        lambda: "ERROR pre_inference in h.py failed:" in (text := raw.log()) and text, 30, "the log"
+    )
+    assert (
+        "sys.exit(sample['exit'])" in log and "ERROR prediction failed: pre_inference in h.py failed" in log
+    )
+
+
 def test_requests_queue_while_the_replica_is_busy(raw: Server) -> None:
     server = raw
     with ThreadPoolExecutor(8) as pool:
@@ -238,6 +265,10 @@ def test_killed_replica_is_replaced(serve: Serve) -> None:
     wait_for(lambda: children(server.process.pid) - {replica}, 60, "a new replica")
     wait_for(lambda: server.post("/iris/classifier", SAMPLE).status_code == 200, 60, "serving again")
     assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+    # The console says so, as `inferd logs` does under the operator (a handler's os._exit or a
+    # crash in C showed only a new "replica is ready" line).
+    said = "inferd: api 'iris/classifier': replica classifier-1 was killed by signal 9; starting another in"
+    wait_for(lambda: said in server.log(), 30, "the crash on the console")
 
 
 def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:

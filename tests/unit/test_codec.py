@@ -51,6 +51,26 @@ def test_a_float32_answer_is_the_float64_number_it_holds() -> None:
     assert codec.dumps_answer(np.array([0.3], dtype=np.float32)) == b"[0.30000001192092896]"
 
 
+def test_an_answer_that_contains_itself_or_nests_too_deep_says_so() -> None:
+    # It was a RecursionError from the retry with plain keys: "internal error" (blaming inferd)
+    # and a 3,000-line traceback in the API's log.
+    itself: dict[str, Any] = {}
+    itself["self"] = itself
+    deep: list[Any] = []
+    for _ in range(300):
+        deep = [deep]
+    for value in (itself, deep, {np.int64(1): itself}):
+        with pytest.raises(TypeError, match=r"^lists and dicts nested more than 254 levels deep \(or one"):
+            codec.dumps_answer(value)
+
+
+def test_an_answer_with_a_key_json_cannot_write_names_the_key() -> None:
+    # orjson said "Dict key must a type serializable with OPT_NON_STR_KEYS"
+    with pytest.raises(TypeError, match=r"^a dict key \(1, 2\) of type tuple: JSON keys are strings"):
+        codec.dumps_answer({"rows": [{"a": 1}, {(1, 2): "pair"}]})
+    assert codec.dumps_answer({np.int64(1): {2: "b", None: "n"}}) == b'{"1":{"2":"b","null":"n"}}'
+
+
 @pytest.mark.parametrize(
     ("accept", "events"),
     [

@@ -47,6 +47,9 @@ class ApiTable:
         # server setting its project up): a path no API answers yet may be one of theirs, so it
         # is a 503 to retry, not a 404 that says the API does not exist.
         self.starting: str | None = None
+        # Deleted APIs' queues while their replicas still run requests: the sweep expires those
+        # too, so a request stuck past its timeout stops its replica (the drain would never end).
+        self.removed: list[ApiQueue] = []
 
     # ReplicaSink (called by the engine)
 
@@ -93,6 +96,8 @@ class ApiTable:
             self.endpoints.pop(queue.endpoint.encode(), None)
             self._index_models()
             queue.fail_waiting(404, codec.error_body(f"api '{name}' was deleted"))
+            if queue.busy:
+                self.removed.append(queue)
             if self.access_log is not None:
                 self.access_log.forget(name)
 

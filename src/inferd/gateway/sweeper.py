@@ -51,8 +51,10 @@ async def tick_forever(gateway: Gateway) -> None:
                 else:
                     transport.close()
         now = perf_counter()
-        for queue in list(gateway.apis.values()):
+        for queue in [*gateway.apis.values(), *gateway.removed]:
             try:
                 queue.expire(now)
             except Exception:  # never let one API stop the sweep
                 log.exception("expiring requests of api '%s' failed", queue.name)
+        if gateway.removed:
+            gateway.removed = [queue for queue in gateway.removed if queue.busy]

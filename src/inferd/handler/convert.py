@@ -152,6 +152,9 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
     if isinstance(value, np.ndarray):
         if (target.kind in TEXT_KINDS) != (value.dtype.kind in TEXT_KINDS):
             raise ValueError(f"cannot cast {value.dtype} values to {target}")
+        if value.dtype.kind in "cmM" and target.kind in NUMERIC_KINDS:
+            # astype would drop an imaginary part, or make dates a count of days, without a word
+            raise ValueError(f"cannot cast {value.dtype} values to {target}")
         if value.dtype == target:
             return value
         if value.dtype.kind in NUMERIC_KINDS and target.kind in NUMERIC_KINDS:

@@ -186,15 +186,34 @@ def _signature_of(node: ast.FunctionDef | ast.AsyncFunctionDef) -> inspect.Signa
 
 
 def _bound_names(node: ast.AST) -> set[str]:
+    """The module-level names a top-level statement binds: not those bound inside the bodies of
+    the functions and classes it defines (a class's ``predict`` method is no module function)."""
     names: set[str] = set()
-    for child in ast.walk(node):
+    stack = [node]
+    while stack:
+        child = stack.pop()
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(child.name)
+            continue
+        if isinstance(child, ast.Lambda | ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            continue  # a scope of its own
         if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
             names.add(child.id)
-        elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(child.name)
         elif isinstance(child, ast.alias):
             names.add(child.asname or child.name.partition(".")[0])
+        stack.extend(ast.iter_child_nodes(child))
     return names
+
+
+def _must_define_predict(shown: str, names: set[str]) -> LoadError:
+    # Cortex v0.12 made predictors a class; v0.10 (and inferd) take module functions.
+    hint = (
+        " (a class PythonPredictor is Cortex v0.12's form: a Cortex v0.10 predictor defines "
+        "init and predict as module functions)"
+        if "PythonPredictor" in names
+        else ""
+    )
+    return LoadError(f"{shown}: must define {PREDICTOR_FUNCTIONS['predict']}{hint}")
 
 
 def check_source(path: Path, kind: str, shown: str) -> None:
@@ -233,7 +252,7 @@ def check_source(path: Path, kind: str, shown: str) -> None:
                 raise LoadError(f"{shown}: defines {close[0]}(); did you mean {usage}?")
     # A handler defining neither hook is served, as Cortex v0.10 served it (load_user_code).
     if kind == "predictor" and "predict" not in found:
-        raise LoadError(f"{shown}: must define {PREDICTOR_FUNCTIONS['predict']}")
+        raise _must_define_predict(shown, assigned | set(defined))
 
 
 def load_user_code(path: Path, kind: str, module_name: str, shown: str) -> UserCode:
@@ -248,5 +267,5 @@ def load_user_code(path: Path, kind: str, module_name: str, shown: str) -> UserC
     else:
         functions = _check(module, PREDICTOR_FUNCTIONS, shown)
         if "predict" not in functions:
-            raise LoadError(f"{shown}: must define {PREDICTOR_FUNCTIONS['predict']}")
+            raise _must_define_predict(shown, set(vars(module)))
     return UserCode(file=shown, functions=functions)

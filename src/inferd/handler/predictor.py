@@ -10,7 +10,6 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +29,7 @@ from inferd.handler.convert import (
 )
 from inferd.handler.debug import logged, preview
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
+from inferd.handler.user_errors import check_prepared, raised
 from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
 
 log = logging.getLogger("inferd.handler")
@@ -91,11 +91,9 @@ class Predictor:
                 shown_path = None if model_path is None else str(model_path)
                 try:
                     init(shown_path, self.metadata)
-                except Exception as exc:
+                except BaseException as exc:  # sys.exit("no GPU") too: its reason, not "exited with code 1"
                     detail = "".join(traceback.format_exception(exc)).rstrip()
-                    raise LoadError(
-                        f"init in {api.predictor.path} failed: {type(exc).__name__}: {exc}\n{detail}"
-                    ) from exc
+                    raise LoadError(f"init in {api.predictor.path} failed: {raised(exc)}\n{detail}") from exc
             return
         assert model_path is not None
         signature_key = api.tensorflow.signature_key if api.tensorflow is not None else None
@@ -118,12 +116,13 @@ class Predictor:
             args = args[:2]  # Cortex v0.9: (sample or prediction, signature), no metadata
         try:
             return function(*args)
-        except Exception as exc:
+        except BaseException as exc:
+            # sys.exit() and KeyboardInterrupt too: the request's 500, the replica serves on.
             # From the user's function down: the frame above it is this method, not theirs.
             below = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
             shown = "".join(traceback.format_exception(type(exc), exc, below)).rstrip()
             log.error("%s in %s failed:\n%s", name, self.code.file, shown)
-            raise HandlerError(f"{name} in {self.code.file} failed: {type(exc).__name__}: {exc}") from exc
+            raise HandlerError(f"{name} in {self.code.file} failed: {raised(exc)}") from exc
 
     def predict(self, sample: Any, debug: bool = False) -> Any:
         """Answer one sample (the parsed JSON body) as the user's handlers define it."""
@@ -162,12 +161,7 @@ class Predictor:
             )
             if debug:
                 log.info("pre_inference: %s", preview(prepared))
-            if isinstance(prepared, Iterator):  # the handler's fault (a 500), not the client's
-                raise HandlerError(
-                    f"pre_inference in {self.code.file if self.code else 'the handler'} returned an "
-                    "iterator: it makes the model's input, so it returns it whole (only predict or "
-                    "post_inference may yield)"
-                )
+            check_prepared(prepared, self.code.file if self.code else "the handler")
         ignore_extra = self.api.onnx is not None
         if ignore_extra and isinstance(prepared, dict):
             self._note_ignored(prepared)
@@ -178,7 +172,8 @@ class Predictor:
             return inputs
         except InputError as exc:
             if pre is not None:
-                raise InputError(f"{exc} (as returned by pre_inference)") from None
+                shown = self.code.file if self.code else "the handler"
+                raise InputError(f"{exc} (as returned by pre_inference in {shown})") from None
             raise
 
     def _note_ignored(self, prepared: dict[Any, Any]) -> None:

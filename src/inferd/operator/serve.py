@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, NoReturn
 
 import uvloop
@@ -52,6 +52,54 @@ async def serve_project(
 ) -> int:
     """Serve ``project`` until SIGINT/SIGTERM; return the exit status."""
     say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
+    with _replica_events_said(say):
+        return await _serve(project, host, port, grace, say, access_log, metrics, reload, limits, replicas)
+
+
+class _ReplicaEvents(logging.Handler):
+    """The engine's events about replicas on the console (``replica p-2 exited with code 3;
+    starting another in 0.25s``), which the operator writes into the API's log: with none here,
+    a handler's ``os._exit`` or a crash in C showed only the next replica's "ready" line. Its
+    warnings are printed as before (Python's last-resort handler printed them)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            self.say(text)
+        elif "': replica " in text:
+            self.say(f"inferd: {text}")
+
+
+@contextlib.contextmanager
+def _replica_events_said(say: Callable[[str], None]) -> Iterator[None]:
+    engine_log = logging.getLogger("inferd.engine")
+    handler, level = _ReplicaEvents(say), engine_log.level
+    engine_log.addHandler(handler)
+    if engine_log.getEffectiveLevel() > logging.INFO:
+        engine_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        engine_log.removeHandler(handler)
+        engine_log.setLevel(level)
+
+
+async def _serve(
+    project: Project,
+    host: str,
+    port: int,
+    grace: float,
+    say: Callable[[str], None],
+    access_log: bool,
+    metrics: bool,
+    reload: bool,
+    limits: EdgeLimits | None,
+    replicas: int | None,
+) -> int:
     log_writer = AccessLog(stream=sys.stderr) if access_log else None
     gateway = Gateway(access_log=log_writer, metrics=metrics, limits=limits)
     home = pin_inferd_home()

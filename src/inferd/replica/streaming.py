@@ -22,6 +22,7 @@ import numpy as np
 
 from inferd import codec
 from inferd.handler.predictor import Predictor
+from inferd.handler.user_errors import raised
 from inferd.replica import messages
 from inferd.replica.tracking import tracked_stream
 
@@ -157,9 +158,11 @@ class _Encoded:
                 item = next(self.items)
             except StopIteration:
                 return
-            except Exception as exc:
+            except (
+                BaseException
+            ) as exc:  # sys.exit() in the generator too: the stream's error, not the replica's end
                 log.error("%s failed after %d item(s):\n%s", stage, count, traceback.format_exc())
-                self.error = f"{stage} failed after {count} item(s): {type(exc).__name__}: {exc}"
+                self.error = f"{stage} failed after {count} item(s): {raised(exc)}"
                 return
             try:
                 data = codec.dumps_answer(item)  # as a whole answer is: float32 as the float64 it is

@@ -18,6 +18,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from time import perf_counter
 from typing import Any, NoReturn
 
@@ -241,6 +242,26 @@ class UserPathFormatter(logging.Formatter):
         return self.shown(self.inner.format(record))
 
 
+def _hidden_file_hint(exc: BaseException, spec: ReplicaSpec) -> str:
+    """Why a file the user's folder holds was not found by the deployed code: it is hidden
+    (``.config.json``), and hidden files do not travel with a deployed project (Cortex's zip
+    left them out too); ``inferd serve`` reads the folder itself, so it found the file there."""
+    missing = exc.__cause__ if isinstance(exc, LoadError) else exc
+    if spec.shown_root is None or not isinstance(missing, FileNotFoundError) or missing.filename is None:
+        return ""
+    path = os.path.normpath(os.path.join(spec.project_root, os.fsdecode(missing.filename)))
+    relative = os.path.relpath(path, spec.project_root)
+    parts = Path(relative).parts
+    if relative.startswith("..") or not any(part.startswith(".") for part in parts):
+        return ""
+    if not (spec.shown_root / relative).exists():
+        return ""
+    return (
+        f" ({relative} is in {spec.shown_root}, but hidden files and folders are not deployed, as "
+        "Cortex's project zip left them out: give it a name without the leading dot)"
+    )
+
+
 def _load(spec: ReplicaSpec) -> Predictor:
     return Predictor(spec.api, spec.project_root, spec.model_path)
 
@@ -271,6 +292,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     shown = _user_paths(spec)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(UserPathFormatter(handler.formatter, shown))
+    own_logging(records)
     os.chdir(spec.project_root)
     # requirements.txt packages go after inferd's own, so the runtime's numpy etc. win.
     sys.path.extend(str(path) for path in spec.extra_paths)
@@ -282,7 +304,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
         else:
             summary = f"loading failed: {type(exc).__name__}: {exc}"
             detail = traceback.format_exc().rstrip()
-        summary, detail = shown(summary), shown(detail)
+        summary, detail = shown(summary) + _hidden_file_hint(exc, spec), shown(detail)
         if summary == spec.repeat_of:  # a retry that failed as the last one: its traceback is above
             log.error("%s (again, as the previous replica)", summary)
         else:
@@ -291,6 +313,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
         with contextlib.suppress(OSError):  # the gateway let this replica go while it loaded
             sock.sendall(messages.frame(messages.FAILED, codec.dumps(info)))
         return 1
+    own_logging(records)  # whatever the user's import did to logging (dictConfig, basicConfig(force=True))
     ready = {"pid": os.getpid(), "pipeline": not may_stream(predictor), **predictor.describe()}
     try:
         sock.sendall(messages.frame(messages.READY, codec.dumps(ready)))
@@ -301,6 +324,22 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     with contextlib.suppress(ConnectionError, OSError):
         serve(sock, predictor)
     return 0
+
+
+def own_logging(records: logging.Handler) -> None:
+    """inferd's loggers write the replica's records (a handler's traceback, "replica is ready")
+    themselves, not through the root logger, which is the user's to configure. Called again once
+    the user's code is imported: ``logging.config.dictConfig`` disables every logger that exists
+    (inferd's among them) unless told not to, as Cortex's ``refresh_logger`` knew."""
+    own = logging.getLogger("inferd")
+    own.setLevel(logging.INFO)
+    own.propagate = False
+    own.disabled = False
+    if records not in own.handlers:
+        own.addHandler(records)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("inferd.") and isinstance(logger, logging.Logger):
+            logger.disabled = False
 
 
 def name_process(title: str | None = None) -> None:

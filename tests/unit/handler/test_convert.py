@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -199,6 +200,20 @@ def test_numbers_the_input_holds_are_kept_exactly() -> None:
 def test_a_handler_array_the_input_cannot_hold_is_refused_not_wrapped() -> None:
     with pytest.raises(InputError, match=r"300 is out of uint8's range"):
         to_array(np.array([300]), TensorSpec("x", np.dtype(np.uint8), (None,), "t"))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([[1j, 2, 3, 4]]),
+        np.array([["2020-01-01"] * 4], dtype="datetime64[D]"),
+        np.ones((1, 4), "m8[s]"),
+    ],
+)
+def test_a_handler_array_of_complex_or_dates_is_refused_not_made_numbers(array: Any) -> None:
+    # astype dropped the imaginary part (1j reached the model as 0.0) or made a date its days
+    with pytest.raises(InputError, match=re.escape(f"cannot cast {array.dtype} values to float32")):
+        to_array(array, FLOAT_ROWS)
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,28 @@ def test_predictor_needs_predict(tmp_path: Path) -> None:
         load(tmp_path, "def init(model_path): pass\ndef predict(sample, metadata): pass\n", kind="predictor")
 
 
+def test_a_predict_method_of_a_class_is_no_predictor_at_load_nor_for_validate(tmp_path: Path) -> None:
+    # Cortex v0.12's class form: `inferd validate` said "cortex.yaml is valid" (the method's name,
+    # bound inside the class, counted as the module's), then the deploy failed to load.
+    source = (
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n"
+        "    def predict(self, payload):\n        return 1\n"
+    )
+    said = r"must define predict\(sample, metadata\) \(a class PythonPredictor is Cortex v0\.12's form"
+    with pytest.raises(LoadError, match=said):
+        load(tmp_path, source, kind="predictor")
+    with pytest.raises(LoadError, match=said):
+        check_source(tmp_path / "handler.py", "predictor", "handler.py")
+    names_in_bodies = "def helper():\n    predict = 1\nlabels = [init for init in 'ab']\n"
+    with pytest.raises(LoadError, match=r"must define predict\(sample, metadata\)$"):
+        (tmp_path / "other.py").write_text(names_in_bodies)
+        check_source(tmp_path / "other.py", "predictor", "other.py")
+    (tmp_path / "bound.py").write_text(
+        "if True:\n    predict = print\n"
+    )  # bound at run time: the replica checks
+    check_source(tmp_path / "bound.py", "predictor", "bound.py")
+
+
 @pytest.mark.parametrize(
     ("source", "kind", "name"),
     [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inferd.config.load import load_project
-from inferd.errors import HandlerError, InputError
+from inferd.errors import HandlerError, InputError, LoadError
 from inferd.handler.predictor import Predictor
 from tests.conftest import example, make_project
 
@@ -132,8 +132,86 @@ def test_input_errors_after_pre_inference_say_so(tmp_path: Path, iris_onnx_model
         {"h.py": "def pre_inference(sample, signature, metadata):\n    return [1, 2, 3]\n"},
         {"m.onnx": iris_onnx_model},
     )
-    with pytest.raises(InputError, match=r"expected shape \[-1, 4\].*\(as returned by pre_inference\)"):
+    # the file too, as a handler's other errors name it (an API may have several handler files)
+    with pytest.raises(
+        InputError, match=r"expected shape \[-1, 4\].*\(as returned by pre_inference in h.py\)"
+    ):
         build(root).predict({})
+
+
+def test_a_pre_inference_that_returns_none_is_the_handlers_error(
+    tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # It was a 400 blaming the client's sample ("expected float32 [-1, 4], got null") for a
+    # return statement the handler lacks, whatever the sample.
+    root = make_project(
+        tmp_path,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: h\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: h.py\n",
+        {"h.py": "def pre_inference(sample, signature, metadata):\n    row = [1, 2, 3, 4]\n"},
+        {"m.onnx": iris_onnx_model},
+    )
+    with pytest.raises(
+        HandlerError, match=r"^pre_inference in h.py returned None: it returns the model's input"
+    ):
+        build(root).predict({})
+
+
+def test_a_pre_inference_that_returns_a_coroutine_is_the_handlers_error(
+    tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # It was a 400 blaming the sample ("float() argument must be ... not 'coroutine'") and a
+    # "coroutine was never awaited" warning.
+    code = (
+        "async def rows():\n    return [[1, 2, 3, 4]]\n"
+        "def pre_inference(sample, signature, metadata):\n    return rows()\n"
+    )
+    root = make_project(
+        tmp_path,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: h\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: h.py\n",
+        {"h.py": code},
+        {"m.onnx": iris_onnx_model},
+    )
+    with pytest.raises(HandlerError, match=r"^pre_inference in h.py returned a coroutine: inferd calls"):
+        build(root).predict({})
+
+
+def test_an_exception_whose_message_fails_is_still_the_handlers_error(tmp_path: Path) -> None:
+    # str(exc) raised while the HandlerError was worded: the replica answered "internal error".
+    code = (
+        "class Odd(Exception):\n    def __str__(self):\n        raise RuntimeError('no text')\n"
+        "def predict(sample, metadata):\n    raise Odd()\n"
+    )
+    root = make_project(
+        tmp_path,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: p\n  predictor:\n    path: p.py\n",
+        {"p.py": code},
+    )
+    with pytest.raises(HandlerError, match=r"^predict in p.py failed: Odd: \(its message cannot be shown"):
+        build(root).predict({})
+
+
+PREDICT_ONE = "def predict(sample, metadata):\n    return 1\n"
+
+
+@pytest.mark.parametrize(
+    ("raising", "said"),
+    [
+        ("sys.exit('no GPU here')", "SystemExit: no GPU here"),
+        ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+    ],
+)
+def test_init_that_exits_is_a_load_error_with_its_reason(tmp_path: Path, raising: str, said: str) -> None:
+    # The replica ended with "a replica exited with code 1 while loading": the reason was lost.
+    root = make_project(
+        tmp_path,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: p\n  predictor:\n    path: p.py\n",
+        {"p.py": f"import sys\ndef init(model_path, metadata):\n    {raising}\n{PREDICT_ONE}"},
+    )
+    with pytest.raises(LoadError) as caught:
+        build(root)
+    assert caught.value.message.startswith(f"init in p.py failed: {said}\nTraceback")
 
 
 def test_project_folder_and_python_path_are_importable(tmp_path: Path, iris_onnx_model: Path) -> None:

@@ -43,3 +43,21 @@ def test_an_async_generator_is_refused_with_what_streams_instead(tmp_path: Path)
         api.predict({})
     status, body, _ = _encode(api.predictor, api.predictor.predict({}), None, {})
     assert status == 500 and "an async generator does not stream" in orjson.loads(body)["error"]
+
+
+def test_sys_exit_inside_a_stream_ends_the_stream_not_the_replica(tmp_path: Path) -> None:
+    # It propagated out of the replica's loop: the process ended, its client got a 503 "retry it".
+    code = "import sys\n\n\ndef predict(sample, metadata):\n    yield 1\n    sys.exit('enough')\n"
+    project = make_project(
+        tmp_path / "exits",
+        "- kind: deployment\n  name: s\n- kind: api\n  name: s\n  predictor:\n    path: exits.py\n",
+        files={"exits.py": code},
+    )
+    api = load_api(project)
+    lines = list(http_chunks(api.predictor, api.predictor.predict({}), sse=False))
+    assert orjson.loads(lines[0]) == 1
+    assert orjson.loads(lines[1]) == {
+        "error": "predict in exits.py failed after 1 item(s): SystemExit: enough"
+    }
+    with pytest.raises(HandlerError, match="predict failed while streaming: SystemExit: enough"):
+        api.predict({})

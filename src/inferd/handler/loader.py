@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from inferd.errors import LoadError
+from inferd.handler.user_errors import raised
 
 HANDLER_FUNCTIONS = {
     "pre_inference": "pre_inference(sample, signature, metadata)",
@@ -95,7 +96,7 @@ def _import(path: Path, module_name: str, shown: str) -> ModuleType:
     except BaseException as exc:
         sys.modules.pop(module_name, None)
         detail = "".join(traceback.format_exception(exc)).rstrip()
-        raise LoadError(f"{shown}: importing it failed: {type(exc).__name__}: {exc}\n{detail}") from exc
+        raise LoadError(f"{shown}: importing it failed: {raised(exc)}\n{detail}") from exc
     return module
 
 

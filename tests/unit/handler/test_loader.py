@@ -45,6 +45,8 @@ def test_both_functions_are_found(tmp_path: Path) -> None:
         ("import not_a_module_anywhere\n", "importing it failed: ModuleNotFoundError"),
         ("pre_inference = 3\n", "pre_inference must be a function"),
         ("def broken(:\n", "importing it failed: SyntaxError"),
+        ("import sys\nsys.exit()\n", "importing it failed: SystemExit\n"),  # not "SystemExit: "
+        ("import sys\nsys.exit('no GPU here')\n", "importing it failed: SystemExit: no GPU here\n"),
     ],
 )
 def test_bad_handlers_are_refused_at_load(tmp_path: Path, source: str, message: str) -> None:

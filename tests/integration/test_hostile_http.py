@@ -632,6 +632,8 @@ def test_a_percent_encoded_path_is_answered_as_its_decoded_path(server: Server) 
             ("/v2/models/iris/infer%2F", V2_BODY),
             ("/%64/iris", ROWS),
             ("/d/iris?x=%3A", ROWS),
+            ("//d/iris", ROWS),  # a base URL ending in "/" joined with "/d/iris": merged, as nginx does
+            ("/v1/models//iris:predict", tf_serving),
         ):
             client.send(request("POST", target, body))
             answer = client.read()

@@ -11,6 +11,7 @@ extends it with the order of requests and the answers: it provides ``refuse``, `
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
 # Where a connection is in its current request (the sweep applies the matching timeout).
 HEAD, BODY, IDLE = 0, 1, 2
+
+
+_SLASHES = re.compile(rb"//+")
 
 
 class RequestReader(asyncio.Protocol):
@@ -174,7 +178,11 @@ class RequestReader(asyncio.Protocol):
         path, _, self._query = (url if url[:1] == b"/" else origin_form(url)).partition(b"?")
         # Routes match the decoded path, as TF Serving, Flask and ASGI servers do: a client that
         # quotes a name (``quote("iris:predict")`` is ``iris%3Apredict``) reaches the same route.
-        self._path = unquote_to_bytes(path) if b"%" in path else path
+        if b"%" in path:
+            path = unquote_to_bytes(path)
+        # Repeated slashes are one, as nginx merges them: a client's base URL ending in "/" joined
+        # with "/d/iris" asks for "//d/iris" (it was a 404 naming the right endpoint).
+        self._path = _SLASHES.sub(b"/", path) if b"//" in path else path
         headers = self._headers
         if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
             # The parser skips an upgrade request's body and hands what follows the headers to the

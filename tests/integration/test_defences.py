@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -130,12 +131,18 @@ def test_a_client_that_leaves_while_queued_frees_its_slot_and_is_logged_as_499(
     # Both leavers are counted, with nginx's 499 (client closed request), not a 200 nobody read
     # nor nothing at all: in the access log and in /metrics.
     def statuses() -> Counter[int]:
-        lines = [json.loads(line) for line in server.log().splitlines() if line.startswith('{"')]
-        return Counter(line["status"] for line in lines if line.get("api") == "slow")
+        return Counter(line["status"] for line in access_lines(server) if line.get("api") == "slow")
 
     wait_for(lambda: statuses() == {499: 2, 200: 1, 503: 1}, 30, "four access log lines")
+    errors = {line["status"]: line.get("error") for line in access_lines(server) if line.get("api") == "slow"}
+    assert errors[499] == "the client closed the connection before its answer"
+    assert "overloaded" in str(errors[503]) and errors[200] is None
     metrics = requests.get(f"{server.url}/metrics", timeout=5).text
     assert re.search(r'inferd_requests_total\{[^}]*api="slow"[^}]*code="499"[^}]*\} 2\.0', metrics), metrics
+
+
+def access_lines(server: Server) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.log().splitlines() if line.startswith('{"')]
 
 
 def test_api_keys(

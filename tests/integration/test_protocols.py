@@ -600,3 +600,15 @@ def test_request_ids_and_access_log(server: Server) -> None:
     )
     assert record["route"] == "/proto/iris" and record["status"] == 200 and record["api"] == "iris"
     assert record["replica"].startswith("iris-") and record["latency_ms"] > 0
+    assert "error" not in record
+    # an error answer's line carries its message: a request id in a client's report finds why
+    refused = requests.post(
+        server.url + "/proto/iris", data=b"{not json", headers={"X-Request-ID": "trace-43"}, timeout=5
+    )
+    assert refused.status_code == 400
+    failed = wait_for(
+        lambda: next((json.loads(line) for line in server.log().splitlines() if '"trace-43"' in line), None),
+        10,
+        "the error's access log line",
+    )
+    assert failed["status"] == 400 and failed["error"] == refused.json()["error"]

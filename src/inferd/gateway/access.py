@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 FLUSH_SECONDS = 0.2
 MAX_ROUTES = 1000
+ERROR_CHARS = 500  # of an error answer's message, in its access line
 # One access line (JSON); the pieces in quotes are JSON-encoded before they are put in.
 LINE = (
     b'{"time":%.3f,"id":%s,%s,"route":%s,"protocol":"%s","status":%d,"latency_ms":%.3f,'
@@ -43,8 +44,9 @@ class AccessLog:
         self._routes: dict[bytes, bytes] = {}
         self._replicas: dict[str, bytes] = {}
 
-    def record(self, api: str, conn: HttpConnection, status: int, latency: float) -> None:
-        """Buffer one request's line; ``api`` is the API's key (``deployment/api``).
+    def record(self, api: str, conn: HttpConnection, status: int, latency: float, error: bytes = b"") -> None:
+        """Buffer one request's line; ``api`` is the API's key (``deployment/api``); ``error``, the
+        body of an error answer, adds its message (``"error"``) to the line.
 
         The line is formatted from pieces JSON-encoded once per API, route and replica: a dict
         through orjson and two ``round`` calls cost the gateway several times as much per request.
@@ -81,6 +83,8 @@ class AccessLog:
             replica,
             trace,
         )
+        if error:
+            line = line[:-1] + b',"error":%s}' % orjson.dumps(error_message(error))
         self._pending.setdefault(api, []).append(line)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._flush_soon())
@@ -128,3 +132,16 @@ def trace_id(headers: bytes) -> str | None:
     """The trace id of the ``traceparent`` answer header among ``headers`` (``None``: untraced)."""
     start = headers.find(b"traceparent: 00-")
     return headers[start + 16 : start + 48].decode() if start >= 0 else None
+
+
+def error_message(body: bytes) -> str:
+    """The message of an error answer (``{"error": "..."}``), cut to ``ERROR_CHARS``; the body
+    itself when it holds none (a handler's own error document, say)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = None
+    message = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(message, str):
+        message = body.decode("utf-8", "replace")
+    return message if len(message) <= ERROR_CHARS else message[:ERROR_CHARS] + "..."

@@ -117,7 +117,7 @@ class Gateway(ApiTable):
                 conn.respond(200, orjson.dumps(self.describe(queue)))
             else:
                 self.method_not_allowed(conn, request, b"GET, HEAD, POST, OPTIONS")
-                self._count_refusal(conn, queue, path, 405, "cortex")  # as the edge's refusals
+                self._count_refusal(conn, queue, path, 405, "cortex", not_allowed(request))  # as the edge's
             return
         if request.method == b"OPTIONS":
             conn.respond(204, b"", headers=ALLOW_CORS)
@@ -299,20 +299,21 @@ class Gateway(ApiTable):
         """Answer an error without a replica, and count it."""
         conn.protocol = protocol
         conn.started = perf_counter()
-        conn.respond(status, codec.error_body(message), headers=headers)
-        self.finished(queue, status, conn, b"")
+        body = codec.error_body(message)
+        conn.respond(status, body, headers=headers)
+        self.finished(queue, status, conn, b"", body)
 
-    def refused(self, conn: HttpConnection, path: bytes, status: int) -> None:
+    def refused(self, conn: HttpConnection, path: bytes, status: int, error: bytes = b"") -> None:
         queue = self.endpoints.get(path)
         protocol = "cortex"
         if queue is None:
             queue, protocol = self._protocol_route(path)
             if queue is None:  # a splitter's route, or none: no one API to count it for
                 return
-        self._count_refusal(conn, queue, path, status, protocol)
+        self._count_refusal(conn, queue, path, status, protocol, error)
 
     def _count_refusal(
-        self, conn: HttpConnection, queue: ApiQueue, path: bytes, status: int, protocol: str
+        self, conn: HttpConnection, queue: ApiQueue, path: bytes, status: int, protocol: str, error: bytes
     ) -> None:
         """A request refused before it reached a replica, counted and logged as the API's."""
         conn.path = path
@@ -320,15 +321,10 @@ class Gateway(ApiTable):
         conn.extra_headers = conn.trace = conn.client_span = b""  # none of the last request's
         conn.protocol = protocol
         conn.started = conn.sent_at = perf_counter()
-        self.finished(queue, status, conn, b"")
+        self.finished(queue, status, conn, b"", error)
 
     def method_not_allowed(self, conn: HttpConnection, request: Request, allowed: bytes) -> None:
-        method = request.method.decode("latin-1")
-        conn.respond(
-            405,
-            codec.error_body(f"method {method} is not allowed here"),
-            headers=b"Allow: " + allowed + b"\r\n",
-        )
+        conn.respond(405, not_allowed(request), headers=b"Allow: " + allowed + b"\r\n")
 
     def _healthz(self, conn: HttpConnection) -> None:
         waiting = self.not_ready()
@@ -339,8 +335,11 @@ class Gateway(ApiTable):
         else:
             conn.respond(200, orjson.dumps({"ok": True}))
 
-    def finished(self, queue: ApiQueue, status: int, conn: HttpConnection, meta: bytes) -> bytes:
-        """Count one answered request: status, latency, stage timings, tracker; log it.
+    def finished(
+        self, queue: ApiQueue, status: int, conn: HttpConnection, meta: bytes, error: bytes = b""
+    ) -> bytes:
+        """Count one answered request: status, latency, stage timings, tracker; log it (with
+        ``error``, the body of an error answer, in the access log).
 
         Returns response headers the replica asked for (the V2 binary header length).
         """
@@ -360,7 +359,7 @@ class Gateway(ApiTable):
         if stream is not None and stream.opened:
             queue.stats.add_stream(stream.first_item if stream.items else None, stream.items, latency)
         if self.access_log is not None:
-            self.access_log.record(queue.key, conn, status, latency)
+            self.access_log.record(queue.key, conn, status, latency, error)
         return headers
 
     def record(
@@ -419,3 +418,8 @@ class Gateway(ApiTable):
             if conn.transport is not None:
                 conn.transport.close()
         await asyncio.sleep(0)
+
+
+def not_allowed(request: Request) -> bytes:
+    """The body of a 405 to ``request``."""
+    return codec.error_body(f"method {request.method.decode('latin-1')} is not allowed here")

@@ -44,6 +44,7 @@ log = logging.getLogger("inferd.gateway")
 # The status counted and logged for a request whose client hung up before its answer (nginx's
 # "client closed request"): the answer, if any came, was never read.
 CLIENT_CLOSED = 499
+LEFT = codec.error_body("the client closed the connection before its answer")  # its access log line
 
 
 class HttpConnection(RequestReader):
@@ -108,7 +109,7 @@ class HttpConnection(RequestReader):
         queue = self.queue
         if queue is not None and not self.replica_id:  # still queued: it will never be sent
             self.queue = None
-            self.app.finished(queue, CLIENT_CLOSED, self, b"")
+            self.app.finished(queue, CLIENT_CLOSED, self, b"", LEFT)
         elif queue is not None and (stream is None or stream.handle is None):
             queue.left(self)  # before its first item: the replica stops the stream at it
 
@@ -145,7 +146,7 @@ class HttpConnection(RequestReader):
             status = int(request.path)
             self.respond(status, request.body, close=True)
             if request.query:  # sent to an API: one of its requests
-                self.app.refused(self, request.query, status)
+                self.app.refused(self, request.query, status, request.body)
             return
         given = request.headers.get(b"x-request-id")
         self.request_id = given if given and valid_id(given) else next_request_id()
@@ -207,9 +208,10 @@ class HttpConnection(RequestReader):
         self.extra_headers = b""
         given = self._headers.get(b"x-request-id") if path else None
         self.request_id = given if given and valid_id(given) else next_request_id()
-        self.respond(status, codec.error_body(message), close=True)
+        body = codec.error_body(message)
+        self.respond(status, body, close=True)
         if path:
-            self.app.refused(self, path, status)
+            self.app.refused(self, path, status, body)
 
     def submit(self, queue: ApiQueue, kind: bytes, body: bytes, protocol: str = "cortex") -> None:
         """Hand the request to ``queue``; ``on_reply`` answers the client later."""
@@ -236,7 +238,13 @@ class HttpConnection(RequestReader):
             status = self.stream.failed  # what the client got, whatever the stopped replica ended with
         if queue is not None:
             counted = CLIENT_CLOSED if self.closed and not (self.stream and self.stream.failed) else status
-            headers = self.app.finished(queue, counted, self, meta)
+            headers = self.app.finished(
+                queue,
+                counted,
+                self,
+                meta,
+                LEFT if counted == CLIENT_CLOSED else body if status >= 400 else b"",
+            )
             if self.recording is not None:
                 answer = body
                 stream = self.stream

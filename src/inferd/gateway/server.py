@@ -37,8 +37,11 @@ class HttpApp(Protocol):
         """Answer ``request`` now or later with ``conn.respond``."""
         ...
 
-    def finished(self, queue: ApiQueue, status: int, conn: HttpConnection, meta: bytes) -> bytes:
-        """Account for one answered request; extra response headers (from the replica's metadata)."""
+    def finished(
+        self, queue: ApiQueue, status: int, conn: HttpConnection, meta: bytes, error: bytes = b""
+    ) -> bytes:
+        """Account for one answered request (``error``: the error answer's body, for the access
+        log); extra response headers (from the replica's metadata)."""
         ...
 
     def connection_closed(self, conn: HttpConnection) -> None:
@@ -51,9 +54,9 @@ class HttpApp(Protocol):
         """Keep a sampled request and its answer for the payload log."""
         ...
 
-    def refused(self, conn: HttpConnection, path: bytes, status: int) -> None:
-        """Count a request to ``path`` answered ``status`` at the edge (its body too large, say)
-        as one of its API's requests: metrics, ``inferd get`` and the access log."""
+    def refused(self, conn: HttpConnection, path: bytes, status: int, error: bytes = b"") -> None:
+        """Count a request to ``path`` answered ``status`` (body ``error``) at the edge (its body
+        too large, say) as one of its API's requests: metrics, ``inferd get`` and the access log."""
         ...
 
 
@@ -98,5 +101,5 @@ class HttpServer:
     ) -> None:
         return None
 
-    def refused(self, conn: HttpConnection, path: bytes, status: int) -> None:
+    def refused(self, conn: HttpConnection, path: bytes, status: int, error: bytes = b"") -> None:
         return None

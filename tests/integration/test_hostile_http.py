@@ -6,6 +6,7 @@ Raw sockets over loopback, where a well-behaved client library would hide the mi
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import json
 import os
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,27 @@ def test_a_malformed_request_behind_others_is_answered_after_them(server: Server
         assert "malformed HTTP request" in str(refused.json())
         assert client.closed()
     assert server.healthy()
+
+
+def test_every_answer_says_when_it_was_made(server: Server) -> None:
+    """RFC 9110 6.6.1: a server with a clock sends ``Date`` (IMF-fixdate, GMT) on its answers; a
+    prediction, an error, a refusal at the edge and a streamed answer carried none."""
+    with Client(server) as client:
+        client.send(
+            request("POST", "/d/iris", ROWS)
+            + request("POST", "/d/iris", b"{not json")
+            + request("GET", "/healthz")
+            + request("POST", "/d/iris", ROWS, "Content-Encoding: gzip\r\n")
+        )
+        answers = [client.read() for _ in range(4)]
+    streamed = requests.post(f"{server.url}/d/words", json={"words": ["a", "b"]}, stream=True, timeout=30)
+    with streamed:
+        dates = [answer.headers["date"] for answer in answers] + [streamed.headers["Date"]]
+    assert [answer.status for answer in answers] == [200, 400, 200, 415]
+    for date in dates:
+        assert date.endswith(" GMT"), date
+        made = email.utils.parsedate_to_datetime(date)
+        assert abs((made - datetime.now(UTC)).total_seconds()) < 300, date
 
 
 def test_head_answers_carry_no_body_and_the_connection_goes_on(server: Server) -> None:

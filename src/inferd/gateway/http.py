@@ -19,7 +19,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
 from inferd import codec
-from inferd.gateway import edge
+from inferd.gateway import edge, wire
 from inferd.gateway.reader import BODY, RequestReader
 from inferd.gateway.wire import (
     KEEP_ALIVE,
@@ -289,6 +289,7 @@ class HttpConnection(RequestReader):
             b"".join(
                 (
                     status_line(status),
+                    wire.date,
                     b"Content-Type: ",
                     content_type,
                     b"\r\nContent-Length: ",

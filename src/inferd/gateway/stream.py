@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from inferd import codec
+from inferd.gateway import wire
 from inferd.gateway.wire import CORS, KEEP_ALIVE, status_line
 
 if TYPE_CHECKING:
@@ -264,6 +265,7 @@ class Stream:
         return b"".join(
             (
                 status_line(200),
+                wire.date,
                 b"Content-Type: ",
                 _TYPES[self.mode],
                 b"\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n",

@@ -11,7 +11,7 @@ import time
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from inferd.gateway import edge
+from inferd.gateway import edge, wire
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
@@ -31,6 +31,7 @@ async def tick_forever(gateway: Gateway) -> None:
     while True:
         await asyncio.sleep(EXPIRE_SECONDS)
         clock = gateway.clock = time.monotonic()
+        wire.date = wire.date_line()
         for app in gateway.neighbours:
             app.clock = clock
         tick += 1

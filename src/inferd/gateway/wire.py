@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
@@ -26,6 +27,16 @@ RETRY_AFTER = b"Retry-After: 1\r\n"
 # close otherwise.
 KEEP_ALIVE = b"Connection: keep-alive\r\n\r\n"
 _HEADS: dict[int, bytes] = {}
+
+
+def date_line() -> bytes:
+    """The ``Date`` header line RFC 9110 6.6.1 asks of a server with a clock (IMF-fixdate)."""
+    return b"Date: %s\r\n" % formatdate(usegmt=True).encode()
+
+
+# On every answer; the gateway's tick writes it anew ten times a second (gateway/sweeper.py), so
+# no answer formats a time.
+date = date_line()
 
 
 def status_line(status: int) -> bytes:

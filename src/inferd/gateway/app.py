@@ -103,7 +103,7 @@ class Gateway(ApiTable):
             if method == b"OPTIONS":  # a CORS preflight carries no key
                 conn.respond(204, b"", headers=ALLOW_CORS)
                 return
-            if not self.authorized(conn, request.headers, queue, "cortex"):
+            if not auth.authorized(self, conn, request.headers, queue, "cortex"):
                 return
             given = request.headers.get(b"traceparent")
             if given is not None or self.tracer is not None:  # W3C Trace Context, returned
@@ -202,7 +202,7 @@ class Gateway(ApiTable):
             and method != b"OPTIONS"
             and not conn.busy
             and not conn.pipeline
-            and not self.authorized(conn, headers, queue, protocol, early=True)
+            and not auth.authorized(self, conn, headers, queue, protocol, early=True)
         ):
             return -1
         return queue.body_limit
@@ -258,34 +258,6 @@ class Gateway(ApiTable):
         conn.extra_headers += header
         conn.trace = header[13:-2]
         conn.client_span = client_span(given)
-
-    def authorized(
-        self,
-        conn: HttpConnection,
-        headers: dict[bytes, bytes],
-        queue: ApiQueue,
-        protocol: str,
-        early: bool = False,
-    ) -> bool:
-        """Check the API's keys (if it has ``auth``); answer 401/403 and return False when wrong
-        (``early``: called by ``admit`` when the headers end, before the request was started)."""
-        if queue.config.api.auth is None:
-            return True
-        status = 503 if queue.auth_error is not None else auth.check(headers, queue.keys)
-        if status is None:
-            return True
-        if early:  # the answer names this request, not the last one on this keep-alive connection
-            conn.adopt(headers)
-        challenge = b""
-        if status == 503:
-            message = f"api '{queue.name}' cannot check API keys: {queue.auth_error}"
-        elif status == 401:
-            message = "this API needs a key (Authorization: Bearer KEY, or X-API-Key)"
-            challenge = auth.CHALLENGE
-        else:
-            message = "wrong API key"
-        self.reject(conn, queue, status, message, protocol, challenge)
-        return False
 
     def reject(
         self,

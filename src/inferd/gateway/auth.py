@@ -12,8 +12,14 @@ import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inferd.config.schema import ApiConfig
+
+if TYPE_CHECKING:
+    from inferd.gateway.app import Gateway
+    from inferd.gateway.http import HttpConnection
+    from inferd.gateway.queue import ApiQueue
 
 # Sent with every 401 (RFC 9110 11.6.1: a 401 must name a scheme). Bearer, not Basic: a browser
 # shows no login dialog for it.
@@ -61,3 +67,33 @@ def check(headers: dict[bytes, bytes], keys: list[bytes]) -> int | None:
     for key in keys:  # compare with every key, so the time says nothing about which matched
         matched |= hmac.compare_digest(given, key)
     return None if matched else 403
+
+
+def authorized(
+    gateway: Gateway,
+    conn: HttpConnection,
+    headers: dict[bytes, bytes],
+    queue: ApiQueue,
+    protocol: str,
+    early: bool = False,
+) -> bool:
+    """Check ``queue``'s keys (if its API has ``auth``); answer 401/403 (503: its keys cannot be
+    read) and return False when wrong (``early``: called by ``admit`` when the headers end, before
+    the request was started)."""
+    if queue.config.api.auth is None:
+        return True
+    status = 503 if queue.auth_error is not None else check(headers, queue.keys)
+    if status is None:
+        return True
+    if early:  # the answer names this request, not the last one on this keep-alive connection
+        conn.adopt(headers)
+    challenge = b""
+    if status == 503:
+        message = f"api '{queue.name}' cannot check API keys: {queue.auth_error}"
+    elif status == 401:
+        message = "this API needs a key (Authorization: Bearer KEY, or X-API-Key)"
+        challenge = CHALLENGE
+    else:
+        message = "wrong API key"
+    gateway.reject(conn, queue, status, message, protocol, challenge)
+    return False

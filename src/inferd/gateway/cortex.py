@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from inferd import codec
+from inferd.gateway import auth
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
@@ -33,7 +34,7 @@ def signature(gateway: Gateway, conn: HttpConnection, request: Request) -> bool:
     if request.method not in (b"GET", b"HEAD"):
         gateway.method_not_allowed(conn, request, b"GET, HEAD")
         return True
-    if not gateway.authorized(conn, request.headers, queue, "cortex"):
+    if not auth.authorized(gateway, conn, request.headers, queue, "cortex"):
         return True
     inputs = queue.info.get("inputs")
     if not queue.tensors:

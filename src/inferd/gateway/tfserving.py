@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from inferd import codec
+from inferd.gateway import auth
 from inferd.protocols import tfserving as codec_tf
 from inferd.replica import messages
 
@@ -45,7 +46,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     queue = gateway.model(conn, name, request.method == b"POST")  # a GET is not a splitter's request
     if queue is None:
         return conn.respond(*gateway.not_found(_not_found(gateway, name)))
-    if not gateway.authorized(conn, request.headers, queue, "tfserving"):
+    if not auth.authorized(gateway, conn, request.headers, queue, "tfserving"):
         return None
     given = request.headers.get(b"traceparent")
     if given is not None or gateway.tracer is not None:  # W3C Trace Context, as on an endpoint

@@ -15,6 +15,7 @@ import orjson
 
 from inferd import __version__, codec
 from inferd.errors import InputError
+from inferd.gateway import auth
 from inferd.gateway.stream import GENERATE, GENERATE_STREAM, Stream
 from inferd.protocols import v2_models
 from inferd.replica import messages
@@ -67,7 +68,7 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
     queue = gateway.model(conn, name, method == b"POST")  # a GET is not a splitter's request
     if queue is None:
         return conn.respond(*gateway.not_found(gateway.unknown_model(name)))
-    if not gateway.authorized(conn, request.headers, queue, "v2"):
+    if not auth.authorized(gateway, conn, request.headers, queue, "v2"):
         return None
     given = request.headers.get(b"traceparent")
     if given is not None or gateway.tracer is not None:  # W3C Trace Context, as on an endpoint

@@ -69,6 +69,10 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
             elif replica.crashed:
                 then = "; starting another like it" if replaced else ""
                 event(state.key, f"replica {replica.id} of the previous version {how}{then}")
+            elif replica.version == version.id and replica.loaded and time.monotonic() - replica.started > 60:
+                # It ran well for a minute and was stopped (scaled down, replaced): the crashes
+                # before it are no longer "in a row", as one that crashes after a minute resets them.
+                version.failures, version.last_crash = 0, ""
             if replica.died_loading and replica.version == version.id and not (version.error or version.oom):
                 version.error = f"a replica {how} while loading the model and handler"
                 version.detail = version.error + f" (see `inferd logs {state.key}`)"

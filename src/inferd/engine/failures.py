@@ -97,6 +97,18 @@ def crash_loop(state: ApiState) -> str | None:
     )
 
 
+def at_rest(state: ApiState, sink: ReplicaSink) -> None:
+    """An API scaled to zero after a crash loop starts afresh at its next request: the loop's
+    error refused every request, so none was admitted to start a replica (``live``, and every
+    request 503 for ever)."""
+    version = state.version
+    if state.desired or not version.last_crash or any(r.version == version.id for r in state.replicas):
+        return
+    version.failures, version.last_crash = 0, ""
+    if version.error is None and state.compute_reason is None:
+        sink.api_error(state.key, None)
+
+
 def failed(version: Version) -> bool:
     """Whether ``version`` failed to load (or ran out of memory): the old version serves on."""
     return version.error is not None or version.oom

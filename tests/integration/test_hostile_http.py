@@ -794,3 +794,16 @@ def _answer_within(sock: socket.socket, seconds: float) -> bytes | None:
         return head + b"\r\n\r\n" + rest
     except TimeoutError:
         return None
+
+
+def test_many_pipelined_posts_offering_h2c_in_one_read_are_each_answered(server: Server) -> None:
+    """Each is read again without its Upgrade in a loop (it recursed once per request: a few
+    thousand in one read were a RecursionError and a reset connection, none answered)."""
+    count = 4000
+    one = b"POST /d/none HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n"
+    with Client(server) as client:
+        client.send(one * count)
+        statuses = {client.read().status for _ in range(count)}
+        assert statuses == {404}
+        client.send(request("GET", "/healthz"))
+        assert client.read().json() == {"ok": True}

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -498,3 +499,50 @@ def test_make_demo_refuses_a_port_another_server_answers_on(tmp_path: Path) -> N
         "Address already in use; choose another port: INFERD_PORT=9000 make demo"
         in (tmp_path / "demo.err").read_text()
     )
+
+
+def test_an_api_scaled_to_zero_after_a_crash_loop_starts_again_at_a_request(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    # The crash loop's 503 stayed the gateway's answer once the API scaled to zero: no request
+    # was admitted, so none started a replica, and the API said `live` with every request
+    # refused for ever ("the next starts in 7.8s"), the code fixed or not.
+    healthy = tmp_path / "healthy"
+    crashes = (
+        "import os, threading\n"
+        "def init(model_path, metadata):\n"
+        f"    if not os.path.exists({str(healthy)!r}):\n"
+        "        threading.Timer(0.2, os._exit, (3,)).start()\n"
+        "def predict(sample, metadata):\n"
+        "    return 'ok'\n"
+    )
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: z\n- kind: api\n  name: flaky\n  predictor:\n    path: p.py\n"
+        "  compute:\n    min_replicas: 0\n  autoscaling:\n    downscale_window: 1\n",
+        {"p.py": crashes},
+    )
+    server = serve(project, ready=False)
+    pid = server.process.pid
+
+    def looping() -> bool:  # requests keep a replica wanted until the loop refuses them
+        answer = server.post("/z/flaky", {})
+        return answer.status_code == 503 and "keep stopping" in answer.text
+
+    wait_for(looping, 90, "the crash loop's 503")
+
+    def idle() -> bool:
+        info = requests.get(f"{server.url}/z/flaky", timeout=10).json()
+        return info["status"] == "live" and info["replicas"]["ready"] == 0 and not replica_pids(pid)
+
+    def at_zero() -> bool:  # refused requests are no load: it scales to zero
+        # Twice, further apart than the restart pause after three crashes: a replica that was
+        # ready and has just died leaves the status "live" until the engine's next step.
+        if not idle():
+            return False
+        time.sleep(1.5)
+        return idle()
+
+    wait_for(at_zero, 60, "scaled to zero")
+    healthy.touch()  # the cause fixed (a dependency back up): the next request starts a replica
+    wait_for(lambda: server.post("/z/flaky", {}).status_code == 200, 60, "served again")

@@ -33,6 +33,10 @@ def imports(path: Path) -> list[tuple[str, int]]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "inferd" and not node.level:
+            found += [
+                (f"inferd.{alias.name}", node.lineno) for alias in node.names
+            ]  # from inferd import engine
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.append((node.module, node.lineno))
     return found
@@ -70,6 +74,7 @@ def test_the_check_finds_a_wrong_import(tmp_path: Path) -> None:
     (package / "replica").mkdir()
     (package / "gateway" / "x.py").write_text(
         "from inferd.replica.handle import ReplicaHandle\nfrom inferd.engine import local\n"
+        "from inferd import codec, engine\n"
     )
     (package / "replica" / "y.py").write_text(
         "def later():\n    import inferd.operator.state\n    from inferd.errors import InferdError\n"
@@ -78,5 +83,6 @@ def test_the_check_finds_a_wrong_import(tmp_path: Path) -> None:
     assert checked == 2
     assert wrong == [
         "inferd.gateway.x:2 (gateway) imports inferd.engine (engine)",
+        "inferd.gateway.x:3 (gateway) imports inferd.engine (engine)",
         "inferd.replica.y:2 (replica) imports inferd.operator.state (operator)",
     ]

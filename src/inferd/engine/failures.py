@@ -69,6 +69,10 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
             elif replica.crashed:
                 then = "; starting another like it" if replaced else ""
                 event(state.key, f"replica {replica.id} of the previous version {how}{then}")
+            elif replica.version == version.id and replica.loaded and time.monotonic() - replica.started > 60:
+                # It ran well for a minute and was stopped (scaled down, replaced): the crashes
+                # before it are no longer "in a row", as one that crashes after a minute resets them.
+                version.failures, version.last_crash = 0, ""
             if replica.died_loading and replica.version == version.id and not (version.error or version.oom):
                 version.error = f"a replica {how} while loading the model and handler"
                 version.detail = version.error + f" (see `inferd logs {state.key}`)"
@@ -91,6 +95,18 @@ def crash_loop(state: ApiState) -> str | None:
         f"its replicas keep stopping once started ({version.failures} in a row, the last: "
         f"{version.last_crash}); the next starts in {pause:.1f}s (see `inferd logs {state.key}`)"
     )
+
+
+def at_rest(state: ApiState, sink: ReplicaSink) -> None:
+    """An API scaled to zero after a crash loop starts afresh at its next request: the loop's
+    error refused every request, so none was admitted to start a replica (``live``, and every
+    request 503 for ever)."""
+    version = state.version
+    if state.desired or not version.last_crash or any(r.version == version.id for r in state.replicas):
+        return
+    version.failures, version.last_crash = 0, ""
+    if version.error is None and state.compute_reason is None:
+        sink.api_error(state.key, None)
 
 
 def failed(version: Version) -> bool:

@@ -240,6 +240,7 @@ class LocalEngine:
             self.apis,
             self.priorities.targets,
         )
+        failures.at_rest(state, self.sink)
         version = state.version
         if version.retry is not None and 0 < version.retry_at <= now and not state.deleting:
             version.retry_at = 0.0

@@ -101,24 +101,34 @@ class RequestReader(asyncio.Protocol):
         limit = self.limits.max_header_bytes
         self.refuse(431, f"the chunked body's framing and trailer fields are larger than {limit} bytes")
 
-    def _feed(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            head = self._plain_head
-            if head is None:
-                # The request asked for another protocol (``Upgrade`` without a body,
-                # ``CONNECT``): it is answered as plain HTTP and the connection ends there (its
-                # answer says so); what follows is dropped.
-                self.broken = True
+    def _feed(self, data: bytes | memoryview) -> None:
+        while True:  # once more for each request read again without its Upgrade (no recursion)
+            try:
+                self.parser.feed_data(data)
                 return
-            # Its body is the request's, not another protocol's: read it again, as plain HTTP.
-            self._plain_head = None
-            self.parser = httptools.HttpRequestParser(self)
-            self._feed(head + data[upgrade.args[0] :])
-        except httptools.HttpParserError as exc:
-            if not self.lingering:
-                self.refuse(400, f"malformed HTTP request: {exc}")
+            except httptools.HttpParserUpgrade as upgrade:
+                head = self._plain_head
+                if head is None:
+                    # The request asked for another protocol (``Upgrade`` without a body,
+                    # ``CONNECT``): it is answered as plain HTTP and the connection ends there
+                    # (its answer says so); what follows is dropped.
+                    self.broken = True
+                    return
+                # Its body is the request's, not another protocol's: read it again, as plain
+                # HTTP (the rest of the read as a view: pipelined ones are not copied each time).
+                self._plain_head = None
+                self.parser = httptools.HttpRequestParser(self)
+                data = memoryview(data)[upgrade.args[0] :]
+                try:
+                    self.parser.feed_data(head)
+                except httptools.HttpParserError as exc:
+                    if not self.lingering:
+                        self.refuse(400, f"malformed HTTP request: {exc}")
+                    return
+            except httptools.HttpParserError as exc:
+                if not self.lingering:
+                    self.refuse(400, f"malformed HTTP request: {exc}")
+                return
 
     def _without_upgrade(self) -> bytes:
         """The head of the request being read, as the gateway read it, less its ``Upgrade``."""

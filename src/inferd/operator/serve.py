@@ -69,7 +69,7 @@ class _ReplicaEvents(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
         if record.levelno >= logging.WARNING:
-            self.say(text)
+            self.say(self.format(record))  # with its traceback, as the last-resort handler printed it
         elif "': replica " in text:
             self.say(f"inferd: {text}")
 

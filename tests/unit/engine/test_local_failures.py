@@ -15,9 +15,9 @@ import pytest
 
 from inferd.config.load import load_project
 from inferd.config.schema import ApiConfig
-from inferd.engine import failures, launch
+from inferd.engine import failures, launch, report
 from inferd.engine.local import LocalEngine
-from inferd.replica.handle import ReplicaHandle
+from inferd.replica.handle import ReplicaHandle, ReplicaState
 
 
 class Sink:
@@ -129,3 +129,57 @@ def test_a_crashing_replica_is_started_again_after_a_doubling_pause_up_to_30_s(
     assert pauses == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
     assert state.failed == 10
     assert crash(ran=61.0) == 0.25  # it ran a minute: a fresh failure, the pause starts over
+
+
+def test_a_crash_loop_that_recovered_is_no_error_when_the_api_next_starts_a_replica(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three crashes in a row, then a replica that served for minutes and was scaled down (not
+    a crash): the next cold start is ``live`` scaling up, not ``error`` naming the old crashes
+    (the count was reset only by a crash after a minute, never by a replica retired after one)."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    compute = SimpleNamespace(min_replicas=0)
+    version = SimpleNamespace(id="v1", failures=0, next_start=0.0, last_crash="", error=None, oom=False)
+    state: Any = SimpleNamespace(
+        failed=0,
+        version=version,
+        key="d/a",
+        replicas=[],
+        deleting=False,
+        desired=1,
+        deferred=0,
+        unschedulable=False,
+        status="live",
+        config=SimpleNamespace(api=SimpleNamespace(compute=compute)),
+    )
+    sink = Sink()
+
+    def replica(ran: float, code: int) -> Any:
+        process = SimpleNamespace(poll=lambda: code)
+        handle = SimpleNamespace(state=ReplicaState.CLOSED)
+        return SimpleNamespace(
+            id=f"r{len(state.replicas)}",
+            version="v1",
+            started=now[0] - ran,
+            loaded=True,
+            retired=False,
+            crashed=False,
+            died_loading=False,
+            cgroup=None,
+            process=process,
+            handle=handle,
+        )
+
+    for _ in range(3):
+        crashing = replica(ran=1.0, code=3)
+        state.replicas.append(crashing)
+        failures.crashed(state, crashing, False, lambda api, text, level=0: None)
+        failures.reap(state, sink, lambda api, text, level=0: None)
+    assert report.status(state) == "error"  # the loop, while none is ready
+    healthy = replica(ran=600.0, code=0)
+    healthy.retired = True  # scaled down to zero after serving for ten minutes
+    state.replicas.append(healthy)
+    failures.reap(state, sink, lambda api, text, level=0: None)
+    assert failures.crash_loop(state) is None
+    assert report.status(state) == "live"  # scaling up from zero at a request

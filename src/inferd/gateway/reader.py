@@ -30,6 +30,9 @@ HEAD, BODY, IDLE = 0, 1, 2
 
 
 _SLASHES = re.compile(rb"//+")
+# Headers whose lines are one comma-separated list (RFC 9110 5.3): a second line must not hide
+# the first (``Transfer-Encoding: gzip`` then ``chunked`` was read as chunked alone).
+LISTS = frozenset((b"accept", b"transfer-encoding", b"content-encoding"))
 
 
 class RequestReader(asyncio.Protocol):
@@ -166,7 +169,7 @@ class RequestReader(asyncio.Protocol):
         if name in WANTED_HEADERS:
             if name == b"traceparent" and name in self._headers:
                 value = b""  # W3C Trace Context: two traceparent fields are invalid, a new trace
-            elif name == b"accept" and name in self._headers:
+            elif name in LISTS and name in self._headers:
                 value = self._headers[name] + b", " + value  # a list: its lines are one (RFC 9110 5.3)
             self._headers[name] = value
 

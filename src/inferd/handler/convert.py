@@ -60,7 +60,7 @@ def to_model_inputs(
             except KeyError:
                 pass  # a key that is not an input: said below
         names = [spec.name for spec in specs]
-        missing = [name for name in names if name not in prepared]
+        missing = [spec.name for spec in specs if spec.name not in prepared and not spec.optional]
         if len(specs) == 1 and missing and specs[0].type_name.startswith(MAP_TYPE):
             return {names[0]: to_array(prepared, specs[0])}  # the object is the map itself
         if len(specs) == 1 and missing:
@@ -78,7 +78,7 @@ def to_model_inputs(
             raise InputError(
                 f"unexpected input '{extra[0]}': the model's inputs are " + ", ".join(f"'{n}'" for n in names)
             )
-        return {spec.name: to_array(prepared[spec.name], spec) for spec in specs}
+        return {spec.name: to_array(prepared[spec.name], spec) for spec in specs if spec.name in prepared}
     if len(specs) != 1:
         raise InputError(
             "the model has several inputs: expected an object with the keys "

@@ -118,12 +118,13 @@ def _by_name(
             raise InputError(
                 f"unexpected input '{key}': the model's inputs are " + ", ".join(f"'{n}'" for n in names)
             )
-    missing = [name for name in names if name not in values]
+    missing = [spec.name for spec in specs if spec.name not in values and not spec.optional]
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
+    given = [spec for spec in specs if spec.name in values]  # an optional input may be left out
     if rows is None:
-        return {spec.name: to_array(values[spec.name], spec, True, booleans) for spec in specs}
-    return {spec.name: _rows_array(values[spec.name], spec, rows, booleans, what) for spec in specs}
+        return {spec.name: to_array(values[spec.name], spec, True, booleans) for spec in given}
+    return {spec.name: _rows_array(values[spec.name], spec, rows, booleans, what) for spec in given}
 
 
 def _rows_array(
@@ -184,6 +185,9 @@ def decode_predict(body: bytes, specs: Specs) -> tuple[dict[str, Any], dict[str,
         if not all(isinstance(row, dict) for row in rows):
             raise InputError("with several inputs, each of 'instances' must be an object of named inputs")
         columns = {spec.name: [row.get(spec.name) for row in rows] for spec in specs}
+        for spec in specs:  # an optional input left out of every instance is left out
+            if spec.optional and all(value is None for value in columns[spec.name]):
+                del columns[spec.name]
         for name, values in columns.items():
             if any(value is None for value in values):
                 raise InputError(f"missing input '{name}' in some of 'instances'")

@@ -193,7 +193,7 @@ def decode_request(
         arrays[name] = array.reshape(shape)
     if offset != len(binary):
         raise InputError("the binary part of the body is longer than the inputs' binary_data_size")
-    missing = [name for name in by_name if name not in arrays]
+    missing = [name for name, spec in by_name.items() if name not in arrays and not spec.optional]
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
     return request, arrays

@@ -36,6 +36,17 @@ def _model_datatype(spec: TensorSpec) -> str:
     return str(tensor_metadata(spec.describe())["datatype"])
 
 
+def _check_bool_bytes(name: str, raw: bytes | memoryview) -> None:
+    """A BOOL is one byte, 0 or 1: numpy keeps any other byte in a bool, which a model reads as
+    neither (onnxruntime's Not of a 2 is true)."""
+    values = np.frombuffer(raw, dtype=np.uint8)
+    wrong = values[values > 1]
+    if wrong.size:
+        raise InputError(
+            f"input '{name}': binary BOOL data holds the byte {int(wrong[0])} (a BOOL byte is 0 or 1)"
+        )
+
+
 def _check_shape(name: str, shape: Any) -> tuple[int, ...]:
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
@@ -186,6 +197,8 @@ def decode_request(
                         f"{list(shape)} of {datatype} needs {count * dtype.itemsize}"
                     )
                 array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+                if datatype == "BOOL":
+                    _check_bool_bytes(name, raw)
         else:
             if "data" not in item:
                 raise InputError(f"input '{name}': no 'data' and no binary_data_size")

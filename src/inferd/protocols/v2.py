@@ -383,11 +383,14 @@ def encode_response(
             blobs.append(blob)
         elif datatype == "BYTES":
             document["data"] = [_json_text(name, v) for v in tensor.ravel().tolist()]
-        elif tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
-            document["data"] = nonfinite.listed(tensor.ravel())  # NaN, Infinity: as Triton writes them
-            marked = True
         else:
-            document["data"] = tensor.ravel()
+            if datatype == "BF16":  # orjson cannot write bfloat16; float32 holds each one exactly
+                tensor = tensor.astype(np.float32)
+            if tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+                document["data"] = nonfinite.listed(tensor.ravel())  # NaN, Infinity: as Triton writes them
+                marked = True
+            else:
+                document["data"] = tensor.ravel()
         documents.append(document)
     response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": documents}
     if "id" in request:

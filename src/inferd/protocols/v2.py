@@ -333,6 +333,8 @@ def _classified(name: str, value: Any, count: Any) -> np.ndarray[Any, Any]:
     as ``"value:index"`` (BYTES), largest first."""
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise InputError(f"output '{name}': 'classification' must be a positive integer, not {count!r}")
+    if isinstance(value, np.ndarray) and value.dtype.name == "bfloat16":
+        value = value.astype(np.float32)  # each exactly; numpy's kind for it is "V"
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf" or value.ndim == 0:
         raise InputError(f"output '{name}': 'classification' needs a numeric output with a class axis")
     order = np.argsort(-value.astype(np.float64), axis=-1, kind="stable")[..., :count]

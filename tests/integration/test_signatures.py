@@ -298,6 +298,8 @@ def test_an_optional_onnx_input_may_be_left_out_and_takes_its_element_type(serve
         assert answer.json()["outputs"][0] == {"name": "has", "datatype": "BOOL", "shape": [], "data": [has]}
     metadata = requests.get(f"{server.url}/v2/models/maybe", timeout=10).json()
     assert metadata["inputs"][1] == {"name": "o", "datatype": "FP32", "shape": [-1, 2]}
+    config = requests.get(f"{server.url}/v2/models/maybe/config", timeout=10).json()
+    assert config["input"][1] == {"name": "o", "data_type": "TYPE_FP32", "dims": [-1, 2], "optional": True}
     columns = server.post("/v1/models/maybe:predict", {"inputs": {"x": row}})
     assert columns.json() == {"outputs": {"has": False, "y": row}}, columns.text
     rows = server.post("/v1/models/maybe:predict", {"instances": [{"x": [1, 2], "o": [3, 4]}]})

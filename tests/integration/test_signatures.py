@@ -261,6 +261,14 @@ def test_an_input_of_open_rank_takes_any_shape_and_a_scalar_input_a_scalar(serve
     assert server.post("/d/scalar", 2.5).json() == [2.5]
     message = _error(server.post("/d/scalar", [2.5, 1.0]))
     assert "input 'x'" in message and "expected shape []" in message, message
+    # a scalar input has no batch dimension, so no rows: it said 'expected shape [], got shape [1]'
+    # of the scalar the client sent
+    message = _error(server.post("/v1/models/scalar:predict", {"instances": [2.5]}))
+    assert message == (
+        "input 'x' is a scalar (it has no batch dimension), so it cannot be sent as rows "
+        "('instances'): send the columnar format ('inputs')"
+    )
+    assert server.post("/v1/models/scalar:predict", {"inputs": 2.5}).json() == {"outputs": 2.5}
 
 
 def test_an_onnx_map_input_takes_a_json_object_on_every_route(server: Server) -> None:

@@ -135,6 +135,12 @@ def _rows_array(
     The fitting that lets a bare sample stand for a batch of one would otherwise read three
     numbers sent as three instances as one row of three, answering one prediction for three.
     """
+    if spec.shape == ():  # not "expected shape [], got shape [1]" of the scalar the client sent
+        hint = ": send the columnar format ('inputs')" if what == "instances" else ""
+        raise InputError(
+            f"input '{spec.name}' is a scalar (it has no batch dimension), so it cannot be sent as "
+            f"rows ('{what}'){hint}"
+        )
     array = to_array(value, spec, True, booleans)
     if array.ndim == 0 or array.shape[0] != rows:
         try:

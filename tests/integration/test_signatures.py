@@ -102,6 +102,23 @@ def _maybe(path: Path) -> Path:
     return path
 
 
+def _constant(path: Path) -> Path:
+    """A model with no inputs: y = [1, 2], a constant."""
+    from onnx import TensorProto, helper, save_model
+
+    value = helper.make_tensor("v", TensorProto.FLOAT, [2], [1.0, 2.0])
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["y"], value=value)],
+        "constant",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save_model(model, str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from onnx import TensorProto
@@ -118,10 +135,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "scalar.onnx": _identity(root / "scalar.onnx", TensorProto.FLOAT, []),
         "features.onnx": _features(root / "features.onnx"),
         "maybe.onnx": _maybe(root / "maybe.onnx"),
+        "constant.onnx": _constant(root / "constant.onnx"),
     }
     apis = "".join(
         f"- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n  compute:\n    cpu: 100m\n"
-        for name in ("fixed", "rows", "images", "text", "bytes", "add", "open", "scalar", "features", "maybe")
+        for name in (
+            "fixed",
+            "rows",
+            "images",
+            "text",
+            "bytes",
+            "add",
+            "open",
+            "scalar",
+            "features",
+            "maybe",
+            "constant",
+        )
     )
     apis += (
         "- kind: api\n  name: handled\n  onnx:\n    model: bytes.onnx\n    request_handler: floats.py\n"
@@ -314,6 +344,23 @@ def test_an_optional_onnx_input_may_be_left_out_and_takes_its_element_type(serve
     assert "output 'has' is a scalar" in _error(rows)  # the inputs fitted; its output has no rows
     message = _error(server.post("/d/maybe", {"x": row, "o": [["a", "b"]]}))
     assert "input 'o'" in message and "float32" in message, message
+
+
+def test_a_model_with_no_inputs_says_so(server: Server) -> None:
+    # it said "the model has several inputs: expected an object with the keys " (none named)
+    assert server.post("/d/constant", {}).json() == [[1.0, 2.0]]
+    assert server.post("/v2/models/constant/infer", {"inputs": []}).json()["outputs"][0]["data"] == [1.0, 2.0]
+    assert server.post("/v1/models/constant:predict", {"inputs": {}}).json() == {"outputs": [1.0, 2.0]}
+    said = "the model has no inputs: send an empty object ({})"
+    assert _error(server.post("/d/constant", [1])) == said
+    tensor = {"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}
+    assert _error(server.post("/v2/models/constant/infer", {"inputs": [tensor]})) == (
+        "unexpected input 'a': the model has no inputs"
+    )
+    assert _error(server.post("/v1/models/constant:predict", {"inputs": {"a": 1}})) == (
+        "unexpected input 'a': the model has no inputs"
+    )
+    assert "the model has no inputs" in _error(server.post("/v1/models/constant:predict", {"inputs": [1]}))
 
 
 @pytest.fixture(scope="module")

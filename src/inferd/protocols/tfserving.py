@@ -17,7 +17,7 @@ import orjson
 
 from inferd import codec
 from inferd.errors import InputError
-from inferd.handler.convert import MAP_TYPE, shape_text, to_array
+from inferd.handler.convert import MAP_TYPE, NO_INPUTS, inputs_named, shape_text, to_array
 from inferd.protocols import nonfinite
 from inferd.protocols.booleans import BooleansInLists
 from inferd.runtimes.base import TensorSpec
@@ -115,9 +115,7 @@ def _by_name(
     names = [spec.name for spec in specs]
     for key in values:
         if key not in names:
-            raise InputError(
-                f"unexpected input '{key}': the model's inputs are " + ", ".join(f"'{n}'" for n in names)
-            )
+            raise InputError(f"unexpected input '{key}': {inputs_named(names)}")
     missing = [spec.name for spec in specs if spec.name not in values and not spec.optional]
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
@@ -189,6 +187,8 @@ def decode_predict(body: bytes, specs: Specs) -> tuple[dict[str, Any], dict[str,
         if len(specs) == 1 and not (rows and isinstance(rows[0], dict)):
             return request, {specs[0].name: _rows_array(rows, specs[0], len(rows), booleans)}, True
         if not all(isinstance(row, dict) for row in rows):
+            if not specs:
+                raise InputError(NO_INPUTS)
             raise InputError("with several inputs, each of 'instances' must be an object of named inputs")
         columns = {spec.name: [row.get(spec.name) for row in rows] for spec in specs}
         for spec in specs:  # an optional input left out of every instance is left out
@@ -204,6 +204,8 @@ def decode_predict(body: bytes, specs: Specs) -> tuple[dict[str, Any], dict[str,
     columns_value = _decoded(request["inputs"], b64)
     if isinstance(columns_value, dict):
         return request, _by_name(specs, columns_value, booleans), False
+    if not specs:
+        raise InputError(NO_INPUTS)
     if len(specs) != 1:
         raise InputError("the model has several inputs: 'inputs' must be an object of named tensors")
     return request, {specs[0].name: to_array(columns_value, specs[0], True, booleans)}, False

@@ -19,7 +19,7 @@ import orjson
 
 from inferd import codec
 from inferd.errors import InputError
-from inferd.handler.convert import MAP_TYPE, reason, shape_text, to_map
+from inferd.handler.convert import MAP_TYPE, inputs_named, reason, shape_text, to_map
 from inferd.handler.numbers import NotNumbers, OutOfRange, typed_numbers
 from inferd.protocols import nonfinite
 from inferd.protocols.booleans import BooleansInLists
@@ -158,9 +158,7 @@ def decode_request(
         name = item["name"]
         spec = by_name.get(name)
         if spec is None:
-            raise InputError(
-                f"unexpected input '{name}': the model's inputs are " + ", ".join(f"'{n}'" for n in by_name)
-            )
+            raise InputError(f"unexpected input '{name}': {inputs_named(list(by_name))}")
         if name in arrays:
             raise InputError(f"input '{name}' is given twice")
         datatype = item.get("datatype")

@@ -363,6 +363,21 @@ def test_a_model_with_no_inputs_says_so(server: Server) -> None:
     assert "the model has no inputs" in _error(server.post("/v1/models/constant:predict", {"inputs": [1]}))
 
 
+def test_classify_and_regress_answer_one_result_per_example(server: Server) -> None:
+    # the constant's [2] output is not one value per example: one example was answered with two
+    # results, [1.0, 2.0]
+    message = _error(server.post("/v1/models/constant:regress", {"examples": [{}]}))
+    assert message == (
+        "this model has no output to regress with (a float [batch] or [batch, 1] output, "
+        "one value per example: 1 here)"
+    )
+    assert "one row per example: 1 here" in _error(
+        server.post("/v1/models/constant:classify", {"examples": [{}]})
+    )
+    answer = server.post("/v1/models/open:regress", {"examples": [{"x": 1.5}, {"x": 2.5}]})
+    assert answer.json() == {"results": [1.5, 2.5]}, answer.text
+
+
 @pytest.fixture(scope="module")
 def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     import tensorflow as tf

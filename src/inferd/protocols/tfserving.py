@@ -275,6 +275,8 @@ def decode_examples(body: bytes, specs: Specs) -> tuple[dict[str, Any], dict[str
     columns: dict[str, Any] = {}
     for spec in specs:
         values = [example.get(spec.name) for example in merged]
+        if spec.optional and all(value is None for value in values):
+            continue  # an optional input left out of every example is left out
         if any(value is None for value in values):
             raise InputError(f"missing feature '{spec.name}' in some of 'examples'")
         columns[spec.name] = values
@@ -303,11 +305,21 @@ def _is_values(value: Any) -> bool:
     )
 
 
-def encode_classify(outputs: dict[str, Any]) -> bytes:
-    """``{"results": [[[label, score], ...], ...]}`` from a scores output (and class labels)."""
-    name = _pick(outputs, SCORE_NAMES, _is_scores)
+def _per_example(test: Any, examples: int) -> Any:
+    """``test``, and one row per example: a [3] output of a model that sums its batch is no
+    regression of one example (it answered three results)."""
+    return lambda value: test(value) and len(value) == examples
+
+
+def encode_classify(outputs: dict[str, Any], examples: int) -> bytes:
+    """``{"results": [[[label, score], ...], ...]}`` from a scores output (and class labels),
+    one row per example."""
+    name = _pick(outputs, SCORE_NAMES, _per_example(_is_scores, examples))
     if name is None:
-        raise InputError("this model has no output to classify with (a float [batch, classes] output)")
+        raise InputError(
+            "this model has no output to classify with (a float [batch, classes] output, one row "
+            f"per example: {examples} here)"
+        )
     scores = outputs[name]
     if isinstance(scores, list):  # a ZipMap: {label: score} per example
         return _dumps(
@@ -324,11 +336,15 @@ def encode_classify(outputs: dict[str, Any]) -> bytes:
     return _dumps({"results": results})
 
 
-def encode_regress(outputs: dict[str, Any]) -> bytes:
-    """``{"results": [value, ...]}`` from a float [batch] or [batch, 1] output."""
-    name = _pick(outputs, REGRESSION_NAMES, _is_values)
+def encode_regress(outputs: dict[str, Any], examples: int) -> bytes:
+    """``{"results": [value, ...]}`` from a float [batch] or [batch, 1] output, one value per
+    example."""
+    name = _pick(outputs, REGRESSION_NAMES, _per_example(_is_values, examples))
     if name is None:
-        raise InputError("this model has no output to regress with (a float [batch] or [batch, 1] output)")
+        raise InputError(
+            "this model has no output to regress with (a float [batch] or [batch, 1] output, one "
+            f"value per example: {examples} here)"
+        )
     return _dumps({"results": outputs[name].reshape(-1).tolist()})
 
 

@@ -453,6 +453,23 @@ def test_a_bool_input_takes_only_true_false_1_and_0(server: Server) -> None:
     ]
     answer = requests.post(server.url + "/v2/models/types/infer", json={"inputs": tensors}, timeout=10)
     assert answer.status_code == 400 and "0.5 is not a BOOL value" in answer.json()["error"], answer.text
+    # binary BOOL is one byte an element: a byte 2 reached the model as a bool holding 2 (its Not
+    # was true, not false), so only bytes 0 and 1 are bools
+    tensors = [tensor for tensor in tensors if tensor["name"] != "in_bool"]
+    tensors.append(
+        {"name": "in_bool", "shape": [1, 2], "datatype": "BOOL", "parameters": {"binary_data_size": 2}}
+    )
+    header = json.dumps({"inputs": tensors}).encode()
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    url = server.url + "/v2/models/types/infer"
+    answer = requests.post(url, data=header + b"\x02\x00", headers=headers, timeout=10)
+    assert answer.status_code == 400, answer.text
+    assert (
+        answer.json()["error"] == "input 'in_bool': binary BOOL data holds the byte 2 (a BOOL byte is 0 or 1)"
+    )
+    answer = requests.post(url, data=header + b"\x01\x00", headers=headers, timeout=10)
+    outputs = {output["name"]: output["data"] for output in answer.json()["outputs"]}
+    assert outputs["out_bool"] == [True, False], answer.text
 
 
 def test_tensorflow_serving_b64_classify_regress_metadata(server: Server) -> None:

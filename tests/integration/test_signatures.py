@@ -81,6 +81,44 @@ def _features(path: Path) -> Path:
     return path
 
 
+def _maybe(path: Path) -> Path:
+    """y = x and has = whether ``o`` was given: ``o`` is ``optional(tensor(float))``, which a
+    client may leave out (opset 18)."""
+    from onnx import TensorProto, helper, save_model
+
+    maybe = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, ["n", 2]))
+    graph = helper.make_graph(
+        [helper.make_node("OptionalHasElement", ["o"], ["has"]), helper.make_node("Identity", ["x"], ["y"])],
+        "maybe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2]), helper.make_value_info("o", maybe)],
+        [
+            helper.make_tensor_value_info("has", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    save_model(model, str(path))
+    return path
+
+
+def _constant(path: Path) -> Path:
+    """A model with no inputs: y = [1, 2], a constant."""
+    from onnx import TensorProto, helper, save_model
+
+    value = helper.make_tensor("v", TensorProto.FLOAT, [2], [1.0, 2.0])
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["y"], value=value)],
+        "constant",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save_model(model, str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from onnx import TensorProto
@@ -96,10 +134,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "open.onnx": _identity(root / "open.onnx", TensorProto.FLOAT, None),  # any rank
         "scalar.onnx": _identity(root / "scalar.onnx", TensorProto.FLOAT, []),
         "features.onnx": _features(root / "features.onnx"),
+        "maybe.onnx": _maybe(root / "maybe.onnx"),
+        "constant.onnx": _constant(root / "constant.onnx"),
     }
     apis = "".join(
         f"- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n  compute:\n    cpu: 100m\n"
-        for name in ("fixed", "rows", "images", "text", "bytes", "add", "open", "scalar", "features")
+        for name in (
+            "fixed",
+            "rows",
+            "images",
+            "text",
+            "bytes",
+            "add",
+            "open",
+            "scalar",
+            "features",
+            "maybe",
+            "constant",
+        )
     )
     apis += (
         "- kind: api\n  name: handled\n  onnx:\n    model: bytes.onnx\n    request_handler: floats.py\n"
@@ -239,6 +291,14 @@ def test_an_input_of_open_rank_takes_any_shape_and_a_scalar_input_a_scalar(serve
     assert server.post("/d/scalar", 2.5).json() == [2.5]
     message = _error(server.post("/d/scalar", [2.5, 1.0]))
     assert "input 'x'" in message and "expected shape []" in message, message
+    # a scalar input has no batch dimension, so no rows: it said 'expected shape [], got shape [1]'
+    # of the scalar the client sent
+    message = _error(server.post("/v1/models/scalar:predict", {"instances": [2.5]}))
+    assert message == (
+        "input 'x' is a scalar (it has no batch dimension), so it cannot be sent as rows "
+        "('instances'): send the columnar format ('inputs')"
+    )
+    assert server.post("/v1/models/scalar:predict", {"inputs": 2.5}).json() == {"outputs": 2.5}
 
 
 def test_an_onnx_map_input_takes_a_json_object_on_every_route(server: Server) -> None:
@@ -261,6 +321,61 @@ def test_an_onnx_map_input_takes_a_json_object_on_every_route(server: Server) ->
     assert "one JSON object" in _error(
         _v2(server, "features", {**tensor, "shape": [2], "data": ["{}", "{}"]})
     )
+
+
+def test_an_optional_onnx_input_may_be_left_out_and_takes_its_element_type(server: Server) -> None:
+    # optional(tensor(float)) was a required BYTES input: leaving it out was a 400 'missing
+    # input', and its floats a 400 'datatype FP32 does not match the model's BYTES'
+    row = [[1.0, 2.0]]
+    assert server.post("/d/maybe", {"x": row}).json() == [False, row]
+    assert server.post("/d/maybe", {"x": row, "o": row}).json() == [True, row]
+    x = {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}
+    for tensors, has in (([x], False), ([x, {**x, "name": "o"}], True)):
+        answer = server.post("/v2/models/maybe/infer", {"inputs": tensors})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"][0] == {"name": "has", "datatype": "BOOL", "shape": [], "data": [has]}
+    metadata = requests.get(f"{server.url}/v2/models/maybe", timeout=10).json()
+    assert metadata["inputs"][1] == {"name": "o", "datatype": "FP32", "shape": [-1, 2]}
+    config = requests.get(f"{server.url}/v2/models/maybe/config", timeout=10).json()
+    assert config["input"][1] == {"name": "o", "data_type": "TYPE_FP32", "dims": [-1, 2], "optional": True}
+    columns = server.post("/v1/models/maybe:predict", {"inputs": {"x": row}})
+    assert columns.json() == {"outputs": {"has": False, "y": row}}, columns.text
+    rows = server.post("/v1/models/maybe:predict", {"instances": [{"x": [1, 2], "o": [3, 4]}]})
+    assert "output 'has' is a scalar" in _error(rows)  # the inputs fitted; its output has no rows
+    message = _error(server.post("/d/maybe", {"x": row, "o": [["a", "b"]]}))
+    assert "input 'o'" in message and "float32" in message, message
+
+
+def test_a_model_with_no_inputs_says_so(server: Server) -> None:
+    # it said "the model has several inputs: expected an object with the keys " (none named)
+    assert server.post("/d/constant", {}).json() == [[1.0, 2.0]]
+    assert server.post("/v2/models/constant/infer", {"inputs": []}).json()["outputs"][0]["data"] == [1.0, 2.0]
+    assert server.post("/v1/models/constant:predict", {"inputs": {}}).json() == {"outputs": [1.0, 2.0]}
+    said = "the model has no inputs: send an empty object ({})"
+    assert _error(server.post("/d/constant", [1])) == said
+    tensor = {"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}
+    assert _error(server.post("/v2/models/constant/infer", {"inputs": [tensor]})) == (
+        "unexpected input 'a': the model has no inputs"
+    )
+    assert _error(server.post("/v1/models/constant:predict", {"inputs": {"a": 1}})) == (
+        "unexpected input 'a': the model has no inputs"
+    )
+    assert "the model has no inputs" in _error(server.post("/v1/models/constant:predict", {"inputs": [1]}))
+
+
+def test_classify_and_regress_answer_one_result_per_example(server: Server) -> None:
+    # the constant's [2] output is not one value per example: one example was answered with two
+    # results, [1.0, 2.0]
+    message = _error(server.post("/v1/models/constant:regress", {"examples": [{}]}))
+    assert message == (
+        "this model has no output to regress with (a float [batch] or [batch, 1] output, "
+        "one value per example: 1 here)"
+    )
+    assert "one row per example: 1 here" in _error(
+        server.post("/v1/models/constant:classify", {"examples": [{}]})
+    )
+    answer = server.post("/v1/models/open:regress", {"examples": [{"x": 1.5}, {"x": 2.5}]})
+    assert answer.json() == {"results": [1.5, 2.5]}, answer.text
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,16 @@ def describe(spec: TensorSpec) -> str:
     return f"{kind} {shape_text(spec.shape)}"
 
 
+NO_INPUTS = "the model has no inputs: send an empty object ({})"
+
+
+def inputs_named(names: list[str]) -> str:
+    """The model's inputs, as an error message names them."""
+    if not names:
+        return "the model has no inputs"
+    return "the model's inputs are " + ", ".join(f"'{n}'" for n in names)
+
+
 def to_model_inputs(
     prepared: Any, specs: list[TensorSpec], ignore_extra: bool = False
 ) -> dict[str, np.ndarray[Any, Any]]:
@@ -60,7 +70,7 @@ def to_model_inputs(
             except KeyError:
                 pass  # a key that is not an input: said below
         names = [spec.name for spec in specs]
-        missing = [name for name in names if name not in prepared]
+        missing = [spec.name for spec in specs if spec.name not in prepared and not spec.optional]
         if len(specs) == 1 and missing and specs[0].type_name.startswith(MAP_TYPE):
             return {names[0]: to_array(prepared, specs[0])}  # the object is the map itself
         if len(specs) == 1 and missing:
@@ -75,10 +85,10 @@ def to_model_inputs(
             )
         extra = [key for key in prepared if key not in names]
         if extra and not ignore_extra:
-            raise InputError(
-                f"unexpected input '{extra[0]}': the model's inputs are " + ", ".join(f"'{n}'" for n in names)
-            )
-        return {spec.name: to_array(prepared[spec.name], spec) for spec in specs}
+            raise InputError(f"unexpected input '{extra[0]}': {inputs_named(names)}")
+        return {spec.name: to_array(prepared[spec.name], spec) for spec in specs if spec.name in prepared}
+    if not specs:
+        raise InputError(NO_INPUTS)
     if len(specs) != 1:
         raise InputError(
             "the model has several inputs: expected an object with the keys "

@@ -24,6 +24,8 @@ MARKED = orjson.dumps(MARK)[:-1]
 
 def listed(value: np.ndarray[Any, Any]) -> Any:
     """``value.tolist()``, its non-finite floats marked for ``unmark``."""
+    if value.dtype.name == "bfloat16":  # ml_dtypes' (TensorFlow's): numpy's kind "V", not "f"
+        value = value.astype(np.float32)
     if value.dtype.kind == "f" and not np.isfinite(value).all():
         marked = value.astype(object)
         marked[np.isnan(value)] = MARK + "NaN"

@@ -17,7 +17,7 @@ import orjson
 
 from inferd import codec
 from inferd.errors import InputError
-from inferd.handler.convert import MAP_TYPE, shape_text, to_array
+from inferd.handler.convert import MAP_TYPE, NO_INPUTS, inputs_named, shape_text, to_array
 from inferd.protocols import nonfinite
 from inferd.protocols.booleans import BooleansInLists
 from inferd.runtimes.base import TensorSpec
@@ -115,15 +115,14 @@ def _by_name(
     names = [spec.name for spec in specs]
     for key in values:
         if key not in names:
-            raise InputError(
-                f"unexpected input '{key}': the model's inputs are " + ", ".join(f"'{n}'" for n in names)
-            )
-    missing = [name for name in names if name not in values]
+            raise InputError(f"unexpected input '{key}': {inputs_named(names)}")
+    missing = [spec.name for spec in specs if spec.name not in values and not spec.optional]
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
+    given = [spec for spec in specs if spec.name in values]  # an optional input may be left out
     if rows is None:
-        return {spec.name: to_array(values[spec.name], spec, True, booleans) for spec in specs}
-    return {spec.name: _rows_array(values[spec.name], spec, rows, booleans, what) for spec in specs}
+        return {spec.name: to_array(values[spec.name], spec, True, booleans) for spec in given}
+    return {spec.name: _rows_array(values[spec.name], spec, rows, booleans, what) for spec in given}
 
 
 def _rows_array(
@@ -134,6 +133,12 @@ def _rows_array(
     The fitting that lets a bare sample stand for a batch of one would otherwise read three
     numbers sent as three instances as one row of three, answering one prediction for three.
     """
+    if spec.shape == ():  # not "expected shape [], got shape [1]" of the scalar the client sent
+        hint = ": send the columnar format ('inputs')" if what == "instances" else ""
+        raise InputError(
+            f"input '{spec.name}' is a scalar (it has no batch dimension), so it cannot be sent as "
+            f"rows ('{what}'){hint}"
+        )
     array = to_array(value, spec, True, booleans)
     if array.ndim == 0 or array.shape[0] != rows:
         try:
@@ -182,8 +187,13 @@ def decode_predict(body: bytes, specs: Specs) -> tuple[dict[str, Any], dict[str,
         if len(specs) == 1 and not (rows and isinstance(rows[0], dict)):
             return request, {specs[0].name: _rows_array(rows, specs[0], len(rows), booleans)}, True
         if not all(isinstance(row, dict) for row in rows):
+            if not specs:
+                raise InputError(NO_INPUTS)
             raise InputError("with several inputs, each of 'instances' must be an object of named inputs")
         columns = {spec.name: [row.get(spec.name) for row in rows] for spec in specs}
+        for spec in specs:  # an optional input left out of every instance is left out
+            if spec.optional and all(value is None for value in columns[spec.name]):
+                del columns[spec.name]
         for name, values in columns.items():
             if any(value is None for value in values):
                 raise InputError(f"missing input '{name}' in some of 'instances'")
@@ -194,6 +204,8 @@ def decode_predict(body: bytes, specs: Specs) -> tuple[dict[str, Any], dict[str,
     columns_value = _decoded(request["inputs"], b64)
     if isinstance(columns_value, dict):
         return request, _by_name(specs, columns_value, booleans), False
+    if not specs:
+        raise InputError(NO_INPUTS)
     if len(specs) != 1:
         raise InputError("the model has several inputs: 'inputs' must be an object of named tensors")
     return request, {specs[0].name: to_array(columns_value, specs[0], True, booleans)}, False
@@ -263,6 +275,8 @@ def decode_examples(body: bytes, specs: Specs) -> tuple[dict[str, Any], dict[str
     columns: dict[str, Any] = {}
     for spec in specs:
         values = [example.get(spec.name) for example in merged]
+        if spec.optional and all(value is None for value in values):
+            continue  # an optional input left out of every example is left out
         if any(value is None for value in values):
             raise InputError(f"missing feature '{spec.name}' in some of 'examples'")
         columns[spec.name] = values
@@ -291,11 +305,21 @@ def _is_values(value: Any) -> bool:
     )
 
 
-def encode_classify(outputs: dict[str, Any]) -> bytes:
-    """``{"results": [[[label, score], ...], ...]}`` from a scores output (and class labels)."""
-    name = _pick(outputs, SCORE_NAMES, _is_scores)
+def _per_example(test: Any, examples: int) -> Any:
+    """``test``, and one row per example: a [3] output of a model that sums its batch is no
+    regression of one example (it answered three results)."""
+    return lambda value: test(value) and len(value) == examples
+
+
+def encode_classify(outputs: dict[str, Any], examples: int) -> bytes:
+    """``{"results": [[[label, score], ...], ...]}`` from a scores output (and class labels),
+    one row per example."""
+    name = _pick(outputs, SCORE_NAMES, _per_example(_is_scores, examples))
     if name is None:
-        raise InputError("this model has no output to classify with (a float [batch, classes] output)")
+        raise InputError(
+            "this model has no output to classify with (a float [batch, classes] output, one row "
+            f"per example: {examples} here)"
+        )
     scores = outputs[name]
     if isinstance(scores, list):  # a ZipMap: {label: score} per example
         return _dumps(
@@ -312,11 +336,15 @@ def encode_classify(outputs: dict[str, Any]) -> bytes:
     return _dumps({"results": results})
 
 
-def encode_regress(outputs: dict[str, Any]) -> bytes:
-    """``{"results": [value, ...]}`` from a float [batch] or [batch, 1] output."""
-    name = _pick(outputs, REGRESSION_NAMES, _is_values)
+def encode_regress(outputs: dict[str, Any], examples: int) -> bytes:
+    """``{"results": [value, ...]}`` from a float [batch] or [batch, 1] output, one value per
+    example."""
+    name = _pick(outputs, REGRESSION_NAMES, _per_example(_is_values, examples))
     if name is None:
-        raise InputError("this model has no output to regress with (a float [batch] or [batch, 1] output)")
+        raise InputError(
+            "this model has no output to regress with (a float [batch] or [batch, 1] output, one "
+            f"value per example: {examples} here)"
+        )
     return _dumps({"results": outputs[name].reshape(-1).tolist()})
 
 

@@ -19,7 +19,7 @@ import orjson
 
 from inferd import codec
 from inferd.errors import InputError
-from inferd.handler.convert import MAP_TYPE, reason, shape_text, to_map
+from inferd.handler.convert import MAP_TYPE, inputs_named, reason, shape_text, to_map
 from inferd.handler.numbers import NotNumbers, OutOfRange, typed_numbers
 from inferd.protocols import nonfinite
 from inferd.protocols.booleans import BooleansInLists
@@ -34,6 +34,17 @@ def _model_datatype(spec: TensorSpec) -> str:
     """The V2 datatype of a model input (remembered: ``describe`` and ``dtype.name`` cost ~15 us
     a request of one small input)."""
     return str(tensor_metadata(spec.describe())["datatype"])
+
+
+def _check_bool_bytes(name: str, raw: bytes | memoryview) -> None:
+    """A BOOL is one byte, 0 or 1: numpy keeps any other byte in a bool, which a model reads as
+    neither (onnxruntime's Not of a 2 is true)."""
+    values = np.frombuffer(raw, dtype=np.uint8)
+    wrong = values[values > 1]
+    if wrong.size:
+        raise InputError(
+            f"input '{name}': binary BOOL data holds the byte {int(wrong[0])} (a BOOL byte is 0 or 1)"
+        )
 
 
 def _check_shape(name: str, shape: Any) -> tuple[int, ...]:
@@ -147,9 +158,7 @@ def decode_request(
         name = item["name"]
         spec = by_name.get(name)
         if spec is None:
-            raise InputError(
-                f"unexpected input '{name}': the model's inputs are " + ", ".join(f"'{n}'" for n in by_name)
-            )
+            raise InputError(f"unexpected input '{name}': {inputs_named(list(by_name))}")
         if name in arrays:
             raise InputError(f"input '{name}' is given twice")
         datatype = item.get("datatype")
@@ -186,6 +195,8 @@ def decode_request(
                         f"{list(shape)} of {datatype} needs {count * dtype.itemsize}"
                     )
                 array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+                if datatype == "BOOL":
+                    _check_bool_bytes(name, raw)
         else:
             if "data" not in item:
                 raise InputError(f"input '{name}': no 'data' and no binary_data_size")
@@ -193,7 +204,7 @@ def decode_request(
         arrays[name] = array.reshape(shape)
     if offset != len(binary):
         raise InputError("the binary part of the body is longer than the inputs' binary_data_size")
-    missing = [name for name in by_name if name not in arrays]
+    missing = [name for name, spec in by_name.items() if name not in arrays and not spec.optional]
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
     return request, arrays
@@ -320,6 +331,8 @@ def _classified(name: str, value: Any, count: Any) -> np.ndarray[Any, Any]:
     as ``"value:index"`` (BYTES), largest first."""
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise InputError(f"output '{name}': 'classification' must be a positive integer, not {count!r}")
+    if isinstance(value, np.ndarray) and value.dtype.name == "bfloat16":
+        value = value.astype(np.float32)  # each exactly; numpy's kind for it is "V"
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf" or value.ndim == 0:
         raise InputError(f"output '{name}': 'classification' needs a numeric output with a class axis")
     order = np.argsort(-value.astype(np.float64), axis=-1, kind="stable")[..., :count]
@@ -370,11 +383,14 @@ def encode_response(
             blobs.append(blob)
         elif datatype == "BYTES":
             document["data"] = [_json_text(name, v) for v in tensor.ravel().tolist()]
-        elif tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
-            document["data"] = nonfinite.listed(tensor.ravel())  # NaN, Infinity: as Triton writes them
-            marked = True
         else:
-            document["data"] = tensor.ravel()
+            if datatype == "BF16":  # orjson cannot write bfloat16; float32 holds each one exactly
+                tensor = tensor.astype(np.float32)
+            if tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+                document["data"] = nonfinite.listed(tensor.ravel())  # NaN, Infinity: as Triton writes them
+                marked = True
+            else:
+                document["data"] = tensor.ravel()
         documents.append(document)
     response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": documents}
     if "id" in request:

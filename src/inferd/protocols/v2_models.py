@@ -54,7 +54,10 @@ def model_config(name: str, info: dict[str, Any]) -> dict[str, Any]:
     def tensor(spec: dict[str, Any]) -> dict[str, Any]:
         meta = tensor_metadata(spec)
         kind = "STRING" if meta["datatype"] == "BYTES" else meta["datatype"]
-        return {"name": meta["name"], "data_type": f"TYPE_{kind}", "dims": meta["shape"]}
+        config = {"name": meta["name"], "data_type": f"TYPE_{kind}", "dims": meta["shape"]}
+        if spec.get("type", "").startswith("optional("):  # an ONNX optional input: may be left out
+            config["optional"] = True  # Triton's ModelInput.optional
+        return config
 
     return {
         "name": name,

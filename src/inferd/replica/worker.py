@@ -68,7 +68,7 @@ def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[byte
     request, inputs = tfserving.decode_examples(body, lambda name: predictor.tensor_specs(name)[0])
     outputs = predictor.run_tensors(inputs, tfserving.signature_name(request))
     encode = tfserving.encode_classify if kind == messages.TF_CLASSIFY else tfserving.encode_regress
-    return encode(outputs), 0
+    return encode(outputs, len(request["examples"])), 0
 
 
 def answer(predictor: Predictor, kind: bytes, body: bytes) -> tuple[int, bytes, bytes] | Iterator[Any]:

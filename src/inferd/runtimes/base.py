@@ -24,6 +24,12 @@ class TensorSpec:
     type_name: str
     dim_names: tuple[str | None, ...] | None = None
 
+    @property
+    def optional(self) -> bool:
+        """An input a client may leave out: ONNX's ``optional(tensor(float))``, whose ``dtype``
+        is its element's."""
+        return self.type_name.startswith("optional(")
+
     def describe(self) -> dict[str, Any]:
         """JSON-friendly view: ``{"name", "dtype", "shape"}`` with -1 for dynamic dims."""
         shape = None if self.shape is None else [-1 if d is None else d for d in self.shape]

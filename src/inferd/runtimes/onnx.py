@@ -87,7 +87,9 @@ def release_freed_memory() -> None:
 
 
 def _spec(arg: Any) -> TensorSpec:
-    dtype = ONNX_TO_NUMPY.get(arg.type, np.dtype(object))
+    # optional(tensor(float)) holds a float tensor or nothing: a client sends floats or leaves it out
+    element = arg.type[len("optional(") : -1] if arg.type.startswith("optional(") else arg.type
+    dtype = ONNX_TO_NUMPY.get(element, np.dtype(object))
     raw = arg.shape
     shape = None if raw is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in raw)
     if arg.type.startswith("seq("):  # onnxruntime says [] for any sequence: a list of any length

@@ -278,6 +278,12 @@ def replay(
         against = resolve_api(client, other)
         recorded = read_payloads(client.home, key, count)
         info = client.api(against)
+        if info.get("status") == "error" and not info.get("available"):
+            # Its 503s at once are no answers of its model: they would read as disagreements.
+            raise ConflictError(
+                f"api '{against}' cannot serve ({info.get('error')}): nothing was replayed (see "
+                f"`inferd logs {against}`, deploy it again, then replay)"
+            )
         routed = [(r, route_of(r, info)) for r in recorded]
         records = [(r, url) for r, url in routed if url is not None]
         if not records and recorded:

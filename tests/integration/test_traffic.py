@@ -258,6 +258,9 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
     project = make_project(tmp_path / "shop", recorded, files)
     inferd.run("deploy", str(project), check=False)
     inferd.wait_status("broken", "error")
+    # A mistyped path lists the splitters' endpoints beside the APIs' (it listed only the APIs').
+    typo = inferd.post("/shop/recommnd", {"x": 1})
+    assert typo.status_code == 404 and "/shop/recommend, /shop/risky" in typo.json()["error"]
     refusals = {
         ("promote", "nosuch", "champion"): "no traffic splitter named 'nosuch' (splitters: recommend, risky)",
         ("promote", "nosuch", "champion", "--min-agreement", "0.5"): "no traffic splitter named 'nosuch'",

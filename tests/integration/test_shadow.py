@@ -185,6 +185,12 @@ def test_a_slow_or_broken_shadow_never_changes_the_answers(inferd: Inferd, tmp_p
 
     records = wait_for(recorded, 30, "80 payload records of 'plain'")
     assert len(records) == 80 and all("shadow" not in r for r in records)
+    # Its comparison names the shadow that answered none (it told to set one: it had one).
+    compared = inferd.run("replay", "plain", "--shadow", check=False)
+    assert compared.returncode == 1 and compared.stderr.strip() == (
+        "error: api 'shop/plain' has no recorded shadow answers: its shadow 'broken' answered none of "
+        "the copies (0 sent, 80 dropped; see `inferd get shop/broken`)"
+    ), compared.stderr
     assert "shadow" in inferd.run("get", "steady").stdout
 
     # A shadow that fails on a quarter of the inputs: its failures are counted, never returned.

@@ -131,6 +131,13 @@ async def scenario(root: Path) -> None:
         assert all(span.kind == SpanKind.SERVER for span in roots.values())
         assert roots[500].status.status_code == StatusCode.ERROR
         assert roots[400].status.status_code == StatusCode.UNSET
+        # A request the gateway refused itself (no replica ran it) has no replica stage spans: they
+        # were exported, 0 ms each, as if its model had run.
+        exporter.clear()
+        v2 = url.replace("/traced/echo", "/v2/models/echo/infer")
+        refused = await asyncio.to_thread(requests.post, v2, json={}, headers={"traceparent": given})
+        assert refused.status_code == 400 and refused.headers["traceparent"].startswith(f"00-{TRACE}-")
+        assert sorted(span.name for span in exporter.get_finished_spans()) == ["queue", "request"]
         # Without tracing configured, an untraced request (after a traced one) has no context.
         gateway.tracer = None
         for headers in ({"traceparent": given}, {}):

@@ -235,14 +235,34 @@ def test_a_three_way_splitter_answers_on_every_protocol_route_and_names_the_api(
     assert [(a["name"], a["weight"]) for a in splitter["apis"]] == [("one", 50), ("two", 50)]
 
 
+BROKEN = """
+- kind: api
+  name: broken
+  predictor: {path: broken.py}
+  compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: risky
+  apis:
+    - {name: champion, weight: 100}
+    - {name: broken, weight: 0}
+"""
+
+
 def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_path: Path) -> None:
     recorded = _yaml((80, 20)).replace(
         "  name: challenger\n", "  name: challenger\n  payload_log: {sample: 1.0}\n"
     )
-    project = make_project(tmp_path / "shop", recorded, {"predictor.py": PREDICTOR})
-    inferd.run("deploy", str(project))
+    # An API that cannot serve (its replicas exit while loading: status error) in a splitter.
+    recorded += BROKEN
+    files = {"predictor.py": PREDICTOR, "broken.py": "import os\nos._exit(3)\n"}
+    project = make_project(tmp_path / "shop", recorded, files)
+    inferd.run("deploy", str(project), check=False)
+    inferd.wait_status("broken", "error")
+    # A mistyped path lists the splitters' endpoints beside the APIs' (it listed only the APIs').
+    typo = inferd.post("/shop/recommnd", {"x": 1})
+    assert typo.status_code == 404 and "/shop/recommend, /shop/risky" in typo.json()["error"]
     refusals = {
-        ("promote", "nosuch", "champion"): "no traffic splitter named 'nosuch' (splitters: recommend)",
+        ("promote", "nosuch", "champion"): "no traffic splitter named 'nosuch' (splitters: recommend, risky)",
         ("promote", "nosuch", "champion", "--min-agreement", "0.5"): "no traffic splitter named 'nosuch'",
         ("promote", "recommend", "nosuch"): "splitter 'recommend' has no api 'nosuch'",
         (
@@ -260,6 +280,10 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
         ("replay", "champion", "--against", "nosuch"): "no API named 'nosuch'",
         ("replay", "champion", "--against", "challenger"): "has no recorded JSON requests",
         ("replay", "champion", "--shadow"): "has no recorded shadow answers",
+        # every client of the splitter would get 503 (was: promoted)
+        ("promote", "risky", "broken"): (
+            "not promoting 'broken': it cannot serve (a replica exited with code 3 while loading"
+        ),
         ("replay", "recommend", "--against", "champion"): (
             "'recommend' is a traffic splitter, not an API: name one of its APIs (champion, challenger)"
         ),
@@ -296,6 +320,12 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
     (shown,) = replayed["first_disagreements"]
     assert shown["recorded"]["json"] == {"api": "challenger", "echo": {"x": 1}}
     assert shown["replayed"]["json"] == {"api": "champion", "echo": {"x": 1}}
+    # An API that cannot serve is not replayed against: its 503s are no answers of its model (was:
+    # agreement 0%, recorded as the last replay against it).
+    result = inferd.run("replay", "challenger", "--against", "broken", check=False)
+    assert result.returncode == 1 and result.stderr.strip().startswith(
+        "error: api 'shop/broken' cannot serve (a replica exited with code 3 while loading"
+    ), result.stderr
     inferd.run("delete", "shop")  # the whole deployment: its splitters go with it
     wait_for(lambda: inferd.json("get") == [], 60, "the deployment to be deleted")
     assert inferd.post("/shop/recommend", {"x": 1}).status_code == 404

@@ -21,7 +21,7 @@ from inferd.cli.backends import backend_for
 from inferd.cli.options import env_option, key_option
 from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
 from inferd.client import Client
-from inferd.errors import ConflictError, NotFoundError, UsageError
+from inferd.errors import ConflictError, NotFoundError, OperatorError, UsageError
 from inferd.storage import write_private
 
 if TYPE_CHECKING:
@@ -206,12 +206,23 @@ def compare_shadow(records: list[dict[str, Any]], tolerance: float) -> dict[str,
     return tally.report(len(records))
 
 
-def _shadowed(home: Path, key: str, count: int) -> tuple[str, list[dict[str, Any]]]:
+def _shadowed(client: Client, key: str, count: int) -> tuple[str, list[dict[str, Any]]]:
     """The shadow API of ``key``'s last shadowed record, and the last ``count`` records it answered."""
     from inferd.operator.payloads import read_payloads
 
-    records = [r for r in read_payloads(home, key) if isinstance(r.get("shadow"), dict)]
+    records = [r for r in read_payloads(client.home, key) if isinstance(r.get("shadow"), dict)]
     if not records:
+        try:  # the operator's count of the copies (none under `inferd serve`, or a deleted API)
+            shadow = client.api(key).get("shadow")
+        except (OperatorError, NotFoundError):
+            shadow = None
+        if isinstance(shadow, dict) and shadow.get("api"):
+            deployment = key.partition("/")[0]
+            raise NotFoundError(
+                f"api '{key}' has no recorded shadow answers: its shadow '{shadow['api']}' answered none "
+                f"of the copies ({shadow.get('sent', 0)} sent, {shadow.get('dropped', 0)} dropped; see "
+                f"`inferd get {deployment}/{shadow['api']}`)"
+            )
         raise NotFoundError(
             f"api '{key}' has no recorded shadow answers (set shadow: {{api: OTHER, percent: 10}} on it, "
             "or on a splitter that sends it requests)"
@@ -269,7 +280,7 @@ def replay(
         raise UsageError("payload logs are kept by the local operator; use an environment of provider local")
     if shadow:  # files only: this works while only `inferd serve` runs too
         key = recorded_api(client, api)
-        against, shadowed = _shadowed(client.home, key, count)
+        against, shadowed = _shadowed(client, key, count)
         compared = compare_shadow(shadowed, tolerance)
         version = shadowed[-1]["shadow"].get("version")  # the shadow's version that answered last
     else:
@@ -278,6 +289,12 @@ def replay(
         against = resolve_api(client, other)
         recorded = read_payloads(client.home, key, count)
         info = client.api(against)
+        if info.get("status") == "error" and not info.get("available"):
+            # Its 503s at once are no answers of its model: they would read as disagreements.
+            raise ConflictError(
+                f"api '{against}' cannot serve ({info.get('error')}): nothing was replayed (see "
+                f"`inferd logs {against}`, deploy it again, then replay)"
+            )
         routed = [(r, route_of(r, info)) for r in recorded]
         records = [(r, url) for r, url in routed if url is not None]
         if not records and recorded:

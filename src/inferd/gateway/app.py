@@ -28,6 +28,7 @@ from inferd.gateway.queue import ApiQueue
 from inferd.gateway.server import HttpApp
 from inferd.gateway.shadow import Shadows
 from inferd.gateway.tracing import Tracer, client_span, traceparent
+from inferd.gateway.traffic import splitter_endpoints
 from inferd.gateway.wire import CORS, Request, debug_asked
 from inferd.replica import messages
 
@@ -140,7 +141,8 @@ class Gateway(ApiTable):
             pass
         else:
             shown = request.path.decode("utf-8", "replace")
-            known = ", ".join(sorted(q.endpoint for q in self.visible(request.headers))) or "none"
+            visible = self.visible(request.headers)
+            known = ", ".join(sorted(splitter_endpoints(self.splitters, visible))) or "none"
             conn.respond(*self.not_found(f"no API at {shown} (endpoints: {known})"))
 
     def dispatch(

@@ -247,6 +247,14 @@ class Shadows:
         """The shadow answered: its answer joins the primary's record (never the client), and
         the shadow API's metrics count it (protocol ``shadow``)."""
         route = copy.route
+        if not copy.replica_id:
+            # No replica took it: the gateway answered it, as the shadow stopped serving (its
+            # replicas crash-looping) or the copy fell behind past its timeout. Dropped, as a copy
+            # the shadow cannot take is: no answer of the shadow's model to compare.
+            route.dropped += 1
+            if copy.sampled and copy.primary is not None:  # the primary's own payload log keeps it
+                self.payloads.put(copy.primary, copy.record)
+            return
         route.answered += 1
         record = copy.record
         agrees = False

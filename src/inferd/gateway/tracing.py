@@ -156,10 +156,15 @@ class Tracer:
             root.set_status(trace.Status(trace.StatusCode.ERROR, f"HTTP {status}"))
 
         inner = trace.set_span_in_context(root, context)
-        moment = conn.sent_at if conn.sent_at >= conn.started else conn.started
+        # Never sent to a replica: it waited at the gateway until it was refused (at once, or when
+        # its wait ended), and has no replica stages (spans of 0 ms read as a model that ran).
+        sent = conn.sent_at >= conn.started
+        moment = conn.sent_at if sent else now
         self.tracer.start_span("queue", context=inner, start_time=at(conn.started)).end(end_time=at(moment))
-        timings = messages.META.unpack_from(meta)[:3] if meta else (math.nan,) * 3
-        for name, seconds in zip(STAGES, timings, strict=True):
+        # A replica's answer: its stages, each as long as it measured (0 for one it has not, as
+        # an ONNX model's pre_inference without a request handler).
+        timings = messages.META.unpack_from(meta)[:3] if meta else ()
+        for name, seconds in zip(STAGES[: len(timings)], timings, strict=True):
             length = 0.0 if math.isnan(seconds) else seconds
             self.tracer.start_span(name, context=inner, start_time=at(moment)).end(
                 end_time=at(moment + length)

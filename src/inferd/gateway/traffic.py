@@ -152,3 +152,15 @@ class Splitters:
 
     def describe(self) -> list[dict[str, Any]]:
         return [splitter.describe() for splitter in self.by_key.values()]
+
+
+def splitter_endpoints(splitters: Splitters, visible: Iterable[ApiQueue]) -> list[str]:
+    """The endpoints a listing shows: the ``visible`` APIs', and those of the splitters over them
+    (a splitter's APIs take the same keys: it is shown where they are)."""
+    queues = list(visible)
+    keys = {queue.key for queue in queues}
+    shown = [queue.endpoint for queue in queues]
+    for splitter in splitters.by_key.values():
+        if all(f"{splitter.config.deployment}/{name}" in keys for name in splitter.weights):
+            shown.append(splitter.endpoint)
+    return shown

@@ -45,6 +45,13 @@ def promote(operator: Operator, name: str, api: str) -> dict[str, Any]:
     if api not in splitter.weights:
         raise NotFoundError(f"splitter '{name}' has no api '{api}' (it has: {', '.join(splitter.weights)})")
     deployment = splitter.config.deployment
+    queue = operator.gateway.apis.get(f"{deployment}/{api}")
+    if queue is not None and queue.error is not None and not queue.ready:
+        # Every request of the splitter would get its 503 at once.
+        raise ConflictError(
+            f"not promoting '{api}': it cannot serve ({queue.error}); every request of splitter "
+            f"'{name}' would be refused (see `inferd logs {deployment}/{api}`, then deploy it again)"
+        )
     configs = tuple(s.config for s in splitters.by_key.values() if s.config.deployment == deployment)
     operator.gateway.set_splitters(deployment, promoted(configs, {name: api}))
     record = operator.state.deployments.get(deployment)

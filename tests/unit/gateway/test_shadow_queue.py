@@ -102,3 +102,24 @@ def test_copies_wait_for_company_and_leave_together() -> None:
         assert route.dropped == 0
 
     asyncio.run(scenario())
+
+
+def test_a_copy_no_replica_took_is_dropped_not_an_error_of_the_shadow() -> None:
+    # Copies waiting when the shadow stopped serving (its replicas crash-looping: status error)
+    # were answered its 503 at once, counted as answers that disagreed and were errors.
+    async def scenario() -> None:
+        target, _ = api_queue(1, service=0.05)
+        target.key = "d/candidate"
+        target.submit(Request(), messages.PREDICT, b"{}")  # its one replica is busy
+        primary, _ = api_queue(1, service=0.0001)
+        shadows = Shadows({"d/candidate": target}, PayloadBuffer())
+        route = ShadowRoute("d/api", "d/candidate", 100)
+        conn = Conn()
+        shadows.observe(conn, primary, route, messages.PREDICT, b"{}", "cortex")  # type: ignore[arg-type]
+        shadows.follow(conn.copy, primary, conn, b"{}", 200, b"ok")  # type: ignore[arg-type]
+        await asyncio.sleep(shadow_module.HOLD * 4)
+        assert route.sent == 1 and len(target.copies) == 1
+        target.fail_waiting(503, b'{"error": "not ready"}')
+        assert (route.answered, route.errors, route.dropped) == (0, 0, 1)
+
+    asyncio.run(scenario())

@@ -179,6 +179,18 @@ def test_api_keys(
     assert requests.post(f"{server.url}/d/open", json=rows, timeout=5).ok
     wait_for(lambda: server.log().count('"api":"guarded"') >= 7, 30, "access log lines")
     assert "env-secret-1" not in server.log() and "file-secret-2" not in server.log()
+    # A refusal on a kept connection is its own request: not run by the replica of the one before
+    with requests.Session() as session:
+        assert session.post(url, json=rows, headers={"X-API-Key": "file-secret-2"}, timeout=5).ok
+        assert (
+            session.post(url, json=rows, headers={"X-Request-ID": "refused-1"}, timeout=5).status_code == 401
+        )
+    refused = wait_for(
+        lambda: next((line for line in access_lines(server) if line["id"] == "refused-1"), None),
+        30,
+        "its line",
+    )
+    assert refused["status"] == 401 and refused["replica"] is None, refused
 
 
 def test_hostile_input_is_refused_and_the_server_keeps_serving(

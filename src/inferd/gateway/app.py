@@ -272,6 +272,7 @@ class Gateway(ApiTable):
     ) -> None:
         """Answer an error without a replica, and count it."""
         conn.protocol = protocol
+        conn.replica_id = ""  # not the replica of the last request on this kept connection
         conn.started = perf_counter()
         body = codec.error_body(message)
         conn.respond(status, body, headers=headers)

@@ -158,7 +158,8 @@ class Tracer:
         inner = trace.set_span_in_context(root, context)
         # Never sent to a replica: it waited at the gateway until it was refused (at once, or when
         # its wait ended), and has no replica stages (spans of 0 ms read as a model that ran).
-        sent = conn.sent_at >= conn.started
+        # No replica named is the sign: submit sets sent_at to started until a replica takes it.
+        sent = bool(conn.replica_id)
         moment = conn.sent_at if sent else now
         self.tracer.start_span("queue", context=inner, start_time=at(conn.started)).end(end_time=at(moment))
         # A replica's answer: its stages, each as long as it measured (0 for one it has not, as

@@ -34,6 +34,11 @@ YAML = """
   name: context
   predictor: {path: context.py}
   compute: {cpu: 0.1}
+- kind: api
+  name: guarded
+  predictor: {path: predictor.py}
+  compute: {cpu: 0.1}
+  auth: {keys_file: keys.txt}
 """
 PREDICTOR = """
 def predict(sample, metadata):
@@ -69,9 +74,9 @@ async def scenario(root: Path) -> None:
     await gateway.start("127.0.0.1", 0)
     url = f"http://127.0.0.1:{gateway.ports[0]}/traced/echo"
     try:
-        files = {"predictor.py": PREDICTOR, "context.py": CONTEXT}
+        files = {"predictor.py": PREDICTOR, "context.py": CONTEXT, "keys.txt": "key-1\n"}
         await engine.apply(load_project(make_project(root / "p", YAML, files)))
-        await wait_until(lambda: gateway.apis["traced/echo"].ready and gateway.apis["traced/context"].ready)
+        await wait_until(lambda: all(q.ready for q in gateway.apis.values()))
         given = f"00-{TRACE}-{CLIENT_SPAN}-01"
         answer = await asyncio.to_thread(requests.post, url, json={"a": 1}, headers={"traceparent": given})
         assert answer.status_code == 200 and answer.json() == {"a": 1}
@@ -138,6 +143,21 @@ async def scenario(root: Path) -> None:
         refused = await asyncio.to_thread(requests.post, v2, json={}, headers={"traceparent": given})
         assert refused.status_code == 400 and refused.headers["traceparent"].startswith(f"00-{TRACE}-")
         assert sorted(span.name for span in exporter.get_finished_spans()) == ["queue", "request"]
+        # A wrong key refused on a kept connection (as its head ends) has its own span: it took
+        # the trace and span ids of the request before it on that connection.
+        exporter.clear()
+        with requests.Session() as session:
+            kept_ok = await asyncio.to_thread(
+                session.post, url, json={"a": 4}, headers={"traceparent": given}
+            )
+            keyless = await asyncio.to_thread(session.post, url.replace("/echo", "/guarded"), json={"a": 5})
+        assert (kept_ok.status_code, keyless.status_code) == (200, 401)
+        ids = {
+            span.attributes["http.status_code"]: (span.context.trace_id, span.context.span_id)
+            for span in exporter.get_finished_spans()
+            if span.name == "request" and span.attributes is not None
+        }
+        assert format(ids[200][0], "032x") == TRACE and ids[401][0] != ids[200][0], ids
         # Without tracing configured, an untraced request (after a traced one) has no context.
         gateway.tracer = None
         for headers in ({"traceparent": given}, {}):

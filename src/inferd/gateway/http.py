@@ -160,7 +160,7 @@ class HttpConnection(RequestReader):
         """Make the request whose head just ended the one an answer given now names (a wrong key
         refused at ``admit``): its id and path, none of the last request's headers."""
         self.path = self._path
-        self.extra_headers = b""
+        self.extra_headers = self.trace = self.client_span = b""  # its span is its own
         given = headers.get(b"x-request-id")
         self.request_id = given if given and valid_id(given) else next_request_id()
 

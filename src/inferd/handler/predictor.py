@@ -225,9 +225,11 @@ class Predictor:
         assert runtime is not None
         if len(group) > 1 and self._rows.stacks:
             clock = time.perf_counter
+            given = group[0][1]  # the group's samples give the same inputs (``stack_key``)
             stacked = {
                 spec.name: np.concatenate([inputs[spec.name] for _, inputs, _ in group])
                 for spec in runtime.inputs
+                if spec.name in given  # an optional input left out is left out of the batch
             }
             counts = [int(next(iter(inputs.values())).shape[0]) for _, inputs, _ in group]
             started = clock()

@@ -62,3 +62,31 @@ def test_a_model_that_mixes_the_samples_of_a_batch_is_caught_after_a_warm_up_of_
         assert [error for _, error, _ in predictor.predict_batch([[[1, 2, 3]]] * 3)] == [None] * 3
     answers = [result for result, _, _ in predictor.predict_batch([[[1, 2, 3]], [[3, 4, 5]]])]
     assert [answer[0].tolist() for answer in answers] == [[[0, 0, 0]], [[0, 0, 0]]]  # as alone
+
+
+def test_samples_that_leave_out_an_optional_input_run_as_a_batch(tmp_path: Path) -> None:
+    # An ONNX optional input left out of every sample of a batch: the batch was built with every
+    # input of the model, and the missing one failed the whole batch (a KeyError: 500 to each).
+    from onnx import TensorProto, helper, save_model
+
+    maybe = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, ["n", 2]))
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "maybe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2]), helper.make_value_info("o", maybe)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    save_model(model, str(tmp_path / "maybe.onnx"))
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: m\n  onnx:\n    model: maybe.onnx\n"
+        "  batching:\n    max_batch_size: 4\n",
+        {},
+        {"maybe.onnx": tmp_path / "maybe.onnx"},
+    )
+    predictor = build(root)
+    results = predictor.predict_batch([{"x": [[1, 2]]}, {"x": [[3, 4]]}])
+    assert [error for _, error, _ in results] == [None, None]
+    assert [result[0].tolist() for result, _, _ in results] == [[[1, 2]], [[3, 4]]]

@@ -205,7 +205,9 @@ class RequestReader(asyncio.Protocol):
             self._plain_head = self._without_upgrade()
             return
         coding = headers.get(b"content-encoding")
-        if coding is not None and coding.strip().lower() not in (b"", b"identity"):
+        if coding is not None and any(
+            c.strip().lower() not in (b"", b"identity") for c in coding.split(b",")
+        ):
             shown = coding.decode("latin-1")[:64]
             self.refuse(
                 415, f"Content-Encoding {shown} is not supported: send the body uncompressed", self._path

@@ -158,9 +158,8 @@ class _Encoded:
                 item = next(self.items)
             except StopIteration:
                 return
-            except (
-                BaseException
-            ) as exc:  # sys.exit() in the generator too: the stream's error, not the replica's end
+            except BaseException as exc:
+                # sys.exit() in the generator too: the stream's error, not the replica's end
                 log.error("%s failed after %d item(s):\n%s", stage, count, traceback.format_exc())
                 self.error = f"{stage} failed after {count} item(s): {raised(exc)}"
                 return

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from inferd import codec
+
 # Non-finite floats are marked while encoding (a random token no client can send), then the
 # marks replaced by the literals.
 MARK = f"\x00inferd-{secrets.token_hex(8)}:"
@@ -41,3 +43,8 @@ def unmark(encoded: bytes) -> bytes:
         for mark, literal in LITERALS.items():
             encoded = encoded.replace(mark, literal)
     return encoded
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` as JSON, its NaN and infinities written as the protocols write them."""
+    return unmark(codec.dumps(value))

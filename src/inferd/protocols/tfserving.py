@@ -32,10 +32,6 @@ def no_explainer(model: str) -> str:
     )
 
 
-REGRESSION_NAMES = ("outputs", "output", "value", "values", "predictions", "regression")
-SCORE_NAMES = ("scores", "probabilities", "output_probability", "probability")
-
-
 def _loads(body: bytes) -> dict[str, Any]:
     request = codec.loads(body)  # NaN and Infinity too, as TF Serving reads them (1e999 is refused)
     if not isinstance(request, dict):
@@ -232,8 +228,10 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
     if not rows:
         if len(outputs) == 1:
             ((name, value),) = outputs.items()
-            return _dumps({"outputs": _value(name, _rows(value))})
-        return _dumps({"outputs": {name: _value(name, _rows(value)) for name, value in outputs.items()}})
+            return nonfinite.dumps({"outputs": _value(name, _rows(value))})
+        return nonfinite.dumps(
+            {"outputs": {name: _value(name, _rows(value)) for name, value in outputs.items()}}
+        )
     for name, value in outputs.items():
         if not isinstance(value, np.ndarray | list | tuple) or getattr(value, "ndim", 1) == 0:
             raise InputError(
@@ -242,23 +240,19 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
             )
     if len(outputs) == 1:
         ((name, value),) = outputs.items()
-        return _dumps({"predictions": _value(name, _rows(value))})
+        return nonfinite.dumps({"predictions": _value(name, _rows(value))})
     columns = {name: _rows(value) for name, value in outputs.items()}
     sizes = {len(column) for column in columns.values()}
     if len(sizes) != 1:
         raise InputError("the outputs have different batch sizes: use the columnar format ('inputs')")
     count = sizes.pop()
-    return _dumps(
+    return nonfinite.dumps(
         {
             "predictions": [
                 {name: _value(name, column[i]) for name, column in columns.items()} for i in range(count)
             ]
         }
     )
-
-
-def _dumps(value: Any) -> bytes:
-    return nonfinite.unmark(codec.dumps(value))
 
 
 def decode_examples(body: bytes, specs: Specs) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -281,75 +275,6 @@ def decode_examples(body: bytes, specs: Specs) -> tuple[dict[str, Any], dict[str
             raise InputError(f"missing feature '{spec.name}' in some of 'examples'")
         columns[spec.name] = values
     return request, _by_name(specs, columns, _booleans_in(body), len(merged), "examples")
-
-
-def _pick(outputs: dict[str, Any], names: tuple[str, ...], test: Any) -> str | None:
-    for name in names:
-        if name in outputs and test(outputs[name]):
-            return name
-    candidates = [name for name, value in outputs.items() if test(value)]
-    return candidates[0] if len(candidates) == 1 else None
-
-
-def _is_scores(value: Any) -> bool:
-    if isinstance(value, np.ndarray):
-        return value.ndim == 2 and value.dtype.kind == "f" and value.shape[1] >= 2
-    return isinstance(value, list) and bool(value) and all(isinstance(row, dict) for row in value)
-
-
-def _is_values(value: Any) -> bool:
-    return (
-        isinstance(value, np.ndarray)
-        and value.dtype.kind == "f"
-        and (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1))
-    )
-
-
-def _per_example(test: Any, examples: int) -> Any:
-    """``test``, and one row per example: a [3] output of a model that sums its batch is no
-    regression of one example (it answered three results)."""
-    return lambda value: test(value) and len(value) == examples
-
-
-def encode_classify(outputs: dict[str, Any], examples: int) -> bytes:
-    """``{"results": [[[label, score], ...], ...]}`` from a scores output (and class labels),
-    one row per example."""
-    name = _pick(outputs, SCORE_NAMES, _per_example(_is_scores, examples))
-    if name is None:
-        raise InputError(
-            "this model has no output to classify with (a float [batch, classes] output, one row "
-            f"per example: {examples} here)"
-        )
-    scores = outputs[name]
-    if isinstance(scores, list):  # a ZipMap: {label: score} per example
-        return _dumps(
-            {"results": [[[str(label), float(score)] for label, score in row.items()] for row in scores]}
-        )
-    labels = outputs.get("classes")
-    results = []
-    for i, row in enumerate(scores.tolist()):
-        if isinstance(labels, np.ndarray) and labels.ndim == 2 and labels.shape[1] == len(row):
-            names = [_text(label) for label in labels[i].tolist()]
-        else:
-            names = [str(k) for k in range(len(row))]
-        results.append([[label, score] for label, score in zip(names, row, strict=True)])
-    return _dumps({"results": results})
-
-
-def encode_regress(outputs: dict[str, Any], examples: int) -> bytes:
-    """``{"results": [value, ...]}`` from a float [batch] or [batch, 1] output, one value per
-    example."""
-    name = _pick(outputs, REGRESSION_NAMES, _per_example(_is_values, examples))
-    if name is None:
-        raise InputError(
-            "this model has no output to regress with (a float [batch] or [batch, 1] output, one "
-            f"value per example: {examples} here)"
-        )
-    return _dumps({"results": outputs[name].reshape(-1).tolist()})
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def signature_def(info: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import setproctitle
 from inferd import codec, tracecontext
 from inferd.errors import HandlerError, InferdError, LoadError
 from inferd.handler.predictor import Predictor
-from inferd.protocols import tfserving, v2
+from inferd.protocols import tfserving, tfserving_results, v2
 from inferd.replica import messages
 from inferd.replica.group import end_own_group, lead_group
 from inferd.replica.lines import watch_output
@@ -67,7 +67,11 @@ def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[byte
         return tfserving.encode_predict(outputs, rows), 0
     request, inputs = tfserving.decode_examples(body, lambda name: predictor.tensor_specs(name)[0])
     outputs = predictor.run_tensors(inputs, tfserving.signature_name(request))
-    encode = tfserving.encode_classify if kind == messages.TF_CLASSIFY else tfserving.encode_regress
+    encode = (
+        tfserving_results.encode_classify
+        if kind == messages.TF_CLASSIFY
+        else tfserving_results.encode_regress
+    )
     return encode(outputs, len(request["examples"])), 0
 
 

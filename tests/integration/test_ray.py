@@ -106,6 +106,15 @@ class RayTestCluster:
                 found.append(int(entry.name))
         return found
 
+    def agents(self) -> list[int]:
+        """inferd's agent actors (``cluster.agent_class``) alive on the cluster."""
+        found = []
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::InferdServeAgent"):
+                    found.append(pid)
+        return found
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -186,6 +195,8 @@ def test_onnx_on_ray_and_deleting_everything(ray_cluster: RayTestCluster, tmp_pa
     assert "deployment is up-to-date" in again.stdout
     logs = ray_cluster.run("logs", "classifier", "-e", "lab")
     assert "replica is ready" in logs.stdout
+    # Commands that only read ask inferd's agent actor (one, however many commands ran).
+    assert len(ray_cluster.agents()) == 1
 
     # Deleting every deployment (this one, and any the other tests left) leaves no route behind.
     apis = json.loads(ray_cluster.run("get", "-e", "lab", "-o", "json").stdout)
@@ -202,6 +213,8 @@ def test_onnx_on_ray_and_deleting_everything(ray_cluster: RayTestCluster, tmp_pa
     wait_for(routers_gone, 60, "the routers to be deleted")
     missing = ray_cluster.run("get", "classifier", "-e", "lab", check=False)
     assert missing.returncode == 1 and "no API named 'classifier'" in missing.stderr
+    # The agent that answered the reads above goes with the last API: inferd leaves nothing running.
+    wait_for(lambda: not ray_cluster.agents() or None, 60, "inferd's agent actor to stop")
 
 
 def test_tensorflow_on_ray(ray_cluster: RayTestCluster, tmp_path: Path) -> None:

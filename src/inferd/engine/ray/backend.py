@@ -38,6 +38,8 @@ class ClusterLike(Protocol):
 
     def delete(self, names: list[str]) -> None: ...
 
+    def leave(self) -> None: ...
+
     def read_logs(
         self, node_id: str, worker_id: str, offsets: dict[str, int]
     ) -> dict[str, tuple[str, int]]: ...
@@ -289,6 +291,8 @@ class RayBackend:
         remaining = [view for view in views if view["name"] not in names]
         routers = [] if remaining else list(plan.ROUTERS)
         self.cluster.delete(names + routers)
+        if not remaining:  # the last API: nothing of inferd's is left running on the cluster
+            self.cluster.leave()
         keys = [f"{view['deployment']}/{view['name']}" for view in views if view["name"] in names]
         return {"message": f"deleting {what}", "apis": keys}
 

@@ -7,12 +7,15 @@ imported here, lazily, so ``inferd --help`` never loads it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import inspect
+import json
 import logging
 import os
 import socket
 import warnings
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,10 @@ NAMESPACE = "serve"  # where Serve's controller lives; drivers in it see its app
 PROBE_TIMEOUT_S = 5.0
 # Ray's client server runs each client's driver in a thread and streams this warning back.
 CLIENT_NOISE = "SIGTERM handler is not set because current thread is not the main thread."
+# The detached actor that reads and deletes Serve applications for commands that do not
+# deploy (see agent_class).
+AGENT_PREFIX = "inferd-serve-agent-"
+AGENT_TIMEOUT_S = 60.0
 
 
 class ClusterError(InferdError):
@@ -50,6 +57,7 @@ class RayCluster:
     def __init__(self, address: str) -> None:
         self.address = address
         self.connected = False
+        self.serve_loaded = False
         self.uploaded: dict[str, Any] = {}
 
     def connect(self, project_root: Path | None = None) -> None:
@@ -87,11 +95,17 @@ class RayCluster:
                 f"cannot connect to the Ray cluster at {self.address}: {_first_line(exc)}"
             ) from None
         self.connected = True
-        import ray.serve
-
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # progress is inferd's to report
         if project_root is not None:
             self.uploaded = dict(ray.get_runtime_context().runtime_env or {})
+
+    def _serve(self) -> Any:
+        """Ray Serve's API, imported on first use: 2 of a read command's 3.7 s went to importing
+        it (``python -X importtime``), and commands that only read never need it here."""
+        from ray import serve
+
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # progress is inferd's to report
+        self.serve_loaded = True
+        return serve
 
     def close(self) -> None:
         if self.connected:
@@ -104,32 +118,73 @@ class RayCluster:
 
     def start_serve(self, options: plan.ServeOptions) -> None:
         """Start Serve's controller and proxies unless they run (then their settings stay)."""
-        from ray import serve
-
-        serve.start(
+        self._serve().start(
             http_options={"host": options.host, "port": options.port},
             proxy_location=options.proxy_location,
         )
 
     def details(self) -> dict[str, Any]:
         """Serve's full state (applications, deployment configs, replicas); no applications when
-        no Serve controller runs. ``ClusterError`` when the state cannot be read."""
-        from ray.serve.context import _get_global_client
+        no Serve controller runs. ``ClusterError`` when the state cannot be read.
 
+        Where Serve is imported already (a deploy), it is read here; otherwise inferd's agent
+        actor on the cluster reads it and answers JSON (see ``agent_class``)."""
         # Only "no controller" means no applications: any other failure to read is an error,
         # or a deploy would recreate every application it could not see.
         try:
-            client = _get_global_client(raise_if_no_controller_running=False)
-            if client is None:
-                return {"applications": {}}
-            details: dict[str, Any] = _plain(client.get_serve_details())
+            if self.serve_loaded:
+                from ray.serve.context import _get_global_client
+
+                client = _get_global_client(raise_if_no_controller_running=False)
+                return agent_class().plain(client.get_serve_details()) if client else {"applications": {}}
+            found: dict[str, Any] = json.loads(self._ask("read"))
         except Exception as exc:
             raise ClusterError(f"cannot read Ray Serve's state: {_first_line(exc)}") from None
-        return details
+        if not found.get("applications"):
+            self.leave()  # nothing deployed: no agent of inferd's stays behind a `get`
+        return found
+
+    def _ask(self, method: str, *args: Any) -> Any:
+        """Call inferd's agent actor; asked again once if it stopped meanwhile (another command
+        deleted the last API)."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        try:
+            return ray.get(getattr(self._agent(), method).remote(*args), timeout=AGENT_TIMEOUT_S)
+        except RayActorError:
+            return ray.get(getattr(self._agent(), method).remote(*args), timeout=AGENT_TIMEOUT_S)
+
+    def _agent(self) -> Any:
+        """The agent of this version of ``agent_class``, started once per cluster (agents of
+        other versions, an older inferd's, are stopped when it starts)."""
+        import ray
+
+        name = agent_name()
+        try:
+            return ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:  # none yet
+            self.leave(keep=name)
+        return (
+            ray.remote(num_cpus=0)(agent_class())
+            .options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True)
+            .remote()
+        )
+
+    def leave(self, keep: str = "") -> None:
+        """Stop what inferd keeps on the cluster beside its applications (its agent actors, but
+        ``keep``); called when the last API is deleted."""
+        import ray
+
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            name = actor["name"]
+            if actor["namespace"] == NAMESPACE and name.startswith(AGENT_PREFIX) and name != keep:
+                with contextlib.suppress(ValueError):  # stopped meanwhile
+                    ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
 
     def run(self, apps: list[AppSpec]) -> None:
         """Deploy (or roll) applications without waiting for them to be running."""
-        from ray import serve
+        serve = self._serve()
         from ray.serve.api import RunTarget
 
         from inferd.engine.ray.replica import ApiReplica, ProtocolRouter
@@ -162,8 +217,13 @@ class RayCluster:
 
     def delete(self, names: list[str]) -> None:
         """Delete applications; their replicas finish in-flight requests, then stop."""
-        from ray import serve
-
+        if not self.serve_loaded:
+            try:
+                self._ask("delete", names)
+            except Exception as exc:
+                raise ClusterError(f"Ray Serve did not take the deletion: {_first_line(exc)}") from None
+            return
+        serve = self._serve()
         for name in names:
             serve.delete(name, _blocking=False)
 
@@ -227,15 +287,69 @@ def check_reachable(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         ) from None
 
 
-def _plain(value: Any) -> Any:
-    """Serve's details hold str enums (``ReplicaState.RUNNING``); plain JSON values from here on."""
-    if isinstance(value, dict):
-        return {str(_plain(k)): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, Enum):
-        return value.value
-    return value
+def agent_class() -> Any:
+    """The class of inferd's agent actor: it reads Serve's state (as JSON) and deletes
+    applications on the cluster, for the commands that do not deploy.
+
+    Those would otherwise import Ray Serve: to unpickle the controller's answer (its enums are
+    Serve's classes) and to find the controller, 2 s of the 3.7 s of ``inferd get -e`` on this
+    machine; the agent imports Serve once. Defined in a function, so Ray sends it by value: the
+    cluster's workers need not have inferd installed.
+    """
+
+    class InferdServeAgent:
+        @staticmethod
+        def plain(value: Any) -> Any:
+            """Serve's details hold str enums (``ReplicaState.RUNNING``): plain JSON values."""
+            from enum import Enum
+
+            def walk(item: Any) -> Any:
+                if isinstance(item, dict):
+                    return {str(walk(k)): walk(v) for k, v in item.items()}
+                if isinstance(item, list | tuple):
+                    return [walk(part) for part in item]
+                return item.value if isinstance(item, Enum) else item
+
+            return walk(value)
+
+        @staticmethod
+        def controller() -> Any:
+            """Serve's controller, looked up at each call (Serve may have been started again);
+            ``None`` when none runs."""
+            import ray
+            from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+            try:
+                return ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+            except ValueError:
+                return None
+
+        def read(self) -> str:
+            import json
+
+            import ray
+
+            controller = self.controller()
+            if controller is None:
+                return json.dumps({"applications": {}})
+            details = ray.get(controller.get_serve_instance_details.remote())
+            return json.dumps(self.plain(details), default=str)
+
+        def delete(self, names: list[str]) -> None:
+            """As ``serve.delete(name, _blocking=False)``: the controller stops them in its time."""
+            import ray
+
+            controller = self.controller()
+            if controller is not None and names:
+                ray.get(controller.delete_apps.remote(names))
+
+    return InferdServeAgent
+
+
+def agent_name() -> str:
+    """The agent actor's name, by its code: an upgrade of inferd that changes it starts a new one."""
+    digest = hashlib.sha256(inspect.getsource(agent_class).encode()).hexdigest()[:12]
+    return AGENT_PREFIX + digest
 
 
 def _first_line(exc: BaseException) -> str:

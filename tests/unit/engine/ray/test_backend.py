@@ -27,6 +27,7 @@ class FakeCluster:
         self.runs: list[list[str]] = []
         self.specs: list[AppSpec] = []
         self.deleted: list[str] = []
+        self.left = False
         self.connected_with: Path | None = None
         self.serve_options: plan.ServeOptions | None = None
 
@@ -64,6 +65,9 @@ class FakeCluster:
         self.deleted.extend(names)
         for name in names:
             self.apps.pop(name, None)
+
+    def leave(self) -> None:
+        self.left = True
 
     def read_logs(self, node_id: str, worker_id: str, offsets: dict[str, int]) -> dict[str, tuple[str, int]]:
         start = offsets.get("/logs/worker-w.err", 0)
@@ -212,14 +216,24 @@ def test_names_owned_by_others_are_refused(cluster: FakeCluster) -> None:
         RayBackend(LAB, cluster).deploy(example("iris-onnx"))
 
 
-def test_delete_by_api_or_deployment_and_routers_go_last(cluster: FakeCluster) -> None:
+def test_delete_by_api_or_deployment_and_routers_go_last(cluster: FakeCluster, tmp_path: Path) -> None:
     backend = RayBackend(LAB, cluster)
     backend.deploy(example("iris-onnx"))
     with pytest.raises(NotFoundError):
         backend.delete("nothing")
+    project = tmp_path / "two"
+    shutil.copytree(example("iris-onnx"), project)
+    config = project / "cortex.yaml"
+    config.write_text(
+        config.read_text().replace("name: iris", "name: two").replace("name: classifier", "name: other")
+    )
+    backend.deploy(project)
+    backend.delete("other")
+    assert cluster.deleted == ["other"] and not cluster.left  # an API is left: inferd stays
     result = backend.delete("iris")
     assert result == {"message": "deleting deployment 'iris'", "apis": ["iris/classifier"]}
-    assert cluster.deleted == ["classifier", "inferd.v2", "inferd.tfserving"]
+    assert cluster.deleted == ["other", "classifier", "inferd.v2", "inferd.tfserving"]
+    assert cluster.left  # the last API: inferd's reader goes too
 
 
 def test_an_api_is_named_by_name_or_deployment_slash_name(cluster: FakeCluster) -> None:

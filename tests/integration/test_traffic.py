@@ -243,8 +243,8 @@ BROKEN = """
 - kind: traffic_splitter
   name: risky
   apis:
-    - {name: champion, weight: 100}
-    - {name: broken, weight: 0}
+    - {name: champion, weight: 50}
+    - {name: broken, weight: 50}
 """
 
 
@@ -258,6 +258,12 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
     project = make_project(tmp_path / "shop", recorded, files)
     inferd.run("deploy", str(project), check=False)
     inferd.wait_status("broken", "error")
+    # The broken API's share goes to the one that can answer (was: half the requests 503).
+    with requests.Session() as session:
+        answers = [_send(session, f"{inferd.url}/shop/risky") for _ in range(40)]
+    assert answers == [(200, "champion", "champion")] * 40
+    (risky,) = inferd.json("get", "risky")
+    assert {a["name"]: a["requests"] for a in risky["apis"]} == {"champion": 40, "broken": 0}
     # A mistyped path lists the splitters' endpoints beside the APIs' (it listed only the APIs').
     typo = inferd.post("/shop/recommnd", {"x": 1})
     assert typo.status_code == 404 and "/shop/recommend, /shop/risky" in typo.json()["error"]

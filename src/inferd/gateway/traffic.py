@@ -59,11 +59,35 @@ class Splitter:
 
     def pick(self, queues: Mapping[str, ApiQueue], counted: bool = True) -> ApiQueue | None:
         """The API of the next request (``None`` when that API does not exist in the gateway);
-        ``counted``: a prediction (not a GET of the API's description, metadata or readiness)."""
+        ``counted``: a prediction (not a GET of the API's description, metadata or readiness).
+
+        An API that cannot serve (in error, no replica ready) passes its share to the splitter's
+        others that can, by their weights: a broken candidate costs its clients nothing."""
         index = bisect_right(self.bounds, random()) if len(self.apis) > 1 else 0
+        queue = queues.get(self.keys[index])
+        if queue is not None and queue.error is not None and not queue.ready and len(self.apis) > 1:
+            index = self._instead_of(index, queues)
+            queue = queues.get(self.keys[index])
         if counted:
             self.counts[self.apis[index]] += 1
-        return queues.get(self.keys[index])
+        return queue
+
+    def _instead_of(self, index: int, queues: Mapping[str, ApiQueue]) -> int:
+        """An API to take the request of the failing API at ``index``: one of the others that
+        can serve, by their weights (``index`` itself when none can)."""
+        able = []
+        for other, key in enumerate(self.keys):
+            queue = queues.get(key)
+            if other != index and queue is not None and (queue.error is None or queue.ready):
+                able.append(other)
+        if not able:
+            return index
+        point = random() * sum(self.weights[self.apis[other]] for other in able)
+        for other in able:
+            point -= self.weights[self.apis[other]]
+            if point < 0:
+                return other
+        return able[-1]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ def test_get_w_runs_again_every_2_s_until_ctrl_c(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(inspect, "backend_for", lambda env: None)
     monkeypatch.setattr(inspect, "folder_deployment", lambda: None)
     monkeypatch.setattr(inspect, "_get_once", once)
-    monkeypatch.setattr(inspect.time, "sleep", sleep)
+    monkeypatch.setattr("inferd.cli.inspect.time.sleep", sleep)
     result = CliRunner().invoke(cli, ["get", "-w", "-o", "json"])
     assert result.exit_code == 0, result.output
     assert pauses == [2, 2, 2]

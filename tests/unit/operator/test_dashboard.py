@@ -8,14 +8,7 @@ from pathlib import Path
 import pytest
 
 from inferd.errors import InferdError
-from inferd.operator.dashboard import (
-    LOG_LINE_CHARS,
-    LOG_LINES,
-    dashboard_port,
-    host_name,
-    is_loopback,
-    sample_period,
-)
+from inferd.operator.dashboard import LOG_LINE_CHARS, dashboard_port, host_name, is_loopback, sample_period
 from inferd.operator.logs import recent_lines
 
 
@@ -41,13 +34,6 @@ def test_recent_lines_merge_output_and_access_lines_by_time(tmp_path: Path) -> N
     assert len(recent_lines(tmp_path, "api", 2)) == 2
     (logs / "api.log").write_text("y" * 5000 + "\n")
     assert recent_lines(tmp_path, "api", 1, LOG_LINE_CHARS) == [f'{{"time":{five + 0.5},"status":500}}']
-    # README: the page shows the API's last 50 log lines, each cut to 2,000 characters.
-    (logs / "api.access.log").unlink()
-    (logs / "api.log").write_text(
-        "".join(f"2026-11-29 08:00:{n:02d} api [api-1] line {n}\n" for n in range(60))
-    )
-    shown = recent_lines(tmp_path, "api", LOG_LINES, LOG_LINE_CHARS)
-    assert (LOG_LINES, LOG_LINE_CHARS, len(shown)) == (50, 2000, 50) and shown[-1].endswith("line 59")
 
 
 def test_listener_settings(monkeypatch: pytest.MonkeyPatch) -> None:

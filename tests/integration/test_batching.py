@@ -49,14 +49,21 @@ def replicas(server: Server, path: str) -> dict[str, int]:
 
 
 def hold_and_queue(
-    server: Server, path: str, pool: ThreadPoolExecutor, gate: Path, blocker: object, bodies: list[object]
+    server: Server,
+    path: str,
+    pool: ThreadPoolExecutor,
+    gate: Path,
+    blocker: object,
+    bodies: list[object],
+    headers: dict[str, str] | None = None,
 ) -> tuple[Future[requests.Response], list[Future[requests.Response]]]:
-    """The blocker holds the replica until ``gate`` exists; ``bodies`` are sent and queued
-    behind it; then the gate opens. Every body waits: batches must form, whatever the timing."""
+    """The blocker holds the replica until ``gate`` exists; ``bodies`` are sent (with
+    ``headers``) and queued behind it; then the gate opens. Every body waits: batches must
+    form, whatever the timing."""
     url = f"{server.url}{path}"
     held = pool.submit(requests.post, url, json=blocker, timeout=60)
     wait_for(lambda: replicas(server, path)["busy"] == 1, 60, "the blocker running")
-    sent = [pool.submit(requests.post, url, json=body, timeout=60) for body in bodies]
+    sent = [pool.submit(requests.post, url, json=body, headers=headers, timeout=60) for body in bodies]
     wait_for(lambda: replicas(server, path)["queued"] == len(bodies), 60, "the requests queued")
     gate.touch()
     return held, sent
@@ -313,7 +320,11 @@ def test_an_output_whose_free_first_dimension_is_not_the_batch_never_hands_a_sam
 PREDICTOR = """
 import os, time
 
+from inferd import tracecontext
+
 def predict(sample, metadata):
+    if sample.get("trace"):
+        return {"i": sample["i"], "trace": tracecontext.trace_id()}
     with open("calls.txt", "a") as calls:
         calls.write("%d\\n" % sample["i"])
     while sample.get("gate") and not os.path.exists(sample["gate"]):
@@ -345,6 +356,24 @@ def test_a_python_predictor_with_batching_gets_each_sample_alone_and_answers_eac
     assert "sample 2 asked to fail" in answers[1].json()["error"]
     assert sorted(int(line) for line in (root / "calls.txt").read_text().split()) == [0, 1, 2, 3]
     assert max(batch_sizes(server)) == 3  # the three went to the replica as one batch
+
+    # README: tracecontext is None for a batched request (a lone request has its trace).
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    traced = {"traceparent": f"00-{trace}-b7ad6b7169203331-01"}
+    alone = requests.post(server.url + "/b/py", json={"i": 9, "trace": True}, headers=traced, timeout=60)
+    assert alone.json() == {"i": 9, "trace": trace}
+    gate = tmp_path / "go-again"
+    bodies = [{"i": i, "trace": True} for i in (4, 5)]
+    with ThreadPoolExecutor(3) as pool:
+        blocker, sent = hold_and_queue(
+            server, "/b/py", pool, gate, {"i": 0, "gate": str(gate)}, bodies, traced
+        )
+        assert [future.result().json() for future in sent] == [
+            {"i": 4, "trace": None},
+            {"i": 5, "trace": None},
+        ]
+        assert blocker.result().json() == {"i": 0}
+    assert batch_sizes(server).get(2) == 1  # the two traced ones went as one batch
 
 
 STUCK = """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import time
@@ -243,6 +245,32 @@ def test_another_folder_with_the_same_name_needs_force_to_remove_apis(
     assert inferd.run("deploy", str(other), "--force").stdout.strip() == "deployment updated"
     assert inferd.post("/truth/other", SAMPLE).json() == "b"
     assert inferd.post("/truth/labels", SAMPLE).status_code == 404
+
+    # On a terminal the deploy asks instead, and a yes replaces them (README).
+    asked, code = on_a_terminal(inferd, ["deploy", str(first)], b"y\n")
+    assert "would remove api 'other'. Replace it? [y/N]: " in asked and code == 0, asked
+    assert inferd.post("/truth/labels", SAMPLE).json() == "v1"
+
+
+def on_a_terminal(inferd: Inferd, args: list[str], answer: bytes) -> tuple[str, int]:
+    """Run ``inferd ARGS`` on a pseudo-terminal, sending ``answer`` once it asks a question."""
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: inferd, with the pty as its stdin, stdout and stderr
+        os.execve(str(INFERD), [str(INFERD), *args], inferd.env)
+    shown, deadline = b"", time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if select.select([terminal], [], [], 1)[0]:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # the child closed the terminal: it exited
+                break
+            if not chunk:
+                break
+            if b"? [y/N]: " in shown + chunk and b"? [y/N]: " not in shown:
+                os.write(terminal, answer)
+            shown += chunk
+    os.close(terminal)
+    return shown.decode(), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 def test_the_examples_deploy_side_by_side(inferd: Inferd) -> None:

@@ -74,6 +74,7 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
         assert record["status"] == 200 and record["latency_ms"] > 0
         assert record["api"] == "shop/recorded" and record["version"] == version
     assert len(inferd.json("payloads", "recorded", "-n", "5")) == 5
+    assert inferd.json("payloads", "recorded") == records[-20:]  # README: the last 20 by default
     assert inferd.json("payloads", "unrecorded") == []
     table = inferd.run("payloads", "recorded", "-n", "3").stdout.splitlines()
     assert table[0].split()[:4] == ["request", "id", "status", "latency"] and len(table) == 4

@@ -89,6 +89,7 @@ def test_a_failing_handler_and_bad_arguments(inferd: Inferd, client: Client) -> 
         client.deploy("bad", "classifier", "does-not-exist.onnx")
     with pytest.raises(DeployFailedError, match=r"api 'classifier' failed \(error\): .*post_inference"):
         client.deploy("bad", "classifier", model, post_inference=lambda only_one: None, timeout=120)
+    assert inferd.api("bad/classifier")["status"] == "error"  # deployed, as `inferd deploy` leaves it
 
     # A refused deploy leaves the deployment as it was. Was: the refused API stayed in the
     # workspace's project, so every later deploy to "bad" was refused for it (a ConfigError

@@ -238,3 +238,17 @@ def test_a_log_that_cannot_be_read_is_said_not_empty(tmp_path: Path) -> None:
     )  # root reads any file: a folder stands for one it cannot
     with pytest.raises(StateError, match=r"cannot read the log .*api\.log \(Is a directory\)"):
         read_logs(tmp_path, "d/api")
+
+
+def test_a_first_read_without_tail_or_since_shows_the_last_100_lines(tmp_path: Path) -> None:
+    # README: `inferd logs classifier` shows "the last 100 lines (older files read when needed)".
+    from inferd.operator.logs import read_logs
+
+    path = logfiles.log_path(tmp_path, "d/api")
+    path.parent.mkdir(parents=True)
+    log = RotatingLog(path, limit=512, keep=5)  # 150 lines span several rotated files
+    write_lines(log, 0, 150, batch=10)
+    log.close()
+    assert len(files_of(path)) > 1
+    lines = read_logs(tmp_path, "d/api")["text"].splitlines()
+    assert lines == [f"line {n}" for n in range(50, 150)]

@@ -60,6 +60,20 @@ def test_the_project_it_writes_is_a_valid_cortex_project(tmp_path: Path) -> None
     assert json.loads((root / "raw" / "api.json").read_text())["onnx"]["model"] == "raw/iris.onnx"
 
 
+def test_a_remote_model_path_is_named_in_the_project_not_copied(tmp_path: Path) -> None:
+    """README: model_path may also be s3://, gs:// or http(s)://; model_format defaults to onnx
+    for a .onnx file, else tensorflow."""
+    from inferd.sdk import _model_format
+
+    client = Client(home=tmp_path)
+    uris = {"s3": "s3://bucket/iris.onnx", "gs": "gs://bucket/iris.onnx", "web": "https://host/iris.onnx"}
+    for api, uri in uris.items():
+        root = client._write_project("remote", api, uri, {}, _model_format(uri, None), None)
+    assert {api.name: api.api.onnx.model for api in load_project(root).apis if api.api.onnx} == uris
+    assert sorted(path.name for path in (root / "s3").iterdir()) == ["api.json"]  # nothing copied
+    assert _model_format("s3://bucket/saved_model/", None) == "tensorflow"
+
+
 def test_deploying_the_same_api_again_updates_it(tmp_path: Path) -> None:
     """README: another API of a deployment is added next to the earlier ones, the same name updated."""
     client = Client(home=tmp_path)

@@ -55,7 +55,7 @@ def predict(
     \b
     Examples:
       inferd predict classifier examples/iris-onnx/sample.json
-      echo '[5.1, 3.5, 1.4, 0.2]' | inferd predict classifier -
+      inferd predict classifier - < examples/iris-onnx/sample.json   # the sample on stdin
       inferd predict iris/classifier examples/iris-onnx/sample.json
       inferd predict classifier sample.json -d iris   # Cortex's -d
       inferd predict guarded sample.json --key "$MY_KEY"   # an API with auth:

@@ -70,3 +70,14 @@ def test_predictions_past_the_class_limit_are_said() -> None:
     assert "and 6 predictions of other classes (only the first 1000 classes are counted one by one)" in (
         api_detail(api)
     )
+
+
+def test_failed_shows_in_both_tables_and_timed_out_in_the_api_s_own() -> None:
+    # README: failed (shown when not 0); timed out (shown by `inferd get API` when not 0).
+    quiet = _live_api({})
+    assert "failed" not in api_rows([quiet]) and "failed" not in api_detail(quiet)
+    assert "timed out" not in api_detail(quiet)
+    troubled = {**_live_api({}), "failed": 2, "timed_out": 3}
+    assert api_rows([troubled]).splitlines()[0].split("   ")[-2:] == ["failed", "last update"]
+    header, row = api_detail(troubled).split("\n\n")[0].splitlines()
+    assert dict(zip(re.split(r"\s{3,}", header), row.split(), strict=False))["timed out"] == "3"

@@ -26,3 +26,60 @@ def test_a_failed_read_is_an_error_not_an_empty_cluster(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(context, "_get_global_client", lambda **kwargs: None)
     assert deploying.details() == {"applications": {}}
+
+
+class FakeActors:
+    """What ``RayCluster._agent`` and ``leave`` use of ``ray``: named actors, started and killed."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.named = {name: object() for name in names}
+
+    def get_actor(self, name: str, namespace: str) -> object:
+        if name not in self.named:
+            raise ValueError(f"no actor {name}")
+        return self.named[name]
+
+    def list_named_actors(self, all_namespaces: bool) -> list[dict[str, str]]:
+        return [{"name": name, "namespace": "serve"} for name in self.named]
+
+    def kill(self, actor: object, no_restart: bool) -> None:
+        self.named = {name: held for name, held in self.named.items() if held is not actor}
+
+    def remote(self, **resources: Any) -> Any:
+        actors = self
+
+        class Started:
+            def options(self, name: str, **kwargs: Any) -> Any:
+                class Handle:
+                    @staticmethod
+                    def remote() -> object:
+                        actors.named[name] = object()
+                        return actors.named[name]
+
+                return Handle
+
+        return lambda cls: Started()
+
+
+def test_an_agent_of_other_code_is_stopped_when_this_inferd_starts_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # README: an inferd whose agent code differs starts its own and stops the old one.
+    import sys
+    from types import SimpleNamespace
+
+    from inferd.engine.ray.cluster import agent_name
+
+    old = "inferd-serve-agent-000000000000"
+    actors = FakeActors([old, "someone-elses-actor"])
+    fake = SimpleNamespace(
+        get_actor=actors.get_actor,
+        kill=actors.kill,
+        remote=actors.remote,
+        util=SimpleNamespace(list_named_actors=actors.list_named_actors),
+    )
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    mine = RayCluster("ray://10.0.0.5:10001")._agent()
+    assert sorted(actors.named) == sorted([agent_name(), "someone-elses-actor"])
+    assert actors.named[agent_name()] is mine
+    assert RayCluster("ray://10.0.0.5:10001")._agent() is mine  # found again, not started twice

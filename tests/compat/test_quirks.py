@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from inferd.config.load import load_project
+from inferd.config.quantity import parse_quantity
 from inferd.replica.tracking import tracked_value
 from tests.conftest import make_project
 
@@ -34,3 +37,28 @@ def test_a_tracker_without_model_type_tracks_a_regression(tmp_path: Path) -> Non
     assert tracker is not None
     assert tracker.model_type == "regression"
     assert tracked_value({"price": 2.5}, tracker) == 2.5
+
+
+QUANTITIES = """- kind: deployment
+  name: tiny
+
+- kind: api
+  name: echo
+  predictor:
+    path: predictor.py
+  compute:
+    cpu: 250000u
+    mem: 268435456000m
+"""
+
+
+def test_compute_quantities_in_micro_and_nano_units(tmp_path: Path) -> None:
+    # Cortex parsed cpu and mem with Kubernetes' resource.ParseQuantity (userconfig/quantity.go),
+    # whose decimal suffixes are n, u, m, k, M, G, T, P and E: `kubectl top` prints cpu in n.
+    project = make_project(
+        tmp_path / "tiny", QUANTITIES, {"predictor.py": "def predict(sample, metadata):\n    return 1\n"}
+    )
+    compute = load_project(project).api("echo").api.compute
+    assert parse_quantity(compute.cpu) == pytest.approx(0.25)
+    assert parse_quantity("250000000n") == pytest.approx(0.25)
+    assert parse_quantity(compute.mem) == pytest.approx(2**28)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from inferd.cli.options import folder_deployment, project_folder
 from inferd.config.load import load_project
 from inferd.config.quantity import parse_quantity
 from inferd.replica.tracking import tracked_value
@@ -62,3 +63,23 @@ def test_compute_quantities_in_micro_and_nano_units(tmp_path: Path) -> None:
     assert parse_quantity(compute.cpu) == pytest.approx(0.25)
     assert parse_quantity("250000000n") == pytest.approx(0.25)
     assert parse_quantity(compute.mem) == pytest.approx(2**28)
+
+
+def test_cli_commands_in_a_project_s_subfolder_mean_that_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cortex's CLI looked for cortex.yaml in the current folder, then in each folder above it
+    # (cli/cmd/lib_config_reader.go, appRootOrBlank), so `cortex get`, `cortex logs classifier`
+    # or `cortex delete` run in a project's src/ (the pytorch example's python_path) meant that
+    # project's deployment.
+    project = make_project(
+        tmp_path / "shop",
+        TRACKER_WITHOUT_MODEL_TYPE,
+        {"src/predictor.py": "def predict(sample, metadata):\n    return 1\n"},
+    )
+    monkeypatch.chdir(project / "src")
+    assert project_folder() == project
+    assert folder_deployment() == "shop"
+    monkeypatch.chdir(tmp_path)
+    assert project_folder() is None
+    assert folder_deployment() is None

@@ -3,6 +3,7 @@ with projects written here: each test cites the Cortex file that shows the behav
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,11 @@ import pytest
 from inferd.cli.options import folder_deployment, project_folder
 from inferd.config.load import load_project
 from inferd.config.quantity import parse_quantity
+from inferd.engine.packages import packages_dir
 from inferd.replica.tracking import tracked_value
-from tests.conftest import make_project
+from tests.conftest import Server, make_project, serve
+
+__all__ = ["serve"]
 
 TRACKER_WITHOUT_MODEL_TYPE = """- kind: deployment
   name: shop
@@ -83,3 +87,33 @@ def test_cli_commands_in_a_project_s_subfolder_mean_that_project(
     monkeypatch.chdir(tmp_path)
     assert project_folder() is None
     assert folder_deployment() is None
+
+
+NO_HANDLER = """- kind: deployment
+  name: iris
+
+- kind: api
+  name: classifier
+  onnx:
+    model: iris.onnx
+"""
+
+
+def test_requirements_txt_is_not_installed_for_an_api_without_python_code(
+    tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path, inferd_home: Path
+) -> None:
+    # The notebook's pins left beside cortex.yaml: Cortex never installed them for an ONNX or
+    # TensorFlow API without a request_handler. Its operator downloaded the project only with a
+    # handler (pkg/operator/workloads/api_workload.go:281 and :616), and run.sh pip-installed
+    # /mnt/project/requirements.txt only if it was there.
+    project = make_project(
+        tmp_path / "iris",
+        NO_HANDLER,
+        {"requirements.txt": "tensorflow==1.14.0\nscikit-learn==0.21.3\n"},
+        {"iris.onnx": iris_onnx_model},
+    )
+    server = serve(project)
+    answer = server.post("/iris/classifier", {"input": [[5.2, 3.6, 1.4, 0.3]]})
+    assert answer.status_code == 200, answer.text
+    assert "requirements.txt" not in server.log()
+    assert not packages_dir(inferd_home, project / "requirements.txt").exists()

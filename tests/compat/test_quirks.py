@@ -12,6 +12,7 @@ from inferd.cli.options import folder_deployment, project_folder
 from inferd.config.load import load_project
 from inferd.config.quantity import parse_quantity
 from inferd.engine.packages import packages_dir
+from inferd.errors import ConfigError
 from inferd.replica.tracking import tracked_value
 from tests.conftest import Server, make_project, serve
 
@@ -117,3 +118,17 @@ def test_requirements_txt_is_not_installed_for_an_api_without_python_code(
     assert answer.status_code == 200, answer.text
     assert "requirements.txt" not in server.log()
     assert not packages_dir(inferd_home, project / "requirements.txt").exists()
+
+
+def test_a_cortex_yaml_ending_with_a_document_marker(tmp_path: Path) -> None:
+    # Cortex read cortex.yaml with go-yaml's Unmarshal (configreader/reader.go:889), which reads
+    # the first document and no further: a file ending with `---` (a Kubernetes habit) deployed.
+    text = TRACKER_WITHOUT_MODEL_TYPE + "---\n"
+    project = make_project(
+        tmp_path / "shop", text, {"predictor.py": "def predict(sample, metadata):\n    return 1\n"}
+    )
+    assert load_project(project).api("price").name == "price"
+    # A second document that holds something is not silently dropped (Cortex dropped it).
+    (project / "cortex.yaml").write_text(text + "- kind: api\n  name: other\n")
+    with pytest.raises(ConfigError, match=r"cortex.yaml:11: .*second YAML document"):
+        load_project(project)

@@ -3,12 +3,14 @@ with projects written here: each test cites the Cortex file that shows the behav
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from inferd.cli.options import folder_deployment, project_folder
+from inferd.cli.render import api_detail
 from inferd.config.load import load_project
 from inferd.config.quantity import parse_quantity
 from inferd.engine.packages import packages_dir
@@ -132,3 +134,31 @@ def test_a_cortex_yaml_ending_with_a_document_marker(tmp_path: Path) -> None:
     (project / "cortex.yaml").write_text(text + "- kind: api\n  name: other\n")
     with pytest.raises(ConfigError, match=r"cortex.yaml:11: .*second YAML document"):
         load_project(project)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "header"), [("classification", ["class", "count"]), ("regression", ["min", "max", "avg"])]
+)
+def test_a_tracker_with_nothing_tracked_yet_shows_its_table_of_dashes(
+    model_type: str, header: list[str]
+) -> None:
+    # Cortex's `cortex get API` printed the tracker's table for an API with a tracker before any
+    # prediction was tracked, with `-` in each cell (cli/cmd/get.go:256-258, 351-353 and
+    # 398-403): the tracker is set up, nothing counted yet.
+    api = {
+        "name": "price",
+        "deployment": "shop",
+        "status": "live",
+        "up_to_date": 1,
+        "available": 1,
+        "requested": 1,
+        "last_update": time.time(),
+        "url": "http://127.0.0.1:8888/shop/price",
+        "tracker": {"key": None, "model_type": model_type},
+        "metrics": {"requests": {}, "latency": {}, "tracker": {}},
+    }
+    rows = [line.split() for line in api_detail(api).splitlines()]
+    assert header in rows
+    assert rows[rows.index(header) + 1] == ["-"] * len(header)
+    del api["tracker"]
+    assert header not in [line.split() for line in api_detail(api).splitlines()]

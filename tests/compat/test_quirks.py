@@ -162,3 +162,32 @@ def test_a_tracker_with_nothing_tracked_yet_shows_its_table_of_dashes(
     assert rows[rows.index(header) + 1] == ["-"] * len(header)
     del api["tracker"]
     assert header not in [line.split() for line in api_detail(api).splitlines()]
+
+
+ECHO = """- kind: deployment
+  name: gen
+
+- kind: api
+  name: echo
+  predictor:
+    path: predictor.py
+"""
+
+
+def test_a_post_without_a_body_or_json_content_type_is_a_null_sample(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    # Cortex's predict() read the body with Flask 1.1's request.get_json(), which is None for a
+    # request that does not say Content-Type: application/json (predictor_serve/api.py:80), so
+    # `curl -X POST URL` ran predict(None, metadata); an empty body said to be JSON was a 400.
+    project = make_project(
+        tmp_path / "gen",
+        ECHO,
+        {"predictor.py": "def predict(sample, metadata):\n    return {'got': sample}\n"},
+    )
+    server = serve(project)
+    assert server.post("/gen/echo").json() == {"got": None}
+    assert server.post("/gen/echo", data=b"", headers={"Content-Type": "text/plain"}).json() == {"got": None}
+    empty_json = server.post("/gen/echo", data=b"", headers={"Content-Type": "application/json"})
+    assert empty_json.status_code == 400 and "the request body is empty" in empty_json.text
+    assert server.post("/gen/echo", {"a": 1}).json() == {"got": {"a": 1}}

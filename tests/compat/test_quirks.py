@@ -16,6 +16,7 @@ from inferd.config.quantity import parse_quantity
 from inferd.engine.packages import packages_dir
 from inferd.errors import ConfigError
 from inferd.replica.tracking import tracked_value
+from inferd.testing import load_api
 from tests.conftest import Server, make_project, serve
 
 __all__ = ["serve"]
@@ -119,6 +120,8 @@ def test_requirements_txt_is_not_installed_for_an_api_without_python_code(
     answer = server.post("/iris/classifier", {"input": [[5.2, 3.6, 1.4, 0.3]]})
     assert answer.status_code == 200, answer.text
     assert "requirements.txt" not in server.log()
+    # `inferd test` (inferd.testing) loads it the same way
+    assert load_api(project).predict([[5.2, 3.6, 1.4, 0.3]])[0] == [0]
     assert not packages_dir(inferd_home, project / "requirements.txt").exists()
 
 

@@ -17,7 +17,7 @@ from inferd.engine.packages import packages_dir
 from inferd.errors import ConfigError
 from inferd.replica.tracking import tracked_value
 from inferd.testing import load_api
-from tests.conftest import Server, make_project, serve
+from tests.conftest import Server, make_project, serve, wait_for
 
 __all__ = ["serve"]
 
@@ -194,3 +194,29 @@ def test_a_post_without_a_body_or_json_content_type_is_a_null_sample(
     empty_json = server.post("/gen/echo", data=b"", headers={"Content-Type": "application/json"})
     assert empty_json.status_code == 400 and "the request body is empty" in empty_json.text
     assert server.post("/gen/echo", {"a": 1}).json() == {"got": {"a": 1}}
+
+
+CORTEX_LOGGER = """from cortex.lib.log import cx_logger, debug_obj, get_logger
+
+logger = get_logger()
+
+
+def predict(sample, metadata):
+    logger.info("sample was %s", sample)
+    cx_logger().warning("cx_logger too")
+    debug_obj("debugged", sample, True)
+    return sample
+"""
+
+
+def test_handlers_logging_with_cortex_s_logger(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    # Handlers ran inside Cortex's image, where its runtime package was importable, and users
+    # logged with it: `from cortex.lib.log import get_logger` (v0.9, v0.10.0) or `cx_logger`
+    # (v0.10.1+), lib/log.py, writing `<time>:cortex:<LEVEL>:<message>` lines to stdout.
+    project = make_project(tmp_path / "gen", ECHO, {"predictor.py": CORTEX_LOGGER})
+    server = serve(project)
+    assert server.post("/gen/echo", {"a": 1}).json() == {"a": 1}
+    log = wait_for(lambda: server.log() if "debugged" in server.log() else None, 30, "the log lines")
+    assert ":cortex:INFO:sample was {'a': 1}" in log
+    assert ":cortex:WARNING:cx_logger too" in log
+    assert ":cortex:INFO:debugged: {'a': 1}" in log

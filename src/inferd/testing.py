@@ -107,7 +107,8 @@ def select_apis(project: Project, api: str | None, one: bool = True) -> list[Api
 def build_api(project: Project, config: ApiConfig) -> LoadedApi:
     """Load ``config`` (an API of ``project``) in this process, as a replica would."""
     requirements = project.root / "requirements.txt"
-    if requirements.is_file():  # installed once, as for replicas, after inferd's own packages
+    # installed once, as for replicas, after inferd's own packages (for an API with Python code)
+    if requirements.is_file() and config.api.installs_requirements:
         packages = str(ensure_packages(inferd_home(), requirements, project.deployment.relax_pins))
         if packages not in sys.path:
             sys.path.append(packages)

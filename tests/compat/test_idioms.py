@@ -162,6 +162,18 @@ def test_a_deploy_script_importing_cortex_client(
     assert inferd.status("iris/classifier")["status"] == "live"
 
 
+def test_the_client_module_of_cortexs_package() -> None:
+    # Cortex's package was cortex/client.py re-exported by cortex/__init__.py, so 2019 scripts
+    # wrote `from cortex.client import Client` or `import cortex.client` as often as the docs'
+    # `from cortex import Client`.
+    import cortex
+    import cortex.client
+    from cortex.client import Client
+    from inferd.sdk import Client as InferdClient
+
+    assert Client is cortex.client.Client is cortex.Client is InferdClient
+
+
 def test_requirements_naming_packages_inferd_runs_with(
     tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path, inferd_home: Path
 ) -> None:

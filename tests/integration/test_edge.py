@@ -461,7 +461,12 @@ def test_healthz_is_never_ready_while_an_api_would_be_404(
     tmp_path: Path, iris_onnx_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
-    root = iris(tmp_path / "p", iris_onnx_model, files={"requirements.txt": "# nothing to install\n"})
+    root = iris(  # a handler (defining neither hook): requirements.txt is installed for it
+        tmp_path / "p",
+        iris_onnx_model,
+        extra="    request_handler: h.py\n",
+        files={"requirements.txt": "# nothing to install\n", "h.py": ""},
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "serve.log").open("wb")

@@ -14,6 +14,7 @@ from inferd.cli.options import (
     drain_timeout_option,
     env_option,
     not_empty,
+    project_folder,
     relax_pins_option,
     timeout_option,
     wait_option,
@@ -172,7 +173,8 @@ def refresh(
 def delete(name: str | None, force: bool, keep_cache: bool, timeout: float, env: Environment) -> None:
     """Delete an API, or every API of a deployment; their replicas drain first.
 
-    NAME defaults to the deployment of the project in the current folder.
+    NAME defaults to the deployment of the project the current folder is in (its cortex.yaml
+    here or in a folder above).
 
     \b
     Examples:
@@ -183,15 +185,15 @@ def delete(name: str | None, force: bool, keep_cache: bool, timeout: float, env:
     if name is not None:
         not_empty(name)
     if name is None:
-        from inferd.config import CONFIG_NAMES
         from inferd.config.load import load_project
 
-        if not any(Path(config).is_file() for config in CONFIG_NAMES):
+        root = project_folder()  # this folder's project, or the one it is in, as Cortex found it
+        if root is None:
             raise UsageError(
                 "name the API or deployment to delete (`inferd get` lists them): "
-                "this folder has no cortex.yaml to take the deployment from"
+                "this folder (and those above it) has no cortex.yaml to take the deployment from"
             )
-        name = load_project(Path(".")).deployment.name
+        name = load_project(root).deployment.name
     client = backend_for(env)
     result = client.delete(name)
     try:

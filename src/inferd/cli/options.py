@@ -90,17 +90,33 @@ drain_timeout_option = click.option(
 )
 
 
-def folder_deployment() -> str | None:
-    """The deployment the project in the current folder names, if the folder holds one.
+def project_folder() -> Path | None:
+    """The project the current folder is in: the nearest folder, this one or a parent, holding
+    a ``cortex.yaml`` (or ``inferd.yaml``), as Cortex's CLI found it (``appRootOrBlank`` in
+    cli/cmd/lib_config_reader.go), so ``cortex logs`` run in a project's ``src/`` means it."""
+    from inferd.config import CONFIG_NAMES
 
-    Cortex took the deployment from ``./cortex.yaml`` when no ``-d`` was given, so in a project
-    folder a bare API name meant that deployment's API (Cortex's examples all name theirs
-    ``classifier``). Read leniently: a folder whose config does not parse names none.
+    folder = Path.cwd()
+    for candidate in (folder, *folder.parents):
+        if any((candidate / name).is_file() for name in CONFIG_NAMES):
+            return candidate
+    return None
+
+
+def folder_deployment() -> str | None:
+    """The deployment the project the current folder is in names (see ``project_folder``).
+
+    Cortex took the deployment from the project's ``cortex.yaml`` when no ``-d`` was given, so
+    in a project folder a bare API name meant that deployment's API (Cortex's examples all name
+    theirs ``classifier``). Read leniently: a folder whose config does not parse names none.
     """
     from inferd.config import CONFIG_NAMES
 
+    root = project_folder()
+    if root is None:
+        return None
     for name in CONFIG_NAMES:
-        config = Path(name)
+        config = root / name
         if not config.is_file():
             continue
         from inferd.config.load import parse_yaml  # only in a project folder: it imports pydantic

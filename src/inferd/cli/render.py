@@ -149,6 +149,11 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
         parts.append(
             table(["min", "max", "avg"], [[f"{reg['min']:.4g}", f"{reg['max']:.4g}", f"{reg['avg']:.4g}"]])
         )
+    configured = (api.get("tracker") or {}).get("model_type")
+    if configured and not tracked.get("classes") and not tracked.get("regression"):
+        # Cortex's get showed a tracker's table before anything was tracked, a `-` in each cell.
+        header = ["class", "count"] if configured == "classification" else ["min", "max", "avg"]
+        parts.append(table(header, [["-"] * len(header)]))
     if api.get("error"):
         label = "error" if str(api["status"]).startswith("error") else api["status"]
         parts.append(f"{label}: {api['error']}")

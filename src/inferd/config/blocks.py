@@ -48,14 +48,17 @@ class Tracker(Block):
     """``tracker:``: prediction monitoring."""
 
     key: str | None = Field(None, description="Key of the response object to track")
-    model_type: Literal["classification", "regression", ""] = Field(
-        "", description="classification (class counts) or regression (min/max/avg)"
+    model_type: Literal["classification", "regression"] = Field(
+        "regression",
+        description="classification (class counts) or regression (min/max/avg; also when left out)",
     )
 
     @field_validator("model_type", mode="before")
     @classmethod
-    def _none_is_empty(cls, value: object) -> object:
-        return "" if value is None else value
+    def _empty_is_regression(cls, value: object) -> object:
+        # Cortex's validator let model_type be empty ("unknown"), and its runtime tracked every
+        # model type but classification as a regression (api_utils.py, extract_prediction).
+        return "regression" if value is None or value == "" else value
 
 
 class Compute(Block):

@@ -176,7 +176,14 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
     """Parse YAML safely; return the data and a map from each value's path to its line."""
     loader = _Loader(text)
     try:
-        node = loader.get_single_node()
+        node = loader.get_node() if loader.check_node() else None
+        while loader.check_node():  # go-yaml (Cortex's reader) read the first document alone
+            extra = loader.get_node()
+            if extra is not None and not (isinstance(extra, yaml.ScalarNode) and extra.tag.endswith(":null")):
+                raise ConfigError(
+                    f"{name}:{extra.start_mark.line + 1}: a second YAML document (after '---'): "
+                    "Cortex read only the first; put every resource in one list"
+                )
         lines: dict[Location, int] = {}
         data = _build(loader, node, (), lines) if node is not None else None
     except yaml.MarkedYAMLError as exc:

@@ -7,6 +7,8 @@ import re
 
 _SUFFIXES: dict[str, float] = {
     "": 1.0,
+    "n": 1e-9,
+    "u": 1e-6,
     "m": 1e-3,
     "k": 1e3,
     "K": 1e3,

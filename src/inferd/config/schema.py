@@ -276,6 +276,13 @@ class Api(Block):
         return block.request_handler
 
     @property
+    def installs_requirements(self) -> bool:
+        """Whether the project's ``requirements.txt`` is installed for this API: only when it
+        runs the user's Python (a request handler or a predictor), as in Cortex, whose operator
+        downloaded the project (and so its requirements.txt) for those alone."""
+        return self.handler_file is not None
+
+    @property
     def v09_handlers(self) -> bool:
         """Whether the handlers take Cortex v0.9's arguments (sample/prediction, signature)."""
         block = self.tensorflow or self.onnx

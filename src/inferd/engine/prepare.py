@@ -58,7 +58,7 @@ async def prepare(
         elif uri is not None:
             model_path = local_model_path(uri, root)
         requirements = root / "requirements.txt"
-        if requirements.is_file():
+        if requirements.is_file() and config.api.installs_requirements:
             if not (packages_dir(home, requirements, relax) / ".complete").exists():
                 event(config.key, "installing requirements.txt")
             extra += "relax-pins" if relax else ""

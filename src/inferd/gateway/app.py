@@ -111,9 +111,8 @@ class Gateway(ApiTable):
                 self.trace(conn, given)
             if method == b"POST":
                 debug = debug_asked(request.query)
-                self.dispatch(
-                    conn, queue, messages.PREDICT_DEBUG if debug else messages.PREDICT, request.body
-                )
+                body = cortex.sample_body(request)
+                self.dispatch(conn, queue, messages.PREDICT_DEBUG if debug else messages.PREDICT, body)
             elif method == b"GET" or method == b"HEAD":
                 conn.respond(200, orjson.dumps(self.describe(queue)))
             else:

@@ -115,7 +115,11 @@ async def _serve(
         raise ListenError(exc.errno, exc.strerror or str(exc)) from exc
     requirements = project.root / "requirements.txt"
     relax = project.deployment.relax_pins
-    if requirements.is_file() and not (packages_dir(home, requirements, relax) / ".complete").exists():
+    if (
+        requirements.is_file()
+        and any(config.api.installs_requirements for config in project.apis)
+        and not (packages_dir(home, requirements, relax) / ".complete").exists()
+    ):
         say("inferd: installing requirements.txt (/healthz answers 503 until every API is ready)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

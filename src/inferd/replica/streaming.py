@@ -148,7 +148,7 @@ class _Encoded:
         self.error: str | None = None
         self.first: Any = None  # the first item, for a tracker (a stream of one item is that item)
         tracker = predictor.api.tracker
-        self.keep_first = tracker is not None and bool(tracker.model_type)  # else nothing is held
+        self.keep_first = tracker is not None  # else nothing is held
 
     def __iter__(self) -> Iterator[bytes]:
         stage = stage_of(self.predictor)

@@ -74,7 +74,7 @@ def tracked_value(result: Any, tracker: Tracker | None, warnings: LimitedWarning
 
     Never fails a request: a value that cannot be tracked is skipped with a (limited) warning.
     """
-    if tracker is None or not tracker.model_type:
+    if tracker is None:
         return None
     value = result
     if tracker.key is not None:
@@ -103,7 +103,7 @@ def tracked_stream(
     Only the first item is kept (a stream may be endless), so a longer stream is skipped with
     a (limited) warning that says why, as a plain answer that is a list of several values is.
     """
-    if tracker is None or not tracker.model_type:
+    if tracker is None:
         return None
     if count != 1:
         warnings.warn(

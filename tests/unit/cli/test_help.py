@@ -55,7 +55,7 @@ def test_delete_without_a_name_outside_a_project_asks_for_one(
     assert result.exit_code == 2
     assert result.output == (
         "error: name the API or deployment to delete (`inferd get` lists them): "
-        "this folder has no cortex.yaml to take the deployment from\n"
+        "this folder (and those above it) has no cortex.yaml to take the deployment from\n"
     )
 
 

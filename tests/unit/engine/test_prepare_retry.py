@@ -38,7 +38,10 @@ def test_the_retry_of_an_unreachable_origin_keeps_the_deploys_relaxed_pins(
 
     monkeypatch.setattr(prepare_module, "fetch_model", fetch_model)
     monkeypatch.setattr(prepare_module, "ensure_packages", ensure_packages)
-    api = Api.model_validate({"kind": "api", "name": "iris", "onnx": {"model": "s3://models/iris.onnx"}})
+    # A request handler: requirements.txt is installed only for an API that runs Python code.
+    api = Api.model_validate(
+        {"kind": "api", "name": "iris", "onnx": {"model": "s3://models/iris.onnx", "request_handler": "h.py"}}
+    )
     config = ApiConfig(api=api, deployment="d", endpoint="/d/iris")
 
     def prepare(*where: Any) -> Any:

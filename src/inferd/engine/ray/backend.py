@@ -115,7 +115,16 @@ class RayBackend:
             # Serve keeps last_deployed_time_s of an app's first deploy when it is run again, so
             # the replicas this version replaces are named: `inferd get -e` counts them as stale.
             replaces = [str(r["id"]) for r in (old or {}).get("replicas", []) if r.get("id")]
-            specs.append(self._api_spec(config, version, refresh_token, pip, replaces, deployed_at))
+            specs.append(
+                self._api_spec(
+                    config,
+                    version,
+                    refresh_token,
+                    pip if config.api.installs_requirements else (),
+                    replaces,
+                    deployed_at,
+                )
+            )
         specs.extend(self._router_specs(apps, code_digest[:16]))
         if specs:
             self.cluster.run(specs)

@@ -174,7 +174,14 @@ def _label(kind: str, name: object) -> str:
 
 def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
     """Parse YAML safely; return the data and a map from each value's path to its line."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: PyYAML checks the text first
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"{name}:{line}: invalid YAML: a control character (0x{exc.character:02x}) YAML does not "
+            f'allow in a file; write it as "\\x{exc.character:02x}" in a double-quoted string'
+        ) from None
     try:
         node = loader.get_single_node()
         lines: dict[Location, int] = {}
@@ -213,7 +220,9 @@ def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Locatio
         for position, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if isinstance(key, list | dict):
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a scalar")
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a scalar", key_node.start_mark
+                )
             if position >= merged:
                 if key in own:
                     raise yaml.constructor.ConstructorError(

@@ -44,3 +44,34 @@ def test_a_config_file_past_the_size_limit_is_refused_unread(tmp_path: Path) -> 
         ConfigError, match=r"^cortex.yaml: the file is 4.0 MiB; a config file may be at most 4 MiB"
     ):
         load_project(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # were tracebacks (yaml.reader.ReaderError), exit 1
+        pytest.param(
+            "- kind: deployment\n  name: d\n  x: a\x07b\n",
+            "cortex.yaml:3: invalid YAML: a control character (0x07) YAML does not allow in a file; "
+            'write it as "\\x07" in a double-quoted string',
+            id="bell",
+        ),
+        pytest.param(
+            "- kind: deployment\n\n  name: d\x00\n",
+            "cortex.yaml:3: invalid YAML: a control character (0x00) YAML does not allow in a file; "
+            'write it as "\\x00" in a double-quoted string',
+            id="nul",
+        ),
+        # was "line 3: a key must be a scalar", naming no file
+        pytest.param(
+            "- kind: deployment\n  name: d\n  [a, b]: c\n",
+            "cortex.yaml:3: invalid YAML: a key must be a scalar",
+            id="key",
+        ),
+    ],
+)
+def test_a_config_yaml_cannot_read_names_the_file_and_line(tmp_path: Path, text: str, said: str) -> None:
+    (tmp_path / "cortex.yaml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    assert caught.value.message == said

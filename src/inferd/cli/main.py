@@ -216,19 +216,25 @@ def cli() -> None:
 def validate(project_dir: Path) -> None:
     """Check a project's configuration and files without serving it.
 
-    Checks cortex.yaml, that the files it names exist (models, handlers, auth.keys_file), and
-    the handler or predictor functions' names and parameters (from the source: neither the
-    model nor the handler's imports are loaded).
+    Checks cortex.yaml, that the files it names exist (models, handlers, auth.keys_file), the
+    handler or predictor functions' names and parameters (from the source: neither the model
+    nor the handler's imports are loaded), and that requirements.txt is within inferd's limits.
 
     \b
     Example:
       inferd validate examples/iris-onnx
     """
     from inferd.config.load import load_project
+    from inferd.engine.packages import read_requirements
     from inferd.errors import ConfigError, LoadError
     from inferd.handler.loader import check_source
 
     project = load_project(project_dir)
+    if (project.root / "requirements.txt").is_file():
+        try:
+            read_requirements(project.root / "requirements.txt")
+        except LoadError as exc:
+            raise ConfigError(exc.message) from None
     for config in project.apis:
         code = config.api.handler_file
         if code is not None:

@@ -67,7 +67,41 @@ class Plan:
     no_deps: list[str] = field(default_factory=list)
 
 
+# Each pin inferd's environment does not meet is looked up on the index (a pip run of about a
+# second) before pip installs anything: a 10 MB file of pins ran for hours, saying nothing.
+MAX_REQUIREMENTS_BYTES = 1 << 20
+MAX_REQUIREMENTS = 2_000
+
+
+def requirement_lines(text: str) -> list[str]:
+    """The lines of a requirements file that say something (comments and blank lines left out)."""
+    lines = (raw.split(" #", 1)[0].strip() for raw in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def read_requirements(requirements: Path) -> str:
+    """``requirements.txt``'s text; ``LoadError`` when it is past the limits, said before any pip run."""
+    try:
+        size = requirements.stat().st_size
+        if size > MAX_REQUIREMENTS_BYTES:
+            raise LoadError(
+                f"requirements.txt is {size / (1 << 20):.1f} MiB; inferd takes one of at most "
+                f"{MAX_REQUIREMENTS_BYTES >> 20} MiB (a pip freeze of a large environment is a few KiB)"
+            )
+        text = requirements.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise LoadError(f"requirements.txt cannot be read: {exc.strerror or exc}") from None
+    count = len(requirement_lines(text))
+    if count > MAX_REQUIREMENTS:
+        raise LoadError(
+            f"requirements.txt lists {count:,} requirements; inferd installs at most "
+            f"{MAX_REQUIREMENTS:,} (a pip freeze of a large environment lists a few hundred)"
+        )
+    return text
+
+
 def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
+    read_requirements(requirements)  # past the limits: said here, before the bytes are read
     digest = hashlib.sha256(requirements.read_bytes() + (b"\0relax" if relax else b"")).hexdigest()[:24]
     return home / "envs" / digest
 
@@ -190,10 +224,7 @@ def plan(
     """
     result = Plan()
     refused: list[str] = []  # every pin that cannot install, said at once (a pip freeze has dozens)
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in requirement_lines(text):
         if line.startswith("-") or "://" in line or " @ " in line:
             result.lines.append(line)  # options, URLs and paths go to pip as they are
             continue
@@ -322,7 +353,7 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
             say(text)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    checked = plan(requirements.read_text(encoding="utf-8", errors="replace"), relax)
+    checked = plan(read_requirements(requirements), relax)
     for text in checked.warnings:
         say(text)
     scratch = scratch_folder(target.parent, ".installing-")

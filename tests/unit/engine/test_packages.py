@@ -189,3 +189,50 @@ def test_torchvision_is_the_build_for_inferds_torch_and_brings_no_torch_of_its_o
     ]
     with pytest.raises(LoadError, match=r"torchvision==0\.4\.\* does not fit torch 2\.13\.0\+cpu.*0\.28\.0"):
         plan("torchvision==0.4.*\n", relax=False, versions_of=lambda name: index)
+
+
+def _never(name: str) -> list[Version]:
+    raise AssertionError(f"the index was asked about {name}")
+
+
+def test_a_requirements_file_past_the_limits_is_refused_before_the_index_or_pip(tmp_path: Path) -> None:
+    # was: a 10 MB file of pins asked the index about each one, one pip run each, before pip
+    # itself ran: `inferd test` and the deploy said nothing for hours
+    requirements = tmp_path / "requirements.txt"
+    with requirements.open("w") as out:
+        out.write("somepkg==0.21.*\n")
+        out.truncate(packages.MAX_REQUIREMENTS_BYTES + 1)  # sparse
+    with pytest.raises(LoadError) as caught:
+        ensure_packages(tmp_path / "home", requirements)
+    assert caught.value.message == (
+        "requirements.txt is 1.0 MiB; inferd takes one of at most 1 MiB (a pip freeze of a large "
+        "environment is a few KiB)"
+    )
+    requirements.write_text("".join(f"pkg-{number}==1.0  # why\n" for number in range(2_001)) + "# end\n")
+    with pytest.raises(LoadError) as caught:
+        packages.read_requirements(requirements)
+    assert caught.value.message == (
+        "requirements.txt lists 2,001 requirements; inferd installs at most 2,000 (a pip freeze of a "
+        "large environment lists a few hundred)"
+    )
+    assert not (tmp_path / "home").exists()
+    requirements.write_text("somepkg==1.2.0\n" * 2_000)
+    assert plan(packages.read_requirements(requirements), False, versions_of, _never).lines
+
+
+def test_validate_says_a_requirements_file_is_past_the_limits(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from inferd.cli.main import cli
+
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+    )
+    (tmp_path / "requirements.txt").write_text("x\n" * 2_001)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert (result.exit_code, result.output) == (
+        2,
+        "error: requirements.txt lists 2,001 requirements; inferd installs at most 2,000 (a pip "
+        "freeze of a large environment lists a few hundred)\n",
+    )

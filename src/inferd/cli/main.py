@@ -141,7 +141,9 @@ class InferdGroup(click.Group):
         except click.UsageError as exc:  # a command's arguments, or a command that does not exist
             usage_error(exc, ctx)
         except InferdError as exc:
-            click.echo(f"error: {exc.message}", err=True)
+            from inferd.cli.render import printable  # a file name may hold a terminal's escapes
+
+            click.echo(f"error: {printable(exc.message, keep=chr(10))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:  # outside the waits that say what goes on (click: "Aborted!")
             click.echo("error: stopped (Ctrl-C)", err=True)

@@ -25,7 +25,7 @@ def _cell(value: Any) -> str:
     return text if text.isprintable() else json.dumps(text, ensure_ascii=False)
 
 
-def _printable(text: str, keep: str = "") -> str:
+def printable(text: str, keep: str = "") -> str:
     """``text`` with its control characters (but ``keep``) written as escapes: an error or a
     traceback may quote a file name or a model's node name holding one."""
     if text.isprintable():
@@ -170,7 +170,7 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
         )
     if api.get("error"):
         label = "error" if str(api["status"]).startswith("error") else api["status"]
-        parts.append(f"{label}: {_printable(api['error'])}")
+        parts.append(f"{label}: {printable(api['error'])}")
     replicas = api.get("replicas") or []
     if verbose or any(r.get("gpus") for r in replicas):
         parts.append(replica_table(replicas))
@@ -183,7 +183,7 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
             f"({capacity['reason']})"
         )
     if api.get("warning"):
-        parts.append(f"warning: {_printable(api['warning'])}")
+        parts.append(f"warning: {printable(api['warning'])}")
     parts.append(f"url: {api['url']}")
     # quoted: zsh (and bash with failglob) would take an unquoted `?` for a file pattern
     key = f' -H "{api["key_header"]}"' if api.get("key_header") else ""
@@ -209,7 +209,7 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
                 )
             )
         if api.get("error_detail"):
-            parts.append(_printable(api["error_detail"], keep="\n"))
+            parts.append(printable(api["error_detail"], keep="\n"))
         parts.append(_config_yaml(api))
     return "\n\n".join(parts)
 

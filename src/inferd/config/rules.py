@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from stat import S_ISREG
+from urllib.parse import urlsplit
 
 from inferd.config.blocks import Auth, Shadow
 from inferd.config.schema import (
@@ -247,6 +248,14 @@ def _check_files(root: Path, index: int, api: Api) -> None:
         if not path.is_dir():
             raise FieldError(where, f"{label}: {block_name}.python_path: {api.python_path} is not a folder")
     uri = api.model_uri
+    if uri is not None and is_remote(uri):
+        last = urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1]
+        if last in (".", ".."):  # the download was written to "<cache>/tmp.../..", a folder
+            raise FieldError(
+                (index, block_name, "model"),
+                f"{label}: {block_name}.model: {uri} ends in '{last}', which names no file: give the "
+                "URL of the model itself",
+            )
     if uri is not None and not is_remote(uri):
         where = (index, block_name, "model")
         path = _inside(root, uri, where, f"{label}: {block_name}.model:")

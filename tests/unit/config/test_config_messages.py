@@ -286,3 +286,17 @@ def test_a_tensorflow_folder_of_links_to_itself_is_refused_at_once(tmp_path: Pat
     assert error_of(tmp_path, text).startswith(
         "cortex.yaml:6: api 'a': tensorflow.model: tf holds no saved_model.pb"
     )
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://127.0.0.1:9/m.onnx/..", "https://example.com/.", "s3://bucket/models/../"]
+)
+def test_a_model_url_ending_in_a_dot_segment_is_one_config_error(tmp_path: Path, uri: str) -> None:
+    # was: `inferd test` printed an IsADirectoryError traceback (the download was written to
+    # "<cache>/tmp.../..", a folder)
+    last = uri.rstrip("/").rsplit("/", 1)[-1]
+    text = HEAD.replace("model: model.onnx", f"model: {uri}")
+    assert error_of(tmp_path, text) == (
+        f"cortex.yaml:6: api 'a': onnx.model: {uri} ends in '{last}', which names no file: give the "
+        "URL of the model itself"
+    )

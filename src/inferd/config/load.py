@@ -119,7 +119,13 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
                 f"{MAX_CONFIG_BYTES >> 20} MiB"
             )
         text = config_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        byte = exc.object[exc.start]
+        raise ConfigError(
+            f"{name}:{line}: the file is not UTF-8 text (byte 0x{byte:02x} here): save it as UTF-8"
+        ) from None
+    except OSError as exc:
         raise ConfigError(f"{name}: cannot read the file: {exc}") from exc
     data, lines = parse_yaml(text, name)
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):

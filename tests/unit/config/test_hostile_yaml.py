@@ -75,3 +75,14 @@ def test_a_config_yaml_cannot_read_names_the_file_and_line(tmp_path: Path, text:
     with pytest.raises(ConfigError) as caught:
         load_project(tmp_path)
     assert caught.value.message == said
+
+
+def test_a_config_that_is_not_utf_8_names_the_line(tmp_path: Path) -> None:
+    # was: "cortex.yaml: cannot read the file: 'utf-8' codec can't decode byte 0xe9 in position 40:
+    # invalid continuation byte" (a Latin-1 editor's save; the position counted in bytes)
+    (tmp_path / "cortex.yaml").write_bytes(b"- kind: deployment\n  name: d\n  # caf\xe9\n")
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    assert caught.value.message == (
+        "cortex.yaml:3: the file is not UTF-8 text (byte 0xe9 here): save it as UTF-8"
+    )

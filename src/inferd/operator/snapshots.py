@@ -16,9 +16,11 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import TYPE_CHECKING
 
+from inferd.config.load import load_project
+from inferd.errors import ConfigError
 from inferd.operator.prune import human_bytes
 from inferd.operator.state import StateError, read_json
-from inferd.storage import CREATED_MARK, file_digest, project_files, scratch_folder
+from inferd.storage import CREATED_MARK, SKIPPED_DIRS, file_digest, project_files, scratch_folder
 
 if TYPE_CHECKING:
     from inferd.config.schema import Project
@@ -38,6 +40,26 @@ def project_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
             stat = path.stat()
             found.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
     return tuple(found)
+
+
+LINKED_FOLDERS = (
+    "a deploy copies the project's files, and the files that links name, but no linked folder "
+    "(inferd serve runs the folder itself)"
+)
+
+
+def linked_folders(root: Path) -> list[str]:
+    """The links to folders in the project (relative paths): a snapshot leaves them out, as a
+    link could name ``/``, while ``inferd serve`` and ``inferd test`` see them in place."""
+    found = []
+    for folder, dirs, _names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        found += [
+            os.path.relpath(os.path.join(folder, d), root)
+            for d in dirs
+            if os.path.islink(os.path.join(folder, d))
+        ]
+    return found
 
 
 def key_files(project: Project) -> set[Path]:
@@ -190,3 +212,19 @@ def digest_of(digests: dict[str, str]) -> str:
     for relative, content in digests.items():
         digest.update(os.fsencode(relative) + b"\0" + content.encode())  # any file name
     return digest.hexdigest()[:24]
+
+
+def load_snapshot(snapshot: Path, source: Path) -> Project:
+    """The project as deployed; a config error its source folder did not have (a model folder
+    that is a link, left out of the snapshot) names the links to folders the deploy left out."""
+    try:
+        return load_project(snapshot, keys_root=source)
+    except ConfigError as exc:
+        linked = linked_folders(source)
+        if not linked:
+            raise
+        names = ", ".join(linked[:3]) + (f" and {len(linked) - 3} more" if len(linked) > 3 else "")
+        raise ConfigError(
+            f"{exc.message} in what is deployed: {names} {'is a link' if len(linked) == 1 else 'are links'} "
+            f"to a folder, and {LINKED_FOLDERS}: make it a folder"
+        ) from None

@@ -227,7 +227,7 @@ def validate(project_dir: Path) -> None:
       inferd validate examples/iris-onnx
     """
     from inferd.config.load import load_project
-    from inferd.engine.packages import read_requirements
+    from inferd.engine.requirements_file import included_files, read_requirements
     from inferd.errors import ConfigError, LoadError
     from inferd.handler.loader import check_source
 
@@ -235,6 +235,7 @@ def validate(project_dir: Path) -> None:
     if (project.root / "requirements.txt").is_file():
         try:
             read_requirements(project.root / "requirements.txt")
+            included_files(project.root / "requirements.txt")  # -r/-c files: in the project
         except LoadError as exc:
             raise ConfigError(exc.message) from None
     for config in project.apis:

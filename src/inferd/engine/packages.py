@@ -19,7 +19,6 @@ Before pip runs, each requirement is checked against inferd's own environment an
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -34,6 +33,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from inferd.engine.requirements_file import MAX_REQUIREMENTS as MAX_REQUIREMENTS
+from inferd.engine.requirements_file import MAX_REQUIREMENTS_BYTES as MAX_REQUIREMENTS_BYTES
+from inferd.engine.requirements_file import absolute_includes, requirement_lines
+from inferd.engine.requirements_file import included_files as included_files
+from inferd.engine.requirements_file import packages_dir as packages_dir
+from inferd.engine.requirements_file import read_requirements as read_requirements
 from inferd.errors import LoadError
 from inferd.storage import scratch_folder
 
@@ -65,45 +70,6 @@ class Plan:
     # Packages built against one of inferd's own (torchvision for torch): installed without
     # their dependencies, which would pull a second, shadowed copy of that package.
     no_deps: list[str] = field(default_factory=list)
-
-
-# Each pin inferd's environment does not meet is looked up on the index (a pip run of about a
-# second) before pip installs anything: a 10 MB file of pins ran for hours, saying nothing.
-MAX_REQUIREMENTS_BYTES = 1 << 20
-MAX_REQUIREMENTS = 2_000
-
-
-def requirement_lines(text: str) -> list[str]:
-    """The lines of a requirements file that say something (comments and blank lines left out)."""
-    lines = (raw.split(" #", 1)[0].strip() for raw in text.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def read_requirements(requirements: Path) -> str:
-    """``requirements.txt``'s text; ``LoadError`` when it is past the limits, said before any pip run."""
-    try:
-        size = requirements.stat().st_size
-        if size > MAX_REQUIREMENTS_BYTES:
-            raise LoadError(
-                f"requirements.txt is {size / (1 << 20):.1f} MiB; inferd takes one of at most "
-                f"{MAX_REQUIREMENTS_BYTES >> 20} MiB (a pip freeze of a large environment is a few KiB)"
-            )
-        text = requirements.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise LoadError(f"requirements.txt cannot be read: {exc.strerror or exc}") from None
-    count = len(requirement_lines(text))
-    if count > MAX_REQUIREMENTS:
-        raise LoadError(
-            f"requirements.txt lists {count:,} requirements; inferd installs at most "
-            f"{MAX_REQUIREMENTS:,} (a pip freeze of a large environment lists a few hundred)"
-        )
-    return text
-
-
-def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
-    read_requirements(requirements)  # past the limits: said here, before the bytes are read
-    digest = hashlib.sha256(requirements.read_bytes() + (b"\0relax" if relax else b"")).hexdigest()[:24]
-    return home / "envs" / digest
 
 
 # Distributions that install the same importable package as the one named: inferd runs with
@@ -353,7 +319,7 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
             say(text)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    checked = plan(read_requirements(requirements), relax)
+    checked = plan(absolute_includes(read_requirements(requirements), requirements), relax)
     for text in checked.warnings:
         say(text)
     scratch = scratch_folder(target.parent, ".installing-")

@@ -9,7 +9,7 @@ import pytest
 from packaging.version import Version
 
 from inferd.engine import packages
-from inferd.engine.packages import PYTHON, ensure_packages, plan
+from inferd.engine.packages import PYTHON, ensure_packages, packages_dir, plan
 from inferd.errors import LoadError
 
 INDEX = {
@@ -235,4 +235,33 @@ def test_validate_says_a_requirements_file_is_past_the_limits(tmp_path: Path) ->
         2,
         "error: requirements.txt lists 2,001 requirements; inferd installs at most 2,000 (a pip "
         "freeze of a large environment lists a few hundred)\n",
+    )
+
+
+def test_a_requirements_file_including_another_installs_it_and_its_edits_count(tmp_path: Path) -> None:
+    # was: "installing requirements.txt failed: ERROR: Could not open requirements file: ...
+    # /envs/.installing-.../base.txt" (pip read the include beside inferd's copy of the list)
+    project = tmp_path / "project"
+    (project / "reqs").mkdir(parents=True)
+    (project / "reqs" / "base.txt").write_text("# shared pins\n-c pins.txt\n")
+    (project / "reqs" / "pins.txt").write_text("# none yet\n")
+    requirements = project / "requirements.txt"
+    requirements.write_text("-r reqs/base.txt\n")
+    home = tmp_path / "home"
+    first = packages_dir(home, requirements)
+    assert ensure_packages(home, requirements) == first
+    (project / "reqs" / "pins.txt").write_text("# none yet, still\n")  # a nested include's edit
+    assert packages_dir(home, requirements) != first
+
+
+def test_a_requirements_include_outside_the_project_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "common.txt").write_text("# shared\n")
+    (tmp_path / "project").mkdir()
+    requirements = tmp_path / "project" / "requirements.txt"
+    requirements.write_text("--requirement=../common.txt\n")
+    with pytest.raises(LoadError) as caught:
+        ensure_packages(tmp_path / "home", requirements)
+    assert caught.value.message == (
+        "requirements.txt: --requirement=../common.txt is outside the project folder, which is all a "
+        "deploy copies: move the file into the project"
     )

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 # In each snapshot: its files' content digests, to hard-link unchanged files into the next one
 SNAPSHOT_FILES = ".inferd-files.json"
-# Left free on the disk by a snapshot, for state.json, the logs and the replicas' own writes.
+# Left free on the disk by a snapshot, for state.json, the logs and the replicas' own writes
+# (at most a twentieth of the disk).
 RESERVE_BYTES = 64 << 20
 
 
@@ -118,16 +119,17 @@ def _check_room(projects: Path, copied: list[Path]) -> None:
     """Refuse a snapshot whose copies would not fit on the disk beside ``RESERVE_BYTES``."""
     try:
         needed = sum(_allocated(path) for path in copied)
-        free = shutil.disk_usage(projects).free - RESERVE_BYTES
+        usage = shutil.disk_usage(projects)
     except OSError:
         return  # the copy itself says what is wrong
+    reserve = min(RESERVE_BYTES, usage.total // 20)  # a small disk keeps a twentieth of itself
+    free = usage.free - reserve
     if needed > free:
-        home = projects.parent
         raise StateError(
-            f"the project's files need {human_bytes(needed)} more in {home}, whose disk has "
-            f"{human_bytes(max(free, 0))} free (beyond the {human_bytes(RESERVE_BYTES)} inferd keeps "
-            "for its state and logs): nothing was deployed; free some space, or move files the APIs "
-            "do not need out of the project folder"
+            f"No space left on device for the snapshot: the project's files need {human_bytes(needed)} "
+            f"more in {projects.parent}, whose disk has {human_bytes(max(free, 0))} free (beyond the "
+            f"{human_bytes(reserve)} inferd keeps for its state and logs): nothing was deployed; free "
+            "some space, or move files the APIs do not need out of the project folder"
         )
 
 

@@ -66,7 +66,8 @@ def test_a_project_the_disk_cannot_hold_is_refused_before_a_byte_is_copied(
     with pytest.raises(StateError) as caught:
         snapshot_project(root, home)
     assert str(caught.value) == (
-        f"the project's files need 293.0 KiB more in {home}, whose disk has 195.3 KiB free (beyond the "
+        f"No space left on device for the snapshot: the project's files need 293.0 KiB more in {home}, "
+        "whose disk has 195.3 KiB free (beyond the "
         "64.0 MiB inferd keeps for its state and logs): nothing was deployed; free some space, or move "
         "files the APIs do not need out of the project folder"
     )

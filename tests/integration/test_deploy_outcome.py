@@ -149,6 +149,46 @@ def test_a_hidden_file_the_handler_reads_is_named_as_not_deployed(inferd: Inferd
     ) in result.stderr
 
 
+def test_a_linked_folder_the_handler_imports_is_named_as_not_deployed(inferd: Inferd, tmp_path: Path) -> None:
+    # `inferd test` and `inferd serve` imported it from the folder; the deploy said only
+    # "ModuleNotFoundError: No module named 'shared'" of a folder the user could see there.
+    (tmp_path / "elsewhere" / "shared").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "shared" / "words.py").write_text("WORD = 'linked'\n")
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: links\n- kind: api\n  name: links\n  predictor:\n    path: p.py\n",
+        {"p.py": "from shared.words import WORD\ndef predict(sample, metadata):\n    return WORD\n"},
+    )
+    (project / "shared").symlink_to(tmp_path / "elsewhere" / "shared")
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert (
+        f"No module named 'shared' (shared is a link to a folder in {project}; a deploy copies the "
+        "project's files, and the files that links name, but no linked folder: move the folder into the "
+        "project)"
+    ) in result.stderr
+
+
+def test_a_model_folder_that_is_a_link_is_named_as_not_deployed(inferd: Inferd, tmp_path: Path) -> None:
+    # `inferd validate`, `test` and `serve` took it; the deploy said "predictor.model: weights
+    # does not exist" of a folder the user could see there
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: linked\n- kind: api\n  name: linked\n  predictor:\n    path: p.py\n"
+        "    model: weights\n",
+        {"p.py": "def predict(sample, metadata):\n    return 1\n", "exports/v1/w.txt": "1\n"},
+    )
+    (project / "weights").symlink_to("exports/v1")
+    assert "warning: weights is a link to a folder" in inferd.run("validate", str(project)).stderr
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        "predictor.model: weights does not exist in what is deployed: weights is a link to a folder, "
+        "and a deploy copies the project's files, and the files that links name, but no linked folder "
+        "(inferd serve runs the folder itself): make it a folder\n"
+    )
+
+
 def test_compute_unavailable_is_refused_at_once_with_the_reason(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

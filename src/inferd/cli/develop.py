@@ -25,12 +25,23 @@ def _shown(value: Any) -> str:
     return text if len(text) <= SHOWN_LIMIT else text[:SHOWN_LIMIT] + "..."
 
 
-def _read_json(path: Path) -> Any:
-    """A sample (or expected answer) as the APIs read a body: NaN and Infinity included."""
+def _read_json(path: Path, limit: int | None = None) -> Any:
+    """A sample (or expected answer) as the APIs read a body: NaN and Infinity included.
+
+    ``limit``: the largest body an API of the project takes; a larger sample is refused unread
+    (a 20 GiB sample.json was read whole into memory).
+    """
     from inferd import codec
     from inferd.errors import InputError
+    from inferd.operator.prune import human_bytes
 
     try:
+        size = path.stat().st_size
+        if limit is not None and size > limit:
+            raise UsageError(
+                f"{path} is {human_bytes(size)}; no API of the project takes a request body over "
+                f"{human_bytes(limit)} (max_body_size), so it could never be sent to one"
+            )
         body = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -90,7 +101,8 @@ def test(
     samples = list(files) or samples_in(project.root)
     if not samples:
         raise UsageError(f"no sample*.json in {project_dir}: add one, or name the sample files to run")
-    bodies = {sample: _read_json(sample) for sample in samples}
+    limit = max(config.api.body_limit for config in project.apis) if project.apis else None
+    bodies = {sample: _read_json(sample, limit) for sample in samples}
     # The traceback is shown below, trimmed to the user's frames; no second copy from the log.
     handler_log = logging.getLogger("inferd.handler")
     quiet = logging.NullHandler()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from inferd.engine import build_context, kuberay
 from inferd.engine import kubernetes as k8s
 from inferd.engine.ray import plan
 from inferd.errors import UsageError
-from inferd.operator.snapshots import key_files
+from inferd.operator.snapshots import copy_sparse, key_files
 from inferd.storage import project_files
 
 EXTRAS = ("all", "onnx", "tensorflow", "gpu", "cortex")
@@ -92,7 +91,7 @@ def _copy_tree(files: list[Path], root: Path, target: Path) -> None:
     for path in files:
         destination = target / path.relative_to(root)
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, destination)
+        copy_sparse(path, destination)  # a sparse file was written in full
 
 
 MARKER = ".inferd-export"

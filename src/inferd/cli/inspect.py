@@ -167,7 +167,7 @@ def _get_once(
     if deployment is not None:
         apis = [entry for entry in apis if entry["deployment"] == deployment]
         splitters = [entry for entry in splitters if entry["deployment"] == deployment]
-        if not apis and not splitters:
+        if not apis and not splitters and not _unrestored(client, deployment)[0]:
             raise NotFoundError(f"no deployment named '{deployment}'")
     if summary:
         return dumps(_status_counts(apis)) if output != "table" else _summary(apis)
@@ -182,9 +182,10 @@ def _get_once(
                     if a["name"] == entry["name"]
                 ]
         return dumps(apis)
-    lost = _unrestored(client, deployment)
+    restoring, lost = _unrestored(client, deployment)
+    lost = restoring + lost
     if not apis:
-        return "\n\n".join([*lost, "no APIs are deployed (inferd deploy PROJECT_DIR)"])
+        return "\n\n".join(lost if restoring else [*lost, "no APIs are deployed (inferd deploy PROJECT_DIR)"])
     text = render.api_rows(apis)
     if splitters:
         text += "\n\n" + splitter_rows(splitters)
@@ -193,12 +194,19 @@ def _get_once(
     return "\n\n".join([text, *lost])
 
 
-def _unrestored(client: Backend, deployment: str | None) -> list[str]:
-    """A line for each deployment the operator could not bring back when it started."""
+def _unrestored(client: Backend, deployment: str | None) -> tuple[list[str], list[str]]:
+    """A line for each deployment the operator is still bringing back since it started, and one
+    for each it could not bring back."""
     if not isinstance(client, Client):
-        return []
-    lost: dict[str, dict[str, str]] = client.info().get("unrestored") or {}
-    return [
+        return [], []
+    info = client.info()
+    lost: dict[str, dict[str, str]] = info.get("unrestored") or {}
+    restoring = [
+        f"deployment '{name}' is being restored (the operator started again): its APIs are shown once it is"
+        for name in info.get("restoring") or []
+        if deployment in (None, name)
+    ]
+    return restoring, [
         f"deployment '{name}' was not restored when the operator started: {lost[name]['reason']}; "
         f"deploy it again (inferd deploy {lost[name]['source']}) or delete it (inferd delete {name})"
         for name in sorted(lost)

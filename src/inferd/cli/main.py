@@ -141,7 +141,9 @@ class InferdGroup(click.Group):
         except click.UsageError as exc:  # a command's arguments, or a command that does not exist
             usage_error(exc, ctx)
         except InferdError as exc:
-            click.echo(f"error: {exc.message}", err=True)
+            from inferd.cli.render import printable  # a file name may hold a terminal's escapes
+
+            click.echo(f"error: {printable(exc.message, keep=chr(10))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:  # outside the waits that say what goes on (click: "Aborted!")
             click.echo("error: stopped (Ctrl-C)", err=True)
@@ -216,19 +218,26 @@ def cli() -> None:
 def validate(project_dir: Path) -> None:
     """Check a project's configuration and files without serving it.
 
-    Checks cortex.yaml, that the files it names exist (models, handlers, auth.keys_file), and
-    the handler or predictor functions' names and parameters (from the source: neither the
-    model nor the handler's imports are loaded).
+    Checks cortex.yaml, that the files it names exist (models, handlers, auth.keys_file), the
+    handler or predictor functions' names and parameters (from the source: neither the model
+    nor the handler's imports are loaded), and that requirements.txt is within inferd's limits.
 
     \b
     Example:
       inferd validate examples/iris-onnx
     """
     from inferd.config.load import load_project
+    from inferd.engine.requirements_file import included_files, read_requirements
     from inferd.errors import ConfigError, LoadError
     from inferd.handler.loader import check_source
 
     project = load_project(project_dir)
+    if (project.root / "requirements.txt").is_file():
+        try:
+            read_requirements(project.root / "requirements.txt")
+            included_files(project.root / "requirements.txt")  # -r/-c files: in the project
+        except LoadError as exc:
+            raise ConfigError(exc.message) from None
     for config in project.apis:
         code = config.api.handler_file
         if code is not None:
@@ -241,6 +250,12 @@ def validate(project_dir: Path) -> None:
             except LoadError as exc:
                 raise ConfigError(f"api '{config.name}': {exc.message}") from None
         click.echo(f"api '{config.name}': {config.api.model_format} at {config.endpoint}")
+    from inferd.operator.snapshots import LINKED_FOLDERS, linked_folders
+
+    for link in linked_folders(project.root):
+        click.echo(
+            f"warning: {link} is a link to a folder: inferd deploy leaves it out ({LINKED_FOLDERS})", err=True
+        )
     click.echo(f"{project.config_file.name} is valid")
 
 

@@ -9,11 +9,30 @@ from typing import Any
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-aligned columns separated by three spaces (Cortex's layout)."""
-    cells = [[str(h) for h in headers], *[[("-" if c is None else str(c)) for c in row] for row in rows]]
+    """Left-aligned columns separated by three spaces (Cortex's layout).
+
+    A cell holding a line break or another control character is shown quoted, with escapes: a
+    model's input named ``"in\\x1b[31mput\\n"`` turned the terminal red and split its row.
+    """
+    cells = [[str(h) for h in headers], *[[_cell(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    text = "-" if value is None else str(value)
+    return text if text.isprintable() else json.dumps(text, ensure_ascii=False)
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with its control characters (but ``keep``) written as escapes: an error or a
+    traceback may quote a file name or a model's node name holding one."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or ch in keep else ch.encode("unicode_escape").decode() for ch in text
+    )
 
 
 def class_label(name: str) -> str:
@@ -156,7 +175,7 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
         parts.append(table(header, [["-"] * len(header)]))
     if api.get("error"):
         label = "error" if str(api["status"]).startswith("error") else api["status"]
-        parts.append(f"{label}: {api['error']}")
+        parts.append(f"{label}: {printable(api['error'])}")
     replicas = api.get("replicas") or []
     if verbose or any(r.get("gpus") for r in replicas):
         parts.append(replica_table(replicas))
@@ -169,7 +188,7 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
             f"({capacity['reason']})"
         )
     if api.get("warning"):
-        parts.append(f"warning: {api['warning']}")
+        parts.append(f"warning: {printable(api['warning'])}")
     parts.append(f"url: {api['url']}")
     # quoted: zsh (and bash with failglob) would take an unquoted `?` for a file pattern
     key = f' -H "{api["key_header"]}"' if api.get("key_header") else ""
@@ -195,7 +214,7 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
                 )
             )
         if api.get("error_detail"):
-            parts.append(api["error_detail"])
+            parts.append(printable(api["error_detail"], keep="\n"))
         parts.append(_config_yaml(api))
     return "\n\n".join(parts)
 

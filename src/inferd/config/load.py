@@ -119,7 +119,13 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
                 f"{MAX_CONFIG_BYTES >> 20} MiB"
             )
         text = config_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        byte = exc.object[exc.start]
+        raise ConfigError(
+            f"{name}:{line}: the file is not UTF-8 text (byte 0x{byte:02x} here): save it as UTF-8"
+        ) from None
+    except OSError as exc:
         raise ConfigError(f"{name}: cannot read the file: {exc}") from exc
     data, lines = parse_yaml(text, name)
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
@@ -174,7 +180,14 @@ def _label(kind: str, name: object) -> str:
 
 def parse_yaml(text: str, name: str) -> tuple[Any, dict[Location, int]]:
     """Parse YAML safely; return the data and a map from each value's path to its line."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: PyYAML checks the text first
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"{name}:{line}: invalid YAML: a control character (0x{exc.character:02x}) YAML does not "
+            f'allow in a file; write it as "\\x{exc.character:02x}" in a double-quoted string'
+        ) from None
     try:
         node = loader.get_node() if loader.check_node() else None
         while loader.check_node():  # go-yaml (Cortex's reader) read the first document alone
@@ -220,7 +233,9 @@ def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Locatio
         for position, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if isinstance(key, list | dict):
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a scalar")
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a scalar", key_node.start_mark
+                )
             if position >= merged:
                 if key in own:
                     raise yaml.constructor.ConstructorError(

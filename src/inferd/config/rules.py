@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from stat import S_ISREG
+from urllib.parse import urlsplit
 
 from inferd.config.blocks import Auth, Shadow
 from inferd.config.schema import (
@@ -25,7 +27,32 @@ from inferd.config.schema import (
 )
 
 
+def _shown(text: str) -> str:
+    """A path as written, quoted (control characters escaped) and cut when long."""
+    return repr(f"{text[:60]}..." if len(text) > 60 else text)
+
+
+def _usable(text: str, location: tuple[str | int, ...], what: str) -> None:
+    """Refuse a path no file can have (the file system would raise, not answer "missing")."""
+    if not text:
+        raise FieldError(location, f"{what} must not be empty")
+    if "\0" in text:
+        raise FieldError(location, f"{what} {_shown(text)} holds a NUL character")
+
+
+def _status(path: Path, text: str, location: tuple[str | int, ...], what: str) -> os.stat_result | None:
+    """``path``'s status, None when missing; a name the system refuses (too long) is the error."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (RuntimeError, OSError) as exc:  # too long a name, a link loop, no permission
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise FieldError(location, f"{what} {_shown(text)} cannot be used: {reason}") from None
+
+
 def _inside(root: Path, relative: str, location: tuple[str | int, ...], what: str) -> Path:
+    _usable(relative, location, what)
     candidate = Path(relative)
     try:
         path = (candidate if candidate.is_absolute() else root / candidate).resolve()
@@ -33,6 +60,7 @@ def _inside(root: Path, relative: str, location: tuple[str | int, ...], what: st
         raise FieldError(location, f"{what} {relative!r} is a symbolic link that loops") from None
     if path != root and root not in path.parents:
         raise FieldError(location, f"{what} {relative!r} is outside the project folder")
+    _status(path, relative, location, what)
     return path
 
 
@@ -168,11 +196,21 @@ def _check_shadow(index: int, label: str, name: str, shadow: Shadow | None, name
 
 
 def _holds_saved_model(folder: Path, depth: int = 8) -> bool:
-    """A ``saved_model.pb`` anywhere below ``folder`` (symlinked folders followed, ``depth`` deep
-    at most, so a link loop ends)."""
+    """A ``saved_model.pb`` anywhere below ``folder`` (symlinked folders followed, each folder
+    looked into once and ``depth`` deep at most, so links to a folder above end at once)."""
+    seen: set[tuple[int, int]] = set()
     for where, dirs, files in os.walk(folder, followlinks=True):
         if "saved_model.pb" in files:
             return True
+        try:
+            found = os.stat(where)
+        except OSError:
+            found = None
+        # eight links to '.' made 8 ** 8 folders to walk: `inferd validate` never ended
+        if found is None or (found.st_dev, found.st_ino) in seen:
+            dirs.clear()
+            continue
+        seen.add((found.st_dev, found.st_ino))
         if len(Path(where).relative_to(folder).parts) >= depth:
             dirs.clear()
     return False
@@ -191,21 +229,33 @@ def _check_files(root: Path, index: int, api: Api) -> None:
                 f"{label}: {block_name}.{field}: {api.handler_file} is a folder; name the handler's .py file",
             )
         if not path.is_file():
-            raise FieldError(where, f"{label}: {block_name}.{field}: {api.handler_file} does not exist")
+            missing = "is not a file" if path.exists() else "does not exist"  # a FIFO: not "missing"
+            raise FieldError(where, f"{label}: {block_name}.{field}: {api.handler_file} {missing}")
         if path.suffix not in (".py", ".pickle"):
             raise FieldError(where, f"{label}: {block_name}.{field}: must be a .py (or dill .pickle) file")
     if api.auth is not None and api.auth.keys_file is not None:
-        keys = Path(api.auth.keys_file)
-        if not (keys if keys.is_absolute() else root / keys).is_file():
-            raise FieldError(
-                (index, "auth", "keys_file"), f"{label}: auth.keys_file: {api.auth.keys_file} does not exist"
-            )
+        keys_at: tuple[str | int, ...] = (index, "auth", "keys_file")
+        text = api.auth.keys_file
+        _usable(text, keys_at, f"{label}: auth.keys_file:")
+        found = _status(root / text, text, keys_at, f"{label}: auth.keys_file:")  # absolute: as it is
+        if found is None:
+            raise FieldError(keys_at, f"{label}: auth.keys_file: {text} does not exist")
+        if not S_ISREG(found.st_mode):  # a folder, /dev/zero: said "does not exist"
+            raise FieldError(keys_at, f"{label}: auth.keys_file: {text} is not a file")
     if api.python_path is not None:
         where = (index, block_name, "python_path")
         path = _inside(root, api.python_path, where, f"{label}: {block_name}.python_path:")
         if not path.is_dir():
             raise FieldError(where, f"{label}: {block_name}.python_path: {api.python_path} is not a folder")
     uri = api.model_uri
+    if uri is not None and is_remote(uri):
+        last = urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1]
+        if last in (".", ".."):  # the download was written to "<cache>/tmp.../..", a folder
+            raise FieldError(
+                (index, block_name, "model"),
+                f"{label}: {block_name}.model: {uri} ends in '{last}', which names no file: give the "
+                "URL of the model itself",
+            )
     if uri is not None and not is_remote(uri):
         where = (index, block_name, "model")
         path = _inside(root, uri, where, f"{label}: {block_name}.model:")

@@ -77,9 +77,17 @@ def _dns_1035(value: str) -> str:
     return value
 
 
+MAX_ENDPOINT = 2048  # a 70,000-character endpoint was live, and each request to it a 431
+
+
 def _canonical_endpoint(value: str | None) -> str | None:
     if value is None:
         return None
+    if len(value) > MAX_ENDPOINT:
+        raise ValueError(
+            f"may be at most {MAX_ENDPOINT:,} characters (it has {len(value):,}): the gateway, clients "
+            "and proxies refuse longer request lines"
+        )
     if not ENDPOINT.match(value):
         raise ValueError(f"{value!r} may contain only letters, digits, '_', '-', '.' and '/'")
     if "//" in value:

@@ -19,7 +19,6 @@ Before pip runs, each requirement is checked against inferd's own environment an
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -34,6 +33,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from inferd.engine.requirements_file import MAX_REQUIREMENTS as MAX_REQUIREMENTS
+from inferd.engine.requirements_file import MAX_REQUIREMENTS_BYTES as MAX_REQUIREMENTS_BYTES
+from inferd.engine.requirements_file import absolute_includes, requirement_lines
+from inferd.engine.requirements_file import included_files as included_files
+from inferd.engine.requirements_file import packages_dir as packages_dir
+from inferd.engine.requirements_file import read_requirements as read_requirements
 from inferd.errors import LoadError
 from inferd.storage import scratch_folder
 
@@ -65,11 +70,6 @@ class Plan:
     # Packages built against one of inferd's own (torchvision for torch): installed without
     # their dependencies, which would pull a second, shadowed copy of that package.
     no_deps: list[str] = field(default_factory=list)
-
-
-def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
-    digest = hashlib.sha256(requirements.read_bytes() + (b"\0relax" if relax else b"")).hexdigest()[:24]
-    return home / "envs" / digest
 
 
 # Distributions that install the same importable package as the one named: inferd runs with
@@ -190,10 +190,7 @@ def plan(
     """
     result = Plan()
     refused: list[str] = []  # every pin that cannot install, said at once (a pip freeze has dozens)
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in requirement_lines(text):
         if line.startswith("-") or "://" in line or " @ " in line:
             result.lines.append(line)  # options, URLs and paths go to pip as they are
             continue
@@ -322,7 +319,7 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
             say(text)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    checked = plan(requirements.read_text(encoding="utf-8", errors="replace"), relax)
+    checked = plan(absolute_includes(read_requirements(requirements), requirements), relax)
     for text in checked.warnings:
         say(text)
     scratch = scratch_folder(target.parent, ".installing-")

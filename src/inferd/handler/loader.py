@@ -227,9 +227,15 @@ def check_source(path: Path, kind: str, shown: str) -> None:
     if path.suffix == ".pickle":
         return
     try:
-        tree = ast.parse(path.read_bytes(), filename=shown)
+        source = path.read_bytes()
+        if b"\0" in source:
+            raise LoadError(
+                f"{shown} is not Python source: it holds NUL bytes (a binary file saved under a .py name?)"
+            )
+        tree = ast.parse(source, filename=shown)
     except SyntaxError as exc:
-        raise LoadError(f"{shown}:{exc.lineno}: invalid syntax: {exc.msg}") from None
+        where = f"{shown}:{exc.lineno}" if exc.lineno else shown
+        raise LoadError(f"{where}: invalid syntax: {exc.msg}") from None
     except (OSError, ValueError) as exc:
         raise LoadError(f"{shown}: cannot be read: {exc}") from None
     expected = EXPECTED[kind]

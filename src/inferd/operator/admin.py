@@ -107,6 +107,12 @@ class AdminApp(HttpServer):
                     for name, reason in operator.unrestored.items()
                     if name in operator.state.deployments
                 },
+                # deployments a restart is still bringing back (their APIs are not listed yet)
+                "restoring": sorted(
+                    name
+                    for name, done in operator.restored.items()
+                    if not done.is_set() and name in operator.state.deployments
+                ),
             }
         if method == b"POST" and path == "/deploy":
             environ = body.get("environ") or {}

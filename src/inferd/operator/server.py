@@ -43,7 +43,7 @@ from inferd.operator.payloads import PayloadWriter
 from inferd.operator.promote import ended_promotions, promoted
 from inferd.operator.prune import Collector, forget_apis
 from inferd.operator.restore import restore_all
-from inferd.operator.snapshots import key_files, project_fingerprint, snapshot_project
+from inferd.operator.snapshots import key_files, load_snapshot, project_fingerprint, snapshot_project
 from inferd.operator.state import (
     OPERATOR_FILE,
     TOKEN_FILE,
@@ -210,7 +210,7 @@ class Operator:
             self.deploying[name] = wanted
             # Key files stay where the user keeps them: never copied into the snapshot.
             snapshot = await asyncio.to_thread(snapshot_project, project.root, self.home, key_files(project))
-            deployed = load_project(snapshot, keys_root=project.root)
+            deployed = load_snapshot(snapshot, project.root)
             if relax_pins:
                 deployed = deployed.relaxed()
             record = self.state.deployments.get(name)

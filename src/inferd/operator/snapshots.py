@@ -8,6 +8,7 @@ folder since; a file an earlier snapshot holds with the same content is hard-lin
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -15,14 +16,20 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import TYPE_CHECKING
 
+from inferd.config.load import load_project
+from inferd.errors import ConfigError
+from inferd.operator.prune import human_bytes
 from inferd.operator.state import StateError, read_json
-from inferd.storage import CREATED_MARK, file_digest, project_files, scratch_folder
+from inferd.storage import CREATED_MARK, SKIPPED_DIRS, file_digest, project_files, scratch_folder
 
 if TYPE_CHECKING:
     from inferd.config.schema import Project
 
 # In each snapshot: its files' content digests, to hard-link unchanged files into the next one
 SNAPSHOT_FILES = ".inferd-files.json"
+# Left free on the disk by a snapshot, for state.json, the logs and the replicas' own writes
+# (at most a twentieth of the disk).
+RESERVE_BYTES = 64 << 20
 
 
 def project_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -34,6 +41,26 @@ def project_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
             stat = path.stat()
             found.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
     return tuple(found)
+
+
+LINKED_FOLDERS = (
+    "a deploy copies the project's files, and the files that links name, but no linked folder "
+    "(inferd serve runs the folder itself)"
+)
+
+
+def linked_folders(root: Path) -> list[str]:
+    """The links to folders in the project (relative paths): a snapshot leaves them out, as a
+    link could name ``/``, while ``inferd serve`` and ``inferd test`` see them in place."""
+    found = []
+    for folder, dirs, _names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        found += [
+            os.path.relpath(os.path.join(folder, d), root)
+            for d in dirs
+            if os.path.islink(os.path.join(folder, d))
+        ]
+    return found
 
 
 def key_files(project: Project) -> set[Path]:
@@ -63,6 +90,7 @@ def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> P
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     held = _held_files(target.parent)
+    _check_room(target.parent, [path for path in files if digests[str(path.relative_to(root))] not in held])
     scratch = scratch_folder(target.parent, ".copy-")
     try:
         for path in files:
@@ -70,7 +98,7 @@ def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> P
             destination = scratch / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             if not _link_same(held.get(digests[relative]), path, destination):
-                shutil.copy2(path, destination)
+                copy_sparse(path, destination)
         (scratch / SNAPSHOT_FILES).write_text(json.dumps(digests))
         scratch.rename(target)
     except OSError as exc:
@@ -79,6 +107,69 @@ def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> P
             return target
         raise StateError(f"cannot copy the project into {target.parent}: {exc.strerror or exc}") from exc
     return target
+
+
+def _allocated(path: Path) -> int:
+    """The bytes a copy of ``path`` takes on disk: a sparse file's holes take none."""
+    found = path.stat()
+    return min(found.st_size, found.st_blocks * 512)
+
+
+def _check_room(projects: Path, copied: list[Path]) -> None:
+    """Refuse a snapshot whose copies would not fit on the disk beside ``RESERVE_BYTES``."""
+    try:
+        needed = sum(_allocated(path) for path in copied)
+        usage = shutil.disk_usage(projects)
+    except OSError:
+        return  # the copy itself says what is wrong
+    reserve = min(RESERVE_BYTES, usage.total // 20)  # a small disk keeps a twentieth of itself
+    free = usage.free - reserve
+    if needed > free:
+        raise StateError(
+            f"No space left on device for the snapshot: the project's files need {human_bytes(needed)} "
+            f"more in {projects.parent}, whose disk has {human_bytes(max(free, 0))} free (beyond the "
+            f"{human_bytes(reserve)} inferd keeps for its state and logs): nothing was deployed; free "
+            "some space, or move files the APIs do not need out of the project folder"
+        )
+
+
+def copy_sparse(source: Path, destination: Path) -> None:
+    """``shutil.copy2``, but the holes of a sparse file stay holes (``SEEK_DATA``/``SEEK_HOLE``).
+
+    A 2 GiB sparse file (28 KiB on disk) took 2.1 GiB in each snapshot, written in full.
+    """
+    found = source.stat()
+    if found.st_blocks * 512 >= found.st_size:
+        shutil.copy2(source, destination)
+        return
+    with source.open("rb") as read, destination.open("wb") as write:
+        try:
+            position = 0
+            while position < found.st_size:
+                try:
+                    start = os.lseek(read.fileno(), position, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno != errno.ENXIO:  # ENXIO: only a hole from here to the end
+                        raise
+                    break
+                end = os.lseek(read.fileno(), start, os.SEEK_HOLE)
+                read.seek(start)
+                write.seek(start)
+                while start < end:
+                    block = read.read(min(end - start, 1 << 20))
+                    if not block:
+                        break
+                    write.write(block)
+                    start += len(block)
+                position = end
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # a file system without SEEK_DATA: copied in full
+                raise
+            read.seek(0)
+            write.seek(0)
+            shutil.copyfileobj(read, write, 1 << 20)
+        write.truncate(found.st_size)
+    shutil.copystat(source, destination)
 
 
 def _held_files(projects: Path) -> dict[str, tuple[Path, int]]:
@@ -123,3 +214,19 @@ def digest_of(digests: dict[str, str]) -> str:
     for relative, content in digests.items():
         digest.update(os.fsencode(relative) + b"\0" + content.encode())  # any file name
     return digest.hexdigest()[:24]
+
+
+def load_snapshot(snapshot: Path, source: Path) -> Project:
+    """The project as deployed; a config error its source folder did not have (a model folder
+    that is a link, left out of the snapshot) names the links to folders the deploy left out."""
+    try:
+        return load_project(snapshot, keys_root=source)
+    except ConfigError as exc:
+        linked = linked_folders(source)
+        if not linked:
+            raise
+        names = ", ".join(linked[:3]) + (f" and {len(linked) - 3} more" if len(linked) > 3 else "")
+        raise ConfigError(
+            f"{exc.message} in what is deployed: {names} {'is a link' if len(linked) == 1 else 'are links'} "
+            f"to a folder, and {LINKED_FOLDERS}: make it a folder"
+        ) from None

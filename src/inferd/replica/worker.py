@@ -18,7 +18,6 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from time import perf_counter
 from typing import Any, NoReturn
 
@@ -30,6 +29,7 @@ from inferd.handler.predictor import Predictor
 from inferd.protocols import tfserving, tfserving_results, v2
 from inferd.replica import messages
 from inferd.replica.group import end_own_group, lead_group
+from inferd.replica.hints import left_out_hint
 from inferd.replica.lines import watch_output
 from inferd.replica.messages import ReplicaSpec
 from inferd.replica.streaming import is_stream, may_stream, send_stream, take_stop, unanswerable
@@ -246,26 +246,6 @@ class UserPathFormatter(logging.Formatter):
         return self.shown(self.inner.format(record))
 
 
-def _hidden_file_hint(exc: BaseException, spec: ReplicaSpec) -> str:
-    """Why a file the user's folder holds was not found by the deployed code: it is hidden
-    (``.config.json``), and hidden files do not travel with a deployed project (Cortex's zip
-    left them out too); ``inferd serve`` reads the folder itself, so it found the file there."""
-    missing = exc.__cause__ if isinstance(exc, LoadError) else exc
-    if spec.shown_root is None or not isinstance(missing, FileNotFoundError) or missing.filename is None:
-        return ""
-    path = os.path.normpath(os.path.join(spec.project_root, os.fsdecode(missing.filename)))
-    relative = os.path.relpath(path, spec.project_root)
-    parts = Path(relative).parts
-    if relative.startswith("..") or not any(part.startswith(".") for part in parts):
-        return ""
-    if not (spec.shown_root / relative).exists():
-        return ""
-    return (
-        f" ({relative} is in {spec.shown_root}, but hidden files and folders are not deployed, as "
-        "Cortex's project zip left them out: give it a name without the leading dot)"
-    )
-
-
 def _load(spec: ReplicaSpec) -> Predictor:
     return Predictor(spec.api, spec.project_root, spec.model_path)
 
@@ -308,7 +288,10 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
         else:
             summary = f"loading failed: {type(exc).__name__}: {exc}"
             detail = traceback.format_exc().rstrip()
-        summary, detail = shown(summary) + _hidden_file_hint(exc, spec), shown(detail)
+        summary, detail = (
+            shown(summary) + left_out_hint(exc, spec.project_root, spec.shown_root),
+            shown(detail),
+        )
         if summary == spec.repeat_of:  # a retry that failed as the last one: its traceback is above
             log.error("%s (again, as the previous replica)", summary)
         else:

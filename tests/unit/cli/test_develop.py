@@ -152,3 +152,16 @@ def test_nan_and_infinity_in_an_expected_answer_match_the_answer_a_client_gets(t
     assert result.exit_code == 1, result.output
     assert '["c"]: got 1.5, expected null' in result.output
     assert '["a"]' not in result.output
+
+
+def test_a_sample_larger_than_any_api_takes_is_refused_unread(tmp_path: Path) -> None:
+    # was: a 20 GiB (sparse) sample.json was read whole into memory, and the machine ran out of it
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    with (project / "sample.json").open("wb") as out:
+        out.truncate(20 << 30)
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert (result.exit_code, result.output) == (
+        2,
+        f"error: {project / 'sample.json'} is 20.0 GiB; no API of the project takes a request body "
+        "over 10.0 MiB (max_body_size), so it could never be sent to one\n",
+    )

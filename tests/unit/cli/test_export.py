@@ -364,3 +364,19 @@ def test_the_image_has_the_runtimes_and_packages_its_apis_need(
     ]
     assert set(extras.split(",")) <= set(defined)
     assert any(requirement.startswith("onnxruntime-gpu") for requirement in defined["gpu"])
+
+
+def test_a_sparse_file_stays_sparse_in_the_build_context(tmp_path: Path) -> None:
+    # was: a 2 GiB sparse file of the project was written in full into the export
+    project = user_project(tmp_path / "project")
+    size = 256 << 20
+    with (project / "data.bin").open("wb") as out:
+        out.write(b"head")
+        out.truncate(size)
+    if (project / "data.bin").stat().st_blocks * 512 >= size:
+        pytest.skip("this file system keeps no sparse files")
+    assert export(project, tmp_path / "out").exit_code == 0
+    copy = tmp_path / "out" / "project" / "data.bin"
+    assert copy.stat().st_size == size and copy.stat().st_blocks * 512 < 1 << 20
+    with copy.open("rb") as read:
+        assert read.read(4) == b"head"

@@ -81,3 +81,21 @@ def test_failed_shows_in_both_tables_and_timed_out_in_the_api_s_own() -> None:
     assert api_rows([troubled]).splitlines()[0].split("   ")[-2:] == ["failed", "last update"]
     header, row = api_detail(troubled).split("\n\n")[0].splitlines()
     assert dict(zip(re.split(r"\s{3,}", header), row.split(), strict=False))["timed out"] == "3"
+
+
+def test_a_model_s_input_and_output_names_never_write_control_bytes_to_the_terminal() -> None:
+    # was: an ONNX model whose input was named "in\x1b[31mput\nsecond line\r" and output "out\x07"
+    # turned `inferd get API -v` red, split the row and rang the bell
+    api = {**_live_api({}), "endpoint": "/iris/classifier", "config": {"name": "classifier"}}
+    api["signature"] = {
+        "inputs": [{"name": "in\x1b[31mput\nsecond line\r", "dtype": "float32", "shape": [-1, 4]}],
+        "outputs": [{"name": "out\x07", "dtype": "float32", "shape": [-1, 4]}],
+    }
+    api["status"], api["error"] = "error", "loading failed: node \x1b]0;owned\x07 failed"
+    api["error_detail"] = "Traceback:\n  node \x1b[2J\n"
+    text = api_detail(api, verbose=True)
+    assert not any(ch in text for ch in "\x1b\r\x07")
+    assert "error: loading failed: node \\x1b]0;owned\\x07 failed" in text
+    assert "Traceback:\n  node \\x1b[2J\n" in text
+    assert '"in\\u001b[31mput\\nsecond line\\r"   float32   (?, 4)' in text
+    assert '"out\\u0007"    float32   (?, 4)' in text

@@ -80,3 +80,11 @@ def test_good_handlers_pass(tmp_path: Path, source: str) -> None:
 def test_bad_code_is_named(tmp_path: Path, source: str, kind: str, message: str) -> None:
     with pytest.raises(LoadError, match=message):
         check(tmp_path, source, kind)
+
+
+def test_an_error_never_writes_a_file_name_s_control_bytes_to_the_terminal(tmp_path: Path) -> None:
+    # was: "error: cortex.yaml:6: api 'a': onnx.model: m\x1b[2J.onnx does not exist" cleared the screen
+    root = make_project(tmp_path, API.replace("m.onnx", '"m\\e[2J.onnx"'), {})
+    code, output = validate(root)
+    assert code == 2
+    assert output == "error: cortex.yaml:6: api 'a': onnx.model: m\\x1b[2J.onnx does not exist\n"

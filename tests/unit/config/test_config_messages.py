@@ -211,3 +211,92 @@ def test_a_whole_float_count_is_still_taken(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"onnx")
     (tmp_path / "cortex.yaml").write_text(HEAD + "  compute:\n    max_replicas: 4.0\n")
     assert load_project(tmp_path).apis[0].api.compute.max_replicas == 4
+
+
+LONG = "a" * 5_000
+
+
+@pytest.mark.parametrize(
+    ("block", "said"),
+    [
+        # were tracebacks (ValueError: embedded null byte), exit 1
+        pytest.param(
+            '    request_handler: "h\\0.py"\n',
+            "cortex.yaml:7: api 'a': onnx.request_handler: 'h\\x00.py' holds a NUL character",
+            id="handler-nul",
+        ),
+        pytest.param(
+            '    python_path: "lib\\0"\n',
+            "cortex.yaml:7: api 'a': onnx.python_path: 'lib\\x00' holds a NUL character",
+            id="python-path-nul",
+        ),
+        pytest.param(
+            '  auth:\n    keys_file: "k\\0"\n',
+            "cortex.yaml:8: api 'a': auth.keys_file: 'k\\x00' holds a NUL character",
+            id="keys-nul",
+        ),
+        # were "error: File name too long (/tmp/...)", exit 1, naming no file, line or field
+        pytest.param(
+            f"    request_handler: {LONG}.py\n",
+            f"cortex.yaml:7: api 'a': onnx.request_handler: '{LONG[:60]}...' cannot be used: "
+            "File name too long",
+            id="handler-long",
+        ),
+        pytest.param(
+            f"  auth:\n    keys_file: {LONG}\n",
+            f"cortex.yaml:8: api 'a': auth.keys_file: '{LONG[:60]}...' cannot be used: File name too long",
+            id="keys-long",
+        ),
+        # were "does not exist" of a folder and of a device
+        pytest.param(
+            "  auth:\n    keys_file: handlers\n",
+            "cortex.yaml:8: api 'a': auth.keys_file: handlers is not a file",
+            id="keys-folder",
+        ),
+        pytest.param(
+            "  auth:\n    keys_file: /dev/zero\n",
+            "cortex.yaml:8: api 'a': auth.keys_file: /dev/zero is not a file",
+            id="keys-device",
+        ),
+    ],
+)
+def test_a_path_no_file_can_have_is_one_config_error(tmp_path: Path, block: str, said: str) -> None:
+    assert error_of(tmp_path, HEAD + block) == said
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [
+        pytest.param('"m\\0.onnx"', "onnx.model: 'm\\x00.onnx' holds a NUL character", id="nul"),
+        pytest.param(LONG, f"onnx.model: '{LONG[:60]}...' cannot be used: File name too long", id="long"),
+        pytest.param('""', "onnx.model: must not be empty", id="empty"),
+    ],
+)
+def test_a_model_path_no_file_can_have_is_one_config_error(tmp_path: Path, model: str, said: str) -> None:
+    text = HEAD.replace("model: model.onnx", f"model: {model}")
+    assert error_of(tmp_path, text) == f"cortex.yaml:6: api 'a': {said}"
+
+
+def test_a_tensorflow_folder_of_links_to_itself_is_refused_at_once(tmp_path: Path) -> None:
+    # was: `inferd validate` ran for ever (8 links to '.' and no saved_model.pb: 8 ** 8 folders)
+    (tmp_path / "tf").mkdir()
+    for number in range(8):
+        (tmp_path / "tf" / f"l{number}").symlink_to(".")
+    text = HEAD.replace("onnx:\n    model: model.onnx", "tensorflow:\n    model: tf")
+    assert error_of(tmp_path, text).startswith(
+        "cortex.yaml:6: api 'a': tensorflow.model: tf holds no saved_model.pb"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://127.0.0.1:9/m.onnx/..", "https://example.com/.", "s3://bucket/models/../"]
+)
+def test_a_model_url_ending_in_a_dot_segment_is_one_config_error(tmp_path: Path, uri: str) -> None:
+    # was: `inferd test` printed an IsADirectoryError traceback (the download was written to
+    # "<cache>/tmp.../..", a folder)
+    last = uri.rstrip("/").rsplit("/", 1)[-1]
+    text = HEAD.replace("model: model.onnx", f"model: {uri}")
+    assert error_of(tmp_path, text) == (
+        f"cortex.yaml:6: api 'a': onnx.model: {uri} ends in '{last}', which names no file: give the "
+        "URL of the model itself"
+    )

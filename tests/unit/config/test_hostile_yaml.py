@@ -44,3 +44,45 @@ def test_a_config_file_past_the_size_limit_is_refused_unread(tmp_path: Path) -> 
         ConfigError, match=r"^cortex.yaml: the file is 4.0 MiB; a config file may be at most 4 MiB"
     ):
         load_project(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # were tracebacks (yaml.reader.ReaderError), exit 1
+        pytest.param(
+            "- kind: deployment\n  name: d\n  x: a\x07b\n",
+            "cortex.yaml:3: invalid YAML: a control character (0x07) YAML does not allow in a file; "
+            'write it as "\\x07" in a double-quoted string',
+            id="bell",
+        ),
+        pytest.param(
+            "- kind: deployment\n\n  name: d\x00\n",
+            "cortex.yaml:3: invalid YAML: a control character (0x00) YAML does not allow in a file; "
+            'write it as "\\x00" in a double-quoted string',
+            id="nul",
+        ),
+        # was "line 3: a key must be a scalar", naming no file
+        pytest.param(
+            "- kind: deployment\n  name: d\n  [a, b]: c\n",
+            "cortex.yaml:3: invalid YAML: a key must be a scalar",
+            id="key",
+        ),
+    ],
+)
+def test_a_config_yaml_cannot_read_names_the_file_and_line(tmp_path: Path, text: str, said: str) -> None:
+    (tmp_path / "cortex.yaml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    assert caught.value.message == said
+
+
+def test_a_config_that_is_not_utf_8_names_the_line(tmp_path: Path) -> None:
+    # was: "cortex.yaml: cannot read the file: 'utf-8' codec can't decode byte 0xe9 in position 40:
+    # invalid continuation byte" (a Latin-1 editor's save; the position counted in bytes)
+    (tmp_path / "cortex.yaml").write_bytes(b"- kind: deployment\n  name: d\n  # caf\xe9\n")
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    assert caught.value.message == (
+        "cortex.yaml:3: the file is not UTF-8 text (byte 0xe9 here): save it as UTF-8"
+    )

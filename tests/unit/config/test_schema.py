@@ -205,6 +205,12 @@ def test_predictor_block(tmp_path: Path) -> None:
         pytest.param(
             DEPLOYMENT + api("  endpoint: /a b\n"), "endpoint: '/a b' may contain only", id="ep-regex"
         ),
+        pytest.param(  # was accepted: live, and every request to it a 431 (the request line too long)
+            DEPLOYMENT + api(f"  endpoint: /{'a' * 70_000}\n"),
+            "endpoint: may be at most 2,048 characters (it has 70,001): the gateway, clients and proxies "
+            "refuse longer request lines",
+            id="ep-long",
+        ),
         pytest.param(
             DEPLOYMENT + api("  endpoint: /a//b\n"),
             "endpoint: '/a//b' must not contain '//'",

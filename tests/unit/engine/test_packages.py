@@ -9,7 +9,7 @@ import pytest
 from packaging.version import Version
 
 from inferd.engine import packages
-from inferd.engine.packages import PYTHON, ensure_packages, plan
+from inferd.engine.packages import PYTHON, ensure_packages, packages_dir, plan
 from inferd.errors import LoadError
 
 INDEX = {
@@ -189,3 +189,79 @@ def test_torchvision_is_the_build_for_inferds_torch_and_brings_no_torch_of_its_o
     ]
     with pytest.raises(LoadError, match=r"torchvision==0\.4\.\* does not fit torch 2\.13\.0\+cpu.*0\.28\.0"):
         plan("torchvision==0.4.*\n", relax=False, versions_of=lambda name: index)
+
+
+def _never(name: str) -> list[Version]:
+    raise AssertionError(f"the index was asked about {name}")
+
+
+def test_a_requirements_file_past_the_limits_is_refused_before_the_index_or_pip(tmp_path: Path) -> None:
+    # was: a 10 MB file of pins asked the index about each one, one pip run each, before pip
+    # itself ran: `inferd test` and the deploy said nothing for hours
+    requirements = tmp_path / "requirements.txt"
+    with requirements.open("w") as out:
+        out.write("somepkg==0.21.*\n")
+        out.truncate(packages.MAX_REQUIREMENTS_BYTES + 1)  # sparse
+    with pytest.raises(LoadError) as caught:
+        ensure_packages(tmp_path / "home", requirements)
+    assert caught.value.message == (
+        "requirements.txt is 1.0 MiB; inferd takes one of at most 1 MiB (a pip freeze of a large "
+        "environment is a few KiB)"
+    )
+    requirements.write_text("".join(f"pkg-{number}==1.0  # why\n" for number in range(2_001)) + "# end\n")
+    with pytest.raises(LoadError) as caught:
+        packages.read_requirements(requirements)
+    assert caught.value.message == (
+        "requirements.txt lists 2,001 requirements; inferd installs at most 2,000 (a pip freeze of a "
+        "large environment lists a few hundred)"
+    )
+    assert not (tmp_path / "home").exists()
+    requirements.write_text("somepkg==1.2.0\n" * 2_000)
+    assert plan(packages.read_requirements(requirements), False, versions_of, _never).lines
+
+
+def test_validate_says_a_requirements_file_is_past_the_limits(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from inferd.cli.main import cli
+
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+    )
+    (tmp_path / "requirements.txt").write_text("x\n" * 2_001)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert (result.exit_code, result.output) == (
+        2,
+        "error: requirements.txt lists 2,001 requirements; inferd installs at most 2,000 (a pip "
+        "freeze of a large environment lists a few hundred)\n",
+    )
+
+
+def test_a_requirements_file_including_another_installs_it_and_its_edits_count(tmp_path: Path) -> None:
+    # was: "installing requirements.txt failed: ERROR: Could not open requirements file: ...
+    # /envs/.installing-.../base.txt" (pip read the include beside inferd's copy of the list)
+    project = tmp_path / "project"
+    (project / "reqs").mkdir(parents=True)
+    (project / "reqs" / "base.txt").write_text("# shared pins\n-c pins.txt\n")
+    (project / "reqs" / "pins.txt").write_text("# none yet\n")
+    requirements = project / "requirements.txt"
+    requirements.write_text("-r reqs/base.txt\n")
+    home = tmp_path / "home"
+    first = packages_dir(home, requirements)
+    assert ensure_packages(home, requirements) == first
+    (project / "reqs" / "pins.txt").write_text("# none yet, still\n")  # a nested include's edit
+    assert packages_dir(home, requirements) != first
+
+
+def test_a_requirements_include_outside_the_project_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "common.txt").write_text("# shared\n")
+    (tmp_path / "project").mkdir()
+    requirements = tmp_path / "project" / "requirements.txt"
+    requirements.write_text("--requirement=../common.txt\n")
+    with pytest.raises(LoadError) as caught:
+        ensure_packages(tmp_path / "home", requirements)
+    assert caught.value.message == (
+        "requirements.txt: --requirement=../common.txt is outside the project folder, which is all a "
+        "deploy copies: move the file into the project"
+    )

@@ -127,3 +127,13 @@ def test_dill_pickle_of_functions(tmp_path: Path) -> None:
     path.write_bytes(dill.dumps({"post_inference": post_inference}, recurse=True))
     code = load_user_code(path, "handler", "test_pickle_handler", "request_handler.pickle")
     assert code.functions["post_inference"](None, None, None) == "from pickle"
+
+
+def test_a_binary_handler_is_said_to_be_no_python_source(tmp_path: Path) -> None:
+    # was "handler.py:None: invalid syntax: source code string cannot contain null bytes"
+    (tmp_path / "handler.py").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    with pytest.raises(LoadError) as caught:
+        check_source(tmp_path / "handler.py", "handler", "handler.py")
+    assert caught.value.message == (
+        "handler.py is not Python source: it holds NUL bytes (a binary file saved under a .py name?)"
+    )

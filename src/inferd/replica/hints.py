@@ -1,0 +1,51 @@
+"""Why deployed code misses a file the user's project folder holds: what a deploy leaves out.
+
+``inferd serve`` and ``inferd test`` run the project folder itself; a deploy runs a snapshot of
+it, which holds neither hidden files and folders (Cortex's project zip left them out too) nor
+linked folders (files travel, and the files that links name, but a link to a folder could name
+``/``). A replica that fails to load on such a file adds the reason to its error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from inferd.errors import LoadError
+
+
+def left_out_hint(exc: BaseException, project_root: Path, shown_root: Path | None) -> str:
+    """`` (why)`` when ``exc`` (a load failure) is about a file or module the user's folder
+    ``shown_root`` holds but the snapshot ``project_root`` left out, else ``""``."""
+    missing = exc.__cause__ if isinstance(exc, LoadError) else exc
+    if shown_root is None:
+        return ""
+    if isinstance(missing, ModuleNotFoundError) and missing.name:
+        return _linked_folder(shown_root, Path(missing.name.partition(".")[0]))
+    if not isinstance(missing, FileNotFoundError) or missing.filename is None:
+        return ""
+    path = os.path.normpath(os.path.join(project_root, os.fsdecode(missing.filename)))
+    relative = os.path.relpath(path, project_root)
+    if relative.startswith(".."):
+        return ""
+    if any(part.startswith(".") for part in Path(relative).parts):
+        if not (shown_root / relative).exists():
+            return ""
+        return (
+            f" ({relative} is in {shown_root}, but hidden files and folders are not deployed, as "
+            "Cortex's project zip left them out: give it a name without the leading dot)"
+        )
+    return _linked_folder(shown_root, Path(relative))
+
+
+def _linked_folder(shown_root: Path, relative: Path) -> str:
+    """The hint for the first part of ``relative`` that is a link to a folder in ``shown_root``."""
+    for count in range(1, len(relative.parts) + 1):
+        part = Path(*relative.parts[:count])
+        candidate = shown_root / part
+        if candidate.is_symlink() and candidate.is_dir():
+            return (
+                f" ({part} is a link to a folder in {shown_root}; a deploy copies the project's files, "
+                "and the files that links name, but no linked folder: move the folder into the project)"
+            )
+    return ""

@@ -1,0 +1,80 @@
+"""Snapshots of large projects: a sparse file stays sparse, a project the disk cannot hold is refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from inferd.operator import snapshots
+from inferd.operator.snapshots import snapshot_project
+from inferd.operator.state import StateError
+
+SIZE = 256 << 20
+
+
+class Usage(NamedTuple):
+    total: int
+    used: int
+    free: int
+
+
+def _project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "cortex.yaml").write_text("- kind: deployment\n  name: d\n")
+    return root
+
+
+def test_a_sparse_file_stays_sparse_in_the_snapshot(tmp_path: Path) -> None:
+    # was: a 2 GiB sparse file (28 KiB on disk) took 2.1 GiB in the snapshot, written in full
+    root = _project(tmp_path)
+    with (root / "data.bin").open("wb") as out:
+        out.write(b"head")
+        out.seek(SIZE // 2)
+        out.write(b"middle")
+        out.truncate(SIZE)
+    if (root / "data.bin").stat().st_blocks * 512 >= SIZE:
+        pytest.skip("this file system keeps no sparse files")
+    copy = snapshot_project(root, tmp_path / "home") / "data.bin"
+    assert copy.stat().st_size == SIZE
+    assert copy.stat().st_blocks * 512 < 1 << 20
+    with copy.open("rb") as read:
+        assert read.read(4) == b"head"
+        read.seek(SIZE // 2)
+        assert read.read(6) == b"middle"
+        read.seek(SIZE - 4)
+        assert read.read() == bytes(4)
+    assert copy.stat().st_mtime_ns == (root / "data.bin").stat().st_mtime_ns  # as copy2 kept it
+
+
+def test_a_project_the_disk_cannot_hold_is_refused_before_a_byte_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # was: the copy ran until the disk was full ("No space left on device"), with every other
+    # writer on that disk (state.json, the logs, the other APIs' replicas) failing meanwhile
+    root = _project(tmp_path)
+    (root / "model.onnx").write_bytes(bytes(300_000))
+    home = tmp_path / "home"
+
+    def usage(path: str | Path) -> Usage:  # 200 kB free beyond the reserve
+        return Usage(1 << 40, (1 << 40) - 200_000, 200_000 + snapshots.RESERVE_BYTES)
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    with pytest.raises(StateError) as caught:
+        snapshot_project(root, home)
+    assert str(caught.value) == (
+        f"No space left on device for the snapshot: the project's files need 293.0 KiB more in {home}, "
+        "whose disk has 195.3 KiB free (beyond the "
+        "64.0 MiB inferd keeps for its state and logs): nothing was deployed; free some space, or move "
+        "files the APIs do not need out of the project folder"
+    )
+    assert not any((home / "projects").iterdir())
+    monkeypatch.undo()
+    first = snapshot_project(root, home)
+    (root / "handler.py").write_text("x = 1\n")
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    second = snapshot_project(root, home)  # the model is linked from the first: nothing more to hold
+    assert (second / "model.onnx").samefile(first / "model.onnx")

@@ -35,7 +35,7 @@ POLL_SECONDS = 0.25
 
 def _check_names(deployment: str, api: str) -> None:
     """The names a Cortex project would accept (DNS-1123 and DNS-1035), else ``UsageError``."""
-    from inferd.config.schema import DNS_1035, DNS_1123
+    from inferd.config.names import DNS_1035, DNS_1123
 
     for what, name, pattern in (("deployment_name", deployment, DNS_1123), ("api_name", api, DNS_1035)):
         if not isinstance(name, str) or not pattern.match(name) or len(name) > 63:

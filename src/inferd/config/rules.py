@@ -14,6 +14,7 @@ from stat import S_ISREG
 from urllib.parse import urlsplit
 
 from inferd.config.blocks import Auth, Shadow
+from inferd.config.names import reserved
 from inferd.config.schema import (
     Api,
     ApiConfig,
@@ -23,7 +24,6 @@ from inferd.config.schema import (
     SplitterConfig,
     TrafficSplitter,
     is_remote,
-    reserved,
 )
 
 

@@ -6,8 +6,10 @@ a body slower than 1 KiB/s on average once it has taken 10 s),
 60 s of keep-alive idleness, 10,000 open connections (beyond, a new connection takes the place
 of an idle one, or accepting pauses until one closes), 8
 pipelined requests buffered per connection (reading pauses beyond), 1 GiB of unfinished request
-bodies held in all (beyond, the request whose bytes cross it gets a 503). Timeouts are enforced by
-a sweep once a second over the connections, so a request pays no timer of its own.
+bodies held in all (beyond, the request whose bytes cross it gets a 503), 1 GiB of answers
+written to clients that do not read them (beyond, the one that stopped reading first is
+disconnected). Timeouts are enforced by a sweep once a second over the connections, so a
+request pays no timer of its own.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class EdgeLimits:
     # Bytes of request bodies still arriving, on all connections together: each body is bounded
     # by its API's max_body_size and its rate by the sweep, but many slow ones at once are not.
     max_body_buffer: int = 1 << 30
+    # Bytes of answers written to clients that do not read them, on all connections together
+    # (gateway/held.py): beyond, the client that stopped reading first is disconnected.
+    max_answer_buffer: int = 1 << 30
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **given: float | None) -> EdgeLimits:

@@ -1,0 +1,74 @@
+"""Clients that try to exhaust a real `inferd serve`'s memory or CPU: well-behaved clients are
+served meanwhile, and what the attackers hold stays within the gateway's documented bounds.
+
+Raw sockets over loopback; one server for the file (its limits set small, so that the bounds are
+reached with a few connections).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.conftest import Server, make_project, wait_for
+
+BIG = """
+def predict(sample, metadata):
+    return "a" * sample["n"]
+"""
+ANSWER = 8_000_000  # bytes of one answer of the `big` API
+BUDGET = 16_000_000  # --max-answer-buffer: two answers' worth
+TCP_CLOSE = 7  # tcpi_state of a connection the other end reset
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("exhaustion")
+    project = make_project(
+        root / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: big\n  predictor:\n    path: big.py\n",
+        {"big.py": BIG},
+    )
+    running = Server(project, root / "serve.log", "--max-answer-buffer", str(BUDGET)).wait_ready()
+    yield running
+    running.stop()
+
+
+def _port(server: Server) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def _reset(sock: socket.socket) -> bool:
+    """The server reset ``sock`` (read without reading it: the client still reads nothing)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    return bool(struct.unpack("B", info[:1])[0] == TCP_CLOSE)
+
+
+def test_answers_nobody_reads_are_dropped_past_the_answer_budget(server: Server) -> None:
+    # Each client asks for an 8 MB answer and never reads it: the gateway held every answer
+    # whole until the keep-alive timeout (30 clients of a 20 MB answer: 610 MB for a minute).
+    # Past --max-answer-buffer the clients that stopped reading first are disconnected, and a
+    # client that reads gets its whole answer meanwhile.
+    body = b'{"n": %d}' % ANSWER
+    request = b"POST /d/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    stalled = []
+    for _ in range(10):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", _port(server)))
+        sock.sendall(request)
+        stalled.append(sock)
+    try:
+        # 10 answers of 8 MB, 16 MB held at most (the kernel's buffers hold part of each): at
+        # least half of the clients are gone long before the 60 s keep-alive timeout.
+        wait_for(lambda: sum(map(_reset, stalled)) >= 5, 30, "stalled clients disconnected")
+        answer = requests.post(f"{server.url}/d/big", data=body, timeout=30)
+        assert answer.status_code == 200 and len(answer.json()) == ANSWER
+        assert "Traceback" not in server.log()
+    finally:
+        for sock in stalled:
+            sock.close()

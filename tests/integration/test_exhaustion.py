@@ -72,3 +72,29 @@ def test_answers_nobody_reads_are_dropped_past_the_answer_budget(server: Server)
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_pipelined_floods_do_not_hold_other_clients_back(server: Server) -> None:
+    # Each read (up to 256 KiB: thousands of pipelined `GET /healthz`) was parsed and answered
+    # in one go before the event loop served anyone else: with 30 such connections a prediction
+    # waited 25 s. Now a connection's turn ends after a few requests; the rest of its read waits.
+    flood = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 30_000  # about 1 MB
+    floods = []
+    try:
+        for _ in range(40):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it reads nothing
+            sock.connect(("127.0.0.1", _port(server)))
+            sock.setblocking(False)
+            sent = 0
+            while sent < len(flood):
+                try:
+                    sent += sock.send(flood[sent : sent + (256 << 10)])
+                except BlockingIOError:
+                    break  # what the kernel holds is enough
+            floods.append(sock)
+        answer = requests.post(f"{server.url}/d/big", json={"n": 3}, timeout=10)
+        assert answer.json() == "aaa"
+    finally:
+        for sock in floods:
+            sock.close()

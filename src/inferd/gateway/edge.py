@@ -232,7 +232,7 @@ class Listener:
                 conn is not new
                 and conn.phase == IDLE
                 and conn.transport is not None
-                and not (conn.busy or conn.pipeline or conn.lingering or conn.write_paused)
+                and not (conn.busy or conn.pipeline or conn.unread or conn.lingering or conn.write_paused)
             ):
                 if take:
                     del rested[conn]
@@ -317,7 +317,7 @@ def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> l
             if now - conn.write_paused_since > idle_timeout:
                 expired.append(conn)
         elif conn.phase == HEAD:
-            if age > header_timeout:
+            if age > header_timeout and not conn.read_paused:  # paused: the gateway's doing
                 expired.append(conn)
         elif conn.phase == BODY and not conn.read_paused:  # paused: the gateway's doing, not the client's
             # No pause longer than the header timeout, and past it, on average at least
@@ -325,6 +325,6 @@ def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> l
             taken = now - conn.body_since
             if age > header_timeout or (taken > header_timeout and conn.body_bytes < taken * MIN_BODY_RATE):
                 expired.append(conn)
-        elif conn.phase == IDLE and not conn.busy and not conn.pipeline and age > idle_timeout:
+        elif conn.phase == IDLE and not (conn.busy or conn.pipeline or conn.unread) and age > idle_timeout:
             expired.append(conn)
     return expired

@@ -191,10 +191,7 @@ class HttpConnection(RequestReader):
                 and len(pipeline) < self.limits.max_pipeline
                 and not (self.busy and self.phase == BODY and self._size > edge.READ_AHEAD)
             ):
-                self.read_paused = False
-                if self.phase == BODY:  # the pause was ours: the body's clocks start again
-                    self.since = self.body_since = self.app.clock
-                transport.resume_reading()
+                self.read_again()
         finally:
             self._advancing = False
 
@@ -319,6 +316,7 @@ class HttpConnection(RequestReader):
                 transport.write_eof()
                 self.lingering = True
                 self.linger_since = self.app.clock
+                self.unread = b""  # read and dropped from now on
                 if self.read_paused:
                     self.read_paused = False
                     transport.resume_reading()

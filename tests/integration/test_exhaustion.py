@@ -7,9 +7,12 @@ reached with a few connections).
 
 from __future__ import annotations
 
+import json
+import select
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -20,8 +23,18 @@ BIG = """
 def predict(sample, metadata):
     return "a" * sample["n"]
 """
+# Answers once the file the sample names exists (30 s at most): requests held at its replica.
+HOLD = """
+import os, time
+def predict(sample, metadata):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sample["until"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(sample.get("pad", ""))
+"""
 ANSWER = 8_000_000  # bytes of one answer of the `big` API
 BUDGET = 16_000_000  # --max-answer-buffer: two answers' worth
+BODIES = 3_000_000  # --max-body-buffer
 TCP_CLOSE = 7  # tcpi_state of a connection the other end reset
 
 
@@ -30,10 +43,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("exhaustion")
     project = make_project(
         root / "p",
-        "- kind: deployment\n  name: d\n- kind: api\n  name: big\n  predictor:\n    path: big.py\n",
-        {"big.py": BIG},
+        "- kind: deployment\n  name: d\n- kind: api\n  name: big\n  predictor:\n    path: big.py\n"
+        "- kind: api\n  name: hold\n  predictor:\n    path: hold.py\n",
+        {"big.py": BIG, "hold.py": HOLD},
     )
-    running = Server(project, root / "serve.log", "--max-answer-buffer", str(BUDGET)).wait_ready()
+    limits = ["--max-answer-buffer", str(BUDGET), "--max-body-buffer", str(BODIES)]
+    running = Server(project, root / "serve.log", *limits).wait_ready()
     yield running
     running.stop()
 
@@ -97,4 +112,35 @@ def test_pipelined_floods_do_not_hold_other_clients_back(server: Server) -> None
         assert answer.json() == "aaa"
     finally:
         for sock in floods:
+            sock.close()
+
+
+def test_bodies_waiting_for_a_replica_count_in_the_body_budget(server: Server, tmp_path: Path) -> None:
+    # --max-body-buffer counted only bodies still arriving: once in an API's queue (1,000 by
+    # default) a body stayed in the gateway's memory uncounted, and sixty 9 MB requests queued
+    # for a slow API took it from 98 MiB to 1 GiB. Queued bodies count now: the request that
+    # crosses the budget gets a 503, and once the queue empties the budget is whole again.
+    until = tmp_path / "release"
+    pad = "x" * 900_000
+    body = json.dumps({"until": str(until), "pad": pad}).encode()
+    request = b"POST /d/hold HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    clients = []
+    try:
+        for _ in range(6):  # one runs, the others wait: 5 x 0.9 MB queued against a 3 MB budget
+            sock = socket.create_connection(("127.0.0.1", _port(server)), timeout=30)
+            sock.sendall(request)
+            clients.append(sock)
+        refused, _, _ = select.select(clients, [], [], 20)
+        assert refused, "no request was refused while the queue held more than the body budget"
+        until.touch()
+        answers = [sock.recv(65536) for sock in clients]
+        ok = [answer for answer in answers if answer.startswith(b"HTTP/1.1 200")]
+        shed = [answer for answer in answers if answer.startswith(b"HTTP/1.1 503")]
+        assert ok and shed and len(ok) + len(shed) == len(clients)
+        assert all(b"Retry-After" in answer and b"too many request bodies" in answer for answer in shed)
+        # Everything queued was counted out: the budget's worth fits again.
+        again = requests.post(f"{server.url}/d/hold", data=body, timeout=30)
+        assert again.status_code == 200 and again.json() == len(pad)
+    finally:
+        for sock in clients:
             sock.close()

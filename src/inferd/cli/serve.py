@@ -92,7 +92,8 @@ class PortType(click.ParamType[int]):
 @click.option(
     "--max-body-buffer",
     type=click.IntRange(min=1),
-    help="Bytes of request bodies still arriving, all connections together; the request that "
+    help="Bytes of request bodies still arriving or waiting for a replica, all connections "
+    "together; the request that "
     "crosses it gets a 503 [default: 1 GiB; INFERD_MAX_BODY_BUFFER].",
 )
 @click.option(

@@ -64,8 +64,9 @@ class EdgeLimits:
     keepalive_timeout: float = 60.0
     max_connections: int = 10_000
     max_pipeline: int = 8
-    # Bytes of request bodies still arriving, on all connections together: each body is bounded
-    # by its API's max_body_size and its rate by the sweep, but many slow ones at once are not.
+    # Bytes of request bodies still arriving, on all connections together, or waiting in a queue
+    # (gateway/waiting.py): each body is bounded by its API's max_body_size and its rate by the
+    # sweep, and a queue's length by max_queue_length, but many at once are not.
     max_body_buffer: int = 1 << 30
     # Bytes of answers written to clients that do not read them, on all connections together
     # (gateway/held.py): beyond, the client that stopped reading first is disconnected.

@@ -20,6 +20,7 @@ import httptools
 
 from inferd import codec
 from inferd.gateway import edge
+from inferd.gateway.waiting import QUEUED
 from inferd.gateway.wire import WANTED_HEADERS, Request, origin_form
 
 if TYPE_CHECKING:
@@ -344,9 +345,10 @@ class RequestReader(asyncio.Protocol):
         self._held += len(body)
         app = self.app
         app.bodies_held += len(body)
-        if app.bodies_held > self.limits.max_body_buffer:
-            # Many bodies arriving at once (slowly, from many connections) would hold the
-            # gateway's memory without end: the one that crosses the budget is shed.
+        if app.bodies_held + QUEUED.bytes > self.limits.max_body_buffer:
+            # Many bodies arriving at once (slowly, from many connections), or waiting in the
+            # queues of slow APIs, would hold the gateway's memory without end: the one that
+            # crosses the budget is shed.
             self._body = []
             self._release()
             self._too_large = True  # the rest of it is read and dropped, never buffered

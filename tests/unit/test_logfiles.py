@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -238,3 +239,18 @@ def test_a_log_that_cannot_be_read_is_said_not_empty(tmp_path: Path) -> None:
     )  # root reads any file: a folder stands for one it cannot
     with pytest.raises(StateError, match=r"cannot read the log .*api\.log \(Is a directory\)"):
         read_logs(tmp_path, "d/api")
+
+
+def test_logs_hold_no_file_descriptor_between_writes(tmp_path: Path) -> None:
+    # Each API's log and access log held a descriptor for good: an operator with an open-file
+    # limit of 256 and 60 APIs ran out once each API had answered once, and refused every
+    # connection (`inferd get` too) until it was restarted.
+    before = len(os.listdir("/proc/self/fd"))
+    logs = [RotatingLog(tmp_path / f"api{i}.access.log", 4096, 1) for i in range(50)]
+    for rounds in range(3):  # rotations included
+        for log in logs:
+            log.write(f"line {rounds}\n" * 300)
+    assert len(os.listdir("/proc/self/fd")) - before < 5
+    assert (tmp_path / "api7.access.log").read_text().endswith("line 2\n")
+    for log in logs:
+        log.close()

@@ -8,16 +8,18 @@ reached with a few connections).
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import struct
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import Server, make_project, wait_for
+from tests.conftest import INFERD, Server, make_project, wait_for
 
 BIG = """
 def predict(sample, metadata):
@@ -144,3 +146,37 @@ def test_bodies_waiting_for_a_replica_count_in_the_body_budget(server: Server, t
     finally:
         for sock in clients:
             sock.close()
+
+
+def test_a_terminal_that_does_not_read_never_stops_the_gateway(tmp_path: Path) -> None:
+    # `inferd serve` wrote its console lines (with --access-log, one per request) from its event
+    # loop: once the terminal stopped reading (a pager left on a page, Ctrl-S) the first write
+    # past the pipe's 64 KiB blocked, and every client waited for good. Its output goes into a
+    # pipe nobody reads here: every request is answered, the lines past the buffer dropped.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: big\n  predictor:\n    path: big.py\n",
+        {"big.py": BIG},
+    )
+    process = subprocess.Popen(
+        [str(INFERD), "serve", str(project), "--port", "0", "--access-log"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        banner = b""
+        while b"/healthz answers" not in banner:  # read up to the banner, then never again
+            line = process.stdout.readline() if process.stdout is not None else b""
+            assert line, banner
+            banner += line
+        port = int(re.search(rb"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/healthz", timeout=5).status_code == 200, 60, "ready")
+        with requests.Session() as session:
+            for _ in range(600):  # about 150 KiB of access lines: more than a pipe holds
+                answer = session.post(f"{url}/d/big", json={"n": 1}, timeout=10)
+                assert answer.json() == "a"
+        assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)  # read at last: it drains and exits

@@ -96,9 +96,20 @@ class RotatingLog:
     """Appends text to one file through a ``RotatingFileHandler`` (one record per write)."""
 
     def __init__(
-        self, path: Path, limit: int | None = None, keep: int | None = None, whole_lines: bool = False
+        self,
+        path: Path,
+        limit: int | None = None,
+        keep: int | None = None,
+        whole_lines: bool = False,
+        hold_open: bool = False,
     ) -> None:
         self.path = path
+        # Closed after each write unless ``hold_open`` (the payload logs close theirs when idle):
+        # an API's log and access log each held a descriptor for good, and an operator with an
+        # open-file limit of 256 and 60 APIs ran out of descriptors once each API had answered
+        # once: every connection refused, `inferd get` failing, until it was restarted. A write
+        # is a batch (the access log flushes a few times a second), so reopening costs little.
+        self.hold_open = hold_open
         # A line longer than a piece is cut (logs: every file stays within the limit), or written
         # whole (records that must stay one JSON document a line: that file may pass the limit).
         self.whole_lines = whole_lines
@@ -148,6 +159,19 @@ class RotatingLog:
             # handle(), not emit(): under the handler's lock, as threads may share one log
             self._handler.handle(logging.makeLogRecord({"msg": text[start:stop]}))
             start = stop + skip
+        if not self.hold_open:
+            self._release()
+
+    def _release(self) -> None:
+        """Close the file until the next write (which opens it again)."""
+        handler = self._handler
+        handler.acquire()
+        try:
+            stream, handler.stream = handler.stream, None
+            if stream is not None:
+                stream.close()
+        finally:
+            handler.release()
 
     def close(self) -> None:
         self._handler.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -252,3 +253,18 @@ def test_a_first_read_without_tail_or_since_shows_the_last_100_lines(tmp_path: P
     assert len(files_of(path)) > 1
     lines = read_logs(tmp_path, "d/api")["text"].splitlines()
     assert lines == [f"line {n}" for n in range(50, 150)]
+
+
+def test_logs_hold_no_file_descriptor_between_writes(tmp_path: Path) -> None:
+    # Each API's log and access log held a descriptor for good: an operator with an open-file
+    # limit of 256 and 60 APIs ran out once each API had answered once, and refused every
+    # connection (`inferd get` too) until it was restarted.
+    before = len(os.listdir("/proc/self/fd"))
+    logs = [RotatingLog(tmp_path / f"api{i}.access.log", 4096, 1) for i in range(50)]
+    for rounds in range(3):  # rotations included
+        for log in logs:
+            log.write(f"line {rounds}\n" * 300)
+    assert len(os.listdir("/proc/self/fd")) - before < 5
+    assert (tmp_path / "api7.access.log").read_text().endswith("line 2\n")
+    for log in logs:
+        log.close()

@@ -31,6 +31,7 @@ FAILED = ("error", "error (out of memory)", "compute unavailable")
 # An operator killed while a deploy waits is back within seconds (its supervisor restarts it and
 # it restores the deployment): the wait goes on; one away longer than this is an error.
 OPERATOR_GRACE = 30.0
+ALIKE = 4  # APIs failing for the same reason from which the reason is said once for all
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Outcome:
     failed: bool = False
     line: str = ""
     failure: str = ""
+    why: str = ""  # the failure less the API's name: APIs that failed alike are said once
 
 
 def judge(name: str, info: dict[str, Any] | None, version: str | None) -> Outcome:
@@ -56,10 +58,10 @@ def judge(name: str, info: dict[str, Any] | None, version: str | None) -> Outcom
         return Outcome(True, False, f"{name}: live ({up_to_date}/{requested} replicas up to date)")
     if status in FAILED:
         reason = info.get("error") or status
-        failure = f"api '{name}' failed ({status}): {reason}"
+        why = f"({status}): {reason}"
         if int(info.get("available", 0)) > up_to_date:
-            failure += "; the previous version keeps serving"
-        return Outcome(True, True, f"{name}: {status}: {reason}", failure)
+            why += "; the previous version keeps serving"
+        return Outcome(True, True, f"{name}: {status}: {reason}", f"api '{name}' failed {why}", why)
     return Outcome(False, False, f"{name}: {status} ({up_to_date}/{requested} replicas up to date)")
 
 
@@ -135,9 +137,28 @@ def _wait_outcome(
                 "follow it with `inferd get -w`"
             )
         sleep(POLL_SECONDS)
-    failed = [outcome.failure for outcome in outcomes.values() if outcome.failed]
+    alike: dict[str, list[str]] = {}  # APIs that failed for the same reason, said once
+    failed: list[str] = []
+    for name, outcome in outcomes.items():
+        if outcome.failed and outcome.why:
+            if outcome.why not in alike:
+                alike[outcome.why] = []
+                failed.append(outcome.why)
+            alike[outcome.why].append(name)
+        elif outcome.failed:
+            failed.append(outcome.failure)
     if failed:
-        raise DeployFailedError("; ".join(failed))
+        raise DeployFailedError(
+            "; ".join(_failed(alike[why], why) if why in alike else why for why in failed)
+        )
+
+
+def _failed(names: list[str], why: str) -> str:
+    """The APIs ``names`` that failed for the same reason: a few named one by one, more in one
+    sentence (forty APIs short of the machine's cores were forty copies of one long sentence)."""
+    if len(names) < ALIKE:
+        return "; ".join(f"api '{name}' failed {why}" for name in names)
+    return f"{len(names)} apis failed {why}: " + ", ".join(f"'{name}'" for name in names)
 
 
 def wait_deleted(

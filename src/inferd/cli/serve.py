@@ -92,8 +92,16 @@ class PortType(click.ParamType[int]):
 @click.option(
     "--max-body-buffer",
     type=click.IntRange(min=1),
-    help="Bytes of request bodies still arriving, all connections together; the request that "
+    help="Bytes of request bodies still arriving or waiting for a replica, all connections "
+    "together; the request that "
     "crosses it gets a 503 [default: 1 GiB; INFERD_MAX_BODY_BUFFER].",
+)
+@click.option(
+    "--max-answer-buffer",
+    type=click.IntRange(min=1),
+    help="Bytes of answers written to clients that do not read them, all connections together; "
+    "beyond, the one that stopped reading first is disconnected "
+    "[default: 1 GiB; INFERD_MAX_ANSWER_BUFFER].",
 )
 @click.option(
     "--replicas",
@@ -117,6 +125,7 @@ def serve(
     max_connections: int | None,
     max_pipeline: int | None,
     max_body_buffer: int | None,
+    max_answer_buffer: int | None,
     relax_pins: bool,
     replicas: int | None,
 ) -> None:
@@ -143,6 +152,7 @@ def serve(
         max_connections=max_connections,
         max_pipeline=max_pipeline,
         max_body_buffer=max_body_buffer,
+        max_answer_buffer=max_answer_buffer,
     )
     project = load_project(project_dir)
     if relax_pins:

@@ -11,7 +11,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
@@ -30,11 +30,19 @@ LINE = (
 )
 
 
+class TextSink(Protocol):
+    """Where access lines go without a folder: ``sys.stderr``, or ``inferd serve``'s console."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
 class AccessLog:
     """Buffers access records per API and appends them to ``<folder>/<deployment>/<api>.access.log``
     (rotated by size), or to a stream."""
 
-    def __init__(self, folder: Path | None = None, stream: IO[str] | None = None) -> None:
+    def __init__(self, folder: Path | None = None, stream: TextSink | None = None) -> None:
         self.folder = folder
         self.stream = stream if stream is not None or folder is not None else sys.stderr
         self._pending: dict[str, list[bytes]] = {}

@@ -21,6 +21,7 @@ from inferd.gateway import auth, cortex, edge, openapi, sweeper, tfserving, v2
 from inferd.gateway.access import AccessLog
 from inferd.gateway.apis import DEFAULT_BODY_LIMIT, ApiTable
 from inferd.gateway.edge import EdgeLimits, Listener
+from inferd.gateway.held import HeldAnswers
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
@@ -82,6 +83,7 @@ class Gateway(ApiTable):
         self.tracer = Tracer.from_environment()
         self.connections: set[HttpConnection] = set()
         self.bodies_held = 0  # bytes of request bodies still arriving (limits.max_body_buffer)
+        self.answers_held = HeldAnswers(self.limits.max_answer_buffer)
         self.draining = False
         self.started = time.time()
         self._listeners: list[Listener] = []

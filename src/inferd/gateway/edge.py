@@ -6,8 +6,10 @@ a body slower than 1 KiB/s on average once it has taken 10 s),
 60 s of keep-alive idleness, 10,000 open connections (beyond, a new connection takes the place
 of an idle one, or accepting pauses until one closes), 8
 pipelined requests buffered per connection (reading pauses beyond), 1 GiB of unfinished request
-bodies held in all (beyond, the request whose bytes cross it gets a 503). Timeouts are enforced by
-a sweep once a second over the connections, so a request pays no timer of its own.
+bodies held in all (beyond, the request whose bytes cross it gets a 503), 1 GiB of answers
+written to clients that do not read them (beyond, the one that stopped reading first is
+disconnected). Timeouts are enforced by a sweep once a second over the connections, so a
+request pays no timer of its own.
 """
 
 from __future__ import annotations
@@ -62,9 +64,13 @@ class EdgeLimits:
     keepalive_timeout: float = 60.0
     max_connections: int = 10_000
     max_pipeline: int = 8
-    # Bytes of request bodies still arriving, on all connections together: each body is bounded
-    # by its API's max_body_size and its rate by the sweep, but many slow ones at once are not.
+    # Bytes of request bodies still arriving, on all connections together, or waiting in a queue
+    # (gateway/waiting.py): each body is bounded by its API's max_body_size and its rate by the
+    # sweep, and a queue's length by max_queue_length, but many at once are not.
     max_body_buffer: int = 1 << 30
+    # Bytes of answers written to clients that do not read them, on all connections together
+    # (gateway/held.py): beyond, the client that stopped reading first is disconnected.
+    max_answer_buffer: int = 1 << 30
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **given: float | None) -> EdgeLimits:
@@ -227,7 +233,7 @@ class Listener:
                 conn is not new
                 and conn.phase == IDLE
                 and conn.transport is not None
-                and not (conn.busy or conn.pipeline or conn.lingering or conn.write_paused)
+                and not (conn.busy or conn.pipeline or conn.unread or conn.lingering or conn.write_paused)
             ):
                 if take:
                     del rested[conn]
@@ -312,7 +318,7 @@ def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> l
             if now - conn.write_paused_since > idle_timeout:
                 expired.append(conn)
         elif conn.phase == HEAD:
-            if age > header_timeout:
+            if age > header_timeout and not conn.read_paused:  # paused: the gateway's doing
                 expired.append(conn)
         elif conn.phase == BODY and not conn.read_paused:  # paused: the gateway's doing, not the client's
             # No pause longer than the header timeout, and past it, on average at least
@@ -320,6 +326,6 @@ def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> l
             taken = now - conn.body_since
             if age > header_timeout or (taken > header_timeout and conn.body_bytes < taken * MIN_BODY_RATE):
                 expired.append(conn)
-        elif conn.phase == IDLE and not conn.busy and not conn.pipeline and age > idle_timeout:
+        elif conn.phase == IDLE and not (conn.busy or conn.pipeline or conn.unread) and age > idle_timeout:
             expired.append(conn)
     return expired

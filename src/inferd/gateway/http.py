@@ -100,6 +100,8 @@ class HttpConnection(RequestReader):
         self.transport = None
         self.pipeline.clear()
         self._release()
+        if self.write_paused:
+            self.app.answers_held.release(self)
         if self.listener is not None:
             self.listener.forget(self)
         self.app.connection_closed(self)
@@ -117,6 +119,8 @@ class HttpConnection(RequestReader):
         """The client does not read our answers: stop reading its requests until it does."""
         self.write_paused = True
         self.write_paused_since = self.app.clock
+        if self.transport is not None:
+            self.app.answers_held.hold(self, self.transport.get_write_buffer_size())
         if self.stream is not None:
             self.stream.pause()
         if not self.read_paused and self.transport is not None:
@@ -125,6 +129,7 @@ class HttpConnection(RequestReader):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.app.answers_held.release(self)
         if self.stream is not None:
             self.stream.resume()
         self._advance()
@@ -186,10 +191,7 @@ class HttpConnection(RequestReader):
                 and len(pipeline) < self.limits.max_pipeline
                 and not (self.busy and self.phase == BODY and self._size > edge.READ_AHEAD)
             ):
-                self.read_paused = False
-                if self.phase == BODY:  # the pause was ours: the body's clocks start again
-                    self.since = self.body_since = self.app.clock
-                transport.resume_reading()
+                self.read_again()
         finally:
             self._advancing = False
 
@@ -305,6 +307,8 @@ class HttpConnection(RequestReader):
                 )
             )
         )
+        if self.write_paused:  # more for a client that does not read: counted (gateway/held.py)
+            self.app.answers_held.hold(self, transport.get_write_buffer_size())
         if close:
             self.pipeline.clear()
             if early and transport.can_write_eof():
@@ -312,6 +316,7 @@ class HttpConnection(RequestReader):
                 transport.write_eof()
                 self.lingering = True
                 self.linger_since = self.app.clock
+                self.unread = b""  # read and dropped from now on
                 if self.read_paused:
                     self.read_paused = False
                     transport.resume_reading()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from inferd import codec
 from inferd.config.schema import ApiConfig
 from inferd.gateway.metrics import ApiStats
+from inferd.gateway.waiting import Waiting
 from inferd.replica import messages
 from inferd.replica.handle import Answer, ReplicaHandle, ReplicaState
 
@@ -74,10 +75,10 @@ class ApiQueue:
         self.idle: list[ReplicaHandle] = []
         self.replicas: set[ReplicaHandle] = set()
         self.busy: dict[ReplicaHandle, list[QueuedRequest]] = {}
-        self.waiting: deque[Entry] = deque()
+        self.waiting = Waiting()  # their bodies counted for --max-body-buffer (gateway/waiting.py)
         # Shadow copies of another API's requests (gateway/shadow.py): a replica takes one only
         # when no request of this API waits.
-        self.copies: deque[Entry] = deque()
+        self.copies = Waiting()
         self.running = 0
         self.info: dict[str, Any] = {}
         self.error: str | None = None
@@ -134,7 +135,9 @@ class ApiQueue:
         """No idle replica and ``max_queue_length`` requests already waiting."""
         if self.idle or len(self.waiting) < self.max_queue_length:
             return False
-        self.waiting = deque(entry for entry in self.waiting if not entry[0].closed)
+        kept = Waiting(entry for entry in self.waiting if not entry[0].closed)
+        self.waiting.clear()  # counted out; ``kept`` counted in
+        self.waiting = kept
         return len(self.waiting) >= self.max_queue_length
 
     def submit(self, request: QueuedRequest, kind: bytes, body: bytes) -> None:

@@ -20,6 +20,7 @@ import httptools
 
 from inferd import codec
 from inferd.gateway import edge
+from inferd.gateway.waiting import QUEUED
 from inferd.gateway.wire import WANTED_HEADERS, Request, origin_form
 
 if TYPE_CHECKING:
@@ -33,6 +34,12 @@ _SLASHES = re.compile(rb"//+")
 # Headers whose lines are one comma-separated list (RFC 9110 5.3): a second line must not hide
 # the first (``Transfer-Encoding: gzip`` then ``chunked`` was read as chunked alone).
 LISTS = frozenset((b"accept", b"transfer-encoding", b"content-encoding"))
+# A read is parsed this many bytes at a time, and a connection's turn ends after BURST requests
+# (the rest of its read is parsed on a later turn of the event loop): pipelined requests cannot
+# keep the other clients waiting. A request that arrives in one small read is parsed at once.
+SLICE = 1024
+BODY_SLICE = 1 << 16
+BURST = 8
 
 
 class RequestReader(asyncio.Protocol):
@@ -53,6 +60,10 @@ class RequestReader(asyncio.Protocol):
         self.since = app.clock
         self.head_bytes = 0
         self.read_paused = False
+        self.burst = 0  # requests read since this turn of the event loop began (``BURST``)
+        self.unread: bytes | memoryview = (
+            b""  # received, held back unparsed (``_read``): a view, never copied
+        )
         self.lingering = False
         self.broken = False  # an unparsable request came behind others: their answers go first
         self._admitting = False
@@ -89,16 +100,76 @@ class RequestReader(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering or self.broken:  # answered early, or after a bad request: read and drop
             return
-        # Counted until the head ends, and in a body from its last byte on (``on_body`` sets it
-        # back to 0): a chunked body's framing and trailer fields are bounded as a head is.
-        self.head_bytes += len(data)
-        self._feed(data)
-        if self.head_bytes > self.limits.max_header_bytes and not self.lingering and not self.broken:
-            limit = self.limits.max_header_bytes
-            if self.phase == HEAD:
-                self.refuse(431, f"the request line and headers are larger than {limit} bytes")
-            elif self.phase == BODY:
-                self._trailers_too_large()
+        self.burst = 0
+        self._read(data)
+
+    def _read(self, data: bytes | memoryview) -> None:
+        """Parse ``data`` a slice at a time. Once reading pauses (the pipeline is full, the client
+        does not read its answers) or ``BURST`` requests were read in this turn, the rest waits in
+        ``unread`` (a view of the read, not copied at each turn). One read holds up to 256 KiB,
+        thousands of small pipelined requests, and was parsed (each answered, where the gateway
+        answers alone) before any other client was served: 30 connections pipelining
+        ``GET /healthz`` held a prediction back for 25 s."""
+        end = len(data)
+        view = memoryview(data) if end > SLICE else None
+        start = 0
+        while start < end:
+            if start and (self.read_paused or self.burst >= BURST):
+                self._hold_back(view[start:] if view is not None else data[start:])
+                return
+            step = self._body_left() if self.phase == BODY else SLICE
+            piece = data if view is None else view[start : start + step]
+            start += len(piece)
+            # Counted until the head ends, and in a body from its last byte on (``on_body`` sets it
+            # back to 0): a chunked body's framing and trailer fields are bounded as a head is.
+            self.head_bytes += len(piece)
+            self._feed(piece)
+            if self.head_bytes > self.limits.max_header_bytes and not self.lingering and not self.broken:
+                limit = self.limits.max_header_bytes
+                if self.phase == HEAD:
+                    self.refuse(431, f"the request line and headers are larger than {limit} bytes")
+                elif self.phase == BODY:
+                    self._trailers_too_large()
+            if self.lingering or self.broken:
+                return
+
+    def _body_left(self) -> int:
+        """How much to parse at once inside a body: the rest of it (or a large slice of a
+        chunked one); a body parsed a small slice at a time cost 2.5 times the CPU."""
+        length = self._headers.get(b"content-length")
+        if length is not None and length.isdigit():
+            return max(SLICE, int(length) - self._size)
+        return BODY_SLICE
+
+    def _hold_back(self, rest: bytes | memoryview) -> None:
+        """Keep ``rest`` unparsed, reading paused, until the pipeline has room (``_advance`` calls
+        ``read_again``) or, after a burst, until the event loop has served the others."""
+        self.unread = rest
+        transport = self.transport
+        if transport is None:
+            return
+        if not self.read_paused:  # a burst: on with the rest once the others had their turn
+            asyncio.get_running_loop().call_soon(self._read_unread)
+        transport.pause_reading()
+
+    def _read_unread(self) -> None:
+        rest, self.unread = self.unread, b""
+        if not rest or self.transport is None or self.lingering or self.broken:
+            return
+        self.burst = 0
+        self._read(rest)
+        if not self.unread and not self.read_paused and self.transport is not None:
+            self.transport.resume_reading()
+
+    def read_again(self) -> None:
+        """Read again (what was held back first): the reasons to pause are gone."""
+        self.read_paused = False
+        if self.phase != IDLE:  # the pause was ours: the head's or body's clocks start again
+            self.since = self.body_since = self.app.clock
+        if self.unread:
+            asyncio.get_running_loop().call_soon(self._read_unread)
+        elif self.transport is not None:
+            self.transport.resume_reading()
 
     def _trailers_too_large(self) -> None:
         limit = self.limits.max_header_bytes
@@ -274,9 +345,10 @@ class RequestReader(asyncio.Protocol):
         self._held += len(body)
         app = self.app
         app.bodies_held += len(body)
-        if app.bodies_held > self.limits.max_body_buffer:
-            # Many bodies arriving at once (slowly, from many connections) would hold the
-            # gateway's memory without end: the one that crosses the budget is shed.
+        if app.bodies_held + QUEUED.bytes > self.limits.max_body_buffer:
+            # Many bodies arriving at once (slowly, from many connections), or waiting in the
+            # queues of slow APIs, would hold the gateway's memory without end: the one that
+            # crosses the budget is shed.
             self._body = []
             self._release()
             self._too_large = True  # the rest of it is read and dropped, never buffered
@@ -334,6 +406,7 @@ class RequestReader(asyncio.Protocol):
         if method == b"CONNECT" or (b"upgrade" in self._headers and self.parser.should_upgrade()):
             keep_alive = False  # answered as plain HTTP; what follows is another protocol's
         request = Request(method, self._path, self._query, self._headers, body, keep_alive)
+        self.burst += 1
         if self.busy or self.write_paused or self.pipeline:
             self.pipeline.append(request)
             if len(self.pipeline) >= self.limits.max_pipeline and not self.read_paused and self.transport:

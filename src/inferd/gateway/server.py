@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from inferd.gateway import edge
 from inferd.gateway.edge import EdgeLimits, Listener
+from inferd.gateway.held import HeldAnswers
 
 if TYPE_CHECKING:
     from inferd.gateway.http import HttpConnection
@@ -25,6 +26,7 @@ class HttpApp(Protocol):
     clock: float
     connections: set[HttpConnection]
     bodies_held: int  # bytes of request bodies still arriving, on every connection (max_body_buffer)
+    answers_held: HeldAnswers  # answers written to clients that do not read them (max_answer_buffer)
     # header lines every answer carries, refusals at the edge included: the gateway's CORS line;
     # none for the admin API (pages of other origins read nothing); the dashboard's security headers
     common_headers: bytes
@@ -68,6 +70,7 @@ class HttpServer:
     limits = EdgeLimits()
     clock = 0.0
     bodies_held = 0
+    answers_held = HeldAnswers(EdgeLimits().max_answer_buffer)  # the admin API's and dashboard's
     # Served to the CLI and to the dashboard's own page only: no other origin's script may read an
     # answer (the gateway's ``CORS`` would let any web page find and fingerprint them on loopback).
     common_headers = b""

@@ -11,7 +11,7 @@ import time
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from inferd.gateway import edge, wire
+from inferd.gateway import edge, held, wire
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
@@ -48,7 +48,7 @@ async def tick_forever(gateway: Gateway) -> None:
                 if conn.write_paused:
                     # A stalled reader: a graceful close waits for it to read the unsent
                     # answer, for ever; its socket and buffer would stay as long as it liked.
-                    transport.abort()
+                    held.reset(transport)
                 else:
                     transport.close()
         now = perf_counter()

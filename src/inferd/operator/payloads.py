@@ -79,7 +79,7 @@ class PayloadWriter:
                 if writer is not None:
                     writer.close()
                 writer = self._logs[key] = RotatingLog(
-                    payload_path(self.home, key), limit, KEEP, whole_lines=True
+                    payload_path(self.home, key), limit, KEEP, whole_lines=True, hold_open=True
                 )
             try:
                 writer.write(b"\n".join(batch).decode())

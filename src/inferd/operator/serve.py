@@ -25,6 +25,7 @@ from inferd.gateway.access import AccessLog
 from inferd.gateway.app import Gateway
 from inferd.gateway.edge import EdgeLimits
 from inferd.operator import heap
+from inferd.operator.console import Console, ConsoleHandler
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.reload import Reloader, no_bytecode
 from inferd.storage import pin_inferd_home
@@ -51,9 +52,18 @@ async def serve_project(
     replicas: int | None = None,
 ) -> int:
     """Serve ``project`` until SIGINT/SIGTERM; return the exit status."""
-    say = announce or (lambda text: print(text, file=sys.stderr, flush=True))
-    with _replica_events_said(say):
-        return await _serve(project, host, port, grace, say, access_log, metrics, reload, limits, replicas)
+    console = Console()  # the terminal may stop reading: never wait for it (operator/console.py)
+    say = announce or console.say
+    gateway_log = logging.getLogger("inferd.gateway")
+    warnings = ConsoleHandler(console)
+    gateway_log.addHandler(warnings)
+    try:
+        with _replica_events_said(say):
+            access = AccessLog(stream=console) if access_log else None
+            return await _serve(project, host, port, grace, say, access, metrics, reload, limits, replicas)
+    finally:
+        gateway_log.removeHandler(warnings)
+        console.drain()
 
 
 class _ReplicaEvents(logging.Handler):
@@ -94,13 +104,12 @@ async def _serve(
     port: int,
     grace: float,
     say: Callable[[str], None],
-    access_log: bool,
+    log_writer: AccessLog | None,
     metrics: bool,
     reload: bool,
     limits: EdgeLimits | None,
     replicas: int | None,
 ) -> int:
-    log_writer = AccessLog(stream=sys.stderr) if access_log else None
     gateway = Gateway(access_log=log_writer, metrics=metrics, limits=limits)
     home = pin_inferd_home()
     engine = LocalEngine(gateway, home=home, fixed_replicas=replicas)

@@ -94,6 +94,22 @@ def test_wait_outcome_raises_with_every_failure() -> None:
         wait_outcome(backend, {"a": "v2", "b": "v2", "c": "v2"}, clock=clock, sleep=clock.sleep)
 
 
+def test_apis_that_failed_for_the_same_reason_are_said_once() -> None:
+    # Sixty APIs on a 2-core machine: forty "compute unavailable" APIs were forty copies of one
+    # long sentence (10 KB of error). Now one sentence names them, other reasons stay apart.
+    clock = Clock()
+    short = "needs cpu 0.1, 0 of this machine's 2 is free"
+    listing = [api(f"a{i}", "compute unavailable", error=short) for i in range(40)]
+    listing.append(api("b", "error", error="boom"))
+    with pytest.raises(DeployFailedError) as failure:
+        wait_outcome(
+            Statuses(listing), {item["name"]: "v2" for item in listing}, clock=clock, sleep=clock.sleep
+        )
+    message = str(failure.value)
+    assert message.count(short) == 1 and "api 'b' failed (error): boom" in message
+    assert message.startswith(f"40 apis failed (compute unavailable): {short}: 'a0', 'a1', ")
+
+
 def test_wait_outcome_gives_up_after_the_timeout() -> None:
     clock = Clock()
     backend = Statuses([api(status="updating")])

@@ -232,7 +232,9 @@ def validate(project_dir: Path) -> None:
     from inferd.handler.loader import check_source
 
     project = load_project(project_dir)
-    if (project.root / "requirements.txt").is_file():
+    # installed only for the APIs that run the user's Python: ignored, it cannot fail a deploy
+    installs = any(config.api.installs_requirements for config in project.apis)
+    if installs and (project.root / "requirements.txt").is_file():
         try:
             read_requirements(project.root / "requirements.txt")
             included_files(project.root / "requirements.txt")  # -r/-c files: in the project

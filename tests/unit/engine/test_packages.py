@@ -226,8 +226,10 @@ def test_validate_says_a_requirements_file_is_past_the_limits(tmp_path: Path) ->
     from inferd.cli.main import cli
 
     (tmp_path / "m.onnx").write_bytes(b"onnx")
+    (tmp_path / "h.py").write_text("def pre_inference(sample, signature, metadata):\n    return sample\n")
     (tmp_path / "cortex.yaml").write_text(
         "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: h.py\n"
     )
     (tmp_path / "requirements.txt").write_text("x\n" * 2_001)
     result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
@@ -236,6 +238,23 @@ def test_validate_says_a_requirements_file_is_past_the_limits(tmp_path: Path) ->
         "error: requirements.txt lists 2,001 requirements; inferd installs at most 2,000 (a pip "
         "freeze of a large environment lists a few hundred)\n",
     )
+
+
+def test_validate_leaves_requirements_alone_when_no_api_installs_them(tmp_path: Path) -> None:
+    # was: exit 2 ("lists 2,001 requirements", "-r ../common.txt is outside the project folder")
+    # for a project whose only API has no Python code, which the deploy serves ignoring the file
+    from click.testing import CliRunner
+
+    from inferd.cli.main import cli
+
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+    )
+    for text in ("x\n" * 2_001, "-r ../common.txt\n"):
+        (tmp_path / "requirements.txt").write_text(text)
+        result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+        assert result.exit_code == 0, result.output
 
 
 def test_a_requirements_file_including_another_installs_it_and_its_edits_count(tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def read_requirements(requirements: Path) -> str:
         text = requirements.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise LoadError(f"requirements.txt cannot be read: {exc.strerror or exc}") from None
-    count = len(requirement_lines(text))
+    # a line ending in a backslash goes on in the next (pip-compile's `--hash` lines): one requirement
+    count = sum(not line.endswith("\\") for line in requirement_lines(text))
     if count > MAX_REQUIREMENTS:
         raise LoadError(
             f"requirements.txt lists {count:,} requirements; inferd installs at most "

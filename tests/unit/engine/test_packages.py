@@ -284,3 +284,19 @@ def test_a_requirements_include_outside_the_project_is_refused(tmp_path: Path) -
         "requirements.txt: --requirement=../common.txt is outside the project folder, which is all a "
         "deploy copies: move the file into the project"
     )
+
+
+def test_the_requirements_limit_counts_requirements_not_the_hash_lines_continuing_them(
+    tmp_path: Path,
+) -> None:
+    # was: "lists 2,400 requirements; inferd installs at most 2,000" of a pip-compile
+    # --generate-hashes file of 150 pins (each continued by its wheels' hashes)
+    requirements = tmp_path / "requirements.txt"
+    pins = [
+        f"pkg-{number}==1.0 \\\n"
+        + " \\\n".join(f"    --hash=sha256:{wheel:064x}" for wheel in range(15))
+        + "\n"
+        for number in range(150)
+    ]
+    requirements.write_text("# via pip-compile --generate-hashes\n" + "".join(pins))
+    assert packages.read_requirements(requirements).count("--hash") == 150 * 15

@@ -300,3 +300,25 @@ def test_the_requirements_limit_counts_requirements_not_the_hash_lines_continuin
     ]
     requirements.write_text("# via pip-compile --generate-hashes\n" + "".join(pins))
     assert packages.read_requirements(requirements).count("--hash") == 150 * 15
+
+
+def test_an_included_files_pins_are_checked_as_the_files_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # was: `-r base.txt` went to pip as it was, so base.txt's numpy==1.17.* skipped the checks
+    # (--relax-pins, inferd's own packages): pip was asked to build numpy 1.17 from source
+    asked: list[list[str]] = []
+    monkeypatch.setattr(packages, "_pip_install", lambda scratch, lines, *rest: asked.append(lines))
+    project = tmp_path / "project"
+    (project / "reqs").mkdir(parents=True)
+    (project / "reqs" / "base.txt").write_text("numpy==1.17.*\n-c pins.txt\n")
+    (project / "reqs" / "pins.txt").write_text("# none yet\n")
+    requirements = project / "requirements.txt"
+    requirements.write_text("-r reqs/base.txt\n-r reqs/base.txt\n")  # once is enough
+    said: list[str] = []
+    ensure_packages(tmp_path / "home", requirements, relax=True, warn=said.append)
+    numpy = __import__("numpy").__version__
+    assert said == [
+        f"requirements.txt: numpy==1.17.* relaxed to numpy {numpy}, which inferd itself runs with"
+    ]
+    assert asked == [[f"-c {project / 'reqs' / 'pins.txt'}"]]  # the constraints, named where they are

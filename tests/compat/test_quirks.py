@@ -91,6 +91,13 @@ def test_cli_commands_in_a_project_s_subfolder_mean_that_project(
     monkeypatch.chdir(tmp_path)
     assert project_folder() is None
     assert folder_deployment() is None
+    # A folder removed while a shell is in it names none (`inferd get` there said "error: No
+    # such file or directory", where it listed the APIs)
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "gone")
+    (tmp_path / "gone").rmdir()
+    assert project_folder() is None
+    assert folder_deployment() is None
 
 
 NO_HANDLER = """- kind: deployment

@@ -153,7 +153,10 @@ def write_export(project: Project, out: Path, ray: bool, image: str, relax_pins:
     ray_version = _ray_version() if ray else None
     (out / "Dockerfile").write_text(
         build_context.dockerfile(
-            ray_version, relax_pins or project.deployment.relax_pins, image_extras(project)
+            ray_version,
+            relax_pins or project.deployment.relax_pins,
+            image_extras(project),
+            requirements=any(config.api.installs_requirements for config in project.apis),
         )
     )
     manifests = out / "kubernetes"

@@ -232,7 +232,9 @@ def validate(project_dir: Path) -> None:
     from inferd.handler.loader import check_source
 
     project = load_project(project_dir)
-    if (project.root / "requirements.txt").is_file():
+    # installed only for the APIs that run the user's Python: ignored, it cannot fail a deploy
+    installs = any(config.api.installs_requirements for config in project.apis)
+    if installs and (project.root / "requirements.txt").is_file():
         try:
             read_requirements(project.root / "requirements.txt")
             included_files(project.root / "requirements.txt")  # -r/-c files: in the project
@@ -250,11 +252,14 @@ def validate(project_dir: Path) -> None:
             except LoadError as exc:
                 raise ConfigError(f"api '{config.name}': {exc.message}") from None
         click.echo(f"api '{config.name}': {config.api.model_format} at {config.endpoint}")
+    from inferd.cli.render import printable  # a file name may hold a terminal's escapes
     from inferd.operator.snapshots import LINKED_FOLDERS, linked_folders
 
     for link in linked_folders(project.root):
         click.echo(
-            f"warning: {link} is a link to a folder: inferd deploy leaves it out ({LINKED_FOLDERS})", err=True
+            f"warning: {printable(link)} is a link to a folder: inferd deploy leaves it out "
+            f"({LINKED_FOLDERS})",
+            err=True,
         )
     click.echo(f"{project.config_file.name} is valid")
 

@@ -96,7 +96,10 @@ def project_folder() -> Path | None:
     cli/cmd/lib_config_reader.go), so ``cortex logs`` run in a project's ``src/`` means it."""
     from inferd.config import CONFIG_NAMES
 
-    folder = Path.cwd()
+    try:
+        folder = Path.cwd()
+    except OSError:  # the folder was removed while the shell was in it: no project
+        return None
     for candidate in (folder, *folder.parents):
         if any((candidate / name).is_file() for name in CONFIG_NAMES):
             return candidate

@@ -21,10 +21,13 @@ from inferd.engine.kubernetes_names import RAY_SERVICE_LENGTH, object_name
 from inferd.engine.kubernetes_requirements import requirements_step
 
 
-def dockerfile(with_ray: str | None = None, relax: bool = False, extras: str = "all") -> str:
+def dockerfile(
+    with_ray: str | None = None, relax: bool = False, extras: str = "all", requirements: bool = True
+) -> str:
     """The image: python:3.11-slim, inferd with its runtimes (``extras``) from ``inferd/``, the
     project in /app/project with its requirements (and Ray Serve for a RayService).
-    ``relax``: the deployment's ``relax_pins``."""
+    ``relax``: the deployment's ``relax_pins``; ``requirements``: whether an API runs the user's
+    Python, for which alone ``requirements.txt`` is installed (as by ``inferd deploy``)."""
     lines = [
         "# Built by `inferd export`; see README.md beside it.",
         "FROM python:3.11-slim",
@@ -41,12 +44,12 @@ def dockerfile(with_ray: str | None = None, relax: bool = False, extras: str = "
             f'RUN pip install "ray[serve]=={with_ray}"',
         ]
     lines.append(f"COPY project/ {PROJECT_IN_IMAGE}/")
-    if with_ray:
+    if requirements and with_ray:
         lines += [
             f"RUN if [ -f {PROJECT_IN_IMAGE}/requirements.txt ]; then \\",
             f"    pip install -r {PROJECT_IN_IMAGE}/requirements.txt; fi",
         ]
-    else:
+    elif requirements:
         lines += requirements_step(relax)
     lines.append(f"WORKDIR {PROJECT_IN_IMAGE}")
     if not with_ray:

@@ -35,7 +35,7 @@ from packaging.version import InvalidVersion, Version
 
 from inferd.engine.requirements_file import MAX_REQUIREMENTS as MAX_REQUIREMENTS
 from inferd.engine.requirements_file import MAX_REQUIREMENTS_BYTES as MAX_REQUIREMENTS_BYTES
-from inferd.engine.requirements_file import absolute_includes, requirement_lines
+from inferd.engine.requirements_file import expanded, requirement_lines
 from inferd.engine.requirements_file import included_files as included_files
 from inferd.engine.requirements_file import packages_dir as packages_dir
 from inferd.engine.requirements_file import read_requirements as read_requirements
@@ -319,7 +319,7 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
             say(text)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    checked = plan(absolute_includes(read_requirements(requirements), requirements), relax)
+    checked = plan(expanded(requirements), relax)
     for text in checked.warnings:
         say(text)
     scratch = scratch_folder(target.parent, ".installing-")

@@ -39,7 +39,8 @@ def read_requirements(requirements: Path) -> str:
         text = requirements.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise LoadError(f"requirements.txt cannot be read: {exc.strerror or exc}") from None
-    count = len(requirement_lines(text))
+    # a line ending in a backslash goes on in the next (pip-compile's `--hash` lines): one requirement
+    count = sum(not line.endswith("\\") for line in requirement_lines(text))
     if count > MAX_REQUIREMENTS:
         raise LoadError(
             f"requirements.txt lists {count:,} requirements; inferd installs at most "
@@ -88,13 +89,39 @@ def included_files(requirements: Path) -> list[Path]:
     return found[1:]
 
 
-def absolute_includes(text: str, requirements: Path) -> str:
-    """``text`` with its ``-r``/``-c`` lines naming their files by absolute paths."""
+def expanded(requirements: Path) -> str:
+    """``requirements``'s lines with each ``-r`` file's lines in its place (at any depth, each
+    file once), so that their pins are checked as its own (``--relax-pins``, inferd's own
+    packages: pip was handed ``-r FILE`` as it was); ``-c`` lines name their files by absolute
+    paths (pip reads them beside the list it is handed, elsewhere)."""
     root = Path(os.path.normpath(requirements.parent.absolute()))
-    lines = dict(
-        (line, f"{option} {shlex.quote(str(path))}") for line, option, path in _includes(text, root, root)
-    )
-    return "\n".join(lines.get(line, line) for line in requirement_lines(text))
+    seen = {Path(os.path.normpath(requirements.absolute()))}
+    lines = _expand(read_requirements(requirements), root, root, seen)
+    count = sum(not line.endswith("\\") for line in lines)
+    if count > MAX_REQUIREMENTS:
+        raise LoadError(
+            f"requirements.txt and the files it includes list {count:,} requirements; inferd installs "
+            f"at most {MAX_REQUIREMENTS:,} (a pip freeze of a large environment lists a few hundred)"
+        )
+    return "\n".join(lines)
+
+
+def _expand(text: str, folder: Path, root: Path, seen: set[Path]) -> list[str]:
+    includes = {line: (option, path) for line, option, path in _includes(text, folder, root)}
+    lines = []
+    for line in requirement_lines(text):
+        if line not in includes:
+            lines.append(line)
+            continue
+        option, path = includes[line]
+        if option in ("-c", "--constraint"):
+            lines.append(f"{option} {shlex.quote(str(path))}")
+        elif path not in seen:
+            seen.add(path)
+            if len(seen) > MAX_INCLUDED:
+                raise LoadError(f"requirements.txt includes more than {MAX_INCLUDED} files")
+            lines += _expand(read_requirements(path), path.parent, root, seen)
+    return lines
 
 
 def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:

@@ -222,7 +222,7 @@ def load_snapshot(snapshot: Path, source: Path) -> Project:
     try:
         return load_project(snapshot, keys_root=source)
     except ConfigError as exc:
-        linked = linked_folders(source)
+        linked = _linked_on_the_way(source)
         if not linked:
             raise
         names = ", ".join(linked[:3]) + (f" and {len(linked) - 3} more" if len(linked) > 3 else "")
@@ -230,3 +230,24 @@ def load_snapshot(snapshot: Path, source: Path) -> Project:
             f"{exc.message} in what is deployed: {names} {'is a link' if len(linked) == 1 else 'are links'} "
             f"to a folder, and {LINKED_FOLDERS}: make it a folder"
         ) from None
+
+
+def _linked_on_the_way(source: Path) -> list[str]:
+    """The links to folders in ``source`` that a path its config names (a model, a handler, a
+    ``python_path``) goes through: only those explain a snapshot's error (a model in a hidden
+    folder, also left out, is not a link's fault)."""
+    try:
+        project = load_project(source)
+    except ConfigError:
+        return []
+    written = [
+        Path(os.path.relpath(os.path.join(source, text), source)).parts  # an absolute one too
+        for config in project.apis
+        for text in (config.api.model_uri, config.api.handler_file, config.api.python_path)
+        if text is not None and "://" not in text
+    ]
+    return [
+        link
+        for link in linked_folders(source)
+        if any(parts[: len(Path(link).parts)] == Path(link).parts for parts in written)
+    ]

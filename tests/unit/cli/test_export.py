@@ -346,6 +346,18 @@ def test_requirements_are_installed_as_inferd_deploy_installs_them(tmp_path: Pat
     assert "relax=True" in (out / "Dockerfile").read_text()
 
 
+def test_requirements_are_left_out_of_the_image_when_no_api_runs_python(tmp_path: Path) -> None:
+    # README: a TensorFlow or ONNX API without a handler ignores requirements.txt, so a notebook's
+    # 2019 pins beside it do not stop it. Was: the image installed it all the same, and its build
+    # failed on such a pin (no wheel for this Python), as `inferd deploy` did not.
+    project = one_onnx_api(tmp_path / "project", "    cpu: 1\n")
+    (project / "requirements.txt").write_text("scikit-learn==0.21.3\n")
+    for options in ((), ("--ray",)):
+        out = tmp_path / f"out{len(options)}"
+        assert export(project, out, *options).exit_code == 0
+        assert "requirements" not in (out / "Dockerfile").read_text()
+
+
 @pytest.mark.parametrize(("gpu", "runtimes"), [(0, "all"), (1, "gpu")])
 def test_the_image_has_the_runtimes_and_packages_its_apis_need(
     tmp_path: Path, gpu: int, runtimes: str

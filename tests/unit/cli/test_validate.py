@@ -88,3 +88,14 @@ def test_an_error_never_writes_a_file_name_s_control_bytes_to_the_terminal(tmp_p
     code, output = validate(root)
     assert code == 2
     assert output == "error: cortex.yaml:6: api 'a': onnx.model: m\\x1b[2J.onnx does not exist\n"
+
+
+def test_a_linked_folder_s_name_never_writes_control_bytes_to_the_terminal(tmp_path: Path) -> None:
+    # was: "warning: \x1b[2J is a link to a folder ..." cleared the screen
+    root = make_project(tmp_path / "p", API, {"m.onnx": "onnx"})
+    (tmp_path / "elsewhere").mkdir()
+    (root / "a\x1b[2J").symlink_to(tmp_path / "elsewhere")
+    result = CliRunner().invoke(cli, ["validate", str(root)], color=True)  # as on a terminal
+    assert result.exit_code == 0
+    assert "warning: a\\x1b[2J is a link to a folder" in result.output
+    assert "\x1b" not in result.output

@@ -226,8 +226,10 @@ def test_validate_says_a_requirements_file_is_past_the_limits(tmp_path: Path) ->
     from inferd.cli.main import cli
 
     (tmp_path / "m.onnx").write_bytes(b"onnx")
+    (tmp_path / "h.py").write_text("def pre_inference(sample, signature, metadata):\n    return sample\n")
     (tmp_path / "cortex.yaml").write_text(
         "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: h.py\n"
     )
     (tmp_path / "requirements.txt").write_text("x\n" * 2_001)
     result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
@@ -236,6 +238,23 @@ def test_validate_says_a_requirements_file_is_past_the_limits(tmp_path: Path) ->
         "error: requirements.txt lists 2,001 requirements; inferd installs at most 2,000 (a pip "
         "freeze of a large environment lists a few hundred)\n",
     )
+
+
+def test_validate_leaves_requirements_alone_when_no_api_installs_them(tmp_path: Path) -> None:
+    # was: exit 2 ("lists 2,001 requirements", "-r ../common.txt is outside the project folder")
+    # for a project whose only API has no Python code, which the deploy serves ignoring the file
+    from click.testing import CliRunner
+
+    from inferd.cli.main import cli
+
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx:\n    model: m.onnx\n"
+    )
+    for text in ("x\n" * 2_001, "-r ../common.txt\n"):
+        (tmp_path / "requirements.txt").write_text(text)
+        result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+        assert result.exit_code == 0, result.output
 
 
 def test_a_requirements_file_including_another_installs_it_and_its_edits_count(tmp_path: Path) -> None:
@@ -265,3 +284,41 @@ def test_a_requirements_include_outside_the_project_is_refused(tmp_path: Path) -
         "requirements.txt: --requirement=../common.txt is outside the project folder, which is all a "
         "deploy copies: move the file into the project"
     )
+
+
+def test_the_requirements_limit_counts_requirements_not_the_hash_lines_continuing_them(
+    tmp_path: Path,
+) -> None:
+    # was: "lists 2,400 requirements; inferd installs at most 2,000" of a pip-compile
+    # --generate-hashes file of 150 pins (each continued by its wheels' hashes)
+    requirements = tmp_path / "requirements.txt"
+    pins = [
+        f"pkg-{number}==1.0 \\\n"
+        + " \\\n".join(f"    --hash=sha256:{wheel:064x}" for wheel in range(15))
+        + "\n"
+        for number in range(150)
+    ]
+    requirements.write_text("# via pip-compile --generate-hashes\n" + "".join(pins))
+    assert packages.read_requirements(requirements).count("--hash") == 150 * 15
+
+
+def test_an_included_files_pins_are_checked_as_the_files_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # was: `-r base.txt` went to pip as it was, so base.txt's numpy==1.17.* skipped the checks
+    # (--relax-pins, inferd's own packages): pip was asked to build numpy 1.17 from source
+    asked: list[list[str]] = []
+    monkeypatch.setattr(packages, "_pip_install", lambda scratch, lines, *rest: asked.append(lines))
+    project = tmp_path / "project"
+    (project / "reqs").mkdir(parents=True)
+    (project / "reqs" / "base.txt").write_text("numpy==1.17.*\n-c pins.txt\n")
+    (project / "reqs" / "pins.txt").write_text("# none yet\n")
+    requirements = project / "requirements.txt"
+    requirements.write_text("-r reqs/base.txt\n-r reqs/base.txt\n")  # once is enough
+    said: list[str] = []
+    ensure_packages(tmp_path / "home", requirements, relax=True, warn=said.append)
+    numpy = __import__("numpy").__version__
+    assert said == [
+        f"requirements.txt: numpy==1.17.* relaxed to numpy {numpy}, which inferd itself runs with"
+    ]
+    assert asked == [[f"-c {project / 'reqs' / 'pins.txt'}"]]  # the constraints, named where they are

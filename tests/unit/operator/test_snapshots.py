@@ -78,3 +78,32 @@ def test_a_project_the_disk_cannot_hold_is_refused_before_a_byte_is_copied(
     monkeypatch.setattr(shutil, "disk_usage", usage)
     second = snapshot_project(root, home)  # the model is linked from the first: nothing more to hold
     assert (second / "model.onnx").samefile(first / "model.onnx")
+
+
+LINKED = (
+    "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  predictor:\n    path: p.py\n    model: {}\n"
+)
+
+
+def test_a_deploy_error_names_only_the_linked_folders_its_paths_go_through(tmp_path: Path) -> None:
+    # was: a model in a hidden folder (left out of snapshots, as Cortex's zip did) failed with
+    # "... .models/w.txt does not exist in what is deployed: data is a link to a folder, ...:
+    # make it a folder", of an unrelated link: the fix it said would change nothing
+    from inferd.errors import ConfigError
+
+    (tmp_path / "elsewhere").mkdir()
+    root = _project(tmp_path)
+    (root / "cortex.yaml").write_text(LINKED.format(".models/w.txt"))
+    (root / "p.py").write_text("def predict(sample, metadata):\n    return 1\n")
+    (root / ".models").mkdir()
+    (root / ".models" / "w.txt").write_text("1\n")
+    (root / "data").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError) as caught:
+        snapshots.load_snapshot(snapshot_project(root, tmp_path / "home"), root)
+    assert caught.value.message.endswith("predictor.model: .models/w.txt does not exist")
+    # a model folder that is a link is still named
+    (root / "weights").symlink_to(root / ".models")
+    (root / "cortex.yaml").write_text(LINKED.format("weights/w.txt"))
+    with pytest.raises(ConfigError) as caught:
+        snapshots.load_snapshot(snapshot_project(root, tmp_path / "home"), root)
+    assert "does not exist in what is deployed: weights is a link to a folder" in caught.value.message

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd.engine.ray import plan
+from inferd.engine.ray.status import inferd_runs
 from inferd.errors import InferdError
 
 NAMESPACE = "serve"  # where Serve's controller lives; drivers in it see its applications
@@ -140,8 +141,10 @@ class RayCluster:
             found: dict[str, Any] = json.loads(self._ask("read"))
         except Exception as exc:
             raise ClusterError(f"cannot read Ray Serve's state: {_first_line(exc)}") from None
-        if not found.get("applications"):
-            self.leave()  # nothing deployed: no agent of inferd's stays behind a `get`
+        # Nothing of inferd's deployed (other Serve applications aside, the last API's routers
+        # draining): no agent of inferd's stays behind a `get`, or the last `inferd delete`.
+        if not inferd_runs(found.get("applications") or {}):
+            self.leave()
         return found
 
     def _ask(self, method: str, *args: Any) -> Any:

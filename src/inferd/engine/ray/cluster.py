@@ -59,6 +59,7 @@ class RayCluster:
         self.address = address
         self.connected = False
         self.serve_loaded = False
+        self.left = False  # this process stopped inferd's agent (see details)
         self.uploaded: dict[str, Any] = {}
 
     def connect(self, project_root: Path | None = None) -> None:
@@ -133,6 +134,10 @@ class RayCluster:
         # Only "no controller" means no applications: any other failure to read is an error,
         # or a deploy would recreate every application it could not see.
         try:
+            if self.left and not self.serve_loaded:
+                # This process stopped the agent already (a `get -w` on a cluster with nothing
+                # of inferd's): importing Serve once beats a new actor at every read.
+                self._serve()
             if self.serve_loaded:
                 from ray.serve.context import _get_global_client
 
@@ -145,6 +150,7 @@ class RayCluster:
         # draining): no agent of inferd's stays behind a `get`, or the last `inferd delete`.
         if not inferd_runs(found.get("applications") or {}):
             self.leave()
+            self.left = True
         return found
 
     def _ask(self, method: str, *args: Any) -> Any:

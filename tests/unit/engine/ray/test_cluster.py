@@ -114,3 +114,29 @@ def test_the_agent_stops_once_nothing_of_inferds_runs_on_the_cluster(
     monkeypatch.setattr(cluster, "leave", lambda: left.append(True))
     assert cluster.details() == {"applications": applications}
     assert bool(left) is leaves
+
+
+def test_a_watch_on_an_empty_cluster_does_not_start_an_agent_at_every_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `inferd get -w -e` with nothing of inferd's deployed started an agent actor (a worker
+    # process) and stopped it again every 2 s; after the first read it reads Serve itself.
+    import json
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from ray.serve import context
+
+    cluster = RayCluster("127.0.0.1:6379")
+    asked: list[str] = []
+
+    def ask(method: str) -> str:
+        asked.append(method)
+        return json.dumps({"applications": {}})
+
+    monkeypatch.setattr(cluster, "_ask", ask)
+    monkeypatch.setattr(cluster, "leave", lambda: None)
+    monkeypatch.setattr(context, "_get_global_client", lambda **kwargs: None)
+    for _ in range(3):
+        assert cluster.details() == {"applications": {}}
+    assert asked == ["read"]

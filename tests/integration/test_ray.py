@@ -202,6 +202,9 @@ def test_onnx_on_ray_and_deleting_everything(ray_cluster: RayTestCluster, tmp_pa
     apis = json.loads(ray_cluster.run("get", "-e", "lab", "-o", "json").stdout)
     for deployment in sorted({api["deployment"] for api in apis}):
         ray_cluster.run("delete", deployment, "-e", "lab")
+    # The agent that answered the reads above goes with the last API, before any other command
+    # (the delete's own wait saw the routers still draining, and the agent stayed for good).
+    wait_for(lambda: not ray_cluster.agents() or None, 60, "inferd's agent actor to stop")
     wait_for(lambda: ray_cluster.api("classifier") is None, 60, "the API to be deleted")
 
     def routers_gone() -> bool:
@@ -213,7 +216,7 @@ def test_onnx_on_ray_and_deleting_everything(ray_cluster: RayTestCluster, tmp_pa
     wait_for(routers_gone, 60, "the routers to be deleted")
     missing = ray_cluster.run("get", "classifier", "-e", "lab", check=False)
     assert missing.returncode == 1 and "no API named 'classifier'" in missing.stderr
-    # The agent that answered the reads above goes with the last API: inferd leaves nothing running.
+    # A `get` that finds nothing of inferd's leaves nothing running either.
     wait_for(lambda: not ray_cluster.agents() or None, 60, "inferd's agent actor to stop")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd.engine.ray import plan
+from inferd.engine.ray.status import inferd_runs
 from inferd.errors import InferdError
 
 NAMESPACE = "serve"  # where Serve's controller lives; drivers in it see its applications
@@ -58,6 +59,7 @@ class RayCluster:
         self.address = address
         self.connected = False
         self.serve_loaded = False
+        self.left = False  # this process stopped inferd's agent (see details)
         self.uploaded: dict[str, Any] = {}
 
     def connect(self, project_root: Path | None = None) -> None:
@@ -132,6 +134,10 @@ class RayCluster:
         # Only "no controller" means no applications: any other failure to read is an error,
         # or a deploy would recreate every application it could not see.
         try:
+            if self.left and not self.serve_loaded:
+                # This process stopped the agent already (a `get -w` on a cluster with nothing
+                # of inferd's): importing Serve once beats a new actor at every read.
+                self._serve()
             if self.serve_loaded:
                 from ray.serve.context import _get_global_client
 
@@ -140,8 +146,11 @@ class RayCluster:
             found: dict[str, Any] = json.loads(self._ask("read"))
         except Exception as exc:
             raise ClusterError(f"cannot read Ray Serve's state: {_first_line(exc)}") from None
-        if not found.get("applications"):
-            self.leave()  # nothing deployed: no agent of inferd's stays behind a `get`
+        # Nothing of inferd's deployed (other Serve applications aside, the last API's routers
+        # draining): no agent of inferd's stays behind a `get`, or the last `inferd delete`.
+        if not inferd_runs(found.get("applications") or {}):
+            self.leave()
+            self.left = True
         return found
 
     def _ask(self, method: str, *args: Any) -> Any:

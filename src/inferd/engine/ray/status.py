@@ -20,7 +20,7 @@ import json
 import re
 from typing import Any
 
-from inferd.engine.ray.plan import API_DEPLOYMENT
+from inferd.engine.ray.plan import API_DEPLOYMENT, ROUTERS
 
 FAILURE_TRIGGERS = ("REPLICA_STARTUP_FAILED", "HEALTH_CHECK_FAILED", "DEPLOYMENT_ACTOR_FAILED")
 UNSCHEDULABLE = re.compile(r"taken more than \d+s to be scheduled|resources? (are|is) not available", re.I)
@@ -37,6 +37,15 @@ RESOURCES = re.compile(
 def is_api_app(app: dict[str, Any]) -> bool:
     """An application that inferd deployed (its one deployment is called ``inferd``)."""
     return API_DEPLOYMENT in (app.get("deployments") or {})
+
+
+def inferd_runs(applications: dict[str, Any]) -> bool:
+    """Whether an application of inferd's (an API or a router) is on the cluster and not just
+    draining after a delete; other Serve applications do not count."""
+    return any(
+        (name in ROUTERS or is_api_app(app)) and app.get("status") != "DELETING"
+        for name, app in applications.items()
+    )
 
 
 def summarize_error(message: str) -> str:

@@ -83,3 +83,60 @@ def test_an_agent_of_other_code_is_stopped_when_this_inferd_starts_its_own(
     assert sorted(actors.named) == sorted([agent_name(), "someone-elses-actor"])
     assert actors.named[agent_name()] is mine
     assert RayCluster("ray://10.0.0.5:10001")._agent() is mine  # found again, not started twice
+
+
+def _app(status: str, deployment: str = "inferd") -> dict[str, Any]:
+    return {"status": status, "deployments": {deployment: {}}}
+
+
+@pytest.mark.parametrize(
+    ("applications", "leaves"),
+    [
+        ({}, True),
+        # Someone else's Serve application: the agent went on running after every `get`.
+        ({"chatbot": _app("RUNNING", "Chat")}, True),
+        # `inferd delete` of the last API waits for its API, not for the routers that drain
+        # after it: its last `get` saw them and the agent stayed.
+        ({"inferd.v2": _app("DELETING", "router"), "classifier": _app("DELETING")}, True),
+        ({"classifier": _app("RUNNING")}, False),
+        ({"inferd.v2": _app("RUNNING", "router")}, False),
+        ({"classifier": _app("DEPLOY_FAILED"), "chatbot": _app("RUNNING", "Chat")}, False),
+    ],
+)
+def test_the_agent_stops_once_nothing_of_inferds_runs_on_the_cluster(
+    monkeypatch: pytest.MonkeyPatch, applications: dict[str, Any], leaves: bool
+) -> None:
+    import json
+
+    cluster = RayCluster("127.0.0.1:6379")
+    left: list[bool] = []
+    monkeypatch.setattr(cluster, "_ask", lambda method: json.dumps({"applications": applications}))
+    monkeypatch.setattr(cluster, "leave", lambda: left.append(True))
+    assert cluster.details() == {"applications": applications}
+    assert bool(left) is leaves
+
+
+def test_a_watch_on_an_empty_cluster_does_not_start_an_agent_at_every_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `inferd get -w -e` with nothing of inferd's deployed started an agent actor (a worker
+    # process) and stopped it again every 2 s; after the first read it reads Serve itself.
+    import json
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from ray.serve import context
+
+    cluster = RayCluster("127.0.0.1:6379")
+    asked: list[str] = []
+
+    def ask(method: str) -> str:
+        asked.append(method)
+        return json.dumps({"applications": {}})
+
+    monkeypatch.setattr(cluster, "_ask", ask)
+    monkeypatch.setattr(cluster, "leave", lambda: None)
+    monkeypatch.setattr(context, "_get_global_client", lambda **kwargs: None)
+    for _ in range(3):
+        assert cluster.details() == {"applications": {}}
+    assert asked == ["read"]

@@ -356,9 +356,15 @@ def agent_class() -> Any:
 
 
 def agent_name() -> str:
-    """The agent actor's name, by its code: an upgrade of inferd that changes it starts a new one."""
-    digest = hashlib.sha256(inspect.getsource(agent_class).encode()).hexdigest()[:12]
-    return AGENT_PREFIX + digest
+    """The agent actor's name, by its code: an upgrade of inferd that changes it starts a new one
+    (by inferd's version where its source is not installed, only bytecode)."""
+    try:
+        code = inspect.getsource(agent_class)
+    except (OSError, TypeError):
+        from inferd import __version__
+
+        code = __version__
+    return AGENT_PREFIX + hashlib.sha256(code.encode()).hexdigest()[:12]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -140,3 +140,20 @@ def test_a_watch_on_an_empty_cluster_does_not_start_an_agent_at_every_read(
     for _ in range(3):
         assert cluster.details() == {"applications": {}}
     assert asked == ["read"]
+
+
+def test_the_agent_is_named_by_inferd_s_version_where_its_source_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import inspect
+
+    from inferd.engine.ray import cluster
+
+    by_code = cluster.agent_name()
+
+    def no_source(obj: Any) -> str:
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    by_version = cluster.agent_name()  # was: OSError out of every read command
+    assert by_version.startswith(cluster.AGENT_PREFIX) and by_version != by_code

@@ -3,6 +3,7 @@ with projects written here: each test cites the Cortex file that shows the behav
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -227,3 +228,23 @@ def test_handlers_logging_with_cortex_s_logger(tmp_path: Path, serve: Callable[.
     assert ":cortex:INFO:sample was {'a': 1}" in log
     assert ":cortex:WARNING:cx_logger too" in log
     assert ":cortex:INFO:debugged: {'a': 1}" in log
+
+
+def test_cortex_predict_prints_sorted_keys_and_text_as_it_is(capsys: pytest.CaptureFixture[str]) -> None:
+    # `cortex predict` decoded the answer and printed it with Go's json.MarshalIndent(obj, "", "  ")
+    # (cli/cmd/predict.go:103, pkg/lib/json/json.go:77): an object's keys sorted, text in UTF-8
+    # as the model wrote it ("café", not "caf\u00e9").
+    import requests
+
+    from inferd.cli.predict import _print_answer
+
+    response = requests.Response()
+    response.status_code = 200
+    response._content = json.dumps({"text": "café “ok”", "label": "b", "scores": {"z": 1, "a": 2}}).encode()
+    _print_answer("gen", response)
+    assert capsys.readouterr().out == (
+        '{\n  "label": "b",\n  "scores": {\n    "a": 2,\n    "z": 1\n  },\n  "text": "café “ok”"\n}\n'
+    )
+    response._content = json.dumps("é").encode()
+    _print_answer("gen", response)
+    assert capsys.readouterr().out == '"é"\n'

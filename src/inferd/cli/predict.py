@@ -97,8 +97,19 @@ def _print_answer(name: str, response: requests.Response) -> None:
         if message.startswith(f"api '{name}' "):  # the gateway named the API already
             raise InferdError(f"{message} ({response.status_code})")
         raise InferdError(f"api '{name}' answered {response.status_code}: {message}")
-    click.echo(json.dumps(answer, indent=2) if not isinstance(answer, str) else json.dumps(answer))
+    click.echo(_pretty(answer))
     sys.stdout.flush()
+
+
+def _pretty(answer: Any) -> str:
+    """The answer as `cortex predict` printed it (Go's json.MarshalIndent): keys sorted, text in
+    UTF-8; escaped only where stdout cannot write it."""
+    text = json.dumps(answer, indent=2, sort_keys=True, ensure_ascii=False)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return json.dumps(answer, indent=2, sort_keys=True)
+    return text
 
 
 def _target(client: Backend, name: str) -> dict[str, Any]:

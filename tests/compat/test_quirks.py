@@ -205,6 +205,7 @@ def test_a_post_without_a_body_or_json_content_type_is_a_null_sample(
 
 
 CORTEX_LOGGER = """from cortex.lib.log import cx_logger, debug_obj, get_logger
+from cortex.lib.stringify import truncate
 
 logger = get_logger()
 
@@ -213,6 +214,7 @@ def predict(sample, metadata):
     logger.info("sample was %s", sample)
     cx_logger().warning("cx_logger too")
     debug_obj("debugged", sample, True)
+    assert truncate(list(range(12)), 10) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]"
     return sample
 """
 
@@ -227,7 +229,8 @@ def test_handlers_logging_with_cortex_s_logger(tmp_path: Path, serve: Callable[.
     log = wait_for(lambda: server.log() if "debugged" in server.log() else None, 30, "the log lines")
     assert ":cortex:INFO:sample was {'a': 1}" in log
     assert ":cortex:WARNING:cx_logger too" in log
-    assert ":cortex:INFO:debugged: {'a': 1}" in log
+    # debug_obj wrote the value with lib/stringify.py's truncate: strings in double quotes
+    assert ':cortex:INFO:debugged: {"a": 1}' in log
 
 
 def test_cortex_predict_prints_sorted_keys_and_text_as_it_is(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Any
 
-from inferd.handler.debug import preview
+from cortex.lib.stringify import truncate
 
 FORMAT = "%(asctime)s:cortex:%(levelname)s:%(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -56,6 +56,6 @@ def get_logger() -> logging.Logger:
 
 
 def debug_obj(name: str, sample: Any, debug: bool) -> None:
-    """Log ``name: sample`` (cut short) when ``debug``, as Cortex's ``?debug=true`` stages."""
+    """Log ``name: sample`` (cut short by Cortex's ``truncate``) when ``debug``."""
     if debug:
-        cx_logger().info("%s: %s", name, preview(sample))
+        cx_logger().info("%s: %s", name, truncate(sample))

@@ -3,8 +3,9 @@
 Dynamic dimensions take any size (Cortex forced them to 1, so a batch of rows failed), and a
 missing leading batch dimension is added (a flat list of 4 for a ``[None, 4]`` input). Other
 missing dimensions of size 1 are added when there is only one place for them (a scalar for a
-``[None, 1]`` input, a ``[28, 28]`` image for ``[None, 28, 28, 1]``): Cortex reshaped such values
-to the signature, and adding size-1 dimensions never moves a value. Any other shape is an error
+``[None, 1]`` input, a ``[28, 28]`` image for ``[None, 28, 28, 1]``), and extra ones are dropped
+the same way (``[[[1.5, 0]]]`` for ``[None, 2]``): Cortex reshaped such values to the signature,
+and adding or dropping size-1 dimensions never moves a value. Any other shape is an error
 naming both shapes, never a reshape that happens to have as many values.
 """
 
@@ -115,7 +116,7 @@ def to_array(
             array = _cast_checked(value, spec.dtype)
     except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
         raise InputError(f"input '{spec.name}': expected {describe(spec)} values: {reason(exc)}") from None
-    return fit_shape(array, spec)
+    return fit_shape(array, spec, drop_units=not strict)
 
 
 def to_map(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
@@ -235,9 +236,25 @@ def _with_unit_dimensions(shape: tuple[int, ...], target: tuple[int | None, ...]
     return found.pop() if len(found) == 1 else None
 
 
-def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, Any]:
+def _without_unit_dimensions(
+    shape: tuple[int, ...], target: tuple[int | None, ...]
+) -> tuple[int, ...] | None:
+    """``shape`` with extra size-1 dimensions dropped, if that fits ``target`` one way only."""
+    extra = len(shape) - len(target)
+    ones = [i for i, size in enumerate(shape) if size == 1]
+    if extra <= 0 or len(ones) < extra:
+        return None
+    found = {
+        candidate
+        for dropped in combinations(ones, extra)
+        if _fits(candidate := tuple(size for i, size in enumerate(shape) if i not in dropped), target)
+    }
+    return found.pop() if len(found) == 1 else None
+
+
+def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec, drop_units: bool = True) -> np.ndarray[Any, Any]:
     """Return ``array`` if it fits ``spec.shape``, with a missing leading batch dimension added,
-    or other missing size-1 dimensions when they fit in one way only.
+    or other missing size-1 dimensions added (extra ones dropped) when that fits in one way only.
 
     Nothing else is reshaped: the same number of values in another shape (``[[1, 2], [3, 4]]``
     for ``[-1, 4]``, eight flat values for two rows) is a guess at the user's data, so a 400.
@@ -248,6 +265,8 @@ def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, 
     if len(target) == array.ndim + 1 and target[0] in (None, 1) and _fits(array.shape, target[1:]):
         return array.reshape((1, *array.shape))
     unit = _with_unit_dimensions(array.shape, target)
+    if unit is None and drop_units:  # Cortex's route only: a TF Serving tensor keeps its rank
+        unit = _without_unit_dimensions(array.shape, target)
     if unit is not None:
         return array.reshape(unit)
     raise InputError(

@@ -63,7 +63,7 @@ def test_strings_for_a_string_input() -> None:
         ([1, 2, 3, 4, 5], r"expected shape \[-1, 4\]"),
         ([[1, 2], [3, 4]], r"input 'input': expected shape \[-1, 4\] \(float32\), got shape \[2, 2\]"),
         ([1, 2, 3, 4, 5, 6, 7, 8], r"input 'input': expected shape \[-1, 4\] \(float32\), got shape \[8\]"),
-        ([[[1, 2, 3, 4]]], r"got shape \[1, 1, 4\]"),
+        ([[[1, 2], [3, 4]]], r"got shape \[1, 2, 2\]"),
         ([["a", "b", "c", "d"]], r"input 'input': expected float32 \[-1, 4\] values"),
         ([[1, 2], [3]], r"ragged"),
         (None, r"input 'input': expected float32 \[-1, 4\], got null"),
@@ -238,3 +238,36 @@ def test_size_one_dimensions_that_fit_two_ways_are_refused() -> None:
     spec = TensorSpec("x", np.dtype(np.float32), (None, 1, None), "tensor(float)")
     with pytest.raises(InputError, match=r"expected shape \[-1, 1, -1\] \(float32\), got shape \[2\]"):
         to_array([1, 2], spec)
+
+
+@pytest.mark.parametrize(
+    ("shape", "value", "fitted"),
+    [
+        ((None, 2), [[[1.5, 0]]], (1, 2)),  # a row wrapped once more: Cortex's reshape took it
+        ((1, 4), [[[1, 2, 3, 4]]], (1, 4)),
+        ((None, 2, 2), [[[[1], [2]], [[3], [4]]]], (1, 2, 2)),  # an image with a channel the model lacks
+        ((None,), [["a"], ["b"]], (2,)),
+    ],
+)
+def test_extra_size_one_dimensions_are_dropped_where_that_fits_one_way(
+    shape: tuple[int | None, ...], value: Any, fitted: tuple[int, ...]
+) -> None:
+    # onnx_serve/api.py:117 (Cortex v0.10.3) reshaped every value to the signature's shape, so
+    # [[[1.5, 0]]] reached a [-1, 2] input as [[1.5, 0]]; dropping size-1 dimensions, like adding
+    # them, never moves a value.
+    kind = (
+        (np.dtype(object), "tensor(string)") if isinstance(value[0][0], str) else (np.dtype(np.float32), "f")
+    )
+    array = to_array(value, TensorSpec("x", kind[0], shape, kind[1]))
+    assert array.shape == fitted
+    assert array.ravel().tolist() == np.asarray(value, dtype=kind[0]).ravel().tolist()
+
+
+def test_extra_size_one_dimensions_that_drop_two_ways_are_refused() -> None:
+    spec = TensorSpec("x", np.dtype(np.float32), (None, None, None), "tensor(float)")
+    with pytest.raises(
+        InputError, match=r"expected shape \[-1, -1, -1\] \(float32\), got shape \[1, 2, 1, 3\]"
+    ):
+        to_array(np.zeros((1, 2, 1, 3)), spec)
+    with pytest.raises(InputError, match=r"got shape \[2, 1\]"):  # a column for a row: a guess
+        to_array([[1.5], [0]], TensorSpec("x", np.dtype(np.float32), (None, 2), "tensor(float)"))

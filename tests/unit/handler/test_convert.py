@@ -252,7 +252,7 @@ def test_size_one_dimensions_that_fit_two_ways_are_refused() -> None:
 def test_extra_size_one_dimensions_are_dropped_where_that_fits_one_way(
     shape: tuple[int | None, ...], value: Any, fitted: tuple[int, ...]
 ) -> None:
-    # onnx_serve/api.py:117 (Cortex v0.10.3) reshaped every value to the signature's shape, so
+    # onnx_serve/api.py:123 (Cortex v0.10.3) reshaped every value to the signature's shape, so
     # [[[1.5, 0]]] reached a [-1, 2] input as [[1.5, 0]]; dropping size-1 dimensions, like adding
     # them, never moves a value.
     kind = (

@@ -2,8 +2,9 @@
 
 Cortex v0.10.0 and v0.10.1 routed every path under an API's endpoint to its container, so
 ``<api url>/signature`` reached the container's ``/predict/signature`` and answered
-``{"signature": {input: {"shape": [...], "type": "float32"}}}`` (-1 for a dynamic dimension,
-the NumPy dtype's name, TensorFlow's ``string`` for text). Clients read input names there.
+``{"signature": {input: {"shape": [...], "type": "float32"}}}`` (a dynamic dimension -1 for
+TensorFlow; for ONNX onnxruntime's ``NodeArg.shape``, null or the dimension's name such as
+``"batch"``; the NumPy dtype's name, TensorFlow's ``string`` for text). Clients read input names there.
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ def _cortex_field(spec: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
     kind = spec["dtype"]
     if kind == "object":  # text: NumPy's object in Cortex's ONNX answer, TensorFlow's string
         kind = "string" if info.get("model_format") == "tensorflow" else "object"
-    return {"shape": spec["shape"], "type": kind}
+    shape = spec["shape"]
+    if info.get("model_format") == "onnx":  # onnxruntime's NodeArg.shape: null, or the dimension's name
+        names = spec.get("dim_names") or [None] * len(shape or ())
+        shape = [names[i] or None if size == -1 else size for i, size in enumerate(shape or ())]
+    return {"shape": shape, "type": kind}
 
 
 def sample_body(request: Request) -> bytes:

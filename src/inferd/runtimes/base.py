@@ -33,7 +33,11 @@ class TensorSpec:
     def describe(self) -> dict[str, Any]:
         """JSON-friendly view: ``{"name", "dtype", "shape"}`` with -1 for dynamic dims."""
         shape = None if self.shape is None else [-1 if d is None else d for d in self.shape]
-        return {"name": self.name, "dtype": self.dtype.name, "shape": shape, "type": self.type_name}
+        described: dict[str, Any] = {"name": self.name, "dtype": self.dtype.name, "shape": shape}
+        described["type"] = self.type_name
+        if self.dim_names is not None:  # ONNX's named dimensions ("batch"), for Cortex's /signature
+            described["dim_names"] = list(self.dim_names)
+        return described
 
 
 class Runtime(Protocol):

@@ -68,8 +68,11 @@ def _fallback(value: Any) -> Any:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             return {"b64": base64.b64encode(raw).decode("ascii")}
-    if isinstance(value, set | frozenset):
-        return list(value)
+    if isinstance(value, set | frozenset):  # json_tricks' json_set_encode: sorted where it sorts
+        try:
+            return sorted(value)
+        except TypeError:
+            return list(value)
     if hasattr(value, "tolist"):
         return value.tolist()
     return _as_cortex_wrote_it(value)

@@ -268,3 +268,14 @@ def test_onnx_signature_shapes_as_onnxruntime_named_their_dimensions() -> None:
     assert _cortex_field(anyrank.describe(), onnx) == {"shape": [], "type": "object"}
     tensorflow = {"model_format": "tensorflow"}
     assert _cortex_field(named.describe(), tensorflow) == {"shape": [-1, -1, 4], "type": "float32"}
+
+
+def test_a_set_in_an_answer_is_written_sorted(tmp_path: Path) -> None:
+    # json_tricks' json_set_encode (primitives on, Cortex's lib/util.py:43) wrote a set as
+    # sorted(set), its iteration order only when the items do not sort: the same list on every
+    # replica, where a set of strings iterates in a per-process order.
+    code = "def predict(sample, metadata):\n    return {'tags': set(sample), 'mixed': {1, 'a'}}\n"
+    project = make_project(tmp_path / "p", ECHO, {"predictor.py": code})
+    answer = load_api(project).predict(["pear", "apple", "fig", "kiwi", "banana", "cherry", "date"])
+    assert answer["tags"] == ["apple", "banana", "cherry", "date", "fig", "kiwi", "pear"]
+    assert sorted(answer["mixed"], key=str) == [1, "a"]

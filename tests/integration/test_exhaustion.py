@@ -130,6 +130,37 @@ def test_a_client_reading_its_large_answer_slowly_is_not_taken_for_one_that_stop
             sock.close()
 
 
+def test_a_download_longer_than_the_keepalive_timeout_is_not_cut(tmp_path: Path) -> None:
+    # A client reading a large answer stays "stalled" (its writing paused) for the whole answer:
+    # the sweep reset it once that passed the keep-alive timeout, though it read all along.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: big\n  predictor:\n    path: big.py\n",
+        {"big.py": BIG},
+    )
+    running = Server(project, tmp_path / "serve.log", "--keepalive-timeout", "1").wait_ready()
+    try:
+        body = b'{"n": %d}' % ANSWER
+        reader = socket.socket()
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # the answer waits in ours
+        reader.settimeout(30)
+        reader.connect(("127.0.0.1", _port(running)))
+        reader.sendall(b"POST /d/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        received = 0
+        started = time.monotonic()
+        while received < ANSWER:  # about 5 s at 1.6 MB/s: past the 1 s timeout, reading all along
+            try:
+                chunk = reader.recv(16384)
+            except ConnectionResetError:
+                chunk = b""
+            assert chunk, f"the reading client was disconnected after {time.monotonic() - started:.1f}s"
+            received += len(chunk)
+            time.sleep(0.01)
+        reader.close()
+    finally:
+        running.stop()
+
+
 def test_pipelined_floods_do_not_hold_other_clients_back(server: Server) -> None:
     # Each read (up to 256 KiB: thousands of pipelined `GET /healthz`) was parsed and answered
     # in one go before the event loop served anyone else: with 30 such connections a prediction

@@ -82,6 +82,21 @@ class HeldAnswers:
                 )
             reset(transport)
 
+    def reading(self, conn: HttpConnection) -> bool:
+        """Whether ``conn``'s client has taken ``PROGRESS`` bytes since it was last seen (then it
+        is seen now, and its stall counts from now): it downloads its answer, slowly."""
+        transport = conn.transport
+        seen = self._seen.get(conn)
+        if transport is None or seen is None:
+            return False
+        now = unsent(transport)
+        if seen - now < PROGRESS:
+            return False
+        self._seen[conn] = now
+        if conn in self._held:
+            self._held.move_to_end(conn)
+        return True
+
     def release(self, conn: HttpConnection) -> None:
         """``conn``'s client reads again (or is gone): its bytes are no longer counted."""
         self.total -= self._held.pop(conn, 0)

@@ -13,6 +13,7 @@ import select
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +90,75 @@ def test_answers_nobody_reads_are_dropped_past_the_answer_budget(server: Server)
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_a_client_reading_its_large_answer_slowly_is_not_taken_for_one_that_stopped(server: Server) -> None:
+    # An answer is written whole, so a client downloading a large one at its own pace stays
+    # "paused" for the whole download, and it kept the place of its first pause: past the
+    # budget, that reading client was reset before the clients that had stopped reading since.
+    body = b'{"n": %d}' % ANSWER
+    request = b"POST /d/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    reader = socket.create_connection(("127.0.0.1", _port(server)), timeout=30)
+    reader.sendall(request)
+    got = [reader.recv(8192)]  # its answer is written: its writing paused first
+    received = len(got[0])
+
+    stalled = []
+    try:
+        for _ in range(3):  # then three clients that never read: 8 MB each past a 16 MB budget
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", _port(server)))
+            sock.sendall(request)
+            stalled.append(sock)
+            for _ in range(20):  # the reader goes on reading meanwhile, slowly
+                chunk = reader.recv(8192)
+                assert chunk, "the reading client was disconnected"
+                got.append(chunk)
+                received += len(chunk)
+                time.sleep(0.005)
+        wait_for(lambda: any(map(_reset, stalled)), 30, "a stalled client disconnected")
+        while received < ANSWER:  # and the reader gets its whole answer
+            chunk = reader.recv(1 << 20)
+            assert chunk, "the reading client was disconnected"
+            received += len(chunk)
+    except ConnectionResetError:
+        raise AssertionError("the reading client was reset") from None
+    finally:
+        reader.close()
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_download_longer_than_the_keepalive_timeout_is_not_cut(tmp_path: Path) -> None:
+    # A client reading a large answer stays "stalled" (its writing paused) for the whole answer:
+    # the sweep reset it once that passed the keep-alive timeout, though it read all along.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: big\n  predictor:\n    path: big.py\n",
+        {"big.py": BIG},
+    )
+    running = Server(project, tmp_path / "serve.log", "--keepalive-timeout", "1").wait_ready()
+    try:
+        body = b'{"n": %d}' % ANSWER
+        reader = socket.socket()
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # the answer waits in ours
+        reader.settimeout(30)
+        reader.connect(("127.0.0.1", _port(running)))
+        reader.sendall(b"POST /d/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        received = 0
+        started = time.monotonic()
+        while received < ANSWER:  # about 5 s at 1.6 MB/s: past the 1 s timeout, reading all along
+            try:
+                chunk = reader.recv(16384)
+            except ConnectionResetError:
+                chunk = b""
+            assert chunk, f"the reading client was disconnected after {time.monotonic() - started:.1f}s"
+            received += len(chunk)
+            time.sleep(0.01)
+        reader.close()
+    finally:
+        running.stop()
 
 
 def test_pipelined_floods_do_not_hold_other_clients_back(server: Server) -> None:

@@ -316,7 +316,10 @@ def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> l
                 expired.append(conn)
         elif conn.write_paused:
             if now - conn.write_paused_since > idle_timeout:
-                expired.append(conn)
+                if conn.app.answers_held.reading(conn):  # paused for all of a large answer it reads
+                    conn.write_paused_since = now
+                else:
+                    expired.append(conn)
         elif conn.phase == HEAD:
             if age > header_timeout and not conn.read_paused:  # paused: the gateway's doing
                 expired.append(conn)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import socket
 import struct
+import termios
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("inferd.gateway")
 
 LINGER_NONE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets
+# What a client must have taken since it was last seen to count as reading: a client that stopped
+# still takes a few kilobytes (its receive window) after its writing paused.
+PROGRESS = 64 * 1024
+OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)  # Linux's SIOCOUTQ: a socket's unsent bytes
 
 
 class HeldAnswers:
@@ -34,6 +40,8 @@ class HeldAnswers:
         self.budget = budget
         self.total = 0
         self._held: OrderedDict[HttpConnection, int] = OrderedDict()
+        # what each client had not taken yet (``unsent``) when last seen: less since, it reads
+        self._seen: dict[HttpConnection, int] = {}
         self._warned = False
 
     def hold(self, conn: HttpConnection, size: int) -> None:
@@ -43,11 +51,27 @@ class HeldAnswers:
         before = self._held.get(conn, 0)  # an entry keeps its place: the oldest stall goes first
         self._held[conn] = size
         self.total += size - before
+        if conn.transport is not None:
+            self._seen[conn] = unsent(conn.transport)
+        spared: set[HttpConnection] = set()
         while self.total > self.budget and self._held:
             oldest, held = self._held.popitem(last=False)
             self.total -= held
+            seen = self._seen.pop(oldest, None)
             transport = oldest.transport
             if transport is None:
+                continue
+            now = unsent(transport)
+            if seen is not None and seen - now >= PROGRESS and oldest not in spared:
+                # It has read since: a client downloading a large answer at its own pace (its
+                # writing stays paused for the whole answer), not one that stopped: its stall
+                # counts from now, behind the others' (it was reset before clients that had
+                # stopped reading since).
+                spared.add(oldest)
+                size = transport.get_write_buffer_size()
+                self._held[oldest] = size
+                self._seen[oldest] = now
+                self.total += size
                 continue
             if not self._warned:
                 self._warned = True
@@ -58,9 +82,36 @@ class HeldAnswers:
                 )
             reset(transport)
 
+    def reading(self, conn: HttpConnection) -> bool:
+        """Whether ``conn``'s client has taken ``PROGRESS`` bytes since it was last seen (then it
+        is seen now, and its stall counts from now): it downloads its answer, slowly."""
+        transport = conn.transport
+        seen = self._seen.get(conn)
+        if transport is None or seen is None:
+            return False
+        now = unsent(transport)
+        if seen - now < PROGRESS:
+            return False
+        self._seen[conn] = now
+        if conn in self._held:
+            self._held.move_to_end(conn)
+        return True
+
     def release(self, conn: HttpConnection) -> None:
         """``conn``'s client reads again (or is gone): its bytes are no longer counted."""
         self.total -= self._held.pop(conn, 0)
+        self._seen.pop(conn, None)
+
+
+def unsent(transport: asyncio.Transport) -> int:
+    """Bytes written to ``transport`` that its client has not taken yet: in its buffer, and in
+    the kernel's send queue (where the system tells it), which a reading client empties first."""
+    size = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None and OUTQ is not None:
+        with contextlib.suppress(OSError, ValueError):
+            size += struct.unpack("i", fcntl.ioctl(sock.fileno(), OUTQ, b"\0\0\0\0"))[0]
+    return size
 
 
 def reset(transport: asyncio.Transport) -> None:

@@ -11,6 +11,10 @@ from inferd.gateway.http import HttpConnection
 class FakeTransport:
     def __init__(self) -> None:
         self.aborted = False
+        self.buffered = 1 << 40  # what it has not sent yet: never less (its client does not read)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def get_extra_info(self, name: str) -> Any:
         return None
@@ -51,3 +55,18 @@ def test_a_client_that_reads_again_or_leaves_is_no_longer_counted() -> None:
     assert held.total == 0
     held.hold(cast(HttpConnection, _conn()), 100)  # the whole budget is there again
     assert held.total == 100
+
+
+def test_a_client_that_read_since_its_stall_goes_after_those_that_did_not() -> None:
+    mib = 1 << 20
+    held = HeldAnswers(budget=100 * mib)
+    downloading, stopped, newest = _conn(), _conn(), _conn()
+    for conn in (downloading, stopped):
+        conn.transport.buffered = 50 * mib
+        held.hold(cast(HttpConnection, conn), 50 * mib)
+    stopped.transport.buffered -= 4096  # a client that stopped still takes its receive window
+    downloading.transport.buffered -= 5 * mib  # it reads its answer, slowly
+    newest.transport.buffered = 40 * mib
+    held.hold(cast(HttpConnection, newest), 40 * mib)  # 140: the one that stopped goes
+    assert stopped.transport.aborted and not downloading.transport.aborted
+    assert not newest.transport.aborted and held.total == 85 * mib

@@ -230,7 +230,10 @@ def test_a_three_way_splitter_answers_on_every_protocol_route_and_names_the_api(
     assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"  # the weights
     (project / "inferd.yaml").write_text(TWO_WAY)
     assert inferd.run("deploy", str(project)).stdout.strip() == "deployment updated"  # an API less
-    assert sorted(api["name"] for api in inferd.json("get")) == ["one", "two"]
+    # The API that left drains its replicas first: `stopping` until they are gone.
+    listed = {api["name"]: api["status"] for api in inferd.json("get")}
+    assert listed.get("three", "stopping") == "stopping" and {"one", "two"} <= set(listed), listed
+    wait_for(lambda: sorted(api["name"] for api in inferd.json("get")) == ["one", "two"], 60, "'three' to go")
     (splitter,) = inferd.json("get", "tri")
     assert [(a["name"], a["weight"]) for a in splitter["apis"]] == [("one", 50), ("two", 50)]
 

@@ -150,7 +150,6 @@ class RayCluster:
         # draining): no agent of inferd's stays behind a `get`, or the last `inferd delete`.
         if not inferd_runs(found.get("applications") or {}):
             self.leave()
-            self.left = True
         return found
 
     def _ask(self, method: str, *args: Any) -> Any:
@@ -182,8 +181,12 @@ class RayCluster:
 
     def leave(self, keep: str = "") -> None:
         """Stop what inferd keeps on the cluster beside its applications (its agent actors, but
-        ``keep``); called when the last API is deleted."""
+        ``keep``); called when the last API is deleted. Without ``keep``, this process reads
+        Serve itself from then on (an `inferd delete`'s wait would start the agent again)."""
         import ray
+
+        if not keep:
+            self.left = True
 
         for actor in ray.util.list_named_actors(all_namespaces=True):
             name = actor["name"]

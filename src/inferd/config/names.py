@@ -24,7 +24,20 @@ def reserved(endpoint: str) -> bool:
     )
 
 
+def dns_1123(value: str) -> str:
+    """A deployment's name: Kubernetes' DNS-1123 label (Cortex's rule)."""
+    if len(value) > 63:
+        raise ValueError(f"{value[:20]!r}... may be at most 63 characters (it has {len(value)})")
+    if not DNS_1123.match(value):
+        raise ValueError(
+            f"{value!r} must contain only lower-case letters, digits and '-', and start "
+            "and end with a letter or digit (underscores are not allowed)"
+        )
+    return value
+
+
 def dns_1035(value: str) -> str:
+    """An API's or splitter's name: Kubernetes' DNS-1035 label (Cortex's rule)."""
     if len(value) > 63:
         raise ValueError(f"{value[:20]!r}... may be at most 63 characters (it has {len(value)})")
     if not DNS_1035.match(value):

@@ -24,7 +24,7 @@ from inferd.config.blocks import (
     Shadow,
     Tracker,
 )
-from inferd.config.names import DNS_1123, canonical_endpoint, dns_1035
+from inferd.config.names import canonical_endpoint, dns_1035, dns_1123
 from inferd.config.quantity import parse_quantity
 
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "http://", "https://")
@@ -288,17 +288,7 @@ class Deployment(Block):
         "requirements.txt pin that cannot install on this Python (as --relax-pins)",
     )
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if len(value) > 63:
-            raise ValueError(f"{value[:20]!r}... may be at most 63 characters (it has {len(value)})")
-        if not DNS_1123.match(value):
-            raise ValueError(
-                f"{value!r} must contain only lower-case letters, digits and '-', and start "
-                "and end with a letter or digit (underscores are not allowed)"
-            )
-        return value
+    _name = field_validator("name")(dns_1123)
 
 
 class ApiConfig(Block):

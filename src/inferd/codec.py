@@ -194,8 +194,16 @@ def dumps_answer(value: Any) -> bytes:
 
 
 def _plain_keys(value: Any) -> Any:
-    """``value`` with numpy scalar dict keys (at any depth) made Python values, and integers
-    beyond 64 bits made JSON fragments of their digits; the same object if there are none."""
+    """``value`` with numpy scalar dict keys (at any depth) made Python values, integers beyond
+    64 bits made JSON fragments of their digits, and text holding a lone surrogate (JSON's
+    ``"\\ud800"``, read from a request and echoed) its ``\\u`` escape, as Python's ``json`` writes
+    it (and Cortex answered); the same object if there are none."""
+    if type(value) is str:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return orjson.Fragment(json.dumps(value))
+        return value
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         try:
             return orjson.Fragment(str(value))

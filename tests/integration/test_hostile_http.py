@@ -819,3 +819,14 @@ def test_many_pipelined_posts_offering_h2c_in_one_read_are_each_answered(server:
         assert statuses == {404}
         client.send(request("GET", "/healthz"))
         assert client.read().json() == {"ok": True}
+
+
+def test_a_lone_surrogate_read_from_a_request_is_echoed_as_its_escape(server: Server) -> None:
+    # JSON allows "\ud800" (RFC 8259 8.2 leaves its meaning open); Cortex read it with Python's
+    # json and answered it escaped. Echoed back, it was a 500 blaming the predictor.
+    body = b'{"words": ["a\\ud800", "\\udfffb", "ok"]}'
+    answer = requests.post(
+        f"{server.url}/d/words", data=body, headers={"Accept": "application/x-ndjson"}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    assert [json.loads(line) for line in answer.content.splitlines()] == ["a\ud800", "\udfffb", "ok"]

@@ -3,6 +3,7 @@ dtype, layout or byte order: orjson writes the numeric ones itself, which must n
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -114,3 +115,15 @@ def test_a_body_that_is_not_utf8_is_named_so() -> None:
 def test_a_form_sent_for_json_is_named_so(body: bytes, hint: str) -> None:
     with pytest.raises(InputError, match=f"^malformed JSON: .*{hint}"):
         codec.loads(body)
+
+
+def test_text_with_a_lone_surrogate_is_answered_as_its_escape() -> None:
+    # JSON's "\ud800" is read (Python's json, as Cortex's Flask did) into text no UTF-8 holds; an
+    # answer echoing it was a 500 ("str is not valid UTF-8") where Cortex answered its escape.
+    sample = json.loads('{"text": "a\\ud800b", "rows": [1, "\\udfff", {"nested": "\\ud83d"}]}')
+    answer = codec.dumps_answer(sample)
+    assert answer == b'{"text":"a\\ud800b","rows":[1,"\\udfff",{"nested":"\\ud83d"}]}'
+    assert json.loads(answer) == sample
+    assert (
+        codec.dumps_answer({"text": "caf\u00e9"}) == '{"text":"caf\u00e9"}'.encode()
+    )  # other text stays UTF-8

@@ -204,6 +204,9 @@ def test_dashboard_shows_apis_traffic_tracker_and_logs(inferd: Inferd, tmp_path:
         response = requests.get(base + path, timeout=10, allow_redirects=False)
         assert response.status_code == 401, path
         assert response.json()["error"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer "), path  # RFC 9110 15.5.2
+    refused = requests.post(base + "/dashboard/api/overview", timeout=10)  # RFC 9110 15.5.6
+    assert (refused.status_code, refused.headers.get("Allow")) == (405, "GET")
 
     with chromium(tmp_path / "chromium-profile") as context:
         page = context.new_page()

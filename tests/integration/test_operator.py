@@ -159,7 +159,9 @@ def test_operator_restart_restores_apis_and_secures_admin(inferd: Inferd) -> Non
     assert token_file.stat().st_mode & 0o777 == 0o600
     admin_port = json.loads((inferd.home / "operator.json").read_text())["admin_port"]
     admin = f"http://127.0.0.1:{admin_port}/apis"
-    assert requests.get(admin, timeout=5).status_code == 401
+    refused = requests.get(admin, timeout=5)
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer ")  # RFC 9110 15.5.2
     assert requests.get(admin, headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 403
     good = {"Authorization": f"Bearer {token_file.read_text()}"}
     assert requests.get(admin, headers=good, timeout=5).status_code == 200

@@ -25,6 +25,7 @@ from inferd.errors import (
     UnauthorizedError,
     in_several_deployments,
 )
+from inferd.gateway.auth import CHALLENGE
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.server import HttpServer
 from inferd.gateway.wire import Request, parse_query
@@ -77,7 +78,8 @@ class AdminApp(HttpServer):
             result = await self._route(request)
             conn.respond(200, orjson.dumps(result))
         except InferdError as exc:
-            conn.respond(exc.status_code, orjson.dumps({"error": exc.message, "type": type(exc).__name__}))
+            body = orjson.dumps({"error": exc.message, "type": type(exc).__name__})
+            conn.respond(exc.status_code, body, headers=CHALLENGE if exc.status_code == 401 else b"")
         except Exception as exc:
             log.exception("admin request failed")
             conn.respond(500, codec.error_body(f"operator error: {type(exc).__name__}: {exc}"))

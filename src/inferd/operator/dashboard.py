@@ -28,6 +28,7 @@ import orjson
 
 from inferd import __version__
 from inferd.errors import ForbiddenError, InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
+from inferd.gateway.auth import CHALLENGE
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.reader import HEAD
 from inferd.gateway.server import HttpServer
@@ -223,7 +224,9 @@ class Dashboard(HttpServer):
         try:
             self._route(conn, request)
         except InferdError as exc:
-            conn.respond(exc.status_code, orjson.dumps({"error": exc.message}))
+            # RFC 9110: a 401 names its scheme (15.5.2), a 405 the methods there are (15.5.6)
+            headers = {401: CHALLENGE, 405: b"Allow: GET\r\n"}.get(exc.status_code, b"")
+            conn.respond(exc.status_code, orjson.dumps({"error": exc.message}), headers=headers)
 
     def _route(self, conn: HttpConnection, request: Request) -> None:
         host = request.headers.get(b"host")

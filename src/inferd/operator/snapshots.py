@@ -21,6 +21,7 @@ from inferd.errors import ConfigError
 from inferd.operator.prune import human_bytes
 from inferd.operator.state import StateError, read_json
 from inferd.storage import CREATED_MARK, SKIPPED_DIRS, file_digest, project_files, scratch_folder
+from inferd.storage.durable import sync_entries, sync_files
 
 if TYPE_CHECKING:
     from inferd.config.schema import Project
@@ -93,14 +94,22 @@ def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> P
     _check_room(target.parent, [path for path in files if digests[str(path.relative_to(root))] not in held])
     scratch = scratch_folder(target.parent, ".copy-")
     try:
+        copied = [scratch / SNAPSHOT_FILES]
         for path in files:
             relative = str(path.relative_to(root))
             destination = scratch / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             if not _link_same(held.get(digests[relative]), path, destination):
                 copy_sparse(path, destination)
+                copied.append(destination)
         (scratch / SNAPSHOT_FILES).write_text(json.dumps(digests))
+        # On the disk before state.json names the snapshot: after a power cut, a restart finds
+        # the files of every version it brings back (a linked file was written by its snapshot).
+        sync_files(copied)
+        for folder, _dirs, _names in os.walk(scratch):
+            sync_entries(Path(folder))
         scratch.rename(target)
+        sync_entries(target.parent)
     except OSError as exc:
         shutil.rmtree(scratch, ignore_errors=True)
         if target.is_dir():

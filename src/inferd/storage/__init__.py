@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from inferd.errors import ConfigError, LoadError, UnreachableError, UsageError
+from inferd.storage.durable import sync_entries
 
 SAVED_MODEL_TREE = """expected a SavedModel, e.g.
   model/                       (or model/1/, model/2/: the highest number is served)
@@ -79,6 +80,7 @@ def write_private(path: Path, text: str) -> None:
     except BaseException:
         Path(scratch).unlink(missing_ok=True)
         raise
+    sync_entries(path.parent)
 
 
 def project_files(root: Path) -> list[Path]:

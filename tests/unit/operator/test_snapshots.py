@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import NamedTuple
@@ -107,3 +108,37 @@ def test_a_deploy_error_names_only_the_linked_folders_its_paths_go_through(tmp_p
     with pytest.raises(ConfigError) as caught:
         snapshots.load_snapshot(snapshot_project(root, tmp_path / "home"), root)
     assert "does not exist in what is deployed: weights is a link to a folder" in caught.value.message
+
+
+def test_a_snapshot_is_on_the_disk_before_it_has_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # was: copied into the page cache only, then named in state.json (fsynced): a power cut
+    # after `inferd deploy` said live could leave a state naming files the disk never got
+    synced: list[tuple[str, bool]] = []  # (path, whether the snapshot had its name yet)
+    real_fsync = os.fsync
+    projects = tmp_path / "home" / "projects"
+
+    def fsync(handle: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{handle}")
+        named = any(not entry.name.startswith(".") for entry in projects.iterdir())
+        synced.append((path, named))
+        real_fsync(handle)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    root = _project(tmp_path)
+    (root / "models").mkdir()
+    (root / "models" / "model.onnx").write_bytes(b"weights")
+    target = snapshot_project(root, tmp_path / "home")
+    before = [path for path, named in synced if not named]
+    for relative in ("cortex.yaml", "models/model.onnx", "models", snapshots.SNAPSHOT_FILES):
+        assert any(path.endswith("/" + relative) and "/.copy-" in path for path in before), relative
+    assert (str(projects), True) in synced  # the rename into projects/, once done
+    # a second version links what it has already: only the new file and the folders are synced
+    synced.clear()
+    (root / "handler.py").write_text("def predict(sample, metadata):\n    return 1\n")
+    second = snapshot_project(root, tmp_path / "home")
+    assert second != target
+    names = [path.rsplit("/", 1)[-1] for path, _ in synced]
+    assert "handler.py" in names
+    assert "model.onnx" not in names

@@ -116,6 +116,12 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
     inferd.wait_status("candidate", "live")
     stale = inferd.run("promote", "front", "candidate", "--min-agreement", "0.7", check=False)
     assert stale.returncode != 0 and "replay it again" in stale.stderr, stale.stderr
+    # A comparison that cannot say which version answered (no answer came from a replica still
+    # running when it was recorded) judges none: it was taken as judging the version running now.
+    last = inferd.home / "replays" / "shop" / "candidate.json"
+    last.write_text(json.dumps({**json.loads(last.read_text()), "version": "", "agreement": 1.0}))
+    unknown = inferd.run("promote", "front", "candidate", "--min-agreement", "0.7", check=False)
+    assert unknown.returncode != 0 and "does not say which version" in unknown.stderr, unknown.stderr
     inferd.json("replay", "recorded", "--against", "candidate", "--tolerance", "1e-3")
     applied = inferd.run("promote", "front", "candidate", "--min-agreement", "0.7")
     assert applied.stdout.strip() == "splitter 'front' now sends 100% of its requests to api 'candidate'"

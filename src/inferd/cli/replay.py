@@ -231,6 +231,12 @@ def _shadowed(client: Client, key: str, count: int) -> tuple[str, list[dict[str,
     return against, [r for r in records if r["shadow"]["api"] == against][-count:]
 
 
+def judged_version(shadowed: list[dict[str, Any]]) -> str:
+    """The shadow's version that answered last: ``""`` in a record whose shadow replica was gone
+    when its answer was recorded, or whose copy never reached one (a 503 while queued)."""
+    return next((str(v) for record in reversed(shadowed) if (v := record["shadow"].get("version"))), "")
+
+
 @click.command()
 @click.argument("api")
 @click.option("--against", "other", default=None, help="The API to send the recorded requests to.")
@@ -282,7 +288,7 @@ def replay(
         key = recorded_api(client, api)
         against, shadowed = _shadowed(client, key, count)
         compared = compare_shadow(shadowed, tolerance)
-        version = shadowed[-1]["shadow"].get("version")  # the shadow's version that answered last
+        version = judged_version(shadowed)
     else:
         assert other is not None
         key = recorded_api(client, api)  # a deleted API's payload log is replayed too
@@ -308,7 +314,7 @@ def replay(
                 f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"
             )
         compared = compare(records, tolerance, api_key)
-        version = info.get("version")
+        version = str(info.get("version") or "")
     result = {
         "api": key,
         "against": against,
@@ -377,7 +383,14 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
         last = json.loads(path.read_text())
         which = "shadow comparison of" if last.get("shadow") else "replay of"
         judged, now = last.get("version"), client.api(f"{deployment}/{api}").get("version")
-        if judged and now and judged != now:
+        if not judged:  # promoting on answers of an unknown version would skip the check below
+            how = "--shadow" if last.get("shadow") else f"--against {api}"
+            raise ConflictError(
+                f"not promoting '{api}': the last {which} '{last['api']}' against it does not say which "
+                f"version of '{api}' answered (none of the answers came from a replica running when they "
+                f"were recorded); replay it again (`inferd replay {last['api']} {how}`)"
+            )
+        if now and judged != now:
             how = "--shadow" if last.get("shadow") else f"--against {api}"
             raise ConflictError(
                 f"not promoting '{api}': the last {which} '{last['api']}' against it judged its version "

@@ -6,12 +6,13 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from inferd.cli.main import cli
-from inferd.cli.replay import agree, compare, percentile, route_of, unnamed
+from inferd.cli.replay import agree, compare, judged_version, percentile, route_of, unnamed
 from inferd.gateway.shadow import unnamed as shadow_unnamed
 
 
@@ -107,3 +108,14 @@ def test_replayed_latency_is_the_gateways_as_the_recorded_one_is(timed_url: str)
     report = compare([({**record, "status": 200, "latency_ms": 0.4}, timed_url)] * 2, 0.0)
     assert report["agreement"] == 1.0
     assert report["latency_ms"]["replayed"] == {"p50": 0.5, "p99": 0.5}
+
+
+def test_a_shadow_comparison_judges_the_last_version_a_replica_named() -> None:
+    # "" is a record whose shadow replica was gone when its answer was recorded: taking it as the
+    # version judged let promote skip its check that the same version still runs
+    def shadowed(*versions: str) -> list[dict[str, Any]]:
+        return [{"shadow": {"api": "candidate", "version": v}} for v in versions]
+
+    assert judged_version(shadowed("v1", "v2", "")) == "v2"
+    assert judged_version(shadowed("", "")) == ""
+    assert judged_version([{"shadow": {"api": "candidate"}}]) == ""

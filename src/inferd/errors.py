@@ -44,6 +44,14 @@ def in_several_deployments(kind: str, name: str, keys: list[str], was: bool = Fa
     )
 
 
+def apis_named(names: list[str]) -> str:
+    """``api 'a'``, or ``apis 'a', 'b' and 'c'``: as a sentence names them."""
+    quoted = [f"'{name}'" for name in names]
+    if len(quoted) == 1:
+        return f"api {quoted[0]}"
+    return f"apis {', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
 class InputError(InferdError):
     """The client's input does not fit: malformed JSON, wrong dtype or shape, missing input."""
 

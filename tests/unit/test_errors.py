@@ -30,3 +30,10 @@ def test_client_errors_are_4xx_and_user_code_errors_5xx() -> None:
     assert errors.DeadlineError.status_code == 504
     assert errors.ConfigError.exit_code == 2
     assert errors.error_type("NoSuchError") is errors.InferdError
+
+
+def test_apis_are_named_as_a_sentence_names_them() -> None:
+    # was "would remove api 'plain', 'slow'"
+    assert errors.apis_named(["labels"]) == "api 'labels'"
+    assert errors.apis_named(["plain", "slow"]) == "apis 'plain' and 'slow'"
+    assert errors.apis_named(["a", "b", "c"]) == "apis 'a', 'b' and 'c'"

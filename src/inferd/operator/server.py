@@ -27,6 +27,7 @@ from inferd.errors import (
     ConflictError,
     NotFoundError,
     ReplaceError,
+    apis_named,
     in_several_deployments,
 )
 from inferd.gateway.access import AccessLog
@@ -348,10 +349,9 @@ class Operator:
             if state.config.deployment == name and not state.deleting and state.config.name not in keep
         )
         if removed:
-            shown = ", ".join(f"'{api}'" for api in removed)
             raise ReplaceError(
                 f"deployment '{name}' was deployed from {record.source}; deploying {project.root} "
-                f"under the same name would remove api {shown} (use --force to replace it, or "
+                f"under the same name would remove {apis_named(removed)} (use --force to replace it, or "
                 "give this project another deployment name)"
             )
 

@@ -484,6 +484,9 @@ def test_cortex_v09_flat_form_becomes_the_nested_block(tmp_path: Path) -> None:
     assert second.api.tensorflow is not None and second.api.tensorflow.signature_key == "predict"
     nested = load_project(project(tmp_path, DEPLOYMENT + api())).apis[0].api
     assert not nested.v09_handlers
+    # the key the flat form sets, which `inferd get -v` shows, may be written on a block too (README)
+    written = "- kind: api\n  name: c\n  onnx:\n    model: model.onnx\n    v09_handlers: true\n"
+    assert load_project(project(tmp_path, DEPLOYMENT + written)).apis[0].api.v09_handlers
 
 
 @pytest.mark.parametrize(

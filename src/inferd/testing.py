@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,11 @@ INFERD_PACKAGE = Path(__file__).resolve().parent
 _PROJECT_MODULES: set[str] = set()
 _PROJECT_PATHS: list[str] = []
 
+# A failing handler's traceback travels with the exception raised here (its ``__cause__``); the
+# replica's log line of it goes to the handlers the user configured, if any, never to Python's
+# last-resort printer (a second traceback on stderr under a notebook's cell).
+logging.getLogger("inferd.handler").addHandler(logging.NullHandler())
+
 
 class LoadedApi:
     """One API of a project, loaded in this process; ``predict`` answers as the endpoint would."""
@@ -63,7 +70,7 @@ class LoadedApi:
         does not fit the model, ``HandlerError`` (500) when user code raised (its ``__cause__``
         is the user's exception, with its traceback).
         """
-        with contextlib.chdir(self.root):
+        with contextlib.chdir(self.root), _interrupts():
             result = self.predictor.predict(sample)
             stage = "predict" if self.predictor.runtime is None else "post_inference"
             if is_stream(result):  # a streamed answer: its items, in order
@@ -74,6 +81,8 @@ class LoadedApi:
                     raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}")
                 try:
                     result = list(result)
+                except KeyboardInterrupt:
+                    raise
                 except BaseException as exc:  # sys.exit() in the generator ends no test run
                     message = f"{stage} failed while streaming: {raised(exc)}"
                     raise HandlerError(message) from exc
@@ -86,8 +95,13 @@ class LoadedApi:
 
 
 def load_api(project: Path | str, api: str | None = None) -> LoadedApi:
-    """Load one API of the project folder ``project`` (``api`` may be left out when it has one)."""
-    loaded = load_project(project)
+    """Load one API of the project folder ``project`` (``api`` may be left out when it has one).
+
+    ``project`` may start with ``~``. Raises ``ConfigError`` for a project that does not load
+    (no such folder, a config error), ``UsageError`` when ``api`` is not one of its APIs, and
+    ``LoadError`` when its model or code does not load; each is an ``inferd.errors.InferdError``.
+    """
+    loaded = load_project(Path(project).expanduser())
     return build_api(loaded, select_apis(loaded, api)[0])
 
 
@@ -134,7 +148,7 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
             sys.path.remove(folder)
     paths_before, modules_before = set(sys.path), set(sys.modules)
     try:
-        with contextlib.chdir(root):
+        with contextlib.chdir(root), _interrupts():
             predictor = Predictor(api, project.root, model_path, devices)
     except InferdError:
         raise
@@ -146,6 +160,21 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
             name for name in set(sys.modules) - modules_before if _inside(sys.modules.get(name), folders)
         )
     return LoadedApi(config, predictor, root)
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[None]:
+    """Ctrl-C in the user's code (an interrupted notebook cell) stops the caller.
+
+    A replica makes a ``KeyboardInterrupt`` of user code the request's error and serves on;
+    in the user's own process it is their interrupt, which no ``except HandlerError`` swallows.
+    """
+    try:
+        yield
+    except InferdError as error:
+        if isinstance(error.__cause__, KeyboardInterrupt):
+            raise error.__cause__ from None
+        raise
 
 
 def _inside(module: Any, folders: list[Path]) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -184,6 +186,7 @@ def test_a_stream_from_an_api_with_batching_fails_as_the_endpoint_does(tmp_path:
 
 
 HELPED = """\
+from collections.abc import Callable
 from pathlib import Path
 
 import features
@@ -220,3 +223,78 @@ def test_projects_keep_their_own_neighbours_and_working_directory(
         ["second", "second label", "second label"],
     ]
     assert Path.cwd() == tmp_path
+
+
+def test_a_project_under_the_home_folder_is_found_by_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: load_api("~/iris") looked for a folder named "~" in the working directory.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    copy_example("iris-onnx", tmp_path / "iris")
+    assert load_api("~/iris").predict(VIRGINICA) == "iris-virginica"
+
+
+INTERRUPTED = """\
+import os
+
+if os.environ.get("INTERRUPT_IMPORT"):
+    raise KeyboardInterrupt  # Ctrl-C (a notebook's interrupt) while the handler imports
+
+
+def predict(sample, metadata):
+    if sample == "interrupt":
+        raise KeyboardInterrupt  # Ctrl-C while it computes
+    if sample == "stream":
+        return words()
+    return "answered"
+
+
+def words():
+    yield "first"
+    raise KeyboardInterrupt  # Ctrl-C while it streams
+"""
+
+
+def test_interrupting_a_load_or_a_prediction_stops_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: a replica turns a KeyboardInterrupt of user code into the request's 500 and serves
+    # on, and so did load_api in the user's own process: interrupting a notebook cell raised
+    # HandlerError (or LoadError), which a loop over samples catching it carried on past.
+    project = make_project(
+        tmp_path / "slow",
+        "- kind: deployment\n  name: s\n- kind: api\n  name: s\n  predictor:\n    path: slow.py\n",
+        files={"slow.py": INTERRUPTED},
+    )
+    api = load_api(project)
+    for sample in ("interrupt", "stream"):
+        with pytest.raises(KeyboardInterrupt):
+            api.predict(sample)
+    assert api.predict("again") == "answered"  # and the API answers on
+    monkeypatch.setenv("INTERRUPT_IMPORT", "1")
+    with pytest.raises(KeyboardInterrupt):
+        load_api(project)
+
+
+def test_a_failing_handler_prints_no_second_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: with logging not configured (a notebook, a script), the replica's log line of the
+    # failure went to Python's last-resort handler: the traceback printed on stderr beside the
+    # HandlerError that already carries it.
+    printed: list[logging.LogRecord] = []
+    monkeypatch.setattr(logging, "lastResort", CallbackHandler(printed.append))
+    monkeypatch.setattr(logging.root, "handlers", [])  # nothing configured (pytest's own aside)
+    api = load_api(copy_example("iris-onnx", tmp_path / "iris"))
+    with pytest.raises(HandlerError, match="KeyError"):
+        api.predict({"petal_width": 1.0})
+    assert printed == []
+
+
+class CallbackHandler(logging.Handler):
+    def __init__(self, callback: Callable[[logging.LogRecord], None]) -> None:
+        super().__init__()
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.callback(record)

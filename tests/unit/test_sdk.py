@@ -6,6 +6,7 @@ import importlib
 import json
 import pickle
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,55 @@ def test_names_that_would_leave_the_workspace_are_refused(tmp_path: Path, deploy
         Client(home=home)._write_project(deployment, api, str(model), {}, "onnx", None)
     assert (tmp_path / "precious.txt").read_text() == "the user's"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["home", "precious.txt"]
+
+
+def test_a_function_that_cannot_be_pickled_is_named_before_anything_is_deployed(tmp_path: Path) -> None:
+    # Was: "TypeError: cannot pickle '_thread.lock' object" from cloudpickle's insides, after
+    # the operator had been started, naming neither the function nor what to do.
+    lock = threading.Lock()  # a notebook's session, connection or lock, caught by a closure
+    client = Client(home=tmp_path)
+    with pytest.raises(UsageError) as caught:
+        client.deploy(
+            "iris",
+            "classifier",
+            example("iris-onnx") / "models" / "iris.onnx",
+            pre_inference=lambda sample, signature, metadata: sample,
+            post_inference=lambda prediction, signature, metadata: (lock, prediction)[1],
+        )
+    assert str(caught.value).startswith(
+        "post_inference cannot be sent to the replicas: TypeError: cannot pickle '_thread.lock' object"
+    )
+    assert not (tmp_path / "operator.json").exists()  # refused before the operator was started
+    assert not (tmp_path / "workspace" / "iris").exists()
+
+
+class Interrupted:
+    """An operator whose deploy call the user interrupts (Ctrl-C, a notebook's stop)."""
+
+    def apis(self) -> list[dict[str, str]]:
+        return [{"deployment": "iris", "name": "classifier"}]
+
+    def deploy(self, project: Path) -> dict[str, object]:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["copying the model", "calling the operator"])
+def test_an_interrupted_deploy_leaves_the_project_as_the_operator_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # Was: only an Exception put the API's previous folder back; after Ctrl-C the project held
+    # no such API (or half its folder), so the next deploy beside it removed the live API.
+    client = Client(home=tmp_path)
+    model = str(example("iris-onnx") / "models" / "iris.onnx")
+    client._write_project(
+        "iris", "classifier", model, {"post_inference": lambda p, s, m: "old"}, "onnx", None
+    )
+    if where == "copying the model":
+        monkeypatch.setattr("shutil.copy2", Interrupted.deploy)
+    new = {"post_inference": lambda p, s, m: "new"}
+    with pytest.raises(KeyboardInterrupt):
+        client._write_and_deploy(Interrupted(), "iris", "classifier", model, new, "onnx", None)
+    root = tmp_path / "workspace" / "iris"
+    assert [api.name for api in load_project(root).apis] == ["classifier"]
+    code = load_user_code(root / "classifier" / "handlers.pickle", "handler", "test_sdk_interrupted", "x")
+    assert code.functions["post_inference"](None, None, None) == "old"

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,12 @@ _PROJECT_PATHS: list[str] = []
 # last-resort printer (a second traceback on stderr under a notebook's cell).
 logging.getLogger("inferd.handler").addHandler(logging.NullHandler())
 
+# One prediction or load at a time in this process, as in a replica: the handler's globals are
+# safe, and the working directory each one sets (the project's, process-wide) is put back as
+# the caller had it, however many threads call ``predict``. Reentrant: a handler may load or
+# call another API.
+_ONE_AT_A_TIME = threading.RLock()
+
 
 class LoadedApi:
     """One API of a project, loaded in this process; ``predict`` answers as the endpoint would."""
@@ -70,7 +77,7 @@ class LoadedApi:
         does not fit the model, ``HandlerError`` (500) when user code raised (its ``__cause__``
         is the user's exception, with its traceback).
         """
-        with contextlib.chdir(self.root), _interrupts():
+        with _ONE_AT_A_TIME, contextlib.chdir(self.root), _interrupts():
             result = self.predictor.predict(sample)
             stage = "predict" if self.predictor.runtime is None else "post_inference"
             if is_stream(result):  # a streamed answer: its items, in order
@@ -120,6 +127,11 @@ def select_apis(project: Project, api: str | None, one: bool = True) -> list[Api
 
 def build_api(project: Project, config: ApiConfig) -> LoadedApi:
     """Load ``config`` (an API of ``project``) in this process, as a replica would."""
+    with _ONE_AT_A_TIME:  # the modules, ``sys.path`` and working directory it sets are the process's
+        return _build_api(project, config)
+
+
+def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
     requirements = project.root / "requirements.txt"
     # installed once, as for replicas, after inferd's own packages (for an API with Python code)
     if requirements.is_file() and config.api.installs_requirements:

@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,7 @@ def test_a_stream_from_an_api_with_batching_fails_as_the_endpoint_does(tmp_path:
 
 HELPED = """\
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import features
@@ -298,3 +300,38 @@ class CallbackHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.callback(record)
+
+
+TOGETHER = """\
+import threading
+
+MET = threading.Barrier(2, timeout=0.5)
+
+
+def predict(sample, metadata):
+    try:
+        MET.wait()  # a second prediction running beside this one meets it here
+    except threading.BrokenBarrierError:
+        return "alone"
+    return "together"
+"""
+
+
+def test_predictions_from_threads_run_one_at_a_time_and_keep_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: two threads' predict (a notebook's ThreadPoolExecutor over samples) ran the handler
+    # at once, which no replica does (README: globals in a handler are safe), and each restored
+    # the working directory it found: the second one found the project's, which stayed the
+    # process's working directory after both returned.
+    project = make_project(
+        tmp_path / "together",
+        "- kind: deployment\n  name: t\n- kind: api\n  name: t\n  predictor:\n    path: together.py\n",
+        files={"together.py": TOGETHER},
+    )
+    monkeypatch.chdir(tmp_path)
+    api = load_api(project)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(api.predict, [{}, {}]))
+    assert answers == ["alone", "alone"]
+    assert Path.cwd() == tmp_path

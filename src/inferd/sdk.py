@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import shutil
 import sys
 import sysconfig
@@ -155,13 +156,15 @@ class Client:
             # this API, or (its folder gone or half written) would remove it.
             self._put_back(deployment, api, previous)
             if isinstance(error, ConfigError):  # the config is ours: the arguments are wrong
-                raise DeployFailedError(f"api '{deployment}/{api}' was not deployed: {error}") from error
+                # (its file and line are the client's own cortex.yaml, which the user never wrote)
+                reason = re.sub(r"^cortex\.yaml:\d+: (api '[^']*': )?", "", str(error))
+                raise DeployFailedError(f"api '{deployment}/{api}' was not deployed: {reason}") from None
             if isinstance(error, ReplaceError):  # its advice (`--force`) is the CLI's
                 raise DeployFailedError(
                     f"api '{deployment}/{api}' was not deployed: deployment '{deployment}' was deployed "
                     "from a project folder, whose other APIs this deploy would remove; deploy under "
                     f"another deployment name, or delete it first (inferd delete {deployment})"
-                ) from error
+                ) from None
             raise
         if previous is not None:
             shutil.rmtree(previous)

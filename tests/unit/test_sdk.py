@@ -13,7 +13,7 @@ import pytest
 
 from inferd.config.load import load_project
 from inferd.environments import Environment, EnvironmentStore
-from inferd.errors import UsageError
+from inferd.errors import ConfigError, DeployFailedError, UsageError
 from inferd.handler.loader import load_user_code
 from inferd.sdk import Client, pickle_functions
 from tests.conftest import example
@@ -165,3 +165,26 @@ def test_an_interrupted_deploy_leaves_the_project_as_the_operator_runs_it(
     assert [api.name for api in load_project(root).apis] == ["classifier"]
     code = load_user_code(root / "classifier" / "handlers.pickle", "handler", "test_sdk_interrupted", "x")
     assert code.functions["post_inference"](None, None, None) == "old"
+
+
+class Refusing(Interrupted):
+    """An operator that refuses the project the client wrote."""
+
+    def deploy(self, project: Path) -> dict[str, object]:
+        raise ConfigError(
+            "cortex.yaml:32: api 'saved': tensorflow.model: saved/iris.onnx must be a SavedModel folder"
+        )
+
+
+def test_a_refused_deploy_says_why_without_the_config_the_user_never_wrote(tmp_path: Path) -> None:
+    # Was: "... was not deployed: cortex.yaml:32: api 'saved': ...", a line of the client's own
+    # cortex.yaml, and the ConfigError chained to it: a notebook showed the operator client's
+    # traceback above the user's.
+    client = Client(home=tmp_path)
+    model = str(example("iris-onnx") / "models" / "iris.onnx")
+    with pytest.raises(DeployFailedError) as caught:
+        client._write_and_deploy(Refusing(), "iris", "saved", model, {}, "tensorflow", None)
+    assert str(caught.value) == (
+        "api 'iris/saved' was not deployed: tensorflow.model: saved/iris.onnx must be a SavedModel folder"
+    )
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

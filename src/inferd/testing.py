@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
 import sys
+import sysconfig
 import threading
 import traceback
 from collections.abc import Iterator
@@ -158,6 +160,17 @@ def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
     for folder in [*_PROJECT_PATHS, *map(str, folders)]:
         while folder in sys.path:
             sys.path.remove(folder)
+    # The caller's own modules named as a module of the project (a notebook's `utils.py` beside
+    # the project's): set aside while the project loads, so that its code imports its own, as
+    # a replica does, then put back, so that the caller keeps theirs.
+    tops = _module_names(folders)
+    aside = {
+        name: module
+        for name, module in sys.modules.items()
+        if name.partition(".")[0] in tops and _callers_own(module, folders)
+    }
+    for name in aside:
+        del sys.modules[name]
     paths_before, modules_before = set(sys.path), set(sys.modules)
     try:
         with contextlib.chdir(root), _interrupts():
@@ -171,7 +184,39 @@ def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
         _PROJECT_MODULES.update(
             name for name in set(sys.modules) - modules_before if _inside(sys.modules.get(name), folders)
         )
+        _PROJECT_MODULES.difference_update(aside)
+        sys.modules.update(aside)
     return LoadedApi(config, predictor, root)
+
+
+def _module_names(folders: list[Path]) -> set[str]:
+    """The top-level modules the project's ``folders`` hold (``utils`` for ``utils.py`` or ``utils/``)."""
+    names: set[str] = set()
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            names.update(
+                path.stem if path.suffix == ".py" else path.name
+                for path in folder.iterdir()
+                if path.suffix == ".py" or (path / "__init__.py").is_file()
+            )
+    return names
+
+
+def _callers_own(module: Any, folders: list[Path]) -> bool:
+    """Whether ``module`` is the caller's own: from a file neither installed nor the project's."""
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or _inside(module, folders):
+        return False
+    path = Path(file).resolve()
+    return not any(path.is_relative_to(installed) for installed in _installed())
+
+
+@functools.cache
+def _installed() -> tuple[Path, ...]:
+    """Where the standard library, installed packages and inferd are: their modules are no user's."""
+    paths = sysconfig.get_paths()
+    found = {Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return (*found, INFERD_PACKAGE, INFERD_PACKAGE.parent / "cortex")  # (an editable install's)
 
 
 @contextlib.contextmanager

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import shutil
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -335,3 +337,30 @@ def test_predictions_from_threads_run_one_at_a_time_and_keep_the_working_directo
         answers = list(pool.map(api.predict, [{}, {}]))
     assert answers == ["alone", "alone"]
     assert Path.cwd() == tmp_path
+
+
+def test_the_project_imports_its_own_neighbour_where_the_caller_has_one_of_the_same_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: a notebook that had imported its own `shared_helpers.py` loaded a project whose
+    # predictor imports its neighbour `shared_helpers.py`, and the predictor got the notebook's
+    # (already in sys.modules), which no replica of the project would.
+    notebook = tmp_path / "notebook"
+    notebook.mkdir()
+    (notebook / "shared_helpers.py").write_text("VALUE = 'notebook'\n")
+    monkeypatch.syspath_prepend(str(notebook))
+    monkeypatch.delitem(sys.modules, "shared_helpers", raising=False)
+    mine = importlib.import_module("shared_helpers")
+    monkeypatch.setitem(sys.modules, "shared_helpers", mine)  # removed again after the test
+    project = make_project(
+        tmp_path / "project",
+        "- kind: deployment\n  name: p\n- kind: api\n  name: p\n  predictor:\n    path: predictor.py\n",
+        files={
+            "predictor.py": "import shared_helpers\n\n\n"
+            "def predict(sample, metadata):\n    return shared_helpers.VALUE\n",
+            "shared_helpers.py": "VALUE = 'project'\n",
+        },
+    )
+    assert load_api(project).predict({}) == "project"
+    assert sys.modules["shared_helpers"] is mine  # the caller keeps theirs
+    assert load_api(project).predict({}) == "project"  # loaded again

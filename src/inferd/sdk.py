@@ -116,18 +116,26 @@ class Client:
         _check_names(deployment_name, api_name)
         _check_model(str(model_path))
         pickled = pickle_functions(functions) if functions else None  # before anything starts
-        with self._backend() as backend:
-            with self._locked(deployment_name):
-                result = self._write_and_deploy(
-                    backend,
-                    deployment_name,
-                    api_name,
-                    str(model_path),
-                    pickled if pickled is not None else {},
-                    model_format,
-                    tf_serving_key,
-                )
-            return self._wait(backend, f"{deployment_name}/{api_name}", result, timeout)
+        try:
+            with self._backend() as backend:
+                with self._locked(deployment_name):
+                    result = self._write_and_deploy(
+                        backend,
+                        deployment_name,
+                        api_name,
+                        str(model_path),
+                        pickled if pickled is not None else {},
+                        model_format,
+                        tf_serving_key,
+                    )
+                return self._wait(backend, f"{deployment_name}/{api_name}", result, timeout)
+        except OSError as exc:  # a home that is a file, or that cannot be written: as the CLI says it
+            from inferd.storage import home_refusal
+
+            refusal = home_refusal(exc, self.home)
+            if refusal is None:
+                raise
+            raise UsageError(refusal) from None
 
     def _write_and_deploy(
         self,

@@ -188,3 +188,15 @@ def test_a_refused_deploy_says_why_without_the_config_the_user_never_wrote(tmp_p
         "api 'iris/saved' was not deployed: tensorflow.model: saved/iris.onnx must be a SavedModel folder"
     )
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_home_that_cannot_be_written_is_named_with_the_fix(tmp_path: Path) -> None:
+    # Was: FileExistsError: [Errno 17] File exists: '/tmp/home' from the operator client's
+    # insides, where `inferd deploy` says what the CLI's error says.
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    with pytest.raises(UsageError) as caught:
+        Client(home=home).deploy("iris", "classifier", example("iris-onnx") / "models" / "iris.onnx")
+    assert str(caught.value) == (
+        f"INFERD_HOME {home} is not a folder (File exists): set INFERD_HOME to a folder you can write"
+    )

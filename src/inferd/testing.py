@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.machinery
 import json
 import logging
 import math
+import os
 import sys
 import sysconfig
 import threading
@@ -35,6 +37,7 @@ from inferd.config.load import load_project
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.packages import ensure_packages
 from inferd.errors import HandlerError, InferdError, LoadError, UsageError
+from inferd.handler.loader import FreshSourceLoader
 from inferd.handler.predictor import Predictor, devices_of
 from inferd.handler.user_errors import raised
 from inferd.replica.streaming import is_stream, unanswerable
@@ -50,6 +53,9 @@ INFERD_PACKAGE = Path(__file__).resolve().parent
 # imports its own.
 _PROJECT_MODULES: set[str] = set()
 _PROJECT_PATHS: list[str] = []
+# Every project folder loaded: their modules are compiled from their source at each import
+# (``_fresh_sources``), as the handler file is.
+_PROJECT_FOLDERS: set[Path] = set()
 
 # A failing handler's traceback travels with the exception raised here (its ``__cause__``); the
 # replica's log line of it goes to the handlers the user configured, if any, never to Python's
@@ -163,6 +169,7 @@ def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
     # The caller's own modules named as a module of the project (a notebook's `utils.py` beside
     # the project's): set aside while the project loads, so that its code imports its own, as
     # a replica does, then put back, so that the caller keeps theirs.
+    _compile_from_source(folders)
     tops = _module_names(folders)
     aside = {
         name: module
@@ -187,6 +194,49 @@ def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
         _PROJECT_MODULES.difference_update(aside)
         sys.modules.update(aside)
     return LoadedApi(config, predictor, root)
+
+
+def _compile_from_source(folders: list[Path]) -> None:
+    """Import the modules of ``folders`` (and their subfolders) from their source from now on.
+
+    Python's bytecode cache takes a source of the same size and mtime in whole seconds for
+    unchanged, so a neighbour saved again within the second (a notebook writing ``features.py``
+    anew, then ``load_api``) kept its old code. Only in this process, and only project folders.
+    """
+    if _fresh_sources not in sys.path_hooks:
+        sys.path_hooks.insert(0, _fresh_sources)
+    _PROJECT_FOLDERS.update(folders)
+    for path in list(sys.path_importer_cache):  # finders made before: made again, by the hook
+        if _under_project(path):
+            del sys.path_importer_cache[path]
+
+
+def _fresh_sources(path: str) -> importlib.machinery.FileFinder:
+    """``sys.path_hooks`` entry: a finder for a project folder whose ``.py`` files compile fresh."""
+    if not path or not os.path.isdir(path) or not _under_project(path):
+        raise ImportError  # the next hook's (a zip file's, the standard finder)
+    return importlib.machinery.FileFinder(
+        path,
+        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+        (FreshSourceLoader, importlib.machinery.SOURCE_SUFFIXES),
+        (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES),
+    )
+
+
+def _under_project(path: str) -> bool:
+    """Whether ``path`` is a project folder or one of its subfolders, not hidden (a ``.venv``
+    inside the project, which no deploy sends) nor installed packages."""
+    folder = Path(path).resolve()
+    if any(folder == place or place in folder.parents for place in _installed()):
+        return False
+    return any(
+        folder == root or (root in folder.parents and not _hidden(folder.relative_to(root)))
+        for root in _PROJECT_FOLDERS
+    )
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def _module_names(folders: list[Path]) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -364,3 +365,27 @@ def test_the_project_imports_its_own_neighbour_where_the_caller_has_one_of_the_s
     assert load_api(project).predict({}) == "project"
     assert sys.modules["shared_helpers"] is mine  # the caller keeps theirs
     assert load_api(project).predict({}) == "project"  # loaded again
+
+
+def test_a_neighbour_edited_within_the_second_is_loaded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: load_api imported the handler's neighbours through Python's bytecode cache, which
+    # takes a source of the same size and the same mtime in whole seconds for unchanged: a
+    # notebook that wrote `features.py` again and loaded the API kept the old module.
+    monkeypatch.setattr("sys.dont_write_bytecode", False)  # as for a user without PYTHONDONTWRITEBYTECODE
+    project = make_project(
+        tmp_path / "edited",
+        "- kind: deployment\n  name: e\n- kind: api\n  name: e\n  predictor:\n    path: predictor.py\n",
+        files={
+            "predictor.py": "from features import VALUE\n\n\ndef predict(sample, metadata):\n"
+            "    return VALUE\n",
+            "features.py": "VALUE = 'old'\n",
+        },
+    )
+    assert load_api(project).predict({}) == "old"
+    features = project / "features.py"
+    stat = features.stat()
+    features.write_text("VALUE = 'new'\n")
+    os.utime(features, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # saved within the same second
+    assert load_api(project).predict({}) == "new"

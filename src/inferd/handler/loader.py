@@ -88,7 +88,7 @@ def _import(path: Path, module_name: str, shown: str) -> ModuleType:
     if package:
         module_name = f"{package}.{module_name}"  # its __package__: relative imports resolve there
     spec = importlib.util.spec_from_file_location(
-        module_name, path, loader=_FromSource(module_name, str(path))
+        module_name, path, loader=FreshSourceLoader(module_name, str(path))
     )
     if spec is None or spec.loader is None:
         raise LoadError(f"{shown}: cannot be imported as a Python module")
@@ -103,7 +103,7 @@ def _import(path: Path, module_name: str, shown: str) -> ModuleType:
     return module
 
 
-class _FromSource(importlib.machinery.SourceFileLoader):
+class FreshSourceLoader(importlib.machinery.SourceFileLoader):
     """Compiles the user's file from its source at every load, and writes no ``__pycache__``.
 
     Python's bytecode cache trusts a ``.pyc`` whose source has the same size and the same mtime

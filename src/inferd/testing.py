@@ -166,10 +166,10 @@ def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
     for folder in [*_PROJECT_PATHS, *map(str, folders)]:
         while folder in sys.path:
             sys.path.remove(folder)
+    _compile_from_source(folders)
     # The caller's own modules named as a module of the project (a notebook's `utils.py` beside
     # the project's): set aside while the project loads, so that its code imports its own, as
     # a replica does, then put back, so that the caller keeps theirs.
-    _compile_from_source(folders)
     tops = _module_names(folders)
     aside = {
         name: module

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import shutil
 import sys
 import sysconfig
@@ -100,7 +101,11 @@ class Client:
         is ``onnx`` or ``tensorflow`` (default: ``onnx`` for a ``.onnx`` file, else
         ``tensorflow``); ``tf_serving_key`` is the SavedModel's signature key. Another API of
         the same deployment deployed earlier by this client stays; the same API is updated.
-        Raises ``DeployFailedError`` with the reason when the API cannot go live.
+        Raises ``UsageError`` for arguments it cannot use (a ``model_path`` that does not
+        exist, another ``model_format``, a function that cannot be pickled), before anything is
+        deployed, and ``DeployFailedError`` with the reason when the API cannot go live; both
+        are ``inferd.errors.InferdError``. Interrupted (Ctrl-C), it leaves the deployment's
+        project as the operator runs it.
         """
         handlers = {"pre_inference": pre_inference, "post_inference": post_inference}
         for name, function in handlers.items():
@@ -110,18 +115,27 @@ class Client:
         model_format = _model_format(str(model_path), model_format)
         _check_names(deployment_name, api_name)
         _check_model(str(model_path))
-        with self._backend() as backend:
-            with self._locked(deployment_name):
-                result = self._write_and_deploy(
-                    backend,
-                    deployment_name,
-                    api_name,
-                    str(model_path),
-                    functions,
-                    model_format,
-                    tf_serving_key,
-                )
-            return self._wait(backend, f"{deployment_name}/{api_name}", result, timeout)
+        pickled = pickle_functions(functions) if functions else None  # before anything starts
+        try:
+            with self._backend() as backend:
+                with self._locked(deployment_name):
+                    result = self._write_and_deploy(
+                        backend,
+                        deployment_name,
+                        api_name,
+                        str(model_path),
+                        pickled if pickled is not None else {},
+                        model_format,
+                        tf_serving_key,
+                    )
+                return self._wait(backend, f"{deployment_name}/{api_name}", result, timeout)
+        except OSError as exc:  # a home that is a file, or that cannot be written: as the CLI says it
+            from inferd.storage import home_refusal
+
+            refusal = home_refusal(exc, self.home)
+            if refusal is None:
+                raise
+            raise UsageError(refusal) from None
 
     def _write_and_deploy(
         self,
@@ -129,7 +143,7 @@ class Client:
         deployment: str,
         api: str,
         model_path: str,
-        functions: dict[str, Callable[..., Any]],
+        functions: dict[str, Callable[..., Any]] | bytes,
         model_format: str,
         tf_serving_key: str | None,
     ) -> dict[str, Any]:
@@ -144,18 +158,21 @@ class Client:
                 deployment, api, model_path, functions, model_format, tf_serving_key, deployed
             )
             result: dict[str, Any] = backend.deploy(project)
-        except Exception as error:
-            # Refused (nothing deployed): the project goes back to what the operator runs, or
-            # every later deploy to this deployment would be refused for this API.
+        except BaseException as error:
+            # Refused (nothing deployed) or interrupted (Ctrl-C): the project goes back to what
+            # the operator runs, or every later deploy to this deployment would be refused for
+            # this API, or (its folder gone or half written) would remove it.
             self._put_back(deployment, api, previous)
             if isinstance(error, ConfigError):  # the config is ours: the arguments are wrong
-                raise DeployFailedError(f"api '{deployment}/{api}' was not deployed: {error}") from error
+                # (its file and line are the client's own cortex.yaml, which the user never wrote)
+                reason = re.sub(r"^cortex\.yaml:\d+: (api '[^']*': )?", "", str(error))
+                raise DeployFailedError(f"api '{deployment}/{api}' was not deployed: {reason}") from None
             if isinstance(error, ReplaceError):  # its advice (`--force`) is the CLI's
                 raise DeployFailedError(
                     f"api '{deployment}/{api}' was not deployed: deployment '{deployment}' was deployed "
                     "from a project folder, whose other APIs this deploy would remove; deploy under "
                     f"another deployment name, or delete it first (inferd delete {deployment})"
-                ) from error
+                ) from None
             raise
         if previous is not None:
             shutil.rmtree(previous)
@@ -179,13 +196,14 @@ class Client:
         deployment: str,
         api: str,
         model_path: str,
-        handlers: dict[str, Callable[..., Any]],
+        handlers: dict[str, Callable[..., Any]] | bytes,
         model_format: str,
         tf_serving_key: str | None,
         deployed: set[str] | None = None,
     ) -> Path:
-        """Write ``api`` into the deployment's project; ``deployed``: the deployment's APIs that
-        the operator runs (the others' folders are removed; none given keeps them all)."""
+        """Write ``api`` into the deployment's project; ``handlers``: its functions, or their
+        pickle; ``deployed``: the deployment's APIs that the operator runs (the others'
+        folders are removed; none given keeps them all)."""
         _check_names(deployment, api)  # they name folders this removes: never `..` or `/`
         _check_model(model_path)
         root = self.workspace / deployment
@@ -207,7 +225,8 @@ class Client:
                 shutil.copy2(source, target)
             block["model"] = f"{api}/{source.name}"
         if handlers:
-            (folder / HANDLER_FILE).write_bytes(pickle_functions(handlers))
+            pickled = handlers if isinstance(handlers, bytes) else pickle_functions(handlers)
+            (folder / HANDLER_FILE).write_bytes(pickled)
             block["request_handler"] = f"{api}/{HANDLER_FILE}"
         if tf_serving_key is not None:
             block["signature_key"] = tf_serving_key
@@ -316,10 +335,28 @@ def pickle_functions(functions: dict[str, Callable[..., Any]]) -> bytes:
         cloudpickle.register_pickle_by_value(module)
     try:
         data: bytes = cloudpickle.dumps(functions)
+    except Exception as exc:  # cloudpickle's own TypeError, PicklingError, ...: say which function
+        name = next((name for name, function in functions.items() if not _picklable(function)), "")
+        raise UsageError(
+            f"{name or ' and '.join(functions)} cannot be sent to the replicas: {type(exc).__name__}: "
+            f"{exc} (a function travels pickled, with the globals and closure variables it uses: "
+            "create such an object inside the function, or import it from a module where the "
+            "replicas run)"
+        ) from None
     finally:
         for module in modules:
             cloudpickle.unregister_pickle_by_value(module)
     return data
+
+
+def _picklable(function: Callable[..., Any]) -> bool:
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(function)
+    except Exception:
+        return False
+    return True
 
 
 def _users_module(module: ModuleType) -> bool:

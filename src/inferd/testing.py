@@ -16,10 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import importlib.machinery
 import json
+import logging
 import math
+import os
 import sys
+import sysconfig
+import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from inferd.config.load import load_project
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine.packages import ensure_packages
 from inferd.errors import HandlerError, InferdError, LoadError, UsageError
+from inferd.handler.loader import FreshSourceLoader
 from inferd.handler.predictor import Predictor, devices_of
 from inferd.handler.user_errors import raised
 from inferd.replica.streaming import is_stream, unanswerable
@@ -45,6 +53,20 @@ INFERD_PACKAGE = Path(__file__).resolve().parent
 # imports its own.
 _PROJECT_MODULES: set[str] = set()
 _PROJECT_PATHS: list[str] = []
+# Every project folder loaded: their modules are compiled from their source at each import
+# (``_fresh_sources``), as the handler file is.
+_PROJECT_FOLDERS: set[Path] = set()
+
+# A failing handler's traceback travels with the exception raised here (its ``__cause__``); the
+# replica's log line of it goes to the handlers the user configured, if any, never to Python's
+# last-resort printer (a second traceback on stderr under a notebook's cell).
+logging.getLogger("inferd.handler").addHandler(logging.NullHandler())
+
+# One prediction or load at a time in this process, as in a replica: the handler's globals are
+# safe, and the working directory each one sets (the project's, process-wide) is put back as
+# the caller had it, however many threads call ``predict``. Reentrant: a handler may load or
+# call another API.
+_ONE_AT_A_TIME = threading.RLock()
 
 
 class LoadedApi:
@@ -63,7 +85,7 @@ class LoadedApi:
         does not fit the model, ``HandlerError`` (500) when user code raised (its ``__cause__``
         is the user's exception, with its traceback).
         """
-        with contextlib.chdir(self.root):
+        with _ONE_AT_A_TIME, contextlib.chdir(self.root), _interrupts():
             result = self.predictor.predict(sample)
             stage = "predict" if self.predictor.runtime is None else "post_inference"
             if is_stream(result):  # a streamed answer: its items, in order
@@ -74,6 +96,8 @@ class LoadedApi:
                     raise HandlerError(f"{stage} returned a value that is not JSON-serialisable: {reason}")
                 try:
                     result = list(result)
+                except KeyboardInterrupt:
+                    raise
                 except BaseException as exc:  # sys.exit() in the generator ends no test run
                     message = f"{stage} failed while streaming: {raised(exc)}"
                     raise HandlerError(message) from exc
@@ -86,8 +110,13 @@ class LoadedApi:
 
 
 def load_api(project: Path | str, api: str | None = None) -> LoadedApi:
-    """Load one API of the project folder ``project`` (``api`` may be left out when it has one)."""
-    loaded = load_project(project)
+    """Load one API of the project folder ``project`` (``api`` may be left out when it has one).
+
+    ``project`` may start with ``~``. Raises ``ConfigError`` for a project that does not load
+    (no such folder, a config error), ``UsageError`` when ``api`` is not one of its APIs, and
+    ``LoadError`` when its model or code does not load; each is an ``inferd.errors.InferdError``.
+    """
+    loaded = load_project(Path(project).expanduser())
     return build_api(loaded, select_apis(loaded, api)[0])
 
 
@@ -106,6 +135,11 @@ def select_apis(project: Project, api: str | None, one: bool = True) -> list[Api
 
 def build_api(project: Project, config: ApiConfig) -> LoadedApi:
     """Load ``config`` (an API of ``project``) in this process, as a replica would."""
+    with _ONE_AT_A_TIME:  # the modules, ``sys.path`` and working directory it sets are the process's
+        return _build_api(project, config)
+
+
+def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
     requirements = project.root / "requirements.txt"
     # installed once, as for replicas, after inferd's own packages (for an API with Python code)
     if requirements.is_file() and config.api.installs_requirements:
@@ -132,9 +166,21 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
     for folder in [*_PROJECT_PATHS, *map(str, folders)]:
         while folder in sys.path:
             sys.path.remove(folder)
+    _compile_from_source(folders)
+    # The caller's own modules named as a module of the project (a notebook's `utils.py` beside
+    # the project's): set aside while the project loads, so that its code imports its own, as
+    # a replica does, then put back, so that the caller keeps theirs.
+    tops = _module_names(folders)
+    aside = {
+        name: module
+        for name, module in sys.modules.items()
+        if name.partition(".")[0] in tops and _callers_own(module, folders)
+    }
+    for name in aside:
+        del sys.modules[name]
     paths_before, modules_before = set(sys.path), set(sys.modules)
     try:
-        with contextlib.chdir(root):
+        with contextlib.chdir(root), _interrupts():
             predictor = Predictor(api, project.root, model_path, devices)
     except InferdError:
         raise
@@ -145,7 +191,97 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
         _PROJECT_MODULES.update(
             name for name in set(sys.modules) - modules_before if _inside(sys.modules.get(name), folders)
         )
+        _PROJECT_MODULES.difference_update(aside)
+        sys.modules.update(aside)
     return LoadedApi(config, predictor, root)
+
+
+def _compile_from_source(folders: list[Path]) -> None:
+    """Import the modules of ``folders`` (and their subfolders) from their source from now on.
+
+    Python's bytecode cache takes a source of the same size and mtime in whole seconds for
+    unchanged, so a neighbour saved again within the second (a notebook writing ``features.py``
+    anew, then ``load_api``) kept its old code. Only in this process, and only project folders.
+    """
+    if _fresh_sources not in sys.path_hooks:
+        sys.path_hooks.insert(0, _fresh_sources)
+    _PROJECT_FOLDERS.update(folders)
+    for path in list(sys.path_importer_cache):  # finders made before: made again, by the hook
+        if _under_project(path):
+            del sys.path_importer_cache[path]
+
+
+def _fresh_sources(path: str) -> importlib.machinery.FileFinder:
+    """``sys.path_hooks`` entry: a finder for a project folder whose ``.py`` files compile fresh."""
+    if not path or not os.path.isdir(path) or not _under_project(path):
+        raise ImportError  # the next hook's (a zip file's, the standard finder)
+    return importlib.machinery.FileFinder(
+        path,
+        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+        (FreshSourceLoader, importlib.machinery.SOURCE_SUFFIXES),
+        (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES),
+    )
+
+
+def _under_project(path: str) -> bool:
+    """Whether ``path`` is a project folder or one of its subfolders, not hidden (a ``.venv``
+    inside the project, which no deploy sends) nor installed packages."""
+    folder = Path(path).resolve()
+    if any(folder == place or place in folder.parents for place in _installed()):
+        return False
+    return any(
+        folder == root or (root in folder.parents and not _hidden(folder.relative_to(root)))
+        for root in _PROJECT_FOLDERS
+    )
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _module_names(folders: list[Path]) -> set[str]:
+    """The top-level modules the project's ``folders`` hold (``utils`` for ``utils.py`` or ``utils/``)."""
+    names: set[str] = set()
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            names.update(
+                path.stem if path.suffix == ".py" else path.name
+                for path in folder.iterdir()
+                if path.suffix == ".py" or (path / "__init__.py").is_file()
+            )
+    return names
+
+
+def _callers_own(module: Any, folders: list[Path]) -> bool:
+    """Whether ``module`` is the caller's own: from a file neither installed nor the project's."""
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or _inside(module, folders):
+        return False
+    path = Path(file).resolve()
+    return not any(path.is_relative_to(installed) for installed in _installed())
+
+
+@functools.cache
+def _installed() -> tuple[Path, ...]:
+    """Where the standard library, installed packages and inferd are: their modules are no user's."""
+    paths = sysconfig.get_paths()
+    found = {Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return (*found, INFERD_PACKAGE, INFERD_PACKAGE.parent / "cortex")  # (an editable install's)
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[None]:
+    """Ctrl-C in the user's code (an interrupted notebook cell) stops the caller.
+
+    A replica makes a ``KeyboardInterrupt`` of user code the request's error and serves on;
+    in the user's own process it is their interrupt, which no ``except HandlerError`` swallows.
+    """
+    try:
+        yield
+    except InferdError as error:
+        if isinstance(error.__cause__, KeyboardInterrupt):
+            raise error.__cause__ from None
+        raise
 
 
 def _inside(module: Any, folders: list[Path]) -> bool:

@@ -6,13 +6,14 @@ import importlib
 import json
 import pickle
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from inferd.config.load import load_project
 from inferd.environments import Environment, EnvironmentStore
-from inferd.errors import UsageError
+from inferd.errors import ConfigError, DeployFailedError, UsageError
 from inferd.handler.loader import load_user_code
 from inferd.sdk import Client, pickle_functions
 from tests.conftest import example
@@ -112,3 +113,90 @@ def test_names_that_would_leave_the_workspace_are_refused(tmp_path: Path, deploy
         Client(home=home)._write_project(deployment, api, str(model), {}, "onnx", None)
     assert (tmp_path / "precious.txt").read_text() == "the user's"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["home", "precious.txt"]
+
+
+def test_a_function_that_cannot_be_pickled_is_named_before_anything_is_deployed(tmp_path: Path) -> None:
+    # Was: "TypeError: cannot pickle '_thread.lock' object" from cloudpickle's insides, after
+    # the operator had been started, naming neither the function nor what to do.
+    lock = threading.Lock()  # a notebook's session, connection or lock, caught by a closure
+    client = Client(home=tmp_path)
+    with pytest.raises(UsageError) as caught:
+        client.deploy(
+            "iris",
+            "classifier",
+            example("iris-onnx") / "models" / "iris.onnx",
+            pre_inference=lambda sample, signature, metadata: sample,
+            post_inference=lambda prediction, signature, metadata: (lock, prediction)[1],
+        )
+    assert str(caught.value).startswith(
+        "post_inference cannot be sent to the replicas: TypeError: cannot pickle '_thread.lock' object"
+    )
+    assert not (tmp_path / "operator.json").exists()  # refused before the operator was started
+    assert not (tmp_path / "workspace" / "iris").exists()
+
+
+class Interrupted:
+    """An operator whose deploy call the user interrupts (Ctrl-C, a notebook's stop)."""
+
+    def apis(self) -> list[dict[str, str]]:
+        return [{"deployment": "iris", "name": "classifier"}]
+
+    def deploy(self, project: Path) -> dict[str, object]:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["copying the model", "calling the operator"])
+def test_an_interrupted_deploy_leaves_the_project_as_the_operator_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # Was: only an Exception put the API's previous folder back; after Ctrl-C the project held
+    # no such API (or half its folder), so the next deploy beside it removed the live API.
+    client = Client(home=tmp_path)
+    model = str(example("iris-onnx") / "models" / "iris.onnx")
+    client._write_project(
+        "iris", "classifier", model, {"post_inference": lambda p, s, m: "old"}, "onnx", None
+    )
+    if where == "copying the model":
+        monkeypatch.setattr("shutil.copy2", Interrupted.deploy)
+    new = {"post_inference": lambda p, s, m: "new"}
+    with pytest.raises(KeyboardInterrupt):
+        client._write_and_deploy(Interrupted(), "iris", "classifier", model, new, "onnx", None)
+    root = tmp_path / "workspace" / "iris"
+    assert [api.name for api in load_project(root).apis] == ["classifier"]
+    code = load_user_code(root / "classifier" / "handlers.pickle", "handler", "test_sdk_interrupted", "x")
+    assert code.functions["post_inference"](None, None, None) == "old"
+
+
+class Refusing(Interrupted):
+    """An operator that refuses the project the client wrote."""
+
+    def deploy(self, project: Path) -> dict[str, object]:
+        raise ConfigError(
+            "cortex.yaml:32: api 'saved': tensorflow.model: saved/iris.onnx must be a SavedModel folder"
+        )
+
+
+def test_a_refused_deploy_says_why_without_the_config_the_user_never_wrote(tmp_path: Path) -> None:
+    # Was: "... was not deployed: cortex.yaml:32: api 'saved': ...", a line of the client's own
+    # cortex.yaml, and the ConfigError chained to it: a notebook showed the operator client's
+    # traceback above the user's.
+    client = Client(home=tmp_path)
+    model = str(example("iris-onnx") / "models" / "iris.onnx")
+    with pytest.raises(DeployFailedError) as caught:
+        client._write_and_deploy(Refusing(), "iris", "saved", model, {}, "tensorflow", None)
+    assert str(caught.value) == (
+        "api 'iris/saved' was not deployed: tensorflow.model: saved/iris.onnx must be a SavedModel folder"
+    )
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_home_that_cannot_be_written_is_named_with_the_fix(tmp_path: Path) -> None:
+    # Was: FileExistsError: [Errno 17] File exists: '/tmp/home' from the operator client's
+    # insides, where `inferd deploy` says what the CLI's error says.
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    with pytest.raises(UsageError) as caught:
+        Client(home=home).deploy("iris", "classifier", example("iris-onnx") / "models" / "iris.onnx")
+    assert str(caught.value) == (
+        f"INFERD_HOME {home} is not a folder (File exists): set INFERD_HOME to a folder you can write"
+    )

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
+import os
 import shutil
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -184,6 +190,8 @@ def test_a_stream_from_an_api_with_batching_fails_as_the_endpoint_does(tmp_path:
 
 
 HELPED = """\
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import features
@@ -220,3 +228,164 @@ def test_projects_keep_their_own_neighbours_and_working_directory(
         ["second", "second label", "second label"],
     ]
     assert Path.cwd() == tmp_path
+
+
+def test_a_project_under_the_home_folder_is_found_by_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: load_api("~/iris") looked for a folder named "~" in the working directory.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    copy_example("iris-onnx", tmp_path / "iris")
+    assert load_api("~/iris").predict(VIRGINICA) == "iris-virginica"
+
+
+INTERRUPTED = """\
+import os
+
+if os.environ.get("INTERRUPT_IMPORT"):
+    raise KeyboardInterrupt  # Ctrl-C (a notebook's interrupt) while the handler imports
+
+
+def predict(sample, metadata):
+    if sample == "interrupt":
+        raise KeyboardInterrupt  # Ctrl-C while it computes
+    if sample == "stream":
+        return words()
+    return "answered"
+
+
+def words():
+    yield "first"
+    raise KeyboardInterrupt  # Ctrl-C while it streams
+"""
+
+
+def test_interrupting_a_load_or_a_prediction_stops_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: a replica turns a KeyboardInterrupt of user code into the request's 500 and serves
+    # on, and so did load_api in the user's own process: interrupting a notebook cell raised
+    # HandlerError (or LoadError), which a loop over samples catching it carried on past.
+    project = make_project(
+        tmp_path / "slow",
+        "- kind: deployment\n  name: s\n- kind: api\n  name: s\n  predictor:\n    path: slow.py\n",
+        files={"slow.py": INTERRUPTED},
+    )
+    api = load_api(project)
+    for sample in ("interrupt", "stream"):
+        with pytest.raises(KeyboardInterrupt):
+            api.predict(sample)
+    assert api.predict("again") == "answered"  # and the API answers on
+    monkeypatch.setenv("INTERRUPT_IMPORT", "1")
+    with pytest.raises(KeyboardInterrupt):
+        load_api(project)
+
+
+def test_a_failing_handler_prints_no_second_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: with logging not configured (a notebook, a script), the replica's log line of the
+    # failure went to Python's last-resort handler: the traceback printed on stderr beside the
+    # HandlerError that already carries it.
+    printed: list[logging.LogRecord] = []
+    monkeypatch.setattr(logging, "lastResort", CallbackHandler(printed.append))
+    monkeypatch.setattr(logging.root, "handlers", [])  # nothing configured (pytest's own aside)
+    api = load_api(copy_example("iris-onnx", tmp_path / "iris"))
+    with pytest.raises(HandlerError, match="KeyError"):
+        api.predict({"petal_width": 1.0})
+    assert printed == []
+
+
+class CallbackHandler(logging.Handler):
+    def __init__(self, callback: Callable[[logging.LogRecord], None]) -> None:
+        super().__init__()
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.callback(record)
+
+
+TOGETHER = """\
+import threading
+
+MET = threading.Barrier(2, timeout=0.5)
+
+
+def predict(sample, metadata):
+    try:
+        MET.wait()  # a second prediction running beside this one meets it here
+    except threading.BrokenBarrierError:
+        return "alone"
+    return "together"
+"""
+
+
+def test_predictions_from_threads_run_one_at_a_time_and_keep_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: two threads' predict (a notebook's ThreadPoolExecutor over samples) ran the handler
+    # at once, which no replica does (README: globals in a handler are safe), and each restored
+    # the working directory it found: the second one found the project's, which stayed the
+    # process's working directory after both returned.
+    project = make_project(
+        tmp_path / "together",
+        "- kind: deployment\n  name: t\n- kind: api\n  name: t\n  predictor:\n    path: together.py\n",
+        files={"together.py": TOGETHER},
+    )
+    monkeypatch.chdir(tmp_path)
+    api = load_api(project)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(api.predict, [{}, {}]))
+    assert answers == ["alone", "alone"]
+    assert Path.cwd() == tmp_path
+
+
+def test_the_project_imports_its_own_neighbour_where_the_caller_has_one_of_the_same_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: a notebook that had imported its own `shared_helpers.py` loaded a project whose
+    # predictor imports its neighbour `shared_helpers.py`, and the predictor got the notebook's
+    # (already in sys.modules), which no replica of the project would.
+    notebook = tmp_path / "notebook"
+    notebook.mkdir()
+    (notebook / "shared_helpers.py").write_text("VALUE = 'notebook'\n")
+    monkeypatch.syspath_prepend(str(notebook))
+    monkeypatch.delitem(sys.modules, "shared_helpers", raising=False)
+    mine = importlib.import_module("shared_helpers")
+    monkeypatch.setitem(sys.modules, "shared_helpers", mine)  # removed again after the test
+    project = make_project(
+        tmp_path / "project",
+        "- kind: deployment\n  name: p\n- kind: api\n  name: p\n  predictor:\n    path: predictor.py\n",
+        files={
+            "predictor.py": "import shared_helpers\n\n\n"
+            "def predict(sample, metadata):\n    return shared_helpers.VALUE\n",
+            "shared_helpers.py": "VALUE = 'project'\n",
+        },
+    )
+    assert load_api(project).predict({}) == "project"
+    assert sys.modules["shared_helpers"] is mine  # the caller keeps theirs
+    assert load_api(project).predict({}) == "project"  # loaded again
+
+
+def test_a_neighbour_edited_within_the_second_is_loaded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: load_api imported the handler's neighbours through Python's bytecode cache, which
+    # takes a source of the same size and the same mtime in whole seconds for unchanged: a
+    # notebook that wrote `features.py` again and loaded the API kept the old module.
+    monkeypatch.setattr("sys.dont_write_bytecode", False)  # as for a user without PYTHONDONTWRITEBYTECODE
+    project = make_project(
+        tmp_path / "edited",
+        "- kind: deployment\n  name: e\n- kind: api\n  name: e\n  predictor:\n    path: predictor.py\n",
+        files={
+            "predictor.py": "from features import VALUE\n\n\ndef predict(sample, metadata):\n"
+            "    return VALUE\n",
+            "features.py": "VALUE = 'old'\n",
+        },
+    )
+    assert load_api(project).predict({}) == "old"
+    features = project / "features.py"
+    stat = features.stat()
+    features.write_text("VALUE = 'new'\n")
+    os.utime(features, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # saved within the same second
+    assert load_api(project).predict({}) == "new"

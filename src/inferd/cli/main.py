@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import errno
 import importlib
 import os
 import sys
@@ -97,26 +96,10 @@ def usage_error(exc: click.UsageError, ctx: click.Context) -> NoReturn:
     ctx.exit(exc.exit_code)
 
 
-# What a home inferd cannot make or write says: the user can point INFERD_HOME elsewhere.
-_HOME_REFUSALS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR, errno.ENOENT}
-
-
 def _os_error_message(exc: OSError) -> str:
-    """One sentence for an OSError; one under INFERD_HOME names the variable and the fix."""
-    reason = exc.strerror or str(exc)
-    if not exc.filename:
-        return reason
-    filename = Path(os.fsdecode(exc.filename))
-    from inferd.storage import inferd_home  # only on an error: every command imports this module
+    from inferd.storage import os_error_message  # only on an error: every command imports this module
 
-    home = inferd_home()
-    if exc.errno in _HOME_REFUSALS and (filename == home or home in filename.parents):
-        fix = "set INFERD_HOME to a folder you can write"
-        if filename == home and home.exists() and not home.is_dir():
-            return f"INFERD_HOME {home} is not a folder ({reason}): {fix}"
-        where = "" if filename == home else f": {filename}"
-        return f"cannot write INFERD_HOME {home} ({reason}{where}): {fix}"
-    return f"{reason} ({filename})"
+    return os_error_message(exc)
 
 
 class InferdGroup(click.Group):

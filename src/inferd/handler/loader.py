@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import difflib
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any
 
 from inferd.errors import LoadError
@@ -86,7 +87,9 @@ def _import(path: Path, module_name: str, shown: str) -> ModuleType:
     package = _package_of(shown)
     if package:
         module_name = f"{package}.{module_name}"  # its __package__: relative imports resolve there
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    spec = importlib.util.spec_from_file_location(
+        module_name, path, loader=FreshSourceLoader(module_name, str(path))
+    )
     if spec is None or spec.loader is None:
         raise LoadError(f"{shown}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
@@ -98,6 +101,20 @@ def _import(path: Path, module_name: str, shown: str) -> ModuleType:
         detail = "".join(traceback.format_exception(exc)).rstrip()
         raise LoadError(f"{shown}: importing it failed: {raised(exc)}\n{detail}") from exc
     return module
+
+
+class FreshSourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the user's file from its source at every load, and writes no ``__pycache__``.
+
+    Python's bytecode cache trusts a ``.pyc`` whose source has the same size and the same mtime
+    in whole seconds: an edit saved within the second of the previous one (a notebook cell
+    writing the handler, then ``load_api``; two quick saves under ``serve --reload``) kept the
+    old code until the next edit. A handler file compiles in milliseconds.
+    """
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
 
 
 def _from_pickle(path: Path, module_name: str, shown: str) -> ModuleType:

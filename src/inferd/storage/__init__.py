@@ -9,6 +9,7 @@ either, unpacked once into a cache keyed by the zip's content hash; so is an ONN
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -51,6 +52,35 @@ def inferd_home() -> Path:
         raise UsageError(
             "cannot find your home folder for ~/.inferd (HOME is not set): set INFERD_HOME to a folder"
         ) from None
+
+
+# What a home inferd cannot make or write says: the user can point INFERD_HOME elsewhere.
+_HOME_REFUSALS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR, errno.ENOENT}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One sentence for an OSError; one under INFERD_HOME names the variable and the fix."""
+    reason = exc.strerror or str(exc)
+    if not exc.filename:
+        return reason
+    return home_refusal(exc) or f"{reason} ({Path(os.fsdecode(exc.filename))})"
+
+
+def home_refusal(exc: OSError, home: Path | None = None) -> str | None:
+    """The sentence for ``exc`` when it is the machine refusing the home (``INFERD_HOME``, or
+    ``home``) or a path under it: a home that is a file, a folder that cannot be written."""
+    if not exc.filename or exc.errno not in _HOME_REFUSALS:
+        return None
+    filename = Path(os.fsdecode(exc.filename))
+    home = home or inferd_home()
+    if not (filename == home or home in filename.parents):
+        return None
+    reason = exc.strerror or str(exc)
+    fix = "set INFERD_HOME to a folder you can write"
+    if filename == home and home.exists() and not home.is_dir():
+        return f"INFERD_HOME {home} is not a folder ({reason}): {fix}"
+    where = "" if filename == home else f": {filename}"
+    return f"cannot write INFERD_HOME {home} ({reason}{where}): {fix}"
 
 
 # What never travels with a project (a snapshot, a Ray zip, an export): hidden files at any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dill
@@ -137,3 +138,24 @@ def test_a_binary_handler_is_said_to_be_no_python_source(tmp_path: Path) -> None
     assert caught.value.message == (
         "handler.py is not Python source: it holds NUL bytes (a binary file saved under a .py name?)"
     )
+
+
+def test_an_edit_of_the_same_size_within_the_second_is_the_code_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: the file was imported through Python's bytecode cache, which trusts a .pyc whose
+    # source has the same size and the same mtime in whole seconds. An edit saved within the
+    # second of the previous one (a notebook cell writing the handler, then load_api) kept the
+    # old code, in `load_api`, `inferd test` and `inferd serve` alike, until the next edit.
+    monkeypatch.setattr("sys.dont_write_bytecode", False)  # as for a user without PYTHONDONTWRITEBYTECODE
+    path = tmp_path / "handlers" / "classify.py"
+    path.parent.mkdir()
+    source = "def post_inference(prediction, signature, metadata):\n    return 'old'\n"
+    path.write_text(source)
+    first = load_user_code(path, "handler", "test_same_size_1", "handlers/classify.py")
+    assert first.functions["post_inference"](None, None, None) == "old"
+    stat = path.stat()
+    path.write_text(source.replace("old", "new"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # saved within the same second
+    again = load_user_code(path, "handler", "test_same_size_2", "handlers/classify.py")
+    assert again.functions["post_inference"](None, None, None) == "new"

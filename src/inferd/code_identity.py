@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 RESTART = "inferd down && inferd up"
+RESTART_UNIT = "systemctl --user restart inferd"  # the unit `inferd up --systemd` says to write
 
 
 @cache
@@ -47,7 +48,9 @@ def source_digest(root: Path) -> str:
 
 def restart_hint(info: dict[str, Any]) -> str | None:
     """What to do when the operator ``info`` (``operator.json``) describes runs other inferd code
-    than this process, else None."""
+    than this process, else None. An operator that runs as a systemd unit (``inferd up
+    --systemd``) is restarted by its unit: ``inferd down && inferd up`` would leave the unit
+    stopped and start an operator of inferd's own beside it."""
     theirs = info.get("code")
     if theirs == code_identity():
         return None
@@ -56,7 +59,18 @@ def restart_hint(info: dict[str, Any]) -> str | None:
         if theirs is None
         else "other inferd code than this command (inferd was upgraded or reinstalled since it started)"
     )
+    systemd = _under_systemd(int(info.get("pid") or 0))
+    how = f"its systemd unit: `{RESTART_UNIT}`" if systemd else f"it: `{RESTART}`"
     return (
-        f"the running operator (pid {info.get('pid')}) runs {which}: restart it onto this one with "
-        f"`{RESTART}`, which brings its APIs back"
+        f"the running operator (pid {info.get('pid')}) runs {which}; restart {how}, which brings "
+        f"its APIs back on this one"
     )
+
+
+def _under_systemd(pid: int) -> bool:
+    """Whether process ``pid`` runs as a systemd unit (systemd sets ``INVOCATION_ID`` in the
+    environment of each unit's processes)."""
+    try:
+        return b"\0INVOCATION_ID=" in b"\0" + Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False

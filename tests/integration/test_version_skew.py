@@ -9,6 +9,7 @@ not have, ``no API named ...`` for the ``DEPLOYMENT/API`` names it did not know)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -83,24 +84,32 @@ with open(os.path.join(home, "operator.json"), "w") as out:
 server.serve_forever()
 """
 
-RESTART = "restart it onto this one with `inferd down && inferd up`, which brings its APIs back"
+RESTART = "restart it: `inferd down && inferd up`, which brings its APIs back on this one"
 
 
-@pytest.fixture
-def older(tmp_path: Path) -> Iterator[Inferd]:
-    """An operator of the first round's code running on a home of its own."""
-    runner = Inferd(tmp_path / "home")
+@contextlib.contextmanager
+def older_operator(home: Path, **environ: str) -> Iterator[Inferd]:
+    """An operator of the first round's code running on ``home``."""
+    runner = Inferd(home)
     runner.home.mkdir(mode=0o700)
     (runner.home / "token").write_text("older-token")
-    script = tmp_path / "inferd.operator.older.py"
+    script = home.parent / "inferd.operator.older.py"
     script.write_text(OLDER_OPERATOR)
-    process = subprocess.Popen([sys.executable, str(script), str(runner.home)], env=runner.env)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(runner.home)], env=dict(runner.env, **environ)
+    )
     try:
         wait_for(lambda: (runner.home / "operator.json").exists(), 30, "the older operator")
         yield runner
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def older(tmp_path: Path) -> Iterator[Inferd]:
+    with older_operator(tmp_path / "home") as runner:
+        yield runner
 
 
 def test_the_new_cli_names_an_older_operator_and_how_to_restart_it(older: Inferd, tmp_path: Path) -> None:
@@ -130,6 +139,17 @@ def test_the_new_cli_names_an_older_operator_and_how_to_restart_it(older: Inferd
     pid = json.loads((older.home / "operator.json").read_text())["pid"]
     assert older.run("down").stdout.strip() == "the inferd operator stopped"
     assert not process_alive(pid)
+
+
+def test_an_older_operator_under_systemd_is_restarted_by_its_unit(tmp_path: Path) -> None:
+    # `inferd down && inferd up` would stop the unit's operator for good (it exits 0, and the
+    # unit restarts only a failure) and start one outside systemd beside the unit
+    with older_operator(tmp_path / "home", INVOCATION_ID="0123456789abcdef") as older:
+        said = older.run("version").stdout.splitlines()[1]
+    assert said.endswith(
+        "; restart its systemd unit: `systemctl --user restart inferd`, which brings its APIs "
+        "back on this one"
+    )
 
 
 def test_down_and_up_restart_the_operator_onto_this_code_with_its_apis(inferd: Inferd) -> None:

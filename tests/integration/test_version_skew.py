@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -163,3 +164,27 @@ def test_down_and_up_restart_the_operator_onto_this_code_with_its_apis(inferd: I
     inferd.wait_status("classifier", "live")
     assert inferd.post("/iris/classifier", sample).json() == "iris-setosa"
     assert inferd.api("classifier")["last_update"] == deployed
+
+
+def test_a_home_of_the_first_round_comes_back_with_its_logs(inferd: Inferd) -> None:
+    # The files an inferd of 2026-11-27 left: state.json without a format or the later fields,
+    # a snapshot, and the API's log as logs/<api>.log (one folder per deployment came later).
+    snapshot = inferd.home / "projects" / "6989bff4b456885be37c766f"
+    shutil.copytree(example("iris-onnx"), snapshot)
+    record: dict[str, object] = {"source": str(example("iris-onnx")), "snapshot": str(snapshot)}
+    record |= {"refresh": "", "updated": 1796120069.686604, "deleted_apis": []}
+    (inferd.home / "state.json").write_text(json.dumps({"deployments": {"iris": record}}, indent=2))
+    (inferd.home / "logs").mkdir()
+    (inferd.home / "logs" / "classifier.log").write_text(
+        "2026-11-27 10:14:29 classifier [inferd] version a2b30fd38e46776e created\n"
+        "2026-11-27 10:14:30,308 classifier [classifier-1] INFO replica is ready (pid 6475)\n"
+    )
+    inferd.run("up")
+    inferd.wait_status("classifier", "live")
+    sample = json.loads((example("iris-onnx") / "sample.json").read_text())
+    assert inferd.post("/iris/classifier", sample).json() == "iris-setosa"
+    assert inferd.api("classifier")["last_update"] == 1796120069.686604
+    # Was: only the lines since the upgrade; the API's history stayed in a file no command read.
+    logs = inferd.run("logs", "classifier").stdout
+    assert "version a2b30fd38e46776e created" in logs
+    assert logs.index("a2b30fd38e46776e") < logs.rindex("replica is ready")  # then the new lines

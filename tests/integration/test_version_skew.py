@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from inferd.code_identity import code_identity
+import inferd as inferd_package
 from tests.conftest import example, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
@@ -153,15 +153,32 @@ def test_an_older_operator_under_systemd_is_restarted_by_its_unit(tmp_path: Path
     )
 
 
-def test_down_and_up_restart_the_operator_onto_this_code_with_its_apis(inferd: Inferd) -> None:
+def test_down_and_up_restart_the_operator_onto_this_code_with_its_apis(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # inferd as pip installs it (a copy, its bytecode too), then `pip install -U` replacing a
+    # file under the running operator
+    site = tmp_path / "site"
+    shutil.copytree(Path(inferd_package.__file__).parent, site / "inferd")
+    inferd.env["PYTHONPATH"] = str(site)
     inferd.run("deploy", str(example("iris-onnx")))
-    assert json.loads((inferd.home / "operator.json").read_text())["code"] == code_identity()
     assert inferd.run("version").stdout.splitlines()[1] == "operator: 0.1.0"  # the same code: no hint
     deployed = inferd.api("classifier")["last_update"]
-    sample = json.loads((example("iris-onnx") / "sample.json").read_text())
+    render = site / "inferd" / "cli" / "render.py"
+    render.write_text(render.read_text() + "\n# 0.1.1\n")
+
+    listed = inferd.run("get")  # it answers, with a note: its replicas load a mix of both codes
+    assert "classifier" in listed.stdout
+    assert listed.stderr.startswith("note: the running operator (pid ")
+    assert "runs other inferd code than this command (inferd was upgraded or reinstalled" in listed.stderr
+    refused = inferd.run("deploy", str(example("iris-onnx")), check=False)
+    assert refused.returncode == 1 and "`inferd down && inferd up`" in refused.stderr
+
     inferd.run("down")
     inferd.run("up")
     inferd.wait_status("classifier", "live")
+    assert inferd.run("get").stderr == ""
+    sample = json.loads((example("iris-onnx") / "sample.json").read_text())
     assert inferd.post("/iris/classifier", sample).json() == "iris-setosa"
     assert inferd.api("classifier")["last_update"] == deployed
 

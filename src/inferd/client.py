@@ -253,7 +253,7 @@ class Client:
     def restart_hint(self) -> str | None:
         """What to do when the running operator runs other inferd code than this process (it
         started before an upgrade), else None (also when no operator runs)."""
-        endpoint = self._endpoint_once_back()
+        endpoint = self._endpoint()
         return restart_hint(endpoint[2]) if endpoint is not None else None
 
     def _send(

@@ -178,6 +178,7 @@ def test_down_and_up_restart_the_operator_onto_this_code_with_its_apis(
     inferd.run("up")
     inferd.wait_status("classifier", "live")
     assert inferd.run("get").stderr == ""
+    assert "deployment is up-to-date" in inferd.run("deploy", str(example("iris-onnx"))).stdout
     sample = json.loads((example("iris-onnx") / "sample.json").read_text())
     assert inferd.post("/iris/classifier", sample).json() == "iris-setosa"
     assert inferd.api("classifier")["last_update"] == deployed

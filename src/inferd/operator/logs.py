@@ -46,12 +46,14 @@ def logged_keys(home: Path, api: str) -> list[str]:
 def adopt_first_round_log(home: Path, key: str) -> None:
     """Move an API's log of an inferd before 2026-11-29, ``logs/<api>.log`` (an API name was
     unique across deployments then), to where its log is now, ``logs/<deployment>/<api>.log``,
-    while the API has none there yet: the first start after the upgrade. Was: ``inferd logs``
-    showed only the lines since the upgrade, and the API's history stayed in a file no command
-    read while the API was deployed."""
-    older = home / "logs" / f"{key.rsplit('/', 1)[-1]}.log"
+    while no deployment has a log of that API name yet: the first start after the upgrade (an
+    inferd between left the old file where it was, and a later deployment may have taken the
+    name). Was: ``inferd logs`` showed only the lines since the upgrade, and the API's history
+    stayed in a file no command read while the API was deployed."""
+    api = key.rsplit("/", 1)[-1]
+    older = home / "logs" / f"{api}.log"
     newer = log_path(home, key)
-    if "/" not in key or not older.is_file() or files_of(newer):
+    if "/" not in key or not older.is_file() or files_of(newer) or logged_keys(home, api):
         return
     newer.parent.mkdir(parents=True, exist_ok=True)
     for file in files_of(older):  # its rotated files keep their numbers

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from inferd.code_identity import restart_hint
 from inferd.errors import InferdError, OperatorError, error_type
 from inferd.operator.state import OPERATOR_FILE, TOKEN_FILE, read_json
 from inferd.storage import inferd_home
@@ -239,7 +240,21 @@ class Client:
             payload = json.dumps(body, allow_nan=False).encode()
             headers["Content-Type"] = "application/json"
         status, data = self._send(int(info["admin_port"]), method, path, payload, headers, timeout)
-        return _result(status, data)
+        try:
+            return _result(status, data)
+        except InferdError as exc:
+            # an operator of other code (started before an upgrade) may not know the route or
+            # the form of a name this CLI sends: say so, and how to restart it onto this code
+            hint = restart_hint(info)
+            if hint is None:
+                raise
+            raise type(exc)(f"{exc.message}; {hint}") from None
+
+    def restart_hint(self) -> str | None:
+        """What to do when the running operator runs other inferd code than this process (it
+        started before an upgrade), else None (also when no operator runs)."""
+        endpoint = self._endpoint()
+        return restart_hint(endpoint[2]) if endpoint is not None else None
 
     def _send(
         self,
@@ -302,7 +317,14 @@ class Client:
 
         ``replace``: remove APIs that another folder deployed under the same deployment name
         (else ``ReplaceError``). ``relax_pins``: as ``inferd deploy --relax-pins``.
+
+        An operator that runs other inferd code than this process is refused with a sentence
+        that says how to restart it: its replicas would load a mix of its code and the files
+        an upgrade put in its place (``code_identity``).
         """
+        hint = self.restart_hint()
+        if hint is not None:
+            raise OperatorError(f"nothing was deployed: {hint}")
         body = {
             "path": str(path.resolve()),
             "force": force,

@@ -21,6 +21,11 @@ from inferd.errors import ConfigError, UsageError
 from inferd.storage import inferd_home, write_private
 
 ENVIRONMENTS_FILE = "environments.json"
+# The format of environments.json, as ``STATE_FORMAT`` of state.json: a new field of an
+# environment (which an older reader refuses) takes the next number, so that an older inferd
+# given the file after a downgrade says a newer one wrote it (it said the file was corrupt, and
+# to remove it). Older inferd versions read ``environments`` only.
+ENVIRONMENTS_FORMAT = 1
 LOCAL = "local"
 # Cortex's CLI called the environment it used unless told ``default`` (``cortex deploy -e
 # default``): unless an environment of that name was added, it is this machine's.
@@ -124,6 +129,13 @@ class EnvironmentStore:
             return {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
+            found = data.get("format", ENVIRONMENTS_FORMAT)
+            if isinstance(found, int) and found > ENVIRONMENTS_FORMAT:
+                raise ConfigError(
+                    f"{self.path} was written by a newer inferd (format {found}; this one reads "
+                    f"format {ENVIRONMENTS_FORMAT}); nothing was changed: run that inferd, or "
+                    "upgrade this one"
+                )
             return {
                 name: Environment.from_fields(name, values) for name, values in data["environments"].items()
             }
@@ -135,12 +147,13 @@ class EnvironmentStore:
 
     def _write(self, environments: dict[str, Environment]) -> None:
         data = {
+            "format": ENVIRONMENTS_FORMAT,
             "environments": {
                 name: {
                     key: value for key, value in env.as_dict().items() if key != "name" and value is not None
                 }
                 for name, env in environments.items()
-            }
+            },
         }
         write_private(self.path, json.dumps(data, indent=2) + "\n")
 

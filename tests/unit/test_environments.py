@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 from pathlib import Path
 
 import pytest
 
-from inferd.environments import LOCAL, Environment, EnvironmentStore, check_address
+from inferd.environments import (
+    ENVIRONMENTS_FORMAT,
+    LOCAL,
+    Environment,
+    EnvironmentStore,
+    check_address,
+)
 from inferd.errors import ConfigError, UsageError
 
 
@@ -91,3 +98,23 @@ def test_the_proxy_url_follows_the_address(address: str, host: str, loopback: bo
     assert env.host == host
     assert env.on_this_machine is loopback
     assert env.http_url.endswith(":8123") and host in env.http_url
+
+
+def test_a_file_of_a_newer_inferd_says_so_and_a_new_field_takes_the_next_format(tmp_path: Path) -> None:
+    # Was: "environments.json is corrupt (ValueError); fix it or remove it" after a downgrade
+    store = EnvironmentStore(tmp_path)
+    store.add(ray_env("lab"))
+    data = json.loads((tmp_path / "environments.json").read_text())
+    assert data["format"] == ENVIRONMENTS_FORMAT == 1  # older inferd versions read "environments"
+    data["format"] = 2
+    data["environments"]["lab"]["zone"] = "eu"
+    (tmp_path / "environments.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"written by a newer inferd \(format 2; this one reads format 1\)"):
+        store.all()
+    # the fields format 1 has: a new one (which every older reader refuses) raises the format
+    assert {field.name for field in dataclasses.fields(Environment)} == {
+        "name",
+        "provider",
+        "address",
+        "http_port",
+    }

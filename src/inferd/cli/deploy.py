@@ -229,6 +229,9 @@ def up(systemd: bool) -> None:
     if not client.start():
         info: dict[str, Any] = client.info()
         click.echo(f"the inferd operator is already running (pid {info['pid']}) on {info['gateway']}")
+        hint = client.restart_hint()
+        if hint is not None:  # started before an upgrade: `inferd up` is what a user tries
+            click.echo(f"note: {hint}", err=True)
         return
     info = client.info()
     click.echo(f"the inferd operator is running (pid {info['pid']}) on {info['gateway']}")

@@ -110,6 +110,9 @@ def get(
     here = None if api or deployment or all_deployments else folder_deployment()
     if not watch:
         click.echo(_get_once(client, api, verbose, output, None if api else deployment, summary, here))
+        hint = client.restart_hint() if isinstance(client, Client) else None
+        if hint is not None:  # it answers, but with its old code (an API failing to load, say)
+            click.echo(f"note: {hint}", err=True)
         return
     # JSON Lines: each line parses alone (a stream of indented documents parsed as nothing)
     lines = "json-lines" if output == "json" else output

@@ -260,7 +260,11 @@ def version() -> None:
 
     click.echo(f"cli: {__version__}")
     client = Client()
-    click.echo(f"operator: {client.info()['version'] if client.running() else 'not running'}")
+    if not client.running():
+        click.echo("operator: not running")
+    else:
+        hint = client.restart_hint()
+        click.echo(f"operator: {client.info()['version']}" + (f"; {hint}" if hint else ""))
     from inferd.cli.home import usage_line
 
     click.echo(usage_line(client.home))

@@ -99,6 +99,7 @@ class AdminApp(HttpServer):
         if method == b"GET" and path == "/info":
             return {
                 "version": __version__,
+                "code": operator.code,
                 "pid": os.getpid(),
                 "gateway": operator.gateway_url,
                 "started": operator.started,

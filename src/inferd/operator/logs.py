@@ -26,13 +26,38 @@ from inferd.logfiles import (
 from inferd.operator.state import StateError
 
 DEFAULT_TAIL = 100
-__all__ = ["DEFAULT_TAIL", "log_path", "logged_keys", "offline_key", "read_logs", "recent_lines"]
+__all__ = [
+    "DEFAULT_TAIL",
+    "adopt_first_round_log",
+    "log_path",
+    "logged_keys",
+    "offline_key",
+    "read_logs",
+    "recent_lines",
+]
 
 
 def logged_keys(home: Path, api: str) -> list[str]:
     """The keys (``DEPLOYMENT/API``) whose log is on disk under the API name ``api``: a deleted
     API's log stays until ``inferd prune``, so ``inferd logs API`` finds it by its bare name too."""
     return sorted(f"{path.parent.name}/{api}" for path in (home / "logs").glob(f"*/{api}.log"))
+
+
+def adopt_first_round_log(home: Path, key: str) -> None:
+    """Move an API's log of an inferd before 2026-11-29, ``logs/<api>.log`` (an API name was
+    unique across deployments then), to where its log is now, ``logs/<deployment>/<api>.log``,
+    while no deployment has a log of that API name yet: the first start after the upgrade (an
+    inferd between left the old file where it was, and a later deployment may have taken the
+    name). Was: ``inferd logs`` showed only the lines since the upgrade, and the API's history
+    stayed in a file no command read while the API was deployed."""
+    api = key.rsplit("/", 1)[-1]
+    older = home / "logs" / f"{api}.log"
+    newer = log_path(home, key)
+    if "/" not in key or not older.is_file() or files_of(newer) or logged_keys(home, api):
+        return
+    newer.parent.mkdir(parents=True, exist_ok=True)
+    for file in files_of(older):  # its rotated files keep their numbers
+        file.rename(newer.with_name(newer.name + file.name.removeprefix(older.name)))
 
 
 def offline_key(home: Path, api: str) -> str:

@@ -18,6 +18,7 @@ from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
 from inferd.errors import InferdError
 from inferd.gateway.app import Gateway
+from inferd.operator.logs import adopt_first_round_log
 from inferd.operator.promote import promoted
 from inferd.operator.state import DeploymentRecord, State
 
@@ -86,6 +87,8 @@ async def _restore_snapshot(
         snapshot = load_project(Path(folder), keys_root=Path(record.source))
         project = without_deleted(snapshot, record)
         gateway.expect([config.key for config in project.apis])
+        for config in project.apis:
+            adopt_first_round_log(state.home, config.key)
         if record.relax_pins:
             project = project.relaxed()
         await engine.apply(

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from inferd import __version__
+from inferd.code_identity import code_identity
 from inferd.config.load import load_project
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
@@ -86,6 +87,7 @@ class Operator:
         self.locks: dict[str, asyncio.Lock] = {}
         self.deploying: dict[str, tuple[object, ...]] = {}  # what each deployment's lock holder deploys
         self.started = time.time()
+        self.code = code_identity()  # as the files were when this process loaded its code
         self.restoring = True
         # set as each recorded deployment is brought back: a deploy or delete of it waits for that
         self.restored: dict[str, asyncio.Event] = {}
@@ -113,6 +115,8 @@ class Operator:
             "admin_port": admin_port,
             "gateway": self.gateway_url,
             "version": __version__,
+            # the inferd code this process runs: the CLI compares it with its own (an upgrade)
+            "code": self.code,
             "started": self.started,
             "dashboard": dashboard_url,
             # the process that restarts this one if it dies (``inferd.operator.supervisor``)

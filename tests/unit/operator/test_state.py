@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -14,6 +15,7 @@ import pytest
 from inferd.errors import UsageError
 from inferd.operator.snapshots import SNAPSHOT_FILES, snapshot_project
 from inferd.operator.state import (
+    STATE_FORMAT,
     DeploymentRecord,
     State,
     StateError,
@@ -122,6 +124,36 @@ def test_a_state_file_of_a_newer_inferd_or_unreadable_says_so(tmp_path: Path) ->
     (tmp_path / "state.json").mkdir()  # root reads any file: a folder stands for one it cannot
     with pytest.raises(StateError, match=r"cannot read the state file .*state\.json \(Is a directory\)"):
         State(tmp_path).load()
+
+
+# The record's fields as state format 1 has them. Every older inferd refuses a field it does not
+# know and calls the file corrupt ("move it away to start with no deployments": the inferd of
+# 2026-11-29 said it of updated_apis, that of 2026-11-27 of relax_pins); this one refuses it too.
+# A new field takes STATE_FORMAT 2 and a new entry here, so that this inferd, given the file after
+# a downgrade, says a newer inferd wrote it and changes nothing.
+FORMAT_FIELDS = {
+    1: {
+        "source",
+        "snapshot",
+        "refresh",
+        "relax_pins",
+        "updated",
+        "deleted_apis",
+        "uses",
+        "previous",
+        "promoted",
+        "updated_apis",
+        "serving",
+    }
+}
+
+
+def test_a_new_record_field_takes_the_next_state_format() -> None:
+    fields = {field.name for field in dataclasses.fields(DeploymentRecord)}
+    assert fields == FORMAT_FIELDS[STATE_FORMAT], (
+        "DeploymentRecord's fields changed: an older inferd would call such a state.json corrupt; "
+        "raise STATE_FORMAT and list the fields in FORMAT_FIELDS"
+    )
 
 
 def test_a_secrets_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path) -> None:

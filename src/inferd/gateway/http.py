@@ -45,6 +45,7 @@ log = logging.getLogger("inferd.gateway")
 # "client closed request"): the answer, if any came, was never read.
 CLIENT_CLOSED = 499
 LEFT = codec.error_body("the client closed the connection before its answer")  # its access log line
+NO_LENGTH = b"\r\nX-Request-ID: "  # a 204's head goes on from its Content-Type
 
 
 class HttpConnection(RequestReader):
@@ -294,9 +295,8 @@ class HttpConnection(RequestReader):
                     wire.date,
                     b"Content-Type: ",
                     content_type,
-                    b"\r\nContent-Length: ",
-                    str(len(body)).encode(),
-                    b"\r\nX-Request-ID: ",
+                    # RFC 9110 8.6: a 204 (a CORS preflight's answer) carries no Content-Length
+                    b"\r\nContent-Length: %d\r\nX-Request-ID: " % len(body) if status != 204 else NO_LENGTH,
                     self.request_id or next_request_id(),
                     b"\r\n",
                     self.common_headers,

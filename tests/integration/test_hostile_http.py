@@ -225,10 +225,24 @@ def test_read_only_routes_refuse_a_post(server: Server, path: str) -> None:
         client.send(request("POST", path, b"{}"))
         answer = client.read()
         assert answer.status == 405
-        assert answer.headers["allow"].startswith("GET, HEAD")
+        # RFC 9110 15.5.6: every method the route answers; OPTIONS (a CORS preflight) on each
+        assert answer.headers["allow"] == "GET, HEAD, OPTIONS"
         assert answer.json() == {"error": "method POST is not allowed here"}
         client.send(request("GET", path))
         assert client.read().status == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/models/iris/infer", "/v2/models/words/generate_stream", "/v1/models/iris:predict"]
+)
+def test_predicting_routes_refuse_a_get_and_name_what_they_answer(server: Server, path: str) -> None:
+    """The V2 and TF Serving prediction routes' 405 left out OPTIONS, which they answer (204)."""
+    with Client(server) as client:
+        client.send(request("GET", path))
+        answer = client.read()
+        assert (answer.status, answer.headers["allow"]) == (405, "POST, OPTIONS")
+        client.send(request("OPTIONS", path))
+        assert client.read(head=True).status == 204
 
 
 def test_paths_that_only_begin_like_a_protocol_are_not_found(server: Server) -> None:

@@ -173,6 +173,18 @@ class RequestReader(asyncio.Protocol):
         elif self.transport is not None:
             self.transport.resume_reading()
 
+    def body_too_slow(self) -> None:
+        """The sweep found the body of the request being read too slow (``edge.sweep``): a 408,
+        then the close. A bare close was what a proxy passing the body on as it comes (haproxy,
+        nginx's ``proxy_request_buffering off``) answered as its 502, blaming the gateway."""
+        limit = self.limits.header_timeout
+        self.refuse(
+            408,
+            f"the request body did not arrive in time (it paused over {limit:g} s, or came slower "
+            f"than {edge.MIN_BODY_RATE} bytes a second past that)",
+            self._path,
+        )
+
     def _trailers_too_large(self) -> None:
         limit = self.limits.max_header_bytes
         self.refuse(431, f"the chunked body's framing and trailer fields are larger than {limit} bytes")

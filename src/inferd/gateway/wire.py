@@ -94,7 +94,7 @@ WANTED_HEADERS = frozenset(
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
         b"upgrade",  # ignored for a request with a body (gateway/reader.py)
         b"content-encoding",  # refused unless identity: bodies are read as sent
-        b"host",  # exactly one, on HTTP/1.1 (gateway/reader.py)
+        b"host",  # never two (gateway/reader.py)
         b"transfer-encoding",  # refused unless chunked alone: httptools undoes chunked only
         TIMING,
         REPLAY,

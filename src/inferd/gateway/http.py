@@ -216,6 +216,18 @@ class HttpConnection(RequestReader):
         if path:
             self.app.refused(self, path, status, body)
 
+    def body_too_slow(self) -> None:
+        """The sweep found the body of the request being read too slow (``edge.sweep``): a 408,
+        then the close. A bare close was what a proxy passing the body on as it comes (haproxy,
+        nginx's ``proxy_request_buffering off``) answered as its 502, blaming the gateway."""
+        limit = self.limits.header_timeout
+        self.refuse(
+            408,
+            f"the request body did not arrive in time (it paused over {limit:g} s, or came slower "
+            f"than {edge.MIN_BODY_RATE} bytes a second past that)",
+            self._path,
+        )
+
     def submit(self, queue: ApiQueue, kind: bytes, body: bytes, protocol: str = "cortex") -> None:
         """Hand the request to ``queue``; ``on_reply`` answers the client later."""
         self.queue = queue

@@ -173,18 +173,6 @@ class RequestReader(asyncio.Protocol):
         elif self.transport is not None:
             self.transport.resume_reading()
 
-    def body_too_slow(self) -> None:
-        """The sweep found the body of the request being read too slow (``edge.sweep``): a 408,
-        then the close. A bare close was what a proxy passing the body on as it comes (haproxy,
-        nginx's ``proxy_request_buffering off``) answered as its 502, blaming the gateway."""
-        limit = self.limits.header_timeout
-        self.refuse(
-            408,
-            f"the request body did not arrive in time (it paused over {limit:g} s, or came slower "
-            f"than {edge.MIN_BODY_RATE} bytes a second past that)",
-            self._path,
-        )
-
     def _trailers_too_large(self) -> None:
         limit = self.limits.max_header_bytes
         self.refuse(431, f"the chunked body's framing and trailer fields are larger than {limit} bytes")
@@ -275,11 +263,9 @@ class RequestReader(asyncio.Protocol):
             self.refuse(431, f"the request line and headers are larger than {limit} bytes")
             return
         if self._headers.get(b"host") == SEVERAL:
-            # RFC 9112 3.2: a 400 (a proxy in front and the gateway could each take another line
-            # for the request's). No Host at all is answered, though RFC 9112 asks a 400 of an
-            # HTTP/1.1 request: the gateway never reads it, and haproxy's ``option httpchk GET
-            # /healthz HTTP/1.1`` sends none (its server was marked DOWN), as nginx does for an
-            # HTTP/1.0 client behind ``proxy_set_header Host $host`` with no ``server_name``.
+            # RFC 9112 3.2 (a proxy and the gateway could each take another line for the one).
+            # No Host is answered: never read here, and haproxy's ``option httpchk GET /healthz
+            # HTTP/1.1`` sends none (a 400 marked the server DOWN; test_hostile_http.py).
             self.refuse(400, "a request must carry one Host header, not several")
             return
         url = self._url

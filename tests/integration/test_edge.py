@@ -328,6 +328,41 @@ def test_a_body_dripped_slower_than_a_kilobyte_a_second_is_closed(
     assert requests.post(f"{server.url}/d/iris", json=ROWS, timeout=10).status_code == 200
 
 
+def test_a_body_that_stops_arriving_is_answered_408_before_the_close(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """RFC 9110 15.5.9. The connection was closed without an answer: behind a proxy that passes
+    a body on as it comes (haproxy's default, nginx's ``proxy_request_buffering off``) the client
+    got the proxy's 502 Bad Gateway, counted against the server; now the proxy passes the 408 on.
+    A connection that sent nothing, or half a head, is still closed without one."""
+    server = serve(iris(tmp_path / "p", iris_onnx_model), "--header-timeout", "1")
+    port = port_of(server)
+    with (
+        socket.create_connection(("127.0.0.1", port)) as stalled,
+        socket.create_connection(("127.0.0.1", port)) as dripping,
+        socket.create_connection(("127.0.0.1", port)) as half_head,
+    ):
+        stalled.sendall(
+            b"POST /d/iris HTTP/1.1\r\nHost: x\r\nX-Request-ID: up-1\r\nContent-Length: 100\r\n\r\n[["
+        )
+        dripping.sendall(b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        half_head.sendall(b"POST /d/iris HTT")
+        for _ in range(6):  # one byte every 0.3 s: never a pause of a second, but far below 1 KiB/s
+            with contextlib.suppress(OSError):
+                dripping.sendall(b" ")
+            time.sleep(0.3)
+        for sock in (stalled, dripping):
+            sock.settimeout(30)
+            data = b""
+            while chunk := sock.recv(65536):  # until the close
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 408 "), data
+            assert b"Connection: close\r\n" in data and b"did not arrive in time" in data
+            assert (b"X-Request-ID: up-1\r\n" in data) == (sock is stalled)  # its own id, as any answer
+        assert answer_of(half_head, 30) == (0, b"")
+    assert requests.post(f"{server.url}/d/iris", json=ROWS, timeout=10).status_code == 200
+
+
 def test_an_idle_keep_alive_connection_is_closed(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
     server = serve(iris(tmp_path / "p", iris_onnx_model), "--keepalive-timeout", "1")
     with socket.create_connection(("127.0.0.1", port_of(server))) as sock:

@@ -225,10 +225,24 @@ def test_read_only_routes_refuse_a_post(server: Server, path: str) -> None:
         client.send(request("POST", path, b"{}"))
         answer = client.read()
         assert answer.status == 405
-        assert answer.headers["allow"].startswith("GET, HEAD")
+        # RFC 9110 15.5.6: every method the route answers; OPTIONS (a CORS preflight) on each
+        assert answer.headers["allow"] == "GET, HEAD, OPTIONS"
         assert answer.json() == {"error": "method POST is not allowed here"}
         client.send(request("GET", path))
         assert client.read().status == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/models/iris/infer", "/v2/models/words/generate_stream", "/v1/models/iris:predict"]
+)
+def test_predicting_routes_refuse_a_get_and_name_what_they_answer(server: Server, path: str) -> None:
+    """The V2 and TF Serving prediction routes' 405 left out OPTIONS, which they answer (204)."""
+    with Client(server) as client:
+        client.send(request("GET", path))
+        answer = client.read()
+        assert (answer.status, answer.headers["allow"]) == (405, "POST, OPTIONS")
+        client.send(request("OPTIONS", path))
+        assert client.read(head=True).status == 204
 
 
 def test_paths_that_only_begin_like_a_protocol_are_not_found(server: Server) -> None:
@@ -369,7 +383,8 @@ def test_the_admin_api_answers_a_malformed_body_with_400(tmp_path: Path) -> None
 
 
 def test_a_stream_to_an_http_1_0_client_is_not_chunked(server: Server) -> None:
-    """HTTP/1.0 has no chunked encoding: the stream's bytes as they are, then the close."""
+    """HTTP/1.0 has no chunked encoding (nginx's ``proxy_pass`` speaks it upstream by default):
+    the stream's bytes as they are, then the close."""
     body = b'{"words": ["one", "two"]}'
     for accept, expected in (
         ("", b'"one"\n"two"\n'),
@@ -380,6 +395,9 @@ def test_a_stream_to_an_http_1_0_client_is_not_chunked(server: Server) -> None:
             answer = client.read(head=True)
             assert answer.status == 200 and "transfer-encoding" not in answer.headers
             assert answer.headers["connection"] == "close"
+            # what lets nginx (HTTP/1.0 upstream by default, buffering on) pass each item on
+            assert answer.headers["x-accel-buffering"] == "no"
+            assert answer.headers["cache-control"] == "no-cache"
             while client._fill():
                 pass
             assert client.buffer == expected
@@ -657,6 +675,92 @@ def test_an_absolute_form_target_is_answered_as_its_path(server: Server) -> None
         assert "apis" in client.read().json()  # type: ignore[operator]
 
 
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_a_request_with_two_host_lines_is_400_and_the_connection_closes(server: Server, version: str) -> None:
+    """RFC 9112 3.2: a server MUST answer 400 to a request with several Host lines (a proxy and
+    the gateway could each read another one); it was predicted. nginx and haproxy refuse it too."""
+    with Client(server) as client:
+        head = f"POST /d/iris HTTP/{version}\r\nHost: a\r\nhost: b\r\nContent-Length: {len(ROWS)}\r\n\r\n"
+        client.send(head.encode() + ROWS + request("GET", "/healthz"))
+        answer = client.read()
+        assert (answer.status, answer.json()) == (
+            400,
+            {"error": "a request must carry one Host header, not several"},
+        )
+        assert answer.headers["connection"] == "close"
+        assert client.closed()  # nothing pipelined behind it was read as a request
+
+
+def test_a_request_without_host_is_answered(server: Server) -> None:
+    """RFC 9112 3.2 asks a 400 of an HTTP/1.1 request without Host; the gateway answers it, as it
+    never reads Host: haproxy 2.6's health check ``option httpchk GET /healthz HTTP/1.1`` sends
+    none (with the 400 its server was marked DOWN), and nginx sends none for an HTTP/1.0 client
+    behind ``proxy_http_version 1.1`` and ``proxy_set_header Host $host`` with no ``server_name``."""
+    with Client(server) as client:
+        client.send(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert client.read().json() == {"ok": True}
+        client.send(f"POST /d/iris HTTP/1.1\r\nContent-Length: {len(ROWS)}\r\n\r\n".encode() + ROWS)
+        answer = client.read()
+        assert answer.status == 200 and answer.body.startswith(b"[[0],")
+
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+CHUNKED_ROWS = b"%x\r\n%s\r\n0\r\n\r\n" % (len(ROWS), ROWS)
+
+
+@pytest.mark.parametrize(
+    ("head", "body"),
+    [
+        # CL.TE / TE.CL: RFC 9112 6.1 lets a server reject both; read either way, one hides a request
+        (f"Content-Length: {len(CHUNKED_ROWS)}\r\nTransfer-Encoding: chunked\r\n", CHUNKED_ROWS),
+        ("Transfer-Encoding: chunked\r\nContent-Length: 4\r\n", CHUNKED_ROWS),
+        (f"Content-Length: {len(ROWS)}\r\nTransfer-Encoding: xchunked\r\n", ROWS),
+        ("Transfer-Encoding: chunked, identity\r\n", CHUNKED_ROWS),
+        ("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", CHUNKED_ROWS),
+        (f"Content-Length: {len(ROWS)}\r\nContent-Length: 5\r\n", ROWS),
+        (f"Content-Length: {len(ROWS)}\r\nContent-Length: {len(ROWS)}\r\n", ROWS),
+        (f"Content-Length: {len(ROWS)}, {len(ROWS)}\r\n", ROWS),
+        (f"Content-Length: +{len(ROWS)}\r\n", ROWS),
+        ("Content-Length: 99999999999999999999999\r\n", ROWS),
+        ("Transfer-Encoding: chunked\r\n", b"10000000000000013\r\n" + ROWS + b"\r\n0\r\n\r\n"),  # overflow
+        ("Transfer-Encoding: chunked\r\n", b"13 \r\n" + ROWS + b"\r\n0\r\n\r\n"),
+        ("Transfer-Encoding: chunked\r\n", b"13\n" + ROWS + b"\n0\n\n"),  # bare LF
+        ("Transfer-Encoding: chunked\r\n", b"13\r\n" + ROWS + b"XX0\r\n\r\n"),
+        (" Transfer-Encoding: chunked\r\n", CHUNKED_ROWS),  # obs-fold of Host's line
+        (f"X-A: a\r\n b\r\nContent-Length: {len(ROWS)}\r\n", ROWS),  # obs-fold
+        (f"Content-Length : {len(ROWS)}\r\n", ROWS),  # whitespace before the colon
+        (f"X-A: a\x00b\r\nContent-Length: {len(ROWS)}\r\n", ROWS),
+        (f"X-A: a\rContent-Length: 5\r\nContent-Length: {len(ROWS)}\r\n", ROWS),  # bare CR
+    ],
+)
+def test_a_request_framed_two_ways_is_400_and_nothing_behind_it_is_read(
+    server: Server, head: str, body: bytes
+) -> None:
+    """Request smuggling: a body whose length a proxy in front and the gateway could read
+    differently is a 400 that closes the connection (RFC 9112 6.1, 6.3, 5.2); a request sent
+    behind it is never answered, so none can hide in a body. nginx and haproxy refuse most of
+    these themselves; those they pass on (haproxy: an obs-fold line, a NUL) reach this."""
+    with Client(server) as client:
+        client.send(
+            b"POST /d/iris HTTP/1.1\r\nHost: x\r\n" + head.encode("latin-1") + b"\r\n" + body + SMUGGLED
+        )
+        answer = client.read()
+        assert answer.status == 400, answer.body
+        assert answer.headers["connection"] == "close"
+        assert client.closed(), client.buffer  # the smuggled request was not answered
+
+
+def test_a_204_answer_carries_no_content_length(server: Server) -> None:
+    """RFC 9110 8.6: a server MUST NOT send Content-Length in a 204; a CORS preflight's carried
+    ``Content-Length: 0``. Its connection goes on."""
+    with Client(server) as client:
+        for path in ("/d/iris", "/healthz", "*"):
+            client.send(request("OPTIONS", path, headers="Origin: http://a\r\n") + request("GET", "/healthz"))
+            answer = client.read(head=True)
+            assert answer.status == 204 and "content-length" not in answer.headers, path
+            assert client.read().json() == {"ok": True}, path
+
+
 def test_a_percent_encoded_path_is_answered_as_its_decoded_path(server: Server) -> None:
     """``urllib.parse.quote("iris:predict")`` is ``iris%3Apredict``: TF Serving decodes the path,
     as Flask (Cortex's replicas) and every ASGI server do; it was a 404."""
@@ -812,7 +916,7 @@ def test_many_pipelined_posts_offering_h2c_in_one_read_are_each_answered(server:
     """Each is read again without its Upgrade in a loop (it recursed once per request: a few
     thousand in one read were a RecursionError and a reset connection, none answered)."""
     count = 4000
-    one = b"POST /d/none HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n"
+    one = request("POST", "/d/none", headers="Connection: Upgrade\r\nUpgrade: h2c\r\n")
     with Client(server) as client:
         client.send(one * count)
         statuses = {client.read().status for _ in range(count)}

@@ -118,7 +118,7 @@ class Gateway(ApiTable):
             elif method == b"GET" or method == b"HEAD":
                 conn.respond(200, orjson.dumps(self.describe(queue)))
             else:
-                self.method_not_allowed(conn, request, b"GET, HEAD, POST, OPTIONS")
+                self.method_not_allowed(conn, request, b"GET, HEAD, POST")
                 self._count_refusal(conn, queue, path, 405, "cortex", not_allowed(request))  # as the edge's
             return
         if request.method == b"OPTIONS":
@@ -128,7 +128,7 @@ class Gateway(ApiTable):
         elif path == b"/v1/models" or path.startswith(b"/v1/models/"):
             tfserving.route(self, conn, request)
         elif request.method not in (b"GET", b"HEAD") and path in READ_ONLY:
-            self.method_not_allowed(conn, request, b"GET, HEAD, OPTIONS")
+            self.method_not_allowed(conn, request, b"GET, HEAD")
         elif path == b"/healthz":
             self._healthz(conn)
         elif path == b"/metrics":
@@ -300,7 +300,8 @@ class Gateway(ApiTable):
         self.finished(queue, status, conn, b"", error)
 
     def method_not_allowed(self, conn: HttpConnection, request: Request, allowed: bytes) -> None:
-        conn.respond(405, not_allowed(request), headers=b"Allow: " + allowed + b"\r\n")
+        """A 405 naming ``allowed`` and OPTIONS, which every route answers (a CORS preflight)."""
+        conn.respond(405, not_allowed(request), headers=b"Allow: " + allowed + b", OPTIONS\r\n")
 
     def _healthz(self, conn: HttpConnection) -> None:
         waiting = self.not_ready()

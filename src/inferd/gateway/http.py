@@ -45,6 +45,7 @@ log = logging.getLogger("inferd.gateway")
 # "client closed request"): the answer, if any came, was never read.
 CLIENT_CLOSED = 499
 LEFT = codec.error_body("the client closed the connection before its answer")  # its access log line
+NO_LENGTH = b"\r\nX-Request-ID: "  # a 204's head goes on from its Content-Type
 
 
 class HttpConnection(RequestReader):
@@ -215,6 +216,18 @@ class HttpConnection(RequestReader):
         if path:
             self.app.refused(self, path, status, body)
 
+    def body_too_slow(self) -> None:
+        """The sweep found the body of the request being read too slow (``edge.sweep``): a 408,
+        then the close. A bare close was what a proxy passing the body on as it comes (haproxy,
+        nginx's ``proxy_request_buffering off``) answered as its 502, blaming the gateway."""
+        limit = self.limits.header_timeout
+        self.refuse(
+            408,
+            f"the request body did not arrive in time (it paused over {limit:g} s, or came slower "
+            f"than {edge.MIN_BODY_RATE} bytes a second past that)",
+            self._path,
+        )
+
     def submit(self, queue: ApiQueue, kind: bytes, body: bytes, protocol: str = "cortex") -> None:
         """Hand the request to ``queue``; ``on_reply`` answers the client later."""
         self.queue = queue
@@ -294,9 +307,8 @@ class HttpConnection(RequestReader):
                     wire.date,
                     b"Content-Type: ",
                     content_type,
-                    b"\r\nContent-Length: ",
-                    str(len(body)).encode(),
-                    b"\r\nX-Request-ID: ",
+                    # RFC 9110 8.6: a 204 (a CORS preflight's answer) carries no Content-Length
+                    b"\r\nContent-Length: %d\r\nX-Request-ID: " % len(body) if status != 204 else NO_LENGTH,
                     self.request_id or next_request_id(),
                     b"\r\n",
                     self.common_headers,

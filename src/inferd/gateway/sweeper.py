@@ -12,6 +12,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from inferd.gateway import edge, held, wire
+from inferd.gateway.reader import BODY
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
@@ -49,6 +50,8 @@ async def tick_forever(gateway: Gateway) -> None:
                     # A stalled reader: a graceful close waits for it to read the unsent
                     # answer, for ever; its socket and buffer would stay as long as it liked.
                     held.reset(transport)
+                elif conn.phase == BODY and not (conn.lingering or conn.broken):
+                    conn.body_too_slow()  # a 408, then the close (once it has lingered)
                 else:
                     transport.close()
         now = perf_counter()

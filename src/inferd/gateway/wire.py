@@ -94,6 +94,7 @@ WANTED_HEADERS = frozenset(
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
         b"upgrade",  # ignored for a request with a body (gateway/reader.py)
         b"content-encoding",  # refused unless identity: bodies are read as sent
+        b"host",  # never two (gateway/reader.py)
         b"transfer-encoding",  # refused unless chunked alone: httptools undoes chunked only
         TIMING,
         REPLAY,

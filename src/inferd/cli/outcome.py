@@ -8,7 +8,7 @@ update, say that the previous version keeps serving, so scripts can rely on the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,14 +72,16 @@ def wait_outcome(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     deployment: str | None = None,
+    unchanged: Collection[str] = (),
 ) -> None:
     """Show each API's progress until every one is live or failed; raise if any failed.
 
     ``versions`` is keyed by API name, within ``deployment`` when given (names are unique per
-    deployment, so other deployments' APIs of the same name are not looked at).
+    deployment, so other deployments' APIs of the same name are not looked at). ``unchanged``:
+    APIs the deploy left as they were; from ``ALIKE`` of them, those live are one line.
     """
     try:
-        _wait_outcome(backend, versions, timeout, clock, sleep, deployment)
+        _wait_outcome(backend, versions, timeout, clock, sleep, deployment, unchanged)
     except KeyboardInterrupt:  # Ctrl-C stops the waiting, not the rollout the operator runs
         raise InferdError(STOPPED_WAITING) from None
 
@@ -91,8 +93,11 @@ def _wait_outcome(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     deployment: str | None,
+    unchanged: Collection[str] = (),
 ) -> None:
     started = clock()
+    # An update of one API of sixty listed the 59 others as live, one line each, every time.
+    quiet = set(unchanged) if len(unchanged) >= ALIKE else set()
     deadline = started + timeout
     shown: dict[str, tuple[str, float]] = {}  # the line last shown per API, and when
     lost: float | None = None  # since when the operator has not answered
@@ -119,6 +124,12 @@ def _wait_outcome(
             outcomes.update(
                 {name: Outcome(False, False, f"{name}: {restoring}") for name in versions if name not in apis}
             )
+        if quiet:  # said once, at the first answer: later changes of theirs are shown as any
+            alive = {name for name in quiet if outcomes[name].done and not outcomes[name].failed}
+            shown.update({name: (outcomes[name].line, now) for name in alive})
+            if alive:
+                click.echo(f"{len(alive)} unchanged apis: live", err=True)
+            quiet = set()
         for name, outcome in outcomes.items():
             line, at = shown.get(name, ("", now))
             if line != outcome.line:

@@ -336,7 +336,7 @@ class Dashboard(HttpServer):
         result["curl"] = (
             f'curl {info["url"]} -X POST -H "Content-Type: application/json"{key} -d @sample.json'
         )
-        result["history"] = self.history.columns(name)
+        result["history"] = orjson.Fragment(self.history.columns_json(name))
         result["gpus"] = [
             {"replica": replica["id"], "device": replica.get("device"), **gpu}
             for replica in info.get("replicas") or []

@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from time import perf_counter
@@ -293,6 +293,9 @@ class Dashboard(HttpServer):
     def overview(self) -> dict[str, Any]:
         """Everything the page shows but the files (``_read_files``), in one answer per refresh."""
         operator = self.operator
+        # how many deployments have an API of each name (asked of every API for each, 138 APIs'
+        # overview took 140-240 ms of the event loop that runs the gateway)
+        names = Counter(state.config.name for state in operator.engine.apis.values())
         return {
             "operator": {
                 "version": __version__,
@@ -302,11 +305,11 @@ class Dashboard(HttpServer):
             "now": time.time(),
             "sample_seconds": self.history.period,
             "window_seconds": self.history.window,
-            "apis": [self._api(name) for name in sorted(operator.engine.apis)],
+            "apis": [self._api(name, names) for name in sorted(operator.engine.apis)],
             "splitters": operator.gateway.splitters.describe(),
         }
 
-    def _api(self, name: str) -> dict[str, Any]:
+    def _api(self, name: str, names: Counter[str]) -> dict[str, Any]:
         info = self.operator.api_info(name)
         keys = (
             "name",
@@ -328,7 +331,7 @@ class Dashboard(HttpServer):
         )
         result = {key: info.get(key) for key in keys}
         # Shown (and keyed in the page) by name, or by deployment/api while two deployments share it.
-        if sum(state.config.name == info["name"] for state in self.operator.engine.apis.values()) > 1:
+        if names[info["name"]] > 1:
             result["name"] = info["key"]
         tracker = info.get("tracker") or {}
         result["tracker_type"] = tracker.get("model_type")

@@ -67,3 +67,51 @@ def test_listener_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for value in ("", "0", "-1", "soon"):
         monkeypatch.setenv("INFERD_DASHBOARD_SAMPLE_SECONDS", value)
         assert sample_period() == 5.0
+
+
+def test_the_overview_costs_the_same_per_api_however_many_there_are() -> None:
+    # Each API's entry asked every other API whether it shares its name: with 138 APIs an
+    # overview took 140-240 ms of the event loop that also runs the gateway.
+    import sys
+    from types import FrameType, SimpleNamespace
+    from typing import Any, cast
+
+    from inferd.operator.dashboard import Dashboard
+    from inferd.operator.server import Operator
+
+    def stub(apis: int) -> Operator:
+        keys = [f"d{i % 3}/a{i}" for i in range(apis)] + ["d1/same", "d2/same"]
+        return cast(
+            Operator,
+            SimpleNamespace(
+                engine=SimpleNamespace(
+                    apis={key: SimpleNamespace(config=SimpleNamespace(name=key[3:])) for key in keys}
+                ),
+                gateway=SimpleNamespace(splitters=SimpleNamespace(describe=list)),
+                gateway_url="http://127.0.0.1:8888",
+                started=0.0,
+                api_info=lambda key: {"key": key, "name": key[3:], "url": "http://127.0.0.1:8888/" + key},
+            ),
+        )
+
+    def cost(apis: int) -> tuple[int, dict[str, Any]]:
+        dashboard = Dashboard(stub(apis))
+        calls = 0
+
+        def count(frame: FrameType, event: str, arg: Any) -> None:
+            nonlocal calls
+            calls += event in ("call", "c_call")
+
+        sys.setprofile(count)
+        try:
+            overview = dashboard.overview()
+        finally:
+            sys.setprofile(None)
+            dashboard._reader.shutdown()
+        return calls, overview
+
+    small, overview = cost(40)
+    assert [api["name"] for api in overview["apis"] if "same" in api["name"]] == ["d1/same", "d2/same"]
+    assert overview["apis"][0]["name"] == "a0"  # unique: the bare name
+    large, _ = cost(160)
+    assert large < 5 * small, (small, large)  # four times the APIs: four times the work

@@ -8,6 +8,7 @@ update, say that the previous version keeps serving, so scripts can rely on the 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ class Outcome:
     line: str = ""
     failure: str = ""
     why: str = ""  # the failure less the API's name: APIs that failed alike are said once
+    brief: str = ""  # the line without the reason, for APIs that failed alike
 
 
 def judge(name: str, info: dict[str, Any] | None, version: str | None) -> Outcome:
@@ -61,7 +63,8 @@ def judge(name: str, info: dict[str, Any] | None, version: str | None) -> Outcom
         why = f"({status}): {reason}"
         if int(info.get("available", 0)) > up_to_date:
             why += "; the previous version keeps serving"
-        return Outcome(True, True, f"{name}: {status}: {reason}", f"api '{name}' failed {why}", why)
+        brief = f"{name}: {status} (the reason is below)"
+        return Outcome(True, True, f"{name}: {status}: {reason}", f"api '{name}' failed {why}", why, brief)
     return Outcome(False, False, f"{name}: {status} ({up_to_date}/{requested} replicas up to date)")
 
 
@@ -130,11 +133,13 @@ def _wait_outcome(
             if alive:
                 click.echo(f"{len(alive)} unchanged apis: live", err=True)
             quiet = set()
+        # forty APIs short of cores printed the same 170-character reason forty times
+        sharing = Counter(outcome.why for outcome in outcomes.values() if outcome.failed and outcome.why)
         for name, outcome in outcomes.items():
             line, at = shown.get(name, ("", now))
             if line != outcome.line:
                 shown[name] = (outcome.line, now)
-                click.echo(outcome.line, err=True)
+                click.echo(outcome.brief if sharing[outcome.why] >= ALIKE else outcome.line, err=True)
             elif not outcome.done and now - at >= STILL_SECONDS:
                 # a first TensorFlow load or a pip install is quiet for long: say it goes on
                 shown[name] = (line, now)

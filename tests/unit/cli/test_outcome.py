@@ -192,3 +192,25 @@ def test_the_wait_outlives_an_operator_its_supervisor_restarts(capsys: pytest.Ca
     with pytest.raises(OperatorError, match="is not running"):  # one that stays away is said
         wait_outcome(Restarting(1000, [api()]), {"a": "v2"}, clock=clock, sleep=clock.sleep)
     assert 30 <= clock.now - gone < 32  # README: an error after 30 s away
+
+
+def test_progress_lines_of_apis_failing_alike_leave_the_reason_to_the_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Each of forty APIs short of cores printed the whole reason, 170 characters, before the
+    # error said it once: progress lines now fit an 80-column terminal; a reason of its own stays.
+    clock = Clock()
+    short = (
+        "needs cpu 0.2, 0.19 of this machine's 2 is free (other replicas hold the rest; set INFERD_CPUS ...)"
+    )
+    listing = [api(f"a{i}", "compute unavailable", error=short) for i in range(40)]
+    listing.append(api("b", "error", error="boom"))
+    with pytest.raises(DeployFailedError) as failure:
+        wait_outcome(
+            Statuses(listing), {item["name"]: "v2" for item in listing}, clock=clock, sleep=clock.sleep
+        )
+    assert str(failure.value).count(short) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert "a7: compute unavailable (the reason is below)" in lines
+    assert "b: error: boom" in lines
+    assert short not in "\n".join(lines)

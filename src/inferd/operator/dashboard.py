@@ -33,8 +33,7 @@ from inferd.gateway.reader import HEAD
 from inferd.gateway.server import HttpServer
 from inferd.gateway.wire import Request, parse_query
 from inferd.operator.history import PERIOD, History, class_totals
-from inferd.operator.logs import recent_lines
-from inferd.operator.payloads import recent_payloads
+from inferd.operator.recent import Recent, RecentFiles
 from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value, scope_of
 
 if TYPE_CHECKING:
@@ -137,6 +136,7 @@ class Dashboard(HttpServer):
         # One thread reads the files: a stalled disk holds it alone, not the threads the
         # operator's other work (payload writes, deploys) shares.
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="inferd-dashboard")
+        self._recent: RecentFiles | None = None  # what it read, kept while the files stay the same
 
     # lifecycle (called by Operator.run)
 
@@ -279,16 +279,11 @@ class Dashboard(HttpServer):
             api["logs"], api["payloads"] = files[api.pop("key")]
         conn.respond(200, orjson.dumps(overview))
 
-    def _read_files(self, keys: list[str]) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
+    def _read_files(self, keys: list[str]) -> dict[str, Recent]:
         """Each API's last log lines and payload records (a worker thread's work: files only)."""
-        home = self.operator.home
-        return {
-            key: (
-                recent_lines(home, key, LOG_LINES, LOG_LINE_CHARS),
-                recent_payloads(home, key, PAYLOAD_SAMPLES),
-            )
-            for key in keys
-        }
+        if self._recent is None:
+            self._recent = RecentFiles(self.operator.home, LOG_LINES, LOG_LINE_CHARS, PAYLOAD_SAMPLES)
+        return self._recent.read(keys)
 
     def overview(self) -> dict[str, Any]:
         """Everything the page shows but the files (``_read_files``), in one answer per refresh."""

@@ -135,15 +135,18 @@ def _wait_outcome(
             quiet = set()
         # forty APIs short of cores printed the same 170-character reason forty times
         sharing = Counter(outcome.why for outcome in outcomes.values() if outcome.failed and outcome.why)
+        said: list[tuple[str, str]] = []  # (API, what it says) this poll
         for name, outcome in outcomes.items():
             line, at = shown.get(name, ("", now))
             if line != outcome.line:
                 shown[name] = (outcome.line, now)
-                click.echo(outcome.brief if sharing[outcome.why] >= ALIKE else outcome.line, err=True)
+                said.append((name, outcome.brief if sharing[outcome.why] >= ALIKE else outcome.line))
             elif not outcome.done and now - at >= STILL_SECONDS:
                 # a first TensorFlow load or a pip install is quiet for long: say it goes on
                 shown[name] = (line, now)
-                click.echo(f"{line}, {now - started:.0f}s so far", err=True)
+                said.append((name, f"{line}, {now - started:.0f}s so far"))
+        for line in _grouped(said):
+            click.echo(line, err=True)
         if all(outcome.done for outcome in outcomes.values()):
             break
         if clock() >= deadline:
@@ -167,6 +170,22 @@ def _wait_outcome(
         raise DeployFailedError(
             "; ".join(_failed(alike[why], why) if why in alike else why for why in failed)
         )
+
+
+def _grouped(said: list[tuple[str, str]]) -> list[str]:
+    """The lines of one poll, ``ALIKE`` or more APIs at the same step said once: a first deploy
+    of 150 APIs printed 300 lines, ``api000: updating (...)`` to ``api149: live (...)``."""
+    steps = Counter(line[len(name) + 2 :] for name, line in said)
+    lines: list[str] = []
+    folded: set[str] = set()
+    for name, line in said:
+        step = line[len(name) + 2 :]
+        if steps[step] < ALIKE:
+            lines.append(line)
+        elif step not in folded:  # where the first of them is: the line for all
+            folded.add(step)
+            lines.append(f"{steps[step]} apis: {step}")
+    return lines
 
 
 def _failed(names: list[str], why: str) -> str:

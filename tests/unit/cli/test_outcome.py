@@ -211,6 +211,27 @@ def test_progress_lines_of_apis_failing_alike_leave_the_reason_to_the_error(
         )
     assert str(failure.value).count(short) == 1
     lines = capsys.readouterr().err.splitlines()
-    assert "a7: compute unavailable (the reason is below)" in lines
+    assert "40 apis: compute unavailable (the reason is below)" in lines
     assert "b: error: boom" in lines
     assert short not in "\n".join(lines)
+
+
+def test_many_apis_at_the_same_step_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # A first deploy of 150 APIs printed 300 lines, "api000: updating (...)" to "api149: live (...)".
+    clock = Clock()
+    names = [f"a{i}" for i in range(10)]
+    updating = [api(name, "updating") for name in names]
+
+    def live_below(count: int) -> list[dict[str, Any]]:
+        return [api(name, "live" if i < count else "updating") for i, name in enumerate(names)]
+
+    backend = Statuses(updating, live_below(6), live_below(8), live_below(10))
+    wait_outcome(backend, dict.fromkeys(names, "v2"), clock=clock, sleep=clock.sleep)
+    assert capsys.readouterr().err.splitlines() == [
+        "10 apis: updating (0/1 replicas up to date)",
+        "6 apis: live (1/1 replicas up to date)",
+        "a6: live (1/1 replicas up to date)",  # fewer than four at one step: each by name
+        "a7: live (1/1 replicas up to date)",
+        "a8: live (1/1 replicas up to date)",
+        "a9: live (1/1 replicas up to date)",
+    ]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-_WRITTEN: dict[float, str] = {}  # values met before (most counts are small, most are 0)
+# Values met before (most counts are small, most are 0); -0.0 may come out as 0.0, equal to it.
+_WRITTEN: dict[float, str] = {}
 
 
 def number(value: float) -> str:

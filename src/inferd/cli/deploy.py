@@ -79,7 +79,9 @@ def _deploy(
         click.echo(result["message"])
         if wait:
             versions: dict[str, str | None] = dict(result.get("versions") or dict.fromkeys(names))
-            wait_outcome(client, versions, timeout, deployment=project.deployment.name)
+            results = result.get("apis") or {}
+            unchanged = [name for name in versions if results.get(name) == "unchanged"]
+            wait_outcome(client, versions, timeout, deployment=project.deployment.name, unchanged=unchanged)
     except KeyboardInterrupt:
         raise InferdError(STOPPED_WAITING) from None
 

@@ -8,7 +8,8 @@ update, say that the previous version keeps serving, so scripts can rely on the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ class Outcome:
     line: str = ""
     failure: str = ""
     why: str = ""  # the failure less the API's name: APIs that failed alike are said once
+    brief: str = ""  # the line without the reason, for APIs that failed alike
 
 
 def judge(name: str, info: dict[str, Any] | None, version: str | None) -> Outcome:
@@ -61,7 +63,8 @@ def judge(name: str, info: dict[str, Any] | None, version: str | None) -> Outcom
         why = f"({status}): {reason}"
         if int(info.get("available", 0)) > up_to_date:
             why += "; the previous version keeps serving"
-        return Outcome(True, True, f"{name}: {status}: {reason}", f"api '{name}' failed {why}", why)
+        brief = f"{name}: {status} (the reason is below)"
+        return Outcome(True, True, f"{name}: {status}: {reason}", f"api '{name}' failed {why}", why, brief)
     return Outcome(False, False, f"{name}: {status} ({up_to_date}/{requested} replicas up to date)")
 
 
@@ -72,14 +75,16 @@ def wait_outcome(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     deployment: str | None = None,
+    unchanged: Collection[str] = (),
 ) -> None:
     """Show each API's progress until every one is live or failed; raise if any failed.
 
     ``versions`` is keyed by API name, within ``deployment`` when given (names are unique per
-    deployment, so other deployments' APIs of the same name are not looked at).
+    deployment, so other deployments' APIs of the same name are not looked at). ``unchanged``:
+    APIs the deploy left as they were; from ``ALIKE`` of them, those live are one line.
     """
     try:
-        _wait_outcome(backend, versions, timeout, clock, sleep, deployment)
+        _wait_outcome(backend, versions, timeout, clock, sleep, deployment, unchanged)
     except KeyboardInterrupt:  # Ctrl-C stops the waiting, not the rollout the operator runs
         raise InferdError(STOPPED_WAITING) from None
 
@@ -91,8 +96,11 @@ def _wait_outcome(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     deployment: str | None,
+    unchanged: Collection[str] = (),
 ) -> None:
     started = clock()
+    # An update of one API of sixty listed the 59 others as live, one line each, every time.
+    quiet = set(unchanged) if len(unchanged) >= ALIKE else set()
     deadline = started + timeout
     shown: dict[str, tuple[str, float]] = {}  # the line last shown per API, and when
     lost: float | None = None  # since when the operator has not answered
@@ -119,15 +127,26 @@ def _wait_outcome(
             outcomes.update(
                 {name: Outcome(False, False, f"{name}: {restoring}") for name in versions if name not in apis}
             )
+        if quiet:  # said once, at the first answer: later changes of theirs are shown as any
+            alive = {name for name in quiet if outcomes[name].done and not outcomes[name].failed}
+            shown.update({name: (outcomes[name].line, now) for name in alive})
+            if alive:
+                click.echo(f"{len(alive)} unchanged apis: live", err=True)
+            quiet = set()
+        # forty APIs short of cores printed the same 170-character reason forty times
+        sharing = Counter(outcome.why for outcome in outcomes.values() if outcome.failed and outcome.why)
+        said: list[tuple[str, str]] = []  # (API, what it says) this poll
         for name, outcome in outcomes.items():
             line, at = shown.get(name, ("", now))
             if line != outcome.line:
                 shown[name] = (outcome.line, now)
-                click.echo(outcome.line, err=True)
+                said.append((name, outcome.brief if sharing[outcome.why] >= ALIKE else outcome.line))
             elif not outcome.done and now - at >= STILL_SECONDS:
                 # a first TensorFlow load or a pip install is quiet for long: say it goes on
                 shown[name] = (line, now)
-                click.echo(f"{line}, {now - started:.0f}s so far", err=True)
+                said.append((name, f"{line}, {now - started:.0f}s so far"))
+        for line in _grouped(said):
+            click.echo(line, err=True)
         if all(outcome.done for outcome in outcomes.values()):
             break
         if clock() >= deadline:
@@ -151,6 +170,22 @@ def _wait_outcome(
         raise DeployFailedError(
             "; ".join(_failed(alike[why], why) if why in alike else why for why in failed)
         )
+
+
+def _grouped(said: list[tuple[str, str]]) -> list[str]:
+    """The lines of one poll, ``ALIKE`` or more APIs at the same step said once: a first deploy
+    of 150 APIs printed 300 lines, ``api000: updating (...)`` to ``api149: live (...)``."""
+    steps = Counter(line[len(name) + 2 :] for name, line in said)
+    lines: list[str] = []
+    folded: set[str] = set()
+    for name, line in said:
+        step = line[len(name) + 2 :]
+        if steps[step] < ALIKE:
+            lines.append(line)
+        elif step not in folded:  # where the first of them is: the line for all
+            folded.add(step)
+            lines.append(f"{steps[step]} apis: {step}")
+    return lines
 
 
 def _failed(names: list[str], why: str) -> str:

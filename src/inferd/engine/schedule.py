@@ -44,10 +44,12 @@ def step(state: ApiState, now: float, capacity: Capacity, apis: Mapping[str, Api
     ``state.unschedulable``, ``fit`` and ``reserved`` for the room that is short or held."""
     version = state.version
     blocked = version.spec is None or now < version.next_start
-    room = 0 if blocked else placement.room(capacity, apis, state)
+    current = sum(r.version == version.id for r in state.replicas if not r.retired)
+    # The room left adds up every API's replicas: asked only by an API that wants more than it
+    # has (asked by each at every tick, 81 idle APIs kept 22% of a core busy doing nothing).
+    room = 0 if blocked or current >= state.desired else placement.room(capacity, apis, state)
     views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
     draining = sum(r.retired for r in state.replicas)
-    current = sum(r.version == version.id for r in state.replicas if not r.retired)
     replacing = any(r.version != version.id for r in state.replicas)
     # Not one replica of the new version would fit even with every old one gone: retiring
     # them would leave the API with none (it did), so the old version serves on.

@@ -7,7 +7,8 @@ them a listing shows, and whether all of them are ready.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import heapq
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from inferd import codec
@@ -22,6 +23,26 @@ if TYPE_CHECKING:
     from inferd.gateway.shadow import Shadows
 
 DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
+SHOWN_ENDPOINTS = 10  # a 404 names this many endpoints at most, the nearest to the path asked
+
+
+def endpoints_hint(path: str, endpoints: Iterable[str]) -> str:
+    """What a 404 for ``path`` says exists: every endpoint while there are few, else the nearest
+    (longest prefix in common with ``path``) and where the rest are listed (a gateway serving 81
+    APIs answered a typo with 2 KB naming all 81)."""
+    known = sorted(endpoints)
+    if len(known) <= SHOWN_ENDPOINTS:
+        return f"endpoints: {', '.join(known) or 'none'}"
+    nearest = heapq.nsmallest(SHOWN_ENDPOINTS, known, key=lambda e: (-_shared(path, e), e))
+    return f"{len(known)} endpoints, the nearest: {', '.join(nearest)}; GET / lists them all"
+
+
+def _shared(one: str, other: str) -> int:
+    """How many characters the two strings start with alike (a typo's place in the path)."""
+    for index, (a, b) in enumerate(zip(one, other, strict=False)):
+        if a != b:
+            return index
+    return min(len(one), len(other))
 
 
 class ApiTable:

@@ -19,7 +19,7 @@ import orjson
 from inferd import codec
 from inferd.gateway import auth, cortex, edge, openapi, sweeper, tfserving, v2
 from inferd.gateway.access import AccessLog
-from inferd.gateway.apis import DEFAULT_BODY_LIMIT, ApiTable
+from inferd.gateway.apis import DEFAULT_BODY_LIMIT, ApiTable, endpoints_hint
 from inferd.gateway.edge import EdgeLimits, Listener
 from inferd.gateway.held import HeldAnswers
 from inferd.gateway.http import HttpConnection
@@ -143,8 +143,8 @@ class Gateway(ApiTable):
         else:
             shown = request.path.decode("utf-8", "replace")
             visible = self.visible(request.headers)
-            known = ", ".join(sorted(splitter_endpoints(self.splitters, visible))) or "none"
-            conn.respond(*self.not_found(f"no API at {shown} (endpoints: {known})"))
+            known = endpoints_hint(shown, splitter_endpoints(self.splitters, visible))
+            conn.respond(*self.not_found(f"no API at {shown} ({known})"))
 
     def dispatch(
         self, conn: HttpConnection, queue: ApiQueue, kind: bytes, body: bytes, protocol: str = "cortex"

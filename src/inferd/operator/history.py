@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from inferd.gateway.metrics import nearest_rank
 
 CLASSES = ("2XX", "4XX", "5XX")
@@ -64,9 +66,14 @@ class ApiHistory:
     samples: deque[Sample] = field(init=False)
     _totals: dict[str, int] = field(init=False)
     _last_at: float | None = field(init=False, default=None)
+    # The charts' series, kept as the samples come (laid out afresh at each read, 140 APIs'
+    # 15 minutes took 51 ms of the event loop), and encoded once per sample.
+    _series: dict[str, deque[Any]] = field(init=False)
+    _json: bytes | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.samples = deque(maxlen=self.size)
+        self._series = {key: deque(maxlen=self.size) for key in SERIES}
         # Counting starts at zero when the gateway creates an API's stats, so the first sample
         # holds every request answered before it: the history adds up to the API's totals.
         self._totals = dict.fromkeys(CLASSES, 0)
@@ -101,24 +108,39 @@ class ApiHistory:
             replicas={key: int(replicas.get(key, 0)) for key in REPLICA_FIELDS},
         )
         self.samples.append(sample)
+        for key, value in _points(sample):
+            self._series[key].append(value)
+        self._json = None
         return sample
+
+    def columns_json(self) -> bytes:
+        """``columns()`` as JSON, laid out once per sample: each open page reads every API's
+        history at every refresh (140 APIs' 15 minutes took 62 ms of the event loop each time)."""
+        if self._json is None:
+            self._json = orjson.dumps(self.columns())
+        return self._json
 
     def columns(self) -> dict[str, list[Any]]:
         """The samples as one list per series, for the page's charts (compact JSON)."""
-        samples = self.samples
-        result: dict[str, list[Any]] = {
-            "t": [s.at for s in samples],
-            "seconds": [s.seconds for s in samples],
-        }
-        for key in CLASSES:
-            result[key] = [s.rate(key) for s in samples]
-            result[f"count_{key}"] = [s.counts[key] for s in samples]
-        result["p50_ms"] = [s.p50_ms for s in samples]
-        result["p99_ms"] = [s.p99_ms for s in samples]
-        result["queue"] = [s.queue for s in samples]
-        for key in REPLICA_FIELDS:
-            result[key] = [s.replicas[key] for s in samples]
-        return result
+        return {key: list(values) for key, values in self._series.items()}
+
+
+def _points(sample: Sample) -> list[tuple[str, Any]]:
+    """The sample's point in each series of ``ApiHistory.columns``."""
+    points: list[tuple[str, Any]] = [("t", sample.at), ("seconds", sample.seconds)]
+    for key in CLASSES:
+        points += [(key, sample.rate(key)), (f"count_{key}", sample.counts[key])]
+    points += [("p50_ms", sample.p50_ms), ("p99_ms", sample.p99_ms), ("queue", sample.queue)]
+    points += [(key, sample.replicas[key]) for key in REPLICA_FIELDS]
+    return points
+
+
+SERIES = [
+    key
+    for key, _ in _points(
+        Sample(0.0, 1.0, dict.fromkeys(CLASSES, 0), None, None, 0, dict.fromkeys(REPLICA_FIELDS, 0))
+    )
+]
 
 
 class History:
@@ -156,3 +178,11 @@ class History:
     def columns(self, api: str) -> dict[str, list[Any]]:
         history = self.apis.get(api)
         return history.columns() if history is not None else ApiHistory(1).columns()
+
+    def columns_json(self, api: str) -> bytes:
+        """``columns(api)`` as JSON (kept until the API's next sample)."""
+        history = self.apis.get(api)
+        return history.columns_json() if history is not None else EMPTY_JSON
+
+
+EMPTY_JSON = orjson.dumps(ApiHistory(1).columns())

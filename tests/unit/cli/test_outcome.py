@@ -192,3 +192,46 @@ def test_the_wait_outlives_an_operator_its_supervisor_restarts(capsys: pytest.Ca
     with pytest.raises(OperatorError, match="is not running"):  # one that stays away is said
         wait_outcome(Restarting(1000, [api()]), {"a": "v2"}, clock=clock, sleep=clock.sleep)
     assert 30 <= clock.now - gone < 32  # README: an error after 30 s away
+
+
+def test_progress_lines_of_apis_failing_alike_leave_the_reason_to_the_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Each of forty APIs short of cores printed the whole reason, 170 characters, before the
+    # error said it once: progress lines now fit an 80-column terminal; a reason of its own stays.
+    clock = Clock()
+    short = (
+        "needs cpu 0.2, 0.19 of this machine's 2 is free (other replicas hold the rest; set INFERD_CPUS ...)"
+    )
+    listing = [api(f"a{i}", "compute unavailable", error=short) for i in range(40)]
+    listing.append(api("b", "error", error="boom"))
+    with pytest.raises(DeployFailedError) as failure:
+        wait_outcome(
+            Statuses(listing), {item["name"]: "v2" for item in listing}, clock=clock, sleep=clock.sleep
+        )
+    assert str(failure.value).count(short) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert "40 apis: compute unavailable (the reason is below)" in lines
+    assert "b: error: boom" in lines
+    assert short not in "\n".join(lines)
+
+
+def test_many_apis_at_the_same_step_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # A first deploy of 150 APIs printed 300 lines, "api000: updating (...)" to "api149: live (...)".
+    clock = Clock()
+    names = [f"a{i}" for i in range(10)]
+    updating = [api(name, "updating") for name in names]
+
+    def live_below(count: int) -> list[dict[str, Any]]:
+        return [api(name, "live" if i < count else "updating") for i, name in enumerate(names)]
+
+    backend = Statuses(updating, live_below(6), live_below(8), live_below(10))
+    wait_outcome(backend, dict.fromkeys(names, "v2"), clock=clock, sleep=clock.sleep)
+    assert capsys.readouterr().err.splitlines() == [
+        "10 apis: updating (0/1 replicas up to date)",
+        "6 apis: live (1/1 replicas up to date)",
+        "a6: live (1/1 replicas up to date)",  # fewer than four at one step: each by name
+        "a7: live (1/1 replicas up to date)",
+        "a8: live (1/1 replicas up to date)",
+        "a9: live (1/1 replicas up to date)",
+    ]

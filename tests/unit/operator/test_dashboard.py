@@ -67,3 +67,93 @@ def test_listener_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for value in ("", "0", "-1", "soon"):
         monkeypatch.setenv("INFERD_DASHBOARD_SAMPLE_SECONDS", value)
         assert sample_period() == 5.0
+
+
+def test_the_overview_costs_the_same_per_api_however_many_there_are() -> None:
+    # Each API's entry asked every other API whether it shares its name: with 138 APIs an
+    # overview took 140-240 ms of the event loop that also runs the gateway.
+    import sys
+    from types import FrameType, SimpleNamespace
+    from typing import Any, cast
+
+    from inferd.operator.dashboard import Dashboard
+    from inferd.operator.server import Operator
+
+    def stub(apis: int) -> Operator:
+        keys = [f"d{i % 3}/a{i}" for i in range(apis)] + ["d1/same", "d2/same"]
+        return cast(
+            Operator,
+            SimpleNamespace(
+                engine=SimpleNamespace(
+                    apis={key: SimpleNamespace(config=SimpleNamespace(name=key[3:])) for key in keys}
+                ),
+                gateway=SimpleNamespace(splitters=SimpleNamespace(describe=list)),
+                gateway_url="http://127.0.0.1:8888",
+                started=0.0,
+                api_info=lambda key: {"key": key, "name": key[3:], "url": "http://127.0.0.1:8888/" + key},
+            ),
+        )
+
+    def cost(apis: int) -> tuple[int, dict[str, Any]]:
+        dashboard = Dashboard(stub(apis))
+        calls = 0
+
+        def count(frame: FrameType, event: str, arg: Any) -> None:
+            nonlocal calls
+            calls += event in ("call", "c_call")
+
+        sys.setprofile(count)
+        try:
+            overview = dashboard.overview()
+        finally:
+            sys.setprofile(None)
+            dashboard._reader.shutdown()
+        return calls, overview
+
+    small, overview = cost(40)
+    assert [api["name"] for api in overview["apis"] if "same" in api["name"]] == ["d1/same", "d2/same"]
+    assert overview["apis"][0]["name"] == "a0"  # unique: the bare name
+    large, _ = cost(160)
+    assert large < 5 * small, (small, large)  # four times the APIs: four times the work
+
+
+def test_logs_that_did_not_change_are_not_read_again_at_each_refresh(tmp_path: Path) -> None:
+    # Every refresh of an open page read and parsed the last 50 lines of every API's two logs
+    # (a time parsed per line): 191 idle APIs cost 41 ms of CPU each 2.5 s, 2 ms now.
+    import sys
+    from types import FrameType, SimpleNamespace
+    from typing import Any, cast
+
+    from inferd.operator.dashboard import Dashboard
+    from inferd.operator.server import Operator
+
+    keys = [f"d/a{i}" for i in range(20)]
+    (tmp_path / "logs" / "d").mkdir(parents=True)
+    for key in keys:
+        lines = "".join(f"2026-11-29 08:00:{i:02d} {key} [a-1] line {i}\n" for i in range(60))
+        (tmp_path / "logs" / f"{key}.log").write_text(lines)
+    dashboard = Dashboard(cast(Operator, SimpleNamespace(home=tmp_path)))
+    try:
+        first = dashboard._read_files(keys)
+        assert first["d/a3"][0][-1] == "2026-11-29 08:00:59 d/a3 [a-1] line 59"
+        calls = 0
+
+        def count(frame: FrameType, event: str, arg: Any) -> None:
+            nonlocal calls
+            calls += event in ("call", "c_call")
+
+        sys.setprofile(count)
+        try:
+            again = dashboard._read_files(keys)
+        finally:
+            sys.setprofile(None)
+        assert again == first
+        assert calls / len(keys) < 60, calls / len(keys)  # a few stats an API (over 2,000 calls)
+        # a line written since is in the next read, of that API alone
+        with (tmp_path / "logs" / "d/a3.log").open("a") as log:
+            log.write("2026-11-29 08:01:00 d/a3 [a-1] new\n")
+        later = dashboard._read_files(keys)
+        assert later["d/a3"][0][-1] == "2026-11-29 08:01:00 d/a3 [a-1] new"
+        assert later["d/a4"] == first["d/a4"]
+    finally:
+        dashboard._reader.shutdown()

@@ -84,3 +84,47 @@ def test_apis_come_and_go() -> None:
     assert history.columns("a")["t"] == []  # unknown: an empty history, not an error
     with pytest.raises(ValueError):
         History(period=0)
+
+
+def test_a_full_history_read_again_between_samples_costs_nearly_nothing() -> None:
+    # Every open dashboard page reads every API's history each 2.5 s, in the event loop that also
+    # runs the gateway: 140 APIs with 15 minutes of samples took 51 ms to lay out as columns and
+    # 11 ms to encode, at each refresh (15 ms after a sample now, 1.3 ms until the next).
+    import sys
+    from types import FrameType
+    from typing import Any
+
+    import orjson
+
+    history = History()
+    names = [f"d/a{i}" for i in range(20)]
+    for k in range(history.size):
+        for name in names:
+            history.observe(name, 1000.0 + 5 * k, totals(ok=3 * k), [0.0004], 0, REPLICAS)
+    first = {name: history.columns_json(name) for name in names}
+    assert orjson.loads(first["d/a3"]) == history.columns("d/a3")
+    calls = 0
+
+    def count(frame: FrameType, event: str, arg: Any) -> None:
+        nonlocal calls
+        calls += event in ("call", "c_call")
+
+    def reading_all() -> dict[str, bytes]:
+        sys.setprofile(count)
+        try:
+            return {name: history.columns_json(name) for name in names}
+        finally:
+            sys.setprofile(None)
+
+    assert reading_all() == first
+    assert calls / len(names) < 10, calls / len(names)
+    # after a sample of every API, not every sample is laid out again (560 calls an API, each read)
+    for name in names:
+        history.observe(name, 1e6, totals(ok=10**6), [0.0004], 0, REPLICAS)
+    calls = 0
+    assert all(orjson.loads(read)["t"][-1] == 1e6 for read in reading_all().values())
+    assert calls / len(names) < 100, calls / len(names)
+    # a new sample is in the next read
+    history.observe("d/a3", 2e6, totals(ok=2 * 10**6), [0.0004], 0, REPLICAS)
+    assert orjson.loads(history.columns_json("d/a3"))["t"][-1] == 2e6
+    assert orjson.loads(history.columns_json("d/a4"))["t"][-1] == 1e6

@@ -17,7 +17,8 @@ CORTEX_ONLY: dict[str, str] = {
         "`cortex cluster` made Cortex's AWS cluster; inferd needs none: `{prog} up` starts the "
         "operator on this machine (the first `{prog} deploy` starts it too), `{prog} down` stops it, "
         "`{prog} version` says whether it runs, `{prog} env add` adds a Ray cluster and "
-        "`{prog} export` writes Kubernetes manifests"
+        "`{prog} export` writes Kubernetes manifests; the system packages a custom image "
+        "(`image_predictor_serve`) gave Cortex's replicas are this machine's: install them on it"
     ),
     "configure": (
         "`cortex configure` stored a Cortex cluster's URL and AWS keys; the local operator needs neither "

@@ -20,6 +20,8 @@ from inferd.cli.main import cli
     [
         (["cluster", "up"], "`cortex up` starts the operator"),
         (["cluster", "down", "-c", "cluster.yaml"], "`cortex down` stops it"),
+        # docs/dependencies/system-packages.md: a custom image in cluster.yaml, then this
+        (["cluster", "update", "--config=cluster.yaml"], "are this machine's: install them on it"),
         (["configure", "--print"], "the local operator needs neither"),
         (["support"], "inferd has no such service"),
     ],

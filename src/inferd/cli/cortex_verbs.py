@@ -29,6 +29,16 @@ CORTEX_ONLY: dict[str, str] = {
 }
 
 
+CX_ALIAS = """
+# alias
+alias cx='cortex'
+_cx_completion() {
+    _cortex_completion cortex "$2" "$3"
+}
+complete -o nosort -F _cx_completion cx
+"""
+
+
 def cortex_only(name: str, prog: str) -> str | None:
     """The sentence for a verb of Cortex's CLI that inferd has no command for, else None."""
     text = CORTEX_ONLY.get(name)
@@ -40,7 +50,8 @@ def cortex_only(name: str, prog: str) -> str | None:
 def completion(shell: str) -> None:
     """Print a shell completion script: source <(inferd completion).
 
-    As Cortex's `cortex completion` (bash, the default); zsh and fish too.
+    As Cortex's `cortex completion` (bash, the default; run as `cortex`, with Cortex's `cx`
+    alias); zsh and fish too.
 
     \b
     Example:
@@ -52,3 +63,7 @@ def completion(shell: str) -> None:
     script = get_completion_class(shell)
     assert script is not None  # the Choice above names click's own three
     click.echo(script(root.command, {}, prog, variable).source())
+    if prog == "cortex" and shell == "bash":
+        # Cortex's completion "will also add the "cx" alias" (docs/cluster/cli.md); click's
+        # function runs the command it completes ($1), which for an alias is cortex
+        click.echo(CX_ALIAS)

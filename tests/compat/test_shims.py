@@ -5,8 +5,11 @@ extra keys, files at /mnt/project (read, written, imported)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Server, make_project, serve
 
@@ -206,3 +209,31 @@ def test_python36_names_for_cortex_yaml_projects(tmp_path: Path, serve: Callable
     answer = serve(project).post("/shim/old", {"image": "iVBORw0KGgo="})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"bytes": 8, "args": ["sample", "metadata"], "clock": True}
+
+
+SYSTEM_PREDICTOR = """import subprocess
+
+
+def predict(sample, metadata):  # docs/dependencies/system-packages.md, as written
+    return subprocess.run(["tree"], capture_output=True, text=True).stdout
+"""
+
+
+def test_system_packages_are_this_machine_s(
+    tmp_path: Path, serve: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cortex's system packages came from a custom image (``FROM cortexlabs/predictor-serve``);
+    here a program installed on the machine (on the PATH inferd runs with) is the predictor's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "tree").write_text("#!/bin/sh\necho 'a tree of the folder'\n")
+    (bin_dir / "tree").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: sys\n- kind: api\n  name: tree\n  predictor:\n    path: predictor.py\n",
+        {"predictor.py": SYSTEM_PREDICTOR},
+    )
+    answer = serve(project).post("/sys/tree", {})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == "a tree of the folder\n"

@@ -13,6 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import requests
+
 from tests.conftest import INFERD, example
 from tests.integration.conftest import Inferd, inferd
 
@@ -123,5 +125,26 @@ def test_the_cli_under_cortex_s_name(inferd: Inferd, tmp_path: Path) -> None:
     assert json.loads(cortex("predict", "classifier", "sample.json").stdout) == "iris-setosa"
     assert "url: " in cortex("get", "classifier").stdout
     assert "Usage: cortex predict" in cortex("predict", "--help").stdout
+    # `cortex logs` streamed until Ctrl-C (docs/cluster/cli.md:39): a request made after it
+    # printed what was there shows up in the same run
+    with subprocess.Popen(
+        [str(script), "logs", "classifier"],
+        cwd=project,
+        env=inferd.env,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    ) as streaming:
+        assert streaming.stdout is not None
+        for line in streaming.stdout:
+            if "replica is ready" in line:
+                break
+        sample = json.loads((project / "sample.json").read_text())
+        requests.post(f"{inferd.url}/iris/classifier?debug=true", json=sample, timeout=30)
+        streamed = any("post_inference: 'iris-setosa'" in line for line in streaming.stdout)
+        streaming.send_signal(signal.SIGINT)
+        streaming.communicate(timeout=30)
+    assert streamed and streaming.returncode == 0
+    assert cortex("logs", "classifier", "--no-follow").returncode == 0  # prints and exits
     assert cortex("delete").returncode == 0
     assert inferd.run("get", "-s").stdout.strip() == "apis: none deployed"

@@ -17,7 +17,8 @@ CORTEX_ONLY: dict[str, str] = {
         "`cortex cluster` made Cortex's AWS cluster; inferd needs none: `{prog} up` starts the "
         "operator on this machine (the first `{prog} deploy` starts it too), `{prog} down` stops it, "
         "`{prog} version` says whether it runs, `{prog} env add` adds a Ray cluster and "
-        "`{prog} export` writes Kubernetes manifests"
+        "`{prog} export` writes Kubernetes manifests; the system packages a custom image "
+        "(`image_predictor_serve`) gave Cortex's replicas are this machine's: install them on it"
     ),
     "configure": (
         "`cortex configure` stored a Cortex cluster's URL and AWS keys; the local operator needs neither "
@@ -26,6 +27,16 @@ CORTEX_ONLY: dict[str, str] = {
     ),
     "support": "`cortex support` mailed a question to Cortex's maintainers; inferd has no such service",
 }
+
+
+CX_ALIAS = """
+# alias
+alias cx='cortex'
+_cx_completion() {
+    _cortex_completion cortex "$2" "$3"
+}
+complete -o nosort -F _cx_completion cx
+"""
 
 
 def cortex_only(name: str, prog: str) -> str | None:
@@ -39,7 +50,8 @@ def cortex_only(name: str, prog: str) -> str | None:
 def completion(shell: str) -> None:
     """Print a shell completion script: source <(inferd completion).
 
-    As Cortex's `cortex completion` (bash, the default); zsh and fish too.
+    As Cortex's `cortex completion` (bash, the default; run as `cortex`, with Cortex's `cx`
+    alias); zsh and fish too.
 
     \b
     Example:
@@ -51,3 +63,7 @@ def completion(shell: str) -> None:
     script = get_completion_class(shell)
     assert script is not None  # the Choice above names click's own three
     click.echo(script(root.command, {}, prog, variable).source())
+    if prog == "cortex" and shell == "bash":
+        # Cortex's completion "will also add the "cx" alias" (docs/cluster/cli.md); click's
+        # function runs the command it completes ($1), which for an alias is cortex
+        click.echo(CX_ALIAS)

@@ -56,7 +56,7 @@ def resolve(client: Backend, name: str) -> str:
     "-w",
     "--watch",
     is_flag=True,
-    help="Re-run every 2 seconds until Ctrl-C (with -o json: one JSON document per line).",
+    help="Re-run every second (as Cortex) until Ctrl-C (with -o json: one JSON document per line).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Also the signature, the error details and the config.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -123,7 +123,7 @@ def get(
                 click.clear()  # on a terminal; piped, each table follows the last
             click.echo(text)
             sys.stdout.flush()
-            time.sleep(2)
+            time.sleep(1)
 
 
 @contextlib.contextmanager

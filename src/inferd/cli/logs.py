@@ -39,7 +39,12 @@ def parse_since(text: str, now: float | None = None) -> float:
 
 @click.command()
 @click.argument("api")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option(
+    "--follow/--no-follow",
+    "-f",
+    default=None,
+    help="Keep printing new lines until Ctrl-C (the default as `cortex logs`, which streamed in Cortex).",
+)
 @click.option(
     "-n",
     "--tail",
@@ -53,7 +58,7 @@ def parse_since(text: str, now: float | None = None) -> float:
 @env_option
 def logs(
     api: str,
-    follow: bool,
+    follow: bool | None,
     tail: int | None,
     since: str | None,
     access: bool,
@@ -63,7 +68,8 @@ def logs(
     """Print an API's latest logs: its replicas' output and inferd's events (load errors,
     restarts); --access for the access lines.
 
-    Shows the last 100 lines (--tail N, or --since), newest last; -f then follows. Logs are
+    Shows the last 100 lines (--tail N, or --since), newest last; -f then follows (run as
+    `cortex logs`, it follows unless --no-follow, as Cortex's streamed). Logs are
     rotated by size (the API's two logs share INFERD_LOG_MAX_BYTES, default 64 MiB;
     INFERD_LOG_BACKUPS older files, default 3), and older files are read when --tail or
     --since reach into them.
@@ -78,6 +84,8 @@ def logs(
       inferd logs classifier --access --tail 20
     """
     api = in_deployment(api, deployment)
+    if follow is None:  # Cortex's `cortex logs` streamed until Ctrl-C (docs/cluster/cli.md)
+        follow = click.get_current_context().find_root().info_name == "cortex"
     if not env.is_local:
         if tail is not None or since is not None or access:
             raise UsageError("--tail, --since and --access work with the local environment only")

@@ -69,6 +69,65 @@ def _wrap_two(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# What Cortex's project zip left out, so its /mnt/project never listed them
+# (docs/dependencies/python-packages.md): bytecode, dotfiles and dot folders (inferd's own
+# ``.inferd-files.json`` too), and ``cortex.yaml`` at the top.
+BYTECODE = (".pyc", ".pyo", ".pyd")
+
+
+def _shown(name: str | bytes, top: bool) -> bool:
+    text = os.fsdecode(name)
+    return not (text.startswith(".") or text.endswith(BYTECODE) or (top and text == "cortex.yaml"))
+
+
+def _listing(path: Any) -> bool | None:
+    """For a path under ``/mnt/project``: whether it is the top (else None: not a mapped path)."""
+    target = mapped(path)
+    if target is path or _root is None:
+        return None
+    return os.path.normpath(os.fsdecode(target)) == _root
+
+
+class _Entries:
+    """``os.scandir``'s iterator with the entries Cortex did not copy left out (and its ``with``)."""
+
+    def __init__(self, entries: Any, top: bool) -> None:
+        self._entries, self._top = entries, top
+
+    def __iter__(self) -> _Entries:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            entry = next(self._entries)
+            if _shown(entry.name, self._top):
+                return entry
+
+    def __enter__(self) -> _Entries:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._entries.close()
+
+
+def _wrap_listing(function: Callable[..., Any], scandir: bool) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(path: Any = ".") -> Any:
+        top = _listing(path)
+        found = function(mapped(path))
+        if top is None:
+            return found
+        if scandir:
+            return _Entries(found, top)
+        return [name for name in found if _shown(name, top)]
+
+    wrapper.__inferd_mount__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 # ``os`` functions taking a path first (and its keyword name); ``os.makedirs``, ``os.walk``,
 # ``os.path``, ``shutil`` and ``tempfile`` reach files through these.
 PATH_FUNCTIONS = (
@@ -76,8 +135,6 @@ PATH_FUNCTIONS = (
     ("stat", "path"),
     ("lstat", "path"),
     ("access", "path"),
-    ("listdir", "path"),
-    ("scandir", "path"),
     ("mkdir", "path"),
     ("rmdir", "path"),
     ("remove", "path"),
@@ -99,6 +156,8 @@ PATH_FUNCTIONS = (
     ("mkfifo", "path"),
     ("mknod", "path"),
 )
+# ``os`` functions listing a folder: they leave out what Cortex did not copy (``_shown``)
+LISTINGS = ("listdir", "scandir")
 # ``os`` functions taking two paths (``src``, ``dst``): both are mapped
 TWO_PATH_FUNCTIONS = ("rename", "replace", "link", "symlink")
 
@@ -136,6 +195,7 @@ def install(project_root: Path) -> None:
     wrappers = [
         (name, _wrap(getattr(os, name), keyword)) for name, keyword in PATH_FUNCTIONS if hasattr(os, name)
     ]
+    wrappers += [(name, _wrap_listing(getattr(os, name), name == "scandir")) for name in LISTINGS]
     wrappers += [(name, _wrap_two(getattr(os, name))) for name in TWO_PATH_FUNCTIONS if hasattr(os, name)]
     for name, wrapper in wrappers:
         original = getattr(os, name)

@@ -21,6 +21,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from inferd.errors import LoadError
+from inferd.handler.cortex_packages import missing_package_hint
 from inferd.handler.user_errors import raised
 
 HANDLER_FUNCTIONS = {
@@ -99,7 +100,8 @@ def _import(path: Path, module_name: str, shown: str) -> ModuleType:
     except BaseException as exc:
         sys.modules.pop(module_name, None)
         detail = "".join(traceback.format_exception(exc)).rstrip()
-        raise LoadError(f"{shown}: importing it failed: {raised(exc)}\n{detail}") from exc
+        hint = missing_package_hint(exc)
+        raise LoadError(f"{shown}: importing it failed: {raised(exc)}{hint}\n{detail}") from exc
     return module
 
 

@@ -27,6 +27,7 @@ from inferd.handler.convert import (
     stacks_by_rows,
     to_model_inputs,
 )
+from inferd.handler.cortex_packages import missing_package_hint
 from inferd.handler.debug import logged, preview
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
 from inferd.handler.user_errors import check_prepared, raised
@@ -93,7 +94,8 @@ class Predictor:
                     init(shown_path, self.metadata)
                 except BaseException as exc:  # sys.exit("no GPU") too: its reason, not "exited with code 1"
                     detail = "".join(traceback.format_exception(exc)).rstrip()
-                    raise LoadError(f"init in {api.predictor.path} failed: {raised(exc)}\n{detail}") from exc
+                    said = f"{raised(exc)}{missing_package_hint(exc)}"
+                    raise LoadError(f"init in {api.predictor.path} failed: {said}\n{detail}") from exc
             return
         assert model_path is not None
         signature_key = api.tensorflow.signature_key if api.tensorflow is not None else None

@@ -20,6 +20,8 @@ from inferd.cli.main import cli
     [
         (["cluster", "up"], "`cortex up` starts the operator"),
         (["cluster", "down", "-c", "cluster.yaml"], "`cortex down` stops it"),
+        # docs/dependencies/system-packages.md: a custom image in cluster.yaml, then this
+        (["cluster", "update", "--config=cluster.yaml"], "are this machine's: install them on it"),
         (["configure", "--print"], "the local operator needs neither"),
         (["support"], "inferd has no such service"),
     ],
@@ -53,3 +55,21 @@ def test_completion_prints_a_script_that_completes_commands_and_flags() -> None:
 
     assert complete("cortex", "de") == ["plain,delete", "plain,deploy"]
     assert "plain,--watch" in complete("cortex", "get", "--w")
+
+
+def test_cortex_completion_adds_the_cx_alias(tmp_path: Path) -> None:
+    # docs/cluster/cli.md (completion): "This will also add the "cx" alias."
+    script = CliRunner().invoke(cli, ["completion"], prog_name="cortex").output
+    (tmp_path / "completion.sh").write_text(script)
+    shell = (
+        f"source {tmp_path / 'completion.sh'}\n"
+        "alias cx\n"
+        "COMP_WORDS=(cx de); COMP_CWORD=1\n"
+        "$(complete -p cx | sed -E 's/.* -F ([^ ]+) cx$/\\1/') cx de cx\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", shell], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["alias cx='cortex'", "delete", "deploy"]
+    assert "cx" not in CliRunner().invoke(cli, ["completion"], prog_name="inferd").output

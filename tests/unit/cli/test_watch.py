@@ -1,4 +1,5 @@
-"""``inferd get -w``: the table again every 2 s, one JSON document a line with ``-o json``."""
+"""``inferd get -w``: the table again every second (Cortex's docs/cluster/cli.md: "re-run the
+command every second"), one JSON document a line with ``-o json``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from inferd.cli import inspect
 from inferd.cli.main import cli
 
 
-def test_get_w_runs_again_every_2_s_until_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_get_w_runs_again_every_second_until_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
     pauses: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -29,5 +30,5 @@ def test_get_w_runs_again_every_2_s_until_ctrl_c(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("inferd.cli.inspect.time.sleep", sleep)
     result = CliRunner().invoke(cli, ["get", "-w", "-o", "json"])
     assert result.exit_code == 0, result.output
-    assert pauses == [2, 2, 2]
+    assert pauses == [1, 1, 1]
     assert [json.loads(line)[0]["round"] for line in result.output.splitlines()] == [0, 1, 2]

@@ -66,3 +66,35 @@ def test_shutil_copies_and_links_work_under_mnt_project(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)
     for name in ("copy.pkl", "models2/m.pkl", "linked.pkl", "symlinked.pkl"):
         assert (tmp_path / name).read_bytes() == b"weights"
+
+
+def test_listings_of_mnt_project_leave_out_what_cortex_did_not_copy(tmp_path: Path) -> None:
+    """Cortex's docs/dependencies/python-packages.md:17: bytecode files, files or folders that start
+    with ``.`` and ``cortex.yaml`` are not in /mnt/project: a handler loading every file of a
+    folder never met a ``.DS_Store``, nor inferd's own ``.inferd-files.json`` (checked in a child)."""
+    for name in (
+        "cortex.yaml",
+        "handler.py",
+        ".inferd-created",
+        "data/a.json",
+        "data/.DS_Store",
+        "data/x.pyc",
+    ):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "data" / ".ipynb_checkpoints").mkdir()
+    script = (
+        "import glob, os, sys; from pathlib import Path; from inferd.handler import cortex_paths\n"
+        "cortex_paths.install(Path(sys.argv[1]))\n"
+        "assert sorted(os.listdir('/mnt/project')) == ['data', 'handler.py'], os.listdir('/mnt/project')\n"
+        "assert sorted(os.listdir('/mnt/project/data')) == ['a.json']\n"
+        "with os.scandir('/mnt/project/data') as found: assert [e.name for e in found] == ['a.json']\n"
+        "assert [p.name for p in Path('/mnt/project/data').iterdir()] == ['a.json']\n"
+        "walked = [(sorted(d), sorted(f)) for _, d, f in os.walk('/mnt/project')]\n"
+        "assert walked == [(['data'], ['handler.py']), ([], ['a.json'])], walked\n"
+        "assert glob.glob('/mnt/project/data/.*') == []\n"
+        "assert len(os.listdir(sys.argv[1])) == 4  # the folder itself, by its own path: as it is\n"
+        "import shutil; os.makedirs('/mnt/project/cache/.git'); shutil.rmtree('/mnt/project/cache')\n"
+        "assert not os.path.exists(Path(sys.argv[1]) / 'cache')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)

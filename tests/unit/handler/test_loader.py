@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -159,3 +160,24 @@ def test_an_edit_of_the_same_size_within_the_second_is_the_code_loaded(
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # saved within the same second
     again = load_user_code(path, "handler", "test_same_size_2", "handlers/classify.py")
     assert again.functions["post_inference"](None, None, None) == "new"
+
+
+@pytest.mark.parametrize(
+    ("module", "says"),
+    [
+        ("tensor2tensor", "Cortex v0.10's predictor image pre-installed tensor2tensor==1.14.1"),
+        ("flask_api.status", "Cortex v0.10's predictor image pre-installed flask-api==1.1"),
+    ],
+)
+def test_a_package_cortex_pre_installed_and_missing_here_is_named(
+    tmp_path: Path, module: str, says: str
+) -> None:
+    # docs/deployments/predictor.md:128: "The following packages have been pre-installed and
+    # can be used in your implementations"; inferd has some of them only through requirements.txt
+    if importlib.util.find_spec(module.split(".")[0]) is not None:
+        pytest.skip(f"{module} is installed here")
+    with pytest.raises(LoadError) as failed:
+        load(tmp_path, f"import {module}\n\ndef predict(sample, metadata):\n    return 1\n", "predictor")
+    first = str(failed.value).splitlines()[0]
+    assert f"No module named '{module.split('.')[0]}'" in first
+    assert says in first and "add it to requirements.txt" in first, first

@@ -21,10 +21,14 @@ RESTART = "inferd down && inferd up"
 RESTART_UNIT = "systemctl --user restart inferd"  # the unit `inferd up --systemd` says to write
 
 
+PACKAGE = Path(__file__).resolve().parent
+
+
 @cache
 def code_identity() -> str:
-    """A digest of inferd's source files as they are on disk now (about 10 ms; once a process)."""
-    return source_digest(Path(__file__).resolve().parent)
+    """A digest of inferd's source files as they were on disk when this process first asked
+    (about 10 to 40 ms; once a process): the operator's, taken as it starts."""
+    return source_digest(PACKAGE)
 
 
 def source_digest(root: Path) -> str:
@@ -52,7 +56,10 @@ def restart_hint(info: dict[str, Any]) -> str | None:
     --systemd``) is restarted by its unit: ``inferd down && inferd up`` would leave the unit
     stopped and start an operator of inferd's own beside it."""
     theirs = info.get("code")
-    if theirs == code_identity():
+    # Against the files installed now, not this process's first digest: a long-lived process (a
+    # notebook's kernel that deployed before `pip install -U`) was refused for good by the
+    # operator restarted onto the new files, and let an operator of the replaced code through.
+    if theirs == source_digest(PACKAGE):
         return None
     which = (
         "an older inferd than this command (from before inferd was upgraded)"

@@ -13,6 +13,7 @@ its own and names the way out (:func:`restart_hint`).
 from __future__ import annotations
 
 import hashlib
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,13 @@ def restart_hint(info: dict[str, Any]) -> str | None:
     # operator restarted onto the new files, and let an operator of the replaced code through.
     if theirs == source_digest(PACKAGE):
         return None
-    which = (
-        "an older inferd than this command (from before inferd was upgraded)"
-        if theirs is None
-        else "other inferd code than this command (inferd was upgraded or reinstalled since it started)"
-    )
+    prefix = info.get("prefix")  # its Python environment (written since 2026-12-01)
+    if theirs is None:
+        which = "an older inferd than this command (from before inferd was upgraded)"
+    elif isinstance(prefix, str) and prefix != sys.prefix:  # another virtual environment's inferd
+        which = f"the inferd of another Python environment ({prefix}; this command runs {sys.prefix})"
+    else:
+        which = "other inferd code than this command (inferd was upgraded or reinstalled since it started)"
     systemd = _under_systemd(int(info.get("pid") or 0))
     how = f"its systemd unit: `{RESTART_UNIT}`" if systemd else f"it: `{RESTART}`"
     return (

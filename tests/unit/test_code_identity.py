@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import inferd
-from inferd.code_identity import source_digest
+from inferd.code_identity import restart_hint, source_digest
 
 
 def test_the_code_identity_is_the_source_s_not_its_bytecode_cache(tmp_path: Path) -> None:
@@ -49,3 +49,16 @@ assert restart_hint({"code": before, "pid": 0}) is not None
         [sys.executable, "-P", "-c", script, str(site)], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_an_operator_of_another_python_environment_is_named_so() -> None:
+    # Two virtual environments with different inferd code on one INFERD_HOME: the hint said
+    # "inferd was upgraded or reinstalled since it started", which sent the user looking for an
+    # upgrade no one made.
+    info = {"code": "0" * 16, "pid": 0, "prefix": "/opt/other-venv"}
+    hint = restart_hint(info)
+    assert hint is not None
+    assert "runs the inferd of another Python environment (/opt/other-venv" in hint
+    assert f"this command runs {sys.prefix}" in hint
+    assert "upgraded" not in hint
+    assert "upgraded or reinstalled" in (restart_hint({**info, "prefix": sys.prefix}) or "")

@@ -42,6 +42,8 @@ def source_digest(root: Path) -> str:
     for path in sorted(root.rglob("*.py*")):
         if path.suffix not in (".py", ".pyc") or "__pycache__" in path.parts:
             continue
+        if path.suffix == ".pyc" and path.with_suffix(".py").is_file():
+            continue  # Python runs the source (a legacy .pyc beside it, from compileall -b)
         try:
             data = path.read_bytes()
         except OSError:

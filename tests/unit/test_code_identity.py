@@ -19,6 +19,8 @@ def test_the_code_identity_is_the_source_s_not_its_bytecode_cache(tmp_path: Path
     before = source_digest(package)
     (package / "operator" / "__pycache__" / "server.cpython-311.pyc").write_bytes(b"\0" * 16)
     assert source_digest(package) == before  # written as modules are imported: not the code
+    (package / "operator" / "server.pyc").write_bytes(b"\0" * 16)  # compileall -b, beside it
+    assert source_digest(package) == before  # as the docstring says: its source counts
     (package / "operator" / "server.py").write_text("OLD = 2\n")
     assert source_digest(package) != before
 

@@ -71,7 +71,9 @@ def restart_hint(info: dict[str, Any]) -> str | None:
         which = f"the inferd of another Python environment ({prefix}; this command runs {sys.prefix})"
     else:
         which = "other inferd code than this command (inferd was upgraded or reinstalled since it started)"
-    systemd = _under_systemd(int(info.get("pid") or 0))
+    # The unit runs the operator itself; `inferd up` runs it under inferd's supervisor, in a shell
+    # that may have INVOCATION_ID from a service of its own (JupyterHub's terminals, tmux's).
+    systemd = not info.get("supervisor") and _under_systemd(int(info.get("pid") or 0))
     how = f"its systemd unit: `{RESTART_UNIT}`" if systemd else f"it: `{RESTART}`"
     return (
         f"the running operator (pid {info.get('pid')}) runs {which}; restart {how}, which brings "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import inferd
 from inferd.code_identity import restart_hint, source_digest
+from tests.conftest import wait_for
 
 
 def test_the_code_identity_is_the_source_s_not_its_bytecode_cache(tmp_path: Path) -> None:
@@ -64,3 +65,22 @@ def test_an_operator_of_another_python_environment_is_named_so() -> None:
     assert f"this command runs {sys.prefix}" in hint
     assert "upgraded" not in hint
     assert "upgraded or reinstalled" in (restart_hint({**info, "prefix": sys.prefix}) or "")
+
+
+def test_an_operator_started_by_inferd_up_in_a_shell_of_a_systemd_service_is_not_named_a_unit() -> None:
+    # A JupyterHub (or tmux) run as a systemd service passes INVOCATION_ID to every terminal it
+    # opens: `inferd up` typed there starts an operator under inferd's own supervisor, which
+    # the hint told to restart with `systemctl --user restart inferd`, a unit no one wrote.
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env={**os.environ, "INVOCATION_ID": "0123456789abcdef"},
+    )
+    try:
+        wait_for(lambda: b"INVOCATION_ID" in Path(f"/proc/{process.pid}/environ").read_bytes(), 10, "it")
+        shell = restart_hint({"code": "0" * 16, "pid": process.pid, "supervisor": os.getpid()})
+        assert shell is not None and "restart it: `inferd down && inferd up`" in shell
+        unit = restart_hint({"code": "0" * 16, "pid": process.pid, "supervisor": None})
+        assert unit is not None and "restart its systemd unit: `systemctl --user restart inferd`" in unit
+    finally:
+        process.kill()
+        process.wait()

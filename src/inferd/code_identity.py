@@ -13,6 +13,7 @@ its own and names the way out (:func:`restart_hint`).
 from __future__ import annotations
 
 import hashlib
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,14 @@ RESTART = "inferd down && inferd up"
 RESTART_UNIT = "systemctl --user restart inferd"  # the unit `inferd up --systemd` says to write
 
 
+PACKAGE = Path(__file__).resolve().parent
+
+
 @cache
 def code_identity() -> str:
-    """A digest of inferd's source files as they are on disk now (about 10 ms; once a process)."""
-    return source_digest(Path(__file__).resolve().parent)
+    """A digest of inferd's source files as they were on disk when this process first asked
+    (about 10 to 40 ms; once a process): the operator's, taken as it starts."""
+    return source_digest(PACKAGE)
 
 
 def source_digest(root: Path) -> str:
@@ -37,6 +42,8 @@ def source_digest(root: Path) -> str:
     for path in sorted(root.rglob("*.py*")):
         if path.suffix not in (".py", ".pyc") or "__pycache__" in path.parts:
             continue
+        if path.suffix == ".pyc" and path.with_suffix(".py").is_file():
+            continue  # Python runs the source (a legacy .pyc beside it, from compileall -b)
         try:
             data = path.read_bytes()
         except OSError:
@@ -52,14 +59,21 @@ def restart_hint(info: dict[str, Any]) -> str | None:
     --systemd``) is restarted by its unit: ``inferd down && inferd up`` would leave the unit
     stopped and start an operator of inferd's own beside it."""
     theirs = info.get("code")
-    if theirs == code_identity():
+    # Against the files installed now, not this process's first digest: a long-lived process (a
+    # notebook's kernel that deployed before `pip install -U`) was refused for good by the
+    # operator restarted onto the new files, and let an operator of the replaced code through.
+    if theirs == source_digest(PACKAGE):
         return None
-    which = (
-        "an older inferd than this command (from before inferd was upgraded)"
-        if theirs is None
-        else "other inferd code than this command (inferd was upgraded or reinstalled since it started)"
-    )
-    systemd = _under_systemd(int(info.get("pid") or 0))
+    prefix = info.get("prefix")  # its Python environment (written since 2026-12-01)
+    if theirs is None:
+        which = "an older inferd than this command (from before inferd was upgraded)"
+    elif isinstance(prefix, str) and prefix != sys.prefix:  # another virtual environment's inferd
+        which = f"the inferd of another Python environment ({prefix}; this command runs {sys.prefix})"
+    else:
+        which = "other inferd code than this command (inferd was upgraded or reinstalled since it started)"
+    # The unit runs the operator itself; `inferd up` runs it under inferd's supervisor, in a shell
+    # that may have INVOCATION_ID from a service of its own (JupyterHub's terminals, tmux's).
+    systemd = not info.get("supervisor") and _under_systemd(int(info.get("pid") or 0))
     how = f"its systemd unit: `{RESTART_UNIT}`" if systemd else f"it: `{RESTART}`"
     return (
         f"the running operator (pid {info.get('pid')}) runs {which}; restart {how}, which brings "

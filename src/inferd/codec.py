@@ -132,7 +132,7 @@ def _dumps(value: Any, options: int) -> bytes:
         # model.classes_, probabilities))``) are made Python values, then encoded once more;
         # nor integers beyond 64 bits, which JSON (and Cortex's encoder) writes as they are.
         try:
-            plain = _plain_keys(value)
+            plain = _plain_keys(value, options)
             if plain is value:
                 raise
             return orjson.dumps(plain, default=_fallback, option=options)
@@ -193,17 +193,13 @@ def dumps_answer(value: Any) -> bytes:
     return _dumps(value, ANSWER_OPTIONS)
 
 
-def _plain_keys(value: Any) -> Any:
+def _plain_keys(value: Any, options: int) -> Any:
     """``value`` with numpy scalar dict keys (at any depth) made Python values, integers beyond
     64 bits made JSON fragments of their digits, and text holding a lone surrogate (JSON's
     ``"\\ud800"``, read from a request and echoed) its ``\\u`` escape, as Python's ``json`` writes
-    it (and Cortex answered); the same object if there are none."""
+    it (and Cortex answered), in a dict key too; the same object if there are none."""
     if type(value) is str:
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return orjson.Fragment(json.dumps(value))
-        return value
+        return value if _utf8(value) else orjson.Fragment(json.dumps(value))
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         try:
             return orjson.Fragment(str(value))
@@ -211,19 +207,41 @@ def _plain_keys(value: Any) -> Any:
             raise TypeError("an integer of more than 4300 digits") from None
     if isinstance(value, dict):
         items = [
-            (key.item() if isinstance(key, np.generic) else key, _plain_keys(v)) for key, v in value.items()
+            (key.item() if isinstance(key, np.generic) else key, _plain_keys(v, options))
+            for key, v in value.items()
         ]
+        if any(type(key) is str and not _utf8(key) for key, _ in items):  # no orjson key holds it
+            return orjson.Fragment(
+                b"{"
+                + b",".join(_key_text(key, options) + b":" + _dumps(v, options) for key, v in items)
+                + b"}"
+            )
         if all(
             k is old_key and v is old for (k, v), (old_key, old) in zip(items, value.items(), strict=True)
         ):
             return value
         return dict(items)
     if isinstance(value, list | tuple):
-        converted = [_plain_keys(item) for item in value]
+        converted = [_plain_keys(item, options) for item in value]
         if all(new is old for new, old in zip(converted, value, strict=True)):
             return value
         return converted
     return value
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _key_text(key: Any, options: int) -> bytes:
+    """``key`` as JSON writes it as a dict key: a lone surrogate as its escape."""
+    if type(key) is str and not _utf8(key):
+        return json.dumps(key).encode()
+    return orjson.dumps({key: 0}, option=options)[1:-3]
 
 
 def loads(body: bytes) -> Any:

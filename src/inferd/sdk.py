@@ -153,16 +153,22 @@ class Client:
         # lists a deployment only once it has restored it).
         deployed = {info["name"] for info in backend.apis() if info.get("deployment") == deployment}
         previous = self._set_aside(deployment, api)
+        asked = False
         try:
             project = self._write_project(
                 deployment, api, model_path, functions, model_format, tf_serving_key, deployed
             )
+            asked = True
             result: dict[str, Any] = backend.deploy(project)
         except BaseException as error:
-            # Refused (nothing deployed) or interrupted (Ctrl-C): the project goes back to what
-            # the operator runs, or every later deploy to this deployment would be refused for
-            # this API, or (its folder gone or half written) would remove it.
-            self._put_back(deployment, api, previous)
+            # Refused (nothing deployed) or interrupted (Ctrl-C) while the project was written:
+            # it goes back to what the operator runs, or every later deploy to this deployment
+            # would be refused for this API, or (its folder gone or half written) would remove
+            # it. Interrupted once the operator was asked, it stays: the operator goes on with
+            # it whether or not this process waits (put back, the next deploy beside it sent the
+            # previous version back).
+            if isinstance(error, Exception) or not asked:
+                self._put_back(deployment, api, previous)
             if isinstance(error, ConfigError):  # the config is ours: the arguments are wrong
                 # (its file and line are the client's own cortex.yaml, which the user never wrote)
                 reason = re.sub(r"^cortex\.yaml:\d+: (api '[^']*': )?", "", str(error))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.abc
 import importlib.machinery
 import json
 import logging
@@ -179,6 +180,8 @@ def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
     for name in aside:
         del sys.modules[name]
     paths_before, modules_before = set(sys.path), set(sys.modules)
+    first = _ProjectFirst(tops, folders)
+    sys.meta_path.insert(0, first)
     try:
         with contextlib.chdir(root), _interrupts():
             predictor = Predictor(api, project.root, model_path, devices)
@@ -187,6 +190,7 @@ def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
     except Exception as exc:  # the runtime refused the model: said as a replica says it
         raise LoadError(f"loading failed: {type(exc).__name__}: {exc}") from None
     finally:
+        sys.meta_path.remove(first)
         _PROJECT_PATHS[:] = [path for path in sys.path if path not in paths_before]
         _PROJECT_MODULES.update(
             name for name in set(sys.modules) - modules_before if _inside(sys.modules.get(name), folders)
@@ -237,6 +241,36 @@ def _under_project(path: str) -> bool:
 
 def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
+
+
+class _ProjectFirst(importlib.abc.MetaPathFinder):
+    """``sys.meta_path`` finder while a project loads: a module named as one of the project's
+    (``tops``) is looked for on ``sys.path`` without the caller's own folders (a notebook's),
+    which no replica's ``sys.path`` holds. The handler's folder comes last there, so a handler
+    in a subfolder imported the notebook's ``utils.py`` in place of its neighbour."""
+
+    def __init__(self, tops: set[str], folders: list[Path]) -> None:
+        self.tops = tops
+        self.folders = folders
+        self.cwd = os.getcwd()  # the caller's, which a relative entry (`sys.path.append(".")`) names
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if path is not None or name not in self.tops:
+            return None  # a submodule (its package's path) or no project's name: as before
+        entries = [entry for entry in sys.path if not self._callers(entry)]
+        return importlib.machinery.PathFinder.find_spec(name, entries)
+
+    def _callers(self, entry: str) -> bool:
+        if not entry:  # the working directory: the project's while it loads
+            return False
+        # where the entry's finder looks (one made before took "." as the folder it was then)
+        finder = sys.path_importer_cache.get(entry)
+        looked = getattr(finder, "path", None)
+        folder = Path(self.cwd, looked if isinstance(looked, str) else entry).resolve()
+        places = [*self.folders, *_installed(), INFERD_PACKAGE.parent]
+        with contextlib.suppress(UsageError):  # (a home the user's environment misnames)
+            places.append(inferd_home())  # the packages of a project's requirements.txt
+        return not any(folder == place or place in folder.parents for place in places)
 
 
 def _module_names(folders: list[Path]) -> set[str]:

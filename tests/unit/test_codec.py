@@ -127,3 +127,13 @@ def test_text_with_a_lone_surrogate_is_answered_as_its_escape() -> None:
     assert (
         codec.dumps_answer({"text": "caf\u00e9"}) == '{"text":"caf\u00e9"}'.encode()
     )  # other text stays UTF-8
+
+
+def test_a_dict_key_with_a_lone_surrogate_is_answered_as_its_escape() -> None:
+    # A handler echoing its payload ({"\ud800": 1}, read as Cortex's Flask read it) was a 500:
+    # the escape was written for text values only, and orjson writes no such key.
+    sample = json.loads('{"a\\ud800": [1, {"\\udfff": "x", "ok": 0}], "b": 2}')
+    sample["a\ud800"][1]["ok"] = np.float32(0.5)
+    answer = codec.dumps_answer(sample)
+    assert json.loads(answer) == {"a\ud800": [1, {"\udfff": "x", "ok": 0.5}], "b": 2}
+    assert answer == b'{"a\\ud800":[1,{"\\udfff":"x","ok":0.5}],"b":2}'

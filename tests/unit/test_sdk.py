@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -145,9 +146,8 @@ class Interrupted:
         raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("where", ["copying the model", "calling the operator"])
 def test_an_interrupted_deploy_leaves_the_project_as_the_operator_runs_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Was: only an Exception put the API's previous folder back; after Ctrl-C the project held
     # no such API (or half its folder), so the next deploy beside it removed the live API.
@@ -156,8 +156,7 @@ def test_an_interrupted_deploy_leaves_the_project_as_the_operator_runs_it(
     client._write_project(
         "iris", "classifier", model, {"post_inference": lambda p, s, m: "old"}, "onnx", None
     )
-    if where == "copying the model":
-        monkeypatch.setattr("shutil.copy2", Interrupted.deploy)
+    monkeypatch.setattr("shutil.copy2", Interrupted.deploy)  # while the model is copied
     new = {"post_inference": lambda p, s, m: "new"}
     with pytest.raises(KeyboardInterrupt):
         client._write_and_deploy(Interrupted(), "iris", "classifier", model, new, "onnx", None)
@@ -165,6 +164,38 @@ def test_an_interrupted_deploy_leaves_the_project_as_the_operator_runs_it(
     assert [api.name for api in load_project(root).apis] == ["classifier"]
     code = load_user_code(root / "classifier" / "handlers.pickle", "handler", "test_sdk_interrupted", "x")
     assert code.functions["post_inference"](None, None, None) == "old"
+
+
+class TakenThenInterrupted(Interrupted):
+    """An operator that took the project (its snapshot read it, as the admin API's deploy goes on
+    whether or not the client still waits), then the user's Ctrl-C while the client waits."""
+
+    def __init__(self, snapshot: Path) -> None:
+        self.snapshot = snapshot
+
+    def deploy(self, project: Path) -> dict[str, object]:
+        shutil.copytree(project, self.snapshot)
+        raise KeyboardInterrupt
+
+
+def test_a_deploy_interrupted_once_the_operator_took_it_keeps_the_project_it_runs(tmp_path: Path) -> None:
+    # Was: the API's previous folder was put back while the operator went on with the new one
+    # (reading the folder as it was removed), so the next deploy of another API of the deployment
+    # sent the previous version back: a silent rollback of the live API.
+    client = Client(home=tmp_path / "home")
+    model = str(example("iris-onnx") / "models" / "iris.onnx")
+    client._write_project(
+        "iris", "classifier", model, {"post_inference": lambda p, s, m: "old"}, "onnx", None
+    )
+    operator = TakenThenInterrupted(tmp_path / "snapshot")
+    new = {"post_inference": lambda p, s, m: "new"}
+    with pytest.raises(KeyboardInterrupt):
+        client._write_and_deploy(operator, "iris", "classifier", model, new, "onnx", None)
+    root = tmp_path / "home" / "workspace" / "iris"
+    for folder in (root, operator.snapshot):
+        pickled = folder / "classifier" / "handlers.pickle"
+        code = load_user_code(pickled, "handler", f"test_sdk_taken_{folder.name}", "x")
+        assert code.functions["post_inference"](None, None, None) == "new", folder
 
 
 class Refusing(Interrupted):

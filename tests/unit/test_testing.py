@@ -389,3 +389,35 @@ def test_a_neighbour_edited_within_the_second_is_loaded_again(
     features.write_text("VALUE = 'new'\n")
     os.utime(features, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # saved within the same second
     assert load_api(project).predict({}) == "new"
+
+
+@pytest.mark.parametrize("entry", ["absolute", "relative"])  # sys.path.append(".") in a notebook
+@pytest.mark.parametrize("imported", [True, False])
+def test_a_handler_in_a_subfolder_imports_its_own_neighbour_where_the_caller_has_one_of_the_same_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imported: bool, entry: str
+) -> None:
+    # Was: the handler's own folder comes last on sys.path (as in a replica), after the caller's
+    # folder (a notebook's, on sys.path): `serving/predictor.py`'s `import helpers_nearby` got
+    # the notebook's `helpers_nearby.py`, imported or not, which no replica of the project has.
+    notebook = tmp_path / "notebook"
+    notebook.mkdir()
+    (notebook / "helpers_nearby.py").write_text("VALUE = 'notebook'\n")
+    monkeypatch.chdir(notebook)
+    monkeypatch.syspath_prepend(str(notebook) if entry == "absolute" else ".")
+    monkeypatch.delitem(sys.modules, "helpers_nearby", raising=False)
+    if imported:
+        mine = importlib.import_module("helpers_nearby")
+        monkeypatch.setitem(sys.modules, "helpers_nearby", mine)  # removed again after the test
+    project = make_project(
+        tmp_path / "project",
+        "- kind: deployment\n  name: p\n- kind: api\n  name: p\n  predictor:\n"
+        "    path: serving/predictor.py\n",
+        files={
+            "serving/predictor.py": "import helpers_nearby\n\n\n"
+            "def predict(sample, metadata):\n    return helpers_nearby.VALUE\n",
+            "serving/helpers_nearby.py": "VALUE = 'project'\n",
+        },
+    )
+    assert load_api(project).predict({}) == "project"
+    if imported:
+        assert sys.modules["helpers_nearby"] is mine  # the caller keeps theirs

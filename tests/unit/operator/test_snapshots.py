@@ -12,6 +12,7 @@ import pytest
 from inferd.operator import snapshots
 from inferd.operator.snapshots import snapshot_project
 from inferd.operator.state import StateError
+from inferd.storage import durable
 
 SIZE = 256 << 20
 
@@ -142,3 +143,15 @@ def test_a_snapshot_is_on_the_disk_before_it_has_its_name(
     names = [path.rsplit("/", 1)[-1] for path, _ in synced]
     assert "handler.py" in names
     assert "model.onnx" not in names
+
+
+def test_a_snapshot_of_many_files_is_synced_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an fsync each: 2,000 small files spent 3.5 of a 6.0 s snapshot in them
+    calls: list[str] = []
+    monkeypatch.setattr(os, "fsync", lambda handle: calls.append(os.readlink(f"/proc/self/fd/{handle}")))
+    monkeypatch.setattr(os, "sync", lambda: calls.append("sync"))
+    root = _project(tmp_path)
+    for index in range(durable.MANY_FILES + 1):
+        (root / f"m{index}.py").write_text(f"x = {index}\n")
+    snapshot_project(root, tmp_path / "home")
+    assert calls == ["sync", str(tmp_path / "home" / "projects")]  # then the rename that names it

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 from inferd.code_identity import restart_hint
 from inferd.errors import InferdError, OperatorError, error_type
-from inferd.operator.state import OPERATOR_FILE, TOKEN_FILE, read_json
+from inferd.operator.state import OPERATOR_FILE, STATE_FORMAT, TOKEN_FILE, read_json
 from inferd.storage import inferd_home
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ class Client:
         except InferdError as exc:
             # an operator of other code (started before an upgrade) may not know the route or
             # the form of a name this CLI sends: say so, and how to restart it onto this code
-            hint = restart_hint(info)
+            hint = restart_hint(info, STATE_FORMAT)
             if hint is None:
                 raise
             raise type(exc)(f"{exc.message}; {hint}") from None
@@ -254,7 +254,7 @@ class Client:
         """What to do when the running operator runs other inferd code than this process (it
         started before an upgrade), else None (also when no operator runs)."""
         endpoint = self._endpoint()
-        return restart_hint(endpoint[2]) if endpoint is not None else None
+        return restart_hint(endpoint[2], STATE_FORMAT) if endpoint is not None else None
 
     def _send(
         self,

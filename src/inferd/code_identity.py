@@ -53,11 +53,21 @@ def source_digest(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def restart_hint(info: dict[str, Any]) -> str | None:
+def restart_hint(info: dict[str, Any], state_format: int) -> str | None:
     """What to do when the operator ``info`` (``operator.json``) describes runs other inferd code
     than this process, else None. An operator that runs as a systemd unit (``inferd up
     --systemd``) is restarted by its unit: ``inferd down && inferd up`` would leave the unit
-    stopped and start an operator of inferd's own beside it."""
+    stopped and start an operator of inferd's own beside it. An operator whose state is of a
+    newer format than this process reads (``state_format``) is not restarted on this code: it
+    would refuse the state, and the APIs would not come back (a downgrade)."""
+    newer = info.get("state_format")
+    if isinstance(newer, int) and newer > state_format:
+        return (
+            f"the running operator (pid {info.get('pid')}) runs a newer inferd than this command "
+            f"(state format {newer}; this one reads up to {state_format}): use that inferd, or "
+            "upgrade this one (pip install -U inferd); restarted on this one, the operator could not "
+            "read its state and its APIs would not come back"
+        )
     theirs = info.get("code")
     # Against the files installed now, not this process's first digest: a long-lived process (a
     # notebook's kernel that deployed before `pip install -U`) was refused for good by the

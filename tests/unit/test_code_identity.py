@@ -10,6 +10,7 @@ from pathlib import Path
 
 import inferd
 from inferd.code_identity import restart_hint, source_digest
+from inferd.operator.state import STATE_FORMAT
 from tests.conftest import wait_for
 
 
@@ -43,9 +44,9 @@ before = code_identity()  # a first deploy of the kernel
 render = Path(sys.argv[1]) / "inferd" / "cli" / "render.py"
 render.write_text(render.read_text() + "\\n# 0.1.1\\n")  # pip install -U inferd
 after = source_digest(render.parent.parent)
-restarted = restart_hint({"code": after, "pid": 0})
+restarted = restart_hint({"code": after, "pid": 0}, 1)
 assert restarted is None, restarted
-assert restart_hint({"code": before, "pid": 0}) is not None
+assert restart_hint({"code": before, "pid": 0}, 1) is not None
 """
     env = {**os.environ, "PYTHONPATH": str(site)}
     done = subprocess.run(
@@ -59,12 +60,12 @@ def test_an_operator_of_another_python_environment_is_named_so() -> None:
     # "inferd was upgraded or reinstalled since it started", which sent the user looking for an
     # upgrade no one made.
     info = {"code": "0" * 16, "pid": 0, "prefix": "/opt/other-venv"}
-    hint = restart_hint(info)
+    hint = restart_hint(info, STATE_FORMAT)
     assert hint is not None
     assert "runs the inferd of another Python environment (/opt/other-venv" in hint
     assert f"this command runs {sys.prefix}" in hint
     assert "upgraded" not in hint
-    assert "upgraded or reinstalled" in (restart_hint({**info, "prefix": sys.prefix}) or "")
+    assert "upgraded or reinstalled" in (restart_hint({**info, "prefix": sys.prefix}, STATE_FORMAT) or "")
 
 
 def test_an_operator_started_by_inferd_up_in_a_shell_of_a_systemd_service_is_not_named_a_unit() -> None:
@@ -77,10 +78,20 @@ def test_an_operator_started_by_inferd_up_in_a_shell_of_a_systemd_service_is_not
     )
     try:
         wait_for(lambda: b"INVOCATION_ID" in Path(f"/proc/{process.pid}/environ").read_bytes(), 10, "it")
-        shell = restart_hint({"code": "0" * 16, "pid": process.pid, "supervisor": os.getpid()})
+        shell = restart_hint({"code": "0" * 16, "pid": process.pid, "supervisor": os.getpid()}, STATE_FORMAT)
         assert shell is not None and "restart it: `inferd down && inferd up`" in shell
-        unit = restart_hint({"code": "0" * 16, "pid": process.pid, "supervisor": None})
+        unit = restart_hint({"code": "0" * 16, "pid": process.pid, "supervisor": None}, STATE_FORMAT)
         assert unit is not None and "restart its systemd unit: `systemctl --user restart inferd`" in unit
     finally:
         process.kill()
         process.wait()
+
+
+def test_an_older_command_does_not_tell_a_newer_operator_to_restart_on_it() -> None:
+    # After a downgrade, `inferd down && inferd up` on the older inferd: it refuses the newer
+    # state.json, and no API comes back. The hint said to do just that.
+    newer = {"code": "0" * 16, "pid": 7, "state_format": STATE_FORMAT + 1}
+    hint = restart_hint(newer, STATE_FORMAT) or ""
+    assert "runs a newer inferd than this command" in hint and "pip install -U inferd" in hint
+    assert "inferd down" not in hint
+    assert "restart it" in (restart_hint({**newer, "state_format": STATE_FORMAT}, STATE_FORMAT) or "")

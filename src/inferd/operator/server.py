@@ -49,6 +49,7 @@ from inferd.operator.restore import restore_all
 from inferd.operator.snapshots import key_files, load_snapshot, project_fingerprint, snapshot_project
 from inferd.operator.state import (
     OPERATOR_FILE,
+    STATE_FORMAT,
     TOKEN_FILE,
     State,
     StateError,
@@ -119,6 +120,7 @@ class Operator:
             # the inferd code this process runs: the CLI compares it with its own (an upgrade)
             "code": self.code,
             "prefix": sys.prefix,  # its Python environment: another venv's CLI names it
+            "state_format": STATE_FORMAT,  # an older CLI does not restart it (it could not read it)
             "started": self.started,
             "dashboard": dashboard_url,
             # the process that restarts this one if it dies (``inferd.operator.supervisor``)

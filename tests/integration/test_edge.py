@@ -363,6 +363,61 @@ def test_a_body_that_stops_arriving_is_answered_408_before_the_close(
     assert requests.post(f"{server.url}/d/iris", json=ROWS, timeout=10).status_code == 200
 
 
+# Answers once the file the sample names exists (30 s at most): a request held at its replica.
+HOLD = """
+import os, time
+def predict(sample, metadata):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sample["until"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "done"
+"""
+
+
+def test_a_body_waiting_for_its_100_continue_is_not_timed_out(
+    serve: Serve, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """A request behind an unanswered one waits for its ``100 Continue`` until that one's answer
+    is written: the gateway holds its body back, not the client. The sweep timed its body from the
+    head's end: with a prediction longer than the header timeout before it, the waiting request
+    was a 408 and the connection closed, the earlier answer with it; once the 100 came, the body's
+    clock still counted from the head (a 408 after a pause any body may take)."""
+    project = iris(
+        tmp_path / "p",
+        iris_onnx_model,
+        "- kind: api\n  name: hold\n  predictor:\n    path: hold.py\n",
+        {"hold.py": HOLD},
+    )
+    server = serve(project, "--header-timeout", "2")
+    until = tmp_path / "until"
+    held = json.dumps({"until": str(until)}).encode()
+    body = json.dumps(ROWS).encode()
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        sock.settimeout(30)
+        sock.sendall(
+            b"POST /d/hold HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(held), held)
+            + b"POST /d/iris HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+            % len(body)
+        )
+        time.sleep(3.5)  # past the header timeout and the sweeps after it: the first still runs
+        until.touch()
+        data = b""
+        while b"HTTP/1.1 100 Continue\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data  # closed
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data
+        assert b'"done"' in data
+        time.sleep(1.5)  # a pause within the header timeout, with a sweep in it
+        sock.sendall(body)
+        data = data[data.index(b"100 Continue\r\n\r\n") + 16 :]
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"]]"):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data
+
+
 def test_an_idle_keep_alive_connection_is_closed(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
     server = serve(iris(tmp_path / "p", iris_onnx_model), "--keepalive-timeout", "1")
     with socket.create_connection(("127.0.0.1", port_of(server))) as sock:

@@ -349,10 +349,12 @@ class RequestReader(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.head_bytes = 0
-        if self._too_large or self.lingering:
+        if self.lingering:
             return
         self.since = self.app.clock
         self._size += len(body)
+        if self._too_large:  # read and dropped (its 413 is owed): arriving all the same, for the sweep
+            return
         if self._size > self._limit:  # chunked bodies are counted as they arrive
             self._body = []
             self._release()

@@ -363,6 +363,91 @@ def test_a_body_that_stops_arriving_is_answered_408_before_the_close(
     assert requests.post(f"{server.url}/d/iris", json=ROWS, timeout=10).status_code == 200
 
 
+# Answers once the file the sample names exists (30 s at most): a request held at its replica.
+HOLD = """
+import os, time
+def predict(sample, metadata):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sample["until"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "done"
+"""
+
+
+@pytest.fixture(scope="module")
+def held_back(tmp_path_factory: pytest.TempPathFactory, iris_onnx_model: Path) -> Iterator[Server]:
+    """A 2 s header timeout, an API that answers when told (``HOLD``), iris's bodies to 1 KiB."""
+    root = tmp_path_factory.mktemp("held")
+    extra = "  max_body_size: 1Ki\n- kind: api\n  name: hold\n  predictor:\n    path: hold.py\n"
+    project = iris(root / "p", iris_onnx_model, extra, {"hold.py": HOLD})
+    server = Server(project, root / "serve.log", "--header-timeout", "2").wait_ready()
+    yield server
+    server.stop()
+
+
+def held_request(until: Path) -> bytes:
+    """A request its replica answers once ``until`` exists."""
+    held = json.dumps({"until": str(until)}).encode()
+    return b"POST /d/hold HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(held), held)
+
+
+def read_until(sock: socket.socket, data: bytes, end: bytes) -> bytes:
+    """``data`` and what comes after it, until it holds ``end`` (fails at the close)."""
+    while end not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data  # closed
+        data += chunk
+    return data
+
+
+def test_a_body_waiting_for_its_100_continue_is_not_timed_out(held_back: Server, tmp_path: Path) -> None:
+    """A request behind an unanswered one waits for its ``100 Continue`` until that one's answer
+    is written: the gateway holds its body back, not the client. The sweep timed its body from the
+    head's end: with a prediction longer than the header timeout before it, the waiting request
+    was a 408 and the connection closed, the earlier answer with it; once the 100 came, the body's
+    clock still counted from the head (a 408 after a pause any body may take)."""
+    until = tmp_path / "until"
+    body = json.dumps(ROWS).encode()
+    with socket.create_connection(("127.0.0.1", port_of(held_back))) as sock:
+        sock.settimeout(30)
+        sock.sendall(
+            held_request(until)
+            + b"POST /d/iris HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+            % len(body)
+        )
+        time.sleep(3.5)  # past the header timeout and the sweeps after it: the first still runs
+        until.touch()
+        data = read_until(sock, b"", b"HTTP/1.1 100 Continue\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200 ") and b'"done"' in data, data
+        time.sleep(1.5)  # a pause within the header timeout, with a sweep in it
+        sock.sendall(body)
+        data = read_until(sock, data[data.index(b"100 Continue\r\n\r\n") + 16 :], b"]]")
+        assert data.startswith(b"HTTP/1.1 200 "), data
+
+
+def test_a_body_over_the_limit_behind_another_request_is_413_however_long_it_takes(
+    held_back: Server, tmp_path: Path
+) -> None:
+    """A body past its API's limit behind an unanswered request is read and dropped, its 413 owed
+    after the earlier answer. Its bytes did not count as arriving: at 40 KB/s, the sweep took it
+    for a stalled body after the header timeout (a 408, then the close, the earlier answer lost)."""
+    until = tmp_path / "until"
+    size = 200_000
+    with socket.create_connection(("127.0.0.1", port_of(held_back))) as sock:
+        sock.settimeout(30)
+        sock.sendall(
+            held_request(until) + b"POST /d/iris HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
+        )
+        for _ in range(size // 10_000):  # 5 s, past the header timeout, never a pause of a second
+            sock.sendall(b" " * 10_000)
+            time.sleep(0.25)
+        until.touch()
+        data = read_until(sock, b"", b'"done"')
+        assert data.startswith(b"HTTP/1.1 200 "), data
+        data = read_until(sock, data[data.index(b'"done"') + 6 :], b"larger than 1024 bytes")
+        assert data.startswith(b"HTTP/1.1 413 "), data
+
+
 def test_an_idle_keep_alive_connection_is_closed(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
     server = serve(iris(tmp_path / "p", iris_onnx_model), "--keepalive-timeout", "1")
     with socket.create_connection(("127.0.0.1", port_of(server))) as sock:

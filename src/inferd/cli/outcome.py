@@ -151,11 +151,24 @@ def _wait_outcome(
             break
         if clock() >= deadline:
             waiting = sorted(name for name, outcome in outcomes.items() if not outcome.done)
+            # the reasons that progress lines left to the error ("the reason is below") first
             raise DeployFailedError(
-                f"{', '.join(waiting)} not live after {timeout:.0f}s; the rollout goes on in the operator: "
-                "follow it with `inferd get -w`"
+                "; ".join(
+                    [
+                        *_failures(outcomes),
+                        f"{', '.join(waiting)} not live after {timeout:.0f}s; the rollout goes on in "
+                        "the operator: follow it with `inferd get -w`",
+                    ]
+                )
             )
         sleep(POLL_SECONDS)
+    failed = _failures(outcomes)
+    if failed:
+        raise DeployFailedError("; ".join(failed))
+
+
+def _failures(outcomes: dict[str, Outcome]) -> list[str]:
+    """What the failed APIs of ``outcomes`` are told, those that failed alike in one sentence."""
     alike: dict[str, list[str]] = {}  # APIs that failed for the same reason, said once
     failed: list[str] = []
     for name, outcome in outcomes.items():
@@ -166,10 +179,7 @@ def _wait_outcome(
             alike[outcome.why].append(name)
         elif outcome.failed:
             failed.append(outcome.failure)
-    if failed:
-        raise DeployFailedError(
-            "; ".join(_failed(alike[why], why) if why in alike else why for why in failed)
-        )
+    return [_failed(alike[why], why) if why in alike else why for why in failed]
 
 
 def _grouped(said: list[tuple[str, str]]) -> list[str]:

@@ -323,7 +323,7 @@ def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> l
         elif conn.phase == HEAD:
             if age > header_timeout and not conn.read_paused:  # paused: the gateway's doing
                 expired.append(conn)
-        elif conn.phase == BODY and not conn.read_paused:  # paused: the gateway's doing, not the client's
+        elif conn.phase == BODY and not (conn.read_paused or conn.waits_for_continue):  # the gateway's doing
             # No pause longer than the header timeout, and past it, on average at least
             # MIN_BODY_RATE: a body dripped a byte at a time cannot hold the connection for hours.
             taken = now - conn.body_since

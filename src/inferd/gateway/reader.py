@@ -334,6 +334,13 @@ class RequestReader(asyncio.Protocol):
         if self._continue and not (self.busy or self.pipeline) and self.transport is not None:
             self._continue = False
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.since = self.body_since = self.app.clock  # the body may come now: its clocks start
+
+    @property
+    def waits_for_continue(self) -> bool:
+        """The client waits for the 100 Continue the gateway holds back behind earlier answers:
+        its body's silence is the gateway's doing (the sweep does not time it)."""
+        return self._continue and (self.busy or bool(self.pipeline))
 
     @property
     def body_bytes(self) -> int:
@@ -342,10 +349,12 @@ class RequestReader(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.head_bytes = 0
-        if self._too_large or self.lingering:
+        if self.lingering:
             return
         self.since = self.app.clock
         self._size += len(body)
+        if self._too_large:  # read and dropped (its 413 is owed): arriving all the same, for the sweep
+            return
         if self._size > self._limit:  # chunked bodies are counted as they arrive
             self._body = []
             self._release()

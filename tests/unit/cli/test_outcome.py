@@ -235,3 +235,26 @@ def test_many_apis_at_the_same_step_are_one_line(capsys: pytest.CaptureFixture[s
         "a8: live (1/1 replicas up to date)",
         "a9: live (1/1 replicas up to date)",
     ]
+
+
+def test_a_wait_that_times_out_still_says_why_apis_failing_alike_failed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Their progress lines say "the reason is below"; the timeout's error named only the API still
+    # rolling out, so the reason of the forty was never shown.
+    clock = Clock()
+    short = "needs cpu 0.2, 0.19 of this machine's 2 is free"
+    listing = [api(f"a{i}", "compute unavailable", error=short) for i in range(40)]
+    listing.append(api("slow", "updating"))
+    with pytest.raises(DeployFailedError) as failure:
+        wait_outcome(
+            Statuses(listing),
+            {item["name"]: "v2" for item in listing},
+            timeout=5,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert "40 apis: compute unavailable (the reason is below)" in capsys.readouterr().err.splitlines()
+    message = str(failure.value)
+    assert message.count(short) == 1, message
+    assert "slow not live after 5s" in message

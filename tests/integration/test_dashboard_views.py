@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -387,3 +389,19 @@ def test_a_huge_printed_line_is_shown_cut_and_hides_no_line_after_it(operator: I
     lines = wait_for(shown, 30, "the line printed after the huge one on the dashboard")
     (huge,) = [line for line in lines if "huge HHH" in line]
     assert len(huge) == LOG_LINE_CHARS and max(len(line) for line in lines) == LOG_LINE_CHARS
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("curl") is None, reason="runs curl as user nobody (root only)"
+)
+def test_a_link_read_from_the_browsers_command_line_is_no_use_to_another_user(operator: Inferd) -> None:
+    """`inferd dashboard` opens its link by passing it on a browser's command line, which every
+    user of the machine can read (`ps aux`) before the browser has used it: another local user's
+    request with it is refused, and spends nothing."""
+    link = operator.run("dashboard").stdout.strip()
+    command = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--noproxy", "*", link]
+    other = subprocess.run(command, user="nobody", capture_output=True, text=True, timeout=30, check=False)
+    assert other.stdout == "403", other
+    with requests.Session() as session:
+        opened = session.get(link, timeout=30)
+        assert opened.status_code == 200 and "/dashboard/s/" in opened.url

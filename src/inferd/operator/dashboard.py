@@ -34,6 +34,7 @@ from inferd.gateway.reader import HEAD
 from inferd.gateway.server import HttpServer
 from inferd.gateway.wire import Request, parse_query
 from inferd.operator.history import PERIOD, History, class_totals
+from inferd.operator.peers import peer_uid
 from inferd.operator.recent import Recent, RecentFiles
 from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value, scope_of
 
@@ -259,6 +260,13 @@ class Dashboard(HttpServer):
             raise NotFoundError(f"no dashboard route {path.decode('utf-8', 'replace')}")
 
     def _login(self, conn: HttpConnection, request: Request) -> None:
+        # Checked before the token is spent: another user's try leaves the owner's link working.
+        uid = peer_uid(conn.transport.get_extra_info("socket") if conn.transport is not None else None)
+        if uid is not None and uid not in (os.getuid(), 0):
+            raise ForbiddenError(
+                f"this dashboard is another user's: the link was opened by user id {uid}, "
+                f"the operator runs as {os.getuid()}"
+            )
         session = self.sessions.redeem(str(parse_query(request.query).get("token", "")))
         if session is None:
             raise UnauthorizedError(

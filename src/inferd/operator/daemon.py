@@ -12,6 +12,7 @@ from inferd.errors import InferdError
 from inferd.operator.serve import exit_now, run_leaving_threads
 from inferd.operator.server import Operator
 from inferd.storage import pin_inferd_home
+from inferd.storage.private import make_private_folders
 
 
 def main() -> int:
@@ -21,6 +22,7 @@ def main() -> int:
     faulthandler.enable()  # a fatal error or a SIGABRT (operator/watchdog.py) writes every stack
     home = pin_inferd_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_folders(home)
     host = os.environ.get("INFERD_HOST", "127.0.0.1")
     text = os.environ.get("INFERD_PORT", "8888")
     port = int(text) if text.strip().isdigit() else -1

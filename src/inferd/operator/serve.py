@@ -29,6 +29,7 @@ from inferd.operator.console import Console, ConsoleHandler
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.reload import Reloader, no_bytecode
 from inferd.storage import pin_inferd_home
+from inferd.storage.private import make_private_folders
 
 log = logging.getLogger("inferd")
 
@@ -112,6 +113,7 @@ async def _serve(
 ) -> int:
     gateway = Gateway(access_log=log_writer, metrics=metrics, limits=limits)
     home = pin_inferd_home()
+    make_private_folders(home)
     engine = LocalEngine(gateway, home=home, fixed_replicas=replicas)
     gateway.replica_states = engine.replica_states
     gateway.replica_gpus = engine.replica_gpus

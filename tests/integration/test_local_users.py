@@ -1,0 +1,56 @@
+"""What another user of the machine can reach of a deployment: nothing in ``$INFERD_HOME``."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Server, make_project, wait_for
+from tests.integration.conftest import Inferd
+
+YAML = """
+- kind: deployment
+  name: private
+- kind: api
+  name: recorded
+  predictor: {path: predictor.py}
+  compute: {cpu: 0.1}
+  payload_log: {sample: 1.0}
+"""
+
+
+def test_the_folders_of_a_home_others_may_read_are_the_owners_only(inferd: Inferd, tmp_path: Path) -> None:
+    """``INFERD_HOME`` may name a folder that exists and others may read (``mkdir /srv/inferd``):
+    the snapshots of deployed projects in it were readable by every user of the machine, its
+    logs and payload logs listed. inferd's folders in it are the owner's only."""
+    inferd.home.mkdir()
+    inferd.home.chmod(0o755)
+    project = make_project(
+        tmp_path / "project", YAML, {"predictor.py": "def predict(sample, metadata):\n    return sample\n"}
+    )
+    inferd.run("deploy", str(project), "--wait")
+    assert inferd.post("/private/recorded", {"secret": 1}).status_code == 200
+    wait_for(lambda: any((inferd.home / "payloads").rglob("*.jsonl")), 30, "a payload log")
+    for name in ("projects", "cache", "envs", "logs", "payloads"):
+        mode = (inferd.home / name).stat().st_mode
+        assert stat.S_ISDIR(mode) and mode & 0o077 == 0, (name, oct(mode))
+    assert inferd.home.stat().st_mode & 0o777 == 0o755  # the user's own folder is left as it is
+
+
+def test_a_home_inferd_serve_makes_is_the_owners_only(
+    serve: Callable[..., Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator made its home 0700, ``inferd serve`` 0755 (as the first payload log's parent)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("INFERD_HOME", str(home))
+    project = make_project(
+        tmp_path / "project", YAML, {"predictor.py": "def predict(sample, metadata):\n    return sample\n"}
+    )
+    server = serve(project)
+    assert server.post("/private/recorded", {"secret": 1}).status_code == 200
+    wait_for(lambda: any((home / "payloads").rglob("*.jsonl")), 30, "a payload log")
+    for folder in (home, home / "payloads"):
+        assert folder.stat().st_mode & 0o077 == 0, (folder, oct(folder.stat().st_mode))

@@ -23,6 +23,7 @@ from inferd.code_identity import restart_hint
 from inferd.errors import InferdError, OperatorError, error_type
 from inferd.operator.state import OPERATOR_FILE, STATE_FORMAT, TOKEN_FILE, read_json
 from inferd.storage import inferd_home
+from inferd.storage.private import refuse_a_home_others_control
 
 if TYPE_CHECKING:
     from http.client import HTTPConnection
@@ -95,6 +96,7 @@ class Client:
 
     def __init__(self, home: Path | None = None) -> None:
         self.home = home or inferd_home()
+        refuse_a_home_others_control(self.home)
         # A keep-alive connection to the admin API per thread (the client may be shared by
         # threads), made with the standard library's http.client: every CLI command is a new
         # process, and importing requests was a third of the CPU an `inferd get` took (see

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -54,3 +55,23 @@ def test_a_home_inferd_serve_makes_is_the_owners_only(
     wait_for(lambda: any((home / "payloads").rglob("*.jsonl")), 30, "a payload log")
     for folder in (home, home / "payloads"):
         assert folder.stat().st_mode & 0o077 == 0, (folder, oct(folder.stat().st_mode))
+
+
+@pytest.mark.parametrize("other", ["every user may write it", "another user owns it"])
+def test_a_home_another_user_controls_is_refused(inferd: Inferd, other: str) -> None:
+    """``INFERD_HOME=/tmp/inferd``, made first by another user: its owner could replace
+    ``operator.json`` (the CLI sent the token, and a deploy its keys, to their port) or the state
+    (code the operator runs). inferd refuses it and writes nothing there."""
+    inferd.home.mkdir()
+    if other == "another user owns it":
+        if os.geteuid() != 0:
+            pytest.skip("giving a folder to another user needs root")
+        os.chown(inferd.home, 65534, 65534)  # nobody
+        said = "belongs to"
+    else:
+        inferd.home.chmod(0o777)
+        said = "may be written by every user"
+    for command in (["up"], ["get"]):
+        refused = inferd.run(*command, check=False, timeout=60)
+        assert refused.returncode == 2 and said in refused.stderr, refused
+    assert list(inferd.home.iterdir()) == []

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from inferd.errors import ConfigError, LoadError, UnreachableError, UsageError
 from inferd.storage.durable import sync_entries
+from inferd.storage.private import refuse_a_home_others_control
 
 SAVED_MODEL_TREE = """expected a SavedModel, e.g.
   model/                       (or model/1/, model/2/: the highest number is served)
@@ -140,6 +141,7 @@ def pin_inferd_home() -> Path:
     runs in its project's folder, so a relative ``INFERD_HOME=state`` there was another folder (its
     shared ONNX weights were written into the project's snapshot, a copy per snapshot)."""
     home = inferd_home()
+    refuse_a_home_others_control(home)
     os.environ["INFERD_HOME"] = str(home)
     return home
 

@@ -8,12 +8,22 @@ packages were readable by every user of the machine there: the folders holding t
 as the parents of their first file, 0755. They are made 0700 when the operator or ``inferd
 serve`` starts. A folder of that name that exists is left as it is: ``INFERD_HOME`` may be a
 folder of the user's own (their home, with its ``projects``), whose modes are not inferd's.
+
+A home another user owns, or one every user may write (``INFERD_HOME=/tmp/inferd``, made first by
+someone else), is refused: its owner could replace ``operator.json`` (the CLI would send the
+token, and a deploy its API keys, to a port of theirs), ``state.json`` or a snapshot (code the
+operator runs as this user).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
+import stat
 from pathlib import Path
+
+from inferd.errors import UsageError
 
 FOLDERS = ("projects", "cache", "envs", "logs", "payloads")
 
@@ -27,3 +37,27 @@ def make_private_folders(home: Path) -> None:
     for name in FOLDERS:
         with contextlib.suppress(OSError):
             (home / name).mkdir(mode=0o700, exist_ok=True)
+
+
+def refuse_a_home_others_control(home: Path) -> None:
+    """Raise ``UsageError`` when ``home`` exists and another user owns it or every user may
+    write it (a sticky ``/tmp`` too: its files would be this user's, its names anyone's)."""
+    try:
+        found = home.stat()
+    except OSError:
+        return  # not made yet: whoever makes it makes it 0700
+    fix = "set INFERD_HOME to a folder of your own"
+    if found.st_uid != os.getuid():
+        try:
+            owner = pwd.getpwuid(found.st_uid).pw_name
+        except KeyError:
+            owner = f"user id {found.st_uid}"
+        raise UsageError(
+            f"INFERD_HOME {home} belongs to {owner}: they could replace the files inferd trusts "
+            f"there (the operator's address, its state, the deployed code); {fix}"
+        )
+    if stat.S_ISDIR(found.st_mode) and found.st_mode & stat.S_IWOTH:
+        raise UsageError(
+            f"INFERD_HOME {home} may be written by every user (mode {found.st_mode & 0o7777:o}): "
+            f"they could put files there that inferd trusts; {fix}, or `chmod o-w` it"
+        )

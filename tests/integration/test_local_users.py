@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,3 +77,20 @@ def test_a_home_another_user_controls_is_refused(inferd: Inferd, other: str) -> 
         refused = inferd.run(*command, check=False, timeout=60)
         assert refused.returncode == 2 and said in refused.stderr, refused
     assert list(inferd.home.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("curl") is None, reason="runs curl as user nobody (root only)"
+)
+def test_a_dashboard_widened_beyond_loopback_takes_its_link_from_any_user(inferd: Inferd) -> None:
+    """On loopback, a link opened by another user is refused (test_dashboard_views.py); an
+    operator run as root with the browser of a user (a container on the host's network) widens
+    the listener, which makes the link its only guard, as for a browser on another machine."""
+    inferd.env["INFERD_DASHBOARD_HOST"] = "0.0.0.0"
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        inferd.env.pop(name, None)
+    inferd.run("up")
+    link = inferd.run("dashboard").stdout.strip()
+    command = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--noproxy", "*", link]
+    other = subprocess.run(command, user="nobody", capture_output=True, text=True, timeout=30, check=False)
+    assert other.stdout == "303", other

@@ -261,11 +261,13 @@ class Dashboard(HttpServer):
 
     def _login(self, conn: HttpConnection, request: Request) -> None:
         # Checked before the token is spent: another user's try leaves the owner's link working.
-        uid = peer_uid(conn.transport.get_extra_info("socket") if conn.transport is not None else None)
+        # A listener widened beyond loopback has made the link its only guard (peers.py).
+        uid = peer_uid(conn.transport.get_extra_info("socket") if self._loopback and conn.transport else None)
         if uid is not None and uid not in (os.getuid(), 0):
             raise ForbiddenError(
-                f"this dashboard is another user's: the link was opened by user id {uid}, "
-                f"the operator runs as {os.getuid()}"
+                f"this dashboard is another user's: the link was opened by user id {uid}, the "
+                f"operator runs as {os.getuid()} (INFERD_DASHBOARD_HOST=0.0.0.0 lets any user in "
+                "with the link)"
             )
         session = self.sessions.redeem(str(parse_query(request.query).get("token", "")))
         if session is None:

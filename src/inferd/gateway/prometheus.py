@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from inferd.gateway import promtext, shadow
 from inferd.gateway.metrics import Histogram
+from inferd.replica.handle import ReplicaState
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
@@ -29,6 +30,16 @@ def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
 
 
 _BOUNDS: dict[tuple[float, ...], list[str]] = {}  # each histogram's bounds as text, written once
+
+# Every state of ``inferd_replicas`` is written for every API, 0 included: an alert on
+# ``inferd_replicas{state="ready"} == 0`` finds an API whose replicas all failed (no line for a
+# state would be "no data", which no comparison matches). "retiring": an old version's, draining.
+REPLICA_STATES = (*(str(state) for state in ReplicaState), "retiring")
+# Likewise ``inferd_requests_total`` of each API's own route (``protocol="cortex"``) for these codes:
+# rate() and increase() count from a series' first sample, so the errors that made a series
+# appear (its first 5 answers 500, between two scrapes) would read as an increase of 0.
+SEEDED_CODES = (200, 400, 500, 503, 504)
+_SEEDED = {("cortex", code) for code in SEEDED_CODES}
 
 
 class Kinds(NamedTuple):
@@ -137,8 +148,9 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
         for size, count in sorted(queue.batch_sizes.items()):
             batches.add_metric([*ids, str(size)], count)
         pipelined.add_metric(ids, queue.pipelined)
-        for (protocol, status), count in sorted(stats.by_status.items()):
-            requests.add_metric([*ids, protocol, str(status)], count)
+        by_status = stats.by_status
+        for protocol, status in sorted({*by_status, *_SEEDED}):
+            requests.add_metric([*ids, protocol, str(status)], by_status.get((protocol, status), 0))
         latency.add_metric(ids, _buckets(stats.latency), stats.latency.total)
         for stage, histogram in stats.stages.items():
             stages.add_metric([*ids, stage], _buckets(histogram), histogram.total)
@@ -153,8 +165,8 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
             highest.add_metric(ids, tracker.maximum)
     for key, by_state in sorted(gateway.replica_states().items()):
         deployment, _, api = key.partition("/")
-        for state, count in sorted(by_state.items()):
-            replicas.add_metric([deployment, api, state], count)
+        for state in sorted({*REPLICA_STATES, *by_state}):
+            replicas.add_metric([deployment, api, state], by_state.get(state, 0))
     return [
         *_gpu_families(gateway.replica_gpus(), GaugeMetricFamily),
         *shadow.families(gateway.shadows, CounterMetricFamily),

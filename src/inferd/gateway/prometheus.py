@@ -159,8 +159,9 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
         for label, count in sorted(stats.tracker.classes.items()):
             classes.add_metric([*ids, label], count)
         tracker = stats.tracker
-        if tracker.count and tracker.minimum is not None and tracker.maximum is not None:
+        if stats.tracker_type == "regression" or tracker.count:  # from 0, as the request counts
             values.add_metric(ids, count_value=tracker.count, sum_value=tracker.total)
+        if tracker.count and tracker.minimum is not None and tracker.maximum is not None:
             lowest.add_metric(ids, tracker.minimum)
             highest.add_metric(ids, tracker.maximum)
     for key, by_state in sorted(gateway.replica_states().items()):

@@ -57,3 +57,20 @@ def test_an_api_s_requests_are_counted_from_0_before_its_first_error(tmp_path: P
     gateway.apis["shop/a"].stats.add("v2", 500, 1.0, 0.01, 0.0, b"")
     after = samples(gateway, "inferd_requests_total")
     assert after == {**fresh, key("cortex", 500): 1, key("v2", 500): 1}
+
+
+def test_a_regression_tracker_s_counts_start_at_0(tmp_path: Path) -> None:
+    # `rate(inferd_prediction_value_sum[1m]) / rate(inferd_prediction_value_count[1m])` (the mean
+    # prediction) read no data for the predictions that made the summary appear
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: shop\n- kind: api\n  name: a\n  predictor: {path: p.py}\n"
+        "  tracker: {model_type: regression}\n"
+    )
+    (tmp_path / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
+    gateway = Gateway()
+    for config in load_project(tmp_path).apis:
+        gateway.add_api(config)
+    ids = (("api", "a"), ("deployment", "shop"))
+    assert samples(gateway, "inferd_prediction_value_count") == {ids: 0}
+    assert samples(gateway, "inferd_prediction_value_sum") == {ids: 0}
+    assert samples(gateway, "inferd_prediction_value_min") == {}  # no value yet: no smallest

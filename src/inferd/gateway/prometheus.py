@@ -140,7 +140,8 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
         ids = [queue.deployment, queue.api_name]
         buffered.add_metric(ids, held.get(queue.key, 0))
         stats = queue.stats
-        if stats.streams:
+        # from 0 once a replica said its function is a generator (``pipeline`` off), as the requests
+        if stats.streams or any(not replica.pipeline for replica in queue.replicas):
             first_item.add_metric(ids, _buckets(stats.first_item), stats.first_item.total)
             stream_duration.add_metric(ids, _buckets(stats.stream_duration), stats.stream_duration.total)
             streams.add_metric(ids, stats.streams)

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from inferd.config.load import load_project
 from inferd.gateway.app import Gateway
 from inferd.gateway.prometheus import SEEDED_CODES, exposition
+from inferd.replica.handle import ReplicaHandle
 
 
 def samples(gateway: Gateway, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -74,3 +75,24 @@ def test_a_regression_tracker_s_counts_start_at_0(tmp_path: Path) -> None:
     assert samples(gateway, "inferd_prediction_value_count") == {ids: 0}
     assert samples(gateway, "inferd_prediction_value_sum") == {ids: 0}
     assert samples(gateway, "inferd_prediction_value_min") == {}  # no value yet: no smallest
+
+
+def test_an_api_known_to_stream_counts_its_streams_from_0(tmp_path: Path) -> None:
+    # `increase(inferd_streams_total[5m])` read 0 for the streams that made the family appear
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: text\n- kind: api\n  name: gen\n  predictor: {path: p.py}\n"
+        "- kind: api\n  name: plain\n  predictor: {path: p.py}\n"
+    )
+    (tmp_path / "p.py").write_text("def predict(sample, metadata):\n    yield sample\n")
+    gateway = Gateway()
+    for config in load_project(tmp_path).apis:
+        gateway.add_api(config)
+    for api, pipeline in (("gen", False), ("plain", True)):  # as their replicas said when ready
+        replica = ReplicaHandle(f"text/{api}", f"{api}-1", "v1", events=None)  # type: ignore[arg-type]
+        replica.pipeline = pipeline
+        gateway.replica_ready(f"text/{api}", replica)
+    ids = (("api", "gen"), ("deployment", "text"))
+    assert samples(gateway, "inferd_streams_total") == {ids: 0}
+    assert samples(gateway, "inferd_stream_items_total") == {ids: 0}
+    assert samples(gateway, "inferd_stream_duration_seconds_count") == {ids: 0}
+    assert samples(gateway, "inferd_stream_first_item_seconds_count") == {ids: 0}

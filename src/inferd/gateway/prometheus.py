@@ -35,9 +35,10 @@ _BOUNDS: dict[tuple[float, ...], list[str]] = {}  # each histogram's bounds as t
 # ``inferd_replicas{state="ready"} == 0`` finds an API whose replicas all failed (no line for a
 # state would be "no data", which no comparison matches). "retiring": an old version's, draining.
 REPLICA_STATES = (*(str(state) for state in ReplicaState), "retiring")
-# Likewise ``inferd_requests_total`` of each API's own route (``protocol="cortex"``) for these codes:
-# rate() and increase() count from a series' first sample, so the errors that made a series
-# appear (its first 5 answers 500, between two scrapes) would read as an increase of 0.
+# Likewise ``inferd_requests_total`` of each API's own route (``protocol="cortex"``), and of every
+# protocol it has answered on, for these codes: rate() and increase() count from a series' first
+# sample, so the errors that made a series appear (its first 5 answers 500, between two scrapes)
+# would read as an increase of 0.
 SEEDED_CODES = (200, 400, 500, 503, 504)
 _SEEDED = {("cortex", code) for code in SEEDED_CODES}
 
@@ -150,7 +151,8 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
             batches.add_metric([*ids, str(size)], count)
         pipelined.add_metric(ids, queue.pipelined)
         by_status = stats.by_status
-        for protocol, status in sorted({*by_status, *_SEEDED}):
+        seeded = _SEEDED | {(protocol, code) for protocol, _ in by_status for code in SEEDED_CODES}
+        for protocol, status in sorted({*by_status, *seeded}):
             requests.add_metric([*ids, protocol, str(status)], by_status.get((protocol, status), 0))
         latency.add_metric(ids, _buckets(stats.latency), stats.latency.total)
         for stage, histogram in stats.stages.items():

@@ -136,6 +136,7 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
         if conn.stream is not None and conn.queue is not None and conn.transport is not None:
             key = conn.queue.key
             held[key] = held.get(key, 0) + conn.transport.get_write_buffer_size()
+    shadowed = {route.target for route in gateway.shadows.routes.values()}
     # Labelled by deployment and API name: two deployments may each have an API "classifier".
     for queue in sorted(gateway.apis.values(), key=lambda q: q.key):
         ids = [queue.deployment, queue.api_name]
@@ -152,6 +153,8 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
         pipelined.add_metric(ids, queue.pipelined)
         by_status = stats.by_status
         seeded = _SEEDED | {(protocol, code) for protocol, _ in by_status for code in SEEDED_CODES}
+        if queue.key in shadowed:  # the copies it answers, from the first
+            seeded |= {(shadow.SHADOW, code) for code in SEEDED_CODES}
         for protocol, status in sorted({*by_status, *seeded}):
             requests.add_metric([*ids, protocol, str(status)], by_status.get((protocol, status), 0))
         latency.add_metric(ids, _buckets(stats.latency), stats.latency.total)

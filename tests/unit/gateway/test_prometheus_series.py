@@ -98,3 +98,23 @@ def test_an_api_known_to_stream_counts_its_streams_from_0(tmp_path: Path) -> Non
     assert samples(gateway, "inferd_stream_items_total") == {ids: 0}
     assert samples(gateway, "inferd_stream_duration_seconds_count") == {ids: 0}
     assert samples(gateway, "inferd_stream_first_item_seconds_count") == {ids: 0}
+
+
+def test_a_shadow_api_counts_the_copies_it_answers_from_0(tmp_path: Path) -> None:
+    # the copies a shadow answered between two scrapes made its `protocol="shadow"` series appear
+    # at their count: `increase()` read 0 for them
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: shop\n"
+        "- kind: api\n  name: a\n  predictor: {path: p.py}\n  shadow: {api: b}\n"
+        "- kind: api\n  name: b\n  predictor: {path: p.py}\n"
+    )
+    (tmp_path / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
+    gateway = Gateway()
+    for config in load_project(tmp_path).apis:
+        gateway.add_api(config)
+    shadow = {
+        dict(labels)["code"]: value
+        for labels, value in samples(gateway, "inferd_requests_total").items()
+        if dict(labels)["protocol"] == "shadow"
+    }
+    assert shadow == {str(code): 0 for code in SEEDED_CODES}  # b's, the shadow's, only

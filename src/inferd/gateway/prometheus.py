@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from inferd.gateway import promtext, shadow
 from inferd.gateway.metrics import Histogram
+from inferd.replica.handle import ReplicaState
 
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
@@ -29,6 +30,17 @@ def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
 
 
 _BOUNDS: dict[tuple[float, ...], list[str]] = {}  # each histogram's bounds as text, written once
+
+# Every state of ``inferd_replicas`` is written for every API, 0 included: an alert on
+# ``inferd_replicas{state="ready"} == 0`` finds an API whose replicas all failed (no line for a
+# state would be "no data", which no comparison matches). "retiring": an old version's, draining.
+REPLICA_STATES = (*(str(state) for state in ReplicaState), "retiring")
+# Likewise ``inferd_requests_total`` of each API's own route (``protocol="cortex"``), and of every
+# protocol it has answered on, for these codes: rate() and increase() count from a series' first
+# sample, so the errors that made a series appear (its first 5 answers 500, between two scrapes)
+# would read as an increase of 0.
+SEEDED_CODES = (200, 400, 500, 503, 504)
+_SEEDED = {("cortex", code) for code in SEEDED_CODES}
 
 
 class Kinds(NamedTuple):
@@ -124,12 +136,14 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
         if conn.stream is not None and conn.queue is not None and conn.transport is not None:
             key = conn.queue.key
             held[key] = held.get(key, 0) + conn.transport.get_write_buffer_size()
+    shadowed = {route.target for route in gateway.shadows.routes.values()}
     # Labelled by deployment and API name: two deployments may each have an API "classifier".
     for queue in sorted(gateway.apis.values(), key=lambda q: q.key):
         ids = [queue.deployment, queue.api_name]
         buffered.add_metric(ids, held.get(queue.key, 0))
         stats = queue.stats
-        if stats.streams:
+        # from 0 once a replica said its function is a generator (``pipeline`` off), as the requests
+        if stats.streams or any(not replica.pipeline for replica in queue.replicas):
             first_item.add_metric(ids, _buckets(stats.first_item), stats.first_item.total)
             stream_duration.add_metric(ids, _buckets(stats.stream_duration), stats.stream_duration.total)
             streams.add_metric(ids, stats.streams)
@@ -137,8 +151,12 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
         for size, count in sorted(queue.batch_sizes.items()):
             batches.add_metric([*ids, str(size)], count)
         pipelined.add_metric(ids, queue.pipelined)
-        for (protocol, status), count in sorted(stats.by_status.items()):
-            requests.add_metric([*ids, protocol, str(status)], count)
+        by_status = stats.by_status
+        seeded = _SEEDED | {(protocol, code) for protocol, _ in by_status for code in SEEDED_CODES}
+        if queue.key in shadowed:  # the copies it answers, from the first
+            seeded |= {(shadow.SHADOW, code) for code in SEEDED_CODES}
+        for protocol, status in sorted({*by_status, *seeded}):
+            requests.add_metric([*ids, protocol, str(status)], by_status.get((protocol, status), 0))
         latency.add_metric(ids, _buckets(stats.latency), stats.latency.total)
         for stage, histogram in stats.stages.items():
             stages.add_metric([*ids, stage], _buckets(histogram), histogram.total)
@@ -147,14 +165,15 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
         for label, count in sorted(stats.tracker.classes.items()):
             classes.add_metric([*ids, label], count)
         tracker = stats.tracker
-        if tracker.count and tracker.minimum is not None and tracker.maximum is not None:
+        if stats.tracker_type == "regression" or tracker.count:  # from 0, as the request counts
             values.add_metric(ids, count_value=tracker.count, sum_value=tracker.total)
+        if tracker.count and tracker.minimum is not None and tracker.maximum is not None:
             lowest.add_metric(ids, tracker.minimum)
             highest.add_metric(ids, tracker.maximum)
     for key, by_state in sorted(gateway.replica_states().items()):
         deployment, _, api = key.partition("/")
-        for state, count in sorted(by_state.items()):
-            replicas.add_metric([deployment, api, state], count)
+        for state in sorted({*REPLICA_STATES, *by_state}):
+            replicas.add_metric([deployment, api, state], by_state.get(state, 0))
     return [
         *_gpu_families(gateway.replica_gpus(), GaugeMetricFamily),
         *shadow.families(gateway.shadows, CounterMetricFamily),

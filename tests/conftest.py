@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -19,6 +19,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 INFERD = Path(sys.executable).parent / "inferd"
+T = TypeVar("T")
 
 
 # `make test` hands whole files to two workers in collection order (--no-loadscope-reorder:
@@ -316,3 +317,20 @@ def regression_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "linear.onnx"
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def calls_made(function: Callable[[], T]) -> tuple[int, T]:
+    """How many Python and C calls ``function()`` made, and what it returned: a cost measured as
+    work done, which a shared machine's load does not change, rather than as time."""
+    calls = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        calls += event in ("call", "c_call")
+
+    sys.setprofile(count)
+    try:
+        result = function()
+    finally:
+        sys.setprofile(None)
+    return calls, result

@@ -25,7 +25,7 @@ import requests
 
 from tests.conftest import INFERD, Server, make_project, wait_for, whole_lines
 from tests.integration.conftest import Inferd, stop_operator
-from tests.integration.test_edge import closed_by_server
+from tests.integration.test_edge import HOLD, closed_by_server
 
 V2_BODY = b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[5.2,3.6,1.4,0.3]}]}'
 ROWS = b"[[5.2,3.6,1.4,0.3]]"
@@ -34,15 +34,6 @@ PARENT = "b7ad6b7169203331"
 WORDS = """
 def predict(sample, metadata):
     yield from sample["words"]
-"""
-# Answers once the file the sample names exists (30 s at most): a request held at its replica.
-HOLD = """
-import os, time
-def predict(sample, metadata):
-    deadline = time.monotonic() + 30
-    while not os.path.exists(sample["until"]) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return "done"
 """
 
 

@@ -10,6 +10,7 @@ import pytest
 from inferd.errors import InferdError
 from inferd.operator.dashboard import LOG_LINE_CHARS, dashboard_port, host_name, is_loopback, sample_period
 from inferd.operator.logs import recent_lines
+from tests.conftest import calls_made
 
 
 def test_recent_lines_merge_output_and_access_lines_by_time(tmp_path: Path) -> None:
@@ -72,8 +73,7 @@ def test_listener_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_overview_costs_the_same_per_api_however_many_there_are() -> None:
     # Each API's entry asked every other API whether it shares its name: with 138 APIs an
     # overview took 140-240 ms of the event loop that also runs the gateway.
-    import sys
-    from types import FrameType, SimpleNamespace
+    from types import SimpleNamespace
     from typing import Any, cast
 
     from inferd.operator.dashboard import Dashboard
@@ -96,19 +96,10 @@ def test_the_overview_costs_the_same_per_api_however_many_there_are() -> None:
 
     def cost(apis: int) -> tuple[int, dict[str, Any]]:
         dashboard = Dashboard(stub(apis))
-        calls = 0
-
-        def count(frame: FrameType, event: str, arg: Any) -> None:
-            nonlocal calls
-            calls += event in ("call", "c_call")
-
-        sys.setprofile(count)
         try:
-            overview = dashboard.overview()
+            return calls_made(dashboard.overview)
         finally:
-            sys.setprofile(None)
             dashboard._reader.shutdown()
-        return calls, overview
 
     small, overview = cost(40)
     assert [api["name"] for api in overview["apis"] if "same" in api["name"]] == ["d1/same", "d2/same"]
@@ -120,9 +111,8 @@ def test_the_overview_costs_the_same_per_api_however_many_there_are() -> None:
 def test_logs_that_did_not_change_are_not_read_again_at_each_refresh(tmp_path: Path) -> None:
     # Every refresh of an open page read and parsed the last 50 lines of every API's two logs
     # (a time parsed per line): 191 idle APIs cost 41 ms of CPU each 2.5 s, 2 ms now.
-    import sys
-    from types import FrameType, SimpleNamespace
-    from typing import Any, cast
+    from types import SimpleNamespace
+    from typing import cast
 
     from inferd.operator.dashboard import Dashboard
     from inferd.operator.server import Operator
@@ -136,17 +126,7 @@ def test_logs_that_did_not_change_are_not_read_again_at_each_refresh(tmp_path: P
     try:
         first = dashboard._read_files(keys)
         assert first["d/a3"][0][-1] == "2026-11-29 08:00:59 d/a3 [a-1] line 59"
-        calls = 0
-
-        def count(frame: FrameType, event: str, arg: Any) -> None:
-            nonlocal calls
-            calls += event in ("call", "c_call")
-
-        sys.setprofile(count)
-        try:
-            again = dashboard._read_files(keys)
-        finally:
-            sys.setprofile(None)
+        calls, again = calls_made(lambda: dashboard._read_files(keys))
         assert again == first
         assert calls / len(keys) < 60, calls / len(keys)  # a few stats an API (over 2,000 calls)
         # a line written since is in the next read, of that API alone

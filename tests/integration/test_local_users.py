@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, make_project, wait_for
+from inferd import Client
+from tests.conftest import Server, example, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 YAML = """
@@ -56,6 +57,24 @@ def test_a_home_inferd_serve_makes_is_the_owners_only(
     assert server.post("/private/recorded", {"secret": 1}).status_code == 200
     wait_for(lambda: any((home / "payloads").rglob("*.jsonl")), 30, "a payload log")
     for folder in (home, home / "payloads"):
+        assert folder.stat().st_mode & 0o077 == 0, (folder, oct(folder.stat().st_mode))
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["a home others may read", "no home yet"])
+def test_the_projects_the_python_client_writes_are_the_owners_only(
+    inferd: Inferd, monkeypatch: pytest.MonkeyPatch, made: bool
+) -> None:
+    """``Client().deploy`` writes the model and the pickled handlers into ``workspace``: it was
+    made 0755 (as the parent of its first file), and the home too when the client made it."""
+    if made:
+        inferd.home.mkdir()
+        inferd.home.chmod(0o755)
+    monkeypatch.setenv("INFERD_HOME", str(inferd.home))
+    monkeypatch.setenv("INFERD_PORT", str(inferd.port))
+    Client().deploy("sdk-private", "raw", example("iris-onnx") / "models" / "iris.onnx")
+    if made:
+        assert inferd.home.stat().st_mode & 0o777 == 0o755  # the user's own folder is left as it is
+    for folder in (inferd.home / "workspace", *([] if made else [inferd.home])):
         assert folder.stat().st_mode & 0o077 == 0, (folder, oct(folder.stat().st_mode))
 
 

@@ -25,13 +25,14 @@ from pathlib import Path
 
 from inferd.errors import UsageError
 
-FOLDERS = ("projects", "cache", "envs", "logs", "payloads")
+FOLDERS = ("projects", "cache", "envs", "logs", "payloads", "workspace")  # workspace: the Python client's
 
 
 def make_private_folders(home: Path) -> None:
     """Make ``home`` (0700, if it does not exist) and the folders inferd keeps in it (best effort:
     one that cannot be made is named by whatever later writes into it). ``inferd serve`` made
-    the home as its first payload log's parent, 0755."""
+    the home as its first payload log's parent, 0755, and the Python client (``inferd.sdk``) its
+    ``workspace`` (the models and handlers it deploys) before any operator ran."""
     with contextlib.suppress(OSError):
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
     for name in FOLDERS:

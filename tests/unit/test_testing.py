@@ -421,3 +421,29 @@ def test_a_handler_in_a_subfolder_imports_its_own_neighbour_where_the_caller_has
     assert load_api(project).predict({}) == "project"
     if imported:
         assert sys.modules["helpers_nearby"] is mine  # the caller keeps theirs
+
+
+def test_the_packages_of_a_test_go_into_a_home_of_the_users_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``inferd test`` of a project with a requirements.txt installs into $INFERD_HOME/envs: it
+    # made the home and envs 0755 (every user's), and used a home every user may write, whose
+    # writers could put the packages it then imports there.
+    yaml = "- kind: deployment\n  name: t\n- kind: api\n  name: echo\n  predictor: {path: predictor.py}\n"
+    files = {
+        "predictor.py": "def predict(sample, metadata):\n    return sample\n",
+        "requirements.txt": "numpy\n",
+    }
+    project = make_project(tmp_path / "project", yaml, files)
+    home = tmp_path / "home"
+    monkeypatch.setenv("INFERD_HOME", str(home))
+    assert load_api(project).predict({"a": 1}) == {"a": 1}
+    for folder in (home, home / "envs"):
+        assert folder.stat().st_mode & 0o077 == 0, (folder, oct(folder.stat().st_mode))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("INFERD_HOME", str(shared))
+    with pytest.raises(UsageError, match="may be written by every user"):
+        load_api(project)
+    assert list(shared.iterdir()) == []

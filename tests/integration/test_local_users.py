@@ -98,6 +98,23 @@ def test_a_home_another_user_controls_is_refused(inferd: Inferd, other: str) -> 
     assert list(inferd.home.iterdir()) == []
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a link to another user needs root")
+def test_a_home_that_is_another_users_link_is_refused(inferd: Inferd, tmp_path: Path) -> None:
+    """``INFERD_HOME=/tmp/inferd`` made first by another user as a link to a folder of mine: the
+    folder passed, and its maker could point the link at files of theirs once the operator ran
+    (a replica started later imports the snapshot found there). A link of one's own is a home."""
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    inferd.home.symlink_to(mine)
+    os.lchown(inferd.home, 65534, 65534)  # nobody
+    refused = inferd.run("get", check=False, timeout=60)
+    assert refused.returncode == 2 and "a link that nobody made" in refused.stderr, refused
+    assert list(mine.iterdir()) == []
+    inferd.home.unlink()
+    inferd.home.symlink_to(mine)
+    assert inferd.run("get", check=False, timeout=60).returncode != 2
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("curl") is None, reason="runs curl as user nobody (root only)"
 )

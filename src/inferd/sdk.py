@@ -189,6 +189,9 @@ class Client:
         """One deploy at a time into a deployment's project, across threads and processes: two
         at once each wrote the project the other was deploying (and the operator refuses a
         deploy while another one of the same deployment is being applied)."""
+        from inferd.storage.private import make_private_folders
+
+        make_private_folders(self.home)  # the models and handlers it writes are the user's only
         locks = self.workspace / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
         with (locks / deployment).open("w") as lock:

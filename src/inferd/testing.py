@@ -43,6 +43,7 @@ from inferd.handler.predictor import Predictor, devices_of
 from inferd.handler.user_errors import raised
 from inferd.replica.streaming import is_stream, unanswerable
 from inferd.storage import fetch, inferd_home, local_model_path
+from inferd.storage.private import make_private_folders, refuse_a_home_others_control
 
 DEFAULT_TOLERANCE = 1e-6
 INFERD_PACKAGE = Path(__file__).resolve().parent
@@ -140,16 +141,28 @@ def build_api(project: Project, config: ApiConfig) -> LoadedApi:
         return _build_api(project, config)
 
 
+def _own_home() -> Path:
+    """``$INFERD_HOME``, about to be written (packages, downloaded models), as the operator has it:
+    refused when another user controls it (they could put the packages imported there), made the
+    owner's only."""
+    home = inferd_home()
+    refuse_a_home_others_control(home)
+    make_private_folders(home)
+    return home
+
+
 def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
     requirements = project.root / "requirements.txt"
     # installed once, as for replicas, after inferd's own packages (for an API with Python code)
     if requirements.is_file() and config.api.installs_requirements:
-        packages = str(ensure_packages(inferd_home(), requirements, project.deployment.relax_pins))
+        packages = str(ensure_packages(_own_home(), requirements, project.deployment.relax_pins))
         if packages not in sys.path:
             sys.path.append(packages)
     uri = config.api.model_uri
     model_path: Path | None = None
     if uri is not None:
+        if is_remote(uri):
+            _own_home()  # the cache it downloads into
         model_path = fetch(uri)[0] if is_remote(uri) else local_model_path(uri, project.root)
     # In the developer's process, the model runs where it can: a GPU API is tested on a laptop too.
     devices = dataclasses.replace(devices_of(config.api), cpu_fallback=True)

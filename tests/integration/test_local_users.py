@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, make_project, wait_for
+from inferd import Client
+from tests.conftest import Server, example, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 YAML = """
@@ -59,6 +60,24 @@ def test_a_home_inferd_serve_makes_is_the_owners_only(
         assert folder.stat().st_mode & 0o077 == 0, (folder, oct(folder.stat().st_mode))
 
 
+@pytest.mark.parametrize("made", [True, False], ids=["a home others may read", "no home yet"])
+def test_the_projects_the_python_client_writes_are_the_owners_only(
+    inferd: Inferd, monkeypatch: pytest.MonkeyPatch, made: bool
+) -> None:
+    """``Client().deploy`` writes the model and the pickled handlers into ``workspace``: it was
+    made 0755 (as the parent of its first file), and the home too when the client made it."""
+    if made:
+        inferd.home.mkdir()
+        inferd.home.chmod(0o755)
+    monkeypatch.setenv("INFERD_HOME", str(inferd.home))
+    monkeypatch.setenv("INFERD_PORT", str(inferd.port))
+    Client().deploy("sdk-private", "raw", example("iris-onnx") / "models" / "iris.onnx")
+    if made:
+        assert inferd.home.stat().st_mode & 0o777 == 0o755  # the user's own folder is left as it is
+    for folder in (inferd.home / "workspace", *([] if made else [inferd.home])):
+        assert folder.stat().st_mode & 0o077 == 0, (folder, oct(folder.stat().st_mode))
+
+
 @pytest.mark.parametrize("other", ["every user may write it", "another user owns it"])
 def test_a_home_another_user_controls_is_refused(inferd: Inferd, other: str) -> None:
     """``INFERD_HOME=/tmp/inferd``, made first by another user: its owner could replace
@@ -77,6 +96,23 @@ def test_a_home_another_user_controls_is_refused(inferd: Inferd, other: str) -> 
         refused = inferd.run(*command, check=False, timeout=60)
         assert refused.returncode == 2 and said in refused.stderr, refused
     assert list(inferd.home.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a link to another user needs root")
+def test_a_home_that_is_another_users_link_is_refused(inferd: Inferd, tmp_path: Path) -> None:
+    """``INFERD_HOME=/tmp/inferd`` made first by another user as a link to a folder of mine: the
+    folder passed, and its maker could point the link at files of theirs once the operator ran
+    (a replica started later imports the snapshot found there). A link of one's own is a home."""
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    inferd.home.symlink_to(mine)
+    os.lchown(inferd.home, 65534, 65534)  # nobody
+    refused = inferd.run("get", check=False, timeout=60)
+    assert refused.returncode == 2 and "a link that nobody made" in refused.stderr, refused
+    assert list(mine.iterdir()) == []
+    inferd.home.unlink()
+    inferd.home.symlink_to(mine)
+    assert inferd.run("get", check=False, timeout=60).returncode != 2
 
 
 @pytest.mark.skipif(

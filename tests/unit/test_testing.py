@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import importlib
 import json
 import logging
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -421,3 +424,51 @@ def test_a_handler_in_a_subfolder_imports_its_own_neighbour_where_the_caller_has
     assert load_api(project).predict({}) == "project"
     if imported:
         assert sys.modules["helpers_nearby"] is mine  # the caller keeps theirs
+
+
+def test_the_packages_of_a_test_go_into_a_home_of_the_users_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``inferd test`` of a project with a requirements.txt installs into $INFERD_HOME/envs: it
+    # made the home and envs 0755 (every user's), and used a home every user may write, whose
+    # writers could put the packages it then imports there.
+    yaml = "- kind: deployment\n  name: t\n- kind: api\n  name: echo\n  predictor: {path: predictor.py}\n"
+    files = {
+        "predictor.py": "def predict(sample, metadata):\n    return sample\n",
+        "requirements.txt": "numpy\n",
+    }
+    project = make_project(tmp_path / "project", yaml, files)
+    home = tmp_path / "home"
+    monkeypatch.setenv("INFERD_HOME", str(home))
+    assert load_api(project).predict({"a": 1}) == {"a": 1}
+    for folder in (home, home / "envs"):
+        assert folder.stat().st_mode & 0o077 == 0, (folder, oct(folder.stat().st_mode))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("INFERD_HOME", str(shared))
+    with pytest.raises(UsageError, match="may be written by every user"):
+        load_api(project)
+    assert list(shared.iterdir()) == []
+
+
+def test_a_model_a_test_downloads_goes_into_a_home_of_the_users_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the model of an http(s):// or s3:// URI is downloaded into $INFERD_HOME/cache
+    models = example("iris-onnx") / "models"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(models))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            uri = f"http://127.0.0.1:{server.server_address[1]}/iris.onnx"
+            yaml = f"- kind: deployment\n  name: t\n- kind: api\n  name: raw\n  onnx: {{model: {uri}}}\n"
+            project = make_project(tmp_path / "project", yaml, {})
+            home = tmp_path / "home"
+            monkeypatch.setenv("INFERD_HOME", str(home))
+            assert load_api(project).predict([[6.9, 3.1, 5.4, 2.1]])
+        finally:
+            server.shutdown()
+    assert any((home / "cache").iterdir())
+    for folder in (home, home / "cache"):
+        assert folder.stat().st_mode & 0o077 == 0, (folder, oct(folder.stat().st_mode))

@@ -6,6 +6,7 @@ signature in the message, instead of a failure on the first request.
 
 from __future__ import annotations
 
+import _imp
 import ast
 import contextlib
 import difflib
@@ -127,6 +128,9 @@ class FreshSourceLoader(importlib.machinery.SourceFileLoader):
             if file.read(len(head)) == head:
                 code = marshal.loads(file.read())
                 if isinstance(code, CodeType):
+                    # compiled in another folder (``cp -r`` copies __pycache__): its tracebacks name
+                    # this file, as Python's own importer makes them
+                    _imp._fix_co_filename(code, path)  # type: ignore[attr-defined]
                     return code
         code = self.source_to_code(source, path)
         if not sys.dont_write_bytecode:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,29 @@ def test_an_unchanged_file_is_loaded_from_its_bytecode_cache_not_compiled_again(
     code = load_user_code(path, "handler", "test_cached_3", "handler.py")
     assert code.functions["post_inference"](None, None, None) == "two"
     assert compiled == [str(path)] * 2
+
+
+def test_a_copied_folders_cached_bytecode_names_the_copy_in_tracebacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``cp -r project project-v2`` copies its __pycache__: the cached code named the first
+    # folder's file, so a traceback in the copy showed the lines of the original (edited since).
+    monkeypatch.setattr("sys.dont_write_bytecode", False)
+    source = "def post_inference(prediction, signature, metadata):\n    raise ValueError('here')\n"
+    first = tmp_path / "project" / "handler.py"
+    first.parent.mkdir()
+    first.write_text(source)
+    load_user_code(first, "handler", "test_copied_1", "handler.py")
+    copy = tmp_path / "project-v2"
+    shutil.copytree(first.parent, copy)
+    assert any((copy / "__pycache__").iterdir())
+    first.write_text("# edited\n" + source)
+    code = load_user_code(copy / "handler.py", "handler", "test_copied_2", "handler.py")
+    function = code.functions["post_inference"]
+    assert function.__code__.co_filename == str(copy / "handler.py")
+    with pytest.raises(ValueError) as raised:
+        function(None, None, None)
+    assert raised.traceback[-1].path == copy / "handler.py"
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import functools
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -191,6 +192,15 @@ def plan(
     result = Plan()
     refused: list[str] = []  # every pin that cannot install, said at once (a pip freeze has dozens)
     for line in requirement_lines(text):
+        line = _not_editable(line)
+        if " @ file:" in line and not _frozen_file_exists(line):
+            name = line.split(" @ ", 1)[0].strip()
+            refused.append(
+                f"{line} names a file of the machine it was frozen on (pip freeze in a conda "
+                f"environment): pin a version from the index instead ({name}==VERSION, or pip list "
+                "--format=freeze)"
+            )
+            continue
         if line.startswith("-") or "://" in line or " @ " in line:
             result.lines.append(line)  # options, URLs and paths go to pip as they are
             continue
@@ -209,6 +219,22 @@ def plan(
     if refused:
         raise LoadError("requirements.txt: " + "; ".join(refused))
     return result
+
+
+# ``-e PATH``: pip's editable install leaves a ``.pth`` file that replicas never read (the folder
+# is on sys.path, not a site folder); a deployed version runs a copy anyway, so it is installed as one.
+_EDITABLE = re.compile(r"^(?:-e|--editable)(?:\s*=\s*|\s+|)(\S.*)$")
+
+
+def _not_editable(line: str) -> str:
+    match = _EDITABLE.match(line)
+    return line if match is None else match.group(1)
+
+
+def _frozen_file_exists(line: str) -> bool:
+    """Whether the ``file:`` URL of ``pkg @ file:...`` names something here (relative: the project)."""
+    path = line.split(" @ ", 1)[1].split(";", 1)[0].strip().removeprefix("file:")
+    return not path.startswith("///") or Path(path.removeprefix("//")).exists()
 
 
 def _check(
@@ -377,6 +403,19 @@ def _pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> N
         raise LoadError(f"installing requirements.txt took longer than {PIP_TIMEOUT}s") from None
     if result.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
-        found = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        message = "; ".join(found[-3:]) if found else f"pip exited with status {result.returncode}"
-        raise LoadError(f"installing requirements.txt failed: {message}")
+        reason = pip_failure(result.stderr or result.stdout, result.returncode)
+        raise LoadError(f"installing requirements.txt failed: {reason}")
+
+
+# What pip wraps a failing build's output in (its box drawing, notes and hints), not the reason.
+_DECORATION = re.compile(
+    "^\\s*(?:[\u00d7\u2502\u2570\u2551\u2559].*|"  # pip's box: the command, its status, its frame
+    r"\[end of output\]|\[\d+ lines? of output\]|note: .*|hint: .*|"
+    r"error: subprocess-exited-with-error|error: metadata-generation-failed|exit code: \d+)\s*$"
+)
+
+
+def pip_failure(output: str, status: int) -> str:
+    """The last lines of pip's error output that say why (a failing build's own lines included)."""
+    found = [line.strip() for line in output.splitlines() if line.strip() and not _DECORATION.match(line)]
+    return "; ".join(found[-3:]) if found else f"pip exited with status {status}"

@@ -1,0 +1,190 @@
+"""requirements.txt files as teams write them: encodings, conda files, local packages, pip's errors."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from packaging.version import Version
+
+from inferd.cli.main import cli
+from inferd.engine import packages
+from inferd.engine.packages import ensure_packages, packages_dir, plan
+from inferd.engine.requirements_file import read_requirements
+from inferd.errors import LoadError
+
+
+def no_index(name: str) -> list[Version]:
+    raise AssertionError(f"the index was asked about {name}")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be"])
+def test_a_requirements_file_with_a_byte_order_mark_reads_as_its_text(tmp_path: Path, encoding: str) -> None:
+    # was: UTF-8 with a BOM (Notepad) hid its first line from the checks ("\ufeffnumpy==1.26.4" went
+    # to pip, which installed a second numpy that handlers never import, 8 s and 60 MB, no
+    # warning); UTF-16 (PowerShell's `pip freeze > requirements.txt`) reached pip as NUL bytes:
+    # "installing requirements.txt failed: ��-\0-\0f\0i\0n\0d\0..." printed to the terminal
+    requirements = tmp_path / "requirements.txt"
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    requirements.write_bytes(bom + "numpy==1.26.4\r\n--find-links ./wheels\r\n".encode(encoding))
+    text = read_requirements(requirements)
+    assert text.splitlines() == ["numpy==1.26.4", "--find-links ./wheels"]
+    numpy = __import__("numpy").__version__
+    checked = plan(text, relax=False, versions_of=lambda name: [Version("1.26.4"), Version(numpy)])
+    assert checked.lines == ["--find-links ./wheels"]
+    assert checked.warnings == [
+        f"requirements.txt: numpy==1.26.4 conflicts with numpy {numpy}, which inferd itself runs with; "
+        "handlers import that version"
+    ]
+
+
+def test_a_conda_environment_file_is_refused_in_one_sentence_also_by_validate(tmp_path: Path) -> None:
+    # was: "installing requirements.txt failed: ERROR: Invalid requirement: 'name: myenv': Expected
+    # semicolon ... (from line 1 of /home/.../envs/.installing-fgy87aet/.requirements.txt)", and
+    # `inferd validate` said the project was valid
+    (tmp_path / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: p\n  predictor:\n    path: predictor.py\n"
+    )
+    (tmp_path / "predictor.py").write_text("def predict(sample, metadata):\n    return 1\n")
+    (tmp_path / "requirements.txt").write_text(
+        "name: myenv\nchannels:\n  - conda-forge\ndependencies:\n  - numpy=1.26\n  - pip:\n    - mylib==0.1\n"
+    )
+    expected = (
+        "requirements.txt is a conda environment file (line 1: name: myenv); inferd installs pip "
+        "requirements: list the packages of its pip: section one per line (mylib==0.1)"
+    )
+    with pytest.raises(LoadError) as caught:
+        read_requirements(tmp_path / "requirements.txt")
+    assert caught.value.message == expected
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code != 0
+    assert expected in " ".join(result.output.split())
+
+
+def test_an_editable_local_package_is_installed_as_a_copy() -> None:
+    # was: `-e ./mylib` left a __editable__.mylib-0.1.pth in the environment, which replicas never
+    # read (the folder is on sys.path, not a site folder): `import mylib` found the project's
+    # mylib/ folder as an empty namespace package ("module 'mylib' has no attribute 'VALUE'")
+    checked = plan(
+        "-e ./mylib\n--editable=.\n-e git+https://example.invalid/x.git#egg=x\n",
+        relax=False,
+        versions_of=no_index,
+        sources_of=no_index,
+    )
+    assert checked.lines == ["./mylib", ".", "git+https://example.invalid/x.git#egg=x"]
+
+
+def _wheel(folder: Path, value: int) -> Path:
+    """A wheel of the package ``mylib`` 0.1 whose ``VALUE`` is ``value`` (built without pip)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "mylib-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("mylib/__init__.py", f"VALUE = {value}\n")
+        wheel.writestr("mylib-0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: mylib\nVersion: 0.1\n")
+        wheel.writestr(
+            "mylib-0.1.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        wheel.writestr("mylib-0.1.dist-info/RECORD", "")
+    return path
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "./wheels/mylib-0.1-py3-none-any.whl\n",
+        "--find-links ./wheels\n--no-index\nmylib==0.1\n",
+        "-f wheels\nmylib\n",
+        "mylib @ file:./wheels/mylib-0.1-py3-none-any.whl\n",
+    ],
+)
+def test_a_local_wheel_rebuilt_under_the_same_name_is_installed_again(tmp_path: Path, text: str) -> None:
+    # was: the environment was named by the text of requirements.txt alone, so a wheel rebuilt as
+    # mylib-0.1 (a fix, the version not bumped) left every deploy serving the first build's code
+    project = tmp_path / "project"
+    _wheel(project / "wheels", 1)
+    requirements = project / "requirements.txt"
+    requirements.write_text(text)
+    home = tmp_path / "home"
+    first = packages_dir(home, requirements)
+    assert packages_dir(home, requirements) == first
+    _wheel(project / "wheels", 2)
+    assert packages_dir(home, requirements) != first
+
+
+def test_an_edit_of_a_local_package_folder_is_installed_again(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "mylib" / "src" / "mylib").mkdir(parents=True)
+    (project / "mylib" / "pyproject.toml").write_text("[project]\nname = 'mylib'\nversion = '0.1'\n")
+    source = project / "mylib" / "src" / "mylib" / "__init__.py"
+    source.write_text("VALUE = 1\n")
+    requirements = project / "requirements.txt"
+    requirements.write_text("-e ./mylib\n")
+    home = tmp_path / "home"
+    first = packages_dir(home, requirements)
+    (project / "mylib" / "src" / "mylib" / "__pycache__").mkdir()  # what an import leaves: no edit
+    (project / "mylib" / "src" / "mylib" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert packages_dir(home, requirements) == first
+    source.write_text("VALUE = 2\n")
+    assert packages_dir(home, requirements) != first
+
+
+def test_a_local_wheel_installs_with_no_index(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    _wheel(project / "wheels", 7)
+    requirements = project / "requirements.txt"
+    requirements.write_text("--no-index\n-e ./wheels/mylib-0.1-py3-none-any.whl\n")
+    target = ensure_packages(tmp_path / "home", requirements)
+    assert (target / "mylib" / "__init__.py").read_text() == "VALUE = 7\n"
+
+
+def test_a_frozen_conda_file_url_is_named_with_the_fix(tmp_path: Path) -> None:
+    # `pip freeze` in a conda environment writes `pkg @ file:///home/conda/feedstock_root/...`:
+    # was pip's "Could not install packages due to an OSError: [Errno 2] No such file or directory"
+    with pytest.raises(LoadError) as caught:
+        plan(
+            "certifi @ file:///home/conda/feedstock_root/build_artifacts/certifi_1/work/certifi\n"
+            "mylib @ file:///croot/mylib_2/work\n",
+            relax=False,
+            versions_of=no_index,
+            sources_of=no_index,
+        )
+    assert caught.value.message == (
+        "requirements.txt: certifi @ "
+        "file:///home/conda/feedstock_root/build_artifacts/certifi_1/work/certifi "
+        "names a file of the machine it was frozen on (pip freeze in a conda environment): pin a "
+        "version from the index instead (certifi==VERSION, or pip list --format=freeze); "
+        "mylib @ file:///croot/mylib_2/work names a file of the machine it was frozen on (pip freeze in a "
+        "conda environment): pin a version from the index instead (mylib==VERSION, or pip list "
+        "--format=freeze)"
+    )
+
+
+def test_pips_error_keeps_the_reason_not_its_decoration() -> None:
+    # was: "installing requirements.txt failed:       [end of output];   note: This error originates
+    # from a subprocess, and is likely not a problem with pip.; ERROR: Failed to build ..." (the
+    # reason, "Could not resolve host: github.com", left out)
+    git = "git clone --filter=blob:none --quiet https://github.com/psf/x.git /tmp/pip-install-1/x_2"
+    stderr = "\n".join(
+        [
+            "  error: subprocess-exited-with-error",
+            "  ",
+            f"  \u00d7 {git} did not run successfully.",
+            "  \u2502 exit code: 128",
+            "  \u2570\u2500> [1 lines of output]",
+            "      fatal: unable to access 'https://github.com/psf/x.git/': "
+            "Could not resolve host: github.com",
+            "      [end of output]",
+            "  ",
+            "  note: This error originates from a subprocess, and is likely not a problem with pip.",
+            f"ERROR: Failed to build 'x' when {git}",
+        ]
+    )
+    assert packages.pip_failure(stderr, 1) == (
+        "fatal: unable to access 'https://github.com/psf/x.git/': Could not resolve host: github.com; "
+        "ERROR: Failed to build 'x' when git clone --filter=blob:none --quiet https://github.com/psf/x.git "
+        "/tmp/pip-install-1/x_2"
+    )
+    assert packages.pip_failure("", 2) == "pip exited with status 2"

@@ -21,12 +21,12 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from inferd.engine.pip_run import pip_failure as pip_failure
+from inferd.engine.pip_run import pip_install as _pip_install
 from inferd.engine.requirements_file import MAX_REQUIREMENTS as MAX_REQUIREMENTS
 from inferd.engine.requirements_file import MAX_REQUIREMENTS_BYTES as MAX_REQUIREMENTS_BYTES
 from inferd.engine.requirements_file import expanded, requirement_lines
@@ -43,19 +45,10 @@ from inferd.engine.requirements_file import read_requirements as read_requiremen
 from inferd.errors import LoadError
 from inferd.storage import scratch_folder
 
-PIP_TIMEOUT = 900
 INDEX_TIMEOUT = 120
+INDEX_LOOKUPS = 8  # at once: each is a pip process, mostly waiting on the index
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 NOTES_FILE = ".notes.json"
-# ``python -m pip``, but killed by the kernel when the thread that started it ends (the operator
-# killed, or stopped by ``inferd down`` during the install): an orphaned pip went on writing
-# into a scratch folder nobody would use.
-_PIP_ENDING_WITH_US = (
-    "import ctypes, os, runpy, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGKILL); "  # PR_SET_PDEATHSIG
-    "os.getppid() == {parent} or sys.exit('the process that started pip is gone'); "
-    "runpy.run_module('pip', run_name='__main__', alter_sys=True)"
-)
-
 Note = Callable[[str], None]
 VersionsOf = Callable[[str], list[Version]]
 
@@ -191,33 +184,65 @@ def plan(
     """
     result = Plan()
     refused: list[str] = []  # every pin that cannot install, said at once (a pip freeze has dozens)
-    for line in requirement_lines(text):
-        line = _not_editable(line)
-        if " @ file:" in line and not _frozen_file_exists(line):
-            name = line.split(" @ ", 1)[0].strip()
-            refused.append(
-                f"{line} names a file of the machine it was frozen on (pip freeze in a conda "
-                f"environment): pin a version from the index instead ({name}==VERSION, or pip list "
-                "--format=freeze)"
-            )
+    lines = _joined(requirement_lines(text))
+    # each pin not met here is a lookup on the index of about a second: a pip freeze's at once
+    with ThreadPoolExecutor(max_workers=INDEX_LOOKUPS) as pool:
+        outcomes = list(pool.map(lambda line: _attempt(line, relax, versions_of, sources_of), lines))
+    for outcome in outcomes:
+        if isinstance(outcome, LoadError):
+            refused.append(outcome.message.removeprefix("requirements.txt: "))
             continue
-        if line.startswith("-") or "://" in line or " @ " in line:
-            result.lines.append(line)  # options, URLs and paths go to pip as they are
-            continue
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            result.lines.append(line)  # let pip say what is wrong with it
-            continue
-        if requirement.marker is not None and not requirement.marker.evaluate():
-            continue
-        requirement, line = _renamed(requirement, line, result)
-        try:
-            _check(requirement, line, relax, versions_of, sources_of, result)
-        except LoadError as exc:
-            refused.append(exc.message.removeprefix("requirements.txt: "))
+        result.lines += outcome.lines
+        result.warnings += outcome.warnings
+        result.built += outcome.built
+        result.no_deps += outcome.no_deps
     if refused:
         raise LoadError("requirements.txt: " + "; ".join(refused))
+    return result
+
+
+def _joined(lines: list[str]) -> list[str]:
+    """``lines`` with each one ending in a backslash joined to the next (pip-compile's hashes)."""
+    joined: list[str] = []
+    pending = ""
+    for line in lines:
+        if line.endswith("\\"):
+            pending += line.removesuffix("\\").strip() + " "
+        else:
+            joined.append(pending + line)
+            pending = ""
+    return [*joined, pending.strip()] if pending.strip() else joined
+
+
+def _attempt(line: str, relax: bool, versions_of: VersionsOf, sources_of: VersionsOf) -> Plan | LoadError:
+    """What one line of the file hands pip and says; the error when it cannot install."""
+    result = Plan()
+    line = _not_editable(line)
+    if " @ file:" in line and not _frozen_file_exists(line):
+        name = line.split(" @ ", 1)[0].strip()
+        return LoadError(
+            f"{line} names a file of the machine it was frozen on (pip freeze in a conda "
+            f"environment): pin a version from the index instead ({name}==VERSION, or pip list "
+            "--format=freeze)"
+        )
+    if line.startswith("-") or "://" in line or " @ " in line:
+        result.lines.append(line)  # options, URLs and paths go to pip as they are
+        return result
+    # `pkg==1.0 --hash=sha256:...`: the requirement is checked, its options go with it to pip
+    pin, options = (line.split(" --", 1)[0], " --" + line.split(" --", 1)[1]) if " --" in line else (line, "")
+    try:
+        requirement = Requirement(pin)
+    except InvalidRequirement:
+        result.lines.append(line)  # let pip say what is wrong with it
+        return result
+    if requirement.marker is not None and not requirement.marker.evaluate():
+        return result
+    requirement, pin = _renamed(requirement, pin, result)
+    try:
+        _check(requirement, pin, relax, versions_of, sources_of, result)
+    except LoadError as exc:
+        return exc
+    result.lines = [planned + options if planned == pin else planned for planned in result.lines]
     return result
 
 
@@ -374,48 +399,3 @@ def _read_notes(target: Path) -> list[str]:
     except (OSError, ValueError):
         return []
     return [str(note) for note in notes] if isinstance(notes, list) else []
-
-
-def _pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> None:
-    listing = scratch / ".requirements.txt"
-    listing.write_text("\n".join(lines) + "\n")
-    command = [
-        sys.executable,
-        "-P",
-        "-c",
-        _PIP_ENDING_WITH_US.format(parent=os.getpid()),
-        "install",
-        "--quiet",
-    ]
-    command += ["--disable-pip-version-check", *options]
-    command += ["--no-input", "--target", str(scratch), "-r", str(listing)]
-    try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=PIP_TIMEOUT,
-            env=dict(os.environ, PIP_NO_INPUT="1"),
-            cwd=str(cwd),
-        )
-    except subprocess.TimeoutExpired:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise LoadError(f"installing requirements.txt took longer than {PIP_TIMEOUT}s") from None
-    if result.returncode != 0:
-        shutil.rmtree(scratch, ignore_errors=True)
-        reason = pip_failure(result.stderr or result.stdout, result.returncode)
-        raise LoadError(f"installing requirements.txt failed: {reason}")
-
-
-# What pip wraps a failing build's output in (its box drawing, notes and hints), not the reason.
-_DECORATION = re.compile(
-    "^\\s*(?:[\u00d7\u2502\u2570\u2551\u2559].*|"  # pip's box: the command, its status, its frame
-    r"\[end of output\]|\[\d+ lines? of output\]|note: .*|hint: .*|"
-    r"error: subprocess-exited-with-error|error: metadata-generation-failed|exit code: \d+)\s*$"
-)
-
-
-def pip_failure(output: str, status: int) -> str:
-    """The last lines of pip's error output that say why (a failing build's own lines included)."""
-    found = [line.strip() for line in output.splitlines() if line.strip() and not _DECORATION.match(line)]
-    return "; ".join(found[-3:]) if found else f"pip exited with status {status}"

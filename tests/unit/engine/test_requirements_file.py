@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import zipfile
 from pathlib import Path
 
@@ -188,3 +189,41 @@ def test_pips_error_keeps_the_reason_not_its_decoration() -> None:
         "/tmp/pip-install-1/x_2"
     )
     assert packages.pip_failure("", 2) == "pip exited with status 2"
+
+
+def test_the_index_is_asked_about_many_pins_at_once() -> None:
+    # was: one `pip index versions` after another, about 1.3 s each: a `pip freeze` of 30 pins of
+    # 2021 spent 41 s before pip (or the error naming them) came; one of 300, about 7 minutes
+    arrived = threading.Barrier(4, timeout=20)
+
+    def versions_of(name: str) -> list[Version]:
+        arrived.wait()  # each of the four lookups waits for the other three: they run together
+        return [Version("9.0")]
+
+    checked = plan(
+        "a==1.0\nb==1.0\nc==1.0\nd==1.0\n", relax=True, versions_of=versions_of, sources_of=no_index
+    )
+    assert checked.lines == ["a==9.0", "b==9.0", "c==9.0", "d==9.0"]  # in the file's order
+
+
+def test_a_hashed_pin_is_checked_as_any_other() -> None:
+    # pip-compile --generate-hashes continues each pin with its hashes: was each piece went to pip
+    # as it was, so numpy==1.26.4 \ skipped the checks and pip installed a second numpy (shadowed
+    # by inferd's, 60 MB) with no warning
+    numpy = __import__("numpy").__version__
+    text = (
+        "--require-hashes\n"
+        f"numpy==1.26.4 \\\n    --hash=sha256:{'a' * 64} \\\n    --hash=sha256:{'b' * 64}\n    # via pandas\n"
+        f"mylib==0.1 \\\n    --hash=sha256:{'c' * 64}\n"
+    )
+    checked = plan(
+        text,
+        relax=False,
+        versions_of=lambda name: [Version("0.1"), Version("1.26.4"), Version(numpy)],
+        sources_of=no_index,
+    )
+    assert checked.lines == ["--require-hashes", f"mylib==0.1 --hash=sha256:{'c' * 64}"]
+    assert checked.warnings == [
+        f"requirements.txt: numpy==1.26.4 conflicts with numpy {numpy}, which inferd itself runs with; "
+        "handlers import that version"
+    ]

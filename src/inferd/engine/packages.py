@@ -42,6 +42,7 @@ from inferd.engine.requirements_file import expanded, requirement_lines
 from inferd.engine.requirements_file import included_files as included_files
 from inferd.engine.requirements_file import packages_dir as packages_dir
 from inferd.engine.requirements_file import read_requirements as read_requirements
+from inferd.engine.shadowed import remove_shadowed
 from inferd.errors import LoadError
 from inferd.storage import scratch_folder
 
@@ -384,6 +385,10 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
             if not checked.built:
                 raise
             raise LoadError(f"{exc.message}; {'; '.join(checked.built)}") from exc
+        brought = remove_shadowed(scratch, installed_version)  # never imported: inferd's come first
+        for text in brought:
+            say(text)
+        checked.warnings += brought
     (scratch / NOTES_FILE).write_text(json.dumps(checked.warnings))
     (scratch / ".complete").write_text("")
     if target.exists():  # another deploy finished the same install first

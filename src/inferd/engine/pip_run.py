@@ -70,4 +70,6 @@ _DECORATION = re.compile(
 def pip_failure(output: str, status: int) -> str:
     """The last lines of pip's error output that say why (a failing build's own lines included)."""
     found = [line.strip() for line in output.splitlines() if line.strip() and not _DECORATION.match(line)]
+    # pip's warnings (an index location of its configuration missing) are not why it failed
+    found = [line for line in found if not line.startswith("WARNING:")] or found
     return "; ".join(found[-3:]) if found else f"pip exited with status {status}"

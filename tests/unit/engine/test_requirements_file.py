@@ -132,6 +132,49 @@ def test_an_edit_of_a_local_package_folder_is_installed_again(tmp_path: Path) ->
     assert packages_dir(home, requirements) != first
 
 
+def _package(folder: Path, name: str, version: str, *requires: str) -> None:
+    """A wheel of ``name`` ``version`` with one module, depending on ``requires``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        wheel.writestr(f"{name}/__init__.py", f"VERSION = {version!r}\n")
+        wheel.writestr(f"{name}-{version}.data/scripts/{name}-tool", "#!python\n")  # into bin/
+        metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        wheel.writestr(f"{info}/METADATA", metadata + "".join(f"Requires-Dist: {r}\n" for r in requires))
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr(f"{info}/RECORD", "")
+
+
+def test_a_dependency_inferd_already_has_is_not_kept_beside_it(tmp_path: Path) -> None:
+    # pip --target ignores the packages of the environment it runs in: was a `numexpr` line left a
+    # second numpy (70 MB of 75) in the environment, never imported (inferd's comes first), and a
+    # dependency on another version of one was said nowhere
+    numpy, orjson = __import__("numpy").__version__, __import__("orjson").__version__
+    project = tmp_path / "project"
+    _package(project / "wheels", "numpy", numpy)
+    _package(project / "wheels", "orjson", "0.0.1")
+    _package(project / "wheels", "mylib", "0.1", "numpy", "orjson==0.0.1")
+    requirements = project / "requirements.txt"
+    requirements.write_text("--no-index\n--find-links ./wheels\nmylib\n")
+    said: list[str] = []
+    target = ensure_packages(tmp_path / "home", requirements, warn=said.append)
+    assert sorted(path.name for path in target.iterdir() if not path.name.startswith(".")) == [
+        "bin",
+        "mylib",
+        "mylib-0.1.dist-info",
+    ]
+    assert [path.name for path in (target / "bin").iterdir()] == ["mylib-tool"]  # the others' gone
+    assert said == [
+        f"requirements.txt: pip brought orjson 0.0.1 for another requirement; handlers import orjson "
+        f"{orjson}, which inferd runs with"
+    ]
+    said.clear()
+    assert ensure_packages(tmp_path / "home", requirements, warn=said.append) == target  # cached
+    assert len(said) == 1  # said again at each deploy
+
+
 def test_a_local_wheel_installs_with_no_index(tmp_path: Path) -> None:
     project = tmp_path / "project"
     _wheel(project / "wheels", 7)
@@ -189,6 +232,17 @@ def test_pips_error_keeps_the_reason_not_its_decoration() -> None:
         "/tmp/pip-install-1/x_2"
     )
     assert packages.pip_failure("", 2) == "pip exited with status 2"
+    # a warning of pip's (an index location of its configuration missing) is not why it failed
+    missing = (
+        "WARNING: Location 'file:///opt/wheels/x/' is ignored: it is neither a file nor a directory.\n"
+        "ERROR: Could not find a version that satisfies the requirement x==1.0 (from versions: none)\n"
+        "ERROR: No matching distribution found for x==1.0\n"
+    )
+    assert packages.pip_failure(missing, 1) == (
+        "ERROR: Could not find a version that satisfies the requirement x==1.0 (from versions: none); "
+        "ERROR: No matching distribution found for x==1.0"
+    )
+    assert packages.pip_failure("WARNING: only this\n", 1) == "WARNING: only this"
 
 
 def test_the_index_is_asked_about_many_pins_at_once() -> None:

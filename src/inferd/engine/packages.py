@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,13 @@ from inferd.engine.pip_run import pip_failure as pip_failure
 from inferd.engine.pip_run import pip_install as _pip_install
 from inferd.engine.requirements_file import MAX_REQUIREMENTS as MAX_REQUIREMENTS
 from inferd.engine.requirements_file import MAX_REQUIREMENTS_BYTES as MAX_REQUIREMENTS_BYTES
-from inferd.engine.requirements_file import expanded, requirement_lines
+from inferd.engine.requirements_file import (
+    expanded,
+    frozen_elsewhere,
+    joined,
+    not_editable,
+    requirement_lines,
+)
 from inferd.engine.requirements_file import included_files as included_files
 from inferd.engine.requirements_file import packages_dir as packages_dir
 from inferd.engine.requirements_file import read_requirements as read_requirements
@@ -185,7 +190,7 @@ def plan(
     """
     result = Plan()
     refused: list[str] = []  # every pin that cannot install, said at once (a pip freeze has dozens)
-    lines = _joined(requirement_lines(text))
+    lines = joined(requirement_lines(text))
     # each pin not met here is a lookup on the index of about a second: a pip freeze's at once
     with ThreadPoolExecutor(max_workers=INDEX_LOOKUPS) as pool:
         outcomes = list(pool.map(lambda line: _attempt(line, relax, versions_of, sources_of), lines))
@@ -202,30 +207,13 @@ def plan(
     return result
 
 
-def _joined(lines: list[str]) -> list[str]:
-    """``lines`` with each one ending in a backslash joined to the next (pip-compile's hashes)."""
-    joined: list[str] = []
-    pending = ""
-    for line in lines:
-        if line.endswith("\\"):
-            pending += line.removesuffix("\\").strip() + " "
-        else:
-            joined.append(pending + line)
-            pending = ""
-    return [*joined, pending.strip()] if pending.strip() else joined
-
-
 def _attempt(line: str, relax: bool, versions_of: VersionsOf, sources_of: VersionsOf) -> Plan | LoadError:
     """What one line of the file hands pip and says; the error when it cannot install."""
     result = Plan()
-    line = _not_editable(line)
-    if " @ file:" in line and not _frozen_file_exists(line):
-        name = line.split(" @ ", 1)[0].strip()
-        return LoadError(
-            f"{line} names a file of the machine it was frozen on (pip freeze in a conda "
-            f"environment): pin a version from the index instead ({name}==VERSION, or pip list "
-            "--format=freeze)"
-        )
+    line = not_editable(line)
+    elsewhere = frozen_elsewhere(line)
+    if elsewhere is not None:
+        return LoadError(elsewhere)
     if line.startswith("-") or "://" in line or " @ " in line:
         result.lines.append(line)  # options, URLs and paths go to pip as they are
         return result
@@ -247,22 +235,6 @@ def _attempt(line: str, relax: bool, versions_of: VersionsOf, sources_of: Versio
     return result
 
 
-# ``-e PATH``: pip's editable install leaves a ``.pth`` file that replicas never read (the folder
-# is on sys.path, not a site folder); a deployed version runs a copy anyway, so it is installed as one.
-_EDITABLE = re.compile(r"^(?:-e|--editable)(?:\s*=\s*|\s+|)(\S.*)$")
-
-
-def _not_editable(line: str) -> str:
-    match = _EDITABLE.match(line)
-    return line if match is None else match.group(1)
-
-
-def _frozen_file_exists(line: str) -> bool:
-    """Whether the ``file:`` URL of ``pkg @ file:...`` names something here (relative: the project)."""
-    path = line.split(" @ ", 1)[1].split(";", 1)[0].strip().removeprefix("file:")
-    return not path.startswith("///") or Path(path.removeprefix("//")).exists()
-
-
 def _check(
     requirement: Requirement,
     line: str,
@@ -274,6 +246,8 @@ def _check(
     name = canonicalize_name(requirement.name)
     spec = requirement.specifier
     have = installed_version(name)
+    if have is not None:
+        _extras(requirement, have, result)  # `requests[socks]`: PySocks, pinned to inferd's requests
     if have is not None and spec.contains(have, prereleases=True):
         return  # inferd's environment already provides it
     if have is None and name in BUILT_FOR and _built_for(requirement, line, relax, versions_of, result):
@@ -329,6 +303,36 @@ def _check(
     result.warnings.append(
         f"requirements.txt: {line} cannot be installed on Python {PYTHON}; relaxed to {near}"
     )
+
+
+def _extras(requirement: Requirement, have: Version, result: Plan) -> None:
+    """Hand pip the extras of a package inferd runs with when their packages are not all in
+    inferd's environment, as ``name[extras]==`` inferd's version (the package's own copy is
+    removed after the install: ``engine.shadowed``)."""
+    if not requirement.extras:
+        return
+    for candidate in (requirement.name, *SAME_PACKAGE.get(canonicalize_name(requirement.name), ())):
+        try:
+            requires = importlib.metadata.distribution(candidate).requires or []
+            break
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    else:
+        return
+    for text in requires:
+        try:
+            needed = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if needed.marker is None or "extra" not in str(needed.marker):
+            continue  # the package's own dependencies: inferd's environment has them
+        if not any(needed.marker.evaluate({"extra": extra}) for extra in requirement.extras):
+            continue
+        found = installed_version(needed.name)
+        if found is None or not needed.specifier.contains(found, prereleases=True):
+            extras = ",".join(sorted(requirement.extras))
+            result.lines.append(f"{requirement.name}[{extras}]=={have}")
+            return
 
 
 def _built_for(

@@ -29,6 +29,45 @@ def requirement_lines(text: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
+def joined(lines: list[str]) -> list[str]:
+    """``lines`` with each one ending in a backslash joined to the next (pip-compile's hashes)."""
+    joined: list[str] = []
+    pending = ""
+    for line in lines:
+        if line.endswith("\\"):
+            pending += line.removesuffix("\\").strip() + " "
+        else:
+            joined.append(pending + line)
+            pending = ""
+    return [*joined, pending.strip()] if pending.strip() else joined
+
+
+# ``-e PATH``: pip's editable install leaves a ``.pth`` file that replicas never read (the folder
+# is on sys.path, not a site folder); a deployed version runs a copy anyway, so it is installed as one.
+_EDITABLE = re.compile(r"^(?:-e|--editable)(?:\s*=\s*|\s+|)(\S.*)$")
+
+
+def not_editable(line: str) -> str:
+    match = _EDITABLE.match(line)
+    return line if match is None else match.group(1)
+
+
+def frozen_elsewhere(line: str) -> str | None:
+    """Why ``pkg @ file:///...`` cannot install: a file of another machine (``pip freeze`` in a
+    conda environment); None for any other line, or one naming a file here."""
+    if " @ file:" not in line:
+        return None
+    name, _, url = line.partition(" @ ")
+    path = url.split(";", 1)[0].strip().removeprefix("file:")
+    if not path.startswith("///") or Path(path.removeprefix("//")).exists():
+        return None
+    return (
+        f"{line} names a file of the machine it was frozen on (pip freeze in a conda "
+        f"environment): pin a version from the index instead ({name.strip()}==VERSION, or pip list "
+        "--format=freeze)"
+    )
+
+
 def read_requirements(requirements: Path) -> str:
     """``requirements.txt``'s text; ``LoadError`` when it is past the limits, said before any pip run."""
     try:

@@ -281,3 +281,18 @@ def test_a_hashed_pin_is_checked_as_any_other() -> None:
         f"requirements.txt: numpy==1.26.4 conflicts with numpy {numpy}, which inferd itself runs with; "
         "handlers import that version"
     ]
+
+
+def test_an_extra_of_a_package_inferd_has_brings_the_extras_packages() -> None:
+    # was: `requests[socks]` was met by inferd's requests and dropped, so PySocks never came and
+    # the handler's `import socks` failed (as `uvicorn[standard]`, `fsspec[s3]`, `pandas[performance]`)
+    requests = __import__("requests").__version__
+    checked = plan(
+        "requests[socks]\nrequests[socks]>=1.0\n", relax=False, versions_of=no_index, sources_of=no_index
+    )
+    assert checked.lines == [f"requests[socks]=={requests}", f"requests[socks]=={requests}"]
+    assert checked.warnings == []
+    # an extra whose packages inferd's environment has (or that the package does not have): nothing
+    assert (
+        plan("requests[no-such-extra]\n", relax=False, versions_of=no_index, sources_of=no_index).lines == []
+    )

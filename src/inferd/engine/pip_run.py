@@ -66,10 +66,16 @@ _DECORATION = re.compile(
     r"error: subprocess-exited-with-error|error: metadata-generation-failed|exit code: \d+)\s*$"
 )
 
+_IN_LISTING = re.compile(
+    r" \((?:from -r \S+\.requirements\.txt \(line \d+\)|from line \d+ of \S+\.requirements\.txt)\)"
+)
+
 
 def pip_failure(output: str, status: int) -> str:
     """The last lines of pip's error output that say why (a failing build's own lines included)."""
     found = [line.strip() for line in output.splitlines() if line.strip() and not _DECORATION.match(line)]
+    # where in inferd's copy of the list: its line numbers are not the user's file's
+    found = [_IN_LISTING.sub("", line) for line in found]
     # pip's warnings (an index location of its configuration missing) are not why it failed
     found = [line for line in found if not line.startswith("WARNING:")] or found
     return "; ".join(found[-3:]) if found else f"pip exited with status {status}"

@@ -243,6 +243,16 @@ def test_pips_error_keeps_the_reason_not_its_decoration() -> None:
         "ERROR: No matching distribution found for x==1.0"
     )
     assert packages.pip_failure("WARNING: only this\n", 1) == "WARNING: only this"
+    # the line numbers of inferd's copy of the list, in a folder gone by then: not the user's
+    listing = "/home/u/.inferd/envs/.installing-xbsw0npr/.requirements.txt"
+    hashed = (
+        f"mylib==0.1 from file:///p/wheels/mylib-0.1-py3-none-any.whl (from -r {listing} (line 3)):\n"
+        f"ERROR: Invalid requirement: 'name: x': Expected end (from line 1 of {listing})\n"
+    )
+    assert packages.pip_failure(hashed, 1) == (
+        "mylib==0.1 from file:///p/wheels/mylib-0.1-py3-none-any.whl:; "
+        "ERROR: Invalid requirement: 'name: x': Expected end"
+    )
 
 
 def test_the_index_is_asked_about_many_pins_at_once() -> None:

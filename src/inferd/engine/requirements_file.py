@@ -23,9 +23,12 @@ MAX_REQUIREMENTS_BYTES = 1 << 20
 MAX_REQUIREMENTS = 2_000
 
 
+_COMMENT = re.compile(r"(^|\s+)#.*$")  # pip's: a # after whitespace (`#egg=` in a URL is not one)
+
+
 def requirement_lines(text: str) -> list[str]:
     """The lines of a requirements file that say something (comments and blank lines left out)."""
-    lines = (raw.split(" #", 1)[0].strip() for raw in text.splitlines())
+    lines = (_COMMENT.sub("", raw).strip() for raw in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
 
 

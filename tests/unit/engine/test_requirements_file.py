@@ -306,3 +306,11 @@ def test_an_extra_of_a_package_inferd_has_brings_the_extras_packages() -> None:
     assert (
         plan("requests[no-such-extra]\n", relax=False, versions_of=no_index, sources_of=no_index).lines == []
     )
+
+
+def test_a_comment_after_a_tab_is_a_comment() -> None:
+    # pip's rule (whitespace, then #): was `numpy<2\t# old` not read as numpy<2, so it skipped the
+    # checks and went to pip as it was
+    numpy = Version(__import__("numpy").__version__)
+    checked = plan("numpy<2\t# old\n", relax=False, versions_of=lambda name: [Version("1.26.4"), numpy])
+    assert checked.lines == [] and len(checked.warnings) == 1

@@ -35,8 +35,8 @@ def remove_shadowed(target: Path, installed: Callable[[str], Version | None]) ->
             same = False
         if not same:
             warnings.append(
-                f"requirements.txt: pip brought {canonicalize_name(name)} {distribution.version} for another "
-                f"requirement; handlers import {canonicalize_name(name)} {have}, which inferd runs with"
+                f"requirements.txt: pip brought {canonicalize_name(name)} {distribution.version}; handlers "
+                f"import {canonicalize_name(name)} {have}, which inferd runs with"
             )
         _remove(target, info, distribution)
     return warnings

@@ -167,8 +167,7 @@ def test_a_dependency_inferd_already_has_is_not_kept_beside_it(tmp_path: Path) -
     ]
     assert [path.name for path in (target / "bin").iterdir()] == ["mylib-tool"]  # the others' gone
     assert said == [
-        f"requirements.txt: pip brought orjson 0.0.1 for another requirement; handlers import orjson "
-        f"{orjson}, which inferd runs with"
+        f"requirements.txt: pip brought orjson 0.0.1; handlers import orjson {orjson}, which inferd runs with"
     ]
     said.clear()
     assert ensure_packages(tmp_path / "home", requirements, warn=said.append) == target  # cached

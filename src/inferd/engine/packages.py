@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,9 @@ class Plan:
     # Packages built against one of inferd's own (torchvision for torch): installed without
     # their dependencies, which would pull a second, shadowed copy of that package.
     no_deps: list[str] = field(default_factory=list)
+    # The file names another index (``--extra-index-url``, ``--find-links``): what the index
+    # lacks may be there, so pip is asked.
+    elsewhere: bool = False
 
 
 # Distributions that install the same importable package as the one named: inferd runs with
@@ -125,6 +129,10 @@ def installed_version(name: str) -> Version | None:
     return None
 
 
+class NotOnIndex(LookupError):
+    """The index has no package of this name (pip's "No matching distribution found")."""
+
+
 def wheel_versions(name: str) -> list[Version]:
     """Versions of ``name`` on the index with a wheel for this Python and platform (pip's view)."""
     return _index_versions(name, wheels_only=True)
@@ -145,7 +153,9 @@ def _index_versions(name: str, wheels_only: bool) -> list[Version]:
     except subprocess.TimeoutExpired:
         return []
     if result.returncode != 0:
-        return []
+        if not wheels_only and "No matching distribution found" in result.stderr:
+            raise NotOnIndex(name)
+        return []  # the index unreachable: pip says why when it installs
     try:
         found = json.loads(result.stdout).get("versions", [])
     except ValueError:
@@ -191,9 +201,12 @@ def plan(
     result = Plan()
     refused: list[str] = []  # every pin that cannot install, said at once (a pip freeze has dozens)
     lines = joined(requirement_lines(text))
+    elsewhere = any(_OTHER_INDEX.match(line) for line in lines)  # what the index lacks, another may have
     # each pin not met here is a lookup on the index of about a second: a pip freeze's at once
     with ThreadPoolExecutor(max_workers=INDEX_LOOKUPS) as pool:
-        outcomes = list(pool.map(lambda line: _attempt(line, relax, versions_of, sources_of), lines))
+        outcomes = list(
+            pool.map(lambda line: _attempt(line, relax, versions_of, sources_of, elsewhere), lines)
+        )
     for outcome in outcomes:
         if isinstance(outcome, LoadError):
             refused.append(outcome.message.removeprefix("requirements.txt: "))
@@ -207,13 +220,19 @@ def plan(
     return result
 
 
-def _attempt(line: str, relax: bool, versions_of: VersionsOf, sources_of: VersionsOf) -> Plan | LoadError:
-    """What one line of the file hands pip and says; the error when it cannot install."""
-    result = Plan()
+_OTHER_INDEX = re.compile(r"^(-i|--index-url|--extra-index-url|-f|--find-links)\b")
+
+
+def _attempt(
+    line: str, relax: bool, versions_of: VersionsOf, sources_of: VersionsOf, elsewhere: bool
+) -> Plan | LoadError:
+    """What one line of the file hands pip and says; the error when it cannot install.
+    ``elsewhere``: the file names another index, which may have what this one lacks."""
+    result = Plan(elsewhere=elsewhere)
     line = not_editable(line)
-    elsewhere = frozen_elsewhere(line)
-    if elsewhere is not None:
-        return LoadError(elsewhere)
+    frozen = frozen_elsewhere(line)
+    if frozen is not None:
+        return LoadError(frozen)
     if line.startswith("-") or "://" in line or " @ " in line:
         result.lines.append(line)  # options, URLs and paths go to pip as they are
         return result
@@ -263,7 +282,16 @@ def _check(
         return
     versions = versions_of(name)
     if not versions and have is None:
-        result.lines.append(line)  # unknown to the index (or the index is unreachable): pip says why
+        try:
+            if not result.elsewhere:
+                sources_of(name)  # the index has no such package: said with every other, at once
+        except NotOnIndex:
+            raise LoadError(
+                f"requirements.txt: {line}: the index has no package {name} (a conda package, or one "
+                "of a private index: add its --extra-index-url line, or its wheel in the project with "
+                "--find-links)"
+            ) from None
+        result.lines.append(line)  # no wheel, or the index is unreachable: pip says why
         return
     fits = [v for v in versions if spec.contains(v, prereleases=True)]
     if have is not None:

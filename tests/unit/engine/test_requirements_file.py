@@ -313,3 +313,33 @@ def test_a_comment_after_a_tab_is_a_comment() -> None:
     numpy = Version(__import__("numpy").__version__)
     checked = plan("numpy<2\t# old\n", relax=False, versions_of=lambda name: [Version("1.26.4"), numpy])
     assert checked.lines == [] and len(checked.warnings) == 1
+
+
+def test_every_package_the_index_does_not_have_is_named_in_one_error() -> None:
+    # a conda environment's `pip freeze` pins conda's own packages: was pip's "No matching
+    # distribution found for conda==4.10.3", one at a time, after every other pin was looked up
+    def sources_of(name: str) -> list[Version]:
+        raise packages.NotOnIndex(name)
+
+    text = "conda==4.10.3\nnavigator-updater==0.2.1\n"
+    with pytest.raises(LoadError) as caught:
+        plan(text, relax=True, versions_of=lambda name: [], sources_of=sources_of)
+    assert caught.value.message == (
+        "requirements.txt: conda==4.10.3: the index has no package conda (a conda package, or one of a "
+        "private index: add its --extra-index-url line, or its wheel in the project with --find-links); "
+        "navigator-updater==0.2.1: the index has no package navigator-updater (a conda package, or one "
+        "of a private index: add its --extra-index-url line, or its wheel in the project with "
+        "--find-links)"
+    )
+    # another index named in the file may have them: pip asks it
+    private = plan(
+        "--extra-index-url https://example.invalid/simple\n" + text,
+        relax=False,
+        versions_of=lambda name: [],
+        sources_of=sources_of,
+    )
+    assert private.lines == [
+        "--extra-index-url https://example.invalid/simple",
+        "conda==4.10.3",
+        "navigator-updater==0.2.1",
+    ]

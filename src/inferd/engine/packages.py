@@ -48,7 +48,7 @@ from inferd.engine.requirements_file import (
 from inferd.engine.requirements_file import included_files as included_files
 from inferd.engine.requirements_file import packages_dir as packages_dir
 from inferd.engine.requirements_file import read_requirements as read_requirements
-from inferd.engine.shadowed import remove_shadowed
+from inferd.engine.shadowed import remove_shadowed, shadowed_modules
 from inferd.errors import LoadError
 from inferd.storage import scratch_folder
 
@@ -418,6 +418,7 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
                 raise
             raise LoadError(f"{exc.message}; {'; '.join(checked.built)}") from exc
         brought = remove_shadowed(scratch, installed_version)  # never imported: inferd's come first
+        brought += shadowed_modules(scratch)
         for text in brought:
             say(text)
         checked.warnings += brought

@@ -343,3 +343,32 @@ def test_every_package_the_index_does_not_have_is_named_in_one_error() -> None:
         "conda==4.10.3",
         "navigator-updater==0.2.1",
     ]
+
+
+def test_a_module_inferds_environment_has_too_is_named(tmp_path: Path) -> None:
+    # `attr` (not attrs), `enum34`, `typing`: the module is on sys.path after inferd's own packages
+    # and the standard library, so handlers import those instead: was said nowhere
+    project = tmp_path / "project"
+    folder = project / "wheels"
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "backports_all-1.0-py3-none-any.whl", "w") as wheel:
+        for module in ("numpy/__init__.py", "enum/__init__.py", "typing.py", "backports_all_own.py"):
+            wheel.writestr(module, "")
+        info = "backports_all-1.0.dist-info"
+        wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: backports-all\nVersion: 1.0\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr(f"{info}/RECORD", "")
+    requirements = project / "requirements.txt"
+    requirements.write_text("--no-index\n./wheels/backports_all-1.0-py3-none-any.whl\n")
+    said: list[str] = []
+    ensure_packages(tmp_path / "home", requirements, warn=said.append)
+    assert said == [
+        "requirements.txt: backports-all installs the module enum, which handlers import from the "
+        "standard library instead",
+        "requirements.txt: backports-all installs the module numpy, which handlers import from "
+        "numpy, which inferd runs with, instead",
+        "requirements.txt: backports-all installs the module typing, which handlers import from the "
+        "standard library instead",
+    ]

@@ -254,13 +254,19 @@ def _local_files(path: Path, finds: bool) -> Iterator[Path]:
 
 
 def local_sources(requirements: Path) -> list[Path]:
-    """The files of the local packages ``requirements`` (and the files it includes) install."""
+    """The files of the local packages ``requirements`` (and the files it includes) install;
+    ``LoadError`` for a relative path out of the project folder (a deploy copies the folder)."""
     root = Path(os.path.normpath(requirements.parent.absolute()))  # pip runs there
     found: list[Path] = []
     for line in expanded(requirements).splitlines():
         named = _local_path(line)
         if named is not None:
             path = Path(os.path.normpath(root / os.path.expanduser(named[0])))
+            if not os.path.isabs(os.path.expanduser(named[0])) and root not in (path, *path.parents):
+                raise LoadError(  # an absolute path is this machine's, and works for it
+                    f"requirements.txt: {line} is outside the project folder, which is all a deploy "
+                    "copies: move it into the project"
+                )
             found += [file for file in _local_files(path, named[1]) if file not in found]
     return found
 

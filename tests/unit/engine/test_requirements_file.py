@@ -372,3 +372,30 @@ def test_a_module_inferds_environment_has_too_is_named(tmp_path: Path) -> None:
         "requirements.txt: backports-all installs the module typing, which handlers import from the "
         "standard library instead",
     ]
+
+
+@pytest.mark.parametrize(
+    "line", ["../mylib", "-e ../mylib", "--find-links=../wheels", "mylib @ file:../mylib"]
+)
+def test_a_local_package_outside_the_project_is_refused_also_by_validate(tmp_path: Path, line: str) -> None:
+    # was: `inferd test` and `inferd validate` passed, and `inferd deploy` (which copies the folder
+    # alone) failed with pip's "../mylib; ^; Hint: It looks like a path. File '../mylib' does not exist."
+    (tmp_path / "mylib").mkdir()
+    (tmp_path / "wheels").mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: p\n  predictor:\n    path: predictor.py\n"
+    )
+    (project / "predictor.py").write_text("def predict(sample, metadata):\n    return 1\n")
+    (project / "requirements.txt").write_text(f"{line}\nmylib\n")
+    expected = (
+        f"requirements.txt: {line} is outside the project folder, which is all a deploy copies: move it "
+        "into the project"
+    )
+    with pytest.raises(LoadError) as caught:
+        packages_dir(tmp_path / "home", project / "requirements.txt")
+    assert caught.value.message == expected
+    result = CliRunner().invoke(cli, ["validate", str(project)])
+    assert result.exit_code != 0
+    assert expected in " ".join(result.output.split())

@@ -220,7 +220,8 @@ def _expand(text: str, folder: Path, root: Path, seen: set[Path]) -> list[str]:
 _OPTION_PATH = re.compile(r"^(-e|--editable|-f|--find-links)(?:\s*=\s*|\s+|)(\S.*)$")
 _ARCHIVE = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
 # What building or importing a package leaves in its folder: no edit of it.
-_LEFT_BY_BUILDS = {"__pycache__", ".git", "build", ".eggs", ".tox", ".venv", ".mypy_cache", ".pytest_cache"}
+_LEFT_BY_BUILDS = {"__pycache__", ".git", ".tox", ".venv", ".mypy_cache", ".pytest_cache"}
+_LEFT_BY_SETUPTOOLS = {"build", ".eggs"}  # in the package's own folder (a build/ further in is code)
 
 
 def _local_path(line: str) -> tuple[str, bool] | None:
@@ -248,7 +249,11 @@ def _local_files(path: Path, finds: bool) -> Iterator[Path]:
     elif path.is_dir():
         for folder, folders, files in os.walk(path):
             folders[:] = sorted(
-                f for f in folders if f not in _LEFT_BY_BUILDS and not f.endswith(".egg-info")
+                f
+                for f in folders
+                if f not in _LEFT_BY_BUILDS
+                and not f.endswith(".egg-info")
+                and not (folder == str(path) and f in _LEFT_BY_SETUPTOOLS)
             )
             yield from (Path(folder) / name for name in sorted(files) if not name.endswith(".pyc"))
 

@@ -127,9 +127,17 @@ def test_an_edit_of_a_local_package_folder_is_installed_again(tmp_path: Path) ->
     first = packages_dir(home, requirements)
     (project / "mylib" / "src" / "mylib" / "__pycache__").mkdir()  # what an import leaves: no edit
     (project / "mylib" / "src" / "mylib" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    (project / "mylib" / "build" / "lib").mkdir(parents=True)  # what pip's build leaves: no edit
+    (project / "mylib" / "build" / "lib" / "x.py").write_text("")
+    (project / "mylib" / "src" / "mylib.egg-info").mkdir()
+    (project / "mylib" / "src" / "mylib.egg-info" / "PKG-INFO").write_text("")
     assert packages_dir(home, requirements) == first
     source.write_text("VALUE = 2\n")
-    assert packages_dir(home, requirements) != first
+    second = packages_dir(home, requirements)
+    assert second != first
+    (project / "mylib" / "src" / "mylib" / "build").mkdir()  # a subpackage named build: code
+    (project / "mylib" / "src" / "mylib" / "build" / "__init__.py").write_text("")
+    assert packages_dir(home, requirements) != second
 
 
 def _package(folder: Path, name: str, version: str, *requires: str) -> None:

@@ -18,12 +18,10 @@ Before pip runs, each requirement is checked against inferd's own environment an
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import json
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +32,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from inferd.engine.package_index import NotOnIndex as NotOnIndex
+from inferd.engine.package_index import many_wheel_versions, source_versions, wheel_versions
 from inferd.engine.pip_run import pip_failure as pip_failure
 from inferd.engine.pip_run import pip_install as _pip_install
 from inferd.engine.requirements_file import MAX_REQUIREMENTS as MAX_REQUIREMENTS
@@ -52,7 +52,6 @@ from inferd.engine.shadowed import remove_shadowed, shadowed_modules
 from inferd.errors import LoadError
 from inferd.storage import scratch_folder
 
-INDEX_TIMEOUT = 120
 INDEX_LOOKUPS = 8  # at once: each is a pip process, mostly waiting on the index
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 NOTES_FILE = ".notes.json"
@@ -129,46 +128,6 @@ def installed_version(name: str) -> Version | None:
     return None
 
 
-class NotOnIndex(LookupError):
-    """The index has no package of this name (pip's "No matching distribution found")."""
-
-
-def wheel_versions(name: str) -> list[Version]:
-    """Versions of ``name`` on the index with a wheel for this Python and platform (pip's view)."""
-    return _index_versions(name, wheels_only=True)
-
-
-def source_versions(name: str) -> list[Version]:
-    """Versions of ``name`` on the index that pip could install here, building sources included."""
-    return _index_versions(name, wheels_only=False)
-
-
-@functools.lru_cache(maxsize=256)
-def _index_versions(name: str, wheels_only: bool) -> list[Version]:
-    command = [sys.executable, "-P", "-m", "pip", "index", "versions", name, "--json"]
-    command += ["--only-binary=:all:"] if wheels_only else []
-    command += ["--disable-pip-version-check", "--no-input"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=INDEX_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        return []
-    if result.returncode != 0:
-        if not wheels_only and "No matching distribution found" in result.stderr:
-            raise NotOnIndex(name)
-        return []  # the index unreachable: pip says why when it installs
-    try:
-        found = json.loads(result.stdout).get("versions", [])
-    except ValueError:
-        return []
-    versions = []
-    for text in found:
-        try:
-            versions.append(Version(text))
-        except InvalidVersion:
-            continue
-    return sorted(versions)
-
-
 def _anchor(requirement: Requirement) -> Version | None:
     """The version a pin names (``0.21`` for ``==0.21.*``), to measure nearness from."""
     for spec in requirement.specifier:
@@ -202,6 +161,8 @@ def plan(
     refused: list[str] = []  # every pin that cannot install, said at once (a pip freeze has dozens)
     lines = joined(requirement_lines(text))
     elsewhere = any(_OTHER_INDEX.match(line) for line in lines)  # what the index lacks, another may have
+    if versions_of is wheel_versions:  # a pip freeze's hundreds of pins: asked in a few processes
+        versions_of = _known_first(many_wheel_versions(_asked_about(lines, relax)))
     # each pin not met here is a lookup on the index of about a second: a pip freeze's at once
     with ThreadPoolExecutor(max_workers=INDEX_LOOKUPS) as pool:
         outcomes = list(
@@ -218,6 +179,32 @@ def plan(
     if refused:
         raise LoadError("requirements.txt: " + "; ".join(refused))
     return result
+
+
+def _asked_about(lines: list[str], relax: bool) -> set[str]:
+    """The packages of ``lines`` the index is asked about: pinned ones inferd's environment does
+    not meet (that it has at all: unless ``relax``), and those built for one of inferd's
+    (``BUILT_FOR``)."""
+    names: set[str] = set()
+    for line in lines:
+        try:
+            requirement = Requirement(not_editable(line).split(" --", 1)[0])
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(RENAMED.get(canonicalize_name(requirement.name), requirement.name))
+        have = installed_version(name)
+        unmet = have is None or not (relax or requirement.specifier.contains(have, prereleases=True))
+        if name in BUILT_FOR or (requirement.specifier and unmet):
+            names.add(name)
+    return names
+
+
+def _known_first(known: dict[str, list[Version]]) -> VersionsOf:
+    def versions_of(name: str) -> list[Version]:
+        found = known.get(canonicalize_name(name))
+        return found if found is not None else wheel_versions(name)
+
+    return versions_of
 
 
 _OTHER_INDEX = re.compile(r"^(-i|--index-url|--extra-index-url|-f|--find-links)\b")

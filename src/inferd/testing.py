@@ -27,7 +27,7 @@ import sys
 import sysconfig
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +135,14 @@ def select_apis(project: Project, api: str | None, one: bool = True) -> list[Api
     return chosen
 
 
-def build_api(project: Project, config: ApiConfig) -> LoadedApi:
-    """Load ``config`` (an API of ``project``) in this process, as a replica would."""
+def build_api(project: Project, config: ApiConfig, warn: Callable[[str], None] | None = None) -> LoadedApi:
+    """Load ``config`` (an API of ``project``) in this process, as a replica would.
+
+    ``warn`` receives each warning of its ``requirements.txt`` (a pin inferd's own package
+    shadows, a relaxed pin); by default they are logged by the ``inferd.testing`` logger.
+    """
     with _ONE_AT_A_TIME:  # the modules, ``sys.path`` and working directory it sets are the process's
-        return _build_api(project, config)
+        return _build_api(project, config, warn or logging.getLogger("inferd.testing").warning)
 
 
 def _own_home() -> Path:
@@ -151,11 +155,11 @@ def _own_home() -> Path:
     return home
 
 
-def _build_api(project: Project, config: ApiConfig) -> LoadedApi:
+def _build_api(project: Project, config: ApiConfig, warn: Callable[[str], None]) -> LoadedApi:
     requirements = project.root / "requirements.txt"
     # installed once, as for replicas, after inferd's own packages (for an API with Python code)
     if requirements.is_file() and config.api.installs_requirements:
-        packages = str(ensure_packages(_own_home(), requirements, project.deployment.relax_pins))
+        packages = str(ensure_packages(_own_home(), requirements, project.deployment.relax_pins, warn))
         if packages not in sys.path:
             sys.path.append(packages)
     uri = config.api.model_uri

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import shlex
 import textwrap
@@ -130,7 +131,7 @@ def _run(
     failed = passed = 0
     for config in select_apis(project, api_name, one=False):
         try:
-            api = build_api(project, config)
+            api = build_api(project, config, functools.partial(_warn, config.name))
         except InferdError as exc:
             failed += len(samples)
             summary, _, detail = exc.message.partition("\n")
@@ -169,6 +170,11 @@ def _run(
             if len(found) > 20:
                 click.echo(f"    ... and {len(found) - 20} more")
     return passed, failed
+
+
+def _warn(api: str, text: str) -> None:
+    """Say a warning of ``api``'s requirements.txt, as ``inferd serve`` and ``deploy`` do."""
+    click.echo(f"{api}: warning: {text}", err=True)
 
 
 @click.command("init")

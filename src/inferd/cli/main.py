@@ -210,7 +210,7 @@ def validate(project_dir: Path) -> None:
       inferd validate examples/iris-onnx
     """
     from inferd.config.load import load_project
-    from inferd.engine.requirements_file import included_files, read_requirements
+    from inferd.engine.requirements_file import included_files, local_sources, read_requirements
     from inferd.errors import ConfigError, LoadError
     from inferd.handler.loader import check_source
 
@@ -221,6 +221,7 @@ def validate(project_dir: Path) -> None:
         try:
             read_requirements(project.root / "requirements.txt")
             included_files(project.root / "requirements.txt")  # -r/-c files: in the project
+            local_sources(project.root / "requirements.txt")  # local packages too
         except LoadError as exc:
             raise ConfigError(exc.message) from None
     for config in project.apis:

@@ -57,7 +57,9 @@ def judge(name: str, info: dict[str, Any] | None, version: str | None) -> Outcom
     up_to_date = int(info.get("up_to_date", 0))
     requested = int(info.get("requested", 0))
     if status == "live":
-        return Outcome(True, False, f"{name}: live ({up_to_date}/{requested} replicas up to date)")
+        # a requirements.txt pin shadowed by inferd's own package, a cached model standing in
+        warning = f"; warning: {info['warning']}" if info.get("warning") else ""
+        return Outcome(True, False, f"{name}: live ({up_to_date}/{requested} replicas up to date){warning}")
     if status in FAILED:
         reason = info.get("error") or status
         why = f"({status}): {reason}"

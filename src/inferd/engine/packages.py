@@ -18,14 +18,13 @@ Before pip runs, each requirement is checked against inferd's own environment an
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import json
-import os
+import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,28 +32,29 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from inferd.engine.package_index import NotOnIndex as NotOnIndex
+from inferd.engine.package_index import many_wheel_versions, source_versions, wheel_versions
+from inferd.engine.pip_run import pip_failure as pip_failure
+from inferd.engine.pip_run import pip_install as _pip_install
 from inferd.engine.requirements_file import MAX_REQUIREMENTS as MAX_REQUIREMENTS
 from inferd.engine.requirements_file import MAX_REQUIREMENTS_BYTES as MAX_REQUIREMENTS_BYTES
-from inferd.engine.requirements_file import expanded, requirement_lines
+from inferd.engine.requirements_file import (
+    expanded,
+    frozen_elsewhere,
+    joined,
+    not_editable,
+    requirement_lines,
+)
 from inferd.engine.requirements_file import included_files as included_files
 from inferd.engine.requirements_file import packages_dir as packages_dir
 from inferd.engine.requirements_file import read_requirements as read_requirements
+from inferd.engine.shadowed import remove_shadowed, shadowed_modules
 from inferd.errors import LoadError
 from inferd.storage import scratch_folder
 
-PIP_TIMEOUT = 900
-INDEX_TIMEOUT = 120
+INDEX_LOOKUPS = 8  # at once: each is a pip process, mostly waiting on the index
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 NOTES_FILE = ".notes.json"
-# ``python -m pip``, but killed by the kernel when the thread that started it ends (the operator
-# killed, or stopped by ``inferd down`` during the install): an orphaned pip went on writing
-# into a scratch folder nobody would use.
-_PIP_ENDING_WITH_US = (
-    "import ctypes, os, runpy, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGKILL); "  # PR_SET_PDEATHSIG
-    "os.getppid() == {parent} or sys.exit('the process that started pip is gone'); "
-    "runpy.run_module('pip', run_name='__main__', alter_sys=True)"
-)
-
 Note = Callable[[str], None]
 VersionsOf = Callable[[str], list[Version]]
 
@@ -70,6 +70,9 @@ class Plan:
     # Packages built against one of inferd's own (torchvision for torch): installed without
     # their dependencies, which would pull a second, shadowed copy of that package.
     no_deps: list[str] = field(default_factory=list)
+    # The file names another index (``--extra-index-url``, ``--find-links``): what the index
+    # lacks may be there, so pip is asked.
+    elsewhere: bool = False
 
 
 # Distributions that install the same importable package as the one named: inferd runs with
@@ -125,40 +128,6 @@ def installed_version(name: str) -> Version | None:
     return None
 
 
-def wheel_versions(name: str) -> list[Version]:
-    """Versions of ``name`` on the index with a wheel for this Python and platform (pip's view)."""
-    return _index_versions(name, wheels_only=True)
-
-
-def source_versions(name: str) -> list[Version]:
-    """Versions of ``name`` on the index that pip could install here, building sources included."""
-    return _index_versions(name, wheels_only=False)
-
-
-@functools.lru_cache(maxsize=256)
-def _index_versions(name: str, wheels_only: bool) -> list[Version]:
-    command = [sys.executable, "-P", "-m", "pip", "index", "versions", name, "--json"]
-    command += ["--only-binary=:all:"] if wheels_only else []
-    command += ["--disable-pip-version-check", "--no-input"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=INDEX_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        return []
-    if result.returncode != 0:
-        return []
-    try:
-        found = json.loads(result.stdout).get("versions", [])
-    except ValueError:
-        return []
-    versions = []
-    for text in found:
-        try:
-            versions.append(Version(text))
-        except InvalidVersion:
-            continue
-    return sorted(versions)
-
-
 def _anchor(requirement: Requirement) -> Version | None:
     """The version a pin names (``0.21`` for ``==0.21.*``), to measure nearness from."""
     for spec in requirement.specifier:
@@ -190,24 +159,85 @@ def plan(
     """
     result = Plan()
     refused: list[str] = []  # every pin that cannot install, said at once (a pip freeze has dozens)
-    for line in requirement_lines(text):
-        if line.startswith("-") or "://" in line or " @ " in line:
-            result.lines.append(line)  # options, URLs and paths go to pip as they are
+    lines = joined(requirement_lines(text))
+    elsewhere = any(_OTHER_INDEX.match(line) for line in lines)  # what the index lacks, another may have
+    if versions_of is wheel_versions:  # a pip freeze's hundreds of pins: asked in a few processes
+        versions_of = _known_first(many_wheel_versions(_asked_about(lines, relax)))
+    # each pin not met here is a lookup on the index of about a second: a pip freeze's at once
+    with ThreadPoolExecutor(max_workers=INDEX_LOOKUPS) as pool:
+        outcomes = list(
+            pool.map(lambda line: _attempt(line, relax, versions_of, sources_of, elsewhere), lines)
+        )
+    for outcome in outcomes:
+        if isinstance(outcome, LoadError):
+            refused.append(outcome.message.removeprefix("requirements.txt: "))
             continue
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            result.lines.append(line)  # let pip say what is wrong with it
-            continue
-        if requirement.marker is not None and not requirement.marker.evaluate():
-            continue
-        requirement, line = _renamed(requirement, line, result)
-        try:
-            _check(requirement, line, relax, versions_of, sources_of, result)
-        except LoadError as exc:
-            refused.append(exc.message.removeprefix("requirements.txt: "))
+        result.lines += outcome.lines
+        result.warnings += outcome.warnings
+        result.built += outcome.built
+        result.no_deps += outcome.no_deps
     if refused:
         raise LoadError("requirements.txt: " + "; ".join(refused))
+    return result
+
+
+def _asked_about(lines: list[str], relax: bool) -> set[str]:
+    """The packages of ``lines`` the index is asked about: pinned ones inferd's environment does
+    not meet (that it has at all: unless ``relax``), and those built for one of inferd's
+    (``BUILT_FOR``)."""
+    names: set[str] = set()
+    for line in lines:
+        try:
+            requirement = Requirement(not_editable(line).split(" --", 1)[0])
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(RENAMED.get(canonicalize_name(requirement.name), requirement.name))
+        have = installed_version(name)
+        unmet = have is None or not (relax or requirement.specifier.contains(have, prereleases=True))
+        if name in BUILT_FOR or (requirement.specifier and unmet):
+            names.add(name)
+    return names
+
+
+def _known_first(known: dict[str, list[Version]]) -> VersionsOf:
+    def versions_of(name: str) -> list[Version]:
+        found = known.get(canonicalize_name(name))
+        return found if found is not None else wheel_versions(name)
+
+    return versions_of
+
+
+_OTHER_INDEX = re.compile(r"^(-i|--index-url|--extra-index-url|-f|--find-links)\b")
+
+
+def _attempt(
+    line: str, relax: bool, versions_of: VersionsOf, sources_of: VersionsOf, elsewhere: bool
+) -> Plan | LoadError:
+    """What one line of the file hands pip and says; the error when it cannot install.
+    ``elsewhere``: the file names another index, which may have what this one lacks."""
+    result = Plan(elsewhere=elsewhere)
+    line = not_editable(line)
+    frozen = frozen_elsewhere(line)
+    if frozen is not None:
+        return LoadError(frozen)
+    if line.startswith("-") or "://" in line or " @ " in line:
+        result.lines.append(line)  # options, URLs and paths go to pip as they are
+        return result
+    # `pkg==1.0 --hash=sha256:...`: the requirement is checked, its options go with it to pip
+    pin, options = (line.split(" --", 1)[0], " --" + line.split(" --", 1)[1]) if " --" in line else (line, "")
+    try:
+        requirement = Requirement(pin)
+    except InvalidRequirement:
+        result.lines.append(line)  # let pip say what is wrong with it
+        return result
+    if requirement.marker is not None and not requirement.marker.evaluate():
+        return result
+    requirement, pin = _renamed(requirement, pin, result)
+    try:
+        _check(requirement, pin, relax, versions_of, sources_of, result)
+    except LoadError as exc:
+        return exc
+    result.lines = [planned + options if planned == pin else planned for planned in result.lines]
     return result
 
 
@@ -222,6 +252,8 @@ def _check(
     name = canonicalize_name(requirement.name)
     spec = requirement.specifier
     have = installed_version(name)
+    if have is not None:
+        _extras(requirement, have, result)  # `requests[socks]`: PySocks, pinned to inferd's requests
     if have is not None and spec.contains(have, prereleases=True):
         return  # inferd's environment already provides it
     if have is None and name in BUILT_FOR and _built_for(requirement, line, relax, versions_of, result):
@@ -237,7 +269,16 @@ def _check(
         return
     versions = versions_of(name)
     if not versions and have is None:
-        result.lines.append(line)  # unknown to the index (or the index is unreachable): pip says why
+        try:
+            if not result.elsewhere:
+                sources_of(name)  # the index has no such package: said with every other, at once
+        except NotOnIndex:
+            raise LoadError(
+                f"requirements.txt: {line}: the index has no package {name} (a conda package, or one "
+                "of a private index: add its --extra-index-url line, or its wheel in the project with "
+                "--find-links)"
+            ) from None
+        result.lines.append(line)  # no wheel, or the index is unreachable: pip says why
         return
     fits = [v for v in versions if spec.contains(v, prereleases=True)]
     if have is not None:
@@ -277,6 +318,36 @@ def _check(
     result.warnings.append(
         f"requirements.txt: {line} cannot be installed on Python {PYTHON}; relaxed to {near}"
     )
+
+
+def _extras(requirement: Requirement, have: Version, result: Plan) -> None:
+    """Hand pip the extras of a package inferd runs with when their packages are not all in
+    inferd's environment, as ``name[extras]==`` inferd's version (the package's own copy is
+    removed after the install: ``engine.shadowed``)."""
+    if not requirement.extras:
+        return
+    for candidate in (requirement.name, *SAME_PACKAGE.get(canonicalize_name(requirement.name), ())):
+        try:
+            requires = importlib.metadata.distribution(candidate).requires or []
+            break
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    else:
+        return
+    for text in requires:
+        try:
+            needed = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if needed.marker is None or "extra" not in str(needed.marker):
+            continue  # the package's own dependencies: inferd's environment has them
+        if not any(needed.marker.evaluate({"extra": extra}) for extra in requirement.extras):
+            continue
+        found = installed_version(needed.name)
+        if found is None or not needed.specifier.contains(found, prereleases=True):
+            extras = ",".join(sorted(requirement.extras))
+            result.lines.append(f"{requirement.name}[{extras}]=={have}")
+            return
 
 
 def _built_for(
@@ -333,6 +404,11 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
             if not checked.built:
                 raise
             raise LoadError(f"{exc.message}; {'; '.join(checked.built)}") from exc
+        brought = remove_shadowed(scratch, installed_version)  # never imported: inferd's come first
+        brought += shadowed_modules(scratch)
+        for text in brought:
+            say(text)
+        checked.warnings += brought
     (scratch / NOTES_FILE).write_text(json.dumps(checked.warnings))
     (scratch / ".complete").write_text("")
     if target.exists():  # another deploy finished the same install first
@@ -348,35 +424,3 @@ def _read_notes(target: Path) -> list[str]:
     except (OSError, ValueError):
         return []
     return [str(note) for note in notes] if isinstance(notes, list) else []
-
-
-def _pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> None:
-    listing = scratch / ".requirements.txt"
-    listing.write_text("\n".join(lines) + "\n")
-    command = [
-        sys.executable,
-        "-P",
-        "-c",
-        _PIP_ENDING_WITH_US.format(parent=os.getpid()),
-        "install",
-        "--quiet",
-    ]
-    command += ["--disable-pip-version-check", *options]
-    command += ["--no-input", "--target", str(scratch), "-r", str(listing)]
-    try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=PIP_TIMEOUT,
-            env=dict(os.environ, PIP_NO_INPUT="1"),
-            cwd=str(cwd),
-        )
-    except subprocess.TimeoutExpired:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise LoadError(f"installing requirements.txt took longer than {PIP_TIMEOUT}s") from None
-    if result.returncode != 0:
-        shutil.rmtree(scratch, ignore_errors=True)
-        found = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        message = "; ".join(found[-3:]) if found else f"pip exited with status {result.returncode}"
-        raise LoadError(f"installing requirements.txt failed: {message}")

@@ -48,6 +48,7 @@ async def prepare(
     error: InferdError | None = None
     extra_paths: tuple[Path, ...] = ()
     warning = None
+    warnings: list[str] = []  # requirements.txt's
     try:
         if uri is not None and is_remote(uri):
             event(config.key, f"fetching {uri}")
@@ -65,10 +66,12 @@ async def prepare(
 
             def warn(text: str, api: str = config.key) -> None:
                 event(api, f"warning: {text}", logging.WARNING)
+                warnings.append(text)  # in the status too: `inferd deploy` and `get` say it
 
             extra_paths = (await asyncio.to_thread(ensure_packages, home, requirements, relax, warn),)
     except InferdError as exc:
         error = exc
+    warning = "; ".join([*([warning] if warning else []), *warnings]) or None
     version = Version(id=version_id(config, digest, extra), config=config, warning=warning)
     if error is not None:
         version.error = error.message.partition("\n")[0]

@@ -7,10 +7,12 @@ operator, and names the cached environment by the content of all of them.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import re
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
 from inferd.errors import LoadError
@@ -21,10 +23,52 @@ MAX_REQUIREMENTS_BYTES = 1 << 20
 MAX_REQUIREMENTS = 2_000
 
 
+_COMMENT = re.compile(r"(^|\s+)#.*$")  # pip's: a # after whitespace (`#egg=` in a URL is not one)
+
+
 def requirement_lines(text: str) -> list[str]:
     """The lines of a requirements file that say something (comments and blank lines left out)."""
-    lines = (raw.split(" #", 1)[0].strip() for raw in text.splitlines())
+    lines = (_COMMENT.sub("", raw).strip() for raw in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
+
+
+def joined(lines: list[str]) -> list[str]:
+    """``lines`` with each one ending in a backslash joined to the next (pip-compile's hashes)."""
+    joined: list[str] = []
+    pending = ""
+    for line in lines:
+        if line.endswith("\\"):
+            pending += line.removesuffix("\\").strip() + " "
+        else:
+            joined.append(pending + line)
+            pending = ""
+    return [*joined, pending.strip()] if pending.strip() else joined
+
+
+# ``-e PATH``: pip's editable install leaves a ``.pth`` file that replicas never read (the folder
+# is on sys.path, not a site folder); a deployed version runs a copy anyway, so it is installed as one.
+_EDITABLE = re.compile(r"^(?:-e|--editable)(?:\s*=\s*|\s+|)(\S.*)$")
+
+
+def not_editable(line: str) -> str:
+    match = _EDITABLE.match(line)
+    return line if match is None else match.group(1)
+
+
+def frozen_elsewhere(line: str) -> str | None:
+    """Why ``pkg @ file:///...`` cannot install: a file of another machine (``pip freeze`` in a
+    conda environment); None for any other line, or one naming a file here."""
+    if " @ file:" not in line:
+        return None
+    name, _, url = line.partition(" @ ")
+    path = url.split(";", 1)[0].strip().removeprefix("file:")
+    if not path.startswith("///") or Path(path.removeprefix("//")).exists():
+        return None
+    return (
+        f"{line} names a file of the machine it was frozen on (pip freeze in a conda "
+        f"environment): pin a version from the index instead ({name.strip()}==VERSION, or pip list "
+        "--format=freeze)"
+    )
 
 
 def read_requirements(requirements: Path) -> str:
@@ -36,9 +80,10 @@ def read_requirements(requirements: Path) -> str:
                 f"requirements.txt is {size / (1 << 20):.1f} MiB; inferd takes one of at most "
                 f"{MAX_REQUIREMENTS_BYTES >> 20} MiB (a pip freeze of a large environment is a few KiB)"
             )
-        text = requirements.read_text(encoding="utf-8", errors="replace")
+        text = decode(requirements.read_bytes())
     except OSError as exc:
         raise LoadError(f"requirements.txt cannot be read: {exc.strerror or exc}") from None
+    _refuse_conda(text)
     # a line ending in a backslash goes on in the next (pip-compile's `--hash` lines): one requirement
     count = sum(not line.endswith("\\") for line in requirement_lines(text))
     if count > MAX_REQUIREMENTS:
@@ -47,6 +92,52 @@ def read_requirements(requirements: Path) -> str:
             f"{MAX_REQUIREMENTS:,} (a pip freeze of a large environment lists a few hundred)"
         )
     return text
+
+
+# Windows editors and PowerShell's ``pip freeze > requirements.txt`` write a byte order mark
+# (UTF-16 for PowerShell 5); pip reads them, and inferd hands pip its own UTF-8 copy of the list.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def decode(raw: bytes) -> str:
+    """The text of a requirements file: UTF-8, or the encoding its byte order mark names."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            return raw[len(bom) :].decode(encoding, errors="replace")
+    return raw.decode("utf-8", errors="replace")
+
+
+_CONDA_KEY = re.compile(r"^(name|channels|dependencies|prefix|variables):")
+_CONDA_PIP = re.compile(r"^\s*-\s*pip\s*:\s*$")
+
+
+def _refuse_conda(text: str) -> None:
+    """``LoadError`` for a conda ``environment.yml`` saved as ``requirements.txt`` (no pip line
+    starts with ``name:``), naming the first of its pip packages as what to write instead."""
+    lines = text.splitlines()
+    found = next(((number, line) for number, line in enumerate(lines, 1) if _CONDA_KEY.match(line)), None)
+    if found is None:
+        return
+    number, line = found
+    pip_items = (
+        item.strip().removeprefix("-").strip()
+        for start, marker in enumerate(lines)
+        if _CONDA_PIP.match(marker)
+        for item in lines[start + 1 :]
+        if item.strip().startswith("-")
+    )
+    example = next(pip_items, None)
+    raise LoadError(
+        f"requirements.txt is a conda environment file (line {number}: {line.strip()}); inferd "
+        "installs pip requirements: list the packages of its pip: section one per line"
+        + (f" ({example})" if example else "")
+    )
 
 
 # pip reads the file a ``-r FILE`` or ``-c FILE`` line names beside the file naming it, and
@@ -124,12 +215,78 @@ def _expand(text: str, folder: Path, root: Path, seen: set[Path]) -> list[str]:
     return lines
 
 
+# Lines naming a local package pip installs (``-e ./mylib``, ``./wheels/x-0.1-py3-none-any.whl``,
+# ``x @ file:./x``) or a folder of wheels it looks in (``--find-links ./wheels``).
+_OPTION_PATH = re.compile(r"^(-e|--editable|-f|--find-links)(?:\s*=\s*|\s+|)(\S.*)$")
+_ARCHIVE = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
+# What building or importing a package leaves in its folder: no edit of it.
+_LEFT_BY_BUILDS = {"__pycache__", ".git", ".tox", ".venv", ".mypy_cache", ".pytest_cache"}
+_LEFT_BY_SETUPTOOLS = {"build", ".eggs"}  # in the package's own folder (a build/ further in is code)
+
+
+def _local_path(line: str) -> tuple[str, bool] | None:
+    """The path a requirement line names, and whether it is a folder of wheels (``--find-links``)."""
+    option = _OPTION_PATH.match(line)
+    finds = option is not None and option.group(1) in ("-f", "--find-links")
+    text = option.group(2) if option is not None else line
+    if " @ " in text:
+        text = text.split(" @ ", 1)[1]
+    text = text.split(";", 1)[0].split("#", 1)[0].strip().strip("'\"")
+    if text.startswith("file:"):
+        text = text.removeprefix("file:").removeprefix("//")
+    elif "://" in text or text.startswith("-"):
+        return None
+    elif option is None and not (text.startswith((".", "/", "~")) or text.endswith(_ARCHIVE)):
+        return None  # a requirement (``mylib==0.1``), not a path
+    return re.sub(r"\[[^\]]*\]$", "", text), finds  # ``./mylib[extra]``: the folder
+
+
+def _local_files(path: Path, finds: bool) -> Iterator[Path]:
+    if path.is_file():
+        yield path
+    elif finds:  # pip looks at the folder's own files only
+        yield from sorted(entry for entry in path.iterdir() if entry.is_file())
+    elif path.is_dir():
+        for folder, folders, files in os.walk(path):
+            folders[:] = sorted(
+                f
+                for f in folders
+                if f not in _LEFT_BY_BUILDS
+                and not f.endswith(".egg-info")
+                and not (folder == str(path) and f in _LEFT_BY_SETUPTOOLS)
+            )
+            yield from (Path(folder) / name for name in sorted(files) if not name.endswith(".pyc"))
+
+
+def local_sources(requirements: Path) -> list[Path]:
+    """The files of the local packages ``requirements`` (and the files it includes) install;
+    ``LoadError`` for a relative path out of the project folder (a deploy copies the folder)."""
+    root = Path(os.path.normpath(requirements.parent.absolute()))  # pip runs there
+    found: list[Path] = []
+    for line in expanded(requirements).splitlines():
+        named = _local_path(line)
+        if named is not None:
+            path = Path(os.path.normpath(root / os.path.expanduser(named[0])))
+            if not os.path.isabs(os.path.expanduser(named[0])) and root not in (path, *path.parents):
+                raise LoadError(  # an absolute path is this machine's, and works for it
+                    f"requirements.txt: {line} is outside the project folder, which is all a deploy "
+                    "copies: move it into the project"
+                )
+            found += [file for file in _local_files(path, named[1]) if file not in found]
+    return found
+
+
 def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
     read_requirements(requirements)  # past the limits: said here, before the bytes are read
-    content = requirements.read_bytes()
-    for path in included_files(requirements):  # an edit of an included file is a new install
-        content += (
-            b"\0" + os.fsencode(path.relative_to(requirements.parent.absolute())) + b"\0" + path.read_bytes()
+    digest = hashlib.sha256(requirements.read_bytes())
+    folder = requirements.parent.absolute()
+    # an edit of an included file, or a local package rebuilt under the same version, is a new install
+    for path in [*included_files(requirements), *local_sources(requirements)]:
+        digest.update(
+            b"\0" + os.fsencode(path.relative_to(folder) if folder in path.parents else path) + b"\0"
         )
-    digest = hashlib.sha256(content + (b"\0relax" if relax else b"")).hexdigest()[:24]
-    return home / "envs" / digest
+        with path.open("rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):  # a model in ``-e .``: not all at once
+                digest.update(chunk)
+    digest.update(b"\0relax" if relax else b"")
+    return home / "envs" / digest.hexdigest()[:24]

@@ -130,6 +130,26 @@ def test_relax_pins_runs_a_project_with_2019_pins(tmp_path: Path, inferd_home: P
     assert "mpg  sample.json: 2.5" in result.output
 
 
+def test_a_requirement_warning_is_said_by_inferd_test(tmp_path: Path, inferd_home: Path) -> None:
+    # was: `numpy<2` beside inferd's numpy 2 passed in silence (inferd serve and deploy warn)
+    project = make_project(
+        tmp_path / "pins",
+        "- kind: deployment\n  name: pins\n- kind: api\n  name: p\n  predictor:\n    path: predictor.py\n",
+        {
+            "predictor.py": "def predict(sample, metadata):\n    return 1\n",
+            "requirements.txt": "numpy<2\n",
+            "sample.json": "{}",
+        },
+    )
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 0, result.output
+    numpy = __import__("numpy").__version__
+    assert (
+        f"p: warning: requirements.txt: numpy<2 conflicts with numpy {numpy}, which inferd itself runs "
+        "with; handlers import that version"
+    ) in result.stderr
+
+
 def test_nan_and_infinity_in_an_expected_answer_match_the_answer_a_client_gets(tmp_path: Path) -> None:
     # A NaN answer reaches a client as null; an expected.json holding NaN failed with
     # `["a"]: got null, expected null`, a difference nobody could see.

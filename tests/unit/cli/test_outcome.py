@@ -57,6 +57,13 @@ def test_live_new_version_is_done_even_while_old_replicas_drain() -> None:
     assert outcome.done and not outcome.failed
 
 
+def test_a_live_api_with_a_warning_says_it() -> None:
+    # a requirements.txt pin inferd's own package shadows: was in the API's log only
+    warning = "requirements.txt: numpy<2 conflicts with numpy 2.4.6, which inferd itself runs with"
+    outcome = judge("a", api(warning=warning), "v2")
+    assert outcome.line == f"a: live (1/1 replicas up to date); warning: {warning}"
+
+
 def test_old_version_still_live_is_not_done() -> None:
     outcome = judge("a", api(status="updating", available=1, up_to_date=0), "v2")
     assert not outcome.done

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from inferd.engine import packages
+from inferd.engine import package_index, packages
 from inferd.engine.packages import PYTHON, ensure_packages, packages_dir, plan
 from inferd.errors import LoadError
 
@@ -83,7 +83,8 @@ def test_a_source_build_that_fails_names_the_nearest_version(
     def pip_fails(scratch: Path, lines: list[str], cwd: Path) -> None:
         raise LoadError("installing requirements.txt failed: error: failed to build somepkg")
 
-    monkeypatch.setattr(packages, "_index_versions", index)
+    monkeypatch.setattr(package_index, "_index_versions", index)
+    monkeypatch.setattr(packages, "many_wheel_versions", lambda names: {})  # asked one by one
     monkeypatch.setattr(packages, "_pip_install", pip_fails)
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("somepkg==0.19.0\n")

@@ -19,6 +19,7 @@ from typing import Any
 
 from inferd.config.schema import ApiConfig, Project, is_remote
 from inferd.engine import packages
+from inferd.engine.requirements_file import read_requirements, requirement_lines
 from inferd.errors import ConfigError
 from inferd.storage import project_files
 
@@ -100,7 +101,7 @@ def requirements(root: Path, relax: bool = False, warn: Callable[[str], None] | 
     path = root / "requirements.txt"
     if not path.is_file():
         return []
-    text = path.read_text(encoding="utf-8")
+    text = read_requirements(path)  # its limits, a byte order mark, a conda file: as a local deploy
     # A pin that cannot install fails here, in the local deploy's words (LoadError): on the
     # cluster, Serve's pip failed on the node and the API said "updating" until --timeout.
     checked = packages.plan(text, relax=relax)
@@ -109,8 +110,7 @@ def requirements(root: Path, relax: bool = False, warn: Callable[[str], None] | 
             (warn or (lambda _: None))(warning)
         # Serve's pip sees the cluster's torch, so torchvision's build for it needs no --no-deps there.
         return checked.lines + checked.no_deps
-    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return [line for line in lines if line]
+    return requirement_lines(text)  # pip's comments: `#sha256=` of a URL is not one
 
 
 def check_supported(project: Project) -> None:

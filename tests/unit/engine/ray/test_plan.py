@@ -106,6 +106,15 @@ def test_requirements_become_the_pip_list(tmp_path: Path) -> None:
     assert plan.requirements(root) == ["six==1.16.0", "attrs"]
 
 
+def test_a_utf16_requirements_file_and_url_fragments_reach_the_pip_list(tmp_path: Path) -> None:
+    # was: UnicodeDecodeError out of `inferd deploy -e CLUSTER` for PowerShell's UTF-16 file, and
+    # `#sha256=` cut off a URL (every # was a comment)
+    root = project(tmp_path)
+    text = "attrs\r\nx @ https://files.example/x-1.0-py3-none-any.whl#sha256=ab  # pinned\r\n"
+    (root / "requirements.txt").write_bytes(text.encode("utf-16"))
+    assert plan.requirements(root) == ["attrs", "x @ https://files.example/x-1.0-py3-none-any.whl#sha256=ab"]
+
+
 def test_api_keys_are_refused_rather_than_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = project(tmp_path, CONFIG + "  auth:\n    keys_from_env: [SHOP_KEY]\n")
     with pytest.raises(ConfigError, match="api 'ranker': auth:"):

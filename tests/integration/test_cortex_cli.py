@@ -6,10 +6,14 @@ in a project folder, a bare name is that project's API (Cortex read the deployme
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -125,26 +129,40 @@ def test_the_cli_under_cortex_s_name(inferd: Inferd, tmp_path: Path) -> None:
     assert json.loads(cortex("predict", "classifier", "sample.json").stdout) == "iris-setosa"
     assert "url: " in cortex("get", "classifier").stdout
     assert "Usage: cortex predict" in cortex("predict", "--help").stdout
-    # `cortex logs` streamed until Ctrl-C (docs/cluster/cli.md:39): a request made after it
-    # printed what was there shows up in the same run
-    with subprocess.Popen(
-        [str(script), "logs", "classifier"],
-        cwd=project,
-        env=inferd.env,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    ) as streaming:
-        assert streaming.stdout is not None
-        for line in streaming.stdout:
-            if "replica is ready" in line:
-                break
+    # `cortex logs` streamed until Ctrl-C (docs/cluster/cli.md:39): on a terminal, a request made
+    # after it printed what was there shows up in the same run
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: `cortex logs` on the pseudo-terminal, Ctrl-C its own to take
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.chdir(project)
+        os.execve(str(script), [str(script), "logs", "classifier"], inferd.env)
+    shown = b""
+
+    def shows(text: bytes) -> bool:
+        nonlocal shown
+        deadline = time.monotonic() + 120
+        while text not in shown and time.monotonic() < deadline:
+            if select.select([terminal], [], [], 1)[0]:
+                try:
+                    shown += os.read(terminal, 4096)
+                except OSError:  # the child closed the terminal: it exited
+                    break
+        return text in shown
+
+    try:
+        assert shows(b"replica is ready"), shown
         sample = json.loads((project / "sample.json").read_text())
         requests.post(f"{inferd.url}/iris/classifier?debug=true", json=sample, timeout=30)
-        streamed = any("post_inference: 'iris-setosa'" in line for line in streaming.stdout)
-        streaming.send_signal(signal.SIGINT)
-        streaming.communicate(timeout=30)
-    assert streamed and streaming.returncode == 0
+        assert shows(b"post_inference: 'iris-setosa'"), shown
+    finally:
+        os.kill(pid, signal.SIGINT)
+        shows(b"never printed: read until the child exits")
+        os.close(terminal)
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    assert code == 0
+    # through a pipe (a script's), it prints the latest lines and exits, as `inferd logs` does
+    piped = cortex("logs", "classifier")
+    assert piped.returncode == 0 and "post_inference: 'iris-setosa'" in piped.stdout
     assert cortex("logs", "classifier", "--no-follow").returncode == 0  # prints and exits
     assert cortex("delete").returncode == 0
     assert inferd.run("get", "-s").stdout.strip() == "apis: none deployed"

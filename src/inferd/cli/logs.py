@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,7 @@ def parse_since(text: str, now: float | None = None) -> float:
     "--follow/--no-follow",
     "-f",
     default=None,
-    help="Keep printing new lines until Ctrl-C (the default as `cortex logs`, which streamed in Cortex).",
+    help="Keep printing new lines until Ctrl-C (the default of `cortex logs` on a terminal).",
 )
 @click.option(
     "-n",
@@ -69,7 +70,7 @@ def logs(
     restarts); --access for the access lines.
 
     Shows the last 100 lines (--tail N, or --since), newest last; -f then follows (run as
-    `cortex logs`, it follows unless --no-follow, as Cortex's streamed). Logs are
+    `cortex logs` on a terminal, it follows unless --no-follow, as Cortex's streamed). Logs are
     rotated by size (the API's two logs share INFERD_LOG_MAX_BYTES, default 64 MiB;
     INFERD_LOG_BACKUPS older files, default 3), and older files are read when --tail or
     --since reach into them.
@@ -84,8 +85,9 @@ def logs(
       inferd logs classifier --access --tail 20
     """
     api = in_deployment(api, deployment)
-    if follow is None:  # Cortex's `cortex logs` streamed until Ctrl-C (docs/cluster/cli.md)
-        follow = click.get_current_context().find_root().info_name == "cortex"
+    if follow is None:  # Cortex's `cortex logs` streamed until Ctrl-C (docs/cluster/cli.md),
+        # on a terminal: a script reading `cortex logs` through a pipe gets the lines and an end
+        follow = click.get_current_context().find_root().info_name == "cortex" and sys.stdout.isatty()
     if not env.is_local:
         if tail is not None or since is not None or access:
             raise UsageError("--tail, --since and --access work with the local environment only")

@@ -20,7 +20,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 INDEX_TIMEOUT = 120
-_OPTIONS = ["--disable-pip-version-check", "--no-input"]
+# pre-releases too (pip leaves them out unless asked): a pin naming one (``==2.0rc1``) installs one
+_OPTIONS = ["--pre", "--disable-pip-version-check", "--no-input"]
 # pip's own entry point (what its `pip` script calls), once per name in one process; None for a
 # name pip found nothing for
 _MANY = (

@@ -1,0 +1,61 @@
+"""What the index lookups before pip make of valid requirements: a pre-release pin, a pin of a
+package the file's own index (``--extra-index-url``, ``--find-links``) serves."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.version import Version
+
+from inferd.engine.packages import plan
+
+
+def _wheel(folder: Path, name: str, version: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        wheel.writestr(f"{name}/__init__.py", "")
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr(f"{info}/RECORD", "")
+
+
+def test_a_pre_release_pin_is_not_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # was: `pip index versions` leaves pre-releases out unless asked with --pre, so a pin pip
+    # installs (`==2.0rc1` names a pre-release: PEP 440 allows it) was refused before pip ran:
+    # "inferdprerelease==2.0rc1 cannot be installed on Python 3.11; the nearest installable version is 1.0"
+    _wheel(tmp_path / "index", "inferdprerelease", "1.0")
+    _wheel(tmp_path / "index", "inferdprerelease", "2.0rc1")
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # the wheels above are the whole index
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "index"))
+    assert plan("inferdprerelease==2.0rc1\n", relax=False).lines == ["inferdprerelease==2.0rc1"]
+    # a pin naming no pre-release still relaxes to a release, never to a pre-release
+    relaxed = plan("inferdprerelease==1.5\n", relax=True)
+    assert relaxed.lines == ["inferdprerelease==1.0"]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "--extra-index-url https://pypi.example.invalid/simple",
+        "--index-url https://x.invalid/simple",
+        "-f ./wheels",
+    ],
+)
+@pytest.mark.parametrize("relax", [False, True])
+def test_a_pin_the_files_own_index_serves_goes_to_pip(option: str, relax: bool) -> None:
+    # was: the lookups ask pip's default index only, so a private package whose name PyPI has
+    # too, in versions the private index's one is not (`utils==1.5`: PyPI's 1.0 and 2.0), was
+    # refused ("cannot be installed on Python 3.11; the nearest installable version is 2.0"), and
+    # with --relax-pins replaced by PyPI's package of that name
+    def public(name: str) -> list[Version]:
+        return [Version("1.0"), Version("2.0")]
+
+    checked = plan(f"{option}\nutils==1.5\n", relax=relax, versions_of=public, sources_of=public)
+    assert checked.lines == [option, "utils==1.5"]
+    assert checked.warnings == []

@@ -65,7 +65,9 @@ def _index_versions(name: str, wheels_only: bool) -> list[Version]:
     except subprocess.TimeoutExpired:
         return []
     if result.returncode != 0:
-        if not wheels_only and "No matching distribution found" in result.stderr:
+        # pip says so of an index that did not answer too, after its warnings that it retried
+        unanswered = "WARNING: Retrying (" in result.stderr
+        if not wheels_only and "No matching distribution found" in result.stderr and not unanswered:
             raise NotOnIndex(name)
         return []  # the index unreachable: pip says why when it installs
     return _versions(result.stdout)

@@ -59,3 +59,17 @@ def test_a_pin_the_files_own_index_serves_goes_to_pip(option: str, relax: bool) 
     checked = plan(f"{option}\nutils==1.5\n", relax=relax, versions_of=public, sources_of=public)
     assert checked.lines == [option, "utils==1.5"]
     assert checked.warnings == []
+
+
+def test_an_index_that_does_not_answer_is_not_said_to_lack_the_packages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # was: "requirements.txt: tabulate==0.9.0: the index has no package tabulate (a conda package,
+    # or one of a private index: ...)", and so for every pin, on a laptop offline or behind a
+    # proxy: pip's "No matching distribution found" came after its index did not answer
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:1/simple")  # nothing listens there
+    monkeypatch.setenv("PIP_RETRIES", "1")
+    checked = plan("inferd-review-unreachable==0.9.0\n", relax=False)
+    assert checked.lines == ["inferd-review-unreachable==0.9.0"]  # pip says why when it installs

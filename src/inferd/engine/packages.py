@@ -282,9 +282,10 @@ def _check(
         result.lines.append(line)  # no wheel, or the index is unreachable: pip says why
         return
     fits = [v for v in versions if spec.contains(v, prereleases=True)]
-    if not fits and result.elsewhere:
+    if not fits and (result.elsewhere or not versions):
         # the file's own index (``--extra-index-url``, ``--find-links``) may have it: a private
-        # package whose name the default index has too, in other versions; pip says
+        # package whose name the default index has too, in other versions; or the index did not
+        # answer (inferd's own package: what it has is unknown): pip says
         if have is not None:
             result.warnings.append(
                 f"requirements.txt: {line} conflicts with {name} {have}, which inferd itself runs "

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
+from inferd.engine import package_index
 from inferd.engine.packages import plan
+
+
+@pytest.fixture(autouse=True)
+def _index_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index found unanswered by one test is not by the others."""
+    monkeypatch.setattr(package_index, "_unanswered", [float("-inf")])
 
 
 def _wheel(folder: Path, name: str, version: str) -> None:
@@ -73,3 +80,49 @@ def test_an_index_that_does_not_answer_is_not_said_to_lack_the_packages(
     monkeypatch.setenv("PIP_RETRIES", "1")
     checked = plan("inferd-review-unreachable==0.9.0\n", relax=False)
     assert checked.lines == ["inferd-review-unreachable==0.9.0"]  # pip says why when it installs
+    # a pin of a package inferd runs with, in another version: the warning said online (was
+    # "numpy==1.26.4 cannot be installed on Python 3.11; --relax-pins uses numpy ...")
+    numpy = __import__("numpy").__version__
+    other = "1.26.4" if numpy != "1.26.4" else "1.26.3"
+    checked = plan(f"numpy=={other}\n", relax=False)
+    assert checked.lines == []
+    assert checked.warnings == [
+        f"requirements.txt: numpy=={other} conflicts with numpy {numpy}, which inferd itself runs with; "
+        "handlers import that version"
+    ]
+
+
+def test_an_index_that_never_answers_is_waited_for_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # was: each pin was a lookup of pip's full wait (15 s a try, 6 tries: about 97 s), three times
+    # over (a batch, then alone, then its sources): a 5-pin file waited about 5 minutes for an
+    # index that accepts connections and never answers before pip ran and said why, a 30-pin
+    # freeze about 15; once one lookup finds the index unanswered, the others are not asked
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])  # and never a byte back
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.getsockname()[1]}/simple")
+    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "1")
+    monkeypatch.setenv("PIP_RETRIES", "1")  # two tries a lookup
+    try:
+        names = [f"inferd-review-silent-{n}" for n in range(10)]
+        checked = plan("".join(f"{name}==1.0\n" for name in names), relax=False)
+        assert checked.lines == [f"{name}==1.0" for name in names]  # pip says why
+        # at most the first lookup of each batch process, two tries each (was 40: 10 pins x 2 lookups)
+        assert len(held) <= 2 * package_index.MANY_PROCESSES
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()

@@ -299,7 +299,10 @@ def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
                 digest.update(chunk)
     # and so is a local package rebuilt under the same version: its files by their content
     root = Path(os.path.normpath(folder))
-    listed = _snapshot_files(root)
+    # a deploy's snapshot (a copy of one elsewhere is the user's project: its edits count)
+    listed = (
+        _snapshot_files(root) if root.parent == Path(os.path.normpath(home.absolute())) / "projects" else None
+    )
     for path in local_sources(requirements):
         inside = root in path.parents
         if listed is not None and inside:

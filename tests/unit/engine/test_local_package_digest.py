@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,10 @@ def test_a_deployed_local_package_keeps_its_environment(
     assert packages_dir(home, snapshot / "requirements.txt") == deployed
     (tmp_path / "project" / "mylib" / "mylib" / "__init__.py").write_text("VALUE = 2\n")
     assert packages_dir(home, requirements) != tested
+    copied = tmp_path / "copied"  # a snapshot copied out as a project of the user's: its edits count
+    shutil.copytree(snapshot, copied)
+    (copied / "mylib" / "mylib" / "__init__.py").write_text("VALUE = 3\n")
+    assert packages_dir(home, copied / "requirements.txt") != deployed
     assert packages_dir(home, snapshot_project(tmp_path / "project", home) / "requirements.txt") != deployed
 
 

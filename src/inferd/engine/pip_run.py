@@ -38,7 +38,7 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
     command = [sys.executable, "-P", "-c", _PIP_ENDING_WITH_US.format(parent=os.getpid()), "install"]
     command += ["--disable-pip-version-check", *options]
     command += ["--no-input", "--target", str(scratch), "-r", str(listing)]
-    # its own process group: what it runs (a build) is killed with it
+    # in this process group still: Ctrl-C in a terminal (inferd serve) interrupts it too
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -46,7 +46,6 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
         text=True,
         env=dict(os.environ, PIP_NO_INPUT="1"),
         cwd=str(cwd),
-        start_new_session=True,
     )
     try:
         stdout, stderr = process.communicate(timeout=PIP_TIMEOUT)
@@ -54,7 +53,7 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
         _kill(process)
         shutil.rmtree(scratch, ignore_errors=True)
         raise LoadError(f"installing requirements.txt took longer than {PIP_TIMEOUT}s") from None
-    except BaseException:  # Ctrl-C in inferd test: no longer the terminal's to interrupt
+    except BaseException:
         _kill(process)
         raise
     if process.returncode != 0:
@@ -64,10 +63,28 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
 
 
 def _kill(process: subprocess.Popen[str]) -> None:
-    """Kill pip and what it runs (its process group), and reap pip."""
+    """Kill pip and what it runs (a hung build), and reap pip."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+        os.kill(process.pid, signal.SIGSTOP)  # starts nothing more while its tree is read
+        for pid in [*_descendants(process.pid), process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     process.communicate()
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes ``root`` started, and theirs (Linux's /proc); none where it cannot tell."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parents.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [root]
+    while pending:
+        children = parents.get(pending.pop(), [])
+        found += children
+        pending += children
+    return found
 
 
 def _with_cause(stderr: str, stdout: str) -> str:

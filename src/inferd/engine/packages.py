@@ -267,7 +267,8 @@ def _check(
             f"requirements.txt: {line} relaxed to {name} {have}, which inferd itself runs with"
         )
         return
-    versions = versions_of(name)
+    # pre-releases only for a pin naming one (``==2.0rc1``), as pip takes them
+    versions = [v for v in versions_of(name) if spec.prereleases or not v.is_prerelease]
     if not versions and have is None:
         try:
             if not result.elsewhere:
@@ -281,6 +282,18 @@ def _check(
         result.lines.append(line)  # no wheel, or the index is unreachable: pip says why
         return
     fits = [v for v in versions if spec.contains(v, prereleases=True)]
+    if not fits and (result.elsewhere or not versions):
+        # the file's own index (``--extra-index-url``, ``--find-links``) may have it: a private
+        # package whose name the default index has too, in other versions; or the index did not
+        # answer (inferd's own package: what it has is unknown): pip says
+        if have is not None:
+            result.warnings.append(
+                f"requirements.txt: {line} conflicts with {name} {have}, which inferd itself runs "
+                "with; handlers import that version"
+            )
+        else:
+            result.lines.append(line)
+        return
     if have is not None:
         # Replicas import inferd's own copy first, so another version would be shadowed.
         if not fits:
@@ -299,7 +312,11 @@ def _check(
         result.lines.append(line)
         return
     near = nearest(requirement, versions)
-    if not relax and any(spec.contains(v, prereleases=True) for v in sources_of(name)):
+    if not relax and any(
+        spec.contains(v, prereleases=True)
+        for v in sources_of(name)
+        if spec.prereleases or not v.is_prerelease
+    ):
         result.lines.append(line)  # no wheel, but pip can build the pinned source
         if near is not None:
             result.built.append(
@@ -360,7 +377,11 @@ def _built_for(
     if base is None:
         return False
     wanted = release_for(base).release
-    made = [v for v in versions_of(requirement.name) if v.release[: len(wanted)] == wanted]
+    made = [
+        v
+        for v in versions_of(requirement.name)
+        if v.release[: len(wanted)] == wanted and (base.is_prerelease or not v.is_prerelease)
+    ]
     if not made:
         return False
     # A local build (torch 2.13.0+cpu) goes with the same build of the other when the index has it.

@@ -6,9 +6,12 @@ left, and says why it failed in a sentence (pip's own last lines that give the r
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,32 +34,68 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
     ``LoadError`` with pip's reason, ``scratch`` removed, when it fails or takes too long."""
     listing = scratch / ".requirements.txt"
     listing.write_text("\n".join(lines) + "\n")
-    command = [
-        sys.executable,
-        "-P",
-        "-c",
-        _PIP_ENDING_WITH_US.format(parent=os.getpid()),
-        "install",
-        "--quiet",
-    ]
+    # not --quiet: a dependency conflict's cause ("aaa 1.0 depends on ccc==1.0") is on its stdout
+    command = [sys.executable, "-P", "-c", _PIP_ENDING_WITH_US.format(parent=os.getpid()), "install"]
     command += ["--disable-pip-version-check", *options]
     command += ["--no-input", "--target", str(scratch), "-r", str(listing)]
+    # in this process group still: Ctrl-C in a terminal (inferd serve) interrupts it too
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PIP_NO_INPUT="1"),
+        cwd=str(cwd),
+    )
     try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=PIP_TIMEOUT,
-            env=dict(os.environ, PIP_NO_INPUT="1"),
-            cwd=str(cwd),
-        )
+        stdout, stderr = process.communicate(timeout=PIP_TIMEOUT)
     except subprocess.TimeoutExpired:
+        _kill(process)
         shutil.rmtree(scratch, ignore_errors=True)
         raise LoadError(f"installing requirements.txt took longer than {PIP_TIMEOUT}s") from None
-    if result.returncode != 0:
+    except BaseException:
+        _kill(process)
+        raise
+    if process.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
-        reason = pip_failure(result.stderr or result.stdout, result.returncode)
+        reason = pip_failure(_with_cause(stderr or stdout, stdout), process.returncode, lines)
         raise LoadError(f"installing requirements.txt failed: {reason}")
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    """Kill pip and what it runs (a hung build), and reap pip."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGSTOP)  # starts nothing more while its tree is read
+        for pid in [*_descendants(process.pid), process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    process.communicate()
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes ``root`` started, and theirs (Linux's /proc); none where it cannot tell."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parents.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [root]
+    while pending:
+        children = parents.get(pending.pop(), [])
+        found += children
+        pending += children
+    return found
+
+
+def _with_cause(stderr: str, stdout: str) -> str:
+    """``stderr`` with the cause of a dependency conflict, which pip writes to stdout, before its end."""
+    lines = stdout.splitlines()
+    if "ResolutionImpossible" not in stderr or "The conflict is caused by:" not in lines:
+        return stderr
+    start = lines.index("The conflict is caused by:")
+    cause = list(itertools.takewhile(str.strip, lines[start + 1 :]))
+    said = [line for line in stderr.splitlines() if "ResolutionImpossible: for help visit" not in line]
+    return "\n".join([*said, "The conflict is caused by:", *cause])
 
 
 # What pip wraps a failing build's output in (its box drawing, notes and hints), not the reason.
@@ -71,11 +110,28 @@ _IN_LISTING = re.compile(
 )
 
 
-def pip_failure(output: str, status: int) -> str:
-    """The last lines of pip's error output that say why (a failing build's own lines included)."""
+def pip_failure(output: str, status: int, lines: list[str] | None = None) -> str:
+    """The last lines of pip's error output that say why (a failing build's own lines included);
+    ``lines``: the list pip was handed, to name a line of it by its text."""
     found = [line.strip() for line in output.splitlines() if line.strip() and not _DECORATION.match(line)]
     # where in inferd's copy of the list: its line numbers are not the user's file's
     found = [_IN_LISTING.sub("", line) for line in found]
-    # pip's warnings (an index location of its configuration missing) are not why it failed
-    found = [line for line in found if not line.startswith("WARNING:")] or found
-    return "; ".join(found[-3:]) if found else f"pip exited with status {status}"
+    if lines:  # "Cannot install -r /.../.requirements.txt (line 3) and ...": the line itself
+        found = [_LISTING_LINE.sub(lambda match: _line(lines, int(match[1])), line) for line in found]
+    # pip's warnings (an index location of its configuration missing) are not why it failed, but
+    # its last retry of an index that did not answer is
+    retried = [line for line in found if line.startswith("WARNING: Retrying (")][-1:]
+    found = [line for line in found if not line.startswith("WARNING:") or line in retried] or found
+    said = found[-3:]
+    # what the last lines are about (THESE PACKAGES DO NOT MATCH THE HASHES, then each package's)
+    errors = [line for line in found[:-3] if line.startswith("ERROR:")]
+    if errors and not any(line.startswith("ERROR:") for line in said):
+        said.insert(0, errors[-1])
+    return "; ".join(said) if said else f"pip exited with status {status}"
+
+
+_LISTING_LINE = re.compile(r"-r \S+\.requirements\.txt \(line (\d+)\)")
+
+
+def _line(lines: list[str], number: int) -> str:
+    return lines[number - 1] if 0 < number <= len(lines) else f"line {number}"

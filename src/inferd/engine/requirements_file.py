@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from inferd.errors import LoadError
+from inferd.storage import SKIPPED_DIRS, SKIPPED_SUFFIXES, SNAPSHOT_FILES, file_digest
 
 # Each pin inferd's environment does not meet is looked up on the index (a pip run of about a
 # second) before pip installs anything: a 10 MB file of pins ran for hours, saying nothing.
@@ -219,8 +221,9 @@ def _expand(text: str, folder: Path, root: Path, seen: set[Path]) -> list[str]:
 # ``x @ file:./x``) or a folder of wheels it looks in (``--find-links ./wheels``).
 _OPTION_PATH = re.compile(r"^(-e|--editable|-f|--find-links)(?:\s*=\s*|\s+|)(\S.*)$")
 _ARCHIVE = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
-# What building or importing a package leaves in its folder: no edit of it.
-_LEFT_BY_BUILDS = {"__pycache__", ".git", ".tox", ".venv", ".mypy_cache", ".pytest_cache"}
+# What building or importing a package leaves in its folder: no edit of it. Nor is what a deploy
+# does not copy (hidden files, ``__pycache__``, ``.venv``: ``storage.project_files``), so that
+# ``inferd test`` and the deploy of the same files name the same environment.
 _LEFT_BY_SETUPTOOLS = {"build", ".eggs"}  # in the package's own folder (a build/ further in is code)
 
 
@@ -236,8 +239,8 @@ def _local_path(line: str) -> tuple[str, bool] | None:
         text = text.removeprefix("file:").removeprefix("//")
     elif "://" in text or text.startswith("-"):
         return None
-    elif option is None and not (text.startswith((".", "/", "~")) or text.endswith(_ARCHIVE)):
-        return None  # a requirement (``mylib==0.1``), not a path
+    elif option is None and not (text.startswith((".", "/", "~")) or text.endswith(_ARCHIVE) or "/" in text):
+        return None  # a requirement (``mylib==0.1``), not a path (pip's: ``libs/mylib`` is one)
     return re.sub(r"\[[^\]]*\]$", "", text), finds  # ``./mylib[extra]``: the folder
 
 
@@ -245,17 +248,23 @@ def _local_files(path: Path, finds: bool) -> Iterator[Path]:
     if path.is_file():
         yield path
     elif finds:  # pip looks at the folder's own files only
-        yield from sorted(entry for entry in path.iterdir() if entry.is_file())
+        yield from sorted(entry for entry in path.iterdir() if entry.is_file() and _copied(entry.name))
     elif path.is_dir():
         for folder, folders, files in os.walk(path):
             folders[:] = sorted(
                 f
                 for f in folders
-                if f not in _LEFT_BY_BUILDS
+                if not f.startswith(".")
+                and f not in SKIPPED_DIRS
                 and not f.endswith(".egg-info")
                 and not (folder == str(path) and f in _LEFT_BY_SETUPTOOLS)
             )
-            yield from (Path(folder) / name for name in sorted(files) if not name.endswith(".pyc"))
+            yield from (Path(folder) / name for name in sorted(files) if _copied(name))
+
+
+def _copied(name: str) -> bool:
+    """Whether a deploy copies a file of this name (``storage.project_files``)."""
+    return not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES)
 
 
 def local_sources(requirements: Path) -> list[Path]:
@@ -280,13 +289,40 @@ def packages_dir(home: Path, requirements: Path, relax: bool = False) -> Path:
     read_requirements(requirements)  # past the limits: said here, before the bytes are read
     digest = hashlib.sha256(requirements.read_bytes())
     folder = requirements.parent.absolute()
-    # an edit of an included file, or a local package rebuilt under the same version, is a new install
-    for path in [*included_files(requirements), *local_sources(requirements)]:
+    # an edit of an included file is a new install
+    for path in included_files(requirements):
         digest.update(
             b"\0" + os.fsencode(path.relative_to(folder) if folder in path.parents else path) + b"\0"
         )
         with path.open("rb") as file:
-            for chunk in iter(lambda: file.read(1 << 20), b""):  # a model in ``-e .``: not all at once
+            for chunk in iter(lambda: file.read(1 << 20), b""):
                 digest.update(chunk)
+    # and so is a local package rebuilt under the same version: its files by their content
+    root = Path(os.path.normpath(folder))
+    # a deploy's snapshot (a copy of one elsewhere is the user's project: its edits count)
+    listed = (
+        _snapshot_files(root) if root.parent == Path(os.path.normpath(home.absolute())) / "projects" else None
+    )
+    for path in local_sources(requirements):
+        inside = root in path.parents
+        if listed is not None and inside:
+            # a deployed project's: as copied (a replica's writes in its folder since are not)
+            content = listed.get(str(path.relative_to(root)))
+            if not isinstance(content, str):
+                continue
+        else:
+            content = file_digest(path)  # a model in ``-e .``: read a block at a time
+        name = os.fsencode(path.relative_to(root) if inside else path)
+        digest.update(b"\0" + name + b"\0" + content.encode())
     digest.update(b"\0relax" if relax else b"")
     return home / "envs" / digest.hexdigest()[:24]
+
+
+def _snapshot_files(root: Path) -> dict[str, object] | None:
+    """The files a deploy's snapshot of the project holds (relative path -> content digest), when
+    ``root`` is one; None for a project folder of the user's."""
+    try:
+        listed = json.loads((root / SNAPSHOT_FILES).read_text())
+    except (OSError, ValueError):
+        return None
+    return listed if isinstance(listed, dict) else None

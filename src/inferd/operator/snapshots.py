@@ -20,14 +20,21 @@ from inferd.config.load import load_project
 from inferd.errors import ConfigError
 from inferd.operator.prune import human_bytes
 from inferd.operator.state import StateError, read_json
-from inferd.storage import CREATED_MARK, SKIPPED_DIRS, file_digest, project_files, scratch_folder
+from inferd.storage import (
+    CREATED_MARK,
+    SKIPPED_DIRS,
+    file_digest,
+    project_files,
+    scratch_folder,
+)
+from inferd.storage import (
+    SNAPSHOT_FILES as SNAPSHOT_FILES,
+)
 from inferd.storage.durable import sync_entries, sync_files
 
 if TYPE_CHECKING:
     from inferd.config.schema import Project
 
-# In each snapshot: its files' content digests, to hard-link unchanged files into the next one
-SNAPSHOT_FILES = ".inferd-files.json"
 # Left free on the disk by a snapshot, for state.json, the logs and the replicas' own writes
 # (at most a twentieth of the disk).
 RESERVE_BYTES = 64 << 20

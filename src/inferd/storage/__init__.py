@@ -36,6 +36,8 @@ SAVED_MODEL_TREE = """expected a SavedModel, e.g.
 # Inside every folder inferd creates in its caches and snapshots: only such folders are ever
 # collected (``operator/prune.py``), never a look-alike someone else put there.
 CREATED_MARK = ".inferd-created"
+# In each project snapshot: its files' content digests (relative path -> SHA-256), as copied
+SNAPSHOT_FILES = ".inferd-files.json"
 
 
 def inferd_home() -> Path:

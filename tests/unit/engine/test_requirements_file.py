@@ -426,5 +426,5 @@ def test_a_freezes_pins_are_asked_about_in_a_few_pip_processes(monkeypatch: pyte
     found = package_index.many_wheel_versions(names)
     assert len(started) <= package_index.MANY_PROCESSES < len(names)
     assert set(found) == set(names) and all(found.values())
-    package_index._index_versions.cache_clear()
+    package_index._asked.cache_clear()
     assert found["appdirs"] == package_index.wheel_versions("appdirs")  # as `pip index versions` says

@@ -34,6 +34,10 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
     ``LoadError`` with pip's reason, ``scratch`` removed, when it fails or takes too long."""
     listing = scratch / ".requirements.txt"
     listing.write_text("\n".join(lines) + "\n")
+    # pip's own temporary folders (builds, wheels) inside the scratch folder: a pip killed (its
+    # timeout, the operator's end) left them in /tmp for good, about four a run of the suite
+    temporary = scratch / ".pip-tmp"
+    temporary.mkdir(exist_ok=True)
     # not --quiet: a dependency conflict's cause ("aaa 1.0 depends on ccc==1.0") is on its stdout
     command = [sys.executable, "-P", "-c", _PIP_ENDING_WITH_US.format(parent=os.getpid()), "install"]
     command += ["--disable-pip-version-check", *options]
@@ -44,7 +48,7 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(os.environ, PIP_NO_INPUT="1"),
+        env=dict(os.environ, PIP_NO_INPUT="1", TMPDIR=str(temporary)),
         cwd=str(cwd),
     )
     try:
@@ -60,6 +64,7 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
         shutil.rmtree(scratch, ignore_errors=True)
         reason = pip_failure(_with_cause(stderr or stdout, stdout), process.returncode, lines)
         raise LoadError(f"installing requirements.txt failed: {reason}")
+    shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _kill(process: subprocess.Popen[str]) -> None:

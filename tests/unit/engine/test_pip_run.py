@@ -97,7 +97,11 @@ def test_a_hung_build_is_killed_with_pip(tmp_path: Path, monkeypatch: pytest.Mon
         "    return []\n"
     )
     monkeypatch.setattr(pip_run, "PIP_TIMEOUT", 20)
+    system_temporary = tmp_path / "tmp"  # was: pip's build folders stayed in /tmp once it was killed
+    system_temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_temporary))
     message = _failure(tmp_path, ["--no-index", "./slow"])
+    assert list(system_temporary.iterdir()) == []
     assert message == "installing requirements.txt took longer than 20s"
     assert mark.exists(), "the build did not start within the timeout"
     pid = int(mark.read_text())

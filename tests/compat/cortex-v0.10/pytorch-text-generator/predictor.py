@@ -9,11 +9,11 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
 # download. Here the tokenizer reads GPT-2-format vocabulary files fetched over HTTP (from
 # COMPAT_FILES_URL in the tests) and the model is a small GPT-2, randomly initialised.
 FILES = os.environ.get("COMPAT_FILES_URL", "https://openaipublic.blob.core.windows.net/gpt-2/models/124M")
-folder = tempfile.mkdtemp()
-for name in ("encoder.json", "vocab.bpe"):
-    with open(os.path.join(folder, name), "wb") as out:
-        out.write(requests.get(f"{FILES}/{name}").content)
-tokenizer = GPT2Tokenizer(os.path.join(folder, "encoder.json"), os.path.join(folder, "vocab.bpe"))
+with tempfile.TemporaryDirectory() as folder:  # read once by the tokenizer: gone once it is made
+    for name in ("encoder.json", "vocab.bpe"):
+        with open(os.path.join(folder, name), "wb") as out:
+            out.write(requests.get(f"{FILES}/{name}").content)
+    tokenizer = GPT2Tokenizer(os.path.join(folder, "encoder.json"), os.path.join(folder, "vocab.bpe"))
 torch.manual_seed(0)
 config = GPT2Config(
     vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2, bos_token_id=None, eos_token_id=None

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inferd.errors import UsageError
+from inferd.runtimes.startup_notes import held_startup_notes
 
 # features: sepal_length, sepal_width, petal_length, petal_width -> scores of the three labels
 WEIGHTS = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-2.0, 0.0, 2.0], [0.0, 0.0, 0.0]]
@@ -59,35 +56,10 @@ def build_onnx(path: Path) -> None:
     save_model(model, str(path))
 
 
-@contextmanager
-def held_stderr() -> Iterator[None]:
-    """Hold what is written to file descriptor 2 meanwhile; write it out only if the block fails.
-
-    TensorFlow's C++ start-up notes (CPU features, absl) would read as errors of `inferd init`,
-    and on a CPU with AVX-512 BF16 or AMX TensorFlow 2.21 prints its oneDNN note whatever
-    ``TF_CPP_MIN_LOG_LEVEL`` says, so they are held at the descriptor, below Python.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def build_tensorflow(path: Path) -> None:
     """Write the model as a SavedModel: ``serving_default`` takes ``features`` float[N, 4]."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with held_stderr():
+    with held_startup_notes():
         try:
             import tensorflow as tf
         except ImportError:

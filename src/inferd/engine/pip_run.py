@@ -1,6 +1,6 @@
 """Running pip for a project's ``requirements.txt``: into a scratch folder, ending with inferd.
 
-``engine.packages`` decides what to hand pip; this module runs it, removes what a failed run
+``engine.requirement_plan`` decides what to hand pip; this module runs it, removes what a failed run
 left, and says why it failed in a sentence (pip's own last lines that give the reason).
 """
 

@@ -18,7 +18,7 @@ from inferd.errors import InputError, LoadError
 from inferd.runtimes.base import TensorSpec
 from inferd.runtimes.devices import Devices, configure_tensorflow
 from inferd.runtimes.startup_notes import held_startup_notes
-from inferd.storage import find_saved_model
+from inferd.storage.layout import find_saved_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -55,8 +55,6 @@ STOP = b"Q"  # gateway -> replica: close the stream now
 TRACE = b"t"  # gateway -> replica: the ``traceparent`` of the request frame that follows
 BATCH_REPLY = b"M"  # count, then (status, metadata length, body length, metadata, body) each
 
-MAX_FRAME = 1 << 31
-
 
 def frame(kind: bytes, payload: bytes) -> bytes:
     """One frame: length prefix, kind byte, payload."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inferd.config.schema import ApiConfig, Project, is_remote
+from inferd.config.schema import ApiConfig, Project
 from inferd.engine import requirement_plan
 from inferd.engine.requirements_file import read_requirements, requirement_lines
 from inferd.errors import ConfigError
@@ -224,12 +224,6 @@ def replica_args(config: ApiConfig, project_root: str | None = None) -> dict[str
         "config": config.model_dump(mode="json"),
         "project_root": project_root,
     }
-
-
-def model_travels(config: ApiConfig) -> bool:
-    """True when the model is a project file (it rides in the working_dir zip)."""
-    uri = config.api.model_uri
-    return uri is not None and not is_remote(uri)
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,25 @@ def test_a_handler_that_prints_after_serve_s_reader_went_away_still_answers(
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
     assert "Traceback" not in log.read_text()
+
+
+def test_serve_started_with_its_stdout_closed_serves_handlers_that_print(
+    printer: Path, tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    # A script or supervisor that closed stdout (`inferd serve ... >&-`): the event loop's epoll
+    # took descriptor 1, the replicas got it as their stdout (each print failed), and serve ended
+    # with status 1 and a traceback (sys.stdout was None)
+    log = tmp_path / "serve.err"
+    with log.open("wb") as err:
+        process = subprocess.Popen(
+            ["sh", "-c", 'exec "$0" "$@" >&-', str(INFERD), "serve", str(printer), "--port", "0"],
+            stdin=subprocess.DEVNULL,
+            stderr=err,
+        )
+    started.append(process)
+    url = _url(log, process)
+    answer = requests.post(f"{url}/out/printer", json={"n": 1}, timeout=30)
+    assert (answer.status_code, answer.json()) == (200, "ok"), log.read_text()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+    assert "Traceback" not in log.read_text()

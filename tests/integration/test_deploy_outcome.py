@@ -487,6 +487,47 @@ def test_ctrl_c_while_the_operator_prepares_says_the_deploy_goes_on(
         origin.close()
 
 
+def test_ctrl_c_while_down_drains_says_the_operator_goes_on_stopping(inferd: Inferd, tmp_path: Path) -> None:
+    # it said "stopped (Ctrl-C)", as if the operator had been kept, and the operator stopped
+    gated = (
+        "import os, time\n"
+        "def predict(sample, metadata):\n"
+        "    while not os.path.exists(sample['gate']):\n"
+        "        time.sleep(0.02)\n"
+        "    return 'done'\n"
+    )
+    yaml = "- kind: deployment\n  name: gated\n- kind: api\n  name: held\n  predictor:\n    path: p.py\n"
+    inferd.run("deploy", str(make_project(tmp_path / "p", yaml, {"p.py": gated})))
+    gate = tmp_path / "go"
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(inferd.post, "/gated/held", {"gate": str(gate)})
+        wait_for(
+            lambda: requests.get(f"{inferd.url}/gated/held", timeout=5).json()["replicas"]["busy"] == 1,
+            30,
+            "the request to be running",
+        )
+        stopping = subprocess.Popen(
+            [str(INFERD), "down"],
+            env=inferd.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        log = inferd.home / "operator.log"
+        wait_for(lambda: "stopping: draining requests" in log.read_text(), 60, "the operator to drain")
+        stopping.send_signal(signal.SIGINT)
+        stdout, stderr = stopping.communicate(timeout=60)
+        gate.touch()
+        assert held.result().json() == "done"
+    assert (stopping.returncode, stdout) == (1, "")
+    assert stderr.splitlines()[-1] == (
+        "error: stopped waiting (Ctrl-C); the operator goes on draining, then stops: "
+        "`inferd version` says when"
+    )
+    wait_for(lambda: "operator: not running" in inferd.run("version").stdout, 60, "the operator to stop")
+
+
 def test_a_replica_that_crashes_once_ready_is_logged_with_its_exit_code_and_backs_off(
     inferd: Inferd, tmp_path: Path
 ) -> None:

@@ -19,9 +19,16 @@ from inferd.cli.options import (
     timeout_option,
     wait_option,
 )
-from inferd.cli.outcome import STILL_DRAINING, STOPPED_PREPARING, STOPPED_WAITING, wait_deleted, wait_outcome
+from inferd.cli.outcome import (
+    STILL_DRAINING,
+    STILL_STOPPING,
+    STOPPED_PREPARING,
+    STOPPED_WAITING,
+    wait_deleted,
+    wait_outcome,
+)
 from inferd.client import Client
-from inferd.errors import InferdError, OperatorError, ReplaceError, UsageError
+from inferd.errors import InferdError, ReplaceError, UsageError
 
 if TYPE_CHECKING:
     from inferd.environments import Environment
@@ -260,6 +267,6 @@ def down() -> None:
     """
     try:
         stopped = Client().stop()
-    except OperatorError:
-        raise
+    except KeyboardInterrupt:
+        raise InferdError(STILL_STOPPING) from None
     click.echo("the inferd operator stopped" if stopped else "the inferd operator is not running")

@@ -39,19 +39,23 @@ def serve_under_an_init() -> None:
         return
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # or what waits in a buffer would be written twice
+    # held until PID 1 passes them on: PID 1 ignores a signal it has no handler for
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     server = os.fork()
     if server == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return
-    _reap_until(server)
+    _reap_until(server, held)
 
 
-def _reap_until(server: int) -> NoReturn:
+def _reap_until(server: int, held: set[int | signal.Signals]) -> NoReturn:
     def forward(signum: int, frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(server, signum)
 
     for signum in FORWARDED:
         signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
     while True:
         try:
             pid, status = os.wait()  # any child, the adopted ones too

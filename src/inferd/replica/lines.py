@@ -6,12 +6,18 @@ progress bar) had the replica's next log record glued to it, so ``inferd logs`` 
 ``progress 50%2026-11-30 17:22:38,534 api [api-1] ERROR ...`` and ``--since`` could not read the
 record's time. The two streams note whether the last text written ended a line, and a record
 that would continue one starts a new line.
+
+A write that fails is dropped, never the request's failure: under ``inferd serve`` a replica
+writes on the terminal or pipe ``inferd serve`` was given, and once its reader went away
+(``inferd serve | head``, a log collector restarted) or its disk filled, every ``print`` in a
+handler raised ``BrokenPipeError`` or ``OSError`` and each such request was a 500.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -31,10 +37,30 @@ class WatchedStream:
         self._ends = ends
 
     def write(self, text: str) -> int:
-        written = self._stream.write(text)
+        try:
+            written = self._stream.write(text)
+        except OSError as exc:
+            self._lost(exc)
+            return len(text)
         if text:
             self._ends.open = text[-1] != "\n"
         return written
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: OSError) -> None:
+        """The text could not be written: it is dropped. A reader that hung up never comes
+        back, so the stream's descriptor then goes to the null device: what waits in its buffer,
+        and every later write (the runtime's own on the descriptor included), costs nothing."""
+        if isinstance(exc, BrokenPipeError):
+            with contextlib.suppress(OSError, ValueError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self._stream.fileno())
+                os.close(null)
 
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import zipfile
 from pathlib import Path
 
 from tests.conftest import INFERD, make_project, wait_for
@@ -46,3 +48,31 @@ def test_a_handler_printing_emoji_serves_and_logs_under_the_c_locale(inferd: Inf
     tested = subprocess.run([str(INFERD), "test", str(project)], env=latin, capture_output=True, timeout=120)
     assert tested.returncode == 0, tested.stdout.decode("latin-1") + tested.stderr.decode("latin-1")
     assert "init \\u2713 \\U0001f680" in tested.stdout.decode("latin-1")
+
+
+def test_requirements_install_under_the_c_locale_into_a_path_that_is_not_ascii(tmp_path: Path) -> None:
+    # was: "installing requirements.txt failed: ... UnicodeEncodeError: 'utf-8' codec can't encode
+    # characters ...: surrogates not allowed", pip writing the path in its records
+    root = tmp_path / "jos\u00e9"
+    project = make_project(
+        root / "project",
+        "- kind: deployment\n  name: loc\n- kind: api\n  name: lib\n  predictor:\n    path: p.py\n",
+        {
+            "p.py": "import mylib\n\n\ndef predict(sample, metadata):\n    return mylib.VALUE\n",
+            "requirements.txt": "./mylib-0.1-py3-none-any.whl\n",
+            "sample.json": "{}",
+        },
+    )
+    with zipfile.ZipFile(project / "mylib-0.1-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("mylib/__init__.py", "VALUE = 'gr\\u00fc\\u00df'\n")
+        wheel.writestr("mylib-0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: mylib\nVersion: 0.1\n")
+        wheel.writestr(
+            "mylib-0.1.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr("mylib-0.1.dist-info/RECORD", "")
+    env = dict(os.environ, **C_LOCALE, INFERD_HOME=str(root / "home"))
+    env.pop("PYTHONIOENCODING", None)
+    tested = subprocess.run([str(INFERD), "test", str(project)], env=env, capture_output=True, timeout=300)
+    shown = tested.stdout.decode("utf-8", "replace") + tested.stderr.decode("utf-8", "replace")
+    assert tested.returncode == 0, shown
+    assert "1 passed" in shown

@@ -59,7 +59,8 @@ def test_requirements_install_under_the_c_locale_into_a_path_that_is_not_ascii(t
         "- kind: deployment\n  name: loc\n- kind: api\n  name: lib\n  predictor:\n    path: p.py\n",
         {
             "p.py": "import mylib\n\n\ndef predict(sample, metadata):\n    return mylib.VALUE\n",
-            "requirements.txt": "./mylib-0.1-py3-none-any.whl\n",
+            "requirements.txt": "./mylib-0.1-py3-none-any.whl\n-c constraints.txt\n",
+            "constraints.txt": "mylib==0.1\n",  # its absolute path goes to pip's listing
             "sample.json": "{}",
         },
     )

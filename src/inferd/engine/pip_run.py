@@ -34,7 +34,10 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
     """pip-install ``lines`` into ``scratch``, run in ``cwd`` (the project: its relative paths);
     ``LoadError`` with pip's reason, ``scratch`` removed, when it fails or takes too long."""
     listing = scratch / ".requirements.txt"
-    listing.write_text("\n".join(lines) + "\n")
+    # in the encoding pip reads it in (its locale's, UTF-8 in its UTF-8 mode), a path's bytes as
+    # they are: under an ASCII locale a path that is not ASCII (-c /home/josé/c.txt) raised here
+    encoding = "utf-8" if _ascii_locale() else sys.getfilesystemencoding()
+    listing.write_text("\n".join(lines) + "\n", encoding=encoding, errors="surrogateescape")
     # pip's own temporary folders (builds, wheels) inside the scratch folder: a pip killed (its
     # timeout, the operator's end) left them in /tmp for good, about four a run of the suite
     temporary = scratch / ".pip-tmp"

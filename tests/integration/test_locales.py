@@ -77,3 +77,18 @@ def test_requirements_install_under_the_c_locale_into_a_path_that_is_not_ascii(t
     shown = tested.stdout.decode("utf-8", "replace") + tested.stderr.decode("utf-8", "replace")
     assert tested.returncode == 0, shown
     assert "1 passed" in shown
+
+
+def test_a_project_in_a_folder_named_in_latin_1_bytes_deploys_and_serves(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # was: `inferd deploy` "error: malformed JSON: invalid high surrogate" (the admin API's reader),
+    # and `inferd serve` "the engine cannot run this API: PydanticSerializationError" (the spec)
+    project = make_project(
+        tmp_path / os.fsdecode(b"caf\xe9"),
+        "- kind: deployment\n  name: loc\n- kind: api\n  name: latin\n  predictor:\n    path: p.py\n",
+        {"p.py": "def predict(sample, metadata):\n    return {'got': sample}\n"},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("latin", "live")
+    assert inferd.post("/loc/latin", {"x": 1}).json() == {"got": {"x": 1}}

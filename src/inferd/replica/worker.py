@@ -223,7 +223,7 @@ def read_spec(sock: socket.socket) -> ReplicaSpec:
     payload = exactly(size)
     if payload[:1] != messages.SPEC:
         raise ConnectionError(f"expected the spec frame first, got kind {payload[:1]!r}")
-    return ReplicaSpec.model_validate_json(payload[1:])
+    return ReplicaSpec.from_json(payload[1:])
 
 
 def _user_paths(spec: ReplicaSpec) -> Callable[[str], str]:

@@ -71,9 +71,13 @@ def own_encoding(stream: TextIO) -> TextIO:
     ``UnicodeEncodeError``, which failed its ``init`` or its request. A new stream, as
     ``reconfigure`` of a zygote's stream (opened on a file, now a pipe) failed to seek.
     """
-    stream.flush()
+    try:
+        stream.flush()
+        descriptor = stream.fileno()
+    except (AttributeError, ValueError, OSError):  # None, or closed: nothing to write on
+        return stream
     return io.TextIOWrapper(
-        open(stream.fileno(), "wb", closefd=False),
+        open(descriptor, "wb", closefd=False),
         encoding=stream.encoding if stream.isatty() else "utf-8",
         errors="backslashreplace",
         line_buffering=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import os
@@ -119,6 +120,11 @@ class InferdGroup(click.Group):
             usage_error(exc, ctx)
 
     def invoke(self, ctx: click.Context) -> object:
+        # Text the terminal's encoding lacks (an emoji a handler printed, on a Latin-1 locale) is
+        # escaped as Python's stderr escapes it: `inferd logs` and `inferd test` ended in a
+        # UnicodeEncodeError traceback (click.echo makes up only for an ASCII one)
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:  # a command's arguments, or a command that does not exist

@@ -16,6 +16,7 @@ handler raised ``BrokenPipeError`` or ``OSError`` and each such request was a 50
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from collections.abc import Iterable
@@ -85,6 +86,28 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.stdout.flush()
                 self.stream.write("\n")
         super().emit(record)
+
+
+def own_encoding(stream: TextIO) -> TextIO:
+    """``stream``'s descriptor as a line-buffered text stream in UTF-8 (the terminal's encoding on
+    a terminal) that escapes what it cannot encode.
+
+    The engine reads a replica's pipe as UTF-8 whatever the locale: under ``LANG=C`` with
+    ``PYTHONCOERCECLOCALE=0``, or a Latin-1 locale, a handler's ``print("✓")`` raised
+    ``UnicodeEncodeError``, which failed its ``init`` or its request. A new stream, as
+    ``reconfigure`` of a zygote's stream (opened on a file, now a pipe) failed to seek.
+    """
+    try:
+        stream.flush()
+        descriptor = stream.fileno()
+    except (AttributeError, ValueError, OSError):  # None, or closed: nothing to write on
+        return stream
+    return io.TextIOWrapper(
+        open(descriptor, "wb", closefd=False),
+        encoding=stream.encoding if stream.isatty() else "utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
 
 
 def watch_output(stdout: TextIO, stderr: TextIO) -> tuple[Any, Any, LineHandler]:

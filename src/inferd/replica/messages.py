@@ -26,6 +26,7 @@ Errors travel as status + JSON text, never as pickled exceptions.
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -154,3 +155,14 @@ class ReplicaSpec(BaseModel):
     # The error the last replica of this version failed to load with: the same again is logged
     # as one line, not with the whole traceback at each retry.
     repeat_of: str | None = None
+
+    def to_json(self) -> bytes:
+        """The spec as JSON, a path that is not UTF-8 (a folder named in Latin-1 bytes, or any
+        path but ASCII under an ASCII locale) as Python's ``json`` escapes it: pydantic's JSON
+        refuses such text, and the API could not start a replica."""
+        return json.dumps(self.model_dump(mode="json")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ReplicaSpec:
+        """The spec ``to_json`` wrote."""
+        return cls.model_validate(json.loads(data))

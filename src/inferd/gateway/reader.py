@@ -11,17 +11,16 @@ extends it with the order of requests and the answers: it provides ``refuse``, `
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from typing import TYPE_CHECKING
-from urllib.parse import unquote_to_bytes
 
 import httptools
 
 from inferd import codec
 from inferd.gateway import edge
+from inferd.gateway.framing import SEVERAL, SEVERAL_HOSTS, coding_refusal, route_path
 from inferd.gateway.waiting import QUEUED
-from inferd.gateway.wire import WANTED_HEADERS, Request, origin_form
+from inferd.gateway.wire import WANTED_HEADERS, Request
 
 if TYPE_CHECKING:
     from inferd.gateway.server import HttpApp
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 HEAD, BODY, IDLE = 0, 1, 2
 
 
-_SLASHES = re.compile(rb"//+")
 # Headers whose lines are one comma-separated list (RFC 9110 5.3): a second line must not hide
 # the first (``Transfer-Encoding: gzip`` then ``chunked`` was read as chunked alone).
 LISTS = frozenset((b"accept", b"transfer-encoding", b"content-encoding"))
@@ -40,8 +38,6 @@ LISTS = frozenset((b"accept", b"transfer-encoding", b"content-encoding"))
 SLICE = 1024
 BODY_SLICE = 1 << 16
 BURST = 8
-# The value kept for a second Host line: no parsed value holds a NUL (httptools refuses one).
-SEVERAL = b"\x00"
 
 
 class RequestReader(asyncio.Protocol):
@@ -263,20 +259,9 @@ class RequestReader(asyncio.Protocol):
             self.refuse(431, f"the request line and headers are larger than {limit} bytes")
             return
         if self._headers.get(b"host") == SEVERAL:
-            # RFC 9112 3.2 (a proxy and the gateway could each take another line for the one).
-            # No Host is answered: never read here, and haproxy's ``option httpchk GET /healthz
-            # HTTP/1.1`` sends none (a 400 marked the server DOWN; test_hostile_http.py).
-            self.refuse(400, "a request must carry one Host header, not several")
+            self.refuse(400, SEVERAL_HOSTS)
             return
-        url = self._url
-        path, _, self._query = (url if url[:1] == b"/" else origin_form(url)).partition(b"?")
-        # Routes match the decoded path, as TF Serving, Flask and ASGI servers do: a client that
-        # quotes a name (``quote("iris:predict")`` is ``iris%3Apredict``) reaches the same route.
-        if b"%" in path:
-            path = unquote_to_bytes(path)
-        # Repeated slashes are one, as nginx merges them: a client's base URL ending in "/" joined
-        # with "/d/iris" asks for "//d/iris" (it was a 404 naming the right endpoint).
-        self._path = _SLASHES.sub(b"/", path) if b"//" in path else path
+        self._path, self._query = route_path(self._url)
         headers = self._headers
         if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
             # The parser skips an upgrade request's body and hands what follows the headers to the
@@ -285,27 +270,10 @@ class RequestReader(asyncio.Protocol):
             # expects: the request is read again without it (``_feed``).
             self._plain_head = self._without_upgrade()
             return
-        coding = headers.get(b"content-encoding")
-        if coding is not None and any(
-            c.strip().lower() not in (b"", b"identity") for c in coding.split(b",")
-        ):
-            shown = coding.decode("latin-1")[:64]
-            self.refuse(
-                415, f"Content-Encoding {shown} is not supported: send the body uncompressed", self._path
-            )
-            return
-        transfer = headers.get(b"transfer-encoding")
-        if transfer is not None:
-            # httptools undoes only chunked, the last coding: with others before it the body
-            # would reach the handler still coded (RFC 9112 6.1: 501).
-            other = [c for c in (c.strip().lower() for c in transfer.split(b",")) if c and c != b"chunked"]
-            if other:
-                shown = other[0].decode("latin-1")[:64]
-                self.refuse(
-                    501,
-                    f"Transfer-Encoding {shown} is not supported: send the body with chunked alone",
-                    self._path,
-                )
+        if b"content-encoding" in headers or b"transfer-encoding" in headers:
+            refused = coding_refusal(headers)
+            if refused is not None:
+                self.refuse(*refused, self._path)
                 return
         self._admitting = True
         try:

@@ -22,7 +22,9 @@ from urllib.parse import urlencode
 
 from inferd.code_identity import restart_hint
 from inferd.errors import InferdError, OperatorError, error_type
+from inferd.operator.pids import is_operator, live_supervisor
 from inferd.operator.state import OPERATOR_FILE, STATE_FORMAT, TOKEN_FILE, read_json
+from inferd.procfs import running
 from inferd.storage import inferd_home
 from inferd.storage.private import refuse_a_home_others_control
 
@@ -32,64 +34,6 @@ if TYPE_CHECKING:
 START_TIMEOUT = 60.0
 RESTART_WAIT = 30.0  # a supervisor brings a killed operator back in seconds (5.4 s measured, busy)
 START_LOCK = "operator.start.lock"  # held by the command that starts the operator
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def _is_operator(pid: int, home: Path) -> bool:
-    """Whether ``pid`` is an inferd operator or its supervisor, of ``home`` (not a process that
-    took a stale pid from ``operator.json`` after a reboot, such as another home's operator:
-    ``inferd down`` stopped that one)."""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"inferd.operator." in command and _same_home(pid, home)
-
-
-def _same_home(pid: int, home: Path) -> bool:
-    """Whether process ``pid`` runs with ``home`` as its ``INFERD_HOME`` (True when its
-    environment cannot tell)."""
-    try:
-        variables = dict(
-            item.split(b"=", 1)
-            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            if b"=" in item
-        )
-        ours = os.stat(home)
-    except OSError:
-        return True
-    if b"INFERD_HOME" in variables:
-        theirs = os.path.join(f"/proc/{pid}/cwd", os.fsdecode(variables[b"INFERD_HOME"]))
-    elif b"HOME" in variables:
-        theirs = os.path.join(os.fsdecode(variables[b"HOME"]), ".inferd")
-    else:
-        return True
-    try:
-        found = os.stat(theirs)
-    except FileNotFoundError:
-        return False  # (its home gone: not this one, which exists)
-    except OSError:
-        return True
-    return (found.st_dev, found.st_ino) == (ours.st_dev, ours.st_ino)
-
-
-def _live_supervisor(info: dict[str, Any], home: Path) -> int:
-    """The pid of the supervisor ``operator.json`` names while it runs, else 0 (also when its
-    pid now belongs to another process: the file outlived a reboot)."""
-    pid = int(info.get("supervisor") or 0)
-    return pid if pid and _alive(pid) and _is_operator(pid, home) else 0
 
 
 class Client:
@@ -124,7 +68,7 @@ class Client:
         if not info:
             return None
         pid = int(info.get("pid") or 0)
-        if not (pid and _alive(pid) and _is_operator(pid, self.home)):
+        if not (pid and running(pid) and is_operator(pid, self.home)):
             return None
         try:
             token = (self.home / TOKEN_FILE).read_text().strip()
@@ -138,7 +82,7 @@ class Client:
         endpoint = self._endpoint()
         deadline = time.monotonic() + RESTART_WAIT
         while endpoint is None and time.monotonic() < deadline:
-            if not _live_supervisor(read_json(self.home / OPERATOR_FILE) or {}, self.home):
+            if not live_supervisor(read_json(self.home / OPERATOR_FILE) or {}, self.home):
                 return None
             time.sleep(0.1)
             endpoint = self._endpoint()
@@ -174,7 +118,7 @@ class Client:
 
     def _start(self) -> bool:
         log_file = self.home / "operator.log"
-        supervisor = _live_supervisor(read_json(self.home / OPERATOR_FILE) or {}, self.home)
+        supervisor = live_supervisor(read_json(self.home / OPERATOR_FILE) or {}, self.home)
         process: subprocess.Popen[bytes] | None = None
         if not supervisor:
             (self.home / OPERATOR_FILE).unlink(missing_ok=True)
@@ -190,10 +134,10 @@ class Client:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
                 raise OperatorError(f"the operator could not start: {_last_error(log_file)}")
-            if process is None and not _alive(supervisor):
+            if process is None and not running(supervisor):
                 return self._start()  # the supervisor gave up: start afresh
             info = read_json(self.home / OPERATOR_FILE)
-            if info and info.get("supervisor") == supervisor and _alive(int(info["pid"])) and self.running():
+            if info and info.get("supervisor") == supervisor and running(int(info["pid"])) and self.running():
                 if process is not None:
                     # Reap the supervisor when it stops, so a long-lived caller (the Python
                     # client) keeps no zombie and no still-running Popen to warn about.
@@ -214,21 +158,21 @@ class Client:
         """
         info = read_json(self.home / OPERATOR_FILE) or {}
         pid = int(info.get("pid") or 0)
-        supervisor = _live_supervisor(info, self.home)
+        supervisor = live_supervisor(info, self.home)
         if self.running():
             try:
                 self.call("POST", "/down")
             finally:
                 self.close()  # the operator is going: nothing more to say on these connections
         else:
-            living = [p for p in (supervisor, pid) if p and _alive(p) and _is_operator(p, self.home)]
+            living = [p for p in (supervisor, pid) if p and running(p) and is_operator(p, self.home)]
             if not living:
                 return False
             os.kill(living[0], signal.SIGTERM)  # the supervisor if alive: it will not start another
         deadline = time.monotonic() + timeout
-        while (_alive(pid) or (supervisor and _alive(supervisor))) and time.monotonic() < deadline:
+        while (running(pid) or (supervisor and running(supervisor))) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if pid and _alive(pid):
+        if pid and running(pid):
             raise OperatorError(f"the operator (pid {pid}) is still running after {timeout:.0f}s")
         return True
 

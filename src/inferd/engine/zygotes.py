@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from inferd.procfs import running
+
 log = logging.getLogger("inferd.engine")
 
 # A fork is answered in milliseconds (measured: onnxruntime's zygote 4-9 ms, TensorFlow's 16-25
@@ -38,15 +40,6 @@ UNKNOWN_EXIT = 1  # a forked replica that ended after its zygote died: its statu
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get("INFERD_ZYGOTE", "1") not in ("0", "false", "no", "off")
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie nobody reaps counts as gone)."""
-    try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 class ForkedProcess:
@@ -143,7 +136,7 @@ class Zygote:
         self._collect(0.0)
         if pid in self.exits:
             return self.exits.pop(pid)
-        if self.dead and not _running(pid):  # orphaned: only whether it runs is known
+        if self.dead and not running(pid):  # orphaned: only whether it runs is known
             return UNKNOWN_EXIT
         return None
 

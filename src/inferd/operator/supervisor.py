@@ -30,6 +30,7 @@ from types import FrameType
 from inferd.logfiles import RotatingLog
 from inferd.operator.state import OPERATOR_FILE, read_json
 from inferd.operator.watchdog import Watchdog, hang_timeout
+from inferd.procfs import running
 from inferd.storage import inferd_home
 
 SUPERVISOR_ENV = "INFERD_SUPERVISOR"
@@ -58,14 +59,6 @@ def _stamp(text: str) -> str:
     return f"{time.strftime('%Y-%m-%d %H:%M:%S')} supervisor {text}"
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs (not a zombie)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 class Supervisor:
     def __init__(self, home: Path, adopted: int = 0) -> None:
         self.home = home
@@ -83,7 +76,7 @@ class Supervisor:
         self.stopping = True
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signal.SIGTERM)
-        elif self.adopted and _running(self.adopted):
+        elif self.adopted and running(self.adopted):
             os.kill(self.adopted, signal.SIGTERM)
 
     def watch_adopted(self) -> tuple[int, bool, float]:
@@ -95,7 +88,7 @@ class Supervisor:
         started, pid = time.monotonic(), self.adopted
         with Watchdog(self.home, pid, self.hang, self._say):
             copy_output(sys.stdin.fileno(), self.out)  # until the operator (and its children) close it
-        while _running(pid):
+        while running(pid):
             time.sleep(0.05)
         self.adopted = 0
         info = read_json(self.home / OPERATOR_FILE)

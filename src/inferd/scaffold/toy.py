@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,7 @@ def build_tensorflow(path: Path) -> None:
     # TensorFlow's C++ start-up notes (CPU features, absl) would read as errors of `inferd init`.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        tf = _quiet_import_tensorflow()
     except ImportError:
         raise UsageError(
             "building the starter TensorFlow model needs TensorFlow (pip install 'inferd[tensorflow]'); "
@@ -81,6 +83,27 @@ def build_tensorflow(path: Path) -> None:
     starter = Starter()
     path.parent.mkdir(parents=True, exist_ok=True)
     tf.saved_model.save(starter, str(path), signatures={"serving_default": starter.serve})
+
+
+def _quiet_import_tensorflow() -> Any:
+    """``import tensorflow``, what its C++ side writes meanwhile kept off the terminal unless the
+    import fails: TensorFlow 2.21 writes its oneDNN note on a CPU with AVX-512 (absl's "WARNING:
+    All log messages before absl::InitializeLog()" with it) whatever TF_CPP_MIN_LOG_LEVEL says."""
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    with tempfile.TemporaryFile() as notes:
+        os.dup2(notes.fileno(), 2)
+        try:
+            import tensorflow as tf
+        except BaseException:
+            os.dup2(terminal, 2)
+            notes.seek(0)
+            os.write(2, notes.read())
+            raise
+        finally:
+            os.dup2(terminal, 2)
+            os.close(terminal)
+    return tf
 
 
 def write_weights(path: Path) -> None:

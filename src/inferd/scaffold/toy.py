@@ -82,7 +82,14 @@ def build_tensorflow(path: Path) -> None:
 
     starter = Starter()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tf.saved_model.save(starter, str(path), signatures={"serving_default": starter.serve})
+    # AutoGraph imports the code it generates from temporary files it removes, but not their
+    # bytecode: each init left two __autograph_generated_file*.pyc in $TMPDIR/__pycache__.
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        tf.saved_model.save(starter, str(path), signatures={"serving_default": starter.serve})
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
 
 
 def _quiet_import_tensorflow() -> Any:

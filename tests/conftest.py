@@ -319,6 +319,20 @@ def regression_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def save_tensorflow(module: Any, path: Path, signatures: dict[str, Any]) -> None:
+    """``tf.saved_model.save``, leaving nothing in $TMPDIR: AutoGraph imports the code it
+    generates from temporary files it removes, and Python wrote their bytecode beside them
+    (each run of the suite left /tmp/__pycache__/__autograph_generated_file*.pyc)."""
+    import tensorflow as tf
+
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        tf.saved_model.save(module, str(path), signatures=signatures)
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
+
+
 def calls_made(function: Callable[[], T]) -> tuple[int, T]:
     """How many Python and C calls ``function()`` made, and what it returned: a cost measured as
     work done, which a shared machine's load does not change, rather than as time."""

@@ -34,6 +34,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: first.get(item.nodeid.split("::", 1)[0], len(first)))
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI (every dependency installed, run as root) a skipped test is a failure: a skip
+    there is a check that did not run, and the run would be green with it."""
+    under_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if not under_ci or hasattr(session.config, "workerinput"):  # xdist: the controller says
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped and exitstatus == pytest.ExitCode.OK:
+        reporter.write("\n")  # after the progress line
+        reporter.write_sep(
+            "=", f"CI: {len(skipped)} skipped test(s) fail the run (their reasons below)", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session", autouse=True)
 def inferd_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every inferd the suite starts keeps its state in this run's own folder, never in ~/.inferd.

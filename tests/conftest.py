@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,17 @@ SLOWEST_FILES = ("tests/integration/test_ray.py", "tests/compat/test_cortex_v010
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     first = {path: rank for rank, path in enumerate(SLOWEST_FILES)}
     items.sort(key=lambda item: first.get(item.nodeid.split("::", 1)[0], len(first)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis keeps its database and caches in a folder of this run's, removed after it:
+    by default it makes ``.hypothesis`` in the working directory, in the repository or wherever
+    pytest was started from (``cd / && pytest ...`` left ``/.hypothesis``)."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    home = Path(tempfile.mkdtemp(prefix="inferd-tests-hypothesis-"))
+    set_hypothesis_home_dir(home)
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

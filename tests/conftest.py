@@ -54,7 +54,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter is not None else []
-    if skipped and exitstatus == pytest.ExitCode.OK:
+    if reporter is not None and skipped and exitstatus == pytest.ExitCode.OK:
         reporter.write("\n")  # after the progress line
         reporter.write_sep(
             "=", f"CI: {len(skipped)} skipped test(s) fail the run (their reasons below)", red=True

@@ -7,10 +7,12 @@ A linear classifier of iris flowers with hand-set weights (no training data): th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,8 @@ def build_tensorflow(path: Path) -> None:
     # TensorFlow's C++ start-up notes (CPU features, absl) would read as errors of `inferd init`.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        tf = _quiet_import_tensorflow()
+        with _kept_off_the_terminal():
+            import tensorflow as tf
     except ImportError:
         raise UsageError(
             "building the starter TensorFlow model needs TensorFlow (pip install 'inferd[tensorflow]'); "
@@ -92,16 +95,17 @@ def build_tensorflow(path: Path) -> None:
         sys.dont_write_bytecode = writes_bytecode
 
 
-def _quiet_import_tensorflow() -> Any:
-    """``import tensorflow``, what its C++ side writes meanwhile kept off the terminal unless the
-    import fails: TensorFlow 2.21 writes its oneDNN note on a CPU with AVX-512 (absl's "WARNING:
-    All log messages before absl::InitializeLog()" with it) whatever TF_CPP_MIN_LOG_LEVEL says."""
+@contextlib.contextmanager
+def _kept_off_the_terminal() -> Iterator[None]:
+    """What the process writes to its stderr meanwhile is shown only if the block fails: TensorFlow
+    2.21's import writes its oneDNN note on a CPU with AVX-512 (and absl's "WARNING: All log
+    messages before absl::InitializeLog()") whatever TF_CPP_MIN_LOG_LEVEL says."""
     sys.stderr.flush()
     terminal = os.dup(2)
     with tempfile.TemporaryFile() as notes:
         os.dup2(notes.fileno(), 2)
         try:
-            import tensorflow as tf
+            yield
         except BaseException:
             os.dup2(terminal, 2)
             notes.seek(0)
@@ -110,7 +114,6 @@ def _quiet_import_tensorflow() -> Any:
         finally:
             os.dup2(terminal, 2)
             os.close(terminal)
-    return tf
 
 
 def write_weights(path: Path) -> None:

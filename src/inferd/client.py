@@ -6,6 +6,7 @@ callers handle ``NotFoundError`` rather than status codes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -163,7 +164,11 @@ class Client:
         if self.running():
             return False
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with (self.home / START_LOCK).open("w") as lock:
+        # the owner's only, whatever the umask (000 made it every user's to write)
+        descriptor = os.open(self.home / START_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "w") as lock:
+            with contextlib.suppress(OSError):  # a lock an older inferd left
+                os.fchmod(descriptor, 0o600)
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             return False if self.running() else self._start()
 

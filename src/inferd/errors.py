@@ -98,10 +98,6 @@ class MethodNotAllowedError(InferdError):
     status_code = 405
 
 
-class PayloadTooLargeError(InferdError):
-    status_code = 413
-
-
 class HandlerError(InferdError):
     """User code (pre_inference, post_inference, predict, init) raised; names the function."""
 
@@ -126,24 +122,6 @@ class UnreachableError(LoadError):
 
 class ModelGoneError(LoadError):
     """A model's origin answered that it has no such object, prefix or bucket (deleted)."""
-
-
-class NotReadyError(InferdError):
-    """The API has no ready replica (starting, failed, or shutting down)."""
-
-    status_code = 503
-
-
-class ReplicaCrashedError(InferdError):
-    """The replica running the request died before answering."""
-
-    status_code = 503
-
-
-class DeadlineError(InferdError):
-    """The request did not finish within its deadline."""
-
-    status_code = 504
 
 
 def _all_subclasses(cls: type[InferdError]) -> list[type[InferdError]]:

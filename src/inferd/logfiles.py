@@ -279,13 +279,29 @@ def line_time(line: bytes, default: float) -> float:
     found = STAMP.match(line)
     if found is not None:
         try:
-            return time.mktime(time.strptime(found.group(1).decode(), "%Y-%m-%d %H:%M:%S"))
-        except ValueError:
+            return _wall_clock(time.strptime(found.group(1).decode(), "%Y-%m-%d %H:%M:%S"), default)
+        except (ValueError, OverflowError):
             return default
     found = JSON_TIME.match(line)
     if found is not None:
         return float(found.group(1))
     return default
+
+
+def _wall_clock(parts: time.struct_time, previous: float) -> float:
+    """Epoch seconds of a local time a log line starts with, written after a line of ``previous``.
+
+    The hour daylight saving time ends is shown twice, and ``mktime`` may read it as the first:
+    the lines of the second were an hour older than they are, so ``inferd logs --since 10m``
+    then showed none of them. A time that is before the line before it is read as its later
+    reading, where there is one.
+    """
+    first = time.mktime(parts)
+    if first >= previous:
+        return first
+    readings = (time.mktime(time.struct_time((*parts[:8], dst))) for dst in (0, 1))
+    later = [when for when in readings if when >= previous and time.localtime(when)[:6] == parts[:6]]
+    return min(later, default=first)
 
 
 def since_cursor(path: Path, since: float) -> Cursor:

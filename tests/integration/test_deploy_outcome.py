@@ -18,6 +18,7 @@ import requests
 
 from tests.conftest import INFERD, Server, example, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
+from tests.integration.test_operator import HeldModel
 
 CONFIG = (
     "- kind: deployment\n  name: truth\n"
@@ -447,6 +448,82 @@ def test_ctrl_c_while_waiting_stops_the_waiting_not_the_deploy(
     )
     assert "Aborted!" not in stderr and "Traceback" not in stderr
     assert inferd.status("labels")["status"] in ("updating", "pending")  # the rollout goes on
+
+
+def test_ctrl_c_while_the_operator_prepares_says_the_deploy_goes_on(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # Ctrl-C while the operator downloads the model, before it answers: the CLI said "stopped
+    # (Ctrl-C)", as if nothing had been deployed, and the API went live all the same
+    origin = HeldModel(iris_onnx_model)
+    try:
+        yaml = (
+            f"- kind: deployment\n  name: held\n- kind: api\n  name: late\n  onnx:\n    model: {origin.url}\n"
+        )
+        project = make_project(tmp_path / "p", yaml)
+        inferd.run("up")
+        deploying = subprocess.Popen(
+            [str(INFERD), "deploy", str(project)],
+            env=inferd.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        assert origin.asked.wait(60)  # the operator downloads the model
+        deploying.send_signal(signal.SIGINT)
+        stdout, stderr = deploying.communicate(timeout=60)
+        origin.release()
+        assert (deploying.returncode, stdout) == (1, "")
+        assert stderr.splitlines()[-1] == (
+            "error: stopped waiting (Ctrl-C) while the operator prepares the deployment (models, "
+            "packages); it goes on in the operator: follow it with `inferd get -w`"
+        )
+        wait_for(lambda: "late" in inferd.run("get").stdout, 60, "the download to end")
+        wait_for(lambda: inferd.status("late")["status"] == "live", 120, "the deploy to go on")
+    finally:
+        origin.close()
+
+
+def test_ctrl_c_while_down_drains_says_the_operator_goes_on_stopping(inferd: Inferd, tmp_path: Path) -> None:
+    # it said "stopped (Ctrl-C)", as if the operator had been kept, and the operator stopped
+    gated = (
+        "import os, time\n"
+        "def predict(sample, metadata):\n"
+        "    while not os.path.exists(sample['gate']):\n"
+        "        time.sleep(0.02)\n"
+        "    return 'done'\n"
+    )
+    yaml = "- kind: deployment\n  name: gated\n- kind: api\n  name: held\n  predictor:\n    path: p.py\n"
+    inferd.run("deploy", str(make_project(tmp_path / "p", yaml, {"p.py": gated})))
+    gate = tmp_path / "go"
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(inferd.post, "/gated/held", {"gate": str(gate)})
+        wait_for(
+            lambda: requests.get(f"{inferd.url}/gated/held", timeout=5).json()["replicas"]["busy"] == 1,
+            30,
+            "the request to be running",
+        )
+        stopping = subprocess.Popen(
+            [str(INFERD), "down"],
+            env=inferd.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        log = inferd.home / "operator.log"
+        wait_for(lambda: "stopping: draining requests" in log.read_text(), 60, "the operator to drain")
+        stopping.send_signal(signal.SIGINT)
+        stdout, stderr = stopping.communicate(timeout=60)
+        gate.touch()
+        assert held.result().json() == "done"
+    assert (stopping.returncode, stdout) == (1, "")
+    assert stderr.splitlines()[-1] == (
+        "error: stopped waiting (Ctrl-C); the operator goes on draining, then stops: "
+        "`inferd version` says when"
+    )
+    wait_for(lambda: "operator: not running" in inferd.run("version").stdout, 60, "the operator to stop")
 
 
 def test_a_replica_that_crashes_once_ready_is_logged_with_its_exit_code_and_backs_off(

@@ -94,6 +94,16 @@ def test_a_megabyte_of_headers_is_431_and_the_server_keeps_serving(plain: Server
     assert server.post("/d/iris", ROWS).status_code == 200
 
 
+def test_a_trailing_slash_is_taken_on_every_route_as_on_an_api_s_endpoint(plain: Server) -> None:
+    # was: POST /d/iris/ answered, but GET /healthz/ (a probe written with a slash) was a 404
+    for path in ("/healthz/", "/metrics/", "/openapi.json/", "/docs/", "/d/iris/"):
+        assert requests.get(plain.url + path, timeout=10).status_code == 200, path
+    assert requests.get(plain.url + "/docs/", timeout=10).headers["Content-Type"].startswith("text/html")
+    assert requests.get(plain.url + "/openapi.json/", timeout=10).json()["openapi"].startswith("3.")
+    assert plain.post("/d/iris/", ROWS).status_code == 200
+    assert requests.post(plain.url + "/healthz/", timeout=10).status_code == 405
+
+
 def test_the_header_limit_is_exact_however_the_head_arrives(plain: Server) -> None:
     """README: request line + headers larger than 65536 bytes are a 431. A head that ended in
     the read that crossed the limit used to pass (100,000 bytes sent at once got a 200)."""

@@ -84,3 +84,26 @@ def test_the_curl_line_of_get_runs_as_pasted(inferd: Inferd) -> None:
     )
     assert pasted.returncode == 0, pasted.stderr
     assert pasted.stdout == '"iris-setosa"'
+
+
+def test_logs_f_ends_when_its_reader_goes_away_with_nothing_new_to_write(inferd: Inferd) -> None:
+    # `inferd logs API -f | head -1` on an API with nothing more to say waited for ever: only a
+    # write finds a closed pipe, and there was none to make
+    inferd.run("deploy", str(example("iris-onnx")))
+    following = subprocess.Popen(
+        [str(INFERD), "logs", "classifier", "-f"],
+        env=inferd.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert following.stdout is not None and following.stderr is not None
+    try:
+        assert following.stdout.readline()  # head -1
+        following.stdout.close()
+        assert following.wait(60) == 141  # as a program that SIGPIPE killed: pipefail sees it
+        assert following.stderr.read() == ""
+    finally:
+        following.kill()
+        following.wait()
+        following.stderr.close()

@@ -55,10 +55,10 @@ def test_a_predictor_project_serves_its_starter_model(serve: Serve, tmp_path: Pa
 
 @pytest.mark.tensorflow
 def test_a_tensorflow_project_serves_its_starter_model(serve: Serve, tmp_path: Path) -> None:
-    # As a user runs it: TensorFlow's slow import is announced, and its C++ start-up notes
-    # (CPU features, absl) stay off the terminal.
-    # Nothing is left in the user's temporary folder (AutoGraph's bytecode was, where Python
-    # writes bytecode: as it does unless PYTHONDONTWRITEBYTECODE is set).
+    # As a user runs them: TensorFlow's slow import is announced, and its C++ start-up notes
+    # (CPU features, absl, oneDNN) stay off the terminal, in `init` and in `test`. Nothing is
+    # left in the user's temporary folder (AutoGraph's bytecode was, where Python writes
+    # bytecode: as it does unless PYTHONDONTWRITEBYTECODE is set).
     project, scratch = tmp_path / "shop", tmp_path / "tmp"
     scratch.mkdir()
     written = subprocess.run(
@@ -74,6 +74,10 @@ def test_a_tensorflow_project_serves_its_starter_model(serve: Serve, tmp_path: P
     assert written.stdout.startswith("building the starter TensorFlow model (importing TensorFlow takes")
     assert written.stderr == ""
     assert list(scratch.rglob("*")) == []
+    tested = subprocess.run(
+        [sys.executable, "-m", "inferd", "test", str(project)], capture_output=True, text=True
+    )
+    assert (tested.returncode, tested.stderr) == (0, ""), tested.stdout + tested.stderr
     assert CliRunner().invoke(cli, ["validate", str(project)]).exit_code == 0
     check_starter(serve, project)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from inferd import Client
-from tests.conftest import Server, example, make_project, wait_for
+from tests.conftest import INFERD, Server, example, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 YAML = """
@@ -42,6 +42,28 @@ def test_the_folders_of_a_home_others_may_read_are_the_owners_only(inferd: Infer
         mode = (inferd.home / name).stat().st_mode
         assert stat.S_ISDIR(mode) and mode & 0o077 == 0, (name, oct(mode))
     assert inferd.home.stat().st_mode & 0o777 == 0o755  # the user's own folder is left as it is
+
+
+def test_no_file_of_a_home_others_may_read_is_theirs_to_write_under_umask_000(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    """Under umask 000, operator.beat, operator.start.lock and replica-ids were 0666 in a home
+    others may read: any user could keep a hung operator's beat fresh or renumber its replicas."""
+    inferd.home.mkdir()
+    inferd.home.chmod(0o755)
+    project = make_project(
+        tmp_path / "project", YAML, {"predictor.py": "def predict(sample, metadata):\n    return sample\n"}
+    )
+    deploy = [str(INFERD), "deploy", str(project), "--wait"]
+    done = subprocess.run(deploy, env=inferd.env, umask=0, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: (inferd.home / "operator.beat").exists(), 30, "the operator's beat")
+    names = {path.name for path in inferd.home.iterdir()}
+    assert {"operator.beat", "operator.start.lock", "replica-ids"} <= names
+    writable = {
+        path.name: oct(path.stat().st_mode) for path in inferd.home.iterdir() if path.stat().st_mode & 0o022
+    }
+    assert writable == {}
 
 
 def test_a_home_inferd_serve_makes_is_the_owners_only(

@@ -629,3 +629,19 @@ def test_request_ids_and_access_log(server: Server) -> None:
         "the error's access log line",
     )
     assert failed["status"] == 400 and failed["error"] == refused.json()["error"]
+
+
+def test_a_string_holding_a_lone_surrogate_is_the_clients_400(server: Server) -> None:
+    # JSON's "\ud800" alone reads as text Python holds but UTF-8 cannot: onnxruntime refused to
+    # encode it, a 500 "the model failed" for the client's input.
+    sample: dict[str, Any] = {f"in_{name.lower()}": [[0, 1]] for name in V2_TYPES}
+    sample["in_bool"] = [[True, False]]
+    sample["in_bytes"] = [["caf\u00e9 \U0001f30d", "\ud800"]]
+    for path, body in (("/proto/types", sample), ("/v1/models/types:predict", {"inputs": sample})):
+        answer = server.post(path, data=json.dumps(body).encode())  # the escape as JSON writes it
+        assert answer.status_code == 400, answer.text
+        assert "input 'in_bytes'" in answer.json()["error"]
+        assert "lone surrogate (\\ud800 without its pair)" in answer.json()["error"]
+    sample["in_bytes"] = [["caf\u00e9 \U0001f30d", "\u0130"]]
+    answer = server.post("/v1/models/types:predict", data=json.dumps({"inputs": sample}).encode())
+    assert answer.json()["outputs"]["echo_text"] == [["caf\u00e9 \U0001f30d", "\u0130"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import threading
@@ -351,3 +352,16 @@ def test_a_splitter_s_new_weights_apply_at_once_and_roll_no_api(serve: Serve, pr
     assert {picked() for _ in range(5)} == {"second"}
     assert "cortex.yaml changed; traffic splitters updated" in server.log()
     assert "reloading" not in server.log()  # no API rolled over
+
+
+def test_a_folder_whose_name_is_not_utf_8_says_it_cannot_be_watched(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    # was: "inferd: watching ... for changes", then no edit was ever reloaded (watchfiles raised)
+    project = tmp_path / os.fsdecode(b"caf\xe9")
+    shutil.copytree(example("iris-predictor"), project)
+    server = serve(project, "--reload")
+    wait_for(lambda: "--reload cannot watch" in server.log(), 30, "the sentence")
+    assert "its path is not UTF-8 text" in server.log()
+    sample = json.loads((project / "sample.json").read_text())
+    assert server.post("/iris-py/predictor", sample).status_code == 200

@@ -174,7 +174,7 @@ def timed_sse(
     with httpx.Client(timeout=30) as client:
         started = time.perf_counter()
         with connect_sse(client, "POST", server.url + path, json=body) as source:
-            assert source.response.headers["content-type"] == "text/event-stream"
+            assert source.response.headers["content-type"] == "text/event-stream; charset=utf-8"
             for event in source.iter_sse():
                 times.append(time.perf_counter() - started)
                 events.append((event.event, event.json()))
@@ -220,7 +220,7 @@ def test_the_accept_header_is_read_as_http_says(server: Server) -> None:
         with client.stream(
             "POST", server.url + ONE, json=body, headers={"Accept": "TEXT/EVENT-STREAM"}
         ) as upper:
-            assert upper.headers["content-type"] == "text/event-stream"
+            assert upper.headers["content-type"] == "text/event-stream; charset=utf-8"
             events = [json.loads(event.data) for event in EventSource(upper).iter_sse()]
         assert events == [{"index": 0}, {"index": 1}]
         prefers = "text/event-stream;q=0.5, application/x-ndjson"
@@ -230,7 +230,7 @@ def test_the_accept_header_is_read_as_http_says(server: Server) -> None:
         # Accept is a list: two field lines are one list (RFC 9110 5.3; `curl -H` twice sends both).
         twice = [("Accept", "text/event-stream"), ("Accept", "application/json")]
         both = client.post(server.url + ONE, json=body, headers=twice)
-        assert both.headers["content-type"] == "text/event-stream"
+        assert both.headers["content-type"] == "text/event-stream; charset=utf-8"
 
 
 def test_an_error_mid_stream_ends_it_with_the_error(server: Server) -> None:
@@ -604,4 +604,32 @@ def test_generate_answers_big_integers_as_their_digits(server: Server) -> None:
     assert events == [
         {"model_name": "one", "model_version": "1", "text_output": "n=", "n": 2**70},
         {"model_name": "one", "model_version": "1", "text_output": str(2**70)},
+    ]
+
+
+def test_generate_answers_text_with_a_lone_surrogate(server: Server) -> None:
+    # JSON's "\ud800" is text Python reads (a request's, echoed); orjson refused it in the gateway,
+    # which answered "stopped before answering; retry it" and let the replica go.
+    body = b'{"text_input": "caf\\u00e9 \\ud83c\\udf0d \\ud800 end"}'
+    answer = requests.post(server.url + "/v2/models/one/generate", data=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert json.loads(answer.text)["text_output"] == "caf\u00e9 \U0001f30d \ud800 end "
+    stream = requests.post(server.url + "/v2/models/one/generate_stream", data=body, timeout=30)
+    events = [json.loads(line[len("data: ") :]) for line in stream.text.splitlines() if line]
+    assert [event["text_output"] for event in events] == ["caf\u00e9 ", "\U0001f30d ", "\ud800 ", "end "]
+
+
+def test_events_are_read_as_utf_8_by_a_requests_client(server: Server) -> None:
+    # A bare text/event-stream is Latin-1 to requests (text/* without a charset): "cafÃ©".
+    body = {"text_input": "caf\u00e9 \U0001f30d"}
+    headers = {"Accept": "text/event-stream"}
+    with requests.post(server.url + ONE, json=body, headers=headers, stream=True, timeout=30) as answer:
+        lines = [line for line in answer.iter_lines(decode_unicode=True) if line]
+    assert lines == ['data: "caf\u00e9 "', 'data: "\U0001f30d "']
+    stream = requests.post(server.url + "/v2/models/one/generate_stream", json=body, timeout=30)
+    assert [
+        json.loads(line[len("data: ") :])["text_output"] for line in stream.text.splitlines() if line
+    ] == [
+        "caf\u00e9 ",
+        "\U0001f30d ",
     ]

@@ -24,10 +24,8 @@ def test_every_error_has_a_status_and_exit_code() -> None:
 def test_client_errors_are_4xx_and_user_code_errors_5xx() -> None:
     assert errors.InputError.status_code == 400
     assert errors.NotFoundError.status_code == 404
-    assert errors.PayloadTooLargeError.status_code == 413
     assert errors.HandlerError.status_code == 500
-    assert errors.NotReadyError.status_code == 503
-    assert errors.DeadlineError.status_code == 504
+    assert errors.LoadError.status_code == 503
     assert errors.ConfigError.exit_code == 2
     assert errors.error_type("NoSuchError") is errors.InferdError
 

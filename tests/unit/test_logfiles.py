@@ -142,6 +142,33 @@ def test_since_starts_at_the_first_recent_line(tmp_path: Path) -> None:
     assert read_after(path, since_cursor(path, time.time() + 60))[0] == ""
 
 
+@pytest.fixture
+def new_york(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The local time zone is America/New_York (its clock showed 01:00-01:59 twice on 2026-11-01)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("new_york")
+def test_since_finds_lines_of_the_hour_daylight_saving_time_ends_twice(tmp_path: Path) -> None:
+    # was: the second 01:xx read as the first (EDT), an hour older: `--since` found none of them
+    path = tmp_path / "api.log"
+    path.write_text(
+        "2026-10-31 23:00:00 api [inferd] the evening before (EDT)\n"
+        "2026-11-01 01:40:00 api [inferd] first 01:40 (EDT)\n"
+        "2026-11-01 01:50:00 api [inferd] first 01:50 (EDT)\n"
+        "2026-11-01 01:05:00 api [inferd] second 01:05 (EST)\n"
+        "2026-11-01 01:20:00 api [inferd] second 01:20 (EST)\n"
+        "2026-11-01 02:10:00 api [inferd] 02:10 (EST)\n"
+    )
+    est_01_00 = 1793512800.0  # 2026-11-01 06:00 UTC
+    text, _ = read_after(path, since_cursor(path, est_01_00 + 10 * 60))
+    assert text.startswith("2026-11-01 01:20:00 api [inferd] second 01:20 (EST)\n")
+
+
 class FakeConnection:
     request_id = b"0123456789abcdef"
     path = b"/iris/classifier"

@@ -19,9 +19,16 @@ from inferd.cli.options import (
     timeout_option,
     wait_option,
 )
-from inferd.cli.outcome import STILL_DRAINING, STOPPED_WAITING, wait_deleted, wait_outcome
+from inferd.cli.outcome import (
+    STILL_DRAINING,
+    STILL_STOPPING,
+    STOPPED_PREPARING,
+    STOPPED_WAITING,
+    wait_deleted,
+    wait_outcome,
+)
 from inferd.client import Client
-from inferd.errors import InferdError, OperatorError, ReplaceError, UsageError
+from inferd.errors import InferdError, ReplaceError, UsageError
 
 if TYPE_CHECKING:
     from inferd.environments import Environment
@@ -64,17 +71,27 @@ def _deploy(
         for variable in (config.api.auth.keys_from_env if config.api.auth else [])
     }
     environ = {variable: os.environ[variable] for variable in variables if os.environ.get(variable)}
+
+    def send(replace: bool) -> dict[str, Any]:
+        try:
+            return client.deploy(
+                project.root,
+                force=force,
+                refresh=refresh,
+                environ=environ,
+                replace=replace,
+                relax_pins=relax_pins,
+            )
+        except KeyboardInterrupt:  # the operator has the request: it goes on with it
+            raise InferdError(STOPPED_PREPARING) from None
+
     try:
-        result = client.deploy(
-            project.root, force=force, refresh=refresh, environ=environ, replace=force, relax_pins=relax_pins
-        )
+        result = send(replace=force)
     except ReplaceError as exc:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise
         click.confirm(f"{exc.message.partition(' (use --force')[0]}. Replace it?", abort=True, err=True)
-        result = client.deploy(
-            project.root, force=force, refresh=refresh, environ=environ, replace=True, relax_pins=relax_pins
-        )
+        result = send(replace=True)
     try:  # from here on, Ctrl-C leaves the deploy to the operator (the wait says so too)
         click.echo(result["message"])
         if wait:
@@ -250,6 +267,6 @@ def down() -> None:
     """
     try:
         stopped = Client().stop()
-    except OperatorError:
-        raise
+    except KeyboardInterrupt:
+        raise InferdError(STILL_STOPPING) from None
     click.echo("the inferd operator stopped" if stopped else "the inferd operator is not running")

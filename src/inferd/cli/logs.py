@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import select
 import sys
 import time
 from datetime import datetime
@@ -129,7 +130,22 @@ def logs(
                 continue
             if not follow:
                 return
+            _reader_gone_is_an_end()
             time.sleep(0.25)
+
+
+def _reader_gone_is_an_end() -> None:
+    """BrokenPipeError when what reads stdout went away (``inferd logs -f | head -1``, a pager
+    quit): a follow with nothing new to write never found out, and waited for ever on an API
+    with nothing to say. A pipe or socket whose reader is gone reports it to ``poll``."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a descriptor (CliRunner's stream)
+        return
+    poller = select.poll()
+    poller.register(fd, 0)  # no event asked for: errors and hang-ups are reported anyway
+    if any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
+        raise BrokenPipeError(32, "the reader of stdout went away")
 
 
 def _ray_logs(api: str, follow: bool, env: Environment) -> None:
@@ -144,5 +160,6 @@ def _ray_logs(api: str, follow: bool, env: Environment) -> None:
                 click.echo(text, nl=False)
             if not follow:
                 return
+            _reader_gone_is_an_end()
             if not text:
                 time.sleep(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import os
@@ -119,6 +120,11 @@ class InferdGroup(click.Group):
             usage_error(exc, ctx)
 
     def invoke(self, ctx: click.Context) -> object:
+        # Text the terminal's encoding lacks (an emoji a handler printed, on a Latin-1 locale) is
+        # escaped as Python's stderr escapes it: `inferd logs` and `inferd test` ended in a
+        # UnicodeEncodeError traceback (click.echo makes up only for an ASCII one)
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:  # a command's arguments, or a command that does not exist
@@ -271,6 +277,28 @@ def version() -> None:
     click.echo(usage_line(client.home))
 
 
+def open_closed_standard_streams() -> None:
+    """Open the null device on the standard descriptors a script or supervisor closed
+    (``inferd serve >&-``, ``2>&-``, ``<&-``).
+
+    A closed one is the number the next file opened takes: under ``inferd serve`` the event
+    loop's epoll took descriptor 1, the replicas were given it as their stdout and each print in
+    a handler failed its request; and ``sys.stderr`` was None, so ``inferd deploy 2>&-`` ended
+    with status 1 before deploying, without a word.
+    """
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)  # the lowest free: fd
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+
+
 def main() -> None:
+    open_closed_standard_streams()
     # Installed as `inferd` and, for Cortex's docs and scripts, as `cortex`: usage says which.
     cli(prog_name="cortex" if Path(sys.argv[0]).name == "cortex" else "inferd")

@@ -27,6 +27,18 @@ STILL_DRAINING = (
 STOPPED_WAITING = (
     "stopped waiting (Ctrl-C); the deployment goes on in the operator: follow it with `inferd get -w`"
 )
+# Ctrl-C while `inferd down` waits: the operator had the request and goes on (it said "stopped
+# (Ctrl-C)", as if it had been kept running, and stopped all the same)
+STILL_STOPPING = (
+    "stopped waiting (Ctrl-C); the operator goes on draining, then stops: `inferd version` says when"
+)
+# Ctrl-C while the operator prepares a deploy (downloads models, installs packages) before it
+# answers: the operator goes on with it all the same (it said "stopped (Ctrl-C)", as if nothing
+# had been deployed)
+STOPPED_PREPARING = (
+    "stopped waiting (Ctrl-C) while the operator prepares the deployment (models, packages); "
+    "it goes on in the operator: follow it with `inferd get -w`"
+)
 STILL_SECONDS = 10.0  # an unchanged rollout is shown again this often
 FAILED = ("error", "error (out of memory)", "compute unavailable")
 # An operator killed while a deploy waits is back within seconds (its supervisor restarts it and

@@ -271,4 +271,5 @@ def _config_yaml(api: dict[str, Any]) -> str:
 
     config = dict(api.get("config") or {})
     config["endpoint"] = api["endpoint"]
-    return yaml.safe_dump([config], sort_keys=False).rstrip()
+    # as the user wrote it ("héllo", "猫"), not "h\xE9llo"; control characters stay escaped
+    return yaml.safe_dump([config], sort_keys=False, allow_unicode=True).rstrip()

@@ -141,6 +141,7 @@ def serve(
       inferd serve . --reload   # edits roll out at once; a broken edit keeps the old code
     """
 
+    from inferd.cli.pid1 import serve_under_an_init
     from inferd.config.load import load_project
     from inferd.gateway.edge import EdgeLimits
     from inferd.operator.serve import ListenError, exit_now, run_leaving_threads, serve_project
@@ -157,6 +158,7 @@ def serve(
     project = load_project(project_dir)
     if relax_pins:
         project = project.relaxed()
+    serve_under_an_init()  # as a container's PID 1, which reaps what the container orphans
     try:
         code = run_leaving_threads(
             serve_project(

@@ -326,6 +326,16 @@ def _union_error(error: Any, errors: list[Any]) -> Any:
     return {"type": "union", "loc": loc[:-1], "msg": message, "ctx": {}}
 
 
+def _unquoted(value: bool | int | float) -> str:
+    """Why a string field got a YAML 1.1 boolean or number (``name: no``, ``on``, ``1e3``, ``0777``),
+    which the user wrote as text: "must be a string" alone left them looking at a string."""
+    if isinstance(value, bool):
+        read = f"{str(value).lower()} (yes, no, on and off are true or false in YAML)"
+    else:
+        read = f"the number {value!r}"
+    return f"must be a string: YAML read the unquoted value as {read}; put it in quotes"
+
+
 def _config_error(
     exc: ValidationError,
     name: str,
@@ -354,6 +364,8 @@ def _config_error(
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
         message = _unknown_key(model, loc)
+    elif kind == "string_type" and isinstance(error.get("input"), bool | int | float):
+        message = _unquoted(error["input"])
     elif kind in _MESSAGES:
         message = _MESSAGES[kind]
     elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):

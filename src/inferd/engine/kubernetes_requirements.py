@@ -1,6 +1,6 @@
 """The export's image installs a project's requirements.txt as ``inferd deploy`` does.
 
-Each pin is checked against inferd's own packages (``engine/packages.py``): one that inferd
+Each pin is checked against inferd's own packages (``engine/requirement_plan.py``): one that inferd
 already has in a version that fits is not installed again, one that does not fit is left out
 with a warning (user code imports inferd's version anyway), and one that cannot install on this
 Python stops the build with the nearest installable version, or is relaxed to it with the

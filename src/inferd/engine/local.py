@@ -294,7 +294,7 @@ class LocalEngine:
         process, ours, output = start_replica(
             spec.project_root, state.config.api.model_format, env, zygotes, piped=self.logs is not None
         )
-        greeting = messages.frame(messages.SPEC, spec.model_dump_json().encode())
+        greeting = messages.frame(messages.SPEC, spec.to_json())
         handle = ReplicaHandle(state.key, replica_id, version.id, self.events, greeting=greeting)
         loop = asyncio.get_running_loop()
         self._spawn(loop.connect_accepted_socket(lambda: handle, ours))

@@ -1,6 +1,6 @@
 """What the package index has: the versions of a package pip could install here.
 
-``engine.packages`` asks about each pin inferd's environment does not meet. ``pip index
+``engine.requirement_plan`` asks about each pin inferd's environment does not meet. ``pip index
 versions`` answers in pip's own terms (its configuration, this Python's wheel tags), but each
 run is a pip process of about 0.7 s of CPU: the many pins of a ``pip freeze`` are asked in a few
 processes that each import pip once (``many_wheel_versions``).

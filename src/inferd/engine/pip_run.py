@@ -1,11 +1,12 @@
 """Running pip for a project's ``requirements.txt``: into a scratch folder, ending with inferd.
 
-``engine.packages`` decides what to hand pip; this module runs it, removes what a failed run
+``engine.requirement_plan`` decides what to hand pip; this module runs it, removes what a failed run
 left, and says why it failed in a sentence (pip's own last lines that give the reason).
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import itertools
 import os
@@ -33,7 +34,10 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
     """pip-install ``lines`` into ``scratch``, run in ``cwd`` (the project: its relative paths);
     ``LoadError`` with pip's reason, ``scratch`` removed, when it fails or takes too long."""
     listing = scratch / ".requirements.txt"
-    listing.write_text("\n".join(lines) + "\n")
+    # in the encoding pip reads it in (its locale's, UTF-8 in its UTF-8 mode), a path's bytes as
+    # they are: under an ASCII locale a path that is not ASCII (-c /home/josé/c.txt) raised here
+    encoding = "utf-8" if _ascii_locale() else sys.getfilesystemencoding()
+    listing.write_text("\n".join(lines) + "\n", encoding=encoding, errors="surrogateescape")
     # pip's own temporary folders (builds, wheels) inside the scratch folder: a pip killed (its
     # timeout, the operator's end) left them in /tmp for good, about four a run of the suite
     temporary = scratch / ".pip-tmp"
@@ -47,8 +51,9 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PIP_NO_INPUT="1", TMPDIR=str(temporary)),
+        encoding="utf-8" if _ascii_locale() else None,
+        errors="replace",  # a build's message in another encoding is read, not a UnicodeDecodeError
+        env=dict(os.environ, PIP_NO_INPUT="1", TMPDIR=str(temporary), **_utf8_mode()),
         cwd=str(cwd),
     )
     try:
@@ -65,6 +70,17 @@ def pip_install(scratch: Path, lines: list[str], cwd: Path, *options: str) -> No
         reason = pip_failure(_with_cause(stderr or stdout, stdout), process.returncode, lines)
         raise LoadError(f"installing requirements.txt failed: {reason}")
     shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _ascii_locale() -> bool:
+    return codecs.lookup(sys.getfilesystemencoding()).name == "ascii"
+
+
+def _utf8_mode() -> dict[str, str]:
+    """Python's UTF-8 mode for pip under an ASCII locale (``LANG=C`` with
+    ``PYTHONCOERCECLOCALE=0``): pip failed on a path that is not ASCII (a home or project under
+    /home/josé), writing it into its records ("surrogates not allowed")."""
+    return {"PYTHONUTF8": "1"} if _ascii_locale() else {}
 
 
 def _kill(process: subprocess.Popen[str]) -> None:

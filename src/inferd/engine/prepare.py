@@ -22,7 +22,8 @@ from inferd.engine.packages import ensure_packages, packages_dir
 from inferd.engine.state import Version, version_id
 from inferd.errors import InferdError, UnreachableError
 from inferd.replica.messages import ReplicaSpec
-from inferd.storage import local_model_path, model_files
+from inferd.storage import local_model_path
+from inferd.storage.layout import model_files
 
 
 async def prepare(

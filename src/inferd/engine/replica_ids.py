@@ -34,6 +34,10 @@ class ReplicaIds:
         if self.path is not None:
             with contextlib.suppress(OSError):  # ids of this run stay unique either way
                 scratch = self.path.with_name(self.path.name + ".tmp")
-                scratch.write_text(str(number))
+                # the owner's only, whatever the umask (000 made it every user's to write)
+                descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(descriptor, "w") as out:
+                    os.fchmod(descriptor, 0o600)  # a scratch file an older inferd left
+                    out.write(str(number))
                 os.replace(scratch, self.path)
         return number

@@ -1,8 +1,9 @@
 """A project's ``requirements.txt`` as a file: its limits, the files it includes, its digest.
 
-``engine.packages`` checks the pins and runs pip; this module reads the file (and those its
-``-r``/``-c`` lines name) the same way for ``inferd validate``, ``inferd test``, ``serve`` and the
-operator, and names the cached environment by the content of all of them.
+``engine.requirement_plan`` checks the pins and ``engine.packages`` runs pip; this module reads
+the file (and those its ``-r``/``-c`` lines name) the same way for ``inferd validate``,
+``inferd test``, ``serve`` and the operator, and names the cached environment by the content of
+all of them.
 """
 
 from __future__ import annotations

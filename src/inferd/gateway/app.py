@@ -121,6 +121,8 @@ class Gateway(ApiTable):
                 self.method_not_allowed(conn, request, b"GET, HEAD, POST")
                 self._count_refusal(conn, queue, path, 405, "cortex", not_allowed(request))  # as the edge's
             return
+        if len(path) > 1 and path.endswith(b"/"):  # `/healthz/` as `/healthz`, as an API's endpoint
+            path = path.rstrip(b"/") or b"/"
         if request.method == b"OPTIONS":
             conn.respond(204, b"", headers=ALLOW_CORS)
         elif path == b"/v2" or path.startswith(b"/v2/"):

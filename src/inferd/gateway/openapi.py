@@ -350,7 +350,7 @@ fetch('openapi.json').then(r=>r.json()).then(doc=>{
 
 
 def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
-    if request.path == b"/docs":
+    if request.path.rstrip(b"/") == b"/docs":
         conn.respond(200, DOCS_PAGE, content_type=b"text/html; charset=utf-8")
     else:
         conn.respond(200, orjson.dumps(document(gateway, request.headers)))

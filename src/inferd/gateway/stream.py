@@ -35,10 +35,12 @@ GENERATE = "generate"  # one JSON answer with the items' text joined
 GENERATE_STREAM = "generate_stream"  # SSE of generate-extension documents
 MODEL_VERSION = "1"
 
+# Events are UTF-8 (the SSE standard), and said so: a client of text/* without a charset
+# (requests' ``.text`` and ``iter_lines(decode_unicode=True)``) read them as Latin-1 ("cafÃ©").
 _TYPES = {
-    SSE: b"text/event-stream",
+    SSE: b"text/event-stream; charset=utf-8",
     NDJSON: b"application/x-ndjson",
-    GENERATE_STREAM: b"text/event-stream",
+    GENERATE_STREAM: b"text/event-stream; charset=utf-8",
 }
 END = b"0\r\n\r\n"
 # Bytes of a streamed answer's items kept for its payload-log record (or a shadow's comparison):
@@ -300,15 +302,15 @@ class Stream:
             + b'"'
         )
         if not payload.startswith(b"{"):
-            return head + b',"text_output":' + orjson.dumps(_text(payload)) + b"}"
+            return head + b',"text_output":' + codec.dumps(_text(payload)) + b"}"
         if b'"model_name"' in payload or b'"model_version"' in payload:  # the item's own win
-            item = orjson.loads(payload)
+            item = codec.loads(payload)
             document = {"model_name": self.model, "model_version": MODEL_VERSION, **item}
-            return orjson.dumps(document)
+            return codec.dumps(document)
         return head + (b"}" if payload == b"{}" else b"," + payload[1:])
 
     def _generate(self, texts: list[str]) -> bytes:
-        return orjson.dumps(
+        return codec.dumps(
             {"model_name": self.model, "model_version": MODEL_VERSION, "text_output": "".join(texts)}
         )
 
@@ -338,9 +340,11 @@ _NO_HANDLE: Any = _NoHandle()
 
 def _text(payload: bytes) -> str:
     """The text of a generate-extension item (its JSON): a string, a document's ``text_output``,
-    else the JSON itself, as the replica wrote it (big integers keep their digits)."""
+    else the JSON itself, as the replica wrote it (big integers keep their digits). Read and
+    written by ``codec``: text holding a lone surrogate (``"\\ud800"``, a request's echoed), which
+    orjson refuses, raised in the gateway and cost the request its replica."""
     if payload.startswith((b'"', b"{")):
-        item = orjson.loads(payload)
+        item = codec.loads(payload)
         if isinstance(item, str):
             return item
         if isinstance(item, dict) and isinstance(item.get("text_output"), str):

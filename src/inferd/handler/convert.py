@@ -179,10 +179,24 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
                 if isinstance(item, list | tuple):
                     raise ValueError("inhomogeneous")  # a ragged nesting: its lists became items
                 raise TypeError(f"got {_json_kind(item)} where a string belongs")
+            if isinstance(item, str) and not item.isascii():
+                _check_utf8(item)
         return array
     if target.kind in NUMERIC_KINDS:
         return cast_numbers(value, target)
     return np.asarray(value, dtype=target)
+
+
+def _check_utf8(text: str) -> None:
+    """A string the runtime can encode: JSON's ``"\\ud800"`` is a lone surrogate, which
+    onnxruntime's UTF-8 encoding refused as "the model failed" (a 500 for the client's input)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"a string holds a lone surrogate (\\u{ord(text[exc.start]):04x} without its pair), "
+            "which is not UTF-8 text"
+        ) from None
 
 
 def _json_kind(item: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 import re
@@ -182,7 +183,10 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc}") from None
+        try:  # a path that is not UTF-8 (a folder named in Latin-1 bytes), which orjson refuses
+            value = json.loads(raw)
+        except ValueError:
+            raise InputError(f"malformed JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InputError("the request body must be a JSON object")
     return value

@@ -148,6 +148,14 @@ class Reloader:
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set (runs on the serving process's event loop)."""
         root = self.project.root
+        try:
+            str(root).encode()
+        except UnicodeEncodeError:  # watchfiles raised at its start, and no edit was ever seen
+            self.say(
+                f"inferd: --reload cannot watch {root}: its path is not UTF-8 text, which watchfiles "
+                "needs; the APIs serve without reloading (rename the folder to reload edits)"
+            )
+            return
         # Said once the first step of the watch has run, i.e. once the folder is being watched.
         asyncio.get_running_loop().call_soon(self.say, f"inferd: watching {root} for changes")
         back = False

@@ -51,8 +51,11 @@ def hang_timeout(environ: Mapping[str, str] = os.environ) -> float:
 async def keep_beating(home: Path) -> None:
     """Touch ``operator.beat`` (which names this process) every second, while this loop runs."""
     beat = home / BEAT_FILE
-    try:
-        beat.write_text(str(os.getpid()))
+    try:  # the owner's only, whatever the umask: another user could keep a hung operator's beat
+        descriptor = os.open(beat, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            os.fchmod(descriptor, 0o600)  # a beat an older inferd left
+            out.write(str(os.getpid()))
     except OSError as exc:
         log.warning("cannot write %s (%s): a hang of this operator will not be noticed", beat, exc)
         return

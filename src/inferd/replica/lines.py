@@ -6,12 +6,19 @@ progress bar) had the replica's next log record glued to it, so ``inferd logs`` 
 ``progress 50%2026-11-30 17:22:38,534 api [api-1] ERROR ...`` and ``--since`` could not read the
 record's time. The two streams note whether the last text written ended a line, and a record
 that would continue one starts a new line.
+
+A write that fails is dropped, never the request's failure: under ``inferd serve`` a replica
+writes on the terminal or pipe ``inferd serve`` was given, and once its reader went away
+(``inferd serve | head``, a log collector restarted) or its disk filled, every ``print`` in a
+handler raised ``BrokenPipeError`` or ``OSError`` and each such request was a 500.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -31,10 +38,30 @@ class WatchedStream:
         self._ends = ends
 
     def write(self, text: str) -> int:
-        written = self._stream.write(text)
+        try:
+            written = self._stream.write(text)
+        except OSError as exc:
+            self._lost(exc)
+            return len(text)
         if text:
             self._ends.open = text[-1] != "\n"
         return written
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: OSError) -> None:
+        """The text could not be written: it is dropped. A reader that hung up never comes
+        back, so the stream's descriptor then goes to the null device: what waits in its buffer,
+        and every later write (the runtime's own on the descriptor included), costs nothing."""
+        if isinstance(exc, BrokenPipeError):
+            with contextlib.suppress(OSError, ValueError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self._stream.fileno())
+                os.close(null)
 
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -59,6 +86,28 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.stdout.flush()
                 self.stream.write("\n")
         super().emit(record)
+
+
+def own_encoding(stream: TextIO) -> TextIO:
+    """``stream``'s descriptor as a line-buffered text stream in UTF-8 (the terminal's encoding on
+    a terminal) that escapes what it cannot encode.
+
+    The engine reads a replica's pipe as UTF-8 whatever the locale: under ``LANG=C`` with
+    ``PYTHONCOERCECLOCALE=0``, or a Latin-1 locale, a handler's ``print("✓")`` raised
+    ``UnicodeEncodeError``, which failed its ``init`` or its request. A new stream, as
+    ``reconfigure`` of a zygote's stream (opened on a file, now a pipe) failed to seek.
+    """
+    try:
+        stream.flush()
+        descriptor = stream.fileno()
+    except (AttributeError, ValueError, OSError):  # None, or closed: nothing to write on
+        return stream
+    return io.TextIOWrapper(
+        open(descriptor, "wb", closefd=False),
+        encoding=stream.encoding if stream.isatty() else "utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
 
 
 def watch_output(stdout: TextIO, stderr: TextIO) -> tuple[Any, Any, LineHandler]:

@@ -26,6 +26,7 @@ Errors travel as status + JSON text, never as pickled exceptions.
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -54,8 +55,6 @@ END = b"E"  # the end of a stream: laid out as REPLY
 STOP = b"Q"  # gateway -> replica: close the stream now
 TRACE = b"t"  # gateway -> replica: the ``traceparent`` of the request frame that follows
 BATCH_REPLY = b"M"  # count, then (status, metadata length, body length, metadata, body) each
-
-MAX_FRAME = 1 << 31
 
 
 def frame(kind: bytes, payload: bytes) -> bytes:
@@ -156,3 +155,14 @@ class ReplicaSpec(BaseModel):
     # The error the last replica of this version failed to load with: the same again is logged
     # as one line, not with the whole traceback at each retry.
     repeat_of: str | None = None
+
+    def to_json(self) -> bytes:
+        """The spec as JSON, a path that is not UTF-8 (a folder named in Latin-1 bytes, or any
+        path but ASCII under an ASCII locale) as Python's ``json`` escapes it: pydantic's JSON
+        refuses such text, and the API could not start a replica."""
+        return json.dumps(self.model_dump(mode="json")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ReplicaSpec:
+        """The spec ``to_json`` wrote."""
+        return cls.model_validate(json.loads(data))

@@ -30,7 +30,7 @@ from inferd.protocols import tfserving, tfserving_results, v2
 from inferd.replica import messages
 from inferd.replica.group import end_own_group, lead_group
 from inferd.replica.hints import left_out_hint
-from inferd.replica.lines import watch_output
+from inferd.replica.lines import own_encoding, watch_output
 from inferd.replica.messages import ReplicaSpec
 from inferd.replica.streaming import is_stream, may_stream, send_stream, take_stop, unanswerable
 from inferd.replica.tracking import tracked_value
@@ -223,7 +223,7 @@ def read_spec(sock: socket.socket) -> ReplicaSpec:
     payload = exactly(size)
     if payload[:1] != messages.SPEC:
         raise ConnectionError(f"expected the spec frame first, got kind {payload[:1]!r}")
-    return ReplicaSpec.model_validate_json(payload[1:])
+    return ReplicaSpec.from_json(payload[1:])
 
 
 def _user_paths(spec: ReplicaSpec) -> Callable[[str], str]:
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     # `ps` and `top` name it: a replica forked by a zygote would show the zygote's command line
     name_process(f"inferd replica {spec.replica_id}")
     # print() in a handler reaches the API's log line by line, not in 8 KiB blocks
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stdout, sys.stderr = own_encoding(sys.stdout), own_encoding(sys.stderr)
     sys.stdout, sys.stderr, records = watch_output(sys.stdout, sys.stderr)
     logging.basicConfig(
         level=logging.INFO,

@@ -18,7 +18,7 @@ def load_runtime(
     if model_format == "onnx":
         from inferd.runtimes.onnx import OnnxRuntime
         from inferd.runtimes.onnx_shared import populate, shared_model, sharing_enabled, unpacked
-        from inferd.storage import find_onnx_model
+        from inferd.storage.layout import find_onnx_model
 
         model_path = find_onnx_model(model_path)  # a .zip: the model file inside, unpacked
         devices = devices or Devices()

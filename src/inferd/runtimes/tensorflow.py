@@ -17,11 +17,13 @@ import numpy as np
 from inferd.errors import InputError, LoadError
 from inferd.runtimes.base import TensorSpec
 from inferd.runtimes.devices import Devices, configure_tensorflow
-from inferd.storage import find_saved_model
+from inferd.runtimes.startup_notes import held_startup_notes
+from inferd.storage.layout import find_saved_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf
+with held_startup_notes():
+    import tensorflow as tf
 from google.protobuf.json_format import MessageToDict
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2

@@ -7,18 +7,16 @@ A linear classifier of iris flowers with hand-set weights (no training data): th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inferd.errors import UsageError
+from inferd.runtimes.startup_notes import held_startup_notes
 
 # features: sepal_length, sepal_width, petal_length, petal_width -> scores of the three labels
 WEIGHTS = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-2.0, 0.0, 2.0], [0.0, 0.0, 0.0]]
@@ -61,16 +59,20 @@ def build_onnx(path: Path) -> None:
 
 def build_tensorflow(path: Path) -> None:
     """Write the model as a SavedModel: ``serving_default`` takes ``features`` float[N, 4]."""
-    # TensorFlow's C++ start-up notes (CPU features, absl) would read as errors of `inferd init`.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        with _kept_off_the_terminal():
+    with held_startup_notes():
+        try:
             import tensorflow as tf
-    except ImportError:
-        raise UsageError(
-            "building the starter TensorFlow model needs TensorFlow (pip install 'inferd[tensorflow]'); "
-            "or pass --model PATH to use your own SavedModel"
-        ) from None
+        except ImportError:
+            raise UsageError(
+                "building the starter TensorFlow model needs TensorFlow (pip install 'inferd[tensorflow]'); "
+                "or pass --model PATH to use your own SavedModel"
+            ) from None
+        save_starter(tf, path)
+
+
+def save_starter(tf: Any, path: Path) -> None:
+    """Write the starter classifier with the ``tf`` module given (imported by the caller)."""
 
     class Starter(tf.Module):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -93,27 +95,6 @@ def build_tensorflow(path: Path) -> None:
         tf.saved_model.save(starter, str(path), signatures={"serving_default": starter.serve})
     finally:
         sys.dont_write_bytecode = writes_bytecode
-
-
-@contextlib.contextmanager
-def _kept_off_the_terminal() -> Iterator[None]:
-    """What the process writes to its stderr meanwhile is shown only if the block fails: TensorFlow
-    2.21's import writes its oneDNN note on a CPU with AVX-512 (and absl's "WARNING: All log
-    messages before absl::InitializeLog()") whatever TF_CPP_MIN_LOG_LEVEL says."""
-    sys.stderr.flush()
-    terminal = os.dup(2)
-    with tempfile.TemporaryFile() as notes:
-        os.dup2(notes.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(terminal, 2)
-            notes.seek(0)
-            os.write(2, notes.read())
-            raise
-        finally:
-            os.dup2(terminal, 2)
-            os.close(terminal)
 
 
 def write_weights(path: Path) -> None:

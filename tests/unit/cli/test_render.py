@@ -99,3 +99,17 @@ def test_a_model_s_input_and_output_names_never_write_control_bytes_to_the_termi
     assert "Traceback:\n  node \\x1b[2J\n" in text
     assert '"in\\u001b[31mput\\nsecond line\\r"   float32   (?, 4)' in text
     assert '"out\\u0007"    float32   (?, 4)' in text
+
+
+def test_the_config_shows_non_ascii_text_as_written() -> None:
+    # was: greeting: "h\xE9llo \U0001F30D", labels: ["\u732B"] for what cortex.yaml said as text
+    metadata = {"greeting": "h\u00e9llo \U0001f30d", "labels": ["\u732b", "\u0130"], "raw": "a\x1b[2Jb"}
+    api = {
+        **_live_api({}),
+        "endpoint": "/iris/classifier",
+        "config": {"name": "classifier", "metadata": metadata},
+    }
+    text = api_detail(api, verbose=True)
+    assert "greeting: h\u00e9llo \U0001f30d" in text
+    assert "- \u732b\n" in text and "- \u0130\n" in text
+    assert "\x1b" not in text and 'raw: "a\\e[2Jb"' in text

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from inferd.cli.comparison import agree, compare, percentile, unnamed
 from inferd.cli.main import cli
-from inferd.cli.replay import agree, compare, judged_version, percentile, route_of, unnamed
+from inferd.cli.replay import judged_version, route_of
 from inferd.gateway.shadow import unnamed as shadow_unnamed
 
 

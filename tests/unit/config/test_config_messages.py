@@ -114,6 +114,26 @@ def test_a_name_too_long_says_so(tmp_path: Path) -> None:
         load_project(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("no", "false (yes, no, on and off are true or false in YAML)"),
+        ("on", "true (yes, no, on and off are true or false in YAML)"),
+        ("1e3", "the number 1000.0"),
+        ("0777", "the number 511"),  # octal in YAML 1.1
+    ],
+)
+def test_a_name_yaml_reads_as_a_boolean_or_number_says_to_quote_it(
+    tmp_path: Path, written: str, read: str
+) -> None:
+    # was: "name: must be a string", beside a value the user had written as text
+    text = HEAD.replace("name: a\n", f"name: {written}\n")
+    said = f"must be a string: YAML read the unquoted value as {read}; put it in quotes"
+    assert error_of(tmp_path, text) == f"cortex.yaml:4: api: name: {said}"
+    quoted = HEAD.replace("name: a\n", f"name: '{written}'\n")
+    assert "YAML read" not in error_of(tmp_path, quoted.replace("model.onnx", "missing.onnx"))
+
+
 def test_a_request_handler_that_is_a_folder_says_so(tmp_path: Path) -> None:
     # was: "handlers does not exist", of a folder that exists
     text = HEAD + "    request_handler: handlers\n"

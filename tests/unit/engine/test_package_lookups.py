@@ -10,7 +10,7 @@ import pytest
 from packaging.version import Version
 
 from inferd.engine import package_index
-from inferd.engine.packages import plan
+from inferd.engine.requirement_plan import plan
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from inferd.engine import package_index, packages
-from inferd.engine.packages import PYTHON, ensure_packages, packages_dir, plan
+from inferd.engine import package_index, packages, requirement_plan
+from inferd.engine.packages import ensure_packages, packages_dir
+from inferd.engine.requirement_plan import PYTHON, plan
+from inferd.engine.requirements_file import MAX_REQUIREMENTS_BYTES, read_requirements
 from inferd.errors import LoadError
 
 INDEX = {
@@ -84,7 +86,7 @@ def test_a_source_build_that_fails_names_the_nearest_version(
         raise LoadError("installing requirements.txt failed: error: failed to build somepkg")
 
     monkeypatch.setattr(package_index, "_index_versions", index)
-    monkeypatch.setattr(packages, "many_wheel_versions", lambda names: {})  # asked one by one
+    monkeypatch.setattr(requirement_plan, "many_wheel_versions", lambda names: {})  # asked one by one
     monkeypatch.setattr(packages, "_pip_install", pip_fails)
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("somepkg==0.19.0\n")
@@ -174,7 +176,7 @@ def test_torchvision_is_the_build_for_inferds_torch_and_brings_no_torch_of_its_o
     # oldest torchvision with a wheel here (0.15), pip pulled its torch==2.0 (and gigabytes of
     # CUDA libraries) into the project's folder, and that torchvision then ran against inferd's
     # newer torch, which replicas import first.
-    monkeypatch.setattr(packages, "installed_version", {"torch": Version("2.13.0+cpu")}.get)
+    monkeypatch.setattr(requirement_plan, "installed_version", {"torch": Version("2.13.0+cpu")}.get)
     index = [Version(v) for v in ["0.15.1", "0.27.0", "0.28.0", "0.29.2"]]
     checked = plan("torch==1.3.*\ntorchvision==0.4.*\n", relax=True, versions_of=lambda name: index)
     assert checked.lines == [] and checked.no_deps == ["torchvision==0.28.0"]
@@ -202,7 +204,7 @@ def test_a_requirements_file_past_the_limits_is_refused_before_the_index_or_pip(
     requirements = tmp_path / "requirements.txt"
     with requirements.open("w") as out:
         out.write("somepkg==0.21.*\n")
-        out.truncate(packages.MAX_REQUIREMENTS_BYTES + 1)  # sparse
+        out.truncate(MAX_REQUIREMENTS_BYTES + 1)  # sparse
     with pytest.raises(LoadError) as caught:
         ensure_packages(tmp_path / "home", requirements)
     assert caught.value.message == (
@@ -211,14 +213,14 @@ def test_a_requirements_file_past_the_limits_is_refused_before_the_index_or_pip(
     )
     requirements.write_text("".join(f"pkg-{number}==1.0  # why\n" for number in range(2_001)) + "# end\n")
     with pytest.raises(LoadError) as caught:
-        packages.read_requirements(requirements)
+        read_requirements(requirements)
     assert caught.value.message == (
         "requirements.txt lists 2,001 requirements; inferd installs at most 2,000 (a pip freeze of a "
         "large environment lists a few hundred)"
     )
     assert not (tmp_path / "home").exists()
     requirements.write_text("somepkg==1.2.0\n" * 2_000)
-    assert plan(packages.read_requirements(requirements), False, versions_of, _never).lines
+    assert plan(read_requirements(requirements), False, versions_of, _never).lines
 
 
 def test_validate_says_a_requirements_file_is_past_the_limits(tmp_path: Path) -> None:
@@ -300,7 +302,7 @@ def test_the_requirements_limit_counts_requirements_not_the_hash_lines_continuin
         for number in range(150)
     ]
     requirements.write_text("# via pip-compile --generate-hashes\n" + "".join(pins))
-    assert packages.read_requirements(requirements).count("--hash") == 150 * 15
+    assert read_requirements(requirements).count("--hash") == 150 * 15
 
 
 def test_an_included_files_pins_are_checked_as_the_files_own(

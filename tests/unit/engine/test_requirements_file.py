@@ -13,8 +13,11 @@ from click.testing import CliRunner
 from packaging.version import Version
 
 from inferd.cli.main import cli
-from inferd.engine import package_index, packages
-from inferd.engine.packages import ensure_packages, packages_dir, plan
+from inferd.engine import package_index
+from inferd.engine.package_index import NotOnIndex
+from inferd.engine.packages import ensure_packages, packages_dir
+from inferd.engine.pip_run import pip_failure
+from inferd.engine.requirement_plan import plan
 from inferd.engine.requirements_file import read_requirements
 from inferd.errors import LoadError
 
@@ -235,30 +238,30 @@ def test_pips_error_keeps_the_reason_not_its_decoration() -> None:
             f"ERROR: Failed to build 'x' when {git}",
         ]
     )
-    assert packages.pip_failure(stderr, 1) == (
+    assert pip_failure(stderr, 1) == (
         "fatal: unable to access 'https://github.com/psf/x.git/': Could not resolve host: github.com; "
         "ERROR: Failed to build 'x' when git clone --filter=blob:none --quiet https://github.com/psf/x.git "
         "/tmp/pip-install-1/x_2"
     )
-    assert packages.pip_failure("", 2) == "pip exited with status 2"
+    assert pip_failure("", 2) == "pip exited with status 2"
     # a warning of pip's (an index location of its configuration missing) is not why it failed
     missing = (
         "WARNING: Location 'file:///opt/wheels/x/' is ignored: it is neither a file nor a directory.\n"
         "ERROR: Could not find a version that satisfies the requirement x==1.0 (from versions: none)\n"
         "ERROR: No matching distribution found for x==1.0\n"
     )
-    assert packages.pip_failure(missing, 1) == (
+    assert pip_failure(missing, 1) == (
         "ERROR: Could not find a version that satisfies the requirement x==1.0 (from versions: none); "
         "ERROR: No matching distribution found for x==1.0"
     )
-    assert packages.pip_failure("WARNING: only this\n", 1) == "WARNING: only this"
+    assert pip_failure("WARNING: only this\n", 1) == "WARNING: only this"
     # the line numbers of inferd's copy of the list, in a folder gone by then: not the user's
     listing = "/home/u/.inferd/envs/.installing-xbsw0npr/.requirements.txt"
     hashed = (
         f"mylib==0.1 from file:///p/wheels/mylib-0.1-py3-none-any.whl (from -r {listing} (line 3)):\n"
         f"ERROR: Invalid requirement: 'name: x': Expected end (from line 1 of {listing})\n"
     )
-    assert packages.pip_failure(hashed, 1) == (
+    assert pip_failure(hashed, 1) == (
         "mylib==0.1 from file:///p/wheels/mylib-0.1-py3-none-any.whl:; "
         "ERROR: Invalid requirement: 'name: x': Expected end"
     )
@@ -329,7 +332,7 @@ def test_every_package_the_index_does_not_have_is_named_in_one_error() -> None:
     # a conda environment's `pip freeze` pins conda's own packages: was pip's "No matching
     # distribution found for conda==4.10.3", one at a time, after every other pin was looked up
     def sources_of(name: str) -> list[Version]:
-        raise packages.NotOnIndex(name)
+        raise NotOnIndex(name)
 
     text = "conda==4.10.3\nnavigator-updater==0.2.1\n"
     with pytest.raises(LoadError) as caught:

@@ -149,9 +149,31 @@ def test_a_snapshot_of_many_files_is_synced_at_once(tmp_path: Path, monkeypatch:
     # an fsync each: 2,000 small files spent 3.5 of a 6.0 s snapshot in them
     calls: list[str] = []
     monkeypatch.setattr(os, "fsync", lambda handle: calls.append(os.readlink(f"/proc/self/fd/{handle}")))
-    monkeypatch.setattr(os, "sync", lambda: calls.append("sync"))
+    monkeypatch.setattr(os, "sync", lambda: calls.append("sync"))  # was: every disk of the machine
+
+    class Libc:
+        def syncfs(self, handle: int) -> int:
+            calls.append("syncfs " + os.readlink(f"/proc/self/fd/{handle}"))
+            return 0
+
+    monkeypatch.setattr(durable, "_LIBC", Libc())
     root = _project(tmp_path)
     for index in range(durable.MANY_FILES + 1):
         (root / f"m{index}.py").write_text(f"x = {index}\n")
     snapshot_project(root, tmp_path / "home")
-    assert calls == ["sync", str(tmp_path / "home" / "projects")]  # then the rename that names it
+    # one syncfs of the snapshot's file system (one file system: once), then the rename naming it
+    assert len(calls) == 2 and calls[0].startswith(f"syncfs {tmp_path / 'home' / 'projects'}/.copy-")
+    assert calls[1] == str(tmp_path / "home" / "projects")
+
+
+def test_the_kernel_s_syncfs_writes_out_one_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def sync() -> None:
+        raise AssertionError("sync(2) waits for every disk of the machine")
+
+    monkeypatch.setattr(os, "sync", sync)
+    files = [tmp_path / f"f{index}" for index in range(3)]
+    for path in files:
+        path.write_text("x")
+    durable.sync_file_systems(files)  # glibc's syncfs, for real

@@ -11,7 +11,7 @@ import pytest
 
 from inferd.errors import LoadError
 from inferd.runtimes.devices import Devices
-from inferd.storage import find_saved_model
+from inferd.storage.layout import find_saved_model
 from tests.conftest import example
 
 pytestmark = pytest.mark.tensorflow

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from inferd.errors import LoadError
-from inferd.storage import unpack_zip, unzipped_path
+from inferd.storage.layout import unpack_zip, unzipped_path
 
 MEMBERS = 200
 CLAIMED = 0xFFFFFFF0  # bytes each member's entry says it unpacks to (4 GiB, 800 GiB in all)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inferd.config.schema import ApiConfig, Project, is_remote
-from inferd.engine import packages
+from inferd.config.schema import ApiConfig, Project
+from inferd.engine import requirement_plan
 from inferd.engine.requirements_file import read_requirements, requirement_lines
 from inferd.errors import ConfigError
 from inferd.storage import project_files
@@ -90,7 +90,7 @@ def version_id(config: ApiConfig, project_digest: str, code_digest: str, refresh
 def requirements(root: Path, relax: bool = False, warn: Callable[[str], None] | None = None) -> list[str]:
     """``requirements.txt`` as the runtime_env ``pip`` list (comments and blanks dropped).
 
-    The pins are checked as for a local deploy (``engine/packages.py``): without ``relax``, one
+    The pins are checked as for a local deploy (``engine/requirement_plan.py``): without ``relax``, one
     that cannot install on this Python is a ``LoadError``, and the list goes to Serve as written.
     With ``relax`` (``--relax-pins``), one that cannot install on this Python becomes its nearest
     installable version, one inferd's environment fits is left to it (Serve's pip environments
@@ -104,7 +104,7 @@ def requirements(root: Path, relax: bool = False, warn: Callable[[str], None] | 
     text = read_requirements(path)  # its limits, a byte order mark, a conda file: as a local deploy
     # A pin that cannot install fails here, in the local deploy's words (LoadError): on the
     # cluster, Serve's pip failed on the node and the API said "updating" until --timeout.
-    checked = packages.plan(text, relax=relax)
+    checked = requirement_plan.plan(text, relax=relax)
     if relax:
         for warning in checked.warnings:
             (warn or (lambda _: None))(warning)
@@ -224,12 +224,6 @@ def replica_args(config: ApiConfig, project_root: str | None = None) -> dict[str
         "config": config.model_dump(mode="json"),
         "project_root": project_root,
     }
-
-
-def model_travels(config: ApiConfig) -> bool:
-    """True when the model is a project file (it rides in the working_dir zip)."""
-    uri = config.api.model_uri
-    return uri is not None and not is_remote(uri)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,6 @@ def test_cortex_defaults_translate(tmp_path: Path) -> None:
     scaling = plan.autoscaling_config(config)
     assert (scaling["min_replicas"], scaling["max_replicas"], scaling["initial_replicas"]) == (1, 100, 1)
     assert plan.actor_options(config) == {"num_cpus": 0.2, "num_gpus": 0}
-    assert plan.model_travels(config)
 
 
 def test_the_project_travels_without_hidden_files_venvs_and_bytecode(tmp_path: Path) -> None:

@@ -1,0 +1,52 @@
+"""TensorFlow's C++ start-up notes, kept off the user's terminal while it loads.
+
+TensorFlow's libraries write notes to file descriptor 2 as they load, below Python: absl's "All
+log messages before absl::InitializeLog() is called ...", "oneDNN custom operations are on",
+the CPU instructions it could use. ``TF_CPP_MIN_LOG_LEVEL=2`` silenced them until TensorFlow
+2.21, which writes the oneDNN note whatever it says on a CPU with AVX-512 BF16 or AMX (twice per
+import): `inferd init --tensorflow` and `inferd test` printed four lines a user reads as errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+NOTES = (
+    b"absl::InitializeLog() is called are written to STDERR",
+    b"] oneDNN custom operations are on.",
+    b"] This TensorFlow binary is optimized to use available CPU instructions",
+    b"To enable the following instructions:",
+)
+
+
+@contextmanager
+def held_startup_notes() -> Iterator[None]:
+    """Hold what is written to descriptor 2 during the block; then write back every line but the
+    notes above (every line, notes included, when the block raised: they may say why)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True) if failed or not is_note(line)]
+            if kept:
+                sys.stderr.buffer.write(b"".join(kept))
+                sys.stderr.flush()
+
+
+def is_note(line: bytes) -> bool:
+    return any(note in line for note in NOTES)

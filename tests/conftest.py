@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,33 @@ SLOWEST_FILES = ("tests/integration/test_ray.py", "tests/compat/test_cortex_v010
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     first = {path: rank for rank, path in enumerate(SLOWEST_FILES)}
     items.sort(key=lambda item: first.get(item.nodeid.split("::", 1)[0], len(first)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis keeps its database and caches in a folder of this run's, removed after it:
+    by default it makes ``.hypothesis`` in the working directory, in the repository or wherever
+    pytest was started from (``cd / && pytest ...`` left ``/.hypothesis``)."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    home = Path(tempfile.mkdtemp(prefix="inferd-tests-hypothesis-"))
+    set_hypothesis_home_dir(home)
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI (every dependency installed, run as root) a skipped test is a failure: a skip
+    there is a check that did not run, and the run would be green with it."""
+    under_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if not under_ci or hasattr(session.config, "workerinput"):  # xdist: the controller says
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if reporter is not None and skipped and exitstatus == pytest.ExitCode.OK:
+        reporter.write("\n")  # after the progress line
+        reporter.write_sep(
+            "=", f"CI: {len(skipped)} skipped test(s) fail the run (their reasons below)", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -317,6 +345,20 @@ def regression_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "linear.onnx"
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def save_tensorflow(module: Any, path: Path, signatures: dict[str, Any]) -> None:
+    """``tf.saved_model.save``, leaving nothing in $TMPDIR: AutoGraph imports the code it
+    generates from temporary files it removes, and Python wrote their bytecode beside them
+    (each run of the suite left /tmp/__pycache__/__autograph_generated_file*.pyc)."""
+    import tensorflow as tf
+
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        tf.saved_model.save(module, str(path), signatures=signatures)
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
 
 
 def calls_made(function: Callable[[], T]) -> tuple[int, T]:

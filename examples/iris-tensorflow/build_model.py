@@ -53,6 +53,9 @@ def build(out: Path) -> None:
     fitted = LogisticRegression(max_iter=1000).fit(iris.data, iris.target)
     model = IrisModel(fitted.coef_.T, fitted.intercept_)
     signatures = {"predict": model.predict, "serving_default": model.predict}
+    # AutoGraph imports the code it generates from temporary files it removes: no bytecode of
+    # them left in $TMPDIR/__pycache__
+    sys.dont_write_bytecode = True
     tf.saved_model.save(model, str(out), signatures=signatures)
 
 

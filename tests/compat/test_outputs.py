@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import Server, make_project, serve
+from tests.conftest import Server, make_project, save_tensorflow, serve
 
 __all__ = ["serve"]
 
@@ -38,7 +38,7 @@ def build_png_model(target: Path) -> None:
             return {"mean": means, "summary": count, "total": tf.reduce_sum(means)}
 
     model = PngMean()
-    tf.saved_model.save(model, str(target), signatures={"serving_default": model.serve})
+    save_tensorflow(model, target, {"serving_default": model.serve})
 
 
 PNG_HANDLER = """import base64

@@ -203,6 +203,10 @@ def test_a_post_without_a_body_or_json_content_type_is_a_null_sample(
     empty_json = server.post("/gen/echo", data=b"", headers={"Content-Type": "application/json"})
     assert empty_json.status_code == 400 and "the request body is empty" in empty_json.text
     assert server.post("/gen/echo", {"a": 1}).json() == {"got": {"a": 1}}
+    # said to be JSON as Flask's is_json read it: any application/...+json, parameters aside
+    for kind in ("application/vnd.api+json", "Application/JSON; charset=utf-8"):
+        said = server.post("/gen/echo", data=b"", headers={"Content-Type": kind})
+        assert said.status_code == 400 and "the request body is empty" in said.text, kind
 
 
 CORTEX_LOGGER = """from cortex.lib.log import cx_logger, debug_obj, get_logger

@@ -85,11 +85,11 @@ def test_a_megabyte_of_headers_is_431_and_the_server_keeps_serving(plain: Server
     )
     for head in heads:
         with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
-            started = time.monotonic()
             sock.sendall(head)  # never reset: the rest is read and dropped after the answer
+            # a server that read on for the end of the head would never answer: answer_of's read
+            # timeout fails the test then
             status, data = answer_of(sock)
             assert status == 431, data[:200]
-            assert time.monotonic() - started < 1.0 * 5  # the bound is 1 s; slack for a busy machine
             assert b"Connection: close" in data
     assert server.post("/d/iris", ROWS).status_code == 200
 

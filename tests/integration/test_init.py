@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -55,16 +56,24 @@ def test_a_predictor_project_serves_its_starter_model(serve: Serve, tmp_path: Pa
 @pytest.mark.tensorflow
 def test_a_tensorflow_project_serves_its_starter_model(serve: Serve, tmp_path: Path) -> None:
     # As a user runs them: TensorFlow's slow import is announced, and its C++ start-up notes
-    # (CPU features, absl, oneDNN) stay off the terminal, in `init` and in `test`.
-    project = tmp_path / "shop"
+    # (CPU features, absl, oneDNN) stay off the terminal, in `init` and in `test`. Nothing is
+    # left in the user's temporary folder (AutoGraph's bytecode was, where Python writes
+    # bytecode: as it does unless PYTHONDONTWRITEBYTECODE is set).
+    project, scratch = tmp_path / "shop", tmp_path / "tmp"
+    scratch.mkdir()
     written = subprocess.run(
         [sys.executable, "-m", "inferd", "init", str(project), "--tensorflow"],
         capture_output=True,
         text=True,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+            "TMPDIR": str(scratch),
+        },
     )
     assert written.returncode == 0, written.stdout + written.stderr
     assert written.stdout.startswith("building the starter TensorFlow model (importing TensorFlow takes")
     assert written.stderr == ""
+    assert list(scratch.rglob("*")) == []
     tested = subprocess.run(
         [sys.executable, "-m", "inferd", "test", str(project)], capture_output=True, text=True
     )

@@ -107,6 +107,8 @@ def test_a_full_shadow_gets_the_requests_is_compared_and_promoted(inferd: Inferd
     assert compared["requests"] == len(records) and compared["against"] == "shop/candidate"
     assert compared["agreement"] == round((len(records) - wrong) / len(records), 6)
     assert (compared["disagreements"], compared["errors"]) == (wrong, 0)
+    # and `inferd get`'s count of the answers that agreed, byte for byte, says the same
+    assert (splitter["shadow"]["agreed"], splitter["shadow"]["errors"]) == (len(records) - wrong, 0)
     assert set(compared["latency_ms"]) == {"recorded", "replayed"}
     assert compared["latency_ms"]["replayed"]["p50"] > 0
     text = inferd.run("replay", "champion", "--shadow", "-n", "40").stdout

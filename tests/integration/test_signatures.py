@@ -21,7 +21,7 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import Server, make_project
+from tests.conftest import Server, make_project, save_tensorflow
 
 
 def _identity(path: Path, kind: int, shape: list[Any] | None) -> Path:
@@ -394,7 +394,7 @@ def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("scalars")
     module = Totals()
     signatures = {"serving_default": module.serve, "echo": module.echo}
-    tf.saved_model.save(module, str(root / "model"), signatures=signatures)
+    save_tensorflow(module, root / "model", signatures)
     project = make_project(
         root / "p",
         "- kind: deployment\n  name: t\n- kind: api\n  name: totals\n  tensorflow:\n    model: model\n"

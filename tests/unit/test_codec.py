@@ -80,6 +80,8 @@ def test_an_answer_with_a_key_json_cannot_write_names_the_key() -> None:
         ("text/event-stream; charset=utf-8", True),
         ("application/json, text/event-stream", True),
         ("text/event-stream, */*;q=0.1", True),
+        ("application/x-ndjson, text/event-stream", True),  # README: NDJSON only if weighed higher
+        ("text/event-stream, */*", True),
         ("text/event-stream;q=0.5, application/x-ndjson", False),  # NDJSON is preferred
         ("application/x-ndjson;q=0.2, text/event-stream;q=0.9", True),
         ("text/event-stream;q=0", False),  # "not acceptable"

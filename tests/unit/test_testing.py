@@ -402,28 +402,31 @@ def test_a_handler_in_a_subfolder_imports_its_own_neighbour_where_the_caller_has
     # Was: the handler's own folder comes last on sys.path (as in a replica), after the caller's
     # folder (a notebook's, on sys.path): `serving/predictor.py`'s `import helpers_nearby` got
     # the notebook's `helpers_nearby.py`, imported or not, which no replica of the project has.
+    # A name of each case's own: load_api forgets the last project's modules by name, so after a
+    # case with imported=False it dropped this one's own module (the suite's order hid that).
+    helpers = f"helpers_nearby_{entry}_{imported}".lower()
     notebook = tmp_path / "notebook"
     notebook.mkdir()
-    (notebook / "helpers_nearby.py").write_text("VALUE = 'notebook'\n")
+    (notebook / f"{helpers}.py").write_text("VALUE = 'notebook'\n")
     monkeypatch.chdir(notebook)
     monkeypatch.syspath_prepend(str(notebook) if entry == "absolute" else ".")
-    monkeypatch.delitem(sys.modules, "helpers_nearby", raising=False)
+    monkeypatch.delitem(sys.modules, helpers, raising=False)
     if imported:
-        mine = importlib.import_module("helpers_nearby")
-        monkeypatch.setitem(sys.modules, "helpers_nearby", mine)  # removed again after the test
+        mine = importlib.import_module(helpers)
+        monkeypatch.setitem(sys.modules, helpers, mine)  # removed again after the test
     project = make_project(
         tmp_path / "project",
         "- kind: deployment\n  name: p\n- kind: api\n  name: p\n  predictor:\n"
         "    path: serving/predictor.py\n",
         files={
-            "serving/predictor.py": "import helpers_nearby\n\n\n"
-            "def predict(sample, metadata):\n    return helpers_nearby.VALUE\n",
-            "serving/helpers_nearby.py": "VALUE = 'project'\n",
+            "serving/predictor.py": f"import {helpers}\n\n\n"
+            f"def predict(sample, metadata):\n    return {helpers}.VALUE\n",
+            f"serving/{helpers}.py": "VALUE = 'project'\n",
         },
     )
     assert load_api(project).predict({}) == "project"
     if imported:
-        assert sys.modules["helpers_nearby"] is mine  # the caller keeps theirs
+        assert sys.modules[helpers] is mine  # the caller keeps theirs
 
 
 def test_the_packages_of_a_test_go_into_a_home_of_the_users_own(

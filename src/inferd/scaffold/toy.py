@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,14 @@ def save_starter(tf: Any, path: Path) -> None:
 
     starter = Starter()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tf.saved_model.save(starter, str(path), signatures={"serving_default": starter.serve})
+    # AutoGraph imports the code it generates from temporary files it removes, but not their
+    # bytecode: each init left two __autograph_generated_file*.pyc in $TMPDIR/__pycache__.
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        tf.saved_model.save(starter, str(path), signatures={"serving_default": starter.serve})
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
 
 
 def write_weights(path: Path) -> None:

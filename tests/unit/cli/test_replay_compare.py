@@ -24,6 +24,8 @@ def test_numbers_agree_within_the_tolerance_at_any_depth() -> None:
     assert not agree({"label": "cat"}, {"label": "dog"}, 1.0)
     assert not agree({"a": 1}, {"b": 1}, 1.0)
     assert not agree(True, 1, 0.0) and agree(1, 1.0, 0.0)
+    # Infinity, as TF Serving and V2 answers carry it: the same one agrees, the other does not
+    assert agree([float("inf")], [float("inf")], 1e-3) and not agree(float("inf"), float("-inf"), 1.0)
 
 
 def test_whole_numbers_beyond_a_float_are_compared_exactly() -> None:

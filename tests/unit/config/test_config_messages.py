@@ -105,6 +105,13 @@ def test_a_name_too_long_says_so(tmp_path: Path) -> None:
     message = error_of(tmp_path, text)
     assert "at most 63 characters (it has 300)" in message
     assert len(message) < 200
+    # the bound is Cortex's (a Kubernetes label), exactly: for the deployment and for the API
+    for name in ("d", "a"):
+        assert "at most 63 characters (it has 64)" in error_of(
+            tmp_path, HEAD.replace(f"name: {name}\n", f"name: {name * 64}\n")
+        )
+        (tmp_path / "cortex.yaml").write_text(HEAD.replace(f"name: {name}\n", f"name: {name * 63}\n"))
+        load_project(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -36,10 +36,18 @@ def test_scales_down_only_after_a_full_quiet_window() -> None:
     quiet = run(scaler, [0] * 40, current=3)
     assert quiet[:15] == [3] * 15  # 15 x 0.23 s < the 4 s window: still holding
     assert quiet[-1] == 1
+    # An autoscaler that has just started (or forgot its samples) has less than a window of
+    # history: it holds the replicas it found, busy ones included, until it has a full window.
+    fresh = run(Autoscaler(1.0, 1.0, 4.0), [1] * 40, current=3)
+    assert fresh[:15] == [3] * 15 and fresh[-1] == 1
 
 
 def test_target_in_flight_divides_the_load() -> None:
     assert run(Autoscaler(2.0, 1.0, 10.0), [6] * 10, current=1)[-1] == 3
+    # and the peak of the quiet window, scaling down: 2 in flight, 2 per replica, is one replica
+    scaler = Autoscaler(2.0, 1.0, 4.0)
+    assert run(scaler, [6] * 20, current=1)[-1] == 3
+    assert run(scaler, [2] * 40, current=3)[-1] == 1
 
 
 def test_scale_from_zero_at_the_first_request() -> None:

@@ -38,6 +38,11 @@ def test_copies_beyond_the_queues_room_are_refused() -> None:
     queue.submit(Request(), messages.PREDICT, b"{}")  # and one waits: room for one copy
     copies = [(Request(), messages.PREDICT, b"{}") for _ in range(3)]
     assert queue.submit_copies(copies) == 1 and len(queue.copies) == 1
+    # an idle replica's copy goes at once: it takes no room of the queue's
+    queue, _ = api_queue(1, service=0.05)
+    queue.max_queue_length = 2
+    copies = [(Request(), messages.PREDICT, b"{}") for _ in range(5)]
+    assert queue.submit_copies(copies) == 3 and len(queue.copies) == 2
 
 
 def test_copies_of_a_fast_shadow_go_in_one_write() -> None:

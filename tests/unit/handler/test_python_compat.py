@@ -26,4 +26,6 @@ def test_the_old_names_mean_what_they_meant() -> None:
     removed = {f"{module.__name__}.{name}": value for module, name, value in _removed()}
     assert removed["time.clock"] is time.process_time  # CPU time, as on Linux then
     assert removed["base64.decodestring"] is base64.decodebytes
+    assert removed["base64.encodestring"] is base64.encodebytes  # README names both
+    assert removed["inspect.getargspec"] is getargspec
     assert removed["collections.Mapping"].__module__ == "collections.abc"

@@ -71,3 +71,19 @@ def test_a_zip_another_replica_unpacked_meanwhile_is_used(
     folder = unpack_zip(archive)
     assert (folder / "model.onnx").read_bytes() == b"onnx"
     assert set(folder.parent.iterdir()) - before == {folder}  # no scratch left
+
+
+def test_a_member_named_outside_the_archive_is_refused_and_nothing_is_unpacked(tmp_path: Path) -> None:
+    # a downloaded model's zip naming ../../x would write beside the cache (zipfile drops the ..
+    # and unpacks it inside instead: a different model than the one its maker meant)
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("model.onnx", b"onnx")
+        bundle.writestr("../../escaped.txt", b"x")
+    target = unzipped_path(archive)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    before = sorted(target.parent.iterdir())
+    with pytest.raises(LoadError, match=r"^model.zip: member '../../escaped.txt' escapes the archive$"):
+        unpack_zip(archive)
+    assert sorted(target.parent.iterdir()) == before
+    assert not list(tmp_path.rglob("escaped.txt"))

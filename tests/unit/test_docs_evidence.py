@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -115,4 +117,32 @@ def test_every_option_given_to_an_inferd_command_exists(doc: Path) -> None:
         for option in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", rest):
             if option not in command_options(path):
                 unknown.append(f"inferd {path} {option}")
+    assert unknown == []
+
+
+def cited_scripts() -> dict[str, set[str]]:
+    """Each ``bench/*.py`` and ``scripts/*.py`` the docs name, with the options they give it
+    (``python bench/startup.py --second``: ``--second``)."""
+    cited: dict[str, set[str]] = {}
+    for doc in DOCS:
+        text = doc.read_text()
+        for script in re.findall(r"\b((?:bench|scripts)/\w+\.py)\b", text):
+            cited.setdefault(script, set())
+        for script, rest in re.findall(r"python ((?:bench|scripts)/\w+\.py)([^`\n|;)]*)", text):
+            cited[script] |= set(re.findall(r"(?<![\w-])(--[a-zA-Z][\w-]*)", rest.split(" -- ")[0]))
+    return cited
+
+
+@pytest.mark.parametrize("script", sorted(cited_scripts()))
+def test_every_script_cited_answers_help_and_knows_the_options_given_it(script: str) -> None:
+    """A measurement the docs cite can be run again: its script exists, `--help` prints its usage
+    and runs nothing (bench/startup.py ran its minutes of measurements), and the options the docs
+    give it are among its own."""
+    path = ROOT / script
+    assert path.exists(), script
+    done = subprocess.run(
+        [sys.executable, str(path), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.startswith("usage:"), done.stdout + done.stderr
+    unknown = [option for option in cited_scripts()[script] if option not in done.stdout]
     assert unknown == []

@@ -146,3 +146,27 @@ def test_every_script_cited_answers_help_and_knows_the_options_given_it(script: 
     assert done.returncode == 0 and done.stdout.startswith("usage:"), done.stdout + done.stderr
     unknown = [option for option in cited_scripts()[script] if option not in done.stdout]
     assert unknown == []
+
+
+def anchor(heading: str) -> str:
+    """The fragment GitHub gives a heading: lower case, punctuation out, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
+def test_every_link_names_a_file_or_heading_that_exists(doc: Path) -> None:
+    """`[Cortex v0.10 projects](#cortex-v010-projects)`, `(docs/benchmarks.md)`: a renamed heading or
+    file left a link to nothing."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, fragment = target.partition("#")
+        linked = (doc.parent / path) if path else doc
+        if not linked.exists():
+            broken.append(target)
+        elif fragment and linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.MULTILINE)
+            if fragment not in {anchor(heading) for heading in headings}:
+                broken.append(target)
+    assert broken == []

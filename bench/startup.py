@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -199,9 +200,17 @@ def second_replica_section(
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--second", action="store_true", help="only the second replica's start")
+    parser.add_argument(
+        "--doc", action="store_true", help="with --second: add its section to docs/benchmarks.md"
+    )
+    args = parser.parse_args()  # --help, or an option it does not know, runs nothing
     doc = ROOT / "docs" / "benchmarks.md"
-    if "--second" in sys.argv:
-        second_replicas(doc=doc if "--doc" in sys.argv else None)
+    if args.second:
+        second_replicas(doc=doc if args.doc else None)
         return 0
     for example in ("iris-onnx", "iris-tensorflow", "iris-predictor"):
         runs = [serve_to_healthy(example) for _ in range(3)]

@@ -204,8 +204,26 @@ CASES = {
         "/auto/mpg", "mpg", sklearn_mpg, relax_pins=True, also=relaxed_pins_warn_once_each
     ),
 }
+# Cortex v0.10.3's examples/ folder (shared/reference/cortex-v0.10.md, section 7): all nine
+CORTEX_V0103_EXAMPLES = {
+    "tensorflow/iris-classifier",
+    "tensorflow/image-classifier",
+    "tensorflow/sentiment-analysis",
+    "tensorflow/text-generator",
+    "xgboost/iris-classifier",
+    "pytorch/iris-classifier",
+    "pytorch/image-classifier",
+    "pytorch/text-generator",
+    "sklearn/mpg-estimation",
+}
 MARKS = {name: [pytest.mark.tensorflow] for name in CASES if name.startswith("tensorflow")}
 EXAMPLES = [pytest.param(name, marks=MARKS.get(name, []), id=name) for name in CASES]
+
+
+def test_every_example_of_cortex_v0103_has_a_project_both_tests_serve() -> None:
+    """README: one project per example of Cortex v0.10.3, each under serve and deploy."""
+    assert {name.replace("-", "/", 1) for name in CASES} == CORTEX_V0103_EXAMPLES
+    assert sorted(path.name for path in CORPUS.iterdir() if path.is_dir()) == sorted(CASES)
 
 
 @pytest.mark.parametrize("example", EXAMPLES)

@@ -77,6 +77,14 @@ def test_deploy_get_predict_update_delete_down(inferd: Inferd, tmp_path: Path) -
 
     predicted = inferd.run("predict", "class", str(project / "sample.json"))  # a unique prefix
     assert json.loads(predicted.stdout) == "iris-setosa"
+    # --debug: the request's every stage in the API's log (README, "Deploy")
+    debugged = inferd.run("predict", "classifier", str(project / "sample.json"), "--debug")
+    assert json.loads(debugged.stdout) == "iris-setosa"
+    wait_for(
+        lambda: "post_inference: 'iris-setosa'" in inferd.run("logs", "classifier").stdout,
+        30,
+        "the debug log",
+    )
     assert inferd.run("deploy", str(project)).stdout.strip() == "deployment is up-to-date"
 
     table = inferd.run("get").stdout.splitlines()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -116,3 +118,55 @@ def test_every_option_given_to_an_inferd_command_exists(doc: Path) -> None:
             if option not in command_options(path):
                 unknown.append(f"inferd {path} {option}")
     assert unknown == []
+
+
+def cited_scripts() -> dict[str, set[str]]:
+    """Each ``bench/*.py`` and ``scripts/*.py`` the docs name, with the options they give it
+    (``python bench/startup.py --second``: ``--second``)."""
+    cited: dict[str, set[str]] = {}
+    for doc in DOCS:
+        text = doc.read_text()
+        for script in re.findall(r"\b((?:bench|scripts)/\w+\.py)\b", text):
+            cited.setdefault(script, set())
+        for script, rest in re.findall(r"python ((?:bench|scripts)/\w+\.py)([^`\n|;)]*)", text):
+            cited[script] |= set(re.findall(r"(?<![\w-])(--[a-zA-Z][\w-]*)", rest.split(" -- ")[0]))
+    return cited
+
+
+@pytest.mark.parametrize("script", sorted(cited_scripts()))
+def test_every_script_cited_answers_help_and_knows_the_options_given_it(script: str) -> None:
+    """A measurement the docs cite can be run again: its script exists, `--help` prints its usage
+    and runs nothing (bench/startup.py ran its minutes of measurements), and the options the docs
+    give it are among its own."""
+    path = ROOT / script
+    assert path.exists(), script
+    done = subprocess.run(
+        [sys.executable, str(path), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.startswith("usage:"), done.stdout + done.stderr
+    unknown = [option for option in cited_scripts()[script] if option not in done.stdout]
+    assert unknown == []
+
+
+def anchor(heading: str) -> str:
+    """The fragment GitHub gives a heading: lower case, punctuation out, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
+def test_every_link_names_a_file_or_heading_that_exists(doc: Path) -> None:
+    """`[Cortex v0.10 projects](#cortex-v010-projects)`, `(docs/benchmarks.md)`: a renamed heading or
+    file left a link to nothing."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, fragment = target.partition("#")
+        linked = (doc.parent / path) if path else doc
+        if not linked.exists():
+            broken.append(target)
+        elif fragment and linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.MULTILINE)
+            if fragment not in {anchor(heading) for heading in headings}:
+                broken.append(target)
+    assert broken == []

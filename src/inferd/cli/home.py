@@ -87,7 +87,8 @@ def systemd_unit() -> str:
         "[Service]",
         "Type=simple",
         *(f"Environment={_unit_word(f'{key}={value}')}" for key, value in environment.items()),
-        f"ExecStart={_unit_word(sys.executable)} -m inferd.operator.daemon",
+        # -P: a user unit runs in the home folder, whose stray modules -m would import first
+        f"ExecStart={_unit_word(sys.executable)} -P -m inferd.operator.daemon",
         "# `inferd down` exits 0 and stays down; a crash or kill -9 is restarted",
         "Restart=on-failure",
         "RestartSec=1",

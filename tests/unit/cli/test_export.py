@@ -88,6 +88,21 @@ def test_a_new_folder_then_a_second_export_over_it_keeps_added_files(tmp_path: P
     assert (out / "Dockerfile").is_file()
 
 
+def test_image_names_the_image_the_manifests_and_the_readme_use(tmp_path: Path) -> None:
+    project = user_project(tmp_path / "project")
+    out = tmp_path / "out"
+    assert export(project, out, "--image", "registry.example/team/iris:1.2").exit_code == 0
+    pods = [doc for doc in yaml.safe_load_all((out / "kubernetes" / "classifier.yaml").read_text())]
+    images = {
+        container["image"]
+        for doc in pods
+        if doc["kind"] == "Deployment"
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {"registry.example/team/iris:1.2"}
+    assert "docker build -t registry.example/team/iris:1.2 ." in (out / "README.md").read_text()
+
+
 def test_api_key_files_are_not_copied_into_the_build_context(tmp_path: Path) -> None:
     iris = example("iris-onnx")
     project = make_project(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,28 @@ def test_a_percent_sign_in_a_setting_reaches_the_operator_as_it_is(
     unit = systemd_unit()
     assert f"Environment=INFERD_HOME={tmp_path / '100%%home'}" in unit
     assert "%h" not in unit.replace("%%", "")
+
+
+def test_the_units_operator_never_imports_a_stray_module_of_its_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user unit runs in the user's home: `python -m` put that folder first on sys.path, so an
+    `inferd/` (or `json.py`, `typing.py`) lying there was the operator's own code. `inferd up` and
+    `inferd deploy` start it with `python -P`; so does the unit."""
+    stray = tmp_path / "inferd" / "operator"
+    stray.mkdir(parents=True)
+    (tmp_path / "inferd" / "__init__.py").write_text("")
+    (stray / "__init__.py").write_text("")
+    (stray / "daemon.py").write_text("print('the stray module ran')\n")
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").write_text("a file where the home goes: the real operator stops at once")
+    command = next(line for line in systemd_unit().splitlines() if line.startswith("ExecStart="))
+    done = subprocess.run(
+        shlex.split(command.removeprefix("ExecStart=")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "the stray module ran" not in done.stdout
+    assert done.returncode != 0 and "home" in done.stderr  # the real operator, refusing that home

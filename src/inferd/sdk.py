@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from inferd.errors import ConfigError, DeployFailedError, ReplaceError, UsageError
+from inferd.storage import CREATED_MARK
 
 HANDLER_FILE = "handlers.pickle"
 API_FILE = "api.json"
@@ -241,6 +242,13 @@ class Client:
             block["signature_key"] = tf_serving_key
         (folder / API_FILE).write_text(json.dumps({"name": api, model_format: block}))
         _write_config(root, deployment)
+        # Marked as deployed to this home's operator: `inferd prune` removes it once the
+        # deployment is gone; one deployed to a Ray cluster (not in this home's state) it leaves.
+        mark = root / CREATED_MARK
+        if self.environment.is_local:
+            mark.write_text("")
+        else:
+            mark.unlink(missing_ok=True)
         return root
 
     def _set_aside(self, deployment: str, api: str) -> Path | None:

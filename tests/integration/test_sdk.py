@@ -129,3 +129,18 @@ def test_a_failing_handler_and_bad_arguments(inferd: Inferd, client: Client) -> 
         client.deploy("iris", "extra", model)
     assert "--force" not in str(refused.value)
     assert [api["name"] for api in inferd.json("get", "-a") if api["deployment"] == "iris"] == ["classifier"]
+
+    # `inferd prune` frees what a deleted deployment of the client's leaves: its project (the
+    # model copies) and its APIs' last replays. Was: workspace/bad/ stayed for good. A project
+    # not marked as this operator's (one deployed to a Ray cluster, which this home's state does
+    # not record) stays.
+    workspace = inferd.home / "workspace"
+    assert (workspace / "bad" / "raw" / "iris.onnx").is_file()
+    (workspace / "elsewhere" / "api").mkdir(parents=True)
+    replays = inferd.home / "replays" / "bad"
+    replays.mkdir(parents=True)
+    (replays / "raw.json").write_text("{}")  # as `inferd replay bad/raw --against ...` writes it
+    inferd.run("delete", "bad")
+    assert "Python client projects" in inferd.run("prune").stdout
+    assert not (workspace / "bad").exists() and not replays.exists()
+    assert (workspace / "elsewhere" / "api").is_dir()

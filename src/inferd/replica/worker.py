@@ -358,8 +358,10 @@ def leave(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    end_own_group()
-    os._exit(code)
+    try:
+        end_own_group()
+    finally:  # whatever happens there, the handler's threads must not keep this process alive
+        os._exit(code)
 
 
 if __name__ == "__main__":

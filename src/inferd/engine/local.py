@@ -231,6 +231,7 @@ class LocalEngine:
                 )
                 self._start(state, like=lost.source)
         failures.watch_memory(state, self._event)
+        failures.end_lingering(state, self._event, now)
         state.desired = schedule.desired(
             state,
             now,

@@ -272,6 +272,18 @@ def test_killed_replica_is_replaced(serve: Serve) -> None:
     wait_for(lambda: said in server.log(), 30, "the crash on the console")
 
 
+def oom_score_adj(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+
+def test_the_oom_killer_takes_a_replica_before_the_gateway(iris: Server) -> None:
+    # Was: every process had the same oom_score_adj, so with no compute.mem_limit a machine out
+    # of memory could lose the gateway (holding large answers for slow clients) and every API
+    # with it; now the kernel ranks each replica (and what its handler starts) first.
+    (replica,) = children(iris.process.pid)
+    assert oom_score_adj(replica) >= 500 > oom_score_adj(iris.process.pid)
+
+
 def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
     root = make_project(
         tmp_path / "p",

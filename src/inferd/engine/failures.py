@@ -47,8 +47,10 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
         ):
             state.replicas.remove(replica)
             version = state.version
+            over_limit = replica.over_mem_limit
             if replica.cgroup is not None:
                 if MemoryCaps.killed(replica.cgroup):
+                    over_limit = True
                     event(
                         state.key,
                         f"replica {replica.id} passed compute.mem_limit (the kernel stopped it)",
@@ -57,6 +59,10 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
                 MemoryCaps.release(replica.cgroup)
             code = replica.process.poll() or 0
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            if over_limit:  # the kill was inferd's (or the cgroup's) own: say why, not which signal
+                how = (
+                    f"used more than compute.mem_limit ({state.config.api.compute.mem_limit}) and was stopped"
+                )
             replaced = (
                 replica.version != version.id
                 and replica.loaded

@@ -89,6 +89,40 @@ def test_deadline_504_and_a_stuck_replica_is_replaced(
     wait_for(lambda: not process_alive(first_pid), 10, "the stuck replica's process to end")
 
 
+NEVER_LOADS = """
+import time
+time.sleep(3600)  # a model that takes for ever to load: requests wait for its first replica
+
+def predict(sample, metadata):
+    return 1
+"""
+
+
+def test_a_client_that_leaves_while_waiting_for_a_loading_api_leaves_its_queue(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # Was: it was counted 499 but stayed in the queue until the api's timeout: queued and in
+    # flight (the autoscaler's signal) in /metrics, its body counted against --max-body-buffer,
+    # and Ctrl-C of `inferd serve` waited 30 s for "1 request(s) still running".
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: loading\n  predictor:\n    path: p.py\n"
+        "  timeout: 600\n",
+        {"p.py": NEVER_LOADS},
+    )
+    server = serve(project, ready=False)
+    url = f"{server.url}/d/loading"
+    wait_for(lambda: requests.get(url, timeout=5).ok, 60, "the api's status")
+    client = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+    client.sendall(b"POST /d/loading HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    wait_for(lambda: requests.get(url, timeout=5).json()["replicas"]["queued"] == 1, 30, "a queued request")
+    client.close()
+    wait_for(lambda: requests.get(url, timeout=5).json()["replicas"]["queued"] == 0, 30, "the queue to empty")
+    metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert 'inferd_in_flight_requests{api="loading",deployment="d"} 0.0' in metrics
+    assert 'inferd_requests_total{api="loading",code="499",deployment="d",protocol="cortex"} 1.0' in metrics
+
+
 def test_a_client_that_leaves_while_queued_frees_its_slot_and_is_logged_as_499(
     serve: Serve, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

@@ -218,6 +218,56 @@ def test_bodies_waiting_for_a_replica_count_in_the_body_budget(server: Server, t
             sock.close()
 
 
+TALKS = """
+def predict(sample, metadata):
+    print("answering", sample)  # a line on the console per request
+    return "ok"
+"""
+FLOODS = """
+import sys, threading
+
+def _flood():
+    while True:
+        print("x" * 1000, file=sys.stderr)
+
+threading.Thread(target=_flood, daemon=True).start()
+
+def predict(sample, metadata):
+    return "ok"
+"""
+
+
+def test_a_terminal_that_does_not_read_never_stops_a_replica(tmp_path: Path) -> None:
+    # Was: under `inferd serve` the replicas wrote on its terminal themselves: once it stopped
+    # reading (or one API printed faster than it read), every replica that printed a line
+    # waited in its print, and its API's requests with it (5 of 5 timed out after 10 s).
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: talks\n  predictor:\n    path: talks.py\n"
+        "- kind: api\n  name: floods\n  predictor:\n    path: floods.py\n",
+        {"talks.py": TALKS, "floods.py": FLOODS},
+    )
+    process = subprocess.Popen(
+        [str(INFERD), "serve", str(project), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        banner = b""
+        while b"/healthz answers" not in banner:  # read up to the banner, then never again
+            line = process.stdout.readline() if process.stdout is not None else b""
+            assert line, banner
+            banner += line
+        port = int(re.search(rb"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/healthz", timeout=5).status_code == 200, 60, "ready")
+        with requests.Session() as session:
+            for number in range(20):
+                answer = session.post(f"{url}/d/talks", json={"n": number}, timeout=30)
+                assert answer.json() == "ok"
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)  # read at last: it drains and exits
+
+
 def test_a_terminal_that_does_not_read_never_stops_the_gateway(tmp_path: Path) -> None:
     # `inferd serve` wrote its console lines (with --access-log, one per request) from its event
     # loop: once the terminal stopped reading (a pager left on a page, Ctrl-S) the first write

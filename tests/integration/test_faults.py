@@ -458,3 +458,38 @@ def test_a_deployment_still_being_restored_is_said_by_get(inferd: Inferd, tmp_pa
         released.set()
         server.shutdown()
         server.server_close()
+
+
+LINGERER = """
+import atexit, os, threading
+
+def _flush_for_ever():
+    threading.Event().wait()  # an exit handler that waits for what never comes (a dead collector)
+
+atexit.register(_flush_for_ever)
+
+def predict(sample, metadata):
+    return {"replica": os.getpid()}
+"""
+
+
+def test_a_replica_whose_exit_handler_never_returns_is_killed_once_let_go(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # Was: a replica let go (deleted, replaced, scaled down) was waited for until it exited, so
+    # an exit handler that never returned kept it, and its room, for ever: `inferd delete` gave
+    # up after 600 s ("still draining"), and the API could never be deployed again.
+    project = make_project(
+        tmp_path / "linger",
+        "- kind: deployment\n  name: linger\n- kind: api\n  name: stays\n  predictor:\n    path: p.py\n",
+        {"p.py": LINGERER},
+    )
+    inferd.run("deploy", str(project))
+    replica = inferd.post("/linger/stays", {}).json()["replica"]
+    try:
+        inferd.run("delete", "stays", timeout=120)
+        assert not process_alive(replica)
+        assert "has not exited 10s after it was let go" in inferd.run("logs", "linger/stays").stdout
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(replica, signal.SIGKILL)

@@ -272,6 +272,46 @@ def test_killed_replica_is_replaced(serve: Serve) -> None:
     wait_for(lambda: said in server.log(), 30, "the crash on the console")
 
 
+def oom_score_adj(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+
+def test_the_oom_killer_takes_a_replica_before_the_gateway(iris: Server) -> None:
+    # Was: every process had the same oom_score_adj, so with no compute.mem_limit a machine out
+    # of memory could lose the gateway (holding large answers for slow clients) and every API
+    # with it; now the kernel ranks each replica (and what its handler starts) first.
+    (replica,) = children(iris.process.pid)
+    assert oom_score_adj(replica) >= 500 > oom_score_adj(iris.process.pid)
+
+
+GROWS = """
+def predict(sample, metadata):
+    held = []
+    while True:
+        held.append(bytearray(b"\\x01" * (32 << 20)))
+"""
+
+
+def test_a_crash_loop_of_replicas_over_their_mem_limit_says_so(serve: Serve, tmp_path: Path) -> None:
+    # Was: "its replicas keep stopping once started (3 in a row, the last: replica grows-4 was
+    # killed by signal 9)": inferd's own kill for compute.mem_limit, told as a crash of unknown cause.
+    project = make_project(
+        tmp_path / "grows",
+        "- kind: deployment\n  name: mem\n- kind: api\n  name: grows\n  predictor:\n    path: p.py\n"
+        "  compute:\n    mem_limit: 200Mi\n",
+        {"p.py": GROWS},
+    )
+    server = serve(project)
+
+    def refused() -> str | None:
+        answer = server.post("/mem/grows", {})
+        return str(answer.json()["error"]) if answer.status_code == 503 else None
+
+    error = wait_for(refused, 120, "the crash loop's 503")
+    assert "used more than compute.mem_limit (200Mi) and was stopped" in error, error
+    assert "signal" not in error
+
+
 def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_model: Path) -> None:
     root = make_project(
         tmp_path / "p",

@@ -3,8 +3,9 @@
 A replica that dies is reaped once its exit code is known; a death while loading (no error
 said: ``os._exit``, a signal, a crash in C) becomes its version's error, and repeated deaths
 push the next start back. A replica over ``compute.mem_limit`` that no cgroup caps is stopped
-here. A reconcile step that fails for one API becomes the API's error with the reason, and
-that API is left alone for a growing pause (``hold_until``) while the others carry on.
+here, and one still running 10 s after its connection closed is killed. A reconcile step that
+fails for one API becomes the API's error with the reason, and that API is left alone for a
+growing pause (``hold_until``) while the others carry on.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ MAX_BACKOFF = 30.0
 # Replicas of a version that died unasked in a row (none had run a minute) before its status is
 # ``error`` while none is ready, as Cortex's was when a pod failed: before that, ``updating``.
 CRASH_LOOP = 3
+# Seconds a replica whose connection closed has to exit (its exit handlers: multiprocessing's
+# joins its children) before it is killed; as long as `inferd down` gives each replica.
+LINGER_SECONDS = 10.0
 
 
 def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
@@ -43,8 +47,10 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
         ):
             state.replicas.remove(replica)
             version = state.version
+            over_limit = replica.over_mem_limit
             if replica.cgroup is not None:
                 if MemoryCaps.killed(replica.cgroup):
+                    over_limit = True
                     event(
                         state.key,
                         f"replica {replica.id} passed compute.mem_limit (the kernel stopped it)",
@@ -53,6 +59,10 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
                 MemoryCaps.release(replica.cgroup)
             code = replica.process.poll() or 0
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            if over_limit:  # the kill was inferd's (or the cgroup's) own: say why, not which signal
+                how = (
+                    f"used more than compute.mem_limit ({state.config.api.compute.mem_limit}) and was stopped"
+                )
             replaced = (
                 replica.version != version.id
                 and replica.loaded
@@ -80,6 +90,26 @@ def reap(state: ApiState, sink: ReplicaSink, event: Events) -> list[Replica]:
             if replaced:
                 lost.append(replica)
     return lost
+
+
+def end_lingering(state: ApiState, event: Events, now: float) -> None:
+    """Kill the API's replicas still running ``LINGER_SECONDS`` after their connection closed.
+
+    A replica let go (drained, deleted, replaced) or one that closed by itself has nothing left
+    to do but its exit handlers; one that outlives them (an exit handler that waits on something
+    that never comes) would hold its room, and keep ``inferd delete`` waiting, for ever.
+    """
+    for replica in state.replicas:
+        closed = replica.closed_at
+        if closed is None or now - closed < LINGER_SECONDS or replica.process.poll() is not None:
+            continue
+        event(
+            state.key,
+            f"replica {replica.id} has not exited {LINGER_SECONDS:.0f}s after it was let go "
+            "(its code keeps the process alive: an exit handler that does not return); killing it",
+        )
+        replica.closed_at = None  # said once; reaped once the kill lands
+        replica.process.send_signal(signal.SIGKILL)
 
 
 def crash_loop(state: ApiState) -> str | None:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from inferd.engine.gpus import gpu_need, replica_environment
 from inferd.engine.launch import start_replica
 from inferd.engine.memlimit import MemoryCaps
 from inferd.engine.models import retry_delay
-from inferd.engine.output import ApiLogs
+from inferd.engine.output import ApiLogs, forward
 from inferd.engine.prepare import prepare
 from inferd.engine.replica_events import LocalReplicaEvents, publish_status
 from inferd.engine.replica_ids import IDS_FILE, ReplicaIds
@@ -49,8 +49,15 @@ class LocalEngine:
     """Starts, watches and stops replica processes; their events go to ``LocalReplicaEvents``."""
 
     def __init__(
-        self, sink: ReplicaSink, home: Path, log_dir: Path | None = None, fixed_replicas: int | None = None
+        self,
+        sink: ReplicaSink,
+        home: Path,
+        log_dir: Path | None = None,
+        fixed_replicas: int | None = None,
+        console: Callable[[str], None] | None = None,
     ) -> None:
+        # console: without a log folder, where what replicas print goes (``inferd serve``'s
+        # terminal, which must never block them); with neither, they write on this process's own
         # fixed_replicas: exactly that many per API, autoscaling off (``inferd serve --replicas``,
         # what an exported Kubernetes pod runs while the HorizontalPodAutoscaler scales pods)
         self.fixed_replicas = fixed_replicas
@@ -58,6 +65,7 @@ class LocalEngine:
         self.home = home
         self.log_dir = log_dir
         self.logs = ApiLogs(log_dir) if log_dir is not None else None
+        self.console = console
         self.caps: MemoryCaps | None = None  # made when an API first asks for mem_limit
         self.capacity = Capacity.of_this_machine()
         self.apis: dict[str, ApiState] = {}
@@ -231,6 +239,7 @@ class LocalEngine:
                 )
                 self._start(state, like=lost.source)
         failures.watch_memory(state, self._event)
+        failures.end_lingering(state, self._event, now)
         state.desired = schedule.desired(
             state,
             now,
@@ -290,9 +299,10 @@ class LocalEngine:
         spec = version.spec.model_copy(update={"replica_id": replica_id, "repeat_of": version.error})
         env = dict(os.environ, **replica_environment(self.capacity.gpus, gpus))
         # With a log folder, the output goes through a pipe into the API's rotated log; without
-        # one (``inferd serve``) the replica writes on the terminal.
+        # one (``inferd serve``) through a pipe onto the console.
+        piped = self.logs is not None or self.console is not None
         process, ours, output = start_replica(
-            spec.project_root, state.config.api.model_format, env, zygotes, piped=self.logs is not None
+            spec.project_root, state.config.api.model_format, env, zygotes, piped=piped
         )
         greeting = messages.frame(messages.SPEC, spec.to_json())
         handle = ReplicaHandle(state.key, replica_id, version.id, self.events, greeting=greeting)
@@ -300,6 +310,8 @@ class LocalEngine:
         self._spawn(loop.connect_accepted_socket(lambda: handle, ours))
         if self.logs is not None and output is not None:
             self.logs.attach(state.key, replica_id, output)
+        elif self.console is not None and output is not None:
+            forward(output, self.console)
         limit = state.config.api.compute.mem_limit_bytes
         if limit is not None and self.caps is None:
             self.caps = MemoryCaps()

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -60,25 +61,7 @@ class ApiLogs:
         The fd is watched with ``add_reader`` and closed here at its end: this code alone owns
         it (a pipe transport and a file object both closing it would close a reused number).
         """
-        loop = asyncio.get_running_loop()
-        os.set_blocking(read_fd, False)
-        output = ReplicaOutput(self.file(api), api, replica_id)
-
-        def readable() -> None:
-            try:
-                data = os.read(read_fd, 1 << 16)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if data:
-                output.data_received(data)
-                return
-            loop.remove_reader(read_fd)
-            os.close(read_fd)
-            output.connection_lost(None)
-
-        loop.add_reader(read_fd, readable)
+        _watch(read_fd, ReplicaOutput(self.file(api), api, replica_id))
 
     def forget(self, api: str) -> None:
         """Close the API's file (it was deleted): ``inferd prune`` may then remove it."""
@@ -90,6 +73,60 @@ class ApiLogs:
         for out in self._files.values():
             out.close()
         self._files.clear()
+
+
+def forward(read_fd: int, say: Callable[[str], None]) -> None:
+    """Pass what a replica writes on ``read_fd`` to ``say`` (``inferd serve``'s console, which
+    never blocks), whole lines at a time, until it closes. A replica writing on the terminal
+    itself waited in its print once the terminal stopped reading, or read slower than another
+    API printed."""
+    _watch(read_fd, ConsoleOutput(say))
+
+
+def _watch(read_fd: int, output: asyncio.Protocol) -> None:
+    loop = asyncio.get_running_loop()
+    os.set_blocking(read_fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(read_fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            output.data_received(data)
+            return
+        loop.remove_reader(read_fd)
+        os.close(read_fd)
+        output.connection_lost(None)
+
+    loop.add_reader(read_fd, readable)
+
+
+class ConsoleOutput(asyncio.Protocol):
+    """One replica's output, passed on as whole lines (a longer one in ``MAX_LINE`` pieces)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self._partial = b""
+
+    def data_received(self, data: bytes) -> None:
+        data = self._partial + data
+        end = data.rfind(b"\n")
+        if end < 0 and len(data) < MAX_LINE:
+            self._partial = data
+            return
+        if end < 0:
+            self._partial, end = b"", len(data)
+        else:
+            self._partial = data[end + 1 :]
+        self.say(data[:end].decode("utf-8", "replace"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._partial:
+            self.say(self._partial.decode("utf-8", "replace"))
+            self._partial = b""
 
 
 class ReplicaOutput(asyncio.Protocol):

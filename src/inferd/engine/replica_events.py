@@ -7,6 +7,7 @@ gateway at once, not at the next reconcile.
 from __future__ import annotations
 
 import signal
+import time
 
 from inferd.engine import failures
 from inferd.engine.output import Events
@@ -89,6 +90,7 @@ class LocalReplicaEvents:
         if found is None or self.stopping:
             return
         state, replica = found
+        replica.closed_at = time.monotonic()  # from now on it has LINGER_SECONDS to exit
         if replica.retired:
             return
         if replica.stuck:  # stopped on purpose: a request overran its timeout

@@ -112,6 +112,7 @@ class HttpConnection(RequestReader):
         queue = self.queue
         if queue is not None and not self.replica_id:  # still queued: it will never be sent
             self.queue = None
+            queue.withdraw(self)
             self.app.finished(queue, CLIENT_CLOSED, self, b"", LEFT)
         elif queue is not None and (stream is None or stream.handle is None):
             queue.left(self)  # before its first item: the replica stops the stream at it

@@ -303,6 +303,12 @@ class ApiQueue:
         if handle in self.idle:
             self.idle.remove(handle)
 
+    def withdraw(self, request: QueuedRequest) -> None:
+        """``request``'s client left while it waited: it leaves the queue now, not when a replica
+        would have taken it (an API still loading, or crash-looping, took none until its
+        ``timeout``): its slot, its body's bytes and the in-flight count come back at once."""
+        self.waiting.discard(request)
+
     def left(self, request: QueuedRequest) -> None:
         """``request``'s client left while it runs alone on its replica: the replica is told to
         stop now, so a generator is closed at its first item (a ``STOP`` after a plain answer is

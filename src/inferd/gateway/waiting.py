@@ -49,3 +49,11 @@ class Waiting(deque["Entry"]):
     def clear(self) -> None:
         while self:
             self.popleft()
+
+    def discard(self, request: object) -> None:
+        """Take out ``request``'s entry, if it is here (its client left while it waited)."""
+        for index, entry in enumerate(self):
+            if entry[0] is request:
+                del self[index]
+                QUEUED.bytes -= len(entry[2])
+                return

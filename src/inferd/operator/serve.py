@@ -61,7 +61,9 @@ async def serve_project(
     try:
         with _replica_events_said(say):
             access = AccessLog(stream=console) if access_log else None
-            return await _serve(project, host, port, grace, say, access, metrics, reload, limits, replicas)
+            return await _serve(
+                project, host, port, grace, say, access, metrics, reload, limits, replicas, console.say
+            )
     finally:
         gateway_log.removeHandler(warnings)
         console.drain()
@@ -110,11 +112,12 @@ async def _serve(
     reload: bool,
     limits: EdgeLimits | None,
     replicas: int | None,
+    output: Callable[[str], None],
 ) -> int:
     gateway = Gateway(access_log=log_writer, metrics=metrics, limits=limits)
     home = pin_inferd_home()
     make_private_folders(home)
-    engine = LocalEngine(gateway, home=home, fixed_replicas=replicas)
+    engine = LocalEngine(gateway, home=home, fixed_replicas=replicas, console=output)
     gateway.replica_states = engine.replica_states
     gateway.replica_gpus = engine.replica_gpus
     # /healthz is 503 until every API of the project exists and has a ready replica.

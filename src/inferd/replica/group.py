@@ -37,7 +37,14 @@ def end_own_group() -> None:
     me = os.getpid()
     if os.getpgrp() != me:  # not a replica that leads its group (a zygote, a test): none of ours
         return
-    for entry in Path("/proc").iterdir():
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        # No descriptor left to list /proc with (a handler that leaked them to EMFILE): the whole
+        # group goes, this leaving process with it, rather than its children staying behind.
+        os.killpg(me, signal.SIGKILL)
+        return
+    for entry in entries:
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:

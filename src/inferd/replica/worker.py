@@ -18,6 +18,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from time import perf_counter
 from typing import Any, NoReturn
 
@@ -48,6 +49,21 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+# Added to a replica's OOM score (the kernel's is 0-1000, by the memory a process holds): when
+# the machine runs out of memory, its OOM killer takes a replica (the one that holds the most)
+# rather than the gateway and operator every API needs, as kubelet ranks pods above itself.
+OOM_SCORE_ADJ = 500
+
+
+def offer_to_oom_killer() -> None:
+    """Raise this process's ``oom_score_adj`` to ``OOM_SCORE_ADJ`` (raising needs no privilege);
+    what the handler starts inherits it."""
+    path = Path("/proc/self/oom_score_adj")
+    with contextlib.suppress(OSError, ValueError):
+        if int(path.read_text()) < OOM_SCORE_ADJ:
+            path.write_text(str(OOM_SCORE_ADJ))
 
 
 def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[bytes, int]:
@@ -254,6 +270,7 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle (it drains)
     lead_group()  # what the handler starts goes with this replica
+    offer_to_oom_killer()
     signal.signal(signal.SIGTERM, _end_group_then_die)  # also when the gateway's death ends it
     if die_with_parent_:
         die_with_parent()
@@ -358,8 +375,10 @@ def leave(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    end_own_group()
-    os._exit(code)
+    try:
+        end_own_group()
+    finally:  # whatever happens there, the handler's threads must not keep this process alive
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -167,6 +167,7 @@ def test_a_crash_loop_that_recovered_is_no_error_when_the_api_next_starts_a_repl
             crashed=False,
             died_loading=False,
             cgroup=None,
+            over_mem_limit=False,
             process=process,
             handle=handle,
         )

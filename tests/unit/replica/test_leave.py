@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 from inferd.config.load import load_project
 from inferd.replica import messages
 from inferd.replica.messages import ReplicaSpec
-from tests.conftest import example
+from tests.conftest import example, process_alive, wait_for
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
@@ -85,3 +86,46 @@ def test_a_replica_let_go_while_loading_leaves_without_a_traceback(tmp_path: Pat
     assert replica.returncode == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
     assert "replica stopped before it was ready" in stderr
+
+
+def test_a_replica_out_of_file_descriptors_with_threads_left_running_still_leaves(tmp_path: Path) -> None:
+    # Was: a handler that used up its file descriptors (EMFILE) made the /proc listing that ends
+    # the replica's process group raise, so leave() never reached os._exit and the interpreter
+    # waited for the handler's threads for ever: `inferd delete` hung 600 s on it.
+    child_pid = tmp_path / "child-pid"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import resource, subprocess, threading, time
+                from pathlib import Path
+                from inferd.replica.group import lead_group
+                from inferd.replica.worker import leave
+                lead_group()
+                quiet = subprocess.DEVNULL
+                child = subprocess.Popen(["sleep", "3600"], stdout=quiet, stderr=quiet)
+                Path({str(child_pid)!r}).write_text(str(child.pid))
+                threading.Thread(target=time.sleep, args=(3600,)).start()  # never ends, not a daemon
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+                kept = []
+                try:
+                    while True:
+                        kept.append(open("/dev/null"))
+                except OSError:
+                    pass
+                leave(0)
+                """
+            ),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    pid = int(child_pid.read_text())
+    wait_for(lambda: not process_alive(pid), 10, "the replica's child to be killed with it")
+    assert done.returncode in (0, -signal.SIGKILL), done.stderr

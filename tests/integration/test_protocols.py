@@ -645,3 +645,35 @@ def test_a_string_holding_a_lone_surrogate_is_the_clients_400(server: Server) ->
     sample["in_bytes"] = [["caf\u00e9 \U0001f30d", "\u0130"]]
     answer = server.post("/v1/models/types:predict", data=json.dumps({"inputs": sample}).encode())
     assert answer.json()["outputs"]["echo_text"] == [["caf\u00e9 \U0001f30d", "\u0130"]]
+
+
+ECHO = """\
+- kind: deployment
+  name: echo
+- kind: api
+  name: labeler
+  predictor: {path: predictor.py}
+  tracker: {model_type: classification}
+"""
+
+
+def test_a_tracked_class_holding_a_lone_surrogate_is_counted_as_its_escape(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    # The class is what the client sent (echoed): orjson refused JSON's "\ud800" when the gateway
+    # folded the tracker's counts, so the scrape of /metrics failed with a 500 and a traceback,
+    # and the classes of that batch after it were never counted
+    predictor = "def predict(sample, metadata):\n    return sample['label']\n"
+    server = serve(make_project(tmp_path / "echo", ECHO, files={"predictor.py": predictor}))
+    for body in (b'{"label": "a"}', b'{"label": "\\ud800"}', b'{"label": "b"}'):
+        answer = requests.post(f"{server.url}/echo/labeler", data=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+    scraped = requests.get(f"{server.url}/metrics", timeout=30)
+    assert scraped.status_code == 200, server.log()
+    counted = {
+        sample.labels["class"]: sample.value
+        for family in text_string_to_metric_families(scraped.text)
+        for sample in family.samples
+        if sample.name == "inferd_predictions_total"
+    }
+    assert counted == {"a": 1.0, "\\ud800": 1.0, "b": 1.0}

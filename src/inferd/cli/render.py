@@ -272,4 +272,33 @@ def _config_yaml(api: dict[str, Any]) -> str:
     config = dict(api.get("config") or {})
     config["endpoint"] = api["endpoint"]
     # as the user wrote it ("héllo", "猫"), not "h\xE9llo"; control characters stay escaped
-    return yaml.safe_dump([config], sort_keys=False, allow_unicode=True).rstrip()
+    return yaml.dump([config], Dumper=_dumper(), sort_keys=False, allow_unicode=True).rstrip()
+
+
+def _dumper() -> Any:
+    """YAML's safe dumper, but a string holding a character a terminal does not show as it is
+    (``str.isprintable``; tabs and line ends aside) is quoted with every escape: with non-ASCII
+    text written as it is, YAML wrote as they are a C1 control (NEL), a line separator, a bidi
+    override or a zero-width space, which broke the value's line or showed it reversed."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def analyze_scalar(self, scalar: str) -> Any:
+            analysis = super().analyze_scalar(scalar)
+            if not _shown_as_is(scalar):
+                analysis.allow_flow_plain = analysis.allow_block_plain = False
+                analysis.allow_single_quoted = analysis.allow_block = False
+            return analysis
+
+        def write_double_quoted(self, text: str, split: bool = True) -> None:
+            allow_unicode, self.allow_unicode = self.allow_unicode, _shown_as_is(text)
+            try:
+                super().write_double_quoted(text, split)
+            finally:
+                self.allow_unicode = allow_unicode
+
+    return Dumper
+
+
+def _shown_as_is(text: str) -> bool:
+    return text.isprintable() or all(ch.isprintable() or ch in "\n\t" for ch in text)

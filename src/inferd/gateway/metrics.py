@@ -7,6 +7,7 @@ get``, Prometheus, the dashboard) always see exact totals while serving stays fa
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ class Tracker:
         """Record tracked values, each the JSON its replica sent."""
         if model_type == "classification":
             for value, count in Counter(raw).items():
-                key = str(orjson.loads(value))
+                key = _class_of(value)
                 if key in self.classes or len(self.classes) < MAX_CLASSES:
                     self.classes[key] = self.classes.get(key, 0) + count
                 else:
@@ -87,6 +88,17 @@ class Tracker:
                 self.maximum = high if self.maximum is None else max(self.maximum, high)
                 self.total += sum(numbers)
                 self.count += len(numbers)
+
+
+def _class_of(value: bytes) -> str:
+    """A tracked class (its JSON) as text. A lone surrogate in it (JSON's ``"\\ud800"``: a
+    client's label, echoed), which orjson refuses, is read by Python's ``json`` and kept as its
+    escape: it failed the scrape of /metrics that folded it in, and the classes after it in that
+    batch were never counted."""
+    try:
+        return str(orjson.loads(value))
+    except orjson.JSONDecodeError:
+        return str(json.loads(value)).encode("utf-8", "backslashreplace").decode()
 
 
 class ApiStats:

@@ -9,6 +9,7 @@ import): `inferd init --tensorflow` and `inferd test` printed four lines a user 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -27,7 +28,7 @@ NOTES = (
 def held_startup_notes() -> Iterator[None]:
     """Hold what is written to descriptor 2 during the block; then write back every line but the
     notes above (every line, notes included, when the block raised: they may say why)."""
-    sys.stderr.flush()
+    _flush_stderr()
     saved = os.dup(2)
     failed = False
     with tempfile.TemporaryFile() as held:
@@ -38,14 +39,28 @@ def held_startup_notes() -> Iterator[None]:
             failed = True
             raise
         finally:
-            sys.stderr.flush()
+            _flush_stderr()
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
             kept = [line for line in held.read().splitlines(keepends=True) if failed or not is_note(line)]
-            if kept:
-                sys.stderr.buffer.write(b"".join(kept))
-                sys.stderr.flush()
+            _write_back(b"".join(kept))
+
+
+def _flush_stderr() -> None:
+    """Python's text in ``sys.stderr`` onto descriptor 2 (None, closed: nothing to flush)."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.flush()
+
+
+def _write_back(data: bytes) -> None:
+    """``data`` on descriptor 2, where TensorFlow wrote it: ``sys.stderr`` may be no file (a
+    notebook's has no ``.buffer``, nor has a ``StringIO`` a caller redirected it to), and the
+    import raised AttributeError then. A reader gone: the lines are lost, not the import."""
+    view = memoryview(data)
+    with contextlib.suppress(OSError):
+        while view:
+            view = view[os.write(2, view) :]
 
 
 def is_note(line: bytes) -> bool:

@@ -6,6 +6,8 @@ import re
 import time
 from typing import Any
 
+import pytest
+
 from inferd.cli.render import api_detail, api_rows
 from tests.conftest import ROOT
 
@@ -113,3 +115,17 @@ def test_the_config_shows_non_ascii_text_as_written() -> None:
     assert "greeting: h\u00e9llo \U0001f30d" in text
     assert "- \u732b\n" in text and "- \u0130\n" in text
     assert "\x1b" not in text and 'raw: "a\\e[2Jb"' in text
+
+
+@pytest.mark.parametrize("odd", ["\x85", "\u2028", "\u202e", "\u200b"])
+def test_the_config_escapes_text_a_terminal_would_not_show_as_it_is(odd: str) -> None:
+    # YAML writes a C1 control (NEL), a line separator, a bidi override or a zero-width space as
+    # it is once non-ASCII text is: `inferd get -v` broke the value's line or showed it reversed
+    api = {
+        **_live_api({}),
+        "endpoint": "/iris/classifier",
+        "config": {"name": "classifier", "metadata": {"note": f"caf\u00e9{odd}end"}},
+    }
+    text = api_detail(api, verbose=True)
+    assert odd not in text
+    assert 'note: "caf' in text  # quoted, with its escapes, as before non-ASCII text was shown

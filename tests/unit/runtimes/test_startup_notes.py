@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 import pytest
@@ -34,3 +36,16 @@ def test_descriptor_2_is_given_back(capfd: pytest.CaptureFixture[str]) -> None:
         pass
     os.write(2, ONEDNN)
     assert capfd.readouterr().err == ONEDNN.decode()
+
+
+def test_kept_lines_go_back_to_descriptor_2_when_sys_stderr_has_no_bytes_below(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # A notebook's sys.stderr (ipykernel's OutStream), or one a caller of load_api redirected to
+    # a StringIO, has no `.buffer`: the import of the TensorFlow runtime raised AttributeError
+    # whenever TensorFlow wrote a line that is not a note (cuDNN's, on a machine without a GPU)
+    shown = io.StringIO()
+    with contextlib.redirect_stderr(shown), held_startup_notes():
+        os.write(2, ONEDNN + OTHER)
+    assert capfd.readouterr().err == OTHER.decode()  # where TensorFlow wrote it: descriptor 2
+    assert shown.getvalue() == ""

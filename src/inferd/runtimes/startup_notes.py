@@ -29,9 +29,19 @@ def held_startup_notes() -> Iterator[None]:
     """Hold what is written to descriptor 2 during the block; then write back every line but the
     notes above (every line, notes included, when the block raised: they may say why)."""
     _flush_stderr()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # descriptor 2 closed (a daemon's): nothing would show anyway
+        yield
+        return
+    try:
+        held_file = tempfile.TemporaryFile()  # noqa: SIM115 (entered below, once made)
+    except OSError:  # no writable temporary folder (a read-only root file system): shown as written
+        os.close(saved)
+        yield
+        return
     failed = False
-    with tempfile.TemporaryFile() as held:
+    with held_file as held:
         os.dup2(held.fileno(), 2)
         try:
             yield

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import tempfile
 
 import pytest
 
@@ -49,3 +51,16 @@ def test_kept_lines_go_back_to_descriptor_2_when_sys_stderr_has_no_bytes_below(
         os.write(2, ONEDNN + OTHER)
     assert capfd.readouterr().err == OTHER.decode()  # where TensorFlow wrote it: descriptor 2
     assert shown.getvalue() == ""
+
+
+def test_without_a_writable_temporary_folder_the_import_goes_on_unheld(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # a pod with readOnlyRootFilesystem: holding the notes must never fail TensorFlow's import
+    def read_only() -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with held_startup_notes():
+        os.write(2, ONEDNN)
+    assert capfd.readouterr().err == ONEDNN.decode()

@@ -161,6 +161,9 @@ def test_a_delete_whose_apis_are_deployed_again_while_they_drain_ends(inferd: In
             if delete.poll() is None:
                 delete.kill()
                 delete.wait()
+            for pipe in (delete.stdout, delete.stderr):  # a failure here leaves no open file behind
+                if pipe is not None:
+                    pipe.close()
         assert held.result().status_code == 200  # the drained request was answered
     assert delete.returncode == 0, deleted
     assert deleted[0].strip() == "deleting deployment 'again'"

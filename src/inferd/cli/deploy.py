@@ -218,7 +218,7 @@ def delete(name: str | None, force: bool, keep_cache: bool, timeout: float, env:
     try:
         click.echo(result["message"])
         if not force:
-            wait_deleted(client, list(result["apis"]), timeout)
+            wait_deleted(client, list(result["apis"]), timeout, draining=result.get("draining") is True)
     except KeyboardInterrupt:
         raise InferdError(STILL_DRAINING) from None
 

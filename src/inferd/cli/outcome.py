@@ -226,14 +226,18 @@ def wait_deleted(
     timeout: float = WAIT_TIMEOUT,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    draining: bool = False,
 ) -> None:
     """Wait until the APIs ``names`` (keys, ``deployment/api``) are gone; raise after ``timeout``.
 
     An API seen ``stopping`` that is listed again with another status was deployed again while
-    it drained (a deploy run beside the delete): it is not waited for.
+    it drained (a deploy run beside the delete): it is not waited for. ``draining``: the backend
+    answered the delete with every API of ``names`` gone or stopping (the operator does), so
+    each counts as seen stopping from the start: a deploy that came before the first look
+    (a quarter of a second after the delete) was waited for until the timeout.
     """
     deadline = clock() + timeout
-    stopping: set[str] = set()
+    stopping: set[str] = set(names) if draining else set()
     again: set[str] = set()
     try:
         while True:

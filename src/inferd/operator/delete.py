@@ -61,7 +61,7 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
         for api in apis:
             engine.delete(api)
         operator.collector.tidy()
-        return {"message": f"deleting deployment '{name}'", "apis": apis}
+        return {"message": f"deleting deployment '{name}'", "apis": apis, "draining": True}
     try:
         key = operator.resolve(name, deleting=False)
     except NotFoundError:
@@ -95,7 +95,7 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
         state.deployments[config.deployment] = record
     engine.delete(key)
     operator.collector.tidy()
-    return {"message": message, "apis": [key]}
+    return {"message": message, "apis": [key], "draining": True}  # gone, or stopping, now
 
 
 def left_in(operator: Operator, deployment: str, but: str) -> bool:

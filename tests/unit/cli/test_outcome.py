@@ -144,6 +144,18 @@ def test_a_deleted_api_deployed_again_is_not_waited_for(capsys: pytest.CaptureFi
     assert capsys.readouterr().err == "d/a was deployed again while it drained\n"
 
 
+def test_a_deleted_api_deployed_again_before_the_first_look_is_not_waited_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the operator answers a delete with its APIs already stopping: one listed live at the first
+    # look was deployed again (was: waited for until the timeout, 600 s, then exit 1)
+    clock = Clock()
+    backend = Statuses([api("a", "live"), api("b", "stopping")], [api("a", "live")])
+    wait_deleted(backend, ["d/a", "d/b"], clock=clock, sleep=clock.sleep, draining=True)
+    assert backend.polls == 2
+    assert capsys.readouterr().err == "d/a was deployed again while it drained\n"
+
+
 def test_wait_outcome_looks_at_its_own_deployment_only() -> None:
     clock = Clock()
     other = {**api("a", status="error", error="boom"), "deployment": "other"}

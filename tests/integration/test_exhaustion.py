@@ -237,18 +237,13 @@ def predict(sample, metadata):
 """
 
 
-def test_a_terminal_that_does_not_read_never_stops_a_replica(tmp_path: Path) -> None:
-    # Was: under `inferd serve` the replicas wrote on its terminal themselves: once it stopped
-    # reading (or one API printed faster than it read), every replica that printed a line
-    # waited in its print, and its API's requests with it (5 of 5 timed out after 10 s).
-    project = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: d\n- kind: api\n  name: talks\n  predictor:\n    path: talks.py\n"
-        "- kind: api\n  name: floods\n  predictor:\n    path: floods.py\n",
-        {"talks.py": TALKS, "floods.py": FLOODS},
-    )
+def serve_unread(project: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``inferd serve`` into a pipe read up to its banner, then no more (a terminal that stopped
+    reading); returns the process and its URL once /healthz is 200."""
     process = subprocess.Popen(
-        [str(INFERD), "serve", str(project), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [str(INFERD), "serve", str(project), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         banner = b""
@@ -259,6 +254,25 @@ def test_a_terminal_that_does_not_read_never_stops_a_replica(tmp_path: Path) -> 
         port = int(re.search(rb"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: requests.get(f"{url}/healthz", timeout=5).status_code == 200, 60, "ready")
+    except BaseException:
+        process.kill()
+        process.communicate(timeout=60)
+        raise
+    return process, url
+
+
+def test_a_terminal_that_does_not_read_never_stops_a_replica(tmp_path: Path) -> None:
+    # Was: under `inferd serve` the replicas wrote on its terminal themselves: once it stopped
+    # reading (or one API printed faster than it read), every replica that printed a line
+    # waited in its print, and its API's requests with it (5 of 5 timed out after 10 s).
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: talks\n  predictor:\n    path: talks.py\n"
+        "- kind: api\n  name: floods\n  predictor:\n    path: floods.py\n",
+        {"talks.py": TALKS, "floods.py": FLOODS},
+    )
+    process, url = serve_unread(project)
+    try:
         with requests.Session() as session:
             for number in range(20):
                 answer = session.post(f"{url}/d/talks", json={"n": number}, timeout=30)
@@ -278,20 +292,8 @@ def test_a_terminal_that_does_not_read_never_stops_the_gateway(tmp_path: Path) -
         "- kind: deployment\n  name: d\n- kind: api\n  name: big\n  predictor:\n    path: big.py\n",
         {"big.py": BIG},
     )
-    process = subprocess.Popen(
-        [str(INFERD), "serve", str(project), "--port", "0", "--access-log"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process, url = serve_unread(project, "--access-log")
     try:
-        banner = b""
-        while b"/healthz answers" not in banner:  # read up to the banner, then never again
-            line = process.stdout.readline() if process.stdout is not None else b""
-            assert line, banner
-            banner += line
-        port = int(re.search(rb"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: requests.get(f"{url}/healthz", timeout=5).status_code == 200, 60, "ready")
         with requests.Session() as session:
             for _ in range(600):  # about 150 KiB of access lines: more than a pipe holds
                 answer = session.post(f"{url}/d/big", json={"n": 1}, timeout=10)
@@ -300,3 +302,30 @@ def test_a_terminal_that_does_not_read_never_stops_the_gateway(tmp_path: Path) -
     finally:
         process.terminate()
         process.communicate(timeout=60)  # read at last: it drains and exits
+
+
+FLOOD_LINES = 20_000
+PRINTS_A_LOT = f"""
+for number in range({FLOOD_LINES}):  # 2 MB as it loads: more than the console holds
+    print("flood", str(number).rjust(94, "."))
+
+def predict(sample, metadata):
+    return "ok"
+"""
+
+
+def test_the_lines_of_a_replica_a_terminal_did_not_read_are_counted_as_lines(tmp_path: Path) -> None:
+    # Was: what a replica wrote reached the console in reads of up to 64 KiB, each said (and, past
+    # the console's buffer, dropped) as one line: "inferd: 3 lines were not printed" of thousands.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: floods\n  predictor:\n    path: p.py\n",
+        {"p.py": PRINTS_A_LOT},
+    )
+    process, _ = serve_unread(project)
+    process.terminate()
+    output = process.communicate(timeout=60)[0].decode()
+    printed = sum(1 for line in output.splitlines() if line.startswith("flood ."))
+    dropped = sum(int(n) for n in re.findall(r"inferd: (\d+) lines were not printed", output))
+    assert printed < FLOOD_LINES, "nothing was dropped: the test's flood is too small"
+    assert printed + dropped >= FLOOD_LINES, (printed, dropped)

@@ -284,6 +284,29 @@ def test_the_oom_killer_takes_a_replica_before_the_gateway(iris: Server) -> None
     assert oom_score_adj(replica) >= 500 > oom_score_adj(iris.process.pid)
 
 
+def test_a_replica_ranks_above_a_gateway_whose_oom_score_adj_is_already_high(tmp_path: Path) -> None:
+    # Was: a replica raised its score to 500 only when lower, so under a gateway already at 500
+    # or more (a Kubernetes pod's processes start at 2-999 by its memory request: the pods
+    # `inferd export` writes) it kept the gateway's, and the OOM killer had no preference.
+    log_path = tmp_path / "serve.log"
+    raised = 'echo 700 > /proc/self/oom_score_adj && exec "$@"'  # raising needs no privilege
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["sh", "-c", raised, "sh", str(INFERD), "serve", str(example("iris-onnx")), "--port", "0"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, INFERD_HOME=str(tmp_path / "home")),
+        )
+    try:
+        wait_for(lambda: "is live" in log_path.read_text(errors="replace"), 120, "the api to be live")
+        (replica,) = children(process.pid)
+        assert oom_score_adj(process.pid) == 700
+        assert oom_score_adj(replica) == 1000, log_path.read_text(errors="replace")
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
 GROWS = """
 def predict(sample, metadata):
     held = []

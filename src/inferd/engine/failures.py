@@ -97,17 +97,21 @@ def end_lingering(state: ApiState, event: Events, now: float) -> None:
 
     A replica let go (drained, deleted, replaced) or one that closed by itself has nothing left
     to do but its exit handlers; one that outlives them (an exit handler that waits on something
-    that never comes) would hold its room, and keep ``inferd delete`` waiting, for ever.
+    that never comes) would hold its room, and keep ``inferd delete`` waiting, for ever. One let
+    go while it loads (a newer deploy, a delete) would load on for nothing, as long as that takes.
     """
     for replica in state.replicas:
         closed = replica.closed_at
         if closed is None or now - closed < LINGER_SECONDS or replica.process.poll() is not None:
             continue
-        event(
-            state.key,
-            f"replica {replica.id} has not exited {LINGER_SECONDS:.0f}s after it was let go "
-            "(its code keeps the process alive: an exit handler that does not return); killing it",
-        )
+        if replica.loaded or replica.handle.state == ReplicaState.FAILED:
+            why = (
+                f"has not exited {LINGER_SECONDS:.0f}s after it was let go (its code keeps the "
+                "process alive: an exit handler that does not return)"
+            )
+        else:  # let go while it imported the handler or loaded the model, which nobody waits for
+            why = f"was still loading {LINGER_SECONDS:.0f}s after it was let go"
+        event(state.key, f"replica {replica.id} {why}; killing it")
         replica.closed_at = None  # said once; reaped once the kill lands
         replica.process.send_signal(signal.SIGKILL)
 

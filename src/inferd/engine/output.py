@@ -121,7 +121,9 @@ class ConsoleOutput(asyncio.Protocol):
             self._partial, end = b"", len(data)
         else:
             self._partial = data[end + 1 :]
-        self.say(data[:end].decode("utf-8", "replace"))
+        # a line at a time: past the console's buffer each is dropped and counted as one line
+        for line in data[:end].decode("utf-8", "replace").split("\n"):
+            self.say(line)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._partial:

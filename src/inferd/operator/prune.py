@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferd.logfiles import folder_bytes
 from inferd.operator.state import StateError
+from inferd.operator.workspaces import forget_workspaces
 from inferd.storage import CREATED_MARK, record_name, recorded_path
 
 # folder (relative to the home) -> (what its entries are, the names inferd gives them)
@@ -241,7 +241,11 @@ def forget_apis(home: Path, deployments: set[str], apis: set[str] | None = None)
     Gone: of a deployment not in ``deployments``, or, when ``apis`` (keys) is given, not in it.
     A file this process still has open is left; so are files and folders of other names.
     """
-    result = forget_workspaces(home, deployments)
+    result = Pruned()
+    for folder, size in forget_workspaces(home, deployments):
+        result.freed += size
+        result.paths.append(str(folder))
+        result.removed["Python client projects"] = result.removed.get("Python client projects", 0) + 1
     held = _open_files()
     gone: set[str] = set()
     for place, named in (("logs", API_FILE), ("payloads", API_FILE), ("replays", REPLAY_FILE)):
@@ -272,60 +276,6 @@ def forget_apis(home: Path, deployments: set[str], apis: set[str] | None = None)
     if gone:
         result.removed["logs of deleted APIs"] = len(gone)
     return result
-
-
-def forget_workspaces(home: Path, deployments: set[str]) -> Pruned:
-    """Remove the projects the Python client wrote (``workspace/<deployment>``: the model copies
-    and handlers) of deployments that are gone, with what a deploy it could not finish set aside.
-
-    Only a project marked as deployed to this home's operator (``CREATED_MARK``, written by
-    ``inferd.sdk``): one deployed to a Ray cluster is not in this home's state, and it is left, as
-    is one the client is deploying now (it holds ``workspace/.locks/<deployment>``).
-    """
-    result = Pruned()
-    workspace = home / "workspace"
-    try:
-        folders = sorted(workspace.iterdir())
-    except OSError:
-        return result
-    for folder in folders:
-        name = folder.name
-        if name.startswith(".") or name in deployments or folder.is_symlink():
-            continue
-        if not (folder / CREATED_MARK).is_file():
-            continue
-        with _unless_deploying(workspace, name) as free:
-            if not free:
-                continue
-            for path in (folder, workspace / ".previous" / name):
-                if path.is_dir() and not path.is_symlink():
-                    result.freed += folder_bytes(path)
-                    shutil.rmtree(path, ignore_errors=True)
-            result.paths.append(str(folder))
-            result.removed["Python client projects"] = result.removed.get("Python client projects", 0) + 1
-    return result
-
-
-@contextlib.contextmanager
-def _unless_deploying(workspace: Path, deployment: str) -> Iterator[bool]:
-    """Hold the Python client's lock of ``deployment`` while the block runs: False when a client
-    holds it (deploying)."""
-    locks = workspace / ".locks"
-    try:
-        locks.mkdir(exist_ok=True)
-        handle = os.open(locks / deployment, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        yield False
-        return
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(handle)  # the lock goes with it
 
 
 def _open_files() -> set[Path]:

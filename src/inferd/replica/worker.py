@@ -58,12 +58,17 @@ OOM_SCORE_ADJ = 500
 
 
 def offer_to_oom_killer() -> None:
-    """Raise this process's ``oom_score_adj`` to ``OOM_SCORE_ADJ`` (raising needs no privilege);
-    what the handler starts inherits it."""
+    """Raise this process's ``oom_score_adj`` (inherited from the gateway's) to ``OOM_SCORE_ADJ``,
+    or that much above it, up to the kernel's 1000 (raising needs no privilege); what the handler
+    starts inherits it. Above the gateway's even where that is set: a Kubernetes pod's processes
+    start at 2-999 by its memory request (``inferd export``'s pods, 900 and more), where a
+    replica left at the gateway's score gave the OOM killer no preference."""
     path = Path("/proc/self/oom_score_adj")
     with contextlib.suppress(OSError, ValueError):
-        if int(path.read_text()) < OOM_SCORE_ADJ:
-            path.write_text(str(OOM_SCORE_ADJ))
+        inherited = int(path.read_text())
+        wanted = min(1000, max(OOM_SCORE_ADJ, inherited + OOM_SCORE_ADJ))
+        if inherited < wanted:
+            path.write_text(str(wanted))
 
 
 def answer_tensors(predictor: Predictor, kind: bytes, body: bytes) -> tuple[bytes, int]:

@@ -106,6 +106,7 @@ def test_help_of_a_command_imports_no_http_client_models_or_server(command: str)
         "inferd.operator.state",
         "inferd.operator.pids",
         "inferd.operator.prune",
+        "inferd.operator.workspaces",
     }
     assert [m for m in heavy(modules) if m not in allowed] == []
 

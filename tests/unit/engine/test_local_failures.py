@@ -184,3 +184,48 @@ def test_a_crash_loop_that_recovered_is_no_error_when_the_api_next_starts_a_repl
     failures.reap(state, sink, lambda api, text, level=0: None)
     assert failures.crash_loop(state) is None
     assert report.status(state) == "live"  # scaling up from zero at a request
+
+
+async def _until(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def test_a_replica_let_go_while_it_loads_is_said_to_be_loading_when_killed(tmp_path: Path) -> None:
+    """A replica deleted (or replaced) while its model still loads is killed 10 s after it was
+    let go, and the API's log says so. Was: "(its code keeps the process alive: an exit handler
+    that does not return)", of a replica that had run no code of the user's but its import."""
+    project_dir = tmp_path / "p"
+    project_dir.mkdir()
+    (project_dir / "cortex.yaml").write_text(
+        "- kind: deployment\n  name: d\n- kind: api\n  name: slow\n  predictor:\n    path: p.py\n"
+    )
+    (project_dir / "p.py").write_text(
+        "import time\ntime.sleep(3600)  # a model that loads for a long time\n\n\n"
+        "def predict(sample, metadata):\n    return 1\n"
+    )
+    said: list[str] = []
+
+    async def scenario() -> None:
+        engine = LocalEngine(Sink(), home=tmp_path / "home", log_dir=tmp_path / "home" / "logs")
+        try:
+            await engine.apply(load_project(project_dir))
+            state = engine.apis["d/slow"]
+            await _until(lambda: state.replicas and not state.replicas[0].handle.greeting, 60, "a replica")
+            (replica,) = state.replicas
+            engine.delete("d/slow")
+            engine.reconcile()  # lets it go: its connection closes
+            await _until(lambda: replica.closed_at is not None, 30, "its connection to close")
+            assert replica.closed_at is not None and not replica.loaded
+            later = replica.closed_at + failures.LINGER_SECONDS
+            failures.end_lingering(state, lambda api, text, level=0: said.append(text), later)
+            await _until(lambda: replica.process.poll() is not None, 30, "the kill")
+        finally:
+            await engine.stop()
+
+    asyncio.run(scenario())
+    (line,) = said
+    assert "was still loading 10s after it was let go; killing it" in line, line
+    assert "exit handler" not in line

@@ -154,6 +154,38 @@ def test_the_logs_of_gone_apis_go_and_nothing_else(tmp_path: Path) -> None:
     assert (home / "logs" / "keep" / "notes.txt").exists()
 
 
+def test_a_python_client_project_being_deployed_stays(tmp_path: Path) -> None:
+    """README: the project the Python client wrote for a deleted deployment goes with a prune,
+    unless the client is deploying it again at that moment (it holds its deployment's lock)."""
+    from inferd.sdk import Client
+
+    home = tmp_path / "home"
+    project = home / "workspace" / "again"
+    (project / "api").mkdir(parents=True)
+    (project / CREATED_MARK).write_text("")
+    with Client(home=home)._locked("again"):  # as deploy() holds it while it writes and deploys
+        assert forget_apis(home, set()).removed == {}
+    assert project.is_dir()
+    assert forget_apis(home, set()).removed == {"Python client projects": 1}
+    assert not project.exists()
+
+
+def test_a_python_client_project_deployed_while_prune_ran_stays(tmp_path: Path) -> None:
+    """`inferd prune` with no operator running reads the recorded deployments first, then frees
+    snapshots and environments (seconds, for large ones): a client that started the operator and
+    deployed meanwhile is recorded by the time the prune reaches its project, which stays. Was:
+    removed, and the client's next deploy of another API there removed the first API (the
+    project's cortex.yaml lists the API folders it holds)."""
+    home = tmp_path / "home"
+    project = home / "workspace" / "late"
+    (project / "api").mkdir(parents=True)
+    (project / CREATED_MARK).write_text("")
+    record = {"source": str(project), "snapshot": str(home / "projects" / "late")}
+    (home / "state.json").write_text(json.dumps({"deployments": {"late": record}}))
+    assert forget_apis(home, set()).removed == {}  # ``set()``: what it read before the deploy
+    assert project.is_dir()
+
+
 def test_the_records_of_model_uris_go_with_their_cached_copies(tmp_path: Path) -> None:
     # One record per model URI ever fetched (what serves while its origin is down) and one per
     # S3 ONNX object (its external data files): a CI deploying a new path per build left

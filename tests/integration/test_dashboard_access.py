@@ -17,18 +17,20 @@ from tests.conftest import example, make_project, wait_for
 from tests.integration.conftest import Inferd, stop_operator
 from tests.integration.test_dashboard import chromium
 
-PROJECT = """\
+# 63 characters, the most a name may have, most of them with no hyphen to break the line at.
+NAME = "iris-" + "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuv"
+PROJECT = f"""\
 - kind: deployment
   name: access
 
 - kind: api
-  name: classifier
+  name: {NAME}
   onnx:
     model: models/iris.onnx
     request_handler: handlers/iris.py
   tracker:
     model_type: classification
-  compute: {cpu: 0.1}
+  compute: {{cpu: 0.1}}
 """
 SETOSA = {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
 
@@ -96,7 +98,7 @@ def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inferd]:
             models={"models/iris.onnx": source / "models" / "iris.onnx"},
         )
         runner.run("deploy", str(project))
-        url = runner.api("classifier")["url"]
+        url = runner.api(NAME)["url"]
         with requests.Session() as session:  # answers and refusals: the logs show both kinds of line
             for _ in range(12):
                 assert session.post(url, json=SETOSA, timeout=30).status_code == 200
@@ -129,7 +131,7 @@ def _console(message: ConsoleMessage, problems: list[str]) -> None:
 
 def _logged(page: Page) -> bool:
     lines: int = page.evaluate(
-        """document.querySelectorAll('pre.logs[data-api="classifier"] div.access').length"""
+        f"""document.querySelectorAll('pre.logs[data-api="{NAME}"] div.access').length"""
     )
     return lines >= 24
 
@@ -182,13 +184,13 @@ def test_the_keyboard_focus_stays_on_an_apis_link_while_the_page_refreshes(page:
     page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
     page.keyboard.press("Tab")  # the gateway's link, then the first API's in the table
     page.keyboard.press("Tab")
-    focused = """() => document.activeElement.matches('#apis a[href="#api-classifier"]')"""
+    focused = f"""() => document.activeElement.matches('#apis a[href="#api-{NAME}"]')"""
     assert page.evaluate(focused)
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"  # the focus shows
     _after_refreshes(page, 2)
     assert page.evaluate(focused)
     page.keyboard.press("Enter")
-    assert page.evaluate("location.hash") == "#api-classifier"
+    assert page.evaluate("location.hash") == f"#api-{NAME}"
     page.evaluate("() => history.replaceState(null, '', location.pathname)")
 
 

@@ -173,6 +173,27 @@ def test_a_phone_screen_shows_the_page_without_sideways_scrolling_or_cut_legends
     assert cut == []
 
 
+def test_a_screen_reader_reads_each_charts_latest_values_and_the_predicted_classes(page: Page) -> None:
+    def labels() -> dict[str, str] | None:
+        found: dict[str, str] = page.evaluate(
+            f"""() => Object.fromEntries(
+              [...document.querySelectorAll('svg[data-api="{NAME}"][role="img"]')].map(
+                (svg) => [svg.dataset.chart, svg.getAttribute("aria-label")]))"""
+        )
+        return found if "iris-setosa 12" in found.get("classes", "") else None
+
+    found = wait_for(labels, 30, "the tracker to count the 12 answers")
+    assert found["classes"] == f"predicted classes of {NAME}: iris-setosa 12"
+    legend = page.evaluate(
+        f"""() => [...document.querySelectorAll(
+          'section[data-api="{NAME}"] figure[data-chart="requests"] .legend-item')]
+          .map((item) => item.textContent).join(", ")"""
+    )
+    assert legend.startswith("2XX ") and found["requests"].startswith(f"Requests/s of {NAME}, over the last ")
+    assert found["requests"].endswith(f": {legend}")
+    assert set(found) == {"requests", "latency", "queue", "replicas", "classes"}
+
+
 def test_the_time_of_the_last_update_names_its_time_zone(page: Page) -> None:
     _after_refreshes(page, 1)
     state = page.text_content("#state") or ""

@@ -454,6 +454,9 @@ function drawChart(chart) {
   chart.geometry = { x, start, end, pad, plotW };
   svg.replaceChildren(...nodes);
   chart.legend.replaceChildren(...legend);
+  // A screen reader reads the chart (an image) by its label: what it plots and the latest values.
+  const latest = times.length ? legend.map((item) => item.textContent).join(", ") : "collecting the first sample";
+  svg.setAttribute("aria-label", `${spec.title} of ${svg.dataset.api}, over the last ${fmtAge(end - start)}: ${latest}`);
   for (const swatch of chart.legend.querySelectorAll("i[data-color]")) {
     swatch.style.background = COLORS[swatch.dataset.color]; // CSSOM, allowed by the page's CSP
   }
@@ -555,7 +558,9 @@ function classChart(name, classes) {
     viewBox: `0 0 ${width} ${height}`,
     height,
     role: "img",
-    "aria-label": "predicted classes",
+    "aria-label": `predicted classes of ${name}: ${
+      entries.length ? entries.map(([label, count]) => `${label} ${count}`).join(", ") : "no predictions yet"
+    }`,
   });
   if (!shown.length) {
     svg.append(svgEl("text", { class: "value", x: 0, y: 14 }, "no predictions yet"));

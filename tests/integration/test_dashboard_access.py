@@ -30,8 +30,15 @@ PROJECT = f"""\
     request_handler: handlers/iris.py
   tracker:
     model_type: classification
+  payload_log: {{sample: 1.0}}
+  compute: {{cpu: 0.1}}
+- kind: api
+  name: quiet
+  predictor: {{path: quiet.py}}
+  payload_log: {{sample: 1.0}}
   compute: {{cpu: 0.1}}
 """
+QUIET = "def predict(sample, metadata):\n    return sample\n"
 SETOSA = {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
 
 # WCAG 2.1 AA contrast (1.4.3) of every piece of HTML text shown, over the colours behind it
@@ -94,7 +101,7 @@ def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inferd]:
         project = make_project(
             root / "project",
             PROJECT,
-            files={"handlers/iris.py": (source / "handlers" / "iris.py").read_text()},
+            files={"handlers/iris.py": (source / "handlers" / "iris.py").read_text(), "quiet.py": QUIET},
             models={"models/iris.onnx": source / "models" / "iris.onnx"},
         )
         runner.run("deploy", str(project))
@@ -194,6 +201,17 @@ def test_a_screen_reader_reads_each_charts_latest_values_and_the_predicted_class
     assert set(found) == {"requests", "latency", "queue", "replicas", "classes"}
 
 
+def test_an_empty_payload_log_says_so_and_no_empty_shadow_column_is_shown(page: Page) -> None:
+    quiet = page.locator('.panel.payloads[data-api="quiet"]')
+    assert quiet.is_visible() and "No request recorded yet" in (quiet.text_content() or "")
+    # An API with records but no shadow: its table has no column for a shadow's answers.
+    heads = page.evaluate(
+        f"""() => [...document.querySelectorAll('.panel.payloads[data-api="{NAME}"] th')]
+          .map((th) => th.textContent)"""
+    )
+    assert heads == ["status", "latency", "request", "answer"]
+
+
 def test_the_time_of_the_last_update_names_its_time_zone(page: Page) -> None:
     _after_refreshes(page, 1)
     state = page.text_content("#state") or ""
@@ -227,4 +245,4 @@ def test_a_stopped_operator_is_shown_with_what_to_do(operator: Inferd, page: Pag
     )
     state = page.text_content("#state") or ""
     assert "`inferd up`" in state and "`inferd dashboard` prints a new link" in state, state
-    assert page.locator("section.api").count() == 1  # the last data stays on the page
+    assert page.locator("section.api").count() == 2  # the last data stays on the page

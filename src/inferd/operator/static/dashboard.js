@@ -273,8 +273,10 @@ function renderSplitters(splitters) {
 
 function drawPayloads(section, api) {
   const samples = api.payloads || [];
-  section.payloads.hidden = !samples.length && !api.shadow;
+  section.payloads.hidden = !samples.length && !api.shadow && !api.payload_log;
   if (section.payloads.hidden) return;
+  // The shadow's column only where there is (or was) a shadow.
+  const shadowed = Boolean(api.shadow) || samples.some((sample) => sample.shadow);
   const rows = samples.map((sample) =>
     el(
       "tr",
@@ -283,15 +285,20 @@ function drawPayloads(section, api) {
       el("td", { class: "mono num" }, `${fmtNumber(sample.latency_ms, 3)} ms`),
       el("td", { class: "mono", "data-field": "request" }, sample.request),
       el("td", { class: "mono", "data-field": "response" }, sample.response),
-      el("td", { class: "mono", "data-field": "shadow" }, sample.shadow ? `${sample.shadow.status} ${sample.shadow.response}` : ""),
+      ...(shadowed
+        ? [el("td", { class: "mono", "data-field": "shadow" }, sample.shadow ? `${sample.shadow.status} ${sample.shadow.response}` : "")]
+        : []),
     ),
   );
-  const titles = ["status", "latency", "request", "answer", "shadow's answer"];
+  const titles = ["status", "latency", "request", "answer", ...(shadowed ? ["shadow's answer"] : [])];
   const head = el("tr", {}, ...titles.map((title) => el("th", title === "latency" ? { class: "num" } : {}, title)));
+  const table = samples.length
+    ? el("table", { class: "sig" }, el("thead", {}, head), el("tbody", {}, ...rows))
+    : el("p", { class: "muted", "data-field": "empty" }, "No request recorded yet: the API's payload log is empty.");
   section.payloads.replaceChildren(
     el("h3", {}, "Payloads ", el("span", {}, "latest recorded")),
     el("p", { class: "muted", "data-field": "shadow" }, api.shadow ? `shadow ${fmtShadow(api.shadow)}` : ""),
-    el("table", { class: "sig" }, el("thead", {}, head), el("tbody", {}, ...rows)),
+    table,
   );
 }
 

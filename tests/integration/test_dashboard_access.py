@@ -212,6 +212,16 @@ def test_an_empty_payload_log_says_so_and_no_empty_shadow_column_is_shown(page: 
     assert heads == ["status", "latency", "request", "answer"]
 
 
+def test_the_overviews_requests_per_second_says_its_window_as_the_cli_counts_it(page: Page) -> None:
+    # `inferd get`'s requests/s (and the page's, the same number) counts the last 10 s, its p50
+    # and p99 the last minute (README, "inferd get").
+    titles = page.evaluate(
+        "[...document.querySelectorAll('#apis th')].map((th) => [th.textContent, th.title])"
+    )
+    assert dict(titles)["requests/s"] == "answers over the last 10 s"
+    assert dict(titles)["p50"] == dict(titles)["p99"] == "over the last minute"
+
+
 def test_the_time_of_the_last_update_names_its_time_zone(page: Page) -> None:
     _after_refreshes(page, 1)
     state = page.text_content("#state") or ""

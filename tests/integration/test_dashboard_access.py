@@ -226,6 +226,7 @@ def test_the_time_of_the_last_update_names_its_time_zone(page: Page) -> None:
     _after_refreshes(page, 1)
     state = page.text_content("#state") or ""
     assert re.fullmatch(r"updated \d\d:\d\d:\d\d [A-Z][\w+:-]*", state), state
+    assert page.text_content('[role="status"]') == ""  # a refresh is not read out to a screen reader
 
 
 def test_the_keyboard_focus_stays_on_an_apis_link_while_the_page_refreshes(page: Page) -> None:
@@ -255,4 +256,6 @@ def test_a_stopped_operator_is_shown_with_what_to_do(operator: Inferd, page: Pag
     )
     state = page.text_content("#state") or ""
     assert "`inferd up`" in state and "`inferd dashboard` prints a new link" in state, state
+    # ... and a screen reader is told (a status region that changes only when the state does)
+    assert page.text_content('[role="status"]') == state
     assert page.locator("section.api").count() == 2  # the last data stays on the page

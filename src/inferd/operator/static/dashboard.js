@@ -160,6 +160,10 @@ async function refresh() {
 
 function setState(state, text) {
   const node = document.getElementById("state");
+  // A screen reader is told when the page loses or finds the operator again, not every refresh.
+  if (node.dataset.state !== state && (state !== "ok" || node.dataset.state !== "loading")) {
+    setText(document.getElementById("announce"), text);
+  }
   node.dataset.state = state;
   setText(node, text);
 }

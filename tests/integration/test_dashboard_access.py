@@ -229,6 +229,18 @@ def test_the_time_of_the_last_update_names_its_time_zone(page: Page) -> None:
     assert page.text_content('[role="status"]') == ""  # a refresh is not read out to a screen reader
 
 
+def test_a_63_character_name_leaves_the_overviews_numbers_in_view_on_a_laptop(page: Page) -> None:
+    page.set_viewport_size({"width": 1280, "height": 800})
+    _after_refreshes(page, 1)
+    # The name and its endpoint wrap; the table fits its box, which does not scroll sideways.
+    assert page.evaluate(
+        "(() => { const box = document.querySelector('section.overview'); "
+        "return box.scrollWidth <= box.clientWidth; })()"
+    )
+    last = page.locator(f'#apis tr[data-api="{NAME}"] td[data-field="last_update"]').bounding_box()
+    assert last is not None and last["x"] + last["width"] <= 1280
+
+
 def test_the_keyboard_focus_stays_on_an_apis_link_while_the_page_refreshes(page: Page) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
     page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")

@@ -225,7 +225,9 @@ function renderOverview(data) {
     const metrics = api.metrics || { latency: {} };
     let row = rows.get(api.name);
     rows.delete(api.name);
-    if (!row) row = el("tr", { "data-api": api.name }, el("td", {}, el("a", { href: `#api-${api.name}` }, api.name)));
+    if (!row) {
+      row = el("tr", { "data-api": api.name }, el("td", { class: "wraps" }, el("a", { href: `#api-${api.name}` }, api.name)));
+    }
     const cell = (field, value, cls) => el("td", { "data-field": field, class: cls }, value);
     const cells = [
       cell("status", badge(api.status)),
@@ -236,7 +238,7 @@ function renderOverview(data) {
       cell("requests_per_second", fmtRate(metrics.requests_per_second), "num"),
       cell("p50", fmtMs(metrics.latency.p50_ms), "num"),
       cell("p99", fmtMs(metrics.latency.p99_ms), "num"),
-      cell("endpoint", el("code", {}, api.endpoint)),
+      cell("endpoint", el("code", {}, api.endpoint), "wraps"),
       cell("last_update", api.last_update ? `${fmtAge(data.now - api.last_update)} ago` : "-"),
     ];
     while (row.cells.length > 1) row.lastChild.remove(); // the link's cell stays: removing it blurs the link

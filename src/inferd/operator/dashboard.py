@@ -354,6 +354,8 @@ class Dashboard(HttpServer):
             for gpu in replica.get("gpus") or []
         ]
         result["shadow"] = info.get("shadow")
+        # whether the API records its requests: the page shows an empty payload log as such
+        result["payload_log"] = bool((info.get("config") or {}).get("payload_log"))
         result["key"] = name  # whose files ``_send_overview`` adds
         return result
 

@@ -115,8 +115,9 @@ function fmtAge(seconds) {
   return `${Math.floor(seconds / 86400)}d`;
 }
 
-function fmtClock(epoch) {
-  return new Date(epoch * 1000).toLocaleTimeString([], { hour12: false });
+function fmtClock(epoch, zone) {
+  // The browser's time zone; the page's header names it ("updated 14:03:47 UTC").
+  return new Date(epoch * 1000).toLocaleTimeString([], { hour12: false, timeZoneName: zone ? "short" : undefined });
 }
 
 function fmtRelative(seconds) {
@@ -144,12 +145,13 @@ async function refresh() {
     } else {
       latest = await response.json();
       render(latest);
-      setState("ok", `updated ${fmtClock(latest.now)}`);
+      setState("ok", `updated ${fmtClock(latest.now, true)}`);
       document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     }
   } catch (error) {
     if (waited.signal.aborted) setState("offline", `the operator has not answered for ${ANSWER_MS / 1000} s`);
-    else setState("offline", "the operator is not reachable");
+    // A restarted operator listens on another port and knows no session: a new link is needed.
+    else setState("offline", "the operator is not reachable: once it runs (`inferd up`), `inferd dashboard` prints a new link");
   } finally {
     clearTimeout(timer);
     busy = false;
@@ -158,6 +160,10 @@ async function refresh() {
 
 function setState(state, text) {
   const node = document.getElementById("state");
+  // A screen reader is told when the page loses or finds the operator again, not every refresh.
+  if (node.dataset.state !== state && (state !== "ok" || node.dataset.state !== "loading")) {
+    setText(document.getElementById("announce"), text);
+  }
   node.dataset.state = state;
   setText(node, text);
 }
@@ -212,13 +218,18 @@ function measure(section) {
 function renderOverview(data) {
   const body = document.querySelector("#apis tbody");
   document.getElementById("empty").hidden = data.apis.length > 0;
-  const rows = data.apis.map((api) => {
+  // Each API keeps its row (and the link in it) from one refresh to the next, its cells redrawn:
+  // a row drawn anew every refresh took the keyboard focus from the link the user had tabbed to.
+  const rows = new Map([...body.rows].map((row) => [row.dataset.api, row]));
+  data.apis.forEach((api, index) => {
     const metrics = api.metrics || { latency: {} };
+    let row = rows.get(api.name);
+    rows.delete(api.name);
+    if (!row) {
+      row = el("tr", { "data-api": api.name }, el("td", { class: "wraps" }, el("a", { href: `#api-${api.name}` }, api.name)));
+    }
     const cell = (field, value, cls) => el("td", { "data-field": field, class: cls }, value);
-    return el(
-      "tr",
-      { "data-api": api.name },
-      el("td", {}, el("a", { href: `#api-${api.name}` }, api.name)),
+    const cells = [
       cell("status", badge(api.status)),
       cell("requested", fmtInt(api.requested), "num"),
       cell("available", fmtInt(api.available), "num"),
@@ -227,11 +238,14 @@ function renderOverview(data) {
       cell("requests_per_second", fmtRate(metrics.requests_per_second), "num"),
       cell("p50", fmtMs(metrics.latency.p50_ms), "num"),
       cell("p99", fmtMs(metrics.latency.p99_ms), "num"),
-      cell("endpoint", el("code", {}, api.endpoint)),
+      cell("endpoint", el("code", {}, api.endpoint), "wraps"),
       cell("last_update", api.last_update ? `${fmtAge(data.now - api.last_update)} ago` : "-"),
-    );
+    ];
+    while (row.cells.length > 1) row.lastChild.remove(); // the link's cell stays: removing it blurs the link
+    row.append(...cells);
+    if (body.rows[index] !== row) body.insertBefore(row, body.rows[index] || null);
   });
-  body.replaceChildren(...rows);
+  for (const gone of rows.values()) gone.remove();
 }
 
 // ---------- traffic: splitters and shadows
@@ -265,8 +279,10 @@ function renderSplitters(splitters) {
 
 function drawPayloads(section, api) {
   const samples = api.payloads || [];
-  section.payloads.hidden = !samples.length && !api.shadow;
+  section.payloads.hidden = !samples.length && !api.shadow && !api.payload_log;
   if (section.payloads.hidden) return;
+  // The shadow's column only where there is (or was) a shadow.
+  const shadowed = Boolean(api.shadow) || samples.some((sample) => sample.shadow);
   const rows = samples.map((sample) =>
     el(
       "tr",
@@ -275,15 +291,20 @@ function drawPayloads(section, api) {
       el("td", { class: "mono num" }, `${fmtNumber(sample.latency_ms, 3)} ms`),
       el("td", { class: "mono", "data-field": "request" }, sample.request),
       el("td", { class: "mono", "data-field": "response" }, sample.response),
-      el("td", { class: "mono", "data-field": "shadow" }, sample.shadow ? `${sample.shadow.status} ${sample.shadow.response}` : ""),
+      ...(shadowed
+        ? [el("td", { class: "mono", "data-field": "shadow" }, sample.shadow ? `${sample.shadow.status} ${sample.shadow.response}` : "")]
+        : []),
     ),
   );
-  const titles = ["status", "latency", "request", "answer", "shadow's answer"];
+  const titles = ["status", "latency", "request", "answer", ...(shadowed ? ["shadow's answer"] : [])];
   const head = el("tr", {}, ...titles.map((title) => el("th", title === "latency" ? { class: "num" } : {}, title)));
+  const table = samples.length
+    ? el("table", { class: "sig" }, el("thead", {}, head), el("tbody", {}, ...rows))
+    : el("p", { class: "muted", "data-field": "empty" }, "No request recorded yet: the API's payload log is empty.");
   section.payloads.replaceChildren(
     el("h3", {}, "Payloads ", el("span", {}, "latest recorded")),
     el("p", { class: "muted", "data-field": "shadow" }, api.shadow ? `shadow ${fmtShadow(api.shadow)}` : ""),
-    el("table", { class: "sig" }, el("thead", {}, head), el("tbody", {}, ...rows)),
+    table,
   );
 }
 
@@ -298,7 +319,8 @@ function buildSection(name) {
   const info = el("span", { class: "muted" });
   const replicas = el("span", { class: "replicas" });
   const error = el("div", { class: "api-error", hidden: "" });
-  const curl = el("code", { "data-field": "curl" });
+  // The boxes that scroll take the keyboard focus (tabindex 0), so arrow keys scroll them.
+  const curl = el("code", { "data-field": "curl", tabindex: 0, "aria-label": `curl command for ${name}` });
   const copy = el("button", { class: "copy", type: "button", title: "Copy the curl line" }, "Copy");
   copy.addEventListener("click", () => copyText(curl.textContent, copy));
   const charts = {};
@@ -321,10 +343,11 @@ function buildSection(name) {
     chartRow.append(figure);
   }
   const tracker = el("div", { class: "panel tracker" });
-  const signature = el("div", { class: "panel signature" });
-  const gpus = el("div", { class: "panel gpus", "data-api": name, hidden: "" });
-  const payloads = el("div", { class: "panel payloads", "data-api": name, hidden: "" });
-  const logs = el("pre", { class: "logs", "data-api": name, "data-logs": "" });
+  const region = (label) => ({ role: "region", tabindex: 0, "aria-label": `${label} of ${name}` });
+  const signature = el("div", { class: "panel signature", ...region("signature") });
+  const gpus = el("div", { class: "panel gpus", "data-api": name, hidden: "", ...region("GPUs") });
+  const payloads = el("div", { class: "panel payloads", "data-api": name, hidden: "", ...region("payloads") });
+  const logs = el("pre", { class: "logs", "data-api": name, "data-logs": "", tabindex: 0, "aria-label": `logs of ${name}` });
   root.append(
     el("div", { class: "api-head" }, title, status, info, replicas),
     error,
@@ -444,6 +467,9 @@ function drawChart(chart) {
   chart.geometry = { x, start, end, pad, plotW };
   svg.replaceChildren(...nodes);
   chart.legend.replaceChildren(...legend);
+  // A screen reader reads the chart (an image) by its label: what it plots and the latest values.
+  const latest = times.length ? legend.map((item) => item.textContent).join(", ") : "collecting the first sample";
+  svg.setAttribute("aria-label", `${spec.title} of ${svg.dataset.api}, over the last ${fmtAge(end - start)}: ${latest}`);
   for (const swatch of chart.legend.querySelectorAll("i[data-color]")) {
     swatch.style.background = COLORS[swatch.dataset.color]; // CSSOM, allowed by the page's CSP
   }
@@ -545,7 +571,9 @@ function classChart(name, classes) {
     viewBox: `0 0 ${width} ${height}`,
     height,
     role: "img",
-    "aria-label": "predicted classes",
+    "aria-label": `predicted classes of ${name}: ${
+      entries.length ? entries.map(([label, count]) => `${label} ${count}`).join(", ") : "no predictions yet"
+    }`,
   });
   if (!shown.length) {
     svg.append(svgEl("text", { class: "value", x: 0, y: 14 }, "no predictions yet"));
@@ -630,7 +658,7 @@ function drawSignature(section, api) {
       );
     }
   }
-  const head = el("tr", {}, el("th", {}, ""), el("th", {}, "name"), el("th", {}, "type"), el("th", {}, "shape"));
+  const head = el("tr", {}, el("th", {}, "in/out"), el("th", {}, "name"), el("th", {}, "type"), el("th", {}, "shape"));
   section.signature.replaceChildren(heading, el("table", { class: "sig", "data-api": api.name }, el("thead", {}, head), el("tbody", {}, ...rows)));
 }
 

@@ -190,6 +190,7 @@ class LocalEngine:
         if state is None:
             return
         state.deleting = True
+        state.status = "stopping"  # said at once (report.status), not at the next reconcile
         state.last_update = time.time()
         self.sink.remove_api(name)
         self._event(name, "deleted")

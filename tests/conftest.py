@@ -361,6 +361,28 @@ def save_tensorflow(module: Any, path: Path, signatures: dict[str, Any]) -> None
         sys.dont_write_bytecode = writes_bytecode
 
 
+def served_url(log: Path, process: subprocess.Popen[bytes]) -> str:
+    """The URL an ``inferd serve`` writing its output to ``log`` serves on, once its /healthz
+    answers 200 (an AssertionError with the log if the process ends first)."""
+
+    def banner() -> str | None:
+        if process.poll() is not None:
+            raise AssertionError(f"inferd serve exited ({process.returncode}):\n{log.read_text()}")
+        found = re.search(r"on (http://127\.0\.0\.1:\d+)", log.read_text())
+        return found.group(1) if found else None
+
+    url: str = wait_for(banner, 120, "the serving banner")
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(ready, 180, "/healthz 200")
+    return url
+
+
 def calls_made(function: Callable[[], T]) -> tuple[int, T]:
     """How many Python and C calls ``function()`` made, and what it returned: a cost measured as
     work done, which a shared machine's load does not change, rather than as time."""

@@ -4,7 +4,6 @@ of its own, with no init beside it (Kubernetes, `docker run` without `--init`)."
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import INFERD, child_pids, make_project, wait_for
+from tests.conftest import INFERD, child_pids, make_project, served_url, wait_for
 
 # unshare(1): as root a PID namespace of its own; otherwise in a user namespace, where allowed.
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
@@ -80,15 +79,7 @@ def test_serve_as_pid_1_reaps_the_orphans_of_handlers_and_drains_on_sigterm(
     contained: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
     process, log = contained
-    url = wait_for(lambda: re.search(r"on (http://127\.0\.0\.1:\d+)", log.read_text()), 120, "the banner")[1]
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, 180, "/healthz 200")
+    url = served_url(log, process)
     for _ in range(3):
         assert requests.post(f"{url}/box/helper", json={}, timeout=30).json() == "ok"
     # each helper ends 50 ms after its request; as PID 1 inferd serve left every one a zombie

@@ -3,7 +3,6 @@ descriptor closed by the script or supervisor that started it."""
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import INFERD, make_project, wait_for
+from tests.conftest import INFERD, make_project, served_url
 
 # A predictor that prints, as handlers do: under `inferd serve` its output reaches serve's stdout.
 PRINTS = """\
@@ -46,25 +45,6 @@ def started(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
             process.wait()
 
 
-def _url(log: Path, process: subprocess.Popen[bytes]) -> str:
-    def banner() -> str | None:
-        if process.poll() is not None:
-            raise AssertionError(f"inferd serve exited ({process.returncode}):\n{log.read_text()}")
-        found = re.search(r"on (http://127\.0\.0\.1:\d+)", log.read_text())
-        return found.group(1) if found else None
-
-    url: str = wait_for(banner, 120, "the serving banner")
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, 180, "/healthz 200")
-    return url
-
-
 def test_a_handler_that_prints_after_serve_s_reader_went_away_still_answers(
     printer: Path, tmp_path: Path, started: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -76,7 +56,7 @@ def test_a_handler_that_prints_after_serve_s_reader_went_away_still_answers(
             [str(INFERD), "serve", str(printer), "--port", "0"], stdout=subprocess.PIPE, stderr=err
         )
     started.append(process)
-    url = _url(log, process)
+    url = served_url(log, process)
     assert process.stdout is not None
     process.stdout.close()  # the reader goes away
     for _ in range(3):
@@ -101,7 +81,7 @@ def test_serve_started_with_its_stdout_closed_serves_handlers_that_print(
             stderr=err,
         )
     started.append(process)
-    url = _url(log, process)
+    url = served_url(log, process)
     answer = requests.post(f"{url}/out/printer", json={"n": 1}, timeout=30)
     assert (answer.status_code, answer.json()) == (200, "ok"), log.read_text()
     process.send_signal(signal.SIGTERM)

@@ -53,3 +53,8 @@ class ReplicaSink(Protocol):
     def in_flight(self, api: str) -> int:
         """Requests of API ``api`` queued or running now: the autoscaling signal."""
         ...
+
+    def arrivals(self, api: str) -> int:
+        """Requests (shadow copies included) API ``api`` took so far, a count that only grows:
+        tells an API whose requests came and went between two looks from an idle one."""
+        ...

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -282,6 +283,32 @@ def test_autoscaling_up_and_down_and_cold_start(
     assert load.failures == []
     wait_for(lambda: inferd.status("elastic")["requested"] == 1, 30, "scale down to min_replicas")
     wait_for(lambda: inferd.status("elastic")["available"] == 1, 60, "one replica left")
+
+
+def test_an_api_that_can_scale_to_zero_keeps_its_replica_while_requests_come(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """Requests every 0.1 s, each done in a few ms, are rarely in flight at the engine's look
+    (every 0.25 s): the API was taken for idle, scaled to zero and started again for the next
+    request, a cold start every few seconds (the soak's API at 5 requests a second with a 15 s
+    window: 11 replicas in 4 minutes, answers of 1-2 s). It is idle only once none came."""
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: trickle\n"
+        "- kind: api\n  name: cold\n  onnx:\n    model: m.onnx\n"
+        "  compute:\n    min_replicas: 0\n    max_replicas: 1\n"
+        "  autoscaling:\n    downscale_window: 2\n",
+        {},
+        {"m.onnx": iris_onnx_model},
+    )
+    inferd.run("deploy", str(project))
+    seen: set[str] = set()
+    for _ in range(60):  # three downscale windows and more
+        assert inferd.post("/trickle/cold", [[5.2, 3.6, 1.4, 0.3]], timeout=60).status_code == 200
+        seen.update(replica["id"] for replica in inferd.status("cold")["replicas"])
+        time.sleep(0.1)
+    assert len(seen) == 1, seen
+    wait_for(lambda: inferd.status("cold")["requested"] == 0, 60, "scale to zero once no request comes")
 
 
 HUNGRY = """

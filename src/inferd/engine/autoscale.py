@@ -12,6 +12,10 @@ from __future__ import annotations
 import math
 from collections import deque
 
+# The sample of a look that found nothing in flight though requests came since the last one: not
+# idle (a window of them keeps one replica), and too small to count towards scaling up.
+ARRIVED = 1e-3
+
 
 class Autoscaler:
     """Recommends a replica count for one API from in-flight request samples."""
@@ -20,7 +24,7 @@ class Autoscaler:
         self.target = target
         self.up_window = up_window
         self.down_window = down_window
-        self._samples: deque[tuple[float, int]] = deque()
+        self._samples: deque[tuple[float, float]] = deque()
         self._since: float | None = None
         self._busy = 0  # samples above 0 among ``_samples``: with none, no window is read
 
@@ -34,17 +38,21 @@ class Autoscaler:
         self._since = None
         self._busy = 0
 
-    def observe(self, now: float, in_flight: int) -> None:
-        """Record the in-flight count at time ``now`` (monotonic seconds)."""
+    def observe(self, now: float, in_flight: int, arrived: bool = False) -> None:
+        """Record the in-flight count at time ``now`` (monotonic seconds); ``arrived``: requests
+        came since the last sample. Requests of a few milliseconds each, several a second, are
+        seldom in flight at a look: counted as none, an API of ``min_replicas: 0`` was scaled to
+        zero under them and started again at the next one, a cold start every window."""
         if self._since is None:
             self._since = now
-        self._samples.append((now, in_flight))
-        self._busy += in_flight > 0
+        sample = in_flight or (ARRIVED if arrived else 0)
+        self._samples.append((now, sample))
+        self._busy += sample > 0
         horizon = now - max(self.up_window, self.down_window)
         while self._samples and self._samples[0][0] < horizon:
             self._busy -= self._samples.popleft()[1] > 0
 
-    def _within(self, now: float, window: float) -> list[int]:
+    def _within(self, now: float, window: float) -> list[float]:
         return [count for at, count in self._samples if now - at <= window]
 
     def recommend(self, now: float, current: int, lowest: int, highest: int) -> int:

@@ -241,10 +241,12 @@ class LocalEngine:
                 self._start(state, like=lost.source)
         failures.watch_memory(state, self._event)
         failures.end_lingering(state, self._event, now)
+        arrivals, state.arrivals = state.arrivals, self.sink.arrivals(state.key)
         state.desired = schedule.desired(
             state,
             now,
             self.sink.in_flight(state.key),
+            arrivals != state.arrivals,
             self.fixed_replicas,
             self.capacity,
             self.apis,

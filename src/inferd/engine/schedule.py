@@ -19,19 +19,21 @@ def desired(
     state: ApiState,
     now: float,
     in_flight: int,
+    arrived: bool,
     fixed: int | None,
     capacity: Capacity,
     apis: Mapping[str, ApiState],
     shadows: Set[str],
 ) -> int:
     """How many replicas the API wants now: none while it is deleted, ``fixed`` (``inferd serve
-    --replicas``), else the autoscaler's count, a shadow's capped by what its primaries leave."""
+    --replicas``), else the autoscaler's count, a shadow's capped by what its primaries leave.
+    ``arrived``: a request came since the last step (maybe answered already)."""
     compute = state.config.api.compute
     if state.deleting:
         return 0
     if fixed is not None:
         return fixed
-    state.autoscaler.observe(now, in_flight)
+    state.autoscaler.observe(now, in_flight, arrived)
     wanted = state.autoscaler.recommend(now, state.desired, compute.min_replicas, compute.max_replicas)
     if state.key in shadows:  # a shadow: the primaries' replicas come first
         ceiling = placement.shadow_ceiling(capacity, apis, state, shadows)

@@ -94,6 +94,7 @@ class ApiState:
     reserved: int = 0  # room this API's rollout freed for its new replicas (others may not take it)
     hold_until: float = 0.0  # no reconcile step before this (monotonic): back-off after a failure
     status: str = "pending"
+    arrivals: int = 0  # the gateway's count of the API's requests at the last reconcile step
 
     @property
     def config(self) -> ApiConfig:

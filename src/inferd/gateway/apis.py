@@ -181,6 +181,10 @@ class ApiTable:
         queue = self.apis.get(api)
         return 0 if queue is None else queue.in_flight
 
+    def arrivals(self, api: str) -> int:
+        queue = self.apis.get(api)
+        return 0 if queue is None else queue.arrivals
+
     def total_in_flight(self) -> int:
         return sum(queue.in_flight for queue in self.apis.values())
 

@@ -80,6 +80,7 @@ class ApiQueue:
         # when no request of this API waits.
         self.copies = Waiting()
         self.running = 0
+        self.arrivals = 0  # requests and copies submitted so far (the autoscaler's "not idle")
         self.info: dict[str, Any] = {}
         self.error: str | None = None
         self.status: str | None = None  # the engine's status of the API (as ``inferd get``)
@@ -146,6 +147,7 @@ class ApiQueue:
         With batching, a replica may be idle while older requests wait for company: the newcomer
         then joins them (oldest first) and a full batch goes at once.
         """
+        self.arrivals += 1
         waiting = self.waiting
         if self.idle and not waiting:
             self._send(self.idle.pop(), [request], kind, [body])
@@ -161,6 +163,7 @@ class ApiQueue:
         if not self.waiting:
             room += len(self.idle)  # an idle replica takes a copy at once
         taken = entries[: max(0, room)]
+        self.arrivals += len(taken)
         self.copies.extend(taken)
         while self.copies and self.idle and not self.waiting:
             self._next(self.idle.pop())

@@ -17,7 +17,11 @@ def settle() -> None:
     """Collect once, then leave every object alive now out of later collections (``gc.freeze``).
 
     Called once serving has started and after each deploy, not per request: the collection here
-    is a full one.
+    is a full one. What an earlier call froze is thawed first, so this collection also frees what
+    was alive then and died since in a reference cycle (a request's or a connection's objects
+    at the time of a deploy, an old version's): frozen, they were never freed, and an operator
+    grew by them at each deploy.
     """
+    gc.unfreeze()
     gc.collect()
     gc.freeze()

@@ -91,7 +91,7 @@ def test_an_idle_api_is_not_read_sample_by_sample_and_decides_as_before() -> Non
 
     reads = 0
 
-    class Watched(deque[tuple[float, int]]):
+    class Watched(deque[tuple[float, float]]):
         def __iter__(self):  # type: ignore[no-untyped-def]
             nonlocal reads
             reads += 1
@@ -108,3 +108,21 @@ def test_an_idle_api_is_not_read_sample_by_sample_and_decides_as_before() -> Non
         loads = [draw.choice([0, 0, 0, 1, 3]) if draw.random() < 0.3 else 0 for _ in range(120)]
         lowest = draw.choice([0, 1])
         assert run(fast, loads, current=1, lowest=lowest) == run(slow, loads, current=1, lowest=lowest)
+
+
+def test_requests_between_looks_keep_one_replica_and_add_none() -> None:
+    """Requests that came and went between two looks (none in flight at either) are not idle:
+    an API that may scale to zero keeps one replica under them, and only one, whatever its
+    ``target_in_flight``; once none come, it goes after a quiet window."""
+    for target in (1.0, 0.25):
+        scaler, now, current = Autoscaler(target, 1.0, 2.0), 100.0, 1
+        for _ in range(100):  # 23 s of looks, every one after a request
+            now += 0.23
+            scaler.observe(now, 0, arrived=True)
+            current = scaler.recommend(now, current, 0, 5)
+            assert current == 1
+        for _ in range(20):
+            now += 0.23
+            scaler.observe(now, 0)
+            current = scaler.recommend(now, current, 0, 5)
+        assert current == 0

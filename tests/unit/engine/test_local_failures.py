@@ -40,6 +40,9 @@ class Sink:
     def in_flight(self, api: str) -> int:
         return 0
 
+    def arrivals(self, api: str) -> int:
+        return 0
+
     def api_status(self, api: str, status: str) -> None: ...
 
     def __getattr__(self, name: str) -> Any:

@@ -365,15 +365,19 @@ def served_url(log: Path, process: subprocess.Popen[bytes]) -> str:
     """The URL an ``inferd serve`` writing its output to ``log`` serves on, once its /healthz
     answers 200 (an AssertionError with the log if the process ends first)."""
 
-    def banner() -> str | None:
+    def exited() -> None:
         if process.poll() is not None:
             raise AssertionError(f"inferd serve exited ({process.returncode}):\n{log.read_text()}")
+
+    def banner() -> str | None:
+        exited()
         found = re.search(r"on (http://127\.0\.0\.1:\d+)", log.read_text())
         return found.group(1) if found else None
 
     url: str = wait_for(banner, 120, "the serving banner")
 
     def ready() -> bool:
+        exited()  # (a serve that dies while its replicas load: said now, with its log, not in 180 s)
         try:
             return requests.get(f"{url}/healthz", timeout=2).status_code == 200
         except requests.RequestException:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from inferd.cli.render import api_detail, api_rows
+from inferd.cli.render import api_detail, api_rows, latency
 from tests.conftest import ROOT
 
 
@@ -129,3 +129,16 @@ def test_the_config_escapes_text_a_terminal_would_not_show_as_it_is(odd: str) ->
     text = api_detail(api, verbose=True)
     assert odd not in text
     assert 'note: "caf' in text  # quoted, with its escapes, as before non-ASCII text was shown
+
+
+def test_latencies_are_shown_to_three_figures_down_to_ten_microseconds() -> None:
+    # a 408's latency (refused at the edge) read "0.000236 ms"
+    assert [latency(ms) for ms in (None, 0.000236, 0.0, 0.0123, 0.285, 18.3, 1234.0)] == [
+        "-",
+        "<0.01 ms",
+        "<0.01 ms",
+        "0.0123 ms",
+        "0.285 ms",
+        "18.3 ms",
+        "1.23 s",
+    ]

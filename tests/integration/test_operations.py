@@ -14,7 +14,8 @@ from pathlib import Path
 
 import requests
 
-from inferd.logfiles import files_of, folder_bytes
+from inferd.logfiles import folder_bytes
+from inferd.logreading import files_of
 from tests.conftest import INFERD, Server, example, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd, free_port
 

@@ -14,7 +14,8 @@ import pytest
 from inferd import logfiles
 from inferd.engine.output import ApiLogs
 from inferd.gateway.access import AccessLog
-from inferd.logfiles import RotatingLog, files_of, read_after, since_cursor, tail_cursor, tail_lines
+from inferd.logfiles import RotatingLog
+from inferd.logreading import files_of, read_after, since_cursor, tail_cursor, tail_lines
 from inferd.operator.logs import logged_keys
 
 

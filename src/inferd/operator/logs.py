@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from inferd.errors import NotFoundError, in_several_deployments
-from inferd.logfiles import (
+from inferd.logfiles import access_path, log_path
+from inferd.logreading import (
     Cursor,
-    access_path,
     end_cursor,
     files_of,
     line_time,
-    log_path,
     read_after,
     since_cursor,
     tail_cursor,

@@ -20,7 +20,8 @@ from typing import Any, BinaryIO
 import orjson
 
 from inferd.gateway.payloads import PayloadBuffer, parse_bodies
-from inferd.logfiles import RotatingLog, files_of
+from inferd.logfiles import RotatingLog
+from inferd.logreading import files_of
 from inferd.operator.state import StateError
 
 log = logging.getLogger("inferd.payloads")

@@ -361,6 +361,19 @@ def save_tensorflow(module: Any, path: Path, signatures: dict[str, Any]) -> None
         sys.dont_write_bytecode = writes_bytecode
 
 
+def from_a_terminal(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """``inferd ARGS`` in the background with its output piped, as a terminal's Ctrl-C finds it:
+    a background job (a shell's, CI's) starts with SIGINT ignored."""
+    return subprocess.Popen(
+        [str(INFERD), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def served_url(log: Path, process: subprocess.Popen[bytes]) -> str:
     """The URL an ``inferd serve`` writing its output to ``log`` serves on, once its /healthz
     answers 200 (an AssertionError with the log if the process ends first)."""

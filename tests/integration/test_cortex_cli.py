@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import INFERD, example
+from tests.conftest import example, from_a_terminal
 from tests.integration.conftest import Inferd, inferd
 
 __all__ = ["inferd"]
@@ -52,14 +52,7 @@ def test_cortex_cli_flags(inferd: Inferd, tmp_path: Path) -> None:
         assert (empty.returncode, empty.stderr) == (2, "error: the API name is empty\n"), command
     long = inferd.run("logs", "a" * 300, check=False)
     assert long.returncode == 1 and long.stderr.startswith("error: no API named 'aaa"), long.stderr
-    with subprocess.Popen(
-        [str(INFERD), "get", "-w", "-o", "json"],
-        env=inferd.env,
-        stdout=subprocess.PIPE,
-        text=True,
-        # as a terminal's Ctrl-C finds it: run from a background job (CI's), SIGINT is ignored
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    ) as watch:
+    with from_a_terminal(["get", "-w", "-o", "json"], inferd.env) as watch:
         assert watch.stdout is not None
         firsts = [watch.stdout.readline(), watch.stdout.readline()]
         watch.send_signal(signal.SIGINT)

@@ -7,7 +7,6 @@ import os
 import pty
 import select
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import INFERD, Server, example, make_project, process_alive, wait_for
+from tests.conftest import INFERD, Server, example, from_a_terminal, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 from tests.integration.test_operator import HeldModel
 
@@ -428,15 +427,7 @@ def test_ctrl_c_while_waiting_stops_the_waiting_not_the_deploy(
     slow = "import time\ntime.sleep(120)  # a handler whose import takes long, so the deploy waits\n"
     project = make_project(tmp_path / "p", CONFIG, {"h.py": slow}, {"m.onnx": iris_onnx_model})
     inferd.run("up")
-    deploying = subprocess.Popen(
-        [str(INFERD), "deploy", str(project)],
-        env=inferd.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # as a terminal's Ctrl-C finds it (a shell's background job would ignore SIGINT)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    deploying = from_a_terminal(["deploy", str(project)], inferd.env)
     assert deploying.stdout is not None
     assert deploying.stdout.readline() == "deployment started\n"
     deploying.send_signal(signal.SIGINT)
@@ -462,14 +453,7 @@ def test_ctrl_c_while_the_operator_prepares_says_the_deploy_goes_on(
         )
         project = make_project(tmp_path / "p", yaml)
         inferd.run("up")
-        deploying = subprocess.Popen(
-            [str(INFERD), "deploy", str(project)],
-            env=inferd.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        deploying = from_a_terminal(["deploy", str(project)], inferd.env)
         assert origin.asked.wait(60)  # the operator downloads the model
         deploying.send_signal(signal.SIGINT)
         stdout, stderr = deploying.communicate(timeout=60)
@@ -504,14 +488,7 @@ def test_ctrl_c_while_down_drains_says_the_operator_goes_on_stopping(inferd: Inf
             30,
             "the request to be running",
         )
-        stopping = subprocess.Popen(
-            [str(INFERD), "down"],
-            env=inferd.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        stopping = from_a_terminal(["down"], inferd.env)
         log = inferd.home / "operator.log"
         wait_for(lambda: "stopping: draining requests" in log.read_text(), 60, "the operator to drain")
         stopping.send_signal(signal.SIGINT)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 
-from tests.conftest import INFERD, example, wait_for
+from tests.conftest import INFERD, example, from_a_terminal, wait_for
 from tests.integration.conftest import Inferd
 
 SAMPLE = {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
@@ -18,15 +18,7 @@ class Following:
     """An ``inferd`` command run as from a terminal, its output collected as it comes."""
 
     def __init__(self, inferd: Inferd, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [str(INFERD), *args],
-            env=inferd.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            # as a terminal's Ctrl-C finds it (a shell's background job would ignore SIGINT)
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        self.process = from_a_terminal(list(args), inferd.env)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -3,6 +3,7 @@ old version's replicas die, an operator that comes back while requests flow."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import os
 import signal
@@ -15,6 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from inferd.config.load import load_project
+from inferd.engine.local import LocalEngine
+from inferd.gateway.app import Gateway
 from tests.conftest import INFERD, make_project, wait_for
 from tests.integration.conftest import Inferd, free_port, stop_operator
 
@@ -259,3 +263,36 @@ def test_two_apis_rolling_at_once_on_a_full_machine_both_go_live(tmp_path: Path)
             assert [api["status"] for api in runner.json("get")] == ["live", "live"]
     finally:
         stop_operator(runner)
+
+
+def test_a_deploy_right_after_a_delete_serves_its_requests(tmp_path: Path) -> None:
+    # Was: a deploy that came before the engine's next step (within 0.25 s of `inferd delete`)
+    # kept the deleted API's replica, ready and of the same version, as the new API's, though the
+    # gateway's new queue for the API had no replica: every request waited for its timeout.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: echo\n  predictor:\n    path: p.py\n",
+        {"p.py": PID},
+    )
+
+    async def scenario() -> tuple[int, int]:
+        gateway = Gateway()
+        engine = LocalEngine(gateway, home=tmp_path / "home")
+        await gateway.start("127.0.0.1", 0)
+        url = f"http://127.0.0.1:{gateway.ports[0]}/d/echo"
+        try:
+            await engine.apply(load_project(project))
+            while not all(queue.ready for queue in gateway.apis.values()):
+                await asyncio.sleep(0.05)
+            first = (await asyncio.to_thread(requests.post, url, json={}, timeout=60)).json()
+            engine.delete("d/echo")
+            await engine.apply(load_project(project))  # no step of the engine in between
+            answer = await asyncio.to_thread(requests.post, url, json={}, timeout=60)
+            assert answer.status_code == 200, answer.text
+            return first, answer.json()
+        finally:
+            await engine.stop()
+            await gateway.close()
+
+    first, second = asyncio.run(scenario())
+    assert first != second  # a new replica answers: the deleted one was let go

@@ -193,6 +193,11 @@ class LocalEngine:
         state.status = "stopping"  # said at once (report.status), not at the next reconcile
         state.last_update = time.time()
         self.sink.remove_api(name)
+        # Retired now, not at the next reconcile: a deploy before it would keep them as the new
+        # version's replicas, ready, though the gateway's fresh queue for the API has none of
+        # them (its requests waited for a replica that never came).
+        for replica in list(state.replicas):
+            self._retire(state, replica.id)
         self._event(name, "deleted")
 
     # the loop

@@ -267,11 +267,13 @@ def version() -> None:
 
     click.echo(f"cli: {__version__}")
     client = Client()
-    if not client.running():
+    try:  # one look: an operator that stops between two looks is not running (it was an error)
+        running = client.call("GET", "/info", timeout=3)["version"]
+    except InferdError:
         click.echo("operator: not running")
     else:
         hint = client.restart_hint()
-        click.echo(f"operator: {client.info()['version']}" + (f"; {hint}" if hint else ""))
+        click.echo(f"operator: {running}" + (f"; {hint}" if hint else ""))
     from inferd.cli.home import usage_line
 
     click.echo(usage_line(client.home))

@@ -1,9 +1,11 @@
 """inferd installed without the extras its models need: `pip install inferd` alone installs
-neither onnxruntime nor TensorFlow (pyproject.toml: the `onnx`, `tensorflow` and `all` extras)."""
+neither onnxruntime nor TensorFlow (pyproject.toml: the `onnx`, `tensorflow` and `all` extras),
+nor Ray, which the README installs beside it for a Ray cluster."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,8 @@ import pytest
 
 from tests.conftest import example, make_project, wait_for
 
-# What `pip install inferd` leaves out: the runtimes' packages and their dist-info folders.
-LEFT_OUT = {"onnxruntime", "onnx", "tensorflow", "tensorflow_cpu"}
+# What `pip install inferd` leaves out: the runtimes' packages and Ray, with their dist-info folders.
+LEFT_OUT = {"onnxruntime", "onnx", "tensorflow", "tensorflow_cpu", "ray"}
 
 YAML = """\
 - kind: deployment
@@ -116,3 +118,29 @@ def test_inferd_init_without_the_runtime_names_the_extra_that_serves_the_project
         == f"error: --model {iris_onnx_model}: cannot load it: {sentences(bare_python)['classifier']}\n"
     )
     assert not (tmp_path / "starter").exists() and not (tmp_path / "mine").exists()
+
+
+def test_a_ray_environment_without_ray_installed_is_one_sentence(bare_python: Path, tmp_path: Path) -> None:
+    # Was: `inferd deploy -e prod` (and `get`, `logs`, `delete -e`) printed a traceback ending in
+    # `ModuleNotFoundError: No module named 'ray'` once something answered at the address.
+    onnx_only = YAML.split("- kind: api\n  name: tf")[0]
+    project = make_project(
+        tmp_path / "p", onnx_only, {}, {"iris.onnx": example("iris-onnx") / "models" / "iris.onnx"}
+    )
+    env = dict(os.environ, INFERD_HOME=str(tmp_path / "home"))  # its own environments.json
+
+    def inferd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bare_python), "-m", "inferd", *args], capture_output=True, text=True, env=env
+        )
+
+    with socket.create_server(("127.0.0.1", 0)) as head:  # a port that accepts, as a cluster's does
+        address = f"ray://127.0.0.1:{head.getsockname()[1]}"
+        assert inferd("env", "add", "prod", "--address", address).returncode == 0
+        sentence = (
+            f"error: the Ray cluster at {address} needs Ray in this Python too ({bare_python}): "
+            "pip install 'ray[serve]' of the version the cluster runs (`ray --version` on its head node)\n"
+        )
+        for args in (("deploy", str(project)), ("get",)):
+            done = inferd(*args, "-e", "prod")
+            assert (done.returncode, done.stderr) == (1, sentence)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -415,3 +417,36 @@ def calls_made(function: Callable[[], T]) -> tuple[int, T]:
     finally:
         sys.setprofile(None)
     return calls, result
+
+
+def built_wheel(source: Path, out: Path) -> dict[str, bytes]:
+    """The files of the wheel that ``pip install SOURCE`` builds (setuptools, as pip runs it, in
+    about 1.5 s), by name. The build writes ``build/`` and ``*.egg-info`` into ``source``: give it
+    a copy, never the checkout (an egg-info in src/ would be found beside the editable install)."""
+    build = "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
+    done = subprocess.run(
+        [sys.executable, "-c", build, str(out)], cwd=source, capture_output=True, text=True, check=True
+    )
+    with zipfile.ZipFile(out / done.stdout.splitlines()[-1]) as wheel:
+        return {name: wheel.read(name) for name in wheel.namelist()}
+
+
+def package_sources() -> set[str]:
+    """Every file of inferd's packages in src/ (``inferd/operator/static/index.html``), as a wheel
+    names them: what the code may read at run time (bytecode caches aside)."""
+    src = ROOT / "src"
+    files = (path.relative_to(src) for path in src.rglob("*") if path.is_file())
+    return {
+        file.as_posix()
+        for file in files
+        if not any(part == "__pycache__" or part.endswith(".egg-info") for part in file.parts)
+    }
+
+
+def wheel_contents(wheel: dict[str, bytes]) -> tuple[set[str], dict[str, str]]:
+    """What installing ``wheel`` puts in site-packages (its metadata aside) and the commands it
+    makes (``{"inferd": "inferd.cli.main:main"}``)."""
+    (name,) = [name for name in wheel if name.endswith(".dist-info/entry_points.txt")]
+    parser = configparser.ConfigParser()
+    parser.read_string(wheel[name].decode())
+    return {name for name in wheel if ".dist-info/" not in name}, dict(parser["console_scripts"])

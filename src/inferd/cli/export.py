@@ -22,6 +22,11 @@ from inferd.operator.snapshots import copy_sparse, key_files
 from inferd.storage import project_files
 
 EXTRAS = ("all", "onnx", "tensorflow", "gpu", "cortex")
+# What `pip install inferd` installs besides the modules (pyproject.toml's package-data: the
+# dashboard's page) and its commands: the image's inferd is built with the same, and with the
+# `cortex` package beside inferd (Cortex's client and the `cortex.lib.log` its handlers import).
+PACKAGE_DATA = {"inferd": ["py.typed", "operator/static/*"], "cortex": ["py.typed"]}
+SCRIPTS = {"inferd": "inferd.cli.main:main", "cortex": "inferd.cli.main:main"}
 
 
 def image_extras(project: Project) -> str:
@@ -79,12 +84,24 @@ def inferd_pyproject() -> str:
         *(f"{name} = [" + ", ".join(f'"{r}"' for r in specs) + "]" for name, specs in sorted(extras.items())),
         "",
         "[project.scripts]",
-        'inferd = "inferd.cli.main:main"',
+        *(f'{name} = "{target}"' for name, target in SCRIPTS.items()),
         "",
         "[tool.setuptools.packages.find]",
         'where = ["src"]',
+        "",
+        "[tool.setuptools.package-data]",
+        *(f"{name} = " + json.dumps(patterns) for name, patterns in PACKAGE_DATA.items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _package_files(package: Path, data: list[str]) -> list[Path]:
+    """The package's modules and the files of ``data`` (package-data patterns)."""
+    return [
+        path
+        for path in project_files(package)
+        if path.suffix == ".py" or any(path.relative_to(package).match(pattern) for pattern in data)
+    ]
 
 
 def _copy_tree(files: list[Path], root: Path, target: Path) -> None:
@@ -143,12 +160,9 @@ def write_export(project: Project, out: Path, ray: bool, image: str, relax_pins:
     secret = key_files(project)
     files = [path for path in project_files(project.root) if path.resolve() not in secret]
     _copy_tree(files, project.root, out / "project")
-    package = Path(plan.__file__).resolve().parents[2]
-    _copy_tree(
-        [p for p in project_files(package) if p.suffix in (".py", ".typed")],
-        package,
-        out / "inferd/src/inferd",
-    )
+    packages = Path(plan.__file__).resolve().parents[3]  # site-packages, or the checkout's src
+    for name, data in PACKAGE_DATA.items():
+        _copy_tree(_package_files(packages / name, data), packages / name, out / "inferd/src" / name)
     (out / "inferd/pyproject.toml").write_text(inferd_pyproject())
     ray_version = _ray_version() if ray else None
     (out / "Dockerfile").write_text(

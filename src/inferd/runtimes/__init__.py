@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from inferd.errors import LoadError
 from inferd.runtimes.base import Runtime, TensorSpec
 from inferd.runtimes.devices import Devices
+
+# Each format's framework, what it is called, and the extra of inferd that installs it
+# (pyproject.toml): ``pip install inferd`` alone installs neither.
+FRAMEWORKS = {
+    "onnx": ("onnxruntime", "ONNX models", "onnx"),
+    "tensorflow": ("tensorflow", "TensorFlow SavedModels", "tensorflow"),
+}
+
+
+def _not_installed(model_format: str, exc: ModuleNotFoundError) -> Exception:
+    """One sentence for a runtime whose framework is not installed in this Python; ``exc`` as it
+    is for any other missing module (one the framework itself imports: its traceback says which)."""
+    module, models, extra = FRAMEWORKS[model_format]
+    if exc.name != module:
+        return exc
+    return LoadError(
+        f"{models} need {module}, which is not installed in this Python ({sys.executable}): "
+        f"pip install 'inferd[{extra}]'"
+    )
 
 
 def load_runtime(
@@ -16,7 +37,10 @@ def load_runtime(
     Heavy frameworks are imported here, inside the replica, never at CLI start.
     """
     if model_format == "onnx":
-        from inferd.runtimes.onnx import OnnxRuntime
+        try:
+            from inferd.runtimes.onnx import OnnxRuntime
+        except ModuleNotFoundError as exc:
+            raise _not_installed(model_format, exc) from None
         from inferd.runtimes.onnx_shared import populate, shared_model, sharing_enabled, unpacked
         from inferd.storage.layout import find_onnx_model
 
@@ -31,7 +55,10 @@ def load_runtime(
         populate(shared)
         return runtime
     if model_format == "tensorflow":
-        from inferd.runtimes.tensorflow import TensorFlowRuntime
+        try:
+            from inferd.runtimes.tensorflow import TensorFlowRuntime
+        except ModuleNotFoundError as exc:
+            raise _not_installed(model_format, exc) from None
 
         return TensorFlowRuntime(model_path, signature_key, devices=devices or Devices())
     raise ValueError(f"no runtime for model format {model_format!r}")

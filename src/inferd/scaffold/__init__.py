@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from inferd.errors import UsageError
+from inferd.errors import InferdError, UsageError
 from inferd.onnxdata import external_files
 from inferd.scaffold import templates, toy
 
@@ -58,8 +58,9 @@ def init_project(target: Path, flavour: str, model: Path | None = None) -> list[
             data_files = [path.relative_to(target).as_posix() for path in _copy(model, model_path)]
             try:
                 sample = _sample_for(flavour, model_path)
-            except Exception as exc:
-                raise UsageError(f"--model {model}: cannot load it: {type(exc).__name__}: {exc}") from None
+            except Exception as exc:  # inferd's own errors are sentences (a runtime not installed)
+                reason = str(exc) if isinstance(exc, InferdError) else f"{type(exc).__name__}: {exc}"
+                raise UsageError(f"--model {model}: cannot load it: {reason}") from None
             files["sample.json"] = json.dumps(sample, indent=2) + "\n"
         config_block = {
             "onnx": templates.CONFIG_ONNX,

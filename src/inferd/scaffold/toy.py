@@ -31,8 +31,8 @@ def build_onnx(path: Path) -> None:
         from onnx import TensorProto, helper, numpy_helper, save_model
     except ImportError:
         raise UsageError(
-            "building the starter ONNX model needs the onnx package (pip install onnx); "
-            "or pass --model PATH to use your own model"
+            "building the starter ONNX model needs the onnx package, and serving it onnxruntime "
+            "(pip install 'inferd[onnx]'); or pass --model PATH to use your own model"
         ) from None
     graph = helper.make_graph(
         [

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from inferd.cli.main import cli
 from inferd.engine.packages import packages_dir
-from tests.conftest import example, make_project
+from tests.conftest import built_wheel, example, make_project, package_sources, wheel_contents
 
 
 def export(project: Path, out: Path, *options: str) -> Result:
@@ -407,3 +407,17 @@ def test_a_sparse_file_stays_sparse_in_the_build_context(tmp_path: Path) -> None
     assert copy.stat().st_size == size and copy.stat().st_blocks * 512 < 1 << 20
     with copy.open("rb") as read:
         assert read.read(4) == b"head"
+
+
+def test_the_image_installs_the_same_files_and_commands_as_pip_install_inferd(tmp_path: Path) -> None:
+    # Was: the build context held inferd's modules alone, so the image's inferd had no `cortex`
+    # package (a Cortex handler's `from cortex.lib.log import get_logger` failed to import in the
+    # pods, as `from cortex import Client` did), no `cortex` command and no dashboard page.
+    project = user_project(tmp_path / "project")
+    out = tmp_path / "out"
+    assert export(project, out).exit_code == 0
+    (tmp_path / "dist").mkdir()
+    files, commands = wheel_contents(built_wheel(out / "inferd", tmp_path / "dist"))
+    assert files == package_sources()
+    assert {"cortex/lib/log.py", "inferd/operator/static/index.html"} <= files
+    assert commands == {"inferd": "inferd.cli.main:main", "cortex": "inferd.cli.main:main"}

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import inspect
 import json
 import logging
 import os
 import socket
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,11 @@ class RayCluster:
     def connect(self, project_root: Path | None = None) -> None:
         """Connect as a driver; with ``project_root``, upload it (and inferd) as the job's
         ``working_dir`` / ``py_modules`` so replicas can be given those URIs."""
+        if importlib.util.find_spec("ray") is None:  # no extra of inferd installs it
+            raise ClusterError(
+                f"the Ray cluster at {self.address} needs Ray in this Python too ({sys.executable}): "
+                "pip install 'ray[serve]' of the version the cluster runs (`ray --version` on its head node)"
+            )
         check_reachable(self.address)
         import ray
 

@@ -1,0 +1,137 @@
+"""Commands that interleave with the engine's control loop: the engine's state and the gateway's
+routing table stay in step whatever comes between two reconcile steps.
+
+Each test runs a real ``Gateway`` and a ``LocalEngine`` in one event loop, with real replica
+processes and real HTTP, and takes the engine's steps itself (``Stepped``): a deploy, a delete
+or a replica's event lands exactly between the steps it names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import requests
+
+from inferd.config.load import load_project
+from inferd.engine.local import LocalEngine
+from inferd.gateway.app import Gateway
+from tests.conftest import make_project
+
+T = TypeVar("T")
+
+# Each answer names the API (its metadata) and the replica (its pid) that gave it.
+WHO = "import os\n\n\ndef predict(sample, metadata):\n    return [metadata['api'], os.getpid()]\n"
+WAIT = 60.0  # seconds a condition may take on a loaded machine before the test fails
+
+
+class Stepped(LocalEngine):
+    """A local engine whose reconcile steps are the test's to take (``reconcile()``)."""
+
+    async def _reconcile_forever(self) -> None:
+        await asyncio.Event().wait()
+
+
+class Rig:
+    """A gateway and a stepped engine on one event loop."""
+
+    def __init__(self, home: Path) -> None:
+        self.gateway = Gateway()
+        self.engine = Stepped(self.gateway, home=home)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.gateway.ports[0]}{path}"
+
+    async def post(self, path: str, body: Any = None) -> requests.Response:
+        return await asyncio.to_thread(requests.post, self.url(path), json=body or {}, timeout=WAIT)
+
+    async def until(self, condition: Callable[[], T], what: str) -> T:
+        """Take steps until ``condition()`` is true; its value."""
+        deadline = time.monotonic() + WAIT
+        while not (value := condition()):
+            assert time.monotonic() < deadline, f"waited {WAIT:g}s for {what}"
+            self.engine.reconcile()
+            await asyncio.sleep(0.02)
+        return value
+
+    async def live(self, *keys: str) -> None:
+        """Until each API's version has a ready replica, and the old ones are let go."""
+
+        def done() -> bool:
+            states = [self.engine.apis.get(key) for key in keys]
+            return all(
+                state is not None
+                and state.status == "live"
+                and all(r.version == state.version.id for r in state.replicas if not r.retired)
+                for state in states
+            )
+
+        await self.until(done, f"{', '.join(keys)} live")
+
+
+def run(tmp_path: Path, scenario: Callable[[Rig], Awaitable[T]]) -> T:
+    async def main() -> T:
+        rig = Rig(tmp_path / "home")
+        await rig.gateway.start("127.0.0.1", 0)
+        try:
+            return await scenario(rig)
+        finally:
+            await rig.engine.stop()
+            await rig.gateway.close()
+
+    return asyncio.run(main())
+
+
+def api(name: str, endpoint: str | None = None, extra: str = "") -> str:
+    where = f"  endpoint: {endpoint}\n" if endpoint else ""
+    return (
+        f"- kind: api\n  name: {name}\n{where}  predictor:\n    path: p.py\n"
+        f"    metadata:\n      api: {name}\n{extra}"
+    )
+
+
+def project(root: Path, *apis: str, deployment: str = "d") -> Path:
+    return make_project(root, f"- kind: deployment\n  name: {deployment}\n" + "".join(apis), {"p.py": WHO})
+
+
+def test_an_api_renamed_in_a_deploy_keeps_its_endpoint(tmp_path: Path) -> None:
+    # Was: the new API took the endpoint, then deleting the old one (the same deploy) dropped the
+    # endpoint from the gateway: every request to it was a 404 while the API was live.
+    before = project(tmp_path / "v1", api("iris", "/predict"))
+    after = project(tmp_path / "v2", api("iris-v2", "/predict"))
+
+    async def scenario(rig: Rig) -> str:
+        await rig.engine.apply(load_project(before))
+        await rig.live("d/iris")
+        assert (await rig.post("/predict")).json()[0] == "iris"
+        await rig.engine.apply(load_project(after))
+        await rig.live("d/iris-v2")
+        answer = await rig.post("/predict")
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()[0])
+
+    assert run(tmp_path, scenario) == "iris-v2"
+
+
+def test_two_apis_that_swap_endpoints_in_a_deploy_both_answer(tmp_path: Path) -> None:
+    # Was: the second API's old endpoint was taken out of the routes though the first one had it
+    # now: one endpoint answered 404, the other the second API.
+    before = project(tmp_path / "v1", api("a", "/one"), api("b", "/two"))
+    after = project(tmp_path / "v2", api("a", "/two"), api("b", "/one"))
+
+    async def scenario(rig: Rig) -> dict[str, str]:
+        await rig.engine.apply(load_project(before))
+        await rig.live("d/a", "d/b")
+        await rig.engine.apply(load_project(after))
+        await rig.live("d/a", "d/b")
+        answers = {path: await rig.post(path) for path in ("/one", "/two")}
+        return {path: answer.text for path, answer in answers.items()}
+
+    answers = run(tmp_path, scenario)
+    assert {path: orjson.loads(text)[0] for path, text in answers.items()} == {"/one": "b", "/two": "a"}, (
+        answers
+    )

@@ -20,6 +20,7 @@ import requests
 from inferd.config.load import load_project
 from inferd.engine.local import LocalEngine
 from inferd.gateway.app import Gateway
+from inferd.replica.handle import ReplicaState
 from tests.conftest import make_project
 
 T = TypeVar("T")
@@ -49,13 +50,31 @@ class Rig:
     async def post(self, path: str, body: Any = None) -> requests.Response:
         return await asyncio.to_thread(requests.post, self.url(path), json=body or {}, timeout=WAIT)
 
+    def check(self) -> None:
+        """The gateway routes to exactly the engine's serving replicas of its live APIs."""
+        engine, gateway = self.engine, self.gateway
+        for key, state in engine.apis.items():
+            queue = gateway.apis.get(key)
+            if state.deleting:
+                assert queue is None, f"{key} is deleted, and the gateway still routes to it"
+                continue
+            assert queue is not None, f"{key} is live in the engine, and the gateway has no queue for it"
+            serving = {r.replica_id for r in queue.replicas if r.state == ReplicaState.READY}
+            ready = {r.id for r in state.replicas if r.ready and not r.stuck}
+            assert serving == ready, f"{key}: the gateway routes to {serving}, the engine's ready: {ready}"
+        for key in gateway.apis:
+            assert key in engine.apis, f"the gateway routes to {key}, which the engine does not have"
+
     async def until(self, condition: Callable[[], T], what: str) -> T:
-        """Take steps until ``condition()`` is true; its value."""
+        """Take steps until ``condition()`` is true (checking the invariants at each); its value."""
         deadline = time.monotonic() + WAIT
         while not (value := condition()):
             assert time.monotonic() < deadline, f"waited {WAIT:g}s for {what}"
+            self.check()
             self.engine.reconcile()
+            self.check()
             await asyncio.sleep(0.02)
+        self.check()
         return value
 
     async def live(self, *keys: str) -> None:
@@ -135,3 +154,28 @@ def test_two_apis_that_swap_endpoints_in_a_deploy_both_answer(tmp_path: Path) ->
     assert {path: orjson.loads(text)[0] for path, text in answers.items()} == {"/one": "b", "/two": "a"}, (
         answers
     )
+
+
+def test_an_update_of_an_api_that_does_not_fit_still_refuses_requests_at_once(tmp_path: Path) -> None:
+    # Was: the deploy told the gateway the new version had no error, and the engine, whose reason
+    # had not changed, never told it again: `inferd get` said `compute unavailable`, and each
+    # request waited for its timeout (504, a minute by default) instead of a 503 with the reason.
+    big = "  timeout: 5\n  compute:\n    cpu: 4096\n"
+    first = project(tmp_path / "v1", api("big", extra=big))
+    second = project(tmp_path / "v2", api("big", extra=big))
+    (second / "p.py").write_text(WHO + "# edited\n")
+
+    async def scenario(rig: Rig) -> list[tuple[int, str]]:
+        answers = []
+        for folder in (first, second, first):  # an update, then a delete and a deploy again
+            if folder is first and rig.engine.apis:
+                rig.engine.delete("d/big")
+            await rig.engine.apply(load_project(folder))
+            await rig.until(lambda: rig.engine.apis["d/big"].status == "compute unavailable", "no room")
+            answer = await rig.post("/d/big")
+            answers.append((answer.status_code, answer.text))
+        return answers
+
+    reason = "compute unavailable: needs cpu 4096"
+    for status, text in run(tmp_path, scenario):
+        assert status == 503 and reason in text, text

@@ -144,6 +144,9 @@ class LocalEngine:
                 state.deleting = False
                 state.failed = 0
                 state.hold_until, state.step_failures, state.step_error = 0.0, 0, None
+                # told to the gateway again at the next step (the old one, kept, was never told
+                # again after add_api: requests waited for their timeout instead of a 503)
+                state.compute_reason = None
                 state.last_update = time.time()
             self.sink.add_api(config, environ)
             self.sink.api_error(config.key, version.error)

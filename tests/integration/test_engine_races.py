@@ -9,6 +9,7 @@ or a replica's event lands exactly between the steps it names.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -90,6 +91,15 @@ class Rig:
             )
 
         await self.until(done, f"{', '.join(keys)} live")
+
+
+async def replaced(rig: Rig, key: str) -> int:
+    """Kill the API's one replica; the pid of the one that takes its place, once it serves."""
+    state = rig.engine.apis[key]
+    (replica,) = state.replicas
+    replica.process.kill()
+    await rig.until(lambda: state.status == "live" and replica not in state.replicas, f"{key} replaced")
+    return state.replicas[0].process.pid
 
 
 def run(tmp_path: Path, scenario: Callable[[Rig], Awaitable[T]]) -> T:
@@ -179,3 +189,27 @@ def test_an_update_of_an_api_that_does_not_fit_still_refuses_requests_at_once(tm
     reason = "compute unavailable: needs cpu 4096"
     for status, text in run(tmp_path, scenario):
         assert status == 503 and reason in text, text
+
+
+def test_an_api_no_longer_copied_to_runs_its_new_replicas_at_full_priority(tmp_path: Path) -> None:
+    # Was: the API whose shadow it was still counted as copying to it while it drained (a deploy
+    # that removed it), and after `inferd delete` until the next deploy: the replicas started
+    # since ran 10 nice levels down, and its autoscaler was capped as a shadow's.
+    shadowed = api("primary", extra="  shadow:\n    api: copy\n")
+    both = project(tmp_path / "both", shadowed, api("copy"))
+    alone = project(tmp_path / "alone", api("copy"))
+
+    async def scenario(rig: Rig) -> list[tuple[str, int]]:
+        niced = []
+        for change in ("delete", "deploy"):
+            await rig.engine.apply(load_project(both))
+            await rig.live("d/primary", "d/copy")
+            if change == "delete":
+                rig.engine.delete("d/primary")
+            else:
+                await rig.engine.apply(load_project(alone))
+            pid = await replaced(rig, "d/copy")
+            niced.append((change, os.getpriority(os.PRIO_PROCESS, pid) - rig.engine.priorities.base))
+        return niced
+
+    assert run(tmp_path, scenario) == [("delete", 0), ("deploy", 0)]

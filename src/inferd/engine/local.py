@@ -201,6 +201,7 @@ class LocalEngine:
         # them (its requests waited for a replica that never came).
         for replica in list(state.replicas):
             self._retire(state, replica.id)
+        self.priorities.refresh(self.apis)  # its shadow is no longer one
         self._event(name, "deleted")
 
     # the loop

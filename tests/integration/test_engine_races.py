@@ -213,3 +213,35 @@ def test_an_api_no_longer_copied_to_runs_its_new_replicas_at_full_priority(tmp_p
         return niced
 
     assert run(tmp_path, scenario) == [("delete", 0), ("deploy", 0)]
+
+
+def test_a_stop_right_after_a_delete_lets_the_deleted_apis_request_finish(tmp_path: Path) -> None:
+    # Was: the drain of `inferd down` (and of Ctrl-C on `inferd serve`) counted the requests of
+    # live APIs only: one still running on a deleted API's replica was cut off (503) at once.
+    release = tmp_path / "release"
+    held = (
+        "import pathlib, time\n\n\ndef predict(sample, metadata):\n"
+        f"    while not pathlib.Path({str(release)!r}).exists():\n        time.sleep(0.01)\n"
+        "    return 'done'\n"
+    )
+    folder = make_project(tmp_path / "p", "- kind: deployment\n  name: d\n" + api("held"), {"p.py": held})
+
+    async def scenario(rig: Rig) -> tuple[int, str]:
+        await rig.engine.apply(load_project(folder))
+        await rig.live("d/held")
+        queue = rig.gateway.apis["d/held"]
+        answer = asyncio.ensure_future(rig.post("/d/held"))
+        await rig.until(lambda: queue.running, "the request at the replica")
+        rig.engine.delete("d/held")
+
+        async def down() -> None:  # as the operator stops
+            await rig.gateway.drain(WAIT)
+            await rig.engine.stop()
+
+        stopping = asyncio.ensure_future(down())
+        release.touch()
+        await stopping
+        response = await answer
+        return response.status_code, response.text
+
+    assert run(tmp_path, scenario) == (200, '"done"')

@@ -194,7 +194,9 @@ class ApiTable:
         return 0 if queue is None else queue.arrivals
 
     def total_in_flight(self) -> int:
-        return sum(queue.in_flight for queue in self.apis.values())
+        """Requests queued or running, a deleted API's still running on its draining replicas too
+        (a drain that left them out stopped their replicas under them)."""
+        return sum(queue.in_flight for queue in [*self.apis.values(), *self.removed])
 
     # listings and readiness (called by routes)
 

@@ -9,6 +9,8 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import requests
+
 from tests.conftest import INFERD, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 from tests.integration.test_operator import HeldModel
@@ -212,3 +214,40 @@ def test_a_deploy_while_the_operator_stops_is_refused(
     ), refused.stdout
     assert (down.returncode, stopped[0].strip()) == (0, "the inferd operator stopped")
     assert "race" not in json.loads((inferd.home / "state.json").read_text())["deployments"]
+
+
+def test_two_deployments_deployed_at_once_cannot_both_take_an_endpoint(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """A deploy takes its endpoints when its models are in, so the check that no other
+    deployment serves them passed for both of two deploys at once: the second to finish took the
+    endpoint from the first, whose API was live in `inferd get` and never reached (or, the other
+    way round, the deploy that was told `deployment started` lost its endpoint a minute later)."""
+    origin = HeldModel(iris_onnx_model)
+    try:
+        first = make_project(
+            tmp_path / "first",
+            "- kind: deployment\n  name: first\n- kind: api\n  name: slow\n  endpoint: /shared\n"
+            f"  onnx:\n    model: {origin.url}\n",
+        )
+        second = make_project(
+            tmp_path / "second",
+            "- kind: deployment\n  name: second\n- kind: api\n  name: quick\n  endpoint: /shared\n"
+            "  predictor:\n    path: p.py\n",
+            {"p.py": "def predict(sample, metadata):\n    return 'quick'\n"},
+        )
+        inferd.run("up")
+        deploy = start(inferd, "deploy", str(first))
+        assert origin.asked.wait(60)  # the first deploy is downloading its model
+        refused = inferd.run("deploy", str(second), check=False)
+        origin.release()
+        deployed = deploy.communicate(timeout=120)
+    finally:
+        origin.close()
+    assert (refused.returncode, refused.stderr.strip()) == (
+        2,
+        "error: api 'quick': endpoint /shared is already served by api 'slow' of deployment 'first' "
+        "(being deployed)",
+    ), refused.stdout
+    assert deploy.returncode == 0, deployed
+    assert requests.get(inferd.url + "/shared", timeout=30).json()["name"] == "slow"

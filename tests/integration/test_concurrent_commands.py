@@ -251,3 +251,44 @@ def test_two_deployments_deployed_at_once_cannot_both_take_an_endpoint(
     ), refused.stdout
     assert deploy.returncode == 0, deployed
     assert requests.get(inferd.url + "/shared", timeout=30).json()["name"] == "slow"
+
+
+def test_a_promote_during_a_deploy_of_its_deployment_is_not_undone(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """`inferd promote` while a deploy of the splitter's deployment is in progress waits for it,
+    then gives the API its 100%: it answered at once, and the deploy, when it ended, set the
+    file's weights back without a word (a promotion lasts until the next deploy, not the one
+    before it)."""
+    echo = "  predictor:\n    path: p.py\n"
+    shop = (
+        "- kind: deployment\n  name: shop\n"
+        f"- kind: api\n  name: champion\n{echo}- kind: api\n  name: candidate\n{echo}"
+        "- kind: traffic_splitter\n  name: front\n  apis:\n"
+        "  - name: champion\n    weight: 100\n  - name: candidate\n    weight: 0\n"
+    )
+    project = make_project(tmp_path / "p", shop, {"p.py": "def predict(sample, metadata):\n    return 1\n"})
+    inferd.run("deploy", str(project))
+    origin = HeldModel(iris_onnx_model)
+    try:  # an update that adds an API whose model download waits: the deploy holds the deployment
+        (project / "cortex.yaml").write_text(
+            shop + f"- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n"
+        )
+        deploy = start(inferd, "deploy", str(project))
+        assert origin.asked.wait(60)
+        promote = start(inferd, "promote", "front", "candidate")
+        waiting = "deployment 'shop': the promote waits for the deploy in progress to finish"
+        wait_for(
+            lambda: promote.poll() is not None or waiting in (inferd.home / "operator.log").read_text(),
+            60,
+            "the promote to reach the operator",
+        )
+        origin.release()
+        deployed = deploy.communicate(timeout=120)
+        promoted = promote.communicate(timeout=120)
+    finally:
+        origin.close()
+    assert deploy.returncode == 0, deployed
+    assert promote.returncode == 0, promoted
+    (front,) = inferd.json("get", "front")
+    assert {api["name"]: api["weight"] for api in front["apis"]} == {"champion": 0, "candidate": 100}

@@ -292,3 +292,33 @@ def test_a_promote_during_a_deploy_of_its_deployment_is_not_undone(
     assert promote.returncode == 0, promoted
     (front,) = inferd.json("get", "front")
     assert {api["name"]: api["weight"] for api in front["apis"]} == {"champion": 0, "candidate": 100}
+
+
+def test_healthz_awaits_a_deploy_in_progress_when_another_one_ends(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """/healthz answers 503 naming the APIs of a deploy in progress: when a deploy of another
+    deployment ended meanwhile, it forgot them (200 with an API still on its way)."""
+    origin = HeldModel(iris_onnx_model)
+    try:
+        slow = make_project(
+            tmp_path / "slow",
+            f"- kind: deployment\n  name: slow\n- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n",
+        )
+        quick = make_project(
+            tmp_path / "quick",
+            "- kind: deployment\n  name: quick\n- kind: api\n  name: near\n  predictor:\n    path: p.py\n",
+            {"p.py": "def predict(sample, metadata):\n    return 1\n"},
+        )
+        inferd.run("up")
+        deploy = start(inferd, "deploy", str(slow))
+        assert origin.asked.wait(60)  # the first deploy is downloading its model
+        inferd.run("deploy", str(quick))
+        health = requests.get(inferd.url + "/healthz", timeout=30)
+        origin.release()
+        deployed = deploy.communicate(timeout=120)
+    finally:
+        origin.close()
+    assert (health.status_code, "far" in health.text) == (503, True), health.text
+    assert deploy.returncode == 0, deployed
+    assert requests.get(inferd.url + "/healthz", timeout=30).status_code == 200

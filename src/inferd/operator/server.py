@@ -233,7 +233,6 @@ class Operator:
             self.note_serving()  # what serves now, before this deploy replaces it
             undone = dict(record.promoted) if record is not None else {}  # the file's weights again
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
-            self.gateway.expect([config.key for config in deployed.apis])
             routed = self.gateway.splitters.configs_of(name)
             serving = {
                 state.config.name
@@ -245,14 +244,16 @@ class Operator:
             # version serving, instead of after the new one replaced it (a restart then brought
             # the previous one back).
             self.state.save_with(name, pending_record(record, project.root, snapshot, token))
+            keys = [config.key for config in deployed.apis]
+            self.gateway.expect(keys)
             try:
                 results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
             except BaseException:
                 with contextlib.suppress(StateError):
                     self.state.save()  # the record as it was
                 raise
-            finally:  # what failed to be created is no longer awaited
-                self.gateway.expected.intersection_update(self.gateway.apis)
+            finally:  # what failed to be created is no longer awaited (another deploy's still is)
+                self.gateway.expected.difference_update(k for k in keys if k not in self.gateway.apis)
             for config in deployed.apis:  # a changed key file is not a new version: read it again
                 if config.api.auth is not None and results.get(config.name) == "unchanged":
                     self.gateway.add_api(config, secrets)

@@ -94,12 +94,18 @@ class Rig:
 
 
 async def replaced(rig: Rig, key: str) -> int:
-    """Kill the API's one replica; the pid of the one that takes its place, once it serves."""
+    """Kill one of the API's replicas; the pid of the one that takes its place, once it serves."""
     state = rig.engine.apis[key]
-    (replica,) = state.replicas
-    replica.process.kill()
-    await rig.until(lambda: state.status == "live" and replica not in state.replicas, f"{key} replaced")
-    return state.replicas[0].process.pid
+    killed = state.replicas[0]
+    killed.process.kill()
+
+    def back() -> int | None:
+        ready = [r for r in state.replicas if r.ready]
+        if killed in state.replicas or len(ready) < state.desired or state.status != "live":
+            return None
+        return ready[-1].process.pid
+
+    return await rig.until(back, f"{key} replaced")
 
 
 def run(tmp_path: Path, scenario: Callable[[Rig], Awaitable[T]]) -> T:
@@ -245,3 +251,22 @@ def test_a_stop_right_after_a_delete_lets_the_deleted_apis_request_finish(tmp_pa
         return response.status_code, response.text
 
     assert run(tmp_path, scenario) == (200, '"done"')
+
+
+def test_a_deploy_right_after_a_delete_starts_the_api_afresh(tmp_path: Path) -> None:
+    # Was: within the engine's next step (0.25 s) of `inferd delete`, a deploy took the deleted
+    # API's state over: the replica count it wanted then (2, its min_replicas), not the one the
+    # new config asks for (1), and its autoscaler's past.
+    two = project(tmp_path / "two", api("echo", extra="  compute:\n    min_replicas: 2\n"))
+    one = project(tmp_path / "one", api("echo"))
+
+    async def scenario(rig: Rig) -> tuple[int, int]:
+        await rig.engine.apply(load_project(two))
+        await rig.live("d/echo")
+        rig.engine.delete("d/echo")
+        await rig.engine.apply(load_project(one))  # no step of the engine in between
+        await rig.live("d/echo")
+        state = rig.engine.apis["d/echo"]
+        return state.desired, sum(not r.retired for r in state.replicas)
+
+    assert run(tmp_path, scenario) == (1, 1)

@@ -66,17 +66,18 @@ class Rig:
         for key in gateway.apis:
             assert key in engine.apis, f"the gateway routes to {key}, which the engine does not have"
 
-    async def until(self, condition: Callable[[], T], what: str) -> T:
+    async def until(self, condition: Callable[[], T | None], what: str) -> T:
         """Take steps until ``condition()`` is true (checking the invariants at each); its value."""
         deadline = time.monotonic() + WAIT
-        while not (value := condition()):
-            assert time.monotonic() < deadline, f"waited {WAIT:g}s for {what}"
+        while True:
             self.check()
+            value = condition()
+            if value:
+                return value
+            assert time.monotonic() < deadline, f"waited {WAIT:g}s for {what}"
             self.engine.reconcile()
             self.check()
             await asyncio.sleep(0.02)
-        self.check()
-        return value
 
     async def live(self, *keys: str) -> None:
         """Until each API's version has a ready replica, and the old ones are let go."""

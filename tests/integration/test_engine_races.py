@@ -271,3 +271,23 @@ def test_a_deploy_right_after_a_delete_starts_the_api_afresh(tmp_path: Path) -> 
         return state.desired, sum(not r.retired for r in state.replicas)
 
     assert run(tmp_path, scenario) == (1, 1)
+
+
+def test_an_api_whose_replica_dies_is_not_said_live_meanwhile(tmp_path: Path) -> None:
+    # Was: until the engine's next step, `inferd get` and GET on the endpoint said `live` (with no
+    # replica available) while /healthz, told at once, said the API had none ready.
+    folder = project(tmp_path / "p", api("echo"))
+
+    async def scenario(rig: Rig) -> tuple[str, str | None, list[str]]:
+        await rig.engine.apply(load_project(folder))
+        await rig.live("d/echo")
+        queue = rig.gateway.apis["d/echo"]
+        (replica,) = rig.engine.apis["d/echo"].replicas
+        replica.process.kill()
+        deadline = time.monotonic() + WAIT
+        while queue.ready:  # no step of the engine: the gateway hears of the close
+            assert time.monotonic() < deadline, "the replica's close was never seen"
+            await asyncio.sleep(0.01)
+        return rig.engine.describe("d/echo")["status"], queue.status, rig.gateway.not_ready()
+
+    assert run(tmp_path, scenario) == ("updating", "updating", ["echo"])

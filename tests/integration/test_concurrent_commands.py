@@ -9,6 +9,8 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import requests
+
 from tests.conftest import INFERD, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 from tests.integration.test_operator import HeldModel
@@ -212,3 +214,111 @@ def test_a_deploy_while_the_operator_stops_is_refused(
     ), refused.stdout
     assert (down.returncode, stopped[0].strip()) == (0, "the inferd operator stopped")
     assert "race" not in json.loads((inferd.home / "state.json").read_text())["deployments"]
+
+
+def test_two_deployments_deployed_at_once_cannot_both_take_an_endpoint(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """A deploy takes its endpoints when its models are in, so the check that no other
+    deployment serves them passed for both of two deploys at once: the second to finish took the
+    endpoint from the first, whose API was live in `inferd get` and never reached (or, the other
+    way round, the deploy that was told `deployment started` lost its endpoint a minute later)."""
+    origin = HeldModel(iris_onnx_model)
+    try:
+        first = make_project(
+            tmp_path / "first",
+            "- kind: deployment\n  name: first\n- kind: api\n  name: slow\n  endpoint: /shared\n"
+            f"  onnx:\n    model: {origin.url}\n",
+        )
+        second = make_project(
+            tmp_path / "second",
+            "- kind: deployment\n  name: second\n- kind: api\n  name: quick\n  endpoint: /shared\n"
+            "  predictor:\n    path: p.py\n",
+            {"p.py": "def predict(sample, metadata):\n    return 'quick'\n"},
+        )
+        inferd.run("up")
+        deploy = start(inferd, "deploy", str(first))
+        assert origin.asked.wait(60)  # the first deploy is downloading its model
+        refused = inferd.run("deploy", str(second), check=False)
+        origin.release()
+        deployed = deploy.communicate(timeout=120)
+    finally:
+        origin.close()
+    assert (refused.returncode, refused.stderr.strip()) == (
+        2,
+        "error: api 'quick': endpoint /shared is already served by api 'slow' of deployment 'first' "
+        "(being deployed)",
+    ), refused.stdout
+    assert deploy.returncode == 0, deployed
+    assert requests.get(inferd.url + "/shared", timeout=30).json()["name"] == "slow"
+
+
+def test_a_promote_during_a_deploy_of_its_deployment_is_not_undone(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """`inferd promote` while a deploy of the splitter's deployment is in progress waits for it,
+    then gives the API its 100%: it answered at once, and the deploy, when it ended, set the
+    file's weights back without a word (a promotion lasts until the next deploy, not the one
+    before it)."""
+    echo = "  predictor:\n    path: p.py\n"
+    shop = (
+        "- kind: deployment\n  name: shop\n"
+        f"- kind: api\n  name: champion\n{echo}- kind: api\n  name: candidate\n{echo}"
+        "- kind: traffic_splitter\n  name: front\n  apis:\n"
+        "  - name: champion\n    weight: 100\n  - name: candidate\n    weight: 0\n"
+    )
+    project = make_project(tmp_path / "p", shop, {"p.py": "def predict(sample, metadata):\n    return 1\n"})
+    inferd.run("deploy", str(project))
+    origin = HeldModel(iris_onnx_model)
+    try:  # an update that adds an API whose model download waits: the deploy holds the deployment
+        (project / "cortex.yaml").write_text(
+            shop + f"- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n"
+        )
+        deploy = start(inferd, "deploy", str(project))
+        assert origin.asked.wait(60)
+        promote = start(inferd, "promote", "front", "candidate")
+        waiting = "deployment 'shop': the promote waits for the deploy in progress to finish"
+        wait_for(
+            lambda: promote.poll() is not None or waiting in (inferd.home / "operator.log").read_text(),
+            60,
+            "the promote to reach the operator",
+        )
+        origin.release()
+        deployed = deploy.communicate(timeout=120)
+        promoted = promote.communicate(timeout=120)
+    finally:
+        origin.close()
+    assert deploy.returncode == 0, deployed
+    assert promote.returncode == 0, promoted
+    (front,) = inferd.json("get", "front")
+    assert {api["name"]: api["weight"] for api in front["apis"]} == {"champion": 0, "candidate": 100}
+
+
+def test_healthz_awaits_a_deploy_in_progress_when_another_one_ends(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """/healthz answers 503 naming the APIs of a deploy in progress: when a deploy of another
+    deployment ended meanwhile, it forgot them (200 with an API still on its way)."""
+    origin = HeldModel(iris_onnx_model)
+    try:
+        slow = make_project(
+            tmp_path / "slow",
+            f"- kind: deployment\n  name: slow\n- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n",
+        )
+        quick = make_project(
+            tmp_path / "quick",
+            "- kind: deployment\n  name: quick\n- kind: api\n  name: near\n  predictor:\n    path: p.py\n",
+            {"p.py": "def predict(sample, metadata):\n    return 1\n"},
+        )
+        inferd.run("up")
+        deploy = start(inferd, "deploy", str(slow))
+        assert origin.asked.wait(60)  # the first deploy is downloading its model
+        inferd.run("deploy", str(quick))
+        health = requests.get(inferd.url + "/healthz", timeout=30)
+        origin.release()
+        deployed = deploy.communicate(timeout=120)
+    finally:
+        origin.close()
+    assert (health.status_code, "far" in health.text) == (503, True), health.text
+    assert deploy.returncode == 0, deployed
+    assert requests.get(inferd.url + "/healthz", timeout=30).status_code == 200

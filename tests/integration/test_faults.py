@@ -377,6 +377,13 @@ def test_a_deploy_whose_state_cannot_be_saved_changes_nothing(inferd: Inferd, tm
             assert refused.returncode == 1 and "cannot save the state" in refused.stderr, refused.stderr
         assert inferd.post("/unsaved/other", {}).json() == "first"
         assert inferd.api("same")["status"] == "live"
+        # Was: a new deployment refused so was awaited for good: /healthz 503 naming its API.
+        config = (project / "cortex.yaml").read_text().replace("unsaved", "fresh")
+        fresh = make_project(tmp_path / "fresh", config, {"p.py": predictor.format(version="fresh")})
+        refused = inferd.run("deploy", str(fresh), check=False)
+        assert refused.returncode == 1 and "cannot save the state" in refused.stderr, refused.stderr
+        health = requests.get(inferd.url + "/healthz", timeout=30)
+        assert health.status_code == 200, health.text
     finally:
         state.rmdir()
         state.write_text(before)

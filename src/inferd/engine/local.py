@@ -120,15 +120,17 @@ class LocalEngine:
                 continue
             results[config.name] = "created" if state is None or state.deleting else "updated"
             compute, autoscaling = config.api.compute, config.api.autoscaling
-            if state is None:
-                state = ApiState(
+            if state is None or state.deleting:
+                fresh = ApiState(
                     version=version,
                     desired=compute.replicas_at_start if self.fixed_replicas is None else self.fixed_replicas,
                     autoscaler=Autoscaler(
                         autoscaling.target_in_flight, autoscaling.upscale_window, autoscaling.downscale_window
                     ),
                 )
-                self.apis[config.key] = state
+                if state is not None:  # deleted, and deployed again: a new API, its old replicas draining
+                    fresh.replicas = state.replicas
+                self.apis[config.key] = state = fresh
             else:
                 # the new `autoscaling:` applies from now on, with the load seen so far
                 state.autoscaler.configure(
@@ -141,9 +143,9 @@ class LocalEngine:
                     state.autoscaler.forget()
                 state.version = version
                 state.status = "updating"  # until the new version is live (report.status)
-                state.deleting = False
                 state.failed = 0
                 state.hold_until, state.step_failures, state.step_error = 0.0, 0, None
+                state.compute_reason = None  # told again at the next step (add_api cleared it)
                 state.last_update = time.time()
             self.sink.add_api(config, environ)
             self.sink.api_error(config.key, version.error)
@@ -198,6 +200,7 @@ class LocalEngine:
         # them (its requests waited for a replica that never came).
         for replica in list(state.replicas):
             self._retire(state, replica.id)
+        self.priorities.refresh(self.apis)  # its shadow is no longer one
         self._event(name, "deleted")
 
     # the loop

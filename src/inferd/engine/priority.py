@@ -77,8 +77,14 @@ class Priorities:
     ) -> None:
         """``deployment`` was deployed with ``splitters``: every running replica gets its priority."""
         self.splitters[deployment] = splitters
+        self.refresh(apis)
+
+    def refresh(self, apis: Mapping[str, ApiState]) -> None:
+        """Every running replica gets the priority its API calls for now: an API being deleted
+        copies to no shadow (it did while it drained, and after ``inferd delete`` until the next
+        deploy: the shadow's new replicas started at the lower priority)."""
         every = [s for group in self.splitters.values() for s in group]
-        self.targets = shadow_targets((state.config for state in apis.values()), every)
+        self.targets = shadow_targets((state.config for state in apis.values() if not state.deleting), every)
         for state in apis.values():
             for replica in state.replicas:
                 self.apply(state.key, replica)

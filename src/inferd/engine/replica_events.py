@@ -95,8 +95,9 @@ class LocalReplicaEvents:
             return
         if replica.stuck:  # stopped on purpose: a request overran its timeout
             state.timed_out += 1
-            return
-        failures.crashed(state, replica, handle.state == ReplicaState.FAILED, self._event)
+        else:
+            failures.crashed(state, replica, handle.state == ReplicaState.FAILED, self._event)
+        publish_status(state, self.sink)  # no longer live if it was the one ready replica
 
     def replica_lost_because(self, handle: ReplicaHandle) -> str | None:
         found = self._find(handle)

@@ -80,7 +80,7 @@ class ApiTable:
             queue = ApiQueue(config)
             self.apis[config.key] = queue
         else:
-            self.endpoints.pop(queue.endpoint.encode(), None)
+            self._unroute(queue)
             queue.configure(config)
         queue.shadow = self.shadows.route(config.key, config.deployment, config.api.shadow)
         queue.observed = bool(queue.sample) or queue.shadow is not None
@@ -114,13 +114,21 @@ class ApiTable:
         queue = self.apis.pop(name, None)
         if queue is not None:
             self.shadows.forget(name)
-            self.endpoints.pop(queue.endpoint.encode(), None)
+            self._unroute(queue)
             self._index_models()
             queue.fail_waiting(404, codec.error_body(f"api '{name}' was deleted"))
             if queue.busy:
                 self.removed.append(queue)
             if self.access_log is not None:
                 self.access_log.forget(name)
+
+    def _unroute(self, queue: ApiQueue) -> None:
+        """Take ``queue``'s endpoint out of the routes, unless another API has it now: an API
+        renamed in a deploy keeps its endpoint (the new one takes it before the old one goes),
+        and two APIs may swap theirs."""
+        endpoint = queue.endpoint.encode()
+        if self.endpoints.get(endpoint) is queue:
+            del self.endpoints[endpoint]
 
     def _index_models(self) -> None:
         by_name: dict[str, list[ApiQueue]] = {}
@@ -186,7 +194,9 @@ class ApiTable:
         return 0 if queue is None else queue.arrivals
 
     def total_in_flight(self) -> int:
-        return sum(queue.in_flight for queue in self.apis.values())
+        """Requests queued or running, a deleted API's still running on its draining replicas too
+        (a drain that left them out stopped their replicas under them)."""
+        return sum(queue.in_flight for queue in [*self.apis.values(), *self.removed])
 
     # listings and readiness (called by routes)
 

@@ -135,7 +135,7 @@ class AdminApp(HttpServer):
             operator.note_serving()
             return operator.api_list()
         if method == b"POST" and path == "/promote":
-            return promote(operator, _text(body, "splitter"), _text(body, "api"))
+            return await promote(operator, _text(body, "splitter"), _text(body, "api"))
         if method == b"GET" and path == "/splitters":
             return operator.gateway.splitters.describe()
         if method == b"GET" and path.startswith("/apis/"):

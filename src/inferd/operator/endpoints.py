@@ -1,9 +1,11 @@
 """One endpoint, one owner: a deploy may not take a path another deployment's API or traffic
-splitter serves (within a deployment, ``config.load`` checks it)."""
+splitter serves, or one that another deployment's deploy in progress is about to take (within a
+deployment, ``config.load`` checks it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 from inferd.config.schema import Project
 from inferd.engine.state import ApiState
@@ -11,22 +13,54 @@ from inferd.errors import ConfigError
 from inferd.gateway.traffic import Splitters
 
 
-def check_endpoints(project: Project, apis: Iterable[ApiState], splitters: Splitters) -> None:
+def check_endpoints(
+    project: Project, apis: Iterable[ApiState], splitters: Splitters, deploying: Iterable[Project] = ()
+) -> None:
     """Refuse ``project`` when an API or splitter of it would take an endpoint that an API (of
-    ``apis``, the engine's) or a splitter of another deployment serves. API names are unique per
-    deployment only (as in Cortex): only endpoints must not clash."""
+    ``apis``, the engine's) or a splitter of another deployment serves, or that a project of
+    another deployment ``deploying`` now will. API names are unique per deployment only (as in
+    Cortex): only endpoints must not clash."""
     mine = project.deployment.name
-    served = {
-        other.config.endpoint: f"api '{other.config.name}' of deployment '{other.config.deployment}'"
-        for other in apis
-        if other.config.deployment != mine and not other.deleting
-    }
+    served: dict[str, str] = {}
+    for other in deploying:
+        if other.deployment.name != mine:
+            for kind, name, endpoint in _wanted(other):
+                what = "traffic splitter" if kind == "traffic_splitter" else kind
+                served[endpoint] = f"{what} '{name}' of deployment '{other.deployment.name}' (being deployed)"
+    for state in apis:
+        if state.config.deployment != mine and not state.deleting:
+            served[state.config.endpoint] = (
+                f"api '{state.config.name}' of deployment '{state.config.deployment}'"
+            )
     for splitter in splitters.by_key.values():
         if splitter.config.deployment != mine:
             where = f"traffic splitter '{splitter.name}' of deployment '{splitter.config.deployment}'"
             served[splitter.endpoint] = where
-    wanted = [("api", c.name, c.endpoint) for c in project.apis]
-    wanted += [("traffic_splitter", s.name, s.endpoint) for s in project.splitters]
-    for kind, name, endpoint in wanted:
+    for kind, name, endpoint in _wanted(project):
         if endpoint in served:
             raise ConfigError(f"{kind} '{name}': endpoint {endpoint} is already served by {served[endpoint]}")
+
+
+def _wanted(project: Project) -> list[tuple[str, str, str]]:
+    wanted = [("api", c.name, c.endpoint) for c in project.apis]
+    wanted += [("traffic_splitter", s.name, s.endpoint) for s in project.splitters]
+    return wanted
+
+
+class Claims:
+    """The projects being deployed now. A deploy's APIs reach the gateway only once their models
+    are downloaded and requirements installed (minutes): checked against what serves alone, two
+    deploys at once each took the same endpoint, and the one that finished last had it."""
+
+    def __init__(self) -> None:
+        self.projects: list[Project] = []
+
+    @contextlib.contextmanager
+    def held(self, project: Project, apis: Iterable[ApiState], splitters: Splitters) -> Iterator[None]:
+        """Check ``project``'s endpoints (``ConfigError``) and hold them while the block runs."""
+        check_endpoints(project, apis, splitters, self.projects)
+        self.projects.append(project)
+        try:
+            yield
+        finally:
+            self.projects.remove(project)

@@ -7,6 +7,8 @@ deployed again, when its file's weights are the truth once more.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from inferd.config.schema import ApiConfig, Project, SplitterApi, SplitterConfig
@@ -15,6 +17,8 @@ from inferd.errors import ConflictError, NotFoundError, in_several_deployments
 if TYPE_CHECKING:
     from inferd.gateway.app import Gateway
     from inferd.operator.server import Operator
+
+log = logging.getLogger("inferd.operator")
 
 
 def promoted(configs: tuple[SplitterConfig, ...], choices: dict[str, str]) -> tuple[SplitterConfig, ...]:
@@ -30,7 +34,23 @@ def promoted(configs: tuple[SplitterConfig, ...], choices: dict[str, str]) -> tu
     return tuple(result)
 
 
-def promote(operator: Operator, name: str, api: str) -> dict[str, Any]:
+async def promote(operator: Operator, name: str, api: str) -> dict[str, Any]:
+    """Give ``api`` all of splitter ``name``'s requests once no deploy of its deployment is in
+    progress: that deploy sets the file's weights when it ends, and undid a promotion made under it."""
+    found = operator.gateway.splitters.find(name)
+    deployments = {splitter.config.deployment for splitter in found}
+    if len(deployments) == 1:
+        (deployment,) = deployments
+        await operator.restored_first(deployment)
+        lock = operator.locks.setdefault(deployment, asyncio.Lock())
+        if lock.locked():
+            log.info("deployment '%s': the promote waits for the deploy in progress to finish", deployment)
+        async with lock:
+            return promote_now(operator, name, api)
+    return promote_now(operator, name, api)  # none, or several: the error says which
+
+
+def promote_now(operator: Operator, name: str, api: str) -> dict[str, Any]:
     splitters = operator.gateway.splitters
     found = splitters.find(name)
     if not found:

@@ -41,7 +41,7 @@ from inferd.gateway.traffic import routing
 from inferd.operator import heap
 from inferd.operator.admin import AdminApp
 from inferd.operator.dashboard import Dashboard
-from inferd.operator.endpoints import check_endpoints
+from inferd.operator.endpoints import Claims
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.promote import ended_promotions, promoted
 from inferd.operator.prune import Collector, forget_apis
@@ -87,6 +87,7 @@ class Operator:
         self.admin = AdminApp(self)
         self.dashboard = Dashboard(self)
         self.locks: dict[str, asyncio.Lock] = {}
+        self.claims = Claims()  # the endpoints of the deploys in progress
         self.deploying: dict[str, tuple[object, ...]] = {}  # what each deployment's lock holder deploys
         self.started = time.time()
         self.code = code_identity()  # as the files were when this process loaded its code
@@ -199,13 +200,18 @@ class Operator:
     ) -> dict[str, Any]:
         if self.stop_event.is_set():  # it would be "live", then stopped with the rest
             raise ConflictError("the operator is stopping (`inferd down`); deploy again once it has stopped")
-        source_path = Path(source)
-        project = load_project(source_path)
+        project = load_project(Path(source))
+        # Its endpoints are taken from now on, not once its models are in (operator/endpoints.py).
+        with self.claims.held(project, self.engine.apis.values(), self.gateway.splitters):
+            if not replace:
+                self._check_other_folder(project)
+            secrets = self._key_variables(project, environ or {})
+            return await self._deploy(project, force, refresh, secrets, relax_pins)
+
+    async def _deploy(
+        self, project: Project, force: bool, refresh: bool, secrets: dict[str, str], relax_pins: bool
+    ) -> dict[str, Any]:
         name = project.deployment.name
-        check_endpoints(project, self.engine.apis.values(), self.gateway.splitters)
-        if not replace:
-            self._check_other_folder(project)
-        secrets = self._key_variables(project, environ or {})
         await self.restored_first(name)
         lock = self.locks.setdefault(name, asyncio.Lock())
         # (a walk of the project: off the event loop the gateway's requests are answered on)
@@ -227,7 +233,6 @@ class Operator:
             self.note_serving()  # what serves now, before this deploy replaces it
             undone = dict(record.promoted) if record is not None else {}  # the file's weights again
             token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
-            self.gateway.expect([config.key for config in deployed.apis])
             routed = self.gateway.splitters.configs_of(name)
             serving = {
                 state.config.name
@@ -239,14 +244,16 @@ class Operator:
             # version serving, instead of after the new one replaced it (a restart then brought
             # the previous one back).
             self.state.save_with(name, pending_record(record, project.root, snapshot, token))
+            keys = [config.key for config in deployed.apis]
+            self.gateway.expect(keys)
             try:
                 results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
             except BaseException:
                 with contextlib.suppress(StateError):
                     self.state.save()  # the record as it was
                 raise
-            finally:  # what failed to be created is no longer awaited
-                self.gateway.expected.intersection_update(self.gateway.apis)
+            finally:  # what failed to be created is no longer awaited (another deploy's still is)
+                self.gateway.expected.difference_update(k for k in keys if k not in self.gateway.apis)
             for config in deployed.apis:  # a changed key file is not a new version: read it again
                 if config.api.auth is not None and results.get(config.name) == "unchanged":
                     self.gateway.add_api(config, secrets)

@@ -96,6 +96,30 @@ def test_a_model_whose_runtime_is_not_installed_is_one_sentence_naming_the_extra
     assert "Traceback" not in text, text
 
 
+def test_an_api_that_asks_for_a_gpu_is_told_the_gpu_extra(
+    bare_python: Path, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # Was: told `pip install 'inferd[onnx]'` (or `[tensorflow]`), the CPU build, after which the
+    # replica wanted `inferd[gpu]`, whose onnxruntime-gpu then shared one module with onnxruntime.
+    on_gpu = YAML.replace("model: iris.onnx\n", "model: iris.onnx\n  compute:\n    gpu: 1\n").replace(
+        "model: iris\n", "model: iris\n  compute:\n    gpu: 1\n"
+    )
+    project = make_project(
+        tmp_path / "p",
+        on_gpu,
+        {"sample.json": (example("iris-onnx") / "sample.json").read_text()},
+        {"iris.onnx": iris_onnx_model, "iris": example("iris-tensorflow") / "models" / "iris"},
+    )
+    tested = subprocess.run(
+        [str(bare_python), "-m", "inferd", "test", str(project)], capture_output=True, text=True, timeout=120
+    )
+    assert tested.returncode == 1
+    for api, sentence in sentences(bare_python).items():
+        extra = sentence.rsplit("pip install ", 1)[1]
+        told = sentence.replace(extra, "'inferd[gpu]' (the API asks for a GPU)")
+        assert f"{api}: cannot load: {told}\n" in tested.stdout + tested.stderr
+
+
 def test_inferd_init_without_the_runtime_names_the_extra_that_serves_the_project(
     bare_python: Path, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

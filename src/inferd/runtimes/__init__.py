@@ -10,22 +10,26 @@ from inferd.runtimes.base import Runtime, TensorSpec
 from inferd.runtimes.devices import Devices
 
 # Each format's framework, what it is called, and the extra of inferd that installs it
-# (pyproject.toml): ``pip install inferd`` alone installs neither.
+# (pyproject.toml): ``pip install inferd`` alone installs neither. An API that asks for a GPU
+# needs the `gpu` extra's CUDA builds instead: the CPU build installed first stays beside them
+# (onnxruntime and onnxruntime-gpu, tensorflow-cpu and tensorflow, each pair one module).
 FRAMEWORKS = {
     "onnx": ("onnxruntime", "ONNX models", "onnx"),
     "tensorflow": ("tensorflow", "TensorFlow SavedModels", "tensorflow"),
 }
 
 
-def _not_installed(model_format: str, exc: ModuleNotFoundError) -> Exception:
+def _not_installed(model_format: str, exc: ModuleNotFoundError, devices: Devices | None) -> Exception:
     """One sentence for a runtime whose framework is not installed in this Python; ``exc`` as it
     is for any other missing module (one the framework itself imports: its traceback says which)."""
     module, models, extra = FRAMEWORKS[model_format]
     if exc.name != module:
         return exc
+    install = f"pip install 'inferd[{extra}]'"
+    if devices is not None and devices.gpus > 0:
+        install = "pip install 'inferd[gpu]' (the API asks for a GPU)"
     return LoadError(
-        f"{models} need {module}, which is not installed in this Python ({sys.executable}): "
-        f"pip install 'inferd[{extra}]'"
+        f"{models} need {module}, which is not installed in this Python ({sys.executable}): {install}"
     )
 
 
@@ -40,7 +44,7 @@ def load_runtime(
         try:
             from inferd.runtimes.onnx import OnnxRuntime
         except ModuleNotFoundError as exc:
-            raise _not_installed(model_format, exc) from None
+            raise _not_installed(model_format, exc, devices) from None
         from inferd.runtimes.onnx_shared import populate, shared_model, sharing_enabled, unpacked
         from inferd.storage.layout import find_onnx_model
 
@@ -58,7 +62,7 @@ def load_runtime(
         try:
             from inferd.runtimes.tensorflow import TensorFlowRuntime
         except ModuleNotFoundError as exc:
-            raise _not_installed(model_format, exc) from None
+            raise _not_installed(model_format, exc, devices) from None
 
         return TensorFlowRuntime(model_path, signature_key, devices=devices or Devices())
     raise ValueError(f"no runtime for model format {model_format!r}")

@@ -295,8 +295,10 @@ class Client:
         result: dict[str, Any] = self.call("GET", f"/apis/{name}")
         return result
 
-    def promote(self, splitter: str, api: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.call("POST", "/promote", {"splitter": splitter, "api": api})
+    def promote(self, splitter: str, api: str, judged: str | None = None) -> dict[str, Any]:
+        """``judged``: the version of ``api`` a replay judged (refused if it runs another)."""
+        body = {"splitter": splitter, "api": api, **({"judged": judged} if judged else {})}
+        result: dict[str, Any] = self.call("POST", "/promote", body)
         return result
 
     def splitters(self) -> list[dict[str, Any]]:

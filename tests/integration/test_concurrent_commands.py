@@ -322,3 +322,56 @@ def test_healthz_awaits_a_deploy_in_progress_when_another_one_ends(
     assert (health.status_code, "far" in health.text) == (503, True), health.text
     assert deploy.returncode == 0, deployed
     assert requests.get(inferd.url + "/healthz", timeout=30).status_code == 200
+
+
+def test_a_promote_with_min_agreement_waiting_for_a_deploy_refuses_a_version_never_replayed(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """`inferd promote --min-agreement` checks that the last replay judged the version running.
+    A promote made during a deploy waits for it, and the deploy may bring the API a new version:
+    checked before the wait only, the promote gave 100% to a version no replay had seen."""
+    shop = (
+        "- kind: deployment\n  name: shop\n"
+        "- kind: api\n  name: champion\n  predictor:\n    path: p.py\n"
+        "- kind: api\n  name: candidate\n  predictor:\n    path: p.py\n    metadata: {v: VERSION}\n"
+        "- kind: traffic_splitter\n  name: front\n  apis:\n"
+        "  - name: champion\n    weight: 100\n  - name: candidate\n    weight: 0\n"
+    )
+    files = {"p.py": "def predict(sample, metadata):\n    return 1\n"}
+    project = make_project(tmp_path / "p", shop.replace("VERSION", "1"), files)
+    inferd.run("deploy", str(project))
+    judged = inferd.api("candidate")["version"]
+    replay = inferd.home / "replays" / "shop" / "candidate.json"
+    replay.parent.mkdir(parents=True, exist_ok=True)
+    replay.write_text(
+        json.dumps(
+            {"api": "shop/champion", "against": "shop/candidate", "version": judged, "shadow": False}
+            | {"agreement": 1.0, "requests": 50, "disagreements": 0}
+        )
+    )
+    origin = HeldModel(iris_onnx_model)
+    try:  # a new candidate, after an API whose model download waits: the deploy holds the deployment
+        far = f"- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n"
+        head, rest = shop.replace("VERSION", "2").split("- kind: api\n  name: champion", 1)
+        (project / "cortex.yaml").write_text(head + far + "- kind: api\n  name: champion" + rest)
+        deploy = start(inferd, "deploy", str(project))
+        assert origin.asked.wait(60)
+        promote = start(inferd, "promote", "front", "candidate", "--min-agreement", "0.9")
+        waiting = "deployment 'shop': the promote waits for the deploy in progress to finish"
+        wait_for(
+            lambda: promote.poll() is not None or waiting in (inferd.home / "operator.log").read_text(),
+            60,
+            "the promote to reach the operator",
+        )
+        origin.release()
+        deployed = deploy.communicate(timeout=120)
+        promoted = promote.communicate(timeout=120)
+    finally:
+        origin.close()
+    assert deploy.returncode == 0, deployed
+    now = inferd.api("candidate")["version"]
+    assert now != judged
+    assert promote.returncode == 1, promoted
+    assert f"judged its version {judged}, and it runs {now} now" in promoted[1], promoted
+    (front,) = inferd.json("get", "front")
+    assert {api["name"]: api["weight"] for api in front["apis"]} == {"champion": 100, "candidate": 0}

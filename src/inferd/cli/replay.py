@@ -234,6 +234,7 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
     deployment, splitter, names = find_splitter(client, splitter)
     if api not in names:
         raise NotFoundError(f"splitter '{splitter}' has no api '{api}' (it has: {', '.join(names)})")
+    judged: str | None = None  # the version the last replay saw, with --min-agreement
     if min_agreement is not None:
         path = replay_path(client.home, f"{deployment}/{api}")
         if not path.is_file():
@@ -268,4 +269,6 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
                 f"{last['agreement']:.1%} ({last['requests'] - last['disagreements']} of {last['requests']} "
                 f"requests), below --min-agreement {min_agreement:.1%}"
             )
-    click.echo(client.promote(f"{deployment}/{splitter}", api)["message"])
+    # (checked again by the operator: a promote waits for a deploy in progress, which may bring
+    # the API a version this replay never saw)
+    click.echo(client.promote(f"{deployment}/{splitter}", api, judged)["message"])

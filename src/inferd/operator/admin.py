@@ -135,7 +135,13 @@ class AdminApp(HttpServer):
             operator.note_serving()
             return operator.api_list()
         if method == b"POST" and path == "/promote":
-            return await promote(operator, _text(body, "splitter"), _text(body, "api"))
+            judged = body.get("judged")  # the version a replay judged (--min-agreement)
+            return await promote(
+                operator,
+                _text(body, "splitter"),
+                _text(body, "api"),
+                judged if isinstance(judged, str) else None,
+            )
         if method == b"GET" and path == "/splitters":
             return operator.gateway.splitters.describe()
         if method == b"GET" and path.startswith("/apis/"):

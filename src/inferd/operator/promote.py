@@ -34,9 +34,11 @@ def promoted(configs: tuple[SplitterConfig, ...], choices: dict[str, str]) -> tu
     return tuple(result)
 
 
-async def promote(operator: Operator, name: str, api: str) -> dict[str, Any]:
+async def promote(operator: Operator, name: str, api: str, judged: str | None = None) -> dict[str, Any]:
     """Give ``api`` all of splitter ``name``'s requests once no deploy of its deployment is in
-    progress: that deploy sets the file's weights when it ends, and undid a promotion made under it."""
+    progress: that deploy sets the file's weights when it ends, and undid a promotion made under it.
+    ``judged``: the version of ``api`` that ``--min-agreement``'s replay judged; refused if the
+    deploy waited for brought another."""
     found = operator.gateway.splitters.find(name)
     deployments = {splitter.config.deployment for splitter in found}
     if len(deployments) == 1:
@@ -46,11 +48,11 @@ async def promote(operator: Operator, name: str, api: str) -> dict[str, Any]:
         if lock.locked():
             log.info("deployment '%s': the promote waits for the deploy in progress to finish", deployment)
         async with lock:
-            return promote_now(operator, name, api)
-    return promote_now(operator, name, api)  # none, or several: the error says which
+            return promote_now(operator, name, api, judged)
+    return promote_now(operator, name, api, judged)  # none, or several: the error says which
 
 
-def promote_now(operator: Operator, name: str, api: str) -> dict[str, Any]:
+def promote_now(operator: Operator, name: str, api: str, judged: str | None = None) -> dict[str, Any]:
     splitters = operator.gateway.splitters
     found = splitters.find(name)
     if not found:
@@ -65,6 +67,13 @@ def promote_now(operator: Operator, name: str, api: str) -> dict[str, Any]:
     if api not in splitter.weights:
         raise NotFoundError(f"splitter '{name}' has no api '{api}' (it has: {', '.join(splitter.weights)})")
     deployment = splitter.config.deployment
+    state = operator.engine.apis.get(f"{deployment}/{api}")
+    if judged is not None and state is not None and state.version.id != judged:
+        raise ConflictError(
+            f"not promoting '{api}': the last replay against it judged its version {judged}, and it "
+            f"runs {state.version.id} now (deployed again while the promote waited for that deploy); "
+            "replay it again"
+        )
     queue = operator.gateway.apis.get(f"{deployment}/{api}")
     if queue is not None and queue.error is not None and not queue.ready:
         # Every request of the splitter would get its 503 at once.

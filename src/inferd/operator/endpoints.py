@@ -14,19 +14,22 @@ from inferd.gateway.traffic import Splitters
 
 
 def check_endpoints(
-    project: Project, apis: Iterable[ApiState], splitters: Splitters, deploying: Iterable[Project] = ()
+    project: Project,
+    apis: Iterable[ApiState],
+    splitters: Splitters,
+    deploying: Iterable[tuple[Project, str]] = (),
 ) -> None:
     """Refuse ``project`` when an API or splitter of it would take an endpoint that an API (of
     ``apis``, the engine's) or a splitter of another deployment serves, or that a project of
-    another deployment ``deploying`` now will. API names are unique per deployment only (as in
-    Cortex): only endpoints must not clash."""
+    another deployment ``deploying`` now will (with how: "being deployed", "being restored").
+    API names are unique per deployment only (as in Cortex): only endpoints must not clash."""
     mine = project.deployment.name
     served: dict[str, str] = {}
-    for other in deploying:
+    for other, how in deploying:
         if other.deployment.name != mine:
             for kind, name, endpoint in _wanted(other):
                 what = "traffic splitter" if kind == "traffic_splitter" else kind
-                served[endpoint] = f"{what} '{name}' of deployment '{other.deployment.name}' (being deployed)"
+                served[endpoint] = f"{what} '{name}' of deployment '{other.deployment.name}' ({how})"
     for state in apis:
         if state.config.deployment != mine and not state.deleting:
             served[state.config.endpoint] = (
@@ -48,19 +51,29 @@ def _wanted(project: Project) -> list[tuple[str, str, str]]:
 
 
 class Claims:
-    """The projects being deployed now. A deploy's APIs reach the gateway only once their models
-    are downloaded and requirements installed (minutes): checked against what serves alone, two
-    deploys at once each took the same endpoint, and the one that finished last had it."""
+    """The projects being deployed or restored now. A deploy's APIs reach the gateway only once
+    their models are downloaded and requirements installed (minutes), a restored deployment's
+    too: checked against what serves alone, two deploys at once each took the same endpoint (or a
+    deploy during a restart took a restored deployment's), and the one that finished last had it."""
 
     def __init__(self) -> None:
-        self.projects: list[Project] = []
+        self.projects: list[tuple[Project, str]] = []
 
     @contextlib.contextmanager
     def held(self, project: Project, apis: Iterable[ApiState], splitters: Splitters) -> Iterator[None]:
         """Check ``project``'s endpoints (``ConfigError``) and hold them while the block runs."""
         check_endpoints(project, apis, splitters, self.projects)
-        self.projects.append(project)
+        with self._holding((project, "being deployed")):
+            yield
+
+    def restoring(self, project: Project) -> contextlib.AbstractContextManager[None]:
+        """Hold the endpoints of ``project``, recorded before a restart, while it comes back."""
+        return self._holding((project, "being restored"))
+
+    @contextlib.contextmanager
+    def _holding(self, claim: tuple[Project, str]) -> Iterator[None]:
+        self.projects.append(claim)
         try:
             yield
         finally:
-            self.projects.remove(project)
+            self.projects.remove(claim)

@@ -18,6 +18,7 @@ from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
 from inferd.errors import InferdError
 from inferd.gateway.app import Gateway
+from inferd.operator.endpoints import Claims
 from inferd.operator.logs import adopt_first_round_log
 from inferd.operator.promote import promoted
 from inferd.operator.state import DeploymentRecord, State
@@ -33,19 +34,21 @@ async def restore_all(
     gateway: Gateway,
     restored: dict[str, asyncio.Event],
     unrestored: dict[str, str],
+    claims: Claims,
 ) -> None:
     """Bring back every deployment in ``state``, side by side (a hanging origin holds up none).
 
     ``restored`` gets an event per deployment, set once it is back (or could not be);
     ``unrestored`` the reason of each that could not be (``inferd get`` names them: they were
-    only in the operator's log, and `inferd get` said no APIs were deployed).
+    only in the operator's log, and `inferd get` said no APIs were deployed). ``claims`` holds
+    each one's endpoints until it is back (a deploy meanwhile may not take them).
     """
     for name in state.deployments:
         restored.setdefault(name, asyncio.Event())
 
     async def one(name: str, record: DeploymentRecord) -> None:
         try:
-            await _restore(state, engine, gateway, name, record, unrestored)
+            await _restore(state, engine, gateway, name, record, unrestored, claims)
         finally:
             restored[name].set()
 
@@ -59,14 +62,15 @@ async def _restore(
     name: str,
     record: DeploymentRecord,
     unrestored: dict[str, str],
+    claims: Claims,
 ) -> None:
     if record.serving not in ("", record.snapshot) and Path(record.serving).is_dir():
         # the newest snapshot never went live: what served before it serves again first
-        await _restore_snapshot(state, engine, gateway, name, record, record.serving, unrestored)
+        await _restore_snapshot(state, engine, gateway, name, record, record.serving, unrestored, claims)
         deadline = time.monotonic() + SERVING_WAIT
         while time.monotonic() < deadline and not _settled(engine, name):
             await asyncio.sleep(0.25)
-    await _restore_snapshot(state, engine, gateway, name, record, record.snapshot, unrestored)
+    await _restore_snapshot(state, engine, gateway, name, record, record.snapshot, unrestored, claims)
 
 
 def _settled(engine: LocalEngine, name: str) -> bool:
@@ -82,6 +86,7 @@ async def _restore_snapshot(
     record: DeploymentRecord,
     folder: str,
     unrestored: dict[str, str],
+    claims: Claims,
 ) -> None:
     try:
         snapshot = load_project(Path(folder), keys_root=Path(record.source))
@@ -91,12 +96,13 @@ async def _restore_snapshot(
             adopt_first_round_log(state.home, config.key)
         if record.relax_pins:
             project = project.relaxed()
-        await engine.apply(
-            project,
-            record.refresh,
-            environ=state.secrets.get(name, {}),
-            source=Path(record.source),
-        )
+        with claims.restoring(project):  # from its first step: before any deploy is read
+            await engine.apply(
+                project,
+                record.refresh,
+                environ=state.secrets.get(name, {}),
+                source=Path(record.source),
+            )
         # deployed then, not restored now; a state.json of an inferd before 2026-11-30 has no
         # times per API, only the deployment's (the upgraded operator showed its start instead)
         times = record.updated_apis or {config.name: record.updated for config in project.apis}

@@ -87,7 +87,7 @@ class Operator:
         self.admin = AdminApp(self)
         self.dashboard = Dashboard(self)
         self.locks: dict[str, asyncio.Lock] = {}
-        self.claims = Claims()  # the endpoints of the deploys in progress
+        self.claims = Claims()  # the endpoints of the deploys (and restores) in progress
         self.deploying: dict[str, tuple[object, ...]] = {}  # what each deployment's lock holder deploys
         self.started = time.time()
         self.code = code_identity()  # as the files were when this process loaded its code
@@ -177,7 +177,7 @@ class Operator:
 
     async def restore(self) -> None:
         """Bring back every deployment recorded in the state (``operator/restore.py``)."""
-        await restore_all(self.state, self.engine, self.gateway, self.restored, self.unrestored)
+        await restore_all(self.state, self.engine, self.gateway, self.restored, self.unrestored, self.claims)
 
     async def restored_first(self, deployment: str) -> None:
         """Wait until ``deployment`` is back, if the operator is bringing it back: a deploy or a

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import INFERD, make_project, process_alive, wait_for
+from tests.conftest import INFERD, from_a_terminal, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 from tests.integration.test_operator import HeldModel
 
@@ -437,3 +437,48 @@ def test_a_deploy_during_a_restore_cannot_take_the_restored_deployments_endpoint
         "error: api 'near': endpoint /shared is already served by api 'far' of deployment 'far' "
         "(being restored)",
     ), refused.stdout
+
+
+def test_ctrl_c_on_a_promote_waiting_for_a_deploy_says_the_promote_goes_on(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """A promote waits for a deploy of its deployment in progress: Ctrl-C then stops the waiting,
+    not the promote. It said `stopped (Ctrl-C)`, and the splitter was promoted all the same once
+    the deploy ended."""
+    echo = "  predictor:\n    path: p.py\n"
+    shop = (
+        "- kind: deployment\n  name: shop\n"
+        f"- kind: api\n  name: champion\n{echo}- kind: api\n  name: candidate\n{echo}"
+        "- kind: traffic_splitter\n  name: front\n  apis:\n"
+        "  - name: champion\n    weight: 100\n  - name: candidate\n    weight: 0\n"
+    )
+    project = make_project(tmp_path / "p", shop, {"p.py": "def predict(sample, metadata):\n    return 1\n"})
+    inferd.run("deploy", str(project))
+    origin = HeldModel(iris_onnx_model)
+    try:  # an update that adds an API whose model download waits: the deploy holds the deployment
+        (project / "cortex.yaml").write_text(
+            shop + f"- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n"
+        )
+        deploy = start(inferd, "deploy", str(project))
+        assert origin.asked.wait(60)
+        promote = from_a_terminal(["promote", "front", "candidate"], inferd.env)
+        waiting = "deployment 'shop': the promote waits for the deploy in progress to finish"
+        wait_for(
+            lambda: promote.poll() is not None or waiting in (inferd.home / "operator.log").read_text(),
+            60,
+            "the promote to reach the operator",
+        )
+        promote.send_signal(signal.SIGINT)
+        stopped = promote.communicate(timeout=60)
+        origin.release()
+        deployed = deploy.communicate(timeout=120)
+    finally:
+        origin.close()
+    assert deploy.returncode == 0, deployed
+    assert (promote.returncode, stopped[0]) == (1, ""), stopped
+    assert stopped[1].splitlines()[-1] == (
+        "error: stopped waiting (Ctrl-C); the promote goes on in the operator (once a deploy of "
+        "deployment 'shop' in progress ends): see `inferd get front`"
+    )
+    (front,) = inferd.json("get", "front")
+    assert {api["name"]: api["weight"] for api in front["apis"]} == {"champion": 0, "candidate": 100}

@@ -20,7 +20,7 @@ from inferd.cli.comparison import compare, compare_shadow
 from inferd.cli.options import env_option, key_option
 from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
 from inferd.client import Client
-from inferd.errors import ConflictError, NotFoundError, OperatorError, UsageError
+from inferd.errors import ConflictError, InferdError, NotFoundError, OperatorError, UsageError
 from inferd.storage import write_private
 
 if TYPE_CHECKING:
@@ -271,4 +271,11 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
             )
     # (checked again by the operator: a promote waits for a deploy in progress, which may bring
     # the API a version this replay never saw)
-    click.echo(client.promote(f"{deployment}/{splitter}", api, judged)["message"])
+    try:
+        result = client.promote(f"{deployment}/{splitter}", api, judged)
+    except KeyboardInterrupt:  # the operator has the request, and may be waiting to apply it
+        raise InferdError(
+            "stopped waiting (Ctrl-C); the promote goes on in the operator (once a deploy of "
+            f"deployment '{deployment}' in progress ends): see `inferd get {splitter}`"
+        ) from None
+    click.echo(result["message"])

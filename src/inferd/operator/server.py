@@ -24,14 +24,7 @@ from inferd.code_identity import code_identity
 from inferd.config.load import load_project
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
-from inferd.errors import (
-    ConfigError,
-    ConflictError,
-    NotFoundError,
-    ReplaceError,
-    apis_named,
-    in_several_deployments,
-)
+from inferd.errors import ConflictError, NotFoundError, in_several_deployments
 from inferd.gateway.access import AccessLog
 from inferd.gateway.app import Gateway
 from inferd.gateway.edge import EdgeLimits
@@ -41,6 +34,7 @@ from inferd.gateway.traffic import routing
 from inferd.operator import heap
 from inferd.operator.admin import AdminApp
 from inferd.operator.dashboard import Dashboard
+from inferd.operator.deploy_inputs import check_other_folder, key_variables
 from inferd.operator.endpoints import Claims
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.promote import ended_promotions, promoted
@@ -204,8 +198,8 @@ class Operator:
         # Its endpoints are taken from now on, not once its models are in (operator/endpoints.py).
         with self.claims.held(project, self.engine.apis.values(), self.gateway.splitters):
             if not replace:
-                self._check_other_folder(project)
-            secrets = self._key_variables(project, environ or {})
+                check_other_folder(project, self.state, self.engine.apis.values())
+            secrets = key_variables(project, self.state, environ or {})
             return await self._deploy(project, force, refresh, secrets, relax_pins)
 
     async def _deploy(
@@ -335,40 +329,6 @@ class Operator:
             raise ConflictError("a deploy is in progress; prune again when it is done")
         result.add(forget_apis(self.home, set(self.state.deployments), set(self.engine.apis)))
         return {"message": result.summary(), "freed": result.freed, "removed": result.removed}
-
-    def _key_variables(self, project: Project, environ: dict[str, str]) -> dict[str, str]:
-        """The variables ``keys_from_env`` names: from the deploying shell, else the last deploy's."""
-        previous = self.state.secrets.get(project.deployment.name, {})
-        values: dict[str, str] = {}
-        for config in project.apis:
-            for variable in config.api.auth.keys_from_env if config.api.auth else []:
-                value = environ.get(variable) or previous.get(variable)
-                if not value:
-                    raise ConfigError(
-                        f"api '{config.name}': auth.keys_from_env: {variable} is not set in the shell "
-                        "running `inferd deploy` (export it first)"
-                    )
-                values[variable] = value
-        return values
-
-    def _check_other_folder(self, project: Project) -> None:
-        """Refuse to remove APIs that another folder deployed under this deployment's name."""
-        name = project.deployment.name
-        record = self.state.deployments.get(name)
-        if record is None or Path(record.source) == project.root:
-            return
-        keep = {config.name for config in project.apis}
-        removed = sorted(
-            state.config.name
-            for state in self.engine.apis.values()
-            if state.config.deployment == name and not state.deleting and state.config.name not in keep
-        )
-        if removed:
-            raise ReplaceError(
-                f"deployment '{name}' was deployed from {record.source}; deploying {project.root} "
-                f"under the same name would remove {apis_named(removed)} (use --force to replace it, or "
-                "give this project another deployment name)"
-            )
 
     def resolve(self, name: str, deleting: bool = True) -> str:
         """The key of the API that ``name`` names: ``DEPLOYMENT/API``, or an ``API`` name that

@@ -267,11 +267,12 @@ def version() -> None:
 
     click.echo(f"cli: {__version__}")
     client = Client()
-    if not client.running():
+    info = client.running_info()
+    if info is None:
         click.echo("operator: not running")
     else:
         hint = client.restart_hint()
-        click.echo(f"operator: {client.info()['version']}" + (f"; {hint}" if hint else ""))
+        click.echo(f"operator: {info['version']}" + (f"; {hint}" if hint else ""))
     from inferd.cli.home import usage_line
 
     click.echo(usage_line(client.home))

@@ -89,14 +89,19 @@ class Client:
         return endpoint
 
     def running(self) -> bool:
-        endpoint = self._endpoint()
-        if endpoint is None:
-            return False
+        return self.running_info() is not None
+
+    def running_info(self) -> dict[str, Any] | None:
+        """The running operator's ``/info``, or None when none runs or it stopped before it
+        answered. One question: asked again, an operator at the end of ``inferd down`` may be
+        gone by the second."""
+        if self._endpoint() is None:
+            return None
         try:
-            self.call("GET", "/info", timeout=3)
+            info: dict[str, Any] = self.call("GET", "/info", timeout=3)
         except InferdError:
-            return False
-        return True
+            return None
+        return info
 
     def start(self) -> bool:
         """Start the operator (under its supervisor) unless it runs; True when it was started.

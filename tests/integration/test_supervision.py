@@ -7,11 +7,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import requests
 
+from inferd.code_identity import code_identity
 from tests.conftest import INFERD, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 
@@ -126,3 +128,54 @@ def test_a_hung_operator_is_stopped_and_started_again(inferd: Inferd, tmp_path: 
     assert f"the operator (pid {operator}) has not run for" in log
     assert "most recent call first" in log  # every thread's stack, to see where it hung
     assert "starting it again" in log
+
+
+# An operator at the end of `inferd down`: it answers one last request, then is gone. The file's
+# name holds "inferd.operator.", as an operator's command line does.
+LAST_ANSWER = """
+import http.server, json, os, sys
+
+class Admin(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        data = json.dumps({"version": "0.1.0", "code": sys.argv[2], "pid": os.getpid()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+        os._exit(0)
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Admin)
+info = {"pid": os.getpid(), "admin_port": server.server_address[1], "supervisor": None,
+        "version": "0.1.0", "code": sys.argv[2], "prefix": sys.prefix}
+with open(os.path.join(sys.argv[1], "operator.json.tmp"), "w") as out:
+    json.dump(info, out)
+os.rename(os.path.join(sys.argv[1], "operator.json.tmp"), os.path.join(sys.argv[1], "operator.json"))
+server.serve_forever()
+"""
+
+
+def test_version_as_the_operator_stops_says_what_it_was_told(tmp_path: Path) -> None:
+    # Was: `inferd version` asked the operator whether it ran, then asked it again for its
+    # version; an operator that stopped in between (the end of a `down`, which `down`'s Ctrl-C
+    # says to watch with `inferd version`) made it exit 1, "the inferd operator is not running".
+    runner = Inferd(tmp_path / "home")
+    runner.home.mkdir(mode=0o700)
+    (runner.home / "token").write_text("last-token")
+    script = tmp_path / "inferd.operator.last_answer.py"
+    script.write_text(LAST_ANSWER)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(runner.home), code_identity()], env=runner.env
+    )
+    try:
+        wait_for(lambda: (runner.home / "operator.json").exists(), 30, "the operator's file")
+        said = runner.run("version", check=False)
+        assert (said.returncode, said.stderr) == (0, ""), said
+        assert said.stdout.splitlines()[1] == "operator: 0.1.0"
+        assert process.wait(30) == 0  # it answered, then stopped
+        assert runner.run("version").stdout.splitlines()[1] == "operator: not running"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()

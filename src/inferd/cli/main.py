@@ -267,13 +267,12 @@ def version() -> None:
 
     click.echo(f"cli: {__version__}")
     client = Client()
-    try:  # one look: an operator that stops between two looks is not running (it was an error)
-        running = client.call("GET", "/info", timeout=3)["version"]
-    except InferdError:
+    info = client.running_info()
+    if info is None:
         click.echo("operator: not running")
     else:
         hint = client.restart_hint()
-        click.echo(f"operator: {running}" + (f"; {hint}" if hint else ""))
+        click.echo(f"operator: {info['version']}" + (f"; {hint}" if hint else ""))
     from inferd.cli.home import usage_line
 
     click.echo(usage_line(client.home))

@@ -105,15 +105,20 @@ def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inferd]:
             models={"models/iris.onnx": source / "models" / "iris.onnx"},
         )
         runner.run("deploy", str(project))
-        url = runner.api(NAME)["url"]
-        with requests.Session() as session:  # answers and refusals: the logs show both kinds of line
-            for _ in range(12):
-                assert session.post(url, json=SETOSA, timeout=30).status_code == 200
-                assert session.post(url, data=b'{"sepal_length": ', timeout=30).status_code == 400
+        _traffic(runner)
         yield runner
     finally:
         stop_operator(runner)
         shutil.rmtree(root / "project", ignore_errors=True)
+
+
+def _traffic(runner: Inferd) -> None:
+    """12 answers and 12 refusals: the logs show both kinds of line, the tracker 12 classes."""
+    url = runner.api(NAME)["url"]
+    with requests.Session() as session:
+        for _ in range(12):
+            assert session.post(url, json=SETOSA, timeout=30).status_code == 200
+            assert session.post(url, data=b'{"sepal_length": ', timeout=30).status_code == 400
 
 
 @pytest.fixture(scope="module")
@@ -257,17 +262,25 @@ def test_the_keyboard_focus_stays_on_an_apis_link_while_the_page_refreshes(page:
 
 
 def test_a_stopped_operator_is_shown_with_what_to_do(operator: Inferd, page: Page) -> None:
-    """Last in the module: it stops the operator. A restarted one listens on another port and
-    knows no session, so the page cannot come back by itself: it says how to get a new link."""
+    """It stops the operator. A restarted one listens on another port and knows no session, so
+    the page cannot come back by itself: it says how to get a new link. (Afterwards the operator
+    is started again and the page follows the new link, for the module's tests after this one.)"""
     _after_refreshes(page, 1)
     operator.run("down")
-    wait_for(
-        lambda: page.get_attribute("#state", "data-state") == "offline",
-        30,
-        "the page to see the operator gone",
-    )
-    state = page.text_content("#state") or ""
-    assert "`inferd up`" in state and "`inferd dashboard` prints a new link" in state, state
-    # ... and a screen reader is told (a status region that changes only when the state does)
-    assert page.text_content('[role="status"]') == state
-    assert page.locator("section.api").count() == 2  # the last data stays on the page
+    try:
+        wait_for(
+            lambda: page.get_attribute("#state", "data-state") == "offline",
+            30,
+            "the page to see the operator gone",
+        )
+        state = page.text_content("#state") or ""
+        assert "`inferd up`" in state and "`inferd dashboard` prints a new link" in state, state
+        # ... and a screen reader is told (a status region that changes only when the state does)
+        assert page.text_content('[role="status"]') == state
+        assert page.locator("section.api").count() == 2  # the last data stays on the page
+    finally:
+        operator.run("up")  # the deployment comes back with it (its tracker empty); the page logs in again
+        wait_for(lambda: operator.status(NAME)["status"] == "live", 60, "the classifier to be live again")
+        _traffic(operator)
+        page.goto(operator.run("dashboard").stdout.strip())
+        wait_for(lambda: _logged(page), 60, "the dashboard to show the classifier's access lines again")

@@ -26,6 +26,36 @@ def start(inferd: Inferd, *args: str) -> subprocess.Popen[str]:
 
 
 NEAR = "- kind: deployment\n  name: race\n- kind: api\n  name: near\n  onnx:\n    model: m.onnx\n"
+# A splitter's deployment (the candidate's version: VERSION's value), and an API to add to it whose
+# model download waits (FAR's ``{url}``: a HeldModel's).
+SHOP = (
+    "- kind: deployment\n  name: shop\n"
+    "- kind: api\n  name: champion\n  predictor:\n    path: p.py\n"
+    "- kind: api\n  name: candidate\n  predictor:\n    path: p.py\n    metadata: {v: VERSION}\n"
+    "- kind: traffic_splitter\n  name: front\n  apis:\n"
+    "  - name: champion\n    weight: 100\n  - name: candidate\n    weight: 0\n"
+)
+ONE = {"p.py": "def predict(sample, metadata):\n    return 1\n"}
+FAR = "- kind: api\n  name: far\n  onnx:\n    model: {url}\n"
+
+
+def deploy_held(inferd: Inferd, project: Path, config: str, origin: HeldModel) -> subprocess.Popen[str]:
+    """``inferd deploy`` of ``project`` as ``config`` (its ``{url}``: ``origin``'s), in the
+    background, once the download that holds the deployment has begun."""
+    (project / "cortex.yaml").write_text(config.replace("{url}", origin.url))
+    deploy = start(inferd, "deploy", str(project))
+    assert origin.asked.wait(60)
+    return deploy
+
+
+def promote_waits(inferd: Inferd, promote: subprocess.Popen[str]) -> None:
+    """Until the operator says the promote waits for the deploy in progress (or it ended)."""
+    waiting = "deployment 'shop': the promote waits for the deploy in progress to finish"
+    wait_for(
+        lambda: promote.poll() is not None or waiting in (inferd.home / "operator.log").read_text(),
+        60,
+        "the promote to reach the operator",
+    )
 
 
 def test_a_delete_during_a_deploy_of_the_same_deployment_is_not_undone(
@@ -262,29 +292,13 @@ def test_a_promote_during_a_deploy_of_its_deployment_is_not_undone(
     then gives the API its 100%: it answered at once, and the deploy, when it ended, set the
     file's weights back without a word (a promotion lasts until the next deploy, not the one
     before it)."""
-    echo = "  predictor:\n    path: p.py\n"
-    shop = (
-        "- kind: deployment\n  name: shop\n"
-        f"- kind: api\n  name: champion\n{echo}- kind: api\n  name: candidate\n{echo}"
-        "- kind: traffic_splitter\n  name: front\n  apis:\n"
-        "  - name: champion\n    weight: 100\n  - name: candidate\n    weight: 0\n"
-    )
-    project = make_project(tmp_path / "p", shop, {"p.py": "def predict(sample, metadata):\n    return 1\n"})
+    project = make_project(tmp_path / "p", SHOP.replace("VERSION", "1"), ONE)
     inferd.run("deploy", str(project))
     origin = HeldModel(iris_onnx_model)
-    try:  # an update that adds an API whose model download waits: the deploy holds the deployment
-        (project / "cortex.yaml").write_text(
-            shop + f"- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n"
-        )
-        deploy = start(inferd, "deploy", str(project))
-        assert origin.asked.wait(60)
+    try:
+        deploy = deploy_held(inferd, project, SHOP.replace("VERSION", "1") + FAR, origin)
         promote = start(inferd, "promote", "front", "candidate")
-        waiting = "deployment 'shop': the promote waits for the deploy in progress to finish"
-        wait_for(
-            lambda: promote.poll() is not None or waiting in (inferd.home / "operator.log").read_text(),
-            60,
-            "the promote to reach the operator",
-        )
+        promote_waits(inferd, promote)
         origin.release()
         deployed = deploy.communicate(timeout=120)
         promoted = promote.communicate(timeout=120)
@@ -332,15 +346,7 @@ def test_a_promote_with_min_agreement_waiting_for_a_deploy_refuses_a_version_nev
     """`inferd promote --min-agreement` checks that the last replay judged the version running.
     A promote made during a deploy waits for it, and the deploy may bring the API a new version:
     checked before the wait only, the promote gave 100% to a version no replay had seen."""
-    shop = (
-        "- kind: deployment\n  name: shop\n"
-        "- kind: api\n  name: champion\n  predictor:\n    path: p.py\n"
-        "- kind: api\n  name: candidate\n  predictor:\n    path: p.py\n    metadata: {v: VERSION}\n"
-        "- kind: traffic_splitter\n  name: front\n  apis:\n"
-        "  - name: champion\n    weight: 100\n  - name: candidate\n    weight: 0\n"
-    )
-    files = {"p.py": "def predict(sample, metadata):\n    return 1\n"}
-    project = make_project(tmp_path / "p", shop.replace("VERSION", "1"), files)
+    project = make_project(tmp_path / "p", SHOP.replace("VERSION", "1"), ONE)
     inferd.run("deploy", str(project))
     judged = inferd.api("candidate")["version"]
     replay = inferd.home / "replays" / "shop" / "candidate.json"
@@ -352,19 +358,11 @@ def test_a_promote_with_min_agreement_waiting_for_a_deploy_refuses_a_version_nev
         )
     )
     origin = HeldModel(iris_onnx_model)
-    try:  # a new candidate, after an API whose model download waits: the deploy holds the deployment
-        far = f"- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n"
-        head, rest = shop.replace("VERSION", "2").split("- kind: api\n  name: champion", 1)
-        (project / "cortex.yaml").write_text(head + far + "- kind: api\n  name: champion" + rest)
-        deploy = start(inferd, "deploy", str(project))
-        assert origin.asked.wait(60)
+    try:  # a new candidate version, deployed after the API whose model download waits
+        head, rest = SHOP.replace("VERSION", "2").split("- kind: api\n  name: champion", 1)
+        deploy = deploy_held(inferd, project, head + FAR + "- kind: api\n  name: champion" + rest, origin)
         promote = start(inferd, "promote", "front", "candidate", "--min-agreement", "0.9")
-        waiting = "deployment 'shop': the promote waits for the deploy in progress to finish"
-        wait_for(
-            lambda: promote.poll() is not None or waiting in (inferd.home / "operator.log").read_text(),
-            60,
-            "the promote to reach the operator",
-        )
+        promote_waits(inferd, promote)
         origin.release()
         deployed = deploy.communicate(timeout=120)
         promoted = promote.communicate(timeout=120)
@@ -445,29 +443,13 @@ def test_ctrl_c_on_a_promote_waiting_for_a_deploy_says_the_promote_goes_on(
     """A promote waits for a deploy of its deployment in progress: Ctrl-C then stops the waiting,
     not the promote. It said `stopped (Ctrl-C)`, and the splitter was promoted all the same once
     the deploy ended."""
-    echo = "  predictor:\n    path: p.py\n"
-    shop = (
-        "- kind: deployment\n  name: shop\n"
-        f"- kind: api\n  name: champion\n{echo}- kind: api\n  name: candidate\n{echo}"
-        "- kind: traffic_splitter\n  name: front\n  apis:\n"
-        "  - name: champion\n    weight: 100\n  - name: candidate\n    weight: 0\n"
-    )
-    project = make_project(tmp_path / "p", shop, {"p.py": "def predict(sample, metadata):\n    return 1\n"})
+    project = make_project(tmp_path / "p", SHOP.replace("VERSION", "1"), ONE)
     inferd.run("deploy", str(project))
     origin = HeldModel(iris_onnx_model)
-    try:  # an update that adds an API whose model download waits: the deploy holds the deployment
-        (project / "cortex.yaml").write_text(
-            shop + f"- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n"
-        )
-        deploy = start(inferd, "deploy", str(project))
-        assert origin.asked.wait(60)
+    try:
+        deploy = deploy_held(inferd, project, SHOP.replace("VERSION", "1") + FAR, origin)
         promote = from_a_terminal(["promote", "front", "candidate"], inferd.env)
-        waiting = "deployment 'shop': the promote waits for the deploy in progress to finish"
-        wait_for(
-            lambda: promote.poll() is not None or waiting in (inferd.home / "operator.log").read_text(),
-            60,
-            "the promote to reach the operator",
-        )
+        promote_waits(inferd, promote)
         promote.send_signal(signal.SIGINT)
         stopped = promote.communicate(timeout=60)
         origin.release()

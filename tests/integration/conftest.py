@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import random
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,3 +147,44 @@ def stop_operator(runner: Inferd) -> None:
         if leftover is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(leftover, signal.SIGKILL)
+
+
+class HangingOrigin:
+    """An HTTP origin serving one model file until ``hang()``; then it accepts requests and never
+    answers them (a model store gone dark), until ``close()``."""
+
+    def __init__(self, model: Path) -> None:
+        data = model.read_bytes()
+        self.hanging, self.released = threading.Event(), threading.Event()
+        origin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self) -> None:
+                self.do_GET(body=False)
+
+            def do_GET(self, body: bool = True) -> None:
+                if origin.hanging.is_set():
+                    origin.released.wait(60)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("ETag", '"v1"')
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/iris.onnx"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def hang(self) -> None:
+        self.hanging.set()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import subprocess
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 
 from tests.conftest import INFERD, from_a_terminal, make_project, process_alive, wait_for
-from tests.integration.conftest import Inferd
+from tests.integration.conftest import HangingOrigin, Inferd
 from tests.integration.test_operator import HeldModel
 
 
@@ -383,36 +381,12 @@ def test_a_deploy_during_a_restore_cannot_take_the_restored_deployments_endpoint
     """After a restart, a deployment whose model origin does not answer takes its time to come
     back; a deploy of another deployment meanwhile was checked against what served alone, and
     took its endpoint (then the restore took it back: the deploy told `created` lost it)."""
-    model = iris_onnx_model.read_bytes()
-    hang, released = threading.Event(), threading.Event()
-
-    class Origin(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self) -> None:
-            self.do_GET(body=False)
-
-        def do_GET(self, body: bool = True) -> None:
-            if hang.is_set():
-                released.wait(60)  # accepts, and does not answer
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(model)))
-            self.send_header("ETag", '"v1"')
-            self.end_headers()
-            if body:
-                self.wfile.write(model)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = HangingOrigin(iris_onnx_model)
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/iris.onnx"
         far = make_project(
             tmp_path / "far",
             f"- kind: deployment\n  name: far\n- kind: api\n  name: far\n  endpoint: /shared\n"
-            f"  onnx:\n    model: {url}\n",
+            f"  onnx:\n    model: {origin.url}\n",
         )
         near = make_project(
             tmp_path / "near",
@@ -421,15 +395,13 @@ def test_a_deploy_during_a_restore_cannot_take_the_restored_deployments_endpoint
             {"p.py": "def predict(sample, metadata):\n    return 'near'\n"},
         )
         inferd.run("deploy", str(far))
-        hang.set()
+        origin.hang()
         inferd.run("down")
         inferd.run("up")
         assert "deployment 'far' is being restored" in inferd.run("get").stdout
         refused = inferd.run("deploy", str(near), check=False)
     finally:
-        released.set()
-        server.shutdown()
-        server.server_close()
+        origin.close()
     assert (refused.returncode, refused.stderr.strip()) == (
         2,
         "error: api 'near': endpoint /shared is already served by api 'far' of deployment 'far' "

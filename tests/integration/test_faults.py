@@ -23,7 +23,7 @@ import requests
 from inferd.client import Client
 from inferd.errors import OperatorError
 from tests.conftest import INFERD, example, make_project, process_alive, wait_for
-from tests.integration.conftest import Inferd, stop_operator
+from tests.integration.conftest import HangingOrigin, Inferd, stop_operator
 
 SAMPLE = json.loads((example("iris-onnx") / "sample.json").read_text())
 
@@ -416,42 +416,15 @@ def test_a_stale_operator_file_never_stops_another_homes_operator(inferd: Inferd
 def test_a_deployment_still_being_restored_is_said_by_get(inferd: Inferd, tmp_path: Path) -> None:
     # Was: "no APIs are deployed" while a restart brought it back (its model's origin not
     # answering, tried three times: half a minute; a project holding a 20 GiB sparse file: 90 s)
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    model = (example("iris-onnx") / "models" / "iris.onnx").read_bytes()
-    hang = threading.Event()
-    released = threading.Event()
-
-    class Origin(BaseHTTPRequestHandler):
-        def do_HEAD(self) -> None:
-            self.do_GET(body=False)
-
-        def do_GET(self, body: bool = True) -> None:
-            if hang.is_set():
-                released.wait(60)  # an origin that accepts and never answers
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(model)))
-            self.send_header("ETag", '"v1"')
-            self.end_headers()
-            if body:
-                self.wfile.write(model)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Origin)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = HangingOrigin(example("iris-onnx") / "models" / "iris.onnx")
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/iris.onnx"
         project = make_project(
             tmp_path / "p",
-            f"- kind: deployment\n  name: far\n- kind: api\n  name: far\n  onnx:\n    model: {url}\n",
+            f"- kind: deployment\n  name: far\n- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n",
             {},
         )
         inferd.run("deploy", str(project))
-        hang.set()
+        origin.hang()
         inferd.run("down")
         inferd.run("up")
         shown = inferd.run("get").stdout
@@ -462,9 +435,7 @@ def test_a_deployment_still_being_restored_is_said_by_get(inferd: Inferd, tmp_pa
         assert "no APIs are deployed" not in shown
         assert "deployment 'far' is being restored" in inferd.run("get", "-d", "far").stdout
     finally:
-        released.set()
-        server.shutdown()
-        server.server_close()
+        origin.close()
 
 
 LINGERER = """

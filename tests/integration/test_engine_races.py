@@ -21,6 +21,7 @@ import requests
 from inferd.config.load import load_project
 from inferd.engine.local import LocalEngine
 from inferd.gateway.app import Gateway
+from inferd.operator.reload import Reloader
 from inferd.replica.handle import ReplicaState
 from tests.conftest import make_project
 
@@ -292,3 +293,35 @@ def test_an_api_whose_replica_dies_is_not_said_live_meanwhile(tmp_path: Path) ->
         return rig.engine.describe("d/echo")["status"], queue.status, rig.gateway.not_ready()
 
     assert run(tmp_path, scenario) == ("updating", "updating", ["echo"])
+
+
+def test_a_reload_that_renames_the_deployment_and_cannot_read_a_file_keeps_the_old_apis(
+    tmp_path: Path,
+) -> None:
+    # Was: `inferd serve --reload` deleted the old name's APIs before the new name's deploy, which
+    # failed (a file no read succeeds on): it said "the previous version keeps serving", and every
+    # request to the old endpoint was a 404 until a later edit deployed the new name.
+    folder = project(tmp_path / "p", api("echo"))
+    said: list[str] = []
+
+    async def scenario(rig: Rig) -> list[tuple[str, int, str]]:
+        await rig.engine.apply(load_project(folder))
+        await rig.live("d/echo")
+        reloader = Reloader(load_project(folder), rig.engine, said.append)
+        config = folder / "cortex.yaml"
+        config.write_text(config.read_text().replace("name: d\n", "name: e\n", 1))
+        (folder / "unreadable").symlink_to("/proc/self/mem")  # a regular file no read succeeds on
+        await reloader.reload({config})
+        answers = [("failed", (r := await rig.post("/d/echo")).status_code, r.text)]
+        (folder / "unreadable").unlink()
+        await reloader.reload({folder / "unreadable"})  # the edit that makes it load
+        await rig.live("e/echo")
+        for path in ("/d/echo", "/e/echo"):
+            answers.append(("loaded", (r := await rig.post(path)).status_code, r.text))
+        return answers
+
+    answers = run(tmp_path, scenario)
+    assert "inferd: not reloaded; the previous version keeps serving" in said, said
+    status = [(when, code, orjson.loads(text)[0] if code == 200 else text) for when, code, text in answers]
+    assert status[0] == ("failed", 200, "echo"), status  # the old API still answers
+    assert status[1][:2] == ("loaded", 404) and status[2] == ("loaded", 200, "echo"), status

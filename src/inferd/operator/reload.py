@@ -224,11 +224,8 @@ class Reloader:
         removed = sorted({c.name for c in self.project.apis} - {c.name for c in project.apis})
         splitters_changed = self.project.splitters != project.splitters
         renamed = project.deployment.name != self.project.deployment.name
-        if renamed:  # apply leaves other deployments alone: the old name's APIs go here
+        if renamed:  # apply leaves other deployments alone: the old name's APIs go once it is done
             removed = sorted(c.key for c in self.project.apis)
-            for config in self.project.apis:
-                self.engine.delete(config.key)
-            self.engine.sink.set_splitters(self.project.deployment.name, ())
             affected = {c.name for c in project.apis}
         self.project = project
         if not affected and not removed and not splitters_changed:
@@ -243,6 +240,10 @@ class Reloader:
             self.say("inferd: not reloaded; the previous version keeps serving")
             self.project, self._pending, self._broken = previous, self._pending | changed, True
             return
+        if renamed:  # (deleted before the apply, a failed one left no API serving)
+            for config in previous.apis:
+                self.engine.delete(config.key)
+            self.engine.sink.set_splitters(previous.deployment.name, ())
         # An edit that brings an API back to files whose version failed to load is tried again
         # (a new version): that version's replicas may have read other files than these, saved
         # while they started, and said an error that these files do not have.

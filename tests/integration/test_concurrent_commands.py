@@ -436,3 +436,32 @@ def test_ctrl_c_on_a_promote_waiting_for_a_deploy_says_the_promote_goes_on(
     )
     (front,) = inferd.json("get", "front")
     assert {api["name"]: api["weight"] for api in front["apis"]} == {"champion": 0, "candidate": 100}
+
+
+def test_down_during_a_restore_stops_without_waiting_for_it(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """`inferd down` while the operator restores its deployments after a restart stops it there.
+    It waited for the restore: a model origin that does not answer (3 downloads of 10 s each
+    here; a big model's download takes minutes, past down's 60 s), then started the APIs only to
+    stop them."""
+    origin = HangingOrigin(iris_onnx_model)
+    try:
+        far = make_project(
+            tmp_path / "far",
+            f"- kind: deployment\n  name: far\n- kind: api\n  name: far\n  onnx:\n    model: {origin.url}\n",
+        )
+        inferd.run("deploy", str(far))
+        origin.hang()
+        inferd.run("down")
+        inferd.run("up")
+        assert "deployment 'far' is being restored" in inferd.run("get").stdout
+        down = inferd.run("down", check=False)
+    finally:
+        origin.close()
+    assert (down.returncode, down.stdout.strip()) == (0, "the inferd operator stopped"), down
+    second = (inferd.home / "operator.log").read_text().split("stopping: draining requests")[1]
+    assert "restored deployment 'far'" not in second, second
+    assert "stopping: the restore of the deployments is cut short" in second, second
+    inferd.run("up")  # the deployment is still recorded: the next start restores it
+    wait_for(lambda: "live" in inferd.run("get").stdout, 60, f"far restored; {inferd.run('get').stdout}")

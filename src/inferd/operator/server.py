@@ -131,8 +131,8 @@ class Operator:
             ADMIN_HOST,
             admin_port,
         )
-        await self.restore()
-        self.restoring = False
+        # (cut short: nothing is collected or recorded as serving, as while it ran)
+        self.restoring = not await self._restored_unless_stopped()
         self.gateway.starting = None
         heap.settle()
         self.collector.tidy()
@@ -172,6 +172,22 @@ class Operator:
     async def restore(self) -> None:
         """Bring back every deployment recorded in the state (``operator/restore.py``)."""
         await restore_all(self.state, self.engine, self.gateway, self.restored, self.unrestored, self.claims)
+
+    async def _restored_unless_stopped(self) -> bool:
+        """``restore``, cut short by `inferd down` (or a signal): it waited for the restore, a
+        model download minutes long, then started the APIs to stop them. True when it ended."""
+        restoring = asyncio.ensure_future(self.restore())
+        stopping = asyncio.ensure_future(self.stop_event.wait())
+        await asyncio.wait((restoring, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if restoring.done():
+            restoring.result()
+            return True
+        log.info("stopping: the restore of the deployments is cut short")
+        restoring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await restoring
+        return False
 
     async def restored_first(self, deployment: str) -> None:
         """Wait until ``deployment`` is back, if the operator is bringing it back: a deploy or a

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -101,18 +102,37 @@ class PayloadWriter:
 
 
 def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[str, Any]]:
-    """The recorded payloads of API ``key``, oldest first (only the ``last`` ones when given)."""
+    """The recorded payloads of API ``key``, oldest first (only the ``last`` ones when given).
+
+    The files are opened newest first, then read: the writer may rotate between two opens (the
+    current file becomes the older one), and opened oldest first, the file rotated in between
+    was never read (`inferd replay` missed the newest records, and replayed older ones). Opened
+    newest first, that file is met twice, and read once.
+    """
     kept: deque[dict[str, Any]] = deque(maxlen=last)
-    for path in files_of(payload_path(home, key)):
-        try:
-            with path.open("rb") as lines:
-                for line in lines:
+    with contextlib.ExitStack() as stack:
+        opened: list[BinaryIO] = []
+        seen: set[tuple[int, int]] = set()
+        for path in reversed(files_of(payload_path(home, key))):
+            try:
+                handle: BinaryIO = stack.enter_context(path.open("rb"))
+                found = os.fstat(handle.fileno())
+            except FileNotFoundError:  # rotated away since it was listed
+                continue
+            except OSError as exc:  # was: "no payloads recorded", as if the API had none
+                raise StateError(f"cannot read the payload log {path} ({exc.strerror or exc})") from None
+            if (found.st_dev, found.st_ino) not in seen:
+                seen.add((found.st_dev, found.st_ino))
+                opened.append(handle)
+        for handle in reversed(opened):
+            try:
+                for line in handle:
                     with contextlib.suppress(orjson.JSONDecodeError):
                         kept.append(orjson.loads(line))
-        except FileNotFoundError:  # rotated away since it was listed
-            continue
-        except OSError as exc:  # was: "no payloads recorded", as if the API had none
-            raise StateError(f"cannot read the payload log {path} ({exc.strerror or exc})") from None
+            except OSError as exc:
+                raise StateError(
+                    f"cannot read the payload log {handle.name} ({exc.strerror or exc})"
+                ) from None
     return list(kept)
 
 

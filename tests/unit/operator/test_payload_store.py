@@ -60,3 +60,31 @@ def test_a_payload_log_that_cannot_be_read_is_said_not_empty(tmp_path: Path) -> 
     path.mkdir(parents=True)  # root reads any file: a folder stands for one it cannot
     with pytest.raises(StateError, match=r"cannot read the payload log .*api\.jsonl \(Is a directory\)"):
         read_payloads(tmp_path, "shop/api")
+
+
+def test_a_read_as_the_log_rotates_leaves_no_gap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Was: `inferd replay` read the older file, then the writer rotated (the current file became
+    # the older one), then it read the new current file: the records of the file rotated in between
+    # were missing, and the last ones it replayed were from before them, with a gap.
+    writer = PayloadWriter(tmp_path, PayloadBuffer())
+    limit = 8192
+    for index in range(120):
+        writer.write([("shop/api", limit, {"index": index, "request": {"json": "x" * 100}})])
+    path = payload_path(tmp_path, "shop/api")
+    assert path.with_name(path.name + ".1").exists()
+    opened = Path.open
+    rotated: list[bool] = []
+
+    def open_then_rotate(self: Path, *args: object, **kwargs: object) -> object:
+        handle = opened(self, *args, **kwargs)  # type: ignore[call-overload]
+        if self.parent == path.parent and not rotated:  # the writer rotates between two opens
+            rotated.append(True)
+            writer.write([("shop/api", limit, {"index": 1000, "request": {"json": "y" * limit}})])
+        return handle
+
+    monkeypatch.setattr(Path, "open", open_then_rotate)
+    indices = [record["index"] for record in read_payloads(tmp_path, "shop/api")]
+    writer.close()
+    assert rotated
+    # the newest records before the rotation are all there, in order, with none missing
+    assert 119 in indices and indices[: indices.index(119) + 1] == list(range(indices[0], 120)), indices

@@ -9,23 +9,24 @@ from inferd.errors import LoadError
 from inferd.runtimes.base import Runtime, TensorSpec
 from inferd.runtimes.devices import Devices
 
-# Each format's framework, what it is called, and the extra of inferd that installs it
-# (pyproject.toml): ``pip install inferd`` alone installs neither. An API that asks for a GPU
-# needs the `gpu` extra's CUDA builds instead: the CPU build installed first stays beside them
-# (onnxruntime and onnxruntime-gpu, tensorflow-cpu and tensorflow, each pair one module).
+# Each format's framework and what its models are called; the extra of inferd that installs it
+# has the format's name (pyproject.toml): ``pip install inferd`` alone installs neither. An API
+# that asks for a GPU needs the `gpu` extra's CUDA builds instead: the CPU build installed first
+# stays beside them (onnxruntime and onnxruntime-gpu, tensorflow-cpu and tensorflow, each pair
+# one module).
 FRAMEWORKS = {
-    "onnx": ("onnxruntime", "ONNX models", "onnx"),
-    "tensorflow": ("tensorflow", "TensorFlow SavedModels", "tensorflow"),
+    "onnx": ("onnxruntime", "ONNX models"),
+    "tensorflow": ("tensorflow", "TensorFlow SavedModels"),
 }
 
 
 def _not_installed(model_format: str, exc: ModuleNotFoundError, devices: Devices | None) -> Exception:
     """One sentence for a runtime whose framework is not installed in this Python; ``exc`` as it
     is for any other missing module (one the framework itself imports: its traceback says which)."""
-    module, models, extra = FRAMEWORKS[model_format]
+    module, models = FRAMEWORKS[model_format]
     if exc.name != module:
         return exc
-    install = f"pip install 'inferd[{extra}]'"
+    install = f"pip install 'inferd[{model_format}]'"
     if devices is not None and devices.gpus > 0:
         install = "pip install 'inferd[gpu]' (the API asks for a GPU)"
     return LoadError(

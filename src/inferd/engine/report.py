@@ -90,7 +90,7 @@ def replica_info(replica: Replica, pool: GpuPool) -> dict[str, Any]:
         "id": replica.id,
         "pid": replica.process.pid,
         "version": replica.version,
-        "state": str(replica.handle.state),
+        "state": replica_state(replica),
         "requests": replica.handle.requests,
         "device": replica.handle.info.get("device"),
     }
@@ -120,13 +120,19 @@ def runtimes_in_use(apis: Mapping[str, ApiState]) -> set[str]:
     return used
 
 
+def replica_state(replica: Replica) -> str:
+    """What a replica is doing, as ``inferd get`` and ``/metrics`` say it: ``retiring`` for an old
+    version's replica finishing its last requests (its handle still says ``ready``)."""
+    return "retiring" if replica.retired else str(replica.handle.state)
+
+
 def replica_states(apis: Mapping[str, ApiState]) -> dict[str, dict[str, int]]:
     """Replica counts by state per API (for /metrics)."""
     result: dict[str, dict[str, int]] = {}
     for name, state in apis.items():
         counts: dict[str, int] = {}
         for replica in state.replicas:
-            key = "retiring" if replica.retired else str(replica.handle.state)
+            key = replica_state(replica)
             counts[key] = counts.get(key, 0) + 1
         result[name] = counts
     return result

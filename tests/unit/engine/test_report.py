@@ -9,7 +9,8 @@ from typing import cast
 
 from inferd.config.load import load_project
 from inferd.engine.autoscale import Autoscaler
-from inferd.engine.report import status
+from inferd.engine.gpus import GpuPool
+from inferd.engine.report import replica_info, replica_states, status
 from inferd.engine.state import ApiState, Replica, Version
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 
@@ -71,3 +72,17 @@ def test_a_replica_killed_over_its_memory_limit_at_ready_never_makes_the_api_liv
     replica.over_mem_limit, replica.loaded = False, True  # one under the limit, taken
     greedy.version.oom = False
     assert status(greedy) == "live"
+
+
+def test_a_retiring_replica_is_shown_retiring_not_ready(tmp_path: Path) -> None:
+    """``inferd get API -v`` showed an old version's replica draining its last requests as
+    ``ready`` while ``/metrics`` counted it ``retiring``: both now say ``retiring``."""
+    rolling = api(tmp_path, min_replicas=1)
+    process = cast(subprocess.Popen[bytes], SimpleNamespace(pid=4242))
+    handle = cast(ReplicaHandle, SimpleNamespace(state=ReplicaState.READY, requests=3, info={}))
+    old, new = Replica("cold-1", "v1", handle, process), Replica("cold-2", "v2", handle, process)
+    old.retired = True
+    rolling.replicas = [old, new]
+    shown = [replica_info(replica, GpuPool())["state"] for replica in rolling.replicas]
+    assert shown == ["retiring", "ready"]
+    assert replica_states({"cold": rolling}) == {"cold": {"retiring": 1, "ready": 1}}

@@ -27,7 +27,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """The wheel `pip install .` builds from the checkout's files."""
     source = tmp_path_factory.mktemp("source")
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
     return built_wheel(source, tmp_path_factory.mktemp("dist"))
 
@@ -40,6 +40,17 @@ def test_the_wheel_holds_every_file_of_the_packages_and_both_commands(wheel: dic
     assert files == package_sources()
     assert "inferd/operator/static/index.html" in files
     assert commands == COMMANDS
+
+
+def test_the_wheel_carries_the_license_its_metadata_names(wheel: dict[str, bytes]) -> None:
+    # Was: the metadata said Apache-2.0 and no license text shipped, in the wheel or the checkout.
+    (name,) = [name for name in wheel if name.endswith(".dist-info/METADATA")]
+    metadata = Parser().parsestr(wheel[name].decode())
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    (text,) = [wheel[name] for name in wheel if name.endswith(".dist-info/licenses/LICENSE")]
+    assert text == (ROOT / "LICENSE").read_bytes()
+    assert b"Apache License" in text and b"Version 2.0, January 2004" in text
 
 
 def test_installing_inferd_brings_a_pip_that_answers_what_inferd_asks_it(wheel: dict[str, bytes]) -> None:

@@ -39,6 +39,15 @@ def check_starter(serve: Serve, project: Path) -> None:
         cwd=project,
     )
     assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
+    # where pytest is not installed (inferd does not install it): `python my-api/test_….py`
+    (test_file,) = project.glob("test_*.py")
+    plain = subprocess.run(
+        [sys.executable, f"{project.name}/{test_file.name}"],
+        capture_output=True,
+        text=True,
+        cwd=project.parent,
+    )
+    assert (plain.returncode, plain.stdout) == (0, "2 passed\n"), plain.stderr
     server = serve(project)
     sample = json.loads((project / "sample.json").read_text())
     assert server.post(f"/{project.name}/classifier", sample).json() == "setosa"

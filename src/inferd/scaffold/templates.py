@@ -200,7 +200,8 @@ def predict(sample, metadata):
 '''
 
 DEMO_TEST = '''\
-"""Your own tests of api '$api', in-process with the real model: run `pytest` in this folder."""
+"""Your own tests of api '$api', in-process with the real model: run `pytest` in this folder,
+or this file with `python` where pytest is not installed (inferd does not install it)."""
 
 from pathlib import Path
 
@@ -217,6 +218,13 @@ def test_a_short_petal_is_a_setosa():
 def test_a_long_petal_is_a_virginica():
     sample = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1}
     assert api.predict(sample) == "virginica"
+
+
+if __name__ == "__main__":
+    tests = [test for name, test in sorted(globals().items()) if name.startswith("test_")]
+    for test in tests:
+        test()
+    print(f"{len(tests)} passed")
 '''
 
 

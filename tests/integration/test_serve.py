@@ -384,7 +384,12 @@ def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_mode
     assert log.count("Traceback (most recent call last)") == 1
 
 
-def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_drains_and_leaves_no_process(
+    serve: Serve, raw_project: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
+    # SIGHUP too, the terminal's hang-up (an ssh session dropped): it killed the server outright,
+    # the request it was running reset.
     server = serve(raw_project)
     replicas = children(server.process.pid)
     zygotes = zygote_pids(server.process.pid)
@@ -395,10 +400,10 @@ def test_sigterm_drains_and_leaves_no_process(serve: Serve, raw_project: Path, t
         wait_for(
             lambda: requests.get(f"{server.url}/test/stateful", timeout=5).json()["replicas"]["busy"] == 1
         )
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signum)
         wait_for(lambda: not server.healthy(), 30, "/healthz to say it is shutting down")
         gate.touch()
-        assert slow.result().status_code == 200  # accepted before SIGTERM: it finishes
+        assert slow.result().status_code == 200  # accepted before the signal: it finishes
     assert server.process.wait(60) == 0
     assert not [pid for pid in replicas | zygotes if process_alive(pid)]
 

@@ -52,7 +52,7 @@ class PortType(click.ParamType[int]):
     type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
-    help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM.",
+    help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM / SIGHUP.",
 )
 @click.option("--access-log", is_flag=True, help="Print one JSON line per request on stderr.")
 @click.option(

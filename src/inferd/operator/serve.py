@@ -1,6 +1,6 @@
 """``inferd serve``: the gateway and the local engine in one foreground process.
 
-Ctrl-C or SIGTERM: stop taking predictions (``/healthz`` turns 503), let accepted requests
+Ctrl-C, SIGTERM or SIGHUP: stop taking predictions (``/healthz`` turns 503), let accepted requests
 finish, stop the replicas, exit 0. With ``reload``, edits of the project roll its APIs over to
 the new code (``operator/reload.py``).
 """
@@ -137,7 +137,9 @@ async def _serve(
         say("inferd: installing requirements.txt (/healthz answers 503 until every API is ready)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP: the terminal went away (an ssh session dropped). It killed the server outright, the
+    # requests it was running lost; it now drains as Ctrl-C does.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     if reload:
         no_bytecode()

@@ -290,7 +290,10 @@ def chart(run: Run, path: Path) -> None:
 
 def write(run: Run, out_dir: Path, raw_json: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    chart(run, out_dir / "benchmarks.png")
+    try:
+        chart(run, out_dir / "benchmarks.png")
+    except ImportError:  # `python bench/run.py` without the bench extra: the tables still count
+        print("no chart: matplotlib is missing (make bench installs it: pip install -e '.[bench]')")
     (out_dir / "benchmarks.md").write_text(markdown(run, "benchmarks.png"))
     raw_json.parent.mkdir(parents=True, exist_ok=True)
     raw_json.write_text(json.dumps(asdict(run), indent=1, default=str))

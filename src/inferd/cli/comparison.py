@@ -111,6 +111,20 @@ def gateway_latency(header: str) -> float | None:
         return None
 
 
+def answer_of(response: Any) -> dict[str, Any]:
+    """An answer as the payload log records it: its JSON; a streamed answer (NDJSON, the
+    endpoint's stream to a client that asks for no events) as the list of its items; else text."""
+    if response.headers.get("Content-Type", "").startswith("application/x-ndjson"):
+        try:
+            return {"json": [orjson.loads(line) for line in response.content.splitlines() if line]}
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return {"json": response.json()}
+    except ValueError:
+        return {"text": response.text}
+
+
 def compare(
     records: list[tuple[dict[str, Any], str]], tolerance: float, key: str | None = None
 ) -> dict[str, Any]:
@@ -135,11 +149,7 @@ def compare(
             latency_ms = gateway_latency(response.headers.get("Server-Timing", ""))
             if latency_ms is None:  # a server that does not say: the round trip seen here
                 latency_ms = (time.perf_counter() - started) * 1000
-            try:
-                answer: dict[str, Any] = {"json": response.json()}
-            except ValueError:
-                answer = {"text": response.text}
-            tally.add(record, response.status_code, answer, latency_ms)
+            tally.add(record, response.status_code, answer_of(response), latency_ms)
     return tally.report(len(records))
 
 

@@ -168,7 +168,7 @@ def replay(
             raise NotFoundError(
                 f"none of the last {len(recorded)} requests recorded for api '{key}' can be sent again "
                 "(replay sends JSON requests to its endpoint, V2 infer and generate, and TF Serving "
-                "predict; not V2 binary tensors, streams, or TF Serving classify and regress)"
+                "predict; not V2 binary tensors, V2 generate_stream, or TF Serving classify and regress)"
             )
         if not records:
             raise NotFoundError(

@@ -151,6 +151,18 @@ def test_a_splitter_over_batching_apis_keeps_each_request_its_answer_trace_and_c
     assert {api: requests_total[(api, "cortex", "200")] for api in took} == dict(took)
     assert requests_total[("mirror", "shadow", "200")] == answered
     assert requests_total[("mirror", "cortex", "200")] == 0
+    # `inferd get` counts the copies apart from the clients' requests, and times only those
+    # (they were 2XX beside the clients', a copy's wait behind them in the latency).
+    assert combo.status("mirror")["metrics"]["requests"] == {
+        "2XX": 0,
+        "4XX": 0,
+        "5XX": 0,
+        "total": 0,
+        "shadow": answered,
+    }
+    assert combo.status("mirror")["metrics"]["latency"] == {"avg_ms": None, "p50_ms": None, "p99_ms": None}
+    shown = combo.run("get", "mirror").stdout
+    assert "shadow copies" in shown and f" {answered}\n" in shown
     members = Counter[str]()
     for labels, value in metric_samples(combo, "inferd_batches_total"):
         members[labels["api"]] += int(labels["size"]) * int(value)

@@ -4,6 +4,8 @@ shadows, payload logs, replay, tracing, streams and rolling updates, through one
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -261,3 +263,51 @@ def test_a_rolling_update_of_a_splitter_member_that_is_a_shadow_fails_no_request
 
     wait_for(answered_by_the_new_version, 30, "a shadow copy answered by the new version")
     combo.run("delete", "roll")
+
+
+PROMOTED = (
+    "- kind: deployment\n  name: promo\n"
+    + _api("champion")
+    + _api("challenger")
+    + """
+- kind: traffic_splitter
+  name: front
+  apis:
+    - {name: champion, weight: 100}
+    - {name: challenger, weight: 0}
+  shadow: {api: challenger}
+"""
+)
+
+
+def nice_of(pid: int) -> int:
+    """The nice value of process ``pid`` (field 19 of /proc/PID/stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_a_challenger_promoted_while_it_is_the_shadow_serves_at_full_priority(
+    combo: Inferd, tmp_path: Path
+) -> None:
+    project = make_project(tmp_path / "promo", PROMOTED, {"p.py": PREDICTOR})
+    combo.run("deploy", str(project))
+    for name in ("champion", "challenger"):
+        combo.wait_status(name, "live")
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    (shadow,) = combo.replica_pids("challenger")
+    assert nice_of(shadow) == min(19, base + 10)  # a shadow yields the CPU to the champion
+    combo.run("promote", "front", "challenger")
+    answer = combo.post("/promo/front", {"x": 3})
+    assert answer.headers["X-Inferd-Api"] == "challenger" and answer.json()["x"] == 3
+    # It serves every client of the splitter now: its replicas start at inferd's own priority
+    # (they started 10 nice levels down, as a shadow's; the one running is raised where inferd
+    # may raise a priority).
+    os.kill(shadow, signal.SIGKILL)
+
+    def replaced() -> list[int] | None:
+        pids = [pid for pid in combo.replica_pids("challenger") if pid != shadow]
+        return pids or None
+
+    (started,) = wait_for(replaced, 60, "the challenger's replica to be replaced")
+    assert nice_of(started) == base
+    assert combo.post("/promo/front", {"x": 4}).json() == {"x": 4, "api": "challenger", "version": 1}
+    combo.run("delete", "promo")

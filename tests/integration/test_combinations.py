@@ -45,6 +45,8 @@ COMBO = (
     "- kind: deployment\n  name: combo\n"
     + _api("gen", RECORDED)
     + _api("gen2")
+    + _api("locked", "  auth: {keys_file: keys.txt}\n")
+    + _api("plain", RECORDED)
     + _api("warm", BATCHING + RECORDED)
     + _api("cold", BATCHING + RECORDED, "cpu: 0.1, min_replicas: 0, init_replicas: 0, max_replicas: 1")
     + _api("mirror", "  batching: {max_batch_size: 4}\n", "cpu: 0.1")
@@ -70,10 +72,10 @@ def combo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inferd]:
     """One operator for the module, serving the deployment ``combo``."""
     root = tmp_path_factory.mktemp("combo")
     runner = Inferd(root / "home")
-    project = make_project(root / "combo", COMBO, {"p.py": PREDICTOR})
+    project = make_project(root / "combo", COMBO, {"p.py": PREDICTOR, "keys.txt": "sesame\n"})
     try:
         runner.run("deploy", str(project))
-        for name in ("gen", "gen2", "warm", "mirror"):
+        for name in ("gen", "gen2", "locked", "plain", "warm", "mirror"):
             runner.wait_status(name, "live")
         yield runner
     finally:
@@ -202,6 +204,28 @@ def test_a_streaming_api_replayed_against_one_streaming_the_same_items_agrees(co
     # stream read as a disagreement: its NDJSON text against the recorded list).
     replayed = combo.json("replay", "gen", "--against", "gen2")
     assert (replayed["requests"], replayed["agreement"], replayed["errors"]) == (5, 1.0, 0), replayed
+
+
+def test_a_replay_against_an_api_that_takes_keys_needs_its_key(combo: Inferd) -> None:
+    # Without one, or with a wrong one, nothing is compared: its 401s read as disagreements
+    # (agreement 0%, exit 0), as an API that cannot serve's 503s would.
+    assert combo.post("/combo/plain", {"x": 7}).status_code == 200
+    wait_for(lambda: combo.json("payloads", "plain"), 30, "the request recorded")
+    unkeyed = combo.run("replay", "plain", "--against", "locked", check=False)
+    assert unkeyed.returncode == 1 and unkeyed.stderr.strip() == (
+        "error: api 'combo/locked' takes API keys (auth:): give one with --key KEY (or "
+        "$INFERD_API_KEY); nothing was replayed"
+    )
+    wrong = combo.run("replay", "plain", "--against", "locked", "--key", "open", check=False)
+    assert wrong.returncode == 1 and wrong.stderr.strip() == (
+        f"error: {combo.url}/combo/locked refused the key given: wrong API key; the replay stopped"
+    )
+    keyed = combo.json("replay", "plain", "--against", "locked", "--key", "sesame", "-n", "1")
+    assert (keyed["requests"], keyed["errors"], keyed["status_changes"]) == (1, 0, 0)
+    assert keyed["first_disagreements"][0]["replayed"] == {
+        "status": 200,
+        "json": {"x": 7, "api": "locked", "version": 1},
+    }
 
 
 ROLL = (

@@ -319,7 +319,7 @@ def test_misused_traffic_commands_are_one_sentence_errors(inferd: Inferd, tmp_pa
     assert result.returncode == 1 and result.stderr.strip() == (
         "error: none of the last 1 requests recorded for api 'shop/challenger' can be sent again "
         "(replay sends JSON requests to its endpoint, V2 infer and generate, and TF Serving "
-        "predict; not V2 binary tensors, streams, or TF Serving classify and regress)"
+        "predict; not V2 binary tensors, V2 generate_stream, or TF Serving classify and regress)"
     )
     # A V2 generate request is sent again (its body is the predictor's sample, as on the endpoint).
     assert inferd.post("/v2/models/challenger/generate", {"x": 1}).status_code == 200

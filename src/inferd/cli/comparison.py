@@ -12,10 +12,13 @@ from typing import Any
 import orjson
 
 from inferd.cli.api_http import api_headers
+from inferd.errors import ForbiddenError, InferdError, UnauthorizedError
 
 SHOWN = 5  # disagreements shown side by side
 # V2 infer answers name the model that gave them: compared without these fields.
 NAMING = ("model_name", "model_version")
+# A key OTHER refused (or none given where it takes one): the replay stops rather than count them.
+REFUSED: dict[int, type[InferdError]] = {401: UnauthorizedError, 403: ForbiddenError}
 
 
 def agree(recorded: Any, replayed: Any, tolerance: float) -> bool:
@@ -111,6 +114,29 @@ def gateway_latency(header: str) -> float | None:
         return None
 
 
+def refusal(response: Any) -> str:
+    """The message of an error answer (its ``error``), else its text."""
+    try:
+        message = response.json().get("error")
+    except (ValueError, AttributeError):
+        message = None
+    return message if isinstance(message, str) else str(response.text)
+
+
+def answer_of(response: Any) -> dict[str, Any]:
+    """An answer as the payload log records it: its JSON; a streamed answer (NDJSON, the
+    endpoint's stream to a client that asks for no events) as the list of its items; else text."""
+    if response.headers.get("Content-Type", "").startswith("application/x-ndjson"):
+        try:
+            return {"json": [orjson.loads(line) for line in response.content.splitlines() if line]}
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return {"json": response.json()}
+    except ValueError:
+        return {"text": response.text}
+
+
 def compare(
     records: list[tuple[dict[str, Any], str]], tolerance: float, key: str | None = None
 ) -> dict[str, Any]:
@@ -132,14 +158,14 @@ def compare(
             except requests.RequestException:
                 tally.errors += 1
                 continue
+            if response.status_code in REFUSED and record["status"] not in REFUSED:
+                # OTHER refused the key: every request would be, each read as a disagreement.
+                refused = REFUSED[response.status_code]
+                raise refused(f"{url} refused the key given: {refusal(response)}; the replay stopped")
             latency_ms = gateway_latency(response.headers.get("Server-Timing", ""))
             if latency_ms is None:  # a server that does not say: the round trip seen here
                 latency_ms = (time.perf_counter() - started) * 1000
-            try:
-                answer: dict[str, Any] = {"json": response.json()}
-            except ValueError:
-                answer = {"text": response.text}
-            tally.add(record, response.status_code, answer, latency_ms)
+            tally.add(record, response.status_code, answer_of(response), latency_ms)
     return tally.report(len(records))
 
 

@@ -113,22 +113,20 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
     if api.get("metrics_note"):  # a Ray cluster: no gateway counts there
         parts.append(f"metrics: {api['metrics_note']}")
     else:
-        parts.append(
-            table(
-                ["requests/s", "avg latency", "p50", "p99", "2XX", "4XX", "5XX"],
-                [
-                    [
-                        f"{metrics.get('requests_per_second', 0):.1f}",
-                        latency(timing.get("avg_ms")),
-                        latency(timing.get("p50_ms")),
-                        latency(timing.get("p99_ms")),
-                        count(requests.get("2XX", 0)),
-                        count(requests.get("4XX", 0)),
-                        count(requests.get("5XX", 0)),
-                    ]
-                ],
-            )
-        )
+        headers = ["requests/s", "avg latency", "p50", "p99", "2XX", "4XX", "5XX"]
+        row = [
+            f"{metrics.get('requests_per_second', 0):.1f}",
+            latency(timing.get("avg_ms")),
+            latency(timing.get("p50_ms")),
+            latency(timing.get("p99_ms")),
+            count(requests.get("2XX", 0)),
+            count(requests.get("4XX", 0)),
+            count(requests.get("5XX", 0)),
+        ]
+        if requests.get("shadow"):  # copies of another API's requests it answered, apart
+            headers.append("shadow copies")
+            row.append(count(requests["shadow"]))
+        parts.append(table(headers, [row]))
     shadow = api.get("shadow")
     if shadow:  # copies of its requests go to another API (gateway/shadow.py)
         row = [

@@ -20,7 +20,14 @@ from inferd.cli.comparison import compare, compare_shadow
 from inferd.cli.options import env_option, key_option
 from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
 from inferd.client import Client
-from inferd.errors import ConflictError, InferdError, NotFoundError, OperatorError, UsageError
+from inferd.errors import (
+    ConflictError,
+    InferdError,
+    NotFoundError,
+    OperatorError,
+    UnauthorizedError,
+    UsageError,
+)
 from inferd.storage import write_private
 
 if TYPE_CHECKING:
@@ -162,13 +169,19 @@ def replay(
                 f"api '{against}' cannot serve ({info.get('error')}): nothing was replayed (see "
                 f"`inferd logs {against}`, deploy it again, then replay)"
             )
+        if info.get("key_header") and not api_key:
+            # Its 401s would read as disagreements, as an API that cannot serve's 503s would.
+            raise UnauthorizedError(
+                f"api '{against}' takes API keys (auth:): give one with --key KEY (or $INFERD_API_KEY); "
+                "nothing was replayed"
+            )
         routed = [(r, route_of(r, info)) for r in recorded]
         records = [(r, url) for r, url in routed if url is not None]
         if not records and recorded:
             raise NotFoundError(
                 f"none of the last {len(recorded)} requests recorded for api '{key}' can be sent again "
                 "(replay sends JSON requests to its endpoint, V2 infer and generate, and TF Serving "
-                "predict; not V2 binary tensors, streams, or TF Serving classify and regress)"
+                "predict; not V2 binary tensors, V2 generate_stream, or TF Serving classify and regress)"
             )
         if not records:
             raise NotFoundError(

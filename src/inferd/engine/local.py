@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from inferd.config.schema import ApiConfig, Project
+from inferd.config.schema import ApiConfig, Project, SplitterConfig
 from inferd.engine import failures, placement, priority, report, schedule
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity
@@ -154,8 +154,7 @@ class LocalEngine:
         for name, state in list(self.apis.items()):
             if state.config.deployment == project.deployment.name and name not in keep:
                 self.delete(name)
-        self.sink.set_splitters(project.deployment.name, project.splitters)
-        self.priorities.update(project.deployment.name, project.splitters, self.apis)
+        self.set_splitters(project.deployment.name, project.splitters)
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._reconcile_forever())
         self.reconcile()
@@ -185,6 +184,12 @@ class LocalEngine:
         self.sink.api_error(name, None)
         self._event(name, f"the model's origin answered again: version {fresh.id} created")
         self.reconcile()
+
+    def set_splitters(self, deployment: str, splitters: tuple[SplitterConfig, ...]) -> None:
+        """Route ``deployment``'s splitters with these weights (a deploy's, or a promote's): in
+        the gateway, and in the replicas' priorities (an API clients are sent to is no shadow)."""
+        self.sink.set_splitters(deployment, splitters)
+        self.priorities.update(deployment, splitters, self.apis)
 
     def delete(self, name: str) -> None:
         """Stop routing to API ``name`` (its key) now; its replicas finish their requests, then stop."""

@@ -35,13 +35,17 @@ def shadow_nice(base: int, environ: Mapping[str, str] = os.environ) -> int | Non
 
 
 def shadow_targets(apis: Iterable[ApiConfig], splitters: Iterable[SplitterConfig]) -> set[str]:
-    """The keys (``deployment/api``) of the APIs that an API or a splitter copies requests to."""
+    """The keys (``deployment/api``) of the APIs that an API or a splitter copies requests to,
+    but for those a splitter sends its clients' requests to (a weight above 0: a challenger
+    promoted while it was the splitter's shadow serves every client of the splitter)."""
     targets = {f"{c.deployment}/{c.api.shadow.api}" for c in apis if c.api.shadow is not None}
+    routed = set()
     for splitter in splitters:
         shadow = splitter.splitter.shadow
         if shadow is not None:
             targets.add(f"{splitter.deployment}/{shadow.api}")
-    return targets
+        routed |= {f"{splitter.deployment}/{name}" for name, weight in splitter.weights.items() if weight > 0}
+    return targets - routed
 
 
 def set_nice(pid: int, nice: int) -> bool:

@@ -29,6 +29,12 @@ META_DTYPE = np.dtype(
 )
 
 Record = tuple[str, int, float, float, float, bytes]  # protocol, status, now, latency, queue wait, meta
+# The protocol label of the shadow copies an API answered (gateway/shadow.py). They are counted
+# by status (``inferd_requests_total{protocol="shadow"}``) and their replica's stages are timed,
+# but a copy is no client's request: its latency (held to leave in a group, then queued behind
+# the API's own requests) stays out of the latency, the queue stage and requests/s, and ``inferd
+# get`` counts copies apart from the 2XX / 4XX / 5XX of the clients' requests.
+SHADOW = "shadow"
 
 
 def nearest_rank(ordered: list[float], percent: int) -> float:
@@ -158,18 +164,28 @@ class ApiStats:
         protocols, statuses, nows, latencies, waits, metas = zip(*batch, strict=True)
         for key, count in Counter(zip(protocols, statuses, strict=True)).items():
             self._by_status[key] = self._by_status.get(key, 0) + count
+        clients = [protocol != SHADOW for protocol in protocols] if SHADOW in protocols else None
+        if clients is not None:  # copies answered: not timed as clients' requests (see SHADOW)
+            nows, latencies = (
+                tuple(v for v, client in zip(column, clients, strict=True) if client)
+                for column in (nows, latencies)
+            )
         self._latency.add(np.array(latencies))
         self._recent.extend(zip(nows, latencies, strict=True))
-        answered = [(wait, meta) for wait, meta in zip(waits, metas, strict=True) if meta]
+        answered = [
+            (wait, meta, clients is None or clients[i])
+            for i, (wait, meta) in enumerate(zip(waits, metas, strict=True))
+            if meta
+        ]
         if not answered:
             return
-        self._stages["queue"].add(np.array([wait for wait, _ in answered]))
+        self._stages["queue"].add(np.array([wait for wait, _, client in answered if client]))
         size = META_DTYPE.itemsize
-        head = np.frombuffer(b"".join(meta[:size] for _, meta in answered), dtype=META_DTYPE)
+        head = np.frombuffer(b"".join(meta[:size] for _, meta, _ in answered), dtype=META_DTYPE)
         for stage, column in (("pre_inference", "pre"), ("model", "model"), ("post_inference", "post")):
             values = head[column].astype(np.float64)
             self._stages[stage].add(values[~np.isnan(values)])
-        tracked = [meta[size:] for _, meta in answered if len(meta) > size]
+        tracked = [meta[size:] for _, meta, _ in answered if len(meta) > size]
         if tracked and self.tracker_type:
             self._tracker.add(self.tracker_type, tracked)
 
@@ -206,9 +222,12 @@ class ApiStats:
         traffic has stopped for that long.
         """
         classes = {"2XX": 0, "4XX": 0, "5XX": 0}
-        for (_, status), count in self.by_status.items():
+        copies = 0  # shadow copies answered, apart from the clients' requests
+        for (protocol, status), count in self.by_status.items():
             key = f"{status // 100}XX"
-            if key in classes:
+            if protocol == SHADOW:
+                copies += count
+            elif key in classes:
                 classes[key] += count
         now = time.perf_counter()
         recent = sorted(seconds for at, seconds in self.recent if now - at <= window)
@@ -236,7 +255,7 @@ class ApiStats:
                 "count": self.tracker.count,
             }
         summary = {
-            "requests": {**classes, "total": sum(self.by_status.values())},
+            "requests": {**classes, "total": sum(self.by_status.values()) - copies, "shadow": copies},
             "latency": latency,
             "requests_per_second": rate,
             "tracker": tracker,

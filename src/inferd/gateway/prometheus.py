@@ -11,7 +11,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from inferd.gateway import promtext, shadow
-from inferd.gateway.metrics import Histogram
+from inferd.gateway.metrics import SHADOW, Histogram
 from inferd.replica.handle import ReplicaState
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def families(gateway: Gateway, kinds: Kinds = TEXT) -> list[Any]:
         by_status = stats.by_status
         seeded = _SEEDED | {(protocol, code) for protocol, _ in by_status for code in SEEDED_CODES}
         if queue.key in shadowed:  # the copies it answers, from the first
-            seeded |= {(shadow.SHADOW, code) for code in SEEDED_CODES}
+            seeded |= {(SHADOW, code) for code in SEEDED_CODES}
         for protocol, status in sorted({*by_status, *seeded}):
             requests.add_metric([*ids, protocol, str(status)], by_status.get((protocol, status), 0))
         latency.add_metric(ids, _buckets(stats.latency), stats.latency.total)

@@ -21,6 +21,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from inferd.config.blocks import Shadow
+from inferd.gateway.metrics import SHADOW  # the protocol label of copies in the shadow API's metrics
 from inferd.gateway.payloads import PayloadBuffer, add_bodies, head_of, version_of
 from inferd.gateway.stream import ItemRecord
 from inferd.gateway.wire import REPLAY
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 # pipelining), so a copy costs the gateway and the shadow's replica a fraction of a request.
 GROUP = 8
 HOLD = 0.005
-SHADOW = "shadow"  # the protocol label of copies in the shadow API's metrics
 # The protocol whose answers start with the model (API) that gave them: V2 infer.
 NAMED_PROTOCOL = "v2"
 NAMED = b'{"model_name":'

@@ -117,5 +117,5 @@ def forget(operator: Operator, deployment: str) -> None:
     except StateError:
         operator.state.deployments[deployment] = record  # nothing deleted: the state says so
         raise
-    operator.gateway.set_splitters(deployment, ())
+    operator.engine.set_splitters(deployment, ())
     operator.unrestored.pop(deployment, None)

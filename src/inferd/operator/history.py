@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from inferd.gateway.metrics import nearest_rank
+from inferd.gateway.metrics import SHADOW, nearest_rank
 
 CLASSES = ("2XX", "4XX", "5XX")
 REPLICA_FIELDS = ("requested", "available", "up_to_date", "failed")
@@ -25,11 +25,12 @@ PERIOD = 5.0
 
 
 def class_totals(by_status: Mapping[tuple[str, int], int]) -> dict[str, int]:
-    """Cumulative request counts per status class from ``ApiStats.by_status`` (protocol, status)."""
+    """Cumulative request counts per status class from ``ApiStats.by_status`` (protocol, status):
+    the clients' requests, not the shadow copies the API answered."""
     totals = dict.fromkeys(CLASSES, 0)
-    for (_, status), count in by_status.items():
+    for (protocol, status), count in by_status.items():
         key = f"{status // 100}XX"
-        if key in totals:
+        if key in totals and protocol != SHADOW:
             totals[key] += count
     return totals
 

@@ -82,7 +82,7 @@ def promote_now(operator: Operator, name: str, api: str, judged: str | None = No
             f"'{name}' would be refused (see `inferd logs {deployment}/{api}`, then deploy it again)"
         )
     configs = tuple(s.config for s in splitters.by_key.values() if s.config.deployment == deployment)
-    operator.gateway.set_splitters(deployment, promoted(configs, {name: api}))
+    operator.engine.set_splitters(deployment, promoted(configs, {name: api}))
     record = operator.state.deployments.get(deployment)
     if record is not None:
         record.promoted[name] = api

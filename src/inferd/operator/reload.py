@@ -243,7 +243,7 @@ class Reloader:
         if renamed:  # (deleted before the apply, a failed one left no API serving)
             for config in previous.apis:
                 self.engine.delete(config.key)
-            self.engine.sink.set_splitters(previous.deployment.name, ())
+            self.engine.set_splitters(previous.deployment.name, ())
         # An edit that brings an API back to files whose version failed to load is tried again
         # (a new version): that version's replicas may have read other files than these, saved
         # while they started, and said an error that these files do not have.

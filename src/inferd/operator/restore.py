@@ -112,7 +112,7 @@ async def _restore_snapshot(
         if folder == record.snapshot and _note_uses(engine, name, record, project):
             state.save()
         if record.promoted:
-            gateway.set_splitters(name, promoted(project.splitters, record.promoted))
+            engine.set_splitters(name, promoted(project.splitters, record.promoted))
         unrestored.pop(name, None)
         log.info("restored deployment '%s'", name)
     except (InferdError, OSError) as exc:

@@ -63,3 +63,22 @@ def test_set_nice_reaches_every_thread_of_a_running_replica() -> None:
         finally:
             child.kill()
     assert not set_nice(child.pid, 10)  # gone: nothing to do, and it says so
+
+
+def test_an_api_a_splitter_sends_clients_to_is_no_shadow() -> None:
+    # Was: a shadow target was one whatever its weight, so a challenger promoted while it was
+    # the splitter's shadow served every client 10 nice levels down, its autoscaler capped.
+    def splitter(weights: dict[str, int], shadow: str) -> SplitterConfig:
+        block = TrafficSplitter.model_validate(
+            {
+                "kind": "traffic_splitter",
+                "name": "front",
+                "apis": [{"name": name, "weight": weight} for name, weight in weights.items()],
+                "shadow": {"api": shadow},
+            }
+        )
+        return SplitterConfig(splitter=block, deployment="d", endpoint="/d/front")
+
+    apis = [api("a"), api("b", shadow={"api": "a"}), api("c", shadow={"api": "b"})]
+    assert shadow_targets(apis, [splitter({"a": 100, "b": 0}, "b")]) == {"d/b"}
+    assert shadow_targets(apis, [splitter({"a": 0, "b": 100}, "b")]) == {"d/a"}

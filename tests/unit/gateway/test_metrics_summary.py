@@ -63,3 +63,20 @@ def test_predictions_of_classes_past_the_limit_are_counted_as_a_total() -> None:
     assert len(tracker["classes"]) == MAX_CLASSES and tracker["classes"]["c0"] == 2
     assert tracker["other"] == {"predictions": 6, "classes_counted": MAX_CLASSES}
     assert sum(tracker["classes"].values()) + tracker["other"]["predictions"] == len(labels)
+
+
+def test_shadow_copies_are_counted_apart_and_not_timed_as_client_requests() -> None:
+    """An API that is another's shadow counted the copies it answered as its 2XX, and their
+    latency (a wait behind its own requests) in its p50/p99, requests/s and queue stage."""
+    stats = ApiStats()
+    now = time.perf_counter()
+    meta = pack_meta({"model": 0.0001}, b"")
+    stats.add("cortex", 200, now, 0.001, 0.0, meta)
+    stats.add("shadow", 200, now, 0.5, 0.4, meta)
+    stats.add("shadow", 500, now, 0.5, 0.4, meta)
+    summary = stats.summary()
+    assert summary["requests"] == {"2XX": 1, "4XX": 0, "5XX": 0, "total": 1, "shadow": 2}
+    assert summary["latency"] == {"avg_ms": 1.0, "p50_ms": 1.0, "p99_ms": 1.0}
+    assert stats.latency.count == 1 and stats.stages["queue"].count == 1
+    assert stats.stages["model"].count == 3  # the replica's work on a copy is timed
+    assert stats.by_status == {("cortex", 200): 1, ("shadow", 200): 1, ("shadow", 500): 1}  # /metrics

@@ -128,3 +128,13 @@ def test_a_full_history_read_again_between_samples_costs_nearly_nothing() -> Non
     history.observe("d/a3", 2e6, totals(ok=2 * 10**6), [0.0004], 0, REPLICAS)
     assert orjson.loads(history.columns_json("d/a3"))["t"][-1] == 2e6
     assert orjson.loads(history.columns_json("d/a4"))["t"][-1] == 1e6
+
+
+def test_class_totals_leave_out_shadow_copies() -> None:
+    """The dashboard's request counts are the clients': copies the API answered as another's
+    shadow are counted apart (``protocol="shadow"`` in /metrics)."""
+    assert class_totals({("cortex", 200): 2, ("shadow", 200): 5, ("shadow", 503): 1}) == {
+        "2XX": 2,
+        "4XX": 0,
+        "5XX": 0,
+    }

@@ -1,0 +1,49 @@
+"""The CLI's contract, command by command, run as a user runs it (the real `inferd` process, no
+operator unless a test needs one): an error is one sentence on stderr and a non-zero exit, never
+a traceback; hostile names and numbers are refused or read as what they say."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import IO
+
+from inferd.gateway.payloads import PayloadBuffer
+from inferd.operator.payloads import PayloadWriter
+from tests.conftest import INFERD
+
+
+def run(home: Path, *args: str, stdout: int | IO[str] = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ, INFERD_HOME=str(home))
+    return subprocess.run(
+        [str(INFERD), *args], stdout=stdout, stderr=subprocess.PIPE, text=True, env=environment, timeout=60
+    )
+
+
+def _recorded(home: Path, count: int) -> None:
+    """A payload log of API shop/api with ``count`` records, each with its shadow's answer."""
+    writer = PayloadWriter(home, PayloadBuffer())
+    for index in range(count):
+        record = {
+            "request_id": str(index),
+            "status": 200,
+            "latency_ms": 1.0,
+            "version": "v1",
+            "protocol": "cortex",
+            "request": {"json": index},
+            "response": {"json": index},
+            "shadow": {"api": "other", "status": 200, "latency_ms": 1.0, "response": {"json": index}},
+        }
+        writer.write([("shop/api", 1 << 24, record)])
+    writer.close()
+
+
+def test_a_count_beyond_what_was_recorded_reads_every_record(tmp_path: Path) -> None:
+    # `-n 99999999999999999999999` ended in a traceback (OverflowError: Python int too large to
+    # convert to C ssize_t); "the last N" of fewer records is all of them, as for a small N.
+    _recorded(tmp_path, 3)
+    ended = run(tmp_path, "payloads", "shop/api", "-n", str(10**23), "-o", "json")
+    assert (ended.returncode, ended.stderr) == (0, "")
+    assert [record["request_id"] for record in json.loads(ended.stdout)] == ["0", "1", "2"]

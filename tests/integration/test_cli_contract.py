@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.operator.payloads import PayloadWriter
 from tests.conftest import INFERD
@@ -47,3 +49,24 @@ def test_a_count_beyond_what_was_recorded_reads_every_record(tmp_path: Path) -> 
     ended = run(tmp_path, "payloads", "shop/api", "-n", str(10**23), "-o", "json")
     assert (ended.returncode, ended.stderr) == (0, "")
     assert [record["request_id"] for record in json.loads(ended.stdout)] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--version"]])
+def test_help_and_version_to_a_full_disk_are_one_line_and_exit_1(tmp_path: Path, args: list[str]) -> None:
+    # `inferd --help > /dev/full` (and --version) ended in click's traceback: OSError: [Errno 28]
+    with open("/dev/full", "w") as full:
+        ended = run(tmp_path, *args, stdout=full)
+    assert (ended.returncode, ended.stderr) == (1, "error: No space left on device\n")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
+def test_help_and_version_to_a_reader_that_left_end_as_sigpipe(tmp_path: Path, args: list[str]) -> None:
+    # Every command ends with 141 when what reads its output left (`inferd get | head -1`), but
+    # `inferd --help | head -1` ended with 1, which a script's pipefail reads as a failure.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        ended = run(tmp_path, *args, stdout=write)
+    finally:
+        os.close(write)
+    assert (ended.returncode, ended.stderr) == (141, "")

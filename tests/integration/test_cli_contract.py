@@ -70,3 +70,19 @@ def test_help_and_version_to_a_reader_that_left_end_as_sigpipe(tmp_path: Path, a
     finally:
         os.close(write)
     assert (ended.returncode, ended.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("name", ["../notes", "shop/../../notes"])
+def test_logs_read_after_down_only_an_apis_log(tmp_path: Path, name: str) -> None:
+    # With no operator running, `inferd logs ../notes` printed $INFERD_HOME/notes.log: the name
+    # went into the path as it was, and any file ending in .log was shown as an API's log.
+    (tmp_path / "logs" / "shop").mkdir(parents=True)
+    (tmp_path / "logs" / "shop" / "api.log").write_text("the api's line\n")
+    (tmp_path / "notes.log").write_text("not a log of inferd's\n")
+    ended = run(tmp_path, "logs", name)
+    assert ended.returncode == 1 and ended.stdout == ""
+    assert (
+        ended.stderr
+        == f"error: no API named '{name}' has a log in {tmp_path / 'logs'} (the operator is not running)\n"
+    )
+    assert run(tmp_path, "logs", "api").stdout == "the api's line\n"  # the lines of one that has

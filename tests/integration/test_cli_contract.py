@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -14,7 +15,8 @@ import pytest
 
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.operator.payloads import PayloadWriter
-from tests.conftest import INFERD
+from tests.conftest import INFERD, example
+from tests.integration.conftest import Inferd, stop_operator
 
 
 def run(home: Path, *args: str, stdout: int | IO[str] = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
@@ -86,3 +88,42 @@ def test_logs_read_after_down_only_an_apis_log(tmp_path: Path, name: str) -> Non
         == f"error: no API named '{name}' has a log in {tmp_path / 'logs'} (the operator is not running)\n"
     )
     assert run(tmp_path, "logs", "api").stdout == "the api's line\n"  # the lines of one that has
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inferd]:
+    """An operator serving examples/iris-onnx (deployment iris, API classifier), alone."""
+    runner = Inferd(tmp_path_factory.mktemp("contract") / "home")
+    try:
+        runner.run("deploy", str(example("iris-onnx")))
+        yield runner
+    finally:
+        stop_operator(runner)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["get", "iris/"],
+        ["get", "/"],
+        ["logs", "iris/"],
+        ["predict", "iris/", str(example("iris-onnx") / "sample.json")],
+        ["replay", "classifier", "--against", ""],
+        ["replay", "classifier", "--against", "iris/"],
+    ],
+    ids=[
+        "get iris/",
+        "get /",
+        "logs iris/",
+        "predict iris/",
+        "replay --against ''",
+        "replay --against iris/",
+    ],
+)
+def test_a_name_whose_api_is_empty_names_no_api(iris: Inferd, args: list[str]) -> None:
+    # `inferd get iris/` (a deployment meant, say) showed classifier, `inferd predict iris/`
+    # posted to it and `inferd replay X --against ''` replayed against it: an empty API name was
+    # a prefix of every name, and the only API matched it.
+    ended = iris.run(*args, check=False)
+    assert ended.returncode == 2 and ended.stdout == ""
+    assert ended.stderr.startswith("error: ") and "names no API" in ended.stderr

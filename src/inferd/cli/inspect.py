@@ -31,8 +31,10 @@ def resolve(client: Backend, name: str) -> str:
     A name that several deployments use means the one of the project in the current folder (as
     Cortex read it from ``./cortex.yaml``); elsewhere it is an error that lists them.
     """
-    keys = sorted(key_of(api) for api in client.apis())
     deployment, _, api = name.rpartition("/")
+    if not api.strip():  # not a prefix of every name: `inferd predict iris/` posted to iris's only API
+        raise UsageError(f"'{name}' names no API: give API or DEPLOYMENT/API (`inferd get` lists them)")
+    keys = sorted(key_of(api) for api in client.apis())
     candidates = [key for key in keys if not deployment or key.partition("/")[0] == deployment]
     exact = [key for key in candidates if key.partition("/")[2] == api]
     matches = exact or [key for key in candidates if key.partition("/")[2].startswith(api)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,25 @@ def test_a_name_whose_api_is_empty_names_no_api(iris: Inferd, args: list[str]) -
     ended = iris.run(*args, check=False)
     assert ended.returncode == 2 and ended.stdout == ""
     assert ended.stderr.startswith("error: ") and "names no API" in ended.stderr
+
+
+def test_a_config_file_that_cannot_be_read_is_said_in_words(tmp_path: Path) -> None:
+    # Was: "cortex.yaml: cannot read the file: [Errno 13] Permission denied: '/.../cortex.yaml'",
+    # Python's text of the exception.
+    project = tmp_path / "project"
+    shutil.copytree(example("iris-onnx"), project)
+    (project / "cortex.yaml").chmod(0)
+    # root reads any file: run without that power
+    cut = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    environment = dict(os.environ, INFERD_HOME=str(tmp_path / "home"))
+    ended = subprocess.run(
+        [*cut, str(INFERD), "validate", str(project)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+    )
+    assert (ended.returncode, ended.stderr) == (
+        2,
+        "error: cortex.yaml: cannot read the file (Permission denied)\n",
+    )

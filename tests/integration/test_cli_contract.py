@@ -150,3 +150,33 @@ def test_a_config_file_that_cannot_be_read_is_said_in_words(tmp_path: Path) -> N
         2,
         "error: cortex.yaml: cannot read the file (Permission denied)\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["get", "-d", ""], "the deployment name is empty"),
+        (["get", "-d", " ", "-s"], "the deployment name is empty"),
+        (["logs", "classifier", "-d", ""], "the deployment name is empty"),
+        (
+            ["predict", "classifier", str(example("iris-onnx") / "sample.json"), "-d", ""],
+            "the deployment name is empty",
+        ),
+        (["promote", "", "classifier"], "the traffic splitter name is empty"),
+        (["promote", "split", ""], "the API name is empty"),
+    ],
+    ids=[
+        "get -d ''",
+        "get -d ' ' -s",
+        "logs -d ''",
+        "predict -d ''",
+        "promote '' API",
+        "promote SPLITTER ''",
+    ],
+)
+def test_an_empty_name_is_a_usage_error_in_every_command(iris: Inferd, args: list[str], message: str) -> None:
+    # As `inferd get ''` (exit 2); was: `inferd get -d ''` "no deployment named ''" (exit 1),
+    # `inferd predict classifier s.json -d ''` posted to classifier of any deployment, and
+    # `inferd promote '' API` looked for a splitter named ''.
+    ended = iris.run(*args, check=False)
+    assert (ended.returncode, ended.stdout, ended.stderr) == (2, "", f"error: {message}\n")

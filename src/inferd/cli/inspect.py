@@ -13,7 +13,7 @@ import click
 
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of
-from inferd.cli.options import env_option, folder_deployment, in_deployment
+from inferd.cli.options import env_option, folder_deployment, in_deployment, not_empty
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client
 from inferd.errors import NotFoundError, UsageError, in_several_deployments
@@ -106,6 +106,8 @@ def get(
     """
     if deployment is not None and all_deployments:
         raise UsageError("give -d/--deployment or -a/--all-deployments, not both")
+    if deployment is not None:
+        not_empty(deployment, "deployment")
     if api is not None:
         api = in_deployment(api, deployment)
     client = backend_for(env)

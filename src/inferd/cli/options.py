@@ -139,11 +139,11 @@ def folder_deployment() -> str | None:
     return None
 
 
-def not_empty(name: str) -> str:
-    """An API (or deployment) name as given; an empty one is a usage error, not a prefix of
-    every name."""
+def not_empty(name: str, what: str = "API") -> str:
+    """An API (or deployment, or splitter) name as given; an empty one is a usage error, not a
+    prefix of every name."""
     if not name.strip():
-        raise UsageError("the API name is empty")
+        raise UsageError(f"the {what} name is empty")
     return name
 
 
@@ -152,6 +152,7 @@ def in_deployment(api: str, deployment: str | None) -> str:
     not_empty(api)
     if deployment is None:
         return api
+    not_empty(deployment, "deployment")  # `-d ''` meant any deployment's API of that name
     named, _, name = api.rpartition("/")
     if named and named != deployment:
         raise UsageError(f"'{api}' names deployment '{named}', but -d says '{deployment}'")

@@ -17,7 +17,7 @@ import click
 
 from inferd.cli.backends import backend_for
 from inferd.cli.comparison import compare, compare_shadow
-from inferd.cli.options import env_option, key_option
+from inferd.cli.options import env_option, key_option, not_empty
 from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
 from inferd.client import Client
 from inferd.errors import ConflictError, InferdError, NotFoundError, OperatorError, UsageError
@@ -227,6 +227,8 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
       inferd replay champion --against challenger
       inferd promote recommend challenger --min-agreement 0.99
     """
+    not_empty(splitter, "traffic splitter")
+    not_empty(api)
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("traffic splitters run on the local operator; use an environment of provider local")

@@ -23,7 +23,13 @@ from tests.integration.conftest import Inferd, stop_operator
 def run(home: Path, *args: str, stdout: int | IO[str] = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     environment = dict(os.environ, INFERD_HOME=str(home))
     return subprocess.run(
-        [str(INFERD), *args], stdout=stdout, stderr=subprocess.PIPE, text=True, env=environment, timeout=60
+        [str(INFERD), *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        timeout=60,
+        cwd=home if home.is_dir() else None,  # not the checkout: no project is served by mistake
     )
 
 
@@ -180,3 +186,26 @@ def test_an_empty_name_is_a_usage_error_in_every_command(iris: Inferd, args: lis
     # `inferd promote '' API` looked for a splitter named ''.
     ended = iris.run(*args, check=False)
     assert (ended.returncode, ended.stdout, ended.stderr) == (2, "", f"error: {message}\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["deploy", "--timeout", "nan"],
+        ["refresh", "--timeout", "nan"],
+        ["delete", "classifier", "--timeout", "nan"],
+        ["serve", "--grace", "nan"],
+        ["serve", "--header-timeout", "nan"],
+        ["serve", "--keepalive-timeout", "NaN"],
+    ],
+    ids=" ".join,
+)
+def test_nan_seconds_are_refused(tmp_path: Path, args: list[str]) -> None:
+    # NaN passed click's FloatRange (every comparison with it is false): `inferd deploy --timeout
+    # nan` never stopped waiting, `inferd serve --header-timeout nan` never cut a slow client.
+    ended = run(tmp_path, *args)
+    option = args[-2]
+    assert ended.returncode == 2 and ended.stdout == ""
+    assert ended.stderr.startswith(
+        f"error: Invalid value for '{option}': '{args[-1]}' is not a number of seconds"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,6 +64,19 @@ relax_pins_option = click.option(
     "on this Python (2019 pins), with a warning per relaxed pin.",
 )
 
+
+class Seconds(click.FloatRange):
+    """A number of seconds in a range; NaN is not one. It passed every bound (each comparison
+    with it is false), and a wait or limit of NaN seconds never ended: ``--timeout nan`` waited
+    for ever, ``--header-timeout nan`` let a client take as long as it liked."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
 wait_option = click.option(
     "--wait/--no-wait",
     default=True,
@@ -72,7 +86,7 @@ wait_option = click.option(
 
 timeout_option = click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=Seconds(min=1),
     default=600,
     show_default=True,
     metavar="SECONDS",
@@ -81,7 +95,7 @@ timeout_option = click.option(
 
 drain_timeout_option = click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=Seconds(min=1),
     default=600,
     show_default=True,
     metavar="SECONDS",

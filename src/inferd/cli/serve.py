@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from inferd.cli.options import relax_pins_option
+from inferd.cli.options import Seconds, relax_pins_option
 from inferd.errors import InferdError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -49,7 +49,7 @@ class PortType(click.ParamType[int]):
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0),
     default=30.0,
     show_default=True,
     help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM.",
@@ -69,13 +69,13 @@ class PortType(click.ParamType[int]):
 )
 @click.option(
     "--header-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(min=0, min_open=True),
     help="Seconds a client has to send a request's headers (and the longest pause inside a body) "
     "[default: 10; INFERD_HEADER_TIMEOUT].",
 )
 @click.option(
     "--keepalive-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(min=0, min_open=True),
     help="Seconds an idle keep-alive connection stays open [default: 60; INFERD_KEEPALIVE_TIMEOUT].",
 )
 @click.option(

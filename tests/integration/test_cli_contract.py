@@ -4,9 +4,13 @@ a traceback; hostile names and numbers are refused or read as what they say."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +20,7 @@ import pytest
 
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.operator.payloads import PayloadWriter
-from tests.conftest import INFERD, example
+from tests.conftest import INFERD, example, wait_for
 from tests.integration.conftest import Inferd, stop_operator
 
 
@@ -209,3 +213,72 @@ def test_nan_seconds_are_refused(tmp_path: Path, args: list[str]) -> None:
     assert ended.stderr.startswith(
         f"error: Invalid value for '{option}': '{args[-1]}' is not a number of seconds"
     )
+
+
+def listening(port: int) -> set[str]:
+    """The local addresses (hex, as /proc/net/tcp shows them) of the sockets listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+LOOPBACK = {"0100007F"}  # 127.0.0.1
+
+
+def test_an_empty_inferd_host_is_the_default_loopback_for_inferd_serve(tmp_path: Path) -> None:
+    # `INFERD_HOST=` (a unit file's or an .env's empty line) listened on every interface of the
+    # machine, IPv4 and IPv6, and the banner said http://:PORT.
+    log = tmp_path / "serve.log"
+    environment = dict(os.environ, INFERD_HOME=str(tmp_path / "home"), INFERD_HOST="", PYTHONUNBUFFERED="1")
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [str(INFERD), "serve", str(example("iris-onnx")), "--port", "0"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    try:
+        banner = wait_for(
+            lambda: re.search(r"serving deployment 'iris' on (http://\S*:(\d+))", log.read_text()),
+            120,
+            "the banner",
+        )
+        assert banner.group(1).startswith("http://127.0.0.1:")
+        assert listening(int(banner.group(2))) == LOOPBACK
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(60)
+
+
+def test_an_empty_host_flag_is_refused(tmp_path: Path) -> None:
+    # `inferd serve --host "$HOST"` with HOST unset listened on every interface
+    ended = run(tmp_path, "serve", str(example("iris-onnx")), "--host", "")
+    assert (ended.returncode, ended.stdout) == (2, "")
+    assert ended.stderr.startswith("error: Invalid value for '--host': give an address to listen on")
+
+
+def test_an_empty_inferd_host_or_port_is_the_default_for_the_operator(tmp_path: Path) -> None:
+    # As under `inferd serve`: was every interface for INFERD_HOST=, and "the operator could not
+    # start: INFERD_PORT '' must be a port number" for INFERD_PORT= (which `inferd serve` took as 8888).
+    runner = Inferd(tmp_path / "home")
+    runner.env["INFERD_HOST"] = ""
+    try:
+        assert f"on http://127.0.0.1:{runner.port}" in runner.run("up").stdout
+        assert listening(runner.port) == LOOPBACK
+    finally:
+        stop_operator(runner)
+    runner.env["INFERD_PORT"] = " "
+    with socket.socket() as taken:  # the default port, held here (or by something else already)
+        with contextlib.suppress(OSError):
+            taken.bind(("127.0.0.1", 8888))
+            taken.listen()
+        try:
+            up = runner.run("up", check=False)
+        finally:
+            stop_operator(runner)
+    assert "cannot listen on 127.0.0.1:8888: Address already in use" in up.stderr, up.stderr

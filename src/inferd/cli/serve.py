@@ -31,11 +31,21 @@ class PortType(click.ParamType[int]):
         self.fail(f"{value!r}{where} is not a port number from 0 to 65535", param, ctx)
 
 
+def _address(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """An address to listen on: an empty one (``--host "$HOST"`` with HOST unset) listened on
+    every interface of the machine."""
+    if not value.strip():
+        raise click.BadParameter("give an address to listen on (0.0.0.0: every IPv4 interface)")
+    return value
+
+
 @click.command()
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
 @click.option(
     "--host",
-    default=lambda: os.environ.get("INFERD_HOST", DEFAULT_HOST),
+    callback=_address,
+    # empty is unset, as click reads INFERD_PORT: `INFERD_HOST=` listened on every interface
+    default=lambda: os.environ.get("INFERD_HOST", "").strip() or DEFAULT_HOST,
     show_default="127.0.0.1",
     help="Address to listen on (INFERD_HOST).",
 )

@@ -21,7 +21,7 @@ import pytest
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.operator.payloads import PayloadWriter
 from tests.conftest import INFERD, example, wait_for
-from tests.integration.conftest import Inferd, stop_operator
+from tests.integration.conftest import Inferd, free_port, stop_operator
 
 
 def run(home: Path, *args: str, stdout: int | IO[str] = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
@@ -263,13 +263,16 @@ def test_an_empty_host_flag_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_empty_inferd_host_or_port_is_the_default_for_the_operator(tmp_path: Path) -> None:
-    # As under `inferd serve`: was every interface for INFERD_HOST=, and "the operator could not
+    # As under `inferd serve`: was every interface for INFERD_HOST= (and for INFERD_DASHBOARD_HOST=,
+    # the dashboard's, which then took requests naming any host), and "the operator could not
     # start: INFERD_PORT '' must be a port number" for INFERD_PORT= (which `inferd serve` took as 8888).
     runner = Inferd(tmp_path / "home")
-    runner.env["INFERD_HOST"] = ""
+    dashboard = free_port()
+    runner.env.update(INFERD_HOST="", INFERD_DASHBOARD_HOST="", INFERD_DASHBOARD_PORT=str(dashboard))
     try:
         assert f"on http://127.0.0.1:{runner.port}" in runner.run("up").stdout
-        assert listening(runner.port) == LOOPBACK
+        assert f"http://127.0.0.1:{dashboard}/" in runner.run("dashboard", "--no-browser").stdout
+        assert listening(runner.port) == LOOPBACK and listening(dashboard) == LOOPBACK
     finally:
         stop_operator(runner)
     runner.env["INFERD_PORT"] = " "

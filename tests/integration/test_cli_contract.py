@@ -20,7 +20,7 @@ import pytest
 
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.operator.payloads import PayloadWriter
-from tests.conftest import INFERD, example, wait_for
+from tests.conftest import INFERD, example, make_project, wait_for
 from tests.integration.conftest import Inferd, free_port, stop_operator
 
 
@@ -285,3 +285,51 @@ def test_an_empty_inferd_host_or_port_is_the_default_for_the_operator(tmp_path: 
         finally:
             stop_operator(runner)
     assert "cannot listen on 127.0.0.1:8888: Address already in use" in up.stderr, up.stderr
+
+
+SHOP = """
+- kind: deployment
+  name: shop
+- kind: api
+  name: champion
+  predictor: {path: p.py}
+  compute: {cpu: 0.1}
+- kind: api
+  name: challenger
+  predictor: {path: p.py}
+  compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: recommend
+  apis:
+    - {name: champion, weight: 100}
+    - {name: challenger, weight: 0}
+"""
+
+
+@pytest.mark.parametrize(
+    "record",
+    ['{"api": "shop/champion", "agreement": 1.0', "{}", "[]", '{"api": "shop/champion", "agreement": "all"}'],
+    ids=["cut off", "empty", "a list", "agreement text"],
+)
+def test_a_last_replay_that_cannot_be_read_is_said_so_by_promote(
+    iris: Inferd, tmp_path: Path, record: str
+) -> None:
+    # A record cut off (a disk that filled, an editor) or written by another inferd ended
+    # `inferd promote --min-agreement` in a traceback (JSONDecodeError, KeyError: 'api').
+    iris.run(
+        "deploy",
+        str(
+            make_project(
+                tmp_path / "shop", SHOP, {"p.py": "def predict(sample, metadata):\n    return sample\n"}
+            )
+        ),
+    )
+    last = iris.home / "replays" / "shop" / "challenger.json"
+    last.parent.mkdir(parents=True, exist_ok=True)
+    last.write_text(record)
+    ended = iris.run("promote", "recommend", "challenger", "--min-agreement", "0.9", check=False)
+    assert (ended.returncode, ended.stdout) == (1, "")
+    assert ended.stderr == (
+        f"error: not promoting 'challenger': the last replay against it ({last}) cannot be read; "
+        "replay it again (`inferd replay API --against challenger`)\n"
+    )

@@ -101,6 +101,14 @@ def test_logs_read_after_down_only_an_apis_log(tmp_path: Path, name: str) -> Non
     assert run(tmp_path, "logs", "api").stdout == "the api's line\n"  # the lines of one that has
 
 
+def test_a_name_whose_api_is_empty_names_no_api_after_down_too(tmp_path: Path) -> None:
+    # As while the operator runs (exit 2); was "no API named 'shop/' has a log" (exit 1)
+    (tmp_path / "logs" / "shop").mkdir(parents=True)
+    (tmp_path / "logs" / "shop" / "api.log").write_text("the api's line\n")
+    ended = run(tmp_path, "logs", "shop/")
+    assert (ended.returncode, ended.stdout) == (2, "") and "'shop/' names no API" in ended.stderr
+
+
 @pytest.fixture(scope="module")
 def iris(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inferd]:
     """An operator serving examples/iris-onnx (deployment iris, API classifier), alone."""
@@ -137,7 +145,8 @@ def test_a_name_whose_api_is_empty_names_no_api(iris: Inferd, args: list[str]) -
     # a prefix of every name, and the only API matched it.
     ended = iris.run(*args, check=False)
     assert ended.returncode == 2 and ended.stdout == ""
-    assert ended.stderr.startswith("error: ") and "names no API" in ended.stderr
+    empty = "error: the API name is empty\n"
+    assert (ended.stderr == empty) if "" in args else ("names no API" in ended.stderr)
 
 
 def test_a_config_file_that_cannot_be_read_is_said_in_words(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import click
 
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of
-from inferd.cli.options import env_option, folder_deployment, in_deployment, not_empty
+from inferd.cli.options import api_name, env_option, folder_deployment, in_deployment, not_empty
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client
 from inferd.errors import NotFoundError, UsageError, in_several_deployments
@@ -31,9 +31,7 @@ def resolve(client: Backend, name: str) -> str:
     A name that several deployments use means the one of the project in the current folder (as
     Cortex read it from ``./cortex.yaml``); elsewhere it is an error that lists them.
     """
-    deployment, _, api = name.rpartition("/")
-    if not api.strip():  # not a prefix of every name: `inferd predict iris/` posted to iris's only API
-        raise UsageError(f"'{name}' names no API: give API or DEPLOYMENT/API (`inferd get` lists them)")
+    deployment, _, api = api_name(name).rpartition("/")
     keys = sorted(key_of(api) for api in client.apis())
     candidates = [key for key in keys if not deployment or key.partition("/")[0] == deployment]
     exact = [key for key in candidates if key.partition("/")[2] == api]

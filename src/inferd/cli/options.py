@@ -161,9 +161,18 @@ def not_empty(name: str, what: str = "API") -> str:
     return name
 
 
+def api_name(name: str) -> str:
+    """``API`` or ``DEPLOYMENT/API`` as given; one whose API is empty (``iris/``) names none, and
+    is no prefix of every name: `inferd predict iris/` posted to iris's only API."""
+    not_empty(name)
+    if not name.rpartition("/")[2].strip():
+        raise UsageError(f"'{name}' names no API: give API or DEPLOYMENT/API (`inferd get` lists them)")
+    return name
+
+
 def in_deployment(api: str, deployment: str | None) -> str:
     """``-d/--deployment`` (Cortex's flag) folded into an API name: ``DEPLOYMENT/API``."""
-    not_empty(api)
+    api_name(api)
     if deployment is None:
         return api
     not_empty(deployment, "deployment")  # `-d ''` meant any deployment's API of that name

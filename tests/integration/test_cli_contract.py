@@ -342,3 +342,15 @@ def test_a_last_replay_that_cannot_be_read_is_said_so_by_promote(
         f"error: not promoting 'challenger': the last replay against it ({last}) cannot be read; "
         "replay it again (`inferd replay API --against challenger`)\n"
     )
+
+
+def test_an_onnx_project_in_a_folder_whose_name_is_not_utf8_runs(tmp_path: Path) -> None:
+    # A folder named in Latin-1 (an old disk, an archive): onnxruntime takes UTF-8 paths only, and
+    # the model failed to load with its binding's dump ("incompatible constructor arguments ...
+    # Invoked with: <...SessionOptions object at 0x...>, '.../caf\\udce9/...'").
+    project = tmp_path / os.fsdecode(b"caf\xe9")
+    shutil.copytree(example("iris-onnx"), project)
+    ended = run(tmp_path, "test", str(project))
+    assert (ended.returncode, ended.stdout) == (0, 'classifier  sample.json: "iris-setosa"\n1 passed\n'), (
+        ended.stderr
+    )

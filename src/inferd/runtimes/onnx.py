@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,23 @@ def _text(item: Any) -> Any:
     return item.decode("utf-8") if isinstance(item, bytes) else item
 
 
+def utf8_path(model_path: Path, opened: contextlib.ExitStack) -> str:
+    """``model_path`` as onnxruntime takes it: UTF-8 text. A folder named in another encoding
+    (Latin-1, from an old disk or archive) is reached through a descriptor of the model's folder,
+    ``/proc/self/fd/N/``, beside which its external data files are read too; ``opened`` closes it.
+    Was: "incompatible constructor arguments", the binding's dump of its arguments."""
+    text = str(model_path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        if not Path("/proc/self/fd").is_dir():  # Linux's: elsewhere, onnxruntime says no
+            return text
+        folder = os.open(model_path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        opened.callback(os.close, folder)
+        text = f"/proc/self/fd/{folder}/{model_path.name}"
+    return text
+
+
 class OnnxRuntime:
     """An ``onnxruntime.InferenceSession`` on one model file, sized for one request at a time."""
 
@@ -157,32 +176,33 @@ class OnnxRuntime:
             except Exception as exc:  # libraries from the system may still do
                 log.warning("onnxruntime could not preload the CUDA libraries: %s", exc)
         providers = onnx_providers(ort.get_available_providers(), devices)
-        model: str | bytes = str(model_path)
-        try:
+        with contextlib.ExitStack() as opened:  # a folder's descriptor, while the session loads
+            model: str | bytes = utf8_path(model_path, opened)
             try:
-                self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
+                try:
+                    self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
+                except Exception as exc:
+                    if LOCALE_FAILURE not in str(exc) or importlib.util.find_spec("onnx") is None:
+                        raise
+                    model = with_available_locale(model_path)
+                    # Loaded from memory, its external data files are looked for beside the model, not
+                    # in the working directory (nothing is written: the weights stay where they are).
+                    options.add_session_config_entry(EXTERNAL_DATA_FOLDER, str(model_path.resolve().parent))
+                    self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
+                active = self.session.get_providers()
             except Exception as exc:
-                if LOCALE_FAILURE not in str(exc) or importlib.util.find_spec("onnx") is None:
+                if providers == [CPU]:
                     raise
-                model = with_available_locale(model_path)
-                # Loaded from memory, its external data files are looked for beside the model, not
-                # in the working directory (nothing is written: the weights stay where they are).
-                options.add_session_config_entry(EXTERNAL_DATA_FOLDER, str(model_path.resolve().parent))
-                self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
-            active = self.session.get_providers()
-        except Exception as exc:
-            if providers == [CPU]:
-                raise
-            # Some onnxruntime versions raise when a GPU provider cannot start: same as dropping it.
-            log.warning("onnxruntime could not start %s: %s", providers[0], exc)
-            active = []
-        self.device = onnx_provider_in_use(providers, active, devices)
-        if not active:  # allowed to fall back (or it raised): the CPU it is
-            self.session = ort.InferenceSession(model, sess_options=options, providers=[CPU])
-        self._input_args = self.session.get_inputs()
-        self._output_args = self.session.get_outputs()
-        self.inputs = [_spec(arg) for arg in self._input_args]
-        self.outputs = [_spec(arg) for arg in self._output_args]
+                # Some onnxruntime versions raise when a GPU provider cannot start: same as dropping it.
+                log.warning("onnxruntime could not start %s: %s", providers[0], exc)
+                active = []
+            self.device = onnx_provider_in_use(providers, active, devices)
+            if not active:  # allowed to fall back (or it raised): the CPU it is
+                self.session = ort.InferenceSession(model, sess_options=options, providers=[CPU])
+            self._input_args = self.session.get_inputs()
+            self._output_args = self.session.get_outputs()
+            self.inputs = [_spec(arg) for arg in self._input_args]
+            self.outputs = [_spec(arg) for arg in self._output_args]
         if any(spec.shape == () and spec.type_name.startswith("tensor(") for spec in self.inputs):
             self.inputs, self.outputs = _unknown_ranks(model_path, self.inputs, self.outputs)
         self._text_inputs = any(spec.dtype == object for spec in self.inputs)

@@ -6,7 +6,6 @@ import contextlib
 import ctypes
 import importlib.util
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inferd.errors import InputError
-from inferd.runtimes.base import TensorSpec
+from inferd.runtimes.base import TensorSpec, utf8_path
 from inferd.runtimes.devices import CPU, Devices, onnx_provider_in_use, onnx_providers
 
 log = logging.getLogger("inferd.replica")
@@ -134,23 +133,6 @@ def _unknown_ranks(
 
 def _text(item: Any) -> Any:
     return item.decode("utf-8") if isinstance(item, bytes) else item
-
-
-def utf8_path(model_path: Path, opened: contextlib.ExitStack) -> str:
-    """``model_path`` as onnxruntime takes it: UTF-8 text. A folder named in another encoding
-    (Latin-1, from an old disk or archive) is reached through a descriptor of the model's folder,
-    ``/proc/self/fd/N/``, beside which its external data files are read too; ``opened`` closes it.
-    Was: "incompatible constructor arguments", the binding's dump of its arguments."""
-    text = str(model_path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        if not Path("/proc/self/fd").is_dir():  # Linux's: elsewhere, onnxruntime says no
-            return text
-        folder = os.open(model_path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        opened.callback(os.close, folder)
-        text = f"/proc/self/fd/{folder}/{model_path.name}"
-    return text
 
 
 class OnnxRuntime:

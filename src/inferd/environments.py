@@ -62,6 +62,8 @@ class Environment:
         unknown = set(values) - {f.name for f in fields(cls) if f.name != "name"}
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)}")
+        if "provider" not in values:
+            raise ValueError("no provider")
         return cls(name=name, **values)
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,22 +130,40 @@ class EnvironmentStore:
         if not self.path.exists():
             return {}
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            found = data.get("format", ENVIRONMENTS_FORMAT)
-            if isinstance(found, int) and found > ENVIRONMENTS_FORMAT:
-                raise ConfigError(
-                    f"{self.path} was written by a newer inferd (format {found}; this one reads "
-                    f"format {ENVIRONMENTS_FORMAT}); nothing was changed: run that inferd, or "
-                    "upgrade this one"
-                )
-            return {
-                name: Environment.from_fields(name, values) for name, values in data["environments"].items()
-            }
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise self._corrupt("not UTF-8 text") from None
+        except OSError as exc:  # not corrupt: a file `sudo inferd env add` made, say
+            raise ConfigError(f"cannot read {self.path} ({exc.strerror or exc})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise self._corrupt(f"not JSON: {exc.msg} (line {exc.lineno})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("environments"), dict):
+            raise self._corrupt("not what inferd writes: an object with 'environments'")
+        found = data.get("format", ENVIRONMENTS_FORMAT)
+        if isinstance(found, int) and found > ENVIRONMENTS_FORMAT:
             raise ConfigError(
-                f"{self.path} is corrupt ({type(exc).__name__}); fix it or remove it "
-                "(it lists the environments added with `inferd env add`)"
-            ) from None
+                f"{self.path} was written by a newer inferd (format {found}; this one reads "
+                f"format {ENVIRONMENTS_FORMAT}); nothing was changed: run that inferd, or "
+                "upgrade this one"
+            )
+        environments = {}
+        for name, values in data["environments"].items():
+            if not isinstance(values, dict):
+                raise self._corrupt(f"environment {name!r}: not what inferd writes")
+            try:
+                environments[name] = Environment.from_fields(name, values)
+            except ValueError as exc:
+                raise self._corrupt(f"environment {name!r}: {exc}") from None
+        return environments
+
+    def _corrupt(self, reason: str) -> ConfigError:
+        """Was: "is corrupt (KeyError)", Python's name for the error, saying neither what nor where."""
+        return ConfigError(
+            f"{self.path} is corrupt ({reason}); fix it or remove it "
+            "(it lists the environments added with `inferd env add`)"
+        )
 
     def _write(self, environments: dict[str, Environment]) -> None:
         data = {

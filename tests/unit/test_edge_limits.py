@@ -54,6 +54,21 @@ def test_a_bad_setting_is_one_sentence(value: str) -> None:
         EdgeLimits.from_env({"INFERD_KEEPALIVE_TIMEOUT": value})
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("INFERD_MAX_CONNECTIONS", "nan"),  # was: ValueError: cannot convert float NaN to integer
+        ("INFERD_MAX_CONNECTIONS", "inf"),  # was: OverflowError
+        ("INFERD_MAX_PIPELINE", "0.5"),  # was: 0, below the limit's own minimum
+        ("INFERD_MAX_BODY_BUFFER", "1e400"),
+        ("INFERD_HEADER_TIMEOUT", "nan"),  # was: no timeout at all (no age is above NaN)
+    ],
+)
+def test_a_setting_that_is_no_number_of_its_kind_is_one_sentence(variable: str, value: str) -> None:
+    with pytest.raises(UsageError, match=f"^{variable} must be .*, not '{value}'$"):
+        EdgeLimits.from_env({variable: value})
+
+
 def test_readiness_waits_for_expected_apis_that_do_not_exist_yet() -> None:
     gateway = Gateway()
     assert gateway.ready

@@ -118,3 +118,37 @@ def test_a_file_of_a_newer_inferd_says_so_and_a_new_field_takes_the_next_format(
         "address",
         "http_port",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{", "not JSON: Expecting property name enclosed in double quotes (line 1)"),
+        ("[]", "not what inferd writes: an object with 'environments'"),
+        ('{"format": 1}', "not what inferd writes: an object with 'environments'"),
+        ('{"environments": {"prod": 5}}', "environment 'prod': not what inferd writes"),
+        (
+            '{"environments": {"prod": {"provider": "ray", "address": "ray://h:1", "http_port": "x"}}}',
+            "environment 'prod': http_port must be a port number (1 to 65535), not 'x'",
+        ),
+    ],
+)
+def test_a_corrupt_file_says_what_is_wrong_in_it(tmp_path: Path, text: str, reason: str) -> None:
+    # Was: "environments.json is corrupt (KeyError)", Python's name for the error, which says
+    # neither what nor where.
+    (tmp_path / "environments.json").write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        EnvironmentStore(tmp_path).all()
+    assert raised.value.message == (
+        f"{tmp_path / 'environments.json'} is corrupt ({reason}); fix it or remove it "
+        "(it lists the environments added with `inferd env add`)"
+    )
+
+
+def test_a_file_that_cannot_be_read_is_not_said_corrupt(tmp_path: Path) -> None:
+    # Was: "is corrupt (PermissionError); fix it or remove it" for the file a `sudo inferd env
+    # add` made (a folder stands for it here: root reads any file)
+    (tmp_path / "environments.json").mkdir()
+    with pytest.raises(ConfigError) as raised:
+        EnvironmentStore(tmp_path).all()
+    assert raised.value.message == f"cannot read {tmp_path / 'environments.json'} (Is a directory)"

@@ -27,6 +27,30 @@ EXTRAS = ("all", "onnx", "tensorflow", "gpu", "cortex")
 # `cortex` package beside inferd (Cortex's client and the `cortex.lib.log` its handlers import).
 PACKAGE_DATA = {"inferd": ["py.typed", "operator/static/*"], "cortex": ["py.typed"]}
 SCRIPTS = {"inferd": "inferd.cli.main:main", "cortex": "inferd.cli.main:main"}
+# An image reference as `docker build -t` and Kubernetes take it (the grammar of
+# distribution/reference): [REGISTRY[:PORT]/]NAME[:TAG][@DIGEST], NAME's parts in lower case.
+_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_NAME_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE = re.compile(
+    rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*(?::[0-9]+)?/)?{_NAME_PART}(?:/{_NAME_PART})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
+)
+
+
+def _image_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An image name Docker and Kubernetes take: was written as given into every manifest (an
+    InvalidImageName in the cluster) and into the README's `docker build -t` line."""
+    if value is None:
+        return None
+    head, slash, last = value.partition("@")[0].rpartition("/")
+    name = head + slash + last.partition(":")[0]  # without its tag and digest: 255 at most
+    if not IMAGE.fullmatch(value) or len(name) > 255:
+        raise click.BadParameter(
+            f"{value!r} is not an image name (as `docker build -t` takes it: "
+            "[REGISTRY/]NAME[:TAG], NAME in lower case)"
+        )
+    return value
 
 
 def image_extras(project: Project) -> str:
@@ -216,7 +240,10 @@ def _ray_version() -> str:
 )
 @click.option("--ray", is_flag=True, help="A KubeRay RayService instead of Deployments of `inferd serve`.")
 @click.option(
-    "--image", default=None, help="Image name the manifests use (default inferd-<deployment>:latest)."
+    "--image",
+    default=None,
+    callback=_image_name,
+    help="Image name the manifests use (default inferd-<deployment>:latest).",
 )
 @relax_pins_option
 def export(project_dir: Path, out: Path, ray: bool, image: str | None, relax_pins: bool) -> None:

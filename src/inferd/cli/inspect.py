@@ -13,7 +13,7 @@ import click
 
 from inferd.cli import render
 from inferd.cli.backends import Backend, backend_for, key_of
-from inferd.cli.options import env_option, folder_deployment, in_deployment
+from inferd.cli.options import api_name, env_option, folder_deployment, in_deployment, not_empty
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client
 from inferd.errors import NotFoundError, UsageError, in_several_deployments
@@ -31,8 +31,8 @@ def resolve(client: Backend, name: str) -> str:
     A name that several deployments use means the one of the project in the current folder (as
     Cortex read it from ``./cortex.yaml``); elsewhere it is an error that lists them.
     """
+    deployment, _, api = api_name(name).rpartition("/")
     keys = sorted(key_of(api) for api in client.apis())
-    deployment, _, api = name.rpartition("/")
     candidates = [key for key in keys if not deployment or key.partition("/")[0] == deployment]
     exact = [key for key in candidates if key.partition("/")[2] == api]
     matches = exact or [key for key in candidates if key.partition("/")[2].startswith(api)]
@@ -104,6 +104,8 @@ def get(
     """
     if deployment is not None and all_deployments:
         raise UsageError("give -d/--deployment or -a/--all-deployments, not both")
+    if deployment is not None:
+        not_empty(deployment, "deployment")
     if api is not None:
         api = in_deployment(api, deployment)
     client = backend_for(env)

@@ -103,6 +103,16 @@ def _os_error_message(exc: OSError) -> str:
     return os_error_message(exc)
 
 
+def os_error(exc: OSError, ctx: click.Context) -> NoReturn:
+    """The end of a command the machine refused: a home that is a file, a full or read-only disk;
+    or what reads our output stopped reading (`inferd get | head`)."""
+    if isinstance(exc, BrokenPipeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        ctx.exit(141)  # as a program killed by SIGPIPE: the shell's pipefail sees it
+    click.echo(f"error: {_os_error_message(exc)}", err=True)
+    ctx.exit(1)
+
+
 class InferdGroup(click.Group):
     """Turns ``InferdError`` into one sentence on stderr and its exit code; never a traceback.
 
@@ -118,6 +128,8 @@ class InferdGroup(click.Group):
             return super().parse_args(ctx, args)
         except click.UsageError as exc:  # `inferd --bogus`
             usage_error(exc, ctx)
+        except OSError as exc:  # `inferd --help | head -1`, `inferd --version > /dev/full`
+            os_error(exc, ctx)
 
     def invoke(self, ctx: click.Context) -> object:
         # Text the terminal's encoding lacks (an emoji a handler printed, on a Latin-1 locale) is
@@ -137,12 +149,8 @@ class InferdGroup(click.Group):
         except KeyboardInterrupt:  # outside the waits that say what goes on (click: "Aborted!")
             click.echo("error: stopped (Ctrl-C)", err=True)
             ctx.exit(1)
-        except BrokenPipeError:  # what reads our output stopped reading (`inferd get | head`)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
-            ctx.exit(141)  # as a program killed by SIGPIPE: the shell's pipefail sees it
-        except OSError as exc:  # the machine refused: a home that is a file, a full or read-only disk
-            click.echo(f"error: {_os_error_message(exc)}", err=True)
-            ctx.exit(1)
+        except OSError as exc:
+            os_error(exc, ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *self.lazy})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,6 +64,19 @@ relax_pins_option = click.option(
     "on this Python (2019 pins), with a warning per relaxed pin.",
 )
 
+
+class Seconds(click.FloatRange):
+    """A number of seconds in a range; NaN is not one. It passed every bound (each comparison
+    with it is false), and a wait or limit of NaN seconds never ended: ``--timeout nan`` waited
+    for ever, ``--header-timeout nan`` let a client take as long as it liked."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
 wait_option = click.option(
     "--wait/--no-wait",
     default=True,
@@ -72,7 +86,7 @@ wait_option = click.option(
 
 timeout_option = click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=Seconds(min=1),
     default=600,
     show_default=True,
     metavar="SECONDS",
@@ -81,7 +95,7 @@ timeout_option = click.option(
 
 drain_timeout_option = click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=Seconds(min=1),
     default=600,
     show_default=True,
     metavar="SECONDS",
@@ -139,19 +153,29 @@ def folder_deployment() -> str | None:
     return None
 
 
-def not_empty(name: str) -> str:
-    """An API (or deployment) name as given; an empty one is a usage error, not a prefix of
-    every name."""
+def not_empty(name: str, what: str = "API") -> str:
+    """An API (or deployment, or splitter) name as given; an empty one is a usage error, not a
+    prefix of every name."""
     if not name.strip():
-        raise UsageError("the API name is empty")
+        raise UsageError(f"the {what} name is empty")
+    return name
+
+
+def api_name(name: str) -> str:
+    """``API`` or ``DEPLOYMENT/API`` as given; one whose API is empty (``iris/``) names none, and
+    is no prefix of every name: `inferd predict iris/` posted to iris's only API."""
+    not_empty(name)
+    if not name.rpartition("/")[2].strip():
+        raise UsageError(f"'{name}' names no API: give API or DEPLOYMENT/API (`inferd get` lists them)")
     return name
 
 
 def in_deployment(api: str, deployment: str | None) -> str:
     """``-d/--deployment`` (Cortex's flag) folded into an API name: ``DEPLOYMENT/API``."""
-    not_empty(api)
+    api_name(api)
     if deployment is None:
         return api
+    not_empty(deployment, "deployment")  # `-d ''` meant any deployment's API of that name
     named, _, name = api.rpartition("/")
     if named and named != deployment:
         raise UsageError(f"'{api}' names deployment '{named}', but -d says '{deployment}'")

@@ -17,7 +17,7 @@ import click
 
 from inferd.cli.backends import backend_for
 from inferd.cli.comparison import compare, compare_shadow
-from inferd.cli.options import env_option, key_option
+from inferd.cli.options import env_option, key_option, not_empty
 from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
 from inferd.client import Client
 from inferd.errors import (
@@ -217,6 +217,26 @@ def replay(
         click.echo(f"  {json.dumps(example['request'])}: {sides}")
 
 
+def _last_replay(path: Path, api: str) -> dict[str, Any]:
+    """The last replay against ``api`` as ``inferd replay`` wrote it to ``path``; one cut off (a
+    disk that filled) or of another shape ended ``inferd promote`` in a traceback."""
+    try:
+        last = json.loads(path.read_text(encoding="utf-8"))
+        numbers = (
+            last["requests"],
+            last["disagreements"],
+            *([last["agreement"]] if last["agreement"] else []),
+        )
+        if not isinstance(last["api"], str) or not all(isinstance(n, (int, float)) for n in numbers):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        raise ConflictError(
+            f"not promoting '{api}': the last replay against it ({path}) cannot be read; replay it again "
+            f"(`inferd replay API --against {api}`)"
+        ) from None
+    return dict(last)
+
+
 @click.command()
 @click.argument("splitter")
 @click.argument("api")
@@ -240,6 +260,8 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
       inferd replay champion --against challenger
       inferd promote recommend challenger --min-agreement 0.99
     """
+    not_empty(splitter, "traffic splitter")
+    not_empty(api)
     client = backend_for(env)
     if not isinstance(client, Client):
         raise UsageError("traffic splitters run on the local operator; use an environment of provider local")
@@ -255,7 +277,7 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
                 f"api '{api}' has no replay to judge it by; run `inferd replay API --against {api}` "
                 f"(or `inferd replay API --shadow` where {api} is API's shadow) first"
             )
-        last = json.loads(path.read_text())
+        last = _last_replay(path, api)
         which = "shadow comparison of" if last.get("shadow") else "replay of"
         judged, now = last.get("version"), client.api(f"{deployment}/{api}").get("version")
         if not judged:  # promoting on answers of an unknown version would skip the check below

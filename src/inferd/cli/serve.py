@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from inferd.cli.options import relax_pins_option
+from inferd.cli.options import Seconds, relax_pins_option
 from inferd.errors import InferdError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -31,11 +31,21 @@ class PortType(click.ParamType[int]):
         self.fail(f"{value!r}{where} is not a port number from 0 to 65535", param, ctx)
 
 
+def _address(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """An address to listen on: an empty one (``--host "$HOST"`` with HOST unset) listened on
+    every interface of the machine."""
+    if not value.strip():
+        raise click.BadParameter("give an address to listen on (0.0.0.0: every IPv4 interface)")
+    return value
+
+
 @click.command()
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
 @click.option(
     "--host",
-    default=lambda: os.environ.get("INFERD_HOST", DEFAULT_HOST),
+    callback=_address,
+    # empty is unset, as click reads INFERD_PORT: `INFERD_HOST=` listened on every interface
+    default=lambda: os.environ.get("INFERD_HOST", "").strip() or DEFAULT_HOST,
     show_default="127.0.0.1",
     help="Address to listen on (INFERD_HOST).",
 )
@@ -49,7 +59,7 @@ class PortType(click.ParamType[int]):
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0),
     default=30.0,
     show_default=True,
     help="Seconds to let accepted requests finish on Ctrl-C / SIGTERM / SIGHUP.",
@@ -69,13 +79,13 @@ class PortType(click.ParamType[int]):
 )
 @click.option(
     "--header-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(min=0, min_open=True),
     help="Seconds a client has to send a request's headers (and the longest pause inside a body) "
     "[default: 10; INFERD_HEADER_TIMEOUT].",
 )
 @click.option(
     "--keepalive-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(min=0, min_open=True),
     help="Seconds an idle keep-alive connection stays open [default: 60; INFERD_KEEPALIVE_TIMEOUT].",
 )
 @click.option(

@@ -126,7 +126,7 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
             f"{name}:{line}: the file is not UTF-8 text (byte 0x{byte:02x} here): save it as UTF-8"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"{name}: cannot read the file: {exc}") from exc
+        raise ConfigError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
     data, lines = parse_yaml(text, name)
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise ConfigError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import resource
 import socket
@@ -81,6 +82,7 @@ class EdgeLimits:
             name = field.name
             value = given.get(name)
             variable = f"INFERD_{name.upper()}"
+            text = "" if value is None else str(value)
             if value is None and env.get(variable, "").strip():
                 text = env[variable].strip()
                 try:
@@ -89,9 +91,17 @@ class EdgeLimits:
                     raise UsageError(f"{variable} must be a number, not {text!r}") from None
             if value is None:
                 continue
-            if value <= 0:
-                raise UsageError(f"{variable} must be greater than 0, not {value:g}")
-            values[name] = value if field.type == "float" else int(value)
+            whole = field.type != "float"
+            # NaN passed `<= 0` (and then turned a timeout off: no age is above it); an integer
+            # limit of nan or inf was a traceback, and 0.5 became 0
+            if (
+                math.isnan(value)
+                or value <= 0
+                or (whole and not (math.isfinite(value) and value == int(value)))
+            ):
+                kind = "a whole number" if whole else "a number"
+                raise UsageError(f"{variable} must be {kind} greater than 0, not {text!r}")
+            values[name] = int(value) if whole else value
         return cls(**values)  # type: ignore[arg-type]
 
 

@@ -23,8 +23,9 @@ def main() -> int:
     home = pin_inferd_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     make_private_folders(home)
-    host = os.environ.get("INFERD_HOST", "127.0.0.1")
-    text = os.environ.get("INFERD_PORT", "8888")
+    # empty is unset, as for `inferd serve`: `INFERD_HOST=` listened on every interface
+    host = os.environ.get("INFERD_HOST", "").strip() or "127.0.0.1"
+    text = os.environ.get("INFERD_PORT", "").strip() or "8888"
     port = int(text) if text.strip().isdigit() else -1
     if not 0 <= port <= 65535:  # a socket takes 99999 as 99999 - 65536: never a surprise port
         logging.getLogger("inferd.operator").error(

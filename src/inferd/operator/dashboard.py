@@ -126,7 +126,8 @@ class Dashboard(HttpServer):
         self.connections: set[HttpConnection] = set()
         self.sessions = Sessions()
         self.history = History(period=sample_period())
-        self.host = os.environ.get("INFERD_DASHBOARD_HOST", DEFAULT_HOST)
+        # empty is unset: `INFERD_DASHBOARD_HOST=` listened on every interface, for any Host
+        self.host = os.environ.get("INFERD_DASHBOARD_HOST", "").strip() or DEFAULT_HOST
         self._loopback = is_loopback(self.host)  # then a request must name a loopback host
         self.port = dashboard_port()
         self.url = ""

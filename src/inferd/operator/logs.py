@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from inferd.config.names import DNS_1035, DNS_1123
 from inferd.errors import NotFoundError, in_several_deployments
 from inferd.logfiles import access_path, log_path
 from inferd.logreading import (
@@ -59,11 +60,18 @@ def adopt_first_round_log(home: Path, key: str) -> None:
         file.rename(newer.with_name(newer.name + file.name.removeprefix(older.name)))
 
 
+def _api_key(key: str) -> bool:
+    """Whether ``key`` is ``DEPLOYMENT/API`` with names a project may give them."""
+    deployment, _, api = key.partition("/")
+    return bool(DNS_1123.match(deployment) and DNS_1035.match(api))
+
+
 def offline_key(home: Path, api: str) -> str:
     """The key of ``api``'s log on disk, read with no operator running (``inferd logs`` after
     ``inferd down``): ``DEPLOYMENT/API``, or a bare name that one deployment's log has."""
     keys = [api] if "/" in api else logged_keys(home, api)
-    keys = [key for key in keys if log_path(home, key).exists()]
+    # only a name an API can have: `inferd logs ../notes` printed $INFERD_HOME/notes.log
+    keys = [key for key in keys if _api_key(key) and log_path(home, key).exists()]
     if len(keys) > 1:
         raise in_several_deployments("api", api, keys, was=True)
     if not keys:

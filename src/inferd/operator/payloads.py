@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -109,7 +110,8 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
     was never read (`inferd replay` missed the newest records, and replayed older ones). Opened
     newest first, that file is met twice, and read once.
     """
-    kept: deque[dict[str, Any]] = deque(maxlen=last)
+    # `inferd payloads -n 99999999999999999999999`: more than a deque can hold is all of them
+    kept: deque[dict[str, Any]] = deque(maxlen=None if last is None else min(last, sys.maxsize))
     with contextlib.ExitStack() as stack:
         opened: list[BinaryIO] = []
         seen: set[tuple[int, int]] = set()

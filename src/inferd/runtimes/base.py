@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -61,3 +64,24 @@ class Runtime(Protocol):
     def output_arrays(self, prediction: Any) -> dict[str, Any]:
         """The raw prediction as ``{output name: array (or list, for non-tensor outputs)}``."""
         ...
+
+
+def utf8_path(path: Path, opened: contextlib.ExitStack) -> str:
+    """``path`` (a model file or folder) as onnxruntime and TensorFlow take it: UTF-8 text.
+
+    A folder named in another encoding (Latin-1, from an old disk or archive) is reached through
+    a descriptor, ``/proc/self/fd/N``: of the folder itself, or of a file's folder (beside which
+    onnxruntime reads its external data files); ``opened`` closes it once the model is loaded.
+    Was: "incompatible constructor arguments" (onnxruntime's binding, with a dump of its
+    arguments) or "UnicodeEncodeError: ... surrogates not allowed" (TensorFlow).
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        if not Path("/proc/self/fd").is_dir():  # Linux's: elsewhere the framework says no
+            return text
+        folder = os.open(path if path.is_dir() else path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        opened.callback(os.close, folder)
+        text = f"/proc/self/fd/{folder}" + ("" if path.is_dir() else f"/{path.name}")
+    return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import logging
@@ -13,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inferd.errors import InputError
-from inferd.runtimes.base import TensorSpec
+from inferd.runtimes.base import TensorSpec, utf8_path
 from inferd.runtimes.devices import CPU, Devices, onnx_provider_in_use, onnx_providers
 
 log = logging.getLogger("inferd.replica")
@@ -157,32 +158,33 @@ class OnnxRuntime:
             except Exception as exc:  # libraries from the system may still do
                 log.warning("onnxruntime could not preload the CUDA libraries: %s", exc)
         providers = onnx_providers(ort.get_available_providers(), devices)
-        model: str | bytes = str(model_path)
-        try:
+        with contextlib.ExitStack() as opened:  # a folder's descriptor, while the session loads
+            model: str | bytes = utf8_path(model_path, opened)
             try:
-                self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
+                try:
+                    self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
+                except Exception as exc:
+                    if LOCALE_FAILURE not in str(exc) or importlib.util.find_spec("onnx") is None:
+                        raise
+                    model = with_available_locale(model_path)
+                    # Loaded from memory, its external data files are looked for beside the model, not
+                    # in the working directory (nothing is written: the weights stay where they are).
+                    options.add_session_config_entry(EXTERNAL_DATA_FOLDER, str(model_path.resolve().parent))
+                    self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
+                active = self.session.get_providers()
             except Exception as exc:
-                if LOCALE_FAILURE not in str(exc) or importlib.util.find_spec("onnx") is None:
+                if providers == [CPU]:
                     raise
-                model = with_available_locale(model_path)
-                # Loaded from memory, its external data files are looked for beside the model, not
-                # in the working directory (nothing is written: the weights stay where they are).
-                options.add_session_config_entry(EXTERNAL_DATA_FOLDER, str(model_path.resolve().parent))
-                self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
-            active = self.session.get_providers()
-        except Exception as exc:
-            if providers == [CPU]:
-                raise
-            # Some onnxruntime versions raise when a GPU provider cannot start: same as dropping it.
-            log.warning("onnxruntime could not start %s: %s", providers[0], exc)
-            active = []
-        self.device = onnx_provider_in_use(providers, active, devices)
-        if not active:  # allowed to fall back (or it raised): the CPU it is
-            self.session = ort.InferenceSession(model, sess_options=options, providers=[CPU])
-        self._input_args = self.session.get_inputs()
-        self._output_args = self.session.get_outputs()
-        self.inputs = [_spec(arg) for arg in self._input_args]
-        self.outputs = [_spec(arg) for arg in self._output_args]
+                # Some onnxruntime versions raise when a GPU provider cannot start: same as dropping it.
+                log.warning("onnxruntime could not start %s: %s", providers[0], exc)
+                active = []
+            self.device = onnx_provider_in_use(providers, active, devices)
+            if not active:  # allowed to fall back (or it raised): the CPU it is
+                self.session = ort.InferenceSession(model, sess_options=options, providers=[CPU])
+            self._input_args = self.session.get_inputs()
+            self._output_args = self.session.get_outputs()
+            self.inputs = [_spec(arg) for arg in self._input_args]
+            self.outputs = [_spec(arg) for arg in self._output_args]
         if any(spec.shape == () and spec.type_name.startswith("tensor(") for spec in self.inputs):
             self.inputs, self.outputs = _unknown_ranks(model_path, self.inputs, self.outputs)
         self._text_inputs = any(spec.dtype == object for spec in self.inputs)

@@ -8,6 +8,7 @@ protobuf-JSON (camelCase) keys, read from ``saved_model.pb`` exactly as Cortex h
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import InputError, LoadError
-from inferd.runtimes.base import TensorSpec
+from inferd.runtimes.base import TensorSpec, utf8_path
 from inferd.runtimes.devices import Devices, configure_tensorflow
 from inferd.runtimes.startup_notes import held_startup_notes
 from inferd.storage.layout import find_saved_model
@@ -100,7 +101,8 @@ class TensorFlowRuntime:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # already initialised in this process
             pass
-        self._loaded = tf.saved_model.load(str(model_dir))
+        with contextlib.ExitStack() as opened:  # a folder's descriptor, while it loads
+            self._loaded = tf.saved_model.load(utf8_path(model_dir, opened))
         self._function = self._loaded.signatures[self.signature_key]
 
     def signature_specs(self, key: str) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -103,6 +103,38 @@ def test_image_names_the_image_the_manifests_and_the_readme_use(tmp_path: Path) 
     assert "docker build -t registry.example/team/iris:1.2 ." in (out / "README.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "image", ["bad image name", "", 'a"b', "Iris:1", "iris:", "-iris", "iris:1 ; rm -rf ~", "a" * 256, "irís"]
+)
+def test_an_image_name_docker_does_not_take_is_refused_and_nothing_is_written(
+    tmp_path: Path, image: str
+) -> None:
+    # Was: written into every manifest (an InvalidImageName in the cluster) and into the
+    # README's `docker build -t bad image name .`; an empty one became the default silently.
+    project = user_project(tmp_path / "project")
+    result = export(project, tmp_path / "out", "--image", image)
+    assert (
+        result.exit_code == 2
+        and f"Invalid value for '--image': {image!r} is not an image name" in result.output
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "iris",
+        "localhost:5000/iris:1.2",
+        "Registry.Example:443/team/my_model__x-1:v1.2-rc.3",
+        f"iris@sha256:{'a' * 64}",
+        "a" * 255 + ":1",
+    ],
+)
+def test_image_names_docker_takes_are_written(tmp_path: Path, image: str) -> None:
+    assert export(user_project(tmp_path / "project"), tmp_path / "out", "--image", image).exit_code == 0
+    assert f"image: {image}" in (tmp_path / "out" / "kubernetes" / "classifier.yaml").read_text()
+
+
 def test_api_key_files_are_not_copied_into_the_build_context(tmp_path: Path) -> None:
     iris = example("iris-onnx")
     project = make_project(

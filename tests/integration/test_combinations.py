@@ -335,6 +335,9 @@ def test_a_challenger_promoted_while_it_is_the_shadow_serves_at_full_priority(
     (started,) = wait_for(replaced, 60, "the challenger's replica to be replaced")
     assert nice_of(started) == base
     assert combo.post("/promo/front", {"x": 4}).json() == {"x": 4, "api": "challenger", "version": 1}
+    # Promoted back, it is the splitter's shadow again (weight 0), and yields the CPU again.
+    combo.run("promote", "front", "champion")
+    assert nice_of(started) == min(19, base + 10)
     combo.run("delete", "promo")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import make_project, wait_for
+from tests.conftest import INFERD, make_project, wait_for
 from tests.integration.conftest import Inferd, stop_operator
 
 PREDICTOR = """
@@ -334,4 +335,29 @@ def test_a_challenger_promoted_while_it_is_the_shadow_serves_at_full_priority(
     (started,) = wait_for(replaced, 60, "the challenger's replica to be replaced")
     assert nice_of(started) == base
     assert combo.post("/promo/front", {"x": 4}).json() == {"x": 4, "api": "challenger", "version": 1}
+    # Promoted back, it is the splitter's shadow again (weight 0), and yields the CPU again.
+    combo.run("promote", "front", "champion")
+    assert nice_of(started) == min(19, base + 10)
     combo.run("delete", "promo")
+
+
+def test_a_promotion_an_operator_restart_brings_back_serves_at_full_priority(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # Was: the restarted operator started the promoted challenger's replicas as the splitter's
+    # shadow (the file's weights), 10 nice levels down, and promoted it only then: an operator
+    # that may not raise a priority (a user's) left every client of the splitter served there.
+    project = make_project(tmp_path / "promo", PROMOTED, {"p.py": PREDICTOR})
+    # (without zygotes a replica starts as its deployment is applied, not a tick later)
+    inferd.env["INFERD_ZYGOTE"] = "0"
+    up = ["setpriv", "--bounding-set=-sys_nice", str(INFERD), "up"]  # root may raise a priority
+    subprocess.run(up, env=inferd.env, check=True, capture_output=True, timeout=120)
+    inferd.run("deploy", str(project))
+    inferd.wait_status("challenger", "live")
+    inferd.run("promote", "front", "challenger")
+    inferd.run("down")
+    subprocess.run(up, env=inferd.env, check=True, capture_output=True, timeout=120)
+    inferd.wait_status("challenger", "live")
+    assert inferd.post("/promo/front", {"x": 5}).json() == {"x": 5, "api": "challenger", "version": 1}
+    (started,) = inferd.replica_pids("challenger")
+    assert nice_of(started) == os.getpriority(os.PRIO_PROCESS, 0)

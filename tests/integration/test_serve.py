@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from tests.conftest import (
     make_project,
     process_alive,
     replica_pids,
+    served_url,
     wait_for,
     zygote_pids,
 )
@@ -390,7 +392,8 @@ def test_sigterm_drains_and_leaves_no_process(
 ) -> None:
     # SIGHUP too, the terminal's hang-up (an ssh session dropped): it killed the server outright,
     # the request it was running reset.
-    server = serve(raw_project)
+    with as_a_terminal_starts_it():
+        server = serve(raw_project)
     replicas = children(server.process.pid)
     zygotes = zygote_pids(server.process.pid)
     assert len(replicas) == 4
@@ -406,6 +409,50 @@ def test_sigterm_drains_and_leaves_no_process(
         assert slow.result().status_code == 200  # accepted before the signal: it finishes
     assert server.process.wait(60) == 0
     assert not [pid for pid in replicas | zygotes if process_alive(pid)]
+
+
+@contextlib.contextmanager
+def as_a_terminal_starts_it() -> Iterator[None]:
+    """Servers started here get SIGHUP at its default, as from a terminal, even where the tests
+    run under ``nohup`` (a handler here is the default again after the child's exec; an ignored
+    signal would stay ignored, and the server then keeps it so)."""
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_under_nohup_a_hang_up_is_ignored_as_nohup_asks(tmp_path: Path) -> None:
+    # Was: `nohup inferd serve DIR &`, then the terminal closed: the SIGHUP that nohup ignores
+    # drained and stopped the server, as the SIGHUP drain replaced the ignored signal.
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["nohup", str(INFERD), "serve", str(example("iris-onnx")), "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    try:
+        url = served_url(log, process)
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
+        )
+        hang_up = 1 << (signal.SIGHUP - 1)  # still ignored, as nohup set it, not caught
+        assert (int(status["SigIgn"], 16) & hang_up, int(status["SigCgt"], 16) & hang_up) == (hang_up, 0)
+        process.send_signal(signal.SIGHUP)
+        assert requests.post(f"{url}/iris/classifier", json=SAMPLE, timeout=30).json() == "iris-setosa"
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert process.poll() is None
+    finally:
+        process.terminate()  # SIGTERM still drains
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert code == 0 and "inferd: stopped" in log.read_text(), log.read_text()
 
 
 def test_a_port_in_use_is_one_sentence_that_says_what_to_do(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 def route_of(record: dict[str, Any], info: dict[str, Any]) -> str | None:
     """Where a recorded request goes again: the other API's route (``info``: what ``inferd get``
     says of it) for the protocol the request came by; ``None`` when it is not sent again (a
-    body that is not JSON, V2 binary tensors, a stream, TF Serving's classify or regress)."""
+    body that is not JSON, V2 binary tensors, V2 generate_stream, TF Serving's classify or regress)."""
     request = record["request"]
     if "json" not in request:
         return None

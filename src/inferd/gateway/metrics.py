@@ -172,20 +172,22 @@ class ApiStats:
             )
         self._latency.add(np.array(latencies))
         self._recent.extend(zip(nows, latencies, strict=True))
-        answered = [
-            (wait, meta, clients is None or clients[i])
-            for i, (wait, meta) in enumerate(zip(waits, metas, strict=True))
-            if meta
-        ]
+        answered = [(wait, meta) for wait, meta in zip(waits, metas, strict=True) if meta]
         if not answered:
             return
-        self._stages["queue"].add(np.array([wait for wait, _, client in answered if client]))
+        if clients is None:  # (a batch without copies, the usual one, pays nothing for them)
+            queued = [wait for wait, _ in answered]
+        else:
+            queued = [
+                wait for wait, meta, client in zip(waits, metas, clients, strict=True) if meta and client
+            ]
+        self._stages["queue"].add(np.array(queued))
         size = META_DTYPE.itemsize
-        head = np.frombuffer(b"".join(meta[:size] for _, meta, _ in answered), dtype=META_DTYPE)
+        head = np.frombuffer(b"".join(meta[:size] for _, meta in answered), dtype=META_DTYPE)
         for stage, column in (("pre_inference", "pre"), ("model", "model"), ("post_inference", "post")):
             values = head[column].astype(np.float64)
             self._stages[stage].add(values[~np.isnan(values)])
-        tracked = [meta[size:] for _, meta, _ in answered if len(meta) > size]
+        tracked = [meta[size:] for _, meta in answered if len(meta) > size]
         if tracked and self.tracker_type:
             self._tracker.add(self.tracker_type, tracked)
 

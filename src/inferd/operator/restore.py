@@ -91,6 +91,8 @@ async def _restore_snapshot(
     try:
         snapshot = load_project(Path(folder), keys_root=Path(record.source))
         project = without_deleted(snapshot, record)
+        if record.promoted:  # routed as promoted from the first: no replica of it starts as a shadow's
+            project = project.model_copy(update={"splitters": promoted(project.splitters, record.promoted)})
         gateway.expect([config.key for config in project.apis])
         for config in project.apis:
             adopt_first_round_log(state.home, config.key)
@@ -111,8 +113,6 @@ async def _restore_snapshot(
                 api_state.last_update = updated
         if folder == record.snapshot and _note_uses(engine, name, record, project):
             state.save()
-        if record.promoted:
-            engine.set_splitters(name, promoted(project.splitters, record.promoted))
         unrestored.pop(name, None)
         log.info("restored deployment '%s'", name)
     except (InferdError, OSError) as exc:

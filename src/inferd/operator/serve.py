@@ -138,8 +138,10 @@ async def _serve(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # SIGHUP: the terminal went away (an ssh session dropped). It killed the server outright, the
-    # requests it was running lost; it now drains as Ctrl-C does.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # requests it was running lost; it now drains as Ctrl-C does. Unless it was ignored when the
+    # server started: `nohup inferd serve` asks to outlive the terminal, and a handler would undo it.
+    hang_up = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+    for signum in (signal.SIGINT, signal.SIGTERM, *hang_up):
         loop.add_signal_handler(signum, stop.set)
     if reload:
         no_bytecode()

@@ -78,5 +78,6 @@ def test_shadow_copies_are_counted_apart_and_not_timed_as_client_requests() -> N
     assert summary["requests"] == {"2XX": 1, "4XX": 0, "5XX": 0, "total": 1, "shadow": 2}
     assert summary["latency"] == {"avg_ms": 1.0, "p50_ms": 1.0, "p99_ms": 1.0}
     assert stats.latency.count == 1 and stats.stages["queue"].count == 1
+    assert [latency for _, latency in stats.recent] == [0.001]  # what requests/s counts
     assert stats.stages["model"].count == 3  # the replica's work on a copy is timed
     assert stats.by_status == {("cortex", 200): 1, ("shadow", 200): 1, ("shadow", 500): 1}  # /metrics

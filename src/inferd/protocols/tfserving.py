@@ -219,7 +219,9 @@ def _value(name: str, value: Any) -> Any:
 
 def _rows(value: Any) -> Any:
     """A tensor as lists; non-finite floats go out as TF Serving writes them (NaN, Infinity,
-    -Infinity), not JSON's null."""
+    -Infinity), not JSON's null. An ONNX optional output that holds nothing is ``None`` (null)."""
+    if value is None:
+        return None
     return nonfinite.listed(value) if isinstance(value, np.ndarray) else list(value)
 
 
@@ -233,6 +235,8 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
             {"outputs": {name: _value(name, _rows(value)) for name, value in outputs.items()}}
         )
     for name, value in outputs.items():
+        if value is None:  # an ONNX optional output that holds nothing: null in every row
+            continue
         if not isinstance(value, np.ndarray | list | tuple) or getattr(value, "ndim", 1) == 0:
             raise InputError(
                 f"output '{name}' is a scalar (it has no batch dimension), so it cannot be "
@@ -242,14 +246,18 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
         ((name, value),) = outputs.items()
         return nonfinite.dumps({"predictions": _value(name, _rows(value))})
     columns = {name: _rows(value) for name, value in outputs.items()}
-    sizes = {len(column) for column in columns.values()}
-    if len(sizes) != 1:
+    sizes = {len(column) for column in columns.values() if column is not None}
+    if len(sizes) > 1:
         raise InputError("the outputs have different batch sizes: use the columnar format ('inputs')")
-    count = sizes.pop()
+    count = sizes.pop() if sizes else 0
     return nonfinite.dumps(
         {
             "predictions": [
-                {name: _value(name, column[i]) for name, column in columns.items()} for i in range(count)
+                {
+                    name: None if column is None else _value(name, column[i])
+                    for name, column in columns.items()
+                }
+                for i in range(count)
             ]
         }
     )

@@ -3,7 +3,7 @@
 Inputs go straight to the model (no request handler). Datatypes must match the model's inputs
 exactly and shapes must fit its dimensions (``-1`` takes any size): anything else is a 400
 naming the input. Outputs that are not tensors (an ONNX ZipMap, a sequence of maps) are sent
-as BYTES, one JSON document per row.
+as BYTES, one JSON document per row; an ONNX optional output that holds nothing is left out.
 """
 
 from __future__ import annotations
@@ -359,12 +359,14 @@ def encode_response(
                     f"unknown output '{name}': the model's outputs are "
                     + ", ".join(f"'{n}'" for n in outputs)
                 )
+            if outputs[name] is None:
+                continue  # an ONNX optional output that holds nothing this run: V2 has no null tensor
             options = item.get("parameters") or {}
             wanted.append((name, bool(options.get("binary_data", all_binary))))
             if "classification" in options:
                 outputs = {**outputs, name: _classified(name, outputs[name], options["classification"])}
     else:
-        wanted = [(name, all_binary) for name in outputs]
+        wanted = [(name, all_binary) for name, value in outputs.items() if value is not None]
     documents = []
     blobs: list[bytes] = []
     marked = False

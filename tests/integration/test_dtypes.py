@@ -1,0 +1,163 @@
+"""Model dtypes and output kinds end to end: a real `inferd serve`, real HTTP on every route.
+
+Each value a client sends comes back as it was sent (float64 digits, int64 and uint64 past
+2**53, float16's largest), and an output that holds nothing (an ONNX optional output left
+empty) is answered as nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as triton
+
+from tests.conftest import Server, make_project
+
+
+def _save(graph: Any, path: Path, opset: int = 17) -> Path:
+    from onnx import helper, save_model
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    save_model(model, str(path))
+    return path
+
+
+def _maybe_output(path: Path) -> Path:
+    """y = x (float [n]) and o: an ``optional(tensor(float))`` output the model leaves empty."""
+    from onnx import TensorProto, helper
+
+    maybe = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, []))
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "Optional", [], ["o"], type=helper.make_tensor_type_proto(TensorProto.FLOAT, [])
+            ),
+            helper.make_node("Identity", ["x"], ["y"]),
+        ],
+        "maybe_output",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_value_info("o", maybe), helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+    )
+    return _save(graph, path, opset=18)
+
+
+def _identities(path: Path) -> Path:
+    """One Identity per dtype, ``<kind>`` [n] -> ``<kind>_out``."""
+    from onnx import TensorProto, helper
+
+    kinds = {
+        "f16": TensorProto.FLOAT16,
+        "f64": TensorProto.DOUBLE,
+        "i8": TensorProto.INT8,
+        "i64": TensorProto.INT64,
+        "u64": TensorProto.UINT64,
+        "s": TensorProto.STRING,
+    }
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [name], [f"{name}_out"]) for name in kinds],
+        "identities",
+        [helper.make_tensor_value_info(name, kind, [None]) for name, kind in kinds.items()],
+        [helper.make_tensor_value_info(f"{name}_out", kind, [None]) for name, kind in kinds.items()],
+    )
+    return _save(graph, path)
+
+
+DATATYPES = {"f16": "FP16", "f64": "FP64", "i8": "INT8", "i64": "INT64", "u64": "UINT64", "s": "BYTES"}
+# The edges of each dtype, as raw JSON: a JSON library reading them as floats would change them.
+EDGES = {
+    "f16": "[65504, -65504, 0.5]",
+    "f64": "[0.1, 0.30000000000000004, 1e308, 5e-324]",
+    "i8": "[-128, 127, 0]",
+    "i64": "[-9223372036854775808, 9223372036854775807, 9007199254740993]",
+    "u64": "[18446744073709551615, 0, 9007199254740993]",
+    "s": '["\\u00e9t\\u00e9", "", "a"]',
+}
+EXPECTED = {
+    "f16": [65504.0, -65504.0, 0.5],
+    "f64": [0.1, 0.30000000000000004, 1e308, 5e-324],
+    "i8": [-128, 127, 0],
+    "i64": [-(2**63), 2**63 - 1, 2**53 + 1],
+    "u64": [2**64 - 1, 0, 2**53 + 1],
+    "s": ["été", "", "a"],
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("dtypes")
+    models = {
+        "maybe.onnx": _maybe_output(root / "maybe.onnx"),
+        "kinds.onnx": _identities(root / "kinds.onnx"),
+    }
+    apis = "".join(
+        f"- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n  compute:\n    cpu: 100m\n"
+        for name in ("maybe", "kinds")
+    )
+    project = make_project(root / "p", "- kind: deployment\n  name: d\n" + apis, models=models)
+    running = Server(project, root / "serve.log").wait_ready()
+    yield running
+    running.stop()
+
+
+def _kinds_bodies(edges: dict[str, str]) -> dict[str, bytes]:
+    """The same values on the three routes, as raw JSON."""
+    cortex = "{" + ", ".join(f'"{name}": {data}' for name, data in edges.items()) + "}"
+    v2 = ", ".join(
+        f'{{"name": "{name}", "datatype": "{DATATYPES[name]}", "shape": [{data.count(",") + 1}], '
+        f'"data": {data}}}'
+        for name, data in edges.items()
+    )
+    return {
+        "/d/kinds": cortex.encode(),
+        "/v2/models/kinds/infer": ('{"inputs": [' + v2 + "]}").encode(),
+        "/v1/models/kinds:predict": ('{"inputs": ' + cortex + "}").encode(),
+    }
+
+
+def test_the_edges_of_each_dtype_come_back_as_sent_on_every_route(server: Server) -> None:
+    for path, body in _kinds_bodies(EDGES).items():
+        answer = requests.post(server.url + path, data=body, timeout=10)
+        assert answer.status_code == 200, (path, answer.text)
+        found = answer.json()
+        if path.startswith("/v2/"):
+            values = {item["name"].removesuffix("_out"): item["data"] for item in found["outputs"]}
+            types = {item["name"].removesuffix("_out"): item["datatype"] for item in found["outputs"]}
+            assert types == DATATYPES, path
+        elif path.startswith("/v1/"):
+            values = {name.removesuffix("_out"): data for name, data in found["outputs"].items()}
+        else:
+            values = dict(zip(DATATYPES, found, strict=True))
+        assert values == EXPECTED, (path, answer.text)
+
+
+def test_an_empty_optional_output_is_left_out_of_v2_and_null_on_tf_serving(server: Server) -> None:
+    # onnxruntime gives an empty optional output as None: V2 and TF Serving answered a 500
+    # ("internal error: TypeError: 'NoneType' object is not iterable"), TF Serving's rows a 400
+    # calling it a scalar
+    assert server.post("/d/maybe", [1.5, 2.5]).json() == [None, [1.5, 2.5]]
+    tensor = {"name": "x", "shape": [2], "datatype": "FP32", "data": [1.5, 2.5]}
+    answer = server.post("/v2/models/maybe/infer", {"inputs": [tensor]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [2], "data": [1.5, 2.5]}]
+    asked = server.post(
+        "/v2/models/maybe/infer", {"inputs": [tensor], "outputs": [{"name": "o"}, {"name": "y"}]}
+    )
+    assert [output["name"] for output in asked.json()["outputs"]] == ["y"], asked.text
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    try:
+        given = triton.InferInput("x", [2], "FP32")
+        given.set_data_from_numpy(np.array([1.5, 2.5], dtype=np.float32), binary_data=True)
+        result = client.infer("maybe", [given])  # every output, as binary data
+        assert result.as_numpy("y").tolist() == [1.5, 2.5] and result.as_numpy("o") is None
+    finally:
+        client.close()
+    columns = server.post("/v1/models/maybe:predict", {"inputs": [1.5, 2.5]})
+    assert columns.json() == {"outputs": {"o": None, "y": [1.5, 2.5]}}, columns.text
+    rows = server.post("/v1/models/maybe:predict", {"instances": [1.5, 2.5]})
+    assert rows.json() == {"predictions": [{"o": None, "y": 1.5}, {"o": None, "y": 2.5}]}, rows.text

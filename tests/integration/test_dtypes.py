@@ -1,8 +1,9 @@
 """Model dtypes and output kinds end to end: a real `inferd serve`, real HTTP on every route.
 
 Each value a client sends comes back as it was sent (float64 digits, int64 and uint64 past
-2**53, float16's largest), and an output that holds nothing (an ONNX optional output left
-empty) is answered as nothing.
+2**53, float16's largest), an output that holds nothing (an ONNX optional output left empty)
+is answered as nothing, and a value a dtype cannot hold is a 400 that states the dtype's range
+truly.
 """
 
 from __future__ import annotations
@@ -134,6 +135,18 @@ def test_the_edges_of_each_dtype_come_back_as_sent_on_every_route(server: Server
         else:
             values = dict(zip(DATATYPES, found, strict=True))
         assert values == EXPECTED, (path, answer.text)
+
+
+def test_a_float16_out_of_range_names_its_largest_value(server: Server) -> None:
+    # the range read "-6.55e+04 to 6.55e+04" (65500), which 65504 and 65510 are not out of
+    edges = {**EDGES, "f16": "[65520]"}
+    for path, body in _kinds_bodies(edges).items():
+        answer = requests.post(server.url + path, data=body, timeout=10)
+        assert answer.status_code == 400, (path, answer.text)
+        error = answer.json()["error"]
+        label = "FP16" if path.startswith("/v2/") else "float16"
+        said = f"65520 is out of {label}'s range (-65504.0 to 65504.0)"
+        assert "input 'f16'" in error and said in error, (path, error)
 
 
 def test_an_empty_optional_output_is_left_out_of_v2_and_null_on_tf_serving(server: Server) -> None:

@@ -34,7 +34,10 @@ def range_text(target: np.dtype[Any]) -> str:
         high = np.finfo(target).max
     except ValueError:  # a dtype numpy does not describe (ml_dtypes' bfloat16)
         return "the type's range"
-    return f"-{high!s} to {high!s}"
+    text = str(high)
+    if float(text) < float(high):  # float16's shortest text, 6.55e+04, hides its largest: 65504.0
+        text = repr(float(high))
+    return f"-{text} to {text}"
 
 
 class NotNumbers(TypeError):

@@ -17,7 +17,7 @@ import pytest
 import requests
 import tritonclient.http as triton
 
-from tests.conftest import Server, make_project
+from tests.conftest import Server, make_project, save_tensorflow
 
 
 def _save(graph: Any, path: Path, opset: int = 17) -> Path:
@@ -174,3 +174,59 @@ def test_an_empty_optional_output_is_left_out_of_v2_and_null_on_tf_serving(serve
     assert columns.json() == {"outputs": {"o": None, "y": [1.5, 2.5]}}, columns.text
     rows = server.post("/v1/models/maybe:predict", {"instances": [1.5, 2.5]})
     assert rows.json() == {"predictions": [{"o": None, "y": 1.5}, {"o": None, "y": 2.5}]}, rows.text
+
+
+@pytest.fixture(scope="module")
+def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A SavedModel whose input is a bfloat16 (TensorFlow's; ml_dtypes', numpy's kind "V")."""
+    import tensorflow as tf
+
+    class Halves(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.bfloat16, name="x")])  # type: ignore[untyped-decorator]
+        def serve(self, x: Any) -> dict[str, Any]:
+            return {"y": x * tf.constant(2.0, tf.bfloat16)}
+
+    root = tmp_path_factory.mktemp("bfloat16")
+    module = Halves()
+    save_tensorflow(module, root / "model", {"serving_default": module.serve})
+    project = make_project(
+        root / "p",
+        "- kind: deployment\n  name: t\n- kind: api\n  name: halves\n  tensorflow:\n    model: model\n",
+        models={"model": root / "model"},
+    )
+    running = Server(project, root / "serve.log").wait_ready()
+    yield running
+    running.stop()
+
+
+@pytest.mark.tensorflow
+def test_a_bfloat16_input_takes_numbers_it_holds_and_refuses_the_rest(tf_server: Server) -> None:
+    # numpy's kind for bfloat16 is "V", so no route checked its range: 1e40 and 3.4e38 (above
+    # its largest, 3.39e38) reached the model as Infinity (V2 refused 1e40 only), and TF
+    # Serving took true as 1
+    x = {"name": "x", "shape": [2], "datatype": "BF16", "data": [1.5, -2.0]}
+    assert tf_server.post("/t/halves", {"x": [1.5, -2.0]}).json() == {"y": [3.0, -4.0]}
+    assert tf_server.post("/v1/models/halves:predict", {"inputs": [1.5, -2.0]}).json() == {
+        "outputs": [3.0, -4.0]
+    }
+    assert tf_server.post("/v2/models/halves/infer", {"inputs": [x]}).json()["outputs"][0]["data"] == [
+        3.0,
+        -4.0,
+    ]
+    said = "is out of {T}'s range (-3.3895313892515355e+38 to 3.3895313892515355e+38)"
+    for number in ("1e40", "3.4e38"):
+        bodies = {
+            "/t/halves": f'{{"x": [{number}]}}',
+            "/v1/models/halves:predict": f'{{"instances": [{number}]}}',
+            "/v2/models/halves/infer": (
+                f'{{"inputs": [{{"name": "x", "shape": [1], "datatype": "BF16", "data": [{number}]}}]}}'
+            ),
+        }
+        for path, body in bodies.items():
+            answer = tf_server.post(path, data=body.encode())
+            assert answer.status_code == 400, (path, answer.text)
+            error = answer.json()["error"]
+            label = "BF16" if path.startswith("/v2/") else "bfloat16"
+            assert "input 'x'" in error and said.format(T=label) in error, (path, error)
+    answer = tf_server.post("/v1/models/halves:predict", {"inputs": [True, 1.5]})
+    assert answer.status_code == 400 and "true/false is not a number" in answer.json()["error"], answer.text

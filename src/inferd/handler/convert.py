@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import InputError
-from inferd.handler.numbers import OutOfRange, cast_numbers, typed_numbers
+from inferd.handler.numbers import OutOfRange, cast_numbers, ml_float, typed_numbers
 from inferd.runtimes.base import TensorSpec
 
 NUMERIC_KINDS = "biuf"
@@ -110,7 +110,7 @@ def to_array(
     if spec.type_name.startswith(MAP_TYPE):
         return to_map(value, spec)
     try:
-        if strict and spec.dtype.kind in NUMERIC_KINDS and not isinstance(value, np.ndarray):
+        if strict and _numeric(spec.dtype) and not isinstance(value, np.ndarray):
             array = typed_numbers(value, spec.dtype, booleans=booleans)
         else:
             array = _cast_checked(value, spec.dtype)
@@ -168,7 +168,7 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
             raise ValueError(f"cannot cast {value.dtype} values to {target}")
         if value.dtype == target:
             return value
-        if value.dtype.kind in NUMERIC_KINDS and target.kind in NUMERIC_KINDS:
+        if value.dtype.kind in NUMERIC_KINDS and _numeric(target):
             # astype would wrap 300 to 44 in a uint8, drop 1.5's fraction, make 2.0 a True
             return cast_numbers(value, target)
         return value.astype(target)
@@ -182,9 +182,14 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
             if isinstance(item, str) and not item.isascii():
                 _check_utf8(item)
         return array
-    if target.kind in NUMERIC_KINDS:
+    if _numeric(target):
         return cast_numbers(value, target)
     return np.asarray(value, dtype=target)
+
+
+def _numeric(target: np.dtype[Any]) -> bool:
+    """A number dtype: numpy's, or ml_dtypes' floats (TensorFlow's bfloat16, numpy's kind ``V``)."""
+    return target.kind in NUMERIC_KINDS or ml_float(target)
 
 
 def _check_utf8(text: str) -> None:

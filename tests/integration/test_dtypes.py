@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import requests
 import tritonclient.http as triton
@@ -69,6 +70,23 @@ def _identities(path: Path) -> Path:
     return _save(graph, path)
 
 
+def _map_through(path: Path) -> Path:
+    """The map input ``prices`` (``map(string,tensor(float))``, a DictVectorizer's) given back as
+    the model's output: onnxruntime hands a map output over as a dict."""
+    from onnx import TensorProto, helper
+
+    prices = helper.make_map_type_proto(
+        TensorProto.STRING, helper.make_tensor_type_proto(TensorProto.FLOAT, [])
+    )
+    graph = helper.make_graph(
+        [],
+        "map_through",
+        [helper.make_value_info("prices", prices)],
+        [helper.make_value_info("prices", prices)],
+    )
+    return _save(graph, path)
+
+
 DATATYPES = {"f16": "FP16", "f64": "FP64", "i8": "INT8", "i64": "INT64", "u64": "UINT64", "s": "BYTES"}
 # The edges of each dtype, as raw JSON: a JSON library reading them as floats would change them.
 EDGES = {
@@ -95,10 +113,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     models = {
         "maybe.onnx": _maybe_output(root / "maybe.onnx"),
         "kinds.onnx": _identities(root / "kinds.onnx"),
+        "prices.onnx": _map_through(root / "prices.onnx"),
     }
     apis = "".join(
         f"- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n  compute:\n    cpu: 100m\n"
-        for name in ("maybe", "kinds")
+        for name in ("maybe", "kinds", "prices")
     )
     project = make_project(root / "p", "- kind: deployment\n  name: d\n" + apis, models=models)
     running = Server(project, root / "serve.log").wait_ready()
@@ -174,6 +193,25 @@ def test_an_empty_optional_output_is_left_out_of_v2_and_null_on_tf_serving(serve
     assert columns.json() == {"outputs": {"o": None, "y": [1.5, 2.5]}}, columns.text
     rows = server.post("/v1/models/maybe:predict", {"instances": [1.5, 2.5]})
     assert rows.json() == {"predictions": [{"o": None, "y": 1.5}, {"o": None, "y": 2.5}]}, rows.text
+
+
+def test_an_onnx_map_output_is_answered_whole_on_every_route(server: Server) -> None:
+    # V2 and TF Serving's columns answered the map's keys alone (["a", "b"]: its values lost),
+    # TF Serving's rows a 400 calling it a scalar
+    prices = {"a": 1.5, "b": 2.0}
+    assert server.post("/d/prices", prices).json() == [prices]
+    tensor = {"name": "prices", "shape": [1], "datatype": "BYTES", "data": ['{"a": 1.5, "b": 2}']}
+    answer = server.post("/v2/models/prices/infer", {"inputs": [tensor]})
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    assert output["datatype"] == "BYTES" and output["shape"] == [1], output
+    assert [orjson.loads(document) for document in output["data"]] == [prices]
+    metadata = requests.get(f"{server.url}/v2/models/prices", timeout=10).json()
+    assert metadata["outputs"] == [{"name": "prices", "datatype": "BYTES", "shape": [1]}]
+    columns = server.post("/v1/models/prices:predict", {"inputs": {"prices": prices}})
+    assert columns.json() == {"outputs": prices}, columns.text
+    rows = server.post("/v1/models/prices:predict", {"instances": [prices]})
+    assert rows.json() == {"predictions": [prices]}, rows.text
 
 
 @pytest.fixture(scope="module")

@@ -220,8 +220,8 @@ def _value(name: str, value: Any) -> Any:
 def _rows(value: Any) -> Any:
     """A tensor as lists; non-finite floats go out as TF Serving writes them (NaN, Infinity,
     -Infinity), not JSON's null. An ONNX optional output that holds nothing is ``None`` (null)."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, dict):  # a map output (ONNX's) is one JSON object
+        return value
     return nonfinite.listed(value) if isinstance(value, np.ndarray) else list(value)
 
 
@@ -234,6 +234,8 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
         return nonfinite.dumps(
             {"outputs": {name: _value(name, _rows(value)) for name, value in outputs.items()}}
         )
+    # an ONNX map output is one per run, as its map input takes one instance: that row's value
+    outputs = {name: [value] if isinstance(value, dict) else value for name, value in outputs.items()}
     for name, value in outputs.items():
         if value is None:  # an ONNX optional output that holds nothing: null in every row
             continue

@@ -3,7 +3,8 @@
 Inputs go straight to the model (no request handler). Datatypes must match the model's inputs
 exactly and shapes must fit its dimensions (``-1`` takes any size): anything else is a 400
 naming the input. Outputs that are not tensors (an ONNX ZipMap, a sequence of maps) are sent
-as BYTES, one JSON document per row; an ONNX optional output that holds nothing is left out.
+as BYTES, one JSON document per row (an ONNX map output: one document, shape [1]); an ONNX
+optional output that holds nothing is left out.
 """
 
 from __future__ import annotations
@@ -303,6 +304,8 @@ def _as_tensor(value: Any) -> np.ndarray[Any, Any]:
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
         return array.reshape(value.shape)
+    if isinstance(value, dict):  # an ONNX map output: one JSON document (shape [1])
+        value = [value]
     rows = list(value)  # a sequence of maps (ZipMap): one JSON document per row
     array = np.empty(len(rows), dtype=object)
     array[:] = [

@@ -87,6 +87,27 @@ def _map_through(path: Path) -> Path:
     return _save(graph, path)
 
 
+def _sequence_through(path: Path) -> Path:
+    """``parts``, an ONNX sequence of float tensors (``seq(tensor(float))``): given back as
+    ``same``, and ``count`` how many it holds."""
+    from onnx import TensorProto, helper
+
+    parts = helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, None))
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["parts"], ["same"]),
+            helper.make_node("SequenceLength", ["parts"], ["count"]),
+        ],
+        "sequence_through",
+        [helper.make_value_info("parts", parts)],
+        [
+            helper.make_value_info("same", parts),
+            helper.make_tensor_value_info("count", TensorProto.INT64, []),
+        ],
+    )
+    return _save(graph, path)
+
+
 DATATYPES = {"f16": "FP16", "f64": "FP64", "i8": "INT8", "i64": "INT64", "u64": "UINT64", "s": "BYTES"}
 # The edges of each dtype, as raw JSON: a JSON library reading them as floats would change them.
 EDGES = {
@@ -114,10 +135,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "maybe.onnx": _maybe_output(root / "maybe.onnx"),
         "kinds.onnx": _identities(root / "kinds.onnx"),
         "prices.onnx": _map_through(root / "prices.onnx"),
+        "parts.onnx": _sequence_through(root / "parts.onnx"),
     }
     apis = "".join(
         f"- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n  compute:\n    cpu: 100m\n"
-        for name in ("maybe", "kinds", "prices")
+        for name in ("maybe", "kinds", "prices", "parts")
     )
     project = make_project(root / "p", "- kind: deployment\n  name: d\n" + apis, models=models)
     running = Server(project, root / "serve.log").wait_ready()
@@ -212,6 +234,41 @@ def test_an_onnx_map_output_is_answered_whole_on_every_route(server: Server) -> 
     assert columns.json() == {"outputs": prices}, columns.text
     rows = server.post("/v1/models/prices:predict", {"instances": [prices]})
     assert rows.json() == {"predictions": [prices]}, rows.text
+
+
+def test_an_onnx_sequence_input_takes_a_list_of_tensors_on_every_route(server: Server) -> None:
+    # its dtype was taken for text: every request was a 400 ("expected string [-1] values: got a
+    # number (1) where a string belongs"), and V2's BYTES reached onnxruntime as a tensor (a 400
+    # from the model)
+    parts = [[1.5, 2.0], [[3.0]]]
+    assert server.post("/d/parts", parts).json() == [parts, 2]
+    assert server.post("/d/parts", {"parts": parts}).json() == [parts, 2]
+    documents = ["[1.5, 2.0]", "[[3.0]]"]
+    tensor = {"name": "parts", "shape": [2], "datatype": "BYTES", "data": documents}
+    answer = server.post("/v2/models/parts/infer", {"inputs": [tensor]})
+    assert answer.status_code == 200, answer.text
+    same, count = answer.json()["outputs"]
+    assert same["datatype"] == "BYTES" and [orjson.loads(d) for d in same["data"]] == parts, same
+    assert count["data"] == [2], count
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    try:  # the sequence as binary BYTES elements, as tritonclient sends them
+        given = triton.InferInput("parts", [2], "BYTES")
+        given.set_data_from_numpy(
+            np.array([d.encode() for d in documents], dtype=np.object_), binary_data=True
+        )
+        assert client.infer("parts", [given]).as_numpy("count").tolist() == 2
+    finally:
+        client.close()
+    columns = server.post("/v1/models/parts:predict", {"inputs": parts})
+    assert columns.json() == {"outputs": {"same": parts, "count": 2}}, columns.text
+    # each element is a tensor of the element's dtype: text or a number beyond float32 is a 400
+    said = "input 'parts': expected float32 any shape values: 1e+40 is out of float32's range"
+    assert said in server.post("/d/parts", [[1e40]]).json()["error"]
+    assert "input 'parts': expected seq(tensor(float)) (a list of tensors)" in server.post("/d/parts", 5).text
+    wrong = server.post("/v2/models/parts/infer", {"inputs": [{**tensor, "data": ['["a"]', "[1]"]}]})
+    assert wrong.status_code == 400 and "text is not a number ('a')" in wrong.json()["error"], wrong.text
+    rows = server.post("/v1/models/parts:predict", {"instances": parts})
+    assert rows.status_code == 400 and "input 'parts' is a sequence, one per run" in rows.json()["error"]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from inferd.runtimes.base import TensorSpec
 NUMERIC_KINDS = "biuf"
 TEXT_KINDS = "OUS"
 MAP_TYPE = "map("  # ONNX's map(string,tensor(float)), the input of skl2onnx's DictVectorizer
+SEQ_TYPE = "seq("  # ONNX's seq(tensor(float)): a list of tensors of one dtype, each of any shape
 MAP_KEYS: dict[str, type[str] | type[int]] = {"string": str, "int64": int}
 MAP_VALUES: dict[str, np.dtype[Any]] = {
     "tensor(float)": np.dtype(np.float32),
@@ -40,7 +41,7 @@ def shape_text(shape: tuple[int | None, ...] | None) -> str:
 
 
 def describe(spec: TensorSpec) -> str:
-    if spec.type_name.startswith(MAP_TYPE):
+    if spec.type_name.startswith((MAP_TYPE, SEQ_TYPE)):
         return spec.type_name
     kind = "string" if spec.dtype.kind in TEXT_KINDS else spec.dtype.name
     return f"{kind} {shape_text(spec.shape)}"
@@ -109,6 +110,8 @@ def to_array(
         raise InputError(f"input '{spec.name}': expected {describe(spec)}, got null")
     if spec.type_name.startswith(MAP_TYPE):
         return to_map(value, spec)
+    if spec.type_name.startswith(SEQ_TYPE):
+        return to_sequence(value, spec, strict, booleans)
     try:
         if strict and _numeric(spec.dtype) and not isinstance(value, np.ndarray):
             array = typed_numbers(value, spec.dtype, booleans=booleans)
@@ -151,6 +154,21 @@ def to_map(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
             ) from None
     held = np.empty((), dtype=object)
     held[()] = dict(zip(keys, values, strict=True))
+    return held
+
+
+def to_sequence(
+    value: Any, spec: TensorSpec, strict: bool = False, booleans: Callable[[], bool] | None = None
+) -> np.ndarray[Any, Any]:
+    """A JSON list for an ONNX sequence input, each item a tensor of its element type (any
+    shape), held in a 0-d object array (the runtime hands onnxruntime the list inside)."""
+    if not isinstance(value, list):
+        raise InputError(
+            f"input '{spec.name}': expected {spec.type_name} (a list of tensors), got {_json_kind(value)}"
+        )
+    element = TensorSpec(spec.name, spec.dtype, None, spec.type_name[len(SEQ_TYPE) : -1])
+    held = np.empty((), dtype=object)
+    held[()] = [to_array(item, element, strict, booleans) for item in value]
     return held
 
 

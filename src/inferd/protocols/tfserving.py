@@ -17,7 +17,7 @@ import orjson
 
 from inferd import codec
 from inferd.errors import InputError
-from inferd.handler.convert import MAP_TYPE, NO_INPUTS, inputs_named, shape_text, to_array
+from inferd.handler.convert import MAP_TYPE, NO_INPUTS, SEQ_TYPE, inputs_named, shape_text, to_array
 from inferd.protocols import nonfinite
 from inferd.protocols.booleans import BooleansInLists
 from inferd.runtimes.base import TensorSpec
@@ -129,10 +129,12 @@ def _rows_array(
     The fitting that lets a bare sample stand for a batch of one would otherwise read three
     numbers sent as three instances as one row of three, answering one prediction for three.
     """
-    if spec.shape == ():  # not "expected shape [], got shape [1]" of the scalar the client sent
+    if spec.shape == () or spec.type_name.startswith(SEQ_TYPE):
+        # not "expected shape [], got shape [1]" of the scalar the client sent
         hint = ": send the columnar format ('inputs')" if what == "instances" else ""
+        kind = "a sequence, one per run" if spec.shape else "a scalar"
         raise InputError(
-            f"input '{spec.name}' is a scalar (it has no batch dimension), so it cannot be sent as "
+            f"input '{spec.name}' is {kind} (it has no batch dimension), so it cannot be sent as "
             f"rows ('{what}'){hint}"
         )
     array = to_array(value, spec, True, booleans)

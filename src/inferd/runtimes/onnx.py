@@ -87,8 +87,11 @@ def release_freed_memory() -> None:
 
 
 def _spec(arg: Any) -> TensorSpec:
-    # optional(tensor(float)) holds a float tensor or nothing: a client sends floats or leaves it out
-    element = arg.type[len("optional(") : -1] if arg.type.startswith("optional(") else arg.type
+    # optional(tensor(float)) holds a float tensor or nothing: a client sends floats or leaves it out;
+    # seq(tensor(float)) holds float tensors, a client sends a list of them
+    element = (
+        arg.type[arg.type.index("(") + 1 : -1] if arg.type.startswith(("optional(", "seq(")) else arg.type
+    )
     dtype = ONNX_TO_NUMPY.get(element, np.dtype(object))
     raw = arg.shape
     shape = None if raw is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in raw)
@@ -186,8 +189,9 @@ class OnnxRuntime:
         if any(spec.shape == () and spec.type_name.startswith("tensor(") for spec in self.inputs):
             self.inputs, self.outputs = _unknown_ranks(model_path, self.inputs, self.outputs)
         self._text_inputs = any(spec.dtype == object for spec in self.inputs)
-        # Map inputs (skl2onnx's DictVectorizer) arrive as a dict held in a 0-d object array.
-        self._map_inputs = [spec.name for spec in self.inputs if spec.type_name.startswith("map(")]
+        # Map inputs (skl2onnx's DictVectorizer) arrive as a dict held in a 0-d object array, and
+        # sequence inputs as a list of arrays.
+        self._map_inputs = [spec.name for spec in self.inputs if spec.type_name.startswith(("map(", "seq("))]
         self._run = self.session.run
         self._output_names = [arg.name for arg in self._output_args]
         native = getattr(self.session, "_sess", None)

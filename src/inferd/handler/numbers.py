@@ -41,7 +41,7 @@ def _largest(target: np.dtype[Any]) -> Any:
         try:
             import ml_dtypes
 
-            return ml_dtypes.finfo(target).max
+            return ml_dtypes.finfo(target).max  # type: ignore[no-untyped-call]
         except (ImportError, ValueError, TypeError):
             return None
 

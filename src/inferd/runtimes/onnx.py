@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from inferd.errors import InputError
+from inferd.errors import InputError, LoadError
 from inferd.runtimes.base import TensorSpec
 from inferd.runtimes.devices import CPU, Devices, onnx_provider_in_use, onnx_providers
 
@@ -34,6 +34,20 @@ ONNX_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "tensor(bool)": np.dtype(np.bool_),
     "tensor(string)": np.dtype(object),
 }
+
+# The map inputs onnxruntime's Python API builds from a dict: it reads every value as a float
+# (map(string,tensor(double)) and the rest are refused by the model whatever a client sends).
+FED_MAPS = frozenset({"map(string,tensor(float))", "map(int64,tensor(float))"})
+
+
+def fed_from_python(type_name: str) -> bool:
+    """Whether onnxruntime's Python API can feed an input of this type: a tensor numpy holds, a
+    map of floats, a sequence of such tensors, or an optional one of those."""
+    if type_name.startswith("optional("):
+        return fed_from_python(type_name[len("optional(") : -1])
+    if type_name.startswith("seq("):
+        return type_name[len("seq(") : -1] in ONNX_TO_NUMPY
+    return type_name in ONNX_TO_NUMPY or type_name in FED_MAPS
 
 
 # What onnxruntime says when a StringNormalizer's locale (en_US.UTF-8 when the node names none,
@@ -183,6 +197,13 @@ class OnnxRuntime:
         if not active:  # allowed to fall back (or it raised): the CPU it is
             self.session = ort.InferenceSession(model, sess_options=options, providers=[CPU])
         self._input_args = self.session.get_inputs()
+        unfed = [arg for arg in self._input_args if not fed_from_python(arg.type)]
+        if unfed:  # every request would fail in the model (or be read as text): say so once, now
+            raise LoadError(
+                f"input '{unfed[0].name}' of {model_path.name} is {unfed[0].type}, which onnxruntime's "
+                "Python API cannot feed (it takes tensors numpy holds, maps of float values, and "
+                "sequences of tensors): export the model with another input type"
+            )
         self._output_args = self.session.get_outputs()
         self.inputs = [_spec(arg) for arg in self._input_args]
         self.outputs = [_spec(arg) for arg in self._output_args]

@@ -8,6 +8,7 @@ truly.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,12 @@ def _map_through(path: Path) -> Path:
     return _save(graph, path)
 
 
-def _sequence_through(path: Path) -> Path:
-    """``parts``, an ONNX sequence of float tensors (``seq(tensor(float))``): given back as
-    ``same``, and ``count`` how many it holds."""
+def _sequence_through(path: Path, kind: int = 1) -> Path:
+    """``parts``, an ONNX sequence of tensors (``seq(tensor(float))``, or of ``kind``): given back
+    as ``same``, and ``count`` how many it holds."""
     from onnx import TensorProto, helper
 
-    parts = helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, None))
+    parts = helper.make_sequence_type_proto(helper.make_tensor_type_proto(kind, None))
     graph = helper.make_graph(
         [
             helper.make_node("Identity", ["parts"], ["same"]),
@@ -136,10 +137,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "kinds.onnx": _identities(root / "kinds.onnx"),
         "prices.onnx": _map_through(root / "prices.onnx"),
         "parts.onnx": _sequence_through(root / "parts.onnx"),
+        "words.onnx": _sequence_through(root / "words.onnx", 8),  # TensorProto.STRING
     }
     apis = "".join(
         f"- kind: api\n  name: {name}\n  onnx:\n    model: {name}.onnx\n  compute:\n    cpu: 100m\n"
-        for name in ("maybe", "kinds", "prices", "parts")
+        for name in ("maybe", "kinds", "prices", "parts", "words")
     )
     project = make_project(root / "p", "- kind: deployment\n  name: d\n" + apis, models=models)
     running = Server(project, root / "serve.log").wait_ready()
@@ -269,6 +271,16 @@ def test_an_onnx_sequence_input_takes_a_list_of_tensors_on_every_route(server: S
     assert wrong.status_code == 400 and "text is not a number ('a')" in wrong.json()["error"], wrong.text
     rows = server.post("/v1/models/parts:predict", {"instances": parts})
     assert rows.status_code == 400 and "input 'parts' is a sequence, one per run" in rows.json()["error"]
+
+
+def test_tf_serving_b64_text_in_a_sequence_of_strings_reaches_the_model_as_its_text(server: Server) -> None:
+    # onnxruntime turned the bytes of a {"b64": ...} into their repr: the model got "b'hi'"
+    body = {"inputs": [[{"b64": base64.b64encode(b"hi").decode()}, "x"], ["\u00e9"]]}
+    answer = server.post("/v1/models/words:predict", body)
+    assert answer.json() == {"outputs": {"same": [["hi", "x"], ["é"]], "count": 2}}, answer.text
+    latin = {"inputs": [[{"b64": base64.b64encode("café".encode("latin-1")).decode()}]]}
+    refused = server.post("/v1/models/words:predict", latin)
+    assert refused.status_code == 400 and "input 'parts' holds bytes that are not UTF-8" in refused.text
 
 
 @pytest.fixture(scope="module")

@@ -151,6 +151,20 @@ def _text(item: Any) -> Any:
     return item.decode("utf-8") if isinstance(item, bytes) else item
 
 
+def _texts(name: str, value: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``value`` with its bytes made text: onnxruntime turns bytes into their repr ("b'...'"),
+    and TF Serving's {"b64": ...} may stand anywhere among plain strings."""
+    if value.dtype != object or not any(isinstance(item, bytes) for item in value.flat):
+        return value
+    try:
+        texts: np.ndarray[Any, Any] = np.vectorize(_text, otypes=[object])(value)
+        return texts
+    except UnicodeDecodeError:  # replaced by U+FFFD, the model would get other text
+        raise InputError(
+            f"input '{name}' holds bytes that are not UTF-8 text, and onnxruntime's string inputs take text"
+        ) from None
+
+
 class OnnxRuntime:
     """An ``onnxruntime.InferenceSession`` on one model file, sized for one request at a time."""
 
@@ -210,6 +224,9 @@ class OnnxRuntime:
         if any(spec.shape == () and spec.type_name.startswith("tensor(") for spec in self.inputs):
             self.inputs, self.outputs = _unknown_ranks(model_path, self.inputs, self.outputs)
         self._text_inputs = any(spec.dtype == object for spec in self.inputs)
+        self._text_sequences = {
+            spec.name for spec in self.inputs if spec.type_name.startswith("seq(") and spec.dtype == object
+        }
         # Map inputs (skl2onnx's DictVectorizer) arrive as a dict held in a 0-d object array, and
         # sequence inputs as a list of arrays.
         self._map_inputs = [spec.name for spec in self.inputs if spec.type_name.startswith(("map(", "seq("))]
@@ -230,18 +247,12 @@ class OnnxRuntime:
     def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
         if self._text_inputs:
             for name, value in inputs.items():
-                if name in self._map_inputs:
-                    continue
-                if value.dtype == object and any(isinstance(item, bytes) for item in value.flat):
-                    # onnxruntime turns bytes into their repr ("b'...'"): give it text (all of
-                    # it: TF Serving's {"b64": ...} may stand anywhere among plain strings).
-                    try:
-                        inputs[name] = np.vectorize(_text, otypes=[object])(value)
-                    except UnicodeDecodeError:  # replaced by U+FFFD, the model would get other text
-                        raise InputError(
-                            f"input '{name}' holds bytes that are not UTF-8 text, and onnxruntime's "
-                            "string inputs take text"
-                        ) from None
+                if name in self._text_sequences:  # a list of string tensors, held in a 0-d array
+                    held = np.empty((), dtype=object)
+                    held[()] = [_texts(name, item) for item in value.item()]
+                    inputs[name] = held
+                elif name not in self._map_inputs:
+                    inputs[name] = _texts(name, value)
         if self._map_inputs:
             feeds: dict[str, Any] = dict(inputs)
             for name in self._map_inputs:

@@ -43,13 +43,19 @@ def split_rows(prediction: Any, counts: list[int]) -> list[Any] | None:
         if not all(_has_rows(value, total) for value in prediction.values()):
             return None
         return [
-            {name: value[a:b] for name, value in prediction.items()} for a, b in itertools.pairwise(bounds)
+            {name: _rows(value, a, b) for name, value in prediction.items()}
+            for a, b in itertools.pairwise(bounds)
         ]
     if isinstance(prediction, list):
         if not all(_has_rows(value, total) for value in prediction):
             return None
-        return [[value[a:b] for value in prediction] for a, b in itertools.pairwise(bounds)]
+        return [[_rows(value, a, b) for value in prediction] for a, b in itertools.pairwise(bounds)]
     return None
+
+
+def _rows(value: Any, start: int, stop: int) -> Any:
+    # An ONNX optional output that holds nothing (None) holds nothing for each sample.
+    return None if value is None else value[start:stop]
 
 
 class RowCheck:
@@ -90,6 +96,8 @@ class RowCheck:
 
 
 def _has_rows(value: Any, total: int) -> bool:
+    if value is None:  # an empty optional output: nothing to cut
+        return True
     if isinstance(value, np.ndarray):
         return value.ndim > 0 and value.shape[0] == total
     return isinstance(value, list) and len(value) == total

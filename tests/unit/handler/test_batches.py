@@ -135,3 +135,14 @@ def test_an_empty_optional_output_does_not_stop_batching(
                 (None, [[5, 6]]),
             ]
     assert "one sample at a time" not in caplog.text
+
+
+def test_bfloat16_rows_agree_to_their_noise_and_not_to_another_samples() -> None:
+    # TensorFlow's bfloat16 (numpy's kind "V") was compared exactly: a batched kernel's rounding,
+    # one step of bfloat16 (0.4%), turned batching off for the model ("a sample's rows of a batch
+    # were not what it got alone")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    alone = np.array([[1.0, 0.5]], dtype=ml_dtypes.bfloat16)
+    batched = np.array([[1.0078125, 0.5]], dtype=ml_dtypes.bfloat16)  # one step above 1.0
+    assert same_prediction({"y": alone}, {"y": batched})
+    assert not same_prediction({"y": alone}, {"y": np.array([[0.5, 1.0]], dtype=ml_dtypes.bfloat16)})

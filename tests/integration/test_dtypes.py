@@ -283,6 +283,21 @@ def test_tf_serving_b64_text_in_a_sequence_of_strings_reaches_the_model_as_its_t
     assert refused.status_code == 400 and "input 'parts' holds bytes that are not UTF-8" in refused.text
 
 
+def test_the_openapi_document_describes_map_and_sequence_inputs_as_they_are_taken(server: Server) -> None:
+    # both were described by their dtype: a map input as a string, a sequence one as strings
+    from openapi_spec_validator import validate
+
+    document = requests.get(f"{server.url}/openapi.json", timeout=10).json()
+    validate(document)
+
+    def body(path: str) -> Any:
+        schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        return schema["oneOf"][0]  # the one input's value (the other: an object by input name)
+
+    assert body("/d/prices")["type"] == "object", body("/d/prices")
+    assert body("/d/parts")["type"] == "array" and body("/d/parts")["items"] == {}, body("/d/parts")
+
+
 @pytest.fixture(scope="module")
 def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A SavedModel whose input is a bfloat16 (TensorFlow's; ml_dtypes', numpy's kind "V")."""

@@ -24,6 +24,15 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 def _tensor_schema(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
+    type_name = spec.get("type", "")
+    if type_name.startswith("map("):  # an ONNX map input (a DictVectorizer's): a JSON object
+        return {"type": "object", "description": f"{spec['name']}: {type_name}, a JSON object"}
+    if type_name.startswith("seq("):  # an ONNX sequence input: tensors, each of any shape
+        return {
+            "type": "array",
+            "items": {},
+            "description": f"{spec['name']}: {type_name}, a list of tensors",
+        }
     try:
         kind = np.dtype(spec["dtype"]).kind
     except TypeError:

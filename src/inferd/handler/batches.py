@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import InputError, ModelError
+from inferd.handler.numbers import ml_float
 
 log = logging.getLogger("inferd.handler")
 
@@ -43,13 +44,19 @@ def split_rows(prediction: Any, counts: list[int]) -> list[Any] | None:
         if not all(_has_rows(value, total) for value in prediction.values()):
             return None
         return [
-            {name: value[a:b] for name, value in prediction.items()} for a, b in itertools.pairwise(bounds)
+            {name: _rows(value, a, b) for name, value in prediction.items()}
+            for a, b in itertools.pairwise(bounds)
         ]
     if isinstance(prediction, list):
         if not all(_has_rows(value, total) for value in prediction):
             return None
-        return [[value[a:b] for value in prediction] for a, b in itertools.pairwise(bounds)]
+        return [[_rows(value, a, b) for value in prediction] for a, b in itertools.pairwise(bounds)]
     return None
+
+
+def _rows(value: Any, start: int, stop: int) -> Any:
+    # An ONNX optional output that holds nothing (None) holds nothing for each sample.
+    return None if value is None else value[start:stop]
 
 
 class RowCheck:
@@ -90,6 +97,8 @@ class RowCheck:
 
 
 def _has_rows(value: Any, total: int) -> bool:
+    if value is None:  # an empty optional output: nothing to cut
+        return True
     if isinstance(value, np.ndarray):
         return value.ndim > 0 and value.shape[0] == total
     return isinstance(value, list) and len(value) == total
@@ -117,7 +126,7 @@ def _same(alone: Any, part: Any) -> bool:
         a, b = np.asarray(alone), np.asarray(part)
         if a.shape != b.shape:
             return False
-        if a.dtype.kind in "fc" and b.dtype.kind in "fc":
+        if _floats(a.dtype) and _floats(b.dtype):
             return _close(a, b)
         return bool(np.array_equal(a, b))
     if isinstance(alone, float) and isinstance(part, float):
@@ -125,11 +134,26 @@ def _same(alone: Any, part: Any) -> bool:
     return bool(alone == part)
 
 
+def _floats(dtype: np.dtype[Any]) -> bool:
+    """numpy's floats and complex numbers, and ml_dtypes' floats (TensorFlow's bfloat16)."""
+    return dtype.kind in "fc" or ml_float(dtype)
+
+
+def _eps(dtype: np.dtype[Any]) -> float:
+    if ml_float(dtype):  # numpy does not describe ml_dtypes' floats; ml_dtypes does
+        import ml_dtypes
+
+        return float(ml_dtypes.finfo(dtype).eps)  # type: ignore[no-untyped-call]
+    return float(np.finfo(dtype).eps)
+
+
 def _close(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
     """Equal but for float noise: a batched kernel sums in another order than a lone one (and a
-    GPU's, or float16's, more so), so each value may be off by 0.1% of the output's largest (more
-    for float16); another sample's values are off by far more."""
+    GPU's, or float16's and bfloat16's, more so), so each value may be off by 0.1% of the
+    output's largest (more for float16 and bfloat16); another sample's values are off by far more."""
+    eps = max(_eps(a.dtype), _eps(b.dtype))
+    if ml_float(a.dtype) or ml_float(b.dtype):  # bfloat16: compared as the float32 values they are
+        a, b = a.astype(np.float32), b.astype(np.float32)
     finite = np.concatenate([np.abs(a[np.isfinite(a)]).ravel(), np.abs(b[np.isfinite(b)]).ravel()])
     scale = float(finite.max()) if finite.size else 0.0
-    eps = max(float(np.finfo(a.dtype).eps), float(np.finfo(b.dtype).eps))
     return bool(np.allclose(a, b, rtol=0, atol=max(1e-3, 16 * eps) * scale + 1e-6, equal_nan=True))

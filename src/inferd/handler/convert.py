@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import InputError
-from inferd.handler.numbers import OutOfRange, cast_numbers, typed_numbers
+from inferd.handler.numbers import OutOfRange, cast_numbers, ml_float, typed_numbers
 from inferd.runtimes.base import TensorSpec
 
 NUMERIC_KINDS = "biuf"
 TEXT_KINDS = "OUS"
 MAP_TYPE = "map("  # ONNX's map(string,tensor(float)), the input of skl2onnx's DictVectorizer
+SEQ_TYPE = "seq("  # ONNX's seq(tensor(float)): a list of tensors of one dtype, each of any shape
 MAP_KEYS: dict[str, type[str] | type[int]] = {"string": str, "int64": int}
 MAP_VALUES: dict[str, np.dtype[Any]] = {
     "tensor(float)": np.dtype(np.float32),
@@ -40,7 +41,7 @@ def shape_text(shape: tuple[int | None, ...] | None) -> str:
 
 
 def describe(spec: TensorSpec) -> str:
-    if spec.type_name.startswith(MAP_TYPE):
+    if spec.type_name.startswith((MAP_TYPE, SEQ_TYPE)):
         return spec.type_name
     kind = "string" if spec.dtype.kind in TEXT_KINDS else spec.dtype.name
     return f"{kind} {shape_text(spec.shape)}"
@@ -109,8 +110,10 @@ def to_array(
         raise InputError(f"input '{spec.name}': expected {describe(spec)}, got null")
     if spec.type_name.startswith(MAP_TYPE):
         return to_map(value, spec)
+    if spec.type_name.startswith(SEQ_TYPE):
+        return to_sequence(value, spec, strict, booleans)
     try:
-        if strict and spec.dtype.kind in NUMERIC_KINDS and not isinstance(value, np.ndarray):
+        if strict and _numeric(spec.dtype) and not isinstance(value, np.ndarray):
             array = typed_numbers(value, spec.dtype, booleans=booleans)
         else:
             array = _cast_checked(value, spec.dtype)
@@ -154,6 +157,21 @@ def to_map(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
     return held
 
 
+def to_sequence(
+    value: Any, spec: TensorSpec, strict: bool = False, booleans: Callable[[], bool] | None = None
+) -> np.ndarray[Any, Any]:
+    """A JSON list for an ONNX sequence input, each item a tensor of its element type (any
+    shape), held in a 0-d object array (the runtime hands onnxruntime the list inside)."""
+    if not isinstance(value, list):
+        raise InputError(
+            f"input '{spec.name}': expected {spec.type_name} (a list of tensors), got {_json_kind(value)}"
+        )
+    element = TensorSpec(spec.name, spec.dtype, None, spec.type_name[len(SEQ_TYPE) : -1])
+    held = np.empty((), dtype=object)
+    held[()] = [to_array(item, element, strict, booleans) for item in value]
+    return held
+
+
 def _is_number(item: Any) -> bool:
     return isinstance(item, int | float | np.number) and not isinstance(item, bool | np.bool_)
 
@@ -168,7 +186,7 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
             raise ValueError(f"cannot cast {value.dtype} values to {target}")
         if value.dtype == target:
             return value
-        if value.dtype.kind in NUMERIC_KINDS and target.kind in NUMERIC_KINDS:
+        if value.dtype.kind in NUMERIC_KINDS and _numeric(target):
             # astype would wrap 300 to 44 in a uint8, drop 1.5's fraction, make 2.0 a True
             return cast_numbers(value, target)
         return value.astype(target)
@@ -182,9 +200,14 @@ def _cast(value: Any, target: np.dtype[Any]) -> np.ndarray[Any, Any]:
             if isinstance(item, str) and not item.isascii():
                 _check_utf8(item)
         return array
-    if target.kind in NUMERIC_KINDS:
+    if _numeric(target):
         return cast_numbers(value, target)
     return np.asarray(value, dtype=target)
+
+
+def _numeric(target: np.dtype[Any]) -> bool:
+    """A number dtype: numpy's, or ml_dtypes' floats (TensorFlow's bfloat16, numpy's kind ``V``)."""
+    return target.kind in NUMERIC_KINDS or ml_float(target)
 
 
 def _check_utf8(text: str) -> None:

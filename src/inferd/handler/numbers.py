@@ -25,16 +25,39 @@ class OutOfRange(ValueError):
     """A number the input's dtype cannot hold exactly; the message names it and the range."""
 
 
+@cache
+def ml_float(target: np.dtype[Any]) -> bool:
+    """Whether ``target`` is one of ml_dtypes' floats (TensorFlow's bfloat16): numpy's kind for
+    it is ``V``, not ``f``, and its cast from Python numbers makes a number beyond its range
+    infinite without a word (remembered: ``dtype.name`` costs microseconds)."""
+    return target.kind == "V" and "float" in target.name
+
+
+def _largest(target: np.dtype[Any]) -> Any:
+    """The largest finite value of float ``target`` (``None`` for a dtype nobody describes)."""
+    try:
+        return np.finfo(target).max
+    except ValueError:  # ml_dtypes' bfloat16: numpy does not describe it, ml_dtypes does
+        try:
+            import ml_dtypes
+
+            return ml_dtypes.finfo(target).max  # type: ignore[no-untyped-call]
+        except (ImportError, ValueError, TypeError):
+            return None
+
+
 def range_text(target: np.dtype[Any]) -> str:
     """``-128 to 127``, ``-3.4028235e+38 to 3.4028235e+38``: the values ``target`` holds."""
     if target.kind in "iu":
         info = np.iinfo(target)
         return f"{info.min} to {info.max}"
-    try:
-        high = np.finfo(target).max
-    except ValueError:  # a dtype numpy does not describe (ml_dtypes' bfloat16)
+    high = _largest(target)
+    if high is None:
         return "the type's range"
-    return f"-{high!s} to {high!s}"
+    text = str(high)
+    if float(text) < float(high):  # float16's shortest text, 6.55e+04, hides its largest: 65504.0
+        text = repr(float(high))
+    return f"-{text} to {text}"
 
 
 class NotNumbers(TypeError):
@@ -134,6 +157,8 @@ def cast_numbers(
         return _booleans(value, label)
     if target.kind not in "iu":
         try:
+            if ml_float(target):
+                return _narrowed(np.asarray(value, dtype=np.float64), target, label)
             return np.asarray(value, dtype=target)
         except (FloatingPointError, OverflowError):
             raise _out_of_range(_beyond_float(value, target), target, label) from None
@@ -206,6 +231,16 @@ def _booleans(value: Any, label: str | None) -> np.ndarray[Any, Any]:
     return found.astype(np.bool_)
 
 
+def _narrowed(values: np.ndarray[Any, Any], target: np.dtype[Any], label: str | None) -> np.ndarray[Any, Any]:
+    """float64 ``values`` as ml_dtypes' float ``target``: a finite value that became infinite
+    (3.4e38 as bfloat16, whose largest is 3.39e38) is out of its range, not Infinity."""
+    cast = values.astype(target)
+    beyond = np.isinf(cast) & np.isfinite(values)
+    if beyond.any():
+        raise _out_of_range(repr(values[beyond].flat[0].item()), target, label)
+    return cast
+
+
 def _out_of_range(value: Any, target: np.dtype[Any], label: str | None) -> OutOfRange:
     return OutOfRange(f"{value} is out of {label or target.name}'s range ({range_text(target)})")
 
@@ -255,10 +290,8 @@ def _check_floats(found: np.ndarray[Any, Any], target: np.dtype[Any], label: str
 
 def _beyond_float(value: Any, target: np.dtype[Any]) -> str:
     """The first number in ``value`` beyond float ``target``'s range, as text (error path only)."""
-    try:
-        high = float(np.finfo(target).max)
-    except ValueError:
-        high = float(np.finfo(np.float32).max)
+    largest = _largest(target)
+    high = float(np.finfo(np.float32).max if largest is None else largest)
     stack = [value.tolist() if isinstance(value, np.ndarray) else value]  # a handler's array
     while stack:
         item = stack.pop()

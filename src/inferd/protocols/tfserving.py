@@ -17,7 +17,7 @@ import orjson
 
 from inferd import codec
 from inferd.errors import InputError
-from inferd.handler.convert import MAP_TYPE, NO_INPUTS, inputs_named, shape_text, to_array
+from inferd.handler.convert import MAP_TYPE, NO_INPUTS, SEQ_TYPE, inputs_named, shape_text, to_array
 from inferd.protocols import nonfinite
 from inferd.protocols.booleans import BooleansInLists
 from inferd.runtimes.base import TensorSpec
@@ -129,10 +129,12 @@ def _rows_array(
     The fitting that lets a bare sample stand for a batch of one would otherwise read three
     numbers sent as three instances as one row of three, answering one prediction for three.
     """
-    if spec.shape == ():  # not "expected shape [], got shape [1]" of the scalar the client sent
+    if spec.shape == () or spec.type_name.startswith(SEQ_TYPE):
+        # not "expected shape [], got shape [1]" of the scalar the client sent
         hint = ": send the columnar format ('inputs')" if what == "instances" else ""
+        kind = "a sequence, one per run" if spec.shape else "a scalar"
         raise InputError(
-            f"input '{spec.name}' is a scalar (it has no batch dimension), so it cannot be sent as "
+            f"input '{spec.name}' is {kind} (it has no batch dimension), so it cannot be sent as "
             f"rows ('{what}'){hint}"
         )
     array = to_array(value, spec, True, booleans)
@@ -219,7 +221,9 @@ def _value(name: str, value: Any) -> Any:
 
 def _rows(value: Any) -> Any:
     """A tensor as lists; non-finite floats go out as TF Serving writes them (NaN, Infinity,
-    -Infinity), not JSON's null."""
+    -Infinity), not JSON's null. An ONNX optional output that holds nothing is ``None`` (null)."""
+    if value is None or isinstance(value, dict):  # a map output (ONNX's) is one JSON object
+        return value
     return nonfinite.listed(value) if isinstance(value, np.ndarray) else list(value)
 
 
@@ -232,7 +236,11 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
         return nonfinite.dumps(
             {"outputs": {name: _value(name, _rows(value)) for name, value in outputs.items()}}
         )
+    # an ONNX map output is one per run, as its map input takes one instance: that row's value
+    outputs = {name: [value] if isinstance(value, dict) else value for name, value in outputs.items()}
     for name, value in outputs.items():
+        if value is None:  # an ONNX optional output that holds nothing: null in every row
+            continue
         if not isinstance(value, np.ndarray | list | tuple) or getattr(value, "ndim", 1) == 0:
             raise InputError(
                 f"output '{name}' is a scalar (it has no batch dimension), so it cannot be "
@@ -242,14 +250,18 @@ def encode_predict(outputs: dict[str, Any], rows: bool) -> bytes:
         ((name, value),) = outputs.items()
         return nonfinite.dumps({"predictions": _value(name, _rows(value))})
     columns = {name: _rows(value) for name, value in outputs.items()}
-    sizes = {len(column) for column in columns.values()}
-    if len(sizes) != 1:
+    sizes = {len(column) for column in columns.values() if column is not None}
+    if len(sizes) > 1:
         raise InputError("the outputs have different batch sizes: use the columnar format ('inputs')")
-    count = sizes.pop()
+    count = sizes.pop() if sizes else 0
     return nonfinite.dumps(
         {
             "predictions": [
-                {name: _value(name, column[i]) for name, column in columns.items()} for i in range(count)
+                {
+                    name: None if column is None else _value(name, column[i])
+                    for name, column in columns.items()
+                }
+                for i in range(count)
             ]
         }
     )

@@ -3,7 +3,8 @@
 Inputs go straight to the model (no request handler). Datatypes must match the model's inputs
 exactly and shapes must fit its dimensions (``-1`` takes any size): anything else is a 400
 naming the input. Outputs that are not tensors (an ONNX ZipMap, a sequence of maps) are sent
-as BYTES, one JSON document per row.
+as BYTES, one JSON document per row (an ONNX map output: one document, shape [1]); an ONNX
+optional output that holds nothing is left out.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import orjson
 
 from inferd import codec
 from inferd.errors import InputError
-from inferd.handler.convert import MAP_TYPE, inputs_named, reason, shape_text, to_map
+from inferd.handler.convert import MAP_TYPE, SEQ_TYPE, inputs_named, reason, shape_text
 from inferd.handler.numbers import NotNumbers, OutOfRange, typed_numbers
 from inferd.protocols import nonfinite
 from inferd.protocols.booleans import BooleansInLists
+from inferd.protocols.v2_bytes import bytes_elements, map_input, parameters_of, sequence_input
 from inferd.protocols.v2_types import datatype_of, numpy_dtype, tensor_metadata
 from inferd.runtimes.base import TensorSpec
 
@@ -65,35 +67,6 @@ def _fits(spec: TensorSpec, shape: tuple[int, ...]) -> bool:
     )
 
 
-def _bytes_elements(name: str, raw: bytes | memoryview, count: int) -> np.ndarray[Any, Any]:
-    items: list[bytes] = []
-    offset = 0
-    view = memoryview(raw)
-    for _ in range(count):
-        if offset + 4 > len(view):
-            raise InputError(f"input '{name}': binary BYTES data is shorter than its shape says")
-        (size,) = struct.unpack_from("<I", view, offset)
-        offset += 4
-        if offset + size > len(view):
-            raise InputError(f"input '{name}': a BYTES element runs past the end of the data")
-        items.append(bytes(view[offset : offset + size]))
-        offset += size
-    if offset != len(view):
-        raise InputError(f"input '{name}': binary_data_size does not match the BYTES elements")
-    array = np.empty(count, dtype=object)
-    array[:] = items
-    return array
-
-
-def _parameters(value: Any, where: str) -> dict[str, Any]:
-    """A ``parameters`` object (``{}`` when absent); 400 when it is not an object."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InputError(f"{where}: 'parameters' must be an object")
-    return value
-
-
 def _check_flag(parameters: dict[str, Any], key: str, where: str) -> None:
     """A boolean parameter is true or false (as Triton reads it; "false" is not false)."""
     if key in parameters and not isinstance(parameters[key], bool):
@@ -105,7 +78,7 @@ def _check_flag(parameters: dict[str, Any], key: str, where: str) -> None:
 def _check_outputs(request: dict[str, Any]) -> None:
     """The request's ``parameters`` and ``outputs`` have the spec's shape (checked before the
     model runs; ``encode_response`` reads them)."""
-    _check_flag(_parameters(request.get("parameters"), "the request"), "binary_data_output", "the request")
+    _check_flag(parameters_of(request.get("parameters"), "the request"), "binary_data_output", "the request")
     outputs = request.get("outputs")
     if outputs is None:
         return
@@ -115,13 +88,13 @@ def _check_outputs(request: dict[str, Any]) -> None:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InputError("each of 'outputs' must be an object with a 'name'")
         where = f"output '{item['name']}'"
-        _check_flag(_parameters(item.get("parameters"), where), "binary_data", where)
+        _check_flag(parameters_of(item.get("parameters"), where), "binary_data", where)
 
 
 def signature_name(request: dict[str, Any]) -> str | None:
     """The request's ``parameters.signature_name``: which signature of a TensorFlow model with
     several to run, as TF Serving's request names it (``None``: the API's own)."""
-    name = _parameters(request.get("parameters"), "the request").get("signature_name")
+    name = parameters_of(request.get("parameters"), "the request").get("signature_name")
     if name is not None and not isinstance(name, str):
         raise InputError(f"'signature_name' must be a string, not {orjson.dumps(name).decode()[:100]}")
     return name or None
@@ -170,14 +143,14 @@ def decode_request(
             raise InputError(f"input '{name}': datatype {datatype} does not match the model's {expected}")
         shape = _check_shape(name, item.get("shape"))
         if spec.type_name.startswith(MAP_TYPE):
-            arrays[name], offset = _map_input(name, item, spec, shape, binary, offset)
+            arrays[name], offset = map_input(name, item, spec, shape, binary, offset)
             continue
         if not _fits(spec, shape):
             raise InputError(
                 f"input '{name}': shape {list(shape)} does not fit the model's {shape_text(spec.shape)}"
             )
         count = prod(shape)
-        parameters = _parameters(item.get("parameters"), f"input '{name}'")
+        parameters = parameters_of(item.get("parameters"), f"input '{name}'")
         size = parameters.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -187,7 +160,10 @@ def decode_request(
             raw = binary[offset : offset + size]
             offset += size
             if datatype == "BYTES":
-                array = _bytes_elements(name, raw, count)
+                array = bytes_elements(name, raw, count)
+                if spec.type_name.startswith(SEQ_TYPE):
+                    arrays[name] = sequence_input(name, array.tolist(), spec)
+                    continue
             else:
                 if size != count * dtype.itemsize:
                     raise InputError(
@@ -201,6 +177,9 @@ def decode_request(
             if "data" not in item:
                 raise InputError(f"input '{name}': no 'data' and no binary_data_size")
             array = _from_json(name, item["data"], dtype, datatype, shape, booleans)
+            if spec.type_name.startswith(SEQ_TYPE):
+                arrays[name] = sequence_input(name, array.tolist(), spec)
+                continue
         arrays[name] = array.reshape(shape)
     if offset != len(binary):
         raise InputError("the binary part of the body is longer than the inputs' binary_data_size")
@@ -208,31 +187,6 @@ def decode_request(
     if missing:
         raise InputError(f"missing input '{missing[0]}'")
     return request, arrays
-
-
-def _map_input(
-    name: str, item: dict[str, Any], spec: TensorSpec, shape: tuple[int, ...], binary: memoryview, offset: int
-) -> tuple[np.ndarray[Any, Any], int]:
-    """An ONNX map input (V2 has no map datatype): one BYTES element holding a JSON object (or
-    the object itself in ``data``); the binary offset after it."""
-    if prod(shape) != 1:
-        raise InputError(f"input '{name}': a {spec.type_name} input takes one JSON object (shape [1])")
-    size = _parameters(item.get("parameters"), f"input '{name}'").get("binary_data_size")
-    if size is not None:
-        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(binary) - offset:
-            raise InputError(f"input '{name}': binary_data_size must fit the binary part of the body")
-        element: Any = _bytes_elements(name, binary[offset : offset + size], 1)[0]
-        offset += size
-    else:
-        element = item.get("data")
-        while isinstance(element, list) and len(element) == 1:
-            element = element[0]
-    if isinstance(element, str | bytes):
-        try:
-            element = orjson.loads(element)
-        except orjson.JSONDecodeError:
-            raise InputError(f"input '{name}': a {spec.type_name} input takes a JSON object") from None
-    return to_map(element, spec), offset
 
 
 def _from_json(
@@ -303,6 +257,8 @@ def _as_tensor(value: Any) -> np.ndarray[Any, Any]:
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
         return array.reshape(value.shape)
+    if isinstance(value, dict):  # an ONNX map output: one JSON document (shape [1])
+        value = [value]
     rows = list(value)  # a sequence of maps (ZipMap): one JSON document per row
     array = np.empty(len(rows), dtype=object)
     array[:] = [
@@ -359,12 +315,14 @@ def encode_response(
                     f"unknown output '{name}': the model's outputs are "
                     + ", ".join(f"'{n}'" for n in outputs)
                 )
+            if outputs[name] is None:
+                continue  # an ONNX optional output that holds nothing this run: V2 has no null tensor
             options = item.get("parameters") or {}
             wanted.append((name, bool(options.get("binary_data", all_binary))))
             if "classification" in options:
                 outputs = {**outputs, name: _classified(name, outputs[name], options["classification"])}
     else:
-        wanted = [(name, all_binary) for name in outputs]
+        wanted = [(name, all_binary) for name, value in outputs.items() if value is not None]
     documents = []
     blobs: list[bytes] = []
     marked = False

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from inferd.errors import InputError
+from inferd.errors import InputError, LoadError
 from inferd.runtimes.base import TensorSpec, utf8_path
 from inferd.runtimes.devices import CPU, Devices, onnx_provider_in_use, onnx_providers
 
@@ -35,6 +35,20 @@ ONNX_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "tensor(bool)": np.dtype(np.bool_),
     "tensor(string)": np.dtype(object),
 }
+
+# The map inputs onnxruntime's Python API builds from a dict: it reads every value as a float
+# (map(string,tensor(double)) and the rest are refused by the model whatever a client sends).
+FED_MAPS = frozenset({"map(string,tensor(float))", "map(int64,tensor(float))"})
+
+
+def fed_from_python(type_name: str) -> bool:
+    """Whether onnxruntime's Python API can feed an input of this type: a tensor numpy holds, a
+    map of floats, a sequence of such tensors, or an optional one of those."""
+    if type_name.startswith("optional("):
+        return fed_from_python(type_name[len("optional(") : -1])
+    if type_name.startswith("seq("):
+        return type_name[len("seq(") : -1] in ONNX_TO_NUMPY
+    return type_name in ONNX_TO_NUMPY or type_name in FED_MAPS
 
 
 # What onnxruntime says when a StringNormalizer's locale (en_US.UTF-8 when the node names none,
@@ -88,8 +102,11 @@ def release_freed_memory() -> None:
 
 
 def _spec(arg: Any) -> TensorSpec:
-    # optional(tensor(float)) holds a float tensor or nothing: a client sends floats or leaves it out
-    element = arg.type[len("optional(") : -1] if arg.type.startswith("optional(") else arg.type
+    # optional(tensor(float)) holds a float tensor or nothing: a client sends floats or leaves it out;
+    # seq(tensor(float)) holds float tensors, a client sends a list of them
+    element = (
+        arg.type[arg.type.index("(") + 1 : -1] if arg.type.startswith(("optional(", "seq(")) else arg.type
+    )
     dtype = ONNX_TO_NUMPY.get(element, np.dtype(object))
     raw = arg.shape
     shape = None if raw is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in raw)
@@ -133,6 +150,20 @@ def _unknown_ranks(
 
 def _text(item: Any) -> Any:
     return item.decode("utf-8") if isinstance(item, bytes) else item
+
+
+def _texts(name: str, value: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``value`` with its bytes made text: onnxruntime turns bytes into their repr ("b'...'"),
+    and TF Serving's {"b64": ...} may stand anywhere among plain strings."""
+    if value.dtype != object or not any(isinstance(item, bytes) for item in value.flat):
+        return value
+    try:
+        texts: np.ndarray[Any, Any] = np.vectorize(_text, otypes=[object])(value)
+        return texts
+    except UnicodeDecodeError:  # replaced by U+FFFD, the model would get other text
+        raise InputError(
+            f"input '{name}' holds bytes that are not UTF-8 text, and onnxruntime's string inputs take text"
+        ) from None
 
 
 class OnnxRuntime:
@@ -182,14 +213,25 @@ class OnnxRuntime:
             if not active:  # allowed to fall back (or it raised): the CPU it is
                 self.session = ort.InferenceSession(model, sess_options=options, providers=[CPU])
             self._input_args = self.session.get_inputs()
+            unfed = [arg for arg in self._input_args if not fed_from_python(arg.type)]
+            if unfed:  # every request would fail in the model (or be read as text): say so once, now
+                raise LoadError(
+                    f"input '{unfed[0].name}' of {model_path.name} is {unfed[0].type}, which onnxruntime's "
+                    "Python API cannot feed (it takes tensors numpy holds, maps of float values, and "
+                    "sequences of tensors): export the model with another input type"
+                )
             self._output_args = self.session.get_outputs()
             self.inputs = [_spec(arg) for arg in self._input_args]
             self.outputs = [_spec(arg) for arg in self._output_args]
         if any(spec.shape == () and spec.type_name.startswith("tensor(") for spec in self.inputs):
             self.inputs, self.outputs = _unknown_ranks(model_path, self.inputs, self.outputs)
         self._text_inputs = any(spec.dtype == object for spec in self.inputs)
-        # Map inputs (skl2onnx's DictVectorizer) arrive as a dict held in a 0-d object array.
-        self._map_inputs = [spec.name for spec in self.inputs if spec.type_name.startswith("map(")]
+        self._text_sequences = {
+            spec.name for spec in self.inputs if spec.type_name.startswith("seq(") and spec.dtype == object
+        }
+        # Map inputs (skl2onnx's DictVectorizer) arrive as a dict held in a 0-d object array, and
+        # sequence inputs as a list of arrays.
+        self._map_inputs = [spec.name for spec in self.inputs if spec.type_name.startswith(("map(", "seq("))]
         self._run = self.session.run
         self._output_names = [arg.name for arg in self._output_args]
         native = getattr(self.session, "_sess", None)
@@ -207,18 +249,12 @@ class OnnxRuntime:
     def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
         if self._text_inputs:
             for name, value in inputs.items():
-                if name in self._map_inputs:
-                    continue
-                if value.dtype == object and any(isinstance(item, bytes) for item in value.flat):
-                    # onnxruntime turns bytes into their repr ("b'...'"): give it text (all of
-                    # it: TF Serving's {"b64": ...} may stand anywhere among plain strings).
-                    try:
-                        inputs[name] = np.vectorize(_text, otypes=[object])(value)
-                    except UnicodeDecodeError:  # replaced by U+FFFD, the model would get other text
-                        raise InputError(
-                            f"input '{name}' holds bytes that are not UTF-8 text, and onnxruntime's "
-                            "string inputs take text"
-                        ) from None
+                if name in self._text_sequences:  # a list of string tensors, held in a 0-d array
+                    held = np.empty((), dtype=object)
+                    held[()] = [_texts(name, item) for item in value.item()]
+                    inputs[name] = held
+                elif name not in self._map_inputs:
+                    inputs[name] = _texts(name, value)
         if self._map_inputs:
             feeds: dict[str, Any] = dict(inputs)
             for name in self._map_inputs:

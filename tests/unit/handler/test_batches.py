@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from inferd.handler.batches import PROBES, same_prediction
 from tests.conftest import make_project
@@ -90,3 +92,57 @@ def test_samples_that_leave_out_an_optional_input_run_as_a_batch(tmp_path: Path)
     results = predictor.predict_batch([{"x": [[1, 2]]}, {"x": [[3, 4]]}])
     assert [error for _, error, _ in results] == [None, None]
     assert [result[0].tolist() for result, _, _ in results] == [[[1, 2]], [[3, 4]]]
+
+
+def test_an_empty_optional_output_does_not_stop_batching(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # onnxruntime gives an optional output that holds nothing as None: the batch was taken for
+    # one whose outputs do not keep a row per sample ("batched requests run one sample at a time
+    # from now on", a warning that was not true of the model)
+    from onnx import TensorProto, helper, save_model
+
+    maybe = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, []))
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "Optional", [], ["o"], type=helper.make_tensor_type_proto(TensorProto.FLOAT, [])
+            ),
+            helper.make_node("Identity", ["x"], ["y"]),
+        ],
+        "maybe_output",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_value_info("o", maybe), helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    save_model(model, str(tmp_path / "maybe.onnx"))
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: m\n  onnx:\n    model: maybe.onnx\n"
+        "  batching:\n    max_batch_size: 4\n",
+        {},
+        {"maybe.onnx": tmp_path / "maybe.onnx"},
+    )
+    predictor = build(root)
+    with caplog.at_level(logging.WARNING, logger="inferd.handler"):
+        for _ in range(PROBES + 1):
+            results = predictor.predict_batch([[[1, 2]], [[3, 4]], [[5, 6]]])
+            assert [error for _, error, _ in results] == [None] * 3
+            assert [(o, y.tolist()) for (o, y), _, _ in results] == [
+                (None, [[1, 2]]),
+                (None, [[3, 4]]),
+                (None, [[5, 6]]),
+            ]
+    assert "one sample at a time" not in caplog.text
+
+
+def test_bfloat16_rows_agree_to_their_noise_and_not_to_another_samples() -> None:
+    # TensorFlow's bfloat16 (numpy's kind "V") was compared exactly: a batched kernel's rounding,
+    # one step of bfloat16 (0.4%), turned batching off for the model ("a sample's rows of a batch
+    # were not what it got alone")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    alone = np.array([[1.0, 0.5]], dtype=ml_dtypes.bfloat16)
+    batched = np.array([[1.0078125, 0.5]], dtype=ml_dtypes.bfloat16)  # one step above 1.0
+    assert same_prediction({"y": alone}, {"y": batched})
+    assert not same_prediction({"y": alone}, {"y": np.array([[0.5, 1.0]], dtype=ml_dtypes.bfloat16)})

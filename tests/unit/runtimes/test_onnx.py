@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from inferd.errors import InputError
+from inferd.errors import InputError, LoadError
 from inferd.handler.predictor import Predictor
 from inferd.protocols.v2 import decode_request
 from inferd.protocols.v2_types import tensor_metadata
 from inferd.runtimes import load_runtime
+from inferd.runtimes.onnx import OnnxRuntime
 
 
 def test_pre_gets_inputs_and_post_gets_outputs(iris_onnx_model: Path) -> None:
@@ -197,3 +199,46 @@ def test_a_dictvectorizer_pipeline_takes_a_json_object(
         predictor.predict({"features": [1.0, 2.0]})
     with pytest.raises(InputError, match=r"input 'features'.*'a' got str, not a number"):
         predictor.predict({"a": "x"})
+
+
+@pytest.mark.parametrize(
+    ("value_info", "said"),
+    [
+        # a DictVectorizer exported with double values: onnxruntime builds every map of floats
+        (("map", 8, 11), "map(string,tensor(double))"),
+        # onnxruntime's Python API takes no bfloat16 array: it was served as a string input
+        (("tensor", 16, None), "tensor(bfloat16)"),
+    ],
+)
+def test_an_input_onnxruntime_cannot_feed_from_python_fails_the_load(
+    tmp_path: Path, value_info: tuple[str, int, int | None], said: str
+) -> None:
+    """Each request failed instead: a 500 from the model ('Unexpected input data type. Actual:
+    map(string,tensor(float))'), or a 400 asking a bfloat16 input for text."""
+    from onnx import TensorProto, helper, save_model
+
+    kind, first, second = value_info
+    if kind == "map":
+        assert second is not None
+        value = helper.make_value_info(
+            "x", helper.make_map_type_proto(first, helper.make_tensor_type_proto(second, []))
+        )
+    else:
+        value = helper.make_tensor_value_info("x", first, [None])
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "Constant", [], ["k"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])
+            )
+        ],
+        "unfed",
+        [value],
+        [helper.make_tensor_value_info("k", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save_model(model, str(tmp_path / "unfed.onnx"))
+    with pytest.raises(
+        LoadError, match=rf"input 'x' of unfed.onnx is {re.escape(said)}, which onnxruntime's"
+    ):
+        OnnxRuntime(tmp_path / "unfed.onnx")

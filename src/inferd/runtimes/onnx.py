@@ -200,7 +200,8 @@ class OnnxRuntime:
                     model = with_available_locale(model_path)
                     # Loaded from memory, its external data files are looked for beside the model, not
                     # in the working directory (nothing is written: the weights stay where they are).
-                    options.add_session_config_entry(EXTERNAL_DATA_FOLDER, str(model_path.resolve().parent))
+                    folder = utf8_path(model_path.resolve().parent, opened)
+                    options.add_session_config_entry(EXTERNAL_DATA_FOLDER, folder)
                     self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
                 active = self.session.get_providers()
             except Exception as exc:

@@ -40,6 +40,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from inferd.onnxdata import external_files
+from inferd.runtimes.base import utf8_path
 from inferd.storage import cache_dir, file_digest, scratch_folder
 
 log = logging.getLogger("inferd.replica")
@@ -245,7 +246,10 @@ def write_copy(model_path: Path, folder: Path) -> None:
         ),
     ):
         options.add_session_config_entry(key, value)
-    ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    with contextlib.ExitStack() as opened:  # a folder named in another encoding: its descriptor
+        ort.InferenceSession(
+            utf8_path(model_path, opened), sess_options=options, providers=["CPUExecutionProvider"]
+        )
     if dequantize:
         (folder / UNPACKED_NAME).touch()
 
@@ -318,7 +322,8 @@ def main(model_path: Path, folder: Path) -> int:
         write_copy(model_path, folder)
     except Exception as exc:
         try:
-            ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+            with contextlib.ExitStack() as opened:
+                ort.InferenceSession(utf8_path(model_path, opened), providers=["CPUExecutionProvider"])
         except Exception:
             raise exc from None
         print(exc, file=sys.stderr)

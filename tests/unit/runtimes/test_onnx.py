@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -101,11 +102,14 @@ def test_a_text_model_whose_locale_this_machine_lacks_still_loads(
     assert list(labels) == list(pipeline.predict(texts))
 
 
+@pytest.mark.parametrize("name", ["model", os.fsdecode(b"caf\xe9")])
 def test_a_text_model_with_external_data_whose_locale_this_machine_lacks_still_loads(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str
 ) -> None:
     """Its weights stay in their file beside the model (was: the model, rewritten for the
-    fallback locale, was loaded from memory, where onnxruntime found no folder for that file)."""
+    fallback locale, was loaded from memory, where onnxruntime found no folder for that file;
+    in a folder whose name is not UTF-8, 'incompatible function arguments', the folder's name
+    given to onnxruntime as it was)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -137,6 +141,7 @@ def test_a_text_model_with_external_data_whose_locale_this_machine_lacks_still_l
         size_threshold=0,
     )
     assert (folder / "text.weights").stat().st_size == weights.nbytes  # the weights are outside the model
+    folder = folder.rename(tmp_path / name)
     with caplog.at_level(logging.WARNING, logger="inferd.replica"):
         runtime = load_runtime("onnx", folder / "text.onnx")
     assert "no locale xx_XX.UTF-8 for StringNormalizer" in caplog.text

@@ -478,3 +478,26 @@ def test_a_tree_ensemble_is_not_shared_and_not_converted_again(tmp_path: Path, h
     assert len(marks) == 1  # the next replica loads it the plain way without trying again
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"X": x[:2]})
     assert np.array_equal(load_runtime("onnx", model).run({"X": x[:2]})[0], expected[0])
+
+
+def test_a_model_in_a_folder_whose_name_is_not_utf8_is_shared(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The converter gave onnxruntime ".../caf\udce9/model.onnx" (it takes UTF-8 paths only) and
+    # failed: the replica mapped the user's own weights file, and the copy's key was marked as
+    # never to be shared, so the same model in any other folder loaded the plain way too.
+    built = external_copy(weights_model(tmp_path / "build" / "model.onnx"), tmp_path / "built")
+    latin = tmp_path / os.fsdecode(b"caf\xe9")
+    built.parent.rename(latin)
+    model = latin / "model.onnx"
+    copy = onnx_shared.shared_model(model, min_bytes=10_000)
+    assert copy is not None and copy.parent.parent == home / "cache" / "shared"
+    elsewhere = external_copy(weights_model(tmp_path / "build" / "model.onnx"), tmp_path / "project")
+    assert onnx_shared.shared_model(elsewhere, min_bytes=10_000) == copy
+    monkeypatch.setattr(onnx_shared, "MIN_SHARED_BYTES", 10_000)
+    shared = load_runtime("onnx", model)
+    assert {Path(path).name for path in mapped_copies(home)} == {onnx_shared.WEIGHTS_NAME}
+    rows = np.random.default_rng(4).standard_normal((2, 256)).astype(np.float32)
+    monkeypatch.setenv("INFERD_SHARE_WEIGHTS", "0")
+    plain = load_runtime("onnx", model)
+    np.testing.assert_array_equal(shared.run({"x": rows.copy()})[0], plain.run({"x": rows.copy()})[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 import subprocess
@@ -478,3 +479,22 @@ def test_a_tree_ensemble_is_not_shared_and_not_converted_again(tmp_path: Path, h
     assert len(marks) == 1  # the next replica loads it the plain way without trying again
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"X": x[:2]})
     assert np.array_equal(load_runtime("onnx", model).run({"X": x[:2]})[0], expected[0])
+
+
+def test_every_replica_of_a_model_that_is_not_shared_logs_why(
+    tmp_path: Path, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Was: only the replica that tried the copy said so, as "not shared (no weights file
+    # written)"; the others, finding the mark it left, loaded the plain way without a word
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    model = tmp_path / "linear.onnx"
+    onnx.save_model(to_onnx(LinearRegression().fit(x, x[:, 0]), x[:1], target_opset=17), str(model))
+    with caplog.at_level(logging.INFO, logger="inferd.replica"):
+        for _ in range(2):  # the replica that tried, then one that finds it tried
+            assert onnx_shared.shared_model(model, min_bytes=0) is None
+    said = [record.getMessage() for record in caplog.records if "not shared" in record.getMessage()]
+    assert len(said) == 2, said
+    assert all("node attributes" in line and "linear.onnx" in line for line in said), said

@@ -56,6 +56,10 @@ USERS = "replicas"  # one empty file per process that loaded the copy, named by 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
 MADV_POPULATE_READ = 22  # madvise(2), Linux 5.14: map a range's pages in now
 NOT_WRITTEN = 3  # the converter's exit status when the model loads but its copy was not written
+NO_WEIGHTS = (
+    f"it holds no initializers of {INLINE_BYTES} bytes or more to map: its parameters are node attributes "
+    "(as skl2onnx writes tree ensembles, SVMs and linear models), which onnxruntime builds in each replica"
+)
 
 
 def sharing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -100,11 +104,13 @@ def _copy_for(model_path: Path, target: Path) -> Path | None:
     # tried again by every replica that starts.
     plain = target.parent / f".{digest}.plain"
     if plain.exists():
+        _tried(model_path, plain)
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
     with (target.parent / f".{digest}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if plain.exists():
+            _tried(model_path, plain)
             return None
         if not (target / MODEL_NAME).is_file():
             try:
@@ -122,6 +128,17 @@ def _copy_for(model_path: Path, target: Path) -> Path | None:
         forget_ended(users)
         (users / str(os.getpid())).touch()
     return target / MODEL_NAME
+
+
+def _tried(model_path: Path, plain: Path) -> None:
+    """Say, in every replica, why an earlier one found the model's weights cannot be shared."""
+    try:
+        reason = plain.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        reason = ""
+    log.info(
+        "weights of %s not shared (%s); loading it the plain way", model_path.name, reason or "tried before"
+    )
 
 
 def forget_ended(users: Path) -> None:
@@ -209,9 +226,11 @@ def _convert(model_path: Path, target: Path) -> None:
             raise ChildProcessError(f"the converter was stopped by signal {-done.returncode}")
         if done.returncode == NOT_WRITTEN:  # the model loads: its copy could not be written
             raise ChildProcessError((done.stderr.strip().splitlines() or ["cannot write the copy"])[-1])
-        if done.returncode != 0 or not (scratch / WEIGHTS_NAME).is_file():
-            lines = (done.stderr or "no weights file written").strip().splitlines()
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines()
             raise ValueError(lines[-1] if lines else f"exit status {done.returncode}")
+        if not (scratch / WEIGHTS_NAME).is_file():
+            raise ValueError(NO_WEIGHTS)
         for name in (MODEL_NAME, WEIGHTS_NAME):
             (scratch / name).chmod(0o444)  # replicas map these pages: nobody writes them
         scratch.rename(target)

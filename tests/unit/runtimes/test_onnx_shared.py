@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 import subprocess
@@ -501,3 +502,47 @@ def test_a_model_in_a_folder_whose_name_is_not_utf8_is_shared(
     monkeypatch.setenv("INFERD_SHARE_WEIGHTS", "0")
     plain = load_runtime("onnx", model)
     np.testing.assert_array_equal(shared.run({"x": rows.copy()})[0], plain.run({"x": rows.copy()})[0])
+
+
+def test_every_replica_of_a_model_that_is_not_shared_logs_why(
+    tmp_path: Path, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Was: only the replica that tried the copy said so, as "not shared (no weights file
+    # written)"; the others, finding the mark it left, loaded the plain way without a word
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    model = tmp_path / "linear.onnx"
+    onnx.save_model(to_onnx(LinearRegression().fit(x, x[:, 0]), x[:1], target_opset=17), str(model))
+    with caplog.at_level(logging.INFO, logger="inferd.replica"):
+        for _ in range(2):  # the replica that tried, then one that finds it tried
+            assert onnx_shared.shared_model(model, min_bytes=0) is None
+    said = [record.getMessage() for record in caplog.records if "not shared" in record.getMessage()]
+    assert len(said) == 2, said
+    assert all("node attributes" in line and "linear.onnx" in line for line in said), said
+
+
+def test_weights_in_a_thousand_small_initializers_are_shared(tmp_path: Path, home: Path) -> None:
+    # each of them mapped on its own from the copy (a mapping per weight), not held on the heap;
+    # what onnxruntime builds per node and per weight stays each replica's own (README says so)
+    rng = np.random.default_rng(5)
+    layers = [(rng.standard_normal((128, 128)) / np.sqrt(128)).astype(np.float32) for _ in range(1000)]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"h{i + 1}"]) for i in range(1000)],
+        "small_layers",
+        [helper.make_tensor_value_info("h0", TensorProto.FLOAT, [None, 128])],
+        [helper.make_tensor_value_info("h1000", TensorProto.FLOAT, [None, 128])],
+        [numpy_helper.from_array(layer, f"w{i}") for i, layer in enumerate(layers)],
+    )  # 1,000 weights of 64 KiB: 62.5 MiB
+    model = tmp_path / "model.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    del layers
+    for _ in range(2):  # the replica that made the copy, then one that finds it made
+        done = subprocess.run(
+            [sys.executable, "-c", PRIVATE_GROWTH, str(model)], capture_output=True, text=True, check=True
+        )
+        assert int(done.stdout.split()[-1]) < 24 << 20, done.stdout
+    x = np.linspace(-1, 1, 256, dtype=np.float32).reshape(2, 128)
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"h0": x})[0]
+    assert np.array_equal(load_runtime("onnx", model).run({"h0": x})[0], expected)

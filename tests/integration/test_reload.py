@@ -137,6 +137,60 @@ def test_edits_roll_out_under_load_and_a_syntax_error_keeps_the_old_code(
     assert client.failures == []
 
 
+def test_saves_made_the_ways_editors_and_git_make_them_roll_out(
+    serve: Serve, project: Path, client_for: Callable[[Server, Path], SteadyClient]
+) -> None:
+    """Saving a file rolls the API over however the file is saved: few tools write in place."""
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    client = client_for(server, project)
+    handler = project / "handlers" / "iris.py"
+    label = "iris-setosa"
+
+    def saved(new: str, save: Callable[[str], None]) -> None:
+        nonlocal label
+        text = handler.read_text()
+        assert f'"{label}"' in text
+        edited_at = time.monotonic()
+        save(text.replace(f'"{label}"', f'"{new}"'))
+        label = new
+        wait_for(lambda: client.first_since(edited_at, new), 60, f"{new}; {server.log()}")
+
+    def write_then_rename(text: str) -> None:  # VS Code, atomic savers
+        scratch = handler.with_name("iris.py.tmp-save")
+        scratch.write_text(text)
+        os.replace(scratch, handler)
+
+    def vim(text: str) -> None:  # backupcopy=auto: the original renamed away, a new file written
+        backup = handler.with_name("iris.py~")
+        handler.rename(backup)
+        handler.write_text(text)
+        backup.unlink()
+
+    def delete_then_recreate(text: str) -> None:
+        handler.unlink()
+        wait_for(lambda: "does not exist" in server.log(), 30, f"the missing handler said; {server.log()}")
+        handler.write_text(text)
+
+    saved("setosa, renamed over", write_then_rename)
+    saved("setosa, by vim", vim)
+    saved("setosa, recreated", delete_then_recreate)
+    # a checkout of another branch: the handler and a new module it imports, saved together
+    text = handler.read_text().replace(f'"{label}"', '"setosa"')
+    checked_out_at = time.monotonic()
+    (project / "suffix.py").write_text('SUFFIX = ", checked out"\n')
+    handler.write_text(
+        "from suffix import SUFFIX\n"
+        + text.replace("return labels[predicted_class_id]", "return labels[predicted_class_id] + SUFFIX")
+    )
+    wait_for(
+        lambda: client.first_since(checked_out_at, "setosa, checked out"), 60, f"the checkout; {server.log()}"
+    )
+
+    client.stop()
+    assert client.failures == []
+
+
 def test_a_handler_that_fails_to_load_keeps_the_old_replicas_serving(
     serve: Serve, project: Path, client_for: Callable[[Server, Path], SteadyClient]
 ) -> None:

@@ -405,7 +405,8 @@ def test_requirements_are_installed_once_and_importable(
         {"h.py": handler, "requirements.txt": "humanize\n"},
         {"m.onnx": iris_onnx_model},
     )
-    inferd.run("deploy", str(project))
+    # a refresh of a project never deployed starts it (it said "deployment refreshed")
+    assert inferd.run("refresh", str(project)).stdout.strip() == "deployment started"
     assert inferd.post("/deps/pretty", [[1, 2, 3, 4]]).json() == "1,234,567"
     assert len(list((inferd.home / "envs").iterdir())) == 1
     before = inferd.api("pretty")["replicas"][0]["pid"]

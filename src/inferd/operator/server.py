@@ -291,10 +291,10 @@ class Operator:
             else self.gateway.splitters.configs_of(name)
         )
         changed = changed or routed != now
-        if refresh:
-            message = "deployment refreshed"
-        elif not existed:
+        if not existed:  # a refresh of a project never deployed starts it (it said "refreshed")
             message = "deployment started"
+        elif refresh:
+            message = "deployment refreshed"
         elif changed:
             message = "deployment updated"
         else:

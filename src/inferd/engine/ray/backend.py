@@ -144,10 +144,10 @@ class RayBackend:
             self.cluster.delete(stale)
         existed = any(view["deployment"] == project.deployment.name for view in existing.values())
         changed = any(result != "unchanged" for result in results.values()) or bool(stale)
-        if refresh:
-            message = "deployment refreshed"
-        elif not existed:
+        if not existed:  # a refresh of a project never deployed starts it (it said "refreshed")
             message = "deployment started"
+        elif refresh:
+            message = "deployment refreshed"
         else:
             message = "deployment updated" if changed else "deployment is up-to-date"
         return {

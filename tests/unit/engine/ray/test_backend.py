@@ -100,7 +100,8 @@ def test_an_unchanged_project_is_up_to_date_and_a_change_rolls(cluster: FakeClus
 
     project = tmp_path / "iris"
     shutil.copytree(example("iris-onnx"), project)
-    RayBackend(LAB, cluster).deploy(project)
+    # a refresh of a project never deployed starts it (it said "deployment refreshed")
+    assert RayBackend(LAB, cluster).deploy(project, refresh=True)["message"] == "deployment started"
     again = RayBackend(LAB, cluster).deploy(project)
     assert again["message"] == "deployment is up-to-date" and len(cluster.runs) == 1
     (project / "handlers" / "iris.py").write_text((project / "handlers" / "iris.py").read_text() + "\n# v2\n")

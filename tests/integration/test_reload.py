@@ -258,7 +258,7 @@ def test_a_handler_that_fails_to_load_keeps_the_old_replicas_serving(
     assert client.failures == []
 
 
-def test_an_api_taken_out_of_the_config_stops_serving(
+def test_an_api_taken_out_of_the_config_stops_serving_and_one_added_starts(
     serve: Serve, project: Path, client_for: Callable[[Server, Path], SteadyClient]
 ) -> None:
     second = (
@@ -284,6 +284,12 @@ def test_an_api_taken_out_of_the_config_stops_serving(
     wait_for(lambda: len(client.answers_since(removed_at)) >= 20, 30, "answers after the removal")
     client.stop()
     assert client.failures == []
+    # Put back, it is a new API: started, not "reloading second ... reloaded second".
+    config.write_text(config.read_text() + second)
+    wait_for(lambda: re.search(r"added second in \d+\.\d s", server.log()), 60, server.log())
+    assert "cortex.yaml changed; adding second" in server.log()
+    assert "reloading second" not in server.log()
+    assert requests.post(f"{server.url}/iris/second", json=sample, timeout=30).status_code == 200
 
 
 def test_a_renamed_deployment_serves_at_its_new_endpoint_only(serve: Serve, project: Path) -> None:

@@ -253,8 +253,12 @@ class Reloader:
         if failed:
             results |= await self.engine.apply(project, only=failed, refresh=f"reload-{time.monotonic()}")
         rolling = sorted(name for name in affected if results.get(name, "unchanged") != "unchanged")
+        # An API new to the config is started, not reloaded (it was said "reloading second ...").
+        added = [name for name in rolling if results.get(name) == "created"]
         news = [f"removed {', '.join(removed)}"] if removed else []
-        news += [f"reloading {', '.join(rolling)}"] if rolling else []
+        news += [f"adding {', '.join(added)}"] if added else []
+        reloading = [name for name in rolling if name not in added]
+        news += [f"reloading {', '.join(reloading)}"] if reloading else []
         if splitters_changed:
             news.append("traffic splitters updated")
         if news:
@@ -265,7 +269,8 @@ class Reloader:
             state = self.engine.apis.get(f"{project.deployment.name}/{name}")
             if state is None:
                 continue
-            task = asyncio.get_running_loop().create_task(self._follow(name, state.version.id, started))
+            follow = self._follow(name, state.version.id, started, "added" if name in added else "reloaded")
+            task = asyncio.get_running_loop().create_task(follow)
             self._follows.add(task)
             task.add_done_callback(self._follows.discard)
 
@@ -277,7 +282,7 @@ class Reloader:
         state = self.engine.apis.get(f"{project.deployment.name}/{name}")
         return state is not None and state.version.error is not None
 
-    async def _follow(self, name: str, version: str, started: float) -> None:
+    async def _follow(self, name: str, version: str, started: float, done: str = "reloaded") -> None:
         """Say when ``version`` of ``name`` serves, or why it cannot (then the old one serves)."""
         key = f"{self.project.deployment.name}/{name}"
         while True:
@@ -287,7 +292,7 @@ class Reloader:
             current = [r for r in state.replicas if r.version == version and not r.retired]
             if sum(r.ready for r in current) >= max(1, state.desired) or (state.desired == 0 and not current):
                 self.engine.reconcile()  # retire the old replicas now, not at the next tick
-                self.say(f"inferd: reloaded {name} in {time.monotonic() - started:.1f} s")
+                self.say(f"inferd: {done} {name} in {time.monotonic() - started:.1f} s")
                 return
             if state.version.error is not None:
                 self._failed(name, state.version.error, state.version.detail, version)

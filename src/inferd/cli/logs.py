@@ -6,7 +6,7 @@ import re
 import select
 import sys
 import time
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,21 +21,34 @@ if TYPE_CHECKING:
     from inferd.environments import Environment
 
 
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+# One or more amounts with their units: 30s, 1.5h, 1h30m.
+DURATION = re.compile(r"^(?:\d+(?:\.\d+)?[smhd])+$")
+PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2})?$")
 
 
 def parse_since(text: str, now: float | None = None) -> float:
-    """``--since``: a duration back from now (``30s``, ``10m``, ``2h``, ``1d``) or a local time
-    (``2026-11-29 08:00``, ``2026-11-29T08:00:00``); epoch seconds."""
-    found = DURATION.match(text.strip())
-    if found is not None:
-        return (time.time() if now is None else now) - float(found.group(1)) * SECONDS[found.group(2)]
+    """``--since``: a duration back from now (``30s``, ``10m``, ``2h``, ``1d``, ``1h30m``), a time
+    of day (``08:00``: its last time, today's or, when that is still to come, yesterday's) or a
+    local time (``2026-11-29 08:00``, ``2026-11-29T08:00:00``); epoch seconds."""
+    given = text.strip()
+    at = time.time() if now is None else now
+    if DURATION.match(given):
+        return at - sum(float(amount) * SECONDS[unit] for amount, unit in PART.findall(given))
     try:
-        return datetime.fromisoformat(text.strip()).timestamp()
+        if TIME_OF_DAY.match(given):  # was refused, though --help says "a local time"
+            clock = datetime.strptime(given, "%H:%M:%S" if given.count(":") == 2 else "%H:%M").time()
+            today = datetime.fromtimestamp(at)
+            since = datetime.combine(today.date(), clock)
+            if since > today:
+                since = datetime.combine(date.fromordinal(today.date().toordinal() - 1), clock)
+            return since.timestamp()
+        return datetime.fromisoformat(given).timestamp()
     except ValueError:
         raise UsageError(
-            f"--since {text!r} must be a duration (30s, 10m, 2h, 1d) or a time (2026-11-29 08:00)"
+            f"--since {text!r} must be a duration (30s, 10m, 2h, 1d, 1h30m) or a time (08:00, "
+            "2026-11-29 08:00)"
         ) from None
 
 
@@ -54,7 +67,11 @@ def parse_since(text: str, now: float | None = None) -> float:
     default=None,
     help="Start with the last N lines (default 100 unless --since is given; 0 with -f: new lines only).",
 )
-@click.option("--since", default=None, help="Only lines written since: 30s, 10m, 2h, 1d or a local time.")
+@click.option(
+    "--since",
+    default=None,
+    help="Only lines written since: 30s, 10m, 2h, 1d, 1h30m, or a local time (08:00, '2026-11-29 08:00').",
+)
 @click.option("--access", is_flag=True, help="The access lines (one JSON line per request) instead.")
 @deployment_option
 @env_option

@@ -527,3 +527,45 @@ def test_a_splitter_over_an_onnx_api_and_a_predictor_answers_every_tensor_reques
         answers = [server.post(path, either) for _ in range(40)]
         assert {a.status_code for a in answers} == {200}
         assert {a.headers["X-Inferd-Api"] for a in answers} == {"tensors", "python"}, path
+
+
+SHARES = """
+- kind: deployment
+  name: odds
+{apis}
+- kind: traffic_splitter
+  name: thirds
+  apis: [{{name: one, weight: 33}}, {{name: two, weight: 33}}, {{name: three, weight: 34}}]
+- kind: traffic_splitter
+  name: rare
+  apis: [{{name: one, weight: 1}}, {{name: two, weight: 99}}, {{name: three, weight: 0}}]
+""".format(
+    apis="".join(
+        f"- kind: api\n  name: {name}\n  predictor: {{path: predictor.py, metadata: {{name: {name}}}}}\n"
+        for name in ("one", "two", "three")
+    )
+)
+
+
+def test_three_way_and_lopsided_splits_keep_their_weights(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    server = serve(make_project(tmp_path / "odds", SHARES, {"predictor.py": PREDICTOR}))
+    local = threading.local()
+
+    def shares(path: str, count: int) -> Counter[str]:
+        def one(_: int) -> str:
+            if not hasattr(local, "session"):
+                local.session = requests.Session()
+            status, header, answered = _send(local.session, server.url + path)
+            assert status == 200 and header == answered
+            return header
+
+        with ThreadPoolExecutor(4) as pool:
+            return Counter(pool.map(one, range(count)))
+
+    thirds = shares("/odds/thirds", 3000)  # each share's sigma is under 0.9 points: 4 is 4.5 sigma
+    weights = {"one": 0.33, "two": 0.33, "three": 0.34}
+    assert all(abs(thirds[name] / 3000 - weight) <= 0.04 for name, weight in weights.items()), thirds
+    rare = shares("/odds/rare", 2000)  # 'one' expects 20 (sigma 4.4); 'three' (weight 0) none
+    assert rare["three"] == 0 and 1 <= rare["one"] <= 45 and rare["one"] + rare["two"] == 2000, rare

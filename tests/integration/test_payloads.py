@@ -314,3 +314,29 @@ def test_v2_and_tf_serving_requests_are_replayed_and_shadowed_on_their_own_route
         "the API to be deleted",
     )
     assert inferd.json("replay", "recorded", "--against", "candidate")["agreement"] == 0.8
+
+
+def test_a_payload_log_samples_about_its_fraction_of_requests(
+    serve: Callable[..., Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    project = make_project(
+        tmp_path / "project",
+        "- kind: deployment\n  name: shop\n- kind: api\n  name: sampled\n"
+        "  predictor: {path: predictor.py}\n  payload_log: {sample: 0.1}\n",
+        {"predictor.py": PREDICTOR},
+    )
+    server = serve(project)
+    sent = {}
+    with requests.Session() as session:
+        for x in range(2000):
+            answer = session.post(server.url + "/shop/sampled", json={"x": x}, timeout=30)
+            assert answer.status_code == 200
+            sent[answer.headers["X-Request-ID"]] = x
+    assert server.stop() == 0  # a server that stops writes the records it holds first
+    records = [
+        json.loads(line) for line in whole_lines(tmp_path / "home" / "payloads" / "shop" / "sampled.jsonl")
+    ]
+    # 2,000 requests at 0.1: 200 expected, sigma 13.4; 5 sigma either side
+    assert 133 <= len(records) <= 267, len(records)
+    assert all(r["request"]["json"] == {"x": sent[r["request_id"]]} for r in records)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 
-from tests.conftest import ADD_V2_BODY, make_project, wait_for
+from tests.conftest import ADD_V2_BODY, Server, make_project, wait_for
 from tests.integration.conftest import Inferd
 
 PREDICTOR = """
@@ -474,3 +475,97 @@ def test_a_streamed_answer_through_a_splitter_names_its_api_and_trace(inferd: In
             assert answer.headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-"), path
             if "/v2/" in path:  # as infer's answers do, the extension's name the API that answered
                 assert '"model_name":"words"' in answer.text.replace(" ", ""), (path, answer.text)
+
+
+MIXED = """
+- kind: deployment
+  name: mixed
+- kind: api
+  name: tensors
+  onnx: {model: models/add.onnx}
+  compute: {cpu: 0.1}
+- kind: api
+  name: python
+  predictor: {path: predictor.py}
+  compute: {cpu: 0.1}
+- kind: traffic_splitter
+  name: front
+  apis:
+    - {name: tensors, weight: 50}
+    - {name: python, weight: 50}
+"""
+ADDS = """
+def predict(sample, metadata):
+    return {"sum": [[a + b for a, b in zip(sample["a"][0], sample["b"][0])]]}
+"""
+
+
+def test_a_splitter_over_an_onnx_api_and_a_predictor_answers_every_tensor_request(
+    serve: Callable[..., Server], tmp_path: Path, two_input_model: Path
+) -> None:
+    # A Python predictor answers only JSON: on the V2 infer and TF Serving routes its share of
+    # a splitter's requests goes to the splitter's ONNX and TensorFlow APIs (half of them got a
+    # 400 saying it "is a Python predictor"); V2 generate and the endpoint still reach both.
+    project = make_project(
+        tmp_path / "mixed", MIXED, {"predictor.py": ADDS}, {"models/add.onnx": two_input_model}
+    )
+    server = serve(project)
+    tensor_routes = [
+        ("/v2/models/front/infer", ADD_V2_BODY),
+        ("/v1/models/front:predict", {"instances": [{"a": [1, 2], "b": [3, 4]}]}),
+        ("/v1/models/front:predict", {"inputs": {"a": [[1, 2]], "b": [[3, 4]]}}),
+    ]
+    for path, body in tensor_routes:
+        answers = [server.post(path, body) for _ in range(30)]
+        assert {(a.status_code, a.headers["X-Inferd-Api"]) for a in answers} == {(200, "tensors")}, path
+    described = {
+        requests.get(server.url + "/v2/models/front", timeout=30).json()["platform"] for _ in range(20)
+    }
+    assert described == {"onnx_onnxv1"}  # the metadata of the API that answers its infer requests
+    either = {"a": [[1, 2]], "b": [[3, 4]]}
+    for path in ("/mixed/front", "/v2/models/front/generate"):
+        answers = [server.post(path, either) for _ in range(40)]
+        assert {a.status_code for a in answers} == {200}
+        assert {a.headers["X-Inferd-Api"] for a in answers} == {"tensors", "python"}, path
+
+
+SHARES = """
+- kind: deployment
+  name: odds
+{apis}
+- kind: traffic_splitter
+  name: thirds
+  apis: [{{name: one, weight: 33}}, {{name: two, weight: 33}}, {{name: three, weight: 34}}]
+- kind: traffic_splitter
+  name: rare
+  apis: [{{name: one, weight: 1}}, {{name: two, weight: 99}}, {{name: three, weight: 0}}]
+""".format(
+    apis="".join(
+        f"- kind: api\n  name: {name}\n  predictor: {{path: predictor.py, metadata: {{name: {name}}}}}\n"
+        for name in ("one", "two", "three")
+    )
+)
+
+
+def test_three_way_and_lopsided_splits_keep_their_weights(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    server = serve(make_project(tmp_path / "odds", SHARES, {"predictor.py": PREDICTOR}))
+    local = threading.local()
+
+    def shares(path: str, count: int) -> Counter[str]:
+        def one(_: int) -> str:
+            if not hasattr(local, "session"):
+                local.session = requests.Session()
+            status, header, answered = _send(local.session, server.url + path)
+            assert status == 200 and header == answered
+            return header
+
+        with ThreadPoolExecutor(4) as pool:
+            return Counter(pool.map(one, range(count)))
+
+    thirds = shares("/odds/thirds", 3000)  # each share's sigma is under 0.9 points: 4 is 4.5 sigma
+    weights = {"one": 0.33, "two": 0.33, "three": 0.34}
+    assert all(abs(thirds[name] / 3000 - weight) <= 0.04 for name, weight in weights.items()), thirds
+    rare = shares("/odds/rare", 2000)  # 'one' expects 20 (sigma 4.4); 'three' (weight 0) none
+    assert rare["three"] == 0 and 1 <= rare["one"] <= 45 and rare["one"] + rare["two"] == 2000, rare

@@ -237,14 +237,16 @@ class Gateway(ApiTable):
             conn.shadow = splitter.shadow
         return queue
 
-    def model(self, conn: HttpConnection, name: str, counted: bool = True) -> ApiQueue | None:
+    def model(
+        self, conn: HttpConnection, name: str, counted: bool = True, tensors: bool = True
+    ) -> ApiQueue | None:
         """The API a V2 / TF Serving model name means: an API, or one picked by a splitter
-        (``counted`` in the splitter's requests: a prediction, not a metadata or readiness GET)."""
+        (``counted``: a prediction, not a metadata GET; ``tensors``: no predictor answers it)."""
         queue = self.models.get(name)  # ``deployment.api``, or the API's name when unique
         if queue is None and self.splitters:
             splitter = self.splitters.by_name.get(name)
             if splitter is not None:
-                queue = splitter.pick(self.apis, counted)
+                queue = splitter.pick(self.apis, counted, tensors)
                 if queue is not None:
                     conn.extra_headers = splitter.headers[queue.key]
                     conn.shadow = splitter.shadow

@@ -57,28 +57,41 @@ class Splitter:
         self.counts = {name: (counts or {}).get(name, 0) for name in self.weights}
         self.shadow: ShadowRoute | None = None  # set by the gateway (gateway/shadow.py)
 
-    def pick(self, queues: Mapping[str, ApiQueue], counted: bool = True) -> ApiQueue | None:
+    def pick(
+        self, queues: Mapping[str, ApiQueue], counted: bool = True, tensors: bool = False
+    ) -> ApiQueue | None:
         """The API of the next request (``None`` when that API does not exist in the gateway);
-        ``counted``: a prediction (not a GET of the API's description, metadata or readiness).
+        ``counted``: a prediction (not a GET of the API's description, metadata or readiness);
+        ``tensors``: a V2 infer or TF Serving request, which a Python predictor cannot answer.
 
-        An API that cannot serve (in error, no replica ready) passes its share to the splitter's
-        others that can, by their weights: a broken candidate costs its clients nothing."""
+        An API that cannot serve (in error, no replica ready), or a predictor asked for tensors,
+        passes its share to the splitter's others that can, by their weights: a broken candidate
+        costs its clients nothing, nor does a predictor beside a model its tensor clients reach."""
         index = bisect_right(self.bounds, random()) if len(self.apis) > 1 else 0
         queue = queues.get(self.keys[index])
-        if queue is not None and queue.error is not None and not queue.ready and len(self.apis) > 1:
-            index = self._instead_of(index, queues)
+        if (
+            queue is not None
+            and len(self.apis) > 1
+            and ((queue.error is not None and not queue.ready) or (tensors and not queue.tensors))
+        ):
+            index = self._instead_of(index, queues, tensors)
             queue = queues.get(self.keys[index])
         if counted:
             self.counts[self.apis[index]] += 1
         return queue
 
-    def _instead_of(self, index: int, queues: Mapping[str, ApiQueue]) -> int:
-        """An API to take the request of the failing API at ``index``: one of the others that
-        can serve, by their weights (``index`` itself when none can)."""
+    def _instead_of(self, index: int, queues: Mapping[str, ApiQueue], tensors: bool) -> int:
+        """An API to take the request of the API at ``index``, which cannot answer it: one of
+        the others that can, by their weights (``index`` itself when none can)."""
         able = []
         for other, key in enumerate(self.keys):
             queue = queues.get(key)
-            if other != index and queue is not None and (queue.error is None or queue.ready):
+            if (
+                other != index
+                and queue is not None
+                and (queue.error is None or queue.ready)
+                and (not tensors or queue.tensors)
+            ):
                 able.append(other)
         if not able:
             return index

@@ -65,7 +65,9 @@ def route(gateway: Gateway, conn: HttpConnection, request: Request) -> None:
         shown = sorted(gateway.model_name(queue) for queue in gateway.visible(request.headers))
         return conn.respond(200, orjson.dumps({"models": shown}))
     name, rest = parts[1], parts[2:]
-    queue = gateway.model(conn, name, method == b"POST")  # a GET is not a splitter's request
+    # a GET is not a splitter's request; generate's JSON reaches a Python predictor, tensors do not
+    generate = bool(rest) and rest[-1] in ("generate", "generate_stream")
+    queue = gateway.model(conn, name, method == b"POST", tensors=not generate)
     if queue is None:
         return conn.respond(*gateway.not_found(gateway.unknown_model(name)))
     if not auth.authorized(gateway, conn, request.headers, queue, "v2"):

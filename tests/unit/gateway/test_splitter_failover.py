@@ -17,6 +17,7 @@ class FakeQueue:
     key: str
     error: str | None = None
     ready: bool = True
+    tensors: bool = True  # an ONNX or TensorFlow API (False: a Python predictor)
 
 
 def splitter(weights: dict[str, int]) -> Splitter:
@@ -30,10 +31,12 @@ def splitter(weights: dict[str, int]) -> Splitter:
     return Splitter(SplitterConfig(splitter=block, deployment="d", endpoint="/d/front"))
 
 
-def picks(front: Splitter, queues: dict[str, FakeQueue], times: int = 4000) -> Counter[str]:
+def picks(
+    front: Splitter, queues: dict[str, FakeQueue], times: int = 4000, tensors: bool = False
+) -> Counter[str]:
     got: Counter[str] = Counter()
     for _ in range(times):
-        queue = cast(Any, front.pick(cast(Any, queues)))
+        queue = cast(Any, front.pick(cast(Any, queues), tensors=tensors))
         got[queue.key] += 1
     return got
 
@@ -67,3 +70,17 @@ def test_when_none_can_serve_the_weights_stand() -> None:
     front = splitter({"a": 100, "b": 0})
     queues = {"d/a": FakeQueue("d/a", error="broken", ready=False), "d/b": FakeQueue("d/b")}
     assert picks(front, queues, 200) == Counter({"d/a": 200})
+
+
+def test_a_predictors_share_of_tensor_requests_goes_to_the_models_by_their_weights() -> None:
+    front = splitter({"a": 50, "b": 30, "c": 20})
+    queues = {f"d/{name}": FakeQueue(f"d/{name}") for name in "abc"}
+    queues["d/c"].tensors = False
+    got = picks(front, queues, tensors=True)
+    # a and b share everything 50:30 (2,500 and 1,500 expected; 5 sigma is about 150)
+    assert got["d/c"] == 0 and abs(got["d/a"] - 2500) < 200 and got["d/a"] + got["d/b"] == 4000
+    assert picks(front, queues)["d/c"] > 600  # JSON requests: the predictor keeps its 20%
+    # Only predictors: the weights stand (and the one picked says it answers JSON only).
+    for queue in queues.values():
+        queue.tensors = False
+    assert picks(front, queues, 400, tensors=True)["d/c"] > 30

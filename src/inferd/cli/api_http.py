@@ -19,6 +19,24 @@ def api_headers(key: str | None = None) -> dict[str, str]:
     return headers
 
 
+def on_this_machine(url: str) -> bool:
+    """Whether ``url`` names this machine by address: loopback, or the unspecified address a
+    gateway listening on every interface shows (``INFERD_HOST=0.0.0.0`` gives
+    ``http://0.0.0.0:8888``). A proxy in the environment is never used for those: it got the
+    sample and the API key, then failed the request."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
 def post_sample(
     url: str,
     body: bytes,
@@ -32,12 +50,10 @@ def post_sample(
     With ``stream``, the body is read as the caller iterates it (a streamed answer's items as
     they arrive); the caller closes the response.
     """
-    from urllib.parse import urlsplit
-
     import requests
 
     session = requests.Session()
-    session.trust_env = urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1")
+    session.trust_env = not on_this_machine(url)
     try:
         return session.post(
             url + ("?debug=true" if debug else ""),

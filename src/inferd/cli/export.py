@@ -264,6 +264,6 @@ def export(project_dir: Path, out: Path, ray: bool, image: str | None, relax_pin
     project = load_project(project_dir)
     image = image or f"inferd-{project.deployment.name}:latest"
     written = write_export(project, out, ray, image, relax_pins)
-    for warning in plan.unapplied(project) if ray else []:
+    for warning in plan.unapplied(project) if ray else k8s.unapplied(project):
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {len(written)} files into {out} (see {out / 'README.md'})")

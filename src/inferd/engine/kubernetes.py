@@ -255,6 +255,18 @@ def check_exportable(project: Project) -> None:
             )
 
 
+def unapplied(project: Project) -> list[str]:
+    """What the manifests serve otherwise than the project says: one warning a field, so that
+    none is changed in silence."""
+    return [
+        f"api '{config.name}': min_replicas: 0: a HorizontalPodAutoscaler keeps at least 1 pod "
+        "(Kubernetes scales to zero only behind its HPAScaleToZero feature gate); scale the "
+        "Deployment to 0 yourself, or export with --ray, whose Serve scales to zero"
+        for config in project.apis
+        if config.api.compute.min_replicas == 0
+    ]
+
+
 def single_api_config(config_text: str, api: str) -> str:
     """A project's config with only ``api`` (and the deployment): what one API's pods serve
     when the project has several (``inferd serve`` takes a config file as well as a folder)."""

@@ -132,7 +132,7 @@ def take_away(home: Path, keep: Iterable[Path], leftovers: bool = True) -> tuple
     that a crash interrupted left it there, and only a collection that moved something new
     emptied it (a killed operator's half-deleted model stayed, `inferd prune` said "freed 0 B").
     """
-    from inferd.runtimes.onnx_shared import unused  # numpy: not for `inferd version`
+    from inferd.runtimes.onnx_shared import forget_locks, unused  # numpy: not for `inferd version`
 
     result = Pruned()
     trash = home / TRASH
@@ -162,6 +162,7 @@ def take_away(home: Path, keep: Iterable[Path], leftovers: bool = True) -> tuple
         result.removed[kind] = result.removed.get(kind, 0) + 1
         result.paths.append(str(entry))
     forget_records(home)  # after the copies they name are taken
+    forget_locks(home / "cache" / "shared")  # and the locks of copies taken
     return result, moved
 
 

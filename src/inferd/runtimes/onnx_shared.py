@@ -32,12 +32,14 @@ import hashlib
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TextIO
 
 from inferd.onnxdata import external_files
 from inferd.runtimes.base import utf8_path
@@ -52,6 +54,7 @@ WEIGHTS_NAME = "weights.bin"
 UNPACKED_NAME = "unpacked"  # marks a copy that holds dequantized weights: load it without pre-packing
 QUANTIZED = frozenset({2, 3, 4, 5, 6})  # onnx's UINT8, INT8, UINT16, INT16, INT32
 PACKED_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose"})  # kernels that pre-pack weights
+LOCK_NAME = re.compile(r"^\.([0-9a-f]{32})\.lock$")  # a copy's lock: made beside it, kept while it is
 USERS = "replicas"  # one empty file per process that loaded the copy, named by its pid
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
 MADV_POPULATE_READ = 22  # madvise(2), Linux 5.14: map a range's pages in now
@@ -107,8 +110,7 @@ def _copy_for(model_path: Path, target: Path) -> Path | None:
         _tried(model_path, plain)
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    with (target.parent / f".{digest}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(target.parent / f".{digest}.lock"):
         if plain.exists():
             _tried(model_path, plain)
             return None
@@ -151,6 +153,36 @@ def forget_ended(users: Path) -> None:
                     (users / name).unlink()
 
 
+def _lock(path: Path, wait: bool) -> TextIO | None:
+    """``path`` opened and locked; None when another process holds it (``wait`` False).
+
+    The lock is the file the name holds once locked: ``forget_locks`` may unlink a lock file
+    while a process waits on it, and that process then locks the new one the name holds.
+    """
+    while True:
+        handle = path.open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            if os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino:
+                return handle
+        except FileNotFoundError:  # unlinked once locked: lock the one made again
+            pass
+        except OSError:
+            handle.close()
+            if wait:
+                raise
+            return None
+        handle.close()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[TextIO]:
+    handle = _lock(path, wait=True)
+    assert handle is not None
+    with handle:
+        yield handle
+
+
 @contextlib.contextmanager
 def unused(copy: Path) -> Iterator[bool]:
     """Inside: whether ``copy`` may be removed (no running process loaded it), under its lock.
@@ -158,17 +190,41 @@ def unused(copy: Path) -> Iterator[bool]:
     Never waits: while a replica makes or registers the copy, it is in use.
     """
     try:
-        handle = (copy.parent / f".{copy.name}.lock").open("w")
+        handle = _lock(copy.parent / f".{copy.name}.lock", wait=False)
     except OSError:
+        handle = None
+    if handle is None:
         yield False
         return
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
         yield not in_use(copy)
+
+
+def forget_locks(root: Path) -> int:
+    """Remove the lock files of copies no longer in ``root`` (collected); how many.
+
+    Each is unlinked under its lock, so no process is making that copy meanwhile.
+    """
+    removed = 0
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return 0
+    for name in names:
+        found = LOCK_NAME.match(name)
+        if found is None or (root / found.group(1)).exists():
+            continue
+        try:
+            handle = _lock(root / name, wait=False)
+        except OSError:
+            continue
+        if handle is None:
+            continue
+        with handle, contextlib.suppress(OSError):
+            if not (root / found.group(1)).exists():
+                (root / name).unlink()
+                removed += 1
+    return removed
 
 
 def in_use(copy: Path) -> bool:

@@ -453,3 +453,19 @@ def test_the_image_installs_the_same_files_and_commands_as_pip_install_inferd(tm
     assert files == package_sources()
     assert {"cortex/lib/log.py", "inferd/operator/static/index.html"} <= files
     assert commands == {"inferd": "inferd.cli.main:main", "cortex": "inferd.cli.main:main"}
+
+
+def test_scale_to_zero_that_an_hpa_cannot_do_is_a_warning_of_the_export(tmp_path: Path) -> None:
+    # `min_replicas: 0` was written as an HPA of minReplicas 1, in silence: one pod ran for good
+    # where the user asked for none while idle (an HPA scales to zero only behind Kubernetes'
+    # HPAScaleToZero feature gate, and then on other metrics than CPU).
+    project = one_onnx_api(tmp_path / "p", "    min_replicas: 0\n    max_replicas: 4\n")
+    result = export(project, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith("warning: api 'a': min_replicas: 0: ") and "at least 1 pod" in warning
+    manifests = list(yaml.safe_load_all((tmp_path / "out" / "kubernetes" / "a.yaml").read_text()))
+    (hpa,) = [m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+    ray = export(project, tmp_path / "ray", "--ray")  # Serve scales a deployment to zero itself
+    assert ray.exit_code == 0 and "min_replicas" not in ray.stderr

@@ -54,3 +54,54 @@ def test_a_sample_read_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert bad.output.startswith("error: stdin is not JSON (")
     good = CliRunner().invoke(cli, ["predict", "classifier", "-"], input=b'{"a": 1}')
     assert "operator is not running" in good.output and good.exit_code == 1
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.2", "[::1]"])
+def test_a_sample_to_a_gateway_on_this_machine_never_goes_through_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    # INFERD_HOST=0.0.0.0 makes the gateway's URL http://0.0.0.0:PORT: with http_proxy set,
+    # `inferd predict` sent the sample, and the API key, to the proxy (which failed it).
+    import contextlib
+    import http.server
+    import socket
+    import threading
+
+    from inferd.cli.api_http import post_sample
+
+    family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(http.server.HTTPServer):
+        address_family = family
+
+    proxied: list[bytes] = []
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen(4)
+        for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        with Server(("::1" if family == socket.AF_INET6 else host, 0), Answer) as server:
+            threading.Thread(target=server.handle_request, daemon=True).start()
+            url = f"http://{host}:{server.server_address[1]}/d/api"
+            proxy.settimeout(0.01)
+            try:
+                answer = post_sample(url, b'{"x": 1}', timeout=2, key="secret")
+            finally:
+                with contextlib.suppress(OSError), proxy.accept()[0] as asked:
+                    proxied.append(asked.recv(4096))
+    assert proxied == [] and answer.status_code == 200 and answer.content == b'{"x": 1}'

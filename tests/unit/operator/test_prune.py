@@ -112,6 +112,29 @@ def test_shared_weights_stay_while_a_running_process_loaded_them(tmp_path: Path)
     assert not gone.exists() and not never.exists()
 
 
+def test_the_lock_of_a_collected_copy_goes_with_it(tmp_path: Path) -> None:
+    # An empty `.<key>.lock` stayed for every model ever shared: a home whose model changed at
+    # each deploy gathered one a deploy, for good.
+    home = tmp_path / "home"
+    shared = home / "cache" / "shared"
+    loaded = made(shared / ("a" * 32))
+    (loaded / "replicas").mkdir()
+    (loaded / "replicas" / str(os.getpid())).touch()
+    gone = made(shared / ("b" * 32))
+    busy = made(shared / ("d" * 32))
+    for key in ("a", "b", "c", "d"):  # c: a copy an older inferd collected, its lock left behind
+        (shared / f".{key * 32}.lock").touch()
+    (shared / f".{'e' * 32}.plain").write_text("not shareable\n")  # kept: not tried again
+    (shared / ".notes.lock").write_text("the user's")  # not a name inferd gives
+    with (shared / f".{busy.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        prune(home, set())
+    assert not gone.exists() and loaded.exists() and busy.exists()
+    assert sorted(p.name for p in shared.iterdir() if p.name.startswith(".")) == sorted(
+        [f".{'a' * 32}.lock", f".{'d' * 32}.lock", f".{'e' * 32}.plain", ".notes.lock"]
+    )
+
+
 def test_the_logs_of_gone_apis_go_and_nothing_else(tmp_path: Path) -> None:
     home = tmp_path / "home"
     files = [

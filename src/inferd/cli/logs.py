@@ -6,7 +6,8 @@ import re
 import select
 import sys
 import time
-from datetime import date, datetime
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -39,17 +40,28 @@ def parse_since(text: str, now: float | None = None) -> float:
     try:
         if TIME_OF_DAY.match(given):  # was refused, though --help says "a local time"
             clock = datetime.strptime(given, "%H:%M:%S" if given.count(":") == 2 else "%H:%M").time()
-            today = datetime.fromtimestamp(at)
-            since = datetime.combine(today.date(), clock)
-            if since > today:
-                since = datetime.combine(date.fromordinal(today.date().toordinal() - 1), clock)
-            return since.timestamp()
+            return _last(clock, at)
         return datetime.fromisoformat(given).timestamp()
     except ValueError:
         raise UsageError(
             f"--since {text!r} must be a duration (30s, 10m, 2h, 1d, 1h30m) or a time (08:00, "
             "2026-11-29 08:00)"
         ) from None
+
+
+def _last(clock: dt_time, at: float) -> float:
+    """The last moment before ``at`` that the local clock read ``clock``: today's or yesterday's,
+    the later of a time the clocks went back over, and never one they skipped (compared as
+    wall-clock times, a fall-back day's second 01:15 gave the first, an hour early, and a
+    skipped 02:30 gave 03:30, still to come)."""
+    day = datetime.fromtimestamp(at).date()
+    for back in (0, 1, 2):
+        for fold in (1, 0):  # a time that came twice: its later one first
+            moment = datetime.combine(day - timedelta(days=back), clock).replace(fold=fold)
+            stamp = moment.timestamp()
+            if stamp <= at and datetime.fromtimestamp(stamp) == moment:  # == : same wall clock
+                return stamp
+    return datetime.combine(day - timedelta(days=1), clock).timestamp()
 
 
 @click.command()

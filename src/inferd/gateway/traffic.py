@@ -82,7 +82,8 @@ class Splitter:
 
     def _instead_of(self, index: int, queues: Mapping[str, ApiQueue], tensors: bool) -> int:
         """An API to take the request of the API at ``index``, which cannot answer it: one of
-        the others that can, by their weights (``index`` itself when none can)."""
+        the others that can, by their weights (``index`` itself when none can; for tensors, the
+        models by their weights: their 503 says what is wrong, a predictor's 400 would not)."""
         able = []
         for other, key in enumerate(self.keys):
             queue = queues.get(key)
@@ -93,6 +94,10 @@ class Splitter:
                 and (not tensors or queue.tensors)
             ):
                 able.append(other)
+        if not able and tensors:  # no model can: a model's 503 (not ready), not a predictor's 400
+            able = [
+                other for other, key in enumerate(self.keys) if getattr(queues.get(key), "tensors", False)
+            ]
         if not able:
             return index
         point = random() * sum(self.weights[self.apis[other]] for other in able)

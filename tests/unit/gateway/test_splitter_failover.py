@@ -84,3 +84,13 @@ def test_a_predictors_share_of_tensor_requests_goes_to_the_models_by_their_weigh
     for queue in queues.values():
         queue.tensors = False
     assert picks(front, queues, 400, tensors=True)["d/c"] > 30
+
+
+def test_a_tensor_request_while_the_models_fail_gets_their_503_not_a_predictors_400() -> None:
+    # A splitter's ONNX API in error, its predictor fine: the predictor's share of V2 infer and
+    # TF Serving requests got the predictor's 400 ("answers JSON only"), which a client does not
+    # retry, for an outage of the model; now all of them reach the model and its 503.
+    front = splitter({"a": 50, "b": 50})
+    queues = {"d/a": FakeQueue("d/a", error="broken", ready=False), "d/b": FakeQueue("d/b", tensors=False)}
+    assert picks(front, queues, 400, tensors=True) == Counter({"d/a": 400})
+    assert picks(front, queues, 400)["d/b"] == 400  # JSON requests: the predictor takes them all

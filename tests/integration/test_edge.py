@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -702,6 +703,57 @@ def test_loopback_admin_calls_never_go_through_a_proxy(
     token = (inferd.home / "token").read_bytes().strip()
     for request in seen:  # the admin API and the gateway are never asked through the proxy
         assert b"127.0.0.1" not in request and b"localhost" not in request and token not in request, request
+
+
+def test_a_sample_to_the_gateway_at_this_machine_s_hostname_never_goes_through_a_proxy(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # INFERD_HOST set to this machine's name: `inferd predict` sent the sample and the key to
+    # http_proxy (only addresses were known to be this machine's), which failed the request.
+    host = socket.gethostname()
+    try:
+        if not all(ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None)):
+            pytest.skip(f"{host} is not a loopback name here")
+    except OSError:
+        pytest.skip(f"{host} does not resolve here")
+    seen: list[bytes] = []
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen(16)
+        proxy.settimeout(0.2)
+        stop = threading.Event()
+
+        def record() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = proxy.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.settimeout(2)
+                    with contextlib.suppress(OSError):
+                        seen.append(conn.recv(4096))
+
+        watcher = threading.Thread(target=record)
+        watcher.start()
+        for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            inferd.env[name] = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+        for name in ("no_proxy", "NO_PROXY"):
+            inferd.env.pop(name, None)
+        inferd.env["INFERD_HOST"] = host
+        try:
+            keys = {"secrets/keys.txt": "the-key\n"}
+            root = iris(tmp_path / "p", iris_onnx_model, "  auth:\n    keys_file: secrets/keys.txt\n", keys)
+            (tmp_path / "sample.json").write_text("[[5.2, 3.6, 1.4, 0.3]]")
+            inferd.run("deploy", str(root))
+            inferd.wait_status("iris", "live")
+            sample = str(tmp_path / "sample.json")
+            said = inferd.run("predict", "iris", sample, "--key", "the-key", check=False)
+        finally:
+            stop.set()
+            watcher.join()
+    assert not [request for request in seen if b"the-key" in request or host.encode() in request], seen
+    assert said.returncode == 0, said.stdout + said.stderr
 
 
 def test_a_keys_file_is_never_copied_into_the_snapshot(

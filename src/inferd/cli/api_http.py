@@ -44,16 +44,18 @@ def post_sample(
     timeout: float = 600,
     key: str | None = None,
     stream: bool = False,
+    local: bool = False,
 ) -> requests.Response:
     """POST a JSON sample to an API URL (local gateway or a Ray cluster's proxy alike).
 
     With ``stream``, the body is read as the caller iterates it (a streamed answer's items as
-    they arrive); the caller closes the response.
+    they arrive); the caller closes the response. ``local``: the URL is the local operator's
+    gateway (on this machine whatever name ``INFERD_HOST`` gives it): no proxy either.
     """
     import requests
 
     session = requests.Session()
-    session.trust_env = not on_this_machine(url)
+    session.trust_env = not (local or on_this_machine(url))
     try:
         return session.post(
             url + ("?debug=true" if debug else ""),

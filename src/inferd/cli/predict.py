@@ -71,7 +71,7 @@ def predict(
     api = in_deployment(api, deployment)
     client = backend_for(env)
     info = _target(client, api)
-    response = post_sample(info["url"], body, debug=debug, key=api_key, stream=True)
+    response = post_sample(info["url"], body, debug=debug, key=api_key, stream=True, local=env.is_local)
     name = response.headers.get("X-Inferd-Api", info["name"])  # through a splitter: the API that answered
     with response:
         if response.ok and response.headers.get("content-type") == "application/x-ndjson":

@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -711,11 +710,11 @@ def test_a_sample_to_the_gateway_at_this_machine_s_hostname_never_goes_through_a
     # INFERD_HOST set to this machine's name: `inferd predict` sent the sample and the key to
     # http_proxy (only addresses were known to be this machine's), which failed the request.
     host = socket.gethostname()
-    try:
-        if not all(ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None)):
-            pytest.skip(f"{host} is not a loopback name here")
-    except OSError:
-        pytest.skip(f"{host} does not resolve here")
+    try:  # a name the gateway can listen on here (a container's may name no address of its own)
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+    except OSError:  # then another name for this machine that no address check knew: 127.1
+        host = "127.1"
     seen: list[bytes] = []
     with socket.socket() as proxy:
         proxy.bind(("127.0.0.1", 0))

@@ -304,6 +304,9 @@ METADATA = """- kind: deployment
       refresh_at: 12:30:00
       threshold: 1e-3
       labels: [setosa, versicolor]
+      upper: .inf
+      lower: -.inf
+      unknown: .nan
 """
 
 
@@ -311,7 +314,9 @@ REPR_PREDICTOR = "def predict(sample, metadata):\n    return {k: repr(v) for k, 
 
 
 def test_metadata_values_as_cortex_read_them(tmp_path: Path, serve: Callable[..., Server]) -> None:
-    # go-yaml left dates and times as their text; PyYAML alone gives a date and 45000
+    # go-yaml left dates and times as their text; PyYAML alone gives a date and 45000. YAML's
+    # infinities and NaN reach the handler as floats (they were None: the spec sent to a
+    # replica was written as JSON, which has no infinity)
     project = make_project(
         tmp_path / "p",
         METADATA,
@@ -324,6 +329,9 @@ def test_metadata_values_as_cortex_read_them(tmp_path: Path, serve: Callable[...
         "refresh_at": "'12:30:00'",
         "threshold": "0.001",
         "labels": "['setosa', 'versicolor']",
+        "upper": "inf",
+        "lower": "-inf",
+        "unknown": "nan",
     }
 
 

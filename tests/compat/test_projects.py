@@ -335,6 +335,24 @@ def test_metadata_values_as_cortex_read_them(tmp_path: Path, serve: Callable[...
     }
 
 
+def test_a_changed_infinite_metadata_value_is_a_new_version(tmp_path: Path) -> None:
+    # JSON writes .inf, -.inf and .nan alike as null: a redeploy from .inf to -.inf said
+    # "deployment is up-to-date" and the handler kept reading inf
+    from inferd.config.load import load_project
+    from inferd.engine.ray import plan
+    from inferd.engine.state import version_id
+
+    ids = set()
+    for value in (".inf", "-.inf", ".nan", "1.0"):
+        root = make_project(
+            tmp_path / value, METADATA + f"      bound: {value}\n", {"predictor.py": REPR_PREDICTOR}
+        )
+        (config,) = load_project(root).apis
+        ids.add((version_id(config, "files"), plan.version_id(config, "files", "code")))
+    assert len({local for local, _ in ids}) == 4
+    assert len({ray for _, ray in ids}) == 4
+
+
 def test_an_s3_model_read_without_aws_credentials(
     tmp_path: Path, serve: Callable[..., Server], iris_onnx_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -304,6 +304,9 @@ METADATA = """- kind: deployment
       refresh_at: 12:30:00
       threshold: 1e-3
       labels: [setosa, versicolor]
+      upper: .inf
+      lower: -.inf
+      unknown: .nan
 """
 
 
@@ -311,7 +314,9 @@ REPR_PREDICTOR = "def predict(sample, metadata):\n    return {k: repr(v) for k, 
 
 
 def test_metadata_values_as_cortex_read_them(tmp_path: Path, serve: Callable[..., Server]) -> None:
-    # go-yaml left dates and times as their text; PyYAML alone gives a date and 45000
+    # go-yaml left dates and times as their text; PyYAML alone gives a date and 45000. YAML's
+    # infinities and NaN reach the handler as floats (they were None: the spec sent to a
+    # replica was written as JSON, which has no infinity)
     project = make_project(
         tmp_path / "p",
         METADATA,
@@ -324,7 +329,28 @@ def test_metadata_values_as_cortex_read_them(tmp_path: Path, serve: Callable[...
         "refresh_at": "'12:30:00'",
         "threshold": "0.001",
         "labels": "['setosa', 'versicolor']",
+        "upper": "inf",
+        "lower": "-inf",
+        "unknown": "nan",
     }
+
+
+def test_a_changed_infinite_metadata_value_is_a_new_version(tmp_path: Path) -> None:
+    # JSON writes .inf, -.inf and .nan alike as null: a redeploy from .inf to -.inf said
+    # "deployment is up-to-date" and the handler kept reading inf
+    from inferd.config.load import load_project
+    from inferd.engine.ray import plan
+    from inferd.engine.state import version_id
+
+    ids = set()
+    for value in (".inf", "-.inf", ".nan", "1.0"):
+        root = make_project(
+            tmp_path / value, METADATA + f"      bound: {value}\n", {"predictor.py": REPR_PREDICTOR}
+        )
+        (config,) = load_project(root).apis
+        ids.add((version_id(config, "files"), plan.version_id(config, "files", "code")))
+    assert len({local for local, _ in ids}) == 4
+    assert len({ray for _, ray in ids}) == 4
 
 
 def test_an_s3_model_read_without_aws_credentials(

@@ -7,6 +7,8 @@ layer only these typed objects travel, never raw dicts.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -307,6 +309,25 @@ class ApiConfig(Block):
     def key(self) -> str:
         """``deployment/api``: the API's identity on an operator (names are unique per deployment)."""
         return f"{self.deployment}/{self.api.name}"
+
+    def identity(self, exclude: set[str] | None = None) -> str:
+        """The config as text for a version's hash: its JSON, and after it each non-finite float
+        (YAML's ``.inf``, ``-.inf``, ``.nan`` in ``metadata``) with where it is, since JSON writes
+        all three as null. A config without one keeps the hash it always had."""
+        text = self.model_dump_json(exclude=exclude)
+        found = list(_nonfinite(self.model_dump(exclude=exclude), ()))
+        return text + (repr(found) if found else "")
+
+
+def _nonfinite(value: Any, where: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield where, repr(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nonfinite(item, (*where, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _nonfinite(item, (*where, index))
 
 
 class SplitterConfig(Block):

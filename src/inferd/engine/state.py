@@ -112,7 +112,7 @@ def version_id(config: ApiConfig, project_digest: str, extra: str = "") -> str:
     Not the snapshot's folder (``project_root``): an edit elsewhere in the config file makes a
     new snapshot, and this API's replicas go on serving from the one they started in (it is
     kept while they run)."""
-    digest = hashlib.sha256(config.model_dump_json(exclude={"project_root"}).encode())
+    digest = hashlib.sha256(config.identity(exclude={"project_root"}).encode())
     digest.update(project_digest.encode())
     digest.update(extra.encode())
     return digest.hexdigest()[:16]

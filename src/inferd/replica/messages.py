@@ -141,7 +141,9 @@ def reply_frame(status: int, body: bytes, meta: bytes = b"") -> bytes:
 class ReplicaSpec(BaseModel):
     """Everything a replica process needs to build its Predictor (sent as JSON at start)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # ``.inf`` or ``.nan`` in an API's metadata reach the handler as floats, as go-yaml and
+    # Cortex gave them; pydantic's JSON mode would write them as null
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
     api: Api
     project_root: Path

@@ -81,7 +81,7 @@ def inferd_digest() -> str:
 
 def version_id(config: ApiConfig, project_digest: str, code_digest: str, refresh: str = "") -> str:
     """Everything that changes what an API answers (config, project files, inferd, refresh)."""
-    digest = hashlib.sha256(config.model_dump_json().encode())
+    digest = hashlib.sha256(config.identity().encode())
     for part in (project_digest, code_digest, refresh, str(MAX_ONGOING_REQUESTS)):
         digest.update(b"\0" + part.encode())
     return digest.hexdigest()[:16]

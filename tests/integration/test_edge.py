@@ -662,59 +662,10 @@ def test_deep_nesting_is_400_on_every_route(plain: Server) -> None:
     assert server.post("/v1/models/iris:predict", {"instances": ROWS}).status_code == 200
 
 
-def test_loopback_admin_calls_never_go_through_a_proxy(
-    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
-) -> None:
-    seen: list[bytes] = []
-    with socket.socket() as proxy:
-        proxy.bind(("127.0.0.1", 0))
-        proxy.listen(16)
-        proxy.settimeout(0.2)
-        stop = threading.Event()
-
-        def record() -> None:  # what reaches the "proxy" (a replica's libraries may try the internet)
-            while not stop.is_set():
-                try:
-                    conn, _ = proxy.accept()
-                except TimeoutError:
-                    continue
-                with conn:
-                    conn.settimeout(2)
-                    with contextlib.suppress(OSError):
-                        seen.append(conn.recv(4096))
-
-        watcher = threading.Thread(target=record)
-        watcher.start()
-        address = f"http://127.0.0.1:{proxy.getsockname()[1]}"
-        for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-            inferd.env[name] = address
-        for name in ("no_proxy", "NO_PROXY"):
-            inferd.env.pop(name, None)
-        try:
-            root = iris(tmp_path / "p", iris_onnx_model)
-            (tmp_path / "sample.json").write_text("[[5.2, 3.6, 1.4, 0.3]]")
-            inferd.run("deploy", str(root))
-            inferd.wait_status("iris", "live")
-            assert inferd.run("predict", "iris", str(tmp_path / "sample.json")).returncode == 0
-        finally:
-            stop.set()
-            watcher.join()
-    token = (inferd.home / "token").read_bytes().strip()
-    for request in seen:  # the admin API and the gateway are never asked through the proxy
-        assert b"127.0.0.1" not in request and b"localhost" not in request and token not in request, request
-
-
-def test_a_sample_to_the_gateway_at_this_machine_s_hostname_never_goes_through_a_proxy(
-    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
-) -> None:
-    # INFERD_HOST set to this machine's name: `inferd predict` sent the sample and the key to
-    # http_proxy (only addresses were known to be this machine's), which failed the request.
-    host = socket.gethostname()
-    try:  # a name the gateway can listen on here (a container's may name no address of its own)
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-    except OSError:  # then another name for this machine that no address check knew: 127.1
-        host = "127.1"
+@contextlib.contextmanager
+def recording_proxy(inferd: Inferd) -> Iterator[list[bytes]]:
+    """An HTTP proxy in the CLI's environment (http_proxy, all_proxy) that answers nothing and
+    keeps the first bytes of each request it gets (a replica's libraries may try the internet)."""
     seen: list[bytes] = []
     with socket.socket() as proxy:
         proxy.bind(("127.0.0.1", 0))
@@ -739,18 +690,47 @@ def test_a_sample_to_the_gateway_at_this_machine_s_hostname_never_goes_through_a
             inferd.env[name] = f"http://127.0.0.1:{proxy.getsockname()[1]}"
         for name in ("no_proxy", "NO_PROXY"):
             inferd.env.pop(name, None)
-        inferd.env["INFERD_HOST"] = host
         try:
-            keys = {"secrets/keys.txt": "the-key\n"}
-            root = iris(tmp_path / "p", iris_onnx_model, "  auth:\n    keys_file: secrets/keys.txt\n", keys)
-            (tmp_path / "sample.json").write_text("[[5.2, 3.6, 1.4, 0.3]]")
-            inferd.run("deploy", str(root))
-            inferd.wait_status("iris", "live")
-            sample = str(tmp_path / "sample.json")
-            said = inferd.run("predict", "iris", sample, "--key", "the-key", check=False)
+            yield seen
         finally:
             stop.set()
             watcher.join()
+
+
+def test_loopback_admin_calls_never_go_through_a_proxy(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    with recording_proxy(inferd) as seen:
+        root = iris(tmp_path / "p", iris_onnx_model)
+        (tmp_path / "sample.json").write_text("[[5.2, 3.6, 1.4, 0.3]]")
+        inferd.run("deploy", str(root))
+        inferd.wait_status("iris", "live")
+        assert inferd.run("predict", "iris", str(tmp_path / "sample.json")).returncode == 0
+    token = (inferd.home / "token").read_bytes().strip()
+    for request in seen:  # the admin API and the gateway are never asked through the proxy
+        assert b"127.0.0.1" not in request and b"localhost" not in request and token not in request, request
+
+
+def test_a_sample_to_the_gateway_at_this_machine_s_hostname_never_goes_through_a_proxy(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # INFERD_HOST set to this machine's name: `inferd predict` sent the sample and the key to
+    # http_proxy (only addresses were known to be this machine's), which failed the request.
+    host = socket.gethostname()
+    try:  # a name the gateway can listen on here (a container's may name no address of its own)
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+    except OSError:  # then another name for this machine that no address check knew: 127.1
+        host = "127.1"
+    inferd.env["INFERD_HOST"] = host
+    with recording_proxy(inferd) as seen:
+        keys = {"secrets/keys.txt": "the-key\n"}
+        root = iris(tmp_path / "p", iris_onnx_model, "  auth:\n    keys_file: secrets/keys.txt\n", keys)
+        (tmp_path / "sample.json").write_text("[[5.2, 3.6, 1.4, 0.3]]")
+        inferd.run("deploy", str(root))
+        inferd.wait_status("iris", "live")
+        sample = str(tmp_path / "sample.json")
+        said = inferd.run("predict", "iris", sample, "--key", "the-key", check=False)
     assert not [request for request in seen if b"the-key" in request or host.encode() in request], seen
     assert said.returncode == 0, said.stdout + said.stderr
 

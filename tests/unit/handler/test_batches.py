@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from inferd.handler.batches import PROBES, same_prediction
+from inferd.handler.predictor import Predictor
 from tests.conftest import make_project
 from tests.unit.handler.test_predictor import build
+
+
+def batching_predictor(tmp_path: Path, model: Any, api: str) -> Predictor:
+    """A Predictor of an API ``api`` batching up to 4 samples of the ONNX ``model``."""
+    from onnx import save_model
+
+    model.ir_version = 8
+    save_model(model, str(tmp_path / "model.onnx"))
+    root = make_project(
+        tmp_path / "p",
+        f"- kind: deployment\n  name: b\n- kind: api\n  name: {api}\n  onnx:\n    model: model.onnx\n"
+        "  batching:\n    max_batch_size: 4\n",
+        {},
+        {"model.onnx": tmp_path / "model.onnx"},
+    )
+    return build(root)
 
 
 def test_a_sample_run_alone_agrees_with_its_rows_of_the_batch_to_float_noise() -> None:
@@ -38,7 +56,7 @@ def test_a_model_that_mixes_the_samples_of_a_batch_is_caught_after_a_warm_up_of_
 ) -> None:
     # y = x - mean(x over the batch): rows kept, values mixed. Identical samples agree with
     # their answer alone, so a warm-up of one payload must not use up the checks.
-    from onnx import TensorProto, helper, save_model
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph(
         [
@@ -49,17 +67,9 @@ def test_a_model_that_mixes_the_samples_of_a_batch_is_caught_after_a_warm_up_of_
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
-    model.ir_version = 8
-    save_model(model, str(tmp_path / "center.onnx"))
-    root = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: b\n- kind: api\n  name: c\n  onnx:\n    model: center.onnx\n"
-        "  batching:\n    max_batch_size: 4\n",
-        {},
-        {"center.onnx": tmp_path / "center.onnx"},
+    predictor = batching_predictor(
+        tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), "c"
     )
-    predictor = build(root)
     for _ in range(PROBES + 1):
         assert [error for _, error, _ in predictor.predict_batch([[[1, 2, 3]]] * 3)] == [None] * 3
     answers = [result for result, _, _ in predictor.predict_batch([[[1, 2, 3]], [[3, 4, 5]]])]
@@ -69,7 +79,7 @@ def test_a_model_that_mixes_the_samples_of_a_batch_is_caught_after_a_warm_up_of_
 def test_samples_that_leave_out_an_optional_input_run_as_a_batch(tmp_path: Path) -> None:
     # An ONNX optional input left out of every sample of a batch: the batch was built with every
     # input of the model, and the missing one failed the whole batch (a KeyError: 500 to each).
-    from onnx import TensorProto, helper, save_model
+    from onnx import TensorProto, helper
 
     maybe = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, ["n", 2]))
     graph = helper.make_graph(
@@ -78,17 +88,9 @@ def test_samples_that_leave_out_an_optional_input_run_as_a_batch(tmp_path: Path)
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2]), helper.make_value_info("o", maybe)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    save_model(model, str(tmp_path / "maybe.onnx"))
-    root = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: b\n- kind: api\n  name: m\n  onnx:\n    model: maybe.onnx\n"
-        "  batching:\n    max_batch_size: 4\n",
-        {},
-        {"maybe.onnx": tmp_path / "maybe.onnx"},
+    predictor = batching_predictor(
+        tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), "m"
     )
-    predictor = build(root)
     results = predictor.predict_batch([{"x": [[1, 2]]}, {"x": [[3, 4]]}])
     assert [error for _, error, _ in results] == [None, None]
     assert [result[0].tolist() for result, _, _ in results] == [[[1, 2]], [[3, 4]]]
@@ -100,7 +102,7 @@ def test_an_empty_optional_output_does_not_stop_batching(
     # onnxruntime gives an optional output that holds nothing as None: the batch was taken for
     # one whose outputs do not keep a row per sample ("batched requests run one sample at a time
     # from now on", a warning that was not true of the model)
-    from onnx import TensorProto, helper, save_model
+    from onnx import TensorProto, helper
 
     maybe = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, []))
     graph = helper.make_graph(
@@ -114,17 +116,9 @@ def test_an_empty_optional_output_does_not_stop_batching(
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
         [helper.make_value_info("o", maybe), helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    save_model(model, str(tmp_path / "maybe.onnx"))
-    root = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: b\n- kind: api\n  name: m\n  onnx:\n    model: maybe.onnx\n"
-        "  batching:\n    max_batch_size: 4\n",
-        {},
-        {"maybe.onnx": tmp_path / "maybe.onnx"},
+    predictor = batching_predictor(
+        tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), "m"
     )
-    predictor = build(root)
     with caplog.at_level(logging.WARNING, logger="inferd.handler"):
         for _ in range(PROBES + 1):
             results = predictor.predict_batch([[[1, 2]], [[3, 4]], [[5, 6]]])

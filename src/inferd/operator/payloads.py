@@ -1,9 +1,10 @@
 """Payload logs on disk: ``$INFERD_HOME/payloads/<deployment>/<api>.jsonl``, one JSON record a line.
 
 The gateway keeps sampled records in memory (``inferd.gateway.payloads``); ``PayloadWriter``
-takes them every 20 ms and appends them from a worker thread, so the event loop never
-waits on the disk. Each file rotates at its API's ``payload_log.max_size`` keeping one older
-file, so an API's payloads never take more than twice that.
+takes them every 20 ms, turns them into lines on the event loop (a few records a turn), and
+appends the lines from a worker thread, so the event loop never waits on the disk. Each file
+rotates at its API's ``payload_log.max_size`` keeping one older file, so an API's payloads never
+take more than twice that.
 """
 
 from __future__ import annotations
@@ -28,13 +29,42 @@ from inferd.operator.state import StateError
 
 log = logging.getLogger("inferd.payloads")
 
-# Seconds between writes. The worker thread holds the GIL while it turns records into lines, and
-# the event loop waits for it: small batches keep that wait short. Under a 100% shadow at one
-# connection (every request recorded), the clients' p99 was 4.8-6.2 ms with 0.2 s, 2.3-3.0 ms
-# with 0.02 s (p50 and p90 the same).
+# Seconds between writes. Under a 100% shadow at one connection (every request recorded), the
+# clients' p99 was 4.8-6.2 ms with 0.2 s, 2.3-3.0 ms with 0.02 s (p50 and p90 the same).
 FLUSH_EVERY = 0.02
+# Records turned into lines in one turn of the event loop (or fewer, once their bodies reach
+# ENCODE_BYTES): the loop serves requests between two such steps. This work was the worker
+# thread's, and a thread running Python takes the GIL from the loop in turns (the loop waited on
+# it, then each of the thread's system calls waited on the loop): under a 100% shadow at one
+# connection the gateway spent about 60 us more CPU per request than without one, and about 30
+# once the thread only wrote (bench/shadow_latency.py: client p50 1.30-1.52x -> 1.12-1.24x).
+ENCODE_CHUNK = 32
+ENCODE_BYTES = 256 * 1024
 KEEP = 1  # older files kept
 IDLE_CLOSE = 5.0  # a file not written this long is closed (a deleted API's, for `inferd prune`)
+
+
+Records = list[tuple[str, int, dict[str, Any]]]  # (API key, its log's max bytes, record)
+Lines = dict[tuple[str, int], list[bytes]]  # (API key, max bytes) -> the JSON lines for its log
+
+
+def steps(records: Records) -> Iterator[Records]:
+    """``records`` in pieces of at most ``ENCODE_CHUNK`` records or about ``ENCODE_BYTES`` of bodies."""
+    start = size = 0
+    for at, (_, _, record) in enumerate(records):
+        size += len(record.get("request") or b"") + len(record.get("response") or b"")
+        if at + 1 - start == ENCODE_CHUNK or size >= ENCODE_BYTES:
+            yield records[start : at + 1]
+            start, size = at + 1, 0
+    if start < len(records):
+        yield records[start:]
+
+
+def encode(records: Records, lines: Lines) -> Lines:
+    """Add each record, bodies parsed (``parse_bodies``), to the lines of its log."""
+    for key, limit, record in records:
+        lines.setdefault((key, limit), []).append(orjson.dumps(parse_bodies(record)))
+    return lines
 
 
 def payload_path(home: Path, key: str) -> Path:
@@ -68,14 +98,20 @@ class PayloadWriter:
     async def flush(self) -> None:
         taken = self.buffer.take()
         if taken:
-            await asyncio.to_thread(self.write, taken)
+            lines: Lines = {}
+            for step in steps(taken):
+                encode(step, lines)
+                await asyncio.sleep(0)  # the requests that arrived meanwhile go first
+            await asyncio.to_thread(self.write_lines, lines)
         elif self._written:
             self.close_idle(time.monotonic())
 
-    def write(self, records: list[tuple[str, int, dict[str, Any]]]) -> None:
-        lines: dict[tuple[str, int], list[bytes]] = {}
-        for key, limit, record in records:
-            lines.setdefault((key, limit), []).append(orjson.dumps(parse_bodies(record)))
+    def write(self, records: Records) -> None:
+        """Write ``records`` now, from this thread (the last ones, as the writer stops)."""
+        self.write_lines(encode(records, {}))
+
+    def write_lines(self, lines: Lines) -> None:
+        """Append each log's lines (the file I/O: the worker thread's part)."""
         for (key, limit), batch in lines.items():
             writer = self._logs.get(key)
             if writer is None or writer.limit != limit:

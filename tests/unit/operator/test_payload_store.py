@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from inferd.gateway import payloads as gateway_payloads
 from inferd.gateway.payloads import PayloadBuffer
+from inferd.operator import payloads
 from inferd.operator.payloads import TAIL_BYTES, PayloadWriter, payload_path, read_payloads, recent_payloads
 from inferd.operator.state import StateError
 
@@ -88,3 +93,52 @@ def test_a_read_as_the_log_rotates_leaves_no_gap(tmp_path: Path, monkeypatch: py
     assert rotated
     # the newest records before the rotation are all there, in order, with none missing
     assert 119 in indices and indices[: indices.index(119) + 1] == list(range(indices[0], 120)), indices
+
+
+def test_records_are_encoded_on_the_loop_in_steps_and_written_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker thread parsed every body: a thread running Python takes the GIL from the event
+    # loop in turns, and under a 100% shadow the clients' p50 rose 30-50% (bench/shadow_latency.py).
+    # Now the loop parses a few records a turn, serving requests in between; the thread only writes.
+    parsed_on: set[int] = set()
+    parse = gateway_payloads.parse_bodies
+
+    def watched(record: dict[str, Any]) -> dict[str, Any]:
+        parsed_on.add(threading.get_ident())
+        return parse(record)
+
+    monkeypatch.setattr(payloads, "parse_bodies", watched)
+    buffer = PayloadBuffer()
+    count = 3 * payloads.ENCODE_CHUNK + 5
+    buffer.pending = [
+        ("shop/api", 1 << 24, {"index": i, "request": b'{"x": %d}' % i, "response": b'"ok"'})
+        for i in range(count)
+    ]
+    writer = PayloadWriter(tmp_path, buffer)
+    turns = 0
+
+    async def main() -> None:
+        nonlocal turns
+        flush = asyncio.ensure_future(writer.flush())
+        while not flush.done():
+            turns += 1
+            await asyncio.sleep(0)
+        await flush
+
+    asyncio.run(main())
+    writer.close()
+    assert parsed_on == {threading.get_ident()}  # the loop's thread (asyncio.run runs it here)
+    assert turns > count // payloads.ENCODE_CHUNK  # the loop ran between the steps
+    records = read_payloads(tmp_path, "shop/api")
+    assert [r["index"] for r in records] == list(range(count))
+    assert records[7]["request"] == {"json": {"x": 7}} and records[7]["response"] == {"json": "ok"}
+
+
+def test_a_step_holds_at_most_its_count_of_records_or_about_its_bytes_of_bodies() -> None:
+    small = [("a/b", 1, {"request": b"1"}) for _ in range(70)]
+    assert [len(step) for step in payloads.steps(small)] == [32, 32, 6]
+    big = b"x" * payloads.ENCODE_BYTES
+    mixed = [("a/b", 1, {"request": b"1"}), ("a/b", 1, {"response": big}), ("a/b", 1, {"request": b"2"})]
+    assert [len(step) for step in payloads.steps(mixed)] == [2, 1]
+    assert list(payloads.steps([])) == []

@@ -18,6 +18,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from inferd.engine.priority import group_nice_of
 from tests.conftest import INFERD, make_project, wait_for
 from tests.integration.conftest import Inferd, stop_operator
 
@@ -310,6 +311,14 @@ def nice_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
+def wait_group(pid: int, own: int | None, offset: int) -> None:
+    """Wait for the autogroup of replica ``pid`` to be ``offset`` nice levels below the engine's
+    (``own``, this test's: None on a kernel without autogroups, where there is none to wait for)."""
+    if own is not None:
+        wanted = min(19, own + offset)
+        wait_for(lambda: group_nice_of(pid) == wanted, 30, f"replica {pid}'s autogroup at nice {wanted}")
+
+
 def test_a_challenger_promoted_while_it_is_the_shadow_serves_at_full_priority(
     combo: Inferd, tmp_path: Path
 ) -> None:
@@ -320,7 +329,10 @@ def test_a_challenger_promoted_while_it_is_the_shadow_serves_at_full_priority(
     base = os.getpriority(os.PRIO_PROCESS, 0)
     (shadow,) = combo.replica_pids("challenger")
     assert nice_of(shadow) == min(19, base + 10)  # a shadow yields the CPU to the champion
+    group = group_nice_of("self")  # its autogroup too, where the kernel groups sessions
+    wait_group(shadow, group, 10)
     combo.run("promote", "front", "challenger")
+    wait_group(shadow, group, 0)  # a group's nice value may be raised back without privilege
     answer = combo.post("/promo/front", {"x": 3})
     assert answer.headers["X-Inferd-Api"] == "challenger" and answer.json()["x"] == 3
     # It serves every client of the splitter now: its replicas start at inferd's own priority
@@ -338,6 +350,7 @@ def test_a_challenger_promoted_while_it_is_the_shadow_serves_at_full_priority(
     # Promoted back, it is the splitter's shadow again (weight 0), and yields the CPU again.
     combo.run("promote", "front", "champion")
     assert nice_of(started) == min(19, base + 10)
+    wait_group(started, group, 10)
     combo.run("delete", "promo")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 
+from inferd.engine.priority import group_nice_of
 from tests.conftest import make_project, wait_for
 from tests.integration.conftest import Inferd
 
@@ -69,6 +70,17 @@ def test_a_full_shadow_gets_the_requests_is_compared_and_promoted(inferd: Inferd
     base = os.getpriority(os.PRIO_PROCESS, 0)
     assert {nice_of(r["pid"]) for r in inferd.api("candidate")["replicas"]} == {min(19, base + 10)}
     assert {nice_of(r["pid"]) for r in inferd.api("champion")["replicas"]} == {base}
+    # ... and so do their autogroups, where the kernel groups each session's processes (each
+    # replica leads one): the nice value alone yielded nothing to the gateway then.
+    own = group_nice_of("self")
+    if own is not None:
+        candidates = [r["pid"] for r in inferd.api("candidate")["replicas"]]
+        wait_for(
+            lambda: {group_nice_of(pid) for pid in candidates} == {min(19, own + 10)} or None,
+            30,
+            "the shadow's replicas' autogroups to be 10 nice levels down",
+        )
+        assert {group_nice_of(r["pid"]) for r in inferd.api("champion")["replicas"]} == {0}
     count = 200
     with requests.Session() as session:
         for x in range(count):

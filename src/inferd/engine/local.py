@@ -241,6 +241,7 @@ class LocalEngine:
                     failures.step_recovered(state, self.sink, self._event)
         if self.zygotes is not None:  # deleted, or updated to another runtime: once its replicas are gone
             self.zygotes.keep_only(report.runtimes_in_use(self.apis))
+        self.priorities.settle(self.apis)
 
     def _reconcile_api(self, state: ApiState, now: float) -> None:
         state.deferred = 0

@@ -10,6 +10,16 @@ sets it as the process starts, before it loads its model, so the threads the mod
 inherit it. Lowering a priority needs no privilege; raising it back (the API stopped being a
 shadow) needs CAP_SYS_NICE, so without it the replicas keep the lower priority until they are
 replaced.
+
+A nice value alone is not enough where Linux groups processes by session (autogroups: on by
+default, ``/proc/sys/kernel/sched_autogroup_enabled``, for processes in the root cpu cgroup):
+the CPU is shared between the sessions' groups first, and a replica leads a session of its own
+(replica/group.py), so its group got a core as often as the gateway's, whatever the nice value of
+the one process in it (two busy loops on one core, each in its own session, one of them at nice
+19: 50% each). The shadow's replicas' groups get the same nice value too (``/proc/PID/autogroup``;
+then 89% and 11% at nice 0 and 10). That is done once the replica leads its session (a moment
+after it starts), and again on each step of the engine until it is done (the kernel lets a
+process without CAP_SYS_ADMIN set a group's nice value once per 100 ms).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from inferd.config.schema import ApiConfig, SplitterConfig
 from inferd.engine.state import ApiState, Replica
@@ -67,12 +78,42 @@ def set_nice(pid: int, nice: int) -> bool:
     return True
 
 
+def group_nice_of(pid: int | str) -> int | None:
+    """The nice value of the autogroup of process ``pid`` (``self`` for this one); None without one."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def set_group_nice(pid: int, nice: int) -> bool:
+    """Give the autogroup of replica ``pid`` the nice value ``nice`` once ``pid`` leads a session
+    of its own (before, its group is the one it was started in: the engine's); True when done or
+    there is nothing to do (a kernel without autogroups), False to try again later."""
+    try:
+        session = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[3])
+    except (OSError, ValueError, IndexError):
+        return False  # gone (the engine reaps it and forgets it)
+    if session != pid:
+        return False  # not yet the leader of its own session
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except FileNotFoundError:
+        return True
+    except OSError:  # EAGAIN: another group's was set in the last 100 ms
+        return False
+    return True
+
+
 class Priorities:
     """The engine's replicas at the priority their API calls for, kept as deploys change shadows."""
 
     def __init__(self) -> None:
         self.base = os.getpriority(os.PRIO_PROCESS, 0)  # what replicas inherit from the engine
         self.shadow = shadow_nice(self.base)
+        # the nice value of the engine's autogroup, which its replicas' groups compete with
+        self.group_base = group_nice_of("self")
+        self.group_shadow = None if self.group_base is None else shadow_nice(self.group_base)
         self.splitters: dict[str, tuple[SplitterConfig, ...]] = {}  # deployment -> its splitters
         self.targets: set[str] = set()  # keys of the APIs that get copies
 
@@ -93,10 +134,24 @@ class Priorities:
             for replica in state.replicas:
                 self.apply(state.key, replica)
 
+    def settle(self, apis: Mapping[str, ApiState]) -> None:
+        """Finish what ``apply`` could not do yet: the groups of replicas that had not led their
+        sessions yet, or whose turn to be set had not come (each step of the engine)."""
+        for state in apis.values():
+            for replica in state.replicas:
+                if replica.group_nice != self._group_wanted(state.key):
+                    self.apply(state.key, replica)
+
     def apply(self, key: str, replica: Replica) -> None:
         """Give ``replica`` (of API ``key``) the priority its API calls for, if it has not got it."""
         wanted = self.shadow if key in self.targets else None
-        if replica.nice == wanted:
-            return
-        if set_nice(replica.process.pid, self.base if wanted is None else wanted):
+        if replica.nice != wanted and set_nice(replica.process.pid, self.base if wanted is None else wanted):
             replica.nice = wanted
+        group = self._group_wanted(key)
+        if replica.group_nice == group or self.group_base is None:
+            return
+        if set_group_nice(replica.process.pid, self.group_base if group is None else group):
+            replica.group_nice = group
+
+    def _group_wanted(self, key: str) -> int | None:
+        return self.group_shadow if key in self.targets else None

@@ -58,6 +58,7 @@ class Replica:
     over_mem_limit: bool = False  # stopped by the engine for passing compute.mem_limit
     gpus: Claim = field(default_factory=lambda: Claim(()))  # what its CUDA_VISIBLE_DEVICES names
     nice: int | None = None  # its nice value when the engine changed it (engine/priority.py)
+    group_nice: int | None = None  # ... and its autogroup's (engine/priority.py)
     closed_at: float | None = None  # when its connection closed (it has nothing left to do)
 
     @property

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from inferd.config.schema import Api, ApiConfig, SplitterConfig, TrafficSplitter
-from inferd.engine.priority import set_nice, shadow_nice, shadow_targets
+from inferd.engine.priority import group_nice_of, set_group_nice, set_nice, shadow_nice, shadow_targets
 
 
 def api(name: str, deployment: str = "d", **extra: Any) -> ApiConfig:
@@ -82,3 +82,34 @@ def test_an_api_a_splitter_sends_clients_to_is_no_shadow() -> None:
     apis = [api("a"), api("b", shadow={"api": "a"}), api("c", shadow={"api": "b"})]
     assert shadow_targets(apis, [splitter({"a": 100, "b": 0}, "b")]) == {"d/b"}
     assert shadow_targets(apis, [splitter({"a": 0, "b": 100}, "b")]) == {"d/a"}
+
+
+def test_set_group_nice_reaches_the_autogroup_a_replica_leads_and_no_other() -> None:
+    # With autogroups (Linux's default for processes in the root cpu cgroup), a process that
+    # leads its own session, as a replica does, competes for the CPU as a group: its own nice
+    # value made no difference against the gateway (two busy loops, each in its own session, one
+    # at nice 19, got a core half each). The group's nice value does.
+    own = group_nice_of("self")
+    code = "import sys; print('up', flush=True); sys.stdin.read()"
+    for leads in (False, True):
+        with subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=leads,
+        ) as child:
+            try:
+                assert child.stdout is not None and child.stdout.readline() == "up\n"
+                wanted = min(19, (own or 0) + 3)
+                if own is None:  # a kernel without autogroups: nothing to do, and done
+                    assert set_group_nice(child.pid, wanted)
+                    continue
+                # Not yet the leader of its session: its group is this one's, left alone.
+                assert set_group_nice(child.pid, wanted) is leads
+                if leads:
+                    assert group_nice_of(child.pid) == wanted
+                assert group_nice_of("self") == own
+            finally:
+                child.kill()
+    assert not set_group_nice(child.pid, 10)  # gone

@@ -51,7 +51,12 @@ class ReplicaSink(Protocol):
         ...
 
     def in_flight(self, api: str) -> int:
-        """Requests of API ``api`` queued or running now: the autoscaling signal."""
+        """Requests of API ``api`` queued or running now (shadow copies included)."""
+        ...
+
+    def load(self, api: str) -> int:
+        """The autoscaling signal: ``in_flight``, shadow copies counted by the replicas they keep
+        busy (they go to a replica in groups)."""
         ...
 
     def arrivals(self, api: str) -> int:

@@ -259,7 +259,7 @@ class LocalEngine:
         state.desired = schedule.desired(
             state,
             now,
-            self.sink.in_flight(state.key),
+            self.sink.load(state.key),
             arrivals != state.arrivals,
             self.fixed_replicas,
             self.capacity,

@@ -189,6 +189,10 @@ class ApiTable:
         queue = self.apis.get(api)
         return 0 if queue is None else queue.in_flight
 
+    def load(self, api: str) -> int:
+        queue = self.apis.get(api)
+        return 0 if queue is None else queue.load
+
     def arrivals(self, api: str) -> int:
         queue = self.apis.get(api)
         return 0 if queue is None else queue.arrivals

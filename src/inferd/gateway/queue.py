@@ -79,6 +79,7 @@ class ApiQueue:
         # Shadow copies of another API's requests (gateway/shadow.py): a replica takes one only
         # when no request of this API waits.
         self.copies = Waiting()
+        self.copying: set[ReplicaHandle] = set()  # the replicas running copies (not requests)
         self.running = 0
         self.arrivals = 0  # requests and copies submitted so far (the autoscaler's "not idle")
         self.info: dict[str, Any] = {}
@@ -132,6 +133,20 @@ class ApiQueue:
         return self.running + len(self.waiting) + len(self.copies)
 
     @property
+    def load(self) -> int:
+        """The autoscaling signal: ``in_flight``, but shadow copies count by the replicas they keep
+        busy. Copies go to a replica in groups (``_send_group``), so a group running or waiting is
+        one replica's work: counted one by one, a shadow of one connection's traffic was
+        scaled to 4 replicas, one of which took every group."""
+        copies = len(self.copies)
+        if copies:
+            copies = -(-copies // (PIPELINE if self.service < FAST else 1))
+        running = self.running
+        for handle in self.copying:
+            running -= len(self.busy.get(handle, ())) - 1
+        return running + len(self.waiting) + copies
+
+    @property
     def full(self) -> bool:
         """No idle replica and ``max_queue_length`` requests already waiting."""
         if self.idle or len(self.waiting) < self.max_queue_length:
@@ -170,9 +185,14 @@ class ApiQueue:
         return len(taken)
 
     def _send(
-        self, handle: ReplicaHandle, requests: list[QueuedRequest], kind: bytes, bodies: list[bytes]
+        self,
+        handle: ReplicaHandle,
+        requests: list[QueuedRequest],
+        kind: bytes,
+        bodies: list[bytes],
+        copies: bool = False,
     ) -> None:
-        self._assign(handle, requests)
+        self._assign(handle, requests, copies)
         if len(bodies) == 1:
             handle.send(kind, bodies[0], requests[0])
         else:
@@ -187,6 +207,7 @@ class ApiQueue:
             self.busy[handle] = self.busy[handle][len(answers) :]
         else:
             done = self.busy.pop(handle, None)
+            self.copying.discard(handle)
             if done:  # the replica's time per request, smoothed
                 each = (perf_counter() - done[0].sent_at) / len(done)
                 self.service += (each - self.service) * 0.25
@@ -208,7 +229,7 @@ class ApiQueue:
                     self._send_group(handle, copies)
                     return
                 request, kind, body = copies.popleft()
-                self._send(handle, [request], kind, [body])
+                self._send(handle, [request], kind, [body], copies=True)
                 return
             self.idle.append(handle)
             return
@@ -255,11 +276,11 @@ class ApiQueue:
             self._next(handle)
             return
         self.pipelined += len(requests) - 1
-        self._assign(handle, requests)
+        self._assign(handle, requests, line is not None)
         handle.send_group(kinds, bodies, list(requests))
 
-    def _assign(self, handle: ReplicaHandle, requests: list[QueuedRequest]) -> None:
-        """``requests`` run on ``handle`` from now on."""
+    def _assign(self, handle: ReplicaHandle, requests: list[QueuedRequest], copies: bool = False) -> None:
+        """``requests`` (shadow ``copies``) run on ``handle`` from now on."""
         now = perf_counter()
         replica_id = handle.replica_id
         for request in requests:
@@ -267,6 +288,8 @@ class ApiQueue:
             request.replica_id = replica_id
         self.running += len(requests)
         self.busy[handle] = requests
+        if copies:
+            self.copying.add(handle)
 
     def _send_batch(self, handle: ReplicaHandle, limit: int) -> None:
         requests: list[QueuedRequest] = []
@@ -370,6 +393,7 @@ class ApiQueue:
         if isinstance(body, str):
             body = codec.error_body(body)
         del self.busy[handle]
+        self.copying.discard(handle)
         self.running -= len(requests)
         self.remove(handle)
         for waiter in handle.abandon():

@@ -40,6 +40,9 @@ class Sink:
     def in_flight(self, api: str) -> int:
         return 0
 
+    def load(self, api: str) -> int:
+        return 0
+
     def arrivals(self, api: str) -> int:
         return 0
 

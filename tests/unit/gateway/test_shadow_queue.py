@@ -70,6 +70,34 @@ def test_copies_are_not_shared_out_among_idle_replicas() -> None:
     assert [w for h in handles for w in h.writes] == [8]
 
 
+def test_the_autoscaling_load_counts_copies_by_the_replicas_they_keep_busy() -> None:
+    # Counted one by one (in_flight), eight copies sent to one replica at once asked for eight
+    # replicas' worth: a shadow of one connection's traffic was scaled to 4 replicas, one of
+    # which took every group.
+    queue, handles = api_queue(2, service=0.0001)
+    assert queue.submit_copies([(Request(), messages.PREDICT, b"{}") for _ in range(8)]) == 8
+    assert queue.in_flight == 8 and queue.load == 1  # one replica runs them
+    (first,) = [h for h in handles if h.waiters]
+    (second,) = [h for h in handles if h is not first]
+    queue.submit(Request(), messages.PREDICT, b"{}")  # a request of its own: one more
+    assert queue.load == 2
+    waiting = [(Request(), messages.PREDICT, b"{}") for _ in range(9)]
+    assert queue.submit_copies(waiting) == 9  # both replicas busy: they wait (two groups' work)
+    assert queue.in_flight == 18 and queue.load == 4
+    first.answer(3)  # part of the group answered: the replica is still at it
+    assert queue.load == 4
+    first.answer(5)  # done: it takes the next eight waiting copies
+    assert queue.load == 3 and len(queue.copies) == 1
+    second.answer(1)
+    first.answer(8)
+    second.answer(1)
+    assert queue.in_flight == 0 and queue.load == 0 and not queue.copying
+    # A slow shadow takes its copies one at a time: each one is a replica's work then.
+    slow, _ = api_queue(1, service=0.05)
+    assert slow.submit_copies([(Request(), messages.PREDICT, b"{}") for _ in range(3)]) == 3
+    assert slow.load == 3
+
+
 class Conn:
     """What ``Shadows`` reads of a client connection once its request was answered."""
 

@@ -80,14 +80,15 @@ class PayloadWriter:
         self.buffer = buffer
         self._logs: dict[str, RotatingLog] = {}
         self._written: dict[str, float] = {}  # key -> when its file was last written (monotonic)
+        self._encoding: Records = []  # taken by a flush, not yet handed to the worker thread
 
     async def run_forever(self) -> None:
         try:
             while True:
                 await asyncio.sleep(FLUSH_EVERY)
                 await self.flush()
-        finally:
-            self.write(self.buffer.take())
+        finally:  # (the records a flush was turning into lines when stopped are written too)
+            self.write(self._encoding + self.buffer.take())
             self.close()
 
     def close(self) -> None:
@@ -99,9 +100,11 @@ class PayloadWriter:
         taken = self.buffer.take()
         if taken:
             lines: Lines = {}
+            self._encoding = taken
             for step in steps(taken):
                 encode(step, lines)
                 await asyncio.sleep(0)  # the requests that arrived meanwhile go first
+            self._encoding = []
             await asyncio.to_thread(self.write_lines, lines)
         elif self._written:
             self.close_idle(time.monotonic())

@@ -142,3 +142,29 @@ def test_a_step_holds_at_most_its_count_of_records_or_about_its_bytes_of_bodies(
     mixed = [("a/b", 1, {"request": b"1"}), ("a/b", 1, {"response": big}), ("a/b", 1, {"request": b"2"})]
     assert [len(step) for step in payloads.steps(mixed)] == [2, 1]
     assert list(payloads.steps([])) == []
+
+
+def test_records_a_stopped_writer_was_encoding_are_written_as_it_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer is cancelled as the operator stops, maybe between two steps of a flush: the
+    # records that flush had taken from the buffer were dropped with it.
+    buffer = PayloadBuffer()
+    count = 3 * payloads.ENCODE_CHUNK
+    buffer.pending = [("shop/api", 1 << 24, {"index": i, "request": b"[%d]" % i}) for i in range(count)]
+    writer = PayloadWriter(tmp_path, buffer)
+    monkeypatch.setattr(payloads, "FLUSH_EVERY", 0)
+    encode = payloads.encode
+
+    async def main() -> None:
+        def first_step_then_stop(records: payloads.Records, lines: payloads.Lines) -> payloads.Lines:
+            running.cancel()  # lands at the flush's next step
+            return encode(records, lines)
+
+        monkeypatch.setattr(payloads, "encode", first_step_then_stop)
+        running = asyncio.ensure_future(writer.run_forever())
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    asyncio.run(main())
+    assert [r["index"] for r in read_payloads(tmp_path, "shop/api")] == list(range(count))

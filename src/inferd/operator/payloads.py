@@ -80,6 +80,10 @@ class PayloadWriter:
         self.buffer = buffer
         self._logs: dict[str, RotatingLog] = {}
         self._written: dict[str, float] = {}  # key -> when its file was last written (monotonic)
+        # What a stop in the middle of ``flush`` must still see to: the records it took, until
+        # the worker thread has their lines; then that thread's write.
+        self._taken: Records = []
+        self._writing: asyncio.Future[None] | None = None
 
     async def run_forever(self) -> None:
         try:
@@ -87,7 +91,10 @@ class PayloadWriter:
                 await asyncio.sleep(FLUSH_EVERY)
                 await self.flush()
         finally:
-            self.write(self.buffer.take())
+            if self._writing is not None:  # its lines first, and no file closed under it
+                await asyncio.wait([self._writing])
+            taken, self._taken = self._taken, []  # (turning into lines again is harmless)
+            self.write(taken + self.buffer.take())
             self.close()
 
     def close(self) -> None:
@@ -96,13 +103,16 @@ class PayloadWriter:
         self._logs.clear()
 
     async def flush(self) -> None:
-        taken = self.buffer.take()
+        taken = self._taken = self.buffer.take()
         if taken:
             lines: Lines = {}
             for step in steps(taken):
                 encode(step, lines)
                 await asyncio.sleep(0)  # the requests that arrived meanwhile go first
-            await asyncio.to_thread(self.write_lines, lines)
+            self._taken = []
+            self._writing = asyncio.get_running_loop().run_in_executor(None, self.write_lines, lines)
+            await asyncio.shield(self._writing)  # a stop meanwhile waits for it (``run_forever``)
+            self._writing = None
         elif self._written:
             self.close_idle(time.monotonic())
 

@@ -52,7 +52,10 @@ def steps(records: Records) -> Iterator[Records]:
     """``records`` in pieces of at most ``ENCODE_CHUNK`` records or about ``ENCODE_BYTES`` of bodies."""
     start = size = 0
     for at, (_, _, record) in enumerate(records):
+        shadow = record.get("shadow")
         size += len(record.get("request") or b"") + len(record.get("response") or b"")
+        if isinstance(shadow, dict):  # its answer is parsed too
+            size += len(shadow.get("response") or b"")
         if at + 1 - start == ENCODE_CHUNK or size >= ENCODE_BYTES:
             yield records[start : at + 1]
             start, size = at + 1, 0

@@ -203,3 +203,11 @@ def test_a_writer_stopped_while_its_thread_writes_waits_for_it(
     asyncio.run(main())  # (waits for the worker thread as it ends)
     assert [r["index"] for r in read_payloads(tmp_path, "shop/api")] == list(range(5))
     assert not writer._logs  # every file closed, none reopened behind the stop
+
+
+def test_a_step_counts_the_shadows_answer_among_its_bytes() -> None:
+    # A record holds its shadow's answer too, parsed with the rest: 32 records of a shadow
+    # answering 200 KiB each were one step of 6 MiB, parsed in one turn of the event loop.
+    big = b"x" * (payloads.ENCODE_BYTES // 2)
+    records = [("a/b", 1, {"request": b"1", "response": b"2", "shadow": {"response": big}}) for _ in range(4)]
+    assert [len(step) for step in payloads.steps(records)] == [2, 2]

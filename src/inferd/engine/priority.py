@@ -18,8 +18,9 @@ the CPU is shared between the sessions' groups first, and a replica leads a sess
 the one process in it (two busy loops on one core, each in its own session, one of them at nice
 19: 50% each). The shadow's replicas' groups get the same nice value too (``/proc/PID/autogroup``;
 then 89% and 11% at nice 0 and 10). That is done once the replica leads its session (a moment
-after it starts), and again on each step of the engine until it is done (the kernel lets a
-process without CAP_SYS_ADMIN set a group's nice value once per 100 ms).
+after it starts), and again on each step of the engine until it is done (without CAP_SYS_ADMIN,
+the kernel sets one group's nice value per 100 ms for the whole machine: a shadow's replicas get
+theirs one a step, the others told EAGAIN).
 """
 
 from __future__ import annotations

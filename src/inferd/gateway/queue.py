@@ -137,10 +137,12 @@ class ApiQueue:
         """The autoscaling signal: ``in_flight``, but shadow copies count by the replicas they keep
         busy. Copies go to a replica in groups (``_send_group``), so a group running or waiting is
         one replica's work: counted one by one, a shadow of one connection's traffic was
-        scaled to 4 replicas, one of which took every group."""
+        scaled to 4 replicas, one of which took every group. Where they go one at a time (``_next``:
+        a slow or batching API, replicas that stream, pipelining off), each waiting one is one."""
         copies = len(self.copies)
-        if copies:
-            copies = -(-copies // (PIPELINE if self.service < FAST else 1))
+        grouped = PIPELINE > 1 and self.batching is None and self.service < FAST
+        if copies > 1 and grouped and (not self.replicas or any(h.pipeline for h in self.replicas)):
+            copies = -(-copies // PIPELINE)
         running = self.running
         for handle in self.copying:
             running -= len(self.busy.get(handle, ())) - 1

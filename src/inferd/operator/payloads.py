@@ -52,7 +52,10 @@ def steps(records: Records) -> Iterator[Records]:
     """``records`` in pieces of at most ``ENCODE_CHUNK`` records or about ``ENCODE_BYTES`` of bodies."""
     start = size = 0
     for at, (_, _, record) in enumerate(records):
+        shadow = record.get("shadow")
         size += len(record.get("request") or b"") + len(record.get("response") or b"")
+        if isinstance(shadow, dict):  # its answer is parsed too
+            size += len(shadow.get("response") or b"")
         if at + 1 - start == ENCODE_CHUNK or size >= ENCODE_BYTES:
             yield records[start : at + 1]
             start, size = at + 1, 0
@@ -80,15 +83,21 @@ class PayloadWriter:
         self.buffer = buffer
         self._logs: dict[str, RotatingLog] = {}
         self._written: dict[str, float] = {}  # key -> when its file was last written (monotonic)
-        self._encoding: Records = []  # taken by a flush, not yet handed to the worker thread
+        # What a stop in the middle of ``flush`` must still see to: the records it took, until
+        # the worker thread has their lines; then that thread's write.
+        self._taken: Records = []
+        self._writing: asyncio.Future[None] | None = None
 
     async def run_forever(self) -> None:
         try:
             while True:
                 await asyncio.sleep(FLUSH_EVERY)
                 await self.flush()
-        finally:  # (the records a flush was turning into lines when stopped are written too)
-            self.write(self._encoding + self.buffer.take())
+        finally:
+            if self._writing is not None:  # its lines first, and no file closed under it
+                await asyncio.wait([self._writing])
+            taken, self._taken = self._taken, []  # (turning into lines again is harmless)
+            self.write(taken + self.buffer.take())
             self.close()
 
     def close(self) -> None:
@@ -97,15 +106,16 @@ class PayloadWriter:
         self._logs.clear()
 
     async def flush(self) -> None:
-        taken = self.buffer.take()
+        taken = self._taken = self.buffer.take()
         if taken:
             lines: Lines = {}
-            self._encoding = taken
             for step in steps(taken):
                 encode(step, lines)
                 await asyncio.sleep(0)  # the requests that arrived meanwhile go first
-            self._encoding = []
-            await asyncio.to_thread(self.write_lines, lines)
+            self._taken = []
+            self._writing = asyncio.get_running_loop().run_in_executor(None, self.write_lines, lines)
+            await asyncio.shield(self._writing)  # a stop meanwhile waits for it (``run_forever``)
+            self._writing = None
         elif self._written:
             self.close_idle(time.monotonic())
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from inferd.config.blocks import Batching
+from inferd.gateway import queue as queue_module
 from inferd.gateway import shadow as shadow_module
 from inferd.gateway.payloads import PayloadBuffer
+from inferd.gateway.queue import ApiQueue
 from inferd.gateway.shadow import ShadowRoute, Shadows
 from inferd.replica import messages
 from tests.unit.gateway.test_queue_pipeline import Request, api_queue, still_clock
@@ -156,3 +161,28 @@ def test_a_copy_no_replica_took_is_dropped_not_an_error_of_the_shadow() -> None:
         assert (route.answered, route.errors, route.dropped) == (0, 0, 1)
 
     asyncio.run(scenario())
+
+
+def test_the_autoscaling_load_counts_copies_one_by_one_where_they_go_one_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Waiting copies were counted 8 to a replica whenever the shadow was fast, though a batching
+    # shadow, a streaming one, or any with pipelining turned off takes them one at a time: their
+    # autoscaler saw an eighth of their work (and INFERD_PIPELINE=0 divided by zero in the
+    # engine's step, the shadow API in error).
+    def busy_with_copies(queue: ApiQueue) -> ApiQueue:
+        queue.submit(Request(), messages.PREDICT, b"{}")  # its one replica busy: copies wait
+        assert queue.submit_copies([(Request(), messages.PREDICT, b"{}") for _ in range(16)]) == 16
+        return queue
+
+    batching, _ = api_queue(1, service=0.0001)
+    batching.batching = Batching(max_batch_size=4)
+    assert busy_with_copies(batching).load == 1 + 16
+    streaming, (handle,) = api_queue(1, service=0.0001)
+    handle.pipeline = False  # its replicas stream
+    assert busy_with_copies(streaming).load == 1 + 16
+    for pipeline in (1, 0):  # INFERD_PIPELINE=1 or 0: turned off
+        monkeypatch.setattr(queue_module, "PIPELINE", pipeline)
+        assert busy_with_copies(api_queue(1, service=0.0001)[0]).load == 1 + 16
+    monkeypatch.setattr(queue_module, "PIPELINE", 8)
+    assert busy_with_copies(api_queue(1, service=0.0001)[0]).load == 1 + 2  # in two groups of 8

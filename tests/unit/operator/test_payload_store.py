@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -144,27 +145,69 @@ def test_a_step_holds_at_most_its_count_of_records_or_about_its_bytes_of_bodies(
     assert list(payloads.steps([])) == []
 
 
-def test_records_a_stopped_writer_was_encoding_are_written_as_it_stops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The writer is cancelled as the operator stops, maybe between two steps of a flush: the
-    # records that flush had taken from the buffer were dropped with it.
+def records_of(first: int, count: int) -> list[tuple[str, int, dict[str, Any]]]:
+    return [("shop/api", 1 << 24, {"index": i, "request": b"%d" % i}) for i in range(first, first + count)]
+
+
+def test_a_writer_stopped_between_two_steps_still_writes_the_records_it_took(tmp_path: Path) -> None:
+    # The stop came while the event loop turned a flush's records into lines (the writer awaits
+    # between two steps): those records had left the buffer, and the last write, of the buffer
+    # only, lost them.
     buffer = PayloadBuffer()
-    count = 3 * payloads.ENCODE_CHUNK
-    buffer.pending = [("shop/api", 1 << 24, {"index": i, "request": b"[%d]" % i}) for i in range(count)]
+    count = 2 * payloads.ENCODE_CHUNK + 1
+    buffer.pending = records_of(0, count)
     writer = PayloadWriter(tmp_path, buffer)
-    monkeypatch.setattr(payloads, "FLUSH_EVERY", 0)
-    encode = payloads.encode
 
     async def main() -> None:
-        def first_step_then_stop(records: payloads.Records, lines: payloads.Lines) -> payloads.Lines:
-            running.cancel()  # lands at the flush's next step
-            return encode(records, lines)
-
-        monkeypatch.setattr(payloads, "encode", first_step_then_stop)
-        running = asyncio.ensure_future(writer.run_forever())
-        with pytest.raises(asyncio.CancelledError):
-            await running
+        task = asyncio.ensure_future(writer.run_forever())
+        while buffer.pending:  # not taken yet
+            await asyncio.sleep(0.001)
+        buffer.pending = records_of(count, 3)  # and more came meanwhile
+        task.cancel()  # the flush awaits between its first two steps
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     asyncio.run(main())
-    assert [r["index"] for r in read_payloads(tmp_path, "shop/api")] == list(range(count))
+    assert [r["index"] for r in read_payloads(tmp_path, "shop/api")] == list(range(count + 3))
+
+
+def test_a_writer_stopped_while_its_thread_writes_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stop came while the worker thread wrote a flush's lines: the last records were written
+    # before them (out of order), and the files were closed under the thread.
+    buffer = PayloadBuffer()
+    buffer.pending = records_of(0, 3)
+    writer = PayloadWriter(tmp_path, buffer)
+    writing, go_on = threading.Event(), threading.Event()
+    write_lines = writer.write_lines
+
+    def slow(lines: payloads.Lines) -> None:
+        if threading.current_thread() is not threading.main_thread() and not writing.is_set():
+            writing.set()
+            go_on.wait(30)
+        write_lines(lines)
+
+    monkeypatch.setattr(writer, "write_lines", slow)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(writer.run_forever())
+        while not writing.is_set():
+            await asyncio.sleep(0.001)
+        buffer.pending = records_of(3, 2)
+        task.cancel()
+        asyncio.get_running_loop().call_soon(go_on.set)  # the thread finishes after the stop began
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())  # (waits for the worker thread as it ends)
+    assert [r["index"] for r in read_payloads(tmp_path, "shop/api")] == list(range(5))
+    assert not writer._logs  # every file closed, none reopened behind the stop
+
+
+def test_a_step_counts_the_shadows_answer_among_its_bytes() -> None:
+    # A record holds its shadow's answer too, parsed with the rest: 32 records of a shadow
+    # answering 200 KiB each were one step of 6 MiB, parsed in one turn of the event loop.
+    big = b"x" * (payloads.ENCODE_BYTES // 2)
+    records = [("a/b", 1, {"request": b"1", "response": b"2", "shadow": {"response": big}}) for _ in range(4)]
+    assert [len(step) for step in payloads.steps(records)] == [2, 2]

@@ -129,16 +129,14 @@ class ApiQueue:
 
     @property
     def in_flight(self) -> int:
-        """Requests queued or running, shadow copies included: the autoscaling signal."""
+        """Requests queued or running, shadow copies included (``inferd get``, /metrics, drains)."""
         return self.running + len(self.waiting) + len(self.copies)
 
     @property
     def load(self) -> int:
-        """The autoscaling signal: ``in_flight``, but shadow copies count by the replicas they keep
-        busy. Copies go to a replica in groups (``_send_group``), so a group running or waiting is
-        one replica's work: counted one by one, a shadow of one connection's traffic was
-        scaled to 4 replicas, one of which took every group. Where they go one at a time (``_next``:
-        a slow or batching API, replicas that stream, pipelining off), each waiting one is one."""
+        """The autoscaling signal: ``in_flight``, but a group of shadow copies (``_send_group``) is
+        one replica's work (counted one by one, a shadow of one connection's traffic was scaled to
+        4 replicas); copies that go one at a time (``_next``) count one by one."""
         copies = len(self.copies)
         grouped = PIPELINE > 1 and self.batching is None and self.service < FAST
         if copies > 1 and grouped and (not self.replicas or any(h.pipeline for h in self.replicas)):

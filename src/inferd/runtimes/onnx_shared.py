@@ -43,6 +43,7 @@ from typing import TextIO
 
 from inferd.onnxdata import external_files
 from inferd.runtimes.base import utf8_path
+from inferd.runtimes.onnx_dequantize import dequantized_each_run, weight_only_quantized
 from inferd.storage import cache_dir, file_digest, scratch_folder
 
 log = logging.getLogger("inferd.replica")
@@ -52,8 +53,6 @@ INLINE_BYTES = 1024  # smaller initializers stay inside the model file
 MODEL_NAME = "model.onnx"
 WEIGHTS_NAME = "weights.bin"
 UNPACKED_NAME = "unpacked"  # marks a copy that holds dequantized weights: load it without pre-packing
-QUANTIZED = frozenset({2, 3, 4, 5, 6})  # onnx's UINT8, INT8, UINT16, INT16, INT32
-PACKED_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose"})  # kernels that pre-pack weights
 LOCK_NAME = re.compile(r"^\.([0-9a-f]{32})\.lock$")  # a copy's lock: made beside it, kept while it is
 USERS = "replicas"  # one empty file per process that loaded the copy, named by its pid
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
@@ -299,11 +298,21 @@ def write_copy(model_path: Path, folder: Path) -> None:
     """Have onnxruntime write ``model_path`` optimized into ``folder``, weights in one data file.
 
     ``save_external_prepacked_constant_initializers`` puts the pre-packed MatMul weights in the
-    data file too, so a replica maps them as well instead of packing a private copy.
+    data file too, so a replica maps them as well instead of packing a private copy. A weight-only
+    quantized model that the plain load dequantizes on every run is written again with its
+    weights dequantized (``_optimize``).
     """
+    _optimize(model_path, folder, dequantize=False)
+    if weight_only_quantized(model_path) and dequantized_each_run(model_path, folder / MODEL_NAME):
+        for name in (MODEL_NAME, WEIGHTS_NAME):
+            (folder / name).unlink(missing_ok=True)
+        _optimize(model_path, folder, dequantize=True)
+        (folder / UNPACKED_NAME).touch()
+
+
+def _optimize(model_path: Path, folder: Path, dequantize: bool) -> None:
     import onnxruntime as ort
 
-    dequantize = weight_only_quantized(model_path)
     options = ort.SessionOptions()
     options.log_severity_level = 4  # the plain load reports errors; the copy stays on this machine
     options.intra_op_num_threads = 1
@@ -325,32 +334,6 @@ def write_copy(model_path: Path, folder: Path) -> None:
         ort.InferenceSession(
             utf8_path(model_path, opened), sess_options=options, providers=["CPUExecutionProvider"]
         )
-    if dequantize:
-        (folder / UNPACKED_NAME).touch()
-
-
-def weight_only_quantized(model_path: Path) -> bool:
-    """Whether the model's only quantized tensors are weights (8, 16 or 32-bit initializers that
-    ``DequantizeLinear`` nodes turn into floats), its activations float: onnxruntime keeps such
-    nodes to fuse them with quantized activations, so without any it dequantizes on every run."""
-    try:
-        import onnx
-
-        graph = onnx.load(str(model_path), load_external_data=False).graph
-    except Exception:  # no onnx package, or a model the converter reports
-        return False
-    types = {init.name: init.data_type for init in graph.initializer}
-    ops = [node.op_type for node in graph.node]
-    dequantized = [node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"]
-    # float weights multiplied directly would lose their pre-packing, and the answers their bits
-    packed = [node.input[1] for node in graph.node if node.op_type in PACKED_OPS and len(node.input) > 1]
-    return (
-        bool(dequantized)
-        and "QuantizeLinear" not in ops
-        and "DynamicQuantizeLinear" not in ops
-        and all(types.get(name) in QUANTIZED for name in dequantized)
-        and not any(name in types and types[name] not in QUANTIZED for name in packed)
-    )
 
 
 def populate(copy: Path) -> None:

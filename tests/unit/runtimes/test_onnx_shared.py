@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from inferd import onnxdata
-from inferd.runtimes import load_runtime, onnx_shared
+from inferd.runtimes import load_runtime, onnx_dequantize, onnx_shared
 from inferd.storage import CREATED_MARK
 from tests.conftest import wait_for
 
@@ -405,23 +405,56 @@ def test_weight_only_quantized_weights_are_shared_dequantized(
     np.testing.assert_array_equal(shared.run({"x": rows.copy()})[0], plain.run({"x": rows.copy()})[0])
 
 
+def test_weights_onnxruntime_fuses_out_of_dequantize_answer_as_the_plain_load(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one int8 DequantizeLinear before one MatMul: onnxruntime 1.32 fuses the pair into a
+    # MatMulNBits of 8 bits (int8 arithmetic); the copy multiplied the dequantized floats instead,
+    # and a replica's answers were off the plain load's by up to 2% (1.0 in 52)
+    rng = np.random.default_rng(8)
+    graph = helper.make_graph(
+        [
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["w"], axis=1),
+            helper.make_node("MatMul", ["x", "w"], ["y"]),
+        ],
+        "fused",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1024])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2048])],
+        [
+            numpy_helper.from_array(rng.integers(-127, 128, (1024, 2048), dtype=np.int8), "q"),
+            numpy_helper.from_array((rng.random(2048) * 0.01 + 0.001).astype(np.float32), "s"),
+            numpy_helper.from_array(np.zeros(2048, dtype=np.int8), "z"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(tmp_path / "fused.onnx"))
+    rows = rng.standard_normal((3, 1024)).astype(np.float32)
+    monkeypatch.setattr(onnx_shared, "MIN_SHARED_BYTES", 0)
+    shared = load_runtime("onnx", tmp_path / "fused.onnx")
+    assert mapped_copies(home)
+    monkeypatch.setenv("INFERD_SHARE_WEIGHTS", "0")
+    plain = load_runtime("onnx", tmp_path / "fused.onnx")
+    np.testing.assert_array_equal(shared.run({"x": rows.copy()})[0], plain.run({"x": rows.copy()})[0])
+
+
 def test_only_weight_only_quantized_models_are_dequantized_in_the_copy(tmp_path: Path) -> None:
     # activations quantized too (QuantizeLinear), or float weights multiplied beside the int8
     # ones: onnxruntime's own fusions and pre-packing stay, so the copy keeps the plain answers
     model = weight_only_int8_model(tmp_path / "int8.onnx")
-    assert onnx_shared.weight_only_quantized(model)
+    assert onnx_dequantize.weight_only_quantized(model)
     loaded = onnx.load(str(model))
     mixed = tmp_path / "mixed.onnx"
     loaded.graph.node[1].input[1] = "f0"
     loaded.graph.initializer.append(numpy_helper.from_array(np.ones((1024, 2048), dtype=np.float32), "f0"))
     onnx.save_model(loaded, str(mixed))
-    assert not onnx_shared.weight_only_quantized(mixed)
+    assert not onnx_dequantize.weight_only_quantized(mixed)
     quantized = tmp_path / "qdq.onnx"
     loaded = onnx.load(str(model))
     loaded.graph.node.insert(0, helper.make_node("QuantizeLinear", ["x", "s0", "z0"], ["xq"]))
     onnx.save_model(loaded, str(quantized))
-    assert not onnx_shared.weight_only_quantized(quantized)
-    assert not onnx_shared.weight_only_quantized(tmp_path / "missing.onnx")
+    assert not onnx_dequantize.weight_only_quantized(quantized)
+    assert not onnx_dequantize.weight_only_quantized(tmp_path / "missing.onnx")
 
 
 # Run in a fresh interpreter: how much of the copy's weights a replica holds once it has loaded.

@@ -312,27 +312,38 @@ def fit_shape(array: np.ndarray[Any, Any], spec: TensorSpec, drop_units: bool = 
     )
 
 
-def shares_dimension_names(specs: list[TensorSpec]) -> bool:
-    """Whether a dimension name (ONNX's ``batch``) stands in more than one place of the inputs."""
-    names = [name for spec in specs for name in spec.dim_names or () if name is not None]
-    return len(names) != len(set(names))
+DimensionGroups = tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...]
 
 
-def check_dimension_names(arrays: dict[str, np.ndarray[Any, Any]], specs: list[TensorSpec]) -> None:
-    """Dimensions the model names alike have one size: onnxruntime does not check, and a model
-    that adds ``a`` [n, 2] to ``b`` [n, 2] would broadcast one row of ``a`` over two of ``b``."""
-    seen: dict[str, tuple[str, int]] = {}
+def dimension_groups(specs: list[TensorSpec]) -> DimensionGroups:
+    """Each dimension name (ONNX's ``batch``) that stands in more than one place of the inputs,
+    with those places: (input, its rank, axis), in the inputs' order. Empty: none to check."""
+    places: dict[str, list[tuple[str, int, int]]] = {}
     for spec in specs:
-        array = arrays.get(spec.name)
-        if spec.dim_names is None or array is None or array.ndim != len(spec.dim_names):
-            continue
-        for name, size in zip(spec.dim_names, array.shape, strict=True):
-            if name is None:
+        for axis, name in enumerate(spec.dim_names or ()):
+            if name is not None:
+                places.setdefault(name, []).append((spec.name, len(spec.dim_names or ()), axis))
+    return tuple((name, tuple(where)) for name, where in places.items() if len(where) > 1)
+
+
+def check_dimension_names(arrays: dict[str, np.ndarray[Any, Any]], groups: DimensionGroups) -> None:
+    """Dimensions the model names alike have one size: onnxruntime does not check, and a model
+    that adds ``a`` [n, 2] to ``b`` [n, 2] would broadcast one row of ``a`` over two of ``b``.
+    ``groups`` is ``dimension_groups`` of the model's inputs, made once (a name in one place
+    only cannot disagree: the check costs a look per shared name, not per dimension)."""
+    for name, places in groups:
+        first = ""
+        known = 0
+        for input_name, rank, axis in places:
+            array = arrays.get(input_name)
+            if array is None or array.ndim != rank:
                 continue
-            first, known = seen.setdefault(name, (spec.name, size))
-            if known != size:
+            size = array.shape[axis]
+            if not first:
+                first, known = input_name, size
+            elif size != known:
                 raise InputError(
-                    f"input '{spec.name}': dimension '{name}' is {size}, but input '{first}' has it "
+                    f"input '{input_name}': dimension '{name}' is {size}, but input '{first}' has it "
                     f"{known} (the model names both '{name}', so they must be equal)"
                 )
 

@@ -22,8 +22,9 @@ from inferd.handler import cortex_paths, legacy_imports, numpy_compat, python_co
 from inferd.handler.batches import RowCheck, stack_key
 from inferd.handler.convert import (
     MAP_TYPE,
+    DimensionGroups,
     check_dimension_names,
-    shares_dimension_names,
+    dimension_groups,
     stacks_by_rows,
     to_model_inputs,
 )
@@ -71,7 +72,8 @@ class Predictor:
         # Seconds spent in each stage of the last predict() (read by the replica for metrics).
         self.timings: dict[str, float] = {}
         self._ignored: set[str] = set()  # ONNX input keys already logged as ignored
-        self._named_dimensions = False  # whether inputs share a dimension name (ONNX's "batch")
+        # the dimension names (ONNX's "batch") the inputs share, and where (none: nothing to check)
+        self._named_dimensions: DimensionGroups = ()
         self._whole_map = False  # whether the one input is an ONNX map (a body may be the map)
         self._v09 = api.v09_handlers  # read once: the property costs ~0.5 us, twice a request
         python_path = None if api.python_path is None else (project_root / api.python_path).resolve()
@@ -102,7 +104,7 @@ class Predictor:
         devices = devices_of(api) if devices is None else devices
         self.runtime = load_runtime(api.model_format, model_path, signature_key, devices)
         self._input_names = frozenset(spec.name for spec in self.runtime.inputs)
-        self._named_dimensions = shares_dimension_names(self.runtime.inputs)
+        self._named_dimensions = dimension_groups(self.runtime.inputs)
         inputs = self.runtime.inputs
         self._whole_map = len(inputs) == 1 and inputs[0].type_name.startswith(MAP_TYPE)
         self._rows = RowCheck(stacks_by_rows(self.runtime.inputs, self.runtime.outputs))
@@ -170,7 +172,7 @@ class Predictor:
         try:
             inputs = to_model_inputs(prepared, self.runtime.inputs, ignore_extra)
             if self._named_dimensions:
-                check_dimension_names(inputs, self.runtime.inputs)
+                check_dimension_names(inputs, self._named_dimensions)
             return inputs
         except InputError as exc:
             if pre is not None:
@@ -323,7 +325,7 @@ class Predictor:
         assert self.runtime is not None
         runtime = self.runtime
         if self._named_dimensions:
-            check_dimension_names(inputs, runtime.inputs)
+            check_dimension_names(inputs, self._named_dimensions)
         started = time.perf_counter()
         try:
             if (

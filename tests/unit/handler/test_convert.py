@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from inferd.errors import InputError
-from inferd.handler.convert import to_array, to_model_inputs
+from inferd.handler.convert import check_dimension_names, dimension_groups, to_array, to_model_inputs
 from inferd.runtimes.base import TensorSpec
 
 FLOAT_ROWS = TensorSpec("input", np.dtype(np.float32), (None, 4), "tensor(float)")
@@ -271,3 +271,24 @@ def test_extra_size_one_dimensions_that_drop_two_ways_are_refused() -> None:
         to_array(np.zeros((1, 2, 1, 3)), spec)
     with pytest.raises(InputError, match=r"got shape \[2, 1\]"):  # a column for a row: a guess
         to_array([[1.5], [0]], TensorSpec("x", np.dtype(np.float32), (None, 2), "tensor(float)"))
+
+
+def test_dimensions_named_alike_are_checked_once_per_shared_name() -> None:
+    # Only a name that stands in more than one place can disagree: the check reads those places
+    # (prepared once per model), not every named dimension of every input at each request.
+    specs = [
+        TensorSpec("a", np.dtype("float32"), (None, 2), "tensor(float)", dim_names=("n", "width")),
+        TensorSpec("b", np.dtype("float32"), (None, None), "tensor(float)", dim_names=("n", "k")),
+        TensorSpec("c", np.dtype("float32"), (None,), "tensor(float)", dim_names=("k",)),
+        TensorSpec("d", np.dtype("float32"), (3,), "tensor(float)", dim_names=(None,)),
+    ]
+    groups = dimension_groups(specs)
+    assert groups == (("n", (("a", 2, 0), ("b", 2, 0))), ("k", (("b", 2, 1), ("c", 1, 0))))
+    assert dimension_groups(specs[:1]) == ()
+    arrays = {"a": np.zeros((2, 2)), "b": np.zeros((2, 5)), "c": np.zeros(5), "d": np.zeros(3)}
+    check_dimension_names(arrays, groups)  # n = 2 and k = 5 throughout
+    check_dimension_names({**arrays, "c": np.zeros((1, 4))}, groups)  # a rank the model does not have
+    with pytest.raises(InputError, match="input 'c': dimension 'k' is 4, but input 'b' has it 5"):
+        check_dimension_names({**arrays, "c": np.zeros(4)}, groups)
+    with pytest.raises(InputError, match="input 'b': dimension 'n' is 3, but input 'a' has it 2"):
+        check_dimension_names({**arrays, "b": np.zeros((3, 5))}, groups)

@@ -173,7 +173,7 @@ class AdminApp(HttpServer):
                 since=since,
             )
         if method == b"POST" and path == "/prune":
-            return operator.prune()
+            return await operator.prune()
         if method == b"POST" and path == "/dashboard/login":
             return operator.dashboard.new_login()
         if method == b"POST" and path == "/down":

@@ -7,6 +7,7 @@ rotation: ``read_after`` finishes the rotated file before it starts the new one.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -147,14 +148,57 @@ def since_cursor(path: Path, since: float) -> Cursor:
         if stat.st_mtime < since:
             continue  # nothing in this file is recent enough
         with file.open("rb") as handle:
-            offset = 0
-            when = 0.0
-            for line in handle:
-                when = line_time(line, when)
-                if when >= since:
-                    return Cursor(stat.st_ino, offset)
-                offset += len(line)
+            offset = _first_since(handle, since)
+        if offset is not None:
+            return Cursor(stat.st_ino, offset)
     return end_cursor(path)
+
+
+# How much of a log ``since_cursor`` passes over at once, by the time of its last line.
+SINCE_BLOCK = 1 << 16
+
+
+def _first_since(handle: BinaryIO, since: float) -> int | None:
+    """The offset of the first line of ``handle`` written at or after ``since``, if any.
+
+    A log's lines are written in the order of their times, so a block whose last line is older
+    than ``since`` is passed over whole; only the block where the times reach ``since`` is read
+    line by line. Reading every line's time (``strptime``) cost 2.4 s for a full 32 MiB log, on
+    the operator's event loop: ``inferd logs API --since 1m`` stalled every API's requests.
+    """
+    start, when = 0, 0.0  # where the lines not passed over start; the time of the last one before
+    while True:
+        size = SINCE_BLOCK
+        handle.seek(start)
+        block = handle.read(size)
+        while b"\n" not in block and len(block) == size:  # a line longer than the block
+            size *= 2
+            handle.seek(start)
+            block = handle.read(size)
+        if len(block) < size:  # the rest of the file
+            return _scan(io.BytesIO(block), start, when, since)[0]
+        end = block.rfind(b"\n")
+        last = block[block.rfind(b"\n", 0, end) + 1 : end]
+        if STAMP.match(last) or JSON_TIME.match(last):
+            newest = line_time(last, when)
+            if newest < since:
+                start, when = start + end + 1, newest
+                continue
+        found, when = _scan(io.BytesIO(block[: end + 1]), start, when, since)
+        if found is not None:
+            return found
+        start += end + 1
+
+
+def _scan(lines: BinaryIO, offset: int, when: float, since: float) -> tuple[int | None, float]:
+    """The offset of the first of ``lines`` (starting at ``offset``) written at or after ``since``,
+    if any, and the time of the last line read."""
+    for line in lines:
+        when = line_time(line, when)
+        if when >= since:
+            return offset, when
+        offset += len(line)
+    return None, when
 
 
 def read_after(path: Path, cursor: Cursor, limit: int = READ_CHUNK) -> tuple[str, Cursor]:

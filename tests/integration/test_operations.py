@@ -117,6 +117,46 @@ def home_bytes(home: Path) -> int:
     return folder_bytes(home) - folder_bytes(home / "logs")
 
 
+def test_apis_answer_while_a_log_read_waits_on_the_disk(inferd: Inferd, tmp_path: Path) -> None:
+    # Was: the admin API read logs on the event loop that answers every API's requests:
+    # `inferd logs API --tail 1000000` over rotated files not in the page cache stopped every API
+    # for 0.4-0.8 s. Here a log that cannot be opened until the test says (a FIFO) is the disk.
+    project = make_project(
+        tmp_path / "quick",
+        "- kind: deployment\n  name: ops\n- kind: api\n  name: quick\n  predictor:\n    path: p.py\n",
+        {"p.py": "def predict(sample, metadata):\n    return sample\n"},
+    )
+    inferd.run("deploy", str(project))
+    inferd.wait_status("quick", "live")
+    fifo = inferd.home / "logs" / "gone" / "api.log"  # the log a deleted deployment left
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+    pid = inferd.operator_pid()
+    reader = subprocess.Popen(
+        [str(INFERD), "logs", "gone/api", "--no-follow"],
+        env=inferd.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def opening() -> bool:  # a thread of the operator waits in open() for the FIFO's writer
+        return any(
+            (task / "wchan").read_text() == "wait_for_partner" for task in Path(f"/proc/{pid}/task").iterdir()
+        )
+
+    try:
+        wait_for(opening, 60, "the operator to open the log")
+        assert requests.post(inferd.url + "/ops/quick", json={"n": 1}, timeout=10).json() == {"n": 1}
+    finally:
+        writer = os.open(fifo, os.O_RDWR)  # the log opens: the read goes on
+        try:
+            reader.communicate(timeout=60)
+        finally:
+            os.close(writer)
+    assert reader.returncode == 0
+
+
 def test_deploys_leave_only_the_running_and_previous_versions(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

@@ -8,11 +8,13 @@ HTTP connection class the gateway uses; the work is done by ``Operator`` (``serv
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -63,6 +65,10 @@ class AdminApp(HttpServer):
         self.operator = operator
         self.connections: set[HttpConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The logs are read in a thread of their own: the event loop that answers every API's
+        # requests never waits on the disk. `inferd logs API --tail 1000000` read four rotated
+        # files back on it (130 MB, not in the page cache: every request waited 0.4-0.8 s).
+        self._logs = ThreadPoolExecutor(1, thread_name_prefix="inferd-logs")
 
     def finished(self, *args: Any, **kwargs: Any) -> bytes:
         """Admin requests are not counted."""
@@ -164,7 +170,8 @@ class AdminApp(HttpServer):
                 since = float(query["since"]) if "since" in query else None
             except ValueError:
                 raise InputError("'tail' and 'since' must be numbers") from None
-            return read_logs(
+            read = functools.partial(
+                read_logs,
                 operator.home,
                 name,
                 access=query.get("access") == "1",
@@ -172,8 +179,9 @@ class AdminApp(HttpServer):
                 tail=tail,
                 since=since,
             )
+            return await asyncio.get_running_loop().run_in_executor(self._logs, read)
         if method == b"POST" and path == "/prune":
-            return operator.prune()
+            return await operator.prune()
         if method == b"POST" and path == "/dashboard/login":
             return operator.dashboard.new_login()
         if method == b"POST" and path == "/down":

@@ -339,8 +339,8 @@ class Operator:
     def busy(self) -> bool:
         return self.restoring or any(lock.locked() for lock in self.locks.values())
 
-    def prune(self) -> dict[str, Any]:
-        result = self.collector.collect_now()
+    async def prune(self) -> dict[str, Any]:
+        result = await self.collector.collect_now()
         if result is None:
             raise ConflictError("a deploy is in progress; prune again when it is done")
         result.add(forget_apis(self.home, set(self.state.deployments), set(self.engine.apis)))

@@ -258,3 +258,32 @@ def test_a_shadow_gives_its_room_to_the_replicas_its_primary_wants(inferd: Infer
     assert len(candidate) == 1, candidate  # not 3: the primary's replicas came first
     answer = inferd.post("/room/champion", {"x": 4})
     assert answer.status_code == 200 and answer.json() == {"double": 8}
+
+
+def test_a_copy_that_waited_in_the_shadows_queue_never_gets_its_replica_replaced(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # A slow shadow's copies wait behind one another: the fourth of eight copies taken together
+    # waited 0.9 s of the shadow's 1 s timeout in its queue, and its replica, 0.1 s into it, was
+    # stopped and replaced as stuck (a soak with a slow shadow: 291 replicas replaced in 25 s).
+    config = (
+        "- kind: deployment\n  name: lag\n"
+        + _api("primary", extra="  shadow: {api: candidate, percent: 100}")
+        + _api("candidate", "{sleep: 0.3}", "  timeout: 1")
+    ).replace("compute: {cpu: 0.1}", "compute: {cpu: 0.1, min_replicas: 1, max_replicas: 1}")
+    project = make_project(tmp_path / "lag", config, {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    inferd.wait_status("candidate", "live")
+    (pid,) = inferd.replica_pids("candidate")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda x: inferd.post("/lag/primary", {"x": x}).status_code, range(8)))
+    assert answers == [200] * 8
+
+    def settled() -> dict[str, Any] | None:
+        shadow: dict[str, Any] = inferd.api("primary")["shadow"]
+        return shadow if shadow["answered"] + shadow["dropped"] == 8 else None
+
+    shadow = wait_for(settled, 60, "the copies to be answered or dropped")
+    assert shadow["errors"] == 0, shadow  # no copy was cut short: those that ran, ran to the end
+    assert inferd.status("candidate")["timed_out"] == 0
+    assert inferd.replica_pids("candidate") == [pid]

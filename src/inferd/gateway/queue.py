@@ -370,7 +370,8 @@ class ApiQueue:
                 if stream.overdue(now, timeout, item_timeout):
                     self._abandon(handle, requests, "the stream overran its timeout")
                 continue
-            if requests and min(r.started for r in requests) + timeout <= now:
+            copies = handle in self.copying  # timed from when sent: they may wait most of it queued
+            if requests and min(r.sent_at if copies else r.started for r in requests) + timeout <= now:
                 body = codec.error_body(
                     f"the request did not finish within the api's timeout ({timeout:g}s); its replica "
                     "was stopped and is being replaced"

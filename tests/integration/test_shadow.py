@@ -287,3 +287,35 @@ def test_a_copy_that_waited_in_the_shadows_queue_never_gets_its_replica_replaced
     assert shadow["errors"] == 0, shadow  # no copy was cut short: those that ran, ran to the end
     assert inferd.status("candidate")["timed_out"] == 0
     assert inferd.replica_pids("candidate") == [pid]
+
+
+def test_a_request_that_waited_most_of_its_timeout_never_gets_its_replica_replaced(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # The same for clients' requests: the fourth of five sent at once to a replica taking 0.3 s
+    # each reached it 0.9 s into the API's 1 s timeout, and its healthy replica was stopped and
+    # replaced 0.1 s later. Now that client is answered 504 at its deadline, the replica kept.
+    config = ("- kind: deployment\n  name: lag\n" + _api("slow", "{sleep: 0.3}", "  timeout: 1")).replace(
+        "compute: {cpu: 0.1}", "compute: {cpu: 0.1, min_replicas: 1, max_replicas: 1}"
+    )
+    project = make_project(tmp_path / "lag", config, {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    inferd.wait_status("slow", "live")
+    (pid,) = inferd.replica_pids("slow")
+
+    def two_on_one_connection(x: int) -> list[requests.Response]:
+        with requests.Session() as session:  # the second must not get the first's late answer
+            return [session.post(inferd.url + "/lag/slow", json={"x": y}, timeout=30) for y in (x, x + 100)]
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(two_on_one_connection, range(5)))
+    firsts = {first.status_code for first, _ in answers}
+    assert firsts <= {200, 504} and 504 in firsts
+    for x, (first, second) in enumerate(answers):
+        if first.status_code == 200:
+            assert first.json() == {"double": 2 * x}
+        assert second.status_code in (200, 504)
+        if second.status_code == 200:
+            assert second.json() == {"double": 2 * (x + 100)}
+    assert inferd.status("slow")["timed_out"] == 0
+    assert inferd.replica_pids("slow") == [pid]

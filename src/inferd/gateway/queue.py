@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from inferd import codec
 from inferd.config.schema import ApiConfig
 from inferd.gateway.metrics import ApiStats
-from inferd.gateway.waiting import Waiting
+from inferd.gateway.waiting import Answered, Waiting
 from inferd.replica import messages
 from inferd.replica.handle import Answer, ReplicaHandle, ReplicaState
 
@@ -370,13 +370,17 @@ class ApiQueue:
                 if stream.overdue(now, timeout, item_timeout):
                     self._abandon(handle, requests, "the stream overran its timeout")
                 continue
-            copies = handle in self.copying  # timed from when sent: they may wait most of it queued
-            if requests and min(r.sent_at if copies else r.started for r in requests) + timeout <= now:
+            # A replica is stuck once it has run its requests for the whole timeout; a client whose
+            # request waited most of it in the queue is answered 504 at its deadline, the replica
+            # left to finish (stopped, a healthy replica was replaced each time under a backlog).
+            if requests and min(r.sent_at for r in requests) + timeout <= now:
                 body = codec.error_body(
                     f"the request did not finish within the api's timeout ({timeout:g}s); its replica "
                     "was stopped and is being replaced"
                 )
                 self._abandon(handle, requests, body)
+            elif handle not in self.copying and any(r.started + timeout <= now for r in requests):
+                self._answer_overdue(handle, requests, now, timeout)
             elif (  # stuck before its first item, on an API known to stream (generator function, or has)
                 len(requests) == 1
                 and (not handle.pipeline or self.stats.streams)
@@ -388,6 +392,17 @@ class ApiQueue:
                     "its replica was stopped and is being replaced"
                 )
                 self._abandon(handle, requests, body)
+
+    def _answer_overdue(
+        self, handle: ReplicaHandle, requests: list[QueuedRequest], now: float, timeout: float
+    ) -> None:
+        body = codec.error_body(f"the request did not finish within the api's timeout ({timeout:g}s)")
+        for at, request in enumerate(requests):
+            if request.started + timeout <= now and not isinstance(request, Answered):
+                requests[at] = stand_in = Answered(request)
+                handle.waiters = [stand_in if w is request else w for w in handle.waiters]
+                if not request.closed:
+                    request.on_reply(504, body, b"")
 
     def _abandon(self, handle: ReplicaHandle, requests: list[QueuedRequest], body: bytes | str) -> None:
         """Stop a replica stuck past a deadline (it is replaced); answer its requests 504."""

@@ -135,3 +135,27 @@ def test_the_pipeline_settings_take_any_number_from_0_up(
 ) -> None:
     monkeypatch.setenv(name, text)
     assert queue_module._setting(name, default) == expected
+
+
+def test_a_request_past_its_deadline_on_a_healthy_replica_is_answered_and_the_replica_kept() -> None:
+    # A request that waited most of the API's timeout in the queue had its replica stopped and
+    # replaced a moment after the replica took it: under a backlog, one healthy replica after another.
+    queue, (handle,) = api_queue(1, service=0.5)
+    timeout = queue.config.api.timeout
+    first, later = Request(), Request()
+    first.started, later.started = 1000.0 - timeout + 1, 1000.0  # queued for timeout - 1 s
+    queue.submit(first, messages.PREDICT, b"{}")  # sent at 1000.0 (the clock stands still)
+    queue.submit(later, messages.PREDICT, b"{}")
+    queue.expire(1001.0)  # first's client has waited its timeout; the replica ran it for 1 s
+    assert first.replies == [(504, first.replies[0][1])] and b"timeout" in first.replies[0][1]
+    assert b"stopped" not in first.replies[0][1]
+    assert handle in queue.replicas and queue.in_flight == 2 and not later.replies
+    # The connection's next request must not get the late answer of the one it was told 504 for.
+    first.started = 1001.0
+    queue.submit(first, messages.PREDICT, b"{}")
+    handle.answer(1)  # the late answer: nobody's
+    assert first.replies[1:] == [] and handle.waiters == [later]
+    handle.answer(1)
+    handle.answer(1)
+    assert later.replies == [(200, b"ok")] and first.replies[1:] == [(200, b"ok")]
+    assert queue.in_flight == 0 and queue.load == 0

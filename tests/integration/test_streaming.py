@@ -523,6 +523,33 @@ def test_a_stream_answered_504_before_its_first_item_is_stopped_at_it(server: Se
     assert timed_out(server, "lagging") == before + 1  # the 504, counted once
 
 
+def test_a_client_that_left_before_its_deadline_passed_is_counted_once(
+    server: Server, tmp_path: Path
+) -> None:
+    # A request whose client left while its replica ran it, then whose deadline passed before the
+    # replica answered, was never counted: not in /metrics, `inferd get` or the access log.
+    ahead_began, began = tmp_path / "ahead", tmp_path / "began"
+    url = server.url + "/streaming/lagging"
+    before = client_closed(server, "lagging")
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(
+            requests.post, url, json={"count": 1, "first_delay": 1.6, "began": str(ahead_began)}, timeout=30
+        )
+        wait_for(ahead_began.exists, 30, "the first stream to begin")
+        body = json.dumps({"count": 1, "first_delay": 1.2, "began": str(began)}).encode()
+        with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as sock:
+            sock.sendall(
+                b"POST /streaming/lagging HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            wait_for(began.exists, 30, "the second stream to begin")
+        assert ahead.result().status_code == 200
+    wait_for(lambda: client_closed(server, "lagging") == before + 1, 10, "the client that left to be counted")
+    after = requests.post(url, json={"count": 1, "delay": 0}, timeout=30)
+    assert after.status_code == 200
+    assert client_closed(server, "lagging") == before + 1
+
+
 def test_generate_extension(server: Server, tmp_path: Path) -> None:
     answer = requests.post(server.url + "/v2/models/one/generate", json={"text_input": "a b c"}, timeout=30)
     assert answer.status_code == 200

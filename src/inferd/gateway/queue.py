@@ -401,8 +401,7 @@ class ApiQueue:
             if request.started + timeout <= now and not isinstance(request, Answered):
                 requests[at] = stand_in = Answered(request)
                 handle.waiters = [stand_in if w is request else w for w in handle.waiters]
-                if not request.closed:
-                    request.on_reply(504, body, b"")
+                request.on_reply(504, body, b"")  # a client that left is counted so (499), as in _abandon
 
     def _abandon(self, handle: ReplicaHandle, requests: list[QueuedRequest], body: bytes | str) -> None:
         """Stop a replica stuck past a deadline (it is replaced); answer its requests 504."""

@@ -379,13 +379,16 @@ class ApiQueue:
                     "was stopped and is being replaced"
                 )
                 self._abandon(handle, requests, body)
-            elif handle not in self.copying and any(r.started + timeout <= now for r in requests):
+            elif handle not in self.copying and any(
+                r.started + timeout <= now and not isinstance(r, Answered) for r in requests
+            ):
                 self._answer_overdue(handle, requests, now, timeout)
             elif (  # stuck before its first item, on an API known to stream (generator function, or has)
                 len(requests) == 1
                 and (not handle.pipeline or self.stats.streams)
                 and self.batching is None
                 and requests[0].sent_at + item_timeout <= now
+                and not (isinstance(requests[0], Answered) and requests[0].stopped)  # it had an item
             ):
                 body = codec.error_body(
                     f"the stream produced no item within the api's item_timeout ({item_timeout:g}s); "

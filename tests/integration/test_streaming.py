@@ -82,6 +82,15 @@ PROJECT = """\
     min_replicas: 1
     max_replicas: 1
 - kind: api
+  name: lagging
+  predictor:
+    path: tokens.py
+  timeout: 2
+  compute:
+    cpu: 100m
+    min_replicas: 1
+    max_replicas: 1
+- kind: api
   name: fresh
   predictor:
     path: tokens.py
@@ -489,6 +498,56 @@ def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None
     assert len(produced(record)) - 1 <= len(items) + 2
     # counted as what the client got (a timeout), not as the 200 its stopped replica ended with
     wait_for(lambda: timed_out(server, "short") == before + 1, 10, "the stream to be counted as a 504")
+
+
+def test_a_stream_answered_504_before_its_first_item_is_stopped_at_it(server: Server, tmp_path: Path) -> None:
+    # A stream that waited most of the API's 2 s timeout behind another is answered 504 at its
+    # deadline, before its first item; its replica streamed on to nobody (100 items, 5 s) until
+    # it was stopped and replaced 2 s after taking it. It is told to stop at its first item.
+    began, record = tmp_path / "began", tmp_path / "produced.txt"
+    url = server.url + "/streaming/lagging"
+    before = timed_out(server, "lagging")
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(
+            requests.post, url, json={"count": 1, "first_delay": 1.6, "began": str(began)}, timeout=30
+        )
+        wait_for(began.exists, 30, "the first stream to begin")
+        late = {"count": 100, "first_delay": 1.0, "delay": 0.05, "record": str(record)}
+        answer = requests.post(url, json=late, timeout=30)
+        assert ahead.result().status_code == 200
+    assert answer.status_code == 504 and "timeout (2s)" in answer.json()["error"]
+    wait_for(lambda: "closed" in produced(record), 30, "the generator to be closed")
+    assert len(produced(record)) <= 4, produced(record)
+    after = requests.post(url, json={"count": 1, "delay": 0}, timeout=30)
+    assert after.status_code == 200 and json.loads(after.text) == {"index": 0}
+    assert timed_out(server, "lagging") == before + 1  # the 504, counted once
+
+
+def test_a_client_that_left_before_its_deadline_passed_is_counted_once(
+    server: Server, tmp_path: Path
+) -> None:
+    # A request whose client left while its replica ran it, then whose deadline passed before the
+    # replica answered, was never counted: not in /metrics, `inferd get` or the access log.
+    ahead_began, began = tmp_path / "ahead", tmp_path / "began"
+    url = server.url + "/streaming/lagging"
+    before = client_closed(server, "lagging")
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(
+            requests.post, url, json={"count": 1, "first_delay": 1.6, "began": str(ahead_began)}, timeout=30
+        )
+        wait_for(ahead_began.exists, 30, "the first stream to begin")
+        body = json.dumps({"count": 1, "first_delay": 1.2, "began": str(began)}).encode()
+        with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as sock:
+            sock.sendall(
+                b"POST /streaming/lagging HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            wait_for(began.exists, 30, "the second stream to begin")
+        assert ahead.result().status_code == 200
+    wait_for(lambda: client_closed(server, "lagging") == before + 1, 10, "the client that left to be counted")
+    after = requests.post(url, json={"count": 1, "delay": 0}, timeout=30)
+    assert after.status_code == 200
+    assert client_closed(server, "lagging") == before + 1
 
 
 def test_generate_extension(server: Server, tmp_path: Path) -> None:

@@ -379,13 +379,16 @@ class ApiQueue:
                     "was stopped and is being replaced"
                 )
                 self._abandon(handle, requests, body)
-            elif handle not in self.copying and any(r.started + timeout <= now for r in requests):
+            elif handle not in self.copying and any(
+                r.started + timeout <= now and not isinstance(r, Answered) for r in requests
+            ):
                 self._answer_overdue(handle, requests, now, timeout)
             elif (  # stuck before its first item, on an API known to stream (generator function, or has)
                 len(requests) == 1
                 and (not handle.pipeline or self.stats.streams)
                 and self.batching is None
                 and requests[0].sent_at + item_timeout <= now
+                and not (isinstance(requests[0], Answered) and requests[0].stopped)  # it had an item
             ):
                 body = codec.error_body(
                     f"the stream produced no item within the api's item_timeout ({item_timeout:g}s); "
@@ -401,8 +404,7 @@ class ApiQueue:
             if request.started + timeout <= now and not isinstance(request, Answered):
                 requests[at] = stand_in = Answered(request)
                 handle.waiters = [stand_in if w is request else w for w in handle.waiters]
-                if not request.closed:
-                    request.on_reply(504, body, b"")
+                request.on_reply(504, body, b"")  # a client that left is counted so (499), as in _abandon
 
     def _abandon(self, handle: ReplicaHandle, requests: list[QueuedRequest], body: bytes | str) -> None:
         """Stop a replica stuck past a deadline (it is replaced); answer its requests 504."""

@@ -64,7 +64,9 @@ class Waiting(deque["Entry"]):
 
 class Answered:
     """Stands in, on its replica, for a request whose client was answered 504 while the replica
-    ran it: the replica's answer, when it comes, goes nowhere (not to the connection's next one)."""
+    ran it: the replica's answer, when it comes, goes nowhere (not to the connection's next one);
+    a stream is told to stop at its first item (it streamed on to nobody until the replica was
+    replaced, a whole ``timeout`` after taking it)."""
 
     closed: bool = True
     stream: Stream | None = None
@@ -72,9 +74,12 @@ class Answered:
     def __init__(self, request: QueuedRequest) -> None:
         self.started, self.sent_at = request.started, request.sent_at
         self.replica_id, self.trace = request.replica_id, request.trace
+        self.stopped = False
 
     def on_reply(self, status: int, body: bytes, meta: bytes) -> None:
         pass
 
     def on_chunk(self, handle: ReplicaHandle, payload: bytes) -> None:
-        pass
+        if not self.stopped:
+            self.stopped = True
+            handle.stop()

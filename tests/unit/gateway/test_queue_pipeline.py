@@ -159,3 +159,36 @@ def test_a_request_past_its_deadline_on_a_healthy_replica_is_answered_and_the_re
     handle.answer(1)
     assert later.replies == [(200, b"ok")] and first.replies[1:] == [(200, b"ok")]
     assert queue.in_flight == 0 and queue.load == 0
+
+
+class Streams(Replica):
+    """A replica of an API known to stream, whose abandoning is recorded (no process to stop)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.pipeline = False
+        self.abandoned = False
+
+    def abandon(self) -> list[Any]:
+        waiters, self.waiters = self.waiters, []
+        self.abandoned = True
+        return waiters
+
+
+def test_a_stream_answered_at_its_deadline_before_its_first_item_still_has_its_item_timeout() -> None:
+    # A stream answered 504 at its deadline, its replica stuck before the first item: the replica
+    # was replaced only a whole timeout (60 s) after taking it, not after item_timeout (10 s).
+    spec = {"kind": "api", "name": "api", "predictor": {"path": "p.py"}, "timeout": 60, "item_timeout": 10}
+    queue = ApiQueue(ApiConfig(api=Api.model_validate(spec), deployment="d", endpoint="/d/api"))
+    handle = Streams("r0")
+    queue.add(handle)
+    request = Request()
+    request.started = 1000.0 - 59  # waited 59 s of its 60 in the queue; sent at 1000.0
+    queue.submit(request, messages.PREDICT, b"{}")
+    queue.expire(1001.0)
+    assert [status for status, _ in request.replies] == [504] and not handle.abandoned
+    queue.expire(1009.0)
+    assert not handle.abandoned
+    queue.expire(1010.0)  # no first item 10 s after it was sent: stuck
+    assert handle.abandoned and handle not in queue.replicas and queue.in_flight == 0
+    assert len(request.replies) == 1

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from inferd import codec
 from inferd.config.schema import ApiConfig
+from inferd.gateway import deadlines
 from inferd.gateway.metrics import ApiStats
-from inferd.gateway.waiting import Answered, Waiting
+from inferd.gateway.waiting import Waiting
 from inferd.replica import messages
 from inferd.replica.handle import Answer, ReplicaHandle, ReplicaState
 
@@ -355,58 +356,9 @@ class ApiQueue:
 
     def expire(self, now: float) -> None:
         """Answer 504 to requests past the API's timeout; abandon replicas stuck on one."""
-        timeout = self.config.api.timeout
-        item_timeout = self.config.api.item_timeout or timeout
-        for waiting in (self.waiting, self.copies):
-            if waiting and waiting[0][0].started + timeout <= now:
-                body = codec.error_body(f"the request did not finish within the api's timeout ({timeout:g}s)")
-                while waiting and waiting[0][0].started + timeout <= now:
-                    request, _, _ = waiting.popleft()
-                    if not request.closed:
-                        request.on_reply(504, body, b"")
-        for handle, requests in list(self.busy.items()):
-            stream = requests[0].stream if requests else None
-            if stream is not None and stream.opened:  # a stream's own clocks (gateway/stream.py)
-                if stream.overdue(now, timeout, item_timeout):
-                    self._abandon(handle, requests, "the stream overran its timeout")
-                continue
-            # A replica is stuck once it has run its requests for the whole timeout; a client whose
-            # request waited most of it in the queue is answered 504 at its deadline, the replica
-            # left to finish (stopped, a healthy replica was replaced each time under a backlog).
-            if requests and min(r.sent_at for r in requests) + timeout <= now:
-                body = codec.error_body(
-                    f"the request did not finish within the api's timeout ({timeout:g}s); its replica "
-                    "was stopped and is being replaced"
-                )
-                self._abandon(handle, requests, body)
-            elif handle not in self.copying and any(
-                r.started + timeout <= now and not isinstance(r, Answered) for r in requests
-            ):
-                self._answer_overdue(handle, requests, now, timeout)
-            elif (  # stuck before its first item, on an API known to stream (generator function, or has)
-                len(requests) == 1
-                and (not handle.pipeline or self.stats.streams)
-                and self.batching is None
-                and requests[0].sent_at + item_timeout <= now
-                and not (isinstance(requests[0], Answered) and requests[0].stopped)  # it had an item
-            ):
-                body = codec.error_body(
-                    f"the stream produced no item within the api's item_timeout ({item_timeout:g}s); "
-                    "its replica was stopped and is being replaced"
-                )
-                self._abandon(handle, requests, body)
+        deadlines.expire(self, now)
 
-    def _answer_overdue(
-        self, handle: ReplicaHandle, requests: list[QueuedRequest], now: float, timeout: float
-    ) -> None:
-        body = codec.error_body(f"the request did not finish within the api's timeout ({timeout:g}s)")
-        for at, request in enumerate(requests):
-            if request.started + timeout <= now and not isinstance(request, Answered):
-                requests[at] = stand_in = Answered(request)
-                handle.waiters = [stand_in if w is request else w for w in handle.waiters]
-                request.on_reply(504, body, b"")  # a client that left is counted so (499), as in _abandon
-
-    def _abandon(self, handle: ReplicaHandle, requests: list[QueuedRequest], body: bytes | str) -> None:
+    def abandon(self, handle: ReplicaHandle, requests: list[QueuedRequest], body: bytes | str) -> None:
         """Stop a replica stuck past a deadline (it is replaced); answer its requests 504."""
         if isinstance(body, str):
             body = codec.error_body(body)

@@ -1,5 +1,4 @@
-"""Requests waiting for a replica, their bodies counted across every API of the process; and the
-stand-in (``Answered``) of a request answered while its replica still runs it.
+"""Requests waiting for a replica, their bodies counted across every API of the process.
 
 A body that has arrived is held until a replica takes it: an API with slow replicas and a queue
 of 1,000 (the default ``max_queue_length``) held up to 1,000 bodies of up to 10 MiB each, and
@@ -15,9 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from inferd.gateway.queue import Entry, QueuedRequest
-    from inferd.gateway.stream import Stream
-    from inferd.replica.handle import ReplicaHandle
+    from inferd.gateway.queue import Entry
 
 
 class Tally:
@@ -60,26 +57,3 @@ class Waiting(deque["Entry"]):
                 del self[index]
                 QUEUED.bytes -= len(entry[2])
                 return
-
-
-class Answered:
-    """Stands in, on its replica, for a request whose client was answered 504 while the replica
-    ran it: the replica's answer, when it comes, goes nowhere (not to the connection's next one);
-    a stream is told to stop at its first item (it streamed on to nobody until the replica was
-    replaced, a whole ``timeout`` after taking it)."""
-
-    closed: bool = True
-    stream: Stream | None = None
-
-    def __init__(self, request: QueuedRequest) -> None:
-        self.started, self.sent_at = request.started, request.sent_at
-        self.replica_id, self.trace = request.replica_id, request.trace
-        self.stopped = False
-
-    def on_reply(self, status: int, body: bytes, meta: bytes) -> None:
-        pass
-
-    def on_chunk(self, handle: ReplicaHandle, payload: bytes) -> None:
-        if not self.stopped:
-            self.stopped = True
-            handle.stop()

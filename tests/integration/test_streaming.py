@@ -13,7 +13,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -500,6 +500,14 @@ def test_timeout_bounds_the_whole_stream(server: Server, tmp_path: Path) -> None
     wait_for(lambda: timed_out(server, "short") == before + 1, 10, "the stream to be counted as a 504")
 
 
+def stream_ahead(pool: ThreadPoolExecutor, url: str, began: Path) -> Future[requests.Response]:
+    """A stream that holds the API's one replica for 1.6 s before its item (begun once it returns)."""
+    body = {"count": 1, "first_delay": 1.6, "began": str(began)}
+    ahead = pool.submit(requests.post, url, json=body, timeout=30)
+    wait_for(began.exists, 30, "the first stream to begin")
+    return ahead
+
+
 def test_a_stream_answered_504_before_its_first_item_is_stopped_at_it(server: Server, tmp_path: Path) -> None:
     # A stream that waited most of the API's 2 s timeout behind another is answered 504 at its
     # deadline, before its first item; its replica streamed on to nobody (100 items, 5 s) until
@@ -508,10 +516,7 @@ def test_a_stream_answered_504_before_its_first_item_is_stopped_at_it(server: Se
     url = server.url + "/streaming/lagging"
     before = timed_out(server, "lagging")
     with ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(
-            requests.post, url, json={"count": 1, "first_delay": 1.6, "began": str(began)}, timeout=30
-        )
-        wait_for(began.exists, 30, "the first stream to begin")
+        ahead = stream_ahead(pool, url, began)
         late = {"count": 100, "first_delay": 1.0, "delay": 0.05, "record": str(record)}
         answer = requests.post(url, json=late, timeout=30)
         assert ahead.result().status_code == 200
@@ -532,10 +537,7 @@ def test_a_client_that_left_before_its_deadline_passed_is_counted_once(
     url = server.url + "/streaming/lagging"
     before = client_closed(server, "lagging")
     with ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(
-            requests.post, url, json={"count": 1, "first_delay": 1.6, "began": str(ahead_began)}, timeout=30
-        )
-        wait_for(ahead_began.exists, 30, "the first stream to begin")
+        ahead = stream_ahead(pool, url, ahead_began)
         body = json.dumps({"count": 1, "first_delay": 1.2, "began": str(began)}).encode()
         with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as sock:
             sock.sendall(

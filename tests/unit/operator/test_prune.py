@@ -96,16 +96,19 @@ def test_usage_and_sizes(tmp_path: Path) -> None:
     assert human_bytes(512) == "512 B" and human_bytes(3 << 20) == "3.0 MiB"
 
 
+def loaded_by(copy: Path, pid: int) -> Path:
+    """Mark the shared copy ``copy`` as loaded by process ``pid`` (as a replica marks it)."""
+    (copy / "replicas").mkdir()
+    (copy / "replicas" / str(pid)).touch()
+    return copy
+
+
 def test_shared_weights_stay_while_a_running_process_loaded_them(tmp_path: Path) -> None:
     home = tmp_path / "home"
     shared = home / "cache" / "shared"
-    loaded = made(shared / ("a" * 32))
-    (loaded / "replicas").mkdir()
-    (loaded / "replicas" / str(os.getpid())).touch()
-    gone = made(shared / ("b" * 32))
-    (gone / "replicas").mkdir()
+    loaded = loaded_by(made(shared / ("a" * 32)), os.getpid())
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
-    (gone / "replicas" / str(pid_max + 1)).touch()  # no process can have this pid
+    gone = loaded_by(made(shared / ("b" * 32)), pid_max + 1)  # no process can have this pid
     never = made(shared / ("c" * 32))
     busy = made(shared / ("d" * 32))  # a replica is making or registering it: it holds the lock
     with (shared / f".{busy.name}.lock").open("w") as lock:
@@ -120,9 +123,7 @@ def test_the_lock_of_a_collected_copy_goes_with_it(tmp_path: Path) -> None:
     # each deploy gathered one a deploy, for good.
     home = tmp_path / "home"
     shared = home / "cache" / "shared"
-    loaded = made(shared / ("a" * 32))
-    (loaded / "replicas").mkdir()
-    (loaded / "replicas" / str(os.getpid())).touch()
+    loaded = loaded_by(made(shared / ("a" * 32)), os.getpid())
     gone = made(shared / ("b" * 32))
     busy = made(shared / ("d" * 32))
     for key in ("a", "b", "c", "d"):  # c: a copy an older inferd collected, its lock left behind

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -235,6 +236,7 @@ def test_external_data_outside_the_model_folder_is_not_counted(tmp_path: Path) -
 PRIVATE_GROWTH = """
 import re, sys
 from pathlib import Path
+from typing import Any
 import inferd.runtimes.onnx, inferd.runtimes.onnx_shared
 from inferd.runtimes import load_runtime
 
@@ -248,27 +250,42 @@ print(anonymous() - before)
 """
 
 
+def matmul_chain(path: Path, layers: list[np.ndarray[Any, Any]]) -> Path:
+    """h0[n, width] -> one MatMul per layer -> h{len(layers)}, saved at ``path``."""
+    count = len(layers)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"h{i + 1}"]) for i in range(count)],
+        "layers",
+        [helper.make_tensor_value_info("h0", TensorProto.FLOAT, [None, layers[0].shape[0]])],
+        [helper.make_tensor_value_info(f"h{count}", TensorProto.FLOAT, [None, layers[-1].shape[1]])],
+        [numpy_helper.from_array(layer, f"w{i}") for i, layer in enumerate(layers)],
+    )
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def private_growth(model: Path) -> list[int]:
+    """The heap bytes a replica gains loading ``model`` (``PRIVATE_GROWTH``): the replica that
+    made the copy, then one that finds it made, each in a fresh interpreter."""
+    growth = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", PRIVATE_GROWTH, str(model)], capture_output=True, text=True, check=True
+        )
+        growth.append(int(done.stdout.split()[-1]))
+    return growth
+
+
 def test_a_replica_keeps_no_private_copy_of_weights_it_maps(tmp_path: Path, home: Path) -> None:
     # onnxruntime reads each weight onto the heap while it loads the copy, then frees it for the
     # mapped, pre-packed one; the C allocator kept those pages, so every replica held tens of MiB
     # of freed weights of its own (142 MiB of a model with twelve 20 MiB layers)
     rng = np.random.default_rng(4)
     layers = [rng.standard_normal((2048, 2048)).astype(np.float32) for _ in range(4)]  # 64 MiB
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", f"w{i}"], [f"h{i + 1}"]) for i in range(4)],
-        "layers",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2048])],
-        [helper.make_tensor_value_info("h4", TensorProto.FLOAT, [None, 2048])],
-        [numpy_helper.from_array(layer, f"w{i}") for i, layer in enumerate(layers)],
-    )
-    model = tmp_path / "model.onnx"
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    model = matmul_chain(tmp_path / "model.onnx", layers)
     del layers
-    for _ in range(2):  # the replica that made the copy, then one that finds it made
-        done = subprocess.run(
-            [sys.executable, "-c", PRIVATE_GROWTH, str(model)], capture_output=True, text=True, check=True
-        )
-        assert int(done.stdout.split()[-1]) < 8 << 20, done.stdout  # weights: 64 MiB
+    growth = private_growth(model)
+    assert max(growth) < 8 << 20, growth  # weights: 64 MiB
 
 
 # Run in a fresh interpreter: the copy made under a 1 MiB limit on the size of files written, so
@@ -276,6 +293,7 @@ def test_a_replica_keeps_no_private_copy_of_weights_it_maps(tmp_path: Path, home
 LIMITED_COPY = """
 import resource, sys
 from pathlib import Path
+from typing import Any
 from inferd.runtimes import onnx_shared
 
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -298,6 +316,7 @@ def test_a_copy_that_could_not_be_written_is_tried_again(tmp_path: Path, home: P
 MAKES_COPY = """
 import sys
 from pathlib import Path
+from typing import Any
 from inferd.runtimes import onnx_shared
 
 onnx_shared.shared_model(Path(sys.argv[1]), min_bytes=0)
@@ -369,6 +388,7 @@ def weight_only_int8_model(path: Path) -> Path:
 PRIVATE_AFTER_RUN = """
 import re, sys
 from pathlib import Path
+from typing import Any
 import numpy as np
 import inferd.runtimes.onnx
 from inferd.runtimes import load_runtime, onnx_shared
@@ -461,6 +481,7 @@ def test_only_weight_only_quantized_models_are_dequantized_in_the_copy(tmp_path:
 RESIDENT = """
 import sys
 from pathlib import Path
+from typing import Any
 from inferd.runtimes import load_runtime, onnx_shared
 
 onnx_shared.MIN_SHARED_BYTES = 0
@@ -561,21 +582,10 @@ def test_weights_in_a_thousand_small_initializers_are_shared(tmp_path: Path, hom
     # what onnxruntime builds per node and per weight stays each replica's own (README says so)
     rng = np.random.default_rng(5)
     layers = [(rng.standard_normal((128, 128)) / np.sqrt(128)).astype(np.float32) for _ in range(1000)]
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"h{i + 1}"]) for i in range(1000)],
-        "small_layers",
-        [helper.make_tensor_value_info("h0", TensorProto.FLOAT, [None, 128])],
-        [helper.make_tensor_value_info("h1000", TensorProto.FLOAT, [None, 128])],
-        [numpy_helper.from_array(layer, f"w{i}") for i, layer in enumerate(layers)],
-    )  # 1,000 weights of 64 KiB: 62.5 MiB
-    model = tmp_path / "model.onnx"
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    model = matmul_chain(tmp_path / "model.onnx", layers)  # 1,000 weights of 64 KiB: 62.5 MiB
     del layers
-    for _ in range(2):  # the replica that made the copy, then one that finds it made
-        done = subprocess.run(
-            [sys.executable, "-c", PRIVATE_GROWTH, str(model)], capture_output=True, text=True, check=True
-        )
-        assert int(done.stdout.split()[-1]) < 24 << 20, done.stdout
+    growth = private_growth(model)
+    assert max(growth) < 24 << 20, growth
     x = np.linspace(-1, 1, 256, dtype=np.float32).reshape(2, 128)
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"h0": x})[0]
     assert np.array_equal(load_runtime("onnx", model).run({"h0": x})[0], expected)

@@ -35,6 +35,7 @@ from inferd.engine.state import ApiState, Replica
 
 NICE_ENV = "INFERD_SHADOW_NICE"
 DEFAULT_NICE = 10
+PROC = Path("/proc")  # where the kernel shows processes and their autogroups
 
 
 def shadow_nice(base: int, environ: Mapping[str, str] = os.environ) -> int | None:
@@ -65,7 +66,7 @@ def set_nice(pid: int, nice: int) -> bool:
     per thread: a model's threads started before a later deploy made the API a shadow keep theirs
     otherwise); False when it is gone or may not be raised."""
     try:
-        threads = [int(name) for name in os.listdir(f"/proc/{pid}/task")]
+        threads = [int(name) for name in os.listdir(PROC / str(pid) / "task")]
     except (OSError, ValueError):
         threads = [pid]
     try:
@@ -82,7 +83,7 @@ def set_nice(pid: int, nice: int) -> bool:
 def group_nice_of(pid: int | str) -> int | None:
     """The nice value of the autogroup of process ``pid`` (``self`` for this one); None without one."""
     try:
-        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+        return int((PROC / str(pid) / "autogroup").read_text().split()[-1])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -91,16 +92,20 @@ def set_group_nice(pid: int, nice: int) -> bool:
     """Give the autogroup of replica ``pid`` the nice value ``nice`` once ``pid`` leads a session
     of its own (before, its group is the one it was started in: the engine's); True when done or
     there is nothing to do (a kernel without autogroups), False to try again later."""
+    process = PROC / str(pid)
     try:
-        session = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[3])
+        session = int((process / "stat").read_text().rpartition(")")[2].split()[3])
     except (OSError, ValueError, IndexError):
         return False  # gone (the engine reaps it and forgets it)
+    group = process / "autogroup"
+    if not group.exists():
+        return True  # a kernel without autogroups (CONFIG_SCHED_AUTOGROUP off): the nice value does
     if session != pid:
         return False  # not yet the leader of its own session
     try:
-        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+        group.write_text(str(nice))
     except FileNotFoundError:
-        return True
+        return True  # gone since: nothing left to set
     except OSError:  # EAGAIN: another group's was set in the last 100 ms
         return False
     return True

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from inferd.config.schema import Api, ApiConfig, SplitterConfig, TrafficSplitter
+from inferd.engine import priority
 from inferd.engine.priority import group_nice_of, set_group_nice, set_nice, shadow_nice, shadow_targets
 
 
@@ -113,3 +117,19 @@ def test_set_group_nice_reaches_the_autogroup_a_replica_leads_and_no_other() -> 
             finally:
                 child.kill()
     assert not set_group_nice(child.pid, 10)  # gone
+
+
+def test_without_autogroups_a_replica_needs_no_group_nice_whether_or_not_it_leads_its_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A kernel built without CONFIG_SCHED_AUTOGROUP shows no /proc/PID/autogroup (CI's did not):
+    # there is no group to set, so the engine must not wait for one, led session or not. A fake
+    # /proc, since this machine's kernel has autogroups.
+    monkeypatch.setattr(priority, "PROC", tmp_path)
+    for pid, session in ((4242, 4242), (4343, 1)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} (python) S 1 1 {session} 0 -1 4194560\n")
+        assert group_nice_of(pid) is None
+        assert set_group_nice(pid, 10)
+        assert not (tmp_path / str(pid) / "autogroup").exists()
+    assert not set_group_nice(4444, 10)  # no such process: not done, and the engine forgets it

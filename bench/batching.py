@@ -125,7 +125,10 @@ def wrk(url: str, connections: int, seconds: float, lua: Path, body: Path) -> di
 def serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        [INFERD, "serve", str(root), "--port", str(port)], stderr=subprocess.DEVNULL, start_new_session=True
+        [INFERD, "serve", str(root), "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=dict(os.environ, INFERD_HOME=str(root.parent / f"home-{root.name}")),  # not the user's
     )
     url = f"http://127.0.0.1:{port}"
     import urllib.request

@@ -69,7 +69,9 @@ def main() -> int:
     for name, extra in (("metrics on", []), ("metrics off", ["--no-metrics"])):
         port = free_port()
         process = subprocess.Popen(
-            [INFERD, "serve", str(project), "--port", str(port), *extra], stderr=subprocess.DEVNULL
+            [INFERD, "serve", str(project), "--port", str(port), *extra],
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, INFERD_HOME=str(work / f"home-{len(servers)}")),  # not the user's
         )
         servers[name] = (process, f"http://127.0.0.1:{port}")
     try:

@@ -11,6 +11,7 @@ printed, and the requests that failed (the bar: none).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import signal
@@ -42,7 +43,10 @@ def main() -> None:
         port = free_port()
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [INFERD, "serve", str(project), "--reload", "--port", str(port)], stderr=log, stdout=log
+                [INFERD, "serve", str(project), "--reload", "--port", str(port)],
+                stderr=log,
+                stdout=log,
+                env=dict(os.environ, INFERD_HOME=str(Path(scratch) / "home")),  # not the user's
             )
         try:
             run(project, f"http://127.0.0.1:{port}/iris/classifier", log_path, args.edits, args.clients)

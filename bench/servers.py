@@ -328,6 +328,7 @@ def build_servers(
                 Probe("GET", "/healthz"),
                 f"`inferd serve --access-log`, compute init_replicas = max_replicas = {replicas}; "
                 "metrics on; defaults otherwise",
+                env={"INFERD_HOME": str(workdir / f"home-{replicas}")},  # not the user's ~/.inferd
             )
         )
     peer_dir = root / "bench" / "peers"

@@ -94,8 +94,19 @@ def process_alive(pid: int) -> bool:
 
 
 def child_pids(pid: int) -> set[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return {int(line) for line in out.split()}
+    """The processes whose parent is ``pid``, from ``/proc`` (``ps`` is procps', which a
+    container image may lack: every test that looked for a replica failed there)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_bytes().rpartition(b")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
 
 
 def is_zygote(pid: int) -> bool:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,11 +37,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: first.get(item.nodeid.split("::", 1)[0], len(first)))
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def loopback_without_proxy(environ: MutableMapping[str, str]) -> None:
+    """Add the loopback addresses to ``no_proxy`` and ``NO_PROXY`` where a proxy is set.
+
+    A CI machine may reach PyPI through ``http_proxy``; the suite's own HTTP clients
+    (requests, httpx, curl) took that for the servers it starts on 127.0.0.1, and every wait
+    for a server timed out at the proxy. pip, run by tests that install packages, keeps it."""
+    if not any(
+        environ.get(f"{scheme}_{case}") for scheme in ("http", "https", "all") for case in ("proxy", "PROXY")
+    ):
+        return
+    for name in ("no_proxy", "NO_PROXY"):
+        hosts = [host.strip() for host in environ.get(name, "").split(",") if host.strip()]
+        environ[name] = ",".join(hosts + [host for host in LOOPBACK if host not in hosts])
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis keeps its database and caches in a folder of this run's, removed after it:
     by default it makes ``.hypothesis`` in the working directory, in the repository or wherever
-    pytest was started from (``cd / && pytest ...`` left ``/.hypothesis``)."""
+    pytest was started from (``cd / && pytest ...`` left ``/.hypothesis``). A proxy in the
+    environment is for the internet, never for this machine's servers."""
     from hypothesis.configuration import set_hypothesis_home_dir
+
+    loopback_without_proxy(os.environ)
 
     home = Path(tempfile.mkdtemp(prefix="inferd-tests-hypothesis-"))
     set_hypothesis_home_dir(home)

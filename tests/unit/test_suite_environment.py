@@ -1,0 +1,65 @@
+"""The suite runs the same whatever the machine's environment holds (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+# the suite's own hook, in a folder of its own
+HOOK = "from tests.conftest import pytest_configure  # noqa: F401\n"
+
+ASKS_A_LOOPBACK_SERVER = """\
+import http.server
+import threading
+
+import requests
+
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_of_the_suite_answers():
+    with http.server.HTTPServer(("127.0.0.1", 0), Answer) as server:
+        threading.Thread(target=server.handle_request, daemon=True).start()
+        answer = requests.get(f"http://127.0.0.1:{server.server_address[1]}/", timeout=10)
+        assert answer.text == "ok"
+"""
+
+
+def run_probe(tmp_path: Path, probe: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "conftest.py").write_text(HOOK)
+    (tmp_path / "test_probe.py").write_text(probe)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+
+def test_the_suites_servers_are_reached_directly_where_the_machine_has_a_proxy(tmp_path: Path) -> None:
+    # Was: with http_proxy set (a CI machine that reaches PyPI through one) and no no_proxy,
+    # every request the suite sent to the servers it starts on 127.0.0.1 went to the proxy,
+    # and each wait for a server timed out after minutes.
+    with socket.socket() as dead:  # bound, never listening: a proxy that refuses everything
+        dead.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{dead.getsockname()[1]}"
+        env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+        env.update(http_proxy=proxy, HTTP_PROXY=proxy, https_proxy=proxy, HTTPS_PROXY=proxy)
+        run = run_probe(tmp_path, ASKS_A_LOOPBACK_SERVER, env)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -59,10 +59,14 @@ def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis keeps its database and caches in a folder of this run's, removed after it:
     by default it makes ``.hypothesis`` in the working directory, in the repository or wherever
     pytest was started from (``cd / && pytest ...`` left ``/.hypothesis``). A proxy in the
-    environment is for the internet, never for this machine's servers."""
+    environment is for the internet, never for this machine's servers. inferd's settings from
+    the shell (``INFERD_CPUS``, ``INFERD_PORT``...: a user of inferd may keep them in a profile)
+    are not the suite's: each test sets those it means, and the defaults hold for the rest."""
     from hypothesis.configuration import set_hypothesis_home_dir
 
     loopback_without_proxy(os.environ)
+    for name in [name for name in os.environ if name.startswith("INFERD_")]:
+        del os.environ[name]
 
     home = Path(tempfile.mkdtemp(prefix="inferd-tests-hypothesis-"))
     set_hypothesis_home_dir(home)

@@ -63,3 +63,17 @@ def test_the_suites_servers_are_reached_directly_where_the_machine_has_a_proxy(t
         env.update(http_proxy=proxy, HTTP_PROXY=proxy, https_proxy=proxy, HTTPS_PROXY=proxy)
         run = run_probe(tmp_path, ASKS_A_LOOPBACK_SERVER, env)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_inferds_settings_from_the_shell_reach_no_test(tmp_path: Path) -> None:
+    # Was: INFERD_CPUS=16 in the shell of `make test` (a user's profile) reached every
+    # operator the suite started, and a test of the default ("needs cpu 64, this machine
+    # has 2") read "needs cpu 64, INFERD_CPUS allows 16".
+    probe = (
+        "import os\n\n"
+        "def test_the_defaults_hold():\n"
+        "    assert sorted(name for name in os.environ if name.startswith('INFERD_')) == []\n"
+    )
+    env = {**os.environ, "INFERD_CPUS": "16", "INFERD_PORT": "9999", "INFERD_SHADOW_NICE": "0"}
+    run = run_probe(tmp_path, probe, env)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -77,3 +77,13 @@ def test_inferds_settings_from_the_shell_reach_no_test(tmp_path: Path) -> None:
     env = {**os.environ, "INFERD_CPUS": "16", "INFERD_PORT": "9999", "INFERD_SHADOW_NICE": "0"}
     run = run_probe(tmp_path, probe, env)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_make_test_installs_the_tools_the_suite_runs_when_either_is_missing() -> None:
+    # README, "What make test needs": chromium for the dashboard's browser test, and curl, which
+    # two tests run as another user (a slim image has neither; a skip fails the run under CI).
+    steps = subprocess.run(
+        ["make", "-n", "browser"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "test -x /usr/bin/chromium && test -x /usr/bin/curl" in steps
+    assert "apt-get install -y chromium curl" in steps

@@ -61,12 +61,16 @@ def pytest_configure(config: pytest.Config) -> None:
     pytest was started from (``cd / && pytest ...`` left ``/.hypothesis``). A proxy in the
     environment is for the internet, never for this machine's servers. inferd's settings from
     the shell (``INFERD_CPUS``, ``INFERD_PORT``...: a user of inferd may keep them in a profile)
-    are not the suite's: each test sets those it means, and the defaults hold for the rest."""
+    are not the suite's: each test sets those it means, and the defaults hold for the rest. No
+    display either: on a desktop each ``inferd dashboard`` the suite ran opened a browser tab,
+    which spent the one-time link before the test could (its browser runs headless)."""
     from hypothesis.configuration import set_hypothesis_home_dir
 
     loopback_without_proxy(os.environ)
     for name in [name for name in os.environ if name.startswith("INFERD_")]:
         del os.environ[name]
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        os.environ.pop(name, None)
 
     home = Path(tempfile.mkdtemp(prefix="inferd-tests-hypothesis-"))
     set_hypothesis_home_dir(home)

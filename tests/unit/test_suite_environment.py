@@ -79,6 +79,18 @@ def test_inferds_settings_from_the_shell_reach_no_test(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+def test_no_test_opens_a_browser_on_a_desktop(tmp_path: Path) -> None:
+    # Was: with DISPLAY set (a developer's desktop), each `inferd dashboard` of the suite opened
+    # a browser tab, which spent the one-time link: the test that then opened it got no session.
+    probe = (
+        "from inferd.cli.dashboard import has_display\n\n"
+        "def test_no_display():\n"
+        "    assert not has_display()\n"
+    )
+    run = run_probe(tmp_path, probe, {**os.environ, "DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"})
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def test_make_test_installs_the_tools_the_suite_runs_when_either_is_missing() -> None:
     # README, "What make test needs": chromium for the dashboard's browser test, and curl, which
     # two tests run as another user (a slim image has neither; a skip fails the run under CI).

@@ -65,30 +65,25 @@ def test_the_suites_servers_are_reached_directly_where_the_machine_has_a_proxy(t
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_inferds_settings_from_the_shell_reach_no_test(tmp_path: Path) -> None:
-    # Was: INFERD_CPUS=16 in the shell of `make test` (a user's profile) reached every
-    # operator the suite started, and a test of the default ("needs cpu 64, this machine
-    # has 2") read "needs cpu 64, INFERD_CPUS allows 16".
+def test_inferds_settings_and_a_desktops_display_from_the_shell_reach_no_test(tmp_path: Path) -> None:
+    # Was: INFERD_CPUS=16 in the shell of `make test` (a user's profile) reached every operator
+    # the suite started, and a test of the default ("needs cpu 64, this machine has 2") read
+    # "needs cpu 64, INFERD_CPUS allows 16". And with DISPLAY set (a developer's desktop), each
+    # `inferd dashboard` of the suite opened a browser tab, which spent the one-time link: the
+    # test that then opened it got no session.
     probe = (
         "import os\n\n"
+        "from inferd.cli.dashboard import has_display\n\n\n"
         "def test_the_defaults_hold():\n"
-        "    assert sorted(name for name in os.environ if name.startswith('INFERD_')) == []\n"
-    )
-    env = {**os.environ, "INFERD_CPUS": "16", "INFERD_PORT": "9999", "INFERD_SHADOW_NICE": "0"}
-    run = run_probe(tmp_path, probe, env)
-    assert run.returncode == 0, run.stdout + run.stderr
-
-
-def test_no_test_opens_a_browser_on_a_desktop(tmp_path: Path) -> None:
-    # Was: with DISPLAY set (a developer's desktop), each `inferd dashboard` of the suite opened
-    # a browser tab, which spent the one-time link: the test that then opened it got no session.
-    probe = (
-        "from inferd.cli.dashboard import has_display\n\n"
+        "    assert sorted(name for name in os.environ if name.startswith('INFERD_')) == []\n\n\n"
         "def test_no_display():\n"
         "    assert not has_display()\n"
     )
-    run = run_probe(tmp_path, probe, {**os.environ, "DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"})
+    settings = {"INFERD_CPUS": "16", "INFERD_PORT": "9999", "INFERD_SHADOW_NICE": "0"}
+    desktop = {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}
+    run = run_probe(tmp_path, probe, {**os.environ, **settings, **desktop})
     assert run.returncode == 0, run.stdout + run.stderr
+    assert "2 passed" in run.stdout, run.stdout
 
 
 def test_make_test_installs_the_tools_the_suite_runs_when_either_is_missing() -> None:

@@ -45,9 +45,12 @@ $(MODEL_TARGETS): model-%: $(STAMP)
 demo: models
 	$(BIN)/python scripts/demo.py
 
-# The dashboard's end-to-end test drives Debian's chromium through playwright (no browser download).
+# The dashboard's end-to-end test drives Debian's chromium through playwright (no browser download);
+# two tests open a dashboard link as another user with curl, which a slim image lacks (a skip
+# fails the run under CI).
 browser:
-	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	test -x /usr/bin/chromium && test -x /usr/bin/curl \
+		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium curl)
 
 # Two workers, each test file in one of them (a file's shared servers stay shared): most tests
 # wait on replica processes, so two at a time take 13 minutes where one at a time took 17.

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,11 +37,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: first.get(item.nodeid.split("::", 1)[0], len(first)))
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def loopback_without_proxy(environ: MutableMapping[str, str]) -> None:
+    """Add the loopback addresses to ``no_proxy`` and ``NO_PROXY`` where a proxy is set.
+
+    A CI machine may reach PyPI through ``http_proxy``; the suite's own HTTP clients
+    (requests, httpx, curl) took that for the servers it starts on 127.0.0.1, and every wait
+    for a server timed out at the proxy. pip, run by tests that install packages, keeps it."""
+    if not any(
+        environ.get(f"{scheme}_{case}") for scheme in ("http", "https", "all") for case in ("proxy", "PROXY")
+    ):
+        return
+    for name in ("no_proxy", "NO_PROXY"):
+        hosts = [host.strip() for host in environ.get(name, "").split(",") if host.strip()]
+        environ[name] = ",".join(hosts + [host for host in LOOPBACK if host not in hosts])
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis keeps its database and caches in a folder of this run's, removed after it:
     by default it makes ``.hypothesis`` in the working directory, in the repository or wherever
-    pytest was started from (``cd / && pytest ...`` left ``/.hypothesis``)."""
+    pytest was started from (``cd / && pytest ...`` left ``/.hypothesis``). A proxy in the
+    environment is for the internet, never for this machine's servers. inferd's settings from
+    the shell (``INFERD_CPUS``, ``INFERD_PORT``...: a user of inferd may keep them in a profile)
+    are not the suite's: each test sets those it means, and the defaults hold for the rest. No
+    display either: on a desktop each ``inferd dashboard`` the suite ran opened a browser tab,
+    which spent the one-time link before the test could (its browser runs headless)."""
     from hypothesis.configuration import set_hypothesis_home_dir
+
+    loopback_without_proxy(os.environ)
+    for name in [name for name in os.environ if name.startswith("INFERD_")]:
+        del os.environ[name]
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        os.environ.pop(name, None)
 
     home = Path(tempfile.mkdtemp(prefix="inferd-tests-hypothesis-"))
     set_hypothesis_home_dir(home)
@@ -94,8 +123,19 @@ def process_alive(pid: int) -> bool:
 
 
 def child_pids(pid: int) -> set[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return {int(line) for line in out.split()}
+    """The processes whose parent is ``pid``, from ``/proc`` (``ps`` is procps', which a
+    container image may lack: every test that looked for a replica failed there)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_bytes().rpartition(b")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
 
 
 def is_zygote(pid: int) -> bool:

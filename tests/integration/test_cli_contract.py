@@ -26,6 +26,9 @@ from tests.integration.conftest import Inferd, free_port, stop_operator
 
 def run(home: Path, *args: str, stdout: int | IO[str] = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     environment = dict(os.environ, INFERD_HOME=str(home))
+    # Output buffered as a user's shell leaves it (this machine's sets PYTHONUNBUFFERED, under
+    # which `inferd --help > /dev/full` passed and a user's ended with status 120)
+    environment.pop("PYTHONUNBUFFERED", None)
     return subprocess.run(
         [str(INFERD), *args],
         stdout=stdout,
@@ -69,6 +72,14 @@ def test_help_and_version_to_a_full_disk_are_one_line_and_exit_1(tmp_path: Path,
     # `inferd --help > /dev/full` (and --version) ended in click's traceback: OSError: [Errno 28]
     with open("/dev/full", "w") as full:
         ended = run(tmp_path, *args, stdout=full)
+    assert (ended.returncode, ended.stderr) == (1, "error: No space left on device\n")
+
+
+def test_a_commands_output_to_a_full_disk_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    # Was: "error: No space left on device", then Python's "Exception ignored ... OSError" as
+    # it flushed the same output again at exit, and status 120.
+    with open("/dev/full", "w") as full:
+        ended = run(tmp_path, "env", "list", stdout=full)
     assert (ended.returncode, ended.stderr) == (1, "error: No space left on device\n")
 
 

@@ -192,15 +192,16 @@ def test_a_model_folder_that_is_a_link_is_named_as_not_deployed(inferd: Inferd, 
 def test_compute_unavailable_is_refused_at_once_with_the_reason(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:
+    # More cores than any machine has (64 fitted on a CI runner with 64: no compute unavailable)
     project = make_project(
         tmp_path / "p",
         "- kind: deployment\n  name: big\n- kind: api\n  name: huge\n  onnx:\n    model: m.onnx\n"
-        "  compute:\n    cpu: 64\n",
+        "  compute:\n    cpu: 4096\n",
         models={"m.onnx": iris_onnx_model},
     )
     result = inferd.run("deploy", str(project), check=False)
     assert result.returncode == 1
-    reason = f"needs cpu 64, this machine has {len(os.sched_getaffinity(0))}"
+    reason = f"needs cpu 4096, this machine has {len(os.sched_getaffinity(0))}"
     assert f"api 'huge' failed (compute unavailable): {reason}" in result.stderr
     # A request that waited for a replica instead would take the API's 60 s timeout, past this
     # read timeout: refused at once is the only way to this 503.

@@ -96,9 +96,10 @@ def older_operator(home: Path, **environ: str) -> Iterator[Inferd]:
     (runner.home / "token").write_text("older-token")
     script = home.parent / "inferd.operator.older.py"
     script.write_text(OLDER_OPERATOR)
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(runner.home)], env=dict(runner.env, **environ)
-    )
+    # Started from a shell, unless ``environ`` says otherwise: a CI job run by a systemd service
+    # (a runner's) inherits its INVOCATION_ID, and the hint named a systemd unit to restart.
+    shell = {name: value for name, value in runner.env.items() if name != "INVOCATION_ID"}
+    process = subprocess.Popen([sys.executable, str(script), str(runner.home)], env=dict(shell, **environ))
     try:
         wait_for(lambda: (runner.home / "operator.json").exists(), 30, "the older operator")
         yield runner

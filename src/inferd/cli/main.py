@@ -110,6 +110,14 @@ def os_error(exc: OSError, ctx: click.Context) -> NoReturn:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
         ctx.exit(141)  # as a program killed by SIGPIPE: the shell's pipefail sees it
     click.echo(f"error: {_os_error_message(exc)}", err=True)
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError, AttributeError):
+        # Output that cannot be written (`> /dev/full`) stays in the buffer, and exit's flush
+        # failed on it again: "Exception ignored ... OSError" and status 120 (where stdout is
+        # buffered, as it is unless PYTHONUNBUFFERED is set). It is dropped.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     ctx.exit(1)
 
 

@@ -15,6 +15,7 @@ request pays no timer of its own.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import os
@@ -119,24 +120,46 @@ def raise_fd_limit() -> int:
     return soft
 
 
+# A name's address that this machine lacks: Docker's /etc/hosts names localhost ::1 too, which
+# a container without IPv6 has no socket or address for. The name is served on the others.
+ABSENT_ADDRESS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+
+
 def listen(host: str, port: int, backlog: int = BACKLOG) -> list[socket.socket]:
-    """Non-blocking listening sockets for every address of ``host`` (as asyncio's servers bind)."""
+    """Non-blocking listening sockets for every address of ``host`` this machine has (as
+    asyncio's servers bind, but for an address that is not here while another one is)."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     seen: set[tuple[int, object]] = set()
+    absent: OSError | None = None
     try:
         for family, kind, proto, _, address in infos:
             if (family, address) in seen:
                 continue
             seen.add((family, address))
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as exc:
+                if exc.errno not in ABSENT_ADDRESS:
+                    raise
+                absent = absent or exc
+                continue
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno not in ABSENT_ADDRESS:
+                    raise
+                absent = absent or exc
+                sockets.pop().close()
+                continue
             sock.listen(backlog)
             sock.setblocking(False)
+        if not sockets and absent is not None:
+            raise absent
     except OSError:
         for sock in sockets:
             sock.close()

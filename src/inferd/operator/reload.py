@@ -144,6 +144,8 @@ class Reloader:
         # Whether the last edit did not load: the edit that undoes it is said, even when it
         # leaves nothing to roll, or the error would stay the last word on the screen.
         self._broken = False
+        # Whether the folder was removed and made again: all of it is the next watch's first edit.
+        self._made_again = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set (runs on the serving process's event loop)."""
@@ -158,31 +160,26 @@ class Reloader:
             return
         # Said once the first step of the watch has run, i.e. once the folder is being watched.
         asyncio.get_running_loop().call_soon(self.say, f"inferd: watching {root} for changes")
-        back = False
+        polling = False  # the kernel's file notifications (inotify) could not be had
         while not stop.is_set():
-            with contextlib.suppress(FileNotFoundError):  # removed again as the watch began
-                async for changes in watchfiles.awatch(
-                    root,
-                    debounce=DEBOUNCE_MS,
-                    step=DEBOUNCE_MS,
-                    stop_event=stop,
-                    rust_timeout=WATCH_TIMEOUT_MS,
-                    yield_on_timeout=True,  # the first step of a watch comes at once, changes or not
-                ):
-                    if not root.is_dir():
-                        break
-                    changed = edited_paths(changes, root)
-                    if back:  # a folder made again, now watched: all of it is the edit
-                        back = False
-                        self.say(f"inferd: watching {root} again")
-                        changed.add(root)
-                    if changed:
-                        try:
-                            await self.reload(changed)
-                        except Exception as exc:  # the watch goes on: the next edit may load
-                            log.debug("reloading failed", exc_info=True)
-                            reason = f"{type(exc).__name__}: {exc}"
-                            self.say(f"inferd: not reloaded ({reason}); the previous version keeps serving")
+            try:
+                await self._watch(root, stop, polling)
+            except FileNotFoundError:  # removed again as the watch began
+                pass
+            except (OSError, RuntimeError) as exc:
+                # No inotify instance or watch left for this user (a desktop's editors hold them,
+                # a container's limit is low): watchfiles raised as the watch began, the watch
+                # ended without a word, and no edit was reloaded. Polling needs neither.
+                if polling:
+                    self.say(
+                        f"inferd: --reload cannot watch {root} ({exc}); the APIs serve without reloading"
+                    )
+                    return
+                polling = True
+                self.say(
+                    f"inferd: cannot watch {root} with file notifications ({exc}); watching it by polling"
+                )
+                continue
             if stop.is_set():
                 return
             # The watch went with the folder (rm -rf, a fresh copy, a checkout that makes it
@@ -194,7 +191,34 @@ class Reloader:
                     await asyncio.wait_for(stop.wait(), WATCH_TIMEOUT_MS / 1000)
                 if stop.is_set():
                     return
-            back = True
+            self._made_again = True
+
+    async def _watch(self, root: Path, stop: asyncio.Event, polling: bool) -> None:
+        """Roll out the edits of ``root`` until it is removed or ``stop`` is set; by polling it
+        where ``polling``, else with the kernel's file notifications."""
+        async for changes in watchfiles.awatch(
+            root,
+            debounce=DEBOUNCE_MS,
+            step=DEBOUNCE_MS,
+            stop_event=stop,
+            rust_timeout=WATCH_TIMEOUT_MS,
+            yield_on_timeout=True,  # the first step of a watch comes at once, changes or not
+            force_polling=True if polling else None,  # None: as WATCHFILES_FORCE_POLLING says
+        ):
+            if not root.is_dir():
+                break
+            changed = edited_paths(changes, root)
+            if self._made_again:  # a folder made again, now watched: all of it is the edit
+                self._made_again = False
+                self.say(f"inferd: watching {root} again")
+                changed.add(root)
+            if changed:
+                try:
+                    await self.reload(changed)
+                except Exception as exc:  # the watch goes on: the next edit may load
+                    log.debug("reloading failed", exc_info=True)
+                    reason = f"{type(exc).__name__}: {exc}"
+                    self.say(f"inferd: not reloaded ({reason}); the previous version keeps serving")
 
     async def reload(self, changed: set[Path]) -> None:
         """Roll the APIs that ``changed`` affects, unless the edit cannot load."""

@@ -72,6 +72,9 @@ class RayBackend:
         self.cluster = cluster
         self._connected = False
         self.session = requests.Session()
+        # Serve's proxy on a loopback address is never reached through a proxy of the environment
+        # (http_proxy for the internet): that failed, and `inferd get API -e` showed no signature.
+        self.session.trust_env = not env.on_this_machine
 
     def _connect(self, project_root: Path | None = None) -> None:
         if not self._connected:

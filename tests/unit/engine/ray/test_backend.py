@@ -309,3 +309,41 @@ def test_get_api_on_ray_says_requests_are_not_counted_there(cluster: FakeCluster
     shown = api_detail(RayBackend(LAB, cluster).api("classifier"))
     assert "requests/s" not in shown
     assert "metrics: requests and the tracker are not counted on a Ray cluster" in shown
+
+
+def test_an_apis_signature_is_asked_of_a_cluster_on_this_machine_without_a_proxy(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With http_proxy set (a machine that reaches the internet through one) and no no_proxy,
+    `inferd get API -e` asked Serve's proxy on 127.0.0.1 through it, got nothing, and showed
+    no signature and no device."""
+    import http.server
+    import socket
+    import threading
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"signature": {"input": "float32"}, "device": "cpu"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with socket.socket() as dead, http.server.HTTPServer(("127.0.0.1", 0), Answer) as serve:
+        dead.bind(("127.0.0.1", 0))  # a proxy that refuses every connection
+        for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{dead.getsockname()[1]}")
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        port = serve.server_address[1]
+        monkeypatch.setattr(
+            cluster, "details", lambda: {"http_options": {"port": port}, "applications": cluster.apps}
+        )
+        threading.Thread(target=serve.handle_request, daemon=True).start()
+        RayBackend(LAB, cluster).deploy(example("iris-onnx"))
+        view = RayBackend(LAB, cluster).api("classifier")
+    assert view["signature"] == {"input": "float32"} and view["device"] == "cpu"

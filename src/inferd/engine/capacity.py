@@ -2,7 +2,8 @@
 
 The cores replicas may reserve in all are the machine's, or ``INFERD_CPUS`` when set: more than
 the machine has lets many mostly idle APIs share it (each keeps Cortex's default 200m request),
-fewer keeps cores for other work.
+fewer keeps cores for other work. In a container (or any cgroup) with a CPU quota or a memory
+limit, the machine is what those allow (``cgroup_limits``), not the host's cores and memory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from inferd.engine.cgroup_limits import cpu_limit, memory_limit
 from inferd.engine.gpus import Claim, GpuNeed, GpuPool
 
 log = logging.getLogger("inferd.engine")
@@ -21,14 +23,25 @@ CPUS_ENV = "INFERD_CPUS"
 
 
 def _total_memory() -> int:
+    """The machine's memory, or its cgroup's memory limit where that is smaller."""
+    total = 1 << 40
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
                 if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
+                    total = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError):
         pass
-    return 1 << 40
+    limit = memory_limit()
+    return total if limit is None else min(total, limit)
+
+
+def machine_cpus() -> float:
+    """The cores this process may run on, or its cgroup's CPU quota where that is fewer."""
+    cores = float(len(os.sched_getaffinity(0)))
+    quota = cpu_limit()
+    return cores if quota is None else min(cores, quota)
 
 
 Need = tuple[float, int | None]  # cpu cores, memory bytes of one replica
@@ -36,7 +49,7 @@ Need = tuple[float, int | None]  # cpu cores, memory bytes of one replica
 
 def replica_cpus(environ: Mapping[str, str] = os.environ) -> tuple[float, bool]:
     """The cores replicas may reserve in all, and whether ``INFERD_CPUS`` set them."""
-    cores = float(len(os.sched_getaffinity(0)))
+    cores = machine_cpus()
     text = environ.get(CPUS_ENV, "").strip()
     if not text:
         return cores, False

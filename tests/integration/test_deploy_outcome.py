@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from inferd.engine.capacity import machine_cpus
 from tests.conftest import INFERD, Server, example, from_a_terminal, make_project, process_alive, wait_for
 from tests.integration.conftest import Inferd
 from tests.integration.test_operator import HeldModel
@@ -201,7 +202,7 @@ def test_compute_unavailable_is_refused_at_once_with_the_reason(
     )
     result = inferd.run("deploy", str(project), check=False)
     assert result.returncode == 1
-    reason = f"needs cpu 4096, this machine has {len(os.sched_getaffinity(0))}"
+    reason = f"needs cpu 4096, this machine has {machine_cpus():g}"
     assert f"api 'huge' failed (compute unavailable): {reason}" in result.stderr
     # A request that waited for a replica instead would take the API's 60 s timeout, past this
     # read timeout: refused at once is the only way to this 503.
@@ -245,7 +246,7 @@ def test_an_api_waits_for_the_room_a_removed_api_frees(
     # A project whose new API replaces one that holds the whole machine: the new one starts once
     # the old one's replica has drained, and the deploy says so (it exited 1 "failed (compute
     # unavailable)" at once, while the operator went on to start it)
-    cores = len(os.sched_getaffinity(0))
+    cores = machine_cpus()
     api = "- kind: api\n  name: {}\n  onnx:\n    model: m.onnx\n  compute:\n    cpu: {}\n"
     head = "- kind: deployment\n  name: swap\n"
     project = make_project(
@@ -373,7 +374,7 @@ def test_inferd_cpus_sets_the_cores_inferd_serve_lets_replicas_reserve(
 ) -> None:
     # README: INFERD_CPUS in the environment of `inferd up` (or `inferd serve`) sets the total;
     # an API reserving more cores than the machine has serves once the setting allows it.
-    cores = len(os.sched_getaffinity(0))
+    cores = machine_cpus()
     project = make_project(
         tmp_path / "p",
         "- kind: deployment\n  name: set\n- kind: api\n  name: wide\n  onnx:\n    model: m.onnx\n"
@@ -402,7 +403,7 @@ def test_inferd_host_sets_the_address_the_operators_gateway_listens_on(
 def test_the_capacity_cap_is_shown_when_it_limits_requested(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:
-    cores = len(os.sched_getaffinity(0))
+    cores = machine_cpus()
     project = make_project(
         tmp_path / "p",
         "- kind: deployment\n  name: capped\n- kind: api\n  name: wide\n  onnx:\n    model: m.onnx\n"
@@ -413,7 +414,7 @@ def test_the_capacity_cap_is_shown_when_it_limits_requested(
     inferd.run("deploy", str(project))  # live: one replica fits, and serves
     info = inferd.api("wide")
     assert info["requested"] == 2 and info["capacity"]["fit"] == 1
-    assert info["capacity"]["reason"].startswith(f"needs cpu {cores}, 0 of this machine's {cores} is free")
+    assert info["capacity"]["reason"].startswith(f"needs cpu {cores:g}, 0 of this machine's {cores:g} is free")
     row = inferd.run("get").stdout.splitlines()[1].split()
     assert row[:7] == ["wide", "capped", "live", "1", "1", "2", "(1"]
     assert (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import requests
 
+from inferd.engine.capacity import machine_cpus
 from inferd.logfiles import folder_bytes
 from inferd.logreading import files_of
 from tests.conftest import INFERD, Server, example, make_project, process_alive, wait_for
@@ -310,7 +311,7 @@ def test_prune_removes_the_logs_of_deleted_apis_and_keeps_the_rest(
 def test_a_rollout_on_a_full_machine_replaces_one_replica_at_a_time(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:
-    half = len(os.sched_getaffinity(0)) / 2  # two replicas fill this machine's cores
+    half = machine_cpus() / 2  # two replicas fill this machine's cores
     handler = "def post_inference(prediction, signature, metadata):\n    return {version}\n"
     project = make_project(
         tmp_path / "p",

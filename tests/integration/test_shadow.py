@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 
+from inferd.engine.capacity import machine_cpus
 from inferd.engine.priority import group_nice_of
 from tests.conftest import make_project, wait_for
 from tests.integration.conftest import Inferd
@@ -236,7 +237,7 @@ def test_a_slow_or_broken_shadow_never_changes_the_answers(inferd: Inferd, tmp_p
 
 def test_a_shadow_gives_its_room_to_the_replicas_its_primary_wants(inferd: Inferd, tmp_path: Path) -> None:
     # Room for 4 replicas on any machine: the shadow would start 3, and the primary needs 3.
-    cpu = f"{len(os.sched_getaffinity(0)) / 4:g}"
+    cpu = f"{machine_cpus() / 4:g}"
     config = f"""
 - kind: deployment
   name: room

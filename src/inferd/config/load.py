@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from inferd.config import CONFIG_NAMES
 from inferd.config.rules import check_project
 from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSplitter
-from inferd.errors import ConfigError
+from inferd.errors import ConfigError, shown
 
 # Files people hand ``inferd deploy`` by mistake (the handler, the model) for a config.
 NOT_CONFIG = {
@@ -152,7 +152,7 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
             raise ConfigError(f"{where}: resource {index + 1} has no 'kind' (deployment or api)")
         else:
             raise ConfigError(
-                f"{where}: kind: unknown kind {kind!r} (expected deployment, api or traffic_splitter)"
+                f"{where}: kind: unknown kind {shown(kind)} (expected deployment, api or traffic_splitter)"
             )
         try:
             resource = model.model_validate(item)
@@ -168,7 +168,13 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
         return check_project(config_file, deployments, apis, keys_root, splitters)
     except FieldError as exc:
         line = lines.get(exc.location, lines.get(exc.location[:1], 1))
-        raise ConfigError(f"{name}:{line}: {exc.message}") from None
+        raise ConfigError(_one_line(f"{name}:{line}: {exc.message}")) from None
+
+
+def _one_line(message: str) -> str:
+    """``message`` with the control characters a config wrote escaped (``"a\\nb"``, a key or a
+    path), so the error stays one line."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in message)
 
 
 def _label(kind: str, name: object) -> str:
@@ -231,7 +237,7 @@ def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Locatio
         result: dict[Any, Any] = {}
         own: set[Any] = set()
         for position, (key_node, value_node) in enumerate(node.value):
-            key = loader.construct_object(key_node, deep=True)
+            key = _construct(loader, key_node)
             if isinstance(key, list | dict):
                 raise yaml.constructor.ConstructorError(
                     None, None, "a key must be a scalar", key_node.start_mark
@@ -247,7 +253,24 @@ def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Locatio
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, child, (*path, i), lines) for i, child in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _construct(loader, node)
+
+
+_TAG_WORDS = {"int": "an integer", "float": "a float", "bool": "true or false"}
+
+
+def _construct(loader: _Loader, node: yaml.Node) -> Any:
+    """A node's value; an explicit tag its text does not fit (``!!float abc``) is a YAML error.
+
+    PyYAML raises ValueError, KeyError or IndexError there (a traceback, not a sentence)."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, KeyError, IndexError) as exc:
+        tag = node.tag.rsplit(":", 1)[-1]
+        text = node.value if isinstance(node.value, str) else ""
+        written = f"!!{tag} {text[:60]}".rstrip()
+        problem = f"{written}: {shown(text)} is not {_TAG_WORDS.get(tag, f'a {tag}')}"
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from exc
 
 
 _MESSAGES: dict[str, str] = {
@@ -394,4 +417,4 @@ def _config_error(
             line = lines[full[:cut]]
             break
     prefix = f"{name}:{line}: {label}: "
-    return ConfigError(prefix + (f"{field}: {message}" if field else message))
+    return ConfigError(_one_line(prefix + (f"{field}: {message}" if field else message)))

@@ -179,7 +179,9 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
             try:
                 for line in handle:
                     with contextlib.suppress(orjson.JSONDecodeError):
-                        kept.append(orjson.loads(line))
+                        record = orjson.loads(line)
+                        if isinstance(record, dict):  # a line of other JSON (`[1]`, `5`) is none
+                            kept.append(record)
             except OSError as exc:
                 raise StateError(
                     f"cannot read the payload log {handle.name} ({exc.strerror or exc})"

@@ -260,6 +260,16 @@ def test_a_control_character_the_config_wrote_is_escaped_in_its_one_line_error(
             + "... is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)",
         ),
         (
+            _API + "  shadow: {api: " + "y" * 3000 + "}\n",
+            "cortex.yaml:6: api 'a': shadow.api: no api named '" + "y" * 60
+            + "...' in this project (apis: a)",
+        ),
+        (
+            _API + "- kind: traffic_splitter\n  name: s\n  apis: [{name: " + "y" * 3000 + ", weight: 100}]\n",
+            "cortex.yaml:8: traffic_splitter 's': apis: no api named '" + "y" * 60
+            + "...' in this project (apis: a)",
+        ),
+        (
             "- kind: " + "x" * 3000 + "\n",
             "cortex.yaml:1: kind: unknown kind '" + "x" * 60
             + "...' (expected deployment, api or traffic_splitter)",

@@ -32,6 +32,7 @@ from inferd.gateway.auth import CHALLENGE
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.server import HttpServer
 from inferd.gateway.wire import Request, parse_query
+from inferd.logreading import Cursor
 from inferd.operator.delete import delete
 from inferd.operator.logs import log_path, logged_keys, read_logs
 from inferd.operator.promote import promote
@@ -170,12 +171,20 @@ class AdminApp(HttpServer):
                 since = float(query["since"]) if "since" in query else None
             except ValueError:
                 raise InputError("'tail' and 'since' must be numbers") from None
+            cursor = query.get("cursor") or None
+            try:
+                if cursor is not None:
+                    Cursor.decode(cursor)
+            except ValueError:  # was a 500: "invalid literal for int()"
+                raise InputError(
+                    "'cursor' must be INODE:OFFSET (two whole numbers, as an earlier answer gave it)"
+                ) from None
             read = functools.partial(
                 read_logs,
                 operator.home,
                 name,
                 access=query.get("access") == "1",
-                cursor=query.get("cursor") or None,
+                cursor=cursor,
                 tail=tail,
                 since=since,
             )

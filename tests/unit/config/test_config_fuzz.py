@@ -282,3 +282,34 @@ def test_a_long_value_is_cut_in_its_error(tmp_path: Path, text: str, said: str) 
     with pytest.raises(ConfigError) as caught:
         load_project(tmp_path)
     assert caught.value.message == said
+
+
+def test_a_set_as_a_key_is_one_config_error(tmp_path: Path) -> None:
+    # was a TypeError traceback: unhashable type: 'set'
+    (tmp_path / "cortex.yaml").write_text("- kind: deployment\n  name: d\n  ? !!set {a}\n  : 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    assert caught.value.message == "cortex.yaml:3: invalid YAML: a key must be a scalar"
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        # was "cortex.yaml:1: deployment: 1: Keys should be strings": pydantic's words, the
+        # resource's line, and a key (1) the file does not have
+        (
+            "yes",
+            "cortex.yaml:3: deployment: True: unknown key (YAML read the unquoted key as true "
+            "(yes, no, on and off are true or false in YAML))",
+        ),
+        ("5", "cortex.yaml:3: deployment: 5: unknown key (YAML read the unquoted key as the number 5)"),
+        ("~", "cortex.yaml:3: deployment: None: unknown key (YAML read the unquoted key as null)"),
+    ],
+)
+def test_a_key_yaml_reads_as_no_text_is_an_unknown_key_on_its_line(
+    tmp_path: Path, key: str, said: str
+) -> None:
+    (tmp_path / "cortex.yaml").write_text(f"- kind: deployment\n  name: d\n  {key}: 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    assert caught.value.message == said

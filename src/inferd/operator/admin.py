@@ -27,6 +27,7 @@ from inferd.errors import (
     NotFoundError,
     UnauthorizedError,
     in_several_deployments,
+    shown,
 )
 from inferd.gateway.auth import CHALLENGE
 from inferd.gateway.http import HttpConnection
@@ -53,7 +54,7 @@ def _deleted_log(operator: Operator, name: str) -> str:
     if len(keys) > 1:
         raise in_several_deployments("api", name, keys, was=True)
     if not keys:
-        raise NotFoundError(f"no API named '{name}'")
+        raise NotFoundError(f"no API named {shown(name)}")
     return keys[0]
 
 

@@ -249,7 +249,13 @@ def _check_files(root: Path, index: int, api: Api) -> None:
             raise FieldError(where, f"{label}: {block_name}.python_path: {api.python_path} is not a folder")
     uri = api.model_uri
     if uri is not None and is_remote(uri):
-        last = urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            last = urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1]
+        except ValueError as exc:  # `http://[::1/m.onnx`: a traceback, "Invalid IPv6 URL"
+            raise FieldError(
+                (index, block_name, "model"),
+                f"{label}: {block_name}.model: {_shown(uri)} is not a valid URL ({exc})",
+            ) from None
         if last in (".", ".."):  # the download was written to "<cache>/tmp.../..", a folder
             raise FieldError(
                 (index, block_name, "model"),

@@ -313,3 +313,16 @@ def test_a_key_yaml_reads_as_no_text_is_an_unknown_key_on_its_line(
     with pytest.raises(ConfigError) as caught:
         load_project(tmp_path)
     assert caught.value.message == said
+
+
+@pytest.mark.parametrize("uri", ["http://[::1/model.onnx", "https://[not-an-address]x/m.onnx"])
+def test_a_model_url_python_cannot_split_is_one_config_error(tmp_path: Path, uri: str) -> None:
+    # was a ValueError traceback: Invalid IPv6 URL
+    (tmp_path / "cortex.yaml").write_text(
+        f'- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx: {{model: "{uri}"}}\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    assert caught.value.message.startswith(
+        f"cortex.yaml:5: api 'a': onnx.model: '{uri}' is not a valid URL ("
+    )

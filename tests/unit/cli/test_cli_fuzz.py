@@ -75,10 +75,14 @@ _COMMANDS: list[Callable[[str], list[str]]] = [
     lambda text: ["export", text, "--kubernetes", "out"],
     lambda text: ["completion", text],
     lambda text: ["env", "get", text],
+    lambda text: ["env", "add", "fz", "--address", text],
+    lambda text: ["env", "add", "fz", "--address", f"ray://[{text}:10001"],
+    lambda text: ["env", "add", text, "--address", "h:1"],
+    lambda text: ["env", "remove", text],
 ]
 
 
-@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(st.integers(0, len(_COMMANDS) - 1), _TEXTS)
 def test_odd_option_values_are_a_sentence_not_a_traceback(workspace: Path, command: int, text: str) -> None:
     args = _COMMANDS[command](text)
@@ -87,6 +91,8 @@ def test_odd_option_values_are_a_sentence_not_a_traceback(workspace: Path, comma
     assert "Traceback" not in result.output, (args, result.output)
     if result.exit_code == 0:
         assert not result.output.startswith("error"), (args, result.output)
+    listed = CliRunner().invoke(cli, ["env", "list"])  # what a command stored still reads
+    assert listed.exit_code == 0, (args, listed.output, listed.exception)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -128,7 +129,7 @@ def test_a_log_cursor_an_answer_gave_reads_on(admin: Admin, tmp_path: Path) -> N
 @pytest.mark.parametrize("name", ["a\nb", "x" * 3000])
 def test_a_name_no_api_has_is_quoted_in_one_short_line(admin: Admin, route: str, name: str) -> None:
     # was the name as sent: a line break split the error, and 3,000 characters of it made the sentence
-    answer = admin.session.get(admin.url + route + requests.utils.quote(name, safe=""), timeout=30)
+    answer = admin.session.get(admin.url + route + quote(name, safe=""), timeout=30)
     assert answer.status_code == 404, answer.text
     error = answer.json()["error"]
     assert "\n" not in error and len(error) < 120, error[:200]

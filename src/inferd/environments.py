@@ -80,8 +80,8 @@ class Environment:
         if self.address is None:
             return "127.0.0.1"
         rest = self.address.removeprefix(RAY_CLIENT_SCHEME)
-        if rest.startswith("["):  # [::1]:6379
-            return rest[1 : rest.index("]")]
+        if rest.startswith("["):  # [::1]:6379 (one an older inferd took unclosed: `[::1`)
+            return rest[1:].partition("]")[0]
         host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
         return "127.0.0.1" if host in ("", "localhost", "auto") else host
 
@@ -112,6 +112,10 @@ def check_address(address: str) -> str:
     """``ray://host:port`` or ``host:port`` (as ``ray.init`` takes it); raise ``UsageError``."""
     rest = address.removeprefix(RAY_CLIENT_SCHEME)
     host, _, port = rest.rpartition(":")
+    # an IPv6 host is in brackets, closed right before the port (`[::1`: `inferd env list` failed)
+    bracketed = host.startswith("[") or "]" in host
+    if bracketed and not (host.startswith("[") and host.endswith("]") and len(host) > 2):
+        host = ""
     if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest:
         raise UsageError(
             f"--address {address!r} must be ray://HOST:PORT (from outside the cluster, usually port "

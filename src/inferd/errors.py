@@ -52,6 +52,15 @@ def apis_named(names: list[str]) -> str:
     return f"apis {', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
+def shown(value: object) -> str:
+    """A user's value as an error quotes it: its repr, cut after 60 characters (a 3,000-character
+    value made a 3,000-character sentence)."""
+    if isinstance(value, str):
+        return repr(f"{value[:60]}..." if len(value) > 60 else value)
+    text = repr(value)
+    return f"{text[:60]}..." if len(text) > 60 else text
+
+
 class InputError(InferdError):
     """The client's input does not fit: malformed JSON, wrong dtype or shape, missing input."""
 

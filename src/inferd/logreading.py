@@ -48,8 +48,12 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        """The cursor ``encode`` wrote; ``ValueError`` for any other text (a negative offset too)."""
         inode, _, offset = text.partition(":")
-        return cls(int(inode), int(offset))
+        cursor = cls(int(inode), int(offset))
+        if cursor.inode < 0 or cursor.offset < 0:
+            raise ValueError(f"a negative position in cursor {text!r}")
+        return cursor
 
 
 def _inode(path: Path) -> int | None:

@@ -11,11 +11,14 @@ if TYPE_CHECKING:
     import requests
 
 
-def api_headers(key: str | None = None) -> dict[str, str]:
-    """The headers of a JSON request to an API, with its key (``auth:``) when given."""
-    headers = {"Content-Type": "application/json"}
+def api_headers(key: str | None = None) -> dict[str, str | bytes]:
+    """The headers of a JSON request to an API, with its key (``auth:``) when given.
+
+    The key goes as UTF-8, as the gateway reads its keys and curl sends them: requests encodes a
+    text header in Latin-1, and a key such as ``clé€`` ended in a UnicodeEncodeError traceback."""
+    headers: dict[str, str | bytes] = {"Content-Type": "application/json"}
     if key:
-        headers["Authorization"] = f"Bearer {key}"
+        headers["Authorization"] = b"Bearer " + key.encode()
     return headers
 
 

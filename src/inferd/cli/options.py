@@ -49,11 +49,24 @@ def env_option(function: F) -> F:
     return decorated
 
 
+def _check_key(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A key an HTTP header can carry: requests refused a line break only as it sent the sample
+    ("cannot reach ..."), after the API was looked up."""
+    if value is not None and not value.isprintable():
+        raise click.BadParameter(
+            "an API key is one line of text, without control characters (a line break, a tab)",
+            ctx,
+            param,
+        )
+    return value
+
+
 key_option = click.option(
     "--key",
     "api_key",
     envvar="INFERD_API_KEY",
     default=None,
+    callback=_check_key,
     help="API key for an API with auth: (sent as Authorization: Bearer KEY); default $INFERD_API_KEY.",
 )
 

@@ -105,9 +105,16 @@ def find_splitter(client: Client, name: str) -> tuple[str, str, list[str]]:
     return found[0]["deployment"], bare, [entry["name"] for entry in found[0]["apis"]]
 
 
-def _shown(body: dict[str, Any]) -> str:
-    text = json.dumps(body["json"]) if "json" in body else "base64:" + body.get("base64", "")
+def _shown(body: object) -> str:
+    if not isinstance(body, dict):  # a record another tool wrote, or edited by hand
+        return ""
+    text = json.dumps(body["json"]) if "json" in body else "base64:" + str(body.get("base64", ""))
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _latency(record: dict[str, Any]) -> str:
+    latency = record.get("latency_ms")
+    return f"{latency:.1f} ms" if isinstance(latency, int | float) and not isinstance(latency, bool) else ""
 
 
 @click.command()
@@ -141,12 +148,12 @@ def payloads(api: str, count: int, output: str, env: Environment) -> None:
         return
     rows = [
         [
-            r["request_id"],
-            r["status"],
-            f"{r['latency_ms']:.1f} ms",
-            r["version"],
-            _shown(r["request"]),
-            _shown(r["response"]),
+            str(r.get("request_id", "")),
+            str(r.get("status", "")),
+            _latency(r),
+            str(r.get("version", "")),
+            _shown(r.get("request")),
+            _shown(r.get("response")),
         ]
         for r in records
     ]

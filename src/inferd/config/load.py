@@ -6,19 +6,18 @@ e.g. ``cortex.yaml:14: api 'classifier': compute.min_replicas: must be >= 1``.
 
 from __future__ import annotations
 
-import difflib
 import re
-import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from inferd.config import CONFIG_NAMES
+from inferd.config.messages import Location, config_error, one_line
 from inferd.config.rules import check_project
 from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSplitter
-from inferd.errors import ConfigError
+from inferd.errors import ConfigError, shown
 
 # Files people hand ``inferd deploy`` by mistake (the handler, the model) for a config.
 NOT_CONFIG = {
@@ -40,8 +39,6 @@ NOT_CONFIG = {
 # alias bomb (``&a [*b, *b, ...]`` nested) expands to billions of values.
 MAX_CONFIG_BYTES = 4 << 20
 MAX_VALUES = 200_000
-
-Location = tuple[str | int, ...]
 
 
 class _Loader(yaml.SafeLoader):
@@ -152,12 +149,12 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
             raise ConfigError(f"{where}: resource {index + 1} has no 'kind' (deployment or api)")
         else:
             raise ConfigError(
-                f"{where}: kind: unknown kind {kind!r} (expected deployment, api or traffic_splitter)"
+                f"{where}: kind: unknown kind {shown(kind)} (expected deployment, api or traffic_splitter)"
             )
         try:
             resource = model.model_validate(item)
         except ValidationError as exc:
-            raise _config_error(exc, name, label, (index,), lines, model) from None
+            raise config_error(exc, name, label, (index,), lines, model) from None
         if isinstance(resource, Deployment):
             deployments.append((index, resource))
         elif isinstance(resource, TrafficSplitter):
@@ -168,7 +165,7 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
         return check_project(config_file, deployments, apis, keys_root, splitters)
     except FieldError as exc:
         line = lines.get(exc.location, lines.get(exc.location[:1], 1))
-        raise ConfigError(f"{name}:{line}: {exc.message}") from None
+        raise ConfigError(one_line(f"{name}:{line}: {exc.message}")) from None
 
 
 def _label(kind: str, name: object) -> str:
@@ -231,8 +228,8 @@ def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Locatio
         result: dict[Any, Any] = {}
         own: set[Any] = set()
         for position, (key_node, value_node) in enumerate(node.value):
-            key = loader.construct_object(key_node, deep=True)
-            if isinstance(key, list | dict):
+            key = _construct(loader, key_node)
+            if isinstance(key, list | dict | set):  # a set: `? !!set {a}`
                 raise yaml.constructor.ConstructorError(
                     None, None, "a key must be a scalar", key_node.start_mark
                 )
@@ -247,151 +244,21 @@ def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Locatio
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, child, (*path, i), lines) for i, child in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _construct(loader, node)
 
 
-_MESSAGES: dict[str, str] = {
-    "missing": "required field is missing",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be a whole number",
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-    "dict_type": "must be a map",
-    "model_type": "must be a map",
-    "list_type": "must be a list",
-    "tuple_type": "must be a list",
-    "float_type": "must be a number",
-    "float_parsing": "must be a number",
-    "finite_number": "must be a finite number",
-    "int_parsing_size": "is too large a number",
-}
-# The names pydantic gives a union's members in an error's location (``compute.mem.str``).
-_UNION_MEMBERS = {"str", "int", "float", "bool", "none"}
-_MEMBER_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}
+_TAG_WORDS = {"int": "an integer", "float": "a float", "bool": "true or false"}
 
 
-def _model_at(model: type[BaseModel], loc: Location) -> type[BaseModel] | None:
-    """The pydantic model that holds the field at ``loc`` (list indexes and map keys skipped)."""
-    found: Any = model
-    for part in loc:
-        if not isinstance(part, str) or not (isinstance(found, type) and issubclass(found, BaseModel)):
-            continue
-        field = found.model_fields.get(part)
-        if field is None:
-            return None
-        pending, found = [field.annotation], None
-        while pending:  # the first model inside Optional[...], list[...], dict[str, ...]
-            candidate = pending.pop(0)
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                found = candidate
-                break
-            pending.extend(typing.get_args(candidate))
-        if found is None:
-            return None
-    return found if isinstance(found, type) and issubclass(found, BaseModel) else None
+def _construct(loader: _Loader, node: yaml.Node) -> Any:
+    """A node's value; an explicit tag its text does not fit (``!!float abc``) is a YAML error.
 
-
-def _unknown_key(model: type[BaseModel] | None, loc: Location) -> str:
-    """ "unknown key", with the nearest field's name when the key looks like a typo of one."""
-    holder = _model_at(model, loc[:-1]) if model is not None else None
-    if holder is None or not loc or not isinstance(loc[-1], str):
-        return "unknown key"
-    close = difflib.get_close_matches(loc[-1], list(holder.model_fields), n=1, cutoff=0.7)
-    return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
-
-
-def _union_error(error: Any, errors: list[Any]) -> Any:
-    """A value no member of a union took: the error at the field itself, not at ``field.str``.
-
-    The most telling member's error is kept (``must be a whole number`` for 1.5 where an integer
-    or a string may be), else one that lists what the field takes.
-    """
-    loc = tuple(error["loc"])
-    if not loc or loc[-1] not in _UNION_MEMBERS:
-        return error
-    members = [
-        other
-        for other in errors
-        if tuple(other["loc"])[:-1] == loc[:-1] and other["loc"][-1] in _UNION_MEMBERS
-    ]
-    if len(members) < 2:
-        return error
-    telling = [other for other in members if not other["type"].endswith("_type")]
-    if telling:
-        return {**telling[0], "loc": loc[:-1]}
-    words = [_MEMBER_WORDS.get(str(other["loc"][-1]), str(other["loc"][-1])) for other in members]
-    message = f"must be {', '.join(words[:-1])} or {words[-1]}"
-    return {"type": "union", "loc": loc[:-1], "msg": message, "ctx": {}}
-
-
-def _unquoted(value: bool | int | float) -> str:
-    """Why a string field got a YAML 1.1 boolean or number (``name: no``, ``on``, ``1e3``, ``0777``),
-    which the user wrote as text: "must be a string" alone left them looking at a string."""
-    if isinstance(value, bool):
-        read = f"{str(value).lower()} (yes, no, on and off are true or false in YAML)"
-    else:
-        read = f"the number {value!r}"
-    return f"must be a string: YAML read the unquoted value as {read}; put it in quotes"
-
-
-def _config_error(
-    exc: ValidationError,
-    name: str,
-    label: str,
-    base: Location,
-    lines: dict[Location, int],
-    model: type[BaseModel] | None = None,
-) -> ConfigError:
-    errors = exc.errors(include_url=False)
-    error = errors[0]
-    if error["type"] == "missing":  # `nme: x` reads better as a misspelt name than a missing one
-        wanted = str(error["loc"][-1]) if error["loc"] else ""
-        for other in errors:
-            typed = other["loc"][-1] if other["loc"] else None
-            if (
-                other["type"] == "extra_forbidden"
-                and other["loc"][:-1] == error["loc"][:-1]
-                and isinstance(typed, str)
-                and difflib.get_close_matches(typed, [wanted], n=1, cutoff=0.7)
-            ):
-                error = other
-                break
-    error = _union_error(error, errors)
-    loc: Location = tuple(error["loc"])
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    if kind == "extra_forbidden":
-        message = _unknown_key(model, loc)
-    elif kind == "string_type" and isinstance(error.get("input"), bool | int | float):
-        message = _unquoted(error["input"])
-    elif kind in _MESSAGES:
-        message = _MESSAGES[kind]
-    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        op = {
-            "greater_than_equal": ">=",
-            "greater_than": ">",
-            "less_than_equal": "<=",
-            "less_than": "<",
-        }[kind]
-        bound = next(iter(ctx.values()), "?")
-        message = f"must be {op} {bound}"
-    elif kind == "too_short":
-        least = ctx.get("min_length", 1)
-        message = f"must list at least {least} {'entry' if least == 1 else 'entries'}"
-    elif kind == "literal_error":
-        message = f"must be one of {ctx.get('expected', '')}"
-    elif kind == "value_error":
-        message = str(ctx.get("error", error["msg"]))
-    else:
-        message = error["msg"]
-    field = ".".join(str(part) for part in loc)
-    full = (*base, *(str(p) if isinstance(p, str) else p for p in loc))
-    line = 1
-    for cut in range(len(full), -1, -1):
-        if full[:cut] in lines:
-            line = lines[full[:cut]]
-            break
-    prefix = f"{name}:{line}: {label}: "
-    return ConfigError(prefix + (f"{field}: {message}" if field else message))
+    PyYAML raises ValueError, KeyError or IndexError there (a traceback, not a sentence)."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, KeyError, IndexError) as exc:
+        tag = node.tag.rsplit(":", 1)[-1]
+        text = node.value if isinstance(node.value, str) else ""
+        written = f"!!{tag} {text[:60]}".rstrip()
+        problem = f"{written}: {shown(text)} is not {_TAG_WORDS.get(tag, f'a {tag}')}"
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from exc

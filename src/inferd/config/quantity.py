@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+from inferd.errors import shown
+
 _SUFFIXES: dict[str, float] = {
     "": 1.0,
     "n": 1e-9,
@@ -30,7 +32,7 @@ _QUANTITY = re.compile(r"^\s*([+]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zA
 def parse_quantity(value: object) -> float:
     """The numeric value of a quantity; ``ValueError`` with a readable message otherwise."""
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)")
+        raise ValueError(f"{shown(value)} is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)")
     number: float | None = None
     if isinstance(value, int | float):
         number = float(value)
@@ -39,9 +41,9 @@ def parse_quantity(value: object) -> float:
         if match and match.group(2) in _SUFFIXES:
             number = float(match.group(1)) * _SUFFIXES[match.group(2)]
     if number is None:
-        raise ValueError(f"{value!r} is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)")
+        raise ValueError(f"{shown(value)} is not a quantity (e.g. 200m, 1.5, 512Mi, 2G)")
     if not math.isfinite(number):  # YAML's .nan and .inf, or 1e400: no machine has that many
-        raise ValueError(f"{value!r} is not a finite number")
+        raise ValueError(f"{shown(value)} is not a finite number")
     return number
 
 

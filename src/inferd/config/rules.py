@@ -28,7 +28,7 @@ from inferd.config.schema import (
 
 
 def _shown(text: str) -> str:
-    """A path as written, quoted (control characters escaped) and cut when long."""
+    """A path or name as written, quoted (control characters escaped) and cut when long."""
     return repr(f"{text[:60]}..." if len(text) > 60 else text)
 
 
@@ -156,7 +156,7 @@ def _check_splitters(
                 known = ", ".join(sorted(names)) or "none"
                 raise FieldError(
                     (index, "apis", position, "name"),
-                    f"{label}: apis: no api named {entry.name!r} in this project (apis: {known})",
+                    f"{label}: apis: no api named {_shown(entry.name)} in this project (apis: {known})",
                 )
             first = splitter.apis[0].name
             if auths[entry.name] != auths[first]:
@@ -191,7 +191,7 @@ def _check_shadow(index: int, label: str, name: str, shadow: Shadow | None, name
         known = ", ".join(sorted(names)) or "none"
         raise FieldError(
             (index, "shadow", "api"),
-            f"{label}: shadow.api: no api named {shadow.api!r} in this project (apis: {known})",
+            f"{label}: shadow.api: no api named {_shown(shadow.api)} in this project (apis: {known})",
         )
 
 
@@ -249,7 +249,13 @@ def _check_files(root: Path, index: int, api: Api) -> None:
             raise FieldError(where, f"{label}: {block_name}.python_path: {api.python_path} is not a folder")
     uri = api.model_uri
     if uri is not None and is_remote(uri):
-        last = urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            last = urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1]
+        except ValueError as exc:  # `http://[::1/m.onnx`: a traceback, "Invalid IPv6 URL"
+            raise FieldError(
+                (index, block_name, "model"),
+                f"{label}: {block_name}.model: {_shown(uri)} is not a valid URL ({exc})",
+            ) from None
         if last in (".", ".."):  # the download was written to "<cache>/tmp.../..", a folder
             raise FieldError(
                 (index, block_name, "model"),

@@ -27,11 +27,13 @@ from inferd.errors import (
     NotFoundError,
     UnauthorizedError,
     in_several_deployments,
+    shown,
 )
 from inferd.gateway.auth import CHALLENGE
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.server import HttpServer
 from inferd.gateway.wire import Request, parse_query
+from inferd.logreading import Cursor
 from inferd.operator.delete import delete
 from inferd.operator.logs import log_path, logged_keys, read_logs
 from inferd.operator.promote import promote
@@ -52,7 +54,7 @@ def _deleted_log(operator: Operator, name: str) -> str:
     if len(keys) > 1:
         raise in_several_deployments("api", name, keys, was=True)
     if not keys:
-        raise NotFoundError(f"no API named '{name}'")
+        raise NotFoundError(f"no API named {shown(name)}")
     return keys[0]
 
 
@@ -170,12 +172,20 @@ class AdminApp(HttpServer):
                 since = float(query["since"]) if "since" in query else None
             except ValueError:
                 raise InputError("'tail' and 'since' must be numbers") from None
+            cursor = query.get("cursor") or None
+            try:
+                if cursor is not None:
+                    Cursor.decode(cursor)
+            except ValueError:  # was a 500: "invalid literal for int()"
+                raise InputError(
+                    "'cursor' must be INODE:OFFSET (two whole numbers, as an earlier answer gave it)"
+                ) from None
             read = functools.partial(
                 read_logs,
                 operator.home,
                 name,
                 access=query.get("access") == "1",
-                cursor=query.get("cursor") or None,
+                cursor=cursor,
                 tail=tail,
                 since=since,
             )

@@ -179,7 +179,9 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
             try:
                 for line in handle:
                     with contextlib.suppress(orjson.JSONDecodeError):
-                        kept.append(orjson.loads(line))
+                        record = orjson.loads(line)
+                        if isinstance(record, dict):  # a line of other JSON (`[1]`, `5`) is none
+                            kept.append(record)
             except OSError as exc:
                 raise StateError(
                     f"cannot read the payload log {handle.name} ({exc.strerror or exc})"
@@ -193,8 +195,8 @@ SCAN_BYTES = 32 << 20  # the most of a file the dashboard reads (records too lon
 SHOWN_CHARS = 160  # a body shown on the dashboard is cut to this many characters
 
 
-def _shown(body: dict[str, Any] | None) -> str:
-    if not body:
+def _shown(body: object) -> str:
+    if not body or not isinstance(body, dict):  # none, or a line another tool wrote (a 500 here)
         return ""
     text = orjson.dumps(body["json"]).decode() if "json" in body else "base64:" + str(body.get("base64", ""))
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"

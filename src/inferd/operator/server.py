@@ -24,7 +24,7 @@ from inferd.code_identity import code_identity
 from inferd.config.load import load_project
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
-from inferd.errors import ConflictError, NotFoundError, in_several_deployments
+from inferd.errors import ConflictError, NotFoundError, in_several_deployments, shown
 from inferd.gateway.access import AccessLog
 from inferd.gateway.app import Gateway
 from inferd.gateway.edge import EdgeLimits
@@ -353,14 +353,14 @@ class Operator:
         if "/" in name:
             if name in apis and (deleting or not apis[name].deleting):
                 return name
-            raise NotFoundError(f"no API named '{name}'")
+            raise NotFoundError(f"no API named {shown(name)}")
         matches = sorted(key for key, state in apis.items() if state.config.name == name)
         live = [key for key in matches if not apis[key].deleting]
         matches = live or (matches if deleting else [])
         if len(matches) > 1:
             raise in_several_deployments("api", name, matches)
         if not matches:
-            raise NotFoundError(f"no API named '{name}'")
+            raise NotFoundError(f"no API named {shown(name)}")
         return matches[0]
 
     def api_list(self) -> list[dict[str, Any]]:

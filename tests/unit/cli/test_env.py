@@ -90,3 +90,21 @@ def test_local_only_commands_refuse_a_ray_environment(runner: CliRunner) -> None
 def test_help_does_not_import_ray() -> None:
     code = "import sys; from inferd.cli.main import cli; assert 'ray' not in sys.modules, 'ray imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("address", ["ray://[::1", "[::1:6379", "ray://[::1]x:10001", "[]:6379"])
+def test_an_address_whose_bracket_is_not_closed_is_refused(runner: CliRunner, address: str) -> None:
+    # was added, and every `inferd env list` after it ended in a traceback (substring not found)
+    result = runner.invoke(cli, ["env", "add", "lab", "--address", address])
+    assert result.exit_code == 2, result.output
+    assert "ray://HOST:PORT" in result.output
+    listed = runner.invoke(cli, ["env", "list"])
+    assert listed.exit_code == 0 and "lab" not in listed.output
+
+
+def test_an_unclosed_bracket_an_older_inferd_stored_is_listed(runner: CliRunner, tmp_path: Path) -> None:
+    environments = '{"lab": {"provider": "ray", "address": "ray://[::1", "http_port": 8000}}'
+    (tmp_path / "environments.json").write_text(f'{{"format": 1, "environments": {environments}}}')
+    listed = runner.invoke(cli, ["env", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "ray://[::1" in listed.output

@@ -109,3 +109,54 @@ def test_a_sample_to_a_gateway_on_this_machine_never_goes_through_a_proxy(
                 with contextlib.suppress(OSError), proxy.accept()[0] as asked:
                     proxied.append(asked.recv(4096))
     assert proxied == [] and answer.status_code == 200 and answer.content == b'{"x": 1}'
+
+
+@pytest.mark.parametrize("key", ["a\nb", "a\rb", "\tkey", "k\x00"])
+def test_a_key_holding_a_control_character_is_refused_before_the_operator_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    # was "cannot reach http://...: Invalid leading whitespace, reserved character(s), or return
+    # character(s) in header value" (exit 1), after the API was looked up
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    sample = tmp_path / "sample.json"
+    sample.write_text("{}")
+    result = CliRunner().invoke(cli, ["predict", "classifier", str(sample), "--key", key], prog_name="inferd")
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        "error: Invalid value for '--key': an API key is one line of text, without control characters "
+        "(a line break, a tab) (see `inferd predict --help`)\n"
+    )
+
+
+def test_a_key_outside_latin_1_is_sent_as_utf_8() -> None:
+    # was a UnicodeEncodeError traceback (requests encodes a str header in Latin-1); the gateway
+    # reads its keys (keys_file, keys_from_env) as UTF-8, as curl sends them
+    import http.server
+    import threading
+
+    from inferd.cli.api_http import post_sample
+
+    got: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(self.headers["Authorization"].encode("latin-1"))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        answer = post_sample(f"http://127.0.0.1:{server.server_port}/d/a", b"{}", key="clé€", local=True)
+        assert answer.status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert got == ["Bearer clé€".encode()]

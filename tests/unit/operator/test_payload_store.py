@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,17 @@ def test_a_step_counts_the_shadows_answer_among_its_bytes() -> None:
     big = b"x" * (payloads.ENCODE_BYTES // 2)
     records = [("a/b", 1, {"request": b"1", "response": b"2", "shadow": {"response": big}}) for _ in range(4)]
     assert [len(step) for step in payloads.steps(records)] == [2, 2]
+
+
+@pytest.mark.parametrize("body", [5, [1, 2], "text", {"base64": 7}])
+def test_the_dashboards_samples_show_a_record_whose_body_is_no_body(tmp_path: Path, body: Any) -> None:
+    # was a TypeError or AttributeError (a 500 on the dashboard) for a line edited by hand or
+    # written by another tool; the records around it are shown as before
+    path = payload_path(tmp_path, "shop/api")
+    path.parent.mkdir(parents=True)
+    odd = {"request_id": "odd", "request": body, "response": body, "shadow": {"api": "b", "response": body}}
+    good = {"request_id": "good", "request": {"json": {"x": 1}}}
+    path.write_text(f"{json.dumps(good)}\n{json.dumps(odd)}\n")
+    samples = recent_payloads(tmp_path, "shop/api", 10)
+    assert [sample["request_id"] for sample in samples] == ["odd", "good"]
+    assert samples[1]["request"] == '{"x":1}'

@@ -25,11 +25,7 @@ from inferd.config.schema import (
     TrafficSplitter,
     is_remote,
 )
-
-
-def _shown(text: str) -> str:
-    """A path or name as written, quoted (control characters escaped) and cut when long."""
-    return repr(f"{text[:60]}..." if len(text) > 60 else text)
+from inferd.errors import shown
 
 
 def _usable(text: str, location: tuple[str | int, ...], what: str) -> None:
@@ -37,7 +33,7 @@ def _usable(text: str, location: tuple[str | int, ...], what: str) -> None:
     if not text:
         raise FieldError(location, f"{what} must not be empty")
     if "\0" in text:
-        raise FieldError(location, f"{what} {_shown(text)} holds a NUL character")
+        raise FieldError(location, f"{what} {shown(text)} holds a NUL character")
 
 
 def _status(path: Path, text: str, location: tuple[str | int, ...], what: str) -> os.stat_result | None:
@@ -48,7 +44,7 @@ def _status(path: Path, text: str, location: tuple[str | int, ...], what: str) -
         return None
     except (RuntimeError, OSError) as exc:  # too long a name, a link loop, no permission
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise FieldError(location, f"{what} {_shown(text)} cannot be used: {reason}") from None
+        raise FieldError(location, f"{what} {shown(text)} cannot be used: {reason}") from None
 
 
 def _inside(root: Path, relative: str, location: tuple[str | int, ...], what: str) -> Path:
@@ -156,7 +152,7 @@ def _check_splitters(
                 known = ", ".join(sorted(names)) or "none"
                 raise FieldError(
                     (index, "apis", position, "name"),
-                    f"{label}: apis: no api named {_shown(entry.name)} in this project (apis: {known})",
+                    f"{label}: apis: no api named {shown(entry.name)} in this project (apis: {known})",
                 )
             first = splitter.apis[0].name
             if auths[entry.name] != auths[first]:
@@ -191,7 +187,7 @@ def _check_shadow(index: int, label: str, name: str, shadow: Shadow | None, name
         known = ", ".join(sorted(names)) or "none"
         raise FieldError(
             (index, "shadow", "api"),
-            f"{label}: shadow.api: no api named {_shown(shadow.api)} in this project (apis: {known})",
+            f"{label}: shadow.api: no api named {shown(shadow.api)} in this project (apis: {known})",
         )
 
 
@@ -254,7 +250,7 @@ def _check_files(root: Path, index: int, api: Api) -> None:
         except ValueError as exc:  # `http://[::1/m.onnx`: a traceback, "Invalid IPv6 URL"
             raise FieldError(
                 (index, block_name, "model"),
-                f"{label}: {block_name}.model: {_shown(uri)} is not a valid URL ({exc})",
+                f"{label}: {block_name}.model: {shown(uri)} is not a valid URL ({exc})",
             ) from None
         if last in (".", ".."):  # the download was written to "<cache>/tmp.../..", a folder
             raise FieldError(

@@ -91,8 +91,12 @@ def _is_regular(path: Path) -> bool:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` atomically to ``path``, readable by this user only (mode 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Write ``text`` atomically to ``path``, readable by this user only (mode 0600), in
+    folders that are too where it makes them (``mkdir -p`` makes the parents by the umask)."""
+    missing = [folder for folder in path.parents if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True, mode=0o700)
+    path.parent.mkdir(exist_ok=True, mode=0o700)  # a file there: "File exists", said as such
     handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(handle, 0o600)

@@ -354,6 +354,36 @@ def test_a_challenger_promoted_while_it_is_the_shadow_serves_at_full_priority(
     combo.run("delete", "promo")
 
 
+def test_a_challenger_promoted_by_a_user_who_may_not_raise_a_priority_is_replaced_at_full_priority(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # Was: an operator that may not raise a priority (a user's: no CAP_SYS_NICE) left the
+    # promoted challenger's replica 10 nice levels down, serving every client of the splitter
+    # there until something else replaced it, and said nothing.
+    project = make_project(tmp_path / "promo", PROMOTED, {"p.py": PREDICTOR})
+    up = ["setpriv", "--bounding-set=-sys_nice", str(INFERD), "up"]  # root may raise a priority
+    subprocess.run(up, env=inferd.env, check=True, capture_output=True, timeout=120)
+    inferd.run("deploy", str(project))
+    inferd.wait_status("challenger", "live")
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    (shadow,) = inferd.replica_pids("challenger")
+    assert nice_of(shadow) == min(19, base + 10)
+    inferd.run("promote", "front", "challenger")
+    answers = []
+
+    def replaced() -> list[int] | None:
+        answers.append(inferd.post("/promo/front", {"x": 6}).status_code)
+        pids = inferd.replica_pids("challenger")
+        return pids if pids and shadow not in pids else None
+
+    (started,) = wait_for(replaced, 60, "the challenger's replica replaced by one at full priority")
+    assert nice_of(started) == base
+    assert set(answers) == {200}  # replaced as in a rolling update: the old one served meanwhile
+    logs = inferd.run("logs", "challenger").stdout
+    assert "keeps the shadow's lower CPU priority" in logs, logs
+    inferd.run("delete", "promo")
+
+
 def test_a_promotion_an_operator_restart_brings_back_serves_at_full_priority(
     inferd: Inferd, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -152,3 +153,34 @@ def test_a_dashboard_widened_beyond_loopback_takes_its_link_from_any_user(inferd
     command = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--noproxy", "*", link]
     other = subprocess.run(command, user="nobody", capture_output=True, text=True, timeout=30, check=False)
     assert other.stdout == "303", other
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts a process as user nobody (root only)")
+def test_an_operator_file_naming_another_users_operator_is_stale(inferd: Inferd) -> None:
+    """After a reboot, ``operator.json`` may name a pid that another user's operator has now.
+    The CLI took it for this home's operator (its environment cannot be read, so it could not
+    tell): ``get`` sent the token to it ("wrong operator token"), ``down`` signalled it
+    ("Operation not permitted"; root's killed it), ``up`` waited 60 s for it and gave up."""
+    theirs = subprocess.Popen(
+        ["sh", "-c", "sleep 120; :", "inferd.operator.daemon"],
+        user="nobody",
+        env={"INFERD_HOME": str(inferd.home), "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        inferd.home.mkdir(mode=0o700)
+        stale = {
+            "pid": theirs.pid,
+            "supervisor": theirs.pid,
+            "admin_port": 9,
+            "gateway": "http://127.0.0.1:9",
+        }
+        (inferd.home / "operator.json").write_text(json.dumps(stale))
+        said = inferd.run("get", check=False, timeout=60)
+        assert said.returncode == 1 and "is not running" in said.stderr, said
+        assert inferd.run("down", check=False, timeout=60).returncode == 0
+        assert theirs.poll() is None  # left running
+        inferd.run("up", timeout=120)
+        assert json.loads((inferd.home / "operator.json").read_text())["pid"] != theirs.pid
+    finally:
+        theirs.kill()
+        theirs.wait()

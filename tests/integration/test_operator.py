@@ -556,6 +556,25 @@ def test_a_home_that_cannot_be_made_is_one_sentence(inferd: Inferd, tmp_path: Pa
         )
 
 
+def test_a_home_whose_parent_cannot_be_made_is_one_sentence(inferd: Inferd, tmp_path: Path) -> None:
+    # Was "error: Permission denied (/nonexistent)": a user whose HOME does not exist (a service
+    # account's /nonexistent) was not told that INFERD_HOME was what inferd tried to make there.
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    home = locked / "nonexistent" / ".inferd"
+    inferd.env["INFERD_HOME"] = str(home)
+    # root may write any folder: without CAP_DAC_OVERRIDE it is refused as a user is
+    unprivileged = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    for command in (["up"], ["deploy", str(example("iris-onnx"))]):
+        run = [*unprivileged, str(INFERD), *command]
+        result = subprocess.run(run, env=inferd.env, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"error: cannot write INFERD_HOME {home} (Permission denied: {locked / 'nonexistent'}): "
+            "set INFERD_HOME to a folder you can write\n"
+        ), result.stderr
+
+
 def test_an_operator_whose_port_is_taken_says_how_to_move_it(inferd: Inferd) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", inferd.port))

@@ -190,6 +190,7 @@ class LocalEngine:
         the gateway, and in the replicas' priorities (an API clients are sent to is no shadow)."""
         self.sink.set_splitters(deployment, splitters)
         self.priorities.update(deployment, splitters, self.apis)
+        self._replace_kept_low()
 
     def delete(self, name: str) -> None:
         """Stop routing to API ``name`` (its key) now; its replicas finish their requests, then stop."""
@@ -207,6 +208,7 @@ class LocalEngine:
             self._retire(state, replica.id)
         self.priorities.refresh(self.apis)  # its shadow is no longer one
         self._event(name, "deleted")
+        self._replace_kept_low()
 
     # the loop
 
@@ -242,6 +244,22 @@ class LocalEngine:
         if self.zygotes is not None:  # deleted, or updated to another runtime: once its replicas are gone
             self.zygotes.keep_only(report.runtimes_in_use(self.apis))
         self.priorities.settle(self.apis)
+        self._replace_kept_low()
+
+    def _replace_kept_low(self) -> None:
+        """Replicas that were a shadow's and may not be raised back to inferd's priority (a user's
+        operator has no CAP_SYS_NICE) count as an old version's: a new replica starts, and each
+        one serves until it is ready, as in a rolling update."""
+        kept, self.priorities.kept_low = self.priorities.kept_low, []
+        for key, replica in kept:
+            replica.version += "-kept-low"
+            self._event(
+                key,
+                f"replica {replica.id} keeps the shadow's lower CPU priority (raising it back needs "
+                "CAP_SYS_NICE); replacing it with one at full priority",
+            )
+        if kept:
+            self._wake.set()
 
     def _reconcile_api(self, state: ApiState, now: float) -> None:
         state.deferred = 0

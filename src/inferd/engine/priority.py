@@ -8,8 +8,8 @@ shadow gets less CPU, its queue fills, and copies are dropped and counted instea
 clients down (README, "Shadow traffic", has the figures at saturation). The engine
 sets it as the process starts, before it loads its model, so the threads the model starts
 inherit it. Lowering a priority needs no privilege; raising it back (the API stopped being a
-shadow) needs CAP_SYS_NICE, so without it the replicas keep the lower priority until they are
-replaced.
+shadow) needs CAP_SYS_NICE, so without it (a user's operator) each such replica is replaced, as in
+a rolling update, by one started at inferd's own priority (the engine does it: ``kept_low``).
 
 A nice value alone is not enough where Linux groups processes by session (autogroups: on by
 default, ``/proc/sys/kernel/sched_autogroup_enabled``, for processes in the root cpu cgroup):
@@ -80,6 +80,14 @@ def set_nice(pid: int, nice: int) -> bool:
     return True
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.getpriority(os.PRIO_PROCESS, pid)
+    except OSError:
+        return False
+    return True
+
+
 def group_nice_of(pid: int | str) -> int | None:
     """The nice value of the autogroup of process ``pid`` (``self`` for this one); None without one."""
     try:
@@ -122,6 +130,9 @@ class Priorities:
         self.group_shadow = None if self.group_base is None else shadow_nice(self.group_base)
         self.splitters: dict[str, tuple[SplitterConfig, ...]] = {}  # deployment -> its splitters
         self.targets: set[str] = set()  # keys of the APIs that get copies
+        # replicas (with their API's key) whose nice value may not be raised back, for the engine
+        # to replace
+        self.kept_low: list[tuple[str, Replica]] = []
 
     def update(
         self, deployment: str, splitters: tuple[SplitterConfig, ...], apis: Mapping[str, ApiState]
@@ -151,8 +162,12 @@ class Priorities:
     def apply(self, key: str, replica: Replica) -> None:
         """Give ``replica`` (of API ``key``) the priority its API calls for, if it has not got it."""
         wanted = self.shadow if key in self.targets else None
-        if replica.nice != wanted and set_nice(replica.process.pid, self.base if wanted is None else wanted):
-            replica.nice = wanted
+        if replica.nice != wanted and not replica.kept_low:
+            if set_nice(replica.process.pid, self.base if wanted is None else wanted):
+                replica.nice = wanted
+            elif wanted is None and _alive(replica.process.pid):  # no CAP_SYS_NICE to raise it
+                replica.kept_low = True
+                self.kept_low.append((key, replica))
         group = self._group_wanted(key)
         if replica.group_nice == group or self.group_base is None:
             return

@@ -59,6 +59,7 @@ class Replica:
     gpus: Claim = field(default_factory=lambda: Claim(()))  # what its CUDA_VISIBLE_DEVICES names
     nice: int | None = None  # its nice value when the engine changed it (engine/priority.py)
     group_nice: int | None = None  # ... and its autogroup's (engine/priority.py)
+    kept_low: bool = False  # its nice value may not be raised back: it is replaced (engine/priority.py)
     closed_at: float | None = None  # when its connection closed (it has nothing left to do)
 
     @property

@@ -18,9 +18,12 @@ def is_operator(pid: int, home: Path) -> bool:
     ``inferd down`` stopped that one)."""
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        owner = os.stat(f"/proc/{pid}").st_uid
     except OSError:
         return False
-    return b"inferd.operator." in command and _same_home(pid, home)
+    # A home's operator runs as its owner, who is this user (storage/private.py refuses another's
+    # home): another user's operator, whose environment this user cannot read, is not this one.
+    return owner == os.getuid() and b"inferd.operator." in command and _same_home(pid, home)
 
 
 def _same_home(pid: int, home: Path) -> bool:

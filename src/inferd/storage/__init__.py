@@ -61,12 +61,13 @@ def os_error_message(exc: OSError) -> str:
 
 def home_refusal(exc: OSError, home: Path | None = None) -> str | None:
     """The sentence for ``exc`` when it is the machine refusing the home (``INFERD_HOME``, or
-    ``home``) or a path under it: a home that is a file, a folder that cannot be written."""
+    ``home``), a path under it or a folder above it that making it made: a home that is a file,
+    a folder that cannot be written (a service account's ``HOME=/nonexistent``)."""
     if not exc.filename or exc.errno not in _HOME_REFUSALS:
         return None
     filename = Path(os.fsdecode(exc.filename))
     home = home or inferd_home()
-    if not (filename == home or home in filename.parents):
+    if not (filename == home or home in filename.parents or filename in home.parents):
         return None
     reason = exc.strerror or str(exc)
     fix = "set INFERD_HOME to a folder you can write"
@@ -90,8 +91,12 @@ def _is_regular(path: Path) -> bool:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` atomically to ``path``, readable by this user only (mode 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Write ``text`` atomically to ``path``, readable by this user only (mode 0600), in
+    folders that are too where it makes them (``mkdir -p`` makes the parents by the umask)."""
+    missing = [folder for folder in path.parents if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True, mode=0o700)
+    path.parent.mkdir(exist_ok=True, mode=0o700)  # a file there: "File exists", said as such
     handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(handle, 0o600)

@@ -28,3 +28,15 @@ def test_a_private_file_and_the_rename_that_names_it_are_synced(
     assert state.read_text() == "version 2"
     assert synced[-1] == (str(state.parent), "version 2")  # the folder, after the rename
     assert any(os.path.basename(path).startswith(".state.json.") for path, _ in synced[:-1])
+
+
+def test_the_folders_a_private_file_is_made_in_are_the_owners_only(tmp_path: Path) -> None:
+    # Was: `inferd replay` wrote $INFERD_HOME/replays/DEPLOYMENT/API.json, and `replays` was made
+    # by the umask (0755, as `mkdir -p` makes parents): in a home others may read, it listed the
+    # deployments replayed.
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    write_private(home / "replays" / "shop" / "api.json", "{}")
+    for folder in (home / "replays", home / "replays" / "shop"):
+        assert folder.stat().st_mode & 0o777 == 0o700, (folder, oct(folder.stat().st_mode))
+    assert home.stat().st_mode & 0o777 == 0o755  # a folder that was there is left as it is

@@ -136,19 +136,20 @@ def test_a_payload_log_line_that_is_no_record_is_left_out_of_a_replay(
     log = tmp_path / "home" / "payloads" / "d" / "a.jsonl"
     log.parent.mkdir(parents=True)
     answer = {"json": {"label": "setosa"}}
-    record = {
+    shadow: dict[str, Any] = {"api": "b", "status": 200, "latency_ms": 2.5, "response": answer}
+    record: dict[str, Any] = {
         "request_id": "r1",
         "status": 200,
         "latency_ms": 1.5,
         "protocol": "cortex",
         "request": {"json": {"x": 1}},
         "response": answer,
-        "shadow": {"api": "b", "status": 200, "latency_ms": 2.5, "response": answer},
+        "shadow": shadow,
     }
     odd = [
         {"shadow": {}},
         {"shadow": {"api": "b"}},
-        {**record, "shadow": {**record["shadow"], "latency_ms": "slow"}},
+        {**record, "shadow": {**shadow, "latency_ms": "slow"}},
         {**record, "response": 5},
         {**record, "status": None},
     ]

@@ -414,7 +414,9 @@ def test_the_capacity_cap_is_shown_when_it_limits_requested(
     inferd.run("deploy", str(project))  # live: one replica fits, and serves
     info = inferd.api("wide")
     assert info["requested"] == 2 and info["capacity"]["fit"] == 1
-    assert info["capacity"]["reason"].startswith(f"needs cpu {cores:g}, 0 of this machine's {cores:g} is free")
+    assert info["capacity"]["reason"].startswith(
+        f"needs cpu {cores:g}, 0 of this machine's {cores:g} is free"
+    )
     row = inferd.run("get").stdout.splitlines()[1].split()
     assert row[:7] == ["wide", "capped", "live", "1", "1", "2", "(1"]
     assert (

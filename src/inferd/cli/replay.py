@@ -74,11 +74,37 @@ def replay_path(home: Path, key: str) -> Path:
     return home / "replays" / f"{key}.json"
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _answered(holder: object) -> bool:
+    """Whether a record (or its shadow) has the status, answer and latency the gateway writes."""
+    return (
+        isinstance(holder, dict)
+        and isinstance(holder.get("status"), int)
+        and isinstance(holder.get("response"), dict)
+        and _number(holder.get("latency_ms"))
+    )
+
+
+def replayable(record: dict[str, Any]) -> bool:
+    """Whether a payload log's record has every field replay reads: a line another tool wrote,
+    or edited by hand (``{"shadow": {}}``), ended replay in a KeyError traceback."""
+    shadow = record.get("shadow")
+    return (
+        _answered(record)
+        and isinstance(record.get("request"), dict)
+        and isinstance(record.get("protocol"), str)
+        and (shadow is None or (_answered(shadow) and isinstance(shadow.get("api"), str)))
+    )
+
+
 def _shadowed(client: Client, key: str, count: int) -> tuple[str, list[dict[str, Any]]]:
     """The shadow API of ``key``'s last shadowed record, and the last ``count`` records it answered."""
     from inferd.operator.payloads import read_payloads
 
-    records = [r for r in read_payloads(client.home, key) if isinstance(r.get("shadow"), dict)]
+    records = [r for r in read_payloads(client.home, key) if replayable(r) and r.get("shadow") is not None]
     if not records:
         try:  # the operator's count of the copies (none under `inferd serve`, or a deleted API)
             shadow = client.api(key).get("shadow")
@@ -161,7 +187,7 @@ def replay(
         assert other is not None
         key = recorded_api(client, api)  # a deleted API's payload log is replayed too
         against = resolve_api(client, other)
-        recorded = read_payloads(client.home, key, count)
+        recorded = [r for r in read_payloads(client.home, key, count) if replayable(r)]
         info = client.api(against)
         if info.get("status") == "error" and not info.get("available"):
             # Its 503s at once are no answers of its model: they would read as disagreements.

@@ -39,6 +39,7 @@ NOT_CONFIG = {
 # alias bomb (``&a [*b, *b, ...]`` nested) expands to billions of values.
 MAX_CONFIG_BYTES = 4 << 20
 MAX_VALUES = 200_000
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _Loader(yaml.SafeLoader):
@@ -48,6 +49,20 @@ class _Loader(yaml.SafeLoader):
     reader (go-yaml) read it as a number, and so do YAML 1.2 and every user. The added pattern
     covers exponents without a dot and leaves every other scalar as PyYAML reads it.
     """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.merged_pairs: dict[int, int] = {}  # id of a map -> how many of its pairs ``<<`` merged
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """PyYAML's ``<<`` merge, which rewrites ``node`` in place, merged pairs first; the
+        number of those is kept, as a map used again (``*alias``) is already rewritten and its
+        own keys cannot be told from the merged ones otherwise."""
+        if id(node) in self.merged_pairs:
+            return
+        written = sum(key.tag != MERGE_TAG for key, _ in node.value)
+        super().flatten_mapping(node)
+        self.merged_pairs[id(node)] = len(node.value) - written
 
 
 _Loader.add_implicit_resolver(
@@ -222,9 +237,8 @@ def _build(loader: _Loader, node: yaml.Node, path: Location, lines: dict[Locatio
         # ``<<: *anchor`` merges: flatten_mapping puts the merged pairs first, and a key written
         # in the map itself overrides a merged one (YAML's merge rule, as go-yaml read it for
         # Cortex); only a key written twice in the map itself is a duplicate.
-        written = sum(key.tag != "tag:yaml.org,2002:merge" for key, _ in node.value)
         loader.flatten_mapping(node)
-        merged = len(node.value) - written
+        merged = loader.merged_pairs[id(node)]
         result: dict[Any, Any] = {}
         own: set[Any] = set()
         for position, (key_node, value_node) in enumerate(node.value):

@@ -168,8 +168,9 @@ class Reloader:
                 pass
             except (OSError, RuntimeError) as exc:
                 # No inotify instance or watch left for this user (a desktop's editors hold them,
-                # a container's limit is low): watchfiles raised as the watch began, the watch
-                # ended without a word, and no edit was reloaded. Polling needs neither.
+                # a container's limit is low): watchfiles raised as the watch began (or after:
+                # see _watch), the watch ended without a word, and no edit was reloaded. Polling
+                # needs neither.
                 if polling:
                     self.say(
                         f"inferd: --reload cannot watch {root} ({exc}); the APIs serve without reloading"
@@ -196,6 +197,17 @@ class Reloader:
     async def _watch(self, root: Path, stop: asyncio.Event, polling: bool) -> None:
         """Roll out the edits of ``root`` until it is removed or ``stop`` is set; by polling it
         where ``polling``, else with the kernel's file notifications."""
+        try:
+            await self._roll_edits(root, stop, polling)
+        except ExceptionGroup as group:
+            # A watch that fails once begun (polling a folder it cannot scan: a symlink loop, a
+            # folder it may not read) fails inside watchfiles' task group, which wraps the error:
+            # unwrapped, it is said as an error at the start is, not a watch that ends in silence.
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError | RuntimeError):
+                raise group.exceptions[0] from None
+            raise
+
+    async def _roll_edits(self, root: Path, stop: asyncio.Event, polling: bool) -> None:
         async for changes in watchfiles.awatch(
             root,
             debounce=DEBOUNCE_MS,

@@ -111,7 +111,7 @@ def test_a_sample_to_a_gateway_on_this_machine_never_goes_through_a_proxy(
     assert proxied == [] and answer.status_code == 200 and answer.content == b'{"x": 1}'
 
 
-@pytest.mark.parametrize("key", ["a\nb", "a\rb", "\tkey", "k\x00"])
+@pytest.mark.parametrize("key", ["a\nb", "a\rb", "\tkey", "k\x00", "k\udcff"])
 def test_a_key_holding_a_control_character_is_refused_before_the_operator_is_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
 ) -> None:
@@ -126,6 +126,20 @@ def test_a_key_holding_a_control_character_is_refused_before_the_operator_is_ask
         "error: Invalid value for '--key': an API key is one line of text, without control characters "
         "(a line break, a tab) (see `inferd predict --help`)\n"
     )
+
+
+@pytest.mark.parametrize("key", ["a\u00a0b", "key\u200b", "cl\u00e9\u20ac"])
+def test_a_key_the_gateway_takes_is_not_refused_for_a_character_that_is_no_control(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    # A key of a keys_file with a no-break space or a zero-width space (pasted from a web page)
+    # is a key the gateway takes, sent as UTF-8; it was refused as holding a control character.
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    sample = tmp_path / "sample.json"
+    sample.write_text("{}")
+    result = CliRunner().invoke(cli, ["predict", "classifier", str(sample), "--key", key], prog_name="inferd")
+    assert "'--key'" not in result.output
+    assert "operator is not running" in result.output and result.exit_code == 1
 
 
 def test_a_key_outside_latin_1_is_sent_as_utf_8() -> None:

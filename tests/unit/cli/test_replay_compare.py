@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +124,38 @@ def test_a_shadow_comparison_judges_the_last_version_a_replica_named() -> None:
     assert judged_version(shadowed("v1", "v2", "")) == "v2"
     assert judged_version(shadowed("", "")) == ""
     assert judged_version([{"shadow": {"api": "candidate"}}]) == ""
+
+
+def test_a_payload_log_line_that_is_no_record_is_left_out_of_a_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A line another tool wrote, or edited by hand: JSON, a map, but without the fields replay
+    # reads. `inferd replay API --shadow` ended in a traceback (KeyError: 'api'); the records
+    # around it are compared.
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    log = tmp_path / "home" / "payloads" / "d" / "a.jsonl"
+    log.parent.mkdir(parents=True)
+    answer = {"json": {"label": "setosa"}}
+    shadow: dict[str, Any] = {"api": "b", "status": 200, "latency_ms": 2.5, "response": answer}
+    record: dict[str, Any] = {
+        "request_id": "r1",
+        "status": 200,
+        "latency_ms": 1.5,
+        "protocol": "cortex",
+        "request": {"json": {"x": 1}},
+        "response": answer,
+        "shadow": shadow,
+    }
+    odd = [
+        {"shadow": {}},
+        {"shadow": {"api": "b"}},
+        {**record, "shadow": {**shadow, "latency_ms": "slow"}},
+        {**record, "response": 5},
+        {**record, "status": None},
+    ]
+    lines = [record, *odd, {**record, "request_id": "r2"}]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = CliRunner().invoke(cli, ["replay", "d/a", "--shadow", "-o", "json"], prog_name="inferd")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["against"], report["requests"], report["agreement"]) == ("b", 2, 1.0)

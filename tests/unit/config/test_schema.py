@@ -450,6 +450,26 @@ def test_anchors_and_merge_keys_share_blocks_between_apis(tmp_path: Path) -> Non
     assert "cortex.yaml:20: invalid YAML: duplicate key 'cpu'" in error_of(tmp_path, twice)
 
 
+def test_a_map_that_overrides_a_merged_key_can_be_an_anchor_itself(tmp_path: Path) -> None:
+    # Was "cortex.yaml:8: invalid YAML: duplicate key 'cpu'": the second use of &large (an
+    # alias) read the map its first use had merged into, and took the merged cpu for its own.
+    text = (
+        "- kind: deployment\n  name: iris\n"
+        "- kind: api\n  name: small\n  onnx: {model: model.onnx}\n"
+        "  compute: &small\n    cpu: 1\n    mem: 1Gi\n"
+        "- kind: api\n  name: large\n  onnx: {model: model.onnx}\n"
+        "  compute: &large\n    <<: *small\n    cpu: 2\n"
+        "- kind: api\n  name: large-too\n  onnx: {model: model.onnx}\n  compute: *large\n"
+        "- kind: api\n  name: largest\n  onnx: {model: model.onnx}\n"
+        "  compute:\n    <<: *large\n    mem: 2Gi\n"
+    )
+    small, large, large_too, largest = load_project(project(tmp_path, text)).apis
+    assert (small.api.compute.cpu_cores, small.api.compute.mem_bytes) == (1.0, 2**30)
+    assert large.api.compute == large_too.api.compute
+    assert (large_too.api.compute.cpu_cores, large_too.api.compute.mem_bytes) == (2.0, 2**30)
+    assert (largest.api.compute.cpu_cores, largest.api.compute.mem_bytes) == (2.0, 2**31)
+
+
 def test_versioned_endpoints_are_free(tmp_path: Path) -> None:
     # Cortex took any endpoint; only the paths the gateway answers itself are reserved.
     text = DEPLOYMENT + api("  endpoint: /v1/iris\n") + api("  endpoint: v2/iris/\n", name="next")

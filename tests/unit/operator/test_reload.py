@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import cast
 
+import pytest
 import watchfiles
 
 from inferd.config.load import load_project
-from inferd.operator.reload import affected_apis, edited_paths, syntax_error, user_location
+from inferd.engine.local import LocalEngine
+from inferd.operator.reload import Reloader, affected_apis, edited_paths, syntax_error, user_location
 
 CONFIG = """\
 - kind: deployment
@@ -116,3 +120,35 @@ def test_hidden_files_and_folders_are_no_edits(tmp_path: Path) -> None:
         for name in (".cache", ".cache/state.txt", ".stamp", "h.py")
     }
     assert edited_paths(changes, tmp_path) == {tmp_path / "h.py"}
+
+
+def test_a_watch_that_fails_after_it_began_is_said_not_silent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Polling (the fallback where no inotify is left, or WATCHFILES_FORCE_POLLING) fails mid-way
+    # on a folder it cannot scan: here a symlink loop made as the watch began. watchfiles raised
+    # that inside its task group, an ExceptionGroup the fallback did not catch: the watch ended
+    # without a word (and "Task exception was never retrieved"), and no edit was reloaded again.
+    monkeypatch.setenv("WATCHFILES_FORCE_POLLING", "1")
+    root = write_project(tmp_path / "shop")
+    (root / ".cache").mkdir()  # hidden: the loop made in it is no edit to roll out
+    said: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        if "watching" in line and "for changes" in line:
+            (root / ".cache" / "loop").symlink_to("..")
+
+    reloader = Reloader(load_project(root), cast(LocalEngine, None), say)
+
+    async def watch() -> None:
+        stop = asyncio.Event()
+        try:
+            await asyncio.wait_for(reloader.run(stop), 60)
+        finally:
+            stop.set()
+
+    asyncio.run(watch())
+    assert said[-1].startswith(f"inferd: --reload cannot watch {root} (")
+    assert "File system loop" in said[-1]
+    assert said[-1].endswith("; the APIs serve without reloading")

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -381,6 +382,29 @@ def test_a_challenger_promoted_by_a_user_who_may_not_raise_a_priority_is_replace
     assert set(answers) == {200}  # replaced as in a rolling update: the old one served meanwhile
     logs = inferd.run("logs", "challenger").stdout
     assert "keeps the shadow's lower CPU priority" in logs, logs
+    inferd.run("delete", "promo")
+
+
+def test_a_promoted_challenger_kept_low_on_a_full_machine_serves_on_where_it_is(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # Was: the replica kept at the shadow's priority counted as an old version's, and on a machine
+    # with no room for its replacement it was retired to make room, as in a rolling update: the
+    # API served nothing while the new one loaded, for the sake of a nice level.
+    project = make_project(tmp_path / "promo", PROMOTED, {"p.py": PREDICTOR})
+    up = ["setpriv", "--bounding-set=-sys_nice", str(INFERD), "up"]
+    env = dict(inferd.env, INFERD_CPUS="0.2")  # the champion's and the challenger's replicas fill it
+    subprocess.run(up, env=env, check=True, capture_output=True, timeout=120)
+    inferd.run("deploy", str(project))
+    inferd.wait_status("challenger", "live")
+    (shadow,) = inferd.replica_pids("challenger")
+    inferd.run("promote", "front", "challenger")
+    said = "keeps the shadow's lower CPU priority"
+    wait_for(lambda: said in inferd.run("logs", "challenger").stdout, 30, "the kept-low replica said")
+    time.sleep(1)  # a few engine steps: the replica was retired at the first
+    assert inferd.post("/promo/front", {"x": 6}).status_code == 200
+    assert inferd.replica_pids("challenger") == [shadow]
+    assert inferd.status("challenger")["status"] == "live"
     inferd.run("delete", "promo")
 
 

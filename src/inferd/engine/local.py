@@ -247,16 +247,15 @@ class LocalEngine:
         self._replace_kept_low()
 
     def _replace_kept_low(self) -> None:
-        """Replicas that were a shadow's and may not be raised back to inferd's priority (a user's
-        operator has no CAP_SYS_NICE) count as an old version's: a new replica starts, and each
-        one serves until it is ready, as in a rolling update."""
+        """Say the replicas that were a shadow's and may not be raised back to inferd's priority (a
+        user's operator has no CAP_SYS_NICE): each is replaced, as in a rolling update, by one
+        started in free room, and serves until that one is ready (reconcile.py)."""
         kept, self.priorities.kept_low = self.priorities.kept_low, []
         for key, replica in kept:
-            replica.version += "-kept-low"
             self._event(
                 key,
                 f"replica {replica.id} keeps the shadow's lower CPU priority (raising it back needs "
-                "CAP_SYS_NICE); replacing it with one at full priority",
+                "CAP_SYS_NICE); replacing it with one at full priority once there is room for one",
             )
         if kept:
             self._wake.set()

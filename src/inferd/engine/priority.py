@@ -9,7 +9,9 @@ clients down (README, "Shadow traffic", has the figures at saturation). The engi
 sets it as the process starts, before it loads its model, so the threads the model starts
 inherit it. Lowering a priority needs no privilege; raising it back (the API stopped being a
 shadow) needs CAP_SYS_NICE, so without it (a user's operator) each such replica is replaced, as in
-a rolling update, by one started at inferd's own priority (the engine does it: ``kept_low``).
+a rolling update, by one started at inferd's own priority in free room (the engine does it:
+``kept_low``; reconcile.py never retires one to make room, and one whose API is a shadow again keeps
+its place).
 
 A nice value alone is not enough where Linux groups processes by session (autogroups: on by
 default, ``/proc/sys/kernel/sched_autogroup_enabled``, for processes in the root cpu cgroup):
@@ -162,6 +164,8 @@ class Priorities:
     def apply(self, key: str, replica: Replica) -> None:
         """Give ``replica`` (of API ``key``) the priority its API calls for, if it has not got it."""
         wanted = self.shadow if key in self.targets else None
+        if replica.kept_low and replica.nice == wanted:  # a shadow again: it has the priority it needs
+            replica.kept_low = False
         if replica.nice != wanted and not replica.kept_low:
             if set_nice(replica.process.pid, self.base if wanted is None else wanted):
                 replica.nice = wanted

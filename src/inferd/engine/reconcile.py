@@ -8,6 +8,11 @@ or the new version has failed (an old one replacing one that died keeps the API'
 New replicas start only in free capacity: when the machine has no room for the next one, one
 old replica is retired (once the others can carry its traffic), and the new one starts in the
 room it leaves; one at a time.
+
+A replica of the version that runs at a shadow's lower CPU priority, which the engine may not raise
+back (``kept_low``: engine/priority.py), is replaced by a fresh one in free room only: it serves
+until that one is ready, and is never retired to make room (it serves at a lower priority; gone,
+the API would serve nothing while its replacement loads).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class ReplicaView:
     id: str
     version: str
     ready: bool
+    kept_low: bool = False  # at a shadow's lower priority: replaced once a fresh one is ready
 
 
 @dataclass
@@ -49,8 +55,9 @@ def plan(
     ``failed``: ``version`` failed to load; the old version serves until another is deployed,
     so its replicas still starting (replacing ones that died) stay.
     """
-    current = [r for r in replicas if r.version == version]
+    current = [r for r in replicas if r.version == version and not r.kept_low]
     old = [r for r in replicas if r.version != version]
+    low = [r for r in replicas if r.version == version and r.kept_low]
     result = Plan(start=max(0, min(desired - len(current), can_start)))
     ready_current = sum(r.ready for r in current)
     old_ready = [r for r in old if r.ready]
@@ -74,6 +81,10 @@ def plan(
         # more ready replicas the rest carry the traffic; with one, requests wait in the queue.
         result.retire.append(old_ready[-1].id)
         result.made_room = True
+    # Kept-low replicas go as fresh ones are ready to carry their part (those still starting first).
+    surplus = len(low) if desired == 0 else max(0, ready_current + len(low) - desired)
+    order = [r for r in low if not r.ready] + [r for r in low if r.ready]
+    result.retire.extend(r.id for r in order[:surplus])
     extra = len(current) - desired
     if extra > 0:
         # Retire replicas still starting first, then the newest ready ones.

@@ -46,11 +46,12 @@ def step(state: ApiState, now: float, capacity: Capacity, apis: Mapping[str, Api
     ``state.unschedulable``, ``fit`` and ``reserved`` for the room that is short or held."""
     version = state.version
     blocked = version.spec is None or now < version.next_start
-    current = sum(r.version == version.id for r in state.replicas if not r.retired)
+    # a kept-low replica (engine/priority.py) serves until a fresh one takes its place
+    current = sum(r.version == version.id and not r.kept_low for r in state.replicas if not r.retired)
     # The room left adds up every API's replicas: asked only by an API that wants more than it
     # has (asked by each at every tick, 81 idle APIs kept 22% of a core busy doing nothing).
     room = 0 if blocked or current >= state.desired else placement.room(capacity, apis, state)
-    views = [ReplicaView(r.id, r.version, r.ready) for r in state.replicas if not r.retired]
+    views = [ReplicaView(r.id, r.version, r.ready, r.kept_low) for r in state.replicas if not r.retired]
     draining = sum(r.retired for r in state.replicas)
     replacing = any(r.version != version.id for r in state.replicas)
     # Not one replica of the new version would fit even with every old one gone: retiring
@@ -70,6 +71,7 @@ def step(state: ApiState, now: float, capacity: Capacity, apis: Mapping[str, Api
         and current + actions.start < state.desired
         and (now >= version.next_start)
         and (hopeless or not replacing)  # a rollout making room one replica at a time
+        and not any(r.kept_low and not r.retired for r in state.replicas)  # it serves meanwhile
         and not placement.freeing(apis, state)  # replicas going away: wait for their room
     )
     state.fit = current + actions.start if state.unschedulable else None

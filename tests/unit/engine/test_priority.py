@@ -6,13 +6,22 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from inferd.config.schema import Api, ApiConfig, SplitterConfig, TrafficSplitter
 from inferd.engine import priority
-from inferd.engine.priority import group_nice_of, set_group_nice, set_nice, shadow_nice, shadow_targets
+from inferd.engine.priority import (
+    Priorities,
+    group_nice_of,
+    set_group_nice,
+    set_nice,
+    shadow_nice,
+    shadow_targets,
+)
+from inferd.engine.state import Replica
+from inferd.replica.handle import ReplicaHandle
 
 
 def api(name: str, deployment: str = "d", **extra: Any) -> ApiConfig:
@@ -133,3 +142,20 @@ def test_without_autogroups_a_replica_needs_no_group_nice_whether_or_not_it_lead
         assert set_group_nice(pid, 10)
         assert not (tmp_path / str(pid) / "autogroup").exists()
     assert not set_group_nice(4444, 10)  # no such process: not done, and the engine forgets it
+
+
+def test_a_kept_low_replica_whose_api_is_a_shadow_again_is_no_longer_replaced() -> None:
+    # Promoted, then a shadow again before its replacement was ready: the lower priority it kept
+    # is the one it needs now, so it is not replaced (it was, by one started at that priority).
+    with subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    ) as child:
+        try:
+            priorities = Priorities()
+            priorities.targets = {"d/shadow"}
+            handle = cast(ReplicaHandle, None)  # not read by apply
+            replica = Replica("s-1", "v1", handle, child, nice=priorities.shadow, kept_low=True)
+            priorities.apply("d/shadow", replica)
+            assert not replica.kept_low and priorities.kept_low == []
+        finally:
+            child.kill()

@@ -93,3 +93,17 @@ def test_an_old_replica_replacing_a_dead_one_stays_while_the_new_version_has_fai
     assert "b" in plan(2, "v2", views, 10).retire  # the new version may still load: b is not needed
     assert "b" not in plan(2, "v2", views, 10, failed=True).retire
     assert "b" in plan(0, "v2", views, 10, failed=True).retire  # scaled to zero (or deleted)
+
+
+def test_a_kept_low_replica_is_replaced_in_free_room_only_and_serves_until_then() -> None:
+    # A replica at a shadow's lower priority that the engine may not raise back (engine/priority.py):
+    # a fresh one starts where there is room, and it goes once that one is ready; on a full
+    # machine it serves on (retired to make room, the API served nothing while its successor loaded).
+    low = ReplicaView("a", "v1", True, kept_low=True)
+    with_room = plan(1, "v1", [low], can_start=1)
+    assert with_room.start == 1 and with_room.retire == []
+    assert plan(1, "v1", [low, ReplicaView("b", "v1", False)], can_start=0).retire == []
+    assert plan(1, "v1", [low, ReplicaView("b", "v1", True)], can_start=0).retire == ["a"]
+    full = plan(1, "v1", [low], can_start=0)
+    assert full.start == 0 and full.retire == [] and not full.made_room
+    assert plan(0, "v1", [low], can_start=0).retire == ["a"]  # scaled to zero (or deleted)

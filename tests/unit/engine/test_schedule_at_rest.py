@@ -36,7 +36,7 @@ def at_rest(tmp_path: Path) -> dict[str, ApiState]:
     for config in load_project(tmp_path).apis:
         version = Version("v1", config, spec=cast(ReplicaSpec, object()))
         replica = SimpleNamespace(
-            id="r", version="v1", ready=True, retired=False, gpus=Claim(()), source=None
+            id="r", version="v1", ready=True, retired=False, gpus=Claim(()), source=None, kept_low=False
         )
         state = ApiState(version=version, desired=1, autoscaler=Autoscaler(1, 1, 1))
         state.replicas = [cast(Replica, replica)]

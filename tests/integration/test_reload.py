@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -469,3 +470,51 @@ def test_a_machine_with_no_file_watch_left_reloads_by_polling(project: Path, tmp
     finally:
         process.terminate()
         process.wait(60)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="serves as user nobody (root only)"
+)
+@pytest.mark.parametrize("polling", [False, True], ids=["notified", "polling"])
+def test_a_folder_in_the_project_the_user_may_not_read_does_not_stop_reloading(
+    project: Path, polling: bool
+) -> None:
+    # Was: a subfolder the user may not read (a container's volume, a build folder of root's) made
+    # the file notifications fail as the watch began, said as "cannot watch ... with file
+    # notifications (Permission denied ...)"; polling then failed on that folder too, and no edit
+    # was ever looked at again. (The edit here is a syntax error, said by the watch itself, before
+    # any replica starts: whether user nobody may run this machine's Python does not matter.)
+    # Polling, watchfiles 1.3 cannot leave that folder out: --reload says it stops.
+    shared = Path(tempfile.mkdtemp(prefix="inferd-reload-"))  # a folder user nobody can reach
+    try:
+        shared.chmod(0o755)
+        root, home = shared / "iris", shared / "home"
+        shutil.copytree(project, root)
+        home.mkdir(mode=0o700)
+        for path in (root, *root.rglob("*"), home):
+            os.lchown(path, 65534, 65534)  # nobody's
+        (root / "private").mkdir(mode=0o700)  # root's: nobody may not list it
+        log_path = shared / "serve.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1", INFERD_HOME=str(home), HOME=str(home))
+        if polling:
+            env["WATCHFILES_FORCE_POLLING"] = "1"
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        with log_path.open("wb") as log:
+            command = [*nobody, str(INFERD), "serve", str(root), "--port", "0", "--reload"]
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for(lambda: "for changes" in log_path.read_text(), 60, "the watch")
+            if polling:
+                said = f"--reload cannot watch {root} ("
+                wait_for(lambda: said in log_path.read_text(), 30, f"the stop; {log_path.read_text()}")
+                assert "the APIs serve without reloading" in log_path.read_text()
+                return
+            handler = root / "handlers" / "iris.py"
+            handler.write_text(handler.read_text() + "\ndef broken(:\n")
+            wait_for(lambda: "SyntaxError" in log_path.read_text(), 30, f"the edit; {log_path.read_text()}")
+            assert "cannot watch" not in log_path.read_text()
+        finally:
+            process.terminate()
+            process.wait(60)
+    finally:
+        shutil.rmtree(shared)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from inferd.cli.main import cli
 
@@ -111,16 +111,21 @@ def test_a_sample_to_a_gateway_on_this_machine_never_goes_through_a_proxy(
     assert proxied == [] and answer.status_code == 200 and answer.content == b'{"x": 1}'
 
 
+def predict_with_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str) -> Result:
+    """``inferd predict classifier sample.json --key KEY`` with no operator running."""
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    sample = tmp_path / "sample.json"
+    sample.write_text("{}")
+    return CliRunner().invoke(cli, ["predict", "classifier", str(sample), "--key", key], prog_name="inferd")
+
+
 @pytest.mark.parametrize("key", ["a\nb", "a\rb", "\tkey", "k\x00", "k\udcff"])
 def test_a_key_holding_a_control_character_is_refused_before_the_operator_is_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
 ) -> None:
     # was "cannot reach http://...: Invalid leading whitespace, reserved character(s), or return
     # character(s) in header value" (exit 1), after the API was looked up
-    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
-    sample = tmp_path / "sample.json"
-    sample.write_text("{}")
-    result = CliRunner().invoke(cli, ["predict", "classifier", str(sample), "--key", key], prog_name="inferd")
+    result = predict_with_key(tmp_path, monkeypatch, key)
     assert result.exit_code == 2, result.output
     assert result.output == (
         "error: Invalid value for '--key': an API key is one line of text, without control characters "
@@ -134,10 +139,7 @@ def test_a_key_the_gateway_takes_is_not_refused_for_a_character_that_is_no_contr
 ) -> None:
     # A key of a keys_file with a no-break space or a zero-width space (pasted from a web page)
     # is a key the gateway takes, sent as UTF-8; it was refused as holding a control character.
-    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
-    sample = tmp_path / "sample.json"
-    sample.write_text("{}")
-    result = CliRunner().invoke(cli, ["predict", "classifier", str(sample), "--key", key], prog_name="inferd")
+    result = predict_with_key(tmp_path, monkeypatch, key)
     assert "'--key'" not in result.output
     assert "operator is not running" in result.output and result.exit_code == 1
 

@@ -91,6 +91,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def config_error(root: Path, text: str) -> str:
+    """The one-line error ``load_project`` gives for a project whose config is ``text``."""
+    (root / "cortex.yaml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_project(root)
+    return caught.value.message
+
+
 def _loads_or_says_one_line(root: Path, text: str) -> None:
     (root / "cortex.yaml").write_text(text, encoding="utf-8")
     try:
@@ -200,17 +208,14 @@ def test_yaml_forms_spliced_into_a_project_load_or_are_one_config_error(
 def test_an_explicit_tag_its_value_does_not_fit_is_one_config_error(
     tmp_path: Path, value: str, said: str
 ) -> None:
-    (tmp_path / "cortex.yaml").write_text(f"- kind: deployment\n  name: {value}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_project(tmp_path)
-    assert caught.value.message == said
+    assert config_error(tmp_path, f"- kind: deployment\n  name: {value}\n") == said
 
 
 def test_an_explicit_tag_on_a_key_is_one_config_error(tmp_path: Path) -> None:
-    (tmp_path / "cortex.yaml").write_text("- kind: deployment\n  !!float name: d\n")
-    with pytest.raises(ConfigError) as caught:
-        load_project(tmp_path)
-    assert caught.value.message == "cortex.yaml:2: invalid YAML: !!float name: 'name' is not a float"
+    assert (
+        config_error(tmp_path, "- kind: deployment\n  !!float name: d\n")
+        == "cortex.yaml:2: invalid YAML: !!float name: 'name' is not a float"
+    )
 
 
 _API = "- kind: deployment\n  name: d\n- kind: api\n  name: a\n  predictor: {path: p.py}\n"
@@ -240,10 +245,7 @@ def test_a_control_character_the_config_wrote_is_escaped_in_its_one_line_error(
     tmp_path: Path, text: str, said: str
 ) -> None:
     (tmp_path / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
-    (tmp_path / "cortex.yaml").write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_project(tmp_path)
-    assert caught.value.message == said
+    assert config_error(tmp_path, text) == said
 
 
 @pytest.mark.parametrize(
@@ -278,18 +280,15 @@ def test_a_control_character_the_config_wrote_is_escaped_in_its_one_line_error(
 )  # fmt: skip
 def test_a_long_value_is_cut_in_its_error(tmp_path: Path, text: str, said: str) -> None:
     (tmp_path / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
-    (tmp_path / "cortex.yaml").write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_project(tmp_path)
-    assert caught.value.message == said
+    assert config_error(tmp_path, text) == said
 
 
 def test_a_set_as_a_key_is_one_config_error(tmp_path: Path) -> None:
     # was a TypeError traceback: unhashable type: 'set'
-    (tmp_path / "cortex.yaml").write_text("- kind: deployment\n  name: d\n  ? !!set {a}\n  : 1\n")
-    with pytest.raises(ConfigError) as caught:
-        load_project(tmp_path)
-    assert caught.value.message == "cortex.yaml:3: invalid YAML: a key must be a scalar"
+    assert (
+        config_error(tmp_path, "- kind: deployment\n  name: d\n  ? !!set {a}\n  : 1\n")
+        == "cortex.yaml:3: invalid YAML: a key must be a scalar"
+    )
 
 
 @pytest.mark.parametrize(
@@ -309,10 +308,7 @@ def test_a_set_as_a_key_is_one_config_error(tmp_path: Path) -> None:
 def test_a_key_yaml_reads_as_no_text_is_an_unknown_key_on_its_line(
     tmp_path: Path, key: str, said: str
 ) -> None:
-    (tmp_path / "cortex.yaml").write_text(f"- kind: deployment\n  name: d\n  {key}: 1\n")
-    with pytest.raises(ConfigError) as caught:
-        load_project(tmp_path)
-    assert caught.value.message == said
+    assert config_error(tmp_path, f"- kind: deployment\n  name: d\n  {key}: 1\n") == said
 
 
 @pytest.mark.parametrize("uri", ["http://[::1/model.onnx", "https://[not-an-address]x/m.onnx"])

@@ -1,0 +1,40 @@
+"""The sources compile on every Python that pyproject.toml's ``requires-python`` lets pip install
+inferd on (3.11 and later), not only on the 3.11 the suite runs on."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ("src", "tests", "examples", "scripts", "bench")
+
+
+def docstrings(tree: ast.Module) -> list[ast.Constant]:
+    found: list[ast.Constant] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                found.append(first.value)
+    return found
+
+
+def test_no_docstring_holds_a_lone_surrogate() -> None:
+    # Python 3.13's compiler strips the indentation of docstrings through UTF-8: a docstring
+    # holding ``\udcff`` (an unescaped backslash escape) fails the import with UnicodeEncodeError,
+    # and a module of the CLI that did so ended every ``inferd`` command on 3.13.
+    faults = []
+    for folder in SOURCES:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_bytes(), str(path))
+            for doc in docstrings(tree):
+                try:
+                    doc.value.encode()
+                except UnicodeEncodeError:
+                    faults.append(f"{path.relative_to(ROOT)}:{doc.lineno}")
+    assert faults == []

@@ -54,7 +54,7 @@ def _check_key(ctx: click.Context, param: click.Parameter, value: str | None) ->
     """A key an HTTP header can carry: requests refused a line break only as it sent the sample
     ("cannot reach ..."), after the API was looked up. Any other character is sent as UTF-8 (a
     no-break space, a zero-width one: a keys_file may hold them), but no byte that is no text
-    (``\udcff``, from an environment variable of bytes that are not UTF-8)."""
+    (``\\udcff``, from an environment variable of bytes that are not UTF-8)."""
     if value is not None and any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
         raise click.BadParameter(
             "an API key is one line of text, without control characters (a line break, a tab)",

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from inferd.config import CONFIG_NAMES
 from inferd.config.messages import Location, config_error, one_line
 from inferd.config.rules import check_project
+from inferd.config.rules import resolved as resolved_path
 from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSplitter
 from inferd.errors import ConfigError, shown
 
@@ -117,10 +118,9 @@ def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
 
     ``keys_root``: the folder relative ``auth.keys_file`` paths are in, when not the project's.
     """
-    try:
-        resolved = Path(path).resolve()
-    except (RuntimeError, OSError):  # pathlib's "Symlink loop"
-        raise ConfigError(f"{path}: a symbolic link that loops, not a project folder") from None
+    resolved = resolved_path(Path(path))
+    if resolved is None:
+        raise ConfigError(f"{path}: a symbolic link that loops, not a project folder")
     config_file = find_config(resolved)
     name = config_file.name
     try:

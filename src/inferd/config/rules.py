@@ -8,6 +8,7 @@ Every rule raises ``FieldError`` at the YAML location it is about.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from stat import S_ISREG
@@ -36,6 +37,22 @@ def _usable(text: str, location: tuple[str | int, ...], what: str) -> None:
         raise FieldError(location, f"{what} {shown(text)} holds a NUL character")
 
 
+def resolved(path: Path) -> Path | None:
+    """``path`` absolute, its symbolic links followed; None when one of them loops. Python 3.11
+    and 3.12 raise pathlib's "Symlink loop"; 3.13's ``resolve`` leaves the loop in the path it
+    returns, which the file system then refuses (``ELOOP``)."""
+    try:
+        path = path.resolve()
+    except (RuntimeError, OSError):
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+    return path
+
+
 def _status(path: Path, text: str, location: tuple[str | int, ...], what: str) -> os.stat_result | None:
     """``path``'s status, None when missing; a name the system refuses (too long) is the error."""
     try:
@@ -50,10 +67,9 @@ def _status(path: Path, text: str, location: tuple[str | int, ...], what: str) -
 def _inside(root: Path, relative: str, location: tuple[str | int, ...], what: str) -> Path:
     _usable(relative, location, what)
     candidate = Path(relative)
-    try:
-        path = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    except (RuntimeError, OSError):  # pathlib's "Symlink loop"
-        raise FieldError(location, f"{what} {relative!r} is a symbolic link that loops") from None
+    path = resolved(candidate if candidate.is_absolute() else root / candidate)
+    if path is None:
+        raise FieldError(location, f"{what} {relative!r} is a symbolic link that loops")
     if path != root and root not in path.parents:
         raise FieldError(location, f"{what} {relative!r} is outside the project folder")
     _status(path, relative, location, what)

@@ -9,6 +9,7 @@ it gets inferd's.
 
 from __future__ import annotations
 
+import csv
 import importlib.machinery
 import importlib.metadata
 import os
@@ -45,12 +46,19 @@ def remove_shadowed(target: Path, installed: Callable[[str], Version | None]) ->
     return warnings
 
 
+def _recorded(distribution: importlib.metadata.Distribution) -> list[str]:
+    """The paths in ``distribution``'s RECORD, as written. Not ``distribution.files``: from
+    Python 3.12 on it leaves out a path that is not where RECORD says, as each script is."""
+    text = distribution.read_text("RECORD") or ""
+    return [row[0] for row in csv.reader(text.splitlines()) if row]
+
+
 def _remove(target: Path, info: Path, distribution: importlib.metadata.Distribution) -> None:
     """Remove the files ``distribution`` installed in ``target`` (its RECORD), and the folders
     that leaves empty; never a file outside ``target``."""
     root = target.resolve()
     folders: set[Path] = set()
-    for entry in distribution.files or []:
+    for entry in _recorded(distribution):
         parts = Path(entry).parts
         # pip --target records scripts from the lib folder of its scheme, then moves bin/ in
         path = (target / Path(*parts[2:]) if parts[:3] == ("..", "..", "bin") else target / entry).resolve()

@@ -131,21 +131,23 @@ def test_relax_pins_runs_a_project_with_2019_pins(tmp_path: Path, inferd_home: P
 
 
 def test_a_requirement_warning_is_said_by_inferd_test(tmp_path: Path, inferd_home: Path) -> None:
-    # was: `numpy<2` beside inferd's numpy 2 passed in silence (inferd serve and deploy warn)
+    # was: `numpy<2` beside inferd's numpy 2 passed in silence (inferd serve and deploy warn).
+    # A pin below the numpy inferd runs with, which a wheel meets on every Python inferd installs
+    # on (no numpy 1.x has one for 3.13: `numpy<2` cannot be installed there, a load error)
+    numpy = __import__("numpy").__version__
     project = make_project(
         tmp_path / "pins",
         "- kind: deployment\n  name: pins\n- kind: api\n  name: p\n  predictor:\n    path: predictor.py\n",
         {
             "predictor.py": "def predict(sample, metadata):\n    return 1\n",
-            "requirements.txt": "numpy<2\n",
+            "requirements.txt": f"numpy<{numpy}\n",
             "sample.json": "{}",
         },
     )
     result = CliRunner().invoke(cli, ["test", str(project)])
     assert result.exit_code == 0, result.output
-    numpy = __import__("numpy").__version__
     assert (
-        f"p: warning: requirements.txt: numpy<2 conflicts with numpy {numpy}, which inferd itself runs "
+        f"p: warning: requirements.txt: numpy<{numpy} conflicts with numpy {numpy}, which inferd itself runs "
         "with; handlers import that version"
     ) in result.stderr
 

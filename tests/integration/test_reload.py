@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -482,28 +483,32 @@ def test_a_folder_in_the_project_the_user_may_not_read_does_not_stop_reloading(
     # Was: a subfolder the user may not read (a container's volume, a build folder of root's) made
     # the file notifications fail as the watch began, said as "cannot watch ... with file
     # notifications (Permission denied ...)"; polling then failed on that folder too, and no edit
-    # was ever looked at again. (The edit here is a syntax error, said by the watch itself, before
-    # any replica starts: whether user nobody may run this machine's Python does not matter.)
-    # Polling, watchfiles 1.3 cannot leave that folder out: --reload says it stops.
+    # was ever looked at again. The watch of `serve --reload` runs as user nobody, on its own
+    # (WATCH, no engine: the edit is a syntax error, said by the watch before anything is
+    # deployed; a whole `inferd serve` as nobody depended on whether nobody may run this
+    # machine's Python for its replicas). Polling, watchfiles 1.3 cannot leave that folder out:
+    # --reload says it stops.
     shared = Path(tempfile.mkdtemp(prefix="inferd-reload-"))  # a folder user nobody can reach
     try:
         shared.chmod(0o755)
-        root, home = shared / "iris", shared / "home"
+        root = shared / "iris"
         shutil.copytree(project, root)
-        home.mkdir(mode=0o700)
-        for path in (root, *root.rglob("*"), home):
+        for path in (root, *root.rglob("*")):
             os.lchown(path, 65534, 65534)  # nobody's
         (root / "private").mkdir(mode=0o700)  # root's: nobody may not list it
-        log_path = shared / "serve.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1", INFERD_HOME=str(home), HOME=str(home))
+        script = shared / "watch.py"
+        script.write_text(WATCH)
+        script.chmod(0o644)
+        log_path = shared / "watch.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1", HOME=str(shared))
         if polling:
             env["WATCHFILES_FORCE_POLLING"] = "1"
         nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         with log_path.open("wb") as log:
-            command = [*nobody, str(INFERD), "serve", str(root), "--port", "0", "--reload"]
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            command = [*nobody, sys.executable, str(script), str(root)]
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=shared)
         try:
-            wait_for(lambda: "for changes" in log_path.read_text(), 60, "the watch")
+            wait_for(lambda: "for changes" in log_path.read_text(), 60, f"the watch; {log_path.read_text()}")
             if polling:
                 said = f"--reload cannot watch {root} ("
                 wait_for(lambda: said in log_path.read_text(), 30, f"the stop; {log_path.read_text()}")
@@ -518,3 +523,22 @@ def test_a_folder_in_the_project_the_user_may_not_read_does_not_stop_reloading(
             process.wait(60)
     finally:
         shutil.rmtree(shared)
+
+
+# serve --reload's watch alone (no engine), until it says a syntax error or stops
+WATCH = """
+import asyncio, sys
+from pathlib import Path
+from inferd.config.load import load_project
+from inferd.operator.reload import Reloader
+
+async def main():
+    stop = asyncio.Event()
+    def say(line):
+        print(line, flush=True)
+        if "SyntaxError" in line:
+            stop.set()
+    await asyncio.wait_for(Reloader(load_project(Path(sys.argv[1])), None, say).run(stop), 120)
+
+asyncio.run(main())
+"""

@@ -477,17 +477,15 @@ def test_a_machine_with_no_file_watch_left_reloads_by_polling(project: Path, tmp
     os.geteuid() != 0 or shutil.which("setpriv") is None, reason="serves as user nobody (root only)"
 )
 @pytest.mark.parametrize("polling", [False, True], ids=["notified", "polling"])
-def test_a_folder_in_the_project_the_user_may_not_read_does_not_stop_reloading(
+def test_a_folder_in_the_project_the_user_may_not_read_is_said_to_stop_reloading(
     project: Path, polling: bool
 ) -> None:
-    # Was: a subfolder the user may not read (a container's volume, a build folder of root's) made
-    # the file notifications fail as the watch began, said as "cannot watch ... with file
-    # notifications (Permission denied ...)"; polling then failed on that folder too, and no edit
-    # was ever looked at again. The watch of `serve --reload` runs as user nobody, on its own
-    # (WATCH, no engine: the edit is a syntax error, said by the watch before anything is
-    # deployed; a whole `inferd serve` as nobody depended on whether nobody may run this
-    # machine's Python for its replicas). Polling, watchfiles 1.3 cannot leave that folder out:
-    # --reload says it stops.
+    # A subfolder the user may not read (a container's volume, a build folder of root's) fails the
+    # watch, notified or polled. It is said, with the reason, and that --reload stops; the edit is
+    # never silently lost. (watchfiles' ignore_permission_denied watched the rest on a disk, but on
+    # a tmpfs, which lists that folder first, no later edit was seen and nothing was said.) The
+    # watch of `serve --reload` runs alone as user nobody (WATCH, no engine: a whole `inferd serve`
+    # as nobody depended on whether nobody may run this machine's Python for its replicas).
     shared = Path(tempfile.mkdtemp(prefix="inferd-reload-"))  # a folder user nobody can reach
     try:
         shared.chmod(0o755)
@@ -508,24 +506,20 @@ def test_a_folder_in_the_project_the_user_may_not_read_does_not_stop_reloading(
             command = [*nobody, sys.executable, str(script), str(root)]
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=shared)
         try:
-            wait_for(lambda: "for changes" in log_path.read_text(), 60, f"the watch; {log_path.read_text()}")
-            if polling:
-                said = f"--reload cannot watch {root} ("
-                wait_for(lambda: said in log_path.read_text(), 30, f"the stop; {log_path.read_text()}")
-                assert "the APIs serve without reloading" in log_path.read_text()
-                return
-            handler = root / "handlers" / "iris.py"
-            handler.write_text(handler.read_text() + "\ndef broken(:\n")
-            wait_for(lambda: "SyntaxError" in log_path.read_text(), 30, f"the edit; {log_path.read_text()}")
-            assert "cannot watch" not in log_path.read_text()
+            said = f"--reload cannot watch {root} ("
+            wait_for(lambda: said in log_path.read_text(), 60, f"the stop; {log_path.read_text()}")
+            text = log_path.read_text()
+            assert "Permission denied" in text and "the APIs serve without reloading" in text
+            assert process.wait(30) == 0  # the watch ended, said; nothing raised
         finally:
-            process.terminate()
-            process.wait(60)
+            if process.poll() is None:
+                process.terminate()
+                process.wait(60)
     finally:
         shutil.rmtree(shared)
 
 
-# serve --reload's watch alone (no engine), until it says a syntax error or stops
+# serve --reload's watch alone (no engine), until it stops
 WATCH = """
 import asyncio, sys
 from pathlib import Path
@@ -536,8 +530,6 @@ async def main():
     stop = asyncio.Event()
     def say(line):
         print(line, flush=True)
-        if "SyntaxError" in line:
-            stop.set()
     await asyncio.wait_for(Reloader(load_project(Path(sys.argv[1])), None, say).run(stop), 120)
 
 asyncio.run(main())

@@ -216,9 +216,6 @@ class Reloader:
             rust_timeout=WATCH_TIMEOUT_MS,
             yield_on_timeout=True,  # the first step of a watch comes at once, changes or not
             force_polling=True if polling else None,  # None: as WATCHFILES_FORCE_POLLING says
-            # A subfolder this user may not read (a container's volume, root's build folder) is
-            # no edit of theirs: the kernel's watch failed as it began for it, and --reload with it.
-            ignore_permission_denied=True,
         ):
             if not root.is_dir():
                 break

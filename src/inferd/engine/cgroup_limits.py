@@ -11,6 +11,7 @@ this process is in and every cgroup above it (the smallest counts), on cgroup v2
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -69,35 +70,36 @@ def _memory(text: str | None) -> int | None:
     return value if 0 < value < NO_LIMIT else None
 
 
-def _smallest(values: list[float | None]) -> float | None:
+def _smallest(values: Sequence[float | None]) -> float | None:
     present = [value for value in values if value is not None]
     return min(present) if present else None
 
 
-def cpu_limit(root: Path | None = None, proc_cgroup: Path | None = None) -> float | None:
-    """The cores this process's cgroups allow it (their smallest CPU quota), None without one."""
+def _cgroups(root: Path | None, proc_cgroup: Path | None) -> tuple[Path, dict[str, str], list[Path]]:
+    """The cgroup mount, this process's path per controller, and its cgroup v2 folders (none on
+    v1 or hybrid, whose unified tree holds no controller)."""
     root = ROOT if root is None else root
     inside = _memberships(PROC_CGROUP if proc_cgroup is None else proc_cgroup)
-    quotas: list[float | None] = []
-    if "" in inside and (root / "cgroup.controllers").is_file():  # v2
-        quotas += [_cpu_quota(_read(folder / "cpu.max")) for folder in _folders(root, inside[""])]
-    for name in ("cpu", "cpuacct"):  # v1: the cpu controller, mounted alone or with cpuacct
-        if name in inside:
-            for mount in (root / "cpu", root / "cpu,cpuacct"):
-                for folder in _folders(mount, inside[name]):
-                    period = _read(folder / "cpu.cfs_period_us")
-                    quotas.append(_cpu_quota(_read(folder / "cpu.cfs_quota_us"), period))
-            break
+    unified = "" in inside and (root / "cgroup.controllers").is_file()
+    return root, inside, _folders(root, inside[""]) if unified else []
+
+
+def cpu_limit(root: Path | None = None, proc_cgroup: Path | None = None) -> float | None:
+    """The cores this process's cgroups allow it (their smallest CPU quota), None without one."""
+    root, inside, unified = _cgroups(root, proc_cgroup)
+    quotas = [_cpu_quota(_read(folder / "cpu.max")) for folder in unified]
+    if "cpu" in inside:  # v1: the cpu controller, mounted alone or with cpuacct
+        for mount in (root / "cpu", root / "cpu,cpuacct"):
+            for folder in _folders(mount, inside["cpu"]):
+                period = _read(folder / "cpu.cfs_period_us")
+                quotas.append(_cpu_quota(_read(folder / "cpu.cfs_quota_us"), period))
     return _smallest(quotas)
 
 
 def memory_limit(root: Path | None = None, proc_cgroup: Path | None = None) -> int | None:
     """The bytes this process's cgroups allow it (their smallest memory limit), None without one."""
-    root = ROOT if root is None else root
-    inside = _memberships(PROC_CGROUP if proc_cgroup is None else proc_cgroup)
-    limits: list[float | None] = []
-    if "" in inside and (root / "cgroup.controllers").is_file():  # v2
-        limits += [_memory(_read(folder / "memory.max")) for folder in _folders(root, inside[""])]
+    root, inside, unified = _cgroups(root, proc_cgroup)
+    limits = [_memory(_read(folder / "memory.max")) for folder in unified]
     if "memory" in inside:  # v1
         limits += [
             _memory(_read(folder / "memory.limit_in_bytes"))

@@ -20,6 +20,7 @@ import requests
 
 from inferd.cli.inspect import resolve
 from inferd.client import Client
+from inferd.engine.priority import group_nice_of
 from inferd.errors import NotFoundError
 from tests.conftest import INFERD, wait_for
 
@@ -122,6 +123,13 @@ class Inferd:
             return int(json.loads((self.home / "operator.json").read_text())[key])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def group_nice(self) -> int | None:
+        """The nice value of the operator's autogroup (it leads a session of its own, so it has one
+        wherever the kernel has autogroups): what its replicas' groups are set against."""
+        pid = self.operator_pid()
+        assert pid is not None, "no operator running"
+        return group_nice_of(pid)
 
     def post(self, path: str, body: Any, timeout: float = 30) -> requests.Response:
         return requests.post(self.url + path, json=body, timeout=timeout)

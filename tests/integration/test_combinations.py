@@ -330,7 +330,7 @@ def test_a_challenger_promoted_while_it_is_the_shadow_serves_at_full_priority(
     base = os.getpriority(os.PRIO_PROCESS, 0)
     (shadow,) = combo.replica_pids("challenger")
     assert nice_of(shadow) == min(19, base + 10)  # a shadow yields the CPU to the champion
-    group = group_nice_of("self")  # its autogroup too, where the kernel groups sessions
+    group = combo.group_nice()  # its autogroup too, below inferd's
     wait_group(shadow, group, 10)
     combo.run("promote", "front", "challenger")
     wait_group(shadow, group, 0)  # a group's nice value may be raised back without privilege

@@ -91,11 +91,23 @@ def _alive(pid: int) -> bool:
 
 
 def group_nice_of(pid: int | str) -> int | None:
-    """The nice value of the autogroup of process ``pid`` (``self`` for this one); None without one."""
+    """The nice value of the autogroup of process ``pid`` (``self`` for this one); None without
+    one: on a kernel without autogroups, or for a process in the root group (the file reads empty
+    for a process still in the session the machine started with, PID 1's, as a CI runner's was)."""
     try:
         return int((PROC / str(pid) / "autogroup").read_text().split()[-1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def engine_group_nice(base: int) -> int | None:
+    """The nice value that replicas' autogroups compete against, for a process at nice ``base``:
+    its autogroup's; ``base`` itself in the root group, where its threads compete one by one with
+    the replicas' groups at their own nice value; None on a kernel without autogroups."""
+    own = group_nice_of("self")
+    if own is None and (PROC / "self" / "autogroup").exists():
+        return base
+    return own
 
 
 def set_group_nice(pid: int, nice: int) -> bool:
@@ -128,7 +140,7 @@ class Priorities:
         self.base = os.getpriority(os.PRIO_PROCESS, 0)  # what replicas inherit from the engine
         self.shadow = shadow_nice(self.base)
         # the nice value of the engine's autogroup, which its replicas' groups compete with
-        self.group_base = group_nice_of("self")
+        self.group_base = engine_group_nice(self.base)
         self.group_shadow = None if self.group_base is None else shadow_nice(self.group_base)
         self.splitters: dict[str, tuple[SplitterConfig, ...]] = {}  # deployment -> its splitters
         self.targets: set[str] = set()  # keys of the APIs that get copies

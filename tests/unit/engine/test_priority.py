@@ -14,6 +14,7 @@ from inferd.config.schema import Api, ApiConfig, SplitterConfig, TrafficSplitter
 from inferd.engine import priority
 from inferd.engine.priority import (
     Priorities,
+    engine_group_nice,
     group_nice_of,
     set_group_nice,
     set_nice,
@@ -102,7 +103,8 @@ def test_set_group_nice_reaches_the_autogroup_a_replica_leads_and_no_other() -> 
     # leads its own session, as a replica does, competes for the CPU as a group: its own nice
     # value made no difference against the gateway (two busy loops, each in its own session, one
     # at nice 19, got a core half each). The group's nice value does.
-    own = group_nice_of("self")
+    own = engine_group_nice(os.getpriority(os.PRIO_PROCESS, 0))
+    mine = group_nice_of("self")
     code = "import sys; print('up', flush=True); sys.stdin.read()"
     for leads in (False, True):
         with subprocess.Popen(
@@ -116,13 +118,14 @@ def test_set_group_nice_reaches_the_autogroup_a_replica_leads_and_no_other() -> 
                 assert child.stdout is not None and child.stdout.readline() == "up\n"
                 wanted = min(19, (own or 0) + 3)
                 if own is None:  # a kernel without autogroups: nothing to do, and done
+                    assert group_nice_of(child.pid) is None
                     assert set_group_nice(child.pid, wanted)
                     continue
                 # Not yet the leader of its session: its group is this one's, left alone.
                 assert set_group_nice(child.pid, wanted) is leads
                 if leads:
                     assert group_nice_of(child.pid) == wanted
-                assert group_nice_of("self") == own
+                assert group_nice_of("self") == mine
             finally:
                 child.kill()
     assert not set_group_nice(child.pid, 10)  # gone
@@ -142,6 +145,25 @@ def test_without_autogroups_a_replica_needs_no_group_nice_whether_or_not_it_lead
         assert set_group_nice(pid, 10)
         assert not (tmp_path / str(pid) / "autogroup").exists()
     assert not set_group_nice(4444, 10)  # no such process: not done, and the engine forgets it
+
+
+def test_an_engine_in_the_root_group_lowers_its_shadows_groups_against_its_own_nice_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process still in the session the machine started with (PID 1's; CI's runner's was) is in
+    # the root group: its autogroup file reads empty, yet a replica that leads its own session gets
+    # a group of its own, which competes with the engine's threads one by one. Its shadow's
+    # replicas' groups must still be lowered (they were not: the engine read "no autogroups").
+    # A fake /proc, since this test cannot leave its own session's group for the root one.
+    monkeypatch.setattr(priority, "PROC", tmp_path)
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "autogroup").write_text("")
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert group_nice_of("self") is None and engine_group_nice(base) == base
+    priorities = Priorities()
+    assert priorities.group_base == base and priorities.group_shadow == shadow_nice(base)
+    (tmp_path / "self" / "autogroup").unlink()  # a kernel without autogroups: nothing to lower
+    assert engine_group_nice(base) is None and Priorities().group_shadow is None
 
 
 def test_a_kept_low_replica_whose_api_is_a_shadow_again_is_no_longer_replaced() -> None:

@@ -262,12 +262,20 @@ def _check_files(root: Path, index: int, api: Api) -> None:
     uri = api.model_uri
     if uri is not None and is_remote(uri):
         try:
-            last = urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1]
+            parts = urlsplit(uri)
+            host = parts.hostname
         except ValueError as exc:  # `http://[::1/m.onnx`: a traceback, "Invalid IPv6 URL"
             raise FieldError(
                 (index, block_name, "model"),
                 f"{label}: {block_name}.model: {shown(uri)} is not a valid URL ({exc})",
             ) from None
+        if not host:  # `s3:///m.onnx`, `http://:80/m`: passed here, and failed only at deploy
+            what = "host" if parts.scheme.startswith("http") else "bucket"
+            raise FieldError(
+                (index, block_name, "model"),
+                f"{label}: {block_name}.model: {shown(uri)} names no {what} (write {parts.scheme}://{what.upper()}/PATH)",
+            )
+        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
         if last in (".", ".."):  # the download was written to "<cache>/tmp.../..", a folder
             raise FieldError(
                 (index, block_name, "model"),

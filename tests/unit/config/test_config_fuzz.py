@@ -322,3 +322,24 @@ def test_a_model_url_python_cannot_split_is_one_config_error(tmp_path: Path, uri
     assert caught.value.message.startswith(
         f"cortex.yaml:5: api 'a': onnx.model: '{uri}' is not a valid URL ("
     )
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("s3:///models/m.onnx", "names no bucket (write s3://BUCKET/PATH)"),
+        ("gs:///m.onnx", "names no bucket (write gs://BUCKET/PATH)"),
+        ("http:///m.onnx", "names no host (write http://HOST/PATH)"),
+        ("https://:8443/m.onnx", "names no host (write https://HOST/PATH)"),
+    ],
+)
+def test_a_model_url_without_its_bucket_or_host_is_refused_by_validate(
+    tmp_path: Path, uri: str, said: str
+) -> None:
+    # passed `inferd validate` and failed only at deploy, when the download was tried
+    (tmp_path / "cortex.yaml").write_text(
+        f'- kind: deployment\n  name: d\n- kind: api\n  name: a\n  onnx: {{model: "{uri}"}}\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    assert caught.value.message == f"cortex.yaml:5: api 'a': onnx.model: '{uri}' {said}"

@@ -133,3 +133,13 @@ def test_a_name_no_api_has_is_quoted_in_one_short_line(admin: Admin, route: str,
     assert answer.status_code == 404, answer.text
     error = answer.json()["error"]
     assert "\n" not in error and len(error) < 120, error[:200]
+
+
+@pytest.mark.parametrize("value", [5, None, ["x"], {"a": "b"}, True])
+def test_a_deploy_whose_environ_holds_a_value_that_is_not_text_is_400(admin: Admin, value: Any) -> None:
+    # was stored as its Python text ("5", "None", "['x']") as the value of an API key's variable
+    answer = admin.session.post(
+        admin.url + "/deploy", json={"path": "/nonexistent", "environ": {"KEYS": value}}, timeout=30
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "'environ' must be an object of variables, each a string"

@@ -128,13 +128,13 @@ class AdminApp(HttpServer):
             }
         if method == b"POST" and path == "/deploy":
             environ = body.get("environ") or {}
-            if not isinstance(environ, dict):
-                raise InputError("'environ' must be an object of variables")
+            if not isinstance(environ, dict) or not all(isinstance(v, str) for v in environ.values()):
+                raise InputError("'environ' must be an object of variables, each a string")
             return await operator.deploy(
                 _text(body, "path"),
                 bool(body.get("force")),
                 bool(body.get("refresh")),
-                {str(key): str(value) for key, value in environ.items()},
+                environ,
                 bool(body.get("replace")),
                 bool(body.get("relax_pins")),
             )

@@ -336,6 +336,7 @@ class Dashboard(HttpServer):
             "failed",
             "in_flight",
             "last_update",
+            "updated_ago",
             "error",
             "metrics",
             "signature",

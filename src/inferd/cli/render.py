@@ -43,11 +43,12 @@ def class_label(name: str) -> str:
     return json.dumps(name, ensure_ascii=False)
 
 
-def since(timestamp: float | None, now: float | None = None) -> str:
-    """``12s``, ``4m``, ``3h``, ``2d`` since ``timestamp`` (wall-clock seconds)."""
+def since(timestamp: float | None, now: float | None = None, ago: float | None = None) -> str:
+    """``12s``, ``4m``, ``3h``, ``2d`` since ``timestamp`` (wall-clock seconds), or ``ago``
+    seconds when the operator measured them (on its monotonic clock: right after a clock jump)."""
     if not timestamp:
         return "-"
-    seconds = max(0, int((now or time.time()) - timestamp))
+    seconds = max(0, int((now or time.time()) - timestamp if ago is None else ago))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
@@ -90,7 +91,7 @@ def api_rows(apis: Sequence[dict[str, Any]]) -> str:
         ]
         if show_failed:
             row.append(api["failed"])
-        row.append(since(api["last_update"]))
+        row.append(since(api["last_update"], ago=api.get("updated_ago")))
         rows.append(row)
     return table(headers, rows)
 
@@ -105,7 +106,7 @@ def api_detail(api: dict[str, Any], verbose: bool = False) -> str:
             headers.append(title)
             row.append(api[key])
     headers.append("last update")
-    row.append(since(api["last_update"]))
+    row.append(since(api["last_update"], ago=api.get("updated_ago")))
     parts.append(table(headers, [row]))
     metrics = api.get("metrics") or {}
     requests = metrics.get("requests", {})

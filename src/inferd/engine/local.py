@@ -146,7 +146,7 @@ class LocalEngine:
                 state.failed = 0
                 state.hold_until, state.step_failures, state.step_error = 0.0, 0, None
                 state.compute_reason = None  # told again at the next step (add_api cleared it)
-                state.last_update = time.time()
+                state.updated()
             self.sink.add_api(config, environ)
             self.sink.api_error(config.key, version.error)
             self._event(config.key, f"version {version.id} {results[config.name]}")
@@ -180,7 +180,7 @@ class LocalEngine:
             failed.retry_at = time.monotonic() + retry_delay(failed.failures)
             return
         state.version = fresh
-        state.last_update = time.time()
+        state.updated()
         self.sink.api_error(name, None)
         self._event(name, f"the model's origin answered again: version {fresh.id} created")
         self.reconcile()
@@ -199,7 +199,7 @@ class LocalEngine:
             return
         state.deleting = True
         state.status = "stopping"  # said at once (report.status), not at the next reconcile
-        state.last_update = time.time()
+        state.updated()
         self.sink.remove_api(name)
         # Retired now, not at the next reconcile: a deploy before it would keep them as the new
         # version's replicas, ready, though the gateway's fresh queue for the API has none of

@@ -57,6 +57,7 @@ def describe(state: ApiState, in_flight: int, pool: GpuPool) -> dict[str, Any]:
         "timed_out": state.timed_out,
         "in_flight": in_flight,
         "last_update": state.last_update,
+        "updated_ago": round(state.updated_ago(), 3),
         "version": version.id,
         "error": version.error
         or crash_loop(state)

@@ -84,7 +84,9 @@ class ApiState:
     replicas: list[Replica] = field(default_factory=list)
     failed: int = 0
     timed_out: int = 0
-    last_update: float = field(default_factory=time.time)
+    last_update: float = field(default_factory=time.time)  # wall clock: when, for the user
+    # the same moment on this process's monotonic clock: how long ago, whatever the wall clock does
+    updated_clock: float = field(default_factory=time.monotonic)
     deleting: bool = False
     unschedulable: bool = False
     deferred: int = 0  # replica starts waiting, this step, for their runtime's zygote to import
@@ -106,6 +108,18 @@ class ApiState:
     def key(self) -> str:
         """``deployment/api``."""
         return self.version.config.key
+
+    def updated(self, at: float | None = None) -> None:
+        """The API was updated now, or at ``at`` (wall-clock seconds: a restored API's time)."""
+        now = time.time()
+        self.last_update = now if at is None else at
+        self.updated_clock = time.monotonic() - max(0.0, now - self.last_update)
+
+    def updated_ago(self) -> float:
+        """Seconds since the last update, on the monotonic clock: after NTP or an admin moved
+        the wall clock a day, ``last update`` said "2d" for an update a minute old (or "0s", for
+        a day, when the clock went back)."""
+        return time.monotonic() - self.updated_clock
 
 
 def version_id(config: ApiConfig, project_digest: str, extra: str = "") -> str:

@@ -208,11 +208,13 @@ class Dashboard(HttpServer):
             info = operator.engine.describe(name)
             queue = operator.gateway.apis.get(name)
             if queue is None:
-                self.history.observe(name, at, {}, (), 0, info)
+                self.history.observe(name, at, {}, (), 0, info, clock=now)
                 continue
             stats = queue.stats
             latencies = _latencies_since(stats.recent, since)
-            self.history.observe(name, at, class_totals(stats.by_status), latencies, len(queue.waiting), info)
+            self.history.observe(
+                name, at, class_totals(stats.by_status), latencies, len(queue.waiting), info, clock=now
+            )
         self.history.keep_only(names)
         self._last_tick = now
 
@@ -334,6 +336,7 @@ class Dashboard(HttpServer):
             "failed",
             "in_flight",
             "last_update",
+            "updated_ago",
             "error",
             "metrics",
             "signature",

@@ -4,14 +4,17 @@ The gateway keeps only cumulative counters (``ApiStats``) because that is what t
 afford; the dashboard wants rates over time. So the operator samples every few seconds and
 stores what changed since the previous sample, in memory: no time-series database, bounded
 size (window / period points per API), and nothing here reads a clock or does I/O, so every
-rule is unit-tested with made-up numbers.
+rule is unit-tested with made-up numbers. Each sample comes with two times: the wall clock's (the
+charts' axis) and a monotonic one (the interval its rates cover). When the wall clock jumps (NTP
+steps it, an admin sets it, a VM resumes), the interval stays the monotonic one and the earlier
+points move with the clock, so the charts keep their last 15 minutes.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -22,6 +25,9 @@ CLASSES = ("2XX", "4XX", "5XX")
 REPLICA_FIELDS = ("requested", "available", "up_to_date", "failed")
 WINDOW = 15 * 60.0
 PERIOD = 5.0
+# How far the wall clock may drift from the monotonic one between two samples before the earlier
+# samples' times are moved by the difference (NTP slews a clock by at most 0.5 ms a second).
+JUMP = 1.0
 
 
 def class_totals(by_status: Mapping[tuple[str, int], int]) -> dict[str, int]:
@@ -67,6 +73,7 @@ class ApiHistory:
     samples: deque[Sample] = field(init=False)
     _totals: dict[str, int] = field(init=False)
     _last_at: float | None = field(init=False, default=None)
+    _last_clock: float = field(init=False, default=0.0)
     # The charts' series, kept as the samples come (laid out afresh at each read, 140 APIs'
     # 15 minutes took 51 ms of the event loop), and encoded once per sample.
     _series: dict[str, deque[Any]] = field(init=False)
@@ -87,17 +94,26 @@ class ApiHistory:
         queue: int,
         replicas: Mapping[str, int],
         period: float,
+        clock: float | None = None,
     ) -> Sample:
         """Add a sample from cumulative ``totals`` and the latencies (s) seen since the last one.
 
-        Counters that went down mean the API's stats were recreated (deleted and deployed
-        again): the new counters are then the whole delta.
+        ``at`` is the wall clock's time of the sample, ``clock`` a monotonic clock's (``at``
+        when not given). Counters that went down mean the API's stats were recreated (deleted
+        and deployed again): the new counters are then the whole delta.
         """
+        clock = at if clock is None else clock
         reset = any(totals.get(key, 0) < self._totals[key] for key in CLASSES)
         counts = {key: totals.get(key, 0) - (0 if reset else self._totals[key]) for key in CLASSES}
         self._totals = {key: totals.get(key, 0) for key in CLASSES}
-        seconds = period if self._last_at is None else max(at - self._last_at, 1e-6)
-        self._last_at = at
+        if self._last_at is None:
+            seconds = period
+        else:
+            seconds = max(clock - self._last_clock, 1e-6)
+            jump = at - self._last_at - (clock - self._last_clock)
+            if abs(jump) > JUMP:
+                self._move(jump)
+        self._last_at, self._last_clock = at, clock
         p50, p99 = percentiles(latencies)
         sample = Sample(
             at=at,
@@ -113,6 +129,13 @@ class ApiHistory:
             self._series[key].append(value)
         self._json = None
         return sample
+
+    def _move(self, jump: float) -> None:
+        """The wall clock jumped by ``jump`` seconds: the samples before it are that far away."""
+        self.samples = deque(
+            (replace(sample, at=sample.at + jump) for sample in self.samples), maxlen=self.size
+        )
+        self._series["t"] = deque((at + jump for at in self._series["t"]), maxlen=self.size)
 
     def columns_json(self) -> bytes:
         """``columns()`` as JSON, laid out once per sample: each open page reads every API's
@@ -163,12 +186,14 @@ class History:
         latencies: Iterable[float],
         queue: int,
         replicas: Mapping[str, int],
+        clock: float | None = None,
     ) -> Sample:
-        """Record one sample of ``api`` (its history starts with the first)."""
+        """Record one sample of ``api`` (its history starts with the first); ``at`` on the wall
+        clock, ``clock`` on a monotonic one (``ApiHistory.observe``)."""
         history = self.apis.get(api)
         if history is None:
             history = self.apis[api] = ApiHistory(self.size)
-        return history.observe(at, totals, latencies, queue, replicas, self.period)
+        return history.observe(at, totals, latencies, queue, replicas, self.period, clock)
 
     def keep_only(self, apis: Iterable[str]) -> None:
         """Forget the APIs that are no longer deployed."""

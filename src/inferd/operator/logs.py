@@ -132,12 +132,14 @@ def read_logs(
 
 def recent_lines(home: Path, api: str, count: int, width: int = 2000) -> list[str]:
     """The last ``count`` lines of the API's log and access log merged by time (the dashboard's
-    view: its output, inferd's events and the requests in one list)."""
+    view: its output, inferd's events and the requests in one list). Each log keeps the order it
+    was written in: a line stamped before the one above it (the clock was set back) counts as
+    written with it, so the newest lines stay at the end."""
     stamped: list[tuple[float, int, str]] = []
     for path in (log_path(home, api), access_path(home, api)):
         when = 0.0
         for line in tail_lines(path, count, width):
-            when = line_time(line.encode("utf-8", "replace"), when)
+            when = max(when, line_time(line.encode("utf-8", "replace"), when))
             stamped.append((when, len(stamped), line))
     stamped.sort()
     return [line for _, _, line in stamped[-count:]]

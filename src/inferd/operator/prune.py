@@ -8,7 +8,9 @@ ONNX models whose weights replicas share (``cache/shared/<key>``) stay while a r
 loaded them; a replica that needs one again remakes it. Only what inferd
 created is a candidate: a digest-named folder in one of those places holding inferd's mark
 (``storage.CREATED_MARK``), or one of its own scratch folders left by a crash (older than an
-hour, marked the same way when it was made). Anything else there is left alone.
+hour, marked the same way when it was made, by a process that no longer runs: a clock set an
+hour forward made a download's folder look an hour old under it). Anything else there is left
+alone.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 from inferd.logfiles import folder_bytes
 from inferd.operator.state import StateError
 from inferd.operator.workspaces import forget_workspaces
-from inferd.storage import CREATED_MARK, record_name, recorded_path
+from inferd.storage import CREATED_MARK, record_name, recorded_path, scratch_owner_runs
 
 # folder (relative to the home) -> (what its entries are, the names inferd gives them)
 PLACES = {
@@ -103,6 +105,7 @@ def candidates(home: Path, keep: Iterable[Path], now: float | None = None) -> li
                 SCRATCH.match(entry.name)
                 and (entry / CREATED_MARK).is_file()
                 and not _changed_since(entry, now - SCRATCH_AGE)
+                and not scratch_owner_runs(entry)
             ):
                 found.append(("scratch folders", entry))
     return found

@@ -110,7 +110,7 @@ async def _restore_snapshot(
         times = record.updated_apis or {config.name: record.updated for config in project.apis}
         for api, updated in times.items():
             if (api_state := engine.apis.get(f"{name}/{api}")) is not None:
-                api_state.last_update = updated
+                api_state.updated(updated)
         if folder == record.snapshot and _note_uses(engine, name, record, project):
             state.save()
         unrestored.pop(name, None)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from inferd.errors import ConfigError, LoadError, UnreachableError, UsageError
+from inferd.procfs import started
 from inferd.storage.durable import sync_entries
 from inferd.storage.private import refuse_a_home_others_control
 
@@ -298,11 +299,22 @@ def publish(scratch: Path, folder: Path) -> None:
 
 def scratch_folder(parent: Path, prefix: str = "tmp") -> Path:
     """A new folder in ``parent`` to fill, then rename into place, marked as inferd's at once
-    (``CREATED_MARK``): a crash leaves it to the collection, which removes no unmarked folder."""
+    (``CREATED_MARK``): a crash leaves it to the collection, which removes no unmarked folder.
+    The mark names this process (``scratch_owner``): while it runs, its folder is never taken."""
     parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    (scratch / CREATED_MARK).write_text("")
+    (scratch / CREATED_MARK).write_text(f"{os.getpid()} {started(os.getpid())}")
     return scratch
+
+
+def scratch_owner_runs(scratch: Path) -> bool:
+    """Whether the process that made ``scratch`` (named in its mark) still runs: the same pid,
+    started at the same moment. A mark without one (an older inferd's) names none."""
+    try:
+        pid, _, start = (scratch / CREATED_MARK).read_text().partition(" ")
+        return started(int(pid)) == int(start)
+    except (OSError, ValueError):
+        return False
 
 
 def scratch_root() -> Path:

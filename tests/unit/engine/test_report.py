@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
+import pytest
+
+from inferd.cli.render import api_rows
 from inferd.config.load import load_project
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.gpus import GpuPool
-from inferd.engine.report import replica_info, replica_states, status
+from inferd.engine.report import describe, replica_info, replica_states, status
 from inferd.engine.state import ApiState, Replica, Version
 from inferd.replica.handle import ReplicaHandle, ReplicaState
 
@@ -86,3 +90,28 @@ def test_a_retiring_replica_is_shown_retiring_not_ready(tmp_path: Path) -> None:
     shown = [replica_info(replica, GpuPool())["state"] for replica in rolling.replicas]
     assert shown == ["retiring", "ready"]
     assert replica_states({"cold": rolling}) == {"cold": {"retiring": 1, "ready": 1}}
+
+
+@pytest.mark.parametrize("jump", [86400.0, -86400.0, 300.0])
+def test_last_update_counts_the_time_that_passed_not_the_wall_clocks_jump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jump: float
+) -> None:
+    # A month-long operator's wall clock is stepped (NTP), set (an admin), or jumps (a VM
+    # resumed): an API updated a moment ago said "last update 1d" after a day forward, and "0s"
+    # for a whole day after a day back. How long ago is the operator's monotonic clock's answer.
+    cold = api(tmp_path, min_replicas=0)
+    cold.updated()
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() + jump)
+    info = {**describe(cold, 0, GpuPool()), "url": "", "metrics": {}}
+    assert info["last_update"] == pytest.approx(wall(), abs=5)  # when, on the clock of then
+    assert 0 <= info["updated_ago"] < 5
+    assert api_rows([info]).splitlines()[1].split()[-1] == f"{int(info['updated_ago'])}s"
+
+
+def test_a_restored_api_keeps_the_age_of_its_last_update(tmp_path: Path) -> None:
+    cold = api(tmp_path, min_replicas=0)
+    cold.updated(time.time() - 7200)  # restored by a restarted operator: deployed two hours ago
+    assert 7200 <= cold.updated_ago() < 7205
+    cold.updated(time.time() + 3600)  # written before the clock went back an hour: just now
+    assert 0 <= cold.updated_ago() < 5

@@ -37,6 +37,29 @@ def test_recent_lines_merge_output_and_access_lines_by_time(tmp_path: Path) -> N
     assert recent_lines(tmp_path, "api", 1, LOG_LINE_CHARS) == [f'{{"time":{five + 0.5},"status":500}}']
 
 
+def test_recent_lines_after_the_clock_was_set_back_end_with_the_newest(tmp_path: Path) -> None:
+    # An admin (or NTP) set the clock back an hour: the replica's crash is stamped 08:00:30, before
+    # the lines of the hour before. It sorted among them and out of the last lines: the dashboard
+    # showed the old requests and hid the error. A log's lines stay in the order they were written.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "api.log").write_text(
+        "2026-11-29 09:00:00 api [inferd] version v1 created\n"
+        "2026-11-29 09:00:10 api [inferd] api-1 ready\n"
+        "2026-11-29 08:00:30 api [api-1] ERROR replica crashed\n"
+    )
+    nine = time.mktime(time.strptime("2026-11-29 09:00:00", "%Y-%m-%d %H:%M:%S"))
+    (logs / "api.access.log").write_text(
+        "".join(f'{{"time":{nine + s},"status":200}}\n' for s in range(1, 10))
+    )
+    shown = recent_lines(tmp_path, "api", 3)
+    assert shown[-1] == "2026-11-29 08:00:30 api [api-1] ERROR replica crashed"
+    assert shown[:2] == [
+        f'{{"time":{nine + 9},"status":200}}',
+        "2026-11-29 09:00:10 api [inferd] api-1 ready",
+    ]
+
+
 def test_listener_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.com")

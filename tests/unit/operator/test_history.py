@@ -138,3 +138,22 @@ def test_class_totals_leave_out_shadow_copies() -> None:
         "4XX": 0,
         "5XX": 0,
     }
+
+
+def test_a_wall_clock_jump_changes_neither_rates_nor_the_charts_time_line() -> None:
+    # The operator runs for months: NTP steps the clock, an admin sets it back, a VM resumes.
+    # The interval a rate covers is the monotonic one; the earlier points move with the clock
+    # (a clock set back an hour gave 6,000,000 req/s: 6 requests over the 1e-6 s floor, and
+    # drew the 15 minutes before it an hour in the future, off the chart).
+    history = History(period=5.0, window=60.0)
+    history.observe("api", 1000.0, totals(0), [], 0, REPLICAS, clock=50.0)
+    history.observe("api", 1005.0, totals(10), [], 0, REPLICAS, clock=55.0)
+    back = history.observe("api", 1010.0 - 3600, totals(16), [], 0, REPLICAS, clock=60.0)
+    assert back.seconds == 5.0
+    assert back.rate("2XX") == pytest.approx(1.2)
+    assert history.columns("api")["t"] == [1000.0 - 3600, 1005.0 - 3600, 1010.0 - 3600]
+    ahead = history.observe("api", 1015.0 + 86400, totals(21), [], 0, REPLICAS, clock=65.0)
+    assert ahead.seconds == 5.0  # a day forward: the rate was 5 requests over a day
+    assert ahead.rate("2XX") == pytest.approx(1.0)
+    assert history.columns("api")["t"] == [1000.0 + 86400, 1005.0 + 86400, 1010.0 + 86400, 1015.0 + 86400]
+    assert history.columns("api")["seconds"] == [5.0, 5.0, 5.0, 5.0]

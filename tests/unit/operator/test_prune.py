@@ -6,6 +6,8 @@ import asyncio
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from inferd import logfiles
 from inferd.operator import prune as prune_module
 from inferd.operator.prune import TRASH, Collector, Pruned, forget_apis, human_bytes, prune, usage
-from inferd.storage import CREATED_MARK, cached_copy, record_name
+from inferd.storage import CREATED_MARK, cached_copy, record_name, scratch_folder
 
 
 def made(folder: Path, size: int = 100, mark: bool = True) -> Path:
@@ -327,3 +329,27 @@ def test_a_moved_home_keeps_the_records_of_its_cached_copies(
     assert (moved / "cache" / "models" / "last" / record_name(uri)).exists()
     monkeypatch.setenv("INFERD_HOME", str(moved))
     assert cached_copy(uri) == (moved / "cache" / "models" / ("a" * 32) / "data", "d", 1.0)
+
+
+def test_a_scratch_folder_of_a_running_process_is_kept_after_the_clock_jumps_forward(tmp_path: Path) -> None:
+    # A requirements install writes nothing in its folder until pip moves the packages in at the
+    # end. NTP stepped a VM's clock two hours forward while it ran: the folder looked two hours
+    # old and the next collection took it from under the install. The mark names the process
+    # that made the folder; while it runs, the folder is its own, whatever the clock says.
+    installing = aged(scratch_folder(tmp_path / "envs", ".installing-"))  # made by this process
+    ended = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pathlib import Path; from inferd.storage import scratch_folder; "
+            f"print(scratch_folder(Path({str(tmp_path / 'envs')!r}), '.installing-'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    crashed = aged(Path(ended.stdout.strip()))  # its process ended (a crash): collected
+    older = aged(made(tmp_path / "envs" / ".installing-old"))  # an older inferd's mark: by age
+    prune(tmp_path, set())
+    assert installing.exists()
+    assert not crashed.exists() and not older.exists()

@@ -239,7 +239,7 @@ function renderOverview(data) {
       cell("p50", fmtMs(metrics.latency.p50_ms), "num"),
       cell("p99", fmtMs(metrics.latency.p99_ms), "num"),
       cell("endpoint", el("code", {}, api.endpoint), "wraps"),
-      cell("last_update", api.last_update ? `${fmtAge(data.now - api.last_update)} ago` : "-"),
+      cell("last_update", api.last_update ? `${fmtAge(api.updated_ago ?? data.now - api.last_update)} ago` : "-"),
     ];
     while (row.cells.length > 1) row.lastChild.remove(); // the link's cell stays: removing it blurs the link
     row.append(...cells);

@@ -8,27 +8,27 @@ themselves ``inferd replica classifier-3``), which splitting the line on spaces 
 from __future__ import annotations
 
 
+def _fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (the state first); None when the
+    process is gone, a zombie, or its file unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    return fields if fields and fields[0] != b"Z" else None
+
+
 def started(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks after boot: a number no clock change moves, which
     tells it from a later process given the same pid); None when it is gone or unreadable."""
+    fields = _fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            line = stat.read()
-    except OSError:
-        return None
-    fields = line.rpartition(b")")[2].split()
-    try:
-        return int(fields[19]) if fields[0] != b"Z" else None
+        return None if fields is None else int(fields[19])
     except (IndexError, ValueError):
         return None
 
 
 def running(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie counts as gone; another user's process counts)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            line = stat.read()
-    except OSError:
-        return False
-    fields = line.rpartition(b")")[2].split()
-    return bool(fields) and fields[0] != b"Z"
+    return _fields(pid) is not None

@@ -459,6 +459,16 @@ def calls_made(function: Callable[[], T]) -> tuple[int, T]:
     return calls, result
 
 
+def suspended(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """As after ``seconds`` with the machine suspended (a laptop's lid closed): the wall clock and
+    the boot clock went on, the monotonic clock did not."""
+    wall, clock = time.time, time.clock_gettime
+    monkeypatch.setattr(time, "time", lambda: wall() + seconds)
+    monkeypatch.setattr(
+        time, "clock_gettime", lambda which: clock(which) + seconds * (which == time.CLOCK_BOOTTIME)
+    )
+
+
 def built_wheel(source: Path, out: Path) -> dict[str, bytes]:
     """The files of the wheel that ``pip install SOURCE`` builds (setuptools, as pip runs it, in
     about 1.5 s), by name. The build writes ``build/`` and ``*.egg-info`` into ``source``: give it

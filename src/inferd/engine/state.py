@@ -74,6 +74,13 @@ class Replica:
         )
 
 
+def boot_clock() -> float:
+    """Seconds since the machine booted: no change of the wall clock moves it, and it counts the
+    time the machine was suspended, which the monotonic clock leaves out (after a laptop's night
+    with its lid closed, an API deployed the evening before said "last update 1m")."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 @dataclass
 class ApiState:
     """What the engine knows of one API."""
@@ -85,8 +92,8 @@ class ApiState:
     failed: int = 0
     timed_out: int = 0
     last_update: float = field(default_factory=time.time)  # wall clock: when, for the user
-    # the same moment on this process's monotonic clock: how long ago, whatever the wall clock does
-    updated_clock: float = field(default_factory=time.monotonic)
+    # the same moment on the boot clock: how long ago, whatever the wall clock does
+    updated_clock: float = field(default_factory=boot_clock)
     deleting: bool = False
     unschedulable: bool = False
     deferred: int = 0  # replica starts waiting, this step, for their runtime's zygote to import
@@ -113,13 +120,13 @@ class ApiState:
         """The API was updated now, or at ``at`` (wall-clock seconds: a restored API's time)."""
         now = time.time()
         self.last_update = now if at is None else at
-        self.updated_clock = time.monotonic() - max(0.0, now - self.last_update)
+        self.updated_clock = boot_clock() - max(0.0, now - self.last_update)
 
     def updated_ago(self) -> float:
-        """Seconds since the last update, on the monotonic clock: after NTP or an admin moved
-        the wall clock a day, ``last update`` said "2d" for an update a minute old (or "0s", for
-        a day, when the clock went back)."""
-        return time.monotonic() - self.updated_clock
+        """Seconds since the last update, on the boot clock: after NTP or an admin moved the
+        wall clock a day, ``last update`` said "2d" for an update a minute old (or "0s", for a
+        day, when the clock went back)."""
+        return boot_clock() - self.updated_clock
 
 
 def version_id(config: ApiConfig, project_digest: str, extra: str = "") -> str:

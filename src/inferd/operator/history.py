@@ -5,9 +5,10 @@ afford; the dashboard wants rates over time. So the operator samples every few s
 stores what changed since the previous sample, in memory: no time-series database, bounded
 size (window / period points per API), and nothing here reads a clock or does I/O, so every
 rule is unit-tested with made-up numbers. Each sample comes with two times: the wall clock's (the
-charts' axis) and a monotonic one (the interval its rates cover). When the wall clock jumps (NTP
-steps it, an admin sets it, a VM resumes), the interval stays the monotonic one and the earlier
-points move with the clock, so the charts keep their last 15 minutes.
+charts' axis) and a monotonic one (the interval its rates cover: the boot clock, which counts the
+time a machine was suspended, as the wall clock does). When the wall clock jumps (NTP steps it, an
+admin sets it, a VM resumes), the interval stays the monotonic one and the earlier points move
+with the clock, so the charts keep their last 15 minutes.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from inferd.engine.gpus import GpuPool
 from inferd.engine.report import describe, replica_info, replica_states, status
 from inferd.engine.state import ApiState, Replica, Version
 from inferd.replica.handle import ReplicaHandle, ReplicaState
+from tests.conftest import suspended
 
 
 def api(tmp_path: Path, min_replicas: int) -> ApiState:
@@ -115,3 +116,17 @@ def test_a_restored_api_keeps_the_age_of_its_last_update(tmp_path: Path) -> None
     assert 7200 <= cold.updated_ago() < 7205
     cold.updated(time.time() + 3600)  # written before the clock went back an hour: just now
     assert 0 <= cold.updated_ago() < 5
+
+
+def test_last_update_counts_the_night_a_suspended_machine_slept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A laptop's lid closed for the night: its wall clock and its boot clock went on, its monotonic
+    # clock stopped. An API deployed the evening before said "last update 1m" in the morning.
+    cold = api(tmp_path, min_replicas=0)
+    cold.updated()
+    night = 8 * 3600.0
+    suspended(monkeypatch, night)
+    assert night <= cold.updated_ago() < night + 5
+    info = {**describe(cold, 0, GpuPool()), "url": "", "metrics": {}}
+    assert api_rows([info]).splitlines()[1].split()[-1] == "8h"

@@ -10,7 +10,7 @@ import pytest
 from inferd.errors import InferdError
 from inferd.operator.dashboard import LOG_LINE_CHARS, dashboard_port, host_name, is_loopback, sample_period
 from inferd.operator.logs import recent_lines
-from tests.conftest import calls_made
+from tests.conftest import calls_made, suspended
 
 
 def test_recent_lines_merge_output_and_access_lines_by_time(tmp_path: Path) -> None:
@@ -58,6 +58,37 @@ def test_recent_lines_after_the_clock_was_set_back_end_with_the_newest(tmp_path:
         f'{{"time":{nine + 9},"status":200}}',
         "2026-11-29 09:00:10 api [inferd] api-1 ready",
     ]
+
+
+def test_the_charts_keep_the_time_of_the_samples_taken_before_a_suspended_night(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The laptop slept 8 hours: the wall clock went on (it was right), the monotonic clock stopped.
+    # Read as a wall clock jump, the evening's samples were moved 8 hours on and drawn as the
+    # morning's last minutes. Its boot clock counts the night: nothing jumped.
+    from types import SimpleNamespace
+    from typing import cast
+
+    from inferd.operator.dashboard import Dashboard
+    from inferd.operator.server import Operator
+
+    info = {"requested": 1, "available": 1, "up_to_date": 1, "failed": 0}
+    operator = SimpleNamespace(
+        engine=SimpleNamespace(apis={"d/a": None}, describe=lambda name: info),
+        gateway=SimpleNamespace(apis={}),
+    )
+    dashboard = Dashboard(cast(Operator, operator))
+    try:
+        dashboard.sample()
+        (evening,) = dashboard.history.columns("d/a")["t"]
+        night = 8 * 3600.0
+        suspended(monkeypatch, night)
+        dashboard.sample()
+        columns = dashboard.history.columns("d/a")
+        assert columns["t"][0] == evening
+        assert columns["seconds"][1] >= night
+    finally:
+        dashboard._reader.shutdown()
 
 
 def test_listener_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,27 +42,35 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
     for text in checked.warnings:
         say(text)
     scratch = scratch_folder(target.parent, ".installing-")
-    if checked.lines or checked.no_deps:
+    try:
+        if checked.lines or checked.no_deps:
+            try:
+                if checked.lines:
+                    _pip_install(scratch, checked.lines, requirements.parent)
+                if checked.no_deps:
+                    _pip_install(scratch, checked.no_deps, requirements.parent, "--no-deps")
+            except LoadError as exc:
+                if not checked.built:
+                    raise
+                raise LoadError(f"{exc.message}; {'; '.join(checked.built)}") from exc
+            brought = remove_shadowed(scratch, installed_version)  # never imported: inferd's come first
+            brought += shadowed_modules(scratch)
+            for text in brought:
+                say(text)
+            checked.warnings += brought
+        (scratch / NOTES_FILE).write_text(json.dumps(checked.warnings))
+        (scratch / ".complete").write_text("")
         try:
-            if checked.lines:
-                _pip_install(scratch, checked.lines, requirements.parent)
-            if checked.no_deps:
-                _pip_install(scratch, checked.no_deps, requirements.parent, "--no-deps")
-        except LoadError as exc:
-            if not checked.built:
+            scratch.rename(target)
+        except OSError:
+            if not (target / ".complete").exists():
                 raise
-            raise LoadError(f"{exc.message}; {'; '.join(checked.built)}") from exc
-        brought = remove_shadowed(scratch, installed_version)  # never imported: inferd's come first
-        brought += shadowed_modules(scratch)
-        for text in brought:
-            say(text)
-        checked.warnings += brought
-    (scratch / NOTES_FILE).write_text(json.dumps(checked.warnings))
-    (scratch / ".complete").write_text("")
-    if target.exists():  # another deploy finished the same install first
+            shutil.rmtree(scratch, ignore_errors=True)  # another deploy finished the same install first
+    except BaseException:
+        # a failure after pip (a full disk writing the notes): this process's folder would be kept
+        # while it runs (the collection keeps a running maker's folders), so it goes now
         shutil.rmtree(scratch, ignore_errors=True)
-    else:
-        scratch.rename(target)
+        raise
     return target
 
 

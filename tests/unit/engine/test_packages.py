@@ -325,3 +325,21 @@ def test_an_included_files_pins_are_checked_as_the_files_own(
         f"requirements.txt: numpy==1.17.* relaxed to numpy {numpy}, which inferd itself runs with"
     ]
     assert asked == [[f"-c {project / 'reqs' / 'pins.txt'}"]]  # the constraints, named where they are
+
+
+def test_an_install_that_fails_after_pip_leaves_no_folder_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The collection keeps a folder whose maker still runs: one this operator left on a failure
+    # (here its notes cannot be written, as on a full disk) stayed until the operator's end.
+    monkeypatch.setattr(packages, "NOTES_FILE", "gone/.notes.json")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# nothing to install\n")
+    home = tmp_path / "home"
+    with pytest.raises(FileNotFoundError):
+        ensure_packages(home, requirements)
+    assert list(packages_dir(home, requirements).parent.iterdir()) == []
+    monkeypatch.setattr(packages, "NOTES_FILE", ".notes.json")
+    installed = ensure_packages(home, requirements)  # and the next deploy installs it
+    assert (installed / ".complete").is_file()
+    assert list(installed.parent.iterdir()) == [installed]

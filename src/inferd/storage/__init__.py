@@ -289,12 +289,16 @@ def cached_target(key: str, name: str) -> tuple[Path, Path]:
 
 
 def publish(scratch: Path, folder: Path) -> None:
-    (scratch / CREATED_MARK).write_text("")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if folder.exists():
-        shutil.rmtree(scratch, ignore_errors=True)
-    else:
+    """Move the filled ``scratch`` folder into place as ``folder``; ``scratch`` is gone after, in
+    every case (kept, the collection would leave it while this process runs)."""
+    try:
+        (scratch / CREATED_MARK).write_text("")
+        folder.parent.mkdir(parents=True, exist_ok=True)
         scratch.rename(folder)
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not folder.is_dir():
+            raise  # else another download of the same model was published first: that one serves
 
 
 def scratch_folder(parent: Path, prefix: str = "tmp") -> Path:

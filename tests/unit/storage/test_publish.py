@@ -1,0 +1,34 @@
+"""Publishing a download: its scratch folder moved into the cache, and never left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inferd.storage import CREATED_MARK, publish, scratch_folder
+
+
+def test_a_download_is_published_marked_and_its_scratch_folder_is_gone(tmp_path: Path) -> None:
+    scratch = scratch_folder(tmp_path / "models")
+    (scratch / "m.onnx").write_bytes(b"model")
+    publish(scratch, tmp_path / "models" / "abc")
+    assert (tmp_path / "models" / "abc" / "m.onnx").read_bytes() == b"model"
+    assert (tmp_path / "models" / "abc" / CREATED_MARK).read_text() == ""  # the same in every copy
+    assert not scratch.exists()
+    # the same model downloaded again beside it: the first copy serves, the second goes
+    again = scratch_folder(tmp_path / "models")
+    (again / "m.onnx").write_bytes(b"model")
+    publish(again, tmp_path / "models" / "abc")
+    assert not again.exists() and sorted(p.name for p in (tmp_path / "models").iterdir()) == ["abc"]
+
+
+def test_a_download_that_cannot_be_published_takes_its_scratch_folder_with_it(tmp_path: Path) -> None:
+    # The collection keeps the scratch folders of a process that still runs: one left by a failed
+    # publish stayed until the operator's end.
+    scratch = scratch_folder(tmp_path / "models")
+    (scratch / "m.onnx").write_bytes(b"model")
+    (tmp_path / "taken").write_text("a file where the cache's folder would go")
+    with pytest.raises(OSError):
+        publish(scratch, tmp_path / "taken" / "abc")
+    assert not scratch.exists()

@@ -229,6 +229,26 @@ def _plain_keys(value: Any, options: int) -> Any:
     return value
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """A client's value as JSON text in an error message, cut to ``limit`` characters; an integer
+    beyond 64 bits or text holding a lone surrogate too, which orjson refuses to write (its
+    ``TypeError`` made the client's 400 a 500)."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        try:
+            text = json.dumps(value)
+        except (ValueError, RecursionError):
+            text = f"a {type(value).__name__}"
+    return text[:limit]
+
+
+def echoed(text: str) -> str | orjson.Fragment:
+    """Client text to write back in an answer (a V2 request's ``id``): itself, or, when it holds a
+    lone surrogate (JSON's ``"\\ud800"``, which orjson refuses to write), its ``\\u`` escape."""
+    return text if _utf8(text) else orjson.Fragment(json.dumps(text))
+
+
 def _utf8(text: str) -> bool:
     try:
         text.encode()
@@ -299,6 +319,10 @@ def error_body(message: str, kind: str | None = None) -> bytes:
     """The JSON body of an error response: ``{"error": message}``."""
     if len(message) > MAX_ERROR_CHARS:
         message = f"{message[:MAX_ERROR_CHARS]}... ({len(message) - MAX_ERROR_CHARS} more characters)"
-    if kind is None:
-        return orjson.dumps({"error": message})
-    return orjson.dumps({"error": message, "type": kind})
+    document = {"error": message} if kind is None else {"error": message, "type": kind}
+    try:
+        return orjson.dumps(document)
+    except TypeError:
+        # the message quotes the client's text holding a lone surrogate (JSON's "\ud800" as an
+        # input's name): its escape, as Python's json writes it; orjson's refusal ended a replica
+        return json.dumps(document).encode()

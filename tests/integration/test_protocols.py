@@ -17,7 +17,7 @@ from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import V2_TYPES, Server, example, make_project, wait_for
+from tests.conftest import V2_TYPES, Server, example, make_project, replica_pids, wait_for
 
 IRIS_ROWS = [[5.2, 3.6, 1.4, 0.3], [6.9, 3.1, 5.4, 2.1]]
 NUMPY = {
@@ -645,6 +645,72 @@ def test_a_string_holding_a_lone_surrogate_is_the_clients_400(server: Server) ->
     sample["in_bytes"] = [["caf\u00e9 \U0001f30d", "\u0130"]]
     answer = server.post("/v1/models/types:predict", data=json.dumps({"inputs": sample}).encode())
     assert answer.json()["outputs"]["echo_text"] == [["caf\u00e9 \U0001f30d", "\u0130"]]
+
+
+def _replicas_of(server: Server, api: str) -> set[int]:
+    """The pids of an API's replicas (their process titles name them: ``inferd replica iris-1``)."""
+    return {
+        pid
+        for pid in replica_pids(server.process.pid)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(f"inferd replica {api}-".encode())
+    }
+
+
+def test_an_input_named_with_a_lone_surrogate_is_the_clients_400_and_the_replica_lives(
+    server: Server,
+) -> None:
+    # A V2 input named "\ud800" (JSON's escape of a lone surrogate): the 400 naming it could not
+    # be written by orjson, the replica ended, the client got a 503 "retry it" and the API lost
+    # its replica to one malformed request (found by fuzzing the data plane with hypothesis)
+    before = _replicas_of(server, "iris")
+    good = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}
+    bad = {**good, "name": "\ud800"}
+    for path, body in (
+        ("/v2/models/iris/infer", {"inputs": [bad]}),
+        ("/v2/models/iris/infer", {"inputs": [good], "outputs": [{"name": "\ud800"}]}),
+        ("/v1/models/iris:predict", {"inputs": {"\ud800": [IRIS_ROWS[0]]}}),
+    ):
+        answer = server.post(path, data=json.dumps(body).encode())
+        assert answer.status_code == 400, answer.text
+        assert "'\ud800'" in answer.json()["error"]  # named as the client wrote it
+    assert _replicas_of(server, "iris") == before and len(before) == 1
+    answer = server.post("/v2/models/iris/infer", {"inputs": [good]})
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [0]
+
+
+def test_a_v2_id_holding_a_lone_surrogate_is_echoed_as_its_escape(server: Server) -> None:
+    # the protocol echoes "id": orjson refused to write it, a 500 "internal error: TypeError"
+    body = {
+        "id": "run-\ud800",
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}],
+    }
+    answer = server.post("/v2/models/iris/infer", data=json.dumps(body).encode())
+    assert answer.status_code == 200, answer.text
+    assert b'"id":"run-\\ud800"' in answer.content and answer.json()["id"] == "run-\ud800"
+
+
+def test_a_client_value_quoted_in_an_error_is_a_400_whatever_it_holds(server: Server) -> None:
+    # an error message quoting the client's text holding a lone surrogate was a 500 "internal
+    # error: TypeError: str is not valid UTF-8: surrogates not allowed"
+    row = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}
+    cases = [
+        ("/v1/models/iris:regress", {"examples": [], "signature_name": {"\ud800": 1}}, '{"\\ud800": 1}'),
+        (
+            "/v1/models/iris:predict",
+            {"instances": [IRIS_ROWS[0]], "signature_name": ["\ud800"]},
+            '["\\ud800"]',
+        ),
+        (
+            "/v2/models/iris/infer",
+            {"inputs": [row], "parameters": {"binary_data_output": "\udfff"}},
+            '"\\udfff"',
+        ),
+        ("/v2/models/iris/infer", {"inputs": [{**row, "data": [1, 2, 3, "\ud800"]}]}, '"\\ud800"'),
+    ]
+    for path, body, quoted in cases:
+        answer = server.post(path, data=json.dumps(body).encode())
+        assert answer.status_code == 400, (body, answer.text)
+        assert quoted in answer.json()["error"], answer.text
 
 
 ECHO = """\

@@ -713,6 +713,28 @@ def test_a_client_value_quoted_in_an_error_is_a_400_whatever_it_holds(server: Se
         assert quoted in answer.json()["error"], answer.text
 
 
+def test_an_integer_beyond_64_bits_quoted_in_an_error_is_named_as_written(server: Server) -> None:
+    # orjson read 18446744073709551616 as 1.8446744073709552e+19 (so the message named a number
+    # the client never sent), and one that reached a message otherwise was a 500 "internal
+    # error: TypeError: Integer exceeds 64-bit range"
+    row = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}
+    both = {"name": "in_bytes", "shape": [1, 2], "datatype": "BYTES", "data": ["a", 2**64]}
+    cases = [
+        ("/v1/models/iris:predict", {"instances": [IRIS_ROWS[0]], "signature_name": [2**64]}),
+        ("/v2/models/iris/infer", {"inputs": [row], "parameters": {"signature_name": 2**64}}),
+        ("/v2/models/iris/infer", {"inputs": [row], "parameters": {"binary_data_output": 2**64}}),
+        ("/v2/models/types/infer", {"inputs": [both]}),
+        (
+            "/v2/models/types/infer",
+            {"inputs": [{**both, "name": "in_bool", "datatype": "BOOL", "data": [1, 2**64]}]},
+        ),
+    ]
+    for path, body in cases:
+        answer = server.post(path, data=json.dumps(body).encode())
+        assert answer.status_code == 400, (body, answer.text)
+        assert "18446744073709551616" in answer.json()["error"], answer.text
+
+
 ECHO = """\
 - kind: deployment
   name: echo

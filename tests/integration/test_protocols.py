@@ -62,12 +62,31 @@ def scalar_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def any_shape_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX Identity whose float input and output declare no shape (any rank, any dims)."""
+    from onnx import TensorProto, helper, save_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "any",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("models") / "any.onnx"
+    save_model(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory,
     iris_onnx_model: Path,
     all_types_model: Path,
     regression_model: Path,
     scalar_model: Path,
+    any_shape_model: Path,
 ) -> Iterator[Server]:
     root = make_project(
         tmp_path_factory.mktemp("protocols") / "project",
@@ -77,6 +96,7 @@ def server(
         "- kind: api\n  name: linear\n  onnx:\n    model: linear.onnx\n"
         "  tracker:\n    model_type: regression\n"
         "- kind: api\n  name: scalar\n  onnx:\n    model: scalar.onnx\n"
+        "- kind: api\n  name: shapeless\n  onnx:\n    model: any.onnx\n"
         "- kind: api\n  name: labels\n  onnx:\n    model: iris.onnx\n    request_handler: h.py\n"
         "  tracker:\n    model_type: classification\n"
         "- kind: api\n  name: broken\n  onnx:\n    model: iris.onnx\n    request_handler: bad.py\n",
@@ -89,6 +109,7 @@ def server(
             "all.onnx": all_types_model,
             "linear.onnx": regression_model,
             "scalar.onnx": scalar_model,
+            "any.onnx": any_shape_model,
         },
     )
     running = Server(root, tmp_path_factory.mktemp("logs") / "serve.log", "--access-log")
@@ -98,6 +119,7 @@ def server(
             and requests.get(f"{running.url}/v2/models/iris/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/linear/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/scalar/ready", timeout=5).status_code == 200
+            and requests.get(f"{running.url}/v2/models/shapeless/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/labels/ready", timeout=5).status_code == 200
             # and the broken API has failed (not still loading, when its requests would wait)
             and requests.get(f"{running.url}/proto/broken", timeout=5).json()["status"] == "error"
@@ -288,6 +310,7 @@ def test_v2_errors(client: triton.InferenceServerClient, server: Server) -> None
         "labels",
         "linear",
         "scalar",
+        "shapeless",
         "types",
     ]
 
@@ -733,6 +756,38 @@ def test_an_integer_beyond_64_bits_quoted_in_an_error_is_named_as_written(server
         answer = server.post(path, data=json.dumps(body).encode())
         assert answer.status_code == 400, (body, answer.text)
         assert "18446744073709551616" in answer.json()["error"], answer.text
+
+
+def test_a_shape_numpy_cannot_hold_is_a_400_even_with_no_elements(server: Server) -> None:
+    # beside a 0 the shape has no elements, so the element count let it through: numpy could not
+    # make the array, a 500 "internal error: ValueError: array is too big" (found by fuzzing)
+    for shape, says in (
+        ([2**62, 4], "is too large (18446744073709551616 elements)"),
+        ([0, 2**62], "has a dimension larger than 268435456"),
+        ([2**40, 0], "has a dimension larger than 268435456"),
+        ([0] * 70, "shape has 70 dimensions (at most 32)"),
+    ):
+        for body in (
+            {"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": []}]},
+            {
+                "inputs": [
+                    {"name": "x", "shape": shape, "datatype": "FP32", "parameters": {"binary_data_size": 0}}
+                ]
+            },
+        ):
+            header = json.dumps(body).encode()
+            answer = server.post(
+                "/v2/models/shapeless/infer",
+                data=header,
+                headers={"Inference-Header-Content-Length": str(len(header))},
+            )
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"].startswith("input 'x': ") and says in answer.json()["error"]
+    answer = server.post(
+        "/v2/models/shapeless/infer",
+        {"inputs": [{"name": "x", "shape": [0, 5], "datatype": "FP32", "data": []}]},
+    )
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["shape"] == [0, 5]
 
 
 ECHO = """\

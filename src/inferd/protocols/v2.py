@@ -29,6 +29,7 @@ from inferd.protocols.v2_types import datatype_of, numpy_dtype, tensor_metadata
 from inferd.runtimes.base import TensorSpec
 
 MAX_ELEMENTS = 1 << 28  # refuse absurd declared shapes before allocating anything
+MAX_DIMENSIONS = 32  # numpy 1.x's limit (numpy 2's is 64)
 
 
 @cache
@@ -56,6 +57,12 @@ def _check_shape(name: str, shape: Any) -> tuple[int, ...]:
         raise InputError(f"input '{name}': shape must be a list of non-negative integers")
     if prod(shape) > MAX_ELEMENTS:
         raise InputError(f"input '{name}': shape {shape} is too large ({prod(shape)} elements)")
+    # beside a 0 (no elements), a dimension numpy cannot hold, or more dimensions than numpy 1.x
+    # takes, was a 500 "internal error: ValueError: array is too big"
+    if max(shape, default=0) > MAX_ELEMENTS:
+        raise InputError(f"input '{name}': shape {shape} has a dimension larger than {MAX_ELEMENTS}")
+    if len(shape) > MAX_DIMENSIONS:
+        raise InputError(f"input '{name}': shape has {len(shape)} dimensions (at most {MAX_DIMENSIONS})")
     return tuple(shape)
 
 

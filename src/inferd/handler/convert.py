@@ -242,6 +242,9 @@ def reason(exc: Exception) -> str:
     text = str(exc)
     if isinstance(exc, OutOfRange):
         return text
+    if "maximum number of dimension" in text:  # nested deeper than numpy's 64 (32 before numpy 2)
+        limit = text.rstrip(".").rsplit(" ", 1)[-1]
+        return f"the lists are nested more than {limit} deep (an array has at most {limit} dimensions)"
     if "inhomogeneous" in text or "sequence" in text:
         return "the nested lists are ragged (rows of different lengths)"
     if isinstance(exc, FloatingPointError | OverflowError):

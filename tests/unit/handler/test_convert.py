@@ -194,6 +194,20 @@ def test_an_integer_beyond_64_bits_for_a_bool_input_is_named() -> None:
         to_array(json.loads("[1, 18446744073709551616]"), spec)
 
 
+def test_lists_nested_deeper_than_an_array_goes_are_named_so_not_ragged() -> None:
+    # numpy refuses more dimensions than it has (64; 32 before numpy 2): that was "the nested
+    # lists are ragged (rows of different lengths)", which they were not (found by fuzzing)
+    nested: Any = 1.0
+    for _ in range(70):
+        nested = [nested]
+    for shape in (None, (None,)):
+        with pytest.raises(
+            InputError, match=r"input 'x': .*the lists are nested more than \d+ deep"
+        ) as caught:
+            to_array(nested, TensorSpec("x", np.dtype(np.float32), shape, "t"))
+        assert "ragged" not in str(caught.value)
+
+
 def test_numbers_the_input_holds_are_kept_exactly() -> None:
     spec = TensorSpec("x", np.dtype(np.int64), (None,), "t")
     edges = [-(2**63), 2**63 - 1, 2**53, 3]

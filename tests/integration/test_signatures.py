@@ -323,6 +323,20 @@ def test_an_onnx_map_input_takes_a_json_object_on_every_route(server: Server) ->
     )
 
 
+def test_an_empty_object_for_an_onnx_map_input_is_the_clients_400_on_every_route(server: Server) -> None:
+    # onnxruntime makes no empty map: {} was a 500 "the model failed: RuntimeError: Size of
+    # dictionary is empty" on each route (found by fuzzing the data plane)
+    for answer in (
+        server.post("/d/features", {}),
+        server.post("/d/features", {"x": {}}),
+        server.post("/v1/models/features:predict", {"instances": [{}]}),
+        server.post("/v1/models/features:predict", {"inputs": {"x": {}}}),
+        _v2(server, "features", {"shape": [1], "datatype": "BYTES", "data": ["{}"]}),
+    ):
+        assert "input 'x': expected map(string,tensor(float)) with one key or more, got {}" in _error(answer)
+    assert server.post("/d/features", {"a": 1}).json() == [[[1.0, 0.0, 0.0]]]
+
+
 def test_an_optional_onnx_input_may_be_left_out_and_takes_its_element_type(server: Server) -> None:
     # optional(tensor(float)) was a required BYTES input: leaving it out was a 400 'missing
     # input', and its floats a 400 'datatype FP32 does not match the model's BYTES'

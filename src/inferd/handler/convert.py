@@ -131,6 +131,8 @@ def to_map(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
         raise InputError(
             f"input '{spec.name}': expected {spec.type_name} (a JSON object), got {_json_kind(value)}"
         )
+    if not value:  # onnxruntime makes no empty map: "the model failed" (500) for the client's {}
+        raise InputError(f"input '{spec.name}': expected {spec.type_name} with one key or more, got {{}}")
     try:
         keys = [key_type(key) for key in value]
     except ValueError:

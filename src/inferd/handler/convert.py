@@ -146,6 +146,11 @@ def to_map(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
                 f"input '{spec.name}': expected {spec.type_name} values: '{key}' got "
                 f"{_json_kind(item)}, not {wanted}"
             )
+        try:  # onnxruntime's UTF-8 encoding refused a lone surrogate: "the model failed" (500)
+            for text in (key, item) if isinstance(item, str) else (key,):
+                _check_utf8(text)
+        except ValueError as exc:
+            raise InputError(f"input '{spec.name}': expected {spec.type_name}: {exc}") from None
     values = list(value.values())
     if value_type.kind not in TEXT_KINDS:
         try:

@@ -925,3 +925,19 @@ def test_a_lone_surrogate_read_from_a_request_is_echoed_as_its_escape(server: Se
     )
     assert answer.status_code == 200, answer.text
     assert [json.loads(line) for line in answer.content.splitlines()] == ["a\ud800", "\udfffb", "ok"]
+
+
+def test_an_integer_beyond_64_bits_reaches_the_predictor_as_written(server: Server) -> None:
+    # orjson read it as a float, its digits lost: 123456789012345678901234 reached the predictor
+    # as 1.2345678901234569e+23 (Cortex's Flask read it with Python's json, as written)
+    body = b'{"words": [123456789012345678901234, 18446744073709551616, -9223372036854775809, 0.5]}'
+    answer = requests.post(
+        f"{server.url}/d/words", data=body, headers={"Accept": "application/x-ndjson"}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.content.splitlines() == [
+        b"123456789012345678901234",
+        b"18446744073709551616",
+        b"-9223372036854775809",
+        b"0.5",
+    ]

@@ -17,7 +17,7 @@ from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import V2_TYPES, Server, example, make_project, wait_for
+from tests.conftest import V2_TYPES, Server, example, make_project, replica_pids, wait_for
 
 IRIS_ROWS = [[5.2, 3.6, 1.4, 0.3], [6.9, 3.1, 5.4, 2.1]]
 NUMPY = {
@@ -62,12 +62,31 @@ def scalar_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def any_shape_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX Identity whose float input and output declare no shape (any rank, any dims)."""
+    from onnx import TensorProto, helper, save_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "any",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("models") / "any.onnx"
+    save_model(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory,
     iris_onnx_model: Path,
     all_types_model: Path,
     regression_model: Path,
     scalar_model: Path,
+    any_shape_model: Path,
 ) -> Iterator[Server]:
     root = make_project(
         tmp_path_factory.mktemp("protocols") / "project",
@@ -77,6 +96,7 @@ def server(
         "- kind: api\n  name: linear\n  onnx:\n    model: linear.onnx\n"
         "  tracker:\n    model_type: regression\n"
         "- kind: api\n  name: scalar\n  onnx:\n    model: scalar.onnx\n"
+        "- kind: api\n  name: shapeless\n  onnx:\n    model: any.onnx\n"
         "- kind: api\n  name: labels\n  onnx:\n    model: iris.onnx\n    request_handler: h.py\n"
         "  tracker:\n    model_type: classification\n"
         "- kind: api\n  name: broken\n  onnx:\n    model: iris.onnx\n    request_handler: bad.py\n",
@@ -89,6 +109,7 @@ def server(
             "all.onnx": all_types_model,
             "linear.onnx": regression_model,
             "scalar.onnx": scalar_model,
+            "any.onnx": any_shape_model,
         },
     )
     running = Server(root, tmp_path_factory.mktemp("logs") / "serve.log", "--access-log")
@@ -98,6 +119,7 @@ def server(
             and requests.get(f"{running.url}/v2/models/iris/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/linear/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/scalar/ready", timeout=5).status_code == 200
+            and requests.get(f"{running.url}/v2/models/shapeless/ready", timeout=5).status_code == 200
             and requests.get(f"{running.url}/v2/models/labels/ready", timeout=5).status_code == 200
             # and the broken API has failed (not still loading, when its requests would wait)
             and requests.get(f"{running.url}/proto/broken", timeout=5).json()["status"] == "error"
@@ -288,6 +310,7 @@ def test_v2_errors(client: triton.InferenceServerClient, server: Server) -> None
         "labels",
         "linear",
         "scalar",
+        "shapeless",
         "types",
     ]
 
@@ -645,6 +668,126 @@ def test_a_string_holding_a_lone_surrogate_is_the_clients_400(server: Server) ->
     sample["in_bytes"] = [["caf\u00e9 \U0001f30d", "\u0130"]]
     answer = server.post("/v1/models/types:predict", data=json.dumps({"inputs": sample}).encode())
     assert answer.json()["outputs"]["echo_text"] == [["caf\u00e9 \U0001f30d", "\u0130"]]
+
+
+def _replicas_of(server: Server, api: str) -> set[int]:
+    """The pids of an API's replicas (their process titles name them: ``inferd replica iris-1``)."""
+    return {
+        pid
+        for pid in replica_pids(server.process.pid)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(f"inferd replica {api}-".encode())
+    }
+
+
+def test_an_input_named_with_a_lone_surrogate_is_the_clients_400_and_the_replica_lives(
+    server: Server,
+) -> None:
+    # A V2 input named "\ud800" (JSON's escape of a lone surrogate): the 400 naming it could not
+    # be written by orjson, the replica ended, the client got a 503 "retry it" and the API lost
+    # its replica to one malformed request (found by fuzzing the data plane with hypothesis)
+    before = _replicas_of(server, "iris")
+    good = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}
+    bad = {**good, "name": "\ud800"}
+    for path, body in (
+        ("/v2/models/iris/infer", {"inputs": [bad]}),
+        ("/v2/models/iris/infer", {"inputs": [good], "outputs": [{"name": "\ud800"}]}),
+        ("/v1/models/iris:predict", {"inputs": {"\ud800": [IRIS_ROWS[0]]}}),
+    ):
+        answer = server.post(path, data=json.dumps(body).encode())
+        assert answer.status_code == 400, answer.text
+        assert "'\ud800'" in answer.json()["error"]  # named as the client wrote it
+    assert _replicas_of(server, "iris") == before and len(before) == 1
+    answer = server.post("/v2/models/iris/infer", {"inputs": [good]})
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [0]
+
+
+def test_a_v2_id_holding_a_lone_surrogate_is_echoed_as_its_escape(server: Server) -> None:
+    # the protocol echoes "id": orjson refused to write it, a 500 "internal error: TypeError"
+    body = {
+        "id": "run-\ud800",
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}],
+    }
+    answer = server.post("/v2/models/iris/infer", data=json.dumps(body).encode())
+    assert answer.status_code == 200, answer.text
+    assert b'"id":"run-\\ud800"' in answer.content and answer.json()["id"] == "run-\ud800"
+
+
+def test_a_client_value_quoted_in_an_error_is_a_400_whatever_it_holds(server: Server) -> None:
+    # an error message quoting the client's text holding a lone surrogate was a 500 "internal
+    # error: TypeError: str is not valid UTF-8: surrogates not allowed"
+    row = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}
+    cases = [
+        ("/v1/models/iris:regress", {"examples": [], "signature_name": {"\ud800": 1}}, '{"\\ud800": 1}'),
+        (
+            "/v1/models/iris:predict",
+            {"instances": [IRIS_ROWS[0]], "signature_name": ["\ud800"]},
+            '["\\ud800"]',
+        ),
+        (
+            "/v2/models/iris/infer",
+            {"inputs": [row], "parameters": {"binary_data_output": "\udfff"}},
+            '"\\udfff"',
+        ),
+        ("/v2/models/iris/infer", {"inputs": [{**row, "data": [1, 2, 3, "\ud800"]}]}, '"\\ud800"'),
+    ]
+    for path, body, quoted in cases:
+        answer = server.post(path, data=json.dumps(body).encode())
+        assert answer.status_code == 400, (body, answer.text)
+        assert quoted in answer.json()["error"], answer.text
+
+
+def test_an_integer_beyond_64_bits_quoted_in_an_error_is_named_as_written(server: Server) -> None:
+    # orjson read 18446744073709551616 as 1.8446744073709552e+19 (so the message named a number
+    # the client never sent), and one that reached a message otherwise was a 500 "internal
+    # error: TypeError: Integer exceeds 64-bit range"
+    row = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[0]}
+    both = {"name": "in_bytes", "shape": [1, 2], "datatype": "BYTES", "data": ["a", 2**64]}
+    cases = [
+        ("/v1/models/iris:predict", {"instances": [IRIS_ROWS[0]], "signature_name": [2**64]}),
+        ("/v2/models/iris/infer", {"inputs": [row], "parameters": {"signature_name": 2**64}}),
+        ("/v2/models/iris/infer", {"inputs": [row], "parameters": {"binary_data_output": 2**64}}),
+        ("/v2/models/types/infer", {"inputs": [both]}),
+        (
+            "/v2/models/types/infer",
+            {"inputs": [{**both, "name": "in_bool", "datatype": "BOOL", "data": [1, 2**64]}]},
+        ),
+    ]
+    for path, body in cases:
+        answer = server.post(path, data=json.dumps(body).encode())
+        assert answer.status_code == 400, (body, answer.text)
+        assert "18446744073709551616" in answer.json()["error"], answer.text
+
+
+def test_a_shape_numpy_cannot_hold_is_a_400_even_with_no_elements(server: Server) -> None:
+    # beside a 0 the shape has no elements, so the element count let it through: numpy could not
+    # make the array, a 500 "internal error: ValueError: array is too big" (found by fuzzing)
+    for shape, says in (
+        ([2**62, 4], "is too large (18446744073709551616 elements)"),
+        ([0, 2**62], "has a dimension larger than 268435456"),
+        ([2**40, 0], "has a dimension larger than 268435456"),
+        ([0] * 70, "shape has 70 dimensions (at most 32)"),
+    ):
+        for body in (
+            {"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": []}]},
+            {
+                "inputs": [
+                    {"name": "x", "shape": shape, "datatype": "FP32", "parameters": {"binary_data_size": 0}}
+                ]
+            },
+        ):
+            header = json.dumps(body).encode()
+            answer = server.post(
+                "/v2/models/shapeless/infer",
+                data=header,
+                headers={"Inference-Header-Content-Length": str(len(header))},
+            )
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"].startswith("input 'x': ") and says in answer.json()["error"]
+    answer = server.post(
+        "/v2/models/shapeless/infer",
+        {"inputs": [{"name": "x", "shape": [0, 5], "datatype": "FP32", "data": []}]},
+    )
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["shape"] == [0, 5]
 
 
 ECHO = """\

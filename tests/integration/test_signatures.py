@@ -11,6 +11,7 @@ and TF Serving's columns).
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -321,6 +322,32 @@ def test_an_onnx_map_input_takes_a_json_object_on_every_route(server: Server) ->
     assert "one JSON object" in _error(
         _v2(server, "features", {**tensor, "shape": [2], "data": ["{}", "{}"]})
     )
+
+
+def test_an_empty_object_for_an_onnx_map_input_is_the_clients_400_on_every_route(server: Server) -> None:
+    # onnxruntime makes no empty map: {} was a 500 "the model failed: RuntimeError: Size of
+    # dictionary is empty" on each route (found by fuzzing the data plane)
+    for answer in (
+        server.post("/d/features", {}),
+        server.post("/d/features", {"x": {}}),
+        server.post("/v1/models/features:predict", {"instances": [{}]}),
+        server.post("/v1/models/features:predict", {"inputs": {"x": {}}}),
+        _v2(server, "features", {"shape": [1], "datatype": "BYTES", "data": ["{}"]}),
+    ):
+        assert "input 'x': expected map(string,tensor(float)) with one key or more, got {}" in _error(answer)
+    assert server.post("/d/features", {"a": 1}).json() == [[[1.0, 0.0, 0.0]]]
+
+
+def test_a_map_key_holding_a_lone_surrogate_is_the_clients_400_on_every_route(server: Server) -> None:
+    # JSON's "\ud800" as a key of an ONNX map input: onnxruntime's UTF-8 encoding refused it, a
+    # 500 "the model failed: UnicodeEncodeError" (found by fuzzing the data plane)
+    for answer in (
+        server.post("/d/features", {"\ud800": 1}),
+        server.post("/v1/models/features:predict", {"inputs": {"x": {"a": 1, "\udfff": 2}}}),
+    ):
+        assert "input 'x'" in _error(answer) and "lone surrogate" in _error(answer)
+    v2 = _v2(server, "features", {"shape": [1], "datatype": "BYTES", "data": [json.dumps({"\ud800": 1})]})
+    assert "input 'x'" in _error(v2)  # a BYTES element is UTF-8: orjson reads no lone surrogate
 
 
 def test_an_optional_onnx_input_may_be_left_out_and_takes_its_element_type(server: Server) -> None:

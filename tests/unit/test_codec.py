@@ -139,3 +139,24 @@ def test_a_dict_key_with_a_lone_surrogate_is_answered_as_its_escape() -> None:
     answer = codec.dumps_answer(sample)
     assert json.loads(answer) == {"a\ud800": [1, {"\udfff": "x", "ok": 0.5}], "b": 2}
     assert answer == b'{"a\\ud800":[1,{"\\udfff":"x","ok":0.5}],"b":2}'
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"[123456789012345678901234, 0.5]", [123456789012345678901234, 0.5]),
+        (b'{"id":18446744073709551616}', {"id": 2**64}),
+        (b"-9223372036854775809", -(2**63) - 1),
+        (b"\n[1,\t99999999999999999999]", [1, 99999999999999999999]),
+        # what orjson reads exactly, digits after a point among them, is its own reading
+        (b"[18446744073709551615, -9223372036854775808]", [2**64 - 1, -(2**63)]),
+        (
+            b"[0.00012345678901234567, 1.2345678901234567890123e5]",
+            [0.00012345678901234567, 123456.78901234567],
+        ),
+    ],
+)
+def test_an_integer_beyond_64_bits_is_read_as_written(body: bytes, expected: Any) -> None:
+    # orjson reads it as a float (123456789012345678901234 as 1.2345678901234569e+23)
+    value = codec.loads(body)
+    assert repr(value) == repr(expected)  # 18446744073709551616, not 1.8446744073709552e+19

@@ -131,6 +131,8 @@ def to_map(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
         raise InputError(
             f"input '{spec.name}': expected {spec.type_name} (a JSON object), got {_json_kind(value)}"
         )
+    if not value:  # onnxruntime makes no empty map: "the model failed" (500) for the client's {}
+        raise InputError(f"input '{spec.name}': expected {spec.type_name} with one key or more, got {{}}")
     try:
         keys = [key_type(key) for key in value]
     except ValueError:
@@ -144,6 +146,11 @@ def to_map(value: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
                 f"input '{spec.name}': expected {spec.type_name} values: '{key}' got "
                 f"{_json_kind(item)}, not {wanted}"
             )
+        try:  # onnxruntime's UTF-8 encoding refused a lone surrogate: "the model failed" (500)
+            for text in (key, item) if isinstance(item, str) else (key,):
+                _check_utf8(text)
+        except ValueError as exc:
+            raise InputError(f"input '{spec.name}': expected {spec.type_name}: {exc}") from None
     values = list(value.values())
     if value_type.kind not in TEXT_KINDS:
         try:
@@ -242,6 +249,9 @@ def reason(exc: Exception) -> str:
     text = str(exc)
     if isinstance(exc, OutOfRange):
         return text
+    if "maximum number of dimension" in text:  # nested deeper than numpy's 64 (32 before numpy 2)
+        limit = text.rstrip(".").rsplit(" ", 1)[-1]
+        return f"the lists are nested more than {limit} deep (an array has at most {limit} dimensions)"
     if "inhomogeneous" in text or "sequence" in text:
         return "the nested lists are ragged (rows of different lengths)"
     if isinstance(exc, FloatingPointError | OverflowError):

@@ -223,6 +223,9 @@ def _booleans(value: Any, label: str | None) -> np.ndarray[Any, Any]:
         return found
     name = label or "bool"
     if kind not in "iuf":
+        for item in found.flat if kind == "O" else ():  # an integer beyond 64 bits is a number
+            if type(item) is int and item not in (0, 1):
+                raise OutOfRange(f"{item!r} is not a {name} value (true, false, 1 or 0)")
         what = "text" if kind in "US" else "null or objects"
         raise TypeError(f"{name} takes true, false, 1 or 0, not {what}")
     other = found[(found != 0) & (found != 1)]

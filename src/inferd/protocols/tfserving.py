@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import orjson
 
 from inferd import codec
 from inferd.errors import InputError
@@ -46,7 +45,7 @@ def signature_name(request: dict[str, Any]) -> str | None:
     """The request's ``signature_name`` (``None`` when absent)."""
     name = request.get("signature_name")
     if name is not None and not isinstance(name, str):
-        raise InputError(f"'signature_name' must be a string, not {orjson.dumps(name).decode()[:100]}")
+        raise InputError(f"'signature_name' must be a string, not {codec.shown(name, 100)}")
     return name or None
 
 

@@ -29,6 +29,7 @@ from inferd.protocols.v2_types import datatype_of, numpy_dtype, tensor_metadata
 from inferd.runtimes.base import TensorSpec
 
 MAX_ELEMENTS = 1 << 28  # refuse absurd declared shapes before allocating anything
+MAX_DIMENSIONS = 32  # numpy 1.x's limit (numpy 2's is 64)
 
 
 @cache
@@ -56,6 +57,12 @@ def _check_shape(name: str, shape: Any) -> tuple[int, ...]:
         raise InputError(f"input '{name}': shape must be a list of non-negative integers")
     if prod(shape) > MAX_ELEMENTS:
         raise InputError(f"input '{name}': shape {shape} is too large ({prod(shape)} elements)")
+    # beside a 0 (no elements), a dimension numpy cannot hold, or more dimensions than numpy 1.x
+    # takes, was a 500 "internal error: ValueError: array is too big"
+    if max(shape, default=0) > MAX_ELEMENTS:
+        raise InputError(f"input '{name}': shape {shape} has a dimension larger than {MAX_ELEMENTS}")
+    if len(shape) > MAX_DIMENSIONS:
+        raise InputError(f"input '{name}': shape has {len(shape)} dimensions (at most {MAX_DIMENSIONS})")
     return tuple(shape)
 
 
@@ -70,9 +77,7 @@ def _fits(spec: TensorSpec, shape: tuple[int, ...]) -> bool:
 def _check_flag(parameters: dict[str, Any], key: str, where: str) -> None:
     """A boolean parameter is true or false (as Triton reads it; "false" is not false)."""
     if key in parameters and not isinstance(parameters[key], bool):
-        raise InputError(
-            f"{where}: '{key}' must be true or false, not {orjson.dumps(parameters[key]).decode()[:40]}"
-        )
+        raise InputError(f"{where}: '{key}' must be true or false, not {codec.shown(parameters[key])}")
 
 
 def _check_outputs(request: dict[str, Any]) -> None:
@@ -96,7 +101,7 @@ def signature_name(request: dict[str, Any]) -> str | None:
     several to run, as TF Serving's request names it (``None``: the API's own)."""
     name = parameters_of(request.get("parameters"), "the request").get("signature_name")
     if name is not None and not isinstance(name, str):
-        raise InputError(f"'signature_name' must be a string, not {orjson.dumps(name).decode()[:100]}")
+        raise InputError(f"'signature_name' must be a string, not {codec.shown(name, 100)}")
     return name or None
 
 
@@ -210,7 +215,7 @@ def _from_json(
             array = nested.ravel()
     except NotNumbers as exc:
         if exc.what == "text":
-            shown = orjson.dumps(exc.item if isinstance(exc.item, str) else str(exc.item)).decode()[:40]
+            shown = codec.shown(exc.item if isinstance(exc.item, str) else str(exc.item))
             raise InputError(f"input '{name}': {datatype} data holds text ({shown}), not numbers") from None
         if exc.what == "true/false":  # BOOL is its own datatype
             raise InputError(f"input '{name}': {datatype} data holds true/false, not numbers") from None
@@ -240,7 +245,7 @@ def _json_bytes(item: Any) -> bytes:
     """One BYTES element of JSON data: a string (null or a number would reach the model as text)."""
     if isinstance(item, str):
         return item.encode()
-    what = "a list (the nesting is ragged)" if isinstance(item, list) else orjson.dumps(item).decode()[:40]
+    what = "a list (the nesting is ragged)" if isinstance(item, list) else codec.shown(item)
     raise TypeError(f"BYTES elements are strings, not {what}")
 
 
@@ -352,7 +357,7 @@ def encode_response(
         documents.append(document)
     response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": documents}
     if "id" in request:
-        response["id"] = request["id"]
+        response["id"] = codec.echoed(request["id"])  # a lone surrogate too, as its escape
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if marked:
         header = nonfinite.unmark(header)

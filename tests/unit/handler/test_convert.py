@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -184,6 +185,27 @@ def test_only_true_false_1_and_0_reach_a_bool_input(body: bytes, message: str) -
         to_array(orjson.loads(body), spec)
     exact = to_array(orjson.loads(b"[true, false, 1, 0, 1.0]"), spec)
     assert exact.tolist() == [True, False, True, False, True]
+
+
+def test_an_integer_beyond_64_bits_for_a_bool_input_is_named() -> None:
+    # it was "bool takes true, false, 1 or 0, not null or objects"
+    spec = TensorSpec("x", np.dtype(np.bool_), (None,), "tensor(bool)")
+    with pytest.raises(InputError, match=r"input 'x': .*18446744073709551616 is not a bool value"):
+        to_array(json.loads("[1, 18446744073709551616]"), spec)
+
+
+def test_lists_nested_deeper_than_an_array_goes_are_named_so_not_ragged() -> None:
+    # numpy refuses more dimensions than it has (64; 32 before numpy 2): that was "the nested
+    # lists are ragged (rows of different lengths)", which they were not (found by fuzzing)
+    nested: Any = 1.0
+    for _ in range(70):
+        nested = [nested]
+    for shape in (None, (None,)):
+        with pytest.raises(
+            InputError, match=r"input 'x': .*the lists are nested more than \d+ deep"
+        ) as caught:
+            to_array(nested, TensorSpec("x", np.dtype(np.float32), shape, "t"))
+        assert "ragged" not in str(caught.value)
 
 
 def test_numbers_the_input_holds_are_kept_exactly() -> None:

@@ -40,20 +40,26 @@ class Client:
     """Talks to the operator of ``$INFERD_HOME`` over its loopback admin API."""
 
     def __init__(self, home: Path | None = None) -> None:
-        self.home = home or inferd_home()
-        refuse_a_home_others_control(self.home)
         # A keep-alive connection to the admin API per thread (the client may be shared by
         # threads), made with the standard library's http.client: every CLI command is a new
         # process, and importing requests was a third of the CPU an `inferd get` took (see
         # `_send`). The admin API is on loopback and every call carries the operator's token,
         # so no proxy from the environment is ever used.
         self._connections: dict[int, HTTPConnection] = {}
+        self.home = home or inferd_home()
+        refuse_a_home_others_control(self.home)
 
     def close(self) -> None:
         """Close the connections to the operator (a later call opens another)."""
         for connection in list(self._connections.values()):
             connection.close()
         self._connections.clear()
+
+    def __del__(self) -> None:
+        # A client dropped with its connection open (each CLI command's, at its end) closes it
+        # itself: the socket's own finalizer called it a leak, a ResourceWarning that
+        # PYTHONWARNINGS=error (or -X dev) printed as a traceback after every command's output.
+        self.close()
 
     def _drop(self) -> None:
         """Close this thread's connection (it failed, or the operator closed or moved it)."""

@@ -125,7 +125,10 @@ class _ProjectFirst(importlib.abc.MetaPathFinder):
     def __init__(self, tops: set[str], folders: list[Path]) -> None:
         self.tops = tops
         self.folders = folders
-        self.cwd = os.getcwd()  # the caller's, which a relative entry (`sys.path.append(".")`) names
+        try:  # the caller's, which a relative entry (`sys.path.append(".")`) names
+            self.cwd: str | None = os.getcwd()
+        except FileNotFoundError:  # removed since the shell entered it (`inferd test /abs/project`)
+            self.cwd = None
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if path is not None or name not in self.tops:
@@ -139,7 +142,10 @@ class _ProjectFirst(importlib.abc.MetaPathFinder):
         # where the entry's finder looks (one made before took "." as the folder it was then)
         finder = sys.path_importer_cache.get(entry)
         looked = getattr(finder, "path", None)
-        folder = Path(self.cwd, looked if isinstance(looked, str) else entry).resolve()
+        where = looked if isinstance(looked, str) else entry
+        if self.cwd is None and not os.path.isabs(where):
+            return False  # a folder inside the removed working folder: nothing is imported from it
+        folder = Path(self.cwd or "/", where).resolve()
         places = [*self.folders, *_installed(), INFERD_PACKAGE.parent]
         with contextlib.suppress(UsageError):  # (a home the user's environment misnames)
             places.append(inferd_home())  # the packages of a project's requirements.txt

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import threading
 import traceback
@@ -71,7 +72,7 @@ class LoadedApi:
         does not fit the model, ``HandlerError`` (500) when user code raised (its ``__cause__``
         is the user's exception, with its traceback).
         """
-        with _ONE_AT_A_TIME, contextlib.chdir(self.root), _interrupts():
+        with _ONE_AT_A_TIME, _in_folder(self.root), _interrupts():
             result = self.predictor.predict(sample)
             stage = "predict" if self.predictor.runtime is None else "post_inference"
             if is_stream(result):  # a streamed answer: its items, in order
@@ -163,13 +164,30 @@ def _build_api(project: Project, config: ApiConfig, warn: Callable[[str], None])
         folders.append((root / api.handler_file).resolve().parent)
     with project_imports(folders):
         try:
-            with contextlib.chdir(root), _interrupts():
+            with _in_folder(root), _interrupts():
                 predictor = Predictor(api, project.root, model_path, devices)
         except InferdError:
             raise
         except Exception as exc:  # the runtime refused the model: said as a replica says it
             raise LoadError(f"loading failed: {type(exc).__name__}: {exc}") from None
     return LoadedApi(config, predictor, root)
+
+
+@contextlib.contextmanager
+def _in_folder(folder: Path) -> Iterator[None]:
+    """``contextlib.chdir(folder)``, also from a working folder removed while the caller was in
+    it (``inferd test /abs/project`` in a shell there): it failed to note where to come back to,
+    and every load said "No such file or directory"; there is no coming back to that one."""
+    try:
+        previous: str | None = os.getcwd()
+    except FileNotFoundError:
+        previous = None
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            os.chdir(previous)
 
 
 @contextlib.contextmanager

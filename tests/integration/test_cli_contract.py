@@ -134,6 +134,35 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inferd]:
 @pytest.mark.parametrize(
     "args",
     [
+        ["get"],
+        ["get", "classifier"],
+        ["logs", "classifier"],
+        ["predict", "classifier", str(example("iris-onnx") / "sample.json")],
+        ["payloads", "classifier"],
+        ["version"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_a_command_leaves_no_connection_to_the_operator_open(iris: Inferd, args: list[str]) -> None:
+    # Was: every command that asked the operator left its connection for the socket's finalizer,
+    # which called it a leak (ResourceWarning): under PYTHONWARNINGS=error (a CI job's, or -X dev)
+    # each one printed "Exception ignored ... Traceback ... unclosed <socket.socket>" after its
+    # output.
+    ended = subprocess.run(
+        [str(INFERD), *args],
+        env=dict(iris.env, PYTHONWARNINGS="error"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ended.returncode == 0, ended.stderr
+    assert "Traceback" not in ended.stderr and "ResourceWarning" not in ended.stderr, ended.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
         ["get", "iris/"],
         ["get", "/"],
         ["logs", "iris/"],

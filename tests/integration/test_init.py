@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,7 +23,8 @@ VIRGINICA = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "peta
 def init(target: Path, *args: str) -> Path:
     result = CliRunner().invoke(cli, ["init", str(target), *args])
     assert result.exit_code == 0, result.output
-    assert f"inferd serve {target} --reload" in result.output
+    # quoted as a shell reads it: a TMPDIR with a space puts one in every tmp_path
+    assert f"inferd serve {shlex.quote(str(target))} --reload" in result.output
     validated = CliRunner().invoke(cli, ["validate", str(target)])
     assert validated.exit_code == 0, validated.output
     return target

@@ -105,7 +105,7 @@ def smaps(pid: int) -> tuple[float, dict[str, tuple[float, float]]]:
     files: dict[str, tuple[float, float]] = {}
     current = ""
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        head = line.split()
+        head = line.split(maxsplit=5)  # a path may hold spaces (a TMPDIR's, under tmp_path)
         if "-" in head[0] and ":" not in head[0]:  # a mapping's header: address range ... path
             current = head[5] if len(head) > 5 else ""
         elif head[0] in ("Rss:", "Pss:") and current:

@@ -3,6 +3,7 @@ descriptor closed by the script or supervisor that started it."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -87,3 +88,27 @@ def test_serve_started_with_its_stdout_closed_serves_handlers_that_print(
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
     assert "Traceback" not in log.read_text()
+
+
+def test_serve_under_warnings_as_errors_leaves_no_traceback_when_its_replicas_leave(
+    printer: Path, tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    # Was: each replica left its socket to the engine for the finalizer, which called it a leak:
+    # under PYTHONWARNINGS=error (a CI job's, or -X dev) every replica that left wrote
+    # "Exception ignored ... Traceback ... ResourceWarning: unclosed <socket.socket>".
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(INFERD), "serve", str(printer), "--port", "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONWARNINGS="error", PYTHONUNBUFFERED="1"),
+        )
+    started.append(process)
+    url = served_url(log, process)
+    answer = requests.post(f"{url}/out/printer", json={"n": 1}, timeout=30)
+    assert (answer.status_code, answer.json()) == (200, "ok"), log.read_text()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+    assert "Traceback" not in log.read_text() and "ResourceWarning" not in log.read_text(), log.read_text()

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +16,14 @@ import pytest
 import requests
 
 from tests.conftest import (
+    INFERD,
     Server,
     child_pids,
     example,
     make_project,
     process_alive,
     replica_pids,
+    served_url,
     wait_for,
     zygote_pids,
 )
@@ -331,3 +334,37 @@ def test_a_forked_tensorflow_replica_waits_for_its_multiprocessing_children(
     assert server.post("/iris-tf/tensorflow", sample).json() == "setosa"
     server.stop()
     wait_for(lambda: (marks / str(replica)).exists(), 30, "the replica's child to finish its work")
+
+
+def test_replicas_are_replaced_under_a_runner_that_starts_jobs_with_signals_blocked(tmp_path: Path) -> None:
+    # Was: a blocked signal stays blocked across fork and exec, and a job runner that started
+    # `inferd serve` with SIGCHLD, SIGTERM, SIGINT and SIGHUP blocked left them blocked in every
+    # process of it: the zygote never heard its replicas die, a killed replica stayed a zombie and
+    # its API answered 504 for good ("updating", 0 available), and SIGTERM stopped nothing.
+    blocked = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(INFERD), "serve", str(example("iris-onnx")), "--port", "0"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, blocked),
+        )
+    try:
+        url = served_url(log, process)
+        (replica,) = wait_for(lambda: replica_pids(process.pid) or None, 30, "the replica")
+        os.kill(replica, signal.SIGKILL)
+
+        def replaced() -> bool:
+            if replica_pids(process.pid) - {replica} == set():
+                return False
+            return requests.post(f"{url}/iris/classifier", json=SAMPLE, timeout=10).status_code == 200
+
+        wait_for(replaced, 60, "a new replica serving")
+        process.terminate()  # drained and stopped, as from an unblocked shell
+        assert process.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

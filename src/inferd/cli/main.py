@@ -17,6 +17,7 @@ import click
 from inferd import __version__
 from inferd.cli.options import env_option
 from inferd.errors import InferdError
+from inferd.signalmask import unblock_signals
 
 # The commands defined in other modules: name -> (module, first paragraph of the command's help).
 # `inferd --help` lists them from here, and a module is imported only when its command runs (or
@@ -316,6 +317,7 @@ def open_closed_standard_streams() -> None:
 
 
 def main() -> None:
+    unblock_signals()  # a runner's blocked SIGCHLD, SIGTERM... (signalmask.py)
     open_closed_standard_streams()
     # Installed as `inferd` and, for Cortex's docs and scripts, as `cortex`: usage says which.
     cli(prog_name="cortex" if Path(sys.argv[0]).name == "cortex" else "inferd")

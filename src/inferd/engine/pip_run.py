@@ -126,8 +126,9 @@ _DECORATION = re.compile(
     r"error: subprocess-exited-with-error|error: metadata-generation-failed|exit code: \d+)\s*$"
 )
 
+# (the list's path is any text up to its name: a home's path may hold a space, /home/Jane Doe)
 _IN_LISTING = re.compile(
-    r" \((?:from -r \S+\.requirements\.txt \(line \d+\)|from line \d+ of \S+\.requirements\.txt)\)"
+    r" \((?:from -r .+?\.requirements\.txt \(line \d+\)|from line \d+ of .+?\.requirements\.txt)\)"
 )
 
 
@@ -151,7 +152,7 @@ def pip_failure(output: str, status: int, lines: list[str] | None = None) -> str
     return "; ".join(said) if said else f"pip exited with status {status}"
 
 
-_LISTING_LINE = re.compile(r"-r \S+\.requirements\.txt \(line (\d+)\)")
+_LISTING_LINE = re.compile(r"-r .+?\.requirements\.txt \(line (\d+)\)")
 
 
 def _line(lines: list[str], number: int) -> str:

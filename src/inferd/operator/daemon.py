@@ -11,11 +11,13 @@ import sys
 from inferd.errors import InferdError
 from inferd.operator.serve import exit_now, run_leaving_threads
 from inferd.operator.server import Operator
+from inferd.signalmask import unblock_signals
 from inferd.storage import pin_inferd_home
 from inferd.storage.private import make_private_folders
 
 
 def main() -> int:
+    unblock_signals()  # started by systemd, a supervisor, or a script: see signalmask.py
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s operator %(levelname)s %(message)s", stream=sys.stderr
     )

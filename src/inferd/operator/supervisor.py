@@ -31,6 +31,7 @@ from inferd.logfiles import RotatingLog
 from inferd.operator.state import OPERATOR_FILE, read_json
 from inferd.operator.watchdog import Watchdog, hang_timeout
 from inferd.procfs import running
+from inferd.signalmask import unblock_signals
 from inferd.storage import inferd_home
 
 SUPERVISOR_ENV = "INFERD_SUPERVISOR"
@@ -156,6 +157,7 @@ class Supervisor:
 
 
 def main() -> int:
+    unblock_signals()  # started by a script's Client().deploy: see signalmask.py
     home = inferd_home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     adopted = os.environ.pop(ADOPT_ENV, "")

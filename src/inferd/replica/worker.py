@@ -279,7 +279,14 @@ def main(argv: list[str] | None = None, die_with_parent_: bool = True) -> int:
     signal.signal(signal.SIGTERM, _end_group_then_die)  # also when the gateway's death ends it
     if die_with_parent_:
         die_with_parent()
-    sock = socket.socket(fileno=int(args[0]))
+    # closed as the replica leaves: the socket's finalizer called it a leak (a ResourceWarning,
+    # a traceback in the API's log under PYTHONWARNINGS=error)
+    with socket.socket(fileno=int(args[0])) as sock:
+        return _replica(sock)
+
+
+def _replica(sock: socket.socket) -> int:
+    """Read the spec on ``sock``, load the API, then answer its requests until the gateway goes."""
     try:
         spec = read_spec(sock)
     except (OSError, ValueError) as exc:

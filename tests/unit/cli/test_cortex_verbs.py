@@ -5,6 +5,7 @@ Cortex's did (``source <(cortex completion)``)."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +63,7 @@ def test_cortex_completion_adds_the_cx_alias(tmp_path: Path) -> None:
     script = CliRunner().invoke(cli, ["completion"], prog_name="cortex").output
     (tmp_path / "completion.sh").write_text(script)
     shell = (
-        f"source {tmp_path / 'completion.sh'}\n"
+        f"source {shlex.quote(str(tmp_path / 'completion.sh'))}\n"  # (a TMPDIR with a space)
         "alias cx\n"
         "COMP_WORDS=(cx de); COMP_CWORD=1\n"
         "$(complete -p cx | sed -E 's/.* -F ([^ ]+) cx$/\\1/') cx de cx\n"

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from inferd.cli.main import cli
@@ -187,3 +188,19 @@ def test_a_sample_larger_than_any_api_takes_is_refused_unread(tmp_path: Path) ->
         f"error: {project / 'sample.json'} is 20.0 GiB; no API of the project takes a request body "
         "over 10.0 MiB (max_body_size), so it could never be sent to one\n",
     )
+
+
+def test_a_project_named_in_full_is_tested_from_a_folder_removed_under_the_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: in a shell whose folder had been removed (a CI job's scratch folder, cleaned), every
+    # API of `inferd test /abs/project` "cannot load: ... No such file or directory": loading
+    # noted the working folder to come back to, and a Python handler's imports looked there.
+    for name, answer in (("iris-onnx", '"iris-setosa"'), ("iris-predictor", '"setosa"')):
+        gone = tmp_path / f"gone-{name}"
+        gone.mkdir()
+        monkeypatch.chdir(gone)
+        gone.rmdir()
+        result = CliRunner().invoke(cli, ["test", str(example(name))])
+        assert result.exit_code == 0, result.output
+        assert f"sample.json: {answer}" in result.output and result.output.rstrip().endswith("1 passed")

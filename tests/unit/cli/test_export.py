@@ -370,10 +370,12 @@ def test_requirements_are_installed_as_inferd_deploy_installs_them(tmp_path: Pat
     assert "pip install -r" not in dockerfile
     (run,) = [line for line in dockerfile.splitlines() if line.startswith("RUN") and "requirements" in line]
     home = tmp_path / "home"
+    # the image's folders as paths relative to the project's, which hold no space (a TMPDIR's
+    # would split the shell's words, and quoting it would end the Python string they are in)
     command = (
         run.removeprefix("RUN ")
-        .replace("/tmp/inferd", str(home))
-        .replace("/app/project", str(out / "project"))
+        .replace("/tmp/inferd", os.path.relpath(home, out / "project"))
+        .replace("/app/project", ".")
     )
     path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     subprocess.run(["sh", "-c", command], check=True, cwd=out / "project", env=dict(os.environ, PATH=path))

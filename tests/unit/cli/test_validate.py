@@ -99,3 +99,22 @@ def test_a_linked_folder_s_name_never_writes_control_bytes_to_the_terminal(tmp_p
     assert result.exit_code == 0
     assert "warning: a\\x1b[2J is a link to a folder" in result.output
     assert "\x1b" not in result.output
+
+
+def test_the_current_folder_removed_under_the_shell_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: `inferd validate` (or deploy, serve, test: the project "." by default) in a folder
+    # removed while the shell was in it said ".: a symbolic link that loops, not a project
+    # folder", and `inferd init NAME` said "error: No such file or directory".
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    for args in (["validate"], ["validate", "."], ["test"], ["init", "new"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code != 0 and "the current folder was removed" in result.output, (
+            args,
+            result.output,
+        )
+        assert "loops" not in result.output

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from inferd.engine.capacity import Capacity, replica_cpus
+from inferd.engine.capacity import Capacity, machine_cpus, replica_cpus
 from inferd.engine.gpus import Claim, GpuNeed, GpuPool
 from tests.unit.engine.fake_nvml import machine
 
@@ -56,7 +54,7 @@ def test_the_shortfall_names_what_is_asked_and_what_exists() -> None:
 
 
 def test_inferd_cpus_sets_the_cores_replicas_may_reserve(caplog: pytest.LogCaptureFixture) -> None:
-    cores = float(len(os.sched_getaffinity(0)))
+    cores = machine_cpus()  # the cores, or fewer where the cgroup has a quota (a CI job's --cpus 1.5)
     assert replica_cpus({}) == (cores, False)
     assert replica_cpus({"INFERD_CPUS": " "}) == (cores, False)
     assert replica_cpus({"INFERD_CPUS": "16"}) == (16.0, True)

@@ -39,7 +39,8 @@ def test_a_pre_release_pin_is_not_refused(tmp_path: Path, monkeypatch: pytest.Mo
     _wheel(tmp_path / "index", "inferdprerelease", "2.0rc1")
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # the wheels above are the whole index
     monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "index"))
+    # a URL: pip splits PIP_FIND_LINKS at spaces, which a TMPDIR may put in tmp_path
+    monkeypatch.setenv("PIP_FIND_LINKS", (tmp_path / "index").as_uri())
     assert plan("inferdprerelease==2.0rc1\n", relax=False).lines == ["inferdprerelease==2.0rc1"]
     # a pin naming no pre-release still relaxes to a release, never to a pre-release
     relaxed = plan("inferdprerelease==1.5\n", relax=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import shlex
 from pathlib import Path
 
 import pytest
@@ -324,7 +325,8 @@ def test_an_included_files_pins_are_checked_as_the_files_own(
     assert said == [
         f"requirements.txt: numpy==1.17.* relaxed to numpy {numpy}, which inferd itself runs with"
     ]
-    assert asked == [[f"-c {project / 'reqs' / 'pins.txt'}"]]  # the constraints, named where they are
+    # the constraints, named where they are (quoted as pip reads it: a TMPDIR may hold a space)
+    assert asked == [[f"-c {shlex.quote(str(project / 'reqs' / 'pins.txt'))}"]]
 
 
 def test_an_install_that_fails_after_pip_leaves_no_folder_behind(

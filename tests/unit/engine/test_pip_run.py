@@ -35,20 +35,23 @@ def _failure(tmp_path: Path, lines: list[str]) -> str:
     return caught.value.message
 
 
-def test_a_dependency_conflict_says_which_packages_conflict(tmp_path: Path) -> None:
+@pytest.mark.parametrize("folder", ["home", "Jane Doe"])
+def test_a_dependency_conflict_says_which_packages_conflict(tmp_path: Path, folder: str) -> None:
     # was: "installing requirements.txt failed: ERROR: Cannot install -r /home/u/.inferd/envs/
     # .installing-x/.requirements.txt (line 3) and -r ... (line 4) because these package versions have
     # conflicting dependencies.; ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/...":
     # neither package named (line numbers of inferd's copy of the list), nor the conflict (pip's
-    # --quiet left out "The conflict is caused by:")
-    _wheel(tmp_path / "wheels", "aaa", "1.0", "ccc==1.0")
-    _wheel(tmp_path / "wheels", "bbb", "1.0", "ccc==2.0")
-    _wheel(tmp_path / "wheels", "ccc", "1.0")
-    _wheel(tmp_path / "wheels", "ccc", "2.0")
-    message = _failure(tmp_path, ["--no-index", "--find-links ./wheels", "aaa", "bbb"])
+    # --quiet left out "The conflict is caused by:"). And in a home whose path has a space
+    # (/home/Jane Doe/.inferd, or a CI job's TMPDIR), the list's path was left in the message.
+    base = tmp_path / folder
+    _wheel(base / "wheels", "aaa", "1.0", "ccc==1.0")
+    _wheel(base / "wheels", "bbb", "1.0", "ccc==2.0")
+    _wheel(base / "wheels", "ccc", "1.0")
+    _wheel(base / "wheels", "ccc", "2.0")
+    message = _failure(base, ["--no-index", "--find-links ./wheels", "aaa", "bbb"])
     assert "aaa 1.0 depends on ccc==1.0" in message
     assert "bbb 1.0 depends on ccc==2.0" in message
-    assert ".requirements.txt" not in message
+    assert ".requirements.txt" not in message, message
 
 
 def test_an_index_that_does_not_answer_is_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -488,7 +488,7 @@ onnx_shared.MIN_SHARED_BYTES = 0
 runtime = load_runtime("onnx", Path(sys.argv[1]))
 resident, current = 0, ""
 for line in Path("/proc/self/smaps").read_text().splitlines():
-    head = line.split()
+    head = line.split(maxsplit=5)  # a path may hold spaces (a TMPDIR's, under tmp_path)
     if "-" in head[0] and ":" not in head[0]:
         current = head[5] if len(head) > 5 else ""
     elif head[0] == "Rss:" and current.endswith("/" + onnx_shared.WEIGHTS_NAME):

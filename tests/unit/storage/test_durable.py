@@ -35,7 +35,8 @@ def test_the_folders_a_private_file_is_made_in_are_the_owners_only(tmp_path: Pat
     # by the umask (0755, as `mkdir -p` makes parents): in a home others may read, it listed the
     # deployments replayed.
     home = tmp_path / "home"
-    home.mkdir(mode=0o755)
+    home.mkdir()
+    home.chmod(0o755)  # whatever the umask (mkdir's mode is masked by it: 0700 under umask 077)
     write_private(home / "replays" / "shop" / "api.json", "{}")
     for folder in (home / "replays", home / "replays" / "shop"):
         assert folder.stat().st_mode & 0o777 == 0o700, (folder, oct(folder.stat().st_mode))

@@ -1,4 +1,5 @@
-"""What ``/proc`` says of a process: whether it runs, read the same way wherever inferd asks.
+"""What ``/proc`` says of a process: whether it runs, when it started, whether this one's working
+folder still exists; read the same way wherever inferd asks.
 
 A zombie (ended, not yet reaped) counts as gone. The state is the field after the command name,
 read after its closing parenthesis: a name may hold spaces and parentheses (replicas name
@@ -6,6 +7,8 @@ themselves ``inferd replica classifier-3``), which splitting the line on spaces 
 """
 
 from __future__ import annotations
+
+import os
 
 
 def _fields(pid: int) -> list[bytes] | None:
@@ -32,3 +35,12 @@ def started(pid: int) -> int | None:
 def running(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie counts as gone; another user's process counts)."""
     return _fields(pid) is not None
+
+
+def working_folder_exists() -> bool:
+    """Whether this process's working folder exists (a shell's may be removed while it is in it)."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return False
+    return True

@@ -6,7 +6,6 @@ e.g. ``cortex.yaml:14: api 'classifier': compute.min_replicas: must be >= 1``.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from inferd.config.rules import check_project
 from inferd.config.rules import resolved as resolved_path
 from inferd.config.schema import Api, Deployment, FieldError, Project, TrafficSplitter
 from inferd.errors import ConfigError, shown
+from inferd.procfs import working_folder_exists
 
 # Files people hand ``inferd deploy`` by mistake (the handler, the model) for a config.
 NOT_CONFIG = {
@@ -114,21 +114,13 @@ def find_config(project_dir: Path) -> Path:
     raise ConfigError(f"{project_dir}: no cortex.yaml or inferd.yaml in this folder")
 
 
-def _working_folder_exists() -> bool:
-    try:
-        os.getcwd()
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def load_project(path: Path | str, keys_root: Path | None = None) -> Project:
     """Read and validate a project (a folder, or its config file). Raises ``ConfigError``.
 
     ``keys_root``: the folder relative ``auth.keys_file`` paths are in, when not the project's.
     """
     resolved = resolved_path(Path(path))
-    if resolved is None and not Path(path).is_absolute() and not _working_folder_exists():
+    if resolved is None and not Path(path).is_absolute() and not working_folder_exists():
         # (`inferd deploy` in a folder removed while the shell was in it: it said "a symbolic
         # link that loops", as resolving "." fails for both)
         raise ConfigError(f"{path}: the current folder was removed; cd to the project, or name it in full")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from inferd.errors import ConfigError, LoadError, UnreachableError, UsageError
-from inferd.procfs import started
+from inferd.procfs import started, working_folder_exists
 from inferd.storage.durable import sync_entries
 from inferd.storage.private import refuse_a_home_others_control
 
@@ -56,19 +56,11 @@ def os_error_message(exc: OSError) -> str:
     """One sentence for an OSError; one under INFERD_HOME names the variable and the fix."""
     reason = exc.strerror or str(exc)
     if not exc.filename:
-        if isinstance(exc, FileNotFoundError) and not _working_folder_exists():
+        if isinstance(exc, FileNotFoundError) and not working_folder_exists():
             # what os.getcwd() says, naming no file: `inferd init NAME` in a removed folder
             return f"the current folder was removed ({reason}): cd to a folder that exists"
         return reason
     return home_refusal(exc) or f"{reason} ({Path(os.fsdecode(exc.filename))})"
-
-
-def _working_folder_exists() -> bool:
-    try:
-        os.getcwd()
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def home_refusal(exc: OSError, home: Path | None = None) -> str | None:

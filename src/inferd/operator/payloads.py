@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from inferd.gateway.payloads import PayloadBuffer, parse_bodies
+from inferd.gateway.payloads import PayloadBuffer, base64_of, parse_bodies
 from inferd.logfiles import RotatingLog
 from inferd.logreading import files_of
 from inferd.operator.state import StateError
@@ -66,8 +66,18 @@ def steps(records: Records) -> Iterator[Records]:
 def encode(records: Records, lines: Lines) -> Lines:
     """Add each record, bodies parsed (``parse_bodies``), to the lines of its log."""
     for key, limit, record in records:
-        lines.setdefault((key, limit), []).append(orjson.dumps(parse_bodies(record)))
+        lines.setdefault((key, limit), []).append(_line(record))
     return lines
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(parse_bodies(record))
+    except TypeError:
+        # A body nested as deep as JSON answers go (254 levels: a predictor's answer, or a
+        # client's request) is deeper than orjson writes inside the record; it is kept as the
+        # bytes it was, in base64 (the writer died on it, and no record after it was written).
+        return orjson.dumps(parse_bodies(record, base64_of))
 
 
 def payload_path(home: Path, key: str) -> Path:

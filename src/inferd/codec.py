@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import math
 import numbers
@@ -73,6 +74,8 @@ def _fallback(value: Any) -> Any:
             return sorted(value)
         except TypeError:
             return list(value)
+    if isinstance(value, tuple):  # a namedtuple (EigResult, torch.max's): a list, as Python's json
+        return list(value)
     if hasattr(value, "tolist"):
         return value.tolist()
     return _as_cortex_wrote_it(value)
@@ -92,6 +95,8 @@ def _as_cortex_wrote_it(value: Any) -> Any:
         return float(value)  # type: ignore[arg-type]
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, datetime.date | datetime.time):  # a subclass: pandas' Timestamp, NaT
+        return None if value != value else value.isoformat()
     if hasattr(value, "columns") and hasattr(value, "index") and hasattr(value, "items"):
         # a pandas DataFrame: its index, then each column by name, as json_tricks laid it out
         return {"index": value.index.tolist(), **{name: column.tolist() for name, column in value.items()}}
@@ -109,13 +114,17 @@ def _as_cortex_wrote_it(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _dunder(name: str) -> bool:
+    """A slot of Python's or a library's own (``__weakref__``, pydantic's ``__pydantic_extra__``),
+    not one of the attributes a value holds."""
+    return name.startswith("__") and name.endswith("__")
+
+
 def _slots(cls: type) -> list[str]:
     names: list[str] = []
     for klass in cls.__mro__:
         slots = klass.__dict__.get("__slots__", ())
-        names += (
-            [slots] if isinstance(slots, str) else [s for s in slots if s not in ("__dict__", "__weakref__")]
-        )
+        names += [slots] if isinstance(slots, str) else [s for s in slots if not _dunder(s)]
     return names
 
 

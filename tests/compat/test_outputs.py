@@ -189,3 +189,52 @@ def test_float32_values_answered_as_json_tricks_wrote_them(
     handled = server.post("/add/handled", sample)
     assert handled.status_code == 200, handled.text
     assert handled.json() == {"first": expected[0][0][0], "row": expected[0][0]}
+
+
+LIBRARY_TYPES_PREDICTOR = """import collections
+
+import numpy
+import pandas as pd
+import pydantic
+
+
+class Label(pydantic.BaseModel):
+    name: str
+    score: float
+
+
+Pair = collections.namedtuple("Pair", "label score")
+
+
+def predict(sample, metadata):
+    kind = sample["kind"]
+    if kind == "namedtuple":  # a tuple: numpy.linalg.eigh's EigResult and torch.max(x, dim) are
+        return {"pair": Pair("setosa", 0.5), "eigh": numpy.linalg.eigh(numpy.eye(2))}
+    if kind == "pydantic":
+        return Label(name="setosa", score=0.5)
+    if kind == "timestamp":  # a datetime (subclass): pandas' dates, a DataFrame's date column
+        return {"at": pd.Timestamp("2020-01-02 03:04:05"), "none": pd.NaT}
+    return pd.DataFrame({"day": pd.to_datetime(["2020-01-02", "2020-01-03"]), "n": [1, 2]})
+"""
+
+
+def test_library_values_are_answered_as_what_they_hold(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    # A namedtuple (a tuple subclass, which orjson does not write) was a 500; a pydantic model
+    # answered its internals (__pydantic_fields_set__, ...); a pandas Timestamp (a datetime
+    # subclass) was answered {}, so a DataFrame's date column was a list of {}.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: enc\n- kind: api\n  name: lib\n  predictor:\n    path: predictor.py\n",
+        {"predictor.py": LIBRARY_TYPES_PREDICTOR},
+    )
+    server = serve(project)
+    expected = {
+        "namedtuple": {"pair": ["setosa", 0.5], "eigh": [[1.0, 1.0], [[1.0, 0.0], [0.0, 1.0]]]},
+        "pydantic": {"name": "setosa", "score": 0.5},
+        "timestamp": {"at": "2020-01-02T03:04:05", "none": None},
+        "frame": {"index": [0, 1], "day": ["2020-01-02T00:00:00", "2020-01-03T00:00:00"], "n": [1, 2]},
+    }
+    for kind, answer in expected.items():
+        response = server.post("/enc/lib", {"kind": kind})
+        assert response.status_code == 200, (kind, response.text)
+        assert response.json() == answer, kind

@@ -381,6 +381,7 @@ def test_a_body_nested_as_deep_as_json_goes_is_recorded_and_the_log_goes_on(
     )
     # what cannot be written as JSON inside the record is its base64, as the README says of
     # bodies that are not JSON: the bytes the client got, and sent
+    assert records[0]["request"] == {"json": "deep"}  # the other body of the record stays JSON
     assert base64.b64decode(records[0]["response"]["base64"]) == deep.content
     assert base64.b64decode(records[1]["request"]["base64"]) == sent.encode()
     assert records[2]["response"] == {"json": {"got": {"x": 1}}}

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from inferd.gateway.payloads import PayloadBuffer, base64_of, parse_bodies
+from inferd.gateway.payloads import PayloadBuffer, base64_of, body_of, parse_bodies
 from inferd.logfiles import RotatingLog
 from inferd.logreading import files_of
 from inferd.operator.state import StateError
@@ -77,7 +77,18 @@ def _line(record: dict[str, Any]) -> bytes:
         # A body nested as deep as JSON answers go (254 levels: a predictor's answer, or a
         # client's request) is deeper than orjson writes inside the record; it is kept as the
         # bytes it was, in base64 (the writer died on it, and no record after it was written).
-        return orjson.dumps(parse_bodies(record, base64_of))
+        return orjson.dumps(parse_bodies(record, _shallow_body))
+
+
+def _shallow_body(data: bytes) -> dict[str, Any]:
+    """``body_of(data)`` when it can be written inside a record (a shadow's, the deepest), else
+    its base64."""
+    body = body_of(data)
+    try:
+        orjson.dumps([[[body]]])
+    except TypeError:
+        return base64_of(data)
+    return body
 
 
 def payload_path(home: Path, key: str) -> Path:

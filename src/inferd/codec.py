@@ -298,6 +298,12 @@ def loads(body: bytes) -> Any:
         raise InputError(f"malformed JSON: {problem}{_form_hint(body)}") from None
 
 
+def loads_as_written(data: bytes) -> Any:
+    """JSON that inferd wrote or took (a payload record, its bodies), an integer beyond 64 bits
+    kept as written; ``orjson.JSONDecodeError`` when it is not JSON."""
+    return _wide_integers_as_written(data, orjson.loads(data))
+
+
 # orjson reads an integer beyond 64 bits (18446744073709551616, -9223372036854775809) as a float,
 # its digits lost (123456789012345678901234 reached a predictor as 1.2345678901234569e+23);
 # Python's json, which Cortex's Flask read bodies with, keeps it as written. Such a literal is

@@ -392,3 +392,36 @@ def test_a_body_nested_as_deep_as_json_goes_is_recorded_and_the_log_goes_on(
     assert len(json.loads(shown.stdout)) == 3
     assert server.stop() == 0, server.log()
     assert "Traceback" not in server.log()
+
+
+WIDE = """
+def predict(sample, metadata):
+    return {"id": 2**70, "sent": sample["n"]}
+"""
+
+
+def test_an_integer_beyond_64_bits_is_recorded_as_the_client_sent_and_got_it(
+    serve: Callable[..., Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client sends and gets these integers digit for digit (README); the record held the
+    # float orjson reads (1.1805916207174113e+21), which `inferd replay` sent and compared.
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    project = make_project(
+        tmp_path / "project",
+        "- kind: deployment\n  name: shop\n- kind: api\n  name: wide\n"
+        "  predictor: {path: predictor.py}\n  payload_log: {sample: 1.0}\n",
+        {"predictor.py": WIDE},
+    )
+    server = serve(project)
+    sent = b'{"n": 123456789012345678901234}'
+    answer = server.post("/shop/wide", data=sent, headers={"Content-Type": "application/json"})
+    assert json.loads(answer.text) == {"id": 2**70, "sent": 123456789012345678901234}
+    log = tmp_path / "home" / "payloads" / "shop" / "wide.jsonl"
+    wait_for(lambda: whole_lines(log), 30, "a payload record")
+    shown = subprocess.run(
+        [str(INFERD), "payloads", "wide", "-o", "json"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    [record] = json.loads(shown.stdout)
+    assert record["request"] == {"json": {"n": 123456789012345678901234}}
+    assert record["response"] == {"json": {"id": 2**70, "sent": 123456789012345678901234}}

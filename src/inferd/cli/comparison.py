@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from inferd import codec
 from inferd.cli.api_http import api_headers
 from inferd.errors import ForbiddenError, InferdError, UnauthorizedError
 
@@ -128,7 +129,7 @@ def answer_of(response: Any) -> dict[str, Any]:
     endpoint's stream to a client that asks for no events) as the list of its items; else text."""
     if response.headers.get("Content-Type", "").startswith("application/x-ndjson"):
         try:
-            return {"json": [orjson.loads(line) for line in response.content.splitlines() if line]}
+            return {"json": [codec.loads_as_written(line) for line in response.content.splitlines() if line]}
         except orjson.JSONDecodeError:
             pass
     try:
@@ -151,7 +152,7 @@ def compare(
     with requests.Session() as session:
         session.trust_env = False
         for record, url in records:
-            body = orjson.dumps(record["request"]["json"])
+            body = codec.dumps(record["request"]["json"])  # an integer beyond 64 bits as recorded
             started = time.perf_counter()
             try:
                 response = session.post(url, data=body, timeout=60, headers=headers)

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from inferd import codec
 from inferd.gateway.payloads import PayloadBuffer, base64_of, body_of, parse_bodies
 from inferd.logfiles import RotatingLog
 from inferd.logreading import files_of
@@ -72,12 +73,12 @@ def encode(records: Records, lines: Lines) -> Lines:
 
 def _line(record: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(parse_bodies(record))
+        return codec.dumps(parse_bodies(record))  # an integer beyond 64 bits as its digits
     except TypeError:
         # A body nested as deep as JSON answers go (254 levels: a predictor's answer, or a
         # client's request) is deeper than orjson writes inside the record; it is kept as the
         # bytes it was, in base64 (the writer died on it, and no record after it was written).
-        return orjson.dumps(parse_bodies(record, _shallow_body))
+        return codec.dumps(parse_bodies(record, _shallow_body))
 
 
 def _shallow_body(data: bytes) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def _shallow_body(data: bytes) -> dict[str, Any]:
     its base64."""
     body = body_of(data)
     try:
-        orjson.dumps([[[body]]])
+        codec.dumps([[[body]]])
     except TypeError:
         return base64_of(data)
     return body
@@ -200,7 +201,7 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
             try:
                 for line in handle:
                     with contextlib.suppress(orjson.JSONDecodeError):
-                        record = orjson.loads(line)
+                        record = codec.loads_as_written(line)
                         if isinstance(record, dict):  # a line of other JSON (`[1]`, `5`) is none
                             kept.append(record)
             except OSError as exc:
@@ -219,7 +220,7 @@ SHOWN_CHARS = 160  # a body shown on the dashboard is cut to this many character
 def _shown(body: object) -> str:
     if not body or not isinstance(body, dict):  # none, or a line another tool wrote (a 500 here)
         return ""
-    text = orjson.dumps(body["json"]).decode() if "json" in body else "base64:" + str(body.get("base64", ""))
+    text = codec.dumps(body["json"]).decode() if "json" in body else "base64:" + str(body.get("base64", ""))
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
@@ -235,7 +236,7 @@ def recent_payloads(home: Path, key: str, last: int) -> list[dict[str, Any]]:
                     if len(found) == last:
                         return found
                     with contextlib.suppress(orjson.JSONDecodeError):
-                        record = orjson.loads(line) if line else None
+                        record = codec.loads_as_written(line) if line else None
                         if isinstance(record, dict):
                             found.append(_sample(record))
         except OSError:

@@ -63,6 +63,8 @@ def _fallback(value: Any) -> Any:
         if isinstance(item, np.generic):  # longdouble's item() is itself: json_tricks wrote a float
             return [float(item.real), float(item.imag)] if np.iscomplexobj(item) else float(item)
         return item
+    if isinstance(value, memoryview) and value.format not in ("B", "b", "c"):
+        return np.asarray(value).tolist()  # a view of numbers (an array's): them, not their bytes
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         try:
@@ -215,10 +217,7 @@ def _plain_keys(value: Any, options: int) -> Any:
         except ValueError:  # beyond Python's 4300-digit limit for int-to-text
             raise TypeError("an integer of more than 4300 digits") from None
     if isinstance(value, dict):
-        items = [
-            (key.item() if isinstance(key, np.generic) else key, _plain_keys(v, options))
-            for key, v in value.items()
-        ]
+        items = [(_plain_key(key), _plain_keys(v, options)) for key, v in value.items()]
         if any(type(key) is str and not _utf8(key) for key, _ in items):  # no orjson key holds it
             return orjson.Fragment(
                 b"{"
@@ -236,6 +235,16 @@ def _plain_keys(value: Any, options: int) -> Any:
             return value
         return converted
     return value
+
+
+def _plain_key(key: Any) -> Any:
+    """A dict key as orjson writes it: a NumPy scalar its Python value, an integer beyond 64 bits
+    its digits (as Python's json writes it)."""
+    if isinstance(key, np.generic):
+        return key.item()
+    if isinstance(key, int) and not isinstance(key, bool) and not -(2**63) <= key < 2**64:
+        return str(key)
+    return key
 
 
 def shown(value: Any, limit: int = 40) -> str:

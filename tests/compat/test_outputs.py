@@ -212,6 +212,10 @@ def predict(sample, metadata):
         return {"pair": Pair("setosa", 0.5), "eigh": numpy.linalg.eigh(numpy.eye(2))}
     if kind == "pydantic":
         return Label(name="setosa", score=0.5)
+    if kind == "view":  # of an array's numbers, not of bytes
+        return {"view": memoryview(numpy.arange(4, dtype=numpy.int32).reshape(2, 2)), "bytes": memoryview(b"ab")}
+    if kind == "wide key":
+        return {2**70: "a", numpy.int64(7): "b"}
     if kind == "timestamp":  # a datetime (subclass): pandas' dates, a DataFrame's date column
         return {"at": pd.Timestamp("2020-01-02 03:04:05"), "none": pd.NaT}
     return pd.DataFrame({"day": pd.to_datetime(["2020-01-02", "2020-01-03"]), "n": [1, 2]})
@@ -238,3 +242,22 @@ def test_library_values_are_answered_as_what_they_hold(tmp_path: Path, serve: Ca
         response = server.post("/enc/lib", {"kind": kind})
         assert response.status_code == 200, (kind, response.text)
         assert response.json() == answer, kind
+
+
+def test_a_memoryview_of_numbers_or_a_wide_integer_key_is_answered_as_what_it_holds(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    # A memoryview of an int32 array was answered as its bytes, as text ("\u0000\u0000..."); an
+    # integer key beyond 64 bits, which Python's json writes as its digits, was a 500.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: enc\n- kind: api\n  name: lib\n  predictor:\n    path: predictor.py\n",
+        {"predictor.py": LIBRARY_TYPES_PREDICTOR},
+    )
+    server = serve(project)
+    view = server.post("/enc/lib", {"kind": "view"})
+    assert view.status_code == 200, view.text
+    assert view.json() == {"view": [[0, 1], [2, 3]], "bytes": "ab"}
+    wide = server.post("/enc/lib", {"kind": "wide key"})
+    assert wide.status_code == 200, wide.text
+    assert wide.json() == {str(2**70): "a", "7": "b"}

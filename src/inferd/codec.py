@@ -161,6 +161,13 @@ def _why_not_json(value: Any, exc: BaseException) -> str:
         key = _bad_key(value)
         shown = "" if key is None else f" {key!r} of type {type(key).__name__}"
         return f"a dict key{shown}: JSON keys are strings (numbers, booleans and None are written as text)"
+    cause = exc.__cause__
+    if cause is not None and not (
+        isinstance(cause, TypeError) and str(cause).endswith(" is not JSON serialisable")
+    ):
+        # the user's own code (``__json_encode__``, ``tolist()``, a property) raised while
+        # ``_fallback`` encoded the value: orjson's message alone said it had no way to
+        return f"{said} (encoding it raised {type(cause).__name__}: {cause})"
     return said
 
 

@@ -213,7 +213,8 @@ def predict(sample, metadata):
     if kind == "pydantic":
         return Label(name="setosa", score=0.5)
     if kind == "view":  # of an array's numbers, not of bytes
-        return {"view": memoryview(numpy.arange(4, dtype=numpy.int32).reshape(2, 2)), "bytes": memoryview(b"ab")}
+        numbers = numpy.arange(4, dtype=numpy.int32).reshape(2, 2)
+        return {"view": memoryview(numbers), "bytes": memoryview(b"ab")}
     if kind == "wide key":
         return {2**70: "a", numpy.int64(7): "b"}
     if kind == "timestamp":  # a datetime (subclass): pandas' dates, a DataFrame's date column
@@ -261,3 +262,33 @@ def test_a_memoryview_of_numbers_or_a_wide_integer_key_is_answered_as_what_it_ho
     wide = server.post("/enc/lib", {"kind": "wide key"})
     assert wide.status_code == 200, wide.text
     assert wide.json() == {str(2**70): "a", "7": "b"}
+
+
+FAILING_ENCODER = """
+class Result:
+    def __json_encode__(self):  # json_tricks' hook: what the answer holds
+        raise ValueError("no label yet")
+
+
+def predict(sample, metadata):
+    return {"result": Result()}
+"""
+
+
+def test_an_encoding_hook_that_raises_is_named_with_its_error(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    # The 500 said only "Type is not JSON serializable: Result", as if __json_encode__ were not
+    # read at all; what it raised was in no message and no log.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: enc\n- kind: api\n  name: hook\n  predictor:\n    path: predictor.py\n",
+        {"predictor.py": FAILING_ENCODER},
+    )
+    server = serve(project)
+    response = server.post("/enc/hook", {})
+    assert response.status_code == 500
+    assert response.json()["error"] == (
+        "predict returned a value that is not JSON-serialisable: Type is not JSON serializable: Result "
+        "(encoding it raised ValueError: no label yet)"
+    )

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from inferd.errors import InputError
+from inferd.widejson import wide_integers_as_written
 
 OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 ANSWER_OPTIONS = orjson.OPT_NON_STR_KEYS  # NumPy values through _fallback: tolist() / item()
@@ -298,7 +299,7 @@ def loads(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         problem = exc
     else:
-        return _wide_integers_as_written(body, value)
+        return wide_integers_as_written(body, value)
     # Cortex parsed bodies with Python's json (Flask), which reads NaN, Infinity and -Infinity:
     # what Python's json.dumps writes for a missing feature (float("nan")). orjson refuses them,
     # so a body it refuses is read once more that way (never on the hot path of valid JSON);
@@ -312,35 +313,6 @@ def loads(body: bytes) -> Any:
         ) from None
     except (ValueError, RecursionError):
         raise InputError(f"malformed JSON: {problem}{_form_hint(body)}") from None
-
-
-def loads_as_written(data: bytes) -> Any:
-    """JSON that inferd wrote or took (a payload record, its bodies), an integer beyond 64 bits
-    kept as written; ``orjson.JSONDecodeError`` when it is not JSON."""
-    return _wide_integers_as_written(data, orjson.loads(data))
-
-
-# orjson reads an integer beyond 64 bits (18446744073709551616, -9223372036854775809) as a float,
-# its digits lost (123456789012345678901234 reached a predictor as 1.2345678901234569e+23);
-# Python's json, which Cortex's Flask read bodies with, keeps it as written. Such a literal is
-# found without parsing again: digits made 0 and the bytes that come before a number S, it is
-# S and 20 zeros (or -, 19), one C pass over the body (a tenth of orjson's time on 3 MB of
-# floats). Text that looks so ("[, 12345...]" in a string) is only parsed once more.
-_NUMBER_SHAPES = bytes.maketrans(b"123456789[,: \t\r\n", b"000000000SSSSSSS")
-_WIDE_POSITIVE = b"S" + b"0" * 20
-_WIDE_NEGATIVE = b"-" + b"0" * 19
-
-
-def _wide_integers_as_written(body: bytes, value: Any) -> Any:
-    """``value`` (orjson's reading of ``body``), or Python's json's when the body holds an
-    integer orjson made a float."""
-    shapes = body.translate(_NUMBER_SHAPES)
-    if _WIDE_POSITIVE not in shapes and _WIDE_NEGATIVE not in shapes and not shapes.startswith(b"0" * 20):
-        return value
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # past Python's 4300 digits or its recursion limit
-        return value
 
 
 # ``key=value&...``: what requests' ``data={...}`` and an HTML form send.

@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 
-from inferd import codec
 from inferd.cli.api_http import api_headers
 from inferd.errors import ForbiddenError, InferdError, UnauthorizedError
 
@@ -128,8 +127,10 @@ def answer_of(response: Any) -> dict[str, Any]:
     """An answer as the payload log records it: its JSON; a streamed answer (NDJSON, the
     endpoint's stream to a client that asks for no events) as the list of its items; else text."""
     if response.headers.get("Content-Type", "").startswith("application/x-ndjson"):
+        from inferd.widejson import loads_as_written
+
         try:
-            return {"json": [codec.loads_as_written(line) for line in response.content.splitlines() if line]}
+            return {"json": [loads_as_written(line) for line in response.content.splitlines() if line]}
         except orjson.JSONDecodeError:
             pass
     try:
@@ -144,6 +145,8 @@ def compare(
     """Send each recorded JSON request to its URL (with API key ``key``); count agreements,
     errors and latencies."""
     import requests
+
+    from inferd import codec
 
     # The gateway's own latency back (Server-Timing), and no record of these in OTHER's payload log
     headers = {**api_headers(key), "X-Inferd-Timing": "1", "X-Inferd-Replay": "1"}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from inferd import codec
+from inferd.widejson import loads_as_written
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,7 +32,7 @@ DEFAULT_MAX_BYTES = 1 << 24  # payload_log's default max_size (16Mi)
 def body_of(data: bytes) -> dict[str, Any]:
     """A body as JSON when it is JSON, else as base64."""
     try:
-        return {"json": codec.loads_as_written(data)} if data else {"json": None}
+        return {"json": loads_as_written(data)} if data else {"json": None}
     except orjson.JSONDecodeError:
         return base64_of(data)
 

@@ -22,11 +22,11 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from inferd import codec
 from inferd.gateway.payloads import PayloadBuffer, base64_of, body_of, parse_bodies
 from inferd.logfiles import RotatingLog
 from inferd.logreading import files_of
 from inferd.operator.state import StateError
+from inferd.widejson import loads_as_written
 
 log = logging.getLogger("inferd.payloads")
 
@@ -72,6 +72,8 @@ def encode(records: Records, lines: Lines) -> Lines:
 
 
 def _line(record: dict[str, Any]) -> bytes:
+    from inferd import codec  # NumPy's import: not for `inferd payloads` (read_payloads)
+
     try:
         return codec.dumps(parse_bodies(record))  # an integer beyond 64 bits as its digits
     except TypeError:
@@ -84,6 +86,8 @@ def _line(record: dict[str, Any]) -> bytes:
 def _shallow_body(data: bytes) -> dict[str, Any]:
     """``body_of(data)`` when it can be written inside a record (a shadow's, the deepest), else
     its base64."""
+    from inferd import codec
+
     body = body_of(data)
     try:
         codec.dumps([[[body]]])
@@ -201,7 +205,7 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
             try:
                 for line in handle:
                     with contextlib.suppress(orjson.JSONDecodeError):
-                        record = codec.loads_as_written(line)
+                        record = loads_as_written(line)
                         if isinstance(record, dict):  # a line of other JSON (`[1]`, `5`) is none
                             kept.append(record)
             except OSError as exc:
@@ -218,6 +222,8 @@ SHOWN_CHARS = 160  # a body shown on the dashboard is cut to this many character
 
 
 def _shown(body: object) -> str:
+    from inferd import codec  # NumPy's import: only where the dashboard shows records
+
     if not body or not isinstance(body, dict):  # none, or a line another tool wrote (a 500 here)
         return ""
     text = codec.dumps(body["json"]).decode() if "json" in body else "base64:" + str(body.get("base64", ""))
@@ -236,7 +242,7 @@ def recent_payloads(home: Path, key: str, last: int) -> list[dict[str, Any]]:
                     if len(found) == last:
                         return found
                     with contextlib.suppress(orjson.JSONDecodeError):
-                        record = codec.loads_as_written(line) if line else None
+                        record = loads_as_written(line) if line else None
                         if isinstance(record, dict):
                             found.append(_sample(record))
         except OSError:

@@ -160,7 +160,7 @@ def _why_not_json(value: Any, exc: BaseException) -> str:
         return f"lists and dicts nested more than {NESTING_LIMIT} levels deep (or one that contains itself)"
     if said.startswith("Dict key must"):
         key = _bad_key(value)
-        shown = "" if key is None else f" {key!r} of type {type(key).__name__}"
+        shown = "" if key is None else f"{_repr(key)} of type {type(key).__name__}"
         return f"a dict key{shown}: JSON keys are strings (numbers, booleans and None are written as text)"
     cause = exc.__cause__
     if cause is not None and not (
@@ -170,6 +170,15 @@ def _why_not_json(value: Any, exc: BaseException) -> str:
         # ``_fallback`` encoded the value: orjson's message alone said it had no way to
         return f"{said} (encoding it raised {type(cause).__name__}: {cause})"
     return said
+
+
+def _repr(key: Any) -> str:
+    """A space and ``repr(key)``, or nothing when the user's ``__repr__`` raises (the message
+    names the key's type either way)."""
+    try:
+        return f" {key!r}"
+    except Exception:
+        return ""
 
 
 NESTING_LIMIT = 254  # orjson's: deeper values are refused

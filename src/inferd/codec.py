@@ -144,12 +144,19 @@ def _dumps(value: Any, options: int) -> bytes:
         # model.classes_, probabilities))``) are made Python values, then encoded once more;
         # nor integers beyond 64 bits, which JSON (and Cortex's encoder) writes as they are.
         try:
-            plain = _plain_keys(value, options)
-            if plain is value:
-                raise
-            return orjson.dumps(plain, default=_fallback, option=options)
-        except (TypeError, RecursionError) as again:
-            raise TypeError(_why_not_json(value, again)) from exc
+            try:
+                plain = _plain_keys(value, options)
+                if plain is value:
+                    raise
+                return orjson.dumps(plain, default=_fallback, option=options)
+            except (TypeError, RecursionError) as again:
+                raise TypeError(_why_not_json(value, again)) from exc
+        except TypeError:
+            raise
+        except Exception as odd:
+            # the value's own code (a dict key's __hash__, its __repr__) raised on this slow path:
+            # the value's error too, never the caller's (it ended a streaming replica)
+            raise TypeError(f"encoding it raised {type(odd).__name__}: {odd}") from odd
 
 
 def _why_not_json(value: Any, exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import math
 import numbers
@@ -15,6 +16,7 @@ import numpy as np
 import orjson
 
 from inferd.errors import InputError
+from inferd.widejson import wide_integers_as_written
 
 OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 ANSWER_OPTIONS = orjson.OPT_NON_STR_KEYS  # NumPy values through _fallback: tolist() / item()
@@ -62,6 +64,8 @@ def _fallback(value: Any) -> Any:
         if isinstance(item, np.generic):  # longdouble's item() is itself: json_tricks wrote a float
             return [float(item.real), float(item.imag)] if np.iscomplexobj(item) else float(item)
         return item
+    if isinstance(value, memoryview) and value.format not in ("B", "b", "c"):
+        return np.asarray(value).tolist()  # a view of numbers (an array's): them, not their bytes
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         try:
@@ -73,6 +77,8 @@ def _fallback(value: Any) -> Any:
             return sorted(value)
         except TypeError:
             return list(value)
+    if isinstance(value, tuple):  # a namedtuple (EigResult, torch.max's): a list, as Python's json
+        return list(value)
     if hasattr(value, "tolist"):
         return value.tolist()
     return _as_cortex_wrote_it(value)
@@ -92,6 +98,8 @@ def _as_cortex_wrote_it(value: Any) -> Any:
         return float(value)  # type: ignore[arg-type]
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, datetime.date | datetime.time):  # a subclass: pandas' Timestamp, NaT
+        return None if value != value else value.isoformat()
     if hasattr(value, "columns") and hasattr(value, "index") and hasattr(value, "items"):
         # a pandas DataFrame: its index, then each column by name, as json_tricks laid it out
         return {"index": value.index.tolist(), **{name: column.tolist() for name, column in value.items()}}
@@ -109,13 +117,17 @@ def _as_cortex_wrote_it(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _dunder(name: str) -> bool:
+    """A slot of Python's or a library's own (``__weakref__``, pydantic's ``__pydantic_extra__``),
+    not one of the attributes a value holds."""
+    return name.startswith("__") and name.endswith("__")
+
+
 def _slots(cls: type) -> list[str]:
     names: list[str] = []
     for klass in cls.__mro__:
         slots = klass.__dict__.get("__slots__", ())
-        names += (
-            [slots] if isinstance(slots, str) else [s for s in slots if s not in ("__dict__", "__weakref__")]
-        )
+        names += [slots] if isinstance(slots, str) else [s for s in slots if not _dunder(s)]
     return names
 
 
@@ -132,12 +144,19 @@ def _dumps(value: Any, options: int) -> bytes:
         # model.classes_, probabilities))``) are made Python values, then encoded once more;
         # nor integers beyond 64 bits, which JSON (and Cortex's encoder) writes as they are.
         try:
-            plain = _plain_keys(value, options)
-            if plain is value:
-                raise
-            return orjson.dumps(plain, default=_fallback, option=options)
-        except (TypeError, RecursionError) as again:
-            raise TypeError(_why_not_json(value, again)) from exc
+            try:
+                plain = _plain_keys(value, options)
+                if plain is value:
+                    raise
+                return orjson.dumps(plain, default=_fallback, option=options)
+            except (TypeError, RecursionError) as again:
+                raise TypeError(_why_not_json(value, again)) from exc
+        except TypeError:
+            raise
+        except Exception as odd:
+            # the value's own code (a dict key's __hash__, its __repr__) raised on this slow path:
+            # the value's error too, never the caller's (it ended a streaming replica)
+            raise TypeError(f"encoding it raised {type(odd).__name__}: {odd}") from odd
 
 
 def _why_not_json(value: Any, exc: BaseException) -> str:
@@ -148,9 +167,25 @@ def _why_not_json(value: Any, exc: BaseException) -> str:
         return f"lists and dicts nested more than {NESTING_LIMIT} levels deep (or one that contains itself)"
     if said.startswith("Dict key must"):
         key = _bad_key(value)
-        shown = "" if key is None else f" {key!r} of type {type(key).__name__}"
+        shown = "" if key is None else f"{_repr(key)} of type {type(key).__name__}"
         return f"a dict key{shown}: JSON keys are strings (numbers, booleans and None are written as text)"
+    cause = exc.__cause__
+    if cause is not None and not (
+        isinstance(cause, TypeError) and str(cause).endswith(" is not JSON serialisable")
+    ):
+        # the user's own code (``__json_encode__``, ``tolist()``, a property) raised while
+        # ``_fallback`` encoded the value: orjson's message alone said it had no way to
+        return f"{said} (encoding it raised {type(cause).__name__}: {cause})"
     return said
+
+
+def _repr(key: Any) -> str:
+    """A space and ``repr(key)``, or nothing when the user's ``__repr__`` raises (the message
+    names the key's type either way)."""
+    try:
+        return f" {key!r}"
+    except Exception:
+        return ""
 
 
 NESTING_LIMIT = 254  # orjson's: deeper values are refused
@@ -206,10 +241,7 @@ def _plain_keys(value: Any, options: int) -> Any:
         except ValueError:  # beyond Python's 4300-digit limit for int-to-text
             raise TypeError("an integer of more than 4300 digits") from None
     if isinstance(value, dict):
-        items = [
-            (key.item() if isinstance(key, np.generic) else key, _plain_keys(v, options))
-            for key, v in value.items()
-        ]
+        items = [(_plain_key(key), _plain_keys(v, options)) for key, v in value.items()]
         if any(type(key) is str and not _utf8(key) for key, _ in items):  # no orjson key holds it
             return orjson.Fragment(
                 b"{"
@@ -227,6 +259,16 @@ def _plain_keys(value: Any, options: int) -> Any:
             return value
         return converted
     return value
+
+
+def _plain_key(key: Any) -> Any:
+    """A dict key as orjson writes it: a NumPy scalar its Python value, an integer beyond 64 bits
+    its digits (as Python's json writes it)."""
+    if isinstance(key, np.generic):
+        return key.item()
+    if isinstance(key, int) and not isinstance(key, bool) and not -(2**63) <= key < 2**64:
+        return str(key)
+    return key
 
 
 def shown(value: Any, limit: int = 40) -> str:
@@ -273,7 +315,7 @@ def loads(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         problem = exc
     else:
-        return _wide_integers_as_written(body, value)
+        return wide_integers_as_written(body, value)
     # Cortex parsed bodies with Python's json (Flask), which reads NaN, Infinity and -Infinity:
     # what Python's json.dumps writes for a missing feature (float("nan")). orjson refuses them,
     # so a body it refuses is read once more that way (never on the hot path of valid JSON);
@@ -287,29 +329,6 @@ def loads(body: bytes) -> Any:
         ) from None
     except (ValueError, RecursionError):
         raise InputError(f"malformed JSON: {problem}{_form_hint(body)}") from None
-
-
-# orjson reads an integer beyond 64 bits (18446744073709551616, -9223372036854775809) as a float,
-# its digits lost (123456789012345678901234 reached a predictor as 1.2345678901234569e+23);
-# Python's json, which Cortex's Flask read bodies with, keeps it as written. Such a literal is
-# found without parsing again: digits made 0 and the bytes that come before a number S, it is
-# S and 20 zeros (or -, 19), one C pass over the body (a tenth of orjson's time on 3 MB of
-# floats). Text that looks so ("[, 12345...]" in a string) is only parsed once more.
-_NUMBER_SHAPES = bytes.maketrans(b"123456789[,: \t\r\n", b"000000000SSSSSSS")
-_WIDE_POSITIVE = b"S" + b"0" * 20
-_WIDE_NEGATIVE = b"-" + b"0" * 19
-
-
-def _wide_integers_as_written(body: bytes, value: Any) -> Any:
-    """``value`` (orjson's reading of ``body``), or Python's json's when the body holds an
-    integer orjson made a float."""
-    shapes = body.translate(_NUMBER_SHAPES)
-    if _WIDE_POSITIVE not in shapes and _WIDE_NEGATIVE not in shapes and not shapes.startswith(b"0" * 20):
-        return value
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # past Python's 4300 digits or its recursion limit
-        return value
 
 
 # ``key=value&...``: what requests' ``data={...}`` and an HTML form send.

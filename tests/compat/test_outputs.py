@@ -189,3 +189,106 @@ def test_float32_values_answered_as_json_tricks_wrote_them(
     handled = server.post("/add/handled", sample)
     assert handled.status_code == 200, handled.text
     assert handled.json() == {"first": expected[0][0][0], "row": expected[0][0]}
+
+
+LIBRARY_TYPES_PREDICTOR = """import collections
+
+import numpy
+import pandas as pd
+import pydantic
+
+
+class Label(pydantic.BaseModel):
+    name: str
+    score: float
+
+
+Pair = collections.namedtuple("Pair", "label score")
+
+
+def predict(sample, metadata):
+    kind = sample["kind"]
+    if kind == "namedtuple":  # a tuple: numpy.linalg.eigh's EigResult and torch.max(x, dim) are
+        return {"pair": Pair("setosa", 0.5), "eigh": numpy.linalg.eigh(numpy.eye(2))}
+    if kind == "pydantic":
+        return Label(name="setosa", score=0.5)
+    if kind == "view":  # of an array's numbers, not of bytes
+        numbers = numpy.arange(4, dtype=numpy.int32).reshape(2, 2)
+        return {"view": memoryview(numbers), "bytes": memoryview(b"ab")}
+    if kind == "wide key":
+        return {2**70: "a", numpy.int64(7): "b"}
+    if kind == "timestamp":  # a datetime (subclass): pandas' dates, a DataFrame's date column
+        return {"at": pd.Timestamp("2020-01-02 03:04:05"), "none": pd.NaT}
+    return pd.DataFrame({"day": pd.to_datetime(["2020-01-02", "2020-01-03"]), "n": [1, 2]})
+"""
+
+
+def test_library_values_are_answered_as_what_they_hold(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    # A namedtuple (a tuple subclass, which orjson does not write) was a 500; a pydantic model
+    # answered its internals (__pydantic_fields_set__, ...); a pandas Timestamp (a datetime
+    # subclass) was answered {}, so a DataFrame's date column was a list of {}.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: enc\n- kind: api\n  name: lib\n  predictor:\n    path: predictor.py\n",
+        {"predictor.py": LIBRARY_TYPES_PREDICTOR},
+    )
+    server = serve(project)
+    expected = {
+        "namedtuple": {"pair": ["setosa", 0.5], "eigh": [[1.0, 1.0], [[1.0, 0.0], [0.0, 1.0]]]},
+        "pydantic": {"name": "setosa", "score": 0.5},
+        "timestamp": {"at": "2020-01-02T03:04:05", "none": None},
+        "frame": {"index": [0, 1], "day": ["2020-01-02T00:00:00", "2020-01-03T00:00:00"], "n": [1, 2]},
+    }
+    for kind, answer in expected.items():
+        response = server.post("/enc/lib", {"kind": kind})
+        assert response.status_code == 200, (kind, response.text)
+        assert response.json() == answer, kind
+
+
+def test_a_memoryview_of_numbers_or_a_wide_integer_key_is_answered_as_what_it_holds(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    # A memoryview of an int32 array was answered as its bytes, as text ("\u0000\u0000..."); an
+    # integer key beyond 64 bits, which Python's json writes as its digits, was a 500.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: enc\n- kind: api\n  name: lib\n  predictor:\n    path: predictor.py\n",
+        {"predictor.py": LIBRARY_TYPES_PREDICTOR},
+    )
+    server = serve(project)
+    view = server.post("/enc/lib", {"kind": "view"})
+    assert view.status_code == 200, view.text
+    assert view.json() == {"view": [[0, 1], [2, 3]], "bytes": "ab"}
+    wide = server.post("/enc/lib", {"kind": "wide key"})
+    assert wide.status_code == 200, wide.text
+    assert wide.json() == {str(2**70): "a", "7": "b"}
+
+
+FAILING_ENCODER = """
+class Result:
+    def __json_encode__(self):  # json_tricks' hook: what the answer holds
+        raise ValueError("no label yet")
+
+
+def predict(sample, metadata):
+    return {"result": Result()}
+"""
+
+
+def test_an_encoding_hook_that_raises_is_named_with_its_error(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    # The 500 said only "Type is not JSON serializable: Result", as if __json_encode__ were not
+    # read at all; what it raised was in no message and no log.
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: enc\n- kind: api\n  name: hook\n  predictor:\n    path: predictor.py\n",
+        {"predictor.py": FAILING_ENCODER},
+    )
+    server = serve(project)
+    response = server.post("/enc/hook", {})
+    assert response.status_code == 500
+    assert response.json()["error"] == (
+        "predict returned a value that is not JSON-serialisable: Type is not JSON serializable: Result "
+        "(encoding it raised ValueError: no label yet)"
+    )

@@ -415,3 +415,45 @@ def test_a_sample_that_kills_or_holds_its_replica_answers_every_request_of_its_b
         wait_for(lambda: replicas(server, "/b/add")["ready"] == 1, 120, "a new replica")
     answer = requests.post(f"{server.url}/b/add", json={"i": 4}, timeout=30)
     assert answer.json() == [[[4.5, 5.0]]]
+
+
+UNSHOWABLE_KEY = """
+import os, time
+
+
+class Key:  # hashable, but neither JSON text nor showable
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def predict(sample, metadata):
+    while sample.get("gate") and not os.path.exists(sample["gate"]):
+        time.sleep(0.01)
+    return {Key(): 1} if sample.get("bad") else {"i": sample["i"]}
+"""
+
+
+def test_an_answer_that_fails_to_encode_fails_alone_in_its_batch(serve: Serve, tmp_path: Path) -> None:
+    # Naming the key JSON cannot hold quoted its repr(), which raised: in a batch that escaped the
+    # replica's loop, the replica died, and every other request of the batch was a 503.
+    root = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: b\n- kind: api\n  name: py\n  predictor:\n    path: p.py\n"
+        "  batching:\n    max_batch_size: 4\n  compute:\n    max_replicas: 1\n",
+        {"p.py": UNSHOWABLE_KEY},
+    )
+    server = serve(root)
+    gate = tmp_path / "go"
+    bodies: list[object] = [{"i": 1}, {"i": 2, "bad": True}, {"i": 3}]
+    with ThreadPoolExecutor(4) as pool:
+        blocker, sent = hold_and_queue(server, "/b/py", pool, gate, {"i": 0, "gate": str(gate)}, bodies)
+        answers = [future.result() for future in sent]
+        assert blocker.result().json() == {"i": 0}
+    assert [answer.status_code for answer in answers] == [200, 500, 200]
+    assert answers[0].json() == {"i": 1} and answers[2].json() == {"i": 3}
+    assert answers[1].json()["error"] == (
+        "predict returned a value that is not JSON-serialisable: a dict key of type Key: "
+        "JSON keys are strings (numbers, booleans and None are written as text)"
+    )
+    assert max(batch_sizes(server)) == 3  # the three went to the replica as one batch
+    assert "replica is ready" not in server.log().split("is live")[-1]  # the replica lived on

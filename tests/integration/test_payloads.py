@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from collections.abc import Callable
@@ -340,3 +341,87 @@ def test_a_payload_log_samples_about_its_fraction_of_requests(
     # 2,000 requests at 0.1: 200 expected, sigma 13.4; 5 sigma either side
     assert 133 <= len(records) <= 267, len(records)
     assert all(r["request"]["json"] == {"x": sent[r["request_id"]]} for r in records)
+
+
+NESTED = """
+def predict(sample, metadata):
+    if sample == "deep":
+        answer = 1
+        for _ in range(254):  # as deep as an answer goes
+            answer = [answer]
+        return answer
+    return {"got": "a list" if isinstance(sample, list) else sample}
+"""
+
+
+def test_a_body_nested_as_deep_as_json_goes_is_recorded_and_the_log_goes_on(
+    serve: Callable[..., Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An answer 254 levels deep (the most an answer holds), or a client's body as deep, is JSON
+    # the client got or sent; inside a record it is deeper than orjson writes: the writer died
+    # on it, no record after it was ever written, and `inferd serve` ended with a traceback.
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    project = make_project(
+        tmp_path / "project",
+        "- kind: deployment\n  name: shop\n- kind: api\n  name: nested\n"
+        "  predictor: {path: predictor.py}\n  payload_log: {sample: 1.0}\n",
+        {"predictor.py": NESTED},
+    )
+    server = serve(project)
+    deep = server.post("/shop/nested", "deep")
+    assert deep.status_code == 200
+    sent = "[" * 300 + "1" + "]" * 300
+    assert server.post("/shop/nested", data=sent.encode()).json() == {"got": "a list"}
+    assert server.post("/shop/nested", {"x": 1}).json() == {"got": {"x": 1}}
+    log = tmp_path / "home" / "payloads" / "shop" / "nested.jsonl"
+    records = wait_for(
+        lambda: [json.loads(line) for line in whole_lines(log)] if len(whole_lines(log)) == 3 else None,
+        30,
+        "three payload records",
+    )
+    # what cannot be written as JSON inside the record is its base64, as the README says of
+    # bodies that are not JSON: the bytes the client got, and sent
+    assert records[0]["request"] == {"json": "deep"}  # the other body of the record stays JSON
+    assert base64.b64decode(records[0]["response"]["base64"]) == deep.content
+    assert base64.b64decode(records[1]["request"]["base64"]) == sent.encode()
+    assert records[2]["response"] == {"json": {"got": {"x": 1}}}
+    shown = subprocess.run(
+        [str(INFERD), "payloads", "nested", "-o", "json"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert len(json.loads(shown.stdout)) == 3
+    assert server.stop() == 0, server.log()
+    assert "Traceback" not in server.log()
+
+
+WIDE = """
+def predict(sample, metadata):
+    return {"id": 2**70, "sent": sample["n"]}
+"""
+
+
+def test_an_integer_beyond_64_bits_is_recorded_as_the_client_sent_and_got_it(
+    serve: Callable[..., Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client sends and gets these integers digit for digit (README); the record held the
+    # float orjson reads (1.1805916207174113e+21), which `inferd replay` sent and compared.
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    project = make_project(
+        tmp_path / "project",
+        "- kind: deployment\n  name: shop\n- kind: api\n  name: wide\n"
+        "  predictor: {path: predictor.py}\n  payload_log: {sample: 1.0}\n",
+        {"predictor.py": WIDE},
+    )
+    server = serve(project)
+    sent = b'{"n": 123456789012345678901234}'
+    answer = server.post("/shop/wide", data=sent, headers={"Content-Type": "application/json"})
+    assert json.loads(answer.text) == {"id": 2**70, "sent": 123456789012345678901234}
+    log = tmp_path / "home" / "payloads" / "shop" / "wide.jsonl"
+    wait_for(lambda: whole_lines(log), 30, "a payload record")
+    shown = subprocess.run(
+        [str(INFERD), "payloads", "wide", "-o", "json"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    [record] = json.loads(shown.stdout)
+    assert record["request"] == {"json": {"n": 123456789012345678901234}}
+    assert record["response"] == {"json": {"id": 2**70, "sent": 123456789012345678901234}}

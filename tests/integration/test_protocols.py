@@ -820,3 +820,32 @@ def test_a_tracked_class_holding_a_lone_surrogate_is_counted_as_its_escape(
         if sample.name == "inferd_predictions_total"
     }
     assert counted == {"a": 1.0, "\\ud800": 1.0, "b": 1.0}
+
+
+UNTRACKABLE = """\
+class Result:
+    def __init__(self):
+        self.name = "setosa"
+
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def predict(sample, metadata):
+    return {"label": Result()}  # answered as its attributes; not a class label to count
+"""
+
+
+def test_a_tracked_value_whose_repr_fails_never_fails_the_request(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    # The tracker's warning about a value it cannot count quoted its repr(); a repr that raised
+    # made the answer a 500 "internal error: RuntimeError: no repr" (a tracker never fails a
+    # request), batched or not.
+    yaml = ECHO.replace("classification}", "classification, key: label}")
+    server = serve(make_project(tmp_path / "echo", yaml, files={"predictor.py": UNTRACKABLE}))
+    for _ in range(2):
+        answer = requests.post(f"{server.url}/echo/labeler", json={}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"label": {"name": "setosa"}}
+    assert "a Result (its repr failed: RuntimeError: no repr) is not a classification value" in server.log()

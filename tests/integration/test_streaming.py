@@ -119,7 +119,20 @@ def _wait_for(path):
         time.sleep(0.01)
 
 
+class Rehashed:  # a dict key whose __hash__ raises when the dict is copied
+    def __init__(self):
+        self.hashed = 0
+
+    def __hash__(self):
+        self.hashed += 1
+        if self.hashed > 1:
+            raise ValueError("hashed twice")
+        return 1
+
+
 def predict(sample, metadata):
+    if sample.get("rehashed"):
+        return iter(["first", {Rehashed(): 1}])
     if "text_input" in sample:  # the generate extension: one token per word
         return (word + " " for word in sample["text_input"].split())
     if sample.get("plain"):
@@ -255,6 +268,23 @@ def test_an_error_mid_stream_ends_it_with_the_error(server: Server) -> None:
     assert lines[:2] == [{"index": 0}, {"index": 1}]
     assert "ValueError: no item 2" in lines[2]["error"]
     assert len(lines) == 3
+
+
+def test_an_item_whose_encoding_raises_ends_the_stream_with_the_error_not_the_replica(server: Server) -> None:
+    # Only a TypeError from the encoder was the stream's error: anything else the value's own
+    # code raised (a dict key's __hash__ as its keys were made text) ended the replica, the
+    # client's stream cut short with a 200 and no error, nothing in the log.
+    answer = requests.post(server.url + ONE, json={"rehashed": True}, timeout=30)
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    assert lines == [
+        "first",
+        {
+            "error": "predict in tokens.py yielded a value that is not JSON-serialisable: "
+            "encoding it raised ValueError: hashed twice"
+        },
+    ]
+    assert requests.post(server.url + ONE, json={"plain": True}, timeout=30).json() == {"plain": True}
+    assert "exited" not in server.log()
 
 
 def test_post_inference_streams_too(server: Server) -> None:

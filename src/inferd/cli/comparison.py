@@ -127,8 +127,10 @@ def answer_of(response: Any) -> dict[str, Any]:
     """An answer as the payload log records it: its JSON; a streamed answer (NDJSON, the
     endpoint's stream to a client that asks for no events) as the list of its items; else text."""
     if response.headers.get("Content-Type", "").startswith("application/x-ndjson"):
+        from inferd.widejson import loads_as_written
+
         try:
-            return {"json": [orjson.loads(line) for line in response.content.splitlines() if line]}
+            return {"json": [loads_as_written(line) for line in response.content.splitlines() if line]}
         except orjson.JSONDecodeError:
             pass
     try:
@@ -144,6 +146,8 @@ def compare(
     errors and latencies."""
     import requests
 
+    from inferd import codec
+
     # The gateway's own latency back (Server-Timing), and no record of these in OTHER's payload log
     headers = {**api_headers(key), "X-Inferd-Timing": "1", "X-Inferd-Replay": "1"}
 
@@ -151,7 +155,7 @@ def compare(
     with requests.Session() as session:
         session.trust_env = False
         for record, url in records:
-            body = orjson.dumps(record["request"]["json"])
+            body = codec.dumps(record["request"]["json"])  # an integer beyond 64 bits as recorded
             started = time.perf_counter()
             try:
                 response = session.post(url, data=body, timeout=60, headers=headers)

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from inferd.widejson import loads_as_written
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from inferd.gateway.http import HttpConnection
     from inferd.gateway.queue import ApiQueue
 
@@ -28,9 +32,9 @@ DEFAULT_MAX_BYTES = 1 << 24  # payload_log's default max_size (16Mi)
 def body_of(data: bytes) -> dict[str, Any]:
     """A body as JSON when it is JSON, else as base64."""
     try:
-        return {"json": orjson.loads(data)} if data else {"json": None}
+        return {"json": loads_as_written(data)} if data else {"json": None}
     except orjson.JSONDecodeError:
-        return {"base64": b64encode(data).decode()}
+        return base64_of(data)
 
 
 def version_of(queue: ApiQueue, replica_id: str) -> str:
@@ -60,14 +64,24 @@ def add_bodies(queue: ApiQueue, record: dict[str, Any], request: bytes, answer: 
     return record
 
 
-def parse_bodies(record: dict[str, Any]) -> dict[str, Any]:
-    """A record's bodies (its shadow's too) as JSON, or base64 when not JSON; done by the writer."""
-    for holder in (record, record.get("shadow")):
-        if isinstance(holder, dict):
-            for key in ("request", "response"):
-                if isinstance(holder.get(key), bytes):
-                    holder[key] = body_of(holder[key])
-    return record
+def base64_of(data: bytes) -> dict[str, Any]:
+    """A body as base64, whatever it holds."""
+    return {"base64": b64encode(data).decode()}
+
+
+def parse_bodies(
+    record: dict[str, Any], parse: Callable[[bytes], dict[str, Any]] = body_of
+) -> dict[str, Any]:
+    """A copy of ``record`` with its bodies (its shadow's too) as JSON, or base64 when not JSON
+    (``parse``); done by the writer. ``record`` keeps its bytes, to be parsed again another way."""
+    parsed = dict(record)
+    for key in ("request", "response"):
+        if isinstance(record.get(key), bytes):
+            parsed[key] = parse(record[key])
+    shadow = record.get("shadow")
+    if isinstance(shadow, dict):
+        parsed["shadow"] = parse_bodies(shadow, parse)
+    return parsed
 
 
 def record_of(

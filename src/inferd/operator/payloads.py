@@ -22,10 +22,11 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from inferd.gateway.payloads import PayloadBuffer, parse_bodies
+from inferd.gateway.payloads import PayloadBuffer, base64_of, body_of, parse_bodies
 from inferd.logfiles import RotatingLog
 from inferd.logreading import files_of
 from inferd.operator.state import StateError
+from inferd.widejson import loads_as_written
 
 log = logging.getLogger("inferd.payloads")
 
@@ -66,8 +67,33 @@ def steps(records: Records) -> Iterator[Records]:
 def encode(records: Records, lines: Lines) -> Lines:
     """Add each record, bodies parsed (``parse_bodies``), to the lines of its log."""
     for key, limit, record in records:
-        lines.setdefault((key, limit), []).append(orjson.dumps(parse_bodies(record)))
+        lines.setdefault((key, limit), []).append(_line(record))
     return lines
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    from inferd import codec  # NumPy's import: not for `inferd payloads` (read_payloads)
+
+    try:
+        return codec.dumps(parse_bodies(record))  # an integer beyond 64 bits as its digits
+    except TypeError:
+        # A body nested as deep as JSON answers go (254 levels: a predictor's answer, or a
+        # client's request) is deeper than orjson writes inside the record; it is kept as the
+        # bytes it was, in base64 (the writer died on it, and no record after it was written).
+        return codec.dumps(parse_bodies(record, _shallow_body))
+
+
+def _shallow_body(data: bytes) -> dict[str, Any]:
+    """``body_of(data)`` when it can be written inside a record (a shadow's, the deepest), else
+    its base64."""
+    from inferd import codec
+
+    body = body_of(data)
+    try:
+        codec.dumps([[[body]]])
+    except TypeError:
+        return base64_of(data)
+    return body
 
 
 def payload_path(home: Path, key: str) -> Path:
@@ -179,7 +205,7 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
             try:
                 for line in handle:
                     with contextlib.suppress(orjson.JSONDecodeError):
-                        record = orjson.loads(line)
+                        record = loads_as_written(line)
                         if isinstance(record, dict):  # a line of other JSON (`[1]`, `5`) is none
                             kept.append(record)
             except OSError as exc:
@@ -196,9 +222,11 @@ SHOWN_CHARS = 160  # a body shown on the dashboard is cut to this many character
 
 
 def _shown(body: object) -> str:
+    from inferd import codec  # NumPy's import: only where the dashboard shows records
+
     if not body or not isinstance(body, dict):  # none, or a line another tool wrote (a 500 here)
         return ""
-    text = orjson.dumps(body["json"]).decode() if "json" in body else "base64:" + str(body.get("base64", ""))
+    text = codec.dumps(body["json"]).decode() if "json" in body else "base64:" + str(body.get("base64", ""))
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
@@ -214,7 +242,7 @@ def recent_payloads(home: Path, key: str, last: int) -> list[dict[str, Any]]:
                     if len(found) == last:
                         return found
                     with contextlib.suppress(orjson.JSONDecodeError):
-                        record = orjson.loads(line) if line else None
+                        record = loads_as_written(line) if line else None
                         if isinstance(record, dict):
                             found.append(_sample(record))
         except OSError:

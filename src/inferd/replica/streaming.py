@@ -169,6 +169,10 @@ class _Encoded:
                 self.error = f"{stage} yielded a value that is not JSON-serialisable: {exc}"
                 log.error("%s", self.error)
                 return
+            except Exception as exc:  # a bug of ours: the stream's error, never the replica's end
+                log.error("encoding an item of %s failed:\n%s", stage, traceback.format_exc().rstrip())
+                self.error = f"internal error: {type(exc).__name__}: {exc}"
+                return
             if count == 0 and self.keep_first:
                 self.first = item
             yield data

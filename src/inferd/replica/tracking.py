@@ -58,7 +58,10 @@ WARNINGS = LimitedWarnings()
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception as exc:  # the user's __repr__: a warning about it never fails the request
+        return f"a {type(value).__name__} (its repr failed: {type(exc).__name__}: {exc})"
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"... ({len(text)} characters)"
 
 

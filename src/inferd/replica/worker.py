@@ -139,7 +139,11 @@ def answer_batch(predictor: Predictor, payload: bytes) -> bytes:
         body = codec.error_body(f"internal error: {type(exc).__name__}: {exc}")
         return messages.batch_reply_frame([(500, body, b"")] * len(bodies))
     for index, (result, error, timings) in zip(positions, outcomes, strict=True):
-        replies[index] = _encode(predictor, result, error, timings, batch=len(samples))
+        try:
+            replies[index] = _encode(predictor, result, error, timings, batch=len(samples))
+        except Exception as exc:  # a bug of ours: this sample's 500, as alone; the others go on
+            log.error("prediction failed:\n%s", traceback.format_exc().rstrip())
+            replies[index] = (500, codec.error_body(f"internal error: {type(exc).__name__}: {exc}"), b"")
     return messages.batch_reply_frame([reply for reply in replies if reply is not None])
 
 

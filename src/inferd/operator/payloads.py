@@ -72,10 +72,15 @@ def encode(records: Records, lines: Lines) -> Lines:
 
 
 def _line(record: dict[str, Any]) -> bytes:
+    parsed = parse_bodies(record)
+    try:  # on the event loop: plain orjson first (codec's layers cost a third more on a small record)
+        return orjson.dumps(parsed)
+    except TypeError:
+        pass
     from inferd import codec  # NumPy's import: not for `inferd payloads` (read_payloads)
 
     try:
-        return codec.dumps(parse_bodies(record))  # an integer beyond 64 bits as its digits
+        return codec.dumps(parsed)  # an integer beyond 64 bits as its digits
     except TypeError:
         # A body nested as deep as JSON answers go (254 levels: a predictor's answer, or a
         # client's request) is deeper than orjson writes inside the record; it is kept as the

@@ -226,3 +226,24 @@ def test_the_dashboards_samples_show_a_record_whose_body_is_no_body(tmp_path: Pa
     samples = recent_payloads(tmp_path, "shop/api", 10)
     assert [sample["request_id"] for sample in samples] == ["odd", "good"]
     assert samples[1]["request"] == '{"x":1}'
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"id": 18446744073709551616, "x": [0.5]}', {"id": 2**64, "x": [0.5]}),
+        (b"-9223372036854775809", -(2**63) - 1),  # 19 digits: the fewest beyond 64 bits
+        (b"[9223372036854775807, 1]", [2**63 - 1, 1]),  # 19 digits that orjson reads itself
+        (b"[0.12345678901234567890123, 1e5]", [0.12345678901234568, 100000.0]),  # no integer
+        (b"12", 12),  # shorter than any such integer
+    ],
+)
+def test_a_records_bodies_keep_their_integers_as_written(tmp_path: Path, body: bytes, expected: Any) -> None:
+    # the writer reads bodies on the gateway's event loop: plain orjson, and a cheap test of the
+    # text first, then the integers beyond 64 bits that orjson reads as floats, as written
+    writer = PayloadWriter(tmp_path, PayloadBuffer())
+    writer.write([("shop/api", 1 << 20, {"status": 200, "request": body, "response": b'"setosa"'})])
+    writer.close()
+    (record,) = read_payloads(tmp_path, "shop/api")
+    assert repr(record["request"]) == repr({"json": expected})
+    assert record["response"] == {"json": "setosa"}

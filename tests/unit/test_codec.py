@@ -4,11 +4,14 @@ dtype, layout or byte order: orjson writes the numeric ones itself, which must n
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inferd import codec
 from inferd.errors import InputError
@@ -148,6 +151,10 @@ def test_a_dict_key_with_a_lone_surrogate_is_answered_as_its_escape() -> None:
         (b'{"id":18446744073709551616}', {"id": 2**64}),
         (b"-9223372036854775809", -(2**63) - 1),
         (b"\n[1,\t99999999999999999999]", [1, 99999999999999999999]),
+        (b"[1,-9223372036854775809]", [1, -(2**63) - 1]),
+        (b'{"a":-18446744073709551616}', {"a": -(2**64)}),
+        (b" \r\n-99999999999999999999", -99999999999999999999),
+        (b"18446744073709551616", 2**64),
         # what orjson reads exactly, digits after a point among them, is its own reading
         (b"[18446744073709551615, -9223372036854775808]", [2**64 - 1, -(2**63)]),
         (
@@ -160,3 +167,54 @@ def test_an_integer_beyond_64_bits_is_read_as_written(body: bytes, expected: Any
     # orjson reads it as a float (123456789012345678901234 as 1.2345678901234569e+23)
     value = codec.loads(body)
     assert repr(value) == repr(expected)  # 18446744073709551616, not 1.8446744073709552e+19
+
+
+_WIDE = st.integers(min_value=2**64, max_value=10**40) | st.integers(
+    min_value=-(10**40), max_value=-(2**63) - 1
+)
+_EDGES = st.sampled_from([2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**19, -(10**18), -(10**19)])
+_TEXT = st.text(max_size=6) | st.sampled_from(["\ud800", ", 123456789012345678901", " -" * 12, "-" * 21])
+_VALUES = st.recursive(
+    st.none() | st.booleans() | _WIDE | _EDGES | st.integers() | st.floats(allow_nan=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.lists(st.tuples(_TEXT, inner), max_size=3).map(tuple),
+    max_leaves=12,
+)
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> bytes:
+    """JSON text of a generated value, with JSON's whitespace anywhere, objects with repeated
+    keys, text as UTF-8 or as escapes (lone surrogates too: orjson refuses them)."""
+    space = st.text(st.sampled_from(" \t\r\n"), max_size=2)
+
+    def text(value: Any) -> str:
+        if isinstance(value, tuple):  # an object, as its (key, value) pairs
+            pairs = [f"{json.dumps(key)}{draw(space)}:{text(item)}" for key, item in value]
+            inner = f"{draw(space)},".join(pairs)
+            return f"{draw(space)}{{{draw(space)}{inner}{draw(space)}}}{draw(space)}"
+        if isinstance(value, list):
+            inner = f"{draw(space)},".join(text(item) for item in value)
+            return f"{draw(space)}[{inner}{draw(space)}]{draw(space)}"
+        return f"{draw(space)}{json.dumps(value, ensure_ascii=draw(st.booleans()))}{draw(space)}"
+
+    return text(draw(_VALUES)).encode("utf-8", "surrogatepass")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1 is not 1.0, -0.0 is not 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[key], b[key]) for key in a)
+    return a == b and (not isinstance(a, float) or math.copysign(1, a) == math.copysign(1, b))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_documents())
+def test_a_body_is_read_as_pythons_json_reads_it(body: bytes) -> None:
+    # what Cortex's Flask read: integers beyond 64 bits as written (orjson made them floats)
+    # wherever they stand, every other value as orjson reads it
+    expected = json.loads(body)
+    assert _same(codec.loads(body), expected), body

@@ -47,13 +47,13 @@ def _read_json(path: Path, limit: int | None = None) -> Any:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        problem = exc
-    try:
-        return codec.loads(body)
+        return codec.loads(body)  # an integer beyond 64 bits as written too (orjson: a float)
     except InputError:
-        raise UsageError(f"{path} is not valid JSON: {problem}") from None
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError as exc:  # its message says where the JSON goes wrong
+            raise UsageError(f"{path} is not valid JSON: {exc}") from None
+        raise
 
 
 def _distance(_ctx: click.Context, _param: click.Parameter, value: float) -> float:

@@ -9,8 +9,8 @@ from math import prod
 from typing import Any
 
 import numpy as np
-import orjson
 
+from inferd import codec
 from inferd.errors import InputError
 from inferd.handler.convert import to_map, to_sequence
 from inferd.runtimes.base import TensorSpec
@@ -65,18 +65,25 @@ def map_input(
             element = element[0]
     if isinstance(element, str | bytes):
         try:
-            element = orjson.loads(element)
-        except orjson.JSONDecodeError:
+            element = _document(element)
+        except InputError:
             raise InputError(f"input '{name}': a {spec.type_name} input takes a JSON object") from None
     return to_map(element, spec), offset
+
+
+def _document(element: str | bytes) -> Any:
+    """A BYTES element's JSON, read as the request's: a key holding a lone surrogate, NaN, an
+    integer beyond 64 bits as written (orjson refused the first two, "takes a JSON object" for
+    a JSON object, and made the last a float)."""
+    return codec.loads(element.encode("utf-8", "surrogatepass") if isinstance(element, str) else element)
 
 
 def sequence_input(name: str, elements: list[bytes], spec: TensorSpec) -> np.ndarray[Any, Any]:
     """An ONNX sequence input (V2 has no sequence datatype): BYTES elements, each a tensor as a
     JSON document (nested lists), as a sequence output is answered."""
     try:
-        tensors = [orjson.loads(element) for element in elements]
-    except orjson.JSONDecodeError:
+        tensors = [_document(element) for element in elements]
+    except InputError:
         raise InputError(
             f"input '{name}': a {spec.type_name} input takes BYTES elements that are JSON tensors "
             "(nested lists of numbers)"

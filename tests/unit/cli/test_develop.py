@@ -49,6 +49,23 @@ def test_a_sample_with_nan_is_read_as_the_apis_read_it(tmp_path: Path) -> None:
     assert "classifier  sample.json: " in result.output
 
 
+def test_a_sample_with_an_integer_beyond_64_bits_is_read_as_the_apis_read_it(tmp_path: Path) -> None:
+    # orjson read it as a float: the predictor got 1.8446744073709552e+19, where a served API
+    # gets 18446744073709551616 (as Cortex's Flask read it)
+    project = make_project(
+        tmp_path / "echo",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: echo\n  predictor:\n    path: echo.py\n",
+        {
+            "echo.py": "def predict(sample, metadata):\n    return repr(sample)\n",
+            "sample.json": '{"n": 18446744073709551616, "m": -9223372036854775809}',
+        },
+        {},
+    )
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 0, result.output
+    assert "{'n': 18446744073709551616, 'm': -9223372036854775809}" in result.output
+
+
 def test_numbers_are_compared_within_the_tolerance(tmp_path: Path, regression_model: Path) -> None:
     project = make_project(
         tmp_path / "linear",

@@ -187,3 +187,19 @@ def test_booleans_in_lists_of_a_long_text(padding: bytes, tail: bytes, found: bo
     # a long text is searched by the literals' last letter; too many e's fall back to the literals
     text = b'{"pad": [' + padding.rstrip(b", ") + b'], "data": ' + tail + b"}"
     assert BooleansInLists(text)() is found
+
+
+def test_a_v2_map_element_is_read_as_the_request_is() -> None:
+    # the BYTES element holding an ONNX map's JSON was read by orjson: 18446744073709551616 was
+    # named 1.8446744073709552e+19, and NaN (which the request itself may hold) was "a map input
+    # takes a JSON object"
+    def element(spec: TensorSpec, text: str) -> Any:
+        header = orjson.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": [text]}]})
+        return v2.decode_request(header, None, [spec])[1]["x"].item()
+
+    wide = TensorSpec("x", np.dtype(object), None, "map(int64,tensor(int64))")
+    with pytest.raises(InputError, match=r"values: 18446744073709551616 is out of int64's range"):
+        element(wide, '{"1": 18446744073709551616}')
+    floats = TensorSpec("x", np.dtype(object), None, "map(string,tensor(float))")
+    taken = element(floats, '{"a": NaN, "b": 2}')
+    assert list(taken) == ["a", "b"] and np.isnan(taken["a"]) and taken["b"] == 2.0

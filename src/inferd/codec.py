@@ -65,7 +65,10 @@ def _fallback(value: Any) -> Any:
             return [float(item.real), float(item.imag)] if np.iscomplexobj(item) else float(item)
         return item
     if isinstance(value, memoryview) and value.format not in ("B", "b", "c"):
-        return np.asarray(value).tolist()  # a view of numbers (an array's): them, not their bytes
+        try:
+            return np.asarray(value).tolist()  # a view of numbers (an array's): them, not their bytes
+        except (ValueError, TypeError):  # a format NumPy has no type for (ctypes' pointers, '<P')
+            pass  # its bytes, as any other view's
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         try:

@@ -3,6 +3,7 @@ dtype, layout or byte order: orjson writes the numeric ones itself, which must n
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 from typing import Any
@@ -218,3 +219,12 @@ def test_a_body_is_read_as_pythons_json_reads_it(body: bytes) -> None:
     # wherever they stand, every other value as orjson reads it
     expected = json.loads(body)
     assert _same(codec.loads(body), expected), body
+
+
+def test_a_memoryview_numpy_cannot_read_is_answered_as_its_bytes() -> None:
+    # ctypes' pointers ('<P'): NumPy has no type for them; the 500 said the user's own encoding
+    # raised ("encoding it raised ValueError: '<P' is not a valid PEP 3118 ...") though ours did
+    pointers = memoryview((ctypes.c_void_p * 2)(1, 2))
+    raw = pointers.tobytes()
+    assert codec.dumps(pointers) == codec.dumps(raw) == orjson.dumps(raw.decode())  # UTF-8 here
+    assert orjson.loads(codec.dumps(memoryview(np.array([1.5, 2.5])))) == [1.5, 2.5]  # numbers: them

@@ -24,10 +24,9 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from inferd import codec
 from inferd.config.load import load_project
@@ -226,7 +225,12 @@ def differences(actual: Any, expected: Any, tolerance: float = DEFAULT_TOLERANCE
     """
     where = at or "the answer"
     if _is_number(actual) and _is_number(expected):
-        if math.isclose(actual, expected, rel_tol=tolerance, abs_tol=tolerance):
+        if type(actual) is int and type(expected) is int:
+            # exactly: math.isclose makes them floats, which cannot tell 2**60 from 2**60 + 1
+            distance = abs(actual - expected)
+            if distance <= tolerance or Fraction(distance, max(abs(actual), abs(expected))) <= tolerance:
+                return []
+        elif _close(actual, expected, tolerance):
             return []
         return [f"{where}: got {_show(actual)}, expected {_show(expected)}"]
     if isinstance(actual, list) and isinstance(expected, list):
@@ -248,12 +252,19 @@ def differences(actual: Any, expected: Any, tolerance: float = DEFAULT_TOLERANCE
     return []
 
 
+def _close(actual: float, expected: float, tolerance: float) -> bool:
+    try:
+        return math.isclose(actual, expected, rel_tol=tolerance, abs_tol=tolerance)
+    except OverflowError:  # a whole number past a float's range, beside a float: not close to it
+        return False
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _show(value: Any) -> str:
-    text = orjson.dumps(value).decode()
+    text = codec.dumps_answer(value).decode()  # an integer beyond 64 bits: orjson's TypeError
     return text if len(text) <= 200 else text[:200] + "..."
 
 

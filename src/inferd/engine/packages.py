@@ -37,11 +37,13 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
         for text in _read_notes(target):
             say(text)
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     checked = plan(expanded(requirements), relax)
     for text in checked.warnings:
         say(text)
-    scratch = scratch_folder(target.parent, ".installing-")
+    try:
+        scratch = scratch_folder(target.parent, ".installing-")
+    except OSError as exc:
+        raise _unwritable(target, exc) from exc
     try:
         if checked.lines or checked.no_deps:
             try:
@@ -66,12 +68,20 @@ def ensure_packages(home: Path, requirements: Path, relax: bool = False, warn: N
             if not (target / ".complete").exists():
                 raise
             shutil.rmtree(scratch, ignore_errors=True)  # another deploy finished the same install first
-    except BaseException:
+    except BaseException as exc:
         # a failure after pip (a full disk writing the notes): this process's folder would be kept
         # while it runs (the collection keeps a running maker's folders), so it goes now
         shutil.rmtree(scratch, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(target, exc) from exc
         raise
     return target
+
+
+def _unwritable(target: Path, exc: OSError) -> LoadError:
+    """The API's error for a cache folder that cannot be written (a full disk), as a download's:
+    the OSError was the deploy's 500, "operator error: OSError: [Errno 28] ..."."""
+    return LoadError(f"cannot install requirements.txt into {target.parent}: {exc.strerror or exc}")
 
 
 def _read_notes(target: Path) -> list[str]:

@@ -66,6 +66,33 @@ def test_a_sample_with_an_integer_beyond_64_bits_is_read_as_the_apis_read_it(tmp
     assert "{'n': 18446744073709551616, 'm': -9223372036854775809}" in result.output
 
 
+def test_whole_numbers_are_shown_and_compared_exactly(tmp_path: Path) -> None:
+    # An answer holding an integer beyond 64 bits (which the endpoint sends) ended the run with
+    # orjson's "TypeError: Integer exceeds 64-bit range"; math.isclose made whole numbers floats:
+    # an id 2**60 + 1 "matches expected.json" holding 2**60 with --tolerance 0; and the expected
+    # file was read by orjson (2**64 a float)
+    project = make_project(
+        tmp_path / "ids",
+        "- kind: deployment\n  name: d\n- kind: api\n  name: ids\n  predictor:\n    path: ids.py\n",
+        {
+            "ids.py": "def predict(sample, metadata):\n    return [2**60 + 1, 2**64 + 1]\n",
+            "sample.json": "{}",
+        },
+        {},
+    )
+    shown = CliRunner().invoke(cli, ["test", str(project)])
+    assert shown.exit_code == 0, shown.output
+    assert f"ids  sample.json: [{2**60 + 1},{2**64 + 1}]" in shown.output
+    (project / "expected.json").write_text(f"[{2**60}, {2**64}]")
+    result = CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0"])
+    assert result.exit_code == 1, result.output
+    assert f"[0]: got {2**60 + 1}, expected {2**60}" in result.output
+    assert f"[1]: got {2**64 + 1}, expected {2**64}" in result.output
+    (project / "expected.json").write_text(f"[{2**60 + 1}, {2**64 + 1}]")
+    matched = CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0"])
+    assert matched.exit_code == 0, matched.output
+
+
 def test_numbers_are_compared_within_the_tolerance(tmp_path: Path, regression_model: Path) -> None:
     project = make_project(
         tmp_path / "linear",

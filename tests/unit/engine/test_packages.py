@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 from packaging.version import Version
 
+from inferd.config.schema import Api, ApiConfig
 from inferd.engine import package_index, packages, requirement_plan
 from inferd.engine.packages import ensure_packages, packages_dir
+from inferd.engine.prepare import prepare
 from inferd.engine.requirement_plan import PYTHON, plan
 from inferd.engine.requirements_file import MAX_REQUIREMENTS_BYTES, read_requirements
 from inferd.errors import LoadError
@@ -338,10 +342,38 @@ def test_an_install_that_fails_after_pip_leaves_no_folder_behind(
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# nothing to install\n")
     home = tmp_path / "home"
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(LoadError, match=r"^cannot install requirements.txt into .*: No such file"):
         ensure_packages(home, requirements)
     assert list(packages_dir(home, requirements).parent.iterdir()) == []
     monkeypatch.setattr(packages, "NOTES_FILE", ".notes.json")
     installed = ensure_packages(home, requirements)  # and the next deploy installs it
     assert (installed / ".complete").is_file()
     assert list(installed.parent.iterdir()) == [installed]
+
+
+def test_a_disk_that_fills_during_the_install_is_the_apis_error(tmp_path: Path) -> None:
+    # The notes written after pip on a full disk: `inferd deploy` said "operator error: OSError:
+    # [Errno 28] No space left on device" (its 500), as a download once did; now the API's error.
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(disk)], check=True)
+    try:
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "requirements.txt").write_text("# nothing to install\n")
+        (project / "m.onnx").write_bytes(b"model")
+        api = Api.model_validate(
+            {"kind": "api", "name": "a", "onnx": {"model": "m.onnx", "request_handler": "h.py"}}
+        )
+        config = ApiConfig(api=api, deployment="d", endpoint="/d/a")
+        home = disk / "home"  # one page: the scratch folder's mark takes it, the notes find none
+        version = asyncio.run(
+            prepare(config, project, "tree", "", home=home, sources={}, event=lambda *a, **k: None)
+        )
+        assert version.spec is None
+        assert (
+            version.error == f"cannot install requirements.txt into {home / 'envs'}: No space left on device"
+        )
+        assert list((home / "envs").iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

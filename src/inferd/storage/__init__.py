@@ -310,7 +310,11 @@ def scratch_folder(parent: Path, prefix: str = "tmp") -> Path:
     The mark names this process (``scratch_owner``): while it runs, its folder is never taken."""
     parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    (scratch / CREATED_MARK).write_text(f"{os.getpid()} {started(os.getpid())}")
+    try:
+        (scratch / CREATED_MARK).write_text(f"{os.getpid()} {started(os.getpid())}")
+    except OSError:  # a full disk: unmarked, the folder would be no one's to collect, for good
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     return scratch
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,18 @@ def test_a_download_that_cannot_be_published_takes_its_scratch_folder_with_it(tm
     with pytest.raises(OSError):
         publish(scratch, tmp_path / "taken" / "abc")
     assert not scratch.exists()
+
+
+def test_a_scratch_folder_whose_mark_cannot_be_written_is_not_left_behind(tmp_path: Path) -> None:
+    # On a full disk the folder was made and its mark was not: a folder the collection never
+    # takes (it removes only what inferd marked), left for good.
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(disk)], check=True)
+    try:
+        (disk / "filler").write_bytes(b"x" * 4096)  # the one page this disk has
+        with pytest.raises(OSError):
+            scratch_folder(disk / "models")
+        assert list((disk / "models").iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

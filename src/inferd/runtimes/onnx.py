@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import importlib.util
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,11 @@ class OnnxRuntime:
         # sequence inputs as a list of arrays.
         self._map_inputs = [spec.name for spec in self.inputs if spec.type_name.startswith(("map(", "seq("))]
         self._run = self.session.run
+        # A dimension the model leaves free (unnamed, or a rank it does not give): the client's
+        # sizes there can be what a node cannot run on (shape_refusal).
+        self._free_dimensions = any(
+            spec.shape is None or any(type(dim) is not int for dim in spec.shape) for spec in self.inputs
+        )
         self._output_names = [arg.name for arg in self._output_args]
         native = getattr(self.session, "_sess", None)
         if self.device == CPU and native is not None and hasattr(native, "run"):
@@ -256,14 +262,45 @@ class OnnxRuntime:
                     inputs[name] = held
                 elif name not in self._map_inputs:
                     inputs[name] = _texts(name, value)
-        if self._map_inputs:
-            feeds: dict[str, Any] = dict(inputs)
-            for name in self._map_inputs:
-                value = feeds[name]
-                feeds[name] = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
-            return list(self._run(None, feeds))
-        return list(self._run(None, inputs))
+        try:
+            if self._map_inputs:
+                feeds: dict[str, Any] = dict(inputs)
+                for name in self._map_inputs:
+                    value = feeds[name]
+                    feeds[name] = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+                return list(self._run(None, feeds))
+            return list(self._run(None, inputs))
+        except Exception as exc:
+            refusal = self._free_dimensions and shape_refusal(str(exc), inputs)
+            if refusal:
+                raise InputError(refusal) from None
+            raise
 
     def output_arrays(self, prediction: Any) -> dict[str, Any]:
         # Non-tensor outputs (a ZipMap's list of maps) stay as they are.
         return {spec.name: value for spec, value in zip(self.outputs, prediction, strict=True)}
+
+
+_NODE_FAILED = "Non-zero status code returned while running "
+_SHAPE_WORDS = ("broadcast", "shape", "dimension", "axis", "axes", "reshape")
+
+
+def shape_refusal(said: str, inputs: dict[str, Any]) -> str | None:
+    """The client's error for a node that could not run on the sizes the client gave dimensions
+    the model leaves free (two unnamed ones that an Add needs equal: onnxruntime's check fails
+    inside the node), or ``None`` for any other failure (the model's own: a 500). onnxruntime's
+    source path and the C++ condition that failed are left out: the client could do nothing
+    with ``/onnxruntime_src/.../element_wise_ops.h:563 void onnxruntime::BroadcastIterator...``."""
+    if _NODE_FAILED not in said:
+        return None
+    node, _, detail = said.partition(_NODE_FAILED)[2].partition(" node.")
+    message = detail.partition("Status Message: ")[2] or detail
+    if " was false. " in message:
+        message = message.partition(" was false. ")[2]
+    message = re.sub(r"^\S*\.(?:h|cc|cpp):\d+\s+\S+\s+", "", message.strip())  # file:line function
+    if not message or not any(word in message.lower() for word in _SHAPE_WORDS):
+        return None
+    shapes = ", ".join(
+        f"'{name}' {list(value.shape)}" for name, value in inputs.items() if isinstance(value, np.ndarray)
+    )
+    return f"the model cannot run on inputs of these shapes ({shapes}): its {node} node says: {message}"

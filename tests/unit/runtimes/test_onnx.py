@@ -247,3 +247,54 @@ def test_an_input_onnxruntime_cannot_feed_from_python_fails_the_load(
         LoadError, match=rf"input 'x' of unfed.onnx is {re.escape(said)}, which onnxruntime's"
     ):
         OnnxRuntime(tmp_path / "unfed.onnx")
+
+
+def two_input_model(op: str, **attributes: Any) -> Any:
+    """An ONNX model of one ``op`` over inputs a and b whose dimensions are all unnamed."""
+    from onnx import TensorProto, helper
+
+    free = [None, None] if op in ("MatMul", "Concat") else [None]
+    graph = helper.make_graph(
+        [helper.make_node(op, ["a", "b"], ["y"], **attributes)],
+        "g",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, free) for name in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * len(free))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize(
+    ("op", "attributes", "sample", "said"),
+    [
+        ("Add", {}, {"a": [1, 2, 3], "b": [1, 2]}, "its Add node says: Attempting to broadcast"),
+        (
+            "MatMul",
+            {},
+            {"a": [[1, 2, 3]] * 2, "b": [[1, 2, 3]] * 2},
+            "its MatMul node says: MatMul dimension",
+        ),
+        ("Concat", {"axis": 0}, {"a": [[1, 2]], "b": [[1, 2, 3]]}, "its Concat node says: Non concat axis"),
+    ],
+)
+def test_sizes_a_node_cannot_run_on_in_dimensions_the_model_leaves_free_are_the_clients_400(
+    tmp_path: Path, op: str, attributes: dict[str, Any], sample: dict[str, Any], said: str
+) -> None:
+    """Two unnamed dimensions an Add needs equal: inferd cannot know they must agree, onnxruntime
+    finds out inside the node. It was a 500 ('the model failed') quoting onnxruntime's source
+    path and C++ condition; it is the client's 400, naming the shapes it sent and the node."""
+    predictor = onnx_project(tmp_path / "p", two_input_model(op, **attributes))
+    with pytest.raises(InputError) as refused:
+        predictor.predict(sample)
+    message = refused.value.message
+    assert refused.value.status_code == 400
+    shapes = ", ".join(f"'{name}' {list(np.shape(value))}" for name, value in sample.items())
+    assert message.startswith(f"the model cannot run on inputs of these shapes ({shapes}): {said}")
+    assert "onnxruntime_src" not in message and ".h:" not in message and "was false" not in message
+    fitting = {name: value[: len(sample["b"])] if op == "Add" else value for name, value in sample.items()}
+    if op == "MatMul":
+        fitting["b"] = [[1], [2], [3]]
+    if op == "Concat":
+        fitting["b"] = [[3, 4]]
+    assert predictor.predict(fitting)  # sizes that fit are answered as before

@@ -85,3 +85,15 @@ def utf8_path(path: Path, opened: contextlib.ExitStack) -> str:
         opened.callback(os.close, folder)
         text = f"/proc/self/fd/{folder}" + ("" if path.is_dir() else f"/{path.name}")
     return text
+
+
+def refused_run(node: str, said: str, inputs: dict[str, Any]) -> str:
+    """The client's error for a model that could not run on what the client sent (its runtime's
+    complaint ``said``, from the model's node ``node``), naming the shapes that were sent."""
+    shapes = ", ".join(
+        f"'{name}' {list(value.shape)}"
+        for name, value in sorted(inputs.items())
+        if isinstance(value, np.ndarray)
+    )
+    who = f"its {node} node says" if node else "it says"
+    return f"the model cannot run on these inputs ({shapes}): {who}: {said}"

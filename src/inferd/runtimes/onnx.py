@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inferd.errors import InputError, LoadError
-from inferd.runtimes.base import TensorSpec, utf8_path
+from inferd.runtimes.base import TensorSpec, refused_run, utf8_path
 from inferd.runtimes.devices import CPU, Devices, onnx_provider_in_use, onnx_providers
 
 log = logging.getLogger("inferd.replica")
@@ -300,7 +300,4 @@ def shape_refusal(said: str, inputs: dict[str, Any]) -> str | None:
     message = re.sub(r"^\S*\.(?:h|cc|cpp):\d+\s+\S+\s+", "", message.strip())  # file:line function
     if not message or not any(word in message.lower() for word in _SHAPE_WORDS):
         return None
-    shapes = ", ".join(
-        f"'{name}' {list(value.shape)}" for name, value in inputs.items() if isinstance(value, np.ndarray)
-    )
-    return f"the model cannot run on inputs of these shapes ({shapes}): its {node} node says: {message}"
+    return refused_run(node, message, inputs)

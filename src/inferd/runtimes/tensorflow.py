@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inferd.errors import InputError, LoadError
-from inferd.runtimes.base import TensorSpec, utf8_path
+from inferd.runtimes.base import TensorSpec, refused_run, utf8_path
 from inferd.runtimes.devices import Devices, configure_tensorflow
 from inferd.runtimes.startup_notes import held_startup_notes
 from inferd.storage.layout import find_saved_model
@@ -121,7 +122,10 @@ class TensorFlowRuntime:
         self, key: str, inputs: dict[str, np.ndarray[Any, Any]]
     ) -> dict[str, np.ndarray[Any, Any]]:
         tensors = {name: tf.constant(value) for name, value in inputs.items()}
-        outputs = self._loaded.signatures[key](**tensors)
+        try:
+            outputs = self._loaded.signatures[key](**tensors)
+        except tf.errors.InvalidArgumentError as exc:
+            raise InputError(refused_run(*_node_complaint(str(exc)), inputs)) from None
         return {name: _tensor(tensor.numpy()) for name, tensor in sorted(outputs.items())}
 
     def handler_signature(self, stage: str) -> Any:
@@ -129,7 +133,10 @@ class TensorFlowRuntime:
 
     def run(self, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         tensors = {name: tf.constant(value) for name, value in inputs.items()}
-        outputs = self._function(**tensors)
+        try:
+            outputs = self._function(**tensors)
+        except tf.errors.InvalidArgumentError as exc:
+            raise InputError(refused_run(*_node_complaint(str(exc)), inputs)) from None
         # In name order, as self.outputs: TensorFlow's order follows the process's string hashes,
         # so two replicas of one model answered in different orders.
         return {name: tensor.numpy() for name, tensor in sorted(outputs.items())}
@@ -144,3 +151,17 @@ def _tensor(value: Any) -> np.ndarray[Any, Any]:
     if isinstance(value, np.ndarray):
         return value
     return np.array(value, dtype=object if isinstance(value, bytes | str) else None)
+
+
+def _node_complaint(said: str) -> tuple[str, str]:
+    """(node, message) of TensorFlow's ``InvalidArgumentError`` from running a signature: the
+    operation refused what it was given (``Incompatible shapes: [3] vs. [2]`` in an add,
+    ``indices[0] = 7 is not in [0, 3)`` in a gather), which the client sent. Its text around that
+    line ("Graph execution error", a stack it could not show, the function's internal name) is
+    left out; it was a 500 'the model failed' of eight lines."""
+    lines = [line.strip() for line in said.splitlines()]
+    for index, line in enumerate(lines):
+        found = re.match(r"\[\[\{\{node ([^}]+)\}\}\]\]", line)
+        if found and index and lines[index - 1]:
+            return found.group(1), lines[index - 1]
+    return "", next((line for line in reversed(lines) if line), said)

@@ -290,7 +290,7 @@ def test_sizes_a_node_cannot_run_on_in_dimensions_the_model_leaves_free_are_the_
     message = refused.value.message
     assert refused.value.status_code == 400
     shapes = ", ".join(f"'{name}' {list(np.shape(value))}" for name, value in sample.items())
-    assert message.startswith(f"the model cannot run on inputs of these shapes ({shapes}): {said}")
+    assert message.startswith(f"the model cannot run on these inputs ({shapes}): {said}")
     assert "onnxruntime_src" not in message and ".h:" not in message and "was false" not in message
     fitting = {name: value[: len(sample["b"])] if op == "Add" else value for name, value in sample.items()}
     if op == "MatMul":

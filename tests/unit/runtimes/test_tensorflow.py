@@ -9,7 +9,7 @@ from types import ModuleType, SimpleNamespace
 import numpy as np
 import pytest
 
-from inferd.errors import LoadError
+from inferd.errors import InputError, LoadError
 from inferd.runtimes.devices import Devices
 from inferd.storage.layout import find_saved_model
 from tests.conftest import example
@@ -129,3 +129,24 @@ def test_checkpoint_folder_with_the_export_inside(iris_tf: Path, tmp_path: Path)
     for export in ("best_exporter/1568244606", "best_exporter/1568240000", "latest_exporter/1568244000"):
         shutil.copytree(iris_tf / "1", tmp_path / "export" / export)
     assert find_saved_model(tmp_path) == tmp_path / "export/best_exporter/1568244606"
+
+
+def test_inputs_the_model_cannot_run_on_are_the_clients_400_naming_the_node(iris_tf: Path) -> None:
+    """Four features of one row, one of them given twice: TensorFlow's stack refuses them inside
+    the graph (InvalidArgumentError). It was a 500 'the model failed' of eight lines ("Graph
+    execution error", "<stack traces unavailable>", the function's internal name); it is the
+    client's 400 with the shapes sent and the operation's own sentence, on every route."""
+    runtime = tf_runtime().TensorFlowRuntime(iris_tf, None)
+    inputs = {
+        spec.name: np.array([1.0, 2.0] if spec.name == "petal_width" else [1.0], dtype=np.float32)
+        for spec in runtime.inputs
+    }
+    for run in (runtime.run, lambda given: runtime.run_signature("predict", given)):
+        with pytest.raises(InputError) as refused:
+            run(dict(inputs))
+        message = refused.value.message
+        assert message.startswith(
+            "the model cannot run on these inputs ('petal_length' [1], 'petal_width' [2], "
+            "'sepal_length' [1], 'sepal_width' [1]): its stack node says: Shapes of all inputs must match"
+        )
+        assert "\n" not in message and "Graph execution" not in message and "__inference" not in message

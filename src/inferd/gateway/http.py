@@ -172,8 +172,10 @@ class HttpConnection(RequestReader):
         self.request_id = given if given and valid_id(given) else next_request_id()
 
     def answer_head(self, request: Request) -> None:
-        """Answer ``request`` from its head alone, before its body is read (``admit`` of a route
-        with no API): as its own request, with its own id and none of the last one's headers."""
+        """Answer ``request`` from its head alone, before (the rest of) its body is read (a route
+        with no API): as its own request, with its own id and none of the last one's headers; the
+        connection closes after it, what the client still sends read and dropped a while."""
+        self._early = True
         self._start(request)
 
     def _advance(self) -> None:

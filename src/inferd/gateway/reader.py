@@ -89,6 +89,10 @@ class RequestReader(asyncio.Protocol):
         """Answer ``request`` (nothing before it is unanswered)."""
         raise NotImplementedError
 
+    def answer_head(self, request: Request) -> None:
+        """Answer ``request`` from its head alone, before (the rest of) its body is read, then close."""
+        raise NotImplementedError
+
     def _advance(self) -> None:
         """Start pipelined requests while nothing is running; resume reading when few are left."""
         raise NotImplementedError
@@ -370,6 +374,12 @@ class RequestReader(asyncio.Protocol):
     def _body_too_large(self) -> None:
         if self.busy or self.pipeline:  # answers go out in order: this one after the earlier ones
             self._too_large = True
+        elif self.app.routeless(self._path):
+            # A chunked body past the 64 KiB read for a route with no API (a mistyped name): that
+            # route's 404 or 405, as for a Content-Length past it (``app.admit``), not a 413
+            # blaming the size of a body the API it meant would take.
+            method = self.parser.get_method()
+            self.answer_head(Request(method, self._path, b"", self._headers, b"", False))
         else:
             self.refuse(413, f"the request body is larger than {self._limit} bytes", self._path)
 

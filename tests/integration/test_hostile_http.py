@@ -553,6 +553,22 @@ def test_a_post_offering_h2c_is_answered_as_plain_http_and_the_connection_goes_o
         assert client.read().json() == {"ok": True}
 
 
+def test_a_get_offering_h2c_keeps_its_connection(server: Server) -> None:
+    """Java's java.net.http.HttpClient offers h2c on the first request of every connection, a GET
+    too, and sends nothing of HTTP/2 before a 101: a GET, HEAD or OPTIONS that offers it is
+    answered in HTTP/1.1 and the connection goes on (each such GET closed it, so a Java client
+    opened a connection per GET: 5 GETs, 5 connections)."""
+    with Client(server) as client:
+        client.send(request("GET", "/healthz", b"", H2C) + request("HEAD", "/d/iris", b"", H2C))
+        first = client.read()
+        assert (first.json(), first.headers["connection"]) == ({"ok": True}, "keep-alive")
+        assert client.read(head=True).status == 200
+        client.send(request("OPTIONS", "/d/iris", b"", H2C + "Origin: http://a.example\r\n"))
+        assert client.read(head=True).status == 204
+        client.send(request("POST", "/d/iris", ROWS))
+        assert client.read().status == 200
+
+
 def _v2(**extra: object) -> bytes:
     tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.2, 3.6, 1.4, 0.3]}
     tensor.update(extra.pop("tensor", {}))  # type: ignore[call-overload]

@@ -267,11 +267,17 @@ class RequestReader(asyncio.Protocol):
             return
         self._path, self._query = route_path(self._url)
         headers = self._headers
-        if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
+        if (
+            b"upgrade" in headers
+            and self.parser.should_upgrade()
+            and (self._has_body_method() or headers[b"upgrade"].strip().lower() == b"h2c")
+        ):
             # The parser skips an upgrade request's body and hands what follows the headers to the
             # new protocol. No upgrade is served, and RFC 9110 7.8 lets a server ignore the offer,
             # as a POST from Java's HttpClient (HTTP/2 by default: Upgrade: h2c) or curl --http2
-            # expects: the request is read again without it (``_feed``).
+            # expects: the request is read again without it (``_feed``). So is a GET offering h2c
+            # (Java's, on each new connection), whose client sends no HTTP/2 before a 101 (RFC 7540
+            # 3.2): ending its connection made a Java client open one per GET.
             self._plain_head = self._without_upgrade()
             return
         if b"content-encoding" in headers or b"transfer-encoding" in headers:

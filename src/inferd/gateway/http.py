@@ -167,6 +167,7 @@ class HttpConnection(RequestReader):
         """Make the request whose head just ended the one an answer given now names (a wrong key
         refused at ``admit``): its id and path, none of the last request's headers."""
         self.path = self._path
+        self.head_only = self.parser.get_method() == b"HEAD"  # its answer has no body
         self.extra_headers = self.trace = self.client_span = b""  # its span is its own
         given = headers.get(b"x-request-id")
         self.request_id = given if given and valid_id(given) else next_request_id()
@@ -318,7 +319,7 @@ class HttpConnection(RequestReader):
                     self.extra_headers,
                     headers,
                     b"Connection: close\r\n\r\n" if close else KEEP_ALIVE,
-                    b"" if self.head_only and not early else body,
+                    b"" if self.head_only else body,
                 )
             )
         )

@@ -275,9 +275,8 @@ class RequestReader(asyncio.Protocol):
             # The parser skips an upgrade request's body and hands what follows the headers to the
             # new protocol. No upgrade is served, and RFC 9110 7.8 lets a server ignore the offer,
             # as a POST from Java's HttpClient (HTTP/2 by default: Upgrade: h2c) or curl --http2
-            # expects: the request is read again without it (``_feed``). So is a GET offering h2c
-            # (Java's, on each new connection), whose client sends no HTTP/2 before a 101 (RFC 7540
-            # 3.2): ending its connection made a Java client open one per GET.
+            # expects: the request is read again without it (``_feed``); so is a GET offering h2c
+            # (no HTTP/2 comes before a 101: closing made Java's client open a connection per GET).
             self._plain_head = self._without_upgrade()
             return
         if b"content-encoding" in headers or b"transfer-encoding" in headers:
@@ -381,11 +380,8 @@ class RequestReader(asyncio.Protocol):
         if self.busy or self.pipeline:  # answers go out in order: this one after the earlier ones
             self._too_large = True
         elif self.app.routeless(self._path):
-            # A chunked body past the 64 KiB read for a route with no API (a mistyped name): that
-            # route's 404 or 405, as for a Content-Length past it (``app.admit``), not a 413
-            # blaming the size of a body the API it meant would take.
-            method = self.parser.get_method()
-            self.answer_head(Request(method, self._path, b"", self._headers, b"", False))
+            # A chunked body to a mistyped name: its route's 404 (``app.admit``), not a 413
+            self.answer_head(Request(self.parser.get_method(), self._path, b"", self._headers, b"", False))
         else:
             self.refuse(413, f"the request body is larger than {self._limit} bytes", self._path)
 

@@ -211,6 +211,16 @@ def test_a_missing_key_is_refused_when_the_headers_end(
     assert status == 401 and b'\r\nWWW-Authenticate: Bearer realm="inferd"\r\n' in answer, answer
     key = {"X-API-Key": "edge-secret"}
     assert server.post("/d/iris", ROWS, headers=key).status_code == 200
+    # An answer to HEAD has no body (RFC 9112 6.3), refused when the headers end too (curl -I
+    # said "Excess found"; on a connection the client kept, the bytes would be the next answer's).
+    for given, refused in ((b"", 401), (b"X-API-Key: wrong\r\n", 403)):
+        with socket.create_connection(("127.0.0.1", port_of(server)), timeout=10) as sock:
+            sock.sendall(b"HEAD /d/iris HTTP/1.1\r\nHost: x\r\n" + given + b"\r\n")
+            status, answer = answer_of(sock)
+            while chunk := sock.recv(65536):  # the connection closes after it
+                answer += chunk
+        assert status == refused and answer.endswith(b"\r\n\r\n"), answer
+        assert b"\r\nContent-Length: " in answer  # the length a GET's answer would have
 
 
 def test_a_key_refused_when_the_headers_end_is_answered_as_its_own_request(

@@ -451,6 +451,34 @@ def test_a_large_body_to_a_mistyped_name_is_404_not_413(
         assert answer.status == status and str(answer.json()).count(error) == 1
 
 
+@pytest.mark.parametrize(
+    ("path", "status", "error"),
+    [
+        ("/v2/models/typo/infer", 404, "model 'typo' is not found"),
+        ("/d/typo", 404, "no API at /d/typo"),
+        ("/healthz", 405, "method POST is not allowed here"),
+    ],
+)
+def test_a_large_chunked_body_to_a_mistyped_name_is_404_not_413(
+    server: Server, path: str, status: int, error: str
+) -> None:
+    """A body of unknown length (Go's http.Post of an *os.File, Java's ofInputStream, curl -T -,
+    a stream from Node's fetch) is chunked: past the 64 KiB read for a route without an API, its
+    answer names the route's mistake as a Content-Length body's does (it was a 413, 'larger than
+    65536 bytes', to a client whose API takes 10 MiB)."""
+    piece = b"[" + b"1.5," * 5_000 + b"1]"  # 20 KB
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    with Client(server) as client:
+        client.send(head + b"%x\r\n%s\r\n" % (len(piece), piece) * 5 + b"0\r\n\r\n")
+        answer = client.read()
+        assert answer.status == status and str(answer.json()).count(error) == 1
+    with Client(server) as client:  # under 64 KiB the body is read and the route answers as ever
+        client.send(head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(piece), piece) + request("GET", "/healthz"))
+        answer = client.read()
+        assert answer.status == status and str(answer.json()).count(error) == 1
+        assert client.read().json() == {"ok": True}
+
+
 def test_a_large_body_to_a_mistyped_name_is_answered_as_its_own_request(server: Server) -> None:
     """The 404 given before the body is read names this request, not the one before it on the
     connection: its X-Request-ID, and no traceparent of the earlier request."""
@@ -523,6 +551,22 @@ def test_a_post_offering_h2c_is_answered_as_plain_http_and_the_connection_goes_o
         assert client.read().status == 200
         client.send(request("GET", "/healthz"))  # still plain HTTP/1.1 on the same connection
         assert client.read().json() == {"ok": True}
+
+
+def test_a_get_offering_h2c_keeps_its_connection(server: Server) -> None:
+    """Java's java.net.http.HttpClient offers h2c on the first request of every connection, a GET
+    too, and sends nothing of HTTP/2 before a 101: a GET, HEAD or OPTIONS that offers it is
+    answered in HTTP/1.1 and the connection goes on (each such GET closed it, so a Java client
+    opened a connection per GET: 5 GETs, 5 connections)."""
+    with Client(server) as client:
+        client.send(request("GET", "/healthz", b"", H2C) + request("HEAD", "/d/iris", b"", H2C))
+        first = client.read()
+        assert (first.json(), first.headers["connection"]) == ({"ok": True}, "keep-alive")
+        assert client.read(head=True).status == 200
+        client.send(request("OPTIONS", "/d/iris", b"", H2C + "Origin: http://a.example\r\n"))
+        assert client.read(head=True).status == 204
+        client.send(request("POST", "/d/iris", ROWS))
+        assert client.read().status == 200
 
 
 def _v2(**extra: object) -> bytes:

@@ -212,6 +212,12 @@ class Gateway(ApiTable):
             return -1
         return queue.body_limit
 
+    def routeless(self, path: bytes) -> bool:
+        """No API reads a body sent to ``path`` (``admit`` gave it ``SMALL_BODY_LIMIT``)."""
+        if path in self.endpoints or self._protocol_route(path)[0] is not None:
+            return False
+        return not self.splitters or self.splitters.body_limit_of(path, self.apis) is None
+
     def _protocol_route(self, path: bytes) -> tuple[ApiQueue | None, str]:
         """The API a V2, TF Serving or slash-ended path names (``None`` for other routes)."""
         if path.endswith(b"/") and len(path) > 1:

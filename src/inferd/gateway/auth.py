@@ -59,7 +59,9 @@ def check(headers: dict[bytes, bytes], keys: list[bytes]) -> int | None:
     """``None`` when the request carries a valid key, else 401 (none) or 403 (wrong)."""
     given = headers.get(b"x-api-key")
     authorization = headers.get(b"authorization")
-    if given is None and authorization is not None and authorization[:7].lower() == b"bearer ":
+    if given is not None:
+        given = given.strip()  # RFC 9110 5.5: the spaces around a field value are not of it
+    elif authorization is not None and authorization[:7].lower() == b"bearer ":
         given = authorization[7:].strip()
     if not given:
         return 401

@@ -167,13 +167,16 @@ class HttpConnection(RequestReader):
         """Make the request whose head just ended the one an answer given now names (a wrong key
         refused at ``admit``): its id and path, none of the last request's headers."""
         self.path = self._path
+        self.head_only = self.parser.get_method() == b"HEAD"  # its answer has no body
         self.extra_headers = self.trace = self.client_span = b""  # its span is its own
         given = headers.get(b"x-request-id")
         self.request_id = given if given and valid_id(given) else next_request_id()
 
     def answer_head(self, request: Request) -> None:
-        """Answer ``request`` from its head alone, before its body is read (``admit`` of a route
-        with no API): as its own request, with its own id and none of the last one's headers."""
+        """Answer ``request`` from its head alone, before (the rest of) its body is read (a route
+        with no API): as its own request, with its own id and none of the last one's headers; the
+        connection closes after it, what the client still sends read and dropped a while."""
+        self._early = True
         self._start(request)
 
     def _advance(self) -> None:
@@ -316,7 +319,7 @@ class HttpConnection(RequestReader):
                     self.extra_headers,
                     headers,
                     b"Connection: close\r\n\r\n" if close else KEEP_ALIVE,
-                    b"" if self.head_only and not early else body,
+                    b"" if self.head_only else body,
                 )
             )
         )

@@ -89,6 +89,10 @@ class RequestReader(asyncio.Protocol):
         """Answer ``request`` (nothing before it is unanswered)."""
         raise NotImplementedError
 
+    def answer_head(self, request: Request) -> None:
+        """Answer ``request`` from its head alone, before (the rest of) its body is read, then close."""
+        raise NotImplementedError
+
     def _advance(self) -> None:
         """Start pipelined requests while nothing is running; resume reading when few are left."""
         raise NotImplementedError
@@ -263,11 +267,16 @@ class RequestReader(asyncio.Protocol):
             return
         self._path, self._query = route_path(self._url)
         headers = self._headers
-        if b"upgrade" in headers and self.parser.should_upgrade() and self._has_body_method():
+        if (
+            b"upgrade" in headers
+            and self.parser.should_upgrade()
+            and (self._has_body_method() or headers[b"upgrade"].strip().lower() == b"h2c")
+        ):
             # The parser skips an upgrade request's body and hands what follows the headers to the
             # new protocol. No upgrade is served, and RFC 9110 7.8 lets a server ignore the offer,
             # as a POST from Java's HttpClient (HTTP/2 by default: Upgrade: h2c) or curl --http2
-            # expects: the request is read again without it (``_feed``).
+            # expects: the request is read again without it (``_feed``); so is a GET offering h2c
+            # (no HTTP/2 comes before a 101: closing made Java's client open a connection per GET).
             self._plain_head = self._without_upgrade()
             return
         if b"content-encoding" in headers or b"transfer-encoding" in headers:
@@ -370,6 +379,9 @@ class RequestReader(asyncio.Protocol):
     def _body_too_large(self) -> None:
         if self.busy or self.pipeline:  # answers go out in order: this one after the earlier ones
             self._too_large = True
+        elif self.app.routeless(self._path):
+            # A chunked body to a mistyped name: its route's 404 (``app.admit``), not a 413
+            self.answer_head(Request(self.parser.get_method(), self._path, b"", self._headers, b"", False))
         else:
             self.refuse(413, f"the request body is larger than {self._limit} bytes", self._path)
 

@@ -39,6 +39,11 @@ class HttpApp(Protocol):
         """Answer ``request`` now or later with ``conn.respond``."""
         ...
 
+    def routeless(self, path: bytes) -> bool:
+        """No API reads a body sent to ``path``: one past its limit gets the route's own answer
+        (a 404 naming the mistyped API), not a 413."""
+        ...
+
     def finished(
         self, queue: ApiQueue, status: int, conn: HttpConnection, meta: bytes, error: bytes = b""
     ) -> bytes:
@@ -93,6 +98,9 @@ class HttpServer:
 
     def admit(self, conn: HttpConnection, method: bytes, path: bytes, headers: dict[bytes, bytes]) -> int:
         return self.body_limit
+
+    def routeless(self, path: bytes) -> bool:
+        return False
 
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)

@@ -153,6 +153,15 @@ def _tensor(value: Any) -> np.ndarray[Any, Any]:
     return np.array(value, dtype=object if isinstance(value, bytes | str) else None)
 
 
+# The line that follows an operation's complaint: ``[[{{node add}}]]``, or, for an operation in
+# a function TensorFlow kept apart (a lambda made a tf.function), ``[[{{function_node
+# __inference_<lambda>_39}}{{node add}}]]``; then ``[Op:__inference_signature_wrapper_45]``.
+_NODE_LINE = re.compile(r"\[\[(?:\{\{function_node [^}]*\}\})*\{\{node ([^}]+)\}\}\]\]")
+# What TensorFlow writes around the complaint of an operation run on its own (eagerly), on one
+# line: ``{{function_node __wrapped__AddV2_device_/job:...}} <complaint> [Op:AddV2] name: ``.
+_AROUND = re.compile(r"^(?:\{\{function_node [^}]*\}\}\s*)+|\s*\[Op:[^\]]*\].*$")
+
+
 def _node_complaint(said: str) -> tuple[str, str]:
     """(node, message) of TensorFlow's ``InvalidArgumentError`` from running a signature: the
     operation refused what it was given (``Incompatible shapes: [3] vs. [2]`` in an add,
@@ -161,7 +170,8 @@ def _node_complaint(said: str) -> tuple[str, str]:
     left out; it was a 500 'the model failed' of eight lines."""
     lines = [line.strip() for line in said.splitlines()]
     for index, line in enumerate(lines):
-        found = re.match(r"\[\[\{\{node ([^}]+)\}\}\]\]", line)
+        found = _NODE_LINE.match(line)
         if found and index and lines[index - 1]:
             return found.group(1), lines[index - 1]
-    return "", next((line for line in reversed(lines) if line), said)
+    last = next((line for line in reversed(lines) if line), said)
+    return "", _AROUND.sub("", last) or last

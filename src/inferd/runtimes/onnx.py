@@ -282,7 +282,7 @@ class OnnxRuntime:
 
 
 _NODE_FAILED = "Non-zero status code returned while running "
-_SHAPE_WORDS = ("broadcast", "shape", "dimension", "axis", "axes", "reshape")
+_SHAPE_WORDS = ("broadcast", "shape", "dimension", "axis", "axes", "reshape", "channel")
 
 
 def shape_refusal(said: str, inputs: dict[str, Any]) -> str | None:

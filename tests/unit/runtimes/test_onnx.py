@@ -253,7 +253,7 @@ def two_input_model(op: str, **attributes: Any) -> Any:
     """An ONNX model of one ``op`` over inputs a and b whose dimensions are all unnamed."""
     from onnx import TensorProto, helper
 
-    free = [None, None] if op in ("MatMul", "Concat") else [None]
+    free = [None] * {"MatMul": 2, "Concat": 2, "Conv": 4}.get(op, 1)
     graph = helper.make_graph(
         [helper.make_node(op, ["a", "b"], ["y"], **attributes)],
         "g",
@@ -276,6 +276,12 @@ def two_input_model(op: str, **attributes: Any) -> Any:
             "its MatMul node says: MatMul dimension",
         ),
         ("Concat", {"axis": 0}, {"a": [[1, 2]], "b": [[1, 2, 3]]}, "its Concat node says: Non concat axis"),
+        (  # an image of 2 channels for a kernel of 3 (a grayscale image for a colour model): a 500
+            "Conv",
+            {},
+            {"a": [[[[1]], [[2]]]], "b": [[[[1]], [[2]], [[3]]]]},
+            "its Conv node says: Input channels C is not equal to kernel channels * group",
+        ),
     ],
 )
 def test_sizes_a_node_cannot_run_on_in_dimensions_the_model_leaves_free_are_the_clients_400(
@@ -297,4 +303,6 @@ def test_sizes_a_node_cannot_run_on_in_dimensions_the_model_leaves_free_are_the_
         fitting["b"] = [[1], [2], [3]]
     if op == "Concat":
         fitting["b"] = [[3, 4]]
+    if op == "Conv":
+        fitting["b"] = [[[[1]], [[2]]]]
     assert predictor.predict(fitting)  # sizes that fit are answered as before

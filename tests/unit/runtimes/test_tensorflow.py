@@ -197,3 +197,28 @@ def test_a_complaint_from_inside_a_function_names_its_node_and_keeps_its_sentenc
 )
 def test_the_node_and_sentence_of_each_shape_of_message(said: str, node: str, complaint: str) -> None:
     assert tf_runtime()._node_complaint(said) == (node, complaint)
+
+
+def test_a_complaint_quoting_the_clients_text_keeps_all_of_it_on_one_line(tmp_path: Path) -> None:
+    """tf.strings.to_number quotes the text it could not read, line breaks and all: the 400 kept
+    the line before the operation's tag only, 'its StringToNumber node says: ghi' for
+    'abc\\ndef\\n\\tghi'."""
+    import tensorflow as tf
+
+    from tests.conftest import save_tensorflow
+
+    module = tf.Module()
+    spec = tf.TensorSpec([None], tf.string, name="s")
+    module.serve = tf.function(lambda s: {"n": tf.strings.to_number(s)}, input_signature=[spec])
+    save_tensorflow(module, tmp_path / "model", {"serving_default": module.serve.get_concrete_function()})
+    runtime = tf_runtime().TensorFlowRuntime(tmp_path / "model", None)
+    for text, read in [
+        ("abc\ndef\n\n\tghi", "abc def ghi"),
+        ("abc\u2028def", "abc def"),
+    ]:
+        with pytest.raises(InputError) as refused:
+            runtime.run({"s": np.array([b"1.5", text.encode()], dtype=object)})
+        assert refused.value.message == (
+            "the model cannot run on these inputs ('s' [2]): its StringToNumber node says: "
+            f"StringToNumberOp could not correctly convert string: {read}"
+        )

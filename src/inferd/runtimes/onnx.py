@@ -282,7 +282,15 @@ class OnnxRuntime:
 
 
 _NODE_FAILED = "Non-zero status code returned while running "
-_SHAPE_WORDS = ("broadcast", "shape", "dimension", "axis", "axes", "reshape")
+_SHAPE_WORDS = ("broadcast", "shape", "dimension", "axis", "axes", "reshape", "channel")
+# A complaint nested in another: all before the innermost ``[ONNXRuntimeError] : 1 : FAIL : ``.
+_NESTED = re.compile(r"^.*\[ONNXRuntimeError\] : \d+ : \w+ : ", re.DOTALL)
+# Where onnxruntime's check stands: ``file.cc:57 Function``, or the path and the function as the
+# compiler prints it (``void* onnxruntime::BFCArena::Alloc(size_t, bool) const [with T = int]``).
+_PLACE = re.compile(
+    r"^\S*\.(?:h|cc|cpp|cu):\d+\s+"
+    r"(?:[^()]*?::[^()\s]*\([^()]*\)(?:\s+const)?(?:\s+\[with [^\]]*\])?|\S+)\s+"
+)
 
 
 def shape_refusal(said: str, inputs: dict[str, Any]) -> str | None:
@@ -295,9 +303,10 @@ def shape_refusal(said: str, inputs: dict[str, Any]) -> str | None:
         return None
     node, _, detail = said.partition(_NODE_FAILED)[2].partition(" node.")
     message = detail.partition("Status Message: ")[2] or detail
+    message = _NESTED.sub("", message)
     if " was false. " in message:
         message = message.partition(" was false. ")[2]
-    message = re.sub(r"^\S*\.(?:h|cc|cpp):\d+\s+\S+\s+", "", message.strip())  # file:line function
+    message = _PLACE.sub("", message.strip())
     if not message or not any(word in message.lower() for word in _SHAPE_WORDS):
         return None
     return refused_run(node, message, inputs)

@@ -153,15 +153,34 @@ def _tensor(value: Any) -> np.ndarray[Any, Any]:
     return np.array(value, dtype=object if isinstance(value, bytes | str) else None)
 
 
+# The tag that follows an operation's complaint: ``[[{{node add}}]]``, or, for an operation in
+# a function TensorFlow kept apart (a lambda made a tf.function), ``[[{{function_node
+# __inference_<lambda>_39}}{{node add}}]]``; then ``[Op:__inference_signature_wrapper_45]``.
+_NODE_TAG = re.compile(r"\[\[(?:\{\{function_node [^}]*\}\})*\{\{node ([^}]+)\}\}\]\]")
+# What TensorFlow writes around the complaint of an operation run on its own (eagerly), on one
+# line: ``{{function_node __wrapped__AddV2_device_/job:...}} <complaint> [Op:AddV2] name: ``.
+_AROUND = re.compile(r"^(?:\{\{function_node [^}]*\}\}\s*)+|\s*\[Op:[^\]]*\].*$")
+_NO_STACK = "<stack traces unavailable>"
+
+
 def _node_complaint(said: str) -> tuple[str, str]:
     """(node, message) of TensorFlow's ``InvalidArgumentError`` from running a signature: the
     operation refused what it was given (``Incompatible shapes: [3] vs. [2]`` in an add,
     ``indices[0] = 7 is not in [0, 3)`` in a gather), which the client sent. Its text around that
     line ("Graph execution error", a stack it could not show, the function's internal name) is
-    left out; it was a 500 'the model failed' of eight lines."""
+    left out; it was a 500 'the model failed' of eight lines. The complaint is what stands
+    between the stack and the tag (text it quotes from the client can hold line breaks), on one
+    line."""
+    tags = list(_NODE_TAG.finditer(said))
+    if tags:
+        tag = tags[-1]
+        before = said[: tag.start()]
+        _, no_stack, complaint = before.partition(_NO_STACK)
+        if not no_stack:  # a stack it could show: the line before the tag
+            complaint = next((line for line in reversed(before.splitlines()) if line.strip()), "")
+        complaint = " ".join(line.strip() for line in complaint.splitlines() if line.strip())
+        if complaint:
+            return tag.group(1), complaint
     lines = [line.strip() for line in said.splitlines()]
-    for index, line in enumerate(lines):
-        found = re.match(r"\[\[\{\{node ([^}]+)\}\}\]\]", line)
-        if found and index and lines[index - 1]:
-            return found.group(1), lines[index - 1]
-    return "", next((line for line in reversed(lines) if line), said)
+    last = next((line for line in reversed(lines) if line), said)
+    return "", _AROUND.sub("", last) or last

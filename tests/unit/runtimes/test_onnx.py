@@ -253,7 +253,7 @@ def two_input_model(op: str, **attributes: Any) -> Any:
     """An ONNX model of one ``op`` over inputs a and b whose dimensions are all unnamed."""
     from onnx import TensorProto, helper
 
-    free = [None, None] if op in ("MatMul", "Concat") else [None]
+    free = [None] * {"MatMul": 2, "Concat": 2, "Conv": 4}.get(op, 1)
     graph = helper.make_graph(
         [helper.make_node(op, ["a", "b"], ["y"], **attributes)],
         "g",
@@ -276,6 +276,12 @@ def two_input_model(op: str, **attributes: Any) -> Any:
             "its MatMul node says: MatMul dimension",
         ),
         ("Concat", {"axis": 0}, {"a": [[1, 2]], "b": [[1, 2, 3]]}, "its Concat node says: Non concat axis"),
+        (  # an image of 2 channels for a kernel of 3 (a grayscale image for a colour model): a 500
+            "Conv",
+            {},
+            {"a": [[[[1]], [[2]]]], "b": [[[[1]], [[2]], [[3]]]]},
+            "its Conv node says: Input channels C is not equal to kernel channels * group",
+        ),
     ],
 )
 def test_sizes_a_node_cannot_run_on_in_dimensions_the_model_leaves_free_are_the_clients_400(
@@ -297,4 +303,54 @@ def test_sizes_a_node_cannot_run_on_in_dimensions_the_model_leaves_free_are_the_
         fitting["b"] = [[1], [2], [3]]
     if op == "Concat":
         fitting["b"] = [[3, 4]]
+    if op == "Conv":
+        fitting["b"] = [[[[1]], [[2]]]]
     assert predictor.predict(fitting)  # sizes that fit are answered as before
+
+
+def test_a_complaint_onnxruntime_nests_in_another_quotes_neither_its_code_nor_its_status(
+    tmp_path: Path,
+) -> None:
+    """A size the client gives a shape input (an Expand to ``[-3]``): onnxruntime's complaint
+    comes nested in another, each with its place in the C++ source. The 400 quoted
+    'OrtValue* onnxruntime::OpKernelContext::OutputMLValue(int, const onnxruntime::TensorShape&)
+    [ONNXRuntimeError] : 1 : FAIL : tensor.cc:57 CalculateTensorStorageSize Tensor ...'."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Expand", ["x", "s"], ["y"])],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [None]),
+            helper.make_tensor_value_info("s", TensorProto.INT64, [None]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    predictor = onnx_project(tmp_path / "p", model)
+    with pytest.raises(InputError) as refused:
+        predictor.predict({"x": [1.0], "s": [-3]})
+    assert refused.value.message == (
+        "the model cannot run on these inputs ('s' [1], 'x' [1]): "
+        "its Expand node says: Tensor shape.Size() must be >= 0"
+    )
+    assert np.asarray(predictor.predict({"x": [1.0], "s": [3]})[0]).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_complaint_after_a_cpp_function_of_several_words_leaves_the_function_out() -> None:
+    """onnxruntime's ORT_THROW writes its place as the file, the line and the C++ function as
+    the compiler prints it (``void* onnxruntime::BFCArena::Allocate(size_t, bool)``): only its
+    first word was left out."""
+    from inferd.runtimes.onnx import shape_refusal
+
+    said = (
+        "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Tile node. "
+        "Name:'t' Status Message: /onnxruntime_src/onnxruntime/core/framework/tensor_shape.cc:40 "
+        "onnxruntime::TensorShape onnxruntime::TensorShape::Slice(size_t, size_t) const "
+        "Invalid tensor shape slice argument."
+    )
+    assert shape_refusal(said, {"x": np.zeros((2, 3))}) == (
+        "the model cannot run on these inputs ('x' [2, 3]): its Tile node says: "
+        "Invalid tensor shape slice argument."
+    )

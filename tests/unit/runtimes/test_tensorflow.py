@@ -150,3 +150,75 @@ def test_inputs_the_model_cannot_run_on_are_the_clients_400_naming_the_node(iris
             "'sepal_length' [1], 'sepal_width' [1]): its stack node says: Shapes of all inputs must match"
         )
         assert "\n" not in message and "Graph execution" not in message and "__inference" not in message
+
+
+def test_a_complaint_from_inside_a_function_names_its_node_and_keeps_its_sentence(tmp_path: Path) -> None:
+    """A signature whose ops TensorFlow keeps in a function of their own (here a lambda made a
+    tf.function) tags the operation ``[[{{function_node __inference_<lambda>_39}}{{node add}}]]``.
+    That line was taken for the complaint: the client read 'it says: [[{{function_node
+    __inference_<lambda>_39}}{{node add}}]] [Op:__inference_signature_wrapper_45]' and never
+    the sentence, 'Incompatible shapes: [3] vs. [2]'."""
+    import tensorflow as tf
+
+    from tests.conftest import save_tensorflow
+
+    module = tf.Module()
+    specs = [tf.TensorSpec([None], tf.float32, name=name) for name in ("x", "y")]
+    module.serve = tf.function(lambda x, y: {"out": x + y}, input_signature=specs)
+    signatures = {"serving_default": module.serve.get_concrete_function()}
+    save_tensorflow(module, tmp_path / "model", signatures)
+    runtime = tf_runtime().TensorFlowRuntime(tmp_path / "model", None)
+    inputs = {"x": np.ones(3, np.float32), "y": np.ones(2, np.float32)}
+    with pytest.raises(InputError) as refused:
+        runtime.run(inputs)
+    assert refused.value.message == (
+        "the model cannot run on these inputs ('x' [3], 'y' [2]): its add node says: "
+        "Incompatible shapes: [3] vs. [2]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("said", "node", "complaint"),
+    [
+        (  # an operation run on its own (eagerly): one line, its function and op around it
+            "{{function_node __wrapped__AddV2_device_/job:localhost/replica:0/task:0/device:CPU:0}} "
+            "Incompatible shapes: [3] vs. [2] [Op:AddV2] name: ",
+            "",
+            "Incompatible shapes: [3] vs. [2]",
+        ),
+        (  # a function called by a function
+            "Graph execution error:\n\nDetected at node Gather defined at (most recent call last):\n"
+            "<stack traces unavailable>\nindices[1] = 7 is not in [0, 3)\n\t [[{{function_node "
+            "__inference_a_3}}{{function_node __inference_b_5}}{{node Gather}}]] [Op:__inference_w_9]",
+            "Gather",
+            "indices[1] = 7 is not in [0, 3)",
+        ),
+    ],
+)
+def test_the_node_and_sentence_of_each_shape_of_message(said: str, node: str, complaint: str) -> None:
+    assert tf_runtime()._node_complaint(said) == (node, complaint)
+
+
+def test_a_complaint_quoting_the_clients_text_keeps_all_of_it_on_one_line(tmp_path: Path) -> None:
+    """tf.strings.to_number quotes the text it could not read, line breaks and all: the 400 kept
+    the line before the operation's tag only, 'its StringToNumber node says: ghi' for
+    'abc\\ndef\\n\\tghi'."""
+    import tensorflow as tf
+
+    from tests.conftest import save_tensorflow
+
+    module = tf.Module()
+    spec = tf.TensorSpec([None], tf.string, name="s")
+    module.serve = tf.function(lambda s: {"n": tf.strings.to_number(s)}, input_signature=[spec])
+    save_tensorflow(module, tmp_path / "model", {"serving_default": module.serve.get_concrete_function()})
+    runtime = tf_runtime().TensorFlowRuntime(tmp_path / "model", None)
+    for text, read in [
+        ("abc\ndef\n\n\tghi", "abc def ghi"),
+        ("abc\u2028def", "abc def"),
+    ]:
+        with pytest.raises(InputError) as refused:
+            runtime.run({"s": np.array([b"1.5", text.encode()], dtype=object)})
+        assert refused.value.message == (
+            "the model cannot run on these inputs ('s' [2]): its StringToNumber node says: "
+            f"StringToNumberOp could not correctly convert string: {read}"
+        )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+log = logging.getLogger("inferd.replica")
 
 
 @dataclass(frozen=True)
@@ -96,4 +99,17 @@ def refused_run(node: str, said: str, inputs: dict[str, Any]) -> str:
         if isinstance(value, np.ndarray)
     )
     who = f"its {node} node says" if node else "it says"
+    if node not in _REFUSED_AT:  # once per node: a client may send such inputs all day
+        _REFUSED_AT.add(node)
+        log.warning(
+            "the model could not run on a client's inputs (%s: %s), answered 400; if every request "
+            "is refused so, the model itself may be wrong (logged once per node)",
+            node or "the model",
+            said,
+        )
     return f"the model cannot run on these inputs ({shapes}): {who}: {said}"
+
+
+# The nodes a refusal was logged for: a model that cannot run on any input (a Reshape to a
+# constant that never fits) is answered 400 as the client's, and would show on no 5xx chart.
+_REFUSED_AT: set[str] = set()

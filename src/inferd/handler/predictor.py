@@ -28,6 +28,7 @@ from inferd.handler.convert import (
     stacks_by_rows,
     to_model_inputs,
 )
+from inferd.handler.cortex_outputs import flat_output
 from inferd.handler.cortex_packages import missing_package_hint
 from inferd.handler.debug import logged, preview
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
@@ -49,6 +50,16 @@ class TensorFlowRuntimeLike(Protocol):
 # The runtimes' "these inputs do not fit" errors (TensorFlow's InvalidArgumentError, onnxruntime's
 # InvalidArgument) on tensors the signature took: TF Serving and Triton answer them 400.
 REJECTED = ("InvalidArgumentError", "InvalidArgument")
+
+
+def _failed(exc: Exception) -> InferdError:
+    """The error of a model run that raised ``exc``: the client's 400 for what the runtime calls
+    an invalid argument (on every route: the Cortex route's was a 500), else a 500, logged."""
+    if any(kind.__name__ in REJECTED for kind in type(exc).__mro__):
+        said = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        return InputError(f"the model rejected the input: {type(exc).__name__}: {said}")
+    log.error("the model failed:\n%s", traceback.format_exc().rstrip())
+    return ModelError(f"the model failed: {type(exc).__name__}: {exc}")
 
 
 def cortex_project(project_root: Path) -> bool:
@@ -299,12 +310,11 @@ class Predictor:
         except InputError:  # the runtime's own check of what it can take (text for onnxruntime)
             raise
         except Exception as exc:
-            log.error("the model failed:\n%s", traceback.format_exc().rstrip())
-            raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
+            raise _failed(exc) from exc
 
     def _shaped(self, prediction: Any) -> Any:
         if isinstance(prediction, dict) and not self.full_shapes:
-            return {name: _flat(value) for name, value in prediction.items()}
+            return {name: flat_output(value) for name, value in prediction.items()}
         return prediction
 
     def tensor_specs(self, signature: str | None = None) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -339,11 +349,7 @@ class Predictor:
         except InputError:
             raise
         except Exception as exc:
-            if any(kind.__name__ in REJECTED for kind in type(exc).__mro__):
-                said = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-                raise InputError(f"the model rejected the input: {type(exc).__name__}: {said}") from exc
-            log.error("the model failed:\n%s", traceback.format_exc().rstrip())
-            raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
+            raise _failed(exc) from exc
         self.timings = {"model": time.perf_counter() - started}
         return outputs
 
@@ -381,29 +387,3 @@ def devices_of(api: Api) -> Devices:
 
 
 Prepared = tuple[int, dict[str, np.ndarray[Any, Any]], float]  # sample index, model inputs, pre time
-
-
-def _flat(value: Any) -> Any:
-    # Cortex delivered each TensorFlow output as a flat list (via protobuf JSON); handlers such
-    # as `labels[int(prediction["class_ids"][0])]` rely on that. Native numbers, not strings.
-    # A scalar output (TensorFlow gives a 0-d tensor as a NumPy scalar) is a list of one, as
-    # protobuf JSON had it (`labels[prediction["labels"][0]]` in the BERT example).
-    if isinstance(value, np.generic):
-        value = np.asarray(value)
-    elif isinstance(value, bytes | str):  # a scalar string output (TensorFlow gives it as bytes)
-        return [_text(value)]
-    if isinstance(value, np.ndarray):
-        flat = value.ravel()
-        if flat.dtype.kind in "OS":
-            return [_text(item) for item in flat.tolist()]
-        return flat.tolist()
-    return value
-
-
-def _text(item: Any) -> Any:
-    if isinstance(item, bytes):
-        try:
-            return item.decode("utf-8")
-        except UnicodeDecodeError:
-            return item
-    return item

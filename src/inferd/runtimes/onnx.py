@@ -271,7 +271,8 @@ class OnnxRuntime:
                 return list(self._run(None, feeds))
             return list(self._run(None, inputs))
         except Exception as exc:
-            refusal = self._free_dimensions and shape_refusal(str(exc), inputs)
+            invalid = type(exc).__name__ == "InvalidArgument"  # a Gather's index past its table
+            refusal = (invalid or self._free_dimensions) and shape_refusal(str(exc), inputs, invalid)
             if refusal:
                 raise InputError(refusal) from None
             raise
@@ -293,12 +294,13 @@ _PLACE = re.compile(
 )
 
 
-def shape_refusal(said: str, inputs: dict[str, Any]) -> str | None:
+def shape_refusal(said: str, inputs: dict[str, Any], invalid: bool = False) -> str | None:
     """The client's error for a node that could not run on the sizes the client gave dimensions
     the model leaves free (two unnamed ones that an Add needs equal: onnxruntime's check fails
-    inside the node), or ``None`` for any other failure (the model's own: a 500). onnxruntime's
-    source path and the C++ condition that failed are left out: the client could do nothing
-    with ``/onnxruntime_src/.../element_wise_ops.h:563 void onnxruntime::BroadcastIterator...``."""
+    inside the node) or on what onnxruntime calls an invalid argument (``invalid``: an index
+    past a Gather's table), or ``None`` for any other failure (the model's own: a 500).
+    onnxruntime's source path and the C++ condition that failed are left out: the client could
+    do nothing with ``/onnxruntime_src/.../element_wise_ops.h:563 void onnxruntime::Broad...``."""
     if _NODE_FAILED not in said:
         return None
     node, _, detail = said.partition(_NODE_FAILED)[2].partition(" node.")
@@ -307,6 +309,6 @@ def shape_refusal(said: str, inputs: dict[str, Any]) -> str | None:
     if " was false. " in message:
         message = message.partition(" was false. ")[2]
     message = _PLACE.sub("", message.strip())
-    if not message or not any(word in message.lower() for word in _SHAPE_WORDS):
+    if not message or not (invalid or any(word in message.lower() for word in _SHAPE_WORDS)):
         return None
     return refused_run(node, message, inputs)

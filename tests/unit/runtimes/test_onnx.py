@@ -369,3 +369,29 @@ def test_a_complaint_after_a_cpp_function_of_several_words_leaves_the_function_o
         "the model cannot run on these inputs ('x' [2, 3]): its Tile node says: "
         "Invalid tensor shape slice argument."
     )
+
+
+def test_an_index_past_a_gathers_table_is_the_clients_400_on_the_cortex_route_too(tmp_path: Path) -> None:
+    """onnxruntime calls an index past a Gather's table an invalid argument: V2 and TF Serving
+    answered 400 with its whole text ('[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Non-zero
+    status code returned while running Gather node. Name:'' Status Message: ...'), the Cortex
+    route 500 'the model failed'. Every route answers the node's sentence, as for sizes."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "i"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, [2])],  # no free dimension
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        initializer=[helper.make_tensor("table", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    predictor = onnx_project(tmp_path / "p", model)
+    assert [values.tolist() for values in predictor.predict({"i": [2, 0]})] == [[3.0, 1.0]]
+    with pytest.raises(InputError) as refused:
+        predictor.predict({"i": [7, 0]})
+    assert refused.value.message == (
+        "the model cannot run on these inputs ('i' [2]): its Gather node says: indices element out of "
+        "data bounds, idx=7 must be within the inclusive range [-3,2]"
+    )

@@ -267,13 +267,21 @@ def unapplied(project: Project) -> list[str]:
     ]
 
 
-def single_api_config(config_text: str, api: str) -> str:
-    """A project's config with only ``api`` (and the deployment): what one API's pods serve
-    when the project has several (``inferd serve`` takes a config file as well as a folder)."""
+def single_api_configs(config_text: str) -> dict[str, str]:
+    """Each API's name and the project's config with only that API (and the deployment): what
+    one API's pods serve when the project has several (``inferd serve`` takes a config file as
+    well as a folder). The file is parsed once: once per API made an export quadratic."""
     from inferd.config.load import parse_yaml
 
     data, _ = parse_yaml(config_text, "cortex.yaml")
-    kept = [item for item in data if item.get("kind") != "api" or item.get("name") == api]
-    return f"# inferd export: api '{api}' only, from the project's config\n" + yaml.safe_dump(
-        kept, sort_keys=False
-    )
+    others = [item for item in data if item.get("kind") != "api"]
+    at = {id(item): index for index, item in enumerate(data)}
+    configs: dict[str, str] = {}
+    for item in data:
+        if item.get("kind") == "api":
+            kept = sorted([*others, item], key=lambda kept_item: at[id(kept_item)])  # in the file's order
+            configs[item.get("name")] = (
+                f"# inferd export: api '{item.get('name')}' only, from the project's config\n"
+                + yaml.safe_dump(kept, sort_keys=False)
+            )
+    return configs

@@ -230,17 +230,19 @@ class LocalEngine:
         a growing pause; the other APIs carry on.
         """
         now = time.monotonic()
+        ledger = placement.Ledger(self.apis)  # what every API holds, added up once a tick
         for state in list(self.apis.values()):
             if now < state.hold_until:
                 continue
             try:
-                self._reconcile_api(state, now)
+                self._reconcile_api(state, now, ledger)
             except Exception as exc:
                 failures.step_failed(state, exc, now, self.sink, self._event)
                 publish_status(state, self.sink)
             else:
                 if state.step_error is not None:
                     failures.step_recovered(state, self.sink, self._event)
+            ledger.refresh(state)
         if self.zygotes is not None:  # deleted, or updated to another runtime: once its replicas are gone
             self.zygotes.keep_only(report.runtimes_in_use(self.apis))
         self.priorities.settle(self.apis)
@@ -260,7 +262,7 @@ class LocalEngine:
         if kept:
             self._wake.set()
 
-    def _reconcile_api(self, state: ApiState, now: float) -> None:
+    def _reconcile_api(self, state: ApiState, now: float, ledger: placement.Ledger) -> None:
         state.deferred = 0
         for lost in failures.reap(state, self.sink, self._event):
             # an old version's replica died while it serves (nothing else does, or the new version
@@ -288,7 +290,7 @@ class LocalEngine:
         if version.retry is not None and 0 < version.retry_at <= now and not state.deleting:
             version.retry_at = 0.0
             self._spawn(self._retry_fetch(state.key, version))
-        actions = schedule.step(state, now, self.capacity, self.apis)
+        actions = schedule.step(state, now, self.capacity, self.apis, ledger)
         for _ in range(actions.start):
             self._start(state)
         for replica_id in actions.retire:
@@ -299,15 +301,15 @@ class LocalEngine:
                 self.logs.forget(state.key)
             return
         publish_status(state, self.sink)
-        self._report_compute(state)
+        self._report_compute(state, ledger)
 
-    def _report_compute(self, state: ApiState) -> None:
+    def _report_compute(self, state: ApiState, ledger: placement.Ledger) -> None:
         """While ``compute unavailable`` with no replica running or starting, requests are refused
         at once with the reason; with one (fewer than ``min_replicas`` fit), they wait for it."""
         reason = None
         unavailable = state.status == "compute unavailable"
         if unavailable or state.fit is not None:
-            reason = placement.shortfall(self.capacity, self.apis, state)
+            reason = placement.shortfall(self.capacity, self.apis, state, ledger)
         if unavailable and reason and reason not in (state.compute_reason, state.cap_reason):
             self._event(state.key, f"compute unavailable: {reason}")
         if not unavailable or any(not r.retired for r in state.replicas):

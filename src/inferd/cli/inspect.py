@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -123,6 +124,9 @@ def get(
             text = _get_once(client, api, verbose, lines, None if api else deployment, summary, here)
             if output != "json":
                 click.clear()  # on a terminal; piped, each table follows the last
+                if sys.stdout.isatty():
+                    size = shutil.get_terminal_size()
+                    text = render.fit_screen(text, size.lines, size.columns)
             click.echo(text)
             sys.stdout.flush()
             time.sleep(1)

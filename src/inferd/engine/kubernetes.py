@@ -257,14 +257,17 @@ def check_exportable(project: Project) -> None:
 
 def unapplied(project: Project) -> list[str]:
     """What the manifests serve otherwise than the project says: one warning a field, so that
-    none is changed in silence."""
-    return [
-        f"api '{config.name}': min_replicas: 0: a HorizontalPodAutoscaler keeps at least 1 pod "
-        "(Kubernetes scales to zero only behind its HPAScaleToZero feature gate); scale the "
-        "Deployment to 0 yourself, or export with --ray, whose Serve scales to zero"
-        for config in project.apis
-        if config.api.compute.min_replicas == 0
-    ]
+    none is changed in silence; four or more APIs alike are one warning naming them, as in
+    ``inferd deploy`` (100 APIs were 100 lines of the same words)."""
+    zero = [config.name for config in project.apis if config.api.compute.min_replicas == 0]
+    why = (
+        "min_replicas: 0: a HorizontalPodAutoscaler keeps at least 1 pod (Kubernetes scales to "
+        "zero only behind its HPAScaleToZero feature gate); scale the Deployment to 0 yourself, "
+        "or export with --ray, whose Serve scales to zero"
+    )
+    if len(zero) >= 4:
+        return [f"{len(zero)} apis: {why}: " + ", ".join(f"'{name}'" for name in zero)]
+    return [f"api '{name}': {why}" for name in zero]
 
 
 def single_api_configs(config_text: str) -> dict[str, str]:

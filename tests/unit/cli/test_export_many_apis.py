@@ -51,3 +51,23 @@ def test_a_project_of_many_apis_is_parsed_once_and_each_pod_serves_its_own_api(
             {"kind": "deployment", "name": "many"},
             {"kind": "api", "name": f"a{i:02d}", "predictor": {"path": "p.py", "metadata": {"tag": f"t{i}"}}},
         ]
+
+
+def test_many_apis_that_scale_to_zero_are_one_warning_naming_them(tmp_path: Path) -> None:
+    blocks = "".join(
+        f"- kind: api\n  name: a{i:02d}\n  predictor: {{path: p.py}}\n  compute: {{min_replicas: 0}}\n"
+        for i in range(APIS)
+    )
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: many\n" + blocks,
+        {"p.py": "def predict(sample, metadata):\n    return sample\n"},
+    )
+    result = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    # It was 30 lines of the same 250 characters but the name, above the line saying what was written
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith(f"warning: {APIS} apis: min_replicas: 0: a HorizontalPodAutoscaler keeps"), (
+        warning
+    )
+    assert warning.endswith(": " + ", ".join(f"'a{i:02d}'" for i in range(APIS))), warning

@@ -113,3 +113,23 @@ def test_get_w_on_a_terminal_shorter_than_the_table_keeps_its_header_and_says_wh
     assert len(lines) <= rows - 1, lines
     assert lines[0].split()[:3] == ["api", "deployment", "status"], lines
     assert lines[-1] == f"... {APIS + 1 - (rows - 2)} more lines: inferd get without -w prints them all"
+
+
+def test_a_name_not_deployed_is_answered_with_the_nearest_names_not_every_one(
+    many: tuple[Inferd, Path],
+) -> None:
+    inferd, _ = many
+    hint = f"({APIS} apis deployed, the nearest: many/a10, many/a11, many/a12, many/a13, many/a14, "
+    for command in ("get", "delete", "logs"):
+        answer = inferd.run(command, "a1x", check=False)
+        assert answer.returncode == 1, answer.stderr
+        # It named all 24 (1.8 KB for 110 APIs), where the gateway's 404 names the ten nearest
+        assert answer.stderr.startswith(
+            f"error: no API {'or deployment ' * (command == 'delete')}named 'a1x' "
+        ), (
+            command,
+            answer.stderr,
+        )
+        assert hint in answer.stderr, (command, answer.stderr)
+        assert "many/a19; inferd get lists them all)" in answer.stderr, (command, answer.stderr)
+        assert answer.stderr.count("many/a") == 10, (command, answer.stderr)

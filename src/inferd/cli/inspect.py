@@ -17,7 +17,7 @@ from inferd.cli.backends import Backend, backend_for, key_of
 from inferd.cli.options import api_name, env_option, folder_deployment, in_deployment, not_empty
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client
-from inferd.errors import NotFoundError, UsageError, in_several_deployments
+from inferd.errors import NotFoundError, UsageError, deployed_hint, in_several_deployments
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,7 +48,7 @@ def resolve(client: Backend, name: str) -> str:
         raise in_several_deployments("api", name, exact)
     if matches:
         raise UsageError(f"'{name}' matches several APIs: {', '.join(matches)}")
-    raise NotFoundError(f"no API named '{name}' (deployed: {', '.join(keys) or 'none'})")
+    raise NotFoundError(f"no API named '{name}' ({deployed_hint(name, keys)})")
 
 
 @click.command()

@@ -58,14 +58,15 @@ def deployed_hint(name: str, keys: Iterable[str]) -> str:
     if len(known) <= SHOWN_NAMES:
         return f"deployed: {', '.join(known) or 'none'}"
 
-    def shared(key: str) -> int:  # compared with the API's name, or the whole key for DEPLOYMENT/API
-        other = key if "/" in name else key.partition("/")[2]
+    def shared(one: str, other: str) -> int:
         return next(
-            (i for i, (a, b) in enumerate(zip(name, other, strict=False)) if a != b),
-            min(len(name), len(other)),
+            (i for i, (a, b) in enumerate(zip(one, other, strict=False)) if a != b), min(len(one), len(other))
         )
 
-    nearest = heapq.nsmallest(SHOWN_NAMES, known, key=lambda key: (-shared(key), key))
+    def near(key: str) -> int:  # to the API's name, or to the whole key (a deployment's name, say)
+        return max(shared(name, key.partition("/")[2]), shared(name, key))
+
+    nearest = heapq.nsmallest(SHOWN_NAMES, known, key=lambda key: (-near(key), key))
     return f"{len(known)} apis deployed, the nearest: {', '.join(nearest)}; inferd get lists them all"
 
 

@@ -63,8 +63,10 @@ def deployed_hint(name: str, keys: Iterable[str]) -> str:
             (i for i, (a, b) in enumerate(zip(one, other, strict=False)) if a != b), min(len(one), len(other))
         )
 
-    def near(key: str) -> int:  # to the API's name, or to the whole key (a deployment's name, say)
-        return max(shared(name, key.partition("/")[2]), shared(name, key))
+    api = name.rpartition("/")[2]
+
+    def near(key: str) -> int:  # by the API's name, or by the whole key (a deployment's name, say)
+        return max(shared(api, key.partition("/")[2]), shared(name, key))
 
     nearest = heapq.nsmallest(SHOWN_NAMES, known, key=lambda key: (-near(key), key))
     return f"{len(known)} apis deployed, the nearest: {', '.join(nearest)}; inferd get lists them all"

@@ -44,7 +44,7 @@ def test_a_name_not_deployed_is_told_the_nearest_apis_by_their_names_or_their_de
     hint = errors.deployed_hint("scale1000", keys)
     assert hint.startswith("36 apis deployed, the nearest: scale100/a00, scale100/a01, "), hint
     assert hint.endswith("scale100/a09; inferd get lists them all"), hint
-    # an API's name: those of that name first, whatever their deployment
-    assert errors.deployed_hint("a11x", keys).startswith(
+    # an API's name, in a deployment not deployed: the APIs of that name first, whatever their deployment
+    assert errors.deployed_hint("nope/a11x", keys).startswith(
         "36 apis deployed, the nearest: other/a11, scale10/a11, scale100/a11, "
     )

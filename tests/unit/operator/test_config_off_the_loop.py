@@ -1,21 +1,24 @@
-"""The operator reads a project's config off the event loop, which is the gateway's too.
+"""The operator (and ``inferd serve --reload``) reads a project's config off the event loop,
+which is the gateway's too.
 
-A deploy parsed the cortex.yaml on it twice (the user's folder, then its snapshot), and a restart
-once per deployment: every API's requests waited meanwhile. A 4,900-line config held them 0.6 s at
-each deploy, unchanged or not, and one of 2.2 MB (37,000 lines) 3.3 s.
+A deploy parsed the cortex.yaml on it twice (the user's folder, then its snapshot), a restart
+once per deployment, a reload once per edit: every API's requests waited meanwhile. A
+4,900-line config held them 0.6 s at each deploy, unchanged or not, and one of 2.2 MB (37,000
+lines) 3.3 s.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from inferd.config.load import load_project
 from inferd.config.schema import Project
-from inferd.operator import restore, server, snapshots
+from inferd.engine.local import LocalEngine
+from inferd.operator import reload, restore, server, snapshots
 from inferd.operator.server import Operator
 from tests.conftest import make_project
 
@@ -47,7 +50,7 @@ def test_deploys_and_restores_read_the_config_off_the_event_loop(
         read_on_the_loop.append(on_the_loop())
         return load_project(*args, **kwargs)
 
-    for module in (server, snapshots, restore):
+    for module in (server, snapshots, restore, reload):
         monkeypatch.setattr(module, "load_project", recorded)
 
     async def deployed() -> dict[str, Any]:
@@ -70,4 +73,9 @@ def test_deploys_and_restores_read_the_config_off_the_event_loop(
     assert len(read_on_the_loop) == 2  # the folder, then its snapshot
     assert asyncio.run(restored()) == ["many/a0", "many/a1", "many/a2"]
     assert len(read_on_the_loop) == 3
+    assert not any(read_on_the_loop), read_on_the_loop
+    # `inferd serve --reload`: an edit of the config (one that changes no API's entry)
+    reloader = reload.Reloader(load_project(project), cast(LocalEngine, None), lambda line: None)
+    asyncio.run(reloader.reload({project / "cortex.yaml"}))
+    assert len(read_on_the_loop) == 4
     assert not any(read_on_the_loop), read_on_the_loop

@@ -58,8 +58,7 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
     if name in state.deployments:
         apis = [api for api, api_state in engine.apis.items() if api_state.config.deployment == name]
         forget(operator, name)  # first: a state that cannot be saved (a full disk) deletes nothing
-        for api in apis:
-            engine.delete(api)
+        engine.delete(*apis)
         operator.collector.tidy()
         return {"message": f"deleting deployment '{name}'", "apis": apis, "draining": True}
     try:

@@ -7,6 +7,9 @@ pairs, never as pickled exceptions: :func:`error_type` maps the name back to the
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable
+
 
 class InferdError(Exception):
     """Base of every error inferd raises on purpose."""
@@ -42,6 +45,31 @@ def in_several_deployments(kind: str, name: str, keys: list[str], was: bool = Fa
         f"{kind} '{name}' {'was' if was else 'is'} in several deployments ({', '.join(keys)}); "
         f"name one as DEPLOYMENT/{kind.upper()}"
     )
+
+
+SHOWN_NAMES = 10  # an unknown name's error names this many deployed APIs at most, the nearest
+
+
+def deployed_hint(name: str, keys: Iterable[str]) -> str:
+    """What an error for an API ``name`` that is not deployed says is: every ``deployment/api``
+    while there are few, else the nearest (most characters in common at the start, as the
+    gateway's 404) and where the rest are listed (110 APIs were a line of 1.8 KB)."""
+    known = sorted(keys)
+    if len(known) <= SHOWN_NAMES:
+        return f"deployed: {', '.join(known) or 'none'}"
+
+    def shared(one: str, other: str) -> int:
+        return next(
+            (i for i, (a, b) in enumerate(zip(one, other, strict=False)) if a != b), min(len(one), len(other))
+        )
+
+    api = name.rpartition("/")[2]
+
+    def near(key: str) -> int:  # by the API's name, or by the whole key (a deployment's name, say)
+        return max(shared(api, key.partition("/")[2]), shared(name, key))
+
+    nearest = heapq.nsmallest(SHOWN_NAMES, known, key=lambda key: (-near(key), key))
+    return f"{len(known)} apis deployed, the nearest: {', '.join(nearest)}; inferd get lists them all"
 
 
 def apis_named(names: list[str]) -> str:

@@ -3,13 +3,21 @@ predictors that import nothing, one deployment shared by the file (it costs seco
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import re
+import signal
+import struct
+import subprocess
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import make_project
+from tests.conftest import INFERD, make_project, wait_for
 from tests.integration.conftest import Inferd, stop_operator
 
 APIS = 24
@@ -65,3 +73,63 @@ def test_an_update_of_one_api_of_many_shows_that_api_and_restarts_it_alone(many:
     assert inferd.post("/many/a05", 1).json() == ["v2", 1]
     after = {name: inferd.replica_pids(f"many/{name}") for name in before}
     assert [name for name in before if after[name] != before[name]] == ["a05"]
+
+
+def test_get_w_on_a_terminal_shorter_than_the_table_keeps_its_header_and_says_what_is_left_out(
+    many: tuple[Inferd, Path],
+) -> None:
+    inferd, _ = many
+    rows, columns = 12, 100
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    watch = subprocess.Popen(
+        [str(INFERD), "get", "-w"],
+        env=inferd.env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    os.close(follower)
+    seen = bytearray()
+    clear = b"\x1b[2J"
+
+    def two_screens() -> bool:
+        try:
+            seen.extend(os.read(leader, 65536))
+        except OSError:  # the command ended: its output is all there
+            return True
+        return seen.count(clear) >= 3
+
+    try:
+        wait_for(two_screens, 60, "two screens of `inferd get -w`")
+    finally:
+        watch.send_signal(signal.SIGINT)
+        watch.wait(timeout=30)
+        os.close(leader)
+    screen = seen.decode().split("\x1b[2J")[1]
+    lines = re.sub(r"\x1b\[[0-9;]*H", "", screen).replace("\r", "").rstrip("\n").split("\n")
+    # Each screen was the whole table (25 lines): the header scrolled off the top each second
+    assert len(lines) <= rows - 1, lines
+    assert lines[0].split()[:3] == ["api", "deployment", "status"], lines
+    assert lines[-1] == f"... {APIS + 1 - (rows - 2)} more lines: inferd get without -w prints them all"
+
+
+def test_a_name_not_deployed_is_answered_with_the_nearest_names_not_every_one(
+    many: tuple[Inferd, Path],
+) -> None:
+    inferd, _ = many
+    hint = f"({APIS} apis deployed, the nearest: many/a10, many/a11, many/a12, many/a13, many/a14, "
+    for command in ("get", "delete", "logs"):
+        answer = inferd.run(command, "a1x", check=False)
+        assert answer.returncode == 1, answer.stderr
+        # It named all 24 (1.8 KB for 110 APIs), where the gateway's 404 names the ten nearest
+        assert answer.stderr.startswith(
+            f"error: no API {'or deployment ' * (command == 'delete')}named 'a1x' "
+        ), (
+            command,
+            answer.stderr,
+        )
+        assert hint in answer.stderr, (command, answer.stderr)
+        assert "many/a19; inferd get lists them all)" in answer.stderr, (command, answer.stderr)
+        assert answer.stderr.count("many/a") == 10, (command, answer.stderr)

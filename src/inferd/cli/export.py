@@ -205,12 +205,14 @@ def write_export(project: Project, out: Path, ray: bool, image: str, relax_pins:
             k8s.dump_all([kuberay.ray_service(project, image, ray_version)])
         )
     else:
-        config_text = project.config_file.read_text(encoding="utf-8")
+        single: dict[str, str] = {}
+        if len(project.apis) > 1:  # each API's pods serve that API only
+            single = k8s.single_api_configs(project.config_file.read_text(encoding="utf-8"))
         for config in project.apis:
             project_path = k8s.PROJECT_IN_IMAGE
-            if len(project.apis) > 1:  # each API's pods serve that API only
+            if single:
                 name = f"inferd-{config.name}.yaml"
-                (out / "project" / name).write_text(k8s.single_api_config(config_text, config.name))
+                (out / "project" / name).write_text(single[config.name])
                 project_path = f"{k8s.PROJECT_IN_IMAGE}/{name}"
             documents = k8s.api_manifests(config, image, project_path)
             (manifests / f"{config.name}.yaml").write_text(k8s.dump_all(documents))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from inferd.cli.backends import Backend, backend_for, key_of
 from inferd.cli.options import api_name, env_option, folder_deployment, in_deployment, not_empty
 from inferd.cli.traffic import splitter_rows
 from inferd.client import Client
-from inferd.errors import NotFoundError, UsageError, in_several_deployments
+from inferd.errors import NotFoundError, UsageError, deployed_hint, in_several_deployments
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -47,7 +48,7 @@ def resolve(client: Backend, name: str) -> str:
         raise in_several_deployments("api", name, exact)
     if matches:
         raise UsageError(f"'{name}' matches several APIs: {', '.join(matches)}")
-    raise NotFoundError(f"no API named '{name}' (deployed: {', '.join(keys) or 'none'})")
+    raise NotFoundError(f"no API named '{name}' ({deployed_hint(name, keys)})")
 
 
 @click.command()
@@ -123,6 +124,9 @@ def get(
             text = _get_once(client, api, verbose, lines, None if api else deployment, summary, here)
             if output != "json":
                 click.clear()  # on a terminal; piped, each table follows the last
+                if sys.stdout.isatty():
+                    size = shutil.get_terminal_size()
+                    text = render.fit_screen(text, size.lines, size.columns)
             click.echo(text)
             sys.stdout.flush()
             time.sleep(1)

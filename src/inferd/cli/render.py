@@ -20,6 +20,29 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def fit_screen(text: str, lines: int, columns: int) -> str:
+    """``text`` cut to a terminal of ``lines`` by ``columns`` (``inferd get -w``), its last line
+    saying how many were left out. Each second's table of 110 APIs scrolled its header and first
+    rows off a 40-line terminal, which showed the last 39 rows alone."""
+    room = max(lines - 1, 2)  # the line the cursor ends on after the last line's newline
+
+    def height(line: str) -> int:  # a line longer than the terminal is wide wraps
+        return max(1, -(-len(line) // max(columns, 1)))
+
+    rows = text.split("\n")
+    if sum(height(row) for row in rows) <= room:
+        return text
+    kept: list[str] = []
+    used = 0
+    for row in rows:
+        if used + height(row) > room - 1:
+            break
+        kept.append(row)
+        used += height(row)
+    kept.append(f"... {len(rows) - len(kept)} more lines: inferd get without -w prints them all")
+    return "\n".join(kept)
+
+
 def _cell(value: Any) -> str:
     text = "-" if value is None else str(value)
     return text if text.isprintable() else json.dumps(text, ensure_ascii=False)

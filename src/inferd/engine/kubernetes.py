@@ -257,23 +257,34 @@ def check_exportable(project: Project) -> None:
 
 def unapplied(project: Project) -> list[str]:
     """What the manifests serve otherwise than the project says: one warning a field, so that
-    none is changed in silence."""
-    return [
-        f"api '{config.name}': min_replicas: 0: a HorizontalPodAutoscaler keeps at least 1 pod "
-        "(Kubernetes scales to zero only behind its HPAScaleToZero feature gate); scale the "
-        "Deployment to 0 yourself, or export with --ray, whose Serve scales to zero"
-        for config in project.apis
-        if config.api.compute.min_replicas == 0
-    ]
+    none is changed in silence; four or more APIs alike are one warning naming them, as in
+    ``inferd deploy`` (100 APIs were 100 lines of the same words)."""
+    zero = [config.name for config in project.apis if config.api.compute.min_replicas == 0]
+    why = (
+        "min_replicas: 0: a HorizontalPodAutoscaler keeps at least 1 pod (Kubernetes scales to "
+        "zero only behind its HPAScaleToZero feature gate); scale the Deployment to 0 yourself, "
+        "or export with --ray, whose Serve scales to zero"
+    )
+    if len(zero) >= 4:
+        return [f"{len(zero)} apis: {why}: " + ", ".join(f"'{name}'" for name in zero)]
+    return [f"api '{name}': {why}" for name in zero]
 
 
-def single_api_config(config_text: str, api: str) -> str:
-    """A project's config with only ``api`` (and the deployment): what one API's pods serve
-    when the project has several (``inferd serve`` takes a config file as well as a folder)."""
+def single_api_configs(config_text: str) -> dict[str, str]:
+    """Each API's name and the project's config with only that API (and the deployment): what
+    one API's pods serve when the project has several (``inferd serve`` takes a config file as
+    well as a folder). The file is parsed once: once per API made an export quadratic."""
     from inferd.config.load import parse_yaml
 
     data, _ = parse_yaml(config_text, "cortex.yaml")
-    kept = [item for item in data if item.get("kind") != "api" or item.get("name") == api]
-    return f"# inferd export: api '{api}' only, from the project's config\n" + yaml.safe_dump(
-        kept, sort_keys=False
-    )
+    others = [item for item in data if item.get("kind") != "api"]
+    at = {id(item): index for index, item in enumerate(data)}
+    configs: dict[str, str] = {}
+    for item in data:
+        if item.get("kind") == "api":
+            kept = sorted([*others, item], key=lambda kept_item: at[id(kept_item)])  # in the file's order
+            configs[item.get("name")] = (
+                f"# inferd export: api '{item.get('name')}' only, from the project's config\n"
+                + yaml.safe_dump(kept, sort_keys=False)
+            )
+    return configs

@@ -41,16 +41,23 @@ def desired(
     return wanted
 
 
-def step(state: ApiState, now: float, capacity: Capacity, apis: Mapping[str, ApiState]) -> Plan:
+def step(
+    state: ApiState,
+    now: float,
+    capacity: Capacity,
+    apis: Mapping[str, ApiState],
+    ledger: placement.Ledger | None = None,
+) -> Plan:
     """What to start and retire for ``state.desired`` replicas of the API's version; sets
-    ``state.unschedulable``, ``fit`` and ``reserved`` for the room that is short or held."""
+    ``state.unschedulable``, ``fit`` and ``reserved`` for the room that is short or held.
+    ``ledger``: the tick's sums of ``apis`` (``placement.Ledger``), else they are added up here."""
     version = state.version
     blocked = version.spec is None or now < version.next_start
     # a kept-low replica (engine/priority.py) serves until a fresh one takes its place
     current = sum(r.version == version.id and not r.kept_low for r in state.replicas if not r.retired)
     # The room left adds up every API's replicas: asked only by an API that wants more than it
     # has (asked by each at every tick, 81 idle APIs kept 22% of a core busy doing nothing).
-    room = 0 if blocked or current >= state.desired else placement.room(capacity, apis, state)
+    room = 0 if blocked or current >= state.desired else placement.room(capacity, apis, state, ledger=ledger)
     views = [ReplicaView(r.id, r.version, r.ready, r.kept_low) for r in state.replicas if not r.retired]
     draining = sum(r.retired for r in state.replicas)
     replacing = any(r.version != version.id for r in state.replicas)
@@ -61,7 +68,7 @@ def step(state: ApiState, now: float, capacity: Capacity, apis: Mapping[str, Api
         and not blocked
         and state.desired > 0
         and current == 0
-        and placement.room(capacity, apis, state, without_old=True) == 0
+        and placement.room(capacity, apis, state, without_old=True, ledger=ledger) == 0
     )
     actions = plan(
         state.desired, version.id, views, room, draining, blocked or hopeless, failures.failed(version)
@@ -72,7 +79,8 @@ def step(state: ApiState, now: float, capacity: Capacity, apis: Mapping[str, Api
         and (now >= version.next_start)
         and (hopeless or not replacing)  # a rollout making room one replica at a time
         and not any(r.kept_low and not r.retired for r in state.replicas)  # it serves meanwhile
-        and not placement.freeing(apis, state)  # replicas going away: wait for their room
+        # replicas going away: wait for their room
+        and not (placement.freeing(apis, state) if ledger is None else ledger.freeing(state))
     )
     state.fit = current + actions.start if state.unschedulable else None
     # While old replicas go, the room they free is this API's: another API's autoscaler

@@ -60,6 +60,10 @@ class ApiTable:
         # V2 / TF Serving model names: ``deployment.api`` always, the bare name when unique.
         self.models: dict[str, ApiQueue] = {}
         self.clashes: dict[str, list[str]] = {}
+        # Each API name's queues (one per deployment that has it): an API added or removed
+        # names again only those of its name (the whole table was, once per API, and a
+        # deployment of 1,000 APIs deleted held the event loop over a second).
+        self._by_name: dict[str, list[ApiQueue]] = {}
         # Traffic splitters (gateway/traffic.py): looked at only when a path names no API.
         self.splitters = Splitters()
         # APIs the project being served will have: not ready until they exist and are ready.
@@ -79,9 +83,13 @@ class ApiTable:
         if queue is None:
             queue = ApiQueue(config)
             self.apis[config.key] = queue
+            self._by_name.setdefault(queue.api_name, []).append(queue)
+            self.models[queue.model_name] = queue
+            self.body_limit = max(self.body_limit, queue.body_limit)
         else:
             self._unroute(queue)
             queue.configure(config)
+            self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.body_limit for q in self.apis.values())])
         queue.shadow = self.shadows.route(config.key, config.deployment, config.api.shadow)
         queue.observed = bool(queue.sample) or queue.shadow is not None
         self.endpoints[config.endpoint.encode()] = queue
@@ -91,8 +99,7 @@ class ApiTable:
                 queue.keys = auth.load_keys(config, environ)
             except auth.KeysError as exc:
                 queue.auth_error = str(exc)
-        self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.body_limit for q in self.apis.values())])
-        self._index_models()
+        self._index_name(queue.api_name)
 
     def set_splitters(self, deployment: str, configs: tuple[SplitterConfig, ...]) -> None:
         """Make ``configs`` the traffic splitters of ``deployment`` (a redeploy swaps them at once)."""
@@ -115,7 +122,11 @@ class ApiTable:
         if queue is not None:
             self.shadows.forget(name)
             self._unroute(queue)
-            self._index_models()
+            named = self._by_name.get(queue.api_name, [])
+            if queue in named:
+                named.remove(queue)
+            self.models.pop(queue.model_name, None)
+            self._index_name(queue.api_name)
             queue.fail_waiting(404, codec.error_body(f"api '{name}' was deleted"))
             if queue.busy:
                 self.removed.append(queue)
@@ -130,19 +141,20 @@ class ApiTable:
         if self.endpoints.get(endpoint) is queue:
             del self.endpoints[endpoint]
 
-    def _index_models(self) -> None:
-        by_name: dict[str, list[ApiQueue]] = {}
-        for queue in self.apis.values():
-            by_name.setdefault(queue.api_name, []).append(queue)
-        self.models = {queue.model_name: queue for queue in self.apis.values()}
-        self.clashes = {}
-        for name, queues in by_name.items():
-            if len(queues) == 1:
-                self.models[name] = queues[0]
-            else:
-                self.clashes[name] = sorted(queue.model_name for queue in queues)
-            for queue in queues:
-                queue.name = name if len(queues) == 1 else queue.key
+    def _index_name(self, name: str) -> None:
+        """The protocol model names of the APIs called ``name``: the bare name for the only one,
+        ``deployment.api`` for each while several deployments have one (``clashes``)."""
+        queues = self._by_name.get(name) or []
+        self.models.pop(name, None)
+        self.clashes.pop(name, None)
+        if not queues:
+            self._by_name.pop(name, None)
+        elif len(queues) == 1:
+            self.models[name] = queues[0]
+        else:
+            self.clashes[name] = sorted(queue.model_name for queue in queues)
+        for queue in queues:
+            queue.name = name if len(queues) == 1 else queue.key
 
     def model_name(self, queue: ApiQueue) -> str:
         """The API's protocol model name in listings: its bare name when unique, else ``deployment.api``."""

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
-from inferd.errors import NotFoundError, UsageError
+from inferd.errors import NotFoundError, UsageError, deployed_hint
 from inferd.operator.promote import check_not_split
 from inferd.operator.state import StateError
 
@@ -58,8 +58,7 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
     if name in state.deployments:
         apis = [api for api, api_state in engine.apis.items() if api_state.config.deployment == name]
         forget(operator, name)  # first: a state that cannot be saved (a full disk) deletes nothing
-        for api in apis:
-            engine.delete(api)
+        engine.delete(*apis)
         operator.collector.tidy()
         return {"message": f"deleting deployment '{name}'", "apis": apis, "draining": True}
     try:
@@ -72,9 +71,7 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
                 "from that project's config and deploy, or delete the deployment"
             ) from None
         live = sorted(key for key, api_state in engine.apis.items() if not api_state.deleting)
-        raise NotFoundError(
-            f"no API or deployment named '{name}' (deployed: {', '.join(live) or 'none'})"
-        ) from None
+        raise NotFoundError(f"no API or deployment named '{name}' ({deployed_hint(name, live)})") from None
     config = engine.apis[key].config
     check_not_split(operator.gateway, config)
     deployment = state.deployments.get(config.deployment)

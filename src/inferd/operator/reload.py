@@ -244,7 +244,9 @@ class Reloader:
                 self._broken = True
                 return
         try:
-            project = load_project(self.project.config_file if self.project.config_file.exists() else root)
+            # off the event loop the gateway answers requests on (a long config held them all)
+            source = self.project.config_file if self.project.config_file.exists() else root
+            project = await asyncio.to_thread(load_project, source)
         except InferdError as exc:
             self.say(f"inferd: {exc.message}")
             self.say("inferd: not reloaded; the previous version keeps serving")

@@ -89,7 +89,8 @@ async def _restore_snapshot(
     claims: Claims,
 ) -> None:
     try:
-        snapshot = load_project(Path(folder), keys_root=Path(record.source))
+        # off the event loop, which serves the deployments already back (as a deploy's)
+        snapshot = await asyncio.to_thread(load_project, Path(folder), keys_root=Path(record.source))
         project = without_deleted(snapshot, record)
         if record.promoted:  # routed as promoted from the first: no replica of it starts as a shadow's
             project = project.model_copy(update={"splitters": promoted(project.splitters, record.promoted)})

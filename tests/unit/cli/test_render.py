@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from inferd.cli.render import api_detail, api_rows, latency
+from inferd.cli.render import api_detail, api_rows, fit_screen, latency
 from tests.conftest import ROOT
 
 
@@ -142,3 +142,10 @@ def test_latencies_are_shown_to_three_figures_down_to_ten_microseconds() -> None
         "18.3 ms",
         "1.23 s",
     ]
+
+
+def test_a_screen_of_get_w_counts_the_lines_a_long_row_wraps_onto() -> None:
+    table = "\n".join(["header", "x" * 150, "short", "y" * 150, "last"])
+    assert fit_screen(table, 8, 100) == table  # 7 lines once wrapped, and 7 fit above the cursor's
+    cut = fit_screen(table, 6, 100).split("\n")  # 5 fit: 4 of the table's (a wrapped row is 2), the note
+    assert cut == ["header", "x" * 150, "short", "... 2 more lines: inferd get without -w prints them all"]

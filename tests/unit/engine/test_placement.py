@@ -86,3 +86,46 @@ def test_old_replicas_hold_their_own_version_s_room_and_can_be_left_out(tmp_path
     assert placement.held(apis) == [(0.1, None), (0.1, None)]
     assert placement.room(one_core, apis, champion) == 1
     assert placement.room(one_core, apis, champion, without_old=True) == 2
+
+
+def test_the_ticks_ledger_adds_up_what_held_adds_up_for_each_api(tmp_path: Path) -> None:
+    apis = states(tmp_path)
+    champion, candidate = apis["shop/champion"], apis["shop/candidate"]
+    old_config = champion.config.model_copy(
+        update={
+            "api": champion.config.api.model_copy(
+                update={
+                    "compute": champion.config.api.compute.model_copy(update={"cpu": "100m", "mem": "1Mi"})
+                }
+            )
+        }
+    )
+    champion.replicas = running(2, source=Version("v0", old_config)) + running(1)
+    champion.reserved = 3
+    candidate.replicas = running(3, retired=1)
+    candidate.reserved = 1
+
+    def total(needs: list[tuple[float, int | None]]) -> tuple[float, int]:
+        return round(sum(cpu for cpu, _ in needs), 9), sum(mem or 0 for _, mem in needs)
+
+    def same(ledger: placement.Ledger, *only: ApiState) -> None:
+        for owner in only or apis.values():
+            for without_old in (False, True):
+                assert total(ledger.held(owner, without_old)) == total(
+                    placement.held(apis, owner, without_old)
+                )
+            assert ledger.freeing(owner) == placement.freeing(apis, owner)
+
+    ledger = placement.Ledger(apis)
+    same(ledger)
+    # an API's step changes it: counted again once refreshed
+    champion.replicas = champion.replicas[2:]
+    champion.reserved = 0
+    ledger.refresh(champion)
+    candidate.replicas = []
+    same(ledger, candidate)  # its own replicas are counted afresh, refreshed or not
+    ledger.refresh(candidate)
+    same(ledger)
+    del apis["shop/candidate"]  # a deleted API's last step
+    ledger.refresh(candidate)
+    same(ledger)

@@ -1,0 +1,81 @@
+"""The operator (and ``inferd serve --reload``) reads a project's config off the event loop,
+which is the gateway's too.
+
+A deploy parsed the cortex.yaml on it twice (the user's folder, then its snapshot), a restart
+once per deployment, a reload once per edit: every API's requests waited meanwhile. A
+4,900-line config held them 0.6 s at each deploy, unchanged or not, and one of 2.2 MB (37,000
+lines) 3.3 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from inferd.config.load import load_project
+from inferd.config.schema import Project
+from inferd.engine.local import LocalEngine
+from inferd.operator import reload, restore, server, snapshots
+from inferd.operator.server import Operator
+from tests.conftest import make_project
+
+
+def on_the_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_deploys_and_restores_read_the_config_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = "".join(
+        f"- kind: api\n  name: a{i}\n  predictor: {{path: p.py}}\n"
+        "  compute: {min_replicas: 0, init_replicas: 0}\n"
+        for i in range(3)
+    )
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: many\n" + blocks,
+        {"p.py": "def predict(sample, metadata):\n    return sample\n"},
+    )
+    read_on_the_loop: list[bool] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> Project:
+        read_on_the_loop.append(on_the_loop())
+        return load_project(*args, **kwargs)
+
+    for module in (server, snapshots, restore, reload):
+        monkeypatch.setattr(module, "load_project", recorded)
+
+    async def deployed() -> dict[str, Any]:
+        operator = Operator(tmp_path / "home", "127.0.0.1", 0)
+        try:
+            return await operator.deploy(str(project), False, False)
+        finally:
+            await operator.engine.stop()
+
+    async def restored() -> list[str]:
+        operator = Operator(tmp_path / "home", "127.0.0.1", 0)
+        operator.state.load()  # as its run() does first
+        try:
+            await operator.restore()
+            return sorted(operator.engine.apis)
+        finally:
+            await operator.engine.stop()
+
+    assert asyncio.run(deployed())["message"] == "deployment started"
+    assert len(read_on_the_loop) == 2  # the folder, then its snapshot
+    assert asyncio.run(restored()) == ["many/a0", "many/a1", "many/a2"]
+    assert len(read_on_the_loop) == 3
+    assert not any(read_on_the_loop), read_on_the_loop
+    # `inferd serve --reload`: an edit of the config (one that changes no API's entry)
+    reloader = reload.Reloader(load_project(project), cast(LocalEngine, None), lambda line: None)
+    asyncio.run(reloader.reload({project / "cortex.yaml"}))
+    assert len(read_on_the_loop) == 4
+    assert not any(read_on_the_loop), read_on_the_loop

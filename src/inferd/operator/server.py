@@ -208,11 +208,12 @@ class Operator:
         replace: bool = False,
         relax_pins: bool = False,
     ) -> dict[str, Any]:
-        if self.stop_event.is_set():  # it would be "live", then stopped with the rest
-            raise ConflictError("the operator is stopping (`inferd down`); deploy again once it has stopped")
         # Parsed off the event loop, which answers the gateway's requests: a 4,900-line config
         # held every API's requests 0.6 s at each deploy (tests/unit/operator/test_config_off_the_loop.py).
         project = await asyncio.to_thread(load_project, Path(source))
+        if self.stop_event.is_set():  # it would be "live", then stopped with the rest (asked after
+            # the parse: an inferd down while it ran)
+            raise ConflictError("the operator is stopping (`inferd down`); deploy again once it has stopped")
         # Its endpoints are taken from now on, not once its models are in (operator/endpoints.py).
         with self.claims.held(project, self.engine.apis.values(), self.gateway.splitters):
             if not replace:

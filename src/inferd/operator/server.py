@@ -90,6 +90,7 @@ class Operator:
         self.restored: dict[str, asyncio.Event] = {}
         self.unrestored: dict[str, str] = {}  # deployment -> why it could not be restored
         self.collector = Collector(home, self.kept, self.busy)
+        self.payload_writer = PayloadWriter(home, self.gateway.payloads)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT or ``inferd down``; then drain and stop everything."""
@@ -137,7 +138,7 @@ class Operator:
         heap.settle()
         self.collector.tidy()
         collecting = loop.create_task(self.collector.run_forever())
-        payloads = loop.create_task(PayloadWriter(self.home, self.gateway.payloads).run_forever())
+        payloads = loop.create_task(self.payload_writer.run_forever())
         kept = {OPERATOR_FILE: described, TOKEN_FILE: self.token}
         keeping = loop.create_task(keep_files(self.home, kept))
         supervised = loop.create_task(keep_supervised(self.home, info, kept))
@@ -342,6 +343,7 @@ class Operator:
         result = await self.collector.collect_now()
         if result is None:
             raise ConflictError("a deploy is in progress; prune again when it is done")
+        await self.payload_writer.release(set(self.engine.apis))  # a deleted API's: removed now
         result.add(forget_apis(self.home, set(self.state.deployments), set(self.engine.apis)))
         return {"message": result.summary(), "freed": result.freed, "removed": result.removed}
 

@@ -152,7 +152,10 @@ class Priorities:
         self, deployment: str, splitters: tuple[SplitterConfig, ...], apis: Mapping[str, ApiState]
     ) -> None:
         """``deployment`` was deployed with ``splitters``: every running replica gets its priority."""
-        self.splitters[deployment] = splitters
+        if splitters:
+            self.splitters[deployment] = splitters
+        else:  # none, or deleted: no entry kept per deployment name ever deployed
+            self.splitters.pop(deployment, None)
         self.refresh(apis)
 
     def refresh(self, apis: Mapping[str, ApiState]) -> None:

@@ -124,6 +124,7 @@ class AccessLog:
     def forget(self, api: str) -> None:
         """Write the API's last lines and close its file (it was deleted)."""
         self.flush()
+        self._names.pop(api, None)
         out = self._files.pop(api, None)
         if out is not None:
             out.close()

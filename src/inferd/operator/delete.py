@@ -11,7 +11,6 @@ while `inferd delete` waited for the APIs to drain until its timeout.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
@@ -33,17 +32,15 @@ async def delete(operator: Operator, name: str) -> dict[str, Any]:
         await operator.restored_first(deployment)
     if deployment is None:
         return delete_now(operator, name)  # nothing of that name: the error says what there is
-    lock = operator.locks.setdefault(deployment, asyncio.Lock())
-    if lock.locked():
+    if operator.locks.locked(deployment):
         log.info("deployment '%s': the delete waits for the deploy in progress to finish", deployment)
-    async with lock:
+    async with operator.locks.held(deployment):
         return delete_now(operator, name)
 
 
 def deployment_of(operator: Operator, name: str) -> str | None:
     """The deployment that deleting ``name`` acts on (None: no API or deployment of that name)."""
-    lock = operator.locks.get(name)
-    if name in operator.state.deployments or (lock is not None and lock.locked()):
+    if name in operator.state.deployments or operator.locks.locked(name):
         return name  # a deployment (perhaps being deployed for the first time)
     if "/" in name:
         return name.split("/", 1)[0]
@@ -114,5 +111,8 @@ def forget(operator: Operator, deployment: str) -> None:
     except StateError:
         operator.state.deployments[deployment] = record  # nothing deleted: the state says so
         raise
+    # Nothing is kept per deployment name once it is deleted: an operator up for weeks sees many.
+    operator.state.secrets.pop(deployment, None)
     operator.engine.set_splitters(deployment, ())
+    operator.engine.sources.pop(deployment, None)
     operator.unrestored.pop(deployment, None)

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -171,6 +171,16 @@ class PayloadWriter:
         now = time.monotonic()
         self._written.update((key, now) for key, _ in lines)
         self.close_idle(now)
+
+    async def release(self, live: Collection[str]) -> None:
+        """Close the files of the APIs not in ``live`` (keys: the deleted ones), once no write is
+        under way, for ``inferd prune`` to remove them: one written in the last ``IDLE_CLOSE``
+        seconds was open, and left by a prune right after the delete."""
+        while self._writing is not None:
+            await asyncio.wait([self._writing])
+        for key in [key for key in self._logs if key not in live]:
+            self._written.pop(key, None)
+            self._logs.pop(key).close()
 
     def close_idle(self, now: float) -> None:
         """Close the files not written for ``IDLE_CLOSE`` seconds (reopened on the next record)."""

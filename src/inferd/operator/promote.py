@@ -7,7 +7,6 @@ deployed again, when its file's weights are the truth once more.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +43,9 @@ async def promote(operator: Operator, name: str, api: str, judged: str | None = 
     if len(deployments) == 1:
         (deployment,) = deployments
         await operator.restored_first(deployment)
-        lock = operator.locks.setdefault(deployment, asyncio.Lock())
-        if lock.locked():
+        if operator.locks.locked(deployment):
             log.info("deployment '%s': the promote waits for the deploy in progress to finish", deployment)
-        async with lock:
+        async with operator.locks.held(deployment):
             return promote_now(operator, name, api, judged)
     return promote_now(operator, name, api, judged)  # none, or several: the error says which
 

@@ -36,6 +36,7 @@ from inferd.operator.admin import AdminApp
 from inferd.operator.dashboard import Dashboard
 from inferd.operator.deploy_inputs import check_other_folder, key_variables
 from inferd.operator.endpoints import Claims
+from inferd.operator.locks import DeploymentLocks
 from inferd.operator.payloads import PayloadWriter
 from inferd.operator.promote import ended_promotions, promoted
 from inferd.operator.prune import Collector, forget_apis
@@ -80,9 +81,8 @@ class Operator:
         self.stop_event = asyncio.Event()
         self.admin = AdminApp(self)
         self.dashboard = Dashboard(self)
-        self.locks: dict[str, asyncio.Lock] = {}
+        self.locks = DeploymentLocks()  # a deploy's, a delete's: what each deploy deploys
         self.claims = Claims()  # the endpoints of the deploys (and restores) in progress
-        self.deploying: dict[str, tuple[object, ...]] = {}  # what each deployment's lock holder deploys
         self.started = time.time()
         self.code = code_identity()  # as the files were when this process loaded its code
         self.restoring = True
@@ -90,6 +90,7 @@ class Operator:
         self.restored: dict[str, asyncio.Event] = {}
         self.unrestored: dict[str, str] = {}  # deployment -> why it could not be restored
         self.collector = Collector(home, self.kept, self.busy)
+        self.payload_writer = PayloadWriter(home, self.gateway.payloads)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT or ``inferd down``; then drain and stop everything."""
@@ -137,7 +138,7 @@ class Operator:
         heap.settle()
         self.collector.tidy()
         collecting = loop.create_task(self.collector.run_forever())
-        payloads = loop.create_task(PayloadWriter(self.home, self.gateway.payloads).run_forever())
+        payloads = loop.create_task(self.payload_writer.run_forever())
         kept = {OPERATOR_FILE: described, TOKEN_FILE: self.token}
         keeping = loop.create_task(keep_files(self.home, kept))
         supervised = loop.create_task(keep_supervised(self.home, info, kept))
@@ -226,16 +227,15 @@ class Operator:
     ) -> dict[str, Any]:
         name = project.deployment.name
         await self.restored_first(name)
-        lock = self.locks.setdefault(name, asyncio.Lock())
         # (a walk of the project: off the event loop the gateway's requests are answered on)
         fingerprint = await asyncio.to_thread(project_fingerprint, project.root)
         wanted = (str(project.root), relax_pins, fingerprint)
-        if lock.locked() and not force and (refresh or self.deploying.get(name) != wanted):
+        busy = self.locks.locked(name)
+        if busy and not force and (refresh or self.locks.holding(name) != wanted):
             raise ConflictError(f"deployment '{name}' is currently updating; use --force to deploy over it")
-        if lock.locked():  # the same project deployed twice at once: the second waits for the first
+        if busy:  # the same project deployed twice at once: the second waits for the first
             log.info("deployment '%s': waiting for the deploy in progress to finish", name)
-        async with lock:
-            self.deploying[name] = wanted
+        async with self.locks.held(name, wanted):
             # Key files stay where the user keeps them: never copied into the snapshot.
             snapshot = await asyncio.to_thread(snapshot_project, project.root, self.home, key_files(project))
             deployed = await asyncio.to_thread(load_snapshot, snapshot, project.root)
@@ -340,12 +340,13 @@ class Operator:
         return paths
 
     def busy(self) -> bool:
-        return self.restoring or any(lock.locked() for lock in self.locks.values())
+        return self.restoring or self.locks.any_locked()
 
     async def prune(self) -> dict[str, Any]:
         result = await self.collector.collect_now()
         if result is None:
             raise ConflictError("a deploy is in progress; prune again when it is done")
+        await self.payload_writer.release(set(self.engine.apis))  # a deleted API's: removed now
         result.add(forget_apis(self.home, set(self.state.deployments), set(self.engine.apis)))
         return {"message": result.summary(), "freed": result.freed, "removed": result.removed}
 

@@ -126,14 +126,6 @@ def test_a_model_source_that_never_answers_is_the_apis_error(inferd: Inferd, tmp
         silent.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
 @pytest.mark.parametrize("damage", ["corrupt", "removed"])
 def test_an_operator_whose_files_are_damaged_can_still_be_stopped(inferd: Inferd, damage: str) -> None:
     # Was: with operator.json edited or removed while the operator ran (`rm -rf ~/.inferd/*`),
@@ -151,7 +143,7 @@ def test_an_operator_whose_files_are_damaged_can_still_be_stopped(inferd: Inferd
         wait_for(lambda: inferd.operator_pid() == pid, 60, "operator.json to be written again")
         result = inferd.run("down")
         assert "stopped" in result.stdout
-        assert not _alive(pid) and not _alive(supervisor)
+        assert not process_alive(pid) and not process_alive(supervisor)
     finally:
         for left in (supervisor, pid):
             with contextlib.suppress(ProcessLookupError):
@@ -169,7 +161,7 @@ def test_down_never_says_stopped_while_the_operator_runs(inferd: Inferd) -> None
         with pytest.raises(OperatorError, match=f"the operator \\(pid {pid}\\) is still running after 3s"):
             Client(inferd.home).stop(timeout=3)
         os.kill(pid, signal.SIGCONT)  # it takes the SIGTERM its supervisor passed on, and drains
-        wait_for(lambda: not _alive(pid) and not _alive(supervisor), 60, "the operator to stop")
+        wait_for(lambda: not process_alive(pid) and not process_alive(supervisor), 60, "the operator to stop")
         assert inferd.run("down").stdout.strip() == "the inferd operator is not running"
     finally:
         for left in (supervisor, pid):

@@ -29,17 +29,20 @@ def fit_screen(text: str, lines: int, columns: int) -> str:
     def height(line: str) -> int:  # a line longer than the terminal is wide wraps
         return max(1, -(-len(line) // max(columns, 1)))
 
+    def note(left: int) -> str:
+        return f"... {left} more lines: inferd get without -w prints them all"
+
     rows = text.split("\n")
     if sum(height(row) for row in rows) <= room:
         return text
     kept: list[str] = []
     used = 0
-    for row in rows:
-        if used + height(row) > room - 1:
+    for row in rows:  # the note wraps too on a narrow terminal: its lines are kept for it
+        if used + height(row) > room - height(note(len(rows))):
             break
         kept.append(row)
         used += height(row)
-    kept.append(f"... {len(rows) - len(kept)} more lines: inferd get without -w prints them all")
+    kept.append(note(len(rows) - len(kept)))
     return "\n".join(kept)
 
 

@@ -4,8 +4,9 @@ deployment, ``config.load`` checks it)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from inferd.config.schema import Project
 from inferd.engine.state import ApiState
@@ -58,6 +59,34 @@ class Claims:
 
     def __init__(self) -> None:
         self.projects: list[tuple[Project, str]] = []
+        self._unread = 0  # deployments being restored whose config is not read yet
+        self._read = asyncio.Event()
+        self._read.set()
+
+    def reading(self) -> Callable[[], None]:
+        """A deployment being restored, its config not read yet (off the event loop): a deploy
+        checked meanwhile waits for it (``restores_read``). Returns what to call once its
+        endpoints are held (``restoring``), or it could not be read."""
+        self._unread += 1
+        self._read.clear()
+        done = False
+
+        def read() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self._unread -= 1
+                if not self._unread:
+                    self._read.set()
+
+        return read
+
+    def restores_unread(self) -> bool:
+        return bool(self._unread)
+
+    async def restores_read(self) -> None:
+        """Once every deployment being restored holds its endpoints (or could not be read)."""
+        await self._read.wait()
 
     @contextlib.contextmanager
     def held(self, project: Project, apis: Iterable[ApiState], splitters: Splitters) -> Iterator[None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from inferd.config.load import load_project
@@ -45,14 +46,22 @@ async def restore_all(
     """
     for name in state.deployments:
         restored.setdefault(name, asyncio.Event())
+    # Said now, before any deploy is read: each config is read off the event loop, and a deploy
+    # whose config was read first took a restored deployment's endpoint, the restore too.
+    unread = {name: claims.reading() for name in state.deployments}
 
     async def one(name: str, record: DeploymentRecord) -> None:
         try:
-            await _restore(state, engine, gateway, name, record, unrestored, claims)
+            await _restore(state, engine, gateway, name, record, unrestored, claims, unread[name])
         finally:
+            unread[name]()
             restored[name].set()
 
-    await asyncio.gather(*(one(name, record) for name, record in list(state.deployments.items())))
+    try:
+        await asyncio.gather(*(one(name, record) for name, record in list(state.deployments.items())))
+    finally:  # cut short (`inferd down`), perhaps before a deployment's first step
+        for read in unread.values():
+            read()
 
 
 async def _restore(
@@ -63,14 +72,17 @@ async def _restore(
     record: DeploymentRecord,
     unrestored: dict[str, str],
     claims: Claims,
+    read: Callable[[], None],
 ) -> None:
     if record.serving not in ("", record.snapshot) and Path(record.serving).is_dir():
         # the newest snapshot never went live: what served before it serves again first
-        await _restore_snapshot(state, engine, gateway, name, record, record.serving, unrestored, claims)
+        await _restore_snapshot(
+            state, engine, gateway, name, record, record.serving, unrestored, claims, read
+        )
         deadline = time.monotonic() + SERVING_WAIT
         while time.monotonic() < deadline and not _settled(engine, name):
             await asyncio.sleep(0.25)
-    await _restore_snapshot(state, engine, gateway, name, record, record.snapshot, unrestored, claims)
+    await _restore_snapshot(state, engine, gateway, name, record, record.snapshot, unrestored, claims, read)
 
 
 def _settled(engine: LocalEngine, name: str) -> bool:
@@ -87,6 +99,7 @@ async def _restore_snapshot(
     folder: str,
     unrestored: dict[str, str],
     claims: Claims,
+    read: Callable[[], None],
 ) -> None:
     try:
         # off the event loop, which serves the deployments already back (as a deploy's)
@@ -99,7 +112,8 @@ async def _restore_snapshot(
             adopt_first_round_log(state.home, config.key)
         if record.relax_pins:
             project = project.relaxed()
-        with claims.restoring(project):  # from its first step: before any deploy is read
+        with claims.restoring(project):  # before any deploy is checked (``Claims.reading``)
+            read()
             await engine.apply(
                 project,
                 record.refresh,

@@ -212,6 +212,12 @@ class Operator:
         # Parsed off the event loop, which answers the gateway's requests: a 4,900-line config
         # held every API's requests 0.6 s at each deploy (tests/unit/operator/test_config_off_the_loop.py).
         project = await asyncio.to_thread(load_project, Path(source))
+        if self.claims.restores_unread():  # their endpoints are theirs: checked once they are held
+            log.info(
+                "deployment '%s': waiting for the deployments being restored to be read",
+                project.deployment.name,
+            )
+            await self.claims.restores_read()
         if self.stop_event.is_set():  # it would be "live", then stopped with the rest (asked after
             # the parse: an inferd down while it ran)
             raise ConflictError("the operator is stopping (`inferd down`); deploy again once it has stopped")

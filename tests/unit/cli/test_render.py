@@ -149,3 +149,13 @@ def test_a_screen_of_get_w_counts_the_lines_a_long_row_wraps_onto() -> None:
     assert fit_screen(table, 8, 100) == table  # 7 lines once wrapped, and 7 fit above the cursor's
     cut = fit_screen(table, 6, 100).split("\n")  # 5 fit: 4 of the table's (a wrapped row is 2), the note
     assert cut == ["header", "x" * 150, "short", "... 2 more lines: inferd get without -w prints them all"]
+
+
+def test_a_screen_of_get_w_on_a_narrow_terminal_counts_the_lines_its_note_wraps_onto() -> None:
+    """The note that says what was left out wraps too (2 lines of a 40-column terminal): counted
+    as one, the screen was a line too long and the header scrolled away each second."""
+    table = "\n".join(["header", *(f"row {i}" for i in range(30))])
+    cut = fit_screen(table, 10, 40).split("\n")
+    assert sum(-(-len(line) // 40) for line in cut) == 9  # all the lines above the cursor's
+    assert cut[:2] == ["header", "row 0"]
+    assert cut[-1] == f"... {31 - len(cut) + 1} more lines: inferd get without -w prints them all"

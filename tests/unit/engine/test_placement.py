@@ -6,7 +6,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from inferd.config.load import load_project
+from inferd.config.schema import ApiConfig
 from inferd.engine import placement
 from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity
@@ -129,3 +134,74 @@ def test_the_ticks_ledger_adds_up_what_held_adds_up_for_each_api(tmp_path: Path)
     del apis["shop/candidate"]  # a deleted API's last step
     ledger.refresh(candidate)
     same(ledger)
+
+
+MIXED = "- kind: deployment\n  name: mix\n" + "".join(
+    f"- kind: api\n  name: a{i}\n  predictor: {{path: p.py}}\n  compute: {{cpu: {cpu}{mem}}}\n"
+    for i, (cpu, mem) in enumerate(
+        [("100m", ""), ("250m", ", mem: 100Mi"), ("1", ", mem: 1Gi"), ("300m", ""), ("1.7", ", mem: 300Mi")]
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> list[ApiConfig]:
+    root = tmp_path_factory.mktemp("mixed")
+    (root / "cortex.yaml").write_text(MIXED)
+    (root / "p.py").write_text("def predict(sample, metadata):\n    return sample\n")
+    return list(load_project(root).apis)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_ledger_answers_as_held_and_freeing_for_any_apis_as_each_steps(
+    mixed: list[ApiConfig], data: st.DataObject
+) -> None:
+    """Every API's room, shortfall and whether room is being freed, asked with the tick's ledger
+    and without it, in any state (rollouts of another compute, draining, reserved, deleted, an
+    update failed or out of memory, compute unavailable), before and after each API's step
+    changes it (replicas started, retired or gone, reservations, an API gone)."""
+    draw = data.draw
+    apis: dict[str, ApiState] = {}
+    for config in draw(st.lists(st.sampled_from(mixed), min_size=1, max_size=5, unique_by=lambda c: c.key)):
+        old = Version("v0", draw(st.sampled_from(mixed)))
+        version = Version(
+            "v1", config, error=draw(st.sampled_from([None, "failed"])), oom=draw(st.booleans())
+        )
+        state = ApiState(version=version, desired=draw(st.integers(0, 4)), autoscaler=Autoscaler(1, 1, 1))
+        for source, retired in draw(
+            st.lists(st.tuples(st.sampled_from([old, version, None]), st.booleans()), max_size=4)
+        ):
+            state.replicas += running(1, retired=int(retired), source=source)
+        state.reserved = draw(st.integers(0, 3))
+        state.deleting = draw(st.booleans())
+        state.status = draw(st.sampled_from(["live", "updating", "compute unavailable"]))
+        apis[config.key] = state
+    capacity = Capacity(
+        cpus=draw(st.sampled_from([1.0, 2.0, 3.5])), memory=draw(st.sampled_from([1 << 30, 3 << 30]))
+    )
+    ledger = placement.Ledger(apis)
+    for state in list(apis.values()):
+        if draw(st.booleans()):  # asked (the ledger is added up when first asked)
+            for without_old in (False, True):
+                assert placement.room(capacity, apis, state, without_old, ledger) == placement.room(
+                    capacity, apis, state, without_old
+                )
+            assert placement.shortfall(capacity, apis, state, ledger) == placement.shortfall(
+                capacity, apis, state
+            )
+            assert ledger.freeing(state) == placement.freeing(apis, state)
+        change = draw(st.sampled_from(["none", "start", "retire", "gone", "reserve", "status", "deleted"]))
+        if change == "start":
+            state.replicas += running(1, source=state.version)
+        elif change == "retire" and state.replicas:
+            state.replicas[0].retired = True
+        elif change == "gone" and state.replicas:
+            state.replicas.pop()
+        elif change == "reserve":
+            state.reserved = draw(st.integers(0, 3))
+        elif change == "status":
+            state.status = draw(st.sampled_from(["live", "compute unavailable"]))
+        elif change == "deleted" and state.deleting:
+            del apis[state.key]
+        ledger.refresh(state)

@@ -10,6 +10,8 @@ lines) 3.3 s.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,6 +20,7 @@ import pytest
 from inferd.config.load import load_project
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
+from inferd.errors import ConfigError
 from inferd.operator import reload, restore, server, snapshots
 from inferd.operator.server import Operator
 from tests.conftest import make_project
@@ -79,3 +82,72 @@ def test_deploys_and_restores_read_the_config_off_the_event_loop(
     asyncio.run(reloader.reload({project / "cortex.yaml"}))
     assert len(read_on_the_loop) == 4
     assert not any(read_on_the_loop), read_on_the_loop
+
+
+def test_a_deploy_while_a_restore_reads_its_config_cannot_take_the_restored_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore holds its deployment's endpoints from its first step, before any deploy is
+    read: its config read off the event loop, a deploy of another deployment whose config was
+    read first (a restored config of many APIs takes longer) took the endpoint, the restore too,
+    and the one added last had it. The deploy waits for the restored configs to be read."""
+    api = "- kind: api\n  name: {0}\n  endpoint: /shared\n  predictor: {{path: p.py}}\n"
+    api += "  compute: {{min_replicas: 0, init_replicas: 0}}\n"
+    files = {"p.py": "def predict(sample, metadata):\n    return sample\n"}
+    far = make_project(tmp_path / "far", "- kind: deployment\n  name: far\n" + api.format("far"), files)
+    near = make_project(tmp_path / "near", "- kind: deployment\n  name: near\n" + api.format("near"), files)
+    reading, gate = threading.Event(), threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Project:  # the restore's read, until the deploy is done or waits
+        reading.set()
+        gate.wait(60)  # (a test that fails, not one that hangs)
+        return load_project(*args, **kwargs)
+
+    class Waits(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for the deployments being restored" in record.getMessage():
+                gate.set()
+
+    async def deployed() -> None:
+        operator = Operator(tmp_path / "home", "127.0.0.1", 0)
+        try:
+            await operator.deploy(str(far), False, False)
+        finally:
+            await operator.engine.stop()
+
+    async def deployed_during_a_restore() -> str:
+        operator = Operator(tmp_path / "home", "127.0.0.1", 0)
+        operator.state.load()
+        restoring = asyncio.ensure_future(operator.restore())
+        try:
+            await asyncio.to_thread(reading.wait, 60)
+            deploy = asyncio.ensure_future(operator.deploy(str(near), False, False))
+            deploy.add_done_callback(lambda _: gate.set())
+            try:
+                await deploy
+            except ConfigError as exc:
+                return exc.message
+            finally:
+                await restoring
+            return "deployed"
+        finally:
+            gate.set()
+            await operator.engine.stop()
+
+    asyncio.run(deployed())
+    monkeypatch.setattr(restore, "load_project", slow)
+    logger, handler, level = (
+        logging.getLogger("inferd.operator"),
+        Waits(),
+        logging.getLogger("inferd.operator").level,
+    )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        said = asyncio.run(deployed_during_a_restore())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert said == (
+        "api 'near': endpoint /shared is already served by api 'far' of deployment 'far' (being restored)"
+    )

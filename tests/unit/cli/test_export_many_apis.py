@@ -20,17 +20,20 @@ from tests.conftest import make_project
 APIS = 30
 
 
+def many_apis(tmp_path: Path, api: str, predictor: str) -> Path:
+    """A project of ``APIS`` APIs a00, a01, ... each described by ``api`` (a format string of
+    ``i``, its lines after the name), all served by ``predictor`` (p.py)."""
+    blocks = "".join(f"- kind: api\n  name: a{i:02d}\n  " + api.format(i=i) + "\n" for i in range(APIS))
+    return make_project(tmp_path / "p", "- kind: deployment\n  name: many\n" + blocks, {"p.py": predictor})
+
+
 def test_a_project_of_many_apis_is_parsed_once_and_each_pod_serves_its_own_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    blocks = "".join(
-        f"- kind: api\n  name: a{i:02d}\n  predictor:\n    path: p.py\n    metadata: {{tag: t{i}}}\n"
-        for i in range(APIS)
-    )
-    project = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: many\n" + blocks,
-        {"p.py": "def predict(sample, metadata):\n    return metadata['tag']\n"},
+    project = many_apis(
+        tmp_path,
+        "predictor:\n    path: p.py\n    metadata: {{tag: t{i}}}",
+        "def predict(sample, metadata):\n    return metadata['tag']\n",
     )
     parse_yaml = load.parse_yaml
     parsed: list[str] = []
@@ -54,14 +57,10 @@ def test_a_project_of_many_apis_is_parsed_once_and_each_pod_serves_its_own_api(
 
 
 def test_many_apis_that_scale_to_zero_are_one_warning_naming_them(tmp_path: Path) -> None:
-    blocks = "".join(
-        f"- kind: api\n  name: a{i:02d}\n  predictor: {{path: p.py}}\n  compute: {{min_replicas: 0}}\n"
-        for i in range(APIS)
-    )
-    project = make_project(
-        tmp_path / "p",
-        "- kind: deployment\n  name: many\n" + blocks,
-        {"p.py": "def predict(sample, metadata):\n    return sample\n"},
+    project = many_apis(
+        tmp_path,
+        "predictor: {{path: p.py}}\n  compute: {{min_replicas: 0}}",
+        "def predict(sample, metadata):\n    return sample\n",
     )
     result = CliRunner().invoke(cli, ["export", str(project), "--kubernetes", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output

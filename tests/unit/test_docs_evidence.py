@@ -133,18 +133,30 @@ def cited_scripts() -> dict[str, set[str]]:
     return cited
 
 
-@pytest.mark.parametrize("script", sorted(cited_scripts()))
+def runnable_scripts() -> list[str]:
+    """Each ``bench/*.py`` and ``scripts/*.py`` the docs name, and each one run as a program
+    (``make demo`` runs scripts/demo.py; bench/servers.py starts bench/b0_server.py)."""
+    programs = {
+        path.relative_to(ROOT).as_posix()
+        for folder in ("bench", "scripts")
+        for path in (ROOT / folder).glob("*.py")
+        if 'if __name__ == "__main__":' in path.read_text()
+    }
+    return sorted(programs | set(cited_scripts()))
+
+
+@pytest.mark.parametrize("script", runnable_scripts())
 def test_every_script_cited_answers_help_and_knows_the_options_given_it(script: str) -> None:
     """A measurement the docs cite can be run again: its script exists, `--help` prints its usage
-    and runs nothing (bench/startup.py ran its minutes of measurements), and the options the docs
-    give it are among its own."""
+    and runs nothing (bench/startup.py ran its minutes of measurements; scripts/demo.py served
+    on port 8888 until Ctrl-C), and the options the docs give it are among its own."""
     path = ROOT / script
     assert path.exists(), script
     done = subprocess.run(
         [sys.executable, str(path), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.startswith("usage:"), done.stdout + done.stderr
-    unknown = [option for option in cited_scripts()[script] if option not in done.stdout]
+    unknown = [option for option in cited_scripts().get(script, set()) if option not in done.stdout]
     assert unknown == []
 
 

@@ -186,8 +186,9 @@ def test_every_link_names_a_file_or_heading_that_exists(doc: Path) -> None:
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
 def test_a_section_above_or_below_is_there(doc: Path) -> None:
-    """A doc that says "as in the section above" has one: docs/memory-kinds.md said it of a section left behind in
-    docs/benchmarks.md when its text moved; a section pointed at is a heading of this document."""
+    """A doc that says "as in the section above" has one: docs/memory-kinds.md said it of a
+    section left behind in docs/benchmarks.md when its text moved; a section pointed at is a
+    heading of this document."""
     text = doc.read_text()
     dangling = []
     for found in re.finditer(r"section (above|below)", text):
@@ -195,3 +196,18 @@ def test_a_section_above_or_below_is_there(doc: Path) -> None:
         if not re.search(r"^##+ ", side, flags=re.MULTILINE):
             dangling.append(text[max(0, found.start() - 40) : found.end()])
     assert dangling == []
+
+
+def test_the_soak_s_defaults_are_the_ones_docs_give() -> None:
+    """docs/reliability.md: `make soak` runs 10 minutes and 6 clients by default (its 20 s figure
+    named `make soak SOAK_SECONDS=20` while it was measured with 4 clients, which make soak never
+    runs), and SOAK_SECONDS sets the length."""
+    text = " ".join((ROOT / "docs" / "reliability.md").read_text().split())
+    minutes, clients = map(int, re.findall(r"`make soak` runs .*?\((\d+) minutes and (\d+) clients", text)[0])
+    recipe = (ROOT / "Makefile").read_text().split("\nsoak:", 1)[1].split("\n\n", 1)[0]
+    assert "scripts/soak.py --duration $${SOAK_SECONDS:-600}" in recipe and "--clients" not in recipe
+    soak = (ROOT / "scripts" / "soak.py").read_text()
+    assert 'os.environ.get("SOAK_SECONDS", "600")' in soak
+    default = re.search(r'"--clients", type=int, default=(\d+)\)', soak)
+    assert default is not None and int(default.group(1)) == clients
+    assert minutes * 60 == 600

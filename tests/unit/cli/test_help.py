@@ -157,3 +157,15 @@ def test_the_log_rotation_logs_help_names_is_the_one_in_force(monkeypatch: pytes
     monkeypatch.setenv("INFERD_LOG_MAX_BYTES", "1048576")
     monkeypatch.setenv("INFERD_LOG_BACKUPS", "5")
     assert (logfiles.max_bytes(), logfiles.backups()) == (1 << 20, 5)
+
+
+def test_prune_s_help_says_it_removes_deleted_apis_payload_logs() -> None:
+    """A deleted API's payload log stays until `inferd prune` (`inferd payloads --help`), which
+    removes it (tests/integration/test_operations.py): prune's help named only the logs."""
+    payloads = " ".join(CliRunner().invoke(cli, ["payloads", "--help"]).output.split())
+    assert "after the API is deleted (until `inferd prune`)" in payloads
+    for shown in (
+        " ".join(CliRunner().invoke(cli, ["prune", "--help"]).output.split()),
+        " ".join(CliRunner().invoke(cli, ["--help"], terminal_width=1000).output.split()),
+    ):
+        assert "deleted APIs' logs and payload logs" in shown

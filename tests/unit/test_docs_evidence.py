@@ -211,3 +211,27 @@ def test_the_soak_s_defaults_are_the_ones_docs_give() -> None:
     default = re.search(r'"--clients", type=int, default=(\d+)\)', soak)
     assert default is not None and int(default.group(1)) == clients
     assert minutes * 60 == 600
+
+
+# INFERD_ names in src/ that are no setting for users: set by inferd for its own children
+# (the supervisor's pid; the operator adopted), Python names, and a test's knob.
+NOT_SETTINGS = {
+    "INFERD_SUPERVISOR",
+    "INFERD_ADOPT",
+    "INFERD_PACKAGE",
+    "INFERD_ERROR",
+    "INFERD_DASHBOARD_SAMPLE_SECONDS",
+}
+
+
+def test_every_variable_the_docs_name_is_read_and_every_setting_is_documented() -> None:
+    """An INFERD_ variable the docs name is one the code reads (a renamed one left the docs
+    naming a variable nothing reads), and each the code reads is in the README or docs/."""
+    in_code = {
+        name
+        for path in (ROOT / "src").rglob("*.py")
+        for name in re.findall(r"\bINFERD_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())
+    }
+    in_docs = {name for doc in DOCS for name in re.findall(r"\bINFERD_[A-Z0-9_]*[A-Z0-9]\b", doc.read_text())}
+    assert sorted(in_docs - in_code) == []
+    assert sorted(in_code - in_docs - NOT_SETTINGS) == []

@@ -6,7 +6,7 @@ same handler logic as examples/iris-onnx (request-handlers.md).
 
 from __future__ import annotations
 
-import sys
+import argparse
 from typing import Any
 
 import numpy as np
@@ -49,10 +49,16 @@ def build(model_path: str) -> Starlette:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", help="the ONNX model (examples/iris-onnx/models/iris.onnx)")
+    parser.add_argument("port", type=int, help="the loopback port to listen on")
+    args = parser.parse_args()
     uvicorn.run(
-        build(sys.argv[1]),
+        build(args.model),
         host="127.0.0.1",
-        port=int(sys.argv[2]),
+        port=args.port,
         loop="uvloop",
         http="httptools",
         log_level="warning",

@@ -1,7 +1,12 @@
-"""`make demo`: serve examples/iris-onnx, send one prediction, print it, keep serving until Ctrl-C."""
+"""`make demo`: serve examples/iris-onnx, send one prediction, print it, keep serving until Ctrl-C.
+
+It listens on 127.0.0.1:8888; INFERD_HOST and INFERD_PORT choose another address
+(`INFERD_PORT=9000 make demo`).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -51,6 +56,9 @@ def wait_ready(server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     check_port_free()
     inferd = Path(sys.executable).parent / "inferd"
     server = subprocess.Popen([str(inferd), "serve", str(EXAMPLE), "--host", HOST, "--port", str(PORT)])

@@ -456,7 +456,10 @@ def run_checks(workdir: Path, gpus: int, rehearse: bool, problems: dict[str, str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="End-to-end check of inferd on a machine with NVIDIA GPUs.")
+    parser = argparse.ArgumentParser(
+        description="End-to-end check of inferd on a machine with NVIDIA GPUs. Exits 0 when every "
+        "check passes, 1 naming the check that failed, 2 when the machine has no GPU."
+    )
     parser.add_argument(
         "--rehearse", action="store_true", help="run every step on the CPU (checks the script)"
     )

@@ -67,8 +67,12 @@ class Environment:
         return cls(name=name, **values)
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields, as ``inferd env list -o json`` prints them."""
-        return asdict(self)
+        """The fields, as ``inferd env list -o json`` prints them: ``local`` has no Ray Serve
+        proxy, so no ``http_port`` (its gateway's port is INFERD_PORT)."""
+        fields_ = asdict(self)
+        if self.is_local:
+            fields_["http_port"] = None
+        return fields_
 
     @property
     def is_local(self) -> bool:

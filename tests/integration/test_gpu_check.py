@@ -34,6 +34,16 @@ def test_it_checks_nothing_and_says_so_without_a_gpu() -> None:
         assert "nothing was checked" in result.stderr
 
 
+def test_its_help_names_its_exit_codes() -> None:
+    """The README's: 0 when all pass, 1 naming the check that failed, 2 without a GPU (the test
+    above checks the 2); `--help` said nothing of them."""
+    shown = " ".join(run("--help", timeout=60).stdout.split())
+    assert (
+        "Exits 0 when every check passes, 1 naming the check that failed, 2 when the machine has no GPU."
+        in shown
+    )
+
+
 @pytest.mark.tensorflow
 @pytest.mark.timeout(600)
 def test_the_rehearsal_runs_every_step_on_the_cpu() -> None:

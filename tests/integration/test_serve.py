@@ -265,6 +265,24 @@ def test_body_limit_pipelining_and_expect_continue(iris: Server) -> None:
     assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
 
 
+def test_no_metrics_leaves_the_access_log_on(serve: Serve) -> None:
+    """`--no-metrics` stops counting requests for /metrics, as its help says, and nothing else:
+    with `--access-log` too, no access line was printed (the access log was recorded after the
+    metrics, and skipped with them)."""
+    server = serve(example("iris-onnx"), "--access-log", "--no-metrics")
+    assert server.post("/iris/classifier", SAMPLE).json() == "iris-setosa"
+
+    def access_line() -> dict[str, object] | None:
+        lines = [line for line in server.log().splitlines() if line.startswith('{"time"')]
+        return json.loads(lines[0]) if lines else None
+
+    line = wait_for(access_line, 30, "the request's access line")
+    assert (line["api"], line["status"]) == ("classifier", 200)
+    metrics = requests.get(f"{server.url}/metrics", timeout=10).text.splitlines()
+    counted = [line for line in metrics if line.startswith("inferd_requests_total{")]
+    assert all(line.endswith(" 0.0") for line in counted), counted
+
+
 def test_killed_replica_is_replaced(serve: Serve) -> None:
     server = serve(example("iris-onnx"))
     (replica,) = children(server.process.pid)

@@ -133,18 +133,30 @@ def cited_scripts() -> dict[str, set[str]]:
     return cited
 
 
-@pytest.mark.parametrize("script", sorted(cited_scripts()))
+def runnable_scripts() -> list[str]:
+    """Each ``bench/*.py`` and ``scripts/*.py`` the docs name, and each one run as a program
+    (``make demo`` runs scripts/demo.py; bench/servers.py starts bench/b0_server.py)."""
+    programs = {
+        path.relative_to(ROOT).as_posix()
+        for folder in ("bench", "scripts")
+        for path in (ROOT / folder).glob("*.py")
+        if 'if __name__ == "__main__":' in path.read_text()
+    }
+    return sorted(programs | set(cited_scripts()))
+
+
+@pytest.mark.parametrize("script", runnable_scripts())
 def test_every_script_cited_answers_help_and_knows_the_options_given_it(script: str) -> None:
     """A measurement the docs cite can be run again: its script exists, `--help` prints its usage
-    and runs nothing (bench/startup.py ran its minutes of measurements), and the options the docs
-    give it are among its own."""
+    and runs nothing (bench/startup.py ran its minutes of measurements; scripts/demo.py served
+    on port 8888 until Ctrl-C), and the options the docs give it are among its own."""
     path = ROOT / script
     assert path.exists(), script
     done = subprocess.run(
         [sys.executable, str(path), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.startswith("usage:"), done.stdout + done.stderr
-    unknown = [option for option in cited_scripts()[script] if option not in done.stdout]
+    unknown = [option for option in cited_scripts().get(script, set()) if option not in done.stdout]
     assert unknown == []
 
 
@@ -170,3 +182,56 @@ def test_every_link_names_a_file_or_heading_that_exists(doc: Path) -> None:
             if fragment not in {anchor(heading) for heading in headings}:
                 broken.append(target)
     assert broken == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
+def test_a_section_above_or_below_is_there(doc: Path) -> None:
+    """A doc that says "as in the section above" has one: docs/memory-kinds.md said it of a
+    section left behind in docs/benchmarks.md when its text moved; a section pointed at is a
+    heading of this document."""
+    text = doc.read_text()
+    dangling = []
+    for found in re.finditer(r"section (above|below)", text):
+        side = text[: found.start()] if found.group(1) == "above" else text[found.end() :]
+        if not re.search(r"^##+ ", side, flags=re.MULTILINE):
+            dangling.append(text[max(0, found.start() - 40) : found.end()])
+    assert dangling == []
+
+
+def test_the_soak_s_defaults_are_the_ones_docs_give() -> None:
+    """docs/reliability.md: `make soak` runs 10 minutes and 6 clients by default (its 20 s figure
+    named `make soak SOAK_SECONDS=20` while it was measured with 4 clients, which make soak never
+    runs), and SOAK_SECONDS sets the length."""
+    text = " ".join((ROOT / "docs" / "reliability.md").read_text().split())
+    minutes, clients = map(int, re.findall(r"`make soak` runs .*?\((\d+) minutes and (\d+) clients", text)[0])
+    recipe = (ROOT / "Makefile").read_text().split("\nsoak:", 1)[1].split("\n\n", 1)[0]
+    assert "scripts/soak.py --duration $${SOAK_SECONDS:-600}" in recipe and "--clients" not in recipe
+    soak = (ROOT / "scripts" / "soak.py").read_text()
+    assert 'os.environ.get("SOAK_SECONDS", "600")' in soak
+    default = re.search(r'"--clients", type=int, default=(\d+)\)', soak)
+    assert default is not None and int(default.group(1)) == clients
+    assert minutes * 60 == 600
+
+
+# INFERD_ names in src/ that are no setting for users: set by inferd for its own children
+# (the supervisor's pid; the operator adopted), Python names, and a test's knob.
+NOT_SETTINGS = {
+    "INFERD_SUPERVISOR",
+    "INFERD_ADOPT",
+    "INFERD_PACKAGE",
+    "INFERD_ERROR",
+    "INFERD_DASHBOARD_SAMPLE_SECONDS",
+}
+
+
+def test_every_variable_the_docs_name_is_read_and_every_setting_is_documented() -> None:
+    """An INFERD_ variable the docs name is one the code reads (a renamed one left the docs
+    naming a variable nothing reads), and each the code reads is in the README or docs/."""
+    in_code = {
+        name
+        for path in (ROOT / "src").rglob("*.py")
+        for name in re.findall(r"\bINFERD_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())
+    }
+    in_docs = {name for doc in DOCS for name in re.findall(r"\bINFERD_[A-Z0-9_]*[A-Z0-9]\b", doc.read_text())}
+    assert sorted(in_docs - in_code) == []
+    assert sorted(in_code - in_docs - NOT_SETTINGS) == []

@@ -31,11 +31,11 @@ def usage_line(home: Path) -> str:
 @env_option
 def prune() -> None:
     """Remove snapshots, cached models and requirement environments that no running API and no
-    API's previous version uses, and deleted APIs' logs; print what was freed.
+    API's previous version uses, and deleted APIs' logs and payload logs; print what was freed.
 
     The operator removes unused snapshots, models and environments itself after every deploy
-    and delete; a deleted API's logs go only with this command. Only what inferd created is
-    removed.
+    and delete; a deleted API's logs and payload logs (what `inferd payloads` and `inferd
+    replay` read) go only with this command. Only what inferd created is removed.
 
     \b
     Example:

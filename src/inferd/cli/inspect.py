@@ -87,8 +87,9 @@ def get(
 
     \b
     Columns (as Cortex): up-to-date = ready replicas of the current version; available = all
-    ready replicas; requested = the replica count wanted now; failed = replicas that crashed
-    or failed to load; timed out = replicas stopped because a request overran its timeout.
+    ready replicas; requested = the replica count wanted now; failed (when not 0) = replicas
+    that crashed, failed to load or ran out of memory; timed out (inferd get API, when not 0)
+    = replicas stopped because a request overran its timeout.
 
     \b
     API is a name, or DEPLOYMENT/API when several deployments have an API of that name.

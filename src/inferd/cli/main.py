@@ -66,7 +66,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "prune": (
         "inferd.cli.home",
         "Remove snapshots, cached models and requirement environments that no running API and no "
-        "API's previous version uses, and deleted APIs' logs; print what was freed.",
+        "API's previous version uses, and deleted APIs' logs and payload logs; print what was freed.",
     ),
     "refresh": (
         "inferd.cli.deploy",

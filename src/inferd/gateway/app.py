@@ -337,15 +337,16 @@ class Gateway(ApiTable):
                 headers = b"Inference-Header-Content-Length: %d\r\n" % binary_header
         if self.tracer is not None:
             self.tracer.record(queue, conn, status, meta)
-        if not self.metrics:
+        if not self.metrics and self.access_log is None:
             return headers
         now = perf_counter()
         latency = now - conn.started
-        queue.stats.add(conn.protocol, status, now, latency, conn.sent_at - conn.started, meta)
-        stream = conn.stream
-        if stream is not None and stream.opened:
-            queue.stats.add_stream(stream.first_item if stream.items else None, stream.items, latency)
-        if self.access_log is not None:
+        if self.metrics:
+            queue.stats.add(conn.protocol, status, now, latency, conn.sent_at - conn.started, meta)
+            stream = conn.stream
+            if stream is not None and stream.opened:
+                queue.stats.add_stream(stream.first_item if stream.items else None, stream.items, latency)
+        if self.access_log is not None:  # with --no-metrics too: it turns off counting only
             self.access_log.record(queue.key, conn, status, latency, error)
         return headers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,18 @@ def test_env_add_list_remove(runner: CliRunner, tmp_path: Path) -> None:
     assert "http://127.0.0.1:8000" in lines[2]
     assert runner.invoke(cli, ["env", "remove", "lab"]).exit_code == 0
     assert "lab" not in runner.invoke(cli, ["env", "list", "-o", "json"]).output
+
+
+def test_env_list_s_json_gives_the_local_environment_no_ray_http_port(runner: CliRunner) -> None:
+    """`inferd env list -o json` said `"http_port": 8000` for `local`, whose gateway is on
+    INFERD_PORT (8888 by default): the port of a Ray Serve proxy it has not. The table says "-"."""
+    added = runner.invoke(cli, ["env", "add", "lab", "--address", "127.0.0.1:6379", "--http-port", "8100"])
+    assert added.exit_code == 0, added.output
+    listed = json.loads(runner.invoke(cli, ["env", "list", "-o", "json"]).output)
+    assert listed == [
+        {"name": "local", "provider": "local", "address": None, "http_port": None},
+        {"name": "lab", "provider": "ray", "address": "127.0.0.1:6379", "http_port": 8100},
+    ]
 
 
 def test_local_cannot_be_removed(runner: CliRunner) -> None:

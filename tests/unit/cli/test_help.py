@@ -4,14 +4,18 @@ run without the argument it needs asks for it."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+from dataclasses import fields
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from inferd import logfiles
 from inferd.cli.main import cli
+from inferd.gateway.edge import EdgeLimits
 from tests.conftest import INFERD
 
 
@@ -121,3 +125,47 @@ def test_output_to_a_reader_that_stopped_reading_ends_quietly(tmp_path: Path) ->
     finally:
         os.close(write)
     assert (ended.returncode, ended.stderr) == (141, "")
+
+
+def test_the_defaults_serve_s_help_writes_by_hand_are_the_gateway_s() -> None:
+    """`inferd serve --help` writes the edge limits' defaults and variables itself
+    (`[default: 65536; INFERD_MAX_HEADER_BYTES]`): each is the limit's default, and the variable
+    sets that limit."""
+    shown = " ".join(CliRunner().invoke(cli, ["serve", "--help"], terminal_width=1000).output.split())
+    written = {
+        variable: default
+        for default, variable in re.findall(r"\[default: ([^;\]]+); (INFERD_[A-Z_]+)\]", shown)
+    }
+    defaults = EdgeLimits()
+    actual = {}
+    for field in fields(EdgeLimits):
+        value = getattr(defaults, field.name)
+        actual[f"INFERD_{field.name.upper()}"] = "1 GiB" if value == 1 << 30 else f"{value:g}"
+        set_by = EdgeLimits.from_env({f"INFERD_{field.name.upper()}": "7"})
+        assert getattr(set_by, field.name) == 7, field.name
+    assert written == actual
+
+
+def test_the_log_rotation_logs_help_names_is_the_one_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`inferd logs --help`: INFERD_LOG_MAX_BYTES, default 64 MiB; INFERD_LOG_BACKUPS older files,
+    default 3."""
+    shown = " ".join(CliRunner().invoke(cli, ["logs", "--help"]).output.split())
+    assert "INFERD_LOG_MAX_BYTES, default 64 MiB; INFERD_LOG_BACKUPS older files, default 3" in shown
+    monkeypatch.delenv("INFERD_LOG_MAX_BYTES", raising=False)
+    monkeypatch.delenv("INFERD_LOG_BACKUPS", raising=False)
+    assert (logfiles.max_bytes(), logfiles.backups()) == (64 << 20, 3)
+    monkeypatch.setenv("INFERD_LOG_MAX_BYTES", "1048576")
+    monkeypatch.setenv("INFERD_LOG_BACKUPS", "5")
+    assert (logfiles.max_bytes(), logfiles.backups()) == (1 << 20, 5)
+
+
+def test_prune_s_help_says_it_removes_deleted_apis_payload_logs() -> None:
+    """A deleted API's payload log stays until `inferd prune` (`inferd payloads --help`), which
+    removes it (tests/integration/test_operations.py): prune's help named only the logs."""
+    payloads = " ".join(CliRunner().invoke(cli, ["payloads", "--help"]).output.split())
+    assert "after the API is deleted (until `inferd prune`)" in payloads
+    for shown in (
+        " ".join(CliRunner().invoke(cli, ["prune", "--help"]).output.split()),
+        " ".join(CliRunner().invoke(cli, ["--help"], terminal_width=1000).output.split()),
+    ):
+        assert "deleted APIs' logs and payload logs" in shown

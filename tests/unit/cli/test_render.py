@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from inferd.cli.main import cli
 from inferd.cli.render import api_detail, api_rows, fit_screen, latency
 from tests.conftest import ROOT
 
@@ -83,6 +85,9 @@ def test_failed_shows_in_both_tables_and_timed_out_in_the_api_s_own() -> None:
     assert api_rows([troubled]).splitlines()[0].split("   ")[-2:] == ["failed", "last update"]
     header, row = api_detail(troubled).split("\n\n")[0].splitlines()
     assert dict(zip(re.split(r"\s{3,}", header), row.split(), strict=False))["timed out"] == "3"
+    assert "timed out" not in api_rows([troubled])
+    shown = " ".join(CliRunner().invoke(cli, ["get", "--help"]).output.split())
+    assert "failed (when not 0)" in shown and "timed out (inferd get API, when not 0)" in shown
 
 
 def test_a_model_s_input_and_output_names_never_write_control_bytes_to_the_terminal() -> None:

@@ -341,11 +341,23 @@ def pickle_functions(functions: dict[str, Callable[..., Any]]) -> bytes:
     not import (a script's or a notebook's neighbour module is not on its path). So every module
     of the user's loaded here goes by value, with whatever of it the functions reach: their own
     module, and the neighbours they use (a notebook's ``import utils``, which the replica could
-    not import either). Installed packages and the standard library stay by reference.
+    not import either). Installed packages and the standard library stay by reference, and so
+    does a neighbour holding what cannot be pickled (a lock, a connection), as before: the
+    replicas may import it (their ``PYTHONPATH``).
     """
+    modules = _users_modules()
+    try:
+        return _dumps(functions, modules)
+    except UsageError:
+        own = {getattr(function, "__module__", None) for function in functions.values()}
+        if all(module.__name__ in own for module in modules):
+            raise
+        return _dumps(functions, [module for module in modules if module.__name__ in own])
+
+
+def _dumps(functions: dict[str, Callable[..., Any]], modules: list[ModuleType]) -> bytes:
     import cloudpickle
 
-    modules = _users_modules()
     for module in modules:
         cloudpickle.register_pickle_by_value(module)
     try:

@@ -65,6 +65,23 @@ def test_a_notebooks_function_takes_the_notebooks_own_modules_along(tmp_path: Pa
     assert pickle.loads(data)["post_inference"](1, None, None) == "virginica"
 
 
+def test_a_neighbour_that_cannot_be_pickled_stays_by_reference(tmp_path: Path) -> None:
+    """A neighbour module holding a lock (or a connection) cannot travel by value: it goes by
+    reference, as before, for replicas that import it (their PYTHONPATH), not a UsageError."""
+    (tmp_path / "nb_locked.py").write_text(
+        "import threading\nLOCK = threading.Lock()\ndef one():\n    return 1\n"
+    )
+    cell: dict[str, object] = {"__name__": "__main__"}
+    sys.path.insert(0, str(tmp_path))
+    try:
+        exec("import nb_locked\ndef predict(sample, metadata):\n    return nb_locked.one()\n", cell)
+        data = pickle_functions({"predict": cell["predict"]})  # type: ignore[dict-item]
+        assert pickle.loads(data)["predict"](None, None) == 1
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("nb_locked", None)
+
+
 def test_the_handler_loader_reads_the_pickle(tmp_path: Path) -> None:
     scale = 3
     path = tmp_path / "handlers.pickle"

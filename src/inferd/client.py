@@ -130,6 +130,11 @@ class Client:
     def _start(self) -> bool:
         log_file = self.home / "operator.log"
         supervisor = live_supervisor(read_json(self.home / OPERATOR_FILE) or {}, self.home)
+        if not supervisor:
+            # One a caller started that died or was interrupted (a notebook's kernel restarted
+            # mid-deploy) before its operator was up: it goes on, and is waited for. Started
+            # again, the second failed on the first one's port.
+            supervisor = _starting_supervisor(self.home)
         process: subprocess.Popen[bytes] | None = None
         if not supervisor:
             (self.home / OPERATOR_FILE).unlink(missing_ok=True)
@@ -141,6 +146,7 @@ class Client:
                 start_new_session=True,
             )
             supervisor = process.pid
+            (self.home / START_LOCK).write_text(str(supervisor))  # under the lock: see above
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
@@ -379,3 +385,12 @@ def _last_error(log_file: Path) -> str:
         if " ERROR " in line:
             return line.split(" ERROR ", 1)[1]
     return lines[-1] if lines else f"see {log_file}"
+
+
+def _starting_supervisor(home: Path) -> int:
+    """The supervisor the last start wrote into the start lock, while it runs; else 0."""
+    try:
+        pid = int((home / START_LOCK).read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+    return pid if pid and running(pid) and is_operator(pid, home) else 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import re
 import shutil
 import sys
@@ -334,20 +335,29 @@ def _model_format(model_path: str, model_format: str | None) -> str:
 
 
 def pickle_functions(functions: dict[str, Callable[..., Any]]) -> bytes:
-    """cloudpickle ``functions``; those from the user's own modules travel by value.
+    """cloudpickle ``functions``; the user's own modules travel by value.
 
     cloudpickle sends a function of an importable module by reference, which the replica could
-    not import (a script's or a notebook's neighbour module is not on its path); installed
-    packages and the standard library stay by reference.
+    not import (a script's or a notebook's neighbour module is not on its path). So every module
+    of the user's loaded here goes by value, with whatever of it the functions reach: their own
+    module, and the neighbours they use (a notebook's ``import utils``, which the replica could
+    not import either). Installed packages and the standard library stay by reference, and so
+    does a neighbour holding what cannot be pickled (a lock, a connection), as before: the
+    replicas may import it (their ``PYTHONPATH``).
     """
+    modules = _users_modules()
+    try:
+        return _dumps(functions, modules)
+    except UsageError:
+        own = {getattr(function, "__module__", None) for function in functions.values()}
+        if all(module.__name__ in own for module in modules):
+            raise
+        return _dumps(functions, [module for module in modules if module.__name__ in own])
+
+
+def _dumps(functions: dict[str, Callable[..., Any]], modules: list[ModuleType]) -> bytes:
     import cloudpickle
 
-    modules = {
-        module
-        for function in functions.values()
-        if (module := sys.modules.get(getattr(function, "__module__", None) or "")) is not None
-        and _users_module(module)
-    }
     for module in modules:
         cloudpickle.register_pickle_by_value(module)
     try:
@@ -376,11 +386,28 @@ def _picklable(function: Callable[..., Any]) -> bool:
     return True
 
 
-def _users_module(module: ModuleType) -> bool:
-    file = getattr(module, "__file__", None)
-    if module.__name__ == "__main__" or file is None:
-        return False  # cloudpickle sends __main__'s functions by value anyway
+def _users_modules() -> list[ModuleType]:
+    """The modules loaded here that are the user's own: neither of this Python's installed
+    folders nor of an installed distribution (one installed editable, or on ``PYTHONPATH``
+    with its metadata), nor inferd itself."""
+    from importlib.metadata import packages_distributions
+
     paths = sysconfig.get_paths()
-    installed = {Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-    path = Path(file).resolve()
-    return not any(path.is_relative_to(root) for root in installed)
+    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    installed = tuple(
+        {os.path.join(os.path.realpath(root), "") for root in roots}
+        | {os.path.join(root, "") for root in roots}
+    )
+    candidates = [
+        module
+        for name, module in list(sys.modules.items())
+        if name != "__main__"  # cloudpickle sends __main__'s functions by value anyway
+        and isinstance(module, ModuleType)
+        and isinstance(file := getattr(module, "__file__", None), str)
+        and not file.startswith(installed)
+        and not os.path.realpath(file).startswith(installed)
+    ]
+    if not candidates:
+        return []
+    distributed = set(packages_distributions()) | {"inferd", "cortex"}
+    return [module for module in candidates if module.__name__.partition(".")[0] not in distributed]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import requests
 
+from inferd.client import Client as OperatorClient
 from tests.conftest import INFERD, from_a_terminal, make_project, process_alive, wait_for
 from tests.integration.conftest import HangingOrigin, Inferd
 from tests.integration.test_operator import HeldModel
@@ -465,3 +469,48 @@ def test_down_during_a_restore_stops_without_waiting_for_it(
     assert "stopping: the restore of the deployments is cut short" in second, second
     inferd.run("up")  # the deployment is still recorded: the next start restores it
     wait_for(lambda: "live" in inferd.run("get").stdout, 60, f"far restored; {inferd.run('get').stdout}")
+
+
+STARTER = "\n".join(
+    [
+        "import sys",
+        "from pathlib import Path",
+        "from inferd.client import Client",
+        "Client(Path(sys.argv[1])).start()",
+    ]
+)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_a_start_whose_caller_died_is_waited_for_not_started_twice(
+    inferd: Inferd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook's kernel restarted (SIGKILL; an interrupt, SIGINT, leaves the same) while its
+    ``Client().deploy`` started the operator: the supervisor it had started went on, in a session
+    of its own, but was not yet named in ``operator.json``. The next deploy started a second one,
+    whose operator failed with "cannot listen on 127.0.0.1:PORT: Address already in use; set
+    INFERD_PORT to another port" (found with a real Jupyter kernel, interrupted mid-deploy)."""
+    caller = subprocess.Popen([sys.executable, "-c", STARTER, str(inferd.home)], env=inferd.env)
+    first = 0
+    try:
+        # killed once its supervisor has started the operator, which is not up yet
+        while not (first and _children(first)) and caller.poll() is None:
+            first = next(iter(_children(caller.pid)), 0)
+        os.kill(caller.pid, signal.SIGKILL)
+        caller.wait()
+        assert first and not (inferd.home / "operator.json").exists()
+        monkeypatch.setenv("INFERD_HOME", str(inferd.home))
+        monkeypatch.setenv("INFERD_PORT", str(inferd.port))
+        OperatorClient(inferd.home).start()  # the next cell's deploy, at once
+        assert inferd.operator_pid("supervisor") == first
+        assert inferd.run("get").returncode == 0
+    finally:
+        inferd.run("down", check=False)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first, signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from inferd import Client
 from inferd.client import Client as OperatorClient
 from inferd.errors import DeployFailedError, UsageError
 from tests.conftest import example
-from tests.integration.conftest import Inferd
+from tests.integration.conftest import HangingOrigin, Inferd
 
 SAMPLES = [
     {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3},
@@ -144,3 +145,35 @@ def test_a_failing_handler_and_bad_arguments(inferd: Inferd, client: Client) -> 
     assert "Python client projects" in inferd.run("prune").stdout
     assert not (workspace / "bad").exists() and not replays.exists()
     assert (workspace / "elsewhere" / "api").is_dir()
+
+
+def test_a_deploy_while_the_operator_restores_the_deployment_keeps_its_apis_not_back_yet(
+    inferd: Inferd, client: Client
+) -> None:
+    """A notebook's first ``Client().deploy`` after a restart (the machine's, or ``inferd down``)
+    starts the operator, which brings each deployment back one API at a time. It listed the
+    APIs back so far, and the deploy, taking the others for deleted, removed them from the
+    project: the operator dropped them for good (found in a Jupyter kernel, the deploy of a cell
+    right after the restart; here the restore is held up by a model origin that does not answer)."""
+    model = example("iris-onnx") / "models" / "iris.onnx"
+    origin = HangingOrigin(model)
+    try:
+        client.deploy("mix", "alpha", model)  # a local model: back at once
+        client.deploy("mix", "remote", origin.url)  # restored after alpha, held up by its origin
+        origin.hang()
+        inferd.run("down")
+        inferd.run("up")
+        with ThreadPoolExecutor(1) as pool:
+            deploy = pool.submit(client.deploy, "mix", "beta", model)
+            try:
+                written = client.workspace / "mix" / "beta" / "api.json"
+                while not written.exists() and not deploy.done():
+                    time.sleep(0.05)
+                assert (client.workspace / "mix" / "remote" / "api.json").is_file()
+            finally:
+                origin.close()  # remote comes back from the model cache
+            deploy.result(timeout=240)
+        listed = {info["name"] for info in OperatorClient(inferd.home).apis() if info["deployment"] == "mix"}
+        assert listed == {"alpha", "remote", "beta"}
+    finally:
+        origin.close()

@@ -38,6 +38,50 @@ def test_functions_of_the_users_own_module_travel_by_value(tmp_path: Path) -> No
     assert functions["post_inference"](7, None, None) == "label-7"
 
 
+def test_a_notebooks_function_takes_the_notebooks_own_modules_along(tmp_path: Path) -> None:
+    """A function defined in a notebook (``__main__``) that uses the notebook folder's own
+    ``utils.py`` (``import utils``, ``from helpers import double``, and what those import from
+    their neighbours): the replica, which cannot import them, got them by reference and failed
+    with "No module named 'utils'" (found with a real Jupyter kernel). README: those defined in
+    your own modules (or a script, a notebook) travel by value."""
+    (tmp_path / "nb_utils.py").write_text("import nb_labels\ndef label(i):\n    return nb_labels.LABELS[i]\n")
+    (tmp_path / "nb_labels.py").write_text("LABELS = ['setosa', 'versicolor', 'virginica']\n")
+    (tmp_path / "nb_helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    cell: dict[str, object] = {"__name__": "__main__"}  # a notebook cell's namespace
+    sys.path.insert(0, str(tmp_path))
+    try:
+        exec(
+            "import nb_utils\n"
+            "from nb_helpers import double\n"
+            "def post_inference(prediction, signature, metadata):\n"
+            "    return nb_utils.label(double(prediction))\n",
+            cell,
+        )
+        data = pickle_functions({"post_inference": cell["post_inference"]})  # type: ignore[dict-item]
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in ("nb_utils", "nb_labels", "nb_helpers"):
+            sys.modules.pop(name, None)
+    assert pickle.loads(data)["post_inference"](1, None, None) == "virginica"
+
+
+def test_a_neighbour_that_cannot_be_pickled_stays_by_reference(tmp_path: Path) -> None:
+    """A neighbour module holding a lock (or a connection) cannot travel by value: it goes by
+    reference, as before, for replicas that import it (their PYTHONPATH), not a UsageError."""
+    (tmp_path / "nb_locked.py").write_text(
+        "import threading\nLOCK = threading.Lock()\ndef one():\n    return 1\n"
+    )
+    cell: dict[str, object] = {"__name__": "__main__"}
+    sys.path.insert(0, str(tmp_path))
+    try:
+        exec("import nb_locked\ndef predict(sample, metadata):\n    return nb_locked.one()\n", cell)
+        data = pickle_functions({"predict": cell["predict"]})  # type: ignore[dict-item]
+        assert pickle.loads(data)["predict"](None, None) == 1
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("nb_locked", None)
+
+
 def test_the_handler_loader_reads_the_pickle(tmp_path: Path) -> None:
     scale = 3
     path = tmp_path / "handlers.pickle"

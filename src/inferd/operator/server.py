@@ -374,7 +374,15 @@ class Operator:
         return matches[0]
 
     def api_list(self) -> list[dict[str, Any]]:
-        return [self.api_info(key, brief=True) for key in sorted(self.engine.apis)]
+        """Every API, but those of a deployment a restart is still bringing back: its APIs come
+        back one at a time, and a deploy beside them (the Python client's) took the ones not
+        back yet for deleted and dropped them. ``/info`` names it as ``restoring``."""
+        restoring = {name for name, done in self.restored.items() if not done.is_set()}
+        return [
+            self.api_info(key, brief=True)
+            for key, state in sorted(self.engine.apis.items())
+            if state.config.deployment not in restoring
+        ]
 
     def api_info(self, name: str, brief: bool = False) -> dict[str, Any]:
         """``inferd get API``: ``name`` is ``DEPLOYMENT/API``, or an API name unique on the operator."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -126,7 +127,7 @@ def get(
             if output != "json":
                 click.clear()  # on a terminal; piped, each table follows the last
                 if sys.stdout.isatty():
-                    size = shutil.get_terminal_size()
+                    size = _screen_size()
                     text = render.fit_screen(text, size.lines, size.columns)
             click.echo(text)
             sys.stdout.flush()
@@ -238,3 +239,14 @@ def _summary(apis: list[dict[str, Any]]) -> str:
         return "apis: none deployed"
     counts = _status_counts(apis)
     return "apis: " + " | ".join(f"{count} {status}" for status, count in counts.items())
+
+
+def _screen_size() -> os.terminal_size:
+    """The terminal's size as it is now: asked of the terminal itself, where LINES and COLUMNS
+    (which ``shutil`` prefers) can be stale after a resize or set for another window (a test
+    runner's workers export 24 and 80)."""
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except (AttributeError, ValueError, OSError):
+        return shutil.get_terminal_size()
+    return size if size.lines > 0 and size.columns > 0 else shutil.get_terminal_size()  # 0: unset

@@ -17,6 +17,13 @@ def copy_example(name: str, target: Path) -> Path:
     return Path(shutil.copytree(example(name), target, ignore=shutil.ignore_patterns("__pycache__")))
 
 
+def predictor_project(root: Path, deployment: str, api: str, files: dict[str, str]) -> Path:
+    """A project of one API ``api`` (in ``deployment``) whose predictor is ``files["predictor.py"]``,
+    with the other ``files`` beside it (samples, expected answers, requirements.txt)."""
+    yaml_text = f"- kind: deployment\n  name: {deployment}\n- kind: api\n  name: {api}\n"
+    return make_project(root, yaml_text + "  predictor:\n    path: predictor.py\n", files)
+
+
 def test_prints_the_answer_to_each_sample() -> None:
     result = CliRunner().invoke(cli, ["test", str(example("iris-onnx"))])
     assert result.exit_code == 0, result.output
@@ -52,14 +59,14 @@ def test_a_sample_with_nan_is_read_as_the_apis_read_it(tmp_path: Path) -> None:
 def test_a_sample_with_an_integer_beyond_64_bits_is_read_as_the_apis_read_it(tmp_path: Path) -> None:
     # orjson read it as a float: the predictor got 1.8446744073709552e+19, where a served API
     # gets 18446744073709551616 (as Cortex's Flask read it)
-    project = make_project(
+    project = predictor_project(
         tmp_path / "echo",
-        "- kind: deployment\n  name: d\n- kind: api\n  name: echo\n  predictor:\n    path: echo.py\n",
+        "d",
+        "echo",
         {
-            "echo.py": "def predict(sample, metadata):\n    return repr(sample)\n",
+            "predictor.py": "def predict(sample, metadata):\n    return repr(sample)\n",
             "sample.json": '{"n": 18446744073709551616, "m": -9223372036854775809}',
         },
-        {},
     )
     result = CliRunner().invoke(cli, ["test", str(project)])
     assert result.exit_code == 0, result.output
@@ -71,14 +78,14 @@ def test_whole_numbers_are_shown_and_compared_exactly(tmp_path: Path) -> None:
     # orjson's "TypeError: Integer exceeds 64-bit range"; math.isclose made whole numbers floats:
     # an id 2**60 + 1 "matches expected.json" holding 2**60 with --tolerance 0; and the expected
     # file was read by orjson (2**64 a float)
-    project = make_project(
+    project = predictor_project(
         tmp_path / "ids",
-        "- kind: deployment\n  name: d\n- kind: api\n  name: ids\n  predictor:\n    path: ids.py\n",
+        "d",
+        "ids",
         {
-            "ids.py": "def predict(sample, metadata):\n    return [2**60 + 1, 2**64 + 1]\n",
+            "predictor.py": "def predict(sample, metadata):\n    return [2**60 + 1, 2**64 + 1]\n",
             "sample.json": "{}",
         },
-        {},
     )
     shown = CliRunner().invoke(cli, ["test", str(project)])
     assert shown.exit_code == 0, shown.output
@@ -160,9 +167,10 @@ def test_a_model_that_does_not_load_is_reported_not_raised(tmp_path: Path) -> No
 def test_relax_pins_runs_a_project_with_2019_pins(tmp_path: Path, inferd_home: Path) -> None:
     # The pin's error says --relax-pins; inferd test took no such option, so a Cortex project
     # with 2019 pins could not be tested unchanged (as inferd serve and deploy run it).
-    project = make_project(
+    project = predictor_project(
         tmp_path / "mpg",
-        "- kind: deployment\n  name: auto\n- kind: api\n  name: mpg\n  predictor:\n    path: predictor.py\n",
+        "auto",
+        "mpg",
         {
             "predictor.py": "import numpy as np\n\ndef predict(sample, metadata):\n"
             "    return np.asscalar(np.array([2.5]))\n",
@@ -180,9 +188,10 @@ def test_a_requirement_warning_is_said_by_inferd_test(tmp_path: Path, inferd_hom
     # A pin below the numpy inferd runs with, which a wheel meets on every Python inferd installs
     # on (no numpy 1.x has one for 3.13: `numpy<2` cannot be installed there, a load error)
     numpy = __import__("numpy").__version__
-    project = make_project(
+    project = predictor_project(
         tmp_path / "pins",
-        "- kind: deployment\n  name: pins\n- kind: api\n  name: p\n  predictor:\n    path: predictor.py\n",
+        "pins",
+        "p",
         {
             "predictor.py": "def predict(sample, metadata):\n    return 1\n",
             "requirements.txt": f"numpy<{numpy}\n",
@@ -200,9 +209,10 @@ def test_a_requirement_warning_is_said_by_inferd_test(tmp_path: Path, inferd_hom
 def test_nan_and_infinity_in_an_expected_answer_match_the_answer_a_client_gets(tmp_path: Path) -> None:
     # A NaN answer reaches a client as null; an expected.json holding NaN failed with
     # `["a"]: got null, expected null`, a difference nobody could see.
-    project = make_project(
+    project = predictor_project(
         tmp_path / "odd",
-        "- kind: deployment\n  name: odd\n- kind: api\n  name: odd\n  predictor:\n    path: predictor.py\n",
+        "odd",
+        "odd",
         {
             "predictor.py": "def predict(sample, metadata):\n"
             "    return {'a': float('nan'), 'b': float('inf'), 'c': 1.5}\n",

@@ -236,7 +236,7 @@ class OnnxRuntime:
         self._map_inputs = [spec.name for spec in self.inputs if spec.type_name.startswith(("map(", "seq("))]
         self._run = self.session.run
         # A dimension the model leaves free (unnamed, or a rank it does not give): the client's
-        # sizes there can be what a node cannot run on (shape_refusal).
+        # sizes there can be what a node cannot run on (node_refusal).
         self._free_dimensions = any(
             spec.shape is None or any(type(dim) is not int for dim in spec.shape) for spec in self.inputs
         )
@@ -272,7 +272,7 @@ class OnnxRuntime:
             return list(self._run(None, inputs))
         except Exception as exc:
             invalid = type(exc).__name__ == "InvalidArgument"  # a Gather's index past its table
-            refusal = (invalid or self._free_dimensions) and shape_refusal(str(exc), inputs, invalid)
+            refusal = (invalid or self._free_dimensions) and node_refusal(str(exc), inputs, invalid)
             if refusal:
                 raise InputError(refusal) from None
             raise
@@ -294,7 +294,7 @@ _PLACE = re.compile(
 )
 
 
-def shape_refusal(said: str, inputs: dict[str, Any], invalid: bool = False) -> str | None:
+def node_refusal(said: str, inputs: dict[str, Any], invalid: bool = False) -> str | None:
     """The client's error for a node that could not run on the sizes the client gave dimensions
     the model leaves free (two unnamed ones that an Add needs equal: onnxruntime's check fails
     inside the node) or on what onnxruntime calls an invalid argument (``invalid``: an index

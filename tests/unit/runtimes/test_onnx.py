@@ -357,7 +357,7 @@ def test_a_complaint_after_a_cpp_function_of_several_words_leaves_the_function_o
     """onnxruntime's ORT_THROW writes its place as the file, the line and the C++ function as
     the compiler prints it (``void* onnxruntime::BFCArena::Allocate(size_t, bool)``): only its
     first word was left out."""
-    from inferd.runtimes.onnx import shape_refusal
+    from inferd.runtimes.onnx import node_refusal
 
     said = (
         "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Tile node. "
@@ -365,7 +365,7 @@ def test_a_complaint_after_a_cpp_function_of_several_words_leaves_the_function_o
         "onnxruntime::TensorShape onnxruntime::TensorShape::Slice(size_t, size_t) const "
         "Invalid tensor shape slice argument."
     )
-    assert shape_refusal(said, {"x": np.zeros((2, 3))}) == (
+    assert node_refusal(said, {"x": np.zeros((2, 3))}) == (
         "the model cannot run on these inputs ('x' [2, 3]): its Tile node says: "
         "Invalid tensor shape slice argument."
     )

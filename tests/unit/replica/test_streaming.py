@@ -10,8 +10,8 @@ import pytest
 
 from inferd import codec
 from inferd.errors import HandlerError
+from inferd.replica.answering import _encode
 from inferd.replica.streaming import http_chunks
-from inferd.replica.worker import _encode
 from inferd.testing import load_api
 from tests.conftest import make_project
 

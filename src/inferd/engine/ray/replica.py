@@ -1,7 +1,7 @@
 """What runs inside Ray Serve: an API's replicas and the V2 / TF Serving router.
 
 ``ApiReplica`` builds the same ``Predictor`` as a local replica and answers through
-``inferd.replica.worker.answer``, so handler semantics, input conversion and errors are the
+``inferd.replica.answering.answer``, so handler semantics, input conversion and errors are the
 local ones. Its request methods are ``async`` and never await while the handler runs: the
 replica's user event loop runs exactly one request at a time (handler globals stay safe, as
 Cortex promised), while Ray may queue ``max_ongoing_requests`` on it so that a replica never
@@ -30,8 +30,8 @@ from inferd.engine.ray.plan import API_DEPLOYMENT, ROUTER_DEPLOYMENT
 from inferd.engine.ray.status import summarize_error
 from inferd.handler.predictor import Predictor
 from inferd.replica import messages
+from inferd.replica.answering import answer
 from inferd.replica.streaming import http_chunks
-from inferd.replica.worker import answer
 from inferd.storage import fetch, local_model_path
 
 if TYPE_CHECKING:

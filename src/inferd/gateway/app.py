@@ -82,6 +82,7 @@ class Gateway(ApiTable):
         # OpenTelemetry stage spans (gateway/tracing.py): only with the otel extra configured.
         self.tracer = Tracer.from_environment()
         self.connections: set[HttpConnection] = set()
+        ApiQueue.clients = self.connections  # how quiet the gateway is (spinning: gateway/queue.py)
         self.bodies_held = 0  # bytes of request bodies still arriving (limits.max_body_buffer)
         self.answers_held = HeldAnswers(self.limits.max_answer_buffer)
         self.draining = False

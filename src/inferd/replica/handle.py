@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
+from time import perf_counter
 from typing import Any, Protocol, cast
 
 import orjson
@@ -96,6 +98,8 @@ class ReplicaHandle(asyncio.Protocol):
         self.waiters: list[Waiter] = []
         self.requests = 0
         self._transport: asyncio.Transport | None = None
+        self._fd = -1  # the socket's descriptor, while connected
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = bytearray()
         self._needed = 0  # bytes the buffer must hold before its first frame is complete
         self._retiring = False
@@ -109,16 +113,42 @@ class ReplicaHandle(asyncio.Protocol):
     def busy(self) -> bool:
         return bool(self.waiters)
 
-    def send(self, kind: bytes, body: bytes, waiter: Waiter) -> None:
-        """Send one request; its answer goes to the owner (or straight to ``waiter``)."""
+    def send(self, kind: bytes, body: bytes, waiter: Waiter, spin: bytes = b"") -> None:
+        """Send one request; its answer goes to the owner (or straight to ``waiter``). ``spin``:
+        a ``SPIN`` frame to go before it (replica/spinning.py)."""
         assert self._transport is not None and not self.waiters
         self.waiters = [waiter]
         self.requests += 1
         trace = waiter.trace
         if trace:
-            self._transport.writelines((traced(trace), messages.LENGTH.pack(len(body) + 1), kind, body))
+            self._transport.writelines((spin, traced(trace), messages.LENGTH.pack(len(body) + 1), kind, body))
         else:
-            self._transport.writelines((messages.LENGTH.pack(len(body) + 1), kind, body))
+            self._transport.writelines((spin, messages.LENGTH.pack(len(body) + 1), kind, body))
+
+    def spin_soon(self, until: float) -> None:
+        """Once the event loop has run what is ready, wait for the answer spinning until ``until``."""
+        if self._loop is not None:
+            self._loop.call_soon(self.spin_for_answer, until)
+
+    def spin_for_answer(self, until: float) -> None:
+        """Read the replica's answer without blocking, spinning until it came or ``until`` (when
+        the gateway runs nothing else: gateway/queue.py, replica/spinning.py); an answer not
+        there by then comes the usual way, when the event loop sees the socket readable.
+        Called from the event loop: no other callback runs meanwhile, so the bytes read here
+        are the next ones and go to ``data_received`` in order."""
+        while self.waiters and self._transport is not None and not self._transport.is_closing():
+            try:
+                data = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                if perf_counter() >= until:
+                    return
+                os.sched_yield()
+                continue
+            except OSError:  # the replica is gone: the event loop sees it too
+                return
+            if not data:
+                return
+            self.data_received(data)
 
     def send_group(self, kinds: list[bytes], bodies: list[bytes], waiters: list[Waiter]) -> None:
         """Send several requests in one write; the replica answers them in order."""
@@ -179,6 +209,8 @@ class ReplicaHandle(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
+        self._fd = transport.get_extra_info("socket").fileno()  # non-blocking (the event loop's)
+        self._loop = asyncio.get_running_loop()
         if self.greeting:
             self._transport.write(self.greeting)  # the replica's spec, before anything else
             self.greeting = b""
@@ -250,6 +282,7 @@ class ReplicaHandle(asyncio.Protocol):
         if self.state != ReplicaState.FAILED:
             self.state = ReplicaState.CLOSED
         self._transport = None
+        self._fd = -1
         waiters, self.waiters = self.waiters, []
         if waiters:
             why = self.events.replica_lost_because(self)

@@ -20,6 +20,9 @@ Every frame is a 4-byte big-endian length, then one byte of kind, then the paylo
   Backpressure is the socket itself: a gateway that stops reading blocks the replica's send.
 - tracing: ``TRACE`` + a W3C ``traceparent`` value, just before the request it belongs to (only
   for requests that carry a trace context; never before a ``BATCH``).
+- spinning: ``SPIN`` + a 4-byte limit in microseconds, just before a request the gateway runs
+  (about) alone: after answering it the replica reads its socket without blocking for a while
+  before it sleeps (replica/spinning.py).
 
 Errors travel as status + JSON text, never as pickled exceptions.
 """
@@ -54,6 +57,7 @@ CHUNK = b"K"  # one item of a stream
 END = b"E"  # the end of a stream: laid out as REPLY
 STOP = b"Q"  # gateway -> replica: close the stream now
 TRACE = b"t"  # gateway -> replica: the ``traceparent`` of the request frame that follows
+SPIN = b"s"  # gateway -> replica: spin on the socket after answering the request that follows
 BATCH_REPLY = b"M"  # count, then (status, metadata length, body length, metadata, body) each
 
 

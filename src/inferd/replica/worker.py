@@ -33,6 +33,7 @@ from inferd.replica.group import end_own_group, lead_group
 from inferd.replica.hints import left_out_hint
 from inferd.replica.lines import own_encoding, watch_output
 from inferd.replica.messages import ReplicaSpec
+from inferd.replica.spinning import Spin
 from inferd.replica.streaming import may_stream, send_stream, take_stop
 
 log = logging.getLogger("inferd.replica")
@@ -88,11 +89,18 @@ def serve(sock: socket.socket, predictor: Predictor) -> None:
     clock = perf_counter
     unsent: list[bytes] = []
     since = 0.0  # when computing the oldest unsent answer began
+    spin = Spin()
+    spun = spin_next = False  # the gateway's SPIN came with the request answered / the next one
     while True:
         complete = len(buffer) >= 4 and len(buffer) >= 4 + length_of(buffer)[0]
         if unsent and (not complete or clock() - since > FLUSH_AFTER):
             sendall(unsent[0] if len(unsent) == 1 else b"".join(unsent))
             unsent.clear()
+            if spun and not complete and not buffer:  # replica/spinning.py
+                spun = False
+                buffer += spin.next_bytes(recv, clock())
+                if not buffer:
+                    return
         if not complete:
             while len(buffer) < 4:
                 chunk = recv(1 << 16)
@@ -114,6 +122,11 @@ def serve(sock: socket.socket, predictor: Predictor) -> None:
         if kind == messages.TRACE:  # the trace context of the next request (inferd.tracecontext)
             tracecontext.set_current(body.decode("ascii", "replace"))
             continue
+        if kind == messages.SPIN:
+            spin.set_limit(body)
+            spin_next = True
+            continue
+        spun, spin_next = spin_next, False
         if not unsent:
             since = clock()
         if kind == messages.BATCH:

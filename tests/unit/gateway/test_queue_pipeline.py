@@ -40,7 +40,7 @@ class Replica(ReplicaHandle):
         self.pipeline = True
         self.writes: list[int] = []  # requests per write
 
-    def send(self, kind: bytes, body: bytes, waiter: Any) -> None:
+    def send(self, kind: bytes, body: bytes, waiter: Any, spin: bytes = b"") -> None:
         self.waiters = [waiter]
         self.writes.append(1)
 

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import measure, servers  # noqa: E402
 from inferd.config.load import load_project  # noqa: E402
+from inferd.gateway import queue as queue_module  # noqa: E402
 from inferd.gateway.access import AccessLog  # noqa: E402
 from inferd.gateway.app import Gateway  # noqa: E402
 from inferd.gateway.http import HttpConnection  # noqa: E402
@@ -148,6 +149,9 @@ class _Transport:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default  # no socket: a replica handle never reads it itself (spinning)
+
 
 class _Events:
     def replica_ready(self, handle: ReplicaHandle) -> None: ...
@@ -166,6 +170,7 @@ async def _gateway(config: Any, body: bytes, reply: bytes, count: int) -> float:
     """The gateway's Python per request: HTTP bytes in, frame out, reply in, response out."""
     gateway = Gateway(access_log=AccessLog(stream=io.StringIO()))
     gateway.add_api(config)
+    queue_module.ALONE = -1  # these figures stand for a gateway under load, where nothing spins
     key = getattr(config, "key", config.name)  # older trees keyed APIs by name (--baseline)
     handle = ReplicaHandle(key, "r1", "v1", _Events())
     handle.connection_made(_Transport())  # type: ignore[arg-type]

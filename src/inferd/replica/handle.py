@@ -136,7 +136,12 @@ class ReplicaHandle(asyncio.Protocol):
         there by then comes the usual way, when the event loop sees the socket readable.
         Called from the event loop: no other callback runs meanwhile, so the bytes read here
         are the next ones and go to ``data_received`` in order."""
-        while self.waiters and self._transport is not None and not self._transport.is_closing():
+        while (
+            self.waiters
+            and self._fd >= 0
+            and self._transport is not None
+            and not self._transport.is_closing()
+        ):
             try:
                 data = os.read(self._fd, 1 << 16)
             except BlockingIOError:
@@ -209,7 +214,8 @@ class ReplicaHandle(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
-        self._fd = transport.get_extra_info("socket").fileno()  # non-blocking (the event loop's)
+        sock = transport.get_extra_info("socket")
+        self._fd = -1 if sock is None else sock.fileno()  # non-blocking (the event loop's)
         self._loop = asyncio.get_running_loop()
         if self.greeting:
             self._transport.write(self.greeting)  # the replica's spec, before anything else

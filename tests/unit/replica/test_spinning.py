@@ -148,8 +148,9 @@ async def gateway_side(ours: socket.socket, theirs: socket.socket, spin: bool) -
     waiter = Waiter()
     before = sleeps()
     handle.send(messages.PREDICT, b"{}", waiter)
-    if spin:
-        handle.spin_for_answer(perf_counter() + 10)
+    if spin:  # as gateway/queue.py has it: once the event loop has run what is ready
+        handle.spin_soon(perf_counter() + 10)
+        await asyncio.sleep(0)
     while not waiter.replies:
         await asyncio.sleep(0.001)
     slept = sleeps() - before

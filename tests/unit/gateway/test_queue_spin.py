@@ -106,6 +106,30 @@ def test_shadow_copies_never_spin() -> None:
     assert handle.frames == [b""] and handle.spun == []
 
 
+class Events:
+    """The engine's part when a replica is abandoned or lost: nothing to stop here."""
+
+    def replica_stuck(self, handle: Any) -> None: ...
+
+    def replica_lost_because(self, handle: Any) -> None: ...
+
+    def replica_closed(self, handle: Any) -> None: ...
+
+
+def test_a_replica_abandoned_or_lost_while_running_leaves_the_gateway_quiet_again() -> None:
+    queue, handles = spinners(3)
+    for handle in handles:
+        handle.events = Events()  # type: ignore[assignment]
+    stuck, lost, spare = reversed(handles)  # in the order the idle stack gives them out
+    queue.submit(Request(), messages.PREDICT, b"{}")
+    queue.abandon(stuck, queue.busy[stuck], "past its timeout")  # gateway/deadlines.py
+    queue.submit(Request(), messages.PREDICT, b"{}")
+    assert lost.frames == [queue_module.SPIN]  # the abandoned request no longer counts
+    lost.connection_lost(None)  # the replica crashed: its request is answered 503
+    queue.submit(Request(), messages.PREDICT, b"{}")
+    assert spare.frames == [queue_module.SPIN] and ApiQueue.running_all == 1
+
+
 def test_spinning_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERD_SPIN_US", "0")
     code = "from inferd.gateway import queue; print(queue.SPIN, queue.ALONE)"

@@ -14,7 +14,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from inferd.engine.cgroup_limits import cpu_limit, memory_limit
+from inferd.cgroup_limits import machine_cpus as machine_cpus  # the cores of this machine (or container)
+from inferd.cgroup_limits import memory_limit
 from inferd.engine.gpus import Claim, GpuNeed, GpuPool
 
 log = logging.getLogger("inferd.engine")
@@ -35,13 +36,6 @@ def _total_memory() -> int:
         pass
     limit = memory_limit()
     return total if limit is None else min(total, limit)
-
-
-def machine_cpus() -> float:
-    """The cores this process may run on, or its cgroup's CPU quota where that is fewer."""
-    cores = float(len(os.sched_getaffinity(0)))
-    quota = cpu_limit()
-    return cores if quota is None else min(cores, quota)
 
 
 Need = tuple[float, int | None]  # cpu cores, memory bytes of one replica

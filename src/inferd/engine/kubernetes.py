@@ -143,6 +143,9 @@ def deployment(config: ApiConfig, image: str, project_path: str) -> dict[str, An
             {"name": "INFERD_HOME", "value": HOME_IN_POD},
             # One replica per pod shares its weights with nobody: no copy to write at each start.
             {"name": "INFERD_SHARE_WEIGHTS", "value": "0"},
+            # The HorizontalPodAutoscaler scales on CPU: a pod spinning for one client's requests
+            # (replica/spinning.py) would look busy and be scaled out.
+            {"name": "INFERD_SPIN_US", "value": "0"},
             *key_env,
         ],
         "readinessProbe": {

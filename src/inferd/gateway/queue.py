@@ -20,6 +20,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from inferd import codec
+from inferd.cgroup_limits import machine_cpus
 from inferd.config.schema import ApiConfig
 from inferd.gateway import deadlines
 from inferd.gateway.metrics import ApiStats
@@ -75,7 +76,15 @@ FAST = _setting("INFERD_PIPELINE_BELOW_MS", 1) / 1000
 SPIN_US = int(min(_setting("INFERD_SPIN_US", 200), 100_000))  # at most 0.1 s
 SPIN_LIMIT = SPIN_US / 1e6
 SPIN = messages.frame(messages.SPIN, spinning.LIMIT.pack(SPIN_US)) if SPIN_US else b""
-ALONE = max(1, len(os.sched_getaffinity(0)) // 4) if SPIN_US else -1
+
+
+def alone() -> int:
+    """Requests running and client connections open (each) while the gateway counts as quiet: a
+    quarter of the cores, those of the container's CPU quota in a container (at least 1)."""
+    return max(1, int(machine_cpus() // 4))
+
+
+ALONE = alone() if SPIN_US else -1
 
 
 class ApiQueue:

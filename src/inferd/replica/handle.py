@@ -135,12 +135,13 @@ class ReplicaHandle(asyncio.Protocol):
         the gateway runs nothing else: gateway/queue.py, replica/spinning.py); an answer not
         there by then comes the usual way, when the event loop sees the socket readable.
         Called from the event loop: no other callback runs meanwhile, so the bytes read here
-        are the next ones and go to ``data_received`` in order."""
+        are the next ones and go to ``data_received`` in order. Never while reading is paused
+        (a stream whose client stopped reading: the replica's send must block, as it would)."""
         while (
-            self.waiters
-            and self._fd >= 0
-            and self._transport is not None
-            and not self._transport.is_closing()
+            self._fd >= 0
+            and (transport := self._transport) is not None
+            and self.waiters
+            and transport.is_reading()
         ):
             try:
                 data = os.read(self._fd, 1 << 16)

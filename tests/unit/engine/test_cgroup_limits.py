@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from inferd.engine import cgroup_limits
+from inferd import cgroup_limits
+from inferd.cgroup_limits import cpu_limit, memory_limit
 from inferd.engine.capacity import Capacity
-from inferd.engine.cgroup_limits import cpu_limit, memory_limit
 
 
 def tree(root: Path, files: dict[str, str], membership: str) -> Path:

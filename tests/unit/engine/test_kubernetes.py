@@ -78,6 +78,8 @@ def test_the_pod_runs_the_same_serve_command_as_the_local_tests(tmp_path: Path) 
     )
     # and with nothing to share its weights with, the replica loads the model the plain way
     assert {"name": "INFERD_SHARE_WEIGHTS", "value": "0"} in container["env"]
+    # and it never spins: the HorizontalPodAutoscaler would count the CPU as load
+    assert {"name": "INFERD_SPIN_US", "value": "0"} in container["env"]
 
 
 def test_compute_sets_resources_and_bounds(tmp_path: Path) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from inferd import cgroup_limits
 from inferd.gateway import queue as queue_module
 from inferd.gateway.queue import ApiQueue
 from inferd.replica import messages
@@ -104,6 +106,47 @@ def test_shadow_copies_never_spin() -> None:
     queue, (handle,) = spinners(1)
     assert queue.submit_copies([(Request(), messages.PREDICT, b"{}")]) == 1
     assert handle.frames == [b""] and handle.spun == []
+
+
+class Events:
+    """The engine's part when a replica is abandoned or lost: nothing to stop here."""
+
+    def replica_stuck(self, handle: Any) -> None: ...
+
+    def replica_lost_because(self, handle: Any) -> None: ...
+
+    def replica_closed(self, handle: Any) -> None: ...
+
+
+def test_a_replica_abandoned_or_lost_while_running_leaves_the_gateway_quiet_again() -> None:
+    queue, handles = spinners(3)
+    for handle in handles:
+        handle.events = Events()  # type: ignore[assignment]
+    stuck, lost, spare = reversed(handles)  # in the order the idle stack gives them out
+    queue.submit(Request(), messages.PREDICT, b"{}")
+    queue.abandon(stuck, queue.busy[stuck], "past its timeout")  # gateway/deadlines.py
+    queue.submit(Request(), messages.PREDICT, b"{}")
+    assert lost.frames == [queue_module.SPIN]  # the abandoned request no longer counts
+    lost.connection_lost(None)  # the replica crashed: its request is answered 503
+    queue.submit(Request(), messages.PREDICT, b"{}")
+    assert spare.frames == [queue_module.SPIN] and ApiQueue.running_all == 1
+
+
+def test_in_a_container_a_quarter_of_its_cpu_quota_counts_not_the_hosts_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docker run --cpus 2 on a 64-core host: quiet is one request and one client, as on 2 cores
+    root = tmp_path / "cgroup"  # the container's cgroup v2, as tests/unit/engine/test_cgroup_limits.py
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu memory\n")
+    (root / "cpu.max").write_text("200000 100000\n")
+    (tmp_path / "proc-self-cgroup").write_text("0::/\n")
+    monkeypatch.setattr(cgroup_limits, "ROOT", root)
+    monkeypatch.setattr(cgroup_limits, "PROC_CGROUP", tmp_path / "proc-self-cgroup")
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)))
+    assert queue_module.alone() == 1
+    (root / "cpu.max").write_text("max 100000\n")  # no quota: the host's cores
+    assert queue_module.alone() == 16
 
 
 def test_spinning_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:

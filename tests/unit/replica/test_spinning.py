@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from time import perf_counter, thread_time
 
 import pytest
+import uvloop
 
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle
@@ -147,8 +148,9 @@ async def gateway_side(ours: socket.socket, theirs: socket.socket, spin: bool) -
     waiter = Waiter()
     before = sleeps()
     handle.send(messages.PREDICT, b"{}", waiter)
-    if spin:
-        handle.spin_for_answer(perf_counter() + 10)
+    if spin:  # as gateway/queue.py has it: once the event loop has run what is ready
+        handle.spin_soon(perf_counter() + 10)
+        await asyncio.sleep(0)
     while not waiter.replies:
         await asyncio.sleep(0.001)
     slept = sleeps() - before
@@ -164,3 +166,48 @@ def test_the_gateway_spinning_for_an_answer_gets_it_without_sleeping(
     waiter, slept = asyncio.run(gateway_side(*pair, spin))
     assert waiter.replies == [(200, b'"answer"')]
     assert (slept == 0) is spin
+
+
+class SlowClient(Waiter):
+    """A stream's client that stops reading at the first item: the gateway pauses reading the
+    replica (backpressure, gateway/stream.py) until it reads again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[bytes] = []
+
+    def on_chunk(self, handle: ReplicaHandle, payload: bytes) -> None:
+        self.items.append(payload)
+        if len(self.items) == 1:
+            handle.pause_reading()
+
+
+async def paused_stream(ours: socket.socket, theirs: socket.socket) -> tuple[list[bytes], SlowClient]:
+    """A stream the gateway spins for: its first item pauses reading, its second item and its end
+    come 20 ms later. The items read by the end of the spin, and the client once answered."""
+    handle = ReplicaHandle("api", "r1", "v1", events=None)  # type: ignore[arg-type]
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: handle, ours)
+    client = SlowClient()
+    handle.send(messages.PREDICT, b"{}", client)
+    theirs.sendall(messages.frame(messages.CHUNK, b"1"))
+    end = messages.reply_frame(200, b"")
+    child = send_later(theirs, messages.frame(messages.CHUNK, b"2") + end[:4] + messages.END + end[5:])
+    handle.spin_for_answer(perf_counter() + 5)
+    while_spinning = list(client.items)
+    handle.resume_reading()  # the client reads again
+    while not client.replies:
+        await asyncio.sleep(0.001)
+    handle.close()
+    child.wait(30)
+    return while_spinning, client
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_gateway_spinning_for_a_stream_reads_nothing_once_its_client_stopped_reading(
+    pair: tuple[socket.socket, socket.socket], loop: str
+) -> None:
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        while_spinning, client = runner.run(paused_stream(*pair))
+    assert while_spinning == [b"1"]  # paused at the first item: the spin stopped reading too
+    assert client.items == [b"1", b"2"] and client.replies == [(200, b"")]  # the rest, once resumed

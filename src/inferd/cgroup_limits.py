@@ -11,6 +11,7 @@ this process is in and every cgroup above it (the smallest counts), on cgroup v2
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -107,3 +108,11 @@ def memory_limit(root: Path | None = None, proc_cgroup: Path | None = None) -> i
         ]
     smallest = _smallest(limits)
     return None if smallest is None else int(smallest)
+
+
+def machine_cpus() -> float:
+    """The cores this process may run on, or its cgroup's CPU quota where that is fewer (the
+    replicas' room, engine/capacity.py; how quiet the gateway is, gateway/queue.py)."""
+    cores = float(len(os.sched_getaffinity(0)))
+    quota = cpu_limit()
+    return cores if quota is None else min(cores, quota)

@@ -9,10 +9,12 @@ Prints requests/s, p50 and p95, and writes bench/results/batching.json.
 from __future__ import annotations
 
 import argparse
+import atexit
 import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,6 +154,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="inferd-batching-"))
+    atexit.register(shutil.rmtree, work, True)  # its 80 MB model and the servers' homes: left in /tmp before
     model = work / "mlp.onnx"
     build_mlp(model)
     import onnxruntime as ort

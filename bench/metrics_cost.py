@@ -9,6 +9,7 @@ numbers by a few percent here. Prints both and the difference.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
 import shutil
@@ -59,6 +60,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="inferd-metrics-cost-"))
+    atexit.register(shutil.rmtree, work, True)  # the servers' homes and the project: left in /tmp before
     project = work / "iris"
     shutil.copytree(ROOT / "examples" / "iris-onnx", project)
     with (project / "cortex.yaml").open("a") as config:

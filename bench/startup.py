@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import shutil
@@ -54,16 +55,19 @@ def until_ok(request: object, timeout: float = 120.0) -> None:
 
 def serve_to_healthy(example: str) -> float:
     port = free_port()
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [INFERD, "serve", str(ROOT / "examples" / example), "--port", str(port)], stderr=subprocess.DEVNULL
-    )
-    try:
-        until_ok(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200)
-        return time.monotonic() - started
-    finally:
-        process.terminate()
-        process.wait()
+    with tempfile.TemporaryDirectory(prefix="inferd-serve-") as home:  # not the user's ~/.inferd
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [INFERD, "serve", str(ROOT / "examples" / example), "--port", str(port)],
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, INFERD_HOME=home),
+        )
+        try:
+            until_ok(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200)
+            return time.monotonic() - started
+        finally:
+            process.terminate()
+            process.wait()
 
 
 LOAD_ONLY = """
@@ -219,6 +223,7 @@ def main() -> int:
             f"(runs {', '.join(f'{r:.2f}' for r in runs)})"
         )
     work = Path(tempfile.mkdtemp(prefix="inferd-startup-"))
+    atexit.register(shutil.rmtree, work, True)  # the operator's home and the project: left in /tmp before
     port = free_port()
     env = dict(os.environ, INFERD_HOME=str(work / "home"), INFERD_PORT=str(port))
     url = f"http://127.0.0.1:{port}/iris/classifier"

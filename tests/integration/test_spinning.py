@@ -11,6 +11,8 @@ these tests compare that count with the number of requests, never a time.
 
 from __future__ import annotations
 
+import http.client
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,3 +72,30 @@ def test_one_clients_requests_find_the_replica_awake(
     one_after_another(server, REQUESTS)
     # 0-12 here, with two busy loops on the two cores too; 385 with a replica that never spins
     assert sleeps(replica) - before < REQUESTS / 2
+
+
+def test_a_silent_keep_alive_connection_beside_the_client_leaves_its_replica_awake(
+    serve: Serve, tmp_path: Path, two_input_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A metrics scraper keeps its connection open between scrapes: once it has been silent for a
+    # second (the gateway looks once a second), the one client's requests spin as if alone.
+    monkeypatch.setenv("INFERD_SPIN_US", "100000")
+    server, replica = started(serve, tmp_path / "project", two_input_model)
+    scraper = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=30)
+    try:
+        scraper.request("GET", "/metrics")
+        assert scraper.getresponse().read() and scraper.sock is not None
+        deadline = time.monotonic() + 20
+        while True:  # the gateway's next look at its connections comes within seconds
+            one_after_another(server, 20)
+            before = sleeps(replica)
+            one_after_another(server, REQUESTS)
+            slept = sleeps(replica) - before
+            if slept < REQUESTS / 2 or time.monotonic() > deadline:
+                break
+        assert slept < REQUESTS / 2
+        opened = scraper.sock
+        scraper.request("GET", "/metrics")
+        assert scraper.getresponse().status == 200 and scraper.sock is opened  # open all along
+    finally:
+        scraper.close()

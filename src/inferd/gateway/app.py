@@ -83,6 +83,7 @@ class Gateway(ApiTable):
         self.tracer = Tracer.from_environment()
         self.connections: set[HttpConnection] = set()
         ApiQueue.clients = self.connections  # how quiet the gateway is (spinning: gateway/queue.py)
+        ApiQueue.dormant = 0
         self.bodies_held = 0  # bytes of request bodies still arriving (limits.max_body_buffer)
         self.answers_held = HeldAnswers(self.limits.max_answer_buffer)
         self.draining = False

@@ -55,6 +55,9 @@ READ_AHEAD = 1 << 20
 # At the connection cap, a connection that has sent nothing for this long gives its place to a
 # new one (one that connected just now is given the time to send its request).
 SILENT_GRACE = 1.0
+# A kept-alive connection with no request for this long (a metrics scraper between two scrapes)
+# does not count as a client when the gateway decides whether it is quiet (gateway/queue.py).
+DORMANT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -365,3 +368,20 @@ def sweep(connections: set[HttpConnection], limits: EdgeLimits, now: float) -> l
         elif conn.phase == IDLE and not (conn.busy or conn.pipeline or conn.unread) and age > idle_timeout:
             expired.append(conn)
     return expired
+
+
+def dormant(connections: set[HttpConnection], now: float) -> int:
+    """Mark (``conn.dormant``) and count the connections idle between requests for
+    ``DORMANT_SECONDS`` or more; a marked one is unmarked when its next request starts or it
+    closes (``HttpConnection``), so the count stays true between two sweeps."""
+    from inferd.gateway.reader import IDLE
+
+    count = 0
+    for conn in connections:
+        conn.dormant = found = (
+            conn.phase == IDLE
+            and not (conn.busy or conn.pipeline or conn.unread)
+            and now - conn.since >= DORMANT_SECONDS
+        )
+        count += found
+    return count

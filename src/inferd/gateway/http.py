@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 from inferd import codec
 from inferd.gateway import edge, wire
+from inferd.gateway.queue import ApiQueue
 from inferd.gateway.reader import BODY, RequestReader
 from inferd.gateway.wire import (
     KEEP_ALIVE,
@@ -33,7 +34,6 @@ from inferd.gateway.wire import (
 
 if TYPE_CHECKING:
     from inferd.gateway.edge import Listener
-    from inferd.gateway.queue import ApiQueue
     from inferd.gateway.server import HttpApp
     from inferd.gateway.shadow import ShadowCopy, ShadowRoute
     from inferd.gateway.stream import Stream
@@ -87,6 +87,7 @@ class HttpConnection(RequestReader):
         self._advancing = False
         self.headers: dict[bytes, bytes] = {}
         self.stream: Stream | None = None  # the answer being streamed (gateway/stream.py)
+        self.dormant = False  # counted in ``ApiQueue.dormant`` (edge.dormant)
         app.connections.add(self)  # counted from the accept on (the connection cap)
 
     # asyncio.Protocol
@@ -98,6 +99,9 @@ class HttpConnection(RequestReader):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.dormant:
+            self.dormant = False
+            ApiQueue.dormant -= 1
         self.transport = None
         self.pipeline.clear()
         self._release()
@@ -141,6 +145,9 @@ class HttpConnection(RequestReader):
 
     def _start(self, request: Request) -> None:
         self.busy = True
+        if self.dormant:  # a client again (edge.dormant)
+            self.dormant = False
+            ApiQueue.dormant -= 1
         self.keep_alive = request.keep_alive
         self.head_only = request.method == b"HEAD"
         self.path = request.path

@@ -62,17 +62,16 @@ def _setting(name: str, default: float) -> float:
 
 # Pipelining: at most this many requests written to one replica at once, and only while the
 # API's replicas answer in under FAST seconds each (an answer waits for the group's others).
-# ``INFERD_PIPELINE=1`` turns it off (one request per replica at a time);
-# ``INFERD_PIPELINE_BELOW_MS`` moves the "fast" line (1 ms).
+# ``INFERD_PIPELINE=1`` turns it off; ``INFERD_PIPELINE_BELOW_MS`` moves the "fast" line (1 ms).
 PIPELINE = int(_setting("INFERD_PIPELINE", 8))
 FAST = _setting("INFERD_PIPELINE_BELOW_MS", 1) / 1000
 
 # Spinning (replica/spinning.py): while the gateway is quiet (at most a quarter of the machine's
-# cores in requests running and in client connections open: one of each on 2 or 4 cores), a
-# request goes with a ``SPIN`` frame, and its replica spins on its socket for up to
-# ``INFERD_SPIN_US`` microseconds (200) after answering, so that the next request finds it awake;
-# with one client connection the gateway spins for the answer too (up to three times the API's
-# time per request). 0 turns both off.
+# cores in requests running and in client connections open, those silent for a second or more
+# aside: one of each on 2 or 4 cores), a request goes with a ``SPIN`` frame, and its replica
+# spins on its socket for up to ``INFERD_SPIN_US`` microseconds (200) after answering, so that
+# the next request finds it awake; with one client connection the gateway spins for the answer
+# too (up to three times the API's time per request). 0 turns both off.
 SPIN_US = int(min(_setting("INFERD_SPIN_US", 200), 100_000))  # at most 0.1 s
 SPIN_LIMIT = SPIN_US / 1e6
 SPIN = messages.frame(messages.SPIN, spinning.LIMIT.pack(SPIN_US)) if SPIN_US else b""
@@ -92,6 +91,7 @@ class ApiQueue:
 
     running_all = 0  # requests (and shadow copies) running on the replicas of every API
     clients: Sized = ()  # the gateway's open client connections (set by gateway.app)
+    dormant = 0  # of those, kept alive with no request for a while (edge.dormant): not counted
 
     def __init__(self, config: ApiConfig) -> None:
         self.stats = ApiStats()
@@ -218,7 +218,7 @@ class ApiQueue:
     ) -> None:
         self._assign(handle, requests, copies)
         if len(bodies) == 1:
-            clients = len(ApiQueue.clients)
+            clients = len(ApiQueue.clients) - ApiQueue.dormant
             quiet = ApiQueue.running_all <= ALONE and clients <= ALONE and not copies
             handle.send(kind, bodies[0], requests[0], SPIN if quiet else b"")
             if quiet and clients <= 1 and self.service < SPIN_LIMIT:  # the gateway spins too

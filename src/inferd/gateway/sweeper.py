@@ -1,6 +1,7 @@
 """The gateway's tick: ten times a second it advances the coarse clock that connections read
 (no clock call per request), answers 504 for requests past their API's timeout, and once a second
-finds the connections past an edge timeout (``edge.sweep``), closed a few per tick.
+finds the connections past an edge timeout (``edge.sweep``), closed a few per tick, and those
+silent long enough not to count as clients (``edge.dormant``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from inferd.gateway import edge, held, wire
+from inferd.gateway.queue import ApiQueue
 from inferd.gateway.reader import BODY
 
 if TYPE_CHECKING:
@@ -36,6 +38,8 @@ async def tick_forever(gateway: Gateway) -> None:
         for app in gateway.neighbours:
             app.clock = clock
         tick += 1
+        if tick % SWEEP_EVERY == 0:  # idle clients out of the spinning's count (gateway/queue.py)
+            ApiQueue.dormant = edge.dormant(gateway.connections, clock)
         if not expired and tick % SWEEP_EVERY == 0:
             expired = edge.sweep(gateway.connections, gateway.limits, clock)
             for app in gateway.neighbours:

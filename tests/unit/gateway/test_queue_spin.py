@@ -38,6 +38,7 @@ def quiet_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
     """No request of another test running, one client connection, 2 cores' worth of spinning."""
     monkeypatch.setattr(ApiQueue, "running_all", 0)
     monkeypatch.setattr(ApiQueue, "clients", ["the one client"])
+    monkeypatch.setattr(ApiQueue, "dormant", 0)
     monkeypatch.setattr(queue_module, "ALONE", 1)
 
 
@@ -82,6 +83,16 @@ def test_with_a_second_client_connection_open_neither_spins(monkeypatch: pytest.
     queue, (handle,) = spinners(1)
     queue.submit(Request(), messages.PREDICT, b"{}")
     assert handle.frames == [b""] and handle.spun == []
+
+
+def test_a_second_connection_silent_for_a_while_does_not_stop_the_spinning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ApiQueue, "clients", ["one client", "a metrics scraper between scrapes"])
+    monkeypatch.setattr(ApiQueue, "dormant", 1)  # edge.dormant found the scraper silent
+    queue, (handle,) = spinners(1)
+    queue.submit(Request(), messages.PREDICT, b"{}")
+    assert handle.frames == [queue_module.SPIN] and len(handle.spun) == 1
 
 
 def test_on_a_larger_machine_the_replica_spins_for_a_few_clients_and_the_gateway_for_one(

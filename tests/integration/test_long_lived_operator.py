@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from inferd.operator.delete import delete
+from inferd.operator.deploy import deploy
 from inferd.operator.server import Operator
 from tests.conftest import make_project
 from tests.integration.conftest import free_port
@@ -52,7 +53,7 @@ def test_deleted_deployments_leave_nothing_in_the_operator(tmp_path: Path, iris_
                 project = make_project(
                     tmp_path / name, PROJECT.format(name=name), models={"models/iris.onnx": iris_onnx_model}
                 )
-                await operator.deploy(str(project), force=False, refresh=False)
+                await deploy(operator, str(project), force=False, refresh=False)
                 assert await asyncio.to_thread(ask, name) == 200
                 await delete(operator, name)
                 while operator.engine.apis:  # its replica drains, then the API is gone

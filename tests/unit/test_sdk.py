@@ -16,7 +16,8 @@ from inferd.config.load import load_project
 from inferd.environments import Environment, EnvironmentStore
 from inferd.errors import ConfigError, DeployFailedError, UsageError
 from inferd.handler.loader import load_user_code
-from inferd.sdk import Client, pickle_functions
+from inferd.handler.pickling import pickle_functions
+from inferd.sdk import Client
 from tests.conftest import example
 
 

@@ -3,10 +3,11 @@
 A reconcile loop keeps each API at the count the autoscaler wants, rolls new versions in
 before retiring old ones, replaces replicas that die (backing off while they keep failing),
 and stops replicas that outgrow ``compute.mem``. This module is the orchestration; its parts
-live beside it: making a version ready before it rolls out (``prepare``), each API's step
-decided (``schedule``) and where replicas fit (``placement``), starting one replica process
-(``launch``) and numbering it (``replica_ids``), what a replica reports (``replica_events``),
-meeting failures (``failures``) and what the engine tells about its APIs (``report``).
+live beside it: making a version ready before it rolls out (``prepare``) and what deploying
+it makes of the API's state (``state``), each API's step decided (``schedule``), where replicas
+fit and why they do not (``placement``), starting one replica process (``launch``) and
+numbering it (``replica_ids``), what a replica reports (``replica_events``), meeting failures
+(``failures``) and what the engine tells about its APIs (``report``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 
 from inferd.config.schema import ApiConfig, Project, SplitterConfig
 from inferd.engine import failures, placement, priority, report, schedule
-from inferd.engine.autoscale import Autoscaler
 from inferd.engine.capacity import Capacity
 from inferd.engine.gpus import gpu_need, replica_environment
 from inferd.engine.launch import start_replica
@@ -32,7 +32,7 @@ from inferd.engine.output import ApiLogs, forward
 from inferd.engine.prepare import prepare
 from inferd.engine.replica_events import LocalReplicaEvents, publish_status
 from inferd.engine.replica_ids import IDS_FILE, ReplicaIds
-from inferd.engine.state import ApiState, Replica, Version, gpu_claims
+from inferd.engine.state import ApiState, Replica, Version, deployed, gpu_claims
 from inferd.engine.zygotes import Zygotes, enabled
 from inferd.replica import messages
 from inferd.replica.handle import ReplicaHandle
@@ -119,34 +119,7 @@ class LocalEngine:
                     self.sink.add_api(config, environ)  # the keys may have changed
                 continue
             results[config.name] = "created" if state is None or state.deleting else "updated"
-            compute, autoscaling = config.api.compute, config.api.autoscaling
-            if state is None or state.deleting:
-                fresh = ApiState(
-                    version=version,
-                    desired=compute.replicas_at_start if self.fixed_replicas is None else self.fixed_replicas,
-                    autoscaler=Autoscaler(
-                        autoscaling.target_in_flight, autoscaling.upscale_window, autoscaling.downscale_window
-                    ),
-                )
-                if state is not None:  # deleted, and deployed again: a new API, its old replicas draining
-                    fresh.replicas = state.replicas
-                self.apis[config.key] = state = fresh
-            else:
-                # the new `autoscaling:` applies from now on, with the load seen so far
-                state.autoscaler.configure(
-                    autoscaling.target_in_flight, autoscaling.upscale_window, autoscaling.downscale_window
-                )
-                if state.desired == 0 and self.fixed_replicas is None:
-                    # scaled to zero: the new version starts as a first deploy does, so this deploy
-                    # too shows whether it loads; the autoscaler's idle window starts again
-                    state.desired = compute.replicas_at_start
-                    state.autoscaler.forget()
-                state.version = version
-                state.status = "updating"  # until the new version is live (report.status)
-                state.failed = 0
-                state.hold_until, state.step_failures, state.step_error = 0.0, 0, None
-                state.compute_reason = None  # told again at the next step (add_api cleared it)
-                state.updated()
+            self.apis[config.key] = deployed(state, version, self.fixed_replicas)
             self.sink.add_api(config, environ)
             self.sink.api_error(config.key, version.error)
             self._event(config.key, f"version {version.id} {results[config.name]}")
@@ -313,24 +286,7 @@ class LocalEngine:
                 self.logs.forget(state.key)
             return
         publish_status(state, self.sink)
-        self._report_compute(state, ledger)
-
-    def _report_compute(self, state: ApiState, ledger: placement.Ledger) -> None:
-        """While ``compute unavailable`` with no replica running or starting, requests are refused
-        at once with the reason; with one (fewer than ``min_replicas`` fit), they wait for it."""
-        reason = None
-        unavailable = state.status == "compute unavailable"
-        if unavailable or state.fit is not None:
-            reason = placement.shortfall(self.capacity, self.apis, state, ledger)
-        if unavailable and reason and reason not in (state.compute_reason, state.cap_reason):
-            self._event(state.key, f"compute unavailable: {reason}")
-        if not unavailable or any(not r.retired for r in state.replicas):
-            state.cap_reason, reason = reason, None  # capped, not stopped: said in ``get`` only
-        if reason != state.compute_reason:
-            state.compute_reason = reason
-            self.sink.api_error(
-                state.key, f"compute unavailable: {reason}" if reason else state.version.error
-            )
+        placement.report_shortfall(state, ledger, self.capacity, self.apis, self.sink, self._event)
 
     def _start(self, state: ApiState, like: Version | None = None) -> None:
         version = like or state.version

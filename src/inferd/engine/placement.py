@@ -5,7 +5,8 @@ too), and the room another API's rollout freed for its new replicas is reserved 
 other API's autoscaler can take it (that rollout would be left with no replica at all).
 
 A tick of the control loop asks this of every API short of room: it adds the machine up once
-(``Ledger``), as asking each API's ``held`` for each made a tick quadratic in the APIs.
+(``Ledger``), as asking each API's ``held`` for each made a tick quadratic in the APIs, and
+tells why an API is short (``report_shortfall``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Mapping, Set
 
 from inferd.engine.capacity import Capacity, Need
 from inferd.engine.gpus import Claim, gpu_need
+from inferd.engine.output import Events
 from inferd.engine.state import ApiState, gpu_claims
+from inferd.types import ReplicaSink
 
 
 def held(
@@ -170,6 +173,30 @@ def shortfall(
         gpu,
         _claims(apis, state, without_old=True) if gpu.count else (),
     )
+
+
+def report_shortfall(
+    state: ApiState,
+    ledger: Ledger,
+    capacity: Capacity,
+    apis: Mapping[str, ApiState],
+    sink: ReplicaSink,
+    event: Events,
+) -> None:
+    """Tell the API's shortfall, once a tick: while ``compute unavailable`` with no replica running
+    or starting, requests are refused at once with the reason (the gateway's API error); with one
+    (fewer than ``min_replicas`` fit), they wait for it, and only ``inferd get`` says why."""
+    reason = None
+    unavailable = state.status == "compute unavailable"
+    if unavailable or state.fit is not None:
+        reason = shortfall(capacity, apis, state, ledger)
+    if unavailable and reason and reason not in (state.compute_reason, state.cap_reason):
+        event(state.key, f"compute unavailable: {reason}")
+    if not unavailable or any(not r.retired for r in state.replicas):
+        state.cap_reason, reason = reason, None  # capped, not stopped: said in ``get`` only
+    if reason != state.compute_reason:
+        state.compute_reason = reason
+        sink.api_error(state.key, f"compute unavailable: {reason}" if reason else state.version.error)
 
 
 def _claims(apis: Mapping[str, ApiState], owner: ApiState, without_old: bool) -> list[Claim]:

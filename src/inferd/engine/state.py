@@ -129,6 +129,41 @@ class ApiState:
         return boot_clock() - self.updated_clock
 
 
+def deployed(state: ApiState | None, version: Version, fixed_replicas: int | None) -> ApiState:
+    """The API's state once ``version`` is deployed: a new one for a new API (or one deleted and
+    deployed again, its old replicas draining), else ``state`` rolling ``version`` out.
+
+    ``fixed_replicas``: ``inferd serve --replicas``, the count with autoscaling off."""
+    compute, autoscaling = version.config.api.compute, version.config.api.autoscaling
+    if state is None or state.deleting:
+        fresh = ApiState(
+            version=version,
+            desired=compute.replicas_at_start if fixed_replicas is None else fixed_replicas,
+            autoscaler=Autoscaler(
+                autoscaling.target_in_flight, autoscaling.upscale_window, autoscaling.downscale_window
+            ),
+        )
+        if state is not None:  # deleted, and deployed again: a new API, its old replicas draining
+            fresh.replicas = state.replicas
+        return fresh
+    # the new `autoscaling:` applies from now on, with the load seen so far
+    state.autoscaler.configure(
+        autoscaling.target_in_flight, autoscaling.upscale_window, autoscaling.downscale_window
+    )
+    if state.desired == 0 and fixed_replicas is None:
+        # scaled to zero: the new version starts as a first deploy does, so this deploy
+        # too shows whether it loads; the autoscaler's idle window starts again
+        state.desired = compute.replicas_at_start
+        state.autoscaler.forget()
+    state.version = version
+    state.status = "updating"  # until the new version is live (report.status)
+    state.failed = 0
+    state.hold_until, state.step_failures, state.step_error = 0.0, 0, None
+    state.compute_reason = None  # told again at the next step (add_api cleared it)
+    state.updated()
+    return state
+
+
 def version_id(config: ApiConfig, project_digest: str, extra: str = "") -> str:
     """A hash of everything that changes what an API answers.
 

@@ -2,12 +2,12 @@
 
 It knows replicas only through ``ReplicaHandle`` and learns about them through the
 ``ReplicaSink`` methods an engine calls (``ApiTable``, its base, in ``gateway/apis.py``); it never
-starts or stops a process. Its clock and timeouts are kept by ``gateway/sweeper.py``.
+starts or stops a process. It listens and shuts down as ``gateway/lifecycle.py`` says; its clock
+and timeouts are kept by ``gateway/sweeper.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,16 +17,16 @@ from typing import Any
 import orjson
 
 from inferd import codec
-from inferd.gateway import auth, cortex, edge, openapi, sweeper, tfserving, v2
+from inferd.gateway import auth, cortex, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
-from inferd.gateway.apis import DEFAULT_BODY_LIMIT, ApiTable, endpoints_hint
-from inferd.gateway.edge import EdgeLimits, Listener
+from inferd.gateway.apis import DEFAULT_BODY_LIMIT, endpoints_hint
+from inferd.gateway.edge import EdgeLimits
 from inferd.gateway.held import HeldAnswers
 from inferd.gateway.http import HttpConnection
+from inferd.gateway.lifecycle import GatewayLifecycle
 from inferd.gateway.payloads import PayloadBuffer
 from inferd.gateway.prometheus import EXPOSITION_TYPE, exposition
 from inferd.gateway.queue import ApiQueue
-from inferd.gateway.server import HttpApp
 from inferd.gateway.shadow import Shadows
 from inferd.gateway.tracing import Tracer, client_span, traceparent
 from inferd.gateway.traffic import splitter_endpoints
@@ -49,9 +49,10 @@ ALLOW_CORS = (
 READ_ONLY = frozenset((b"/healthz", b"/metrics", b"/openapi.json", b"/docs", b"/"))
 
 
-class Gateway(ApiTable):
+class Gateway(GatewayLifecycle):
     """HTTP front of every API: routes each request to its API's queue (``ApiTable``, which
-    implements ``inferd.types.ReplicaSink``) and counts its answer."""
+    implements ``inferd.types.ReplicaSink``) and counts its answer; listens, drains and closes as
+    ``GatewayLifecycle`` does."""
 
     common_headers = CORS  # browsers on any origin may call the APIs
 
@@ -88,11 +89,6 @@ class Gateway(ApiTable):
         self.answers_held = HeldAnswers(self.limits.max_answer_buffer)
         self.draining = False
         self.started = time.time()
-        self._listeners: list[Listener] = []
-        self._sweeper: asyncio.Task[None] | None = None
-        # Other servers of this process (the admin API, the dashboard): their connections get
-        # the same timeouts, so a client that never finishes a request cannot hold one.
-        self.neighbours: list[HttpApp] = []
 
     # HTTP routing (called by connections)
 
@@ -260,11 +256,8 @@ class Gateway(ApiTable):
                     conn.shadow = splitter.shadow
         return queue
 
-    def connection_closed(self, conn: HttpConnection) -> None:
-        self.connections.discard(conn)
-        for listener in self._listeners:
-            if listener.paused:
-                listener.resume()
+    def connect(self) -> HttpConnection:
+        return HttpConnection(self)
 
     def trace(self, conn: HttpConnection, given: bytes | None) -> None:
         """Keep the request's ``traceparent`` (or start one): returned in the answer, and told to
@@ -361,53 +354,6 @@ class Gateway(ApiTable):
         else:
             conn.copy = None
             self.shadows.follow(copy, queue, conn, request, status, answer)
-
-    # lifecycle
-
-    async def start(self, host: str, port: int) -> None:
-        """Listen for HTTP on ``host:port`` (at most ``limits.max_connections`` open at once)."""
-        loop = asyncio.get_running_loop()
-        fds = edge.raise_fd_limit()
-        cap = min(self.limits.max_connections, max(64, fds - edge.RESERVED_FDS))
-        if cap < self.limits.max_connections:
-            log.warning("at most %d connections: the open-file limit is %d", cap, fds)
-        listener = Listener(edge.listen(host, port), lambda: HttpConnection(self), self.connections, cap)
-        self._listeners.append(listener)
-        await listener.start()
-        if self._sweeper is None:
-            self._sweeper = loop.create_task(sweeper.tick_forever(self))
-
-    def sweep_also(self, *apps: HttpApp) -> None:
-        """Apply this gateway's connection timeouts to ``apps``' connections too."""
-        for app in apps:
-            app.clock = self.clock
-            self.neighbours.append(app)
-
-    @property
-    def ports(self) -> list[int]:
-        return [sock.getsockname()[1] for listener in self._listeners for sock in listener.sockets]
-
-    async def drain(self, grace: float) -> None:
-        """Refuse new predictions, then wait up to ``grace`` s for accepted ones to finish."""
-        self.draining = self.shadows.draining = True
-        deadline = time.monotonic() + grace
-        while self.total_in_flight() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        if left := self.total_in_flight():
-            log.warning("%d request(s) still running after %.0fs; stopping anyway", left, grace)
-
-    async def close(self) -> None:
-        """Stop listening and close every client connection."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        for listener in self._listeners:
-            listener.close()
-        self._listeners.clear()
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.close()
-        await asyncio.sleep(0)
 
 
 def not_allowed(request: Request) -> bytes:

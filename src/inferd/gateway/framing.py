@@ -1,12 +1,15 @@
 """What the head of a request says about how to read it, checked when its headers end: the route's
-path (decoded, slashes merged), one ``Host``, and the content and transfer codings the gateway
-takes. ``reader.py`` applies them; these are kept apart as the rules of HTTP/1.1 they are.
+path (decoded, slashes merged), one ``Host``, the content and transfer codings the gateway
+takes, and an ``Upgrade`` offer it ignores. ``reader.py`` applies them; these are kept apart as
+the rules of HTTP/1.1 they are.
 """
 
 from __future__ import annotations
 
 import re
 from urllib.parse import unquote_to_bytes
+
+import httptools
 
 from inferd.gateway.wire import origin_form
 
@@ -47,3 +50,24 @@ def coding_refusal(headers: dict[bytes, bytes]) -> tuple[int, str] | None:
             shown = other[0].decode("latin-1")[:64]
             return 501, f"Transfer-Encoding {shown} is not supported: send the body with chunked alone"
     return None
+
+
+def without_upgrade(
+    parser: httptools.HttpRequestParser, url: bytes, headers: dict[bytes, bytes]
+) -> bytes | None:
+    """The head of a request that offers another protocol (``Upgrade``), as the gateway read it,
+    less the offer: the request is read again as plain HTTP. None when the offer is not ignored
+    (a GET for a WebSocket): the request is answered as plain HTTP, and the connection ends there.
+
+    The parser skips an upgrade request's body and hands what follows the headers to the new
+    protocol. No upgrade is served, and RFC 9110 7.8 lets a server ignore the offer, as a POST
+    from Java's HttpClient (HTTP/2 by default: Upgrade: h2c) or curl --http2 expects: a request
+    with a body is read again without it; so is a GET offering h2c (no HTTP/2 comes before a 101:
+    closing made Java's client open a connection per GET)."""
+    method = parser.get_method()
+    if method in (b"GET", b"HEAD", b"OPTIONS", b"CONNECT") and headers[b"upgrade"].strip().lower() != b"h2c":
+        return None
+    lines = [b"%s %s HTTP/%s" % (method, url, parser.get_http_version().encode())]
+    lines += [name + b": " + value for name, value in headers.items() if name != b"upgrade"]
+    lines.append(b"Connection: keep-alive" if parser.should_keep_alive() else b"Connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n"

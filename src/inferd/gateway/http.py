@@ -28,6 +28,7 @@ from inferd.gateway.wire import (
     TIMING,
     Request,
     next_request_id,
+    refused_request,
     status_line,
     valid_id,
 )
@@ -214,7 +215,7 @@ class HttpConnection(RequestReader):
         A request to ``path`` (an API's route) is counted as that API's."""
         if self.busy or self.pipeline or self.write_paused:  # answered after the earlier requests
             self.broken = True
-            self.pipeline.append(self._error(status, message, path))
+            self.pipeline.append(refused_request(status, message, path))
             return
         self.busy = True
         self._early = True

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from inferd import codec
 from inferd.gateway import edge
-from inferd.gateway.framing import SEVERAL, SEVERAL_HOSTS, coding_refusal, route_path
+from inferd.gateway.framing import SEVERAL, SEVERAL_HOSTS, coding_refusal, route_path, without_upgrade
 from inferd.gateway.waiting import QUEUED
-from inferd.gateway.wire import WANTED_HEADERS, Request
+from inferd.gateway.wire import WANTED_HEADERS, Request, refused_request
 
 if TYPE_CHECKING:
     from inferd.gateway.server import HttpApp
@@ -206,14 +205,6 @@ class RequestReader(asyncio.Protocol):
                     self.refuse(400, f"malformed HTTP request: {exc}")
                 return
 
-    def _without_upgrade(self) -> bytes:
-        """The head of the request being read, as the gateway read it, less its ``Upgrade``."""
-        parser = self.parser
-        lines = [b"%s %s HTTP/%s" % (parser.get_method(), self._url, parser.get_http_version().encode())]
-        lines += [name + b": " + value for name, value in self._headers.items() if name != b"upgrade"]
-        lines.append(b"Connection: keep-alive" if parser.should_keep_alive() else b"Connection: close")
-        return b"\r\n".join(lines) + b"\r\n\r\n"
-
     # httptools callbacks
 
     def on_message_begin(self) -> None:
@@ -267,18 +258,11 @@ class RequestReader(asyncio.Protocol):
             return
         self._path, self._query = route_path(self._url)
         headers = self._headers
-        if (
-            b"upgrade" in headers
-            and self.parser.should_upgrade()
-            and (self._has_body_method() or headers[b"upgrade"].strip().lower() == b"h2c")
-        ):
-            # The parser skips an upgrade request's body and hands what follows the headers to the
-            # new protocol. No upgrade is served, and RFC 9110 7.8 lets a server ignore the offer,
-            # as a POST from Java's HttpClient (HTTP/2 by default: Upgrade: h2c) or curl --http2
-            # expects: the request is read again without it (``_feed``); so is a GET offering h2c
-            # (no HTTP/2 comes before a 101: closing made Java's client open a connection per GET).
-            self._plain_head = self._without_upgrade()
-            return
+        if b"upgrade" in headers and self.parser.should_upgrade():
+            # an offer ignored: the request is read again without it (``_feed``)
+            self._plain_head = without_upgrade(self.parser, self._url, headers)
+            if self._plain_head is not None:
+                return
         if b"content-encoding" in headers or b"transfer-encoding" in headers:
             refused = coding_refusal(headers)
             if refused is not None:
@@ -370,12 +354,6 @@ class RequestReader(asyncio.Protocol):
             self.app.bodies_held -= self._held
             self._held = 0
 
-    @staticmethod
-    def _error(status: int, message: str, path: bytes = b"") -> Request:
-        """A pipelined request refused before it was read: its answer waits for the earlier ones'
-        (the status rides in ``path`` and the path it was sent to in ``query``; no method marks it)."""
-        return Request(b"", b"%d" % status, path, {}, codec.error_body(message), False)
-
     def _body_too_large(self) -> None:
         if self.busy or self.pipeline:  # answers go out in order: this one after the earlier ones
             self._too_large = True
@@ -385,9 +363,6 @@ class RequestReader(asyncio.Protocol):
         else:
             self.refuse(413, f"the request body is larger than {self._limit} bytes", self._path)
 
-    def _has_body_method(self) -> bool:
-        return self.parser.get_method() not in (b"GET", b"HEAD", b"OPTIONS", b"CONNECT")
-
     def on_message_complete(self) -> None:
         if self.lingering or self.broken or self._plain_head is not None:
             return
@@ -395,7 +370,7 @@ class RequestReader(asyncio.Protocol):
         self._continue = False
         if self._too_large:
             message = f"the request body is larger than {self._limit} bytes"
-            self.pipeline.append(self._error(413, message, self._path))
+            self.pipeline.append(refused_request(413, message, self._path))
             self._advance()
             return
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)

@@ -17,8 +17,8 @@ from inferd.gateway.queue import ApiQueue
 from inferd.gateway.reader import BODY
 
 if TYPE_CHECKING:
-    from inferd.gateway.app import Gateway
     from inferd.gateway.http import HttpConnection
+    from inferd.gateway.lifecycle import GatewayLifecycle
 
 log = logging.getLogger("inferd.gateway")
 
@@ -26,7 +26,7 @@ EXPIRE_SECONDS = 0.1
 SWEEP_EVERY = 10  # ticks: connection timeouts are checked once a second
 
 
-async def tick_forever(gateway: Gateway) -> None:
+async def tick_forever(gateway: GatewayLifecycle) -> None:
     """Answer 504 for requests past their API's timeout, ten times a second; close idle clients
     (the gateway's own, and those of the servers it sweeps too: ``Gateway.sweep_also``)."""
     tick = 0

@@ -12,6 +12,8 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
+from inferd import codec
+
 # On every answer. Allowed headers matter to a preflight only, which names them itself
 # (``gateway.app.ALLOW_CORS``): a second ``Access-Control-Allow-Headers`` here doubled it.
 # A script on another origin reads only the answer headers exposed here (the API a splitter
@@ -73,6 +75,12 @@ class Request:
         self.keep_alive = keep_alive
 
 
+def refused_request(status: int, message: str, path: bytes = b"") -> Request:
+    """A pipelined request refused before it was read: its answer waits for the earlier ones'
+    (the status rides in ``path`` and the path it was sent to in ``query``; no method marks it)."""
+    return Request(b"", b"%d" % status, path, {}, codec.error_body(message), False)
+
+
 # Headers the gateway looks at; everything else is skipped while parsing.
 # A request with ``X-Inferd-Timing: 1`` gets the gateway's latency back in ``Server-Timing``
 # (``inferd replay`` compares it with the latency a payload log recorded, measured the same way).
@@ -92,7 +100,7 @@ WANTED_HEADERS = frozenset(
         b"inference-header-content-length",
         b"accept",
         b"traceparent",  # W3C Trace Context (gateway/tracing.py)
-        b"upgrade",  # ignored for a request with a body (gateway/reader.py)
+        b"upgrade",  # ignored for a request with a body (gateway/framing.py)
         b"content-encoding",  # refused unless identity: bodies are read as sent
         b"host",  # never two (gateway/reader.py)
         b"transfer-encoding",  # refused unless chunked alone: httptools undoes chunked only

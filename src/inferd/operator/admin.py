@@ -2,7 +2,8 @@
 
 It listens on loopback only, on a port of its own, and answers only requests that carry the
 token from ``$INFERD_HOME/token`` (mode 0600). It is a cold path: plain JSON over the same small
-HTTP connection class the gateway uses; the work is done by ``Operator`` (``server.py``).
+HTTP connection class the gateway uses; the work is done by ``Operator`` (``server.py``) and by
+one module per operation (``deploy.py``, ``delete.py``, ``promote.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from inferd.gateway.server import HttpServer
 from inferd.gateway.wire import Request, parse_query
 from inferd.logreading import Cursor
 from inferd.operator.delete import delete
+from inferd.operator.deploy import deploy
 from inferd.operator.logs import log_path, logged_keys, read_logs
 from inferd.operator.promote import promote
 
@@ -130,7 +132,8 @@ class AdminApp(HttpServer):
             environ = body.get("environ") or {}
             if not isinstance(environ, dict) or not all(isinstance(v, str) for v in environ.values()):
                 raise InputError("'environ' must be an object of variables, each a string")
-            return await operator.deploy(
+            return await deploy(
+                operator,
                 _text(body, "path"),
                 bool(body.get("force")),
                 bool(body.get("refresh")),

@@ -4,7 +4,8 @@ It serves one static page (``static/``) and the JSON the page polls, on loopback
 (``INFERD_DASHBOARD_HOST`` may widen it, with a warning), on a port the OS picks unless
 ``INFERD_DASHBOARD_PORT`` says. Every route but the login needs a session cookie, which only a
 one-time token from the admin API (``inferd dashboard``) can open (see ``sessions.py``). It is
-a cold path: the same small HTTP connection class as the admin API, answers built on demand.
+a cold path: the same small HTTP connection class as the admin API, answers built on demand
+(the page's data by ``overview.py``).
 
 The dashboard also owns the sampler that feeds ``History``: one cheap pass over the APIs every
 ``INFERD_DASHBOARD_SAMPLE_SECONDS`` (default 5) on the operator's event loop.
@@ -18,7 +19,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from time import perf_counter
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from inferd import __version__
 from inferd.engine.state import boot_clock
 from inferd.errors import ForbiddenError, InferdError, MethodNotAllowedError, NotFoundError, UnauthorizedError
 from inferd.gateway.auth import CHALLENGE
@@ -35,6 +35,7 @@ from inferd.gateway.reader import HEAD
 from inferd.gateway.server import HttpServer
 from inferd.gateway.wire import Request, parse_query
 from inferd.operator.history import PERIOD, History, class_totals
+from inferd.operator.overview import overview
 from inferd.operator.peers import peer_uid
 from inferd.operator.recent import Recent, RecentFiles
 from inferd.operator.sessions import LOGIN_TTL, Sessions, cookie_value, scope_of
@@ -289,83 +290,21 @@ class Dashboard(HttpServer):
     # the page's data
 
     async def _send_overview(self, conn: HttpConnection) -> None:
-        overview = self.overview()
+        page = overview(self.operator, self.history)
         # The logs and payload logs are read in a worker thread: the event loop answering the
         # gateway's requests never waits on the disk for a page (a slow or stalled disk, or 50
         # APIs' files on every refresh of every open page).
-        keys = [api["key"] for api in overview["apis"]]
+        keys = [api["key"] for api in page["apis"]]
         files = await asyncio.get_running_loop().run_in_executor(self._reader, self._read_files, keys)
-        for api in overview["apis"]:
+        for api in page["apis"]:
             api["logs"], api["payloads"] = files[api.pop("key")]
-        conn.respond(200, orjson.dumps(overview))
+        conn.respond(200, orjson.dumps(page))
 
     def _read_files(self, keys: list[str]) -> dict[str, Recent]:
         """Each API's last log lines and payload records (a worker thread's work: files only)."""
         if self._recent is None:
             self._recent = RecentFiles(self.operator.home, LOG_LINES, LOG_LINE_CHARS, PAYLOAD_SAMPLES)
         return self._recent.read(keys)
-
-    def overview(self) -> dict[str, Any]:
-        """Everything the page shows but the files (``_read_files``), in one answer per refresh."""
-        operator = self.operator
-        # how many deployments have an API of each name (asked of every API for each, 138 APIs'
-        # overview took 140-240 ms of the event loop that runs the gateway)
-        names = Counter(state.config.name for state in operator.engine.apis.values())
-        return {
-            "operator": {
-                "version": __version__,
-                "gateway": operator.gateway_url,
-                "started": operator.started,
-            },
-            "now": time.time(),
-            "sample_seconds": self.history.period,
-            "window_seconds": self.history.window,
-            "apis": [self._api(name, names) for name in sorted(operator.engine.apis)],
-            "splitters": operator.gateway.splitters.describe(),
-        }
-
-    def _api(self, name: str, names: Counter[str]) -> dict[str, Any]:
-        info = self.operator.api_info(name)
-        keys = (
-            "name",
-            "deployment",
-            "endpoint",
-            "url",
-            "model_format",
-            "status",
-            "requested",
-            "available",
-            "up_to_date",
-            "stale",
-            "failed",
-            "in_flight",
-            "last_update",
-            "updated_ago",
-            "error",
-            "metrics",
-            "signature",
-        )
-        result = {key: info.get(key) for key in keys}
-        # Shown (and keyed in the page) by name, or by deployment/api while two deployments share it.
-        if names[info["name"]] > 1:
-            result["name"] = info["key"]
-        tracker = info.get("tracker") or {}
-        result["tracker_type"] = tracker.get("model_type")
-        key = f' -H "{info["key_header"]}"' if info.get("key_header") else ""
-        result["curl"] = (
-            f'curl {info["url"]} -X POST -H "Content-Type: application/json"{key} -d @sample.json'
-        )
-        result["history"] = orjson.Fragment(self.history.columns_json(name))
-        result["gpus"] = [
-            {"replica": replica["id"], "device": replica.get("device"), **gpu}
-            for replica in info.get("replicas") or []
-            for gpu in replica.get("gpus") or []
-        ]
-        result["shadow"] = info.get("shadow")
-        # whether the API records its requests: the page shows an empty payload log as such
-        result["payload_log"] = bool((info.get("config") or {}).get("payload_log"))
-        result["key"] = name  # whose files ``_send_overview`` adds
-        return result
 
 
 def _redirect(conn: HttpConnection, location: bytes, headers: bytes = b"") -> None:

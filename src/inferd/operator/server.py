@@ -1,8 +1,9 @@
 """The background operator: gateway + local engine + an admin API for the CLI.
 
 ``Operator`` owns the process's lifecycle (listen, restore the recorded deployments, drain and
-stop) and the operations the CLI asks for (deploy, delete, get, prune). The admin API's routes
-that call them are in ``admin.py``; it listens on loopback only, on a port of its own.
+stop) and the operations the CLI asks for (get, prune; deploy and delete are ``deploy.py``'s and
+``delete.py``'s). The admin API's routes that call them are in ``admin.py``; it listens on
+loopback only, on a port of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import orjson
 
 from inferd import __version__
 from inferd.code_identity import code_identity
-from inferd.config.load import load_project
-from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
 from inferd.errors import ConflictError, NotFoundError, in_several_deployments, shown
 from inferd.gateway.access import AccessLog
@@ -30,28 +29,21 @@ from inferd.gateway.app import Gateway
 from inferd.gateway.edge import EdgeLimits
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.queue import ApiQueue
-from inferd.gateway.traffic import routing
 from inferd.operator import heap
 from inferd.operator.admin import AdminApp
 from inferd.operator.dashboard import Dashboard
-from inferd.operator.deploy_inputs import check_other_folder, key_variables
 from inferd.operator.endpoints import Claims
 from inferd.operator.locks import DeploymentLocks
 from inferd.operator.payloads import PayloadWriter
-from inferd.operator.promote import ended_promotions, promoted
 from inferd.operator.prune import Collector, forget_apis
 from inferd.operator.restore import restore_all
-from inferd.operator.snapshots import key_files, load_snapshot, project_fingerprint, snapshot_project
 from inferd.operator.state import (
     OPERATOR_FILE,
     STATE_FORMAT,
     TOKEN_FILE,
     State,
-    StateError,
-    deployed_record,
     keep_files,
     new_token,
-    pending_record,
     write_small,
 )
 from inferd.operator.supervision import keep_supervised, mark_stopping
@@ -199,119 +191,6 @@ class Operator:
             await event.wait()
 
     # admin operations
-
-    async def deploy(
-        self,
-        source: str,
-        force: bool,
-        refresh: bool,
-        environ: dict[str, str] | None = None,
-        replace: bool = False,
-        relax_pins: bool = False,
-    ) -> dict[str, Any]:
-        # Parsed off the event loop, which answers the gateway's requests: a 4,900-line config
-        # held every API's requests 0.6 s at each deploy (tests/unit/operator/test_config_off_the_loop.py).
-        project = await asyncio.to_thread(load_project, Path(source))
-        if self.claims.restores_unread():  # their endpoints are theirs: checked once they are held
-            log.info(
-                "deployment '%s': waiting for the deployments being restored to be read",
-                project.deployment.name,
-            )
-            await self.claims.restores_read()
-        if self.stop_event.is_set():  # it would be "live", then stopped with the rest (asked after
-            # the parse: an inferd down while it ran)
-            raise ConflictError("the operator is stopping (`inferd down`); deploy again once it has stopped")
-        # Its endpoints are taken from now on, not once its models are in (operator/endpoints.py).
-        with self.claims.held(project, self.engine.apis.values(), self.gateway.splitters):
-            if not replace:
-                check_other_folder(project, self.state, self.engine.apis.values())
-            secrets = key_variables(project, self.state, environ or {})
-            return await self._deploy(project, force, refresh, secrets, relax_pins)
-
-    async def _deploy(
-        self, project: Project, force: bool, refresh: bool, secrets: dict[str, str], relax_pins: bool
-    ) -> dict[str, Any]:
-        name = project.deployment.name
-        await self.restored_first(name)
-        # (a walk of the project: off the event loop the gateway's requests are answered on)
-        fingerprint = await asyncio.to_thread(project_fingerprint, project.root)
-        wanted = (str(project.root), relax_pins, fingerprint)
-        busy = self.locks.locked(name)
-        if busy and not force and (refresh or self.locks.holding(name) != wanted):
-            raise ConflictError(f"deployment '{name}' is currently updating; use --force to deploy over it")
-        if busy:  # the same project deployed twice at once: the second waits for the first
-            log.info("deployment '%s': waiting for the deploy in progress to finish", name)
-        async with self.locks.held(name, wanted):
-            # Key files stay where the user keeps them: never copied into the snapshot.
-            snapshot = await asyncio.to_thread(snapshot_project, project.root, self.home, key_files(project))
-            deployed = await asyncio.to_thread(load_snapshot, snapshot, project.root)
-            if relax_pins:
-                deployed = deployed.relaxed()
-            record = self.state.deployments.get(name)
-            existed = record is not None
-            self.note_serving()  # what serves now, before this deploy replaces it
-            undone = dict(record.promoted) if record is not None else {}  # the file's weights again
-            token = f"{time.time_ns()}" if refresh else (record.refresh if record else "")
-            routed = self.gateway.splitters.configs_of(name)
-            serving = {
-                state.config.name
-                for state in self.engine.apis.values()
-                if state.config.deployment == name and not state.deleting
-            }
-            # The new snapshot is recorded (as an update not yet live) before anything changes:
-            # a state that cannot be written (a full disk) fails the deploy here, the previous
-            # version serving, instead of after the new one replaced it (a restart then brought
-            # the previous one back).
-            self.state.save_with(name, pending_record(record, project.root, snapshot, token))
-            keys = [config.key for config in deployed.apis]
-            self.gateway.expect(keys)
-            try:
-                results = await self.engine.apply(deployed, token, environ=secrets, source=project.root)
-            except BaseException:
-                with contextlib.suppress(StateError):
-                    self.state.save()  # the record as it was
-                raise
-            finally:  # what failed to be created is no longer awaited (another deploy's still is)
-                self.gateway.expected.difference_update(k for k in keys if k not in self.gateway.apis)
-            for config in deployed.apis:  # a changed key file is not a new version: read it again
-                if config.api.auth is not None and results.get(config.name) == "unchanged":
-                    self.gateway.add_api(config, secrets)
-            used = {
-                api: ([str(path) for path in api_state.version.uses], api_state.last_update)
-                for api in results
-                if (api_state := self.engine.apis.get(f"{name}/{api}")) is not None
-            }
-            self.state.deployments[name] = deployed_record(record, project.root, snapshot, token, used)
-            self.state.deployments[name].relax_pins = relax_pins
-            self.state.secrets[name] = secrets
-            self.unrestored.pop(name, None)
-            try:
-                self.state.save()
-            except StateError as exc:  # the update is live: the pending record saved above is kept
-                log.warning("%s (a restart brings the previous version back first, then this one)", exc)
-            heap.settle()
-        self.collector.tidy()
-        # an API changed, or left the project (it is being deleted)
-        changed = any(result != "unchanged" for result in results.values()) or bool(serving - set(results))
-        # A splitter's weights changed in the file (the end of a promotion is said on its own).
-        now = (
-            routing(promoted(deployed.splitters, undone))
-            if undone
-            else self.gateway.splitters.configs_of(name)
-        )
-        changed = changed or routed != now
-        if not existed:  # a refresh of a project never deployed starts it (it said "refreshed")
-            message = "deployment started"
-        elif refresh:
-            message = "deployment refreshed"
-        elif changed:
-            message = "deployment updated"
-        else:
-            message = "deployment is up-to-date"
-        message += ended_promotions(project, undone)
-        apis = self.engine.apis
-        versions = {api: apis[f"{name}/{api}"].version.id for api in results if f"{name}/{api}" in apis}
-        return {"message": message, "deployment": name, "apis": results, "versions": versions}
 
     def note_serving(self) -> None:
         """Each deployment whose APIs are all live on their newest version serves its snapshot."""

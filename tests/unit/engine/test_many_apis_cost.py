@@ -15,6 +15,7 @@ from inferd.config.load import load_project
 from inferd.config.schema import ApiConfig
 from inferd.gateway.app import Gateway
 from inferd.operator.delete import delete_now
+from inferd.operator.deploy import deploy
 from inferd.operator.server import Operator
 from tests.conftest import calls_made, make_project
 
@@ -81,8 +82,8 @@ def test_deleting_a_deployment_of_many_apis_costs_the_same_per_api(tmp_path: Pat
             operator = Operator(tmp_path / f"home{count}", "127.0.0.1", 0)
             try:
                 for deployment in ("kept", "gone"):
-                    await operator.deploy(
-                        str(project(tmp_path / str(count), deployment, count)), False, False
+                    await deploy(
+                        operator, str(project(tmp_path / str(count), deployment, count)), False, False
                     )
                 calls, answer = calls_made(lambda: delete_now(operator, "gone"))
                 assert answer["message"] == "deleting deployment 'gone'"

@@ -21,7 +21,7 @@ from inferd.config.load import load_project
 from inferd.config.schema import Project
 from inferd.engine.local import LocalEngine
 from inferd.errors import ConfigError
-from inferd.operator import reload, restore, server, snapshots
+from inferd.operator import deploy, reload, restore, snapshots
 from inferd.operator.server import Operator
 from tests.conftest import make_project
 
@@ -53,13 +53,13 @@ def test_deploys_and_restores_read_the_config_off_the_event_loop(
         read_on_the_loop.append(on_the_loop())
         return load_project(*args, **kwargs)
 
-    for module in (server, snapshots, restore, reload):
+    for module in (deploy, snapshots, restore, reload):
         monkeypatch.setattr(module, "load_project", recorded)
 
     async def deployed() -> dict[str, Any]:
         operator = Operator(tmp_path / "home", "127.0.0.1", 0)
         try:
-            return await operator.deploy(str(project), False, False)
+            return await deploy.deploy(operator, str(project), False, False)
         finally:
             await operator.engine.stop()
 
@@ -111,7 +111,7 @@ def test_a_deploy_while_a_restore_reads_its_config_cannot_take_the_restored_endp
     async def deployed() -> None:
         operator = Operator(tmp_path / "home", "127.0.0.1", 0)
         try:
-            await operator.deploy(str(far), False, False)
+            await deploy.deploy(operator, str(far), False, False)
         finally:
             await operator.engine.stop()
 
@@ -121,10 +121,10 @@ def test_a_deploy_while_a_restore_reads_its_config_cannot_take_the_restored_endp
         restoring = asyncio.ensure_future(operator.restore())
         try:
             await asyncio.to_thread(reading.wait, 60)
-            deploy = asyncio.ensure_future(operator.deploy(str(near), False, False))
-            deploy.add_done_callback(lambda _: gate.set())
+            deploying = asyncio.ensure_future(deploy.deploy(operator, str(near), False, False))
+            deploying.add_done_callback(lambda _: gate.set())
             try:
-                await deploy
+                await deploying
             except ConfigError as exc:
                 return exc.message
             finally:

@@ -131,6 +131,7 @@ def test_the_overview_costs_the_same_per_api_however_many_there_are() -> None:
     from typing import Any, cast
 
     from inferd.operator.dashboard import Dashboard
+    from inferd.operator.overview import overview
     from inferd.operator.server import Operator
 
     def stub(apis: int) -> Operator:
@@ -151,13 +152,13 @@ def test_the_overview_costs_the_same_per_api_however_many_there_are() -> None:
     def cost(apis: int) -> tuple[int, dict[str, Any]]:
         dashboard = Dashboard(stub(apis))
         try:
-            return calls_made(dashboard.overview)
+            return calls_made(lambda: overview(dashboard.operator, dashboard.history))
         finally:
             dashboard._reader.shutdown()
 
-    small, overview = cost(40)
-    assert [api["name"] for api in overview["apis"] if "same" in api["name"]] == ["d1/same", "d2/same"]
-    assert overview["apis"][0]["name"] == "a0"  # unique: the bare name
+    small, page = cost(40)
+    assert [api["name"] for api in page["apis"] if "same" in api["name"]] == ["d1/same", "d2/same"]
+    assert page["apis"][0]["name"] == "a0"  # unique: the bare name
     large, _ = cost(160)
     assert large < 5 * small, (small, large)  # four times the APIs: four times the work
 

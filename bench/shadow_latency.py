@@ -14,12 +14,17 @@ at nice 19: where Linux groups processes by session, a SCHED_IDLE process yields
 its own group, and competed with the gateway's at full weight): what a shadow's work would cost
 the clients on this machine even if its scheduling were perfect. On a machine with cores to
 spare it is close to `plain`.
+
+wrk is the harshest client there is (it sends the next request microseconds after an answer); a
+third load, `python`, is a client as users write them: Python's http.client on one keep-alive
+connection, one request after another.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -28,13 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.measure import ensure_wrk, read_stat, run_wrk  # noqa: E402
+from bench.measure import WrkResult, ensure_wrk, read_stat, run_wrk  # noqa: E402
 from bench.servers import free_port  # noqa: E402
 
 INFERD = str(Path(sys.executable).parent / "inferd")
@@ -78,6 +84,42 @@ def idle_priority() -> None:
         Path("/proc/self/autogroup").write_text("19")  # the new session's group (start_new_session)
 
 
+LOADS = ("1 connection", "8 connections", "python")  # wrk at 1 and 8 connections, http.client
+
+
+def python_client(url: str, duration: float, body: bytes) -> tuple[int, float, float]:
+    """Requests one after another on one keep-alive connection for ``duration`` seconds: how
+    many, and their p50 and p99 in microseconds."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+    headers = {"Content-Type": "application/json"}
+    took: list[float] = []
+    end = time.monotonic() + duration
+    try:
+        while time.monotonic() < end:
+            start = time.perf_counter()
+            connection.request("POST", parts.path, body, headers)
+            response = connection.getresponse()
+            response.read()
+            took.append(time.perf_counter() - start)
+            if response.status != 200:
+                raise SystemExit(f"{url} answered {response.status}")
+    finally:
+        connection.close()
+    took.sort()
+    return len(took), took[len(took) // 2] * 1e6, took[int(len(took) * 0.99)] * 1e6
+
+
+def load(load_name: str, url: str, duration: float, body: Path, script: Path) -> tuple[int, float, float]:
+    """One run of ``load_name`` (one of ``LOADS``): requests, p50 and p99 (us)."""
+    if load_name == "python":
+        return python_client(url, duration, body.read_bytes())
+    result: WrkResult = run_wrk(url, int(load_name.split()[0]), duration, body, script)
+    if result.errors:
+        raise SystemExit(f"{url}: {result.error_text()}")
+    return result.requests, result.p50_us, result.p99_us
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,9 +135,9 @@ def main() -> int:
     shutil.copy(ROOT / "examples" / "iris-onnx" / "sample.json", body)
     script = ROOT / "bench" / "post.lua"
     names = ["plain", "shadowed", "busy"]
-    p50: dict[tuple[str, int], list[float]] = {}
-    p99: dict[tuple[str, int], list[float]] = {}
-    cpu: dict[tuple[str, int], list[float]] = {}  # the operator's (gateway's) CPU us per request
+    p50: dict[tuple[str, str], list[float]] = {}
+    p99: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}  # the operator's (gateway's) CPU us per request
     try:
         for name in names[:2]:
             subprocess.run(
@@ -111,18 +153,16 @@ def main() -> int:
                     busy = subprocess.Popen(
                         [sys.executable, "-c", BUSY], preexec_fn=idle_priority, start_new_session=True
                     )
-                for connections in (1, 8):
-                    run_wrk(url, connections, 1, body, script)  # warm up
+                for load_name in LOADS:
+                    load(load_name, url, 1, body, script)  # warm up
                     before = read_stat(operator)
-                    result = run_wrk(url, connections, args.duration, body, script)
+                    requests, median, tail = load(load_name, url, args.duration, body, script)
                     after = read_stat(operator)
                     if before is not None and after is not None:
-                        used = (after.cpu_seconds - before.cpu_seconds) / result.requests * 1e6
-                        cpu.setdefault((name, connections), []).append(used)
-                    if result.errors:
-                        raise SystemExit(f"{name}: {result.error_text()}")
-                    p50.setdefault((name, connections), []).append(result.p50_us)
-                    p99.setdefault((name, connections), []).append(result.p99_us)
+                        used = (after.cpu_seconds - before.cpu_seconds) / requests * 1e6
+                        cpu.setdefault((name, load_name), []).append(used)
+                    p50.setdefault((name, load_name), []).append(median)
+                    p99.setdefault((name, load_name), []).append(tail)
                 if busy is not None:
                     busy.kill()
                     busy.wait()
@@ -136,23 +176,23 @@ def main() -> int:
     finally:
         subprocess.run([INFERD, "down"], env=env, check=False, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-    for connections in (1, 8):
-        base = statistics.median(p50[("plain", connections)])
-        shadowed = statistics.median(p50[("shadowed", connections)])
+    for load_name in LOADS:
+        base = statistics.median(p50[("plain", load_name)])
+        shadowed = statistics.median(p50[("shadowed", load_name)])
         for name in names:
-            rounds = ", ".join(f"{v:.0f}" for v in p50[(name, connections)])
-            middle = statistics.median(p50[(name, connections)])
-            gateway = statistics.median(cpu[(name, connections)])
-            tail = statistics.median(p99[(name, connections)])
+            rounds = ", ".join(f"{v:.0f}" for v in p50[(name, load_name)])
+            middle = statistics.median(p50[(name, load_name)])
+            gateway = statistics.median(cpu[(name, load_name)])
+            tail = statistics.median(p99[(name, load_name)])
             print(
-                f"{connections} connection(s), {name:8s} p50 median {middle:6.0f} us (rounds {rounds}); "
+                f"{load_name}, {name:8s} p50 median {middle:6.0f} us (rounds {rounds}); "
                 f"p99 median {tail:6.0f} us; gateway CPU {gateway:.1f} us per request"
             )
-        busy_p50 = statistics.median(p50[("busy", connections)])
-        tails = [statistics.median(p99[(name, connections)]) for name in names]
-        print(f"{connections} connection(s): shadow p50 / no-shadow p50 = {shadowed / base:.3f}")
-        print(f"{connections} connection(s): shadow p99 / no-shadow p99 = {tails[1] / tails[0]:.3f}")
-        print(f"{connections} connection(s): busy p50 / no-shadow p50 = {busy_p50 / base:.3f}")
+        busy_p50 = statistics.median(p50[("busy", load_name)])
+        tails = [statistics.median(p99[(name, load_name)]) for name in names]
+        print(f"{load_name}: shadow p50 / no-shadow p50 = {shadowed / base:.3f}")
+        print(f"{load_name}: shadow p99 / no-shadow p99 = {tails[1] / tails[0]:.3f}")
+        print(f"{load_name}: busy p50 / no-shadow p50 = {busy_p50 / base:.3f}")
     return 0
 
 

@@ -410,3 +410,22 @@ def test_a_link_read_from_the_browsers_command_line_is_no_use_to_another_user(op
     with requests.Session() as session:
         opened = session.get(link, timeout=30)
         assert opened.status_code == 200 and "/dashboard/s/" in opened.url
+
+
+def test_a_shadow_agreement_short_of_whole_never_reads_as_100_percent(page: Page) -> None:
+    # Was: 3,999 copies agreeing of 4,000 read "agreement 100.0%" (the CLI's replay too).
+    shown = {
+        (agreed, answered): page.evaluate(
+            "([agreed, answered]) => fmtShadow({api: 'c', percent: 100, sent: answered, dropped: 0, agreed,"
+            " answered, errors: 0})",
+            [agreed, answered],
+        ).split(" · ")[3]
+        for agreed, answered in ((3999, 4000), (4000, 4000), (15, 20), (1, 100000), (0, 5))
+    }
+    assert shown == {
+        (3999, 4000): "agreement 99.97%",
+        (4000, 4000): "agreement 100%",
+        (15, 20): "agreement 75.0%",
+        (1, 100000): "agreement 0.001%",
+        (0, 5): "agreement 0.0%",
+    }

@@ -425,3 +425,50 @@ def test_an_integer_beyond_64_bits_is_recorded_as_the_client_sent_and_got_it(
     [record] = json.loads(shown.stdout)
     assert record["request"] == {"json": {"n": 123456789012345678901234}}
     assert record["response"] == {"json": {"id": 2**70, "sent": 123456789012345678901234}}
+
+
+def test_an_agreement_short_of_whole_never_reads_as_100_percent(inferd: Inferd, tmp_path: Path) -> None:
+    # Was: 3,999 answers of 4,000 agreeing read "agreement 100.0%, 1 disagreements", and a promote
+    # with --min-agreement 1 was refused as "agreed 100.0% (...), below --min-agreement 100.0%".
+    from inferd.gateway.payloads import PayloadBuffer
+    from inferd.operator.payloads import PayloadWriter
+
+    project = make_project(tmp_path / "shop", YAML, {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    version = inferd.api("candidate")["version"]
+    # What 4,000 requests to 'unrecorded' with 'candidate' as its shadow leave in its payload log
+    # (written by the operator's own writer): the shadow disagrees on one of them.
+    writer = PayloadWriter(inferd.home, PayloadBuffer())
+    records = []
+    for x in range(4000):
+        answer = {"json": {"double": 2 * x}}
+        shadow = {"json": {"double": 2 * x + (1 if x == 7 else 0)}}
+        records.append(
+            {
+                "request_id": str(x),
+                "status": 200,
+                "latency_ms": 1.0,
+                "version": "v1",
+                "protocol": "cortex",
+                "request": {"json": {"x": x}},
+                "response": answer,
+                "shadow": {"api": "shop/candidate", "version": version, "status": 200, "latency_ms": 1.0}
+                | {"response": shadow},
+            }
+        )
+    writer.write([("shop/unrecorded", 1 << 30, record) for record in records])
+    writer.close()
+    compared = inferd.run("replay", "unrecorded", "--shadow", "-n", "4000").stdout.splitlines()[0]
+    assert compared == (
+        "4000 requests of 'shop/unrecorded' compared with its shadow 'shop/candidate': agreement 99.98%, "
+        "1 disagreements, 0 errors, 0 status changes"
+    )
+    refusals = {
+        "1": "agreed 99.98% (3999 of 4000 requests), below --min-agreement 100.00%",
+        "0.9999": "agreed 99.98% (3999 of 4000 requests), below --min-agreement 99.99%",
+    }
+    for least, says in refusals.items():
+        refused = inferd.run("promote", "front", "candidate", "--min-agreement", least, check=False)
+        assert refused.returncode == 1 and refused.stderr.strip().endswith(says), refused.stderr
+    applied = inferd.run("promote", "front", "candidate", "--min-agreement", "0.9997").stdout
+    assert applied == "splitter 'front' now sends 100% of its requests to api 'candidate'\n"

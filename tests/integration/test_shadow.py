@@ -321,3 +321,44 @@ def test_a_request_that_waited_most_of_its_timeout_never_gets_its_replica_replac
             assert second.json() == {"double": 2 * (x + 100)}
     assert inferd.status("slow")["timed_out"] == 0
     assert inferd.replica_pids("slow") == [pid]
+
+
+def test_an_api_that_is_a_shadow_is_not_deleted_alone(inferd: Inferd, tmp_path: Path) -> None:
+    # Was: deleted, and from then on every copy of its primary's requests was dropped, while
+    # `inferd get` went on naming it as the shadow (its `dropped` growing, with no reason given).
+    yaml = (
+        "- kind: deployment\n  name: shop\n"
+        + _api("champion", extra="  shadow: {api: mirror}\n")
+        + _api("mirror")
+        + _api("echo")
+        + """
+- kind: traffic_splitter
+  name: front
+  apis:
+    - {name: champion, weight: 100}
+  shadow: {api: echo, percent: 100}
+"""
+    )
+    project = make_project(tmp_path / "shop", yaml, {"predictor.py": PREDICTOR})
+    inferd.run("deploy", str(project))
+    refusals = {
+        "mirror": "error: api 'shop/mirror' is the shadow of api 'champion': deploy the project "
+        "without that shadow first, or delete deployment 'shop'",
+        "echo": "error: api 'shop/echo' is the shadow of traffic splitter 'front': deploy the "
+        "project without that shadow first, or delete deployment 'shop'",
+    }
+    for name, message in refusals.items():
+        result = inferd.run("delete", name, check=False)
+        assert (result.returncode, result.stderr.strip()) == (1, message), result.stderr
+        assert inferd.api(name)["status"] == "live"
+    # Nothing else harmed: the copies of a request through the splitter are still answered.
+    assert inferd.post("/shop/front", {"x": 3}).json() == {"double": 6}
+    assert inferd.post("/shop/champion", {"x": 5}).json() == {"double": 10}
+
+    def answered() -> bool:
+        return bool(
+            inferd.api("front")["shadow"]["answered"] == 1
+            and inferd.api("champion")["shadow"]["answered"] == 1
+        )
+
+    wait_for(answered, 30, "both copies to be answered")

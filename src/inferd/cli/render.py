@@ -277,6 +277,24 @@ def percent(value: float | None) -> str | None:
     return None if value is None else f"{value:.0f}%"
 
 
+def percents(*fractions: float) -> list[str]:
+    """Fractions as percentages with one decimal, or with as many more (up to 6) as it takes for
+    none to read as 100% or 0% when it is not, and for different ones to read differently: 3,999
+    answers agreeing of 4,000 read "agreement 100.0%, 1 disagreements", and a promote was refused
+    as "agreed 100.0%, below --min-agreement 100.0%"."""
+    texts: list[str] = []
+    for digits in range(1, 7):
+        texts = [f"{fraction:.{digits}%}" for fraction in fractions]
+        whole, none = f"{1:.{digits}%}", f"{0:.{digits}%}"
+        misread = any(
+            (fraction < 1 and text == whole) or (fraction > 0 and text == none)
+            for fraction, text in zip(fractions, texts, strict=True)
+        )
+        if not misread and len(set(texts)) == len(set(fractions)):
+            break
+    return texts
+
+
 def gpu_memory(gpu: dict[str, Any]) -> str | None:
     used, total = gpu.get("memory_used"), gpu.get("memory_total")
     if used is None:

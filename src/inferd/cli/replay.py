@@ -18,6 +18,7 @@ import click
 from inferd.cli.backends import backend_for
 from inferd.cli.comparison import compare, compare_shadow
 from inferd.cli.options import env_option, key_option, not_empty
+from inferd.cli.render import percents
 from inferd.cli.traffic import find_splitter, recorded_api, resolve_api
 from inferd.client import Client
 from inferd.errors import (
@@ -229,9 +230,10 @@ def replay(
         return
     latency = result["latency_ms"]
     how = "compared with its shadow" if shadow else "replayed against"
+    (agreement,) = percents(result["agreement"]) if result["agreement"] is not None else ("-",)
     click.echo(
         f"{result['requests']} requests of '{key}' {how} '{against}': agreement "
-        f"{result['agreement']:.1%}, {result['disagreements']} disagreements, {result['errors']} errors, "
+        f"{agreement}, {result['disagreements']} disagreements, {result['errors']} errors, "
         f"{result['status_changes']} status changes"
     )
     click.echo(
@@ -322,13 +324,14 @@ def promote(splitter: str, api: str, min_agreement: float | None, env: Environme
         if last["agreement"] is None:  # nothing was compared (no recorded requests)
             raise ConflictError(
                 f"not promoting '{api}': the last {which} '{last['api']}' against it compared no "
-                f"requests, so it cannot show --min-agreement {min_agreement:.1%}"
+                f"requests, so it cannot show --min-agreement {percents(min_agreement)[0]}"
             )
         if last["agreement"] < min_agreement:
+            agreed, least = percents(last["agreement"], min_agreement)
             raise ConflictError(
                 f"not promoting '{api}': the last {which} '{last['api']}' against it agreed "
-                f"{last['agreement']:.1%} ({last['requests'] - last['disagreements']} of {last['requests']} "
-                f"requests), below --min-agreement {min_agreement:.1%}"
+                f"{agreed} ({last['requests'] - last['disagreements']} of {last['requests']} "
+                f"requests), below --min-agreement {least}"
             )
     # (checked again by the operator: a promote waits for a deploy in progress, which may bring
     # the API a version this replay never saw)

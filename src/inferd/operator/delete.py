@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from inferd.errors import NotFoundError, UsageError, deployed_hint
-from inferd.operator.promote import check_not_split
+from inferd.operator.promote import check_not_a_shadow, check_not_split
 from inferd.operator.state import StateError
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ def delete_now(operator: Operator, name: str) -> dict[str, Any]:
         raise NotFoundError(f"no API or deployment named '{name}' ({deployed_hint(name, live)})") from None
     config = engine.apis[key].config
     check_not_split(operator.gateway, config)
+    check_not_a_shadow(operator, config)
     deployment = state.deployments.get(config.deployment)
     message = f"deleting api '{key}'"
     # The state first, as for a whole deployment: was "cannot save the state" with the API

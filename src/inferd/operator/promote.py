@@ -1,5 +1,6 @@
 """``inferd promote SPLITTER API``: the API gets weight 100, recorded in the deployment's state;
-and an API a splitter sends requests to is not deleted alone.
+and an API a splitter sends requests to, or an API or a splitter copies requests to, is not
+deleted alone.
 
 A promotion stays through operator restarts (the record's ``promoted``) until the project is
 deployed again, when its file's weights are the truth once more.
@@ -106,6 +107,31 @@ def check_not_split(gateway: Gateway, config: ApiConfig) -> None:
         raise ConflictError(
             f"api '{config.key}' is one of the APIs of traffic splitter '{', '.join(used)}': deploy the "
             f"project without it there first, or delete deployment '{config.deployment}'"
+        )
+
+
+def check_not_a_shadow(operator: Operator, config: ApiConfig) -> None:
+    """Refuse to delete an API that another API or a splitter copies requests to: every copy
+    would be dropped from then on, while `inferd get` went on naming it as the shadow."""
+    copiers = [
+        f"api '{state.config.name}'"
+        for state in operator.engine.apis.values()
+        if state.config.deployment == config.deployment
+        and not state.deleting
+        and state.config.api.shadow is not None
+        and state.config.api.shadow.api == config.name
+    ]
+    copiers += [
+        f"traffic splitter '{splitter.name}'"
+        for splitter in operator.gateway.splitters.by_key.values()
+        if splitter.config.deployment == config.deployment
+        and splitter.config.splitter.shadow is not None
+        and splitter.config.splitter.shadow.api == config.name
+    ]
+    if copiers:
+        raise ConflictError(
+            f"api '{config.key}' is the shadow of {' and '.join(copiers)}: deploy the project without "
+            f"that shadow first, or delete deployment '{config.deployment}'"
         )
 
 

@@ -250,9 +250,23 @@ function renderOverview(data) {
 
 // ---------- traffic: splitters and shadows
 
+// With as many decimals as keep a disagreement from reading 100% (3,999 of 4,000 read "100.0%"),
+// and an agreement from reading 0%.
+function fmtAgreement(agreed, answered) {
+  if (!answered) return "-";
+  const value = (100 * agreed) / answered;
+  let text = fmtNumber(value, 1);
+  for (let digits = 2; digits <= 6; digits++) {
+    const misread = (agreed < answered && Number(text) >= 100) || (agreed > 0 && Number(text) === 0);
+    if (!misread) break;
+    text = value.toFixed(digits);
+  }
+  return `${text}%`;
+}
+
 function fmtShadow(shadow) {
   if (!shadow) return "-";
-  const agreement = shadow.answered ? `${fmtNumber((100 * shadow.agreed) / shadow.answered, 1)}%` : "-";
+  const agreement = fmtAgreement(shadow.agreed, shadow.answered);
   return `→ ${shadow.api} ${shadow.percent}% · sent ${fmtInt(shadow.sent)} · dropped ${fmtInt(shadow.dropped)} · agreement ${agreement} · errors ${fmtInt(shadow.errors)}`;
 }
 

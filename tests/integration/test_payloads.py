@@ -102,10 +102,22 @@ def test_record_replay_and_promote(inferd: Inferd, tmp_path: Path) -> None:
     assert strict["requests"] == 20 and strict["agreement"] == 0.0
     text = inferd.run("replay", "recorded", "--against", "candidate", "--tolerance", "1e-3").stdout
     assert "agreement 74.0%" in text and '{"x": 0}' in text
-    # The replays are not real traffic: the candidate's own payload log keeps none of them.
+    # The replays are not real traffic: the candidate's own payload log keeps none of them. A
+    # client's own X-Inferd-Replay is no replay's: its request is recorded (it hid from the log).
     direct = requests.post(inferd.url + "/shop/candidate", json={"x": 1000}, timeout=30)
-    candidate_log = wait_for(lambda: inferd.json("payloads", "candidate") or None, 30, "a record")
-    assert [record["request_id"] for record in candidate_log] == [direct.headers["X-Request-ID"]]
+    posing = requests.post(
+        inferd.url + "/shop/candidate", json={"x": 1001}, headers={"X-Inferd-Replay": "1"}, timeout=30
+    )
+
+    def candidates() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = inferd.json("payloads", "candidate")
+        return found if len(found) >= 2 else None
+
+    candidate_log = wait_for(candidates, 30, "2 records")
+    assert [record["request_id"] for record in candidate_log] == [
+        direct.headers["X-Request-ID"],
+        posing.headers["X-Request-ID"],
+    ]
 
     # Promote refuses below --min-agreement with the numbers, and applies above it.
     refused = inferd.run("promote", "front", "candidate", "--min-agreement", "0.9", check=False)

@@ -140,16 +140,18 @@ def answer_of(response: Any) -> dict[str, Any]:
 
 
 def compare(
-    records: list[tuple[dict[str, Any], str]], tolerance: float, key: str | None = None
+    records: list[tuple[dict[str, Any], str]], tolerance: float, key: str | None = None, mark: bytes = b""
 ) -> dict[str, Any]:
-    """Send each recorded JSON request to its URL (with API key ``key``); count agreements,
-    errors and latencies."""
+    """Send each recorded JSON request to its URL (with API key ``key``, and ``mark``, the
+    operator's ``X-Inferd-Replay``: gateway/wire.py); count agreements, errors and latencies."""
     import requests
 
     from inferd import codec
 
     # The gateway's own latency back (Server-Timing), and no record of these in OTHER's payload log
-    headers = {**api_headers(key), "X-Inferd-Timing": "1", "X-Inferd-Replay": "1"}
+    headers = {**api_headers(key), "X-Inferd-Timing": "1"}
+    if mark:
+        headers["X-Inferd-Replay"] = mark.decode()
 
     tally = Tally(tolerance)
     with requests.Session() as session:

@@ -214,7 +214,12 @@ def replay(
             raise NotFoundError(
                 f"api '{key}' has no recorded JSON requests (set payload_log: {{sample: 0.1}} on it)"
             )
-        compared = compare(records, tolerance, api_key)
+        from inferd.gateway.wire import replay_mark
+        from inferd.operator.state import TOKEN_FILE
+
+        # the operator's mark on replayed requests (gateway/wire.py), from its token
+        mark = replay_mark((client.home / TOKEN_FILE).read_text().strip())
+        compared = compare(records, tolerance, api_key, mark)
         version = str(info.get("version") or "")
     result = {
         "api": key,

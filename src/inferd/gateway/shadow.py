@@ -15,6 +15,7 @@ whether or not the primary has a ``payload_log`` of its own (a shadow exists to 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Mapping
 from random import random
 from time import perf_counter
@@ -142,6 +143,9 @@ class Shadows:
         self.pending: list[tuple[ShadowCopy, bytes]] = []  # copies (and primary answers) to send
         self._timer: asyncio.TimerHandle | None = None
         self.draining = False
+        # What ``inferd replay``'s requests carry in ``X-Inferd-Replay`` (``wire.replay_mark``, set
+        # by the operator); b"": no request is taken for a replay (``inferd serve``).
+        self.replay_mark = b""
 
     def route(self, source: str, deployment: str, config: Shadow | None) -> ShadowRoute | None:
         """The route of ``source`` for its (new) config; counts stay while the target does."""
@@ -169,8 +173,9 @@ class Shadows:
     ) -> None:
         """Decide whether the request is recorded (payload_log) and copied (shadow)."""
         conn.copy = None
-        if REPLAY in conn.headers:  # ``inferd replay``'s: not traffic to record or copy
-            conn.recording = None
+        replayed = conn.headers.get(REPLAY)
+        if replayed is not None and self.replay_mark and hmac.compare_digest(replayed, self.replay_mark):
+            conn.recording = None  # ``inferd replay``'s: not traffic to record or copy
             return
         sampled = bool(queue.sample) and random() < queue.sample
         # (a splitter's request that its shadow API answered is not copied to it again)

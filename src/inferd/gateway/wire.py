@@ -6,6 +6,8 @@ modules stay about the connection.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import os
 from email.utils import formatdate
@@ -85,9 +87,18 @@ def refused_request(status: int, message: str, path: bytes = b"") -> Request:
 # A request with ``X-Inferd-Timing: 1`` gets the gateway's latency back in ``Server-Timing``
 # (``inferd replay`` compares it with the latency a payload log recorded, measured the same way).
 TIMING = b"x-inferd-timing"
-# ``inferd replay``'s requests carry ``X-Inferd-Replay: 1``: not real traffic, so neither
-# recorded in the payload log of the API they are replayed against nor copied to its shadow.
+# ``inferd replay``'s requests carry ``X-Inferd-Replay: <replay_mark(operator token)>``: not real
+# traffic, so neither recorded in the payload log of the API they are replayed against nor copied
+# to its shadow. Any other value is ignored: a client's own ``X-Inferd-Replay: 1`` kept its
+# requests out of the payload log and the shadow.
 REPLAY = b"x-inferd-replay"
+
+
+def replay_mark(token: str) -> bytes:
+    """The ``X-Inferd-Replay`` value of the operator whose token is ``token`` (derived, so that the
+    token itself never travels on the gateway's port)."""
+    return hmac.new(token.encode(), b"inferd replay", hashlib.sha256).hexdigest().encode()
+
 
 WANTED_HEADERS = frozenset(
     {

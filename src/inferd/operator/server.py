@@ -29,6 +29,7 @@ from inferd.gateway.app import Gateway
 from inferd.gateway.edge import EdgeLimits
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.queue import ApiQueue
+from inferd.gateway.wire import replay_mark
 from inferd.operator import heap
 from inferd.operator.admin import AdminApp
 from inferd.operator.dashboard import Dashboard
@@ -70,6 +71,7 @@ class Operator:
         self.gateway.replica_gpus = self.engine.replica_gpus
         self.state = State(home)
         self.token = new_token()
+        self.gateway.shadows.replay_mark = replay_mark(self.token)  # ``inferd replay``'s requests
         self.stop_event = asyncio.Event()
         self.admin = AdminApp(self)
         self.dashboard = Dashboard(self)

@@ -190,6 +190,50 @@ def test_a_model_folder_that_is_a_link_is_named_as_not_deployed(inferd: Inferd, 
     )
 
 
+def test_a_model_in_a_folder_a_deploy_leaves_out_is_named_as_such(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # `inferd validate` said valid and `inferd test` answered; the deploy said "onnx.model:
+    # venv/m.onnx does not exist" of a file the user could see there
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: skipped\n- kind: api\n  name: skipped\n"
+        "  onnx:\n    model: venv/m.onnx\n",
+        models={"venv/m.onnx": iris_onnx_model},
+    )
+    assert (
+        "warning: api 'skipped': onnx.model: venv/m.onnx is in venv, which inferd deploy leaves out"
+        in inferd.run("validate", str(project)).stderr
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        f"onnx.model: venv/m.onnx does not exist in what is deployed: venv is in {project}, but folders "
+        "named venv, node_modules or __pycache__ are not deployed: move it out of venv\n"
+    )
+
+
+def test_a_file_the_handler_reads_from_a_folder_a_deploy_leaves_out_is_named_as_such(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # the deploy said only "FileNotFoundError: ... 'node_modules/labels.txt'"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: nodes\n- kind: api\n  name: nodes\n  predictor:\n    path: p.py\n",
+        {
+            "p.py": "WORDS = open('node_modules/labels.txt').read()\ndef predict(sample, metadata):\n"
+            "    return WORDS\n",
+            "node_modules/labels.txt": "a\n",
+        },
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert (
+        f"No such file or directory: 'node_modules/labels.txt' (node_modules/labels.txt is in {project}, "
+        "but folders named venv, node_modules or __pycache__ are not deployed: move it out of node_modules)"
+    ) in result.stderr
+
+
 def test_compute_unavailable_is_refused_at_once_with_the_reason(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

@@ -1,9 +1,10 @@
 """Why deployed code misses a file the user's project folder holds: what a deploy leaves out.
 
 ``inferd serve`` and ``inferd test`` run the project folder itself; a deploy runs a snapshot of
-it, which holds neither hidden files and folders (Cortex's project zip left them out too) nor
-linked folders (files travel, and the files that links name, but a link to a folder could name
-``/``). A replica that fails to load on such a file adds the reason to its error.
+it, which holds neither hidden files and folders (Cortex's project zip left them out too), nor
+folders such as ``venv`` and ``node_modules``, nor linked folders (files travel, and the files
+that links name, but a link to a folder could name ``/``). A replica that fails to load on such
+a file adds the reason to its error.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 
 from inferd.errors import LoadError
+from inferd.storage import left_out_part, left_out_reason
 
 
 def left_out_hint(exc: BaseException, project_root: Path, shown_root: Path | None) -> str:
@@ -28,13 +30,11 @@ def left_out_hint(exc: BaseException, project_root: Path, shown_root: Path | Non
     relative = os.path.relpath(path, project_root)
     if relative.startswith(".."):
         return ""
-    if any(part.startswith(".") for part in Path(relative).parts):
+    part = left_out_part(shown_root, Path(relative))
+    if part is not None:
         if not (shown_root / relative).exists():
             return ""
-        return (
-            f" ({relative} is in {shown_root}, but hidden files and folders are not deployed, as "
-            "Cortex's project zip left them out: give it a name without the leading dot)"
-        )
+        return f" ({relative} is in {shown_root}, but {left_out_reason(part)})"
     return _linked_folder(shown_root, Path(relative))
 
 

@@ -234,6 +234,29 @@ def test_a_file_the_handler_reads_from_a_folder_a_deploy_leaves_out_is_named_as_
     ) in result.stderr
 
 
+def test_a_file_the_handler_reads_beside_the_project_is_named_as_not_deployed(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # `inferd test` and `inferd serve` read it from the project's working folder; the deploy
+    # said only "FileNotFoundError: ... '../data/labels.json'" of a file the user could see
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "labels.json").write_text('["a"]')
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: beside\n- kind: api\n  name: beside\n  predictor:\n    path: p.py\n",
+        {
+            "p.py": "WORDS = open('../data/labels.json').read()\n"
+            "def predict(sample, metadata):\n    return WORDS\n"
+        },
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert (
+        f"No such file or directory: '../data/labels.json' (../data/labels.json is beside {project}, "
+        "not in it, and a deploy runs a copy of the project folder alone: move it into the project)"
+    ) in result.stderr
+
+
 def test_compute_unavailable_is_refused_at_once_with_the_reason(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

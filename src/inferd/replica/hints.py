@@ -3,8 +3,8 @@
 ``inferd serve`` and ``inferd test`` run the project folder itself; a deploy runs a snapshot of
 it, which holds neither hidden files and folders (Cortex's project zip left them out too), nor
 folders such as ``venv`` and ``node_modules``, nor linked folders (files travel, and the files
-that links name, but a link to a folder could name ``/``). A replica that fails to load on such
-a file adds the reason to its error.
+that links name, but a link to a folder could name ``/``), nor what lies beside the folder. A
+replica that fails to load on such a file adds the reason to its error.
 """
 
 from __future__ import annotations
@@ -28,8 +28,13 @@ def left_out_hint(exc: BaseException, project_root: Path, shown_root: Path | Non
         return ""
     path = os.path.normpath(os.path.join(project_root, os.fsdecode(missing.filename)))
     relative = os.path.relpath(path, project_root)
-    if relative.startswith(".."):
-        return ""
+    if Path(relative).parts[0] == "..":  # beside the project: `inferd serve` ran in the folder itself
+        if not os.path.exists(os.path.normpath(os.path.join(shown_root, relative))):
+            return ""
+        return (
+            f" ({relative} is beside {shown_root}, not in it, and a deploy runs a copy of the project "
+            "folder alone: move it into the project)"
+        )
     part = left_out_part(shown_root, Path(relative))
     if part is not None:
         if not (shown_root / relative).exists():

@@ -257,6 +257,28 @@ def test_a_file_the_handler_reads_beside_the_project_is_named_as_not_deployed(
     ) in result.stderr
 
 
+def test_a_module_the_handler_imports_from_beside_the_project_is_named_as_not_deployed(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # sys.path.append("..") then an import: `inferd test` found the module beside the project; the
+    # deploy said only "No module named 'common'"
+    (tmp_path / "common.py").write_text("WORD = 'beside'\n")
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: besidem\n- kind: api\n  name: besidem\n  predictor:\n    path: p.py\n",
+        {
+            "p.py": "import sys\nsys.path.append('..')\nfrom common import WORD\n"
+            "def predict(sample, metadata):\n    return WORD\n"
+        },
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert (
+        f"No module named 'common' (common is in {tmp_path}, beside {project}, not in it, and a deploy "
+        "runs a copy of the project folder alone: move it into the project)"
+    ) in result.stderr
+
+
 def test_compute_unavailable_is_refused_at_once_with_the_reason(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

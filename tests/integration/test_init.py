@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from inferd.cli.main import cli
-from tests.conftest import Server
+from tests.conftest import Server, example
 
 Serve = Callable[..., Server]
 VIRGINICA = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1}
@@ -102,6 +102,27 @@ def test_a_project_around_the_user_s_onnx_model(serve: Serve, tmp_path: Path, ir
     server = serve(project)
     answer = server.post("/mine/iris", {"input": [VIRGINICA[k] for k in VIRGINICA]}).json()
     assert answer["output_label"] == [2]
+
+
+@pytest.mark.tensorflow
+def test_a_savedmodel_given_without_tensorflow_makes_a_tensorflow_project(tmp_path: Path) -> None:
+    # was: "error: --model ...: an ONNX project needs a .onnx file (or a .zip holding one)", of a
+    # SavedModel folder `inferd init` could tell from an ONNX file
+    saved = example("iris-tensorflow") / "models" / "iris"
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "mine"), "--model", str(saved)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"wrote a new tensorflow project in {tmp_path / 'mine'}:")
+    tested = CliRunner().invoke(cli, ["test", str(tmp_path / "mine")])
+    assert tested.exit_code == 0, tested.output
+    # a file that is neither says which option each kind of model takes
+    weights = tmp_path / "weights.joblib"
+    weights.write_bytes(b"\0")
+    refused = CliRunner().invoke(cli, ["init", str(tmp_path / "other"), "--model", str(weights)])
+    assert refused.exit_code == 2
+    assert refused.output == (
+        f"error: --model {weights}: an ONNX project needs a .onnx file (or a .zip holding one); "
+        "a SavedModel folder makes a TensorFlow project, and any other file needs --predictor\n"
+    )
 
 
 def test_a_predictor_project_around_the_user_s_file(serve: Serve, tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from inferd.errors import InferdError, UsageError
@@ -28,6 +29,21 @@ def dns_name(text: str, fallback: str) -> str:
     name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     name = re.sub(r"^[^a-z]+", "", name)[:40].rstrip("-")
     return name or fallback
+
+
+def flavour_of(model: Path | None) -> str:
+    """The kind of project a ``--model`` given without a kind asks for: ``tensorflow`` for a
+    folder (a SavedModel, or a folder of numbered ones) or a ``.zip`` holding a
+    ``saved_model.pb``, else ``onnx`` (the default, also without a model)."""
+    if model is None:
+        return "onnx"
+    if model.is_dir():
+        return "tensorflow"
+    if model.suffix == ".zip" and zipfile.is_zipfile(model):
+        with zipfile.ZipFile(model) as archive:
+            if any(PurePosixPath(name).name == "saved_model.pb" for name in archive.namelist()):
+                return "tensorflow"
+    return "onnx"
 
 
 def init_project(target: Path, flavour: str, model: Path | None = None) -> list[str]:
@@ -108,7 +124,10 @@ def _check_model(model: Path, flavour: str) -> None:
     if not model.exists():
         raise UsageError(f"--model {model}: no such file or folder")
     if flavour == "onnx" and not (model.is_file() and model.suffix in (".onnx", ".zip")):
-        raise UsageError(f"--model {model}: an ONNX project needs a .onnx file (or a .zip holding one)")
+        raise UsageError(
+            f"--model {model}: an ONNX project needs a .onnx file (or a .zip holding one); a SavedModel "
+            "folder makes a TensorFlow project, and any other file needs --predictor"
+        )
     if flavour == "tensorflow" and not (model.is_dir() or model.suffix == ".zip"):
         raise UsageError(f"--model {model}: a TensorFlow project needs a SavedModel folder (or its .zip)")
 

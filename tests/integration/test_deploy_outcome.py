@@ -213,6 +213,30 @@ def test_a_model_in_a_folder_a_deploy_leaves_out_is_named_as_such(
     )
 
 
+def test_an_absolute_path_into_the_project_is_asked_for_relative(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # `inferd validate`, `test` and `serve` took it; the deploy said "onnx.model: '/.../p/m.onnx'
+    # is outside the project folder" of a file inside it
+    project = tmp_path / "p"
+    make_project(
+        project,
+        "- kind: deployment\n  name: absolute\n- kind: api\n  name: absolute\n"
+        f"  onnx:\n    model: {project}/m.onnx\n",
+        models={"m.onnx": iris_onnx_model},
+    )
+    assert (
+        f"warning: api 'absolute': onnx.model: {project}/m.onnx is an absolute path into the project folder"
+        in inferd.run("validate", str(project)).stderr
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        f"in what is deployed: {project}/m.onnx is an absolute path into {project}, but a deploy runs a "
+        "copy of the project folder: write it relative to the folder (m.onnx)\n"
+    )
+
+
 def test_a_file_the_handler_reads_from_a_folder_a_deploy_leaves_out_is_named_as_such(
     inferd: Inferd, tmp_path: Path
 ) -> None:

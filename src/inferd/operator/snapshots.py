@@ -275,6 +275,20 @@ def left_out_paths(project: Project) -> list[tuple[str, str, str, Path]]:
     return found
 
 
+def absolute_paths(project: Project) -> list[tuple[str, str, str, str]]:
+    """The paths the config names absolutely into the project folder, as ``(api, field, path, the
+    path relative to the folder)``: ``inferd serve`` finds them, a deploy's copy of the folder,
+    elsewhere, does not."""
+    root = os.path.realpath(project.root)
+    found = []
+    for api, field, text in written_paths(project):
+        if os.path.isabs(text):
+            relative = os.path.relpath(os.path.realpath(text), root)
+            if relative != ".." and not relative.startswith(f"..{os.sep}"):
+                found.append((api, field, text, relative))
+    return found
+
+
 def _left_out_on_the_way(source: Path, message: str) -> str | None:
     """Why a snapshot lacks a path that ``source``'s config names, which ``message`` (the
     snapshot's config error) is about: a link to a folder on its way, or a folder or file no
@@ -284,6 +298,12 @@ def _left_out_on_the_way(source: Path, message: str) -> str | None:
         project = load_project(source)
     except ConfigError:
         return None
+    for _api, _field, text, relative in absolute_paths(project):
+        if text in message:
+            return (
+                f"{text} is an absolute path into {source}, but a deploy runs a copy of the project folder: "
+                f"write it relative to the folder ({relative})"
+            )
     left_out = [(text, part) for _api, _field, text, part in left_out_paths(project)]
     left_out.sort(key=lambda found: found[0] not in message)  # the path the error names first
     if left_out and left_out[0][0] in message:

@@ -300,11 +300,19 @@ class Client:
             outcome = judge(name, info, version)
             if outcome.done:
                 if outcome.failed:
-                    raise DeployFailedError(outcome.failure)
+                    raise DeployFailedError(_in_the_clients_words(outcome.failure))
                 return str(info["url"])
             if time.monotonic() > deadline:
                 raise DeployFailedError(f"api '{key}' is not live after {timeout:.0f}s: {info['status']}")
             time.sleep(POLL_SECONDS)
+
+
+def _in_the_clients_words(failure: str) -> str:
+    """A deploy's failure as the caller of ``deploy`` acts on it: the signature key is the
+    ``tf_serving_key`` argument, not the ``signature_key`` of a cortex.yaml the client wrote."""
+    return failure.replace("set tensorflow.signature_key to one of:", "pass tf_serving_key, one of:").replace(
+        "failed (error): signature_key '", "failed (error): tf_serving_key '"
+    )
 
 
 def _write_config(root: Path, deployment: str) -> None:

@@ -190,6 +190,119 @@ def test_a_model_folder_that_is_a_link_is_named_as_not_deployed(inferd: Inferd, 
     )
 
 
+def test_a_model_in_a_folder_a_deploy_leaves_out_is_named_as_such(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # `inferd validate` said valid and `inferd test` answered; the deploy said "onnx.model:
+    # venv/m.onnx does not exist" of a file the user could see there
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: skipped\n- kind: api\n  name: skipped\n"
+        "  onnx:\n    model: venv/m.onnx\n",
+        models={"venv/m.onnx": iris_onnx_model},
+    )
+    assert (
+        "warning: api 'skipped': onnx.model: venv/m.onnx is in venv, which inferd deploy leaves out"
+        in inferd.run("validate", str(project)).stderr
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        f"onnx.model: venv/m.onnx does not exist in what is deployed: venv is in {project}, but folders "
+        "named venv, node_modules or __pycache__ are not deployed: move it out of venv\n"
+    )
+
+
+def test_an_absolute_path_into_the_project_is_asked_for_relative(
+    inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    # `inferd validate`, `test` and `serve` took it; the deploy said "onnx.model: '/.../p/m.onnx'
+    # is outside the project folder" of a file inside it
+    project = tmp_path / "p"
+    make_project(
+        project,
+        "- kind: deployment\n  name: absolute\n- kind: api\n  name: absolute\n"
+        f"  onnx:\n    model: {project}/m.onnx\n",
+        models={"m.onnx": iris_onnx_model},
+    )
+    assert (
+        f"warning: api 'absolute': onnx.model: {project}/m.onnx is an absolute path into the project folder"
+        in inferd.run("validate", str(project)).stderr
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        f"in what is deployed: {project}/m.onnx is an absolute path into {project}, but a deploy runs a "
+        "copy of the project folder: write it relative to the folder (m.onnx)\n"
+    )
+
+
+def test_a_file_the_handler_reads_from_a_folder_a_deploy_leaves_out_is_named_as_such(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # the deploy said only "FileNotFoundError: ... 'node_modules/labels.txt'"
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: nodes\n- kind: api\n  name: nodes\n  predictor:\n    path: p.py\n",
+        {
+            "p.py": "WORDS = open('node_modules/labels.txt').read()\ndef predict(sample, metadata):\n"
+            "    return WORDS\n",
+            "node_modules/labels.txt": "a\n",
+        },
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert (
+        f"No such file or directory: 'node_modules/labels.txt' (node_modules/labels.txt is in {project}, "
+        "but folders named venv, node_modules or __pycache__ are not deployed: move it out of node_modules)"
+    ) in result.stderr
+
+
+def test_a_file_the_handler_reads_beside_the_project_is_named_as_not_deployed(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # `inferd test` and `inferd serve` read it from the project's working folder; the deploy
+    # said only "FileNotFoundError: ... '../data/labels.json'" of a file the user could see
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "labels.json").write_text('["a"]')
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: beside\n- kind: api\n  name: beside\n  predictor:\n    path: p.py\n",
+        {
+            "p.py": "WORDS = open('../data/labels.json').read()\n"
+            "def predict(sample, metadata):\n    return WORDS\n"
+        },
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert (
+        f"No such file or directory: '../data/labels.json' (../data/labels.json is beside {project}, "
+        "not in it, and a deploy runs a copy of the project folder alone: move it into the project)"
+    ) in result.stderr
+
+
+def test_a_module_the_handler_imports_from_beside_the_project_is_named_as_not_deployed(
+    inferd: Inferd, tmp_path: Path
+) -> None:
+    # sys.path.append("..") then an import: `inferd test` found the module beside the project; the
+    # deploy said only "No module named 'common'"
+    (tmp_path / "common.py").write_text("WORD = 'beside'\n")
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: besidem\n- kind: api\n  name: besidem\n  predictor:\n    path: p.py\n",
+        {
+            "p.py": "import sys\nsys.path.append('..')\nfrom common import WORD\n"
+            "def predict(sample, metadata):\n    return WORD\n"
+        },
+    )
+    result = inferd.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert (
+        f"No module named 'common' (common is in {tmp_path}, beside {project}, not in it, and a deploy "
+        "runs a copy of the project folder alone: move it into the project)"
+    ) in result.stderr
+
+
 def test_compute_unavailable_is_refused_at_once_with_the_reason(
     inferd: Inferd, tmp_path: Path, iris_onnx_model: Path
 ) -> None:

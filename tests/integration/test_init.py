@@ -9,12 +9,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from inferd.cli.main import cli
-from tests.conftest import Server
+from tests.conftest import Server, example, save_tensorflow
 
 Serve = Callable[..., Server]
 VIRGINICA = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1}
@@ -102,6 +103,52 @@ def test_a_project_around_the_user_s_onnx_model(serve: Serve, tmp_path: Path, ir
     server = serve(project)
     answer = server.post("/mine/iris", {"input": [VIRGINICA[k] for k in VIRGINICA]}).json()
     assert answer["output_label"] == [2]
+
+
+@pytest.mark.tensorflow
+def test_a_savedmodel_given_without_tensorflow_makes_a_tensorflow_project(tmp_path: Path) -> None:
+    # was: "error: --model ...: an ONNX project needs a .onnx file (or a .zip holding one)", of a
+    # SavedModel folder `inferd init` could tell from an ONNX file
+    saved = example("iris-tensorflow") / "models" / "iris"
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "mine"), "--model", str(saved)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"wrote a new tensorflow project in {tmp_path / 'mine'}:")
+    tested = CliRunner().invoke(cli, ["test", str(tmp_path / "mine")])
+    assert tested.exit_code == 0, tested.output
+    # a file that is neither says which option each kind of model takes
+    weights = tmp_path / "weights.joblib"
+    weights.write_bytes(b"\0")
+    refused = CliRunner().invoke(cli, ["init", str(tmp_path / "other"), "--model", str(weights)])
+    assert refused.exit_code == 2
+    assert refused.output == (
+        f"error: --model {weights}: an ONNX project needs a .onnx file (or a .zip holding one); "
+        "a SavedModel folder makes a TensorFlow project, and any other file needs --predictor\n"
+    )
+
+
+@pytest.mark.tensorflow
+def test_a_savedmodel_of_several_signatures_none_the_default_gets_a_signature_key(tmp_path: Path) -> None:
+    # was: "cannot load it: ... set tensorflow.signature_key to one of: area, double", of a
+    # project that had no cortex.yaml yet to set it in
+    import tensorflow as tf
+
+    class Shapes(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])  # type: ignore[untyped-decorator]
+        def area(self, sizes: Any) -> dict[str, Any]:
+            return {"area": sizes[:, 0] * sizes[:, 1]}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])  # type: ignore[untyped-decorator]
+        def double(self, x: Any) -> dict[str, Any]:
+            return {"twice": x * 2}
+
+    shapes = Shapes()
+    save_tensorflow(shapes, tmp_path / "shapes", {"area": shapes.area, "double": shapes.double})
+    project = init(tmp_path / "mine", "--model", str(tmp_path / "shapes"))
+    config = (project / "cortex.yaml").read_text()
+    assert "    signature_key: area   # the SavedModel's signatures: area, double\n" in config
+    assert json.loads((project / "sample.json").read_text()) == {"sizes": [[0.0, 0.0]]}
+    tested = CliRunner().invoke(cli, ["test", str(project)])
+    assert tested.exit_code == 0, tested.output
 
 
 def test_a_predictor_project_around_the_user_s_file(serve: Serve, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -13,7 +14,7 @@ import requests
 from inferd import Client
 from inferd.client import Client as OperatorClient
 from inferd.errors import DeployFailedError, UsageError
-from tests.conftest import example
+from tests.conftest import example, save_tensorflow
 from tests.integration.conftest import HangingOrigin, Inferd
 
 SAMPLES = [
@@ -145,6 +146,38 @@ def test_a_failing_handler_and_bad_arguments(inferd: Inferd, client: Client) -> 
     assert "Python client projects" in inferd.run("prune").stdout
     assert not (workspace / "bad").exists() and not replays.exists()
     assert (workspace / "elsewhere" / "api").is_dir()
+
+
+@pytest.mark.tensorflow
+def test_a_savedmodel_s_signature_is_asked_for_as_tf_serving_key(client: Client, tmp_path: Path) -> None:
+    # was: "... set tensorflow.signature_key to one of: area, double", of a cortex.yaml the
+    # client wrote, where the caller passes tf_serving_key
+    import tensorflow as tf
+
+    class Shapes(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])  # type: ignore[untyped-decorator]
+        def area(self, sizes: Any) -> dict[str, Any]:
+            return {"area": sizes[:, 0] * sizes[:, 1]}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])  # type: ignore[untyped-decorator]
+        def double(self, x: Any) -> dict[str, Any]:
+            return {"twice": x * 2}
+
+    shapes = Shapes()
+    save_tensorflow(shapes, tmp_path / "shapes", {"area": shapes.area, "double": shapes.double})
+    with pytest.raises(DeployFailedError) as caught:
+        client.deploy("shapes", "area", tmp_path / "shapes")
+    assert str(caught.value).endswith(
+        "the SavedModel has several signatures and none is called 'predict' or 'serving_default'; "
+        "pass tf_serving_key, one of: area, double"
+    )
+    with pytest.raises(DeployFailedError) as caught:
+        client.deploy("shapes", "area", tmp_path / "shapes", tf_serving_key="areas")
+    assert str(caught.value).endswith(
+        "tf_serving_key 'areas' is not in the SavedModel (it has: area, double)"
+    )
+    url = client.deploy("shapes", "area", tmp_path / "shapes", tf_serving_key="area")
+    assert requests.post(url, json={"sizes": [[2, 3]]}, timeout=30).json() == {"area": [6.0]}
 
 
 def test_a_deploy_while_the_operator_restores_the_deployment_keeps_its_apis_not_back_yet(

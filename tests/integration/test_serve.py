@@ -404,6 +404,12 @@ def test_broken_handler_fails_alone(serve: Serve, tmp_path: Path, iris_onnx_mode
     assert predicted.status_code == 503 and predicted.headers["Retry-After"] == "1"
     waited = requests.post(f"{server.url}/v1/models/slow:predict", json=rows, timeout=30)
     assert waited.status_code == 504, waited.text  # it waited its timeout (1 s), not a 503
+    # and says why: it said only "the request did not finish within the api's timeout (1s)", as
+    # if the model had run slowly, of a request no replica ever took
+    assert waited.json()["error"] == (
+        "the request did not finish within the api's timeout (1s): no replica of api 'slow' became "
+        "ready in that time (one is still starting: the api's log says how it goes)"
+    )
     assert server.post("/d/good", [[1, 2, 3, 4]]).status_code == 200
     # Retried with back-off: the traceback is printed once, each retry after it is one line.
     again = "importing it failed: ModuleNotFoundError: No module named 'module_that_does_not_exist' (again,"

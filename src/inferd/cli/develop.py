@@ -185,14 +185,16 @@ def _warn(api: str, text: str) -> None:
 
 @click.command("init")
 @click.argument("project_dir", type=click.Path(path_type=Path))
-@click.option("--onnx", "onnx", is_flag=True, help="An ONNX model (the default).")
+@click.option(
+    "--onnx", "onnx", is_flag=True, help="An ONNX model (the default, but for a SavedModel given to --model)."
+)
 @click.option("--tensorflow", "tensorflow", is_flag=True, help="A TensorFlow SavedModel.")
 @click.option("--predictor", "predictor", is_flag=True, help="A Python predictor (init/predict).")
 @click.option(
     "--model",
     type=click.Path(path_type=Path),
     help="Your model (a .onnx file, with the external data files it names, or a .zip of them; a "
-    "SavedModel folder or its .zip; any file for a predictor), copied in. "
+    "SavedModel folder or its .zip, which makes a TensorFlow project; any file for a predictor), copied in. "
     "Without it the project gets a small starter model, built on the spot.",
 )
 def init(project_dir: Path, onnx: bool, tensorflow: bool, predictor: bool, model: Path | None) -> None:
@@ -206,10 +208,10 @@ def init(project_dir: Path, onnx: bool, tensorflow: bool, predictor: bool, model
     Examples:
       inferd init my-api                                   # ONNX, starter model
       inferd init my-api --model ~/models/churn.onnx       # your ONNX model
-      inferd init my-api --tensorflow --model export/1     # your SavedModel
+      inferd init my-api --model export/1                  # your SavedModel (--tensorflow is implied)
       inferd init my-api --predictor
     """
-    from inferd.scaffold import init_project
+    from inferd.scaffold import flavour_of, init_project
 
     chosen = [
         name
@@ -218,7 +220,7 @@ def init(project_dir: Path, onnx: bool, tensorflow: bool, predictor: bool, model
     ]
     if len(chosen) > 1:
         raise UsageError(f"--{chosen[0]} and --{chosen[1]} ask for two kinds of project: choose one")
-    flavour = chosen[0] if chosen else "onnx"
+    flavour = chosen[0] if chosen else flavour_of(model)  # a SavedModel given: a TensorFlow project
     if flavour == "tensorflow" and model is None:
         click.echo("building the starter TensorFlow model (importing TensorFlow takes a while) ...")
     written = init_project(project_dir, flavour, model)

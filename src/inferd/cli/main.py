@@ -260,12 +260,25 @@ def validate(project_dir: Path) -> None:
                 raise ConfigError(f"api '{config.name}': {exc.message}") from None
         click.echo(f"api '{config.name}': {config.api.model_format} at {config.endpoint}")
     from inferd.cli.render import printable  # a file name may hold a terminal's escapes
-    from inferd.operator.snapshots import LINKED_FOLDERS, linked_folders
+    from inferd.operator.snapshots import LINKED_FOLDERS, absolute_paths, left_out_paths, linked_folders
+    from inferd.storage import left_out_reason
 
     for link in linked_folders(project.root):
         click.echo(
             f"warning: {printable(link)} is a link to a folder: inferd deploy leaves it out "
             f"({LINKED_FOLDERS})",
+            err=True,
+        )
+    for name, field, path, part in left_out_paths(project):
+        click.echo(
+            f"warning: api '{name}': {field}: {printable(path)} is in {printable(str(part))}, which inferd "
+            f"deploy leaves out ({left_out_reason(part)})",
+            err=True,
+        )
+    for name, field, path, relative in absolute_paths(project):
+        click.echo(
+            f"warning: api '{name}': {field}: {printable(path)} is an absolute path into the project folder, "
+            f"which inferd deploy copies: write it relative to the folder ({printable(relative)})",
             err=True,
         )
     click.echo(f"{project.config_file.name} is valid")

@@ -49,7 +49,14 @@ def expire(queue: ApiQueue, now: float) -> None:
     item_timeout = queue.config.api.item_timeout or timeout
     for waiting in (queue.waiting, queue.copies):
         if waiting and waiting[0][0].started + timeout <= now:
-            body = codec.error_body(f"the request did not finish within the api's timeout ({timeout:g}s)")
+            # a request no replica took: its model did not run slowly, none had loaded yet
+            why = (
+                f": no replica of api '{queue.api_name}' became ready in that time" if not queue.ready else ""
+            )
+            why += " (one is still starting: the api's log says how it goes)" if why else ""
+            body = codec.error_body(
+                f"the request did not finish within the api's timeout ({timeout:g}s){why}"
+            )
             while waiting and waiting[0][0].started + timeout <= now:
                 request, _, _ = waiting.popleft()
                 if not request.closed:

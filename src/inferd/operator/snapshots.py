@@ -24,6 +24,8 @@ from inferd.storage import (
     CREATED_MARK,
     SKIPPED_DIRS,
     file_digest,
+    left_out_part,
+    left_out_reason,
     project_files,
     scratch_folder,
 )
@@ -234,36 +236,91 @@ def digest_of(digests: dict[str, str]) -> str:
 
 def load_snapshot(snapshot: Path, source: Path) -> Project:
     """The project as deployed; a config error its source folder did not have (a model folder
-    that is a link, left out of the snapshot) names the links to folders the deploy left out."""
+    that is a link, or in a folder no snapshot holds) says what the deploy left out."""
     try:
         return load_project(snapshot, keys_root=source)
     except ConfigError as exc:
-        linked = _linked_on_the_way(source)
-        if not linked:
+        why = _left_out_on_the_way(source, exc.message)
+        if why is None:
             raise
-        names = ", ".join(linked[:3]) + (f" and {len(linked) - 3} more" if len(linked) > 3 else "")
-        raise ConfigError(
-            f"{exc.message} in what is deployed: {names} {'is a link' if len(linked) == 1 else 'are links'} "
-            f"to a folder, and {LINKED_FOLDERS}: make it a folder"
-        ) from None
+        raise ConfigError(f"{exc.message} in what is deployed: {why}") from None
 
 
-def _linked_on_the_way(source: Path) -> list[str]:
-    """The links to folders in ``source`` that a path its config names (a model, a handler, a
-    ``python_path``) goes through: only those explain a snapshot's error (a model in a hidden
-    folder, also left out, is not a link's fault)."""
+def written_paths(project: Project) -> list[tuple[str, str, str]]:
+    """The local paths the config names, as ``(api, field, path)``: models, handlers and
+    predictors, ``python_path``."""
+    found = []
+    for config in project.apis:
+        api = config.api
+        block = api.model_format
+        fields = (
+            ("model", api.model_uri),
+            ("path" if block == "predictor" else "request_handler", api.handler_file),
+        )
+        for field, text in (*fields, ("python_path", api.python_path)):
+            if text is not None and "://" not in text:
+                found.append((config.name, f"{block}.{field}", text))
+    return found
+
+
+def left_out_paths(project: Project) -> list[tuple[str, str, str, Path]]:
+    """The paths the config names that no snapshot holds (in a hidden folder, a ``venv``...), as
+    ``(api, field, path, the part left out)``: ``inferd serve`` finds them, a deploy does not."""
+    found = []
+    for api, field, text in written_paths(project):
+        relative = Path(os.path.relpath(os.path.join(project.root, text), project.root))
+        part = left_out_part(project.root, relative)
+        if part is not None:
+            found.append((api, field, text, part))
+    return found
+
+
+def absolute_paths(project: Project) -> list[tuple[str, str, str, str]]:
+    """The paths the config names absolutely into the project folder, as ``(api, field, path, the
+    path relative to the folder)``: ``inferd serve`` finds them, a deploy's copy of the folder,
+    elsewhere, does not."""
+    root = os.path.realpath(project.root)
+    found = []
+    for api, field, text in written_paths(project):
+        if os.path.isabs(text):
+            relative = os.path.relpath(os.path.realpath(text), root)
+            if relative != ".." and not relative.startswith(f"..{os.sep}"):
+                found.append((api, field, text, relative))
+    return found
+
+
+def _left_out_on_the_way(source: Path, message: str) -> str | None:
+    """Why a snapshot lacks a path that ``source``'s config names, which ``message`` (the
+    snapshot's config error) is about: a link to a folder on its way, or a folder or file no
+    snapshot holds; ``None`` when neither explains it (a model in a hidden folder is no link's
+    fault)."""
     try:
         project = load_project(source)
     except ConfigError:
-        return []
+        return None
+    for _api, _field, text, relative in absolute_paths(project):
+        if text in message:
+            return (
+                f"{text} is an absolute path into {source}, but a deploy runs a copy of the project folder: "
+                f"write it relative to the folder ({relative})"
+            )
+    left_out = [(text, part) for _api, _field, text, part in left_out_paths(project)]
+    left_out.sort(key=lambda found: found[0] not in message)  # the path the error names first
+    if left_out and left_out[0][0] in message:
+        return f"{left_out[0][1]} is in {source}, but {left_out_reason(left_out[0][1])}"
     written = [
         Path(os.path.relpath(os.path.join(source, text), source)).parts  # an absolute one too
-        for config in project.apis
-        for text in (config.api.model_uri, config.api.handler_file, config.api.python_path)
-        if text is not None and "://" not in text
+        for _api, _field, text in written_paths(project)
     ]
-    return [
+    linked = [
         link
         for link in linked_folders(source)
         if any(parts[: len(Path(link).parts)] == Path(link).parts for parts in written)
     ]
+    if not linked:
+        return f"{left_out[0][1]} is in {source}, but {left_out_reason(left_out[0][1])}" if left_out else None
+    names = ", ".join(linked[:3]) + (f" and {len(linked) - 3} more" if len(linked) > 3 else "")
+    return (
+        f"{names} {'is a link' if len(linked) == 1 else 'are links'} to a folder, and {LINKED_FOLDERS}: "
+        "make it a folder"
+    )

@@ -81,8 +81,18 @@ def tracked_value(result: Any, tracker: Tracker | None, warnings: LimitedWarning
         return None
     value = result
     if tracker.key is not None:
-        if not isinstance(result, dict) or tracker.key not in result:
-            key = tracker.key
+        key = tracker.key
+        if not isinstance(result, dict):
+            kind = type(result).__name__
+            warnings.warn(
+                "key",
+                lambda: (
+                    f"the response is a {kind}, not an object: tracker.key {key!r} names a key of an "
+                    "object answer"
+                ),
+            )
+            return None
+        if key not in result:
             warnings.warn("key", lambda: f"the response has no key {key!r}")
             return None
         value = result[tracker.key]

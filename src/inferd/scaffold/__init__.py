@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from inferd.errors import InferdError, UsageError
@@ -30,6 +31,21 @@ def dns_name(text: str, fallback: str) -> str:
     return name or fallback
 
 
+def flavour_of(model: Path | None) -> str:
+    """The kind of project a ``--model`` given without a kind asks for: ``tensorflow`` for a
+    folder (a SavedModel, or a folder of numbered ones) or a ``.zip`` holding a
+    ``saved_model.pb``, else ``onnx`` (the default, also without a model)."""
+    if model is None:
+        return "onnx"
+    if model.is_dir():
+        return "tensorflow"
+    if model.suffix == ".zip" and zipfile.is_zipfile(model):
+        with zipfile.ZipFile(model) as archive:
+            if any(PurePosixPath(name).name == "saved_model.pb" for name in archive.namelist()):
+                return "tensorflow"
+    return "onnx"
+
+
 def init_project(target: Path, flavour: str, model: Path | None = None) -> list[str]:
     """Write a project of ``flavour`` into ``target`` (new or empty); the files written."""
     if flavour not in FLAVOURS:
@@ -45,6 +61,8 @@ def init_project(target: Path, flavour: str, model: Path | None = None) -> list[
     target.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
     data_files: list[str] = []  # an ONNX model's external data, copied beside it
+    signature_key: str | None = None  # the signature cortex.yaml names, when it must name one
+    keys: list[str] = []  # then every signature of the SavedModel
     try:
         model_path = target / "models" / model_name
         if model is None:
@@ -56,8 +74,9 @@ def init_project(target: Path, flavour: str, model: Path | None = None) -> list[
             files[test_file] = templates.render(templates.DEMO_TEST, api=api)
         else:
             data_files = [path.relative_to(target).as_posix() for path in _copy(model, model_path)]
+            signature_key, keys = _signature_choice(flavour, model_path)
             try:
-                sample = _sample_for(flavour, model_path)
+                sample = _sample_for(flavour, model_path, signature_key)
             except Exception as exc:  # inferd's own errors are sentences (a runtime not installed)
                 reason = str(exc) if isinstance(exc, InferdError) else f"{type(exc).__name__}: {exc}"
                 raise UsageError(f"--model {model}: cannot load it: {reason}") from None
@@ -67,6 +86,11 @@ def init_project(target: Path, flavour: str, model: Path | None = None) -> list[
             "tensorflow": templates.CONFIG_TENSORFLOW,
             "predictor": templates.CONFIG_PREDICTOR,
         }[flavour]
+        if signature_key is not None:  # none of several is the default: cortex.yaml names one
+            config_block = config_block.replace(
+                templates.SIGNATURE_KEY_LINE,
+                f"    signature_key: {signature_key}   # the SavedModel's signatures: {', '.join(keys)}\n",
+            )
         files["cortex.yaml"] = templates.render(
             templates.CONFIG_HEAD + config_block + templates.CONFIG_TAIL,
             deployment=deployment,
@@ -108,7 +132,10 @@ def _check_model(model: Path, flavour: str) -> None:
     if not model.exists():
         raise UsageError(f"--model {model}: no such file or folder")
     if flavour == "onnx" and not (model.is_file() and model.suffix in (".onnx", ".zip")):
-        raise UsageError(f"--model {model}: an ONNX project needs a .onnx file (or a .zip holding one)")
+        raise UsageError(
+            f"--model {model}: an ONNX project needs a .onnx file (or a .zip holding one); a SavedModel "
+            "folder makes a TensorFlow project, and any other file needs --predictor"
+        )
     if flavour == "tensorflow" and not (model.is_dir() or model.suffix == ".zip"):
         raise UsageError(f"--model {model}: a TensorFlow project needs a SavedModel folder (or its .zip)")
 
@@ -141,13 +168,33 @@ def _copy(source: Path, target: Path) -> list[Path]:
     return copied
 
 
-def _sample_for(flavour: str, model_path: Path) -> Any:
+def _signature_choice(flavour: str, model_path: Path) -> tuple[str | None, list[str]]:
+    """The signature a TensorFlow project's cortex.yaml must name, when the SavedModel has several
+    and none is the one served without a ``signature_key`` (the first, by name), and them all;
+    ``(None, [])`` otherwise, or when it cannot be read (loading it then says why)."""
+    if flavour != "tensorflow":
+        return None, []
+    from inferd.runtimes.tensorflow import choose_signature, read_signature_map
+    from inferd.storage.layout import find_saved_model
+
+    try:
+        keys = list(read_signature_map(find_saved_model(model_path)))
+    except Exception:  # not a SavedModel: loading it says so
+        return None, []
+    try:
+        choose_signature(keys, None)
+    except InferdError:  # several signatures, none the default (or none at all)
+        return (keys[0], keys) if keys else (None, [])
+    return None, []
+
+
+def _sample_for(flavour: str, model_path: Path, signature_key: str | None = None) -> Any:
     """A request body the model takes: each input as zeros of its dtype and shape."""
     if flavour == "predictor":
         return {"text": "hello"}
     from inferd.runtimes import load_runtime
 
-    runtime = load_runtime(flavour, model_path)
+    runtime = load_runtime(flavour, model_path, signature_key)
     return {spec.name: _zeros(spec.dtype.kind, spec.shape) for spec in runtime.inputs}
 
 

@@ -24,13 +24,20 @@ CONFIG_ONNX = """\
     # metadata: {}             # handed to the handler's hooks as `metadata`
 """
 
-CONFIG_TENSORFLOW = """\
+SIGNATURE_KEY_LINE = (
+    "    # signature_key: serving_default    # which signature to serve, when the model has several\n"
+)
+CONFIG_TENSORFLOW = (
+    """\
   tensorflow:
     model: models/$model       # a SavedModel folder (or its .zip), or s3://, gs://, http(s)://
     request_handler: handlers/$api.py   # optional: pre_inference / post_inference
-    # signature_key: serving_default    # which signature to serve, when the model has several
+"""
+    + SIGNATURE_KEY_LINE
+    + """\
     # metadata: {}             # handed to the handler's hooks as `metadata`
 """
+)
 
 CONFIG_PREDICTOR = """\
   predictor:

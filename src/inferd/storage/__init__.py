@@ -87,6 +87,33 @@ SKIPPED_DIRS = frozenset({"__pycache__", ".venv", "venv", "node_modules"})
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".pyd")
 
 
+def left_out_part(root: Path, relative: Path) -> Path | None:
+    """The start of ``relative`` (a path in the project folder ``root``) that never travels, as
+    ``project_files`` leaves it out: a hidden file or folder, a folder of ``SKIPPED_DIRS`` or a
+    bytecode file; ``None`` when the path travels."""
+    parts = relative.parts
+    if ".." in parts:  # outside the project: no snapshot's doing
+        return None
+    for count, part in enumerate(parts, start=1):
+        start = Path(*parts[:count])
+        folder = count < len(parts) or (root / start).is_dir()
+        if part.startswith(".") or (part in SKIPPED_DIRS if folder else part.endswith(SKIPPED_SUFFIXES)):
+            return start
+    return None
+
+
+def left_out_reason(part: Path) -> str:
+    """Why ``part`` (from ``left_out_part``) is not deployed, and what to do, in words."""
+    if part.name.startswith("."):
+        return (
+            "hidden files and folders are not deployed, as Cortex's project zip left them out: "
+            "give it a name without the leading dot"
+        )
+    if part.name.endswith(SKIPPED_SUFFIXES):
+        return "bytecode files (.pyc, .pyo, .pyd) are not deployed, as Cortex's project zip left them out"
+    return f"folders named venv, node_modules or __pycache__ are not deployed: move it out of {part}"
+
+
 def _is_regular(path: Path) -> bool:
     try:
         return stat.S_ISREG(path.stat().st_mode)

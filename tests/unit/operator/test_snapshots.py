@@ -102,7 +102,11 @@ def test_a_deploy_error_names_only_the_linked_folders_its_paths_go_through(tmp_p
     (root / "data").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ConfigError) as caught:
         snapshots.load_snapshot(snapshot_project(root, tmp_path / "home"), root)
-    assert caught.value.message.endswith("predictor.model: .models/w.txt does not exist")
+    assert caught.value.message.endswith(
+        f"predictor.model: .models/w.txt does not exist in what is deployed: .models is in {root}, but "
+        "hidden files and folders are not deployed, as Cortex's project zip left them out: give it a name "
+        "without the leading dot"
+    )  # the hidden folder, which the user can rename (it said only "does not exist")
     # a model folder that is a link is still named
     (root / "weights").symlink_to(root / ".models")
     (root / "cortex.yaml").write_text(LINKED.format("weights/w.txt"))

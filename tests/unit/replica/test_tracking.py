@@ -44,3 +44,20 @@ def test_an_untrackable_answer_is_warned_about_once_a_minute_and_shown_short(
     assert all(len(message) < 400 for message in messages)
     assert messages[1] == "unable to record prediction metric: the response has no key 'score'"
     assert messages[2].endswith("is not a classification value (999 more since the last such warning)")
+
+
+def test_a_tracker_key_on_an_answer_that_is_no_object_says_what_the_answer_is(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a post_inference answering [{"label": ...}] (a list of one row) logged "the response has no
+    # key 'label'", of an answer whose row holds it
+    caplog.set_level(logging.WARNING, logger="inferd.replica")
+    label = Tracker(model_type="classification", key="label")
+    assert tracked_value([{"label": "skip"}], label, LimitedWarnings()) is None
+    assert tracked_value("skip", label, LimitedWarnings()) is None
+    assert [record.getMessage() for record in caplog.records] == [
+        "unable to record prediction metric: the response is a list, not an object: tracker.key 'label' "
+        "names a key of an object answer",
+        "unable to record prediction metric: the response is a str, not an object: tracker.key 'label' "
+        "names a key of an object answer",
+    ]

@@ -65,12 +65,22 @@ def test_cortex_defaults_translate(tmp_path: Path) -> None:
 
 def test_the_project_travels_without_hidden_files_venvs_and_bytecode(tmp_path: Path) -> None:
     root = project(tmp_path)
-    for name in (".git/config", ".env", ".venv/lib/x.py", "__pycache__/a.pyc", "sub/b.pyc", "sub/keep.txt"):
+    names = (
+        ".git/config",
+        ".env",
+        ".venv/lib/x.py",
+        "venv/lib/y.py",
+        "node_modules/z.js",
+        "__pycache__/a.pyc",
+    )
+    for name in (*names, "sub/b.pyc", "sub/keep.txt"):
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
     files = [str(path.relative_to(root)) for path in project_files(root)]
     assert files == ["cortex.yaml", "predictor.py", "sub/keep.txt"]
+    # a Ray cluster's working_dir leaves out the same (README: Scaling out)
+    assert {".?*", "venv/", "node_modules/", "__pycache__/", "*.pyc"} <= set(plan.EXCLUDES)
 
 
 def test_a_project_over_the_limit_names_its_biggest_files_and_s3(tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from inferd.cli.comparison import agree, compare, percentile, unnamed
+from inferd.cli.comparison import Tally, agree, compare, percentile, unnamed
 from inferd.cli.main import cli
+from inferd.cli.render import percents
 from inferd.cli.replay import judged_version, route_of
 from inferd.gateway.shadow import unnamed as shadow_unnamed
 
@@ -51,6 +52,19 @@ def test_nearest_rank_percentiles() -> None:
     values = [float(v) for v in range(1, 101)]
     assert (percentile(values, 0.5), percentile(values, 0.99)) == (50.0, 99.0)
     assert percentile([], 0.5) is None
+
+
+def test_one_disagreement_in_millions_never_reads_as_whole_agreement() -> None:
+    # Was: the agreement was rounded to 6 decimals, so 1 disagreement in 2,000,001 answers read
+    # 1.0 ("agreement 100.0%, 1 disagreements"), and promote --min-agreement 1 promoted its API;
+    # 1 agreement in as many read 0.0.
+    tally = Tally(0.0)
+    tally.agreed = 2_000_000  # a payload_log with a large max_size holds that many
+    one_short = tally.report(2_000_001)
+    assert one_short["disagreements"] == 1 and one_short["agreement"] < 1
+    assert percents(one_short["agreement"]) == ["99.99995%"]
+    tally.agreed = 1
+    assert tally.report(2_000_001)["agreement"] > 0
 
 
 def test_each_recorded_request_goes_again_to_the_route_of_its_protocol() -> None:

@@ -16,13 +16,13 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from inferd.gateway.payloads import PayloadBuffer, base64_of, body_of, parse_bodies
+from inferd.gateway.payloads import PayloadBuffer, base64_of, body_of, json_body, parse_bodies
 from inferd.logfiles import RotatingLog
 from inferd.logreading import files_of
 from inferd.operator.state import StateError
@@ -88,17 +88,30 @@ def _line(record: dict[str, Any]) -> bytes:
         return codec.dumps(parse_bodies(record, _shallow_body))
 
 
-def _shallow_body(data: bytes) -> dict[str, Any]:
-    """``body_of(data)`` when it can be written inside a record (a shadow's, the deepest), else
+def _shallow_body(data: bytes, parse: Callable[[bytes], dict[str, Any]] = body_of) -> dict[str, Any]:
+    """``parse(data)`` when it can be written inside a record (a shadow's, the deepest), else
     its base64."""
     from inferd import codec
 
-    body = body_of(data)
+    body = parse(data)
     try:
         codec.dumps([[[body]]])
     except TypeError:
         return base64_of(data)
     return body
+
+
+def readable(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its bodies kept as text (``json_text``: gateway/payloads.py's
+    ``TEXT_BYTES``), its shadow's too, parsed as the writer parses smaller ones."""
+    for key in ("request", "response"):
+        body = record.get(key)
+        if isinstance(body, dict) and isinstance(text := body.get("json_text"), str):
+            record[key] = _shallow_body(text.encode(), json_body)
+    shadow = record.get("shadow")
+    if isinstance(shadow, dict):
+        readable(shadow)
+    return record
 
 
 def payload_path(home: Path, key: str) -> Path:
@@ -222,7 +235,7 @@ def read_payloads(home: Path, key: str, last: int | None = None) -> list[dict[st
                     with contextlib.suppress(orjson.JSONDecodeError):
                         record = loads_as_written(line)
                         if isinstance(record, dict):  # a line of other JSON (`[1]`, `5`) is none
-                            kept.append(record)
+                            kept.append(readable(record))
             except OSError as exc:
                 raise StateError(
                     f"cannot read the payload log {handle.name} ({exc.strerror or exc})"
@@ -241,7 +254,11 @@ def _shown(body: object) -> str:
 
     if not body or not isinstance(body, dict):  # none, or a line another tool wrote (a 500 here)
         return ""
-    text = codec.dumps(body["json"]).decode() if "json" in body else "base64:" + str(body.get("base64", ""))
+    text = body.get("json_text")  # a large body, kept as the JSON text it was
+    if not isinstance(text, str):
+        text = (
+            codec.dumps(body["json"]).decode() if "json" in body else "base64:" + str(body.get("base64", ""))
+        )
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 

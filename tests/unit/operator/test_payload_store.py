@@ -247,3 +247,47 @@ def test_a_records_bodies_keep_their_integers_as_written(tmp_path: Path, body: b
     (record,) = read_payloads(tmp_path, "shop/api")
     assert repr(record["request"]) == repr({"json": expected})
     assert record["response"] == {"json": "setosa"}
+
+
+def test_a_large_body_is_written_as_its_text_and_read_as_json(tmp_path: Path) -> None:
+    # Parsing a 1.2 MB request's JSON to write it held the gateway's event loop 40 ms: a body over
+    # TEXT_BYTES goes into the line as its text, unparsed, and reading the log parses it.
+    request = {"instances": [[0.5, 18446744073709551616, "é"]] * (gateway_payloads.TEXT_BYTES // 40)}
+    body = json.dumps(request, indent=1).encode()  # newlines too: the line stays one line
+    answer = json.dumps(list(range(20_000))).encode()
+    assert len(body) > gateway_payloads.TEXT_BYTES and len(answer) > gateway_payloads.TEXT_BYTES
+    not_json = b"x" * (gateway_payloads.TEXT_BYTES + 1)
+    not_text = b"\xff" * (gateway_payloads.TEXT_BYTES + 1)
+    deep = b"[" * 300 + b"]" * 300 + b" " * gateway_payloads.TEXT_BYTES  # deeper than a record holds
+    shadow = {"api": "b", "status": 200, "response": answer}
+    writer = PayloadWriter(tmp_path, PayloadBuffer())
+    writer.write(
+        [
+            (
+                "shop/api",
+                1 << 30,
+                {"request_id": "big", "request": body, "response": answer, "shadow": shadow},
+            ),
+            ("shop/api", 1 << 30, {"request_id": "odd", "request": not_json, "response": not_text}),
+            ("shop/api", 1 << 30, {"request_id": "deep", "request": deep, "response": b"1"}),
+        ]
+    )
+    writer.close()
+    lines = payload_path(tmp_path, "shop/api").read_bytes().splitlines()
+    assert len(lines) == 3
+    written = json.loads(lines[0])
+    assert written["request"] == {"json_text": body.decode()} and written["shadow"]["response"] == {
+        "json_text": answer.decode()
+    }
+    big, odd, deeper = read_payloads(tmp_path, "shop/api")
+    assert big["request"] == {"json": request} and big["request"]["json"]["instances"][0][1] == 2**64
+    assert big["response"] == big["shadow"]["response"] == {"json": list(range(20_000))}
+    assert odd["request"] == gateway_payloads.base64_of(not_json)  # as a small body that is no JSON
+    assert odd["response"] == gateway_payloads.base64_of(not_text)
+    assert deeper["request"] == gateway_payloads.base64_of(deep)
+    writer = PayloadWriter(tmp_path, PayloadBuffer())
+    writer.write([("shop/api", 1 << 30, {"request_id": "shown", "request": body, "response": b"1"})])
+    writer.close()
+    sample = recent_payloads(tmp_path, "shop/api", 1)[0]  # the dashboard: the text as sent, cut short
+    assert sample["request_id"] == "shown" and sample["request"].startswith('{\n "instances": [\n  [')
+    assert sample["request"].endswith("…")

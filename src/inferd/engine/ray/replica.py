@@ -252,6 +252,10 @@ class ServeCatalog:
         self._info[name] = info
         return info
 
+    async def error(self, name: str) -> str | None:
+        await self.names()
+        return self._failed.get(name)
+
     async def forward(self, name: str, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
         await self.names()
         if name in self._failed:  # a handle would wait for a replica that never comes

@@ -119,6 +119,8 @@ class ApiReplica:
         if not isinstance(reply, tuple):  # an iterator: stream it, as the local gateway does
             sse = codec.wants_events(request.headers.get("accept", ""))
             chunks = http_chunks(self.predictor, reply, sse)
+            if isinstance(chunks, tuple):  # it failed before its first item: a plain answer
+                return Response(chunks[1], chunks[0], media_type=JSON, headers=CORS)
             media_type = "text/event-stream" if sse else "application/x-ndjson"
             return StreamingResponse(_on_this_loop(chunks), media_type=media_type, headers=CORS)
         status, out, _ = reply

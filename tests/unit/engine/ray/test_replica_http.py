@@ -127,3 +127,23 @@ def test_a_tensor_request_over_the_apis_body_limit_is_413(
     )
     small = orjson.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert asyncio.run(iris.call(messages.TF_PREDICT, small))[0] == 200
+
+
+def test_a_stream_that_fails_before_its_first_item_is_a_plain_500(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It was a 200 whose one NDJSON line was the error: the gateway answers a 500, as for a
+    # predictor that raises, since no item was sent yet.
+    monkeypatch.chdir(tmp_path)
+    code = (
+        "def words(n):\n    if n == 1:\n        raise ValueError('broke')\n    yield from range(n)\n\n\n"
+        "def predict(sample, metadata):\n    return words(sample)\n"
+    )
+    replica = replica_of(make_project(tmp_path / "p", PREDICTOR, {"predictor.py": code}))
+    failed = ask(replica, "POST", "/pyd/echo", b"1", prefix="/pyd/echo")
+    message = "predict in predictor.py failed after 0 item(s): ValueError: broke"
+    assert (failed.status_code, orjson.loads(bytes(failed.body))) == (500, {"error": message})
+    later = ask(replica, "POST", "/pyd/echo", b"3", prefix="/pyd/echo")  # after an item: in the stream
+    assert later.status_code == 200 and later.media_type == "application/x-ndjson"
+    empty = ask(replica, "POST", "/pyd/echo", b"0", prefix="/pyd/echo")  # no item, no error
+    assert empty.status_code == 200 and empty.media_type == "application/x-ndjson"

@@ -147,3 +147,21 @@ def test_a_stream_that_fails_before_its_first_item_is_a_plain_500(
     assert later.status_code == 200 and later.media_type == "application/x-ndjson"
     empty = ask(replica, "POST", "/pyd/echo", b"0", prefix="/pyd/echo")  # no item, no error
     assert empty.status_code == 200 and empty.media_type == "application/x-ndjson"
+
+
+def test_get_on_the_endpoint_is_status_and_signature_without_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    status, body = answer(
+        ask(replica_of(example("iris-onnx")), "GET", "/iris/classifier", prefix="/iris/classifier")
+    )
+    assert status == 200 and "replicas" not in body
+    assert (body["name"], body["endpoint"], body["status"], body["model_format"]) == (
+        "classifier",
+        "/iris/classifier",
+        "live",
+        "onnx",
+    )
+    assert body["device"] == "CPUExecutionProvider" and "version" in body
+    assert [spec["name"] for spec in body["signature"]["inputs"]] == ["input"]

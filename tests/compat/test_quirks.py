@@ -262,16 +262,16 @@ def test_onnx_signature_shapes_as_onnxruntime_named_their_dimensions() -> None:
     # Cortex's onnx_serve/api.py:226 answered `<endpoint>/signature` with NodeArg.shape as it was:
     # a dynamic dimension null, a named one its name ("batch"); TensorFlow's answer had -1
     # (tf_api/api.py:300).
-    from inferd.gateway.cortex import _cortex_field
+    from inferd.protocols.cortex import cortex_field
     from inferd.runtimes.base import TensorSpec
 
     named = TensorSpec("x", np.dtype(np.float32), (None, None, 4), "tensor(float)", ("batch", None, None))
     onnx = {"model_format": "onnx"}
-    assert _cortex_field(named.describe(), onnx) == {"shape": ["batch", None, 4], "type": "float32"}
+    assert cortex_field(named.describe(), onnx) == {"shape": ["batch", None, 4], "type": "float32"}
     anyrank = TensorSpec("t", np.dtype(object), None, "tensor(string)")
-    assert _cortex_field(anyrank.describe(), onnx) == {"shape": [], "type": "object"}
+    assert cortex_field(anyrank.describe(), onnx) == {"shape": [], "type": "object"}
     tensorflow = {"model_format": "tensorflow"}
-    assert _cortex_field(named.describe(), tensorflow) == {"shape": [-1, -1, 4], "type": "float32"}
+    assert cortex_field(named.describe(), tensorflow) == {"shape": [-1, -1, 4], "type": "float32"}
 
 
 def test_a_set_in_an_answer_is_written_sorted(tmp_path: Path) -> None:

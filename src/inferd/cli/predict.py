@@ -77,10 +77,12 @@ def predict(
         if response.ok and response.headers.get("content-type") == "application/x-ndjson":
             _print_stream(name, response)
             return
-        _print_answer(name, response)
+        _print_answer(name, response, info.get("error"))
 
 
-def _print_answer(name: str, response: requests.Response) -> None:
+def _print_answer(name: str, response: requests.Response, error: str | None = None) -> None:
+    """Print an answer, or raise one line for an error (``error``: why the API cannot serve, as
+    ``inferd get`` says; on Ray, Serve's proxy answers a failed API's requests, not inferd)."""
     import requests
 
     try:
@@ -93,7 +95,10 @@ def _print_answer(name: str, response: requests.Response) -> None:
     except ValueError:
         answer = response.text
     if response.status_code >= 400:
-        message = str(answer.get("error") if isinstance(answer, dict) else answer)
+        said = answer.get("error") if isinstance(answer, dict) else None
+        if said is None and response.status_code == 503 and error:  # Serve's, in the gateway's words
+            raise InferdError(f"api '{name}' is not ready: {error} (503)")
+        message = str(answer if said is None else said)
         if message.startswith(f"api '{name}' "):  # the gateway named the API already
             raise InferdError(f"{message} ({response.status_code})")
         raise InferdError(f"api '{name}' answered {response.status_code}: {message}")

@@ -208,6 +208,14 @@ class Api(Block):
             )
         return self
 
+    def shown(self) -> dict[str, Any]:
+        """The config as ``inferd get -v`` shows it, locally and on Ray: defaults filled in, unset
+        fields left out, ``init_replicas`` the replicas it starts with (as Cortex's -v showed it)."""
+        shown = self.model_dump(mode="json", exclude_none=True)
+        start = self.compute.model_copy(update={"init_replicas": self.compute.replicas_at_start})
+        shown["compute"] = start.model_dump(mode="json", exclude_none=True)
+        return shown
+
     @property
     def model_format(self) -> Literal["tensorflow", "onnx", "predictor"]:
         if self.tensorflow is not None:

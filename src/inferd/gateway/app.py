@@ -31,6 +31,7 @@ from inferd.gateway.shadow import Shadows
 from inferd.gateway.tracing import Tracer, client_span, traceparent
 from inferd.gateway.traffic import splitter_endpoints
 from inferd.gateway.wire import CORS, Request, debug_asked
+from inferd.protocols import cortex as cortex_http
 from inferd.replica import messages
 
 log = logging.getLogger("inferd.gateway")
@@ -39,12 +40,8 @@ log = logging.getLogger("inferd.gateway")
 SMALL_BODY_LIMIT = 64 * 1024
 # A preflight's answer. ``*`` allows any header, as Cortex's ``Access-Control-Allow-Headers: *``
 # did (a web page sending its own ``X-Client-Version`` header); Authorization is never covered by
-# ``*``, so it (and the key header) are named beside it.
-ALLOW_CORS = (
-    b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
-    b"Access-Control-Allow-Headers: *, Authorization, X-API-Key, Content-Type, X-Request-ID, "
-    b"Inference-Header-Content-Length\r\nAccess-Control-Max-Age: 600\r\n"
-)
+# ``*``, so it (and the key header) are named beside it. A Ray replica answers the same.
+ALLOW_CORS = b"".join(f"{name}: {value}\r\n".encode() for name, value in cortex_http.PREFLIGHT.items())
 # The gateway's own routes: they answer GET (and HEAD), nothing else.
 READ_ONLY = frozenset((b"/healthz", b"/metrics", b"/openapi.json", b"/docs", b"/"))
 

@@ -12,6 +12,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from inferd.gateway.wire import origin_form
+from inferd.protocols import cortex
 
 _SLASHES = re.compile(rb"//+")
 # The value kept for a second Host line: no parsed value holds a NUL (httptools refuses one).
@@ -37,10 +38,9 @@ def route_path(url: bytes) -> tuple[bytes, bytes]:
 def coding_refusal(headers: dict[bytes, bytes]) -> tuple[int, str] | None:
     """The status and message refusing a body coded in a way the gateway does not undo; None
     when it is plain or chunked."""
-    coding = headers.get(b"content-encoding")
-    if coding is not None and any(c.strip().lower() not in (b"", b"identity") for c in coding.split(b",")):
-        shown = coding.decode("latin-1")[:64]
-        return 415, f"Content-Encoding {shown} is not supported: send the body uncompressed"
+    refused = cortex.coding_refusal(headers.get(b"content-encoding"))
+    if refused is not None:
+        return 415, refused
     transfer = headers.get(b"transfer-encoding")
     if transfer is not None:
         # httptools undoes only chunked, the last coding: with others before it the body would

@@ -274,11 +274,7 @@ class Operator:
         queue: ApiQueue | None = self.gateway.apis.get(key)
         if not brief:
             state = self.engine.apis[key]
-            info["config"] = state.config.api.model_dump(mode="json", exclude_none=True)
-            # Cortex's -v showed init_replicas with its default (min_replicas) filled in
-            compute = state.config.api.compute
-            start = compute.model_copy(update={"init_replicas": compute.replicas_at_start})
-            info["config"]["compute"] = start.model_dump(mode="json", exclude_none=True)
+            info["config"] = state.config.api.shown()
             info["metrics"] = queue.stats.summary() if queue else None
             info["signature"] = self.gateway.describe(queue)["signature"] if queue else {}
             info["tracker"] = state.config.api.tracker.model_dump() if state.config.api.tracker else None

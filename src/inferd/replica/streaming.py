@@ -11,6 +11,7 @@ reading (its client is slow): that is the backpressure, and the generator waits 
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import socket
 import traceback
@@ -189,11 +190,27 @@ def _close(items: Iterator[Any], predictor: Predictor) -> None:
         log.error("closing the stream of %s failed:\n%s", stage_of(predictor), traceback.format_exc())
 
 
-def http_chunks(predictor: Predictor, items: Iterator[Any], sse: bool) -> Iterator[bytes]:
-    """A streamed result as SSE events or NDJSON lines, for a server other than the gateway (Ray)."""
+def http_chunks(predictor: Predictor, items: Iterator[Any], sse: bool) -> tuple[int, bytes] | Iterator[bytes]:
+    """A streamed result as SSE events or NDJSON lines, for a server other than the gateway (Ray).
+
+    The first item is made here: a stream that fails before it is a plain error answer (500 and
+    its JSON body), as the gateway answers it, not a 200 whose only line is the error."""
     encoded = _Encoded(predictor, items)
+    made = iter(encoded)
+    first = next(made, None)
+    if first is None and encoded.error is not None:
+        _close(items, predictor)
+        return 500, codec.error_body(encoded.error)
+    return _http_lines(
+        predictor, items, encoded, made if first is None else itertools.chain((first,), made), sse
+    )
+
+
+def _http_lines(
+    predictor: Predictor, items: Iterator[Any], encoded: _Encoded, made: Iterator[bytes], sse: bool
+) -> Iterator[bytes]:
     try:
-        for data in encoded:
+        for data in made:
             yield b"data: " + data + b"\n\n" if sse else data + b"\n"
         if encoded.error is None:
             return

@@ -176,3 +176,26 @@ def test_a_key_outside_latin_1_is_sent_as_utf_8() -> None:
         server.server_close()
         thread.join()
     assert got == ["Bearer clé€".encode()]
+
+
+def test_an_api_that_failed_to_start_on_ray_is_said_as_locally() -> None:
+    # Serve's proxy answers for a Ray API whose replicas failed to start, in its own words
+    # (`inferd predict -e` printed them); the line now is the local gateway's, with the reason.
+    import requests
+
+    from inferd.cli.predict import _print_answer
+    from inferd.errors import InferdError
+
+    response = requests.Response()
+    response.status_code = 503
+    response._content = b"Deployment(name='inferd', app='broken') is unavailable because it failed to deploy."
+    why = "init in predictor.py failed: RuntimeError: cannot load the weights"
+    with pytest.raises(InferdError) as raised:
+        _print_answer("broken", response, why)
+    assert str(raised.value) == f"api 'broken' is not ready: {why} (503)"
+    response._content = (
+        b'{"error": "api \'broken\' is overloaded (9 requests waiting)"}'  # inferd's own: kept
+    )
+    with pytest.raises(InferdError) as raised:
+        _print_answer("broken", response, why)
+    assert str(raised.value) == "api 'broken' is overloaded (9 requests waiting) (503)"

@@ -24,7 +24,9 @@ def test_an_item_is_encoded_as_a_whole_answer_would_be(tmp_path: Path) -> None:
     )
     predictor = load_api(project).predictor
     items = [np.float32(0.3), np.array([0.3], dtype=np.float32), {np.int64(1): np.float32(0.5)}]
-    lines = list(http_chunks(predictor, iter(items), sse=False))
+    chunks = http_chunks(predictor, iter(items), sse=False)
+    assert not isinstance(chunks, tuple)
+    lines = list(chunks)
     assert [orjson.loads(line) for line in lines] == [orjson.loads(codec.dumps_answer(i)) for i in items]
     assert orjson.loads(lines[0]) == 0.30000001192092896
 
@@ -54,7 +56,9 @@ def test_sys_exit_inside_a_stream_ends_the_stream_not_the_replica(tmp_path: Path
         files={"exits.py": code},
     )
     api = load_api(project)
-    lines = list(http_chunks(api.predictor, api.predictor.predict({}), sse=False))
+    chunks = http_chunks(api.predictor, api.predictor.predict({}), sse=False)
+    assert not isinstance(chunks, tuple)
+    lines = list(chunks)
     assert orjson.loads(lines[0]) == 1
     assert orjson.loads(lines[1]) == {
         "error": "predict in exits.py failed after 1 item(s): SystemExit: enough"

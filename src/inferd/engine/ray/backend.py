@@ -9,6 +9,8 @@ fake.
 
 from __future__ import annotations
 
+import heapq
+import re
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,11 +54,34 @@ SETTLE_S = 10.0
 SETTLE_POLL_S = 0.2
 # Ray writes these into worker logs to tell its log monitor whose lines follow.
 RAY_MARKERS = (":job_id:", ":actor_name:", ":task_name:", ":task_attempt_start", ":task_attempt_end")
+LINE_TIME = re.compile(r"(?:[A-Z]+ )?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+)")
 
 
 def without_markers(text: str) -> str:
     """A worker log's text without Ray's bookkeeping lines."""
     return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(RAY_MARKERS))
+
+
+def merged_logs(texts: list[str]) -> str:
+    """The logs of several replicas as one, in the order they were written (as the local API's
+    log is): each record (a line with its time, and the lines after it that have none, such as a
+    traceback's) in the order of its time, each replica's own order kept."""
+    return "".join(
+        line for _, line in heapq.merge(*(_timed_lines(text) for text in texts), key=lambda x: x[0])
+    )
+
+
+def _timed_lines(text: str) -> list[tuple[str, str]]:
+    """Each line with the time of its record (inferd's lines and Serve's access lines both
+    carry one: ``2026-12-02 11:57:45,205 ...``, ``INFO 2026-12-02 11:57:45,206 ...``)."""
+    stamp = ""
+    timed = []
+    for line in text.splitlines(keepends=True):
+        found = LINE_TIME.match(line)
+        if found is not None:
+            stamp = found.group(1)
+        timed.append((stamp, line))
+    return timed
 
 
 class RayBackend:
@@ -327,7 +352,7 @@ class RayBackend:
             ).items():
                 offsets[f"{node}|{path}"] = offset
                 parts.append(without_markers(text))
-        return "".join(parts), offsets
+        return merged_logs(parts), offsets
 
 
 def _named(view: dict[str, Any], name: str) -> bool:

@@ -208,6 +208,7 @@ def deployment_options(config: ApiConfig, version: str) -> dict[str, Any]:
             "version": version,
             "deployment": config.deployment,
             "model_format": config.api.model_format,
+            "config": config.api.shown(),  # what `inferd get API -v -e` shows, as locally
         },
         "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_S,
         "max_surge_percent": MAX_SURGE_PERCENT,

@@ -29,6 +29,7 @@ from inferd.engine.ray import routes
 from inferd.engine.ray.plan import API_DEPLOYMENT, ROUTER_DEPLOYMENT
 from inferd.engine.ray.status import summarize_error
 from inferd.handler.predictor import Predictor
+from inferd.protocols import cortex
 from inferd.replica import messages
 from inferd.replica.answering import answer
 from inferd.replica.streaming import http_chunks
@@ -92,32 +93,56 @@ class ApiReplica:
         self.version = str(user_config.get("version", ""))
 
     async def __call__(self, request: Request) -> Response:
-        """``POST <endpoint>`` (a prediction) or ``GET <endpoint>`` (status and signature)."""
+        """``POST <endpoint>`` (a prediction) or ``GET <endpoint>`` (status and signature), and
+        the rest of what the gateway answers there (a preflight, ``<endpoint>/signature``)."""
         path = str(request.scope.get("path", ""))
-        if path[len(str(request.scope.get("root_path", ""))) :].strip("/"):
+        below = path[len(str(request.scope.get("root_path", ""))) :].strip("/")
+        if request.method == "OPTIONS":  # a CORS preflight, on any path as the gateway
+            return Response(b"", 204, headers={**CORS, **cortex.PREFLIGHT})
+        if below == cortex.SIGNATURE:
+            return self._signature(request.method)
+        if below:
             # Serve routes by prefix; the local gateway answers the endpoint itself only.
             return Response(codec.error_body(f"no API at {path}"), 404, media_type=JSON, headers=CORS)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             return Response(orjson.dumps(self.status()), media_type=JSON, headers=CORS)
         if request.method != "POST":
-            body = codec.error_body(f"method {request.method} is not allowed here")
-            return Response(body, 405, media_type=JSON, headers={**CORS, "Allow": "GET, POST"})
+            return _not_allowed(request.method, "GET, HEAD, POST")
+        if refused := _coding_refused(request):
+            return refused
         body = await request.body()
         if len(body) > self.limit:
-            message = f"the request body is larger than {self.limit} bytes"
-            return Response(codec.error_body(message), 413, media_type=JSON, headers=CORS)
+            return Response(codec.error_body(self._too_large()), 413, media_type=JSON, headers=CORS)
+        body = cortex.sample_body(body, request.headers.get("content-type", "").encode("latin-1"))
         debug = request.query_params.get("debug", "").lower() == "true"
         reply = answer(self.predictor, messages.PREDICT_DEBUG if debug else messages.PREDICT, body)
         if not isinstance(reply, tuple):  # an iterator: stream it, as the local gateway does
             sse = codec.wants_events(request.headers.get("accept", ""))
             chunks = http_chunks(self.predictor, reply, sse)
+            if isinstance(chunks, tuple):  # it failed before its first item: a plain answer
+                return Response(chunks[1], chunks[0], media_type=JSON, headers=CORS)
             media_type = "text/event-stream" if sse else "application/x-ndjson"
             return StreamingResponse(_on_this_loop(chunks), media_type=media_type, headers=CORS)
         status, out, _ = reply
         return Response(out, status, media_type=JSON, headers=CORS)
 
+    def _signature(self, method: str) -> Response:
+        """Cortex's ``GET <endpoint>/signature`` (protocols/cortex.py), as the gateway answers it."""
+        if method not in ("GET", "HEAD"):
+            return _not_allowed(method, "GET, HEAD")
+        if self.config.api.predictor is not None:
+            message = f"api '{self.config.name}' is a Python predictor: it has no model signature"
+            return Response(codec.error_body(message), 404, media_type=JSON, headers=CORS)
+        return Response(orjson.dumps(cortex.signature(self.info)), media_type=JSON, headers=CORS)
+
+    def _too_large(self) -> str:
+        return f"the request body is larger than {self.limit} bytes"
+
     async def call(self, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
         """One request frame from the router (tensor protocols): status, body, binary header."""
+        framing = messages.LENGTH.size if kind == messages.V2_INFER_BINARY else 0
+        if len(body) - framing > self.limit:  # the API's max_body_size, as the gateway's 413
+            return 413, codec.error_body(self._too_large()), 0
         reply = answer(self.predictor, kind, body)
         assert isinstance(reply, tuple)  # tensor protocols never stream
         status, out, meta = reply
@@ -145,6 +170,20 @@ class ApiReplica:
                 if key in info
             },
         }
+
+
+def _not_allowed(method: str, allowed: str) -> Response:
+    body = codec.error_body(f"method {method} is not allowed here")
+    return Response(body, 405, media_type=JSON, headers={**CORS, "Allow": allowed})
+
+
+def _coding_refused(request: Request) -> Response | None:
+    """The gateway's 415 for a body in a ``Content-Encoding`` (it would read as malformed JSON)."""
+    coding = request.headers.get("content-encoding")
+    refused = None if coding is None else cortex.coding_refusal(coding.encode("latin-1"))
+    return (
+        None if refused is None else Response(codec.error_body(refused), 415, media_type=JSON, headers=CORS)
+    )
 
 
 async def _on_this_loop(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
@@ -215,6 +254,10 @@ class ServeCatalog:
         self._info[name] = info
         return info
 
+    async def error(self, name: str) -> str | None:
+        await self.names()
+        return self._failed.get(name)
+
     async def forward(self, name: str, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
         await self.names()
         if name in self._failed:  # a handle would wait for a replica that never comes
@@ -238,6 +281,10 @@ class ProtocolRouter:
         """The inferd version the router runs (a new inferd rolls the router too)."""
 
     async def __call__(self, request: Request) -> Response:
+        if request.method == "OPTIONS":  # a CORS preflight, as the gateway answers one
+            return Response(b"", 204, headers={**CORS, **cortex.PREFLIGHT})
+        if refused := _coding_refused(request):
+            return refused
         body = await request.body()
         path = request.url.path
         if self.protocol == "v2":

@@ -44,6 +44,10 @@ class Catalog(Protocol):
         while it has no replica to ask."""
         ...
 
+    async def error(self, name: str) -> str | None:
+        """Why the API cannot serve (its replicas failed to start); None while it can, or may."""
+        ...
+
     async def forward(self, name: str, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
         """Run one request frame on a replica of ``name``: status, body, and the V2 binary
         header length (0 for a JSON answer)."""
@@ -160,8 +164,13 @@ async def tfserving_route(catalog: Catalog, method: str, path: str, body: bytes)
     if parts:
         return _error(404, f"no TensorFlow Serving route {path}")
     ready = bool(info)
-    state = "AVAILABLE" if ready else "LOADING"
-    status = {"error_code": "OK", "error_message": ""}
+    error = None if ready else await catalog.error(name)
+    state = "AVAILABLE" if ready else ("END" if error else "LOADING")
+    status = (
+        {"error_code": "UNAVAILABLE", "error_message": error}
+        if error
+        else {"error_code": "OK", "error_message": ""}
+    )
     return Answer(
         200,
         orjson.dumps(

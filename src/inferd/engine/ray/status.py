@@ -113,6 +113,7 @@ def api_view(name: str, app: dict[str, Any]) -> dict[str, Any]:
         "refresh": user.get("refresh", ""),
         "error": error,
         "error_detail": message or None,
+        "config": user.get("config") or {},  # as inferd deployed it (plan.deployment_options)
         "replicas": [
             {
                 "id": r.get("replica_id"),

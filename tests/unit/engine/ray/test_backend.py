@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from inferd.engine.ray import plan
-from inferd.engine.ray.backend import RayBackend, without_markers
+from inferd.engine.ray.backend import RayBackend, merged_logs, without_markers
 from inferd.engine.ray.cluster import AppSpec
 from inferd.environments import Environment
 from inferd.errors import ConfigError, LoadError, NotFoundError
@@ -347,3 +347,31 @@ def test_an_apis_signature_is_asked_of_a_cluster_on_this_machine_without_a_proxy
         RayBackend(LAB, cluster).deploy(example("iris-onnx"))
         view = RayBackend(LAB, cluster).api("classifier")
     assert view["signature"] == {"input": "float32"} and view["device"] == "cpu"
+
+
+def test_the_logs_of_several_replicas_are_merged_in_time() -> None:
+    # `inferd logs -e` printed each replica's lines after the other's, as the local log is not:
+    # one replica's error came after lines written seconds later by another.
+    first = (
+        "2026-12-02 11:57:30,100 ids [11] INFO replica is ready (pid 11)\n"
+        "2026-12-02 11:57:45,205 ids [11] ERROR pre_inference in handlers/h.py failed:\n"
+        "Traceback (most recent call last):\n"
+        "RuntimeError: pre boom\n"
+        "INFO 2026-12-02 11:57:45,206 ids_inferd a1 -- POST /onx/ids 500 5.8ms\n"
+    )
+    second = (
+        "2026-12-02 11:57:31,000 ids [12] INFO replica is ready (pid 12)\n"
+        "INFO 2026-12-02 11:57:40,000 ids_inferd b2 -- POST /onx/ids 200 2.0ms\n"
+        "a line without a time\n"
+    )
+    assert merged_logs([first, second]).splitlines() == [
+        "2026-12-02 11:57:30,100 ids [11] INFO replica is ready (pid 11)",
+        "2026-12-02 11:57:31,000 ids [12] INFO replica is ready (pid 12)",
+        "INFO 2026-12-02 11:57:40,000 ids_inferd b2 -- POST /onx/ids 200 2.0ms",
+        "a line without a time",  # with the line before it, whose time it shares
+        "2026-12-02 11:57:45,205 ids [11] ERROR pre_inference in handlers/h.py failed:",
+        "Traceback (most recent call last):",
+        "RuntimeError: pre boom",
+        "INFO 2026-12-02 11:57:45,206 ids_inferd a1 -- POST /onx/ids 500 5.8ms",
+    ]
+    assert merged_logs(["no time at all\n", ""]) == "no time at all\n"

@@ -52,7 +52,8 @@ def test_compute_becomes_actor_options_and_autoscaling(tmp_path: Path) -> None:
         "downscale_delay_s": 30.0,
     }
     assert options["max_ongoing_requests"] == plan.MAX_ONGOING_REQUESTS
-    assert options["user_config"] == {"version": "v1", "deployment": "shop", "model_format": "predictor"}
+    user = {"version": "v1", "deployment": "shop", "model_format": "predictor", "config": config.api.shown()}
+    assert options["user_config"] == user
     assert 0 < options["max_surge_percent"] <= 100
 
 

@@ -18,8 +18,9 @@ INFO = {
 
 
 class FakeCatalog:
-    def __init__(self, apis: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, apis: dict[str, dict[str, Any]], errors: dict[str, str] | None = None) -> None:
         self.apis = apis
+        self.errors = errors or {}
         self.forwarded: list[tuple[str, bytes, bytes]] = []
 
     async def names(self) -> list[str]:
@@ -27,6 +28,9 @@ class FakeCatalog:
 
     async def info(self, name: str) -> dict[str, Any] | None:
         return self.apis.get(name)
+
+    async def error(self, name: str) -> str | None:
+        return self.errors.get(name)
 
     async def forward(self, name: str, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
         self.forwarded.append((name, kind, body))
@@ -107,3 +111,17 @@ def test_a_python_predictor_refuses_tensors_as_the_gateway_does() -> None:
     ):
         assert (answer.status, orjson.loads(answer.body)) == (400, {"error": message})
     assert catalog.forwarded == []
+
+
+def test_an_api_whose_replicas_failed_to_start_is_end_with_its_error_as_locally() -> None:
+    # It said LOADING with error_code OK, so a client waiting for AVAILABLE waited for ever.
+    why = "init in predictor.py failed: RuntimeError: cannot load the weights"
+    catalog = FakeCatalog({"broken": {}, "loading": {}}, {"broken": why})
+    (version,) = orjson.loads(tf(catalog, "GET", "/v1/models/broken").body)["model_version_status"]
+    assert version == {
+        "version": "1",
+        "state": "END",
+        "status": {"error_code": "UNAVAILABLE", "error_message": why},
+    }
+    (loading,) = orjson.loads(tf(catalog, "GET", "/v1/models/loading").body)["model_version_status"]
+    assert loading["state"] == "LOADING" and loading["status"]["error_code"] == "OK"

@@ -154,3 +154,24 @@ def test_a_failed_init_says_what_the_local_operator_says() -> None:
         "RuntimeError: cannot load the weights\n"
     )
     assert summarize_error(message) == "init in predictor.py failed: RuntimeError: cannot load the weights"
+
+
+def test_get_v_shows_the_apis_config_as_locally() -> None:
+    # `inferd get API -v -e` printed only "- endpoint: /iris/classifier" where the local one
+    # prints the API's whole config: the deploy now keeps it in the app's user_config.
+    from inferd.cli.render import api_detail
+    from inferd.config.load import load_project
+    from inferd.engine.ray.plan import deployment_options
+    from tests.conftest import example
+
+    (config,) = load_project(example("iris-onnx")).apis
+    deployed = app([replica()])
+    sent = deployment_options(config, "v2")["user_config"]
+    deployed["deployments"]["inferd"]["deployment_config"]["user_config"] = sent
+    view = api_view("classifier", deployed)
+    assert view["config"] == config.api.shown()
+    assert view["config"]["onnx"]["request_handler"] == "handlers/iris.py"
+    assert view["config"]["compute"]["init_replicas"] == 1  # filled in, as Cortex's -v showed it
+    view["url"] = "http://127.0.0.1:8000/iris/classifier"
+    assert "    request_handler: handlers/iris.py" in api_detail(view, verbose=True)
+    assert api_view("classifier", app([replica()]))["config"] == {}  # deployed by an older inferd

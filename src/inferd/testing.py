@@ -217,6 +217,16 @@ def expected_for(sample: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def unmatched_expected_in(folder: Path) -> list[Path]:
+    """The ``expected*.json`` files of a project folder with no ``sample*.json`` of their name:
+    answers that no sample is compared with (a typo, or a sample renamed or deleted)."""
+    return sorted(
+        path
+        for path in folder.glob("expected*.json")
+        if path.is_file() and not path.with_name("sample" + path.name[len("expected") :]).is_file()
+    )
+
+
 def differences(actual: Any, expected: Any, tolerance: float = DEFAULT_TOLERANCE, at: str = "") -> list[str]:
     """Where ``actual`` differs from ``expected`` (JSON values), as ``path: got X, expected Y``.
 

@@ -46,6 +46,26 @@ def test_a_wrong_expected_answer_exits_1_showing_the_difference(tmp_path: Path) 
     assert "1 of 1 failed" in result.output
 
 
+def test_an_expected_answer_with_no_sample_of_its_name_fails_the_run(tmp_path: Path) -> None:
+    # expected_big.json beside sample-big.json (or left behind by a renamed sample) was never
+    # read: the run said "2 passed", exit 0, with the answer it holds unchecked
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    (project / "sample-big.json").write_bytes((project / "sample.json").read_bytes())
+    (project / "expected_big.json").write_text('"iris-virginica"')
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 1, result.output
+    assert "expected_big.json: no sample_big.json beside it, so nothing was compared with it" in result.output
+    assert "1 of 3 failed" in result.output
+    # the files named on the command line are the run: the folder's other expected files are not
+    named = CliRunner().invoke(cli, ["test", str(project), str(project / "sample.json")])
+    assert named.exit_code == 0, named.output
+    (project / "expected_big.json").rename(project / "expected-big.json")
+    fixed = CliRunner().invoke(cli, ["test", str(project)])
+    assert fixed.exit_code == 1, fixed.output  # now compared: the answer is iris-setosa
+    assert 'the answer: got "iris-setosa", expected "iris-virginica"' in fixed.output
+    assert "1 of 2 failed" in fixed.output
+
+
 def test_a_sample_with_nan_is_read_as_the_apis_read_it(tmp_path: Path) -> None:
     # json.dumps writes NaN for a missing value; an API reads it (as Cortex's Flask did)
     project = copy_example("iris-onnx", tmp_path / "iris")

@@ -132,6 +132,34 @@ def test_numbers_are_compared_within_the_tolerance(tmp_path: Path, regression_mo
     assert loose.exit_code == 0, loose.output
 
 
+def test_the_tolerance_is_relative_to_the_expected_value(tmp_path: Path) -> None:
+    # --help says "absolute, or relative to the expected value"; math.isclose took it relative to
+    # the larger of the two: at --tolerance 0.4, 1.5 (and 150) "matched" an expected 1.0 (and 100)
+    project = predictor_project(
+        tmp_path / "far",
+        "d",
+        "far",
+        {
+            "predictor.py": "def predict(sample, metadata):\n    return [1.5, 150]\n",
+            "sample.json": "{}",
+            "expected.json": "[1.0, 100]",
+        },
+    )
+    result = CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0.4"])
+    assert result.exit_code == 1, result.output
+    assert "[0]: got 1.5, expected 1.0" in result.output
+    assert "[1]: got 150, expected 100" in result.output
+    within = CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0.5"])
+    assert within.exit_code == 0, within.output
+    (project / "expected.json").write_text("[1.5, 150]")  # the answer exactly, at any tolerance
+    assert CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0"]).exit_code == 0
+    # the default, 1e-6 (README): 1.5 is within it of 1.4999995, not of 1.49999
+    (project / "expected.json").write_text("[1.4999995, 150]")
+    assert CliRunner().invoke(cli, ["test", str(project)]).exit_code == 0
+    (project / "expected.json").write_text("[1.49999, 150]")
+    assert CliRunner().invoke(cli, ["test", str(project)]).exit_code == 1
+
+
 def test_a_handler_exception_points_at_the_user_s_line(tmp_path: Path) -> None:
     project = copy_example("iris-onnx", tmp_path / "iris")
     handler = project / "handlers" / "iris.py"

@@ -55,6 +55,18 @@ def wait_ready(server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     sys.exit("demo: the API did not become ready within a minute")
 
 
+class Stopped(Exception):
+    """The demo itself was told to stop (SIGTERM, SIGHUP)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
 def main() -> None:
     argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,6 +74,8 @@ def main() -> None:
     check_port_free()
     inferd = Path(sys.executable).parent / "inferd"
     server = subprocess.Popen([str(inferd), "serve", str(EXAMPLE), "--host", HOST, "--port", str(PORT)])
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     try:
         wait_ready(server)
         sample = (EXAMPLE / "sample.json").read_bytes()
@@ -82,7 +96,13 @@ def main() -> None:
         print("Serving until Ctrl-C.")
         server.wait()
     except KeyboardInterrupt:
-        # The terminal sent SIGINT to inferd as well: it drains and exits on its own.
+        # From a terminal inferd heard Ctrl-C as well, and ignores this second one; a `kill -INT`
+        # of the demo alone reached only the demo, which would wait for a server never told.
+        server.send_signal(signal.SIGINT)
+        server.wait()
+    except Stopped as stopped:
+        # `kill PID` of the demo alone: its inferd serve would outlive it, holding the port.
+        server.send_signal(stopped.signum)
         server.wait()
     sys.exit(server.returncode)
 

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 import threading
@@ -217,6 +216,16 @@ def expected_for(sample: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def unmatched_expected_in(folder: Path) -> list[Path]:
+    """The ``expected*.json`` files of a project folder with no ``sample*.json`` of their name:
+    answers that no sample is compared with (a typo, or a sample renamed or deleted)."""
+    return sorted(
+        path
+        for path in folder.glob("expected*.json")
+        if path.is_file() and not path.with_name("sample" + path.name[len("expected") :]).is_file()
+    )
+
+
 def differences(actual: Any, expected: Any, tolerance: float = DEFAULT_TOLERANCE, at: str = "") -> list[str]:
     """Where ``actual`` differs from ``expected`` (JSON values), as ``path: got X, expected Y``.
 
@@ -228,7 +237,7 @@ def differences(actual: Any, expected: Any, tolerance: float = DEFAULT_TOLERANCE
         if type(actual) is int and type(expected) is int:
             # exactly: math.isclose makes them floats, which cannot tell 2**60 from 2**60 + 1
             distance = abs(actual - expected)
-            if distance <= tolerance or Fraction(distance, max(abs(actual), abs(expected))) <= tolerance:
+            if distance <= tolerance or distance <= Fraction(tolerance) * abs(expected):
                 return []
         elif _close(actual, expected, tolerance):
             return []
@@ -253,8 +262,12 @@ def differences(actual: Any, expected: Any, tolerance: float = DEFAULT_TOLERANCE
 
 
 def _close(actual: float, expected: float, tolerance: float) -> bool:
+    """Within ``tolerance``, absolute or relative to ``expected`` (math.isclose takes it relative
+    to the larger of the two: 1.5 was within 0.4 of an expected 1.0)."""
+    if actual == expected:  # infinities too, whose distance is NaN
+        return True
     try:
-        return math.isclose(actual, expected, rel_tol=tolerance, abs_tol=tolerance)
+        return abs(actual - expected) <= max(tolerance, tolerance * abs(expected))
     except OverflowError:  # a whole number past a float's range, beside a float: not close to it
         return False
 

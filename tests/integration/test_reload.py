@@ -261,6 +261,25 @@ def test_a_handler_that_fails_to_load_keeps_the_old_replicas_serving(
     assert client.failures == []
 
 
+def test_undoing_an_edit_that_failed_to_import_says_it_is_back_to_the_version_serving(
+    serve: Serve, project: Path
+) -> None:
+    # The undo said "reloading classifier" then "reloaded classifier in 0.0 s": nothing rolled,
+    # the old replicas answer on, as after undoing a syntax error.
+    server = serve(project, "--reload")
+    wait_for(lambda: "watching" in server.log(), 30, "the watcher")
+    handler = project / "handlers" / "iris.py"
+    good = handler.read_text()
+    handler.write_text(good + "\nraise ValueError('broken at import')\n")
+    wait_for(lambda: "classifier not reloaded" in server.log(), 60, f"the failed version; {server.log()}")
+    said = len(server.log())
+    handler.write_text(good)
+    wait_for(lambda: "handlers/iris.py changed" in server.log()[said:], 30, "the undo")
+    assert "handlers/iris.py changed; back to the version that is serving" in server.log()[said:]
+    sample = json.loads((project / "sample.json").read_text())
+    assert server.post("/iris/classifier", sample).json() == "iris-setosa"
+
+
 def test_an_api_taken_out_of_the_config_stops_serving_and_one_added_starts(
     serve: Serve, project: Path, client_for: Callable[[Server, Path], SteadyClient]
 ) -> None:

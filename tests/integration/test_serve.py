@@ -618,6 +618,26 @@ def test_make_demo_predicts_once_then_serves_until_ctrl_c(tmp_path: Path) -> Non
             demo.wait()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_make_demo_stopped_on_its_own_stops_its_inferd_serve(tmp_path: Path, signum: signal.Signals) -> None:
+    # `kill PID` of the demo (a supervisor, `timeout`) left its inferd serve running on the port,
+    # its parent gone; `kill -INT PID` left the demo waiting for a server that never heard it.
+    port = free_port()
+    demo = run_demo(tmp_path, port)
+    try:
+        wait_for(lambda: "Serving until Ctrl-C." in (tmp_path / "demo.out").read_text(), 120, "the demo")
+        children = Path(f"/proc/{demo.pid}/task/{demo.pid}/children").read_text().split()
+        assert len(children) == 1, children  # its inferd serve
+        serve = int(children[0])
+        demo.send_signal(signum)  # the demo alone, not its process group
+        demo.wait(60)
+        wait_for(lambda: not process_alive(serve), 60, "the demo's inferd serve to stop")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the demo, or a serve it left behind
+            os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+
+
 class AnyServer(BaseHTTPRequestHandler):
     """Another web server on the demo's port: 200 to everything, as another inferd would."""
 

@@ -89,8 +89,8 @@ def test(
     Runs every sample*.json of the project folder (or the FILES given) through
     pre_inference, the model and post_inference (or predict), and prints each answer. When
     expected<name>.json lies beside sample<name>.json, the answer must match it (numbers
-    within --tolerance); any difference or error exits 1. Handler errors show the traceback
-    down to your line.
+    within --tolerance); any difference or error exits 1, as does an expected<name>.json
+    with no sample<name>.json. Handler errors show the traceback down to your line.
 
     \b
     Examples:
@@ -99,12 +99,14 @@ def test(
       inferd test my-cortex-project --relax-pins   # 2019 pins, as inferd serve and deploy
     """
     from inferd.config.load import load_project
-    from inferd.testing import samples_in
+    from inferd.testing import samples_in, unmatched_expected_in
 
     project = load_project(project_dir)
     if relax_pins:
         project = project.relaxed()
     samples = list(files) or samples_in(project.root)
+    # Only for the folder's own samples: FILES named on the command line are the whole run.
+    unmatched = [] if files else unmatched_expected_in(project.root)
     if not samples:
         raise UsageError(f"no sample*.json in {project_dir}: add one, or name the sample files to run")
     limit = max(config.api.body_limit for config in project.apis) if project.apis else None
@@ -119,6 +121,10 @@ def test(
     finally:
         handler_log.propagate = True
         handler_log.removeHandler(quiet)
+    for path in unmatched:
+        failed += 1
+        sample = "sample" + path.name[len("expected") :]
+        click.echo(f"{path.name}: no {sample} beside it, so nothing was compared with it")
     total = passed + failed
     if failed:
         click.echo(f"{failed} of {total} failed")

@@ -270,6 +270,7 @@ class Reloader:
             if broken:
                 self._back(files)
             return
+        serving = {name: self._serving(name) for name in affected}
         # apply deletes the APIs the config no longer has, and sets the splitters' weights
         try:
             results = await self.engine.apply(project, only=affected)
@@ -291,6 +292,10 @@ class Reloader:
         if failed:
             results |= await self.engine.apply(project, only=failed, refresh=f"reload-{time.monotonic()}")
         rolling = sorted(name for name in affected if results.get(name, "unchanged") != "unchanged")
+        # An edit undoing one whose version failed to load (a failing import) brings back the
+        # version the old replicas serve: nothing rolls ("reloaded classifier in 0.0 s" said so).
+        back = {name for name in rolling if self._version(name) in serving[name]}
+        rolling = [name for name in rolling if name not in back]
         # An API new to the config is started, not reloaded (it was said "reloading second ...").
         added = [name for name in rolling if results.get(name) == "created"]
         news = [f"removed {', '.join(removed)}"] if removed else []
@@ -301,7 +306,7 @@ class Reloader:
             news.append("traffic splitters updated")
         if news:
             self.say(f"inferd: {files} changed; {'; '.join(news)}")
-        elif broken:
+        elif broken or back:
             self._back(files)
         for name in rolling:
             state = self.engine.apis.get(f"{project.deployment.name}/{name}")
@@ -315,6 +320,17 @@ class Reloader:
     def _back(self, files: str) -> None:
         """Say that an edit undid one that did not load: the versions serving are the project's."""
         self.say(f"inferd: {files} changed; back to the version that is serving (nothing to reload)")
+
+    def _serving(self, name: str) -> set[str]:
+        """The versions of ``name`` that ready replicas answer with now."""
+        state = self.engine.apis.get(f"{self.project.deployment.name}/{name}")
+        if state is None:
+            return set()
+        return {r.version for r in state.replicas if r.ready and not r.retired}
+
+    def _version(self, name: str) -> str | None:
+        state = self.engine.apis.get(f"{self.project.deployment.name}/{name}")
+        return None if state is None else state.version.id
 
     def _failing(self, project: Project, name: str) -> bool:
         state = self.engine.apis.get(f"{project.deployment.name}/{name}")

@@ -46,6 +46,26 @@ def test_a_wrong_expected_answer_exits_1_showing_the_difference(tmp_path: Path) 
     assert "1 of 1 failed" in result.output
 
 
+def test_an_expected_answer_with_no_sample_of_its_name_fails_the_run(tmp_path: Path) -> None:
+    # expected_big.json beside sample-big.json (or left behind by a renamed sample) was never
+    # read: the run said "2 passed", exit 0, with the answer it holds unchecked
+    project = copy_example("iris-onnx", tmp_path / "iris")
+    (project / "sample-big.json").write_bytes((project / "sample.json").read_bytes())
+    (project / "expected_big.json").write_text('"iris-virginica"')
+    result = CliRunner().invoke(cli, ["test", str(project)])
+    assert result.exit_code == 1, result.output
+    assert "expected_big.json: no sample_big.json beside it, so nothing was compared with it" in result.output
+    assert "1 of 3 failed" in result.output
+    # the files named on the command line are the run: the folder's other expected files are not
+    named = CliRunner().invoke(cli, ["test", str(project), str(project / "sample.json")])
+    assert named.exit_code == 0, named.output
+    (project / "expected_big.json").rename(project / "expected-big.json")
+    fixed = CliRunner().invoke(cli, ["test", str(project)])
+    assert fixed.exit_code == 1, fixed.output  # now compared: the answer is iris-setosa
+    assert 'the answer: got "iris-setosa", expected "iris-virginica"' in fixed.output
+    assert "1 of 2 failed" in fixed.output
+
+
 def test_a_sample_with_nan_is_read_as_the_apis_read_it(tmp_path: Path) -> None:
     # json.dumps writes NaN for a missing value; an API reads it (as Cortex's Flask did)
     project = copy_example("iris-onnx", tmp_path / "iris")
@@ -110,6 +130,34 @@ def test_numbers_are_compared_within_the_tolerance(tmp_path: Path, regression_mo
     assert CliRunner().invoke(cli, ["test", str(project)]).exit_code == 1
     loose = CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0.01"])
     assert loose.exit_code == 0, loose.output
+
+
+def test_the_tolerance_is_relative_to_the_expected_value(tmp_path: Path) -> None:
+    # --help says "absolute, or relative to the expected value"; math.isclose took it relative to
+    # the larger of the two: at --tolerance 0.4, 1.5 (and 150) "matched" an expected 1.0 (and 100)
+    project = predictor_project(
+        tmp_path / "far",
+        "d",
+        "far",
+        {
+            "predictor.py": "def predict(sample, metadata):\n    return [1.5, 150]\n",
+            "sample.json": "{}",
+            "expected.json": "[1.0, 100]",
+        },
+    )
+    result = CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0.4"])
+    assert result.exit_code == 1, result.output
+    assert "[0]: got 1.5, expected 1.0" in result.output
+    assert "[1]: got 150, expected 100" in result.output
+    within = CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0.5"])
+    assert within.exit_code == 0, within.output
+    (project / "expected.json").write_text("[1.5, 150]")  # the answer exactly, at any tolerance
+    assert CliRunner().invoke(cli, ["test", str(project), "--tolerance", "0"]).exit_code == 0
+    # the default, 1e-6 (README): 1.5 is within it of 1.4999995, not of 1.49999
+    (project / "expected.json").write_text("[1.4999995, 150]")
+    assert CliRunner().invoke(cli, ["test", str(project)]).exit_code == 0
+    (project / "expected.json").write_text("[1.49999, 150]")
+    assert CliRunner().invoke(cli, ["test", str(project)]).exit_code == 1
 
 
 def test_a_handler_exception_points_at_the_user_s_line(tmp_path: Path) -> None:

@@ -126,6 +126,34 @@ def test_missing_s3_object_is_the_apis_error(inferd: Inferd, s3: object, tmp_pat
     assert "s3://models/nope.onnx: no such object or prefix" in failed["error"]
 
 
+def test_an_s3_model_of_the_wrong_form_says_so_naming_its_uri(
+    inferd: Inferd, s3: object, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """A prefix given to onnx:, one .onnx object given to tensorflow:, a prefix holding no
+    SavedModel: said as for a project's file, naming the s3:// URI (they named the cache's copy,
+    the ONNX one as "INVALID_PROTOBUF ... Protobuf parsing failed", and the SavedModel ones cut
+    at "expected a SavedModel, e.g.")."""
+    client: object = s3
+    client.upload_file(str(iris_onnx_model), "models", "iris.onnx")  # type: ignore[attr-defined]
+    client.put_object(Bucket="models", Key="tf/variables/variables.index", Body=b"x")  # type: ignore[attr-defined]
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n"
+        "- kind: api\n  name: folder\n  onnx:\n    model: s3://models/tf\n"
+        "- kind: api\n  name: file\n  tensorflow:\n    model: s3://models/iris.onnx\n"
+        "- kind: api\n  name: empty\n  tensorflow:\n    model: s3://models/tf/\n",
+    )
+    inferd.run("deploy", str(project), "--no-wait")
+    assert inferd.wait_status("folder", "error")["error"] == "onnx.model: s3://models/tf must be a file"
+    assert inferd.wait_status("file", "error")["error"] == (
+        "tensorflow.model: s3://models/iris.onnx must be a SavedModel folder (or a .zip of one)"
+    )
+    assert inferd.wait_status("empty", "error")["error"] == (
+        "tensorflow.model: s3://models/tf/ holds no saved_model.pb (export a SavedModel into it, "
+        "or into a numbered version folder inside it)"
+    )
+
+
 class Origin:
     """An S3 server (moto) on a fixed port that can be stopped and started again."""
 

@@ -154,6 +154,33 @@ def test_an_s3_model_of_the_wrong_form_says_so_naming_its_uri(
     )
 
 
+def test_a_deploy_whose_shell_points_s3_elsewhere_than_the_operator_says_so(
+    inferd: Inferd, s3: object, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """The operator reads s3:// with the AWS settings it started with; a deploy from a shell
+    that set AWS_ENDPOINT_URL (a local S3 server) after it started failed with "Could not connect
+    to the endpoint URL: https://models.s3.amazonaws.com/...", the shell's setting unmentioned.
+    A setting this shell leaves unset is no warning (`AWS_PROFILE=prod inferd up`, then deploy)."""
+    client: object = s3
+    client.upload_file(str(iris_onnx_model), "models", "iris.onnx")  # type: ignore[attr-defined]
+    endpoint = inferd.env.pop("AWS_ENDPOINT_URL")
+    inferd.run("up")
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n- kind: api\n  name: iris\n  onnx:\n"
+        "    model: s3://models/iris.onnx\n",
+    )
+    unset_here = inferd.run("deploy", str(project), "--no-wait")
+    assert "AWS_ENDPOINT_URL" not in unset_here.stderr
+    inferd.env["AWS_ENDPOINT_URL"] = endpoint
+    told = inferd.run("deploy", str(project), "--no-wait")
+    assert (
+        f"warning: this shell's AWS_ENDPOINT_URL ({endpoint}) is not the operator's (unset): it reads "
+        "s3:// models with the AWS settings it started with; to read them with this shell's: "
+        "inferd down && inferd up"
+    ) in told.stderr
+
+
 class Origin:
     """An S3 server (moto) on a fixed port that can be stopped and started again."""
 

@@ -236,6 +236,10 @@ def model_form_problem(api: Api, uri: str, path: Path) -> str | None:
         return f"onnx.model: {uri} must be a file"
     if api.onnx is not None and path.stat().st_size == 0:
         return f"onnx.model: {uri} is empty (0 bytes)"
+    if api.onnx is not None:
+        not_a_model = _not_a_model(path)
+        if not_a_model is not None:
+            return f"onnx.model: {uri} {not_a_model}"
     # anywhere below: Cortex served version folders and estimator exports (storage's search)
     if api.tensorflow is not None and path.is_dir() and not _holds_saved_model(path):
         return (
@@ -244,6 +248,25 @@ def model_form_problem(api: Api, uri: str, path: Path) -> str | None:
         )
     if api.tensorflow is not None and not (path.is_dir() or path.suffix == ".zip"):
         return f"tensorflow.model: {uri} must be a SavedModel folder (or a .zip of one)"
+    return None
+
+
+def _not_a_model(path: Path) -> str | None:
+    """What a model file is instead of a model, told by its first bytes: a Git LFS pointer (a
+    clone without `git lfs pull`) or a web page (a page's URL downloaded); else None."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(512)
+    except OSError:
+        return None  # unreadable: the load says why
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return "is a Git LFS pointer, not the model: fetch the file itself (git lfs pull)"
+    start = head.lstrip()[:64].lower()
+    if start.startswith((b"<!doctype html", b"<html")):
+        return (
+            "is an HTML page, not an ONNX model: save the file itself (a web page's URL, such as "
+            "GitHub's .../blob/..., gives the page)"
+        )
     return None
 
 

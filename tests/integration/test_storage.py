@@ -181,6 +181,22 @@ def test_a_deploy_whose_shell_points_s3_elsewhere_than_the_operator_says_so(
     ) in told.stderr
 
 
+def test_a_remote_model_that_fails_to_load_is_named_by_its_uri(
+    inferd: Inferd, s3: object, tmp_path: Path
+) -> None:
+    """onnxruntime's "Load model from <path> failed" named the cache's copy
+    ($INFERD_HOME/cache/models/<digest>/m.onnx), a file the user never wrote."""
+    client: object = s3
+    client.put_object(Bucket="models", Key="m.onnx", Body=b"\x08\x07garbage, not a model")  # type: ignore[attr-defined]
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n- kind: api\n  name: bad\n  onnx:\n    model: s3://models/m.onnx\n",
+    )
+    inferd.run("deploy", str(project), "--no-wait")
+    error = inferd.wait_status("bad", "error")["error"]
+    assert "Load model from s3://models/m.onnx failed" in error and "cache" not in error
+
+
 class Origin:
     """An S3 server (moto) on a fixed port that can be stopped and started again."""
 

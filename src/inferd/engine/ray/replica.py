@@ -28,7 +28,6 @@ from inferd.config.schema import ApiConfig, is_remote
 from inferd.engine.ray import routes
 from inferd.engine.ray.plan import API_DEPLOYMENT, ROUTER_DEPLOYMENT
 from inferd.engine.ray.status import summarize_error
-from inferd.errors import body_too_large
 from inferd.handler.predictor import Predictor
 from inferd.replica import messages
 from inferd.replica.answering import answer
@@ -105,7 +104,7 @@ class ApiReplica:
             return Response(body, 405, media_type=JSON, headers={**CORS, "Allow": "GET, POST"})
         body = await request.body()
         if len(body) > self.limit:
-            message = body_too_large(self.limit)
+            message = f"the request body is larger than {self.limit} bytes"
             return Response(codec.error_body(message), 413, media_type=JSON, headers=CORS)
         debug = request.query_params.get("debug", "").lower() == "true"
         reply = answer(self.predictor, messages.PREDICT_DEBUG if debug else messages.PREDICT, body)

@@ -50,6 +50,11 @@ def in_several_deployments(kind: str, name: str, keys: list[str], was: bool = Fa
 SHOWN_NAMES = 10  # an unknown name's error names this many deployed APIs at most, the nearest
 
 
+def body_too_large(limit: int) -> str:
+    """The 413's error: it names the setting, as an image's 20 MB of JSON meets it first."""
+    return f"the request body is larger than {limit} bytes, the API's max_body_size"
+
+
 def deployed_hint(name: str, keys: Iterable[str]) -> str:
     """What an error for an API ``name`` that is not deployed says is: every ``deployment/api``
     while there are few, else the nearest (most characters in common at the start, as the

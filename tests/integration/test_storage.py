@@ -126,6 +126,77 @@ def test_missing_s3_object_is_the_apis_error(inferd: Inferd, s3: object, tmp_pat
     assert "s3://models/nope.onnx: no such object or prefix" in failed["error"]
 
 
+def test_an_s3_model_of_the_wrong_form_says_so_naming_its_uri(
+    inferd: Inferd, s3: object, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """A prefix given to onnx:, one .onnx object given to tensorflow:, a prefix holding no
+    SavedModel: said as for a project's file, naming the s3:// URI (they named the cache's copy,
+    the ONNX one as "INVALID_PROTOBUF ... Protobuf parsing failed", and the SavedModel ones cut
+    at "expected a SavedModel, e.g.")."""
+    client: object = s3
+    client.upload_file(str(iris_onnx_model), "models", "iris.onnx")  # type: ignore[attr-defined]
+    client.put_object(Bucket="models", Key="tf/variables/variables.index", Body=b"x")  # type: ignore[attr-defined]
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n"
+        "- kind: api\n  name: folder\n  onnx:\n    model: s3://models/tf\n"
+        "- kind: api\n  name: file\n  tensorflow:\n    model: s3://models/iris.onnx\n"
+        "- kind: api\n  name: empty\n  tensorflow:\n    model: s3://models/tf/\n",
+    )
+    inferd.run("deploy", str(project), "--no-wait")
+    assert inferd.wait_status("folder", "error")["error"] == "onnx.model: s3://models/tf must be a file"
+    assert inferd.wait_status("file", "error")["error"] == (
+        "tensorflow.model: s3://models/iris.onnx must be a SavedModel folder (or a .zip of one)"
+    )
+    assert inferd.wait_status("empty", "error")["error"] == (
+        "tensorflow.model: s3://models/tf/ holds no saved_model.pb (export a SavedModel into it, "
+        "or into a numbered version folder inside it)"
+    )
+
+
+def test_a_deploy_whose_shell_points_s3_elsewhere_than_the_operator_says_so(
+    inferd: Inferd, s3: object, tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """The operator reads s3:// with the AWS settings it started with; a deploy from a shell
+    that set AWS_ENDPOINT_URL (a local S3 server) after it started failed with "Could not connect
+    to the endpoint URL: https://models.s3.amazonaws.com/...", the shell's setting unmentioned.
+    A setting this shell leaves unset is no warning (`AWS_PROFILE=prod inferd up`, then deploy)."""
+    client: object = s3
+    client.upload_file(str(iris_onnx_model), "models", "iris.onnx")  # type: ignore[attr-defined]
+    endpoint = inferd.env.pop("AWS_ENDPOINT_URL")
+    inferd.run("up")
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n- kind: api\n  name: iris\n  onnx:\n"
+        "    model: s3://models/iris.onnx\n",
+    )
+    unset_here = inferd.run("deploy", str(project), "--no-wait")
+    assert "AWS_ENDPOINT_URL" not in unset_here.stderr
+    inferd.env["AWS_ENDPOINT_URL"] = endpoint
+    told = inferd.run("deploy", str(project), "--no-wait")
+    assert (
+        f"warning: this shell's AWS_ENDPOINT_URL ({endpoint}) is not the operator's (unset): it reads "
+        "s3:// models with the AWS settings it started with; to read them with this shell's: "
+        "inferd down && inferd up"
+    ) in told.stderr
+
+
+def test_a_remote_model_that_fails_to_load_is_named_by_its_uri(
+    inferd: Inferd, s3: object, tmp_path: Path
+) -> None:
+    """onnxruntime's "Load model from <path> failed" named the cache's copy
+    ($INFERD_HOME/cache/models/<digest>/m.onnx), a file the user never wrote."""
+    client: object = s3
+    client.put_object(Bucket="models", Key="m.onnx", Body=b"\x08\x07garbage, not a model")  # type: ignore[attr-defined]
+    project = make_project(
+        tmp_path / "p",
+        "- kind: deployment\n  name: remote\n- kind: api\n  name: bad\n  onnx:\n    model: s3://models/m.onnx\n",
+    )
+    inferd.run("deploy", str(project), "--no-wait")
+    error = inferd.wait_status("bad", "error")["error"]
+    assert "Load model from s3://models/m.onnx failed" in error and "cache" not in error
+
+
 class Origin:
     """An S3 server (moto) on a fixed port that can be stopped and started again."""
 

@@ -40,6 +40,28 @@ def _start_operator(client: Client) -> None:
         click.echo(f"started the inferd operator (pid {info['pid']}), serving on {info['gateway']}", err=True)
 
 
+def _warn_of_other_s3_settings(client: Client) -> None:
+    """The operator reads s3:// with the AWS settings it started with: say so when this shell set
+    one to another value (an endpoint exported after `inferd up`), not when it leaves one unset
+    (`AWS_PROFILE=prod inferd up`, then deploys from any shell, as the README says)."""
+    from inferd.storage.remote import s3_settings
+
+    theirs = client.info().get("s3_settings")
+    if not isinstance(theirs, dict):  # an operator from before it said
+        return
+    differ = [
+        f"{name} ({mine}) is not the operator's ({theirs.get(name) or 'unset'})"
+        for name, mine in s3_settings().items()
+        if theirs.get(name) != mine
+    ]
+    if differ:
+        click.echo(
+            f"warning: this shell's {', '.join(differ)}: it reads s3:// models with the AWS settings "
+            "it started with; to read them with this shell's: inferd down && inferd up",
+            err=True,
+        )
+
+
 def _deploy(
     project_dir: Path,
     force: bool,
@@ -63,6 +85,8 @@ def _deploy(
     client = Client()
     _start_operator(client)
     names = [config.name for config in project.apis]
+    if any((config.api.model_uri or "").startswith("s3://") for config in project.apis):
+        _warn_of_other_s3_settings(client)
     if sys.stderr.isatty():
         click.echo("preparing (models, packages)...", err=True)
     variables = {

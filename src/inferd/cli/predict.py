@@ -67,6 +67,13 @@ def predict(
     except orjson.JSONDecodeError as exc:  # say so here, not as the API's 400 about "its" input
         if not _read_by_apis(body):
             where = "stdin" if stdin else sample
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as bad:  # orjson's message spoke of surrogates, at column 1
+                raise UsageError(
+                    f"{where} is not UTF-8 text (byte 0x{body[bad.start]:02x} at offset {bad.start}): "
+                    "a sample is a JSON request body, sent as UTF-8"
+                ) from None
             raise UsageError(f"{where} is not JSON ({exc}): a sample is a JSON request body") from None
     api = in_deployment(api, deployment)
     client = backend_for(env)

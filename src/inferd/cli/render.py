@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +16,23 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     model's input named ``"in\\x1b[31mput\\n"`` turned the terminal red and split its row.
     """
     cells = [[str(h) for h in headers], *[[_cell(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
+    widths = [max(display_width(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "   ".join(cell + " " * (widths[i] - display_width(cell)) for i, cell in enumerate(row)).rstrip()
+        for row in cells
+    ]
     return "\n".join(lines)
+
+
+def display_width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: a CJK character or an emoji two, a combining
+    accent none (a text classifier's label "日本" pushed its count two columns right)."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        for ch in text
+    )
 
 
 def fit_screen(text: str, lines: int, columns: int) -> str:

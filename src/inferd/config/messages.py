@@ -65,12 +65,25 @@ def _model_at(model: type[BaseModel], loc: Location) -> type[BaseModel] | None:
 
 
 def _unknown_key(model: type[BaseModel] | None, loc: Location) -> str:
-    """ "unknown key", with the nearest field's name when the key looks like a typo of one."""
+    """ "unknown key", with the nearest field's name when the key looks like a typo of one, or the
+    block it belongs under when it is a key of one (`metadata:` beside `onnx:`)."""
     holder = _model_at(model, loc[:-1]) if model is not None else None
     if holder is None or not loc or not isinstance(loc[-1], str):
         return "unknown key"
     close = difflib.get_close_matches(loc[-1], list(holder.model_fields), n=1, cutoff=0.7)
-    return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
+    if close:
+        return f"unknown key (did you mean '{close[0]}'?)"
+    # `metadata:` beside `onnx:`, not in it: say which blocks have the key
+    blocks = [f"{name}:" for name in holder.model_fields if loc[-1] in _fields_of(_model_at(holder, (name,)))]
+    if len(blocks) == 1:
+        return f"unknown key here (it belongs under {blocks[0]})"
+    if blocks:
+        return f"unknown key here (it belongs under the api's {', '.join(blocks[:-1])} or {blocks[-1]} block)"
+    return "unknown key"
+
+
+def _fields_of(model: type[BaseModel] | None) -> set[str]:
+    return set(model.model_fields) if model is not None else set()
 
 
 def _union_error(error: Any, errors: list[Any]) -> Any:

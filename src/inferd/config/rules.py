@@ -228,6 +228,48 @@ def _holds_saved_model(folder: Path, depth: int = 8) -> bool:
     return False
 
 
+def model_form_problem(api: Api, uri: str, path: Path) -> str | None:
+    """What is wrong with the model at ``path`` (``uri`` as the config wrote it) for the api's
+    runtime, or None: a folder for onnx:, a lone file for tensorflow:. Asked of a project's
+    model here, and of a downloaded one (an s3:// prefix or object) before its replicas start."""
+    if api.onnx is not None and not path.is_file():
+        return f"onnx.model: {uri} must be a file"
+    if api.onnx is not None and path.stat().st_size == 0:
+        return f"onnx.model: {uri} is empty (0 bytes)"
+    if api.onnx is not None:
+        not_a_model = _not_a_model(path)
+        if not_a_model is not None:
+            return f"onnx.model: {uri} {not_a_model}"
+    # anywhere below: Cortex served version folders and estimator exports (storage's search)
+    if api.tensorflow is not None and path.is_dir() and not _holds_saved_model(path):
+        return (
+            f"tensorflow.model: {uri} holds no saved_model.pb (export a SavedModel into it, or into "
+            "a numbered version folder inside it)"
+        )
+    if api.tensorflow is not None and not (path.is_dir() or path.suffix == ".zip"):
+        return f"tensorflow.model: {uri} must be a SavedModel folder (or a .zip of one)"
+    return None
+
+
+def _not_a_model(path: Path) -> str | None:
+    """What a model file is instead of a model, told by its first bytes: a Git LFS pointer (a
+    clone without `git lfs pull`) or a web page (a page's URL downloaded); else None."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(512)
+    except OSError:
+        return None  # unreadable: the load says why
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return "is a Git LFS pointer, not the model: fetch the file itself (git lfs pull)"
+    start = head.lstrip()[:64].lower()
+    if start.startswith((b"<!doctype html", b"<html")):
+        return (
+            "is an HTML page, not an ONNX model: save the file itself (a web page's URL, such as "
+            "GitHub's .../blob/..., gives the page)"
+        )
+    return None
+
+
 def _check_files(root: Path, index: int, api: Api) -> None:
     label = f"api '{api.name}'"
     block_name = api.model_format
@@ -287,18 +329,6 @@ def _check_files(root: Path, index: int, api: Api) -> None:
         path = _inside(root, uri, where, f"{label}: {block_name}.model:")
         if not path.exists():
             raise FieldError(where, f"{label}: {block_name}.model: {uri} does not exist")
-        if api.onnx is not None and not path.is_file():
-            raise FieldError(where, f"{label}: onnx.model: {uri} must be a file")
-        if api.onnx is not None and path.stat().st_size == 0:
-            raise FieldError(where, f"{label}: onnx.model: {uri} is empty (0 bytes)")
-        # anywhere below: Cortex served version folders and estimator exports (storage's search)
-        if api.tensorflow is not None and path.is_dir() and not _holds_saved_model(path):
-            raise FieldError(
-                where,
-                f"{label}: tensorflow.model: {uri} holds no saved_model.pb (export a SavedModel into "
-                "it, or into a numbered version folder inside it)",
-            )
-        if api.tensorflow is not None and not (path.is_dir() or path.suffix == ".zip"):
-            raise FieldError(
-                where, f"{label}: tensorflow.model: {uri} must be a SavedModel folder (or a .zip of one)"
-            )
+        problem = model_form_problem(api, uri, path)
+        if problem is not None:
+            raise FieldError(where, f"{label}: {problem}")

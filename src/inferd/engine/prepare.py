@@ -15,12 +15,13 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from inferd.config.rules import model_form_problem
 from inferd.config.schema import ApiConfig, is_remote
 from inferd.engine.models import fetch_model, retry_delay
 from inferd.engine.output import Events
 from inferd.engine.packages import ensure_packages, packages_dir
 from inferd.engine.state import Version, version_id
-from inferd.errors import InferdError, UnreachableError
+from inferd.errors import InferdError, LoadError, UnreachableError
 from inferd.replica.messages import ReplicaSpec
 from inferd.storage import local_model_path
 from inferd.storage.layout import model_files
@@ -54,6 +55,11 @@ async def prepare(
         if uri is not None and is_remote(uri):
             event(config.key, f"fetching {uri}")
             model_path, model_digest, warning = await fetch_model(uri)
+            # a prefix for onnx:, an object for tensorflow:: said as for a project's file, not
+            # as what the runtime makes of the cache's copy
+            problem = await asyncio.to_thread(model_form_problem, config.api, uri, model_path)
+            if problem is not None:
+                raise LoadError(problem)
             if warning is not None:
                 event(config.key, f"warning: {warning}")
             extra += model_digest

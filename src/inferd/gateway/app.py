@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from inferd import codec
+from inferd.errors import body_too_large
 from inferd.gateway import auth, cortex, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
 from inferd.gateway.apis import DEFAULT_BODY_LIMIT, endpoints_hint
@@ -158,9 +159,7 @@ class Gateway(GatewayLifecycle):
         elif queue.error is not None and not queue.ready:
             self.reject(conn, queue, 503, f"api '{queue.name}' is not ready: {queue.error}", protocol)
         elif len(body) > queue.body_limit:
-            self.reject(
-                conn, queue, 413, f"the request body is larger than {queue.body_limit} bytes", protocol
-            )
+            self.reject(conn, queue, 413, body_too_large(queue.body_limit), protocol)
         elif queue.full:
             waiting = len(queue.waiting)
             self.reject(

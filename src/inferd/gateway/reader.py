@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from inferd.errors import body_too_large
 from inferd.gateway import edge
 from inferd.gateway.framing import SEVERAL, SEVERAL_HOSTS, coding_refusal, route_path, without_upgrade
 from inferd.gateway.waiting import QUEUED
@@ -361,7 +362,7 @@ class RequestReader(asyncio.Protocol):
             # A chunked body to a mistyped name: its route's 404 (``app.admit``), not a 413
             self.answer_head(Request(self.parser.get_method(), self._path, b"", self._headers, b"", False))
         else:
-            self.refuse(413, f"the request body is larger than {self._limit} bytes", self._path)
+            self.refuse(413, body_too_large(self._limit), self._path)
 
     def on_message_complete(self) -> None:
         if self.lingering or self.broken or self._plain_head is not None:
@@ -369,7 +370,7 @@ class RequestReader(asyncio.Protocol):
         self.phase = IDLE
         self._continue = False
         if self._too_large:
-            message = f"the request body is larger than {self._limit} bytes"
+            message = body_too_large(self._limit)
             self.pipeline.append(refused_request(413, message, self._path))
             self._advance()
             return

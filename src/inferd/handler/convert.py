@@ -57,6 +57,17 @@ def inputs_named(names: list[str]) -> str:
     return "the model's inputs are " + ", ".join(f"'{n}'" for n in names)
 
 
+def _not_inputs(keys: list[Any], shown: int = 5) -> str:
+    """``: got the key 'images', which is not an input``: what came instead of a missing input."""
+    if not keys:
+        return ""
+    named = ", ".join(f"'{key}'" for key in keys[:shown])
+    if len(keys) == 1:
+        return f": got the key {named}, which is not an input"
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return f": got the keys {named}{more}, which are not inputs"
+
+
 def to_model_inputs(
     prepared: Any, specs: list[TensorSpec], ignore_extra: bool = False
 ) -> dict[str, np.ndarray[Any, Any]]:
@@ -75,17 +86,18 @@ def to_model_inputs(
         missing = [spec.name for spec in specs if spec.name not in prepared and not spec.optional]
         if len(specs) == 1 and missing and specs[0].type_name.startswith(MAP_TYPE):
             return {names[0]: to_array(prepared, specs[0])}  # the object is the map itself
+        extra = [key for key in prepared if key not in names]
         if len(specs) == 1 and missing:
             raise InputError(
                 f"missing input '{names[0]}' (expected a value of {describe(specs[0])}, or an "
-                f"object with the key '{names[0]}')"
+                f"object with the key '{names[0]}'){_not_inputs(extra)}"
             )
         if missing:
             raise InputError(
                 f"missing input '{missing[0]}': expected an object with the keys "
                 + ", ".join(f"'{n}'" for n in names)
+                + _not_inputs(extra)
             )
-        extra = [key for key in prepared if key not in names]
         if extra and not ignore_extra:
             raise InputError(f"unexpected input '{extra[0]}': {inputs_named(names)}")
         return {spec.name: to_array(prepared[spec.name], spec) for spec in specs if spec.name in prepared}

@@ -32,7 +32,7 @@ from inferd.handler.cortex_outputs import flat_output
 from inferd.handler.cortex_packages import missing_package_hint
 from inferd.handler.debug import logged, preview
 from inferd.handler.loader import UserCode, add_import_paths, load_user_code
-from inferd.handler.user_errors import check_prepared, raised
+from inferd.handler.user_errors import USER_MODULE_PREFIX, check_prepared, raised
 from inferd.runtimes import Devices, Runtime, TensorSpec, load_runtime
 
 log = logging.getLogger("inferd.handler")
@@ -95,7 +95,7 @@ class Predictor:
             python_compat.install()
             legacy_imports.install()
             cortex_paths.install(project_root)
-        module = f"inferd_user_{api.name.replace('-', '_')}"
+        module = f"{USER_MODULE_PREFIX}{api.name.replace('-', '_')}"
         if api.predictor is not None:
             self.code = load_user_code(
                 project_root / api.predictor.path, "predictor", module, api.predictor.path

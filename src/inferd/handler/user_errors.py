@@ -3,11 +3,14 @@ returned that is no model input whatever the sample (the handler's 500, not the 
 
 from __future__ import annotations
 
+import builtins
 import inspect
 from collections.abc import Iterator
 from typing import Any
 
 from inferd.errors import HandlerError
+
+USER_MODULE_PREFIX = "inferd_user_"  # a handler's module: inferd_user_<api>, in its folder's package
 
 
 def raised(exc: BaseException) -> str:
@@ -16,7 +19,21 @@ def raised(exc: BaseException) -> str:
         said = str(exc)
     except Exception:  # an exception whose __str__ fails: still the user's failure, named
         said = "(its message cannot be shown: its __str__ failed)"
-    return f"{type(exc).__name__}: {said}" if said else type(exc).__name__
+    name = type_name(type(exc))
+    return f"{name}: {said}" if said else name
+
+
+def type_name(kind: type[BaseException]) -> str:
+    """The exception's class name, with its module when the bare name would mislead: one that
+    reads as a builtin's (requests' ``ConnectionError``) or as nothing (``binascii.Error``), as
+    Python's own traceback names them (a class of the handler's own file keeps its bare name:
+    the message names the file)."""
+    name, module = kind.__name__, kind.__module__
+    if module.rpartition(".")[2].startswith(USER_MODULE_PREFIX):  # the failure names the file already
+        return name
+    if module != "builtins" and (name == "Error" or hasattr(builtins, name)):
+        return f"{module}.{name}"
+    return name
 
 
 def check_prepared(prepared: Any, file: str) -> None:

@@ -39,6 +39,7 @@ from inferd.operator.delete import delete
 from inferd.operator.deploy import deploy
 from inferd.operator.logs import log_path, logged_keys, read_logs
 from inferd.operator.promote import promote
+from inferd.storage.remote import s3_settings
 
 if TYPE_CHECKING:
     from inferd.operator.server import Operator
@@ -114,6 +115,8 @@ class AdminApp(HttpServer):
                 "pid": os.getpid(),
                 "gateway": operator.gateway_url,
                 "started": operator.started,
+                # the AWS settings its s3:// reads use: a deploy from a shell with others says so
+                "s3_settings": s3_settings(),
                 # deployments the operator could not bring back when it started: name -> why,
                 # and the folder they were deployed from
                 "unrestored": {

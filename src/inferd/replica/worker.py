@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 import setproctitle
 
 from inferd import codec, tracecontext
+from inferd.config.schema import is_remote
 from inferd.errors import LoadError
 from inferd.handler.predictor import Predictor
 from inferd.replica import messages
@@ -166,11 +167,24 @@ def read_spec(sock: socket.socket) -> ReplicaSpec:
 
 
 def _user_paths(spec: ReplicaSpec) -> Callable[[str], str]:
-    """Rewrites the snapshot's paths in a text into the user's project folder."""
-    if spec.shown_root is None or spec.shown_root == spec.project_root:
+    """Rewrites the snapshot's paths in a text into the user's project folder, and a remote
+    model's cached copy into its URI (onnxruntime's "Load model from <path> failed" named
+    ``$INFERD_HOME/cache/models/<digest>/m.onnx``, a file the user never wrote)."""
+    pairs: list[tuple[str, str]] = []
+    uri = spec.api.model_uri
+    if uri is not None and is_remote(uri) and spec.model_path is not None:
+        pairs.append((str(spec.model_path), uri.rstrip("/")))
+    if spec.shown_root is not None and spec.shown_root != spec.project_root:
+        pairs.append((str(spec.project_root) + os.sep, str(spec.shown_root) + os.sep))
+    if not pairs:
         return lambda text: text
-    snapshot, user = str(spec.project_root) + os.sep, str(spec.shown_root) + os.sep
-    return lambda text: text.replace(snapshot, user)
+
+    def shown(text: str) -> str:
+        for inside, user in pairs:
+            text = text.replace(inside, user)
+        return text
+
+    return shown
 
 
 class UserPathFormatter(logging.Formatter):

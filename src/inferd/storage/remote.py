@@ -19,6 +19,14 @@ from inferd import onnxdata
 from inferd.errors import LoadError, ModelGoneError, UnreachableError
 from inferd.storage import cache_dir, cached_target, publish, record_name, scratch_folder, scratch_root
 
+# The AWS settings, none of them a secret, that decide where and as whom s3:// is read
+S3_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def s3_settings() -> dict[str, str]:
+    """This process's ``S3_SETTINGS`` that are set: the operator's are those its reads use."""
+    return {name: os.environ[name] for name in S3_SETTINGS if os.environ.get(name)}
+
 
 def _s3_client() -> Any:
     import boto3

@@ -33,6 +33,20 @@ def test_a_sample_that_is_not_json_is_named_as_the_mistake(
     assert result.output.count("\n") == 1
 
 
+def test_a_sample_that_is_not_utf8_says_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review saved as Latin-1 ("café"): was "is not JSON (str is not valid UTF-8: surrogates
+    not allowed: line 1 column 1 (char 0))", no surrogate in it and not at column 1."""
+    monkeypatch.setenv("INFERD_HOME", str(tmp_path / "home"))
+    sample = tmp_path / "sample.json"
+    sample.write_bytes('{"review": "café"}'.encode("latin-1"))
+    result = CliRunner().invoke(cli, ["predict", "classifier", str(sample)])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {sample} is not UTF-8 text (byte 0xe9 at offset 15): a sample is a JSON request "
+        "body, sent as UTF-8\n"
+    )
+
+
 def test_a_sample_with_nan_is_sent_as_the_apis_read_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,6 +69,28 @@ def test_a_class_label_with_a_line_break_or_blank_keeps_the_tracker_table_whole(
     assert not any(ch in text for ch in "\x00\x1b\t")
 
 
+def test_wide_and_combining_characters_keep_the_columns_aligned() -> None:
+    """A text classifier's labels "日本" and "ünïcode-🐍" (each of its CJK characters and the emoji
+    two columns wide on a terminal) pushed their count a column or two right of the others'."""
+    classes = {"日本": 3, "cafe\u0301": 2, "ünïcode-🐍": 2, "plain": 1}
+    text = api_detail(_live_api({"classes": classes}))
+    table = text[text.index("class ") :].split("\n\n")[0].splitlines()
+
+    def column_of_count(row: str) -> int:  # the display column where the count starts
+        start = row.rstrip().rindex(" ") + 1
+        return sum(_display_width(ch) for ch in row[:start])
+
+    assert len({column_of_count(row) for row in table}) == 1, table
+
+
+def _display_width(ch: str) -> int:
+    import unicodedata
+
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
 def test_predictions_past_the_class_limit_are_said() -> None:
     api = _live_api({"classes": {"a": 1}, "other": {"predictions": 6, "classes_counted": 1000}})
     assert "and 6 predictions of other classes (only the first 1000 classes are counted one by one)" in (

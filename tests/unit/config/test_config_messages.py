@@ -149,6 +149,33 @@ def test_an_empty_onnx_model_is_refused_before_anything_deploys(tmp_path: Path) 
     assert error_of(tmp_path, text) == "cortex.yaml:6: api 'a': onnx.model: empty.onnx is empty (0 bytes)"
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        pytest.param(
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1024\n",
+            "is a Git LFS pointer, not the model: fetch the file itself (git lfs pull)",
+            id="lfs",
+        ),
+        pytest.param(
+            b"\n\n<!DOCTYPE html>\n<html lang='en'><head><title>model.onnx at main</title>",
+            "is an HTML page, not an ONNX model: save the file itself (a web page's URL, such as "
+            "GitHub's .../blob/..., gives the page)",
+            id="html",
+        ),
+    ],
+)
+def test_an_onnx_model_that_is_a_pointer_or_a_web_page_says_so(
+    tmp_path: Path, content: bytes, said: str
+) -> None:
+    """A cloned repository's model without `git lfs pull`, or a GitHub page saved as the model:
+    validate said it was valid, and the replicas said "INVALID_PROTOBUF ... Protobuf parsing
+    failed" (for an http(s):// or s3:// one, naming the cache's copy)."""
+    (tmp_path / "page.onnx").write_bytes(content)
+    text = HEAD.replace("model: model.onnx", "model: page.onnx")
+    assert error_of(tmp_path, text) == f"cortex.yaml:6: api 'a': onnx.model: page.onnx {said}"
+
+
 def test_a_tensorflow_folder_without_a_saved_model_is_refused(tmp_path: Path) -> None:
     (tmp_path / "tf" / "variables").mkdir(parents=True)
     text = HEAD.replace("onnx:\n    model: model.onnx", "tensorflow:\n    model: tf")

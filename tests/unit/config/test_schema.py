@@ -332,6 +332,25 @@ def test_a_misspelt_key_names_the_key_it_looks_like(tmp_path: Path, text: str, e
     assert expected in error_of(tmp_path, text)
 
 
+IN_MODEL_BLOCK = "(it belongs under the api's tensorflow:, onnx: or predictor: block)"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("metadata: {top_k: 3}", f"metadata: unknown key here {IN_MODEL_BLOCK}"),
+        ("python_path: src", f"python_path: unknown key here {IN_MODEL_BLOCK}"),
+        ("signature_key: predict", "signature_key: unknown key here (it belongs under tensorflow:)"),
+        ("max_replicas: 2", "max_replicas: unknown key here (it belongs under compute:)"),
+    ],
+)
+def test_a_blocks_key_written_on_the_api_says_which_block_it_belongs_under(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    """`metadata:` written beside `onnx:` (an image classifier's top_k) read "unknown key" alone."""
+    assert error_of(tmp_path, DEPLOYMENT + api(f"  {line}\n")).endswith(expected)
+
+
 def test_a_key_like_no_field_gets_no_guess(tmp_path: Path) -> None:
     message = error_of(tmp_path, DEPLOYMENT + api("  color: blue\n"))
     assert message.endswith("color: unknown key")

@@ -122,6 +122,28 @@ def test_missing_and_unexpected_inputs_are_named() -> None:
         to_model_inputs({"features": [1, 2, 3, 4]}, [FLOAT_ROWS])
 
 
+def test_a_missing_input_names_the_keys_given_instead() -> None:
+    """pre_inference returned {"images": ...} for an ONNX input 'image': the 400 said only
+    "missing input 'image'", not the key it got instead."""
+    with pytest.raises(InputError) as one:
+        to_model_inputs({"images": [1, 2, 3, 4]}, [FLOAT_ROWS])
+    assert str(one.value) == (
+        "missing input 'input' (expected a value of float32 [-1, 4], or an object with the key "
+        "'input'): got the key 'images', which is not an input"
+    )
+    with pytest.raises(InputError) as several:
+        to_model_inputs({"a": [1, 2], "c": [1, 2]}, [A, B])
+    assert str(several.value) == (
+        "missing input 'b': expected an object with the keys 'a', 'b': got the key 'c', which is not an input"
+    )
+    many = {f"k{i}": 1 for i in range(30)}
+    with pytest.raises(InputError) as lots:
+        to_model_inputs(many, [A, B])
+    assert str(lots.value).endswith(
+        "got the keys 'k0', 'k1', 'k2', 'k3', 'k4' and 25 more, which are not inputs"
+    )
+
+
 def test_extra_keys_are_ignored_when_asked_as_cortex_did_for_onnx() -> None:
     inputs = to_model_inputs({"a": [1, 2], "b": [1, 2], "label": "x"}, [A, B], ignore_extra=True)
     assert set(inputs) == {"a", "b"}

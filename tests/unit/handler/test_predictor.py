@@ -229,3 +229,39 @@ def test_project_folder_and_python_path_are_importable(tmp_path: Path, iris_onnx
         {"m.onnx": iris_onnx_model},
     )
     assert build(root).predict([6.9, 3.1, 5.4, 2.1]) == "c!"
+
+
+def test_a_handlers_error_named_error_or_as_a_builtin_is_named_with_its_module(
+    tmp_path: Path, iris_onnx_model: Path
+) -> None:
+    """An image handler's bad base64 raised binascii.Error, said "failed: Error: Invalid
+    base64-encoded string"; requests' ConnectionError read as the builtin one. Python's own
+    traceback names their module; so does the handler's 500 now (a builtin's name, and one of
+    the handler's own file, stay bare)."""
+    handler = (
+        "import base64\n"
+        "class ConnectionError(Exception):\n"
+        "    pass\n"
+        "def pre_inference(sample, signature, metadata):\n"
+        "    if sample == 'link':\n"
+        "        raise ConnectionError('no route')\n"
+        "    if sample == 'bare':\n"
+        "        raise KeyError('petal')\n"
+        "    return base64.b64decode(sample)\n"
+    )
+    root = make_project(
+        tmp_path,
+        "- kind: deployment\n  name: d\n- kind: api\n  name: h\n  onnx:\n    model: m.onnx\n"
+        "    request_handler: handlers/h.py\n",
+        {"handlers/h.py": handler},
+        {"m.onnx": iris_onnx_model},
+    )
+    predictor = build(root)
+    failures = {}
+    for sample in ("!!notbase64", "link", "bare"):
+        with pytest.raises(HandlerError) as caught:
+            predictor.predict(sample)
+        failures[sample] = str(caught.value).removeprefix("pre_inference in handlers/h.py failed: ")
+    assert failures["!!notbase64"].startswith("binascii.Error: Invalid base64-encoded string")
+    assert failures["link"] == "ConnectionError: no route"  # the handler's own: its file is named
+    assert failures["bare"] == "KeyError: 'petal'"

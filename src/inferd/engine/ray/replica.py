@@ -28,6 +28,7 @@ from inferd.config.schema import ApiConfig, is_remote
 from inferd.engine.ray import routes
 from inferd.engine.ray.plan import API_DEPLOYMENT, ROUTER_DEPLOYMENT
 from inferd.engine.ray.status import summarize_error
+from inferd.errors import body_too_large
 from inferd.handler.predictor import Predictor
 from inferd.protocols import cortex
 from inferd.replica import messages
@@ -136,7 +137,7 @@ class ApiReplica:
         return Response(orjson.dumps(cortex.signature(self.info)), media_type=JSON, headers=CORS)
 
     def _too_large(self) -> str:
-        return f"the request body is larger than {self.limit} bytes"
+        return body_too_large(self.limit)  # as the local gateway's 413 says it
 
     async def call(self, kind: bytes, body: bytes) -> tuple[int, bytes, int]:
         """One request frame from the router (tensor protocols): status, body, binary header."""

@@ -122,7 +122,7 @@ def test_a_tensor_request_over_the_apis_body_limit_is_413(
     status, body, header = asyncio.run(iris.call(messages.TF_PREDICT, large))
     assert (status, orjson.loads(body), header) == (
         413,
-        {"error": "the request body is larger than 1024 bytes"},
+        {"error": "the request body is larger than 1024 bytes, the API's max_body_size"},
         0,
     )
     small = orjson.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]})

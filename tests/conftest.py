@@ -403,6 +403,24 @@ def save_tensorflow(module: Any, path: Path, signatures: dict[str, Any]) -> None
         sys.dont_write_bytecode = writes_bytecode
 
 
+def save_two_signatures(path: Path) -> None:
+    """A SavedModel with two signatures, neither ``predict`` nor ``serving_default``: ``area``
+    (sizes [N, 2] -> area) and ``double`` (x [N] -> twice)."""
+    import tensorflow as tf
+
+    class Shapes(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])  # type: ignore[untyped-decorator]
+        def area(self, sizes: Any) -> dict[str, Any]:
+            return {"area": sizes[:, 0] * sizes[:, 1]}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])  # type: ignore[untyped-decorator]
+        def double(self, x: Any) -> dict[str, Any]:
+            return {"twice": x * 2}
+
+    shapes = Shapes()
+    save_tensorflow(shapes, path, {"area": shapes.area, "double": shapes.double})
+
+
 def from_a_terminal(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     """``inferd ARGS`` in the background with its output piped, as a terminal's Ctrl-C finds it:
     a background job (a shell's, CI's) starts with SIGINT ignored."""

@@ -9,13 +9,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from inferd.cli.main import cli
-from tests.conftest import Server, example, save_tensorflow
+from tests.conftest import Server, example, save_two_signatures
 
 Serve = Callable[..., Server]
 VIRGINICA = {"sepal_length": 6.9, "sepal_width": 3.1, "petal_length": 5.4, "petal_width": 2.1}
@@ -130,19 +129,7 @@ def test_a_savedmodel_given_without_tensorflow_makes_a_tensorflow_project(tmp_pa
 def test_a_savedmodel_of_several_signatures_none_the_default_gets_a_signature_key(tmp_path: Path) -> None:
     # was: "cannot load it: ... set tensorflow.signature_key to one of: area, double", of a
     # project that had no cortex.yaml yet to set it in
-    import tensorflow as tf
-
-    class Shapes(tf.Module):  # type: ignore[misc]
-        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])  # type: ignore[untyped-decorator]
-        def area(self, sizes: Any) -> dict[str, Any]:
-            return {"area": sizes[:, 0] * sizes[:, 1]}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])  # type: ignore[untyped-decorator]
-        def double(self, x: Any) -> dict[str, Any]:
-            return {"twice": x * 2}
-
-    shapes = Shapes()
-    save_tensorflow(shapes, tmp_path / "shapes", {"area": shapes.area, "double": shapes.double})
+    save_two_signatures(tmp_path / "shapes")
     project = init(tmp_path / "mine", "--model", str(tmp_path / "shapes"))
     config = (project / "cortex.yaml").read_text()
     assert "    signature_key: area   # the SavedModel's signatures: area, double\n" in config

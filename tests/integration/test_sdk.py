@@ -6,7 +6,6 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -14,7 +13,7 @@ import requests
 from inferd import Client
 from inferd.client import Client as OperatorClient
 from inferd.errors import DeployFailedError, UsageError
-from tests.conftest import example, save_tensorflow
+from tests.conftest import example, save_two_signatures
 from tests.integration.conftest import HangingOrigin, Inferd
 
 SAMPLES = [
@@ -152,19 +151,7 @@ def test_a_failing_handler_and_bad_arguments(inferd: Inferd, client: Client) -> 
 def test_a_savedmodel_s_signature_is_asked_for_as_tf_serving_key(client: Client, tmp_path: Path) -> None:
     # was: "... set tensorflow.signature_key to one of: area, double", of a cortex.yaml the
     # client wrote, where the caller passes tf_serving_key
-    import tensorflow as tf
-
-    class Shapes(tf.Module):  # type: ignore[misc]
-        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])  # type: ignore[untyped-decorator]
-        def area(self, sizes: Any) -> dict[str, Any]:
-            return {"area": sizes[:, 0] * sizes[:, 1]}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])  # type: ignore[untyped-decorator]
-        def double(self, x: Any) -> dict[str, Any]:
-            return {"twice": x * 2}
-
-    shapes = Shapes()
-    save_tensorflow(shapes, tmp_path / "shapes", {"area": shapes.area, "double": shapes.double})
+    save_two_signatures(tmp_path / "shapes")
     with pytest.raises(DeployFailedError) as caught:
         client.deploy("shapes", "area", tmp_path / "shapes")
     assert str(caught.value).endswith(

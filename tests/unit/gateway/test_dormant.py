@@ -7,36 +7,15 @@ loopback; the sweep's clock is given, never waited for."""
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
 import pytest
 
 from inferd.gateway import edge
 from inferd.gateway.http import HttpConnection
 from inferd.gateway.queue import ApiQueue
-from inferd.gateway.server import HttpServer
-from inferd.gateway.wire import Request
+from tests.unit.gateway.test_listener_close import App, until
 
 REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-class App(HttpServer):
-    def __init__(self) -> None:
-        self.connections: set[HttpConnection] = set()
-
-    def handle(self, conn: HttpConnection, request: Request) -> None:
-        conn.respond(200, b"{}")
-
-    def finished(self, *args: Any, **kwargs: Any) -> bytes:
-        return b""
-
-
-async def _until(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def _answered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -53,7 +32,7 @@ async def _scraper_and_client() -> list[tuple[str, int, int]]:
     scraper = await asyncio.open_connection("127.0.0.1", port)
     client = await asyncio.open_connection("127.0.0.1", port)
     try:
-        await _until(lambda: len(app.connections) == 2, "the accepts")
+        await until(lambda: len(app.connections) == 2, "the accepts")
         await _answered(*scraper)
         await _answered(*client)
 
@@ -67,7 +46,7 @@ async def _scraper_and_client() -> list[tuple[str, int, int]]:
         seen.append(("after a request", len(app.connections) - ApiQueue.dormant, len(app.connections)))
         sweep(app.clock + edge.DORMANT_SECONDS)
         client[1].close()  # a dormant connection closes: neither open nor dormant
-        await _until(lambda: len(app.connections) == 1, "the close")
+        await until(lambda: len(app.connections) == 1, "the close")
         seen.append(("after a close", len(app.connections) - ApiQueue.dormant, len(app.connections)))
     finally:
         for _, writer in (scraper, client):

@@ -25,7 +25,7 @@ class App(HttpServer):
         return b""
 
 
-async def _until(condition: Any, what: str) -> None:
+async def until(condition: Any, what: str) -> None:
     deadline = time.monotonic() + 10
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -39,12 +39,12 @@ async def _stop_with_a_connection_open() -> list[dict[str, Any]]:
     port = await app.listen("the test server", "127.0.0.1", 0, lambda: HttpConnection(app))
     _, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        await _until(lambda: app.connections, "the accept")
+        await until(lambda: app.connections, "the accept")
         app.stop_listening()
         for conn in list(app.connections):
             if conn.transport is not None:
                 conn.transport.close()
-        await _until(lambda: not app.connections, "the close")
+        await until(lambda: not app.connections, "the close")
         for _ in range(20):  # let a resumed start run, if one was made
             await asyncio.sleep(0)
         assert app.listener is not None

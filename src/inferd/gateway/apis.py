@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from inferd.gateway.access import AccessLog
     from inferd.gateway.shadow import Shadows
 
-DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
 SHOWN_ENDPOINTS = 10  # a 404 names this many endpoints at most, the nearest to the path asked
 
 
@@ -49,7 +48,6 @@ class ApiTable:
     """The APIs by key, endpoint and model name; implements ``inferd.types.ReplicaSink``."""
 
     # kept by the gateway (gateway/app.py)
-    body_limit: int
     access_log: AccessLog | None
     shadows: Shadows
     draining: bool
@@ -85,11 +83,9 @@ class ApiTable:
             self.apis[config.key] = queue
             self._by_name.setdefault(queue.api_name, []).append(queue)
             self.models[queue.model_name] = queue
-            self.body_limit = max(self.body_limit, queue.body_limit)
         else:
             self._unroute(queue)
             queue.configure(config)
-            self.body_limit = max([DEFAULT_BODY_LIMIT, *(q.body_limit for q in self.apis.values())])
         queue.shadow = self.shadows.route(config.key, config.deployment, config.api.shadow)
         queue.observed = bool(queue.sample) or queue.shadow is not None
         self.endpoints[config.endpoint.encode()] = queue

@@ -20,7 +20,7 @@ from inferd import codec
 from inferd.errors import body_too_large
 from inferd.gateway import auth, cortex, openapi, tfserving, v2
 from inferd.gateway.access import AccessLog
-from inferd.gateway.apis import DEFAULT_BODY_LIMIT, endpoints_hint
+from inferd.gateway.apis import endpoints_hint
 from inferd.gateway.edge import EdgeLimits
 from inferd.gateway.held import HeldAnswers
 from inferd.gateway.http import HttpConnection
@@ -56,13 +56,11 @@ class Gateway(GatewayLifecycle):
 
     def __init__(
         self,
-        body_limit: int = DEFAULT_BODY_LIMIT,
         access_log: AccessLog | None = None,
         metrics: bool = True,
         limits: EdgeLimits | None = None,
     ) -> None:
         super().__init__()
-        self.body_limit = body_limit
         self.limits = limits or EdgeLimits()
         # A coarse clock for connection timeouts, advanced by the sweeper (no clock call per request).
         self.clock = time.monotonic()

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 class HttpApp(Protocol):
     """What a connection needs from the server it belongs to (the gateway, the admin API)."""
 
-    body_limit: int
     limits: EdgeLimits
     clock: float
     connections: set[HttpConnection]

@@ -596,6 +596,8 @@ def run_demo(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
             stderr=err,
             env=dict(os.environ, INFERD_PORT=str(port), PYTHONUNBUFFERED="1"),
             start_new_session=True,  # Ctrl-C reaches the demo and its inferd serve, as from a terminal
+            # and the demo hears SIGINT as from a terminal: CI's background job starts with it ignored
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
 

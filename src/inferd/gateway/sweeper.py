@@ -38,12 +38,13 @@ async def tick_forever(gateway: GatewayLifecycle) -> None:
         for app in gateway.neighbours:
             app.clock = clock
         tick += 1
-        if tick % SWEEP_EVERY == 0:  # idle clients out of the spinning's count (gateway/queue.py)
+        if tick % SWEEP_EVERY == 0:
+            # idle clients out of the spinning's count (gateway/queue.py)
             ApiQueue.dormant = edge.dormant(gateway.connections, clock)
-        if not expired and tick % SWEEP_EVERY == 0:
-            expired = edge.sweep(gateway.connections, gateway.limits, clock)
-            for app in gateway.neighbours:
-                expired += edge.sweep(app.connections, gateway.limits, clock)
+            if not expired:
+                expired = edge.sweep(gateway.connections, gateway.limits, clock)
+                for app in gateway.neighbours:
+                    expired += edge.sweep(app.connections, gateway.limits, clock)
         if expired:
             closing, expired = expired[: edge.CLOSES_PER_TICK], expired[edge.CLOSES_PER_TICK :]
             for conn in closing:

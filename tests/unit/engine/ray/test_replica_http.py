@@ -22,15 +22,7 @@ from inferd.config.load import load_project
 from inferd.engine.ray.replica import ApiReplica, ProtocolRouter
 from inferd.replica import messages
 from tests.conftest import example, make_project
-
-PREDICTOR = """
-- kind: deployment
-  name: pyd
-- kind: api
-  name: echo
-  predictor:
-    path: predictor.py
-"""
+from tests.unit.engine.ray.test_replica_paths import CONFIG as PREDICTOR
 
 
 def replica_of(root: Path, limit: str | None = None) -> ApiReplica:
